@@ -1,0 +1,70 @@
+# shoal: the targets are the contract (see README.md).
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+export GOFLAGS := -buildvcs=false
+BIN := bin/shoal
+# Packages whose concurrency matters run again under the race detector.
+RACE_PKGS := ./raftstore/... ./scheduler/... ./containerd/logs/... ./containerd/shim/... ./daemon/...
+APT_TEST := busybox-static iproute2 iptables nftables
+APT_BENCH := crun runc
+
+.PHONY: all build deps bench-deps test unit race e2e oci-validation bench demo fuzz lint generate check clean
+
+all: build
+
+# Install what is missing: Debian packages through apt-get, Go modules through the proxy.
+deps:
+	@command -v go >/dev/null || { echo "Go is required (/usr/local/go/bin)"; exit 1; }
+	@missing=""; for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@go mod download
+
+bench-deps: deps
+	@missing=""; for p in $(APT_BENCH); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+build: deps
+	go build -o $(BIN) ./cmd/shoal
+
+# Every test: vet, unit tests, race tests, end-to-end tests on the built binary, OCI validation.
+test: build
+	go vet ./...
+	$(MAKE) --no-print-directory unit race e2e oci-validation
+
+unit:
+	go test -count=1 -p 2 $$(go list ./... | grep -v '/tests')
+
+race:
+	go test -race -count=1 -p 1 $(RACE_PKGS)
+
+e2e:
+	SHOAL_BIN=$(CURDIR)/$(BIN) go test -count=1 -p 1 -timeout 20m ./tests/...
+
+oci-validation:
+	bash tests/oci-validation/run.sh $(CURDIR)/$(BIN)
+
+# Figures beside their anchors, measured in the same run. Never fails on speed.
+bench: build bench-deps
+	bash bench/run.sh $(CURDIR)/$(BIN)
+
+# The main job with embedded defaults: a daemon, a busybox image, containers.
+demo: build
+	bash tests/demo.sh $(CURDIR)/$(BIN)
+
+fuzz:
+	go test -run '^$$' -fuzz FuzzApply -fuzztime 30s ./containerd/archive/
+	go test -run '^$$' -fuzz FuzzParseReference -fuzztime 30s ./containerd/images/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+
+generate:
+	bash api/gen.sh
+
+# Regenerating the protobuf code must change nothing.
+check: lint
+	bash api/gen.sh && git diff --exit-code -- api/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,289 @@
+// Package harness runs shoal daemons for end-to-end tests: each with its own data
+// root, exec root, socket, cgroup parent and bridge, so several run side by side,
+// and each removed with everything it made when the test ends, also on failure.
+//
+// Every name a test makes starts with Prefix, so that Sweep can remove what a
+// crashed earlier run left behind (mounts, processes, cgroups, links, nft tables)
+// before a new run starts.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Prefix starts every directory, cgroup and link name the harness makes.
+const Prefix = "shoale2e"
+
+// BaseDir holds the roots of every daemon under test.
+const BaseDir = "/tmp/" + Prefix
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// Binary returns the shoal binary under test: $SHOAL_BIN, or one built once per
+// test process from ./cmd/shoal.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("SHOAL_BIN"); b != "" {
+		return b
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", Prefix+"-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "shoal")
+		cmd := exec.Command("go", "build", "-o", builtBin, "github.com/shoal-project/shoal/cmd/shoal")
+		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build shoal: %v", buildErr)
+	}
+	return builtBin
+}
+
+// Daemon is one running `shoal daemon` under test.
+type Daemon struct {
+	Bin          string
+	Name         string // unique per daemon; used in every path and name below
+	Root         string // --data-root
+	ExecRoot     string // --exec-root
+	Socket       string
+	CgroupParent string
+	Bridge       string
+	BIP          string // bridge subnet (CIDR of the gateway address)
+	NetNS        string // when set, the daemon runs inside this network namespace (path)
+
+	t   testing.TB
+	cmd *exec.Cmd
+	log *os.File
+}
+
+// Options change how a daemon starts.
+type Options struct {
+	// NetNS is a netns path to run the daemon in (with nsenter --net).
+	NetNS string
+	// Args are extra daemon flags.
+	Args []string
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func nextName() string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("%s%d%c", Prefix[:5], os.Getpid()%10000, 'a'+rune(seq.n%26))
+}
+
+// StartDaemon starts a daemon with fresh roots and registers its removal.
+func StartDaemon(t testing.TB, opts Options) *Daemon {
+	t.Helper()
+	bin := Binary(t)
+	name := nextName()
+	seq.Lock()
+	n := seq.n
+	seq.Unlock()
+	dir := filepath.Join(BaseDir, name)
+	d := &Daemon{
+		Bin:          bin,
+		Name:         name,
+		Root:         filepath.Join(dir, "data"),
+		ExecRoot:     filepath.Join(dir, "exec"),
+		Socket:       filepath.Join(dir, "exec", "shoal.sock"),
+		CgroupParent: Prefix + "-" + name,
+		Bridge:       "br" + name,
+		BIP:          fmt.Sprintf("198.19.%d.1/24", (os.Getpid()+n)%250+1),
+		NetNS:        opts.NetNS,
+		t:            t,
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("mkdir %s: %v", dir, err)
+	}
+	t.Cleanup(func() { d.remove() })
+	d.start(opts.Args)
+	return d
+}
+
+func (d *Daemon) start(extra []string) {
+	d.t.Helper()
+	args := []string{"daemon",
+		"--data-root", d.Root, "--exec-root", d.ExecRoot, "-H", "unix://" + d.Socket,
+		"--cgroup-parent", d.CgroupParent, "--node-name", d.Name,
+		"--bridge-name", d.Bridge, "--bip", d.BIP}
+	args = append(args, extra...)
+	var cmd *exec.Cmd
+	if d.NetNS != "" {
+		cmd = exec.Command("nsenter", append([]string{"--net=" + d.NetNS, d.Bin}, args...)...)
+	} else {
+		cmd = exec.Command(d.Bin, args...)
+	}
+	logf, err := os.OpenFile(filepath.Join(filepath.Dir(d.Root), "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		d.t.Fatalf("daemon log: %v", err)
+	}
+	d.log = logf
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: killing the daemon must not be confused with the test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("start daemon: %v", err)
+	}
+	d.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			d.t.Fatalf("daemon exited at start:\n%s", d.Log())
+		default:
+		}
+		if r := d.Run("version"); r.Code == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("daemon did not answer within 20s:\n%s", d.Log())
+}
+
+// Log returns what the daemon printed so far.
+func (d *Daemon) Log() string {
+	b, _ := os.ReadFile(filepath.Join(filepath.Dir(d.Root), "daemon.log"))
+	return string(b)
+}
+
+// Result is what one CLI invocation did.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+}
+
+// Run runs the CLI against this daemon and returns what it did.
+func (d *Daemon) Run(args ...string) Result {
+	return d.RunStdin(nil, args...)
+}
+
+// RunStdin runs the CLI with stdin.
+func (d *Daemon) RunStdin(stdin []byte, args ...string) Result {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.Bin, append([]string{"-H", "unix://" + d.Socket}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// Must runs the CLI and fails the test unless it exits 0; it returns stdout.
+func (d *Daemon) Must(args ...string) string {
+	d.t.Helper()
+	r := d.Run(args...)
+	if r.Code != 0 {
+		d.t.Fatalf("shoal %s: %s\ndaemon log tail:\n%s", strings.Join(args, " "), r, tail(d.Log(), 2000))
+	}
+	return r.Stdout
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// Kill9 kills the daemon with SIGKILL, leaving its shims and containers running.
+func (d *Daemon) Kill9() {
+	if d.cmd != nil && d.cmd.Process != nil {
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		waitGone(d.cmd.Process.Pid, 5*time.Second)
+	}
+	d.cmd = nil
+}
+
+// Stop stops the daemon gracefully (containers keep running).
+func (d *Daemon) Stop() {
+	if d.cmd != nil && d.cmd.Process != nil {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		if !waitGone(d.cmd.Process.Pid, 15*time.Second) {
+			_ = d.cmd.Process.Signal(syscall.SIGKILL)
+			waitGone(d.cmd.Process.Pid, 5*time.Second)
+		}
+	}
+	d.cmd = nil
+}
+
+// Restart starts the daemon again on the same roots.
+func (d *Daemon) Restart(extra ...string) {
+	d.t.Helper()
+	d.Stop()
+	d.start(extra)
+}
+
+func waitGone(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			return true
+		}
+		// A zombie child of ours still answers kill 0; check its state.
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(b), ") Z ") {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// remove stops the daemon and removes every container, mount, cgroup, link and
+// directory it made.
+func (d *Daemon) remove() {
+	if d.cmd != nil {
+		if d.t.Failed() {
+			d.t.Logf("daemon %s log tail:\n%s", d.Name, tail(d.Log(), 4000))
+		}
+		// Remove containers through the daemon first: the normal path.
+		if ids := strings.Fields(d.Run("ps", "-aq").Stdout); len(ids) > 0 {
+			d.Run(append([]string{"rm", "-f"}, ids...)...)
+		}
+		d.Stop()
+	}
+	if d.log != nil {
+		d.log.Close()
+	}
+	sweepMatching(filepath.Join(BaseDir, d.Name), d.CgroupParent, d.Bridge)
+}
