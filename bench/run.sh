@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# make bench: shoal's figures beside the anchors, measured in the same run on this
+# machine, printed as ratios. It never fails on speed; it fails only if something
+# it measures does not work.
+set -euo pipefail
+BIN=${1:?usage: run.sh path/to/shoal}
+N=${BENCH_N:-50}
+DIR=/tmp/shoal-bench
+SOCK=$DIR/exec/shoal.sock
+sh_() { "$BIN" -H "unix://$SOCK" "$@"; }
+
+cleanup() {
+  set +e
+  if [ -S "$SOCK" ]; then ids=$(sh_ ps -aq 2>/dev/null); [ -n "$ids" ] && sh_ rm -f $ids >/dev/null 2>&1; fi
+  [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
+  for rt in crun runc; do $rt delete -f benchct >/dev/null 2>&1; done
+  grep -o "$DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  ip link del shoalbench0 2>/dev/null
+  nft list tables 2>/dev/null | awk '/shoalbench0/ {print $2, $3}' | while read -r fam name; do nft delete table "$fam" "$name"; done
+  for c in /sys/fs/cgroup/*/shoal-bench; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$DIR"
+
+# median of N timings (ms) of a command
+median_ms() {
+  local -a t=()
+  for _ in $(seq "$N"); do
+    local s e
+    s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; return 1; }; e=$(date +%s%N)
+    t+=($(( (e - s) / 1000 )))
+  done
+  printf '%s\n' "${t[@]}" | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m/1000}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a/b }'; }
+
+# The same busybox rootfs for everyone.
+ROOT=$DIR/bundle/rootfs
+mkdir -p "$ROOT"/{bin,etc,tmp,proc,sys,dev}
+cp /bin/busybox "$ROOT/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$ROOT/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$ROOT/etc/passwd"
+tar --numeric-owner -C "$ROOT" -cf "$DIR/busybox.tar" .
+
+# An OCI bundle as runc and crun expect it: runc's default spec, /bin/true, no tty,
+# no network namespace sharing changes (a new netns, as --network none).
+( cd "$DIR/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' config.json )
+grep -q '"/bin/true"' "$DIR/bundle/config.json" || { echo "could not write the bundle's args" >&2; exit 1; }
+
+echo "== container lifecycle, median of $N (ms)"
+CRUN=$(median_ms crun run --bundle "$DIR/bundle" benchct)
+RUNC=$(median_ms runc run --bundle "$DIR/bundle" benchct)
+OURRT=$(median_ms "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" benchct)
+
+"$BIN" daemon --data-root "$DIR/data" --exec-root "$DIR/exec" -H "unix://$SOCK" \
+  --cgroup-parent shoal-bench --bridge-name shoalbench0 --bip 198.19.251.1/24 >"$DIR/daemon.log" 2>&1 &
+DPID=$!
+for _ in $(seq 200); do sh_ version >/dev/null 2>&1 && break; sleep 0.05; done
+sleep 1
+RSS_IDLE=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
+sh_ import "$DIR/busybox.tar" busybox:latest >/dev/null
+sh_ run --rm --network none busybox /bin/true >/dev/null   # warm: first layer use
+SHOAL=$(median_ms "$BIN" -H "unix://$SOCK" run --rm --network none busybox /bin/true)
+
+printf '%-58s %9s ms\n' "crun run /bin/true (anchor)" "$CRUN"
+printf '%-58s %9s ms\n' "runc run /bin/true (anchor)" "$RUNC"
+printf '%-58s %9s ms   %s of crun, %s of runc\n' "shoal runtime run /bin/true (our OCI runtime)" "$OURRT" "$(ratio "$OURRT" "$CRUN")" "$(ratio "$OURRT" "$RUNC")"
+printf '%-58s %9s ms   %s of crun, %s of runc\n' "shoal run --rm --network none busybox /bin/true (daemon)" "$SHOAL" "$(ratio "$SHOAL" "$CRUN")" "$(ratio "$SHOAL" "$RUNC")"
+
+echo "== daemon idle RSS"
+printf '%-58s %9s MB   target < 30 MB; dockerd+containerd idle ~170 MB here\n' "shoal daemon idle RSS" "$(awk -v k="$RSS_IDLE" 'BEGIN{printf "%.1f", k/1024}')"
+
+echo "== import of a 50 MB rootfs"
+BIG=$DIR/big
+cp -a "$ROOT" "$BIG"
+head -c 48000000 /dev/urandom > "$BIG/blob"
+tar --numeric-owner -C "$BIG" -cf "$DIR/big.tar" .
+s=$(date +%s%N); sh_ import "$DIR/big.tar" big:latest >/dev/null; e=$(date +%s%N)
+IMP=$(( (e - s) / 1000000 ))
+s=$(date +%s%N); mkdir -p "$DIR/untar" && tar -C "$DIR/untar" -xf "$DIR/big.tar" && sync -f "$DIR/untar"; e=$(date +%s%N)
+UNTAR=$(( (e - s) / 1000000 ))
+printf '%-58s %9s ms\n' "tar -x + sync of the same archive (anchor)" "$UNTAR"
+printf '%-58s %9s ms   %s of tar -x\n' "shoal import 50 MB rootfs" "$IMP" "$(ratio "$IMP" "$UNTAR")"
