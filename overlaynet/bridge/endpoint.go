@@ -1,0 +1,219 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
+)
+
+// vethPrefix starts the host-side name of every endpoint veth, as with Docker.
+const vethPrefix = "veth"
+
+// idPattern keeps ids usable as file names (container ids, names, tests).
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func checkID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: endpoint id %q", ErrInvalid, id)
+	}
+	return nil
+}
+
+// vethName derives the host-side veth name from the bridge and the id: stable
+// (Detach finds it after a crash even without state) and distinct across
+// networks that reuse ids.
+func vethName(bridge, id string) string {
+	sum := sha256.Sum256([]byte(bridge + "/" + id))
+	return vethPrefix + hex.EncodeToString(sum[:])[:7]
+}
+
+func (n *Network) netnsPath(id string) string { return filepath.Join(n.opts.NetNSDir, id) }
+
+func (n *Network) endpointOf(ep *endpoint) Endpoint {
+	e := Endpoint{NetNSPath: ep.NetNS}
+	if ep.IP.IsValid() {
+		e.IP = ep.IP.AsSlice()
+		e.Prefix = n.st.Subnet.Bits()
+		e.Gateway = n.st.Gateway.AsSlice()
+		e.MAC, _ = net.ParseMAC(ep.MAC)
+	}
+	return e
+}
+
+// Attach gives the container id a sandbox on the network: a namespace at
+// <NetNSDir>/<id> with lo up and eth0 holding the next free address, a default
+// route through the gateway, and the other end of eth0's veth on the bridge.
+// A namespace already mounted at that path is reused (it may have been made by
+// the caller, or left by a crash), and a stale eth0 in it is replaced.
+func (n *Network) Attach(ctx context.Context, id string) (Endpoint, error) {
+	if err := checkID(id); err != nil {
+		return Endpoint{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Endpoint{}, fmt.Errorf("attach %s: %w", id, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.st.Endpoints[id]; ok {
+		return Endpoint{}, fmt.Errorf("%w: attach %s: endpoint already exists on %s", ErrConflict, id, n.opts.Name)
+	}
+	used := map[netip.Addr]bool{}
+	for _, ep := range n.st.Endpoints {
+		if ep.IP.IsValid() {
+			used[ep.IP] = true
+		}
+	}
+	ip, err := allocate(n.st.Subnet, n.st.Gateway, n.st.Last, used)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("attach %s: %w", id, err)
+	}
+	ep := &endpoint{NetNS: n.netnsPath(id), Veth: vethName(n.opts.Name, id), IP: ip, MAC: macFor(ip)}
+	prevLast := n.st.Last
+	// Recorded before any kernel object exists, so that whatever a crash
+	// leaves behind is found by Detach or by the next New.
+	n.st.Endpoints[id] = ep
+	n.st.Last = ip
+	if err := n.st.save(n.statePath); err != nil {
+		delete(n.st.Endpoints, id)
+		n.st.Last = prevLast
+		return Endpoint{}, fmt.Errorf("attach %s: %w", id, err)
+	}
+	if err := n.plumb(ep); err != nil {
+		n.teardown(ep)
+		delete(n.st.Endpoints, id)
+		n.st.Last = prevLast
+		n.st.save(n.statePath)
+		return Endpoint{}, fmt.Errorf("attach %s: %w", id, err)
+	}
+	return n.endpointOf(ep), nil
+}
+
+// plumb makes the kernel objects of ep: namespace, veth, address, route.
+func (n *Network) plumb(ep *endpoint) error {
+	if err := ensureNetNS(ep.NetNS); err != nil {
+		return err
+	}
+	if err := sandbox.DelLinkIn(ep.NetNS, "eth0"); err != nil {
+		return err
+	}
+	if err := sandbox.DelLink(ep.Veth); err != nil {
+		return err
+	}
+	mac, _ := net.ParseMAC(ep.MAC)
+	return sandbox.AddVeth(sandbox.Veth{
+		HostName:    ep.Veth,
+		MasterIndex: n.bridge.Attrs().Index,
+		MTU:         n.opts.MTU,
+		Hairpin:     true,
+		NetNSPath:   ep.NetNS,
+		IfName:      "eth0",
+		MAC:         mac,
+		Addr:        &net.IPNet{IP: ep.IP.AsSlice(), Mask: net.CIDRMask(n.st.Subnet.Bits(), 32)},
+		Gateway:     n.st.Gateway.AsSlice(),
+	})
+}
+
+// ensureNetNS reuses a namespace mounted at path or makes one; a plain file
+// there (a crash between creating and mounting) is replaced.
+func ensureNetNS(path string) error {
+	ok, err := sandbox.IsNetNS(path)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	if err := sandbox.Remove(path); err != nil {
+		return err
+	}
+	return sandbox.Create(path)
+}
+
+// NewEmpty gives the container id a namespace with only lo up, for
+// `--network none`. Detach removes it.
+func (n *Network) NewEmpty(ctx context.Context, id string) (Endpoint, error) {
+	if err := checkID(id); err != nil {
+		return Endpoint{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Endpoint{}, fmt.Errorf("new empty sandbox %s: %w", id, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.st.Endpoints[id]; ok {
+		return Endpoint{}, fmt.Errorf("%w: new empty sandbox %s: endpoint already exists", ErrConflict, id)
+	}
+	ep := &endpoint{NetNS: n.netnsPath(id)}
+	n.st.Endpoints[id] = ep
+	if err := n.st.save(n.statePath); err != nil {
+		delete(n.st.Endpoints, id)
+		return Endpoint{}, fmt.Errorf("new empty sandbox %s: %w", id, err)
+	}
+	if err := ensureNetNS(ep.NetNS); err != nil {
+		sandbox.Remove(ep.NetNS)
+		delete(n.st.Endpoints, id)
+		n.st.save(n.statePath)
+		return Endpoint{}, fmt.Errorf("new empty sandbox %s: %w", id, err)
+	}
+	return n.endpointOf(ep), nil
+}
+
+// Endpoint returns the attachment of id, e.g. for a restarted daemon.
+func (n *Network) Endpoint(id string) (Endpoint, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ep, ok := n.st.Endpoints[id]
+	if !ok {
+		return Endpoint{}, fmt.Errorf("%w: endpoint %s on %s", ErrNotFound, id, n.opts.Name)
+	}
+	return n.endpointOf(ep), nil
+}
+
+// Detach removes id's published ports, veth and namespace and releases its
+// address. It is idempotent: an unknown id still gets its would-be veth and
+// namespace removed, in case a crash left them.
+func (n *Network) Detach(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ep, ok := n.st.Endpoints[id]
+	if !ok {
+		ep = &endpoint{NetNS: n.netnsPath(id), Veth: vethName(n.opts.Name, id)}
+		if err := n.teardown(ep); err != nil {
+			return fmt.Errorf("detach %s: %w", id, err)
+		}
+		return nil
+	}
+	if len(ep.Ports) > 0 {
+		// Rules go first: a DNAT must never outlive the address it points to.
+		ports := ep.Ports
+		ep.Ports = nil
+		if err := program(n.opts.Name, n.st); err != nil {
+			ep.Ports = ports
+			return fmt.Errorf("detach %s: %w", id, err)
+		}
+	}
+	var errs []error
+	if err := n.teardown(ep); err != nil {
+		errs = append(errs, err)
+	} else {
+		delete(n.st.Endpoints, id)
+	}
+	if err := n.st.save(n.statePath); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("detach %s: %w", id, err)
+	}
+	return nil
+}

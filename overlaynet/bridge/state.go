@@ -1,0 +1,92 @@
+package bridge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// state is what survives a daemon restart: the subnet the allocations were
+// made in, the allocation cursor and every endpoint with its ports. It is the
+// single source from which the nftables table is regenerated.
+type state struct {
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway"`
+	// Last is the most recently allocated address: allocation continues after
+	// it, so a released address is not handed out again at once (peers may
+	// still cache its old MAC).
+	Last      netip.Addr           `json:"last"`
+	Endpoints map[string]*endpoint `json:"endpoints"`
+}
+
+// endpoint is one sandbox known to the network. IP is invalid for a
+// `--network none` sandbox, which has no veth either.
+type endpoint struct {
+	NetNS string        `json:"netns"`
+	Veth  string        `json:"veth,omitempty"`
+	IP    netip.Addr    `json:"ip,omitzero"`
+	MAC   string        `json:"mac,omitempty"`
+	Ports []PortMapping `json:"ports,omitempty"`
+}
+
+func loadState(path string) (*state, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state %s: %w", path, err)
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("parse state %s: %w", path, err)
+	}
+	if s.Endpoints == nil {
+		s.Endpoints = map[string]*endpoint{}
+	}
+	return &s, nil
+}
+
+// save writes the state durably: a synced temporary file renamed over the old
+// one, then the directory synced, so a crash leaves either version whole.
+func (s *state) save(path string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("save state: sync %s: %w", dir, err)
+	}
+	return nil
+}
