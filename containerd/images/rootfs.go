@@ -1,0 +1,242 @@
+package images
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// Rootfs is a container's root filesystem: the image's layer snapshots,
+// shared read-only, under the container's own upper and work directories.
+type Rootfs struct {
+	// Lower are the layer directories, top layer first (overlayfs order).
+	Lower []string
+	// Upper receives the container's changes; Work is overlayfs' work dir.
+	Upper, Work string
+}
+
+// Overlay options that keep upperdirs diffable by archive.Diff: no inode
+// index, no redirect xattrs (renamed lower dirs are copied instead), no
+// metadata-only copy-up. redirect_dir=nofollow also stops overlayfs from
+// following a redirect xattr smuggled into a layer.
+const overlayFlags = "index=off,redirect_dir=nofollow,metacopy=off"
+
+// Options is the overlay mount data for this rootfs.
+func (r Rootfs) Options() string {
+	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,%s", strings.Join(r.Lower, ":"), r.Upper, r.Work, overlayFlags)
+}
+
+// Mount mounts the rootfs on target. The classic mount(2) data is limited
+// to one page; when many layers do not fit, the layers are passed one by one
+// through the new mount API (fsconfig "lowerdir+", Linux 6.8+).
+func (r Rootfs) Mount(target string) error {
+	if len(r.Lower) == 0 {
+		return fmt.Errorf("images: mount %s: %w: rootfs has no layers", target, ErrInvalid)
+	}
+	if opts := r.Options(); len(opts) < os.Getpagesize()-1 {
+		if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+			return fmt.Errorf("images: mount overlay on %s: %w", target, err)
+		}
+		return nil
+	}
+	if err := r.mountFsconfig(target); err != nil {
+		return fmt.Errorf("images: mount overlay (%d layers) on %s: %w", len(r.Lower), target, err)
+	}
+	return nil
+}
+
+func (r Rootfs) mountFsconfig(target string) error {
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen: %w", err)
+	}
+	defer unix.Close(fsfd)
+	set := func(k, v string) error {
+		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
+			return fmt.Errorf("fsconfig %s=%s: %w", k, v, err)
+		}
+		return nil
+	}
+	for _, l := range r.Lower {
+		if err := set("lowerdir+", l); err != nil {
+			return err
+		}
+	}
+	if err := set("upperdir", r.Upper); err != nil {
+		return err
+	}
+	if err := set("workdir", r.Work); err != nil {
+		return err
+	}
+	for _, kv := range strings.Split(overlayFlags, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := set(k, v); err != nil {
+			return err
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("fsconfig create: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount: %w", err)
+	}
+	return nil
+}
+
+// rootfsRecord is containers-rootfs/<id>/rootfs.json: what the container
+// uses, so that Remove and garbage collection leave it alone.
+type rootfsRecord struct {
+	Image string          `json:"image"`
+	Chain []digest.Digest `json:"chain"`
+}
+
+var containerIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func (s *Store) rootfsDir(id string) (string, error) {
+	if !containerIDRE.MatchString(id) {
+		return "", fmt.Errorf("images: %w: bad container ID %q", ErrInvalid, id)
+	}
+	return filepath.Join(s.root, "containers-rootfs", id), nil
+}
+
+// PrepareRootfs makes the root filesystem of container id from img:
+// ROOT/containers-rootfs/<id>/{upper,work}, over the image's snapshots
+// (unpacked now from the content store if missing). A second call for the
+// same id fails with ErrConflict. The container uses the image until
+// RemoveRootfs.
+func (s *Store) PrepareRootfs(ctx context.Context, containerID string, img Image) (Rootfs, error) {
+	dir, err := s.rootfsDir(containerID)
+	if err != nil {
+		return Rootfs{}, err
+	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	s.mu.Lock()
+	e := s.images[img.ID]
+	s.mu.Unlock()
+	if e == nil {
+		return Rootfs{}, fmt.Errorf("%w: %s", ErrNotFound, img.ID)
+	}
+	if len(e.chain) == 0 {
+		return Rootfs{}, fmt.Errorf("images: %w: image %s has no layers", ErrInvalid, short(e.id))
+	}
+	for i, c := range e.chain {
+		if err := s.ensureSnapshot(ctx, e.config.RootFS.DiffIDs[i], c); err != nil {
+			return Rootfs{}, err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return Rootfs{}, fmt.Errorf("%w: rootfs of container %s already exists", ErrConflict, containerID)
+		}
+		return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir)
+		}
+	}()
+	rec, _ := json.Marshal(rootfsRecord{Image: e.id, Chain: e.chain})
+	r := Rootfs{Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	for _, d := range []string{r.Upper, r.Work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
+		}
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "rootfs.json"), rec); err != nil {
+		return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
+	}
+	for i := len(e.chain) - 1; i >= 0; i-- {
+		r.Lower = append(r.Lower, s.snapshotFS(e.chain[i]))
+	}
+	ok = true
+	return r, nil
+}
+
+// RootfsOf returns the rootfs PrepareRootfs made for the container (after a
+// daemon restart, say).
+func (s *Store) RootfsOf(containerID string) (Rootfs, error) {
+	dir, err := s.rootfsDir(containerID)
+	if err != nil {
+		return Rootfs{}, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "rootfs.json"))
+	if err != nil {
+		return Rootfs{}, fmt.Errorf("%w: rootfs of container %s: %v", ErrNotFound, containerID, err)
+	}
+	var rec rootfsRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Rootfs{}, fmt.Errorf("images: rootfs of container %s: %w", containerID, err)
+	}
+	r := Rootfs{Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	for i := len(rec.Chain) - 1; i >= 0; i-- {
+		r.Lower = append(r.Lower, s.snapshotFS(rec.Chain[i]))
+	}
+	return r, nil
+}
+
+// RemoveRootfs deletes the container's upper and work directories (the
+// caller unmounts first) and the snapshots nothing uses any more. Removing a
+// rootfs that does not exist is not an error.
+func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
+	dir, err := s.rootfsDir(containerID)
+	if err != nil {
+		return err
+	}
+	// Drop the record first: a half-removed directory must not pin snapshots.
+	if err := os.Remove(filepath.Join(dir, "rootfs.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
+	}
+	return s.collect()
+}
+
+func (s *Store) rootfsRecords() map[string]rootfsRecord {
+	out := map[string]rootfsRecord{}
+	ents, _ := os.ReadDir(filepath.Join(s.root, "containers-rootfs"))
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(s.root, "containers-rootfs", ent.Name(), "rootfs.json"))
+		if err != nil {
+			continue
+		}
+		var rec rootfsRecord
+		if json.Unmarshal(b, &rec) == nil {
+			out[ent.Name()] = rec
+		}
+	}
+	return out
+}
+
+// rootfsUsers maps image IDs to the containers whose rootfs uses them.
+func (s *Store) rootfsUsers() map[string][]string {
+	out := map[string][]string{}
+	for id, rec := range s.rootfsRecords() {
+		out[rec.Image] = append(out[rec.Image], id)
+	}
+	return out
+}
+
+// Unmount unmounts a rootfs mounted by Rootfs.Mount; not mounted is not an error.
+func Unmount(target string) error {
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("images: unmount %s: %w", target, err)
+	}
+	return nil
+}
