@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// containerOptions are the flags run and create share.
+type containerOptions struct {
+	name        string
+	env         []string
+	envFiles    []string
+	workdir     string
+	user        string
+	hostname    string
+	memory      memBytes
+	cpus        nanoCPUs
+	pidsLimit   int64
+	network     string
+	publish     []string
+	volumes     []string
+	interactive bool
+	tty         bool
+	securityOpt []string
+	stopTimeout int
+	stopSignal  string
+	entrypoint  string
+	labels      []string
+	autoRemove  bool
+	readOnly    bool
+	privileged  bool
+	capAdd      []string
+	capDrop     []string
+	restart     string
+	init        bool
+}
+
+func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
+	fl.SetInterspersed(false)             // flags after IMAGE belong to the command
+	fl.Bool("help", false, "Print usage") // no -h: it is --hostname here, as in docker
+	fl.StringVar(&o.name, "name", "", "Assign a name to the container")
+	fl.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
+	fl.StringArrayVar(&o.envFiles, "env-file", nil, "Read in a file of environment variables")
+	fl.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
+	fl.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
+	fl.StringVarP(&o.hostname, "hostname", "h", "", "Container host name")
+	fl.VarP(&o.memory, "memory", "m", "Memory limit")
+	fl.Var(&o.cpus, "cpus", "Number of CPUs")
+	fl.Int64Var(&o.pidsLimit, "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
+	fl.StringVar(&o.network, "network", "", "Connect a container to a network (none, bridge, host)")
+	fl.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	fl.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume")
+	fl.BoolVarP(&o.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
+	fl.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY")
+	fl.StringArrayVar(&o.securityOpt, "security-opt", nil, "Security Options")
+	fl.IntVar(&o.stopTimeout, "stop-timeout", 0, "Timeout (in seconds) to stop a container")
+	fl.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
+	fl.StringVar(&o.entrypoint, "entrypoint", "", "Overwrite the default ENTRYPOINT of the image")
+	fl.StringArrayVarP(&o.labels, "label", "l", nil, "Set meta data on a container")
+	fl.BoolVar(&o.autoRemove, "rm", false, "Automatically remove the container when it exits")
+	fl.BoolVar(&o.readOnly, "read-only", false, "Mount the container's root filesystem as read only")
+	fl.BoolVar(&o.privileged, "privileged", false, "Give extended privileges to this container")
+	fl.StringArrayVar(&o.capAdd, "cap-add", nil, "Add Linux capabilities")
+	fl.StringArrayVar(&o.capDrop, "cap-drop", nil, "Drop Linux capabilities")
+	fl.StringVar(&o.restart, "restart", "", "Restart policy to apply when a container exits (no, always, on-failure[:N], unless-stopped)")
+	fl.BoolVar(&o.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
+}
+
+// createRequest is a fully built container create call.
+type createRequest struct {
+	Name       string
+	Config     *container.Config
+	HostConfig *container.HostConfig
+}
+
+// build validates the options and turns them, with IMAGE [CMD...], into a
+// create request. lookupEnv resolves bare -e names.
+func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (createRequest, error) {
+	img := args[0]
+	if _, err := reference.ParseAnyReference(img); err != nil {
+		return createRequest{}, err
+	}
+	fileEnv, err := readEnvFiles(o.envFiles)
+	if err != nil {
+		return createRequest{}, err
+	}
+	flagEnv, err := parseEnvList(o.env, lookupEnv)
+	if err != nil {
+		return createRequest{}, err
+	}
+	exposed, bindings, err := parsePublish(o.publish)
+	if err != nil {
+		return createRequest{}, err
+	}
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return createRequest{}, err
+	}
+	var binds []string
+	var anon map[string]struct{}
+	for _, v := range o.volumes {
+		spec, err := parseVolume(v)
+		if err != nil {
+			return createRequest{}, err
+		}
+		if b := spec.Bind(); b != "" {
+			binds = append(binds, b)
+		} else {
+			if anon == nil {
+				anon = map[string]struct{}{}
+			}
+			anon[spec.Target] = struct{}{}
+		}
+	}
+	restart, err := parseRestartPolicy(o.restart)
+	if err != nil {
+		return createRequest{}, err
+	}
+	if o.autoRemove && restart.Name != "" && restart.Name != container.RestartPolicyDisabled {
+		return createRequest{}, errors.New("conflicting options: cannot specify both --restart and --rm")
+	}
+	network := o.network
+	if network == "" || network == "default" {
+		// dockerd maps "default" to bridge on Linux; naming bridge directly
+		// works with a daemon that only knows none, bridge and host.
+		network = "bridge"
+	}
+	if network == "host" && len(bindings) > 0 {
+		// docker accepts and ignores them with a warning; refusing is clearer.
+		return createRequest{}, errors.New("conflicting options: port publishing and the container type network mode")
+	}
+
+	cfg := &container.Config{
+		Image:        img,
+		Hostname:     o.hostname,
+		User:         o.user,
+		Env:          append(fileEnv, flagEnv...),
+		WorkingDir:   o.workdir,
+		Labels:       labels,
+		ExposedPorts: exposed,
+		Volumes:      anon,
+		StopSignal:   o.stopSignal,
+		Tty:          o.tty,
+		OpenStdin:    o.interactive,
+		StdinOnce:    o.interactive,
+		AttachStdin:  o.interactive,
+		AttachStdout: true,
+		AttachStderr: true,
+	}
+	if len(args) > 1 {
+		cfg.Cmd = append([]string(nil), args[1:]...)
+	}
+	if fl.Changed("entrypoint") {
+		cfg.Entrypoint = []string{o.entrypoint} // "" resets the image's entrypoint, as in docker
+	}
+	if fl.Changed("stop-timeout") {
+		t := o.stopTimeout
+		cfg.StopTimeout = &t
+	}
+	hc := &container.HostConfig{
+		Binds:          binds,
+		NetworkMode:    container.NetworkMode(network),
+		PortBindings:   bindings,
+		RestartPolicy:  restart,
+		AutoRemove:     o.autoRemove,
+		SecurityOpt:    o.securityOpt,
+		ReadonlyRootfs: o.readOnly,
+		Privileged:     o.privileged,
+		CapAdd:         o.capAdd,
+		CapDrop:        o.capDrop,
+	}
+	hc.Memory = int64(o.memory)
+	hc.NanoCPUs = int64(o.cpus)
+	if fl.Changed("pids-limit") {
+		p := o.pidsLimit
+		hc.PidsLimit = &p
+	}
+	if fl.Changed("init") {
+		b := o.init
+		hc.Init = &b
+	}
+	return createRequest{Name: o.name, Config: cfg, HostConfig: hc}, nil
+}
+
+// parseRestartPolicy parses --restart: no, always, unless-stopped, or
+// on-failure[:max-retries].
+func parseRestartPolicy(s string) (container.RestartPolicy, error) {
+	if s == "" {
+		return container.RestartPolicy{}, nil
+	}
+	name, count, hasCount := strings.Cut(s, ":")
+	p := container.RestartPolicy{Name: container.RestartPolicyMode(name)}
+	switch p.Name {
+	case container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		if hasCount {
+			return container.RestartPolicy{}, fmt.Errorf("invalid restart policy format: maximum retry count can only be used with 'on-failure'")
+		}
+	case container.RestartPolicyOnFailure:
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n < 0 {
+				return container.RestartPolicy{}, fmt.Errorf("invalid restart policy format: maximum retry count must be a non-negative integer")
+			}
+			p.MaximumRetryCount = n
+		}
+	default:
+		return container.RestartPolicy{}, fmt.Errorf("invalid restart policy format: unknown policy %q", name)
+	}
+	return p, nil
+}
+
+// createContainer sends req; warnings go to stderr as docker prints them.
+func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (string, error) {
+	res, err := c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
+		Name: req.Name, Config: req.Config, HostConfig: req.HostConfig,
+	})
+	if err != nil {
+		return "", c.apiError(err)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(streamsOf(cmd).err, "WARNING:", w)
+	}
+	return res.ID, nil
+}
+
+func newCreateCommand() *cobra.Command {
+	var o containerOptions
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a new container",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := o.build(cmd.Flags(), args, os.LookupEnv)
+			if err != nil {
+				return StatusError{Status: err.Error(), Code: 125}
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return StatusError{Status: err.Error(), Code: 125}
+			}
+			defer c.Close()
+			id, err := createContainer(cmd, c, req)
+			if err != nil {
+				return StatusError{Status: err.Error(), Code: 125}
+			}
+			fmt.Fprintln(streamsOf(cmd).out, id)
+			return nil
+		},
+	}
+	addContainerFlags(cmd.Flags(), &o)
+	return cmd
+}

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+)
+
+func newExecCommand() *cobra.Command {
+	var interactive, tty, detach, privileged bool
+	var env, envFiles []string
+	var workdir, user string
+	cmd := &cobra.Command{
+		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+		Short: "Execute a command in a running container",
+		Args:  minArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fileEnv, err := readEnvFiles(envFiles)
+			if err != nil {
+				return err
+			}
+			flagEnv, err := parseEnvList(env, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithCancel(commandContext(cmd))
+			defer cancel()
+			created, err := c.ExecCreate(ctx, args[0], client.ExecCreateOptions{
+				User: user, Privileged: privileged, TTY: tty,
+				AttachStdin: interactive && !detach, AttachStdout: !detach, AttachStderr: !detach,
+				Env: append(fileEnv, flagEnv...), WorkingDir: workdir, Cmd: args[1:],
+			})
+			if err != nil {
+				return c.apiError(err)
+			}
+			if detach {
+				_, err := c.ExecStart(ctx, created.ID, client.ExecStartOptions{Detach: true, TTY: tty})
+				return c.apiError(err)
+			}
+			hj, err := c.ExecAttach(ctx, created.ID, client.ExecAttachOptions{TTY: tty})
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer hj.Close()
+			s := streamsOf(cmd)
+			if tty {
+				if restore := resizeAndRaw(ctx, c, "", streams{in: s.in}, interactive); restore != nil {
+					defer restore()
+				}
+			}
+			if interactive {
+				go func() {
+					_, _ = io.Copy(hj.Conn, s.in)
+					_ = hj.CloseWrite()
+				}()
+			}
+			if tty {
+				_, err = io.Copy(s.out, hj.Reader)
+			} else {
+				_, err = stdcopy.StdCopy(s.out, s.err, hj.Reader)
+			}
+			if err != nil {
+				return fmt.Errorf("exec %s: %w", created.ID, err)
+			}
+			code, err := execExitCode(ctx, c, created.ID)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return StatusError{Code: code}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.BoolVarP(&interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
+	fl.BoolVarP(&tty, "tty", "t", false, "Allocate a pseudo-TTY")
+	fl.BoolVarP(&detach, "detach", "d", false, "Detached mode: run command in the background")
+	fl.BoolVar(&privileged, "privileged", false, "Give extended privileges to the command")
+	fl.StringArrayVarP(&env, "env", "e", nil, "Set environment variables")
+	fl.StringArrayVar(&envFiles, "env-file", nil, "Read in a file of environment variables")
+	fl.StringVarP(&workdir, "workdir", "w", "", "Working directory inside the container")
+	fl.StringVarP(&user, "user", "u", "", "Username or UID (format: \"<name|uid>[:<group|gid>]\")")
+	return cmd
+}
+
+// execExitCode reads the exit code of a finished exec. The stream closes
+// when the process exits, but a daemon may record the code a moment
+// later: poll briefly while it still says running.
+func execExitCode(ctx context.Context, c *apiClient, id string) (int, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := c.ExecInspect(ctx, id, client.ExecInspectOptions{})
+		if err != nil {
+			return 0, c.apiError(err)
+		}
+		if !res.Running || time.Now().After(deadline) {
+			return res.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,514 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+func newImportCommand() *cobra.Command {
+	var message string
+	var changes []string
+	cmd := &cobra.Command{
+		Use:   "import [OPTIONS] file|- [REPOSITORY[:TAG]]",
+		Short: "Import the contents from a tarball to create a filesystem image",
+		Args:  rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			io := streamsOf(cmd)
+			src := io.in
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return fmt.Errorf("open %s: %w", args[0], err)
+				}
+				defer f.Close()
+				src = f
+			}
+			ref := ""
+			if len(args) == 2 {
+				ref = args[1]
+			}
+			resp, err := c.ImageImport(commandContext(cmd), client.ImageImportSource{Source: src, SourceName: "-"}, ref,
+				client.ImageImportOptions{Message: message, Changes: changes})
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer resp.Close()
+			return printJSONStream(resp, io.out)
+		},
+	}
+	cmd.Flags().StringVarP(&message, "message", "m", "", "Set commit message for imported image")
+	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	return cmd
+}
+
+// imageRow is one line of `images`; its methods are the --format fields.
+type imageRow struct {
+	img     image.Summary
+	repo    string
+	tag     string
+	digest  string
+	noTrunc bool
+	now     time.Time
+}
+
+func (r imageRow) ID() string {
+	if r.noTrunc {
+		return r.img.ID
+	}
+	return shortID(r.img.ID)
+}
+func (r imageRow) Repository() string   { return r.repo }
+func (r imageRow) Tag() string          { return r.tag }
+func (r imageRow) Digest() string       { return r.digest }
+func (r imageRow) CreatedSince() string { return humanAgo(time.Unix(r.img.Created, 0), r.now) }
+func (r imageRow) CreatedAt() string    { return time.Unix(r.img.Created, 0).String() }
+func (r imageRow) Size() string         { return humanSize(r.img.Size) }
+func (r imageRow) Containers() string {
+	if r.img.Containers < 0 {
+		return "N/A"
+	}
+	return strconv.FormatInt(r.img.Containers, 10)
+}
+func (r imageRow) MarshalJSON() ([]byte, error) { return rowJSON(r) }
+
+var imageHeaders = map[string]string{
+	"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+	"CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
+}
+
+const defaultImageFormat = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+
+// imageRows expands summaries into one row per tag, "<none>" for untagged
+// images, newest first; match (a REPOSITORY[:TAG] argument) filters them.
+func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time) []imageRow {
+	sort.SliceStable(items, func(i, j int) bool { return items[i].Created > items[j].Created })
+	var rows []imageRow
+	for _, img := range items {
+		tags := img.RepoTags
+		if len(tags) == 0 {
+			if match != "" {
+				continue
+			}
+			rows = append(rows, imageRow{img: img, repo: "<none>", tag: "<none>", digest: "<none>", noTrunc: noTrunc, now: now})
+			continue
+		}
+		for _, t := range tags {
+			repo, tag := splitRepoTag(t)
+			if match != "" && !refMatches(match, repo, tag) {
+				continue
+			}
+			rows = append(rows, imageRow{img: img, repo: repo, tag: tag, digest: "<none>", noTrunc: noTrunc, now: now})
+		}
+	}
+	return rows
+}
+
+// splitRepoTag splits "host:5000/name:tag" at the last colon after the last
+// slash; "<none>" stands in for a missing part.
+func splitRepoTag(ref string) (string, string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ref, "<none>"
+	}
+	repo, tag := ref[:i], ref[i+1:]
+	if repo == "" {
+		repo = "<none>"
+	}
+	return repo, tag
+}
+
+// refMatches reports whether repo:tag matches a REPOSITORY[:TAG] pattern
+// (shell wildcards allowed, as docker's reference filter).
+func refMatches(pattern, repo, tag string) bool {
+	prepo, ptag := splitRepoTag(pattern)
+	match := func(p, s string) bool {
+		ok, err := path.Match(p, s)
+		return err == nil && ok
+	}
+	names := []string{repo, strings.TrimPrefix(repo, "docker.io/library/"), strings.TrimPrefix(repo, "library/")}
+	for _, n := range names {
+		if match(prepo, n) && (ptag == "<none>" || match(ptag, tag)) {
+			return true
+		}
+	}
+	return false
+}
+
+func newImagesCommand(use string) *cobra.Command {
+	var quiet, all, noTrunc bool
+	var format string
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   use + " [OPTIONS] [REPOSITORY[:TAG]]",
+		Short: "List images",
+		Args:  rangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			f, err := parseFilters(filters)
+			if err != nil {
+				return err
+			}
+			match := ""
+			if len(args) == 1 {
+				match = args[0]
+				f.Add("reference", match)
+			}
+			res, err := c.ImageList(commandContext(cmd), client.ImageListOptions{All: all, Filters: f})
+			if err != nil {
+				return c.apiError(err)
+			}
+			rows := imageRows(res.Items, match, noTrunc, time.Now())
+			out := streamsOf(cmd).out
+			if quiet {
+				seen := map[string]bool{}
+				for _, r := range rows {
+					if id := r.ID(); !seen[id] {
+						seen[id] = true
+						fmt.Fprintln(out, id)
+					}
+				}
+				return nil
+			}
+			if format == "" {
+				format = "table"
+			}
+			anyRows := make([]any, len(rows))
+			for i, r := range rows {
+				anyRows[i] = r
+			}
+			return renderRows(out, parseTableFormat(format, defaultImageFormat), imageHeaders, anyRows)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
+	fl.BoolVarP(&all, "all", "a", false, "Show all images (default hides intermediate images)")
+	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
+	fl.StringVar(&format, "format", "", "Format output using a custom template ('table', 'table TEMPLATE' or a Go template)")
+	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	return cmd
+}
+
+// parseFilters turns -f key=value flags into API filters.
+func parseFilters(vals []string) (client.Filters, error) {
+	f := client.Filters{}
+	for _, v := range vals {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("bad format of filter (expected name=value)")
+		}
+		f.Add(strings.ToLower(strings.TrimSpace(k)), val)
+	}
+	return f, nil
+}
+
+func newRmiCommand(use string) *cobra.Command {
+	var force, noPrune bool
+	cmd := &cobra.Command{
+		Use:   use + " [OPTIONS] IMAGE [IMAGE...]",
+		Short: "Remove one or more images",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			io := streamsOf(cmd)
+			var errs []string
+			for _, ref := range args {
+				res, err := c.ImageRemove(commandContext(cmd), ref, client.ImageRemoveOptions{Force: force, PruneChildren: !noPrune})
+				if err != nil {
+					errs = append(errs, c.apiError(err).Error())
+					continue
+				}
+				for _, d := range res.Items {
+					if d.Untagged != "" {
+						fmt.Fprintln(io.out, "Untagged:", d.Untagged)
+					}
+					if d.Deleted != "" {
+						fmt.Fprintln(io.out, "Deleted:", d.Deleted)
+					}
+				}
+			}
+			return joinErrors(errs)
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force removal of the image")
+	cmd.Flags().BoolVar(&noPrune, "no-prune", false, "Do not delete untagged parents")
+	return cmd
+}
+
+// joinErrors ends a multi-object command: every failure has its line.
+func joinErrors(errs []string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return StatusError{Status: strings.Join(errs, "\n"), Code: 1}
+}
+
+func newTagCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+		Short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.ImageTag(commandContext(cmd), client.ImageTagOptions{Source: args[0], Target: args[1]})
+			return c.apiError(err)
+		},
+	}
+}
+
+func newSaveCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "save [OPTIONS] IMAGE [IMAGE...]",
+		Short: "Save one or more images to a tar archive (streamed to STDOUT by default)",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := streamsOf(cmd).out
+			if output == "" && isTerminal(out) {
+				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rc, err := c.ImageSave(commandContext(cmd), args)
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer rc.Close()
+			if output == "" {
+				_, err := io.Copy(out, rc)
+				return err
+			}
+			return writeFileAtomic(output, rc)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
+	return cmd
+}
+
+// writeFileAtomic writes r to path through a temporary file in the same
+// directory, so a failed transfer never leaves a truncated archive behind.
+func writeFileAtomic(path string, r io.Reader) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("failed to save image: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to save image: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to save image: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("failed to save image: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("failed to save image: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal (save refuses to write a
+// binary archive there, as docker does).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func newLoadCommand() *cobra.Command {
+	var input string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "load [OPTIONS]",
+		Short: "Load an image from a tar archive or STDIN",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s := streamsOf(cmd)
+			src := s.in
+			if input != "" {
+				f, err := os.Open(input)
+				if err != nil {
+					return fmt.Errorf("open %s: %w", input, err)
+				}
+				defer f.Close()
+				src = f
+			} else if isTerminal(s.in) {
+				return errors.New("requested load from stdin, but stdin is empty")
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rc, err := c.ImageLoad(commandContext(cmd), src, client.ImageLoadWithQuiet(quiet))
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer rc.Close()
+			return printJSONStream(rc, s.out)
+		},
+	}
+	cmd.Flags().StringVarP(&input, "input", "i", "", "Read from tar archive file, instead of STDIN")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress the load output")
+	return cmd
+}
+
+// historyRow is one line of `history`.
+type historyRow struct {
+	h       image.HistoryResponseItem
+	noTrunc bool
+	human   bool
+	now     time.Time
+}
+
+func (r historyRow) ID() string {
+	if r.h.ID == "" || r.h.ID == "<missing>" {
+		return "<missing>"
+	}
+	if r.noTrunc {
+		return r.h.ID
+	}
+	return shortID(r.h.ID)
+}
+func (r historyRow) CreatedSince() string {
+	if !r.human {
+		return time.Unix(r.h.Created, 0).Format(time.RFC3339)
+	}
+	return humanAgo(time.Unix(r.h.Created, 0), r.now)
+}
+func (r historyRow) CreatedAt() string { return time.Unix(r.h.Created, 0).Format(time.RFC3339) }
+func (r historyRow) CreatedBy() string {
+	by := strings.ReplaceAll(r.h.CreatedBy, "\t", " ")
+	if !r.noTrunc {
+		by = ellipsis(by, 45)
+	}
+	return by
+}
+func (r historyRow) Size() string {
+	if !r.human {
+		return strconv.FormatInt(r.h.Size, 10)
+	}
+	return humanSize(r.h.Size)
+}
+func (r historyRow) Comment() string              { return r.h.Comment }
+func (r historyRow) MarshalJSON() ([]byte, error) { return rowJSON(r) }
+
+var historyHeaders = map[string]string{
+	"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+	"Size": "SIZE", "Comment": "COMMENT",
+}
+
+const defaultHistoryFormat = "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+
+func newHistoryCommand() *cobra.Command {
+	var noTrunc, quiet, human bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "history [OPTIONS] IMAGE",
+		Short: "Show the history of an image",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.ImageHistory(commandContext(cmd), args[0])
+			if err != nil {
+				return c.apiError(err)
+			}
+			out := streamsOf(cmd).out
+			now := time.Now()
+			var rows []any
+			for _, h := range res.Items {
+				r := historyRow{h: h, noTrunc: noTrunc, human: human, now: now}
+				if quiet {
+					fmt.Fprintln(out, r.ID())
+					continue
+				}
+				rows = append(rows, r)
+			}
+			if quiet {
+				return nil
+			}
+			if format == "" {
+				format = "table"
+			}
+			return renderRows(out, parseTableFormat(format, defaultHistoryFormat), historyHeaders, rows)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
+	fl.BoolVarP(&human, "human", "H", true, "Print sizes and dates in human readable format")
+	fl.StringVar(&format, "format", "", "Format output using a custom template")
+	return cmd
+}
+
+func newImageInspectCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] IMAGE [IMAGE...]",
+		Short: "Display detailed information on one or more images",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInspect(cmd, args, format, "image")
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
+	return cmd
+}
+
+// inspectImage fetches one image's inspect document, typed and raw.
+func inspectImage(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
+	var raw bytes.Buffer
+	res, err := c.ImageInspect(commandContext(cmd), ref, client.ImageInspectWithRawResponse(&raw))
+	if err != nil {
+		return nil, nil, c.apiError(err)
+	}
+	if !json.Valid(raw.Bytes()) {
+		return nil, nil, fmt.Errorf("image inspect %s: daemon sent invalid JSON", ref)
+	}
+	return res.InspectResponse, raw.Bytes(), nil
+}

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+)
+
+func newInspectCommand() *cobra.Command {
+	var format, kind string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] NAME|ID [NAME|ID...]",
+		Short: "Return low-level information on containers or images",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch kind {
+			case "", "container", "image":
+			default:
+				return fmt.Errorf("%q is not a valid value for --type", kind)
+			}
+			return runInspect(cmd, args, format, kind)
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
+	cmd.Flags().StringVar(&kind, "type", "", "Return JSON for specified type (container or image)")
+	return cmd
+}
+
+func newContainerInspectCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Display detailed information on one or more containers",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInspect(cmd, args, format, "container")
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
+	return cmd
+}
+
+// inspectContainer fetches one container's inspect document, typed and raw.
+func inspectContainer(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
+	res, err := c.ContainerInspect(commandContext(cmd), ref, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, nil, c.apiError(err)
+	}
+	return res.Container, res.Raw, nil
+}
+
+// runInspect prints every object of args (containers, images, or either
+// for kind "") as a JSON array or through --format. Objects that are not
+// found get an error line each and exit code 1; the others still print.
+func runInspect(cmd *cobra.Command, args []string, format, kind string) error {
+	c, err := connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s := streamsOf(cmd)
+	var tmpl *template.Template
+	if format != "" {
+		if tmpl, err = parseTemplate(format); err != nil {
+			return err
+		}
+	}
+	var raws []json.RawMessage
+	var errs []string
+	for _, ref := range args {
+		typed, raw, err := inspectOne(c, cmd, ref, kind)
+		if err != nil {
+			if client.IsErrConnectionFailed(err) || strings.HasPrefix(err.Error(), "Cannot connect") {
+				return err
+			}
+			errs = append(errs, err.Error())
+			continue
+		}
+		if tmpl == nil {
+			raws = append(raws, raw)
+			continue
+		}
+		if err := formatInspect(s.out, tmpl, typed, raw); err != nil {
+			return err
+		}
+	}
+	if tmpl == nil {
+		if err := writeInspectJSON(s.out, raws); err != nil {
+			return err
+		}
+	}
+	return joinErrors(errs)
+}
+
+func inspectOne(c *apiClient, cmd *cobra.Command, ref, kind string) (any, []byte, error) {
+	switch kind {
+	case "container":
+		return inspectContainer(c, cmd, ref)
+	case "image":
+		return inspectImage(c, cmd, ref)
+	}
+	typed, raw, err := inspectContainer(c, cmd, ref)
+	if err == nil || strings.HasPrefix(err.Error(), "Cannot connect") {
+		return typed, raw, err
+	}
+	typed, raw, err = inspectImage(c, cmd, ref)
+	if err == nil || strings.HasPrefix(err.Error(), "Cannot connect") {
+		return typed, raw, err
+	}
+	return nil, nil, fmt.Errorf("Error: No such object: %s", ref)
+}

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"io"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+)
+
+func newLogsCommand() *cobra.Command {
+	var o client.ContainerLogsOptions
+	cmd := &cobra.Command{
+		Use:   "logs [OPTIONS] CONTAINER",
+		Short: "Fetch the logs of a container",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			// Inspect first, as docker does: it names a missing container
+			// clearly and tells whether the log stream is multiplexed.
+			res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
+			if err != nil {
+				return c.apiError(err)
+			}
+			o.ShowStdout, o.ShowStderr = true, true
+			rc, err := c.ContainerLogs(commandContext(cmd), res.Container.ID, o)
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer rc.Close()
+			s := streamsOf(cmd)
+			if res.Container.Config != nil && res.Container.Config.Tty {
+				_, err = io.Copy(s.out, rc)
+			} else {
+				_, err = stdcopy.StdCopy(s.out, s.err, rc)
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&o.Follow, "follow", "f", false, "Follow log output")
+	fl.BoolVarP(&o.Timestamps, "timestamps", "t", false, "Show timestamps")
+	fl.StringVarP(&o.Tail, "tail", "n", "all", "Number of lines to show from the end of the logs")
+	fl.StringVar(&o.Since, "since", "", "Show logs since timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
+	fl.StringVar(&o.Until, "until", "", "Show logs before a timestamp or relative (e.g. \"42m\")")
+	fl.BoolVar(&o.Details, "details", false, "Show extra details provided to logs")
+	return cmd
+}

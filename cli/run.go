@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+)
+
+// runStartError maps a failed start to docker's exit codes: 127 when the
+// command does not exist, 126 when it cannot be invoked, else 125.
+func runStartError(err error) StatusError {
+	msg := err.Error()
+	code := 125
+	switch {
+	case strings.Contains(msg, "executable file not found"),
+		strings.Contains(msg, "no such file or directory"),
+		strings.Contains(msg, "system cannot find the file specified"):
+		code = 127
+	case strings.Contains(msg, "permission denied"),
+		strings.Contains(msg, "is a directory"):
+		code = 126
+	}
+	return StatusError{Status: msg, Code: code}
+}
+
+func newRunCommand() *cobra.Command {
+	var o containerOptions
+	var detach, sigProxy bool
+	cmd := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create and run a new container from an image",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := o.build(cmd.Flags(), args, os.LookupEnv)
+			if err != nil {
+				return StatusError{Status: err.Error(), Code: 125}
+			}
+			if detach {
+				req.Config.AttachStdin, req.Config.AttachStdout, req.Config.AttachStderr = false, false, false
+				req.Config.StdinOnce = false
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return StatusError{Status: err.Error(), Code: 125}
+			}
+			defer c.Close()
+			id, err := createContainer(cmd, c, req)
+			if err != nil {
+				return StatusError{Status: err.Error(), Code: 125}
+			}
+			s := streamsOf(cmd)
+			if detach {
+				if _, err := c.ContainerStart(commandContext(cmd), id, client.ContainerStartOptions{}); err != nil {
+					return runStartError(c.apiError(err))
+				}
+				fmt.Fprintln(s.out, id)
+				return nil
+			}
+			return attachStartWait(cmd, c, id, attachOptions{
+				stdin: o.interactive, tty: o.tty, autoRemove: o.autoRemove, sigProxy: sigProxy,
+			})
+		},
+	}
+	addContainerFlags(cmd.Flags(), &o)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "Run container in background and print container ID")
+	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy received signals to the process")
+	return cmd
+}
+
+// attachOptions say how attachStartWait connects the terminal.
+type attachOptions struct {
+	stdin, tty, autoRemove, sigProxy bool
+	// started: the container is already running (start -a of a running
+	// container): attach and wait only.
+	started bool
+}
+
+// headerWait bounds how long run waits for the daemon to acknowledge the
+// wait request before starting the container. dockerd answers at once
+// (headers flushed when the wait is registered); a daemon that holds its
+// headers until the exit must not block the start.
+const headerWait = 2 * time.Second
+
+// streamDrain bounds how long output may keep arriving after the exit
+// status, in case a daemon does not close the attach stream on exit.
+const streamDrain = 3 * time.Second
+
+// attachStartWait is docker's foreground run: attach the streams, register
+// a wait, start, copy output until the container exits, and return its
+// exit code as a StatusError (nil for 0).
+func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOptions) error {
+	ctx, cancel := context.WithCancel(commandContext(cmd))
+	defer cancel()
+	s := streamsOf(cmd)
+
+	hj, err := c.ContainerAttach(ctx, id, client.ContainerAttachOptions{
+		Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true,
+	})
+	if err != nil {
+		return startFailed(cmd, c, id, o, StatusError{Status: c.apiError(err).Error(), Code: 125})
+	}
+	defer hj.Close()
+
+	cond := container.WaitConditionNextExit
+	if o.autoRemove {
+		cond = container.WaitConditionRemoved
+	}
+	if o.started {
+		cond = container.WaitConditionNotRunning
+	}
+	waitCh := make(chan client.ContainerWaitResult, 1)
+	go func() { waitCh <- c.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond}) }()
+	var wait *client.ContainerWaitResult
+	select {
+	case w := <-waitCh:
+		wait = &w
+	case <-time.After(headerWait):
+	}
+
+	if !o.started {
+		if _, err := c.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return startFailed(cmd, c, id, o, runStartError(c.apiError(err)))
+		}
+	}
+	if o.sigProxy && !o.tty {
+		stop := proxySignals(ctx, c, id)
+		defer stop()
+	}
+	if o.tty {
+		if restore := resizeAndRaw(ctx, c, id, s, o.stdin); restore != nil {
+			defer restore()
+		}
+	}
+
+	// Output: stdcopy frames unless the container has a TTY (raw bytes).
+	outDone := make(chan error, 1)
+	go func() {
+		var err error
+		if o.tty {
+			_, err = io.Copy(s.out, hj.Reader)
+		} else {
+			_, err = stdcopy.StdCopy(s.out, s.err, hj.Reader)
+		}
+		outDone <- err
+	}()
+	if o.stdin {
+		// The goroutine ends when stdin does, or when hj closes on return.
+		go func() {
+			_, _ = io.Copy(hj.Conn, s.in)
+			_ = hj.CloseWrite()
+		}()
+	}
+
+	if wait == nil {
+		w := <-waitCh
+		wait = &w
+	}
+	var status container.WaitResponse
+	var waitErr error
+	streamEnded := false
+	select {
+	case <-outDone:
+		streamEnded = true
+		select {
+		case status = <-wait.Result:
+		case waitErr = <-wait.Error:
+		}
+	case status = <-wait.Result:
+	case waitErr = <-wait.Error:
+	}
+	if !streamEnded {
+		select {
+		case <-outDone:
+		case <-time.After(streamDrain):
+		}
+	}
+	if waitErr != nil {
+		// The wait failed (an old daemon without the condition, or the
+		// container is gone): the state still has the exit code.
+		code, err := exitCodeFromInspect(cmd, c, id)
+		if err != nil {
+			return StatusError{Status: c.apiError(waitErr).Error(), Code: 125}
+		}
+		status.StatusCode = int64(code)
+	}
+	if status.Error != nil && status.Error.Message != "" {
+		fmt.Fprintln(s.err, status.Error.Message)
+	}
+	if status.StatusCode != 0 {
+		return StatusError{Code: int(status.StatusCode)}
+	}
+	return nil
+}
+
+// startFailed reports a start failure; with --rm the container that never
+// ran is removed (dockerd does it too; a second remove is harmless).
+func startFailed(cmd *cobra.Command, c *apiClient, id string, o attachOptions, se StatusError) error {
+	if o.autoRemove && !o.started {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	}
+	return se
+}
+
+func exitCodeFromInspect(cmd *cobra.Command, c *apiClient, id string) (int, error) {
+	res, err := c.ContainerInspect(commandContext(cmd), id, client.ContainerInspectOptions{})
+	if err != nil {
+		return 0, err
+	}
+	if res.Container.State == nil || res.Container.State.Running {
+		return 0, errors.New("container state unknown")
+	}
+	return res.Container.State.ExitCode, nil
+}
+
+// proxySignals forwards the signals a user sends to the CLI to the
+// container, as docker run's --sig-proxy does. The returned func stops it.
+func proxySignals(ctx context.Context, c *apiClient, id string) func() {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-quit:
+				return
+			case sig := <-ch:
+				n, ok := sig.(syscall.Signal)
+				if !ok {
+					continue
+				}
+				_, _ = c.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: fmt.Sprint(int(n))})
+			}
+		}
+	}()
+	var stopped bool
+	return func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		signal.Stop(ch)
+		close(quit)
+		<-done
+	}
+}
