@@ -146,23 +146,39 @@ func New(ctx context.Context, o Options) (*Network, error) {
 	if err := checkOverlap(o.Name, subnet); err != nil {
 		return nil, err
 	}
-	if err := n.setupBridge(); err != nil {
+	created, err := n.setupBridge()
+	if err != nil {
+		if created {
+			sandbox.DelLink(o.Name)
+		}
 		return nil, err
 	}
-	if err := enableForwarding(o.Name); err != nil {
-		return nil, err
-	}
-	n.pruneLocked()
-	if err := n.st.save(n.statePath); err != nil {
-		return nil, fmt.Errorf("bridge %s: %w", o.Name, err)
-	}
-	if err := program(o.Name, n.st); err != nil {
-		return nil, fmt.Errorf("bridge %s: %w", o.Name, err)
-	}
-	if err := allowForward(ctx, o.Name); err != nil {
+	if err := n.setup(ctx); err != nil {
+		if created && len(n.st.Endpoints) == 0 {
+			// Do not leave a half-made network behind; an adopted one stays
+			// for the containers that use it.
+			removeTable(o.Name)
+			disallowForward(ctx, o.Name)
+			sandbox.DelLink(o.Name)
+		}
 		return nil, fmt.Errorf("bridge %s: %w", o.Name, err)
 	}
 	return n, nil
+}
+
+// setup brings an existing bridge's surroundings in line with the state.
+func (n *Network) setup(ctx context.Context) error {
+	if err := enableForwarding(n.opts.Name); err != nil {
+		return err
+	}
+	n.pruneLocked()
+	if err := n.st.save(n.statePath); err != nil {
+		return err
+	}
+	if err := program(n.opts.Name, n.st); err != nil {
+		return err
+	}
+	return allowForward(ctx, n.opts.Name)
 }
 
 // Name is the bridge's link name.
@@ -224,32 +240,34 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 }
 
 // setupBridge creates the bridge or adopts an existing one, making sure it
-// carries exactly our gateway address and is up.
-func (n *Network) setupBridge() error {
+// carries exactly our gateway address and is up. It reports whether it
+// created the bridge.
+func (n *Network) setupBridge() (created bool, err error) {
 	name := n.opts.Name
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if !errors.As(err, &nf) {
-			return fmt.Errorf("bridge %s: %w", name, err)
+			return created, fmt.Errorf("bridge %s: %w", name, err)
 		}
 		la := netlink.NewLinkAttrs()
 		la.Name = name
 		la.MTU = n.opts.MTU
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
-			return fmt.Errorf("bridge %s: create: %w", name, err)
+			return created, fmt.Errorf("bridge %s: create: %w", name, err)
 		}
+		created = true
 		if l, err = netlink.LinkByName(name); err != nil {
-			return fmt.Errorf("bridge %s: %w", name, err)
+			return created, fmt.Errorf("bridge %s: %w", name, err)
 		}
 	} else if l.Type() != "bridge" {
-		return fmt.Errorf("%w: bridge %s: a link of type %s has that name", ErrConflict, name, l.Type())
+		return created, fmt.Errorf("%w: bridge %s: a link of type %s has that name", ErrConflict, name, l.Type())
 	}
 	n.bridge = l
 	want := &net.IPNet{IP: n.st.Gateway.AsSlice(), Mask: net.CIDRMask(n.st.Subnet.Bits(), 32)}
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {
-		return fmt.Errorf("bridge %s: list addresses: %w", name, err)
+		return created, fmt.Errorf("bridge %s: list addresses: %w", name, err)
 	}
 	have := false
 	for _, a := range addrs {
@@ -259,18 +277,18 @@ func (n *Network) setupBridge() error {
 		}
 		// A leftover address of an earlier subnet would route part of it here.
 		if err := netlink.AddrDel(l, &a); err != nil {
-			return fmt.Errorf("bridge %s: remove stale address %s: %w", name, a.IPNet, err)
+			return created, fmt.Errorf("bridge %s: remove stale address %s: %w", name, a.IPNet, err)
 		}
 	}
 	if !have {
 		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: want}); err != nil {
-			return fmt.Errorf("bridge %s: add gateway %s: %w", name, want, err)
+			return created, fmt.Errorf("bridge %s: add gateway %s: %w", name, want, err)
 		}
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("bridge %s: set up: %w", name, err)
+		return created, fmt.Errorf("bridge %s: set up: %w", name, err)
 	}
-	return nil
+	return created, nil
 }
 
 // enableForwarding turns on IPv4 forwarding (host-wide, as Docker does; it is
@@ -282,7 +300,7 @@ func enableForwarding(bridge string) error {
 		"/proc/sys/net/ipv4/conf/" + bridge + "/route_localnet",
 	} {
 		if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("bridge %s: enable %s: %w", bridge, p, err)
+			return fmt.Errorf("enable %s: %w", p, err)
 		}
 	}
 	return nil

@@ -52,7 +52,8 @@ func (n *Network) endpointOf(ep *endpoint) Endpoint {
 // <NetNSDir>/<id> with lo up and eth0 holding the next free address, a default
 // route through the gateway, and the other end of eth0's veth on the bridge.
 // A namespace already mounted at that path is reused (it may have been made by
-// the caller, or left by a crash), and a stale eth0 in it is replaced.
+// the caller, or left by a crash); a veth of this endpoint left by a crash is
+// replaced.
 func (n *Network) Attach(ctx context.Context, id string) (Endpoint, error) {
 	if err := checkID(id); err != nil {
 		return Endpoint{}, err
@@ -98,13 +99,13 @@ func (n *Network) Attach(ctx context.Context, id string) (Endpoint, error) {
 
 // plumb makes the kernel objects of ep: namespace, veth, address, route.
 func (n *Network) plumb(ep *endpoint) error {
-	if err := ensureNetNS(ep.NetNS); err != nil {
-		return err
-	}
-	if err := sandbox.DelLinkIn(ep.NetNS, "eth0"); err != nil {
-		return err
-	}
+	// A veth left by a crash goes first, taking its peer (a stale eth0 in a
+	// reused namespace) with it. Any other eth0 there belongs to someone else
+	// and makes AddVeth fail rather than be deleted.
 	if err := sandbox.DelLink(ep.Veth); err != nil {
+		return err
+	}
+	if err := ensureNetNS(ep.NetNS); err != nil {
 		return err
 	}
 	mac, _ := net.ParseMAC(ep.MAC)

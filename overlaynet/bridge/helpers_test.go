@@ -131,15 +131,25 @@ func cleanupNetwork(t *testing.T, o Options) {
 // client's address and closes the connection.
 func listenIn(t *testing.T, path, addr string) net.Listener {
 	t.Helper()
+	l, err := serve(path, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// serve is listenIn without testing.T, for code running on a locked thread
+// (where t.Fatal must not be called). The caller closes the listener.
+func serve(path, addr string) (net.Listener, error) {
 	var l net.Listener
 	err := sandbox.Do(path, func() (err error) {
 		l, err = net.Listen("tcp4", addr)
 		return err
 	})
 	if err != nil {
-		t.Fatalf("listen in %s: %v", path, err)
+		return nil, fmt.Errorf("listen in %s: %w", path, err)
 	}
-	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -150,7 +160,7 @@ func listenIn(t *testing.T, path, addr string) net.Listener {
 			c.Close()
 		}
 	}()
-	return l
+	return l, nil
 }
 
 // ask dials addr (from the namespace at path, or the current one if path is

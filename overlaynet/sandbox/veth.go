@@ -116,25 +116,3 @@ func DelLink(name string) error {
 	}
 	return nil
 }
-
-// DelLinkIn deletes a link inside the sandbox at path; a missing link is not
-// an error. Used to clear what a crashed run left in a reused namespace.
-func DelLinkIn(path, name string) error {
-	h, err := Handle(path)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return fmt.Errorf("delete %s in %s: %w", name, path, err)
-	}
-	if err := h.LinkDel(l); err != nil {
-		return fmt.Errorf("delete %s in %s: %w", name, path, err)
-	}
-	return nil
-}
