@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
 )
 
@@ -257,8 +260,16 @@ func TestDetachLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Publish(ctx, "gone", nil, []PortMapping{{HostPort: freeHostPort(t), ContainerPort: 80}}); err != nil {
+	listenIn(t, ep.NetNSPath, ":80")
+	hp := freeHostPort(t)
+	if _, err := n.Publish(ctx, "gone", nil, []PortMapping{{HostPort: hp, ContainerPort: 80}}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := ask("", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(hp)))); err != nil {
+		t.Fatal(err)
+	}
+	if flows(t, ep.IP) == 0 {
+		t.Fatal("no conntrack entry for the connection through the published port")
 	}
 	veth := vethName(n.opts.Name, "gone")
 	if !linkExists(veth) || portRuleCount(t, n.opts.Name) != 1 {
@@ -278,6 +289,9 @@ func TestDetachLeavesNothing(t *testing.T) {
 	}
 	if _, err := n.Endpoint("gone"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Endpoint after Detach: %v", err)
+	}
+	if c := flows(t, ep.IP); c != 0 {
+		t.Errorf("%d conntrack entries of the released address left", c)
 	}
 	if err := n.Detach(ctx, "gone"); err != nil {
 		t.Errorf("second Detach: %v", err)
@@ -392,4 +406,20 @@ func hasForwardRules(t *testing.T, bridge string) bool {
 		t.Fatalf("iptables -S: %v: %s", err, out)
 	}
 	return strings.Contains(string(out), "shoal bridge "+bridge+"\"")
+}
+
+// flows counts conntrack entries involving ip.
+func flows(t *testing.T, ip net.IP) int {
+	t.Helper()
+	list, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	if err != nil {
+		t.Fatalf("conntrack list: %v", err)
+	}
+	c := 0
+	for _, f := range list {
+		if f.Forward.SrcIP.Equal(ip) || f.Forward.DstIP.Equal(ip) || f.Reverse.SrcIP.Equal(ip) || f.Reverse.DstIP.Equal(ip) {
+			c++
+		}
+	}
+	return c
 }

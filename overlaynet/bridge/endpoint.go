@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
 )
 
@@ -209,6 +212,7 @@ func (n *Network) Detach(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	} else {
 		delete(n.st.Endpoints, id)
+		forgetFlows(ep.IP)
 	}
 	if err := n.st.save(n.statePath); err != nil {
 		errs = append(errs, err)
@@ -217,4 +221,20 @@ func (n *Network) Detach(ctx context.Context, id string) error {
 		return fmt.Errorf("detach %s: %w", id, err)
 	}
 	return nil
+}
+
+// forgetFlows deletes the conntrack entries of a released address. Without
+// this a UDP client that keeps sending to a published port keeps its old
+// entry alive, and with it the DNAT to the departed container, even after
+// another container publishes the port (Docker clears them for the same
+// reason). Best effort: if it fails, the entries still expire once idle.
+func forgetFlows(ip netip.Addr) {
+	if !ip.IsValid() {
+		return
+	}
+	var any, orig netlink.ConntrackFilter
+	if any.AddIP(netlink.ConntrackReplyAnyIP, ip.AsSlice()) != nil || orig.AddIP(netlink.ConntrackOrigSrcIP, ip.AsSlice()) != nil {
+		return
+	}
+	netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, &any, &orig)
 }
