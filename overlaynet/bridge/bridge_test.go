@@ -423,3 +423,43 @@ func flows(t *testing.T, ip net.IP) int {
 	}
 	return c
 }
+
+func TestConcurrentAttachDetach(t *testing.T) {
+	n := newTestNetwork(t, "")
+	ctx := context.Background()
+	const k = 8
+	ips := make([]string, k)
+	errs := make(chan error, k)
+	for i := 0; i < k; i++ {
+		go func() {
+			ep, err := n.Attach(ctx, "c"+strconv.Itoa(i))
+			if err == nil {
+				ips[i] = ep.IP.String()
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < k; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, ip := range ips {
+		if seen[ip] {
+			t.Fatalf("address %s given twice: %v", ip, ips)
+		}
+		seen[ip] = true
+	}
+	for i := 0; i < k; i++ {
+		go func() { errs <- n.Detach(ctx, "c"+strconv.Itoa(i)) }()
+	}
+	for i := 0; i < k; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left, _ := os.ReadDir(n.opts.NetNSDir); len(left) != 0 {
+		t.Fatalf("namespaces left: %d", len(left))
+	}
+}
