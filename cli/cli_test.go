@@ -106,7 +106,10 @@ func frame(stream byte, s string) []byte {
 
 // hijack answers an attach or exec start the way dockerd does: 101, then
 // the raw connection.
-func hijack(t *testing.T, w http.ResponseWriter) (net.Conn, *bufio.ReadWriter) {
+func hijack(t *testing.T, w http.ResponseWriter, r *http.Request) (net.Conn, *bufio.ReadWriter) {
+	// Read the request body first: closing the connection while the client
+	// still writes it would fail the client with EPIPE.
+	io.Copy(io.Discard, r.Body)
 	conn, rw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
 		t.Errorf("hijack: %v", err)
@@ -250,6 +253,9 @@ type runDaemon struct {
 	startErr  string
 	exitCode  int
 	stdinSeen chan string
+	// noRemoved makes wait refuse the "removed" condition, as an older
+	// daemon would.
+	noRemoved bool
 }
 
 func newRunDaemon(t *testing.T) *runDaemon {
@@ -264,7 +270,7 @@ func newRunDaemon(t *testing.T) *runDaemon {
 	})
 	d.mux.HandleFunc("POST /containers/{id}/attach", func(w http.ResponseWriter, r *http.Request) {
 		withStdin := r.URL.Query().Get("stdin") == "1"
-		conn, rw := hijack(t, w)
+		conn, rw := hijack(t, w, r)
 		if conn == nil {
 			return
 		}
@@ -280,6 +286,10 @@ func newRunDaemon(t *testing.T) *runDaemon {
 		rw.Flush()
 	})
 	d.mux.HandleFunc("POST /containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
+		if d.noRemoved && r.URL.Query().Get("condition") == "removed" {
+			apiErr(w, 400, "invalid condition: removed")
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(200)
 		w.(http.Flusher).Flush()
@@ -352,6 +362,15 @@ func TestRunForeground(t *testing.T) {
 	}
 }
 
+func TestRunRemovedConditionFallback(t *testing.T) {
+	d := newRunDaemon(t)
+	d.noRemoved, d.exitCode = true, 7
+	r := runCLI(t, d.host, "", "run", "--rm", "busybox", "sh", "-c", "exit 7")
+	if r.code != 7 || r.stdout != "hello\n" {
+		t.Fatalf("run --rm against a daemon without the removed condition: %+v", r)
+	}
+}
+
 func TestRunInteractiveStdin(t *testing.T) {
 	d := newRunDaemon(t)
 	r := runCLI(t, d.host, "piped\n", "run", "-i", "busybox", "cat")
@@ -411,7 +430,7 @@ func TestExecExitCode(t *testing.T) {
 		writeJSON(w, 201, map[string]string{"Id": "e1"})
 	})
 	d.mux.HandleFunc("POST /exec/e1/start", func(w http.ResponseWriter, r *http.Request) {
-		conn, rw := hijack(t, w)
+		conn, rw := hijack(t, w, r)
 		if conn == nil {
 			return
 		}

@@ -481,7 +481,8 @@ func newHistoryCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
-	fl.BoolVarP(&human, "human", "H", true, "Print sizes and dates in human readable format")
+	// No -H shorthand (docker has one): -H is the root's --host here.
+	fl.BoolVar(&human, "human", true, "Print sizes and dates in human readable format")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
 	return cmd
 }

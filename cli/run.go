@@ -119,13 +119,11 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	if o.started {
 		cond = container.WaitConditionNotRunning
 	}
-	waitCh := make(chan client.ContainerWaitResult, 1)
-	go func() { waitCh <- c.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond}) }()
-	var wait *client.ContainerWaitResult
-	select {
-	case w := <-waitCh:
-		wait = &w
-	case <-time.After(headerWait):
+	waitCh, wait := registerWait(ctx, c, id, cond)
+	if wait != nil && cond == container.WaitConditionRemoved && len(wait.Error) > 0 {
+		// A daemon that does not know the "removed" condition refuses it
+		// at once; next-exit, registered before start, still sees the exit.
+		waitCh, wait = registerWait(ctx, c, id, container.WaitConditionNextExit)
 	}
 
 	if !o.started {
@@ -195,12 +193,26 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 		status.StatusCode = int64(code)
 	}
 	if status.Error != nil && status.Error.Message != "" {
-		fmt.Fprintln(s.err, status.Error.Message)
+		return StatusError{Status: "Error waiting for container: " + status.Error.Message, Code: 125}
 	}
 	if status.StatusCode != 0 {
 		return StatusError{Code: int(status.StatusCode)}
 	}
 	return nil
+}
+
+// registerWait sends the wait request and returns once the daemon has
+// acknowledged it (response headers), or after headerWait: then wait is nil
+// and the result comes later on the channel.
+func registerWait(ctx context.Context, c *apiClient, id string, cond container.WaitCondition) (<-chan client.ContainerWaitResult, *client.ContainerWaitResult) {
+	ch := make(chan client.ContainerWaitResult, 1)
+	go func() { ch <- c.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond}) }()
+	select {
+	case w := <-ch:
+		return ch, &w
+	case <-time.After(headerWait):
+		return ch, nil
+	}
 }
 
 // startFailed reports a start failure; with --rm the container that never
