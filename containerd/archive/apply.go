@@ -149,6 +149,9 @@ type applier struct {
 	// dropped whenever anything is removed or replaced.
 	cachedRel string
 	cached    int
+	// stale says the cache may name a removed directory; it is dropped at
+	// the next lookup (not at once: the current entry still uses it).
+	stale bool
 }
 
 func (a *applier) dropCache() {
@@ -214,7 +217,7 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 
 	dfd, err := a.parent(dir, true)
 	if err != nil {
-		return fmt.Errorf("%s: %w", hdr.Name, err)
+		return fmt.Errorf("%w: %q: %w", ErrInvalid, hdr.Name, err)
 	}
 	var st unix.Stat_t
 	exists := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
@@ -385,7 +388,7 @@ func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
 	if base == whiteoutOpaque {
 		fd, err := a.open(dir, true)
 		if err != nil {
-			return fmt.Errorf("%s: %w", hdr.Name, err)
+			return fmt.Errorf("%w: %q: %w", ErrInvalid, hdr.Name, err)
 		}
 		defer unix.Close(fd)
 		if a.opts.Whiteouts == WhiteoutDelete {
@@ -407,7 +410,7 @@ func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
 	}
 	dfd, err := a.parent(dir, true)
 	if err != nil {
-		return fmt.Errorf("%s: %w", hdr.Name, err)
+		return fmt.Errorf("%w: %q: %w", ErrInvalid, hdr.Name, err)
 	}
 	var st unix.Stat_t
 	exists := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
@@ -428,7 +431,7 @@ func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
 // remove deletes base in dfd; a directory is removed with its contents
 // (os.RemoveAll walks with openat and never follows symlinks).
 func (a *applier) remove(dfd int, base string, isDir bool) error {
-	a.dropCache()
+	a.stale = true
 	if !isDir {
 		return unix.Unlinkat(dfd, base, 0)
 	}
@@ -437,6 +440,10 @@ func (a *applier) remove(dfd int, base string, isDir bool) error {
 
 // parent returns a (cached, do not close) descriptor of directory rel.
 func (a *applier) parent(rel string, create bool) (int, error) {
+	if a.stale {
+		a.dropCache()
+		a.stale = false
+	}
 	if a.cached >= 0 && a.cachedRel == rel {
 		return a.cached, nil
 	}
@@ -476,7 +483,12 @@ func (a *applier) open(rel string, create bool) (int, error) {
 			}
 			err = unix.Mkdirat(pfd, c, 0o755)
 			unix.Close(pfd)
-			if err != nil && !errors.Is(err, unix.EEXIST) {
+			if errors.Is(err, unix.EEXIST) {
+				// Only a symlink to nowhere exists yet does not resolve. Its
+				// target is not created: refuse rather than guess.
+				return -1, fmt.Errorf("archive: parent %q is a symlink to a missing directory", next)
+			}
+			if err != nil {
 				return -1, fmt.Errorf("archive: mkdir %q: %w", next, err)
 			}
 			if a.created != nil {
