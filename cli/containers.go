@@ -260,6 +260,12 @@ const defaultContainerFormat = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor
 func displayPorts(ports []container.PortSummary) string {
 	type group struct{ first, last uint16 }
 	ps := append([]container.PortSummary(nil), ports...)
+	for i := range ps {
+		// A published port without an address is bound on all of them.
+		if ps[i].PublicPort != 0 && !ps[i].IP.IsValid() {
+			ps[i].IP = netip.IPv4Unspecified()
+		}
+	}
 	sort.Slice(ps, func(i, j int) bool {
 		a, b := ps[i], ps[j]
 		if a.PrivatePort != b.PrivatePort {
