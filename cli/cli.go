@@ -78,7 +78,7 @@ func NewRootCommand() *cobra.Command {
 	)
 	containerCmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs}
 	containerCmd.AddCommand(
-		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newKillCommand(),
+		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ls"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newContainerInspectCommand(),
 	)
@@ -86,7 +86,7 @@ func NewRootCommand() *cobra.Command {
 		imageCmd, containerCmd,
 		newImportCommand(), newImagesCommand("images"), newRmiCommand("rmi"), newTagCommand(),
 		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newInspectCommand(),
-		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newKillCommand(),
+		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
 	)

@@ -111,6 +111,30 @@ func newStopCommand() *cobra.Command {
 	return cmd
 }
 
+func newRestartCommand() *cobra.Command {
+	var timeout int
+	var signal string
+	cmd := &cobra.Command{
+		Use:   "restart [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Restart one or more containers",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := client.ContainerRestartOptions{Signal: signal}
+			if cmd.Flags().Changed("time") {
+				t := timeout
+				opts.Timeout = &t
+			}
+			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
+				_, err := c.ContainerRestart(commandContext(cmd), id, opts)
+				return err
+			})
+		},
+	}
+	cmd.Flags().IntVarP(&timeout, "time", "t", 0, "Seconds to wait before killing the container")
+	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
+	return cmd
+}
+
 func newKillCommand() *cobra.Command {
 	var signal string
 	cmd := &cobra.Command{

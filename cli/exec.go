@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,9 @@ func newExecCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if tty && interactive && !detach && !isTerminal(cmd.InOrStdin()) {
+				return errors.New("the input device is not a TTY")
+			}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
@@ -55,7 +59,10 @@ func newExecCommand() *cobra.Command {
 			defer hj.Close()
 			s := streamsOf(cmd)
 			if tty {
-				if restore := resizeAndRaw(ctx, c, "", streams{in: s.in}, interactive); restore != nil {
+				resize := func(h, w uint) {
+					_, _ = c.ExecResize(ctx, created.ID, client.ExecResizeOptions{Height: h, Width: w})
+				}
+				if restore := resizeAndRaw(s, interactive, resize); restore != nil {
 					defer restore()
 				}
 			}

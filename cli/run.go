@@ -46,6 +46,9 @@ func newRunCommand() *cobra.Command {
 			if err != nil {
 				return StatusError{Status: err.Error(), Code: 125}
 			}
+			if o.tty && o.interactive && !detach && !isTerminal(cmd.InOrStdin()) {
+				return errors.New("the input device is not a TTY")
+			}
 			if detach {
 				req.Config.AttachStdin, req.Config.AttachStdout, req.Config.AttachStderr = false, false, false
 				req.Config.StdinOnce = false
@@ -136,7 +139,10 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 		defer stop()
 	}
 	if o.tty {
-		if restore := resizeAndRaw(ctx, c, id, s, o.stdin); restore != nil {
+		resize := func(h, w uint) {
+			_, _ = c.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: h, Width: w})
+		}
+		if restore := resizeAndRaw(s, o.stdin, resize); restore != nil {
 			defer restore()
 		}
 	}

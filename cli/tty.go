@@ -1,21 +1,19 @@
 package cli
 
 import (
-	"context"
 	"os"
 
-	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
 )
 
-// resizeAndRaw prepares a TTY session: the container's terminal gets the
-// size of ours, and our stdin (when attached and a terminal) goes raw so
+// resizeAndRaw prepares a TTY session: resize gives the remote terminal
+// the size of ours, and our stdin (when attached and a terminal) goes raw so
 // keys reach the container unprocessed. It returns the function that
 // restores the terminal, or nil when nothing was changed.
-func resizeAndRaw(ctx context.Context, c *apiClient, id string, s streams, stdin bool) func() {
+func resizeAndRaw(s streams, stdin bool, resize func(height, width uint)) func() {
 	if f, ok := s.out.(*os.File); ok {
 		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Row > 0 {
-			_, _ = c.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: uint(ws.Row), Width: uint(ws.Col)})
+			resize(uint(ws.Row), uint(ws.Col))
 		}
 	}
 	if !stdin {
