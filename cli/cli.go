@@ -185,7 +185,7 @@ func (c *apiClient) apiError(err error) error {
 // classify, such as those of hijacked (attach/exec) connections.
 func isDialError(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "cannot connect to the Docker daemon") ||
+	return strings.Contains(strings.ToLower(s), "cannot connect to the docker daemon") ||
 		strings.Contains(s, "connect: no such file or directory") ||
 		strings.Contains(s, "connect: connection refused")
 }

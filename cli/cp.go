@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
@@ -235,10 +234,14 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 	dir, name := dst, filepath.Base(src)
 	st, err := c.ContainerStatPath(ctx, ctr, client.ContainerStatPathOptions{Path: dst})
 	switch {
+	case err != nil && (client.IsErrConnectionFailed(err) || isDialError(err)):
+		return c.apiError(err)
 	case err == nil && st.Stat.Mode.IsDir():
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("cannot copy a directory to a file: %s", dst)
-	case err == nil || cerrdefs.IsNotFound(err) || !isDialError(err):
+	default:
+		// Missing (404), a file, or a daemon without HEAD support: write
+		// dst itself. A missing container is reported by the PUT.
 		if strings.HasSuffix(dst, "/") {
 			if err == nil {
 				return fmt.Errorf("destination %s is not a directory", dst)
@@ -247,8 +250,6 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 			break
 		}
 		dir, name = path.Dir(dst), path.Base(dst)
-	default:
-		return c.apiError(err)
 	}
 
 	pr, pw := io.Pipe()

@@ -3,7 +3,11 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,5 +149,71 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	// -h is --hostname for run and create, help elsewhere.
 	if r := runCLI(t, "unix:///nonexistent.sock", "", "ps", "-h"); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
 		t.Errorf("ps -h: %+v", r)
+	}
+}
+
+func TestCpBothWaysAgainstFakeDaemon(t *testing.T) {
+	d := newFakeDaemon(t)
+	got := make(chan map[string]string, 1)
+	d.mux.HandleFunc("HEAD /containers/web/archive", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("path") == "/tmp" {
+			st, _ := json.Marshal(map[string]any{"name": "tmp", "mode": uint32(fs.ModeDir | 0o1777)})
+			w.Header().Set("X-Docker-Container-Path-Stat", base64.StdEncoding.EncodeToString(st))
+			return
+		}
+		w.WriteHeader(404)
+	})
+	d.mux.HandleFunc("PUT /containers/web/archive", func(w http.ResponseWriter, r *http.Request) {
+		files := map[string]string{"path": r.URL.Query().Get("path")}
+		tr := tar.NewReader(r.Body)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(tr)
+			files[h.Name] = string(b)
+		}
+		got <- files
+	})
+	d.mux.HandleFunc("GET /containers/web/archive", func(w http.ResponseWriter, r *http.Request) {
+		st, _ := json.Marshal(map[string]any{"name": "passwd", "size": 11, "mode": 0o644})
+		w.Header().Set("X-Docker-Container-Path-Stat", base64.StdEncoding.EncodeToString(st))
+		w.Header().Set("Content-Type", "application/x-tar")
+		w.Write(makeTar(t, []tarEntry{{name: "passwd", body: "root:x:0:0\n", typ: tar.TypeReg}}).Bytes())
+	})
+
+	src := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(src, []byte("copied in\n"), 0o644)
+	// To a path that does not exist: written as that name into its directory.
+	if r := runCLI(t, d.host, "", "cp", src, "web:/tmp/renamed.txt"); r.code != 0 {
+		t.Fatalf("cp in: %+v", r)
+	}
+	if f := <-got; f["path"] != "/tmp" || f["renamed.txt"] != "copied in\n" {
+		t.Fatalf("cp in sent %v", f)
+	}
+	// To an existing directory: under the source's name.
+	if r := runCLI(t, d.host, "", "cp", src, "web:/tmp"); r.code != 0 {
+		t.Fatalf("cp in to dir: %+v", r)
+	}
+	if f := <-got; f["path"] != "/tmp" || f["in.txt"] != "copied in\n" {
+		t.Fatalf("cp in to dir sent %v", f)
+	}
+
+	dst := t.TempDir()
+	if r := runCLI(t, d.host, "", "cp", "web:/etc/passwd", dst); r.code != 0 {
+		t.Fatalf("cp out: %+v", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "passwd")); err != nil || string(b) != "root:x:0:0\n" {
+		t.Fatalf("cp out into dir: %q %v", b, err)
+	}
+	if r := runCLI(t, d.host, "", "cp", "web:/etc/passwd", filepath.Join(dst, "pw")); r.code != 0 {
+		t.Fatalf("cp out to a new name: %+v", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "pw")); err != nil || string(b) != "root:x:0:0\n" {
+		t.Fatalf("cp out renamed: %q %v", b, err)
+	}
+	if r := runCLI(t, d.host, "", "cp", "web:/etc/passwd", filepath.Join(dst, "no", "such", "dir")); r.code != 1 || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("cp out into a missing directory: %+v", r)
 	}
 }
