@@ -172,10 +172,12 @@ func newImagesCommand(use string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A REPOSITORY[:TAG] argument is matched here rather than sent as
+			// a "reference" filter: every daemon lists all images, not every
+			// daemon knows that filter.
 			match := ""
 			if len(args) == 1 {
 				match = args[0]
-				f.Add("reference", match)
 			}
 			res, err := c.ImageList(commandContext(cmd), client.ImageListOptions{All: all, Filters: f})
 			if err != nil {
