@@ -75,11 +75,12 @@ func (s *Store) Path(d digest.Digest) (string, error) {
 }
 
 func validate(d digest.Digest) error {
-	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("%w: %q", ErrInvalidDigest, string(d))
-	}
+	// Validate first: Algorithm panics on a digest without a colon.
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("%w: %q: %v", ErrInvalidDigest, string(d), err)
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("%w: %q is not sha256", ErrInvalidDigest, string(d))
 	}
 	return nil
 }

@@ -367,6 +367,8 @@ func TestBadArchivesLeaveNothing(t *testing.T) {
 		"blob digest mismatch":  bytes.Replace(ociLayout(t, good), []byte("keep"), []byte("KEEP"), 1),
 		"bad tag":               dockerSave(t, layoutImage{layers: good.layers, tag: "UPPER:case"}),
 		"config lists 1 layer":  writeArchive(t, []archiveFile{{"manifest.json", []byte(`[{"Config":"c.json","Layers":[]}]`)}, {"c.json", []byte(`{"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("0", 64) + `"]}}`)}}),
+		"bad diff_id":           writeArchive(t, []archiveFile{{"manifest.json", []byte(`[{"Config":"c.json","Layers":["l.tar"]}]`)}, {"l.tar", mkTar(t, tent{name: "a", body: "a"})}, {"c.json", []byte(`{"rootfs":{"type":"layers","diff_ids":["abc"]}}`)}}),
+		"zstd layer":            writeArchive(t, []archiveFile{{"manifest.json", []byte(`[{"Config":"c.json","Layers":["l.tar"]}]`)}, {"l.tar", []byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0}}, {"c.json", []byte(`{"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("0", 64) + `"]}}`)}}),
 		"path escape in layers": writeArchive(t, []archiveFile{{"manifest.json", []byte(`[{"Config":"../../etc/passwd","Layers":[]}]`)}}),
 	}
 	for name, in := range loads {
