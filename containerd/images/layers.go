@@ -156,8 +156,8 @@ func (s *Store) Import(ctx context.Context, r io.Reader, ref string, opts Import
 		}
 		tags = append(tags, t.String())
 	}
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	s.useStore()
+	defer s.doneWithStore()
 	zr, err := archive.Decompress(r)
 	if err != nil {
 		return Image{}, fmt.Errorf("%w: import: %w", ErrInvalid, err)
@@ -234,8 +234,8 @@ func (s *Store) Commit(ctx context.Context, upperdir string, parent Image, cfg o
 		}
 		tags = append(tags, t.String())
 	}
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	s.useStore()
+	defer s.doneWithStore()
 	base := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}
 	var parentChain digest.Digest
 	if parent.ID != "" {

@@ -123,8 +123,8 @@ func (s *Store) PrepareRootfs(ctx context.Context, containerID string, img Image
 	if err != nil {
 		return Rootfs{}, err
 	}
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	s.useStore()
+	defer s.doneWithStore()
 	s.mu.Lock()
 	e := s.images[img.ID]
 	s.mu.Unlock()

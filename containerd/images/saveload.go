@@ -75,8 +75,8 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string) error {
 	if len(items) == 0 {
 		return fmt.Errorf("images: save: %w: no image named", ErrInvalid)
 	}
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	s.useStore()
+	defer s.doneWithStore()
 
 	tw := tar.NewWriter(w)
 	epoch := time.Unix(0, 0)
@@ -227,8 +227,8 @@ const maxJSON = 32 << 20
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]string, error) {
 	loaded, err := s.load(ctx, r)
 	if err != nil {
-		// load has released gcMu: collect waits for other writers, then
-		// deletes what the failed load left (nothing registered uses it).
+		// load is done with the store: collect deletes what the failed load
+		// left (nothing registered uses it), now or when the last writer is done.
 		s.collect()
 		return nil, fmt.Errorf("images: load: %w", err)
 	}
@@ -236,8 +236,8 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]string, error) {
 }
 
 func (s *Store) load(ctx context.Context, r io.Reader) ([]string, error) {
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	s.useStore()
+	defer s.doneWithStore()
 	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "load-")
 	if err != nil {
 		return nil, err

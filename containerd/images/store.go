@@ -17,8 +17,10 @@
 //
 // Concurrency: mu guards the in-memory state and is never held across disk
 // I/O. gcMu orders garbage collection against writers: operations that add
-// blobs or snapshots hold it shared for their duration, Remove holds it
-// exclusively only while it deletes what no image or container uses.
+// blobs or snapshots (or read them: Save, PrepareRootfs) hold it shared for
+// their duration; garbage collection takes it exclusively, but only if it is
+// free (TryLock): when it is not, the collection is left to the last of those
+// operations to finish, so a slow import never makes `rmi` or `run` wait.
 // One daemon owns a data root; two processes must not open the same root.
 package images
 
@@ -32,6 +34,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -118,7 +121,8 @@ type Store struct {
 	root    string
 	content *content.Store
 
-	gcMu sync.RWMutex
+	gcMu      sync.RWMutex
+	gcPending atomic.Bool // a collection was skipped because gcMu was busy
 
 	// mu guards images, refs, layers and gen.
 	mu     sync.Mutex
@@ -177,6 +181,10 @@ func Open(root string) (*Store, error) {
 		for d, n := range p.Layers {
 			s.layers[d] = n
 		}
+	}
+	// Blobs or snapshots of an operation a crash interrupted are garbage now.
+	if err := s.collect(); err != nil {
+		return nil, fmt.Errorf("images: open: %w", err)
 	}
 	return s, nil
 }
@@ -507,11 +515,27 @@ func short(id string) string {
 	return id
 }
 
+// useStore marks the start of an operation that adds or reads blobs and
+// snapshots; doneWithStore its end, which runs a collection left pending.
+func (s *Store) useStore() { s.gcMu.RLock() }
+
+func (s *Store) doneWithStore() {
+	s.gcMu.RUnlock()
+	if s.gcPending.Load() {
+		s.collect()
+	}
+}
+
 // collect deletes the blobs and snapshots that no image and no container
-// rootfs uses. It excludes writers (gcMu) so that a blob or snapshot made
-// for an image not yet registered is never taken.
+// rootfs uses. It runs only while no writer is active (gcMu), so that a blob
+// or snapshot made for an image not yet registered is never taken; if one
+// is, the collection is left to it (see doneWithStore).
 func (s *Store) collect() error {
-	s.gcMu.Lock()
+	if !s.gcMu.TryLock() {
+		s.gcPending.Store(true)
+		return nil
+	}
+	s.gcPending.Store(false)
 	defer s.gcMu.Unlock()
 	keepBlobs := map[digest.Digest]bool{}
 	keepSnaps := map[string]bool{}
