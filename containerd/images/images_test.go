@@ -460,6 +460,19 @@ func TestCommitAndHistory(t *testing.T) {
 		t.Fatalf("history %+v", h)
 	}
 
+	// A metadata-only step adds history, not a layer.
+	meta, err := s.CommitWithOptions(ctx, "", img, CommitOptions{Config: ocispec.ImageConfig{Env: []string{"B=2"}}, CreatedBy: "ENV B=2", EmptyLayer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.History(meta.ID); err != nil || len(h) != 4 || len(meta.Config.RootFS.DiffIDs) != 3 || meta.ChainID != img.ChainID ||
+		!h[0].EmptyLayer || h[0].Size != 0 || h[1].ID != img.ID || h[1].Size != 3 || h[3].Size != 10 {
+		t.Fatalf("empty-layer commit: %+v %v", h, err)
+	}
+	if _, err := s.Remove(meta.ID, false); err != nil {
+		t.Fatal(err)
+	}
+
 	// The base is in use by c1: Remove refuses without force.
 	if _, err := s.Remove("base:1", false); !errors.Is(err, ErrConflict) {
 		t.Fatalf("remove in-use image: %v", err)

@@ -223,12 +223,36 @@ func (s *Store) register(raw []byte, parent string, tags []string) (Image, error
 
 // Commit turns a container's overlay upperdir into a new layer on top of
 // parent (the zero Image for none) and registers the image with runtime
-// config cfg, tagged ref if not empty. The upperdir must not be written to
-// meanwhile (pause or stop the container).
+// config cfg, tagged ref if not empty; its history entry's CreatedBy is the
+// config's entrypoint and command, as `docker commit` records. The upperdir
+// must not be written to meanwhile (pause or stop the container).
 func (s *Store) Commit(ctx context.Context, upperdir string, parent Image, cfg ocispec.ImageConfig, ref, comment, author string) (Image, error) {
+	return s.CommitWithOptions(ctx, upperdir, parent, CommitOptions{
+		Config: cfg, Ref: ref, Comment: comment, Author: author,
+		CreatedBy: strings.Join(append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...), " "),
+	})
+}
+
+// CommitOptions describe the image CommitWithOptions makes.
+type CommitOptions struct {
+	// Config is the new image's runtime config (it replaces the parent's).
+	Config ocispec.ImageConfig
+	// Ref tags the new image when not empty.
+	Ref string
+	// Comment, Author and CreatedBy go into the new history entry.
+	Comment, Author, CreatedBy string
+	// EmptyLayer records a metadata-only step (a build's ENV, CMD, ...):
+	// no layer is added and the upperdir is not read.
+	EmptyLayer bool
+}
+
+// CommitWithOptions is Commit with the history entry spelled out, for
+// build: one call per Dockerfile step, EmptyLayer for the steps that change
+// only the config.
+func (s *Store) CommitWithOptions(ctx context.Context, upperdir string, parent Image, opts CommitOptions) (Image, error) {
 	var tags []string
-	if ref != "" {
-		t, err := parseTagged(ref)
+	if opts.Ref != "" {
+		t, err := parseTagged(opts.Ref)
 		if err != nil {
 			return Image{}, err
 		}
@@ -253,6 +277,33 @@ func (s *Store) Commit(ctx context.Context, upperdir string, parent Image, cfg o
 		}
 	}
 
+	var diffIDs []digest.Digest
+	if !opts.EmptyLayer {
+		d, err := s.diffLayer(ctx, upperdir, parentChain)
+		if err != nil {
+			return Image{}, err
+		}
+		diffIDs = append(diffIDs, d)
+	}
+
+	now := time.Now().UTC()
+	base.Created = &now
+	base.Author = opts.Author
+	base.Config = opts.Config
+	base.RootFS.Type = "layers"
+	base.RootFS.DiffIDs = append(base.RootFS.DiffIDs, diffIDs...)
+	base.History = append(base.History, ocispec.History{
+		Created: &now, Author: opts.Author, Comment: opts.Comment, CreatedBy: opts.CreatedBy, EmptyLayer: opts.EmptyLayer,
+	})
+	raw, err := json.Marshal(base)
+	if err != nil {
+		return Image{}, fmt.Errorf("images: commit: %w", err)
+	}
+	return s.register(raw, parent.ID, tags)
+}
+
+// diffLayer adds the upperdir's diff as the layer above parentChain.
+func (s *Store) diffLayer(ctx context.Context, upperdir string, parentChain digest.Digest) (digest.Digest, error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -263,25 +314,10 @@ func (s *Store) Commit(ctx context.Context, upperdir string, parent Image, cfg o
 	diffID, err := s.addLayer(ctx, pr, parentChain, "")
 	pr.CloseWithError(errors.New("commit aborted")) // unblocks Diff if addLayer stopped early
 	if derr := <-done; derr != nil {
-		return Image{}, fmt.Errorf("images: commit: diff %s: %w", upperdir, derr)
+		return "", fmt.Errorf("images: commit: diff %s: %w", upperdir, derr)
 	}
 	if err != nil {
-		return Image{}, fmt.Errorf("images: commit: %w", err)
+		return "", fmt.Errorf("images: commit: %w", err)
 	}
-
-	now := time.Now().UTC()
-	base.Created = &now
-	base.Author = author
-	base.Config = cfg
-	base.RootFS.Type = "layers"
-	base.RootFS.DiffIDs = append(base.RootFS.DiffIDs, diffID)
-	base.History = append(base.History, ocispec.History{
-		Created: &now, Author: author, Comment: comment,
-		CreatedBy: strings.Join(append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...), " "),
-	})
-	raw, err := json.Marshal(base)
-	if err != nil {
-		return Image{}, fmt.Errorf("images: commit: %w", err)
-	}
-	return s.register(raw, parent.ID, tags)
+	return diffID, nil
 }
