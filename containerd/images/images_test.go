@@ -664,3 +664,21 @@ func TestPrepareRootfsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestImportCancelled(t *testing.T) {
+	s, root := openStore(t)
+	cctx, cancel := context.WithCancel(ctx)
+	bb := busyboxTar(t)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(bb[:100000])
+		cancel()
+		pw.Write(make([]byte, 1<<20)) // blocks until the import stops reading
+	}()
+	_, err := s.Import(cctx, pr, "c:1", ImportOptions{})
+	pr.Close()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("import: %v", err)
+	}
+	nothingLeft(t, s, root)
+}

@@ -79,6 +79,9 @@ func (s *Store) addLayer(ctx context.Context, r io.Reader, parent, expected dige
 	tee := io.TeeReader(r, w)
 	size, err := archive.Apply(ctx, filepath.Join(tmp, "fs"), tee, archive.ApplyOptions{})
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err() // cancelled, not a bad layer
+		}
 		return "", fmt.Errorf("%w: layer: %w", ErrInvalid, err)
 	}
 	// The DiffID covers the whole stream, padding after the end-of-archive marker included.
