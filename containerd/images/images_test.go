@@ -539,6 +539,10 @@ func TestPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r, err := s.PrepareRootfs(ctx, "c1", img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Leftovers of a crash are removed on open.
 	os.MkdirAll(filepath.Join(root, "snapshots", "tmp-123", "fs"), 0o755)
 	os.WriteFile(filepath.Join(root, "content", "ingest", "blob-1"), []byte("x"), 0o644)
@@ -552,6 +556,14 @@ func TestPersistence(t *testing.T) {
 	}
 	if countDir(t, filepath.Join(root, "snapshots")) != 1 || countDir(t, filepath.Join(root, "content", "ingest")) != 0 {
 		t.Fatal("leftovers not removed")
+	}
+	// The container's rootfs survives the restart and still pins the image.
+	r2, err := s2.RootfsOf("c1")
+	if err != nil || r2.Upper != r.Upper || len(r2.Lower) != 1 || r2.Lower[0] != r.Lower[0] {
+		t.Fatalf("RootfsOf: %+v %v, want %+v", r2, err, r)
+	}
+	if _, err := s2.Remove("keep:1", false); !errors.Is(err, ErrConflict) {
+		t.Fatalf("remove of an image in use after restart: %v", err)
 	}
 }
 

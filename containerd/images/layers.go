@@ -168,7 +168,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, ref string, opts Import
 	defer zr.Close()
 	diffID, err := s.addLayer(ctx, zr, "", "")
 	if err != nil {
-		return Image{}, fmt.Errorf("import: %w", err)
+		return Image{}, fmt.Errorf("images: import: %w", err)
 	}
 	now := time.Now().UTC()
 	comment := opts.Comment
