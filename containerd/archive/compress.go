@@ -20,8 +20,13 @@ const (
 	Xz
 )
 
+// String names the compression.
 func (c Compression) String() string {
-	return [...]string{"uncompressed", "gzip", "zstd", "bzip2", "xz"}[c]
+	names := [...]string{"uncompressed", "gzip", "zstd", "bzip2", "xz"}
+	if c < 0 || int(c) >= len(names) {
+		return "unknown"
+	}
+	return names[c]
 }
 
 // DetectCompression names the compression of a stream from its first bytes.
