@@ -90,6 +90,7 @@ func NewRootCommand() *cobra.Command {
 		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
 	)
+	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
 	return root
 }
 

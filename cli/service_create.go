@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// serviceOptions are the flags of `service create` that make its spec.
+type serviceOptions struct {
+	name, mode                      string
+	replicas                        uint64Ptr
+	maxPerNode                      uint64
+	constraints, prefs              []string
+	reserveCPU, limitCPU            nanoCPUs
+	reserveMem, limitMem            memBytes
+	limitPids                       int64
+	env, envFiles                   []string
+	labels, containerLabels         []string
+	networks, publish               []string
+	restartCondition                string
+	restartAttempts                 uint64Ptr
+	restartDelay, restartWindow     durationPtr
+	stopGrace                       durationPtr
+	workdir, user, hostname, signal string
+	tty, readOnly, init             bool
+	endpointMode                    string
+	updateMonitor                   time.Duration
+	wait                            waitFlags
+}
+
+// waitFlags are the flags every converging command shares.
+type waitFlags struct {
+	detach, quiet bool
+	timeout       time.Duration
+}
+
+func addWaitFlags(fl *pflag.FlagSet, w *waitFlags, quiet bool) {
+	fl.BoolVarP(&w.detach, "detach", "d", false, "Exit immediately instead of waiting for the service to converge")
+	if quiet {
+		fl.BoolVarP(&w.quiet, "quiet", "q", false, "Suppress progress output")
+	}
+	fl.DurationVar(&w.timeout, "converge-timeout", 60*time.Second, "Give up waiting when the service makes no progress for this long")
+}
+
+func (w waitFlags) options(cmd *cobra.Command) waitOptions {
+	return waitOptions{
+		poll:    150 * time.Millisecond,
+		timeout: w.timeout,
+		verify:  verifyWindow,
+		tty:     isTerminal(cmd.OutOrStdout()),
+		quiet:   w.quiet,
+	}
+}
+
+func addServiceResourceFlags(fl *pflag.FlagSet, reserveCPU, limitCPU *nanoCPUs, reserveMem, limitMem *memBytes) {
+	fl.Var(limitCPU, "limit-cpu", "Limit CPUs")
+	fl.Var(limitMem, "limit-memory", "Limit Memory")
+	fl.Var(reserveCPU, "reserve-cpu", "Reserve CPUs")
+	fl.Var(reserveMem, "reserve-memory", "Reserve Memory")
+}
+
+func newServiceCreateCommand() *cobra.Command {
+	o := &serviceOptions{replicas: uint64Ptr{name: "replicas"}}
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a new service",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := o.spec(cmd.Flags(), args, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := commandContext(cmd)
+			// Networks are named by ID in a spec: resolve names as docker does.
+			for i, n := range spec.TaskTemplate.Networks {
+				res, err := c.NetworkInspect(ctx, n.Target, client.NetworkInspectOptions{Scope: "swarm"})
+				if err != nil {
+					return c.apiError(err)
+				}
+				spec.TaskTemplate.Networks[i].Target = res.Network.ID
+			}
+			sortNetworks(spec.TaskTemplate.Networks)
+			res, err := c.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec})
+			if err != nil {
+				return c.apiError(err)
+			}
+			s := streamsOf(cmd)
+			for _, w := range res.Warnings {
+				fmt.Fprintln(s.err, w)
+			}
+			fmt.Fprintln(s.out, res.ID)
+			if o.wait.detach {
+				return nil
+			}
+			return c.apiError(waitOnService(ctx, c, res.ID, s.out, o.wait.options(cmd)))
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.StringVar(&o.name, "name", "", "Service name")
+	fl.StringVar(&o.mode, "mode", "replicated", `Service mode ("replicated", "global")`)
+	fl.Var(&o.replicas, "replicas", "Number of tasks")
+	fl.Uint64Var(&o.maxPerNode, "replicas-max-per-node", 0, "Maximum number of tasks per node (default 0 = unlimited)")
+	fl.StringArrayVar(&o.constraints, "constraint", nil, "Placement constraints")
+	fl.StringArrayVar(&o.prefs, "placement-pref", nil, "Add a placement preference")
+	addServiceResourceFlags(fl, &o.reserveCPU, &o.limitCPU, &o.reserveMem, &o.limitMem)
+	fl.Int64Var(&o.limitPids, "limit-pids", 0, "Limit maximum number of processes (default 0 = unlimited)")
+	fl.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
+	fl.StringArrayVar(&o.envFiles, "env-file", nil, "Read in a file of environment variables")
+	fl.StringArrayVarP(&o.labels, "label", "l", nil, "Service labels")
+	fl.StringArrayVar(&o.containerLabels, "container-label", nil, "Container labels")
+	fl.StringArrayVar(&o.networks, "network", nil, "Network attachments")
+	fl.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a port as a node port")
+	fl.StringVar(&o.restartCondition, "restart-condition", "", `Restart when condition is met ("none", "on-failure", "any") (default "any")`)
+	fl.Var(&o.restartAttempts, "restart-max-attempts", "Maximum number of restarts before giving up")
+	fl.Var(&o.restartDelay, "restart-delay", "Delay between restart attempts (ns|us|ms|s|m|h) (default 5s)")
+	fl.Var(&o.restartWindow, "restart-window", "Window used to evaluate the restart policy (ns|us|ms|s|m|h)")
+	fl.Var(&o.stopGrace, "stop-grace-period", "Time to wait before force killing a container (ns|us|ms|s|m|h) (default 10s)")
+	fl.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
+	fl.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
+	fl.StringVar(&o.hostname, "hostname", "", "Container hostname")
+	fl.StringVar(&o.signal, "stop-signal", "", "Signal to stop the container")
+	fl.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY")
+	fl.BoolVar(&o.readOnly, "read-only", false, "Mount the container's root filesystem as read only")
+	fl.BoolVar(&o.init, "init", false, "Use an init inside each service container to forward signals and reap processes")
+	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
+	fl.DurationVar(&o.updateMonitor, "update-monitor", 0, "Duration after each task update to monitor for failure (ns|us|ms|s|m|h) (default 5s)")
+	fl.Bool("no-resolve-image", false, "Do not query the registry to resolve image digest (shoal never does)")
+	addWaitFlags(fl, &o.wait, true)
+	return cmd
+}
+
+// spec builds the ServiceSpec docker's CLI would send for the same command
+// line. lookupEnv resolves bare -e NAME values.
+func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (swarm.ServiceSpec, error) {
+	var spec swarm.ServiceSpec
+	mode, err := serviceMode(o.mode, o.replicas.v, o.maxPerNode)
+	if err != nil {
+		return spec, err
+	}
+	constraints := make([]string, 0, len(o.constraints))
+	for _, c := range o.constraints {
+		v, err := parseConstraint(c)
+		if err != nil {
+			return spec, err
+		}
+		constraints = append(constraints, v)
+	}
+	var prefs []swarm.PlacementPreference
+	for _, p := range o.prefs {
+		v, err := parsePlacementPref(p)
+		if err != nil {
+			return spec, err
+		}
+		prefs = append(prefs, v)
+	}
+	fileEnv, err := readEnvFiles(o.envFiles)
+	if err != nil {
+		return spec, err
+	}
+	flagEnv, err := parseEnvList(o.env, lookupEnv)
+	if err != nil {
+		return spec, err
+	}
+	labels, err := parseKVMap(o.labels)
+	if err != nil {
+		return spec, err
+	}
+	ctrLabels, err := parseKVMap(o.containerLabels)
+	if err != nil {
+		return spec, err
+	}
+	ports, err := parsePublishList(o.publish)
+	if err != nil {
+		return spec, err
+	}
+	restart, err := o.restartPolicy(fl)
+	if err != nil {
+		return spec, err
+	}
+	switch o.endpointMode {
+	case "vip", "dnsrr":
+	default:
+		return spec, fmt.Errorf("%w: invalid endpoint mode %q: must be vip or dnsrr", ErrInvalidServiceSpec, o.endpointMode)
+	}
+	init := o.init
+	ctr := &swarm.ContainerSpec{
+		Image:           args[0],
+		Args:            args[1:],
+		Env:             mergeEnv(nil, append(fileEnv, flagEnv...)),
+		Hostname:        o.hostname,
+		Labels:          ctrLabels,
+		Dir:             o.workdir,
+		User:            o.user,
+		StopSignal:      o.signal,
+		TTY:             o.tty,
+		ReadOnly:        o.readOnly,
+		Init:            &init,
+		DNSConfig:       &swarm.DNSConfig{},
+		StopGracePeriod: o.stopGrace.v,
+	}
+	if len(ctr.Args) == 0 {
+		ctr.Args = nil
+	}
+	var nets []swarm.NetworkAttachmentConfig
+	for _, n := range o.networks {
+		nets = append(nets, swarm.NetworkAttachmentConfig{Target: n})
+	}
+	spec = swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: o.name, Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: ctr,
+			Networks:      nets,
+			Resources: &swarm.ResourceRequirements{
+				Limits:       &swarm.Limit{NanoCPUs: int64(o.limitCPU), MemoryBytes: int64(o.limitMem), Pids: o.limitPids},
+				Reservations: &swarm.Resources{NanoCPUs: int64(o.reserveCPU), MemoryBytes: int64(o.reserveMem)},
+			},
+			RestartPolicy: restart,
+			Placement:     &swarm.Placement{Constraints: constraints, Preferences: prefs, MaxReplicas: o.maxPerNode},
+		},
+		Mode:         mode,
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionMode(o.endpointMode), Ports: ports},
+	}
+	if fl.Changed("update-monitor") {
+		// docker fills the rest of UpdateConfig with swarm's defaults
+		// whenever one --update-* flag is given.
+		spec.UpdateConfig = &swarm.UpdateConfig{
+			Parallelism: 1, FailureAction: swarm.UpdateFailureActionPause,
+			Monitor: o.updateMonitor, Order: swarm.UpdateOrderStopFirst,
+		}
+	}
+	return spec, nil
+}
+
+// serviceMode builds the Mode of a spec from --mode and --replicas.
+func serviceMode(mode string, replicas *uint64, maxPerNode uint64) (swarm.ServiceMode, error) {
+	switch mode {
+	case "replicated":
+		return swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: replicas}}, nil
+	case "global":
+		if replicas != nil {
+			return swarm.ServiceMode{}, fmt.Errorf("%w: replicas can only be used with replicated or replicated-job mode", ErrInvalidServiceSpec)
+		}
+		if maxPerNode > 0 {
+			return swarm.ServiceMode{}, fmt.Errorf("%w: replicas-max-per-node can only be used with replicated or replicated-job mode", ErrInvalidServiceSpec)
+		}
+		return swarm.ServiceMode{Global: &swarm.GlobalService{}}, nil
+	}
+	return swarm.ServiceMode{}, fmt.Errorf("%w: unknown mode: %s, only replicated and global supported", ErrInvalidServiceSpec, mode)
+}
+
+// restartPolicy is nil unless a --restart-* flag was given; then it starts
+// from swarm's defaults (any, 5s, unlimited), as docker's does.
+func (o *serviceOptions) restartPolicy(fl *pflag.FlagSet) (*swarm.RestartPolicy, error) {
+	if !fl.Changed("restart-condition") && !fl.Changed("restart-max-attempts") && !fl.Changed("restart-delay") && !fl.Changed("restart-window") {
+		return nil, nil
+	}
+	delay := 5 * time.Second
+	var attempts uint64
+	rp := &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &delay, MaxAttempts: &attempts}
+	if fl.Changed("restart-condition") {
+		c, err := parseRestartCondition(o.restartCondition)
+		if err != nil {
+			return nil, err
+		}
+		rp.Condition = c
+	}
+	if o.restartAttempts.v != nil {
+		rp.MaxAttempts = o.restartAttempts.v
+	}
+	if o.restartDelay.v != nil {
+		rp.Delay = o.restartDelay.v
+	}
+	if o.restartWindow.v != nil {
+		rp.Window = o.restartWindow.v
+	}
+	return rp, nil
+}
+
+// mergeEnv applies K=V values onto env in order: a later value of a
+// variable replaces the earlier one, keeping the list free of duplicates.
+func mergeEnv(env, add []string) []string {
+	out := append([]string(nil), env...)
+	for _, e := range add {
+		if slices.Contains(out, e) {
+			continue
+		}
+		k, _, _ := strings.Cut(e, "=")
+		out = slices.DeleteFunc(out, func(cur string) bool { return cur == k || strings.HasPrefix(cur, k+"=") })
+		out = append(out, e)
+	}
+	return out
+}

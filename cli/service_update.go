@@ -1,0 +1,509 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// serviceUpdateOptions are the flags of `service update`.
+type serviceUpdateOptions struct {
+	replicas                    uint64Ptr
+	image                       string
+	envAdd, envRm               []string
+	constraintAdd, constraintRm []string
+	labelAdd, labelRm           []string
+	publishAdd, publishRm       []string
+	reserveCPU, limitCPU        nanoCPUs
+	reserveMem, limitMem        memBytes
+	force                       bool
+	args                        string
+	restartCondition            string
+	wait                        waitFlags
+}
+
+func newServiceUpdateCommand() *cobra.Command {
+	o := &serviceUpdateOptions{replicas: uint64Ptr{name: "replicas"}}
+	cmd := &cobra.Command{
+		Use:   "update [OPTIONS] SERVICE",
+		Short: "Update a service",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := commandContext(cmd)
+			res, err := c.ServiceInspect(ctx, args[0], client.ServiceInspectOptions{})
+			if err != nil {
+				return c.apiError(err)
+			}
+			spec := res.Service.Spec
+			if err := o.apply(cmd.Flags(), &spec, os.LookupEnv); err != nil {
+				return err
+			}
+			up, err := c.ServiceUpdate(ctx, res.Service.ID, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: spec})
+			if err != nil {
+				return c.apiError(err)
+			}
+			s := streamsOf(cmd)
+			for _, w := range up.Warnings {
+				fmt.Fprintln(s.err, w)
+			}
+			fmt.Fprintln(s.out, args[0])
+			if o.wait.detach {
+				return nil
+			}
+			return c.apiError(waitOnService(ctx, c, res.Service.ID, s.out, o.wait.options(cmd)))
+		},
+	}
+	fl := cmd.Flags()
+	fl.Var(&o.replicas, "replicas", "Number of tasks")
+	fl.StringVar(&o.image, "image", "", "Service image tag")
+	fl.StringArrayVar(&o.envAdd, "env-add", nil, "Add or update an environment variable")
+	fl.StringArrayVar(&o.envRm, "env-rm", nil, "Remove an environment variable")
+	fl.StringArrayVar(&o.constraintAdd, "constraint-add", nil, "Add or update a placement constraint")
+	fl.StringArrayVar(&o.constraintRm, "constraint-rm", nil, "Remove a constraint")
+	fl.StringArrayVar(&o.labelAdd, "label-add", nil, "Add or update a service label")
+	fl.StringArrayVar(&o.labelRm, "label-rm", nil, "Remove a label by its key")
+	fl.StringArrayVar(&o.publishAdd, "publish-add", nil, "Add or update a published port")
+	fl.StringArrayVar(&o.publishRm, "publish-rm", nil, "Remove a published port by its target port")
+	addServiceResourceFlags(fl, &o.reserveCPU, &o.limitCPU, &o.reserveMem, &o.limitMem)
+	fl.BoolVar(&o.force, "force", false, "Force update even if no changes require it")
+	fl.StringVar(&o.args, "args", "", "Service command args")
+	fl.StringVar(&o.restartCondition, "restart-condition", "", `Restart when condition is met ("none", "on-failure", "any")`)
+	addWaitFlags(fl, &o.wait, true)
+	return cmd
+}
+
+// apply merges the changed flags into spec, as docker's update does.
+func (o *serviceUpdateOptions) apply(fl *pflag.FlagSet, spec *swarm.ServiceSpec, lookupEnv func(string) (string, bool)) error {
+	if fl.Changed("replicas") {
+		if spec.Mode.Replicated == nil {
+			return errors.New("replicas can only be used with replicated or replicated-job mode")
+		}
+		spec.Mode.Replicated.Replicas = o.replicas.v
+	}
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs == nil {
+		cs = &swarm.ContainerSpec{}
+		spec.TaskTemplate.ContainerSpec = cs
+	}
+	if fl.Changed("image") {
+		if o.image == "" {
+			return fmt.Errorf("%w: --image must not be empty", ErrInvalidServiceSpec)
+		}
+		cs.Image = o.image
+	}
+	if fl.Changed("args") {
+		cs.Args = strings.Fields(o.args)
+	}
+	if fl.Changed("env-add") || fl.Changed("env-rm") {
+		add, err := parseEnvList(o.envAdd, lookupEnv)
+		if err != nil {
+			return err
+		}
+		env := cs.Env[:0:0]
+		for _, e := range cs.Env {
+			k, _, _ := strings.Cut(e, "=")
+			if !containsString(o.envRm, k) {
+				env = append(env, e)
+			}
+		}
+		cs.Env = mergeEnv(env, add)
+	}
+	if fl.Changed("constraint-add") || fl.Changed("constraint-rm") {
+		if spec.TaskTemplate.Placement == nil {
+			spec.TaskTemplate.Placement = &swarm.Placement{}
+		}
+		pl := spec.TaskTemplate.Placement
+		for _, c := range o.constraintAdd {
+			if _, err := parseConstraint(c); err != nil {
+				return err
+			}
+		}
+		all := append(append([]string(nil), pl.Constraints...), o.constraintAdd...)
+		kept := []string{}
+		for _, c := range all {
+			if !containsString(o.constraintRm, c) && !containsString(kept, c) {
+				kept = append(kept, c)
+			}
+		}
+		sort.Strings(kept)
+		pl.Constraints = kept
+	}
+	if fl.Changed("label-add") || fl.Changed("label-rm") {
+		add, err := parseKVMap(o.labelAdd)
+		if err != nil {
+			return err
+		}
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		for _, k := range o.labelRm {
+			delete(spec.Labels, k)
+		}
+		for k, v := range add {
+			spec.Labels[k] = v
+		}
+	}
+	if fl.Changed("publish-add") || fl.Changed("publish-rm") {
+		add, err := parsePublishList(o.publishAdd)
+		if err != nil {
+			return err
+		}
+		if spec.EndpointSpec == nil {
+			spec.EndpointSpec = &swarm.EndpointSpec{}
+		}
+		var kept []swarm.PortConfig
+		for _, p := range spec.EndpointSpec.Ports {
+			if removedPort(o.publishRm, p) {
+				continue
+			}
+			replaced := false
+			for _, a := range add {
+				if a.PublishedPort != 0 && a.PublishedPort == p.PublishedPort && a.Protocol == p.Protocol {
+					replaced = true
+				}
+			}
+			if !replaced {
+				kept = append(kept, p)
+			}
+		}
+		spec.EndpointSpec.Ports = append(kept, add...)
+	}
+	if fl.Changed("limit-cpu") || fl.Changed("limit-memory") || fl.Changed("reserve-cpu") || fl.Changed("reserve-memory") {
+		if spec.TaskTemplate.Resources == nil {
+			spec.TaskTemplate.Resources = &swarm.ResourceRequirements{}
+		}
+		r := spec.TaskTemplate.Resources
+		if r.Limits == nil {
+			r.Limits = &swarm.Limit{}
+		}
+		if r.Reservations == nil {
+			r.Reservations = &swarm.Resources{}
+		}
+		if fl.Changed("limit-cpu") {
+			r.Limits.NanoCPUs = int64(o.limitCPU)
+		}
+		if fl.Changed("limit-memory") {
+			r.Limits.MemoryBytes = int64(o.limitMem)
+		}
+		if fl.Changed("reserve-cpu") {
+			r.Reservations.NanoCPUs = int64(o.reserveCPU)
+		}
+		if fl.Changed("reserve-memory") {
+			r.Reservations.MemoryBytes = int64(o.reserveMem)
+		}
+	}
+	if fl.Changed("restart-condition") {
+		c, err := parseRestartCondition(o.restartCondition)
+		if err != nil {
+			return err
+		}
+		if spec.TaskTemplate.RestartPolicy == nil {
+			spec.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{}
+		}
+		spec.TaskTemplate.RestartPolicy.Condition = c
+	}
+	if o.force {
+		spec.TaskTemplate.ForceUpdate++
+	}
+	return nil
+}
+
+// removedPort reports whether --publish-rm names p: "80", "80/udp" (the
+// target port) or "8080:80".
+func removedPort(rms []string, p swarm.PortConfig) bool {
+	for _, rm := range rms {
+		spec, proto, _ := strings.Cut(rm, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		if proto != string(p.Protocol) {
+			continue
+		}
+		if pub, tgt, ok := strings.Cut(spec, ":"); ok {
+			if pub == strconv.Itoa(int(p.PublishedPort)) && tgt == strconv.Itoa(int(p.TargetPort)) {
+				return true
+			}
+			continue
+		}
+		if spec == strconv.Itoa(int(p.TargetPort)) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceLogsOptions are the flags of `service logs`.
+type serviceLogsOptions struct {
+	follow, timestamps, noTrunc, noTaskIDs, noResolve, raw, details bool
+	tail, since                                                     string
+}
+
+func newServiceLogsCommand() *cobra.Command {
+	var o serviceLogsOptions
+	cmd := &cobra.Command{
+		Use:   "logs [OPTIONS] SERVICE|TASK",
+		Short: "Fetch the logs of a service or task",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return serviceLogs(cmd, c, args[0], o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&o.follow, "follow", "f", false, "Follow log output")
+	fl.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
+	fl.StringVarP(&o.tail, "tail", "n", "all", "Number of lines to show from the end of the logs")
+	fl.StringVar(&o.since, "since", "", "Show logs since timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
+	fl.BoolVar(&o.noTrunc, "no-trunc", false, "Do not truncate output")
+	fl.BoolVar(&o.noTaskIDs, "no-task-ids", false, "Do not include task IDs in output")
+	fl.BoolVar(&o.noResolve, "no-resolve", false, "Do not map IDs to Names in output")
+	fl.BoolVar(&o.raw, "raw", false, "Do not neatly format logs")
+	fl.BoolVar(&o.details, "details", false, "Show extra details provided to logs")
+	return cmd
+}
+
+// serviceLogs streams a service's (or one task's) logs. The daemon tags
+// every line with its origin in the "details" field
+// (com.docker.swarm.node.id=...,com.docker.swarm.service.id=...,
+// com.docker.swarm.task.id=...), which becomes docker's
+// "name.slot.taskid@node    | " prefix.
+func serviceLogs(cmd *cobra.Command, c *apiClient, ref string, o serviceLogsOptions) error {
+	ctx := commandContext(cmd)
+	padding := 1
+	var tty bool
+	var rc io.ReadCloser
+	svc, err := c.ServiceInspect(ctx, ref, client.ServiceInspectOptions{})
+	switch {
+	case err == nil:
+		if cs := svc.Service.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			tty = cs.TTY
+		}
+		if r := svc.Service.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
+			padding = len(strconv.FormatUint(*r.Replicas, 10))
+		}
+		if tty && !o.raw {
+			return errors.New("tty service logs only supported with --raw")
+		}
+		rc, err = c.ServiceLogs(ctx, ref, client.ServiceLogsOptions{
+			ShowStdout: true, ShowStderr: true, Since: o.since, Timestamps: o.timestamps,
+			Follow: o.follow, Tail: o.tail, Details: o.details || !o.raw,
+		})
+	case isNotFound(err):
+		task, terr := c.TaskInspect(ctx, ref, client.TaskInspectOptions{})
+		if terr != nil {
+			if isNotFound(terr) {
+				return fmt.Errorf("no such task or service: %v", ref)
+			}
+			return c.apiError(terr)
+		}
+		if cs := task.Task.Spec.ContainerSpec; cs != nil {
+			tty = cs.TTY
+		}
+		padding = len(strconv.Itoa(task.Task.Slot))
+		if tty && !o.raw {
+			return errors.New("tty service logs only supported with --raw")
+		}
+		rc, err = c.TaskLogs(ctx, ref, client.TaskLogsOptions{
+			ShowStdout: true, ShowStderr: true, Since: o.since, Timestamps: o.timestamps,
+			Follow: o.follow, Tail: o.tail, Details: o.details || !o.raw,
+		})
+	}
+	if err != nil {
+		return c.apiError(err)
+	}
+	defer rc.Close()
+	s := streamsOf(cmd)
+	if tty {
+		_, err = io.Copy(s.out, rc)
+		return err
+	}
+	stdout, stderr := s.out, s.err
+	if !o.raw {
+		f := &logPrefixer{ctx: ctx, c: c, opts: o, padding: padding, cache: map[logOrigin]string{}, nodes: &nodeNamer{c: c, ctx: ctx, names: map[string]string{}}}
+		stdout = &logWriter{f: f, w: s.out}
+		stderr = &logWriter{f: f, w: s.err}
+	}
+	_, err = stdcopy.StdCopy(stdout, stderr, rc)
+	return err
+}
+
+// logOrigin is where a log line comes from.
+type logOrigin struct{ nodeID, serviceID, taskID string }
+
+// parseLogDetails reads the details field of a log line: comma-separated
+// key=value pairs with URL-escaped values.
+func parseLogDetails(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if s == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("invalid details format: %q", s)
+		}
+		uk, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, fmt.Errorf("invalid details format: %w", err)
+		}
+		uv, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, fmt.Errorf("invalid details format: %w", err)
+		}
+		out[uk] = uv
+	}
+	return out, nil
+}
+
+// logPrefixer names a line's origin, caching one lookup per task.
+type logPrefixer struct {
+	ctx     context.Context
+	c       *apiClient
+	opts    serviceLogsOptions
+	padding int
+	cache   map[logOrigin]string
+	nodes   *nodeNamer
+	svcs    map[string]string
+}
+
+func (f *logPrefixer) prefix(o logOrigin) string {
+	if p, ok := f.cache[o]; ok {
+		return p
+	}
+	node, service := o.nodeID, o.serviceID
+	if !f.opts.noResolve {
+		node = f.nodes.name(o.nodeID)
+		if f.svcs == nil {
+			f.svcs = map[string]string{}
+		}
+		if n, ok := f.svcs[o.serviceID]; ok {
+			service = n
+		} else if res, err := f.c.ServiceInspect(f.ctx, o.serviceID, client.ServiceInspectOptions{}); err == nil {
+			service = res.Service.Spec.Name
+			f.svcs[o.serviceID] = service
+		}
+	}
+	slot := 0
+	taskID := o.taskID
+	if res, err := f.c.TaskInspect(f.ctx, o.taskID, client.TaskInspectOptions{}); err == nil {
+		slot = res.Task.Slot
+	}
+	p := formatLogPrefix(service, slot, taskID, node, f.padding, f.opts.noTaskIDs, f.opts.noTrunc)
+	f.cache[o] = p
+	return p
+}
+
+// formatLogPrefix is docker's "name.slot.taskid@node" padded so that the
+// "|" columns line up across slot numbers of different widths.
+func formatLogPrefix(service string, slot int, taskID, node string, padding int, noTaskIDs, noTrunc bool) string {
+	name := fmt.Sprintf("%s.%d", service, slot)
+	if !noTaskIDs {
+		if noTrunc {
+			name += "." + taskID
+		} else {
+			name += "." + shortID(taskID)
+		}
+	}
+	pad := padding - len(strconv.Itoa(slot))
+	if pad < 0 {
+		pad = 0
+	}
+	return name + "@" + node + strings.Repeat(" ", pad)
+}
+
+// logWriter rewrites each frame (one log line) from
+// "[timestamp ]details message" to "[timestamp ]prefix    | message".
+type logWriter struct {
+	f *logPrefixer
+	w io.Writer
+}
+
+func (lw *logWriter) Write(buf []byte) (int, error) {
+	out, err := rewriteLogLine(buf, lw.f.opts.timestamps, lw.f.opts.details, lw.f.prefix)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := lw.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(buf), nil
+}
+
+// rewriteLogLine is the pure part of logWriter.
+func rewriteLogLine(buf []byte, timestamps, showDetails bool, prefix func(logOrigin) string) ([]byte, error) {
+	n := 2
+	detailsAt := 0
+	if timestamps {
+		n, detailsAt = 3, 1
+	}
+	parts := bytes.SplitN(buf, []byte(" "), n)
+	if len(parts) != n {
+		return nil, fmt.Errorf("invalid context in log message: %v", string(buf))
+	}
+	details, err := parseLogDetails(string(parts[detailsAt]))
+	if err != nil {
+		return nil, err
+	}
+	var o logOrigin
+	var ok bool
+	if o.nodeID, ok = details["com.docker.swarm.node.id"]; !ok {
+		return nil, fmt.Errorf("missing node id in details: %v", details)
+	}
+	if o.serviceID, ok = details["com.docker.swarm.service.id"]; !ok {
+		return nil, fmt.Errorf("missing service id in details: %v", details)
+	}
+	if o.taskID, ok = details["com.docker.swarm.task.id"]; !ok {
+		return nil, fmt.Errorf("missing task id in details: %v", details)
+	}
+	delete(details, "com.docker.swarm.node.id")
+	delete(details, "com.docker.swarm.service.id")
+	delete(details, "com.docker.swarm.task.id")
+	var out []byte
+	if timestamps {
+		out = append(out, parts[0]...)
+		out = append(out, ' ')
+	}
+	out = append(out, prefix(o)+"    | "...)
+	if showDetails {
+		var kv []string
+		for k, v := range details {
+			kv = append(kv, k+"="+v)
+		}
+		sort.Strings(kv)
+		out = append(out, strings.Join(kv, ",")...)
+		out = append(out, ' ')
+	}
+	out = append(out, parts[detailsAt+1]...)
+	return out, nil
+}

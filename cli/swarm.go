@@ -1,0 +1,341 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// defaultListenAddr is where a manager listens for other nodes unless
+// --listen-addr says otherwise (docker's default).
+const defaultListenAddr = "0.0.0.0:2377"
+
+func newSwarmCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "swarm", Short: "Manage Swarm", Args: noArgs}
+	cmd.AddCommand(
+		newSwarmInitCommand(), newSwarmJoinCommand(), newSwarmJoinTokenCommand(),
+		newSwarmLeaveCommand(), newSwarmUpdateCommand(),
+	)
+	return cmd
+}
+
+// listenAddr is a pflag.Value for --listen-addr: "<ip|interface>[:port]",
+// the port defaulting to 2377, as docker's NodeAddrOption.
+type listenAddr struct{ addr string }
+
+func (l *listenAddr) Set(s string) error {
+	a, err := parseNodeAddr(s, defaultListenAddr)
+	if err != nil {
+		return err
+	}
+	l.addr = a
+	return nil
+}
+
+func (l *listenAddr) String() string { return l.addr }
+func (l *listenAddr) Type() string   { return "node-addr" }
+
+// parseNodeAddr fills in the host or port of addr from def, as docker's
+// ParseTCPAddr does ("eth0" -> "eth0:2377", ":4000" -> "0.0.0.0:4000").
+func parseNodeAddr(addr, def string) (string, error) {
+	defHost, defPort, _ := net.SplitHostPort(def)
+	addr = strings.TrimPrefix(addr, "tcp://")
+	if addr == "" {
+		return "", errors.New("invalid empty address")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		// No port: the whole value is a host (or interface).
+		host, port = addr, defPort
+		if strings.Count(addr, ":") > 1 && !strings.HasPrefix(addr, "[") {
+			host = addr // a bare IPv6 address
+		}
+	}
+	if host == "" {
+		host = defHost
+	}
+	if port == "" {
+		port = defPort
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("invalid port in address %q", addr)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// swarmSpecFlags are the flags of init and update that edit the cluster spec.
+type swarmSpecFlags struct {
+	taskHistoryLimit int64
+}
+
+func addSwarmSpecFlags(fl *pflag.FlagSet, o *swarmSpecFlags) {
+	fl.Int64Var(&o.taskHistoryLimit, "task-history-limit", 5, "Task history retention limit")
+}
+
+// merge sets only the fields whose flags were given, as docker does.
+func (o *swarmSpecFlags) merge(fl *pflag.FlagSet, spec *swarm.Spec) error {
+	if fl.Changed("task-history-limit") {
+		if o.taskHistoryLimit < 0 {
+			return fmt.Errorf("invalid task history limit %d: must not be negative", o.taskHistoryLimit)
+		}
+		v := o.taskHistoryLimit
+		spec.Orchestration.TaskHistoryRetentionLimit = &v
+	}
+	return nil
+}
+
+func newSwarmInitCommand() *cobra.Command {
+	var advertise, availability string
+	listen := listenAddr{addr: defaultListenAddr}
+	var specFlags swarmSpecFlags
+	var forceNew bool
+	cmd := &cobra.Command{
+		Use:   "init [OPTIONS]",
+		Short: "Initialize a swarm",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var avail swarm.NodeAvailability
+			if cmd.Flags().Changed("availability") {
+				a, err := parseAvailability(availability)
+				if err != nil {
+					return err
+				}
+				avail = a
+			}
+			var spec swarm.Spec
+			if err := specFlags.merge(cmd.Flags(), &spec); err != nil {
+				return err
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := commandContext(cmd)
+			res, err := c.SwarmInit(ctx, client.SwarmInitOptions{
+				ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
+				Spec: spec, Availability: avail, SubnetSize: 24,
+			})
+			if err != nil {
+				err = c.apiError(err)
+				if strings.Contains(err.Error(), "could not choose an IP address to advertise") || strings.Contains(err.Error(), "could not find the system's IP address") {
+					return fmt.Errorf("%w - specify one with --advertise-addr", err)
+				}
+				return err
+			}
+			out := streamsOf(cmd).out
+			fmt.Fprintf(out, "Swarm initialized: current node (%s) is now a manager.\n\n", res.NodeID)
+			if err := printJoinCommand(cmd, c, res.NodeID, true, false); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.")
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.Var(&listen, "listen-addr", `Listen address (format: "<ip|interface>[:port]")`)
+	fl.StringVar(&advertise, "advertise-addr", "", `Advertised address (format: "<ip|interface>[:port]")`)
+	fl.StringVar(&availability, "availability", "active", `Availability of the node ("active", "pause", "drain")`)
+	fl.BoolVar(&forceNew, "force-new-cluster", false, "Force create a new cluster from current state")
+	addSwarmSpecFlags(fl, &specFlags)
+	return cmd
+}
+
+// printJoinCommand prints the join command(s) for this manager: tokens
+// from the swarm inspect, the address from the node's manager status.
+func printJoinCommand(cmd *cobra.Command, c *apiClient, nodeID string, worker, manager bool) error {
+	ctx := commandContext(cmd)
+	n, err := c.NodeInspect(ctx, nodeID, client.NodeInspectOptions{})
+	if err != nil {
+		return c.apiError(err)
+	}
+	sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		return c.apiError(err)
+	}
+	ms := n.Node.ManagerStatus
+	if ms == nil {
+		return nil
+	}
+	out := streamsOf(cmd).out
+	if worker {
+		fmt.Fprintf(out, "To add a worker to this swarm, run the following command:\n\n    shoal swarm join --token %s %s\n\n", sw.Swarm.JoinTokens.Worker, ms.Addr)
+	}
+	if manager {
+		fmt.Fprintf(out, "To add a manager to this swarm, run the following command:\n\n    shoal swarm join --token %s %s\n\n", sw.Swarm.JoinTokens.Manager, ms.Addr)
+	}
+	return nil
+}
+
+func newSwarmJoinCommand() *cobra.Command {
+	var advertise, token, availability string
+	listen := listenAddr{addr: defaultListenAddr}
+	cmd := &cobra.Command{
+		Use:   "join [OPTIONS] HOST:PORT",
+		Short: "Join a swarm as a node and/or manager",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var avail swarm.NodeAvailability
+			if cmd.Flags().Changed("availability") {
+				a, err := parseAvailability(availability)
+				if err != nil {
+					return err
+				}
+				avail = a
+			}
+			if token == "" {
+				return errors.New("a join token is required: --token SWMTKN-...")
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := commandContext(cmd)
+			if _, err := c.SwarmJoin(ctx, client.SwarmJoinOptions{
+				JoinToken: token, ListenAddr: listen.addr, AdvertiseAddr: advertise,
+				RemoteAddrs: []string{args[0]}, Availability: avail,
+			}); err != nil {
+				return c.apiError(err)
+			}
+			info, err := c.Info(ctx, client.InfoOptions{})
+			if err != nil {
+				return c.apiError(err)
+			}
+			if info.Info.Swarm.ControlAvailable {
+				fmt.Fprintln(streamsOf(cmd).out, "This node joined a swarm as a manager.")
+			} else {
+				fmt.Fprintln(streamsOf(cmd).out, "This node joined a swarm as a worker.")
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.Var(&listen, "listen-addr", `Listen address (format: "<ip|interface>[:port]")`)
+	fl.StringVar(&advertise, "advertise-addr", "", `Advertised address (format: "<ip|interface>[:port]")`)
+	fl.StringVar(&token, "token", "", "Token for entry into the swarm")
+	fl.StringVar(&availability, "availability", "active", `Availability of the node ("active", "pause", "drain")`)
+	return cmd
+}
+
+func newSwarmJoinTokenCommand() *cobra.Command {
+	var rotate, quiet bool
+	cmd := &cobra.Command{
+		Use:   "join-token [OPTIONS] (worker|manager)",
+		Short: "Manage join tokens",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			role := args[0]
+			worker, manager := role == "worker", role == "manager"
+			if !worker && !manager {
+				return errors.New("unknown role " + role)
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := commandContext(cmd)
+			out := streamsOf(cmd).out
+			if rotate {
+				sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+				if err != nil {
+					return c.apiError(err)
+				}
+				if _, err := c.SwarmUpdate(ctx, client.SwarmUpdateOptions{
+					Version: sw.Swarm.Version, Spec: sw.Swarm.Spec,
+					RotateWorkerToken: worker, RotateManagerToken: manager,
+				}); err != nil {
+					return c.apiError(err)
+				}
+				if !quiet {
+					fmt.Fprintf(out, "Successfully rotated %s join token.\n\n", role)
+				}
+			}
+			sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+			if err != nil {
+				return c.apiError(err)
+			}
+			if quiet {
+				if worker {
+					fmt.Fprintln(out, sw.Swarm.JoinTokens.Worker)
+				} else {
+					fmt.Fprintln(out, sw.Swarm.JoinTokens.Manager)
+				}
+				return nil
+			}
+			self, err := selfNodeID(cmd, c)
+			if err != nil {
+				return err
+			}
+			return printJoinCommand(cmd, c, self, worker, manager)
+		},
+	}
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "Rotate join token")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display token")
+	return cmd
+}
+
+func newSwarmLeaveCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "leave [OPTIONS]",
+		Short: "Leave the swarm",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.SwarmLeave(commandContext(cmd), client.SwarmLeaveOptions{Force: force}); err != nil {
+				return c.apiError(err)
+			}
+			fmt.Fprintln(streamsOf(cmd).out, "Node left the swarm.")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force this node to leave the swarm, ignoring warnings")
+	return cmd
+}
+
+func newSwarmUpdateCommand() *cobra.Command {
+	var specFlags swarmSpecFlags
+	cmd := &cobra.Command{
+		Use:   "update [OPTIONS]",
+		Short: "Update the swarm",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("task-history-limit") {
+				return cmd.Help()
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := commandContext(cmd)
+			sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+			if err != nil {
+				return c.apiError(err)
+			}
+			if err := specFlags.merge(cmd.Flags(), &sw.Swarm.Spec); err != nil {
+				return err
+			}
+			if _, err := c.SwarmUpdate(ctx, client.SwarmUpdateOptions{Version: sw.Swarm.Version, Spec: sw.Swarm.Spec}); err != nil {
+				return c.apiError(err)
+			}
+			fmt.Fprintln(streamsOf(cmd).out, "Swarm updated.")
+			return nil
+		},
+	}
+	addSwarmSpecFlags(cmd.Flags(), &specFlags)
+	return cmd
+}
