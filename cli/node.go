@@ -322,6 +322,16 @@ func (o nodeUpdateOptions) apply(fl *pflag.FlagSet, spec *swarm.NodeSpec) error 
 	return nil
 }
 
+// labelSet makes a label map holding keys, so that a dry run of apply
+// does not trip over --label-rm of labels it cannot see.
+func labelSet(keys []string) map[string]string {
+	m := map[string]string{}
+	for _, k := range keys {
+		m[k] = ""
+	}
+	return m
+}
+
 // updateNode inspects a node, lets change edit its spec and writes it back
 // with the version read.
 func updateNode(cmd *cobra.Command, c *apiClient, ref string, change func(*swarm.Node) (bool, error)) error {
@@ -349,6 +359,10 @@ func newNodeUpdateCommand() *cobra.Command {
 		Short: "Update a node",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Check the flags before anything is read or sent.
+			if err := o.apply(cmd.Flags(), &swarm.NodeSpec{Annotations: swarm.Annotations{Labels: labelSet(o.labelRm)}}); err != nil {
+				return err
+			}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
