@@ -548,3 +548,31 @@ func TestSwarmAndNodeCommands(t *testing.T) {
 		t.Fatalf("inspect self %+v", r)
 	}
 }
+
+func TestServiceLogs(t *testing.T) {
+	f := newClusterFake(t)
+	two := uint64(2)
+	f.services["webid"] = swarm.Service{ID: "webid", Spec: swarm.ServiceSpec{Annotations: swarm.Annotations{Name: "web"},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &two}},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox"}}}}
+	f.nodes = []swarm.Node{{ID: "node1", Description: swarm.NodeDescription{Hostname: "host1"}}}
+	f.mux.HandleFunc("GET /tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, swarm.Task{ID: r.PathValue("id"), ServiceID: "webid", Slot: 2, NodeID: "node1"})
+	})
+	f.mux.HandleFunc("GET /services/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
+		record := r.URL.RawQuery
+		f.mu.Lock()
+		f.queries["GET logs"] = record
+		f.mu.Unlock()
+		ctx := "com.docker.swarm.node.id=node1,com.docker.swarm.service.id=webid,com.docker.swarm.task.id=task0123456789abc"
+		w.Write(frame(1, ctx+" hello\n"))
+		w.Write(frame(2, ctx+" oops\n"))
+	})
+	r := runCLI(t, f.host, "", "service", "logs", "--tail", "5", "web")
+	if r.code != 0 || r.stdout != "web.2.task01234567@host1    | hello\n" || r.stderr != "web.2.task01234567@host1    | oops\n" {
+		t.Fatalf("%+v", r)
+	}
+	if q := f.queries["GET logs"]; !strings.Contains(q, "details=1") || !strings.Contains(q, "tail=5") {
+		t.Errorf("logs query %q", q)
+	}
+}
