@@ -309,12 +309,14 @@ func (x *ProposalBatch) GetProposals() []*Proposal {
 // StoreSnapshot is every object, each kind sorted by id so that equal stores
 // encode to equal bytes.
 type StoreSnapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clusters      []*Cluster             `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Services      []*Service             `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
-	Tasks         []*Task                `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Networks      []*Network             `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the raft index of the last entry the snapshot includes.
+	Index         uint64     `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	Clusters      []*Cluster `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Nodes         []*Node    `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Services      []*Service `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Tasks         []*Task    `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Networks      []*Network `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +349,13 @@ func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StoreSnapshot.ProtoReflect.Descriptor instead.
 func (*StoreSnapshot) Descriptor() ([]byte, []int) {
 	return file_raft_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StoreSnapshot) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
 }
 
 func (x *StoreSnapshot) GetClusters() []*Cluster {
@@ -656,8 +665,9 @@ const file_raft_proto_rawDesc = "" +
 	"\bProposal\x120\n" +
 	"\aactions\x18\x01 \x03(\v2\x16.shoal.api.StoreActionR\aactions\"B\n" +
 	"\rProposalBatch\x121\n" +
-	"\tproposals\x18\x01 \x03(\v2\x13.shoal.api.ProposalR\tproposals\"\xed\x01\n" +
-	"\rStoreSnapshot\x12.\n" +
+	"\tproposals\x18\x01 \x03(\v2\x13.shoal.api.ProposalR\tproposals\"\x83\x02\n" +
+	"\rStoreSnapshot\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\x12.\n" +
 	"\bclusters\x18\x01 \x03(\v2\x12.shoal.api.ClusterR\bclusters\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.shoal.api.NodeR\x05nodes\x12.\n" +
 	"\bservices\x18\x03 \x03(\v2\x12.shoal.api.ServiceR\bservices\x12%\n" +

@@ -19,6 +19,9 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
+	if e.TaskID == "" {
+		return fmt.Sprintf("task state %s -> %s: %s", e.From, e.To, e.Reason)
+	}
 	return fmt.Sprintf("task %s: %s -> %s: %s", e.TaskID, e.From, e.To, e.Reason)
 }
 
