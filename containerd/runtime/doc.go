@@ -1,0 +1,52 @@
+// Package runtime is shoal's OCI runtime: it creates, starts, signals,
+// inspects and deletes containers described by an OCI bundle (config.json +
+// rootfs), using Linux namespaces, cgroups (package cgroups), pivot_root,
+// capabilities and seccomp (package seccomp). No runc, no libcontainer.
+//
+// # Processes
+//
+// The caller (the shim, the `shoal runtime` CLI or a test) re-executes its own
+// binary, /proc/self/exe, as the container's init. SysProcAttr.Cloneflags makes
+// the new pid, mount, uts, ipc and network namespaces at clone time.
+// Namespaces given by path are joined by the parent on a locked, throwaway OS
+// thread just before the fork (so the child is born in them; for the pid
+// namespace this is the only way), except the mount namespace, which the init
+// joins itself (setns(mnt) needs unshare(CLONE_FS) on its own locked thread).
+// A new cgroup namespace is unshared by the init once the parent has put it
+// into the container's cgroup, so its root is that cgroup.
+//
+// The parent moves the init into the cgroup before sending it its
+// configuration (on fd 3), so no container code runs outside the limits. The
+// init, on one locked OS thread, mounts the rootfs and mounts[], creates /dev,
+// pivots, applies sysctls, read-only and masked paths, hostname, rlimits,
+// no_new_privs, seccomp, user and capabilities, and then:
+//   - create: reports "ready" on fd 4 and blocks reading the exec fifo
+//     <state>/exec.fifo (which it opened O_RDWR, so the read blocks until
+//     `start` writes a byte), then execs the process;
+//   - run: execs at once; fd 4 is close-on-exec, so the parent reads EOF on
+//     success and an error message on failure.
+//
+// # Dispatch from main
+//
+// The re-executed binary must call InitMain before doing anything else when
+// its first argument is "init" (Runtime.InitArgs changes this):
+//
+//	if len(os.Args) > 1 && os.Args[1] == "init" {
+//		runtime.InitMain() // never returns
+//	}
+//
+// Package init functions of the binary still run first; keep them cheap,
+// they are on every container's start path.
+//
+// # State
+//
+// <stateRoot>/<id>/state.json records the init's pid and its start time
+// (/proc/<pid>/stat field 22): a dead, zombie or reused pid reads as stopped.
+// created vs running is the presence of the exec fifo. A copy of config.json
+// is kept there too: exec reuses its seccomp policy and cgroup.
+//
+// Not done: hooks, user namespaces, terminals (process.terminal and
+// --console-socket are refused), AppArmor/SELinux labels, the v2 device
+// controller, time namespaces, sealing the init binary against
+// CVE-2019-5736 (the daemon's binary must not be writable by containers).
+package runtime

@@ -1,0 +1,359 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/seccomp"
+)
+
+const (
+	configFd = 3
+	syncFd   = 4
+)
+
+// initError carries the kind the parent maps to ErrExecNotFound etc.
+type initError struct {
+	kind string
+	err  error
+}
+
+func (e *initError) Error() string { return e.err.Error() }
+
+// InitMain is the container init: the entry point of the re-executed binary
+// (see the package doc for how main dispatches to it). It never returns: it
+// execs the container process or exits non-zero after reporting an error to
+// the parent on fd 4.
+func InitMain() {
+	// Every per-thread attribute (namespaces joined by setns, capabilities,
+	// seccomp, no_new_privs) is set on this thread, which then calls execve.
+	goruntime.LockOSThread()
+	unix.CloseOnExec(configFd)
+	unix.CloseOnExec(syncFd)
+	sync := os.NewFile(syncFd, "sync")
+	err := initMain(sync)
+	// Only reached on failure.
+	msg := syncMsg{Error: err.Error()}
+	var ie *initError
+	if errors.As(err, &ie) {
+		msg.Kind = ie.kind
+	}
+	if json.NewEncoder(sync).Encode(msg) != nil {
+		// The parent is gone (after start): stderr is all we have.
+		fmt.Fprintln(os.Stderr, "shoal-init:", err)
+	}
+	switch msg.Kind {
+	case "notfound":
+		os.Exit(127)
+	case "permission":
+		os.Exit(126)
+	}
+	os.Exit(1)
+}
+
+func initMain(sync *os.File) error {
+	var cfg initConfig
+	f := os.NewFile(configFd, "config")
+	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+		return fmt.Errorf("init: read config: %w", err)
+	}
+	f.Close()
+	spec := cfg.Spec
+	if spec == nil || spec.Process == nil {
+		return errors.New("init: no process in config")
+	}
+	if cfg.MountNS != "" {
+		if err := joinMountNS(cfg.MountNS); err != nil {
+			return err
+		}
+	}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	var fifo int = -1
+	if cfg.Fifo != "" {
+		fd, err := unix.Open(cfg.Fifo, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open exec fifo: %w", err)
+		}
+		fifo = fd
+	}
+	if cfg.Mode != modeExec {
+		if err := setupRootfs(&cfg); err != nil {
+			return err
+		}
+		if spec.Hostname != "" {
+			if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+				return fmt.Errorf("sethostname: %w", err)
+			}
+		}
+		if spec.Domainname != "" {
+			if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+				return fmt.Errorf("setdomainname: %w", err)
+			}
+		}
+	}
+	p := spec.Process
+	for _, rl := range p.Rlimits {
+		lim := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		if err := unix.Prlimit(0, rlimitByName[rl.Type], &lim, nil); err != nil {
+			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
+		}
+	}
+	if p.OOMScoreAdj != nil && cfg.Mode != modeExec {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(fmt.Sprint(*p.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("oom_score_adj: %w", err)
+		}
+	}
+	path, err := lookPath(p)
+	if err != nil {
+		return err
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("no_new_privs: %w", err)
+		}
+	}
+	// No descriptor but 0-2 may reach the container (CVE-2024-21626): mark
+	// them all close-on-exec; the fifo and the sync pipe already are.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
+	}
+	// Without no_new_privs loading a filter needs CAP_SYS_ADMIN, so it goes
+	// before the capability drop; with it, as late as possible so the
+	// policy need not allow the runtime's own syscalls.
+	if cfg.Seccomp != nil && !p.NoNewPrivileges {
+		if err := seccomp.Load(cfg.Seccomp); err != nil {
+			return err
+		}
+	}
+	if err := setUserAndCaps(p); err != nil {
+		return err
+	}
+	if err := unix.Chdir(p.Cwd); err != nil {
+		return fmt.Errorf("chdir %s: %w", p.Cwd, err)
+	}
+	if p.User.Umask != nil {
+		unix.Umask(int(*p.User.Umask))
+	} else {
+		unix.Umask(0o022)
+	}
+	if fifo >= 0 {
+		if err := json.NewEncoder(sync).Encode(syncMsg{Ready: true}); err != nil {
+			return fmt.Errorf("report ready: %w", err)
+		}
+		sync.Close()
+		// Blocks until `start` writes a byte (we hold the fifo read-write,
+		// so there is never an EOF).
+		var b [1]byte
+		for {
+			_, err := unix.Read(fifo, b[:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("wait for start: %w", err)
+			}
+			break
+		}
+		unix.Close(fifo)
+	}
+	if cfg.Seccomp != nil && p.NoNewPrivileges {
+		if err := seccomp.Load(cfg.Seccomp); err != nil {
+			return err
+		}
+	}
+	err = unix.Exec(path, p.Args, p.Env)
+	kind := ""
+	if errors.Is(err, unix.ENOENT) {
+		kind = "notfound"
+	} else if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		kind = "permission"
+	}
+	return &initError{kind: kind, err: fmt.Errorf("exec %s: %w", p.Args[0], err)}
+}
+
+// joinMountNS enters a mount namespace. setns(mnt) fails for a thread that
+// shares its filesystem information (root, cwd) with others, as Go threads
+// do, so this thread first gets a private copy.
+func joinMountNS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open mount namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare fs: %w", err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join mount namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+// setupRootfs prepares and enters the container's root filesystem.
+func setupRootfs(cfg *initConfig) error {
+	spec := cfg.Spec
+	// Mounts made from here on must not reach the host: slave by default.
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if p, ok := propagationFlags[spec.Linux.RootfsPropagation]; ok && spec.Linux.RootfsPropagation != "" {
+		if p&unix.MS_SHARED == 0 {
+			prop = p
+		}
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("set / propagation: %w", err)
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs: %w", err)
+	}
+	rootFd, err := unix.Open(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open rootfs: %w", err)
+	}
+	defer unix.Close(rootFd)
+	// Device nodes and files get exactly the modes asked for.
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	devBind := false
+	for _, m := range spec.Mounts {
+		if filepath.Clean(m.Destination) == "/dev" && (m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")) {
+			devBind = true
+		}
+		if err := mountOne(rootFd, cfg, m); err != nil {
+			return err
+		}
+	}
+	if !devBind {
+		if err := createDevices(rootFd, cfg.Rootfs, spec.Linux.Devices); err != nil {
+			return err
+		}
+	}
+	// The working directory is created like Docker does, inside the rootfs.
+	if cwd, err := secureJoin(cfg.Rootfs, spec.Process.Cwd); err == nil {
+		_ = os.MkdirAll(cwd, 0o755)
+	}
+	if cfg.NoPivot {
+		err = moveRoot(cfg.Rootfs)
+	} else {
+		err = pivotRoot(cfg.Rootfs)
+	}
+	if err != nil {
+		return err
+	}
+	if p := spec.Linux.RootfsPropagation; p != "" {
+		if flag := propagationFlags[p]; flag&unix.MS_SHARED != 0 {
+			if err := unix.Mount("", "/", "", flag, ""); err != nil {
+				return fmt.Errorf("rootfs propagation %s: %w", p, err)
+			}
+		}
+	}
+	if spec.Root.Readonly {
+		var st unix.Statfs_t
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+		if unix.Statfs("/", &st) == nil {
+			flags |= uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+		}
+		if err := unix.Mount("", "/", "", flags, ""); err != nil {
+			return fmt.Errorf("readonly root: %w", err)
+		}
+	}
+	for k, v := range spec.Linux.Sysctl {
+		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			return fmt.Errorf("sysctl %s: %w", k, err)
+		}
+	}
+	for _, p := range spec.Linux.ReadonlyPaths {
+		if err := readonlyPath(p); err != nil {
+			return err
+		}
+	}
+	if len(spec.Linux.MaskedPaths) > 0 {
+		null, err := openDevNull()
+		if err != nil {
+			return err
+		}
+		defer unix.Close(null)
+		for _, p := range spec.Linux.MaskedPaths {
+			if err := maskPath(p, null); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func hasOption(opts []string, o string) bool {
+	for _, x := range opts {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// lookPath finds args[0] like execvp, on the container's PATH, inside the
+// container root (we are already pivoted).
+func lookPath(p *specs.Process) (string, error) {
+	name := p.Args[0]
+	if strings.Contains(name, "/") {
+		return name, checkExecutable(name)
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range p.Env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	var firstErr error
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		cand := filepath.Join(dir, name)
+		err := checkExecutable(cand)
+		if err == nil {
+			return cand, nil
+		}
+		var ie *initError
+		if errors.As(err, &ie) && ie.kind == "permission" && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return "", firstErr
+	}
+	return "", &initError{kind: "notfound", err: fmt.Errorf("exec: %q: executable file not found in $PATH", name)}
+}
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return &initError{kind: "notfound", err: fmt.Errorf("exec: %s: no such file or directory", path)}
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return &initError{kind: "permission", err: fmt.Errorf("exec: %s: permission denied", path)}
+	}
+	return nil
+}
+
+var rlimitByName = map[string]int{
+	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_DATA": unix.RLIMIT_DATA,
+	"RLIMIT_STACK": unix.RLIMIT_STACK, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+}

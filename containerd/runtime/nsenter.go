@@ -1,0 +1,80 @@
+package runtime
+
+import (
+	"fmt"
+	"os/exec"
+	goruntime "runtime"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/cgroups"
+	"github.com/shoal-project/shoal/containerd/seccomp"
+)
+
+// nsPath is a namespace to join before the fork.
+type nsPath struct {
+	typ  int // CLONE_NEW*
+	path string
+}
+
+// startJoined starts cmd so that the child is born inside the namespaces
+// listed in join. The setns calls are made on a dedicated OS thread, locked
+// and never unlocked: when the goroutine returns the Go runtime destroys the
+// thread, so no other goroutine ever runs in those namespaces. For the pid
+// namespace this is the only way to get a child into it (setns(pid) only
+// changes where the caller's children go). The Go runtime does not clone new
+// threads from a locked thread, which matters because a thread whose
+// pid_for_children differs may not create threads.
+func startJoined(cmd *exec.Cmd, join []nsPath) error {
+	if len(join) == 0 {
+		return cmd.Start()
+	}
+	// Open every path first, in our own namespaces, so that joining one
+	// (say the network namespace) cannot change what the next path means.
+	fds := make([]int, len(join))
+	for i, ns := range join {
+		fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, f := range fds[:i] {
+				unix.Close(f)
+			}
+			return fmt.Errorf("open namespace %s: %w", ns.path, err)
+		}
+		fds[i] = fd
+	}
+	defer func() {
+		for _, f := range fds {
+			unix.Close(f)
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+		for i, ns := range join {
+			if err := unix.Setns(fds[i], ns.typ); err != nil {
+				errc <- fmt.Errorf("join namespace %s: %w", ns.path, err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// initConfig is what the parent sends the init on fd 3.
+type initConfig struct {
+	Mode        string `json:"mode"`
+	Spec        *specs.Spec
+	Rootfs      string       `json:"rootfs,omitempty"`
+	Bundle      string       `json:"bundle,omitempty"`
+	Fifo        string       `json:"fifo,omitempty"`
+	NoPivot     bool         `json:"noPivot,omitempty"`
+	MountNS     string       `json:"mountNS,omitempty"`
+	NewCgroupNS bool         `json:"newCgroupNS,omitempty"`
+	CgroupMode  cgroups.Mode `json:"cgroupMode,omitempty"`
+	CgroupRoot  string       `json:"cgroupRoot,omitempty"`
+	CgroupPath  string       `json:"cgroupPath,omitempty"`
+	Seccomp     *seccomp.Program
+}

@@ -1,0 +1,787 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/cgroups"
+	"github.com/shoal-project/shoal/containerd/seccomp"
+)
+
+// Errors returned (wrapped) by the runtime.
+var (
+	ErrNotFound = errors.New("container does not exist")
+	ErrExists   = errors.New("container already exists")
+	ErrInvalid  = errors.New("invalid argument")
+	// ErrState is returned when an operation does not fit the container's
+	// status (start of a running container, delete of a running one...).
+	ErrState = errors.New("container is not in the right state")
+	// ErrExecNotFound: process.args[0] does not exist in the container
+	// (Docker reports exit code 127).
+	ErrExecNotFound = errors.New("executable file not found")
+	// ErrExecPermission: args[0] exists but cannot be executed (exit 126).
+	ErrExecPermission = errors.New("permission denied")
+)
+
+// Runtime manages the containers whose state lives under one directory.
+type Runtime struct {
+	root string
+
+	// CgroupRoot is where the cgroup filesystems are mounted.
+	CgroupRoot string
+	// CgroupParent holds the cgroups of containers whose cgroupsPath is
+	// empty (<parent>/<id>) or relative (<parent>/<path>).
+	CgroupParent string
+	// InitArgs are the arguments (after argv[0]) that make the
+	// re-executed binary call InitMain.
+	InitArgs []string
+	// Self is the binary to re-execute as the init.
+	Self string
+
+	mu    sync.Mutex
+	procs map[string]*child // inits and execs this Runtime started; mu guards it
+}
+
+// child is a process this Runtime started and reaps.
+type child struct {
+	done   chan struct{}
+	status int // valid after done is closed: exit code, or 128+signal
+}
+
+// New returns a Runtime keeping state under stateRoot (created on first use,
+// mode 0700).
+func New(stateRoot string) *Runtime {
+	return &Runtime{
+		root:         stateRoot,
+		CgroupRoot:   cgroups.DefaultRoot,
+		CgroupParent: "/shoal",
+		InitArgs:     []string{"init"},
+		Self:         "/proc/self/exe",
+		procs:        map[string]*child{},
+	}
+}
+
+// Stdio are the standard streams of a container process. Nil means
+// /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// CreateOptions tune Create.
+type CreateOptions struct {
+	Stdin, Stdout, Stderr *os.File
+	// PidFile, if set, receives the init's pid (host namespace).
+	PidFile string
+	// NoPivot uses MS_MOVE+chroot instead of pivot_root (for a rootfs on
+	// ramfs, where pivot_root fails).
+	NoPivot bool
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+
+func validateID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: container id %q (letters, digits, _ . + -)", ErrInvalid, id)
+	}
+	return nil
+}
+
+// Create sets up the container described by bundle/config.json and leaves
+// its init waiting for Start: namespaces, cgroup, mounts and privileges are
+// in place, args[0] has been found, but the process has not been executed.
+// On error nothing is left behind.
+func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOptions) error {
+	_, err := r.create(ctx, id, bundle, opts, modeCreate)
+	return err
+}
+
+// Run creates and starts the container at once (no exec fifo), waits for it
+// to exit, deletes it and returns its exit code (128+N for signal N).
+func (r *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOptions) (int, error) {
+	c, err := r.create(ctx, id, bundle, opts, modeRun)
+	if err != nil {
+		return -1, err
+	}
+	var code int
+	select {
+	case <-c.done:
+		code = c.status
+	case <-ctx.Done():
+		_ = r.Kill(id, unix.SIGKILL, true)
+		<-c.done
+		code = c.status
+	}
+	if err := r.Delete(context.WithoutCancel(ctx), id, true); err != nil {
+		return code, err
+	}
+	return code, ctx.Err()
+}
+
+// Wait waits for the init of a container created by this Runtime value and
+// returns its exit code (128+N for a signal). It is an error for containers
+// created by another process (they are not our children).
+func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
+	r.mu.Lock()
+	c := r.procs[id]
+	r.mu.Unlock()
+	if c == nil {
+		return -1, fmt.Errorf("wait %s: %w (not started by this process)", id, ErrNotFound)
+	}
+	select {
+	case <-c.done:
+		return c.status, nil
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+
+const (
+	modeCreate = "create"
+	modeRun    = "run"
+	modeExec   = "exec"
+)
+
+func (r *Runtime) cgroupPath(id string, spec *specs.Spec) string {
+	p := ""
+	if spec.Linux != nil {
+		p = spec.Linux.CgroupsPath
+	}
+	switch {
+	case p == "":
+		return filepath.Join("/", r.CgroupParent, id)
+	case filepath.IsAbs(p):
+		return filepath.Clean(p)
+	}
+	return filepath.Join("/", r.CgroupParent, p)
+}
+
+func loadSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%w: config.json: %v", ErrInvalid, err)
+	}
+	return &s, nil
+}
+
+func validateSpec(s *specs.Spec) error {
+	if s.Process == nil || len(s.Process.Args) == 0 {
+		return fmt.Errorf("%w: process.args is empty", ErrInvalid)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return fmt.Errorf("%w: root.path is empty", ErrInvalid)
+	}
+	if s.Process.Terminal {
+		return fmt.Errorf("%w: process.terminal is not supported", ErrInvalid)
+	}
+	if s.Process.Cwd == "" || !filepath.IsAbs(s.Process.Cwd) {
+		return fmt.Errorf("%w: process.cwd %q is not absolute", ErrInvalid, s.Process.Cwd)
+	}
+	seen := map[string]bool{}
+	for _, rl := range s.Process.Rlimits {
+		if _, ok := rlimitByName[rl.Type]; !ok {
+			return fmt.Errorf("%w: rlimit %q", ErrInvalid, rl.Type)
+		}
+		if seen[rl.Type] {
+			return fmt.Errorf("%w: rlimit %s given twice", ErrInvalid, rl.Type)
+		}
+		seen[rl.Type] = true
+	}
+	if s.Linux == nil {
+		return fmt.Errorf("%w: linux section missing", ErrInvalid)
+	}
+	types := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range s.Linux.Namespaces {
+		if _, ok := nsFlags[ns.Type]; !ok {
+			return fmt.Errorf("%w: namespace type %q not supported", ErrInvalid, ns.Type)
+		}
+		if types[ns.Type] {
+			return fmt.Errorf("%w: namespace %s listed twice", ErrInvalid, ns.Type)
+		}
+		types[ns.Type] = true
+	}
+	if !types[specs.MountNamespace] {
+		return fmt.Errorf("%w: a mount namespace is required", ErrInvalid)
+	}
+	if (s.Hostname != "" || s.Domainname != "") && !types[specs.UTSNamespace] {
+		return fmt.Errorf("%w: hostname needs a uts namespace", ErrInvalid)
+	}
+	return nil
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+}
+
+func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOptions, mode string) (c *child, err error) {
+	t := newTimer()
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	if bundle == "" {
+		bundle = "."
+	}
+	bundle, err = filepath.Abs(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
+	}
+	spec, err := loadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateSpec(spec); err != nil {
+		return nil, err
+	}
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%w: rootfs %s is not a directory", ErrInvalid, rootfs)
+	}
+	t.mark("spec")
+
+	if err := os.MkdirAll(r.root, 0o700); err != nil {
+		return nil, fmt.Errorf("state root: %w", err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container %s: %w", id, ErrExists)
+		}
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	var cg cgroups.Manager
+	var cmd *exec.Cmd
+	defer func() {
+		if err == nil {
+			return
+		}
+		// A failed create leaves nothing: no process, cgroup or state.
+		if cmd != nil && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			if c != nil {
+				<-c.done
+			}
+		}
+		if cg != nil {
+			_ = cg.Kill(unix.SIGKILL)
+			_ = cg.Destroy()
+		}
+		_ = os.RemoveAll(dir)
+		r.mu.Lock()
+		delete(r.procs, id)
+		r.mu.Unlock()
+		c = nil
+	}()
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, configFile), raw, 0o600); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+
+	mode0 := cgroups.DetectAt(r.CgroupRoot)
+	cgPath := r.cgroupPath(id, spec)
+	if cg, err = cgroups.New(mode0, r.CgroupRoot, cgPath); err != nil {
+		return nil, err
+	}
+	if err := cg.Create(); err != nil {
+		return nil, err
+	}
+	if err := cg.Set(spec.Linux.Resources); err != nil {
+		return nil, err
+	}
+	t.mark("cgroup")
+
+	cfg := &initConfig{
+		Mode:       mode,
+		Spec:       spec,
+		Rootfs:     rootfs,
+		Bundle:     bundle,
+		NoPivot:    opts.NoPivot,
+		CgroupMode: mode0,
+		CgroupRoot: r.CgroupRoot,
+		CgroupPath: cgPath,
+	}
+	if spec.Linux.Seccomp != nil {
+		if cfg.Seccomp, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
+			return nil, err
+		}
+	}
+	t.mark("seccomp")
+	if mode == modeCreate {
+		cfg.Fifo = filepath.Join(dir, fifoFile)
+		if err := unix.Mkfifo(cfg.Fifo, 0o622); err != nil {
+			return nil, fmt.Errorf("exec fifo: %w", err)
+		}
+	}
+	var join []nsPath
+	var clone uintptr
+	for _, ns := range spec.Linux.Namespaces {
+		switch {
+		case ns.Type == specs.MountNamespace && ns.Path != "":
+			cfg.MountNS = ns.Path
+		case ns.Type == specs.CgroupNamespace && ns.Path == "":
+			cfg.NewCgroupNS = true // unshared by the init, after the cgroup join
+		case ns.Path != "":
+			join = append(join, nsPath{typ: nsFlags[ns.Type], path: ns.Path})
+		default:
+			clone |= uintptr(nsFlags[ns.Type])
+		}
+	}
+
+	cmd, c, err = r.startInit(cfg, join, clone, Stdio{opts.Stdin, opts.Stdout, opts.Stderr}, cg, t, true)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.procs[id] = c
+	r.mu.Unlock()
+
+	_, start, ok := procStat(cmd.Process.Pid)
+	if !ok {
+		return nil, fmt.Errorf("create %s: init exited", id)
+	}
+	st := &containerState{
+		OCIVersion:  specs.Version,
+		ID:          id,
+		Bundle:      bundle,
+		Rootfs:      rootfs,
+		Pid:         cmd.Process.Pid,
+		StartTime:   start,
+		Created:     time.Now().UTC(),
+		Annotations: spec.Annotations,
+		CgroupMode:  mode0,
+		CgroupRoot:  r.CgroupRoot,
+		CgroupPath:  cgPath,
+	}
+	if err := r.save(st); err != nil {
+		return nil, err
+	}
+	if opts.PidFile != "" {
+		if err := writePidFile(opts.PidFile, st.Pid); err != nil {
+			return nil, err
+		}
+	}
+	t.mark("state")
+	t.report(id)
+	return c, nil
+}
+
+func writePidFile(path string, pid int) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// startInit starts the init (or an exec'd process), puts it into the cgroup,
+// sends it cfg and waits for its verdict: "ready" (create), or exec having
+// happened (run, exec: fd 4 closes on exec).
+//
+// With reap, a goroutine waits for the process (ending when it exits) and
+// the returned child carries the exit status; without, the caller waits.
+func (r *Runtime) startInit(cfg *initConfig, join []nsPath, clone uintptr, stdio Stdio, cg cgroups.Manager, t *timer, reap bool) (*exec.Cmd, *child, error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer syncR.Close()
+	defer syncW.Close()
+
+	cmd := &exec.Cmd{
+		Path:   r.Self,
+		Args:   append([]string{"shoal-init"}, r.InitArgs...),
+		Env:    []string{"GOMAXPROCS=1", "GOGC=off"},
+		Stdin:  stdio.Stdin,
+		Stdout: stdio.Stdout,
+		Stderr: stdio.Stderr,
+		// fd 3: configuration, fd 4: verdict.
+		ExtraFiles:  []*os.File{cfgR, syncW},
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: clone},
+	}
+	if err := startJoined(cmd, join); err != nil {
+		return nil, nil, fmt.Errorf("start init: %w", err)
+	}
+	t.mark("fork")
+	var c *child
+	if reap {
+		c = &child{done: make(chan struct{})}
+		// The waiter ends when the process exits; kill paths guarantee it.
+		go func() {
+			err := cmd.Wait()
+			c.status = exitCode(cmd.ProcessState, err)
+			close(c.done)
+		}()
+	}
+	fail := func(err error) (*exec.Cmd, *child, error) {
+		_ = cmd.Process.Kill()
+		if c != nil {
+			<-c.done
+		} else {
+			_ = cmd.Wait()
+		}
+		return nil, nil, err
+	}
+	cfgR.Close()
+	syncW.Close()
+	if cg != nil {
+		if err := cg.Apply(cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+	}
+	t.mark("apply")
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	cfgW.Close()
+	var msg syncMsg
+	err = json.NewDecoder(syncR).Decode(&msg)
+	t.mark("init")
+	switch {
+	case errors.Is(err, io.EOF):
+		if cfg.Mode == modeCreate {
+			return fail(fmt.Errorf("init exited during setup"))
+		}
+		return cmd, c, nil // exec'd: fd 4 was closed by execve
+	case err != nil:
+		return fail(fmt.Errorf("read from init: %w", err))
+	case msg.Error != "":
+		return fail(msg.err())
+	}
+	return cmd, c, nil
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// State reports the OCI state of a container.
+func (r *Runtime) State(id string) (specs.State, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return specs.State{}, err
+	}
+	s := specs.State{
+		Version:     st.OCIVersion,
+		ID:          st.ID,
+		Status:      r.status(st),
+		Bundle:      st.Bundle,
+		Annotations: st.Annotations,
+	}
+	if s.Status == specs.StateCreated || s.Status == specs.StateRunning {
+		s.Pid = st.Pid
+	}
+	return s, nil
+}
+
+// Start runs the process of a created container.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if s := r.status(st); s != specs.StateCreated {
+		return fmt.Errorf("start %s: %w: it is %s", id, ErrState, s)
+	}
+	fifo := filepath.Join(r.dir(id), fifoFile)
+	// The init holds the fifo open read-write: a non-blocking write-only
+	// open succeeds exactly when it is alive.
+	f, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	_, err = f.Write([]byte{0})
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	if err := os.Remove(fifo); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init, or with all to every process in
+// its cgroup. The container must be created or running.
+func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if s := r.status(st); s != specs.StateCreated && s != specs.StateRunning {
+		return fmt.Errorf("kill %s: %w: it is %s", id, ErrState, s)
+	}
+	if all {
+		cg, err := cgroups.New(st.CgroupMode, st.CgroupRoot, st.CgroupPath)
+		if err != nil {
+			return err
+		}
+		if err := cg.Kill(sig); err != nil {
+			return fmt.Errorf("kill %s: %w", id, err)
+		}
+		return nil
+	}
+	if err := unix.Kill(st.Pid, sig); err != nil {
+		return fmt.Errorf("kill %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes a stopped container's cgroup and state. A created (never
+// started) container is killed first, like runc; a running one only with
+// force.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	cg, err := cgroups.New(st.CgroupMode, st.CgroupRoot, st.CgroupPath)
+	if err != nil {
+		return err
+	}
+	switch s := r.status(st); s {
+	case specs.StateRunning:
+		if !force {
+			return fmt.Errorf("delete %s: %w: it is running (use force)", id, ErrState)
+		}
+		fallthrough
+	case specs.StateCreated, specs.StateCreating:
+		_ = cg.Kill(unix.SIGKILL)
+		if st.Pid > 0 && alive(st.Pid, st.StartTime) {
+			_ = unix.Kill(st.Pid, unix.SIGKILL)
+		}
+		if err := r.waitStopped(ctx, st); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+	}
+	if err := cg.Destroy(); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	if err := os.RemoveAll(r.dir(id)); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	r.mu.Lock()
+	delete(r.procs, id)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Runtime) waitStopped(ctx context.Context, st *containerState) error {
+	r.mu.Lock()
+	c := r.procs[st.ID]
+	r.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(st.Pid, st.StartTime) {
+		if c != nil {
+			select {
+			case <-c.done:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("init %d did not die", st.Pid)
+		}
+	}
+	return nil
+}
+
+// OOMKillCount reports how many processes of the container the kernel OOM
+// killer has killed; a caller compares it before and after a run to report
+// OOMKilled.
+func (r *Runtime) OOMKillCount(id string) (uint64, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return 0, err
+	}
+	cg, err := cgroups.New(st.CgroupMode, st.CgroupRoot, st.CgroupPath)
+	if err != nil {
+		return 0, err
+	}
+	return cg.OOMKillCount()
+}
+
+// Cgroup returns the manager of a container's cgroup (stats, pids).
+func (r *Runtime) Cgroup(id string) (cgroups.Manager, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return cgroups.New(st.CgroupMode, st.CgroupRoot, st.CgroupPath)
+}
+
+// List returns the ids of every container with state under the root.
+func (r *Runtime) List() ([]string, error) {
+	ents, err := os.ReadDir(r.root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && validateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// Exec starts p inside a running container: it joins all of the init's
+// namespaces and its cgroup, with p's user, capabilities, no_new_privs and
+// the container's seccomp policy. The caller waits for the returned process.
+func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio Stdio) (*os.Process, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	if s := r.status(st); s != specs.StateRunning && s != specs.StateCreated {
+		return nil, fmt.Errorf("exec in %s: %w: it is %s", id, ErrState, s)
+	}
+	if len(p.Args) == 0 {
+		return nil, fmt.Errorf("%w: exec: no command", ErrInvalid)
+	}
+	if p.Terminal {
+		return nil, fmt.Errorf("%w: exec: terminal not supported", ErrInvalid)
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	raw, err := os.ReadFile(filepath.Join(r.dir(id), configFile))
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	spec.Process = &p
+	cfg := &initConfig{Mode: modeExec, Spec: &spec, MountNS: fmt.Sprintf("/proc/%d/ns/mnt", st.Pid)}
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		if cfg.Seccomp, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
+			return nil, err
+		}
+	}
+	var join []nsPath
+	for _, n := range []struct {
+		name string
+		typ  int
+	}{{"cgroup", unix.CLONE_NEWCGROUP}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET}, {"pid", unix.CLONE_NEWPID}} {
+		path := fmt.Sprintf("/proc/%d/ns/%s", st.Pid, n.name)
+		if sameNamespace(path, "/proc/self/ns/"+n.name) {
+			continue
+		}
+		join = append(join, nsPath{typ: n.typ, path: path})
+	}
+	cg, err := cgroups.New(st.CgroupMode, st.CgroupRoot, st.CgroupPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd, _, err := r.startInit(cfg, join, 0, stdio, cg, newTimer(), false)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	return cmd.Process, nil
+}
+
+func sameNamespace(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return false
+	}
+	return sa.Ino == sb.Ino && sa.Dev == sb.Dev
+}
+
+// syncMsg is what the init reports on fd 4.
+type syncMsg struct {
+	Ready bool   `json:"ready,omitempty"`
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"` // "notfound" | "permission"
+}
+
+func (m syncMsg) err() error {
+	switch m.Kind {
+	case "notfound":
+		return fmt.Errorf("%s: %w", m.Error, ErrExecNotFound)
+	case "permission":
+		return fmt.Errorf("%s: %w", m.Error, ErrExecPermission)
+	}
+	return errors.New(m.Error)
+}
+
+// timer records stage durations; SHOAL_RUNTIME_TRACE=1 prints them.
+type timer struct {
+	on    bool
+	last  time.Time
+	parts []string
+}
+
+func newTimer() *timer {
+	return &timer{on: os.Getenv("SHOAL_RUNTIME_TRACE") != "", last: time.Now()}
+}
+
+func (t *timer) mark(stage string) {
+	if !t.on {
+		return
+	}
+	now := time.Now()
+	t.parts = append(t.parts, fmt.Sprintf("%s=%s", stage, now.Sub(t.last).Round(10*time.Microsecond)))
+	t.last = now
+}
+
+func (t *timer) report(id string) {
+	if t.on {
+		fmt.Fprintf(os.Stderr, "shoal-runtime %s: %s\n", id, strings.Join(t.parts, " "))
+	}
+}
