@@ -6,9 +6,13 @@ import (
 	"os"
 
 	"github.com/shoal-project/shoal/cli"
+	"github.com/shoal-project/shoal/daemon"
 )
 
 func main() {
+	if daemon.Reexec(os.Args) {
+		return
+	}
 	root := cli.NewRootCommand()
 	os.Exit(cli.Execute(root))
 }

@@ -1,0 +1,25 @@
+package daemon
+
+import (
+	"github.com/shoal-project/shoal/containerd/ocicli"
+	"github.com/shoal-project/shoal/containerd/runtime"
+)
+
+// Reexec runs the entry points that are not client commands: the container
+// init that the runtime re-executes this binary as (`shoal init`, hidden) and
+// the OCI runtime command line (`shoal runtime ...`). main calls it first, before
+// building the CLI, because the init is on every container's start path and
+// must not pay for cobra's set-up. It returns false when args name none of
+// them; otherwise it does not return.
+func Reexec(args []string) bool {
+	if len(args) < 2 {
+		return false
+	}
+	switch args[1] {
+	case "init":
+		runtime.InitMain()
+	case "runtime":
+		ocicli.Main(args[2:])
+	}
+	return false
+}
