@@ -18,6 +18,8 @@ import (
 const (
 	configFd = 3
 	syncFd   = 4
+	rootfsFd = 5
+	fifoFd   = 6
 )
 
 // initError carries the kind the parent maps to ErrExecNotFound etc.
@@ -36,8 +38,9 @@ func InitMain() {
 	// Every per-thread attribute (namespaces joined by setns, capabilities,
 	// seccomp, no_new_privs) is set on this thread, which then calls execve.
 	goruntime.LockOSThread()
-	unix.CloseOnExec(configFd)
-	unix.CloseOnExec(syncFd)
+	for fd := configFd; fd <= fifoFd; fd++ {
+		unix.CloseOnExec(fd)
+	}
 	sync := os.NewFile(syncFd, "sync")
 	err := initMain(sync)
 	// Only reached on failure.
@@ -80,13 +83,9 @@ func initMain(sync *os.File) error {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
-	var fifo int = -1
-	if cfg.Fifo != "" {
-		fd, err := unix.Open(cfg.Fifo, unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open exec fifo: %w", err)
-		}
-		fifo = fd
+	fifo := -1
+	if cfg.Fifo {
+		fifo = fifoFd
 	}
 	if cfg.Mode != modeExec {
 		if err := setupRootfs(&cfg); err != nil {
@@ -214,8 +213,17 @@ func setupRootfs(cfg *initConfig) error {
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set / propagation: %w", err)
 	}
-	// pivot_root needs the new root to be a mount point.
-	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// pivot_root needs the new root to be a mount point. In a user
+	// namespace the rootfs path may not be searchable (a 0700 bundle owned
+	// by host root), so the parent's detached copy of it (fd 5) is
+	// attached over /tmp instead, which every user can reach; this mount
+	// namespace is private and the old root is detached after the pivot.
+	if cfg.UserNS {
+		cfg.Rootfs = "/tmp"
+		if err := unix.MoveMount(rootfsFd, "", unix.AT_FDCWD, cfg.Rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("attach rootfs: %w", err)
+		}
+	} else if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs: %w", err)
 	}
 	rootFd, err := unix.Open(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -236,7 +244,7 @@ func setupRootfs(cfg *initConfig) error {
 		}
 	}
 	if !devBind {
-		if err := createDevices(rootFd, cfg.Rootfs, spec.Linux.Devices); err != nil {
+		if err := createDevices(rootFd, cfg.Rootfs, spec.Linux.Devices, cfg.UserNS); err != nil {
 			return err
 		}
 	}

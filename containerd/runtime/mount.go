@@ -321,7 +321,9 @@ var defaultDevices = []specs.LinuxDevice{
 // createDevices makes the default nodes and linux.devices in the rootfs's
 // /dev, plus the standard symlinks. An existing node that differs from a
 // requested device is an error.
-func createDevices(rootFd int, rootfs string, devs []specs.LinuxDevice) error {
+// In a user namespace mknod is not allowed: the host's node is bind-mounted
+// over an empty file instead.
+func createDevices(rootFd int, rootfs string, devs []specs.LinuxDevice, userns bool) error {
 	all := append([]specs.LinuxDevice(nil), defaultDevices...)
 	all = append(all, devs...)
 	for i, d := range all {
@@ -366,6 +368,15 @@ func createDevices(rootFd int, rootfs string, devs []specs.LinuxDevice) error {
 		}
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return err
+		}
+		if userns {
+			if err := makeTarget(target, false); err != nil {
+				return fmt.Errorf("device %s: %w", d.Path, err)
+			}
+			if err := mountAt(rootFd, rootfs, d.Path, target, "", unix.MS_BIND, ""); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := unix.Mknod(target, typ|mode, dev); err != nil {
 			return fmt.Errorf("mknod %s: %w", d.Path, err)

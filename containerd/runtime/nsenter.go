@@ -69,7 +69,8 @@ type initConfig struct {
 	Spec        *specs.Spec
 	Rootfs      string       `json:"rootfs,omitempty"`
 	Bundle      string       `json:"bundle,omitempty"`
-	Fifo        string       `json:"fifo,omitempty"`
+	Fifo        bool         `json:"fifo,omitempty"` // fd 6 is the exec fifo
+	UserNS      bool         `json:"userNS,omitempty"`
 	NoPivot     bool         `json:"noPivot,omitempty"`
 	MountNS     string       `json:"mountNS,omitempty"`
 	NewCgroupNS bool         `json:"newCgroupNS,omitempty"`

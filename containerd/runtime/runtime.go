@@ -234,6 +234,7 @@ var nsFlags = map[specs.LinuxNamespaceType]int{
 	specs.IPCNamespace:     unix.CLONE_NEWIPC,
 	specs.UTSNamespace:     unix.CLONE_NEWUTS,
 	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
 }
 
 func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOptions, mode string) (c *child, err error) {
@@ -313,7 +314,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	if err := cg.Create(); err != nil {
 		return nil, err
 	}
-	if err := cg.Set(spec.Linux.Resources); err != nil {
+	if err := cg.Set(withDefaultDevices(spec.Linux.Resources)); err != nil {
 		return nil, err
 	}
 	t.mark("cgroup")
@@ -334,16 +335,44 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		}
 	}
 	t.mark("seccomp")
+	extra := &extraFiles{}
+	defer extra.close()
 	if mode == modeCreate {
-		cfg.Fifo = filepath.Join(dir, fifoFile)
-		if err := unix.Mkfifo(cfg.Fifo, 0o622); err != nil {
+		fifo := filepath.Join(dir, fifoFile)
+		if err := unix.Mkfifo(fifo, 0o622); err != nil {
 			return nil, fmt.Errorf("exec fifo: %w", err)
 		}
+		// Opened here, read-write (never blocks, never sees EOF), and
+		// inherited: the init may not be able to reach the state dir
+		// (user namespace).
+		if extra.fifo, err = os.OpenFile(fifo, os.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+			return nil, fmt.Errorf("exec fifo: %w", err)
+		}
+		cfg.Fifo = true
 	}
 	var join []nsPath
 	var clone uintptr
+	var attr syscall.SysProcAttr
 	for _, ns := range spec.Linux.Namespaces {
 		switch {
+		case ns.Type == specs.UserNamespace && ns.Path != "":
+			return nil, fmt.Errorf("%w: joining a user namespace by path is not supported", ErrInvalid)
+		case ns.Type == specs.UserNamespace:
+			if len(spec.Linux.UIDMappings) == 0 || len(spec.Linux.GIDMappings) == 0 {
+				return nil, fmt.Errorf("%w: a user namespace needs uidMappings and gidMappings", ErrInvalid)
+			}
+			clone |= unix.CLONE_NEWUSER
+			cfg.UserNS = true
+			for _, m := range spec.Linux.UIDMappings {
+				attr.UidMappings = append(attr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+			}
+			for _, m := range spec.Linux.GIDMappings {
+				attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+			}
+			attr.GidMappingsEnableSetgroups = true
+			// Host root is not mapped in the namespace, so execve would
+			// drop every capability: become the namespace's root first.
+			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 		case ns.Type == specs.MountNamespace && ns.Path != "":
 			cfg.MountNS = ns.Path
 		case ns.Type == specs.CgroupNamespace && ns.Path == "":
@@ -355,7 +384,19 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		}
 	}
 
-	cmd, c, err = r.startInit(cfg, join, clone, Stdio{opts.Stdin, opts.Stdout, opts.Stderr}, cg, t, true)
+	attr.Cloneflags = clone
+	if cfg.UserNS {
+		// The init, in its user namespace, may not be allowed to walk to
+		// the rootfs (a 0700 bundle of host root): hand it a detached
+		// copy of the rootfs mount, which it attaches in its own mount
+		// namespace with move_mount.
+		fd, err := unix.OpenTree(unix.AT_FDCWD, rootfs, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return nil, fmt.Errorf("clone rootfs mount: %w", err)
+		}
+		extra.rootfs = os.NewFile(uintptr(fd), "rootfs")
+	}
+	cmd, c, err = r.startInit(cfg, join, &attr, extra, Stdio{opts.Stdin, opts.Stdout, opts.Stderr}, cg, t, true)
 	if err != nil {
 		return nil, err
 	}
@@ -393,6 +434,50 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	return c, nil
 }
 
+// alwaysAllowed are appended to any device cgroup rules, as runc does: the
+// default nodes must work whatever the spec says, and mknod ('m') of any
+// node is allowed so that linux.devices can be created (their use still
+// needs an rw rule).
+var alwaysAllowed = func() []specs.LinuxDeviceCgroup {
+	n := func(v int64) *int64 { return &v }
+	r := []specs.LinuxDeviceCgroup{
+		{Allow: true, Type: "c", Access: "m"},
+		{Allow: true, Type: "b", Access: "m"},
+		{Allow: true, Type: "c", Major: n(136), Access: "rwm"}, // pts
+	}
+	for _, d := range [][2]int64{{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 2}} {
+		r = append(r, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: n(d[0]), Minor: n(d[1]), Access: "rwm"})
+	}
+	return r
+}()
+
+func withDefaultDevices(r *specs.LinuxResources) *specs.LinuxResources {
+	if r == nil || len(r.Devices) == 0 {
+		return r
+	}
+	c := *r
+	c.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), alwaysAllowed...)
+	return &c
+}
+
+// extraFiles are descriptors the parent opens for the init because the
+// init may lack the permission to open them itself (user namespace).
+type extraFiles struct {
+	rootfs, fifo *os.File
+}
+
+func (e *extraFiles) close() {
+	if e == nil {
+		return
+	}
+	if e.rootfs != nil {
+		e.rootfs.Close()
+	}
+	if e.fifo != nil {
+		e.fifo.Close()
+	}
+}
+
 func writePidFile(path string, pid int) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
@@ -410,7 +495,7 @@ func writePidFile(path string, pid int) error {
 //
 // With reap, a goroutine waits for the process (ending when it exits) and
 // the returned child carries the exit status; without, the caller waits.
-func (r *Runtime) startInit(cfg *initConfig, join []nsPath, clone uintptr, stdio Stdio, cg cgroups.Manager, t *timer, reap bool) (*exec.Cmd, *child, error) {
+func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysProcAttr, extra *extraFiles, stdio Stdio, cg cgroups.Manager, t *timer, reap bool) (*exec.Cmd, *child, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -431,9 +516,12 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, clone uintptr, stdio
 		Stdin:  stdio.Stdin,
 		Stdout: stdio.Stdout,
 		Stderr: stdio.Stderr,
-		// fd 3: configuration, fd 4: verdict.
+		// fd 3: configuration, fd 4: verdict, 5: rootfs, 6: exec fifo.
 		ExtraFiles:  []*os.File{cfgR, syncW},
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: clone},
+		SysProcAttr: attr,
+	}
+	if extra != nil && (extra.rootfs != nil || extra.fifo != nil) {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, extra.rootfs, extra.fifo) // nil = closed
 	}
 	if err := startJoined(cmd, join); err != nil {
 		return nil, nil, fmt.Errorf("start init: %w", err)
@@ -460,6 +548,7 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, clone uintptr, stdio
 	}
 	cfgR.Close()
 	syncW.Close()
+	extra.close()
 	if cg != nil {
 		if err := cg.Apply(cmd.Process.Pid); err != nil {
 			return fail(err)
@@ -569,9 +658,8 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 	return nil
 }
 
-// Delete removes a stopped container's cgroup and state. A created (never
-// started) container is killed first, like runc; a running one only with
-// force.
+// Delete removes a stopped container's cgroup and state. A created or
+// running container is refused unless force, which kills it first.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	st, err := r.load(id)
 	if err != nil {
@@ -582,12 +670,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	switch s := r.status(st); s {
-	case specs.StateRunning:
+	case specs.StateRunning, specs.StateCreated, specs.StateCreating:
 		if !force {
-			return fmt.Errorf("delete %s: %w: it is running (use force)", id, ErrState)
+			return fmt.Errorf("delete %s: %w: it is %s (use force)", id, ErrState, s)
 		}
-		fallthrough
-	case specs.StateCreated, specs.StateCreating:
 		_ = cg.Kill(unix.SIGKILL)
 		if st.Pid > 0 && alive(st.Pid, st.StartTime) {
 			_ = unix.Kill(st.Pid, unix.SIGKILL)
@@ -689,6 +775,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	if s := r.status(st); s != specs.StateRunning && s != specs.StateCreated {
 		return nil, fmt.Errorf("exec in %s: %w: it is %s", id, ErrState, s)
 	}
+	if !sameNamespace(fmt.Sprintf("/proc/%d/ns/user", st.Pid), "/proc/self/ns/user") {
+		return nil, fmt.Errorf("%w: exec into a container with a user namespace is not supported", ErrInvalid)
+	}
 	if len(p.Args) == 0 {
 		return nil, fmt.Errorf("%w: exec: no command", ErrInvalid)
 	}
@@ -728,7 +817,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	if err != nil {
 		return nil, err
 	}
-	cmd, _, err := r.startInit(cfg, join, 0, stdio, cg, newTimer(), false)
+	cmd, _, err := r.startInit(cfg, join, &syscall.SysProcAttr{}, nil, stdio, cg, newTimer(), false)
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}

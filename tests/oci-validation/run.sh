@@ -1,0 +1,90 @@
+#!/bin/sh
+# Runs the opencontainers/runtime-tools v0.9.0 validation suite against
+# `shoal runtime`.
+#
+#   tests/oci-validation/run.sh [SHOAL_BINARY]      (or SHOAL=... run.sh)
+#
+# Builds runtime-tools' validation tests and cmd/runtimetest from the Go module
+# proxy in a temporary directory outside the repository (v0.9.0 has no go.mod;
+# its tests build with the older pins below), then runs every test with
+# RUNTIME pointing at a wrapper that execs `$SHOAL runtime`. Prints TAP and a
+# summary line "N passed, N failed". Exits non-zero when a test of the
+# REQUIRED list fails. Needs root. KEEP=1 keeps the work directory.
+set -u
+
+SHOAL=${1:-${SHOAL:-}}
+if [ -z "$SHOAL" ] || [ ! -x "$SHOAL" ]; then
+	echo "usage: $0 SHOAL_BINARY (a shoal built with 'shoal init' and 'shoal runtime')" >&2
+	exit 2
+fi
+SHOAL=$(readlink -f "$SHOAL")
+[ "$(id -u)" = 0 ] || { echo "$0: must run as root" >&2; exit 2; }
+
+REQUIRED="create state kill kill_no_effect killsig default hostname process process_user mounts
+root_readonly_true linux_masked_paths linux_readonly_paths linux_devices linux_ns_nopath
+linux_ns_path linux_ns_path_type linux_sysctl linux_cgroups_pids linux_cgroups_cpus"
+# Tests that hang or are broken for every runtime (runtime-tools#698 etc.).
+SKIP=${SKIP:-"linux_ns_itype"}
+TIMEOUT=${TIMEOUT:-60}
+
+WORK=$(mktemp -d /tmp/shoal-oci-validation.XXXXXX)
+cleanup() { [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+trap cleanup EXIT
+
+export GOFLAGS=-mod=mod GOWORK=off GOTOOLCHAIN=local GOPATH="${GOPATH:-$(go env GOPATH)}"
+SRC=$WORK/runtime-tools
+dir=$(cd "$WORK" && go mod download -json github.com/opencontainers/runtime-tools@v0.9.0 | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+[ -n "$dir" ] || { echo "$0: cannot download runtime-tools v0.9.0" >&2; exit 2; }
+cp -r "$dir" "$SRC" && chmod -R u+w "$SRC"
+cat > "$SRC/go.mod" <<'MOD'
+module github.com/opencontainers/runtime-tools
+
+go 1.21
+
+require (
+	github.com/opencontainers/runtime-spec v1.0.2-0.20190207185410-29686dbc5559
+	github.com/opencontainers/selinux v1.8.0
+	github.com/urfave/cli v1.22.14
+)
+MOD
+(
+	cd "$SRC" || exit 1
+	go mod tidy >/dev/null 2>&1 || true
+	CGO_ENABLED=0 go build -tags "netgo osusergo" -o runtimetest ./cmd/runtimetest || exit 1
+	for t in validation/*/; do
+		t=$(basename "$t")
+		[ "$t" = util ] && continue
+		go build -o "validation/$t/$t.t" "./validation/$t" || echo "build of $t failed" >&2
+	done
+) || { echo "$0: building runtime-tools failed" >&2; exit 2; }
+
+cat > "$WORK/shoal-runtime" <<WRAP
+#!/bin/sh
+exec "$SHOAL" runtime --root "$WORK/state" "\$@"
+WRAP
+chmod +x "$WORK/shoal-runtime"
+
+pass=0; fail=0; failed_required=""
+results=$WORK/results
+: > "$results"
+cd "$SRC" || exit 2
+for t in validation/*/*.t; do
+	name=$(basename "$t" .t)
+	case " $SKIP " in *" $name "*) echo "# $name: skipped"; echo "$name skip" >> "$results"; continue;; esac
+	echo "# $name"
+	out=$(RUNTIME="$WORK/shoal-runtime" timeout "$TIMEOUT" "./$t" 2>&1)
+	rc=$?
+	echo "$out" | sed 's/^/    /'
+	if [ $rc -eq 0 ] && ! echo "$out" | grep -q '^not ok' && echo "$out" | grep -q '^ok'; then
+		pass=$((pass+1)); echo "ok - $name"; echo "$name pass" >> "$results"
+	else
+		fail=$((fail+1)); echo "not ok - $name (exit $rc)"; echo "$name fail" >> "$results"
+		case " $(echo $REQUIRED) " in *" $name "*) failed_required="$failed_required $name";; esac
+	fi
+done
+echo "$pass passed, $fail failed"
+if [ -n "$failed_required" ]; then
+	echo "required tests failed:$failed_required"
+	exit 1
+fi
+exit 0
