@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func i64(v int64) *int64    { return &v }
+func i64(v int64) *int64   { return &v }
 func u64(v uint64) *uint64 { return &v }
 
 // fakeV2 lays out what the kernel would show for a v2 cgroup at path: the
