@@ -64,6 +64,16 @@ func setUserAndCaps(p *specs.Process) error {
 	if c := p.Capabilities; c != nil {
 		bounding, eff, perm, inh, amb = capSet(c.Bounding), capSet(c.Effective), capSet(c.Permitted), capSet(c.Inheritable), capSet(c.Ambient)
 	}
+	// Capabilities this process does not hold itself cannot be granted:
+	// warn and go on, as the spec asks.
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &cur[0]); err == nil {
+		have := uint64(cur[0].Permitted) | uint64(cur[1].Permitted)<<32
+		if missing := (eff | perm | inh | amb) &^ have; missing != 0 {
+			fmt.Fprintf(os.Stderr, "shoal-init: warning: capabilities %#x cannot be granted (not held by the runtime)\n", missing)
+		}
+		eff, perm, inh, amb = eff&have, perm&have, inh&have, amb&have
+	}
 	if err := dropBounding(bounding); err != nil {
 		return err
 	}

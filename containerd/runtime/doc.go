@@ -45,8 +45,18 @@
 // created vs running is the presence of the exec fifo. A copy of config.json
 // is kept there too: exec reuses its seccomp policy and cgroup.
 //
-// Not done: hooks, user namespaces, terminals (process.terminal and
-// --console-socket are refused), AppArmor/SELinux labels, the v2 device
-// controller, time namespaces, sealing the init binary against
+// Hooks: prestart, createRuntime (after the init is ready, before start),
+// poststart and poststop run in the runtime's namespaces with the state on
+// stdin; createContainer and startContainer hooks are not run.
+//
+// User namespaces: created with linux.uidMappings/gidMappings (the init
+// becomes the namespace's root before exec; device nodes are bind-mounted
+// from the host since mknod is refused; the rootfs is handed over as a
+// detached mount). Joining one by path, and exec into such a container, are
+// refused.
+//
+// Not done: terminals (process.terminal and --console-socket are refused),
+// AppArmor/SELinux labels, the v2 device controller, time namespaces,
+// memory.kmem limits (deprecated), sealing the init binary against
 // CVE-2019-5736 (the daemon's binary must not be writable by containers).
 package runtime

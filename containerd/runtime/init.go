@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -104,8 +105,11 @@ func initMain(sync *os.File) error {
 	}
 	p := spec.Process
 	for _, rl := range p.Rlimits {
-		lim := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
-		if err := unix.Prlimit(0, rlimitByName[rl.Type], &lim, nil); err != nil {
+		// syscall.Setrlimit, not a raw prlimit: the Go runtime raised
+		// RLIMIT_NOFILE at start and would restore its own saved value at
+		// execve unless told, through this call, that it was set on purpose.
+		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		if err := syscall.Setrlimit(rlimitByName[rl.Type], &lim); err != nil {
 			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
 		}
 	}

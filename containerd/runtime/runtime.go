@@ -113,9 +113,20 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpti
 // Run creates and starts the container at once (no exec fifo), waits for it
 // to exit, deletes it and returns its exit code (128+N for signal N).
 func (r *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOptions) (int, error) {
-	c, err := r.create(ctx, id, bundle, opts, modeRun)
+	mode := modeRun
+	if spec, err := loadSpec(bundle); err == nil && spec.Hooks != nil {
+		// Hooks run between create and start: pause the init on the fifo.
+		mode = modeCreate
+	}
+	c, err := r.create(ctx, id, bundle, opts, mode)
 	if err != nil {
 		return -1, err
+	}
+	if mode == modeCreate {
+		if err := r.Start(ctx, id); err != nil {
+			_ = r.Delete(context.WithoutCancel(ctx), id, true)
+			return -1, err
+		}
 	}
 	var code int
 	select {
@@ -205,6 +216,9 @@ func validateSpec(s *specs.Spec) error {
 		}
 		seen[rl.Type] = true
 	}
+	if err := validateCaps(s.Process.Capabilities); err != nil {
+		return err
+	}
 	if s.Linux == nil {
 		return fmt.Errorf("%w: linux section missing", ErrInvalid)
 	}
@@ -223,6 +237,22 @@ func validateSpec(s *specs.Spec) error {
 	}
 	if (s.Hostname != "" || s.Domainname != "") && !types[specs.UTSNamespace] {
 		return fmt.Errorf("%w: hostname needs a uts namespace", ErrInvalid)
+	}
+	return nil
+}
+
+// validateCaps refuses capability names the kernel interface does not know
+// (a known capability the runtime cannot grant only warns, in the init).
+func validateCaps(c *specs.LinuxCapabilities) error {
+	if c == nil {
+		return nil
+	}
+	for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
+		for _, n := range set {
+			if _, ok := capByName[n]; !ok {
+				return fmt.Errorf("%w: unknown capability %q", ErrInvalid, n)
+			}
+		}
 	}
 	return nil
 }
@@ -423,6 +453,15 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	}
 	if err := r.save(st); err != nil {
 		return nil, err
+	}
+	if h := spec.Hooks; h != nil {
+		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: st.Pid, Bundle: bundle, Annotations: spec.Annotations}
+		if err := runHooks(ctx, "prestart", h.Prestart, state); err != nil {
+			return nil, err
+		}
+		if err := runHooks(ctx, "createRuntime", h.CreateRuntime, state); err != nil {
+			return nil, err
+		}
 	}
 	if opts.PidFile != "" {
 		if err := writePidFile(opts.PidFile, st.Pid); err != nil {
@@ -629,6 +668,10 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := os.Remove(fifo); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
+	if spec, err := r.savedSpec(id); err == nil && spec.Hooks != nil {
+		warnHooks(ctx, "poststart", spec.Hooks.Poststart, specs.State{
+			Version: specs.Version, ID: id, Status: specs.StateRunning, Pid: st.Pid, Bundle: st.Bundle, Annotations: st.Annotations})
+	}
 	return nil
 }
 
@@ -685,12 +728,17 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
+	spec, _ := r.savedSpec(id)
 	if err := os.RemoveAll(r.dir(id)); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
 	r.mu.Lock()
 	delete(r.procs, id)
 	r.mu.Unlock()
+	if spec != nil && spec.Hooks != nil {
+		warnHooks(ctx, "poststop", spec.Hooks.Poststop, specs.State{
+			Version: specs.Version, ID: id, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations})
+	}
 	return nil
 }
 
@@ -786,6 +834,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	}
 	if p.Cwd == "" {
 		p.Cwd = "/"
+	}
+	if err := validateCaps(p.Capabilities); err != nil {
+		return nil, err
 	}
 	raw, err := os.ReadFile(filepath.Join(r.dir(id), configFile))
 	if err != nil {
