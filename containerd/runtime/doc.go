@@ -15,10 +15,13 @@
 // A new cgroup namespace is unshared by the init once the parent has put it
 // into the container's cgroup, so its root is that cgroup.
 //
-// The parent moves the init into the cgroup before sending it its
-// configuration (on fd 3), so no container code runs outside the limits. The
-// init, on one locked OS thread, mounts the rootfs and mounts[], creates /dev,
-// pivots, applies sysctls, read-only and masked paths, hostname, rlimits,
+// The parent sends the init its configuration (fd 3), moves it into the
+// cgroup, then sends a go byte on fd 3. The init prepares the rootfs in the
+// meantime (the v1 cgroup move waits for an RCU grace period) but waits for
+// the go byte before anything of the container can run. The init, on one
+// locked OS thread, mounts the rootfs and mounts[], creates /dev, pivots,
+// applies sysctls, read-only and masked paths, hostname, waits for the go
+// byte, unshares the cgroup namespace, then applies rlimits,
 // no_new_privs, seccomp, user and capabilities, and then:
 //   - create: reports "ready" on fd 4 and blocks reading the exec fifo
 //     <state>/exec.fifo (which it opened O_RDWR, so the read blocks until

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -66,10 +67,28 @@ func InitMain() {
 func initMain(sync *os.File) error {
 	var cfg initConfig
 	f := os.NewFile(configFd, "config")
-	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+	dec := json.NewDecoder(f)
+	if err := dec.Decode(&cfg); err != nil {
 		return fmt.Errorf("init: read config: %w", err)
 	}
-	f.Close()
+	// waitInCgroup blocks until the parent has moved us into the
+	// container's cgroup; nothing of the container may run before.
+	waitInCgroup := func() error {
+		r := io.MultiReader(dec.Buffered(), f)
+		var b [1]byte
+		for {
+			if _, err := io.ReadFull(r, b[:]); err != nil {
+				return fmt.Errorf("init: parent did not release us: %w", err)
+			}
+			if b[0] == goByte {
+				f.Close()
+				return nil
+			}
+			if b[0] != '\n' { // the encoder ends the config with a newline
+				return fmt.Errorf("init: unexpected byte %q after config", b[0])
+			}
+		}
+	}
 	spec := cfg.Spec
 	if spec == nil || spec.Process == nil {
 		return errors.New("init: no process in config")
@@ -77,11 +96,6 @@ func initMain(sync *os.File) error {
 	if cfg.MountNS != "" {
 		if err := joinMountNS(cfg.MountNS); err != nil {
 			return err
-		}
-	}
-	if cfg.NewCgroupNS {
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
 	fifo := -1
@@ -101,6 +115,16 @@ func initMain(sync *os.File) error {
 			if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
 				return fmt.Errorf("setdomainname: %w", err)
 			}
+		}
+	}
+	if err := waitInCgroup(); err != nil {
+		return err
+	}
+	// After the cgroup join, so that the namespace's root is the
+	// container's cgroup. Per thread: this one, which calls execve.
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
 	p := spec.Process

@@ -49,8 +49,20 @@ func startJoined(cmd *exec.Cmd, join []nsPath) error {
 		}
 	}()
 	errc := make(chan error, 1)
-	go func() {
+	var run func()
+	run = func() {
 		goruntime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread is never destroyed (the runtime parks it),
+			// and /proc/self/ns shows its namespaces: use another thread.
+			// A new goroutine cannot run on this locked one; keep it
+			// locked until the other has finished.
+			done := make(chan struct{})
+			go func() { run(); close(done) }()
+			<-done
+			goruntime.UnlockOSThread()
+			return
+		}
 		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
 		for i, ns := range join {
 			if err := unix.Setns(fds[i], ns.typ); err != nil {
@@ -59,7 +71,8 @@ func startJoined(cmd *exec.Cmd, join []nsPath) error {
 			}
 		}
 		errc <- cmd.Start()
-	}()
+	}
+	go run()
 	return <-errc
 }
 

@@ -59,8 +59,9 @@ type Runtime struct {
 
 // child is a process this Runtime started and reaps.
 type child struct {
-	done   chan struct{}
-	status int // valid after done is closed: exit code, or 128+signal
+	done      chan struct{}
+	status    int    // valid after done is closed: exit code, or 128+signal
+	startTime uint64 // /proc/<pid>/stat field 22, read while the init waits for its config
 }
 
 // New returns a Runtime keeping state under stateRoot (created on first use,
@@ -434,17 +435,13 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	r.procs[id] = c
 	r.mu.Unlock()
 
-	_, start, ok := procStat(cmd.Process.Pid)
-	if !ok {
-		return nil, fmt.Errorf("create %s: init exited", id)
-	}
 	st := &containerState{
 		OCIVersion:  specs.Version,
 		ID:          id,
 		Bundle:      bundle,
 		Rootfs:      rootfs,
 		Pid:         cmd.Process.Pid,
-		StartTime:   start,
+		StartTime:   c.startTime,
 		Created:     time.Now().UTC(),
 		Annotations: spec.Annotations,
 		CgroupMode:  mode0,
@@ -566,9 +563,17 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 		return nil, nil, fmt.Errorf("start init: %w", err)
 	}
 	t.mark("fork")
+	// Read the start time now: the init cannot exit before it has its
+	// config, whereas after exec a short process may be gone and reaped.
+	_, start, ok := procStat(cmd.Process.Pid)
+	if !ok {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, nil, errors.New("init exited at start")
+	}
 	var c *child
 	if reap {
-		c = &child{done: make(chan struct{})}
+		c = &child{done: make(chan struct{}), startTime: start}
 		// The waiter ends when the process exits; kill paths guarantee it.
 		go func() {
 			err := cmd.Wait()
@@ -588,14 +593,21 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	cfgR.Close()
 	syncW.Close()
 	extra.close()
+	// The config goes first so that the init prepares the rootfs while we
+	// move it into the cgroup (on v1 the first cgroup.procs write waits
+	// for an RCU grace period, often several milliseconds); it waits for
+	// the go byte before anything of the container runs.
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
 	if cg != nil {
 		if err := cg.Apply(cmd.Process.Pid); err != nil {
 			return fail(err)
 		}
 	}
 	t.mark("apply")
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
-		return fail(fmt.Errorf("send config to init: %w", err))
+	if _, err := cfgW.Write([]byte{goByte}); err != nil {
+		return fail(fmt.Errorf("release init: %w", err))
 	}
 	cfgW.Close()
 	var msg syncMsg
@@ -823,7 +835,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	if s := r.status(st); s != specs.StateRunning && s != specs.StateCreated {
 		return nil, fmt.Errorf("exec in %s: %w: it is %s", id, ErrState, s)
 	}
-	if !sameNamespace(fmt.Sprintf("/proc/%d/ns/user", st.Pid), "/proc/self/ns/user") {
+	if !sameNamespace(fmt.Sprintf("/proc/%d/ns/user", st.Pid), "/proc/thread-self/ns/user") {
 		return nil, fmt.Errorf("%w: exec into a container with a user namespace is not supported", ErrInvalid)
 	}
 	if len(p.Args) == 0 {
@@ -859,7 +871,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 		typ  int
 	}{{"cgroup", unix.CLONE_NEWCGROUP}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET}, {"pid", unix.CLONE_NEWPID}} {
 		path := fmt.Sprintf("/proc/%d/ns/%s", st.Pid, n.name)
-		if sameNamespace(path, "/proc/self/ns/"+n.name) {
+		if sameNamespace(path, "/proc/thread-self/ns/"+n.name) {
 			continue
 		}
 		join = append(join, nsPath{typ: n.typ, path: path})
@@ -882,6 +894,9 @@ func sameNamespace(a, b string) bool {
 	}
 	return sa.Ino == sb.Ino && sa.Dev == sb.Dev
 }
+
+// goByte follows the config on fd 3 once the init is in its cgroup.
+const goByte = 'G'
 
 // syncMsg is what the init reports on fd 4.
 type syncMsg struct {
