@@ -53,17 +53,31 @@ func Command() *cobra.Command {
 		Short: "Create a container; its process waits for start",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if consoleSocket != "" {
-				return errors.New("--console-socket: terminals are not supported")
-			}
 			o := stdio
 			o.PidFile, o.NoPivot = pidFile, noPivot
+			if consoleSocket != "" {
+				master, slave, err := openPty()
+				if err != nil {
+					return err
+				}
+				defer master.Close()
+				defer slave.Close()
+				o.Stdin, o.Stdout, o.Stderr = slave, slave, slave
+				if err := rt().Create(c.Context(), args[0], bundle, o); err != nil {
+					return err
+				}
+				if err := sendConsole(consoleSocket, args[0], master); err != nil {
+					_ = rt().Delete(c.Context(), args[0], true)
+					return err
+				}
+				return nil
+			}
 			return rt().Create(c.Context(), args[0], bundle, o)
 		},
 	}
 	create.Flags().StringVarP(&bundle, "bundle", "b", ".", "bundle directory")
 	create.Flags().StringVar(&pidFile, "pid-file", "", "write the init's pid here")
-	create.Flags().StringVar(&consoleSocket, "console-socket", "", "unix socket for the terminal master (unsupported)")
+	create.Flags().StringVar(&consoleSocket, "console-socket", "", "unix socket that receives the pty master (process.terminal)")
 	create.Flags().BoolVar(&noPivot, "no-pivot", false, "use MS_MOVE+chroot instead of pivot_root")
 
 	run := &cobra.Command{
@@ -72,7 +86,7 @@ func Command() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if consoleSocket != "" {
-				return errors.New("--console-socket: terminals are not supported")
+				return errors.New("run --console-socket: use create --console-socket and start")
 			}
 			o := stdio
 			o.PidFile, o.NoPivot = pidFile, noPivot
@@ -88,7 +102,7 @@ func Command() *cobra.Command {
 	}
 	run.Flags().StringVarP(&bundle, "bundle", "b", ".", "bundle directory")
 	run.Flags().StringVar(&pidFile, "pid-file", "", "write the init's pid here")
-	run.Flags().StringVar(&consoleSocket, "console-socket", "", "unix socket for the terminal master (unsupported)")
+	run.Flags().StringVar(&consoleSocket, "console-socket", "", "not supported with run (use create)")
 	run.Flags().BoolVar(&noPivot, "no-pivot", false, "use MS_MOVE+chroot instead of pivot_root")
 
 	start := &cobra.Command{

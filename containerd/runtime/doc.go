@@ -58,8 +58,12 @@
 // detached mount). Joining one by path, and exec into such a container, are
 // refused.
 //
-// Not done: terminals (process.terminal and --console-socket are refused),
-// AppArmor/SELinux labels, the v2 device controller, time namespaces,
+// Terminals: with process.terminal the caller passes a terminal (a pty
+// slave) as stdin; it becomes the controlling terminal of a new session and
+// is bind-mounted on /dev/console. `shoal runtime create --console-socket`
+// allocates the pty and sends the master over the socket.
+//
+// Not done: AppArmor/SELinux labels, the v2 device controller, time namespaces,
 // memory.kmem limits (deprecated), sealing the init binary against
 // CVE-2019-5736 (the daemon's binary must not be writable by containers).
 package runtime

@@ -276,6 +276,19 @@ func setupRootfs(cfg *initConfig) error {
 			return err
 		}
 	}
+	if cfg.Console != "" {
+		target, err := secureJoin(cfg.Rootfs, "/dev/console")
+		if err != nil {
+			return err
+		}
+		_ = os.Remove(target)
+		if err := makeTarget(target, false); err != nil {
+			return fmt.Errorf("/dev/console: %w", err)
+		}
+		if err := mountAt(rootFd, cfg.Rootfs, cfg.Console, target, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+	}
 	// The working directory is created like Docker does, inside the rootfs.
 	if cwd, err := secureJoin(cfg.Rootfs, spec.Process.Cwd); err == nil {
 		_ = os.MkdirAll(cwd, 0o755)

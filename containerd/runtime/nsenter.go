@@ -84,6 +84,7 @@ type initConfig struct {
 	Bundle      string       `json:"bundle,omitempty"`
 	Fifo        bool         `json:"fifo,omitempty"` // fd 6 is the exec fifo
 	UserNS      bool         `json:"userNS,omitempty"`
+	Console     string       `json:"console,omitempty"` // host path of the pty slave for /dev/console
 	NoPivot     bool         `json:"noPivot,omitempty"`
 	MountNS     string       `json:"mountNS,omitempty"`
 	NewCgroupNS bool         `json:"newCgroupNS,omitempty"`

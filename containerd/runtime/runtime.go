@@ -201,9 +201,6 @@ func validateSpec(s *specs.Spec) error {
 	if s.Root == nil || s.Root.Path == "" {
 		return fmt.Errorf("%w: root.path is empty", ErrInvalid)
 	}
-	if s.Process.Terminal {
-		return fmt.Errorf("%w: process.terminal is not supported", ErrInvalid)
-	}
 	if s.Process.Cwd == "" || !filepath.IsAbs(s.Process.Cwd) {
 		return fmt.Errorf("%w: process.cwd %q is not absolute", ErrInvalid, s.Process.Cwd)
 	}
@@ -416,6 +413,15 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	}
 
 	attr.Cloneflags = clone
+	if spec.Process.Terminal {
+		// The caller hands us the terminal (the pty slave) as stdin; it
+		// becomes the init's controlling terminal in a new session, and
+		// /dev/console in the container.
+		if cfg.Console, err = terminalOn(opts.Stdin); err != nil {
+			return nil, err
+		}
+		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+	}
 	if cfg.UserNS {
 		// The init, in its user namespace, may not be allowed to walk to
 		// the rootfs (a 0700 bundle of host root): hand it a detached
@@ -494,6 +500,22 @@ func withDefaultDevices(r *specs.LinuxResources) *specs.LinuxResources {
 	c := *r
 	c.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), alwaysAllowed...)
 	return &c
+}
+
+// terminalOn checks that f is a terminal and returns its path (the pty
+// slave, /dev/pts/N), which is bind-mounted as the container's /dev/console.
+func terminalOn(f *os.File) (string, error) {
+	if f == nil {
+		return "", fmt.Errorf("%w: process.terminal needs a terminal as stdin (see --console-socket)", ErrInvalid)
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return "", fmt.Errorf("%w: process.terminal: stdin is not a terminal", ErrInvalid)
+	}
+	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err != nil {
+		return "", fmt.Errorf("process.terminal: %w", err)
+	}
+	return path, nil
 }
 
 // extraFiles are descriptors the parent opens for the init because the
@@ -841,9 +863,6 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	if len(p.Args) == 0 {
 		return nil, fmt.Errorf("%w: exec: no command", ErrInvalid)
 	}
-	if p.Terminal {
-		return nil, fmt.Errorf("%w: exec: terminal not supported", ErrInvalid)
-	}
 	if p.Cwd == "" {
 		p.Cwd = "/"
 	}
@@ -880,7 +899,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	if err != nil {
 		return nil, err
 	}
-	cmd, _, err := r.startInit(cfg, join, &syscall.SysProcAttr{}, nil, stdio, cg, newTimer(), false)
+	attr := &syscall.SysProcAttr{}
+	if p.Terminal {
+		if _, err := terminalOn(stdio.Stdin); err != nil {
+			return nil, err
+		}
+		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+	}
+	cmd, _, err := r.startInit(cfg, join, attr, nil, stdio, cg, newTimer(), false)
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -604,4 +605,57 @@ func benchBundle(b *testing.B) string {
 		b.Fatal(err)
 	}
 	return dir
+}
+
+func TestTerminal(t *testing.T) {
+	requireRoot(t)
+	r := newRuntime(t)
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skip("no /dev/ptmx")
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	bundle := newBundle(t, func(s *specs.Spec) { s.Process.Terminal = true },
+		"sh", "-c", `[ -t 0 ] && echo stdin-tty; [ -c /dev/console ] && echo console; echo end`)
+	out := make(chan string, 1)
+	go func() {
+		var buf bytes.Buffer
+		b := make([]byte, 512)
+		for !strings.Contains(buf.String(), "end") {
+			n, err := master.Read(b)
+			buf.Write(b[:n])
+			if err != nil {
+				break
+			}
+		}
+		out <- buf.String()
+	}()
+	code, err := r.Run(ctx(t), "tty", bundle, CreateOptions{Stdin: slave, Stdout: slave, Stderr: slave})
+	if err != nil || code != 0 {
+		t.Fatalf("run: %d %v", code, err)
+	}
+	select {
+	case got := <-out:
+		if !strings.Contains(got, "stdin-tty") || !strings.Contains(got, "console") {
+			t.Errorf("terminal output %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no output on the pty master")
+	}
+	// Without a terminal on stdin, process.terminal is refused.
+	if err := r.Create(ctx(t), "notty", bundle, CreateOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("terminal without a tty: %v", err)
+	}
 }
