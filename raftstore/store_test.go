@@ -21,7 +21,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-func ts(sec int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(sec) * time.Second)) }
+func ts(sec int) *timestamppb.Timestamp {
+	return timestamppb.New(t0.Add(time.Duration(sec) * time.Second))
+}
 
 func svc(id, name string, version uint64) *api.Service {
 	return &api.Service{Id: id, Meta: &api.Meta{Version: version, CreatedAt: ts(0), UpdatedAt: ts(0)},

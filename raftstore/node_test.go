@@ -1,0 +1,403 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/shoal-project/shoal/api"
+)
+
+// faultNet wraps one node's listener and dialer so a test can cut the node
+// off from every peer (and heal it) on real TCP.
+type faultNet struct {
+	blocked atomic.Bool
+	mu      sync.Mutex // guards conns
+	conns   map[net.Conn]struct{}
+}
+
+func (f *faultNet) track(c net.Conn) net.Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		f.conns = map[net.Conn]struct{}{}
+	}
+	f.conns[c] = struct{}{}
+	return c
+}
+
+// isolate drops every connection of the node and refuses new ones.
+func (f *faultNet) isolate() {
+	f.blocked.Store(true)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+}
+
+func (f *faultNet) heal() { f.blocked.Store(false) }
+
+func (f *faultNet) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if f.blocked.Load() {
+		return nil, errors.New("partitioned")
+	}
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return f.track(c), nil
+}
+
+type faultListener struct {
+	net.Listener
+	f *faultNet
+}
+
+func (l faultListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.f.blocked.Load() {
+			c.Close()
+			continue
+		}
+		return l.f.track(c), nil
+	}
+}
+
+type testNode struct {
+	*Node
+	dir  string
+	addr string
+	net  *faultNet
+}
+
+func testConfig(t *testing.T, id, dir, addr string, fn *faultNet) Config {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the port of a node just closed may take a moment to free
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{
+		ID: id, Dir: dir, Listener: faultListener{ln, fn}, Dial: fn.dial,
+		HeartbeatTimeout: 150 * time.Millisecond, ElectionTimeout: 150 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+		SnapshotThreshold: 40, TrailingLogs: 10, SnapshotInterval: 100 * time.Millisecond,
+		Logger: hclog.NewNullLogger(),
+	}
+}
+
+func startNode(t *testing.T, id, dir, addr string, bootstrap bool) *testNode {
+	t.Helper()
+	fn := &faultNet{}
+	cfg := testConfig(t, id, dir, addr, fn)
+	cfg.Bootstrap = bootstrap
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return &testNode{Node: n, dir: dir, addr: n.Addr(), net: fn}
+}
+
+// startCluster bootstraps n1 and adds the others as voters.
+func startCluster(t *testing.T, size int) []*testNode {
+	t.Helper()
+	nodes := []*testNode{startNode(t, "n1", t.TempDir(), "127.0.0.1:0", true)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := nodes[0].WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= size; i++ {
+		tn := startNode(t, fmt.Sprintf("n%d", i), t.TempDir(), "127.0.0.1:0", false)
+		if err := nodes[0].AddVoter(ctx, tn.ID(), tn.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, tn)
+	}
+	return nodes
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func leaderOf(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	var l *testNode
+	waitFor(t, "a leader", func() bool {
+		for _, n := range nodes {
+			if n != nil && n.IsLeader() {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	return l
+}
+
+func createService(ctx context.Context, s *MemoryStore, id string) error {
+	return s.Update(ctx, func(tx WriteTx) error { return tx.Create(svc(id, id, 0)) })
+}
+
+func hasService(n *testNode, id string) bool {
+	found := false
+	n.Store().View(func(tx ReadTx) { found = tx.GetService(id) != nil })
+	return found
+}
+
+func TestClusterReplicatesAndFailsOver(t *testing.T) {
+	nodes := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader := leaderOf(t, nodes)
+	if err := createService(ctx, leader.Store(), "before"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		waitFor(t, n.ID()+" to have the write", func() bool { return hasService(n, "before") })
+	}
+	// Writes on a follower are refused with the leader's name.
+	for _, n := range nodes {
+		if n != leader {
+			err := createService(ctx, n.Store(), "x")
+			if !errors.Is(err, api.ErrNotLeader) {
+				t.Fatalf("write on follower: %v", err)
+			}
+			break
+		}
+	}
+	members, err := leader.Members()
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members %v, %v", members, err)
+	}
+
+	changed := nodes[1].LeaderChanged()
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			rest = append(rest, n)
+		}
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no leader change observed")
+	}
+	newLeader := leaderOf(t, rest)
+	if err := createService(ctx, newLeader.Store(), "after"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rest {
+		waitFor(t, n.ID()+" to have the write after failover", func() bool { return hasService(n, "after") })
+	}
+	if err := createService(ctx, leader.Store(), "closed"); err == nil {
+		t.Fatal("closed node accepted a write")
+	}
+}
+
+// TestClusterRestartKeepsAcknowledgedWrites writes concurrently (so entries
+// are batched and snapshots taken), stops every node, starts them again from
+// disk and checks that every acknowledged write is there.
+func TestClusterRestartKeepsAcknowledgedWrites(t *testing.T) {
+	nodes := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := leaderOf(t, nodes)
+
+	const writers, perWriter = 20, 10
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				id := fmt.Sprintf("w%02d-%02d", w, i)
+				if err := createService(ctx, leader.Store(), id); err != nil {
+					t.Errorf("write %s: %v", id, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(acked) != writers*perWriter {
+		t.Fatalf("%d writes acknowledged", len(acked))
+	}
+	var entries uint64
+	leader.Store().View(func(tx ReadTx) { entries = tx.Version() })
+	t.Logf("%d writes in raft entries up to index %d", len(acked), entries)
+
+	// Force a snapshot so the restart exercises restore + log tail, and
+	// check that the log was compacted.
+	if err := leader.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := leader.wal.FirstIndex(); first <= 1 {
+		t.Errorf("log not compacted after a snapshot: first index %d", first)
+	}
+	if err := createService(ctx, leader.Store(), "after-snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	acked = append(acked, "after-snapshot")
+	for _, n := range nodes {
+		waitFor(t, n.ID()+" to catch up", func() bool { return hasService(n, "after-snapshot") })
+	}
+
+	for _, n := range nodes {
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restarted := make([]*testNode, len(nodes))
+	for i, n := range nodes {
+		restarted[i] = startNode(t, n.ID(), n.dir, n.addr, false)
+	}
+	leaderOf(t, restarted)
+	for _, n := range restarted {
+		waitFor(t, n.ID()+" to replay", func() bool { return hasService(n, "after-snapshot") })
+		n.Store().View(func(tx ReadTx) {
+			for _, id := range acked {
+				if tx.GetService(id) == nil {
+					t.Errorf("%s lost acknowledged write %s", n.ID(), id)
+				}
+			}
+		})
+	}
+}
+
+// TestMinorityCannotCommit cuts the leader off: it cannot commit, the
+// majority elects a new leader and goes on, and after healing the old leader
+// holds the majority's state, without its own uncommitted write.
+func TestMinorityCannotCommit(t *testing.T) {
+	nodes := startCluster(t, 3)
+	ctx := context.Background()
+	old := leaderOf(t, nodes)
+	if err := createService(ctx, old.Store(), "base"); err != nil {
+		t.Fatal(err)
+	}
+	old.net.isolate()
+
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := createService(short, old.Store(), "minority")
+	cancel()
+	if err == nil {
+		t.Fatal("isolated leader committed a write")
+	}
+	t.Logf("isolated leader's write: %v", err)
+
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != old {
+			rest = append(rest, n)
+		}
+	}
+	newLeader := leaderOf(t, rest)
+	if err := createService(ctx, newLeader.Store(), "majority"); err != nil {
+		t.Fatal(err)
+	}
+	if hasService(old, "majority") {
+		t.Fatal("isolated node received a write")
+	}
+	old.net.heal()
+	waitFor(t, "the old leader to catch up", func() bool { return hasService(old, "majority") })
+	for _, n := range nodes {
+		if hasService(n, "minority") {
+			t.Errorf("%s has the minority's write", n.ID())
+		}
+	}
+}
+
+// TestProposeBatches checks that concurrent proposals share raft entries.
+func TestProposeBatches(t *testing.T) {
+	n := startNode(t, "solo", t.TempDir(), "127.0.0.1:0", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := n.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leaderOf(t, []*testNode{n})
+	var before uint64
+	n.Store().View(func(tx ReadTx) { before = tx.Version() })
+	const writes = 500
+	var wg sync.WaitGroup
+	errs := make(chan error, writes)
+	for i := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- createService(ctx, n.Store(), fmt.Sprintf("s%03d", i))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var after uint64
+	n.Store().View(func(tx ReadTx) { after = tx.Version() })
+	t.Logf("%d proposals in %d raft entries", writes, after-before)
+	if after-before >= writes/2 {
+		t.Errorf("%d proposals took %d entries: not batched", writes, after-before)
+	}
+	// A refused proposal in a batch does not fail its neighbours.
+	err := createService(ctx, n.Store(), "s001")
+	if !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+}
+
+func TestNewNodeRefusesBadConfig(t *testing.T) {
+	if _, err := NewNode(Config{ID: "x"}); !errors.Is(err, api.ErrInvalidArgument) {
+		t.Fatalf("missing dir/listener: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewNode(Config{ID: "x", Dir: t.TempDir(), Listener: ln, AdvertiseAddr: "not an address", Logger: hclog.NewNullLogger()})
+	if err == nil {
+		t.Fatal("bad advertise address accepted")
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Fatal("listener left open after a failed start")
+	}
+}
