@@ -21,6 +21,10 @@ type v2 struct {
 
 func (m *v2) Path() string { return m.path }
 
+// Dir is the cgroup's directory. Only v2 managers have one: a runtime can
+// open it and clone a process straight into it (CLONE_INTO_CGROUP).
+func (m *v2) Dir() string { return m.dir }
+
 // Create makes the directory and, walking down from the root, enables the
 // wanted controllers in each ancestor's cgroup.subtree_control (only those
 // the ancestor has in cgroup.controllers).

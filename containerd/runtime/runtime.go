@@ -581,7 +581,24 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	if extra != nil && (extra.rootfs != nil || extra.fifo != nil) {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, extra.rootfs, extra.fifo) // nil = closed
 	}
-	if err := startJoined(cmd, join); err != nil {
+	// On cgroup v2 the child is cloned straight into its cgroup
+	// (CLONE_INTO_CGROUP): no migration afterwards.
+	cloned := false
+	if d, ok := cg.(interface{ Dir() string }); ok && cg != nil {
+		if fd, err := unix.Open(d.Dir(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			defer unix.Close(fd)
+			attr.UseCgroupFD, attr.CgroupFD = true, fd
+			cloned = true
+		}
+	}
+	err = startJoined(cmd, join)
+	if err != nil && cloned {
+		// Older kernels (< 5.7) lack clone3 into a cgroup: fork, then move.
+		attr.UseCgroupFD, cloned = false, false
+		cmd = rebuildCmd(cmd)
+		err = startJoined(cmd, join)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("start init: %w", err)
 	}
 	t.mark("fork")
@@ -622,7 +639,7 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
-	if cg != nil {
+	if cg != nil && !cloned {
 		if err := cg.Apply(cmd.Process.Pid); err != nil {
 			return fail(err)
 		}
@@ -647,6 +664,13 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 		return fail(msg.err())
 	}
 	return cmd, c, nil
+}
+
+// rebuildCmd copies an exec.Cmd that failed to start (one cannot be
+// started twice).
+func rebuildCmd(c *exec.Cmd) *exec.Cmd {
+	return &exec.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Stdin: c.Stdin, Stdout: c.Stdout,
+		Stderr: c.Stderr, ExtraFiles: c.ExtraFiles, SysProcAttr: c.SysProcAttr}
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
