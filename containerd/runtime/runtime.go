@@ -129,6 +129,7 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOptions
 			return -1, err
 		}
 	}
+	t := newTimer()
 	var code int
 	select {
 	case <-c.done:
@@ -138,9 +139,12 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOptions
 		<-c.done
 		code = c.status
 	}
+	t.mark("wait")
 	if err := r.Delete(context.WithoutCancel(ctx), id, true); err != nil {
 		return code, err
 	}
+	t.mark("delete")
+	t.report(id)
 	return code, ctx.Err()
 }
 
