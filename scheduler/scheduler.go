@@ -9,6 +9,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,6 +28,26 @@ type NodeInfo struct {
 	Tasks int
 	// Reserved is the sum of those tasks' resource reservations.
 	Reserved *api.Resources
+	// HostPorts are the ports those tasks publish in host mode.
+	HostPorts []HostPort
+}
+
+// HostPort is a port published on the node itself (publish mode host): two
+// tasks cannot publish the same one on one node.
+type HostPort struct {
+	Protocol api.PortConfig_Protocol
+	Port     uint32
+}
+
+// hostPorts returns the host-mode ports task t publishes.
+func hostPorts(t *api.Task) []HostPort {
+	var out []HostPort
+	for _, p := range t.GetEndpoint().GetPorts() {
+		if p.GetPublishMode() == api.PortConfig_HOST && p.GetPublishedPort() != 0 {
+			out = append(out, HostPort{p.GetProtocol(), p.GetPublishedPort()})
+		}
+	}
+	return out
 }
 
 // Snapshot is the cluster state a scheduling pass reads. Schedule never
@@ -53,6 +74,7 @@ const (
 	filterResources
 	filterConstraints
 	filterPlatform
+	filterHostPorts
 	filterMaxReplicas
 	numFilters
 )
@@ -62,6 +84,7 @@ var filterReasons = [numFilters]string{
 	filterResources:   "insufficient resources on %s",
 	filterConstraints: "scheduling constraints not satisfied on %s",
 	filterPlatform:    "unsupported platform on %s",
+	filterHostPorts:   "host-mode port already in use on %s",
 	filterMaxReplicas: "max replicas per node reached on %s",
 }
 
@@ -75,6 +98,25 @@ type nodeState struct {
 	cpu, mem int64 // reserved, including this pass's decisions
 	total    int   // tasks, including this pass's decisions
 	placed   map[string]int
+	ports    map[HostPort]bool // host ports in use, made on first need
+}
+
+func (n *nodeState) portsFree(want []HostPort) bool {
+	if len(want) == 0 {
+		return true
+	}
+	if n.ports == nil {
+		n.ports = make(map[HostPort]bool, len(n.info.HostPorts))
+		for _, p := range n.info.HostPorts {
+			n.ports[p] = true
+		}
+	}
+	for _, p := range want {
+		if n.ports[p] {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *nodeState) serviceTasks(svc string) int {
@@ -85,7 +127,10 @@ func (n *nodeState) fits(cpu, mem int64) bool {
 	return (cpu <= 0 || n.cpu+cpu <= n.capCPU) && (mem <= 0 || n.mem+mem <= n.capMem)
 }
 
-func (n *nodeState) add(svc string, cpu, mem int64) {
+func (n *nodeState) add(svc string, cpu, mem int64, ports []HostPort) {
+	for _, p := range ports {
+		n.ports[p] = true // portsFree made the map
+	}
 	if n.placed == nil {
 		n.placed = make(map[string]int)
 	}
@@ -100,10 +145,14 @@ func (n *nodeState) add(svc string, cpu, mem int64) {
 type group struct {
 	service string
 	spec    *api.TaskSpec
+	ports   []HostPort
 	tasks   []*api.Task
 }
 
 // Schedule places pending tasks on nodes.
+//
+// The filters, in order: ready and active, resources, constraints, platform,
+// host-mode ports, max replicas per node.
 //
 // Tasks that already name a node (global services' tasks) are checked against
 // that node's filters first, so they claim resources before tasks that could
@@ -153,13 +202,13 @@ func Schedule(snap Snapshot, pending []*api.Task) Result {
 		k := groupKey{t.GetServiceId(), t.GetSpecVersion()}
 		var g *group
 		for _, cand := range index[k] {
-			if sameSchedulingSpec(cand.spec, t.GetSpec()) {
+			if sameSchedulingSpec(cand.spec, t.GetSpec()) && slices.Equal(cand.ports, hostPorts(t)) {
 				g = cand
 				break
 			}
 		}
 		if g == nil {
-			g = &group{service: t.GetServiceId(), spec: t.GetSpec()}
+			g = &group{service: t.GetServiceId(), spec: t.GetSpec(), ports: hostPorts(t)}
 			index[k] = append(index[k], g)
 			groups = append(groups, g)
 		}
@@ -193,11 +242,13 @@ type filters struct {
 	platforms   []*api.Platform
 	maxReplicas uint64
 	cpu, mem    int64
+	ports       []HostPort
 }
 
-func parseFilters(spec *api.TaskSpec) (filters, error) {
+func parseFilters(spec *api.TaskSpec, ports []HostPort) (filters, error) {
 	p := spec.GetPlacement()
 	f := filters{
+		ports:       ports,
 		platforms:   p.GetPlatforms(),
 		maxReplicas: p.GetMaxReplicas(),
 		cpu:         spec.GetResources().GetReservations().GetNanoCpus(),
@@ -229,6 +280,8 @@ func (f *filters) check(n *nodeState, svc string) int {
 		return filterConstraints
 	case !platformOK(f.platforms, n.info.Node.GetDescription().GetPlatform()):
 		return filterPlatform
+	case !n.portsFree(f.ports):
+		return filterHostPorts
 	case f.maxReplicas > 0 && uint64(n.serviceTasks(svc)) >= f.maxReplicas:
 		return filterMaxReplicas
 	}
@@ -236,11 +289,13 @@ func (f *filters) check(n *nodeState, svc string) int {
 }
 
 // checkDynamic re-runs only the filters that this pass's own decisions can
-// change: resources and max replicas.
+// change: resources, host ports and max replicas.
 func (f *filters) checkDynamic(n *nodeState, svcTasks int) int {
 	switch {
 	case !n.fits(f.cpu, f.mem):
 		return filterResources
+	case !n.portsFree(f.ports):
+		return filterHostPorts
 	case f.maxReplicas > 0 && uint64(svcTasks) >= f.maxReplicas:
 		return filterMaxReplicas
 	}
@@ -286,7 +341,7 @@ func placePreset(byID map[string]*nodeState, t *api.Task, res *Result) {
 		res.Unplaced[t.GetId()] = fmt.Sprintf("no suitable node (node %s not found)", t.GetNodeId())
 		return
 	}
-	f, err := parseFilters(t.GetSpec())
+	f, err := parseFilters(t.GetSpec(), hostPorts(t))
 	if err != nil {
 		res.Unplaced[t.GetId()] = fmt.Sprintf("invalid placement: %v", err)
 		return
@@ -297,12 +352,12 @@ func placePreset(byID map[string]*nodeState, t *api.Task, res *Result) {
 		res.Unplaced[t.GetId()] = explain(fails, 1)
 		return
 	}
-	n.add(t.GetServiceId(), f.cpu, f.mem)
+	n.add(t.GetServiceId(), f.cpu, f.mem, f.ports)
 	res.Decisions[t.GetId()] = n.id
 }
 
 func scheduleGroup(nodes []nodeState, g *group, res *Result) {
-	f, err := parseFilters(g.spec)
+	f, err := parseFilters(g.spec, g.ports)
 	if err != nil {
 		for _, t := range g.tasks {
 			res.Unplaced[t.GetId()] = fmt.Sprintf("invalid placement: %v", err)
@@ -339,7 +394,7 @@ func scheduleGroup(nodes []nodeState, g *group, res *Result) {
 			}
 			return
 		}
-		c.n.add(g.service, f.cpu, f.mem)
+		c.n.add(g.service, f.cpu, f.mem, f.ports)
 		c.svc++
 		c.leaf.placed(c)
 		res.Decisions[t.GetId()] = c.n.id

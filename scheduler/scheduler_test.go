@@ -79,6 +79,13 @@ func withReservation(s *api.TaskSpec, cpus float64, mem int64) *api.TaskSpec {
 	return s
 }
 
+func withHostPort(ts []*api.Task, port uint32) []*api.Task {
+	for _, t := range ts {
+		t.Endpoint = &api.Endpoint{Ports: []*api.PortConfig{{TargetPort: 80, PublishedPort: port, PublishMode: api.PortConfig_HOST}}}
+	}
+	return ts
+}
+
 func withMax(s *api.TaskSpec, m uint64) *api.TaskSpec { s.Placement.MaxReplicas = m; return s }
 
 func withSpread(s *api.TaskSpec, descs ...string) *api.TaskSpec {
@@ -207,6 +214,17 @@ func TestSchedule(t *testing.T) {
 			})},
 			pending: tasks("arm", 2, &api.TaskSpec{Placement: &api.Placement{Platforms: []*api.Platform{{Architecture: "arm64"}}}}),
 			want:    map[string]int{"b": 2},
+		},
+		{
+			name: "host-mode ports: one task per node and port",
+			nodes: []NodeInfo{mkNode("a"), mkNode("b", func(n *NodeInfo) {
+				n.HostPorts = []HostPort{{api.PortConfig_TCP, 8080}}
+			}), mkNode("c", func(n *NodeInfo) { n.HostPorts = []HostPort{{api.PortConfig_UDP, 8080}} })},
+			pending: withHostPort(tasks("web", 3, spec()), 8080),
+			want:    map[string]int{"a": 1, "c": 1},
+			unplaced: map[string]string{
+				"web-3": "no suitable node (host-mode port already in use on 3 nodes)",
+			},
 		},
 		{
 			name:  "global tasks name their node and are only checked",
@@ -478,4 +496,30 @@ func BenchmarkSchedule100kOn10k(b *testing.B) {
 			b.Fatalf("placed %d of %d: %v", len(res.Decisions), len(pending), res.Unplaced)
 		}
 	}
+}
+
+// FuzzParseConstraint: no input panics, and what parses prints back to
+// something that parses to the same constraint.
+func FuzzParseConstraint(f *testing.F) {
+	for _, s := range []string{"node.id==a", "node.labels.az!=b", "engine.labels.x==y", "node.ip==10.0.0.0/8",
+		"node.role==manager", "a=b", "==", "node.labels.==", "node.hostname!=h==", " node.platform.os == linux "} {
+		f.Add(s)
+	}
+	n := mkNode("n").Node
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseConstraint(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") && !strings.Contains(s, "\n") {
+				t.Fatalf("multi-line error for %q: %v", s, err)
+			}
+			return
+		}
+		c2, err := ParseConstraint(c.String())
+		if err != nil || c2.String() != c.String() {
+			t.Fatalf("%q -> %q -> %v, %v", s, c.String(), c2, err)
+		}
+		if c.Match(n) != c2.Match(n) {
+			t.Fatalf("%q and %q match differently", s, c.String())
+		}
+	})
 }
