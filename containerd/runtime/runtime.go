@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,10 +92,17 @@ type CreateOptions struct {
 	NoPivot bool
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
-
+// validateID accepts [A-Za-z0-9][A-Za-z0-9_.+-]{0,127}: an id is a path
+// component under the state root. (No regexp: its compilation at package
+// init would run in every container init.)
 func validateID(id string) error {
-	if !idPattern.MatchString(id) {
+	ok := len(id) > 0 && len(id) <= 128
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		ok = alnum || i > 0 && (c == '_' || c == '.' || c == '+' || c == '-')
+	}
+	if !ok {
 		return fmt.Errorf("%w: container id %q (letters, digits, _ . + -)", ErrInvalid, id)
 	}
 	return nil

@@ -659,3 +659,16 @@ func TestTerminal(t *testing.T) {
 		t.Errorf("terminal without a tty: %v", err)
 	}
 }
+
+func TestValidateID(t *testing.T) {
+	for _, ok := range []string{"a", "abc-1.2_3+x", strings.Repeat("a", 128), "7e79aba4-b54b-4110-80f5-67f5994dc62e"} {
+		if err := validateID(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "..", ".x", "-x", "a/b", "a b", strings.Repeat("a", 129), "x\n"} {
+		if err := validateID(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -15,7 +15,9 @@
 // For one syscall the first matching rule wins (spec order); rules after an
 // unconditional rule for the same syscall are unreachable. Syscall names the
 // architecture does not have are skipped, like runc does. The native
-// architecture is always included. SCMP_ACT_NOTIFY is not supported.
+// architecture is always included. Supported: amd64 hosts, with the
+// x86_64, i386 and x32 ABIs (tables generated from the kernel headers by
+// mksyscalls.sh). SCMP_ACT_NOTIFY is not supported.
 //
 // Compiling Docker's profile takes well under a millisecond, and Compile
 // memoizes by policy content, so a daemon compiles each distinct policy once.
@@ -31,7 +33,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -109,26 +110,52 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint, defErrno uint) (uint32, 
 	return 0, fmt.Errorf("%w: action %q not supported", ErrInvalid, a)
 }
 
-var archByName = map[specs.Arch]*arch.Info{
-	specs.ArchX86_64:  arch.X86_64,
-	specs.ArchX86:     arch.I386,
-	specs.ArchX32:     arch.X32,
-	specs.ArchAARCH64: arch.AARCH64,
-	specs.ArchARM:     arch.ARM,
+// archInfo is one system call ABI. The tables are static data (no work at
+// package init, which matters: the container init is a re-execution of the
+// binary that imports this package); the name index is built on first use.
+type archInfo struct {
+	id    uint32 // AUDIT_ARCH_*
+	table []syscallEntry
+	once  sync.Once
+	names map[string]uint32
 }
 
-func nativeArch() (*arch.Info, error) {
-	switch runtime.GOARCH {
-	case "amd64":
-		return arch.X86_64, nil
-	case "arm64":
-		return arch.AARCH64, nil
-	case "386":
-		return arch.I386, nil
-	case "arm":
-		return arch.ARM, nil
+type syscallEntry struct {
+	name string
+	nr   uint32
+}
+
+func (a *archInfo) lookup(name string) (uint32, bool) {
+	a.once.Do(func() {
+		a.names = make(map[string]uint32, len(a.table))
+		for _, e := range a.table {
+			a.names[e.name] = e.nr
+		}
+	})
+	nr, ok := a.names[name]
+	return nr, ok
+}
+
+//go:generate ./mksyscalls.sh
+
+var (
+	archX86_64 = &archInfo{id: 0xc000003e, table: syscallsX86_64[:]}
+	archI386   = &archInfo{id: 0x40000003, table: syscallsI386[:]}
+	// x32 shares x86_64's audit arch; its numbers carry the x32 bit.
+	archX32 = &archInfo{id: 0xc000003e, table: syscallsX32[:]}
+)
+
+var archByName = map[specs.Arch]*archInfo{
+	specs.ArchX86_64: archX86_64,
+	specs.ArchX86:    archI386,
+	specs.ArchX32:    archX32,
+}
+
+func nativeArch() (*archInfo, error) {
+	if runtime.GOARCH == "amd64" {
+		return archX86_64, nil
 	}
-	return nil, fmt.Errorf("%w: architecture %s not supported", ErrInvalid, runtime.GOARCH)
+	return nil, fmt.Errorf("%w: architecture %s not supported (amd64 only)", ErrInvalid, runtime.GOARCH)
 }
 
 var flagByName = map[specs.LinuxSeccompFlag]uint{
@@ -160,19 +187,19 @@ func compile(s *specs.LinuxSeccomp) (*Program, error) {
 	}
 	// Architectures sharing an audit ID (x86_64 and x32) share a section.
 	var x32 bool
-	infos := []*arch.Info{native}
+	infos := []*archInfo{native}
 	for _, a := range s.Architectures {
 		info, ok := archByName[a]
 		if !ok {
 			continue // cannot run on this host anyway
 		}
-		if info == arch.X32 {
-			x32 = native == arch.X86_64
+		if info == archX32 {
+			x32 = native == archX86_64
 			continue
 		}
 		dup := false
 		for _, have := range infos {
-			dup = dup || have.ID == info.ID
+			dup = dup || have.id == info.id
 		}
 		if !dup {
 			infos = append(infos, info)
@@ -195,14 +222,14 @@ func compile(s *specs.LinuxSeccomp) (*Program, error) {
 	a.stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArch)
 	for i, info := range infos {
 		sections[i] = a.newLabel()
-		a.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, uint32(info.ID), next, skip1)
+		a.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, info.id, next, skip1)
 		a.ja(sections[i])
 	}
 	a.ja(kill)
 	for i, info := range infos {
 		a.bind(sections[i])
 		a.stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offNr)
-		if info == arch.X86_64 {
+		if info == archX86_64 {
 			x32Label := kill
 			if x32 {
 				x32Label = a.newLabel()
@@ -214,7 +241,7 @@ func compile(s *specs.LinuxSeccomp) (*Program, error) {
 			}
 			if x32 {
 				a.bind(x32Label)
-				if err := emitRules(a, s, arch.X32, x32SyscallBit, def); err != nil {
+				if err := emitRules(a, s, archX32, x32SyscallBit, def); err != nil {
 					return nil, err
 				}
 			}
@@ -244,17 +271,17 @@ type rule struct {
 
 // emitRules emits one architecture's rules, ending with the default action.
 // The accumulator holds the syscall number on entry.
-func emitRules(a *asm, s *specs.LinuxSeccomp, info *arch.Info, bit uint32, def uint32) error {
+func emitRules(a *asm, s *specs.LinuxSeccomp, info *archInfo, bit uint32, def uint32) error {
 	const eperm = uint(unix.EPERM)
 	byNr := map[uint32][]rule{}
 	for _, r := range s.Syscalls {
 		ret, _ := action(r.Action, r.ErrnoRet, eperm)
 		for _, name := range r.Names {
-			n, ok := info.SyscallNames[name]
+			n, ok := info.lookup(name)
 			if !ok {
 				continue
 			}
-			nr := uint32(n) | bit
+			nr := n | bit
 			rs := byNr[nr]
 			if len(rs) > 0 && len(rs[len(rs)-1].args) == 0 {
 				continue // an unconditional rule already decided this syscall

@@ -54,8 +54,8 @@ func run(t *testing.T, prog []unix.SockFilter, archID uint32, nr int32, args [6]
 }
 
 const (
-	archX86_64 = 0xc000003e
-	archI386   = 0x40000003
+	auditX86_64 = 0xc000003e
+	auditI386   = 0x40000003
 )
 
 func TestDefaultProfileDecisions(t *testing.T) {
@@ -71,26 +71,26 @@ func TestDefaultProfileDecisions(t *testing.T) {
 		args [6]uint64
 		want uint32
 	}{
-		{"read", archX86_64, unix.SYS_READ, [6]uint64{}, retAllow},
-		{"execve", archX86_64, unix.SYS_EXECVE, [6]uint64{}, retAllow},
-		{"mount denied", archX86_64, unix.SYS_MOUNT, [6]uint64{}, eperm},
-		{"keyctl denied", archX86_64, unix.SYS_KEYCTL, [6]uint64{}, eperm},
-		{"pivot_root denied", archX86_64, unix.SYS_PIVOT_ROOT, [6]uint64{}, eperm},
-		{"clone plain", archX86_64, unix.SYS_CLONE, [6]uint64{17 | unix.CLONE_VM}, retAllow},
-		{"clone newns", archX86_64, unix.SYS_CLONE, [6]uint64{unix.CLONE_NEWNS | 17}, eperm},
-		{"clone newuser", archX86_64, unix.SYS_CLONE, [6]uint64{unix.CLONE_NEWUSER}, eperm},
-		{"clone3 enosys", archX86_64, unix.SYS_CLONE3, [6]uint64{}, retErrno | uint32(unix.ENOSYS)},
-		{"socket inet", archX86_64, unix.SYS_SOCKET, [6]uint64{unix.AF_INET}, retAllow},
-		{"socket vsock", archX86_64, unix.SYS_SOCKET, [6]uint64{unix.AF_VSOCK}, eperm},
-		{"socket high bits", archX86_64, unix.SYS_SOCKET, [6]uint64{1<<32 | unix.AF_VSOCK}, retAllow},
-		{"personality 0", archX86_64, unix.SYS_PERSONALITY, [6]uint64{0}, retAllow},
-		{"personality other", archX86_64, unix.SYS_PERSONALITY, [6]uint64{0x400000}, eperm},
-		{"x32 read", archX86_64, x32SyscallBit | 0, [6]uint64{}, retAllow},
-		{"x32 mount", archX86_64, x32SyscallBit | 165, [6]uint64{}, eperm},
-		{"i386 read", archI386, 3, [6]uint64{}, retAllow},
-		{"i386 mount", archI386, 21, [6]uint64{}, eperm},
+		{"read", auditX86_64, unix.SYS_READ, [6]uint64{}, retAllow},
+		{"execve", auditX86_64, unix.SYS_EXECVE, [6]uint64{}, retAllow},
+		{"mount denied", auditX86_64, unix.SYS_MOUNT, [6]uint64{}, eperm},
+		{"keyctl denied", auditX86_64, unix.SYS_KEYCTL, [6]uint64{}, eperm},
+		{"pivot_root denied", auditX86_64, unix.SYS_PIVOT_ROOT, [6]uint64{}, eperm},
+		{"clone plain", auditX86_64, unix.SYS_CLONE, [6]uint64{17 | unix.CLONE_VM}, retAllow},
+		{"clone newns", auditX86_64, unix.SYS_CLONE, [6]uint64{unix.CLONE_NEWNS | 17}, eperm},
+		{"clone newuser", auditX86_64, unix.SYS_CLONE, [6]uint64{unix.CLONE_NEWUSER}, eperm},
+		{"clone3 enosys", auditX86_64, unix.SYS_CLONE3, [6]uint64{}, retErrno | uint32(unix.ENOSYS)},
+		{"socket inet", auditX86_64, unix.SYS_SOCKET, [6]uint64{unix.AF_INET}, retAllow},
+		{"socket vsock", auditX86_64, unix.SYS_SOCKET, [6]uint64{unix.AF_VSOCK}, eperm},
+		{"socket high bits", auditX86_64, unix.SYS_SOCKET, [6]uint64{1<<32 | unix.AF_VSOCK}, retAllow},
+		{"personality 0", auditX86_64, unix.SYS_PERSONALITY, [6]uint64{0}, retAllow},
+		{"personality other", auditX86_64, unix.SYS_PERSONALITY, [6]uint64{0x400000}, eperm},
+		{"x32 read", auditX86_64, x32SyscallBit | 0, [6]uint64{}, retAllow},
+		{"x32 mount", auditX86_64, x32SyscallBit | 165, [6]uint64{}, eperm},
+		{"i386 read", auditI386, 3, [6]uint64{}, retAllow},
+		{"i386 mount", auditI386, 21, [6]uint64{}, eperm},
 		{"unknown arch", 0x1234, 0, [6]uint64{}, retKillProcess},
-		{"unknown nr", archX86_64, 999, [6]uint64{}, eperm},
+		{"unknown nr", auditX86_64, 999, [6]uint64{}, eperm},
 	}
 	for _, c := range cases {
 		if got := run(t, p.Filter, c.arch, c.nr, c.args); got != c.want {
@@ -127,7 +127,7 @@ func TestOperators(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := run(t, p.Filter, archX86_64, unix.SYS_WRITE, [6]uint64{0, 0, c.arg})
+		got := run(t, p.Filter, auditX86_64, unix.SYS_WRITE, [6]uint64{0, 0, c.arg})
 		if deny := got != retAllow; deny != c.deny {
 			t.Errorf("%s %#x vs %#x: denied=%v want %v", c.op, c.arg, big, deny, c.deny)
 		}
