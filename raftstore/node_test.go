@@ -446,3 +446,42 @@ func BenchmarkPropose3Nodes(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 	b.ReportMetric(float64(b.N)/float64(index), "writes/entry")
 }
+
+// TestJoinAfterCompactionAndRemove: a manager added after the log was
+// compacted catches up from a snapshot; removing it shrinks the membership.
+func TestJoinAfterCompactionAndRemove(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n1 := startNode(t, "n1", t.TempDir(), "127.0.0.1:0", true)
+	leaderOf(t, []*testNode{n1})
+	for i := range 60 {
+		if err := createService(ctx, n1.Store(), fmt.Sprintf("s%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n1.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := n1.wal.FirstIndex(); first <= 1 {
+		t.Fatalf("log not compacted: first index %d", first)
+	}
+	n2 := startNode(t, "n2", t.TempDir(), "127.0.0.1:0", false)
+	if err := n1.AddVoter(ctx, n2.ID(), n2.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n2 to catch up from the snapshot", func() bool { return hasService(n2, "s59") && hasService(n2, "s00") })
+	if id, _ := n2.Leader(); id != "n1" {
+		t.Fatalf("n2 sees leader %q", id)
+	}
+	if err := n1.RemoveServer(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	members, err := n1.Members()
+	if err != nil || len(members) != 1 || members[0].RaftId != "n1" {
+		t.Fatalf("members after remove: %v, %v", members, err)
+	}
+	// With n2 gone, n1 alone is a majority again and keeps committing.
+	if err := createService(ctx, n1.Store(), "after-remove"); err != nil {
+		t.Fatal(err)
+	}
+}
