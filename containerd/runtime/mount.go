@@ -287,10 +287,7 @@ func mountCgroup(rootFd int, cfg *initConfig, target string, flags uintptr) erro
 		}
 		src := filepath.Join(host, cfg.CgroupPath)
 		if _, err := os.Stat(src); err != nil {
-			src = host // a hierarchy we did not join (systemd, blkio...)
-			if name != "systemd" {
-				continue
-			}
+			continue // a hierarchy we did not join (systemd, blkio...): never show the host's
 		}
 		if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
 			return err

@@ -672,3 +672,28 @@ func TestValidateID(t *testing.T) {
 		}
 	}
 }
+
+func TestCgroupMountShowsOwnCgroup(t *testing.T) {
+	requireRoot(t)
+	if m := cgroups.Detect(); m != cgroups.Legacy && m != cgroups.Hybrid {
+		t.Skip("v1 layout expected")
+	}
+	r := newRuntime(t)
+	bundle := newBundle(t, func(s *specs.Spec) {
+		if err := oci.WithMemory(s, 32<<20, -1); err != nil {
+			t.Fatal(err)
+		}
+	}, "sh", "-c", `cat /sys/fs/cgroup/memory/memory.limit_in_bytes; ls /sys/fs/cgroup; touch /sys/fs/cgroup/memory/x 2>/dev/null && echo writable; true`)
+	o := newOutput(t)
+	code, err := r.Run(ctx(t), "cgmount", bundle, o.opts())
+	stdout, stderr := o.String()
+	if err != nil || code != 0 {
+		t.Fatalf("run: %d %v %q", code, err, stderr)
+	}
+	if !strings.HasPrefix(stdout, "33554432\n") {
+		t.Errorf("container does not see its own memory cgroup: %q", stdout)
+	}
+	if strings.Contains(stdout, "systemd") || strings.Contains(stdout, "writable") {
+		t.Errorf("cgroup mount exposes the host or is writable: %q", stdout)
+	}
+}
