@@ -369,11 +369,13 @@ func (n *Node) batch() {
 			return
 		}
 		batch := []*pendingProposal{first}
+		size := proto.Size(first.p)
 	drain:
-		for len(batch) < n.cfg.MaxBatch {
+		for len(batch) < n.cfg.MaxBatch && size < MaxProposalBytes {
 			select {
 			case pp := <-n.proposals:
 				batch = append(batch, pp)
+				size += proto.Size(pp.p)
 			default:
 				break drain
 			}

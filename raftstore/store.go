@@ -129,6 +129,11 @@ func (s *MemoryStore) View(fn func(ReadTx)) {
 	fn(&readTx{s: s})
 }
 
+// MaxProposalBytes bounds one Update's encoded changes. A raft entry is
+// written, replicated and applied whole; a huge one stalls heartbeats behind
+// it, so large writes (creating thousands of tasks) are split by the caller.
+const MaxProposalBytes = 4 << 20
+
 // Update runs fn with a write transaction, then proposes its changes and
 // waits until they are applied here. If fn returns an error nothing is
 // proposed. A proposal applies entirely or not at all; when it is refused
@@ -143,6 +148,10 @@ func (s *MemoryStore) Update(ctx context.Context, fn func(WriteTx) error) error 
 	p := tx.proposal()
 	if len(p.Actions) == 0 {
 		return nil
+	}
+	if size := proto.Size(p); size > MaxProposalBytes {
+		return api.Wrap(api.ErrInvalidArgument, fmt.Errorf(
+			"raftstore: proposal of %d actions is %d bytes, over %d: split the update", len(p.Actions), size, MaxProposalBytes))
 	}
 	if s.proposer != nil {
 		return s.proposer.Propose(ctx, p)

@@ -374,3 +374,26 @@ func TestWatch(t *testing.T) {
 		t.Fatal("closed watcher still open")
 	}
 }
+
+func TestUpdateRefusesHugeProposal(t *testing.T) {
+	s := NewMemoryStore(nil, nil)
+	big := strings.Repeat("x", MaxProposalBytes/8)
+	err := s.Update(context.Background(), func(tx WriteTx) error {
+		for i := range 10 {
+			sv := svc(fmt.Sprintf("s%d", i), fmt.Sprintf("n%d", i), 0)
+			sv.Spec.Annotations.Labels = map[string]string{"big": big}
+			if err := tx.Create(sv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, api.ErrInvalidArgument) || !strings.Contains(err.Error(), "split") {
+		t.Fatalf("huge update: %v", err)
+	}
+	s.View(func(tx ReadTx) {
+		if len(tx.Services()) != 0 {
+			t.Fatal("part of a refused update was applied")
+		}
+	})
+}
