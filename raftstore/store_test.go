@@ -397,3 +397,50 @@ func TestUpdateRefusesHugeProposal(t *testing.T) {
 		}
 	})
 }
+
+func TestForEachSeesTransaction(t *testing.T) {
+	s := NewMemoryStore(nil, nil)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx WriteTx) error {
+		for _, id := range []string{"a", "b", "c"} {
+			if err := tx.Create(task(id, "s", "n", api.TaskState_NEW, 0)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(ctx, func(tx WriteTx) error {
+		if err := tx.Delete(KindTask, "a"); err != nil {
+			return err
+		}
+		b := tx.GetTask("b")
+		b.NodeId = "other"
+		if err := tx.Update(b); err != nil {
+			return err
+		}
+		if err := tx.Create(task("d", "s", "n", api.TaskState_NEW, 0)); err != nil {
+			return err
+		}
+		got := map[string]string{}
+		tx.ForEach(KindTask, func(o Object) bool { got[o.GetId()] = o.(*api.Task).NodeId; return true })
+		if len(got) != 3 || got["b"] != "other" || got["c"] != "n" || got["d"] != "n" {
+			t.Errorf("ForEach in tx saw %v", got)
+		}
+		n := 0
+		tx.ForEach(KindTask, func(Object) bool { n++; return false })
+		if n != 1 {
+			t.Errorf("ForEach did not stop: %d", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	s.View(func(tx ReadTx) { tx.ForEach(KindTask, func(Object) bool { n++; return true }) })
+	if n != 3 {
+		t.Fatalf("after: %d tasks", n)
+	}
+}
