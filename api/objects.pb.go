@@ -123,6 +123,67 @@ func (ManagerStatus_Reachability) EnumDescriptor() ([]byte, []int) {
 	return file_objects_proto_rawDescGZIP(), []int{3, 0}
 }
 
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_UNKNOWN            UpdateStatus_State = 0
+	UpdateStatus_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "UPDATING",
+		2: "PAUSED",
+		3: "COMPLETED",
+		4: "ROLLBACK_STARTED",
+		5: "ROLLBACK_PAUSED",
+		6: "ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"UNKNOWN":            0,
+		"UPDATING":           1,
+		"PAUSED":             2,
+		"COMPLETED":          3,
+		"ROLLBACK_STARTED":   4,
+		"ROLLBACK_PAUSED":    5,
+		"ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_objects_proto_enumTypes[2].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_objects_proto_enumTypes[2]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{9, 0}
+}
+
 // EngineDescription is what a node's engine reports about itself.
 type EngineDescription struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -678,10 +739,11 @@ type Service struct {
 	// spec_version is meta.version at the last spec change; tasks record the
 	// spec_version they were made from, so the orchestrator can tell stale tasks
 	// and the scheduler can batch tasks made from the same spec.
-	SpecVersion         uint64       `protobuf:"varint,4,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
-	PreviousSpec        *ServiceSpec `protobuf:"bytes,5,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
-	PreviousSpecVersion uint64       `protobuf:"varint,6,opt,name=previous_spec_version,json=previousSpecVersion,proto3" json:"previous_spec_version,omitempty"`
-	Endpoint            *Endpoint    `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	SpecVersion         uint64        `protobuf:"varint,4,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	PreviousSpec        *ServiceSpec  `protobuf:"bytes,5,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	PreviousSpecVersion uint64        `protobuf:"varint,6,opt,name=previous_spec_version,json=previousSpecVersion,proto3" json:"previous_spec_version,omitempty"`
+	Endpoint            *Endpoint     `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	UpdateStatus        *UpdateStatus `protobuf:"bytes,8,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -765,6 +827,83 @@ func (x *Service) GetEndpoint() *Endpoint {
 	return nil
 }
 
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+// UpdateStatus is the progress of a rolling update or rollback, as
+// `service inspect` shows it.
+type UpdateStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.api.UpdateStatus_State" json:"state,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_objects_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_UNKNOWN
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // ContainerStatus is what the runtime reports about a task's container.
 type ContainerStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -777,7 +916,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_objects_proto_msgTypes[9]
+	mi := &file_objects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +928,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[9]
+	mi := &file_objects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +941,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{9}
+	return file_objects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ContainerStatus) GetContainerId() string {
@@ -836,7 +975,7 @@ type PortStatus struct {
 
 func (x *PortStatus) Reset() {
 	*x = PortStatus{}
-	mi := &file_objects_proto_msgTypes[10]
+	mi := &file_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +987,7 @@ func (x *PortStatus) String() string {
 func (*PortStatus) ProtoMessage() {}
 
 func (x *PortStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[10]
+	mi := &file_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1000,7 @@ func (x *PortStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortStatus.ProtoReflect.Descriptor instead.
 func (*PortStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{10}
+	return file_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PortStatus) GetPorts() []*PortConfig {
@@ -888,7 +1027,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_objects_proto_msgTypes[11]
+	mi := &file_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1039,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[11]
+	mi := &file_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1052,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{11}
+	return file_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -972,7 +1111,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_objects_proto_msgTypes[12]
+	mi := &file_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1123,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[12]
+	mi := &file_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1136,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{12}
+	return file_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NetworkAttachment) GetNetwork() *Network {
@@ -1050,7 +1189,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1201,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1214,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{13}
+	return file_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Task) GetId() string {
@@ -1185,7 +1324,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1336,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1349,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{14}
+	return file_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Network) GetId() string {
@@ -1259,7 +1398,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1410,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1423,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{15}
+	return file_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1319,7 +1458,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1470,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1483,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{16}
+	return file_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RootCA) GetCaCert() []byte {
@@ -1391,7 +1530,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1542,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1555,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{17}
+	return file_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Cluster) GetId() string {
@@ -1518,7 +1657,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x04spec\x18\x01 \x01(\v2\x17.shoal.api.EndpointSpecR\x04spec\x12+\n" +
 	"\x05ports\x18\x02 \x03(\v2\x15.shoal.api.PortConfigR\x05ports\x125\n" +
 	"\vvirtual_ips\x18\x03 \x03(\v2\x14.shoal.api.VirtualIPR\n" +
-	"virtualIps\"\xaf\x02\n" +
+	"virtualIps\"\xed\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -1526,7 +1665,23 @@ const file_objects_proto_rawDesc = "" +
 	"\fspec_version\x18\x04 \x01(\x04R\vspecVersion\x12;\n" +
 	"\rprevious_spec\x18\x05 \x01(\v2\x16.shoal.api.ServiceSpecR\fpreviousSpec\x122\n" +
 	"\x15previous_spec_version\x18\x06 \x01(\x04R\x13previousSpecVersion\x12/\n" +
-	"\bendpoint\x18\a \x01(\v2\x13.shoal.api.EndpointR\bendpoint\"c\n" +
+	"\bendpoint\x18\a \x01(\v2\x13.shoal.api.EndpointR\bendpoint\x12<\n" +
+	"\rupdate_status\x18\b \x01(\v2\x17.shoal.api.UpdateStatusR\fupdateStatus\"\xda\x02\n" +
+	"\fUpdateStatus\x123\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1d.shoal.api.UpdateStatus.StateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x80\x01\n" +
+	"\x05State\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\f\n" +
+	"\bUPDATING\x10\x01\x12\n" +
+	"\n" +
+	"\x06PAUSED\x10\x02\x12\r\n" +
+	"\tCOMPLETED\x10\x03\x12\x14\n" +
+	"\x10ROLLBACK_STARTED\x10\x04\x12\x13\n" +
+	"\x0fROLLBACK_PAUSED\x10\x05\x12\x16\n" +
+	"\x12ROLLBACK_COMPLETED\x10\x06\"c\n" +
 	"\x0fContainerStatus\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x1b\n" +
@@ -1600,95 +1755,101 @@ func file_objects_proto_rawDescGZIP() []byte {
 	return file_objects_proto_rawDescData
 }
 
-var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 0: shoal.api.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 1: shoal.api.ManagerStatus.Reachability
-	(*EngineDescription)(nil),       // 2: shoal.api.EngineDescription
-	(*NodeDescription)(nil),         // 3: shoal.api.NodeDescription
-	(*NodeStatus)(nil),              // 4: shoal.api.NodeStatus
-	(*ManagerStatus)(nil),           // 5: shoal.api.ManagerStatus
-	(*Certificate)(nil),             // 6: shoal.api.Certificate
-	(*Node)(nil),                    // 7: shoal.api.Node
-	(*VirtualIP)(nil),               // 8: shoal.api.VirtualIP
-	(*Endpoint)(nil),                // 9: shoal.api.Endpoint
-	(*Service)(nil),                 // 10: shoal.api.Service
-	(*ContainerStatus)(nil),         // 11: shoal.api.ContainerStatus
-	(*PortStatus)(nil),              // 12: shoal.api.PortStatus
-	(*TaskStatus)(nil),              // 13: shoal.api.TaskStatus
-	(*NetworkAttachment)(nil),       // 14: shoal.api.NetworkAttachment
-	(*Task)(nil),                    // 15: shoal.api.Task
-	(*Network)(nil),                 // 16: shoal.api.Network
-	(*JoinTokens)(nil),              // 17: shoal.api.JoinTokens
-	(*RootCA)(nil),                  // 18: shoal.api.RootCA
-	(*Cluster)(nil),                 // 19: shoal.api.Cluster
-	nil,                             // 20: shoal.api.EngineDescription.LabelsEntry
-	(*Platform)(nil),                // 21: shoal.api.Platform
-	(*Resources)(nil),               // 22: shoal.api.Resources
-	(NodeRole)(0),                   // 23: shoal.api.NodeRole
-	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
-	(*Meta)(nil),                    // 25: shoal.api.Meta
-	(*NodeSpec)(nil),                // 26: shoal.api.NodeSpec
-	(*EndpointSpec)(nil),            // 27: shoal.api.EndpointSpec
-	(*PortConfig)(nil),              // 28: shoal.api.PortConfig
-	(*ServiceSpec)(nil),             // 29: shoal.api.ServiceSpec
-	(TaskState)(0),                  // 30: shoal.api.TaskState
-	(*Annotations)(nil),             // 31: shoal.api.Annotations
-	(*TaskSpec)(nil),                // 32: shoal.api.TaskSpec
-	(*NetworkSpec)(nil),             // 33: shoal.api.NetworkSpec
-	(*IPAMOptions)(nil),             // 34: shoal.api.IPAMOptions
-	(*ClusterSpec)(nil),             // 35: shoal.api.ClusterSpec
+	(UpdateStatus_State)(0),         // 2: shoal.api.UpdateStatus.State
+	(*EngineDescription)(nil),       // 3: shoal.api.EngineDescription
+	(*NodeDescription)(nil),         // 4: shoal.api.NodeDescription
+	(*NodeStatus)(nil),              // 5: shoal.api.NodeStatus
+	(*ManagerStatus)(nil),           // 6: shoal.api.ManagerStatus
+	(*Certificate)(nil),             // 7: shoal.api.Certificate
+	(*Node)(nil),                    // 8: shoal.api.Node
+	(*VirtualIP)(nil),               // 9: shoal.api.VirtualIP
+	(*Endpoint)(nil),                // 10: shoal.api.Endpoint
+	(*Service)(nil),                 // 11: shoal.api.Service
+	(*UpdateStatus)(nil),            // 12: shoal.api.UpdateStatus
+	(*ContainerStatus)(nil),         // 13: shoal.api.ContainerStatus
+	(*PortStatus)(nil),              // 14: shoal.api.PortStatus
+	(*TaskStatus)(nil),              // 15: shoal.api.TaskStatus
+	(*NetworkAttachment)(nil),       // 16: shoal.api.NetworkAttachment
+	(*Task)(nil),                    // 17: shoal.api.Task
+	(*Network)(nil),                 // 18: shoal.api.Network
+	(*JoinTokens)(nil),              // 19: shoal.api.JoinTokens
+	(*RootCA)(nil),                  // 20: shoal.api.RootCA
+	(*Cluster)(nil),                 // 21: shoal.api.Cluster
+	nil,                             // 22: shoal.api.EngineDescription.LabelsEntry
+	(*Platform)(nil),                // 23: shoal.api.Platform
+	(*Resources)(nil),               // 24: shoal.api.Resources
+	(NodeRole)(0),                   // 25: shoal.api.NodeRole
+	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
+	(*Meta)(nil),                    // 27: shoal.api.Meta
+	(*NodeSpec)(nil),                // 28: shoal.api.NodeSpec
+	(*EndpointSpec)(nil),            // 29: shoal.api.EndpointSpec
+	(*PortConfig)(nil),              // 30: shoal.api.PortConfig
+	(*ServiceSpec)(nil),             // 31: shoal.api.ServiceSpec
+	(TaskState)(0),                  // 32: shoal.api.TaskState
+	(*Annotations)(nil),             // 33: shoal.api.Annotations
+	(*TaskSpec)(nil),                // 34: shoal.api.TaskSpec
+	(*NetworkSpec)(nil),             // 35: shoal.api.NetworkSpec
+	(*IPAMOptions)(nil),             // 36: shoal.api.IPAMOptions
+	(*ClusterSpec)(nil),             // 37: shoal.api.ClusterSpec
 }
 var file_objects_proto_depIdxs = []int32{
-	20, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
-	21, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	22, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
-	2,  // 3: shoal.api.NodeDescription.engine:type_name -> shoal.api.EngineDescription
+	22, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
+	23, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	24, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	3,  // 3: shoal.api.NodeDescription.engine:type_name -> shoal.api.EngineDescription
 	0,  // 4: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeStatus.State
 	1,  // 5: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.ManagerStatus.Reachability
-	23, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
-	24, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	25, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	26, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
-	3,  // 10: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
-	4,  // 11: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
-	5,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
-	6,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
-	23, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	27, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	28, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
-	8,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	25, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	29, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	29, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
-	9,  // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
-	28, // 22: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
-	24, // 23: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	30, // 24: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
-	11, // 25: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
-	12, // 26: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
-	16, // 27: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	25, // 28: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	31, // 29: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	32, // 30: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	31, // 31: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	30, // 32: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
-	13, // 33: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
-	14, // 34: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
-	9,  // 35: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	25, // 36: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	33, // 37: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	34, // 38: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
-	17, // 39: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
-	25, // 40: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	35, // 41: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	18, // 42: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	25, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
+	26, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	27, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	28, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	4,  // 10: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
+	5,  // 11: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
+	6,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
+	7,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
+	25, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	29, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	30, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	9,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
+	27, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	31, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	31, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	10, // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
+	12, // 22: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
+	2,  // 23: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
+	26, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	26, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	30, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
+	26, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	32, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	13, // 29: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
+	14, // 30: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
+	18, // 31: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
+	27, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	33, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	34, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	33, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	32, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	15, // 37: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
+	16, // 38: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
+	10, // 39: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
+	27, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	35, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	36, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	19, // 43: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
+	27, // 44: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	37, // 45: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	20, // 46: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -1702,8 +1863,8 @@ func file_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   19,
+			NumEnums:      3,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

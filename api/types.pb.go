@@ -1760,9 +1760,11 @@ type ServiceSpec struct {
 	//
 	//	*ServiceSpec_Replicated
 	//	*ServiceSpec_Global
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
-	Update        *UpdateConfig      `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
-	Endpoint      *EndpointSpec      `protobuf:"bytes,6,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Mode     isServiceSpec_Mode `protobuf_oneof:"mode"`
+	Update   *UpdateConfig      `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
+	Endpoint *EndpointSpec      `protobuf:"bytes,6,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// rollback drives `service rollback` and failure_action=rollback.
+	Rollback      *UpdateConfig `protobuf:"bytes,7,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1846,6 +1848,13 @@ func (x *ServiceSpec) GetUpdate() *UpdateConfig {
 func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
 	if x != nil {
 		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollback() *UpdateConfig {
+	if x != nil {
+		return x.Rollback
 	}
 	return nil
 }
@@ -2395,7 +2404,7 @@ const file_types_proto_rawDesc = "" +
 	"\x05Order\x12\x0e\n" +
 	"\n" +
 	"STOP_FIRST\x10\x00\x12\x0f\n" +
-	"\vSTART_FIRST\x10\x01\"\xd2\x02\n" +
+	"\vSTART_FIRST\x10\x01\"\x87\x03\n" +
 	"\vServiceSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12'\n" +
 	"\x04task\x18\x02 \x01(\v2\x13.shoal.api.TaskSpecR\x04task\x12>\n" +
@@ -2404,7 +2413,8 @@ const file_types_proto_rawDesc = "" +
 	"replicated\x122\n" +
 	"\x06global\x18\x04 \x01(\v2\x18.shoal.api.GlobalServiceH\x00R\x06global\x12/\n" +
 	"\x06update\x18\x05 \x01(\v2\x17.shoal.api.UpdateConfigR\x06update\x123\n" +
-	"\bendpoint\x18\x06 \x01(\v2\x17.shoal.api.EndpointSpecR\bendpointB\x06\n" +
+	"\bendpoint\x18\x06 \x01(\v2\x17.shoal.api.EndpointSpecR\bendpoint\x123\n" +
+	"\brollback\x18\a \x01(\v2\x17.shoal.api.UpdateConfigR\brollbackB\x06\n" +
 	"\x04mode\"Y\n" +
 	"\n" +
 	"IPAMConfig\x12\x16\n" +
@@ -2557,22 +2567,23 @@ var file_types_proto_depIdxs = []int32{
 	24, // 31: shoal.api.ServiceSpec.global:type_name -> shoal.api.GlobalService
 	27, // 32: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
 	26, // 33: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
-	29, // 34: shoal.api.IPAMOptions.configs:type_name -> shoal.api.IPAMConfig
-	37, // 35: shoal.api.Driver.options:type_name -> shoal.api.Driver.OptionsEntry
-	11, // 36: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
-	31, // 37: shoal.api.NetworkSpec.driver_config:type_name -> shoal.api.Driver
-	30, // 38: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMOptions
-	11, // 39: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
-	0,  // 40: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
-	9,  // 41: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeSpec.Availability
-	11, // 42: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
-	39, // 43: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	39, // 44: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	27, // 34: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
+	29, // 35: shoal.api.IPAMOptions.configs:type_name -> shoal.api.IPAMConfig
+	37, // 36: shoal.api.Driver.options:type_name -> shoal.api.Driver.OptionsEntry
+	11, // 37: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
+	31, // 38: shoal.api.NetworkSpec.driver_config:type_name -> shoal.api.Driver
+	30, // 39: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMOptions
+	11, // 40: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
+	0,  // 41: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
+	9,  // 42: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeSpec.Availability
+	11, // 43: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
+	39, // 44: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	39, // 45: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
