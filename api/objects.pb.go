@@ -1600,6 +1600,130 @@ func (x *Cluster) GetSubnetSize() uint32 {
 	return 0
 }
 
+// Secret is sensitive data given to tasks as files under /run/secrets. It
+// lives in the raft log and snapshots, which only managers hold; agents get
+// only the secrets of their own tasks.
+type Secret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec          *SecretSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secret) Reset() {
+	*x = Secret{}
+	mi := &file_objects_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secret) ProtoMessage() {}
+
+func (x *Secret) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secret.ProtoReflect.Descriptor instead.
+func (*Secret) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Secret) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Secret) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Secret) GetSpec() *SecretSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// Config is non-sensitive data given to tasks as files.
+type Config struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec          *ConfigSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Config) Reset() {
+	*x = Config{}
+	mi := &file_objects_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Config) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Config) ProtoMessage() {}
+
+func (x *Config) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Config.ProtoReflect.Descriptor instead.
+func (*Config) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Config) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Config) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Config) GetSpec() *ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 var File_objects_proto protoreflect.FileDescriptor
 
 const file_objects_proto_rawDesc = "" +
@@ -1741,7 +1865,15 @@ const file_objects_proto_rawDesc = "" +
 	"\aroot_ca\x18\x04 \x01(\v2\x11.shoal.api.RootCAR\x06rootCa\x120\n" +
 	"\x14default_address_pool\x18\x05 \x03(\tR\x12defaultAddressPool\x12\x1f\n" +
 	"\vsubnet_size\x18\x06 \x01(\rR\n" +
-	"subnetSizeB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
+	"subnetSize\"h\n" +
+	"\x06Secret\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.SecretSpecR\x04spec\"h\n" +
+	"\x06Config\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04specB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
 
 var (
 	file_objects_proto_rawDescOnce sync.Once
@@ -1756,7 +1888,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 0: shoal.api.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 1: shoal.api.ManagerStatus.Reachability
@@ -1780,76 +1912,84 @@ var file_objects_proto_goTypes = []any{
 	(*JoinTokens)(nil),              // 19: shoal.api.JoinTokens
 	(*RootCA)(nil),                  // 20: shoal.api.RootCA
 	(*Cluster)(nil),                 // 21: shoal.api.Cluster
-	nil,                             // 22: shoal.api.EngineDescription.LabelsEntry
-	(*Platform)(nil),                // 23: shoal.api.Platform
-	(*Resources)(nil),               // 24: shoal.api.Resources
-	(NodeRole)(0),                   // 25: shoal.api.NodeRole
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(*Meta)(nil),                    // 27: shoal.api.Meta
-	(*NodeSpec)(nil),                // 28: shoal.api.NodeSpec
-	(*EndpointSpec)(nil),            // 29: shoal.api.EndpointSpec
-	(*PortConfig)(nil),              // 30: shoal.api.PortConfig
-	(*ServiceSpec)(nil),             // 31: shoal.api.ServiceSpec
-	(TaskState)(0),                  // 32: shoal.api.TaskState
-	(*Annotations)(nil),             // 33: shoal.api.Annotations
-	(*TaskSpec)(nil),                // 34: shoal.api.TaskSpec
-	(*NetworkSpec)(nil),             // 35: shoal.api.NetworkSpec
-	(*IPAMOptions)(nil),             // 36: shoal.api.IPAMOptions
-	(*ClusterSpec)(nil),             // 37: shoal.api.ClusterSpec
+	(*Secret)(nil),                  // 22: shoal.api.Secret
+	(*Config)(nil),                  // 23: shoal.api.Config
+	nil,                             // 24: shoal.api.EngineDescription.LabelsEntry
+	(*Platform)(nil),                // 25: shoal.api.Platform
+	(*Resources)(nil),               // 26: shoal.api.Resources
+	(NodeRole)(0),                   // 27: shoal.api.NodeRole
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*Meta)(nil),                    // 29: shoal.api.Meta
+	(*NodeSpec)(nil),                // 30: shoal.api.NodeSpec
+	(*EndpointSpec)(nil),            // 31: shoal.api.EndpointSpec
+	(*PortConfig)(nil),              // 32: shoal.api.PortConfig
+	(*ServiceSpec)(nil),             // 33: shoal.api.ServiceSpec
+	(TaskState)(0),                  // 34: shoal.api.TaskState
+	(*Annotations)(nil),             // 35: shoal.api.Annotations
+	(*TaskSpec)(nil),                // 36: shoal.api.TaskSpec
+	(*NetworkSpec)(nil),             // 37: shoal.api.NetworkSpec
+	(*IPAMOptions)(nil),             // 38: shoal.api.IPAMOptions
+	(*ClusterSpec)(nil),             // 39: shoal.api.ClusterSpec
+	(*SecretSpec)(nil),              // 40: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),              // 41: shoal.api.ConfigSpec
 }
 var file_objects_proto_depIdxs = []int32{
-	22, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
-	23, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	24, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	24, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
+	25, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	26, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
 	3,  // 3: shoal.api.NodeDescription.engine:type_name -> shoal.api.EngineDescription
 	0,  // 4: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeStatus.State
 	1,  // 5: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.ManagerStatus.Reachability
-	25, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
-	26, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	27, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	28, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	27, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
+	28, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	29, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	30, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
 	4,  // 10: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
 	5,  // 11: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
 	6,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
 	7,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
-	25, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	29, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	30, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	27, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	31, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	32, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
 	9,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	27, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	31, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	31, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	29, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	33, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	33, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
 	10, // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
 	12, // 22: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
 	2,  // 23: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	26, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	26, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	30, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
-	26, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	32, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	28, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	28, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	32, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
+	28, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	34, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
 	13, // 29: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
 	14, // 30: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
 	18, // 31: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	27, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	33, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	34, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	33, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	32, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	29, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	35, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	36, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	35, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	34, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
 	15, // 37: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
 	16, // 38: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
 	10, // 39: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	27, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	35, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	36, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	29, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	37, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	38, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
 	19, // 43: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
-	27, // 44: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	37, // 45: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	29, // 44: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	39, // 45: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
 	20, // 46: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	29, // 47: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	40, // 48: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	29, // 49: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	41, // 50: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -1864,7 +2004,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -87,6 +87,8 @@ type StoreAction struct {
 	//	*StoreAction_Task
 	//	*StoreAction_Network
 	//	*StoreAction_Cluster
+	//	*StoreAction_Secret
+	//	*StoreAction_Config
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -181,6 +183,24 @@ func (x *StoreAction) GetCluster() *Cluster {
 	return nil
 }
 
+func (x *StoreAction) GetSecret() *Secret {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Secret); ok {
+			return x.Secret
+		}
+	}
+	return nil
+}
+
+func (x *StoreAction) GetConfig() *Config {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Config); ok {
+			return x.Config
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -205,6 +225,14 @@ type StoreAction_Cluster struct {
 	Cluster *Cluster `protobuf:"bytes,6,opt,name=cluster,proto3,oneof"`
 }
 
+type StoreAction_Secret struct {
+	Secret *Secret `protobuf:"bytes,7,opt,name=secret,proto3,oneof"`
+}
+
+type StoreAction_Config struct {
+	Config *Config `protobuf:"bytes,8,opt,name=config,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Service) isStoreAction_Target() {}
@@ -214,6 +242,10 @@ func (*StoreAction_Task) isStoreAction_Target() {}
 func (*StoreAction_Network) isStoreAction_Target() {}
 
 func (*StoreAction_Cluster) isStoreAction_Target() {}
+
+func (*StoreAction_Secret) isStoreAction_Target() {}
+
+func (*StoreAction_Config) isStoreAction_Target() {}
 
 // Proposal is one writer's transaction: all its actions apply or none do.
 type Proposal struct {
@@ -317,6 +349,8 @@ type StoreSnapshot struct {
 	Services      []*Service `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	Tasks         []*Task    `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Networks      []*Network `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
+	Secrets       []*Secret  `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs       []*Config  `protobuf:"bytes,8,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,6 +423,20 @@ func (x *StoreSnapshot) GetTasks() []*Task {
 func (x *StoreSnapshot) GetNetworks() []*Network {
 	if x != nil {
 		return x.Networks
+	}
+	return nil
+}
+
+func (x *StoreSnapshot) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *StoreSnapshot) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
 	}
 	return nil
 }
@@ -645,14 +693,16 @@ var File_raft_proto protoreflect.FileDescriptor
 const file_raft_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"raft.proto\x12\tshoal.api\x1a\robjects.proto\"\xdf\x02\n" +
+	"raft.proto\x12\tshoal.api\x1a\robjects.proto\"\xb9\x03\n" +
 	"\vStoreAction\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.shoal.api.StoreAction.KindR\x04kind\x12%\n" +
 	"\x04node\x18\x02 \x01(\v2\x0f.shoal.api.NodeH\x00R\x04node\x12.\n" +
 	"\aservice\x18\x03 \x01(\v2\x12.shoal.api.ServiceH\x00R\aservice\x12%\n" +
 	"\x04task\x18\x04 \x01(\v2\x0f.shoal.api.TaskH\x00R\x04task\x12.\n" +
 	"\anetwork\x18\x05 \x01(\v2\x12.shoal.api.NetworkH\x00R\anetwork\x12.\n" +
-	"\acluster\x18\x06 \x01(\v2\x12.shoal.api.ClusterH\x00R\acluster\"7\n" +
+	"\acluster\x18\x06 \x01(\v2\x12.shoal.api.ClusterH\x00R\acluster\x12+\n" +
+	"\x06secret\x18\a \x01(\v2\x11.shoal.api.SecretH\x00R\x06secret\x12+\n" +
+	"\x06config\x18\b \x01(\v2\x11.shoal.api.ConfigH\x00R\x06config\"7\n" +
 	"\x04Kind\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\n" +
 	"\n" +
@@ -665,14 +715,16 @@ const file_raft_proto_rawDesc = "" +
 	"\bProposal\x120\n" +
 	"\aactions\x18\x01 \x03(\v2\x16.shoal.api.StoreActionR\aactions\"B\n" +
 	"\rProposalBatch\x121\n" +
-	"\tproposals\x18\x01 \x03(\v2\x13.shoal.api.ProposalR\tproposals\"\x83\x02\n" +
+	"\tproposals\x18\x01 \x03(\v2\x13.shoal.api.ProposalR\tproposals\"\xdd\x02\n" +
 	"\rStoreSnapshot\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12.\n" +
 	"\bclusters\x18\x01 \x03(\v2\x12.shoal.api.ClusterR\bclusters\x12%\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0f.shoal.api.NodeR\x05nodes\x12.\n" +
 	"\bservices\x18\x03 \x03(\v2\x12.shoal.api.ServiceR\bservices\x12%\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x0f.shoal.api.TaskR\x05tasks\x12.\n" +
-	"\bnetworks\x18\x05 \x03(\v2\x12.shoal.api.NetworkR\bnetworks\"h\n" +
+	"\bnetworks\x18\x05 \x03(\v2\x12.shoal.api.NetworkR\bnetworks\x12+\n" +
+	"\asecrets\x18\a \x03(\v2\x11.shoal.api.SecretR\asecrets\x12+\n" +
+	"\aconfigs\x18\b \x03(\v2\x11.shoal.api.ConfigR\aconfigs\"h\n" +
 	"\n" +
 	"RaftMember\x12\x17\n" +
 	"\araft_id\x18\x01 \x01(\tR\x06raftId\x12\x17\n" +
@@ -721,6 +773,8 @@ var file_raft_proto_goTypes = []any{
 	(*Task)(nil),          // 12: shoal.api.Task
 	(*Network)(nil),       // 13: shoal.api.Network
 	(*Cluster)(nil),       // 14: shoal.api.Cluster
+	(*Secret)(nil),        // 15: shoal.api.Secret
+	(*Config)(nil),        // 16: shoal.api.Config
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: shoal.api.StoreAction.kind:type_name -> shoal.api.StoreAction.Kind
@@ -729,24 +783,28 @@ var file_raft_proto_depIdxs = []int32{
 	12, // 3: shoal.api.StoreAction.task:type_name -> shoal.api.Task
 	13, // 4: shoal.api.StoreAction.network:type_name -> shoal.api.Network
 	14, // 5: shoal.api.StoreAction.cluster:type_name -> shoal.api.Cluster
-	1,  // 6: shoal.api.Proposal.actions:type_name -> shoal.api.StoreAction
-	2,  // 7: shoal.api.ProposalBatch.proposals:type_name -> shoal.api.Proposal
-	14, // 8: shoal.api.StoreSnapshot.clusters:type_name -> shoal.api.Cluster
-	10, // 9: shoal.api.StoreSnapshot.nodes:type_name -> shoal.api.Node
-	11, // 10: shoal.api.StoreSnapshot.services:type_name -> shoal.api.Service
-	12, // 11: shoal.api.StoreSnapshot.tasks:type_name -> shoal.api.Task
-	13, // 12: shoal.api.StoreSnapshot.networks:type_name -> shoal.api.Network
-	5,  // 13: shoal.api.JoinResponse.members:type_name -> shoal.api.RaftMember
-	5,  // 14: shoal.api.LeaveRequest.node:type_name -> shoal.api.RaftMember
-	6,  // 15: shoal.api.RaftMembership.Join:input_type -> shoal.api.JoinRequest
-	8,  // 16: shoal.api.RaftMembership.Leave:input_type -> shoal.api.LeaveRequest
-	7,  // 17: shoal.api.RaftMembership.Join:output_type -> shoal.api.JoinResponse
-	9,  // 18: shoal.api.RaftMembership.Leave:output_type -> shoal.api.LeaveResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 6: shoal.api.StoreAction.secret:type_name -> shoal.api.Secret
+	16, // 7: shoal.api.StoreAction.config:type_name -> shoal.api.Config
+	1,  // 8: shoal.api.Proposal.actions:type_name -> shoal.api.StoreAction
+	2,  // 9: shoal.api.ProposalBatch.proposals:type_name -> shoal.api.Proposal
+	14, // 10: shoal.api.StoreSnapshot.clusters:type_name -> shoal.api.Cluster
+	10, // 11: shoal.api.StoreSnapshot.nodes:type_name -> shoal.api.Node
+	11, // 12: shoal.api.StoreSnapshot.services:type_name -> shoal.api.Service
+	12, // 13: shoal.api.StoreSnapshot.tasks:type_name -> shoal.api.Task
+	13, // 14: shoal.api.StoreSnapshot.networks:type_name -> shoal.api.Network
+	15, // 15: shoal.api.StoreSnapshot.secrets:type_name -> shoal.api.Secret
+	16, // 16: shoal.api.StoreSnapshot.configs:type_name -> shoal.api.Config
+	5,  // 17: shoal.api.JoinResponse.members:type_name -> shoal.api.RaftMember
+	5,  // 18: shoal.api.LeaveRequest.node:type_name -> shoal.api.RaftMember
+	6,  // 19: shoal.api.RaftMembership.Join:input_type -> shoal.api.JoinRequest
+	8,  // 20: shoal.api.RaftMembership.Leave:input_type -> shoal.api.LeaveRequest
+	7,  // 21: shoal.api.RaftMembership.Join:output_type -> shoal.api.JoinResponse
+	9,  // 22: shoal.api.RaftMembership.Leave:output_type -> shoal.api.LeaveResponse
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -761,6 +819,8 @@ func file_raft_proto_init() {
 		(*StoreAction_Task)(nil),
 		(*StoreAction_Network)(nil),
 		(*StoreAction_Cluster)(nil),
+		(*StoreAction_Secret)(nil),
+		(*StoreAction_Config)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -252,7 +252,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{7, 0}
+	return file_types_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type PortConfig_Protocol int32
@@ -301,7 +301,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{15, 0}
+	return file_types_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -349,7 +349,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{15, 1}
+	return file_types_proto_rawDescGZIP(), []int{20, 1}
 }
 
 type EndpointSpec_ResolutionMode int32
@@ -395,7 +395,7 @@ func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
 func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{16, 0}
+	return file_types_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -444,7 +444,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{17, 0}
+	return file_types_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type UpdateConfig_Order int32
@@ -490,7 +490,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{17, 1}
+	return file_types_proto_rawDescGZIP(), []int{22, 1}
 }
 
 type NodeSpec_Availability int32
@@ -542,7 +542,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{23, 0}
+	return file_types_proto_rawDescGZIP(), []int{28, 0}
 }
 
 // Meta is the bookkeeping every stored object carries.
@@ -893,6 +893,305 @@ func (x *Mount) GetReadOnly() bool {
 	return false
 }
 
+// FileTarget is where a secret or config appears in a container.
+type FileTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the file name under /run/secrets (secrets) or a path (configs).
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Uid           string `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           string `protobuf:"bytes,3,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode          uint32 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileTarget) Reset() {
+	*x = FileTarget{}
+	mi := &file_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileTarget) ProtoMessage() {}
+
+func (x *FileTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileTarget.ProtoReflect.Descriptor instead.
+func (*FileTarget) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FileTarget) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileTarget) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *FileTarget) GetGid() string {
+	if x != nil {
+		return x.Gid
+	}
+	return ""
+}
+
+func (x *FileTarget) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+// SecretReference names a secret a task may read.
+type SecretReference struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretId      string                 `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	SecretName    string                 `protobuf:"bytes,2,opt,name=secret_name,json=secretName,proto3" json:"secret_name,omitempty"`
+	File          *FileTarget            `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretReference) Reset() {
+	*x = SecretReference{}
+	mi := &file_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretReference) ProtoMessage() {}
+
+func (x *SecretReference) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
+func (*SecretReference) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SecretReference) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+func (x *SecretReference) GetSecretName() string {
+	if x != nil {
+		return x.SecretName
+	}
+	return ""
+}
+
+func (x *SecretReference) GetFile() *FileTarget {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+// ConfigReference names a config a task may read.
+type ConfigReference struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	ConfigName    string                 `protobuf:"bytes,2,opt,name=config_name,json=configName,proto3" json:"config_name,omitempty"`
+	File          *FileTarget            `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigReference) Reset() {
+	*x = ConfigReference{}
+	mi := &file_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigReference) ProtoMessage() {}
+
+func (x *ConfigReference) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
+func (*ConfigReference) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ConfigReference) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetConfigName() string {
+	if x != nil {
+		return x.ConfigName
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetFile() *FileTarget {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+// SecretSpec is a secret as the user created it. Secrets are immutable
+// except for labels.
+type SecretSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Annotations   *Annotations           `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretSpec) Reset() {
+	*x = SecretSpec{}
+	mi := &file_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretSpec) ProtoMessage() {}
+
+func (x *SecretSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
+func (*SecretSpec) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SecretSpec) GetAnnotations() *Annotations {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *SecretSpec) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ConfigSpec is a config as the user created it.
+type ConfigSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Annotations   *Annotations           `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSpec) Reset() {
+	*x = ConfigSpec{}
+	mi := &file_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSpec) ProtoMessage() {}
+
+func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSpec.ProtoReflect.Descriptor instead.
+func (*ConfigSpec) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ConfigSpec) GetAnnotations() *Annotations {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *ConfigSpec) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // ContainerSpec is what the worker's runtime needs to run one container.
 type ContainerSpec struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -909,6 +1208,8 @@ type ContainerSpec struct {
 	OpenStdin  bool                   `protobuf:"varint,11,opt,name=open_stdin,json=openStdin,proto3" json:"open_stdin,omitempty"`
 	ReadOnly   bool                   `protobuf:"varint,12,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	Mounts     []*Mount               `protobuf:"bytes,13,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	Secrets    []*SecretReference     `protobuf:"bytes,16,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs    []*ConfigReference     `protobuf:"bytes,17,rep,name=configs,proto3" json:"configs,omitempty"`
 	StopSignal string                 `protobuf:"bytes,14,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	// stop_grace_period is how long to wait after stop_signal before SIGKILL;
 	// unset means 10 s, as in Docker.
@@ -919,7 +1220,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1232,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1245,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{6}
+	return file_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1038,6 +1339,20 @@ func (x *ContainerSpec) GetMounts() []*Mount {
 	return nil
 }
 
+func (x *ContainerSpec) GetSecrets() []*SecretReference {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetConfigs() []*ConfigReference {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
 func (x *ContainerSpec) GetStopSignal() string {
 	if x != nil {
 		return x.StopSignal
@@ -1068,7 +1383,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1395,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1408,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{7}
+	return file_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1135,7 +1450,7 @@ type SpreadOver struct {
 
 func (x *SpreadOver) Reset() {
 	*x = SpreadOver{}
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1462,7 @@ func (x *SpreadOver) String() string {
 func (*SpreadOver) ProtoMessage() {}
 
 func (x *SpreadOver) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1475,7 @@ func (x *SpreadOver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadOver.ProtoReflect.Descriptor instead.
 func (*SpreadOver) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{8}
+	return file_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SpreadOver) GetSpreadDescriptor() string {
@@ -1183,7 +1498,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1510,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1523,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{9}
+	return file_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PlacementPreference) GetPreference() isPlacementPreference_Preference {
@@ -1255,7 +1570,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1582,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1595,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{10}
+	return file_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1323,7 +1638,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_types_proto_msgTypes[11]
+	mi := &file_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1650,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[11]
+	mi := &file_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1663,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{11}
+	return file_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -1382,7 +1697,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1709,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1722,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{12}
+	return file_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1462,7 +1777,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1789,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1802,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{13}
+	return file_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1506,7 +1821,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_types_proto_msgTypes[14]
+	mi := &file_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1833,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[14]
+	mi := &file_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1846,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{14}
+	return file_types_proto_rawDescGZIP(), []int{19}
 }
 
 // PortConfig is one published port.
@@ -1549,7 +1864,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_types_proto_msgTypes[15]
+	mi := &file_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1876,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[15]
+	mi := &file_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1889,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{15}
+	return file_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1623,7 +1938,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_types_proto_msgTypes[16]
+	mi := &file_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1950,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[16]
+	mi := &file_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1963,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{16}
+	return file_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
@@ -1681,7 +1996,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_types_proto_msgTypes[17]
+	mi := &file_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +2008,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[17]
+	mi := &file_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2021,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{17}
+	return file_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1771,7 +2086,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_types_proto_msgTypes[18]
+	mi := &file_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +2098,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[18]
+	mi := &file_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +2111,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{18}
+	return file_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ServiceSpec) GetAnnotations() *Annotations {
@@ -1887,7 +2202,7 @@ type IPAMConfig struct {
 
 func (x *IPAMConfig) Reset() {
 	*x = IPAMConfig{}
-	mi := &file_types_proto_msgTypes[19]
+	mi := &file_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2214,7 @@ func (x *IPAMConfig) String() string {
 func (*IPAMConfig) ProtoMessage() {}
 
 func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[19]
+	mi := &file_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2227,7 @@ func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAMConfig.ProtoReflect.Descriptor instead.
 func (*IPAMConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{19}
+	return file_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IPAMConfig) GetSubnet() string {
@@ -1947,7 +2262,7 @@ type IPAMOptions struct {
 
 func (x *IPAMOptions) Reset() {
 	*x = IPAMOptions{}
-	mi := &file_types_proto_msgTypes[20]
+	mi := &file_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2274,7 @@ func (x *IPAMOptions) String() string {
 func (*IPAMOptions) ProtoMessage() {}
 
 func (x *IPAMOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[20]
+	mi := &file_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2287,7 @@ func (x *IPAMOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAMOptions.ProtoReflect.Descriptor instead.
 func (*IPAMOptions) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{20}
+	return file_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IPAMOptions) GetDriver() string {
@@ -2000,7 +2315,7 @@ type Driver struct {
 
 func (x *Driver) Reset() {
 	*x = Driver{}
-	mi := &file_types_proto_msgTypes[21]
+	mi := &file_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2327,7 @@ func (x *Driver) String() string {
 func (*Driver) ProtoMessage() {}
 
 func (x *Driver) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[21]
+	mi := &file_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2340,7 @@ func (x *Driver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Driver.ProtoReflect.Descriptor instead.
 func (*Driver) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{21}
+	return file_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Driver) GetName() string {
@@ -2057,7 +2372,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_types_proto_msgTypes[22]
+	mi := &file_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2384,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[22]
+	mi := &file_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2397,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{22}
+	return file_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -2140,7 +2455,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_types_proto_msgTypes[23]
+	mi := &file_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2467,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[23]
+	mi := &file_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2480,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{23}
+	return file_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -2206,7 +2521,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_types_proto_msgTypes[24]
+	mi := &file_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2533,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[24]
+	mi := &file_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2546,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{24}
+	return file_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2311,7 +2626,31 @@ const file_types_proto_rawDesc = "" +
 	"\x04BIND\x10\x00\x12\n" +
 	"\n" +
 	"\x06VOLUME\x10\x01\x12\t\n" +
-	"\x05TMPFS\x10\x02\"\x98\x04\n" +
+	"\x05TMPFS\x10\x02\"X\n" +
+	"\n" +
+	"FileTarget\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x03 \x01(\tR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\rR\x04mode\"z\n" +
+	"\x0fSecretReference\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x1f\n" +
+	"\vsecret_name\x18\x02 \x01(\tR\n" +
+	"secretName\x12)\n" +
+	"\x04file\x18\x03 \x01(\v2\x15.shoal.api.FileTargetR\x04file\"z\n" +
+	"\x0fConfigReference\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\x12\x1f\n" +
+	"\vconfig_name\x18\x02 \x01(\tR\n" +
+	"configName\x12)\n" +
+	"\x04file\x18\x03 \x01(\v2\x15.shoal.api.FileTargetR\x04file\"Z\n" +
+	"\n" +
+	"SecretSpec\x128\n" +
+	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"Z\n" +
+	"\n" +
+	"ConfigSpec\x128\n" +
+	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x84\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12<\n" +
 	"\x06labels\x18\x02 \x03(\v2$.shoal.api.ContainerSpec.LabelsEntryR\x06labels\x12\x18\n" +
@@ -2327,7 +2666,9 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"open_stdin\x18\v \x01(\bR\topenStdin\x12\x1b\n" +
 	"\tread_only\x18\f \x01(\bR\breadOnly\x12(\n" +
-	"\x06mounts\x18\r \x03(\v2\x10.shoal.api.MountR\x06mounts\x12\x1f\n" +
+	"\x06mounts\x18\r \x03(\v2\x10.shoal.api.MountR\x06mounts\x124\n" +
+	"\asecrets\x18\x10 \x03(\v2\x1a.shoal.api.SecretReferenceR\asecrets\x124\n" +
+	"\aconfigs\x18\x11 \x03(\v2\x1a.shoal.api.ConfigReferenceR\aconfigs\x12\x1f\n" +
 	"\vstop_signal\x18\x0e \x01(\tR\n" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x1a9\n" +
@@ -2489,7 +2830,7 @@ func file_types_proto_rawDescGZIP() []byte {
 }
 
 var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_types_proto_goTypes = []any{
 	(NodeRole)(0),                    // 0: shoal.api.NodeRole
 	(TaskState)(0),                   // 1: shoal.api.TaskState
@@ -2507,83 +2848,94 @@ var file_types_proto_goTypes = []any{
 	(*ResourceRequirements)(nil),     // 13: shoal.api.ResourceRequirements
 	(*Platform)(nil),                 // 14: shoal.api.Platform
 	(*Mount)(nil),                    // 15: shoal.api.Mount
-	(*ContainerSpec)(nil),            // 16: shoal.api.ContainerSpec
-	(*RestartPolicy)(nil),            // 17: shoal.api.RestartPolicy
-	(*SpreadOver)(nil),               // 18: shoal.api.SpreadOver
-	(*PlacementPreference)(nil),      // 19: shoal.api.PlacementPreference
-	(*Placement)(nil),                // 20: shoal.api.Placement
-	(*NetworkAttachmentConfig)(nil),  // 21: shoal.api.NetworkAttachmentConfig
-	(*TaskSpec)(nil),                 // 22: shoal.api.TaskSpec
-	(*ReplicatedService)(nil),        // 23: shoal.api.ReplicatedService
-	(*GlobalService)(nil),            // 24: shoal.api.GlobalService
-	(*PortConfig)(nil),               // 25: shoal.api.PortConfig
-	(*EndpointSpec)(nil),             // 26: shoal.api.EndpointSpec
-	(*UpdateConfig)(nil),             // 27: shoal.api.UpdateConfig
-	(*ServiceSpec)(nil),              // 28: shoal.api.ServiceSpec
-	(*IPAMConfig)(nil),               // 29: shoal.api.IPAMConfig
-	(*IPAMOptions)(nil),              // 30: shoal.api.IPAMOptions
-	(*Driver)(nil),                   // 31: shoal.api.Driver
-	(*NetworkSpec)(nil),              // 32: shoal.api.NetworkSpec
-	(*NodeSpec)(nil),                 // 33: shoal.api.NodeSpec
-	(*ClusterSpec)(nil),              // 34: shoal.api.ClusterSpec
-	nil,                              // 35: shoal.api.Annotations.LabelsEntry
-	nil,                              // 36: shoal.api.ContainerSpec.LabelsEntry
-	nil,                              // 37: shoal.api.Driver.OptionsEntry
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
+	(*FileTarget)(nil),               // 16: shoal.api.FileTarget
+	(*SecretReference)(nil),          // 17: shoal.api.SecretReference
+	(*ConfigReference)(nil),          // 18: shoal.api.ConfigReference
+	(*SecretSpec)(nil),               // 19: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),               // 20: shoal.api.ConfigSpec
+	(*ContainerSpec)(nil),            // 21: shoal.api.ContainerSpec
+	(*RestartPolicy)(nil),            // 22: shoal.api.RestartPolicy
+	(*SpreadOver)(nil),               // 23: shoal.api.SpreadOver
+	(*PlacementPreference)(nil),      // 24: shoal.api.PlacementPreference
+	(*Placement)(nil),                // 25: shoal.api.Placement
+	(*NetworkAttachmentConfig)(nil),  // 26: shoal.api.NetworkAttachmentConfig
+	(*TaskSpec)(nil),                 // 27: shoal.api.TaskSpec
+	(*ReplicatedService)(nil),        // 28: shoal.api.ReplicatedService
+	(*GlobalService)(nil),            // 29: shoal.api.GlobalService
+	(*PortConfig)(nil),               // 30: shoal.api.PortConfig
+	(*EndpointSpec)(nil),             // 31: shoal.api.EndpointSpec
+	(*UpdateConfig)(nil),             // 32: shoal.api.UpdateConfig
+	(*ServiceSpec)(nil),              // 33: shoal.api.ServiceSpec
+	(*IPAMConfig)(nil),               // 34: shoal.api.IPAMConfig
+	(*IPAMOptions)(nil),              // 35: shoal.api.IPAMOptions
+	(*Driver)(nil),                   // 36: shoal.api.Driver
+	(*NetworkSpec)(nil),              // 37: shoal.api.NetworkSpec
+	(*NodeSpec)(nil),                 // 38: shoal.api.NodeSpec
+	(*ClusterSpec)(nil),              // 39: shoal.api.ClusterSpec
+	nil,                              // 40: shoal.api.Annotations.LabelsEntry
+	nil,                              // 41: shoal.api.ContainerSpec.LabelsEntry
+	nil,                              // 42: shoal.api.Driver.OptionsEntry
+	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 44: google.protobuf.Duration
 }
 var file_types_proto_depIdxs = []int32{
-	38, // 0: shoal.api.Meta.created_at:type_name -> google.protobuf.Timestamp
-	38, // 1: shoal.api.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	35, // 2: shoal.api.Annotations.labels:type_name -> shoal.api.Annotations.LabelsEntry
+	43, // 0: shoal.api.Meta.created_at:type_name -> google.protobuf.Timestamp
+	43, // 1: shoal.api.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 2: shoal.api.Annotations.labels:type_name -> shoal.api.Annotations.LabelsEntry
 	12, // 3: shoal.api.ResourceRequirements.limits:type_name -> shoal.api.Resources
 	12, // 4: shoal.api.ResourceRequirements.reservations:type_name -> shoal.api.Resources
 	2,  // 5: shoal.api.Mount.type:type_name -> shoal.api.Mount.Type
-	36, // 6: shoal.api.ContainerSpec.labels:type_name -> shoal.api.ContainerSpec.LabelsEntry
-	15, // 7: shoal.api.ContainerSpec.mounts:type_name -> shoal.api.Mount
-	39, // 8: shoal.api.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	3,  // 9: shoal.api.RestartPolicy.condition:type_name -> shoal.api.RestartPolicy.Condition
-	39, // 10: shoal.api.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	39, // 11: shoal.api.RestartPolicy.window:type_name -> google.protobuf.Duration
-	18, // 12: shoal.api.PlacementPreference.spread:type_name -> shoal.api.SpreadOver
-	19, // 13: shoal.api.Placement.preferences:type_name -> shoal.api.PlacementPreference
-	14, // 14: shoal.api.Placement.platforms:type_name -> shoal.api.Platform
-	16, // 15: shoal.api.TaskSpec.container:type_name -> shoal.api.ContainerSpec
-	13, // 16: shoal.api.TaskSpec.resources:type_name -> shoal.api.ResourceRequirements
-	17, // 17: shoal.api.TaskSpec.restart:type_name -> shoal.api.RestartPolicy
-	20, // 18: shoal.api.TaskSpec.placement:type_name -> shoal.api.Placement
-	21, // 19: shoal.api.TaskSpec.networks:type_name -> shoal.api.NetworkAttachmentConfig
-	4,  // 20: shoal.api.PortConfig.protocol:type_name -> shoal.api.PortConfig.Protocol
-	5,  // 21: shoal.api.PortConfig.publish_mode:type_name -> shoal.api.PortConfig.PublishMode
-	6,  // 22: shoal.api.EndpointSpec.mode:type_name -> shoal.api.EndpointSpec.ResolutionMode
-	25, // 23: shoal.api.EndpointSpec.ports:type_name -> shoal.api.PortConfig
-	39, // 24: shoal.api.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 25: shoal.api.UpdateConfig.failure_action:type_name -> shoal.api.UpdateConfig.FailureAction
-	39, // 26: shoal.api.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 27: shoal.api.UpdateConfig.order:type_name -> shoal.api.UpdateConfig.Order
-	11, // 28: shoal.api.ServiceSpec.annotations:type_name -> shoal.api.Annotations
-	22, // 29: shoal.api.ServiceSpec.task:type_name -> shoal.api.TaskSpec
-	23, // 30: shoal.api.ServiceSpec.replicated:type_name -> shoal.api.ReplicatedService
-	24, // 31: shoal.api.ServiceSpec.global:type_name -> shoal.api.GlobalService
-	27, // 32: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
-	26, // 33: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
-	27, // 34: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
-	29, // 35: shoal.api.IPAMOptions.configs:type_name -> shoal.api.IPAMConfig
-	37, // 36: shoal.api.Driver.options:type_name -> shoal.api.Driver.OptionsEntry
-	11, // 37: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
-	31, // 38: shoal.api.NetworkSpec.driver_config:type_name -> shoal.api.Driver
-	30, // 39: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMOptions
-	11, // 40: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
-	0,  // 41: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
-	9,  // 42: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeSpec.Availability
-	11, // 43: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
-	39, // 44: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	39, // 45: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	16, // 6: shoal.api.SecretReference.file:type_name -> shoal.api.FileTarget
+	16, // 7: shoal.api.ConfigReference.file:type_name -> shoal.api.FileTarget
+	11, // 8: shoal.api.SecretSpec.annotations:type_name -> shoal.api.Annotations
+	11, // 9: shoal.api.ConfigSpec.annotations:type_name -> shoal.api.Annotations
+	41, // 10: shoal.api.ContainerSpec.labels:type_name -> shoal.api.ContainerSpec.LabelsEntry
+	15, // 11: shoal.api.ContainerSpec.mounts:type_name -> shoal.api.Mount
+	17, // 12: shoal.api.ContainerSpec.secrets:type_name -> shoal.api.SecretReference
+	18, // 13: shoal.api.ContainerSpec.configs:type_name -> shoal.api.ConfigReference
+	44, // 14: shoal.api.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	3,  // 15: shoal.api.RestartPolicy.condition:type_name -> shoal.api.RestartPolicy.Condition
+	44, // 16: shoal.api.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	44, // 17: shoal.api.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 18: shoal.api.PlacementPreference.spread:type_name -> shoal.api.SpreadOver
+	24, // 19: shoal.api.Placement.preferences:type_name -> shoal.api.PlacementPreference
+	14, // 20: shoal.api.Placement.platforms:type_name -> shoal.api.Platform
+	21, // 21: shoal.api.TaskSpec.container:type_name -> shoal.api.ContainerSpec
+	13, // 22: shoal.api.TaskSpec.resources:type_name -> shoal.api.ResourceRequirements
+	22, // 23: shoal.api.TaskSpec.restart:type_name -> shoal.api.RestartPolicy
+	25, // 24: shoal.api.TaskSpec.placement:type_name -> shoal.api.Placement
+	26, // 25: shoal.api.TaskSpec.networks:type_name -> shoal.api.NetworkAttachmentConfig
+	4,  // 26: shoal.api.PortConfig.protocol:type_name -> shoal.api.PortConfig.Protocol
+	5,  // 27: shoal.api.PortConfig.publish_mode:type_name -> shoal.api.PortConfig.PublishMode
+	6,  // 28: shoal.api.EndpointSpec.mode:type_name -> shoal.api.EndpointSpec.ResolutionMode
+	30, // 29: shoal.api.EndpointSpec.ports:type_name -> shoal.api.PortConfig
+	44, // 30: shoal.api.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 31: shoal.api.UpdateConfig.failure_action:type_name -> shoal.api.UpdateConfig.FailureAction
+	44, // 32: shoal.api.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 33: shoal.api.UpdateConfig.order:type_name -> shoal.api.UpdateConfig.Order
+	11, // 34: shoal.api.ServiceSpec.annotations:type_name -> shoal.api.Annotations
+	27, // 35: shoal.api.ServiceSpec.task:type_name -> shoal.api.TaskSpec
+	28, // 36: shoal.api.ServiceSpec.replicated:type_name -> shoal.api.ReplicatedService
+	29, // 37: shoal.api.ServiceSpec.global:type_name -> shoal.api.GlobalService
+	32, // 38: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
+	31, // 39: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
+	32, // 40: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
+	34, // 41: shoal.api.IPAMOptions.configs:type_name -> shoal.api.IPAMConfig
+	42, // 42: shoal.api.Driver.options:type_name -> shoal.api.Driver.OptionsEntry
+	11, // 43: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
+	36, // 44: shoal.api.NetworkSpec.driver_config:type_name -> shoal.api.Driver
+	35, // 45: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMOptions
+	11, // 46: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
+	0,  // 47: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
+	9,  // 48: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeSpec.Availability
+	11, // 49: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
+	44, // 50: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	44, // 51: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
@@ -2591,10 +2943,10 @@ func file_types_proto_init() {
 	if File_types_proto != nil {
 		return
 	}
-	file_types_proto_msgTypes[9].OneofWrappers = []any{
+	file_types_proto_msgTypes[14].OneofWrappers = []any{
 		(*PlacementPreference_Spread)(nil),
 	}
-	file_types_proto_msgTypes[18].OneofWrappers = []any{
+	file_types_proto_msgTypes[23].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 	}
@@ -2604,7 +2956,7 @@ func file_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   28,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

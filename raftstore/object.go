@@ -19,10 +19,12 @@ const (
 	KindService
 	KindTask
 	KindNetwork
+	KindSecret
+	KindConfig
 	numKinds
 )
 
-var kindNames = [numKinds]string{"cluster", "node", "service", "task", "network"}
+var kindNames = [numKinds]string{"cluster", "node", "service", "task", "network", "secret", "config"}
 
 func (k Kind) String() string {
 	if k < 0 || k >= numKinds {
@@ -32,7 +34,7 @@ func (k Kind) String() string {
 }
 
 // Object is any stored object: *api.Cluster, *api.Node, *api.Service,
-// *api.Task or *api.Network.
+// *api.Task, *api.Network, *api.Secret or *api.Config.
 type Object interface {
 	proto.Message
 	GetId() string
@@ -52,6 +54,10 @@ func KindOf(o Object) (k Kind, ok bool) {
 		return KindTask, true
 	case *api.Network:
 		return KindNetwork, true
+	case *api.Secret:
+		return KindSecret, true
+	case *api.Config:
+		return KindConfig, true
 	}
 	return 0, false
 }
@@ -68,6 +74,10 @@ func setMeta(o Object, m *api.Meta) {
 		o.Meta = m
 	case *api.Network:
 		o.Meta = m
+	case *api.Secret:
+		o.Meta = m
+	case *api.Config:
+		o.Meta = m
 	}
 }
 
@@ -83,17 +93,25 @@ func setID(o Object, id string) {
 		o.Id = id
 	case *api.Network:
 		o.Id = id
+	case *api.Secret:
+		o.Id = id
+	case *api.Config:
+		o.Id = id
 	}
 }
 
 // name is the name that must be unique among objects of o's kind, or "".
-// Services and networks are looked up by name, as in Docker; nodes, tasks and
-// clusters are not.
+// Services, networks, secrets and configs are looked up by name, as in
+// Docker; nodes, tasks and clusters are not.
 func uniqueName(o Object) string {
 	switch o := o.(type) {
 	case *api.Service:
 		return o.GetSpec().GetAnnotations().GetName()
 	case *api.Network:
+		return o.GetSpec().GetAnnotations().GetName()
+	case *api.Secret:
+		return o.GetSpec().GetAnnotations().GetName()
+	case *api.Config:
 		return o.GetSpec().GetAnnotations().GetName()
 	}
 	return ""
@@ -112,6 +130,10 @@ func actionFor(kind api.StoreAction_Kind, o Object) *api.StoreAction {
 		a.Target = &api.StoreAction_Task{Task: o}
 	case *api.Network:
 		a.Target = &api.StoreAction_Network{Network: o}
+	case *api.Secret:
+		a.Target = &api.StoreAction_Secret{Secret: o}
+	case *api.Config:
+		a.Target = &api.StoreAction_Config{Config: o}
 	}
 	return a
 }
@@ -128,6 +150,10 @@ func actionTarget(a *api.StoreAction) (Object, Kind, bool) {
 		return t.Task, KindTask, t.Task != nil
 	case *api.StoreAction_Network:
 		return t.Network, KindNetwork, t.Network != nil
+	case *api.StoreAction_Secret:
+		return t.Secret, KindSecret, t.Secret != nil
+	case *api.StoreAction_Config:
+		return t.Config, KindConfig, t.Config != nil
 	}
 	return nil, 0, false
 }
@@ -145,6 +171,10 @@ func emptyOf(k Kind) Object {
 		return &api.Task{}
 	case KindNetwork:
 		return &api.Network{}
+	case KindSecret:
+		return &api.Secret{}
+	case KindConfig:
+		return &api.Config{}
 	}
 	return nil
 }

@@ -42,6 +42,8 @@ func (f *frozen) encode() ([]byte, error) {
 		Services: typed[*api.Service](f.objs[KindService]),
 		Tasks:    typed[*api.Task](f.objs[KindTask]),
 		Networks: typed[*api.Network](f.objs[KindNetwork]),
+		Secrets:  typed[*api.Secret](f.objs[KindSecret]),
+		Configs:  typed[*api.Config](f.objs[KindConfig]),
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
 	if err != nil {
@@ -98,6 +100,12 @@ func (s *MemoryStore) Restore(b []byte) error {
 	}
 	for _, o := range snap.GetNetworks() {
 		err = firstErr(err, add(KindNetwork, o))
+	}
+	for _, o := range snap.GetSecrets() {
+		err = firstErr(err, add(KindSecret, o))
+	}
+	for _, o := range snap.GetConfigs() {
+		err = firstErr(err, add(KindConfig, o))
 	}
 	if err != nil {
 		return err

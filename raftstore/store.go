@@ -1,6 +1,7 @@
 // Package raftstore is the managers' replicated state: a typed, versioned
-// in-memory store of the cluster, nodes, services, tasks and networks (the
-// raft FSM), and the hashicorp/raft node that replicates every write to it.
+// in-memory store of the cluster, nodes, services, tasks, networks, secrets
+// and configs (the raft FSM), and the hashicorp/raft node that replicates
+// every write to it.
 //
 // Writers run Update, which records their changes as a Proposal; the
 // proposal goes through raft and every manager applies it with Apply, which
@@ -103,10 +104,14 @@ type ReadTx interface {
 	GetService(id string) *api.Service
 	GetTask(id string) *api.Task
 	GetNetwork(id string) *api.Network
+	GetSecret(id string) *api.Secret
+	GetConfig(id string) *api.Config
 	Clusters() []*api.Cluster
 	Nodes() []*api.Node
 	Services() []*api.Service
 	Networks() []*api.Network
+	Secrets() []*api.Secret
+	Configs() []*api.Config
 	// Tasks returns every task, sorted by ID.
 	Tasks() []*api.Task
 	// TasksOfService and TasksOnNode use indexes, not a scan.
@@ -264,6 +269,10 @@ func (tx *readTx) Nodes() []*api.Node                { return list[*api.Node](tx
 func (tx *readTx) Services() []*api.Service          { return list[*api.Service](tx, KindService) }
 func (tx *readTx) Tasks() []*api.Task                { return list[*api.Task](tx, KindTask) }
 func (tx *readTx) Networks() []*api.Network          { return list[*api.Network](tx, KindNetwork) }
+func (tx *readTx) GetSecret(id string) *api.Secret   { return get[*api.Secret](tx, KindSecret, id) }
+func (tx *readTx) GetConfig(id string) *api.Config   { return get[*api.Config](tx, KindConfig, id) }
+func (tx *readTx) Secrets() []*api.Secret            { return list[*api.Secret](tx, KindSecret) }
+func (tx *readTx) Configs() []*api.Config            { return list[*api.Config](tx, KindConfig) }
 
 // getter is what get and list need: the interface method set, so that a
 // writeTx's overlay is consulted too.
@@ -400,6 +409,10 @@ func (tx *writeTx) Nodes() []*api.Node                { return list[*api.Node](t
 func (tx *writeTx) Services() []*api.Service          { return list[*api.Service](tx, KindService) }
 func (tx *writeTx) Tasks() []*api.Task                { return list[*api.Task](tx, KindTask) }
 func (tx *writeTx) Networks() []*api.Network          { return list[*api.Network](tx, KindNetwork) }
+func (tx *writeTx) GetSecret(id string) *api.Secret   { return get[*api.Secret](tx, KindSecret, id) }
+func (tx *writeTx) GetConfig(id string) *api.Config   { return get[*api.Config](tx, KindConfig, id) }
+func (tx *writeTx) Secrets() []*api.Secret            { return list[*api.Secret](tx, KindSecret) }
+func (tx *writeTx) Configs() []*api.Config            { return list[*api.Config](tx, KindConfig) }
 
 func (tx *writeTx) tasksByTx(match func(*api.Task) bool, stored []*api.Task) []*api.Task {
 	if len(tx.changes) == 0 {

@@ -61,6 +61,10 @@ func dump(s *MemoryStore) string {
 					fmt.Fprintf(&b, " name=%s", o.Spec.GetAnnotations().GetName())
 				case *api.Network:
 					fmt.Fprintf(&b, " name=%s", o.Spec.GetAnnotations().GetName())
+				case *api.Secret:
+					fmt.Fprintf(&b, " name=%s", o.Spec.GetAnnotations().GetName())
+				case *api.Config:
+					fmt.Fprintf(&b, " name=%s", o.Spec.GetAnnotations().GetName())
 				case *api.Task:
 					fmt.Fprintf(&b, " service=%s node=%s state=%s", o.ServiceId, o.NodeId, o.Status.GetState())
 				case *api.Node:
@@ -195,6 +199,15 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 				return err
 			}
 		}
+		if err := tx.Create(&api.Secret{Id: "sec", Spec: &api.SecretSpec{Annotations: &api.Annotations{Name: "pw"}, Data: []byte("x")}}); err != nil {
+			return err
+		}
+		if err := tx.Create(&api.Config{Id: "cfg", Spec: &api.ConfigSpec{Annotations: &api.Annotations{Name: "conf"}}}); err != nil {
+			return err
+		}
+		if err := tx.Create(&api.Secret{Spec: &api.SecretSpec{Annotations: &api.Annotations{Name: "pw"}}}); !errors.Is(err, api.ErrConflict) {
+			return fmt.Errorf("duplicate secret name: %v", err)
+		}
 		return tx.Create(&api.Cluster{Id: "c", RootCa: &api.RootCA{CaCert: []byte("pem")}})
 	})
 	if err != nil {
@@ -224,8 +237,8 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		if n := len(tx.TasksOfService("s1")); n != 10 {
 			t.Errorf("TasksOfService after restore = %d", n)
 		}
-		if tx.GetByName(KindService, "web7") == nil {
-			t.Error("name index lost")
+		if tx.GetByName(KindService, "web7") == nil || tx.GetByName(KindSecret, "pw") == nil || tx.GetConfig("cfg") == nil {
+			t.Error("name index or secrets/configs lost")
 		}
 	})
 	// A bad snapshot changes nothing.
