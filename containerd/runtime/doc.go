@@ -24,8 +24,8 @@
 // byte, unshares the cgroup namespace, then applies rlimits,
 // no_new_privs, seccomp, user and capabilities, and then:
 //   - create: reports "ready" on fd 4 and blocks reading the exec fifo
-//     <state>/exec.fifo (which it opened O_RDWR, so the read blocks until
-//     `start` writes a byte), then execs the process;
+//     <state>/exec.fifo (fd 6: the parent opened it O_RDWR, so the read
+//     blocks until `start` writes a byte), then execs the process;
 //   - run: execs at once; fd 4 is close-on-exec, so the parent reads EOF on
 //     success and an error message on failure.
 //
