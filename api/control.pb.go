@@ -1448,6 +1448,905 @@ func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
 	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
+// Secrets returned by Get/List carry no data: it leaves the managers only
+// towards the agents whose tasks use it.
+type GetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretId      string                 `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretRequest) Reset() {
+	*x = GetSecretRequest{}
+	mi := &file_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretRequest) ProtoMessage() {}
+
+func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetSecretRequest) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+type GetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretResponse) Reset() {
+	*x = GetSecretResponse{}
+	mi := &file_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretResponse) ProtoMessage() {}
+
+func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
+func (*GetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Filters       *ListSecretsRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListSecretsRequest) GetFilters() *ListSecretsRequest_Filters {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type CreateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *SecretSpec            `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretRequest) Reset() {
+	*x = CreateSecretRequest{}
+	mi := &file_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretRequest) ProtoMessage() {}
+
+func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
+func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CreateSecretRequest) GetSpec() *SecretSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretResponse) Reset() {
+	*x = CreateSecretResponse{}
+	mi := &file_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretResponse) ProtoMessage() {}
+
+func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretResponse.ProtoReflect.Descriptor instead.
+func (*CreateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CreateSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// UpdateSecret may change labels only; data is immutable.
+type UpdateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretId      string                 `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	SecretVersion uint64                 `protobuf:"varint,2,opt,name=secret_version,json=secretVersion,proto3" json:"secret_version,omitempty"`
+	Spec          *SecretSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretRequest) Reset() {
+	*x = UpdateSecretRequest{}
+	mi := &file_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretRequest) ProtoMessage() {}
+
+func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UpdateSecretRequest) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+func (x *UpdateSecretRequest) GetSecretVersion() uint64 {
+	if x != nil {
+		return x.SecretVersion
+	}
+	return 0
+}
+
+func (x *UpdateSecretRequest) GetSpec() *SecretSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type UpdateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretResponse) Reset() {
+	*x = UpdateSecretResponse{}
+	mi := &file_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretResponse) ProtoMessage() {}
+
+func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UpdateSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type RemoveSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretId      string                 `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretRequest) Reset() {
+	*x = RemoveSecretRequest{}
+	mi := &file_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretRequest) ProtoMessage() {}
+
+func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
+func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveSecretRequest) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+type RemoveSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretResponse) Reset() {
+	*x = RemoveSecretResponse{}
+	mi := &file_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretResponse) ProtoMessage() {}
+
+func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
+func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{41}
+}
+
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetConfigRequest) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+type GetConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ListConfigsRequest struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Filters       *ListConfigsRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsRequest) Reset() {
+	*x = ListConfigsRequest{}
+	mi := &file_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsRequest) ProtoMessage() {}
+
+func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListConfigsRequest) GetFilters() *ListConfigsRequest_Filters {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+type ListConfigsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Configs       []*Config              `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsResponse) Reset() {
+	*x = ListConfigsResponse{}
+	mi := &file_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsResponse) ProtoMessage() {}
+
+func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListConfigsResponse) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+type CreateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *ConfigSpec            `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigRequest) Reset() {
+	*x = CreateConfigRequest{}
+	mi := &file_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigRequest) ProtoMessage() {}
+
+func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
+func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CreateConfigRequest) GetSpec() *ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigResponse) Reset() {
+	*x = CreateConfigResponse{}
+	mi := &file_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigResponse) ProtoMessage() {}
+
+func (x *CreateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigResponse.ProtoReflect.Descriptor instead.
+func (*CreateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CreateConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type UpdateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	ConfigVersion uint64                 `protobuf:"varint,2,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	Spec          *ConfigSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfigRequest) Reset() {
+	*x = UpdateConfigRequest{}
+	mi := &file_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfigRequest) ProtoMessage() {}
+
+func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
+func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *UpdateConfigRequest) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+func (x *UpdateConfigRequest) GetConfigVersion() uint64 {
+	if x != nil {
+		return x.ConfigVersion
+	}
+	return 0
+}
+
+func (x *UpdateConfigRequest) GetSpec() *ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type UpdateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfigResponse) Reset() {
+	*x = UpdateConfigResponse{}
+	mi := &file_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfigResponse) ProtoMessage() {}
+
+func (x *UpdateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfigResponse.ProtoReflect.Descriptor instead.
+func (*UpdateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *UpdateConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type RemoveConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigRequest) Reset() {
+	*x = RemoveConfigRequest{}
+	mi := &file_control_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigRequest) ProtoMessage() {}
+
+func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
+func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RemoveConfigRequest) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+type RemoveConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigResponse) Reset() {
+	*x = RemoveConfigResponse{}
+	mi := &file_control_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigResponse) ProtoMessage() {}
+
+func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
+func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{51}
+}
+
 type GetClusterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1456,7 +2355,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +2367,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +2380,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{52}
 }
 
 type GetClusterResponse struct {
@@ -1493,7 +2392,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +2404,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +2417,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1538,7 +2437,7 @@ type UpdateClusterRequest struct {
 
 func (x *UpdateClusterRequest) Reset() {
 	*x = UpdateClusterRequest{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +2449,7 @@ func (x *UpdateClusterRequest) String() string {
 func (*UpdateClusterRequest) ProtoMessage() {}
 
 func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +2462,7 @@ func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UpdateClusterRequest) GetClusterVersion() uint64 {
@@ -1589,7 +2488,7 @@ type UpdateClusterResponse struct {
 
 func (x *UpdateClusterResponse) Reset() {
 	*x = UpdateClusterResponse{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +2500,7 @@ func (x *UpdateClusterResponse) String() string {
 func (*UpdateClusterResponse) ProtoMessage() {}
 
 func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +2513,7 @@ func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClusterResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *UpdateClusterResponse) GetCluster() *Cluster {
@@ -1632,7 +2531,7 @@ type GetJoinTokensRequest struct {
 
 func (x *GetJoinTokensRequest) Reset() {
 	*x = GetJoinTokensRequest{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +2543,7 @@ func (x *GetJoinTokensRequest) String() string {
 func (*GetJoinTokensRequest) ProtoMessage() {}
 
 func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +2556,7 @@ func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{56}
 }
 
 type GetJoinTokensResponse struct {
@@ -1669,7 +2568,7 @@ type GetJoinTokensResponse struct {
 
 func (x *GetJoinTokensResponse) Reset() {
 	*x = GetJoinTokensResponse{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +2580,7 @@ func (x *GetJoinTokensResponse) String() string {
 func (*GetJoinTokensResponse) ProtoMessage() {}
 
 func (x *GetJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +2593,7 @@ func (x *GetJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetJoinTokensResponse) GetTokens() *JoinTokens {
@@ -1714,7 +2613,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +2625,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +2638,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -1758,7 +2657,7 @@ type RotateJoinTokenResponse struct {
 
 func (x *RotateJoinTokenResponse) Reset() {
 	*x = RotateJoinTokenResponse{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +2669,7 @@ func (x *RotateJoinTokenResponse) String() string {
 func (*RotateJoinTokenResponse) ProtoMessage() {}
 
 func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +2682,7 @@ func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RotateJoinTokenResponse) GetTokens() *JoinTokens {
@@ -1805,7 +2704,7 @@ type ListNodesRequest_Filters struct {
 
 func (x *ListNodesRequest_Filters) Reset() {
 	*x = ListNodesRequest_Filters{}
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +2716,7 @@ func (x *ListNodesRequest_Filters) String() string {
 func (*ListNodesRequest_Filters) ProtoMessage() {}
 
 func (x *ListNodesRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2771,7 @@ type ListServicesRequest_Filters struct {
 
 func (x *ListServicesRequest_Filters) Reset() {
 	*x = ListServicesRequest_Filters{}
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2783,7 @@ func (x *ListServicesRequest_Filters) String() string {
 func (*ListServicesRequest_Filters) ProtoMessage() {}
 
 func (x *ListServicesRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2834,7 @@ type ListTasksRequest_Filters struct {
 
 func (x *ListTasksRequest_Filters) Reset() {
 	*x = ListTasksRequest_Filters{}
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2846,7 @@ func (x *ListTasksRequest_Filters) String() string {
 func (*ListTasksRequest_Filters) ProtoMessage() {}
 
 func (x *ListTasksRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2915,7 @@ type ListNetworksRequest_Filters struct {
 
 func (x *ListNetworksRequest_Filters) Reset() {
 	*x = ListNetworksRequest_Filters{}
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2927,7 @@ func (x *ListNetworksRequest_Filters) String() string {
 func (*ListNetworksRequest_Filters) ProtoMessage() {}
 
 func (x *ListNetworksRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,6 +2958,126 @@ func (x *ListNetworksRequest_Filters) GetIdPrefixes() []string {
 }
 
 func (x *ListNetworksRequest_Filters) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type ListSecretsRequest_Filters struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	IdPrefixes    []string               `protobuf:"bytes,2,rep,name=id_prefixes,json=idPrefixes,proto3" json:"id_prefixes,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest_Filters) Reset() {
+	*x = ListSecretsRequest_Filters{}
+	mi := &file_control_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest_Filters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest_Filters) ProtoMessage() {}
+
+func (x *ListSecretsRequest_Filters) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest_Filters.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest_Filters) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{34, 0}
+}
+
+func (x *ListSecretsRequest_Filters) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ListSecretsRequest_Filters) GetIdPrefixes() []string {
+	if x != nil {
+		return x.IdPrefixes
+	}
+	return nil
+}
+
+func (x *ListSecretsRequest_Filters) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type ListConfigsRequest_Filters struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	IdPrefixes    []string               `protobuf:"bytes,2,rep,name=id_prefixes,json=idPrefixes,proto3" json:"id_prefixes,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsRequest_Filters) Reset() {
+	*x = ListConfigsRequest_Filters{}
+	mi := &file_control_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsRequest_Filters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsRequest_Filters) ProtoMessage() {}
+
+func (x *ListConfigsRequest_Filters) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsRequest_Filters.ProtoReflect.Descriptor instead.
+func (*ListConfigsRequest_Filters) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{44, 0}
+}
+
+func (x *ListConfigsRequest_Filters) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ListConfigsRequest_Filters) GetIdPrefixes() []string {
+	if x != nil {
+		return x.IdPrefixes
+	}
+	return nil
+}
+
+func (x *ListConfigsRequest_Filters) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
 	}
@@ -2174,7 +3193,65 @@ const file_control_proto_rawDesc = "" +
 	"\x14RemoveNetworkRequest\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\"\x17\n" +
-	"\x15RemoveNetworkResponse\"\x13\n" +
+	"\x15RemoveNetworkResponse\"/\n" +
+	"\x10GetSecretRequest\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\">\n" +
+	"\x11GetSecretResponse\x12)\n" +
+	"\x06secret\x18\x01 \x01(\v2\x11.shoal.api.SecretR\x06secret\"\x9e\x02\n" +
+	"\x12ListSecretsRequest\x12?\n" +
+	"\afilters\x18\x01 \x01(\v2%.shoal.api.ListSecretsRequest.FiltersR\afilters\x1a\xc6\x01\n" +
+	"\aFilters\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1f\n" +
+	"\vid_prefixes\x18\x02 \x03(\tR\n" +
+	"idPrefixes\x12I\n" +
+	"\x06labels\x18\x03 \x03(\v21.shoal.api.ListSecretsRequest.Filters.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
+	"\x13ListSecretsResponse\x12+\n" +
+	"\asecrets\x18\x01 \x03(\v2\x11.shoal.api.SecretR\asecrets\"@\n" +
+	"\x13CreateSecretRequest\x12)\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.shoal.api.SecretSpecR\x04spec\"A\n" +
+	"\x14CreateSecretResponse\x12)\n" +
+	"\x06secret\x18\x01 \x01(\v2\x11.shoal.api.SecretR\x06secret\"\x84\x01\n" +
+	"\x13UpdateSecretRequest\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12%\n" +
+	"\x0esecret_version\x18\x02 \x01(\x04R\rsecretVersion\x12)\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.SecretSpecR\x04spec\"A\n" +
+	"\x14UpdateSecretResponse\x12)\n" +
+	"\x06secret\x18\x01 \x01(\v2\x11.shoal.api.SecretR\x06secret\"2\n" +
+	"\x13RemoveSecretRequest\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"\x16\n" +
+	"\x14RemoveSecretResponse\"/\n" +
+	"\x10GetConfigRequest\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\">\n" +
+	"\x11GetConfigResponse\x12)\n" +
+	"\x06config\x18\x01 \x01(\v2\x11.shoal.api.ConfigR\x06config\"\x9e\x02\n" +
+	"\x12ListConfigsRequest\x12?\n" +
+	"\afilters\x18\x01 \x01(\v2%.shoal.api.ListConfigsRequest.FiltersR\afilters\x1a\xc6\x01\n" +
+	"\aFilters\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1f\n" +
+	"\vid_prefixes\x18\x02 \x03(\tR\n" +
+	"idPrefixes\x12I\n" +
+	"\x06labels\x18\x03 \x03(\v21.shoal.api.ListConfigsRequest.Filters.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
+	"\x13ListConfigsResponse\x12+\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x11.shoal.api.ConfigR\aconfigs\"@\n" +
+	"\x13CreateConfigRequest\x12)\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"A\n" +
+	"\x14CreateConfigResponse\x12)\n" +
+	"\x06config\x18\x01 \x01(\v2\x11.shoal.api.ConfigR\x06config\"\x84\x01\n" +
+	"\x13UpdateConfigRequest\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\x12%\n" +
+	"\x0econfig_version\x18\x02 \x01(\x04R\rconfigVersion\x12)\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"A\n" +
+	"\x14UpdateConfigResponse\x12)\n" +
+	"\x06config\x18\x01 \x01(\v2\x11.shoal.api.ConfigR\x06config\"2\n" +
+	"\x13RemoveConfigRequest\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\"\x16\n" +
+	"\x14RemoveConfigResponse\"\x13\n" +
 	"\x11GetClusterRequest\"B\n" +
 	"\x12GetClusterResponse\x12,\n" +
 	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"k\n" +
@@ -2189,7 +3266,7 @@ const file_control_proto_rawDesc = "" +
 	"\x16RotateJoinTokenRequest\x12'\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"H\n" +
 	"\x17RotateJoinTokenResponse\x12-\n" +
-	"\x06tokens\x18\x01 \x01(\v2\x15.shoal.api.JoinTokensR\x06tokens2\xa7\f\n" +
+	"\x06tokens\x18\x01 \x01(\v2\x15.shoal.api.JoinTokensR\x06tokens2\xb9\x12\n" +
 	"\aControl\x12@\n" +
 	"\aGetNode\x12\x19.shoal.api.GetNodeRequest\x1a\x1a.shoal.api.GetNodeResponse\x12F\n" +
 	"\tListNodes\x12\x1b.shoal.api.ListNodesRequest\x1a\x1c.shoal.api.ListNodesResponse\x12I\n" +
@@ -2211,7 +3288,17 @@ const file_control_proto_rawDesc = "" +
 	"GetNetwork\x12\x1c.shoal.api.GetNetworkRequest\x1a\x1d.shoal.api.GetNetworkResponse\x12O\n" +
 	"\fListNetworks\x12\x1e.shoal.api.ListNetworksRequest\x1a\x1f.shoal.api.ListNetworksResponse\x12R\n" +
 	"\rCreateNetwork\x12\x1f.shoal.api.CreateNetworkRequest\x1a .shoal.api.CreateNetworkResponse\x12R\n" +
-	"\rRemoveNetwork\x12\x1f.shoal.api.RemoveNetworkRequest\x1a .shoal.api.RemoveNetworkResponse\x12I\n" +
+	"\rRemoveNetwork\x12\x1f.shoal.api.RemoveNetworkRequest\x1a .shoal.api.RemoveNetworkResponse\x12F\n" +
+	"\tGetSecret\x12\x1b.shoal.api.GetSecretRequest\x1a\x1c.shoal.api.GetSecretResponse\x12L\n" +
+	"\vListSecrets\x12\x1d.shoal.api.ListSecretsRequest\x1a\x1e.shoal.api.ListSecretsResponse\x12O\n" +
+	"\fCreateSecret\x12\x1e.shoal.api.CreateSecretRequest\x1a\x1f.shoal.api.CreateSecretResponse\x12O\n" +
+	"\fUpdateSecret\x12\x1e.shoal.api.UpdateSecretRequest\x1a\x1f.shoal.api.UpdateSecretResponse\x12O\n" +
+	"\fRemoveSecret\x12\x1e.shoal.api.RemoveSecretRequest\x1a\x1f.shoal.api.RemoveSecretResponse\x12F\n" +
+	"\tGetConfig\x12\x1b.shoal.api.GetConfigRequest\x1a\x1c.shoal.api.GetConfigResponse\x12L\n" +
+	"\vListConfigs\x12\x1d.shoal.api.ListConfigsRequest\x1a\x1e.shoal.api.ListConfigsResponse\x12O\n" +
+	"\fCreateConfig\x12\x1e.shoal.api.CreateConfigRequest\x1a\x1f.shoal.api.CreateConfigResponse\x12O\n" +
+	"\fUpdateConfig\x12\x1e.shoal.api.UpdateConfigRequest\x1a\x1f.shoal.api.UpdateConfigResponse\x12O\n" +
+	"\fRemoveConfig\x12\x1e.shoal.api.RemoveConfigRequest\x1a\x1f.shoal.api.RemoveConfigResponse\x12I\n" +
 	"\n" +
 	"GetCluster\x12\x1c.shoal.api.GetClusterRequest\x1a\x1d.shoal.api.GetClusterResponse\x12R\n" +
 	"\rUpdateCluster\x12\x1f.shoal.api.UpdateClusterRequest\x1a .shoal.api.UpdateClusterResponse\x12R\n" +
@@ -2230,7 +3317,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_control_proto_goTypes = []any{
 	(*GetNodeRequest)(nil),              // 0: shoal.api.GetNodeRequest
 	(*GetNodeResponse)(nil),             // 1: shoal.api.GetNodeResponse
@@ -2264,111 +3351,175 @@ var file_control_proto_goTypes = []any{
 	(*CreateNetworkResponse)(nil),       // 29: shoal.api.CreateNetworkResponse
 	(*RemoveNetworkRequest)(nil),        // 30: shoal.api.RemoveNetworkRequest
 	(*RemoveNetworkResponse)(nil),       // 31: shoal.api.RemoveNetworkResponse
-	(*GetClusterRequest)(nil),           // 32: shoal.api.GetClusterRequest
-	(*GetClusterResponse)(nil),          // 33: shoal.api.GetClusterResponse
-	(*UpdateClusterRequest)(nil),        // 34: shoal.api.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil),       // 35: shoal.api.UpdateClusterResponse
-	(*GetJoinTokensRequest)(nil),        // 36: shoal.api.GetJoinTokensRequest
-	(*GetJoinTokensResponse)(nil),       // 37: shoal.api.GetJoinTokensResponse
-	(*RotateJoinTokenRequest)(nil),      // 38: shoal.api.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil),     // 39: shoal.api.RotateJoinTokenResponse
-	(*ListNodesRequest_Filters)(nil),    // 40: shoal.api.ListNodesRequest.Filters
-	nil,                                 // 41: shoal.api.ListNodesRequest.Filters.LabelsEntry
-	(*ListServicesRequest_Filters)(nil), // 42: shoal.api.ListServicesRequest.Filters
-	nil,                                 // 43: shoal.api.ListServicesRequest.Filters.LabelsEntry
-	(*ListTasksRequest_Filters)(nil),    // 44: shoal.api.ListTasksRequest.Filters
-	(*ListNetworksRequest_Filters)(nil), // 45: shoal.api.ListNetworksRequest.Filters
-	nil,                                 // 46: shoal.api.ListNetworksRequest.Filters.LabelsEntry
-	(*Node)(nil),                        // 47: shoal.api.Node
-	(*NodeSpec)(nil),                    // 48: shoal.api.NodeSpec
-	(*Service)(nil),                     // 49: shoal.api.Service
-	(*ServiceSpec)(nil),                 // 50: shoal.api.ServiceSpec
-	(*Task)(nil),                        // 51: shoal.api.Task
-	(*Network)(nil),                     // 52: shoal.api.Network
-	(*NetworkSpec)(nil),                 // 53: shoal.api.NetworkSpec
-	(*Cluster)(nil),                     // 54: shoal.api.Cluster
-	(*ClusterSpec)(nil),                 // 55: shoal.api.ClusterSpec
-	(*JoinTokens)(nil),                  // 56: shoal.api.JoinTokens
-	(NodeRole)(0),                       // 57: shoal.api.NodeRole
-	(TaskState)(0),                      // 58: shoal.api.TaskState
+	(*GetSecretRequest)(nil),            // 32: shoal.api.GetSecretRequest
+	(*GetSecretResponse)(nil),           // 33: shoal.api.GetSecretResponse
+	(*ListSecretsRequest)(nil),          // 34: shoal.api.ListSecretsRequest
+	(*ListSecretsResponse)(nil),         // 35: shoal.api.ListSecretsResponse
+	(*CreateSecretRequest)(nil),         // 36: shoal.api.CreateSecretRequest
+	(*CreateSecretResponse)(nil),        // 37: shoal.api.CreateSecretResponse
+	(*UpdateSecretRequest)(nil),         // 38: shoal.api.UpdateSecretRequest
+	(*UpdateSecretResponse)(nil),        // 39: shoal.api.UpdateSecretResponse
+	(*RemoveSecretRequest)(nil),         // 40: shoal.api.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),        // 41: shoal.api.RemoveSecretResponse
+	(*GetConfigRequest)(nil),            // 42: shoal.api.GetConfigRequest
+	(*GetConfigResponse)(nil),           // 43: shoal.api.GetConfigResponse
+	(*ListConfigsRequest)(nil),          // 44: shoal.api.ListConfigsRequest
+	(*ListConfigsResponse)(nil),         // 45: shoal.api.ListConfigsResponse
+	(*CreateConfigRequest)(nil),         // 46: shoal.api.CreateConfigRequest
+	(*CreateConfigResponse)(nil),        // 47: shoal.api.CreateConfigResponse
+	(*UpdateConfigRequest)(nil),         // 48: shoal.api.UpdateConfigRequest
+	(*UpdateConfigResponse)(nil),        // 49: shoal.api.UpdateConfigResponse
+	(*RemoveConfigRequest)(nil),         // 50: shoal.api.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),        // 51: shoal.api.RemoveConfigResponse
+	(*GetClusterRequest)(nil),           // 52: shoal.api.GetClusterRequest
+	(*GetClusterResponse)(nil),          // 53: shoal.api.GetClusterResponse
+	(*UpdateClusterRequest)(nil),        // 54: shoal.api.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),       // 55: shoal.api.UpdateClusterResponse
+	(*GetJoinTokensRequest)(nil),        // 56: shoal.api.GetJoinTokensRequest
+	(*GetJoinTokensResponse)(nil),       // 57: shoal.api.GetJoinTokensResponse
+	(*RotateJoinTokenRequest)(nil),      // 58: shoal.api.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),     // 59: shoal.api.RotateJoinTokenResponse
+	(*ListNodesRequest_Filters)(nil),    // 60: shoal.api.ListNodesRequest.Filters
+	nil,                                 // 61: shoal.api.ListNodesRequest.Filters.LabelsEntry
+	(*ListServicesRequest_Filters)(nil), // 62: shoal.api.ListServicesRequest.Filters
+	nil,                                 // 63: shoal.api.ListServicesRequest.Filters.LabelsEntry
+	(*ListTasksRequest_Filters)(nil),    // 64: shoal.api.ListTasksRequest.Filters
+	(*ListNetworksRequest_Filters)(nil), // 65: shoal.api.ListNetworksRequest.Filters
+	nil,                                 // 66: shoal.api.ListNetworksRequest.Filters.LabelsEntry
+	(*ListSecretsRequest_Filters)(nil),  // 67: shoal.api.ListSecretsRequest.Filters
+	nil,                                 // 68: shoal.api.ListSecretsRequest.Filters.LabelsEntry
+	(*ListConfigsRequest_Filters)(nil),  // 69: shoal.api.ListConfigsRequest.Filters
+	nil,                                 // 70: shoal.api.ListConfigsRequest.Filters.LabelsEntry
+	(*Node)(nil),                        // 71: shoal.api.Node
+	(*NodeSpec)(nil),                    // 72: shoal.api.NodeSpec
+	(*Service)(nil),                     // 73: shoal.api.Service
+	(*ServiceSpec)(nil),                 // 74: shoal.api.ServiceSpec
+	(*Task)(nil),                        // 75: shoal.api.Task
+	(*Network)(nil),                     // 76: shoal.api.Network
+	(*NetworkSpec)(nil),                 // 77: shoal.api.NetworkSpec
+	(*Secret)(nil),                      // 78: shoal.api.Secret
+	(*SecretSpec)(nil),                  // 79: shoal.api.SecretSpec
+	(*Config)(nil),                      // 80: shoal.api.Config
+	(*ConfigSpec)(nil),                  // 81: shoal.api.ConfigSpec
+	(*Cluster)(nil),                     // 82: shoal.api.Cluster
+	(*ClusterSpec)(nil),                 // 83: shoal.api.ClusterSpec
+	(*JoinTokens)(nil),                  // 84: shoal.api.JoinTokens
+	(NodeRole)(0),                       // 85: shoal.api.NodeRole
+	(TaskState)(0),                      // 86: shoal.api.TaskState
 }
 var file_control_proto_depIdxs = []int32{
-	47, // 0: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
-	40, // 1: shoal.api.ListNodesRequest.filters:type_name -> shoal.api.ListNodesRequest.Filters
-	47, // 2: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
-	48, // 3: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
-	47, // 4: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
-	49, // 5: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
-	42, // 6: shoal.api.ListServicesRequest.filters:type_name -> shoal.api.ListServicesRequest.Filters
-	49, // 7: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
-	50, // 8: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	49, // 9: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
-	50, // 10: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	49, // 11: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
-	51, // 12: shoal.api.GetTaskResponse.task:type_name -> shoal.api.Task
-	44, // 13: shoal.api.ListTasksRequest.filters:type_name -> shoal.api.ListTasksRequest.Filters
-	51, // 14: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
-	52, // 15: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
-	45, // 16: shoal.api.ListNetworksRequest.filters:type_name -> shoal.api.ListNetworksRequest.Filters
-	52, // 17: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
-	53, // 18: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
-	52, // 19: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
-	54, // 20: shoal.api.GetClusterResponse.cluster:type_name -> shoal.api.Cluster
-	55, // 21: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
-	54, // 22: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
-	56, // 23: shoal.api.GetJoinTokensResponse.tokens:type_name -> shoal.api.JoinTokens
-	57, // 24: shoal.api.RotateJoinTokenRequest.role:type_name -> shoal.api.NodeRole
-	56, // 25: shoal.api.RotateJoinTokenResponse.tokens:type_name -> shoal.api.JoinTokens
-	41, // 26: shoal.api.ListNodesRequest.Filters.labels:type_name -> shoal.api.ListNodesRequest.Filters.LabelsEntry
-	57, // 27: shoal.api.ListNodesRequest.Filters.roles:type_name -> shoal.api.NodeRole
-	43, // 28: shoal.api.ListServicesRequest.Filters.labels:type_name -> shoal.api.ListServicesRequest.Filters.LabelsEntry
-	58, // 29: shoal.api.ListTasksRequest.Filters.desired_states:type_name -> shoal.api.TaskState
-	46, // 30: shoal.api.ListNetworksRequest.Filters.labels:type_name -> shoal.api.ListNetworksRequest.Filters.LabelsEntry
-	0,  // 31: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
-	2,  // 32: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
-	4,  // 33: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
-	6,  // 34: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
-	8,  // 35: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
-	10, // 36: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
-	12, // 37: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
-	14, // 38: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
-	16, // 39: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
-	18, // 40: shoal.api.Control.GetTask:input_type -> shoal.api.GetTaskRequest
-	20, // 41: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
-	22, // 42: shoal.api.Control.RemoveTask:input_type -> shoal.api.RemoveTaskRequest
-	24, // 43: shoal.api.Control.GetNetwork:input_type -> shoal.api.GetNetworkRequest
-	26, // 44: shoal.api.Control.ListNetworks:input_type -> shoal.api.ListNetworksRequest
-	28, // 45: shoal.api.Control.CreateNetwork:input_type -> shoal.api.CreateNetworkRequest
-	30, // 46: shoal.api.Control.RemoveNetwork:input_type -> shoal.api.RemoveNetworkRequest
-	32, // 47: shoal.api.Control.GetCluster:input_type -> shoal.api.GetClusterRequest
-	34, // 48: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
-	36, // 49: shoal.api.Control.GetJoinTokens:input_type -> shoal.api.GetJoinTokensRequest
-	38, // 50: shoal.api.Control.RotateJoinToken:input_type -> shoal.api.RotateJoinTokenRequest
-	1,  // 51: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
-	3,  // 52: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
-	5,  // 53: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
-	7,  // 54: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
-	9,  // 55: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
-	11, // 56: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
-	13, // 57: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
-	15, // 58: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
-	17, // 59: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
-	19, // 60: shoal.api.Control.GetTask:output_type -> shoal.api.GetTaskResponse
-	21, // 61: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
-	23, // 62: shoal.api.Control.RemoveTask:output_type -> shoal.api.RemoveTaskResponse
-	25, // 63: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
-	27, // 64: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
-	29, // 65: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
-	31, // 66: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
-	33, // 67: shoal.api.Control.GetCluster:output_type -> shoal.api.GetClusterResponse
-	35, // 68: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
-	37, // 69: shoal.api.Control.GetJoinTokens:output_type -> shoal.api.GetJoinTokensResponse
-	39, // 70: shoal.api.Control.RotateJoinToken:output_type -> shoal.api.RotateJoinTokenResponse
-	51, // [51:71] is the sub-list for method output_type
-	31, // [31:51] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	71, // 0: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
+	60, // 1: shoal.api.ListNodesRequest.filters:type_name -> shoal.api.ListNodesRequest.Filters
+	71, // 2: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
+	72, // 3: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
+	71, // 4: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
+	73, // 5: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
+	62, // 6: shoal.api.ListServicesRequest.filters:type_name -> shoal.api.ListServicesRequest.Filters
+	73, // 7: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
+	74, // 8: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	73, // 9: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
+	74, // 10: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	73, // 11: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
+	75, // 12: shoal.api.GetTaskResponse.task:type_name -> shoal.api.Task
+	64, // 13: shoal.api.ListTasksRequest.filters:type_name -> shoal.api.ListTasksRequest.Filters
+	75, // 14: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
+	76, // 15: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
+	65, // 16: shoal.api.ListNetworksRequest.filters:type_name -> shoal.api.ListNetworksRequest.Filters
+	76, // 17: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
+	77, // 18: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
+	76, // 19: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
+	78, // 20: shoal.api.GetSecretResponse.secret:type_name -> shoal.api.Secret
+	67, // 21: shoal.api.ListSecretsRequest.filters:type_name -> shoal.api.ListSecretsRequest.Filters
+	78, // 22: shoal.api.ListSecretsResponse.secrets:type_name -> shoal.api.Secret
+	79, // 23: shoal.api.CreateSecretRequest.spec:type_name -> shoal.api.SecretSpec
+	78, // 24: shoal.api.CreateSecretResponse.secret:type_name -> shoal.api.Secret
+	79, // 25: shoal.api.UpdateSecretRequest.spec:type_name -> shoal.api.SecretSpec
+	78, // 26: shoal.api.UpdateSecretResponse.secret:type_name -> shoal.api.Secret
+	80, // 27: shoal.api.GetConfigResponse.config:type_name -> shoal.api.Config
+	69, // 28: shoal.api.ListConfigsRequest.filters:type_name -> shoal.api.ListConfigsRequest.Filters
+	80, // 29: shoal.api.ListConfigsResponse.configs:type_name -> shoal.api.Config
+	81, // 30: shoal.api.CreateConfigRequest.spec:type_name -> shoal.api.ConfigSpec
+	80, // 31: shoal.api.CreateConfigResponse.config:type_name -> shoal.api.Config
+	81, // 32: shoal.api.UpdateConfigRequest.spec:type_name -> shoal.api.ConfigSpec
+	80, // 33: shoal.api.UpdateConfigResponse.config:type_name -> shoal.api.Config
+	82, // 34: shoal.api.GetClusterResponse.cluster:type_name -> shoal.api.Cluster
+	83, // 35: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
+	82, // 36: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
+	84, // 37: shoal.api.GetJoinTokensResponse.tokens:type_name -> shoal.api.JoinTokens
+	85, // 38: shoal.api.RotateJoinTokenRequest.role:type_name -> shoal.api.NodeRole
+	84, // 39: shoal.api.RotateJoinTokenResponse.tokens:type_name -> shoal.api.JoinTokens
+	61, // 40: shoal.api.ListNodesRequest.Filters.labels:type_name -> shoal.api.ListNodesRequest.Filters.LabelsEntry
+	85, // 41: shoal.api.ListNodesRequest.Filters.roles:type_name -> shoal.api.NodeRole
+	63, // 42: shoal.api.ListServicesRequest.Filters.labels:type_name -> shoal.api.ListServicesRequest.Filters.LabelsEntry
+	86, // 43: shoal.api.ListTasksRequest.Filters.desired_states:type_name -> shoal.api.TaskState
+	66, // 44: shoal.api.ListNetworksRequest.Filters.labels:type_name -> shoal.api.ListNetworksRequest.Filters.LabelsEntry
+	68, // 45: shoal.api.ListSecretsRequest.Filters.labels:type_name -> shoal.api.ListSecretsRequest.Filters.LabelsEntry
+	70, // 46: shoal.api.ListConfigsRequest.Filters.labels:type_name -> shoal.api.ListConfigsRequest.Filters.LabelsEntry
+	0,  // 47: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
+	2,  // 48: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
+	4,  // 49: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
+	6,  // 50: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
+	8,  // 51: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
+	10, // 52: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
+	12, // 53: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
+	14, // 54: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
+	16, // 55: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
+	18, // 56: shoal.api.Control.GetTask:input_type -> shoal.api.GetTaskRequest
+	20, // 57: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
+	22, // 58: shoal.api.Control.RemoveTask:input_type -> shoal.api.RemoveTaskRequest
+	24, // 59: shoal.api.Control.GetNetwork:input_type -> shoal.api.GetNetworkRequest
+	26, // 60: shoal.api.Control.ListNetworks:input_type -> shoal.api.ListNetworksRequest
+	28, // 61: shoal.api.Control.CreateNetwork:input_type -> shoal.api.CreateNetworkRequest
+	30, // 62: shoal.api.Control.RemoveNetwork:input_type -> shoal.api.RemoveNetworkRequest
+	32, // 63: shoal.api.Control.GetSecret:input_type -> shoal.api.GetSecretRequest
+	34, // 64: shoal.api.Control.ListSecrets:input_type -> shoal.api.ListSecretsRequest
+	36, // 65: shoal.api.Control.CreateSecret:input_type -> shoal.api.CreateSecretRequest
+	38, // 66: shoal.api.Control.UpdateSecret:input_type -> shoal.api.UpdateSecretRequest
+	40, // 67: shoal.api.Control.RemoveSecret:input_type -> shoal.api.RemoveSecretRequest
+	42, // 68: shoal.api.Control.GetConfig:input_type -> shoal.api.GetConfigRequest
+	44, // 69: shoal.api.Control.ListConfigs:input_type -> shoal.api.ListConfigsRequest
+	46, // 70: shoal.api.Control.CreateConfig:input_type -> shoal.api.CreateConfigRequest
+	48, // 71: shoal.api.Control.UpdateConfig:input_type -> shoal.api.UpdateConfigRequest
+	50, // 72: shoal.api.Control.RemoveConfig:input_type -> shoal.api.RemoveConfigRequest
+	52, // 73: shoal.api.Control.GetCluster:input_type -> shoal.api.GetClusterRequest
+	54, // 74: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
+	56, // 75: shoal.api.Control.GetJoinTokens:input_type -> shoal.api.GetJoinTokensRequest
+	58, // 76: shoal.api.Control.RotateJoinToken:input_type -> shoal.api.RotateJoinTokenRequest
+	1,  // 77: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
+	3,  // 78: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
+	5,  // 79: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
+	7,  // 80: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
+	9,  // 81: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
+	11, // 82: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
+	13, // 83: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
+	15, // 84: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
+	17, // 85: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
+	19, // 86: shoal.api.Control.GetTask:output_type -> shoal.api.GetTaskResponse
+	21, // 87: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
+	23, // 88: shoal.api.Control.RemoveTask:output_type -> shoal.api.RemoveTaskResponse
+	25, // 89: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
+	27, // 90: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
+	29, // 91: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
+	31, // 92: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
+	33, // 93: shoal.api.Control.GetSecret:output_type -> shoal.api.GetSecretResponse
+	35, // 94: shoal.api.Control.ListSecrets:output_type -> shoal.api.ListSecretsResponse
+	37, // 95: shoal.api.Control.CreateSecret:output_type -> shoal.api.CreateSecretResponse
+	39, // 96: shoal.api.Control.UpdateSecret:output_type -> shoal.api.UpdateSecretResponse
+	41, // 97: shoal.api.Control.RemoveSecret:output_type -> shoal.api.RemoveSecretResponse
+	43, // 98: shoal.api.Control.GetConfig:output_type -> shoal.api.GetConfigResponse
+	45, // 99: shoal.api.Control.ListConfigs:output_type -> shoal.api.ListConfigsResponse
+	47, // 100: shoal.api.Control.CreateConfig:output_type -> shoal.api.CreateConfigResponse
+	49, // 101: shoal.api.Control.UpdateConfig:output_type -> shoal.api.UpdateConfigResponse
+	51, // 102: shoal.api.Control.RemoveConfig:output_type -> shoal.api.RemoveConfigResponse
+	53, // 103: shoal.api.Control.GetCluster:output_type -> shoal.api.GetClusterResponse
+	55, // 104: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
+	57, // 105: shoal.api.Control.GetJoinTokens:output_type -> shoal.api.GetJoinTokensResponse
+	59, // 106: shoal.api.Control.RotateJoinToken:output_type -> shoal.api.RotateJoinTokenResponse
+	77, // [77:107] is the sub-list for method output_type
+	47, // [47:77] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2384,7 +3535,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
