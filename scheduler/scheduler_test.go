@@ -445,7 +445,21 @@ func TestScheduleProperties(t *testing.T) {
 			}
 		}
 		for svc, sp := range specs {
-			if len(sp.Placement.Constraints)+len(sp.Placement.Preferences) > 0 || sp.Resources != nil || sp.Placement.MaxReplicas > 0 {
+			if len(sp.Placement.Constraints) > 0 || sp.Resources != nil || sp.Placement.MaxReplicas > 0 {
+				continue
+			}
+			if len(sp.Placement.Preferences) > 0 {
+				// Spread over zones: per zone (with an eligible node), counts differ by at most one.
+				perZone := map[string]int{}
+				for nid, n := range byID {
+					if n.Node.Status.State == api.NodeStatus_READY && n.Node.Spec.Availability == api.NodeSpec_ACTIVE {
+						perZone[n.Node.Spec.Annotations.Labels["zone"]] += count[svc][nid]
+					}
+				}
+				zc := slices.Collect(maps.Values(perZone))
+				if len(zc) > 0 && slices.Max(zc)-slices.Min(zc) > 1 {
+					t.Fatalf("seed %d: %s spread unevenly over zones: %v", seed, svc, perZone)
+				}
 				continue
 			}
 			var counts []int
