@@ -3,10 +3,12 @@ package daemon
 import (
 	"github.com/shoal-project/shoal/containerd/ocicli"
 	"github.com/shoal-project/shoal/containerd/runtime"
+	"github.com/shoal-project/shoal/containerd/shim"
 )
 
 // Reexec runs the entry points that are not client commands: the container
-// init that the runtime re-executes this binary as (`shoal init`, hidden) and
+// init that the runtime re-executes this binary as (`shoal init`, hidden), the
+// per-container shim (`shoal shim`, hidden) and
 // the OCI runtime command line (`shoal runtime ...`). main calls it first, before
 // building the CLI, because the init is on every container's start path and
 // must not pay for cobra's set-up. It returns false when args name none of
@@ -20,6 +22,8 @@ func Reexec(args []string) bool {
 		runtime.InitMain()
 	case "runtime":
 		ocicli.Main(args[2:])
+	case "shim":
+		shim.Main(args[2:])
 	}
 	return false
 }

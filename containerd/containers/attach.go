@@ -1,0 +1,104 @@
+package containers
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/shoal-project/shoal/containerd/shim"
+)
+
+// attachReq is a client's attach: output goes to out as stdcopy frames, and
+// stdin (if not nil) to the container.
+type attachReq struct {
+	stdin     io.Reader
+	out       io.Writer // receives stdcopy frames
+	done      chan error
+	connected chan struct{}
+}
+
+func (a *attachReq) fail(err error) {
+	select {
+	case <-a.connected:
+	default:
+		close(a.connected)
+	}
+	a.done <- err
+}
+
+// Attach streams the container's output to out as stdcopy frames
+// ([stream,0,0,0,len] + data) and, when stdin is not nil, stdin to the
+// container, until the container's output ends. Attached to a created
+// container, it waits for the start and misses nothing of the output.
+func (e *Engine) Attach(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer) error {
+	a := &attachReq{stdin: stdin, out: out, done: make(chan error, 1), connected: make(chan struct{})}
+	e.mu.Lock()
+	r, err := e.lookupLocked(idOrName)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	running := r.c.State.Running
+	id := r.c.ID
+	if !running {
+		r.pending = append(r.pending, a)
+	}
+	e.mu.Unlock()
+	if running {
+		go e.pumpAttach(id, a)
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		e.mu.Lock()
+		for i, p := range r.pending {
+			if p == a {
+				r.pending = append(r.pending[:i], r.pending[i+1:]...)
+				break
+			}
+		}
+		e.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// pumpAttach connects a to the shim and copies until the output ends.
+func (e *Engine) pumpAttach(id string, a *attachReq) {
+	conn, err := net.Dial("unix", shimSocket(e.opts.ExecRoot, id))
+	if err != nil {
+		a.fail(fmt.Errorf("attach %s: %w", id[:12], err))
+		return
+	}
+	defer conn.Close()
+	if err := json.NewEncoder(conn).Encode(shim.Request{Attach: true, Stdin: a.stdin != nil}); err != nil {
+		a.fail(err)
+		return
+	}
+	close(a.connected)
+	if a.stdin != nil {
+		go func() {
+			_, _ = io.Copy(conn, a.stdin)
+			if uc, ok := conn.(*net.UnixConn); ok {
+				_ = uc.CloseWrite()
+			}
+		}()
+	}
+	_, err = io.Copy(a.out, conn)
+	a.done <- err
+}
+
+// writeFrame writes one stdcopy frame.
+func writeFrame(w io.Writer, stream byte, b []byte) error {
+	var hdr [8]byte
+	hdr[0] = stream
+	binary.BigEndian.PutUint32(hdr[4:], uint32(len(b)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}

@@ -1,0 +1,86 @@
+package containers
+
+import "time"
+
+// Config is what a container is created with: Docker's Config and HostConfig
+// fields that the engine honours.
+type Config struct {
+	Image      string            `json:"image"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Env        []string          `json:"env,omitempty"`
+	WorkingDir string            `json:"workingDir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Hostname   string            `json:"hostname,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	OpenStdin  bool              `json:"openStdin,omitempty"`
+	StdinOnce  bool              `json:"stdinOnce,omitempty"`
+	StopSignal string            `json:"stopSignal,omitempty"`
+	// StopTimeout in seconds; nil means 10.
+	StopTimeout *int `json:"stopTimeout,omitempty"`
+
+	Memory          int64    `json:"memory,omitempty"`
+	NanoCPUs        int64    `json:"nanoCpus,omitempty"`
+	CPUShares       int64    `json:"cpuShares,omitempty"`
+	PidsLimit       int64    `json:"pidsLimit,omitempty"`
+	Binds           []string `json:"binds,omitempty"`
+	AutoRemove      bool     `json:"autoRemove,omitempty"`
+	NoNewPrivileges bool     `json:"noNewPrivileges,omitempty"`
+	ReadonlyRootfs  bool     `json:"readonlyRootfs,omitempty"`
+
+	// NetworkMode is none, bridge or host.
+	NetworkMode string `json:"networkMode,omitempty"`
+	// NetNSPath is the namespace to join (set by the daemon for bridge and none).
+	NetNSPath string `json:"netnsPath,omitempty"`
+	// Network holds what the daemon's network gave the container, for inspect.
+	Network NetworkSettings `json:"network,omitempty"`
+
+	// Raw keeps the API's Config and HostConfig as sent, for inspect.
+	RawConfig     []byte `json:"rawConfig,omitempty"`
+	RawHostConfig []byte `json:"rawHostConfig,omitempty"`
+}
+
+// NetworkSettings are the addresses of a container on its network.
+type NetworkSettings struct {
+	IPAddress   string        `json:"ipAddress,omitempty"`
+	IPPrefixLen int           `json:"ipPrefixLen,omitempty"`
+	Gateway     string        `json:"gateway,omitempty"`
+	MacAddress  string        `json:"macAddress,omitempty"`
+	Ports       []PortBinding `json:"ports,omitempty"`
+}
+
+// PortBinding is one published port.
+type PortBinding struct {
+	HostIP        string `json:"hostIp,omitempty"`
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+}
+
+// State is a container's run state, as Docker reports it.
+type State struct {
+	Status     string    `json:"status"` // created, running, exited, removing, dead
+	Running    bool      `json:"running"`
+	Pid        int       `json:"pid,omitempty"`
+	ShimPid    int       `json:"shimPid,omitempty"`
+	ExitCode   int       `json:"exitCode"`
+	OOMKilled  bool      `json:"oomKilled,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitempty"`
+	FinishedAt time.Time `json:"finishedAt,omitempty"`
+	// StoppedByUser is set by stop/kill so that an exit is not mistaken for a crash.
+	StoppedByUser bool `json:"stoppedByUser,omitempty"`
+}
+
+// Container is one container's record.
+type Container struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"` // with the leading "/", as Docker
+	Created time.Time `json:"created"`
+	ImageID string    `json:"imageId"`
+	// Path and Args are the process as resolved at create.
+	Path   string   `json:"path"`
+	Args   []string `json:"args"`
+	Config Config   `json:"config"`
+	State  State    `json:"state"`
+}

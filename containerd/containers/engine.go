@@ -1,0 +1,329 @@
+// Package containers is the local engine's container service: Docker-shaped
+// container records over the image store, the OCI runtime and one shim per
+// running container.
+//
+// # Ownership
+//
+// The Engine's mutex guards the in-memory table of records; it is never held
+// across a shim start, a mount or a wait. Each record's state changes are
+// broadcast by closing and replacing its changed channel, so waiters never poll.
+// One monitor goroutine per running container holds a "wait" connection to
+// its shim and records the exit; it stops when the shim answers or the
+// engine's context ends. The daemon may die at any moment: the shims keep the
+// containers, and Open re-adopts them (or reads the exit they recorded).
+//
+// # Layout
+//
+//	<Root>/containers/<id>/config.v2.json   the record (fsync + rename)
+//	<Root>/containers/<id>/<id>-json.log    the json-file log
+//	<ExecRoot>/containers/<id>/             bundle: config.json and the rootfs mount
+//	<ExecRoot>/shim/<id>/                   shim.sock, exit.json, shim.log
+//	<ExecRoot>/runtime/                     OCI runtime state
+package containers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/runtime"
+)
+
+// Error classes; the daemon maps them to HTTP statuses with errors.Is.
+var (
+	ErrNotFound        = errors.New("No such container")
+	ErrConflict        = errors.New("conflict")
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrNotModified: the container is already in the asked state (HTTP 304).
+	ErrNotModified = errors.New("not modified")
+)
+
+// Options configure an Engine.
+type Options struct {
+	Root, ExecRoot string
+	// CgroupParent holds every container's cgroup (<parent>/<id>).
+	CgroupParent string
+	Images       *images.Store
+	// Binary is the shoal binary that is re-executed as the shim.
+	Binary string
+	// Released is called after a container is removed (the daemon frees its network).
+	Released func(id string)
+}
+
+// Engine runs and keeps the containers of one daemon.
+type Engine struct {
+	opts Options
+	rt   *runtime.Runtime
+	ctx  context.Context // ends with the engine: monitors stop on it
+
+	mu      sync.Mutex // guards records and execs
+	records map[string]*record
+	execs   map[string]*execRecord
+}
+
+type record struct {
+	c       Container
+	changed chan struct{} // closed and replaced on every change
+	removed bool
+	pending []*attachReq // attach requests waiting for the start
+}
+
+var namePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// Open loads the containers under opts.Root and re-adopts running ones.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Images == nil || opts.Root == "" || opts.ExecRoot == "" || opts.Binary == "" {
+		return nil, fmt.Errorf("%w: containers.Open needs Root, ExecRoot, Images and Binary", ErrInvalidArgument)
+	}
+	if opts.CgroupParent == "" {
+		opts.CgroupParent = "shoal"
+	}
+	for _, d := range []string{filepath.Join(opts.Root, "containers"), filepath.Join(opts.ExecRoot, "containers"), filepath.Join(opts.ExecRoot, "shim")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("containers: %w", err)
+		}
+	}
+	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
+	rt.CgroupParent = cgroupParent(opts.CgroupParent)
+	rt.Self = opts.Binary
+	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}}
+	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
+	if err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(opts.Root, "containers", ent.Name(), "config.v2.json"))
+		if err != nil {
+			// A create that died before writing its record: nothing to keep.
+			e.cleanup(ent.Name())
+			continue
+		}
+		var c Container
+		if err := json.Unmarshal(b, &c); err != nil || c.ID != ent.Name() {
+			continue
+		}
+		r := &record{c: c, changed: make(chan struct{})}
+		e.records[c.ID] = r
+		if c.State.Running {
+			e.readopt(r)
+		}
+	}
+	return e, nil
+}
+
+func cgroupParent(p string) string {
+	if strings.HasPrefix(p, "/") {
+		return p
+	}
+	return "/" + p
+}
+
+// readopt reconnects to the shim of a container that was running when the
+// daemon stopped, or records the exit the shim left behind.
+func (e *Engine) readopt(r *record) {
+	id := r.c.ID
+	if _, err := os.Stat(shimSocket(e.opts.ExecRoot, id)); err == nil {
+		if e.startMonitor(id) == nil {
+			return
+		}
+	}
+	ex, err := readExit(e.opts.ExecRoot, id)
+	if err != nil {
+		// The shim died with the container without a record (e.g. kill -9 of both).
+		ex.ExitCode, ex.FinishedAt = 137, time.Now().UTC()
+		ex.Error = "container's shim is gone"
+	}
+	_ = e.rt.Delete(context.Background(), id, true)
+	e.setExited(id, ex)
+}
+
+func newID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (e *Engine) containerDir(id string) string { return filepath.Join(e.opts.Root, "containers", id) }
+func (e *Engine) bundleDir(id string) string    { return filepath.Join(e.opts.ExecRoot, "containers", id) }
+func (e *Engine) shimDir(id string) string      { return filepath.Join(e.opts.ExecRoot, "shim", id) }
+
+// LogPath is the json-file log of a container.
+func (e *Engine) LogPath(id string) string {
+	return filepath.Join(e.containerDir(id), id+"-json.log")
+}
+
+// persist writes a record durably; it is called without e.mu held.
+func (e *Engine) persist(c Container) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	dir := e.containerDir(c.ID)
+	tmp := filepath.Join(dir, "config.v2.json.tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
+	}
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "config.v2.json"))
+}
+
+// update applies fn to a record under the lock, persists and broadcasts.
+func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
+	e.mu.Lock()
+	r, ok := e.records[id]
+	if !ok || r.removed {
+		e.mu.Unlock()
+		return Container{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	fn(&r.c)
+	c := r.c
+	close(r.changed)
+	r.changed = make(chan struct{})
+	e.mu.Unlock()
+	return c, e.persist(c)
+}
+
+// Get finds a container by full ID, name or unique ID prefix.
+func (e *Engine) Get(idOrName string) (Container, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.lookupLocked(idOrName)
+	if err != nil {
+		return Container{}, err
+	}
+	return r.c, nil
+}
+
+func (e *Engine) lookupLocked(idOrName string) (*record, error) {
+	if idOrName == "" {
+		return nil, fmt.Errorf("%w: ", ErrNotFound)
+	}
+	if r, ok := e.records[idOrName]; ok && !r.removed {
+		return r, nil
+	}
+	name := "/" + strings.TrimPrefix(idOrName, "/")
+	for _, r := range e.records {
+		if r.c.Name == name && !r.removed {
+			return r, nil
+		}
+	}
+	var found *record
+	for id, r := range e.records {
+		if strings.HasPrefix(id, idOrName) && !r.removed {
+			if found != nil {
+				return nil, fmt.Errorf("%w: multiple IDs found with provided prefix: %s", ErrInvalidArgument, idOrName)
+			}
+			found = r
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrName)
+	}
+	return found, nil
+}
+
+// List returns the containers, newest first; all includes stopped ones.
+func (e *Engine) List(all bool) []Container {
+	e.mu.Lock()
+	var out []Container
+	for _, r := range e.records {
+		if !r.removed && (all || r.c.State.Running) {
+			out = append(out, r.c)
+		}
+	}
+	e.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// ImageInUse reports whether a container uses the image ID.
+func (e *Engine) ImageInUse(imageID string) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.records {
+		if r.c.ImageID == imageID && !r.removed {
+			return r.c.ID, true
+		}
+	}
+	return "", false
+}
+
+// Wait conditions, as in the Engine API.
+const (
+	WaitNotRunning = "not-running"
+	WaitNextExit   = "next-exit"
+	WaitRemoved    = "removed"
+)
+
+// WaitRegistered is Wait with a callback run once the wait is registered
+// (the daemon flushes its response headers then, as dockerd does).
+func (e *Engine) Wait(ctx context.Context, idOrName, condition string, registered func()) (State, error) {
+	e.mu.Lock()
+	r, err := e.lookupLocked(idOrName)
+	if err != nil {
+		e.mu.Unlock()
+		return State{}, err
+	}
+	startedAt := r.c.State.StartedAt
+	exitedBefore := r.c.State.FinishedAt
+	e.mu.Unlock()
+	if registered != nil {
+		registered()
+	}
+	for {
+		e.mu.Lock()
+		st, removed, ch := r.c.State, r.removed, r.changed
+		e.mu.Unlock()
+		switch condition {
+		case WaitRemoved:
+			if removed {
+				return st, nil
+			}
+		case WaitNextExit:
+			if !st.Running && st.FinishedAt.After(exitedBefore) && !st.FinishedAt.IsZero() {
+				return st, nil
+			}
+			if removed {
+				return st, nil
+			}
+		default:
+			if !st.Running || removed {
+				return st, nil
+			}
+		}
+		_ = startedAt
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
+// cleanup removes every trace of a container that has no record.
+func (e *Engine) cleanup(id string) {
+	_ = e.rt.Delete(context.Background(), id, true)
+	unmountRootfs(e.bundleDir(id))
+	_ = e.opts.Images.RemoveRootfs(context.Background(), id)
+	os.RemoveAll(e.bundleDir(id))
+	os.RemoveAll(e.shimDir(id))
+	os.RemoveAll(e.containerDir(id))
+}

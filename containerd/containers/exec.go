@@ -1,0 +1,230 @@
+package containers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/shoal-project/shoal/containerd/logs"
+	"github.com/shoal-project/shoal/containerd/runtime"
+)
+
+// ExecConfig is a process to run in a running container.
+type ExecConfig struct {
+	Cmd         []string
+	Env         []string
+	WorkingDir  string
+	User        string
+	AttachStdin bool
+}
+
+// ExecState is what ExecInspect reports.
+type ExecState struct {
+	ID          string
+	ContainerID string
+	Config      ExecConfig
+	Running     bool
+	ExitCode    int
+	Pid         int
+}
+
+type execRecord struct {
+	ExecState
+	started bool
+}
+
+// ExecCreate registers a process to run in a running container.
+func (e *Engine) ExecCreate(idOrName string, cfg ExecConfig) (string, error) {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return "", err
+	}
+	if !c.State.Running {
+		return "", fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+	}
+	if len(cfg.Cmd) == 0 {
+		return "", fmt.Errorf("%w: no exec command specified", ErrInvalidArgument)
+	}
+	id := newID()
+	e.mu.Lock()
+	e.execs[id] = &execRecord{ExecState: ExecState{ID: id, ContainerID: c.ID, Config: cfg}}
+	e.mu.Unlock()
+	return id, nil
+}
+
+// ExecInspect reports an exec's state.
+func (e *Engine) ExecInspect(execID string) (ExecState, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.execs[execID]
+	if !ok {
+		return ExecState{}, fmt.Errorf("%w: No such exec instance: %s", ErrNotFound, execID)
+	}
+	return x.ExecState, nil
+}
+
+// ExecStart runs the exec, streaming its output to out as stdcopy frames
+// and stdin (if attached) to it, and returns when it has exited.
+func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, out io.Writer) error {
+	e.mu.Lock()
+	x, ok := e.execs[execID]
+	if !ok {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: No such exec instance: %s", ErrNotFound, execID)
+	}
+	if x.started {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: Error: Exec command %s has already run", ErrConflict, execID)
+	}
+	x.started = true
+	st := x.ExecState
+	e.mu.Unlock()
+
+	c, err := e.Get(st.ContainerID)
+	if err != nil {
+		return err
+	}
+	p, err := e.execProcess(c, st.Config)
+	if err != nil {
+		return err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	stdio := runtime.Stdio{Stdout: outW, Stderr: errW}
+	var inW *os.File
+	if st.Config.AttachStdin && stdin != nil {
+		var inR *os.File
+		if inR, inW, err = os.Pipe(); err != nil {
+			return err
+		}
+		stdio.Stdin = inR
+		defer inR.Close()
+	}
+	proc, err := e.rt.Exec(ctx, c.ID, p, stdio)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+		code := 126
+		if errors.Is(err, runtime.ErrExecNotFound) {
+			code = 127
+		}
+		e.setExec(execID, func(x *execRecord) { x.ExitCode = code })
+		return &ExecError{Code: code, Msg: fmt.Sprintf("OCI runtime exec failed: %v", err)}
+	}
+	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, proc.Pid })
+	if inW != nil {
+		go func() {
+			_, _ = io.Copy(inW, stdin)
+			inW.Close()
+		}()
+	}
+	var mu sync.Mutex // serialises frames from the two streams
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		n byte
+		r *os.File
+	}{{1, outR}, {2, errR}} {
+		wg.Add(1)
+		go func(n byte, r *os.File) {
+			defer wg.Done()
+			defer r.Close()
+			buf := make([]byte, 32*1024)
+			for {
+				k, err := r.Read(buf)
+				if k > 0 {
+					mu.Lock()
+					_ = writeFrame(out, n, buf[:k])
+					mu.Unlock()
+				}
+				if err != nil {
+					return
+				}
+			}
+		}(s.n, s.r)
+	}
+	ps, werr := proc.Wait()
+	wg.Wait()
+	code := -1
+	if werr == nil {
+		code = ps.ExitCode()
+		if ws, ok := ps.Sys().(interface{ Signal() os.Signal }); ok && code == -1 {
+			_ = ws
+			code = 137
+		}
+	}
+	e.setExec(execID, func(x *execRecord) { x.Running, x.ExitCode = false, code })
+	return nil
+}
+
+func (e *Engine) setExec(id string, fn func(*execRecord)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x, ok := e.execs[id]; ok {
+		fn(x)
+	}
+}
+
+// execProcess is the container's process settings (capabilities, rlimits,
+// no_new_privs) with the exec's command, env, cwd and user.
+func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error) {
+	b, err := os.ReadFile(filepath.Join(e.bundleDir(c.ID), "config.json"))
+	if err != nil {
+		return specs.Process{}, fmt.Errorf("exec in %s: %w", c.ID[:12], err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil || s.Process == nil {
+		return specs.Process{}, fmt.Errorf("exec in %s: bad bundle", c.ID[:12])
+	}
+	p := *s.Process
+	p.Args = cfg.Cmd
+	p.Terminal = false
+	p.Env = mergeEnv(p.Env, cfg.Env)
+	if cfg.WorkingDir != "" {
+		p.Cwd = cfg.WorkingDir
+	}
+	if cfg.User != "" {
+		uid, gid, err := resolveUser(filepath.Join(e.bundleDir(c.ID), "rootfs"), cfg.User)
+		if err != nil {
+			return specs.Process{}, err
+		}
+		p.User = specs.User{UID: uid, GID: gid}
+	}
+	return p, nil
+}
+
+// LogsOptions select a container's log records.
+type LogsOptions = logs.ReadOptions
+
+// Logs calls fn for each record of the container's log; with Follow it
+// returns when the container has stopped and the log is drained.
+func (e *Engine) Logs(ctx context.Context, idOrName string, opts LogsOptions, fn func(logs.Entry) error) error {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return err
+	}
+	opts.Done = func() bool {
+		cur, err := e.Get(c.ID)
+		return err != nil || !cur.State.Running
+	}
+	return logs.Read(ctx, e.LogPath(c.ID), opts, fn)
+}

@@ -1,0 +1,473 @@
+package containers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/shim"
+)
+
+// Create makes a container from cfg: its record, its rootfs (one overlay over
+// the image's shared layers) and its bundle directory. On any error nothing
+// of it remains.
+func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Container, err error) {
+	img, err := e.opts.Images.Get(cfg.Image)
+	if err != nil {
+		return Container{}, err
+	}
+	if name != "" && !namePattern.MatchString(name) {
+		return Container{}, fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalidArgument, name)
+	}
+	for _, b := range cfg.Binds {
+		if _, _, _, err := ParseBind(b); err != nil {
+			return Container{}, err
+		}
+	}
+	if cfg.NetworkMode == "" || cfg.NetworkMode == "default" {
+		cfg.NetworkMode = "bridge"
+	}
+	switch cfg.NetworkMode {
+	case "none", "bridge", "host":
+	default:
+		return Container{}, fmt.Errorf("%w: network %s not found", ErrNotFound, cfg.NetworkMode)
+	}
+	args := processArgs(cfg, img.Config.Config)
+	if len(args) == 0 {
+		return Container{}, fmt.Errorf("%w: no command specified", ErrInvalidArgument)
+	}
+	id := newID()
+	if name == "" {
+		name = e.generateName()
+	}
+	c = Container{
+		ID: id, Name: "/" + strings.TrimPrefix(name, "/"), Created: time.Now().UTC(), ImageID: img.ID,
+		Path: args[0], Args: args[1:], Config: cfg,
+		State: State{Status: "created"},
+	}
+	// Reserve the name under the lock: two creates with one name race here.
+	e.mu.Lock()
+	for _, r := range e.records {
+		if r.c.Name == c.Name && !r.removed {
+			e.mu.Unlock()
+			return Container{}, fmt.Errorf("%w: Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, c.Name, r.c.ID)
+		}
+	}
+	rec := &record{c: c, changed: make(chan struct{}), removed: true} // invisible until complete
+	e.records[id] = rec
+	e.mu.Unlock()
+	defer func() {
+		if err != nil {
+			e.mu.Lock()
+			delete(e.records, id)
+			e.mu.Unlock()
+			e.cleanup(id)
+		}
+	}()
+	for _, d := range []string{e.containerDir(id), filepath.Join(e.bundleDir(id), "rootfs")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return Container{}, fmt.Errorf("create container: %w", err)
+		}
+	}
+	if _, err := e.opts.Images.PrepareRootfs(ctx, id, img); err != nil {
+		return Container{}, fmt.Errorf("create container rootfs: %w", err)
+	}
+	if err := e.persist(c); err != nil {
+		return Container{}, err
+	}
+	e.mu.Lock()
+	rec.removed = false
+	e.mu.Unlock()
+	return c, nil
+}
+
+func (e *Engine) generateName() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := 0; ; i++ {
+		n := "/" + randomName(i > 5)
+		taken := false
+		for _, r := range e.records {
+			taken = taken || r.c.Name == n
+		}
+		if !taken {
+			return n[1:]
+		}
+	}
+}
+
+// mountRootfs mounts the container's overlay at its bundle's rootfs if it is not mounted.
+func (e *Engine) mountRootfs(id string) (string, error) {
+	target := filepath.Join(e.bundleDir(id), "rootfs")
+	if isMountpoint(target) {
+		return target, nil
+	}
+	rfs, err := e.opts.Images.RootfsOf(id)
+	if err != nil {
+		return "", fmt.Errorf("rootfs of %s: %w", id[:12], err)
+	}
+	if err := os.MkdirAll(target, 0o711); err != nil {
+		return "", err
+	}
+	if err := rfs.Mount(target); err != nil {
+		return "", fmt.Errorf("mount rootfs of %s: %w", id[:12], err)
+	}
+	return target, nil
+}
+
+func isMountpoint(path string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(path, &st) != nil || unix.Lstat(filepath.Dir(path), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+func unmountRootfs(bundle string) {
+	target := filepath.Join(bundle, "rootfs")
+	for i := 0; i < 10 && isMountpoint(target); i++ {
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+			break
+		}
+	}
+}
+
+func shimSocket(execRoot, id string) string {
+	return shim.SocketPath(filepath.Join(execRoot, "shim", id))
+}
+
+func readExit(execRoot, id string) (shim.Exit, error) {
+	return shim.ReadExit(filepath.Join(execRoot, "shim", id))
+}
+
+// ExecError is a start that failed because the command cannot be run; Code is
+// 127 (not found) or 126 (not executable), as Docker's exit codes.
+type ExecError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExecError) Error() string { return e.Msg }
+
+// Start starts a created or exited container under a new shim.
+func (e *Engine) Start(ctx context.Context, idOrName string) error {
+	e.mu.Lock()
+	r, err := e.lookupLocked(idOrName)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	if r.c.State.Running {
+		e.mu.Unlock()
+		return ErrNotModified
+	}
+	c := r.c
+	pending := r.pending
+	r.pending = nil
+	e.mu.Unlock()
+	id := c.ID
+	startErr := func(err error) error {
+		for _, a := range pending {
+			a.fail(err)
+		}
+		return err
+	}
+
+	img, err := e.opts.Images.Get(c.ImageID)
+	if err != nil {
+		return startErr(fmt.Errorf("image of %s: %w", id[:12], err))
+	}
+	rootfs, err := e.mountRootfs(id)
+	if err != nil {
+		return startErr(err)
+	}
+	spec, err := buildSpec(c, img.Config.Config, rootfs)
+	if err != nil {
+		return startErr(err)
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return startErr(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.bundleDir(id), "config.json"), b, 0o600); err != nil {
+		return startErr(fmt.Errorf("write bundle: %w", err))
+	}
+	sdir := e.shimDir(id)
+	os.RemoveAll(sdir)
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		return startErr(err)
+	}
+	pid, shimPid, err := e.startShim(ctx, c, pending)
+	if err != nil {
+		msg := err.Error()
+		code := 0
+		var ee *ExecError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+		_, _ = e.update(id, func(c *Container) {
+			c.State.Error = msg
+			if code != 0 {
+				c.State.ExitCode = code
+			}
+		})
+		return err
+	}
+	_, err = e.update(id, func(c *Container) {
+		c.State = State{Status: "running", Running: true, Pid: pid, ShimPid: shimPid, StartedAt: time.Now().UTC()}
+	})
+	if err != nil {
+		return err
+	}
+	if err := e.startMonitor(id); err != nil {
+		return fmt.Errorf("watch %s: %w", id[:12], err)
+	}
+	return nil
+}
+
+// startShim launches the shim, hands it the attach streams that wait for the
+// start and returns the container's pid.
+func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachReq) (int, int, error) {
+	id := c.ID
+	opts := shim.Options{
+		ID: id, Bundle: e.bundleDir(id), StateDir: e.shimDir(id),
+		RuntimeRoot: filepath.Join(e.opts.ExecRoot, "runtime"), CgroupParent: cgroupParent(e.opts.CgroupParent),
+		LogPath: e.LogPath(id), Stdin: c.Config.OpenStdin,
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer statusR.Close()
+	startR, startW, err := os.Pipe()
+	if err != nil {
+		statusW.Close()
+		return 0, 0, err
+	}
+	defer startW.Close()
+	logf, err := os.OpenFile(filepath.Join(e.shimDir(id), "shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		statusW.Close()
+		startR.Close()
+		return 0, 0, err
+	}
+	cmd := exec.Command(e.opts.Binary, opts.Args()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{statusW, startR}
+	// Its own session: signals to the daemon's group never reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	statusW.Close()
+	startR.Close()
+	logf.Close()
+	if err != nil {
+		return 0, 0, fmt.Errorf("start shim: %w", err)
+	}
+	// Reap it when it ends while this daemon lives; after a restart init does.
+	go func() { _ = cmd.Wait() }()
+	dec := json.NewDecoder(statusR)
+	var st shim.Status
+	if err := dec.Decode(&st); err != nil || !st.Created {
+		return 0, 0, shimError(st, err, c)
+	}
+	for _, a := range pending {
+		go e.pumpAttach(id, a)
+		<-a.connected
+	}
+	if _, err := startW.Write([]byte("start\n")); err != nil {
+		return 0, 0, fmt.Errorf("start shim: %w", err)
+	}
+	st = shim.Status{}
+	if err := dec.Decode(&st); err != nil || st.Pid == 0 {
+		return 0, 0, shimError(st, err, c)
+	}
+	return st.Pid, cmd.Process.Pid, nil
+}
+
+func shimError(st shim.Status, err error, c Container) error {
+	switch st.Kind {
+	case "notfound":
+		return &ExecError{Code: 127, Msg: fmt.Sprintf("failed to create task for container: exec: %q: executable file not found in $PATH: unknown", c.Path)}
+	case "permission":
+		return &ExecError{Code: 126, Msg: fmt.Sprintf("failed to create task for container: exec: %q: permission denied: unknown", c.Path)}
+	}
+	if st.Error != "" {
+		return fmt.Errorf("failed to create task for container: %s", st.Error)
+	}
+	return fmt.Errorf("shim of %s ended during start: %v", c.ID[:12], err)
+}
+
+// startMonitor waits, in a goroutine, for the shim to report the exit.
+func (e *Engine) startMonitor(id string) error {
+	conn, err := net.Dial("unix", shimSocket(e.opts.ExecRoot, id))
+	if err != nil {
+		return err
+	}
+	if err := json.NewEncoder(conn).Encode(shim.Request{Wait: true}); err != nil {
+		conn.Close()
+		return err
+	}
+	go func() {
+		defer conn.Close()
+		go func() { <-e.ctx.Done(); conn.Close() }()
+		var ex shim.Exit
+		if err := json.NewDecoder(conn).Decode(&ex); err != nil {
+			if e.ctx.Err() != nil {
+				return // the daemon is stopping; the next one re-adopts
+			}
+			// The shim went away without answering: its record is the truth.
+			if ex, err = readExit(e.opts.ExecRoot, id); err != nil {
+				ex = shim.Exit{ExitCode: 137, FinishedAt: time.Now().UTC(), Error: "container's shim is gone"}
+			}
+		}
+		e.setExited(id, ex)
+	}()
+	return nil
+}
+
+func (e *Engine) setExited(id string, ex shim.Exit) {
+	c, err := e.update(id, func(c *Container) {
+		c.State.Running = false
+		c.State.Status = "exited"
+		c.State.Pid = 0
+		c.State.ShimPid = 0
+		c.State.ExitCode = ex.ExitCode
+		c.State.OOMKilled = ex.OOMKilled
+		c.State.FinishedAt = ex.FinishedAt
+		c.State.Error = ex.Error
+	})
+	if err != nil {
+		return
+	}
+	os.RemoveAll(e.shimDir(id))
+	if c.Config.AutoRemove {
+		_ = e.Remove(context.Background(), id, true)
+	}
+}
+
+// Kill sends sig to the container's init.
+func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running {
+		return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+	}
+	if err := e.rt.Kill(c.ID, sig, false); err != nil {
+		return fmt.Errorf("kill %s: %w", c.ID[:12], err)
+	}
+	return nil
+}
+
+// Stop sends the stop signal, waits timeout (nil: the container's, else 10 s)
+// and then kills every process of the container.
+func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running {
+		return ErrNotModified
+	}
+	t := 10
+	if c.Config.StopTimeout != nil {
+		t = *c.Config.StopTimeout
+	}
+	if timeout != nil {
+		t = *timeout
+	}
+	sig := unix.SIGTERM
+	if c.Config.StopSignal != "" {
+		if s, err := ParseSignal(c.Config.StopSignal); err == nil {
+			sig = s
+		}
+	}
+	_, _ = e.update(c.ID, func(c *Container) { c.State.StoppedByUser = true })
+	if t != 0 {
+		_ = e.rt.Kill(c.ID, sig, false)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Duration(t)*time.Second)
+	_, err = e.Wait(wctx, c.ID, WaitNotRunning, nil)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if err := e.rt.Kill(c.ID, unix.SIGKILL, true); err != nil {
+		return fmt.Errorf("stop %s: %w", c.ID[:12], err)
+	}
+	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.Wait(wctx, c.ID, WaitNotRunning, nil); err != nil {
+		return fmt.Errorf("stop %s: container did not exit after SIGKILL: %w", c.ID[:12], err)
+	}
+	return nil
+}
+
+// Remove deletes a container; a running one only with force (it is killed).
+func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return err
+	}
+	if c.State.Running {
+		if !force {
+			return fmt.Errorf("%w: You cannot remove a running container %s. Stop the container before attempting removal or force remove", ErrConflict, c.ID)
+		}
+		zero := 0
+		if err := e.Stop(ctx, c.ID, &zero); err != nil && !errors.Is(err, ErrNotModified) {
+			return err
+		}
+	}
+	e.mu.Lock()
+	r, ok := e.records[c.ID]
+	if !ok || r.removed {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
+	}
+	r.removed = true
+	close(r.changed)
+	r.changed = make(chan struct{})
+	e.mu.Unlock()
+	e.cleanup(c.ID)
+	e.mu.Lock()
+	delete(e.records, c.ID)
+	e.mu.Unlock()
+	if e.opts.Released != nil {
+		e.opts.Released(c.ID)
+	}
+	return nil
+}
+
+// Upperdir returns the directory holding a container's changes (for commit).
+func (e *Engine) rootfsOf(id string) (images.Rootfs, error) { return e.opts.Images.RootfsOf(id) }
+
+// ParseSignal parses a signal name (KILL, SIGKILL) or number.
+func ParseSignal(s string) (unix.Signal, error) {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalidArgument, s)
+		}
+		return unix.Signal(n), nil
+	}
+	if !strings.HasPrefix(s, "SIG") {
+		s = "SIG" + s
+	}
+	if sig := unix.SignalNum(s); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalidArgument, s)
+}

@@ -1,0 +1,224 @@
+package containers
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/shoal-project/shoal/containerd/archive"
+	"github.com/shoal-project/shoal/containerd/oci"
+)
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// processArgs is the command a container runs: the config's entrypoint and
+// cmd, each falling back to the image's as Docker does (a given entrypoint
+// drops the image's cmd).
+func processArgs(cfg Config, img ocispec.ImageConfig) []string {
+	entry, cmd := img.Entrypoint, img.Cmd
+	if cfg.Entrypoint != nil {
+		entry, cmd = cfg.Entrypoint, nil
+	}
+	if cfg.Cmd != nil {
+		cmd = cfg.Cmd
+	}
+	return append(append([]string{}, entry...), cmd...)
+}
+
+// mergeEnv overlays env on base by variable name, keeping base's order.
+func mergeEnv(base, env []string) []string {
+	out := append([]string{}, base...)
+	index := map[string]int{}
+	for i, kv := range out {
+		index[strings.SplitN(kv, "=", 2)[0]] = i
+	}
+	for _, kv := range env {
+		k := strings.SplitN(kv, "=", 2)[0]
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// buildSpec makes the OCI spec of a container whose rootfs is mounted at rootfs.
+func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec, error) {
+	s := oci.DefaultSpec()
+	s.Root = &specs.Root{Path: "rootfs", Readonly: c.Config.ReadonlyRootfs}
+	s.Process.Args = append([]string{c.Path}, c.Args...)
+	hostname := c.Config.Hostname
+	if hostname == "" {
+		hostname = c.ID[:12]
+	}
+	env := mergeEnv([]string{defaultPath}, img.Env)
+	env = mergeEnv(env, []string{"HOSTNAME=" + hostname})
+	env = mergeEnv(env, c.Config.Env)
+	s.Process.Env = nil
+	if err := oci.WithEnv(s, env...); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	cwd := c.Config.WorkingDir
+	if cwd == "" {
+		cwd = img.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := oci.WithCwd(s, cwd); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	user := c.Config.User
+	if user == "" {
+		user = img.User
+	}
+	if user != "" {
+		uid, gid, err := resolveUser(rootfs, user)
+		if err != nil {
+			return nil, err
+		}
+		oci.WithUser(s, uid, gid)
+	}
+	oci.WithHostname(s, hostname)
+	if c.Config.Memory != 0 {
+		if err := oci.WithMemory(s, c.Config.Memory, 0); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+	}
+	if c.Config.NanoCPUs != 0 {
+		if err := oci.WithCPUs(s, float64(c.Config.NanoCPUs)/1e9); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+	}
+	if c.Config.CPUShares > 0 {
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		if s.Linux.Resources.CPU == nil {
+			s.Linux.Resources.CPU = &specs.LinuxCPU{}
+		}
+		sh := uint64(c.Config.CPUShares)
+		s.Linux.Resources.CPU.Shares = &sh
+	}
+	if c.Config.PidsLimit > 0 {
+		oci.WithPidsLimit(s, c.Config.PidsLimit)
+	}
+	switch {
+	case c.Config.NetworkMode == "host":
+		oci.WithHostNetwork(s)
+	case c.Config.NetNSPath != "":
+		if err := oci.WithNetNSPath(s, c.Config.NetNSPath); err != nil {
+			return nil, err
+		}
+	}
+	if c.Config.NoNewPrivileges {
+		oci.WithNoNewPrivileges(s)
+	}
+	for _, b := range c.Config.Binds {
+		src, dst, ro, err := ParseBind(b)
+		if err != nil {
+			return nil, err
+		}
+		if err := oci.WithBind(s, src, dst, ro); err != nil {
+			return nil, fmt.Errorf("%w: bind %s: %v", ErrInvalidArgument, b, err)
+		}
+	}
+	return s, nil
+}
+
+// ParseBind parses HOSTDIR:CTRDIR[:ro|rw].
+func ParseBind(b string) (src, dst string, ro bool, err error) {
+	parts := strings.Split(b, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return "", "", false, fmt.Errorf("%w: invalid volume specification: '%s'", ErrInvalidArgument, b)
+	}
+	if !filepath.IsAbs(parts[0]) || !filepath.IsAbs(parts[1]) {
+		return "", "", false, fmt.Errorf("%w: invalid volume specification: '%s': paths must be absolute (named volumes are not supported)", ErrInvalidArgument, b)
+	}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			ro = true
+		case "rw":
+		default:
+			return "", "", false, fmt.Errorf("%w: invalid mode %q in volume specification '%s'", ErrInvalidArgument, parts[2], b)
+		}
+	}
+	if _, err := os.Stat(parts[0]); err != nil {
+		return "", "", false, fmt.Errorf("%w: bind source path does not exist: %s", ErrInvalidArgument, parts[0])
+	}
+	return parts[0], parts[1], ro, nil
+}
+
+// resolveUser turns "uid[:gid]" or "name[:group]" into numbers, reading the
+// container's /etc/passwd and /etc/group for names.
+func resolveUser(rootfs, user string) (uint32, uint32, error) {
+	name, group, hasGroup := strings.Cut(user, ":")
+	uid, gid := -1, -1
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		uid = int(n)
+		gid = 0
+		if e, ok := lookupDB(rootfs, "etc/passwd", "", uid); ok {
+			gid = e.gid
+		}
+	} else if e, ok := lookupDB(rootfs, "etc/passwd", name, -1); ok {
+		uid, gid = e.id, e.gid
+	} else {
+		return 0, 0, fmt.Errorf("%w: unable to find user %s: no matching entries in passwd file", ErrInvalidArgument, name)
+	}
+	if hasGroup {
+		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
+			gid = int(n)
+		} else if e, ok := lookupDB(rootfs, "etc/group", group, -1); ok {
+			gid = e.id
+		} else {
+			return 0, 0, fmt.Errorf("%w: unable to find group %s: no matching entries in group file", ErrInvalidArgument, group)
+		}
+	}
+	return uint32(uid), uint32(gid), nil
+}
+
+type dbEntry struct{ id, gid int }
+
+// lookupDB finds a passwd/group entry by name, or by id when name is empty.
+// The path is resolved inside the rootfs: a symlinked /etc/passwd cannot point at the host's.
+func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
+	path, err := archive.ResolveInRoot(rootfs, "/"+file)
+	if err != nil {
+		return dbEntry{}, false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return dbEntry{}, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 3 {
+			continue
+		}
+		n, err := strconv.Atoi(fields[2])
+		if err != nil {
+			continue
+		}
+		g := n
+		if len(fields) > 3 {
+			if v, err := strconv.Atoi(fields[3]); err == nil {
+				g = v
+			}
+		}
+		if (name != "" && fields[0] == name) || (name == "" && n == id) {
+			return dbEntry{id: n, gid: g}, true
+		}
+	}
+	return dbEntry{}, false
+}

@@ -1,0 +1,386 @@
+// Package shim is the per-container supervisor: `shoal shim`, the same binary
+// re-executed by the engine, detached from the daemon (own session, reparented
+// to init), so that a daemon restart, crash or upgrade never kills a container.
+//
+// The shim is the runtime's parent: it creates the container with its stdio
+// on pipes it owns, writes the output to the json-file log, fans it out to
+// attached clients, waits for the exit, reads the OOM kill count and records
+// the exit durably in exit.json before it goes away. A restarted daemon finds
+// it again through its socket, or, if it has already gone, through exit.json.
+//
+// Start-up is a handshake over two pipes so that clients attached before the
+// start miss no output: the shim creates the container and says "created" on
+// the status pipe (fd 3); the engine connects the waiting attach streams to
+// the socket and writes "start" on the start pipe (fd 4); the shim starts the
+// process and reports its pid.
+//
+// Socket protocol (unix stream, one JSON request line, then):
+//   - {"attach":true,"stdin":bool}: stdcopy frames ([stream,0,0,0,len BE32]
+//     + data) of every later output; with stdin, what the client writes goes
+//     to the container's stdin, and the client's half-close closes it. The
+//     connection ends when the container's output ends.
+//   - {"wait":true}: one JSON Exit line when the container has exited.
+package shim
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/logs"
+	"github.com/shoal-project/shoal/containerd/runtime"
+)
+
+// Options describe the container a shim supervises; they are its command line.
+type Options struct {
+	ID           string
+	Bundle       string
+	StateDir     string // shim.sock and exit.json
+	RuntimeRoot  string
+	CgroupParent string
+	LogPath      string
+	Stdin        bool // keep a stdin pipe open for attach -i
+}
+
+// Exit is the record of a finished container.
+type Exit struct {
+	ExitCode   int       `json:"exitCode"`
+	OOMKilled  bool      `json:"oomKilled"`
+	FinishedAt time.Time `json:"finishedAt"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Status is what the shim reports on the status pipe during start-up.
+type Status struct {
+	Created bool   `json:"created,omitempty"`
+	Pid     int    `json:"pid,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Kind is "notfound" or "permission" when the process cannot be executed.
+	Kind string `json:"kind,omitempty"`
+}
+
+// Request is the first line a client sends on the socket.
+type Request struct {
+	Attach bool `json:"attach,omitempty"`
+	Stdin  bool `json:"stdin,omitempty"`
+	Wait   bool `json:"wait,omitempty"`
+}
+
+// SocketPath is where the shim of a container listens.
+func SocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.sock") }
+
+// ExitPath is where the shim records the exit.
+func ExitPath(stateDir string) string { return filepath.Join(stateDir, "exit.json") }
+
+// Args renders opts as the shim's command line (after the binary).
+func (o Options) Args() []string {
+	a := []string{"shim", "--id", o.ID, "--bundle", o.Bundle, "--state", o.StateDir,
+		"--runtime-root", o.RuntimeRoot, "--cgroup-parent", o.CgroupParent, "--log", o.LogPath}
+	if o.Stdin {
+		a = append(a, "--stdin")
+	}
+	return a
+}
+
+func parseArgs(args []string) (Options, error) {
+	var o Options
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--stdin" {
+			o.Stdin = true
+			continue
+		}
+		if i+1 >= len(args) {
+			return o, fmt.Errorf("flag %s needs a value", args[i])
+		}
+		v := args[i+1]
+		switch args[i] {
+		case "--id":
+			o.ID = v
+		case "--bundle":
+			o.Bundle = v
+		case "--state":
+			o.StateDir = v
+		case "--runtime-root":
+			o.RuntimeRoot = v
+		case "--cgroup-parent":
+			o.CgroupParent = v
+		case "--log":
+			o.LogPath = v
+		default:
+			return o, fmt.Errorf("unknown flag %s", args[i])
+		}
+		i++
+	}
+	if o.ID == "" || o.Bundle == "" || o.StateDir == "" || o.RuntimeRoot == "" || o.LogPath == "" {
+		return o, errors.New("--id, --bundle, --state, --runtime-root and --log are required")
+	}
+	return o, nil
+}
+
+// Main is `shoal shim ARGS...`; it never returns.
+func Main(args []string) {
+	status := os.NewFile(3, "status")
+	start := os.NewFile(4, "start")
+	opts, err := parseArgs(args)
+	if err != nil {
+		report(status, Status{Error: "shim: " + err.Error()})
+		os.Exit(2)
+	}
+	if err := run(opts, status, start); err != nil {
+		fmt.Fprintln(os.Stderr, "shim:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func report(w io.Writer, s Status) {
+	if w != nil {
+		_ = json.NewEncoder(w).Encode(s)
+	}
+}
+
+// fanout sends output frames to the attached clients.
+type fanout struct {
+	mu      sync.Mutex // guards clients and closed
+	clients map[net.Conn]struct{}
+	closed  bool
+}
+
+func (f *fanout) add(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.clients[c] = struct{}{}
+	return true
+}
+
+func (f *fanout) send(stream string, b []byte) {
+	frame := make([]byte, 8+len(b))
+	frame[0] = 1
+	if stream == "stderr" {
+		frame[0] = 2
+	}
+	binary.BigEndian.PutUint32(frame[4:], uint32(len(b)))
+	copy(frame[8:], b)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.clients {
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(frame); err != nil {
+			// A slow or gone client must not stall the container's output.
+			c.Close()
+			delete(f.clients, c)
+		}
+	}
+}
+
+func (f *fanout) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for c := range f.clients {
+		c.Close()
+	}
+	f.clients = nil
+}
+
+func run(o Options, status, start *os.File) error {
+	// Orphaned grandchildren of the container (there are none outside its pid
+	// namespace, but an exec'd process may leave some) are reaped here.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	ctx := context.Background()
+	ln, err := net.Listen("unix", SocketPath(o.StateDir))
+	if err != nil {
+		report(status, Status{Error: fmt.Sprintf("shim listen: %v", err)})
+		return err
+	}
+	defer ln.Close()
+	logw, err := logs.NewWriter(o.LogPath)
+	if err != nil {
+		report(status, Status{Error: err.Error()})
+		return err
+	}
+	defer logw.Close()
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	var stdinR, stdinW *os.File
+	if o.Stdin {
+		if stdinR, stdinW, err = os.Pipe(); err != nil {
+			return err
+		}
+	}
+	rt := runtime.New(o.RuntimeRoot)
+	if o.CgroupParent != "" {
+		rt.CgroupParent = o.CgroupParent
+	}
+	if err := rt.Create(ctx, o.ID, o.Bundle, runtime.CreateOptions{Stdin: stdinR, Stdout: outW, Stderr: errW}); err != nil {
+		s := Status{Error: err.Error()}
+		switch {
+		case errors.Is(err, runtime.ErrExecNotFound):
+			s.Kind = "notfound"
+		case errors.Is(err, runtime.ErrExecPermission):
+			s.Kind = "permission"
+		}
+		report(status, s)
+		return err
+	}
+	outW.Close()
+	errW.Close()
+	if stdinR != nil {
+		stdinR.Close()
+	}
+
+	fan := &fanout{clients: map[net.Conn]struct{}{}}
+	var copiers sync.WaitGroup
+	for _, p := range []struct {
+		stream string
+		r      *os.File
+	}{{"stdout", outR}, {"stderr", errR}} {
+		copiers.Add(1)
+		go func(stream string, r *os.File) {
+			defer copiers.Done()
+			_ = logs.Copy(logw, stream, r, fan.send)
+		}(p.stream, p.r)
+	}
+	exitCh := make(chan Exit, 1)
+	var exitOnce sync.Once
+	var exitRec Exit
+	go serve(ln, fan, stdinW, func() Exit {
+		exitOnce.Do(func() { exitRec = <-exitCh })
+		return exitRec
+	})
+
+	report(status, Status{Created: true})
+	// Wait for the engine's go-ahead: it has connected the clients that attached before start.
+	buf := make([]byte, 16)
+	if n, _ := start.Read(buf); n == 0 {
+		_ = rt.Delete(ctx, o.ID, true)
+		return errors.New("engine went away before start")
+	}
+	if err := rt.Start(ctx, o.ID); err != nil {
+		report(status, Status{Error: err.Error()})
+		_ = rt.Delete(ctx, o.ID, true)
+		return err
+	}
+	st, err := rt.State(o.ID)
+	if err != nil {
+		report(status, Status{Error: err.Error()})
+		return err
+	}
+	report(status, Status{Pid: st.Pid})
+	status.Close()
+	start.Close()
+
+	code, werr := rt.Wait(ctx, o.ID)
+	copiers.Wait()
+	exit := Exit{ExitCode: code, FinishedAt: time.Now().UTC()}
+	if werr != nil {
+		exit.Error = werr.Error()
+	}
+	if n, err := rt.OOMKillCount(o.ID); err == nil && n > 0 {
+		exit.OOMKilled = true
+	}
+	_ = rt.Delete(ctx, o.ID, true)
+	if err := writeExit(o.StateDir, exit); err != nil {
+		return err
+	}
+	fan.closeAll()
+	exitCh <- exit
+	// Give waiters a moment to read the exit line before the socket goes.
+	time.Sleep(20 * time.Millisecond)
+	return nil
+}
+
+// serve answers clients of the socket until it is closed.
+func serve(ln net.Listener, fan *fanout, stdin *os.File, exit func() Exit) {
+	var stdinMu sync.Mutex // guards stdin
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func(c net.Conn) {
+			var req Request
+			dec := json.NewDecoder(c)
+			if err := dec.Decode(&req); err != nil {
+				c.Close()
+				return
+			}
+			switch {
+			case req.Wait:
+				e := exit()
+				_ = json.NewEncoder(c).Encode(e)
+				c.Close()
+			case req.Attach:
+				if !fan.add(c) {
+					c.Close()
+					return
+				}
+				if req.Stdin && stdin != nil {
+					// The decoder may have buffered the first stdin bytes.
+					r := io.MultiReader(dec.Buffered(), c)
+					_, _ = io.Copy(stdin, r)
+					stdinMu.Lock()
+					stdin.Close()
+					stdinMu.Unlock()
+				}
+			default:
+				c.Close()
+			}
+		}(c)
+	}
+}
+
+func writeExit(dir string, e Exit) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	tmp := ExitPath(dir) + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("record exit: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("record exit: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("record exit: %w", err)
+	}
+	f.Close()
+	if err := os.Rename(tmp, ExitPath(dir)); err != nil {
+		return fmt.Errorf("record exit: %w", err)
+	}
+	return nil
+}
+
+// ReadExit reads the exit record a shim left.
+func ReadExit(stateDir string) (Exit, error) {
+	var e Exit
+	b, err := os.ReadFile(ExitPath(stateDir))
+	if err != nil {
+		return e, err
+	}
+	return e, json.Unmarshal(b, &e)
+}
