@@ -16,7 +16,7 @@
 //
 // Socket protocol (unix stream, one JSON request line, then):
 //   - {"attach":true,"stdin":bool}: stdcopy frames ([stream,0,0,0,len BE32]
-//     + data) of every later output; with stdin, what the client writes goes
+//   - data) of every later output; with stdin, what the client writes goes
 //     to the container's stdin, and the client's half-close closes it. The
 //     connection ends when the container's output ends.
 //   - {"wait":true}: one JSON Exit line when the container has exited.
