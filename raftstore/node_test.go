@@ -97,8 +97,10 @@ func testConfig(t testing.TB, id, dir, addr string, fn *faultNet) Config {
 	}
 	return Config{
 		ID: id, Dir: dir, Listener: faultListener{ln, fn}, Dial: fn.dial,
-		HeartbeatTimeout: 150 * time.Millisecond, ElectionTimeout: 150 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+		// Short enough for quick failover, long enough for a loaded 2-core
+		// machine (and -race) not to miss heartbeats.
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		SnapshotThreshold: 40, TrailingLogs: 10, SnapshotInterval: 100 * time.Millisecond,
 		Logger: hclog.NewNullLogger(),
 	}
@@ -166,6 +168,36 @@ func createService(ctx context.Context, s *MemoryStore, id string) error {
 	return s.Update(ctx, func(tx WriteTx) error { return tx.Create(svc(id, id, 0)) })
 }
 
+// writeOnLeader creates service id through whichever node leads, retrying
+// while leadership moves (a loaded 2-core machine can delay heartbeats). A
+// conflict after an attempt whose outcome was unknown means that attempt
+// committed.
+func writeOnLeader(ctx context.Context, nodes []*testNode, id string) error {
+	uncertain := false
+	for {
+		for _, n := range nodes {
+			if !n.IsLeader() {
+				continue
+			}
+			err := createService(ctx, n.Store(), id)
+			switch {
+			case err == nil, uncertain && errors.Is(err, api.ErrConflict):
+				return nil
+			case errors.Is(err, api.ErrUnavailable):
+				uncertain = true
+			case !errors.Is(err, api.ErrNotLeader):
+				return err
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("write %s: %w", id, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func hasService(n *testNode, id string) bool {
 	found := false
 	n.Store().View(func(tx ReadTx) { found = tx.GetService(id) != nil })
@@ -183,7 +215,7 @@ func TestClusterReplicatesAndFailsOver(t *testing.T) {
 	}
 	w := follower.Store().Watch(KindService)
 	defer w.Close()
-	if err := createService(ctx, leader.Store(), "before"); err != nil {
+	if err := writeOnLeader(ctx, nodes, "before"); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
@@ -212,23 +244,24 @@ func TestClusterReplicatesAndFailsOver(t *testing.T) {
 		t.Fatalf("members %v, %v", members, err)
 	}
 
-	changed := nodes[1].LeaderChanged()
-	if err := leader.Close(); err != nil {
-		t.Fatal(err)
-	}
+	leader = leaderOf(t, nodes)
 	var rest []*testNode
 	for _, n := range nodes {
 		if n != leader {
 			rest = append(rest, n)
 		}
 	}
+	changed := rest[0].LeaderChanged()
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-changed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no leader change observed")
 	}
-	newLeader := leaderOf(t, rest)
-	if err := createService(ctx, newLeader.Store(), "after"); err != nil {
+	leaderOf(t, rest)
+	if err := writeOnLeader(ctx, rest, "after"); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range rest {
@@ -260,7 +293,7 @@ func TestClusterRestartKeepsAcknowledgedWrites(t *testing.T) {
 			defer wg.Done()
 			for i := range perWriter {
 				id := fmt.Sprintf("w%02d-%02d", w, i)
-				if err := createService(ctx, leader.Store(), id); err != nil {
+				if err := writeOnLeader(ctx, nodes, id); err != nil {
 					t.Errorf("write %s: %v", id, err)
 					return
 				}
@@ -286,7 +319,7 @@ func TestClusterRestartKeepsAcknowledgedWrites(t *testing.T) {
 	if first, _ := leader.wal.FirstIndex(); first <= 1 {
 		t.Errorf("log not compacted after a snapshot: first index %d", first)
 	}
-	if err := createService(ctx, leader.Store(), "after-snapshot"); err != nil {
+	if err := writeOnLeader(ctx, nodes, "after-snapshot"); err != nil {
 		t.Fatal(err)
 	}
 	acked = append(acked, "after-snapshot")
@@ -321,16 +354,17 @@ func TestClusterRestartKeepsAcknowledgedWrites(t *testing.T) {
 // holds the majority's state, without its own uncommitted write.
 func TestMinorityCannotCommit(t *testing.T) {
 	nodes := startCluster(t, 3)
-	ctx := context.Background()
-	old := leaderOf(t, nodes)
-	if err := createService(ctx, old.Store(), "base"); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := writeOnLeader(ctx, nodes, "base"); err != nil {
 		t.Fatal(err)
 	}
+	old := leaderOf(t, nodes)
 	old.net.isolate()
 
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
 	err := createService(short, old.Store(), "minority")
-	cancel()
+	cancelShort()
 	if err == nil {
 		t.Fatal("isolated leader committed a write")
 	}
@@ -342,8 +376,8 @@ func TestMinorityCannotCommit(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
-	newLeader := leaderOf(t, rest)
-	if err := createService(ctx, newLeader.Store(), "majority"); err != nil {
+	leaderOf(t, rest)
+	if err := writeOnLeader(ctx, rest, "majority"); err != nil {
 		t.Fatal(err)
 	}
 	if hasService(old, "majority") {
