@@ -10,9 +10,12 @@ import (
 )
 
 func main() {
+	// The container init, the shim and the OCI runtime CLI come first: they
+	// are on the container start path and must not pay for the CLI's set-up.
 	if daemon.Reexec(os.Args) {
 		return
 	}
 	root := cli.NewRootCommand()
+	root.AddCommand(daemon.Command())
 	os.Exit(cli.Execute(root))
 }

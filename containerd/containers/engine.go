@@ -327,3 +327,12 @@ func (e *Engine) cleanup(id string) {
 	os.RemoveAll(e.shimDir(id))
 	os.RemoveAll(e.containerDir(id))
 }
+
+// SetNetwork records the namespace a created container joins and its addresses.
+func (e *Engine) SetNetwork(id, netnsPath string, s NetworkSettings) error {
+	_, err := e.update(id, func(c *Container) {
+		c.Config.NetNSPath = netnsPath
+		c.Config.Network = s
+	})
+	return err
+}
