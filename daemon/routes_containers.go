@@ -432,4 +432,3 @@ func writeFrame(w interface{ Write([]byte) (int, error) }, stream byte, b []byte
 func commandOf(c containers.Container) string {
 	return strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
 }
-

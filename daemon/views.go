@@ -182,4 +182,3 @@ func nonNilSlice(s []string) []string {
 	}
 	return s
 }
-
