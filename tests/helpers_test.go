@@ -37,6 +37,18 @@ func runHost(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
+// httpGet fetches url from the host and returns the body, or "" on any error.
+func httpGet(url string) string {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // writeTar writes a tar with one regular file.
 func writeTar(t *testing.T, path, name, content string) {
 	t.Helper()

@@ -68,7 +68,7 @@ func (e *Engine) Attach(ctx context.Context, idOrName string, stdin io.Reader, o
 
 // pumpAttach connects a to the shim and copies until the output ends.
 func (e *Engine) pumpAttach(id string, a *attachReq) {
-	conn, err := net.Dial("unix", shimSocket(e.opts.ExecRoot, id))
+	conn, err := shim.Dial(e.shimDir(id))
 	if err != nil {
 		a.fail(fmt.Errorf("attach %s: %w", id[:12], err))
 		return

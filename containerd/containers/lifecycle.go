@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,7 +309,7 @@ func shimError(st shim.Status, err error, c Container) error {
 
 // startMonitor waits, in a goroutine, for the shim to report the exit.
 func (e *Engine) startMonitor(id string) error {
-	conn, err := net.Dial("unix", shimSocket(e.opts.ExecRoot, id))
+	conn, err := shim.Dial(e.shimDir(id))
 	if err != nil {
 		return err
 	}

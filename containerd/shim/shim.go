@@ -201,7 +201,7 @@ func run(o Options, status, start *os.File) error {
 	// namespace, but an exec'd process may leave some) are reaped here.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	ctx := context.Background()
-	ln, err := net.Listen("unix", SocketPath(o.StateDir))
+	ln, err := listenUnix(SocketPath(o.StateDir))
 	if err != nil {
 		report(status, Status{Error: fmt.Sprintf("shim listen: %v", err)})
 		return err

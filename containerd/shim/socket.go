@@ -1,0 +1,55 @@
+package shim
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSunPath is the room for a path in sockaddr_un, less the terminating NUL.
+const maxSunPath = 107
+
+// withShortPath calls fn with a path naming the same file as path but short
+// enough for a unix socket address: deep state directories (long exec roots,
+// 64-hex container IDs) exceed the kernel's 108 bytes, so the directory is
+// opened and reached through /proc/self/fd/N.
+func withShortPath(path string, fn func(string) error) error {
+	if len(path) <= maxSunPath {
+		return fn(path)
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return fn(fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path)))
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	var ln net.Listener
+	err := withShortPath(path, func(p string) error {
+		var err error
+		ln, err = net.Listen("unix", p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Only the daemon (root) talks to the shim.
+	_ = unix.Chmod(path, 0o600)
+	return ln, nil
+}
+
+// Dial connects to the shim whose state directory is stateDir.
+func Dial(stateDir string) (net.Conn, error) {
+	var c net.Conn
+	err := withShortPath(SocketPath(stateDir), func(p string) error {
+		var err error
+		c, err = net.Dial("unix", p)
+		return err
+	})
+	return c, err
+}
