@@ -38,6 +38,7 @@ import (
 
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
+	"github.com/shoal-project/shoal/containerd/shim"
 )
 
 // Error classes; the daemon maps them to HTTP statuses with errors.Is.
@@ -73,9 +74,13 @@ type Engine struct {
 }
 
 type record struct {
+	// saveMu serialises the writes of this record's config.v2.json, so the
+	// file always ends with the latest state; it is taken before e.mu.
+	saveMu  sync.Mutex
 	c       Container
 	changed chan struct{} // closed and replaced on every change
-	removed bool
+	removed bool // Remove has begun: invisible to lookups
+	gone    bool // Remove has finished: nothing of it is left
 	pending []*attachReq // attach requests waiting for the start
 }
 
@@ -117,6 +122,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		e.records[c.ID] = r
 		if c.State.Running {
 			e.readopt(r)
+		} else {
+			// A shim killed before it cleaned up leaves the runtime's state
+			// and cgroup behind; a stopped container needs neither.
+			_ = rt.Delete(ctx, c.ID, true)
 		}
 	}
 	return e, nil
@@ -133,8 +142,14 @@ func cgroupParent(p string) string {
 // daemon stopped, or records the exit the shim left behind.
 func (e *Engine) readopt(r *record) {
 	id := r.c.ID
-	if _, err := os.Stat(shimSocket(e.opts.ExecRoot, id)); err == nil {
-		if e.startMonitor(id) == nil {
+	// Ask the shim rather than trust the socket's presence: the container
+	// may have ended a moment ago, with the shim about to go.
+	if st, err := shim.QueryState(e.shimDir(id)); err == nil {
+		if st.Exit != nil {
+			e.setExited(id, *st.Exit)
+			return
+		}
+		if st.Running && e.startMonitor(id) == nil {
 			return
 		}
 	}
@@ -185,20 +200,32 @@ func (e *Engine) persist(c Container) error {
 	return os.Rename(tmp, filepath.Join(dir, "config.v2.json"))
 }
 
-// update applies fn to a record under the lock, persists and broadcasts.
+// update applies fn to a record, persists it and then broadcasts the change:
+// a waiter that sees the new state can rely on it being on disk (a daemon
+// restarted right after a Wait reads the same state).
 func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
 	e.mu.Lock()
 	r, ok := e.records[id]
-	if !ok || r.removed {
+	e.mu.Unlock()
+	if !ok {
+		return Container{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	e.mu.Lock()
+	if r.removed {
 		e.mu.Unlock()
 		return Container{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	fn(&r.c)
 	c := r.c
+	e.mu.Unlock()
+	err := e.persist(c)
+	e.mu.Lock()
 	close(r.changed)
 	r.changed = make(chan struct{})
 	e.mu.Unlock()
-	return c, e.persist(c)
+	return c, err
 }
 
 // Get finds a container by full ID, name or unique ID prefix.
@@ -290,11 +317,11 @@ func (e *Engine) Wait(ctx context.Context, idOrName, condition string, registere
 	}
 	for {
 		e.mu.Lock()
-		st, removed, ch := r.c.State, r.removed, r.changed
+		st, removed, gone, ch := r.c.State, r.removed, r.gone, r.changed
 		e.mu.Unlock()
 		switch condition {
 		case WaitRemoved:
-			if removed {
+			if gone {
 				return st, nil
 			}
 		case WaitNextExit:

@@ -83,6 +83,16 @@ func (e *Engine) ArchivePath(ctx context.Context, idOrName, path string, w io.Wr
 		base = "."
 	}
 	tr, tw := tar.NewReader(pr), tar.NewWriter(w)
+	// The directory itself comes first, as in docker cp's archives, so that
+	// its mode and owner travel too.
+	top, err := tar.FileInfoHeader(fi, "")
+	if err != nil {
+		return err
+	}
+	top.Name = base + "/"
+	if err := tw.WriteHeader(top); err != nil {
+		return err
+	}
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -92,11 +102,10 @@ func (e *Engine) ArchivePath(ctx context.Context, idOrName, path string, w io.Wr
 			return err
 		}
 		name := strings.TrimPrefix(h.Name, "./")
-		if name == "" || name == "." {
-			h.Name = base + "/"
-		} else {
-			h.Name = base + "/" + name
+		if name == "" || name == "." || name == "/" {
+			continue
 		}
+		h.Name = base + "/" + name
 		if h.Typeflag == tar.TypeLink {
 			h.Linkname = base + "/" + strings.TrimPrefix(h.Linkname, "./")
 		}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
 
@@ -336,7 +337,9 @@ func (e *Engine) startMonitor(id string) error {
 }
 
 func (e *Engine) setExited(id string, ex shim.Exit) {
+	var shimPid int
 	c, err := e.update(id, func(c *Container) {
+		shimPid = c.State.ShimPid
 		c.State.Running = false
 		c.State.Status = "exited"
 		c.State.Pid = 0
@@ -349,6 +352,7 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	if err != nil {
 		return
 	}
+	waitShimGone(shimPid, id)
 	os.RemoveAll(e.shimDir(id))
 	if c.Config.AutoRemove {
 		_ = e.Remove(context.Background(), id, true)
@@ -403,7 +407,8 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 	if err == nil {
 		return nil
 	}
-	if err := e.rt.Kill(c.ID, unix.SIGKILL, true); err != nil {
+	// Not found: it has just exited, and its monitor is recording that.
+	if err := e.rt.Kill(c.ID, unix.SIGKILL, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		return fmt.Errorf("stop %s: %w", c.ID[:12], err)
 	}
 	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
@@ -431,17 +436,28 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 	}
 	e.mu.Lock()
 	r, ok := e.records[c.ID]
-	if !ok || r.removed {
+	e.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
+	}
+	// After saveMu no update can write the record again: the files can go.
+	r.saveMu.Lock()
+	e.mu.Lock()
+	if r.removed {
 		e.mu.Unlock()
+		r.saveMu.Unlock()
 		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
 	}
 	r.removed = true
-	close(r.changed)
-	r.changed = make(chan struct{})
 	e.mu.Unlock()
+	r.saveMu.Unlock()
 	e.cleanup(c.ID)
+	// Waiters for "removed" wake only now, when nothing of it is left.
 	e.mu.Lock()
 	delete(e.records, c.ID)
+	r.gone = true
+	close(r.changed)
+	r.changed = make(chan struct{})
 	e.mu.Unlock()
 	if e.opts.Released != nil {
 		e.opts.Released(c.ID)
@@ -469,4 +485,35 @@ func ParseSignal(s string) (unix.Signal, error) {
 		return sig, nil
 	}
 	return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalidArgument, s)
+}
+
+// waitShimGone waits (briefly: the shim exits right after it has answered its
+// waiters) until the shim process pid of container id has exited, so that
+// nothing of a stopped container runs when Remove returns. A pid that no
+// longer names that shim (reaped, reused) counts as gone.
+func waitShimGone(pid int, id string) {
+	if pid <= 0 {
+		return
+	}
+	isShim := func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && strings.Contains(string(b), "\x00"+id+"\x00")
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if !isShim() {
+		return
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
+		if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+			return
+		}
+	}
+	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 }

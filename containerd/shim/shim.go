@@ -20,9 +20,12 @@
 //     to the container's stdin, and the client's half-close closes it. The
 //     connection ends when the container's output ends.
 //   - {"wait":true}: one JSON Exit line when the container has exited.
+//   - {"state":true}: one JSON StateReply line at once (a restarted daemon
+//     learns whether the container is still running or how it ended).
 package shim
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -33,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -74,6 +78,36 @@ type Request struct {
 	Attach bool `json:"attach,omitempty"`
 	Stdin  bool `json:"stdin,omitempty"`
 	Wait   bool `json:"wait,omitempty"`
+	// State asks for one StateReply line, at once.
+	State bool `json:"state,omitempty"`
+}
+
+// StateReply answers a State request: the container's init pid and, once
+// it has exited, its exit record (then Running is false).
+type StateReply struct {
+	Pid     int   `json:"pid"`
+	Running bool  `json:"running"`
+	Exit    *Exit `json:"exit,omitempty"`
+}
+
+// exitState is the container's fate, shared by the supervising goroutine
+// (the only writer) and the socket's clients.
+type exitState struct {
+	pid  atomic.Int64
+	done chan struct{} // closed once exit is set
+	exit Exit          // written once, before done is closed
+}
+
+func (x *exitState) reply() StateReply {
+	r := StateReply{Pid: int(x.pid.Load())}
+	select {
+	case <-x.done:
+		e := x.exit
+		r.Exit = &e
+	default:
+		r.Running = r.Pid != 0
+	}
+	return r
 }
 
 // SocketPath is where the shim of a container listens.
@@ -261,13 +295,10 @@ func run(o Options, status, start *os.File) error {
 			_ = logs.Copy(logw, stream, r, fan.send)
 		}(p.stream, p.r)
 	}
-	exitCh := make(chan Exit, 1)
-	var exitOnce sync.Once
-	var exitRec Exit
-	go serve(ln, fan, stdinW, func() Exit {
-		exitOnce.Do(func() { exitRec = <-exitCh })
-		return exitRec
-	})
+	xs := &exitState{done: make(chan struct{})}
+	var replies sync.WaitGroup // wait and state requests not yet answered
+	served := make(chan struct{})
+	go func() { serve(ln, fan, stdinW, xs, &replies); close(served) }()
 
 	report(status, Status{Created: true})
 	// Wait for the engine's go-ahead: it has connected the clients that attached before start.
@@ -286,6 +317,7 @@ func run(o Options, status, start *os.File) error {
 		report(status, Status{Error: err.Error()})
 		return err
 	}
+	xs.pid.Store(int64(st.Pid))
 	report(status, Status{Pid: st.Pid})
 	status.Close()
 	start.Close()
@@ -304,41 +336,65 @@ func run(o Options, status, start *os.File) error {
 		return err
 	}
 	fan.closeAll()
-	exitCh <- exit
-	// Give waiters a moment to read the exit line before the socket goes.
-	time.Sleep(20 * time.Millisecond)
+	xs.exit = exit
+	close(xs.done)
+	// No new clients; the ones asking for the exit get their answer before
+	// the process goes (later ones read exit.json instead).
+	ln.Close()
+	<-served
+	answered := make(chan struct{})
+	go func() { replies.Wait(); close(answered) }()
+	select {
+	case <-answered:
+	case <-time.After(2 * time.Second):
+	}
 	return nil
 }
 
-// serve answers clients of the socket until it is closed.
-func serve(ln net.Listener, fan *fanout, stdin *os.File, exit func() Exit) {
+// serve answers clients of the socket until it is closed. Each connection
+// counts in replies until it is answered (attach connections: until their
+// request is read), so that the shim does not exit under a waiter.
+func serve(ln net.Listener, fan *fanout, stdin *os.File, xs *exitState, replies *sync.WaitGroup) {
 	var stdinMu sync.Mutex // guards stdin
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
+		replies.Add(1)
 		go func(c net.Conn) {
+			answered := false
+			answer := func() {
+				if !answered {
+					answered = true
+					replies.Done()
+				}
+			}
+			defer answer()
 			var req Request
-			dec := json.NewDecoder(c)
-			if err := dec.Decode(&req); err != nil {
+			// One request line; what follows it on an attach is stdin.
+			br := bufio.NewReader(c)
+			line, err := br.ReadBytes('\n')
+			if err != nil || json.Unmarshal(line, &req) != nil {
 				c.Close()
 				return
 			}
 			switch {
 			case req.Wait:
-				e := exit()
-				_ = json.NewEncoder(c).Encode(e)
+				<-xs.done
+				_ = json.NewEncoder(c).Encode(xs.exit)
+				c.Close()
+			case req.State:
+				_ = json.NewEncoder(c).Encode(xs.reply())
 				c.Close()
 			case req.Attach:
+				answer()
 				if !fan.add(c) {
 					c.Close()
 					return
 				}
 				if req.Stdin && stdin != nil {
-					// The decoder may have buffered the first stdin bytes.
-					r := io.MultiReader(dec.Buffered(), c)
-					_, _ = io.Copy(stdin, r)
+					_, _ = io.Copy(stdin, br)
 					stdinMu.Lock()
 					stdin.Close()
 					stdinMu.Unlock()

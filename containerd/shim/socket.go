@@ -1,10 +1,12 @@
 package shim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,4 +54,22 @@ func Dial(stateDir string) (net.Conn, error) {
 		return err
 	})
 	return c, err
+}
+
+// QueryState asks the shim of stateDir for the container's state.
+func QueryState(stateDir string) (StateReply, error) {
+	var r StateReply
+	c, err := Dial(stateDir)
+	if err != nil {
+		return r, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := json.NewEncoder(c).Encode(Request{State: true}); err != nil {
+		return r, fmt.Errorf("shim state: %w", err)
+	}
+	if err := json.NewDecoder(c).Decode(&r); err != nil {
+		return r, fmt.Errorf("shim state: %w", err)
+	}
+	return r, nil
 }
