@@ -79,9 +79,9 @@ type record struct {
 	saveMu  sync.Mutex
 	c       Container
 	changed chan struct{} // closed and replaced on every change
-	removed bool // Remove has begun: invisible to lookups
-	gone    bool // Remove has finished: nothing of it is left
-	pending []*attachReq // attach requests waiting for the start
+	removed bool          // Remove has begun: invisible to lookups
+	gone    bool          // Remove has finished: nothing of it is left
+	pending []*attachReq  // attach requests waiting for the start
 }
 
 var namePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
