@@ -41,13 +41,13 @@ func TestMain(m *testing.M) {
 
 // testEnv is an engine over a fresh data root with a busybox image.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	e      *Engine
 	opts   Options
 	cancel context.CancelFunc
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -58,7 +58,7 @@ func requireRoot(t *testing.T) {
 }
 
 // busyboxTar is a rootfs of /bin/busybox and its applet symlinks.
-func busyboxTar(t *testing.T) []byte {
+func busyboxTar(t testing.TB) []byte {
 	t.Helper()
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
@@ -101,7 +101,7 @@ func busyboxTar(t *testing.T) []byte {
 
 // newEnv opens an engine whose data root, exec root and cgroup parent are
 // the test's own; everything is removed when the test ends, also on failure.
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireRoot(t)
 	// A short root: shim socket paths must fit in sun_path.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -167,9 +168,9 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	code := -1
 	if werr == nil {
 		code = ps.ExitCode()
-		if ws, ok := ps.Sys().(interface{ Signal() os.Signal }); ok && code == -1 {
-			_ = ws
-			code = 137
+		// Killed by a signal: 128+N, as a shell and Docker report it.
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
 		}
 	}
 	e.setExec(execID, func(x *execRecord) { x.Running, x.ExitCode = false, code })

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -320,7 +321,9 @@ func (e *Engine) startMonitor(id string) error {
 	}
 	go func() {
 		defer conn.Close()
-		go func() { <-e.ctx.Done(); conn.Close() }()
+		// The engine's end unblocks the read; the next daemon re-adopts.
+		stop := context.AfterFunc(e.ctx, func() { conn.Close() })
+		defer stop()
 		var ex shim.Exit
 		if err := json.NewDecoder(conn).Decode(&ex); err != nil {
 			if e.ctx.Err() != nil {
@@ -483,6 +486,30 @@ func ParseSignal(s string) (unix.Signal, error) {
 	}
 	if sig := unix.SignalNum(s); sig != 0 {
 		return sig, nil
+	}
+	// Real-time signals by offset, as Docker names them: RTMIN, RTMIN+3, RTMAX-1.
+	base, off := s, 0
+	for _, op := range []string{"+", "-"} {
+		if b, o, ok := strings.Cut(s, op); ok {
+			n, err := strconv.Atoi(o)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalidArgument, s)
+			}
+			base, off = b, n
+			if op == "-" {
+				off = -n
+			}
+		}
+	}
+	sig := 0
+	switch base {
+	case "SIGRTMIN":
+		sig = 34 + off
+	case "SIGRTMAX":
+		sig = 64 + off
+	}
+	if sig >= 34 && sig <= 64 {
+		return unix.Signal(sig), nil
 	}
 	return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalidArgument, s)
 }
