@@ -1,0 +1,110 @@
+package containers
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/images"
+)
+
+// testDaemonMain is a stand-in daemon in its own process: it opens the
+// engine over the given roots, starts `sleep 1000`, prints the container's
+// ID and waits to be killed.
+func testDaemonMain(args []string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "test-daemon:", err)
+		os.Exit(1)
+	}
+	if len(args) != 4 {
+		fail(fmt.Errorf("want ROOT EXECROOT CGROUP-PARENT BINARY"))
+	}
+	imgs, err := images.Open(args[0])
+	if err != nil {
+		fail(err)
+	}
+	e, err := Open(context.Background(), Options{Root: args[0], ExecRoot: args[1], CgroupParent: args[2], Images: imgs, Binary: args[3]})
+	if err != nil {
+		fail(err)
+	}
+	c, err := e.Create(context.Background(), "survivor", Config{Image: "busybox", Cmd: []string{"sleep", "1000"}, NetworkMode: "none"})
+	if err != nil {
+		fail(err)
+	}
+	if err := e.Start(context.Background(), c.ID); err != nil {
+		fail(err)
+	}
+	fmt.Println(c.ID)
+	select {}
+}
+
+// TestDaemonKilledContainersSurvive kills a daemon process and its whole
+// process group with SIGKILL: the container and its shim live on, and the
+// next engine re-adopts them and can stop and remove them without leaks.
+func TestDaemonKilledContainersSurvive(t *testing.T) {
+	env := newEnv(t)
+	env.crash() // the stand-in daemon owns the roots now
+	cmd := exec.Command(env.opts.Binary, "test-daemon", env.opts.Root, env.opts.ExecRoot, env.opts.CgroupParent, env.opts.Binary)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	kill := func() {
+		if !killed {
+			killed = true
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+			_ = cmd.Wait()
+		}
+	}
+	defer kill()
+	idc := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		idc <- strings.TrimSpace(line)
+	}()
+	var id string
+	select {
+	case id = <-idc:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stand-in daemon did not start its container")
+	}
+	if len(id) != 64 {
+		t.Fatalf("stand-in daemon said %q", id)
+	}
+	kill()
+
+	env.open()
+	c, err := env.e.Get("survivor")
+	if err != nil || c.ID != id || !c.State.Running {
+		t.Fatalf("after the daemon's SIGKILL: %+v %v", c.State, err)
+	}
+	if unix.Kill(c.State.Pid, 0) != nil || unix.Kill(c.State.ShimPid, 0) != nil {
+		t.Fatalf("container pid %d or shim pid %d died with the daemon", c.State.Pid, c.State.ShimPid)
+	}
+	if err := env.e.Stop(context.Background(), id, new(int)); err != nil {
+		t.Fatal(err)
+	}
+	if st := env.wait(id, 10*time.Second); st.ExitCode != 137 || st.Running {
+		t.Fatalf("stop after re-adoption: %+v", st)
+	}
+	if err := env.e.Remove(context.Background(), id, false); err != nil {
+		t.Fatal(err)
+	}
+	if left := env.traces(id); len(left) > 0 {
+		t.Fatalf("left after remove: %v", left)
+	}
+}
