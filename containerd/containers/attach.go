@@ -14,6 +14,7 @@ import (
 // attachReq is a client's attach: output goes to out as stdcopy frames, and
 // stdin (if not nil) to the container.
 type attachReq struct {
+	ctx       context.Context // the client's: its end closes the connection
 	stdin     io.Reader
 	out       io.Writer // receives stdcopy frames
 	done      chan error
@@ -34,7 +35,7 @@ func (a *attachReq) fail(err error) {
 // container, until the container's output ends. Attached to a created
 // container, it waits for the start and misses nothing of the output.
 func (e *Engine) Attach(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer) error {
-	a := &attachReq{stdin: stdin, out: out, done: make(chan error, 1), connected: make(chan struct{})}
+	a := &attachReq{ctx: ctx, stdin: stdin, out: out, done: make(chan error, 1), connected: make(chan struct{})}
 	e.mu.Lock()
 	r, err := e.lookupLocked(idOrName)
 	if err != nil {
@@ -74,6 +75,8 @@ func (e *Engine) pumpAttach(id string, a *attachReq) {
 		return
 	}
 	defer conn.Close()
+	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
+	defer stop()
 	if err := json.NewEncoder(conn).Encode(shim.Request{Attach: true, Stdin: a.stdin != nil}); err != nil {
 		a.fail(err)
 		return

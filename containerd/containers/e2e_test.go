@@ -500,7 +500,7 @@ func (s *syncBuffer) Bytes() []byte {
 
 func TestAttachStdinBeforeStart(t *testing.T) {
 	env := newEnv(t)
-	c := env.create(Config{Cmd: []string{"sh", "-c", "echo ready; cat; echo done >&2"}, OpenStdin: true})
+	c := env.create(Config{Cmd: []string{"sh", "-c", "echo ready; cat; echo done >&2"}, OpenStdin: true, StdinOnce: true})
 	var out syncBuffer
 	errc := make(chan error, 1)
 	go func() {

@@ -244,7 +244,7 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	opts := shim.Options{
 		ID: id, Bundle: e.bundleDir(id), StateDir: e.shimDir(id),
 		RuntimeRoot: filepath.Join(e.opts.ExecRoot, "runtime"), CgroupParent: cgroupParent(e.opts.CgroupParent),
-		LogPath: e.LogPath(id), Stdin: c.Config.OpenStdin,
+		LogPath: e.LogPath(id), Stdin: c.Config.OpenStdin, StdinOnce: c.Config.StdinOnce,
 	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {

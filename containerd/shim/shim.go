@@ -54,6 +54,9 @@ type Options struct {
 	CgroupParent string
 	LogPath      string
 	Stdin        bool // keep a stdin pipe open for attach -i
+	// StdinOnce closes the container's stdin when the first attached client
+	// ends its input (docker run -i); otherwise stdin stays open for the next.
+	StdinOnce bool
 }
 
 // Exit is the record of a finished container.
@@ -123,14 +126,21 @@ func (o Options) Args() []string {
 	if o.Stdin {
 		a = append(a, "--stdin")
 	}
+	if o.StdinOnce {
+		a = append(a, "--stdin-once")
+	}
 	return a
 }
 
 func parseArgs(args []string) (Options, error) {
 	var o Options
 	for i := 0; i < len(args); i++ {
-		if args[i] == "--stdin" {
+		switch args[i] {
+		case "--stdin":
 			o.Stdin = true
+			continue
+		case "--stdin-once":
+			o.StdinOnce = true
 			continue
 		}
 		if i+1 >= len(args) {
@@ -298,7 +308,7 @@ func run(o Options, status, start *os.File) error {
 	xs := &exitState{done: make(chan struct{})}
 	var replies sync.WaitGroup // wait and state requests not yet answered
 	served := make(chan struct{})
-	go func() { serve(ln, fan, stdinW, xs, &replies); close(served) }()
+	go func() { serve(ln, fan, stdinW, o.StdinOnce, xs, &replies); close(served) }()
 
 	report(status, Status{Created: true})
 	// Wait for the engine's go-ahead: it has connected the clients that attached before start.
@@ -354,7 +364,7 @@ func run(o Options, status, start *os.File) error {
 // serve answers clients of the socket until it is closed. Each connection
 // counts in replies until it is answered (attach connections: until their
 // request is read), so that the shim does not exit under a waiter.
-func serve(ln net.Listener, fan *fanout, stdin *os.File, xs *exitState, replies *sync.WaitGroup) {
+func serve(ln net.Listener, fan *fanout, stdin *os.File, stdinOnce bool, xs *exitState, replies *sync.WaitGroup) {
 	var stdinMu sync.Mutex // guards stdin
 	for {
 		c, err := ln.Accept()
@@ -395,9 +405,11 @@ func serve(ln net.Listener, fan *fanout, stdin *os.File, xs *exitState, replies 
 				}
 				if req.Stdin && stdin != nil {
 					_, _ = io.Copy(stdin, br)
-					stdinMu.Lock()
-					stdin.Close()
-					stdinMu.Unlock()
+					if stdinOnce {
+						stdinMu.Lock()
+						stdin.Close()
+						stdinMu.Unlock()
+					}
 				}
 			default:
 				c.Close()

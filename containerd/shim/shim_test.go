@@ -16,7 +16,7 @@ import (
 )
 
 func TestArgsRoundTrip(t *testing.T) {
-	o := Options{ID: "c1", Bundle: "/b", StateDir: "/s", RuntimeRoot: "/r", CgroupParent: "/p", LogPath: "/l", Stdin: true}
+	o := Options{ID: "c1", Bundle: "/b", StateDir: "/s", RuntimeRoot: "/r", CgroupParent: "/p", LogPath: "/l", Stdin: true, StdinOnce: true}
 	got, err := parseArgs(o.Args()[1:])
 	if err != nil || !reflect.DeepEqual(got, o) {
 		t.Fatalf("parseArgs(Args()) = %+v, %v", got, err)
@@ -95,7 +95,7 @@ func TestProtocol(t *testing.T) {
 	xs.pid.Store(4242)
 	var replies sync.WaitGroup
 	served := make(chan struct{})
-	go func() { serve(ln, fan, stdinW, xs, &replies); close(served) }()
+	go func() { serve(ln, fan, stdinW, true, xs, &replies); close(served) }()
 
 	st, err := QueryState(dir)
 	if err != nil || !st.Running || st.Pid != 4242 || st.Exit != nil {
