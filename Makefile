@@ -29,7 +29,7 @@ build: deps
 # Every test: vet, unit tests, race tests, end-to-end tests on the built binary, OCI validation.
 test: build
 	go vet ./...
-	$(MAKE) --no-print-directory unit race e2e oci-validation
+	$(MAKE) --no-print-directory oci-validation unit race e2e
 
 unit:
 	go test -count=1 -p 2 $$(go list ./... | grep -v '/tests')
