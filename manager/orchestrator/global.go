@@ -84,6 +84,9 @@ func ReconcileGlobal(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now
 		case cur == nil:
 			if takesNew && g.allStopped(byNode) {
 				b.replace(svc, g, nil, 0, "node eligible")
+				if len(g.tasks) > 0 {
+					busy++ // a refill after a stop-first replacement
+				}
 			}
 		case isTerminal(cur):
 			b.restart(svc, g, byNode, takesNew)

@@ -85,8 +85,13 @@ func ReapHistory(services []*api.Service, tasks []*api.Task, limit int) Result {
 			continue
 		}
 		var keep []*api.Task
-		if g.current != nil && g.current.GetSpec().GetRestart().GetMaxAttempts() > 0 {
-			keep = attempts(g.current, g.tasks)
+		if m := g.current.GetSpec().GetRestart().GetMaxAttempts(); g.current != nil && m > 0 {
+			// The count never needs more than the original and max_attempts
+			// restarts: past that no restart happens anyway.
+			keep = attempts(g.current, g.tasks) // oldest first
+			if m+1 < uint64(len(keep)) {
+				keep = keep[len(keep)-int(m+1):]
+			}
 		}
 		for _, t := range g.tasks { // oldest first
 			if extra == 0 {

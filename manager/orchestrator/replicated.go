@@ -78,11 +78,16 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 		vacatingG = slices.DeleteFunc(vacatingG, func(g *group) bool { return slices.Contains(gone, g) })
 	}
 	need := want - len(liveG) - len(vacatingG)
+	// busy counts the replicas being replaced, which a rolling update's
+	// parallelism must leave room for: slots still vacating, and vacant
+	// slots refilled now (their new task does not run yet).
+	busy := len(vacatingG)
 	for _, g := range vacantG {
 		if need > 0 {
 			b.replace(svc, g, nil, 0, "refill")
 			used[g.slot] = true
 			need--
+			busy++
 		} else {
 			b.removeSlot(svc, g, byNode, "scale down")
 		}
@@ -94,7 +99,7 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 		}
 	}
 
-	b.tendReplicas(svc, liveG, len(vacatingG), byNode)
+	b.tendReplicas(svc, liveG, busy, byNode)
 	return b.result(), nil
 }
 
@@ -192,7 +197,7 @@ func (b *builder) removeSlot(svc *api.Service, g *group, nodes map[string]*api.N
 }
 
 // tendReplicas applies the per-slot rules to the live slots that stay.
-// busy counts slots already being replaced (vacating).
+// busy counts slots already being replaced.
 func (b *builder) tendReplicas(svc *api.Service, liveG []*group, busy int, nodes map[string]*api.Node) {
 	var outdated []*group
 	for _, g := range liveG {
