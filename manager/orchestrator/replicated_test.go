@@ -54,7 +54,7 @@ func TestReconcileReplicated(t *testing.T) {
 			want: "b>REM -b0"},
 		{name: "scale to 0", svc: replicated(0), nodes: three,
 			tasks: tasksOf(old, tk{id: "a", slot: 1, node: "n1", state: RUN}, tk{id: "b", slot: 2, state: PEND}),
-			want: "a>REM -b"},
+			want:  "a>REM -b"},
 		{name: "scale up reuses the lowest free slot number", svc: replicated(3), nodes: three,
 			tasks: tasksOf(old, tk{id: "b", slot: 2, node: "n2", state: RUN}, tk{id: "x", slot: 1, node: "n1", state: SHUT, desired: REM},
 				tk{id: "d", slot: 4, node: "n1", state: RUN}),
@@ -68,7 +68,7 @@ func TestReconcileReplicated(t *testing.T) {
 			want: ""},
 		{name: "scaling alone does not replace tasks", svc: func() *api.Service { s := replicated(3); s.SpecVersion = 9; return s }(), nodes: three,
 			tasks: tasksOf(old, tk{id: "a", slot: 1, node: "n1", state: RUN}, tk{id: "b", slot: 2, node: "n2", state: RUN}),
-			want: "+3:RUN"},
+			want:  "+3:RUN"},
 
 		// Nodes.
 		{name: "node down: replaced in the same slot, held for the restart delay", svc: replicated(2),
