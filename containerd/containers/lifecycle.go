@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,7 +210,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err := os.MkdirAll(sdir, 0o700); err != nil {
 		return startErr(err)
 	}
-	pid, shimPid, err := e.startShim(ctx, c, pending)
+	pid, shimPid, wait, err := e.startShim(ctx, c, pending)
 	if err != nil {
 		msg := err.Error()
 		code := 0
@@ -229,17 +230,16 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		c.State = State{Status: "running", Running: true, Pid: pid, ShimPid: shimPid, StartedAt: time.Now().UTC()}
 	})
 	if err != nil {
+		wait.Close()
 		return err
 	}
-	if err := e.startMonitor(id); err != nil {
-		return fmt.Errorf("watch %s: %w", id[:12], err)
-	}
+	e.monitor(id, wait)
 	return nil
 }
 
 // startShim launches the shim, hands it the attach streams that wait for the
 // start and returns the container's pid.
-func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachReq) (int, int, error) {
+func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachReq) (int, int, net.Conn, error) {
 	id := c.ID
 	opts := shim.Options{
 		ID: id, Bundle: e.bundleDir(id), StateDir: e.shimDir(id),
@@ -248,20 +248,20 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer statusR.Close()
 	startR, startW, err := os.Pipe()
 	if err != nil {
 		statusW.Close()
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer startW.Close()
 	logf, err := os.OpenFile(filepath.Join(e.shimDir(id), "shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		statusW.Close()
 		startR.Close()
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	cmd := exec.Command(e.opts.Binary, opts.Args()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -273,27 +273,35 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	startR.Close()
 	logf.Close()
 	if err != nil {
-		return 0, 0, fmt.Errorf("start shim: %w", err)
+		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
 	}
 	// Reap it when it ends while this daemon lives; after a restart init does.
 	go func() { _ = cmd.Wait() }()
 	dec := json.NewDecoder(statusR)
 	var st shim.Status
 	if err := dec.Decode(&st); err != nil || !st.Created {
-		return 0, 0, shimError(st, err, c)
+		return 0, 0, nil, shimError(st, err, c)
 	}
 	for _, a := range pending {
 		go e.pumpAttach(id, a)
 		<-a.connected
 	}
+	// The exit is asked for before the start: a short-lived container may
+	// finish, and its shim go, before a later request could reach it.
+	wait, err := e.dialWait(id)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
+	}
 	if _, err := startW.Write([]byte("start\n")); err != nil {
-		return 0, 0, fmt.Errorf("start shim: %w", err)
+		wait.Close()
+		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
 	}
 	st = shim.Status{}
 	if err := dec.Decode(&st); err != nil || st.Pid == 0 {
-		return 0, 0, shimError(st, err, c)
+		wait.Close()
+		return 0, 0, nil, shimError(st, err, c)
 	}
-	return st.Pid, cmd.Process.Pid, nil
+	return st.Pid, cmd.Process.Pid, wait, nil
 }
 
 func shimError(st shim.Status, err error, c Container) error {
@@ -309,16 +317,32 @@ func shimError(st shim.Status, err error, c Container) error {
 	return fmt.Errorf("shim of %s ended during start: %v", c.ID[:12], err)
 }
 
-// startMonitor waits, in a goroutine, for the shim to report the exit.
+// startMonitor waits, in a goroutine, for the shim of a running container to
+// report the exit.
 func (e *Engine) startMonitor(id string) error {
-	conn, err := shim.Dial(e.shimDir(id))
+	conn, err := e.dialWait(id)
 	if err != nil {
 		return err
 	}
+	e.monitor(id, conn)
+	return nil
+}
+
+// dialWait opens a wait request to a container's shim.
+func (e *Engine) dialWait(id string) (net.Conn, error) {
+	conn, err := shim.Dial(e.shimDir(id))
+	if err != nil {
+		return nil, err
+	}
 	if err := json.NewEncoder(conn).Encode(shim.Request{Wait: true}); err != nil {
 		conn.Close()
-		return err
+		return nil, err
 	}
+	return conn, nil
+}
+
+// monitor reads the exit from a wait connection, in a goroutine, and records it.
+func (e *Engine) monitor(id string, conn net.Conn) {
 	go func() {
 		defer conn.Close()
 		// The engine's end unblocks the read; the next daemon re-adopts.
@@ -336,13 +360,21 @@ func (e *Engine) startMonitor(id string) error {
 		}
 		e.setExited(id, ex)
 	}()
-	return nil
 }
 
 func (e *Engine) setExited(id string, ex shim.Exit) {
-	var shimPid int
+	// The shim goes right after it has told us the exit: wait for that
+	// before waiters learn of it, so that nothing of a stopped container
+	// runs once Wait returns. Its directory (exit.json) stays until the
+	// next Start or the Remove.
+	e.mu.Lock()
+	shimPid := 0
+	if r, ok := e.records[id]; ok {
+		shimPid = r.c.State.ShimPid
+	}
+	e.mu.Unlock()
+	waitShimGone(shimPid, id)
 	c, err := e.update(id, func(c *Container) {
-		shimPid = c.State.ShimPid
 		c.State.Running = false
 		c.State.Status = "exited"
 		c.State.Pid = 0
@@ -355,8 +387,6 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	if err != nil {
 		return
 	}
-	waitShimGone(shimPid, id)
-	os.RemoveAll(e.shimDir(id))
 	if c.Config.AutoRemove {
 		_ = e.Remove(context.Background(), id, true)
 	}
