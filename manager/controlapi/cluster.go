@@ -1,0 +1,171 @@
+package controlapi
+
+import (
+	"context"
+	"encoding/pem"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/raftstore"
+	"google.golang.org/protobuf/proto"
+)
+
+// The cluster is one object; shoal stores exactly one, made by `swarm init`.
+func getCluster(tx raftstore.ReadTx) (*api.Cluster, error) {
+	cs := tx.Clusters()
+	if len(cs) == 0 {
+		return nil, notFound("cluster not found: the swarm is not initialized yet")
+	}
+	return cs[0], nil
+}
+
+// redact drops the CA key: it stays inside the managers' raft state and is
+// never handed to a client.
+func redact(c *api.Cluster) *api.Cluster {
+	if c.GetRootCa() != nil {
+		c.RootCa.CaKey = nil
+	}
+	return c
+}
+
+// GetCluster returns the cluster object without its CA key.
+func (s *Server) GetCluster(ctx context.Context, req *api.GetClusterRequest) (*api.GetClusterResponse, error) {
+	var c *api.Cluster
+	var err error
+	s.store.View(func(tx raftstore.ReadTx) { c, err = getCluster(tx) })
+	if err != nil {
+		return nil, api.ToGRPC(err)
+	}
+	return &api.GetClusterResponse{Cluster: redact(c)}, nil
+}
+
+// minCertExpiry is Swarm's lower bound on node certificate validity: shorter
+// certificates would be renewed faster than they can be issued under load.
+const minCertExpiry = time.Hour
+
+func validateClusterSpec(spec *api.ClusterSpec) error {
+	if spec == nil {
+		return invalid("cluster spec is required")
+	}
+	if l := spec.GetTaskHistoryRetentionLimit(); l < 0 {
+		return invalid("task history retention limit must not be negative, got %d", l)
+	}
+	if err := validateDuration("heartbeat period", spec.GetHeartbeatPeriod()); err != nil {
+		return err
+	}
+	if d := spec.GetHeartbeatPeriod(); d != nil && d.AsDuration() == 0 {
+		return invalid("heartbeat period must be positive")
+	}
+	if err := validateDuration("node certificate expiry", spec.GetNodeCertExpiry()); err != nil {
+		return err
+	}
+	if d := spec.GetNodeCertExpiry(); d != nil && d.AsDuration() < minCertExpiry {
+		return invalid("node certificate expiry must be at least %s, got %s", minCertExpiry, d.AsDuration())
+	}
+	return nil
+}
+
+// UpdateCluster replaces the cluster's spec (history limit, heartbeat
+// period, certificate expiry, snapshot settings); the version must be the
+// stored one. An empty name keeps the current one.
+func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterRequest) (*api.UpdateClusterResponse, error) {
+	return wire(s.updateCluster(ctx, req))
+}
+
+func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterRequest) (*api.UpdateClusterResponse, error) {
+	if err := validateClusterSpec(req.GetSpec()); err != nil {
+		return nil, err
+	}
+	spec := proto.Clone(req.GetSpec()).(*api.ClusterSpec)
+	var id string
+	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
+		c, err := getCluster(tx)
+		if err != nil {
+			return err
+		}
+		id = c.GetId()
+		if v := c.GetMeta().GetVersion(); req.GetClusterVersion() != v {
+			return conflict("cluster: update out of sequence (version %d, current %d): read it again and retry",
+				req.GetClusterVersion(), v)
+		}
+		if spec.GetAnnotations().GetName() == "" && c.GetSpec().GetAnnotations() != nil {
+			if spec.Annotations == nil {
+				spec.Annotations = &api.Annotations{}
+			}
+			spec.Annotations.Name = c.GetSpec().GetAnnotations().GetName()
+		}
+		if proto.Equal(spec, c.GetSpec()) {
+			return nil
+		}
+		c.Spec = spec
+		return tx.Update(c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out *api.Cluster
+	s.store.View(func(tx raftstore.ReadTx) { out = tx.GetCluster(id) })
+	if out == nil {
+		return nil, notFound("cluster %s not found", id)
+	}
+	return &api.UpdateClusterResponse{Cluster: redact(out)}, nil
+}
+
+// GetJoinTokens returns the current worker and manager join tokens.
+func (s *Server) GetJoinTokens(ctx context.Context, req *api.GetJoinTokensRequest) (*api.GetJoinTokensResponse, error) {
+	var c *api.Cluster
+	var err error
+	s.store.View(func(tx raftstore.ReadTx) { c, err = getCluster(tx) })
+	if err != nil {
+		return nil, api.ToGRPC(err)
+	}
+	tokens := c.GetRootCa().GetJoinTokens()
+	if tokens == nil {
+		tokens = &api.JoinTokens{}
+	}
+	return &api.GetJoinTokensResponse{Tokens: tokens}, nil
+}
+
+// RotateJoinToken gives role's token a new secret, pinned to the cluster's CA.
+// Nodes that already joined are not affected; the old token stops admitting
+// new ones.
+func (s *Server) RotateJoinToken(ctx context.Context, req *api.RotateJoinTokenRequest) (*api.RotateJoinTokenResponse, error) {
+	return wire(s.rotateJoinToken(ctx, req))
+}
+
+func (s *Server) rotateJoinToken(ctx context.Context, req *api.RotateJoinTokenRequest) (*api.RotateJoinTokenResponse, error) {
+	role := req.GetRole()
+	if err := validateEnum("node role", role, api.NodeRole_name); err != nil {
+		return nil, err
+	}
+	var tokens *api.JoinTokens
+	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
+		c, err := getCluster(tx)
+		if err != nil {
+			return err
+		}
+		block, _ := pem.Decode(c.GetRootCa().GetCaCert())
+		if block == nil {
+			return precondition("cluster %s has no root CA certificate to pin join tokens to", c.GetId())
+		}
+		tok, err := ca.NewToken(block.Bytes)
+		if err != nil {
+			return err
+		}
+		if c.RootCa.JoinTokens == nil {
+			c.RootCa.JoinTokens = &api.JoinTokens{}
+		}
+		if role == api.NodeRole_MANAGER {
+			c.RootCa.JoinTokens.Manager = tok.String()
+		} else {
+			c.RootCa.JoinTokens.Worker = tok.String()
+		}
+		tokens = proto.Clone(c.RootCa.JoinTokens).(*api.JoinTokens)
+		return tx.Update(c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &api.RotateJoinTokenResponse{Tokens: tokens}, nil
+}
