@@ -310,6 +310,15 @@ func run(o Options, status, start *os.File) error {
 	served := make(chan struct{})
 	go func() { serve(ln, fan, stdinW, o.StdinOnce, xs, &replies); close(served) }()
 
+	// The pid is read while the init waits for start: a short-lived process
+	// (/bin/true) may be gone, and its state "stopped", right after Start.
+	created, err := rt.State(o.ID)
+	if err != nil || created.Pid == 0 {
+		report(status, Status{Error: fmt.Sprintf("state of created container: %v", err)})
+		_ = rt.Delete(ctx, o.ID, true)
+		return fmt.Errorf("state of created container: %v", err)
+	}
+	pid := created.Pid
 	report(status, Status{Created: true})
 	// Wait for the engine's go-ahead: it has connected the clients that attached before start.
 	buf := make([]byte, 16)
@@ -322,13 +331,8 @@ func run(o Options, status, start *os.File) error {
 		_ = rt.Delete(ctx, o.ID, true)
 		return err
 	}
-	st, err := rt.State(o.ID)
-	if err != nil {
-		report(status, Status{Error: err.Error()})
-		return err
-	}
-	xs.pid.Store(int64(st.Pid))
-	report(status, Status{Pid: st.Pid})
+	xs.pid.Store(int64(pid))
+	report(status, Status{Pid: pid})
 	status.Close()
 	start.Close()
 
