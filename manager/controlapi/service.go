@@ -64,12 +64,6 @@ func validateServiceSpec(spec *api.ServiceSpec) error {
 	default:
 		return bad(invalid("mode is required: replicated or global"))
 	}
-	if r, ok := spec.GetMode().(*api.ServiceSpec_Replicated); ok && r.Replicated == nil {
-		return bad(invalid("replicated mode needs a replica count"))
-	}
-	if g, ok := spec.GetMode().(*api.ServiceSpec_Global); ok && g.Global == nil {
-		return bad(invalid("global mode is empty"))
-	}
 	if err := validateTaskSpec(spec.GetTask()); err != nil {
 		return bad(err)
 	}
