@@ -271,7 +271,7 @@ func Parallelism(svc *api.Service) int {
 
 // rollingUpdate replaces outdated slots stop-first, within the parallelism
 // left after busy slots. Tasks not running go first: replacing them costs no
-// running replica.
+// running replica; unassigned ones are replaced whatever the parallelism.
 func (b *builder) rollingUpdate(svc *api.Service, outdated []*group, busy int, nodes map[string]*api.Node) {
 	slices.SortStableFunc(outdated, func(a, c *group) int {
 		ra := a.current.GetStatus().GetState() == api.TaskState_RUNNING
@@ -286,11 +286,16 @@ func (b *builder) rollingUpdate(svc *api.Service, outdated []*group, busy int, n
 	})
 	p := Parallelism(svc)
 	for _, g := range outdated {
-		if p > 0 && busy >= p {
-			return
+		// A task never assigned serves nothing: replacing it costs no
+		// availability, so parallelism does not hold it back (else a stalled
+		// update would keep outdated tasks pending forever).
+		if unassigned := g.current.GetNodeId() == ""; !unassigned {
+			if p > 0 && busy >= p {
+				continue
+			}
+			busy++
 		}
 		b.vacate(svc, g, nodes, "service updated")
-		busy++
 	}
 }
 

@@ -176,9 +176,11 @@ func newGroup(slot uint64, node string, tasks []*api.Task) *group {
 // to stop. There is normally none: a replacement is made in the same Result
 // that stops its predecessor. This catches what slipped through (a race, a
 // manager crash mid-way), so a replica never has two tasks desired running.
+// Ended ones are marked too: else, once the current task is shut down, an
+// older ended task would become current and be restarted.
 func (b *builder) shutdownSuperseded(svc *api.Service, g *group) {
 	for _, t := range g.tasks {
-		if t != g.current && !isTerminal(t) && t.GetDesiredState() <= api.TaskState_RUNNING {
+		if t != g.current && t.GetDesiredState() <= api.TaskState_RUNNING {
 			if b.setDesired(t, api.TaskState_SHUTDOWN, "superseded by "+g.current.GetId()) {
 				b.logf(g.slot, g.node, "%s: shut down %s (superseded by %s)", g.where(svc), t.GetId(), g.current.GetId())
 			}
@@ -192,24 +194,27 @@ type slotState int
 const (
 	// live: the replica has a current task.
 	live slotState = iota
-	// vacating: every task was asked to stop (the last one to be replaced,
-	// not removed) and one has not stopped yet; the replacement waits for
-	// it (stop-first).
+	// vacating: its tasks were asked to shut down (to be replaced, not
+	// removed) and one has not stopped yet; the replacement waits for it
+	// (stop-first).
 	vacating
 	// vacant: like vacating, but everything stopped: refill now.
 	vacant
-	// removed: the last task was removed (scale-down) or there is none.
+	// removed: every task was asked to be removed (scale-down), or there is
+	// none.
 	removed
 )
 
+// state classifies g. A replica is being replaced exactly when it has a task
+// desired SHUTDOWN: removeSlot moves every task of a removed replica on to
+// REMOVE (or deletes it), so no SHUTDOWN task outlives its replica.
 func (g *group) state(nodes map[string]*api.Node) slotState {
-	if g.current != nil {
+	switch {
+	case g.current != nil:
 		return live
-	}
-	if len(g.tasks) == 0 || g.tasks[len(g.tasks)-1].GetDesiredState() >= api.TaskState_REMOVE {
+	case !slices.ContainsFunc(g.tasks, func(t *api.Task) bool { return t.GetDesiredState() == api.TaskState_SHUTDOWN }):
 		return removed
-	}
-	if !g.allStopped(nodes) {
+	case !g.allStopped(nodes):
 		return vacating
 	}
 	return vacant
