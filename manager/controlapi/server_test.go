@@ -391,3 +391,5 @@ func TestProtoNotShared(t *testing.T) {
 		t.Fatalf("store shares its object with the response: %v %v", again, err)
 	}
 }
+
+func durationpbOf(seconds int64) *durationpb.Duration { return &durationpb.Duration{Seconds: seconds} }
