@@ -35,6 +35,13 @@ func (a *attachReq) fail(err error) {
 // container, until the container's output ends. Attached to a created
 // container, it waits for the start and misses nothing of the output.
 func (e *Engine) Attach(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer) error {
+	return e.AttachRegistered(ctx, idOrName, stdin, out, nil)
+}
+
+// AttachRegistered is Attach with a callback run once the attach is
+// registered: a client that starts the container after that (docker's run:
+// attach, then start) misses none of its output.
+func (e *Engine) AttachRegistered(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer, registered func()) error {
 	a := &attachReq{ctx: ctx, stdin: stdin, out: out, done: make(chan error, 1), connected: make(chan struct{})}
 	e.mu.Lock()
 	r, err := e.lookupLocked(idOrName)
@@ -48,6 +55,9 @@ func (e *Engine) Attach(ctx context.Context, idOrName string, stdin io.Reader, o
 		r.pending = append(r.pending, a)
 	}
 	e.mu.Unlock()
+	if registered != nil {
+		registered()
+	}
 	if running {
 		go e.pumpAttach(id, a)
 	}
@@ -79,6 +89,13 @@ func (e *Engine) pumpAttach(id string, a *attachReq) {
 	defer stop()
 	if err := json.NewEncoder(conn).Encode(shim.Request{Attach: true, Stdin: a.stdin != nil}); err != nil {
 		a.fail(err)
+		return
+	}
+	// The shim's empty first frame says the attach is registered; only then
+	// may the start go ahead. EOF instead: the output has already ended.
+	var ack [8]byte
+	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+		a.fail(nil)
 		return
 	}
 	close(a.connected)

@@ -15,10 +15,11 @@
 // process and reports its pid.
 //
 // Socket protocol (unix stream, one JSON request line, then):
-//   - {"attach":true,"stdin":bool}: stdcopy frames ([stream,0,0,0,len BE32]
-//   - data) of every later output; with stdin, what the client writes goes
-//     to the container's stdin, and the client's half-close closes it. The
-//     connection ends when the container's output ends.
+//   - {"attach":true,"stdin":bool}: an empty stdout frame once the client
+//     is registered, then stdcopy frames (header [stream,0,0,0,len BE32],
+//     then the data) of every later output; with stdin, what the client
+//     writes goes to the container's stdin, and with StdinOnce the client's
+//     half-close closes it. The connection ends when the output ends.
 //   - {"wait":true}: one JSON Exit line when the container has exited.
 //   - {"state":true}: one JSON StateReply line at once (a restarted daemon
 //     learns whether the container is still running or how it ended).
@@ -204,6 +205,13 @@ func (f *fanout) add(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
+		return false
+	}
+	// An empty stdout frame acknowledges the attach: the client knows that
+	// every later byte of output reaches it (the engine starts the
+	// container only then), and stdcopy readers skip it.
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
 		return false
 	}
 	f.clients[c] = struct{}{}

@@ -71,6 +71,10 @@ func frames(t *testing.T, r io.Reader) string {
 			t.Errorf("short frame: %v", err)
 			return b.String()
 		}
+		if len(data) == 0 {
+			b.WriteString("ack;")
+			continue
+		}
 		b.WriteString(map[byte]string{1: "out:", 2: "err:"}[hdr[0]] + string(data))
 	}
 }
@@ -151,7 +155,7 @@ func TestProtocol(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	fan.closeAll()
-	if out := frames(t, ac); out != "out:a\nerr:b\n" {
+	if out := frames(t, ac); out != "ack;out:a\nerr:b\n" {
 		t.Fatalf("attached output %q", out)
 	}
 	xs.exit = Exit{ExitCode: 3}
