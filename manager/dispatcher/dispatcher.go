@@ -86,6 +86,10 @@ type Config struct {
 	// many are written at once (DefaultBatchInterval, DefaultBatchMax).
 	BatchInterval time.Duration
 	BatchMax      int
+	// WatchBuffer is how many store batches a session's watch may fall
+	// behind before it is resynced with a COMPLETE set
+	// (raftstore.DefaultWatchBuffer).
+	WatchBuffer int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// OnStatusFlush, if set, is called by the batcher with the number of
@@ -129,7 +133,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Store == nil || cfg.NodeID == nil {
 		return nil, api.Wrap(api.ErrInvalidArgument, errors.New("dispatcher: config needs Store and NodeID"))
 	}
-	if cfg.HeartbeatPeriod < 0 || cfg.MissedHeartbeats < 0 || cfg.BatchInterval < 0 || cfg.BatchMax < 0 {
+	if cfg.HeartbeatPeriod < 0 || cfg.MissedHeartbeats < 0 || cfg.BatchInterval < 0 || cfg.BatchMax < 0 || cfg.WatchBuffer < 0 {
 		return nil, api.Wrap(api.ErrInvalidArgument, errors.New("dispatcher: negative timing or batch size"))
 	}
 	if cfg.Clock == nil {
@@ -574,7 +578,7 @@ func (d *Dispatcher) streamAssignments(ctx context.Context, s *session, nodeID s
 	set := newAssignmentSet(nodeID)
 	var tasks []*api.Task
 	var version uint64
-	w := d.cfg.Store.ViewAndWatch(0, func(tx raftstore.ReadTx) {
+	w := d.cfg.Store.ViewAndWatch(d.cfg.WatchBuffer, func(tx raftstore.ReadTx) {
 		tasks, version = tx.TasksOnNode(nodeID), tx.Version()
 	}, raftstore.KindTask)
 	defer w.Close()
