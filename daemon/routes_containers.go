@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -264,16 +265,41 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The attach is registered before the 101 goes out: the client starts the
+	// container as soon as it has the upgrade, and must miss none of its output.
+	outR, outW := io.Pipe()
+	var stdin io.Reader
+	var stdinW *io.PipeWriter
+	if boolParam(r, "stdin") {
+		stdin, stdinW = io.Pipe()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	registered := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		err := d.engine.AttachRegistered(ctx, r.PathValue("id"), stdin, outW, func() { close(registered) })
+		outW.CloseWithError(err)
+		done <- err
+	}()
+	select {
+	case <-registered:
+	case err := <-done:
+		writeError(w, err)
+		return
+	}
 	conn, in, err := hijack(w, r)
 	if err != nil {
 		return
 	}
 	defer conn.Close()
-	var stdin = in
-	if !boolParam(r, "stdin") {
-		stdin = nil
+	if stdinW != nil {
+		go func() {
+			_, err := io.Copy(stdinW, in)
+			stdinW.CloseWithError(err)
+		}()
 	}
-	_ = d.engine.Attach(context.Background(), r.PathValue("id"), stdin, conn)
+	_, _ = io.Copy(conn, outR)
 }
 
 func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
