@@ -19,13 +19,13 @@ func getConfig(tx raftstore.ReadTx, ref string) (*api.Config, error) {
 
 // GetConfig returns a config with its data.
 func (s *Server) GetConfig(ctx context.Context, req *api.GetConfigRequest) (*api.GetConfigResponse, error) {
-	var sec *api.Config
+	var cfg *api.Config
 	var err error
-	s.store.View(func(tx raftstore.ReadTx) { sec, err = getConfig(tx, req.GetConfigId()) })
+	s.store.View(func(tx raftstore.ReadTx) { cfg, err = getConfig(tx, req.GetConfigId()) })
 	if err != nil {
 		return nil, api.ToGRPC(err)
 	}
-	return &api.GetConfigResponse{Config: sec}, nil
+	return &api.GetConfigResponse{Config: cfg}, nil
 }
 
 // ListConfigs returns the configs matching every filter.
@@ -34,10 +34,10 @@ func (s *Server) ListConfigs(ctx context.Context, req *api.ListConfigsRequest) (
 	flt := filter{names: f.GetNames(), prefixes: f.GetIdPrefixes(), labels: f.GetLabels()}
 	resp := &api.ListConfigsResponse{}
 	s.store.View(func(tx raftstore.ReadTx) {
-		for _, sec := range tx.Configs() {
-			a := sec.GetSpec().GetAnnotations()
-			if flt.match(sec.GetId(), []string{a.GetName()}, a.GetLabels()) {
-				resp.Configs = append(resp.Configs, sec)
+		for _, cfg := range tx.Configs() {
+			a := cfg.GetSpec().GetAnnotations()
+			if flt.match(cfg.GetId(), []string{a.GetName()}, a.GetLabels()) {
+				resp.Configs = append(resp.Configs, cfg)
 			}
 		}
 	})
@@ -51,18 +51,18 @@ func (s *Server) CreateConfig(ctx context.Context, req *api.CreateConfigRequest)
 	if err := validateData("config", name, spec.GetData()); err != nil {
 		return nil, api.ToGRPC(err)
 	}
-	sec := &api.Config{Id: s.newID(), Spec: proto.Clone(spec).(*api.ConfigSpec)}
+	cfg := &api.Config{Id: s.newID(), Spec: proto.Clone(spec).(*api.ConfigSpec)}
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
 		if tx.GetByName(raftstore.KindConfig, name) != nil {
 			return conflict("config %s already exists", name)
 		}
-		return tx.Create(sec)
+		return tx.Create(cfg)
 	})
 	if err != nil {
 		return nil, api.ToGRPC(uniqueNameRace(err, "config", name))
 	}
 	var out *api.Config
-	s.store.View(func(tx raftstore.ReadTx) { out = tx.GetConfig(sec.Id) })
+	s.store.View(func(tx raftstore.ReadTx) { out = tx.GetConfig(cfg.Id) })
 	if out == nil {
 		return nil, api.ToGRPC(notFound("config %s not found", name))
 	}
@@ -77,23 +77,23 @@ func (s *Server) UpdateConfig(ctx context.Context, req *api.UpdateConfigRequest)
 	}
 	var id string
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
-		sec, err := getConfig(tx, req.GetConfigId())
+		cfg, err := getConfig(tx, req.GetConfigId())
 		if err != nil {
 			return err
 		}
-		id = sec.GetId()
-		name := sec.GetSpec().GetAnnotations().GetName()
-		if v := sec.GetMeta().GetVersion(); req.GetConfigVersion() != v {
+		id = cfg.GetId()
+		name := cfg.GetSpec().GetAnnotations().GetName()
+		if v := cfg.GetMeta().GetVersion(); req.GetConfigVersion() != v {
 			return conflict("config %s: update out of sequence (version %d, current %d)", name, req.GetConfigVersion(), v)
 		}
 		if n := req.GetSpec().GetAnnotations().GetName(); n != name {
 			return invalid("config %s: only labels can be updated, not the name", name)
 		}
-		if d := req.GetSpec().GetData(); len(d) > 0 && !bytes.Equal(d, sec.GetSpec().GetData()) {
+		if d := req.GetSpec().GetData(); len(d) > 0 && !bytes.Equal(d, cfg.GetSpec().GetData()) {
 			return invalid("config %s: only labels can be updated, not the data: create a new config", name)
 		}
-		sec.Spec.Annotations.Labels = req.GetSpec().GetAnnotations().GetLabels()
-		return tx.Update(sec)
+		cfg.Spec.Annotations.Labels = req.GetSpec().GetAnnotations().GetLabels()
+		return tx.Update(cfg)
 	})
 	if err != nil {
 		return nil, api.ToGRPC(err)
@@ -109,14 +109,14 @@ func (s *Server) UpdateConfig(ctx context.Context, req *api.UpdateConfigRequest)
 // RemoveConfig deletes a config no service uses.
 func (s *Server) RemoveConfig(ctx context.Context, req *api.RemoveConfigRequest) (*api.RemoveConfigResponse, error) {
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
-		sec, err := getConfig(tx, req.GetConfigId())
+		cfg, err := getConfig(tx, req.GetConfigId())
 		if err != nil {
 			return err
 		}
-		if svc := inUse(tx, sec.GetId()); svc != "" {
-			return precondition("config %s is in use by service %s", sec.GetSpec().GetAnnotations().GetName(), svc)
+		if svc := inUse(tx, cfg.GetId()); svc != "" {
+			return precondition("config %s is in use by service %s", cfg.GetSpec().GetAnnotations().GetName(), svc)
 		}
-		return tx.Delete(raftstore.KindConfig, sec.GetId())
+		return tx.Delete(raftstore.KindConfig, cfg.GetId())
 	})
 	if err != nil {
 		return nil, api.ToGRPC(err)
