@@ -247,3 +247,7 @@ func mustReplicated(t *testing.T, svc *api.Service, nodes []*api.Node, tasks []*
 	}
 	return r
 }
+
+func cloneNode(n *api.Node) *api.Node { return proto.Clone(n).(*api.Node) }
+
+func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

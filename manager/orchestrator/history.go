@@ -86,11 +86,11 @@ func ReapHistory(services []*api.Service, tasks []*api.Task, limit int) Result {
 		}
 		var keep []*api.Task
 		if m := g.current.GetSpec().GetRestart().GetMaxAttempts(); g.current != nil && m > 0 {
-			// The count never needs more than the original and max_attempts
-			// restarts: past that no restart happens anyway.
-			keep = attempts(g.current, g.tasks) // oldest first
-			if m+1 < uint64(len(keep)) {
-				keep = keep[len(keep)-int(m+1):]
+			// The count never needs more than max_attempts earlier
+			// failures: past that no restart happens anyway.
+			keep = slices.DeleteFunc(failures(g.current, g.tasks), func(t *api.Task) bool { return t == g.current })
+			if m < uint64(len(keep)) {
+				keep = keep[len(keep)-int(m):]
 			}
 		}
 		for _, t := range g.tasks { // oldest first

@@ -84,7 +84,7 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 	busy := len(vacatingG)
 	for _, g := range vacantG {
 		if need > 0 {
-			b.replace(svc, g, nil, 0, "refill")
+			b.replace(svc, g, nil, 0, "after "+g.tasks[len(g.tasks)-1].GetId()+" stopped")
 			used[g.slot] = true
 			need--
 			busy++

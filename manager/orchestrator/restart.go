@@ -21,14 +21,15 @@ func RestartDelay(spec *api.TaskSpec) time.Duration {
 // while still desired running, may be replaced. history is every task of the
 // same replica (slot or node), in any order; ended may be among them.
 //
-// Attempts are counted from the tasks themselves, not from a counter kept in
-// memory (Swarm's restart supervisor forgets its counts on a leader change):
-// the attempts are the replica's tasks made from the same task template as
-// ended (a spec update starts the count afresh, as in Swarm), created within
-// the window that ends when ended stopped; the first of them is the original
-// run, the others restarts. Measuring the window up to ended's own end, not
-// up to now, makes a refusal final: waiting does not turn it into a restart.
-// ReapHistory keeps the tasks this count needs.
+// max_attempts is counted from the tasks themselves, not from a counter kept
+// in memory (Swarm's restart supervisor forgets its counts on a leader
+// change): the restarts so far are the replica's earlier tasks made from the
+// same template as ended (a spec update starts afresh, as in Swarm) that
+// ended on their own (complete, failed, rejected) within the window before
+// ended did. Tasks moved off a lost or drained node or replaced by an update
+// are not failures and do not count (Swarm counts them). Measuring the window
+// up to ended's own end, not up to now, makes a refusal final: waiting does
+// not turn it into a restart. ReapHistory keeps the tasks this count needs.
 func ShouldRestart(ended *api.Task, history []*api.Task, now time.Time) (bool, string) {
 	p := ended.GetSpec().GetRestart()
 	switch p.GetCondition() {
@@ -49,48 +50,50 @@ func ShouldRestart(ended *api.Task, history []*api.Task, now time.Time) (bool, s
 	return true, ""
 }
 
+// endedAt is when t reached its terminal state (its status time), or now.
+func endedAt(t *api.Task, now time.Time) time.Time {
+	if ts := t.GetStatus().GetTimestamp(); ts != nil {
+		return ts.AsTime()
+	}
+	return now
+}
+
 // restartsBefore counts the restarts of ended's replica that count against
 // its policy's max_attempts (see ShouldRestart).
 func restartsBefore(ended *api.Task, history []*api.Task, now time.Time) uint64 {
-	end := now
-	if ts := ended.GetStatus().GetTimestamp(); ts != nil {
-		end = ts.AsTime()
-	}
+	end := endedAt(ended, now)
 	var from time.Time // zero: the window is unbounded
 	if w := ended.GetSpec().GetRestart().GetWindow(); w != nil && w.AsDuration() > 0 {
 		from = end.Add(-w.AsDuration())
 	}
-	var inWindow uint64
-	var oldest *api.Task
-	for _, t := range attempts(ended, history) {
-		if oldest == nil || newestFirst(t, oldest) > 0 {
-			oldest = t
-		}
-		if c := created(t); !c.After(end) && (from.IsZero() || c.After(from)) {
-			inWindow++
+	var n uint64
+	for _, t := range failures(ended, history) {
+		e := endedAt(t, now)
+		if t.GetId() != ended.GetId() && !e.After(end) && (from.IsZero() || e.After(from)) {
+			n++
 		}
 	}
-	if oldest != nil && inWindow > 0 && (from.IsZero() || created(oldest).After(from)) {
-		inWindow-- // the original run is not a restart
-	}
-	return inWindow
+	return n
 }
 
-// attempts are the tasks of history made from ended's template, ended
-// included, leaving out removed ones (an earlier life of a reused slot).
-func attempts(ended *api.Task, history []*api.Task) []*api.Task {
+// endedOnItsOwn reports whether t's terminal state came from the task itself
+// rather than from a manager (SHUTDOWN) or a lost node (ORPHANED).
+func endedOnItsOwn(t *api.Task) bool {
+	switch t.GetStatus().GetState() {
+	case api.TaskState_COMPLETE, api.TaskState_FAILED, api.TaskState_REJECTED:
+		return true
+	}
+	return false
+}
+
+// failures are the tasks of history made from ended's template that ended on
+// their own, leaving out removed ones (an earlier life of a reused slot).
+func failures(ended *api.Task, history []*api.Task) []*api.Task {
 	var out []*api.Task
-	seen := false
 	for _, t := range history {
-		if t.GetId() == ended.GetId() {
-			seen = true
-		}
-		if t.GetDesiredState() < api.TaskState_REMOVE && sameTemplate(t, ended) {
+		if t.GetDesiredState() < api.TaskState_REMOVE && endedOnItsOwn(t) && sameTemplate(t, ended) {
 			out = append(out, t)
 		}
-	}
-	if !seen {
-		out = append(out, ended)
 	}
 	return out
 }
