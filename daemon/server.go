@@ -75,7 +75,6 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 		"Arch":          runtime.GOARCH,
 		"KernelVersion": kernel,
 		"GoVersion":     runtime.Version(),
-		"Components":    []map[string]string{{"Name": "Engine", "Version": Version}},
 	})
 }
 

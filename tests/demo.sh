@@ -49,8 +49,9 @@ shoal run -d --name web -p 18080:80 busybox httpd -f -p 80 -h /var/www
 shoal run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'
 sleep 1.2
 shoal ps
-echo "+ wget http://198.19.250.1:18080/ (published port)" >&2
-busybox wget -q -T 3 -O - http://198.19.250.1:18080/ || echo "(published port not reachable)"
+echo "+ fetch http://198.19.250.1:18080/ from the host (published port)" >&2
+if command -v curl >/dev/null; then curl -s -m 3 http://198.19.250.1:18080/; else echo "(curl not installed)"; fi
+shoal run --rm busybox wget -q -O - http://198.19.250.1:18080/
 shoal logs --tail 2 ticker
 shoal exec web ps
 shoal stop -t 1 ticker
