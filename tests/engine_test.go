@@ -110,6 +110,16 @@ func TestRunExitCodesAndIsolation(t *testing.T) {
 			}
 		})
 	}
+	// -i: stdin reaches the container; the CLI's half-close is its EOF.
+	if r := d.RunStdin([]byte("one\ntwo\n"), "run", "--rm", "-i", "busybox", "wc", "-l"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "2" {
+		t.Fatalf("run -i: %s", r)
+	}
+	// logs -f follows until the container ends.
+	d.Must("run", "-d", "--name", "counter", "busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done")
+	if r := d.Run("logs", "-f", "counter"); r.Code != 0 || strings.Join(strings.Fields(r.Stdout), " ") != "line1 line2 line3" {
+		t.Fatalf("logs -f: %s", r)
+	}
+	d.Must("rm", "counter")
 	// The container's hostname defaults to its short ID, as docker does.
 	id := strings.TrimSpace(d.Must("run", "-d", "busybox", "sleep", "30"))
 	defer d.Run("rm", "-f", id)
@@ -310,6 +320,12 @@ func TestBridgeNetworkAndPorts(t *testing.T) {
 	d.Run("rm", "-f", "www2")
 	d.Must("rm", "-f", "www")
 	assertNoTrace(t, d, id)
+	// The failed create left nothing either: no record, rootfs, netns or veth.
+	for _, dir := range []string{filepath.Join(d.Root, "containers"), filepath.Join(d.Root, "containers-rootfs"), filepath.Join(d.ExecRoot, "containers"), filepath.Join(d.ExecRoot, "netns")} {
+		if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+			t.Errorf("%s still holds %d entries after every container was removed", dir, len(ents))
+		}
+	}
 }
 
 func TestBadInput(t *testing.T) {
