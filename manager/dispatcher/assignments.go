@@ -118,3 +118,45 @@ func (s *assignmentSet) observeBatch(events []raftstore.Event) []*api.Assignment
 
 // versionString names a store version in applies_to/results_in.
 func versionString(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// maxMessageBytes bounds one AssignmentsMessage, well under gRPC's default
+// 4 MiB receive limit, so a node with thousands of tasks (or a big scale-up
+// onto one node) does not make a message the agent refuses.
+const maxMessageBytes = 1 << 20
+
+// splitChanges cuts changes into runs of at most maxBytes each (a single
+// larger change goes alone). It returns at least one run, possibly empty, so
+// an empty COMPLETE set is still sent.
+func splitChanges(changes []*api.AssignmentChange, maxBytes int) [][]*api.AssignmentChange {
+	var out [][]*api.AssignmentChange
+	var cur []*api.AssignmentChange
+	size := 0
+	for _, c := range changes {
+		n := proto.Size(c)
+		if len(cur) > 0 && size+n > maxBytes {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, c)
+		size += n
+	}
+	return append(out, cur)
+}
+
+// messages turns changes into the messages that carry them: the first of
+// type typ applying to appliesTo, the rest INCREMENTAL, chained by
+// applies_to/results_in; the last results in resultsIn. An agent applies
+// them in order; one that reconnects mid-chain gets a COMPLETE set anew.
+func messages(typ api.AssignmentsMessage_Type, appliesTo, resultsIn string, changes []*api.AssignmentChange, maxBytes int) []*api.AssignmentsMessage {
+	runs := splitChanges(changes, maxBytes)
+	out := make([]*api.AssignmentsMessage, 0, len(runs))
+	for i, run := range runs {
+		m := &api.AssignmentsMessage{Type: typ, AppliesTo: appliesTo, ResultsIn: resultsIn, Changes: run}
+		if i < len(runs)-1 {
+			m.ResultsIn = resultsIn + "." + strconv.Itoa(i)
+		}
+		out = append(out, m)
+		typ, appliesTo = api.AssignmentsMessage_INCREMENTAL, m.ResultsIn
+	}
+	return out
+}

@@ -34,12 +34,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -386,9 +388,10 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 
 	// Watch nodes: a change to this node or to the manager set is sent on.
 	var node *api.Node
-	w := d.cfg.Store.ViewAndWatch(0, func(tx raftstore.ReadTx) { node = tx.GetNode(nodeID) }, raftstore.KindNode)
+	var managers []*api.WeightedPeer
+	read := func(tx raftstore.ReadTx) { node, managers = tx.GetNode(nodeID), d.managers(tx) }
+	w := d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode)
 	defer func() { w.Close() }() // w is replaced after an overflow
-	managers := d.managers()
 	send := func() error {
 		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: d.cfg.RootCA})
 	}
@@ -406,25 +409,30 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 		case b, ok := <-w.C():
 			if !ok {
 				// Overflow or restore: re-read and carry on.
-				w = d.cfg.Store.ViewAndWatch(0, func(tx raftstore.ReadTx) { node = tx.GetNode(nodeID) }, raftstore.KindNode)
-				managers = d.managers()
+				w = d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode)
 				if err := send(); err != nil {
 					return err
 				}
 				continue
 			}
-			changed := false
+			changed, managersMayChange := false, d.cfg.Managers != nil
 			for _, e := range b.Events {
+				if e.Object == nil && e.Old != nil && e.Old.GetId() == nodeID {
+					// Removed from the cluster: end the session.
+					d.endSession(s)
+					return api.ToGRPC(fmt.Errorf("node %s: %w", nodeID, ErrUnknownNode))
+				}
 				if e.Object != nil && e.Object.GetId() == nodeID {
 					node, changed = e.Object.(*api.Node), true
 				}
-				if e.Object == nil && e.Old != nil && e.Old.GetId() == nodeID {
-					// Removed from the cluster: end the session.
-					return api.ToGRPC(fmt.Errorf("node %s: %w", nodeID, ErrUnknownNode))
-				}
+				managersMayChange = managersMayChange || isManager(e.Object) || isManager(e.Old)
 			}
-			if m := d.managers(); !samePeers(m, managers) {
-				managers, changed = m, true
+			if managersMayChange {
+				var m []*api.WeightedPeer
+				d.cfg.Store.View(func(tx raftstore.ReadTx) { m = d.managers(tx) })
+				if !samePeers(m, managers) {
+					managers, changed = m, true
+				}
 			}
 			if changed {
 				if err := send(); err != nil {
@@ -433,6 +441,25 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 			}
 		}
 	}
+}
+
+// isManager reports whether o is a node with a manager status: only changes
+// to those can change the manager list, so only they cost a recomputation
+// (a scan of all nodes, for every session).
+func isManager(o raftstore.Object) bool {
+	n, ok := o.(*api.Node)
+	return ok && n.GetManagerStatus() != nil
+}
+
+// endSession ends s if it is still its node's session (the node was removed).
+func (d *Dispatcher) endSession(s *session) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sessions[s.nodeID] == s {
+		delete(d.sessions, s.nodeID)
+		d.deadlines.remove(s.nodeID)
+	}
+	s.cancel()
 }
 
 // markReady records the session's node as READY, with its description and
@@ -448,6 +475,10 @@ func (d *Dispatcher) markReady(ctx context.Context, s *session, desc *api.NodeDe
 		if n == nil {
 			return fmt.Errorf("node %s: %w", s.nodeID, ErrUnknownNode)
 		}
+		if n.GetStatus().GetState() == api.NodeStatus_READY && n.GetStatus().GetAddr() == addr &&
+			(desc == nil || proto.Equal(desc, n.GetDescription())) {
+			return nil // a resumed session: nothing to write
+		}
 		n.Status = &api.NodeStatus{State: api.NodeStatus_READY, Addr: addr}
 		if desc != nil {
 			n.Description = desc
@@ -456,13 +487,19 @@ func (d *Dispatcher) markReady(ctx context.Context, s *session, desc *api.NodeDe
 	})
 }
 
-// managers returns the manager list for agents.
-func (d *Dispatcher) managers() []*api.WeightedPeer {
+// managers returns the manager list for agents, from Config.Managers or
+// from the nodes in tx.
+func (d *Dispatcher) managers(tx raftstore.ReadTx) []*api.WeightedPeer {
 	if d.cfg.Managers != nil {
 		return d.cfg.Managers()
 	}
 	var nodes []*api.Node
-	d.cfg.Store.View(func(tx raftstore.ReadTx) { nodes = tx.Nodes() })
+	tx.ForEach(raftstore.KindNode, func(o raftstore.Object) bool {
+		if isManager(o) {
+			nodes = append(nodes, o.(*api.Node))
+		}
+		return true
+	})
 	return managersOf(nodes)
 }
 
@@ -475,6 +512,7 @@ func managersOf(nodes []*api.Node) []*api.WeightedPeer {
 			out = append(out, &api.WeightedPeer{NodeId: n.GetId(), Addr: ms.GetAddr(), Weight: 1})
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeId < out[j].NodeId })
 	return out
 }
 
@@ -541,15 +579,10 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *api.UpdateTaskSt
 		return nil, api.ToGRPC(refused)
 	}
 	if len(ups) > 0 {
+		// Stop waiting for the batcher when the call or the session ends.
 		actx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		go func() {
-			select {
-			case <-s.ctx.Done():
-				cancel()
-			case <-actx.Done():
-			}
-		}()
+		defer context.AfterFunc(s.ctx, cancel)()
 		if err := d.batcher.add(actx, ups); err != nil {
 			return nil, api.ToGRPC(api.Wrap(api.ErrUnavailable, fmt.Errorf("queue task statuses: %w", err)))
 		}
@@ -583,10 +616,10 @@ func (d *Dispatcher) streamAssignments(ctx context.Context, s *session, nodeID s
 	}, raftstore.KindTask)
 	defer w.Close()
 	last := versionString(version)
-	if err := stream.Send(&api.AssignmentsMessage{
-		Type: api.AssignmentsMessage_COMPLETE, ResultsIn: last, Changes: set.complete(tasks),
-	}); err != nil {
-		return err
+	for _, m := range messages(api.AssignmentsMessage_COMPLETE, "", last, set.complete(tasks), maxMessageBytes) {
+		if err := stream.Send(m); err != nil {
+			return err
+		}
 	}
 	for {
 		var batches []raftstore.Batch
@@ -622,10 +655,10 @@ func (d *Dispatcher) streamAssignments(ctx context.Context, s *session, nodeID s
 			continue
 		}
 		next := versionString(batches[len(batches)-1].Version)
-		if err := stream.Send(&api.AssignmentsMessage{
-			Type: api.AssignmentsMessage_INCREMENTAL, AppliesTo: last, ResultsIn: next, Changes: changes,
-		}); err != nil {
-			return err
+		for _, m := range messages(api.AssignmentsMessage_INCREMENTAL, last, next, changes, maxMessageBytes) {
+			if err := stream.Send(m); err != nil {
+				return err
+			}
 		}
 		last = next
 	}

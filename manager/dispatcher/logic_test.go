@@ -3,12 +3,14 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
+	"google.golang.org/protobuf/proto"
 )
 
 func task(id, node string, state, desired api.TaskState) *api.Task {
@@ -238,4 +240,31 @@ func TestWriteStatusesRechecks(t *testing.T) {
 			t.Errorf("ok is %v", st)
 		}
 	})
+}
+
+func TestMessagesSplit(t *testing.T) {
+	var changes []*api.AssignmentChange
+	for i := range 10 {
+		changes = append(changes, &api.AssignmentChange{Task: &api.Task{Id: fmt.Sprintf("task-%02d", i)}})
+	}
+	one := proto.Size(changes[0])
+	msgs := messages(api.AssignmentsMessage_COMPLETE, "", "7", changes, 4*one) // 4 changes a message
+	var got []string
+	n := 0
+	for _, m := range msgs {
+		got = append(got, fmt.Sprintf("%v %s->%s %d", m.Type, m.AppliesTo, m.ResultsIn, len(m.Changes)))
+		n += len(m.Changes)
+	}
+	want := []string{"COMPLETE ->7.0 4", "INCREMENTAL 7.0->7.1 4", "INCREMENTAL 7.1->7 2"}
+	if !reflect.DeepEqual(got, want) || n != 10 {
+		t.Fatalf("messages = %v, want %v", got, want)
+	}
+	// An empty set is still one (empty) message.
+	if msgs := messages(api.AssignmentsMessage_COMPLETE, "", "3", nil, 100); len(msgs) != 1 || msgs[0].ResultsIn != "3" {
+		t.Fatalf("empty = %v", msgs)
+	}
+	// A change bigger than the limit goes alone.
+	if runs := splitChanges(changes[:3], one/2); len(runs) != 3 {
+		t.Fatalf("oversized changes in %d runs, want 3", len(runs))
+	}
 }

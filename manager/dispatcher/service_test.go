@@ -400,3 +400,37 @@ func TestStatusUpdateValidation(t *testing.T) {
 		t.Fatalf("session died: %v", err)
 	}
 }
+
+func TestSessionFollowsNodeAndManagers(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msg, stream := h.openSession(ctx, "n1", "")
+	h.waitNode("n1", api.NodeStatus_READY)
+	h.seed(&api.Node{Id: "m2", ManagerStatus: &api.ManagerStatus{Addr: "198.18.0.2:2377"}})
+	m, err := stream.Recv()
+	if err != nil || len(m.Managers) != 2 || m.SessionId != msg.SessionId {
+		t.Fatalf("after a manager joined: %v, %v", m, err)
+	}
+	// A worker that joins changes nothing the agent is told.
+	h.seed(&api.Node{Id: "w9"})
+	if err := h.store.Update(ctx, func(tx raftstore.WriteTx) error {
+		n := tx.GetNode("n1")
+		n.Spec = &api.NodeSpec{Availability: api.NodeSpec_DRAIN}
+		return tx.Update(n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = stream.Recv()
+	if err != nil || m.Node.GetSpec().GetAvailability() != api.NodeSpec_DRAIN {
+		t.Fatalf("after a node update: %v, %v", m, err)
+	}
+	// Removing the node ends its session.
+	if err := h.store.Update(ctx, func(tx raftstore.WriteTx) error { return tx.Delete(raftstore.KindNode, "n1") }); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	wantCode(t, err, codes.NotFound)
+	_, err = h.client.Heartbeat(as(ctx, "n1"), &api.HeartbeatRequest{SessionId: msg.SessionId})
+	wantCode(t, err, codes.NotFound)
+}
