@@ -410,6 +410,9 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 		{Image: "busybox", Binds: []string{"relative:/x"}},
 		{Image: "busybox", NetworkMode: "weird"},
 		{Image: "busybox", Entrypoint: []string{}, Cmd: []string{}},
+		{Image: "busybox", WorkingDir: "relative"},
+		{Image: "busybox", Env: []string{"=novar"}},
+		{Image: "busybox", NetworkMode: "bridge", NetNSPath: "relative/netns"},
 	} {
 		if _, err := env.e.Create(context.Background(), "", cfg); err == nil {
 			t.Fatalf("create %+v succeeded", cfg)

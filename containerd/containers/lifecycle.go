@@ -58,6 +58,14 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 		Path: args[0], Args: args[1:], Config: cfg,
 		State: State{Status: "created"},
 	}
+	// What can be checked without the rootfs fails the create, as with
+	// Docker: a relative working directory, a bad environment entry, bad
+	// resources. A user name is resolved at start, in the container's /etc/passwd.
+	probe, probeImg := c, img.Config.Config
+	probe.Config.User, probeImg.User = "", ""
+	if _, err := buildSpec(probe, probeImg, ""); err != nil {
+		return Container{}, err
+	}
 	// Reserve the name under the lock: two creates with one name race here.
 	e.mu.Lock()
 	for _, r := range e.records {

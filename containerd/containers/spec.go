@@ -116,7 +116,7 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec
 		oci.WithHostNetwork(s)
 	case c.Config.NetNSPath != "":
 		if err := oci.WithNetNSPath(s, c.Config.NetNSPath); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 		}
 	}
 	if c.Config.NoNewPrivileges {
