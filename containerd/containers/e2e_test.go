@@ -578,6 +578,9 @@ func TestExecTopAndCopy(t *testing.T) {
 	if err != nil || len(rows) != 1 || rows[0][len(rows[0])-1] != "sleep 1000" || len(rows[0]) != len(TopTitles) {
 		t.Fatalf("top: %v %v", rows, err)
 	}
+	if now, stime := time.Now(), rows[0][4]; stime != now.Format("15:04") && stime != now.Add(-time.Minute).Format("15:04") {
+		t.Fatalf("top STIME %q, started just now", stime)
+	}
 
 	// cp in, then cp out.
 	var in bytes.Buffer

@@ -240,9 +240,32 @@ func procRow(pid int) (TopRow, bool) {
 	if cmdline == "" {
 		cmdline = "[" + s[strings.IndexByte(s, '(')+1:end] + "]"
 	}
-	start := "?"
-	if fi, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-		start = fi.ModTime().Format("15:04")
+	// STIME and C as ps computes them: the start is field 22 (clock ticks
+	// since boot, USER_HZ = 100 on Linux), C the CPU share of its lifetime.
+	start, cpu := "?", "0"
+	if ticks, err := strconv.ParseInt(f[19], 10, 64); err == nil {
+		if boot, ok := bootTime(); ok {
+			started := boot.Add(time.Duration(ticks) * 10 * time.Millisecond)
+			start = started.Local().Format("15:04")
+			if life := time.Since(started); life > 0 {
+				cpu = strconv.Itoa(int(time.Duration(utime+stime) * 10 * time.Millisecond * 100 / life))
+			}
+		}
 	}
-	return TopRow{uid, strconv.Itoa(pid), ppid, "0", start, "?", fmt.Sprintf("%02d:%02d:%02d", secs/3600, secs/60%60, secs%60), cmdline}, true
+	return TopRow{uid, strconv.Itoa(pid), ppid, cpu, start, "?", fmt.Sprintf("%02d:%02d:%02d", secs/3600, secs/60%60, secs%60), cmdline}, true
+}
+
+// bootTime reads btime from /proc/stat.
+func bootTime() (time.Time, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Unix(n, 0), err == nil
+		}
+	}
+	return time.Time{}, false
 }
