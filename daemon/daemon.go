@@ -4,112 +4,91 @@
 // the image store, the container engine with its shims, and the default
 // bridge network.
 //
-// Goroutines: the HTTP server's (one per request, ending with it), the
-// container engine's monitors (see containerd/containers), and Run's own,
-// which owns the listener and stops everything when its context ends.
-// Containers outlive the daemon: their shims keep them, and the next daemon
-// re-adopts them.
+// # Goroutines
+//
+// Run owns the listener and the HTTP server; the server runs one goroutine
+// per request, ending with it, except the hijacked attach and exec streams,
+// which end with their container's output or with the daemon's context. One
+// network watcher per running container on the bridge (or none) network
+// releases its namespace and published ports when it exits, as dockerd frees
+// an endpoint at stop; the watchers end with the daemon's context. The
+// container engine's own goroutines end with the engine's context, which Run
+// cancels last. Containers outlive the daemon: their shims keep them, and the
+// next daemon on the same roots re-adopts them and their network.
+//
+// # Networking
+//
+// A container's network is set up at start, not at create, as in Docker: a
+// container created with a published port that another one holds is created
+// fine and its start fails ("port is already allocated"), leaving it created
+// and not running, with nothing of its network left behind.
 package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
+	"sync"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 )
 
-// Config is what `shoal daemon` is started with.
-type Config struct {
-	DataRoot     string
-	ExecRoot     string
-	Host         string // unix://PATH
-	CgroupParent string
-	NodeName     string
-	BridgeName   string
-	BIP          string // bridge subnet, as the gateway address with its prefix
-}
-
-// Defaults, chosen not to collide with Docker's (docker0, 172.17.0.0/16).
-const (
-	DefaultDataRoot   = "/var/lib/shoal"
-	DefaultExecRoot   = "/run/shoal"
-	DefaultSocket     = "/run/shoal/shoal.sock"
-	DefaultBridgeName = "shoal0"
-	DefaultBIP        = "172.31.0.1/16"
-)
-
-// Command returns the `daemon` subcommand. The socket comes from the root's
-// persistent --host flag (default unix:///run/shoal/shoal.sock).
-func Command() *cobra.Command {
-	cfg := Config{}
-	cmd := &cobra.Command{
-		Use:   "daemon [OPTIONS]",
-		Short: "Run the shoal node daemon",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f := cmd.Flag("host"); f != nil && f.Value.String() != "" {
-				cfg.Host = f.Value.String()
-			} else if h := os.Getenv("SHOAL_HOST"); h != "" {
-				cfg.Host = h
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return Run(ctx, cfg)
-		},
-	}
-	host, _ := os.Hostname()
-	f := cmd.Flags()
-	f.StringVar(&cfg.DataRoot, "data-root", DefaultDataRoot, "Root directory of persistent state")
-	f.StringVar(&cfg.ExecRoot, "exec-root", DefaultExecRoot, "Root directory of execution state")
-	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "shoal", "Parent cgroup of all containers")
-	f.StringVar(&cfg.NodeName, "node-name", host, "Name of this node")
-	f.StringVar(&cfg.BridgeName, "bridge-name", DefaultBridgeName, "Name of the default bridge")
-	f.StringVar(&cfg.BIP, "bip", DefaultBIP, "Address and prefix of the default bridge's gateway")
-	return cmd
-}
-
-// Daemon is a running node daemon.
+// Daemon serves the Engine API over one node's engine.
 type Daemon struct {
-	cfg    Config
-	images *images.Store
-	engine *containers.Engine
-	bridge *bridge.Network
-	start  time.Time
+	cfg        Config
+	images     imageService
+	containers containerService
+	network    networkService
+
+	// ctx ends when the daemon stops: hijacked streams and network
+	// watchers end with it.
+	ctx context.Context
+	wg  sync.WaitGroup // network watchers
+
+	// netMu guards netLocks; each lock serialises the network set-up and
+	// release of one container, so that a watcher releasing the network of
+	// an exited container never races the next start of it.
+	netMu    sync.Mutex
+	netLocks map[string]*sync.Mutex
 }
 
-// Run starts the daemon and serves until ctx ends.
+func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
+	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}}
+}
+
+// Run starts the daemon and serves until ctx ends, then stops gracefully:
+// in-flight requests get a few seconds, containers keep running.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Host == "" {
-		cfg.Host = "unix://" + DefaultSocket
+	cfg = cfg.withDefaults()
+	level, err := parseLogLevel(cfg.LogLevel)
+	if err != nil {
+		return err
 	}
-	sock, ok := strings.CutPrefix(cfg.Host, "unix://")
-	if !ok || sock == "" {
-		return fmt.Errorf("invalid --host %q: only unix://PATH is supported", cfg.Host)
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	sock, err := socketPath(cfg.Host)
+	if err != nil {
+		return err
 	}
-	for _, d := range []string{cfg.DataRoot, cfg.ExecRoot, filepath.Dir(sock)} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return fmt.Errorf("daemon: %w", err)
-		}
-	}
+	// The socket comes first: a second daemon on a live daemon's socket
+	// must stop before it touches (and re-adopts) that daemon's containers.
 	ln, err := listen(sock)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	for _, dir := range []string{cfg.DataRoot, cfg.ExecRoot} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("daemon: own binary: %w", err)
@@ -123,55 +102,51 @@ func Run(ctx context.Context, cfg Config) error {
 		StateDir: filepath.Join(cfg.DataRoot, "network"), NetNSDir: filepath.Join(cfg.ExecRoot, "netns"),
 	})
 	if err != nil {
-		return fmt.Errorf("daemon: bridge network: %w", err)
+		return fmt.Errorf("daemon: bridge network %s: %w", cfg.BridgeName, err)
 	}
 	defer br.Close()
-	ectx, cancelEngine := context.WithCancel(context.Background())
-	defer cancelEngine()
+
+	dctx, stopDaemon := context.WithCancel(context.Background())
+	defer stopDaemon()
+	var d *Daemon
+	// The engine's context ends after the daemon's: its monitors must
+	// outlive every request that might still be using them.
+	ectx, stopEngine := context.WithCancel(context.Background())
+	defer stopEngine()
 	eng, err := containers.Open(ectx, containers.Options{
 		Root: cfg.DataRoot, ExecRoot: cfg.ExecRoot, CgroupParent: cfg.CgroupParent, Images: imgs, Binary: self,
-		Released: func(id string) { _ = br.Detach(context.Background(), id) },
+		// An auto-removed container is removed by the engine itself.
+		Released: func(id string) { d.releaseNetwork(id, false) },
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: containers: %w", err)
 	}
-	d := &Daemon{cfg: cfg, images: imgs, engine: eng, bridge: br, start: time.Now()}
-	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 30 * time.Second}
+	d = newDaemon(dctx, cfg, imgs, eng, br)
+	d.adoptNetworks()
+
+	srv := &http.Server{
+		Handler:           d.handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return dctx },
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Printf("shoal daemon %s listening on %s (data root %s)", cfg.NodeName, sock, cfg.DataRoot)
+	slog.Info("shoal daemon listening", "node", cfg.NodeName, "socket", sock, "data-root", cfg.DataRoot,
+		"exec-root", cfg.ExecRoot, "bridge", cfg.BridgeName, "bip", cfg.BIP, "api", APIVersion)
+	var serveErr error
 	select {
 	case <-ctx.Done():
+		slog.Info("shutting down; containers keep running")
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("daemon: serve: %w", err)
+			serveErr = fmt.Errorf("daemon: serve: %w", err)
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	return nil
-}
-
-// listen opens the API socket (mode 0660). A socket left by a crashed daemon
-// is replaced; one that a live daemon answers on is refused.
-func listen(path string) (net.Listener, error) {
-	if _, err := os.Stat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("another daemon is already listening on %s", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
-	}
-	return ln, nil
+	stopDaemon()
+	d.wg.Wait()
+	stopEngine()
+	return serveErr
 }

@@ -1,38 +1,117 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync"
 )
 
-// hijack takes over the connection for attach and exec, answering 101 with
-// docker's multiplexed-stream upgrade (or 200 for clients that did not ask to
-// upgrade). The returned reader holds what the client sends after the request.
-func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, io.Reader, error) {
+// hijacked is a connection taken over from the HTTP server for attach and
+// exec: after the upgrade answer the client's raw stdin comes in, and the
+// output goes out as stdcopy frames.
+type hijacked struct {
+	conn    net.Conn
+	in      io.Reader // what the client sends after the request, buffered bytes first
+	upgrade bool      // the client asked for "Upgrade: tcp"
+}
+
+// hijack takes over the connection. Nothing is written yet: the caller
+// answers with ready once it is ready, so a client waiting for the answer
+// (docker run attaches, then starts) knows the attach is registered.
+func hijack(w http.ResponseWriter, r *http.Request) (*hijacked, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		return nil, nil, fmt.Errorf("connection cannot be hijacked")
+		return nil, fmt.Errorf("connection cannot be hijacked")
 	}
 	conn, buf, err := hj.Hijack()
 	if err != nil {
-		return nil, nil, fmt.Errorf("hijack: %w", err)
-	}
-	if r.Header.Get("Upgrade") != "" {
-		_, err = fmt.Fprint(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: "+APIVersion+"\r\n\r\n")
-	} else {
-		_, err = fmt.Fprint(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nApi-Version: "+APIVersion+"\r\n\r\n")
-	}
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
+		return nil, fmt.Errorf("hijack: %w", err)
 	}
 	var in io.Reader = conn
 	if buf != nil && buf.Reader.Buffered() > 0 {
 		in = io.MultiReader(io.LimitReader(buf.Reader, int64(buf.Reader.Buffered())), conn)
 	}
-	return conn, in, nil
+	return &hijacked{conn: conn, in: in, upgrade: r.Header.Get("Upgrade") != ""}, nil
+}
+
+// ready writes the answer: 101 with docker's multiplexed-stream upgrade, or
+// 200 for a client that did not ask to upgrade.
+func (h *hijacked) ready() error {
+	status := "HTTP/1.1 200 OK\r\n"
+	if h.upgrade {
+		status = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+	}
+	_, err := io.WriteString(h.conn, status+"Content-Type: application/vnd.docker.multiplexed-stream\r\nApi-Version: "+APIVersion+"\r\n\r\n")
+	return err
+}
+
+// fail answers a request that could not go ahead after the takeover with a
+// plain HTTP error, as writeError would have.
+func (h *hijacked) fail(err error) {
+	status := statusOf(err)
+	body := fmt.Sprintf("{\"message\":%q}\n", err.Error())
+	fmt.Fprintf(h.conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
+// writeFrame writes one stdcopy frame: [stream,0,0,0,len BE32] + data.
+func writeFrame(w io.Writer, stream byte, b []byte) error {
+	frame := make([]byte, 8+len(b))
+	frame[0] = stream
+	binary.BigEndian.PutUint32(frame[4:], uint32(len(b)))
+	copy(frame[8:], b)
+	_, err := w.Write(frame)
+	return err
+}
+
+// streamFilter passes on the stdcopy frames of the streams asked for
+// (attach's stdout=/stderr=) and drops the others. Frames may arrive split
+// across or packed into writes.
+type streamFilter struct {
+	w              io.Writer
+	stdout, stderr bool
+
+	mu      sync.Mutex // guards the parser state: the engine may write from two goroutines
+	hdr     []byte     // the partial header being read
+	left    int        // bytes of the current frame's payload still to come
+	forward bool       // whether the current frame is passed on
+}
+
+func (f *streamFilter) Write(b []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		if f.left == 0 {
+			k := min(8-len(f.hdr), len(b))
+			f.hdr = append(f.hdr, b[:k]...)
+			b = b[k:]
+			if len(f.hdr) < 8 {
+				break
+			}
+			f.left = int(binary.BigEndian.Uint32(f.hdr[4:]))
+			f.forward = f.hdr[0] == 1 && f.stdout || f.hdr[0] == 2 && f.stderr || f.hdr[0] == 3 // 3: stdcopy's system error
+			if f.forward {
+				if _, err := f.w.Write(f.hdr); err != nil {
+					return 0, err
+				}
+			}
+			f.hdr = f.hdr[:0]
+			continue
+		}
+		k := min(f.left, len(b))
+		if f.forward {
+			if _, err := f.w.Write(b[:k]); err != nil {
+				return 0, err
+			}
+		}
+		f.left -= k
+		b = b[k:]
+	}
+	return n, nil
 }
 
 // flushWriter flushes after every write, for streamed responses (logs -f).
@@ -48,8 +127,13 @@ func newFlushWriter(w http.ResponseWriter) *flushWriter {
 
 func (fw *flushWriter) Write(b []byte) (int, error) {
 	n, err := fw.w.Write(b)
+	fw.Flush()
+	return n, err
+}
+
+// Flush sends what is buffered.
+func (fw *flushWriter) Flush() {
 	if fw.f != nil {
 		fw.f.Flush()
 	}
-	return n, err
 }

@@ -2,8 +2,16 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -12,19 +20,61 @@ import (
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 )
 
-// portMappings turns HostConfig.PortBindings into the bridge's mappings.
-func portMappings(hc *container.HostConfig) ([]bridge.PortMapping, error) {
+// Network modes of HostConfig.NetworkMode; "" and "default" mean bridge.
+const (
+	modeBridge = "bridge"
+	modeNone   = "none"
+	modeHost   = "host"
+)
+
+func networkMode(m container.NetworkMode) (string, error) {
+	switch string(m) {
+	case "", "default", modeBridge:
+		return modeBridge, nil
+	case modeNone, modeHost:
+		return string(m), nil
+	}
+	if strings.HasPrefix(string(m), "container:") {
+		return "", badRequest("network mode %q is not supported", m)
+	}
+	return "", withStatus(http.StatusNotFound, fmt.Errorf("network %s not found", m))
+}
+
+// ownNetNS reports whether a container of this mode gets a namespace of the
+// daemon's (bridge: an endpoint; none: lo only); host shares the node's.
+func ownNetNS(mode string) bool { return mode == modeBridge || mode == modeNone }
+
+// portMappings turns HostConfig.PortBindings into the bridge's mappings, in
+// a stable order so that the first clash reported is always the same.
+func portMappings(bindings network.PortMap) ([]bridge.PortMapping, error) {
+	ports := make([]network.Port, 0, len(bindings))
+	for p := range bindings {
+		ports = append(ports, p)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i].String() < ports[j].String() })
 	var out []bridge.PortMapping
-	for port, bindings := range hc.PortBindings {
-		if len(bindings) == 0 {
-			bindings = append(bindings, network.PortBinding{})
+	for _, port := range ports {
+		if !port.IsValid() || port.Num() == 0 {
+			return nil, badRequest("invalid port specification: %q", port.String())
 		}
-		for _, b := range bindings {
+		switch port.Proto() {
+		case network.TCP, network.UDP:
+		default:
+			return nil, badRequest("invalid port specification: %q: only tcp and udp can be published", port.String())
+		}
+		list := bindings[port]
+		if len(list) == 0 {
+			list = []network.PortBinding{{}}
+		}
+		for _, b := range list {
 			m := bridge.PortMapping{HostIP: b.HostIP, ContainerPort: port.Num(), Protocol: string(port.Proto())}
+			if m.HostIP.IsValid() && !m.HostIP.Unmap().Is4() {
+				return nil, badRequest("invalid host IP %s for port %s: only IPv4 is supported", m.HostIP, port)
+			}
 			if b.HostPort != "" {
 				n, err := strconv.ParseUint(b.HostPort, 10, 16)
 				if err != nil {
-					return nil, badRequest("invalid host port %q", b.HostPort)
+					return nil, badRequest("invalid host port %q for port %s", b.HostPort, port)
 				}
 				m.HostPort = uint16(n)
 			}
@@ -34,32 +84,198 @@ func portMappings(hc *container.HostConfig) ([]bridge.PortMapping, error) {
 	return out, nil
 }
 
-// connectNetwork gives a bridge-mode container its namespace, address and
-// published ports, and records them on the container.
-func (d *Daemon) connectNetwork(ctx context.Context, c containers.Container, ports []bridge.PortMapping) error {
-	if c.Config.NetworkMode != "bridge" {
-		return nil
+// netLock locks the network of container id; the returned func unlocks it.
+func (d *Daemon) netLock(id string) func() {
+	d.netMu.Lock()
+	mu, ok := d.netLocks[id]
+	if !ok {
+		mu = &sync.Mutex{}
+		d.netLocks[id] = mu
 	}
-	ep, err := d.bridge.Attach(ctx, c.ID)
+	d.netMu.Unlock()
+	mu.Lock()
+	return mu.Unlock
+}
+
+// startContainer sets up the network of a created or exited container, then
+// starts it. On any failure the network is released again and the container
+// stays as it was: created (or exited), not running.
+func (d *Daemon) startContainer(ctx context.Context, idOrName string) error {
+	c, err := d.containers.Get(idOrName)
 	if err != nil {
-		return fmt.Errorf("attach %s to %s: %w", c.ID[:12], d.bridge.Name(), err)
+		return err
 	}
-	settings := containers.NetworkSettings{
-		IPAddress: ep.IP.String(), IPPrefixLen: ep.Prefix, Gateway: ep.Gateway.String(), MacAddress: ep.MAC.String(),
+	unlock := d.netLock(c.ID)
+	defer unlock()
+	// Under the lock: a running container's network must not be redone.
+	if c, err = d.containers.Get(c.ID); err != nil {
+		return err
 	}
-	if len(ports) > 0 {
-		got, err := d.bridge.Publish(ctx, c.ID, ep.IP, ports)
+	if c.State.Running {
+		return containers.ErrNotModified
+	}
+	mode := c.Config.NetworkMode
+	if ownNetNS(mode) {
+		if err := d.setupNetworkLocked(ctx, c); err != nil {
+			d.releaseNetworkLocked(c.ID, true)
+			return err
+		}
+	}
+	if err := d.containers.Start(ctx, c.ID); err != nil {
+		if ownNetNS(mode) {
+			d.releaseNetworkLocked(c.ID, true)
+		}
+		return err
+	}
+	if ownNetNS(mode) {
+		d.watchExit(c.ID)
+	}
+	return nil
+}
+
+// setupNetworkLocked gives c its namespace, address and published ports and
+// records them on it, for the runtime (the namespace to join) and inspect.
+func (d *Daemon) setupNetworkLocked(ctx context.Context, c containers.Container) error {
+	// Whatever a crash or an earlier run of c left goes first.
+	if err := d.network.Detach(context.WithoutCancel(ctx), c.ID); err != nil {
+		return fmt.Errorf("release the old network of %s: %w", c.ID[:12], err)
+	}
+	if c.Config.NetworkMode == modeNone {
+		ep, err := d.network.NewEmpty(ctx, c.ID)
 		if err != nil {
-			_ = d.bridge.Detach(context.WithoutCancel(ctx), c.ID)
-			return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.Name[1:], c.ID[:12], err)
+			return fmt.Errorf("network namespace of %s: %w", c.ID[:12], err)
+		}
+		return d.containers.SetNetwork(c.ID, ep.NetNSPath, containers.NetworkSettings{})
+	}
+	var hc container.HostConfig
+	if len(c.Config.RawHostConfig) > 0 {
+		if err := json.Unmarshal(c.Config.RawHostConfig, &hc); err != nil {
+			return fmt.Errorf("host config of %s: %w", c.ID[:12], err)
+		}
+	}
+	ports, err := portMappings(hc.PortBindings)
+	if err != nil {
+		return err
+	}
+	ep, err := d.network.Attach(ctx, c.ID)
+	if err != nil {
+		return fmt.Errorf("attach %s to network %s: %w", c.ID[:12], d.network.Name(), err)
+	}
+	s := containers.NetworkSettings{IPAddress: ep.IP.String(), IPPrefixLen: ep.Prefix, Gateway: ep.Gateway.String(), MacAddress: ep.MAC.String()}
+	if len(ports) > 0 {
+		got, err := d.network.Publish(ctx, c.ID, ep.IP, ports)
+		if err != nil {
+			// dockerd's words, which scripts and the CLI look for.
+			msg := err.Error()
+			if i := strings.Index(msg, "Bind for "); i >= 0 {
+				msg = msg[i:]
+			}
+			return withStatus(http.StatusInternalServerError, fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %s",
+				strings.TrimPrefix(c.Name, "/"), c.ID, msg))
 		}
 		for _, p := range got {
 			hostIP := ""
 			if p.HostIP.IsValid() {
 				hostIP = p.HostIP.String()
 			}
-			settings.Ports = append(settings.Ports, containers.PortBinding{HostIP: hostIP, HostPort: int(p.HostPort), ContainerPort: int(p.ContainerPort), Protocol: p.Protocol})
+			s.Ports = append(s.Ports, containers.PortBinding{HostIP: hostIP, HostPort: int(p.HostPort), ContainerPort: int(p.ContainerPort), Protocol: p.Protocol})
 		}
 	}
-	return d.engine.SetNetwork(c.ID, ep.NetNSPath, settings)
+	return d.containers.SetNetwork(c.ID, ep.NetNSPath, s)
+}
+
+// releaseNetwork frees the network of container id (see releaseNetworkLocked).
+func (d *Daemon) releaseNetwork(id string, clear bool) {
+	unlock := d.netLock(id)
+	defer unlock()
+	d.releaseNetworkLocked(id, clear)
+	if !clear {
+		// The container is gone: so is the need for its lock.
+		d.netMu.Lock()
+		delete(d.netLocks, id)
+		d.netMu.Unlock()
+	}
+}
+
+// releaseNetworkLocked detaches id from the network (its published ports,
+// address and namespace) and, with clear, forgets them on its record, as
+// inspect of a stopped container shows no address in Docker.
+func (d *Daemon) releaseNetworkLocked(id string, clear bool) {
+	if err := d.network.Detach(context.Background(), id); err != nil {
+		slog.Warn("release network", "container", id, "err", err)
+	}
+	if clear {
+		if err := d.containers.SetNetwork(id, "", containers.NetworkSettings{}); err != nil && !errors.Is(err, containers.ErrNotFound) {
+			slog.Warn("forget network", "container", id, "err", err)
+		}
+	}
+}
+
+// settleNetwork releases the network of a container that has exited (or
+// is gone) now, rather than when its watcher gets to it: a client that
+// stopped or waited for one container may at once publish its ports again.
+func (d *Daemon) settleNetwork(id string) {
+	unlock := d.netLock(id)
+	defer unlock()
+	c, err := d.containers.Get(id)
+	switch {
+	case errors.Is(err, containers.ErrNotFound):
+		if err := d.network.Detach(context.Background(), id); err != nil {
+			slog.Warn("release network", "container", id, "err", err)
+		}
+	case err != nil, c.State.Running, c.Config.NetNSPath == "":
+	default:
+		d.releaseNetworkLocked(id, true)
+	}
+}
+
+// watchExit releases the network of a running container once it has exited.
+func (d *Daemon) watchExit(id string) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_, err := d.containers.Wait(d.ctx, id, containers.WaitNotRunning, nil)
+		if d.ctx.Err() != nil {
+			return // the next daemon adopts the container and its network
+		}
+		if errors.Is(err, containers.ErrNotFound) {
+			d.releaseNetwork(id, false)
+			return
+		}
+		unlock := d.netLock(id)
+		defer unlock()
+		// Started again meanwhile: the new run has its own network and watcher.
+		if c, err := d.containers.Get(id); err == nil && c.State.Running {
+			return
+		}
+		d.releaseNetworkLocked(id, true)
+	}()
+}
+
+// adoptNetworks takes over the networks a previous daemon left: watchers
+// for the running containers, release for those that exited meanwhile.
+func (d *Daemon) adoptNetworks() {
+	for _, c := range d.containers.List(true) {
+		if !ownNetNS(c.Config.NetworkMode) {
+			continue
+		}
+		if c.State.Running {
+			d.watchExit(c.ID)
+		} else if c.Config.NetNSPath != "" {
+			d.releaseNetwork(c.ID, true)
+		}
+	}
+}
+
+// hostIPString is the HostIp of a published port as inspect shows it.
+func hostIPString(ip string) string {
+	if ip == "" {
+		return "0.0.0.0"
+	}
+	return ip
+}
+
+func parseAddr(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
 }

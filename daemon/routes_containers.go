@@ -1,17 +1,16 @@
 package daemon
 
 import (
-	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
+	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/logs"
@@ -29,14 +28,21 @@ func (d *Daemon) containerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /containers/{id}", d.containerRemove)
 	mux.HandleFunc("GET /containers/{id}/logs", d.containerLogs)
 	mux.HandleFunc("POST /containers/{id}/attach", d.containerAttach)
-	mux.HandleFunc("POST /containers/{id}/exec", d.execCreate)
-	mux.HandleFunc("POST /exec/{id}/start", d.execStart)
-	mux.HandleFunc("GET /exec/{id}/json", d.execInspect)
 	mux.HandleFunc("GET /containers/{id}/top", d.containerTop)
 	mux.HandleFunc("HEAD /containers/{id}/archive", d.archiveStat)
 	mux.HandleFunc("GET /containers/{id}/archive", d.archiveGet)
 	mux.HandleFunc("PUT /containers/{id}/archive", d.archivePut)
 	mux.HandleFunc("POST /commit", d.commit)
+}
+
+// boolParam reads a boolean query parameter as dockerd does: "", "0",
+// "no", "false" and "none" are false, anything else true.
+func boolParam(r *http.Request, name string) bool {
+	switch r.URL.Query().Get(name) {
+	case "", "0", "no", "false", "none":
+		return false
+	}
+	return true
 }
 
 func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
@@ -45,36 +51,89 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.Config == nil || req.Config.Image == "" {
-		writeError(w, badRequest("no image specified"))
+	cfg, err := d.createConfig(req)
+	if err != nil {
+		writeError(w, err)
 		return
+	}
+	c, err := d.containers.Create(r.Context(), r.URL.Query().Get("name"), cfg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: c.ID, Warnings: []string{}})
+}
+
+// minMemory is dockerd's lower bound for --memory.
+const minMemory = 6 << 20
+
+// createConfig checks a create request and turns it into the engine's
+// config. Options the engine cannot honour are refused, not ignored.
+func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, error) {
+	if req.Config == nil {
+		return containers.Config{}, badRequest("config cannot be empty in order to create a container")
+	}
+	in := req.Config
+	if in.Image == "" {
+		return containers.Config{}, badRequest("no image specified")
+	}
+	if in.Tty {
+		return containers.Config{}, badRequest("TTY containers (-t) are not supported yet")
 	}
 	hc := req.HostConfig
 	if hc == nil {
 		hc = &container.HostConfig{}
 	}
+	mode, err := networkMode(hc.NetworkMode)
+	if err != nil {
+		return containers.Config{}, err
+	}
+	if req.NetworkingConfig != nil {
+		for name := range req.NetworkingConfig.EndpointsConfig {
+			if m, err := networkMode(container.NetworkMode(name)); err != nil {
+				return containers.Config{}, err
+			} else if m != mode {
+				return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
+			}
+		}
+	}
+	switch {
+	case hc.Privileged:
+		return containers.Config{}, badRequest("privileged containers are not supported")
+	case len(hc.CapAdd) > 0 || len(hc.CapDrop) > 0:
+		return containers.Config{}, badRequest("--cap-add and --cap-drop are not supported")
+	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
+		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
+	case len(hc.Devices) > 0:
+		return containers.Config{}, badRequest("devices are not supported")
+	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
+		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
+	case hc.Memory > 0 && hc.Memory < minMemory:
+		return containers.Config{}, badRequest("Minimum memory limit allowed is 6MB")
+	case hc.NanoCPUs > int64(runtime.NumCPU())*1e9:
+		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
+	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
+		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
+	}
+	switch hc.RestartPolicy.Name {
+	case "", "no":
+	case "always", "unless-stopped", "on-failure":
+		if hc.AutoRemove {
+			return containers.Config{}, badRequest("can't create 'AutoRemove' container with restart policy")
+		}
+	default:
+		return containers.Config{}, badRequest("invalid restart policy '%s'", hc.RestartPolicy.Name)
+	}
 	cfg := containers.Config{
-		Image: req.Config.Image, Cmd: req.Config.Cmd, Entrypoint: req.Config.Entrypoint, Env: req.Config.Env,
-		WorkingDir: req.Config.WorkingDir, User: req.Config.User, Hostname: req.Config.Hostname,
-		Labels: req.Config.Labels, OpenStdin: req.Config.OpenStdin, StdinOnce: req.Config.StdinOnce,
-		StopSignal: req.Config.StopSignal, StopTimeout: req.Config.StopTimeout,
+		Image: in.Image, Cmd: in.Cmd, Entrypoint: in.Entrypoint, Env: in.Env,
+		WorkingDir: in.WorkingDir, User: in.User, Hostname: in.Hostname,
+		Labels: in.Labels, OpenStdin: in.OpenStdin, StdinOnce: in.StdinOnce,
+		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
 		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,
-		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: string(hc.NetworkMode),
+		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
 	}
-	if req.Config.Tty {
-		writeError(w, badRequest("TTY containers (-t) are not supported yet"))
-		return
-	}
-	if hc.PidsLimit != nil {
+	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
 		cfg.PidsLimit = *hc.PidsLimit
-	}
-	if hc.Memory < 0 || hc.NanoCPUs < 0 {
-		writeError(w, badRequest("invalid resources: negative memory or CPUs"))
-		return
-	}
-	if hc.Memory > 0 && hc.Memory < 6*1024*1024 {
-		writeError(w, badRequest("Minimum memory limit allowed is 6MB"))
-		return
 	}
 	for _, o := range hc.SecurityOpt {
 		switch o {
@@ -82,36 +141,92 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 			cfg.NoNewPrivileges = true
 		case "no-new-privileges:false", "no-new-privileges=false":
 		default:
-			writeError(w, badRequest("security option %q is not supported", o))
+			return containers.Config{}, badRequest("security option %q is not supported (only no-new-privileges)", o)
+		}
+	}
+	if in.StopSignal != "" {
+		if _, err := containers.ParseSignal(in.StopSignal); err != nil {
+			return containers.Config{}, badRequest("invalid stop signal %q", in.StopSignal)
+		}
+	}
+	if hc.PublishAllPorts {
+		// -P: every exposed port of the container and its image, on a free host port.
+		exposed := network.PortSet{}
+		for p := range in.ExposedPorts {
+			exposed[p] = struct{}{}
+		}
+		if img, err := d.images.Get(in.Image); err == nil {
+			for s := range img.Config.Config.ExposedPorts {
+				if p, err := network.ParsePort(s); err == nil {
+					exposed[p] = struct{}{}
+				}
+			}
+		}
+		if hc.PortBindings == nil {
+			hc.PortBindings = network.PortMap{}
+		}
+		for p := range exposed {
+			if _, ok := hc.PortBindings[p]; !ok {
+				hc.PortBindings[p] = []network.PortBinding{{}}
+			}
+		}
+	}
+	if _, err := portMappings(hc.PortBindings); err != nil {
+		return containers.Config{}, err
+	}
+	if len(hc.PortBindings) > 0 && mode != modeBridge {
+		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
+	}
+	hc.NetworkMode = container.NetworkMode(mode)
+	if cfg.RawConfig, err = json.Marshal(in); err != nil {
+		return containers.Config{}, err
+	}
+	if cfg.RawHostConfig, err = json.Marshal(hc); err != nil {
+		return containers.Config{}, err
+	}
+	return cfg, nil
+}
+
+func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := parseFilters(q.Get("filters"), validContainerFilters...)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil {
+			writeError(w, badRequest("invalid limit %q", s))
 			return
 		}
 	}
-	ports, err := portMappings(hc)
+	// A limit or a status filter looks at stopped containers too, as dockerd.
+	all := boolParam(r, "all") || limit > 0 || len(f["status"]) > 0 || len(f["exited"]) > 0
+	now := time.Now()
+	out := []container.Summary{}
+	for _, c := range d.containers.List(all) {
+		if limit > 0 && len(out) == limit {
+			break
+		}
+		if f.matchContainer(c) {
+			out = append(out, summaryOf(c, now))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) containerInspect(w http.ResponseWriter, r *http.Request) {
+	c, err := d.containers.Get(r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if len(ports) > 0 && cfg.NetworkMode != "" && cfg.NetworkMode != "bridge" && cfg.NetworkMode != "default" {
-		writeError(w, badRequest("published ports need the bridge network"))
-		return
-	}
-	cfg.RawConfig, _ = json.Marshal(req.Config)
-	cfg.RawHostConfig, _ = json.Marshal(hc)
-	c, err := d.engine.Create(r.Context(), r.URL.Query().Get("name"), cfg)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := d.connectNetwork(r.Context(), c, ports); err != nil {
-		_ = d.engine.Remove(context.WithoutCancel(r.Context()), c.ID, true)
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"Id": c.ID, "Warnings": []string{}})
+	writeJSON(w, http.StatusOK, d.inspectOf(c))
 }
 
 func (d *Daemon) containerStart(w http.ResponseWriter, r *http.Request) {
-	if err := d.engine.Start(r.Context(), r.PathValue("id")); err != nil {
+	if err := d.startContainer(r.Context(), r.PathValue("id")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -128,30 +243,35 @@ func timeoutParam(r *http.Request) (*int, error) {
 	}
 	t, err := strconv.Atoi(v)
 	if err != nil {
-		return nil, badRequest("invalid timeout %q", v)
+		return nil, badRequest("invalid timeout %q: not a number of seconds", v)
 	}
 	return &t, nil
 }
 
 func (d *Daemon) containerStop(w http.ResponseWriter, r *http.Request) {
 	t, err := timeoutParam(r)
+	var c containers.Container
 	if err == nil {
-		err = d.engine.Stop(r.Context(), r.PathValue("id"), t)
+		c, err = d.containers.Get(r.PathValue("id"))
+	}
+	if err == nil {
+		err = d.containers.Stop(r.Context(), c.ID, t)
 	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	d.settleNetwork(c.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (d *Daemon) containerRestart(w http.ResponseWriter, r *http.Request) {
 	t, err := timeoutParam(r)
 	if err == nil {
-		err = d.engine.Stop(r.Context(), r.PathValue("id"), t)
+		err = d.containers.Stop(r.Context(), r.PathValue("id"), t)
 	}
 	if err == nil || errors.Is(err, containers.ErrNotModified) {
-		err = d.engine.Start(r.Context(), r.PathValue("id"))
+		err = d.startContainer(r.Context(), r.PathValue("id"))
 	}
 	if err != nil {
 		writeError(w, err)
@@ -166,10 +286,11 @@ func (d *Daemon) containerKill(w http.ResponseWriter, r *http.Request) {
 		sig = "KILL"
 	}
 	s, err := containers.ParseSignal(sig)
-	if err == nil {
-		err = d.engine.Kill(r.PathValue("id"), s)
-	}
 	if err != nil {
+		writeError(w, badRequest("invalid signal: %s", sig))
+		return
+	}
+	if err := d.containers.Kill(r.PathValue("id"), s); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -184,9 +305,15 @@ func (d *Daemon) containerWait(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("invalid condition: %q", cond))
 		return
 	}
+	c, err := d.containers.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	flushed := false
-	st, err := d.engine.Wait(r.Context(), r.PathValue("id"), cond, func() {
-		// Headers go out once the wait is registered: the CLI starts the container then.
+	st, err := d.containers.Wait(r.Context(), c.ID, cond, func() {
+		// The headers go once the wait is registered: the CLI's run starts
+		// the container only then, so that no exit is missed.
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		if f, ok := w.(http.Flusher); ok {
@@ -198,43 +325,72 @@ func (d *Daemon) containerWait(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	resp := map[string]any{"StatusCode": st.ExitCode}
+	if err == nil {
+		d.settleNetwork(c.ID)
+	}
+	resp := container.WaitResponse{StatusCode: int64(st.ExitCode)}
 	if err != nil {
-		resp["Error"] = map[string]string{"Message": err.Error()}
+		resp.Error = &container.WaitExitError{Message: err.Error()}
+	} else if st.Error != "" {
+		resp.Error = &container.WaitExitError{Message: st.Error}
 	}
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
 func (d *Daemon) containerRemove(w http.ResponseWriter, r *http.Request) {
-	if err := d.engine.Remove(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
+	if boolParam(r, "link") {
+		writeError(w, badRequest("links are not supported"))
+		return
+	}
+	if err := d.containers.Remove(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
 		writeError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// parseTime reads since/until: seconds since the epoch, with a fraction.
+func parseTime(name, s string) (time.Time, error) {
+	if s == "" || s == "0" {
+		return time.Time{}, nil
+	}
+	sec, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return time.Time{}, badRequest("invalid %s %q: want seconds since the epoch", name, s)
+	}
+	return time.Unix(0, int64(sec*1e9)), nil
+}
+
 func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	stdout, stderr := boolParam(r, "stdout"), boolParam(r, "stderr")
 	if !stdout && !stderr {
-		writeError(w, badRequest("you must choose at least one stream"))
+		writeError(w, badRequest("Bad parameters: you must choose at least one stream"))
 		return
 	}
 	opts := containers.LogsOptions{Tail: -1, Follow: boolParam(r, "follow")}
 	if t := q.Get("tail"); t != "" && t != "all" {
 		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			writeError(w, badRequest("invalid tail %q", t))
+		if err != nil {
+			writeError(w, badRequest("invalid tail %q: want a number or all", t))
 			return
 		}
-		opts.Tail = n
-	}
-	if s := q.Get("since"); s != "" && s != "0" {
-		if sec, err := strconv.ParseFloat(s, 64); err == nil {
-			opts.Since = time.Unix(0, int64(sec*1e9))
+		if n >= 0 {
+			opts.Tail = n
 		}
 	}
-	if _, err := d.engine.Get(r.PathValue("id")); err != nil {
+	var err error
+	if opts.Since, err = parseTime("since", q.Get("since")); err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := parseTime("until", q.Get("until"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, err := d.containers.Get(r.PathValue("id"))
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -242,14 +398,16 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")
 	w.WriteHeader(http.StatusOK)
 	fw := newFlushWriter(w)
-	_ = d.engine.Logs(r.Context(), r.PathValue("id"), opts, func(e logs.Entry) error {
+	fw.Flush()
+	_ = d.containers.Logs(r.Context(), c.ID, opts, func(e logs.Entry) error {
+		if !until.IsZero() && e.Time.After(until) {
+			return nil
+		}
 		stream := byte(1)
 		if e.Stream == "stderr" {
-			if !stderr {
-				return nil
-			}
 			stream = 2
-		} else if !stdout {
+		}
+		if stream == 1 && !stdout || stream == 2 && !stderr {
 			return nil
 		}
 		line := e.Log
@@ -260,50 +418,8 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
-	if _, err := d.engine.Get(r.PathValue("id")); err != nil {
-		writeError(w, err)
-		return
-	}
-	// The attach is registered before the 101 goes out: the client starts the
-	// container as soon as it has the upgrade, and must miss none of its output.
-	outR, outW := io.Pipe()
-	var stdin io.Reader
-	var stdinW *io.PipeWriter
-	if boolParam(r, "stdin") {
-		stdin, stdinW = io.Pipe()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	registered := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		err := d.engine.AttachRegistered(ctx, r.PathValue("id"), stdin, outW, func() { close(registered) })
-		outW.CloseWithError(err)
-		done <- err
-	}()
-	select {
-	case <-registered:
-	case err := <-done:
-		writeError(w, err)
-		return
-	}
-	conn, in, err := hijack(w, r)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	if stdinW != nil {
-		go func() {
-			_, err := io.Copy(stdinW, in)
-			stdinW.CloseWithError(err)
-		}()
-	}
-	_, _ = io.Copy(conn, outR)
-}
-
 func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
-	rows, err := d.engine.Top(r.PathValue("id"))
+	rows, err := d.containers.Top(r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -312,149 +428,27 @@ func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
 	for _, row := range rows {
 		procs = append(procs, row)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"Titles": containers.TopTitles, "Processes": procs})
-}
-
-func (d *Daemon) archiveStat(w http.ResponseWriter, r *http.Request) {
-	st, err := d.engine.StatPath(r.PathValue("id"), r.URL.Query().Get("path"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	setPathStat(w, st)
-	w.WriteHeader(http.StatusOK)
-}
-
-func setPathStat(w http.ResponseWriter, st containers.PathStat) {
-	b, _ := json.Marshal(st)
-	w.Header().Set("X-Docker-Container-Path-Stat", base64.StdEncoding.EncodeToString(b))
-}
-
-func (d *Daemon) archiveGet(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Query().Get("path")
-	st, err := d.engine.StatPath(r.PathValue("id"), path)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	setPathStat(w, st)
-	w.Header().Set("Content-Type", "application/x-tar")
-	w.WriteHeader(http.StatusOK)
-	if err := d.engine.ArchivePath(r.Context(), r.PathValue("id"), path, w); err != nil {
-		panic(http.ErrAbortHandler)
-	}
-}
-
-func (d *Daemon) archivePut(w http.ResponseWriter, r *http.Request) {
-	if err := d.engine.ExtractToDir(r.Context(), r.PathValue("id"), r.URL.Query().Get("path"), r.Body); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
+	writeJSON(w, http.StatusOK, container.TopResponse{Titles: containers.TopTitles, Processes: procs})
 }
 
 func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("container") == "" {
+		writeError(w, badRequest("no container given: commit needs ?container=ID"))
+		return
+	}
+	if len(q["changes"]) > 0 && q.Get("changes") != "" {
+		writeError(w, badRequest("commit --change is not supported"))
+		return
+	}
 	ref := q.Get("repo")
 	if t := q.Get("tag"); ref != "" && t != "" {
 		ref += ":" + t
 	}
-	img, err := d.engine.Commit(r.Context(), q.Get("container"), containers.CommitOptions{Ref: ref, Comment: q.Get("comment"), Author: q.Get("author")})
+	img, err := d.containers.Commit(r.Context(), q.Get("container"), containers.CommitOptions{Ref: ref, Comment: q.Get("comment"), Author: q.Get("author")})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"Id": img.ID})
-}
-
-func (d *Daemon) execCreate(w http.ResponseWriter, r *http.Request) {
-	var req container.ExecCreateRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	if req.Tty {
-		writeError(w, badRequest("TTY exec (-t) is not supported yet"))
-		return
-	}
-	id, err := d.engine.ExecCreate(r.PathValue("id"), containers.ExecConfig{
-		Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, AttachStdin: req.AttachStdin,
-	})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]string{"Id": id})
-}
-
-func (d *Daemon) execStart(w http.ResponseWriter, r *http.Request) {
-	var req container.ExecStartRequest
-	if r.ContentLength != 0 {
-		if err := decodeJSON(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-	}
-	st, err := d.engine.ExecInspect(r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if req.Detach {
-		go func() { _ = d.engine.ExecStart(context.Background(), st.ID, nil, discard{}) }()
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	conn, in, err := hijack(w, r)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	if err := d.engine.ExecStart(context.Background(), st.ID, in, conn); err != nil {
-		_ = writeFrame(conn, 2, []byte(err.Error()+"\n"))
-	}
-}
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
-
-func (d *Daemon) execInspect(w http.ResponseWriter, r *http.Request) {
-	st, err := d.engine.ExecInspect(r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"ID": st.ID, "ContainerID": st.ContainerID, "Running": st.Running, "ExitCode": st.ExitCode, "Pid": st.Pid,
-		"OpenStdin": st.Config.AttachStdin, "ProcessConfig": map[string]any{"entrypoint": first(st.Config.Cmd), "arguments": rest(st.Config.Cmd), "user": st.Config.User},
-	})
-}
-
-func first(s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return s[0]
-}
-
-func rest(s []string) []string {
-	if len(s) < 2 {
-		return []string{}
-	}
-	return s[1:]
-}
-
-// writeFrame writes one stdcopy frame: [stream,0,0,0,len BE32] + data.
-func writeFrame(w interface{ Write([]byte) (int, error) }, stream byte, b []byte) error {
-	hdr := []byte{stream, 0, 0, 0, byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}
-	if _, err := w.Write(append(hdr, b...)); err != nil {
-		return err
-	}
-	return nil
-}
-
-// commandOf is ps's COMMAND: the path and args joined.
-func commandOf(c containers.Container) string {
-	return strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
+	writeJSON(w, http.StatusCreated, common.IDResponse{ID: img.ID})
 }

@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"strings"
 	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/jsonstream"
 
 	"github.com/shoal-project/shoal/containerd/images"
 )
@@ -15,16 +20,18 @@ func (d *Daemon) imageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /images/json", d.imageList)
 	mux.HandleFunc("GET /images/get", d.imageSave)
 	mux.HandleFunc("POST /images/load", d.imageLoad)
+	// Image names hold slashes (localhost:5000/team/app), so the routes
+	// below take the rest of the path and split the action off its end.
 	mux.HandleFunc("GET /images/{name...}", d.imageGetRoute)
 	mux.HandleFunc("DELETE /images/{name...}", d.imageRemove)
 	mux.HandleFunc("POST /images/{name...}", d.imagePostRoute)
 }
 
-// Image names contain slashes, so /images/{name}/json and friends are split here.
+// splitImageRoute splits "NAME/ACTION" for the actions of /images/{name}.
 func splitImageRoute(path string) (name, action string) {
-	for _, a := range []string{"/json", "/history", "/get", "/tag", "/push"} {
-		if len(path) > len(a) && path[len(path)-len(a):] == a {
-			return path[:len(path)-len(a)], a[1:]
+	for _, a := range []string{"json", "history", "get", "tag", "push"} {
+		if n, ok := strings.CutSuffix(path, "/"+a); ok && n != "" {
+			return n, a
 		}
 	}
 	return path, ""
@@ -38,10 +45,9 @@ func (d *Daemon) imageGetRoute(w http.ResponseWriter, r *http.Request) {
 	case "history":
 		d.imageHistory(w, name)
 	case "get":
-		r.URL.RawQuery = "names=" + name
-		d.imageSave(w, r)
+		d.saveImages(w, r, []string{name})
 	default:
-		writeError(w, fmt.Errorf("%w: page not found", images.ErrNotFound))
+		writeJSON(w, http.StatusNotFound, errorResponse{Message: "page not found"})
 	}
 }
 
@@ -50,60 +56,93 @@ func (d *Daemon) imagePostRoute(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case "tag":
 		d.imageTag(w, r, name)
+	case "push":
+		writeError(w, badRequest("pushing images is not supported: use shoal save"))
 	default:
-		writeError(w, badRequest("pulling and pushing images is not supported yet"))
+		writeJSON(w, http.StatusNotFound, errorResponse{Message: "page not found"})
 	}
 }
 
-// imageCreate is `import`: only fromSrc=- (the body) is supported; there is no registry pull yet.
+// streamJSON starts a JSON progress stream (import, load, pull) and returns
+// the function that writes one message of it.
+func streamJSON(w http.ResponseWriter) func(jsonstream.Message) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fw := newFlushWriter(w)
+	enc := json.NewEncoder(fw)
+	return func(m jsonstream.Message) { _ = enc.Encode(m) }
+}
+
+// imageCreate is `import` (fromSrc=-: a rootfs tar in the body) and, for
+// images already here, `pull`. There is no registry client: a pull of an
+// image that is not here is refused with a pointer to import and load.
 func (d *Daemon) imageCreate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if q.Get("fromSrc") != "-" {
-		if q.Get("fromImage") != "" {
-			writeError(w, fmt.Errorf("%w: %s (pulling from a registry is not supported yet: use shoal import or shoal load)", images.ErrNotFound, q.Get("fromImage")))
+	if from := q.Get("fromImage"); from != "" {
+		ref := from
+		if tag := q.Get("tag"); tag != "" {
+			ref += ":" + tag
+		}
+		if _, err := d.images.Get(ref); err != nil {
+			writeError(w, fmt.Errorf("pull %s: %w (shoal has no registry client: use shoal import or shoal load)", ref, err))
 			return
 		}
-		writeError(w, badRequest("only fromSrc=- (import of a rootfs tar in the body) is supported"))
+		send := streamJSON(w)
+		send(jsonstream.Message{Status: "Status: Image is up to date for " + ref})
+		return
+	}
+	switch q.Get("fromSrc") {
+	case "-":
+	case "":
+		writeError(w, badRequest("fromImage or fromSrc is required"))
+		return
+	default:
+		writeError(w, badRequest("import from a URL is not supported: send the tar in the body (fromSrc=-)"))
 		return
 	}
 	ref := q.Get("repo")
 	if tag := q.Get("tag"); ref != "" && tag != "" {
 		ref += ":" + tag
 	}
-	img, err := d.images.Import(r.Context(), r.Body, ref, images.ImportOptions{Comment: q.Get("message")})
+	cfg, err := parseChanges(q["changes"])
 	if err != nil {
-		writeError(w, fmt.Errorf("%w: import: %v", images.ErrInvalid, err))
+		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": img.ID})
-}
-
-type imageSummary struct {
-	ID          string            `json:"Id"`
-	ParentID    string            `json:"ParentId"`
-	RepoTags    []string          `json:"RepoTags"`
-	RepoDigests []string          `json:"RepoDigests"`
-	Created     int64             `json:"Created"`
-	Size        int64             `json:"Size"`
-	SharedSize  int64             `json:"SharedSize"`
-	Labels      map[string]string `json:"Labels"`
-	Containers  int64             `json:"Containers"`
+	opts := images.ImportOptions{Comment: q.Get("message"), Config: cfg}
+	if p := q.Get("platform"); p != "" {
+		os, arch, _ := strings.Cut(p, "/")
+		opts.OS, opts.Architecture = os, arch
+	}
+	img, err := d.images.Import(r.Context(), r.Body, ref, opts)
+	if err != nil {
+		writeError(w, fmt.Errorf("import: %w", err))
+		return
+	}
+	streamJSON(w)(jsonstream.Message{Status: img.ID})
 }
 
 func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"), validImageFilters...)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	list, err := d.images.List()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	out := []imageSummary{}
+	out := []image.Summary{}
 	for _, img := range list {
-		tags := img.RepoTags
-		if tags == nil {
-			tags = []string{}
+		if !f.matchImage(img) {
+			continue
 		}
-		out = append(out, imageSummary{ID: img.ID, ParentID: img.Parent, RepoTags: tags, RepoDigests: []string{},
-			Created: img.Created.Unix(), Size: img.Size, SharedSize: -1, Labels: img.Config.Config.Labels, Containers: -1})
+		out = append(out, image.Summary{
+			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
+			Created: img.Created.Unix(), Size: img.Size, SharedSize: -1, Containers: -1,
+			Labels: nonNilMap(img.Config.Config.Labels),
+		})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -122,24 +161,20 @@ func (d *Daemon) imageInspect(w http.ResponseWriter, name string) {
 	if n := len(img.Config.History); n > 0 {
 		comment = img.Config.History[n-1].Comment
 	}
-	arch := img.Config.Architecture
+	arch, osName := img.Config.Architecture, img.Config.OS
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"Id": img.ID, "RepoTags": nonNil(img.RepoTags), "RepoDigests": []string{}, "Parent": img.Parent,
-		"Comment": comment, "Created": img.Created.Format(time.RFC3339Nano), "Author": img.Config.Author,
-		"Config": img.Config.Config, "Architecture": arch, "Os": img.Config.OS, "Size": img.Size,
-		"RootFS":   map[string]any{"Type": "layers", "Layers": layers},
-		"Metadata": map[string]any{},
-	})
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
+	if osName == "" {
+		osName = "linux"
 	}
-	return s
+	writeJSON(w, http.StatusOK, image.InspectResponse{
+		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
+		Comment: comment, Created: img.Created.UTC().Format(time.RFC3339Nano), Author: img.Config.Author,
+		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config},
+		Architecture: arch, Os: osName, Size: img.Size,
+		RootFS: image.RootFS{Type: "layers", Layers: layers},
+	})
 }
 
 func (d *Daemon) imageHistory(w http.ResponseWriter, name string) {
@@ -148,10 +183,10 @@ func (d *Daemon) imageHistory(w http.ResponseWriter, name string) {
 		writeError(w, err)
 		return
 	}
-	out := []map[string]any{}
+	out := []image.HistoryResponseItem{}
 	for _, e := range h {
-		out = append(out, map[string]any{"Id": e.ID, "Created": e.Created.Unix(), "CreatedBy": e.CreatedBy,
-			"Tags": nonNil(e.Tags), "Size": e.Size, "Comment": e.Comment})
+		out = append(out, image.HistoryResponseItem{ID: e.ID, Created: e.Created.Unix(), CreatedBy: e.CreatedBy,
+			Tags: nonNilSlice(e.Tags), Size: e.Size, Comment: e.Comment})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -159,6 +194,10 @@ func (d *Daemon) imageHistory(w http.ResponseWriter, name string) {
 func (d *Daemon) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 	q := r.URL.Query()
 	dst := q.Get("repo")
+	if dst == "" {
+		writeError(w, badRequest("repository name must have at least one component"))
+		return
+	}
 	if t := q.Get("tag"); t != "" {
 		dst += ":" + t
 	}
@@ -170,21 +209,29 @@ func (d *Daemon) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 }
 
 func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	removed, err := d.images.Remove(name, boolParam(r, "force"))
+	removed, err := d.images.Remove(r.PathValue("name"), boolParam(r, "force"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, removed)
+	out := []image.DeleteResponse{}
+	for _, x := range removed {
+		out = append(out, image.DeleteResponse{Untagged: x.Untagged, Deleted: x.Deleted})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (d *Daemon) imageSave(w http.ResponseWriter, r *http.Request) {
-	names := r.URL.Query()["names"]
+	d.saveImages(w, r, r.URL.Query()["names"])
+}
+
+func (d *Daemon) saveImages(w http.ResponseWriter, r *http.Request, names []string) {
 	if len(names) == 0 {
 		writeError(w, badRequest("no image names given"))
 		return
 	}
+	// Every name is checked before the stream starts: afterwards an error
+	// can only cut the tar.
 	for _, n := range names {
 		if _, err := d.images.Get(n); err != nil {
 			writeError(w, err)
@@ -192,8 +239,8 @@ func (d *Daemon) imageSave(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
+	w.WriteHeader(http.StatusOK)
 	if err := d.images.Save(r.Context(), w, names); err != nil {
-		// Headers are gone: cut the stream so the client sees a broken tar.
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -201,13 +248,15 @@ func (d *Daemon) imageSave(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 	refs, err := d.images.Load(r.Context(), r.Body)
 	if err != nil {
-		writeError(w, fmt.Errorf("%w: load: %v", images.ErrInvalid, err))
+		writeError(w, fmt.Errorf("load: %w", err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
+	send := streamJSON(w)
 	for _, ref := range refs {
-		_ = enc.Encode(map[string]string{"stream": "Loaded image: " + ref + "\n"})
+		if strings.HasPrefix(ref, "sha256:") {
+			send(jsonstream.Message{Stream: "Loaded image ID: " + ref + "\n"})
+		} else {
+			send(jsonstream.Message{Stream: "Loaded image: " + ref + "\n"})
+		}
 	}
 }

@@ -1,22 +1,24 @@
 package daemon
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/shoal-project/shoal/containerd/containers"
-	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/api/types/system"
 )
 
-// APIVersion is the Engine API version served; MinAPIVersion the oldest accepted.
+// APIVersion is the Engine API version served: the newest that the
+// github.com/moby/moby/client of the CLI speaks, so that it negotiates no
+// downgrade. MinAPIVersion is the oldest accepted: Debian's docker 20.10 CLI
+// sends /v1.41.
 const (
 	APIVersion    = "1.56"
 	MinAPIVersion = "1.40"
@@ -24,134 +26,145 @@ const (
 	Version = "0.1.0"
 )
 
-var versionPrefix = regexp.MustCompile(`^/v\d+\.\d+/`)
+var versionPrefix = regexp.MustCompile(`^/v(\d+)\.(\d+)(/|$)`)
 
+// handler routes the Engine API. Every request goes through the middleware:
+// panic recovery (500, logged), the optional /vX.Y prefix and its range
+// check, and the Api-Version header.
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_ping", d.ping)
 	mux.HandleFunc("HEAD /_ping", d.ping)
 	mux.HandleFunc("GET /version", d.version)
 	mux.HandleFunc("GET /info", d.info)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorResponse{Message: "page not found"})
+	})
 	d.imageRoutes(mux)
 	d.containerRoutes(mux)
+	d.execRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		defer func() {
 			if p := recover(); p != nil {
-				log.Printf("panic serving %s %s: %v", r.Method, r.URL.Path, p)
-				writeError(w, fmt.Errorf("internal error: %v", p))
+				if p == http.ErrAbortHandler {
+					panic(p) // the handler cut a stream on purpose
+				}
+				slog.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+				writeError(w, fmt.Errorf("internal server error: %v", p))
 			}
+			slog.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "took", time.Since(start))
 		}()
-		if loc := versionPrefix.FindStringIndex(r.URL.Path); loc != nil {
-			r.URL.Path = r.URL.Path[loc[1]-1:]
-		}
 		w.Header().Set("Api-Version", APIVersion)
-		w.Header().Set("Server", "shoal/"+Version)
+		w.Header().Set("Server", "shoal/"+Version+" (linux)")
+		if err := stripVersion(r); err != nil {
+			writeError(w, err)
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
 
+// stripVersion removes a /vX.Y prefix, refusing versions outside what is
+// served with dockerd's messages.
+func stripVersion(r *http.Request) error {
+	m := versionPrefix.FindStringSubmatchIndex(r.URL.Path)
+	if m == nil {
+		return nil
+	}
+	v := r.URL.Path[m[2]:m[5]]
+	r.URL.Path = r.URL.Path[m[5]:]
+	if r.URL.Path == "" {
+		r.URL.Path = "/"
+	}
+	r.URL.RawPath = ""
+	switch {
+	case versionLess(APIVersion, v):
+		return badRequest("client version %s is too new. Maximum supported API version is %s", v, APIVersion)
+	case versionLess(v, MinAPIVersion):
+		return badRequest("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, MinAPIVersion)
+	}
+	return nil
+}
+
+// versionLess compares API versions "MAJOR.MINOR" numerically.
+func versionLess(a, b string) bool {
+	am, an, _ := strings.Cut(a, ".")
+	bm, bn, _ := strings.Cut(b, ".")
+	x, _ := strconv.Atoi(am)
+	y, _ := strconv.Atoi(bm)
+	if x != y {
+		return x < y
+	}
+	x, _ = strconv.Atoi(an)
+	y, _ = strconv.Atoi(bn)
+	return x < y
+}
+
 func (d *Daemon) ping(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Ostype", "linux")
-	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	h := w.Header()
+	h.Set("Ostype", "linux")
+	h.Set("Builder-Version", "1")
+	h.Set("Swarm", "inactive")
+	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
 	if r.Method == http.MethodHead {
-		w.Header().Set("Content-Length", "0")
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	_, _ = w.Write([]byte("OK"))
 }
 
-func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
-	kernel := ""
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		kernel = strings.TrimSpace(string(b))
+func kernelVersion() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"Platform":      map[string]string{"Name": "shoal"},
-		"Version":       Version,
-		"ApiVersion":    APIVersion,
-		"MinAPIVersion": MinAPIVersion,
-		"Os":            "linux",
-		"Arch":          runtime.GOARCH,
-		"KernelVersion": kernel,
-		"GoVersion":     runtime.Version(),
+	return strings.TrimSpace(string(b))
+}
+
+func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, system.VersionResponse{
+		Platform:      system.PlatformInfo{Name: "shoal"},
+		Version:       Version,
+		APIVersion:    APIVersion,
+		MinAPIVersion: MinAPIVersion,
+		Os:            "linux",
+		Arch:          runtime.GOARCH,
+		KernelVersion: kernelVersion(),
+		GoVersion:     runtime.Version(),
+		Components: []system.ComponentVersion{{Name: "Engine", Version: Version, Details: map[string]string{
+			"ApiVersion": APIVersion, "MinAPIVersion": MinAPIVersion, "Os": "linux", "Arch": runtime.GOARCH,
+		}}},
 	})
 }
 
 func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
-	all := d.engine.List(true)
+	all := d.containers.List(true)
 	running := 0
 	for _, c := range all {
 		if c.State.Running {
 			running++
 		}
 	}
-	imgs, _ := d.images.List()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"ID": d.cfg.NodeName, "Name": d.cfg.NodeName,
-		"Containers": len(all), "ContainersRunning": running, "ContainersStopped": len(all) - running,
-		"Images": len(imgs), "Driver": "overlayfs", "DockerRootDir": d.cfg.DataRoot,
-		"ServerVersion": Version, "OSType": "linux", "Architecture": runtime.GOARCH, "NCPU": runtime.NumCPU(),
-		"OperatingSystem": "shoal", "CgroupDriver": "cgroupfs",
-		"Swarm": map[string]any{"LocalNodeState": "inactive", "ControlAvailable": false},
-	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// statusOf maps the engine's error classes to Docker's statuses.
-func statusOf(err error) int {
-	var ee *containers.ExecError
-	switch {
-	case errors.Is(err, containers.ErrNotModified):
-		return http.StatusNotModified
-	case errors.Is(err, containers.ErrNotFound), errors.Is(err, images.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, containers.ErrConflict), errors.Is(err, images.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, containers.ErrInvalidArgument), errors.Is(err, images.ErrInvalidReference),
-		errors.Is(err, images.ErrInvalid), errors.Is(err, errBadRequest), errors.As(err, &ee):
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
-}
-
-var errBadRequest = errors.New("bad request")
-
-func badRequest(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, a...))
-}
-
-// writeError writes Docker's error body {"message": "..."}, on one line.
-func writeError(w http.ResponseWriter, err error) {
-	status := statusOf(err)
-	if status == http.StatusNotModified {
-		w.WriteHeader(status)
+	imgs, err := d.images.List()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	msg := strings.TrimPrefix(err.Error(), errBadRequest.Error()+": ")
-	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
-	writeJSON(w, status, map[string]string{"message": msg})
-}
-
-// decodeJSON reads a JSON body into v with a clear error for bad input.
-func decodeJSON(r *http.Request, v any) error {
-	if r.Body == nil {
-		return badRequest("empty request body")
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
-	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid JSON body: %v", err)
-	}
-	return nil
-}
-
-func boolParam(r *http.Request, name string) bool {
-	v := r.URL.Query().Get(name)
-	b, err := strconv.ParseBool(v)
-	return err == nil && b || v == "1"
+	writeJSON(w, http.StatusOK, system.Info{
+		ID: d.cfg.NodeName, Name: d.cfg.NodeName,
+		Containers: len(all), ContainersRunning: running, ContainersStopped: len(all) - running,
+		Images: len(imgs), Driver: "overlayfs", DockerRootDir: d.cfg.DataRoot,
+		LoggingDriver: "json-file", CgroupDriver: "cgroupfs",
+		MemoryLimit: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
+		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
+		KernelVersion: kernelVersion(), OperatingSystem: "shoal", OSType: "linux", Architecture: runtime.GOARCH,
+		NCPU: runtime.NumCPU(), ServerVersion: Version, DefaultRuntime: "shoal",
+		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=no-new-privileges"},
+		Swarm:           swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
+		Labels:          []string{}, Warnings: []string{},
+	})
 }

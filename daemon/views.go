@@ -3,13 +3,21 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
+	"net"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 )
 
-// humanDuration renders a duration as Docker's CLI and daemon do ("3 seconds", "About a minute").
+// The container records of the engine shown as the Engine API's types.
+
+// humanDuration renders a duration as dockerd does in ps's STATUS
+// ("3 seconds", "About a minute").
 func humanDuration(d time.Duration) string {
 	s := int(d.Seconds())
 	switch {
@@ -50,72 +58,99 @@ func statusString(st containers.State, now time.Time) string {
 		return "Up " + humanDuration(now.Sub(st.StartedAt))
 	case st.Status == "exited" && !st.FinishedAt.IsZero():
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
+	case st.Status == "removing":
+		return "Removal In Progress"
 	}
 	return "Created"
 }
 
-func portsOf(c containers.Container) []map[string]any {
-	out := []map[string]any{}
+func stateOf(st containers.State) container.ContainerState {
+	switch {
+	case st.Running:
+		return container.StateRunning
+	case st.Status == "":
+		return container.StateCreated
+	}
+	return container.ContainerState(st.Status)
+}
+
+// commandOf is ps's COMMAND: the path and args joined.
+func commandOf(c containers.Container) string {
+	return strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
+}
+
+func portSummaries(c containers.Container) []container.PortSummary {
+	out := []container.PortSummary{}
 	for _, p := range c.Config.Network.Ports {
-		m := map[string]any{"PrivatePort": p.ContainerPort, "PublicPort": p.HostPort, "Type": p.Protocol}
-		ip := p.HostIP
-		if ip == "" {
-			ip = "0.0.0.0"
-		}
-		m["IP"] = ip
-		out = append(out, m)
+		out = append(out, container.PortSummary{
+			IP: parseAddr(hostIPString(p.HostIP)), PrivatePort: uint16(p.ContainerPort), PublicPort: uint16(p.HostPort), Type: p.Protocol,
+		})
 	}
 	return out
 }
 
-func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	list := d.engine.List(boolParam(r, "all"))
-	if n := r.URL.Query().Get("limit"); n != "" {
-		var k int
-		if _, err := fmt.Sscanf(n, "%d", &k); err == nil && k > 0 && k < len(list) {
-			list = list[:k]
+// endpoints is NetworkSettings.Networks: the one network a container is on.
+func endpoints(c containers.Container) map[string]*network.EndpointSettings {
+	mode := c.Config.NetworkMode
+	if mode == "" {
+		mode = modeBridge
+	}
+	ep := &network.EndpointSettings{}
+	if n := c.Config.Network; mode == modeBridge && n.IPAddress != "" {
+		ep.NetworkID = mode
+		ep.EndpointID = c.ID
+		ep.IPAddress = parseAddr(n.IPAddress)
+		ep.IPPrefixLen = n.IPPrefixLen
+		ep.Gateway = parseAddr(n.Gateway)
+		if mac, err := net.ParseMAC(n.MacAddress); err == nil {
+			ep.MacAddress = network.HardwareAddr(mac)
 		}
 	}
-	out := []map[string]any{}
-	for _, c := range list {
-		out = append(out, map[string]any{
-			"Id": c.ID, "Names": []string{c.Name}, "Image": c.Config.Image, "ImageID": c.ImageID,
-			"Command": commandOf(c), "Created": c.Created.Unix(), "Ports": portsOf(c),
-			"Labels": nonNilMap(c.Config.Labels), "State": stateName(c.State), "Status": statusString(c.State, now),
-			"HostConfig":      map[string]string{"NetworkMode": c.Config.NetworkMode},
-			"NetworkSettings": map[string]any{"Networks": networksOf(c)},
-			"Mounts":          []any{},
-		})
-	}
-	writeJSON(w, http.StatusOK, out)
+	return map[string]*network.EndpointSettings{mode: ep}
 }
 
-func stateName(st containers.State) string {
-	if st.Running {
-		return "running"
+func summaryOf(c containers.Container, now time.Time) container.Summary {
+	s := container.Summary{
+		ID: c.ID, Names: []string{c.Name}, Image: c.Config.Image, ImageID: c.ImageID,
+		Command: commandOf(c), Created: c.Created.Unix(), Ports: portSummaries(c),
+		Labels: nonNilMap(c.Config.Labels), State: stateOf(c.State), Status: statusString(c.State, now),
+		NetworkSettings: &container.NetworkSettingsSummary{Networks: endpoints(c)},
+		Mounts:          mountPoints(c),
 	}
-	if st.Status == "" {
-		return "created"
-	}
-	return st.Status
+	s.HostConfig.NetworkMode = c.Config.NetworkMode
+	return s
 }
 
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
+func mountPoints(c containers.Container) []container.MountPoint {
+	out := []container.MountPoint{}
+	for _, b := range c.Config.Binds {
+		src, dst, ro, err := containers.ParseBind(b)
+		if err != nil {
+			continue
+		}
+		mode := ""
+		if ro {
+			mode = "ro"
+		}
+		out = append(out, container.MountPoint{Type: "bind", Source: src, Destination: dst, Mode: mode, RW: !ro, Propagation: "rprivate"})
 	}
-	return m
+	return out
 }
 
-func networksOf(c containers.Container) map[string]any {
-	n := c.Config.Network
-	if c.Config.NetworkMode != "bridge" {
-		return map[string]any{c.Config.NetworkMode: map[string]any{}}
-	}
-	return map[string]any{"bridge": map[string]any{
-		"IPAddress": n.IPAddress, "IPPrefixLen": n.IPPrefixLen, "Gateway": n.Gateway, "MacAddress": n.MacAddress,
-	}}
+// inspectResponse adds to the API's type the top-level addresses of
+// NetworkSettings that API 1.44 dropped and older clients (docker 20.10,
+// scripts using {{.NetworkSettings.IPAddress}}) still read.
+type inspectResponse struct {
+	container.InspectResponse
+	NetworkSettings *legacyNetworkSettings
+}
+
+type legacyNetworkSettings struct {
+	container.NetworkSettings
+	IPAddress   string
+	IPPrefixLen int
+	Gateway     string
+	MacAddress  string
 }
 
 func timeString(t time.Time) string {
@@ -125,55 +160,61 @@ func timeString(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-func (d *Daemon) containerInspect(w http.ResponseWriter, r *http.Request) {
-	c, err := d.engine.Get(r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
+func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
+	cfg := &container.Config{}
+	_ = json.Unmarshal(c.Config.RawConfig, cfg)
+	hc := &container.HostConfig{}
+	_ = json.Unmarshal(c.Config.RawHostConfig, hc)
+	hc.NetworkMode = container.NetworkMode(c.Config.NetworkMode)
+	cfg.Image = c.Config.Image
+	if cfg.Hostname == "" {
+		cfg.Hostname = c.ID[:12]
 	}
-	var cfg, hc map[string]any
-	_ = json.Unmarshal(c.Config.RawConfig, &cfg)
-	_ = json.Unmarshal(c.Config.RawHostConfig, &hc)
-	if cfg == nil {
-		cfg = map[string]any{}
-	}
-	if hc == nil {
-		hc = map[string]any{}
-	}
-	hc["NetworkMode"] = c.Config.NetworkMode
-	hostname := c.Config.Hostname
-	if hostname == "" {
-		hostname = c.ID[:12]
-	}
-	cfg["Hostname"] = hostname
-	cfg["Image"] = c.Config.Image
-	ports := map[string]any{}
-	for _, p := range c.Config.Network.Ports {
-		ports[fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)] = []map[string]string{{"HostIp": orAll(p.HostIP), "HostPort": fmt.Sprint(p.HostPort)}}
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
 	}
 	st := c.State
-	writeJSON(w, http.StatusOK, map[string]any{
-		"Id": c.ID, "Created": timeString(c.Created), "Path": c.Path, "Args": nonNilSlice(c.Args),
-		"State": map[string]any{
-			"Status": stateName(st), "Running": st.Running, "Paused": false, "Restarting": false,
-			"OOMKilled": st.OOMKilled, "Dead": false, "Pid": st.Pid, "ExitCode": st.ExitCode, "Error": st.Error,
-			"StartedAt": timeString(st.StartedAt), "FinishedAt": timeString(st.FinishedAt),
+	n := c.Config.Network
+	ports := network.PortMap{}
+	for _, p := range n.Ports {
+		port, ok := network.PortFrom(uint16(p.ContainerPort), network.IPProtocol(p.Protocol))
+		if !ok {
+			continue
+		}
+		ports[port] = append(ports[port], network.PortBinding{HostIP: parseAddr(hostIPString(p.HostIP)), HostPort: strconv.Itoa(p.HostPort)})
+	}
+	var r inspectResponse
+	r.InspectResponse = container.InspectResponse{
+		ID: c.ID, Created: timeString(c.Created), Path: c.Path, Args: nonNilSlice(c.Args),
+		State: &container.State{
+			Status: stateOf(st), Running: st.Running, OOMKilled: st.OOMKilled, Pid: st.Pid, ExitCode: st.ExitCode,
+			Error: st.Error, StartedAt: timeString(st.StartedAt), FinishedAt: timeString(st.FinishedAt),
 		},
-		"Image": c.ImageID, "Name": c.Name, "RestartCount": 0, "Driver": "overlayfs", "Platform": "linux",
-		"LogPath": d.engine.LogPath(c.ID), "HostConfig": hc, "Config": cfg, "Mounts": []any{},
-		"NetworkSettings": map[string]any{
-			"IPAddress": c.Config.Network.IPAddress, "IPPrefixLen": c.Config.Network.IPPrefixLen,
-			"Gateway": c.Config.Network.Gateway, "MacAddress": c.Config.Network.MacAddress,
-			"SandboxKey": c.Config.NetNSPath, "Ports": ports, "Networks": networksOf(c),
+		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux",
+		LogPath: d.containers.LogPath(c.ID), HostConfig: hc, Config: cfg, Mounts: mountPoints(c),
+		ExecIDs: nil,
+	}
+	r.NetworkSettings = &legacyNetworkSettings{
+		NetworkSettings: container.NetworkSettings{
+			SandboxID: sandboxID(c), SandboxKey: c.Config.NetNSPath, Ports: ports, Networks: endpoints(c),
 		},
-	})
+		IPAddress: n.IPAddress, IPPrefixLen: n.IPPrefixLen, Gateway: n.Gateway, MacAddress: n.MacAddress,
+	}
+	return r
 }
 
-func orAll(ip string) string {
-	if ip == "" {
-		return "0.0.0.0"
+func sandboxID(c containers.Container) string {
+	if c.Config.NetNSPath == "" {
+		return ""
 	}
-	return ip
+	return c.ID
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func nonNilSlice(s []string) []string {

@@ -1,0 +1,127 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/images"
+)
+
+// badRequest is a request the daemon refuses itself (bad query parameters,
+// bodies, options it does not support): HTTP 400 with only the text given.
+func badRequest(format string, a ...any) error {
+	return &statusError{status: http.StatusBadRequest, err: fmt.Errorf(format, a...)}
+}
+
+// statusError forces a status on an error whatever the class of the error it
+// wraps: a port clash at start is a conflict to the bridge but a 500 to
+// Docker clients ("driver failed programming external connectivity").
+type statusError struct {
+	status int
+	err    error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+func withStatus(status int, err error) error { return &statusError{status: status, err: err} }
+
+// statusOf maps the engine's error classes to the Engine API's statuses.
+func statusOf(err error) int {
+	var se *statusError
+	var ee *containers.ExecError
+	switch {
+	case errors.As(err, &se):
+		return se.status
+	case errors.Is(err, containers.ErrNotModified):
+		return http.StatusNotModified
+	case errors.Is(err, containers.ErrNotFound), errors.Is(err, images.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, containers.ErrConflict), errors.Is(err, images.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, containers.ErrInvalidArgument), errors.Is(err, images.ErrInvalidReference),
+		errors.Is(err, images.ErrInvalid), errors.As(err, &ee):
+		// A command that cannot be run is the caller's mistake, as dockerd
+		// says it (400); the CLI maps its message to exit 126/127.
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// errorResponse is the Engine API's error body.
+type errorResponse struct {
+	Message string `json:"message"`
+}
+
+// writeError writes Docker's error body {"message": "..."} on one line, or
+// a bare 304 for ErrNotModified.
+func writeError(w http.ResponseWriter, err error) {
+	status := statusOf(err)
+	if status == http.StatusNotModified {
+		w.WriteHeader(status)
+		return
+	}
+	if status >= 500 {
+		slog.Error("request failed", "err", err)
+	}
+	writeJSON(w, status, errorResponse{Message: messageOf(err)})
+}
+
+// classPrefixes are the texts of the engine's error classes that lead its
+// messages ("conflict: Conflict. The container name ..."); dockerd's
+// messages carry no such prefix, and scripts match on its words.
+var classPrefixes = []string{containers.ErrConflict.Error() + ": ", containers.ErrInvalidArgument.Error() + ": "}
+
+// messageOf is the one-line message of err as the API shows it.
+func messageOf(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	for _, p := range classPrefixes {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// maxBody bounds the JSON bodies the daemon decodes (create, exec): a
+// container config is a few KiB; 4 MiB leaves room for huge env lists.
+const maxBody = 4 << 20
+
+// decodeJSON reads one JSON object from the body into v. Empty, malformed,
+// oversized bodies and trailing garbage are refused with a one-line 400
+// that says what was wrong and where.
+func decodeJSON(r *http.Request, v any) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return badRequest("invalid JSON: empty request body")
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	if err := dec.Decode(v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return badRequest("invalid JSON: empty request body")
+		case errors.As(err, &syn):
+			return badRequest("invalid JSON: %v (at byte %d)", syn, syn.Offset)
+		case errors.As(err, &typ):
+			return badRequest("invalid JSON: field %s: cannot use a JSON %s as %v", typ.Field, typ.Value, typ.Type)
+		case dec.InputOffset() > maxBody:
+			return badRequest("invalid JSON: request body larger than %d bytes", maxBody)
+		}
+		return badRequest("invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return badRequest("invalid JSON: unexpected data after the object")
+	}
+	return nil
+}
