@@ -108,3 +108,31 @@ func TestDaemonKilledContainersSurvive(t *testing.T) {
 		t.Fatalf("left after remove: %v", left)
 	}
 }
+
+// A shim killed with SIGKILL takes its container with it: the engine records
+// the loss (137) and ends the unsupervised process; remove leaves nothing.
+func TestShimKilled(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sleep", "1000"}})
+	c, _ = env.e.Get(c.ID)
+	if err := unix.Kill(c.State.ShimPid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := env.wait(c.ID, 10*time.Second)
+	if st.ExitCode != 137 || st.Error == "" {
+		t.Fatalf("after the shim's death: %+v", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for unix.Kill(c.State.Pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("container pid %d outlived its shim", c.State.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := env.e.Remove(context.Background(), c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if left := env.traces(c.ID); len(left) > 0 {
+		t.Fatalf("left after remove: %v", left)
+	}
+}

@@ -363,6 +363,9 @@ func (e *Engine) monitor(id string, conn net.Conn) {
 			}
 			// The shim went away without answering: its record is the truth.
 			if ex, err = readExit(e.opts.ExecRoot, id); err != nil {
+				// Killed without a word: its container, now unsupervised
+				// (no logs, no exit code), is ended with it.
+				_ = e.rt.Delete(context.Background(), id, true)
 				ex = shim.Exit{ExitCode: 137, FinishedAt: time.Now().UTC(), Error: "container's shim is gone"}
 			}
 		}
