@@ -42,6 +42,12 @@ func testDaemonMain(args []string) {
 	if err := e.Start(context.Background(), c.ID); err != nil {
 		fail(err)
 	}
+	// The shim leaves the daemon's cgroup just after the start; a daemon
+	// killed before that would take it along, so this one waits for it.
+	c, _ = e.Get(c.ID)
+	for i := 0; i < 200 && !inShimsCgroup(c.State.ShimPid, args[2]); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	fmt.Println(c.ID)
 	select {}
 }
@@ -95,6 +101,11 @@ func TestDaemonKilledContainersSurvive(t *testing.T) {
 	if unix.Kill(c.State.Pid, 0) != nil || unix.Kill(c.State.ShimPid, 0) != nil {
 		t.Fatalf("container pid %d or shim pid %d died with the daemon", c.State.Pid, c.State.ShimPid)
 	}
+	// Nor was the shim in the daemon's cgroup: it lives in <parent>/shims.
+	if !inShimsCgroup(c.State.ShimPid, env.opts.CgroupParent) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.State.ShimPid))
+		t.Errorf("shim cgroups:\n%s", b)
+	}
 	if err := env.e.Stop(context.Background(), id, new(int)); err != nil {
 		t.Fatal(err)
 	}
@@ -135,4 +146,24 @@ func TestShimKilled(t *testing.T) {
 	if left := env.traces(c.ID); len(left) > 0 {
 		t.Fatalf("left after remove: %v", left)
 	}
+}
+
+// inShimsCgroup reports whether pid is in <parent>/shims in the memory, pids
+// and unified hierarchies.
+func inShimsCgroup(pid int, parent string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && (strings.Contains(f[1], "memory") || strings.Contains(f[1], "pids") || f[1] == "") {
+			if f[2] != "/"+strings.TrimPrefix(parent, "/")+"/shims" {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
 }
