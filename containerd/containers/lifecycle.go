@@ -413,6 +413,10 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 		return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
 	}
 	if err := e.rt.Kill(c.ID, sig, false); err != nil {
+		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrState) {
+			// It exited a moment ago; its monitor is recording that.
+			return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+		}
 		return fmt.Errorf("kill %s: %w", c.ID[:12], err)
 	}
 	return nil
