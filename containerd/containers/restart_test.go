@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // An exited container starts again under a new shim: same record, same log
@@ -38,5 +40,30 @@ func TestStartAgainAndNextExit(t *testing.T) {
 	}
 	if l := env.logs(c.ID); l != "stdout:run\nstdout:run\n" {
 		t.Fatalf("log over two runs: %q", l)
+	}
+}
+
+func TestKill(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sh", "-c", "trap 'echo usr1' USR1; while true; do sleep 0.05; done"}})
+	time.Sleep(100 * time.Millisecond) // the trap is set
+	if err := env.e.Kill(c.Name, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for env.logs(c.ID) != "stdout:usr1\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("log after USR1: %q", env.logs(c.ID))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := env.e.Kill(c.ID, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := env.wait(c.ID, 5*time.Second); st.ExitCode != 137 {
+		t.Fatalf("after SIGKILL: %+v", st)
+	}
+	if err := env.e.Kill(c.ID, unix.SIGKILL); !errors.Is(err, ErrConflict) {
+		t.Fatalf("kill of an exited container: %v", err)
 	}
 }
