@@ -4,13 +4,20 @@
 //
 // # Ownership
 //
-// The Engine's mutex guards the in-memory table of records; it is never held
-// across a shim start, a mount or a wait. Each record's state changes are
-// broadcast by closing and replacing its changed channel, so waiters never poll.
-// One monitor goroutine per running container holds a "wait" connection to
+// The Engine's mutex guards the in-memory table of records and execs; it is
+// never held across a shim start, a mount, a wait or a disk write. A record's
+// saveMu orders the writes of its config.v2.json: an update is on disk before
+// it is broadcast (by closing and replacing the record's changed channel, so
+// waiters never poll), and a daemon restarted right after a Wait reads the
+// same state.
+//
+// Goroutines: one monitor per running container holds a "wait" connection to
 // its shim and records the exit; it stops when the shim answers or the
-// engine's context ends. The daemon may die at any moment: the shims keep the
-// containers, and Open re-adopts them (or reads the exit they recorded).
+// engine's context ends. An attach pump lives until the container's output
+// ends or its client's context does; an exec's two copiers until the exec'd
+// process closes its output. The daemon may die at any moment: the shims
+// (own session, own cgroup) keep the containers, and Open re-adopts them by
+// asking each shim for its state, or reads the exit.json it left.
 //
 // # Layout
 //
