@@ -1,0 +1,177 @@
+package leader
+
+import (
+	"context"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/orchestrator"
+	"github.com/shoal-project/shoal/raftstore"
+)
+
+// orchestratorLoop keeps services' tasks as their specs say. Its state is
+// owned by the loop's goroutine.
+type orchestratorLoop struct {
+	cfg Config
+	// nextEval is each service's Result.NextEvaluation, so a pass over a
+	// few services still arms the timer for the earliest of all of them.
+	nextEval map[string]time.Time
+}
+
+func newOrchestratorLoop(c Config) *loop {
+	o := &orchestratorLoop{cfg: c, nextEval: map[string]time.Time{}}
+	return &loop{
+		name:     "orchestrator",
+		store:    c.Store,
+		clock:    c.Clock,
+		log:      c.Logger,
+		debounce: c.Debounce,
+		maxDelay: c.MaxDelay,
+		kinds:    []raftstore.Kind{raftstore.KindCluster, raftstore.KindNode, raftstore.KindService, raftstore.KindTask},
+		mark:     markOrchestrator,
+		pass:     o.pass,
+	}
+}
+
+// markOrchestrator: a service or its tasks changed -> that service; a node or
+// the cluster (history limit) changed -> every service.
+func markOrchestrator(ev raftstore.Event, d *dirty) bool {
+	switch ev.Kind {
+	case raftstore.KindService:
+		if ev.Object != nil {
+			d.service(ev.Object.GetId())
+		} else {
+			d.service(ev.Old.GetId())
+		}
+	case raftstore.KindTask:
+		for _, o := range []raftstore.Object{ev.Object, ev.Old} {
+			if t, ok := o.(*api.Task); ok && t != nil {
+				d.service(t.GetServiceId())
+			}
+		}
+	default:
+		d.all = true
+	}
+	return true
+}
+
+// pass reconciles the dirty services, reaps history and orphans tasks of
+// lost nodes, and writes all of it.
+func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error) {
+	now := o.cfg.Clock.Now()
+	var (
+		cluster   *api.Cluster
+		services  []*api.Service
+		nodes     []*api.Node
+		tasks     []*api.Task
+		byService = map[string][]*api.Task{}
+	)
+	// ForEach hands out the store's shared objects: the decision functions
+	// never modify their inputs and return copies for what they change.
+	o.cfg.Store.View(func(tx raftstore.ReadTx) {
+		if cs := tx.Clusters(); len(cs) > 0 {
+			cluster = cs[0]
+		}
+		tx.ForEach(raftstore.KindService, func(x raftstore.Object) bool {
+			services = append(services, x.(*api.Service))
+			return true
+		})
+		tx.ForEach(raftstore.KindNode, func(x raftstore.Object) bool {
+			nodes = append(nodes, x.(*api.Node))
+			return true
+		})
+		tx.ForEach(raftstore.KindTask, func(x raftstore.Object) bool {
+			t := x.(*api.Task)
+			tasks = append(tasks, t)
+			byService[t.GetServiceId()] = append(byService[t.GetServiceId()], t)
+			return true
+		})
+	})
+
+	var ops []op
+	// A task is written at most once per pass: the reaper and the orphaner
+	// look at every task and may pick one a reconcile just changed; the next
+	// pass sees the result and decides again.
+	touched := map[string]bool{}
+	add := func(r orchestrator.Result) {
+		for _, t := range r.Create {
+			touched[t.GetId()] = true
+			ops = append(ops, op{create: t})
+		}
+		for _, u := range r.Update {
+			if touched[u.Task.GetId()] {
+				continue
+			}
+			touched[u.Task.GetId()] = true
+			ops = append(ops, op{update: u.Task})
+		}
+		for _, id := range r.Delete {
+			if touched[id] {
+				continue
+			}
+			touched[id] = true
+			ops = append(ops, op{delete: id})
+		}
+	}
+
+	live := map[string]bool{}
+	ids := orchestrator.IDFunc(o.cfg.NewID)
+	for _, svc := range services {
+		live[svc.GetId()] = true
+		if _, ok := d.services[svc.GetId()]; !d.all && !ok {
+			continue
+		}
+		var (
+			r   orchestrator.Result
+			err error
+		)
+		switch svc.GetSpec().GetMode().(type) {
+		case *api.ServiceSpec_Global:
+			r, err = orchestrator.ReconcileGlobal(svc, nodes, byService[svc.GetId()], now, ids)
+		default:
+			r, err = orchestrator.ReconcileReplicated(svc, nodes, byService[svc.GetId()], now, ids)
+		}
+		if err != nil {
+			// A spec the control API should have refused; retrying will
+			// not help until the service changes, which marks it again.
+			o.cfg.Logger.Warn("leader: reconcile failed", "service", svc.GetId(), "err", err)
+			delete(o.nextEval, svc.GetId())
+			continue
+		}
+		add(r)
+		if r.NextEvaluation.IsZero() {
+			delete(o.nextEval, svc.GetId())
+		} else {
+			o.nextEval[svc.GetId()] = r.NextEvaluation
+		}
+	}
+	for id := range o.nextEval {
+		if !live[id] && id != orphanKey {
+			delete(o.nextEval, id)
+		}
+	}
+
+	orphans := orchestrator.OrphanTasks(nodes, tasks, now, orchestrator.DefaultOrphanPeriod)
+	add(orphans)
+	if orphans.NextEvaluation.IsZero() {
+		delete(o.nextEval, orphanKey)
+	} else {
+		o.nextEval[orphanKey] = orphans.NextEvaluation
+	}
+	add(orchestrator.ReapHistory(services, tasks, orchestrator.HistoryLimit(cluster)))
+
+	if err := write(ctx, o.cfg.Store, ops); err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	for _, t := range o.nextEval {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next, nil
+}
+
+// orphanKey holds OrphanTasks' NextEvaluation in nextEval; it cannot clash
+// with a service ID (those are base-36 without spaces).
+const orphanKey = "orphan tasks"

@@ -1,0 +1,129 @@
+package leader
+
+import (
+	"context"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/raftstore"
+	"github.com/shoal-project/shoal/scheduler"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// AssignedMessage is the status message of a task the scheduler placed.
+const AssignedMessage = "scheduler assigned task to node"
+
+// waitsForScheduler reports whether t is the scheduler's to place: not yet
+// assigned (NEW or PENDING) and wanted (desired READY or RUNNING). NEW is
+// taken too because nothing moves tasks to PENDING yet: once an allocator
+// loop exists (networks, VIPs), it should own NEW -> PENDING and this should
+// become scheduler.IsPending. Global services' tasks already name their node;
+// the scheduler only checks them.
+func waitsForScheduler(t *api.Task) bool {
+	if t == nil {
+		return false
+	}
+	s := t.GetStatus().GetState()
+	d := t.GetDesiredState()
+	return (s == api.TaskState_NEW || s == api.TaskState_PENDING) &&
+		(d == api.TaskState_READY || d == api.TaskState_RUNNING)
+}
+
+type schedulerLoop struct {
+	cfg Config
+}
+
+func newSchedulerLoop(c Config) *loop {
+	s := &schedulerLoop{cfg: c}
+	return &loop{
+		name:     "scheduler",
+		store:    c.Store,
+		clock:    c.Clock,
+		log:      c.Logger,
+		debounce: c.Debounce,
+		maxDelay: c.MaxDelay,
+		kinds:    []raftstore.Kind{raftstore.KindNode, raftstore.KindTask},
+		mark:     markScheduler,
+		pass:     s.pass,
+	}
+}
+
+// markScheduler: a pass is worth running when a task starts waiting, a task
+// stops occupying a node (its resources and ports are free again), or a node
+// changes. Status reports of running tasks, the bulk of the writes, are not.
+func markScheduler(ev raftstore.Event, d *dirty) bool {
+	switch ev.Kind {
+	case raftstore.KindTask:
+		t, _ := ev.Object.(*api.Task)
+		old, _ := ev.Old.(*api.Task)
+		if waitsForScheduler(t) ||
+			(old != nil && scheduler.Occupies(old) && (t == nil || !scheduler.Occupies(t))) {
+			d.all = true
+			return true
+		}
+		return false
+	}
+	d.all = true // a node
+	return true
+}
+
+// pass schedules every waiting task in one call and writes the decisions.
+func (s *schedulerLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
+	var (
+		nodes   []*api.Node
+		tasks   []*api.Task
+		waiting []*api.Task
+	)
+	s.cfg.Store.View(func(tx raftstore.ReadTx) {
+		tx.ForEach(raftstore.KindNode, func(x raftstore.Object) bool {
+			nodes = append(nodes, x.(*api.Node))
+			return true
+		})
+		tx.ForEach(raftstore.KindTask, func(x raftstore.Object) bool {
+			t := x.(*api.Task)
+			tasks = append(tasks, t)
+			if waitsForScheduler(t) {
+				waiting = append(waiting, t)
+			}
+			return true
+		})
+	})
+	if len(waiting) == 0 {
+		return time.Time{}, nil
+	}
+	res := scheduler.Schedule(scheduler.NewSnapshot(nodes, tasks), waiting)
+
+	now := timestamppb.New(s.cfg.Clock.Now())
+	var ops []op
+	for _, t := range waiting {
+		var (
+			state = api.TaskState_PENDING
+			msg   string
+			node  = t.GetNodeId()
+		)
+		if n, ok := res.Decisions[t.GetId()]; ok {
+			state, msg, node = api.TaskState_ASSIGNED, AssignedMessage, n
+		} else if reason, ok := res.Unplaced[t.GetId()]; ok {
+			// Only a new reason is written: rewriting the same message on
+			// every pass would turn each unrelated change into a write of
+			// every unplaceable task.
+			if t.GetStatus().GetState() == api.TaskState_PENDING && t.GetStatus().GetMessage() == reason {
+				continue
+			}
+			msg = reason
+		} else {
+			continue
+		}
+		nt := proto.Clone(t).(*api.Task)
+		nt.NodeId = node
+		st := &api.TaskStatus{}
+		if t.GetStatus() != nil {
+			st = proto.Clone(t.GetStatus()).(*api.TaskStatus)
+		}
+		st.State, st.Message, st.Timestamp = state, msg, now
+		nt.Status = st
+		ops = append(ops, op{update: nt})
+	}
+	return time.Time{}, write(ctx, s.cfg.Store, ops)
+}
