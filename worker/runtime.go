@@ -1,0 +1,245 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/images"
+)
+
+// Labels put on every task container, as Docker Swarm does: they tie a
+// container to its task across agent restarts.
+const (
+	LabelTaskID    = "com.docker.swarm.task.id"
+	LabelTaskName  = "com.docker.swarm.task.name"
+	LabelServiceID = "com.docker.swarm.service.id"
+	LabelNodeID    = "com.docker.swarm.node.id"
+)
+
+// DefaultStopGracePeriod is the wait between the stop signal and SIGKILL when
+// the task spec names none (Docker's default).
+const DefaultStopGracePeriod = 10 * time.Second
+
+// Sentinel errors of the worker.
+var (
+	// ErrNoSuchImage: the task's image is not in the node's image store.
+	// Images are imported on each node until the cluster has a registry.
+	ErrNoSuchImage = errors.New("No such image")
+	// ErrNotFound: no such container.
+	ErrNotFound = errors.New("no such container")
+	// ErrInvalidArgument: a task or configuration the agent cannot use.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// ContainerState is what the agent needs to know of one task container.
+type ContainerState struct {
+	ID     string
+	TaskID string
+	// Status is created, running or exited (Docker's words).
+	Status   string
+	Pid      int
+	ExitCode int
+	// Error is the runtime's message when the container failed to start.
+	Error string
+}
+
+// Container states the step function distinguishes.
+const (
+	StatusCreated = "created"
+	StatusRunning = "running"
+	StatusExited  = "exited"
+)
+
+// Runtime is what a task needs from the node's container engine.
+// Implementations must be safe for concurrent use.
+type Runtime interface {
+	// CheckImage returns an error matching ErrNoSuchImage if ref is not present locally.
+	CheckImage(ctx context.Context, ref string) error
+	// Create makes (does not start) the container of t, labelled with
+	// LabelTaskID, LabelServiceID and LabelNodeID.
+	Create(ctx context.Context, t *api.Task) (ContainerState, error)
+	Start(ctx context.Context, id string) error
+	// Wait returns when the container is no longer running (or ctx ends).
+	Wait(ctx context.Context, id string) (ContainerState, error)
+	// Stop sends the stop signal and kills after grace; stopping a container
+	// that does not run is not an error.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Remove deletes a container (stopped or not); a missing one is not an error.
+	Remove(ctx context.Context, id string) error
+	// List returns the containers that carry LabelTaskID.
+	List(ctx context.Context) ([]ContainerState, error)
+}
+
+// EngineRuntime is the Runtime over the node's own engine.
+type EngineRuntime struct {
+	Engine *containers.Engine
+	Images *images.Store
+	// NetworkMode of task containers: none (the default until the worker
+	// attaches tasks to overlay networks), host or bridge.
+	NetworkMode string
+}
+
+var _ Runtime = (*EngineRuntime)(nil)
+
+// CheckImage implements Runtime.
+func (r *EngineRuntime) CheckImage(_ context.Context, ref string) error {
+	if _, err := r.Images.Get(ref); err != nil {
+		if errors.Is(err, images.ErrNotFound) {
+			return fmt.Errorf("%w: %s", ErrNoSuchImage, ref)
+		}
+		return fmt.Errorf("image %s: %w", ref, err)
+	}
+	return nil
+}
+
+var badNameChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
+// ContainerName is the name of t's container: the task's name
+// (web.1.<task ID>) as Docker Swarm names it, or the task ID.
+func ContainerName(t *api.Task) string {
+	name := badNameChars.ReplaceAllString(t.GetAnnotations().GetName(), "_")
+	if name == "" || strings.Trim(name, "_.-") == "" {
+		return "task." + t.GetId()
+	}
+	if !strings.Contains(name, t.GetId()) {
+		name += "." + t.GetId()
+	}
+	return strings.TrimLeft(name, "_.-")
+}
+
+// ContainerConfig turns a task into the engine's container configuration.
+func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error) {
+	cs := t.GetSpec().GetContainer()
+	if t.GetId() == "" || cs.GetImage() == "" {
+		return containers.Config{}, fmt.Errorf("%w: task %q has no ID or no image", ErrInvalidArgument, t.GetId())
+	}
+	labels := map[string]string{}
+	for k, v := range cs.GetLabels() {
+		labels[k] = v
+	}
+	labels[LabelTaskID] = t.GetId()
+	labels[LabelTaskName] = t.GetAnnotations().GetName()
+	labels[LabelServiceID] = t.GetServiceId()
+	labels[LabelNodeID] = t.GetNodeId()
+	grace := int(stopGrace(t) / time.Second)
+	if networkMode == "" {
+		networkMode = "none"
+	}
+	cfg := containers.Config{
+		Image:          cs.GetImage(),
+		Entrypoint:     cs.GetCommand(),
+		Cmd:            cs.GetArgs(),
+		Env:            cs.GetEnv(),
+		WorkingDir:     cs.GetDir(),
+		User:           cs.GetUser(),
+		Hostname:       cs.GetHostname(),
+		Labels:         labels,
+		OpenStdin:      cs.GetOpenStdin(),
+		StopSignal:     cs.GetStopSignal(),
+		StopTimeout:    &grace,
+		ReadonlyRootfs: cs.GetReadOnly(),
+		NetworkMode:    networkMode,
+	}
+	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
+		cfg.Memory = lim.GetMemoryBytes()
+		cfg.NanoCPUs = lim.GetNanoCpus()
+	}
+	return cfg, nil
+}
+
+// stopGrace is the task's stop grace period, DefaultStopGracePeriod if unset.
+func stopGrace(t *api.Task) time.Duration {
+	if d := t.GetSpec().GetContainer().GetStopGracePeriod(); d != nil && d.AsDuration() >= 0 {
+		return d.AsDuration()
+	}
+	return DefaultStopGracePeriod
+}
+
+// Create implements Runtime.
+func (r *EngineRuntime) Create(ctx context.Context, t *api.Task) (ContainerState, error) {
+	cfg, err := ContainerConfig(t, r.NetworkMode)
+	if err != nil {
+		return ContainerState{}, err
+	}
+	c, err := r.Engine.Create(ctx, ContainerName(t), cfg)
+	if err != nil {
+		return ContainerState{}, fmt.Errorf("create container of task %s: %w", t.GetId(), err)
+	}
+	return stateOf(c), nil
+}
+
+// Start implements Runtime.
+func (r *EngineRuntime) Start(ctx context.Context, id string) error {
+	if err := r.Engine.Start(ctx, id); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	return nil
+}
+
+// Wait implements Runtime.
+func (r *EngineRuntime) Wait(ctx context.Context, id string) (ContainerState, error) {
+	if _, err := r.Engine.Wait(ctx, id, containers.WaitNotRunning, nil); err != nil {
+		return ContainerState{}, r.notFound(id, err)
+	}
+	c, err := r.Engine.Get(id)
+	if err != nil {
+		return ContainerState{}, r.notFound(id, err)
+	}
+	return stateOf(c), nil
+}
+
+// Stop implements Runtime.
+func (r *EngineRuntime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	secs := int((grace + time.Second - 1) / time.Second)
+	err := r.Engine.Stop(ctx, id, &secs)
+	if err == nil || errors.Is(err, containers.ErrNotModified) {
+		return nil
+	}
+	return r.notFound(id, err)
+}
+
+// Remove implements Runtime.
+func (r *EngineRuntime) Remove(ctx context.Context, id string) error {
+	err := r.Engine.Remove(ctx, id, true)
+	if err == nil || errors.Is(err, containers.ErrNotFound) {
+		return nil
+	}
+	return fmt.Errorf("remove %s: %w", id, err)
+}
+
+// List implements Runtime.
+func (r *EngineRuntime) List(context.Context) ([]ContainerState, error) {
+	var out []ContainerState
+	for _, c := range r.Engine.List(true) {
+		if c.Config.Labels[LabelTaskID] != "" {
+			out = append(out, stateOf(c))
+		}
+	}
+	return out, nil
+}
+
+func (r *EngineRuntime) notFound(id string, err error) error {
+	if errors.Is(err, containers.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return fmt.Errorf("container %s: %w", id, err)
+}
+
+func stateOf(c containers.Container) ContainerState {
+	st := ContainerState{ID: c.ID, TaskID: c.Config.Labels[LabelTaskID], Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error}
+	switch {
+	case c.State.Running:
+		st.Status = StatusRunning
+	case c.State.StartedAt.IsZero() && c.State.FinishedAt.IsZero():
+		st.Status = StatusCreated
+	default:
+		st.Status = StatusExited
+	}
+	return st
+}

@@ -1,0 +1,119 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+)
+
+// DefaultHeartbeatPeriod is used until the dispatcher names its period.
+const DefaultHeartbeatPeriod = time.Second
+
+// errSessionEnded: a stream of the session ended without an error.
+var errSessionEnded = errors.New("session stream ended")
+
+// runSession opens a session at addr and serves it (heartbeats, manager
+// list, assignments) until one of them fails or ctx ends.
+func (a *Agent) runSession(ctx context.Context, addr string) error {
+	conn, err := a.cfg.Dial(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("dial manager %s: %w", addr, err)
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	a.mu.Lock()
+	prev := a.session
+	a.mu.Unlock()
+	stream, err := conn.Session(sctx, &api.SessionRequest{Description: a.cfg.Description, SessionId: prev})
+	if err != nil {
+		return fmt.Errorf("open session at %s: %w", addr, api.FromGRPC(err))
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("open session at %s: %w", addr, api.FromGRPC(err))
+	}
+	a.setManagers(first.GetManagers(), addr)
+	a.mu.Lock()
+	a.client, a.session = conn, first.GetSessionId()
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.client == conn {
+			a.client = nil
+		}
+		a.mu.Unlock()
+	}()
+	a.cfg.Logger.Info("worker: session open", "manager", addr, "session", first.GetSessionId())
+	sid := first.GetSessionId()
+
+	errc := make(chan error, 3)
+	go func() { errc <- a.heartbeats(sctx, conn, sid) }()
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				errc <- sessionErr("session", err)
+				return
+			}
+			a.setManagers(m.GetManagers(), addr)
+		}
+	}()
+	go func() { errc <- a.assignments(sctx, conn, sid) }()
+	// The first failure ends the session; the others follow from cancel.
+	err = <-errc
+	cancel()
+	<-errc
+	<-errc
+	return err
+}
+
+func sessionErr(what string, err error) error {
+	if err == nil {
+		return fmt.Errorf("%s: %w", what, errSessionEnded)
+	}
+	return fmt.Errorf("%s: %w", what, api.FromGRPC(err))
+}
+
+// heartbeats beats at the period the dispatcher names.
+func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error {
+	period := DefaultHeartbeatPeriod
+	for {
+		resp, err := c.Heartbeat(ctx, &api.HeartbeatRequest{SessionId: sid})
+		if err != nil {
+			return sessionErr("heartbeat", err)
+		}
+		if p := resp.GetPeriod(); p != nil && p.AsDuration() > 0 {
+			period = p.AsDuration()
+		}
+		if !sleep(ctx, period) {
+			return ctx.Err()
+		}
+	}
+}
+
+// assignments receives the node's assignments and applies them. A message
+// that does not follow the previous one (applies_to) ends the session, so
+// the next one starts with a COMPLETE set.
+func (a *Agent) assignments(ctx context.Context, c Dispatcher, sid string) error {
+	stream, err := c.Assignments(ctx, &api.AssignmentsRequest{SessionId: sid})
+	if err != nil {
+		return sessionErr("assignments", err)
+	}
+	last := ""
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return sessionErr("assignments", err)
+		}
+		if m.GetType() == api.AssignmentsMessage_INCREMENTAL && m.GetAppliesTo() != last {
+			return fmt.Errorf("assignments: message applies to %q, last was %q", m.GetAppliesTo(), last)
+		}
+		last = m.GetResultsIn()
+		a.applyAssignments(m)
+	}
+}

@@ -1,0 +1,217 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// taskRunner drives one task: a thin loop around next. It owns its task's
+// status; assignments only bring the manager's side (desired state, spec).
+type taskRunner struct {
+	rt     Runtime
+	report func(taskID string, st *api.TaskStatus)
+	log    *slog.Logger
+
+	updates chan *api.Task // newer assignments of the task (latest wins)
+	removed chan struct{}  // closed when the task leaves the assignment set
+	done    chan struct{}  // closed when run returns
+}
+
+func newTaskRunner(rt Runtime, report func(string, *api.TaskStatus), log *slog.Logger) *taskRunner {
+	return &taskRunner{rt: rt, report: report, log: log,
+		updates: make(chan *api.Task, 1), removed: make(chan struct{}), done: make(chan struct{})}
+}
+
+// update hands the runner a newer copy of its task without blocking: an
+// unread older copy is replaced.
+func (r *taskRunner) update(t *api.Task) {
+	for {
+		select {
+		case r.updates <- t:
+			return
+		default:
+		}
+		select {
+		case <-r.updates:
+		default:
+		}
+	}
+}
+
+// merge applies a manager's copy of the task to ours: the manager's fields,
+// and the further of the two statuses (after an agent restart the manager
+// knows where the task got; otherwise ours is newer).
+func merge(cur, in *api.Task) *api.Task {
+	t := proto.Clone(in).(*api.Task)
+	if cur != nil && cur.GetStatus().GetState() >= in.GetStatus().GetState() {
+		t.Status = cur.Status
+	}
+	return t
+}
+
+// run drives t until the task needs nothing more, it is removed from the
+// assignments (its container is then stopped and removed), or ctx ends
+// (the container is left running for a restarted agent to adopt).
+func (r *taskRunner) run(ctx context.Context, t *api.Task) {
+	defer close(r.done)
+	t = merge(nil, t)
+	var obs observed
+	// Find a container left by an earlier run of the agent.
+	if cs, err := r.rt.List(ctx); err == nil {
+		for i := range cs {
+			if cs[i].TaskID == t.GetId() {
+				obs.container = &cs[i]
+				break
+			}
+		}
+	}
+	id := t.GetId()
+	for ctx.Err() == nil {
+		select {
+		case <-r.removed:
+			r.teardown(ctx, t, obs.container)
+			return
+		case u := <-r.updates:
+			t = merge(t, u)
+		default:
+		}
+		act, st := next(t, obs)
+		if st != nil {
+			st.Timestamp = timestamppb.Now()
+			if err := api.Step(t, st); err != nil {
+				// next never proposes a backward step; if it does, stop
+				// acting rather than loop.
+				r.log.Error("worker: task step refused", "task", id, "err", err)
+				act = actWait
+			} else {
+				r.report(id, t.GetStatus())
+				r.log.Debug("worker: task state", "task", id, "state", st.GetState())
+			}
+		}
+		switch act {
+		case actContinue:
+		case actPrepare:
+			obs.err = r.rt.CheckImage(ctx, t.GetSpec().GetContainer().GetImage())
+			if obs.err == nil {
+				var c ContainerState
+				if c, obs.err = r.rt.Create(ctx, t); obs.err == nil {
+					obs.container = &c
+				}
+			}
+		case actStart:
+			obs.err = r.rt.Start(ctx, obs.container.ID)
+			r.refresh(ctx, &obs)
+		case actStop:
+			if err := r.rt.Stop(ctx, obs.container.ID, stopGrace(t)); err != nil {
+				r.log.Warn("worker: stop task container", "task", id, "err", err)
+				if !r.pause(ctx, &t) {
+					return
+				}
+			}
+			r.refresh(ctx, &obs)
+		case actRemove:
+			if err := r.rt.Remove(ctx, obs.container.ID); err != nil {
+				r.log.Warn("worker: remove task container", "task", id, "err", err)
+				if !r.pause(ctx, &t) {
+					return
+				}
+				continue
+			}
+			obs.container = nil
+		case actDone:
+			// Nothing more to do; stay until removed so that a later
+			// assignment of the same task finds its runner.
+			if !r.waitEvent(ctx, &t, nil, &obs) {
+				return
+			}
+		case actWait:
+			if !r.waitEvent(ctx, &t, obs.container, &obs) {
+				return
+			}
+		}
+	}
+}
+
+// waitEvent blocks until the task is updated or removed, or the running
+// container c (if any) exits. It reports false when ctx ended.
+func (r *taskRunner) waitEvent(ctx context.Context, t **api.Task, c *ContainerState, obs *observed) bool {
+	var exited chan ContainerState
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if c != nil && c.Status == StatusRunning {
+		exited = make(chan ContainerState, 1)
+		go func() {
+			st, err := r.rt.Wait(wctx, c.ID)
+			if err != nil && errors.Is(err, ErrNotFound) {
+				exited <- ContainerState{} // gone: refresh finds nothing
+			} else if err == nil {
+				exited <- st
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.removed:
+		// The loop's next round tears down.
+	case u := <-r.updates:
+		*t = merge(*t, u)
+	case <-exited:
+		r.refresh(ctx, obs)
+	}
+	return true
+}
+
+// pause waits a little after a failed runtime call (or for an update).
+func (r *taskRunner) pause(ctx context.Context, t **api.Task) bool {
+	tm := time.NewTimer(time.Second)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case u := <-r.updates:
+		*t = merge(*t, u)
+	case <-r.removed:
+	case <-tm.C:
+	}
+	return true
+}
+
+// refresh re-reads the task's container.
+func (r *taskRunner) refresh(ctx context.Context, obs *observed) {
+	if obs.container == nil {
+		return
+	}
+	cs, err := r.rt.List(ctx)
+	if err != nil {
+		return
+	}
+	for i := range cs {
+		if cs[i].ID == obs.container.ID {
+			obs.container = &cs[i]
+			return
+		}
+	}
+	obs.container = nil
+}
+
+// teardown stops and removes the container of a task that left the
+// assignment set (finished and no longer wanted, or deleted).
+func (r *taskRunner) teardown(ctx context.Context, t *api.Task, c *ContainerState) {
+	if c == nil {
+		return
+	}
+	// c may be stale: Stop is a no-op on a container that does not run.
+	if err := r.rt.Stop(ctx, c.ID, stopGrace(t)); err != nil {
+		r.log.Warn("worker: stop removed task's container", "task", t.GetId(), "err", err)
+	}
+	if err := r.rt.Remove(ctx, c.ID); err != nil {
+		r.log.Warn("worker: remove removed task's container", "task", t.GetId(), "err", err)
+	}
+}
