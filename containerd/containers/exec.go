@@ -208,7 +208,8 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 		if err != nil {
 			return specs.Process{}, err
 		}
-		p.User = specs.User{UID: uid, GID: gid}
+		rootfs := filepath.Join(e.bundleDir(c.ID), "rootfs")
+		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: userGroups(rootfs, cfg.User, uid, gid)}
 	}
 	return p, nil
 }

@@ -85,7 +85,7 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec
 		if err != nil {
 			return nil, err
 		}
-		oci.WithUser(s, uid, gid)
+		oci.WithUser(s, uid, gid, userGroups(rootfs, user, uid, gid)...)
 	}
 	oci.WithHostname(s, hostname)
 	if c.Config.Memory != 0 {
@@ -186,7 +186,11 @@ func resolveUser(rootfs, user string) (uint32, uint32, error) {
 	return uint32(uid), uint32(gid), nil
 }
 
-type dbEntry struct{ id, gid int }
+type dbEntry struct {
+	name    string
+	id, gid int
+	members []string // a group's fourth field
+}
 
 // lookupDB finds a passwd/group entry by name, or by id when name is empty.
 // The path is resolved inside the rootfs: a symlinked /etc/passwd cannot point at the host's.
@@ -217,8 +221,52 @@ func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
 			}
 		}
 		if (name != "" && fields[0] == name) || (name == "" && n == id) {
-			return dbEntry{id: n, gid: g}, true
+			return dbEntry{name: fields[0], id: n, gid: g}, true
 		}
 	}
 	return dbEntry{}, false
+}
+
+// userGroups are the supplementary groups of user (uid or name) as Docker
+// (runc's GetExecUser) sets them: every group of the container's /etc/group
+// that lists the user's name, besides its primary gid; none when the user
+// names a group explicitly (uid:gid, name:group).
+func userGroups(rootfs, user string, uid, gid uint32) []uint32 {
+	name, _, explicit := strings.Cut(user, ":")
+	if explicit {
+		return nil
+	}
+	if _, err := strconv.ParseUint(name, 10, 32); err == nil {
+		e, ok := lookupDB(rootfs, "etc/passwd", "", int(uid))
+		if !ok {
+			return nil
+		}
+		name = e.name
+	}
+	path, err := archive.ResolveInRoot(rootfs, "/etc/group")
+	if err != nil {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []uint32
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Split(line, ":")
+		if len(fields) < 4 {
+			continue
+		}
+		g, err := strconv.ParseUint(fields[2], 10, 32)
+		if err != nil || uint32(g) == gid {
+			continue
+		}
+		for _, m := range strings.Split(fields[3], ",") {
+			if strings.TrimSpace(m) == name {
+				out = append(out, uint32(g))
+				break
+			}
+		}
+	}
+	return out
 }

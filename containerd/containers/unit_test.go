@@ -47,7 +47,7 @@ func fakeRootfs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001::/home/app:/bin/sh\nbroken\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nstaff:x:50:app\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nstaff:x:50:app\nother:x:51:bob\ndev:x:60:bob, app\n"), 0o644)
 	return dir
 }
 
@@ -88,8 +88,18 @@ func TestBuildSpec(t *testing.T) {
 			}
 		}, nil},
 		{"user name with group name", Config{User: "app:staff"}, func(t *testing.T, s *specs.Spec) {
-			if s.Process.User.UID != 1000 || s.Process.User.GID != 50 {
+			if s.Process.User.UID != 1000 || s.Process.User.GID != 50 || len(s.Process.User.AdditionalGids) != 0 {
 				t.Errorf("user %+v", s.Process.User)
+			}
+		}, nil},
+		{"supplementary groups of a named user", Config{User: "app"}, func(t *testing.T, s *specs.Spec) {
+			if u := s.Process.User; u.UID != 1000 || u.GID != 1001 || !slices.Equal(u.AdditionalGids, []uint32{50, 60}) {
+				t.Errorf("user %+v", u)
+			}
+		}, nil},
+		{"supplementary groups of a numeric uid", Config{User: "1000"}, func(t *testing.T, s *specs.Spec) {
+			if u := s.Process.User; !slices.Equal(u.AdditionalGids, []uint32{50, 60}) {
+				t.Errorf("user %+v", u)
 			}
 		}, nil},
 		{"numeric uid takes its passwd gid", Config{User: "1000"}, func(t *testing.T, s *specs.Spec) {
