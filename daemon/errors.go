@@ -93,6 +93,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// jsonField names a field as the client wrote it: the decoder's path goes
+// through the Go structs that the API types embed (CreateRequest's Config,
+// HostConfig's Resources), which the JSON does not have.
+func jsonField(path string) string {
+	path = strings.TrimPrefix(path, "Config.")
+	return strings.ReplaceAll(path, ".Resources.", ".")
+}
+
 // maxBody bounds the JSON bodies the daemon decodes (create, exec): a
 // container config is a few KiB; 4 MiB leaves room for huge env lists.
 const maxBody = 4 << 20
@@ -111,10 +119,12 @@ func decodeJSON(r *http.Request, v any) error {
 		switch {
 		case errors.Is(err, io.EOF):
 			return badRequest("invalid JSON: empty request body")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("invalid JSON: unexpected end of JSON input")
 		case errors.As(err, &syn):
 			return badRequest("invalid JSON: %v (at byte %d)", syn, syn.Offset)
 		case errors.As(err, &typ):
-			return badRequest("invalid JSON: field %s: cannot use a JSON %s as %v", typ.Field, typ.Value, typ.Type)
+			return badRequest("invalid JSON: field %s: cannot use a JSON %s as %v", jsonField(typ.Field), typ.Value, typ.Type)
 		case dec.InputOffset() > maxBody:
 			return badRequest("invalid JSON: request body larger than %d bytes", maxBody)
 		}

@@ -1,0 +1,307 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+func newClient(t testing.TB, d *testDaemon) *client.Client {
+	t.Helper()
+	c, err := client.New(client.WithHost(d.cfg.Host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func importBusybox(t testing.TB, c *client.Client, ref string) string {
+	t.Helper()
+	ctx := context.Background()
+	rc, err := c.ImageImport(ctx, client.ImageImportSource{Source: bytes.NewReader(busyboxTar(t)), SourceName: "-"}, ref,
+		client.ImageImportOptions{Changes: []string{`CMD ["sh"]`, "ENV GREETING=hi", "EXPOSE 80"}, Message: "test image"})
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Contains(b, []byte(`"status":"sha256:`)) {
+		t.Fatalf("import stream %s", b)
+	}
+	res, err := c.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.ID
+}
+
+// TestClientRoundTrip drives the daemon with the client the CLI uses:
+// negotiation, version, and the image endpoints.
+func TestClientRoundTrip(t *testing.T) {
+	d := startDaemon(t)
+	c := newClient(t, d)
+	ctx := context.Background()
+
+	ping, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ping.APIVersion != APIVersion || ping.OSType != "linux" || c.ClientVersion() != APIVersion {
+		t.Fatalf("ping %+v, client version %s", ping, c.ClientVersion())
+	}
+	v, err := c.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil || v.APIVersion != APIVersion || v.MinAPIVersion != MinAPIVersion {
+		t.Fatalf("version %+v %v", v, err)
+	}
+	info, err := c.Info(ctx, client.InfoOptions{})
+	if err != nil || info.Info.Name != "test-node" {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	// An old client (docker 20.10 speaks 1.41) is served too.
+	old, err := client.New(client.WithHost(d.cfg.Host), client.WithAPIVersion("1.41"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if _, err := old.ImageList(ctx, client.ImageListOptions{}); err != nil {
+		t.Fatalf("1.41 client: %v", err)
+	}
+
+	id := importBusybox(t, c, "bb:1")
+	list, err := c.ImageList(ctx, client.ImageListOptions{})
+	if err != nil || len(list.Items) != 1 || list.Items[0].ID != id || list.Items[0].RepoTags[0] != "bb:1" {
+		t.Fatalf("image list %+v %v", list, err)
+	}
+	img, err := c.ImageInspect(ctx, "bb:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Config == nil || strings.Join(img.Config.Cmd, " ") != "sh" || img.Config.Env[len(img.Config.Env)-1] != "GREETING=hi" || img.Os != "linux" {
+		t.Errorf("inspect config %+v", img.Config)
+	}
+	if _, ok := img.Config.ExposedPorts["80/tcp"]; !ok {
+		t.Errorf("exposed ports %v", img.Config.ExposedPorts)
+	}
+	if _, err := c.ImageTag(ctx, client.ImageTagOptions{Source: "bb:1", Target: "localhost:5000/team/bb:2"}); err != nil {
+		t.Fatal(err)
+	}
+	// Names with slashes and a registry port reach the right route.
+	if _, err := c.ImageInspect(ctx, "localhost:5000/team/bb:2"); err != nil {
+		t.Fatalf("inspect by a name with slashes: %v", err)
+	}
+	hist, err := c.ImageHistory(ctx, "localhost:5000/team/bb:2")
+	if err != nil || len(hist.Items) == 0 || hist.Items[0].Comment != "test image" {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+	f := make(client.Filters).Add("reference", "localhost:5000/team/*")
+	if l, err := c.ImageList(ctx, client.ImageListOptions{Filters: f}); err != nil || len(l.Items) != 1 {
+		t.Fatalf("filtered list %+v %v", l, err)
+	}
+	if _, err := c.ImageInspect(ctx, "nosuch:image"); !isStatus(err, 404) {
+		t.Errorf("missing image: %v", err)
+	}
+
+	// Save, remove, load: the same image comes back.
+	rc, err := c.ImageSave(ctx, []string{"bb:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || len(saved) < 1024 {
+		t.Fatalf("save: %d bytes, %v", len(saved), err)
+	}
+	rm, err := c.ImageRemove(ctx, "localhost:5000/team/bb:2", client.ImageRemoveOptions{})
+	if err != nil || len(rm.Items) != 1 || rm.Items[0].Untagged == "" {
+		t.Fatalf("untag: %+v %v", rm, err)
+	}
+	rm, err = c.ImageRemove(ctx, "bb:1", client.ImageRemoveOptions{})
+	if err != nil || len(rm.Items) < 2 {
+		t.Fatalf("remove: %+v %v", rm, err)
+	}
+	lr, err := c.ImageLoad(ctx, bytes.NewReader(saved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(lr)
+	lr.Close()
+	if !bytes.Contains(out, []byte("Loaded image: bb:1")) {
+		t.Fatalf("load stream %s", out)
+	}
+	if got, err := c.ImageInspect(ctx, "bb:1"); err != nil || got.ID != id {
+		t.Fatalf("after load %s %v, want %s", got.ID, err, id)
+	}
+	// A pull of an image that is here is a no-op; of one that is not, a 404.
+	if rc, err := c.ImagePull(ctx, "bb:1", client.ImagePullOptions{}); err != nil {
+		t.Errorf("pull of a local image: %v", err)
+	} else {
+		rc.Close()
+	}
+	if _, err := c.ImagePull(ctx, "registry.example/x:1", client.ImagePullOptions{}); err == nil {
+		t.Error("pull from a registry succeeded")
+	}
+}
+
+// isStatus reports whether err is the client's error for that status.
+func isStatus(err error, status int) bool {
+	switch status {
+	case http.StatusNotFound:
+		return cerrdefs.IsNotFound(err)
+	case http.StatusConflict:
+		return cerrdefs.IsConflict(err)
+	case http.StatusBadRequest:
+		return cerrdefs.IsInvalidArgument(err)
+	case http.StatusInternalServerError:
+		return cerrdefs.IsInternal(err) || cerrdefs.IsUnknown(err)
+	}
+	return false
+}
+
+// runOutput creates, attaches, starts and waits for a container as
+// `docker run` does, and returns its exit code and output.
+func runOutput(t testing.TB, c *client.Client, cfg *container.Config, hc *container.HostConfig) (int64, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	att, err := c.ContainerAttach(ctx, cr.ID, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	defer att.Close()
+	wait := c.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
+		t.Fatalf("attach stream: %v", err)
+	}
+	select {
+	case res := <-wait.Result:
+		return res.StatusCode, stdout.String(), stderr.String()
+	case err := <-wait.Error:
+		t.Fatalf("wait: %v", err)
+	}
+	return 0, "", ""
+}
+
+func TestClientRun(t *testing.T) {
+	d := startDaemon(t)
+	c := newClient(t, d)
+	ctx := context.Background()
+	importBusybox(t, c, "bb:1")
+
+	code, out, errOut := runOutput(t, c, &container.Config{Image: "bb:1", Cmd: []string{"sh", "-c", "echo $GREETING out; echo err >&2; exit 3"}}, nil)
+	if code != 3 || out != "hi out\n" || errOut != "err\n" {
+		t.Errorf("run: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// Published ports and the container's address, seen from inside.
+	hc := &container.HostConfig{PortBindings: network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "0"}}}}
+	_, out, _ = runOutput(t, c, &container.Config{Image: "bb:1", Cmd: []string{"cat", "/proc/net/dev"}}, hc)
+	if !strings.Contains(out, "eth0") {
+		t.Errorf("bridge container has no eth0: %s", out)
+	}
+	_, out, _ = runOutput(t, c, &container.Config{Image: "bb:1", Cmd: []string{"cat", "/proc/net/dev"}}, &container.HostConfig{NetworkMode: "none"})
+	if strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
+		t.Errorf("none container: %s", out)
+	}
+
+	// Exec, with stdin, and its exit code.
+	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "sleeper", Config: &container.Config{Image: "bb:1", Cmd: []string{"sleep", "300"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := c.ExecCreate(ctx, "sleeper", client.ExecCreateOptions{Cmd: []string{"sh", "-c", "wc -c; exit 5"}, AttachStdin: true, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := c.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj.Conn.Write([]byte("12345"))
+	hj.CloseWrite()
+	var eout bytes.Buffer
+	stdcopy.StdCopy(&eout, &eout, hj.Reader)
+	hj.Close()
+	if strings.TrimSpace(eout.String()) != "5" {
+		t.Errorf("exec output %q", eout.String())
+	}
+	ei, err := c.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil || ei.ExitCode != 5 || ei.Running {
+		t.Errorf("exec inspect %+v %v", ei, err)
+	}
+	top, err := c.ContainerTop(ctx, "sleeper", client.ContainerTopOptions{})
+	if err != nil || len(top.Processes) == 0 || !strings.Contains(strings.Join(top.Processes[0], " "), "sleep 300") {
+		t.Errorf("top %+v %v", top, err)
+	}
+	// cp out and in.
+	cp, err := c.CopyFromContainer(ctx, "sleeper", client.CopyFromContainerOptions{SourcePath: "/data/hello.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarball, _ := io.ReadAll(cp.Content)
+	cp.Content.Close()
+	if cp.Stat.Name != "hello.txt" || cp.Stat.Size != 6 || !bytes.Contains(tarball, []byte("hello\n")) {
+		t.Errorf("copy from: %+v", cp.Stat)
+	}
+	if _, err := c.CopyToContainer(ctx, "sleeper", client.CopyToContainerOptions{DestinationPath: "/tmp", Content: bytes.NewReader(tarball)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.ContainerStatPath(ctx, "sleeper", client.ContainerStatPathOptions{Path: "/tmp/hello.txt"})
+	if err != nil || st.Stat.Size != 6 {
+		t.Errorf("stat after copy: %+v %v", st, err)
+	}
+	if _, err := c.ContainerStatPath(ctx, "sleeper", client.ContainerStatPathOptions{Path: "/nope"}); !isStatus(err, 404) {
+		t.Errorf("stat of a missing path: %v", err)
+	}
+	cm, err := c.ContainerCommit(ctx, "sleeper", client.ContainerCommitOptions{Reference: "bb:committed", Comment: "with hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err := c.ImageInspect(ctx, "bb:committed"); err != nil || img.ID != cm.ID {
+		t.Errorf("committed image %v %v", img.ID, err)
+	}
+	list, err := c.ContainerList(ctx, client.ContainerListOptions{Filters: make(client.Filters).Add("name", "sleeper")})
+	if err != nil || len(list.Items) != 1 || list.Items[0].State != container.StateRunning || list.Items[0].Names[0] != "/sleeper" {
+		t.Fatalf("list %+v %v", list, err)
+	}
+	timeout := 1
+	if _, err := c.ContainerStop(ctx, "sleeper", client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	ins, err := c.ContainerInspect(ctx, "sleeper", client.ContainerInspectOptions{})
+	if err != nil || ins.Container.State.Running || ins.Container.State.ExitCode != 143 && ins.Container.State.ExitCode != 137 {
+		t.Errorf("after stop %+v %v", ins.Container.State, err)
+	}
+	logs, err := c.ContainerLogs(ctx, "sleeper", client.ContainerLogsOptions{ShowStdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.Close()
+	if _, err := c.ContainerRemove(ctx, "sleeper", client.ContainerRemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.cfg.ExecRoot + "/netns/" + cr.ID); !os.IsNotExist(err) {
+		t.Errorf("netns of a removed container: %v", err)
+	}
+}
