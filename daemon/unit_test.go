@@ -480,5 +480,3 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		t.Errorf("log level: %v", err)
 	}
 }
-
-
