@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,62 @@ func TestClientRun(t *testing.T) {
 	}
 	if _, err := os.Stat(d.cfg.ExecRoot + "/netns/" + cr.ID); !os.IsNotExist(err) {
 		t.Errorf("netns of a removed container: %v", err)
+	}
+}
+
+func TestLogs(t *testing.T) {
+	d := startDaemon(t)
+	c := newClient(t, d)
+	ctx := context.Background()
+	importBusybox(t, c, "bb:1")
+	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "talker", Config: &container.Config{Image: "bb:1",
+		Cmd: []string{"sh", "-c", "echo one; echo two >&2; sleep 1; echo three"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	logs := func(o client.ContainerLogsOptions) (string, string) {
+		t.Helper()
+		rc, err := c.ContainerLogs(ctx, "talker", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		var out, errOut bytes.Buffer
+		if _, err := stdcopy.StdCopy(&out, &errOut, rc); err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String()
+	}
+	// Follow streams until the container has exited.
+	out, errOut := logs(client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
+	if out != "one\nthree\n" || errOut != "two\n" {
+		t.Errorf("follow: %q %q", out, errOut)
+	}
+	if out, errOut = logs(client.ContainerLogsOptions{ShowStdout: true}); out != "one\nthree\n" || errOut != "" {
+		t.Errorf("stdout only: %q %q", out, errOut)
+	}
+	if out, _ = logs(client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "1"}); out != "three\n" {
+		t.Errorf("tail 1: %q", out)
+	}
+	out, _ = logs(client.ContainerLogsOptions{ShowStdout: true, Timestamps: true})
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("timestamps: %q", out)
+	}
+	for _, l := range lines {
+		ts, text, _ := strings.Cut(l, " ")
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || (text != "one" && text != "three") {
+			t.Errorf("timestamped line %q: %v", l, err)
+		}
+	}
+	future := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	if out, _ = logs(client.ContainerLogsOptions{ShowStdout: true, Since: future}); out != "" {
+		t.Errorf("since the future: %q", out)
+	}
+	if _, err := c.ContainerLogs(ctx, "nosuch", client.ContainerLogsOptions{ShowStdout: true}); !isStatus(err, 404) {
+		t.Errorf("logs of a missing container: %v", err)
 	}
 }

@@ -32,7 +32,18 @@ func (d *Daemon) containerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("HEAD /containers/{id}/archive", d.archiveStat)
 	mux.HandleFunc("GET /containers/{id}/archive", d.archiveGet)
 	mux.HandleFunc("PUT /containers/{id}/archive", d.archivePut)
+	mux.HandleFunc("POST /containers/{id}/resize", d.containerResize)
 	mux.HandleFunc("POST /commit", d.commit)
+}
+
+// containerResize accepts and ignores a terminal size: containers have no
+// TTY yet, and a CLI that resizes on attach must not fail for it.
+func (d *Daemon) containerResize(w http.ResponseWriter, r *http.Request) {
+	if _, err := d.containers.Get(r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // boolParam reads a boolean query parameter as dockerd does: "", "0",

@@ -18,6 +18,16 @@ func (d *Daemon) execRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /containers/{id}/exec", d.execCreate)
 	mux.HandleFunc("POST /exec/{id}/start", d.execStart)
 	mux.HandleFunc("GET /exec/{id}/json", d.execInspect)
+	mux.HandleFunc("POST /exec/{id}/resize", d.execResize)
+}
+
+// execResize accepts and ignores a terminal size, as containerResize.
+func (d *Daemon) execResize(w http.ResponseWriter, r *http.Request) {
+	if _, err := d.containers.ExecInspect(r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // containerAttach streams a container's output as stdcopy frames and the
