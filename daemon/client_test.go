@@ -67,7 +67,7 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Fatalf("version %+v %v", v, err)
 	}
 	info, err := c.Info(ctx, client.InfoOptions{})
-	if err != nil || info.Info.Name != "test-node" {
+	if err != nil || info.Info.Name != "test-node" || info.Info.MemTotal == 0 || info.Info.CgroupVersion == "" {
 		t.Fatalf("info %+v %v", info, err)
 	}
 	// An old client (docker 20.10 speaks 1.41) is served too.

@@ -86,6 +86,11 @@ func TestContainerErrors(t *testing.T) {
 	d.call("POST", "/containers/nosuch/wait", "", 404)
 	d.call("GET", "/containers/nosuch/json", "", 404)
 	d.call("GET", "/exec/nosuch/json", "", 404)
+	b = d.call("GET", "/containers/one/archive?path=/data/nope", "", 404)
+	if m := message(b); m != "Could not find the file /data/nope in container one" {
+		t.Errorf("missing path: %q", m)
+	}
+	d.call("GET", "/containers/one/archive", "", 400)
 	d.call("POST", "/containers/one/kill?signal=SIGUSR1", "", 204)
 	d.call("DELETE", "/containers/one?force=1", "", 204)
 	d.call("GET", "/containers/one/json", "", 404)

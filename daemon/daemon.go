@@ -16,6 +16,22 @@
 // cancels last. Containers outlive the daemon: their shims keep them, and the
 // next daemon on the same roots re-adopts them and their network.
 //
+// # Flags and defaults
+//
+//	--data-root      /var/lib/shoal               images, containers, bridge IPAM
+//	--exec-root      /run/shoal                   shims, OCI state, netns mounts
+//	-H, --host       unix:///run/shoal/shoal.sock  mode 0660, group "shoal" if it exists
+//	--cgroup-parent  shoal                        containers at <parent>/<id>
+//	--node-name      the host name
+//	--bridge-name    shoal0                       not docker0
+//	--bip            172.31.0.1/16                not 172.17/16 (docker0)
+//	--log-level      info                         debug, info, warn, error
+//
+// Daemons side by side on one machine need their own roots, socket, cgroup
+// parent, bridge name and subnet. A socket file left by a crashed daemon is
+// replaced; one a live daemon answers on makes Run fail with ErrSocketInUse
+// before anything of the live daemon's state is touched.
+//
 // # Networking
 //
 // A container's network is set up at start, not at create, as in Docker: a

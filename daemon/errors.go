@@ -73,16 +73,18 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, errorResponse{Message: messageOf(err)})
 }
 
-// classPrefixes are the texts of the engine's error classes that lead its
-// messages ("conflict: Conflict. The container name ..."); dockerd's
-// messages carry no such prefix, and scripts match on its words.
-var classPrefixes = []string{containers.ErrConflict.Error() + ": ", containers.ErrInvalidArgument.Error() + ": "}
-
-// messageOf is the one-line message of err as the API shows it.
+// messageOf is the one-line message of err as the API shows it. The
+// engine's class texts that lead its messages ("conflict: Conflict. The
+// container name ...") go: dockerd's messages have none, and scripts match
+// on its words.
 func messageOf(err error) string {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
-	for _, p := range classPrefixes {
-		msg = strings.TrimPrefix(msg, p)
+	for _, class := range []error{containers.ErrConflict, containers.ErrInvalidArgument} {
+		msg = strings.TrimPrefix(msg, class.Error()+": ")
+	}
+	// A path missing in a container: dockerd names the file only.
+	if rest, ok := strings.CutPrefix(msg, containers.ErrNotFound.Error()+": "); ok && strings.HasPrefix(rest, "Could not find the file") {
+		msg = rest
 	}
 	return msg
 }

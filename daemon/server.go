@@ -162,9 +162,33 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		MemoryLimit: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
 		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
 		KernelVersion: kernelVersion(), OperatingSystem: "shoal", OSType: "linux", Architecture: runtime.GOARCH,
-		NCPU: runtime.NumCPU(), ServerVersion: Version, DefaultRuntime: "shoal",
+		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: "shoal",
 		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=no-new-privileges"},
 		Swarm:           swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
 		Labels:          []string{}, Warnings: []string{},
 	})
+}
+
+// memTotal is the host's memory in bytes, from /proc/meminfo.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// cgroupVersion is "2" on a unified hierarchy, else "1" (a hybrid host,
+// with v2 mounted beside v1 and no controllers in it, counts as v1).
+func cgroupVersion() string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return "2"
+	}
+	return "1"
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -50,5 +52,18 @@ func listen(path string) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
+	// As dockerd with its "docker" group: members of "shoal" may use the
+	// API without root. Without such a group the socket stays root's.
+	if g, err := user.LookupGroup(socketGroup); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil {
+			if err := os.Chown(path, 0, gid); err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("chown %s to group %s: %w", path, socketGroup, err)
+			}
+		}
+	}
 	return ln, nil
 }
+
+// socketGroup owns the API socket when it exists.
+const socketGroup = "shoal"
