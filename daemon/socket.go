@@ -6,8 +6,8 @@ import (
 	"net"
 	"os"
 	"os/user"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
