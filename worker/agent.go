@@ -249,7 +249,9 @@ func (a *Agent) removeOrphans(assigned map[string]bool) {
 		if running || assigned[c.TaskID] {
 			continue
 		}
-		if err := a.cfg.Runtime.Stop(ctx, c.ID, DefaultStopGracePeriod); err != nil {
+		// Its task's spec is gone with the assignment: the container keeps
+		// the grace period it was created with.
+		if err := a.cfg.Runtime.Stop(ctx, c.ID, -1); err != nil {
 			a.cfg.Logger.Warn("worker: stop orphaned container", "container", c.ID, "err", err)
 		}
 		if err := a.cfg.Runtime.Remove(ctx, c.ID); err != nil {

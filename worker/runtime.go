@@ -67,8 +67,9 @@ type Runtime interface {
 	Start(ctx context.Context, id string) error
 	// Wait returns when the container is no longer running (or ctx ends).
 	Wait(ctx context.Context, id string) (ContainerState, error)
-	// Stop sends the stop signal and kills after grace; stopping a container
-	// that does not run is not an error.
+	// Stop sends the stop signal and kills after grace (a negative grace:
+	// the one the container was created with, from its task's spec);
+	// stopping a container that does not run is not an error.
 	Stop(ctx context.Context, id string, grace time.Duration) error
 	// Remove deletes a container (stopped or not); a missing one is not an error.
 	Remove(ctx context.Context, id string) error
@@ -196,8 +197,12 @@ func (r *EngineRuntime) Wait(ctx context.Context, id string) (ContainerState, er
 
 // Stop implements Runtime.
 func (r *EngineRuntime) Stop(ctx context.Context, id string, grace time.Duration) error {
-	secs := int((grace + time.Second - 1) / time.Second)
-	err := r.Engine.Stop(ctx, id, &secs)
+	var timeout *int
+	if grace >= 0 {
+		secs := int((grace + time.Second - 1) / time.Second)
+		timeout = &secs
+	}
+	err := r.Engine.Stop(ctx, id, timeout)
 	if err == nil || errors.Is(err, containers.ErrNotModified) {
 		return nil
 	}
