@@ -174,13 +174,15 @@ type fakeManager struct {
 	api.UnimplementedDispatcherServer
 	assign chan *api.AssignmentsMessage
 
+	peers []*api.WeightedPeer
+
 	mu       sync.Mutex
 	statuses map[string]*api.TaskStatus
 	beats    int
 }
 
 func (f *fakeManager) Session(_ *api.SessionRequest, s api.Dispatcher_SessionServer) error {
-	if err := s.Send(&api.SessionMessage{SessionId: "s1", Managers: []*api.WeightedPeer{{NodeId: "m1", Addr: "bufnet", Weight: 1}}}); err != nil {
+	if err := s.Send(&api.SessionMessage{SessionId: "s1", Managers: f.peers}); err != nil {
 		return err
 	}
 	<-s.Context().Done()
@@ -226,29 +228,58 @@ func (f *fakeManager) status(id string) *api.TaskStatus {
 // agent against it until the test ends.
 func startAgent(t *testing.T, rt Runtime) *fakeManager {
 	t.Helper()
-	fm := &fakeManager{assign: make(chan *api.AssignmentsMessage, 8), statuses: map[string]*api.TaskStatus{}}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	api.RegisterDispatcherServer(srv, fm)
-	go srv.Serve(lis)
+	fms, _ := startAgentN(t, rt, 1)
+	return fms[0]
+}
+
+// startAgentN serves n fakeManagers, at addresses m0..m<n-1>, each on its
+// own in-memory listener, and runs an agent that knows only m0. stop(i)
+// stops manager i's server (its connections fail).
+func startAgentN(t *testing.T, rt Runtime, n int) (fms []*fakeManager, stop func(i int)) {
+	t.Helper()
+	var peers []*api.WeightedPeer
+	for i := 0; i < n; i++ {
+		peers = append(peers, &api.WeightedPeer{NodeId: fmt.Sprint("node-m", i), Addr: fmt.Sprint("m", i), Weight: 1})
+	}
+	lis := map[string]*bufconn.Listener{}
+	var srvs []*grpc.Server
+	for i := 0; i < n; i++ {
+		fm := &fakeManager{assign: make(chan *api.AssignmentsMessage, 8), statuses: map[string]*api.TaskStatus{}, peers: peers}
+		l := bufconn.Listen(1 << 20)
+		srv := grpc.NewServer()
+		api.RegisterDispatcherServer(srv, fm)
+		go srv.Serve(l)
+		fms, srvs = append(fms, fm), append(srvs, srv)
+		lis[fmt.Sprint("m", i)] = l
+	}
 	dial := func(ctx context.Context, addr string) (Conn, error) {
-		cc, err := grpc.NewClient("passthrough:///bufnet",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		l, ok := lis[addr]
+		if !ok {
+			return nil, fmt.Errorf("no manager at %s", addr)
+		}
+		cc, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
 			grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return nil, err
 		}
 		return clientConn{api.NewDispatcherClient(cc), cc}, nil
 	}
-	a, err := New(Config{Managers: []string{"bufnet"}, Dial: dial, Runtime: rt})
+	a, err := New(Config{Managers: []string{"m0"}, Dial: dial, Runtime: rt, RetryDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Stop() })
-	return fm
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		for _, s := range srvs {
+			s.Stop()
+		}
+	})
+	return fms, func(i int) { srvs[i].Stop() }
 }
 
 type clientConn struct {
@@ -369,5 +400,25 @@ func TestAgentRestartReconciles(t *testing.T) {
 	}
 	if st := fm.status("keep1"); st != nil && st.GetState() != api.TaskState_RUNNING {
 		t.Fatalf("kept task reported %v", st.GetState())
+	}
+}
+
+func TestAgentFailsOverToNextManager(t *testing.T) {
+	rt := newEngine(t)
+	fms, stop := startAgentN(t, rt, 2)
+	task := busyboxTask("task1", api.TaskState_RUNNING, api.TaskState_ASSIGNED, "sleep", "300")
+	fms[0].assign <- update(api.AssignmentsMessage_COMPLETE, "", "1", task)
+	waitState(t, fms[0], "task1", api.TaskState_RUNNING)
+	c := taskContainer(rt, "task1")
+
+	// m0 dies; the agent learnt of m1 from m0's session message.
+	stop(0)
+	// m1 (a new leader) knows the task only as ASSIGNED: its store missed
+	// the reports. The agent must keep the container and report again.
+	fms[1].assign <- update(api.AssignmentsMessage_COMPLETE, "", "7", busyboxTask("task1", api.TaskState_RUNNING, api.TaskState_ASSIGNED, "sleep", "300"))
+	waitState(t, fms[1], "task1", api.TaskState_RUNNING)
+	waitFor(t, "heartbeats to m1", func() bool { fms[1].mu.Lock(); defer fms[1].mu.Unlock(); return fms[1].beats > 0 })
+	if c2 := taskContainer(rt, "task1"); c2 == nil || c2.ID != c.ID || c2.Status != StatusRunning {
+		t.Fatalf("container after failover %+v, want %s still running", c2, c.ID)
 	}
 }

@@ -55,6 +55,16 @@ func merge(cur, in *api.Task) *api.Task {
 	return t
 }
 
+// apply merges a manager's copy u into t. If the manager's status is
+// behind ours, a report of ours was lost (the dispatcher acknowledges before
+// its raft write): report it again.
+func (r *taskRunner) apply(t, u *api.Task) *api.Task {
+	if t.GetStatus() != nil && u.GetStatus().GetState() < t.GetStatus().GetState() {
+		r.report(t.GetId(), t.GetStatus())
+	}
+	return merge(t, u)
+}
+
 // run drives t until the task needs nothing more, it is removed from the
 // assignments (its container is then stopped and removed), or ctx ends
 // (the container is left running for a restarted agent to adopt).
@@ -78,7 +88,7 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 			r.teardown(ctx, t, obs.container)
 			return
 		case u := <-r.updates:
-			t = merge(t, u)
+			t = r.apply(t, u)
 		default:
 		}
 		act, st := next(t, obs)
@@ -161,7 +171,7 @@ func (r *taskRunner) waitEvent(ctx context.Context, t **api.Task, c *ContainerSt
 	case <-r.removed:
 		// The loop's next round tears down.
 	case u := <-r.updates:
-		*t = merge(*t, u)
+		*t = r.apply(*t, u)
 	case <-exited:
 		r.refresh(ctx, obs)
 	}
@@ -176,7 +186,7 @@ func (r *taskRunner) pause(ctx context.Context, t **api.Task) bool {
 	case <-ctx.Done():
 		return false
 	case u := <-r.updates:
-		*t = merge(*t, u)
+		*t = r.apply(*t, u)
 	case <-r.removed:
 	case <-tm.C:
 	}
