@@ -422,3 +422,32 @@ func TestAgentFailsOverToNextManager(t *testing.T) {
 		t.Fatalf("container after failover %+v, want %s still running", c2, c.ID)
 	}
 }
+
+// TestAgentCompleteSetInParts: the dispatcher splits a big COMPLETE set into
+// a COMPLETE part and INCREMENTAL parts; tasks of later parts must not be
+// stopped by the first, and a task in no part must be.
+func TestAgentCompleteSetInParts(t *testing.T) {
+	rt := newEngine(t)
+	fm := startAgent(t, rt)
+	fm.assign <- update(api.AssignmentsMessage_COMPLETE, "", "1", busyboxTask("c", api.TaskState_RUNNING, api.TaskState_ASSIGNED, "sleep", "300"))
+	waitState(t, fm, "c", api.TaskState_RUNNING)
+	// A reconnect-style complete set in two parts: a, then b. b runs already.
+	fm.assign <- update(api.AssignmentsMessage_COMPLETE, "", "2", busyboxTask("b", api.TaskState_RUNNING, api.TaskState_ASSIGNED, "sleep", "300"))
+	waitState(t, fm, "b", api.TaskState_RUNNING)
+	waitFor(t, "c's container removed", func() bool { return taskContainer(rt, "c") == nil })
+	b := taskContainer(rt, "b")
+
+	fm.assign <- update(api.AssignmentsMessage_COMPLETE, "", "3.0", busyboxTask("a", api.TaskState_RUNNING, api.TaskState_ASSIGNED, "sleep", "300"))
+	fm.assign <- update(api.AssignmentsMessage_INCREMENTAL, "3.0", "3", busyboxTask("b", api.TaskState_RUNNING, api.TaskState_RUNNING, "sleep", "300"))
+	waitState(t, fm, "a", api.TaskState_RUNNING)
+	// Longer than b's grace period: a wrong teardown would have ended it.
+	time.Sleep(1500 * time.Millisecond)
+	if c := taskContainer(rt, "b"); c == nil || c.ID != b.ID || c.Status != StatusRunning {
+		t.Fatalf("b's container %+v after a split complete set, want %s running", c, b.ID)
+	}
+
+	// A task leaving the set (REMOVE) loses its container.
+	fm.assign <- &api.AssignmentsMessage{Type: api.AssignmentsMessage_INCREMENTAL, AppliesTo: "3", ResultsIn: "4",
+		Changes: []*api.AssignmentChange{{Task: &api.Task{Id: "a"}, Action: api.AssignmentChange_REMOVE}}}
+	waitFor(t, "a's container removed", func() bool { return taskContainer(rt, "a") == nil })
+}
