@@ -2,11 +2,9 @@ package leader
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
-	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
 )
 
@@ -123,7 +121,7 @@ func (l *loop) run(ctx context.Context) {
 					return
 				}
 				pending.merge(cur)
-				if errors.Is(err, api.ErrConflict) {
+				if isConflict(err) {
 					backoff = conflictRetry
 				} else {
 					backoff = min(max(2*backoff, minBackoff), maxBackoff)
