@@ -34,7 +34,7 @@ func start(t *testing.T) *raftstore.MemoryStore {
 	return s
 }
 
-func addNodes(t *testing.T, s *raftstore.MemoryStore, n int) []string {
+func addNodes(t testing.TB, s *raftstore.MemoryStore, n int) []string {
 	t.Helper()
 	var ids []string
 	err := s.Update(context.Background(), func(tx raftstore.WriteTx) error {
@@ -75,7 +75,7 @@ func newService(name string, replicas uint64, constraints ...string) *api.Servic
 	return &api.Service{Spec: spec, SpecVersion: 1}
 }
 
-func createService(t *testing.T, s *raftstore.MemoryStore, svc *api.Service) string {
+func createService(t testing.TB, s *raftstore.MemoryStore, svc *api.Service) string {
 	t.Helper()
 	svc.Id = raftstore.NewID()
 	if err := s.Update(context.Background(), func(tx raftstore.WriteTx) error { return tx.Create(svc) }); err != nil {
