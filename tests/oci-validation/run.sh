@@ -28,6 +28,10 @@ SKIP=${SKIP:-"linux_ns_itype"}
 TIMEOUT=${TIMEOUT:-60}
 
 WORK=$(mktemp -d /tmp/shoal-oci-validation.XXXXXX)
+# runtime-tools unpacks a bundle per test into $TMPDIR/ocitest*; keep them in
+# the work directory, which goes at exit.
+mkdir -p "$WORK/tmp"
+export TMPDIR=$WORK/tmp
 # Containers some tests leave behind (they stop half-way) are force-deleted,
 # and the cgroups runtime-tools' cgroup tests name themselves are removed.
 cleanup() {
