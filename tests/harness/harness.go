@@ -41,7 +41,11 @@ func Binary(t testing.TB) string {
 		return b
 	}
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", Prefix+"-bin-")
+		if err := os.MkdirAll(BaseDir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp(BaseDir, "bin-")
 		if err != nil {
 			buildErr = err
 			return

@@ -29,7 +29,11 @@ func BusyboxTar(t testing.TB) string {
 }
 
 func buildBusyboxTar() (string, error) {
-	dir, err := os.MkdirTemp("", Prefix+"-rootfs-")
+	// Under BaseDir, so that Sweep removes it with everything else.
+	if err := os.MkdirAll(BaseDir, 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(BaseDir, "rootfs-")
 	if err != nil {
 		return "", err
 	}
