@@ -107,6 +107,11 @@ func TestContainerErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.cfg.ExecRoot, "netns", d.inspect("nocmd").ID)); !os.IsNotExist(err) {
 		t.Errorf("failed start left its netns: %v", err)
 	}
+	// With --rm the failed container goes, as with dockerd: a client that
+	// waits for its removal must not wait forever.
+	d.create("nocmdrm", `{"Image": "bb:1", "Cmd": ["/nosuch"], "HostConfig": {"AutoRemove": true}}`, 201)
+	d.call("POST", "/containers/nocmdrm/start", "", 400)
+	d.call("GET", "/containers/nocmdrm/json", "", 404)
 	d.create("noexec", `{"Image": "bb:1", "Cmd": ["/data/hello.txt"]}`, 201)
 	b = d.call("POST", "/containers/noexec/start", "", 400)
 	if m := message(b); !strings.Contains(m, "permission denied") {

@@ -99,16 +99,29 @@ func (d *Daemon) netLock(id string) func() {
 
 // startContainer sets up the network of a created or exited container, then
 // starts it. On any failure the network is released again and the container
-// stays as it was: created (or exited), not running.
+// stays as it was: created (or exited), not running; one created with
+// AutoRemove (--rm) is removed, as dockerd does, so that a client waiting
+// for its removal does not wait forever.
 func (d *Daemon) startContainer(ctx context.Context, idOrName string) error {
 	c, err := d.containers.Get(idOrName)
 	if err != nil {
 		return err
 	}
-	unlock := d.netLock(c.ID)
+	err = d.startLocked(ctx, c.ID)
+	if err != nil && !errors.Is(err, containers.ErrNotModified) && c.Config.AutoRemove {
+		if rerr := d.containers.Remove(context.WithoutCancel(ctx), c.ID, true); rerr != nil {
+			slog.Warn("remove --rm container after a failed start", "container", c.ID, "err", rerr)
+		}
+	}
+	return err
+}
+
+func (d *Daemon) startLocked(ctx context.Context, id string) error {
+	unlock := d.netLock(id)
 	defer unlock()
+	c, err := d.containers.Get(id)
 	// Under the lock: a running container's network must not be redone.
-	if c, err = d.containers.Get(c.ID); err != nil {
+	if err != nil {
 		return err
 	}
 	if c.State.Running {

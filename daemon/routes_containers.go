@@ -340,10 +340,10 @@ func (d *Daemon) containerWait(w http.ResponseWriter, r *http.Request) {
 		d.settleNetwork(c.ID)
 	}
 	resp := container.WaitResponse{StatusCode: int64(st.ExitCode)}
+	// Error says why the wait failed, not why the container did: a start
+	// failure was already the start's answer, and clients print this one.
 	if err != nil {
 		resp.Error = &container.WaitExitError{Message: err.Error()}
-	} else if st.Error != "" {
-		resp.Error = &container.WaitExitError{Message: st.Error}
 	}
 	_ = json.NewEncoder(w).Encode(resp)
 }

@@ -137,6 +137,7 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 		GoVersion:     runtime.Version(),
 		Components: []system.ComponentVersion{{Name: "Engine", Version: Version, Details: map[string]string{
 			"ApiVersion": APIVersion, "MinAPIVersion": MinAPIVersion, "Os": "linux", "Arch": runtime.GOARCH,
+			"GoVersion": runtime.Version(), "KernelVersion": kernelVersion(), "Experimental": "false",
 		}}},
 	})
 }
