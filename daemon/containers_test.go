@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -174,7 +175,31 @@ func TestShutdownLeavesContainersRunning(t *testing.T) {
 	before := d.inspect("keeper")
 	quick := d.inspect("quick").ID
 
+	// Streams in flight (logs -f, wait) end with the daemon, not hold it.
+	streams := make(chan error, 2)
+	for _, path := range []string{"/containers/keeper/logs?follow=1&stdout=1", "/containers/keeper/wait"} {
+		resp, err := d.do(map[bool]string{true: "GET", false: "POST"}[strings.Contains(path, "logs")], path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			streams <- err
+		}()
+	}
+	began := time.Now()
 	d.stop()
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("graceful stop with streams open took %v", took)
+	}
+	for range 2 {
+		select {
+		case <-streams:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a stream outlived the daemon")
+		}
+	}
 	if err := syscall.Kill(before.State.Pid, 0); err != nil {
 		t.Fatalf("container died with the daemon: %v", err)
 	}

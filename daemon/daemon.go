@@ -45,7 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,6 +73,14 @@ type Daemon struct {
 	// an exited container never races the next start of it.
 	netMu    sync.Mutex
 	netLocks map[string]*sync.Mutex
+}
+
+// streamContext is the context of a long-lived request: it ends with the
+// request or when the daemon begins to stop, whichever is first.
+func (d *Daemon) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(d.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
@@ -140,11 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	d = newDaemon(dctx, cfg, imgs, eng, br)
 	d.adoptNetworks()
 
-	srv := &http.Server{
-		Handler:           d.handler(),
-		ReadHeaderTimeout: 30 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return dctx },
-	}
+	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	slog.Info("shoal daemon listening", "node", cfg.NodeName, "socket", sock, "data-root", cfg.DataRoot,
@@ -158,10 +161,13 @@ func Run(ctx context.Context, cfg Config) error {
 			serveErr = fmt.Errorf("daemon: serve: %w", err)
 		}
 	}
+	// The streams (logs -f, wait, attach, exec) end first: they would
+	// hold Shutdown for as long as their containers run. Requests that are
+	// only slow (a create, an import) get a few seconds to finish.
+	stopDaemon()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	stopDaemon()
 	d.wg.Wait()
 	stopEngine()
 	return serveErr

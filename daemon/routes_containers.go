@@ -321,8 +321,10 @@ func (d *Daemon) containerWait(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	ctx, cancel := d.streamContext(r)
+	defer cancel()
 	flushed := false
-	st, err := d.containers.Wait(r.Context(), c.ID, cond, func() {
+	st, err := d.containers.Wait(ctx, c.ID, cond, func() {
 		// The headers go once the wait is registered: the CLI's run starts
 		// the container only then, so that no exit is missed.
 		w.Header().Set("Content-Type", "application/json")
@@ -410,7 +412,9 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fw := newFlushWriter(w)
 	fw.Flush()
-	_ = d.containers.Logs(r.Context(), c.ID, opts, func(e logs.Entry) error {
+	ctx, cancel := d.streamContext(r)
+	defer cancel()
+	_ = d.containers.Logs(ctx, c.ID, opts, func(e logs.Entry) error {
 		if !until.IsZero() && e.Time.After(until) {
 			return nil
 		}
