@@ -125,6 +125,8 @@ func kernelVersion() string {
 	return strings.TrimSpace(string(b))
 }
 
+// version answers without Components: clients then print one Engine block
+// from the top-level fields (the shoal CLI would print one per component).
 func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, system.VersionResponse{
 		Platform:      system.PlatformInfo{Name: "shoal"},
@@ -135,10 +137,6 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 		Arch:          runtime.GOARCH,
 		KernelVersion: kernelVersion(),
 		GoVersion:     runtime.Version(),
-		Components: []system.ComponentVersion{{Name: "Engine", Version: Version, Details: map[string]string{
-			"ApiVersion": APIVersion, "MinAPIVersion": MinAPIVersion, "Os": "linux", "Arch": runtime.GOARCH,
-			"GoVersion": runtime.Version(), "KernelVersion": kernelVersion(), "Experimental": "false",
-		}}},
 	})
 }
 
