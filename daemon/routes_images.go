@@ -111,8 +111,7 @@ func (d *Daemon) imageCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := images.ImportOptions{Comment: q.Get("message"), Config: cfg}
 	if p := q.Get("platform"); p != "" {
-		os, arch, _ := strings.Cut(p, "/")
-		opts.OS, opts.Architecture = os, arch
+		opts.OS, opts.Architecture, _ = strings.Cut(p, "/")
 	}
 	img, err := d.images.Import(r.Context(), r.Body, ref, opts)
 	if err != nil {

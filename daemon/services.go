@@ -5,11 +5,12 @@ import (
 	"io"
 	"net"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
-	"golang.org/x/sys/unix"
 )
 
 // The handlers see the engine through these interfaces, each listing only
