@@ -278,3 +278,25 @@ func TestAttachStdin(t *testing.T) {
 		t.Errorf("cat exit %d", w.StatusCode)
 	}
 }
+
+func TestDaemonsSideBySide(t *testing.T) {
+	a, b := startDaemon(t), startDaemon(t)
+	for _, d := range []*testDaemon{a, b} {
+		importBusybox(t, newClient(t, d), "bb:1")
+		d.create("web", `{"Image": "bb:1", "Cmd": ["sleep", "300"]}`, 201)
+		d.call("POST", "/containers/web/start", "", 204)
+	}
+	ia, ib := a.inspect("web"), b.inspect("web")
+	if ia.ID == ib.ID || ia.NetworkSettings.Gateway == ib.NetworkSettings.Gateway {
+		t.Fatalf("the daemons share state: %s %s, gateways %s %s", ia.ID, ib.ID, ia.NetworkSettings.Gateway, ib.NetworkSettings.Gateway)
+	}
+	var list []container.Summary
+	json.Unmarshal(a.call("GET", "/containers/json", "", 200), &list)
+	if len(list) != 1 || list[0].ID != ia.ID {
+		t.Errorf("daemon a lists %+v", list)
+	}
+	a.call("DELETE", "/containers/web?force=1", "", 204)
+	if !b.inspect("web").State.Running {
+		t.Error("removing a's container stopped b's")
+	}
+}
