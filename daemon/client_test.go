@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -152,6 +153,22 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 	if _, err := c.ImagePull(ctx, "registry.example/x:1", client.ImagePullOptions{}); err == nil {
 		t.Error("pull from a registry succeeded")
+	}
+	// An untagged import is dangling: prune takes it and nothing else.
+	rc, err = c.ImageImport(ctx, client.ImageImportSource{Source: bytes.NewReader(busyboxTar(t)), SourceName: "-"}, "",
+		client.ImageImportOptions{Changes: []string{"LABEL dangling=yes"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	d.call("POST", `/images/prune?filters={"dangling":{"false":true}}`, "", 400) // -a is not supported
+	var pr struct{ ImagesDeleted []struct{ Deleted string } }
+	if err := json.Unmarshal(d.call("POST", `/images/prune?filters={"dangling":{"true":true}}`, "", 200), &pr); err != nil || len(pr.ImagesDeleted) != 1 {
+		t.Errorf("prune: %+v %v", pr, err)
+	}
+	if l, err := c.ImageList(ctx, client.ImageListOptions{}); err != nil || len(l.Items) != 1 {
+		t.Errorf("after prune %+v %v", l, err)
 	}
 }
 

@@ -299,4 +299,12 @@ func TestDaemonsSideBySide(t *testing.T) {
 	if !b.inspect("web").State.Running {
 		t.Error("removing a's container stopped b's")
 	}
+	// Prune takes the stopped containers only.
+	b.create("done", `{"Image": "bb:1", "Cmd": ["true"]}`, 201)
+	var pr container.PruneReport
+	json.Unmarshal(b.call("POST", "/containers/prune", "", 200), &pr)
+	if len(pr.ContainersDeleted) != 1 || !b.inspect("web").State.Running {
+		t.Errorf("prune: %+v", pr)
+	}
+	b.call("GET", "/containers/done/json", "", 404)
 }

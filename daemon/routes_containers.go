@@ -33,6 +33,7 @@ func (d *Daemon) containerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /containers/{id}/archive", d.archiveGet)
 	mux.HandleFunc("PUT /containers/{id}/archive", d.archivePut)
 	mux.HandleFunc("POST /containers/{id}/resize", d.containerResize)
+	mux.HandleFunc("POST /containers/prune", d.containerPrune)
 	mux.HandleFunc("POST /commit", d.commit)
 }
 
@@ -466,4 +467,29 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, common.IDResponse{ID: img.ID})
+}
+
+// containerPrune removes the stopped containers (those a label filter
+// selects, if given).
+func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"), "label")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	report := container.PruneReport{ContainersDeleted: []string{}}
+	for _, c := range d.containers.List(true) {
+		if c.State.Running || !f.labels(c.Config.Labels) {
+			continue
+		}
+		if err := d.containers.Remove(r.Context(), c.ID, false); err != nil {
+			if errors.Is(err, containers.ErrNotFound) || errors.Is(err, containers.ErrConflict) {
+				continue // gone or started meanwhile
+			}
+			writeError(w, err)
+			return
+		}
+		report.ContainersDeleted = append(report.ContainersDeleted, c.ID)
+	}
+	writeJSON(w, http.StatusOK, report)
 }

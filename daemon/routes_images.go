@@ -20,6 +20,7 @@ func (d *Daemon) imageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /images/json", d.imageList)
 	mux.HandleFunc("GET /images/get", d.imageSave)
 	mux.HandleFunc("POST /images/load", d.imageLoad)
+	mux.HandleFunc("POST /images/prune", d.imagePrune)
 	// Image names hold slashes (localhost:5000/team/app), so the routes
 	// below take the rest of the path and split the action off its end.
 	mux.HandleFunc("GET /images/{name...}", d.imageGetRoute)
@@ -258,4 +259,40 @@ func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 			send(jsonstream.Message{Stream: "Loaded image: " + ref + "\n"})
 		}
 	}
+}
+
+// imagePrune removes the dangling images (no tag), those containers do not
+// use; dangling=false (prune -a: every unused image) is not supported.
+func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"), "dangling", "label")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !f.any("dangling", func(v string) bool { return v == "true" || v == "1" }) {
+		writeError(w, badRequest("image prune -a (dangling=false) is not supported"))
+		return
+	}
+	list, err := d.images.List()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	report := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
+	for _, img := range list {
+		if len(img.RepoTags) > 0 || !f.labels(img.Config.Config.Labels) {
+			continue
+		}
+		removed, err := d.images.Remove(img.ID, false)
+		if err != nil {
+			continue // in use by a container, or gone meanwhile
+		}
+		for _, x := range removed {
+			report.ImagesDeleted = append(report.ImagesDeleted, image.DeleteResponse{Untagged: x.Untagged, Deleted: x.Deleted})
+		}
+		if img.Size > 0 {
+			report.SpaceReclaimed += uint64(img.Size)
+		}
+	}
+	writeJSON(w, http.StatusOK, report)
 }
