@@ -240,8 +240,34 @@ func TestClientRun(t *testing.T) {
 		t.Errorf("none container: %s", out)
 	}
 
+	// -P publishes the image's EXPOSE 80 on a free port; -v binds a host dir.
+	host := t.TempDir()
+	os.WriteFile(host+"/from-host", []byte("bound\n"), 0o644)
+	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "published",
+		Config:     &container.Config{Image: "bb:1", Cmd: []string{"sleep", "300"}},
+		HostConfig: &container.HostConfig{PublishAllPorts: true, Binds: []string{host + ":/mnt:ro"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := c.ContainerInspect(ctx, "published", client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := pub.Container.NetworkSettings.Ports[network.MustParsePort("80/tcp")]; len(b) != 1 || b[0].HostPort == "" || b[0].HostPort == "0" {
+		t.Errorf("-P: %v", pub.Container.NetworkSettings.Ports)
+	}
+	if m := pub.Container.Mounts; len(m) != 1 || m[0].Source != host || m[0].Destination != "/mnt" || m[0].RW {
+		t.Errorf("mounts %+v", m)
+	}
+	if _, err := c.ContainerRemove(ctx, "published", client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Exec, with stdin, and its exit code.
-	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "sleeper", Config: &container.Config{Image: "bb:1", Cmd: []string{"sleep", "300"}}})
+	cr, err = c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "sleeper", Config: &container.Config{Image: "bb:1", Cmd: []string{"sleep", "300"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
