@@ -131,20 +131,23 @@ func Run(ctx context.Context, cfg Config) error {
 
 	dctx, stopDaemon := context.WithCancel(context.Background())
 	defer stopDaemon()
-	var d *Daemon
+	// d exists before the engine: the engine's monitors may report a
+	// removal (an auto-removed container that exited while no daemon ran)
+	// as soon as it is open, and releaseNetwork needs only the network.
+	d := newDaemon(dctx, cfg, imgs, nil, br)
 	// The engine's context ends after the daemon's: its monitors must
 	// outlive every request that might still be using them.
 	ectx, stopEngine := context.WithCancel(context.Background())
 	defer stopEngine()
 	eng, err := containers.Open(ectx, containers.Options{
 		Root: cfg.DataRoot, ExecRoot: cfg.ExecRoot, CgroupParent: cfg.CgroupParent, Images: imgs, Binary: self,
-		// An auto-removed container is removed by the engine itself.
+		// Called after every removal, the engine's own (--rm) included.
 		Released: func(id string) { d.releaseNetwork(id, false) },
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: containers: %w", err)
 	}
-	d = newDaemon(dctx, cfg, imgs, eng, br)
+	d.containers = eng
 	d.adoptNetworks()
 
 	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 30 * time.Second}
