@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -317,6 +318,23 @@ func TestClientRun(t *testing.T) {
 	}
 	if _, err := c.ContainerStatPath(ctx, "sleeper", client.ContainerStatPathOptions{Path: "/nope"}); !isStatus(err, 404) {
 		t.Errorf("stat of a missing path: %v", err)
+	}
+	exp, err := c.ContainerExport(ctx, "sleeper", client.ContainerExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	tr := tar.NewReader(exp)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names[strings.TrimPrefix(h.Name, "./")] = true
+	}
+	exp.Close()
+	if !names["data/hello.txt"] || !names["tmp/hello.txt"] || !names["bin/busybox"] {
+		t.Errorf("export has %d entries, not the container's files", len(names))
 	}
 	cm, err := c.ContainerCommit(ctx, "sleeper", client.ContainerCommitOptions{Reference: "bb:committed", Comment: "with hello"})
 	if err != nil {

@@ -63,6 +63,20 @@ func (d *Daemon) archiveGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// containerExport is `export`: the container's whole filesystem as a tar,
+// entries named relative to its root (what `import` takes back).
+func (d *Daemon) containerExport(w http.ResponseWriter, r *http.Request) {
+	if _, err := d.containers.StatPath(r.PathValue("id"), "/"); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.WriteHeader(http.StatusOK)
+	if err := d.containers.ArchivePath(r.Context(), r.PathValue("id"), "/", w); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
 func (d *Daemon) archivePut(w http.ResponseWriter, r *http.Request) {
 	p, err := pathParam(r)
 	if err != nil {

@@ -32,6 +32,7 @@ func (d *Daemon) containerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("HEAD /containers/{id}/archive", d.archiveStat)
 	mux.HandleFunc("GET /containers/{id}/archive", d.archiveGet)
 	mux.HandleFunc("PUT /containers/{id}/archive", d.archivePut)
+	mux.HandleFunc("GET /containers/{id}/export", d.containerExport)
 	mux.HandleFunc("POST /containers/{id}/resize", d.containerResize)
 	mux.HandleFunc("POST /containers/prune", d.containerPrune)
 	mux.HandleFunc("POST /commit", d.commit)
