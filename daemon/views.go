@@ -192,7 +192,6 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux",
 		LogPath: d.containers.LogPath(c.ID), HostConfig: hc, Config: cfg, Mounts: mountPoints(c),
-		ExecIDs: nil,
 	}
 	r.NetworkSettings = &legacyNetworkSettings{
 		NetworkSettings: container.NetworkSettings{
