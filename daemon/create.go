@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net/http"
+	"runtime"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+
+	"github.com/shoal-project/shoal/containerd/containers"
+)
+
+// Container create: the request checked and turned into the engine's config.
+
+func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
+	var req container.CreateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	cfg, err := d.createConfig(req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, err := d.containers.Create(r.Context(), r.URL.Query().Get("name"), cfg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: c.ID, Warnings: []string{}})
+}
+
+// minMemory is dockerd's lower bound for --memory.
+const minMemory = 6 << 20
+
+// createConfig checks a create request and turns it into the engine's
+// config. Options the engine cannot honour are refused, not ignored.
+func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, error) {
+	if req.Config == nil {
+		return containers.Config{}, badRequest("config cannot be empty in order to create a container")
+	}
+	in := req.Config
+	if in.Image == "" {
+		return containers.Config{}, badRequest("no image specified")
+	}
+	if in.Tty {
+		return containers.Config{}, badRequest("TTY containers (-t) are not supported yet")
+	}
+	hc := req.HostConfig
+	if hc == nil {
+		hc = &container.HostConfig{}
+	}
+	mode, err := networkMode(hc.NetworkMode)
+	if err != nil {
+		return containers.Config{}, err
+	}
+	if req.NetworkingConfig != nil {
+		for name := range req.NetworkingConfig.EndpointsConfig {
+			if m, err := networkMode(container.NetworkMode(name)); err != nil {
+				return containers.Config{}, err
+			} else if m != mode {
+				return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
+			}
+		}
+	}
+	switch {
+	case hc.Privileged:
+		return containers.Config{}, badRequest("privileged containers are not supported")
+	case len(hc.CapAdd) > 0 || len(hc.CapDrop) > 0:
+		return containers.Config{}, badRequest("--cap-add and --cap-drop are not supported")
+	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
+		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
+	case len(hc.Devices) > 0:
+		return containers.Config{}, badRequest("devices are not supported")
+	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
+		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
+	case hc.Memory > 0 && hc.Memory < minMemory:
+		return containers.Config{}, badRequest("Minimum memory limit allowed is 6MB")
+	case hc.NanoCPUs > int64(runtime.NumCPU())*1e9:
+		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
+	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
+		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
+	}
+	switch hc.RestartPolicy.Name {
+	case "", "no":
+	case "always", "unless-stopped", "on-failure":
+		if hc.AutoRemove {
+			return containers.Config{}, badRequest("can't create 'AutoRemove' container with restart policy")
+		}
+	default:
+		return containers.Config{}, badRequest("invalid restart policy '%s'", hc.RestartPolicy.Name)
+	}
+	cfg := containers.Config{
+		Image: in.Image, Cmd: in.Cmd, Entrypoint: in.Entrypoint, Env: in.Env,
+		WorkingDir: in.WorkingDir, User: in.User, Hostname: in.Hostname,
+		Labels: in.Labels, OpenStdin: in.OpenStdin, StdinOnce: in.StdinOnce,
+		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
+		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,
+		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
+	}
+	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
+		cfg.PidsLimit = *hc.PidsLimit
+	}
+	for _, o := range hc.SecurityOpt {
+		switch o {
+		case "no-new-privileges", "no-new-privileges:true", "no-new-privileges=true":
+			cfg.NoNewPrivileges = true
+		case "no-new-privileges:false", "no-new-privileges=false":
+		default:
+			return containers.Config{}, badRequest("security option %q is not supported (only no-new-privileges)", o)
+		}
+	}
+	if in.StopSignal != "" {
+		if _, err := containers.ParseSignal(in.StopSignal); err != nil {
+			return containers.Config{}, badRequest("invalid stop signal %q", in.StopSignal)
+		}
+	}
+	if hc.PublishAllPorts {
+		// -P: every exposed port of the container and its image, on a free host port.
+		exposed := network.PortSet{}
+		for p := range in.ExposedPorts {
+			exposed[p] = struct{}{}
+		}
+		if img, err := d.images.Get(in.Image); err == nil {
+			for s := range img.Config.Config.ExposedPorts {
+				if p, err := network.ParsePort(s); err == nil {
+					exposed[p] = struct{}{}
+				}
+			}
+		}
+		if hc.PortBindings == nil {
+			hc.PortBindings = network.PortMap{}
+		}
+		for p := range exposed {
+			if _, ok := hc.PortBindings[p]; !ok {
+				hc.PortBindings[p] = []network.PortBinding{{}}
+			}
+		}
+	}
+	if _, err := portMappings(hc.PortBindings); err != nil {
+		return containers.Config{}, err
+	}
+	if len(hc.PortBindings) > 0 && mode != modeBridge {
+		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
+	}
+	hc.NetworkMode = container.NetworkMode(mode)
+	if cfg.RawConfig, err = json.Marshal(in); err != nil {
+		return containers.Config{}, err
+	}
+	if cfg.RawHostConfig, err = json.Marshal(hc); err != nil {
+		return containers.Config{}, err
+	}
+	return cfg, nil
+}
