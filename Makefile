@@ -54,6 +54,11 @@ demo: build
 fuzz:
 	go test -run '^$$' -fuzz FuzzApply -fuzztime 30s ./containerd/archive/
 	go test -run '^$$' -fuzz FuzzParseReference -fuzztime 30s ./containerd/images/
+	go test -run '^$$' -fuzz FuzzParseToken -fuzztime 30s ./manager/ca/
+	go test -run '^$$' -fuzz FuzzParseChanges -fuzztime 30s ./daemon/
+	go test -run '^$$' -fuzz FuzzParseFilters -fuzztime 30s ./daemon/
+	go test -run '^$$' -fuzz FuzzCreateRequest -fuzztime 30s ./daemon/
+	go test -run '^$$' -fuzz FuzzParseConstraint -fuzztime 30s ./scheduler/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -16,6 +16,10 @@ cleanup() {
   for rt in crun runc; do $rt delete -f benchct >/dev/null 2>&1; done
   grep -o "$DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   ip link del shoalbench0 2>/dev/null
+  for t in iptables iptables-legacy; do
+    command -v $t >/dev/null || continue
+    $t -S FORWARD 2>/dev/null | grep -- 'shoalbench0' | sed 's/^-A/-D/' | while read -r rule; do eval "$t $rule"; done
+  done
   nft list tables 2>/dev/null | awk '/shoalbench0/ {print $2, $3}' | while read -r fam name; do nft delete table "$fam" "$name"; done
   for c in /sys/fs/cgroup/*/shoal-bench; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -rf "$DIR"

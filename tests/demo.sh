@@ -16,6 +16,10 @@ cleanup() {
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
   grep -o "$DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   ip link del shoaldemo0 2>/dev/null
+  for t in iptables iptables-legacy; do
+    command -v $t >/dev/null || continue
+    $t -S FORWARD 2>/dev/null | grep -- 'shoaldemo0' | sed 's/^-A/-D/' | while read -r rule; do eval "$t $rule"; done
+  done
   nft list tables 2>/dev/null | awk '/shoaldemo0/ {print $2, $3}' | while read -r fam name; do nft delete table "$fam" "$name"; done
   for c in /sys/fs/cgroup/*/shoal-demo; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -rf "$DIR"
