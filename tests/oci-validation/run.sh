@@ -41,6 +41,10 @@ cleanup() {
 	for d in /sys/fs/cgroup/*/shoal/testdir/cgrouptest /sys/fs/cgroup/*/shoal/testdir /sys/fs/cgroup/*/testdir/cgrouptest /sys/fs/cgroup/*/testdir; do
 		[ -d "$d" ] && rmdir "$d" 2>/dev/null
 	done
+	# The runtime's default parent, /shoal: removed when empty (a live daemon's is not).
+	for d in /sys/fs/cgroup/*/shoal; do
+		[ -d "$d" ] && rmdir "$d" 2>/dev/null
+	done
 	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
