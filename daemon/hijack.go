@@ -57,16 +57,6 @@ func (h *hijacked) fail(err error) {
 		status, http.StatusText(status), len(body), body)
 }
 
-// writeFrame writes one stdcopy frame: [stream,0,0,0,len BE32] + data.
-func writeFrame(w io.Writer, stream byte, b []byte) error {
-	frame := make([]byte, 8+len(b))
-	frame[0] = stream
-	binary.BigEndian.PutUint32(frame[4:], uint32(len(b)))
-	copy(frame[8:], b)
-	_, err := w.Write(frame)
-	return err
-}
-
 // streamFilter passes on the stdcopy frames of the streams asked for
 // (attach's stdout=/stderr=) and drops the others. Frames may arrive split
 // across or packed into writes.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/logs"
+	"github.com/shoal-project/shoal/containerd/shim"
 )
 
 func (d *Daemon) containerRoutes(mux *http.ServeMux) {
@@ -287,7 +288,7 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 		if timestamps {
 			line = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + line
 		}
-		return writeFrame(fw, stream, []byte(line))
+		return shim.WriteFrame(fw, stream, []byte(line))
 	})
 }
 

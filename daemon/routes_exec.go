@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/shim"
 )
 
 // The hijacked streams: attach to a container, exec in one.
@@ -141,7 +142,7 @@ func (d *Daemon) execStart(w http.ResponseWriter, r *http.Request) {
 	if err := d.containers.ExecStart(d.ctx, st.ID, stdin, h.conn); err != nil {
 		// After the upgrade the error can only go into the stream, where
 		// dockerd puts it too; the client reads the exit code from inspect.
-		_ = writeFrame(h.conn, 1, []byte(err.Error()+"\r\n"))
+		_ = shim.WriteFrame(h.conn, 1, []byte(err.Error()+"\r\n"))
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/shim"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 )
 
@@ -360,7 +361,7 @@ func TestFilters(t *testing.T) {
 func TestStreamFilter(t *testing.T) {
 	var src bytes.Buffer
 	for i, s := range []byte{1, 2, 1, 2, 3} {
-		_ = writeFrame(&src, s, []byte(strings.Repeat(fmt.Sprint(i), i+1)))
+		_ = shim.WriteFrame(&src, s, []byte(strings.Repeat(fmt.Sprint(i), i+1)))
 	}
 	all := src.Bytes()
 	for _, chunk := range []int{1, 3, 7, 1000} {
@@ -374,9 +375,9 @@ func TestStreamFilter(t *testing.T) {
 			b = b[k:]
 		}
 		var want bytes.Buffer
-		_ = writeFrame(&want, 1, []byte("0"))
-		_ = writeFrame(&want, 1, []byte("222"))
-		_ = writeFrame(&want, 3, []byte("44444"))
+		_ = shim.WriteFrame(&want, 1, []byte("0"))
+		_ = shim.WriteFrame(&want, 1, []byte("222"))
+		_ = shim.WriteFrame(&want, 3, []byte("44444"))
 		if !bytes.Equal(out.Bytes(), want.Bytes()) {
 			t.Errorf("chunk %d: %q, want %q", chunk, out.Bytes(), want.Bytes())
 		}

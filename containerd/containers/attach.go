@@ -2,7 +2,6 @@ package containers
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -109,16 +108,4 @@ func (e *Engine) pumpAttach(id string, a *attachReq) {
 	}
 	_, err = io.Copy(a.out, conn)
 	a.done <- err
-}
-
-// writeFrame writes one stdcopy frame.
-func writeFrame(w io.Writer, stream byte, b []byte) error {
-	var hdr [8]byte
-	hdr[0] = stream
-	binary.BigEndian.PutUint32(hdr[4:], uint32(len(b)))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(b)
-	return err
 }

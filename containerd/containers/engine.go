@@ -316,7 +316,6 @@ func (e *Engine) Wait(ctx context.Context, idOrName, condition string, registere
 		e.mu.Unlock()
 		return State{}, err
 	}
-	startedAt := r.c.State.StartedAt
 	exitedBefore := r.c.State.FinishedAt
 	e.mu.Unlock()
 	if registered != nil {
@@ -332,7 +331,7 @@ func (e *Engine) Wait(ctx context.Context, idOrName, condition string, registere
 				return st, nil
 			}
 		case WaitNextExit:
-			if !st.Running && st.FinishedAt.After(exitedBefore) && !st.FinishedAt.IsZero() {
+			if !st.Running && st.FinishedAt.After(exitedBefore) {
 				return st, nil
 			}
 			if removed {
@@ -343,7 +342,6 @@ func (e *Engine) Wait(ctx context.Context, idOrName, condition string, registere
 				return st, nil
 			}
 		}
-		_ = startedAt
 		select {
 		case <-ch:
 		case <-ctx.Done():

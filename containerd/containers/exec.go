@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/runtime"
+	"github.com/shoal-project/shoal/containerd/shim"
 )
 
 // ExecConfig is a process to run in a running container.
@@ -154,7 +155,7 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 				k, err := r.Read(buf)
 				if k > 0 {
 					mu.Lock()
-					_ = writeFrame(out, n, buf[:k])
+					_ = shim.WriteFrame(out, n, buf[:k])
 					mu.Unlock()
 				}
 				if err != nil {

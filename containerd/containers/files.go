@@ -154,7 +154,7 @@ func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions
 	if err != nil {
 		return images.Image{}, err
 	}
-	rfs, err := e.rootfsOf(c.ID)
+	rfs, err := e.opts.Images.RootfsOf(c.ID)
 	if err != nil {
 		return images.Image{}, err
 	}

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
@@ -512,9 +511,6 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 	}
 	return nil
 }
-
-// Upperdir returns the directory holding a container's changes (for commit).
-func (e *Engine) rootfsOf(id string) (images.Rootfs, error) { return e.opts.Images.RootfsOf(id) }
 
 // ParseSignal parses a signal name (KILL, SIGKILL) or number.
 func ParseSignal(s string) (unix.Signal, error) {

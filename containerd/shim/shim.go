@@ -28,7 +28,6 @@ package shim
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,7 +212,7 @@ func (f *fanout) add(c net.Conn) bool {
 	// every later byte of output reaches it (the engine starts the
 	// container only then), and stdcopy readers skip it.
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+	if err := WriteFrame(c, Stdout, nil); err != nil {
 		return false
 	}
 	f.clients[c] = struct{}{}
@@ -221,13 +220,11 @@ func (f *fanout) add(c net.Conn) bool {
 }
 
 func (f *fanout) send(stream string, b []byte) {
-	frame := make([]byte, 8+len(b))
-	frame[0] = 1
+	n := Stdout
 	if stream == "stderr" {
-		frame[0] = 2
+		n = Stderr
 	}
-	binary.BigEndian.PutUint32(frame[4:], uint32(len(b)))
-	copy(frame[8:], b)
+	frame := Frame(n, b)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for c := range f.clients {
