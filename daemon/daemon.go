@@ -54,6 +54,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
+	"github.com/shoal-project/shoal/worker"
 )
 
 // Daemon serves the Engine API over one node's engine.
@@ -62,6 +63,8 @@ type Daemon struct {
 	images     imageService
 	containers containerService
 	network    networkService
+	// swarm is the node's swarm membership (manager, worker agent).
+	swarm *swarmNode
 
 	// ctx ends when the daemon stops: hijacked streams and network
 	// watchers end with it.
@@ -149,6 +152,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d.containers = eng
 	d.adoptNetworks()
+	// Task containers run without a network until tasks attach to overlay
+	// networks; the agent re-adopts them after a restart by their labels.
+	d.swarm = newSwarmNode(dctx, filepath.Join(cfg.DataRoot, "swarm"), cfg.NodeName,
+		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none"})
+	if err := d.swarm.resume(); err != nil {
+		// As dockerd: the engine still serves; the swarm part reports the error.
+		slog.Error("swarm: could not resume", "err", err)
+	}
 
 	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
@@ -171,6 +182,7 @@ func Run(ctx context.Context, cfg Config) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	d.swarm.stop()
 	d.wg.Wait()
 	stopEngine()
 	return serveErr

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
 )
 
@@ -43,6 +42,8 @@ func (d *Daemon) handler() http.Handler {
 	d.imageRoutes(mux)
 	d.containerRoutes(mux)
 	d.execRoutes(mux)
+	d.swarmRoutes(mux)
+	d.serviceRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() {
@@ -105,7 +106,7 @@ func (d *Daemon) ping(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Ostype", "linux")
 	h.Set("Builder-Version", "1")
-	h.Set("Swarm", "inactive")
+	h.Set("Swarm", d.swarmPing())
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Set("Pragma", "no-cache")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -163,7 +164,7 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		KernelVersion: kernelVersion(), OperatingSystem: "shoal", OSType: "linux", Architecture: runtime.GOARCH,
 		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: "shoal",
 		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=no-new-privileges"},
-		Swarm:           swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
+		Swarm:           d.swarmInfo(r),
 		Labels:          []string{}, Warnings: []string{},
 	})
 }

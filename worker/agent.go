@@ -41,6 +41,10 @@ type Config struct {
 	// session (default 500 ms).
 	RetryDelay time.Duration
 	Logger     *slog.Logger
+	// OnSession, if set, is called with every session message: the node as
+	// the managers see it (its role, so the daemon can follow a promotion
+	// or demotion) and the manager list.
+	OnSession func(*api.SessionMessage)
 }
 
 // Agent runs a node's tasks for the managers.

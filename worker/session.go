@@ -38,6 +38,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 		return fmt.Errorf("open session at %s: %w", addr, api.FromGRPC(err))
 	}
 	a.setManagers(first.GetManagers(), addr)
+	a.notify(first)
 	a.mu.Lock()
 	a.client, a.session = conn, first.GetSessionId()
 	a.mu.Unlock()
@@ -61,6 +62,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 				return
 			}
 			a.setManagers(m.GetManagers(), addr)
+			a.notify(m)
 		}
 	}()
 	go func() { errc <- a.assignments(sctx, conn, sid) }()
@@ -70,6 +72,12 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	<-errc
 	<-errc
 	return err
+}
+
+func (a *Agent) notify(m *api.SessionMessage) {
+	if a.cfg.OnSession != nil {
+		a.cfg.OnSession(m)
+	}
 }
 
 func sessionErr(what string, err error) error {

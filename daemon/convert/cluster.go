@@ -1,0 +1,101 @@
+package convert
+
+import (
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/shoal-project/shoal/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// ClusterToSwarm is the cluster as GET /swarm answers it, join tokens
+// included (GET /info's Swarm.Cluster is its ClusterInfo). TLSInfo.TrustRoot
+// is the root CA certificate; the CA key never leaves. Raft ticks,
+// LogEntriesForSlowFollowers and DataPathPort have no shoal setting and are 0.
+func ClusterToSwarm(c *api.Cluster) swarm.Swarm {
+	spec := c.GetSpec()
+	limit := spec.GetTaskHistoryRetentionLimit()
+	keep := spec.GetKeepOldSnapshots()
+	out := swarm.Swarm{
+		ClusterInfo: swarm.ClusterInfo{
+			ID:   c.GetId(),
+			Meta: MetaToSwarm(c.GetMeta()),
+			Spec: swarm.Spec{
+				Annotations:   annotationsToSwarm(spec.GetAnnotations()),
+				Orchestration: swarm.OrchestrationConfig{TaskHistoryRetentionLimit: &limit},
+				Raft:          swarm.RaftConfig{SnapshotInterval: spec.GetSnapshotInterval(), KeepOldSnapshots: &keep},
+				Dispatcher:    swarm.DispatcherConfig{HeartbeatPeriod: durationToSwarm(spec.GetHeartbeatPeriod())},
+				CAConfig:      swarm.CAConfig{NodeCertExpiry: durationToSwarm(spec.GetNodeCertExpiry())},
+			},
+			TLSInfo:    swarm.TLSInfo{TrustRoot: string(c.GetRootCa().GetCaCert())},
+			SubnetSize: c.GetSubnetSize(),
+		},
+		JoinTokens: swarm.JoinTokens{
+			Worker:  c.GetRootCa().GetJoinTokens().GetWorker(),
+			Manager: c.GetRootCa().GetJoinTokens().GetManager(),
+		},
+	}
+	for _, s := range c.GetDefaultAddressPool() {
+		if p, ok := parsePrefix(s); ok {
+			out.DefaultAddrPool = append(out.DefaultAddrPool, p.Masked())
+		}
+	}
+	return out
+}
+
+// ClusterSpecFromSwarm is MergeClusterSpec onto an empty spec (swarm init:
+// the manager fills in its defaults for what is left unset).
+func ClusterSpecFromSwarm(s swarm.Spec) (*api.ClusterSpec, error) {
+	return MergeClusterSpec(nil, s)
+}
+
+// MergeClusterSpec applies a swarm.Spec (of POST /swarm/init or
+// /swarm/update) onto a copy of base, as dockerd merges: a zero or nil field
+// keeps base's value, so a spec that sets only TaskHistoryRetentionLimit
+// changes only that. Settings shoal does not have (autolock, external or
+// custom CAs, CA rotation, raft ticks, task defaults) are refused when set.
+func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, error) {
+	switch {
+	case s.EncryptionConfig.AutoLockManagers:
+		return nil, notSupported("autolock is not supported")
+	case len(s.CAConfig.ExternalCAs) > 0:
+		return nil, notSupported("external CAs are not supported")
+	case s.CAConfig.SigningCACert != "" || s.CAConfig.SigningCAKey != "":
+		return nil, notSupported("custom signing CAs are not supported")
+	case s.CAConfig.ForceRotate != 0:
+		return nil, notSupported("CA rotation is not supported")
+	case s.Raft.ElectionTick != 0 || s.Raft.HeartbeatTick != 0:
+		return nil, notSupported("raft election and heartbeat ticks are not supported")
+	case s.Raft.LogEntriesForSlowFollowers != 0:
+		return nil, notSupported("raft log entries for slow followers are not supported")
+	case !isZero(s.TaskDefaults.LogDriver):
+		return nil, notSupported("log drivers are not supported")
+	}
+	out := &api.ClusterSpec{}
+	if base != nil {
+		out = proto.Clone(base).(*api.ClusterSpec)
+	}
+	if out.Annotations == nil {
+		out.Annotations = &api.Annotations{}
+	}
+	if s.Name != "" {
+		out.Annotations.Name = s.Name
+	}
+	if len(s.Labels) > 0 {
+		out.Annotations.Labels = copyMap(s.Labels)
+	}
+	if l := s.Orchestration.TaskHistoryRetentionLimit; l != nil {
+		out.TaskHistoryRetentionLimit = *l
+	}
+	if s.Raft.SnapshotInterval != 0 {
+		out.SnapshotInterval = s.Raft.SnapshotInterval
+	}
+	if k := s.Raft.KeepOldSnapshots; k != nil {
+		out.KeepOldSnapshots = *k
+	}
+	if d := s.Dispatcher.HeartbeatPeriod; d != 0 {
+		out.HeartbeatPeriod = nonZeroDurationToAPI(d)
+	}
+	if d := s.CAConfig.NodeCertExpiry; d != 0 {
+		out.NodeCertExpiry = nonZeroDurationToAPI(d)
+	}
+	return out, nil
+}

@@ -1,0 +1,229 @@
+package daemon
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/daemon/convert"
+)
+
+// serviceRoutes serves /services and /tasks through the Control API.
+func (d *Daemon) serviceRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /services", d.serviceList)
+	mux.HandleFunc("POST /services/create", d.serviceCreate)
+	mux.HandleFunc("GET /services/{id}", d.serviceInspect)
+	mux.HandleFunc("POST /services/{id}/update", d.serviceUpdate)
+	mux.HandleFunc("DELETE /services/{id}", d.serviceRemove)
+	mux.HandleFunc("GET /tasks", d.taskList)
+	mux.HandleFunc("GET /tasks/{id}", d.taskInspect)
+}
+
+func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	f, err := convert.ServiceListFilters(raw)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	resp, err := c.ListServices(r.Context(), &api.ListServicesRequest{Filters: f.Request})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	var status map[string]*swarm.ServiceStatus
+	if yes, _ := strconv.ParseBool(r.URL.Query().Get("status")); yes && len(resp.GetServices()) > 0 {
+		if status, err = d.serviceStatus(r, c, resp.GetServices()); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	out := make([]swarm.Service, 0, len(resp.GetServices()))
+	for _, s := range resp.GetServices() {
+		if !f.Match(s) {
+			continue
+		}
+		sv := convert.ServiceToSwarm(s)
+		sv.ServiceStatus = status[s.GetId()]
+		out = append(out, sv)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// serviceStatus counts running and desired tasks per service, as dockerd
+// does for `service ls`: running tasks on nodes that are not down.
+func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api.Service) (map[string]*swarm.ServiceStatus, error) {
+	ids := make([]string, 0, len(svcs))
+	for _, s := range svcs {
+		ids = append(ids, s.GetId())
+	}
+	tasks, err := c.ListTasks(r.Context(), &api.ListTasksRequest{Filters: &api.ListTasksRequest_Filters{ServiceIds: ids}})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	nodes, err := c.ListNodes(r.Context(), &api.ListNodesRequest{})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	ready := map[string]bool{}
+	for _, n := range nodes.GetNodes() {
+		ready[n.GetId()] = n.GetStatus().GetState() != api.NodeStatus_DOWN
+	}
+	bySvc := map[string][]*api.Task{}
+	for _, t := range tasks.GetTasks() {
+		bySvc[t.GetServiceId()] = append(bySvc[t.GetServiceId()], t)
+	}
+	out := make(map[string]*swarm.ServiceStatus, len(svcs))
+	for _, s := range svcs {
+		out[s.GetId()] = convert.ServiceStatus(s, bySvc[s.GetId()], func(id string) bool { return ready[id] })
+	}
+	return out, nil
+}
+
+func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var spec swarm.ServiceSpec
+	if err := decodeBody(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := convert.ServiceSpecFromSwarm(spec)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	resp, err := c.CreateService(r.Context(), &api.CreateServiceRequest{Spec: s})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, swarm.ServiceCreateResponse{ID: resp.GetService().GetId(), Warnings: []string{}})
+}
+
+func (d *Daemon) serviceInspect(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: r.PathValue("id")})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, convert.ServiceToSwarm(resp.GetService()))
+}
+
+func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	version, err := strconv.ParseUint(q.Get("version"), 10, 64)
+	if err != nil {
+		writeError(w, badRequest("invalid service version %q", q.Get("version")))
+		return
+	}
+	var spec swarm.ServiceSpec
+	if err := decodeBody(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := convert.ServiceSpecFromSwarm(spec)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	req := &api.UpdateServiceRequest{ServiceId: r.PathValue("id"), ServiceVersion: version, Spec: s,
+		Rollback: q.Get("rollback") == "previous"}
+	if _, err := c.UpdateService(r.Context(), req); err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, swarm.ServiceUpdateResponse{Warnings: []string{}})
+}
+
+func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := c.RemoveService(r.Context(), &api.RemoveServiceRequest{ServiceId: r.PathValue("id")}); err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	f, err := convert.TaskListFilters(raw)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	resp, err := c.ListTasks(r.Context(), &api.ListTasksRequest{Filters: f.Request})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	services := map[string]*api.Service{}
+	if f.UpToDate || len(f.Labels) > 0 {
+		svcs, err := c.ListServices(r.Context(), &api.ListServicesRequest{})
+		if err != nil {
+			writeError(w, grpcError(err))
+			return
+		}
+		for _, s := range svcs.GetServices() {
+			services[s.GetId()] = s
+		}
+	}
+	out := make([]swarm.Task, 0, len(resp.GetTasks()))
+	for _, t := range resp.GetTasks() {
+		if !f.Match(t, services[t.GetServiceId()]) {
+			continue
+		}
+		out = append(out, convert.TaskToSwarm(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) taskInspect(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := c.GetTask(r.Context(), &api.GetTaskRequest{TaskId: r.PathValue("id")})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, convert.TaskToSwarm(resp.GetTask()))
+}

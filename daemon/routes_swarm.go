@@ -1,0 +1,317 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/daemon/convert"
+)
+
+// swarmRoutes serves /swarm and /nodes (Docker Engine API shapes) through
+// this node's manager's Control API.
+func (d *Daemon) swarmRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /swarm", d.swarmInspect)
+	mux.HandleFunc("POST /swarm/init", d.swarmInit)
+	mux.HandleFunc("POST /swarm/join", d.swarmJoin)
+	mux.HandleFunc("POST /swarm/leave", d.swarmLeave)
+	mux.HandleFunc("POST /swarm/update", d.swarmUpdate)
+	mux.HandleFunc("GET /nodes", d.nodeList)
+	mux.HandleFunc("GET /nodes/{id}", d.nodeInspect)
+	mux.HandleFunc("POST /nodes/{id}/update", d.nodeUpdate)
+	mux.HandleFunc("DELETE /nodes/{id}", d.nodeRemove)
+}
+
+// grpcError turns a Control API error into the REST error of its class.
+func grpcError(err error) error {
+	err = api.FromGRPC(err)
+	return withStatus(api.HTTPStatus(err), err)
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
+	if err := dec.Decode(v); err != nil {
+		return badRequest("invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+func availabilityOf(a swarm.NodeAvailability) (api.NodeSpec_Availability, error) {
+	switch a {
+	case "", swarm.NodeAvailabilityActive:
+		return api.NodeSpec_ACTIVE, nil
+	case swarm.NodeAvailabilityPause:
+		return api.NodeSpec_PAUSE, nil
+	case swarm.NodeAvailabilityDrain:
+		return api.NodeSpec_DRAIN, nil
+	}
+	return 0, badRequest("invalid availability %q: want active, pause or drain", a)
+}
+
+func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
+	var req swarm.InitRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.ForceNewCluster || req.AutoLockManagers {
+		writeError(w, badRequest("--force-new-cluster and --autolock are not supported"))
+		return
+	}
+	avail, err := availabilityOf(req.Availability)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	spec, err := convert.ClusterSpecFromSwarm(req.Spec)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	id, err := d.swarm.initSwarm(r.Context(), req.ListenAddr, req.AdvertiseAddr, spec, avail)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, id)
+}
+
+func (d *Daemon) swarmJoin(w http.ResponseWriter, r *http.Request) {
+	var req swarm.JoinRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.RemoteAddrs) == 0 {
+		writeError(w, badRequest("at least 1 RemoteAddr is required to join"))
+		return
+	}
+	avail, err := availabilityOf(req.Availability)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := d.swarm.joinSwarm(r.Context(), req.RemoteAddrs[0], req.JoinToken, req.ListenAddr, req.AdvertiseAddr, avail); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (d *Daemon) swarmLeave(w http.ResponseWriter, r *http.Request) {
+	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	if err := d.swarm.leaveSwarm(r.Context(), force); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (d *Daemon) swarmInspect(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	tokens, err := c.GetJoinTokens(r.Context(), &api.GetJoinTokensRequest{})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	cl := resp.GetCluster()
+	if cl.RootCa != nil {
+		cl.RootCa.JoinTokens = tokens.GetTokens()
+	}
+	writeJSON(w, http.StatusOK, convert.ClusterToSwarm(cl))
+}
+
+func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	version, err := strconv.ParseUint(q.Get("version"), 10, 64)
+	if err != nil {
+		writeError(w, badRequest("invalid swarm version %q", q.Get("version")))
+		return
+	}
+	var spec swarm.Spec
+	if err := decodeBody(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	cs, err := convert.ClusterSpecFromSwarm(spec)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	if _, err := c.UpdateCluster(r.Context(), &api.UpdateClusterRequest{ClusterVersion: version, Spec: cs}); err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	for _, rot := range []struct {
+		param string
+		role  api.NodeRole
+	}{{"rotateWorkerToken", api.NodeRole_WORKER}, {"rotateManagerToken", api.NodeRole_MANAGER}} {
+		if yes, _ := strconv.ParseBool(q.Get(rot.param)); yes {
+			if _, err := c.RotateJoinToken(r.Context(), &api.RotateJoinTokenRequest{Role: rot.role}); err != nil {
+				writeError(w, grpcError(err))
+				return
+			}
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	f, err := convert.NodeListFilters(raw)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	resp, err := c.ListNodes(r.Context(), &api.ListNodesRequest{Filters: f.Request})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	out := make([]swarm.Node, 0, len(resp.GetNodes()))
+	for _, n := range resp.GetNodes() {
+		if !f.Match(n) {
+			continue
+		}
+		out = append(out, convert.NodeToSwarm(n))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) nodeInspect(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := c.GetNode(r.Context(), &api.GetNodeRequest{NodeId: r.PathValue("id")})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, convert.NodeToSwarm(resp.GetNode()))
+}
+
+func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	version, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 64)
+	if err != nil {
+		writeError(w, badRequest("invalid node version %q", r.URL.Query().Get("version")))
+		return
+	}
+	var spec swarm.NodeSpec
+	if err := decodeBody(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	ns, err := convert.NodeSpecFromSwarm(spec)
+	if err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	if _, err := c.UpdateNode(r.Context(), &api.UpdateNodeRequest{NodeId: r.PathValue("id"), NodeVersion: version, Spec: ns}); err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (d *Daemon) nodeRemove(w http.ResponseWriter, r *http.Request) {
+	c, err := d.swarm.control()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	if _, err := c.RemoveNode(r.Context(), &api.RemoveNodeRequest{NodeId: r.PathValue("id"), Force: force}); err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// swarmInfo is the Swarm part of /info.
+func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
+	snap := d.swarm.snapshot()
+	if snap.state == nil {
+		return swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive}
+	}
+	host, _, _ := net.SplitHostPort(snap.state.AdvertiseAddr)
+	info := swarm.Info{
+		NodeID: snap.state.NodeID, NodeAddr: host, LocalNodeState: swarm.LocalNodeStateActive,
+		ControlAvailable: snap.state.Role == roleManager,
+	}
+	for _, m := range snap.managers {
+		info.RemoteManagers = append(info.RemoteManagers, swarm.Peer{Addr: m})
+	}
+	if !info.ControlAvailable {
+		return info
+	}
+	c, err := d.swarm.control()
+	if err != nil {
+		info.Error = err.Error()
+		return info
+	}
+	if nodes, err := c.ListNodes(r.Context(), &api.ListNodesRequest{}); err == nil {
+		info.Nodes = len(nodes.GetNodes())
+		info.RemoteManagers = nil
+		for _, n := range nodes.GetNodes() {
+			if ms := n.GetManagerStatus(); n.GetRole() == api.NodeRole_MANAGER && ms != nil {
+				info.Managers++
+				info.RemoteManagers = append(info.RemoteManagers, swarm.Peer{NodeID: n.GetId(), Addr: ms.GetAddr()})
+			}
+		}
+	} else {
+		info.Error = api.FromGRPC(err).Error()
+	}
+	if cl, err := c.GetCluster(r.Context(), &api.GetClusterRequest{}); err == nil {
+		ci := convert.ClusterToSwarm(cl.GetCluster()).ClusterInfo
+		info.Cluster = &ci
+	}
+	return info
+}
+
+// swarmPing is the Swarm header of /_ping: inactive, active/worker or active/manager.
+func (d *Daemon) swarmPing() string {
+	if d.swarm == nil {
+		return "inactive"
+	}
+	snap := d.swarm.snapshot()
+	switch {
+	case snap.state == nil:
+		return "inactive"
+	case snap.state.Role == roleManager:
+		return "active/manager"
+	}
+	return "active/worker"
+}

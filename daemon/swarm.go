@@ -1,0 +1,343 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager"
+	"github.com/shoal-project/shoal/worker"
+	"google.golang.org/grpc"
+)
+
+// DefaultSwarmPort is the managers' port, as Swarm's.
+const DefaultSwarmPort = 2377
+
+// Docker's answers for a node in the wrong swarm state (all 503).
+var (
+	errNotInSwarm = withStatus(503, errors.New(`This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`))
+	errInSwarm    = withStatus(503, errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
+	errWorkerNode = withStatus(503, errors.New(`This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.`))
+)
+
+// swarmNode is this daemon's membership in a swarm: its identity on disk,
+// the manager it runs when it is a manager, and the worker agent that runs
+// its tasks (on managers too, as in Swarm). mu serialises init, join, leave
+// and role changes, and guards the fields below it.
+type swarmNode struct {
+	files    swarmFiles
+	nodeName string
+	runtime  worker.Runtime
+	// ctx is the daemon's: the manager and the agent end with it.
+	ctx context.Context
+
+	mu        sync.Mutex
+	state     *swarmState
+	id        *identity
+	mgr       *manager.Manager
+	stopMgr   func()
+	conn      *grpc.ClientConn // to this node's manager, for the REST routes
+	stopAgent func()
+
+	// sessMu guards lastSession, the newest session message, which
+	// watch takes when sessions signals.
+	sessMu      sync.Mutex
+	lastSession *api.SessionMessage
+	sessions    chan struct{}
+}
+
+func newSwarmNode(ctx context.Context, dir, nodeName string, rt worker.Runtime) *swarmNode {
+	s := &swarmNode{files: swarmFiles{dir: dir}, nodeName: nodeName, runtime: rt, ctx: ctx, sessions: make(chan struct{}, 1)}
+	go s.watch()
+	return s
+}
+
+// resume starts what the persisted state says this node runs.
+func (s *swarmNode) resume() error {
+	st, id, err := s.files.load()
+	if err != nil || st == nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state, s.id = st, id
+	if st.Role == roleManager {
+		if err := s.startManager(false); err != nil {
+			return fmt.Errorf("restart manager: %w", err)
+		}
+	}
+	return s.startAgent()
+}
+
+// stop ends the agent and the manager (containers keep running).
+func (s *swarmNode) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopAll()
+}
+
+func (s *swarmNode) stopAll() {
+	if s.stopAgent != nil {
+		s.stopAgent()
+		s.stopAgent = nil
+	}
+	s.stopManager()
+}
+
+func (s *swarmNode) stopManager() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	if s.stopMgr != nil {
+		s.stopMgr()
+		s.stopMgr, s.mgr = nil, nil
+	}
+}
+
+// startManager binds the manager port and runs the manager. Called with mu held.
+func (s *swarmNode) startManager(bootstrap bool) error {
+	ln, err := net.Listen("tcp", s.state.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s: %w", s.state.ListenAddr, err)
+	}
+	return s.runManager(ln, bootstrap)
+}
+
+func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
+	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	m, err := manager.New(manager.Config{
+		NodeID: s.state.NodeID, Dir: s.files.raft(), Listener: ln, AdvertiseAddr: s.state.AdvertiseAddr,
+		Root: s.id.root, Cert: s.id.cert, Key: s.id.key, Bootstrap: bootstrap,
+		Dial: func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := m.Run(ctx); err != nil {
+			slog.Error("manager stopped", "err", err)
+		}
+	}()
+	conn, err := manager.Dial(s.state.AdvertiseAddr, clientTLS)
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	s.mgr, s.conn = m, conn
+	s.stopMgr = func() { cancel(); <-done }
+	return nil
+}
+
+// dispatcherConn is a gRPC connection as the agent uses it.
+type dispatcherConn struct {
+	api.DispatcherClient
+	*grpc.ClientConn
+}
+
+// startAgent runs the worker agent against the known managers. Called with mu held.
+func (s *swarmNode) startAgent() error {
+	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
+	if err != nil {
+		return err
+	}
+	managers := s.state.Managers
+	if s.state.Role == roleManager {
+		// Its own manager first: no network hop, and it forwards to the leader.
+		managers = append([]string{s.state.AdvertiseAddr}, managers...)
+	}
+	a, err := worker.New(worker.Config{
+		Managers: slices.Compact(managers),
+		Dial: func(ctx context.Context, addr string) (worker.Conn, error) {
+			c, err := manager.Dial(addr, clientTLS)
+			if err != nil {
+				return nil, err
+			}
+			return dispatcherConn{api.NewDispatcherClient(c), c}, nil
+		},
+		Runtime:     s.runtime,
+		Description: s.description(),
+		RetryDelay:  200 * time.Millisecond,
+		OnSession:   s.onSession,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(ctx)
+	}()
+	s.stopAgent = func() { cancel(); <-done }
+	return nil
+}
+
+// description is what the node tells the managers about itself.
+func (s *swarmNode) description() *api.NodeDescription {
+	arch := runtime.GOARCH
+	if arch == "amd64" {
+		arch = "x86_64"
+	}
+	return &api.NodeDescription{
+		Hostname:  s.nodeName,
+		Platform:  &api.Platform{Architecture: arch, Os: "linux"},
+		Resources: &api.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
+		Engine:    &api.EngineDescription{EngineVersion: Version},
+	}
+}
+
+// onSession is the agent's callback: it hands the message to watch without
+// blocking, because the agent calls it from a session goroutine that
+// stopAgent (under mu) waits for.
+func (s *swarmNode) onSession(m *api.SessionMessage) {
+	s.sessMu.Lock()
+	s.lastSession = m
+	s.sessMu.Unlock()
+	select {
+	case s.sessions <- struct{}{}:
+	default:
+	}
+}
+
+// watch follows the managers' view of this node until ctx ends: the
+// manager list (kept for restarts) and its role (promotion, demotion).
+func (s *swarmNode) watch() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.sessions:
+		}
+		s.sessMu.Lock()
+		m := s.lastSession
+		s.sessMu.Unlock()
+		s.follow(m)
+	}
+}
+
+func (s *swarmNode) follow(m *api.SessionMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == nil || m.GetNode().GetId() != s.state.NodeID {
+		return
+	}
+	var addrs []string
+	for _, p := range m.GetManagers() {
+		if p.GetAddr() != "" {
+			addrs = append(addrs, p.GetAddr())
+		}
+	}
+	slices.Sort(addrs)
+	if len(addrs) > 0 && !slices.Equal(addrs, s.state.Managers) {
+		s.state.Managers = addrs
+		if err := s.files.save(s.state); err != nil {
+			slog.Warn("swarm: save manager list", "err", err)
+		}
+	}
+	n := m.GetNode()
+	switch {
+	case s.state.Role == roleWorker && n.GetSpec().GetDesiredRole() == api.NodeRole_MANAGER:
+		s.changeRole(roleManager)
+	case s.state.Role == roleManager && n.GetSpec().GetDesiredRole() == api.NodeRole_WORKER && n.GetRole() == api.NodeRole_WORKER:
+		s.changeRole(roleWorker)
+	}
+}
+
+// advertiseFor picks the address this node is reached at: the one given
+// (with the listen port when it has none), else the local address of the
+// route to remote, else the listen address when it names one.
+func advertiseFor(given, listen, remote string) (string, error) {
+	_, lport, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", withStatus(400, fmt.Errorf("invalid listen address %q: %v", listen, err))
+	}
+	if given != "" {
+		if _, _, err := net.SplitHostPort(given); err == nil {
+			return given, nil
+		}
+		if net.ParseIP(given) == nil {
+			if ifc, err := net.InterfaceByName(given); err == nil {
+				if ip := firstIPv4(ifc); ip != "" {
+					return net.JoinHostPort(ip, lport), nil
+				}
+			}
+			return "", withStatus(400, fmt.Errorf("invalid advertise address %q: not an IP address or interface", given))
+		}
+		return net.JoinHostPort(given, lport), nil
+	}
+	if host, _, _ := net.SplitHostPort(listen); host != "" && !net.ParseIP(host).IsUnspecified() {
+		return listen, nil
+	}
+	if remote != "" {
+		c, err := net.Dial("udp", remote)
+		if err == nil {
+			defer c.Close()
+			return net.JoinHostPort(c.LocalAddr().(*net.UDPAddr).IP.String(), lport), nil
+		}
+	}
+	ips := localIPv4s()
+	if len(ips) == 1 {
+		return net.JoinHostPort(ips[0], lport), nil
+	}
+	return "", withStatus(400, fmt.Errorf("could not choose an IP address to advertise since this system has %d addresses: use --advertise-addr", len(ips)))
+}
+
+func firstIPv4(ifc *net.Interface) string {
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+func localIPv4s() []string {
+	ifcs, _ := net.Interfaces()
+	var out []string
+	for _, ifc := range ifcs {
+		if ifc.Flags&net.FlagLoopback != 0 || ifc.Flags&net.FlagUp == 0 {
+			continue
+		}
+		if ip := firstIPv4(&ifc); ip != "" {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// normalizeListen fills in Swarm's defaults: 0.0.0.0:2377.
+func normalizeListen(addr string) string {
+	if addr == "" {
+		return "0.0.0.0:" + strconv.Itoa(DefaultSwarmPort)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return net.JoinHostPort(addr, strconv.Itoa(DefaultSwarmPort))
+	}
+	return addr
+}
+
+// removeState deletes the node's swarm directory (leave, failed init/join).
+func (s *swarmNode) removeState() {
+	if err := os.RemoveAll(s.files.dir); err != nil {
+		slog.Warn("swarm: remove state", "err", err)
+	}
+}

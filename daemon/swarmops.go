@@ -1,0 +1,308 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager"
+	"github.com/shoal-project/shoal/worker"
+)
+
+// initSwarm makes this node the first manager of a new swarm and returns its
+// node ID. On any failure nothing of the swarm is left behind.
+func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spec *api.ClusterSpec, avail api.NodeSpec_Availability) (_ string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != nil {
+		return "", errInSwarm
+	}
+	listen = normalizeListen(listen)
+	adv, err := advertiseFor(advertise, listen, "")
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", withStatus(400, fmt.Errorf("failed to listen on %s: %v", listen, err))
+	}
+	f, err := manager.Found(adv, spec, avail, time.Now())
+	if err != nil {
+		ln.Close()
+		return "", err
+	}
+	f.Node.Description = s.description()
+	defer func() {
+		if err != nil {
+			s.stopAll()
+			s.state, s.id = nil, nil
+			s.removeState()
+		}
+	}()
+	s.id = &identity{root: f.Root, cert: f.Cert, key: f.Key}
+	s.state = &swarmState{NodeID: f.Node.GetId(), Role: roleManager, ListenAddr: listen, AdvertiseAddr: adv}
+	if err := s.files.saveIdentity(s.id); err != nil {
+		ln.Close()
+		return "", err
+	}
+	if err := s.runManager(ln, true); err != nil {
+		return "", err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := s.mgr.Bootstrap(bctx, f.Cluster, f.Node); err != nil {
+		return "", err
+	}
+	if err := s.files.save(s.state); err != nil {
+		return "", err
+	}
+	if err := s.startAgent(); err != nil {
+		return "", err
+	}
+	slog.Info("swarm initialized", "node", s.state.NodeID, "advertise", adv)
+	return s.state.NodeID, nil
+}
+
+// joinSwarm joins the swarm of the manager at remote with token. The token
+// decides the role. A manager's port is bound before the token is sent, so
+// that a bad listen address fails before the cluster registers the node.
+func (s *swarmNode) joinSwarm(ctx context.Context, remote, token, listen, advertise string, avail api.NodeSpec_Availability) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != nil {
+		return errInSwarm
+	}
+	if _, _, err := net.SplitHostPort(remote); err != nil {
+		remote = net.JoinHostPort(remote, fmt.Sprint(DefaultSwarmPort))
+	}
+	listen = normalizeListen(listen)
+	adv, err := advertiseFor(advertise, listen, remote)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return withStatus(400, fmt.Errorf("failed to listen on %s: %v", listen, err))
+	}
+	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := manager.Join(jctx, remote, token, adv, avail)
+	if err != nil {
+		ln.Close()
+		return withStatus(api.HTTPStatus(err), err)
+	}
+	defer func() {
+		if err != nil {
+			s.stopAll()
+			s.state, s.id = nil, nil
+			s.removeState()
+		}
+	}()
+	s.id = &identity{root: res.Root, cert: res.Cert, key: res.Key}
+	s.state = &swarmState{NodeID: res.NodeID, Role: roleWorker, ListenAddr: listen, AdvertiseAddr: adv, Managers: []string{remote}}
+	if err := s.files.saveIdentity(s.id); err != nil {
+		ln.Close()
+		return err
+	}
+	if res.Role == api.NodeRole_MANAGER {
+		s.state.Role = roleManager
+		if err := s.runManager(ln, false); err != nil {
+			return err
+		}
+		if err := s.joinRaft(jctx, remote); err != nil {
+			return err
+		}
+	} else {
+		ln.Close()
+	}
+	if err := s.files.save(s.state); err != nil {
+		return err
+	}
+	if err := s.startAgent(); err != nil {
+		return err
+	}
+	slog.Info("joined swarm", "node", res.NodeID, "role", s.state.Role, "manager", remote)
+	return nil
+}
+
+// joinRaft asks the managers (through remote, which forwards to the leader)
+// to add this node's manager to raft.
+func (s *swarmNode) joinRaft(ctx context.Context, remote string) error {
+	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
+	if err != nil {
+		return err
+	}
+	conn, err := manager.Dial(remote, clientTLS)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var last error
+	for ctx.Err() == nil {
+		_, err := api.NewRaftMembershipClient(conn).Join(ctx, &api.JoinRequest{Addr: s.state.AdvertiseAddr})
+		if err == nil {
+			return nil
+		}
+		last = api.FromGRPC(err)
+		// The node the certificate names may not have reached every manager
+		// yet; anything else is final.
+		if !errors.Is(last, api.ErrUnavailable) && !errors.Is(last, api.ErrFailedPrecondition) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("join raft through %s: %w", remote, last)
+}
+
+// leaveSwarm leaves the swarm: a manager only with force (as Swarm, which
+// warns that the last manager's leave erases the swarm). Task containers
+// are removed; other containers stay.
+func (s *swarmNode) leaveSwarm(ctx context.Context, force bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == nil {
+		return withStatus(503, errors.New("This node is not part of a swarm"))
+	}
+	if s.state.Role == roleManager && !force {
+		return withStatus(503, errors.New("You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves the remaining managers with one fewer member, and removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."))
+	}
+	if s.state.Role == roleManager && s.conn != nil {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := api.NewRaftMembershipClient(s.conn).Leave(lctx, &api.LeaveRequest{Node: &api.RaftMember{RaftId: s.state.NodeID}})
+		cancel()
+		if err != nil {
+			slog.Warn("swarm leave: raft leave", "err", api.FromGRPC(err))
+		}
+	}
+	s.stopAll()
+	s.removeTaskContainers(ctx)
+	s.state, s.id = nil, nil
+	s.removeState()
+	return nil
+}
+
+func (s *swarmNode) removeTaskContainers(ctx context.Context) {
+	cs, err := s.runtime.List(ctx)
+	if err != nil {
+		slog.Warn("swarm leave: list task containers", "err", err)
+		return
+	}
+	for _, c := range cs {
+		if err := s.runtime.Remove(ctx, c.ID); err != nil {
+			slog.Warn("swarm leave: remove task container", "id", c.ID, "err", err)
+		}
+	}
+}
+
+// changeRole follows a promotion or demotion that the managers decided: a
+// certificate for the new role, then the manager started (and joined to
+// raft) or stopped (and its raft state dropped).
+// Called with mu held.
+func (s *swarmNode) changeRole(to string) {
+	if s.state == nil || s.state.Role == to {
+		return
+	}
+	if err := s.switchRole(to); err != nil {
+		slog.Error("swarm: role change failed", "to", to, "err", err)
+		return
+	}
+	slog.Info("swarm: role changed", "node", s.state.NodeID, "role", to)
+}
+
+func (s *swarmNode) switchRole(to string) error {
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for _, addr := range append(append([]string(nil), s.state.Managers...), s.state.AdvertiseAddr) {
+		conn, err := manager.Dial(addr, clientTLS)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		res, err := manager.Renew(ctx, conn, s.state.AdvertiseAddr)
+		conn.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if (to == roleManager) != (res.Role == api.NodeRole_MANAGER) {
+			return fmt.Errorf("renewed certificate has role %v, want %s", res.Role, to)
+		}
+		return s.applyRole(ctx, to, &identity{root: s.id.root, cert: res.Cert, key: res.Key}, addr)
+	}
+	return fmt.Errorf("renew certificate: %w", lastErr)
+}
+
+func (s *swarmNode) applyRole(ctx context.Context, to string, id *identity, via string) error {
+	if s.stopAgent != nil {
+		s.stopAgent()
+		s.stopAgent = nil
+	}
+	s.id = id
+	if err := s.files.saveIdentity(id); err != nil {
+		return err
+	}
+	if to == roleManager {
+		os.RemoveAll(s.files.raft())
+		if err := s.startManager(false); err != nil {
+			return err
+		}
+		s.state.Role = roleManager
+		if err := s.joinRaft(ctx, via); err != nil {
+			return err
+		}
+	} else {
+		s.stopManager()
+		os.RemoveAll(s.files.raft())
+		s.state.Role = roleWorker
+	}
+	if err := s.files.save(s.state); err != nil {
+		return err
+	}
+	return s.startAgent()
+}
+
+// control returns the Control API of this node's manager.
+func (s *swarmNode) control() (api.ControlClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.state == nil:
+		return nil, errNotInSwarm
+	case s.state.Role != roleManager || s.conn == nil:
+		return nil, errWorkerNode
+	}
+	return api.NewControlClient(s.conn), nil
+}
+
+// snapshot is this node's swarm membership for /info and /_ping.
+type swarmSnapshot struct {
+	state    *swarmState
+	leader   bool
+	managers []string
+}
+
+func (s *swarmNode) snapshot() swarmSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == nil {
+		return swarmSnapshot{}
+	}
+	st := *s.state
+	snap := swarmSnapshot{state: &st, managers: append([]string(nil), st.Managers...)}
+	if s.mgr != nil {
+		snap.leader = s.mgr.Raft().IsLeader()
+	}
+	return snap
+}
+
+var _ worker.Runtime = (*worker.EngineRuntime)(nil)

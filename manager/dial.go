@@ -1,0 +1,157 @@
+package manager
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/raftstore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// ClientTLS is the mutual-TLS configuration a node dials managers with: it
+// presents the node's certificate and accepts only a manager certificate of
+// the same cluster.
+func ClientTLS(root *ca.RootCA, cert []byte, key *ecdsa.PrivateKey) (*tls.Config, error) {
+	return root.TLSConfig(cert, key, func(id ca.NodeIdentity) error {
+		if id.Role != ca.RoleManager {
+			return fmt.Errorf("peer %s is not a manager", id.NodeID)
+		}
+		return nil
+	})
+}
+
+// Dial opens a gRPC connection to the manager at addr with cfg (from
+// ClientTLS). The connection is lazy: errors show on the first call.
+func Dial(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, fmt.Errorf("dial manager %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// dialTLS is raft's dial function: TLS with ALPN shoal-raft on the shared port.
+func dialTLS(cfg *tls.Config) raftstore.DialFunc {
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		d := &net.Dialer{Timeout: timeout}
+		c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if c.ConnectionState().NegotiatedProtocol != protoRaft {
+			c.Close()
+			return nil, fmt.Errorf("raft dial %s: peer did not accept the raft protocol", addr)
+		}
+		return c, nil
+	}
+}
+
+// JoinResult is what a node gets from a manager when it joins.
+type JoinResult struct {
+	NodeID string
+	Role   api.NodeRole
+	Cert   []byte
+	Key    *ecdsa.PrivateKey
+	Root   *ca.RootCA
+}
+
+// Join asks the manager at addr for a node certificate with a join token.
+// The token pins the cluster's root CA: the root the manager shows must have
+// the token's digest and must have signed the manager's own certificate,
+// before the token's secret is sent at all.
+func Join(ctx context.Context, addr, token, advertiseAddr string, availability api.NodeSpec_Availability) (*JoinResult, error) {
+	tok, err := ca.ParseToken(token)
+	if err != nil {
+		return nil, api.Wrap(api.ErrInvalidArgument, err)
+	}
+	// A plain TCP probe first, for a clear error when nothing listens.
+	probe, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, api.Wrap(api.ErrUnavailable, fmt.Errorf("cannot reach manager at %s: %w", addr, err))
+	}
+	probe.Close()
+	var mu sync.Mutex
+	var serverLeaf *x509.Certificate
+	cfg := &tls.Config{
+		// Verified below against the root the token pins.
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS13,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("manager presented no certificate")
+			}
+			c, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			serverLeaf = c
+			mu.Unlock()
+			return nil
+		},
+	}
+	conn, err := Dial(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	cactx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	client := api.NewCAClient(conn)
+	rootResp, err := client.GetRootCACertificate(cactx, &api.GetRootCACertificateRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("join %s: get root CA: %w", addr, api.FromGRPC(err))
+	}
+	root, err := ca.ParseRootCA(rootResp.GetCertificate(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", addr, err)
+	}
+	if !tok.MatchesCA(root.Cert.Raw) {
+		return nil, api.Wrap(api.ErrInvalidArgument, fmt.Errorf("join %s: remote CA does not match the fingerprint in the join token", addr))
+	}
+	mu.Lock()
+	leaf := serverLeaf
+	mu.Unlock()
+	if leaf == nil {
+		return nil, fmt.Errorf("join %s: manager presented no certificate", addr)
+	}
+	if id, err := root.Identify(leaf, time.Now()); err != nil || id.Role != ca.RoleManager {
+		return nil, api.Wrap(api.ErrInvalidArgument, fmt.Errorf("join %s: the manager's certificate is not signed by the cluster CA of the token", addr))
+	}
+	key, csr, err := ca.NewNodeKey()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.IssueNodeCertificate(cactx, &api.IssueNodeCertificateRequest{
+		Csr: csr, Token: token, Availability: availability, Addr: advertiseAddr,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", addr, api.FromGRPC(err))
+	}
+	return &JoinResult{NodeID: resp.GetNodeId(), Role: resp.GetRole(), Cert: resp.GetCertificate(), Key: key, Root: root}, nil
+}
+
+// Renew asks a manager (over conn, with the node's current certificate) for
+// a new certificate in the role the cluster now wants for this node, after
+// a promotion or demotion.
+func Renew(ctx context.Context, conn grpc.ClientConnInterface, advertiseAddr string) (*JoinResult, error) {
+	key, csr, err := ca.NewNodeKey()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := api.NewCAClient(conn).IssueNodeCertificate(ctx, &api.IssueNodeCertificateRequest{Csr: csr, Addr: advertiseAddr})
+	if err != nil {
+		return nil, fmt.Errorf("renew node certificate: %w", api.FromGRPC(err))
+	}
+	return &JoinResult{NodeID: resp.GetNodeId(), Role: resp.GetRole(), Cert: resp.GetCertificate(), Key: key}, nil
+}

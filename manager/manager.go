@@ -1,0 +1,267 @@
+// Package manager assembles one manager node from the manager packages: the
+// raft replica with its store (raftstore), the gRPC services on the shared
+// port (Control, Dispatcher, CA, RaftMembership), leader forwarding, and the
+// leader-only loops (orchestrators and scheduler, the dispatcher's
+// deadlines, membership). It decides nothing itself: decisions are in
+// orchestrator, scheduler and controlapi; this package only connects them.
+//
+// One port (2377 by default, as Swarm) carries everything, over mutual TLS
+// with the cluster CA's node certificates. The TLS handshake's ALPN decides
+// whether a connection is raft's or gRPC's. Anonymous TLS clients may call
+// the CA service only (a joining node, which proves itself with a join
+// token); Dispatcher calls need any node certificate of the cluster, all
+// others a manager's. A node removed from the store is refused at the
+// handshake and at every call, so its certificate stops working at once.
+//
+// Any manager answers: a follower forwards every call (unary or stream) to
+// the leader, with the caller's identity in metadata that the leader trusts
+// only from a manager. Without a leader, reads are answered from the
+// follower's own copy and writes fail with ErrNoLeader.
+//
+// Goroutines: Run owns the gRPC server, the demux's accept loop and the
+// leadership watcher, which starts the leader-only loops when this node
+// becomes leader and cancels them (waiting for them) when it stops being
+// leader. All end when Run's context ends.
+package manager
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/manager/controlapi"
+	"github.com/shoal-project/shoal/manager/dispatcher"
+	"github.com/shoal-project/shoal/manager/leader"
+	"github.com/shoal-project/shoal/raftstore"
+	"google.golang.org/grpc"
+)
+
+// Raft timing: shorter than hashicorp/raft's 1 s defaults so that a new
+// leader answers well within 3 s of the old one's loss (Swarm took 20 s
+// here); 500 ms still leaves room for a loaded 2-core machine.
+const (
+	raftHeartbeat = 500 * time.Millisecond
+	raftElection  = 500 * time.Millisecond
+	raftLease     = 250 * time.Millisecond
+)
+
+// Config configures a Manager. Everything but the timings is required.
+type Config struct {
+	NodeID string
+	// Dir holds the raft log, stable store and snapshots.
+	Dir string
+	// Listener is the bound TCP listener of the manager port; the manager
+	// owns it from New on.
+	Listener net.Listener
+	// AdvertiseAddr is host:port other nodes reach this manager at.
+	AdvertiseAddr string
+	// Root verifies certificates; its key may be nil (joined managers read
+	// the key from the replicated cluster object when they sign).
+	Root *ca.RootCA
+	// Cert and Key are this node's manager certificate (PEM) and key.
+	Cert []byte
+	Key  *ecdsa.PrivateKey
+	// Bootstrap makes a fresh raft state a one-member cluster (swarm init).
+	Bootstrap bool
+	// Dial opens a mutual-TLS gRPC connection to another manager.
+	Dial func(addr string) (*grpc.ClientConn, error)
+	// HeartbeatPeriod of worker sessions (dispatcher default when zero).
+	HeartbeatPeriod time.Duration
+	Logger          *slog.Logger
+}
+
+// Manager is one running manager.
+type Manager struct {
+	cfg   Config
+	root  *ca.RootCA
+	raft  *raftstore.Node
+	store *raftstore.MemoryStore
+	mux   *demux
+	grpc  *grpc.Server
+	disp  *dispatcher.Dispatcher
+	log   *slog.Logger
+
+	connMu   sync.Mutex // guards conn, connAddr: the forwarding connection
+	conn     *grpc.ClientConn
+	connAddr string
+
+	probeMu    sync.Mutex // guards probeConns: the membership loop's connections
+	probeConns map[string]*grpc.ClientConn
+}
+
+// New opens the raft state and registers the services; Run serves.
+func New(cfg Config) (*Manager, error) {
+	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Listener == nil || cfg.Root == nil || cfg.Cert == nil || cfg.Key == nil || cfg.Dial == nil {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
+		return nil, api.Wrap(api.ErrInvalidArgument, errors.New("manager: incomplete configuration"))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Manager{cfg: cfg, root: cfg.Root, log: cfg.Logger}
+	tlsCfg, err := cfg.Root.TLSConfig(cfg.Cert, cfg.Key, m.allowed)
+	if err != nil {
+		cfg.Listener.Close()
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	serverTLS := tlsCfg.Clone()
+	// Joining nodes have no certificate yet: the handshake lets them in and
+	// the interceptors confine them to the CA service.
+	serverTLS.ClientAuth = tls.RequestClientCert
+	verify := tlsCfg.VerifyPeerCertificate
+	serverTLS.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return nil
+		}
+		return verify(raw, chains)
+	}
+	m.mux = newDemux(cfg.Listener, serverTLS)
+	raftTLS := tlsCfg.Clone()
+	raftTLS.NextProtos = []string{protoRaft}
+	m.raft, err = raftstore.NewNode(raftstore.Config{
+		ID: cfg.NodeID, Dir: cfg.Dir, Listener: m.mux.raft, AdvertiseAddr: cfg.AdvertiseAddr,
+		Bootstrap: cfg.Bootstrap, Dial: dialTLS(raftTLS),
+		HeartbeatTimeout: raftHeartbeat, ElectionTimeout: raftElection, LeaderLeaseTimeout: raftLease,
+	})
+	if err != nil {
+		m.mux.close()
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	m.store = m.raft.Store()
+	m.disp, err = dispatcher.New(dispatcher.Config{
+		Store: m.store, NodeID: nodeIDOf, RootCA: cfg.Root.CertPEM(),
+		HeartbeatPeriod: cfg.HeartbeatPeriod, Logger: cfg.Logger,
+	})
+	if err != nil {
+		m.raft.Close()
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	m.grpc = grpc.NewServer(grpc.Creds(doneTLS{}),
+		grpc.UnaryInterceptor(m.unaryInterceptor), grpc.StreamInterceptor(m.streamInterceptor))
+	api.RegisterControlServer(m.grpc, controlapi.NewServer(m.store, nil, nil))
+	api.RegisterDispatcherServer(m.grpc, m.disp)
+	api.RegisterCAServer(m.grpc, &caServer{m: m})
+	api.RegisterRaftMembershipServer(m.grpc, &membershipServer{m: m})
+	return m, nil
+}
+
+// Store is the manager's replicated store (read it with View).
+func (m *Manager) Store() *raftstore.MemoryStore { return m.store }
+
+// Raft is the manager's raft node.
+func (m *Manager) Raft() *raftstore.Node { return m.raft }
+
+// Run serves until ctx ends, then stops the services and raft.
+func (m *Manager) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- m.grpc.Serve(m.mux.grpc) }()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); m.whileLeader(ctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			err = nil
+		}
+	}
+	wg.Wait()
+	stopped := make(chan struct{})
+	go func() { m.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		m.grpc.Stop() // streams (sessions) would hold GracefulStop forever
+	}
+	m.connMu.Lock()
+	if m.conn != nil {
+		m.conn.Close()
+		m.conn = nil
+	}
+	m.connMu.Unlock()
+	m.probeMu.Lock()
+	for _, c := range m.probeConns {
+		c.Close()
+	}
+	m.probeConns = nil
+	m.probeMu.Unlock()
+	if cerr := m.raft.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	m.mux.close()
+	return err
+}
+
+// whileLeader runs the leader-only loops during each term this node leads.
+func (m *Manager) whileLeader(ctx context.Context) {
+	for ctx.Err() == nil {
+		changed := m.raft.LeaderChanged()
+		if !m.raft.IsLeader() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		run := func(name string, f func(context.Context) error) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f(lctx); err != nil && lctx.Err() == nil {
+					m.log.Warn("manager: leader loop ended", "loop", name, "err", err)
+				}
+			}()
+		}
+		m.log.Info("manager: this node is the leader", "node", m.cfg.NodeID)
+		run("dispatcher", m.disp.Run)
+		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log}.Run)
+		run("membership", m.reconcileMembership)
+		for lctx.Err() == nil && m.raft.IsLeader() {
+			select {
+			case <-lctx.Done():
+			case <-changed:
+			case <-time.After(100 * time.Millisecond):
+			}
+			changed = m.raft.LeaderChanged()
+		}
+		cancel()
+		wg.Wait()
+		m.log.Info("manager: leadership lost", "node", m.cfg.NodeID)
+	}
+}
+
+// allowed refuses certificates of nodes that are not (or no longer) in the
+// cluster. A manager whose store holds no cluster yet is still being filled
+// by its first replication from the leader, and accepts any certificate the
+// root CA signed.
+func (m *Manager) allowed(id ca.NodeIdentity) error {
+	if m.store == nil {
+		return nil
+	}
+	var err error
+	m.store.View(func(tx raftstore.ReadTx) {
+		if len(tx.Clusters()) == 0 {
+			return
+		}
+		if tx.GetNode(id.NodeID) == nil {
+			err = fmt.Errorf("node %s is not a member of the swarm (removed)", id.NodeID)
+		}
+	})
+	return err
+}

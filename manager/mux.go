@@ -1,0 +1,159 @@
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+)
+
+// ALPN protocols on the managers' one port (2377, as Swarm): gRPC clients
+// negotiate "h2", raft's transport "shoal-raft". One TLS handshake decides
+// where a connection goes, so raft and the APIs share the port and the
+// mutual-TLS identity without raft knowing about gRPC.
+const (
+	protoGRPC = "h2"
+	protoRaft = "shoal-raft"
+)
+
+// handshakeTimeout bounds a TLS handshake on the shared port: a client that
+// connects and says nothing must not hold an accept slot.
+const handshakeTimeout = 10 * time.Second
+
+// demux accepts TLS connections on one listener and hands each, after its
+// handshake, to the listener of its negotiated protocol. It owns the
+// listener; its accept goroutine ends when the listener is closed.
+type demux struct {
+	ln   net.Listener
+	raft *chanListener
+	grpc *chanListener
+	wg   sync.WaitGroup
+}
+
+func newDemux(ln net.Listener, cfg *tls.Config) *demux {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{protoGRPC, protoRaft}
+	d := &demux{ln: tls.NewListener(ln, cfg)}
+	d.raft = newChanListener(ln.Addr(), d.close)
+	d.grpc = newChanListener(ln.Addr(), d.close)
+	d.wg.Add(1)
+	go d.accept()
+	return d
+}
+
+func (d *demux) accept() {
+	defer d.wg.Done()
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				d.raft.shut()
+				d.grpc.shut()
+				return
+			}
+			slog.Debug("manager: accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go d.route(c.(*tls.Conn))
+	}
+}
+
+// route finishes the handshake off the accept loop and passes the
+// connection on. Raft connections must come from a manager: raft has no
+// authorisation of its own.
+func (d *demux) route(c *tls.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return
+	}
+	switch c.ConnectionState().NegotiatedProtocol {
+	case protoRaft:
+		if len(c.ConnectionState().PeerCertificates) == 0 {
+			c.Close()
+			return
+		}
+		d.raft.push(c)
+	default:
+		d.grpc.push(c)
+	}
+}
+
+func (d *demux) close() error {
+	return d.ln.Close()
+}
+
+// chanListener is a net.Listener fed by the demux.
+type chanListener struct {
+	addr    net.Addr
+	conns   chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+	closeFn func() error
+}
+
+func newChanListener(addr net.Addr, closeFn func() error) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{}), closeFn: closeFn}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) shut() { l.once.Do(func() { close(l.done) }) }
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes the shared listener: raft and gRPC stop together.
+func (l *chanListener) Close() error {
+	l.shut()
+	err := l.closeFn()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// doneTLS is gRPC server credentials for connections whose TLS handshake the
+// demux has already done: it reports their TLS state as the AuthInfo, so
+// that handlers see the verified peer certificate as with credentials.NewTLS.
+type doneTLS struct{}
+
+func (doneTLS) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("manager: server-only credentials")
+}
+
+func (doneTLS) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil, nil, errors.New("manager: connection is not TLS")
+	}
+	return c, credentials.TLSInfo{State: tc.ConnectionState(), CommonAuthInfo: credentials.CommonAuthInfo{
+		SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+}
+
+func (doneTLS) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
+}
+func (doneTLS) Clone() credentials.TransportCredentials { return doneTLS{} }
+func (doneTLS) OverrideServerName(string) error         { return nil }
