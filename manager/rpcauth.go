@@ -48,9 +48,9 @@ var (
 type access int
 
 const (
-	anyone access = iota // join: the token is checked by the handler
-	member               // any node of the cluster
-	managers             // manager certificates only
+	anyone   access = iota // join: the token is checked by the handler
+	member                 // any node of the cluster
+	managers               // manager certificates only
 )
 
 func methodAccess(method string) access {

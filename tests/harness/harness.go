@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,6 +75,7 @@ type Daemon struct {
 	Bridge       string
 	BIP          string // bridge subnet (CIDR of the gateway address)
 	NetNS        string // when set, the daemon runs inside this network namespace (path)
+	NodeName     string // --node-name; Name when empty
 
 	t   testing.TB
 	cmd *exec.Cmd
@@ -84,6 +86,10 @@ type Daemon struct {
 type Options struct {
 	// NetNS is a netns path to run the daemon in (with nsenter --net).
 	NetNS string
+	// NodeName is the daemon's --node-name; empty means the daemon's unique
+	// Name. Test hosts set a readable one ("node1") that tests can match in
+	// `node ls` output.
+	NodeName string
 	// Args are extra daemon flags.
 	Args []string
 }
@@ -97,7 +103,9 @@ func nextName() string {
 	seq.Lock()
 	defer seq.Unlock()
 	seq.n++
-	return fmt.Sprintf("%s%d%c", Prefix[:5], os.Getpid()%10000, 'a'+rune(seq.n%26))
+	// Two base-36 digits: 1,296 daemons per test process before a name
+	// repeats, and "br"+name still fits a 15-byte link name.
+	return fmt.Sprintf("%s%d%02s", Prefix[:5], os.Getpid()%10000, strconv.FormatInt(int64(seq.n%1296), 36))
 }
 
 // StartDaemon starts a daemon with fresh roots and registers its removal.
@@ -119,6 +127,7 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 		Bridge:       "br" + name,
 		BIP:          fmt.Sprintf("198.19.%d.1/24", (os.Getpid()+n)%250+1),
 		NetNS:        opts.NetNS,
+		NodeName:     opts.NodeName,
 		t:            t,
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -131,9 +140,13 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 
 func (d *Daemon) start(extra []string) {
 	d.t.Helper()
+	node := d.NodeName
+	if node == "" {
+		node = d.Name
+	}
 	args := []string{"daemon",
 		"--data-root", d.Root, "--exec-root", d.ExecRoot, "-H", "unix://" + d.Socket,
-		"--cgroup-parent", d.CgroupParent, "--node-name", d.Name,
+		"--cgroup-parent", d.CgroupParent, "--node-name", node,
 		"--bridge-name", d.Bridge, "--bip", d.BIP}
 	args = append(args, extra...)
 	var cmd *exec.Cmd

@@ -10,13 +10,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sweep removes whatever an earlier, crashed run of the tests left behind:
 // processes started from BaseDir, mounts under it, cgroups and links whose names
-// start with the harness prefix, and the directories themselves.
+// start with the harness prefix, the directories themselves, and test hosts'
+// network namespaces (with what still runs in them).
 func Sweep() {
 	sweepMatching(BaseDir, Prefix, "br"+Prefix[:5])
+	sweepHosts()
 }
 
 // sweepMatching removes processes whose command line mentions dir, mounts under
@@ -172,4 +176,95 @@ func removeFirewall(prefix string) {
 			}
 		}
 	}
+}
+
+// scanProcs returns the live (not zombie) processes, other than this one,
+// that match.
+func scanProcs(match func(pid int, netns uint64, cmdline string) bool) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		p := "/proc/" + e.Name()
+		if st, err := os.ReadFile(p + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		ns, _ := nsID(p + "/ns/net")
+		if match(pid, ns, string(cmdline)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killProcs sends SIGKILL to what list returns until it returns nothing (new
+// children may appear between rounds) or five seconds pass; it returns what
+// is left.
+func killProcs(list func() []int) []int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids := list()
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return pids
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killNetns kills every process in the named network namespace: while one
+// runs there, deleting the name leaves the namespace and its links alive.
+func killNetns(path string) {
+	ns, err := nsID(path)
+	if err != nil || ns == 0 {
+		return
+	}
+	killProcs(func() []int {
+		return scanProcs(func(_ int, netns uint64, _ string) bool { return netns == ns })
+	})
+}
+
+// nsID identifies the namespace a name or /proc/PID/ns/net stands for by its
+// nsfs inode; it is 0 for a name whose mount is gone (a plain empty file).
+func nsID(path string) (uint64, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return 0, err
+	}
+	if fs.Type != unix.NSFS_MAGIC {
+		return 0, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// deleteNetns removes a namespace's name, as `ip netns del` does.
+func deleteNetns(path string) error {
+	_ = unix.Unmount(path, unix.MNT_DETACH)
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// sweepHosts removes the namespaces of test hosts and switches a crashed run
+// left (their links go with them) and any link of ours in the root namespace.
+func sweepHosts() {
+	ents, _ := os.ReadDir(netnsDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), Prefix) {
+			killNetns(netnsDir + e.Name())
+			_ = deleteNetns(netnsDir + e.Name())
+		}
+	}
+	removeLinks(Prefix)
 }
