@@ -18,6 +18,8 @@ func (d *Daemon) serviceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /services/{id}", d.serviceRemove)
 	mux.HandleFunc("GET /tasks", d.taskList)
 	mux.HandleFunc("GET /tasks/{id}", d.taskInspect)
+	mux.HandleFunc("GET /services/{id}/logs", d.serviceLogs)
+	mux.HandleFunc("GET /tasks/{id}/logs", d.serviceLogs)
 }
 
 func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request) {

@@ -150,7 +150,13 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	cs, err := convert.ClusterSpecFromSwarm(spec)
+	cur, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
+	if err != nil {
+		writeError(w, grpcError(err))
+		return
+	}
+	// Fields a client leaves at zero keep their current values, as in dockerd.
+	cs, err := convert.MergeClusterSpec(cur.GetCluster().GetSpec(), spec)
 	if err != nil {
 		writeError(w, badRequest("%v", err))
 		return

@@ -149,6 +149,7 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 // dispatcherConn is a gRPC connection as the agent uses it.
 type dispatcherConn struct {
 	api.DispatcherClient
+	api.LogBrokerClient
 	*grpc.ClientConn
 }
 
@@ -170,7 +171,7 @@ func (s *swarmNode) startAgent() error {
 			if err != nil {
 				return nil, err
 			}
-			return dispatcherConn{api.NewDispatcherClient(c), c}, nil
+			return dispatcherConn{api.NewDispatcherClient(c), api.NewLogBrokerClient(c), c}, nil
 		},
 		Runtime:     s.runtime,
 		Description: s.description(),

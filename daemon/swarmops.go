@@ -284,6 +284,17 @@ func (s *swarmNode) control() (api.ControlClient, error) {
 	return api.NewControlClient(s.conn), nil
 }
 
+// logs subscribes to the logs of a selection through this node's manager.
+func (s *swarmNode) logs(ctx context.Context, req *api.SubscribeLogsRequest) (api.LogBroker_SubscribeLogsClient, error) {
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn == nil {
+		return nil, errWorkerNode
+	}
+	return api.NewLogBrokerClient(conn).SubscribeLogs(ctx, req)
+}
+
 // snapshot is this node's swarm membership for /info and /_ping.
 type swarmSnapshot struct {
 	state    *swarmState

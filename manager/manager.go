@@ -41,6 +41,7 @@ import (
 	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/manager/dispatcher"
 	"github.com/shoal-project/shoal/manager/leader"
+	"github.com/shoal-project/shoal/manager/logbroker"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
 )
@@ -153,6 +154,7 @@ func New(cfg Config) (*Manager, error) {
 	api.RegisterDispatcherServer(m.grpc, m.disp)
 	api.RegisterCAServer(m.grpc, &caServer{m: m})
 	api.RegisterRaftMembershipServer(m.grpc, &membershipServer{m: m})
+	api.RegisterLogBrokerServer(m.grpc, logbroker.New(m.store, nodeIDOf))
 	return m, nil
 }
 

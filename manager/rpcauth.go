@@ -57,7 +57,8 @@ func methodAccess(method string) access {
 	switch {
 	case strings.HasPrefix(method, "/shoal.api.CA/"):
 		return anyone
-	case strings.HasPrefix(method, "/shoal.api.Dispatcher/"):
+	case strings.HasPrefix(method, "/shoal.api.Dispatcher/"),
+		method == "/shoal.api.LogBroker/ListenSubscriptions", method == "/shoal.api.LogBroker/PublishLogs":
 		return member
 	}
 	return managers

@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/logs"
 )
 
 // Labels put on every task container, as Docker Swarm does: they tie a
@@ -41,6 +42,8 @@ var (
 type ContainerState struct {
 	ID     string
 	TaskID string
+	// ServiceID is the task's service (from LabelServiceID), for service logs.
+	ServiceID string
 	// Status is created, running or exited (Docker's words).
 	Status   string
 	Pid      int
@@ -229,6 +232,11 @@ func (r *EngineRuntime) List(context.Context) ([]ContainerState, error) {
 	return out, nil
 }
 
+// Logs implements LogReader.
+func (r *EngineRuntime) Logs(ctx context.Context, id string, opts containers.LogsOptions, fn func(logs.Entry) error) error {
+	return r.Engine.Logs(ctx, id, opts, fn)
+}
+
 func (r *EngineRuntime) notFound(id string, err error) error {
 	if errors.Is(err, containers.ErrNotFound) {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -237,7 +245,7 @@ func (r *EngineRuntime) notFound(id string, err error) error {
 }
 
 func stateOf(c containers.Container) ContainerState {
-	st := ContainerState{ID: c.ID, TaskID: c.Config.Labels[LabelTaskID], Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error}
+	st := ContainerState{ID: c.ID, TaskID: c.Config.Labels[LabelTaskID], ServiceID: c.Config.Labels[LabelServiceID], Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error}
 	switch {
 	case c.State.Running:
 		st.Status = StatusRunning

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -52,6 +53,14 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	a.cfg.Logger.Info("worker: session open", "manager", addr, "session", first.GetSessionId())
 	sid := first.GetSessionId()
 
+	// Log subscriptions ride on the session's connection, if it has the
+	// LogBroker service; their failures do not end the session.
+	var logsDone sync.WaitGroup
+	defer logsDone.Wait()
+	if lb, ok := conn.(api.LogBrokerClient); ok {
+		logsDone.Add(1)
+		go func() { defer logsDone.Done(); a.serveLogs(sctx, lb) }()
+	}
 	errc := make(chan error, 3)
 	go func() { errc <- a.heartbeats(sctx, conn, sid) }()
 	go func() {

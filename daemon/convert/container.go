@@ -12,20 +12,19 @@ import (
 // isZero reports whether v (a pointer, slice, map or struct) holds nothing:
 // Docker clients send empty structs (docker's CLI: DNSConfig{}, Init=false)
 // for options that were not given, and those must not be refused.
-func isZero(v any) bool {
-	rv := reflect.ValueOf(v)
-	for rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			return true
-		}
-		rv = rv.Elem()
-	}
+func isZero(v any) bool { return zeroValue(reflect.ValueOf(v)) }
+
+func zeroValue(rv reflect.Value) bool {
 	switch rv.Kind() {
+	case reflect.Invalid:
+		return true
+	case reflect.Pointer, reflect.Interface:
+		return rv.IsNil() || zeroValue(rv.Elem())
 	case reflect.Slice, reflect.Map:
 		return rv.Len() == 0
 	case reflect.Struct:
 		for i := 0; i < rv.NumField(); i++ {
-			if !isZero(rv.Field(i).Interface()) {
+			if !zeroValue(rv.Field(i)) {
 				return false
 			}
 		}

@@ -293,7 +293,9 @@ func TestServiceSpecRefused(t *testing.T) {
 		}), true, "network n: driver options are not supported"},
 		{"empty placement preference", task(func(ts *swarm.TaskSpec) { ts.Placement.Preferences = []swarm.PlacementPreference{{}} }), true, "placement preferences other than spread are not supported"},
 		{"restart condition", task(func(ts *swarm.TaskSpec) { ts.RestartPolicy = &swarm.RestartPolicy{Condition: "always"} }), false, `invalid restart condition "always"`},
-		{"protocol", cliSpec("x", "busybox", nil, func(s *swarm.ServiceSpec) { s.EndpointSpec.Ports = []swarm.PortConfig{{Protocol: "icmp", TargetPort: 1}} }), false, `invalid protocol "icmp" for port 1`},
+		{"protocol", cliSpec("x", "busybox", nil, func(s *swarm.ServiceSpec) {
+			s.EndpointSpec.Ports = []swarm.PortConfig{{Protocol: "icmp", TargetPort: 1}}
+		}), false, `invalid protocol "icmp" for port 1`},
 		{"publish mode", cliSpec("x", "busybox", nil, func(s *swarm.ServiceSpec) {
 			s.EndpointSpec.Ports = []swarm.PortConfig{{TargetPort: 80, PublishMode: "mesh"}}
 		}), false, `invalid publish mode "mesh" for port 80`},
@@ -461,6 +463,29 @@ func TestServiceStatus(t *testing.T) {
 		got := ServiceStatus(tc.svc, tasks, tc.up)
 		if got.RunningTasks != tc.running || got.DesiredTasks != tc.desired || got.CompletedTasks != 0 {
 			t.Errorf("%s: %+v, want running %d desired %d", tc.name, *got, tc.running, tc.desired)
+		}
+	}
+}
+
+func TestIsZero(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want bool
+	}{
+		{nil, true},
+		{(*swarm.DNSConfig)(nil), true},
+		{&swarm.DNSConfig{}, true},
+		{&swarm.DNSConfig{Options: []string{}}, true},
+		{&swarm.DNSConfig{Options: []string{"ndots:2"}}, false},
+		{&swarm.Privileges{SELinuxContext: &swarm.SELinuxContext{}}, true},
+		{&swarm.Privileges{SELinuxContext: &swarm.SELinuxContext{Disable: true}}, false},
+		{struct{ T time.Time }{}, true},
+		{struct{ T time.Time }{time.Unix(1, 0)}, false},
+		{int64(0), true},
+		{int64(-1), false},
+	} {
+		if got := isZero(c.v); got != c.want {
+			t.Errorf("isZero(%#v) = %v, want %v", c.v, got, c.want)
 		}
 	}
 }
