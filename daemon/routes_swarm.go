@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/daemon/convert"
+	"github.com/shoal-project/shoal/manager"
 )
 
 // swarmRoutes serves /swarm and /nodes (Docker Engine API shapes) through
@@ -283,6 +284,11 @@ func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
 	if !info.ControlAvailable {
 		return info
 	}
+	if snap.noLeader {
+		// Reads below come from this manager's own copy; nothing is
+		// scheduled until a quorum elects a leader again.
+		info.Error = manager.ErrNoLeader.Error()
+	}
 	c, err := d.swarm.control()
 	if err != nil {
 		info.Error = err.Error()
@@ -297,7 +303,7 @@ func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
 				info.RemoteManagers = append(info.RemoteManagers, swarm.Peer{NodeID: n.GetId(), Addr: ms.GetAddr()})
 			}
 		}
-	} else {
+	} else if info.Error == "" {
 		info.Error = api.FromGRPC(err).Error()
 	}
 	if cl, err := c.GetCluster(r.Context(), &api.GetClusterRequest{}); err == nil {

@@ -299,6 +299,7 @@ func (s *swarmNode) logs(ctx context.Context, req *api.SubscribeLogsRequest) (ap
 type swarmSnapshot struct {
 	state    *swarmState
 	leader   bool
+	noLeader bool // a manager that knows of no leader: no quorum
 	managers []string
 }
 
@@ -312,6 +313,8 @@ func (s *swarmNode) snapshot() swarmSnapshot {
 	snap := swarmSnapshot{state: &st, managers: append([]string(nil), st.Managers...)}
 	if s.mgr != nil {
 		snap.leader = s.mgr.Raft().IsLeader()
+		id, _ := s.mgr.Raft().Leader()
+		snap.noLeader = id == ""
 	}
 	return snap
 }

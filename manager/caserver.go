@@ -60,9 +60,6 @@ func (s *caServer) issue(ctx context.Context, req *api.IssueNodeCertificateReque
 			return nil, err
 		}
 		nodeID = raftstore.NewID()
-		if err := s.createNode(ctx, nodeID, role, req); err != nil {
-			return nil, err
-		}
 	} else {
 		caller, ok := CallerFrom(ctx)
 		if !ok {
@@ -92,6 +89,13 @@ func (s *caServer) issue(ctx context.Context, req *api.IssueNodeCertificateReque
 			return nil, api.Wrap(api.ErrInvalidArgument, err)
 		}
 		return nil, err
+	}
+	// A new node is registered only once its certificate could be made: a
+	// bad request leaves no node behind.
+	if req.GetToken() != "" {
+		if err := s.createNode(ctx, nodeID, role, req); err != nil {
+			return nil, err
+		}
 	}
 	return &api.IssueNodeCertificateResponse{NodeId: nodeID, Role: role, Certificate: cert, RootCa: signer.CertPEM()}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-project/shoal/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -45,7 +46,8 @@ func (m *Manager) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// outgoing carries the caller's identity and the original metadata on.
+// outgoing carries the caller's identity and address and the original
+// metadata on.
 func outgoing(ctx context.Context) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx)
 	md = md.Copy()
@@ -59,7 +61,11 @@ func outgoing(ctx context.Context) context.Context {
 		md.Set(mdForwardedRole, c.Role)
 	} else {
 		delete(md, mdForwardedNode)
-		delete(md, mdForwardedRole)
+		md.Set(mdForwardedRole, roleAnonymous)
+	}
+	delete(md, mdForwardedAddr)
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		md.Set(mdForwardedAddr, p.Addr.String())
 	}
 	return metadata.NewOutgoingContext(ctx, md)
 }

@@ -127,7 +127,18 @@ func New(cfg Config) (*Manager, error) {
 		}
 		return verify(raw, chains)
 	}
-	m.mux = newDemux(cfg.Listener, serverTLS)
+	// Raft has no authorisation of its own: only managers may speak it.
+	raftPeer := func(c *x509.Certificate) error {
+		id, err := cfg.Root.Identify(c, time.Now())
+		if err != nil {
+			return err
+		}
+		if id.Role != ca.RoleManager {
+			return fmt.Errorf("node %s is not a manager", id.NodeID)
+		}
+		return nil
+	}
+	m.mux = newDemux(cfg.Listener, serverTLS, raftPeer)
 	raftTLS := tlsCfg.Clone()
 	raftTLS.NextProtos = []string{protoRaft}
 	m.raft, err = raftstore.NewNode(raftstore.Config{
@@ -155,6 +166,8 @@ func New(cfg Config) (*Manager, error) {
 	api.RegisterCAServer(m.grpc, &caServer{m: m})
 	api.RegisterRaftMembershipServer(m.grpc, &membershipServer{m: m})
 	api.RegisterLogBrokerServer(m.grpc, logbroker.New(m.store, nodeIDOf))
+	// Only now: the handshake's check (allowed) reads m.store.
+	m.mux.start()
 	return m, nil
 }
 
@@ -166,6 +179,10 @@ func (m *Manager) Raft() *raftstore.Node { return m.raft }
 
 // Run serves until ctx ends, then stops the services and raft.
 func (m *Manager) Run(ctx context.Context) error {
+	// Cancelled also when Serve ends by itself, so that the leadership
+	// watcher stops then too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- m.grpc.Serve(m.mux.grpc) }()
 	var wg sync.WaitGroup
@@ -179,6 +196,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			err = nil
 		}
 	}
+	cancel()
 	wg.Wait()
 	stopped := make(chan struct{})
 	go func() { m.grpc.GracefulStop(); close(stopped) }()
@@ -220,6 +238,22 @@ func (m *Manager) whileLeader(ctx context.Context) {
 			continue
 		}
 		lctx, cancel := context.WithCancel(ctx)
+		// A new leader's store may not have applied what earlier terms
+		// committed yet (hashicorp/raft applies that once this term commits
+		// an entry): the loops must not decide on that old state (the
+		// membership loop would remove the managers it does not see yet
+		// from raft, the orchestrator create tasks that exist).
+		if err := m.caughtUp(lctx); err != nil {
+			cancel()
+			if ctx.Err() == nil {
+				m.log.Debug("manager: new leader cannot commit", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			continue
+		}
 		var wg sync.WaitGroup
 		run := func(name string, f func(context.Context) error) {
 			wg.Add(1)
@@ -244,8 +278,14 @@ func (m *Manager) whileLeader(ctx context.Context) {
 		}
 		cancel()
 		wg.Wait()
-		m.log.Info("manager: leadership lost", "node", m.cfg.NodeID)
+		m.log.Warn("manager: leadership lost; orchestration and scheduling stop here until a leader is elected", "node", m.cfg.NodeID)
 	}
+}
+
+// caughtUp returns once this leader has applied every entry committed
+// before: it commits an empty proposal, and raft applies in order.
+func (m *Manager) caughtUp(ctx context.Context) error {
+	return m.raft.Propose(ctx, &api.Proposal{})
 }
 
 // allowed refuses certificates of nodes that are not (or no longer) in the

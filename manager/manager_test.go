@@ -196,6 +196,13 @@ func TestJoinRefused(t *testing.T) {
 		t.Errorf("new worker token: %v", err)
 	}
 
+	// A valid token with a request that cannot be signed.
+	_, err = api.NewCAClient(dialAnonymous(t, addr)).IssueNodeCertificate(ctx,
+		&api.IssueNodeCertificateRequest{Csr: []byte("not a CSR"), Token: rot.GetTokens().GetWorker()})
+	if !isClass(api.FromGRPC(err), api.ErrInvalidArgument) {
+		t.Errorf("IssueNodeCertificate with a bad CSR: %v, want invalid argument", err)
+	}
+
 	other, err := Found("127.0.0.1:1", nil, api.NodeSpec_ACTIVE, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +506,10 @@ func TestLeaderLoss(t *testing.T) {
 	}
 
 	// One manager of three left: a minority. It answers reads from its own
-	// copy, and no write goes through.
+	// copy, and no write goes through. (Wait for the last writes to be
+	// applied there first: a follower learns that an entry committed only
+	// from the leader's next message.)
+	c.waitSameStores()
 	c.nodes[nl].stop()
 	last := rest[0]
 	if last == nl {

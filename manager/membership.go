@@ -231,18 +231,45 @@ func (m *Manager) probe(ctx context.Context, addr string) error {
 
 // Bootstrap writes the cluster object and the first manager's node after
 // `swarm init`, once this node leads its one-member raft. It is a no-op when
-// the store already holds a cluster (a restarted first manager).
+// the store already holds a cluster (a restarted first manager), whether
+// this manager leads again or follows another.
 func (m *Manager) Bootstrap(ctx context.Context, cluster *api.Cluster, self *api.Node) error {
-	if _, err := m.raft.WaitLeader(ctx); err != nil {
-		return fmt.Errorf("bootstrap: wait for leadership: %w", err)
-	}
-	return m.store.Update(ctx, func(tx raftstore.WriteTx) error {
-		if len(tx.Clusters()) > 0 {
+	for {
+		changed := m.raft.LeaderChanged()
+		var have bool
+		m.store.View(func(tx raftstore.ReadTx) { have = len(tx.Clusters()) > 0 })
+		if have {
 			return nil
 		}
-		if err := tx.Create(cluster); err != nil {
-			return err
+		if m.raft.IsLeader() {
+			// A restarted manager's store fills only once this term
+			// commits: look at the cluster after that, not before.
+			err := m.caughtUp(ctx)
+			if err == nil {
+				err = m.store.Update(ctx, func(tx raftstore.WriteTx) error {
+					if len(tx.Clusters()) > 0 {
+						return nil
+					}
+					if err := tx.Create(cluster); err != nil {
+						return err
+					}
+					return tx.Create(self)
+				})
+			}
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, raftstore.ErrClosed),
+				!errors.Is(err, api.ErrNotLeader) && !errors.Is(err, api.ErrUnavailable):
+				return fmt.Errorf("bootstrap: %w", err)
+			}
+			// Leadership lost meanwhile: wait for the next leader.
 		}
-		return tx.Create(self)
-	})
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bootstrap: wait for leadership: %w", ctx.Err())
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

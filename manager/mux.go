@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -27,23 +28,31 @@ const handshakeTimeout = 10 * time.Second
 
 // demux accepts TLS connections on one listener and hands each, after its
 // handshake, to the listener of its negotiated protocol. It owns the
-// listener; its accept goroutine ends when the listener is closed.
+// listener; its accept goroutine, started by start, ends when the listener
+// is closed.
 type demux struct {
 	ln   net.Listener
 	raft *chanListener
 	grpc *chanListener
-	wg   sync.WaitGroup
+	// raftPeer decides whether a verified peer certificate may speak raft.
+	raftPeer func(*x509.Certificate) error
+	wg       sync.WaitGroup
 }
 
-func newDemux(ln net.Listener, cfg *tls.Config) *demux {
+func newDemux(ln net.Listener, cfg *tls.Config, raftPeer func(*x509.Certificate) error) *demux {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{protoGRPC, protoRaft}
-	d := &demux{ln: tls.NewListener(ln, cfg)}
+	d := &demux{ln: tls.NewListener(ln, cfg), raftPeer: raftPeer}
 	d.raft = newChanListener(ln.Addr(), d.close)
 	d.grpc = newChanListener(ln.Addr(), d.close)
+	return d
+}
+
+// start starts accepting. Until then connections wait in the kernel's
+// backlog: the handshake's checks may use only what is fully set up.
+func (d *demux) start() {
 	d.wg.Add(1)
 	go d.accept()
-	return d
 }
 
 func (d *demux) accept() {
@@ -76,7 +85,8 @@ func (d *demux) route(c *tls.Conn) {
 	}
 	switch c.ConnectionState().NegotiatedProtocol {
 	case protoRaft:
-		if len(c.ConnectionState().PeerCertificates) == 0 {
+		certs := c.ConnectionState().PeerCertificates
+		if len(certs) == 0 || d.raftPeer(certs[0]) != nil {
 			c.Close()
 			return
 		}

@@ -3,11 +3,13 @@ package manager
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -15,11 +17,14 @@ import (
 )
 
 // Metadata a manager adds when it forwards a call to the leader: who the
-// original caller was. The leader believes it only from a manager's
+// original caller was (roleAnonymous for a caller without a certificate)
+// and where it called from. The leader believes it only from a manager's
 // certificate, so a worker cannot pose as someone else.
 const (
 	mdForwardedNode = "shoal-forwarded-node"
 	mdForwardedRole = "shoal-forwarded-role"
+	mdForwardedAddr = "shoal-forwarded-addr"
+	roleAnonymous   = "anonymous"
 )
 
 // Caller is who made an RPC: from the peer's verified certificate, or from a
@@ -65,39 +70,59 @@ func methodAccess(method string) access {
 }
 
 // identify finds the caller of ctx's RPC; rootCA verifies certificates.
-func identify(ctx context.Context, root *ca.RootCA) (Caller, error) {
+// For a call a manager forwarded, from is the original caller's address.
+func identify(ctx context.Context, root *ca.RootCA) (c Caller, from net.Addr, err error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return Caller{}, nil
+		return Caller{}, nil, nil
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.PeerCertificates) == 0 {
-		return Caller{}, nil
+		return Caller{}, nil, nil
 	}
 	id, err := root.Identify(info.State.PeerCertificates[0], time.Now())
 	if err != nil {
-		return Caller{}, api.Wrap(api.ErrInvalidArgument, err)
+		return Caller{}, nil, api.Wrap(api.ErrInvalidArgument, err)
 	}
-	c := Caller{NodeID: id.NodeID, Role: id.Role}
+	c = Caller{NodeID: id.NodeID, Role: id.Role}
 	if c.Role == ca.RoleManager {
 		md, _ := metadata.FromIncomingContext(ctx)
-		if n := md.Get(mdForwardedNode); len(n) == 1 {
-			c.NodeID = n[0]
-			c.Role = ""
-			if r := md.Get(mdForwardedRole); len(r) == 1 {
-				c.Role = r[0]
+		// The role is always set by a forwarding manager; an anonymous
+		// caller must not become the forwarding manager itself.
+		if r := md.Get(mdForwardedRole); len(r) == 1 {
+			c = Caller{Role: r[0]}
+			if n := md.Get(mdForwardedNode); len(n) == 1 {
+				c.NodeID = n[0]
+			}
+			if c.Role == roleAnonymous || c.NodeID == "" {
+				c = Caller{}
+			}
+			if a := md.Get(mdForwardedAddr); len(a) == 1 {
+				from = forwardedAddr(a[0])
 			}
 		}
 	}
-	return c, nil
+	return c, from, nil
 }
+
+// forwardedAddr is the address a forwarded call came from.
+type forwardedAddr string
+
+func (a forwardedAddr) Network() string { return "tcp" }
+func (a forwardedAddr) String() string  { return string(a) }
 
 // authorize identifies the caller of method, checks it may call it and
 // returns ctx with the caller attached.
 func (m *Manager) authorize(ctx context.Context, method string) (context.Context, error) {
-	c, err := identify(ctx, m.root)
+	c, from, err := identify(ctx, m.root)
 	if err != nil {
 		return nil, err
+	}
+	if from != nil {
+		// Handlers (the dispatcher records a node's address) see the
+		// original caller's address, not the forwarding manager's.
+		p, _ := peer.FromContext(ctx)
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: from, LocalAddr: p.LocalAddr, AuthInfo: p.AuthInfo})
 	}
 	switch methodAccess(method) {
 	case member:
@@ -133,7 +158,11 @@ func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 			// No leader: reads are answered from this manager's copy, so
 			// that a cluster without quorum can still be looked at.
 		} else if conn != nil {
-			return forwardUnary(ctx, conn, info.FullMethod, req)
+			resp, err := forwardUnary(ctx, conn, info.FullMethod, req)
+			if err == nil && info.FullMethod == api.CA_IssueNodeCertificate_FullMethodName {
+				m.awaitNode(ctx, resp.(*api.IssueNodeCertificateResponse).GetNodeId())
+			}
+			return resp, err
 		}
 	}
 	return h(ctx, req)
@@ -165,6 +194,28 @@ func isRead(method string) bool {
 	i := strings.LastIndexByte(method, '/')
 	name := method[i+1:]
 	return strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")
+}
+
+// awaitNode waits, briefly, until this manager's store holds node id. A node
+// that joined through this follower uses its new certificate here next, and
+// the handshake refuses nodes the store does not hold.
+func (m *Manager) awaitNode(ctx context.Context, id string) {
+	if id == "" {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var ok bool
+		m.store.View(func(tx raftstore.ReadTx) { ok = tx.GetNode(id) != nil })
+		if ok || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 type callerStream struct {

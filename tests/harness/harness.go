@@ -184,6 +184,15 @@ func (d *Daemon) start(extra []string) {
 	d.t.Fatalf("daemon did not answer within 20s:\n%s", d.Log())
 }
 
+// PID is the daemon's process id, 0 when it is not running. A daemon of a
+// test host runs under `nsenter --net`, which execs it in place: the same pid.
+func (d *Daemon) PID() int {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
 // Log returns what the daemon printed so far.
 func (d *Daemon) Log() string {
 	b, _ := os.ReadFile(filepath.Join(filepath.Dir(d.Root), "daemon.log"))
