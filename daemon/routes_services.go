@@ -92,6 +92,19 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 	return out, nil
 }
 
+// checkServiceNetworking refuses what tasks cannot have yet: they run
+// without a network (no overlay networks, no routing mesh), so a published
+// port or a network attachment would be accepted and silently not work.
+func checkServiceNetworking(spec swarm.ServiceSpec) error {
+	if len(spec.TaskTemplate.Networks) > 0 {
+		return badRequest("service networks are not supported yet: tasks run without a network")
+	}
+	if spec.EndpointSpec != nil && len(spec.EndpointSpec.Ports) > 0 {
+		return badRequest("published ports are not supported yet: tasks run without a network")
+	}
+	return nil
+}
+
 func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request) {
 	c, err := d.swarm.control()
 	if err != nil {
@@ -100,6 +113,10 @@ func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	var spec swarm.ServiceSpec
 	if err := decodeBody(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkServiceNetworking(spec); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -144,6 +161,10 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request) {
 	}
 	var spec swarm.ServiceSpec
 	if err := decodeBody(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkServiceNetworking(spec); err != nil {
 		writeError(w, err)
 		return
 	}
