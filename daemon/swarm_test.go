@@ -12,7 +12,7 @@ import (
 func TestAdvertiseFor(t *testing.T) {
 	for _, c := range []struct {
 		given, listen, remote, want string
-		bad                          bool
+		bad                         bool
 	}{
 		{given: "198.18.0.1", listen: "0.0.0.0:2377", want: "198.18.0.1:2377"},
 		{given: "198.18.0.1:4000", listen: "0.0.0.0:2377", want: "198.18.0.1:4000"},

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# make demo: a shoal daemon with its own roots, a busybox image, containers, and
-# what a user sees. Everything it makes is removed on exit, also on failure.
+# make demo: first the engine (a shoal daemon with its own roots, a busybox image,
+# containers), then a cluster of three test hosts (tests/demo-cluster.sh: a swarm and a
+# replicated service), with what a user sees. Everything it makes is removed on exit,
+# also on failure or Ctrl-C, and before it starts, in case an earlier run crashed.
 set -euo pipefail
 BIN=${1:?usage: demo.sh path/to/shoal}
+BIN=$(readlink -f "$BIN")
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIR=/tmp/shoal-demo
 SOCK=$DIR/exec/shoal.sock
-shoal() { echo "+ shoal $*" >&2; "$BIN" -H "unix://$SOCK" "$@"; }
+# shoal prints the command as a user would type it (quoting only what needs it), then runs it.
+shoal() {
+  local s="+ shoal" a
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then s+=" $a"; else s+=" '${a//\'/\'\\\'\'}'"; fi
+  done
+  echo "$s" >&2
+  "$BIN" -H "unix://$SOCK" "$@"
+}
 
 cleanup() {
   set +e
@@ -14,7 +26,7 @@ cleanup() {
     [ -n "$ids" ] && "$BIN" -H "unix://$SOCK" rm -f $ids >/dev/null 2>&1
   fi
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-  grep -o "$DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  awk -v d="$DIR" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
   ip link del shoaldemo0 2>/dev/null
   for t in iptables iptables-legacy; do
     command -v $t >/dev/null || continue
@@ -25,6 +37,8 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 cleanup
 mkdir -p "$DIR"
 
@@ -38,7 +52,7 @@ echo 'root:x:0:' > "$ROOT/etc/group"
 echo 'hello from a shoal container' > "$ROOT/var/www/index.html"
 tar --numeric-owner -C "$ROOT" -cf "$DIR/busybox.tar" .
 
-echo "== starting shoal daemon (data root $DIR/data)"
+echo "== engine: one shoal daemon (data root $DIR/data)"
 "$BIN" daemon --data-root "$DIR/data" --exec-root "$DIR/exec" -H "unix://$SOCK" \
   --cgroup-parent shoal-demo --bridge-name shoaldemo0 --bip 198.19.250.1/24 >"$DIR/daemon.log" 2>&1 &
 DPID=$!
@@ -61,4 +75,8 @@ shoal exec web ps
 shoal stop -t 1 ticker
 shoal ps -a
 shoal rm -f web ticker
-echo "== demo done; cleaning up"
+echo "== engine demo done; cleaning up"
+trap - EXIT INT TERM
+cleanup
+
+exec bash "$HERE/demo-cluster.sh" "$BIN"
