@@ -122,9 +122,20 @@ func (c *testCluster) addManager() *testManager {
 	nm.start(ln)
 	c.nodes = append(c.nodes, nm)
 	conn := dialAs(t, c.nodes[0].addr, nm.root, nm.cert, nm.key)
-	jr, err := api.NewRaftMembershipClient(conn).Join(ctx, &api.JoinRequest{Addr: addr})
-	if err != nil {
-		t.Fatalf("RaftMembership.Join of %s: %v", nm.id, api.FromGRPC(err))
+	var jr *api.JoinResponse
+	for attempt := 1; ; attempt++ {
+		jr, err = api.NewRaftMembershipClient(conn).Join(ctx, &api.JoinRequest{Addr: addr})
+		if err == nil {
+			break
+		}
+		// As the daemon does: an unknown outcome (leadership lost while the
+		// new configuration committed) is retried; AddVoter is idempotent.
+		err = api.FromGRPC(err)
+		if !errors.Is(err, api.ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("RaftMembership.Join of %s: %v", nm.id, err)
+		}
+		t.Logf("RaftMembership.Join of %s, attempt %d: %v; retrying", nm.id, attempt, err)
+		time.Sleep(200 * time.Millisecond)
 	}
 	if jr.GetRaftId() != nm.id {
 		t.Errorf("RaftMembership.Join: raft ID %q, want %q", jr.GetRaftId(), nm.id)

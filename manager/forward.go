@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"google.golang.org/grpc"
@@ -22,28 +24,108 @@ var ErrNoLeader = api.Wrap(api.ErrUnavailable, errors.New("The swarm does not ha
 // leaderConn returns a connection to the leader, or nil when this manager
 // is the leader. Forwarding is generic (any method of any service), so a new
 // RPC needs no forwarding stub.
-func (m *Manager) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+func (m *Manager) leaderConn(ctx context.Context) (*grpc.ClientConn, string, error) {
 	if m.raft.IsLeader() {
-		return nil, nil
+		return nil, "", nil
 	}
 	id, addr := m.raft.Leader()
 	if id == "" || id == m.cfg.NodeID {
-		return nil, ErrNoLeader
+		// The connection to the last leader may be dead (a partition drops
+		// packets without a reset): the next leader gets a fresh one.
+		m.dropConn("")
+		return nil, "", ErrNoLeader
 	}
 	m.connMu.Lock()
 	defer m.connMu.Unlock()
 	if m.conn != nil && m.connAddr == addr {
-		return m.conn, nil
+		return m.conn, addr, nil
 	}
 	if m.conn != nil {
 		m.conn.Close()
 	}
 	conn, err := m.cfg.Dial(addr)
 	if err != nil {
-		return nil, api.Wrap(api.ErrUnavailable, fmt.Errorf("connect to leader %s: %w", addr, err))
+		return nil, "", api.Wrap(api.ErrUnavailable, fmt.Errorf("connect to leader %s: %w", addr, err))
 	}
 	m.conn, m.connAddr = conn, addr
-	return conn, nil
+	return conn, addr, nil
+}
+
+// errLeaderLost: the leader a call was forwarded to stopped being the
+// leader, as this manager's raft sees it, before it answered.
+var errLeaderLost = errors.New("manager: the leader was lost while a call was forwarded to it")
+
+// dropConn closes the forwarding connection if it goes to addr ("": any).
+func (m *Manager) dropConn(addr string) {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	if m.conn != nil && (addr == "" || m.connAddr == addr) {
+		m.conn.Close()
+		m.conn, m.connAddr = nil, ""
+	}
+}
+
+// whileLeads returns a context for a call forwarded to the leader at addr
+// that ends when ctx does or when addr stops being the raft leader (an
+// election, a partition, the leader's loss): a forwarded call must not wait
+// for a leader that is gone, which with packets dropped it would do for as
+// long as TCP retries. lost reports whether that ended it; stop must be called.
+func (m *Manager) whileLeads(ctx context.Context, addr string) (fctx context.Context, lost func() bool, stop func()) {
+	fctx, cancel := context.WithCancel(ctx)
+	var gone atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		for {
+			changed := m.raft.LeaderChanged()
+			if _, now := m.raft.Leader(); now != addr {
+				gone.Store(true)
+				m.dropConn(addr)
+				cancel()
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-changed:
+			case <-time.After(100 * time.Millisecond): // a missed change
+			}
+		}
+	}()
+	return fctx, gone.Load, func() { close(done); cancel() }
+}
+
+// leaderLost is the error of a forwarded call whose leader was lost: Swarm's
+// "no leader" while there is none, else a retryable unavailable (the
+// outcome of a write is unknown).
+func (m *Manager) leaderLost() error {
+	if id, _ := m.raft.Leader(); id == "" {
+		return ErrNoLeader
+	}
+	return api.Wrap(api.ErrUnavailable, errors.New("the swarm's leader changed while the request was forwarded to it: its outcome is unknown, retry"))
+}
+
+// forwardToLeader forwards a unary call to the leader at addr over conn;
+// the error is errLeaderLost when the leader was lost before it answered.
+func (m *Manager) forwardToLeader(ctx context.Context, conn *grpc.ClientConn, addr, method string, req any) (any, error) {
+	fctx, lost, stop := m.whileLeads(ctx, addr)
+	defer stop()
+	resp, err := forwardUnary(fctx, conn, method, req)
+	if err != nil && lost() && ctx.Err() == nil {
+		return nil, errLeaderLost
+	}
+	return resp, err
+}
+
+// streamToLeader relays a streaming call to the leader at addr, ending it
+// (with leaderLost's error) when that leader is lost.
+func (m *Manager) streamToLeader(ctx context.Context, conn *grpc.ClientConn, addr string, info *grpc.StreamServerInfo, ss grpc.ServerStream) error {
+	fctx, lost, stop := m.whileLeads(ctx, addr)
+	defer stop()
+	err := forwardStream(fctx, conn, info, ss)
+	if err != nil && lost() && ctx.Err() == nil {
+		return api.ToGRPC(m.leaderLost())
+	}
+	return err
 }
 
 // outgoing carries the caller's identity and address and the original

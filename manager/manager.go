@@ -48,11 +48,15 @@ import (
 
 // Raft timing: shorter than hashicorp/raft's 1 s defaults so that a new
 // leader answers well within 3 s of the old one's loss (Swarm took 20 s
-// here); 500 ms still leaves room for a loaded 2-core machine.
+// here); 500 ms still leaves room for a loaded 2-core machine. The lease
+// (how long a leader goes without hearing from a quorum before it steps
+// down) is as long as raft allows, the heartbeat timeout: it does not delay
+// an election, and at 250 ms a leader adding the second voter stepped down
+// while that voter caught up (seen under -race here).
 const (
 	raftHeartbeat = 500 * time.Millisecond
 	raftElection  = 500 * time.Millisecond
-	raftLease     = 250 * time.Millisecond
+	raftLease     = 500 * time.Millisecond
 )
 
 // Config configures a Manager. Everything but the timings is required.

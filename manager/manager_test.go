@@ -423,7 +423,15 @@ func TestForwarding(t *testing.T) {
 	if _, err := disp.Heartbeat(ctx, &api.HeartbeatRequest{SessionId: "not-a-session"}); !isClass(api.FromGRPC(err), api.ErrNotFound) {
 		t.Errorf("Heartbeat with a wrong session at a follower: %v, want not found", err)
 	}
+	// Each poll beats too: a silent worker is DOWN after three periods.
+	beat := func() error {
+		_, err := disp.Heartbeat(ctx, &api.HeartbeatRequest{SessionId: msg.GetSessionId()})
+		return err
+	}
 	waitFor(t, settle, "worker READY with its own address", func() error {
+		if err := beat(); err != nil {
+			return err
+		}
 		var n *api.Node
 		c.nodes[c.leader()].m.Store().View(func(tx raftstore.ReadTx) { n = tx.GetNode(w.NodeID) })
 		if st := n.GetStatus(); st.GetState() != api.NodeStatus_READY || st.GetAddr() != "127.0.0.2" ||
@@ -435,6 +443,9 @@ func TestForwarding(t *testing.T) {
 	// The orchestrator and scheduler run on the leader: web's task lands
 	// on the only worker.
 	waitFor(t, settle, "web's task assigned to the worker", func() error {
+		if err := beat(); err != nil {
+			return err
+		}
 		var tasks []*api.Task
 		fol.m.Store().View(func(tx raftstore.ReadTx) { tasks = tx.TasksOfService(cs.GetService().GetId()) })
 		if len(tasks) != 1 || tasks[0].GetNodeId() != w.NodeID {

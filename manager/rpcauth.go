@@ -151,14 +151,20 @@ func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 		return nil, api.ToGRPC(err)
 	}
 	if m.forwards(info.FullMethod) {
-		if conn, err := m.leaderConn(ctx); err != nil {
+		if conn, addr, err := m.leaderConn(ctx); err != nil {
 			if !isRead(info.FullMethod) {
 				return nil, api.ToGRPC(err)
 			}
 			// No leader: reads are answered from this manager's copy, so
 			// that a cluster without quorum can still be looked at.
 		} else if conn != nil {
-			resp, err := forwardUnary(ctx, conn, info.FullMethod, req)
+			resp, err := m.forwardToLeader(ctx, conn, addr, info.FullMethod, req)
+			if errors.Is(err, errLeaderLost) {
+				if isRead(info.FullMethod) {
+					return h(ctx, req) // as without a leader: from this copy
+				}
+				return nil, api.ToGRPC(m.leaderLost())
+			}
 			if err == nil && info.FullMethod == api.CA_IssueNodeCertificate_FullMethodName {
 				m.awaitNode(ctx, resp.(*api.IssueNodeCertificateResponse).GetNodeId())
 			}
@@ -174,12 +180,12 @@ func (m *Manager) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 		return api.ToGRPC(err)
 	}
 	if m.forwards(info.FullMethod) {
-		conn, err := m.leaderConn(ctx)
+		conn, addr, err := m.leaderConn(ctx)
 		if err != nil {
 			return api.ToGRPC(err)
 		}
 		if conn != nil {
-			return forwardStream(ctx, conn, info, ss)
+			return m.streamToLeader(ctx, conn, addr, info, ss)
 		}
 	}
 	return h(srv, &callerStream{ServerStream: ss, ctx: ctx})
