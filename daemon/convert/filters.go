@@ -8,6 +8,7 @@ import (
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/orchestrator"
 )
 
 // ParseFilters decodes the `filters` query parameter in both forms clients
@@ -272,7 +273,10 @@ func (f *TaskFilters) Match(t *api.Task, svc *api.Service) bool {
 	if len(f.NamePrefixes) > 0 && !hasPrefix(taskName(t), f.NamePrefixes) {
 		return false
 	}
-	if f.UpToDate && (svc == nil || t.GetSpecVersion() != svc.GetSpecVersion()) {
+	// Up to date means made from the service's current task template, as
+	// swarmkit's !IsTaskDirty: a scale changes the spec version but keeps
+	// the template, and the tasks it did not touch stay up to date.
+	if f.UpToDate && (svc == nil || orchestrator.Dirty(svc, t)) {
 		return false
 	}
 	return matchLabels(t.GetServiceAnnotations().GetLabels(), f.Labels) && matchRuntime(f.Runtimes)

@@ -169,11 +169,19 @@ func TestTaskListFilters(t *testing.T) {
 	if !f.UpToDate {
 		t.Error("_up-to-date not set")
 	}
-	svc := &api.Service{Id: "s1", SpecVersion: 3}
-	task := func(slot, version uint64, labels map[string]string) *api.Task {
-		return &api.Task{Id: "tid", ServiceId: "s1", Slot: slot, SpecVersion: version, ServiceAnnotations: &api.Annotations{Name: "web", Labels: labels}}
-	}
 	front := map[string]string{"tier": "front"}
+	current := &api.TaskSpec{Container: &api.ContainerSpec{Image: "busybox:2"}}
+	svc := &api.Service{Id: "s1", SpecVersion: 3, Spec: &api.ServiceSpec{Task: current}}
+	task := func(slot, version uint64, labels map[string]string) *api.Task {
+		spec := current
+		if version != 3 {
+			spec = &api.TaskSpec{Container: &api.ContainerSpec{Image: "busybox:1"}}
+		}
+		return &api.Task{Id: "tid", ServiceId: "s1", Slot: slot, SpecVersion: version, Spec: spec, ServiceAnnotations: &api.Annotations{Name: "web", Labels: labels}}
+	}
+	// A scale bumps the spec version but keeps the template: still up to date.
+	scaled := task(1, 3, front)
+	scaled.SpecVersion = 2
 	for _, c := range []struct {
 		name string
 		t    *api.Task
@@ -183,7 +191,8 @@ func TestTaskListFilters(t *testing.T) {
 		{"current", task(1, 3, front), svc, true},
 		{"slot 10 matches prefix web.1", task(10, 3, front), svc, true},
 		{"other slot", task(2, 3, front), svc, false},
-		{"stale spec", task(1, 2, front), svc, false},
+		{"stale template", task(1, 2, front), svc, false},
+		{"same template, older version (scaled)", scaled, svc, true},
 		{"service gone", task(1, 3, front), nil, false},
 		{"label mismatch", task(1, 3, map[string]string{"tier": "back"}), svc, false},
 	} {

@@ -92,7 +92,7 @@ func ReconcileGlobal(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now
 			b.restart(svc, g, byNode, takesNew)
 		case nodeLost(n):
 			// Nowhere else to go: wait for the node or for orphaning.
-		case dirty(svc, cur):
+		case Dirty(svc, cur):
 			if takesNew {
 				outdated = append(outdated, g)
 			}

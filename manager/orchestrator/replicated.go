@@ -217,7 +217,7 @@ func (b *builder) tendReplicas(svc *api.Service, liveG []*group, busy int, nodes
 			b.vacate(svc, g, nodes, "node drained")
 		case assigned && !constraintsMatch(cur, node):
 			b.vacate(svc, g, nodes, "node no longer matches constraints")
-		case dirty(svc, cur):
+		case Dirty(svc, cur):
 			outdated = append(outdated, g)
 		case cur.GetDesiredState() == api.TaskState_READY:
 			b.releaseHeld(svc, g, nodes)
@@ -248,7 +248,7 @@ func (b *builder) vacate(svc *api.Service, g *group, nodes map[string]*api.Node,
 // failure action (pause) would.
 func updating(svc *api.Service, g *group) bool {
 	cur := g.current
-	if cur == nil || isTerminal(cur) || cur.GetStatus().GetState() >= api.TaskState_RUNNING || dirty(svc, cur) {
+	if cur == nil || isTerminal(cur) || cur.GetStatus().GetState() >= api.TaskState_RUNNING || Dirty(svc, cur) {
 		return false
 	}
 	for _, t := range g.tasks {

@@ -260,7 +260,7 @@ func checkCreated(t *testing.T, svc *api.Service, r Result) {
 		switch {
 		case c.Id == "" || c.ServiceId != svc.Id || c.SpecVersion != svc.SpecVersion:
 			t.Errorf("created task %v: wrong identity", c)
-		case dirty(svc, c):
+		case Dirty(svc, c):
 			t.Errorf("created task %s is not made from the current template", c.Id)
 		case c.Status.GetState() != api.TaskState_NEW || !created(c).Equal(t0):
 			t.Errorf("created task %s: status %v created %v", c.Id, c.Status, created(c))

@@ -133,7 +133,7 @@ func (b *builder) restart(svc *api.Service, g *group, nodes map[string]*api.Node
 	if !canCreate {
 		return
 	}
-	if dirty(svc, old) {
+	if Dirty(svc, old) {
 		b.replace(svc, g, old, 0, "service updated")
 		return
 	}

@@ -330,7 +330,7 @@ func (w *world) checkConverged(seed uint64) {
 		if n := w.node(c.NodeId); w.svc.Spec.GetGlobal() != nil && !nodeTakesNew(n) {
 			continue
 		}
-		if dirty(w.svc, c) {
+		if Dirty(w.svc, c) {
 			fail("current task %s has an old template", c.Id)
 		}
 	}

@@ -82,12 +82,12 @@ func equalMsg[M proto.Message](a, b M, empty func() M) bool {
 	return proto.Equal(a, b)
 }
 
-// dirty reports whether t was made from a different task template than the
+// Dirty reports whether t was made from a different task template than the
 // service's current one, so a rolling update must replace it. The template is
 // compared, not spec_version: scaling changes the service spec (and its
 // version) without touching the task template, and must not restart tasks.
 // force_update is part of the template, so `service update --force` counts.
-func dirty(svc *api.Service, t *api.Task) bool {
+func Dirty(svc *api.Service, t *api.Task) bool {
 	if !equalMsg(t.GetSpec(), svc.GetSpec().GetTask(), func() *api.TaskSpec { return &api.TaskSpec{} }) {
 		return true
 	}
