@@ -186,6 +186,11 @@ func (c *apiClient) apiError(err error) error {
 // classify, such as those of hijacked (attach/exec) connections.
 func isDialError(err error) bool {
 	s := err.Error()
+	if strings.HasPrefix(s, "Error response from daemon:") {
+		// The daemon answered; its message may be about a connection of
+		// its own (swarm join to a manager that does not listen).
+		return false
+	}
 	return strings.Contains(strings.ToLower(s), "cannot connect to the docker daemon") ||
 		strings.Contains(s, "connect: no such file or directory") ||
 		strings.Contains(s, "connect: connection refused")

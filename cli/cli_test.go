@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -518,5 +519,19 @@ func TestListingsAgainstCannedDaemon(t *testing.T) {
 	}
 	if r := runCLI(t, d.host, "", "import", filepath.Join(t.TempDir(), "missing.tar"), "x:1"); r.code != 1 || !strings.Contains(r.stderr, "no such file") {
 		t.Fatalf("import of a missing file: %+v", r)
+	}
+}
+
+// A daemon's answer that speaks of a failed connection of its own is the
+// daemon's message, not "cannot connect to the daemon".
+func TestIsDialErrorLeavesDaemonAnswers(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"dial unix /run/shoal/shoal.sock: connect: no such file or directory":                              true,
+		"dial unix /run/shoal/shoal.sock: connect: connection refused":                                     true,
+		"Error response from daemon: cannot reach manager at 198.18.0.9:2377: connect: connection refused": false,
+	} {
+		if got := isDialError(errors.New(msg)); got != want {
+			t.Errorf("isDialError(%q) = %v, want %v", msg, got, want)
+		}
 	}
 }

@@ -13,6 +13,9 @@ import (
 // DefaultHeartbeatPeriod is used until the dispatcher names its period.
 const DefaultHeartbeatPeriod = time.Second
 
+// sessionOpenTimeout bounds the wait for a session's first message.
+const sessionOpenTimeout = 10 * time.Second
+
 // errSessionEnded: a stream of the session ended without an error.
 var errSessionEnded = errors.New("session stream ended")
 
@@ -34,7 +37,11 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("open session at %s: %w", addr, api.FromGRPC(err))
 	}
+	// A manager that accepts the connection but never answers (cut off,
+	// overloaded) must not hold the agent: it tries the next one.
+	opened := time.AfterFunc(sessionOpenTimeout, cancel)
 	first, err := stream.Recv()
+	opened.Stop()
 	if err != nil {
 		return fmt.Errorf("open session at %s: %w", addr, api.FromGRPC(err))
 	}
@@ -100,7 +107,11 @@ func sessionErr(what string, err error) error {
 func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error {
 	period := DefaultHeartbeatPeriod
 	for {
-		resp, err := c.Heartbeat(ctx, &api.HeartbeatRequest{SessionId: sid})
+		// A heartbeat that outlasts the manager's grace is lost anyway:
+		// give up on that manager instead of waiting on TCP.
+		hctx, cancel := context.WithTimeout(ctx, 3*period)
+		resp, err := c.Heartbeat(hctx, &api.HeartbeatRequest{SessionId: sid})
+		cancel()
 		if err != nil {
 			return sessionErr("heartbeat", err)
 		}
