@@ -30,6 +30,9 @@ type NodeInfo struct {
 	Reserved *api.Resources
 	// HostPorts are the ports those tasks publish in host mode.
 	HostPorts []HostPort
+	// RecentFailures counts, per service ID, the node's tasks of that
+	// service that failed or were rejected lately (CountFailures).
+	RecentFailures map[string]int
 }
 
 // HostPort is a port published on the node itself (publish mode host): two
@@ -159,7 +162,9 @@ type group struct {
 // go anywhere. The rest are grouped by service and spec version (and equal
 // placement and reservations) in order of first appearance; each group goes
 // through the filters once and is then placed task by task onto the eligible
-// node with the fewest tasks of the service, then the fewest tasks overall,
+// node with the fewest recent failures of the service (a node that lacks the
+// image, say, is tried last), then the fewest tasks of the service, then the
+// fewest tasks overall,
 // then the smallest node ID, with placement preferences as the upper levels
 // of that choice (spread over label values first). Counts and reservations
 // are updated after every decision, so a later task sees earlier ones.
@@ -372,7 +377,7 @@ func scheduleGroup(nodes []nodeState, g *group, res *Result) {
 			fails[failed]++
 			continue
 		}
-		cands = append(cands, &cand{n: n, svc: n.serviceTasks(g.service)})
+		cands = append(cands, &cand{n: n, svc: n.serviceTasks(g.service), fails: n.info.RecentFailures[g.service]})
 	}
 	root := buildTree(cands, f.prefs)
 

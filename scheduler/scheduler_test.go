@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/api"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // nodeOpt changes a test node.
@@ -536,4 +538,38 @@ func FuzzParseConstraint(f *testing.F) {
 			t.Fatalf("%q and %q match differently", s, c.String())
 		}
 	})
+}
+
+// A node where a task of the service failed lately is picked last: the
+// replacement of a task that failed for lack of the image goes to a node
+// that may have it, even against spreading.
+func TestRecentFailuresRankLast(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	failed := func(svc, node string, state api.TaskState, at time.Time) *api.Task {
+		return &api.Task{Id: svc + node + at.String(), ServiceId: svc, NodeId: node,
+			Status: &api.TaskStatus{State: state, Timestamp: timestamppb.New(at)}}
+	}
+	snap := Snapshot{Nodes: []NodeInfo{mkNode("a"), mkNode("b", running("web", 2)), mkNode("c", running("web", 2))}}
+	snap.CountFailures([]*api.Task{
+		failed("web", "a", api.TaskState_FAILED, now.Add(-time.Minute)),
+		failed("web", "b", api.TaskState_FAILED, now.Add(-time.Hour)),     // too old
+		failed("db", "c", api.TaskState_REJECTED, now.Add(-time.Minute)),  // another service
+		failed("web", "c", api.TaskState_COMPLETE, now.Add(-time.Minute)), // not a failure
+	}, now.Add(-FailureWindow))
+	if got := snap.Nodes[0].RecentFailures["web"]; got != 1 {
+		t.Fatalf("failures of web on a = %d, want 1", got)
+	}
+	if len(snap.Nodes[1].RecentFailures)+len(snap.Nodes[2].RecentFailures) != 1 {
+		t.Fatalf("failures on b, c: %v %v", snap.Nodes[1].RecentFailures, snap.Nodes[2].RecentFailures)
+	}
+	res := Schedule(snap, tasks("web", 2, spec()))
+	if got := perNode(res); got["a"] != 0 || got["b"]+got["c"] != 2 {
+		t.Fatalf("placed %v, want nothing on a (it failed web a minute ago)", got)
+	}
+	// With nowhere else to go, the failing node still takes the task.
+	only := Snapshot{Nodes: []NodeInfo{mkNode("a")}}
+	only.CountFailures([]*api.Task{failed("web", "a", api.TaskState_FAILED, now)}, now.Add(-FailureWindow))
+	if got := perNode(Schedule(only, tasks("web", 1, spec()))); got["a"] != 1 {
+		t.Fatalf("placed %v, want the one node used", got)
+	}
 }

@@ -1,6 +1,10 @@
 package scheduler
 
-import "github.com/shoal-project/shoal/api"
+import (
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+)
 
 // Occupies reports whether t holds a place on its node for scheduling: it is
 // assigned and has not reported a terminal state. A task being shut down
@@ -40,4 +44,34 @@ func NewSnapshot(nodes []*api.Node, tasks []*api.Task) Snapshot {
 		ni.HostPorts = append(ni.HostPorts, hostPorts(t)...)
 	}
 	return snap
+}
+
+// FailureWindow is how long a failed task counts against its node, as
+// swarmkit's scheduler (which only acts after 5 failures; shoal ranks a node
+// after every one, so a node without the service's image is not picked again
+// while others can take the task).
+const FailureWindow = 5 * time.Minute
+
+// CountFailures records in snap, per node and service, the tasks that ended
+// FAILED or REJECTED at or after since. The caller passes the time (now -
+// FailureWindow): Schedule has no clock.
+func (snap *Snapshot) CountFailures(tasks []*api.Task, since time.Time) {
+	byID := make(map[string]*NodeInfo, len(snap.Nodes))
+	for i := range snap.Nodes {
+		byID[snap.Nodes[i].Node.GetId()] = &snap.Nodes[i]
+	}
+	for _, t := range tasks {
+		st := t.GetStatus()
+		if st.GetState() != api.TaskState_FAILED && st.GetState() != api.TaskState_REJECTED {
+			continue
+		}
+		ni := byID[t.GetNodeId()]
+		if ni == nil || st.GetTimestamp().AsTime().Before(since) {
+			continue
+		}
+		if ni.RecentFailures == nil {
+			ni.RecentFailures = map[string]int{}
+		}
+		ni.RecentFailures[t.GetServiceId()]++
+	}
 }

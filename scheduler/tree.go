@@ -18,6 +18,8 @@ import (
 type cand struct {
 	n    *nodeState
 	svc  int // tasks of the group's service on the node
+	// fails are the service's recent failures on the node: static in a pass.
+	fails int
 	pos  int // index in leaf.nodes
 	leaf *branch
 }
@@ -116,12 +118,16 @@ func (b *branch) empty() bool {
 	return len(b.kids) == 0
 }
 
-// candHeap orders nodes by tasks of the service, then all tasks, then ID.
+// candHeap orders nodes by recent failures of the service, then tasks of the
+// service, then all tasks, then ID.
 type candHeap []*cand
 
 func (h candHeap) Len() int { return len(h) }
 func (h candHeap) Less(i, j int) bool {
 	a, b := h[i], h[j]
+	if a.fails != b.fails {
+		return a.fails < b.fails
+	}
 	if a.svc != b.svc {
 		return a.svc < b.svc
 	}

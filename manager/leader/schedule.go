@@ -92,7 +92,9 @@ func (s *schedulerLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
 	if len(waiting) == 0 {
 		return time.Time{}, nil
 	}
-	res := scheduler.Schedule(scheduler.NewSnapshot(nodes, tasks), waiting)
+	snap := scheduler.NewSnapshot(nodes, tasks)
+	snap.CountFailures(tasks, s.cfg.Clock.Now().Add(-scheduler.FailureWindow))
+	res := scheduler.Schedule(snap, waiting)
 
 	now := timestamppb.New(s.cfg.Clock.Now())
 	var ops []op
