@@ -1,0 +1,148 @@
+package tests
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClusterServices covers what a service does over its life on a swarm
+// of one manager and two workers: logs from every node, an update that
+// replaces its tasks, an image missing on one node, restart policy and the
+// bounded task history.
+func TestClusterServices(t *testing.T) {
+	c := newSwarm(t, 1, 2)
+	mgr := c.managers[0]
+
+	t.Run("logs from every node", func(t *testing.T) {
+		must(t, mgr, "service", "create", "-d", "--name", "talk", "--replicas", "3", "--stop-grace-period", "1s",
+			"busybox:latest", "sh", "-c", "echo hello from $(hostname); sleep 3600")
+		c.waitPlacement(t, mgr, "talk", 30*time.Second, "3 running, one per node", func(p placement) bool {
+			return p.total == 3 && len(p.perNode) == 3
+		})
+		var out string
+		nodes := map[string]bool{}
+		ok := pollUntil(15*time.Second, func() bool {
+			r := mgr.Daemon.Run("service", "logs", "talk")
+			out = r.Stdout
+			clear(nodes)
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				// docker's form: talk.1.TASKID@node2    | hello from ...
+				name, msg, found := strings.Cut(line, "|")
+				if !found || !strings.Contains(msg, "hello from") {
+					continue
+				}
+				if _, node, ok := strings.Cut(strings.TrimSpace(name), "@"); ok {
+					nodes[node] = true
+				}
+			}
+			return r.Code == 0 && len(nodes) == 3
+		})
+		if !ok {
+			t.Fatalf("service logs did not show a line from each of the 3 nodes (got %v):\n%s", nodes, out)
+		}
+		// A worker has no cluster API: the same command is refused there.
+		expectFail(t, c.workers[0], []string{"not a swarm manager"}, "service", "logs", "talk")
+		must(t, mgr, "service", "rm", "talk")
+	})
+
+	t.Run("update replaces tasks", func(t *testing.T) {
+		must(t, mgr, "service", "create", "-d", "--name", "upd", "--replicas", "2", "--stop-grace-period", "1s",
+			"-e", "GEN=1", "busybox:latest", "sleep", "3600")
+		before := c.waitPlacement(t, mgr, "upd", 30*time.Second, "2 running", func(p placement) bool { return p.total == 2 })
+		must(t, mgr, "service", "update", "-d", "--env-add", "GEN=2", "upd")
+		after := c.waitPlacement(t, mgr, "upd", 60*time.Second, "2 running from the new spec", func(p placement) bool {
+			if p.total != 2 || len(p.dupes) > 0 {
+				return false
+			}
+			shut, r := taskList(mgr, "upd", "desired-state=shutdown")
+			return r.Code == 0 && len(shut) >= 2
+		})
+		env := must(t, mgr, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Env}}", "upd")
+		if !strings.Contains(env, "GEN=2") || strings.Contains(env, "GEN=1") {
+			t.Fatalf("env after update: %s", env)
+		}
+		t.Logf("before %s; after %s", before, after)
+		must(t, mgr, "service", "rm", "upd")
+	})
+
+	t.Run("image missing on a node", func(t *testing.T) {
+		// The image exists under this name on the manager and the first
+		// worker only: tasks placed on the second worker fail there and are
+		// placed again elsewhere.
+		lacking := c.workers[1]
+		for _, h := range []string{mgr.Name, c.workers[0].Name} {
+			must(t, c.host(t, h), "tag", "busybox:latest", "only2:latest")
+		}
+		must(t, mgr, "service", "create", "-d", "--name", "img", "--replicas", "3", "--stop-grace-period", "1s",
+			"--restart-delay", "500ms", "only2:latest", "sleep", "3600")
+		c.waitPlacement(t, mgr, "img", 60*time.Second, "3 running on the nodes with the image", func(p placement) bool {
+			return p.total == 3 && p.perNode[lacking.Name] == 0
+		})
+		out := must(t, mgr, "service", "ps", "--no-trunc", "--format", "{{.Node}}|{{.CurrentState}}|{{.Error}}", "img")
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, lacking.Name+"|") && strings.Contains(line, "No such image") {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("no task on %s failed with the missing image:\n%s", lacking.Name, out)
+		}
+		if got := serviceReplicas(mgr, "img"); got != "3/3" {
+			t.Fatalf("service ls replicas %q, want 3/3", got)
+		}
+		must(t, mgr, "service", "rm", "img")
+	})
+
+	t.Run("restart policy and bounded history", func(t *testing.T) {
+		// A task that exits 3 at once is restarted (condition any, the
+		// default) into the same slot; the slot keeps at most 5 tasks.
+		must(t, mgr, "service", "create", "-d", "--name", "crash", "--replicas", "1",
+			"--restart-delay", "200ms", "busybox:latest", "sh", "-c", "exit 3")
+		var ts []taskLine
+		ok := pollUntil(60*time.Second, func() bool {
+			var r = mgr.Daemon.Run("service", "ps", "crash")
+			if r.Code != 0 {
+				return false
+			}
+			ts, _ = taskList(mgr, "crash")
+			failed := 0
+			for _, tk := range ts {
+				if strings.HasPrefix(tk.Current, "Failed") {
+					failed++
+				}
+			}
+			return failed >= 4
+		})
+		if !ok {
+			t.Fatalf("the failing task was not restarted 4 times: %v", ts)
+		}
+		// Let several more restarts happen; history must stay bounded.
+		time.Sleep(3 * time.Second)
+		ts, r := taskList(mgr, "crash")
+		if r.Code != 0 {
+			t.Fatal(r)
+		}
+		if len(ts) > 5 {
+			t.Fatalf("slot keeps %d tasks, want at most 5: %v", len(ts), ts)
+		}
+		// --restart-condition none: a task that fails stays failed.
+		must(t, mgr, "service", "create", "-d", "--name", "once", "--replicas", "1",
+			"--restart-condition", "none", "busybox:latest", "sh", "-c", "exit 3")
+		if !pollUntil(30*time.Second, func() bool {
+			ts, _ = taskList(mgr, "once")
+			return len(ts) == 1 && strings.HasPrefix(ts[0].Current, "Failed")
+		}) {
+			t.Fatalf("restart-condition none: %v", ts)
+		}
+		time.Sleep(2 * time.Second)
+		if ts, _ = taskList(mgr, "once"); len(ts) != 1 {
+			t.Fatalf("restart-condition none restarted the task: %v", ts)
+		}
+		names, _ := serviceNames(mgr)
+		sort.Strings(names)
+		must(t, mgr, append([]string{"service", "rm"}, names...)...)
+	})
+}
