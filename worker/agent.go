@@ -45,12 +45,17 @@ type Config struct {
 	// the managers see it (its role, so the daemon can follow a promotion
 	// or demotion) and the manager list.
 	OnSession func(*api.SessionMessage)
+	// MaxConcurrentStarts bounds container creates and starts in flight
+	// (DefaultMaxConcurrentStarts when zero).
+	MaxConcurrentStarts int
 }
 
 // Agent runs a node's tasks for the managers.
 type Agent struct {
 	cfg      Config
 	reporter *Reporter
+	// tasks is the runtime as task goroutines use it: starts bounded.
+	tasks Runtime
 
 	mu       sync.Mutex // guards the fields below
 	managers []string
@@ -77,7 +82,8 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, managers: append([]string(nil), cfg.Managers...), runners: map[string]*taskRunner{}}
+	a := &Agent{cfg: cfg, tasks: limitStarts(cfg.Runtime, cfg.MaxConcurrentStarts),
+		managers: append([]string(nil), cfg.Managers...), runners: map[string]*taskRunner{}}
 	a.reporter = NewReporter(a.sendStatus)
 	a.reporter.Logger = cfg.Logger
 	return a, nil
@@ -222,7 +228,7 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 
 // startLocked starts t's goroutine.
 func (a *Agent) startLocked(t *api.Task) {
-	r := newTaskRunner(a.cfg.Runtime, a.reporter.Report, a.cfg.Logger)
+	r := newTaskRunner(a.tasks, a.reporter.Report, a.cfg.Logger)
 	a.runners[t.GetId()] = r
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); r.run(a.ctx, t) }()

@@ -13,8 +13,14 @@ import (
 // DefaultHeartbeatPeriod is used until the dispatcher names its period.
 const DefaultHeartbeatPeriod = time.Second
 
-// sessionOpenTimeout bounds the wait for a session's first message.
-const sessionOpenTimeout = 10 * time.Second
+// sessionOpenTimeout bounds the wait for a session's first message, and
+// heartbeatTimeout one heartbeat: long enough for a manager that is only
+// slow (a loaded machine) to answer, since leaving it means a new session
+// and a full resend of the node's assignments.
+const (
+	sessionOpenTimeout = 10 * time.Second
+	heartbeatTimeout   = 10 * time.Second
+)
 
 // errSessionEnded: a stream of the session ended without an error.
 var errSessionEnded = errors.New("session stream ended")
@@ -109,7 +115,7 @@ func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error 
 	for {
 		// A heartbeat that outlasts the manager's grace is lost anyway:
 		// give up on that manager instead of waiting on TCP.
-		hctx, cancel := context.WithTimeout(ctx, 3*period)
+		hctx, cancel := context.WithTimeout(ctx, max(3*period, heartbeatTimeout))
 		resp, err := c.Heartbeat(hctx, &api.HeartbeatRequest{SessionId: sid})
 		cancel()
 		if err != nil {

@@ -26,7 +26,8 @@ import (
 //     numbers get new tasks;
 //   - a current task that ended is replaced as its restart policy says, with
 //     the restart delay held in the new task (desired READY until released);
-//   - a task on a DOWN or removed node is replaced in its slot at once (the
+//   - a task on a DOWN or removed node is replaced in its slot at once, with
+//     no restart delay (the
 //     old one is asked to shut down, which its node does when it returns);
 //   - a task on a drained node, or on a node its constraints no longer
 //     match, is shut down and replaced once it has stopped (stop-first);
@@ -212,7 +213,10 @@ func (b *builder) tendReplicas(svc *api.Service, liveG []*group, busy int, nodes
 			if node == nil {
 				why = "node removed"
 			}
-			b.replace(svc, g, cur, RestartDelay(svc.GetSpec().GetTask()), why)
+			// No restart delay: it keeps a crashing task from looping, and a
+			// lost node is not the task's crash. Swarm waits the delay here
+			// too, which is most of its 10.9 s to heal a lost worker.
+			b.replace(svc, g, cur, 0, why)
 		case assigned && nodeDrained(node):
 			b.vacate(svc, g, nodes, "node drained")
 		case assigned && !constraintsMatch(cur, node):

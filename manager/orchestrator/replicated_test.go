@@ -71,13 +71,13 @@ func TestReconcileReplicated(t *testing.T) {
 			want:  "+3:RUN"},
 
 		// Nodes.
-		{name: "node down: replaced in the same slot, held for the restart delay", svc: replicated(2),
+		{name: "node down: replaced in the same slot at once (no restart delay)", svc: replicated(2),
 			nodes: []*api.Node{node("n1", down), n2},
 			tasks: tasksOf(old, tk{id: "a", slot: 1, node: "n1", state: RUN}, tk{id: "b", slot: 2, node: "n2", state: RUN}),
-			want:  "+1:READY a>SHUT", next: 5 * time.Second},
+			want:  "+1:RUN a>SHUT"},
 		{name: "node removed from the store: replaced", svc: replicated(1), nodes: three,
 			tasks: tasksOf(old, tk{id: "a", slot: 1, node: "gone", state: RUN}),
-			want:  "+1:READY a>SHUT", next: 5 * time.Second},
+			want:  "+1:RUN a>SHUT"},
 		{name: "node disconnected (not down): kept", svc: replicated(1),
 			nodes: []*api.Node{node("n1", func(n *api.Node) { n.Status.State = api.NodeStatus_DISCONNECTED })},
 			tasks: tasksOf(old, tk{id: "a", slot: 1, node: "n1", state: RUN}),
