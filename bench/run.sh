@@ -89,3 +89,14 @@ printf '%-58s %9s ms   %s of tar -x\n' "shoal import 50 MB rootfs" "$IMP" "$(rat
 echo "== scheduler alone: 100,000 tasks onto 10,000 nodes, one pass"
 SCHED=$(go test -run '^$' -bench 'BenchmarkSchedule100kOn10k$' -benchtime 3x ./scheduler/ 2>/dev/null | awk '/^BenchmarkSchedule100kOn10k/ {printf "%.0f", $3/1e6}')
 printf '%-58s %9s ms   target < 1000 ms; Nomad C1M placed ~3,750 containers/s cluster-wide\n' "scheduler.Schedule 100k tasks / 10k nodes" "${SCHED:-?}"
+bash "$(dirname "$0")/swarm.sh" "$BIN"   # one node: 100 replicas, then 100 -> 200, beside Docker Swarm
+
+echo "== cluster on test hosts (tests/cluster_bench_test.go; Swarm figures: DESIGN.md references, not measured here)"
+CLUSTER_OUT=$DIR/cluster-bench.txt
+if ! SHOAL_BIN=$(readlink -f "$BIN") go test -run '^$' -bench 'Cluster' -benchtime 1x -timeout 30m ./tests/ >"$CLUSTER_OUT" 2>&1; then
+  sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
+  echo "cluster benchmarks FAILED; the end of their output:" >&2
+  tail -n 80 "$CLUSTER_OUT" >&2
+  exit 1
+fi
+sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
