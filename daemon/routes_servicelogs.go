@@ -12,12 +12,7 @@ import (
 // serviceLogs serves GET /services/{id}/logs and /tasks/{id}/logs: the
 // lines of the tasks on every node, through the leader's log broker, framed
 // as docker does (stdcopy; timestamp, then the details, then the line).
-func (d *Daemon) serviceLogs(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) serviceLogs(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	sel := &api.LogSelector{}
 	if r.Pattern == "GET /tasks/{id}/logs" {
 		resp, err := c.GetTask(r.Context(), &api.GetTaskRequest{TaskId: r.PathValue("id")})

@@ -11,26 +11,21 @@ import (
 
 // serviceRoutes serves /services and /tasks through the Control API.
 func (d *Daemon) serviceRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /services", d.serviceList)
-	mux.HandleFunc("POST /services/create", d.serviceCreate)
-	mux.HandleFunc("GET /services/{id}", d.serviceInspect)
-	mux.HandleFunc("POST /services/{id}/update", d.serviceUpdate)
-	mux.HandleFunc("DELETE /services/{id}", d.serviceRemove)
-	mux.HandleFunc("GET /tasks", d.taskList)
-	mux.HandleFunc("GET /tasks/{id}", d.taskInspect)
-	mux.HandleFunc("GET /services/{id}/logs", d.serviceLogs)
-	mux.HandleFunc("GET /tasks/{id}/logs", d.serviceLogs)
+	mux.HandleFunc("GET /services", d.withControl(d.serviceList))
+	mux.HandleFunc("POST /services/create", d.withControl(d.serviceCreate))
+	mux.HandleFunc("GET /services/{id}", d.withControl(d.serviceInspect))
+	mux.HandleFunc("POST /services/{id}/update", d.withControl(d.serviceUpdate))
+	mux.HandleFunc("DELETE /services/{id}", d.withControl(d.serviceRemove))
+	mux.HandleFunc("GET /tasks", d.withControl(d.taskList))
+	mux.HandleFunc("GET /tasks/{id}", d.withControl(d.taskInspect))
+	mux.HandleFunc("GET /services/{id}/logs", d.withControl(d.serviceLogs))
+	mux.HandleFunc("GET /tasks/{id}/logs", d.withControl(d.serviceLogs))
 }
 
-func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
+func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+	raw, err := queryFilters(r)
 	if err != nil {
 		writeError(w, err)
-		return
-	}
-	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
-	if err != nil {
-		writeError(w, badRequest("%v", err))
 		return
 	}
 	f, err := convert.ServiceListFilters(raw)
@@ -105,12 +100,7 @@ func checkServiceNetworking(spec swarm.ServiceSpec) error {
 	return nil
 }
 
-func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	var spec swarm.ServiceSpec
 	if err := decodeBody(r, &spec); err != nil {
 		writeError(w, err)
@@ -133,12 +123,7 @@ func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, swarm.ServiceCreateResponse{ID: resp.GetService().GetId(), Warnings: []string{}})
 }
 
-func (d *Daemon) serviceInspect(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) serviceInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: r.PathValue("id")})
 	if err != nil {
 		writeError(w, grpcError(err))
@@ -147,12 +132,7 @@ func (d *Daemon) serviceInspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, convert.ServiceToSwarm(resp.GetService()))
 }
 
-func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	q := r.URL.Query()
 	version, err := strconv.ParseUint(q.Get("version"), 10, 64)
 	if err != nil {
@@ -182,12 +162,7 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, swarm.ServiceUpdateResponse{Warnings: []string{}})
 }
 
-func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	if _, err := c.RemoveService(r.Context(), &api.RemoveServiceRequest{ServiceId: r.PathValue("id")}); err != nil {
 		writeError(w, grpcError(err))
 		return
@@ -195,15 +170,10 @@ func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
+func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+	raw, err := queryFilters(r)
 	if err != nil {
 		writeError(w, err)
-		return
-	}
-	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
-	if err != nil {
-		writeError(w, badRequest("%v", err))
 		return
 	}
 	f, err := convert.TaskListFilters(raw)
@@ -237,12 +207,7 @@ func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) taskInspect(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) taskInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetTask(r.Context(), &api.GetTaskRequest{TaskId: r.PathValue("id")})
 	if err != nil {
 		writeError(w, grpcError(err))

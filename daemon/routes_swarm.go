@@ -15,15 +15,37 @@ import (
 // swarmRoutes serves /swarm and /nodes (Docker Engine API shapes) through
 // this node's manager's Control API.
 func (d *Daemon) swarmRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /swarm", d.swarmInspect)
+	mux.HandleFunc("GET /swarm", d.withControl(d.swarmInspect))
 	mux.HandleFunc("POST /swarm/init", d.swarmInit)
 	mux.HandleFunc("POST /swarm/join", d.swarmJoin)
 	mux.HandleFunc("POST /swarm/leave", d.swarmLeave)
-	mux.HandleFunc("POST /swarm/update", d.swarmUpdate)
-	mux.HandleFunc("GET /nodes", d.nodeList)
-	mux.HandleFunc("GET /nodes/{id}", d.nodeInspect)
-	mux.HandleFunc("POST /nodes/{id}/update", d.nodeUpdate)
-	mux.HandleFunc("DELETE /nodes/{id}", d.nodeRemove)
+	mux.HandleFunc("POST /swarm/update", d.withControl(d.swarmUpdate))
+	mux.HandleFunc("GET /nodes", d.withControl(d.nodeList))
+	mux.HandleFunc("GET /nodes/{id}", d.withControl(d.nodeInspect))
+	mux.HandleFunc("POST /nodes/{id}/update", d.withControl(d.nodeUpdate))
+	mux.HandleFunc("DELETE /nodes/{id}", d.withControl(d.nodeRemove))
+}
+
+// withControl makes a route that needs this node's Control API: on a node
+// that is in no swarm, or only a worker, the route answers Docker's 503.
+func (d *Daemon) withControl(h func(http.ResponseWriter, *http.Request, api.ControlClient)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := d.swarm.control()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		h(w, r, c)
+	}
+}
+
+// queryFilters reads the `filters` query parameter (both of Docker's JSON forms).
+func queryFilters(r *http.Request) (map[string][]string, error) {
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	return raw, nil
 }
 
 // grpcError turns a Control API error into the REST error of its class.
@@ -111,12 +133,7 @@ func (d *Daemon) swarmLeave(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (d *Daemon) swarmInspect(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) swarmInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
 	if err != nil {
 		writeError(w, grpcError(err))
@@ -134,12 +151,7 @@ func (d *Daemon) swarmInspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, convert.ClusterToSwarm(cl))
 }
 
-func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	q := r.URL.Query()
 	version, err := strconv.ParseUint(q.Get("version"), 10, 64)
 	if err != nil {
@@ -180,15 +192,10 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
+func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+	raw, err := queryFilters(r)
 	if err != nil {
 		writeError(w, err)
-		return
-	}
-	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
-	if err != nil {
-		writeError(w, badRequest("%v", err))
 		return
 	}
 	f, err := convert.NodeListFilters(raw)
@@ -211,12 +218,7 @@ func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) nodeInspect(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) nodeInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetNode(r.Context(), &api.GetNodeRequest{NodeId: r.PathValue("id")})
 	if err != nil {
 		writeError(w, grpcError(err))
@@ -225,12 +227,7 @@ func (d *Daemon) nodeInspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, convert.NodeToSwarm(resp.GetNode()))
 }
 
-func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	version, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 64)
 	if err != nil {
 		writeError(w, badRequest("invalid node version %q", r.URL.Query().Get("version")))
@@ -253,12 +250,7 @@ func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (d *Daemon) nodeRemove(w http.ResponseWriter, r *http.Request) {
-	c, err := d.swarm.control()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (d *Daemon) nodeRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
 	if _, err := c.RemoveNode(r.Context(), &api.RemoveNodeRequest{NodeId: r.PathValue("id"), Force: force}); err != nil {
 		writeError(w, grpcError(err))
