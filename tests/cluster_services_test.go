@@ -64,6 +64,48 @@ func TestClusterServices(t *testing.T) {
 			t.Fatalf("env after update: %s", env)
 		}
 		t.Logf("before %s; after %s", before, after)
+		// Image, limits and constraints in one update: the tasks are
+		// replaced onto the workers, from the new image, with the limit.
+		for _, h := range c.Hosts {
+			must(t, h, "tag", "busybox:latest", "busybox:v2")
+		}
+		must(t, mgr, "service", "update", "-d", "--image", "busybox:v2", "--limit-memory", "64m",
+			"--constraint-add", "node.role==worker", "upd")
+		// Done when the rolling update is: two running tasks, both of the
+		// new image, none on the manager.
+		var ps string
+		if !pollUntil(60*time.Second, func() bool {
+			ps = must(t, mgr, "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}} {{.Image}} {{.CurrentState}}", "upd")
+			lines := strings.Split(strings.TrimSpace(ps), "\n")
+			if len(lines) != 2 {
+				return false
+			}
+			for _, l := range lines {
+				if f := strings.Fields(l); len(f) < 3 || f[0] == mgr.Name || f[1] != "busybox:v2" || f[2] != "Running" {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Fatalf("update to busybox:v2 on the workers did not finish:\n%s", ps)
+		}
+		spec := must(t, mgr, "service", "inspect", "--format",
+			"{{.Spec.TaskTemplate.ContainerSpec.Image}} {{.Spec.TaskTemplate.Resources.Limits.MemoryBytes}} {{.Spec.TaskTemplate.Placement.Constraints}}", "upd")
+		if !strings.HasPrefix(spec, "busybox:v2 67108864 [node.role==worker]") {
+			t.Fatalf("spec after update: %s", spec)
+		}
+		// node ps lists what runs on a node, from any manager.
+		onWorkers := 0
+		for _, w := range c.workers {
+			out := must(t, mgr, "node", "ps", "--filter", "desired-state=running", "--format", "{{.Name}} {{.Image}}", w.Name)
+			onWorkers += strings.Count(out, "upd.")
+			if strings.Contains(out, "upd.") && !strings.Contains(out, "busybox:v2") {
+				t.Fatalf("node ps %s: %q", w.Name, out)
+			}
+		}
+		if onWorkers != 2 {
+			t.Fatalf("node ps of the workers shows %d tasks of upd, want 2 (service ps:\n%s)", onWorkers, ps)
+		}
 		must(t, mgr, "service", "rm", "upd")
 	})
 
