@@ -16,12 +16,12 @@ import (
 
 // cand is a node that passed the static filters for one group.
 type cand struct {
-	n    *nodeState
-	svc  int // tasks of the group's service on the node
+	n   *nodeState
+	svc int // tasks of the group's service on the node
 	// fails are the service's recent failures on the node: static in a pass.
 	fails int
-	pos  int // index in leaf.nodes
-	leaf *branch
+	pos   int // index in leaf.nodes
+	leaf  *branch
 }
 
 // branch is a tree node: internal (kids) or leaf (nodes).
