@@ -111,6 +111,7 @@ func nextName() string {
 // StartDaemon starts a daemon with fresh roots and registers its removal.
 func StartDaemon(t testing.TB, opts Options) *Daemon {
 	t.Helper()
+	holdRunLock()
 	bin := Binary(t)
 	name := nextName()
 	seq.Lock()

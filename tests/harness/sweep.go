@@ -2,12 +2,14 @@ package harness
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,9 +20,50 @@ import (
 // processes started from BaseDir, mounts under it, cgroups and links whose names
 // start with the harness prefix, the directories themselves, and test hosts'
 // network namespaces (with what still runs in them).
+//
+// Another live test process's daemons and hosts look just like leftovers, so
+// Sweep does nothing while one runs: every process that uses the harness holds
+// runLockPath shared, and Sweep sweeps only when it can hold it alone. A
+// crashed process's lock goes with it, so its leftovers are swept by the next
+// run that is alone.
 func Sweep() {
+	if f := holdRunLock(); f != nil {
+		fd := int(f.Fd())
+		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			_ = unix.Flock(fd, unix.LOCK_SH) // converting may have dropped it
+			fmt.Fprintln(os.Stderr, "harness: another test process uses the test hosts: not sweeping")
+			return
+		}
+		defer unix.Flock(fd, unix.LOCK_SH)
+	}
 	sweepMatching(BaseDir, Prefix, "br"+Prefix[:5])
 	sweepHosts()
+}
+
+// runLockPath is outside BaseDir, which Sweep removes.
+const runLockPath = "/run/" + Prefix + ".lock"
+
+var runLock struct {
+	once sync.Once
+	f    *os.File
+}
+
+// holdRunLock takes, once per process, the shared lock that marks it as a
+// live user of the harness; nil if the lock cannot be had (then Sweep
+// sweeps unconditionally, as before).
+func holdRunLock() *os.File {
+	runLock.once.Do(func() {
+		f, err := os.OpenFile(runLockPath, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_SH) != nil {
+			f.Close()
+			return
+		}
+		runLock.f = f
+	})
+	return runLock.f
 }
 
 // sweepMatching removes processes whose command line mentions dir, mounts under
