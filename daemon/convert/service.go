@@ -273,7 +273,13 @@ func ServiceStatus(svc *api.Service, tasks []*api.Task, nodeUp func(nodeID strin
 		if t.GetServiceId() != svc.GetId() {
 			continue
 		}
-		if global && t.GetDesiredState() == api.TaskState_RUNNING {
+		if t.GetDesiredState() != api.TaskState_RUNNING {
+			// As dockerd (which lists desired-running tasks only): a task
+			// being shut down after a scale-down or an update still runs for
+			// its grace period, but is not one of the service's replicas.
+			continue
+		}
+		if global {
 			out.DesiredTasks++
 		}
 		if t.GetStatus().GetState() == api.TaskState_RUNNING && (nodeUp == nil || nodeUp(t.GetNodeId())) {

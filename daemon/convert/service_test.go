@@ -442,6 +442,7 @@ func TestServiceStatus(t *testing.T) {
 		task("s", "n1", run, api.TaskState_PREPARING),
 		task("s", "n1", shut, api.TaskState_COMPLETE),
 		task("s", "n2", shut, api.TaskState_FAILED),
+		task("s", "n2", shut, run), // scaled down, still stopping: not a replica
 		task("other", "n1", run, run),
 	}
 	up := func(id string) bool { return id != "down" }
