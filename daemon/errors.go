@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
 )
@@ -50,6 +51,10 @@ func statusOf(err error) int {
 		// A command that cannot be run is the caller's mistake, as dockerd
 		// says it (400); the CLI maps its message to exit 126/127.
 		return http.StatusBadRequest
+	case api.ClassOf(err) != nil:
+		// The cluster's errors (control API, conversions): Docker's status
+		// of their class, also across the gRPC hop (api.FromGRPC).
+		return api.HTTPStatus(err)
 	}
 	return http.StatusInternalServerError
 }

@@ -233,6 +233,19 @@ func parseTime(name, s string) (time.Time, error) {
 	return time.Unix(0, int64(sec*1e9)), nil
 }
 
+// tailParam reads the logs' tail parameter: a count, or -1 for "all",
+// empty or negative (every line), as dockerd.
+func tailParam(t string) (int, error) {
+	if t == "" || t == "all" {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return 0, badRequest("invalid tail %q: want a number or all", t)
+	}
+	return max(n, -1), nil
+}
+
 func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	stdout, stderr := boolParam(r, "stdout"), boolParam(r, "stderr")
@@ -240,18 +253,12 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("Bad parameters: you must choose at least one stream"))
 		return
 	}
-	opts := containers.LogsOptions{Tail: -1, Follow: boolParam(r, "follow")}
-	if t := q.Get("tail"); t != "" && t != "all" {
-		n, err := strconv.Atoi(t)
-		if err != nil {
-			writeError(w, badRequest("invalid tail %q: want a number or all", t))
-			return
-		}
-		if n >= 0 {
-			opts.Tail = n
-		}
+	tail, err := tailParam(q.Get("tail"))
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	var err error
+	opts := containers.LogsOptions{Tail: tail, Follow: boolParam(r, "follow")}
 	if opts.Since, err = parseTime("since", q.Get("since")); err != nil {
 		writeError(w, err)
 		return

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -12,19 +11,25 @@ import (
 // serviceLogs serves GET /services/{id}/logs and /tasks/{id}/logs: the
 // lines of the tasks on every node, through the leader's log broker, framed
 // as docker does (stdcopy; timestamp, then the details, then the line).
-func (d *Daemon) serviceLogs(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+func (d *Daemon) serviceLogs(w http.ResponseWriter, r *http.Request) {
+	conn, err := d.swarm.managerConn()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c := api.NewControlClient(conn)
 	sel := &api.LogSelector{}
 	if r.Pattern == "GET /tasks/{id}/logs" {
 		resp, err := c.GetTask(r.Context(), &api.GetTaskRequest{TaskId: r.PathValue("id")})
 		if err != nil {
-			writeError(w, grpcError(err))
+			writeError(w, api.FromGRPC(err))
 			return
 		}
 		sel.TaskIds = []string{resp.GetTask().GetId()}
 	} else {
 		resp, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: r.PathValue("id")})
 		if err != nil {
-			writeError(w, grpcError(err))
+			writeError(w, api.FromGRPC(err))
 			return
 		}
 		sel.ServiceIds = []string{resp.GetService().GetId()}
@@ -35,17 +40,12 @@ func (d *Daemon) serviceLogs(w http.ResponseWriter, r *http.Request, c api.Contr
 		writeError(w, badRequest("Bad parameters: you must choose at least one stream"))
 		return
 	}
-	opts := &api.LogOptions{Follow: boolParam(r, "follow"), Tail: -1}
-	if t := q.Get("tail"); t != "" && t != "all" {
-		n, err := strconv.Atoi(t)
-		if err != nil {
-			writeError(w, badRequest("invalid tail %q: want a number or all", t))
-			return
-		}
-		if n >= 0 {
-			opts.Tail = int64(n)
-		}
+	tail, err := tailParam(q.Get("tail"))
+	if err != nil {
+		writeError(w, err)
+		return
 	}
+	opts := &api.LogOptions{Follow: boolParam(r, "follow"), Tail: int64(tail)}
 	since, err := parseTime("since", q.Get("since"))
 	if err != nil {
 		writeError(w, err)
@@ -56,9 +56,9 @@ func (d *Daemon) serviceLogs(w http.ResponseWriter, r *http.Request, c api.Contr
 	}
 	ctx, cancel := d.streamContext(r)
 	defer cancel()
-	stream, err := d.swarm.logs(ctx, &api.SubscribeLogsRequest{Selector: sel, Options: opts})
+	stream, err := api.NewLogBrokerClient(conn).SubscribeLogs(ctx, &api.SubscribeLogsRequest{Selector: sel, Options: opts})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	timestamps, details := boolParam(r, "timestamps"), boolParam(r, "details")

@@ -18,24 +18,24 @@ func (d *Daemon) serviceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /services/{id}", d.withControl(d.serviceRemove))
 	mux.HandleFunc("GET /tasks", d.withControl(d.taskList))
 	mux.HandleFunc("GET /tasks/{id}", d.withControl(d.taskInspect))
-	mux.HandleFunc("GET /services/{id}/logs", d.withControl(d.serviceLogs))
-	mux.HandleFunc("GET /tasks/{id}/logs", d.withControl(d.serviceLogs))
+	mux.HandleFunc("GET /services/{id}/logs", d.serviceLogs)
+	mux.HandleFunc("GET /tasks/{id}/logs", d.serviceLogs)
 }
 
 func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
-	raw, err := queryFilters(r)
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	f, err := convert.ServiceListFilters(raw)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	resp, err := c.ListServices(r.Context(), &api.ListServicesRequest{Filters: f.Request})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	var status map[string]*swarm.ServiceStatus
@@ -66,11 +66,11 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 	}
 	tasks, err := c.ListTasks(r.Context(), &api.ListTasksRequest{Filters: &api.ListTasksRequest_Filters{ServiceIds: ids}})
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, api.FromGRPC(err)
 	}
 	nodes, err := c.ListNodes(r.Context(), &api.ListNodesRequest{})
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, api.FromGRPC(err)
 	}
 	ready := map[string]bool{}
 	for _, n := range nodes.GetNodes() {
@@ -102,7 +102,7 @@ func checkServiceNetworking(spec swarm.ServiceSpec) error {
 
 func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	var spec swarm.ServiceSpec
-	if err := decodeBody(r, &spec); err != nil {
+	if err := decodeJSON(r, &spec); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -112,12 +112,12 @@ func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.Con
 	}
 	s, err := convert.ServiceSpecFromSwarm(spec)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	resp, err := c.CreateService(r.Context(), &api.CreateServiceRequest{Spec: s})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	writeJSON(w, http.StatusCreated, swarm.ServiceCreateResponse{ID: resp.GetService().GetId(), Warnings: []string{}})
@@ -126,7 +126,7 @@ func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.Con
 func (d *Daemon) serviceInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: r.PathValue("id")})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, convert.ServiceToSwarm(resp.GetService()))
@@ -140,7 +140,7 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.Con
 		return
 	}
 	var spec swarm.ServiceSpec
-	if err := decodeBody(r, &spec); err != nil {
+	if err := decodeJSON(r, &spec); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -150,13 +150,13 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.Con
 	}
 	s, err := convert.ServiceSpecFromSwarm(spec)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	req := &api.UpdateServiceRequest{ServiceId: r.PathValue("id"), ServiceVersion: version, Spec: s,
 		Rollback: q.Get("rollback") == "previous"}
 	if _, err := c.UpdateService(r.Context(), req); err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, swarm.ServiceUpdateResponse{Warnings: []string{}})
@@ -164,33 +164,33 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.Con
 
 func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	if _, err := c.RemoveService(r.Context(), &api.RemoveServiceRequest{ServiceId: r.PathValue("id")}); err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
 func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
-	raw, err := queryFilters(r)
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	f, err := convert.TaskListFilters(raw)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	resp, err := c.ListTasks(r.Context(), &api.ListTasksRequest{Filters: f.Request})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	services := map[string]*api.Service{}
 	if f.UpToDate || len(f.Labels) > 0 {
 		svcs, err := c.ListServices(r.Context(), &api.ListServicesRequest{})
 		if err != nil {
-			writeError(w, grpcError(err))
+			writeError(w, api.FromGRPC(err))
 			return
 		}
 		for _, s := range svcs.GetServices() {
@@ -210,7 +210,7 @@ func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request, c api.ControlC
 func (d *Daemon) taskInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetTask(r.Context(), &api.GetTaskRequest{TaskId: r.PathValue("id")})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, convert.TaskToSwarm(resp.GetTask()))

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,53 +29,27 @@ func (d *Daemon) swarmRoutes(mux *http.ServeMux) {
 // that is in no swarm, or only a worker, the route answers Docker's 503.
 func (d *Daemon) withControl(h func(http.ResponseWriter, *http.Request, api.ControlClient)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := d.swarm.control()
+		conn, err := d.swarm.managerConn()
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		h(w, r, c)
+		h(w, r, api.NewControlClient(conn))
 	}
 }
 
-// queryFilters reads the `filters` query parameter (both of Docker's JSON forms).
-func queryFilters(r *http.Request) (map[string][]string, error) {
-	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
-	if err != nil {
-		return nil, badRequest("%v", err)
-	}
-	return raw, nil
-}
-
-// grpcError turns a Control API error into the REST error of its class.
-func grpcError(err error) error {
-	err = api.FromGRPC(err)
-	return withStatus(api.HTTPStatus(err), err)
-}
-
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
-	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid JSON body: %v", err)
-	}
-	return nil
-}
-
-func availabilityOf(a swarm.NodeAvailability) (api.NodeSpec_Availability, error) {
-	switch a {
-	case "", swarm.NodeAvailabilityActive:
+// joinAvailability is the availability of a swarm init or join request:
+// active when it names none, as in Docker.
+func joinAvailability(a swarm.NodeAvailability) (api.NodeSpec_Availability, error) {
+	if a == "" {
 		return api.NodeSpec_ACTIVE, nil
-	case swarm.NodeAvailabilityPause:
-		return api.NodeSpec_PAUSE, nil
-	case swarm.NodeAvailabilityDrain:
-		return api.NodeSpec_DRAIN, nil
 	}
-	return 0, badRequest("invalid availability %q: want active, pause or drain", a)
+	return convert.NodeAvailabilityFromSwarm(a)
 }
 
 func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 	var req swarm.InitRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -84,14 +57,14 @@ func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("--force-new-cluster and --autolock are not supported"))
 		return
 	}
-	avail, err := availabilityOf(req.Availability)
+	avail, err := joinAvailability(req.Availability)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	spec, err := convert.ClusterSpecFromSwarm(req.Spec)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	id, err := d.swarm.initSwarm(r.Context(), req.ListenAddr, req.AdvertiseAddr, spec, avail)
@@ -104,7 +77,7 @@ func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) swarmJoin(w http.ResponseWriter, r *http.Request) {
 	var req swarm.JoinRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -112,7 +85,7 @@ func (d *Daemon) swarmJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("at least 1 RemoteAddr is required to join"))
 		return
 	}
-	avail, err := availabilityOf(req.Availability)
+	avail, err := joinAvailability(req.Availability)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -136,12 +109,12 @@ func (d *Daemon) swarmLeave(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) swarmInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	tokens, err := c.GetJoinTokens(r.Context(), &api.GetJoinTokensRequest{})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	cl := resp.GetCluster()
@@ -159,23 +132,23 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.Contr
 		return
 	}
 	var spec swarm.Spec
-	if err := decodeBody(r, &spec); err != nil {
+	if err := decodeJSON(r, &spec); err != nil {
 		writeError(w, err)
 		return
 	}
 	cur, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	// Fields a client leaves at zero keep their current values, as in dockerd.
 	cs, err := convert.MergeClusterSpec(cur.GetCluster().GetSpec(), spec)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	if _, err := c.UpdateCluster(r.Context(), &api.UpdateClusterRequest{ClusterVersion: version, Spec: cs}); err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	for _, rot := range []struct {
@@ -184,7 +157,7 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.Contr
 	}{{"rotateWorkerToken", api.NodeRole_WORKER}, {"rotateManagerToken", api.NodeRole_MANAGER}} {
 		if yes, _ := strconv.ParseBool(q.Get(rot.param)); yes {
 			if _, err := c.RotateJoinToken(r.Context(), &api.RotateJoinTokenRequest{Role: rot.role}); err != nil {
-				writeError(w, grpcError(err))
+				writeError(w, api.FromGRPC(err))
 				return
 			}
 		}
@@ -193,19 +166,19 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.Contr
 }
 
 func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
-	raw, err := queryFilters(r)
+	raw, err := convert.ParseFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	f, err := convert.NodeListFilters(raw)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	resp, err := c.ListNodes(r.Context(), &api.ListNodesRequest{Filters: f.Request})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	out := make([]swarm.Node, 0, len(resp.GetNodes()))
@@ -221,7 +194,7 @@ func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request, c api.ControlC
 func (d *Daemon) nodeInspect(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	resp, err := c.GetNode(r.Context(), &api.GetNodeRequest{NodeId: r.PathValue("id")})
 	if err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, convert.NodeToSwarm(resp.GetNode()))
@@ -234,17 +207,17 @@ func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request, c api.Contro
 		return
 	}
 	var spec swarm.NodeSpec
-	if err := decodeBody(r, &spec); err != nil {
+	if err := decodeJSON(r, &spec); err != nil {
 		writeError(w, err)
 		return
 	}
 	ns, err := convert.NodeSpecFromSwarm(spec)
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		writeError(w, err)
 		return
 	}
 	if _, err := c.UpdateNode(r.Context(), &api.UpdateNodeRequest{NodeId: r.PathValue("id"), NodeVersion: version, Spec: ns}); err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -253,7 +226,7 @@ func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request, c api.Contro
 func (d *Daemon) nodeRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
 	if _, err := c.RemoveNode(r.Context(), &api.RemoveNodeRequest{NodeId: r.PathValue("id"), Force: force}); err != nil {
-		writeError(w, grpcError(err))
+		writeError(w, api.FromGRPC(err))
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -270,7 +243,7 @@ func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
 		NodeID: snap.state.NodeID, NodeAddr: host, LocalNodeState: swarm.LocalNodeStateActive,
 		ControlAvailable: snap.state.Role == roleManager,
 	}
-	for _, m := range snap.managers {
+	for _, m := range snap.state.Managers {
 		info.RemoteManagers = append(info.RemoteManagers, swarm.Peer{Addr: m})
 	}
 	if !info.ControlAvailable {
@@ -281,11 +254,12 @@ func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
 		// scheduled until a quorum elects a leader again.
 		info.Error = manager.ErrNoLeader.Error()
 	}
-	c, err := d.swarm.control()
+	conn, err := d.swarm.managerConn()
 	if err != nil {
 		info.Error = err.Error()
 		return info
 	}
+	c := api.NewControlClient(conn)
 	if nodes, err := c.ListNodes(r.Context(), &api.ListNodesRequest{}); err == nil {
 		info.Nodes = len(nodes.GetNodes())
 		info.RemoteManagers = nil

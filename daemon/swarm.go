@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -24,9 +25,9 @@ const DefaultSwarmPort = 2377
 
 // Docker's answers for a node in the wrong swarm state (all 503).
 var (
-	errNotInSwarm = withStatus(503, errors.New(`This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`))
-	errInSwarm    = withStatus(503, errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
-	errWorkerNode = withStatus(503, errors.New(`This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.`))
+	errNotInSwarm = withStatus(http.StatusServiceUnavailable, errors.New(`This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`))
+	errInSwarm    = withStatus(http.StatusServiceUnavailable, errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
+	errWorkerNode = withStatus(http.StatusServiceUnavailable, errors.New(`This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.`))
 )
 
 // swarmNode is this daemon's membership in a swarm: its identity on disk,
@@ -106,15 +107,25 @@ func (s *swarmNode) stopManager() {
 
 // startManager binds the manager port and runs the manager. Called with mu held.
 func (s *swarmNode) startManager(bootstrap bool) error {
-	ln, err := net.Listen("tcp", s.state.ListenAddr)
+	ln, err := listenManager(s.state.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("failed to listen on %s: %w", s.state.ListenAddr, err)
+		return err
 	}
 	return s.runManager(ln, bootstrap)
 }
 
+// listenManager binds the manager port; a bad or taken address is the
+// client's mistake (400), as in dockerd.
+func listenManager(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, withStatus(http.StatusBadRequest, fmt.Errorf("failed to listen on %s: %v", addr, err))
+	}
+	return ln, nil
+}
+
 func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
-	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
+	clientTLS, err := s.id.clientTLS()
 	if err != nil {
 		ln.Close()
 		return err
@@ -155,19 +166,16 @@ type dispatcherConn struct {
 
 // startAgent runs the worker agent against the known managers. Called with mu held.
 func (s *swarmNode) startAgent() error {
-	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
-	if err != nil {
-		return err
-	}
 	managers := s.state.Managers
 	if s.state.Role == roleManager {
 		// Its own manager first: no network hop, and it forwards to the leader.
 		managers = append([]string{s.state.AdvertiseAddr}, managers...)
 	}
+	id := s.id
 	a, err := worker.New(worker.Config{
-		Managers: slices.Compact(managers),
+		Managers: dedup(managers),
 		Dial: func(ctx context.Context, addr string) (worker.Conn, error) {
-			c, err := manager.Dial(addr, clientTLS)
+			c, err := id.dial(addr)
 			if err != nil {
 				return nil, err
 			}
@@ -268,7 +276,7 @@ func (s *swarmNode) follow(m *api.SessionMessage) {
 func advertiseFor(given, listen, remote string) (string, error) {
 	_, lport, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "", withStatus(400, fmt.Errorf("invalid listen address %q: %v", listen, err))
+		return "", withStatus(http.StatusBadRequest, fmt.Errorf("invalid listen address %q: %v", listen, err))
 	}
 	if given != "" {
 		if _, _, err := net.SplitHostPort(given); err == nil {
@@ -280,7 +288,7 @@ func advertiseFor(given, listen, remote string) (string, error) {
 					return net.JoinHostPort(ip, lport), nil
 				}
 			}
-			return "", withStatus(400, fmt.Errorf("invalid advertise address %q: not an IP address or interface", given))
+			return "", withStatus(http.StatusBadRequest, fmt.Errorf("invalid advertise address %q: not an IP address or interface", given))
 		}
 		return net.JoinHostPort(given, lport), nil
 	}
@@ -298,7 +306,7 @@ func advertiseFor(given, listen, remote string) (string, error) {
 	if len(ips) == 1 {
 		return net.JoinHostPort(ips[0], lport), nil
 	}
-	return "", withStatus(400, fmt.Errorf("could not choose an IP address to advertise since this system has %d addresses: use --advertise-addr", len(ips)))
+	return "", withStatus(http.StatusBadRequest, fmt.Errorf("could not choose an IP address to advertise since this system has %d addresses: use --advertise-addr", len(ips)))
 }
 
 func firstIPv4(ifc *net.Interface) string {
@@ -334,6 +342,17 @@ func normalizeListen(addr string) string {
 		return net.JoinHostPort(addr, strconv.Itoa(DefaultSwarmPort))
 	}
 	return addr
+}
+
+// dedup keeps the first of each address, in order.
+func dedup(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // removeState deletes the node's swarm directory (leave, failed init/join).

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager"
-	"github.com/shoal-project/shoal/worker"
+	"google.golang.org/grpc"
 )
 
 // initSwarm makes this node the first manager of a new swarm and returns its
@@ -27,9 +29,9 @@ func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spe
 	if err != nil {
 		return "", err
 	}
-	ln, err := net.Listen("tcp", listen)
+	ln, err := listenManager(listen)
 	if err != nil {
-		return "", withStatus(400, fmt.Errorf("failed to listen on %s: %v", listen, err))
+		return "", err
 	}
 	f, err := manager.Found(adv, spec, avail, time.Now())
 	if err != nil {
@@ -85,16 +87,16 @@ func (s *swarmNode) joinSwarm(ctx context.Context, remote, token, listen, advert
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", listen)
+	ln, err := listenManager(listen)
 	if err != nil {
-		return withStatus(400, fmt.Errorf("failed to listen on %s: %v", listen, err))
+		return err
 	}
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	res, err := manager.Join(jctx, remote, token, adv, avail)
 	if err != nil {
 		ln.Close()
-		return withStatus(api.HTTPStatus(err), err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -133,11 +135,7 @@ func (s *swarmNode) joinSwarm(ctx context.Context, remote, token, listen, advert
 // joinRaft asks the managers (through remote, which forwards to the leader)
 // to add this node's manager to raft.
 func (s *swarmNode) joinRaft(ctx context.Context, remote string) error {
-	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
-	if err != nil {
-		return err
-	}
-	conn, err := manager.Dial(remote, clientTLS)
+	conn, err := s.id.dial(remote)
 	if err != nil {
 		return err
 	}
@@ -166,10 +164,10 @@ func (s *swarmNode) leaveSwarm(ctx context.Context, force bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state == nil {
-		return withStatus(503, errors.New("This node is not part of a swarm"))
+		return withStatus(http.StatusServiceUnavailable, errors.New("This node is not part of a swarm"))
 	}
 	if s.state.Role == roleManager && !force {
-		return withStatus(503, errors.New("You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves the remaining managers with one fewer member, and removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."))
+		return withStatus(http.StatusServiceUnavailable, errors.New("You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves the remaining managers with one fewer member, and removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."))
 	}
 	if s.state.Role == roleManager && s.conn != nil {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -217,13 +215,9 @@ func (s *swarmNode) changeRole(to string) {
 func (s *swarmNode) switchRole(to string) error {
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	clientTLS, err := manager.ClientTLS(s.id.root, s.id.cert, s.id.key)
-	if err != nil {
-		return err
-	}
 	var lastErr error
 	for _, addr := range append(append([]string(nil), s.state.Managers...), s.state.AdvertiseAddr) {
-		conn, err := manager.Dial(addr, clientTLS)
+		conn, err := s.id.dial(addr)
 		if err != nil {
 			lastErr = err
 			continue
@@ -271,8 +265,9 @@ func (s *swarmNode) applyRole(ctx context.Context, to string, id *identity, via 
 	return s.startAgent()
 }
 
-// control returns the Control API of this node's manager.
-func (s *swarmNode) control() (api.ControlClient, error) {
+// managerConn is the connection to this node's manager, for the cluster
+// routes: Docker's 503s on a node in no swarm or a worker.
+func (s *swarmNode) managerConn() (*grpc.ClientConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -281,26 +276,13 @@ func (s *swarmNode) control() (api.ControlClient, error) {
 	case s.state.Role != roleManager || s.conn == nil:
 		return nil, errWorkerNode
 	}
-	return api.NewControlClient(s.conn), nil
-}
-
-// logs subscribes to the logs of a selection through this node's manager.
-func (s *swarmNode) logs(ctx context.Context, req *api.SubscribeLogsRequest) (api.LogBroker_SubscribeLogsClient, error) {
-	s.mu.Lock()
-	conn := s.conn
-	s.mu.Unlock()
-	if conn == nil {
-		return nil, errWorkerNode
-	}
-	return api.NewLogBrokerClient(conn).SubscribeLogs(ctx, req)
+	return s.conn, nil
 }
 
 // snapshot is this node's swarm membership for /info and /_ping.
 type swarmSnapshot struct {
-	state    *swarmState
-	leader   bool
-	noLeader bool // a manager that knows of no leader: no quorum
-	managers []string
+	state    *swarmState // a copy; nil when the node is in no swarm
+	noLeader bool        // a manager that knows of no leader: no quorum
 }
 
 func (s *swarmNode) snapshot() swarmSnapshot {
@@ -310,13 +292,11 @@ func (s *swarmNode) snapshot() swarmSnapshot {
 		return swarmSnapshot{}
 	}
 	st := *s.state
-	snap := swarmSnapshot{state: &st, managers: append([]string(nil), st.Managers...)}
+	st.Managers = slices.Clone(st.Managers)
+	snap := swarmSnapshot{state: &st}
 	if s.mgr != nil {
-		snap.leader = s.mgr.Raft().IsLeader()
 		id, _ := s.mgr.Raft().Leader()
 		snap.noLeader = id == ""
 	}
 	return snap
 }
-
-var _ worker.Runtime = (*worker.EngineRuntime)(nil)

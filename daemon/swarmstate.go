@@ -2,13 +2,16 @@ package daemon
 
 import (
 	"crypto/ecdsa"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/shoal-project/shoal/manager"
 	"github.com/shoal-project/shoal/manager/ca"
+	"google.golang.org/grpc"
 )
 
 // swarmState is what a node keeps of its swarm membership in
@@ -42,6 +45,20 @@ type identity struct {
 	root *ca.RootCA
 	cert []byte
 	key  *ecdsa.PrivateKey
+}
+
+// clientTLS is the mutual-TLS configuration id dials managers with.
+func (id *identity) clientTLS() (*tls.Config, error) {
+	return manager.ClientTLS(id.root, id.cert, id.key)
+}
+
+// dial opens a connection to the manager at addr as id.
+func (id *identity) dial(addr string) (*grpc.ClientConn, error) {
+	cfg, err := id.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	return manager.Dial(addr, cfg)
 }
 
 // load reads the state; (nil, nil) means the node is in no swarm.

@@ -21,6 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -44,6 +45,10 @@ func TestStatusOf(t *testing.T) {
 		{badRequest("nope"), 400},
 		{withStatus(500, fmt.Errorf("%w: port", bridge.ErrConflict)), 500},
 		{withStatus(500, fmt.Errorf("%w: x", containers.ErrConflict)), 500},
+		{api.Wrap(api.ErrInvalidArgument, errors.New("bad spec")), 400},
+		{api.Wrap(api.ErrNotFound, errors.New("service x not found")), 404},
+		{api.Wrap(api.ErrFailedPrecondition, errors.New("last manager")), 400},
+		{api.FromGRPC(api.ToGRPC(api.Wrap(api.ErrUnavailable, errors.New("no leader")))), 503},
 		{errors.New("disk on fire"), 500},
 		{context.Canceled, 500},
 	} {

@@ -63,7 +63,7 @@ func methodAccess(method string) access {
 	case strings.HasPrefix(method, "/shoal.api.CA/"):
 		return anyone
 	case strings.HasPrefix(method, "/shoal.api.Dispatcher/"),
-		method == "/shoal.api.LogBroker/ListenSubscriptions", method == "/shoal.api.LogBroker/PublishLogs":
+		method == api.LogBroker_ListenSubscriptions_FullMethodName, method == api.LogBroker_PublishLogs_FullMethodName:
 		return member
 	}
 	return managers
@@ -150,7 +150,7 @@ func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	if err != nil {
 		return nil, api.ToGRPC(err)
 	}
-	if m.forwards(info.FullMethod) {
+	if forwards(info.FullMethod) {
 		if conn, addr, err := m.leaderConn(ctx); err != nil {
 			if !isRead(info.FullMethod) {
 				return nil, api.ToGRPC(err)
@@ -179,7 +179,7 @@ func (m *Manager) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	if err != nil {
 		return api.ToGRPC(err)
 	}
-	if m.forwards(info.FullMethod) {
+	if forwards(info.FullMethod) {
 		conn, addr, err := m.leaderConn(ctx)
 		if err != nil {
 			return api.ToGRPC(err)
@@ -191,9 +191,10 @@ func (m *Manager) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	return h(srv, &callerStream{ServerStream: ss, ctx: ctx})
 }
 
-// forwards reports whether method is served by the leader only.
-func (m *Manager) forwards(method string) bool {
-	return method != "/shoal.api.CA/GetRootCACertificate"
+// forwards reports whether method is served by the leader only: all but
+// the root certificate, which every manager has.
+func forwards(method string) bool {
+	return method != api.CA_GetRootCACertificate_FullMethodName
 }
 
 func isRead(method string) bool {

@@ -18,68 +18,6 @@ import (
 	"github.com/shoal-project/shoal/tests/harness"
 )
 
-// benchSwarm is a swarm on test hosts for the benchmarks: node1 ran swarm
-// init, the next managers-1 hosts joined as managers, the rest as workers,
-// and busybox:latest is imported on every host.
-type benchSwarm struct {
-	*harness.Cluster
-	managers, workers []*harness.Host
-}
-
-func newBenchSwarm(b *testing.B, managers, workers int) *benchSwarm {
-	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("test hosts need root")
-	}
-	s := &benchSwarm{Cluster: harness.NewCluster(b, managers+workers)}
-	tar := harness.BusyboxTar(b)
-	var wg sync.WaitGroup
-	res := make([]harness.Result, len(s.Hosts))
-	for i, h := range s.Hosts {
-		wg.Add(1)
-		go func() { defer wg.Done(); res[i] = h.Daemon.Run("import", tar, "busybox:latest") }()
-	}
-	wg.Wait()
-	for i, r := range res {
-		if r.Code != 0 {
-			b.Fatalf("shoal import %s busybox:latest on %s: %s%s", tar, s.Hosts[i].Name, r, benchGone(s.Hosts))
-		}
-	}
-	first := s.Hosts[0]
-	first.Daemon.Must("swarm", "init", "--advertise-addr", first.IP)
-	wtok := strings.TrimSpace(first.Daemon.Must("swarm", "join-token", "-q", "worker"))
-	mtok := strings.TrimSpace(first.Daemon.Must("swarm", "join-token", "-q", "manager"))
-	s.managers = []*harness.Host{first}
-	for i, h := range s.Hosts[1:] {
-		tok := wtok
-		if i+1 < managers {
-			tok = mtok
-			s.managers = append(s.managers, h)
-		} else {
-			s.workers = append(s.workers, h)
-		}
-		h.Daemon.Must("swarm", "join", "--token", tok, first.IP+":2377")
-	}
-	var last harness.Result
-	if !benchPoll(60*time.Second, 250*time.Millisecond, func() bool {
-		last = first.Daemon.Run("node", "ls", "--format", "{{.Hostname}} {{.Status}}")
-		return last.Code == 0 && strings.Count(last.Stdout, " Ready\n") == len(s.Hosts)
-	}) {
-		b.Fatalf("not every node Ready after 60 s: shoal node ls --format '{{.Hostname}} {{.Status}}' on %s: %s%s", first.Name, last, benchGone(s.Hosts))
-	}
-	return s
-}
-
-// host returns the host named name (node1...), nil if none.
-func (s *benchSwarm) host(name string) *harness.Host {
-	for _, h := range s.Hosts {
-		if h.Name == name {
-			return h
-		}
-	}
-	return nil
-}
-
 // benchPoll calls cond every interval until it holds (true) or timeout
 // passes (false).
 func benchPoll(timeout, interval time.Duration, cond func() bool) bool {
@@ -186,7 +124,7 @@ func benchTaskSummary(h *harness.Host, svc string) string {
 // benchRemoveService removes svc at cleanup and waits (bounded) until no
 // task container is left on the hosts, so that the harness then stops quiet
 // daemons rather than racing the orchestrator container by container.
-func benchRemoveService(b *testing.B, s *benchSwarm, via func() *harness.Host, svcs ...string) {
+func benchRemoveService(b *testing.B, s *swarmCluster, via func() *harness.Host, svcs ...string) {
 	b.Cleanup(func() {
 		m := via()
 		if m == nil {

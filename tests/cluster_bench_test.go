@@ -67,7 +67,7 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 		fmt.Printf("cluster replicas reduced: MemAvailable %d MiB does not hold %d replicas (~%d MiB each + %d MiB reserve): measuring %d\n", avail, want, perReplica, reserveMB, n)
 	}
 	b.StopTimer()
-	s := newBenchSwarm(b, 1, hosts-1)
+	s := newSwarm(b, 1, hosts-1)
 	m := s.managers[0]
 	benchRemoveService(b, s, func() *harness.Host { return m }, "b")
 
@@ -204,7 +204,7 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 // returns; the new leader's log says when it was elected.
 func BenchmarkClusterFailover(b *testing.B) {
 	b.StopTimer()
-	s := newBenchSwarm(b, 3, 2)
+	s := newSwarm(b, 3, 2)
 	var alive atomic.Pointer[harness.Host]
 	alive.Store(s.managers[0])
 	benchRemoveService(b, s, alive.Load, "s", "s0")
@@ -331,10 +331,7 @@ func BenchmarkClusterFailover(b *testing.B) {
 	}) {
 		b.Fatalf("(d2) no Leader in `shoal node ls --format '{{.Hostname}} {{.ManagerStatus}}'` on %s: %s", m.Name, lastR)
 	}
-	leader := s.host(leaderName)
-	if leader == nil {
-		b.Fatalf("(d2) leader %q is not a test host", leaderName)
-	}
+	leader := s.host(b, leaderName)
 	var survivors []*harness.Host
 	for _, h := range s.managers {
 		if h != leader {
@@ -476,7 +473,7 @@ func BenchmarkClusterFailover(b *testing.B) {
 func BenchmarkClusterManagerRSS10kTasks(b *testing.B) {
 	const services, replicas = 10, 1000
 	b.StopTimer()
-	s := newBenchSwarm(b, 1, 0)
+	s := newSwarm(b, 1, 0)
 	h := s.managers[0]
 	var names []string
 	for i := 0; i < services; i++ {

@@ -21,8 +21,9 @@ type swarmCluster struct {
 	workerToken, managerToken string
 }
 
-// newSwarm builds a swarm of nManagers managers and nWorkers workers.
-func newSwarm(t *testing.T, nManagers, nWorkers int) *swarmCluster {
+// newSwarm builds a swarm of nManagers managers and nWorkers workers (for
+// the tests and the benchmarks).
+func newSwarm(t testing.TB, nManagers, nWorkers int) *swarmCluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("end-to-end tests need root")
@@ -77,7 +78,7 @@ func newSwarm(t *testing.T, nManagers, nWorkers int) *swarmCluster {
 }
 
 // join joins h to the swarm through node1 and checks the role it says.
-func (c *swarmCluster) join(t *testing.T, h *harness.Host, token, role string) {
+func (c *swarmCluster) join(t testing.TB, h *harness.Host, token, role string) {
 	t.Helper()
 	out := must(t, h, "swarm", "join", "--token", token, c.Hosts[0].IP+":2377")
 	if want := "This node joined a swarm as a " + role + "."; strings.TrimSpace(out) != want {
@@ -86,7 +87,7 @@ func (c *swarmCluster) join(t *testing.T, h *harness.Host, token, role string) {
 }
 
 // host returns the host named name (node1...).
-func (c *swarmCluster) host(t *testing.T, name string) *harness.Host {
+func (c *swarmCluster) host(t testing.TB, name string) *harness.Host {
 	for _, h := range c.Hosts {
 		if h.Name == name {
 			return h
@@ -141,7 +142,7 @@ func (ns nodeTable) String() string {
 }
 
 // waitNodes polls `node ls` on h until cond holds or timeout passes.
-func (c *swarmCluster) waitNodes(t *testing.T, h *harness.Host, cond func([]nodeLine) bool, timeout time.Duration, what string) []nodeLine {
+func (c *swarmCluster) waitNodes(t testing.TB, h *harness.Host, cond func([]nodeLine) bool, timeout time.Duration, what string) []nodeLine {
 	t.Helper()
 	var last []nodeLine
 	var lastR harness.Result
@@ -359,7 +360,7 @@ func expectFail(t *testing.T, h *harness.Host, want []string, args ...string) ha
 
 // must runs the CLI on h and fails t (not the test that started h's daemon,
 // as Daemon.Must would) unless it exits 0; it returns stdout.
-func must(t *testing.T, h *harness.Host, args ...string) string {
+func must(t testing.TB, h *harness.Host, args ...string) string {
 	t.Helper()
 	r := h.Daemon.Run(args...)
 	if r.Code != 0 {

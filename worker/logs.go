@@ -101,13 +101,16 @@ func (a *Agent) publish(ctx context.Context, lb api.LogBrokerClient, reader LogR
 		return nil
 	}
 	scanErr := scan()
-	allRead := make(chan struct{})
-	go func() {
-		if !sub.GetOptions().GetFollow() {
+	// Without follow, the publication ends when every reader has; with
+	// follow, only with ctx (allRead stays nil and never fires).
+	var allRead chan struct{}
+	if !sub.GetOptions().GetFollow() {
+		allRead = make(chan struct{})
+		go func() {
 			readers.Wait()
 			close(allRead)
-		}
-	}()
+		}()
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var batch []*api.LogLine
@@ -165,7 +168,7 @@ func selects(sel *api.LogSelector, c ContainerState) bool {
 
 func readLines(ctx context.Context, reader LogReader, c ContainerState, opts *api.LogOptions, out chan<- *api.LogLine) error {
 	ro := containers.LogsOptions{Tail: -1, Follow: opts.GetFollow()}
-	if opts.GetTail() >= 0 && opts != nil {
+	if opts != nil && opts.GetTail() >= 0 {
 		ro.Tail = int(opts.GetTail())
 	}
 	if opts.GetSince() != nil {

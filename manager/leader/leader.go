@@ -14,12 +14,11 @@
 //     Nothing is shared between them but the store, whose versions settle
 //     their races (a write based on a stale read gets api.ErrConflict, and
 //     the loop re-reads and decides again).
-//   - RunWhileLeader runs in the caller's goroutine: it calls Run while the
-//     raft node is leader and cancels it as soon as leadership is lost.
 //
 // Writes never happen on a follower: raftstore refuses them with
-// api.ErrNotLeader, and the loop only backs off until its context (cancelled
-// by RunWhileLeader or the daemon) ends.
+// api.ErrNotLeader, and the loop only backs off until its context ends. The
+// manager (manager.Manager) runs the loops during each term it leads, after
+// its store has caught up, and cancels them when the term ends.
 package leader
 
 import (
@@ -106,8 +105,7 @@ func (c Config) withDefaults() Config {
 }
 
 // Run runs the orchestrator and scheduler loops on store until ctx ends,
-// then returns nil once both have stopped. Call it on the leader only (see
-// RunWhileLeader).
+// then returns nil once both have stopped. Call it on the leader only.
 func Run(ctx context.Context, store Store, clock Clock) error {
 	return Config{Store: store, Clock: clock}.Run(ctx)
 }
@@ -129,51 +127,4 @@ func (c Config) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
-}
-
-// LeaderNode is what RunWhileLeader needs of raftstore.Node.
-type LeaderNode interface {
-	IsLeader() bool
-	// LeaderChanged returns a channel closed at the next change of leader.
-	LeaderChanged() <-chan struct{}
-}
-
-// RunWhileLeader runs c's loops whenever node is the raft leader and stops
-// them (cancels their context and waits for them) as soon as it is not.
-// It returns nil when ctx ends, after the loops have stopped.
-func (c Config) RunWhileLeader(ctx context.Context, node LeaderNode) error {
-	if c.Store == nil {
-		return errNoStore
-	}
-	for {
-		// Take the channel before asking IsLeader, so a change between
-		// the two is not missed.
-		changed := node.LeaderChanged()
-		if !node.IsLeader() {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-changed:
-				continue
-			}
-		}
-		lctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = c.Run(lctx)
-		}()
-		for node.IsLeader() && ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-			case <-changed:
-				changed = node.LeaderChanged()
-			}
-		}
-		cancel()
-		<-done
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -315,72 +314,4 @@ func TestThousandReplicas(t *testing.T) {
 		}
 	}
 	t.Logf("1000 replicas on 10 nodes created and assigned in %v", took)
-}
-
-// fakeLeader is a LeaderNode whose leadership the test switches.
-type fakeLeader struct {
-	mu      sync.Mutex
-	leader  bool
-	changed chan struct{}
-}
-
-func (f *fakeLeader) IsLeader() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.leader
-}
-
-func (f *fakeLeader) LeaderChanged() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.changed
-}
-
-func (f *fakeLeader) set(leader bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.leader = leader
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func TestRunWhileLeader(t *testing.T) {
-	s := raftstore.NewMemoryStore(nil, nil)
-	node := &fakeLeader{changed: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Config{Store: s}.RunWhileLeader(ctx, node) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("RunWhileLeader: %v", err)
-		}
-	}()
-
-	addNodes(t, s, 2)
-	a := createService(t, s, newService("a", 2))
-	time.Sleep(150 * time.Millisecond)
-	if n := len(tasksOf(s, a)); n != 0 {
-		t.Fatalf("a follower made %d tasks", n)
-	}
-
-	node.set(true)
-	eventually(t, 5*time.Second, func() (bool, string) {
-		ok, seen, _ := placed(s, a, 2, "")
-		return ok, seen
-	})
-
-	node.set(false)
-	time.Sleep(100 * time.Millisecond) // let the loops stop
-	b := createService(t, s, newService("b", 2))
-	time.Sleep(150 * time.Millisecond)
-	if n := len(tasksOf(s, b)); n != 0 {
-		t.Fatalf("loops still ran after leadership was lost: %d tasks", n)
-	}
-
-	node.set(true)
-	eventually(t, 5*time.Second, func() (bool, string) {
-		ok, seen, _ := placed(s, b, 2, "")
-		return ok, seen
-	})
 }

@@ -47,9 +47,12 @@ type Broker struct {
 type subscription struct {
 	msg *api.LogSubscription
 	out chan []*api.LogLine
-	// pending are the nodes announced that have not closed yet; errs the
-	// reasons nodes gave for an incomplete stream. Guarded by Broker.mu.
+	// pending are the nodes announced that have not closed yet; missing
+	// those found without a listener (announced again on the next rescan
+	// once they have one); errs the reasons for an incomplete stream.
+	// Guarded by Broker.mu.
 	pending map[string]bool
+	missing map[string]bool
 	errs    []string
 	// changed is signalled when pending shrinks.
 	changed chan struct{}
@@ -95,6 +98,7 @@ func (b *Broker) SubscribeLogs(req *api.SubscribeLogsRequest, stream api.LogBrok
 		msg:     &api.LogSubscription{Id: b.newID(), Selector: sel, Options: req.GetOptions()},
 		out:     make(chan []*api.LogLine, 64),
 		pending: map[string]bool{},
+		missing: map[string]bool{},
 		changed: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -161,7 +165,8 @@ func (b *Broker) announce(sub *subscription) {
 		}
 		l, ok := b.listeners[n]
 		if !ok {
-			if !contains(sub.errs, n) {
+			if !sub.missing[n] {
+				sub.missing[n] = true
 				sub.errs = append(sub.errs, fmt.Sprintf("node %s is not connected", n))
 			}
 			continue
@@ -174,15 +179,6 @@ func (b *Broker) announce(sub *subscription) {
 		}
 	}
 	signal(sub.changed)
-}
-
-func contains(errs []string, node string) bool {
-	for _, e := range errs {
-		if e == fmt.Sprintf("node %s is not connected", node) {
-			return true
-		}
-	}
-	return false
 }
 
 // end removes sub and tells the nodes still sending to stop.
