@@ -170,6 +170,14 @@ func TestClusterServices(t *testing.T) {
 		if len(ts) > 5 {
 			t.Fatalf("slot keeps %d tasks, want at most 5: %v", len(ts), ts)
 		}
+		// swarm update --task-history-limit bounds it tighter, at once.
+		must(t, mgr, "swarm", "update", "--task-history-limit", "2")
+		if !pollUntil(30*time.Second, func() bool {
+			ts, _ = taskList(mgr, "crash")
+			return len(ts) > 0 && len(ts) <= 2
+		}) {
+			t.Fatalf("history limit 2: slot keeps %d tasks: %v", len(ts), ts)
+		}
 		// --restart-condition none: a task that fails stays failed.
 		must(t, mgr, "service", "create", "-d", "--name", "once", "--replicas", "1",
 			"--restart-condition", "none", "busybox:latest", "sh", "-c", "exit 3")
