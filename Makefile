@@ -23,8 +23,10 @@ bench-deps: deps
 	@missing=""; for p in $(APT_BENCH); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
+# Static (no cgo): the binary also runs as every container's init, from a
+# sealed copy (containerd/runtime/seal.go), and must need no host library.
 build: deps
-	go build -o $(BIN) ./cmd/shoal
+	CGO_ENABLED=0 go build -o $(BIN) ./cmd/shoal
 
 # Every test: vet, unit tests, race tests, end-to-end tests on the built binary, OCI validation.
 test: build

@@ -53,6 +53,7 @@ import (
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 	"github.com/shoal-project/shoal/worker"
 )
@@ -115,7 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("daemon: %w", err)
 		}
 	}
-	self, err := os.Executable()
+	// Shims and inits run from a sealed copy of this binary, never from
+	// the host's file, which a container could otherwise overwrite.
+	self, err := runtime.SealedSelf()
 	if err != nil {
 		return fmt.Errorf("daemon: own binary: %w", err)
 	}

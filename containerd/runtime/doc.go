@@ -6,12 +6,27 @@
 // # Processes
 //
 // The caller (the shim, the `shoal runtime` CLI or a test) re-executes its own
-// binary, /proc/self/exe, as the container's init. SysProcAttr.Cloneflags makes
+// binary as the container's init, from a sealed memfd copy (seal.go), never
+// the host's file: a container process that runs that binary (an entrypoint
+// "#!/proc/self/exe") could otherwise reopen it for writing (CVE-2019-5736).
+// The daemon seals once at start and starts shims from the copy, so shims
+// reuse it; the runtime CLI seals once per invocation. SysProcAttr.Cloneflags makes
 // the new pid, mount, uts, ipc and network namespaces at clone time.
 // Namespaces given by path are joined by the parent on a locked, throwaway OS
 // thread just before the fork (so the child is born in them; for the pid
 // namespace this is the only way), except the mount namespace, which the init
 // joins itself (setns(mnt) needs unshare(CLONE_FS) on its own locked thread).
+//
+// Exec is different, because the container's processes are already there
+// to watch it (CVE-2016-9962): the exec helper is born in the host's pid
+// namespace, invisible to the container, and non-dumpable. On its locked
+// thread it joins the container's pid and mount namespaces, drops to the
+// process's credentials, no_new_privs and seccomp policy, and forks the
+// process from that thread (CLONE_PARENT, so the caller is its parent and
+// waits for it); the helper reports the pid and exits. The process is thus
+// born single-threaded with nothing of the host, while the helper's other
+// Go threads, which keep the host's root and capabilities, are never within
+// the container's reach. Every init is non-dumpable until its execve.
 // A new cgroup namespace is unshared by the init once the parent has put it
 // into the container's cgroup, so its root is that cgroup.
 //
@@ -63,7 +78,11 @@
 // is bind-mounted on /dev/console. `shoal runtime create --console-socket`
 // allocates the pty and sends the master over the socket.
 //
-// Not done: AppArmor/SELinux labels, the v2 device controller, time namespaces,
-// memory.kmem limits (deprecated), sealing the init binary against
-// CVE-2019-5736 (the daemon's binary must not be writable by containers).
+// The seccomp policy of an exec'd process is loaded before that fork, so it
+// must allow clone (without namespace flags) and the few calls between fork
+// and execve (dup3, fcntl, close, chdir, setsid, ioctl); Docker's default
+// profile does.
+//
+// Not done: AppArmor/SELinux labels, time namespaces, memory.kmem limits
+// (deprecated).
 package runtime

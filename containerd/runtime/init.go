@@ -28,6 +28,7 @@ const (
 type initError struct {
 	kind string
 	err  error
+	pid  int // exec: a forked child that exists despite the error
 }
 
 func (e *initError) Error() string { return e.err.Error() }
@@ -40,6 +41,11 @@ func InitMain() {
 	// Every per-thread attribute (namespaces joined by setns, capabilities,
 	// seccomp, no_new_privs) is set on this thread, which then calls execve.
 	goruntime.LockOSThread()
+	// Until execve makes this process the container's, nothing in the
+	// container may ptrace it or read its /proc files (CVE-2016-9962):
+	// its other threads keep the host's root and full capabilities.
+	// execve resets the flag for the container's process.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	for fd := configFd; fd <= fifoFd; fd++ {
 		unix.CloseOnExec(fd)
 	}
@@ -49,7 +55,7 @@ func InitMain() {
 	msg := syncMsg{Error: err.Error()}
 	var ie *initError
 	if errors.As(err, &ie) {
-		msg.Kind = ie.kind
+		msg.Kind, msg.Pid = ie.kind, ie.pid
 	}
 	if json.NewEncoder(sync).Encode(msg) != nil {
 		// The parent is gone (after start): stderr is all we have.
@@ -92,6 +98,14 @@ func initMain(sync *os.File) error {
 	spec := cfg.Spec
 	if spec == nil || spec.Process == nil {
 		return errors.New("init: no process in config")
+	}
+	// The pid namespace first: its path is in the host's /proc, which the
+	// container's mount namespace hides. Only this thread's future children
+	// go there (see spawnExec).
+	if cfg.PidNS != "" {
+		if err := joinNS(cfg.PidNS, unix.CLONE_NEWPID); err != nil {
+			return err
+		}
 	}
 	if cfg.MountNS != "" {
 		if err := joinMountNS(cfg.MountNS); err != nil {
@@ -200,30 +214,79 @@ func initMain(sync *os.File) error {
 			return err
 		}
 	}
+	if cfg.Mode == modeExec {
+		return spawnExec(sync, path, p)
+	}
 	err = unix.Exec(path, p.Args, p.Env)
+	return execError(p.Args[0], err)
+}
+
+// execError classifies a failed execve as the parent reports it.
+func execError(arg0 string, err error) error {
+	if err == nil {
+		return nil
+	}
 	kind := ""
 	if errors.Is(err, unix.ENOENT) {
 		kind = "notfound"
 	} else if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		kind = "permission"
 	}
-	return &initError{kind: kind, err: fmt.Errorf("exec %s: %w", p.Args[0], err)}
+	return &initError{kind: kind, err: fmt.Errorf("exec %s: %w", arg0, err)}
+}
+
+// spawnExec starts an exec'd process. This helper process was born in the
+// host's pid namespace, where the container cannot see it, and its other Go
+// threads still have the host's root and capabilities; so it does not exec
+// the process itself. It forks it from this thread, which has joined the
+// container's mount and pid namespaces and dropped to the process's
+// credentials, seccomp policy and no_new_privs: the child is born with
+// exactly those, single-threaded, in the container's pid namespace. It is a
+// vfork sharing this process's memory until its execve, but this process is
+// non-dumpable, so the container cannot ptrace it in between. CLONE_PARENT
+// makes the caller (daemon, shim or runtime CLI) its parent, which waits
+// for it as before; this helper reports the pid and exits.
+func spawnExec(sync *os.File, path string, p *specs.Process) error {
+	attr := &syscall.ProcAttr{
+		Env:   p.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Cloneflags: unix.CLONE_PARENT},
+	}
+	if p.Terminal {
+		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
+	}
+	pid, err := syscall.ForkExec(path, p.Args, attr)
+	if err != nil {
+		ie := execError(p.Args[0], err).(*initError)
+		ie.pid = pid // a child that failed its execve is the caller's to reap
+		return ie
+	}
+	if err := json.NewEncoder(sync).Encode(syncMsg{Pid: pid}); err != nil {
+		return fmt.Errorf("report exec pid: %w", err)
+	}
+	os.Exit(0)
+	return nil
 }
 
 // joinMountNS enters a mount namespace. setns(mnt) fails for a thread that
 // shares its filesystem information (root, cwd) with others, as Go threads
 // do, so this thread first gets a private copy.
 func joinMountNS(path string) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open mount namespace: %w", err)
-	}
-	defer unix.Close(fd)
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return fmt.Errorf("unshare fs: %w", err)
 	}
-	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("join mount namespace %s: %w", path, err)
+	return joinNS(path, unix.CLONE_NEWNS)
+}
+
+// joinNS makes this thread enter the namespace at path.
+func joinNS(path string, typ int) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, typ); err != nil {
+		return fmt.Errorf("join namespace %s: %w", path, err)
 	}
 	return nil
 }

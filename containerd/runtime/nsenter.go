@@ -87,6 +87,7 @@ type initConfig struct {
 	Console     string       `json:"console,omitempty"` // host path of the pty slave for /dev/console
 	NoPivot     bool         `json:"noPivot,omitempty"`
 	MountNS     string       `json:"mountNS,omitempty"`
+	PidNS       string       `json:"pidNS,omitempty"` // exec: joined by the init's thread, for its child only
 	NewCgroupNS bool         `json:"newCgroupNS,omitempty"`
 	CgroupMode  cgroups.Mode `json:"cgroupMode,omitempty"`
 	CgroupRoot  string       `json:"cgroupRoot,omitempty"`

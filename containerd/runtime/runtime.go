@@ -49,7 +49,9 @@ type Runtime struct {
 	// InitArgs are the arguments (after argv[0]) that make the
 	// re-executed binary call InitMain.
 	InitArgs []string
-	// Self is the binary to re-execute as the init.
+	// Self is the binary to re-execute as the init; empty means a sealed
+	// copy of this process's own binary (SealedSelf). Whatever it names
+	// must not be writable by anyone (CVE-2019-5736).
 	Self string
 
 	mu    sync.Mutex
@@ -71,7 +73,6 @@ func New(stateRoot string) *Runtime {
 		CgroupRoot:   cgroups.DefaultRoot,
 		CgroupParent: "/shoal",
 		InitArgs:     []string{"init"},
-		Self:         "/proc/self/exe",
 		procs:        map[string]*child{},
 	}
 }
@@ -558,8 +559,9 @@ func writePidFile(path string, pid int) error {
 }
 
 // startInit starts the init (or an exec'd process), puts it into the cgroup,
-// sends it cfg and waits for its verdict: "ready" (create), or exec having
-// happened (run, exec: fd 4 closes on exec).
+// sends it cfg and waits for its verdict: "ready" (create), exec having
+// happened (run: fd 4 closes on exec), or the pid of the process it forked
+// (exec: the returned Cmd holds only that Process).
 //
 // With reap, a goroutine waits for the process (ending when it exits) and
 // the returned child carries the exit status; without, the caller waits.
@@ -577,8 +579,14 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	defer syncR.Close()
 	defer syncW.Close()
 
+	self := r.Self
+	if self == "" {
+		if self, err = SealedSelf(); err != nil {
+			return nil, nil, err
+		}
+	}
 	cmd := &exec.Cmd{
-		Path:   r.Self,
+		Path:   self,
 		Args:   append([]string{"shoal-init"}, r.InitArgs...),
 		Env:    []string{"GOMAXPROCS=1", "GOGC=off"},
 		Stdin:  stdio.Stdin,
@@ -664,16 +672,38 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	t.mark("init")
 	switch {
 	case errors.Is(err, io.EOF):
-		if cfg.Mode == modeCreate {
+		if cfg.Mode != modeRun {
 			return fail(fmt.Errorf("init exited during setup"))
 		}
 		return cmd, c, nil // exec'd: fd 4 was closed by execve
 	case err != nil:
 		return fail(fmt.Errorf("read from init: %w", err))
 	case msg.Error != "":
+		if msg.Pid > 0 {
+			reapPid(msg.Pid)
+		}
 		return fail(msg.err())
+	case msg.Pid > 0 && cfg.Mode == modeExec:
+		// The helper forked the process as our child and exits.
+		_ = cmd.Wait()
+		p, err := os.FindProcess(msg.Pid)
+		if err != nil {
+			reapPid(msg.Pid)
+			return nil, nil, fmt.Errorf("exec: find process %d: %w", msg.Pid, err)
+		}
+		return &exec.Cmd{Process: p}, nil, nil
 	}
 	return cmd, c, nil
+}
+
+// reapPid waits for a child of ours that no exec.Cmd owns.
+func reapPid(pid int) {
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // rebuildCmd copies an exec.Cmd that failed to start (one cannot be
@@ -912,7 +942,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	spec.Process = &p
+	// The exec helper itself stays in the host's pid namespace, out of the
+	// container's sight; it joins the mount and pid namespaces on its own
+	// thread and forks the process into them (init.go spawnExec).
 	cfg := &initConfig{Mode: modeExec, Spec: &spec, MountNS: fmt.Sprintf("/proc/%d/ns/mnt", st.Pid)}
+	if p := fmt.Sprintf("/proc/%d/ns/pid", st.Pid); !sameNamespace(p, "/proc/thread-self/ns/pid") {
+		cfg.PidNS = p
+	}
 	if spec.Linux != nil && spec.Linux.Seccomp != nil {
 		if cfg.Seccomp, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
 			return nil, err
@@ -922,7 +958,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	for _, n := range []struct {
 		name string
 		typ  int
-	}{{"cgroup", unix.CLONE_NEWCGROUP}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET}, {"pid", unix.CLONE_NEWPID}} {
+	}{{"cgroup", unix.CLONE_NEWCGROUP}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET}} {
 		path := fmt.Sprintf("/proc/%d/ns/%s", st.Pid, n.name)
 		if sameNamespace(path, "/proc/thread-self/ns/"+n.name) {
 			continue
@@ -933,12 +969,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	if err != nil {
 		return nil, err
 	}
+	// With a terminal, the exec'd process (not the helper) makes it its
+	// controlling terminal.
 	attr := &syscall.SysProcAttr{}
 	if p.Terminal {
 		if _, err := terminalOn(stdio.Stdin); err != nil {
 			return nil, err
 		}
-		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
 	}
 	cmd, _, err := r.startInit(cfg, join, attr, nil, stdio, cg, newTimer(), false)
 	if err != nil {
@@ -963,6 +1000,8 @@ type syncMsg struct {
 	Ready bool   `json:"ready,omitempty"`
 	Error string `json:"error,omitempty"`
 	Kind  string `json:"kind,omitempty"` // "notfound" | "permission"
+	// Pid is the exec'd process (exec mode), a child of the caller.
+	Pid int `json:"pid,omitempty"`
 }
 
 func (m syncMsg) err() error {

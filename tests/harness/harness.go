@@ -53,7 +53,7 @@ func Binary(t testing.TB) string {
 		}
 		builtBin = filepath.Join(dir, "shoal")
 		cmd := exec.Command("go", "build", "-o", builtBin, "github.com/shoal-project/shoal/cmd/shoal")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v: %s", err, out)
 		}
@@ -92,6 +92,8 @@ type Options struct {
 	NodeName string
 	// Args are extra daemon flags.
 	Args []string
+	// Bin is the shoal binary to run; empty means Binary's.
+	Bin string
 }
 
 var seq struct {
@@ -112,7 +114,10 @@ func nextName() string {
 func StartDaemon(t testing.TB, opts Options) *Daemon {
 	t.Helper()
 	holdRunLock()
-	bin := Binary(t)
+	bin := opts.Bin
+	if bin == "" {
+		bin = Binary(t)
+	}
 	name := nextName()
 	seq.Lock()
 	n := seq.n
