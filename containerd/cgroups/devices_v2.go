@@ -36,9 +36,15 @@ const (
 // deviceFilter translates OCI device rules into a cgroup device program.
 //
 // The rules are read in order and the last rule that matches a device and an
-// access bit decides for that bit (runc's devicefilter semantics; stricter
-// than v1 only where v1 keeps a specific allow under a later wildcard deny).
-// The program walks them from the last to the first, keeping in R3 the
+// access bit decides for that bit. The v1 controller keeps a list of
+// exceptions instead, from which a rule removes only an exact match: there a
+// later rule does not override an earlier, opposite one of another
+// granularity (a wildcard and one device; after "deny a", v1 keeps "allow c
+// 1:5" under a later "deny c *:*", and "allow c *:* m" under a later "deny c
+// 10:229"). Docker's defaults followed by the runtime's always-allowed rules
+// come out the same on both.
+//
+// The program walks the rules from the last to the first, keeping in R3 the
 // requested access bits no rule has decided yet: a matching deny rule that
 // covers an undecided bit refuses, a matching allow rule decides the bits it
 // covers and the program allows once none is left. Bits no rule covers are
