@@ -304,6 +304,12 @@ func TestV2ManagerDevices(t *testing.T) {
 	if got := probe(t, dir, "r:c:1:3", "r:c:1:5"); got[0] != "ok" || got[1] != "EPERM" {
 		t.Errorf("through the Manager: %v", got)
 	}
+	// The control for the leak check: the program is there by its ID.
+	p, err := ebpf.NewProgramFromID(ids[0])
+	if err != nil {
+		t.Fatalf("attached program %d not found by ID: %v", ids[0], err)
+	}
+	p.Close()
 	if err := m.Destroy(); err != nil {
 		t.Fatal(err)
 	}
