@@ -12,9 +12,12 @@
 // Files are written directly (no systemd, no D-Bus): container start latency
 // depends on it.
 //
-// Not done: the v2 device controller (an eBPF program) is not implemented;
-// on v2 device rules are ignored and only the v1 devices controller enforces
-// them. Hugetlb, blkio/io and rdma limits are ignored on both versions.
+// Device rules are written to the v1 devices controller and, on v2 and on a
+// hybrid host's unified cgroup, compiled into an eBPF device program
+// attached to the cgroup (devices_v2.go); rules that neither can enforce
+// are refused.
+//
+// Not done: hugetlb, blkio/io and rdma limits are ignored on both versions.
 package cgroups
 
 import (

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -254,6 +255,13 @@ func TestV1Real(t *testing.T) {
 	check("cpuset", "cpuset.cpus", "0")
 	check("pids", "pids.max", "10")
 	check("devices", "devices.list", "c 1:3 rwm")
+	var progs []ebpf.ProgramID
+	if mode == Hybrid {
+		// The unified cgroup gets the rules as a device program too.
+		if progs, err = DeviceProgramIDs(filepath.Join(DefaultRoot, "unified", parent, "c1")); err != nil || len(progs) != 1 {
+			t.Errorf("device programs on the unified cgroup: %v, %v", progs, err)
+		}
+	}
 
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
@@ -287,5 +295,8 @@ func TestV1Real(t *testing.T) {
 	}
 	if dirs, _ := filepath.Glob(filepath.Join(DefaultRoot, "*", parent, "c1")); len(dirs) != 0 {
 		t.Errorf("left: %v", dirs)
+	}
+	for _, id := range progs {
+		waitProgramGone(t, id)
 	}
 }

@@ -158,11 +158,18 @@ func (m *v1) Set(r *specs.LinuxResources) error {
 		}
 	}
 	if len(r.Devices) > 0 {
-		d, err := m.dir("devices")
-		if err != nil {
-			return err
-		}
-		for _, dev := range r.Devices {
+		return m.setDevices(r.Devices)
+	}
+	return nil
+}
+
+// setDevices writes the rules to the devices controller and, on a hybrid
+// host, also attaches them as a BPF program to the cgroup in the unified tree
+// (defence in depth: either one enforces them). With neither, the rules
+// cannot be enforced and the container is refused.
+func (m *v1) setDevices(rules []specs.LinuxDeviceCgroup) error {
+	if d, ok := m.dirs["devices"]; ok {
+		for _, dev := range rules {
 			rule, err := deviceRule(dev)
 			if err != nil {
 				return err
@@ -175,6 +182,17 @@ func (m *v1) Set(r *specs.LinuxResources) error {
 				return err
 			}
 		}
+		if m.unified != "" {
+			// The v1 rules hold whatever the kernel thinks of the program.
+			_ = attachDeviceFilter(m.unified, rules)
+		}
+		return nil
+	}
+	if m.unified == "" {
+		return fmt.Errorf("%w: device rules cannot be enforced: no devices hierarchy under %s", ErrUnavailable, m.root)
+	}
+	if err := attachDeviceFilter(m.unified, rules); err != nil {
+		return fmt.Errorf("no devices hierarchy under %s: %w", m.root, err)
 	}
 	return nil
 }

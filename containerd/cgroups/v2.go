@@ -142,7 +142,11 @@ func (m *v2) Set(r *specs.LinuxResources) error {
 			return err
 		}
 	}
-	// Device rules need an eBPF program on v2; not implemented (package doc).
+	if len(r.Devices) > 0 {
+		// No v2 device controller file: a BPF program (devices_v2.go).
+		// Without it the rules cannot be enforced and the error stands.
+		return attachDeviceFilter(m.dir, r.Devices)
+	}
 	return nil
 }
 

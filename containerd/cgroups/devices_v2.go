@@ -1,0 +1,233 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Device rules on cgroup v2 have no control file: before every mknod and
+// every open of a device node the kernel runs the BPF_PROG_TYPE_CGROUP_DEVICE
+// programs attached to the process's cgroup and to each of its ancestors, and
+// refuses the access (EPERM) unless all of them return 1. Such a program
+// needs no controller, so it works on a hybrid host's controller-less unified
+// tree too.
+//
+// The program is attached with BPF_PROG_ATTACH, not a BPF link: the cgroup
+// then holds the only reference, the program outlives the daemon that loaded
+// it (a daemon restart must not lift a running container's rules), and it is
+// released with the cgroup when the cgroup is removed.
+
+// Access bits of struct bpf_cgroup_dev_ctx.access_type (upper 16 bits).
+const (
+	devAccRead  = unix.BPF_DEVCG_ACC_READ
+	devAccWrite = unix.BPF_DEVCG_ACC_WRITE
+	devAccMknod = unix.BPF_DEVCG_ACC_MKNOD
+	devAccAll   = devAccRead | devAccWrite | devAccMknod
+)
+
+// deviceFilter translates OCI device rules into a cgroup device program.
+//
+// The rules are read in order and the last rule that matches a device and an
+// access bit decides for that bit. The v1 controller keeps a list of
+// exceptions instead, from which a rule removes only an exact match: there a
+// later rule does not override an earlier, opposite one of another
+// granularity (a wildcard and one device; after "deny a", v1 keeps "allow c
+// 1:5" under a later "deny c *:*", and "allow c *:* m" under a later "deny c
+// 10:229"). Docker's defaults followed by the runtime's always-allowed rules
+// come out the same on both.
+//
+// The program walks the rules from the last to the first, keeping in R3 the
+// requested access bits no rule has decided yet: a matching deny rule that
+// covers an undecided bit refuses, a matching allow rule decides the bits it
+// covers and the program allows once none is left. Bits no rule covers are
+// allowed, as in a v1 cgroup that was not first reset with "deny a" (an empty
+// rule list changes nothing). A type "a" rule (or no type) matches every
+// device and access, as writing "a" to devices.allow or devices.deny does.
+func deviceFilter(rules []specs.LinuxDeviceCgroup) (asm.Instructions, error) {
+	// struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
+	insns := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // R2: device type
+		asm.And.Imm32(asm.R2, 0xFFFF),
+		asm.LoadMem(asm.R3, asm.R1, 0, asm.Word), // R3: undecided access bits
+		asm.RSh.Imm32(asm.R3, 16),
+		asm.LoadMem(asm.R4, asm.R1, 4, asm.Word), // R4: major
+		asm.LoadMem(asm.R5, asm.R1, 8, asm.Word), // R5: minor
+	}
+	verdict := func(allow bool) asm.Instructions {
+		v := int32(0)
+		if allow {
+			v = 1
+		}
+		return asm.Instructions{asm.Mov.Imm32(asm.R0, v), asm.Return()}
+	}
+	for i := len(rules) - 1; i >= 0; i-- {
+		r := rules[i]
+		next := fmt.Sprintf("rule%d", i-1)
+		if i == 0 {
+			next = "default"
+		}
+		typ, mask, err := deviceMatch(r)
+		if err != nil {
+			return nil, err
+		}
+		var block asm.Instructions
+		if typ == 0 {
+			// Matches everything: it decides every undecided bit, and the
+			// rules before it are never reached (the verifier refuses
+			// unreachable instructions, so none are emitted).
+			block = verdict(r.Allow)
+			block[0] = block[0].WithSymbol(fmt.Sprintf("rule%d", i))
+			return append(insns, block...), nil
+		}
+		block = append(block, asm.JNE.Imm(asm.R2, typ, next))
+		if n := r.Major; n != nil && *n != -1 {
+			block = append(block, asm.JNE.Imm(asm.R4, int32(*n), next))
+		}
+		if n := r.Minor; n != nil && *n != -1 {
+			block = append(block, asm.JNE.Imm(asm.R5, int32(*n), next))
+		}
+		if r.Allow {
+			block = append(block,
+				asm.And.Imm32(asm.R3, ^mask&devAccAll),
+				asm.JNE.Imm(asm.R3, 0, next))
+		} else {
+			block = append(block,
+				asm.Mov.Reg32(asm.R1, asm.R3),
+				asm.And.Imm32(asm.R1, mask),
+				asm.JEq.Imm(asm.R1, 0, next))
+		}
+		block = append(block, verdict(r.Allow)...)
+		block[0] = block[0].WithSymbol(fmt.Sprintf("rule%d", i))
+		insns = append(insns, block...)
+	}
+	def := verdict(true)
+	def[0] = def[0].WithSymbol("default")
+	return append(insns, def...), nil
+}
+
+// deviceMatch checks one rule and returns its BPF device type (0 for all
+// devices) and access mask.
+func deviceMatch(r specs.LinuxDeviceCgroup) (int32, int32, error) {
+	// deviceRule is the v1 syntax check; both versions accept the same rules.
+	if _, err := deviceRule(r); err != nil {
+		return 0, 0, err
+	}
+	for _, n := range []*int64{r.Major, r.Minor} {
+		if n != nil && (*n < -1 || *n > math.MaxInt32) {
+			return 0, 0, fmt.Errorf("%w: device number %d", ErrInvalid, *n)
+		}
+	}
+	var typ int32
+	switch r.Type {
+	case "b":
+		typ = unix.BPF_DEVCG_DEV_BLOCK
+	case "c":
+		typ = unix.BPF_DEVCG_DEV_CHAR
+	default: // "a" or none
+		return 0, devAccAll, nil
+	}
+	access := r.Access
+	if access == "" {
+		access = "rwm"
+	}
+	var mask int32
+	for _, c := range access {
+		switch c {
+		case 'r':
+			mask |= devAccRead
+		case 'w':
+			mask |= devAccWrite
+		case 'm':
+			mask |= devAccMknod
+		}
+	}
+	return typ, mask, nil
+}
+
+// attachDeviceFilter loads the program for rules and attaches it to the
+// cgroup directory dir (a cgroup v2 directory), replacing a program this
+// package attached there before. BPF_F_ALLOW_MULTI keeps the ancestors'
+// programs in force (a device must pass all of them) and lets an ancestor
+// managed by systemd keep its own.
+func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
+	insns, err := deviceFilter(rules)
+	if err != nil {
+		return err
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "shoal_devices",
+		Type:         ebpf.CGroupDevice,
+		License:      "Apache-2.0",
+		Instructions: insns,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: device rules cannot be enforced: load BPF program: %w", ErrUnavailable, err)
+	}
+	// Once attached, the cgroup holds its own reference.
+	defer prog.Close()
+	cg, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cgroups: device rules: %w", err)
+	}
+	defer cg.Close()
+	fd := int(cg.Fd())
+	old, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
+	if err != nil {
+		return fmt.Errorf("%w: device rules cannot be enforced: query BPF programs of %s: %w", ErrUnavailable, dir, err)
+	}
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
+		Target:  fd,
+		Program: prog,
+		Attach:  ebpf.AttachCGroupDevice,
+		Flags:   unix.BPF_F_ALLOW_MULTI,
+	}); err != nil {
+		return fmt.Errorf("%w: device rules cannot be enforced: attach BPF program to %s: %w", ErrUnavailable, dir, err)
+	}
+	// The new rules are in force; the old program only narrows them.
+	for _, p := range old.Programs {
+		if err := detachProgram(fd, p.ID); err != nil {
+			return fmt.Errorf("cgroups: detach old device program from %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+func detachProgram(cgroupFD int, id ebpf.ProgramID) error {
+	p, err := ebpf.NewProgramFromID(id)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return link.RawDetachProgram(link.RawDetachProgramOptions{Target: cgroupFD, Program: p, Attach: ebpf.AttachCGroupDevice})
+}
+
+// DeviceProgramIDs lists the device programs attached to the cgroup v2
+// directory dir itself (not those inherited from its ancestors), for
+// diagnostics and tests.
+func DeviceProgramIDs(dir string) ([]ebpf.ProgramID, error) {
+	cg, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	defer cg.Close()
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: ebpf.AttachCGroupDevice})
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: device programs of %s: %w", dir, err)
+	}
+	ids := make([]ebpf.ProgramID, 0, len(res.Programs))
+	for _, p := range res.Programs {
+		ids = append(ids, p.ID)
+	}
+	return ids, nil
+}
