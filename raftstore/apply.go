@@ -17,6 +17,20 @@ func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 // identically on every replica.
 var ErrBadProposal = api.Wrap(api.ErrInvalidArgument, errors.New("raftstore: malformed proposal"))
 
+// ObjectError is a proposal's refusal because of one of its objects (a
+// stale version, a missing object, a name in use, a backward task state).
+// It unwraps to the reason, classified with the api error classes.
+type ObjectError struct {
+	Kind Kind
+	ID   string
+	Err  error
+}
+
+func objectError(k Kind, id string, err error) error { return &ObjectError{Kind: k, ID: id, Err: err} }
+
+func (e *ObjectError) Error() string { return e.Err.Error() }
+func (e *ObjectError) Unwrap() error { return e.Err }
+
 // staged is an action checked against the state as changed by the
 // proposal's earlier actions.
 type staged struct {
@@ -56,7 +70,18 @@ func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch) []erro
 
 // check validates p's actions in order against the state plus the effect of
 // the earlier ones, and returns the staged changes or the first refusal.
-func (s *MemoryStore) check(index uint64, p *api.Proposal) ([]staged, error) {
+func (s *MemoryStore) check(index uint64, p *api.Proposal) (_ []staged, err error) {
+	// A refusal names the object it is about, so that a writer of many
+	// objects can set that one aside and write the others (ObjectError).
+	var at struct {
+		k  Kind
+		id string
+	}
+	defer func() {
+		if err != nil && at.id != "" {
+			err = objectError(at.k, at.id, err)
+		}
+	}()
 	out := make([]staged, 0, len(p.GetActions()))
 	// overlay: what earlier actions of this proposal did (nil = removed).
 	overlay := make(map[[2]string]Object)
@@ -77,11 +102,13 @@ func (s *MemoryStore) check(index uint64, p *api.Proposal) ([]staged, error) {
 		return ""
 	}
 	for n, a := range p.GetActions() {
+		at.id = ""
 		target, k, ok := actionTarget(a)
 		if !ok || target.GetId() == "" {
 			return nil, fmt.Errorf("action %d: %w", n, ErrBadProposal)
 		}
 		id := target.GetId()
+		at.k, at.id = k, id
 		cur := lookup(k, id)
 		c := staged{kind: k, id: id, action: a.GetKind(), old: cur}
 		switch a.GetKind() {

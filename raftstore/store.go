@@ -453,12 +453,12 @@ func (tx *writeTx) Create(o Object) error {
 	ts := timestamp(tx.now)
 	setMeta(o, &api.Meta{CreatedAt: ts, UpdatedAt: ts})
 	if c, ok := tx.pending(k, o.GetId()); ok && c.obj != nil {
-		return api.Wrap(api.ErrConflict, fmt.Errorf("%s %s already exists", k, o.GetId()))
+		return objectError(k, o.GetId(), api.Wrap(api.ErrConflict, fmt.Errorf("%s %s already exists", k, o.GetId())))
 	} else if !ok && tx.readTx.Get(k, o.GetId()) != nil {
-		return api.Wrap(api.ErrConflict, fmt.Errorf("%s %s already exists", k, o.GetId()))
+		return objectError(k, o.GetId(), api.Wrap(api.ErrConflict, fmt.Errorf("%s %s already exists", k, o.GetId())))
 	}
 	if name := uniqueName(o); name != "" && tx.GetByName(k, name) != nil {
-		return api.Wrap(api.ErrConflict, fmt.Errorf("%s name %q is in use", k, name))
+		return objectError(k, o.GetId(), api.Wrap(api.ErrConflict, fmt.Errorf("%s name %q is in use", k, name)))
 	}
 	tx.record(&change{kind: k, id: o.GetId(), action: api.StoreAction_CREATE, obj: o, created: true})
 	return nil
@@ -472,11 +472,11 @@ func (tx *writeTx) Update(o Object) error {
 	o = proto.Clone(o).(Object)
 	cur := tx.Get(k, o.GetId())
 	if cur == nil {
-		return api.Wrap(api.ErrNotFound, fmt.Errorf("%s %s not found", k, o.GetId()))
+		return objectError(k, o.GetId(), api.Wrap(api.ErrNotFound, fmt.Errorf("%s %s not found", k, o.GetId())))
 	}
 	if o.GetMeta().GetVersion() != cur.GetMeta().GetVersion() {
-		return api.Wrap(api.ErrConflict, fmt.Errorf("update %s %s: out of sequence (read version %d, stored %d)",
-			k, o.GetId(), o.GetMeta().GetVersion(), cur.GetMeta().GetVersion()))
+		return objectError(k, o.GetId(), api.Wrap(api.ErrConflict, fmt.Errorf("update %s %s: out of sequence (read version %d, stored %d)",
+			k, o.GetId(), o.GetMeta().GetVersion(), cur.GetMeta().GetVersion())))
 	}
 	setMeta(o, &api.Meta{Version: cur.GetMeta().GetVersion(), CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: timestamp(tx.now)})
 	c := &change{kind: k, id: o.GetId(), action: api.StoreAction_UPDATE, obj: o}
@@ -492,7 +492,7 @@ func (tx *writeTx) Delete(k Kind, id string) error {
 		return fmt.Errorf("delete %s %q: %w", k, id, ErrInvalidObject)
 	}
 	if tx.Get(k, id) == nil {
-		return api.Wrap(api.ErrNotFound, fmt.Errorf("%s %s not found", k, id))
+		return objectError(k, id, api.Wrap(api.ErrNotFound, fmt.Errorf("%s %s not found", k, id)))
 	}
 	if prev, ok := tx.pending(k, id); ok && prev.created {
 		// Created and deleted in one transaction: nothing to propose. The

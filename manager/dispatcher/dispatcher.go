@@ -165,7 +165,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	d.batcher = &batcher{
 		store: cfg.Store, clock: cfg.Clock, interval: cfg.BatchInterval, max: cfg.BatchMax,
-		in: make(chan []pendingUpdate, 64), onFlush: cfg.OnStatusFlush,
+		in: make(chan statusRequest, 64), onFlush: cfg.OnStatusFlush,
 		logf: func(format string, args ...any) { d.log.Warn(fmt.Sprintf(format, args...)) },
 	}
 	return d, nil
@@ -549,9 +549,9 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 }
 
 // UpdateTaskStatus implements api.DispatcherServer. Valid updates are queued
-// for the batcher and the call returns without waiting for the write: the
-// agent learns of a lost write by its task's status in later assignments and
-// by reporting again. A task of another node refuses the whole request.
+// for the batcher and the call returns once they are committed (batched with
+// other nodes' reports): an error means the agent must report again. A task
+// of another node refuses the whole request.
 func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *api.UpdateTaskStatusRequest) (*api.UpdateTaskStatusResponse, error) {
 	nodeID, s, err := d.current(ctx, req.GetSessionId())
 	if err != nil {
@@ -584,7 +584,7 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *api.UpdateTaskSt
 		defer cancel()
 		defer context.AfterFunc(s.ctx, cancel)()
 		if err := d.batcher.add(actx, ups); err != nil {
-			return nil, api.ToGRPC(api.Wrap(api.ErrUnavailable, fmt.Errorf("queue task statuses: %w", err)))
+			return nil, api.ToGRPC(api.Wrap(api.ErrUnavailable, fmt.Errorf("store task statuses: %w", err)))
 		}
 	}
 	return &api.UpdateTaskStatusResponse{}, nil

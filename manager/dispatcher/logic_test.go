@@ -268,3 +268,64 @@ func TestMessagesSplit(t *testing.T) {
 		t.Fatalf("oversized changes in %d runs, want 3", len(runs))
 	}
 }
+
+// stormStore changes task busy, between the reads and the commit of each
+// of the next n transactions written through it: another writer of the
+// leader (a service update) that keeps winning the race.
+type stormStore struct {
+	*raftstore.MemoryStore
+	busy string
+	n    int
+}
+
+func (s *stormStore) Update(ctx context.Context, fn func(raftstore.WriteTx) error) error {
+	return s.MemoryStore.Update(ctx, func(tx raftstore.WriteTx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.n > 0 {
+			s.n--
+			return s.MemoryStore.Update(ctx, func(tx raftstore.WriteTx) error {
+				tk := tx.GetTask(s.busy)
+				tk.Annotations = &api.Annotations{Labels: map[string]string{"gen": fmt.Sprint(s.n)}}
+				return tx.Update(tk)
+			})
+		}
+		return nil
+	})
+}
+
+// TestWriteStatusesUnderConflicts: while another writer keeps changing one
+// task, a batch of statuses that includes that task's FAILED report still
+// stores every status, that one included. Before this fix the batch was
+// retried 3 times and then dropped whole, after the agent had been told it
+// was stored (this test failed: "writeStatuses = 0, ... conflict").
+func TestWriteStatusesUnderConflicts(t *testing.T) {
+	s := &stormStore{MemoryStore: raftstore.NewMemoryStore(nil, nil), busy: "t100"}
+	ctx := context.Background()
+	var ups []pendingUpdate
+	if err := s.MemoryStore.Update(ctx, func(tx raftstore.WriteTx) error {
+		for i := range 200 {
+			id := fmt.Sprintf("t%03d", i)
+			if err := tx.Create(task(id, "n1", api.TaskState_RUNNING, api.TaskState_RUNNING)); err != nil {
+				return err
+			}
+			ups = append(ups, pendingUpdate{nodeID: "n1", taskID: id, status: &api.TaskStatus{State: api.TaskState_FAILED, Err: "exit 1"}})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.n = 10
+	n, err := writeStatuses(ctx, s, ups)
+	if err != nil || n != len(ups) {
+		t.Fatalf("writeStatuses = %d, %v; want %d, nil", n, err, len(ups))
+	}
+	s.View(func(tx raftstore.ReadTx) {
+		for _, tk := range tx.TasksOnNode("n1") {
+			if tk.GetStatus().GetState() != api.TaskState_FAILED {
+				t.Errorf("task %s is %v, want FAILED", tk.GetId(), tk.GetStatus().GetState())
+			}
+		}
+	})
+}

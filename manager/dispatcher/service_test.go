@@ -278,27 +278,40 @@ func TestStatusUpdatesBatched(t *testing.T) {
 
 	before := h.prop.count()
 	h.clock.drainTimers()
+	took := h.d.batcher.took.Load()
+	// Ten agents' calls at once: each returns only once its updates are
+	// committed.
+	acked := make(chan error, 10)
 	for rpc := range 10 {
 		req := &api.UpdateTaskStatusRequest{SessionId: msg.SessionId}
 		for i := rpc * 100; i < (rpc+1)*100; i++ {
 			req.Updates = append(req.Updates, &api.TaskStatusUpdate{TaskId: fmt.Sprintf("t%04d", i), Status: &api.TaskStatus{State: api.TaskState_RUNNING}})
 		}
-		if _, err := h.client.UpdateTaskStatus(as(ctx, "n1"), req); err != nil {
-			t.Fatal(err)
-		}
+		go func() {
+			_, err := h.client.UpdateTaskStatus(as(ctx, "n1"), req)
+			acked <- err
+		}()
 	}
-	// Nothing is written before the interval passes...
+	// Nothing is written, and no call acknowledged, before the interval
+	// passes...
 	h.clock.awaitTimer(t)
+	h.waitBatcherTook(took + 10)
 	select {
 	case got := <-h.flushed:
 		t.Fatalf("flushed %d before the interval", got)
+	case err := <-acked:
+		t.Fatalf("a call returned (%v) before its updates were written", err)
 	default:
 	}
-	// ...then everything queued is, once the batcher has taken it all in.
-	h.waitBatcherIdle()
+	// ...then everything queued is.
 	h.clock.Advance(DefaultBatchInterval)
 	if got := <-h.flushed; got != n {
 		t.Fatalf("flush wrote %d, want %d", got, n)
+	}
+	for range 10 {
+		if err := <-acked; err != nil {
+			t.Fatal(err)
+		}
 	}
 	if tx := h.prop.count() - before; tx != 1 {
 		t.Fatalf("%d status updates took %d transactions, want 1", n, tx)
@@ -312,11 +325,11 @@ func TestStatusUpdatesBatched(t *testing.T) {
 	})
 }
 
-// waitBatcherIdle waits until the batcher has taken every queued request
-// (it merges each before it can look at its timer again).
-func (h *harness) waitBatcherIdle() {
+// waitBatcherTook waits until the batcher has taken n requests in all (it
+// merges each before it can look at its timer again).
+func (h *harness) waitBatcherTook(n int64) {
 	deadline := time.Now().Add(5 * time.Second)
-	for len(h.d.batcher.in) > 0 {
+	for h.d.batcher.took.Load() < n {
 		if time.Now().After(deadline) {
 			h.t.Fatal("batcher does not read its queue")
 		}
@@ -375,15 +388,21 @@ func TestStatusUpdateValidation(t *testing.T) {
 
 	// A backward update is ignored, not an error; the forward one lands.
 	h.clock.drainTimers()
-	if _, err := h.client.UpdateTaskStatus(as(ctx, "n1"), &api.UpdateTaskStatusRequest{SessionId: msg.SessionId,
-		Updates: []*api.TaskStatusUpdate{up("running", api.TaskState_STARTING), up("new", api.TaskState_PREPARING), up("gone", api.TaskState_RUNNING)}}); err != nil {
-		t.Fatalf("backward update: %v", err)
-	}
+	took := h.d.batcher.took.Load()
+	acked := make(chan error, 1)
+	go func() {
+		_, err := h.client.UpdateTaskStatus(as(ctx, "n1"), &api.UpdateTaskStatusRequest{SessionId: msg.SessionId,
+			Updates: []*api.TaskStatusUpdate{up("running", api.TaskState_STARTING), up("new", api.TaskState_PREPARING), up("gone", api.TaskState_RUNNING)}})
+		acked <- err
+	}()
 	h.clock.awaitTimer(t)
-	h.waitBatcherIdle()
+	h.waitBatcherTook(took + 1)
 	h.clock.Advance(DefaultBatchInterval)
 	if got := <-h.flushed; got != 1 {
 		t.Fatalf("flush wrote %d, want 1", got)
+	}
+	if err := <-acked; err != nil {
+		t.Fatalf("backward update: %v", err)
 	}
 	h.store.View(func(tx raftstore.ReadTx) {
 		if s := tx.GetTask("running").Status.State; s != api.TaskState_RUNNING {

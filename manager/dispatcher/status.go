@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -61,29 +62,46 @@ type pendingUpdate struct {
 	status *api.TaskStatus
 }
 
+// statusRequest is one UpdateTaskStatus call's accepted updates; done gets
+// the result of the write that stored them.
+type statusRequest struct {
+	ups  []pendingUpdate
+	done chan error
+}
+
 // batcher collects accepted status updates and writes them to the store in
 // few transactions: at most every interval, or at once when max are pending.
-// One goroutine (run) owns the buffer; UpdateTaskStatus hands updates over a
-// channel, which blocks only while a flush is being written (back pressure on
-// agents when raft is slower than they report).
+// One goroutine (run) owns the buffer; UpdateTaskStatus hands its updates
+// over a channel and waits until the write that holds them is committed, so
+// an agent's report is acknowledged only once the store has it (a failed
+// write fails the call, and the agent sends it again).
 type batcher struct {
 	store    *raftstore.MemoryStore
 	clock    Clock
 	interval time.Duration
 	max      int
-	in       chan []pendingUpdate
+	in       chan statusRequest
 	// onFlush, if set, is told how many updates each flush wrote (tests,
 	// metrics).
 	onFlush func(n int)
 	// logf reports flushes that failed.
 	logf func(format string, args ...any)
+	// took counts the requests run has taken in (tests wait on it).
+	took atomic.Int64
 }
 
-// add hands updates to the batcher; it fails only if ctx ends first.
+// add hands updates to the batcher and waits until they are stored; it
+// fails if the write fails or ctx ends first.
 func (b *batcher) add(ctx context.Context, ups []pendingUpdate) error {
+	req := statusRequest{ups: ups, done: make(chan error, 1)}
 	select {
-	case b.in <- ups:
-		return nil
+	case b.in <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -96,19 +114,24 @@ func (b *batcher) add(ctx context.Context, ups []pendingUpdate) error {
 func (b *batcher) run(ctx context.Context) {
 	buf := make(map[string]pendingUpdate)
 	var order []string // task IDs in arrival order, so flushes are deterministic
+	var waiters []chan error
 	var timer <-chan time.Time
 	flush := func(fctx context.Context) {
-		if len(buf) == 0 {
+		if len(buf) == 0 && len(waiters) == 0 {
 			return
 		}
 		ups := make([]pendingUpdate, 0, len(order))
 		for _, id := range order {
 			ups = append(ups, buf[id])
 		}
-		buf, order, timer = make(map[string]pendingUpdate), order[:0], nil
+		w := waiters
+		buf, order, waiters, timer = make(map[string]pendingUpdate), order[:0], nil, nil
 		n, err := writeStatuses(fctx, b.store, ups)
 		if err != nil && b.logf != nil {
 			b.logf("dispatcher: writing %d task statuses: %v", len(ups), err)
+		}
+		for _, done := range w {
+			done <- err
 		}
 		if b.onFlush != nil {
 			b.onFlush(n)
@@ -121,8 +144,9 @@ func (b *batcher) run(ctx context.Context) {
 			flush(fctx)
 			cancel()
 			return
-		case ups := <-b.in:
-			for _, u := range ups {
+		case req := <-b.in:
+			b.took.Add(1)
+			for _, u := range req.ups {
 				prev, ok := buf[u.taskID]
 				if !ok {
 					order = append(order, u.taskID)
@@ -131,9 +155,10 @@ func (b *batcher) run(ctx context.Context) {
 				}
 				buf[u.taskID] = u
 			}
+			waiters = append(waiters, req.done)
 			if len(buf) >= b.max {
 				flush(ctx)
-			} else if timer == nil && len(buf) > 0 {
+			} else if timer == nil {
 				timer = b.clock.After(b.interval)
 			}
 		case <-timer:
@@ -142,52 +167,100 @@ func (b *batcher) run(ctx context.Context) {
 	}
 }
 
+// updater is the store as the status writer uses it.
+type updater interface {
+	Update(ctx context.Context, fn func(raftstore.WriteTx) error) error
+}
+
 // statusChunkBytes keeps each transaction well under
 // raftstore.MaxProposalBytes: a status write carries the whole task.
 const statusChunkBytes = raftstore.MaxProposalBytes / 2
 
+// maxSoloAttempts bounds the retries of one task's status that keeps losing
+// version races; past it the write fails and the agent reports again.
+const maxSoloAttempts = 50
+
 // writeStatuses stores ups, each stepped with api.Step against the task as
 // it is at write time (it may have moved on, been reassigned or deleted since
-// it was validated; such updates are dropped). It writes one transaction per
-// statusChunkBytes of tasks and retries a chunk that lost a version race. It
-// returns how many statuses were written.
-func writeStatuses(ctx context.Context, store *raftstore.MemoryStore, ups []pendingUpdate) (int, error) {
+// it was validated; such updates are dropped: the store already has newer
+// news). It writes one transaction per statusChunkBytes of tasks. A
+// transaction refused because of one task (it changed between the read and
+// the commit) is written again without that task, and that task alone is
+// re-read and written until it is stored: one busy task never costs the
+// others their write, and no status is dropped for a conflict. It returns
+// how many statuses were written.
+func writeStatuses(ctx context.Context, store updater, ups []pendingUpdate) (int, error) {
 	written := 0
 	for len(ups) > 0 {
-		var n, rest int
-		var err error
-		for attempt := 0; attempt < 3; attempt++ {
-			err = store.Update(ctx, func(tx raftstore.WriteTx) error {
-				n, rest = 0, len(ups)
-				size := 0
-				for i, u := range ups {
-					t := tx.GetTask(u.taskID)
-					if t == nil || t.GetNodeId() != u.nodeID || api.Step(t, u.status) != nil {
-						continue
-					}
-					if err := tx.Update(t); err != nil {
-						return err
-					}
-					n++
-					if size += proto.Size(t); size >= statusChunkBytes {
-						rest = i + 1
-						break
-					}
-				}
-				return nil
-			})
-			if !errors.Is(err, api.ErrConflict) {
+		n, rest, err := writeChunk(ctx, store, ups)
+		var oe *raftstore.ObjectError
+		switch {
+		case err == nil:
+			written += n
+			ups = ups[rest:]
+		case errors.As(err, &oe) && oe.Kind == raftstore.KindTask:
+			var solo []pendingUpdate
+			ups, solo = setAside(ups, oe.ID)
+			k, err := writeSolo(ctx, store, solo)
+			written += k
+			if err != nil {
+				return written, err
+			}
+		default:
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// writeChunk writes a prefix of ups in one transaction and says how many
+// statuses it wrote and how many updates it covered.
+func writeChunk(ctx context.Context, store updater, ups []pendingUpdate) (n, covered int, err error) {
+	err = store.Update(ctx, func(tx raftstore.WriteTx) error {
+		n, covered = 0, len(ups)
+		size := 0
+		for i, u := range ups {
+			t := tx.GetTask(u.taskID)
+			if t == nil || t.GetNodeId() != u.nodeID || api.Step(t, u.status) != nil {
+				continue
+			}
+			if err := tx.Update(t); err != nil {
+				return err
+			}
+			n++
+			if size += proto.Size(t); size >= statusChunkBytes {
+				covered = i + 1
 				break
 			}
 		}
-		if err != nil {
-			return written, err
+		return nil
+	})
+	return n, covered, err
+}
+
+// setAside splits the updates of task id from ups.
+func setAside(ups []pendingUpdate, id string) (rest, solo []pendingUpdate) {
+	rest = make([]pendingUpdate, 0, len(ups))
+	for _, u := range ups {
+		if u.taskID == id {
+			solo = append(solo, u)
+		} else {
+			rest = append(rest, u)
 		}
-		written += n
-		if rest >= len(ups) {
-			break
-		}
-		ups = ups[rest:]
 	}
-	return written, nil
+	return rest, solo
+}
+
+// writeSolo writes one task's updates in their own transactions, reading
+// the task afresh on each attempt.
+func writeSolo(ctx context.Context, store updater, solo []pendingUpdate) (int, error) {
+	for attempt := 1; ; attempt++ {
+		n, _, err := writeChunk(ctx, store, solo)
+		if err == nil {
+			return n, nil
+		}
+		if attempt == maxSoloAttempts || !errors.Is(err, api.ErrConflict) && !errors.Is(err, api.ErrNotFound) {
+			return 0, err
+		}
+	}
 }

@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/shoal-project/shoal/api"
@@ -33,11 +34,14 @@ func (o op) size() int {
 }
 
 // write applies ops in order, in as few transactions as chunkBytes allows.
-// Each transaction applies whole or not at all; on the first refusal (a
-// conflict: something changed since the pass read it) write stops and
-// returns it, and the loop reads again and decides again, which also repairs
-// whatever a partial write left half done.
+// A transaction applies whole or not at all; when one is refused because of
+// one object (a conflict: it changed since the pass read it, or is gone),
+// that op is set aside and the rest of the chunk is written again, so one
+// busy task never costs the others their write. write then returns the
+// first refusal, and the loop reads again and decides again about what was
+// set aside. Other errors stop write at once.
 func write(ctx context.Context, s Store, ops []op) error {
+	var refused error
 	for start := 0; start < len(ops); {
 		end, size := start, 0
 		for end < len(ops) && (end == start || size+ops[end].size() <= chunkBytes) {
@@ -45,30 +49,73 @@ func write(ctx context.Context, s Store, ops []op) error {
 			end++
 		}
 		chunk := ops[start:end]
-		err := s.Update(ctx, func(tx raftstore.WriteTx) error {
-			for _, o := range chunk {
-				var err error
-				switch {
-				case o.create != nil:
-					err = tx.Create(o.create)
-				case o.update != nil:
-					err = tx.Update(o.update)
-				default:
-					if tx.GetTask(o.delete) == nil {
-						continue // already gone: nothing to do
-					}
-					err = tx.Delete(raftstore.KindTask, o.delete)
-				}
-				if err != nil {
-					return err
-				}
+		for len(chunk) > 0 {
+			err := writeChunk(ctx, s, chunk)
+			if err == nil {
+				break
 			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("write %d task changes (%d of %d done): %w", len(chunk), start, len(ops), err)
+			var oe *raftstore.ObjectError
+			i := -1
+			if errors.As(err, &oe) {
+				i = indexOf(chunk, oe)
+			}
+			if i < 0 {
+				return fmt.Errorf("write %d task changes (%d of %d done): %w", len(chunk), start, len(ops), err)
+			}
+			if refused == nil {
+				refused = fmt.Errorf("write task %s: %w", oe.ID, err)
+			}
+			chunk = append(chunk[:i:i], chunk[i+1:]...)
 		}
 		start = end
 	}
-	return nil
+	return refused
+}
+
+// indexOf finds the op of chunk that oe is about, or -1.
+func indexOf(chunk []op, oe *raftstore.ObjectError) int {
+	if oe == nil || oe.Kind != raftstore.KindTask {
+		return -1
+	}
+	for i, o := range chunk {
+		if o.id() == oe.ID {
+			return i
+		}
+	}
+	return -1
+}
+
+func (o op) id() string {
+	switch {
+	case o.create != nil:
+		return o.create.GetId()
+	case o.update != nil:
+		return o.update.GetId()
+	default:
+		return o.delete
+	}
+}
+
+// writeChunk applies chunk in one transaction.
+func writeChunk(ctx context.Context, s Store, chunk []op) error {
+	return s.Update(ctx, func(tx raftstore.WriteTx) error {
+		for _, o := range chunk {
+			var err error
+			switch {
+			case o.create != nil:
+				err = tx.Create(o.create)
+			case o.update != nil:
+				err = tx.Update(o.update)
+			default:
+				if tx.GetTask(o.delete) == nil {
+					continue // already gone: nothing to do
+				}
+				err = tx.Delete(raftstore.KindTask, o.delete)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -72,4 +73,47 @@ func TestWriteStopsOnConflict(t *testing.T) {
 	if err == nil || !isConflict(err) {
 		t.Fatalf("want a conflict, got %v", err)
 	}
+}
+
+// TestWriteConflictCostsOnlyItsObject: one stale update among many fresh
+// creates is set aside; the others are written in the same pass and write
+// reports the conflict so the loop decides again. Before this fix the whole
+// chunk was refused and none of the 50 creates was written.
+func TestWriteConflictCostsOnlyItsObject(t *testing.T) {
+	s := raftstore.NewMemoryStore(nil, nil)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx raftstore.WriteTx) error {
+		return tx.Create(&api.Task{Id: "busy", ServiceId: "svc", Status: &api.TaskStatus{State: api.TaskState_NEW}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var stale *api.Task
+	s.View(func(tx raftstore.ReadTx) { stale = tx.GetTask("busy") })
+	if err := s.Update(ctx, func(tx raftstore.WriteTx) error {
+		cur := tx.GetTask("busy")
+		cur.DesiredState = api.TaskState_RUNNING
+		return tx.Update(cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stale.DesiredState = api.TaskState_SHUTDOWN
+	var ops []op
+	for i := range 50 {
+		ops = append(ops, op{create: &api.Task{Id: fmt.Sprintf("new-%02d", i), ServiceId: "svc", Status: &api.TaskStatus{State: api.TaskState_NEW}}})
+		if i == 25 {
+			ops = append(ops, op{update: stale})
+		}
+	}
+	err := write(ctx, s, ops)
+	if err == nil || !isConflict(err) || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("want the conflict on busy reported, got %v", err)
+	}
+	s.View(func(tx raftstore.ReadTx) {
+		if n := len(tx.TasksOfService("svc")); n != 51 {
+			t.Errorf("%d tasks stored, want 51 (the 50 creates and busy)", n)
+		}
+		if d := tx.GetTask("busy").GetDesiredState(); d != api.TaskState_RUNNING {
+			t.Errorf("the stale write went through: busy desired %v", d)
+		}
+	})
 }
