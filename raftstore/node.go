@@ -142,8 +142,11 @@ func NewNode(cfg Config) (n *Node, err error) {
 	}
 	// raft-wal fsyncs every append before returning, which is what makes an
 	// acknowledged write survive a crash.
-	// The meta DB is ours to close: raft-wal v0.4.0's WAL.Close leaves it
-	// open, and its file lock would stop the node from opening again.
+	// The meta DB is closed here too (WAL.Close closes it since v0.4.1;
+	// a second Close is a no-op): its file lock would stop the node from
+	// opening again. v0.4.1 also fixes a tail truncation (raft's "clearing
+	// log suffix") that left a segment no restart could read
+	// (TestWALSurvivesTailTruncation).
 	n.meta = &metadb.BoltMetaDB{}
 	closers = append(closers, n.meta)
 	n.wal, err = wal.Open(filepath.Join(cfg.Dir, "wal"), wal.WithMetaStore(n.meta))
