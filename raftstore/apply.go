@@ -42,12 +42,13 @@ type staged struct {
 }
 
 // applyLocked applies every proposal of one raft entry at index and returns
-// each proposal's result. s.mu must be held for writing.
+// each proposal's result and the events to publish. s.mu must be held for
+// writing.
 //
 // Determinism: the result and the new state depend only on the current state,
 // index and the batch. Proposals and actions are taken in order; maps are only
 // looked up, never iterated; times come from the proposal.
-func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch) []error {
+func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch) ([]error, []Event) {
 	results := make([]error, len(batch.GetProposals()))
 	var events []Event
 	for i, p := range batch.GetProposals() {
@@ -64,8 +65,7 @@ func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch) []erro
 	if index > s.index {
 		s.index = index
 	}
-	s.publishLocked(index, events)
-	return results
+	return results, events
 }
 
 // check validates p's actions in order against the state plus the effect of
@@ -230,13 +230,13 @@ var ErrStaleIndex = errors.New("raftstore: entry index already applied")
 // every committed entry and tests call it directly.
 func (s *MemoryStore) Apply(index uint64, batch *api.ProposalBatch) []error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if index <= s.index {
+		defer s.mu.Unlock()
 		errs := make([]error, len(batch.GetProposals()))
 		for i := range errs {
 			errs[i] = fmt.Errorf("apply index %d (last %d): %w", index, s.index, ErrStaleIndex)
 		}
 		return errs
 	}
-	return s.applyLocked(index, batch)
+	return s.applyAndPublish(index, batch)
 }

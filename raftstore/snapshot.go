@@ -114,6 +114,8 @@ func (s *MemoryStore) Restore(b []byte) error {
 	defer s.mu.Unlock()
 	s.tables, s.byName, s.tasksBy = fresh.tables, fresh.byName, fresh.tasksBy
 	s.index = snap.GetIndex()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.endAllLocked(ErrWatchRestored)
 	return nil
 }

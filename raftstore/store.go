@@ -44,12 +44,16 @@ type MemoryStore struct {
 
 	// mu guards everything below. Apply holds it for writing; it is never
 	// held across disk or network I/O.
-	mu       sync.RWMutex
-	index    uint64 // last applied raft index
-	tables   [numKinds]map[string]Object
-	byName   [numKinds]map[string]string       // unique name -> id (services, networks)
-	tasksBy  [2]map[string]map[string]struct{} // [byService|byNode] key -> task ids
-	watchers map[*Watcher]struct{}
+	mu      sync.RWMutex
+	index   uint64 // last applied raft index
+	tables  [numKinds]map[string]Object
+	byName  [numKinds]map[string]string       // unique name -> id (services, networks)
+	tasksBy [2]map[string]map[string]struct{} // [byService|byNode] key -> task ids
+
+	// wmu guards watch and every Watcher's err. It is taken after mu (never
+	// mu after wmu); Apply publishes under wmu alone (see applyAndPublish).
+	wmu   sync.Mutex
+	watch watchers
 }
 
 const (
@@ -65,7 +69,7 @@ func NewMemoryStore(p Proposer, now func() time.Time) *MemoryStore {
 	if now == nil {
 		now = time.Now
 	}
-	s := &MemoryStore{proposer: p, now: now, watchers: make(map[*Watcher]struct{})}
+	s := &MemoryStore{proposer: p, now: now, watch: newWatchers()}
 	s.reset()
 	return s
 }
@@ -171,8 +175,7 @@ func (s *MemoryStore) Update(ctx context.Context, fn func(WriteTx) error) error 
 	// raft entry would go through, so the caller's objects are not shared.
 	p = proto.Clone(p).(*api.Proposal)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applyLocked(s.index+1, &api.ProposalBatch{Proposals: []*api.Proposal{p}})[0]
+	return s.applyAndPublish(s.index+1, &api.ProposalBatch{Proposals: []*api.Proposal{p}})[0]
 }
 
 type readTx struct {

@@ -611,9 +611,11 @@ func (d *Dispatcher) streamAssignments(ctx context.Context, s *session, nodeID s
 	set := newAssignmentSet(nodeID)
 	var tasks []*api.Task
 	var version uint64
-	w := d.cfg.Store.ViewAndWatch(d.cfg.WatchBuffer, func(tx raftstore.ReadTx) {
+	// A watch of this node's tasks only: publishing a task event then costs
+	// the watchers of its node, not one per node in the cluster.
+	w := d.cfg.Store.ViewAndWatchTasksOnNode(d.cfg.WatchBuffer, func(tx raftstore.ReadTx) {
 		tasks, version = tx.TasksOnNode(nodeID), tx.Version()
-	}, raftstore.KindTask)
+	}, nodeID)
 	defer w.Close()
 	last := versionString(version)
 	for _, m := range messages(api.AssignmentsMessage_COMPLETE, "", last, set.complete(tasks), maxMessageBytes) {
