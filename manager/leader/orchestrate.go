@@ -7,6 +7,7 @@ import (
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/orchestrator"
 	"github.com/shoal-project/shoal/raftstore"
+	"google.golang.org/protobuf/proto"
 )
 
 // orchestratorLoop keeps services' tasks as their specs say. Its state is
@@ -16,10 +17,14 @@ type orchestratorLoop struct {
 	// nextEval is each service's Result.NextEvaluation, so a pass over a
 	// few services still arms the timer for the earliest of all of them.
 	nextEval map[string]time.Time
+	// waitsRunning holds the services whose last reconcile held a rolling
+	// update back until replacements run (Result.WaitsForRunning): only
+	// for those is a task reaching RUNNING worth a pass.
+	waitsRunning map[string]bool
 }
 
 func newOrchestratorLoop(c Config) *loop {
-	o := &orchestratorLoop{cfg: c, nextEval: map[string]time.Time{}}
+	o := &orchestratorLoop{cfg: c, nextEval: map[string]time.Time{}, waitsRunning: map[string]bool{}}
 	return &loop{
 		name:     "orchestrator",
 		store:    c.Store,
@@ -28,14 +33,17 @@ func newOrchestratorLoop(c Config) *loop {
 		debounce: c.Debounce,
 		maxDelay: c.MaxDelay,
 		kinds:    []raftstore.Kind{raftstore.KindCluster, raftstore.KindNode, raftstore.KindService, raftstore.KindTask},
-		mark:     markOrchestrator,
+		mark:     o.mark,
 		pass:     o.pass,
 	}
 }
 
-// markOrchestrator: a service or its tasks changed -> that service; a node or
-// the cluster (history limit) changed -> every service.
-func markOrchestrator(ev raftstore.Event, d *dirty) bool {
+// mark: a service or its tasks changed -> that service; a node or the
+// cluster (history limit) changed -> every service. A task's progress
+// towards RUNNING is the bulk of all writes (every start reports it) and
+// changes no decision (progressOnly), so it costs no pass, unless the
+// service's rolling update waits for exactly that.
+func (o *orchestratorLoop) mark(ev raftstore.Event, d *dirty) bool {
 	switch ev.Kind {
 	case raftstore.KindService:
 		if ev.Object != nil {
@@ -44,15 +52,40 @@ func markOrchestrator(ev raftstore.Event, d *dirty) bool {
 			d.service(ev.Old.GetId())
 		}
 	case raftstore.KindTask:
-		for _, o := range []raftstore.Object{ev.Object, ev.Old} {
-			if t, ok := o.(*api.Task); ok && t != nil {
-				d.service(t.GetServiceId())
+		old, _ := ev.Old.(*api.Task)
+		t, _ := ev.Object.(*api.Task)
+		if progressOnly(old, t) && !(t.GetStatus().GetState() == api.TaskState_RUNNING &&
+			old.GetStatus().GetState() < api.TaskState_RUNNING && o.waitsRunning[t.GetServiceId()]) {
+			return false
+		}
+		for _, x := range []*api.Task{t, old} {
+			if x != nil {
+				d.service(x.GetServiceId())
 			}
 		}
 	default:
 		d.all = true
 	}
 	return true
+}
+
+// progressOnly reports whether the update from old to t is a wanted task's
+// status moving forward from ASSIGNED up to RUNNING on the same node, with
+// nothing else changed: no reconcile rule decides differently for it (the
+// restart policy waits for a terminal state, a lost or drained node for a
+// node change), except a rolling update waiting for RUNNING, which the
+// caller checks. Failures, completions and shutdowns are terminal states or
+// desired-state changes, which are never progress.
+func progressOnly(old, t *api.Task) bool {
+	if old == nil || t == nil {
+		return false
+	}
+	os, ns := old.GetStatus().GetState(), t.GetStatus().GetState()
+	return old.GetDesiredState() == api.TaskState_RUNNING && t.GetDesiredState() == api.TaskState_RUNNING &&
+		os >= api.TaskState_ASSIGNED && os <= ns && ns <= api.TaskState_RUNNING &&
+		old.GetNodeId() == t.GetNodeId() && old.GetSlot() == t.GetSlot() &&
+		old.GetServiceId() == t.GetServiceId() && old.GetSpecVersion() == t.GetSpecVersion() &&
+		proto.Equal(old.GetSpec(), t.GetSpec()) && proto.Equal(old.GetEndpoint(), t.GetEndpoint())
 }
 
 // pass reconciles the dirty services, reaps history and orphans tasks of
@@ -139,6 +172,11 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 			continue
 		}
 		add(r)
+		if r.WaitsForRunning {
+			o.waitsRunning[svc.GetId()] = true
+		} else {
+			delete(o.waitsRunning, svc.GetId())
+		}
 		if r.NextEvaluation.IsZero() {
 			delete(o.nextEval, svc.GetId())
 		} else {
@@ -148,6 +186,11 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 	for id := range o.nextEval {
 		if !live[id] && id != orphanKey {
 			delete(o.nextEval, id)
+		}
+	}
+	for id := range o.waitsRunning {
+		if !live[id] {
+			delete(o.waitsRunning, id)
 		}
 	}
 

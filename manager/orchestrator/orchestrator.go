@@ -67,6 +67,11 @@ type Result struct {
 	NextEvaluation time.Time
 	// Events say in words what was decided, for logs and the golden tests.
 	Events []string
+	// WaitsForRunning is set when a rolling update held back outdated slots
+	// until the replacements already started run: then, and only then, a
+	// task of the service reaching RUNNING can change the next decision.
+	// Without it the loop need not reconcile on RUNNING reports.
+	WaitsForRunning bool
 }
 
 // TaskUpdate is one changed task and why it changed.
@@ -88,6 +93,9 @@ type builder struct {
 	ids     IDSource
 	res     Result
 	changed map[string]*TaskUpdate
+	// deleted is res.Delete as a set: a scale-down of thousands of slots
+	// must not search the list once per task.
+	deleted map[string]bool
 	events  []event
 }
 
@@ -100,7 +108,7 @@ type event struct {
 }
 
 func newBuilder(now time.Time, ids IDSource) *builder {
-	return &builder{now: now, ids: ids, changed: map[string]*TaskUpdate{}}
+	return &builder{now: now, ids: ids, changed: map[string]*TaskUpdate{}, deleted: map[string]bool{}}
 }
 
 // logf records an event about the slot or node of t.
@@ -138,7 +146,8 @@ func (b *builder) setDesired(t *api.Task, d api.TaskState, reason string) bool {
 }
 
 func (b *builder) delete(id string) {
-	if !slices.Contains(b.res.Delete, id) {
+	if !b.deleted[id] {
+		b.deleted[id] = true
 		b.res.Delete = append(b.res.Delete, id)
 	}
 }

@@ -71,12 +71,13 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 	want := int(rep.GetReplicas())
 	if extra := len(liveG) + len(vacatingG) - want; extra > 0 {
 		order := removalOrder(vacatingG, liveG)
-		gone := order[:extra]
-		for _, g := range gone {
+		gone := make(map[*group]bool, extra)
+		for _, g := range order[:extra] {
 			b.removeSlot(svc, g, byNode, "scale down")
+			gone[g] = true
 		}
-		liveG = slices.DeleteFunc(liveG, func(g *group) bool { return slices.Contains(gone, g) })
-		vacatingG = slices.DeleteFunc(vacatingG, func(g *group) bool { return slices.Contains(gone, g) })
+		liveG = slices.DeleteFunc(liveG, func(g *group) bool { return gone[g] })
+		vacatingG = slices.DeleteFunc(vacatingG, func(g *group) bool { return gone[g] })
 	}
 	need := want - len(liveG) - len(vacatingG)
 	// busy counts the replicas being replaced, which a rolling update's
@@ -295,6 +296,7 @@ func (b *builder) rollingUpdate(svc *api.Service, outdated []*group, busy int, n
 		// update would keep outdated tasks pending forever).
 		if unassigned := g.current.GetNodeId() == ""; !unassigned {
 			if p > 0 && busy >= p {
+				b.res.WaitsForRunning = true
 				continue
 			}
 			busy++
