@@ -110,8 +110,14 @@ func (x *GetNodeResponse) GetNode() *Node {
 }
 
 type ListNodesRequest struct {
-	state         protoimpl.MessageState    `protogen:"open.v1"`
-	Filters       *ListNodesRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState    `protogen:"open.v1"`
+	Filters *ListNodesRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	// page_size caps the items of one response (0: the server's default);
+	// page_token is the previous response's next_page_token. Items come
+	// sorted by ID; a page also stops before MaxListPageBytes, so that no
+	// list of any length exceeds gRPC's message limit.
+	PageSize      uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,9 +159,25 @@ func (x *ListNodesRequest) GetFilters() *ListNodesRequest_Filters {
 	return nil
 }
 
+func (x *ListNodesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// next_page_token is set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +217,13 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type UpdateNodeRequest struct {
@@ -480,8 +509,14 @@ func (x *GetServiceResponse) GetService() *Service {
 }
 
 type ListServicesRequest struct {
-	state         protoimpl.MessageState       `protogen:"open.v1"`
-	Filters       *ListServicesRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState       `protogen:"open.v1"`
+	Filters *ListServicesRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	// page_size caps the items of one response (0: the server's default);
+	// page_token is the previous response's next_page_token. Items come
+	// sorted by ID; a page also stops before MaxListPageBytes, so that no
+	// list of any length exceeds gRPC's message limit.
+	PageSize      uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -523,9 +558,25 @@ func (x *ListServicesRequest) GetFilters() *ListServicesRequest_Filters {
 	return nil
 }
 
+func (x *ListServicesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListServicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListServicesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Services      []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	// next_page_token is set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +616,13 @@ func (x *ListServicesResponse) GetServices() []*Service {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *ListServicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type CreateServiceRequest struct {
@@ -937,8 +995,14 @@ func (x *GetTaskResponse) GetTask() *Task {
 }
 
 type ListTasksRequest struct {
-	state         protoimpl.MessageState    `protogen:"open.v1"`
-	Filters       *ListTasksRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState    `protogen:"open.v1"`
+	Filters *ListTasksRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	// page_size caps the items of one response (0: the server's default);
+	// page_token is the previous response's next_page_token. Items come
+	// sorted by ID; a page also stops before MaxListPageBytes, so that no
+	// list of any length exceeds gRPC's message limit.
+	PageSize      uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -980,9 +1044,25 @@ func (x *ListTasksRequest) GetFilters() *ListTasksRequest_Filters {
 	return nil
 }
 
+func (x *ListTasksRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTasksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// next_page_token is set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1022,6 +1102,13 @@ func (x *ListTasksResponse) GetTasks() []*Task {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RemoveTaskRequest struct {
@@ -3092,9 +3179,12 @@ const file_control_proto_rawDesc = "" +
 	"\x0eGetNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"6\n" +
 	"\x0fGetNodeResponse\x12#\n" +
-	"\x04node\x18\x01 \x01(\v2\x0f.shoal.api.NodeR\x04node\"\xc3\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x0f.shoal.api.NodeR\x04node\"\xff\x02\n" +
 	"\x10ListNodesRequest\x12=\n" +
-	"\afilters\x18\x01 \x01(\v2#.shoal.api.ListNodesRequest.FiltersR\afilters\x1a\xef\x01\n" +
+	"\afilters\x18\x01 \x01(\v2#.shoal.api.ListNodesRequest.FiltersR\afilters\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x1a\xef\x01\n" +
 	"\aFilters\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1f\n" +
 	"\vid_prefixes\x18\x02 \x03(\tR\n" +
@@ -3103,9 +3193,10 @@ const file_control_proto_rawDesc = "" +
 	"\x05roles\x18\x04 \x03(\x0e2\x13.shoal.api.NodeRoleR\x05roles\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
 	"\x11ListNodesResponse\x12%\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0f.shoal.api.NodeR\x05nodes\"x\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.shoal.api.NodeR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"x\n" +
 	"\x11UpdateNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fnode_version\x18\x02 \x01(\x04R\vnodeVersion\x12'\n" +
@@ -3120,9 +3211,12 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\"B\n" +
 	"\x12GetServiceResponse\x12,\n" +
-	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\"\xa1\x02\n" +
+	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\"\xdd\x02\n" +
 	"\x13ListServicesRequest\x12@\n" +
-	"\afilters\x18\x01 \x01(\v2&.shoal.api.ListServicesRequest.FiltersR\afilters\x1a\xc7\x01\n" +
+	"\afilters\x18\x01 \x01(\v2&.shoal.api.ListServicesRequest.FiltersR\afilters\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x1a\xc7\x01\n" +
 	"\aFilters\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1f\n" +
 	"\vid_prefixes\x18\x02 \x03(\tR\n" +
@@ -3130,9 +3224,10 @@ const file_control_proto_rawDesc = "" +
 	"\x06labels\x18\x03 \x03(\v22.shoal.api.ListServicesRequest.Filters.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"F\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"n\n" +
 	"\x14ListServicesResponse\x12.\n" +
-	"\bservices\x18\x01 \x03(\v2\x12.shoal.api.ServiceR\bservices\"B\n" +
+	"\bservices\x18\x01 \x03(\v2\x12.shoal.api.ServiceR\bservices\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"B\n" +
 	"\x14CreateServiceRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.shoal.api.ServiceSpecR\x04spec\"E\n" +
 	"\x15CreateServiceResponse\x12,\n" +
@@ -3152,9 +3247,12 @@ const file_control_proto_rawDesc = "" +
 	"\x0eGetTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"6\n" +
 	"\x0fGetTaskResponse\x12#\n" +
-	"\x04task\x18\x01 \x01(\v2\x0f.shoal.api.TaskR\x04task\"\xa3\x02\n" +
+	"\x04task\x18\x01 \x01(\v2\x0f.shoal.api.TaskR\x04task\"\xdf\x02\n" +
 	"\x10ListTasksRequest\x12=\n" +
-	"\afilters\x18\x01 \x01(\v2#.shoal.api.ListTasksRequest.FiltersR\afilters\x1a\xcf\x01\n" +
+	"\afilters\x18\x01 \x01(\v2#.shoal.api.ListTasksRequest.FiltersR\afilters\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x1a\xcf\x01\n" +
 	"\aFilters\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1f\n" +
 	"\vid_prefixes\x18\x02 \x03(\tR\n" +
@@ -3163,9 +3261,10 @@ const file_control_proto_rawDesc = "" +
 	"serviceIds\x12\x19\n" +
 	"\bnode_ids\x18\x04 \x03(\tR\anodeIds\x12;\n" +
 	"\x0edesired_states\x18\x05 \x03(\x0e2\x14.shoal.api.TaskStateR\rdesiredStates\x12\x14\n" +
-	"\x05slots\x18\x06 \x03(\x04R\x05slots\":\n" +
+	"\x05slots\x18\x06 \x03(\x04R\x05slots\"b\n" +
 	"\x11ListTasksResponse\x12%\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks\",\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
 	"\x11RemoveTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x14\n" +
 	"\x12RemoveTaskResponse\"2\n" +

@@ -33,20 +33,20 @@ func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request, c api.Contr
 		writeError(w, err)
 		return
 	}
-	resp, err := c.ListServices(r.Context(), &api.ListServicesRequest{Filters: f.Request})
+	services, err := listServices(r.Context(), c, f.Request)
 	if err != nil {
-		writeError(w, api.FromGRPC(err))
+		writeError(w, err)
 		return
 	}
 	var status map[string]*swarm.ServiceStatus
-	if yes, _ := strconv.ParseBool(r.URL.Query().Get("status")); yes && len(resp.GetServices()) > 0 {
-		if status, err = d.serviceStatus(r, c, resp.GetServices()); err != nil {
+	if yes, _ := strconv.ParseBool(r.URL.Query().Get("status")); yes && len(services) > 0 {
+		if status, err = d.serviceStatus(r, c, services); err != nil {
 			writeError(w, err)
 			return
 		}
 	}
-	out := make([]swarm.Service, 0, len(resp.GetServices()))
-	for _, s := range resp.GetServices() {
+	out := make([]swarm.Service, 0, len(services))
+	for _, s := range services {
 		if !f.Match(s) {
 			continue
 		}
@@ -64,20 +64,20 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 	for _, s := range svcs {
 		ids = append(ids, s.GetId())
 	}
-	tasks, err := c.ListTasks(r.Context(), &api.ListTasksRequest{Filters: &api.ListTasksRequest_Filters{ServiceIds: ids}})
+	tasks, err := listTasks(r.Context(), c, &api.ListTasksRequest_Filters{ServiceIds: ids})
 	if err != nil {
-		return nil, api.FromGRPC(err)
+		return nil, err
 	}
-	nodes, err := c.ListNodes(r.Context(), &api.ListNodesRequest{})
+	nodes, err := listNodes(r.Context(), c, nil)
 	if err != nil {
-		return nil, api.FromGRPC(err)
+		return nil, err
 	}
 	ready := map[string]bool{}
-	for _, n := range nodes.GetNodes() {
+	for _, n := range nodes {
 		ready[n.GetId()] = n.GetStatus().GetState() != api.NodeStatus_DOWN
 	}
 	bySvc := map[string][]*api.Task{}
-	for _, t := range tasks.GetTasks() {
+	for _, t := range tasks {
 		bySvc[t.GetServiceId()] = append(bySvc[t.GetServiceId()], t)
 	}
 	out := make(map[string]*swarm.ServiceStatus, len(svcs))
@@ -181,24 +181,24 @@ func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request, c api.ControlC
 		writeError(w, err)
 		return
 	}
-	resp, err := c.ListTasks(r.Context(), &api.ListTasksRequest{Filters: f.Request})
+	tasks, err := listTasks(r.Context(), c, f.Request)
 	if err != nil {
-		writeError(w, api.FromGRPC(err))
+		writeError(w, err)
 		return
 	}
 	services := map[string]*api.Service{}
 	if f.UpToDate || len(f.Labels) > 0 {
-		svcs, err := c.ListServices(r.Context(), &api.ListServicesRequest{})
+		svcs, err := listServices(r.Context(), c, nil)
 		if err != nil {
-			writeError(w, api.FromGRPC(err))
+			writeError(w, err)
 			return
 		}
-		for _, s := range svcs.GetServices() {
+		for _, s := range svcs {
 			services[s.GetId()] = s
 		}
 	}
-	out := make([]swarm.Task, 0, len(resp.GetTasks()))
-	for _, t := range resp.GetTasks() {
+	out := make([]swarm.Task, 0, len(tasks))
+	for _, t := range tasks {
 		if !f.Match(t, services[t.GetServiceId()]) {
 			continue
 		}

@@ -176,13 +176,13 @@ func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request, c api.ControlC
 		writeError(w, err)
 		return
 	}
-	resp, err := c.ListNodes(r.Context(), &api.ListNodesRequest{Filters: f.Request})
+	nodes, err := listNodes(r.Context(), c, f.Request)
 	if err != nil {
-		writeError(w, api.FromGRPC(err))
+		writeError(w, err)
 		return
 	}
-	out := make([]swarm.Node, 0, len(resp.GetNodes()))
-	for _, n := range resp.GetNodes() {
+	out := make([]swarm.Node, 0, len(nodes))
+	for _, n := range nodes {
 		if !f.Match(n) {
 			continue
 		}
@@ -260,10 +260,10 @@ func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
 		return info
 	}
 	c := api.NewControlClient(conn)
-	if nodes, err := c.ListNodes(r.Context(), &api.ListNodesRequest{}); err == nil {
-		info.Nodes = len(nodes.GetNodes())
+	if nodes, err := listNodes(r.Context(), c, nil); err == nil {
+		info.Nodes = len(nodes)
 		info.RemoteManagers = nil
-		for _, n := range nodes.GetNodes() {
+		for _, n := range nodes {
 			if ms := n.GetManagerStatus(); n.GetRole() == api.NodeRole_MANAGER && ms != nil {
 				info.Managers++
 				info.RemoteManagers = append(info.RemoteManagers, swarm.Peer{NodeID: n.GetId(), Addr: ms.GetAddr()})

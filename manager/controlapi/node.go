@@ -100,21 +100,21 @@ func (s *Server) GetNode(ctx context.Context, req *api.GetNodeRequest) (*api.Get
 	return &api.GetNodeResponse{Node: n}, nil
 }
 
-// ListNodes returns the nodes matching every filter, sorted by ID. Names
-// match the spec name or the hostname; roles match the current role.
+// ListNodes returns a page of the nodes matching every filter, sorted by ID
+// (see listPage). Names match the spec name or the hostname; roles match the
+// current role.
 func (s *Server) ListNodes(ctx context.Context, req *api.ListNodesRequest) (*api.ListNodesResponse, error) {
 	f := req.GetFilters()
 	flt := filter{names: f.GetNames(), prefixes: f.GetIdPrefixes(), labels: f.GetLabels()}
+	keep := func(n *api.Node) bool {
+		if len(f.GetRoles()) > 0 && !in(n.GetRole(), f.GetRoles()) {
+			return false
+		}
+		return flt.match(n.GetId(), nodeNames(n), n.GetSpec().GetAnnotations().GetLabels())
+	}
 	resp := &api.ListNodesResponse{}
 	s.store.View(func(tx raftstore.ReadTx) {
-		for _, n := range tx.Nodes() {
-			if len(f.GetRoles()) > 0 && !in(n.GetRole(), f.GetRoles()) {
-				continue
-			}
-			if flt.match(n.GetId(), nodeNames(n), n.GetSpec().GetAnnotations().GetLabels()) {
-				resp.Nodes = append(resp.Nodes, n)
-			}
-		}
+		resp.Nodes, resp.NextPageToken = listPage(shared[*api.Node](tx, raftstore.KindNode), keep, req.GetPageToken(), req.GetPageSize())
 	})
 	return resp, nil
 }

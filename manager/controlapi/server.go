@@ -28,7 +28,6 @@ package controlapi
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -218,8 +217,4 @@ func dedup(ss []string) []string {
 		}
 	}
 	return out
-}
-
-func sortByID[T interface{ GetId() string }](objs []T) {
-	sort.Slice(objs, func(i, j int) bool { return objs[i].GetId() < objs[j].GetId() })
 }

@@ -253,18 +253,18 @@ func (s *Server) getService(req *api.GetServiceRequest) (*api.GetServiceResponse
 	return &api.GetServiceResponse{Service: svc}, nil
 }
 
-// ListServices returns the services matching every filter, sorted by ID.
+// ListServices returns a page of the services matching every filter, sorted
+// by ID (see listPage).
 func (s *Server) ListServices(ctx context.Context, req *api.ListServicesRequest) (*api.ListServicesResponse, error) {
 	f := req.GetFilters()
 	flt := filter{names: f.GetNames(), prefixes: f.GetIdPrefixes(), labels: f.GetLabels()}
+	keep := func(svc *api.Service) bool {
+		a := svc.GetSpec().GetAnnotations()
+		return flt.match(svc.GetId(), []string{a.GetName()}, a.GetLabels())
+	}
 	resp := &api.ListServicesResponse{}
 	s.store.View(func(tx raftstore.ReadTx) {
-		for _, svc := range tx.Services() {
-			a := svc.GetSpec().GetAnnotations()
-			if flt.match(svc.GetId(), []string{a.GetName()}, a.GetLabels()) {
-				resp.Services = append(resp.Services, svc)
-			}
-		}
+		resp.Services, resp.NextPageToken = listPage(shared[*api.Service](tx, raftstore.KindService), keep, req.GetPageToken(), req.GetPageSize())
 	})
 	return resp, nil
 }

@@ -26,15 +26,18 @@ func (s *Server) GetTask(ctx context.Context, req *api.GetTaskRequest) (*api.Get
 	return &api.GetTaskResponse{Task: t}, nil
 }
 
-// ListTasks returns the tasks matching every filter, sorted by ID. Service
-// IDs are looked up through the store's index rather than a scan of all tasks.
+// ListTasks returns a page of the tasks matching every filter, sorted by
+// ID (see listPage). It scans the shared objects rather than the service
+// and node indexes, which hand out copies: a page of a 100,000-task service
+// would clone them all each time.
 func (s *Server) ListTasks(ctx context.Context, req *api.ListTasksRequest) (*api.ListTasksResponse, error) {
 	f := req.GetFilters()
 	flt := filter{names: f.GetNames(), prefixes: f.GetIdPrefixes()}
+	services, nodes := set(f.GetServiceIds()), set(f.GetNodeIds())
 	keep := func(t *api.Task) bool {
 		switch {
-		case len(f.GetServiceIds()) > 0 && !in(t.GetServiceId(), f.GetServiceIds()),
-			len(f.GetNodeIds()) > 0 && !in(t.GetNodeId(), f.GetNodeIds()),
+		case services != nil && !services[t.GetServiceId()],
+			nodes != nil && !nodes[t.GetNodeId()],
 			len(f.GetDesiredStates()) > 0 && !in(t.GetDesiredState(), f.GetDesiredStates()),
 			len(f.GetSlots()) > 0 && !in(t.GetSlot(), f.GetSlots()):
 			return false
@@ -43,27 +46,21 @@ func (s *Server) ListTasks(ctx context.Context, req *api.ListTasksRequest) (*api
 	}
 	resp := &api.ListTasksResponse{}
 	s.store.View(func(tx raftstore.ReadTx) {
-		var candidates []*api.Task
-		switch {
-		case len(f.GetServiceIds()) > 0:
-			for _, id := range dedup(f.GetServiceIds()) {
-				candidates = append(candidates, tx.TasksOfService(id)...)
-			}
-		case len(f.GetNodeIds()) > 0:
-			for _, id := range dedup(f.GetNodeIds()) {
-				candidates = append(candidates, tx.TasksOnNode(id)...)
-			}
-		default:
-			candidates = tx.Tasks()
-		}
-		for _, t := range candidates {
-			if keep(t) {
-				resp.Tasks = append(resp.Tasks, t)
-			}
-		}
+		resp.Tasks, resp.NextPageToken = listPage(shared[*api.Task](tx, raftstore.KindTask), keep, req.GetPageToken(), req.GetPageSize())
 	})
-	sortByID(resp.Tasks)
 	return resp, nil
+}
+
+// set is ids as a set, nil when there are none (no filter).
+func set(ids []string) map[string]bool {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out
 }
 
 // RemoveTask deletes a task from the store, as swarmkit does. The
