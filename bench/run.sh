@@ -89,6 +89,16 @@ printf '%-58s %9s ms   %s of tar -x\n' "shoal import 50 MB rootfs" "$IMP" "$(rat
 echo "== scheduler alone: 100,000 tasks onto 10,000 nodes, one pass"
 SCHED=$(go test -run '^$' -bench 'BenchmarkSchedule100kOn10k$' -benchtime 3x ./scheduler/ 2>/dev/null | awk '/^BenchmarkSchedule100kOn10k/ {printf "%.0f", $3/1e6}')
 printf '%-58s %9s ms   target < 1000 ms; Nomad C1M placed ~3,750 containers/s cluster-wide\n' "scheduler.Schedule 100k tasks / 10k nodes" "${SCHED:-?}"
+echo "== 3 managers (in-process raft, mTLS) + simulated nodes (manager/scale_bench_test.go)"
+# SHOAL_SCALE_NODES / SHOAL_SCALE_TASKS (default 1,000 / 100,000) make it smaller on a small machine.
+SCALE_OUT=$DIR/scale-bench.txt
+if ! SHOAL_SCALE_BENCH=1 go test -count=1 -run '^TestScaleBench$' -v -timeout 30m ./manager/ >"$SCALE_OUT" 2>&1; then
+  grep '^scale: ' "$SCALE_OUT" | sed 's/^scale: //'
+  echo "scale benchmark FAILED; the end of its output:" >&2
+  tail -n 40 "$SCALE_OUT" >&2
+  exit 1
+fi
+grep '^scale: ' "$SCALE_OUT" | sed 's/^scale: //'
 bash "$(dirname "$0")/swarm.sh" "$BIN"   # one node: 100 replicas, then 100 -> 200, beside Docker Swarm
 
 echo "== cluster on test hosts (tests/cluster_bench_test.go; Swarm figures: DESIGN.md references, not measured here)"

@@ -1,0 +1,423 @@
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/raftstore"
+	"google.golang.org/grpc"
+)
+
+// TestScaleBench is `make bench`'s cluster figure (issue 9 item 13): three
+// managers (in-process raft, real mutual TLS) and simulated nodes, as
+// Nomad's nodesim: lightweight agents in this process, each with its own
+// certificate and connection to the leader, that open a dispatcher session,
+// heartbeat at the period the dispatcher asks, follow their assignments and
+// report each new task RUNNING. One replicated service of SHOAL_SCALE_TASKS
+// tasks (default 100,000) on SHOAL_SCALE_NODES nodes (default 1,000).
+//
+// It prints placements per second (service created -> every task assigned
+// to a node), the time until every task runs, the heartbeat round trip
+// (agent side, p50/p99) during the run, and the CPU and memory of the
+// process: the leader shares it with two followers and the agents, so those
+// are upper bounds for the leader alone. It fails only if the cluster does
+// not get there within SHOAL_SCALE_TIMEOUT (default 10m); it asserts no
+// timing.
+func TestScaleBench(t *testing.T) {
+	if os.Getenv("SHOAL_SCALE_BENCH") == "" {
+		t.Skip("set SHOAL_SCALE_BENCH=1 (make bench does)")
+	}
+	nNodes, nTasks := envInt(t, "SHOAL_SCALE_NODES", 1000), envInt(t, "SHOAL_SCALE_TASKS", 100000)
+	timeout := 10 * time.Minute
+	if v := os.Getenv("SHOAL_SCALE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("SHOAL_SCALE_TIMEOUT: %v", err)
+		}
+		timeout = d
+	}
+	c := startCluster(t, 3)
+	c.waitMembership()
+	l := c.leader()
+	store := c.nodes[l].m.Store()
+	// Agents follow the leader, as the manager list they are sent lets them.
+	leaderAddr := func() string {
+		for _, tm := range c.nodes {
+			if tm.running() && tm.m.Raft().IsLeader() {
+				return tm.addr
+			}
+		}
+		return c.nodes[l].addr
+	}
+
+	// Register the simulated nodes as `swarm join` would, with a worker
+	// certificate each.
+	sims := make([]*simNode, nNodes)
+	for i := range sims {
+		key, csr, err := ca.NewNodeKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("simnode%05d", i)
+		cert, err := c.found.Root.IssueNodeCertificate(csr, id, ca.RoleWorker, nil, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsCfg, err := ClientTLS(c.found.Root, cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sims[i] = &simNode{id: id, tls: tlsCfg, conns: map[string]*grpc.ClientConn{}, leader: leaderAddr}
+		t.Cleanup(sims[i].close)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for start := 0; start < nNodes; start += 500 {
+		err := store.Update(ctx, func(tx raftstore.WriteTx) error {
+			for _, s := range sims[start:min(start+500, nNodes)] {
+				if err := tx.Create(&api.Node{Id: s.id, Role: api.NodeRole_WORKER,
+					Spec:   &api.NodeSpec{DesiredRole: api.NodeRole_WORKER, Availability: api.NodeSpec_ACTIVE},
+					Status: &api.NodeStatus{State: api.NodeStatus_UNKNOWN, Addr: "127.0.0.1"}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("register simulated nodes: %v", err)
+		}
+	}
+	simCtx, stopSims := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	hb := &latencies{}
+	var restarts atomic.Int64
+	simErrs := make(chan error, nNodes)
+	for _, s := range sims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.run(simCtx, hb, &restarts); err != nil && simCtx.Err() == nil {
+				simErrs <- fmt.Errorf("%s: %w", s.id, err)
+			}
+		}()
+	}
+	defer func() { stopSims(); wg.Wait() }()
+	waitFor(t, timeout, "simulated nodes READY", func() error {
+		ready := 0
+		store.View(func(tx raftstore.ReadTx) {
+			tx.ForEach(raftstore.KindNode, func(o raftstore.Object) bool {
+				if n := o.(*api.Node); n.GetRole() == api.NodeRole_WORKER && n.GetStatus().GetState() == api.NodeStatus_READY {
+					ready++
+				}
+				return true
+			})
+		})
+		select {
+		case err := <-simErrs:
+			t.Fatalf("simulated node: %v", err)
+		default:
+		}
+		if ready != nNodes {
+			return fmt.Errorf("%d of %d READY", ready, nNodes)
+		}
+		return nil
+	})
+
+	runtime.GC()
+	cpu0, wall0 := cpuTime(), time.Now()
+	hb.reset()
+	restarts.Store(0)
+	spec := serviceSpec("scale")
+	spec.Mode = &api.ServiceSpec_Replicated{Replicated: &api.ReplicatedService{Replicas: uint64(nTasks)}}
+	if _, err := c.control(l).CreateService(ctx, &api.CreateServiceRequest{Spec: spec}); err != nil {
+		t.Fatalf("create service: %v", err)
+	}
+	var placedIn, runningIn time.Duration
+	var peakHeap uint64
+	for placedIn == 0 || runningIn == 0 {
+		if ctx.Err() != nil {
+			for _, s := range sims {
+				if e := s.lastErr.Load(); e != nil {
+					t.Logf("%s: last session ended: %v", s.id, e)
+					break
+				}
+			}
+			t.Fatalf("not converged within %v: placed in %v, running in %v", timeout, placedIn, runningIn)
+		}
+		select {
+		case err := <-simErrs:
+			t.Fatalf("simulated node: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		peakHeap = max(peakHeap, ms.HeapInuse)
+		placed, running := 0, 0
+		store.View(func(tx raftstore.ReadTx) {
+			tx.ForEach(raftstore.KindTask, func(o raftstore.Object) bool {
+				tk := o.(*api.Task)
+				if tk.GetDesiredState() == api.TaskState_RUNNING && tk.GetNodeId() != "" {
+					placed++
+					if tk.GetStatus().GetState() == api.TaskState_RUNNING {
+						running++
+					}
+				}
+				return true
+			})
+		})
+		if placedIn == 0 && placed >= nTasks {
+			placedIn = time.Since(wall0)
+		}
+		if runningIn == 0 && running >= nTasks {
+			runningIn = time.Since(wall0)
+		}
+	}
+	cpu := cpuTime() - cpu0
+	wall := time.Since(wall0)
+	p50, p99, n := hb.percentiles()
+	down := 0
+	store.View(func(tx raftstore.ReadTx) {
+		for _, nd := range tx.Nodes() {
+			if nd.GetRole() == api.NodeRole_WORKER && nd.GetStatus().GetState() != api.NodeStatus_READY {
+				down++
+			}
+		}
+	})
+	fmt.Printf("scale: %d simulated nodes, %d tasks, 3 managers, GOMAXPROCS %d\n", nNodes, nTasks, runtime.GOMAXPROCS(0))
+	fmt.Printf("scale: placements/s                         %10.0f   (%d tasks assigned in %v; target >= 5000)\n",
+		float64(nTasks)/placedIn.Seconds(), nTasks, placedIn.Round(time.Millisecond))
+	fmt.Printf("scale: all tasks RUNNING after              %10v\n", runningIn.Round(time.Millisecond))
+	fmt.Printf("scale: heartbeat RTT p50 / p99 (agent side) %10v / %v   (%d heartbeats; target p99 < 100ms)\n",
+		p50.Round(time.Microsecond), p99.Round(time.Microsecond), n)
+	fmt.Printf("scale: process CPU (3 managers + agents)    %10.1f s in %v (%.0f%% of one core)\n",
+		cpu.Seconds(), wall.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
+	fmt.Printf("scale: process heap in use peak / RSS       %10.0f MB / %.0f MB\n", float64(peakHeap)/(1<<20), rssMB())
+	fmt.Printf("scale: sessions lost and reopened           %10d   (target 0)\n", restarts.Load())
+	fmt.Printf("scale: worker nodes not READY at the end    %10d\n", down)
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssMB is the process's resident set in MB (VmRSS), 0 if unknown.
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	var kb float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, err := fmt.Sscanf(line, "VmRSS: %f kB", &kb); err == nil {
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// latencies collects heartbeat round trips from every simulated node.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+func (l *latencies) reset()              { l.mu.Lock(); l.d = nil; l.mu.Unlock() }
+
+func (l *latencies) percentiles() (p50, p99 time.Duration, n int) {
+	l.mu.Lock()
+	d := slices.Clone(l.d)
+	l.mu.Unlock()
+	if len(d) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100], len(d)
+}
+
+// simNode is one simulated agent: a session, heartbeats, and RUNNING
+// reports for what it is assigned. It runs no containers.
+type simNode struct {
+	id     string
+	tls    *tls.Config
+	leader func() string
+	// conns is one connection per manager address, made when first used;
+	// only run's goroutine touches it until close.
+	conns map[string]*grpc.ClientConn
+	// lastErr is why the last session ended, for a run that does not
+	// converge.
+	lastErr atomic.Value
+}
+
+func (s *simNode) conn() (*grpc.ClientConn, error) {
+	addr := s.leader()
+	if c := s.conns[addr]; c != nil {
+		return c, nil
+	}
+	c, err := Dial(addr, s.tls)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+func (s *simNode) close() {
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+}
+
+// run keeps a session open until ctx ends: like an agent, a node whose
+// session ended (marked down for a late heartbeat, a watch resync) opens a
+// new one; restarts counts those.
+func (s *simNode) run(ctx context.Context, hb *latencies, restarts *atomic.Int64) error {
+	reported := map[string]bool{}
+	for {
+		err := s.session(ctx, hb, reported)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Session lost, a leader change, a report not stored: an agent
+		// starts over, and so does this one (a bug shows as the run not
+		// converging, with the last error).
+		s.lastErr.Store(err.Error())
+		restarts.Add(1)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// session is one dispatcher session: it returns when any of its streams or
+// calls fails. reported holds the tasks already reported RUNNING.
+func (s *simNode) session(parent context.Context, hb *latencies, reported map[string]bool) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	conn, err := s.conn()
+	if err != nil {
+		return err
+	}
+	d := api.NewDispatcherClient(conn)
+	sess, err := d.Session(ctx, &api.SessionRequest{Description: &api.NodeDescription{Hostname: s.id}})
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	first, err := sess.Recv()
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	sid := first.GetSessionId()
+	errs := make(chan error, 3)
+	go func() { // the session stream: drained until it ends
+		for {
+			if _, err := sess.Recv(); err != nil {
+				errs <- fmt.Errorf("session stream: %w", err)
+				return
+			}
+		}
+	}()
+	go func() {
+		var period time.Duration // the first one at once, as an agent does
+		for {
+			select {
+			case <-ctx.Done():
+				errs <- ctx.Err()
+				return
+			case <-time.After(period):
+			}
+			period = time.Second
+			t0 := time.Now()
+			resp, err := d.Heartbeat(ctx, &api.HeartbeatRequest{SessionId: sid})
+			if err != nil {
+				errs <- fmt.Errorf("heartbeat: %w", err)
+				return
+			}
+			hb.add(time.Since(t0))
+			if p := resp.GetPeriod().AsDuration(); p > 0 {
+				period = p
+			}
+		}
+	}()
+	go func() { errs <- s.follow(ctx, d, sid, reported) }()
+	err = <-errs
+	cancel()
+	for range 2 { // the others end with ctx; reported is the caller's again
+		<-errs
+	}
+	return err
+}
+
+// follow reads assignments and reports every new task RUNNING, in one
+// request per message, until the stream ends.
+func (s *simNode) follow(ctx context.Context, d api.DispatcherClient, sid string, reported map[string]bool) error {
+	stream, err := d.Assignments(ctx, &api.AssignmentsRequest{SessionId: sid})
+	if err != nil {
+		return fmt.Errorf("assignments: %w", err)
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("assignments: %w", err)
+		}
+		var updates []*api.TaskStatusUpdate
+		for _, ch := range m.GetChanges() {
+			tk := ch.GetTask()
+			if ch.GetAction() != api.AssignmentChange_UPDATE || tk.GetDesiredState() != api.TaskState_RUNNING ||
+				reported[tk.GetId()] || tk.GetStatus().GetState() >= api.TaskState_RUNNING {
+				continue
+			}
+			updates = append(updates, &api.TaskStatusUpdate{TaskId: tk.GetId(),
+				Status: &api.TaskStatus{State: api.TaskState_RUNNING, Message: "started"}})
+		}
+		for len(updates) > 0 {
+			n := min(len(updates), 1000)
+			for {
+				_, err := d.UpdateTaskStatus(ctx, &api.UpdateTaskStatusRequest{SessionId: sid, Updates: updates[:n]})
+				if err == nil {
+					// Only what is stored counts: the rest is reported again
+					// from the next session's COMPLETE set.
+					for _, u := range updates[:n] {
+						reported[u.GetTaskId()] = true
+					}
+					break
+				}
+				// As an agent does: a report that was not stored is sent again.
+				if ctx.Err() != nil || !errors.Is(api.FromGRPC(err), api.ErrUnavailable) {
+					return fmt.Errorf("report: %w", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			updates = updates[n:]
+		}
+	}
+}
