@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/shoal-project/shoal/manager/ca"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 )
 
 // TestScaleBench is `make bench`'s cluster figure (issue 9 item 13): three
@@ -104,13 +106,13 @@ func TestScaleBench(t *testing.T) {
 	simCtx, stopSims := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	hb := &latencies{}
-	var restarts atomic.Int64
+	restarts := &lostSessions{}
 	simErrs := make(chan error, nNodes)
 	for _, s := range sims {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.run(simCtx, hb, &restarts); err != nil && simCtx.Err() == nil {
+			if err := s.run(simCtx, hb, restarts); err != nil && simCtx.Err() == nil {
 				simErrs <- fmt.Errorf("%s: %w", s.id, err)
 			}
 		}()
@@ -140,7 +142,7 @@ func TestScaleBench(t *testing.T) {
 	runtime.GC()
 	cpu0, wall0 := cpuTime(), time.Now()
 	hb.reset()
-	restarts.Store(0)
+	restarts.reset()
 	spec := serviceSpec("scale")
 	spec.Mode = &api.ServiceSpec_Replicated{Replicated: &api.ReplicatedService{Replicas: uint64(nTasks)}}
 	if _, err := c.control(l).CreateService(ctx, &api.CreateServiceRequest{Spec: spec}); err != nil {
@@ -206,7 +208,8 @@ func TestScaleBench(t *testing.T) {
 	fmt.Printf("scale: process CPU (3 managers + agents)    %10.1f s in %v (%.0f%% of one core)\n",
 		cpu.Seconds(), wall.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
 	fmt.Printf("scale: process heap in use peak / RSS       %10.0f MB / %.0f MB\n", float64(peakHeap)/(1<<20), rssMB())
-	fmt.Printf("scale: sessions lost and reopened           %10d   (target 0)\n", restarts.Load())
+	total, why := restarts.summary()
+	fmt.Printf("scale: sessions lost and reopened           %10d   (target 0)%s\n", total, why)
 	fmt.Printf("scale: worker nodes not READY at the end    %10d\n", down)
 }
 
@@ -266,6 +269,42 @@ func (l *latencies) percentiles() (p50, p99 time.Duration, n int) {
 	return d[len(d)/2], d[len(d)*99/100], len(d)
 }
 
+// lostSessions counts the sessions the agents lost, by the call that
+// failed and its gRPC code ("heartbeat NotFound": the session had expired).
+type lostSessions struct {
+	mu  sync.Mutex
+	why map[string]int
+}
+
+func (l *lostSessions) add(err error) {
+	call, _, _ := strings.Cut(err.Error(), ":")
+	key := call + " " + status.Code(errors.Unwrap(err)).String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.why == nil {
+		l.why = map[string]int{}
+	}
+	l.why[key]++
+}
+
+func (l *lostSessions) reset() { l.mu.Lock(); l.why = nil; l.mu.Unlock() }
+
+// summary is the total and the reasons, most frequent first.
+func (l *lostSessions) summary() (int, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := slices.Collect(maps.Keys(l.why))
+	slices.SortFunc(keys, func(a, b string) int { return l.why[b] - l.why[a] })
+	total, out := 0, ""
+	for i, k := range keys {
+		total += l.why[k]
+		if i < 4 {
+			out += fmt.Sprintf("; %s: %d", k, l.why[k])
+		}
+	}
+	return total, out
+}
+
 // simNode is one simulated agent: a session, heartbeats, and RUNNING
 // reports for what it is assigned. It runs no containers.
 type simNode struct {
@@ -302,7 +341,7 @@ func (s *simNode) close() {
 // run keeps a session open until ctx ends: like an agent, a node whose
 // session ended (marked down for a late heartbeat, a watch resync) opens a
 // new one; restarts counts those.
-func (s *simNode) run(ctx context.Context, hb *latencies, restarts *atomic.Int64) error {
+func (s *simNode) run(ctx context.Context, hb *latencies, restarts *lostSessions) error {
 	reported := map[string]bool{}
 	for {
 		err := s.session(ctx, hb, reported)
@@ -313,7 +352,7 @@ func (s *simNode) run(ctx context.Context, hb *latencies, restarts *atomic.Int64
 		// starts over, and so does this one (a bug shows as the run not
 		// converging, with the last error).
 		s.lastErr.Store(err.Error())
-		restarts.Add(1)
+		restarts.add(err)
 		time.Sleep(100 * time.Millisecond)
 	}
 }
