@@ -74,6 +74,8 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
 	case len(hc.Devices) > 0:
 		return containers.Config{}, badRequest("devices are not supported")
+	case hc.Init != nil && *hc.Init:
+		return containers.Config{}, badRequest("--init is not supported")
 	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
 		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
 	case hc.Memory > 0 && hc.Memory < minMemory:
@@ -99,6 +101,15 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
 		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,
 		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
+		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
+		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
+		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd,
+	}
+	for _, u := range hc.Ulimits {
+		if u == nil {
+			return containers.Config{}, badRequest("invalid ulimit: null")
+		}
+		cfg.Ulimits = append(cfg.Ulimits, containers.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
 	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
 		cfg.PidsLimit = *hc.PidsLimit

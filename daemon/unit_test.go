@@ -220,6 +220,8 @@ func TestCreateConfigRefusals(t *testing.T) {
 			r.HostConfig.PortBindings = network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "80"}}}
 		}, 400, "published ports need the bridge network"},
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
+		{"init", func(r *container.CreateRequest) { yes := true; r.HostConfig.Init = &yes }, 400, "--init is not supported"},
+		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
 	} {
 		req := base()
 		tc.mut(&req)
@@ -233,12 +235,24 @@ func TestCreateConfigRefusals(t *testing.T) {
 	req.HostConfig.Memory = 64 << 20
 	req.HostConfig.SecurityOpt = []string{"no-new-privileges"}
 	req.HostConfig.NetworkMode = "default"
+	// The options the engine checks and applies reach its config, none dropped.
+	req.HostConfig.MemorySwap, req.HostConfig.ShmSize = 128<<20, 1<<20
+	req.HostConfig.CpusetCpus, req.HostConfig.CpusetMems = "0", "0"
+	req.HostConfig.Sysctls = map[string]string{"kernel.shmmax": "1"}
+	req.HostConfig.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}
+	req.HostConfig.PidMode, req.HostConfig.IpcMode = "host", "none"
+	req.HostConfig.GroupAdd = []string{"audio"}
 	cfg, err := d.createConfig(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.PidsLimit != 50 || cfg.Memory != 64<<20 || !cfg.NoNewPrivileges || cfg.NetworkMode != "bridge" {
 		t.Errorf("%+v", cfg)
+	}
+	if cfg.MemorySwap != 128<<20 || cfg.ShmSize != 1<<20 || cfg.CpusetCpus != "0" || cfg.CpusetMems != "0" ||
+		cfg.Sysctls["kernel.shmmax"] != "1" || len(cfg.Ulimits) != 1 || cfg.Ulimits[0] != (containers.Ulimit{Name: "nofile", Soft: 1, Hard: 2}) ||
+		cfg.PidMode != "host" || cfg.IpcMode != "none" || len(cfg.GroupAdd) != 1 {
+		t.Errorf("options dropped on the way to the engine: %+v", cfg)
 	}
 	var hc container.HostConfig
 	if err := json.Unmarshal(cfg.RawHostConfig, &hc); err != nil || hc.NetworkMode != "bridge" {

@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/oci"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
@@ -44,6 +46,15 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	default:
 		return Container{}, fmt.Errorf("%w: network %s not found", ErrNotFound, cfg.NetworkMode)
 	}
+	if ref, ok := strings.CutPrefix(cfg.PidMode, "container:"); ok && ref != "" {
+		// Kept by ID: a rename of the other container does not change
+		// whose namespace this one joins.
+		other, err := e.Get(ref)
+		if err != nil {
+			return Container{}, err
+		}
+		cfg.PidMode = "container:" + other.ID
+	}
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
 		return Container{}, fmt.Errorf("%w: no command specified", ErrInvalidArgument)
@@ -62,7 +73,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	// resources. A user name is resolved at start, in the container's /etc/passwd.
 	probe, probeImg := c, img.Config.Config
 	probe.Config.User, probeImg.User = "", ""
-	if _, err := buildSpec(probe, probeImg, ""); err != nil {
+	if _, err := buildSpec(probe, probeImg, "", e.rt.CgroupRoot); err != nil {
 		return Container{}, err
 	}
 	// Reserve the name under the lock: two creates with one name race here.
@@ -201,9 +212,18 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err != nil {
 		return startErr(err)
 	}
-	spec, err := buildSpec(c, img.Config.Config, rootfs)
+	spec, err := buildSpec(c, img.Config.Config, rootfs, e.rt.CgroupRoot)
 	if err != nil {
 		return startErr(err)
+	}
+	if ref, ok := strings.CutPrefix(c.Config.PidMode, "container:"); ok {
+		path, err := e.pidNamespaceOf(ref)
+		if err != nil {
+			return startErr(err)
+		}
+		if err := oci.WithNamespacePath(spec, specs.PIDNamespace, path); err != nil {
+			return startErr(fmt.Errorf("%w: %v", ErrInvalidArgument, err))
+		}
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
