@@ -81,6 +81,11 @@ type Engine struct {
 }
 
 type record struct {
+	// opMu serialises Start and Remove of this container (two starts, or a
+	// start and a remove, would otherwise race over its bundle, shim and
+	// cgroup). It is taken before saveMu and e.mu, and is not held while
+	// calling out of the engine (opts.Released).
+	opMu sync.Mutex
 	// saveMu serialises the writes of this record's config.v2.json, so the
 	// file always ends with the latest state; it is taken before e.mu.
 	saveMu  sync.Mutex
@@ -233,6 +238,27 @@ func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
 	r.changed = make(chan struct{})
 	e.mu.Unlock()
 	return c, err
+}
+
+// lockOp finds a container and takes its operation lock; the record it
+// returns is current (not removed) and must be unlocked with r.opMu.Unlock.
+func (e *Engine) lockOp(idOrName string) (*record, error) {
+	e.mu.Lock()
+	r, err := e.lookupLocked(idOrName)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	r.opMu.Lock()
+	e.mu.Lock()
+	removed := r.removed
+	e.mu.Unlock()
+	if removed {
+		// Removed while this call waited for the lock.
+		r.opMu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrName)
+	}
+	return r, nil
 }
 
 // Get finds a container by full ID, name or unique ID prefix.

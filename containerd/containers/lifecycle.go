@@ -182,12 +182,12 @@ func (e *ExecError) Error() string { return e.Msg }
 
 // Start starts a created or exited container under a new shim.
 func (e *Engine) Start(ctx context.Context, idOrName string) error {
-	e.mu.Lock()
-	r, err := e.lookupLocked(idOrName)
+	r, err := e.lockOp(idOrName)
 	if err != nil {
-		e.mu.Unlock()
 		return err
 	}
+	defer r.opMu.Unlock()
+	e.mu.Lock()
 	if r.c.State.Running {
 		e.mu.Unlock()
 		return ErrNotModified
@@ -488,10 +488,27 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 
 // Remove deletes a container; a running one only with force (it is killed).
 func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error {
-	c, err := e.Get(idOrName)
+	r, err := e.lockOp(idOrName)
 	if err != nil {
 		return err
 	}
+	if err := e.removeLocked(ctx, r, idOrName, force); err != nil {
+		r.opMu.Unlock()
+		return err
+	}
+	r.opMu.Unlock()
+	if e.opts.Released != nil {
+		e.opts.Released(r.c.ID)
+	}
+	return nil
+}
+
+// removeLocked is Remove under the record's operation lock: no start can
+// begin or be half-way while the container is stopped and its files go.
+func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, force bool) error {
+	e.mu.Lock()
+	c := r.c
+	e.mu.Unlock()
 	if c.State.Running {
 		if !force {
 			return fmt.Errorf("%w: You cannot remove a running container %s. Stop the container before attempting removal or force remove", ErrConflict, c.ID)
@@ -500,12 +517,6 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 		if err := e.Stop(ctx, c.ID, &zero); err != nil && !errors.Is(err, ErrNotModified) {
 			return err
 		}
-	}
-	e.mu.Lock()
-	r, ok := e.records[c.ID]
-	e.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
 	}
 	// After saveMu no update can write the record again: the files can go.
 	r.saveMu.Lock()
@@ -526,9 +537,6 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 	close(r.changed)
 	r.changed = make(chan struct{})
 	e.mu.Unlock()
-	if e.opts.Released != nil {
-		e.opts.Released(c.ID)
-	}
 	return nil
 }
 
