@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -196,20 +197,11 @@ func (e *Engine) persist(c Container) error {
 	if err != nil {
 		return err
 	}
-	dir := e.containerDir(c.ID)
-	tmp := filepath.Join(dir, "config.v2.json.tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
+	// 0600: the record holds the container's environment.
+	if err := atomicfile.WriteFile(filepath.Join(e.containerDir(c.ID), "config.v2.json"), b, 0o600); err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
 	}
-	if _, err := f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
-	}
-	return os.Rename(tmp, filepath.Join(dir, "config.v2.json"))
+	return nil
 }
 
 // update applies fn to a record, persists it and then broadcasts the change:
