@@ -133,6 +133,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		}
 		r := &record{c: c, changed: make(chan struct{})}
 		e.records[c.ID] = r
+		e.loadExecs(c.ID)
 		if c.State.Running {
 			e.readopt(r)
 		} else {
@@ -375,6 +376,7 @@ func (e *Engine) cleanup(id string) {
 	_ = e.opts.Images.RemoveRootfs(context.Background(), id)
 	os.RemoveAll(e.bundleDir(id))
 	os.RemoveAll(e.shimDir(id))
+	os.RemoveAll(filepath.Join(e.opts.ExecRoot, "execs", id))
 	os.RemoveAll(e.containerDir(id))
 }
 
