@@ -222,6 +222,11 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
 		{"init", func(r *container.CreateRequest) { yes := true; r.HostConfig.Init = &yes }, 400, "--init is not supported"},
 		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
+		{"dns", func(r *container.CreateRequest) { r.HostConfig.DNS = []netip.Addr{netip.MustParseAddr("1.1.1.1")} }, 400, "--dns is not supported"},
+		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
+		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
+		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "--log-driver is not supported"},
+		{"oom score", func(r *container.CreateRequest) { r.HostConfig.OomScoreAdj = 100 }, 400, "--oom-score-adj is not supported"},
 	} {
 		req := base()
 		tc.mut(&req)
@@ -235,6 +240,9 @@ func TestCreateConfigRefusals(t *testing.T) {
 	req.HostConfig.Memory = 64 << 20
 	req.HostConfig.SecurityOpt = []string{"no-new-privileges"}
 	req.HostConfig.NetworkMode = "default"
+	// What the docker CLI sends for flags it was not given is not refused.
+	noSwappiness := int64(-1)
+	req.HostConfig.MemorySwappiness, req.HostConfig.LogConfig.Type = &noSwappiness, "json-file"
 	// The options the engine checks and applies reach its config, none dropped.
 	req.HostConfig.MemorySwap, req.HostConfig.ShmSize = 128<<20, 1<<20
 	req.HostConfig.CpusetCpus, req.HostConfig.CpusetMems = "0", "0"

@@ -190,5 +190,15 @@ func TestHostConfigOptions(t *testing.T) {
 		if r.Code != 125 || !strings.Contains(r.Stderr, "Minimum memoryswap limit") {
 			t.Fatalf("docker run --memory-swap below --memory: %s", r)
 		}
+		// Options the engine does not apply are refused, not ignored.
+		for flag, args := range map[string][]string{
+			"--dns": {"--dns", "1.1.1.1"}, "--add-host": {"--add-host", "a:1.2.3.4"}, "--cpu-quota": {"--cpu-quota", "50000"},
+			"--oom-score-adj": {"--oom-score-adj", "100"}, "--log-driver": {"--log-driver", "none"},
+		} {
+			r = run(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...)
+			if r.Code != 125 || !strings.Contains(r.Stderr, flag+" is not supported") {
+				t.Errorf("docker run %s: %s", strings.Join(args, " "), r)
+			}
+		}
 	})
 }
