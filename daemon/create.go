@@ -85,6 +85,12 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
 		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
 	}
+	switch {
+	case in.Healthcheck != nil && len(in.Healthcheck.Test) > 0 && in.Healthcheck.Test[0] != "NONE": // NONE: --no-healthcheck
+		return containers.Config{}, badRequest("--health-cmd is not supported")
+	case in.Domainname != "":
+		return containers.Config{}, badRequest("--domainname is not supported")
+	}
 	if opt := unsupportedHostOption(hc); opt != "" {
 		return containers.Config{}, badRequest("%s is not supported", opt)
 	}

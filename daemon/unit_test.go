@@ -222,6 +222,10 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
 		{"init", func(r *container.CreateRequest) { yes := true; r.HostConfig.Init = &yes }, 400, "--init is not supported"},
 		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
+		{"healthcheck", func(r *container.CreateRequest) {
+			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}}
+		}, 400, "--health-cmd is not supported"},
+		{"domainname", func(r *container.CreateRequest) { r.Domainname = "example.org" }, 400, "--domainname is not supported"},
 		{"dns", func(r *container.CreateRequest) { r.HostConfig.DNS = []netip.Addr{netip.MustParseAddr("1.1.1.1")} }, 400, "--dns is not supported"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
 		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
