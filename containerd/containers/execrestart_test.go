@@ -61,3 +61,40 @@ func TestExecExitCodeSurvivesRestart(t *testing.T) {
 		t.Fatalf("left after remove: %v", left)
 	}
 }
+
+// TestRemoveDuringExec force-removes a container while an exec runs in it:
+// the exec's supervisor ends with it and nothing is left.
+func TestRemoveDuringExec(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sleep", "1000"}})
+	x, err := env.e.ExecCreate(c.ID, ExecConfig{Cmd: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- env.e.ExecStart(context.Background(), x, nil, io.Discard) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err := env.e.ExecInspect(x); err == nil && st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the exec did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := env.e.Remove(context.Background(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("ExecStart did not return after the container was removed")
+	}
+	if st, _ := env.e.ExecInspect(x); st.Running || st.ExitCode != 137 {
+		t.Errorf("exec of a removed container: %+v", st)
+	}
+	if left := env.traces(c.ID); len(left) > 0 {
+		t.Fatalf("left after remove: %v", left)
+	}
+}

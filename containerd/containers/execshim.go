@@ -273,8 +273,10 @@ func ExecShimMain(args []string) {
 	x, _ := json.Marshal(execExit{ExitCode: code, Started: true})
 	for i := 0; ; i++ {
 		// The code is the one thing this process is for: retry a failed
-		// write (a full disk) for a while rather than lose it.
-		if err := atomicfile.WriteFile(filepath.Join(dir, "exit.json"), x, 0o600); err == nil || i == 50 {
+		// write (a full disk) for a while rather than lose it; but a
+		// removed container's directory is gone for good.
+		err := atomicfile.WriteFile(filepath.Join(dir, "exit.json"), x, 0o600)
+		if err == nil || errors.Is(err, os.ErrNotExist) || i == 50 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
