@@ -49,6 +49,17 @@ func TestHostConfigOptions(t *testing.T) {
 		if got := out(t, "-u", "nobody", "--group-add", "1234", "busybox", "id", "-G"); got != "65534 1234" {
 			t.Fatalf("id -G as nobody: %q", got)
 		}
+		d.Must("run", "-d", "--name", "groups", "--group-add", "1234", "busybox", "sleep", "100")
+		defer d.Run("rm", "-f", "groups")
+		for _, c := range []struct{ user, want string }{{"", "0 1234"}, {"nobody", "65534 1234"}} {
+			args := []string{"exec", "groups", "id", "-G"}
+			if c.user != "" {
+				args = []string{"exec", "-u", c.user, "groups", "id", "-G"}
+			}
+			if got := strings.TrimSpace(d.Must(args...)); got != c.want {
+				t.Fatalf("exec -u %q id -G in a --group-add container: %q, want %q", c.user, got, c.want)
+			}
+		}
 	})
 	t.Run("shm-size", func(t *testing.T) {
 		df := func(args ...string) string {

@@ -209,6 +209,12 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 		}
 		rootfs := filepath.Join(e.bundleDir(c.ID), "rootfs")
 		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: userGroups(rootfs, cfg.User, uid, gid)}
+		// The container's --group-add applies to its execs too, as in Docker.
+		gids, err := groupIDs(rootfs, c.Config.GroupAdd)
+		if err != nil {
+			return specs.Process{}, err
+		}
+		addGroups(&p.User, gids)
 	}
 	return p, nil
 }

@@ -192,16 +192,16 @@ func groupIDs(rootfs string, groups []string) ([]uint32, error) {
 	return out, nil
 }
 
-// addGroups adds gids to the process's supplementary groups, once each.
-func addGroups(s *specs.Spec, gids []uint32) {
+// addGroups adds gids to a user's supplementary groups, once each.
+func addGroups(u *specs.User, gids []uint32) {
 	have := map[uint32]bool{}
-	for _, g := range s.Process.User.AdditionalGids {
+	for _, g := range u.AdditionalGids {
 		have[g] = true
 	}
 	for _, g := range gids {
 		if !have[g] {
 			have[g] = true
-			s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, g)
+			u.AdditionalGids = append(u.AdditionalGids, g)
 		}
 	}
 }
@@ -239,7 +239,7 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 	if err != nil {
 		return err
 	}
-	addGroups(s, gids)
+	addGroups(&s.Process.User, gids)
 	if cfg.CpusetCpus != "" || cfg.CpusetMems != "" {
 		if err := cgroups.CheckCpuset(cfg.CpusetCpus, cfg.CpusetMems); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidArgument, strings.TrimPrefix(err.Error(), cgroups.ErrInvalid.Error()+": "))
