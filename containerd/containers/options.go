@@ -266,10 +266,14 @@ func checkSwap(cfg Config, cgroupRoot string) error {
 	case cfg.MemorySwap < cfg.Memory:
 		return fmt.Errorf("%w: Minimum memoryswap limit should be larger than memory limit, see usage", ErrInvalidArgument)
 	}
-	if !cgroups.SwapLimitSupported(cgroups.DetectAt(cgroupRoot), cgroupRoot) {
+	if !swapLimitSupported(cgroupRoot) {
 		return fmt.Errorf("%w: --memory-swap cannot be enforced: this host's kernel has no swap accounting (swapaccount=1)", ErrInvalidArgument)
 	}
 	return nil
+}
+
+func swapLimitSupported(cgroupRoot string) bool {
+	return cgroups.SwapLimitSupported(cgroups.DetectAt(cgroupRoot), cgroupRoot)
 }
 
 // pidNamespaceOf is the pid namespace of a running container, for

@@ -97,6 +97,11 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 		if err := oci.WithMemory(s, c.Config.Memory, c.Config.MemorySwap); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 		}
+		if c.Config.MemorySwap == 0 && !swapLimitSupported(cgroupRoot) {
+			// Docker's default (swap = twice the memory) cannot be set
+			// without swap accounting: memory only, as dockerd does.
+			s.Linux.Resources.Memory.Swap = nil
+		}
 	}
 	if c.Config.NanoCPUs != 0 {
 		if err := oci.WithCPUs(s, float64(c.Config.NanoCPUs)/1e9); err != nil {
