@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,9 +46,9 @@ func TestCopyKeepsDrainingOnFullDisk(t *testing.T) {
 	}
 	defer pr.Close()
 	copied := make(chan error, 1)
-	var teed int
+	var teed atomic.Int64
 	go func() {
-		copied <- Copy(w, "stdout", pr, func(string, []byte) { teed++ })
+		copied <- Copy(w, "stdout", pr, func(string, []byte) { teed.Add(1) })
 	}()
 	// 2 MiB of output, far more than the disk and the pipe (64 KiB) hold.
 	line := strings.Repeat("y", 1000) + "\n"
@@ -69,7 +70,13 @@ func TestCopyKeepsDrainingOnFullDisk(t *testing.T) {
 		pw.Close()
 		t.Fatal("the container's output blocked: the log copier stopped draining the pipe on a full disk")
 	}
-	// Room again: what comes next is logged, after a note of what was lost.
+	// Every line read (the last ones may still sit in the pipe), then room
+	// again: what comes next is logged, after a note of what was lost.
+	for deadline := time.Now().Add(20 * time.Second); teed.Load() < lines; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the copier read %d of %d lines", teed.Load(), lines)
+		}
+	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +92,8 @@ func TestCopyKeepsDrainingOnFullDisk(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Copy did not return at EOF")
 	}
-	if teed != lines+1 {
-		t.Errorf("attached clients got %d lines, want %d", teed, lines+1)
+	if n := teed.Load(); n != lines+1 {
+		t.Errorf("attached clients got %d lines, want %d", n, lines+1)
 	}
 
 	raw, err := os.ReadFile(path)
