@@ -21,7 +21,7 @@ func TestExecExitCodeSurvivesRestart(t *testing.T) {
 	if err := env.e.ExecStart(context.Background(), done, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	running, err := env.e.ExecCreate(c.ID, ExecConfig{Cmd: []string{"sh", "-c", "sleep 2; exit 7"}})
+	running, err := env.e.ExecCreate(c.ID, ExecConfig{Cmd: []string{"sh", "-c", "sleep 3; exit 7"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +42,10 @@ func TestExecExitCodeSurvivesRestart(t *testing.T) {
 	if x, err := env.e.ExecInspect(done); err != nil || x.Running || x.ExitCode != 3 || x.ContainerID != c.ID {
 		t.Fatalf("exec that ended before the restart: %+v %v", x, err)
 	}
+	// Normally still running (its supervisor is watched); on a loaded
+	// machine it may have ended during the reopen (its exit.json is read).
 	x, err := env.e.ExecInspect(running)
-	if err != nil || !x.Running || x.Pid == 0 {
+	if err != nil || x.Pid == 0 {
 		t.Fatalf("exec running across the restart: %+v %v", x, err)
 	}
 	deadline = time.Now().Add(10 * time.Second)
