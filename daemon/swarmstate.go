@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/manager"
 	"github.com/shoal-project/shoal/manager/ca"
 	"google.golang.org/grpc"
@@ -118,7 +119,7 @@ func (f swarmFiles) saveIdentity(id *identity) error {
 		path string
 		data []byte
 	}{{f.root(), id.root.CertPEM()}, {f.cert(), id.cert}, {f.key(), keyPEM}} {
-		if err := writeFileSync(w.path, w.data, 0o600); err != nil {
+		if err := atomicfile.WriteFile(w.path, w.data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -132,29 +133,5 @@ func (f swarmFiles) save(st *swarmState) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSync(f.state(), b, 0o600)
-}
-
-// writeFileSync replaces path atomically and durably.
-func writeFileSync(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	fd, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = fd.Write(data)
-	if err == nil {
-		err = fd.Sync()
-	}
-	if cerr := fd.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(f.state(), b, 0o600)
 }

@@ -70,12 +70,23 @@ func writeTar(t *testing.T, path, name, content string) {
 // apiPost sends a raw request body to the daemon's REST API.
 func apiPost(t *testing.T, socket, path, body string) (int, string) {
 	t.Helper()
+	return apiDo(t, socket, http.MethodPost, path, body)
+}
+
+// apiDo sends one request to the daemon's REST API.
+func apiDo(t *testing.T, socket, method, path, body string) (int, string) {
+	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 	}}, Timeout: 10 * time.Second}
-	resp, err := c.Post("http://shoal"+path, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(method, "http://shoal"+path, strings.NewReader(body))
 	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

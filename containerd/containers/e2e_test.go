@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 			runtime.InitMain()
 		case "shim":
 			shim.Main(os.Args[2:])
+		case ExecShimArg:
+			ExecShimMain(os.Args[2:])
 		case "test-daemon":
 			testDaemonMain(os.Args[2:])
 		}

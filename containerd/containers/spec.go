@@ -51,7 +51,9 @@ func mergeEnv(base, env []string) []string {
 }
 
 // buildSpec makes the OCI spec of a container whose rootfs is mounted at rootfs.
-func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec, error) {
+// cgroupRoot is where the host's cgroups are mounted (checks of what the
+// host can enforce).
+func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) (*specs.Spec, error) {
 	s := oci.DefaultSpec()
 	s.Root = &specs.Root{Path: "rootfs", Readonly: c.Config.ReadonlyRootfs}
 	s.Process.Args = append([]string{c.Path}, c.Args...)
@@ -88,9 +90,17 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec
 		oci.WithUser(s, uid, gid, userGroups(rootfs, user, uid, gid)...)
 	}
 	oci.WithHostname(s, hostname)
+	if err := checkSwap(c.Config, cgroupRoot); err != nil {
+		return nil, err
+	}
 	if c.Config.Memory != 0 {
-		if err := oci.WithMemory(s, c.Config.Memory, 0); err != nil {
+		if err := oci.WithMemory(s, c.Config.Memory, c.Config.MemorySwap); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		if c.Config.MemorySwap == 0 && !swapLimitSupported(cgroupRoot) {
+			// Docker's default (swap = twice the memory) cannot be set
+			// without swap accounting: memory only, as dockerd does.
+			s.Linux.Resources.Memory.Swap = nil
 		}
 	}
 	if c.Config.NanoCPUs != 0 {
@@ -121,6 +131,9 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec
 	}
 	if c.Config.NoNewPrivileges {
 		oci.WithNoNewPrivileges(s)
+	}
+	if err := withHostOptions(s, c.Config, rootfs); err != nil {
+		return nil, err
 	}
 	for _, b := range c.Config.Binds {
 		src, dst, ro, err := ParseBind(b)
