@@ -54,12 +54,17 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 	if err != nil {
 		return nil, fmt.Errorf("advertise address %q: %w", advertise, err)
 	}
+	if spec == nil {
+		spec = &api.ClusterSpec{}
+	}
+	root.Validity = spec.GetNodeCertExpiry().AsDuration()
 	cert, err := root.IssueNodeCertificate(csr, nodeID, ca.RoleManager, []string{host}, now)
 	if err != nil {
 		return nil, err
 	}
-	if spec == nil {
-		spec = &api.ClusterSpec{}
+	record, err := certificateRecord(cert, nodeID, api.NodeRole_MANAGER)
+	if err != nil {
+		return nil, err
 	}
 	if spec.Annotations == nil {
 		spec.Annotations = &api.Annotations{Name: "default"}
@@ -72,6 +77,9 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 	}
 	if spec.NodeCertExpiry == nil {
 		spec.NodeCertExpiry = durationpb.New(ca.NodeValidity)
+	}
+	if spec.KeepOldSnapshots == 0 {
+		spec.KeepOldSnapshots = raftstore.KeepOldSnapshots
 	}
 	f := &Founding{
 		Cluster: &api.Cluster{
@@ -86,6 +94,7 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 			Id:            nodeID,
 			Spec:          &api.NodeSpec{DesiredRole: api.NodeRole_MANAGER, Availability: availability},
 			Role:          api.NodeRole_MANAGER,
+			Certificate:   record,
 			Status:        &api.NodeStatus{State: api.NodeStatus_UNKNOWN, Addr: host},
 			ManagerStatus: &api.ManagerStatus{RaftId: nodeID, Addr: advertise, Leader: true, Reachability: api.ManagerStatus_REACHABLE},
 		},

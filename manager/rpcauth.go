@@ -114,7 +114,7 @@ func (a forwardedAddr) String() string  { return string(a) }
 // authorize identifies the caller of method, checks it may call it and
 // returns ctx with the caller attached.
 func (m *Manager) authorize(ctx context.Context, method string) (context.Context, error) {
-	c, from, err := identify(ctx, m.root)
+	c, from, err := identify(ctx, m.sec.Root())
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,9 @@ func getCluster(tx raftstore.ReadTx) (*api.Cluster, error) {
 func redact(c *api.Cluster) *api.Cluster {
 	if c.GetRootCa() != nil {
 		c.RootCa.CaKey = nil
+		if c.RootCa.RootRotation != nil {
+			c.RootCa.RootRotation.CaKey = nil
+		}
 	}
 	return c
 }
@@ -63,8 +66,22 @@ func validateClusterSpec(spec *api.ClusterSpec) error {
 	if d := spec.GetNodeCertExpiry(); d != nil && d.AsDuration() < minCertExpiry {
 		return invalid("node certificate expiry must be at least %s, got %s", minCertExpiry, d.AsDuration())
 	}
+	// Settings shoal stores but cannot apply are refused rather than kept
+	// and ignored.
+	if d := spec.GetHeartbeatPeriod(); d != nil && d.AsDuration() != FixedHeartbeatPeriod {
+		return invalid("dispatcher heartbeat period is fixed at %s in shoal, got %s", FixedHeartbeatPeriod, d.AsDuration())
+	}
+	if k := spec.GetKeepOldSnapshots(); k != 0 && k != raftstore.KeepOldSnapshots {
+		return invalid("keep-old-snapshots is fixed at %d in shoal (the raft library sets it when the manager starts), got %d",
+			raftstore.KeepOldSnapshots, k)
+	}
 	return nil
 }
+
+// FixedHeartbeatPeriod is the agents' heartbeat period: the dispatcher's
+// timing (and the down-after-missed-beats rule) is built around it, so
+// `swarm update --dispatcher-heartbeat` accepts no other value.
+const FixedHeartbeatPeriod = time.Second
 
 // UpdateCluster replaces the cluster's spec (history limit, heartbeat
 // period, certificate expiry, snapshot settings); the version must be the
@@ -97,6 +114,11 @@ func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterReques
 		}
 		if proto.Equal(spec, c.GetSpec()) {
 			return nil
+		}
+		if spec.GetCaForceRotate() != c.GetSpec().GetCaForceRotate() {
+			if err := startRootRotation(c, s.now()); err != nil {
+				return err
+			}
 		}
 		c.Spec = spec
 		return tx.Update(c)
@@ -168,4 +190,26 @@ func (s *Server) rotateJoinToken(ctx context.Context, req *api.RotateJoinTokenRe
 		return nil, err
 	}
 	return &api.RotateJoinTokenResponse{Tokens: tokens}, nil
+}
+
+// startRootRotation begins `swarm ca --rotate` on c: a new root and its
+// cross-signed intermediate, stored as the rotation in progress; the
+// leader's rotation loop moves every node onto the new root and then
+// completes it. A rotation already in progress is replaced by a new one.
+func startRootRotation(c *api.Cluster, now time.Time) error {
+	rc := c.GetRootCa()
+	cur, err := ca.ParseRootCA(rc.GetCaCert(), rc.GetCaKey())
+	if err != nil || cur.Key == nil {
+		return precondition("cluster CA cannot sign, so its root cannot be rotated: %v", err)
+	}
+	next, cross, err := cur.NextRoot(now)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := next.KeyPEM()
+	if err != nil {
+		return err
+	}
+	rc.RootRotation = &api.RootRotation{CaCert: next.CertPEM(), CaKey: keyPEM, CrossSignedCaCert: cross}
+	return nil
 }
