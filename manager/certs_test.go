@@ -333,3 +333,147 @@ func TestCertRenewalRealExpiry(t *testing.T) {
 		t.Errorf("expired certificate refused for another reason: %v", err)
 	}
 }
+
+// TestRootRotationOfflineWorker is `swarm ca --rotate` on three managers
+// and three workers: one online, one offline when the rotation starts (not
+// down: it has not missed heartbeats, it never connected) and one down.
+// The online nodes move to the new root while calls keep working; the
+// rotation waits for the offline worker, which comes back with its old
+// certificate and old trust (the cross-signed intermediate lets it verify
+// the managers), renews, and so completes the rotation. Then the old root
+// is trusted no more: the down worker's old certificate is refused and it
+// joins again with the new token.
+func TestRootRotationOfflineWorker(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitMembership()
+	tokens := c.joinTokens()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	online := c.joinNode(tokens.GetWorker())
+	offline := c.joinNode(tokens.GetWorker())
+	down := c.joinNode(tokens.GetWorker())
+	downID := down.sec.Leaf().Subject.CommonName
+	uctx, ucancel := context.WithTimeout(ctx, callTTL)
+	defer ucancel()
+	if err := c.nodes[c.leader()].m.Store().Update(uctx, func(tx raftstore.WriteTx) error {
+		n := tx.GetNode(downID)
+		n.Status = &api.NodeStatus{State: api.NodeStatus_DOWN, Message: "heartbeat failure"}
+		return tx.Update(n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.nodes {
+		c.managerNode(i).run(ctx, &wg)
+	}
+	online.run(ctx, &wg)
+	oldRoot := c.found.Root.Cert
+
+	ctl := api.NewControlClient(func() *grpc.ClientConn {
+		conn, err := Dial(c.nodes[0].addr, SecurityClientTLS(c.nodes[0].m.sec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}())
+	gc, err := ctl.GetCluster(uctx, &api.GetClusterRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := gc.GetCluster().GetSpec()
+	spec.CaForceRotate++
+	if _, err := ctl.UpdateCluster(uctx, &api.UpdateClusterRequest{ClusterVersion: gc.GetCluster().GetMeta().GetVersion(), Spec: spec}); err != nil {
+		t.Fatalf("swarm ca --rotate: %v", err)
+	}
+	var newRoot *x509.Certificate
+	c.nodes[c.leader()].m.Store().View(func(tx raftstore.ReadTx) {
+		if rot := tx.Clusters()[0].GetRootCa().GetRootRotation(); rot != nil {
+			newRoot = leafOf(t, rot.GetCaCert())
+		}
+	})
+	if newRoot == nil || newRoot.Equal(oldRoot) {
+		t.Fatal("UpdateCluster with a raised ca_force_rotate started no rotation")
+	}
+	if gc, err := ctl.GetCluster(uctx, &api.GetClusterRequest{}); err != nil || len(gc.GetCluster().GetRootCa().GetRootRotation().GetCaKey()) != 0 {
+		t.Fatalf("GetCluster hands out the new root's key (%v)", err)
+	}
+
+	running := []*testNode{online}
+	for i := range c.nodes {
+		running = append(running, &testNode{sec: c.nodes[i].m.sec})
+	}
+	waitFor(t, settle, "the online nodes move to the new root", func() error {
+		if err := online.call(ctx); err != nil {
+			t.Fatalf("the online worker lost the managers during the rotation: %v", err)
+		}
+		for _, n := range running {
+			if !ca.SignedBy(n.sec.Leaf(), newRoot) {
+				return fmt.Errorf("node %s still has an old-root certificate", n.sec.Leaf().Subject.CommonName)
+			}
+		}
+		return nil
+	})
+	// The rotation waits for the offline worker (not down).
+	time.Sleep(2 * rotationPeriod)
+	for i, tm := range c.nodes {
+		if r := tm.m.sec.Root(); !r.Cert.Equal(newRoot) || len(r.Trusted) != 1 || !r.Trusted[0].Equal(oldRoot) {
+			t.Fatalf("manager %d during the rotation trusts %d roots, want the new and the old", i, 1+len(r.Trusted))
+		}
+	}
+	if ca.SignedBy(offline.sec.Leaf(), newRoot) || len(offline.sec.Root().Trusted) != 0 {
+		t.Fatal("the offline worker changed while offline")
+	}
+	// It comes back: old certificate, old root only.
+	offline.run(ctx, &wg)
+	waitFor(t, settle, "the rotation completes on every manager", func() error {
+		for i, tm := range c.nodes {
+			var rc *api.RootCA
+			tm.m.Store().View(func(tx raftstore.ReadTx) { rc = tx.Clusters()[0].GetRootCa() })
+			if rc.GetRootRotation() != nil || !leafOf(t, rc.GetCaCert()).Equal(newRoot) {
+				return fmt.Errorf("manager %d: rotation in progress %v", i, rc.GetRootRotation() != nil)
+			}
+			if r := tm.m.sec.Root(); !r.Cert.Equal(newRoot) || len(r.Trusted) != 0 {
+				return fmt.Errorf("manager %d still trusts %d roots", i, 1+len(r.Trusted))
+			}
+		}
+		return nil
+	})
+	if !ca.SignedBy(offline.sec.Leaf(), newRoot) {
+		t.Fatal("the rotation completed before the offline worker renewed")
+	}
+	for _, n := range []*testNode{online, offline} {
+		if err := n.call(ctx); err != nil {
+			t.Fatalf("after the rotation, worker %s: %v", n.sec.Leaf().Subject.CommonName, err)
+		}
+	}
+	// Join tokens pin the new root and keep their secrets.
+	// (c.joinTokens dials with the founding certificate, of the old root.)
+	tctx, tcancel := context.WithTimeout(ctx, callTTL)
+	defer tcancel()
+	jt, err := ctl.GetJoinTokens(tctx, &api.GetJoinTokensRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := jt.GetTokens()
+	for _, p := range [][2]string{{tokens.GetWorker(), after.GetWorker()}, {tokens.GetManager(), after.GetManager()}} {
+		was, _ := ca.ParseToken(p[0])
+		now, err := ca.ParseToken(p[1])
+		if err != nil || !now.MatchesCA(newRoot.Raw) || !now.SameSecret(was) {
+			t.Fatalf("token %q after the rotation: does not pin the new root or lost its secret (%v)", p[1], err)
+		}
+	}
+	// The worker that was down through it all is refused, and joins again.
+	if err := down.call(ctx); err == nil {
+		t.Fatal("an old-root certificate still works after the rotation")
+	}
+	again := c.joinNode(after.GetWorker())
+	if !ca.SignedBy(again.sec.Leaf(), newRoot) {
+		t.Fatal("a node joining after the rotation got an old-root certificate")
+	}
+	if err := again.call(ctx); err != nil {
+		t.Fatalf("re-joined worker: %v", err)
+	}
+}

@@ -214,6 +214,12 @@ func (r *RootCA) IdentifyChain(chain []*x509.Certificate, now time.Time) (NodeId
 	}); err != nil {
 		return NodeIdentity{}, fmt.Errorf("verify node certificate: %w", err)
 	}
+	return IdentityOf(cert)
+}
+
+// IdentityOf reads who a certificate names, without verifying it: for a
+// certificate already verified (at a TLS handshake).
+func IdentityOf(cert *x509.Certificate) (NodeIdentity, error) {
 	id := NodeIdentity{NodeID: cert.Subject.CommonName}
 	if len(cert.Subject.OrganizationalUnit) == 1 {
 		id.Role = cert.Subject.OrganizationalUnit[0]
