@@ -477,3 +477,56 @@ func TestRootRotationOfflineWorker(t *testing.T) {
 		t.Fatalf("re-joined worker: %v", err)
 	}
 }
+
+// TestClusterSettingsApplied: `swarm update --cert-expiry 2h` gives
+// certificates issued after it a 2-hour life (and the node object, which
+// `node inspect` shows, the same expiry); --snapshot-interval changes raft's
+// snapshot threshold on every manager while they run; a heartbeat period
+// shoal cannot apply is refused.
+func TestClusterSettingsApplied(t *testing.T) {
+	c := startCluster(t, 2)
+	c.waitMembership()
+	ctl := c.control(0)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	update := func(edit func(*api.ClusterSpec)) error {
+		gc, err := ctl.GetCluster(ctx, &api.GetClusterRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := gc.GetCluster().GetSpec()
+		edit(spec)
+		_, err = ctl.UpdateCluster(ctx, &api.UpdateClusterRequest{ClusterVersion: gc.GetCluster().GetMeta().GetVersion(), Spec: spec})
+		return api.FromGRPC(err)
+	}
+	if err := update(func(s *api.ClusterSpec) {
+		s.NodeCertExpiry = durationpb.New(2 * time.Hour)
+		s.SnapshotInterval = 123
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, "both managers' raft takes the snapshot interval", func() error {
+		for i, tm := range c.nodes {
+			if got := tm.m.Raft().SnapshotThreshold(); got != 123 {
+				return fmt.Errorf("manager %d: threshold %d", i, got)
+			}
+		}
+		return nil
+	})
+	w := c.joinNode(c.joinTokens().GetWorker())
+	issued := time.Now()
+	if life := w.sec.Leaf().NotAfter.Sub(issued); life > 2*time.Hour || life < 2*time.Hour-time.Minute {
+		t.Fatalf("certificate issued after --cert-expiry 2h lives %s", life)
+	}
+	gn, err := ctl.GetNode(ctx, &api.GetNodeRequest{NodeId: w.sec.Leaf().Subject.CommonName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !gn.GetNode().GetCertificate().GetNotAfter().AsTime().Equal(w.sec.Leaf().NotAfter) {
+		t.Fatalf("node object's certificate expiry %s, want %s", gn.GetNode().GetCertificate().GetNotAfter().AsTime(), w.sec.Leaf().NotAfter)
+	}
+	err = update(func(s *api.ClusterSpec) { s.HeartbeatPeriod = durationpb.New(5 * time.Second) })
+	if err == nil || !errors.Is(err, api.ErrInvalidArgument) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("heartbeat period 5s: %v, want a one-line invalid-argument error", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -56,6 +57,9 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 	}
 	if spec == nil {
 		spec = &api.ClusterSpec{}
+	}
+	if err := controlapi.ValidateClusterSpec(nil, spec); err != nil {
+		return nil, err
 	}
 	root.Validity = spec.GetNodeCertExpiry().AsDuration()
 	cert, err := root.IssueNodeCertificate(csr, nodeID, ca.RoleManager, []string{host}, now)

@@ -66,13 +66,22 @@ func validateClusterSpec(spec *api.ClusterSpec) error {
 	if d := spec.GetNodeCertExpiry(); d != nil && d.AsDuration() < minCertExpiry {
 		return invalid("node certificate expiry must be at least %s, got %s", minCertExpiry, d.AsDuration())
 	}
-	// Settings shoal stores but cannot apply are refused rather than kept
-	// and ignored.
-	if d := spec.GetHeartbeatPeriod(); d != nil && d.AsDuration() != FixedHeartbeatPeriod {
+	return nil
+}
+
+// ValidateClusterSpec checks spec as a change from old (nil for `swarm
+// init`). Settings shoal cannot apply are refused when they would change,
+// rather than stored and ignored; the values clusters made before this
+// check hold are kept.
+func ValidateClusterSpec(old, spec *api.ClusterSpec) error {
+	if err := validateClusterSpec(spec); err != nil {
+		return err
+	}
+	if d := spec.GetHeartbeatPeriod(); d != nil && d.AsDuration() != FixedHeartbeatPeriod && d.AsDuration() != old.GetHeartbeatPeriod().AsDuration() {
 		return invalid("dispatcher heartbeat period is fixed at %s in shoal, got %s", FixedHeartbeatPeriod, d.AsDuration())
 	}
-	if k := spec.GetKeepOldSnapshots(); k != 0 && k != raftstore.KeepOldSnapshots {
-		return invalid("keep-old-snapshots is fixed at %d in shoal (the raft library sets it when the manager starts), got %d",
+	if k := spec.GetKeepOldSnapshots(); k != raftstore.KeepOldSnapshots && k != old.GetKeepOldSnapshots() {
+		return invalid("keep-old-snapshots is fixed at %d in shoal (the raft library sets it when a manager starts), got %d",
 			raftstore.KeepOldSnapshots, k)
 	}
 	return nil
@@ -111,6 +120,9 @@ func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterReques
 				spec.Annotations = &api.Annotations{}
 			}
 			spec.Annotations.Name = c.GetSpec().GetAnnotations().GetName()
+		}
+		if err := ValidateClusterSpec(c.GetSpec(), spec); err != nil {
+			return err
 		}
 		if proto.Equal(spec, c.GetSpec()) {
 			return nil
