@@ -44,6 +44,9 @@ func TestClusterCertificates(t *testing.T) {
 	if !strings.Contains(before.TrustRoot, "BEGIN CERTIFICATE") || len(before.CertIssuerPublicKey) == 0 {
 		t.Fatalf("node inspect TLSInfo: %+v", before)
 	}
+	if out := must(t, m1, "node", "inspect", "--pretty", w1.Name); !strings.Contains(out, "Certificate Expiry:\t"+before.CertExpiry.Format(time.RFC3339)) {
+		t.Fatalf("node inspect --pretty does not show the certificate's expiry:\n%s", out)
+	}
 	oldRoot := must(t, m1, "swarm", "ca")
 	if !strings.HasPrefix(oldRoot, "-----BEGIN CERTIFICATE-----") {
 		t.Fatalf("swarm ca printed %q", oldRoot)
