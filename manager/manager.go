@@ -75,6 +75,11 @@ type Config struct {
 	// Cert and Key are this node's manager certificate (PEM) and key.
 	Cert []byte
 	Key  *ecdsa.PrivateKey
+	// Security, when set, replaces Root, Cert and Key: the node's
+	// credentials as its certificate renewals and the cluster's root
+	// rotations change them (the daemon shares it with its worker agent).
+	// The manager keeps its trusted roots in line with the cluster object.
+	Security *ca.Security
 	// Bootstrap makes a fresh raft state a one-member cluster (swarm init).
 	Bootstrap bool
 	// Dial opens a mutual-TLS gRPC connection to another manager.
@@ -87,7 +92,7 @@ type Config struct {
 // Manager is one running manager.
 type Manager struct {
 	cfg   Config
-	root  *ca.RootCA
+	sec   *ca.Security
 	raft  *raftstore.Node
 	store *raftstore.MemoryStore
 	mux   *demux
@@ -105,7 +110,17 @@ type Manager struct {
 
 // New opens the raft state and registers the services; Run serves.
 func New(cfg Config) (*Manager, error) {
-	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Listener == nil || cfg.Root == nil || cfg.Cert == nil || cfg.Key == nil || cfg.Dial == nil {
+	if cfg.Security == nil && cfg.Root != nil && cfg.Cert != nil && cfg.Key != nil {
+		sec, err := ca.NewSecurity(cfg.Root, cfg.Cert, cfg.Key)
+		if err != nil {
+			if cfg.Listener != nil {
+				cfg.Listener.Close()
+			}
+			return nil, fmt.Errorf("manager: %w", err)
+		}
+		cfg.Security = sec
+	}
+	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Listener == nil || cfg.Security == nil || cfg.Dial == nil {
 		if cfg.Listener != nil {
 			cfg.Listener.Close()
 		}
@@ -114,12 +129,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Manager{cfg: cfg, root: cfg.Root, log: cfg.Logger}
-	tlsCfg, err := cfg.Root.TLSConfig(cfg.Cert, cfg.Key, m.allowed)
-	if err != nil {
-		cfg.Listener.Close()
-		return nil, fmt.Errorf("manager: %w", err)
-	}
+	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger}
+	tlsCfg := m.sec.TLSConfig(m.allowed)
+	var err error
 	serverTLS := tlsCfg.Clone()
 	// Joining nodes have no certificate yet: the handshake lets them in and
 	// the interceptors confine them to the CA service.
@@ -133,7 +145,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	// Raft has no authorisation of its own: only managers may speak it.
 	raftPeer := func(c *x509.Certificate) error {
-		id, err := cfg.Root.Identify(c, time.Now())
+		id, err := m.sec.Root().Identify(c, m.now())
 		if err != nil {
 			return err
 		}
@@ -156,7 +168,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.store = m.raft.Store()
 	m.disp, err = dispatcher.New(dispatcher.Config{
-		Store: m.store, NodeID: nodeIDOf, RootCA: cfg.Root.CertPEM(),
+		Store: m.store, NodeID: nodeIDOf, TrustBundle: m.trustBundle,
 		HeartbeatPeriod: cfg.HeartbeatPeriod, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -190,8 +202,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- m.grpc.Serve(m.mux.grpc) }()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); m.whileLeader(ctx) }()
+	go func() { defer wg.Done(); m.followCluster(ctx) }()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -272,6 +285,7 @@ func (m *Manager) whileLeader(ctx context.Context) {
 		run("dispatcher", m.disp.Run)
 		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log}.Run)
 		run("membership", m.reconcileMembership)
+		run("root rotation", m.reconcileRootRotation)
 		for lctx.Err() == nil && m.raft.IsLeader() {
 			select {
 			case <-lctx.Done():

@@ -69,9 +69,13 @@ func methodAccess(method string) access {
 	return managers
 }
 
-// identify finds the caller of ctx's RPC; rootCA verifies certificates.
+// identify finds the caller of ctx's RPC. Its certificate was verified at
+// the connection's TLS handshake (the demux), against the roots trusted and
+// at the time of that handshake: a connection stays authenticated, as in TLS
+// and Swarm, so that certificate renewals and root rotations never cut open
+// connections; new connections need a current certificate.
 // For a call a manager forwarded, from is the original caller's address.
-func identify(ctx context.Context, root *ca.RootCA) (c Caller, from net.Addr, err error) {
+func identify(ctx context.Context) (c Caller, from net.Addr, err error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return Caller{}, nil, nil
@@ -80,7 +84,7 @@ func identify(ctx context.Context, root *ca.RootCA) (c Caller, from net.Addr, er
 	if !ok || len(info.State.PeerCertificates) == 0 {
 		return Caller{}, nil, nil
 	}
-	id, err := root.Identify(info.State.PeerCertificates[0], time.Now())
+	id, err := ca.IdentityOf(info.State.PeerCertificates[0])
 	if err != nil {
 		return Caller{}, nil, api.Wrap(api.ErrInvalidArgument, err)
 	}
@@ -114,7 +118,7 @@ func (a forwardedAddr) String() string  { return string(a) }
 // authorize identifies the caller of method, checks it may call it and
 // returns ctx with the caller attached.
 func (m *Manager) authorize(ctx context.Context, method string) (context.Context, error) {
-	c, from, err := identify(ctx, m.root)
+	c, from, err := identify(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,9 @@ type Config struct {
 	Managers func() []*api.WeightedPeer
 	// RootCA is the PEM sent to agents in every SessionMessage.
 	RootCA []byte
+	// TrustBundle, when set, gives that PEM at each send instead: it
+	// changes during a root rotation.
+	TrustBundle func() []byte
 	// Clock defaults to the real clock.
 	Clock Clock
 	// HeartbeatPeriod is how often agents beat (DefaultHeartbeatPeriod).
@@ -393,7 +396,11 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 	w := d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode)
 	defer func() { w.Close() }() // w is replaced after an overflow
 	send := func() error {
-		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: d.cfg.RootCA})
+		root := d.cfg.RootCA
+		if d.cfg.TrustBundle != nil {
+			root = d.cfg.TrustBundle()
+		}
+		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root})
 	}
 	if err := send(); err != nil {
 		return err
