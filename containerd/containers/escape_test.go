@@ -372,3 +372,66 @@ func TestProcSysfsTargetSymlink(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitPausesByDefault watches the container's freezer while commits
+// of a 32 MiB change run: frozen during a default commit, never with
+// NoPause, thawed after both.
+func TestCommitPausesByDefault(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sh", "-c", "dd if=/dev/urandom of=/big bs=1M count=32 2>/dev/null; touch /ready; sleep 1000"}})
+	cg, err := env.e.rt.Cgroup(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join("/sys/fs/cgroup/freezer", cg.Path(), "freezer.state")
+	frozen := func() bool {
+		b, _ := os.ReadFile(state)
+		return strings.TrimSpace(string(b)) == "FROZEN"
+	}
+	if _, err := os.Stat(state); err != nil {
+		state = filepath.Join("/sys/fs/cgroup", cg.Path(), "cgroup.events")
+		frozen = func() bool {
+			b, _ := os.ReadFile(state)
+			return strings.Contains(string(b), "frozen 1")
+		}
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Skipf("no freezer file for the container: %v", err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := env.e.StatPath(c.ID, "/ready"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not write its change")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, noPause := range []bool{false, true} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := env.e.Commit(context.Background(), c.ID, CommitOptions{NoPause: noPause})
+			done <- err
+		}()
+		seen := false
+	poll:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				break poll
+			default:
+				seen = seen || frozen()
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
+		if seen == noPause {
+			t.Errorf("NoPause=%v: the container was frozen during the commit: %v", noPause, seen)
+		}
+		if frozen() {
+			t.Errorf("NoPause=%v: the container is still frozen after the commit", noPause)
+		}
+	}
+}
