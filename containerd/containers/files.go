@@ -135,14 +135,17 @@ func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions
 	}
 	if c.State.Running && !opts.NoPause {
 		release, err := e.pause(ctx, c.ID)
-		if err != nil {
+		if err == nil {
+			defer func() {
+				if rerr := release(); rerr != nil && err == nil {
+					err = fmt.Errorf("commit: %w", rerr)
+				}
+			}()
+		} else if cur, gerr := e.Get(c.ID); gerr != nil || cur.State.Running {
+			// A container that stopped meanwhile needs no pause (its
+			// cgroup is gone); one still running must not be read unpaused.
 			return images.Image{}, fmt.Errorf("commit: %w", err)
 		}
-		defer func() {
-			if rerr := release(); rerr != nil && err == nil {
-				err = fmt.Errorf("commit: %w", rerr)
-			}
-		}()
 	}
 	parent, err := e.opts.Images.Get(c.ImageID)
 	if err != nil {

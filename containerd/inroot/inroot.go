@@ -95,19 +95,26 @@ func (r *Root) open(name string, flags int, resolve uint64) (int, error) {
 		Flags:   uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | resolve,
 	}
-	for {
-		fd, err := unix.Openat2(r.fd, Clean(name), how)
+	var err error
+	for try := 0; try < openRetries; try++ {
+		var fd int
+		fd, err = unix.Openat2(r.fd, Clean(name), how)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			// The kernel gives up when a rename races the walk
+			// The kernel gives up when a rename anywhere races a ".."
 			// (RESOLVE_IN_ROOT must not be fooled by it): try again.
 			continue
 		}
 		if err != nil {
-			return -1, &pathError{op: "open", name: name, err: err}
+			break
 		}
 		return fd, nil
 	}
+	return -1, &pathError{op: "open", name: name, err: err}
 }
+
+// openRetries bounds the retries after EAGAIN, so that a container renaming
+// in a tight loop makes a resolution fail instead of spin for ever.
+const openRetries = 128
 
 // OpenParent resolves the directory holding name and returns an O_PATH
 // descriptor of it with name's last component, for *at calls that do not
