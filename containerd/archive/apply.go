@@ -490,11 +490,11 @@ func (a *applier) open(rel string, create bool) (int, error) {
 	}
 	fd, made, err := a.root.MkdirAll(full, 0o755)
 	if a.created != nil {
+		// made is relative to the root; created, like entries, to the prefix.
 		for _, m := range made {
-			if r, ok := strings.CutPrefix(m, a.prefix+"/"); ok || a.prefix == "." {
-				if a.prefix == "." {
-					r = m
-				}
+			if a.prefix == "." {
+				a.created[m] = true
+			} else if r, ok := strings.CutPrefix(m, a.prefix+"/"); ok {
 				a.created[r] = true
 			}
 		}
