@@ -206,12 +206,6 @@ func TestCpCommitRaceSymlinkSwap(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	if os.Getenv("DEBUG_SWAP") != "" {
-		lid, _ := env.e.ExecCreate(c.ID, ExecConfig{Cmd: []string{"ls", "-laR", "/w"}})
-		var lo bytes.Buffer
-		env.e.ExecStart(context.Background(), lid, nil, &lo)
-		t.Logf("%q", lo.String())
-	}
 	xid, err := env.e.ExecCreate(c.ID, ExecConfig{Cmd: []string{"/swapper", "swap", "/w/d", "/w/x"}})
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +215,10 @@ func TestCpCommitRaceSymlinkSwap(t *testing.T) {
 	go func() { swapErr <- env.e.ExecStart(context.Background(), xid, nil, &swapOut) }()
 	t.Cleanup(func() {
 		env.e.Kill(c.ID, unix.SIGKILL)
-		<-swapErr
+		select { // already received if the loop saw the swapper stop
+		case <-swapErr:
+		case <-time.After(10 * time.Second):
+		}
 		env.wait(c.ID, 10*time.Second)
 	})
 
