@@ -224,8 +224,9 @@ func TestLifecycleLogsExec(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dst, "passwd")); err != nil || !strings.HasPrefix(string(b), "root:") {
 		t.Fatalf("cp out: %q %v", b, err)
 	}
-	// commit keeps the change.
+	// commit keeps the change; it pauses the container unless --pause=false.
 	d.Must("commit", "web", "withfile:v1")
+	d.Must("commit", "--pause=false", "web", "withfile:v2")
 	if out := d.Must("run", "--rm", "--network", "none", "withfile:v1", "cat", "/tmp/in.txt"); out != "copied in\n" {
 		t.Fatalf("committed image lacks the file: %q", out)
 	}

@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 			ExecShimMain(os.Args[2:])
 		case "test-daemon":
 			testDaemonMain(os.Args[2:])
+		case "swap":
+			swapMain(os.Args[2:])
 		}
 	}
 	// Race-built shims would otherwise linger a second in os.Exit, which

@@ -79,6 +79,8 @@ type Engine struct {
 	mu      sync.Mutex // guards records and execs
 	records map[string]*record
 	execs   map[string]*execRecord
+
+	frozen pauses // commits holding a container frozen
 }
 
 type record struct {

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/shoal-project/shoal/containerd/archive"
+	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/oci"
 )
 
@@ -208,16 +209,11 @@ type dbEntry struct {
 // lookupDB finds a passwd/group entry by name, or by id when name is empty.
 // The path is resolved inside the rootfs: a symlinked /etc/passwd cannot point at the host's.
 func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
-	path, err := archive.ResolveInRoot(rootfs, "/"+file)
+	b, err := inroot.ReadFile(rootfs, file)
 	if err != nil {
 		return dbEntry{}, false
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return dbEntry{}, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if len(fields) < 3 {
@@ -256,11 +252,7 @@ func userGroups(rootfs, user string, uid, gid uint32) []uint32 {
 		}
 		name = e.name
 	}
-	path, err := archive.ResolveInRoot(rootfs, "/etc/group")
-	if err != nil {
-		return nil
-	}
-	b, err := os.ReadFile(path)
+	b, err := inroot.ReadFile(rootfs, "/etc/group")
 	if err != nil {
 		return nil
 	}
