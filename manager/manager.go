@@ -10,12 +10,14 @@
 // whether a connection is raft's or gRPC's. Anonymous TLS clients may call
 // the CA service only (a joining node, which proves itself with a join
 // token); Dispatcher calls need any node certificate of the cluster, all
-// others a manager's. A node removed from the store is refused at the
-// handshake and at every call, so its certificate stops working at once.
+// others a current manager's. Every call is checked against the store: a
+// node removed from it is refused at the handshake and at every call, a
+// demoted manager at every manager call, so a certificate stops working
+// for what its node may no longer do at once, not at its expiry.
 //
 // Any manager answers: a follower forwards every call (unary or stream) to
 // the leader, with the caller's identity in metadata that the leader trusts
-// only from a manager. Without a leader, reads are answered from the
+// only from a current manager. Without a leader, reads are answered from the
 // follower's own copy and writes fail with ErrNoLeader.
 //
 // Goroutines: Run owns the gRPC server, the demux's accept loop and the
@@ -143,18 +145,8 @@ func New(cfg Config) (*Manager, error) {
 		}
 		return verify(raw, chains)
 	}
-	// Raft has no authorisation of its own: only managers may speak it.
-	raftPeer := func(c *x509.Certificate) error {
-		id, err := m.sec.Root().Identify(c, m.now())
-		if err != nil {
-			return err
-		}
-		if id.Role != ca.RoleManager {
-			return fmt.Errorf("node %s is not a manager", id.NodeID)
-		}
-		return nil
-	}
-	m.mux = newDemux(cfg.Listener, serverTLS, raftPeer)
+	// Raft has no authorisation of its own: only current managers may speak it.
+	m.mux = newDemux(cfg.Listener, serverTLS, m.raftPeer)
 	raftTLS := tlsCfg.Clone()
 	raftTLS.NextProtos = []string{protoRaft}
 	m.raft, err = raftstore.NewNode(raftstore.Config{
@@ -307,21 +299,50 @@ func (m *Manager) caughtUp(ctx context.Context) error {
 }
 
 // allowed refuses certificates of nodes that are not (or no longer) in the
-// cluster. A manager whose store holds no cluster yet is still being filled
-// by its first replication from the leader, and accepts any certificate the
-// root CA signed.
+// cluster, at the handshake (see check).
 func (m *Manager) allowed(id ca.NodeIdentity) error {
-	if m.store == nil {
-		return nil
+	return m.check(id.NodeID, inStore)
+}
+
+// raftPeer admits a raft connection of a verified peer certificate and
+// returns the check raft's reads repeat (see demux): raft has no
+// authorisation of its own, and a connection lives as long as raft uses it.
+func (m *Manager) raftPeer(c *x509.Certificate) (func() error, error) {
+	id, err := m.sec.Root().Identify(c, m.now())
+	if err != nil {
+		return nil, err
 	}
-	var err error
-	m.store.View(func(tx raftstore.ReadTx) {
-		if len(tx.Clusters()) == 0 {
-			return
+	if id.Role != ca.RoleManager {
+		return nil, fmt.Errorf("node %s is not a manager", id.NodeID)
+	}
+	recheck := func() error { return m.raftMember(id.NodeID) }
+	return recheck, recheck()
+}
+
+// raftMember accepts raft from a node that is a manager in the store now
+// (a raft member, or promoted and joining), and from one the store does not
+// hold yet but raft's configuration does: a follower replaying the log
+// appends configurations before it applies the nodes they name. Demoted and
+// removed managers are taken out of raft by the leader within a
+// membershipPeriod, and are refused from then on.
+func (m *Manager) raftMember(id string) error {
+	err := m.check(id, func(n *api.Node) error {
+		if n.GetRole() != api.NodeRole_MANAGER && n.GetSpec().GetDesiredRole() != api.NodeRole_MANAGER {
+			return fmt.Errorf("node %s is %w", id, errNotCurrentManager)
 		}
-		if tx.GetNode(id.NodeID) == nil {
-			err = fmt.Errorf("node %s is not a member of the swarm (removed)", id.NodeID)
-		}
+		return nil
 	})
+	if err == nil || errors.Is(err, errNotCurrentManager) {
+		return err
+	}
+	members, merr := m.raft.Members()
+	if merr != nil {
+		return errors.Join(err, merr)
+	}
+	for _, mb := range members {
+		if mb.GetRaftId() == id {
+			return nil
+		}
+	}
 	return err
 }
