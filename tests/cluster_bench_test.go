@@ -88,6 +88,7 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 	}()
 
 	availBefore := benchMemAvailableMB()
+	logFrom := len(m.Daemon.Log())
 	args := []string{"service", "create", "-d", "--name", "b", "--replicas", strconv.Itoa(n), "busybox:latest", "sleep", "3600"}
 	load0 := benchLoadavg()
 	b.ResetTimer()
@@ -182,6 +183,15 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 		note = fmt.Sprintf("only %d of %d fit in memory; ", n, want) + note
 	}
 	benchLine(label, fmt.Sprintf("%.2f", sec), "s", note)
+	// Health during convergence (issue 9 item 10): nodes declared down
+	// (every node here was alive throughout) and tasks beyond one per slot
+	// (rescheduled or restarted), both target 0.
+	downs := strings.Count(m.Daemon.Log()[logFrom:], "dispatcher: node down")
+	extra := "?"
+	if r := m.Daemon.Run("service", "ps", "-q", "b"); r.Code == 0 {
+		extra = strconv.Itoa(len(strings.Fields(r.Stdout)) - n)
+	}
+	benchLine(fmt.Sprintf("cluster %d replicas: nodes declared down / extra task starts", n), fmt.Sprintf("%d / %s", downs, extra), "", "target 0 / 0 (every node stays alive)")
 }
 
 // BenchmarkClusterFailover is benchmark (d) of the cluster issue on one swarm

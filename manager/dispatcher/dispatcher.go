@@ -294,7 +294,9 @@ func (d *Dispatcher) watchDeadlines(ctx context.Context) {
 func (d *Dispatcher) markDown(ctx context.Context, nodes []string) error {
 	d.statusMu.Lock()
 	defer d.statusMu.Unlock()
-	return d.updateNodes(ctx, func(tx raftstore.WriteTx) error {
+	var down []string
+	err := d.updateNodes(ctx, func(tx raftstore.WriteTx) error {
+		down = down[:0]
 		for _, id := range nodes {
 			d.mu.Lock()
 			back := d.sessions[id] != nil
@@ -307,9 +309,17 @@ func (d *Dispatcher) markDown(ctx context.Context, nodes []string) error {
 			if err := tx.Update(n); err != nil {
 				return err
 			}
+			down = append(down, id)
 		}
 		return nil
 	})
+	if err == nil {
+		// One line per transition: make bench counts them.
+		for _, id := range down {
+			d.log.Info("dispatcher: node down", "node", id, "reason", "heartbeat failure")
+		}
+	}
+	return err
 }
 
 // updateNodes runs a store update, retrying when it lost a version race
