@@ -426,6 +426,13 @@ func TestRootRotationOfflineWorker(t *testing.T) {
 	if ca.SignedBy(offline.sec.Leaf(), newRoot) || len(offline.sec.Root().Trusted) != 0 {
 		t.Fatal("the offline worker changed while offline")
 	}
+	// A node joins during the rotation with a token that pins the old root:
+	// the managers reach it through the cross-signed intermediate. (Before
+	// the join verified the whole chain, this failed: "not signed by the
+	// cluster CA of the token".)
+	mid := c.joinNode(tokens.GetWorker())
+	mid.run(ctx, &wg)
+	running = append(running, mid)
 	// It comes back: old certificate, old root only.
 	offline.run(ctx, &wg)
 	waitFor(t, settle, "the rotation completes on every manager", func() error {

@@ -160,11 +160,18 @@ func verifyManager(root *ca.RootCA, raw [][]byte) error {
 	if len(raw) == 0 {
 		return errors.New("the manager presented no certificate")
 	}
-	c, err := x509.ParseCertificate(raw[0])
-	if err != nil {
-		return fmt.Errorf("the manager's certificate: %w", err)
+	// The chain as sent: during a root rotation a manager's certificate is
+	// signed by the new root and reaches the pinned (old) one through the
+	// cross-signed intermediate that follows it.
+	chain := make([]*x509.Certificate, len(raw))
+	for i, b := range raw {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return fmt.Errorf("the manager's certificate: %w", err)
+		}
+		chain[i] = c
 	}
-	id, err := root.Identify(c, time.Now())
+	id, err := root.IdentifyChain(chain, time.Now())
 	if err != nil {
 		return fmt.Errorf("the manager's certificate is not signed by the cluster CA of the token: %w", err)
 	}
