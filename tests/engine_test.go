@@ -168,14 +168,72 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("cpus", func(t *testing.T) {
-		if r := d.Run("run", "--name", "cpu", "--cpus", "0.5", "busybox", "true"); r.Code != 0 {
+		if r := d.Run("run", "-d", "--name", "cpu", "--cpus", "0.5", "busybox", "sleep", "100"); r.Code != 0 {
 			t.Fatalf("run --cpus: %s", r)
 		}
 		defer d.Run("rm", "-f", "cpu")
 		if out := strings.TrimSpace(d.Run("inspect", "--format", "{{.HostConfig.NanoCpus}}", "cpu").Stdout); out != "500000000" {
 			t.Fatalf("NanoCpus %q", out)
 		}
+		// What the kernel enforces: half of each CFS period, read from the
+		// host side in the running container's own cgroup.
+		pid := strings.TrimSpace(d.Must("inspect", "--format", "{{.State.Pid}}", "cpu"))
+		quota, period := cfsQuota(t, pid)
+		if quota*2 != period {
+			t.Fatalf("container %s: CFS quota %d per period %d, want half", pid, quota, period)
+		}
 	})
+}
+
+// cfsQuota reads the CFS quota and period of process pid's cpu cgroup:
+// cpu.cfs_quota_us and cpu.cfs_period_us on a v1 cpu hierarchy, cpu.max on a
+// host with only cgroup v2.
+func cfsQuota(t *testing.T, pid string) (quota, period int64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			v2 = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c != "cpu" {
+				continue
+			}
+			dir := filepath.Join("/sys/fs/cgroup", parts[1], parts[2])
+			if _, err := os.Stat(dir); err != nil {
+				dir = filepath.Join("/sys/fs/cgroup/cpu", parts[2])
+			}
+			read := func(f string) int64 {
+				b, err := os.ReadFile(filepath.Join(dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+				if err != nil {
+					t.Fatalf("%s/%s: %v", dir, f, err)
+				}
+				return n
+			}
+			return read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")
+		}
+	}
+	b, err = os.ReadFile(filepath.Join("/sys/fs/cgroup", v2, "cpu.max"))
+	if err != nil {
+		t.Fatalf("no cpu cgroup for pid %s: %v", pid, err)
+	}
+	if _, err := fmt.Sscan(string(b), &quota, &period); err != nil {
+		t.Fatalf("cpu.max %q: %v", b, err)
+	}
+	return quota, period
 }
 
 func TestLifecycleLogsExec(t *testing.T) {
