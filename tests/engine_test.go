@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -389,8 +390,14 @@ func TestBridgeNetworkAndPorts(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	d := engine(t)
+	// A layer is unpacked into <images>/snapshots/tmp-*/fs under the data
+	// root: "../../" from there is <images>/snapshots, and enough "../" reach
+	// the host's /. Both escapes are looked for where they would land.
 	hostile := filepath.Join(t.TempDir(), "evil.tar")
 	writeTar(t, hostile, "../../escaped-by-shoal-test", "pwned")
+	deep := filepath.Join(t.TempDir(), "deep.tar")
+	writeTar(t, deep, strings.Repeat("../", 40)+"escaped-by-shoal-test", "pwned")
+	defer os.Remove("/escaped-by-shoal-test")
 	truncated := filepath.Join(t.TempDir(), "short.tar")
 	b, _ := os.ReadFile(harness.BusyboxTar(t))
 	os.WriteFile(truncated, b[:len(b)/2], 0o644)
@@ -407,8 +414,9 @@ func TestBadInput(t *testing.T) {
 		{"bad reference", []string{"run", "--rm", "Bad:Ref!!", "true"}, 125, "invalid reference format"},
 		{"bad memory", []string{"run", "--rm", "-m", "12x", "busybox", "true"}, 125, "invalid"},
 		{"name conflict", []string{"run", "--name", "taken", "busybox", "true"}, 125, "already in use"},
-		{"hostile tar", []string{"import", hostile, "evil:1"}, 1, ""},
-		{"truncated tar", []string{"import", truncated, "short:1"}, 1, ""},
+		{"hostile tar", []string{"import", hostile, "evil:1"}, 1, `"../../escaped-by-shoal-test" escapes the root`},
+		{"hostile tar to /", []string{"import", deep, "evil:2"}, 1, "escapes the root"},
+		{"truncated tar", []string{"import", truncated, "short:1"}, 1, "truncated or corrupt tar"},
 		{"unknown container", []string{"logs", "nosuchcontainer"}, 1, "No such container"},
 		{"rmi unknown", []string{"rmi", "nosuch:tag"}, 1, "No such image"},
 	}
@@ -424,11 +432,45 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	if _, err := os.Stat("/escaped-by-shoal-test"); err == nil {
-		os.Remove("/escaped-by-shoal-test")
-		t.Fatal("hostile tar wrote outside the image")
+		t.Error("hostile tar wrote /escaped-by-shoal-test on the host")
 	}
+	filepath.WalkDir(d.Root, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Name() == "escaped-by-shoal-test" {
+			t.Errorf("hostile tar wrote %s, outside its layer", p)
+		}
+		return nil
+	})
+	t.Run("absolute and symlinked names", func(t *testing.T) {
+		// Docker's rule: "/x" names x in the image, and a symlink in the
+		// archive is never followed out of it. An escape would write the
+		// absolute path itself, or the symlink's target, on the host.
+		host := t.TempDir()
+		tarball := filepath.Join(t.TempDir(), "links.tar")
+		writeTarEntries(t, tarball, "",
+			&tar.Header{Name: host + "/abs-pwned", Typeflag: tar.TypeReg, Mode: 0o644},
+			&tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: host},
+			&tar.Header{Name: "link/link-pwned", Typeflag: tar.TypeReg, Mode: 0o644})
+		d.Must("import", tarball, "links:1")
+		defer d.Run("rmi", "links:1")
+		for _, name := range []string{"abs-pwned", "link-pwned"} {
+			if _, err := os.Lstat(filepath.Join(host, name)); err == nil {
+				t.Errorf("import wrote %s on the host", filepath.Join(host, name))
+			}
+		}
+		// Both landed inside the layer, under the path the name gave.
+		found := map[string]bool{}
+		filepath.WalkDir(d.Root, func(p string, e os.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, "/fs"+host+"/"+e.Name()) {
+				found[e.Name()] = true
+			}
+			return nil
+		})
+		if !found["abs-pwned"] || !found["link-pwned"] {
+			t.Errorf("the entries are not in the layer under fs%s: %v", host, found)
+		}
+	})
 	if out := d.Must("images", "--format", "{{.Repository}}"); strings.Contains(out, "evil") || strings.Contains(out, "short") {
-		t.Fatalf("a bad archive left an image:\n%s", out)
+		t.Errorf("a bad archive left an image:\n%s", out)
 	}
 	t.Run("no daemon", func(t *testing.T) {
 		r := (&harness.Daemon{Bin: d.Bin, Socket: filepath.Join(t.TempDir(), "none.sock")}).Run("ps")
