@@ -52,16 +52,30 @@ func httpGet(url string) string {
 // writeTar writes a tar with one regular file.
 func writeTar(t *testing.T, path, name, content string) {
 	t.Helper()
+	writeTarEntries(t, path, content, &tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg})
+}
+
+// writeTarEntries writes a tar of the given headers; each regular file
+// holds content.
+func writeTarEntries(t *testing.T, path, content string, hdrs ...*tar.Header) {
+	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
+	for _, h := range hdrs {
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(content))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			io.WriteString(tw, content)
+		}
 	}
-	io.WriteString(tw, content)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
