@@ -21,6 +21,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RenewNodeCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is DER (x509.CreateCertificateRequest), for a fresh key.
+	Csr []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	// addr is the address the node advertises (managers: raft address).
+	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewNodeCertificateRequest) Reset() {
+	*x = RenewNodeCertificateRequest{}
+	mi := &file_ca_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewNodeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewNodeCertificateRequest) ProtoMessage() {}
+
+func (x *RenewNodeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ca_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewNodeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewNodeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_ca_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RenewNodeCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *RenewNodeCertificateRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
 type GetRootCACertificateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +83,7 @@ type GetRootCACertificateRequest struct {
 
 func (x *GetRootCACertificateRequest) Reset() {
 	*x = GetRootCACertificateRequest{}
-	mi := &file_ca_proto_msgTypes[0]
+	mi := &file_ca_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +95,7 @@ func (x *GetRootCACertificateRequest) String() string {
 func (*GetRootCACertificateRequest) ProtoMessage() {}
 
 func (x *GetRootCACertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[0]
+	mi := &file_ca_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +108,7 @@ func (x *GetRootCACertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRootCACertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetRootCACertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{0}
+	return file_ca_proto_rawDescGZIP(), []int{1}
 }
 
 type GetRootCACertificateResponse struct {
@@ -67,7 +121,7 @@ type GetRootCACertificateResponse struct {
 
 func (x *GetRootCACertificateResponse) Reset() {
 	*x = GetRootCACertificateResponse{}
-	mi := &file_ca_proto_msgTypes[1]
+	mi := &file_ca_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -79,7 +133,7 @@ func (x *GetRootCACertificateResponse) String() string {
 func (*GetRootCACertificateResponse) ProtoMessage() {}
 
 func (x *GetRootCACertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[1]
+	mi := &file_ca_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -92,7 +146,7 @@ func (x *GetRootCACertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRootCACertificateResponse.ProtoReflect.Descriptor instead.
 func (*GetRootCACertificateResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{1}
+	return file_ca_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetRootCACertificateResponse) GetCertificate() []byte {
@@ -117,7 +171,7 @@ type IssueNodeCertificateRequest struct {
 
 func (x *IssueNodeCertificateRequest) Reset() {
 	*x = IssueNodeCertificateRequest{}
-	mi := &file_ca_proto_msgTypes[2]
+	mi := &file_ca_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +183,7 @@ func (x *IssueNodeCertificateRequest) String() string {
 func (*IssueNodeCertificateRequest) ProtoMessage() {}
 
 func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[2]
+	mi := &file_ca_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,7 +196,7 @@ func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{2}
+	return file_ca_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IssueNodeCertificateRequest) GetCsr() []byte {
@@ -178,7 +232,9 @@ type IssueNodeCertificateResponse struct {
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Role   NodeRole               `protobuf:"varint,2,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
 	// certificate is PEM.
-	Certificate   []byte `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Certificate []byte `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// root_ca is the trust bundle (PEM): the signing root first, then any
+	// other root trusted during a rotation.
 	RootCa        []byte `protobuf:"bytes,4,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -186,7 +242,7 @@ type IssueNodeCertificateResponse struct {
 
 func (x *IssueNodeCertificateResponse) Reset() {
 	*x = IssueNodeCertificateResponse{}
-	mi := &file_ca_proto_msgTypes[3]
+	mi := &file_ca_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +254,7 @@ func (x *IssueNodeCertificateResponse) String() string {
 func (*IssueNodeCertificateResponse) ProtoMessage() {}
 
 func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[3]
+	mi := &file_ca_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +267,7 @@ func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{3}
+	return file_ca_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IssueNodeCertificateResponse) GetNodeId() string {
@@ -246,7 +302,10 @@ var File_ca_proto protoreflect.FileDescriptor
 
 const file_ca_proto_rawDesc = "" +
 	"\n" +
-	"\bca.proto\x12\tshoal.api\x1a\vtypes.proto\"\x1d\n" +
+	"\bca.proto\x12\tshoal.api\x1a\vtypes.proto\"C\n" +
+	"\x1bRenewNodeCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x1d\n" +
 	"\x1bGetRootCACertificateRequest\"@\n" +
 	"\x1cGetRootCACertificateResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"\x9f\x01\n" +
@@ -259,10 +318,11 @@ const file_ca_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12\x17\n" +
-	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa2\xd6\x01\n" +
+	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa2\xbf\x02\n" +
 	"\x02CA\x12g\n" +
 	"\x14GetRootCACertificate\x12&.shoal.api.GetRootCACertificateRequest\x1a'.shoal.api.GetRootCACertificateResponse\x12g\n" +
-	"\x14IssueNodeCertificate\x12&.shoal.api.IssueNodeCertificateRequest\x1a'.shoal.api.IssueNodeCertificateResponseB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
+	"\x14IssueNodeCertificate\x12&.shoal.api.IssueNodeCertificateRequest\x1a'.shoal.api.IssueNodeCertificateResponse\x12g\n" +
+	"\x14RenewNodeCertificate\x12&.shoal.api.RenewNodeCertificateRequest\x1a'.shoal.api.IssueNodeCertificateResponseB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
 
 var (
 	file_ca_proto_rawDescOnce sync.Once
@@ -276,24 +336,27 @@ func file_ca_proto_rawDescGZIP() []byte {
 	return file_ca_proto_rawDescData
 }
 
-var file_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_ca_proto_goTypes = []any{
-	(*GetRootCACertificateRequest)(nil),  // 0: shoal.api.GetRootCACertificateRequest
-	(*GetRootCACertificateResponse)(nil), // 1: shoal.api.GetRootCACertificateResponse
-	(*IssueNodeCertificateRequest)(nil),  // 2: shoal.api.IssueNodeCertificateRequest
-	(*IssueNodeCertificateResponse)(nil), // 3: shoal.api.IssueNodeCertificateResponse
-	(NodeSpec_Availability)(0),           // 4: shoal.api.NodeSpec.Availability
-	(NodeRole)(0),                        // 5: shoal.api.NodeRole
+	(*RenewNodeCertificateRequest)(nil),  // 0: shoal.api.RenewNodeCertificateRequest
+	(*GetRootCACertificateRequest)(nil),  // 1: shoal.api.GetRootCACertificateRequest
+	(*GetRootCACertificateResponse)(nil), // 2: shoal.api.GetRootCACertificateResponse
+	(*IssueNodeCertificateRequest)(nil),  // 3: shoal.api.IssueNodeCertificateRequest
+	(*IssueNodeCertificateResponse)(nil), // 4: shoal.api.IssueNodeCertificateResponse
+	(NodeSpec_Availability)(0),           // 5: shoal.api.NodeSpec.Availability
+	(NodeRole)(0),                        // 6: shoal.api.NodeRole
 }
 var file_ca_proto_depIdxs = []int32{
-	4, // 0: shoal.api.IssueNodeCertificateRequest.availability:type_name -> shoal.api.NodeSpec.Availability
-	5, // 1: shoal.api.IssueNodeCertificateResponse.role:type_name -> shoal.api.NodeRole
-	0, // 2: shoal.api.CA.GetRootCACertificate:input_type -> shoal.api.GetRootCACertificateRequest
-	2, // 3: shoal.api.CA.IssueNodeCertificate:input_type -> shoal.api.IssueNodeCertificateRequest
-	1, // 4: shoal.api.CA.GetRootCACertificate:output_type -> shoal.api.GetRootCACertificateResponse
-	3, // 5: shoal.api.CA.IssueNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
+	5, // 0: shoal.api.IssueNodeCertificateRequest.availability:type_name -> shoal.api.NodeSpec.Availability
+	6, // 1: shoal.api.IssueNodeCertificateResponse.role:type_name -> shoal.api.NodeRole
+	1, // 2: shoal.api.CA.GetRootCACertificate:input_type -> shoal.api.GetRootCACertificateRequest
+	3, // 3: shoal.api.CA.IssueNodeCertificate:input_type -> shoal.api.IssueNodeCertificateRequest
+	0, // 4: shoal.api.CA.RenewNodeCertificate:input_type -> shoal.api.RenewNodeCertificateRequest
+	2, // 5: shoal.api.CA.GetRootCACertificate:output_type -> shoal.api.GetRootCACertificateResponse
+	4, // 6: shoal.api.CA.IssueNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
+	4, // 7: shoal.api.CA.RenewNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -311,7 +374,7 @@ func file_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ca_proto_rawDesc), len(file_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CA_GetRootCACertificate_FullMethodName = "/shoal.api.CA/GetRootCACertificate"
 	CA_IssueNodeCertificate_FullMethodName = "/shoal.api.CA/IssueNodeCertificate"
+	CA_RenewNodeCertificate_FullMethodName = "/shoal.api.CA/RenewNodeCertificate"
 )
 
 // CAClient is the client API for CA service.
@@ -35,6 +36,10 @@ type CAClient interface {
 	// IssueNodeCertificate: with a join token, creates the node and returns its
 	// certificate; with a valid client certificate and no token, renews it.
 	IssueNodeCertificate(ctx context.Context, in *IssueNodeCertificateRequest, opts ...grpc.CallOption) (*IssueNodeCertificateResponse, error)
+	// RenewNodeCertificate gives the caller (authenticated by its current,
+	// unexpired certificate) a new certificate in its current role, valid for
+	// the cluster's node_cert_expiry and signed by the current signing root.
+	RenewNodeCertificate(ctx context.Context, in *RenewNodeCertificateRequest, opts ...grpc.CallOption) (*IssueNodeCertificateResponse, error)
 }
 
 type cAClient struct {
@@ -65,6 +70,16 @@ func (c *cAClient) IssueNodeCertificate(ctx context.Context, in *IssueNodeCertif
 	return out, nil
 }
 
+func (c *cAClient) RenewNodeCertificate(ctx context.Context, in *RenewNodeCertificateRequest, opts ...grpc.CallOption) (*IssueNodeCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueNodeCertificateResponse)
+	err := c.cc.Invoke(ctx, CA_RenewNodeCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CAServer is the server API for CA service.
 // All implementations must embed UnimplementedCAServer
 // for forward compatibility.
@@ -77,6 +92,10 @@ type CAServer interface {
 	// IssueNodeCertificate: with a join token, creates the node and returns its
 	// certificate; with a valid client certificate and no token, renews it.
 	IssueNodeCertificate(context.Context, *IssueNodeCertificateRequest) (*IssueNodeCertificateResponse, error)
+	// RenewNodeCertificate gives the caller (authenticated by its current,
+	// unexpired certificate) a new certificate in its current role, valid for
+	// the cluster's node_cert_expiry and signed by the current signing root.
+	RenewNodeCertificate(context.Context, *RenewNodeCertificateRequest) (*IssueNodeCertificateResponse, error)
 	mustEmbedUnimplementedCAServer()
 }
 
@@ -92,6 +111,9 @@ func (UnimplementedCAServer) GetRootCACertificate(context.Context, *GetRootCACer
 }
 func (UnimplementedCAServer) IssueNodeCertificate(context.Context, *IssueNodeCertificateRequest) (*IssueNodeCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueNodeCertificate not implemented")
+}
+func (UnimplementedCAServer) RenewNodeCertificate(context.Context, *RenewNodeCertificateRequest) (*IssueNodeCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewNodeCertificate not implemented")
 }
 func (UnimplementedCAServer) mustEmbedUnimplementedCAServer() {}
 func (UnimplementedCAServer) testEmbeddedByValue()            {}
@@ -150,6 +172,24 @@ func _CA_IssueNodeCertificate_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CA_RenewNodeCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewNodeCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CAServer).RenewNodeCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CA_RenewNodeCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CAServer).RenewNodeCertificate(ctx, req.(*RenewNodeCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CA_ServiceDesc is the grpc.ServiceDesc for CA service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +204,10 @@ var CA_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueNodeCertificate",
 			Handler:    _CA_IssueNodeCertificate_Handler,
+		},
+		{
+			MethodName: "RenewNodeCertificate",
+			Handler:    _CA_RenewNodeCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -448,8 +448,11 @@ type Certificate struct {
 	// certificate is PEM.
 	Certificate []byte `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	// cn is the certificate's common name: the node ID.
-	Cn            string                 `protobuf:"bytes,3,opt,name=cn,proto3" json:"cn,omitempty"`
-	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	Cn       string                 `protobuf:"bytes,3,opt,name=cn,proto3" json:"cn,omitempty"`
+	NotAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// renew asks the node to renew at once (a root rotation started); the
+	// next certificate issued to it clears it.
+	Renew         bool `protobuf:"varint,5,opt,name=renew,proto3" json:"renew,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -510,6 +513,13 @@ func (x *Certificate) GetNotAfter() *timestamppb.Timestamp {
 		return x.NotAfter
 	}
 	return nil
+}
+
+func (x *Certificate) GetRenew() bool {
+	if x != nil {
+		return x.Renew
+	}
+	return false
 }
 
 // Node is a member of the cluster.
@@ -1450,8 +1460,12 @@ type RootCA struct {
 	// hold; swarmkit does the same (and encrypts the log, which shoal does not yet).
 	CaKey []byte `protobuf:"bytes,2,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
 	// ca_cert_digest is the digest pinned by join tokens (base 36 SHA-256).
-	CaCertDigest  string      `protobuf:"bytes,3,opt,name=ca_cert_digest,json=caCertDigest,proto3" json:"ca_cert_digest,omitempty"`
-	JoinTokens    *JoinTokens `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	CaCertDigest string      `protobuf:"bytes,3,opt,name=ca_cert_digest,json=caCertDigest,proto3" json:"ca_cert_digest,omitempty"`
+	JoinTokens   *JoinTokens `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	// root_rotation is set while the root is being replaced (`swarm ca
+	// --rotate`): new certificates are signed by its root, and both roots are
+	// trusted until every node that is not down holds one.
+	RootRotation  *RootRotation `protobuf:"bytes,10,opt,name=root_rotation,json=rootRotation,proto3" json:"root_rotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1514,6 +1528,78 @@ func (x *RootCA) GetJoinTokens() *JoinTokens {
 	return nil
 }
 
+func (x *RootCA) GetRootRotation() *RootRotation {
+	if x != nil {
+		return x.RootRotation
+	}
+	return nil
+}
+
+// RootRotation is a root CA replacement in progress.
+type RootRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ca_cert and ca_key (PEM) are the new root.
+	CaCert []byte `protobuf:"bytes,1,opt,name=ca_cert,json=caCert,proto3" json:"ca_cert,omitempty"`
+	CaKey  []byte `protobuf:"bytes,2,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
+	// cross_signed_ca_cert (PEM) is the new root's key certified by the old
+	// root: sent after each new node certificate, so that a node that still
+	// trusts only the old root can verify it.
+	CrossSignedCaCert []byte `protobuf:"bytes,3,opt,name=cross_signed_ca_cert,json=crossSignedCaCert,proto3" json:"cross_signed_ca_cert,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RootRotation) Reset() {
+	*x = RootRotation{}
+	mi := &file_objects_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootRotation) ProtoMessage() {}
+
+func (x *RootRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootRotation.ProtoReflect.Descriptor instead.
+func (*RootRotation) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RootRotation) GetCaCert() []byte {
+	if x != nil {
+		return x.CaCert
+	}
+	return nil
+}
+
+func (x *RootRotation) GetCaKey() []byte {
+	if x != nil {
+		return x.CaKey
+	}
+	return nil
+}
+
+func (x *RootRotation) GetCrossSignedCaCert() []byte {
+	if x != nil {
+		return x.CrossSignedCaCert
+	}
+	return nil
+}
+
 // Cluster is the one object that holds cluster-wide settings.
 type Cluster struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1530,7 +1616,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_objects_proto_msgTypes[18]
+	mi := &file_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1628,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[18]
+	mi := &file_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1641,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{18}
+	return file_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Cluster) GetId() string {
@@ -1614,7 +1700,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[19]
+	mi := &file_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1712,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[19]
+	mi := &file_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1725,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{19}
+	return file_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Secret) GetId() string {
@@ -1675,7 +1761,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1773,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1786,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{20}
+	return file_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Config) GetId() string {
@@ -1758,12 +1844,13 @@ const file_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xa1\x01\n" +
+	"\tREACHABLE\x10\x02\"\xb7\x01\n" +
 	"\vCertificate\x12'\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x0e\n" +
 	"\x02cn\x18\x03 \x01(\tR\x02cn\x127\n" +
-	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xf5\x02\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x14\n" +
+	"\x05renew\x18\x05 \x01(\bR\x05renew\"\xf5\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12'\n" +
@@ -1851,13 +1938,19 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"\x96\x01\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xd4\x01\n" +
 	"\x06RootCA\x12\x17\n" +
 	"\aca_cert\x18\x01 \x01(\fR\x06caCert\x12\x15\n" +
 	"\x06ca_key\x18\x02 \x01(\fR\x05caKey\x12$\n" +
 	"\x0eca_cert_digest\x18\x03 \x01(\tR\fcaCertDigest\x126\n" +
 	"\vjoin_tokens\x18\x04 \x01(\v2\x15.shoal.api.JoinTokensR\n" +
-	"joinTokens\"\xe9\x01\n" +
+	"joinTokens\x12<\n" +
+	"\rroot_rotation\x18\n" +
+	" \x01(\v2\x17.shoal.api.RootRotationR\frootRotation\"o\n" +
+	"\fRootRotation\x12\x17\n" +
+	"\aca_cert\x18\x01 \x01(\fR\x06caCert\x12\x15\n" +
+	"\x06ca_key\x18\x02 \x01(\fR\x05caKey\x12/\n" +
+	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\xe9\x01\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -1888,7 +1981,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 0: shoal.api.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 1: shoal.api.ManagerStatus.Reachability
@@ -1911,85 +2004,87 @@ var file_objects_proto_goTypes = []any{
 	(*Network)(nil),                 // 18: shoal.api.Network
 	(*JoinTokens)(nil),              // 19: shoal.api.JoinTokens
 	(*RootCA)(nil),                  // 20: shoal.api.RootCA
-	(*Cluster)(nil),                 // 21: shoal.api.Cluster
-	(*Secret)(nil),                  // 22: shoal.api.Secret
-	(*Config)(nil),                  // 23: shoal.api.Config
-	nil,                             // 24: shoal.api.EngineDescription.LabelsEntry
-	(*Platform)(nil),                // 25: shoal.api.Platform
-	(*Resources)(nil),               // 26: shoal.api.Resources
-	(NodeRole)(0),                   // 27: shoal.api.NodeRole
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*Meta)(nil),                    // 29: shoal.api.Meta
-	(*NodeSpec)(nil),                // 30: shoal.api.NodeSpec
-	(*EndpointSpec)(nil),            // 31: shoal.api.EndpointSpec
-	(*PortConfig)(nil),              // 32: shoal.api.PortConfig
-	(*ServiceSpec)(nil),             // 33: shoal.api.ServiceSpec
-	(TaskState)(0),                  // 34: shoal.api.TaskState
-	(*Annotations)(nil),             // 35: shoal.api.Annotations
-	(*TaskSpec)(nil),                // 36: shoal.api.TaskSpec
-	(*NetworkSpec)(nil),             // 37: shoal.api.NetworkSpec
-	(*IPAMOptions)(nil),             // 38: shoal.api.IPAMOptions
-	(*ClusterSpec)(nil),             // 39: shoal.api.ClusterSpec
-	(*SecretSpec)(nil),              // 40: shoal.api.SecretSpec
-	(*ConfigSpec)(nil),              // 41: shoal.api.ConfigSpec
+	(*RootRotation)(nil),            // 21: shoal.api.RootRotation
+	(*Cluster)(nil),                 // 22: shoal.api.Cluster
+	(*Secret)(nil),                  // 23: shoal.api.Secret
+	(*Config)(nil),                  // 24: shoal.api.Config
+	nil,                             // 25: shoal.api.EngineDescription.LabelsEntry
+	(*Platform)(nil),                // 26: shoal.api.Platform
+	(*Resources)(nil),               // 27: shoal.api.Resources
+	(NodeRole)(0),                   // 28: shoal.api.NodeRole
+	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
+	(*Meta)(nil),                    // 30: shoal.api.Meta
+	(*NodeSpec)(nil),                // 31: shoal.api.NodeSpec
+	(*EndpointSpec)(nil),            // 32: shoal.api.EndpointSpec
+	(*PortConfig)(nil),              // 33: shoal.api.PortConfig
+	(*ServiceSpec)(nil),             // 34: shoal.api.ServiceSpec
+	(TaskState)(0),                  // 35: shoal.api.TaskState
+	(*Annotations)(nil),             // 36: shoal.api.Annotations
+	(*TaskSpec)(nil),                // 37: shoal.api.TaskSpec
+	(*NetworkSpec)(nil),             // 38: shoal.api.NetworkSpec
+	(*IPAMOptions)(nil),             // 39: shoal.api.IPAMOptions
+	(*ClusterSpec)(nil),             // 40: shoal.api.ClusterSpec
+	(*SecretSpec)(nil),              // 41: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),              // 42: shoal.api.ConfigSpec
 }
 var file_objects_proto_depIdxs = []int32{
-	24, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
-	25, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	26, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	25, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
+	26, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	27, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
 	3,  // 3: shoal.api.NodeDescription.engine:type_name -> shoal.api.EngineDescription
 	0,  // 4: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeStatus.State
 	1,  // 5: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.ManagerStatus.Reachability
-	27, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
-	28, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	29, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	30, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	28, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
+	29, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	30, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	31, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
 	4,  // 10: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
 	5,  // 11: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
 	6,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
 	7,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
-	27, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	31, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	32, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	28, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	32, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	33, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
 	9,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	29, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	33, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	33, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	30, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	34, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	34, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
 	10, // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
 	12, // 22: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
 	2,  // 23: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	28, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	28, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	32, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
-	28, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	34, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	29, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	29, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	33, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
+	29, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	35, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
 	13, // 29: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
 	14, // 30: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
 	18, // 31: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	29, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	35, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	36, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	35, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	34, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	30, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	36, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	37, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	36, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	35, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
 	15, // 37: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
 	16, // 38: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
 	10, // 39: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	29, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	37, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	38, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	30, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	38, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	39, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
 	19, // 43: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
-	29, // 44: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	39, // 45: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	20, // 46: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	29, // 47: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	40, // 48: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	29, // 49: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	41, // 50: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	21, // 44: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
+	30, // 45: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	40, // 46: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	20, // 47: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
+	30, // 48: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	41, // 49: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	30, // 50: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	42, // 51: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2004,7 +2099,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

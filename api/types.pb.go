@@ -2515,8 +2515,11 @@ type ClusterSpec struct {
 	// snapshot_interval is the number of raft entries between snapshots.
 	SnapshotInterval uint64 `protobuf:"varint,5,opt,name=snapshot_interval,json=snapshotInterval,proto3" json:"snapshot_interval,omitempty"`
 	KeepOldSnapshots uint64 `protobuf:"varint,6,opt,name=keep_old_snapshots,json=keepOldSnapshots,proto3" json:"keep_old_snapshots,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// ca_force_rotate is Docker's CAConfig.ForceRotate: raising it starts a
+	// root CA rotation (`swarm ca --rotate`).
+	CaForceRotate uint64 `protobuf:"varint,20,opt,name=ca_force_rotate,json=caForceRotate,proto3" json:"ca_force_rotate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -2587,6 +2590,13 @@ func (x *ClusterSpec) GetSnapshotInterval() uint64 {
 func (x *ClusterSpec) GetKeepOldSnapshots() uint64 {
 	if x != nil {
 		return x.KeepOldSnapshots
+	}
+	return 0
+}
+
+func (x *ClusterSpec) GetCaForceRotate() uint64 {
+	if x != nil {
+		return x.CaForceRotate
 	}
 	return 0
 }
@@ -2788,14 +2798,15 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xee\x02\n" +
+	"\x05DRAIN\x10\x02\"\x96\x03\n" +
 	"\vClusterSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12?\n" +
 	"\x1ctask_history_retention_limit\x18\x02 \x01(\x03R\x19taskHistoryRetentionLimit\x12D\n" +
 	"\x10heartbeat_period\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0fheartbeatPeriod\x12C\n" +
 	"\x10node_cert_expiry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0enodeCertExpiry\x12+\n" +
 	"\x11snapshot_interval\x18\x05 \x01(\x04R\x10snapshotInterval\x12,\n" +
-	"\x12keep_old_snapshots\x18\x06 \x01(\x04R\x10keepOldSnapshots*#\n" +
+	"\x12keep_old_snapshots\x18\x06 \x01(\x04R\x10keepOldSnapshots\x12&\n" +
+	"\x0fca_force_rotate\x18\x14 \x01(\x04R\rcaForceRotate*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +

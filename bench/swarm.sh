@@ -311,6 +311,18 @@ docker_side() {
     if alive "$DOCKERD_PID"; then why=${why:-no answer on $DSOCK in 30 s}; else wait "$DOCKERD_PID"; why=${why:-exit status $?}; fi
     ERR="dockerd did not start: $why"; return 1
   fi
+  # Idle RSS before swarm init, as bench/run.sh measures shoal's: dockerd and the
+  # containerd it started on our private roots (none of theirs when a host-wide
+  # containerd serves it; the row then says so).
+  sleep 1
+  local p kb
+  D_RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$DOCKERD_PID/status" 2>/dev/null)
+  for p in $(our_pids); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd ] || continue
+    kb=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null)
+    D_RSS_KB=$(( ${D_RSS_KB:-0} + ${kb:-0} ))
+    D_RSS_WHAT="dockerd + containerd"
+  done
   measure dk "$DPORT" "$DCG"
 }
 
@@ -333,6 +345,7 @@ shoal_side() {
 }
 
 echo "== swarm, one node: a service of $N replicas until all run, then scaled to $N2"
+D_RSS_KB= D_RSS_WHAT=dockerd
 ERR= CREATE= SCALE= CHECK1= CHECK2=
 if docker_side; then D_CREATE=$CREATE D_SCALE=$SCALE D_CHECK="$CHECK1; $CHECK2"; D_ERR=
 else D_CREATE=${CREATE:-} D_SCALE= D_CHECK= D_ERR=$ERR; fi
@@ -354,6 +367,8 @@ anchor_row "docker service create, $N replicas all running" "$D_CREATE"
 our_row "shoal service create, $N replicas all running" "$S_CREATE" "$D_CREATE"
 anchor_row "docker service scale $N->$N2, all running" "$D_SCALE"
 our_row "shoal service scale $N->$N2, all running" "$S_SCALE" "$D_SCALE"
+if [ -n "$D_RSS_KB" ]; then printf '%-58s %9s MB   measured here; compare shoal daemon idle RSS above\n' "$D_RSS_WHAT idle RSS (anchor)" "$(awk -v k="$D_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')"
+else printf '%-58s %9s\n' "$D_RSS_WHAT idle RSS (anchor)" failed; fi
 [ -n "$D_CHECK" ] && echo "  checked, Docker Swarm at the end of each wait: $D_CHECK"
 [ -n "$S_CHECK" ] && echo "  checked, shoal at the end of each wait: $S_CHECK"
 [ -n "$D_ERR" ] && echo "Docker Swarm: failed ($D_ERR)"

@@ -42,6 +42,15 @@ type containerOptions struct {
 	capDrop     []string
 	restart     string
 	init        bool
+	memorySwap  memSwapBytes
+	cpusetCpus  string
+	cpusetMems  string
+	shmSize     memBytes
+	sysctls     []string
+	ulimits     ulimitList
+	pid         string
+	ipc         string
+	groupAdd    []string
 }
 
 func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
@@ -73,6 +82,15 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringArrayVar(&o.capDrop, "cap-drop", nil, "Drop Linux capabilities")
 	fl.StringVar(&o.restart, "restart", "", "Restart policy to apply when a container exits (no, always, on-failure[:N], unless-stopped)")
 	fl.BoolVar(&o.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
+	fl.Var(&o.memorySwap, "memory-swap", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+	fl.StringVar(&o.cpusetCpus, "cpuset-cpus", "", "CPUs in which to allow execution (0-3, 0,1)")
+	fl.StringVar(&o.cpusetMems, "cpuset-mems", "", "MEMs in which to allow execution (0-3, 0,1)")
+	fl.Var(&o.shmSize, "shm-size", "Size of /dev/shm")
+	fl.StringArrayVar(&o.sysctls, "sysctl", nil, "Sysctl options")
+	fl.Var(&o.ulimits, "ulimit", "Ulimit options")
+	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
+	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
+	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
 }
 
 // createRequest is a fully built container create call.
@@ -180,6 +198,22 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	}
 	hc.Memory = int64(o.memory)
 	hc.NanoCPUs = int64(o.cpus)
+	hc.MemorySwap = int64(o.memorySwap)
+	hc.CpusetCpus, hc.CpusetMems = o.cpusetCpus, o.cpusetMems
+	hc.ShmSize = int64(o.shmSize)
+	hc.Ulimits = o.ulimits
+	hc.PidMode, hc.IpcMode = container.PidMode(o.pid), container.IpcMode(o.ipc)
+	hc.GroupAdd = o.groupAdd
+	for _, kv := range o.sysctls {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return createRequest{}, fmt.Errorf("invalid argument %q for \"--sysctl\" flag: sysctl '%s' is not KEY=VALUE", kv, kv)
+		}
+		if hc.Sysctls == nil {
+			hc.Sysctls = map[string]string{}
+		}
+		hc.Sysctls[k] = v
+	}
 	if fl.Changed("pids-limit") {
 		p := o.pidsLimit
 		hc.PidsLimit = &p

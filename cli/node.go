@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -203,7 +205,7 @@ func newNodeInspectCommand() *cobra.Command {
 					if i > 0 {
 						fmt.Fprintln(s.out)
 					}
-					printNodePretty(s.out, res.Node)
+					printNodePretty(s.out, res.Node, res.Raw)
 				case tmpl != nil:
 					if err := formatInspect(s.out, tmpl, res.Node, res.Raw); err != nil {
 						return err
@@ -225,8 +227,9 @@ func newNodeInspectCommand() *cobra.Command {
 	return cmd
 }
 
-// printNodePretty is `node inspect --pretty`, after docker's template.
-func printNodePretty(w io.Writer, n swarm.Node) {
+// printNodePretty is `node inspect --pretty`, after docker's template, with
+// the certificate's expiry (shoal's Description.TLSInfo.CertExpiry in raw).
+func printNodePretty(w io.Writer, n swarm.Node, raw []byte) {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	p("ID:\t\t\t%s", n.ID)
@@ -275,6 +278,20 @@ func printNodePretty(w io.Writer, n swarm.Node) {
 		p("Engine Labels:")
 		for _, k := range sortedKeys(l) {
 			p(" - %s=%s", k, l[k])
+		}
+	}
+	if tls := n.Description.TLSInfo; tls.TrustRoot != "" {
+		p("TLS Info:")
+		p(" TrustRoot:\n%s", tls.TrustRoot)
+		p(" Issuer Subject:\t%s", base64.StdEncoding.EncodeToString(tls.CertIssuerSubject))
+		p(" Issuer Public Key:\t%s", base64.StdEncoding.EncodeToString(tls.CertIssuerPublicKey))
+		var ext struct {
+			Description struct {
+				TLSInfo struct{ CertExpiry time.Time }
+			}
+		}
+		if json.Unmarshal(raw, &ext) == nil && !ext.Description.TLSInfo.CertExpiry.IsZero() {
+			p(" Certificate Expiry:\t%s", ext.Description.TLSInfo.CertExpiry.Format(time.RFC3339))
 		}
 	}
 	io.WriteString(w, b.String())

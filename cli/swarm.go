@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -21,7 +22,7 @@ func newSwarmCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "swarm", Short: "Manage Swarm", Args: noArgs}
 	cmd.AddCommand(
 		newSwarmInitCommand(), newSwarmJoinCommand(), newSwarmJoinTokenCommand(),
-		newSwarmLeaveCommand(), newSwarmUpdateCommand(),
+		newSwarmLeaveCommand(), newSwarmUpdateCommand(), newSwarmCACommand(),
 	)
 	return cmd
 }
@@ -73,13 +74,30 @@ func parseNodeAddr(addr, def string) (string, error) {
 // swarmSpecFlags are the flags of init and update that edit the cluster spec.
 type swarmSpecFlags struct {
 	taskHistoryLimit int64
+	certExpiry       time.Duration
+	heartbeat        time.Duration
+	snapshotInterval uint64
+	maxSnapshots     uint64
 }
+
+// swarmSpecFlagNames are the flags swarmSpecFlags reads: `swarm update`
+// without any of them prints its help, as docker does.
+var swarmSpecFlagNames = []string{"task-history-limit", "cert-expiry", "dispatcher-heartbeat", "snapshot-interval", "max-snapshots"}
 
 func addSwarmSpecFlags(fl *pflag.FlagSet, o *swarmSpecFlags) {
 	fl.Int64Var(&o.taskHistoryLimit, "task-history-limit", 5, "Task history retention limit")
+	addCertExpiryFlag(fl, o)
+	fl.DurationVar(&o.heartbeat, "dispatcher-heartbeat", time.Second, "Dispatcher heartbeat period (ns|us|ms|s|m|h); fixed at 1s in shoal")
+	fl.Uint64Var(&o.snapshotInterval, "snapshot-interval", 10000, "Number of log entries between Raft snapshots")
+	fl.Uint64Var(&o.maxSnapshots, "max-snapshots", 1, "Number of additional Raft snapshots to retain; fixed at 1 in shoal")
 }
 
-// merge sets only the fields whose flags were given, as docker does.
+func addCertExpiryFlag(fl *pflag.FlagSet, o *swarmSpecFlags) {
+	fl.DurationVar(&o.certExpiry, "cert-expiry", 90*24*time.Hour, "Validity period for node certificates (ns|us|ms|s|m|h)")
+}
+
+// merge sets only the fields whose flags were given, as docker does. The
+// daemon checks the values (minimum expiry, settings shoal cannot change).
 func (o *swarmSpecFlags) merge(fl *pflag.FlagSet, spec *swarm.Spec) error {
 	if fl.Changed("task-history-limit") {
 		if o.taskHistoryLimit < 0 {
@@ -88,7 +106,39 @@ func (o *swarmSpecFlags) merge(fl *pflag.FlagSet, spec *swarm.Spec) error {
 		v := o.taskHistoryLimit
 		spec.Orchestration.TaskHistoryRetentionLimit = &v
 	}
+	if fl.Changed("cert-expiry") {
+		if o.certExpiry <= 0 {
+			return fmt.Errorf("invalid cert expiry %s: must be positive", o.certExpiry)
+		}
+		spec.CAConfig.NodeCertExpiry = o.certExpiry
+	}
+	if fl.Changed("dispatcher-heartbeat") {
+		if o.heartbeat <= 0 {
+			return fmt.Errorf("invalid dispatcher heartbeat %s: must be positive", o.heartbeat)
+		}
+		spec.Dispatcher.HeartbeatPeriod = o.heartbeat
+	}
+	if fl.Changed("snapshot-interval") {
+		if o.snapshotInterval == 0 {
+			return errors.New("invalid snapshot interval 0: must be positive")
+		}
+		spec.Raft.SnapshotInterval = o.snapshotInterval
+	}
+	if fl.Changed("max-snapshots") {
+		v := o.maxSnapshots
+		spec.Raft.KeepOldSnapshots = &v
+	}
 	return nil
+}
+
+// anyChanged reports whether any of names was given on the command line.
+func anyChanged(fl *pflag.FlagSet, names ...string) bool {
+	for _, n := range names {
+		if fl.Changed(n) {
+			return true
+		}
+	}
+	return false
 }
 
 func newSwarmInitCommand() *cobra.Command {
@@ -313,7 +363,7 @@ func newSwarmUpdateCommand() *cobra.Command {
 		Short: "Update the swarm",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("task-history-limit") {
+			if !anyChanged(cmd.Flags(), swarmSpecFlagNames...) {
 				return cmd.Help()
 			}
 			c, err := connect(cmd)
@@ -321,16 +371,8 @@ func newSwarmUpdateCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ctx := commandContext(cmd)
-			sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
-			if err != nil {
-				return c.apiError(err)
-			}
-			if err := specFlags.merge(cmd.Flags(), &sw.Swarm.Spec); err != nil {
+			if err := updateSwarmSpec(cmd, c, func(spec *swarm.Spec) error { return specFlags.merge(cmd.Flags(), spec) }); err != nil {
 				return err
-			}
-			if _, err := c.SwarmUpdate(ctx, client.SwarmUpdateOptions{Version: sw.Swarm.Version, Spec: sw.Swarm.Spec}); err != nil {
-				return c.apiError(err)
 			}
 			fmt.Fprintln(streamsOf(cmd).out, "Swarm updated.")
 			return nil
@@ -338,4 +380,21 @@ func newSwarmUpdateCommand() *cobra.Command {
 	}
 	addSwarmSpecFlags(cmd.Flags(), &specFlags)
 	return cmd
+}
+
+// updateSwarmSpec reads the swarm's spec, lets edit change it and writes it
+// back at the version read.
+func updateSwarmSpec(cmd *cobra.Command, c *apiClient, edit func(*swarm.Spec) error) error {
+	ctx := commandContext(cmd)
+	sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		return c.apiError(err)
+	}
+	if err := edit(&sw.Swarm.Spec); err != nil {
+		return err
+	}
+	if _, err := c.SwarmUpdate(ctx, client.SwarmUpdateOptions{Version: sw.Swarm.Version, Spec: sw.Swarm.Spec}); err != nil {
+		return c.apiError(err)
+	}
+	return nil
 }

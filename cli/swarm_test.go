@@ -576,3 +576,60 @@ func TestServiceLogs(t *testing.T) {
 		t.Errorf("logs query %q", q)
 	}
 }
+
+// TestSwarmCAAndSpecFlags: `swarm ca` prints the root; `swarm ca --rotate`
+// raises ForceRotate and waits until the daemon reports the new root;
+// `swarm update` sends each cluster setting flag given, and only those.
+func TestSwarmCAAndSpecFlags(t *testing.T) {
+	f := newClusterFake(t)
+	rotated := false
+	f.mux.HandleFunc("GET /swarm", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		root, force := "OLD ROOT\n", 0
+		if rotated {
+			root, force = "NEW ROOT\n", 1
+		}
+		writeJSON(w, 200, map[string]any{"ID": "cluster", "Version": map[string]any{"Index": 9},
+			"Spec":    map[string]any{"CAConfig": map[string]any{"ForceRotate": force}},
+			"TLSInfo": map[string]any{"TrustRoot": root}})
+	})
+	f.mux.HandleFunc("POST /swarm/update", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.bodies["POST /swarm/update"] = b
+		rotated = rotated || strings.Contains(string(b), `"ForceRotate":1`)
+		f.mu.Unlock()
+	})
+	r := runCLI(t, f.host, "", "swarm", "ca")
+	if r.code != 0 || r.stdout != "OLD ROOT\n" {
+		t.Fatalf("swarm ca: %+v", r)
+	}
+	r = runCLI(t, f.host, "", "swarm", "update", "--cert-expiry", "2h", "--snapshot-interval", "500", "--max-snapshots", "1", "--dispatcher-heartbeat", "1s")
+	if r.code != 0 || r.stdout != "Swarm updated.\n" {
+		t.Fatalf("swarm update: %+v", r)
+	}
+	var spec swarm.Spec
+	if err := json.Unmarshal(f.body("POST /swarm/update"), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.CAConfig.NodeCertExpiry != 2*time.Hour || spec.Raft.SnapshotInterval != 500 || spec.Raft.KeepOldSnapshots == nil ||
+		*spec.Raft.KeepOldSnapshots != 1 || spec.Dispatcher.HeartbeatPeriod != time.Second || spec.CAConfig.ForceRotate != 0 {
+		t.Fatalf("swarm update sent %+v", spec)
+	}
+	r = runCLI(t, f.host, "", "swarm", "update", "--snapshot-interval", "0")
+	if r.code == 0 || !strings.Contains(r.stderr, "invalid snapshot interval 0") {
+		t.Fatalf("snapshot interval 0: %+v", r)
+	}
+	r = runCLI(t, f.host, "", "swarm", "ca", "--rotate")
+	if r.code != 0 || !strings.HasSuffix(r.stdout, "NEW ROOT\n") {
+		t.Fatalf("swarm ca --rotate: %+v", r)
+	}
+	if err := json.Unmarshal(f.body("POST /swarm/update"), &spec); err != nil || spec.CAConfig.ForceRotate != 1 {
+		t.Fatalf("swarm ca --rotate sent ForceRotate %d (%v)", spec.CAConfig.ForceRotate, err)
+	}
+	r = runCLI(t, f.host, "", "swarm", "ca", "--detach")
+	if r.code == 0 || !strings.Contains(r.stderr, "--detach is only meaningful with --rotate") {
+		t.Fatalf("swarm ca --detach: %+v", r)
+	}
+}

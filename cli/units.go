@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	units "github.com/docker/go-units"
+	"github.com/moby/moby/api/types/container"
 )
 
 // parseSize parses a memory size as docker's -m does: a number of bytes
@@ -43,6 +44,56 @@ func (m *memBytes) String() string {
 }
 
 func (m *memBytes) Type() string { return "bytes" }
+
+// memSwapBytes is --memory-swap: a size, or -1 for unlimited swap.
+type memSwapBytes int64
+
+func (m *memSwapBytes) Set(s string) error {
+	if s == "-1" {
+		*m = -1
+		return nil
+	}
+	return (*memBytes)(m).Set(s)
+}
+
+func (m *memSwapBytes) String() string {
+	if *m == -1 {
+		return "-1"
+	}
+	return (*memBytes)(m).String()
+}
+
+func (m *memSwapBytes) Type() string { return "bytes" }
+
+// ulimitList is --ulimit NAME=SOFT[:HARD], parsed as docker does (its
+// errors: "invalid ulimit type: x", "ulimit soft limit must be less than
+// or equal to hard limit: 2 > 1").
+type ulimitList []*container.Ulimit
+
+func (l *ulimitList) Set(s string) error {
+	u, err := units.ParseUlimit(s)
+	if err != nil {
+		return err
+	}
+	for i, old := range *l {
+		if old.Name == u.Name {
+			(*l)[i] = u // the last one wins, as in docker
+			return nil
+		}
+	}
+	*l = append(*l, u)
+	return nil
+}
+
+func (l *ulimitList) String() string {
+	var out []string
+	for _, u := range *l {
+		out = append(out, u.String())
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
+func (l *ulimitList) Type() string { return "ulimit" }
 
 // parseCPUs turns --cpus (a decimal number of CPUs) into NanoCPUs, refusing
 // values finer than a nano-CPU, as docker does.

@@ -74,6 +74,8 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
 	case len(hc.Devices) > 0:
 		return containers.Config{}, badRequest("devices are not supported")
+	case hc.Init != nil && *hc.Init:
+		return containers.Config{}, badRequest("--init is not supported")
 	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
 		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
 	case hc.Memory > 0 && hc.Memory < minMemory:
@@ -82,6 +84,15 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
 	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
 		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
+	}
+	switch {
+	case in.Healthcheck != nil && len(in.Healthcheck.Test) > 0 && in.Healthcheck.Test[0] != "NONE": // NONE: --no-healthcheck
+		return containers.Config{}, badRequest("--health-cmd is not supported")
+	case in.Domainname != "":
+		return containers.Config{}, badRequest("--domainname is not supported")
+	}
+	if opt := unsupportedHostOption(hc); opt != "" {
+		return containers.Config{}, badRequest("%s is not supported", opt)
 	}
 	switch hc.RestartPolicy.Name {
 	case "", "no":
@@ -99,6 +110,15 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
 		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,
 		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
+		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
+		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
+		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd,
+	}
+	for _, u := range hc.Ulimits {
+		if u == nil {
+			return containers.Config{}, badRequest("invalid ulimit: null")
+		}
+		cfg.Ulimits = append(cfg.Ulimits, containers.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
 	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
 		cfg.PidsLimit = *hc.PidsLimit
@@ -153,4 +173,55 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, err
 	}
 	return cfg, nil
+}
+
+// unsupportedHostOption names the first HostConfig option that is set but
+// that the engine does not apply (by its docker flag), or "". Values the
+// docker CLI sends when the flag is not given (LogConfig {Type: ""},
+// MemorySwappiness -1, ConsoleSize [0, 0]) count as not set.
+func unsupportedHostOption(hc *container.HostConfig) string {
+	for _, o := range []struct {
+		flag string
+		set  bool
+	}{
+		{"--cpu-period", hc.CPUPeriod != 0},
+		{"--cpu-quota", hc.CPUQuota != 0},
+		{"--cpu-rt-period", hc.CPURealtimePeriod != 0},
+		{"--cpu-rt-runtime", hc.CPURealtimeRuntime != 0},
+		{"--cpu-count", hc.CPUCount != 0},
+		{"--cpu-percent", hc.CPUPercent != 0},
+		{"--memory-reservation", hc.MemoryReservation != 0},
+		{"--memory-swappiness", hc.MemorySwappiness != nil && *hc.MemorySwappiness != -1},
+		{"--oom-kill-disable", hc.OomKillDisable != nil && *hc.OomKillDisable},
+		{"--oom-score-adj", hc.OomScoreAdj != 0},
+		{"--blkio-weight", hc.BlkioWeight != 0 || len(hc.BlkioWeightDevice) > 0},
+		{"--device-read-bps/--device-write-bps/--device-read-iops/--device-write-iops", len(hc.BlkioDeviceReadBps)+len(hc.BlkioDeviceWriteBps)+len(hc.BlkioDeviceReadIOps)+len(hc.BlkioDeviceWriteIOps) > 0},
+		{"--io-maxiops/--io-maxbandwidth", hc.IOMaximumIOps != 0 || hc.IOMaximumBandwidth != 0},
+		{"--device-cgroup-rule", len(hc.DeviceCgroupRules) > 0},
+		{"--gpus", len(hc.DeviceRequests) > 0},
+		{"--cgroup-parent", hc.CgroupParent != ""},
+		{"--cgroupns", hc.CgroupnsMode != "" && hc.CgroupnsMode != container.CgroupnsModePrivate},
+		{"--dns", len(hc.DNS) > 0},
+		{"--dns-option", len(hc.DNSOptions) > 0},
+		{"--dns-search", len(hc.DNSSearch) > 0},
+		{"--add-host", len(hc.ExtraHosts) > 0},
+		{"--link", len(hc.Links) > 0},
+		{"--uts", hc.UTSMode != ""},
+		{"--userns", hc.UsernsMode != ""},
+		{"--isolation", !hc.Isolation.IsDefault()},
+		{"--log-driver", hc.LogConfig.Type != "" && hc.LogConfig.Type != "json-file"},
+		{"--log-opt", len(hc.LogConfig.Config) > 0},
+		{"--volume-driver", hc.VolumeDriver != ""},
+		{"--storage-opt", len(hc.StorageOpt) > 0},
+		{"--runtime", hc.Runtime != "" && hc.Runtime != "shoal"},
+		{"--annotation", len(hc.Annotations) > 0},
+		{"HostConfig.Umask", hc.Umask != nil},
+		{"HostConfig.Cgroup", hc.Cgroup != ""},
+		{"--security-opt systempaths=unconfined (MaskedPaths, ReadonlyPaths)", hc.MaskedPaths != nil || hc.ReadonlyPaths != nil},
+	} {
+		if o.set {
+			return o.flag
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/ocicli"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -8,7 +9,8 @@ import (
 
 // Reexec runs the entry points that are not client commands: the container
 // init that the runtime re-executes this binary as (`shoal init`, hidden), the
-// per-container shim (`shoal shim`, hidden) and
+// per-container shim (`shoal shim`, hidden), the supervisor of an exec'd
+// process (`shoal exec-shim`, hidden) and
 // the OCI runtime command line (`shoal runtime ...`). main calls it first, before
 // building the CLI, because the init is on every container's start path and
 // must not pay for cobra's set-up. It returns false when args name none of
@@ -24,6 +26,8 @@ func Reexec(args []string) bool {
 		ocicli.Main(args[2:])
 	case "shim":
 		shim.Main(args[2:])
+	case containers.ExecShimArg:
+		containers.ExecShimMain(args[2:])
 	}
 	return false
 }

@@ -326,7 +326,12 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	if t := q.Get("tag"); ref != "" && t != "" {
 		ref += ":" + t
 	}
-	img, err := d.containers.Commit(r.Context(), q.Get("container"), containers.CommitOptions{Ref: ref, Comment: q.Get("comment"), Author: q.Get("author")})
+	// pause defaults to true, as dockerd's (BoolValueOrDefault): a running
+	// container is frozen while its changes are read.
+	pause := !q.Has("pause") || boolParam(r, "pause")
+	img, err := d.containers.Commit(r.Context(), q.Get("container"), containers.CommitOptions{
+		Ref: ref, Comment: q.Get("comment"), Author: q.Get("author"), NoPause: !pause,
+	})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -181,12 +181,13 @@ func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request, c api.ControlC
 		writeError(w, err)
 		return
 	}
-	out := make([]swarm.Node, 0, len(nodes))
+	trust := trustBundle(r, c)
+	out := make([]convert.Node, 0, len(nodes))
 	for _, n := range nodes {
 		if !f.Match(n) {
 			continue
 		}
-		out = append(out, convert.NodeToSwarm(n))
+		out = append(out, convert.NodeWithTLS(n, trust))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -197,7 +198,19 @@ func (d *Daemon) nodeInspect(w http.ResponseWriter, r *http.Request, c api.Contr
 		writeError(w, api.FromGRPC(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, convert.NodeToSwarm(resp.GetNode()))
+	writeJSON(w, http.StatusOK, convert.NodeWithTLS(resp.GetNode(), trustBundle(r, c)))
+}
+
+// trustBundle is the cluster's root certificate (PEM), and the next one
+// during a rotation, for the nodes' TLSInfo; nil if the cluster cannot be
+// read (the nodes are still shown).
+func trustBundle(r *http.Request, c api.ControlClient) []byte {
+	resp, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
+	if err != nil {
+		return nil
+	}
+	rc := resp.GetCluster().GetRootCa()
+	return append(append([]byte(nil), rc.GetCaCert()...), rc.GetRootRotation().GetCaCert()...)
 }
 
 func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {

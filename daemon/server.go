@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/system"
+
+	"github.com/shoal-project/shoal/containerd/cgroups"
 )
 
 // APIVersion is the Engine API version served: the newest that the
@@ -159,11 +161,13 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		Containers: len(all), ContainersRunning: running, ContainersStopped: len(all) - running,
 		Images: len(imgs), Driver: "overlayfs", DockerRootDir: d.cfg.DataRoot,
 		LoggingDriver: "json-file", CgroupDriver: "cgroupfs",
-		MemoryLimit: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
+		MemoryLimit: true, SwapLimit: cgroups.SwapLimitSupported(cgroups.Detect(), cgroups.DefaultRoot), CPUSet: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
 		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
 		KernelVersion: kernelVersion(), OperatingSystem: "shoal", OSType: "linux", Architecture: runtime.GOARCH,
 		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: "shoal",
-		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=no-new-privileges"},
+		// no-new-privileges is per container (--security-opt), not a
+		// daemon default: dockerd lists it only with --no-new-privileges.
+		SecurityOptions: []string{"name=seccomp,profile=builtin"},
 		Swarm:           d.swarmInfo(r),
 		Labels:          []string{}, Warnings: []string{},
 	})

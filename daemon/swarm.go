@@ -54,10 +54,14 @@ type swarmNode struct {
 	sessMu      sync.Mutex
 	lastSession *api.SessionMessage
 	sessions    chan struct{}
+
+	// certs renews the node's certificate while the agent runs.
+	certs *certRenewal
 }
 
 func newSwarmNode(ctx context.Context, dir, nodeName string, rt worker.Runtime) *swarmNode {
 	s := &swarmNode{files: swarmFiles{dir: dir}, nodeName: nodeName, runtime: rt, ctx: ctx, sessions: make(chan struct{}, 1)}
+	s.certs = newCertRenewal(s.files)
 	go s.watch()
 	return s
 }
@@ -132,7 +136,7 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 	}
 	m, err := manager.New(manager.Config{
 		NodeID: s.state.NodeID, Dir: s.files.raft(), Listener: ln, AdvertiseAddr: s.state.AdvertiseAddr,
-		Root: s.id.root, Cert: s.id.cert, Key: s.id.key, Bootstrap: bootstrap,
+		Security: s.id.sec, Bootstrap: bootstrap,
 		Dial: func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
 	})
 	if err != nil {
@@ -184,7 +188,10 @@ func (s *swarmNode) startAgent() error {
 		Runtime:     s.runtime,
 		Description: s.description(),
 		RetryDelay:  200 * time.Millisecond,
-		OnSession:   s.onSession,
+		OnSession: func(m *api.SessionMessage) {
+			s.onSession(m)
+			s.certs.follow(id, m)
+		},
 	})
 	if err != nil {
 		return err
@@ -195,7 +202,12 @@ func (s *swarmNode) startAgent() error {
 		defer close(done)
 		_ = a.Run(ctx)
 	}()
-	s.stopAgent = func() { cancel(); <-done }
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		s.certs.run(ctx, id, dedup(managers), s.state.AdvertiseAddr)
+	}()
+	s.stopAgent = func() { cancel(); <-done; <-renewed }
 	return nil
 }
 

@@ -56,7 +56,11 @@ func TestSwarmFilesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &swarmState{NodeID: fd.Node.GetId(), Role: roleManager, ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "198.18.0.1:2377", Managers: []string{"198.18.0.2:2377"}}
-	if err := f.saveIdentity(&identity{root: fd.Root, cert: fd.Cert, key: fd.Key}); err != nil {
+	saved, err := newIdentity(fd.Root, fd.Cert, fd.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.saveIdentity(saved); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.save(want); err != nil {
@@ -69,10 +73,11 @@ func TestSwarmFilesRoundTrip(t *testing.T) {
 	if st.NodeID != want.NodeID || st.Role != want.Role || st.AdvertiseAddr != want.AdvertiseAddr || len(st.Managers) != 1 {
 		t.Fatalf("state %+v, want %+v", st, want)
 	}
-	if !id.key.Equal(fd.Key) || string(id.cert) != string(fd.Cert) || !id.root.Cert.Equal(fd.Root.Cert) || id.root.Key != nil {
+	cert, key := id.sec.Credentials()
+	if !key.Equal(fd.Key) || string(cert) != string(fd.Cert) || !id.sec.Root().Cert.Equal(fd.Root.Cert) || id.sec.Root().Key != nil {
 		t.Fatal("identity changed on disk (or the root key was written)")
 	}
-	fi, err := os.Stat(f.key())
+	fi, err := os.Stat(f.pair())
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v, %v", fi.Mode(), err)
 	}

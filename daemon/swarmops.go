@@ -46,7 +46,10 @@ func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spe
 			s.removeState()
 		}
 	}()
-	s.id = &identity{root: f.Root, cert: f.Cert, key: f.Key}
+	if s.id, err = newIdentity(f.Root, f.Cert, f.Key); err != nil {
+		ln.Close()
+		return "", err
+	}
 	s.state = &swarmState{NodeID: f.Node.GetId(), Role: roleManager, ListenAddr: listen, AdvertiseAddr: adv}
 	if err := s.files.saveIdentity(s.id); err != nil {
 		ln.Close()
@@ -105,7 +108,10 @@ func (s *swarmNode) joinSwarm(ctx context.Context, remote, token, listen, advert
 			s.removeState()
 		}
 	}()
-	s.id = &identity{root: res.Root, cert: res.Cert, key: res.Key}
+	if s.id, err = newIdentity(res.Root, res.Cert, res.Key); err != nil {
+		ln.Close()
+		return err
+	}
 	s.state = &swarmState{NodeID: res.NodeID, Role: roleWorker, ListenAddr: listen, AdvertiseAddr: adv, Managers: []string{remote}}
 	if err := s.files.saveIdentity(s.id); err != nil {
 		ln.Close()
@@ -231,18 +237,20 @@ func (s *swarmNode) switchRole(to string) error {
 		if (to == roleManager) != (res.Role == api.NodeRole_MANAGER) {
 			return fmt.Errorf("renewed certificate has role %v, want %s", res.Role, to)
 		}
-		return s.applyRole(ctx, to, &identity{root: s.id.root, cert: res.Cert, key: res.Key}, addr)
+		return s.applyRole(ctx, to, res, addr)
 	}
 	return fmt.Errorf("renew certificate: %w", lastErr)
 }
 
-func (s *swarmNode) applyRole(ctx context.Context, to string, id *identity, via string) error {
+func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinResult, via string) error {
 	if s.stopAgent != nil {
 		s.stopAgent()
 		s.stopAgent = nil
 	}
-	s.id = id
-	if err := s.files.saveIdentity(id); err != nil {
+	if err := s.id.sec.SetCredentials(res.Cert, res.Key); err != nil {
+		return err
+	}
+	if err := s.files.saveIdentity(s.id); err != nil {
 		return err
 	}
 	if to == roleManager {

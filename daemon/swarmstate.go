@@ -4,11 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/manager"
 	"github.com/shoal-project/shoal/manager/ca"
 	"google.golang.org/grpc"
@@ -38,18 +40,32 @@ func (f swarmFiles) state() string { return filepath.Join(f.dir, "state.json") }
 func (f swarmFiles) root() string  { return filepath.Join(f.dir, "ca.crt") }
 func (f swarmFiles) cert() string  { return filepath.Join(f.dir, "node.crt") }
 func (f swarmFiles) key() string   { return filepath.Join(f.dir, "node.key") }
-func (f swarmFiles) raft() string  { return filepath.Join(f.dir, "raft") }
 
-// identity is a node's credentials.
+// pair holds the node's certificate and key in one file, so that a renewal
+// replaces both with one rename: a crash can never leave a certificate
+// beside a key it does not match. node.crt and node.key are read when it
+// is absent (state written before renewals existed).
+func (f swarmFiles) pair() string { return filepath.Join(f.dir, "node.pem") }
+func (f swarmFiles) raft() string { return filepath.Join(f.dir, "raft") }
+
+// identity is a node's credentials: one ca.Security shared by the node's
+// manager, its agent and its REST connection, so that a renewed certificate
+// or a new trust bundle is used by every new connection at once.
 type identity struct {
-	root *ca.RootCA
-	cert []byte
-	key  *ecdsa.PrivateKey
+	sec *ca.Security
+}
+
+func newIdentity(root *ca.RootCA, cert []byte, key *ecdsa.PrivateKey) (*identity, error) {
+	sec, err := ca.NewSecurity(root, cert, key)
+	if err != nil {
+		return nil, err
+	}
+	return &identity{sec: sec}, nil
 }
 
 // clientTLS is the mutual-TLS configuration id dials managers with.
 func (id *identity) clientTLS() (*tls.Config, error) {
-	return manager.ClientTLS(id.root, id.cert, id.key)
+	return manager.SecurityClientTLS(id.sec), nil
 }
 
 // dial opens a connection to the manager at addr as id.
@@ -86,43 +102,83 @@ func (f swarmFiles) loadIdentity() (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarm root CA: %w", err)
 	}
-	root, err := ca.ParseRootCA(rootPEM, nil)
+	root, err := ca.ParseBundle(rootPEM)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := os.ReadFile(f.cert())
+	cert, keyPEM, err := f.loadPair()
 	if err != nil {
-		return nil, fmt.Errorf("swarm node certificate: %w", err)
-	}
-	keyPEM, err := os.ReadFile(f.key())
-	if err != nil {
-		return nil, fmt.Errorf("swarm node key: %w", err)
+		return nil, err
 	}
 	key, err := ca.ParseKeyPEM(keyPEM)
 	if err != nil {
 		return nil, err
 	}
-	return &identity{root: root, cert: cert, key: key}, nil
+	return newIdentity(root, cert, key)
 }
 
-// saveIdentity writes the credentials (the key readable by root only).
+// loadPair reads the node's certificate chain and key PEM.
+func (f swarmFiles) loadPair() (cert, keyPEM []byte, err error) {
+	b, err := os.ReadFile(f.pair())
+	if errors.Is(err, os.ErrNotExist) {
+		if cert, err = os.ReadFile(f.cert()); err != nil {
+			return nil, nil, fmt.Errorf("swarm node certificate: %w", err)
+		}
+		if keyPEM, err = os.ReadFile(f.key()); err != nil {
+			return nil, nil, fmt.Errorf("swarm node key: %w", err)
+		}
+		return cert, keyPEM, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("swarm node certificate: %w", err)
+	}
+	for len(b) > 0 {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			cert = append(cert, pem.EncodeToMemory(blk)...)
+		} else {
+			keyPEM = pem.EncodeToMemory(blk)
+		}
+	}
+	if cert == nil || keyPEM == nil {
+		return nil, nil, fmt.Errorf("swarm node certificate %s: want a certificate and a key", f.pair())
+	}
+	return cert, keyPEM, nil
+}
+
+// saveIdentity writes the credentials (readable by root only): the trust
+// bundle, then the certificate and key together in one atomic file.
 func (f swarmFiles) saveIdentity(id *identity) error {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return fmt.Errorf("swarm state: %w", err)
 	}
-	keyPEM, err := ca.KeyPEM(id.key)
+	if err := f.saveRoot(id.sec.Root()); err != nil {
+		return err
+	}
+	cert, key := id.sec.Credentials()
+	keyPEM, err := ca.KeyPEM(key)
 	if err != nil {
 		return err
 	}
-	for _, w := range []struct {
-		path string
-		data []byte
-	}{{f.root(), id.root.CertPEM()}, {f.cert(), id.cert}, {f.key(), keyPEM}} {
-		if err := writeFileSync(w.path, w.data, 0o600); err != nil {
-			return err
+	if err := atomicfile.WriteFile(f.pair(), append(append([]byte(nil), cert...), keyPEM...), 0o600); err != nil {
+		return err
+	}
+	// The old separate files would be stale now; node.pem wins on load.
+	for _, p := range []string{f.cert(), f.key()} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("swarm state: %w", err)
 		}
 	}
-	return nil
+	return atomicfile.SyncDir(f.dir)
+}
+
+// saveRoot writes the trust bundle.
+func (f swarmFiles) saveRoot(root *ca.RootCA) error {
+	return atomicfile.WriteFile(f.root(), root.BundlePEM(), 0o600)
 }
 
 // save writes the state last: a node whose state file exists has all of
@@ -132,29 +188,5 @@ func (f swarmFiles) save(st *swarmState) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSync(f.state(), b, 0o600)
-}
-
-// writeFileSync replaces path atomically and durably.
-func writeFileSync(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	fd, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = fd.Write(data)
-	if err == nil {
-		err = fd.Sync()
-	}
-	if cerr := fd.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(f.state(), b, 0o600)
 }

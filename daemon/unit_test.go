@@ -220,6 +220,17 @@ func TestCreateConfigRefusals(t *testing.T) {
 			r.HostConfig.PortBindings = network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "80"}}}
 		}, 400, "published ports need the bridge network"},
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
+		{"init", func(r *container.CreateRequest) { yes := true; r.HostConfig.Init = &yes }, 400, "--init is not supported"},
+		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
+		{"healthcheck", func(r *container.CreateRequest) {
+			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}}
+		}, 400, "--health-cmd is not supported"},
+		{"domainname", func(r *container.CreateRequest) { r.Domainname = "example.org" }, 400, "--domainname is not supported"},
+		{"dns", func(r *container.CreateRequest) { r.HostConfig.DNS = []netip.Addr{netip.MustParseAddr("1.1.1.1")} }, 400, "--dns is not supported"},
+		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
+		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
+		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "--log-driver is not supported"},
+		{"oom score", func(r *container.CreateRequest) { r.HostConfig.OomScoreAdj = 100 }, 400, "--oom-score-adj is not supported"},
 	} {
 		req := base()
 		tc.mut(&req)
@@ -233,12 +244,27 @@ func TestCreateConfigRefusals(t *testing.T) {
 	req.HostConfig.Memory = 64 << 20
 	req.HostConfig.SecurityOpt = []string{"no-new-privileges"}
 	req.HostConfig.NetworkMode = "default"
+	// What the docker CLI sends for flags it was not given is not refused.
+	noSwappiness := int64(-1)
+	req.HostConfig.MemorySwappiness, req.HostConfig.LogConfig.Type = &noSwappiness, "json-file"
+	// The options the engine checks and applies reach its config, none dropped.
+	req.HostConfig.MemorySwap, req.HostConfig.ShmSize = 128<<20, 1<<20
+	req.HostConfig.CpusetCpus, req.HostConfig.CpusetMems = "0", "0"
+	req.HostConfig.Sysctls = map[string]string{"kernel.shmmax": "1"}
+	req.HostConfig.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}
+	req.HostConfig.PidMode, req.HostConfig.IpcMode = "host", "none"
+	req.HostConfig.GroupAdd = []string{"audio"}
 	cfg, err := d.createConfig(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.PidsLimit != 50 || cfg.Memory != 64<<20 || !cfg.NoNewPrivileges || cfg.NetworkMode != "bridge" {
 		t.Errorf("%+v", cfg)
+	}
+	if cfg.MemorySwap != 128<<20 || cfg.ShmSize != 1<<20 || cfg.CpusetCpus != "0" || cfg.CpusetMems != "0" ||
+		cfg.Sysctls["kernel.shmmax"] != "1" || len(cfg.Ulimits) != 1 || cfg.Ulimits[0] != (containers.Ulimit{Name: "nofile", Soft: 1, Hard: 2}) ||
+		cfg.PidMode != "host" || cfg.IpcMode != "none" || len(cfg.GroupAdd) != 1 {
+		t.Errorf("options dropped on the way to the engine: %+v", cfg)
 	}
 	var hc container.HostConfig
 	if err := json.Unmarshal(cfg.RawHostConfig, &hc); err != nil || hc.NetworkMode != "bridge" {

@@ -2,15 +2,17 @@ package manager
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/ca"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // errBadToken is Swarm's answer to a wrong or rotated token: it does not say
@@ -26,8 +28,45 @@ type caServer struct {
 	m *Manager
 }
 
+// GetRootCACertificate answers the root join tokens pin: during a rotation,
+// still the old one, until the rotation completes and the tokens change.
 func (s *caServer) GetRootCACertificate(ctx context.Context, _ *api.GetRootCACertificateRequest) (*api.GetRootCACertificateResponse, error) {
-	return &api.GetRootCACertificateResponse{Certificate: s.m.root.CertPEM()}, nil
+	if cl := s.m.cluster(); len(cl.GetRootCa().GetCaCert()) > 0 {
+		return &api.GetRootCACertificateResponse{Certificate: cl.GetRootCa().GetCaCert()}, nil
+	}
+	return &api.GetRootCACertificateResponse{Certificate: s.m.sec.Root().CertPEM()}, nil
+}
+
+// RenewNodeCertificate issues the caller a new certificate in its current
+// role: a manager certificate only while the store also has the node as a
+// manager, so that a demoted manager's renewal makes it a worker.
+func (s *caServer) RenewNodeCertificate(ctx context.Context, req *api.RenewNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
+	resp, err := s.renew(ctx, req)
+	if err != nil {
+		return nil, api.ToGRPC(err)
+	}
+	return resp, nil
+}
+
+func (s *caServer) renew(ctx context.Context, req *api.RenewNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
+	caller, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, errNoCert
+	}
+	_, signer, err := s.signer()
+	if err != nil {
+		return nil, err
+	}
+	var n *api.Node
+	s.m.store.View(func(tx raftstore.ReadTx) { n = tx.GetNode(caller.NodeID) })
+	if n == nil {
+		return nil, api.Wrap(api.ErrNotFound, fmt.Errorf("node %s not found", caller.NodeID))
+	}
+	role := api.NodeRole_WORKER
+	if caller.Role == ca.RoleManager && n.GetRole() == api.NodeRole_MANAGER {
+		role = api.NodeRole_MANAGER
+	}
+	return s.sign(ctx, signer, req.GetCsr(), caller.NodeID, role, req.GetAddr(), nil)
 }
 
 func (s *caServer) IssueNodeCertificate(ctx context.Context, req *api.IssueNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
@@ -38,19 +77,20 @@ func (s *caServer) IssueNodeCertificate(ctx context.Context, req *api.IssueNodeC
 	return resp, nil
 }
 
-func (s *caServer) issue(ctx context.Context, req *api.IssueNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
-	var cluster *api.Cluster
-	s.m.store.View(func(tx raftstore.ReadTx) {
-		if cs := tx.Clusters(); len(cs) > 0 {
-			cluster = cs[0]
-		}
-	})
+// signer is the cluster and the root that signs for it now.
+func (s *caServer) signer() (*api.Cluster, *ca.RootCA, error) {
+	cluster := s.m.cluster()
 	if cluster == nil {
-		return nil, api.Wrap(api.ErrUnavailable, errors.New("the swarm is not initialized yet"))
+		return nil, nil, api.Wrap(api.ErrUnavailable, errors.New("the swarm is not initialized yet"))
 	}
-	signer, err := ca.ParseRootCA(cluster.GetRootCa().GetCaCert(), cluster.GetRootCa().GetCaKey())
-	if err != nil || signer.Key == nil {
-		return nil, api.Wrap(api.ErrFailedPrecondition, fmt.Errorf("cluster CA cannot sign: %v", err))
+	signer, err := signerOf(cluster)
+	return cluster, signer, err
+}
+
+func (s *caServer) issue(ctx context.Context, req *api.IssueNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
+	cluster, signer, err := s.signer()
+	if err != nil {
+		return nil, err
 	}
 	var nodeID string
 	var role api.NodeRole
@@ -73,31 +113,108 @@ func (s *caServer) issue(ctx context.Context, req *api.IssueNodeCertificateReque
 		}
 		role = n.GetSpec().GetDesiredRole()
 	}
+	var create *api.IssueNodeCertificateRequest
+	if req.GetToken() != "" {
+		create = req
+	}
+	return s.sign(ctx, signer, req.GetCsr(), nodeID, role, req.GetAddr(), create)
+}
+
+// sign issues nodeID a certificate for role and records it in the node
+// object (its expiry is what `node inspect` shows, its issuer what a root
+// rotation waits for). With create set, the node is new and is created with
+// it: a bad request leaves no node behind.
+func (s *caServer) sign(ctx context.Context, signer *ca.RootCA, csr []byte, nodeID string, role api.NodeRole, addr string, create *api.IssueNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
 	var addrs []string
-	if host, _, err := net.SplitHostPort(req.GetAddr()); err == nil {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addrs = append(addrs, host)
-	} else if req.GetAddr() != "" {
-		addrs = append(addrs, req.GetAddr())
+	} else if addr != "" {
+		addrs = append(addrs, addr)
 	}
 	certRole := ca.RoleWorker
 	if role == api.NodeRole_MANAGER {
 		certRole = ca.RoleManager
 	}
-	cert, err := signer.IssueNodeCertificate(req.GetCsr(), nodeID, certRole, addrs, time.Now())
+	cert, err := signer.IssueNodeCertificate(csr, nodeID, certRole, addrs, s.m.now())
 	if err != nil {
 		if errors.Is(err, ca.ErrInvalidCSR) {
 			return nil, api.Wrap(api.ErrInvalidArgument, err)
 		}
 		return nil, err
 	}
-	// A new node is registered only once its certificate could be made: a
-	// bad request leaves no node behind.
-	if req.GetToken() != "" {
-		if err := s.createNode(ctx, nodeID, role, req); err != nil {
+	record, err := certificateRecord(cert, nodeID, role)
+	if err != nil {
+		return nil, err
+	}
+	if create != nil {
+		if err := s.createNode(ctx, nodeID, role, create, record); err != nil {
 			return nil, err
 		}
+	} else if err := s.m.updateNodeRetrying(ctx, nodeID, func(n *api.Node) bool {
+		n.Certificate = record
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("record the certificate of node %s: %w", nodeID, err)
 	}
-	return &api.IssueNodeCertificateResponse{NodeId: nodeID, Role: role, Certificate: cert, RootCa: signer.CertPEM()}, nil
+	return &api.IssueNodeCertificateResponse{NodeId: nodeID, Role: role, Certificate: cert, RootCa: signer.BundlePEM()}, nil
+}
+
+// certificateRecord is the node object's copy of a certificate just issued.
+func certificateRecord(certPEM []byte, nodeID string, role api.NodeRole) (*api.Certificate, error) {
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil {
+		return nil, errors.New("issued certificate is not PEM")
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("issued certificate: %w", err)
+	}
+	return &api.Certificate{Role: role, Certificate: certPEM, Cn: nodeID, NotAfter: timestamppb.New(c.NotAfter)}, nil
+}
+
+// signerOf is the root that signs node certificates now, with the
+// cluster's certificate expiry: during a rotation the new root (its
+// certificates followed by the cross-signed intermediate), trusting the old
+// one too.
+func signerOf(cluster *api.Cluster) (*ca.RootCA, error) {
+	rc := cluster.GetRootCa()
+	cur, err := ca.ParseRootCA(rc.GetCaCert(), rc.GetCaKey())
+	if err != nil || cur.Key == nil {
+		return nil, api.Wrap(api.ErrFailedPrecondition, fmt.Errorf("cluster CA cannot sign: %v", err))
+	}
+	cur.Validity = cluster.GetSpec().GetNodeCertExpiry().AsDuration()
+	rot := rc.GetRootRotation()
+	if rot == nil {
+		return cur, nil
+	}
+	next, err := ca.ParseRootCA(rot.GetCaCert(), rot.GetCaKey())
+	if err != nil || next.Key == nil {
+		return nil, api.Wrap(api.ErrFailedPrecondition, fmt.Errorf("new root CA of the rotation cannot sign: %v", err))
+	}
+	next.Validity = cur.Validity
+	next.Trusted = []*x509.Certificate{cur.Cert}
+	next.Intermediate = rot.GetCrossSignedCaCert()
+	return next, nil
+}
+
+// trustOf is what a manager trusts for cluster: the signing root and,
+// during a rotation, the old one.
+func trustOf(cluster *api.Cluster) (*ca.RootCA, error) {
+	rc := cluster.GetRootCa()
+	cur, err := ca.ParseRootCA(rc.GetCaCert(), nil)
+	if err != nil {
+		return nil, err
+	}
+	rot := rc.GetRootRotation()
+	if rot == nil {
+		return cur, nil
+	}
+	next, err := ca.ParseRootCA(rot.GetCaCert(), nil)
+	if err != nil {
+		return nil, err
+	}
+	next.Trusted = []*x509.Certificate{cur.Cert}
+	return next, nil
 }
 
 // tokenRole returns the role token grants in cluster.
@@ -122,12 +239,13 @@ func tokenRole(cluster *api.Cluster, token string) (api.NodeRole, error) {
 	return 0, errBadToken
 }
 
-func (s *caServer) createNode(ctx context.Context, id string, role api.NodeRole, req *api.IssueNodeCertificateRequest) error {
+func (s *caServer) createNode(ctx context.Context, id string, role api.NodeRole, req *api.IssueNodeCertificateRequest, cert *api.Certificate) error {
 	n := &api.Node{
-		Id:     id,
-		Spec:   &api.NodeSpec{DesiredRole: role, Availability: req.GetAvailability()},
-		Role:   role,
-		Status: &api.NodeStatus{State: api.NodeStatus_UNKNOWN, Addr: hostOf(req.GetAddr())},
+		Id:          id,
+		Certificate: cert,
+		Spec:        &api.NodeSpec{DesiredRole: role, Availability: req.GetAvailability()},
+		Role:        role,
+		Status:      &api.NodeStatus{State: api.NodeStatus_UNKNOWN, Addr: hostOf(req.GetAddr())},
 	}
 	if role == api.NodeRole_MANAGER {
 		n.ManagerStatus = &api.ManagerStatus{RaftId: id, Addr: req.GetAddr(), Reachability: api.ManagerStatus_UNKNOWN}

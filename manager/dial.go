@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -23,12 +23,7 @@ import (
 // presents the node's certificate and accepts only a manager certificate of
 // the same cluster.
 func ClientTLS(root *ca.RootCA, cert []byte, key *ecdsa.PrivateKey) (*tls.Config, error) {
-	return root.TLSConfig(cert, key, func(id ca.NodeIdentity) error {
-		if id.Role != ca.RoleManager {
-			return fmt.Errorf("peer %s is not a manager", id.NodeID)
-		}
-		return nil
-	})
+	return root.TLSConfig(cert, key, managerOnly)
 }
 
 // Dial opens a gRPC connection to the manager at addr with cfg (from
@@ -75,8 +70,11 @@ type JoinResult struct {
 
 // Join asks the manager at addr for a node certificate with a join token.
 // The token pins the cluster's root CA: the root the manager shows must have
-// the token's digest and must have signed the manager's own certificate,
-// before the token's secret is sent at all.
+// the token's digest. The token's secret then travels only on a second
+// connection that verifies, at every handshake (gRPC reconnects on its
+// own), that the peer holds a manager certificate of that root: a
+// connection that passed the pin check once proves nothing about the one a
+// reconnect makes.
 func Join(ctx context.Context, addr, token, advertiseAddr string, availability api.NodeSpec_Availability) (*JoinResult, error) {
 	tok, err := ca.ParseToken(token)
 	if err != nil {
@@ -88,65 +86,104 @@ func Join(ctx context.Context, addr, token, advertiseAddr string, availability a
 		return nil, api.Wrap(api.ErrUnavailable, fmt.Errorf("cannot reach manager at %s: %w", addr, err))
 	}
 	probe.Close()
-	var mu sync.Mutex
-	var serverLeaf *x509.Certificate
-	cfg := &tls.Config{
-		// Verified below against the root the token pins.
-		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS13,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("manager presented no certificate")
-			}
-			c, err := x509.ParseCertificate(raw[0])
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			serverLeaf = c
-			mu.Unlock()
-			return nil
-		},
-	}
-	conn, err := Dial(addr, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
 	cactx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	client := api.NewCAClient(conn)
-	rootResp, err := client.GetRootCACertificate(cactx, &api.GetRootCACertificateRequest{})
+	root, err := remoteRoot(cactx, addr)
 	if err != nil {
-		return nil, fmt.Errorf("join %s: get root CA: %w", addr, api.FromGRPC(err))
-	}
-	root, err := ca.ParseRootCA(rootResp.GetCertificate(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", addr, err)
+		return nil, err
 	}
 	if !tok.MatchesCA(root.Cert.Raw) {
 		return nil, api.Wrap(api.ErrInvalidArgument, fmt.Errorf("join %s: remote CA does not match the fingerprint in the join token", addr))
 	}
-	mu.Lock()
-	leaf := serverLeaf
-	mu.Unlock()
-	if leaf == nil {
-		return nil, fmt.Errorf("join %s: manager presented no certificate", addr)
+	var refused atomic.Pointer[error]
+	conn, err := Dial(addr, pinnedTLS(root, &refused))
+	if err != nil {
+		return nil, err
 	}
-	if id, err := root.Identify(leaf, time.Now()); err != nil || id.Role != ca.RoleManager {
-		return nil, api.Wrap(api.ErrInvalidArgument, fmt.Errorf("join %s: the manager's certificate is not signed by the cluster CA of the token", addr))
-	}
+	defer conn.Close()
 	key, csr, err := ca.NewNodeKey()
 	if err != nil {
 		return nil, err
 	}
-	resp, err := client.IssueNodeCertificate(cactx, &api.IssueNodeCertificateRequest{
+	resp, err := api.NewCAClient(conn).IssueNodeCertificate(cactx, &api.IssueNodeCertificateRequest{
 		Csr: csr, Token: token, Availability: availability, Addr: advertiseAddr,
 	})
 	if err != nil {
+		if rerr := refused.Load(); rerr != nil {
+			return nil, api.Wrap(api.ErrInvalidArgument, fmt.Errorf("join %s: %w", addr, *rerr))
+		}
 		return nil, fmt.Errorf("join %s: %w", addr, api.FromGRPC(err))
 	}
 	return &JoinResult{NodeID: resp.GetNodeId(), Role: resp.GetRole(), Cert: resp.GetCertificate(), Key: key, Root: root}, nil
+}
+
+// remoteRoot reads the root certificate the manager at addr shows, over a
+// connection that verifies nothing: the caller checks the root against the
+// token's pin and sends nothing secret on this connection.
+func remoteRoot(ctx context.Context, addr string) (*ca.RootCA, error) {
+	conn, err := Dial(addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	resp, err := api.NewCAClient(conn).GetRootCACertificate(ctx, &api.GetRootCACertificateRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("join %s: get root CA: %w", addr, api.FromGRPC(err))
+	}
+	root, err := ca.ParseRootCA(resp.GetCertificate(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", addr, err)
+	}
+	return root, nil
+}
+
+// pinnedTLS is the configuration of a client without a certificate that
+// accepts only a manager certificate signed by root, at every handshake;
+// refused keeps the last refusal, for the caller's error.
+func pinnedTLS(root *ca.RootCA, refused *atomic.Pointer[error]) *tls.Config {
+	return &tls.Config{
+		// Verified below, by node identity rather than host name: nodes
+		// dial each other by IP.
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS13,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			err := verifyManager(root, raw)
+			if err != nil {
+				refused.Store(&err)
+			}
+			return err
+		},
+	}
+}
+
+func verifyManager(root *ca.RootCA, raw [][]byte) error {
+	if len(raw) == 0 {
+		return errors.New("the manager presented no certificate")
+	}
+	// The chain as sent: during a root rotation a manager's certificate is
+	// signed by the new root and reaches the pinned (old) one through the
+	// cross-signed intermediate that follows it.
+	chain := make([]*x509.Certificate, len(raw))
+	for i, b := range raw {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return fmt.Errorf("the manager's certificate: %w", err)
+		}
+		chain[i] = c
+	}
+	id, err := root.IdentifyChain(chain, time.Now())
+	if err != nil {
+		return fmt.Errorf("the manager's certificate is not signed by the cluster CA of the token: %w", err)
+	}
+	return managerOnly(id)
+}
+
+// managerOnly accepts a manager's identity only.
+func managerOnly(id ca.NodeIdentity) error {
+	if id.Role != ca.RoleManager {
+		return fmt.Errorf("peer %s is not a manager", id.NodeID)
+	}
+	return nil
 }
 
 // Renew asks a manager (over conn, with the node's current certificate) for

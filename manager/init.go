@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -54,12 +55,20 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 	if err != nil {
 		return nil, fmt.Errorf("advertise address %q: %w", advertise, err)
 	}
+	if spec == nil {
+		spec = &api.ClusterSpec{}
+	}
+	if err := controlapi.ValidateClusterSpec(nil, spec); err != nil {
+		return nil, err
+	}
+	root.Validity = spec.GetNodeCertExpiry().AsDuration()
 	cert, err := root.IssueNodeCertificate(csr, nodeID, ca.RoleManager, []string{host}, now)
 	if err != nil {
 		return nil, err
 	}
-	if spec == nil {
-		spec = &api.ClusterSpec{}
+	record, err := certificateRecord(cert, nodeID, api.NodeRole_MANAGER)
+	if err != nil {
+		return nil, err
 	}
 	if spec.Annotations == nil {
 		spec.Annotations = &api.Annotations{Name: "default"}
@@ -72,6 +81,9 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 	}
 	if spec.NodeCertExpiry == nil {
 		spec.NodeCertExpiry = durationpb.New(ca.NodeValidity)
+	}
+	if spec.KeepOldSnapshots == 0 {
+		spec.KeepOldSnapshots = raftstore.KeepOldSnapshots
 	}
 	f := &Founding{
 		Cluster: &api.Cluster{
@@ -86,6 +98,7 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 			Id:            nodeID,
 			Spec:          &api.NodeSpec{DesiredRole: api.NodeRole_MANAGER, Availability: availability},
 			Role:          api.NodeRole_MANAGER,
+			Certificate:   record,
 			Status:        &api.NodeStatus{State: api.NodeStatus_UNKNOWN, Addr: host},
 			ManagerStatus: &api.ManagerStatus{RaftId: nodeID, Addr: advertise, Leader: true, Reachability: api.ManagerStatus_REACHABLE},
 		},

@@ -10,12 +10,14 @@
 // whether a connection is raft's or gRPC's. Anonymous TLS clients may call
 // the CA service only (a joining node, which proves itself with a join
 // token); Dispatcher calls need any node certificate of the cluster, all
-// others a manager's. A node removed from the store is refused at the
-// handshake and at every call, so its certificate stops working at once.
+// others a current manager's. Every call is checked against the store: a
+// node removed from it is refused at the handshake and at every call, a
+// demoted manager at every manager call, so a certificate stops working
+// for what its node may no longer do at once, not at its expiry.
 //
 // Any manager answers: a follower forwards every call (unary or stream) to
 // the leader, with the caller's identity in metadata that the leader trusts
-// only from a manager. Without a leader, reads are answered from the
+// only from a current manager. Without a leader, reads are answered from the
 // follower's own copy and writes fail with ErrNoLeader.
 //
 // Goroutines: Run owns the gRPC server, the demux's accept loop and the
@@ -75,6 +77,11 @@ type Config struct {
 	// Cert and Key are this node's manager certificate (PEM) and key.
 	Cert []byte
 	Key  *ecdsa.PrivateKey
+	// Security, when set, replaces Root, Cert and Key: the node's
+	// credentials as its certificate renewals and the cluster's root
+	// rotations change them (the daemon shares it with its worker agent).
+	// The manager keeps its trusted roots in line with the cluster object.
+	Security *ca.Security
 	// Bootstrap makes a fresh raft state a one-member cluster (swarm init).
 	Bootstrap bool
 	// Dial opens a mutual-TLS gRPC connection to another manager.
@@ -87,7 +94,7 @@ type Config struct {
 // Manager is one running manager.
 type Manager struct {
 	cfg   Config
-	root  *ca.RootCA
+	sec   *ca.Security
 	raft  *raftstore.Node
 	store *raftstore.MemoryStore
 	mux   *demux
@@ -105,7 +112,17 @@ type Manager struct {
 
 // New opens the raft state and registers the services; Run serves.
 func New(cfg Config) (*Manager, error) {
-	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Listener == nil || cfg.Root == nil || cfg.Cert == nil || cfg.Key == nil || cfg.Dial == nil {
+	if cfg.Security == nil && cfg.Root != nil && cfg.Cert != nil && cfg.Key != nil {
+		sec, err := ca.NewSecurity(cfg.Root, cfg.Cert, cfg.Key)
+		if err != nil {
+			if cfg.Listener != nil {
+				cfg.Listener.Close()
+			}
+			return nil, fmt.Errorf("manager: %w", err)
+		}
+		cfg.Security = sec
+	}
+	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Listener == nil || cfg.Security == nil || cfg.Dial == nil {
 		if cfg.Listener != nil {
 			cfg.Listener.Close()
 		}
@@ -114,12 +131,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Manager{cfg: cfg, root: cfg.Root, log: cfg.Logger}
-	tlsCfg, err := cfg.Root.TLSConfig(cfg.Cert, cfg.Key, m.allowed)
-	if err != nil {
-		cfg.Listener.Close()
-		return nil, fmt.Errorf("manager: %w", err)
-	}
+	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger}
+	tlsCfg := m.sec.TLSConfig(m.allowed)
+	var err error
 	serverTLS := tlsCfg.Clone()
 	// Joining nodes have no certificate yet: the handshake lets them in and
 	// the interceptors confine them to the CA service.
@@ -131,18 +145,8 @@ func New(cfg Config) (*Manager, error) {
 		}
 		return verify(raw, chains)
 	}
-	// Raft has no authorisation of its own: only managers may speak it.
-	raftPeer := func(c *x509.Certificate) error {
-		id, err := cfg.Root.Identify(c, time.Now())
-		if err != nil {
-			return err
-		}
-		if id.Role != ca.RoleManager {
-			return fmt.Errorf("node %s is not a manager", id.NodeID)
-		}
-		return nil
-	}
-	m.mux = newDemux(cfg.Listener, serverTLS, raftPeer)
+	// Raft has no authorisation of its own: only current managers may speak it.
+	m.mux = newDemux(cfg.Listener, serverTLS, m.raftPeer)
 	raftTLS := tlsCfg.Clone()
 	raftTLS.NextProtos = []string{protoRaft}
 	m.raft, err = raftstore.NewNode(raftstore.Config{
@@ -156,7 +160,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.store = m.raft.Store()
 	m.disp, err = dispatcher.New(dispatcher.Config{
-		Store: m.store, NodeID: nodeIDOf, RootCA: cfg.Root.CertPEM(),
+		Store: m.store, NodeID: nodeIDOf, TrustBundle: m.trustBundle,
 		HeartbeatPeriod: cfg.HeartbeatPeriod, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -190,8 +194,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- m.grpc.Serve(m.mux.grpc) }()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); m.whileLeader(ctx) }()
+	go func() { defer wg.Done(); m.followCluster(ctx) }()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -272,6 +277,7 @@ func (m *Manager) whileLeader(ctx context.Context) {
 		run("dispatcher", m.disp.Run)
 		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log}.Run)
 		run("membership", m.reconcileMembership)
+		run("root rotation", m.reconcileRootRotation)
 		for lctx.Err() == nil && m.raft.IsLeader() {
 			select {
 			case <-lctx.Done():
@@ -293,21 +299,50 @@ func (m *Manager) caughtUp(ctx context.Context) error {
 }
 
 // allowed refuses certificates of nodes that are not (or no longer) in the
-// cluster. A manager whose store holds no cluster yet is still being filled
-// by its first replication from the leader, and accepts any certificate the
-// root CA signed.
+// cluster, at the handshake (see check).
 func (m *Manager) allowed(id ca.NodeIdentity) error {
-	if m.store == nil {
-		return nil
+	return m.check(id.NodeID, inStore)
+}
+
+// raftPeer admits a raft connection of a verified peer certificate and
+// returns the check raft's reads repeat (see demux): raft has no
+// authorisation of its own, and a connection lives as long as raft uses it.
+func (m *Manager) raftPeer(c *x509.Certificate) (func() error, error) {
+	id, err := m.sec.Root().Identify(c, m.now())
+	if err != nil {
+		return nil, err
 	}
-	var err error
-	m.store.View(func(tx raftstore.ReadTx) {
-		if len(tx.Clusters()) == 0 {
-			return
+	if id.Role != ca.RoleManager {
+		return nil, fmt.Errorf("node %s is not a manager", id.NodeID)
+	}
+	recheck := func() error { return m.raftMember(id.NodeID) }
+	return recheck, recheck()
+}
+
+// raftMember accepts raft from a node that is a manager in the store now
+// (a raft member, or promoted and joining), and from one the store does not
+// hold yet but raft's configuration does: a follower replaying the log
+// appends configurations before it applies the nodes they name. Demoted and
+// removed managers are taken out of raft by the leader within a
+// membershipPeriod, and are refused from then on.
+func (m *Manager) raftMember(id string) error {
+	err := m.check(id, func(n *api.Node) error {
+		if n.GetRole() != api.NodeRole_MANAGER && n.GetSpec().GetDesiredRole() != api.NodeRole_MANAGER {
+			return fmt.Errorf("node %s is %w", id, errNotCurrentManager)
 		}
-		if tx.GetNode(id.NodeID) == nil {
-			err = fmt.Errorf("node %s is not a member of the swarm (removed)", id.NodeID)
-		}
+		return nil
 	})
+	if err == nil || errors.Is(err, errNotCurrentManager) {
+		return err
+	}
+	members, merr := m.raft.Members()
+	if merr != nil {
+		return errors.Join(err, merr)
+	}
+	for _, mb := range members {
+		if mb.GetRaftId() == id {
+			return nil
+		}
+	}
 	return err
 }

@@ -58,19 +58,62 @@ func (s *membershipServer) join(ctx context.Context, req *api.JoinRequest) (*api
 	return &api.JoinResponse{RaftId: caller.NodeID, Members: members}, nil
 }
 
+// Leave takes the calling manager out of raft (`swarm leave --force` on a
+// manager). A manager removes only itself: others leave by demotion or
+// `node rm`, which the membership loop applies. It is refused when the
+// managers left would not have a reachable quorum.
 func (s *membershipServer) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveResponse, error) {
+	if err := s.leave(ctx, req); err != nil {
+		return nil, api.ToGRPC(err)
+	}
+	return &api.LeaveResponse{}, nil
+}
+
+func (s *membershipServer) leave(ctx context.Context, req *api.LeaveRequest) error {
 	caller, ok := CallerFrom(ctx)
 	if !ok {
-		return nil, api.ToGRPC(errNoCert)
+		return errNoCert
 	}
 	id := req.GetNode().GetRaftId()
 	if id == "" {
 		id = caller.NodeID
 	}
-	if err := s.m.raft.RemoveServer(ctx, id); err != nil {
-		return nil, api.ToGRPC(fmt.Errorf("raft leave of %s: %w", id, err))
+	if id != caller.NodeID {
+		return api.Wrap(api.ErrFailedPrecondition, fmt.Errorf("raft leave: node %s may take only itself out of raft, not %s (demote or remove that node instead)", caller.NodeID, id))
 	}
-	return &api.LeaveResponse{}, nil
+	members, err := s.m.raft.Members()
+	if err != nil {
+		return err
+	}
+	var rest []string
+	member := false
+	for _, mb := range members {
+		switch {
+		case mb.GetRaftId() == id:
+			member = true
+		case mb.GetVoter():
+			rest = append(rest, mb.GetRaftId())
+		}
+	}
+	if !member {
+		return nil // already out: a retried leave
+	}
+	reachable := 0
+	s.m.store.View(func(tx raftstore.ReadTx) {
+		for _, r := range rest {
+			if r == s.m.cfg.NodeID || tx.GetNode(r).GetManagerStatus().GetReachability() == api.ManagerStatus_REACHABLE {
+				reachable++
+			}
+		}
+	})
+	if quorum := len(rest)/2 + 1; len(rest) == 0 || reachable < quorum {
+		return api.Wrap(api.ErrFailedPrecondition, fmt.Errorf("raft leave of %s: would break quorum: %d of the other %d managers are reachable, and they need %d",
+			id, reachable, len(rest), quorum))
+	}
+	if err := s.m.raft.RemoveServer(ctx, id); err != nil {
+		return fmt.Errorf("raft leave of %s: %w", id, err)
+	}
+	return nil
 }
 
 // updateNode applies fn to node id and writes it if fn reports a change.

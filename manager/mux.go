@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -34,12 +35,13 @@ type demux struct {
 	ln   net.Listener
 	raft *chanListener
 	grpc *chanListener
-	// raftPeer decides whether a verified peer certificate may speak raft.
-	raftPeer func(*x509.Certificate) error
+	// raftPeer decides whether a verified peer certificate may speak raft,
+	// and returns the check to repeat while the connection lives.
+	raftPeer func(*x509.Certificate) (func() error, error)
 	wg       sync.WaitGroup
 }
 
-func newDemux(ln net.Listener, cfg *tls.Config, raftPeer func(*x509.Certificate) error) *demux {
+func newDemux(ln net.Listener, cfg *tls.Config, raftPeer func(*x509.Certificate) (func() error, error)) *demux {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{protoGRPC, protoRaft}
 	d := &demux{ln: tls.NewListener(ln, cfg), raftPeer: raftPeer}
@@ -86,11 +88,17 @@ func (d *demux) route(c *tls.Conn) {
 	switch c.ConnectionState().NegotiatedProtocol {
 	case protoRaft:
 		certs := c.ConnectionState().PeerCertificates
-		if len(certs) == 0 || d.raftPeer(certs[0]) != nil {
+		if len(certs) == 0 {
 			c.Close()
 			return
 		}
-		d.raft.push(c)
+		recheck, err := d.raftPeer(certs[0])
+		if err != nil {
+			slog.Debug("manager: raft connection refused", "peer", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		d.raft.push(&checkedConn{Conn: c, check: recheck})
 	default:
 		d.grpc.push(c)
 	}
@@ -98,6 +106,27 @@ func (d *demux) route(c *tls.Conn) {
 
 func (d *demux) close() error {
 	return d.ln.Close()
+}
+
+// checkedConn is a raft connection whose peer is checked again whenever a
+// read brings data, before raft sees it: a manager demoted or removed while
+// its connection is open loses raft at its next message, not when the
+// connection happens to close.
+type checkedConn struct {
+	net.Conn
+	check func() error
+}
+
+func (c *checkedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		if cerr := c.check(); cerr != nil {
+			slog.Debug("manager: raft connection closed", "peer", c.RemoteAddr(), "err", cerr)
+			c.Conn.Close()
+			return 0, fmt.Errorf("raft peer %s refused: %w", c.RemoteAddr(), cerr)
+		}
+	}
+	return n, err
 }
 
 // chanListener is a net.Listener fed by the demux.

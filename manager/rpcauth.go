@@ -3,8 +3,10 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -55,7 +57,8 @@ type access int
 const (
 	anyone   access = iota // join: the token is checked by the handler
 	member                 // any node of the cluster
-	managers               // manager certificates only
+	joining                // a manager certificate of a node to be a manager (raft join after a promotion)
+	managers               // current managers only
 )
 
 func methodAccess(method string) access {
@@ -65,44 +68,52 @@ func methodAccess(method string) access {
 	case strings.HasPrefix(method, "/shoal.api.Dispatcher/"),
 		method == api.LogBroker_ListenSubscriptions_FullMethodName, method == api.LogBroker_PublishLogs_FullMethodName:
 		return member
+	case method == api.RaftMembership_Join_FullMethodName:
+		return joining
 	}
 	return managers
 }
 
-// identify finds the caller of ctx's RPC; rootCA verifies certificates.
-// For a call a manager forwarded, from is the original caller's address.
-func identify(ctx context.Context, root *ca.RootCA) (c Caller, from net.Addr, err error) {
+// forwarded is what a forwarding manager's metadata says of the original
+// caller.
+type forwarded struct {
+	caller Caller // empty for an anonymous caller
+	from   net.Addr
+}
+
+// identify finds the peer of ctx's RPC from its certificate, and the
+// forwarding metadata it sent, if any. Whether the metadata may be believed
+// is authorize's decision. The certificate was verified at the connection's
+// TLS handshake (the demux), against the roots trusted and at the time of
+// that handshake: a connection stays authenticated, as in TLS and Swarm, so
+// that certificate renewals and root rotations never cut open connections;
+// the store check in authorize is what ends a removed or demoted node's
+// access at once.
+func identify(ctx context.Context) (c Caller, fwd *forwarded, err error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	// The role is always set by a forwarding manager.
+	if r := md.Get(mdForwardedRole); len(r) > 0 {
+		fwd = &forwarded{}
+		if n := md.Get(mdForwardedNode); len(r) == 1 && len(n) == 1 && r[0] != roleAnonymous && n[0] != "" {
+			fwd.caller = Caller{NodeID: n[0], Role: r[0]}
+		}
+		if a := md.Get(mdForwardedAddr); len(a) == 1 {
+			fwd.from = forwardedAddr(a[0])
+		}
+	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return Caller{}, nil, nil
+		return Caller{}, fwd, nil
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.PeerCertificates) == 0 {
-		return Caller{}, nil, nil
+		return Caller{}, fwd, nil
 	}
-	id, err := root.Identify(info.State.PeerCertificates[0], time.Now())
+	id, err := ca.IdentityOf(info.State.PeerCertificates[0])
 	if err != nil {
 		return Caller{}, nil, api.Wrap(api.ErrInvalidArgument, err)
 	}
-	c = Caller{NodeID: id.NodeID, Role: id.Role}
-	if c.Role == ca.RoleManager {
-		md, _ := metadata.FromIncomingContext(ctx)
-		// The role is always set by a forwarding manager; an anonymous
-		// caller must not become the forwarding manager itself.
-		if r := md.Get(mdForwardedRole); len(r) == 1 {
-			c = Caller{Role: r[0]}
-			if n := md.Get(mdForwardedNode); len(n) == 1 {
-				c.NodeID = n[0]
-			}
-			if c.Role == roleAnonymous || c.NodeID == "" {
-				c = Caller{}
-			}
-			if a := md.Get(mdForwardedAddr); len(a) == 1 {
-				from = forwardedAddr(a[0])
-			}
-		}
-	}
-	return c, from, nil
+	return Caller{NodeID: id.NodeID, Role: id.Role}, fwd, nil
 }
 
 // forwardedAddr is the address a forwarded call came from.
@@ -112,41 +123,140 @@ func (a forwardedAddr) Network() string { return "tcp" }
 func (a forwardedAddr) String() string  { return string(a) }
 
 // authorize identifies the caller of method, checks it may call it and
-// returns ctx with the caller attached.
-func (m *Manager) authorize(ctx context.Context, method string) (context.Context, error) {
-	c, from, err := identify(ctx, m.root)
+// returns ctx with the caller attached, and the store part of the check for
+// streams to repeat. Certificates live for months and roles change at once,
+// so every call is checked against the store as it is now: the forwarding
+// peer must be a current manager, and the caller's current role must allow
+// the method, whatever its certificate says.
+func (m *Manager) authorize(ctx context.Context, method string) (context.Context, func() error, error) {
+	c, fwd, err := identify(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if from != nil {
-		// Handlers (the dispatcher records a node's address) see the
-		// original caller's address, not the forwarding manager's.
-		p, _ := peer.FromContext(ctx)
-		ctx = peer.NewContext(ctx, &peer.Peer{Addr: from, LocalAddr: p.LocalAddr, AuthInfo: p.AuthInfo})
-	}
-	switch methodAccess(method) {
-	case member:
-		if c.NodeID == "" {
-			return nil, errNoCert
-		}
-	case managers:
-		if c.NodeID == "" {
-			return nil, errNoCert
-		}
+	forwarder := ""
+	if fwd != nil {
 		if c.Role != ca.RoleManager {
-			return nil, errNotManager
+			return nil, nil, api.Wrap(api.ErrFailedPrecondition, errors.New("forwarding metadata from a caller without a manager certificate"))
+		}
+		// A manager forwarding its own node's calls (its agent's session, its
+		// renewal after a demotion) is that node calling: judged as itself.
+		if fwd.caller.NodeID != c.NodeID {
+			forwarder, c = c.NodeID, fwd.caller
+		}
+		if fwd.from != nil {
+			// Handlers (the dispatcher records a node's address) see the
+			// original caller's address, not the forwarding manager's.
+			p, _ := peer.FromContext(ctx)
+			ctx = peer.NewContext(ctx, &peer.Peer{Addr: fwd.from, LocalAddr: p.LocalAddr, AuthInfo: p.AuthInfo})
 		}
 	}
-	if c.NodeID != "" {
-		if err := m.allowed(ca.NodeIdentity{NodeID: c.NodeID, Role: c.Role}); err != nil {
-			return nil, api.Wrap(api.ErrFailedPrecondition, err)
+	need := methodAccess(method)
+	switch {
+	case need != anyone && c.NodeID == "":
+		return nil, nil, errNoCert
+	case (need == managers || need == joining) && c.Role != ca.RoleManager:
+		return nil, nil, errNotManager
+	}
+	rule := inStore
+	switch need {
+	case managers:
+		rule = currentManager
+	case joining:
+		rule = toBeManager
+	}
+	recheck := func() error {
+		if forwarder != "" {
+			if err := m.check(forwarder, currentManager); err != nil {
+				return api.Wrap(api.ErrFailedPrecondition, fmt.Errorf("node %s may not forward calls: %w", forwarder, err))
+			}
+		}
+		if c.NodeID == "" {
+			return nil
+		}
+		if err := m.check(c.NodeID, rule); err != nil {
+			if errors.Is(err, errNotCurrentManager) {
+				return errNotManager
+			}
+			return api.Wrap(api.ErrFailedPrecondition, err)
+		}
+		return nil
+	}
+	if err := recheck(); err != nil {
+		return nil, nil, err
+	}
+	return context.WithValue(ctx, callerKey{}, c), recheck, nil
+}
+
+// recheckPeriod is how often an open stream's caller is checked again.
+const recheckPeriod = 500 * time.Millisecond
+
+// whileAllowed cancels a stream's context once recheck fails (a demotion or
+// removal while the stream is open) and keeps that error in *refused; it
+// returns when ctx ends.
+func whileAllowed(ctx context.Context, cancel context.CancelFunc, recheck func() error, refused *atomic.Pointer[error]) {
+	t := time.NewTicker(recheckPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := recheck(); err != nil {
+				refused.Store(&err)
+				cancel()
+				return
+			}
 		}
 	}
-	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+// errNotCurrentManager: the store's node is not (or no longer) a manager.
+var errNotCurrentManager = errors.New("not a manager of the swarm")
+
+// Rules on a node as the store has it now (check's rule).
+func inStore(*api.Node) error { return nil }
+
+// currentManager: a manager (a raft member) that is not being demoted.
+func currentManager(n *api.Node) error {
+	if n.GetRole() != api.NodeRole_MANAGER || n.GetSpec().GetDesiredRole() != api.NodeRole_MANAGER {
+		return fmt.Errorf("node %s is %w (role %v, desired role %v)", n.GetId(), errNotCurrentManager, n.GetRole(), n.GetSpec().GetDesiredRole())
+	}
+	return nil
+}
+
+// toBeManager: promoted (or joined with the manager token), raft join pending or done.
+func toBeManager(n *api.Node) error {
+	if n.GetSpec().GetDesiredRole() != api.NodeRole_MANAGER {
+		return fmt.Errorf("node %s is %w (desired role %v)", n.GetId(), errNotCurrentManager, n.GetSpec().GetDesiredRole())
+	}
+	return nil
+}
+
+// check applies rule to node id as this manager's store has it. A node not
+// in the store is refused (removed); a manager whose store holds no cluster
+// yet is still being filled by its first replication from the leader and
+// accepts any node (the handshake verified the certificate).
+func (m *Manager) check(id string, rule func(*api.Node) error) error {
+	if m.store == nil {
+		return nil
+	}
+	var err error
+	m.store.View(func(tx raftstore.ReadTx) {
+		if len(tx.Clusters()) == 0 {
+			return
+		}
+		n := tx.GetNode(id)
+		if n == nil {
+			err = fmt.Errorf("node %s is not a member of the swarm (removed)", id)
+			return
+		}
+		err = rule(n)
+	})
+	return err
 }
 
 func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, err := m.authorize(ctx, info.FullMethod)
+	ctx, _, err := m.authorize(ctx, info.FullMethod)
 	if err != nil {
 		return nil, api.ToGRPC(err)
 	}
@@ -175,20 +285,35 @@ func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 }
 
 func (m *Manager) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	ctx, err := m.authorize(ss.Context(), info.FullMethod)
+	ctx, recheck, err := m.authorize(ss.Context(), info.FullMethod)
 	if err != nil {
 		return api.ToGRPC(err)
 	}
+	// A stream lives as long as its caller wants: it ends when the caller
+	// (or the manager forwarding it) loses the right to it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var refused atomic.Pointer[error]
+	go whileAllowed(ctx, cancel, recheck, &refused)
 	if forwards(info.FullMethod) {
-		conn, addr, err := m.leaderConn(ctx)
+		var conn *grpc.ClientConn
+		var addr string
+		conn, addr, err = m.leaderConn(ctx)
 		if err != nil {
 			return api.ToGRPC(err)
 		}
 		if conn != nil {
-			return m.streamToLeader(ctx, conn, addr, info, ss)
+			err = m.streamToLeader(ctx, conn, addr, info, ss)
+		} else {
+			err = h(srv, &callerStream{ServerStream: ss, ctx: ctx})
 		}
+	} else {
+		err = h(srv, &callerStream{ServerStream: ss, ctx: ctx})
 	}
-	return h(srv, &callerStream{ServerStream: ss, ctx: ctx})
+	if r := refused.Load(); r != nil {
+		return api.ToGRPC(*r)
+	}
+	return err
 }
 
 // forwards reports whether method is served by the leader only: all but

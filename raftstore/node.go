@@ -219,9 +219,17 @@ func NewNode(cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
+// defaultSnapshotThreshold is swarmkit's snapshot interval (entries).
+const defaultSnapshotThreshold = 10000
+
+// KeepOldSnapshots is how many snapshots are kept besides the newest, by
+// default (Swarm's keep-old-snapshots; hashicorp/raft fixes it when the
+// snapshot store opens, so a running cluster cannot change it).
+const KeepOldSnapshots = 1
+
 func setDefaults(c *Config) {
 	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = 10000
+		c.SnapshotThreshold = defaultSnapshotThreshold
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 500
@@ -230,7 +238,7 @@ func setDefaults(c *Config) {
 		c.SnapshotInterval = 30 * time.Second
 	}
 	if c.RetainSnapshots == 0 {
-		c.RetainSnapshots = 2
+		c.RetainSnapshots = KeepOldSnapshots + 1
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1024
@@ -494,6 +502,26 @@ func (n *Node) Members() ([]*api.RaftMember, error) {
 			Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
 	return out, nil
+}
+
+// SnapshotThreshold is the number of entries between snapshots now.
+func (n *Node) SnapshotThreshold() uint64 {
+	return n.raft.ReloadableConfig().SnapshotThreshold
+}
+
+// SetSnapshotThreshold changes the number of entries between snapshots
+// while raft runs (`swarm update --snapshot-interval`); 0 restores the
+// default.
+func (n *Node) SetSnapshotThreshold(entries uint64) error {
+	if entries == 0 {
+		entries = defaultSnapshotThreshold
+	}
+	rc := n.raft.ReloadableConfig()
+	rc.SnapshotThreshold = entries
+	if err := n.raft.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("raftstore: snapshot threshold %d: %w", entries, err)
+	}
+	return nil
 }
 
 // Snapshot takes a snapshot now and compacts the log (normally done by

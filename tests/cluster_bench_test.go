@@ -17,6 +17,7 @@ package tests
 import (
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,17 +40,31 @@ import (
 // estimate of 8 MiB per replica plus 3 GiB for everyone else fits in
 // MemAvailable, says so when it does, and stops (fails) if MemAvailable
 // drops under 1 GiB while it waits.
-func BenchmarkClusterConverge1000(b *testing.B) {
+func BenchmarkClusterConverge1000(b *testing.B) { benchConverge(b, 0) }
+
+// BenchmarkClusterConverge1000Slow is the same on a machine a third as fast
+// (issue 9 item 10): the ten hosts together get a CFS quota of two thirds
+// of a CPU of this 2-core machine. Every node stays alive throughout, so the
+// target is no node declared down and no task started twice per slot.
+func BenchmarkClusterConverge1000Slow(b *testing.B) {
+	benchConverge(b, float64(goruntime.NumCPU())/3)
+}
+
+func benchConverge(b *testing.B, cpus float64) {
 	const (
 		hosts       = 10
 		perReplica  = 8    // MiB, estimate
 		reserveMB   = 3072 // MiB left for everyone else
 		floorMB     = 1024 // stop waiting below this
 		pollEvery   = 200 * time.Millisecond
-		bound       = 300 * time.Second
+		boundFast   = 300 * time.Second
 		targetSec   = 15.0
 		wantDefault = 1000
 	)
+	bound := boundFast
+	if cpus > 0 {
+		bound = 3 * boundFast
+	}
 	want := wantDefault
 	if v := os.Getenv("BENCH_CLUSTER_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -67,7 +82,7 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 		fmt.Printf("cluster replicas reduced: MemAvailable %d MiB does not hold %d replicas (~%d MiB each + %d MiB reserve): measuring %d\n", avail, want, perReplica, reserveMB, n)
 	}
 	b.StopTimer()
-	s := newSwarm(b, 1, hosts-1)
+	s := newSwarmCPU(b, 1, hosts-1, cpus)
 	m := s.managers[0]
 	benchRemoveService(b, s, func() *harness.Host { return m }, "b")
 
@@ -88,6 +103,7 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 	}()
 
 	availBefore := benchMemAvailableMB()
+	logFrom := len(m.Daemon.Log())
 	args := []string{"service", "create", "-d", "--name", "b", "--replicas", strconv.Itoa(n), "busybox:latest", "sleep", "3600"}
 	load0 := benchLoadavg()
 	b.ResetTimer()
@@ -133,7 +149,21 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 	var lastRunning int
 	var took time.Duration
 	milestones := map[int]time.Duration{}
+	// Down transitions as `node ls` shows them, polled with service ls:
+	// this counts for any daemon version, whatever it logs.
+	nodeState := map[string]string{}
+	polledDowns := 0
 	for {
+		if r := m.Daemon.Run("node", "ls", "--format", "{{.Hostname}} {{.Status}}"); r.Code == 0 {
+			for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+				if f := strings.Fields(line); len(f) == 2 {
+					if f[1] == "Down" && nodeState[f[0]] != "Down" {
+						polledDowns++
+					}
+					nodeState[f[0]] = f[1]
+				}
+			}
+		}
 		last = m.Daemon.Run("service", "ls", "--filter", "name=b", "--format", "{{.Replicas}}")
 		el := time.Since(start)
 		if last.Code == 0 {
@@ -177,11 +207,26 @@ func BenchmarkClusterConverge1000(b *testing.B) {
 	b.Logf("service create -d took %v; progress: %s; MemAvailable dropped %d MiB (%.1f MiB per replica)",
 		createTook.Round(time.Millisecond), strings.Join(ms, ", "), usedMB, float64(usedMB)/float64(n))
 	label := fmt.Sprintf("cluster %d replicas, 10 hosts (1 mgr + 9 workers), to %d/%d", n, n, n)
+	if cpus > 0 {
+		label = fmt.Sprintf("cluster %d replicas, 10 hosts on %.2f CPUs, to %d/%d", n, cpus, n, n)
+	}
 	note := fmt.Sprintf("target < %.0f s; reference (DESIGN.md, not measured here): Swarm, 5 hosts, 30 replicas in 4.2 s", targetSec)
+	if cpus > 0 {
+		note = "a machine a third as fast: the target is the next line's 0 / 0"
+	}
 	if n != want {
 		note = fmt.Sprintf("only %d of %d fit in memory; ", n, want) + note
 	}
 	benchLine(label, fmt.Sprintf("%.2f", sec), "s", note)
+	// Health during convergence (issue 9 item 10): nodes declared down
+	// (every node here was alive throughout) and tasks beyond one per slot
+	// (rescheduled or restarted), both target 0.
+	downs := max(polledDowns, strings.Count(m.Daemon.Log()[logFrom:], "dispatcher: node down"))
+	extra := "?"
+	if r := m.Daemon.Run("service", "ps", "-q", "b"); r.Code == 0 {
+		extra = strconv.Itoa(len(strings.Fields(r.Stdout)) - n)
+	}
+	benchLine(fmt.Sprintf("cluster %d replicas: nodes declared down / extra task starts", n), fmt.Sprintf("%d / %s", downs, extra), "", "target 0 / 0 (every node stays alive)")
 }
 
 // BenchmarkClusterFailover is benchmark (d) of the cluster issue on one swarm

@@ -25,10 +25,16 @@ type swarmCluster struct {
 // the tests and the benchmarks).
 func newSwarm(t testing.TB, nManagers, nWorkers int) *swarmCluster {
 	t.Helper()
+	return newSwarmCPU(t, nManagers, nWorkers, 0)
+}
+
+// newSwarmCPU is newSwarm on hosts that share cpus CPUs (0: no limit).
+func newSwarmCPU(t testing.TB, nManagers, nWorkers int, cpus float64) *swarmCluster {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("end-to-end tests need root")
 	}
-	c := &swarmCluster{Cluster: harness.NewCluster(t, nManagers+nWorkers)}
+	c := &swarmCluster{Cluster: harness.NewClusterCPU(t, nManagers+nWorkers, cpus)}
 	tar := harness.BusyboxTar(t)
 	// Imports run side by side: each is a CLI call to its own daemon.
 	var wg sync.WaitGroup

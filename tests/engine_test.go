@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -168,14 +169,72 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("cpus", func(t *testing.T) {
-		if r := d.Run("run", "--name", "cpu", "--cpus", "0.5", "busybox", "true"); r.Code != 0 {
+		if r := d.Run("run", "-d", "--name", "cpu", "--cpus", "0.5", "busybox", "sleep", "100"); r.Code != 0 {
 			t.Fatalf("run --cpus: %s", r)
 		}
 		defer d.Run("rm", "-f", "cpu")
 		if out := strings.TrimSpace(d.Run("inspect", "--format", "{{.HostConfig.NanoCpus}}", "cpu").Stdout); out != "500000000" {
 			t.Fatalf("NanoCpus %q", out)
 		}
+		// What the kernel enforces: half of each CFS period, read from the
+		// host side in the running container's own cgroup.
+		pid := strings.TrimSpace(d.Must("inspect", "--format", "{{.State.Pid}}", "cpu"))
+		quota, period := cfsQuota(t, pid)
+		if quota*2 != period {
+			t.Fatalf("container %s: CFS quota %d per period %d, want half", pid, quota, period)
+		}
 	})
+}
+
+// cfsQuota reads the CFS quota and period of process pid's cpu cgroup:
+// cpu.cfs_quota_us and cpu.cfs_period_us on a v1 cpu hierarchy, cpu.max on a
+// host with only cgroup v2.
+func cfsQuota(t *testing.T, pid string) (quota, period int64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			v2 = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c != "cpu" {
+				continue
+			}
+			dir := filepath.Join("/sys/fs/cgroup", parts[1], parts[2])
+			if _, err := os.Stat(dir); err != nil {
+				dir = filepath.Join("/sys/fs/cgroup/cpu", parts[2])
+			}
+			read := func(f string) int64 {
+				b, err := os.ReadFile(filepath.Join(dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+				if err != nil {
+					t.Fatalf("%s/%s: %v", dir, f, err)
+				}
+				return n
+			}
+			return read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")
+		}
+	}
+	b, err = os.ReadFile(filepath.Join("/sys/fs/cgroup", v2, "cpu.max"))
+	if err != nil {
+		t.Fatalf("no cpu cgroup for pid %s: %v", pid, err)
+	}
+	if _, err := fmt.Sscan(string(b), &quota, &period); err != nil {
+		t.Fatalf("cpu.max %q: %v", b, err)
+	}
+	return quota, period
 }
 
 func TestLifecycleLogsExec(t *testing.T) {
@@ -224,8 +283,9 @@ func TestLifecycleLogsExec(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dst, "passwd")); err != nil || !strings.HasPrefix(string(b), "root:") {
 		t.Fatalf("cp out: %q %v", b, err)
 	}
-	// commit keeps the change.
+	// commit keeps the change; it pauses the container unless --pause=false.
 	d.Must("commit", "web", "withfile:v1")
+	d.Must("commit", "--pause=false", "web", "withfile:v2")
 	if out := d.Must("run", "--rm", "--network", "none", "withfile:v1", "cat", "/tmp/in.txt"); out != "copied in\n" {
 		t.Fatalf("committed image lacks the file: %q", out)
 	}
@@ -331,8 +391,14 @@ func TestBridgeNetworkAndPorts(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	d := engine(t)
+	// A layer is unpacked into <images>/snapshots/tmp-*/fs under the data
+	// root: "../../" from there is <images>/snapshots, and enough "../" reach
+	// the host's /. Both escapes are looked for where they would land.
 	hostile := filepath.Join(t.TempDir(), "evil.tar")
 	writeTar(t, hostile, "../../escaped-by-shoal-test", "pwned")
+	deep := filepath.Join(t.TempDir(), "deep.tar")
+	writeTar(t, deep, strings.Repeat("../", 40)+"escaped-by-shoal-test", "pwned")
+	defer os.Remove("/escaped-by-shoal-test")
 	truncated := filepath.Join(t.TempDir(), "short.tar")
 	b, _ := os.ReadFile(harness.BusyboxTar(t))
 	os.WriteFile(truncated, b[:len(b)/2], 0o644)
@@ -349,8 +415,9 @@ func TestBadInput(t *testing.T) {
 		{"bad reference", []string{"run", "--rm", "Bad:Ref!!", "true"}, 125, "invalid reference format"},
 		{"bad memory", []string{"run", "--rm", "-m", "12x", "busybox", "true"}, 125, "invalid"},
 		{"name conflict", []string{"run", "--name", "taken", "busybox", "true"}, 125, "already in use"},
-		{"hostile tar", []string{"import", hostile, "evil:1"}, 1, ""},
-		{"truncated tar", []string{"import", truncated, "short:1"}, 1, ""},
+		{"hostile tar", []string{"import", hostile, "evil:1"}, 1, `"../../escaped-by-shoal-test" escapes the root`},
+		{"hostile tar to /", []string{"import", deep, "evil:2"}, 1, "escapes the root"},
+		{"truncated tar", []string{"import", truncated, "short:1"}, 1, "truncated or corrupt tar"},
 		{"unknown container", []string{"logs", "nosuchcontainer"}, 1, "No such container"},
 		{"rmi unknown", []string{"rmi", "nosuch:tag"}, 1, "No such image"},
 	}
@@ -366,11 +433,45 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	if _, err := os.Stat("/escaped-by-shoal-test"); err == nil {
-		os.Remove("/escaped-by-shoal-test")
-		t.Fatal("hostile tar wrote outside the image")
+		t.Error("hostile tar wrote /escaped-by-shoal-test on the host")
 	}
+	filepath.WalkDir(d.Root, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Name() == "escaped-by-shoal-test" {
+			t.Errorf("hostile tar wrote %s, outside its layer", p)
+		}
+		return nil
+	})
+	t.Run("absolute and symlinked names", func(t *testing.T) {
+		// Docker's rule: "/x" names x in the image, and a symlink in the
+		// archive is never followed out of it. An escape would write the
+		// absolute path itself, or the symlink's target, on the host.
+		host := t.TempDir()
+		tarball := filepath.Join(t.TempDir(), "links.tar")
+		writeTarEntries(t, tarball, "",
+			&tar.Header{Name: host + "/abs-pwned", Typeflag: tar.TypeReg, Mode: 0o644},
+			&tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: host},
+			&tar.Header{Name: "link/link-pwned", Typeflag: tar.TypeReg, Mode: 0o644})
+		d.Must("import", tarball, "links:1")
+		defer d.Run("rmi", "links:1")
+		for _, name := range []string{"abs-pwned", "link-pwned"} {
+			if _, err := os.Lstat(filepath.Join(host, name)); err == nil {
+				t.Errorf("import wrote %s on the host", filepath.Join(host, name))
+			}
+		}
+		// Both landed inside the layer, under the path the name gave.
+		found := map[string]bool{}
+		filepath.WalkDir(d.Root, func(p string, e os.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, "/fs"+host+"/"+e.Name()) {
+				found[e.Name()] = true
+			}
+			return nil
+		})
+		if !found["abs-pwned"] || !found["link-pwned"] {
+			t.Errorf("the entries are not in the layer under fs%s: %v", host, found)
+		}
+	})
 	if out := d.Must("images", "--format", "{{.Repository}}"); strings.Contains(out, "evil") || strings.Contains(out, "short") {
-		t.Fatalf("a bad archive left an image:\n%s", out)
+		t.Errorf("a bad archive left an image:\n%s", out)
 	}
 	t.Run("no daemon", func(t *testing.T) {
 		r := (&harness.Daemon{Bin: d.Bin, Socket: filepath.Join(t.TempDir(), "none.sock")}).Run("ps")

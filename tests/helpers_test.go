@@ -52,16 +52,30 @@ func httpGet(url string) string {
 // writeTar writes a tar with one regular file.
 func writeTar(t *testing.T, path, name, content string) {
 	t.Helper()
+	writeTarEntries(t, path, content, &tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg})
+}
+
+// writeTarEntries writes a tar of the given headers; each regular file
+// holds content.
+func writeTarEntries(t *testing.T, path, content string, hdrs ...*tar.Header) {
+	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
+	for _, h := range hdrs {
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(content))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			io.WriteString(tw, content)
+		}
 	}
-	io.WriteString(tw, content)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +84,23 @@ func writeTar(t *testing.T, path, name, content string) {
 // apiPost sends a raw request body to the daemon's REST API.
 func apiPost(t *testing.T, socket, path, body string) (int, string) {
 	t.Helper()
+	return apiDo(t, socket, http.MethodPost, path, body)
+}
+
+// apiDo sends one request to the daemon's REST API.
+func apiDo(t *testing.T, socket, method, path, body string) (int, string) {
+	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 	}}, Timeout: 10 * time.Second}
-	resp, err := c.Post("http://shoal"+path, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(method, "http://shoal"+path, strings.NewReader(body))
 	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

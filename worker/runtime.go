@@ -149,6 +149,7 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 		StopTimeout:    &grace,
 		ReadonlyRootfs: cs.GetReadOnly(),
 		NetworkMode:    networkMode,
+		GroupAdd:       cs.GetGroups(),
 	}
 	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
 		cfg.Memory = lim.GetMemoryBytes()

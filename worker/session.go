@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -13,14 +14,21 @@ import (
 // DefaultHeartbeatPeriod is used until the dispatcher names its period.
 const DefaultHeartbeatPeriod = time.Second
 
-// sessionOpenTimeout bounds the wait for a session's first message, and
-// heartbeatTimeout one heartbeat: long enough for a manager that is only
-// slow (a loaded machine) to answer, since leaving it means a new session
-// and a full resend of the node's assignments.
-const (
-	sessionOpenTimeout = 10 * time.Second
-	heartbeatTimeout   = 10 * time.Second
-)
+// sessionOpenTimeout bounds the wait for a session's first message.
+const sessionOpenTimeout = 10 * time.Second
+
+// heartbeatPeriods bounds one heartbeat, in periods: the dispatcher gives a
+// node whose heartbeats arrive late up to that many periods
+// (dispatcher.MaxGracePeriods) before it declares it down, so an answer that
+// takes longer comes from a manager that has given up on this node anyway,
+// and another manager is tried. Until then a slow manager (a loaded machine)
+// is waited for: leaving it means a new session and a full resend of the
+// node's assignments.
+const heartbeatPeriods = 10
+
+// heartbeatJitter spreads the nodes' heartbeats over the period, so that a
+// cluster that started together does not beat in step.
+const heartbeatJitter = 0.1
 
 // errSessionEnded: a stream of the session ended without an error.
 var errSessionEnded = errors.New("session stream ended")
@@ -113,9 +121,9 @@ func sessionErr(what string, err error) error {
 func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error {
 	period := DefaultHeartbeatPeriod
 	for {
-		// A heartbeat that outlasts the manager's grace is lost anyway:
-		// give up on that manager instead of waiting on TCP.
-		hctx, cancel := context.WithTimeout(ctx, max(3*period, heartbeatTimeout))
+		// A heartbeat that outlasts the manager's longest grace is lost
+		// anyway: give up on that manager instead of waiting on TCP.
+		hctx, cancel := context.WithTimeout(ctx, heartbeatPeriods*period)
 		resp, err := c.Heartbeat(hctx, &api.HeartbeatRequest{SessionId: sid})
 		cancel()
 		if err != nil {
@@ -124,7 +132,7 @@ func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error 
 		if p := resp.GetPeriod(); p != nil && p.AsDuration() > 0 {
 			period = p.AsDuration()
 		}
-		if !sleep(ctx, period) {
+		if !sleep(ctx, time.Duration(float64(period)*(1-heartbeatJitter*rand.Float64()))) {
 			return ctx.Err()
 		}
 	}

@@ -1,11 +1,14 @@
 // Package archive applies and produces layer tars safely.
 //
 // Apply unpacks a tar (plain or gzip) into a directory and guarantees that
-// nothing lands outside it: every parent directory is resolved with
-// openat2(RESOLVE_IN_ROOT), so "..", absolute names and symlinks met on the
-// way all resolve inside the root, as they would inside a chroot; entries are
-// then created relative to that directory's descriptor with the *at system
-// calls and never follow a symlink in their last component. Names that try to
+// nothing lands outside it: every parent directory is resolved by the
+// engine's one in-root resolver (package inroot, openat2 RESOLVE_IN_ROOT), so
+// "..", absolute names and symlinks met on the way all resolve inside the
+// root, as they would inside a chroot; entries are then created and changed
+// relative to that directory's descriptor with the *at system calls and never
+// follow a symlink in their last component. That holds while the tree
+// changes under it: ApplyIn unpacks into a running container, which may swap
+// a directory for a symlink to / at any moment. Names that try to
 // climb out of the root with ".." are refused outright, absolute names are
 // taken relative to the root (as GNU tar does).
 //
@@ -26,11 +29,12 @@ import (
 	"io"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/inroot"
 )
 
 var (
@@ -82,11 +86,19 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (in
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return 0, fmt.Errorf("archive: apply: %w", err)
 	}
-	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rt, err := inroot.OpenRoot(root)
 	if err != nil {
-		return 0, fmt.Errorf("archive: open %s: %w", root, err)
+		return 0, fmt.Errorf("archive: apply: %w", err)
 	}
-	defer unix.Close(rootfd)
+	defer rt.Close()
+	return ApplyIn(ctx, rt, ".", r, opts)
+}
+
+// ApplyIn unpacks the tar stream r into the directory dir of root (a
+// container's rootfs, say): entry names are taken relative to dir, and
+// everything, dir included, is resolved inside root, never outside it, even
+// while the tree is being changed. dir must exist.
+func ApplyIn(ctx context.Context, root *inroot.Root, dir string, r io.Reader, opts ApplyOptions) (int64, error) {
 	zr, err := Decompress(&ctxReader{ctx: ctx, r: r})
 	if err != nil {
 		return 0, err
@@ -95,7 +107,8 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (in
 	a := &applier{
 		ctx:    ctx,
 		opts:   opts,
-		rootfd: rootfd,
+		root:   root,
+		prefix: inroot.Clean(dir),
 		buf:    make([]byte, 128<<10),
 		cached: -1,
 	}
@@ -134,9 +147,11 @@ type dirTime struct {
 }
 
 type applier struct {
-	ctx    context.Context
-	opts   ApplyOptions
-	rootfd int
+	ctx  context.Context
+	opts ApplyOptions
+	root *inroot.Root
+	// prefix is the directory entries are relative to, inside root.
+	prefix string
 	buf    []byte
 	size   int64
 	dirs   []dirTime
@@ -212,7 +227,12 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("%w: the root entry %q is not a directory", ErrInvalid, hdr.Name)
 		}
-		return a.meta(hdr, a.rootfd, ".", rel, true)
+		fd, err := a.open(".", false)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return a.meta(hdr, fd, ".", rel, true)
 	}
 
 	dfd, err := a.parent(dir, true)
@@ -325,10 +345,9 @@ func (a *applier) meta(hdr *tar.Header, dfd int, base, rel string, isDir bool) e
 	isLink := hdr.Typeflag == tar.TypeSymlink
 	// For the root itself the path is the fd's magic link, which must be
 	// followed; otherwise the l* calls act on base without following it.
-	p := procPath(dfd, base)
+	p := inroot.FdPath(dfd, base)
 	lchown, lsetxattr := unix.Lchown, unix.Lsetxattr
 	if base == "." {
-		p = procPath(dfd, "")
 		lchown, lsetxattr = unix.Chown, unix.Setxattr
 	}
 	if !a.opts.NoLchown {
@@ -354,8 +373,9 @@ func (a *applier) meta(hdr *tar.Header, dfd int, base, rel string, isDir bool) e
 		}
 	}
 	if !isLink {
-		// After chown: chown clears set-id bits.
-		if err := unix.Chmod(p, uint32(hdr.Mode)&0o7777); err != nil {
+		// After chown: chown clears set-id bits. Never chmod(2) by name: it
+		// follows a symlink the tree may have put there meanwhile.
+		if err := inroot.Chmod(dfd, base, uint32(hdr.Mode)&0o7777); err != nil {
 			return fmt.Errorf("archive: chmod %q: %w", hdr.Name, err)
 		}
 	}
@@ -373,7 +393,7 @@ func (a *applier) meta(hdr *tar.Header, dfd int, base, rel string, isDir bool) e
 func setTimes(dfd int, base string, atime, mtime time.Time) error {
 	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
 	if base == "." {
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, procPath(dfd, ""), ts, 0); err != nil {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, inroot.FdPath(dfd, ""), ts, 0); err != nil {
 			return fmt.Errorf("archive: set times of the root: %w", err)
 		}
 		return nil
@@ -396,7 +416,7 @@ func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
 			return nil
 		}
 		// Setxattr, not Lsetxattr: the magic link must be followed to the directory.
-		if err := unix.Setxattr(procPath(fd, ""), opaqueXattr, []byte("y"), 0); err != nil {
+		if err := unix.Setxattr(inroot.FdPath(fd, ""), opaqueXattr, []byte("y"), 0); err != nil {
 			return fmt.Errorf("archive: mark %q opaque: %w", dir, err)
 		}
 		return nil
@@ -435,7 +455,7 @@ func (a *applier) remove(dfd int, base string, isDir bool) error {
 	if !isDir {
 		return unix.Unlinkat(dfd, base, 0)
 	}
-	return os.RemoveAll(procPath(dfd, base))
+	return os.RemoveAll(inroot.FdPath(dfd, base))
 }
 
 // parent returns a (cached, do not close) descriptor of directory rel.
@@ -456,55 +476,31 @@ func (a *applier) parent(rel string, create bool) (int, error) {
 	return fd, nil
 }
 
-// open returns a new O_PATH descriptor of directory rel, resolved inside the
-// root; with create, missing directories are made (mode 0755, like Docker).
+// open returns a new O_PATH descriptor of directory rel (relative to the
+// prefix), resolved inside the root; with create, missing directories are
+// made (mode 0755, like Docker).
 func (a *applier) open(rel string, create bool) (int, error) {
-	how := &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	}
-	fd, err := unix.Openat2(a.rootfd, rel, how)
-	if err == nil || !create || !errors.Is(err, unix.ENOENT) {
+	full := path.Join(a.prefix, rel)
+	if !create {
+		fd, err := a.root.Open(full, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
 			return -1, fmt.Errorf("archive: open directory %q: %w", rel, err)
 		}
 		return fd, nil
 	}
-	// Walk down, making what is missing. Each step resolves from the root again
-	// so that a symlink component keeps being confined.
-	cur := "."
-	for _, c := range strings.Split(rel, "/") {
-		next := path.Join(cur, c)
-		fd, err := unix.Openat2(a.rootfd, next, how)
-		if errors.Is(err, unix.ENOENT) {
-			pfd, perr := unix.Openat2(a.rootfd, cur, how)
-			if perr != nil {
-				return -1, fmt.Errorf("archive: open directory %q: %w", cur, perr)
+	fd, made, err := a.root.MkdirAll(full, 0o755)
+	if a.created != nil {
+		// made is relative to the root; created, like entries, to the prefix.
+		for _, m := range made {
+			if a.prefix == "." {
+				a.created[m] = true
+			} else if r, ok := strings.CutPrefix(m, a.prefix+"/"); ok {
+				a.created[r] = true
 			}
-			err = unix.Mkdirat(pfd, c, 0o755)
-			unix.Close(pfd)
-			if errors.Is(err, unix.EEXIST) {
-				// Only a symlink to nowhere exists yet does not resolve. Its
-				// target is not created: refuse rather than guess.
-				return -1, fmt.Errorf("archive: parent %q is a symlink to a missing directory", next)
-			}
-			if err != nil {
-				return -1, fmt.Errorf("archive: mkdir %q: %w", next, err)
-			}
-			if a.created != nil {
-				a.created[next] = true
-			}
-			fd, err = unix.Openat2(a.rootfd, next, how)
 		}
-		if err != nil {
-			return -1, fmt.Errorf("archive: open directory %q: %w", next, err)
-		}
-		unix.Close(fd)
-		cur = next
 	}
-	fd, err = unix.Openat2(a.rootfd, rel, how)
 	if err != nil {
-		return -1, fmt.Errorf("archive: open directory %q: %w", rel, err)
+		return -1, fmt.Errorf("archive: directory %q: %w", rel, err)
 	}
 	return fd, nil
 }
@@ -521,7 +517,13 @@ func (a *applier) finish() error {
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		d := a.dirs[i]
 		if d.rel == "." {
-			if err := setTimes(a.rootfd, ".", d.atime, d.mtime); err != nil {
+			fd, err := a.open(".", false)
+			if err != nil {
+				return err
+			}
+			err = setTimes(fd, ".", d.atime, d.mtime)
+			unix.Close(fd)
+			if err != nil {
 				return err
 			}
 			continue
@@ -547,7 +549,7 @@ func (a *applier) clearOpaque(dir string) error {
 		return nil // replaced by a later entry
 	}
 	defer unix.Close(fd)
-	ents, err := os.ReadDir(procPath(fd, ""))
+	ents, err := os.ReadDir(inroot.FdPath(fd, ""))
 	if err != nil {
 		return fmt.Errorf("archive: opaque %q: %w", dir, err)
 	}
@@ -560,17 +562,6 @@ func (a *applier) clearOpaque(dir string) error {
 		}
 	}
 	return nil
-}
-
-// procPath names base inside the directory open as fd. The kernel follows the
-// fd's magic link to that directory; base itself is never followed by the
-// l* calls it is used with.
-func procPath(fd int, base string) string {
-	p := "/proc/self/fd/" + strconv.Itoa(fd)
-	if base != "" {
-		p += "/" + base
-	}
-	return p
 }
 
 // ctxReader stops a long copy when its context ends.

@@ -409,26 +409,3 @@ func contains(l []string, s string) bool {
 	}
 	return false
 }
-
-func TestResolveInRoot(t *testing.T) {
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "usr/lib"), 0o755)
-	os.Symlink("/usr/lib", filepath.Join(root, "lib"))
-	os.Symlink("../../../..", filepath.Join(root, "usr/up"))
-	cases := map[string]string{
-		"/lib/x":          "usr/lib/x",
-		"lib":             "usr/lib",
-		"/usr/up/etc":     "etc",
-		"../../../../etc": "etc",
-		"/":               "",
-	}
-	for in, want := range cases {
-		got, err := ResolveInRoot(root, in)
-		if err != nil || got != filepath.Join(root, want) {
-			t.Errorf("ResolveInRoot(%q) = %q, %v; want %q", in, got, err, filepath.Join(root, want))
-		}
-	}
-	if _, err := ResolveInRoot(root, "/missing/dir/x"); err == nil {
-		t.Error("missing parent resolved")
-	}
-}

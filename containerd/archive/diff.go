@@ -6,69 +6,97 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/inroot"
 )
 
 // Diff writes the overlayfs upperdir as an OCI layer tar to w: character
 // devices 0:0 become ".wh.NAME" entries and directories marked
 // trusted.overlay.opaque=y are followed by a ".wh..wh..opq" entry. Other
 // trusted.overlay.* attributes are overlayfs bookkeeping and are dropped.
-// The upperdir must not be in use by a mounted overlay that is being written.
+// The upperdir may be written meanwhile (commit --pause=false): the walk
+// never follows a symlink, so what it reads is always inside upperdir.
 func Diff(ctx context.Context, upperdir string, w io.Writer) error {
-	return writeTar(ctx, upperdir, w, true)
+	return tarDir(ctx, upperdir, w, true)
 }
 
 // TarDir writes the tree under dir as a tar to w, names relative to dir
 // (directories end in "/"), with ownership, modes, mtimes, xattrs and hard
-// links preserved. Nothing is converted: this is for `cp` and `export`.
-// If dir is not a directory, the tar holds that one file under its base name.
+// links preserved. Nothing is converted. If dir is not a directory, the tar
+// holds that one file under its base name.
 func TarDir(ctx context.Context, dir string, w io.Writer) error {
-	return writeTar(ctx, dir, w, false)
+	return tarDir(ctx, dir, w, false)
 }
 
-func writeTar(ctx context.Context, root string, w io.Writer, overlay bool) error {
+func tarDir(ctx context.Context, dir string, w io.Writer, overlay bool) error {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("archive: tar %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := writeTar(ctx, fd, filepath.Base(dir), false, w, overlay); err != nil {
+		return fmt.Errorf("archive: tar %s: %w", dir, err)
+	}
+	return nil
+}
+
+// TarIn writes name, resolved inside root (symlinks followed, but never out
+// of root), as a tar to w under its base name: a file as one entry, a
+// directory as "base/" then its tree as "base/...", as `docker cp` does.
+// The tree may change meanwhile (a running container): every entry below
+// name is opened relative to its parent's descriptor without following a
+// symlink, so nothing outside root is ever read.
+func TarIn(ctx context.Context, root *inroot.Root, name string, w io.Writer) error {
+	fd, err := root.Open(name, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("archive: tar %q: %w", name, err)
+	}
+	defer unix.Close(fd)
+	base := path.Base(path.Clean("/" + name))
+	if base == "/" {
+		base = "."
+	}
+	if err := writeTar(ctx, fd, base, true, w, false); err != nil {
+		return fmt.Errorf("archive: tar %q: %w", name, err)
+	}
+	return nil
+}
+
+// writeTar archives the file open (O_PATH) as start: a non-directory as one
+// entry named top; a directory's tree, preceded by its own entry top+"/"
+// when withTop.
+func writeTar(ctx context.Context, start int, top string, withTop bool, w io.Writer, overlay bool) error {
 	tw := tar.NewWriter(w)
 	t := &tarWriter{ctx: ctx, tw: tw, overlay: overlay, links: map[[2]uint64]string{}, buf: make([]byte, 128<<10)}
-	fi, err := os.Lstat(root)
-	if err != nil {
-		return fmt.Errorf("archive: tar %s: %w", root, err)
+	var st unix.Stat_t
+	if err := unix.Fstat(start, &st); err != nil {
+		return err
 	}
-	if !fi.IsDir() {
-		if err := t.add(root, filepath.Base(root)); err != nil {
+	prefix := ""
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		if err := t.add(start, &st, top); err != nil {
 			return err
 		}
 		return tw.Close()
-	}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	case withTop:
+		if err := t.add(start, &st, top); err != nil {
 			return err
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		return t.add(p, filepath.ToSlash(rel))
-	})
-	if err != nil {
-		return fmt.Errorf("archive: tar %s: %w", root, err)
+		prefix = top + "/"
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("archive: tar %s: %w", root, err)
+	if err := t.walk(start, prefix); err != nil {
+		return err
 	}
-	return nil
+	return tw.Close()
 }
 
 type tarWriter struct {
@@ -79,11 +107,51 @@ type tarWriter struct {
 	buf     []byte
 }
 
-func (t *tarWriter) add(p, name string) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
-		return fmt.Errorf("stat %s: %w", p, err)
+// walk archives the children of the directory open as dir, in name order,
+// named prefix+name. Each child is opened O_PATH|O_NOFOLLOW relative to dir
+// and everything else is read through that descriptor: a name swapped for
+// a symlink meanwhile is archived as the symlink, never followed.
+func (t *tarWriter) walk(dir int, prefix string) error {
+	rfd, err := unix.Openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open directory %q: %w", prefix, err)
 	}
+	f := os.NewFile(uintptr(rfd), prefix)
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read directory %q: %w", prefix, err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := t.ctx.Err(); err != nil {
+			return err
+		}
+		fd, err := unix.Openat(dir, n, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			continue // removed since the directory was read
+		}
+		if err != nil {
+			return fmt.Errorf("open %q: %w", prefix+n, err)
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		if err == nil {
+			err = t.add(fd, &st, prefix+n)
+		}
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = t.walk(fd, prefix+n+"/")
+		}
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add writes the entry of the file open (O_PATH, not followed) as fd.
+func (t *tarWriter) add(fd int, st *unix.Stat_t, name string) error {
 	mtime := time.Unix(st.Mtim.Unix()).Truncate(time.Second)
 	hdr := &tar.Header{
 		Name:    name,
@@ -112,11 +180,13 @@ func (t *tarWriter) add(p, name string) error {
 	case unix.S_IFSOCK:
 		return nil // sockets cannot be archived; Docker skips them too
 	case unix.S_IFLNK:
-		target, err := os.Readlink(p)
+		// An empty path reads the link the O_PATH descriptor itself holds.
+		buf := make([]byte, unix.PathMax)
+		n, err := unix.Readlinkat(fd, "", buf)
 		if err != nil {
-			return fmt.Errorf("readlink %s: %w", p, err)
+			return fmt.Errorf("readlink %q: %w", name, err)
 		}
-		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, string(buf[:n])
 	case unix.S_IFDIR:
 		hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
 	case unix.S_IFREG:
@@ -130,22 +200,31 @@ func (t *tarWriter) add(p, name string) error {
 			}
 		}
 	}
-	opaque, err := t.xattrs(p, hdr)
-	if err != nil {
-		return err
+	opaque := false
+	if hdr.Typeflag != tar.TypeSymlink {
+		// Through the descriptor's magic link: the very inode opened. A
+		// symlink's own xattrs are not kept (Docker keeps none either).
+		var err error
+		if opaque, err = t.xattrs(inroot.FdPath(fd, ""), hdr); err != nil {
+			return err
+		}
 	}
 	if err := t.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write header %s: %w", name, err)
 	}
 	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-		f, err := os.Open(p)
+		// Reopened through the magic link: the same inode, readable.
+		f, err := os.Open(inroot.FdPath(fd, ""))
 		if err != nil {
-			return fmt.Errorf("open %s: %w", p, err)
+			return fmt.Errorf("open %s: %w", name, err)
 		}
-		_, err = io.CopyBuffer(t.tw, io.LimitReader(f, hdr.Size), t.buf)
+		n, err := io.CopyBuffer(t.tw, io.LimitReader(f, hdr.Size), t.buf)
 		f.Close()
+		if err == nil && n < hdr.Size {
+			err = fmt.Errorf("the file shrank while it was read")
+		}
 		if err != nil {
-			return fmt.Errorf("copy %s: %w", p, err)
+			return fmt.Errorf("copy %s: %w", name, err)
 		}
 	}
 	if opaque {
@@ -190,7 +269,7 @@ func (t *tarWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) {
 func listXattrs(p string) ([]string, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Llistxattr(p, buf)
+		n, err := unix.Listxattr(p, buf)
 		if errors.Is(err, unix.ERANGE) {
 			buf = make([]byte, len(buf)*4)
 			continue
@@ -214,7 +293,7 @@ func listXattrs(p string) ([]string, error) {
 func getXattr(p, name string) ([]byte, error) {
 	buf := make([]byte, 128)
 	for {
-		n, err := unix.Lgetxattr(p, name, buf)
+		n, err := unix.Getxattr(p, name, buf)
 		if errors.Is(err, unix.ERANGE) {
 			buf = make([]byte, len(buf)*4)
 			continue

@@ -28,6 +28,27 @@ type Config struct {
 	NoNewPrivileges bool     `json:"noNewPrivileges,omitempty"`
 	ReadonlyRootfs  bool     `json:"readonlyRootfs,omitempty"`
 
+	// MemorySwap is memory+swap in bytes as Docker's --memory-swap: 0 is
+	// twice Memory, -1 unlimited swap; it needs Memory.
+	MemorySwap int64 `json:"memorySwap,omitempty"`
+	// CpusetCpus and CpusetMems pin the container ("0-1,3"), checked
+	// against the host's online CPUs and memory nodes.
+	CpusetCpus string `json:"cpusetCpus,omitempty"`
+	CpusetMems string `json:"cpusetMems,omitempty"`
+	// Sysctls are namespaced kernel parameters set in the container.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// Ulimits are process resource limits by Docker's names (nofile, nproc...).
+	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// PidMode is "" (own namespace), "host" or "container:<full ID>".
+	PidMode string `json:"pidMode,omitempty"`
+	// IpcMode is "" or "private", "shareable", "none" or "host".
+	IpcMode string `json:"ipcMode,omitempty"`
+	// ShmSize is the size of /dev/shm in bytes; 0 is Docker's 64 MiB.
+	ShmSize int64 `json:"shmSize,omitempty"`
+	// GroupAdd are supplementary groups (gids or names of the container's
+	// /etc/group) added to the process's.
+	GroupAdd []string `json:"groupAdd,omitempty"`
+
 	// NetworkMode is none, bridge or host.
 	NetworkMode string `json:"networkMode,omitempty"`
 	// NetNSPath is the namespace to join (set by the daemon for bridge and none).
@@ -38,6 +59,14 @@ type Config struct {
 	// Raw keeps the API's Config and HostConfig as sent, for inspect.
 	RawConfig     []byte `json:"rawConfig,omitempty"`
 	RawHostConfig []byte `json:"rawHostConfig,omitempty"`
+}
+
+// Ulimit is one resource limit: Name is Docker's (nofile, nproc, core, ...);
+// -1 is unlimited.
+type Ulimit struct {
+	Name string `json:"name"`
+	Soft int64  `json:"soft"`
+	Hard int64  `json:"hard"`
 }
 
 // NetworkSettings are the addresses of a container on its network.

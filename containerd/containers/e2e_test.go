@@ -34,8 +34,12 @@ func TestMain(m *testing.M) {
 			runtime.InitMain()
 		case "shim":
 			shim.Main(os.Args[2:])
+		case ExecShimArg:
+			ExecShimMain(os.Args[2:])
 		case "test-daemon":
 			testDaemonMain(os.Args[2:])
+		case "swap":
+			swapMain(os.Args[2:])
 		}
 	}
 	// Race-built shims would otherwise linger a second in os.Exit, which

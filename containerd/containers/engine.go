@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -78,9 +79,16 @@ type Engine struct {
 	mu      sync.Mutex // guards records and execs
 	records map[string]*record
 	execs   map[string]*execRecord
+
+	frozen pauses // commits holding a container frozen
 }
 
 type record struct {
+	// opMu serialises Start and Remove of this container (two starts, or a
+	// start and a remove, would otherwise race over its bundle, shim and
+	// cgroup). It is taken before saveMu and e.mu, and is not held while
+	// calling out of the engine (opts.Released).
+	opMu sync.Mutex
 	// saveMu serialises the writes of this record's config.v2.json, so the
 	// file always ends with the latest state; it is taken before e.mu.
 	saveMu  sync.Mutex
@@ -127,6 +135,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		}
 		r := &record{c: c, changed: make(chan struct{})}
 		e.records[c.ID] = r
+		e.loadExecs(c.ID)
 		if c.State.Running {
 			e.readopt(r)
 		} else {
@@ -191,20 +200,11 @@ func (e *Engine) persist(c Container) error {
 	if err != nil {
 		return err
 	}
-	dir := e.containerDir(c.ID)
-	tmp := filepath.Join(dir, "config.v2.json.tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
+	// 0600: the record holds the container's environment.
+	if err := atomicfile.WriteFile(filepath.Join(e.containerDir(c.ID), "config.v2.json"), b, 0o600); err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
 	}
-	if _, err := f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
-	}
-	return os.Rename(tmp, filepath.Join(dir, "config.v2.json"))
+	return nil
 }
 
 // update applies fn to a record, persists it and then broadcasts the change:
@@ -233,6 +233,27 @@ func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
 	r.changed = make(chan struct{})
 	e.mu.Unlock()
 	return c, err
+}
+
+// lockOp finds a container and takes its operation lock; the record it
+// returns is current (not removed) and must be unlocked with r.opMu.Unlock.
+func (e *Engine) lockOp(idOrName string) (*record, error) {
+	e.mu.Lock()
+	r, err := e.lookupLocked(idOrName)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	r.opMu.Lock()
+	e.mu.Lock()
+	removed := r.removed
+	e.mu.Unlock()
+	if removed {
+		// Removed while this call waited for the lock.
+		r.opMu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrName)
+	}
+	return r, nil
 }
 
 // Get finds a container by full ID, name or unique ID prefix.
@@ -357,6 +378,7 @@ func (e *Engine) cleanup(id string) {
 	_ = e.opts.Images.RemoveRootfs(context.Background(), id)
 	os.RemoveAll(e.bundleDir(id))
 	os.RemoveAll(e.shimDir(id))
+	os.RemoveAll(filepath.Join(e.opts.ExecRoot, "execs", id))
 	os.RemoveAll(e.containerDir(id))
 }
 

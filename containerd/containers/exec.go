@@ -9,12 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-project/shoal/containerd/logs"
-	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
 
@@ -107,33 +105,37 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 		outW.Close()
 		return err
 	}
-	stdio := runtime.Stdio{Stdout: outW, Stderr: errW}
-	var inW *os.File
+	var inR, inW *os.File
 	if st.Config.AttachStdin && stdin != nil {
-		var inR *os.File
 		if inR, inW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
 			return err
 		}
-		stdio.Stdin = inR
-		defer inR.Close()
 	}
-	proc, err := e.rt.Exec(ctx, c.ID, p, stdio)
+	sup, pid, err := e.startExecShim(c.ID, execID, p, inR, outW, errW)
 	outW.Close()
 	errW.Close()
+	if inR != nil {
+		inR.Close()
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
 		if inW != nil {
 			inW.Close()
 		}
-		code := 126
-		if errors.Is(err, runtime.ErrExecNotFound) {
-			code = 127
-		}
-		e.setExec(execID, func(x *execRecord) { x.ExitCode = code })
-		return &ExecError{Code: code, Msg: fmt.Sprintf("OCI runtime exec failed: %v", err)}
+		ee := &ExecError{Code: 126, Msg: err.Error()}
+		errors.As(err, &ee)
+		e.setExec(execID, func(x *execRecord) { x.ExitCode = ee.Code })
+		return ee
 	}
-	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, proc.Pid })
+	rec := execFile{ExecState: st, Supervisor: sup.Pid}
+	rec.Running, rec.Pid = true, pid
+	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, pid })
+	_ = e.saveExec(rec)
 	if inW != nil {
 		go func() {
 			_, _ = io.Copy(inW, stdin)
@@ -164,17 +166,13 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 			}
 		}(s.n, s.r)
 	}
-	ps, werr := proc.Wait()
+	_, werr := sup.Wait()
 	wg.Wait()
-	code := -1
-	if werr == nil {
-		code = ps.ExitCode()
-		// Killed by a signal: 128+N, as a shell and Docker report it.
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		}
+	code, ok := readExecExit(e.execDir(c.ID, execID))
+	if werr != nil || !ok {
+		code = 137 // the supervisor was killed: the process went with it or is unknown
 	}
-	e.setExec(execID, func(x *execRecord) { x.Running, x.ExitCode = false, code })
+	e.finishExec(rec, code)
 	return nil
 }
 
@@ -211,6 +209,12 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 		}
 		rootfs := filepath.Join(e.bundleDir(c.ID), "rootfs")
 		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: userGroups(rootfs, cfg.User, uid, gid)}
+		// The container's --group-add applies to its execs too, as in Docker.
+		gids, err := groupIDs(rootfs, c.Config.GroupAdd)
+		if err != nil {
+			return specs.Process{}, err
+		}
+		addGroups(&p.User, gids)
 	}
 	return p, nil
 }

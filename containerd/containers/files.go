@@ -1,7 +1,6 @@
 package containers
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +12,11 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/archive"
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/inroot"
 )
 
 // PathStat describes a path in a container, as the X-Docker-Container-Path-Stat header.
@@ -27,113 +28,89 @@ type PathStat struct {
 	LinkTarget string      `json:"linkTarget"`
 }
 
-// hostPath resolves a path of the container to the host, inside its mounted rootfs.
-func (e *Engine) hostPath(idOrName, path string) (string, Container, error) {
+// openRoot opens the container's mounted rootfs as the root that every
+// path of cp is resolved in (package inroot): the container may be running
+// and changing its tree, so no path is ever resolved on the host by name.
+func (e *Engine) openRoot(idOrName string) (*inroot.Root, Container, error) {
 	c, err := e.Get(idOrName)
 	if err != nil {
-		return "", c, err
+		return nil, c, err
 	}
-	root, err := e.mountRootfs(c.ID)
+	dir, err := e.mountRootfs(c.ID)
 	if err != nil {
-		return "", c, err
+		return nil, c, err
 	}
-	p, err := archive.ResolveInRoot(root, path)
+	root, err := inroot.OpenRoot(dir)
 	if err != nil {
-		return "", c, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		return nil, c, err
 	}
-	return p, c, nil
+	return root, c, nil
 }
 
-// StatPath describes a path in the container.
+// notFound is cp's error for a path that does not resolve, as dockerd words it.
+func notFound(path, idOrName string, err error) error {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, path, idOrName)
+	}
+	return fmt.Errorf("%w: %s in container %s: %v", ErrInvalidArgument, path, idOrName, err)
+}
+
+// StatPath describes a path in the container (symlinks followed inside it).
 func (e *Engine) StatPath(idOrName, path string) (PathStat, error) {
-	p, _, err := e.hostPath(idOrName, path)
+	root, _, err := e.openRoot(idOrName)
 	if err != nil {
 		return PathStat{}, err
 	}
-	fi, err := os.Lstat(p)
+	defer root.Close()
+	fd, err := root.Open(path, unix.O_PATH)
 	if err != nil {
-		return PathStat{}, fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, path, idOrName)
+		return PathStat{}, notFound(path, idOrName, err)
 	}
-	st := PathStat{Name: filepath.Base(path), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}
-	if fi.Mode()&os.ModeSymlink != 0 {
-		st.LinkTarget, _ = os.Readlink(p)
+	defer unix.Close(fd)
+	fi, err := os.Stat(inroot.FdPath(fd, ""))
+	if err != nil {
+		return PathStat{}, notFound(path, idOrName, err)
 	}
-	return st, nil
+	return PathStat{Name: filepath.Base(path), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}, nil
 }
 
 // ArchivePath writes a tar of path (its top entry named after its base name) to w.
 func (e *Engine) ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error {
-	p, _, err := e.hostPath(idOrName, path)
+	root, _, err := e.openRoot(idOrName)
 	if err != nil {
 		return err
 	}
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, path, idOrName)
-	}
-	if !fi.IsDir() {
-		return archive.TarDir(ctx, p, w)
-	}
-	// TarDir names entries relative to the directory; docker cp puts them under its name.
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(archive.TarDir(ctx, p, pw)) }()
-	defer pr.Close()
-	base := filepath.Base(filepath.Clean("/" + path))
-	if base == "/" {
-		base = "."
-	}
-	tr, tw := tar.NewReader(pr), tar.NewWriter(w)
-	// The directory itself comes first, as in docker cp's archives, so that
-	// its mode and owner travel too.
-	top, err := tar.FileInfoHeader(fi, "")
-	if err != nil {
+	defer root.Close()
+	// Only the resolution of path itself can fail with ENOENT (entries that
+	// vanish during the walk are skipped), and before anything is written.
+	if err := archive.TarIn(ctx, root, path, w); err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return notFound(path, idOrName, err)
+		}
 		return err
 	}
-	top.Name = base + "/"
-	if err := tw.WriteHeader(top); err != nil {
-		return err
-	}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		name := strings.TrimPrefix(h.Name, "./")
-		if name == "" || name == "." || name == "/" {
-			continue
-		}
-		h.Name = base + "/" + name
-		if h.Typeflag == tar.TypeLink {
-			h.Linkname = base + "/" + strings.TrimPrefix(h.Linkname, "./")
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
+	return nil
 }
 
 // ExtractToDir unpacks a tar into the directory path of the container, safely
-// (nothing lands outside the container's rootfs).
+// (nothing lands outside the container's rootfs, even while it runs).
 func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error {
-	p, _, err := e.hostPath(idOrName, path)
+	root, _, err := e.openRoot(idOrName)
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(p)
+	defer root.Close()
+	fd, err := root.Open(path, unix.O_PATH)
 	if err != nil {
-		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, path, idOrName)
+		return notFound(path, idOrName, err)
 	}
-	if !fi.IsDir() {
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	unix.Close(fd)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%w: extraction point is not a directory", ErrInvalidArgument)
 	}
-	if _, err := archive.Apply(ctx, p, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
+	if _, err := archive.ApplyIn(ctx, root, path, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	return nil
@@ -142,13 +119,33 @@ func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.R
 // CommitOptions are the commit's metadata.
 type CommitOptions struct {
 	Ref, Comment, Author string
+	// NoPause leaves the container running during the commit; by default
+	// it is frozen, as Docker does (`commit --pause=false`).
+	NoPause bool
 }
 
 // Commit makes a new image of the container's changes on top of its image.
-func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions) (images.Image, error) {
+// A running container is frozen meanwhile unless opts.NoPause, so that the
+// layer is one moment's state; either way the upper layer is read without
+// following a symlink (archive.Diff), so nothing outside it is ever read.
+func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions) (img images.Image, err error) {
 	c, err := e.Get(idOrName)
 	if err != nil {
 		return images.Image{}, err
+	}
+	if c.State.Running && !opts.NoPause {
+		release, err := e.pause(ctx, c.ID)
+		if err == nil {
+			defer func() {
+				if rerr := release(); rerr != nil && err == nil {
+					err = fmt.Errorf("commit: %w", rerr)
+				}
+			}()
+		} else if cur, gerr := e.Get(c.ID); gerr != nil || cur.State.Running {
+			// A container that stopped meanwhile needs no pause (its
+			// cgroup is gone); one still running must not be read unpaused.
+			return images.Image{}, fmt.Errorf("commit: %w", err)
+		}
 	}
 	parent, err := e.opts.Images.Get(c.ImageID)
 	if err != nil {

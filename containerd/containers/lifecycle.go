@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/oci"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
@@ -44,6 +46,15 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	default:
 		return Container{}, fmt.Errorf("%w: network %s not found", ErrNotFound, cfg.NetworkMode)
 	}
+	if ref, ok := strings.CutPrefix(cfg.PidMode, "container:"); ok && ref != "" {
+		// Kept by ID: a rename of the other container does not change
+		// whose namespace this one joins.
+		other, err := e.Get(ref)
+		if err != nil {
+			return Container{}, err
+		}
+		cfg.PidMode = "container:" + other.ID
+	}
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
 		return Container{}, fmt.Errorf("%w: no command specified", ErrInvalidArgument)
@@ -62,7 +73,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	// resources. A user name is resolved at start, in the container's /etc/passwd.
 	probe, probeImg := c, img.Config.Config
 	probe.Config.User, probeImg.User = "", ""
-	if _, err := buildSpec(probe, probeImg, ""); err != nil {
+	if _, err := buildSpec(probe, probeImg, "", e.rt.CgroupRoot); err != nil {
 		return Container{}, err
 	}
 	// Reserve the name under the lock: two creates with one name race here.
@@ -171,12 +182,12 @@ func (e *ExecError) Error() string { return e.Msg }
 
 // Start starts a created or exited container under a new shim.
 func (e *Engine) Start(ctx context.Context, idOrName string) error {
-	e.mu.Lock()
-	r, err := e.lookupLocked(idOrName)
+	r, err := e.lockOp(idOrName)
 	if err != nil {
-		e.mu.Unlock()
 		return err
 	}
+	defer r.opMu.Unlock()
+	e.mu.Lock()
 	if r.c.State.Running {
 		e.mu.Unlock()
 		return ErrNotModified
@@ -201,9 +212,18 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err != nil {
 		return startErr(err)
 	}
-	spec, err := buildSpec(c, img.Config.Config, rootfs)
+	spec, err := buildSpec(c, img.Config.Config, rootfs, e.rt.CgroupRoot)
 	if err != nil {
 		return startErr(err)
+	}
+	if ref, ok := strings.CutPrefix(c.Config.PidMode, "container:"); ok {
+		path, err := e.pidNamespaceOf(ref)
+		if err != nil {
+			return startErr(err)
+		}
+		if err := oci.WithNamespacePath(spec, specs.PIDNamespace, path); err != nil {
+			return startErr(fmt.Errorf("%w: %v", ErrInvalidArgument, err))
+		}
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -468,10 +488,27 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 
 // Remove deletes a container; a running one only with force (it is killed).
 func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error {
-	c, err := e.Get(idOrName)
+	r, err := e.lockOp(idOrName)
 	if err != nil {
 		return err
 	}
+	if err := e.removeLocked(ctx, r, idOrName, force); err != nil {
+		r.opMu.Unlock()
+		return err
+	}
+	r.opMu.Unlock()
+	if e.opts.Released != nil {
+		e.opts.Released(r.c.ID)
+	}
+	return nil
+}
+
+// removeLocked is Remove under the record's operation lock: no start can
+// begin or be half-way while the container is stopped and its files go.
+func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, force bool) error {
+	e.mu.Lock()
+	c := r.c
+	e.mu.Unlock()
 	if c.State.Running {
 		if !force {
 			return fmt.Errorf("%w: You cannot remove a running container %s. Stop the container before attempting removal or force remove", ErrConflict, c.ID)
@@ -480,12 +517,6 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 		if err := e.Stop(ctx, c.ID, &zero); err != nil && !errors.Is(err, ErrNotModified) {
 			return err
 		}
-	}
-	e.mu.Lock()
-	r, ok := e.records[c.ID]
-	e.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
 	}
 	// After saveMu no update can write the record again: the files can go.
 	r.saveMu.Lock()
@@ -506,9 +537,6 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 	close(r.changed)
 	r.changed = make(chan struct{})
 	e.mu.Unlock()
-	if e.opts.Released != nil {
-		e.opts.Released(c.ID)
-	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/shoal-project/shoal/containerd/archive"
+	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/oci"
 )
 
@@ -51,7 +52,9 @@ func mergeEnv(base, env []string) []string {
 }
 
 // buildSpec makes the OCI spec of a container whose rootfs is mounted at rootfs.
-func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec, error) {
+// cgroupRoot is where the host's cgroups are mounted (checks of what the
+// host can enforce).
+func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) (*specs.Spec, error) {
 	s := oci.DefaultSpec()
 	s.Root = &specs.Root{Path: "rootfs", Readonly: c.Config.ReadonlyRootfs}
 	s.Process.Args = append([]string{c.Path}, c.Args...)
@@ -88,9 +91,17 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec
 		oci.WithUser(s, uid, gid, userGroups(rootfs, user, uid, gid)...)
 	}
 	oci.WithHostname(s, hostname)
+	if err := checkSwap(c.Config, cgroupRoot); err != nil {
+		return nil, err
+	}
 	if c.Config.Memory != 0 {
-		if err := oci.WithMemory(s, c.Config.Memory, 0); err != nil {
+		if err := oci.WithMemory(s, c.Config.Memory, c.Config.MemorySwap); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		if c.Config.MemorySwap == 0 && !swapLimitSupported(cgroupRoot) {
+			// Docker's default (swap = twice the memory) cannot be set
+			// without swap accounting: memory only, as dockerd does.
+			s.Linux.Resources.Memory.Swap = nil
 		}
 	}
 	if c.Config.NanoCPUs != 0 {
@@ -121,6 +132,9 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs string) (*specs.Spec
 	}
 	if c.Config.NoNewPrivileges {
 		oci.WithNoNewPrivileges(s)
+	}
+	if err := withHostOptions(s, c.Config, rootfs); err != nil {
+		return nil, err
 	}
 	for _, b := range c.Config.Binds {
 		src, dst, ro, err := ParseBind(b)
@@ -195,16 +209,11 @@ type dbEntry struct {
 // lookupDB finds a passwd/group entry by name, or by id when name is empty.
 // The path is resolved inside the rootfs: a symlinked /etc/passwd cannot point at the host's.
 func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
-	path, err := archive.ResolveInRoot(rootfs, "/"+file)
+	b, err := inroot.ReadFile(rootfs, file)
 	if err != nil {
 		return dbEntry{}, false
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return dbEntry{}, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if len(fields) < 3 {
@@ -243,11 +252,7 @@ func userGroups(rootfs, user string, uid, gid uint32) []uint32 {
 		}
 		name = e.name
 	}
-	path, err := archive.ResolveInRoot(rootfs, "/etc/group")
-	if err != nil {
-		return nil
-	}
-	b, err := os.ReadFile(path)
+	b, err := inroot.ReadFile(rootfs, "/etc/group")
 	if err != nil {
 		return nil
 	}

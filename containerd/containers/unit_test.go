@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/images"
 )
 
@@ -152,7 +153,7 @@ func TestBuildSpec(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Container{ID: id, Path: "/bin/prog", Args: []string{"arg"}, Config: tc.cfg}
-			s, err := buildSpec(c, img, rootfs)
+			s, err := buildSpec(c, img, rootfs, cgroups.DefaultRoot)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("want %v, got %v", tc.wantErr, err)

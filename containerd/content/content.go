@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 )
 
 var (
@@ -237,7 +239,7 @@ func (w *Writer) Commit(expected digest.Digest) (digest.Digest, error) {
 		return "", fmt.Errorf("content: commit %s: %w", d, err)
 	}
 	w.done = true
-	if err := syncDir(w.s.blobDir()); err != nil {
+	if err := atomicfile.SyncDir(w.s.blobDir()); err != nil {
 		return "", fmt.Errorf("content: commit %s: %w", d, err)
 	}
 	return d, nil
@@ -254,15 +256,6 @@ func (w *Writer) Close() error {
 		return fmt.Errorf("content: discard: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // IsDigest reports whether s is a well-formed sha256 digest ("sha256:<64 hex>").

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/archive"
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 )
 
 // ImportOptions tune Import.
@@ -121,6 +122,10 @@ func (s *Store) installSnapshot(tmp string, chain digest.Digest) error {
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
 			return os.RemoveAll(tmp)
 		}
+		return fmt.Errorf("images: snapshot %s: %w", chain, err)
+	}
+	// The rename itself is durable only once the parent directory is synced.
+	if err := atomicfile.SyncDir(filepath.Dir(s.snapshotDir(chain))); err != nil {
 		return fmt.Errorf("images: snapshot %s: %w", chain, err)
 	}
 	return nil

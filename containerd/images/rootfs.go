@@ -13,6 +13,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 )
 
 // Rootfs is a container's root filesystem: the image's layer snapshots,
@@ -158,7 +160,7 @@ func (s *Store) PrepareRootfs(ctx context.Context, containerID string, img Image
 			return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "rootfs.json"), rec); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "rootfs.json"), rec, 0o600); err != nil {
 		return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
 	}
 	for i := len(e.chain) - 1; i >= 0; i-- {

@@ -41,6 +41,7 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/containerd/content"
 )
 
@@ -247,40 +248,11 @@ func (s *Store) persist() error {
 	if s.saved >= gen {
 		return nil
 	}
-	if err := writeFileAtomic(s.statePath(), b); err != nil {
+	if err := atomicfile.WriteFile(s.statePath(), b, 0o600); err != nil {
 		return fmt.Errorf("images: save state: %w", err)
 	}
 	s.saved = gen
 	return nil
-}
-
-// writeFileAtomic replaces path with b durably: temp file, fsync, rename, fsync dir.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // imageLocked builds the public view of e. Call with mu held.

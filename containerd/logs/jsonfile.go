@@ -29,9 +29,20 @@ type Entry struct {
 
 // Writer appends records to a json-file log. It is safe for concurrent use by
 // the stdout and stderr copiers.
+//
+// A record that cannot be written (a full disk) is dropped, not retried: the
+// container's output must keep flowing. Once a write succeeds again, a note
+// on stderr ("shoal: N log records lost: ERROR") comes first, so that the log
+// says where it has a hole and why.
 type Writer struct {
-	mu sync.Mutex // guards f and the record order
-	f  *os.File
+	mu      sync.Mutex // guards everything below and the record order
+	f       *os.File
+	lost    int   // records dropped since the last successful write
+	lostErr error // why the last one was dropped
+	// torn is set when a failed write may have left part of a record: the
+	// next write starts with a newline, so that the part stays a line of
+	// its own (which readers skip) instead of spoiling the next record.
+	torn bool
 }
 
 // NewWriter opens (creating if needed) the log at path for appending.
@@ -43,7 +54,8 @@ func NewWriter(path string) (*Writer, error) {
 	return &Writer{f: f}, nil
 }
 
-// Write appends one record.
+// Write appends one record. On an error the record is lost (and counted
+// for the note above).
 func (w *Writer) Write(stream string, line []byte, t time.Time) error {
 	b, err := json.Marshal(Entry{Log: string(line), Stream: stream, Time: t.UTC()})
 	if err != nil {
@@ -51,8 +63,40 @@ func (w *Writer) Write(stream string, line []byte, t time.Time) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, err = w.f.Write(append(b, '\n'))
-	return err
+	if w.lost > 0 {
+		note, err := json.Marshal(Entry{Log: fmt.Sprintf("shoal: %d log records lost: %v\n", w.lost, w.lostErr), Stream: "stderr", Time: t.UTC()})
+		if err == nil {
+			err = w.appendLocked(note)
+		}
+		if err != nil {
+			w.lost++
+			w.lostErr = err
+			return fmt.Errorf("write log: %w", err)
+		}
+		w.lost, w.lostErr = 0, nil
+	}
+	if err := w.appendLocked(b); err != nil {
+		w.lost++
+		w.lostErr = err
+		return fmt.Errorf("write log: %w", err)
+	}
+	return nil
+}
+
+// appendLocked writes one JSON record and its newline.
+func (w *Writer) appendLocked(rec []byte) error {
+	buf := make([]byte, 0, len(rec)+2)
+	if w.torn {
+		buf = append(buf, '\n')
+	}
+	buf = append(append(buf, rec...), '\n')
+	n, err := w.f.Write(buf)
+	if err != nil {
+		w.torn = w.torn || n > 0
+		return err
+	}
+	w.torn = false
+	return nil
 }
 
 // Close closes the log file.
@@ -60,14 +104,18 @@ func (w *Writer) Close() error { return w.f.Close() }
 
 // Copy reads r until EOF and writes each line (or 16 KiB piece) as a record of
 // stream; tee, if not nil, gets every piece too (for attached clients).
+// A failed write does not stop it: r is drained to the end (a container
+// whose pipe is not read blocks once it is full), and the first write error
+// is returned at EOF.
 func Copy(w *Writer, stream string, r io.Reader, tee func(stream string, b []byte)) error {
 	br := bufio.NewReaderSize(r, maxLine)
+	var writeErr error
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			now := time.Now()
-			if werr := w.Write(stream, line, now); werr != nil {
-				return werr
+			if werr := w.Write(stream, line, now); werr != nil && writeErr == nil {
+				writeErr = werr
 			}
 			if tee != nil {
 				tee(stream, line)
@@ -77,7 +125,7 @@ func Copy(w *Writer, stream string, r io.Reader, tee func(stream string, b []byt
 		case err == nil, errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case errors.Is(err, io.EOF):
-			return nil
+			return writeErr
 		default:
 			return err
 		}

@@ -233,23 +233,34 @@ func WithPidsLimit(s *specs.Spec, n int64) {
 // WithNetNSPath joins an existing network namespace (a bind-mounted netns
 // file) instead of creating one.
 func WithNetNSPath(s *specs.Spec, path string) error {
-	if !filepath.IsAbs(path) {
-		return fmt.Errorf("%w: netns path %q is not absolute", ErrInvalid, path)
-	}
-	setNamespace(s, specs.NetworkNamespace, path)
-	return nil
+	return WithNamespacePath(s, specs.NetworkNamespace, path)
 }
 
 // WithHostNetwork removes the network namespace: the container shares the
 // host's (Docker's --network host).
-func WithHostNetwork(s *specs.Spec) {
+func WithHostNetwork(s *specs.Spec) { WithoutNamespace(s, specs.NetworkNamespace) }
+
+// WithoutNamespace removes the namespace of type t: the container shares
+// the host's (--network host, --pid host, --ipc host).
+func WithoutNamespace(s *specs.Spec, t specs.LinuxNamespaceType) {
 	ns := s.Linux.Namespaces[:0]
 	for _, n := range s.Linux.Namespaces {
-		if n.Type != specs.NetworkNamespace {
+		if n.Type != t {
 			ns = append(ns, n)
 		}
 	}
 	s.Linux.Namespaces = ns
+}
+
+// WithNamespacePath makes the container join the namespace of type t at
+// path (/proc/PID/ns/TYPE or a bind-mounted namespace file) instead of
+// creating one.
+func WithNamespacePath(s *specs.Spec, t specs.LinuxNamespaceType, path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%w: %s namespace path %q is not absolute", ErrInvalid, t, path)
+	}
+	setNamespace(s, t, path)
+	return nil
 }
 
 func setNamespace(s *specs.Spec, t specs.LinuxNamespaceType, path string) {

@@ -44,6 +44,17 @@
 //   - run: execs at once; fd 4 is close-on-exec, so the parent reads EOF on
 //     success and an error message on failure.
 //
+// # Paths inside the rootfs
+//
+// The init resolves every mount target, device node, /dev symlink, the
+// console and the working directory from one descriptor of the rootfs
+// (package inroot, openat2 RESOLVE_IN_ROOT), creates what is missing
+// relative to its parent's descriptor and mounts through an O_PATH
+// descriptor: a volume shared with another, running container that swaps a
+// directory for a symlink to / cannot make it create or mount anything on
+// the host. proc and sysfs must go on a directory reached without any
+// symlink; a start whose /proc or /sys is one is refused (CVE-2019-19921).
+//
 // # Dispatch from main
 //
 // The re-executed binary must call InitMain before doing anything else when

@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/seccomp"
 )
 
@@ -317,11 +318,12 @@ func setupRootfs(cfg *initConfig) error {
 	} else if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs: %w", err)
 	}
-	rootFd, err := unix.Open(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	// Every path inside the rootfs is resolved from this one descriptor.
+	root, err := inroot.OpenRoot(cfg.Rootfs)
 	if err != nil {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
-	defer unix.Close(rootFd)
+	defer root.Close()
 	// Device nodes and files get exactly the modes asked for.
 	old := unix.Umask(0)
 	defer unix.Umask(old)
@@ -330,31 +332,35 @@ func setupRootfs(cfg *initConfig) error {
 		if filepath.Clean(m.Destination) == "/dev" && (m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")) {
 			devBind = true
 		}
-		if err := mountOne(rootFd, cfg, m); err != nil {
+		if err := mountOne(root, cfg, m); err != nil {
 			return err
 		}
 	}
 	if !devBind {
-		if err := createDevices(rootFd, cfg.Rootfs, spec.Linux.Devices, cfg.UserNS); err != nil {
+		if err := createDevices(root, spec.Linux.Devices, cfg.UserNS); err != nil {
 			return err
 		}
 	}
 	if cfg.Console != "" {
-		target, err := secureJoin(cfg.Rootfs, "/dev/console")
+		pfd, base, err := parentIn(root, "/dev/console")
 		if err != nil {
 			return err
 		}
-		_ = os.Remove(target)
-		if err := makeTarget(target, false); err != nil {
+		_ = unix.Unlinkat(pfd, base, 0)
+		unix.Close(pfd)
+		fd, err := makeTarget(root, "/dev/console", false, false)
+		if err != nil {
 			return fmt.Errorf("/dev/console: %w", err)
 		}
-		if err := mountAt(rootFd, cfg.Rootfs, cfg.Console, target, "", unix.MS_BIND, ""); err != nil {
+		err = mountOn(fd, "/dev/console", cfg.Console, "", unix.MS_BIND, "")
+		unix.Close(fd)
+		if err != nil {
 			return err
 		}
 	}
 	// The working directory is created like Docker does, inside the rootfs.
-	if cwd, err := secureJoin(cfg.Rootfs, spec.Process.Cwd); err == nil {
-		_ = os.MkdirAll(cwd, 0o755)
+	if fd, _, err := root.MkdirAll(spec.Process.Cwd, 0o755); err == nil {
+		unix.Close(fd)
 	}
 	if cfg.NoPivot {
 		err = moveRoot(cfg.Rootfs)

@@ -4,14 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/cgroups"
+	"github.com/shoal-project/shoal/containerd/inroot"
 )
 
 type mountFlag struct {
@@ -64,95 +65,34 @@ func parseMountOptions(opts []string) (flags uintptr, prop []uintptr, data strin
 	return flags, prop, strings.Join(d, ",")
 }
 
-// secureJoin resolves path inside root as if root were "/": symlinks are
-// followed but can never lead outside root, and ".." stops at root. Missing
-// components are kept as they are; the result may not exist yet.
-func secureJoin(root, path string) (string, error) {
-	resolved := "" // relative to root, symlink-free
-	queue := strings.Split(path, "/")
-	links := 0
-	for len(queue) > 0 {
-		part := queue[0]
-		queue = queue[1:]
-		switch part {
-		case "", ".":
-			continue
-		case "..":
-			resolved = strings.TrimPrefix(filepath.Dir("/"+resolved), "/")
-			continue
-		}
-		next := filepath.Join(resolved, part)
-		fi, err := os.Lstat(filepath.Join(root, next))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				resolved = next
-				continue
-			}
-			return "", err
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			resolved = next
-			continue
-		}
-		if links++; links > 255 {
-			return "", fmt.Errorf("%s: too many levels of symbolic links", path)
-		}
-		target, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", err
-		}
-		if filepath.IsAbs(target) {
-			resolved = ""
-		}
-		queue = append(strings.Split(target, "/"), queue...)
-	}
-	return filepath.Join(root, resolved), nil
-}
-
-// openInRoot opens path inside root with O_PATH, refusing any escape, so
-// that a mount goes exactly where it was resolved (CVE-2021-30465).
-func openInRoot(rootFd int, root, abs string) (int, error) {
-	rel, err := filepath.Rel(root, abs)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return -1, fmt.Errorf("%s escapes the rootfs", abs)
-	}
-	fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return -1, fmt.Errorf("open %s in rootfs: %w", rel, err)
-	}
-	return fd, nil
-}
-
-func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
-
-// mountAt mounts onto target (a host path inside rootfs) through an O_PATH
-// descriptor opened inside the rootfs.
-func mountAt(rootFd int, rootfs, source, target, fstype string, flags uintptr, data string) error {
-	fd, err := openInRoot(rootFd, rootfs, target)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if err := unix.Mount(source, fdPath(fd), fstype, flags, data); err != nil {
-		return fmt.Errorf("mount %s on %s (%s): %w", source, strings.TrimPrefix(target, rootfs), fstype, err)
+// mountOn mounts source on the file open (O_PATH) as fd, inside the
+// rootfs: the mount lands exactly where dest was resolved, whatever happens
+// to the name meanwhile (CVE-2021-30465).
+func mountOn(fd int, dest, source, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(source, inroot.FdPath(fd, ""), fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s): %w", source, dest, fstype, err)
 	}
 	return nil
+}
+
+// mountAt resolves dest inside the rootfs (symlinks followed, never out of
+// it) and mounts source there.
+func mountAt(root *inroot.Root, source, dest, fstype string, flags uintptr, data string) error {
+	fd, err := root.Open(dest, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dest, err)
+	}
+	defer unix.Close(fd)
+	return mountOn(fd, dest, source, fstype, flags, data)
 }
 
 // mountOne performs one entry of mounts[]: target created inside the rootfs
 // (directory, or empty file for a bind of a file), then mounted, then
 // remounted for flags a bind ignores, then given its propagation.
-func mountOne(rootFd int, cfg *initConfig, m specs.Mount) error {
-	rootfs := cfg.Rootfs
-	if !filepath.IsAbs(m.Destination) {
-		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
-	}
-	target, err := secureJoin(rootfs, m.Destination)
-	if err != nil {
-		return fmt.Errorf("mount %s: %w", m.Destination, err)
+func mountOne(root *inroot.Root, cfg *initConfig, m specs.Mount) error {
+	dest := m.Destination
+	if !filepath.IsAbs(dest) {
+		return fmt.Errorf("mount destination %q is not absolute", dest)
 	}
 	flags, prop, data := parseMountOptions(m.Options)
 	typ := m.Type
@@ -170,39 +110,45 @@ func mountOne(rootFd int, cfg *initConfig, m specs.Mount) error {
 	if bind {
 		fi, err := os.Stat(source)
 		if err != nil {
-			return fmt.Errorf("mount %s: source: %w", m.Destination, err)
+			return fmt.Errorf("mount %s: source: %w", dest, err)
 		}
 		isDir = fi.IsDir()
 	}
-	if err := makeTarget(target, isDir); err != nil {
-		return fmt.Errorf("mount %s: %w", m.Destination, err)
+	// proc and sysfs go exactly where their names say: a symlink anywhere
+	// on the way could put them over a directory the container then
+	// trusts as /proc (CVE-2019-19921), so it is refused, as runc does.
+	ordinary := !bind && (typ == "proc" || typ == "sysfs")
+	fd, err := makeTarget(root, dest, isDir, ordinary)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dest, err)
 	}
+	defer unix.Close(fd)
 	if typ == "cgroup" || typ == "cgroup2" {
-		return mountCgroup(rootFd, cfg, target, flags)
+		return mountCgroup(root, fd, cfg, dest, flags)
 	}
 	if bind {
-		if err := mountAt(rootFd, rootfs, source, target, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
+		if err := mountOn(fd, dest, source, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
 			return err
 		}
 		if rest := flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 {
-			if err := remountBind(rootFd, rootfs, target, rest); err != nil {
+			if err := remountBind(root, dest, rest); err != nil {
 				return err
 			}
 		}
 	} else {
-		if err := mountAt(rootFd, rootfs, source, target, typ, flags, data); err != nil {
+		if err := mountOn(fd, dest, source, typ, flags, data); err != nil {
 			if typ == "sysfs" && errors.Is(err, unix.EPERM) {
 				// No own network namespace: bind the host's /sys instead.
-				if err := mountAt(rootFd, rootfs, "/sys", target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				if err := mountOn(fd, dest, "/sys", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 					return err
 				}
-				return remountBind(rootFd, rootfs, target, flags)
+				return remountBind(root, dest, flags)
 			}
 			return err
 		}
 	}
 	for _, p := range prop {
-		if err := mountAt(rootFd, rootfs, "", target, "", p, ""); err != nil {
+		if err := mountAt(root, "", dest, "", p, ""); err != nil {
 			return err
 		}
 	}
@@ -211,62 +157,113 @@ func mountOne(rootFd int, cfg *initConfig, m specs.Mount) error {
 
 // remountBind applies flags (ro, nosuid...) to an existing bind mount,
 // keeping the locked flags the kernel refuses to drop.
-func remountBind(rootFd int, rootfs, target string, flags uintptr) error {
-	fd, err := openInRoot(rootFd, rootfs, target)
+func remountBind(root *inroot.Root, dest string, flags uintptr) error {
+	fd, err := root.Open(dest, unix.O_PATH)
 	if err != nil {
-		return err
+		return fmt.Errorf("remount %s: %w", dest, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(fd, &st); err == nil {
 		flags |= uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
 	}
-	if err := unix.Mount("", fdPath(fd), "", flags|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
-		return fmt.Errorf("remount %s: %w", strings.TrimPrefix(target, rootfs), err)
+	if err := unix.Mount("", inroot.FdPath(fd, ""), "", flags|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
+		return fmt.Errorf("remount %s: %w", dest, err)
 	}
 	return nil
 }
 
-// makeTarget creates a mount point: every missing component is created as
-// a directory (the last one as a file when isDir is false), refusing to
-// create through symlinks (secureJoin already resolved the existing ones).
-func makeTarget(target string, isDir bool) error {
-	if fi, err := os.Lstat(target); err == nil {
-		if fi.Mode()&os.ModeSymlink != 0 {
-			return fmt.Errorf("%s is a symlink", target)
+// makeTarget returns an O_PATH descriptor of the mount point dest inside
+// the rootfs, creating what is missing (directories, and the last component
+// as an empty file when isDir is false) relative to descriptors resolved in
+// the rootfs: a symlink swapped in meanwhile (by another container sharing
+// a volume) leads somewhere inside the rootfs, never out of it. With
+// ordinary, dest must be a directory reached without any symlink.
+func makeTarget(root *inroot.Root, dest string, isDir, ordinary bool) (int, error) {
+	open := root.Open
+	if ordinary {
+		open = root.OpenNoSymlinks
+	}
+	fd, err := open(dest, unix.O_PATH)
+	if errors.Is(err, unix.ENOENT) {
+		if err := createIn(root, dest, isDir); err != nil {
+			return -1, err
 		}
-		return nil
+		fd, err = open(dest, unix.O_PATH)
 	}
-	if isDir {
-		return os.MkdirAll(target, 0o755)
+	if ordinary && errors.Is(err, unix.ELOOP) {
+		return -1, fmt.Errorf("must be mounted on an ordinary directory: %s is, or is reached through, a symlink", dest)
 	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return err
+	if err != nil {
+		return -1, err
 	}
-	f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+	if ordinary {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			unix.Close(fd)
+			return -1, fmt.Errorf("must be mounted on an ordinary directory: %s is not a directory", dest)
+		}
+	}
+	return fd, nil
+}
+
+// createIn makes dest inside the rootfs, a directory or an empty file, with
+// its missing parents; one that exists already is left as it is.
+func createIn(root *inroot.Root, dest string, isDir bool) error {
+	pfd, base, err := parentIn(root, dest)
 	if err != nil {
 		return err
 	}
-	return f.Close()
+	defer unix.Close(pfd)
+	if isDir {
+		err = unix.Mkdirat(pfd, base, 0o755)
+	} else {
+		var fd int
+		fd, err = unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("create %s: %w", dest, err)
+	}
+	return nil
+}
+
+// parentIn makes the parent directories of dest inside the rootfs and
+// returns an O_PATH descriptor of the parent with dest's last component.
+func parentIn(root *inroot.Root, dest string) (int, string, error) {
+	dir, base := path.Split(inroot.Clean(dest))
+	fd, _, err := root.MkdirAll(dir, 0o755)
+	if err != nil {
+		return -1, "", fmt.Errorf("%s: %w", dest, err)
+	}
+	return fd, base, nil
 }
 
 // mountCgroup gives the container a read-only view of its own cgroup: on v2
 // the unified directory of the container; on v1 a tmpfs with one bind per
-// hierarchy (co-mounted names become symlinks, as on the host).
-func mountCgroup(rootFd int, cfg *initConfig, target string, flags uintptr) error {
-	rootfs := cfg.Rootfs
+// hierarchy (co-mounted names become symlinks, as on the host). fd is the
+// mount point, open.
+func mountCgroup(root *inroot.Root, fd int, cfg *initConfig, dest string, flags uintptr) error {
 	ro := flags & unix.MS_RDONLY
 	base := flags &^ (unix.MS_RDONLY | unix.MS_BIND | unix.MS_REC)
 	if cfg.CgroupMode == cgroups.Unified {
 		src := filepath.Join(cfg.CgroupRoot, cfg.CgroupPath)
-		if err := mountAt(rootFd, rootfs, src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if err := mountOn(fd, dest, src, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return err
 		}
-		return remountBind(rootFd, rootfs, target, base|ro)
+		return remountBind(root, dest, base|ro)
 	}
-	if err := mountAt(rootFd, rootfs, "tmpfs", target, "tmpfs", base, "mode=755"); err != nil {
+	if err := mountOn(fd, dest, "tmpfs", "tmpfs", base, "mode=755"); err != nil {
 		return err
 	}
+	// The fresh tmpfs, reopened: fd is the directory under it.
+	tfd, err := root.Open(dest, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("cgroup mount: %w", err)
+	}
+	defer unix.Close(tfd)
 	ents, err := os.ReadDir(cfg.CgroupRoot)
 	if err != nil {
 		return fmt.Errorf("cgroup mount: %w", err)
@@ -274,11 +271,11 @@ func mountCgroup(rootFd int, cfg *initConfig, target string, flags uintptr) erro
 	for _, e := range ents {
 		name := e.Name()
 		host := filepath.Join(cfg.CgroupRoot, name)
-		dst := filepath.Join(target, name)
+		dst := path.Join(dest, name)
 		if e.Type()&os.ModeSymlink != 0 {
 			link, err := os.Readlink(host)
 			if err == nil {
-				_ = os.Symlink(link, dst)
+				_ = unix.Symlinkat(link, tfd, name)
 			}
 			continue
 		}
@@ -289,18 +286,18 @@ func mountCgroup(rootFd int, cfg *initConfig, target string, flags uintptr) erro
 		if _, err := os.Stat(src); err != nil {
 			continue // a hierarchy we did not join (systemd, blkio...): never show the host's
 		}
-		if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
+		if err := unix.Mkdirat(tfd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("cgroup mount %s: %w", dst, err)
+		}
+		if err := mountAt(root, src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return err
 		}
-		if err := mountAt(rootFd, rootfs, src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return err
-		}
-		if err := remountBind(rootFd, rootfs, dst, base|ro); err != nil {
+		if err := remountBind(root, dst, base|ro); err != nil {
 			return err
 		}
 	}
 	if ro != 0 {
-		return remountBind(rootFd, rootfs, target, base|ro)
+		return remountBind(root, dest, base|ro)
 	}
 	return nil
 }
@@ -316,69 +313,16 @@ var defaultDevices = []specs.LinuxDevice{
 }
 
 // createDevices makes the default nodes and linux.devices in the rootfs's
-// /dev, plus the standard symlinks. An existing node that differs from a
-// requested device is an error.
+// /dev, plus the standard symlinks, each relative to its parent directory's
+// descriptor, never following a symlink in the last component. An existing
+// node that differs from a requested device is an error.
 // In a user namespace mknod is not allowed: the host's node is bind-mounted
 // over an empty file instead.
-func createDevices(rootFd int, rootfs string, devs []specs.LinuxDevice, userns bool) error {
+func createDevices(root *inroot.Root, devs []specs.LinuxDevice, userns bool) error {
 	all := append([]specs.LinuxDevice(nil), defaultDevices...)
 	all = append(all, devs...)
 	for i, d := range all {
-		explicit := i >= len(defaultDevices)
-		if !filepath.IsAbs(d.Path) {
-			return fmt.Errorf("device path %q is not absolute", d.Path)
-		}
-		target, err := secureJoin(rootfs, d.Path)
-		if err != nil {
-			return err
-		}
-		var typ uint32
-		switch d.Type {
-		case "c", "u":
-			typ = unix.S_IFCHR
-		case "b":
-			typ = unix.S_IFBLK
-		case "p":
-			typ = unix.S_IFIFO
-		default:
-			return fmt.Errorf("device %s: type %q", d.Path, d.Type)
-		}
-		mode := uint32(0o666)
-		if d.FileMode != nil {
-			mode = uint32(*d.FileMode) & 0o7777
-		}
-		dev := int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))
-		var st unix.Stat_t
-		if err := unix.Lstat(target, &st); err == nil {
-			if st.Mode&unix.S_IFMT == typ && (typ == unix.S_IFIFO || st.Rdev == uint64(dev)) {
-				if explicit {
-					if err := fixDevice(target, d, mode); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			if explicit {
-				return fmt.Errorf("device %s: a different file exists there", d.Path)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		if userns {
-			if err := makeTarget(target, false); err != nil {
-				return fmt.Errorf("device %s: %w", d.Path, err)
-			}
-			if err := mountAt(rootFd, rootfs, d.Path, target, "", unix.MS_BIND, ""); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := unix.Mknod(target, typ|mode, dev); err != nil {
-			return fmt.Errorf("mknod %s: %w", d.Path, err)
-		}
-		if err := fixDevice(target, d, mode); err != nil {
+		if err := createDevice(root, d, i >= len(defaultDevices), userns); err != nil {
 			return err
 		}
 	}
@@ -388,22 +332,83 @@ func createDevices(rootFd int, rootfs string, devs []specs.LinuxDevice, userns b
 		{"pts/ptmx", "/dev/ptmx"}, {"/proc/kcore", "/dev/core"},
 	}
 	for _, l := range links {
-		target, err := secureJoin(rootfs, l[1])
+		pfd, base, err := parentIn(root, l[1])
 		if err != nil {
 			return err
 		}
 		if l[1] == "/dev/ptmx" {
-			_ = os.Remove(target) // a device node of the image must not win
+			_ = unix.Unlinkat(pfd, base, 0) // a device node of the image must not win
 		}
-		if err := os.Symlink(l[0], target); err != nil && !os.IsExist(err) {
+		err = unix.Symlinkat(l[0], pfd, base)
+		unix.Close(pfd)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("symlink %s: %w", l[1], err)
 		}
 	}
 	return nil
 }
 
-func fixDevice(path string, d specs.LinuxDevice, mode uint32) error {
-	if err := unix.Chmod(path, mode); err != nil {
+func createDevice(root *inroot.Root, d specs.LinuxDevice, explicit, userns bool) error {
+	if !filepath.IsAbs(d.Path) {
+		return fmt.Errorf("device path %q is not absolute", d.Path)
+	}
+	var typ uint32
+	switch d.Type {
+	case "c", "u":
+		typ = unix.S_IFCHR
+	case "b":
+		typ = unix.S_IFBLK
+	case "p":
+		typ = unix.S_IFIFO
+	default:
+		return fmt.Errorf("device %s: type %q", d.Path, d.Type)
+	}
+	mode := uint32(0o666)
+	if d.FileMode != nil {
+		mode = uint32(*d.FileMode) & 0o7777
+	}
+	dev := int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))
+	pfd, base, err := parentIn(root, d.Path)
+	if err != nil {
+		return fmt.Errorf("device %w", err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		if st.Mode&unix.S_IFMT == typ && (typ == unix.S_IFIFO || st.Rdev == uint64(dev)) {
+			if explicit {
+				return fixDevice(pfd, base, d, mode)
+			}
+			return nil
+		}
+		if explicit {
+			return fmt.Errorf("device %s: a different file exists there", d.Path)
+		}
+		return nil
+	}
+	if userns {
+		fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.Path, err)
+		}
+		unix.Close(fd)
+		tfd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.Path, err)
+		}
+		defer unix.Close(tfd)
+		return mountOn(tfd, d.Path, d.Path, "", unix.MS_BIND, "")
+	}
+	if err := unix.Mknodat(pfd, base, typ|mode, dev); err != nil {
+		return fmt.Errorf("mknod %s: %w", d.Path, err)
+	}
+	return fixDevice(pfd, base, d, mode)
+}
+
+// fixDevice sets the mode and owner of the node base in the directory open
+// as dir, without following a symlink there.
+func fixDevice(dir int, base string, d specs.LinuxDevice, mode uint32) error {
+	if err := inroot.Chmod(dir, base, mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", d.Path, err)
 	}
 	uid, gid := 0, 0
@@ -413,7 +418,7 @@ func fixDevice(path string, d specs.LinuxDevice, mode uint32) error {
 	if d.GID != nil {
 		gid = int(*d.GID)
 	}
-	if err := unix.Lchown(path, uid, gid); err != nil {
+	if err := unix.Fchownat(dir, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("chown %s: %w", d.Path, err)
 	}
 	return nil
@@ -501,7 +506,7 @@ func maskPath(path string, devNull int) error {
 		}
 		return nil
 	}
-	if err := unix.Mount(fdPath(devNull), path, "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(inroot.FdPath(devNull, ""), path, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("mask %s: %w", path, err)
 	}
 	return nil

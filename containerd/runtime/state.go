@@ -12,6 +12,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/containerd/cgroups"
 )
 
@@ -62,11 +63,7 @@ func (r *Runtime) save(st *containerState) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(r.dir(st.ID), stateFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(r.dir(st.ID), stateFile)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.dir(st.ID), stateFile), b, 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil

@@ -42,6 +42,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/runtime"
@@ -436,21 +437,7 @@ func writeExit(dir string, e Exit) error {
 	if err != nil {
 		return err
 	}
-	tmp := ExitPath(dir) + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("record exit: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("record exit: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("record exit: %w", err)
-	}
-	f.Close()
-	if err := os.Rename(tmp, ExitPath(dir)); err != nil {
+	if err := atomicfile.WriteFile(ExitPath(dir), b, 0o644); err != nil {
 		return fmt.Errorf("record exit: %w", err)
 	}
 	return nil

@@ -23,10 +23,11 @@ func ClusterToSwarm(c *api.Cluster) swarm.Swarm {
 				Orchestration: swarm.OrchestrationConfig{TaskHistoryRetentionLimit: &limit},
 				Raft:          swarm.RaftConfig{SnapshotInterval: spec.GetSnapshotInterval(), KeepOldSnapshots: &keep},
 				Dispatcher:    swarm.DispatcherConfig{HeartbeatPeriod: durationToSwarm(spec.GetHeartbeatPeriod())},
-				CAConfig:      swarm.CAConfig{NodeCertExpiry: durationToSwarm(spec.GetNodeCertExpiry())},
+				CAConfig:      swarm.CAConfig{NodeCertExpiry: durationToSwarm(spec.GetNodeCertExpiry()), ForceRotate: spec.GetCaForceRotate()},
 			},
-			TLSInfo:    swarm.TLSInfo{TrustRoot: string(c.GetRootCa().GetCaCert())},
-			SubnetSize: c.GetSubnetSize(),
+			TLSInfo:                rootTLSInfo(c.GetRootCa().GetCaCert()),
+			RootRotationInProgress: c.GetRootCa().GetRootRotation() != nil,
+			SubnetSize:             c.GetSubnetSize(),
 		},
 		JoinTokens: swarm.JoinTokens{
 			Worker:  c.GetRootCa().GetJoinTokens().GetWorker(),
@@ -60,8 +61,6 @@ func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, er
 		return nil, notSupported("external CAs are not supported")
 	case s.CAConfig.SigningCACert != "" || s.CAConfig.SigningCAKey != "":
 		return nil, notSupported("custom signing CAs are not supported")
-	case s.CAConfig.ForceRotate != 0:
-		return nil, notSupported("CA rotation is not supported")
 	case s.Raft.ElectionTick != 0 || s.Raft.HeartbeatTick != 0:
 		return nil, notSupported("raft election and heartbeat ticks are not supported")
 	case s.Raft.LogEntriesForSlowFollowers != 0:
@@ -97,5 +96,19 @@ func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, er
 	if d := s.CAConfig.NodeCertExpiry; d != 0 {
 		out.NodeCertExpiry = nonZeroDurationToAPI(d)
 	}
+	if r := s.CAConfig.ForceRotate; r != 0 {
+		out.CaForceRotate = r
+	}
 	return out, nil
+}
+
+// rootTLSInfo is the cluster's TLSInfo as dockerd gives it: the root
+// certificate, its subject and its public key.
+func rootTLSInfo(rootPEM []byte) swarm.TLSInfo {
+	info := swarm.TLSInfo{TrustRoot: string(rootPEM)}
+	if certs := parsePEMCerts(rootPEM); len(certs) > 0 {
+		info.CertIssuerSubject = certs[0].RawSubject
+		info.CertIssuerPublicKey = certs[0].RawSubjectPublicKeyInfo
+	}
+	return info
 }

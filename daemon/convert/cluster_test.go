@@ -109,7 +109,7 @@ func TestMergeClusterSpec(t *testing.T) {
 		Annotations: swarm.Annotations{Labels: map[string]string{"env": "test"}},
 		Raft:        swarm.RaftConfig{SnapshotInterval: 500, KeepOldSnapshots: ptr(uint64(2))},
 		Dispatcher:  swarm.DispatcherConfig{HeartbeatPeriod: time.Second},
-		CAConfig:    swarm.CAConfig{NodeCertExpiry: time.Hour},
+		CAConfig:    swarm.CAConfig{NodeCertExpiry: time.Hour, ForceRotate: 3},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestMergeClusterSpec(t *testing.T) {
 	if got.GetAnnotations().GetName() != "default" || got.GetAnnotations().GetLabels()["env"] != "test" ||
 		got.GetSnapshotInterval() != 500 || got.GetKeepOldSnapshots() != 2 ||
 		got.GetHeartbeatPeriod().AsDuration() != time.Second || got.GetNodeCertExpiry().AsDuration() != time.Hour ||
-		got.GetTaskHistoryRetentionLimit() != 5 {
+		got.GetTaskHistoryRetentionLimit() != 5 || got.GetCaForceRotate() != 3 {
 		t.Errorf("merge: %v", got)
 	}
 	refused := []struct {
@@ -127,7 +127,6 @@ func TestMergeClusterSpec(t *testing.T) {
 		{swarm.Spec{EncryptionConfig: swarm.EncryptionConfig{AutoLockManagers: true}}, "autolock is not supported"},
 		{swarm.Spec{CAConfig: swarm.CAConfig{ExternalCAs: []*swarm.ExternalCA{{URL: "https://ca"}}}}, "external CAs are not supported"},
 		{swarm.Spec{CAConfig: swarm.CAConfig{SigningCACert: "pem"}}, "custom signing CAs are not supported"},
-		{swarm.Spec{CAConfig: swarm.CAConfig{ForceRotate: 1}}, "CA rotation is not supported"},
 		{swarm.Spec{Raft: swarm.RaftConfig{ElectionTick: 10}}, "raft election and heartbeat ticks are not supported"},
 		{swarm.Spec{Raft: swarm.RaftConfig{LogEntriesForSlowFollowers: 500}}, "raft log entries for slow followers are not supported"},
 		{swarm.Spec{TaskDefaults: swarm.TaskDefaults{LogDriver: &swarm.Driver{Name: "syslog"}}}, "log drivers are not supported"},

@@ -37,6 +37,15 @@ type RootCA struct {
 	Cert *x509.Certificate
 	// Key is nil on nodes that can verify but not sign.
 	Key *ecdsa.PrivateKey
+	// Trusted are further roots whose certificates are accepted too: the
+	// other root while a root rotation is in progress.
+	Trusted []*x509.Certificate
+	// Validity of the node certificates this root issues; NodeValidity when 0.
+	Validity time.Duration
+	// Intermediate (PEM) is sent after each certificate this root issues: the
+	// cross-signed root during a rotation, so that nodes that trust only the
+	// old root can verify the new certificates.
+	Intermediate []byte
 }
 
 // NewRootCA creates a self-signed ECDSA P-256 root for the cluster clusterID.
@@ -57,7 +66,9 @@ func NewRootCA(clusterID string, now time.Time) (*RootCA, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLenZero:        true,
+		// One intermediate below the root: the cross-signed next root of a
+		// rotation (node certificates never sign).
+		MaxPathLen: 1,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -104,10 +115,14 @@ func (r *RootCA) KeyPEM() ([]byte, error) {
 	return KeyPEM(r.Key)
 }
 
-// Pool returns a pool with the root alone, for verifying peers.
+// Pool returns a pool with the root and the other trusted roots, for
+// verifying peers.
 func (r *RootCA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(r.Cert)
+	for _, c := range r.Trusted {
+		p.AddCert(c)
+	}
 	return p
 }
 
@@ -141,7 +156,7 @@ func (r *RootCA) IssueNodeCertificate(csrDER []byte, nodeID, role string, addrs 
 			Organization:       r.Cert.Subject.Organization,
 		},
 		NotBefore:   now.Add(-backdate),
-		NotAfter:    now.Add(NodeValidity),
+		NotAfter:    now.Add(r.validity()),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:    []string{nodeID, role},
@@ -155,7 +170,14 @@ func (r *RootCA) IssueNodeCertificate(csrDER []byte, nodeID, role string, addrs 
 	if err != nil {
 		return nil, fmt.Errorf("issue certificate for %s: %w", nodeID, err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), r.Intermediate...), nil
+}
+
+func (r *RootCA) validity() time.Duration {
+	if r.Validity > 0 {
+		return r.Validity
+	}
+	return NodeValidity
 }
 
 // NodeIdentity is what a verified peer certificate says about its node.
@@ -165,15 +187,39 @@ type NodeIdentity struct {
 	ClusterID string
 }
 
-// Identify verifies a peer's certificate chain against the root and returns who it is.
+// Identify verifies a peer's certificate against the trusted roots and returns who it is.
 func (r *RootCA) Identify(cert *x509.Certificate, now time.Time) (NodeIdentity, error) {
+	return r.IdentifyChain([]*x509.Certificate{cert}, now)
+}
+
+// IdentifyChain is Identify for a certificate (chain[0]) sent with
+// intermediates (chain[1:]), as a peer sends them in its TLS handshake.
+func (r *RootCA) IdentifyChain(chain []*x509.Certificate, now time.Time) (NodeIdentity, error) {
+	if len(chain) == 0 {
+		return NodeIdentity{}, errors.New("verify node certificate: no certificate")
+	}
+	cert := chain[0]
+	var inter *x509.CertPool
+	if len(chain) > 1 {
+		inter = x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+	}
 	if _, err := cert.Verify(x509.VerifyOptions{
-		Roots:       r.Pool(),
-		CurrentTime: now,
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		Roots:         r.Pool(),
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return NodeIdentity{}, fmt.Errorf("verify node certificate: %w", err)
 	}
+	return IdentityOf(cert)
+}
+
+// IdentityOf reads who a certificate names, without verifying it: for a
+// certificate already verified (at a TLS handshake).
+func IdentityOf(cert *x509.Certificate) (NodeIdentity, error) {
 	id := NodeIdentity{NodeID: cert.Subject.CommonName}
 	if len(cert.Subject.OrganizationalUnit) == 1 {
 		id.Role = cert.Subject.OrganizationalUnit[0]
@@ -205,42 +251,14 @@ func NewNodeKey() (*ecdsa.PrivateKey, []byte, error) {
 // TLSConfig builds a mutual-TLS configuration for a node holding certPEM/key:
 // it presents its certificate and requires and verifies its peer's against the
 // root. allowed, when set, is asked about every peer, so that the certificate of
-// a removed node stops working at once rather than at its expiry.
+// a removed node stops working at once rather than at its expiry. The
+// configuration is fixed; Security.TLSConfig follows renewals.
 func (r *RootCA) TLSConfig(certPEM []byte, key *ecdsa.PrivateKey, allowed func(NodeIdentity) error) (*tls.Config, error) {
-	keyPEM, err := KeyPEM(key)
+	sec, err := NewSecurity(r, certPEM, key)
 	if err != nil {
 		return nil, err
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("node certificate: %w", err)
-	}
-	verify := func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-		if len(rawCerts) == 0 {
-			return errors.New("peer presented no certificate")
-		}
-		cert, err := x509.ParseCertificate(rawCerts[0])
-		if err != nil {
-			return fmt.Errorf("peer certificate: %w", err)
-		}
-		id, err := r.Identify(cert, time.Now())
-		if err != nil {
-			return err
-		}
-		if allowed != nil {
-			return allowed(id)
-		}
-		return nil
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.RequireAnyClientCert,
-		// Chains are verified in VerifyPeerCertificate against our root, by node
-		// identity rather than host name: nodes dial each other by IP.
-		InsecureSkipVerify:    true,
-		VerifyPeerCertificate: verify,
-		MinVersion:            tls.VersionTLS13,
-	}, nil
+	return sec.TLSConfig(allowed), nil
 }
 
 // KeyPEM encodes an ECDSA key.

@@ -25,6 +25,9 @@ func getCluster(tx raftstore.ReadTx) (*api.Cluster, error) {
 func redact(c *api.Cluster) *api.Cluster {
 	if c.GetRootCa() != nil {
 		c.RootCa.CaKey = nil
+		if c.RootCa.RootRotation != nil {
+			c.RootCa.RootRotation.CaKey = nil
+		}
 	}
 	return c
 }
@@ -66,6 +69,29 @@ func validateClusterSpec(spec *api.ClusterSpec) error {
 	return nil
 }
 
+// ValidateClusterSpec checks spec as a change from old (nil for `swarm
+// init`). Settings shoal cannot apply are refused when they would change,
+// rather than stored and ignored; the values clusters made before this
+// check hold are kept.
+func ValidateClusterSpec(old, spec *api.ClusterSpec) error {
+	if err := validateClusterSpec(spec); err != nil {
+		return err
+	}
+	if d := spec.GetHeartbeatPeriod(); d != nil && d.AsDuration() != FixedHeartbeatPeriod && d.AsDuration() != old.GetHeartbeatPeriod().AsDuration() {
+		return invalid("dispatcher heartbeat period is fixed at %s in shoal, got %s", FixedHeartbeatPeriod, d.AsDuration())
+	}
+	if k := spec.GetKeepOldSnapshots(); k != raftstore.KeepOldSnapshots && k != old.GetKeepOldSnapshots() {
+		return invalid("keep-old-snapshots is fixed at %d in shoal (the raft library sets it when a manager starts), got %d",
+			raftstore.KeepOldSnapshots, k)
+	}
+	return nil
+}
+
+// FixedHeartbeatPeriod is the agents' heartbeat period: the dispatcher's
+// timing (and the down-after-missed-beats rule) is built around it, so
+// `swarm update --dispatcher-heartbeat` accepts no other value.
+const FixedHeartbeatPeriod = time.Second
+
 // UpdateCluster replaces the cluster's spec (history limit, heartbeat
 // period, certificate expiry, snapshot settings); the version must be the
 // stored one. An empty name keeps the current one.
@@ -95,8 +121,16 @@ func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterReques
 			}
 			spec.Annotations.Name = c.GetSpec().GetAnnotations().GetName()
 		}
+		if err := ValidateClusterSpec(c.GetSpec(), spec); err != nil {
+			return err
+		}
 		if proto.Equal(spec, c.GetSpec()) {
 			return nil
+		}
+		if spec.GetCaForceRotate() != c.GetSpec().GetCaForceRotate() {
+			if err := startRootRotation(c, s.now()); err != nil {
+				return err
+			}
 		}
 		c.Spec = spec
 		return tx.Update(c)
@@ -168,4 +202,26 @@ func (s *Server) rotateJoinToken(ctx context.Context, req *api.RotateJoinTokenRe
 		return nil, err
 	}
 	return &api.RotateJoinTokenResponse{Tokens: tokens}, nil
+}
+
+// startRootRotation begins `swarm ca --rotate` on c: a new root and its
+// cross-signed intermediate, stored as the rotation in progress; the
+// leader's rotation loop moves every node onto the new root and then
+// completes it. A rotation already in progress is replaced by a new one.
+func startRootRotation(c *api.Cluster, now time.Time) error {
+	rc := c.GetRootCa()
+	cur, err := ca.ParseRootCA(rc.GetCaCert(), rc.GetCaKey())
+	if err != nil || cur.Key == nil {
+		return precondition("cluster CA cannot sign, so its root cannot be rotated: %v", err)
+	}
+	next, cross, err := cur.NextRoot(now)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := next.KeyPEM()
+	if err != nil {
+		return err
+	}
+	rc.RootRotation = &api.RootRotation{CaCert: next.CertPEM(), CaKey: keyPEM, CrossSignedCaCert: cross}
+	return nil
 }

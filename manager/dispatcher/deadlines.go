@@ -12,17 +12,53 @@ import (
 // next and expired scan every node: a dispatcher serves hundreds to a few
 // thousand nodes, and a scan per expiry wake-up is cheaper to get right
 // than a heap kept in sync with every heartbeat.
+//
+// A node's grace adapts to how late its heartbeats have been arriving: a
+// node that is alive but busy (its agent, or this manager, starved of CPU)
+// beats late before it would ever miss the fixed deadline, and is given
+// proportionally longer, up to a cap, before it is declared down. A node
+// that dies stops beating at its usual pace and keeps the short grace.
 type deadlines struct {
-	at map[string]time.Time
+	at   map[string]time.Time
+	last map[string]time.Time     // arrival of the node's last heartbeat
+	gap  map[string]time.Duration // slow-decaying maximum of the gaps between its heartbeats
 }
 
-func newDeadlines() *deadlines { return &deadlines{at: make(map[string]time.Time)} }
+func newDeadlines() *deadlines {
+	return &deadlines{at: make(map[string]time.Time), last: make(map[string]time.Time), gap: make(map[string]time.Duration)}
+}
 
-// set makes node due at t (a heartbeat extends, a new session starts).
+// set makes node due at t (a new session starts, a retry is planned).
 func (d *deadlines) set(node string, t time.Time) { d.at[node] = t }
 
+// beat records a heartbeat of node at now and makes it due a grace later:
+// base (period x missed heartbeats) when the node beats every period, and
+// base scaled by how much longer its recent gaps were, up to limit. The gap
+// estimate rises at once and decays by a tenth per heartbeat.
+func (d *deadlines) beat(node string, now time.Time, period, base, limit time.Duration) time.Time {
+	if last, ok := d.last[node]; ok {
+		g := now.Sub(last)
+		if prev := d.gap[node]; g < prev {
+			g = prev - (prev-g)/10
+		}
+		d.gap[node] = g
+	}
+	d.last[node] = now
+	grace := base
+	if g := d.gap[node]; g > period && period > 0 {
+		grace = time.Duration(float64(base) * float64(g) / float64(period))
+	}
+	grace = min(max(grace, base), limit)
+	d.at[node] = now.Add(grace)
+	return d.at[node]
+}
+
 // remove forgets node (its session ended for a reason other than silence).
-func (d *deadlines) remove(node string) { delete(d.at, node) }
+func (d *deadlines) remove(node string) {
+	delete(d.at, node)
+	delete(d.last, node)
+	delete(d.gap, node)
+}
 
 // next returns the earliest deadline, or false if no node is tracked.
 func (d *deadlines) next() (time.Time, bool) {
@@ -47,7 +83,25 @@ func (d *deadlines) expired(now time.Time) []string {
 	}
 	for _, n := range out {
 		delete(d.at, n)
+		delete(d.last, n)
+		delete(d.gap, n)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ration keeps at most limit of the expired nodes (sorted) to be marked
+// down now and makes the others due again at retry: nodes that all fall
+// silent at once point at a starved manager or network more often than at
+// that many dead machines, and rescheduling all their tasks at once is what
+// turns a slow cluster into a collapsing one. A node that beats meanwhile is
+// saved; one that stays silent is taken at the next round.
+func (d *deadlines) ration(expired []string, limit int, retry time.Time) []string {
+	if len(expired) <= limit {
+		return expired
+	}
+	for _, n := range expired[limit:] {
+		d.at[n] = retry
+	}
+	return expired[:limit]
 }

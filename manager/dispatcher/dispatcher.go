@@ -19,7 +19,10 @@
 // periods: a dead node is DOWN about 3 s after its last heartbeat, leaving
 // ~2 s for the orchestrator, scheduler and the new node's start. A heartbeat
 // is one small unary RPC and no raft write (deadlines live in the leader's
-// memory), so 1 s costs little even for thousands of nodes.
+// memory), so 1 s costs little even for thousands of nodes. A node whose
+// heartbeats arrive late (a loaded machine) gets a grace scaled by its gaps,
+// up to MaxGracePeriods, and one round of the deadline watcher marks at most
+// a tenth of the nodes down (deadlines.go; docs/cluster.md "Liveness").
 //
 // Goroutines: Run starts the deadline watcher and the status batcher and
 // returns when its context ends, after both stopped; each RPC's stream ends
@@ -77,6 +80,9 @@ type Config struct {
 	Managers func() []*api.WeightedPeer
 	// RootCA is the PEM sent to agents in every SessionMessage.
 	RootCA []byte
+	// TrustBundle, when set, gives that PEM at each send instead: it
+	// changes during a root rotation.
+	TrustBundle func() []byte
 	// Clock defaults to the real clock.
 	Clock Clock
 	// HeartbeatPeriod is how often agents beat (DefaultHeartbeatPeriod).
@@ -171,9 +177,26 @@ func New(cfg Config) (*Dispatcher, error) {
 	return d, nil
 }
 
-// grace is how long a node may stay silent.
+// grace is how long a node that beats every period may stay silent.
 func (d *Dispatcher) grace() time.Duration {
 	return d.cfg.HeartbeatPeriod * time.Duration(d.cfg.MissedHeartbeats)
+}
+
+// MaxGracePeriods caps a slow node's grace, in heartbeat periods: 10 s at the
+// default period. An agent waits as long for a heartbeat's answer before it
+// leaves a manager (worker.heartbeatTimeout): past it this manager has
+// declared the node down anyway.
+const MaxGracePeriods = 10
+
+// maxGrace is the longest a node may stay silent.
+func (d *Dispatcher) maxGrace() time.Duration {
+	return max(d.grace(), d.cfg.HeartbeatPeriod*MaxGracePeriods)
+}
+
+// downPerRound is how many silent nodes one round of the deadline watcher
+// marks down: a tenth of the nodes with a session, at least one. d.mu held.
+func (d *Dispatcher) downPerRound() int {
+	return max(1, len(d.sessions)/10)
 }
 
 // Run serves until ctx ends (leadership lost, shutdown), then ends every
@@ -237,7 +260,7 @@ func (d *Dispatcher) watchDeadlines(ctx context.Context) {
 		}
 		now := d.cfg.Clock.Now()
 		d.mu.Lock()
-		expired := d.deadlines.expired(now)
+		expired := d.deadlines.ration(d.deadlines.expired(now), d.downPerRound(), now.Add(d.cfg.HeartbeatPeriod))
 		for _, n := range expired {
 			if s := d.sessions[n]; s != nil {
 				s.cancel()
@@ -271,7 +294,9 @@ func (d *Dispatcher) watchDeadlines(ctx context.Context) {
 func (d *Dispatcher) markDown(ctx context.Context, nodes []string) error {
 	d.statusMu.Lock()
 	defer d.statusMu.Unlock()
-	return d.updateNodes(ctx, func(tx raftstore.WriteTx) error {
+	var down []string
+	err := d.updateNodes(ctx, func(tx raftstore.WriteTx) error {
+		down = down[:0]
 		for _, id := range nodes {
 			d.mu.Lock()
 			back := d.sessions[id] != nil
@@ -284,9 +309,17 @@ func (d *Dispatcher) markDown(ctx context.Context, nodes []string) error {
 			if err := tx.Update(n); err != nil {
 				return err
 			}
+			down = append(down, id)
 		}
 		return nil
 	})
+	if err == nil {
+		// One line per transition: make bench counts them.
+		for _, id := range down {
+			d.log.Info("dispatcher: node down", "node", id, "reason", "heartbeat failure")
+		}
+	}
+	return err
 }
 
 // updateNodes runs a store update, retrying when it lost a version race
@@ -393,7 +426,11 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 	w := d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode)
 	defer func() { w.Close() }() // w is replaced after an overflow
 	send := func() error {
-		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: d.cfg.RootCA})
+		root := d.cfg.RootCA
+		if d.cfg.TrustBundle != nil {
+			root = d.cfg.TrustBundle()
+		}
+		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root})
 	}
 	if err := send(); err != nil {
 		return err
@@ -539,7 +576,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 	// current checked the session under an earlier lock; re-check so a
 	// session that expired in between is not revived without a READY write.
 	if s := d.sessions[nodeID]; s != nil && s.id == req.GetSessionId() {
-		d.deadlines.set(nodeID, d.cfg.Clock.Now().Add(d.grace()))
+		d.deadlines.beat(nodeID, d.cfg.Clock.Now(), d.cfg.HeartbeatPeriod, d.grace(), d.maxGrace())
 	} else {
 		d.mu.Unlock()
 		return nil, api.ToGRPC(fmt.Errorf("node %s: %w", nodeID, ErrSessionInvalid))

@@ -329,3 +329,69 @@ func TestWriteStatusesUnderConflicts(t *testing.T) {
 		}
 	})
 }
+
+// TestSlowNodeGraceAdapts: a node whose heartbeats arrive later and later
+// (its machine is loaded) is never declared down while it keeps beating,
+// though its gaps pass the fixed 3 s grace; a node that beats every period
+// keeps the 3 s grace; the grace is capped at 10 periods. With the fixed
+// grace of before, the node expired at the 3.5 s gap.
+func TestSlowNodeGraceAdapts(t *testing.T) {
+	const period, base, limit = time.Second, 3 * time.Second, 10 * time.Second
+	t0 := time.Unix(1000, 0)
+	d := newDeadlines()
+	now := t0
+	d.beat("slow", now, period, base, limit)
+	d.beat("steady", now, period, base, limit)
+	for i, gap := range []time.Duration{1500 * time.Millisecond, 2500 * time.Millisecond, 3500 * time.Millisecond, 4500 * time.Millisecond, 9 * time.Second} {
+		for s := time.Duration(0); s < gap; s += period {
+			if got := d.expired(now.Add(s)); len(got) != 0 {
+				t.Fatalf("gap %d (%v): %v expired %v after the last beat", i, gap, got, s)
+			}
+			if s > 0 && s < gap {
+				d.beat("steady", now.Add(s), period, base, limit)
+			}
+		}
+		now = now.Add(gap)
+		if got := d.expired(now.Add(-time.Millisecond)); len(got) != 0 {
+			t.Fatalf("gap %d (%v): %v expired before the beat", i, gap, got)
+		}
+		d.beat("slow", now, period, base, limit)
+		d.beat("steady", now, period, base, limit)
+	}
+	if g := d.at["slow"].Sub(now); g != limit {
+		t.Errorf("slow node's grace %v, want the cap %v", g, limit)
+	}
+	if g := d.at["steady"].Sub(now); g != base {
+		t.Errorf("steady node's grace %v, want %v", g, base)
+	}
+	// The slow node dies: it is down by the cap, not later.
+	if got := d.expired(now.Add(limit)); !reflect.DeepEqual(got, []string{"slow", "steady"}) {
+		t.Errorf("expired after the cap = %v", got)
+	}
+}
+
+// TestMassSilenceRationed: of 20 nodes silent at once, a round marks 2
+// down and makes the rest due again a period later; one that beats
+// meanwhile is saved.
+func TestMassSilenceRationed(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	d := newDeadlines()
+	for i := range 20 {
+		d.set(fmt.Sprintf("n%02d", i), t0)
+	}
+	now := t0.Add(time.Second)
+	got := d.ration(d.expired(now), 2, now.Add(time.Second))
+	if !reflect.DeepEqual(got, []string{"n00", "n01"}) {
+		t.Fatalf("first round took %v", got)
+	}
+	d.beat("n05", now.Add(500*time.Millisecond), time.Second, 3*time.Second, 10*time.Second)
+	next := d.ration(d.expired(now.Add(time.Second)), 20, now.Add(2*time.Second))
+	if len(next) != 17 {
+		t.Fatalf("second round took %d nodes (%v), want the 17 still silent", len(next), next)
+	}
+	for _, n := range next {
+		if n == "n05" {
+			t.Fatal("a node that beat was marked down")
+		}
+	}
+}

@@ -77,9 +77,10 @@ type Daemon struct {
 	NetNS        string // when set, the daemon runs inside this network namespace (path)
 	NodeName     string // --node-name; Name when empty
 
-	t   testing.TB
-	cmd *exec.Cmd
-	log *os.File
+	t    testing.TB
+	cmd  *exec.Cmd
+	log  *os.File
+	args []string // Options.Args, kept for Restart
 }
 
 // Options change how a daemon starts.
@@ -140,6 +141,7 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 		t.Fatalf("mkdir %s: %v", dir, err)
 	}
 	t.Cleanup(func() { d.remove() })
+	d.args = opts.Args
 	d.start(opts.Args)
 	return d
 }
@@ -283,7 +285,7 @@ func (d *Daemon) Stop() {
 func (d *Daemon) Restart(extra ...string) {
 	d.t.Helper()
 	d.Stop()
-	d.start(extra)
+	d.start(append(append([]string{}, d.args...), extra...))
 }
 
 func waitGone(pid int, timeout time.Duration) bool {

@@ -40,6 +40,9 @@ type Cluster struct {
 
 	t testing.TB
 	k int
+	// cpuGroup, when set, is the cgroup (in every hierarchy) that holds
+	// the cluster's daemons, shims and containers, with a CPU quota.
+	cpuGroup string
 }
 
 // Host is one test host: a network namespace with eth0 on the cluster's
@@ -57,16 +60,80 @@ type Host struct {
 // registers the removal of all of it with t, which runs also when t fails.
 // It must be called from the test's goroutine (it fails t on error).
 func NewCluster(t testing.TB, n int) *Cluster {
+	return NewClusterCPU(t, n, 0)
+}
+
+// NewClusterCPU is NewCluster on a slower machine: all its hosts together
+// (daemons, shims, containers) get cpus CPUs of CFS quota, through one cgroup
+// that every daemon runs in and that holds every daemon's --cgroup-parent.
+// cpus <= 0 means no limit.
+func NewClusterCPU(t testing.TB, n int, cpus float64) *Cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("test hosts need root")
 	}
 	c := &Cluster{t: t}
 	c.claim()
+	if cpus > 0 {
+		c.limitCPU(cpus)
+	}
 	for i := 0; i < n; i++ {
 		c.AddHost()
 	}
 	return c
+}
+
+// limitCPU makes the cluster's CPU cgroup with a quota of cpus and
+// registers its removal (after the hosts', which are registered later).
+func (c *Cluster) limitCPU(cpus float64) {
+	c.t.Helper()
+	c.cpuGroup = fmt.Sprintf("%s-k%d-cpu", Prefix, c.k)
+	c.t.Cleanup(func() { removeCgroups(c.cpuGroup) })
+	const period = 100000
+	quota := strconv.Itoa(int(cpus * period))
+	if v1 := "/sys/fs/cgroup/cpu"; dirExists(v1 + "/cpu.cfs_quota_us") {
+		dir := filepath.Join(v1, c.cpuGroup)
+		err := os.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(period)), 0)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(quota), 0)
+		}
+		if err != nil {
+			c.t.Fatalf("cpu limit of the test hosts: %v", err)
+		}
+		return
+	}
+	dir := filepath.Join("/sys/fs/cgroup", c.cpuGroup)
+	err := os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+cpu"), 0)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(quota+" "+strconv.Itoa(period)), 0)
+	}
+	if err != nil {
+		c.t.Fatalf("cpu limit of the test hosts (cgroup v2): %v", err)
+	}
+}
+
+// joinCPU moves a host's daemon into the cluster's CPU cgroup; what it starts
+// later (shims) follows it, and its containers' cgroups are under it.
+func (c *Cluster) joinCPU(d *Daemon) {
+	c.t.Helper()
+	procs := filepath.Join("/sys/fs/cgroup", c.cpuGroup, "cgroup.procs")
+	if dirExists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") {
+		procs = filepath.Join("/sys/fs/cgroup/cpu", c.cpuGroup, "cgroup.procs")
+	}
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(d.PID())), 0); err != nil {
+		c.t.Fatalf("move daemon %s into the cluster's cpu cgroup: %v", d.Name, err)
+	}
+}
+
+func dirExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // claim picks the cluster's K by creating the switch namespace: creation
@@ -133,7 +200,16 @@ func (c *Cluster) AddHost() *Host {
 	if err != nil {
 		c.t.Fatalf("host %s: %v", h.Name, err)
 	}
-	h.Daemon = StartDaemon(c.t, Options{NetNS: h.NetNS, NodeName: h.Name})
+	opts := Options{NetNS: h.NetNS, NodeName: h.Name}
+	if c.cpuGroup != "" {
+		// The last --cgroup-parent wins: the host's containers go under
+		// the cluster's CPU cgroup.
+		opts.Args = []string{"--cgroup-parent", c.cpuGroup + "/" + h.Name}
+	}
+	h.Daemon = StartDaemon(c.t, opts)
+	if c.cpuGroup != "" {
+		c.joinCPU(h.Daemon)
+	}
 	c.Hosts = append(c.Hosts, h)
 	return h
 }
