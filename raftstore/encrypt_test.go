@@ -63,6 +63,22 @@ func writeMarked(t *testing.T, n *Node, from, count int) {
 	}
 }
 
+// writeState writes a raft state in dir with dek: snapped services in a
+// snapshot, then logged more in the log after it.
+func writeState(t *testing.T, dir string, dek []byte, snapped, logged int) {
+	t.Helper()
+	n, err := openNode(t, dir, dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	writeMarked(t, n, 0, snapped)
+	if err := n.Snapshot(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	writeMarked(t, n, snapped, logged)
+}
+
 // plaintextIn lists the files under dir holding the marker.
 func plaintextIn(t *testing.T, dir string) (found []string, snaps, segs int) {
 	t.Helper()
@@ -108,16 +124,7 @@ func hasServices(t *testing.T, n *Node, want int) {
 // snapshots/*/state.bin.
 func TestRaftFilesHoldNoPlaintext(t *testing.T) {
 	dir, dek := t.TempDir(), newDEK(t)
-	n, err := openNode(t, dir, dek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeMarked(t, n, 0, 60)
-	if err := n.Snapshot(); err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	writeMarked(t, n, 60, 5) // in the log after the snapshot
-	n.Close()
+	writeState(t, dir, dek, 60, 5)
 	found, snaps, segs := plaintextIn(t, dir)
 	if snaps == 0 || segs == 0 {
 		t.Fatalf("want a snapshot and a WAL segment to check, have %d and %d", snaps, segs)
@@ -125,7 +132,7 @@ func TestRaftFilesHoldNoPlaintext(t *testing.T) {
 	if len(found) > 0 {
 		t.Fatalf("plaintext secret at rest in %v", found)
 	}
-	n, err = openNode(t, dir, dek)
+	n, err := openNode(t, dir, dek)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -137,20 +144,11 @@ func TestRaftFilesHoldNoPlaintext(t *testing.T) {
 // DEK) opens with a DEK, and what is written after is sealed.
 func TestPlaintextLogStillReads(t *testing.T) {
 	dir, dek := t.TempDir(), newDEK(t)
-	n, err := openNode(t, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeMarked(t, n, 0, 50)
-	if err := n.Snapshot(); err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	writeMarked(t, n, 50, 5)
-	n.Close()
+	writeState(t, dir, nil, 50, 5)
 	if found, _, _ := plaintextIn(t, dir); len(found) == 0 {
 		t.Fatal("the old format should hold plaintext; the test checks nothing")
 	}
-	n, err = openNode(t, dir, dek)
+	n, err := openNode(t, dir, dek)
 	if err != nil {
 		t.Fatalf("open a plaintext state with a DEK: %v", err)
 	}
@@ -170,18 +168,10 @@ func TestPlaintextLogStillReads(t *testing.T) {
 // another: the node fails with an error, it does not start empty.
 func TestWrongDEKRefused(t *testing.T) {
 	dir := t.TempDir()
-	n, err := openNode(t, dir, newDEK(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeMarked(t, n, 0, 50)
-	if err := n.Snapshot(); err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	n.Close()
+	writeState(t, dir, newDEK(t), 50, 0)
 	cfg := testConfig(t, "n1", dir, "127.0.0.1:0", &faultNet{})
 	cfg.DEK = newDEK(t)
-	n, err = NewNode(cfg)
+	n, err := NewNode(cfg)
 	if err == nil {
 		n.Close()
 		t.Fatal("a node opened its state with the wrong key")
