@@ -150,7 +150,7 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 		ln.Close()
 		return err
 	}
-	dek, err := s.files.loadDEK(s.unlockKey)
+	dek, sealedAt, err := s.files.loadDEK(s.unlockKey)
 	if err != nil {
 		ln.Close()
 		return err
@@ -161,7 +161,8 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 		Dial:      func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
 		DEK:       dek,
 		UnlockKey: s.unlockKey,
-		SealDEK:   func(key []byte) error { return s.files.saveDEK(dek, key) },
+		SealedAt:  sealedAt,
+		SealDEK:   func(key []byte, version uint64) error { return s.files.saveDEK(dek, key, version) },
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,9 @@ type dekFile struct {
 	DEK []byte `json:"dek,omitempty"`
 	// Sealed is the data key sealed with the unlock key: nonce, ciphertext.
 	Sealed []byte `json:"sealed_dek,omitempty"`
+	// ClusterVersion is the version of the cluster object whose unlock key
+	// (or its absence) this follows (manager.Config.SealedAt).
+	ClusterVersion uint64 `json:"cluster_version,omitempty"`
 }
 
 // unlockKeyPrefix starts a human-readable unlock key, as Swarm's.
@@ -79,9 +82,10 @@ func kek(unlockKey []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// saveDEK writes dek, sealed with unlockKey unless it is nil.
-func (f swarmFiles) saveDEK(dek, unlockKey []byte) error {
-	var df dekFile
+// saveDEK writes dek, sealed with unlockKey unless it is nil, as of the
+// cluster object at clusterVersion.
+func (f swarmFiles) saveDEK(dek, unlockKey []byte, clusterVersion uint64) error {
+	df := dekFile{ClusterVersion: clusterVersion}
 	if len(unlockKey) == 0 {
 		df.DEK = dek
 	} else {
@@ -126,47 +130,48 @@ func (f swarmFiles) dekLocked() (bool, error) {
 	return len(df.Sealed) > 0, nil
 }
 
-// loadDEK returns the data key, opening it with unlockKey when it is
-// sealed. A manager without one (new, or its state written before raft
-// encryption) gets a new key, sealed with unlockKey when given; raftstore
-// still reads the plaintext entries of an older state.
-func (f swarmFiles) loadDEK(unlockKey []byte) ([]byte, error) {
+// loadDEK returns the data key and the cluster version its seal follows,
+// opening it with unlockKey when it is sealed. A manager without one (new,
+// or its state written before raft encryption) gets a new key, sealed with
+// unlockKey when given; raftstore still reads the plaintext entries of an
+// older state.
+func (f swarmFiles) loadDEK(unlockKey []byte) ([]byte, uint64, error) {
 	df, err := f.readDEK()
 	if errors.Is(err, os.ErrNotExist) {
 		dek := make([]byte, raftstore.DEKSize)
 		if _, err := rand.Read(dek); err != nil {
-			return nil, fmt.Errorf("raft data key: %w", err)
+			return nil, 0, fmt.Errorf("raft data key: %w", err)
 		}
 		if err := os.MkdirAll(f.dir, 0o700); err != nil {
-			return nil, fmt.Errorf("swarm state: %w", err)
+			return nil, 0, fmt.Errorf("swarm state: %w", err)
 		}
-		return dek, f.saveDEK(dek, unlockKey)
+		return dek, 0, f.saveDEK(dek, unlockKey, 0)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(df.Sealed) == 0 {
 		if len(df.DEK) != raftstore.DEKSize {
-			return nil, fmt.Errorf("raft data key %s: %d bytes, want %d", f.dek(), len(df.DEK), raftstore.DEKSize)
+			return nil, 0, fmt.Errorf("raft data key %s: %d bytes, want %d", f.dek(), len(df.DEK), raftstore.DEKSize)
 		}
-		return df.DEK, nil
+		return df.DEK, df.ClusterVersion, nil
 	}
 	if len(unlockKey) == 0 {
-		return nil, errSwarmLocked
+		return nil, 0, errSwarmLocked
 	}
 	a, err := kek(unlockKey)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ns := a.NonceSize()
 	if len(df.Sealed) < ns {
-		return nil, fmt.Errorf("raft data key %s: sealed key too short", f.dek())
+		return nil, 0, fmt.Errorf("raft data key %s: sealed key too short", f.dek())
 	}
 	dek, err := a.Open(nil, df.Sealed[:ns], df.Sealed[ns:], kekAD)
 	if err != nil {
-		return nil, errWrongUnlockKey
+		return nil, 0, errWrongUnlockKey
 	}
-	return dek, nil
+	return dek, df.ClusterVersion, nil
 }
 
 // dropDEK removes the data key with the raft state it encrypts (demotion,
@@ -193,7 +198,7 @@ func (s *swarmNode) unlock(key string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.files.loadDEK(k); err != nil {
+	if _, _, err := s.files.loadDEK(k); err != nil {
 		return err
 	}
 	s.unlockKey = k

@@ -21,22 +21,26 @@ func (m *Manager) UnlockKey() []byte {
 }
 
 // followUnlockKey reseals the data key when the cluster's unlock key is not
-// the one it is sealed with. A failure is logged and tried again on the
-// next cluster change; the old seal stays valid meanwhile.
+// the one it is sealed with. Only a cluster object newer than the one the
+// seal follows counts: a restarted manager replays older ones (its
+// snapshot may predate autolock), and following them would write the data
+// key in the clear, or under a rotated-out key, until the replay caught up.
+// A failure is logged and tried again on the next cluster change; the old
+// seal stays valid meanwhile.
 func (m *Manager) followUnlockKey(c *api.Cluster) {
 	if m.cfg.SealDEK == nil {
 		return
 	}
 	m.lockMu.Lock()
 	defer m.lockMu.Unlock()
-	k := c.GetUnlockKey()
-	if bytes.Equal(k, m.lockKey) {
+	k, v := c.GetUnlockKey(), c.GetMeta().GetVersion()
+	if bytes.Equal(k, m.lockKey) || v <= m.lockedAt {
 		return
 	}
-	if err := m.cfg.SealDEK(k); err != nil {
+	if err := m.cfg.SealDEK(k, v); err != nil {
 		m.log.Error("manager: seal the raft data key with the new unlock key", "err", err)
 		return
 	}
-	m.lockKey = bytes.Clone(k)
+	m.lockKey, m.lockedAt = bytes.Clone(k), v
 	m.log.Info("manager: raft data key sealed again", "autolock", len(k) > 0)
 }
