@@ -83,13 +83,13 @@ var unlockKeyRE = regexp.MustCompile(`SWMKEY-1-[A-Za-z0-9+/]+`)
 // TestClusterAutolock: the raft state of every manager holds neither the
 // CA key, nor a join token, nor a service's data in the clear; `swarm
 // update --autolock=true` seals each manager's data key with the unlock
-// key; a restarted manager stays locked (info says "locked", swarm
+// key, and that of a worker promoted afterwards; a restarted manager stays locked (info says "locked", swarm
 // commands say so) until `swarm unlock` gets the right key, a wrong one is
 // refused; `swarm unlock-key --rotate` replaces the key on every manager;
 // --autolock=false lets a manager restart unlocked again.
 func TestClusterAutolock(t *testing.T) {
-	c := newSwarm(t, 2, 0)
-	m1, m2 := c.managers[0], c.managers[1]
+	c := newSwarm(t, 2, 1)
+	m1, m2, w := c.managers[0], c.managers[1], c.workers[0]
 	const marker = "autolock-marker-7c21e"
 	must(t, m1, "service", "create", "-d", "--name", "web", "--env", "SECRET="+marker, "busybox", "sleep", "86400")
 	must(t, m1, "swarm", "join-token", "--rotate", "worker") // a token written to the log now
@@ -111,6 +111,15 @@ func TestClusterAutolock(t *testing.T) {
 	}
 	for _, h := range c.managers {
 		waitFor(t, h.Name+"'s data key sealed", func() bool { return strings.Contains(dekFile(t, h), "sealed_dek") })
+	}
+	// A manager made after autolock was turned on seals its new data key too.
+	must(t, m1, "node", "promote", w.Name)
+	waitFor(t, w.Name+"'s data key sealed", func() bool {
+		_, err := os.Stat(filepath.Join(w.Daemon.Root, "swarm", "raft-dek.json"))
+		return err == nil && strings.Contains(dekFile(t, w), "sealed_dek")
+	})
+	if found := raftPlaintext(t, w, marker, token, "PRIVATE KEY"); len(found) > 0 {
+		t.Fatalf("plaintext in the raft state of the promoted %s: %v", w.Name, found)
 	}
 
 	restartLocked := func() {
