@@ -21,6 +21,9 @@ import (
 // marker stands for a secret's data and the CA key PEM in the log.
 const marker = "-----BEGIN EC PRIVATE KEY----- marker-secret-4f1d"
 
+// testDEK is the data key of the cluster tests' nodes (testConfig).
+var testDEK = bytes.Repeat([]byte{0x5e}, DEKSize)
+
 func newDEK(t *testing.T) []byte {
 	t.Helper()
 	dek := make([]byte, DEKSize)
