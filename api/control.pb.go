@@ -2518,8 +2518,10 @@ type UpdateClusterRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ClusterVersion uint64                 `protobuf:"varint,1,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
 	Spec           *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// rotate_unlock_key replaces the unlock key (`swarm unlock-key --rotate`).
+	RotateUnlockKey bool `protobuf:"varint,3,opt,name=rotate_unlock_key,json=rotateUnlockKey,proto3" json:"rotate_unlock_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdateClusterRequest) Reset() {
@@ -2566,6 +2568,13 @@ func (x *UpdateClusterRequest) GetSpec() *ClusterSpec {
 	return nil
 }
 
+func (x *UpdateClusterRequest) GetRotateUnlockKey() bool {
+	if x != nil {
+		return x.RotateUnlockKey
+	}
+	return false
+}
+
 type UpdateClusterResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
@@ -2610,6 +2619,87 @@ func (x *UpdateClusterResponse) GetCluster() *Cluster {
 	return nil
 }
 
+type GetUnlockKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUnlockKeyRequest) Reset() {
+	*x = GetUnlockKeyRequest{}
+	mi := &file_control_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUnlockKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUnlockKeyRequest) ProtoMessage() {}
+
+func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUnlockKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetUnlockKeyRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{56}
+}
+
+// GetUnlockKeyResponse is the cluster's unlock key, empty when autolock is off.
+type GetUnlockKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnlockKey     []byte                 `protobuf:"bytes,1,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUnlockKeyResponse) Reset() {
+	*x = GetUnlockKeyResponse{}
+	mi := &file_control_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUnlockKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUnlockKeyResponse) ProtoMessage() {}
+
+func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUnlockKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetUnlockKeyResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *GetUnlockKeyResponse) GetUnlockKey() []byte {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return nil
+}
+
 type GetJoinTokensRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2618,7 +2708,7 @@ type GetJoinTokensRequest struct {
 
 func (x *GetJoinTokensRequest) Reset() {
 	*x = GetJoinTokensRequest{}
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2720,7 @@ func (x *GetJoinTokensRequest) String() string {
 func (*GetJoinTokensRequest) ProtoMessage() {}
 
 func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2733,7 @@ func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{56}
+	return file_control_proto_rawDescGZIP(), []int{58}
 }
 
 type GetJoinTokensResponse struct {
@@ -2655,7 +2745,7 @@ type GetJoinTokensResponse struct {
 
 func (x *GetJoinTokensResponse) Reset() {
 	*x = GetJoinTokensResponse{}
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2757,7 @@ func (x *GetJoinTokensResponse) String() string {
 func (*GetJoinTokensResponse) ProtoMessage() {}
 
 func (x *GetJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2770,7 @@ func (x *GetJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{57}
+	return file_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetJoinTokensResponse) GetTokens() *JoinTokens {
@@ -2700,7 +2790,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2802,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2815,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{58}
+	return file_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -2744,7 +2834,7 @@ type RotateJoinTokenResponse struct {
 
 func (x *RotateJoinTokenResponse) Reset() {
 	*x = RotateJoinTokenResponse{}
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +2846,7 @@ func (x *RotateJoinTokenResponse) String() string {
 func (*RotateJoinTokenResponse) ProtoMessage() {}
 
 func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +2859,7 @@ func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{59}
+	return file_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RotateJoinTokenResponse) GetTokens() *JoinTokens {
@@ -2791,7 +2881,7 @@ type ListNodesRequest_Filters struct {
 
 func (x *ListNodesRequest_Filters) Reset() {
 	*x = ListNodesRequest_Filters{}
-	mi := &file_control_proto_msgTypes[60]
+	mi := &file_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +2893,7 @@ func (x *ListNodesRequest_Filters) String() string {
 func (*ListNodesRequest_Filters) ProtoMessage() {}
 
 func (x *ListNodesRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[60]
+	mi := &file_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +2948,7 @@ type ListServicesRequest_Filters struct {
 
 func (x *ListServicesRequest_Filters) Reset() {
 	*x = ListServicesRequest_Filters{}
-	mi := &file_control_proto_msgTypes[62]
+	mi := &file_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2960,7 @@ func (x *ListServicesRequest_Filters) String() string {
 func (*ListServicesRequest_Filters) ProtoMessage() {}
 
 func (x *ListServicesRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[62]
+	mi := &file_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3011,7 @@ type ListTasksRequest_Filters struct {
 
 func (x *ListTasksRequest_Filters) Reset() {
 	*x = ListTasksRequest_Filters{}
-	mi := &file_control_proto_msgTypes[64]
+	mi := &file_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3023,7 @@ func (x *ListTasksRequest_Filters) String() string {
 func (*ListTasksRequest_Filters) ProtoMessage() {}
 
 func (x *ListTasksRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[64]
+	mi := &file_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3092,7 @@ type ListNetworksRequest_Filters struct {
 
 func (x *ListNetworksRequest_Filters) Reset() {
 	*x = ListNetworksRequest_Filters{}
-	mi := &file_control_proto_msgTypes[65]
+	mi := &file_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3104,7 @@ func (x *ListNetworksRequest_Filters) String() string {
 func (*ListNetworksRequest_Filters) ProtoMessage() {}
 
 func (x *ListNetworksRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[65]
+	mi := &file_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3152,7 @@ type ListSecretsRequest_Filters struct {
 
 func (x *ListSecretsRequest_Filters) Reset() {
 	*x = ListSecretsRequest_Filters{}
-	mi := &file_control_proto_msgTypes[67]
+	mi := &file_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3164,7 @@ func (x *ListSecretsRequest_Filters) String() string {
 func (*ListSecretsRequest_Filters) ProtoMessage() {}
 
 func (x *ListSecretsRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[67]
+	mi := &file_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3122,7 +3212,7 @@ type ListConfigsRequest_Filters struct {
 
 func (x *ListConfigsRequest_Filters) Reset() {
 	*x = ListConfigsRequest_Filters{}
-	mi := &file_control_proto_msgTypes[69]
+	mi := &file_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3224,7 @@ func (x *ListConfigsRequest_Filters) String() string {
 func (*ListConfigsRequest_Filters) ProtoMessage() {}
 
 func (x *ListConfigsRequest_Filters) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[69]
+	mi := &file_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,19 +3443,24 @@ const file_control_proto_rawDesc = "" +
 	"\x14RemoveConfigResponse\"\x13\n" +
 	"\x11GetClusterRequest\"B\n" +
 	"\x12GetClusterResponse\x12,\n" +
-	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"k\n" +
+	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"\x97\x01\n" +
 	"\x14UpdateClusterRequest\x12'\n" +
 	"\x0fcluster_version\x18\x01 \x01(\x04R\x0eclusterVersion\x12*\n" +
-	"\x04spec\x18\x02 \x01(\v2\x16.shoal.api.ClusterSpecR\x04spec\"E\n" +
+	"\x04spec\x18\x02 \x01(\v2\x16.shoal.api.ClusterSpecR\x04spec\x12*\n" +
+	"\x11rotate_unlock_key\x18\x03 \x01(\bR\x0frotateUnlockKey\"E\n" +
 	"\x15UpdateClusterResponse\x12,\n" +
-	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"\x16\n" +
+	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"\x15\n" +
+	"\x13GetUnlockKeyRequest\"5\n" +
+	"\x14GetUnlockKeyResponse\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\x01 \x01(\fR\tunlockKey\"\x16\n" +
 	"\x14GetJoinTokensRequest\"F\n" +
 	"\x15GetJoinTokensResponse\x12-\n" +
 	"\x06tokens\x18\x01 \x01(\v2\x15.shoal.api.JoinTokensR\x06tokens\"A\n" +
 	"\x16RotateJoinTokenRequest\x12'\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"H\n" +
 	"\x17RotateJoinTokenResponse\x12-\n" +
-	"\x06tokens\x18\x01 \x01(\v2\x15.shoal.api.JoinTokensR\x06tokens2\xb9\x12\n" +
+	"\x06tokens\x18\x01 \x01(\v2\x15.shoal.api.JoinTokensR\x06tokens2\x8a\x13\n" +
 	"\aControl\x12@\n" +
 	"\aGetNode\x12\x19.shoal.api.GetNodeRequest\x1a\x1a.shoal.api.GetNodeResponse\x12F\n" +
 	"\tListNodes\x12\x1b.shoal.api.ListNodesRequest\x1a\x1c.shoal.api.ListNodesResponse\x12I\n" +
@@ -3401,7 +3496,8 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"GetCluster\x12\x1c.shoal.api.GetClusterRequest\x1a\x1d.shoal.api.GetClusterResponse\x12R\n" +
 	"\rUpdateCluster\x12\x1f.shoal.api.UpdateClusterRequest\x1a .shoal.api.UpdateClusterResponse\x12R\n" +
-	"\rGetJoinTokens\x12\x1f.shoal.api.GetJoinTokensRequest\x1a .shoal.api.GetJoinTokensResponse\x12X\n" +
+	"\rGetJoinTokens\x12\x1f.shoal.api.GetJoinTokensRequest\x1a .shoal.api.GetJoinTokensResponse\x12O\n" +
+	"\fGetUnlockKey\x12\x1e.shoal.api.GetUnlockKeyRequest\x1a\x1f.shoal.api.GetUnlockKeyResponse\x12X\n" +
 	"\x0fRotateJoinToken\x12!.shoal.api.RotateJoinTokenRequest\x1a\".shoal.api.RotateJoinTokenResponseB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
 
 var (
@@ -3416,7 +3512,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_control_proto_goTypes = []any{
 	(*GetNodeRequest)(nil),              // 0: shoal.api.GetNodeRequest
 	(*GetNodeResponse)(nil),             // 1: shoal.api.GetNodeResponse
@@ -3474,86 +3570,88 @@ var file_control_proto_goTypes = []any{
 	(*GetClusterResponse)(nil),          // 53: shoal.api.GetClusterResponse
 	(*UpdateClusterRequest)(nil),        // 54: shoal.api.UpdateClusterRequest
 	(*UpdateClusterResponse)(nil),       // 55: shoal.api.UpdateClusterResponse
-	(*GetJoinTokensRequest)(nil),        // 56: shoal.api.GetJoinTokensRequest
-	(*GetJoinTokensResponse)(nil),       // 57: shoal.api.GetJoinTokensResponse
-	(*RotateJoinTokenRequest)(nil),      // 58: shoal.api.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil),     // 59: shoal.api.RotateJoinTokenResponse
-	(*ListNodesRequest_Filters)(nil),    // 60: shoal.api.ListNodesRequest.Filters
-	nil,                                 // 61: shoal.api.ListNodesRequest.Filters.LabelsEntry
-	(*ListServicesRequest_Filters)(nil), // 62: shoal.api.ListServicesRequest.Filters
-	nil,                                 // 63: shoal.api.ListServicesRequest.Filters.LabelsEntry
-	(*ListTasksRequest_Filters)(nil),    // 64: shoal.api.ListTasksRequest.Filters
-	(*ListNetworksRequest_Filters)(nil), // 65: shoal.api.ListNetworksRequest.Filters
-	nil,                                 // 66: shoal.api.ListNetworksRequest.Filters.LabelsEntry
-	(*ListSecretsRequest_Filters)(nil),  // 67: shoal.api.ListSecretsRequest.Filters
-	nil,                                 // 68: shoal.api.ListSecretsRequest.Filters.LabelsEntry
-	(*ListConfigsRequest_Filters)(nil),  // 69: shoal.api.ListConfigsRequest.Filters
-	nil,                                 // 70: shoal.api.ListConfigsRequest.Filters.LabelsEntry
-	(*Node)(nil),                        // 71: shoal.api.Node
-	(*NodeSpec)(nil),                    // 72: shoal.api.NodeSpec
-	(*Service)(nil),                     // 73: shoal.api.Service
-	(*ServiceSpec)(nil),                 // 74: shoal.api.ServiceSpec
-	(*Task)(nil),                        // 75: shoal.api.Task
-	(*Network)(nil),                     // 76: shoal.api.Network
-	(*NetworkSpec)(nil),                 // 77: shoal.api.NetworkSpec
-	(*Secret)(nil),                      // 78: shoal.api.Secret
-	(*SecretSpec)(nil),                  // 79: shoal.api.SecretSpec
-	(*Config)(nil),                      // 80: shoal.api.Config
-	(*ConfigSpec)(nil),                  // 81: shoal.api.ConfigSpec
-	(*Cluster)(nil),                     // 82: shoal.api.Cluster
-	(*ClusterSpec)(nil),                 // 83: shoal.api.ClusterSpec
-	(*JoinTokens)(nil),                  // 84: shoal.api.JoinTokens
-	(NodeRole)(0),                       // 85: shoal.api.NodeRole
-	(TaskState)(0),                      // 86: shoal.api.TaskState
+	(*GetUnlockKeyRequest)(nil),         // 56: shoal.api.GetUnlockKeyRequest
+	(*GetUnlockKeyResponse)(nil),        // 57: shoal.api.GetUnlockKeyResponse
+	(*GetJoinTokensRequest)(nil),        // 58: shoal.api.GetJoinTokensRequest
+	(*GetJoinTokensResponse)(nil),       // 59: shoal.api.GetJoinTokensResponse
+	(*RotateJoinTokenRequest)(nil),      // 60: shoal.api.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),     // 61: shoal.api.RotateJoinTokenResponse
+	(*ListNodesRequest_Filters)(nil),    // 62: shoal.api.ListNodesRequest.Filters
+	nil,                                 // 63: shoal.api.ListNodesRequest.Filters.LabelsEntry
+	(*ListServicesRequest_Filters)(nil), // 64: shoal.api.ListServicesRequest.Filters
+	nil,                                 // 65: shoal.api.ListServicesRequest.Filters.LabelsEntry
+	(*ListTasksRequest_Filters)(nil),    // 66: shoal.api.ListTasksRequest.Filters
+	(*ListNetworksRequest_Filters)(nil), // 67: shoal.api.ListNetworksRequest.Filters
+	nil,                                 // 68: shoal.api.ListNetworksRequest.Filters.LabelsEntry
+	(*ListSecretsRequest_Filters)(nil),  // 69: shoal.api.ListSecretsRequest.Filters
+	nil,                                 // 70: shoal.api.ListSecretsRequest.Filters.LabelsEntry
+	(*ListConfigsRequest_Filters)(nil),  // 71: shoal.api.ListConfigsRequest.Filters
+	nil,                                 // 72: shoal.api.ListConfigsRequest.Filters.LabelsEntry
+	(*Node)(nil),                        // 73: shoal.api.Node
+	(*NodeSpec)(nil),                    // 74: shoal.api.NodeSpec
+	(*Service)(nil),                     // 75: shoal.api.Service
+	(*ServiceSpec)(nil),                 // 76: shoal.api.ServiceSpec
+	(*Task)(nil),                        // 77: shoal.api.Task
+	(*Network)(nil),                     // 78: shoal.api.Network
+	(*NetworkSpec)(nil),                 // 79: shoal.api.NetworkSpec
+	(*Secret)(nil),                      // 80: shoal.api.Secret
+	(*SecretSpec)(nil),                  // 81: shoal.api.SecretSpec
+	(*Config)(nil),                      // 82: shoal.api.Config
+	(*ConfigSpec)(nil),                  // 83: shoal.api.ConfigSpec
+	(*Cluster)(nil),                     // 84: shoal.api.Cluster
+	(*ClusterSpec)(nil),                 // 85: shoal.api.ClusterSpec
+	(*JoinTokens)(nil),                  // 86: shoal.api.JoinTokens
+	(NodeRole)(0),                       // 87: shoal.api.NodeRole
+	(TaskState)(0),                      // 88: shoal.api.TaskState
 }
 var file_control_proto_depIdxs = []int32{
-	71, // 0: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
-	60, // 1: shoal.api.ListNodesRequest.filters:type_name -> shoal.api.ListNodesRequest.Filters
-	71, // 2: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
-	72, // 3: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
-	71, // 4: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
-	73, // 5: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
-	62, // 6: shoal.api.ListServicesRequest.filters:type_name -> shoal.api.ListServicesRequest.Filters
-	73, // 7: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
-	74, // 8: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	73, // 9: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
-	74, // 10: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	73, // 11: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
-	75, // 12: shoal.api.GetTaskResponse.task:type_name -> shoal.api.Task
-	64, // 13: shoal.api.ListTasksRequest.filters:type_name -> shoal.api.ListTasksRequest.Filters
-	75, // 14: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
-	76, // 15: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
-	65, // 16: shoal.api.ListNetworksRequest.filters:type_name -> shoal.api.ListNetworksRequest.Filters
-	76, // 17: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
-	77, // 18: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
-	76, // 19: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
-	78, // 20: shoal.api.GetSecretResponse.secret:type_name -> shoal.api.Secret
-	67, // 21: shoal.api.ListSecretsRequest.filters:type_name -> shoal.api.ListSecretsRequest.Filters
-	78, // 22: shoal.api.ListSecretsResponse.secrets:type_name -> shoal.api.Secret
-	79, // 23: shoal.api.CreateSecretRequest.spec:type_name -> shoal.api.SecretSpec
-	78, // 24: shoal.api.CreateSecretResponse.secret:type_name -> shoal.api.Secret
-	79, // 25: shoal.api.UpdateSecretRequest.spec:type_name -> shoal.api.SecretSpec
-	78, // 26: shoal.api.UpdateSecretResponse.secret:type_name -> shoal.api.Secret
-	80, // 27: shoal.api.GetConfigResponse.config:type_name -> shoal.api.Config
-	69, // 28: shoal.api.ListConfigsRequest.filters:type_name -> shoal.api.ListConfigsRequest.Filters
-	80, // 29: shoal.api.ListConfigsResponse.configs:type_name -> shoal.api.Config
-	81, // 30: shoal.api.CreateConfigRequest.spec:type_name -> shoal.api.ConfigSpec
-	80, // 31: shoal.api.CreateConfigResponse.config:type_name -> shoal.api.Config
-	81, // 32: shoal.api.UpdateConfigRequest.spec:type_name -> shoal.api.ConfigSpec
-	80, // 33: shoal.api.UpdateConfigResponse.config:type_name -> shoal.api.Config
-	82, // 34: shoal.api.GetClusterResponse.cluster:type_name -> shoal.api.Cluster
-	83, // 35: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
-	82, // 36: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
-	84, // 37: shoal.api.GetJoinTokensResponse.tokens:type_name -> shoal.api.JoinTokens
-	85, // 38: shoal.api.RotateJoinTokenRequest.role:type_name -> shoal.api.NodeRole
-	84, // 39: shoal.api.RotateJoinTokenResponse.tokens:type_name -> shoal.api.JoinTokens
-	61, // 40: shoal.api.ListNodesRequest.Filters.labels:type_name -> shoal.api.ListNodesRequest.Filters.LabelsEntry
-	85, // 41: shoal.api.ListNodesRequest.Filters.roles:type_name -> shoal.api.NodeRole
-	63, // 42: shoal.api.ListServicesRequest.Filters.labels:type_name -> shoal.api.ListServicesRequest.Filters.LabelsEntry
-	86, // 43: shoal.api.ListTasksRequest.Filters.desired_states:type_name -> shoal.api.TaskState
-	66, // 44: shoal.api.ListNetworksRequest.Filters.labels:type_name -> shoal.api.ListNetworksRequest.Filters.LabelsEntry
-	68, // 45: shoal.api.ListSecretsRequest.Filters.labels:type_name -> shoal.api.ListSecretsRequest.Filters.LabelsEntry
-	70, // 46: shoal.api.ListConfigsRequest.Filters.labels:type_name -> shoal.api.ListConfigsRequest.Filters.LabelsEntry
+	73, // 0: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
+	62, // 1: shoal.api.ListNodesRequest.filters:type_name -> shoal.api.ListNodesRequest.Filters
+	73, // 2: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
+	74, // 3: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
+	73, // 4: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
+	75, // 5: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
+	64, // 6: shoal.api.ListServicesRequest.filters:type_name -> shoal.api.ListServicesRequest.Filters
+	75, // 7: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
+	76, // 8: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	75, // 9: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
+	76, // 10: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	75, // 11: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
+	77, // 12: shoal.api.GetTaskResponse.task:type_name -> shoal.api.Task
+	66, // 13: shoal.api.ListTasksRequest.filters:type_name -> shoal.api.ListTasksRequest.Filters
+	77, // 14: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
+	78, // 15: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
+	67, // 16: shoal.api.ListNetworksRequest.filters:type_name -> shoal.api.ListNetworksRequest.Filters
+	78, // 17: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
+	79, // 18: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
+	78, // 19: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
+	80, // 20: shoal.api.GetSecretResponse.secret:type_name -> shoal.api.Secret
+	69, // 21: shoal.api.ListSecretsRequest.filters:type_name -> shoal.api.ListSecretsRequest.Filters
+	80, // 22: shoal.api.ListSecretsResponse.secrets:type_name -> shoal.api.Secret
+	81, // 23: shoal.api.CreateSecretRequest.spec:type_name -> shoal.api.SecretSpec
+	80, // 24: shoal.api.CreateSecretResponse.secret:type_name -> shoal.api.Secret
+	81, // 25: shoal.api.UpdateSecretRequest.spec:type_name -> shoal.api.SecretSpec
+	80, // 26: shoal.api.UpdateSecretResponse.secret:type_name -> shoal.api.Secret
+	82, // 27: shoal.api.GetConfigResponse.config:type_name -> shoal.api.Config
+	71, // 28: shoal.api.ListConfigsRequest.filters:type_name -> shoal.api.ListConfigsRequest.Filters
+	82, // 29: shoal.api.ListConfigsResponse.configs:type_name -> shoal.api.Config
+	83, // 30: shoal.api.CreateConfigRequest.spec:type_name -> shoal.api.ConfigSpec
+	82, // 31: shoal.api.CreateConfigResponse.config:type_name -> shoal.api.Config
+	83, // 32: shoal.api.UpdateConfigRequest.spec:type_name -> shoal.api.ConfigSpec
+	82, // 33: shoal.api.UpdateConfigResponse.config:type_name -> shoal.api.Config
+	84, // 34: shoal.api.GetClusterResponse.cluster:type_name -> shoal.api.Cluster
+	85, // 35: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
+	84, // 36: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
+	86, // 37: shoal.api.GetJoinTokensResponse.tokens:type_name -> shoal.api.JoinTokens
+	87, // 38: shoal.api.RotateJoinTokenRequest.role:type_name -> shoal.api.NodeRole
+	86, // 39: shoal.api.RotateJoinTokenResponse.tokens:type_name -> shoal.api.JoinTokens
+	63, // 40: shoal.api.ListNodesRequest.Filters.labels:type_name -> shoal.api.ListNodesRequest.Filters.LabelsEntry
+	87, // 41: shoal.api.ListNodesRequest.Filters.roles:type_name -> shoal.api.NodeRole
+	65, // 42: shoal.api.ListServicesRequest.Filters.labels:type_name -> shoal.api.ListServicesRequest.Filters.LabelsEntry
+	88, // 43: shoal.api.ListTasksRequest.Filters.desired_states:type_name -> shoal.api.TaskState
+	68, // 44: shoal.api.ListNetworksRequest.Filters.labels:type_name -> shoal.api.ListNetworksRequest.Filters.LabelsEntry
+	70, // 45: shoal.api.ListSecretsRequest.Filters.labels:type_name -> shoal.api.ListSecretsRequest.Filters.LabelsEntry
+	72, // 46: shoal.api.ListConfigsRequest.Filters.labels:type_name -> shoal.api.ListConfigsRequest.Filters.LabelsEntry
 	0,  // 47: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
 	2,  // 48: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
 	4,  // 49: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
@@ -3582,40 +3680,42 @@ var file_control_proto_depIdxs = []int32{
 	50, // 72: shoal.api.Control.RemoveConfig:input_type -> shoal.api.RemoveConfigRequest
 	52, // 73: shoal.api.Control.GetCluster:input_type -> shoal.api.GetClusterRequest
 	54, // 74: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
-	56, // 75: shoal.api.Control.GetJoinTokens:input_type -> shoal.api.GetJoinTokensRequest
-	58, // 76: shoal.api.Control.RotateJoinToken:input_type -> shoal.api.RotateJoinTokenRequest
-	1,  // 77: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
-	3,  // 78: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
-	5,  // 79: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
-	7,  // 80: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
-	9,  // 81: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
-	11, // 82: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
-	13, // 83: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
-	15, // 84: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
-	17, // 85: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
-	19, // 86: shoal.api.Control.GetTask:output_type -> shoal.api.GetTaskResponse
-	21, // 87: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
-	23, // 88: shoal.api.Control.RemoveTask:output_type -> shoal.api.RemoveTaskResponse
-	25, // 89: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
-	27, // 90: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
-	29, // 91: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
-	31, // 92: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
-	33, // 93: shoal.api.Control.GetSecret:output_type -> shoal.api.GetSecretResponse
-	35, // 94: shoal.api.Control.ListSecrets:output_type -> shoal.api.ListSecretsResponse
-	37, // 95: shoal.api.Control.CreateSecret:output_type -> shoal.api.CreateSecretResponse
-	39, // 96: shoal.api.Control.UpdateSecret:output_type -> shoal.api.UpdateSecretResponse
-	41, // 97: shoal.api.Control.RemoveSecret:output_type -> shoal.api.RemoveSecretResponse
-	43, // 98: shoal.api.Control.GetConfig:output_type -> shoal.api.GetConfigResponse
-	45, // 99: shoal.api.Control.ListConfigs:output_type -> shoal.api.ListConfigsResponse
-	47, // 100: shoal.api.Control.CreateConfig:output_type -> shoal.api.CreateConfigResponse
-	49, // 101: shoal.api.Control.UpdateConfig:output_type -> shoal.api.UpdateConfigResponse
-	51, // 102: shoal.api.Control.RemoveConfig:output_type -> shoal.api.RemoveConfigResponse
-	53, // 103: shoal.api.Control.GetCluster:output_type -> shoal.api.GetClusterResponse
-	55, // 104: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
-	57, // 105: shoal.api.Control.GetJoinTokens:output_type -> shoal.api.GetJoinTokensResponse
-	59, // 106: shoal.api.Control.RotateJoinToken:output_type -> shoal.api.RotateJoinTokenResponse
-	77, // [77:107] is the sub-list for method output_type
-	47, // [47:77] is the sub-list for method input_type
+	58, // 75: shoal.api.Control.GetJoinTokens:input_type -> shoal.api.GetJoinTokensRequest
+	56, // 76: shoal.api.Control.GetUnlockKey:input_type -> shoal.api.GetUnlockKeyRequest
+	60, // 77: shoal.api.Control.RotateJoinToken:input_type -> shoal.api.RotateJoinTokenRequest
+	1,  // 78: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
+	3,  // 79: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
+	5,  // 80: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
+	7,  // 81: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
+	9,  // 82: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
+	11, // 83: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
+	13, // 84: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
+	15, // 85: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
+	17, // 86: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
+	19, // 87: shoal.api.Control.GetTask:output_type -> shoal.api.GetTaskResponse
+	21, // 88: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
+	23, // 89: shoal.api.Control.RemoveTask:output_type -> shoal.api.RemoveTaskResponse
+	25, // 90: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
+	27, // 91: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
+	29, // 92: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
+	31, // 93: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
+	33, // 94: shoal.api.Control.GetSecret:output_type -> shoal.api.GetSecretResponse
+	35, // 95: shoal.api.Control.ListSecrets:output_type -> shoal.api.ListSecretsResponse
+	37, // 96: shoal.api.Control.CreateSecret:output_type -> shoal.api.CreateSecretResponse
+	39, // 97: shoal.api.Control.UpdateSecret:output_type -> shoal.api.UpdateSecretResponse
+	41, // 98: shoal.api.Control.RemoveSecret:output_type -> shoal.api.RemoveSecretResponse
+	43, // 99: shoal.api.Control.GetConfig:output_type -> shoal.api.GetConfigResponse
+	45, // 100: shoal.api.Control.ListConfigs:output_type -> shoal.api.ListConfigsResponse
+	47, // 101: shoal.api.Control.CreateConfig:output_type -> shoal.api.CreateConfigResponse
+	49, // 102: shoal.api.Control.UpdateConfig:output_type -> shoal.api.UpdateConfigResponse
+	51, // 103: shoal.api.Control.RemoveConfig:output_type -> shoal.api.RemoveConfigResponse
+	53, // 104: shoal.api.Control.GetCluster:output_type -> shoal.api.GetClusterResponse
+	55, // 105: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
+	59, // 106: shoal.api.Control.GetJoinTokens:output_type -> shoal.api.GetJoinTokensResponse
+	57, // 107: shoal.api.Control.GetUnlockKey:output_type -> shoal.api.GetUnlockKeyResponse
+	61, // 108: shoal.api.Control.RotateJoinToken:output_type -> shoal.api.RotateJoinTokenResponse
+	78, // [78:109] is the sub-list for method output_type
+	47, // [47:78] is the sub-list for method input_type
 	47, // [47:47] is the sub-list for extension type_name
 	47, // [47:47] is the sub-list for extension extendee
 	0,  // [0:47] is the sub-list for field type_name
@@ -3634,7 +3734,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   71,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

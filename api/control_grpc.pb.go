@@ -48,6 +48,7 @@ const (
 	Control_GetCluster_FullMethodName      = "/shoal.api.Control/GetCluster"
 	Control_UpdateCluster_FullMethodName   = "/shoal.api.Control/UpdateCluster"
 	Control_GetJoinTokens_FullMethodName   = "/shoal.api.Control/GetJoinTokens"
+	Control_GetUnlockKey_FullMethodName    = "/shoal.api.Control/GetUnlockKey"
 	Control_RotateJoinToken_FullMethodName = "/shoal.api.Control/RotateJoinToken"
 )
 
@@ -89,6 +90,8 @@ type ControlClient interface {
 	GetCluster(ctx context.Context, in *GetClusterRequest, opts ...grpc.CallOption) (*GetClusterResponse, error)
 	UpdateCluster(ctx context.Context, in *UpdateClusterRequest, opts ...grpc.CallOption) (*UpdateClusterResponse, error)
 	GetJoinTokens(ctx context.Context, in *GetJoinTokensRequest, opts ...grpc.CallOption) (*GetJoinTokensResponse, error)
+	// GetUnlockKey returns the managers' unlock key (`swarm unlock-key`).
+	GetUnlockKey(ctx context.Context, in *GetUnlockKeyRequest, opts ...grpc.CallOption) (*GetUnlockKeyResponse, error)
 	RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*RotateJoinTokenResponse, error)
 }
 
@@ -390,6 +393,16 @@ func (c *controlClient) GetJoinTokens(ctx context.Context, in *GetJoinTokensRequ
 	return out, nil
 }
 
+func (c *controlClient) GetUnlockKey(ctx context.Context, in *GetUnlockKeyRequest, opts ...grpc.CallOption) (*GetUnlockKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUnlockKeyResponse)
+	err := c.cc.Invoke(ctx, Control_GetUnlockKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *controlClient) RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*RotateJoinTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RotateJoinTokenResponse)
@@ -438,6 +451,8 @@ type ControlServer interface {
 	GetCluster(context.Context, *GetClusterRequest) (*GetClusterResponse, error)
 	UpdateCluster(context.Context, *UpdateClusterRequest) (*UpdateClusterResponse, error)
 	GetJoinTokens(context.Context, *GetJoinTokensRequest) (*GetJoinTokensResponse, error)
+	// GetUnlockKey returns the managers' unlock key (`swarm unlock-key`).
+	GetUnlockKey(context.Context, *GetUnlockKeyRequest) (*GetUnlockKeyResponse, error)
 	RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
@@ -535,6 +550,9 @@ func (UnimplementedControlServer) UpdateCluster(context.Context, *UpdateClusterR
 }
 func (UnimplementedControlServer) GetJoinTokens(context.Context, *GetJoinTokensRequest) (*GetJoinTokensResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJoinTokens not implemented")
+}
+func (UnimplementedControlServer) GetUnlockKey(context.Context, *GetUnlockKeyRequest) (*GetUnlockKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUnlockKey not implemented")
 }
 func (UnimplementedControlServer) RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateJoinToken not implemented")
@@ -1082,6 +1100,24 @@ func _Control_GetJoinTokens_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_GetUnlockKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUnlockKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).GetUnlockKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_GetUnlockKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).GetUnlockKey(ctx, req.(*GetUnlockKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Control_RotateJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RotateJoinTokenRequest)
 	if err := dec(in); err != nil {
@@ -1222,6 +1258,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJoinTokens",
 			Handler:    _Control_GetJoinTokens_Handler,
+		},
+		{
+			MethodName: "GetUnlockKey",
+			Handler:    _Control_GetUnlockKey_Handler,
 		},
 		{
 			MethodName: "RotateJoinToken",

@@ -1610,8 +1610,12 @@ type Cluster struct {
 	// default_address_pool is where overlay subnets come from (CIDRs).
 	DefaultAddressPool []string `protobuf:"bytes,5,rep,name=default_address_pool,json=defaultAddressPool,proto3" json:"default_address_pool,omitempty"`
 	SubnetSize         uint32   `protobuf:"varint,6,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// unlock_key is the managers' unlock key (32 random bytes, Swarm's
+	// UnlockKeys) while spec.autolock_managers is set; it is replicated so
+	// that every manager seals its data key with it. Redacted from GetCluster.
+	UnlockKey     []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1684,6 +1688,13 @@ func (x *Cluster) GetSubnetSize() uint32 {
 		return x.SubnetSize
 	}
 	return 0
+}
+
+func (x *Cluster) GetUnlockKey() []byte {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return nil
 }
 
 // Secret is sensitive data given to tasks as files under /run/secrets. It
@@ -1950,7 +1961,7 @@ const file_objects_proto_rawDesc = "" +
 	"\fRootRotation\x12\x17\n" +
 	"\aca_cert\x18\x01 \x01(\fR\x06caCert\x12\x15\n" +
 	"\x06ca_key\x18\x02 \x01(\fR\x05caKey\x12/\n" +
-	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\xe9\x01\n" +
+	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\x88\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -1958,7 +1969,9 @@ const file_objects_proto_rawDesc = "" +
 	"\aroot_ca\x18\x04 \x01(\v2\x11.shoal.api.RootCAR\x06rootCa\x120\n" +
 	"\x14default_address_pool\x18\x05 \x03(\tR\x12defaultAddressPool\x12\x1f\n" +
 	"\vsubnet_size\x18\x06 \x01(\rR\n" +
-	"subnetSize\"h\n" +
+	"subnetSize\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\a \x01(\fR\tunlockKey\"h\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +

@@ -2518,8 +2518,12 @@ type ClusterSpec struct {
 	// ca_force_rotate is Docker's CAConfig.ForceRotate: raising it starts a
 	// root CA rotation (`swarm ca --rotate`).
 	CaForceRotate uint64 `protobuf:"varint,20,opt,name=ca_force_rotate,json=caForceRotate,proto3" json:"ca_force_rotate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// autolock_managers is Docker's EncryptionConfig.AutoLockManagers: each
+	// manager keeps its raft data key sealed by the cluster's unlock key, and
+	// a restarted manager stays locked until `swarm unlock` gives the key.
+	AutolockManagers bool `protobuf:"varint,21,opt,name=autolock_managers,json=autolockManagers,proto3" json:"autolock_managers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -2599,6 +2603,13 @@ func (x *ClusterSpec) GetCaForceRotate() uint64 {
 		return x.CaForceRotate
 	}
 	return 0
+}
+
+func (x *ClusterSpec) GetAutolockManagers() bool {
+	if x != nil {
+		return x.AutolockManagers
+	}
+	return false
 }
 
 var File_types_proto protoreflect.FileDescriptor
@@ -2798,7 +2809,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\x96\x03\n" +
+	"\x05DRAIN\x10\x02\"\xc3\x03\n" +
 	"\vClusterSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12?\n" +
 	"\x1ctask_history_retention_limit\x18\x02 \x01(\x03R\x19taskHistoryRetentionLimit\x12D\n" +
@@ -2806,7 +2817,8 @@ const file_types_proto_rawDesc = "" +
 	"\x10node_cert_expiry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0enodeCertExpiry\x12+\n" +
 	"\x11snapshot_interval\x18\x05 \x01(\x04R\x10snapshotInterval\x12,\n" +
 	"\x12keep_old_snapshots\x18\x06 \x01(\x04R\x10keepOldSnapshots\x12&\n" +
-	"\x0fca_force_rotate\x18\x14 \x01(\x04R\rcaForceRotate*#\n" +
+	"\x0fca_force_rotate\x18\x14 \x01(\x04R\rcaForceRotate\x12+\n" +
+	"\x11autolock_managers\x18\x15 \x01(\bR\x10autolockManagers*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +

@@ -23,6 +23,7 @@ func newSwarmCommand() *cobra.Command {
 	cmd.AddCommand(
 		newSwarmInitCommand(), newSwarmJoinCommand(), newSwarmJoinTokenCommand(),
 		newSwarmLeaveCommand(), newSwarmUpdateCommand(), newSwarmCACommand(),
+		newSwarmUnlockCommand(), newSwarmUnlockKeyCommand(),
 	)
 	return cmd
 }
@@ -78,11 +79,12 @@ type swarmSpecFlags struct {
 	heartbeat        time.Duration
 	snapshotInterval uint64
 	maxSnapshots     uint64
+	autolock         bool
 }
 
 // swarmSpecFlagNames are the flags swarmSpecFlags reads: `swarm update`
 // without any of them prints its help, as docker does.
-var swarmSpecFlagNames = []string{"task-history-limit", "cert-expiry", "dispatcher-heartbeat", "snapshot-interval", "max-snapshots"}
+var swarmSpecFlagNames = []string{"task-history-limit", "cert-expiry", "dispatcher-heartbeat", "snapshot-interval", "max-snapshots", "autolock"}
 
 func addSwarmSpecFlags(fl *pflag.FlagSet, o *swarmSpecFlags) {
 	fl.Int64Var(&o.taskHistoryLimit, "task-history-limit", 5, "Task history retention limit")
@@ -90,6 +92,7 @@ func addSwarmSpecFlags(fl *pflag.FlagSet, o *swarmSpecFlags) {
 	fl.DurationVar(&o.heartbeat, "dispatcher-heartbeat", time.Second, "Dispatcher heartbeat period (ns|us|ms|s|m|h); fixed at 1s in shoal")
 	fl.Uint64Var(&o.snapshotInterval, "snapshot-interval", 10000, "Number of log entries between Raft snapshots")
 	fl.Uint64Var(&o.maxSnapshots, "max-snapshots", 1, "Number of additional Raft snapshots to retain; fixed at 1 in shoal")
+	fl.BoolVar(&o.autolock, "autolock", false, "Enable manager autolocking (requiring an unlock key to start a stopped manager)")
 }
 
 func addCertExpiryFlag(fl *pflag.FlagSet, o *swarmSpecFlags) {
@@ -127,6 +130,9 @@ func (o *swarmSpecFlags) merge(fl *pflag.FlagSet, spec *swarm.Spec) error {
 	if fl.Changed("max-snapshots") {
 		v := o.maxSnapshots
 		spec.Raft.KeepOldSnapshots = &v
+	}
+	if fl.Changed("autolock") {
+		spec.EncryptionConfig.AutoLockManagers = o.autolock
 	}
 	return nil
 }
@@ -171,7 +177,7 @@ func newSwarmInitCommand() *cobra.Command {
 			ctx := commandContext(cmd)
 			res, err := c.SwarmInit(ctx, client.SwarmInitOptions{
 				ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
-				Spec: spec, Availability: avail, SubnetSize: 24,
+				Spec: spec, Availability: avail, SubnetSize: 24, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
 			})
 			if err != nil {
 				err = c.apiError(err)
@@ -186,7 +192,10 @@ func newSwarmInitCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(out, "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.")
-			return nil
+			if spec.EncryptionConfig.AutoLockManagers {
+				fmt.Fprintln(out)
+			}
+			return printUnlockKeyIfLocked(cmd, c, &spec)
 		},
 	}
 	fl := cmd.Flags()
@@ -295,15 +304,10 @@ func newSwarmJoinTokenCommand() *cobra.Command {
 			ctx := commandContext(cmd)
 			out := streamsOf(cmd).out
 			if rotate {
-				sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
-				if err != nil {
-					return c.apiError(err)
-				}
-				if _, err := c.SwarmUpdate(ctx, client.SwarmUpdateOptions{
-					Version: sw.Swarm.Version, Spec: sw.Swarm.Spec,
-					RotateWorkerToken: worker, RotateManagerToken: manager,
+				if err := rotateSwarm(cmd, c, nil, func(o *client.SwarmUpdateOptions) {
+					o.RotateWorkerToken, o.RotateManagerToken = worker, manager
 				}); err != nil {
-					return c.apiError(err)
+					return err
 				}
 				if !quiet {
 					fmt.Fprintf(out, "Successfully rotated %s join token.\n\n", role)
@@ -371,11 +375,19 @@ func newSwarmUpdateCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if err := updateSwarmSpec(cmd, c, func(spec *swarm.Spec) error { return specFlags.merge(cmd.Flags(), spec) }); err != nil {
+			var updated swarm.Spec
+			if err := updateSwarmSpec(cmd, c, func(spec *swarm.Spec) error {
+				wasLocked := spec.EncryptionConfig.AutoLockManagers
+				err := specFlags.merge(cmd.Flags(), spec)
+				updated = *spec
+				// The key is printed only when autolock is turned on now.
+				updated.EncryptionConfig.AutoLockManagers = !wasLocked && spec.EncryptionConfig.AutoLockManagers
+				return err
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintln(streamsOf(cmd).out, "Swarm updated.")
-			return nil
+			return printUnlockKeyIfLocked(cmd, c, &updated)
 		},
 	}
 	addSwarmSpecFlags(cmd.Flags(), &specFlags)

@@ -481,6 +481,9 @@ func TestSwarmAndNodeCommands(t *testing.T) {
 		f.bodies["POST /swarm/update"], f.queries["POST /swarm/update"] = b, r.URL.RawQuery
 		f.mu.Unlock()
 	})
+	f.mux.HandleFunc("GET /swarm/unlockkey", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]string{"UnlockKey": "SWMKEY-1-abc"})
+	})
 	f.mux.HandleFunc("POST /swarm/join", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
@@ -504,6 +507,21 @@ func TestSwarmAndNodeCommands(t *testing.T) {
 	sameJSON(t, f.body("POST /swarm/init"), `{"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "198.18.0.1", "DataPathAddr": "", "DataPathPort": 0,
 		"ForceNewCluster": false, "Spec": {"Labels": null, "Orchestration": {"TaskHistoryRetentionLimit": 2}, "Raft": {"ElectionTick": 0, "HeartbeatTick": 0},
 		"Dispatcher": {}, "CAConfig": {}, "TaskDefaults": {}, "EncryptionConfig": {"AutoLockManagers": false}}, "AutoLockManagers": false, "Availability": "", "DefaultAddrPool": null, "SubnetSize": 24}`)
+
+	// --autolock asks for it and prints the unlock key, as docker does.
+	r = runCLI(t, f.host, "", "swarm", "init", "--autolock", "--advertise-addr", "198.18.0.1")
+	if r.code != 0 || !strings.HasSuffix(r.stdout, "follow the instructions.\n\nTo unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n"+
+		"command and provide the following key:\n\n    SWMKEY-1-abc\n\nRemember to store this key in a password manager, since without it you\n"+
+		"will not be able to restart the manager.\n") {
+		t.Fatalf("init --autolock: %d %q\n%s", r.code, r.stderr, r.stdout)
+	}
+	if b := string(f.body("POST /swarm/init")); !strings.Contains(b, `"AutoLockManagers":true`) {
+		t.Errorf("init --autolock sent %s", b)
+	}
+	r = runCLI(t, f.host, "", "swarm", "unlock-key", "-q")
+	if r.code != 0 || r.stdout != "SWMKEY-1-abc\n" {
+		t.Errorf("unlock-key -q: %+v", r)
+	}
 
 	r = runCLI(t, f.host, "", "swarm", "join-token", "-q", "worker")
 	if r.stdout != "SWMTKN-1-abc-worker\n" {

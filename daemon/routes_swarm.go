@@ -19,6 +19,8 @@ func (d *Daemon) swarmRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /swarm/join", d.swarmJoin)
 	mux.HandleFunc("POST /swarm/leave", d.swarmLeave)
 	mux.HandleFunc("POST /swarm/update", d.withControl(d.swarmUpdate))
+	mux.HandleFunc("POST /swarm/unlock", d.swarmUnlock)
+	mux.HandleFunc("GET /swarm/unlockkey", d.withControl(d.swarmUnlockKey))
 	mux.HandleFunc("GET /nodes", d.withControl(d.nodeList))
 	mux.HandleFunc("GET /nodes/{id}", d.withControl(d.nodeInspect))
 	mux.HandleFunc("POST /nodes/{id}/update", d.withControl(d.nodeUpdate))
@@ -53,8 +55,8 @@ func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.ForceNewCluster || req.AutoLockManagers {
-		writeError(w, badRequest("--force-new-cluster and --autolock are not supported"))
+	if req.ForceNewCluster {
+		writeError(w, badRequest("--force-new-cluster is not supported"))
 		return
 	}
 	avail, err := joinAvailability(req.Availability)
@@ -67,6 +69,7 @@ func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	spec.AutolockManagers = spec.GetAutolockManagers() || req.AutoLockManagers
 	id, err := d.swarm.initSwarm(r.Context(), req.ListenAddr, req.AdvertiseAddr, spec, avail)
 	if err != nil {
 		writeError(w, err)
@@ -147,7 +150,8 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.Contr
 		writeError(w, err)
 		return
 	}
-	if _, err := c.UpdateCluster(r.Context(), &api.UpdateClusterRequest{ClusterVersion: version, Spec: cs}); err != nil {
+	rotateKey, _ := strconv.ParseBool(q.Get("rotateManagerUnlockKey"))
+	if _, err := c.UpdateCluster(r.Context(), &api.UpdateClusterRequest{ClusterVersion: version, Spec: cs, RotateUnlockKey: rotateKey}); err != nil {
 		writeError(w, api.FromGRPC(err))
 		return
 	}
@@ -163,6 +167,31 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.Contr
 		}
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// swarmUnlock starts a locked manager with the unlock key (`swarm unlock`).
+func (d *Daemon) swarmUnlock(w http.ResponseWriter, r *http.Request) {
+	var req swarm.UnlockRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := d.swarm.unlock(req.UnlockKey); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// swarmUnlockKey answers the cluster's unlock key (`swarm unlock-key`);
+// empty when autolock is off, as dockerd.
+func (d *Daemon) swarmUnlockKey(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+	resp, err := c.GetUnlockKey(r.Context(), &api.GetUnlockKeyRequest{})
+	if err != nil {
+		writeError(w, api.FromGRPC(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, swarm.UnlockKeyResponse{UnlockKey: formatUnlockKey(resp.GetUnlockKey())})
 }
 
 func (d *Daemon) nodeList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
@@ -250,6 +279,9 @@ func (d *Daemon) swarmInfo(r *http.Request) swarm.Info {
 	snap := d.swarm.snapshot()
 	if snap.state == nil {
 		return swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive}
+	}
+	if snap.locked {
+		return swarm.Info{NodeID: snap.state.NodeID, LocalNodeState: swarm.LocalNodeStateLocked}
 	}
 	host, _, _ := net.SplitHostPort(snap.state.AdvertiseAddr)
 	info := swarm.Info{

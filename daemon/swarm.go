@@ -57,6 +57,12 @@ type swarmNode struct {
 
 	// certs renews the node's certificate while the agent runs.
 	certs *certRenewal
+
+	// locked: a restarted manager whose raft data key is sealed waits for
+	// `swarm unlock` (swarmdek.go); nothing of the swarm runs meanwhile.
+	// unlockKey is the key its data key is sealed with (nil: in the clear).
+	locked    bool
+	unlockKey []byte
 }
 
 func newSwarmNode(ctx context.Context, dir, nodeName string, rt worker.Runtime) *swarmNode {
@@ -76,6 +82,15 @@ func (s *swarmNode) resume() error {
 	defer s.mu.Unlock()
 	s.state, s.id = st, id
 	if st.Role == roleManager {
+		locked, err := s.files.dekLocked()
+		if err != nil {
+			return fmt.Errorf("restart manager: %w", err)
+		}
+		if locked {
+			s.locked = true
+			slog.Warn("swarm is locked: run `swarm unlock` to start this manager")
+			return nil
+		}
 		if err := s.startManager(false); err != nil {
 			return fmt.Errorf("restart manager: %w", err)
 		}
@@ -104,6 +119,7 @@ func (s *swarmNode) stopManager() {
 		s.conn = nil
 	}
 	if s.stopMgr != nil {
+		s.unlockKey = s.mgr.UnlockKey() // a restart opens the data key with it
 		s.stopMgr()
 		s.stopMgr, s.mgr = nil, nil
 	}
@@ -134,10 +150,19 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 		ln.Close()
 		return err
 	}
+	dek, sealedAt, err := s.files.loadDEK(s.unlockKey)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	m, err := manager.New(manager.Config{
 		NodeID: s.state.NodeID, Dir: s.files.raft(), Listener: ln, AdvertiseAddr: s.state.AdvertiseAddr,
 		Security: s.id.sec, Bootstrap: bootstrap,
-		Dial: func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
+		Dial:      func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
+		DEK:       dek,
+		UnlockKey: s.unlockKey,
+		SealedAt:  sealedAt,
+		SealDEK:   func(key []byte, version uint64) error { return s.files.saveDEK(dek, key, version) },
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spe
 		return "", err
 	}
 	s.state = &swarmState{NodeID: f.Node.GetId(), Role: roleManager, ListenAddr: listen, AdvertiseAddr: adv}
+	s.unlockKey = f.Cluster.GetUnlockKey() // with --autolock, the data key is sealed from the start
 	if err := s.files.saveIdentity(s.id); err != nil {
 		ln.Close()
 		return "", err
@@ -186,6 +187,7 @@ func (s *swarmNode) leaveSwarm(ctx context.Context, force bool) error {
 	s.stopAll()
 	s.removeTaskContainers(ctx)
 	s.state, s.id = nil, nil
+	s.locked, s.unlockKey = false, nil
 	s.removeState()
 	return nil
 }
@@ -255,6 +257,7 @@ func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinR
 	}
 	if to == roleManager {
 		os.RemoveAll(s.files.raft())
+		s.dropDEK() // a new raft state, a new data key
 		if err := s.startManager(false); err != nil {
 			return err
 		}
@@ -265,6 +268,7 @@ func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinR
 	} else {
 		s.stopManager()
 		os.RemoveAll(s.files.raft())
+		s.dropDEK()
 		s.state.Role = roleWorker
 	}
 	if err := s.files.save(s.state); err != nil {
@@ -281,6 +285,8 @@ func (s *swarmNode) managerConn() (*grpc.ClientConn, error) {
 	switch {
 	case s.state == nil:
 		return nil, errNotInSwarm
+	case s.locked:
+		return nil, errSwarmLocked
 	case s.state.Role != roleManager || s.conn == nil:
 		return nil, errWorkerNode
 	}
@@ -291,6 +297,7 @@ func (s *swarmNode) managerConn() (*grpc.ClientConn, error) {
 type swarmSnapshot struct {
 	state    *swarmState // a copy; nil when the node is in no swarm
 	noLeader bool        // a manager that knows of no leader: no quorum
+	locked   bool        // a manager waiting for `swarm unlock`
 }
 
 func (s *swarmNode) snapshot() swarmSnapshot {
@@ -301,7 +308,7 @@ func (s *swarmNode) snapshot() swarmSnapshot {
 	}
 	st := *s.state
 	st.Managers = slices.Clone(st.Managers)
-	snap := swarmSnapshot{state: &st}
+	snap := swarmSnapshot{state: &st, locked: s.locked}
 	if s.mgr != nil {
 		id, _ := s.mgr.Raft().Leader()
 		snap.noLeader = id == ""

@@ -84,6 +84,7 @@ func (m *Manager) applyCluster(c *api.Cluster) {
 	if c == nil || len(c.GetRootCa().GetCaCert()) == 0 {
 		return
 	}
+	m.followUnlockKey(c)
 	if want := c.GetSpec().GetSnapshotInterval(); want != 0 && want != m.raft.SnapshotThreshold() {
 		if err := m.raft.SetSnapshotThreshold(want); err != nil {
 			m.log.Warn("manager: snapshot interval", "err", err)

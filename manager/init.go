@@ -106,5 +106,11 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 		Cert: cert,
 		Key:  key,
 	}
+	if spec.GetAutolockManagers() {
+		// The first manager seals its data key with it from the start.
+		if f.Cluster.UnlockKey, err = controlapi.NewUnlockKey(); err != nil {
+			return nil, err
+		}
+	}
 	return f, nil
 }

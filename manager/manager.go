@@ -89,6 +89,15 @@ type Config struct {
 	// HeartbeatPeriod of worker sessions (dispatcher default when zero).
 	HeartbeatPeriod time.Duration
 	Logger          *slog.Logger
+	// DEK encrypts the raft log and snapshots (raftstore.DEKSize bytes);
+	// nil keeps them in plaintext (unit tests). UnlockKey is the key the
+	// daemon sealed it with (nil: in the clear), following the cluster
+	// object at version SealedAt; SealDEK seals it again when a newer
+	// cluster object has another unlock key (autolock.go).
+	DEK       []byte
+	UnlockKey []byte
+	SealedAt  uint64
+	SealDEK   func(unlockKey []byte, clusterVersion uint64) error
 }
 
 // Manager is one running manager.
@@ -108,6 +117,10 @@ type Manager struct {
 
 	probeMu    sync.Mutex // guards probeConns: the membership loop's connections
 	probeConns map[string]*grpc.ClientConn
+
+	lockMu   sync.Mutex // guards lockKey, lockedAt: the unlock key the DEK is sealed with
+	lockKey  []byte
+	lockedAt uint64 // the cluster object's version lockKey came from
 }
 
 // New opens the raft state and registers the services; Run serves.
@@ -131,7 +144,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger}
+	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger, lockKey: cfg.UnlockKey, lockedAt: cfg.SealedAt}
 	tlsCfg := m.sec.TLSConfig(m.allowed)
 	var err error
 	serverTLS := tlsCfg.Clone()
@@ -151,7 +164,7 @@ func New(cfg Config) (*Manager, error) {
 	raftTLS.NextProtos = []string{protoRaft}
 	m.raft, err = raftstore.NewNode(raftstore.Config{
 		ID: cfg.NodeID, Dir: cfg.Dir, Listener: m.mux.raft, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Dial: dialTLS(raftTLS),
+		Bootstrap: cfg.Bootstrap, Dial: dialTLS(raftTLS), DEK: cfg.DEK,
 		HeartbeatTimeout: raftHeartbeat, ElectionTimeout: raftElection, LeaderLeaseTimeout: raftLease,
 	})
 	if err != nil {

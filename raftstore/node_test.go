@@ -103,6 +103,8 @@ func testConfig(t testing.TB, id, dir, addr string, fn *faultNet) Config {
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		SnapshotThreshold: 40, TrailingLogs: 10, SnapshotInterval: 100 * time.Millisecond,
 		Logger: hclog.NewNullLogger(),
+		// Encrypted as the managers' are: snapshots sent to followers too.
+		DEK: testDEK,
 	}
 }
 

@@ -19,11 +19,12 @@ func ClusterToSwarm(c *api.Cluster) swarm.Swarm {
 			ID:   c.GetId(),
 			Meta: MetaToSwarm(c.GetMeta()),
 			Spec: swarm.Spec{
-				Annotations:   annotationsToSwarm(spec.GetAnnotations()),
-				Orchestration: swarm.OrchestrationConfig{TaskHistoryRetentionLimit: &limit},
-				Raft:          swarm.RaftConfig{SnapshotInterval: spec.GetSnapshotInterval(), KeepOldSnapshots: &keep},
-				Dispatcher:    swarm.DispatcherConfig{HeartbeatPeriod: durationToSwarm(spec.GetHeartbeatPeriod())},
-				CAConfig:      swarm.CAConfig{NodeCertExpiry: durationToSwarm(spec.GetNodeCertExpiry()), ForceRotate: spec.GetCaForceRotate()},
+				Annotations:      annotationsToSwarm(spec.GetAnnotations()),
+				Orchestration:    swarm.OrchestrationConfig{TaskHistoryRetentionLimit: &limit},
+				Raft:             swarm.RaftConfig{SnapshotInterval: spec.GetSnapshotInterval(), KeepOldSnapshots: &keep},
+				Dispatcher:       swarm.DispatcherConfig{HeartbeatPeriod: durationToSwarm(spec.GetHeartbeatPeriod())},
+				CAConfig:         swarm.CAConfig{NodeCertExpiry: durationToSwarm(spec.GetNodeCertExpiry()), ForceRotate: spec.GetCaForceRotate()},
+				EncryptionConfig: swarm.EncryptionConfig{AutoLockManagers: spec.GetAutolockManagers()},
 			},
 			TLSInfo:                rootTLSInfo(c.GetRootCa().GetCaCert()),
 			RootRotationInProgress: c.GetRootCa().GetRootRotation() != nil,
@@ -51,12 +52,12 @@ func ClusterSpecFromSwarm(s swarm.Spec) (*api.ClusterSpec, error) {
 // MergeClusterSpec applies a swarm.Spec (of POST /swarm/init or
 // /swarm/update) onto a copy of base, as dockerd merges: a zero or nil field
 // keeps base's value, so a spec that sets only TaskHistoryRetentionLimit
-// changes only that. Settings shoal does not have (autolock, external or
-// custom CAs, CA rotation, raft ticks, task defaults) are refused when set.
+// changes only that; EncryptionConfig.AutoLockManagers is taken as given,
+// as dockerd does (clients send the whole spec, and false turns autolock
+// off). Settings shoal does not have (external or custom CAs, raft ticks,
+// task defaults) are refused when set.
 func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, error) {
 	switch {
-	case s.EncryptionConfig.AutoLockManagers:
-		return nil, notSupported("autolock is not supported")
 	case len(s.CAConfig.ExternalCAs) > 0:
 		return nil, notSupported("external CAs are not supported")
 	case s.CAConfig.SigningCACert != "" || s.CAConfig.SigningCAKey != "":
@@ -99,6 +100,7 @@ func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, er
 	if r := s.CAConfig.ForceRotate; r != 0 {
 		out.CaForceRotate = r
 	}
+	out.AutolockManagers = s.EncryptionConfig.AutoLockManagers
 	return out, nil
 }
 

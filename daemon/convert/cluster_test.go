@@ -124,7 +124,6 @@ func TestMergeClusterSpec(t *testing.T) {
 		spec swarm.Spec
 		msg  string
 	}{
-		{swarm.Spec{EncryptionConfig: swarm.EncryptionConfig{AutoLockManagers: true}}, "autolock is not supported"},
 		{swarm.Spec{CAConfig: swarm.CAConfig{ExternalCAs: []*swarm.ExternalCA{{URL: "https://ca"}}}}, "external CAs are not supported"},
 		{swarm.Spec{CAConfig: swarm.CAConfig{SigningCACert: "pem"}}, "custom signing CAs are not supported"},
 		{swarm.Spec{Raft: swarm.RaftConfig{ElectionTick: 10}}, "raft election and heartbeat ticks are not supported"},

@@ -2,7 +2,9 @@ package controlapi
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/pem"
+	"fmt"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -23,6 +25,7 @@ func getCluster(tx raftstore.ReadTx) (*api.Cluster, error) {
 // redact drops the CA key: it stays inside the managers' raft state and is
 // never handed to a client.
 func redact(c *api.Cluster) *api.Cluster {
+	c.UnlockKey = nil
 	if c.GetRootCa() != nil {
 		c.RootCa.CaKey = nil
 		if c.RootCa.RootRotation != nil {
@@ -124,8 +127,14 @@ func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterReques
 		if err := ValidateClusterSpec(c.GetSpec(), spec); err != nil {
 			return err
 		}
-		if proto.Equal(spec, c.GetSpec()) {
+		if req.GetRotateUnlockKey() && !spec.GetAutolockManagers() {
+			return invalid("cannot rotate because autolock is not turned on")
+		}
+		if proto.Equal(spec, c.GetSpec()) && !req.GetRotateUnlockKey() {
 			return nil
+		}
+		if err := setUnlockKey(c, spec.GetAutolockManagers(), req.GetRotateUnlockKey()); err != nil {
+			return err
 		}
 		if spec.GetCaForceRotate() != c.GetSpec().GetCaForceRotate() {
 			if err := startRootRotation(c, s.now()); err != nil {
@@ -144,6 +153,48 @@ func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterReques
 		return nil, notFound("cluster %s not found", id)
 	}
 	return &api.UpdateClusterResponse{Cluster: redact(out)}, nil
+}
+
+// UnlockKeySize is the length of an unlock key (Swarm's: 32 random bytes).
+const UnlockKeySize = 32
+
+// NewUnlockKey makes a random unlock key.
+func NewUnlockKey() ([]byte, error) {
+	k := make([]byte, UnlockKeySize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("unlock key: %w", err)
+	}
+	return k, nil
+}
+
+// setUnlockKey keeps c's unlock key in line with autolock: a key while it is
+// on (a new one on rotate), none when it is off. Each manager watches the
+// cluster and seals its data key with the key it sees (manager/dek.go).
+func setUnlockKey(c *api.Cluster, autolock, rotate bool) error {
+	if !autolock {
+		c.UnlockKey = nil
+		return nil
+	}
+	if len(c.UnlockKey) > 0 && !rotate {
+		return nil
+	}
+	k, err := NewUnlockKey()
+	if err != nil {
+		return err
+	}
+	c.UnlockKey = k
+	return nil
+}
+
+// GetUnlockKey returns the cluster's unlock key, empty when autolock is off.
+func (s *Server) GetUnlockKey(ctx context.Context, req *api.GetUnlockKeyRequest) (*api.GetUnlockKeyResponse, error) {
+	var c *api.Cluster
+	var err error
+	s.store.View(func(tx raftstore.ReadTx) { c, err = getCluster(tx) })
+	if err != nil {
+		return nil, api.ToGRPC(err)
+	}
+	return &api.GetUnlockKeyResponse{UnlockKey: c.GetUnlockKey()}, nil
 }
 
 // GetJoinTokens returns the current worker and manager join tokens.
