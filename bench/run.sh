@@ -22,6 +22,9 @@ cleanup() {
   done
   nft list tables 2>/dev/null | awk '/shoalbench0/ {print $2, $3}' | while read -r fam name; do nft delete table "$fam" "$name"; done
   for c in /sys/fs/cgroup/*/shoal-bench; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+  # `shoal runtime run` puts its container under the default parent /shoal
+  # and leaves that parent behind; rmdir removes it only while it is empty.
+  for c in /sys/fs/cgroup/*/shoal /sys/fs/cgroup/shoal; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   rm -rf "$DIR"
 }
 trap cleanup EXIT
