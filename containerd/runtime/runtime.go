@@ -316,14 +316,14 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	var cg cgroups.Manager
-	var cmd *exec.Cmd
+	var proc *os.Process
 	defer func() {
 		if err == nil {
 			return
 		}
 		// A failed create leaves nothing: no process, cgroup or state.
-		if cmd != nil && cmd.Process != nil {
-			_ = cmd.Process.Kill()
+		if proc != nil {
+			_ = proc.Kill()
 			if c != nil {
 				<-c.done
 			}
@@ -445,7 +445,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		}
 		extra.rootfs = os.NewFile(uintptr(fd), "rootfs")
 	}
-	cmd, c, err = r.startInit(cfg, join, &attr, extra, Stdio{opts.Stdin, opts.Stdout, opts.Stderr}, cg, t, true)
+	proc, c, err = r.startInit(cfg, join, &attr, extra, Stdio{opts.Stdin, opts.Stdout, opts.Stderr}, cg, t, true)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +458,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		ID:          id,
 		Bundle:      bundle,
 		Rootfs:      rootfs,
-		Pid:         cmd.Process.Pid,
+		Pid:         proc.Pid,
 		StartTime:   c.startTime,
 		Created:     time.Now().UTC(),
 		Annotations: spec.Annotations,
@@ -558,11 +558,11 @@ func writePidFile(path string, pid int) error {
 // startInit starts the init (or an exec'd process), puts it into the cgroup,
 // sends it cfg and waits for its verdict: "ready" (create), exec having
 // happened (run: fd 4 closes on exec), or the pid of the process it forked
-// (exec: the returned Cmd holds only that Process).
+// (exec).
 //
 // With reap, a goroutine waits for the process (ending when it exits) and
 // the returned child carries the exit status; without, the caller waits.
-func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysProcAttr, extra *extraFiles, stdio Stdio, cg cgroups.Manager, t *timer, reap bool) (*exec.Cmd, *child, error) {
+func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysProcAttr, extra *extraFiles, stdio Stdio, cg cgroups.Manager, t *timer, reap bool) (*os.Process, *child, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -635,7 +635,7 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 			close(c.done)
 		}()
 	}
-	fail := func(err error) (*exec.Cmd, *child, error) {
+	fail := func(err error) (*os.Process, *child, error) {
 		_ = cmd.Process.Kill()
 		if c != nil {
 			<-c.done
@@ -672,7 +672,7 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 		if cfg.Mode != modeRun {
 			return fail(fmt.Errorf("init exited during setup"))
 		}
-		return cmd, c, nil // exec'd: fd 4 was closed by execve
+		return cmd.Process, c, nil // exec'd: fd 4 was closed by execve
 	case err != nil:
 		return fail(fmt.Errorf("read from init: %w", err))
 	case msg.Error != "":
@@ -688,9 +688,9 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 			reapPid(msg.Pid)
 			return nil, nil, fmt.Errorf("exec: find process %d: %w", msg.Pid, err)
 		}
-		return &exec.Cmd{Process: p}, nil, nil
+		return p, nil, nil
 	}
-	return cmd, c, nil
+	return cmd.Process, c, nil
 }
 
 // reapPid waits for a child of ours that no exec.Cmd owns.
@@ -974,11 +974,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 			return nil, err
 		}
 	}
-	cmd, _, err := r.startInit(cfg, join, attr, nil, stdio, cg, newTimer(), false)
+	proc, _, err := r.startInit(cfg, join, attr, nil, stdio, cg, newTimer(), false)
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
-	return cmd.Process, nil
+	return proc, nil
 }
 
 func sameNamespace(a, b string) bool {
