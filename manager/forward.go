@@ -26,7 +26,7 @@ var ErrNoLeader = api.Wrap(api.ErrUnavailable, errors.New("The swarm does not ha
 // RPC needs no forwarding stub.
 func (m *Manager) leaderConn(ctx context.Context) (*grpc.ClientConn, string, error) {
 	if m.raft.IsLeader() {
-		return nil, "", nil
+		return nil, "", m.waitCaughtUp(ctx)
 	}
 	id, addr := m.raft.Leader()
 	if id == "" || id == m.cfg.NodeID {

@@ -111,6 +111,9 @@ type Manager struct {
 	disp  *dispatcher.Dispatcher
 	log   *slog.Logger
 
+	readyMu sync.Mutex    // guards ready
+	ready   chan struct{} // closed while this node leads and has caught up (see leaderready.go)
+
 	connMu   sync.Mutex // guards conn, connAddr: the forwarding connection
 	conn     *grpc.ClientConn
 	connAddr string
@@ -286,6 +289,7 @@ func (m *Manager) whileLeader(ctx context.Context) {
 				}
 			}()
 		}
+		m.setCaughtUp(true)
 		m.log.Info("manager: this node is the leader", "node", m.cfg.NodeID)
 		run("dispatcher", m.disp.Run)
 		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log}.Run)
@@ -299,6 +303,7 @@ func (m *Manager) whileLeader(ctx context.Context) {
 			}
 			changed = m.raft.LeaderChanged()
 		}
+		m.setCaughtUp(false)
 		cancel()
 		wg.Wait()
 		m.log.Warn("manager: leadership lost; orchestration and scheduling stop here until a leader is elected", "node", m.cfg.NodeID)

@@ -262,15 +262,16 @@ func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	}
 	if forwards(info.FullMethod) {
 		if conn, addr, err := m.leaderConn(ctx); err != nil {
-			if !isRead(info.FullMethod) {
+			if !isRead(info.FullMethod) || !m.raft.Replayed() {
 				return nil, api.ToGRPC(err)
 			}
 			// No leader: reads are answered from this manager's copy, so
-			// that a cluster without quorum can still be looked at.
+			// that a cluster without quorum can still be looked at, once
+			// that copy holds what this manager had seen before a restart.
 		} else if conn != nil {
 			resp, err := m.forwardToLeader(ctx, conn, addr, info.FullMethod, req)
 			if errors.Is(err, errLeaderLost) {
-				if isRead(info.FullMethod) {
+				if isRead(info.FullMethod) && m.raft.Replayed() {
 					return h(ctx, req) // as without a leader: from this copy
 				}
 				return nil, api.ToGRPC(m.leaderLost())

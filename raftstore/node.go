@@ -99,6 +99,12 @@ type Node struct {
 	// leaderMu guards leaderChanged, closed and replaced on every leader change.
 	leaderMu      sync.Mutex
 	leaderChanged chan struct{}
+
+	// onDisk is the last log index this node held when it started: until
+	// its store has applied that far, the store lacks what this node had
+	// already seen committed (raft applies a restarted node's log only once
+	// a leader's commit index reaches it).
+	onDisk uint64
 }
 
 type pendingProposal struct {
@@ -214,6 +220,7 @@ func NewNode(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
 
+	n.onDisk = n.raft.LastIndex()
 	n.obsCh = make(chan raft.Observation, 16)
 	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -278,6 +285,11 @@ func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 
 // IsLeader reports whether this node is the raft leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Replayed reports whether the store holds at least what this node had on
+// disk when it started: a restarted node's store is empty or old until
+// then, and must not be read as the cluster's state.
+func (n *Node) Replayed() bool { return n.raft.AppliedIndex() >= n.onDisk }
 
 // Leader returns the current leader's ID and address, empty if none is known.
 func (n *Node) Leader() (id, addr string) {
