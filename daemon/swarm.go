@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -63,34 +64,49 @@ type swarmNode struct {
 	// unlockKey is the key its data key is sealed with (nil: in the clear).
 	locked    bool
 	unlockKey []byte
+
+	// dek is the running manager's raft data key, which its TLS key is
+	// sealed with on disk (swarmkey.go); nil on a worker. An atomic, as
+	// certificate renewals read it without mu.
+	dek atomic.Pointer[[]byte]
 }
 
 func newSwarmNode(ctx context.Context, dir, nodeName string, rt worker.Runtime) *swarmNode {
 	s := &swarmNode{files: swarmFiles{dir: dir}, nodeName: nodeName, runtime: rt, ctx: ctx, sessions: make(chan struct{}, 1)}
-	s.certs = newCertRenewal(s.files)
+	s.certs = newCertRenewal(s.files, s.sealKey)
 	go s.watch()
 	return s
 }
 
 // resume starts what the persisted state says this node runs.
 func (s *swarmNode) resume() error {
-	st, id, err := s.files.load()
+	st, err := s.files.loadState()
 	if err != nil || st == nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.state, s.id = st, id
+	s.state = st
+	var dek []byte
 	if st.Role == roleManager {
 		locked, err := s.files.dekLocked()
 		if err != nil {
 			return fmt.Errorf("restart manager: %w", err)
 		}
 		if locked {
+			// The node key is sealed too: unlock loads the identity.
 			s.locked = true
 			slog.Warn("swarm is locked: run `swarm unlock` to start this manager")
 			return nil
 		}
+		if dek, _, err = s.files.loadDEK(nil); err != nil {
+			return fmt.Errorf("restart manager: %w", err)
+		}
+	}
+	if s.id, err = s.files.loadIdentity(dek); err != nil {
+		return err
+	}
+	if st.Role == roleManager {
 		if err := s.startManager(false); err != nil {
 			return fmt.Errorf("restart manager: %w", err)
 		}
@@ -155,6 +171,13 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 		ln.Close()
 		return err
 	}
+	// Sealed with this data key from now on (a new manager's key was
+	// written in the clear, as a worker's).
+	if err := s.files.saveIdentity(s.id, dek); err != nil {
+		ln.Close()
+		return err
+	}
+	s.dek.Store(&dek)
 	m, err := manager.New(manager.Config{
 		NodeID: s.state.NodeID, Dir: s.files.raft(), Listener: ln, AdvertiseAddr: s.state.AdvertiseAddr,
 		Security: s.id.sec, Bootstrap: bootstrap,
@@ -183,6 +206,15 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 	}
 	s.mgr, s.conn = m, conn
 	s.stopMgr = func() { cancel(); <-done }
+	return nil
+}
+
+// sealKey is the key the node's TLS key is sealed with on disk: the
+// running manager's data key, nil on a worker.
+func (s *swarmNode) sealKey() []byte {
+	if p := s.dek.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 

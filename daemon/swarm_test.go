@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -45,11 +47,13 @@ func TestNormalizeListen(t *testing.T) {
 }
 
 // The state survives a round trip through disk, the key stays private, and
-// a node without a state file is in no swarm.
+// a node without a state file is in no swarm. A manager's key is sealed
+// with its data key: the file holds no key in the clear, and only that
+// data key opens it.
 func TestSwarmFilesRoundTrip(t *testing.T) {
 	f := swarmFiles{dir: filepath.Join(t.TempDir(), "swarm")}
-	if st, id, err := f.load(); st != nil || id != nil || err != nil {
-		t.Fatalf("empty dir: %v %v %v", st, id, err)
+	if st, err := f.loadState(); st != nil || err != nil {
+		t.Fatalf("empty dir: %v %v", st, err)
 	}
 	fd, err := manager.Found("198.18.0.1:2377", nil, 0, time.Now())
 	if err != nil {
@@ -60,13 +64,27 @@ func TestSwarmFilesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.saveIdentity(saved); err != nil {
+	dek := bytes.Repeat([]byte{7}, 32)
+	if err := f.saveIdentity(saved, dek); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.save(want); err != nil {
 		t.Fatal(err)
 	}
-	st, id, err := f.load()
+	if b, err := os.ReadFile(f.pair()); err != nil || bytes.Contains(b, []byte("PRIVATE KEY-----")) && !bytes.Contains(b, []byte(sealedKeyType)) {
+		t.Fatalf("sealed pair holds a key in the clear (%v):\n%s", err, b)
+	}
+	if _, err := f.loadIdentity(nil); !errors.Is(err, errKeySealed) {
+		t.Fatalf("sealed key loaded without the data key: %v", err)
+	}
+	if _, err := f.loadIdentity(bytes.Repeat([]byte{8}, 32)); err == nil {
+		t.Fatal("sealed key opened with another data key")
+	}
+	st, err := f.loadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.loadIdentity(dek)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +103,7 @@ func TestSwarmFilesRoundTrip(t *testing.T) {
 	if err := os.WriteFile(f.state(), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.load(); err == nil {
+	if _, err := f.loadState(); err == nil {
 		t.Fatal("corrupt state loaded")
 	}
 }

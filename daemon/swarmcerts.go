@@ -39,14 +39,16 @@ type certRenewal struct {
 	files swarmFiles
 	// kick asks run to renew now.
 	kick chan struct{}
+	// sealKey is the key to seal the node key with on disk (nil: none).
+	sealKey func() []byte
 
 	// mu serialises writes of the node's credentials and guards managers.
 	mu       sync.Mutex
 	managers []string // from the newest session message
 }
 
-func newCertRenewal(files swarmFiles) *certRenewal {
-	return &certRenewal{files: files, kick: make(chan struct{}, 1)}
+func newCertRenewal(files swarmFiles, sealKey func() []byte) *certRenewal {
+	return &certRenewal{files: files, kick: make(chan struct{}, 1), sealKey: sealKey}
 }
 
 // run renews id's certificate when due until ctx ends. known are the
@@ -122,7 +124,7 @@ func (c *certRenewal) install(id *identity, res *manager.JoinResult) error {
 	if err != nil {
 		return fmt.Errorf("renewed certificate: %w", err)
 	}
-	if err := c.files.saveIdentity(&identity{sec: next}); err != nil {
+	if err := c.files.saveIdentity(&identity{sec: next}, c.sealKey()); err != nil {
 		return err
 	}
 	id.sec.SetRoot(res.Root)

@@ -72,10 +72,10 @@ func TestCertRenewalLoop(t *testing.T) {
 	}
 	first := id.sec.Leaf()
 	files := swarmFiles{dir: filepath.Join(t.TempDir(), "swarm")}
-	if err := files.saveIdentity(id); err != nil {
+	if err := files.saveIdentity(id, nil); err != nil {
 		t.Fatal(err)
 	}
-	r := newCertRenewal(files)
+	r := newCertRenewal(files, func() []byte { return nil })
 	rctx, rstop := context.WithCancel(ctx)
 	rdone := make(chan struct{})
 	go func() { defer close(rdone); r.run(rctx, id, []string{addr}, "127.0.0.1:4789") }()
@@ -108,7 +108,7 @@ func TestCertRenewalLoop(t *testing.T) {
 	// What is on disk is what the node uses (a restart picks it up).
 	rstop()
 	<-rdone
-	back, err := files.loadIdentity()
+	back, err := files.loadIdentity(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

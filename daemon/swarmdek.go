@@ -71,13 +71,23 @@ func parseUnlockKey(s string) ([]byte, error) {
 
 // kek is the AEAD of the key-encryption key derived from an unlock key.
 func kek(unlockKey []byte) (cipher.AEAD, error) {
-	k, err := hkdf.Key(sha256.New, unlockKey, nil, string(kekAD), 32)
+	a, err := derivedAEAD(unlockKey, string(kekAD))
 	if err != nil {
 		return nil, fmt.Errorf("unlock key: %w", err)
 	}
+	return a, nil
+}
+
+// derivedAEAD is AES-256-GCM under a key derived from secret for purpose
+// alone (HKDF-SHA256), so that no two uses of a secret share a key.
+func derivedAEAD(secret []byte, purpose string) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, secret, nil, purpose, 32)
+	if err != nil {
+		return nil, err
+	}
 	b, err := aes.NewCipher(k)
 	if err != nil {
-		return nil, fmt.Errorf("unlock key: %w", err)
+		return nil, err
 	}
 	return cipher.NewGCM(b)
 }
@@ -178,6 +188,7 @@ func (f swarmFiles) loadDEK(unlockKey []byte) ([]byte, uint64, error) {
 // or a promotion that starts a fresh raft state). Called with mu held.
 func (s *swarmNode) dropDEK() {
 	s.unlockKey = nil
+	s.dek.Store(nil)
 	if err := os.Remove(s.files.dek()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		slog.Warn("swarm: remove raft data key", "err", err)
 	}
@@ -198,8 +209,12 @@ func (s *swarmNode) unlock(key string) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := s.files.loadDEK(k); err != nil {
+	dek, _, err := s.files.loadDEK(k)
+	if err != nil {
 		return err
+	}
+	if s.id, err = s.files.loadIdentity(dek); err != nil {
+		return fmt.Errorf("unlock: %w", err)
 	}
 	s.unlockKey = k
 	if err := s.startManager(false); err != nil {

@@ -52,10 +52,7 @@ func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spe
 	}
 	s.state = &swarmState{NodeID: f.Node.GetId(), Role: roleManager, ListenAddr: listen, AdvertiseAddr: adv}
 	s.unlockKey = f.Cluster.GetUnlockKey() // with --autolock, the data key is sealed from the start
-	if err := s.files.saveIdentity(s.id); err != nil {
-		ln.Close()
-		return "", err
-	}
+	// runManager writes the identity, its key sealed with the new data key.
 	if err := s.runManager(ln, true); err != nil {
 		return "", err
 	}
@@ -114,7 +111,7 @@ func (s *swarmNode) joinSwarm(ctx context.Context, remote, token, listen, advert
 		return err
 	}
 	s.state = &swarmState{NodeID: res.NodeID, Role: roleWorker, ListenAddr: listen, AdvertiseAddr: adv, Managers: []string{remote}}
-	if err := s.files.saveIdentity(s.id); err != nil {
+	if err := s.files.saveIdentity(s.id, nil); err != nil {
 		ln.Close()
 		return err
 	}
@@ -252,7 +249,9 @@ func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinR
 	if err := s.id.sec.SetCredentials(res.Cert, res.Key); err != nil {
 		return err
 	}
-	if err := s.files.saveIdentity(s.id); err != nil {
+	// In the clear before the data key goes; a promoted node's manager
+	// seals it again with its new data key (runManager).
+	if err := s.files.saveIdentity(s.id, nil); err != nil {
 		return err
 	}
 	if to == roleManager {

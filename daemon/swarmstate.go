@@ -77,27 +77,25 @@ func (id *identity) dial(addr string) (*grpc.ClientConn, error) {
 	return manager.Dial(addr, cfg)
 }
 
-// load reads the state; (nil, nil) means the node is in no swarm.
-func (f swarmFiles) load() (*swarmState, *identity, error) {
+// loadState reads the state; nil means the node is in no swarm.
+func (f swarmFiles) loadState() (*swarmState, error) {
 	b, err := os.ReadFile(f.state())
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("swarm state: %w", err)
+		return nil, fmt.Errorf("swarm state: %w", err)
 	}
 	var st swarmState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, nil, fmt.Errorf("swarm state %s: %w", f.state(), err)
+		return nil, fmt.Errorf("swarm state %s: %w", f.state(), err)
 	}
-	id, err := f.loadIdentity()
-	if err != nil {
-		return nil, nil, err
-	}
-	return &st, id, nil
+	return &st, nil
 }
 
-func (f swarmFiles) loadIdentity() (*identity, error) {
+// loadIdentity reads the node's credentials; dek opens a sealed key
+// (swarmkey.go).
+func (f swarmFiles) loadIdentity(dek []byte) (*identity, error) {
 	rootPEM, err := os.ReadFile(f.root())
 	if err != nil {
 		return nil, fmt.Errorf("swarm root CA: %w", err)
@@ -106,7 +104,7 @@ func (f swarmFiles) loadIdentity() (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, keyPEM, err := f.loadPair()
+	cert, keyPEM, err := f.loadPair(dek)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +115,9 @@ func (f swarmFiles) loadIdentity() (*identity, error) {
 	return newIdentity(root, cert, key)
 }
 
-// loadPair reads the node's certificate chain and key PEM.
-func (f swarmFiles) loadPair() (cert, keyPEM []byte, err error) {
+// loadPair reads the node's certificate chain and key PEM, opening a
+// sealed key with dek.
+func (f swarmFiles) loadPair(dek []byte) (cert, keyPEM []byte, err error) {
 	b, err := os.ReadFile(f.pair())
 	if errors.Is(err, os.ErrNotExist) {
 		if cert, err = os.ReadFile(f.cert()); err != nil {
@@ -140,8 +139,8 @@ func (f swarmFiles) loadPair() (cert, keyPEM []byte, err error) {
 		}
 		if blk.Type == "CERTIFICATE" {
 			cert = append(cert, pem.EncodeToMemory(blk)...)
-		} else {
-			keyPEM = pem.EncodeToMemory(blk)
+		} else if keyPEM, err = openKeyPEM(blk, dek); err != nil {
+			return nil, nil, err
 		}
 	}
 	if cert == nil || keyPEM == nil {
@@ -151,8 +150,9 @@ func (f swarmFiles) loadPair() (cert, keyPEM []byte, err error) {
 }
 
 // saveIdentity writes the credentials (readable by root only): the trust
-// bundle, then the certificate and key together in one atomic file.
-func (f swarmFiles) saveIdentity(id *identity) error {
+// bundle, then the certificate and key together in one atomic file, the
+// key sealed with dek unless it is nil (a manager's: swarmkey.go).
+func (f swarmFiles) saveIdentity(id *identity, dek []byte) error {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return fmt.Errorf("swarm state: %w", err)
 	}
@@ -162,6 +162,9 @@ func (f swarmFiles) saveIdentity(id *identity) error {
 	cert, key := id.sec.Credentials()
 	keyPEM, err := ca.KeyPEM(key)
 	if err != nil {
+		return err
+	}
+	if keyPEM, err = sealKeyPEM(keyPEM, dek); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteFile(f.pair(), append(append([]byte(nil), cert...), keyPEM...), 0o600); err != nil {

@@ -86,7 +86,9 @@ var unlockKeyRE = regexp.MustCompile(`SWMKEY-1-[A-Za-z0-9+/]+`)
 // key, and that of a worker promoted afterwards; a restarted manager stays locked (info says "locked", swarm
 // commands say so) until `swarm unlock` gets the right key, a wrong one is
 // refused; `swarm unlock-key --rotate` replaces the key on every manager;
-// --autolock=false lets a manager restart unlocked again.
+// --autolock=false lets a manager restart unlocked again. A locked
+// manager's TLS key is sealed: its disk gives no identity to call the
+// cluster with.
 func TestClusterAutolock(t *testing.T) {
 	c := newSwarm(t, 2, 1)
 	m1, m2, w := c.managers[0], c.managers[1], c.workers[0]
@@ -131,6 +133,11 @@ func TestClusterAutolock(t *testing.T) {
 		expectFail(t, m2, []string{`Swarm is encrypted and needs to be unlocked before it can be used. Please use "docker swarm unlock" to unlock it.`}, "node", "ls")
 	}
 	restartLocked()
+	// A copy of the locked manager's disk gives no identity that the
+	// cluster accepts: its TLS key is sealed too, as in Swarm.
+	if n, err := stealManagerIdentity(m2, m1); err == nil {
+		t.Fatalf("the key on a locked manager's disk is in the clear: as %s it listed %d nodes on %s", m2.Name, n, m1.Name)
+	}
 	expectFail(t, m2, []string{"Swarm is encrypted and needs to be unlocked"}, "swarm", "unlock-key")
 	r := m2.Daemon.RunStdin([]byte("SWMKEY-1-"+strings.Repeat("A", 43)+"\n"), "swarm", "unlock")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "swarm could not be unlocked: invalid key provided") {
