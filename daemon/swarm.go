@@ -87,7 +87,7 @@ func (s *swarmNode) resume() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.state = st
-	var dek []byte
+	var keys dataKeys
 	if st.Role == roleManager {
 		locked, err := s.files.dekLocked()
 		if err != nil {
@@ -99,11 +99,11 @@ func (s *swarmNode) resume() error {
 			slog.Warn("swarm is locked: run `swarm unlock` to start this manager")
 			return nil
 		}
-		if dek, _, err = s.files.loadDEK(nil); err != nil {
+		if keys, _, err = s.files.loadDEK(nil); err != nil {
 			return fmt.Errorf("restart manager: %w", err)
 		}
 	}
-	if s.id, err = s.files.loadIdentity(dek); err != nil {
+	if s.id, err = s.files.loadIdentity(keys.all()...); err != nil {
 		return err
 	}
 	if st.Role == roleManager {
@@ -166,26 +166,30 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 		ln.Close()
 		return err
 	}
-	dek, sealedAt, err := s.files.loadDEK(s.unlockKey)
+	keys, sealedAt, err := s.files.loadDEK(s.unlockKey)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	// Sealed with this data key from now on (a new manager's key was
 	// written in the clear, as a worker's).
-	if err := s.files.saveIdentity(s.id, dek); err != nil {
+	if err := s.files.saveIdentity(s.id, keys.dek); err != nil {
 		ln.Close()
 		return err
 	}
-	s.dek.Store(&dek)
+	s.dek.Store(&keys.dek)
+	id := s.id
 	m, err := manager.New(manager.Config{
 		NodeID: s.state.NodeID, Dir: s.files.raft(), Listener: ln, AdvertiseAddr: s.state.AdvertiseAddr,
 		Security: s.id.sec, Bootstrap: bootstrap,
 		Dial:      func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
-		DEK:       dek,
+		DEK:       keys.dek,
+		OldDEKs:   keys.old,
 		UnlockKey: s.unlockKey,
 		SealedAt:  sealedAt,
-		SealDEK:   func(key []byte, version uint64) error { return s.files.saveDEK(dek, key, version) },
+		SealDEK: func(key []byte, version uint64, dek []byte, old [][]byte) error {
+			return s.sealDEK(id, dataKeys{dek: dek, old: old}, key, version)
+		},
 	})
 	if err != nil {
 		return err

@@ -116,6 +116,13 @@ func (c *certRenewal) renew(ctx context.Context, id *identity, known []string, a
 	return errors.Join(errs...)
 }
 
+// serialise runs f, a write of the node's credentials, apart from renewals.
+func (c *certRenewal) serialise(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return f()
+}
+
 // install makes res the node's credentials and trust, on disk first.
 func (c *certRenewal) install(id *identity, res *manager.JoinResult) error {
 	c.mu.Lock()

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -27,13 +28,34 @@ import (
 // copy of the state directory, or a restarted manager, reveals nothing
 // until `swarm unlock` gives the key.
 type dekFile struct {
-	// DEK is the data key in the clear (autolock off).
-	DEK []byte `json:"dek,omitempty"`
-	// Sealed is the data key sealed with the unlock key: nonce, ciphertext.
+	// DEK is the data key in the clear (autolock off), Old the keys it
+	// replaced (dataKeys).
+	DEK []byte   `json:"dek,omitempty"`
+	Old [][]byte `json:"old_deks,omitempty"`
+	// Sealed is the data keys sealed with the unlock key: nonce, then the
+	// ciphertext of sealedKeys as JSON (or, in files written before data
+	// keys rotated, of the bare key).
 	Sealed []byte `json:"sealed_dek,omitempty"`
 	// ClusterVersion is the version of the cluster object whose unlock key
 	// (or its absence) this follows (manager.Config.SealedAt).
 	ClusterVersion uint64 `json:"cluster_version,omitempty"`
+}
+
+// dataKeys are a manager's raft data keys: dek seals, old (oldest first)
+// are the keys it replaced, which the log and snapshots may still need
+// (manager/autolock.go rotates them).
+type dataKeys struct {
+	dek []byte
+	old [][]byte
+}
+
+// all is every key, the current one first.
+func (k dataKeys) all() [][]byte { return append([][]byte{k.dek}, k.old...) }
+
+// sealedKeys is what Sealed holds.
+type sealedKeys struct {
+	DEK []byte   `json:"dek"`
+	Old [][]byte `json:"old,omitempty"`
 }
 
 // unlockKeyPrefix starts a human-readable unlock key, as Swarm's.
@@ -92,12 +114,12 @@ func derivedAEAD(secret []byte, purpose string) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// saveDEK writes dek, sealed with unlockKey unless it is nil, as of the
+// saveDEK writes keys, sealed with unlockKey unless it is nil, as of the
 // cluster object at clusterVersion.
-func (f swarmFiles) saveDEK(dek, unlockKey []byte, clusterVersion uint64) error {
+func (f swarmFiles) saveDEK(keys dataKeys, unlockKey []byte, clusterVersion uint64) error {
 	df := dekFile{ClusterVersion: clusterVersion}
 	if len(unlockKey) == 0 {
-		df.DEK = dek
+		df.DEK, df.Old = keys.dek, keys.old
 	} else {
 		a, err := kek(unlockKey)
 		if err != nil {
@@ -107,7 +129,11 @@ func (f swarmFiles) saveDEK(dek, unlockKey []byte, clusterVersion uint64) error 
 		if _, err := rand.Read(nonce); err != nil {
 			return fmt.Errorf("raft data key: %w", err)
 		}
-		df.Sealed = a.Seal(nonce, nonce, dek, kekAD)
+		plain, err := json.Marshal(sealedKeys{DEK: keys.dek, Old: keys.old})
+		if err != nil {
+			return err
+		}
+		df.Sealed = a.Seal(nonce, nonce, plain, kekAD)
 	}
 	b, err := json.Marshal(df)
 	if err != nil {
@@ -140,48 +166,82 @@ func (f swarmFiles) dekLocked() (bool, error) {
 	return len(df.Sealed) > 0, nil
 }
 
-// loadDEK returns the data key and the cluster version its seal follows,
-// opening it with unlockKey when it is sealed. A manager without one (new,
-// or its state written before raft encryption) gets a new key, sealed with
-// unlockKey when given; raftstore still reads the plaintext entries of an
-// older state.
-func (f swarmFiles) loadDEK(unlockKey []byte) ([]byte, uint64, error) {
+// loadDEK returns the data keys and the cluster version their seal
+// follows, opening them with unlockKey when they are sealed. A manager
+// without one (new, or its state written before raft encryption) gets a
+// new key, sealed with unlockKey when given; raftstore still reads the
+// plaintext entries of an older state.
+func (f swarmFiles) loadDEK(unlockKey []byte) (dataKeys, uint64, error) {
 	df, err := f.readDEK()
 	if errors.Is(err, os.ErrNotExist) {
-		dek := make([]byte, raftstore.DEKSize)
-		if _, err := rand.Read(dek); err != nil {
-			return nil, 0, fmt.Errorf("raft data key: %w", err)
+		keys := dataKeys{dek: make([]byte, raftstore.DEKSize)}
+		if _, err := rand.Read(keys.dek); err != nil {
+			return dataKeys{}, 0, fmt.Errorf("raft data key: %w", err)
 		}
 		if err := os.MkdirAll(f.dir, 0o700); err != nil {
-			return nil, 0, fmt.Errorf("swarm state: %w", err)
+			return dataKeys{}, 0, fmt.Errorf("swarm state: %w", err)
 		}
-		return dek, 0, f.saveDEK(dek, unlockKey, 0)
+		return keys, 0, f.saveDEK(keys, unlockKey, 0)
 	}
 	if err != nil {
-		return nil, 0, err
+		return dataKeys{}, 0, err
 	}
-	if len(df.Sealed) == 0 {
-		if len(df.DEK) != raftstore.DEKSize {
-			return nil, 0, fmt.Errorf("raft data key %s: %d bytes, want %d", f.dek(), len(df.DEK), raftstore.DEKSize)
+	keys := dataKeys{dek: df.DEK, old: df.Old}
+	if len(df.Sealed) > 0 {
+		if len(unlockKey) == 0 {
+			return dataKeys{}, 0, errSwarmLocked
 		}
-		return df.DEK, df.ClusterVersion, nil
+		if keys, err = f.openSealed(df.Sealed, unlockKey); err != nil {
+			return dataKeys{}, 0, err
+		}
 	}
-	if len(unlockKey) == 0 {
-		return nil, 0, errSwarmLocked
+	for _, k := range keys.all() {
+		if len(k) != raftstore.DEKSize {
+			return dataKeys{}, 0, fmt.Errorf("raft data key %s: %d bytes, want %d", f.dek(), len(k), raftstore.DEKSize)
+		}
 	}
+	return keys, df.ClusterVersion, nil
+}
+
+// openSealed opens the sealed keys of the data key file with unlockKey.
+func (f swarmFiles) openSealed(sealed, unlockKey []byte) (dataKeys, error) {
 	a, err := kek(unlockKey)
 	if err != nil {
-		return nil, 0, err
+		return dataKeys{}, err
 	}
 	ns := a.NonceSize()
-	if len(df.Sealed) < ns {
-		return nil, 0, fmt.Errorf("raft data key %s: sealed key too short", f.dek())
+	if len(sealed) < ns {
+		return dataKeys{}, fmt.Errorf("raft data key %s: sealed key too short", f.dek())
 	}
-	dek, err := a.Open(nil, df.Sealed[:ns], df.Sealed[ns:], kekAD)
+	plain, err := a.Open(nil, sealed[:ns], sealed[ns:], kekAD)
 	if err != nil {
-		return nil, 0, errWrongUnlockKey
+		return dataKeys{}, errWrongUnlockKey
 	}
-	return dek, df.ClusterVersion, nil
+	if len(plain) == raftstore.DEKSize {
+		return dataKeys{dek: plain}, nil // written before data keys rotated
+	}
+	var sk sealedKeys
+	if err := json.Unmarshal(plain, &sk); err != nil {
+		return dataKeys{}, fmt.Errorf("raft data key %s: %w", f.dek(), err)
+	}
+	return dataKeys{dek: sk.DEK, old: sk.Old}, nil
+}
+
+// sealDEK writes the manager's data keys sealed with unlockKey (manager's
+// Config.SealDEK); when the data key is new, the node key is sealed again
+// with it, after the keys are on disk (a crash in between leaves a node key
+// that one of the old keys opens).
+func (s *swarmNode) sealDEK(id *identity, keys dataKeys, unlockKey []byte, clusterVersion uint64) error {
+	if err := s.files.saveDEK(keys, unlockKey, clusterVersion); err != nil {
+		return err
+	}
+	return s.certs.serialise(func() error {
+		if bytes.Equal(keys.dek, s.sealKey()) {
+			return nil
+		}
+		s.dek.Store(&keys.dek)
+		return s.files.saveIdentity(id, keys.dek)
+	})
 }
 
 // dropDEK removes the data key with the raft state it encrypts (demotion,
@@ -209,11 +269,11 @@ func (s *swarmNode) unlock(key string) error {
 	if err != nil {
 		return err
 	}
-	dek, _, err := s.files.loadDEK(k)
+	keys, _, err := s.files.loadDEK(k)
 	if err != nil {
 		return err
 	}
-	if s.id, err = s.files.loadIdentity(dek); err != nil {
+	if s.id, err = s.files.loadIdentity(keys.all()...); err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
 	s.unlockKey = k

@@ -14,7 +14,8 @@ import (
 // version its seal follows.
 func TestDEKFile(t *testing.T) {
 	f := swarmFiles{dir: t.TempDir()}
-	dek, v, err := f.loadDEK(nil)
+	keys, v, err := f.loadDEK(nil)
+	dek := keys.dek
 	if err != nil || len(dek) != 32 || v != 0 {
 		t.Fatalf("new data key: %d bytes, version %d, %v", len(dek), v, err)
 	}
@@ -22,14 +23,16 @@ func TestDEKFile(t *testing.T) {
 		t.Fatalf("a clear data key reads as locked: %v", err)
 	}
 	key, wrong := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
-	if err := f.saveDEK(dek, key, 42); err != nil {
+	old := bytes.Repeat([]byte{3}, 32)
+	keys.old = [][]byte{old}
+	if err := f.saveDEK(keys, key, 42); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(f.dek())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(raw, dek) || strings.Contains(string(raw), `"dek"`) {
+	if bytes.Contains(raw, dek) || bytes.Contains(raw, old) || strings.Contains(string(raw), `"dek"`) {
 		t.Fatalf("sealed data key file holds the key: %s", raw)
 	}
 	if locked, err := f.dekLocked(); !locked || err != nil {
@@ -42,8 +45,8 @@ func TestDEKFile(t *testing.T) {
 		t.Fatalf("wrong key: %v, want the invalid key error", err)
 	}
 	got, v, err := f.loadDEK(key)
-	if err != nil || !bytes.Equal(got, dek) || v != 42 {
-		t.Fatalf("right key: equal %v, version %d, %v", bytes.Equal(got, dek), v, err)
+	if err != nil || !bytes.Equal(got.dek, dek) || len(got.old) != 1 || !bytes.Equal(got.old[0], old) || v != 42 {
+		t.Fatalf("right key: equal %v, old %d, version %d, %v", bytes.Equal(got.dek, dek), len(got.old), v, err)
 	}
 }
 

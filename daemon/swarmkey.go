@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // A manager's TLS key is stored sealed with its raft data key, so that
@@ -50,26 +51,29 @@ func sealKeyPEM(keyPEM, dek []byte) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: sealedKeyType, Bytes: a.Seal(nonce, nonce, keyPEM, []byte(nodeKeyAD))}), nil
 }
 
-// openKeyPEM returns the key PEM that blk holds, opening it with dek when
-// it is sealed.
-func openKeyPEM(blk *pem.Block, dek []byte) ([]byte, error) {
+// openKeyPEM returns the key PEM that blk holds, opening it with one of
+// deks when it is sealed (a data key rotation reseals it, and a crash may
+// come between the new key's save and the reseal).
+func openKeyPEM(blk *pem.Block, deks ...[]byte) ([]byte, error) {
 	if blk.Type != sealedKeyType {
 		return pem.EncodeToMemory(blk), nil
 	}
-	if len(dek) == 0 {
+	deks = slices.DeleteFunc(slices.Clone(deks), func(k []byte) bool { return len(k) == 0 })
+	if len(deks) == 0 {
 		return nil, errKeySealed
 	}
-	a, err := nodeKeyAEAD(dek)
-	if err != nil {
-		return nil, err
+	for _, dek := range deks {
+		a, err := nodeKeyAEAD(dek)
+		if err != nil {
+			return nil, err
+		}
+		ns := a.NonceSize()
+		if len(blk.Bytes) < ns {
+			return nil, errors.New("swarm node key: sealed key too short")
+		}
+		if keyPEM, err := a.Open(nil, blk.Bytes[:ns], blk.Bytes[ns:], []byte(nodeKeyAD)); err == nil {
+			return keyPEM, nil
+		}
 	}
-	ns := a.NonceSize()
-	if len(blk.Bytes) < ns {
-		return nil, errors.New("swarm node key: sealed key too short")
-	}
-	keyPEM, err := a.Open(nil, blk.Bytes[:ns], blk.Bytes[ns:], []byte(nodeKeyAD))
-	if err != nil {
-		return nil, errors.New("swarm node key: does not open with this node's raft data key")
-	}
-	return keyPEM, nil
+	return nil, errors.New("swarm node key: does not open with this node's raft data keys")
 }

@@ -93,9 +93,9 @@ func (f swarmFiles) loadState() (*swarmState, error) {
 	return &st, nil
 }
 
-// loadIdentity reads the node's credentials; dek opens a sealed key
-// (swarmkey.go).
-func (f swarmFiles) loadIdentity(dek []byte) (*identity, error) {
+// loadIdentity reads the node's credentials; one of deks opens a sealed
+// key (swarmkey.go).
+func (f swarmFiles) loadIdentity(deks ...[]byte) (*identity, error) {
 	rootPEM, err := os.ReadFile(f.root())
 	if err != nil {
 		return nil, fmt.Errorf("swarm root CA: %w", err)
@@ -104,7 +104,7 @@ func (f swarmFiles) loadIdentity(dek []byte) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, keyPEM, err := f.loadPair(dek)
+	cert, keyPEM, err := f.loadPair(deks)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +116,8 @@ func (f swarmFiles) loadIdentity(dek []byte) (*identity, error) {
 }
 
 // loadPair reads the node's certificate chain and key PEM, opening a
-// sealed key with dek.
-func (f swarmFiles) loadPair(dek []byte) (cert, keyPEM []byte, err error) {
+// sealed key with one of deks.
+func (f swarmFiles) loadPair(deks [][]byte) (cert, keyPEM []byte, err error) {
 	b, err := os.ReadFile(f.pair())
 	if errors.Is(err, os.ErrNotExist) {
 		if cert, err = os.ReadFile(f.cert()); err != nil {
@@ -139,7 +139,7 @@ func (f swarmFiles) loadPair(dek []byte) (cert, keyPEM []byte, err error) {
 		}
 		if blk.Type == "CERTIFICATE" {
 			cert = append(cert, pem.EncodeToMemory(blk)...)
-		} else if keyPEM, err = openKeyPEM(blk, dek); err != nil {
+		} else if keyPEM, err = openKeyPEM(blk, deks...); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -93,11 +93,15 @@ type Config struct {
 	// nil keeps them in plaintext (unit tests). UnlockKey is the key the
 	// daemon sealed it with (nil: in the clear), following the cluster
 	// object at version SealedAt; SealDEK seals it again when a newer
-	// cluster object has another unlock key (autolock.go).
+	// cluster object has another unlock key (autolock.go), with the data
+	// keys then in use: dek seals from now on, old (oldest first) are the
+	// keys it replaced, which what they sealed needs. OldDEKs are those
+	// older keys at start.
 	DEK       []byte
+	OldDEKs   [][]byte
 	UnlockKey []byte
 	SealedAt  uint64
-	SealDEK   func(unlockKey []byte, clusterVersion uint64) error
+	SealDEK   func(unlockKey []byte, clusterVersion uint64, dek []byte, old [][]byte) error
 }
 
 // Manager is one running manager.
@@ -121,9 +125,12 @@ type Manager struct {
 	probeMu    sync.Mutex // guards probeConns: the membership loop's connections
 	probeConns map[string]*grpc.ClientConn
 
-	lockMu   sync.Mutex // guards lockKey, lockedAt: the unlock key the DEK is sealed with
+	lockMu   sync.Mutex // guards lockKey, lockedAt, dek, oldDEKs: the unlock key the DEK is sealed with
 	lockKey  []byte
 	lockedAt uint64 // the cluster object's version lockKey came from
+	dek      []byte
+	oldDEKs  [][]byte
+	keys     dekRotator // the raft node's keyring (nil without a DEK)
 }
 
 // New opens the raft state and registers the services; Run serves.
@@ -147,7 +154,8 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger, lockKey: cfg.UnlockKey, lockedAt: cfg.SealedAt}
+	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger, lockKey: cfg.UnlockKey, lockedAt: cfg.SealedAt,
+		dek: cfg.DEK, oldDEKs: cfg.OldDEKs}
 	tlsCfg := m.sec.TLSConfig(m.allowed)
 	var err error
 	serverTLS := tlsCfg.Clone()
@@ -167,7 +175,7 @@ func New(cfg Config) (*Manager, error) {
 	raftTLS.NextProtos = []string{protoRaft}
 	m.raft, err = raftstore.NewNode(raftstore.Config{
 		ID: cfg.NodeID, Dir: cfg.Dir, Listener: m.mux.raft, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Dial: dialTLS(raftTLS), DEK: cfg.DEK,
+		Bootstrap: cfg.Bootstrap, Dial: dialTLS(raftTLS), DEK: cfg.DEK, OldDEKs: cfg.OldDEKs,
 		HeartbeatTimeout: raftHeartbeat, ElectionTimeout: raftElection, LeaderLeaseTimeout: raftLease,
 	})
 	if err != nil {
@@ -175,6 +183,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("manager: %w", err)
 	}
 	m.store = m.raft.Store()
+	if cfg.DEK != nil {
+		m.keys = m.raft
+	}
 	m.disp, err = dispatcher.New(dispatcher.Config{
 		Store: m.store, NodeID: nodeIDOf, TrustBundle: m.trustBundle,
 		HeartbeatPeriod: cfg.HeartbeatPeriod, Logger: cfg.Logger,

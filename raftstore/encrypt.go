@@ -6,10 +6,13 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
@@ -30,10 +33,92 @@ const DEKSize = 32
 var (
 	entryMagic = []byte{0xff, 'S', 'E', 1} // a sealed log entry, format 1
 	snapMagic  = []byte{0xff, 'S', 'S', 1} // a sealed snapshot, format 1
+	// Format 2 names the key that sealed the data (keyIDSize bytes after
+	// the magic), so that a node whose data key was rotated reads what
+	// older keys sealed. Format 1 was sealed with a node's first key.
+	entryMagic2 = []byte{0xff, 'S', 'E', 2}
+	snapMagic2  = []byte{0xff, 'S', 'S', 2}
 )
 
 // snapChunk is the plaintext size of one sealed snapshot frame.
 const snapChunk = 64 << 10
+
+// keyIDSize is the length of a data key's ID in sealed data.
+const keyIDSize = 4
+
+// dataKey is one data key, ready to seal or open.
+type dataKey struct {
+	id   [keyIDSize]byte
+	aead cipher.AEAD
+}
+
+// keyring is a node's data keys, oldest first: the newest seals, each
+// opens what it sealed, and the oldest opens format-1 data (sealed before
+// keys had IDs, when a node had one key). Rotation (Node.RotateDEK) adds a
+// key; old ones stay as long as the node's data may hold their output.
+type keyring struct {
+	mu   sync.RWMutex
+	keys []dataKey
+}
+
+func newKeyring(deks ...[]byte) (*keyring, error) {
+	k := &keyring{}
+	for _, dek := range deks {
+		if err := k.add(dek); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// add makes dek the key that seals from now on.
+func (k *keyring) add(dek []byte) error {
+	a, err := newAEAD(dek)
+	if err != nil {
+		return err
+	}
+	// The ID is a digest of the key under its own label: it names the key
+	// in sealed data without saying anything about it.
+	sum := sha256.Sum256(append([]byte("shoal raft data key id\x00"), dek...))
+	dk := dataKey{aead: a}
+	copy(dk.id[:], sum[:])
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, o := range k.keys {
+		if o.id == dk.id {
+			return errors.New("raftstore: data key already in use")
+		}
+	}
+	k.keys = append(k.keys, dk)
+	return nil
+}
+
+// sealer is the key that seals now.
+func (k *keyring) sealer() dataKey {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.keys[len(k.keys)-1]
+}
+
+// opener returns the AEAD that opens data sealed in format version v (1 or
+// 2) whose remaining bytes are rest (format 2: the key ID first), and the
+// bytes after the ID.
+func (k *keyring) opener(v byte, rest []byte) (cipher.AEAD, []byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if v == 1 {
+		return k.keys[0].aead, rest, nil
+	}
+	if len(rest) < keyIDSize {
+		return nil, nil, errors.New("sealed data too short")
+	}
+	for _, dk := range k.keys {
+		if bytes.Equal(dk.id[:], rest[:keyIDSize]) {
+			return dk.aead, rest[keyIDSize:], nil
+		}
+	}
+	return nil, nil, errors.New("sealed with a data key this node does not have")
+}
 
 func newAEAD(dek []byte) (cipher.AEAD, error) {
 	if len(dek) != DEKSize {
@@ -63,7 +148,7 @@ func seal(a cipher.AEAD, dst, magic, plain, ad []byte) ([]byte, error) {
 // entry cannot be moved to another index unnoticed.
 type encLogStore struct {
 	*wal.WAL
-	aead cipher.AEAD
+	keys *keyring
 }
 
 var _ raft.MonotonicLogStore = (*encLogStore)(nil)
@@ -83,8 +168,9 @@ func (s *encLogStore) sealLog(l *raft.Log) (*raft.Log, error) {
 	// Data and Extensions in one box: length of Data, Data, Extensions.
 	plain := binary.AppendUvarint(nil, uint64(len(l.Data)))
 	plain = append(append(plain, l.Data...), l.Extensions...)
+	k := s.keys.sealer()
 	var err error
-	c.Data, err = seal(s.aead, nil, entryMagic, plain, entryAD(l))
+	c.Data, err = seal(k.aead, nil, append(slices.Clone(entryMagic2), k.id[:]...), plain, entryAD(l))
 	c.Extensions = nil
 	return &c, err
 }
@@ -110,15 +196,24 @@ func (s *encLogStore) GetLog(index uint64, l *raft.Log) error {
 	if err := s.WAL.GetLog(index, l); err != nil {
 		return err
 	}
-	if !bytes.HasPrefix(l.Data, entryMagic) {
+	var v byte
+	switch {
+	case bytes.HasPrefix(l.Data, entryMagic):
+		v = 1
+	case bytes.HasPrefix(l.Data, entryMagic2):
+		v = 2
+	default:
 		return nil
 	}
-	ns := s.aead.NonceSize()
-	box := l.Data[len(entryMagic):]
+	a, box, err := s.keys.opener(v, l.Data[len(entryMagic):])
+	if err != nil {
+		return fmt.Errorf("raftstore: log entry %d: %w", index, err)
+	}
+	ns := a.NonceSize()
 	if len(box) < ns {
 		return fmt.Errorf("raftstore: log entry %d: sealed entry too short", index)
 	}
-	plain, err := s.aead.Open(nil, box[:ns], box[ns:], entryAD(l))
+	plain, err := a.Open(nil, box[:ns], box[ns:], entryAD(l))
 	if err != nil {
 		return fmt.Errorf("raftstore: log entry %d: cannot decrypt (wrong data encryption key?): %w", index, err)
 	}
@@ -144,7 +239,7 @@ func (s *encLogStore) GetLog(index uint64, l *raft.Log) error {
 // frames cannot be reordered, dropped or cut off unnoticed.
 type encSnapshotStore struct {
 	raft.SnapshotStore
-	aead cipher.AEAD
+	keys *keyring
 }
 
 func frameAD(n uint64, last bool) []byte {
@@ -156,9 +251,9 @@ func frameAD(n uint64, last bool) []byte {
 	return ad[:]
 }
 
-// frameSize is the sealed size of a full frame.
-func (s *encSnapshotStore) frameSize() int {
-	return s.aead.NonceSize() + snapChunk + s.aead.Overhead()
+// frameSize is the sealed size of a full frame under a.
+func frameSize(a cipher.AEAD) int {
+	return a.NonceSize() + snapChunk + a.Overhead()
 }
 
 // Create opens a sink that seals what is written to it.
@@ -168,11 +263,12 @@ func (s *encSnapshotStore) Create(version raft.SnapshotVersion, index, term uint
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sink.Write(snapMagic); err != nil {
+	k := s.keys.sealer()
+	if _, err := sink.Write(append(slices.Clone(snapMagic2), k.id[:]...)); err != nil {
 		sink.Cancel()
 		return nil, fmt.Errorf("raftstore: snapshot: %w", err)
 	}
-	return &encSink{SnapshotSink: sink, aead: s.aead, buf: make([]byte, 0, snapChunk)}, nil
+	return &encSink{SnapshotSink: sink, aead: k.aead, buf: make([]byte, 0, snapChunk)}, nil
 }
 
 // Open opens the snapshot id for reading in plaintext; its meta's Size is
@@ -182,28 +278,47 @@ func (s *encSnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, e
 	if err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(rc, s.frameSize())
+	br := bufio.NewReaderSize(rc, frameSize(s.keys.sealer().aead))
 	head, err := br.Peek(len(snapMagic))
-	if err != nil || !bytes.Equal(head, snapMagic) {
+	var v byte
+	switch {
+	case err == nil && bytes.Equal(head, snapMagic):
+		v = 1
+	case err == nil && bytes.Equal(head, snapMagic2):
+		v = 2
+	default:
 		// Written before encryption (or empty): read as it is.
 		return meta, struct {
 			io.Reader
 			io.Closer
 		}{br, rc}, nil
 	}
-	br.Discard(len(snapMagic))
-	m := *meta
-	m.Size, err = s.plainSize(meta.Size - int64(len(snapMagic)))
+	headLen := len(snapMagic)
+	if v == 2 {
+		headLen += keyIDSize
+	}
+	head, err = br.Peek(headLen)
+	var a cipher.AEAD
+	if err == nil {
+		a, _, err = s.keys.opener(v, head[len(snapMagic):])
+	}
 	if err != nil {
 		rc.Close()
 		return nil, nil, fmt.Errorf("raftstore: snapshot %s: %w", id, err)
 	}
-	return &m, &snapReader{s: s, r: br, c: rc}, nil
+	br.Discard(headLen)
+	m := *meta
+	m.Size, err = plainSize(a, meta.Size-int64(headLen))
+	if err != nil {
+		rc.Close()
+		return nil, nil, fmt.Errorf("raftstore: snapshot %s: %w", id, err)
+	}
+	return &m, &snapReader{aead: a, r: br, c: rc}, nil
 }
 
-// plainSize is the plaintext size of sealed frames of total size n.
-func (s *encSnapshotStore) plainSize(n int64) (int64, error) {
-	fs, over := int64(s.frameSize()), int64(s.aead.NonceSize()+s.aead.Overhead())
+// plainSize is the plaintext size of frames sealed with a, of total size n.
+func plainSize(a cipher.AEAD, n int64) (int64, error) {
+	fs, over := int64(frameSize(a)), int64(a.NonceSize()+a.Overhead())
 	if n < over {
 		return 0, errors.New("sealed snapshot too short")
 	}
@@ -264,7 +379,7 @@ func (w *encSink) Close() error {
 
 // snapReader opens frames one at a time.
 type snapReader struct {
-	s      *encSnapshotStore
+	aead   cipher.AEAD
 	r      *bufio.Reader
 	c      io.Closer
 	frames uint64
@@ -290,7 +405,7 @@ func (r *snapReader) Read(p []byte) (int, error) {
 
 func (r *snapReader) next() error {
 	if r.frame == nil {
-		r.frame = make([]byte, r.s.frameSize())
+		r.frame = make([]byte, frameSize(r.aead))
 	}
 	n, err := io.ReadFull(r.r, r.frame)
 	last := false
@@ -305,12 +420,12 @@ func (r *snapReader) next() error {
 			last = true
 		}
 	}
-	ns := r.s.aead.NonceSize()
-	if n < ns+r.s.aead.Overhead() {
+	ns := r.aead.NonceSize()
+	if n < ns+r.aead.Overhead() {
 		return errors.New("raftstore: sealed snapshot truncated")
 	}
 	f := r.frame[:n]
-	plain, err := r.s.aead.Open(r.buf[:0], f[:ns], f[ns:], frameAD(r.frames, last))
+	plain, err := r.aead.Open(r.buf[:0], f[:ns], f[ns:], frameAD(r.frames, last))
 	if err != nil {
 		return fmt.Errorf("raftstore: snapshot frame %d: cannot decrypt (wrong data encryption key, or truncated): %w", r.frames, err)
 	}
@@ -322,14 +437,10 @@ func (r *snapReader) next() error {
 func (r *snapReader) Close() error { return r.c.Close() }
 
 // atRest wraps the node's log and snapshot stores in the encryption of
-// cfg.DEK; without a DEK they are used as they are (plaintext).
-func atRest(dek []byte, w *wal.WAL, snaps raft.SnapshotStore) (raft.LogStore, raft.SnapshotStore, error) {
-	if dek == nil {
-		return w, snaps, nil
+// keys; without keys they are used as they are (plaintext).
+func atRest(keys *keyring, w *wal.WAL, snaps raft.SnapshotStore) (raft.LogStore, raft.SnapshotStore) {
+	if keys == nil {
+		return w, snaps
 	}
-	a, err := newAEAD(dek)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &encLogStore{WAL: w, aead: a}, &encSnapshotStore{SnapshotStore: snaps, aead: a}, nil
+	return &encLogStore{WAL: w, keys: keys}, &encSnapshotStore{SnapshotStore: snaps, keys: keys}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
 )
 
 // marker stands for a secret's data and the CA key PEM in the log.
@@ -36,19 +38,7 @@ func newDEK(t *testing.T) []byte {
 // openNode starts a one-node cluster on dir with dek.
 func openNode(t *testing.T, dir string, dek []byte) (*Node, error) {
 	t.Helper()
-	cfg := testConfig(t, "n1", dir, "127.0.0.1:0", &faultNet{})
-	cfg.Bootstrap, cfg.DEK = true, dek
-	n, err := NewNode(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := n.WaitLeader(ctx); err != nil {
-		n.Close()
-		t.Fatal(err)
-	}
-	return n, nil
+	return openNodeKeys(t, dir, dek)
 }
 
 // writeMarked writes count services whose names carry the marker.
@@ -182,6 +172,102 @@ func TestWrongDEKRefused(t *testing.T) {
 	t.Logf("wrong key: %v", err)
 }
 
+// TestRotateDEK: after RotateDEK, what the node writes (entries and the
+// snapshot it takes) is sealed with the new key: the old key alone, which
+// whoever read the data key in the clear before autolock holds, no longer
+// opens the state. With the old key kept as OldDEKs, everything reads.
+func TestRotateDEK(t *testing.T) {
+	dir, old, next := t.TempDir(), newDEK(t), newDEK(t)
+	writeState(t, dir, old, 30, 5)
+	n, err := openNode(t, dir, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasServices(t, n, 35)
+	if err := n.RotateDEK(next); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if err := n.RotateDEK(next); err == nil {
+		t.Fatal("the same key was added twice")
+	}
+	writeMarked(t, n, 35, 5)
+	if err := n.Snapshot(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		t.Fatalf("snapshot: %v", err)
+	}
+	writeMarked(t, n, 40, 5)
+	n.Close()
+	if found, _, _ := plaintextIn(t, dir); len(found) > 0 {
+		t.Fatalf("plaintext after rotation in %v", found)
+	}
+
+	cfg := testConfig(t, "n1", dir, "127.0.0.1:0", &faultNet{})
+	cfg.DEK = old
+	if n, err := NewNode(cfg); err == nil {
+		n.Close()
+		t.Fatal("the rotated-out key alone opened the state written after the rotation")
+	}
+	n, err = openNodeKeys(t, dir, next, old)
+	if err != nil {
+		t.Fatalf("open with the new key and the old one kept: %v", err)
+	}
+	defer n.Close()
+	hasServices(t, n, 45)
+}
+
+// TestFormat1EntryReads: an entry sealed before keys had IDs (format 1)
+// opens with a node's oldest key, also after rotations.
+func TestFormat1EntryReads(t *testing.T) {
+	w, err := wal.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	first, second := newDEK(t), newDEK(t)
+	a, err := newAEAD(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &raft.Log{Index: 1, Term: 1, Type: raft.LogCommand}
+	plain := append([]byte{byte(len(marker))}, marker...)
+	sealed := *l
+	if sealed.Data, err = seal(a, nil, entryMagic, plain, entryAD(l)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StoreLogs([]*raft.Log{&sealed}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := newKeyring(first, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got raft.Log
+	if err := (&encLogStore{WAL: w, keys: keys}).GetLog(1, &got); err != nil || string(got.Data) != marker {
+		t.Fatalf("format-1 entry after a rotation: %q, %v", got.Data, err)
+	}
+	keys, _ = newKeyring(second)
+	if err := (&encLogStore{WAL: w, keys: keys}).GetLog(1, &got); err == nil {
+		t.Fatal("a format-1 entry opened with a key that did not seal it")
+	}
+}
+
+// openNodeKeys is openNode with keys rotated out before dek.
+func openNodeKeys(t *testing.T, dir string, dek []byte, old ...[]byte) (*Node, error) {
+	t.Helper()
+	cfg := testConfig(t, "n1", dir, "127.0.0.1:0", &faultNet{})
+	cfg.Bootstrap, cfg.DEK, cfg.OldDEKs = true, dek, old
+	n, err := NewNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := n.WaitLeader(ctx); err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	return n, nil
+}
+
 // TestSealedSnapshotSizes: snapshots of every size around the frame
 // boundaries read back whole, with the plaintext size in their meta (raft
 // sends exactly Size bytes to a follower), and a cut-off snapshot fails.
@@ -190,10 +276,11 @@ func TestSealedSnapshotSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, store, err := atRest(newDEK(t), nil, inner)
+	keys, err := newKeyring(newDEK(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, store := atRest(keys, nil, inner)
 	_, trans := raft.NewInmemTransport("")
 	for i, size := range []int{0, 1, snapChunk - 1, snapChunk, snapChunk + 1, 3 * snapChunk, 3*snapChunk + 7} {
 		data := make([]byte, size)
@@ -224,13 +311,13 @@ func TestSealedSnapshotSizes(t *testing.T) {
 		}
 	}
 	// A sealed stream cut after its first full frame.
-	es := store.(*encSnapshotStore)
+	a := keys.sealer().aead
 	var buf bytes.Buffer
-	w := &encSink{SnapshotSink: &bufSink{&buf}, aead: es.aead}
+	w := &encSink{SnapshotSink: &bufSink{&buf}, aead: a}
 	w.Write(make([]byte, 2*snapChunk))
 	w.Close()
-	cut := buf.Bytes()[:es.frameSize()]
-	r := &snapReader{s: es, r: bufio.NewReader(bytes.NewReader(cut)), c: io.NopCloser(nil)}
+	cut := buf.Bytes()[:frameSize(a)]
+	r := &snapReader{aead: a, r: bufio.NewReader(bytes.NewReader(cut)), c: io.NopCloser(nil)}
 	if _, err := io.ReadAll(r); err == nil {
 		t.Fatal("a truncated snapshot read without error")
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,7 +69,10 @@ type Config struct {
 	Logger hclog.Logger
 	// DEK, when set (DEKSize bytes), encrypts every log entry and snapshot
 	// written (encrypt.go); entries written in plaintext still read.
-	DEK []byte
+	// OldDEKs are the keys DEK replaced (RotateDEK), oldest first: what
+	// they sealed still reads.
+	DEK     []byte
+	OldDEKs [][]byte
 }
 
 // ErrClosed is returned by calls on a closed Node.
@@ -105,6 +109,9 @@ type Node struct {
 	// already seen committed (raft applies a restarted node's log only once
 	// a leader's commit index reaches it).
 	onDisk uint64
+
+	// keys seal the log and snapshots (nil: plaintext).
+	keys *keyring
 }
 
 type pendingProposal struct {
@@ -167,10 +174,12 @@ func NewNode(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open snapshots %s: %w", cfg.Dir, err)
 	}
-	logs, snaps, err := atRest(cfg.DEK, n.wal, n.snaps)
-	if err != nil {
-		return nil, err
+	if cfg.DEK != nil {
+		if n.keys, err = newKeyring(append(slices.Clone(cfg.OldDEKs), cfg.DEK)...); err != nil {
+			return nil, err
+		}
 	}
+	logs, snaps := atRest(n.keys, n.wal, n.snaps)
 	sl, err := newStreamLayer(cfg.Listener, cfg.AdvertiseAddr, cfg.Dial)
 	if err != nil {
 		return nil, err
@@ -285,6 +294,28 @@ func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 
 // IsLeader reports whether this node is the raft leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// RotateDEK makes dek the data key that seals what this node writes from
+// now on, and takes a snapshot so that the bulk of the state is sealed
+// with it; what older keys sealed still reads (the caller keeps them, and
+// passes them as OldDEKs on the next start). A node started without a
+// data key cannot start encrypting here.
+func (n *Node) RotateDEK(dek []byte) error {
+	if n.keys == nil {
+		return errors.New("raftstore: rotate data key: this node's raft state is not encrypted")
+	}
+	if err := n.keys.add(dek); err != nil {
+		return fmt.Errorf("raftstore: rotate data key: %w", err)
+	}
+	// In the background: a snapshot of a large store takes a while, and
+	// nothing new to snapshot is no error here.
+	n.goFunc(func() {
+		if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			n.cfg.Logger.Warn("snapshot after data key rotation", "error", err)
+		}
+	})
+	return nil
+}
 
 // Replayed reports whether the store holds at least what this node had on
 // disk when it started: a restarted node's store is empty or old until
