@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/common"
@@ -146,6 +147,9 @@ func (d *Daemon) containerRestart(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if c, err := d.containers.Get(r.PathValue("id")); err == nil {
+		d.publish("container", "restart", c.ID, map[string]string{"name": strings.TrimPrefix(c.Name, "/"), "image": c.Config.Image})
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/daemon/convert"
 	"github.com/shoal-project/shoal/manager"
 )
@@ -262,6 +263,7 @@ func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request, c api.Contro
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	d.publish(events.TypeNode, "update", r.PathValue("id"), map[string]string{"name": spec.Name})
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -271,6 +273,7 @@ func (d *Daemon) nodeRemove(w http.ResponseWriter, r *http.Request, c api.Contro
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	d.publish(events.TypeNode, "remove", r.PathValue("id"), nil)
 	w.WriteHeader(http.StatusOK)
 }
 
