@@ -27,29 +27,29 @@ func observeCommands() []*cobra.Command {
 }
 
 func newPauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pause CONTAINER [CONTAINER...]",
-		Short: "Pause all processes within one or more containers",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerPause(commandContext(cmd), id, client.ContainerPauseOptions{})
-				return err
-			})
-		},
-	}
+	return newFreezeCommand("pause", "Pause all processes within one or more containers",
+		func(c *apiClient, cmd *cobra.Command, id string) error {
+			_, err := c.ContainerPause(commandContext(cmd), id, client.ContainerPauseOptions{})
+			return err
+		})
 }
 
 func newUnpauseCommand() *cobra.Command {
+	return newFreezeCommand("unpause", "Unpause all processes within one or more containers",
+		func(c *apiClient, cmd *cobra.Command, id string) error {
+			_, err := c.ContainerUnpause(commandContext(cmd), id, client.ContainerUnpauseOptions{})
+			return err
+		})
+}
+
+// newFreezeCommand is pause or unpause: fn on every container named.
+func newFreezeCommand(use, short string, fn func(c *apiClient, cmd *cobra.Command, id string) error) *cobra.Command {
 	return &cobra.Command{
-		Use:   "unpause CONTAINER [CONTAINER...]",
-		Short: "Unpause all processes within one or more containers",
+		Use:   use + " CONTAINER [CONTAINER...]",
+		Short: short,
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerUnpause(commandContext(cmd), id, client.ContainerUnpauseOptions{})
-				return err
-			})
+			return forEachContainer(cmd, args, func(c *apiClient, id string) error { return fn(c, cmd, id) })
 		},
 	}
 }
@@ -232,29 +232,38 @@ func newExportCommand() *cobra.Command {
 		Short: "Export a container's filesystem as a tar archive",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w := streamsOf(cmd).out
-			if output == "" && isTerminal(w) {
-				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-			}
-			c, err := connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.ContainerExport(commandContext(cmd), args[0], client.ContainerExportOptions{})
-			if err != nil {
-				return c.apiError(err)
-			}
-			defer res.Close()
-			if output == "" {
-				_, err = io.Copy(w, res)
-				return err
-			}
-			return writeFileAtomic(output, res)
+			return writeArchive(cmd, output, func(c *apiClient) (io.ReadCloser, error) {
+				return c.ContainerExport(commandContext(cmd), args[0], client.ContainerExportOptions{})
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
 	return cmd
+}
+
+// writeArchive copies the tar open returns to the file output (written
+// whole or not at all) or, when output is empty, to stdout unless that is a
+// terminal (save and export).
+func writeArchive(cmd *cobra.Command, output string, open func(c *apiClient) (io.ReadCloser, error)) error {
+	out := streamsOf(cmd).out
+	if output == "" && isTerminal(out) {
+		return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+	}
+	c, err := connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rc, err := open(c)
+	if err != nil {
+		return c.apiError(err)
+	}
+	defer rc.Close()
+	if output == "" {
+		_, err := io.Copy(out, rc)
+		return err
+	}
+	return writeFileAtomic(output, rc)
 }
 
 func newEventsCommand() *cobra.Command {

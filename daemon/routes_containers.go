@@ -49,9 +49,9 @@ func (d *Daemon) containerResize(w http.ResponseWriter, r *http.Request) {
 }
 
 // boolParam reads a boolean query parameter as dockerd does: "", "0",
-// "no", "false" and "none" are false, anything else true.
+// "no", "false" and "none", in any case, are false, anything else true.
 func boolParam(r *http.Request, name string) bool {
-	switch r.URL.Query().Get(name) {
+	switch strings.ToLower(strings.TrimSpace(r.URL.Query().Get(name))) { // docker-py sends "False"
 	case "", "0", "no", "false", "none":
 		return false
 	}

@@ -145,8 +145,10 @@ func (d *Daemon) containerStats(w http.ResponseWriter, r *http.Request) {
 		cur := sample()
 		if cur != nil && !oneShot {
 			prev = cur
-			if sleepCtx(ctx, statsInterval) != nil {
+			select {
+			case <-ctx.Done():
 				return
+			case <-time.After(statsInterval):
 			}
 			cur = sample()
 		}
@@ -166,17 +168,6 @@ func (d *Daemon) containerStats(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -162,15 +162,16 @@ func (e *Engine) forgetPause(id string) {
 
 // Rename gives a container a new name; the name must be free.
 func (e *Engine) Rename(idOrName, newName string) error {
-	if newName == "" || !namePattern.MatchString(newName) {
-		return fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalidArgument, newName)
-	}
-	name := "/" + strings.TrimPrefix(newName, "/")
+	// The container first, as dockerd: a missing one is "No such container".
 	r, err := e.lockOp(idOrName)
 	if err != nil {
 		return err
 	}
 	defer r.opMu.Unlock()
+	if !namePattern.MatchString(newName) {
+		return fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalidArgument, newName)
+	}
+	name := "/" + strings.TrimPrefix(newName, "/")
 	r.saveMu.Lock()
 	e.mu.Lock()
 	old := r.c.Name
