@@ -167,11 +167,16 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.Con
 }
 
 func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+	// Looked up first for the event: its ID and name, as dockerd's.
+	id, name := r.PathValue("id"), ""
+	if got, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: id}); err == nil {
+		id, name = got.GetService().GetId(), got.GetService().GetSpec().GetAnnotations().GetName()
+	}
 	if _, err := c.RemoveService(r.Context(), &api.RemoveServiceRequest{ServiceId: r.PathValue("id")}); err != nil {
 		writeError(w, api.FromGRPC(err))
 		return
 	}
-	d.publish(events.TypeService, "remove", r.PathValue("id"), nil)
+	d.publish(events.TypeService, "remove", id, map[string]string{"name": name})
 	w.WriteHeader(http.StatusOK)
 }
 

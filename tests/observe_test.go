@@ -104,9 +104,35 @@ func TestPauseUnpause(t *testing.T) {
 	d.Must("create", "--name", "idle", "busybox", "true")
 	failsWith(t, d.Run("pause", "idle"), "is not running")
 
-	// A paused container can still be killed and removed.
+	// A pause outlives a daemon restart (the cgroup stays frozen) and is
+	// undone by the next daemon.
 	d.Must("pause", id)
-	d.Must("rm", "-f", id)
+	d.Kill9()
+	d.Restart()
+	if st := d.Must("inspect", "--format", "{{.State.Status}}", id); strings.TrimSpace(st) != "paused" {
+		t.Fatalf("after a daemon restart: %q", st)
+	}
+	d.Must("unpause", id)
+	if st := cgroupFile(t, d, "freezer", id, "freezer.state"); st != "THAWED" {
+		t.Fatalf("freezer.state after unpause by the next daemon = %q", st)
+	}
+
+	// A paused container can still be stopped (SIGKILL after the grace
+	// period, then thawed so it dies) and killed.
+	d.Must("pause", id)
+	start := time.Now()
+	d.Must("stop", "-t", "1", id)
+	if st := d.Must("inspect", "--format", "{{.State.Status}} {{.State.Paused}}", id); strings.TrimSpace(st) != "exited false" || time.Since(start) > 8*time.Second {
+		t.Fatalf("stop of a paused container: %q after %v", st, time.Since(start))
+	}
+	d.Must("start", id)
+	d.Must("pause", id) // a restarted container freezes afresh
+	if st := cgroupFile(t, d, "freezer", id, "freezer.state"); st != "FROZEN" {
+		t.Fatalf("freezer.state after pause of the restarted container = %q", st)
+	}
+	d.Must("kill", id)
+	d.Must("wait", id)
+	d.Must("rm", id)
 
 	t.Run("docker CLI", func(t *testing.T) {
 		docker := dockerOn(t, d)
@@ -421,4 +447,28 @@ func TestDiffPortExportPrune(t *testing.T) {
 			t.Fatalf("docker system prune: %s", r)
 		}
 	})
+}
+
+// TestSwarmEvents: a manager's stream has the nodes and services changed
+// through it (scope swarm), beside the task containers the node runs.
+func TestSwarmEvents(t *testing.T) {
+	c := newSwarm(t, 1, 0)
+	mgr := c.managers[0]
+	since := fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	must(t, mgr, "service", "create", "-d", "--name", "evsvc", "--replicas", "1", "busybox:latest", "sleep", "1000")
+	must(t, mgr, "node", "update", "--label-add", "tier=a", mgr.Name)
+	must(t, mgr, "service", "rm", "evsvc")
+	until := fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	out := must(t, mgr, "events", "--since", since, "--until", until, "--filter", "scope=swarm", "--format", "{{.Type}} {{.Action}} {{.Scope}}")
+	if strings.TrimSpace(out) != "service create swarm\nnode update swarm\nservice remove swarm" {
+		t.Fatalf("swarm events:\n%s", out)
+	}
+	out = must(t, mgr, "events", "--since", since, "--until", until, "--filter", "node="+mgr.Name, "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+	if strings.TrimSpace(out) != "update "+mgr.Name {
+		t.Fatalf("events --filter node=%s:\n%s", mgr.Name, out)
+	}
+	out = must(t, mgr, "events", "--since", since, "--until", until, "--filter", "service=evsvc", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+	if strings.TrimSpace(out) != "create evsvc\nremove evsvc" {
+		t.Fatalf("events --filter service=evsvc:\n%s", out)
+	}
 }
