@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -193,6 +194,14 @@ type statsJSON struct {
 	} `json:"networks"`
 }
 
+func parsePerc(s string) float64 {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
 func TestStats(t *testing.T) {
 	d := engine(t)
 	busy := strings.TrimSpace(d.Must("run", "-d", "--name", "busy", "-m", "64m", "--pids-limit", "20", "busybox", "sh", "-c", "while :; do :; done"))
@@ -206,11 +215,12 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats --no-stream:\n%s", out)
 	}
 	f := strings.Fields(lines[0])
-	cpu, _ := strconv.ParseFloat(strings.TrimSuffix(f[1], "%"), 64)
+	cpu := parsePerc(f[1])
 	if f[0] != "busy" || cpu < 5 || f[4] != "64MiB" || f[5] != "1" {
 		t.Fatalf("stats of the busy loop: %q (cpu %.1f)", lines[0], cpu)
 	}
-	if f := strings.Fields(lines[1]); f[0] != "idle" || f[1] != "0.00%" {
+	// (The idle one may still count its own start in the first second.)
+	if f := strings.Fields(lines[1]); f[0] != "idle" || parsePerc(f[1]) >= cpu || parsePerc(f[1]) > 5 {
 		t.Fatalf("stats of the idle container: %q", lines[1])
 	}
 	if tbl := d.Must("stats", "--no-stream", "busy"); !strings.Contains(tbl, "CONTAINER ID   NAME      CPU %") || !strings.Contains(tbl, "MEM USAGE / LIMIT") {
@@ -239,6 +249,14 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats with a previous sample: %d %s", code, body)
 	}
 
+	// Without --no-stream the table is redrawn every second until stopped.
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	streamed, _ := exec.CommandContext(ctx, d.Bin, "-H", "unix://"+d.Socket, "stats", "--format", "{{.Name}} {{.PIDs}}").Output()
+	if n := strings.Count(string(streamed), "busy 1\n"); n < 2 || !strings.Contains(string(streamed), "idle 1\n") {
+		t.Fatalf("stats stream (%d redraws of busy):\n%s", n, streamed)
+	}
+
 	failsWith(t, d.Run("stats", "--no-stream", "nosuch"), "No such container")
 	failsWith(t, d.Run("stats", "--no-stream", "--format", "{{.Nope", "busy"), "template")
 
@@ -249,7 +267,7 @@ func TestStats(t *testing.T) {
 		if r.Code != 0 || len(f) < 5 || f[0] != "busy" || f[4] != "64MiB" {
 			t.Fatalf("docker stats: %s", r)
 		}
-		if cpu, _ := strconv.ParseFloat(strings.TrimSuffix(f[1], "%"), 64); cpu < 5 {
+		if cpu := parsePerc(f[1]); cpu < 5 {
 			t.Fatalf("docker stats CPU of a busy loop: %s", r)
 		}
 	})
