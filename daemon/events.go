@@ -8,6 +8,7 @@ import (
 
 	"github.com/moby/moby/api/types/events"
 
+	"github.com/shoal-project/shoal/containerd/containers"
 	shoalevents "github.com/shoal-project/shoal/containerd/events"
 )
 
@@ -157,4 +158,10 @@ func (d *Daemon) publish(typ, action, id string, attrs map[string]string) {
 		scope = shoalevents.ScopeSwarm
 	}
 	d.events.Publish(shoalevents.Event{Type: typ, Action: action, ID: id, Attributes: attrs, Scope: scope})
+}
+
+// publishContainer emits a container event of the daemon's own (restart,
+// commit), with the attributes the engine gives its events.
+func (d *Daemon) publishContainer(action string, c containers.Container, extra map[string]string) {
+	d.publish(shoalevents.TypeContainer, action, c.ID, containers.EventAttributes(c, extra))
 }

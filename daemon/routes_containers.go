@@ -149,7 +149,7 @@ func (d *Daemon) containerRestart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c, err := d.containers.Get(r.PathValue("id")); err == nil {
-		d.publish("container", "restart", c.ID, map[string]string{"name": strings.TrimPrefix(c.Name, "/"), "image": c.Config.Image})
+		d.publishContainer("restart", c, nil)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -339,6 +339,9 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if c, err := d.containers.Get(q.Get("container")); err == nil {
+		d.publishContainer("commit", c, map[string]string{"comment": q.Get("comment"), "imageID": img.ID, "imageRef": ref})
 	}
 	writeJSON(w, http.StatusCreated, common.IDResponse{ID: img.ID})
 }

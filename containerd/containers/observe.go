@@ -32,12 +32,9 @@ type EventPublisher interface {
 	Publish(events.Event)
 }
 
-// emit publishes a container event with Docker's attributes: the
-// container's name and image, its labels, then extra (exitCode, signal...).
-func (e *Engine) emit(action string, c Container, extra map[string]string) {
-	if e.opts.Events == nil {
-		return
-	}
+// EventAttributes are a container event's attributes, as Docker's: the
+// container's labels, its name and image, then extra (exitCode, signal...).
+func EventAttributes(c Container, extra map[string]string) map[string]string {
 	attrs := map[string]string{}
 	for k, v := range c.Config.Labels {
 		attrs[k] = v
@@ -47,7 +44,15 @@ func (e *Engine) emit(action string, c Container, extra map[string]string) {
 	for k, v := range extra {
 		attrs[k] = v
 	}
-	e.opts.Events.Publish(events.Event{Type: events.TypeContainer, Action: action, ID: c.ID, Attributes: attrs})
+	return attrs
+}
+
+// emit publishes a container event.
+func (e *Engine) emit(action string, c Container, extra map[string]string) {
+	if e.opts.Events == nil {
+		return
+	}
+	e.opts.Events.Publish(events.Event{Type: events.TypeContainer, Action: action, ID: c.ID, Attributes: EventAttributes(c, extra)})
 }
 
 // emitID is emit for a container known by ID only (a monitor's exit).
