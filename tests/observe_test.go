@@ -94,6 +94,7 @@ func TestPauseUnpause(t *testing.T) {
 		t.Fatalf("ps status %q, want (Paused)", ps)
 	}
 	failsWith(t, d.Run("pause", "ticker"), "is already paused")
+	failsWith(t, d.Run("exec", "ticker", "true"), "is paused, unpause the container before exec")
 
 	d.Must("unpause", id)
 	if st := cgroupFile(t, d, "freezer", id, "freezer.state"); st != "THAWED" {

@@ -50,6 +50,10 @@ func (e *Engine) ExecCreate(idOrName string, cfg ExecConfig) (string, error) {
 	if !c.State.Running {
 		return "", fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
 	}
+	if c.State.Paused {
+		// Its process would start frozen and the exec hang.
+		return "", fmt.Errorf("%w: Container %s is paused, unpause the container before exec", ErrConflict, c.ID)
+	}
 	if len(cfg.Cmd) == 0 {
 		return "", fmt.Errorf("%w: no exec command specified", ErrInvalidArgument)
 	}
