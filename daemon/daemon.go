@@ -80,6 +80,9 @@ type Daemon struct {
 	// an exited container never races the next start of it.
 	netMu    sync.Mutex
 	netLocks map[string]*sync.Mutex
+	// connected maps the containers this daemon connected to a network to
+	// that network, for their disconnect events; guarded by netMu.
+	connected map[string]string
 }
 
 // streamContext is the context of a long-lived request: it ends with the

@@ -165,3 +165,32 @@ func (d *Daemon) publish(typ, action, id string, attrs map[string]string) {
 func (d *Daemon) publishContainer(action string, c containers.Container, extra map[string]string) {
 	d.publish(shoalevents.TypeContainer, action, c.ID, containers.EventAttributes(c, extra))
 }
+
+// networkTypes are the driver names Docker shows for its built-in networks.
+var networkTypes = map[string]string{"bridge": "bridge", "none": "null", "host": "host"}
+
+// networkConnected publishes the network connect of container c (its own
+// namespace, on bridge or none) and remembers it for the disconnect.
+func (d *Daemon) networkConnected(c containers.Container) {
+	mode := c.Config.NetworkMode
+	d.netMu.Lock()
+	if d.connected == nil {
+		d.connected = map[string]string{}
+	}
+	d.connected[c.ID] = mode
+	d.netMu.Unlock()
+	d.publish(shoalevents.TypeNetwork, "connect", mode, map[string]string{"container": c.ID, "name": mode, "type": networkTypes[mode]})
+}
+
+// networkDisconnected publishes the disconnect of a container connected by
+// this daemon; a release of one that was not (a failed set-up, a second
+// release, a container adopted from an earlier daemon) publishes nothing.
+func (d *Daemon) networkDisconnected(id string) {
+	d.netMu.Lock()
+	mode, ok := d.connected[id]
+	delete(d.connected, id)
+	d.netMu.Unlock()
+	if ok {
+		d.publish(shoalevents.TypeNetwork, "disconnect", mode, map[string]string{"container": id, "name": mode, "type": networkTypes[mode]})
+	}
+}

@@ -297,6 +297,10 @@ func TestEvents(t *testing.T) {
 	if !strings.Contains(out, " container die "+id+" (exitCode=3, image=busybox, name=ev)") || strings.Count(out, "\n") != 1 {
 		t.Fatalf("events --filter event=die:\n%s", out)
 	}
+	out = d.Must("events", "--since", since, "--until", until, "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}} {{.Actor.Attributes.container}}")
+	if strings.TrimSpace(out) != "connect bridge bridge "+id+"\ndisconnect bridge bridge "+id {
+		t.Fatalf("network events:\n%s", out)
+	}
 	if out := d.Must("events", "--since", since, "--until", until, "--filter", "type=image"); out != "" {
 		t.Fatalf("no image events in the window, got:\n%s", out)
 	}
