@@ -170,7 +170,7 @@ func newStatsCommand() *cobra.Command {
 				wg.Wait()
 				return renderStats(out, tf, rows, len(args) > 0)
 			}
-			return streamStats(ctx, c, out, tf, rows, len(args) > 0, isTerminal(out))
+			return streamStats(ctx, c, out, tf, rows, streamOptions{named: len(args) > 0, all: all, noTrunc: noTrunc, tty: isTerminal(out)})
 		},
 	}
 	fl := cmd.Flags()
@@ -243,43 +243,114 @@ func renderStats(w io.Writer, tf tableFormat, rows []statsRow, named bool) error
 	return joinErrors(errs)
 }
 
-// streamStats follows one stream per container and redraws the table
-// every second (clearing the screen on a terminal) until ctx ends or,
-// with named containers, every stream has failed.
-func streamStats(ctx context.Context, c *apiClient, out io.Writer, tf tableFormat, rows []statsRow, named, tty bool) error {
-	var mu sync.Mutex // guards rows
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for i := range rows {
-		wg.Add(1)
-		go func(r *statsRow) {
-			defer wg.Done()
-			res, err := c.ContainerStats(ctx, r.id, client.ContainerStatsOptions{Stream: true})
-			if err != nil {
-				mu.Lock()
-				r.err = c.apiError(err).Error()
-				mu.Unlock()
+// statsStream is `stats` without --no-stream: one stats stream per
+// container, and the table redrawn every second.
+type statsStream struct {
+	c       *apiClient
+	noTrunc bool
+	mu      sync.Mutex // guards rows
+	rows    []*statsRow
+	wg      sync.WaitGroup
+}
+
+// follow adds a row and reads its container's stream into it until ctx ends
+// or the stream does.
+func (st *statsStream) follow(ctx context.Context, r *statsRow) {
+	st.mu.Lock()
+	for _, o := range st.rows {
+		if o.id == r.id {
+			st.mu.Unlock()
+			return
+		}
+	}
+	st.rows = append(st.rows, r)
+	st.mu.Unlock()
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		res, err := st.c.ContainerStats(ctx, r.id, client.ContainerStatsOptions{Stream: true})
+		if err != nil {
+			st.mu.Lock()
+			r.err = st.c.apiError(err).Error()
+			st.mu.Unlock()
+			return
+		}
+		defer res.Body.Close()
+		dec := json.NewDecoder(res.Body)
+		for {
+			var s container.StatsResponse
+			if err := dec.Decode(&s); err != nil {
+				if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+					st.mu.Lock()
+					r.err = err.Error()
+					st.mu.Unlock()
+				}
 				return
 			}
-			defer res.Body.Close()
-			dec := json.NewDecoder(res.Body)
-			for {
-				var s container.StatsResponse
-				if err := dec.Decode(&s); err != nil {
-					if !errors.Is(err, io.EOF) && ctx.Err() == nil {
-						mu.Lock()
-						r.err = err.Error()
-						mu.Unlock()
-					}
-					return
+			st.mu.Lock()
+			r.prev, r.s = r.s, &s
+			st.mu.Unlock()
+		}
+	}()
+}
+
+// drop removes the row of a container that is gone (or stopped, without -a).
+func (st *statsStream) drop(id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i, r := range st.rows {
+		if r.id == id {
+			st.rows = append(st.rows[:i], st.rows[i+1:]...)
+			return
+		}
+	}
+}
+
+// watch follows the daemon's container events, as docker stats does
+// without names: started containers join the table, removed ones (and,
+// without -a, stopped ones) leave it.
+func (st *statsStream) watch(ctx context.Context, all bool) {
+	f := client.Filters{}.Add("type", "container").Add("event", "start", "die", "destroy")
+	res := st.c.Events(ctx, client.EventsListOptions{Filters: f})
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-res.Err:
+				return
+			case m := <-res.Messages:
+				switch {
+				case m.Action == "start":
+					st.follow(ctx, &statsRow{id: m.Actor.ID, name: "/" + m.Actor.Attributes["name"], noTrunc: st.noTrunc})
+				case m.Action == "destroy" || !all:
+					st.drop(m.Actor.ID)
 				}
-				mu.Lock()
-				r.prev, r.s = r.s, &s
-				mu.Unlock()
 			}
-		}(&rows[i])
+		}
+	}()
+}
+
+// streamOptions are stats' flags as the stream needs them; named: the
+// containers were given by name.
+type streamOptions struct{ named, all, noTrunc, tty bool }
+
+// streamStats redraws the table every second (clearing the screen on a
+// terminal) until ctx ends or, with named containers, every stream has
+// failed; without names it follows the containers that start and go.
+func streamStats(ctx context.Context, c *apiClient, out io.Writer, tf tableFormat, rows []statsRow, o streamOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st := &statsStream{c: c, noTrunc: o.noTrunc}
+	defer st.wg.Wait()
+	named := o.named
+	if !named {
+		st.watch(ctx, o.all)
+	}
+	for i := range rows {
+		st.follow(ctx, &rows[i])
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -290,18 +361,19 @@ func streamStats(ctx context.Context, c *apiClient, out io.Writer, tf tableForma
 		case <-t.C:
 		}
 		var buf bytes.Buffer
-		if tty {
+		if o.tty {
 			buf.WriteString("\033[2J\033[H")
 		}
-		mu.Lock()
-		snapshot := append([]statsRow(nil), rows...)
-		mu.Unlock()
+		st.mu.Lock()
+		snapshot := make([]statsRow, 0, len(st.rows))
 		failed := 0
-		for _, r := range snapshot {
+		for _, r := range st.rows {
+			snapshot = append(snapshot, *r)
 			if r.err != "" {
 				failed++
 			}
 		}
+		st.mu.Unlock()
 		err := renderStats(&buf, tf, snapshot, false)
 		if _, werr := out.Write(buf.Bytes()); werr != nil || err != nil {
 			return errors.Join(err, werr)

@@ -250,12 +250,21 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats with a previous sample: %d %s", code, body)
 	}
 
-	// Without --no-stream the table is redrawn every second until stopped.
-	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	// Without --no-stream the table is redrawn every second until stopped,
+	// with the containers that start meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	streamed, _ := exec.CommandContext(ctx, d.Bin, "-H", "unix://"+d.Socket, "stats", "--format", "{{.Name}} {{.PIDs}}").Output()
-	if n := strings.Count(string(streamed), "busy 1\n"); n < 2 || !strings.Contains(string(streamed), "idle 1\n") {
-		t.Fatalf("stats stream (%d redraws of busy):\n%s", n, streamed)
+	stream := exec.CommandContext(ctx, d.Bin, "-H", "unix://"+d.Socket, "stats", "--format", "{{.Name}} {{.PIDs}}")
+	var streamed strings.Builder
+	stream.Stdout = &streamed
+	if err := stream.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	d.Must("run", "-d", "--name", "late", "busybox", "sleep", "1000")
+	_ = stream.Wait()
+	if n := strings.Count(streamed.String(), "busy 1\n"); n < 2 || !strings.Contains(streamed.String(), "idle 1\n") || !strings.Contains(streamed.String(), "late 1\n") {
+		t.Fatalf("stats stream (%d redraws of busy):\n%s", n, streamed.String())
 	}
 
 	failsWith(t, d.Run("stats", "--no-stream", "nosuch"), "No such container")
