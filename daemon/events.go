@@ -172,19 +172,26 @@ var networkTypes = map[string]string{"bridge": "bridge", "none": "null", "host":
 // networkConnected publishes the network connect of container c (its own
 // namespace, on bridge or none) and remembers it for the disconnect.
 func (d *Daemon) networkConnected(c containers.Container) {
+	d.trackConnected(c)
 	mode := c.Config.NetworkMode
-	d.netMu.Lock()
-	if d.connected == nil {
-		d.connected = map[string]string{}
-	}
-	d.connected[c.ID] = mode
-	d.netMu.Unlock()
 	d.publish(shoalevents.TypeNetwork, "connect", mode, map[string]string{"container": c.ID, "name": mode, "type": networkTypes[mode]})
 }
 
+// trackConnected remembers that c is connected to its network, without an
+// event: for a running container adopted from an earlier daemon, whose
+// connect that daemon published.
+func (d *Daemon) trackConnected(c containers.Container) {
+	d.netMu.Lock()
+	defer d.netMu.Unlock()
+	if d.connected == nil {
+		d.connected = map[string]string{}
+	}
+	d.connected[c.ID] = c.Config.NetworkMode
+}
+
 // networkDisconnected publishes the disconnect of a container connected by
-// this daemon; a release of one that was not (a failed set-up, a second
-// release, a container adopted from an earlier daemon) publishes nothing.
+// this daemon (or adopted running); a release of one that was not (a
+// failed set-up, a second release) publishes nothing.
 func (d *Daemon) networkDisconnected(id string) {
 	d.netMu.Lock()
 	mode, ok := d.connected[id]

@@ -275,6 +275,7 @@ func (d *Daemon) adoptNetworks() {
 			continue
 		}
 		if c.State.Running {
+			d.trackConnected(c)
 			d.watchExit(c.ID)
 		} else if c.Config.NetNSPath != "" {
 			d.releaseNetwork(c.ID, true)

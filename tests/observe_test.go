@@ -127,6 +127,10 @@ func TestPauseUnpause(t *testing.T) {
 	if st := d.Must("inspect", "--format", "{{.State.Status}} {{.State.Paused}}", id); strings.TrimSpace(st) != "exited false" || time.Since(start) > 8*time.Second {
 		t.Fatalf("stop of a paused container: %q after %v", st, time.Since(start))
 	}
+	// The next daemon adopted its network: the disconnect is published.
+	if out := d.Must("events", "--since", "1m", "--until", fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9), "--filter", "event=disconnect", "--format", "{{.Actor.Attributes.container}}"); strings.TrimSpace(out) != id {
+		t.Fatalf("disconnect of an adopted container: %q", out)
+	}
 	d.Must("start", id)
 	d.Must("pause", id) // a restarted container freezes afresh
 	if st := cgroupFile(t, d, "freezer", id, "freezer.state"); st != "FROZEN" {
