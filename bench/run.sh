@@ -89,6 +89,9 @@ UNTAR=$(( (e - s) / 1000000 ))
 printf '%-58s %9s ms\n' "tar -x + sync of the same archive (anchor)" "$UNTAR"
 printf '%-58s %9s ms   %s of tar -x\n' "shoal import 50 MB rootfs" "$IMP" "$(ratio "$IMP" "$UNTAR")"
 
+echo "== stats overhead with ${BENCH_STATS_N:-100} running containers (bench/stats.sh)"
+bash "$(dirname "$0")/stats.sh" "$BIN" "$SOCK" "$DPID"
+
 echo "== scheduler alone: 100,000 tasks onto 10,000 nodes, one pass"
 SCHED=$(go test -run '^$' -bench 'BenchmarkSchedule100kOn10k$' -benchtime 3x ./scheduler/ 2>/dev/null | awk '/^BenchmarkSchedule100kOn10k/ {printf "%.0f", $3/1e6}')
 printf '%-58s %9s ms   target < 1000 ms; Nomad C1M placed ~3,750 containers/s cluster-wide\n' "scheduler.Schedule 100k tasks / 10k nodes" "${SCHED:-?}"

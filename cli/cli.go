@@ -82,6 +82,8 @@ func NewRootCommand() *cobra.Command {
 		newRmCommand("rm"), newPsCommand("ls"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newContainerInspectCommand(),
 	)
+	containerCmd.AddCommand(observeCommands()...)
+	containerCmd.AddCommand(newContainerPruneCommand())
 	root.AddCommand(
 		imageCmd, containerCmd,
 		newImportCommand(), newImagesCommand("images"), newRmiCommand("rmi"), newTagCommand(),
@@ -91,6 +93,8 @@ func NewRootCommand() *cobra.Command {
 		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
 	)
 	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
+	root.AddCommand(observeCommands()...)
+	root.AddCommand(newSystemCommand(), newEventsCommand())
 	return root
 }
 

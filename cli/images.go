@@ -296,25 +296,9 @@ func newSaveCommand() *cobra.Command {
 		Short: "Save one or more images to a tar archive (streamed to STDOUT by default)",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := streamsOf(cmd).out
-			if output == "" && isTerminal(out) {
-				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-			}
-			c, err := connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			rc, err := c.ImageSave(commandContext(cmd), args)
-			if err != nil {
-				return c.apiError(err)
-			}
-			defer rc.Close()
-			if output == "" {
-				_, err := io.Copy(out, rc)
-				return err
-			}
-			return writeFileAtomic(output, rc)
+			return writeArchive(cmd, output, func(c *apiClient) (io.ReadCloser, error) {
+				return c.ImageSave(commandContext(cmd), args)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")

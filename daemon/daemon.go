@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
@@ -66,6 +67,8 @@ type Daemon struct {
 	network    networkService
 	// swarm is the node's swarm membership (manager, worker agent).
 	swarm *swarmNode
+	// events is the node's event bus (GET /events).
+	events *events.Bus
 
 	// ctx ends when the daemon stops: hijacked streams and network
 	// watchers end with it.
@@ -77,6 +80,9 @@ type Daemon struct {
 	// an exited container never races the next start of it.
 	netMu    sync.Mutex
 	netLocks map[string]*sync.Mutex
+	// connected maps the containers this daemon connected to a network to
+	// that network, for their disconnect events; guarded by netMu.
+	connected map[string]string
 }
 
 // streamContext is the context of a long-lived request: it ends with the
@@ -88,7 +94,7 @@ func (d *Daemon) streamContext(r *http.Request) (context.Context, context.Cancel
 }
 
 func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
-	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}}
+	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0)}
 }
 
 // Run starts the daemon and serves until ctx ends, then stops gracefully:
@@ -149,6 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Root: cfg.DataRoot, ExecRoot: cfg.ExecRoot, CgroupParent: cfg.CgroupParent, Images: imgs, Binary: self,
 		// Called after every removal, the engine's own (--rm) included.
 		Released: func(id string) { d.releaseNetwork(id, false) },
+		Events:   d.events,
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: containers: %w", err)

@@ -133,6 +133,7 @@ func (d *Daemon) startLocked(ctx context.Context, id string) error {
 			d.releaseNetworkLocked(c.ID, true)
 			return err
 		}
+		d.networkConnected(c)
 	}
 	if err := d.containers.Start(ctx, c.ID); err != nil {
 		if ownNetNS(mode) {
@@ -217,6 +218,7 @@ func (d *Daemon) releaseNetworkLocked(id string, clear bool) {
 	if err := d.network.Detach(context.Background(), id); err != nil {
 		slog.Warn("release network", "container", id, "err", err)
 	}
+	d.networkDisconnected(id)
 	if clear {
 		if err := d.containers.SetNetwork(id, "", containers.NetworkSettings{}); err != nil && !errors.Is(err, containers.ErrNotFound) {
 			slog.Warn("forget network", "container", id, "err", err)
@@ -273,6 +275,7 @@ func (d *Daemon) adoptNetworks() {
 			continue
 		}
 		if c.State.Running {
+			d.trackConnected(c)
 			d.watchExit(c.ID)
 		} else if c.Config.NetNSPath != "" {
 			d.releaseNetwork(c.ID, true)

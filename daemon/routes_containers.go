@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/common"
@@ -48,9 +49,9 @@ func (d *Daemon) containerResize(w http.ResponseWriter, r *http.Request) {
 }
 
 // boolParam reads a boolean query parameter as dockerd does: "", "0",
-// "no", "false" and "none" are false, anything else true.
+// "no", "false" and "none", in any case, are false, anything else true.
 func boolParam(r *http.Request, name string) bool {
-	switch r.URL.Query().Get(name) {
+	switch strings.ToLower(strings.TrimSpace(r.URL.Query().Get(name))) { // docker-py sends "False"
 	case "", "0", "no", "false", "none":
 		return false
 	}
@@ -146,6 +147,9 @@ func (d *Daemon) containerRestart(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if c, err := d.containers.Get(r.PathValue("id")); err == nil {
+		d.publishContainer("restart", c, nil)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -335,6 +339,9 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if c, err := d.containers.Get(q.Get("container")); err == nil {
+		d.publishContainer("commit", c, map[string]string{"comment": q.Get("comment"), "imageID": img.ID, "imageRef": ref})
 	}
 	writeJSON(w, http.StatusCreated, common.IDResponse{ID: img.ID})
 }

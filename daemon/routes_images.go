@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
 
+	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/images"
 )
 
@@ -119,6 +120,7 @@ func (d *Daemon) imageCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("import: %w", err))
 		return
 	}
+	d.publish(events.TypeImage, "import", img.ID, map[string]string{"name": ref})
 	streamJSON(w)(jsonstream.Message{Status: img.ID})
 }
 
@@ -205,10 +207,14 @@ func (d *Daemon) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, err)
 		return
 	}
+	if img, err := d.images.Get(dst); err == nil {
+		d.publish(events.TypeImage, "tag", img.ID, map[string]string{"name": dst})
+	}
 	w.WriteHeader(http.StatusCreated)
 }
 
 func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
+	img, _ := d.images.Get(r.PathValue("name"))
 	removed, err := d.images.Remove(r.PathValue("name"), boolParam(r, "force"))
 	if err != nil {
 		writeError(w, err)
@@ -216,6 +222,12 @@ func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []image.DeleteResponse{}
 	for _, x := range removed {
+		if x.Untagged != "" {
+			d.publish(events.TypeImage, "untag", img.ID, map[string]string{"name": x.Untagged})
+		}
+		if x.Deleted != "" {
+			d.publish(events.TypeImage, "delete", x.Deleted, map[string]string{"name": x.Deleted})
+		}
 		out = append(out, image.DeleteResponse{Untagged: x.Untagged, Deleted: x.Deleted})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -253,6 +265,7 @@ func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 	}
 	send := streamJSON(w)
 	for _, ref := range refs {
+		d.publish(events.TypeImage, "load", ref, map[string]string{"name": ref})
 		if strings.HasPrefix(ref, "sha256:") {
 			send(jsonstream.Message{Stream: "Loaded image ID: " + ref + "\n"})
 		} else {

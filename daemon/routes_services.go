@@ -6,6 +6,7 @@ import (
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/daemon/convert"
 )
 
@@ -120,6 +121,7 @@ func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.Con
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	d.publish(events.TypeService, "create", resp.GetService().GetId(), map[string]string{"name": spec.Name})
 	writeJSON(w, http.StatusCreated, swarm.ServiceCreateResponse{ID: resp.GetService().GetId(), Warnings: []string{}})
 }
 
@@ -155,18 +157,26 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.Con
 	}
 	req := &api.UpdateServiceRequest{ServiceId: r.PathValue("id"), ServiceVersion: version, Spec: s,
 		Rollback: q.Get("rollback") == "previous"}
-	if _, err := c.UpdateService(r.Context(), req); err != nil {
+	resp, err := c.UpdateService(r.Context(), req)
+	if err != nil {
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	d.publish(events.TypeService, "update", resp.GetService().GetId(), map[string]string{"name": spec.Name})
 	writeJSON(w, http.StatusOK, swarm.ServiceUpdateResponse{Warnings: []string{}})
 }
 
 func (d *Daemon) serviceRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
+	// Looked up first for the event: its ID and name, as dockerd's.
+	id, name := r.PathValue("id"), ""
+	if got, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: id}); err == nil {
+		id, name = got.GetService().GetId(), got.GetService().GetSpec().GetAnnotations().GetName()
+	}
 	if _, err := c.RemoveService(r.Context(), &api.RemoveServiceRequest{ServiceId: r.PathValue("id")}); err != nil {
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	d.publish(events.TypeService, "remove", id, map[string]string{"name": name})
 	w.WriteHeader(http.StatusOK)
 }
 

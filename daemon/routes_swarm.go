@@ -7,6 +7,7 @@ import (
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/daemon/convert"
 	"github.com/shoal-project/shoal/manager"
 )
@@ -262,15 +263,19 @@ func (d *Daemon) nodeUpdate(w http.ResponseWriter, r *http.Request, c api.Contro
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	id, name := nodeRef(r, c)
+	d.publish(events.TypeNode, "update", id, map[string]string{"name": name})
 	w.WriteHeader(http.StatusOK)
 }
 
 func (d *Daemon) nodeRemove(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	id, name := nodeRef(r, c)
 	if _, err := c.RemoveNode(r.Context(), &api.RemoveNodeRequest{NodeId: r.PathValue("id"), Force: force}); err != nil {
 		writeError(w, api.FromGRPC(err))
 		return
 	}
+	d.publish(events.TypeNode, "remove", id, map[string]string{"name": name})
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -337,4 +342,19 @@ func (d *Daemon) swarmPing() string {
 		return "active/manager"
 	}
 	return "active/worker"
+}
+
+// nodeRef is the ID and name (its hostname unless named) of the node the
+// request's {id} names, for its events; the {id} as given if it cannot be read.
+func nodeRef(r *http.Request, c api.ControlClient) (id, name string) {
+	got, err := c.GetNode(r.Context(), &api.GetNodeRequest{NodeId: r.PathValue("id")})
+	if err != nil {
+		return r.PathValue("id"), ""
+	}
+	n := got.GetNode()
+	name = n.GetSpec().GetAnnotations().GetName()
+	if name == "" {
+		name = n.GetDescription().GetHostname()
+	}
+	return n.GetId(), name
 }

@@ -46,6 +46,7 @@ func (d *Daemon) handler() http.Handler {
 	d.execRoutes(mux)
 	d.swarmRoutes(mux)
 	d.serviceRoutes(mux)
+	d.observeRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() {

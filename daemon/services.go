@@ -51,6 +51,7 @@ type containerService interface {
 	ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error
 	ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error
 	Commit(ctx context.Context, idOrName string, opts containers.CommitOptions) (images.Image, error)
+	containerObserver
 }
 
 // networkService is the default bridge network as the daemon uses it.

@@ -54,6 +54,8 @@ func humanDuration(d time.Duration) string {
 // statusString is ps's STATUS column, as dockerd computes it.
 func statusString(st containers.State, now time.Time) string {
 	switch {
+	case st.Running && st.Paused:
+		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (Paused)"
 	case st.Running:
 		return "Up " + humanDuration(now.Sub(st.StartedAt))
 	case st.Status == "exited" && !st.FinishedAt.IsZero():
@@ -66,6 +68,8 @@ func statusString(st containers.State, now time.Time) string {
 
 func stateOf(st containers.State) container.ContainerState {
 	switch {
+	case st.Running && st.Paused:
+		return container.StatePaused
 	case st.Running:
 		return container.StateRunning
 	case st.Status == "":
@@ -187,7 +191,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 	r.InspectResponse = container.InspectResponse{
 		ID: c.ID, Created: timeString(c.Created), Path: c.Path, Args: nonNilSlice(c.Args),
 		State: &container.State{
-			Status: stateOf(st), Running: st.Running, OOMKilled: st.OOMKilled, Pid: st.Pid, ExitCode: st.ExitCode,
+			Status: stateOf(st), Running: st.Running, Paused: st.Paused, OOMKilled: st.OOMKilled, Pid: st.Pid, ExitCode: st.ExitCode,
 			Error: st.Error, StartedAt: timeString(st.StartedAt), FinishedAt: timeString(st.FinishedAt),
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux",

@@ -75,6 +75,33 @@ type Stats struct {
 	PidsCurrent uint64
 	CPUUsage    uint64 // nanoseconds of CPU time
 	OOMKills    uint64
+	// CPUUser and CPUSystem split CPUUsage (nanoseconds; v1 counts in
+	// clock ticks, so they are coarser there).
+	CPUUser, CPUSystem uint64
+	// PidsLimit is pids.max; 0 when unlimited.
+	PidsLimit uint64
+	// MemoryStat is memory.stat as the kernel writes it (v1 and v2 keys
+	// differ: total_inactive_file on v1, inactive_file on v2).
+	MemoryStat map[string]uint64
+}
+
+// readFlat parses a flat-keyed file ("key value" lines) such as memory.stat.
+func readFlat(dir, name string) (map[string]uint64, error) {
+	s, err := readFile(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out, nil
 }
 
 // Manager drives one container's cgroup.

@@ -322,15 +322,22 @@ func (m *v1) Stats() (Stats, error) {
 		if s.OOMKills, err = readKey(d, "memory.oom_control", "oom_kill"); err != nil {
 			return s, err
 		}
+		// The detail below is for `stats`; a tree without it still reports usage.
+		s.MemoryStat, _ = readFlat(d, "memory.stat")
 	}
 	if d, ok := m.dirs["pids"]; ok {
 		if s.PidsCurrent, err = readUint(d, "pids.current"); err != nil {
 			return s, err
 		}
+		s.PidsLimit, _ = readUint(d, "pids.max")
 	}
 	if d, ok := m.dirs["cpuacct"]; ok {
 		if s.CPUUsage, err = readUint(d, "cpuacct.usage"); err != nil {
 			return s, err
+		}
+		// cpuacct.stat counts USER_HZ ticks, 100 a second on Linux.
+		if st, err := readFlat(d, "cpuacct.stat"); err == nil {
+			s.CPUUser, s.CPUSystem = st["user"]*1e7, st["system"]*1e7
 		}
 	}
 	return s, nil

@@ -166,11 +166,14 @@ func (m *v2) Stats() (Stats, error) {
 	if s.PidsCurrent, err = readUint(m.dir, "pids.current"); err != nil {
 		return s, err
 	}
-	usec, err := readKey(m.dir, "cpu.stat", "usage_usec")
+	// The detail below is for `stats`; a tree without it still reports usage.
+	s.PidsLimit, _ = readUint(m.dir, "pids.max")
+	s.MemoryStat, _ = readFlat(m.dir, "memory.stat")
+	cpu, err := readFlat(m.dir, "cpu.stat")
 	if err != nil {
 		return s, err
 	}
-	s.CPUUsage = usec * 1000
+	s.CPUUsage, s.CPUUser, s.CPUSystem = cpu["usage_usec"]*1000, cpu["user_usec"]*1000, cpu["system_usec"]*1000
 	s.OOMKills, err = m.OOMKillCount()
 	return s, err
 }

@@ -99,6 +99,8 @@ type State struct {
 	FinishedAt time.Time `json:"finishedAt,omitempty"`
 	// StoppedByUser is set by stop/kill so that an exit is not mistaken for a crash.
 	StoppedByUser bool `json:"stoppedByUser,omitempty"`
+	// Paused: its cgroup is frozen (`pause`); Running stays true.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Container is one container's record.

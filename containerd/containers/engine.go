@@ -68,6 +68,8 @@ type Options struct {
 	Binary string
 	// Released is called after a container is removed (the daemon frees its network).
 	Released func(id string)
+	// Events receives the container events (create, start, die, ...); nil drops them.
+	Events EventPublisher
 }
 
 // Engine runs and keeps the containers of one daemon.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -49,6 +50,10 @@ func (e *Engine) ExecCreate(idOrName string, cfg ExecConfig) (string, error) {
 	if !c.State.Running {
 		return "", fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
 	}
+	if c.State.Paused {
+		// Its process would start frozen and the exec hang.
+		return "", fmt.Errorf("%w: Container %s is paused, unpause the container before exec", ErrConflict, c.ID)
+	}
 	if len(cfg.Cmd) == 0 {
 		return "", fmt.Errorf("%w: no exec command specified", ErrInvalidArgument)
 	}
@@ -56,6 +61,7 @@ func (e *Engine) ExecCreate(idOrName string, cfg ExecConfig) (string, error) {
 	e.mu.Lock()
 	e.execs[id] = &execRecord{ExecState: ExecState{ID: id, ContainerID: c.ID, Config: cfg}}
 	e.mu.Unlock()
+	e.emit("exec_create: "+strings.Join(cfg.Cmd, " "), c, map[string]string{"execID": id})
 	return id, nil
 }
 
@@ -136,6 +142,7 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	rec.Running, rec.Pid = true, pid
 	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, pid })
 	_ = e.saveExec(rec)
+	e.emit("exec_start: "+strings.Join(st.Config.Cmd, " "), c, map[string]string{"execID": execID})
 	if inW != nil {
 		go func() {
 			_, _ = io.Copy(inW, stdin)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -203,6 +204,7 @@ func (e *Engine) finishExec(x execFile, code int) {
 	e.setExec(x.ID, func(r *execRecord) { r.Running, r.ExitCode = false, code })
 	x.Running, x.ExitCode, x.Supervisor = false, code, 0
 	_ = e.saveExec(x)
+	e.emitID("exec_die", x.ContainerID, map[string]string{"execID": x.ID, "exitCode": strconv.Itoa(code)})
 }
 
 // ExecShimMain is the exec supervisor: `exec-shim --runtime-root DIR --id

@@ -109,6 +109,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	e.mu.Lock()
 	rec.removed = false
 	e.mu.Unlock()
+	e.emit("create", c, nil)
 	return c, nil
 }
 
@@ -253,13 +254,14 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		})
 		return err
 	}
-	_, err = e.update(id, func(c *Container) {
+	c, err = e.update(id, func(c *Container) {
 		c.State = State{Status: "running", Running: true, Pid: pid, ShimPid: shimPid, StartedAt: time.Now().UTC()}
 	})
 	if err != nil {
 		wait.Close()
 		return err
 	}
+	e.emit("start", c, nil)
 	e.monitor(id, wait)
 	return nil
 }
@@ -406,6 +408,7 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	waitShimGone(shimPid, id)
 	c, err := e.update(id, func(c *Container) {
 		c.State.Running = false
+		c.State.Paused = false
 		c.State.Status = "exited"
 		c.State.Pid = 0
 		c.State.ShimPid = 0
@@ -413,7 +416,13 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 		c.State.OOMKilled = ex.OOMKilled
 		c.State.FinishedAt = ex.FinishedAt
 		c.State.Error = ex.Error
+		// Published before waiters wake: a stop returns after its die.
+		if ex.OOMKilled {
+			e.emit("oom", *c, nil)
+		}
+		e.emit("die", *c, map[string]string{"exitCode": strconv.Itoa(ex.ExitCode)})
 	})
+	e.forgetPause(id)
 	if err != nil {
 		return
 	}
@@ -437,6 +446,10 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 			return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
 		}
 		return fmt.Errorf("kill %s: %w", c.ID[:12], err)
+	}
+	e.emit("kill", c, map[string]string{"signal": strconv.Itoa(int(sig))})
+	if sig == unix.SIGKILL {
+		e.thawForKill(c)
 	}
 	return nil
 }
@@ -465,24 +478,28 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 		}
 	}
 	_, _ = e.update(c.ID, func(c *Container) { c.State.StoppedByUser = true })
-	if t != 0 {
-		_ = e.rt.Kill(c.ID, sig, false)
+	if t != 0 && e.rt.Kill(c.ID, sig, false) == nil {
+		e.emit("kill", c, map[string]string{"signal": strconv.Itoa(int(sig))})
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(t)*time.Second)
 	_, err = e.Wait(wctx, c.ID, WaitNotRunning, nil)
 	cancel()
 	if err == nil {
+		e.emit("stop", c, nil)
 		return nil
 	}
 	// Not found: it has just exited, and its monitor is recording that.
 	if err := e.rt.Kill(c.ID, unix.SIGKILL, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		return fmt.Errorf("stop %s: %w", c.ID[:12], err)
 	}
+	e.emit("kill", c, map[string]string{"signal": strconv.Itoa(int(unix.SIGKILL))})
+	e.thawForKill(c)
 	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := e.Wait(wctx, c.ID, WaitNotRunning, nil); err != nil {
 		return fmt.Errorf("stop %s: container did not exit after SIGKILL: %w", c.ID[:12], err)
 	}
+	e.emit("stop", c, nil)
 	return nil
 }
 
@@ -500,6 +517,7 @@ func (e *Engine) Remove(ctx context.Context, idOrName string, force bool) error 
 	if e.opts.Released != nil {
 		e.opts.Released(r.c.ID)
 	}
+	e.emit("destroy", r.c, nil)
 	return nil
 }
 

@@ -22,8 +22,11 @@ const freezeTimeout = 10 * time.Second
 // pauses counts, per container, the commits that hold it frozen, so that
 // two at once thaw it only when the last one ends.
 type pauses struct {
-	mu sync.Mutex // guards n
+	mu sync.Mutex // guards n and user
 	n  map[string]int
+	// user holds the release of each container paused by `pause`, a
+	// holder like a commit: a commit of a paused container leaves it paused.
+	user map[string]func() error
 }
 
 // pause freezes the running container id for the caller and returns the
