@@ -166,6 +166,9 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
 	}
 	hc.NetworkMode = container.NetworkMode(mode)
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file" // the only driver, named in inspect as dockerd names its default
+	}
 	if cfg.RawConfig, err = json.Marshal(in); err != nil {
 		return containers.Config{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/common"
@@ -50,7 +51,8 @@ func (d *Daemon) containerResize(w http.ResponseWriter, r *http.Request) {
 // boolParam reads a boolean query parameter as dockerd does: "", "0",
 // "no", "false" and "none" are false, anything else true.
 func boolParam(r *http.Request, name string) bool {
-	switch r.URL.Query().Get(name) {
+	// Case-insensitive, as dockerd's boolValue: docker-py sends "False".
+	switch strings.ToLower(strings.TrimSpace(r.URL.Query().Get(name))) {
 	case "", "0", "no", "false", "none":
 		return false
 	}

@@ -438,8 +438,18 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 		}
 		return fmt.Errorf("kill %s: %w", c.ID[:12], err)
 	}
+	if sig == unix.SIGKILL {
+		// As dockerd: a SIGKILL returns once the exit is recorded, so that
+		// inspect right after kill shows the exit code (137), not 0.
+		ctx, cancel := context.WithTimeout(context.Background(), killWait)
+		defer cancel()
+		_, _ = e.Wait(ctx, c.ID, WaitNotRunning, nil)
+	}
 	return nil
 }
+
+// killWait bounds how long kill waits for a SIGKILLed container's exit.
+const killWait = 10 * time.Second
 
 // Stop sends the stop signal, waits timeout (nil: the container's, else 10 s)
 // and then kills every process of the container.
