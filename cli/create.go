@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -51,6 +52,11 @@ type containerOptions struct {
 	pid         string
 	ipc         string
 	groupAdd    []string
+	cidFile     string
+	addHosts    []string
+	dns         []string
+	dnsSearch   []string
+	dnsOptions  []string
 }
 
 func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
@@ -91,11 +97,18 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
+	fl.StringVar(&o.cidFile, "cidfile", "", "Write the container ID to the file")
+	fl.StringArrayVar(&o.addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
+	fl.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
+	fl.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
+	fl.StringArrayVar(&o.dnsOptions, "dns-option", nil, "Set DNS options")
 }
 
 // createRequest is a fully built container create call.
 type createRequest struct {
-	Name       string
+	Name string
+	// CIDFile is --cidfile: the file the new container's ID is written to.
+	CIDFile    string
 	Config     *container.Config
 	HostConfig *container.HostConfig
 }
@@ -204,6 +217,14 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	hc.Ulimits = o.ulimits
 	hc.PidMode, hc.IpcMode = container.PidMode(o.pid), container.IpcMode(o.ipc)
 	hc.GroupAdd = o.groupAdd
+	hc.ExtraHosts, hc.DNSSearch, hc.DNSOptions = o.addHosts, o.dnsSearch, o.dnsOptions
+	for _, d := range o.dns {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return createRequest{}, fmt.Errorf("invalid argument %q for \"--dns\" flag: %s is not an IP address", d, d)
+		}
+		hc.DNS = append(hc.DNS, a)
+	}
 	for _, kv := range o.sysctls {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -222,7 +243,7 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		b := o.init
 		hc.Init = &b
 	}
-	return createRequest{Name: o.name, Config: cfg, HostConfig: hc}, nil
+	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc}, nil
 }
 
 // parseRestartPolicy parses --restart: no, always, unless-stopped, or
@@ -253,7 +274,28 @@ func parseRestartPolicy(s string) (container.RestartPolicy, error) {
 }
 
 // createContainer sends req; warnings go to stderr as docker prints them.
-func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (string, error) {
+// With --cidfile the file is made before the create (an existing one is
+// refused, as docker does: another container may own it) and holds the ID
+// after; a failed create removes it.
+func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id string, err error) {
+	var cid *os.File
+	if req.CIDFile != "" {
+		cid, err = os.OpenFile(req.CIDFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("container ID file found, make sure the other container isn't running or delete %s", req.CIDFile)
+		}
+		if err != nil {
+			return "", fmt.Errorf("failed to create the container ID file: %w", err)
+		}
+		defer func() {
+			if cerr := cid.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("failed to write the container ID file: %w", cerr)
+			}
+			if err != nil {
+				os.Remove(req.CIDFile)
+			}
+		}()
+	}
 	res, err := c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
 		Name: req.Name, Config: req.Config, HostConfig: req.HostConfig,
 	})
@@ -262,6 +304,11 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (strin
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintln(streamsOf(cmd).err, "WARNING:", w)
+	}
+	if cid != nil {
+		if _, err := cid.WriteString(res.ID); err != nil {
+			return res.ID, fmt.Errorf("failed to write the container ID file: %w", err)
+		}
 	}
 	return res.ID, nil
 }

@@ -113,6 +113,10 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
 		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
 		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd,
+		ExtraHosts: hc.ExtraHosts, DNSSearch: hc.DNSSearch, DNSOptions: hc.DNSOptions,
+	}
+	for _, a := range hc.DNS {
+		cfg.DNS = append(cfg.DNS, a.String())
 	}
 	for _, u := range hc.Ulimits {
 		if u == nil {
@@ -204,10 +208,6 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		{"--gpus", len(hc.DeviceRequests) > 0},
 		{"--cgroup-parent", hc.CgroupParent != ""},
 		{"--cgroupns", hc.CgroupnsMode != "" && hc.CgroupnsMode != container.CgroupnsModePrivate},
-		{"--dns", len(hc.DNS) > 0},
-		{"--dns-option", len(hc.DNSOptions) > 0},
-		{"--dns-search", len(hc.DNSSearch) > 0},
-		{"--add-host", len(hc.ExtraHosts) > 0},
 		{"--link", len(hc.Links) > 0},
 		{"--uts", hc.UTSMode != ""},
 		{"--userns", hc.UsernsMode != ""},

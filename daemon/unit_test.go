@@ -226,7 +226,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}}
 		}, 400, "--health-cmd is not supported"},
 		{"domainname", func(r *container.CreateRequest) { r.Domainname = "example.org" }, 400, "--domainname is not supported"},
-		{"dns", func(r *container.CreateRequest) { r.HostConfig.DNS = []netip.Addr{netip.MustParseAddr("1.1.1.1")} }, 400, "--dns is not supported"},
+		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "host" }, 400, "--uts is not supported"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
 		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
 		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "--log-driver is not supported"},

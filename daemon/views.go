@@ -191,7 +191,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			Error: st.Error, StartedAt: timeString(st.StartedAt), FinishedAt: timeString(st.FinishedAt),
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux",
-		LogPath: d.containers.LogPath(c.ID), HostConfig: hc, Config: cfg, Mounts: mountPoints(c),
+		LogPath: d.containers.LogPath(c.ID), HostConfig: hc,
+		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
+		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: mountPoints(c),
 	}
 	r.NetworkSettings = &legacyNetworkSettings{
 		NetworkSettings: container.NetworkSettings{

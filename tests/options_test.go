@@ -203,7 +203,7 @@ func TestHostConfigOptions(t *testing.T) {
 		}
 		// Options the engine does not apply are refused, not ignored.
 		for flag, args := range map[string][]string{
-			"--dns": {"--dns", "1.1.1.1"}, "--add-host": {"--add-host", "a:1.2.3.4"}, "--cpu-quota": {"--cpu-quota", "50000"},
+			"--cpu-quota": {"--cpu-quota", "50000"},
 			"--oom-score-adj": {"--oom-score-adj", "100"}, "--log-driver": {"--log-driver", "none"},
 		} {
 			r = run(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...)

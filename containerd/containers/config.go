@@ -49,6 +49,15 @@ type Config struct {
 	// /etc/group) added to the process's.
 	GroupAdd []string `json:"groupAdd,omitempty"`
 
+	// ExtraHosts are --add-host entries (NAME:IP, NAME=IP, NAME:host-gateway)
+	// added to the container's /etc/hosts.
+	ExtraHosts []string `json:"extraHosts,omitempty"`
+	// DNS, DNSSearch and DNSOptions replace the host's nameserver, search
+	// and options lines in the container's /etc/resolv.conf.
+	DNS        []string `json:"dns,omitempty"`
+	DNSSearch  []string `json:"dnsSearch,omitempty"`
+	DNSOptions []string `json:"dnsOptions,omitempty"`
+
 	// NetworkMode is none, bridge or host.
 	NetworkMode string `json:"networkMode,omitempty"`
 	// NetNSPath is the namespace to join (set by the daemon for bridge and none).

@@ -216,6 +216,9 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err != nil {
 		return startErr(err)
 	}
+	if err := e.withEtcFiles(spec, c); err != nil {
+		return startErr(err)
+	}
 	if ref, ok := strings.CutPrefix(c.Config.PidMode, "container:"); ok {
 		path, err := e.pidNamespaceOf(ref)
 		if err != nil {

@@ -223,6 +223,9 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 		}
 		s.Linux.Sysctl[k] = cfg.Sysctls[k]
 	}
+	if err := checkEtcOptions(cfg); err != nil {
+		return err
+	}
 	if err := withUlimits(s, cfg.Ulimits); err != nil {
 		return err
 	}

@@ -1,0 +1,151 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRunEtcFiles checks the /etc/hosts, /etc/hostname and /etc/resolv.conf
+// a container gets, with --add-host, --dns, --dns-search and --dns-option,
+// through shoal and the docker CLI, and that bad values are refused.
+func TestRunEtcFiles(t *testing.T) {
+	d := engine(t)
+	out := func(t *testing.T, args ...string) string {
+		t.Helper()
+		r := d.Run(append([]string{"run", "--rm"}, args...)...)
+		if r.Code != 0 {
+			t.Fatalf("run %s: %s", strings.Join(args, " "), r)
+		}
+		return r.Stdout
+	}
+	t.Run("hosts", func(t *testing.T) {
+		got := out(t, "--hostname", "web", "--add-host", "db:10.1.2.3", "--add-host", "v6=[fd00::1]", "--add-host", "gw:host-gateway",
+			"busybox", "sh", "-c", "cat /etc/hosts; echo ---; cat /etc/hostname; hostname; ip -4 -o addr show eth0")
+		hosts, rest, _ := strings.Cut(got, "---\n")
+		for _, want := range []string{"127.0.0.1\tlocalhost\n", "::1\tlocalhost ip6-localhost ip6-loopback\n", "10.1.2.3\tdb\n", "fd00::1\tv6\n"} {
+			if !strings.Contains(hosts, want) {
+				t.Fatalf("/etc/hosts has no %q:\n%s", want, hosts)
+			}
+		}
+		f := strings.Fields(rest)
+		if len(f) < 6 || f[0] != "web" || f[1] != "web" {
+			t.Fatalf("/etc/hostname, hostname, eth0: %q", rest)
+		}
+		ip := strings.Split(f[5], "/")[0]
+		if !strings.Contains(hosts, ip+"\tweb\n") {
+			t.Fatalf("/etc/hosts does not name the container's address %s:\n%s", ip, hosts)
+		}
+		gw := strings.Join(strings.Split(ip, ".")[:3], ".") + ".1"
+		if !strings.Contains(hosts, gw+"\tgw\n") {
+			t.Fatalf("host-gateway is not the bridge's address %s:\n%s", gw, hosts)
+		}
+		// The name resolves through the file (the address does not answer).
+		if r := d.Run("run", "--rm", "--add-host", "db:10.1.2.3", "busybox", "ping", "-c1", "-W1", "-q", "db"); !strings.Contains(r.Stdout, "PING db (10.1.2.3)") {
+			t.Fatalf("ping db: %s", r)
+		}
+	})
+	t.Run("resolv.conf", func(t *testing.T) {
+		got := out(t, "--dns", "192.0.2.53", "--dns", "2001:db8::53", "--dns-search", "example.org", "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf")
+		if !strings.Contains(got, "nameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch example.org\noptions ndots:2\n") {
+			t.Fatalf("resolv.conf:\n%s", got)
+		}
+		got = out(t, "busybox", "cat", "/etc/resolv.conf")
+		if strings.Contains(got, "nameserver 127.") || !strings.Contains(got, "nameserver ") {
+			t.Fatalf("default resolv.conf (no loopback servers, at least one): %q", got)
+		}
+	})
+	t.Run("read-only", func(t *testing.T) {
+		r := d.Run("run", "--rm", "--read-only", "--add-host", "a:1.2.3.4", "busybox", "sh", "-c", "cat /etc/hosts >/dev/null && touch /x")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
+			t.Fatalf("touch in a --read-only container: %s", r)
+		}
+		if got := out(t, "--read-only", "busybox", "sh", "-c", "echo 9.9.9.9 x >> /etc/hosts 2>&1 || echo refused"); !strings.Contains(got, "Read-only file system") && !strings.Contains(got, "refused") {
+			t.Fatalf("writing /etc/hosts of a --read-only container: %q", got)
+		}
+		if got := out(t, "busybox", "sh", "-c", "touch /x && echo rw"); strings.TrimSpace(got) != "rw" {
+			t.Fatalf("a default container's rootfs is not writable: %q", got)
+		}
+	})
+	t.Run("inspect", func(t *testing.T) {
+		d.Must("run", "--name", "etcfiles", "--add-host", "z:10.9.9.9", "busybox", "true")
+		defer d.Run("rm", "-f", "etcfiles")
+		p := strings.TrimSpace(d.Must("inspect", "--format", "{{.HostsPath}}", "etcfiles"))
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "10.9.9.9\tz") {
+			t.Fatalf("HostsPath %q: %q %v", p, b, err)
+		}
+		if got := strings.TrimSpace(d.Must("inspect", "--format", "{{json .HostConfig.ExtraHosts}}", "etcfiles")); got != `["z:10.9.9.9"]` {
+			t.Fatalf("HostConfig.ExtraHosts: %s", got)
+		}
+	})
+	t.Run("docker CLI", func(t *testing.T) {
+		docker := dockerCLI(t, d)
+		r := docker("run", "--rm", "--add-host", "db:10.4.5.6", "--dns", "192.0.2.1", "busybox", "cat", "/etc/hosts", "/etc/resolv.conf")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "10.4.5.6\tdb") || !strings.Contains(r.Stdout, "nameserver 192.0.2.1") {
+			t.Fatalf("docker run --add-host --dns: %s", r)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		before := d.Must("ps", "-aq")
+		for _, c := range []struct {
+			args []string
+			msg  string
+		}{
+			{[]string{"--add-host", "nocolon"}, "bad format for add-host"},
+			{[]string{"--add-host", "a:notanip"}, `invalid IP address in add-host: "notanip"`},
+			{[]string{"--add-host", ":1.2.3.4"}, "bad format for add-host"},
+			{[]string{"--network", "none", "--add-host", "gw:host-gateway"}, "host-gateway needs the bridge network"},
+			{[]string{"--dns", "1.2.3"}, "is not an IP address"},
+			{[]string{"--dns-search", "bad domain"}, "invalid --dns-search"},
+			{[]string{"--dns-option", "a b"}, "invalid --dns-option"},
+		} {
+			r := d.Run(append(append([]string{"run", "--rm"}, c.args...), "busybox", "true")...)
+			if r.Code != 125 || !strings.Contains(r.Stderr, c.msg) || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 {
+				t.Errorf("run %s: want exit 125 and one line with %q: %s", strings.Join(c.args, " "), c.msg, r)
+			}
+		}
+		if after := d.Must("ps", "-aq"); after != before {
+			t.Fatalf("refused runs left containers:\n%s", after)
+		}
+	})
+}
+
+// TestRunCIDFile checks --cidfile: the ID is written, an existing file is
+// refused before anything is created, and a failed create leaves no file.
+func TestRunCIDFile(t *testing.T) {
+	d := engine(t)
+	dir := t.TempDir()
+	cid := filepath.Join(dir, "cid")
+	d.Must("run", "-d", "--cidfile", cid, "--name", "withcid", "busybox", "sleep", "100")
+	defer d.Run("rm", "-f", "withcid")
+	b, err := os.ReadFile(cid)
+	id := strings.TrimSpace(d.Must("inspect", "--format", "{{.Id}}", "withcid"))
+	if err != nil || string(b) != id {
+		t.Fatalf("cidfile %q (%v), want %s", b, err, id)
+	}
+	before := d.Must("ps", "-aq")
+	r := d.Run("run", "--rm", "--cidfile", cid, "busybox", "true")
+	if r.Code != 125 || !strings.Contains(r.Stderr, "container ID file found") {
+		t.Fatalf("run with an existing cidfile: %s", r)
+	}
+	if after := d.Must("ps", "-aq"); after != before {
+		t.Fatalf("a refused --cidfile run left a container:\n%s", after)
+	}
+	bad := filepath.Join(dir, "bad")
+	if r := d.Run("create", "--cidfile", bad, "--add-host", "x", "busybox", "true"); r.Code != 125 {
+		t.Fatalf("create with a bad --add-host: %s", r)
+	}
+	if _, err := os.Stat(bad); !os.IsNotExist(err) {
+		t.Fatalf("a failed create left its cidfile: %v", err)
+	}
+	if r := d.Run("create", "--cidfile", filepath.Join(dir, "no", "such", "dir"), "busybox", "true"); r.Code != 125 || !strings.Contains(r.Stderr, "container ID file") {
+		t.Fatalf("create with a cidfile in a missing directory: %s", r)
+	}
+	docker := dockerCLI(t, d)
+	if r := docker("create", "--cidfile", filepath.Join(dir, "docker"), "--name", "dockercid", "busybox", "true"); r.Code != 0 {
+		t.Fatalf("docker create --cidfile: %s", r)
+	}
+	defer d.Run("rm", "-f", "dockercid")
+}
