@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shoal-project/shoal/tests/harness"
 )
 
 // TestRunEtcFiles checks the /etc/hosts, /etc/hostname and /etc/resolv.conf
@@ -12,14 +14,7 @@ import (
 // through shoal and the docker CLI, and that bad values are refused.
 func TestRunEtcFiles(t *testing.T) {
 	d := engine(t)
-	out := func(t *testing.T, args ...string) string {
-		t.Helper()
-		r := d.Run(append([]string{"run", "--rm"}, args...)...)
-		if r.Code != 0 {
-			t.Fatalf("run %s: %s", strings.Join(args, " "), r)
-		}
-		return r.Stdout
-	}
+	out := func(t *testing.T, args ...string) string { t.Helper(); return runRm(t, d, args...) }
 	t.Run("hosts", func(t *testing.T) {
 		got := out(t, "--hostname", "web", "--add-host", "db:10.1.2.3", "--add-host", "v6=[fd00::1]", "--add-host", "gw:host-gateway",
 			"busybox", "sh", "-c", "cat /etc/hosts; echo ---; cat /etc/hostname; hostname; ip -4 -o addr show eth0")
@@ -88,11 +83,7 @@ func TestRunEtcFiles(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		before := d.Must("ps", "-aq")
-		for _, c := range []struct {
-			args []string
-			msg  string
-		}{
+		refused(t, d, []refusal{
 			{[]string{"--add-host", "nocolon"}, "bad format for add-host"},
 			{[]string{"--add-host", "a:notanip"}, `invalid IP address in add-host: "notanip"`},
 			{[]string{"--add-host", ":1.2.3.4"}, "bad format for add-host"},
@@ -100,16 +91,43 @@ func TestRunEtcFiles(t *testing.T) {
 			{[]string{"--dns", "1.2.3"}, "is not an IP address"},
 			{[]string{"--dns-search", "bad domain"}, "invalid --dns-search"},
 			{[]string{"--dns-option", "a b"}, "invalid --dns-option"},
-		} {
-			r := d.Run(append(append([]string{"run", "--rm"}, c.args...), "busybox", "true")...)
-			if r.Code != 125 || !strings.Contains(r.Stderr, c.msg) || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 {
-				t.Errorf("run %s: want exit 125 and one line with %q: %s", strings.Join(c.args, " "), c.msg, r)
-			}
-		}
-		if after := d.Must("ps", "-aq"); after != before {
-			t.Fatalf("refused runs left containers:\n%s", after)
-		}
+		})
 	})
+}
+
+// runRm runs `run --rm ARGS...` and returns its output, failing on error.
+func runRm(t *testing.T, d *harness.Daemon, args ...string) string {
+	t.Helper()
+	r := d.Run(append([]string{"run", "--rm"}, args...)...)
+	if r.Code != 0 {
+		t.Fatalf("run %s: %s", strings.Join(args, " "), r)
+	}
+	return r.Stdout
+}
+
+// refusal is a run that must fail: its flags and a part of the error.
+type refusal struct {
+	args []string
+	msg  string
+}
+
+// refused runs each `run --rm ARGS busybox true` and wants exit 125, one
+// line of error with the message, no panic and no container left.
+func refused(t *testing.T, d *harness.Daemon, cases []refusal) {
+	t.Helper()
+	before := d.Must("ps", "-aq")
+	for _, c := range cases {
+		r := d.Run(append(append([]string{"run", "--rm"}, c.args...), "busybox", "true")...)
+		if r.Code != 125 || !strings.Contains(r.Stderr, c.msg) {
+			t.Errorf("run %s: want exit 125 and %q: %s", strings.Join(c.args, " "), c.msg, r)
+		}
+		if strings.Contains(r.Stderr, "panic") || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 {
+			t.Errorf("run %s: error is not one line: %q", strings.Join(c.args, " "), r.Stderr)
+		}
+	}
+	if after := d.Must("ps", "-aq"); after != before {
+		t.Fatalf("refused runs left containers:\n%s\nbefore:\n%s", after, before)
+	}
 }
 
 // TestRunCIDFile checks --cidfile: the ID is written, an existing file is
