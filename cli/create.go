@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -197,13 +199,17 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		t := o.stopTimeout
 		cfg.StopTimeout = &t
 	}
+	securityOpt, err := readSeccompFiles(o.securityOpt)
+	if err != nil {
+		return createRequest{}, err
+	}
 	hc := &container.HostConfig{
 		Binds:          binds,
 		NetworkMode:    container.NetworkMode(network),
 		PortBindings:   bindings,
 		RestartPolicy:  restart,
 		AutoRemove:     o.autoRemove,
-		SecurityOpt:    o.securityOpt,
+		SecurityOpt:    securityOpt,
 		ReadonlyRootfs: o.readOnly,
 		Privileged:     o.privileged,
 		CapAdd:         o.capAdd,
@@ -244,6 +250,30 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		hc.Init = &b
 	}
 	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc}, nil
+}
+
+// readSeccompFiles replaces --security-opt seccomp=FILE by the file's
+// compacted content, as the docker CLI sends it (the daemon reads no
+// client file); unconfined and builtin pass as they are.
+func readSeccompFiles(opts []string) ([]string, error) {
+	out := make([]string, 0, len(opts))
+	for _, o := range opts {
+		path, ok := strings.CutPrefix(o, "seccomp=")
+		if !ok || path == "unconfined" || path == "builtin" || path == "" {
+			out = append(out, o)
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("opening seccomp profile (%s) failed: %w", path, err)
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, b); err != nil {
+			return nil, fmt.Errorf("compacting json for seccomp profile (%s) failed: %w", path, err)
+		}
+		out = append(out, "seccomp="+buf.String())
+	}
+	return out, nil
 }
 
 // parseRestartPolicy parses --restart: no, always, unless-stopped, or

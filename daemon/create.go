@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"strings"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -68,8 +69,6 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	switch {
 	case hc.Privileged:
 		return containers.Config{}, badRequest("privileged containers are not supported")
-	case len(hc.CapAdd) > 0 || len(hc.CapDrop) > 0:
-		return containers.Config{}, badRequest("--cap-add and --cap-drop are not supported")
 	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
 	case len(hc.Devices) > 0:
@@ -133,9 +132,25 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 			cfg.NoNewPrivileges = true
 		case "no-new-privileges:false", "no-new-privileges=false":
 		default:
-			return containers.Config{}, badRequest("security option %q is not supported (only no-new-privileges)", o)
+			// seccomp=unconfined|builtin|<profile JSON> (the docker CLI
+			// sends a file's content); dockerd also takes "seccomp:".
+			v, ok := strings.CutPrefix(o, "seccomp=")
+			if !ok {
+				v, ok = strings.CutPrefix(o, "seccomp:")
+			}
+			switch {
+			case !ok:
+				return containers.Config{}, badRequest("security option %q is not supported (no-new-privileges and seccomp= are)", o)
+			case v == "":
+				return containers.Config{}, badRequest("invalid --security-opt %q: seccomp= needs unconfined, builtin or a profile", o)
+			case v == "builtin":
+				cfg.Seccomp = ""
+			default:
+				cfg.Seccomp = v
+			}
 		}
 	}
+	cfg.CapAdd, cfg.CapDrop = hc.CapAdd, hc.CapDrop
 	if in.StopSignal != "" {
 		if _, err := containers.ParseSignal(in.StopSignal); err != nil {
 			return containers.Config{}, badRequest("invalid stop signal %q", in.StopSignal)

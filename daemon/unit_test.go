@@ -203,7 +203,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"memory", func(r *container.CreateRequest) { r.HostConfig.Memory = 1 << 20 }, 400, "Minimum memory limit allowed is 6MB"},
 		{"cpus", func(r *container.CreateRequest) { r.HostConfig.NanoCPUs = 1e15 }, 400, "Range of CPUs"},
 		{"privileged", func(r *container.CreateRequest) { r.HostConfig.Privileged = true }, 400, "privileged"},
-		{"secopt", func(r *container.CreateRequest) { r.HostConfig.SecurityOpt = []string{"seccomp=unconfined"} }, 400, "security option"},
+		{"secopt", func(r *container.CreateRequest) { r.HostConfig.SecurityOpt = []string{"apparmor=unconfined"} }, 400, "security option"},
 		{"restart", func(r *container.CreateRequest) { r.HostConfig.RestartPolicy.Name = "sometimes" }, 400, "invalid restart policy"},
 		{"restart+rm", func(r *container.CreateRequest) {
 			r.HostConfig.RestartPolicy.Name = "always"

@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -166,4 +168,117 @@ func TestRunCIDFile(t *testing.T) {
 		t.Fatalf("docker create --cidfile: %s", r)
 	}
 	defer d.Run("rm", "-f", "dockercid")
+}
+
+// hostCapBnd is this process's capability bounding set.
+func hostCapBnd(t *testing.T) uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapBnd:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no CapBnd in /proc/self/status")
+	return 0
+}
+
+// capEff is the effective capability mask a container's process has.
+func capEff(t *testing.T, d *harness.Daemon, args ...string) string {
+	t.Helper()
+	out := runRm(t, d, append(args, "busybox", "grep", "CapEff", "/proc/self/status")...)
+	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "CapEff:"))
+}
+
+// TestRunCapabilitiesAndSeccomp checks --cap-add, --cap-drop and
+// --security-opt seccomp=unconfined|FILE from inside containers, through
+// shoal and the docker CLI, and refuses bad values.
+func TestRunCapabilitiesAndSeccomp(t *testing.T) {
+	d := engine(t)
+	t.Run("caps", func(t *testing.T) {
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{nil, "00000000a80425fb"},
+			{[]string{"--cap-drop", "chown", "--cap-drop", "CAP_NET_RAW"}, "00000000a80405fa"},
+			{[]string{"--cap-drop", "ALL", "--cap-add", "chown"}, "0000000000000001"},
+			// ALL is what this host's bounding set has (a test host may lack some).
+			{[]string{"--cap-add", "ALL", "--cap-drop", "sys_admin"}, fmt.Sprintf("%016x", hostCapBnd(t)&^(1<<21))},
+			{[]string{"--cap-add", "NET_ADMIN", "--cap-drop", "NET_ADMIN"}, "00000000a80435fb"}, // add wins, as dockerd
+		} {
+			if got := capEff(t, d, c.args...); got != c.want {
+				t.Errorf("CapEff with %v: %s, want %s", c.args, got, c.want)
+			}
+		}
+		// The dropped capability is gone: root cannot chown.
+		r := d.Run("run", "--rm", "--cap-drop", "CHOWN", "busybox", "sh", "-c", "touch /f && chown 1 /f")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "Operation not permitted") {
+			t.Fatalf("chown without CAP_CHOWN: %s", r)
+		}
+		// An added capability comes with the system calls it is for.
+		if r := d.Run("run", "--rm", "busybox", "mount", "-t", "tmpfs", "none", "/tmp"); r.Code == 0 {
+			t.Fatalf("mount without CAP_SYS_ADMIN worked: %s", r)
+		}
+		if got := runRm(t, d, "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", "mkdir /m && mount -t tmpfs none /m && grep -c ' /m tmpfs' /proc/mounts"); strings.TrimSpace(got) != "1" {
+			t.Fatalf("mount with --cap-add SYS_ADMIN: %q", got)
+		}
+	})
+	t.Run("seccomp", func(t *testing.T) {
+		mode := func(args ...string) string {
+			return strings.Fields(runRm(t, d, append(args, "busybox", "grep", "^Seccomp:", "/proc/self/status")...))[1]
+		}
+		if got := mode(); got != "2" {
+			t.Fatalf("default Seccomp: %s, want 2 (filter)", got)
+		}
+		if got := mode("--security-opt", "seccomp=unconfined"); got != "0" {
+			t.Fatalf("seccomp=unconfined: Seccomp %s, want 0", got)
+		}
+		profile := filepath.Join(t.TempDir(), "nomkdir.json")
+		if err := os.WriteFile(profile, []byte(`{
+  "defaultAction": "SCMP_ACT_ALLOW",
+  "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+  "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := d.Run("run", "--rm", "--security-opt", "seccomp="+profile, "busybox", "mkdir", "/newdir")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "Operation not permitted") {
+			t.Fatalf("mkdir under a profile that refuses it: %s", r)
+		}
+		if got := runRm(t, d, "--security-opt", "seccomp="+profile, "busybox", "sh", "-c", "touch /f && echo ok"); strings.TrimSpace(got) != "ok" {
+			t.Fatalf("touch under the same profile: %q", got)
+		}
+		docker := dockerCLI(t, d)
+		r = docker("run", "--rm", "--security-opt", "seccomp="+profile, "busybox", "mkdir", "/newdir")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "Operation not permitted") {
+			t.Fatalf("docker run with a profile that refuses mkdir: %s", r)
+		}
+		r = docker("run", "--rm", "--cap-add", "SYS_ADMIN", "--cap-drop", "CHOWN", "busybox", "sh", "-c", "mkdir /m && mount -t tmpfs none /m && grep CapEff /proc/self/status")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "00000000a82425fa") {
+			t.Fatalf("docker run --cap-add SYS_ADMIN --cap-drop CHOWN: %s", r)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		dir := t.TempDir()
+		badJSON := filepath.Join(dir, "bad.json")
+		badAction := filepath.Join(dir, "action.json")
+		os.WriteFile(badJSON, []byte("{not json"), 0o644)
+		os.WriteFile(badAction, []byte(`{"defaultAction": "SCMP_ACT_BOGUS"}`), 0o644)
+		refused(t, d, []refusal{
+			{[]string{"--cap-add", "FOO"}, `unknown capability: "CAP_FOO"`},
+			{[]string{"--cap-drop", "cap_bogus"}, `unknown capability: "CAP_BOGUS"`},
+			{[]string{"--security-opt", "seccomp=" + filepath.Join(dir, "missing.json")}, "opening seccomp profile"},
+			{[]string{"--security-opt", "seccomp=" + badJSON}, "compacting json for seccomp profile"},
+			{[]string{"--security-opt", "seccomp=" + badAction}, "seccomp profile"},
+			{[]string{"--security-opt", "apparmor=unconfined"}, `security option "apparmor=unconfined" is not supported`},
+			{[]string{"--privileged"}, "privileged"},
+		})
+	})
 }

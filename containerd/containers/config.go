@@ -49,6 +49,14 @@ type Config struct {
 	// /etc/group) added to the process's.
 	GroupAdd []string `json:"groupAdd,omitempty"`
 
+	// CapAdd and CapDrop change the default capabilities (names with or
+	// without CAP_, or ALL), as dockerd does.
+	CapAdd  []string `json:"capAdd,omitempty"`
+	CapDrop []string `json:"capDrop,omitempty"`
+	// Seccomp is "" (the default profile), "unconfined" or a profile in
+	// Docker's JSON format.
+	Seccomp string `json:"seccomp,omitempty"`
+
 	// ExtraHosts are --add-host entries (NAME:IP, NAME=IP, NAME:host-gateway)
 	// added to the container's /etc/hosts.
 	ExtraHosts []string `json:"extraHosts,omitempty"`

@@ -226,6 +226,9 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 	if err := checkEtcOptions(cfg); err != nil {
 		return err
 	}
+	if err := withSecurity(s, cfg); err != nil {
+		return err
+	}
 	if err := withUlimits(s, cfg.Ulimits); err != nil {
 		return err
 	}
