@@ -55,6 +55,7 @@ type containerOptions struct {
 	ipc         string
 	groupAdd    []string
 	cidFile     string
+	labelFiles  []string
 	addHosts    []string
 	dns         []string
 	dnsSearch   []string
@@ -100,6 +101,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
 	fl.StringVar(&o.cidFile, "cidfile", "", "Write the container ID to the file")
+	fl.StringArrayVar(&o.labelFiles, "label-file", nil, "Read in a line delimited file of labels")
 	fl.StringArrayVar(&o.addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
 	fl.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
 	fl.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
@@ -134,7 +136,11 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	if err != nil {
 		return createRequest{}, err
 	}
-	labels, err := parseLabels(o.labels)
+	fileLabels, err := readLabelFiles(o.labelFiles)
+	if err != nil {
+		return createRequest{}, err
+	}
+	labels, err := parseLabels(append(fileLabels, o.labels...))
 	if err != nil {
 		return createRequest{}, err
 	}

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/tests/harness"
 )
@@ -279,6 +281,83 @@ func TestRunCapabilitiesAndSeccomp(t *testing.T) {
 			{[]string{"--security-opt", "seccomp=" + badAction}, "seccomp profile"},
 			{[]string{"--security-opt", "apparmor=unconfined"}, `security option "apparmor=unconfined" is not supported`},
 			{[]string{"--privileged"}, "privileged"},
+		})
+	})
+}
+
+// TestRunStopLabelsEnvFile checks --stop-signal, --stop-timeout, --label,
+// --label-file (with ps --filter label=, image labels included) and
+// --env-file through shoal, and the same filters through the docker CLI.
+func TestRunStopLabelsEnvFile(t *testing.T) {
+	d := engine(t)
+	dir := t.TempDir()
+	t.Run("stop-signal", func(t *testing.T) {
+		d.Must("run", "-d", "--name", "usr1", "--stop-signal", "USR1", "busybox", "sh", "-c", `trap "echo got usr1; exit 3" USR1; while true; do sleep 0.1; done`)
+		defer d.Run("rm", "-f", "usr1")
+		time.Sleep(300 * time.Millisecond) // the trap is set
+		d.Must("stop", "usr1")
+		if got := strings.TrimSpace(d.Must("inspect", "--format", "{{.State.ExitCode}} {{.Config.StopSignal}}", "usr1")); got != "3 USR1" {
+			t.Fatalf("exit code and stop signal after stop: %q, want 3 USR1", got)
+		}
+		if got := d.Must("logs", "usr1"); !strings.Contains(got, "got usr1") {
+			t.Fatalf("logs: %q", got)
+		}
+	})
+	t.Run("stop-timeout", func(t *testing.T) {
+		// PID 1 without a handler ignores SIGTERM: stop must kill after 1 s, not 10.
+		d.Must("run", "-d", "--name", "deaf", "--stop-timeout", "1", "busybox", "sleep", "100")
+		defer d.Run("rm", "-f", "deaf")
+		start := time.Now()
+		d.Must("stop", "deaf")
+		if took := time.Since(start); took < 900*time.Millisecond || took > 6*time.Second {
+			t.Fatalf("stop with --stop-timeout 1 took %v", took)
+		}
+		if got := strings.TrimSpace(d.Must("inspect", "--format", "{{.State.ExitCode}} {{.Config.StopTimeout}}", "deaf")); got != "137 1" {
+			t.Fatalf("exit code and stop timeout: %q", got)
+		}
+	})
+	t.Run("labels", func(t *testing.T) {
+		d.Must("import", "--change", "LABEL team=db tier=back", harness.BusyboxTar(t), "labelled")
+		lf := filepath.Join(dir, "labels")
+		os.WriteFile(lf, []byte("# labels\nfromfile=yes\n\nowner=ann\n"), 0o644)
+		d.Must("create", "--name", "l1", "--label", "app=web", "--label-file", lf, "busybox", "true")
+		d.Must("create", "--name", "l2", "--label", "app=api", "--label", "tier=front", "labelled", "true")
+		defer d.Run("rm", "-f", "l1", "l2")
+		for filter, want := range map[string]string{
+			"label=app":          "l1 l2",
+			"label=app=web":      "l1",
+			"label=fromfile=yes": "l1",
+			"label=team=db":      "l2",
+			"label=tier=front":   "l2", // the given label wins over the image's
+			"label=tier=back":    "",
+		} {
+			got := strings.Fields(d.Must("ps", "-a", "--filter", filter, "--format", "{{.Names}}"))
+			slices.Sort(got)
+			if strings.Join(got, " ") != want {
+				t.Errorf("ps --filter %s: %q, want %q", filter, got, want)
+			}
+		}
+		docker := dockerCLI(t, d)
+		r := docker("ps", "-a", "--filter", "label=team=db", "--filter", "label=app", "--format", "{{.Names}} {{.Label \"owner\"}}{{.Label \"app\"}}")
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "l2 api" {
+			t.Fatalf("docker ps --filter label=: %s", r)
+		}
+	})
+	t.Run("env-file", func(t *testing.T) {
+		ef := filepath.Join(dir, "env")
+		os.WriteFile(ef, []byte("# settings\nA=1\nB=two words\n\n"), 0o644)
+		got := runRm(t, d, "--env-file", ef, "-e", "A=override", "busybox", "sh", "-c", `echo "$A|$B"`)
+		if strings.TrimSpace(got) != "override|two words" {
+			t.Fatalf("--env-file then -e: %q", got)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		refused(t, d, []refusal{
+			{[]string{"--stop-signal", "SIGBOGUS"}, "invalid stop signal"},
+			{[]string{"--stop-timeout", "soon"}, "invalid argument"},
+			{[]string{"--env-file", filepath.Join(dir, "missing")}, "open env file"},
+			{[]string{"--label-file", filepath.Join(dir, "missing")}, "open label file"},
+			{[]string{"--label", "=x"}, "invalid label"},
 		})
 	})
 }
