@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/json"
-	"maps"
 	"net/http"
 	"runtime"
 	"strings"
@@ -102,14 +101,6 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		}
 	default:
 		return containers.Config{}, badRequest("invalid restart policy '%s'", hc.RestartPolicy.Name)
-	}
-	if img, err := d.images.Get(in.Image); err == nil && len(img.Config.Config.Labels) > 0 {
-		// The image's labels are the container's too (dockerd merges them;
-		// ps --filter label= finds them), the given ones winning.
-		labels := make(map[string]string, len(img.Config.Config.Labels)+len(in.Labels))
-		maps.Copy(labels, img.Config.Config.Labels)
-		maps.Copy(labels, in.Labels)
-		in.Labels = labels
 	}
 	cfg := containers.Config{
 		Image: in.Image, Cmd: in.Cmd, Entrypoint: in.Entrypoint, Env: in.Env,

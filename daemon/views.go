@@ -170,9 +170,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 	if cfg.Hostname == "" {
 		cfg.Hostname = c.ID[:12]
 	}
-	if cfg.Labels == nil {
-		cfg.Labels = map[string]string{}
-	}
+	cfg.Labels = nonNilMap(c.Config.Labels) // with the image's, merged at create
 	st := c.State
 	n := c.Config.Network
 	ports := network.PortMap{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -54,6 +55,13 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 			return Container{}, err
 		}
 		cfg.PidMode = "container:" + other.ID
+	}
+	if l := img.Config.Config.Labels; len(l) > 0 {
+		// The image's labels are the container's too, the given ones
+		// winning (dockerd merges them; ps --filter label= finds them).
+		labels := maps.Clone(l)
+		maps.Copy(labels, cfg.Labels)
+		cfg.Labels = labels
 	}
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
