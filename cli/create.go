@@ -56,6 +56,7 @@ type containerOptions struct {
 	groupAdd    []string
 	cidFile     string
 	labelFiles  []string
+	devices     []string
 	addHosts    []string
 	dns         []string
 	dnsSearch   []string
@@ -102,6 +103,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
 	fl.StringVar(&o.cidFile, "cidfile", "", "Write the container ID to the file")
 	fl.StringArrayVar(&o.labelFiles, "label-file", nil, "Read in a line delimited file of labels")
+	fl.StringArrayVar(&o.devices, "device", nil, "Add a host device to the container (HOST[:CONTAINER][:rwm])")
 	fl.StringArrayVar(&o.addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
 	fl.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
 	fl.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
@@ -247,6 +249,13 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		}
 		hc.Sysctls[k] = v
 	}
+	for _, dv := range o.devices {
+		m, err := parseDevice(dv)
+		if err != nil {
+			return createRequest{}, err
+		}
+		hc.Devices = append(hc.Devices, m)
+	}
 	if fl.Changed("pids-limit") {
 		p := o.pidsLimit
 		hc.PidsLimit = &p
@@ -256,6 +265,31 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		hc.Init = &b
 	}
 	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc}, nil
+}
+
+// parseDevice parses --device HOST[:CONTAINER][:PERMISSIONS] as the docker
+// CLI does; the daemon checks the values.
+func parseDevice(s string) (container.DeviceMapping, error) {
+	parts := strings.Split(s, ":")
+	d := container.DeviceMapping{PathOnHost: parts[0], CgroupPermissions: "rwm"}
+	switch len(parts) {
+	case 1:
+		d.PathInContainer = parts[0]
+	case 2:
+		if p := parts[1]; p != "" && strings.Trim(p, "rwm") == "" {
+			d.PathInContainer, d.CgroupPermissions = parts[0], p
+		} else {
+			d.PathInContainer = p
+		}
+	case 3:
+		d.PathInContainer, d.CgroupPermissions = parts[1], parts[2]
+	default:
+		return d, fmt.Errorf("invalid device specification: %s", s)
+	}
+	if d.PathOnHost == "" || d.PathInContainer == "" {
+		return d, fmt.Errorf("invalid device specification: %s", s)
+	}
+	return d, nil
 }
 
 // readSeccompFiles replaces --security-opt seccomp=FILE by the file's

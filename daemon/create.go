@@ -71,8 +71,6 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("privileged containers are not supported")
 	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
-	case len(hc.Devices) > 0:
-		return containers.Config{}, badRequest("devices are not supported")
 	case hc.Init != nil && *hc.Init:
 		return containers.Config{}, badRequest("--init is not supported")
 	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
@@ -151,6 +149,9 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		}
 	}
 	cfg.CapAdd, cfg.CapDrop = hc.CapAdd, hc.CapDrop
+	for _, dv := range hc.Devices {
+		cfg.Devices = append(cfg.Devices, containers.Device{PathOnHost: dv.PathOnHost, PathInContainer: dv.PathInContainer, CgroupPermissions: dv.CgroupPermissions})
+	}
 	if in.StopSignal != "" {
 		if _, err := containers.ParseSignal(in.StopSignal); err != nil {
 			return containers.Config{}, badRequest("invalid stop signal %q", in.StopSignal)

@@ -361,3 +361,39 @@ func TestRunStopLabelsEnvFile(t *testing.T) {
 		})
 	})
 }
+
+// TestRunDevice checks --device: the node is made with the host's numbers,
+// the cgroup lets the container use it with the permissions given and no
+// more, and bad values are refused.
+func TestRunDevice(t *testing.T) {
+	const dev = "/dev/loop0" // a block device the default rules do not allow
+	if _, err := os.Stat(dev); err != nil {
+		t.Skip("no " + dev)
+	}
+	d := engine(t)
+	if r := d.Run("run", "--rm", "busybox", "ls", "/dev/xda"); r.Code == 0 {
+		t.Fatalf("a default container has /dev/xda: %s", r)
+	}
+	got := runRm(t, d, "--device", dev+":/dev/xda", "busybox", "sh", "-c", "stat -c '%t:%T %F' /dev/xda && dd if=/dev/xda of=/dev/null bs=512 count=1 2>&1 && echo read")
+	if !strings.Contains(got, "7:0 block special file") || !strings.Contains(got, "read") {
+		t.Fatalf("--device %s:/dev/xda: %q", dev, got)
+	}
+	// Read-only: writing is refused by the device cgroup.
+	r := d.Run("run", "--rm", "--device", dev+":/dev/xda:r", "busybox", "sh", "-c", "dd if=/dev/xda of=/dev/null bs=512 count=1 2>/dev/null && echo read; dd if=/dev/zero of=/dev/xda bs=512 count=1 conv=notrunc")
+	if r.Code == 0 || !strings.Contains(r.Stdout, "read") || !strings.Contains(r.Stderr, "Operation not permitted") {
+		t.Fatalf("--device %s:/dev/xda:r then a write: %s", dev, r)
+	}
+	docker := dockerCLI(t, d)
+	if r := docker("run", "--rm", "--device", dev+":/dev/xdb:rm", "busybox", "sh", "-c", "dd if=/dev/xdb of=/dev/null bs=512 count=1"); r.Code != 0 {
+		t.Fatalf("docker run --device: %s", r)
+	}
+	t.Run("refused", func(t *testing.T) {
+		refused(t, d, []refusal{
+			{[]string{"--device", "/dev/nosuchdev"}, `error gathering device information while adding custom device "/dev/nosuchdev"`},
+			{[]string{"--device", "/etc/passwd"}, "not a device node"},
+			{[]string{"--device", dev + ":/dev/x:rwz"}, "invalid device mode: rwz"},
+			{[]string{"--device", "relative"}, "paths must be absolute"},
+			{[]string{"--device", "a:b:c:d"}, "invalid device specification"},
+		})
+	})
+}

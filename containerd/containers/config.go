@@ -57,6 +57,9 @@ type Config struct {
 	// Docker's JSON format.
 	Seccomp string `json:"seccomp,omitempty"`
 
+	// Devices are --device host nodes made in the container.
+	Devices []Device `json:"devices,omitempty"`
+
 	// ExtraHosts are --add-host entries (NAME:IP, NAME=IP, NAME:host-gateway)
 	// added to the container's /etc/hosts.
 	ExtraHosts []string `json:"extraHosts,omitempty"`

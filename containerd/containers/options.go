@@ -229,6 +229,9 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 	if err := withSecurity(s, cfg); err != nil {
 		return err
 	}
+	if err := withDevices(s, cfg.Devices, rootfs); err != nil {
+		return err
+	}
 	if err := withUlimits(s, cfg.Ulimits); err != nil {
 		return err
 	}
