@@ -67,8 +67,8 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		}
 	}
 	switch {
-	case hc.Privileged:
-		return containers.Config{}, badRequest("privileged containers are not supported")
+	case hc.Privileged && !d.cfg.AllowPrivileged:
+		return containers.Config{}, badRequest("privileged containers are refused by this daemon (start it with --allow-privileged)")
 	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
 	case hc.Init != nil && *hc.Init:
@@ -148,7 +148,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 			}
 		}
 	}
-	cfg.CapAdd, cfg.CapDrop = hc.CapAdd, hc.CapDrop
+	cfg.CapAdd, cfg.CapDrop, cfg.Privileged = hc.CapAdd, hc.CapDrop, hc.Privileged
 	for _, dv := range hc.Devices {
 		cfg.Devices = append(cfg.Devices, containers.Device{PathOnHost: dv.PathOnHost, PathInContainer: dv.PathInContainer, CgroupPermissions: dv.CgroupPermissions})
 	}

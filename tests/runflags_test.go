@@ -397,3 +397,26 @@ func TestRunDevice(t *testing.T) {
 		})
 	})
 }
+
+// TestRunPrivileged checks that --privileged is refused by a default daemon
+// and, on a daemon started with --allow-privileged, gives every capability,
+// no seccomp filter, the host's devices and a writable /sys.
+func TestRunPrivileged(t *testing.T) {
+	d := engine(t)
+	r := d.Run("run", "--rm", "--privileged", "busybox", "true")
+	if r.Code != 125 || !strings.Contains(r.Stderr, "start it with --allow-privileged") {
+		t.Fatalf("--privileged on a default daemon: %s", r)
+	}
+	p := harness.StartDaemon(t, harness.Options{Args: []string{"--allow-privileged"}})
+	p.Must("import", harness.BusyboxTar(t), "busybox:latest")
+	got := runRm(t, p, "--privileged", "busybox", "sh", "-c",
+		"grep -E '^(CapEff|Seccomp):' /proc/self/status; ls /dev/loop0 >/dev/null && echo devices; grep -c ' /sys sysfs rw' /proc/mounts; mkdir /m && mount -t tmpfs none /m && echo mounted")
+	want := fmt.Sprintf("CapEff:\t%016x\nSeccomp:\t0\n", hostCapBnd(t))
+	if !strings.HasPrefix(got, want) || !strings.Contains(got, "devices\n1\nmounted") {
+		t.Fatalf("a privileged container:\n%s\nwant it to start with:\n%s", got, want)
+	}
+	// A container that is not privileged on that daemon keeps the defaults.
+	if got := capEff(t, p); got != "00000000a80425fb" {
+		t.Fatalf("CapEff of a default container on an --allow-privileged daemon: %s", got)
+	}
+}

@@ -57,6 +57,9 @@ type Config struct {
 	// Docker's JSON format.
 	Seccomp string `json:"seccomp,omitempty"`
 
+	// Privileged is --privileged: every capability and host device, no
+	// seccomp filter, no masked paths, /sys and cgroups writable.
+	Privileged bool `json:"privileged,omitempty"`
 	// Devices are --device host nodes made in the container.
 	Devices []Device `json:"devices,omitempty"`
 

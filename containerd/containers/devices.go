@@ -1,7 +1,9 @@
 package containers
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,28 +46,16 @@ func withDevices(s *specs.Spec, devs []Device, rootfs string) error {
 		if err := checkDevice(d); err != nil {
 			return err
 		}
-		var st unix.Stat_t
-		if err := unix.Stat(d.PathOnHost, &st); err != nil {
+		dev, err := hostDevice(d.PathOnHost, d.PathInContainer, unix.Stat)
+		if err != nil {
 			return fmt.Errorf("%w: error gathering device information while adding custom device %q: %v", ErrInvalidArgument, d.PathOnHost, err)
-		}
-		var typ string
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFCHR:
-			typ = "c"
-		case unix.S_IFBLK:
-			typ = "b"
-		default:
-			return fmt.Errorf("%w: error gathering device information while adding custom device %q: not a device node", ErrInvalidArgument, d.PathOnHost)
 		}
 		if rootfs == "" {
 			continue
 		}
-		major, minor := int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
-		mode := os.FileMode(st.Mode & 0o777)
-		uid, gid := st.Uid, st.Gid
-		s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{
-			Path: d.PathInContainer, Type: typ, Major: major, Minor: minor, FileMode: &mode, UID: &uid, GID: &gid,
-		})
+		s.Linux.Devices = append(s.Linux.Devices, dev)
+		major, minor := dev.Major, dev.Minor
+		typ := dev.Type
 		if s.Linux.Resources == nil {
 			s.Linux.Resources = &specs.LinuxResources{}
 		}
@@ -74,4 +64,54 @@ func withDevices(s *specs.Spec, devs []Device, rootfs string) error {
 		})
 	}
 	return nil
+}
+
+// hostDevices are the device nodes of the host's /dev (not its pts, shm or
+// mqueue), for --privileged.
+func hostDevices() ([]specs.LinuxDevice, error) {
+	var out []specs.LinuxDevice
+	err := filepath.WalkDir("/dev", func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a node that went away meanwhile
+		}
+		if e.IsDir() {
+			switch path {
+			case "/dev/pts", "/dev/shm", "/dev/mqueue":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if e.Type()&fs.ModeDevice == 0 || path == "/dev/console" || path == "/dev/ptmx" {
+			return nil
+		}
+		if dev, err := hostDevice(path, path, unix.Lstat); err == nil {
+			out = append(out, dev)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the host's devices: %w", err)
+	}
+	return out, nil
+}
+
+// hostDevice describes the host's device node at path (read with stat or
+// lstat) as a node to make at dst, with its type, numbers, mode and owner.
+func hostDevice(path, dst string, stat func(string, *unix.Stat_t) error) (specs.LinuxDevice, error) {
+	var st unix.Stat_t
+	if err := stat(path, &st); err != nil {
+		return specs.LinuxDevice{}, err
+	}
+	var typ string
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		typ = "c"
+	case unix.S_IFBLK:
+		typ = "b"
+	default:
+		return specs.LinuxDevice{}, errors.New("not a device node")
+	}
+	mode := os.FileMode(st.Mode & 0o777)
+	uid, gid := st.Uid, st.Gid
+	return specs.LinuxDevice{Path: dst, Type: typ, Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)), FileMode: &mode, UID: &uid, GID: &gid}, nil
 }

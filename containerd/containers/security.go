@@ -91,6 +91,9 @@ func withSecurity(s *specs.Spec, cfg Config) error {
 			s.Linux.Seccomp = seccomp.ProfileFor(caps)
 		}
 	}
+	if cfg.Privileged {
+		return withPrivileged(s)
+	}
 	switch cfg.Seccomp {
 	case "":
 	case SeccompUnconfined:
@@ -107,5 +110,30 @@ func withSecurity(s *specs.Spec, cfg Config) error {
 		}
 		s.Linux.Seccomp = p
 	}
+	return nil
+}
+
+// withPrivileged is dockerd's --privileged: every capability, no seccomp
+// filter, no masked or read-only paths, /sys and the cgroup mount
+// writable, every device of the host's /dev and access to all devices.
+func withPrivileged(s *specs.Spec) error {
+	caps := runtime.Capabilities()
+	slices.Sort(caps)
+	s.Process.Capabilities.Bounding = caps
+	s.Process.Capabilities.Effective = slices.Clone(caps)
+	s.Process.Capabilities.Permitted = slices.Clone(caps)
+	s.Linux.Seccomp = nil
+	s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
+	for i, m := range s.Mounts {
+		if m.Destination == "/sys" || m.Destination == "/sys/fs/cgroup" {
+			s.Mounts[i].Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" })
+		}
+	}
+	devs, err := hostDevices()
+	if err != nil {
+		return err
+	}
+	s.Linux.Devices = append(s.Linux.Devices, devs...)
+	s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 	return nil
 }
