@@ -71,8 +71,6 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("privileged containers are refused by this daemon (start it with --allow-privileged)")
 	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
-	case hc.Init != nil && *hc.Init:
-		return containers.Config{}, badRequest("--init is not supported")
 	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
 		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
 	case hc.Memory > 0 && hc.Memory < minMemory:
@@ -149,6 +147,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		}
 	}
 	cfg.CapAdd, cfg.CapDrop, cfg.Privileged = hc.CapAdd, hc.CapDrop, hc.Privileged
+	cfg.Init = hc.Init != nil && *hc.Init
 	for _, dv := range hc.Devices {
 		cfg.Devices = append(cfg.Devices, containers.Device{PathOnHost: dv.PathOnHost, PathInContainer: dv.PathInContainer, CgroupPermissions: dv.CgroupPermissions})
 	}

@@ -220,7 +220,6 @@ func TestCreateConfigRefusals(t *testing.T) {
 			r.HostConfig.PortBindings = network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "80"}}}
 		}, 400, "published ports need the bridge network"},
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
-		{"init", func(r *container.CreateRequest) { yes := true; r.HostConfig.Init = &yes }, 400, "--init is not supported"},
 		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
 		{"healthcheck", func(r *container.CreateRequest) {
 			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}}

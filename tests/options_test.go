@@ -145,7 +145,6 @@ func TestHostConfigOptions(t *testing.T) {
 			{[]string{"--ulimit", "nofile=20:10"}, "ulimit soft limit must be less than or equal to hard limit: 20 > 10"},
 			{[]string{"--shm-size", "-1"}, "invalid"},
 			{[]string{"--group-add", "a:b"}, "invalid group"},
-			{[]string{"--init"}, "--init is not supported"},
 		})
 	})
 	t.Run("unknown group at start", func(t *testing.T) {

@@ -420,3 +420,47 @@ func TestRunPrivileged(t *testing.T) {
 		t.Fatalf("CapEff of a default container on an --allow-privileged daemon: %s", got)
 	}
 }
+
+// TestRunInit checks --init: the command is not PID 1, orphans are reaped
+// (a control container without --init keeps the zombie), stop's SIGTERM
+// reaches a command that would ignore it as PID 1, and exit codes pass
+// through, with shoal and the docker CLI.
+func TestRunInit(t *testing.T) {
+	d := engine(t)
+	if got := strings.TrimSpace(runRm(t, d, "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$")); !strings.HasPrefix(got, "/dev/init container-init -- sh -c") || strings.HasSuffix(got, "\n1") {
+		t.Fatalf("PID 1 and the shell's pid with --init: %q", got)
+	}
+	zombies := func(name string, args ...string) string {
+		d.Must(append([]string{"run", "-d", "--name", name}, append(args, "busybox", "sh", "-c", "(sleep 0.2 &); exec sleep 100")...)...)
+		time.Sleep(1500 * time.Millisecond)
+		return d.Must("exec", name, "ps", "-o", "stat,comm")
+	}
+	defer d.Run("rm", "-f", "reaped", "unreaped")
+	if got := zombies("unreaped"); !strings.Contains(got, "Z ") {
+		t.Fatalf("control: without --init the orphan is not reaped, so a zombie is expected:\n%s", got)
+	}
+	if got := zombies("reaped", "--init"); strings.Contains(got, "Z ") {
+		t.Fatalf("a zombie with --init:\n%s", got)
+	}
+	// sleep as PID 1 ignores SIGTERM; under the init it is not PID 1.
+	d.Must("run", "-d", "--name", "sleeper", "--init", "--stop-timeout", "8", "busybox", "sleep", "100")
+	defer d.Run("rm", "-f", "sleeper")
+	start := time.Now()
+	d.Must("stop", "sleeper")
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("stop of a --init container took %v: SIGTERM was not forwarded", took)
+	}
+	if got := strings.TrimSpace(d.Must("inspect", "--format", "{{.State.ExitCode}} {{.HostConfig.Init}}", "sleeper")); got != "143 true" {
+		t.Fatalf("exit code and HostConfig.Init after stop: %q, want 143 true", got)
+	}
+	if r := d.Run("run", "--rm", "--init", "busybox", "sh", "-c", "exit 3"); r.Code != 3 {
+		t.Fatalf("exit 3 under --init: %s", r)
+	}
+	if r := d.Run("run", "--rm", "--init", "busybox", "nosuchcommand"); r.Code != 127 || !strings.Contains(r.Stderr, "nosuchcommand") {
+		t.Fatalf("a missing command under --init: %s", r)
+	}
+	docker := dockerCLI(t, d)
+	if r := docker("run", "--rm", "--init", "busybox", "sh", "-c", "kill -USR1 $$; sleep 1"); r.Code != 138 {
+		t.Fatalf("docker run --init, the command killed by SIGUSR1: %s, want exit 138", r)
+	}
+}

@@ -57,6 +57,9 @@ type Config struct {
 	// Docker's JSON format.
 	Seccomp string `json:"seccomp,omitempty"`
 
+	// Init is --init: a small init as PID 1 runs the command, forwards
+	// signals to it and reaps orphans.
+	Init bool `json:"init,omitempty"`
 	// Privileged is --privileged: every capability and host device, no
 	// seccomp filter, no masked paths, /sys and cgroups writable.
 	Privileged bool `json:"privileged,omitempty"`

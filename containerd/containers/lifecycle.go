@@ -227,6 +227,11 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err := e.withEtcFiles(spec, c); err != nil {
 		return startErr(err)
 	}
+	if c.Config.Init {
+		if err := e.withInit(spec); err != nil {
+			return startErr(err)
+		}
+	}
 	if ref, ok := strings.CutPrefix(c.Config.PidMode, "container:"); ok {
 		path, err := e.pidNamespaceOf(ref)
 		if err != nil {
