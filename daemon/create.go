@@ -188,6 +188,9 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if hc.LogConfig.Type == "" {
 		hc.LogConfig.Type = "json-file" // the only driver, named in inspect as dockerd names its default
 	}
+	if hc.LogConfig.Config == nil {
+		hc.LogConfig.Config = map[string]string{} // dockerd's {}, not null
+	}
 	if cfg.RawConfig, err = json.Marshal(in); err != nil {
 		return containers.Config{}, err
 	}

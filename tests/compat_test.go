@@ -70,8 +70,26 @@ func TestCompatDockerClients(t *testing.T) {
 			t.Fatalf("docker create: %s", r)
 		}
 		defer d.Run("rm", "-f", "logtype")
-		if r := docker("inspect", "--format", "{{.HostConfig.LogConfig.Type}}", "logtype"); strings.TrimSpace(r.Stdout) != "json-file" {
+		if r := docker("inspect", "--format", "{{.HostConfig.LogConfig.Type}} {{json .HostConfig.LogConfig.Config}}", "logtype"); strings.TrimSpace(r.Stdout) != "json-file {}" {
 			t.Fatalf("HostConfig.LogConfig.Type: %s", r)
+		}
+	})
+	t.Run("cp of the /etc files", func(t *testing.T) {
+		// /etc/hostname and /etc/hosts are the container's own files
+		// mounted over the image's; cp reads them, not the empty targets.
+		if r := docker("run", "-d", "--name", "etccp", "--hostname", "cphost", "--add-host", "cpdb:10.7.7.7", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("docker run: %s", r)
+		}
+		defer d.Run("rm", "-f", "etccp")
+		if r := docker("cp", "etccp:/etc/hostname", "-"); r.Code != 0 || !strings.Contains(r.Stdout, "cphost\n") {
+			t.Fatalf("docker cp etccp:/etc/hostname -: %s", r)
+		}
+		got := dockerPy(t, d, `import io, tarfile
+bits, stat = c.containers.get('etccp').get_archive('/etc/hosts')
+t = tarfile.open(fileobj=io.BytesIO(b''.join(bits)))
+print(stat['size'] > 0, t.extractfile(t.getmembers()[0]).read().decode())`)
+		if !strings.HasPrefix(got, "True") || !strings.Contains(got, "10.7.7.7\tcpdb") {
+			t.Fatalf("docker-py get_archive /etc/hosts: %q", got)
 		}
 	})
 	t.Run("remove link=False", func(t *testing.T) {

@@ -17,6 +17,9 @@ import (
 // --dns-option applied. They are rewritten at every start (the address may
 // have changed), without fsync: a crash only means a rewrite at next start.
 
+// etcFileNames are the files of /etc the container gets from its directory.
+var etcFileNames = map[string]bool{"hosts": true, "hostname": true, "resolv.conf": true}
+
 // hostGateway is --add-host's name for the address of the host on the
 // container's network (dockerd's host-gateway).
 const hostGateway = "host-gateway"
