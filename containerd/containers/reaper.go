@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-project/shoal/containerd/atomicfile"
+	"github.com/shoal-project/shoal/containerd/initsig"
 )
 
 // --init: a small init as the container's PID 1, as Docker's tini. It is
@@ -33,7 +34,7 @@ import (
 
 // InitArg is the first argument that makes the engine's binary the
 // container's --init; the binary's main must call InitMain for it.
-const InitArg = "container-init"
+const InitArg = initsig.Arg
 
 // initPath is where a --init container sees its init.
 const initPath = "/dev/init"
@@ -87,15 +88,6 @@ func checkStatic(b []byte) error {
 	return nil
 }
 
-// forwardedSignals are those the init passes on to the command: every
-// signal a user or `stop` sends, not the ones the Go runtime uses itself
-// (SIGURG, SIGPIPE) nor SIGCHLD, which is the init's own.
-var forwardedSignals = []os.Signal{
-	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGUSR1,
-	syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTSTP,
-	syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPWR, syscall.SIGXCPU, syscall.SIGVTALRM, syscall.SIGPROF,
-}
-
 // InitMain runs the --init: args are "--" and the command. It does not
 // return.
 func InitMain(args []string) {
@@ -117,11 +109,14 @@ func runInit(args []string) (int, error) {
 	if err != nil {
 		return 127, fmt.Errorf("exec %s: %w", args[0], err)
 	}
-	// Both before the start: a command that exits at once is still seen.
-	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs, forwardedSignals...)
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, syscall.SIGCHLD)
+	// Caught since the program's start (package initsig), so a signal sent
+	// before the command runs is passed on once it does, and an exit at
+	// once is still seen.
+	sigs := initsig.C
+	if sigs == nil {
+		sigs = make(chan os.Signal, 64)
+		signal.Notify(sigs, append([]os.Signal{syscall.SIGCHLD}, initsig.Forwarded...)...)
+	}
 	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
 	if err != nil {
 		code := 126
@@ -130,16 +125,16 @@ func runInit(args []string) (int, error) {
 		}
 		return code, fmt.Errorf("exec %s: %w", args[0], err)
 	}
-	for {
-		select {
-		case s := <-sigs:
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
 			_ = syscall.Kill(pid, s.(syscall.Signal))
-		case <-chld:
-			if code, done := reapAll(pid); done {
-				return code, nil
-			}
+			continue
+		}
+		if code, done := reapAll(pid); done {
+			return code, nil
 		}
 	}
+	return 0, nil // not reached: the channel is never closed
 }
 
 // reapAll collects every child that has exited; done when one was the
