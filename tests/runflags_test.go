@@ -242,6 +242,12 @@ func TestRunCapabilitiesAndSeccomp(t *testing.T) {
 		if got := mode("--security-opt", "seccomp=unconfined"); got != "0" {
 			t.Fatalf("seccomp=unconfined: Seccomp %s, want 0", got)
 		}
+		if got := mode("--security-opt", "seccomp=builtin"); got != "2" {
+			t.Fatalf("seccomp=builtin: Seccomp %s, want 2", got)
+		}
+		if got := strings.TrimSpace(runRm(t, d, "--security-opt", "no-new-privileges", "busybox", "grep", "^NoNewPrivs:", "/proc/self/status")); got != "NoNewPrivs:\t1" {
+			t.Fatalf("no-new-privileges: %q", got)
+		}
 		profile := filepath.Join(t.TempDir(), "nomkdir.json")
 		if err := os.WriteFile(profile, []byte(`{
   "defaultAction": "SCMP_ACT_ALLOW",
