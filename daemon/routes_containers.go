@@ -82,7 +82,14 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if f.matchContainer(c) {
-			out = append(out, summaryOf(c, now))
+			s := summaryOf(c, now)
+			if boolParam(r, "size") {
+				// ps -s: dockerd computes it the same way, per request.
+				if rw, rootfs, err := d.containers.Size(c.ID); err == nil {
+					s.SizeRw, s.SizeRootFs = rw, rootfs
+				}
+			}
+			out = append(out, s)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -42,6 +42,7 @@ type containerService interface {
 	SetNetwork(id, netnsPath string, s containers.NetworkSettings) error
 	LogPath(id string) string
 	EtcFile(id, name string) string
+	Size(idOrName string) (rw, rootfs int64, err error)
 	Logs(ctx context.Context, idOrName string, opts containers.LogsOptions, fn func(logs.Entry) error) error
 	AttachRegistered(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer, registered func()) error
 	ExecCreate(idOrName string, cfg containers.ExecConfig) (string, error)

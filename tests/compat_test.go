@@ -92,6 +92,16 @@ print(stat['size'] > 0, t.extractfile(t.getmembers()[0]).read().decode())`)
 			t.Fatalf("docker-py get_archive /etc/hosts: %q", got)
 		}
 	})
+	t.Run("ps -s", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "sized", "busybox", "sh", "-c", "dd if=/dev/zero of=/big bs=1024 count=1024 2>/dev/null; sleep 100"); r.Code != 0 {
+			t.Fatalf("docker run: %s", r)
+		}
+		defer d.Run("rm", "-f", "sized")
+		waitFor(t, "docker ps -s to count the 1 MiB file", func() bool {
+			r := docker("ps", "-s", "--filter", "name=sized", "--format", "{{.Size}}")
+			return strings.HasPrefix(r.Stdout, "1.05MB (virtual ")
+		})
+	})
 	t.Run("remove link=False", func(t *testing.T) {
 		// docker-py sends ?v=False&link=False&force=False.
 		got := dockerPy(t, d, `ct = c.containers.create('busybox', 'true', name='pyrm')

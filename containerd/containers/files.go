@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -295,4 +296,33 @@ func bootTime() (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// Size is what `ps -s` shows of a container: the bytes of the files it
+// changed or added (its overlay's upper layer, symlinks not followed) and
+// that plus its image's size.
+func (e *Engine) Size(idOrName string) (rw, rootfs int64, err error) {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return 0, 0, err
+	}
+	rfs, err := e.opts.Images.RootfsOf(c.ID)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Entries that vanish during the walk (a running container) are skipped.
+	_ = filepath.WalkDir(rfs.Upper, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			rw += fi.Size()
+		}
+		return nil
+	})
+	img, err := e.opts.Images.Get(c.ImageID)
+	if err != nil {
+		return rw, rw, nil // the image is gone (rmi -f): its size is not known
+	}
+	return rw, rw + img.Size, nil
 }
