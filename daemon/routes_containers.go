@@ -101,7 +101,13 @@ func (d *Daemon) containerInspect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d.inspectOf(c))
+	out := d.inspectOf(c)
+	if boolParam(r, "size") { // inspect --size
+		if rw, rootfs, err := d.containers.Size(c.ID); err == nil {
+			out.SizeRw, out.SizeRootFs = &rw, &rootfs
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (d *Daemon) containerStart(w http.ResponseWriter, r *http.Request) {

@@ -101,6 +101,9 @@ print(stat['size'] > 0, t.extractfile(t.getmembers()[0]).read().decode())`)
 			r := docker("ps", "-s", "--filter", "name=sized", "--format", "{{.Size}}")
 			return strings.HasPrefix(r.Stdout, "1.05MB (virtual ")
 		})
+		if r := docker("inspect", "--size", "--format", "{{.SizeRw}}", "sized"); strings.TrimSpace(r.Stdout) != "1048576" {
+			t.Fatalf("docker inspect --size: %s", r)
+		}
 	})
 	t.Run("remove link=False", func(t *testing.T) {
 		// docker-py sends ?v=False&link=False&force=False.
