@@ -105,6 +105,16 @@ print(stat['size'] > 0, t.extractfile(t.getmembers()[0]).read().decode())`)
 			t.Fatalf("docker inspect --size: %s", r)
 		}
 	})
+	t.Run("docker-py run options", func(t *testing.T) {
+		got := dockerPy(t, d, `print(c.containers.run('busybox', ['sh', '-c', 'grep -h -e pyhost -e nameserver /etc/hosts /etc/resolv.conf; grep CapEff /proc/self/status; cat /proc/1/cmdline | tr "\\0" " "'],
+    remove=True, init=True, cap_add=['NET_ADMIN'], cap_drop=['CHOWN'], dns=['192.0.2.9'], extra_hosts={'pyhost': '10.3.3.3'},
+    security_opt=['no-new-privileges'], read_only=True, stop_signal='SIGUSR1').decode())`)
+		for _, want := range []string{"10.3.3.3\tpyhost", "nameserver 192.0.2.9", "CapEff:\t00000000a80435fa", "/dev/init container-init -- sh -c"} {
+			if !strings.Contains(got, want) {
+				t.Fatalf("docker-py run with init, cap_add, cap_drop, dns, extra_hosts: no %q in\n%s", want, got)
+			}
+		}
+	})
 	t.Run("remove link=False", func(t *testing.T) {
 		// docker-py sends ?v=False&link=False&force=False.
 		got := dockerPy(t, d, `ct = c.containers.create('busybox', 'true', name='pyrm')
