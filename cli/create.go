@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -51,6 +54,13 @@ type containerOptions struct {
 	pid         string
 	ipc         string
 	groupAdd    []string
+	cidFile     string
+	labelFiles  []string
+	devices     []string
+	addHosts    []string
+	dns         []string
+	dnsSearch   []string
+	dnsOptions  []string
 }
 
 func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
@@ -91,11 +101,20 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
+	fl.StringVar(&o.cidFile, "cidfile", "", "Write the container ID to the file")
+	fl.StringArrayVar(&o.labelFiles, "label-file", nil, "Read in a line delimited file of labels")
+	fl.StringArrayVar(&o.devices, "device", nil, "Add a host device to the container (HOST[:CONTAINER][:rwm])")
+	fl.StringArrayVar(&o.addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
+	fl.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
+	fl.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
+	fl.StringArrayVar(&o.dnsOptions, "dns-option", nil, "Set DNS options")
 }
 
 // createRequest is a fully built container create call.
 type createRequest struct {
-	Name       string
+	Name string
+	// CIDFile is --cidfile: the file the new container's ID is written to.
+	CIDFile    string
 	Config     *container.Config
 	HostConfig *container.HostConfig
 }
@@ -119,7 +138,11 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	if err != nil {
 		return createRequest{}, err
 	}
-	labels, err := parseLabels(o.labels)
+	fileLabels, err := readLabelFiles(o.labelFiles)
+	if err != nil {
+		return createRequest{}, err
+	}
+	labels, err := parseLabels(append(fileLabels, o.labels...))
 	if err != nil {
 		return createRequest{}, err
 	}
@@ -184,13 +207,17 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		t := o.stopTimeout
 		cfg.StopTimeout = &t
 	}
+	securityOpt, err := readSeccompFiles(o.securityOpt)
+	if err != nil {
+		return createRequest{}, err
+	}
 	hc := &container.HostConfig{
 		Binds:          binds,
 		NetworkMode:    container.NetworkMode(network),
 		PortBindings:   bindings,
 		RestartPolicy:  restart,
 		AutoRemove:     o.autoRemove,
-		SecurityOpt:    o.securityOpt,
+		SecurityOpt:    securityOpt,
 		ReadonlyRootfs: o.readOnly,
 		Privileged:     o.privileged,
 		CapAdd:         o.capAdd,
@@ -204,6 +231,14 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	hc.Ulimits = o.ulimits
 	hc.PidMode, hc.IpcMode = container.PidMode(o.pid), container.IpcMode(o.ipc)
 	hc.GroupAdd = o.groupAdd
+	hc.ExtraHosts, hc.DNSSearch, hc.DNSOptions = o.addHosts, o.dnsSearch, o.dnsOptions
+	for _, d := range o.dns {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return createRequest{}, fmt.Errorf("invalid argument %q for \"--dns\" flag: %s is not an IP address", d, d)
+		}
+		hc.DNS = append(hc.DNS, a)
+	}
 	for _, kv := range o.sysctls {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -214,6 +249,13 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		}
 		hc.Sysctls[k] = v
 	}
+	for _, dv := range o.devices {
+		m, err := parseDevice(dv)
+		if err != nil {
+			return createRequest{}, err
+		}
+		hc.Devices = append(hc.Devices, m)
+	}
 	if fl.Changed("pids-limit") {
 		p := o.pidsLimit
 		hc.PidsLimit = &p
@@ -222,7 +264,56 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		b := o.init
 		hc.Init = &b
 	}
-	return createRequest{Name: o.name, Config: cfg, HostConfig: hc}, nil
+	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc}, nil
+}
+
+// parseDevice parses --device HOST[:CONTAINER][:PERMISSIONS] as the docker
+// CLI does; the daemon checks the values.
+func parseDevice(s string) (container.DeviceMapping, error) {
+	parts := strings.Split(s, ":")
+	d := container.DeviceMapping{PathOnHost: parts[0], CgroupPermissions: "rwm"}
+	switch len(parts) {
+	case 1:
+		d.PathInContainer = parts[0]
+	case 2:
+		if p := parts[1]; p != "" && strings.Trim(p, "rwm") == "" {
+			d.PathInContainer, d.CgroupPermissions = parts[0], p
+		} else {
+			d.PathInContainer = p
+		}
+	case 3:
+		d.PathInContainer, d.CgroupPermissions = parts[1], parts[2]
+	default:
+		return d, fmt.Errorf("invalid device specification: %s", s)
+	}
+	if d.PathOnHost == "" || d.PathInContainer == "" {
+		return d, fmt.Errorf("invalid device specification: %s", s)
+	}
+	return d, nil
+}
+
+// readSeccompFiles replaces --security-opt seccomp=FILE by the file's
+// compacted content, as the docker CLI sends it (the daemon reads no
+// client file); unconfined and builtin pass as they are.
+func readSeccompFiles(opts []string) ([]string, error) {
+	out := make([]string, 0, len(opts))
+	for _, o := range opts {
+		path, ok := strings.CutPrefix(o, "seccomp=")
+		if !ok || path == "unconfined" || path == "builtin" || path == "" {
+			out = append(out, o)
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("opening seccomp profile (%s) failed: %w", path, err)
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, b); err != nil {
+			return nil, fmt.Errorf("compacting json for seccomp profile (%s) failed: %w", path, err)
+		}
+		out = append(out, "seccomp="+buf.String())
+	}
+	return out, nil
 }
 
 // parseRestartPolicy parses --restart: no, always, unless-stopped, or
@@ -253,7 +344,28 @@ func parseRestartPolicy(s string) (container.RestartPolicy, error) {
 }
 
 // createContainer sends req; warnings go to stderr as docker prints them.
-func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (string, error) {
+// With --cidfile the file is made before the create (an existing one is
+// refused, as docker does: another container may own it) and holds the ID
+// after; a failed create removes it.
+func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id string, err error) {
+	var cid *os.File
+	if req.CIDFile != "" {
+		cid, err = os.OpenFile(req.CIDFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("container ID file found, make sure the other container isn't running or delete %s", req.CIDFile)
+		}
+		if err != nil {
+			return "", fmt.Errorf("failed to create the container ID file: %w", err)
+		}
+		defer func() {
+			if cerr := cid.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("failed to write the container ID file: %w", cerr)
+			}
+			if err != nil {
+				os.Remove(req.CIDFile)
+			}
+		}()
+	}
 	res, err := c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
 		Name: req.Name, Config: req.Config, HostConfig: req.HostConfig,
 	})
@@ -262,6 +374,11 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (strin
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintln(streamsOf(cmd).err, "WARNING:", w)
+	}
+	if cid != nil {
+		if _, err := cid.WriteString(res.ID); err != nil {
+			return res.ID, fmt.Errorf("failed to write the container ID file: %w", err)
+		}
 	}
 	return res.ID, nil
 }

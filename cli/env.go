@@ -111,3 +111,22 @@ func parseLabels(vals []string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// readLabelFiles reads --label-file files: one K=V label a line; blank
+// lines and lines starting with # are skipped, as in docker.
+func readLabelFiles(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("open label file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line != "" && !strings.HasPrefix(line, "#") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out, nil
+}

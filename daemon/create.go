@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"strings"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -66,16 +67,10 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		}
 	}
 	switch {
-	case hc.Privileged:
-		return containers.Config{}, badRequest("privileged containers are not supported")
-	case len(hc.CapAdd) > 0 || len(hc.CapDrop) > 0:
-		return containers.Config{}, badRequest("--cap-add and --cap-drop are not supported")
+	case hc.Privileged && !d.cfg.AllowPrivileged:
+		return containers.Config{}, badRequest("privileged containers are refused by this daemon (start it with --allow-privileged)")
 	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
 		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
-	case len(hc.Devices) > 0:
-		return containers.Config{}, badRequest("devices are not supported")
-	case hc.Init != nil && *hc.Init:
-		return containers.Config{}, badRequest("--init is not supported")
 	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
 		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
 	case hc.Memory > 0 && hc.Memory < minMemory:
@@ -113,6 +108,10 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
 		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
 		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd,
+		ExtraHosts: hc.ExtraHosts, DNSSearch: hc.DNSSearch, DNSOptions: hc.DNSOptions,
+	}
+	for _, a := range hc.DNS {
+		cfg.DNS = append(cfg.DNS, a.String())
 	}
 	for _, u := range hc.Ulimits {
 		if u == nil {
@@ -129,8 +128,28 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 			cfg.NoNewPrivileges = true
 		case "no-new-privileges:false", "no-new-privileges=false":
 		default:
-			return containers.Config{}, badRequest("security option %q is not supported (only no-new-privileges)", o)
+			// seccomp=unconfined|builtin|<profile JSON> (the docker CLI
+			// sends a file's content); dockerd also takes "seccomp:".
+			v, ok := strings.CutPrefix(o, "seccomp=")
+			if !ok {
+				v, ok = strings.CutPrefix(o, "seccomp:")
+			}
+			switch {
+			case !ok:
+				return containers.Config{}, badRequest("security option %q is not supported (no-new-privileges and seccomp= are)", o)
+			case v == "":
+				return containers.Config{}, badRequest("invalid --security-opt %q: seccomp= needs unconfined, builtin or a profile", o)
+			case v == "builtin":
+				cfg.Seccomp = ""
+			default:
+				cfg.Seccomp = v
+			}
 		}
+	}
+	cfg.CapAdd, cfg.CapDrop, cfg.Privileged = hc.CapAdd, hc.CapDrop, hc.Privileged
+	cfg.Init = hc.Init != nil && *hc.Init
+	for _, dv := range hc.Devices {
+		cfg.Devices = append(cfg.Devices, containers.Device{PathOnHost: dv.PathOnHost, PathInContainer: dv.PathInContainer, CgroupPermissions: dv.CgroupPermissions})
 	}
 	if in.StopSignal != "" {
 		if _, err := containers.ParseSignal(in.StopSignal); err != nil {
@@ -166,6 +185,12 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
 	}
 	hc.NetworkMode = container.NetworkMode(mode)
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file" // the only driver, named in inspect as dockerd names its default
+	}
+	if hc.LogConfig.Config == nil {
+		hc.LogConfig.Config = map[string]string{} // dockerd's {}, not null
+	}
 	if cfg.RawConfig, err = json.Marshal(in); err != nil {
 		return containers.Config{}, err
 	}
@@ -201,10 +226,6 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		{"--gpus", len(hc.DeviceRequests) > 0},
 		{"--cgroup-parent", hc.CgroupParent != ""},
 		{"--cgroupns", hc.CgroupnsMode != "" && hc.CgroupnsMode != container.CgroupnsModePrivate},
-		{"--dns", len(hc.DNS) > 0},
-		{"--dns-option", len(hc.DNSOptions) > 0},
-		{"--dns-search", len(hc.DNSSearch) > 0},
-		{"--add-host", len(hc.ExtraHosts) > 0},
 		{"--link", len(hc.Links) > 0},
 		{"--uts", hc.UTSMode != ""},
 		{"--userns", hc.UsernsMode != ""},

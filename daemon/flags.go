@@ -32,6 +32,9 @@ type Config struct {
 	BIP        string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// AllowPrivileged lets `run --privileged` through; without it such
+	// containers are refused (one is root on the host).
+	AllowPrivileged bool
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -132,5 +135,6 @@ func Command() *cobra.Command {
 	f.StringVar(&cfg.BridgeName, "bridge-name", DefaultBridgeName, "Name of the default bridge network's link")
 	f.StringVar(&cfg.BIP, "bip", DefaultBIP, "Subnet of the default bridge, as gateway address/prefix")
 	f.StringVarP(&cfg.LogLevel, "log-level", "l", DefaultLogLevel, "Logging level (debug, info, warn, error)")
+	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
 	return cmd
 }

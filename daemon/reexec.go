@@ -28,6 +28,8 @@ func Reexec(args []string) bool {
 		shim.Main(args[2:])
 	case containers.ExecShimArg:
 		containers.ExecShimMain(args[2:])
+	case containers.InitArg:
+		containers.InitMain(args[2:])
 	}
 	return false
 }

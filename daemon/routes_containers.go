@@ -81,7 +81,14 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if f.matchContainer(c) {
-			out = append(out, summaryOf(c, now))
+			s := summaryOf(c, now)
+			if boolParam(r, "size") {
+				// ps -s: dockerd computes it the same way, per request.
+				if rw, rootfs, err := d.containers.Size(c.ID); err == nil {
+					s.SizeRw, s.SizeRootFs = rw, rootfs
+				}
+			}
+			out = append(out, s)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -93,7 +100,13 @@ func (d *Daemon) containerInspect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d.inspectOf(c))
+	out := d.inspectOf(c)
+	if boolParam(r, "size") { // inspect --size
+		if rw, rootfs, err := d.containers.Size(c.ID); err == nil {
+			out.SizeRw, out.SizeRootFs = &rw, &rootfs
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (d *Daemon) containerStart(w http.ResponseWriter, r *http.Request) {

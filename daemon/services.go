@@ -41,6 +41,8 @@ type containerService interface {
 	List(all bool) []containers.Container
 	SetNetwork(id, netnsPath string, s containers.NetworkSettings) error
 	LogPath(id string) string
+	EtcFile(id, name string) string
+	Size(idOrName string) (rw, rootfs int64, err error)
 	Logs(ctx context.Context, idOrName string, opts containers.LogsOptions, fn func(logs.Entry) error) error
 	AttachRegistered(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer, registered func()) error
 	ExecCreate(idOrName string, cfg containers.ExecConfig) (string, error)

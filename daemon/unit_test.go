@@ -203,7 +203,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"memory", func(r *container.CreateRequest) { r.HostConfig.Memory = 1 << 20 }, 400, "Minimum memory limit allowed is 6MB"},
 		{"cpus", func(r *container.CreateRequest) { r.HostConfig.NanoCPUs = 1e15 }, 400, "Range of CPUs"},
 		{"privileged", func(r *container.CreateRequest) { r.HostConfig.Privileged = true }, 400, "privileged"},
-		{"secopt", func(r *container.CreateRequest) { r.HostConfig.SecurityOpt = []string{"seccomp=unconfined"} }, 400, "security option"},
+		{"secopt", func(r *container.CreateRequest) { r.HostConfig.SecurityOpt = []string{"apparmor=unconfined"} }, 400, "security option"},
 		{"restart", func(r *container.CreateRequest) { r.HostConfig.RestartPolicy.Name = "sometimes" }, 400, "invalid restart policy"},
 		{"restart+rm", func(r *container.CreateRequest) {
 			r.HostConfig.RestartPolicy.Name = "always"
@@ -220,13 +220,12 @@ func TestCreateConfigRefusals(t *testing.T) {
 			r.HostConfig.PortBindings = network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "80"}}}
 		}, 400, "published ports need the bridge network"},
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
-		{"init", func(r *container.CreateRequest) { yes := true; r.HostConfig.Init = &yes }, 400, "--init is not supported"},
 		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
 		{"healthcheck", func(r *container.CreateRequest) {
 			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}}
 		}, 400, "--health-cmd is not supported"},
 		{"domainname", func(r *container.CreateRequest) { r.Domainname = "example.org" }, 400, "--domainname is not supported"},
-		{"dns", func(r *container.CreateRequest) { r.HostConfig.DNS = []netip.Addr{netip.MustParseAddr("1.1.1.1")} }, 400, "--dns is not supported"},
+		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "host" }, 400, "--uts is not supported"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
 		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
 		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "--log-driver is not supported"},

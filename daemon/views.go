@@ -174,9 +174,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 	if cfg.Hostname == "" {
 		cfg.Hostname = c.ID[:12]
 	}
-	if cfg.Labels == nil {
-		cfg.Labels = map[string]string{}
-	}
+	cfg.Labels = nonNilMap(c.Config.Labels) // with the image's, merged at create
 	st := c.State
 	n := c.Config.Network
 	ports := network.PortMap{}
@@ -195,7 +193,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			Error: st.Error, StartedAt: timeString(st.StartedAt), FinishedAt: timeString(st.FinishedAt),
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux",
-		LogPath: d.containers.LogPath(c.ID), HostConfig: hc, Config: cfg, Mounts: mountPoints(c),
+		LogPath: d.containers.LogPath(c.ID), HostConfig: hc,
+		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
+		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: mountPoints(c),
 	}
 	r.NetworkSettings = &legacyNetworkSettings{
 		NetworkSettings: container.NetworkSettings{

@@ -49,6 +49,32 @@ type Config struct {
 	// /etc/group) added to the process's.
 	GroupAdd []string `json:"groupAdd,omitempty"`
 
+	// CapAdd and CapDrop change the default capabilities (names with or
+	// without CAP_, or ALL), as dockerd does.
+	CapAdd  []string `json:"capAdd,omitempty"`
+	CapDrop []string `json:"capDrop,omitempty"`
+	// Seccomp is "" (the default profile), "unconfined" or a profile in
+	// Docker's JSON format.
+	Seccomp string `json:"seccomp,omitempty"`
+
+	// Init is --init: a small init as PID 1 runs the command, forwards
+	// signals to it and reaps orphans.
+	Init bool `json:"init,omitempty"`
+	// Privileged is --privileged: every capability and host device, no
+	// seccomp filter, no masked paths, /sys and cgroups writable.
+	Privileged bool `json:"privileged,omitempty"`
+	// Devices are --device host nodes made in the container.
+	Devices []Device `json:"devices,omitempty"`
+
+	// ExtraHosts are --add-host entries (NAME:IP, NAME=IP, NAME:host-gateway)
+	// added to the container's /etc/hosts.
+	ExtraHosts []string `json:"extraHosts,omitempty"`
+	// DNS, DNSSearch and DNSOptions replace the host's nameserver, search
+	// and options lines in the container's /etc/resolv.conf.
+	DNS        []string `json:"dns,omitempty"`
+	DNSSearch  []string `json:"dnsSearch,omitempty"`
+	DNSOptions []string `json:"dnsOptions,omitempty"`
+
 	// NetworkMode is none, bridge or host.
 	NetworkMode string `json:"networkMode,omitempty"`
 	// NetNSPath is the namespace to join (set by the daemon for bridge and none).

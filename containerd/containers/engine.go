@@ -83,6 +83,8 @@ type Engine struct {
 	execs   map[string]*execRecord
 
 	frozen pauses // commits holding a container frozen
+
+	init initCopy // the --init binary
 }
 
 type record struct {

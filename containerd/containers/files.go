@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -47,6 +48,36 @@ func (e *Engine) openRoot(idOrName string) (*inroot.Root, Container, error) {
 	return root, c, nil
 }
 
+// openPathRoot is openRoot for reading path: the container's /etc/hosts,
+// /etc/hostname and /etc/resolv.conf are its own files mounted over the
+// image's (etcfiles.go), so they are read from the container's directory;
+// path is then the name there.
+func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, error) {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return nil, "", err
+	}
+	clean := filepath.Clean("/" + path)
+	if name, ok := strings.CutPrefix(clean, "/etc/"); ok && etcFileNames[name] && !hasBind(c.Config.Binds, clean) {
+		if _, err := os.Stat(e.EtcFile(c.ID, name)); err == nil {
+			root, err := inroot.OpenRoot(e.containerDir(c.ID))
+			return root, name, err
+		}
+	}
+	root, _, err := e.openRoot(idOrName)
+	return root, path, err
+}
+
+// hasBind tells whether a -v bind mounts over dst.
+func hasBind(binds []string, dst string) bool {
+	for _, b := range binds {
+		if _, d, _, err := ParseBind(b); err == nil && filepath.Clean(d) == dst {
+			return true
+		}
+	}
+	return false
+}
+
 // notFound is cp's error for a path that does not resolve, as dockerd words it.
 func notFound(path, idOrName string, err error) error {
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
@@ -57,12 +88,12 @@ func notFound(path, idOrName string, err error) error {
 
 // StatPath describes a path in the container (symlinks followed inside it).
 func (e *Engine) StatPath(idOrName, path string) (PathStat, error) {
-	root, _, err := e.openRoot(idOrName)
+	root, rel, err := e.openPathRoot(idOrName, path)
 	if err != nil {
 		return PathStat{}, err
 	}
 	defer root.Close()
-	fd, err := root.Open(path, unix.O_PATH)
+	fd, err := root.Open(rel, unix.O_PATH)
 	if err != nil {
 		return PathStat{}, notFound(path, idOrName, err)
 	}
@@ -76,14 +107,14 @@ func (e *Engine) StatPath(idOrName, path string) (PathStat, error) {
 
 // ArchivePath writes a tar of path (its top entry named after its base name) to w.
 func (e *Engine) ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error {
-	root, _, err := e.openRoot(idOrName)
+	root, rel, err := e.openPathRoot(idOrName, path)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	// Only the resolution of path itself can fail with ENOENT (entries that
 	// vanish during the walk are skipped), and before anything is written.
-	if err := archive.TarIn(ctx, root, path, w); err != nil {
+	if err := archive.TarIn(ctx, root, rel, w); err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			return notFound(path, idOrName, err)
 		}
@@ -265,4 +296,33 @@ func bootTime() (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// Size is what `ps -s` shows of a container: the bytes of the files it
+// changed or added (its overlay's upper layer, symlinks not followed) and
+// that plus its image's size.
+func (e *Engine) Size(idOrName string) (rw, rootfs int64, err error) {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return 0, 0, err
+	}
+	rfs, err := e.opts.Images.RootfsOf(c.ID)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Entries that vanish during the walk (a running container) are skipped.
+	_ = filepath.WalkDir(rfs.Upper, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			rw += fi.Size()
+		}
+		return nil
+	})
+	img, err := e.opts.Images.Get(c.ImageID)
+	if err != nil {
+		return rw, rw, nil // the image is gone (rmi -f): its size is not known
+	}
+	return rw, rw + img.Size, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -54,6 +55,13 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 			return Container{}, err
 		}
 		cfg.PidMode = "container:" + other.ID
+	}
+	if l := img.Config.Config.Labels; len(l) > 0 {
+		// The image's labels are the container's too, the given ones
+		// winning (dockerd merges them; ps --filter label= finds them).
+		labels := maps.Clone(l)
+		maps.Copy(labels, cfg.Labels)
+		cfg.Labels = labels
 	}
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
@@ -216,6 +224,14 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	spec, err := buildSpec(c, img.Config.Config, rootfs, e.rt.CgroupRoot)
 	if err != nil {
 		return startErr(err)
+	}
+	if err := e.withEtcFiles(spec, c); err != nil {
+		return startErr(err)
+	}
+	if c.Config.Init {
+		if err := e.withInit(spec); err != nil {
+			return startErr(err)
+		}
 	}
 	if ref, ok := strings.CutPrefix(c.Config.PidMode, "container:"); ok {
 		path, err := e.pidNamespaceOf(ref)
@@ -450,9 +466,17 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 	e.emit("kill", c, map[string]string{"signal": strconv.Itoa(int(sig))})
 	if sig == unix.SIGKILL {
 		e.thawForKill(c)
+		// As dockerd: a SIGKILL returns once the exit is recorded, so that
+		// inspect right after kill shows the exit code (137), not 0.
+		ctx, cancel := context.WithTimeout(context.Background(), killWait)
+		defer cancel()
+		_, _ = e.Wait(ctx, c.ID, WaitNotRunning, nil)
 	}
 	return nil
 }
+
+// killWait bounds how long kill waits for a SIGKILLed container's exit.
+const killWait = 10 * time.Second
 
 // Stop sends the stop signal, waits timeout (nil: the container's, else 10 s)
 // and then kills every process of the container.

@@ -223,6 +223,15 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 		}
 		s.Linux.Sysctl[k] = cfg.Sysctls[k]
 	}
+	if err := checkEtcOptions(cfg); err != nil {
+		return err
+	}
+	if err := withSecurity(s, cfg); err != nil {
+		return err
+	}
+	if err := withDevices(s, cfg.Devices, rootfs); err != nil {
+		return err
+	}
 	if err := withUlimits(s, cfg.Ulimits); err != nil {
 		return err
 	}

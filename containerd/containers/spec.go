@@ -32,15 +32,25 @@ func processArgs(cfg Config, img ocispec.ImageConfig) []string {
 	return append(append([]string{}, entry...), cmd...)
 }
 
-// mergeEnv overlays env on base by variable name, keeping base's order.
+// mergeEnv overlays env on base by variable name, keeping base's order. An
+// entry without "=" (NAME) removes NAME, as dockerd's
+// ReplaceOrAppendEnvValues does: the API passes it through unresolved.
 func mergeEnv(base, env []string) []string {
 	out := append([]string{}, base...)
 	index := map[string]int{}
 	for i, kv := range out {
 		index[strings.SplitN(kv, "=", 2)[0]] = i
 	}
+	removed := false
 	for _, kv := range env {
-		k := strings.SplitN(kv, "=", 2)[0]
+		k, _, hasValue := strings.Cut(kv, "=")
+		if !hasValue {
+			if i, ok := index[k]; ok {
+				out[i], removed = "", true
+				delete(index, k)
+			}
+			continue
+		}
 		if i, ok := index[k]; ok {
 			out[i] = kv
 			continue
@@ -48,7 +58,16 @@ func mergeEnv(base, env []string) []string {
 		index[k] = len(out)
 		out = append(out, kv)
 	}
-	return out
+	if !removed {
+		return out
+	}
+	kept := out[:0]
+	for _, kv := range out {
+		if kv != "" {
+			kept = append(kept, kv)
+		}
+	}
+	return kept
 }
 
 // buildSpec makes the OCI spec of a container whose rootfs is mounted at rootfs.

@@ -132,3 +132,13 @@ func setgroups(gids []int) error {
 	}
 	return nil
 }
+
+// Capabilities are the names of every capability this runtime can grant,
+// for callers that check --cap-add/--cap-drop before a start.
+func Capabilities() []string {
+	out := make([]string, 0, len(capByName))
+	for n := range capByName {
+		out = append(out, n)
+	}
+	return out
+}

@@ -1,6 +1,8 @@
 package seccomp
 
 import (
+	"slices"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -129,4 +131,56 @@ func DefaultProfile() *specs.LinuxSeccomp {
 		Architectures:   []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
 		Syscalls:        syscalls,
 	}
+}
+
+// capSyscalls are the system calls Docker's default profile allows only
+// with a capability (moby/profiles seccomp/default.json's "includes.caps"):
+// granting the capability with --cap-add is useless without them.
+var capSyscalls = map[string][]string{
+	"CAP_DAC_READ_SEARCH": {"open_by_handle_at"},
+	"CAP_SYS_ADMIN": {"bpf", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
+		"lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree", "perf_event_open",
+		"quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "syslog", "umount",
+		"umount2", "unshare"},
+	"CAP_SYS_BOOT":       {"reboot"},
+	"CAP_SYS_MODULE":     {"delete_module", "init_module", "finit_module"},
+	"CAP_SYS_PACCT":      {"acct"},
+	"CAP_SYS_PTRACE":     {"kcmp", "pidfd_getfd", "process_madvise"},
+	"CAP_SYS_RAWIO":      {"iopl", "ioperm"},
+	"CAP_SYS_TIME":       {"settimeofday", "stime", "clock_settime", "clock_settime64"},
+	"CAP_SYS_TTY_CONFIG": {"vhangup"},
+	"CAP_SYS_NICE":       {"get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"},
+	"CAP_SYSLOG":         {"syslog"},
+	"CAP_BPF":            {"bpf"},
+	"CAP_PERFMON":        {"perf_event_open"},
+}
+
+// ProfileFor is DefaultProfile for a container whose bounding set is caps:
+// the system calls each capability needs are allowed, and with
+// CAP_SYS_ADMIN clone and clone3 take any flags (namespaces), as Docker's
+// default profile does.
+func ProfileFor(caps []string) *specs.LinuxSeccomp {
+	p := DefaultProfile()
+	var extra []string
+	sysAdmin := false
+	for _, c := range caps {
+		extra = append(extra, capSyscalls[c]...)
+		sysAdmin = sysAdmin || c == "CAP_SYS_ADMIN"
+	}
+	if sysAdmin {
+		kept := p.Syscalls[:0]
+		for _, s := range p.Syscalls {
+			if len(s.Names) == 1 && (s.Names[0] == "clone" || s.Names[0] == "clone3") {
+				continue
+			}
+			kept = append(kept, s)
+		}
+		p.Syscalls = kept
+		extra = append(extra, "clone", "clone3")
+	}
+	slices.Sort(extra)
+	if extra = slices.Compact(extra); len(extra) > 0 {
+		p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{Names: extra, Action: specs.ActAllow})
+	}
+	return p
 }

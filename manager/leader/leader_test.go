@@ -217,8 +217,8 @@ func TestUnplaceableTasksKeepTheSchedulerReason(t *testing.T) {
 		for _, tk := range tasks {
 			st := tk.GetStatus()
 			if st.GetState() != api.TaskState_PENDING || tk.GetNodeId() != "" ||
-				!strings.Contains(st.GetMessage(), "no suitable node") || !strings.Contains(st.GetMessage(), "constraints") {
-				return false, fmt.Sprintf("%s %s %q", tk.GetId(), st.GetState(), st.GetMessage())
+				!strings.Contains(st.GetErr(), "no suitable node") || !strings.Contains(st.GetErr(), "constraints") || st.GetMessage() != PendingMessage {
+				return false, fmt.Sprintf("%s %s %q %q", tk.GetId(), st.GetState(), st.GetMessage(), st.GetErr())
 			}
 			versions[tk.GetId()] = tk.GetMeta().GetVersion()
 		}
@@ -230,7 +230,7 @@ func TestUnplaceableTasksKeepTheSchedulerReason(t *testing.T) {
 	eventually(t, 5*time.Second, func() (bool, string) {
 		versions = map[string]uint64{}
 		for _, tk := range tasksOf(s, svc) {
-			if m := tk.GetStatus().GetMessage(); !strings.Contains(m, "on 6 nodes") {
+			if m := tk.GetStatus().GetErr(); !strings.Contains(m, "on 6 nodes") {
 				return false, m
 			}
 			versions[tk.GetId()] = tk.GetMeta().GetVersion()
@@ -246,7 +246,7 @@ func TestUnplaceableTasksKeepTheSchedulerReason(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	for _, tk := range tasksOf(s, svc) {
 		if tk.GetMeta().GetVersion() != versions[tk.GetId()] {
-			t.Errorf("task %s rewritten with the same reason %q", tk.GetId(), tk.GetStatus().GetMessage())
+			t.Errorf("task %s rewritten with the same reason %q", tk.GetId(), tk.GetStatus().GetErr())
 		}
 	}
 

@@ -14,6 +14,10 @@ import (
 // AssignedMessage is the status message of a task the scheduler placed.
 const AssignedMessage = "scheduler assigned task to node"
 
+// PendingMessage is the status message of a task no node can take; the
+// reason is in its Err, as Swarm puts it.
+const PendingMessage = "pending task scheduling"
+
 // waitsForScheduler reports whether t is the scheduler's to place: not yet
 // assigned (NEW or PENDING) and wanted (desired READY or RUNNING). NEW is
 // taken too because nothing moves tasks to PENDING yet: once an allocator
@@ -102,6 +106,7 @@ func (s *schedulerLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
 		var (
 			state = api.TaskState_PENDING
 			msg   string
+			err   string
 			node  = t.GetNodeId()
 		)
 		if n, ok := res.Decisions[t.GetId()]; ok {
@@ -110,10 +115,12 @@ func (s *schedulerLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
 			// Only a new reason is written: rewriting the same message on
 			// every pass would turn each unrelated change into a write of
 			// every unplaceable task.
-			if t.GetStatus().GetState() == api.TaskState_PENDING && t.GetStatus().GetMessage() == reason {
+			if t.GetStatus().GetState() == api.TaskState_PENDING && t.GetStatus().GetErr() == reason {
 				continue
 			}
-			msg = reason
+			// As Swarm: the reason is the task's error (docker service
+			// ps's ERROR column), the message says what it waits for.
+			msg, err = PendingMessage, reason
 		} else {
 			continue
 		}
@@ -123,7 +130,7 @@ func (s *schedulerLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
 		if t.GetStatus() != nil {
 			st = proto.Clone(t.GetStatus()).(*api.TaskStatus)
 		}
-		st.State, st.Message, st.Timestamp = state, msg, now
+		st.State, st.Message, st.Err, st.Timestamp = state, msg, err, now
 		nt.Status = st
 		ops = append(ops, op{update: nt})
 	}

@@ -1,0 +1,37 @@
+// Package initsig catches the signals of the --init process (mode
+// "container-init") from the start of the program: its init function runs
+// as soon as os/signal is ready, long before the rest of the binary's
+// packages are initialised. Without it a signal that arrives meanwhile (a
+// `stop` right after `run -d`) reaches the Go runtime's default handler,
+// which, as PID 1 of a pid namespace, cannot die from it and exits 2.
+package initsig
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Arg is the first argument of the --init mode.
+const Arg = "container-init"
+
+// Forwarded are the signals the init passes on to its command: every one a
+// user or `stop` sends, not those the Go runtime uses itself (SIGURG,
+// SIGPIPE) nor SIGCHLD, which is the init's own.
+var Forwarded = []os.Signal{
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGUSR1,
+	syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTSTP,
+	syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPWR, syscall.SIGXCPU, syscall.SIGVTALRM, syscall.SIGPROF,
+}
+
+// C receives the forwarded signals and SIGCHLD when this process is the
+// --init, from program start; nil otherwise.
+var C chan os.Signal
+
+func init() {
+	if len(os.Args) < 2 || os.Args[1] != Arg {
+		return
+	}
+	C = make(chan os.Signal, 64)
+	signal.Notify(C, append([]os.Signal{syscall.SIGCHLD}, Forwarded...)...)
+}

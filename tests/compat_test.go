@@ -1,0 +1,175 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/shoal-project/shoal/tests/harness"
+)
+
+// dockerCLI is the real docker client driving d, or a skip when it is not
+// installed.
+func dockerCLI(t *testing.T, d *harness.Daemon) func(args ...string) harness.Result {
+	t.Helper()
+	const docker = "/usr/local/bin/docker"
+	if _, err := os.Stat(docker); err != nil {
+		t.Skip("no docker CLI at " + docker)
+	}
+	return (&harness.Daemon{Bin: docker, Socket: d.Socket}).Run
+}
+
+// dockerPy runs a python3 script with docker-py's client as `c`, connected
+// to d, and returns its output.
+func dockerPy(t *testing.T, d *harness.Daemon, script string) string {
+	t.Helper()
+	if exec.Command("python3", "-c", "import docker").Run() != nil {
+		t.Skip("no docker-py (apt-get install python3-docker)")
+	}
+	prog := "import docker\nc = docker.DockerClient(base_url='unix://" + d.Socket + "')\n" + script
+	out, err := exec.Command("python3", "-c", prog).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-py: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestCompatDockerClients drives the daemon with the docker CLI and
+// docker-py over the defects found with real clients (issue 10, item 8).
+func TestCompatDockerClients(t *testing.T) {
+	d := engine(t)
+	docker := dockerCLI(t, d)
+
+	t.Run("env without =", func(t *testing.T) {
+		// The docker CLI resolves a bare name itself; docker-py and the API
+		// pass it through, and dockerd then removes the name (here the
+		// image's PATH and an earlier entry).
+		got := dockerPy(t, d, `print(c.containers.run('busybox', ['env'], environment=['FOO=1', 'BAR=2', 'BAR', 'PATH', 'UNSET'], remove=True).decode().strip())`)
+		env := strings.Fields(got)
+		for _, want := range []string{"FOO=1", "HOSTNAME="} {
+			if !strings.Contains(got, want) {
+				t.Fatalf("env FOO=1 BAR=2 BAR PATH UNSET: no %s in %q", want, env)
+			}
+		}
+		for _, gone := range []string{"BAR", "PATH", "UNSET"} {
+			if strings.Contains(got, gone) {
+				t.Fatalf("env FOO=1 BAR=2 BAR PATH UNSET: %s is set: %q", gone, env)
+			}
+		}
+	})
+	t.Run("group add", func(t *testing.T) {
+		got := dockerPy(t, d, `print(c.containers.run('busybox', ['id', '-G'], group_add=['2345', 'nogroup'], remove=True).decode().strip())`)
+		if got != "0 2345 65534" {
+			t.Fatalf("group_add 2345 nogroup: id -G %q", got)
+		}
+	})
+	t.Run("log config type", func(t *testing.T) {
+		r := docker("create", "--name", "logtype", "busybox", "true")
+		if r.Code != 0 {
+			t.Fatalf("docker create: %s", r)
+		}
+		defer d.Run("rm", "-f", "logtype")
+		if r := docker("inspect", "--format", "{{.HostConfig.LogConfig.Type}} {{json .HostConfig.LogConfig.Config}}", "logtype"); strings.TrimSpace(r.Stdout) != "json-file {}" {
+			t.Fatalf("HostConfig.LogConfig.Type: %s", r)
+		}
+	})
+	t.Run("cp of the /etc files", func(t *testing.T) {
+		// /etc/hostname and /etc/hosts are the container's own files
+		// mounted over the image's; cp reads them, not the empty targets.
+		if r := docker("run", "-d", "--name", "etccp", "--hostname", "cphost", "--add-host", "cpdb:10.7.7.7", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("docker run: %s", r)
+		}
+		defer d.Run("rm", "-f", "etccp")
+		if r := docker("cp", "etccp:/etc/hostname", "-"); r.Code != 0 || !strings.Contains(r.Stdout, "cphost\n") {
+			t.Fatalf("docker cp etccp:/etc/hostname -: %s", r)
+		}
+		got := dockerPy(t, d, `import io, tarfile
+bits, stat = c.containers.get('etccp').get_archive('/etc/hosts')
+t = tarfile.open(fileobj=io.BytesIO(b''.join(bits)))
+print(stat['size'] > 0, t.extractfile(t.getmembers()[0]).read().decode())`)
+		if !strings.HasPrefix(got, "True") || !strings.Contains(got, "10.7.7.7\tcpdb") {
+			t.Fatalf("docker-py get_archive /etc/hosts: %q", got)
+		}
+	})
+	t.Run("ps -s", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "sized", "busybox", "sh", "-c", "dd if=/dev/zero of=/big bs=1024 count=1024 2>/dev/null; sleep 100"); r.Code != 0 {
+			t.Fatalf("docker run: %s", r)
+		}
+		defer d.Run("rm", "-f", "sized")
+		waitFor(t, "docker ps -s to count the 1 MiB file", func() bool {
+			r := docker("ps", "-s", "--filter", "name=sized", "--format", "{{.Size}}")
+			return strings.HasPrefix(r.Stdout, "1.05MB (virtual ")
+		})
+		if r := docker("inspect", "--size", "--format", "{{.SizeRw}}", "sized"); strings.TrimSpace(r.Stdout) != "1048576" {
+			t.Fatalf("docker inspect --size: %s", r)
+		}
+	})
+	t.Run("docker-py run options", func(t *testing.T) {
+		got := dockerPy(t, d, `print(c.containers.run('busybox', ['sh', '-c', 'grep -h -e pyhost -e nameserver /etc/hosts /etc/resolv.conf; grep CapEff /proc/self/status; cat /proc/1/cmdline | tr "\\0" " "'],
+    remove=True, init=True, cap_add=['NET_ADMIN'], cap_drop=['CHOWN'], dns=['192.0.2.9'], extra_hosts={'pyhost': '10.3.3.3'},
+    security_opt=['no-new-privileges'], read_only=True, stop_signal='SIGUSR1').decode())`)
+		for _, want := range []string{"10.3.3.3\tpyhost", "nameserver 192.0.2.9", "CapEff:\t00000000a80435fa", "/dev/init container-init -- sh -c"} {
+			if !strings.Contains(got, want) {
+				t.Fatalf("docker-py run with init, cap_add, cap_drop, dns, extra_hosts: no %q in\n%s", want, got)
+			}
+		}
+	})
+	t.Run("remove link=False", func(t *testing.T) {
+		// docker-py sends ?v=False&link=False&force=False.
+		got := dockerPy(t, d, `ct = c.containers.create('busybox', 'true', name='pyrm')
+ct.remove()
+print(len(c.containers.list(all=True, filters={'name': 'pyrm'})))`)
+		if got != "0" {
+			t.Fatalf("containers after remove: %s", got)
+		}
+	})
+	t.Run("exit code after kill", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "killed", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("docker run -d: %s", r)
+		}
+		defer d.Run("rm", "-f", "killed")
+		if r := docker("kill", "killed"); r.Code != 0 {
+			t.Fatalf("docker kill: %s", r)
+		}
+		if r := docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "killed"); strings.TrimSpace(r.Stdout) != "exited 137" {
+			t.Fatalf("right after kill: %s, want exited 137", r)
+		}
+		got := dockerPy(t, d, `ct = c.containers.run('busybox', ['sleep', '100'], detach=True, name='pykilled')
+ct.kill()
+ct.reload()
+print(ct.attrs['State']['ExitCode'])
+ct.remove(force=True)`)
+		if got != "137" {
+			t.Fatalf("docker-py: exit code right after kill: %s", got)
+		}
+	})
+}
+
+// TestCompatServicePs drives service ls and service ps of a one-manager
+// swarm with the docker CLI: a task no node can take shows its reason in the
+// ERROR column (Swarm's Status.Err), and a running service shows 1/1.
+func TestCompatServicePs(t *testing.T) {
+	c := newSwarm(t, 1, 0)
+	h := c.Hosts[0]
+	docker := dockerCLI(t, h.Daemon)
+	if r := docker("service", "create", "-d", "--name", "nowhere", "--constraint", "node.labels.zone==mars", "busybox", "sleep", "1000"); r.Code != 0 {
+		t.Fatalf("docker service create: %s", r)
+	}
+	if r := docker("service", "create", "-d", "--name", "here", "busybox", "sleep", "1000"); r.Code != 0 {
+		t.Fatalf("docker service create: %s", r)
+	}
+	var last harness.Result
+	waitFor(t, "the pending task's error in docker service ps", func() bool {
+		last = docker("service", "ps", "--no-trunc", "--format", "{{.CurrentState}}|{{.Error}}", "nowhere")
+		return strings.HasPrefix(last.Stdout, "Pending") && strings.Contains(last.Stdout, `|"no suitable node (scheduling constraints not satisfied on 1 node)"`)
+	})
+	waitFor(t, "docker service ls to show here 1/1", func() bool {
+		last = docker("service", "ls", "--format", "{{.Name}} {{.Replicas}}")
+		return strings.Contains(last.Stdout, "here 1/1") && strings.Contains(last.Stdout, "nowhere 0/1")
+	})
+	r := docker("service", "ps", "here")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "here.1") || !strings.Contains(r.Stdout, "Running") {
+		t.Fatalf("docker service ps here: %s", r)
+	}
+}
