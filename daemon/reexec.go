@@ -5,6 +5,11 @@ import (
 	"github.com/shoal-project/shoal/containerd/ocicli"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
+
+	// The init and the shim start from these packages' init functions,
+	// before the packages they do not need are initialized.
+	_ "github.com/shoal-project/shoal/containerd/runtime/initmain"
+	_ "github.com/shoal-project/shoal/containerd/shim/shimmain"
 )
 
 // Reexec runs the entry points that are not client commands: the container
