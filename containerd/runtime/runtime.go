@@ -38,6 +38,10 @@ var (
 	ErrExecPermission = errors.New("permission denied")
 )
 
+// DefaultRoot is where `shoal runtime` keeps container state unless --root
+// says otherwise.
+const DefaultRoot = "/run/shoal/runtime"
+
 // Runtime manages the containers whose state lives under one directory.
 type Runtime struct {
 	root string
