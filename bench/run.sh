@@ -8,8 +8,8 @@
 #   parallel (100 x run -d), rss, import, scheduler, scale, swarm, cluster; none
 #   given means all, in that order.
 #   BENCH_N (50) runs per median; BENCH_PARALLEL (100) containers started at once;
-#   BENCH_DIR, BENCH_BRIDGE, BENCH_CGROUP name what it makes (so that two runs
-#   on one machine do not collide).
+#   BENCH_DIR, BENCH_BRIDGE, BENCH_CGROUP, BENCH_BIP name what it makes (so that
+#   two runs on one machine do not collide).
 set -euo pipefail
 BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
 shift
@@ -24,6 +24,7 @@ P=${BENCH_PARALLEL:-100}
 DIR=${BENCH_DIR:-/tmp/shoal-bench}
 BRIDGE=${BENCH_BRIDGE:-shoalbench0}
 CGP=${BENCH_CGROUP:-shoal-bench}
+BIP=${BENCH_BIP:-198.19.251.1/24}
 SOCK=$DIR/exec/shoal.sock
 sh_() { "$BIN" -H "unix://$SOCK" "$@"; }
 CT=${BRIDGE}ct   # crun/runc container ids: $CT, $CT-1..$CT-$P
@@ -98,9 +99,10 @@ grep -q '"/bin/true"' "$DIR/bundle/config.json" || { echo "could not write the b
 
 if want lifecycle || want cpu || want parallel || want rss || want import; then
   "$BIN" daemon --data-root "$DIR/data" --exec-root "$DIR/exec" -H "unix://$SOCK" \
-    --cgroup-parent "$CGP" --bridge-name "$BRIDGE" --bip 198.19.251.1/24 >"$DIR/daemon.log" 2>&1 &
+    --cgroup-parent "$CGP" --bridge-name "$BRIDGE" --bip "$BIP" >"$DIR/daemon.log" 2>&1 &
   DPID=$!
   for _ in $(seq 200); do sh_ version >/dev/null 2>&1 && break; sleep 0.05; done
+  sh_ version >/dev/null 2>&1 || { echo "the daemon did not start:" >&2; tail -n 5 "$DIR/daemon.log" >&2; exit 1; }
   sleep 1
   RSS_IDLE=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
   sh_ import "$DIR/busybox.tar" busybox:latest >/dev/null
