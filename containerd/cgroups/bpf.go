@@ -149,10 +149,12 @@ func loadDeviceProgram(insns []bpfInsn) (int, error) {
 	if err != nil && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES)) {
 		log := make([]byte, 64<<10)
 		attr.logLevel, attr.logSize, attr.logBuf = 1, uint32(len(log)), uint64(uintptr(unsafe.Pointer(&log[0])))
-		if _, err2 := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err2 != nil {
-			if n := bytes.IndexByte(log, 0); n > 0 {
-				err = fmt.Errorf("%w: verifier: %s", err, bytes.TrimSpace(log[:n]))
-			}
+		fd2, err2 := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+		switch n := bytes.IndexByte(log, 0); {
+		case err2 == nil: // loaded after all
+			fd, err = fd2, nil
+		case n > 0:
+			err = fmt.Errorf("%w: verifier: %s", err, bytes.TrimSpace(log[:n]))
 		}
 		goruntime.KeepAlive(log)
 	}

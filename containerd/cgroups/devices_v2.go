@@ -26,7 +26,7 @@ import (
 // The program is assembled and loaded with the bpf(2) system call directly
 // (bpf.go), not with a BPF library: this package is imported by the
 // container init, whose start must not initialize such a library's
-// dependencies (see package reexec).
+// dependencies (see package runtime/initmain).
 
 // Access bits of struct bpf_cgroup_dev_ctx.access_type (upper 16 bits).
 const (
