@@ -2,26 +2,50 @@
 # make bench: shoal's figures beside the anchors, measured in the same run on this
 # machine, printed as ratios. It never fails on speed; it fails only if something
 # it measures does not work.
+#
+# usage: bench/run.sh path/to/shoal [SECTION...]
+#   SECTION: lifecycle (run/anchor medians), cpu (CPU time per container start),
+#   parallel (100 x run -d), rss, import, scheduler, scale, swarm, cluster; none
+#   given means all, in that order.
+#   BENCH_N (50) runs per median; BENCH_PARALLEL (100) containers started at once;
+#   BENCH_DIR, BENCH_BRIDGE, BENCH_CGROUP, BENCH_BIP name what it makes (so that
+#   two runs on one machine do not collide).
 set -euo pipefail
-BIN=${1:?usage: run.sh path/to/shoal}
+BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
+shift
+SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm cluster} "
+want() { [[ $SECTIONS == *" $1 "* ]]; }
+for s in $SECTIONS; do
+  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | cluster) ;;
+  *) echo "run.sh: unknown section $s" >&2; exit 2 ;; esac
+done
 N=${BENCH_N:-50}
-DIR=/tmp/shoal-bench
+P=${BENCH_PARALLEL:-100}
+DIR=${BENCH_DIR:-/tmp/shoal-bench}
+BRIDGE=${BENCH_BRIDGE:-shoalbench0}
+CGP=${BENCH_CGROUP:-shoal-bench}
+BIP=${BENCH_BIP:-198.19.251.1/24}
 SOCK=$DIR/exec/shoal.sock
 sh_() { "$BIN" -H "unix://$SOCK" "$@"; }
+CT=${BRIDGE}ct   # crun/runc container ids: $CT, $CT-1..$CT-$P
 
 cleanup() {
   set +e
   if [ -S "$SOCK" ]; then ids=$(sh_ ps -aq 2>/dev/null); [ -n "$ids" ] && sh_ rm -f $ids >/dev/null 2>&1; fi
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-  for rt in crun runc; do $rt delete -f benchct >/dev/null 2>&1; done
+  for rt in crun runc; do
+    $rt list -q 2>/dev/null | grep -x -- "$CT\(-[0-9]*\)\{0,1\}" | while read -r id; do $rt delete -f "$id" >/dev/null 2>&1; done
+  done
   grep -o "$DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  ip link del shoalbench0 2>/dev/null
+  ip link del "$BRIDGE" 2>/dev/null
   for t in iptables iptables-legacy; do
     command -v $t >/dev/null || continue
-    $t -S FORWARD 2>/dev/null | grep -- 'shoalbench0' | sed 's/^-A/-D/' | while read -r rule; do eval "$t $rule"; done
+    $t -S FORWARD 2>/dev/null | grep -- "$BRIDGE" | sed 's/^-A/-D/' | while read -r rule; do eval "$t $rule"; done
   done
-  nft list tables 2>/dev/null | awk '/shoalbench0/ {print $2, $3}' | while read -r fam name; do nft delete table "$fam" "$name"; done
-  for c in /sys/fs/cgroup/*/shoal-bench; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+  nft list tables 2>/dev/null | awk -v b="$BRIDGE" '$0 ~ b {print $2, $3}' | while read -r fam name; do nft delete table "$fam" "$name"; done
+  for c in /sys/fs/cgroup/*/"$CGP"; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+  # crun's and runc's containers of the parallel run (cgroups named after their ids).
+  for c in /sys/fs/cgroup/*/"$CT"-* /sys/fs/cgroup/*/"$CT"; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   # `shoal runtime run` puts its container under the default parent /shoal
   # and leaves that parent behind; rmdir removes it only while it is empty.
   for c in /sys/fs/cgroup/*/shoal /sys/fs/cgroup/shoal; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
@@ -38,8 +62,27 @@ median_ms() { N=$N bash -c "$TIMELOOP" timeloop "$@" | median; }
 # crun 1.8 refuses hybrid cgroups when the v2 hierarchy holds a controller
 # (hugetlb, here): it runs in a private mount namespace without the unified
 # mount, which it then sees as plain cgroup v1, as our runtime uses it.
-median_ms_v1only() { N=$N unshare -m --propagation private bash -c "umount /sys/fs/cgroup/unified 2>/dev/null; $TIMELOOP" timeloop "$@" | median; }
+V1ONLY='umount /sys/fs/cgroup/unified 2>/dev/null;'
+median_ms_v1only() { N=$N unshare -m --propagation private bash -c "$V1ONLY $TIMELOOP" timeloop "$@" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a/b }'; }
+
+# CPU time (user+sys, ms) per run of a command run N times: getrusage of the
+# loop's children, so every process involved that is reaped within it counts
+# (the runtime, its init, the container's process). With a daemon pid as
+# well, the daemon's own CPU and that of the children it reaped (shims and,
+# through them, inits) during the loop is added.
+CPULOOP='TIMEFORMAT="%3U %3S"; { time (for _ in $(seq "$N"); do "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; exit 1; }; done) ; } 2>&1 | tail -n 1'
+proc_cpu() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }  # clock ticks
+cpu_ms() { # [-v1only] [-daemon PID] CMD...
+  local pre="" dpid="" d0=0 d1=0 out
+  [ "$1" = -v1only ] && { pre=$V1ONLY; shift; }
+  [ "$1" = -daemon ] && { dpid=$2; shift 2; }
+  [ -n "$dpid" ] && d0=$(proc_cpu "$dpid")
+  if [ -n "$pre" ]; then out=$(N=$N unshare -m --propagation private bash -c "$pre $CPULOOP" cpuloop "$@")
+  else out=$(N=$N bash -c "$CPULOOP" cpuloop "$@"); fi
+  [ -n "$dpid" ] && d1=$(proc_cpu "$dpid")
+  echo "$out" | awk -v n="$N" -v dt=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" '{printf "%.1f", (($1 + $2) * 1000 + dt * 1000 / hz) / n}'
+}
 
 # The same busybox rootfs for everyone.
 ROOT=$DIR/bundle/rootfs
@@ -54,65 +97,124 @@ tar --numeric-owner -C "$ROOT" -cf "$DIR/busybox.tar" .
 ( cd "$DIR/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' config.json )
 grep -q '"/bin/true"' "$DIR/bundle/config.json" || { echo "could not write the bundle's args" >&2; exit 1; }
 
-echo "== container lifecycle, median of $N (ms)"
-CRUN=$(median_ms_v1only crun run --bundle "$DIR/bundle" benchct)
-RUNC=$(median_ms runc run --bundle "$DIR/bundle" benchct)
-OURRT=$(median_ms "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" benchct)
+if want lifecycle || want cpu || want parallel || want rss || want import || want stats; then
+  "$BIN" daemon --data-root "$DIR/data" --exec-root "$DIR/exec" -H "unix://$SOCK" \
+    --cgroup-parent "$CGP" --bridge-name "$BRIDGE" --bip "$BIP" >"$DIR/daemon.log" 2>&1 &
+  DPID=$!
+  for _ in $(seq 200); do sh_ version >/dev/null 2>&1 && break; sleep 0.05; done
+  sh_ version >/dev/null 2>&1 || { echo "the daemon did not start:" >&2; tail -n 5 "$DIR/daemon.log" >&2; exit 1; }
+  sleep 1
+  RSS_IDLE=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
+  sh_ import "$DIR/busybox.tar" busybox:latest >/dev/null
+  sh_ run --rm --network none busybox /bin/true >/dev/null   # warm: first layer use
+fi
+SHX=("$BIN" -H "unix://$SOCK")
+RUNRM=("${SHX[@]}" run --rm --network none busybox /bin/true)
 
-"$BIN" daemon --data-root "$DIR/data" --exec-root "$DIR/exec" -H "unix://$SOCK" \
-  --cgroup-parent shoal-bench --bridge-name shoalbench0 --bip 198.19.251.1/24 >"$DIR/daemon.log" 2>&1 &
-DPID=$!
-for _ in $(seq 200); do sh_ version >/dev/null 2>&1 && break; sleep 0.05; done
-sleep 1
-RSS_IDLE=$(awk '/VmRSS/ {print $2}' /proc/$DPID/status)
-sh_ import "$DIR/busybox.tar" busybox:latest >/dev/null
-sh_ run --rm --network none busybox /bin/true >/dev/null   # warm: first layer use
-SHOAL=$(median_ms "$BIN" -H "unix://$SOCK" run --rm --network none busybox /bin/true)
+if want lifecycle; then
+  echo "== container lifecycle, median of $N (ms)"
+  CRUN=$(median_ms_v1only crun run --bundle "$DIR/bundle" "$CT")
+  RUNC=$(median_ms runc run --bundle "$DIR/bundle" "$CT")
+  OURRT=$(median_ms "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" "$CT")
+  SHOAL=$(median_ms "${RUNRM[@]}")
+  printf '%-58s %9s ms\n' "crun run /bin/true (anchor)" "$CRUN"
+  printf '%-58s %9s ms\n' "runc run /bin/true (anchor)" "$RUNC"
+  printf '%-58s %9s ms   %s of crun, %s of runc; target <= 1.0x crun\n' "shoal runtime run /bin/true (our OCI runtime)" "$OURRT" "$(ratio "$OURRT" "$CRUN")" "$(ratio "$OURRT" "$RUNC")"
+  printf '%-58s %9s ms   %s of crun, %s of runc; target <= 1.5x crun\n' "shoal run --rm --network none busybox /bin/true (daemon)" "$SHOAL" "$(ratio "$SHOAL" "$CRUN")" "$(ratio "$SHOAL" "$RUNC")"
+fi
 
-printf '%-58s %9s ms\n' "crun run /bin/true (anchor)" "$CRUN"
-printf '%-58s %9s ms\n' "runc run /bin/true (anchor)" "$RUNC"
-printf '%-58s %9s ms   %s of crun, %s of runc\n' "shoal runtime run /bin/true (our OCI runtime)" "$OURRT" "$(ratio "$OURRT" "$CRUN")" "$(ratio "$OURRT" "$RUNC")"
-printf '%-58s %9s ms   %s of crun, %s of runc\n' "shoal run --rm --network none busybox /bin/true (daemon)" "$SHOAL" "$(ratio "$SHOAL" "$CRUN")" "$(ratio "$SHOAL" "$RUNC")"
+if want cpu; then
+  echo "== CPU time per container start, user+sys of every process involved, mean of $N (ms)"
+  C_CRUN=$(cpu_ms -v1only crun run --bundle "$DIR/bundle" "$CT")
+  C_RUNC=$(cpu_ms runc run --bundle "$DIR/bundle" "$CT")
+  C_OURRT=$(cpu_ms "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" "$CT")
+  C_SHOAL=$(cpu_ms -daemon "$DPID" "${RUNRM[@]}")
+  C_CLI=$(cpu_ms "${SHX[@]}" version)
+  printf '%-58s %9s ms\n' "crun run /bin/true (anchor)" "$C_CRUN"
+  printf '%-58s %9s ms\n' "runc run /bin/true (anchor)" "$C_RUNC"
+  printf '%-58s %9s ms   %s of crun\n' "shoal runtime run /bin/true" "$C_OURRT" "$(ratio "$C_OURRT" "$C_CRUN")"
+  printf '%-58s %9s ms   %s of crun; target < 15 ms (CLI + daemon + shim + init)\n' "shoal run --rm --network none busybox /bin/true" "$C_SHOAL" "$(ratio "$C_SHOAL" "$C_CRUN")"
+  printf '%-58s %9s ms   (the CLI process alone, part of the line above)\n' "shoal version (client)" "$C_CLI"
+fi
 
-echo "== daemon idle RSS"
-printf '%-58s %9s MB   target < 30 MB; dockerd idle RSS: measured in this run, swarm section below\n' "shoal daemon idle RSS" "$(awk -v k="$RSS_IDLE" 'BEGIN{printf "%.1f", k/1024}')"
+if want parallel; then
+  echo "== $P containers started at once (/bin/true, detached), containers/s"
+  # Every client at once; the time is until the last has returned (its
+  # container started). The containers are removed afterwards, untimed.
+  par_s() { # [-v1only] SNIPPET: a command in which $i is 1..P
+    local pre=""
+    [ "$1" = -v1only ] && { pre=$V1ONLY; shift; }
+    P=$P unshare -m --propagation private bash -c "$pre"'
+      s=$(date +%s%N)
+      for i in $(seq "$P"); do eval "$1" >/dev/null 2>&1 </dev/null & done
+      fail=0; for j in $(jobs -p); do wait "$j" || fail=$((fail + 1)); done
+      e=$(date +%s%N)
+      [ "$fail" = 0 ] || { echo "FAILED: $fail of $P: $1" >&2; exit 1; }
+      awk -v p="$P" -v ns=$((e - s)) "BEGIN {printf \"%.1f\", p / (ns / 1e9)}"' parloop "$1"
+  }
+  P_CRUN=$(par_s -v1only "crun run -d --bundle '$DIR/bundle' '$CT'-\$i")
+  for i in $(seq "$P"); do crun delete -f "$CT-$i" >/dev/null 2>&1; done
+  P_SHOAL=$(par_s "'$BIN' -H 'unix://$SOCK' run -d --name '$CT'-\$i --network none busybox /bin/true")
+  ids=$(sh_ ps -aq); [ -n "$ids" ] && sh_ rm -f $ids >/dev/null
+  printf '%-58s %9s /s\n' "crun run -d x $P (anchor)" "$P_CRUN"
+  printf '%-58s %9s /s   %s of crun\n' "shoal run -d --network none busybox /bin/true x $P" "$P_SHOAL" "$(ratio "$P_SHOAL" "$P_CRUN")"
+fi
 
-echo "== import of a 50 MB rootfs"
-BIG=$DIR/big
-cp -a "$ROOT" "$BIG"
-head -c 48000000 /dev/urandom > "$BIG/blob"
-tar --numeric-owner -C "$BIG" -cf "$DIR/big.tar" .
-s=$(date +%s%N); sh_ import "$DIR/big.tar" big:latest >/dev/null; e=$(date +%s%N)
-IMP=$(( (e - s) / 1000000 ))
-s=$(date +%s%N); mkdir -p "$DIR/untar" && tar -C "$DIR/untar" -xf "$DIR/big.tar" && sync -f "$DIR/untar"; e=$(date +%s%N)
-UNTAR=$(( (e - s) / 1000000 ))
-printf '%-58s %9s ms\n' "tar -x + sync of the same archive (anchor)" "$UNTAR"
-printf '%-58s %9s ms   %s of tar -x\n' "shoal import 50 MB rootfs" "$IMP" "$(ratio "$IMP" "$UNTAR")"
+if want rss; then
+  echo "== daemon idle RSS"
+  printf '%-58s %9s MB   target < 30 MB; dockerd idle RSS: measured in this run, swarm section below\n' "shoal daemon idle RSS" "$(awk -v k="$RSS_IDLE" 'BEGIN{printf "%.1f", k/1024}')"
+fi
 
-echo "== stats overhead with ${BENCH_STATS_N:-100} running containers (bench/stats.sh)"
-bash "$(dirname "$0")/stats.sh" "$BIN" "$SOCK" "$DPID"
+if want stats; then
+  echo "== stats overhead with ${BENCH_STATS_N:-100} running containers (bench/stats.sh)"
+  bash "$(dirname "$0")/stats.sh" "$BIN" "$SOCK" "$DPID"
+fi
 
-echo "== scheduler alone: 100,000 tasks onto 10,000 nodes, one pass"
-SCHED=$(go test -run '^$' -bench 'BenchmarkSchedule100kOn10k$' -benchtime 3x ./scheduler/ 2>/dev/null | awk '/^BenchmarkSchedule100kOn10k/ {printf "%.0f", $3/1e6}')
-printf '%-58s %9s ms   target < 1000 ms; Nomad C1M placed ~3,750 containers/s cluster-wide\n' "scheduler.Schedule 100k tasks / 10k nodes" "${SCHED:-?}"
-echo "== 3 managers (in-process raft, mTLS) + simulated nodes (manager/scale_bench_test.go)"
-# SHOAL_SCALE_NODES / SHOAL_SCALE_TASKS (default 1,000 / 100,000) make it smaller on a small machine.
-SCALE_OUT=$DIR/scale-bench.txt
-if ! SHOAL_SCALE_BENCH=1 go test -count=1 -run '^TestScaleBench$' -v -timeout 30m ./manager/ >"$SCALE_OUT" 2>&1; then
+if want import; then
+  echo "== import of a 50 MB rootfs"
+  BIG=$DIR/big
+  cp -a "$ROOT" "$BIG"
+  head -c 48000000 /dev/urandom > "$BIG/blob"
+  tar --numeric-owner -C "$BIG" -cf "$DIR/big.tar" .
+  s=$(date +%s%N); sh_ import "$DIR/big.tar" big:latest >/dev/null; e=$(date +%s%N)
+  IMP=$(( (e - s) / 1000000 ))
+  s=$(date +%s%N); mkdir -p "$DIR/untar" && tar -C "$DIR/untar" -xf "$DIR/big.tar" && sync -f "$DIR/untar"; e=$(date +%s%N)
+  UNTAR=$(( (e - s) / 1000000 ))
+  printf '%-58s %9s ms\n' "tar -x + sync of the same archive (anchor)" "$UNTAR"
+  printf '%-58s %9s ms   %s of tar -x\n' "shoal import 50 MB rootfs" "$IMP" "$(ratio "$IMP" "$UNTAR")"
+fi
+
+if want scheduler; then
+  echo "== scheduler alone: 100,000 tasks onto 10,000 nodes, one pass"
+  SCHED=$(go test -run '^$' -bench 'BenchmarkSchedule100kOn10k$' -benchtime 3x ./scheduler/ 2>/dev/null | awk '/^BenchmarkSchedule100kOn10k/ {printf "%.0f", $3/1e6}')
+  printf '%-58s %9s ms   target < 1000 ms; Nomad C1M placed ~3,750 containers/s cluster-wide\n' "scheduler.Schedule 100k tasks / 10k nodes" "${SCHED:-?}"
+fi
+
+if want scale; then
+  echo "== 3 managers (in-process raft, mTLS) + simulated nodes (manager/scale_bench_test.go)"
+  # SHOAL_SCALE_NODES / SHOAL_SCALE_TASKS (default 1,000 / 100,000) make it smaller on a small machine.
+  SCALE_OUT=$DIR/scale-bench.txt
+  if ! SHOAL_SCALE_BENCH=1 go test -count=1 -run '^TestScaleBench$' -v -timeout 30m ./manager/ >"$SCALE_OUT" 2>&1; then
+    grep '^scale: ' "$SCALE_OUT" | sed 's/^scale: //'
+    echo "scale benchmark FAILED; the end of its output:" >&2
+    tail -n 40 "$SCALE_OUT" >&2
+    exit 1
+  fi
   grep '^scale: ' "$SCALE_OUT" | sed 's/^scale: //'
-  echo "scale benchmark FAILED; the end of its output:" >&2
-  tail -n 40 "$SCALE_OUT" >&2
-  exit 1
 fi
-grep '^scale: ' "$SCALE_OUT" | sed 's/^scale: //'
-bash "$(dirname "$0")/swarm.sh" "$BIN"   # one node: 100 replicas, then 100 -> 200, beside Docker Swarm
 
-echo "== cluster on test hosts (tests/cluster_bench_test.go; Swarm figures: DESIGN.md references, not measured here)"
-CLUSTER_OUT=$DIR/cluster-bench.txt
-if ! SHOAL_BIN=$(readlink -f "$BIN") go test -run '^$' -bench 'Cluster' -benchtime 1x -timeout 30m ./tests/ >"$CLUSTER_OUT" 2>&1; then
-  sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
-  echo "cluster benchmarks FAILED; the end of their output:" >&2
-  tail -n 80 "$CLUSTER_OUT" >&2
-  exit 1
+if want swarm; then
+  bash "$(dirname "$0")/swarm.sh" "$BIN"   # one node: 100 replicas, then 100 -> 200, beside Docker Swarm
 fi
-sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
+
+if want cluster; then
+  echo "== cluster on test hosts (tests/cluster_bench_test.go; Swarm figures: DESIGN.md references, not measured here)"
+  CLUSTER_OUT=$DIR/cluster-bench.txt
+  if ! SHOAL_BIN=$(readlink -f "$BIN") go test -run '^$' -bench 'Cluster' -benchtime 1x -timeout 30m ./tests/ >"$CLUSTER_OUT" 2>&1; then
+    sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
+    echo "cluster benchmarks FAILED; the end of their output:" >&2
+    tail -n 80 "$CLUSTER_OUT" >&2
+    exit 1
+  fi
+  sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
+fi

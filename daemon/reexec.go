@@ -5,6 +5,12 @@ import (
 	"github.com/shoal-project/shoal/containerd/ocicli"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
+
+	// The init, the shim and `runtime run` start from these packages' init
+	// functions, before the packages they do not need are initialized.
+	_ "github.com/shoal-project/shoal/containerd/ocicli/runmain"
+	_ "github.com/shoal-project/shoal/containerd/runtime/initmain"
+	_ "github.com/shoal-project/shoal/containerd/shim/shimmain"
 )
 
 // Reexec runs the entry points that are not client commands: the container

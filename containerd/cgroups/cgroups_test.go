@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -255,7 +254,7 @@ func TestV1Real(t *testing.T) {
 	check("cpuset", "cpuset.cpus", "0")
 	check("pids", "pids.max", "10")
 	check("devices", "devices.list", "c 1:3 rwm")
-	var progs []ebpf.ProgramID
+	var progs []ProgramID
 	if mode == Hybrid {
 		// The unified cgroup gets the rules as a device program too.
 		if progs, err = DeviceProgramIDs(filepath.Join(DefaultRoot, "unified", parent, "c1")); err != nil || len(progs) != 1 {

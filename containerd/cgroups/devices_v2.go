@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +22,11 @@ import (
 // then holds the only reference, the program outlives the daemon that loaded
 // it (a daemon restart must not lift a running container's rules), and it is
 // released with the cgroup when the cgroup is removed.
+//
+// The program is assembled and loaded with the bpf(2) system call directly
+// (bpf.go), not with a BPF library: this package is imported by the
+// container init, whose start must not initialize such a library's
+// dependencies (see package runtime/initmain).
 
 // Access bits of struct bpf_cgroup_dev_ctx.access_type (upper 16 bits).
 const (
@@ -51,22 +54,23 @@ const (
 // allowed, as in a v1 cgroup that was not first reset with "deny a" (an empty
 // rule list changes nothing). A type "a" rule (or no type) matches every
 // device and access, as writing "a" to devices.allow or devices.deny does.
-func deviceFilter(rules []specs.LinuxDeviceCgroup) (asm.Instructions, error) {
+func deviceFilter(rules []specs.LinuxDeviceCgroup) ([]bpfInsn, error) {
+	var p bpfProgram
 	// struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
-	insns := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // R2: device type
-		asm.And.Imm32(asm.R2, 0xFFFF),
-		asm.LoadMem(asm.R3, asm.R1, 0, asm.Word), // R3: undecided access bits
-		asm.RSh.Imm32(asm.R3, 16),
-		asm.LoadMem(asm.R4, asm.R1, 4, asm.Word), // R4: major
-		asm.LoadMem(asm.R5, asm.R1, 8, asm.Word), // R5: minor
-	}
-	verdict := func(allow bool) asm.Instructions {
+	p.emit(
+		ldxW(bpfR2, bpfR1, 0), // R2: device type
+		alu32Imm(bpfAnd, bpfR2, 0xFFFF),
+		ldxW(bpfR3, bpfR1, 0), // R3: undecided access bits
+		alu32Imm(bpfRsh, bpfR3, 16),
+		ldxW(bpfR4, bpfR1, 4), // R4: major
+		ldxW(bpfR5, bpfR1, 8), // R5: minor
+	)
+	verdict := func(allow bool) {
 		v := int32(0)
 		if allow {
 			v = 1
 		}
-		return asm.Instructions{asm.Mov.Imm32(asm.R0, v), asm.Return()}
+		p.emit(alu32Imm(bpfMov, bpfR0, v), bpfInsn{code: bpfJmp | bpfExit})
 	}
 	for i := len(rules) - 1; i >= 0; i-- {
 		r := rules[i]
@@ -78,39 +82,34 @@ func deviceFilter(rules []specs.LinuxDeviceCgroup) (asm.Instructions, error) {
 		if err != nil {
 			return nil, err
 		}
-		var block asm.Instructions
+		p.label(fmt.Sprintf("rule%d", i))
 		if typ == 0 {
 			// Matches everything: it decides every undecided bit, and the
 			// rules before it are never reached (the verifier refuses
 			// unreachable instructions, so none are emitted).
-			block = verdict(r.Allow)
-			block[0] = block[0].WithSymbol(fmt.Sprintf("rule%d", i))
-			return append(insns, block...), nil
+			verdict(r.Allow)
+			return p.assemble()
 		}
-		block = append(block, asm.JNE.Imm(asm.R2, typ, next))
+		p.jump(bpfJne, bpfR2, typ, next)
 		if n := r.Major; n != nil && *n != -1 {
-			block = append(block, asm.JNE.Imm(asm.R4, int32(*n), next))
+			p.jump(bpfJne, bpfR4, int32(*n), next)
 		}
 		if n := r.Minor; n != nil && *n != -1 {
-			block = append(block, asm.JNE.Imm(asm.R5, int32(*n), next))
+			p.jump(bpfJne, bpfR5, int32(*n), next)
 		}
 		if r.Allow {
-			block = append(block,
-				asm.And.Imm32(asm.R3, ^mask&devAccAll),
-				asm.JNE.Imm(asm.R3, 0, next))
+			p.emit(alu32Imm(bpfAnd, bpfR3, ^mask&devAccAll))
+			p.jump(bpfJne, bpfR3, 0, next)
 		} else {
-			block = append(block,
-				asm.Mov.Reg32(asm.R1, asm.R3),
-				asm.And.Imm32(asm.R1, mask),
-				asm.JEq.Imm(asm.R1, 0, next))
+			p.emit(bpfInsn{code: bpfAlu | bpfMov | bpfX, regs: bpfR1 | bpfR3<<4})
+			p.emit(alu32Imm(bpfAnd, bpfR1, mask))
+			p.jump(bpfJeq, bpfR1, 0, next)
 		}
-		block = append(block, verdict(r.Allow)...)
-		block[0] = block[0].WithSymbol(fmt.Sprintf("rule%d", i))
-		insns = append(insns, block...)
+		verdict(r.Allow)
 	}
-	def := verdict(true)
-	def[0] = def[0].WithSymbol("default")
-	return append(insns, def...), nil
+	p.label("default")
+	verdict(true)
+	return p.assemble()
 }
 
 // deviceMatch checks one rule and returns its BPF device type (0 for all
@@ -162,72 +161,62 @@ func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
 	if err != nil {
 		return err
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "shoal_devices",
-		Type:         ebpf.CGroupDevice,
-		License:      "Apache-2.0",
-		Instructions: insns,
-	})
+	prog, err := loadDeviceProgram(insns)
 	if err != nil {
 		return fmt.Errorf("%w: device rules cannot be enforced: load BPF program: %w", ErrUnavailable, err)
 	}
 	// Once attached, the cgroup holds its own reference.
-	defer prog.Close()
+	defer unix.Close(prog)
 	cg, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("cgroups: device rules: %w", err)
 	}
 	defer cg.Close()
 	fd := int(cg.Fd())
-	old, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
+	old, err := queryDevicePrograms(fd)
 	if err != nil {
 		return fmt.Errorf("%w: device rules cannot be enforced: query BPF programs of %s: %w", ErrUnavailable, dir, err)
 	}
-	if err := link.RawAttachProgram(link.RawAttachProgramOptions{
-		Target:  fd,
-		Program: prog,
-		Attach:  ebpf.AttachCGroupDevice,
-		Flags:   unix.BPF_F_ALLOW_MULTI,
-	}); err != nil {
+	if err := bpfAttach(unix.BPF_PROG_ATTACH, fd, prog, unix.BPF_F_ALLOW_MULTI); err != nil {
 		return fmt.Errorf("%w: device rules cannot be enforced: attach BPF program to %s: %w", ErrUnavailable, dir, err)
 	}
 	// The new rules are in force; the old program only narrows them.
-	for _, p := range old.Programs {
-		if err := detachProgram(fd, p.ID); err != nil {
+	for _, id := range old {
+		if err := detachProgram(fd, id); err != nil {
 			return fmt.Errorf("cgroups: detach old device program from %s: %w", dir, err)
 		}
 	}
 	return nil
 }
 
-func detachProgram(cgroupFD int, id ebpf.ProgramID) error {
-	p, err := ebpf.NewProgramFromID(id)
-	if errors.Is(err, os.ErrNotExist) {
+func detachProgram(cgroupFD int, id ProgramID) error {
+	attr := struct{ id, nextID, openFlags uint32 }{id: uint32(id)}
+	p, err := bpf(unix.BPF_PROG_GET_FD_BY_ID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	return link.RawDetachProgram(link.RawDetachProgramOptions{Target: cgroupFD, Program: p, Attach: ebpf.AttachCGroupDevice})
+	defer unix.Close(p)
+	return bpfAttach(unix.BPF_PROG_DETACH, cgroupFD, p, 0)
 }
+
+// ProgramID is the kernel's id of a BPF program.
+type ProgramID uint32
 
 // DeviceProgramIDs lists the device programs attached to the cgroup v2
 // directory dir itself (not those inherited from its ancestors), for
 // diagnostics and tests.
-func DeviceProgramIDs(dir string) ([]ebpf.ProgramID, error) {
+func DeviceProgramIDs(dir string) ([]ProgramID, error) {
 	cg, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
 	defer cg.Close()
-	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: ebpf.AttachCGroupDevice})
+	ids, err := queryDevicePrograms(int(cg.Fd()))
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: device programs of %s: %w", dir, err)
-	}
-	ids := make([]ebpf.ProgramID, 0, len(res.Programs))
-	for _, p := range res.Programs {
-		ids = append(ids, p.ID)
 	}
 	return ids, nil
 }

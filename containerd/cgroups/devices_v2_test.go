@@ -305,7 +305,7 @@ func TestV2ManagerDevices(t *testing.T) {
 		t.Errorf("through the Manager: %v", got)
 	}
 	// The control for the leak check: the program is there by its ID.
-	p, err := ebpf.NewProgramFromID(ids[0])
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(ids[0]))
 	if err != nil {
 		t.Fatalf("attached program %d not found by ID: %v", ids[0], err)
 	}
@@ -318,11 +318,11 @@ func TestV2ManagerDevices(t *testing.T) {
 
 // waitProgramGone waits for the kernel to free a program once its cgroup is
 // gone (the release runs from a workqueue after rmdir).
-func waitProgramGone(t *testing.T, id ebpf.ProgramID) {
+func waitProgramGone(t *testing.T, id ProgramID) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		p, err := ebpf.NewProgramFromID(id)
+		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
 		if errors.Is(err, os.ErrNotExist) {
 			return
 		}

@@ -25,7 +25,7 @@ import (
 )
 
 // DefaultRoot is where container state lives unless --root says otherwise.
-const DefaultRoot = "/run/shoal/runtime"
+const DefaultRoot = runtime.DefaultRoot
 
 // ExitError carries a container's exit code out of `run` and `exec`, so
 // main can exit with it (cobra would print it otherwise).

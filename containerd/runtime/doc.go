@@ -6,11 +6,13 @@
 // # Processes
 //
 // The caller (the shim, the `shoal runtime` CLI or a test) re-executes its own
-// binary as the container's init, from a sealed memfd copy (seal.go), never
-// the host's file: a container process that runs that binary (an entrypoint
-// "#!/proc/self/exe") could otherwise reopen it for writing (CVE-2019-5736).
-// The daemon seals once at start and starts shims from the copy, so shims
-// reuse it; the runtime CLI seals once per invocation. SysProcAttr.Cloneflags makes
+// binary as the container's init, through a read-only view (seal.go: a
+// detached read-only overlayfs mount of the binary's directory, or else a
+// sealed memfd copy), never the host's file: a container process that runs
+// that binary (an entrypoint "#!/proc/self/exe") could otherwise reopen it
+// for writing (CVE-2019-5736). The daemon makes the view once at start and
+// starts shims from it, so shims reuse it; the runtime CLI makes one per
+// invocation (the overlay costs a few syscalls, no copy). SysProcAttr.Cloneflags makes
 // the new pid, mount, uts, ipc and network namespaces at clone time.
 // Namespaces given by path are joined by the parent on a locked, throwaway OS
 // thread just before the fork (so the child is born in them; for the pid

@@ -38,6 +38,10 @@ var (
 	ErrExecPermission = errors.New("permission denied")
 )
 
+// DefaultRoot is where `shoal runtime` keeps container state unless --root
+// says otherwise.
+const DefaultRoot = "/run/shoal/runtime"
+
 // Runtime manages the containers whose state lives under one directory.
 type Runtime struct {
 	root string
@@ -841,28 +845,50 @@ func (r *Runtime) waitStopped(ctx context.Context, st *containerState) error {
 	r.mu.Lock()
 	c := r.procs[st.ID]
 	r.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(st.Pid, st.StartTime) {
-		if c != nil {
-			select {
-			case <-c.done:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Millisecond):
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Millisecond):
-			}
-		}
-		if time.Now().After(deadline) {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	if c != nil {
+		// Our child: its waiter says when it is gone.
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
 			return fmt.Errorf("init %d did not die", st.Pid)
 		}
 	}
-	return nil
+	// Another process's child: a pidfd becomes readable when it exits.
+	fd, err := unix.PidfdOpen(st.Pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pidfd of init %d: %w", st.Pid, err)
+	}
+	defer unix.Close(fd)
+	// The pid may have been reused between the kill and the open.
+	if !alive(st.Pid, st.StartTime) {
+		return nil
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		// In slices, so that a cancelled ctx is seen; no busy polling.
+		n, err := unix.Poll(fds, 100)
+		switch {
+		case n > 0:
+			return nil
+		case err != nil && !errors.Is(err, unix.EINTR):
+			return fmt.Errorf("wait for init %d: %w", st.Pid, err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		select {
+		case <-deadline.C:
+			return fmt.Errorf("init %d did not die", st.Pid)
+		default:
+		}
+	}
 }
 
 // OOMKillCount reports how many processes of the container the kernel OOM

@@ -688,3 +688,38 @@ func TestCgroupMountShowsOwnCgroup(t *testing.T) {
 		t.Errorf("cgroup mount exposes the host or is writable: %q", stdout)
 	}
 }
+
+// TestForceDeleteOfAnotherProcessesContainer: a Runtime that did not start
+// the container (another `shoal runtime delete -f`, the daemon removing a
+// shim's container) waits for the init through a pidfd, and returns once
+// it is gone.
+func TestForceDeleteOfAnotherProcessesContainer(t *testing.T) {
+	requireRoot(t)
+	owner := newRuntime(t)
+	c := ctx(t)
+	if err := owner.Create(c, "other", newBundle(t, nil, "sleep", "60"), newOutput(t).opts()); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(c, "other"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := owner.load("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := New(owner.root)
+	other.CgroupParent = owner.CgroupParent
+	start := time.Now()
+	if err := other.Delete(c, "other", true); err != nil {
+		t.Fatal(err)
+	}
+	if alive(st.Pid, st.StartTime) {
+		t.Errorf("init %d still alive after the delete", st.Pid)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("delete took %s", d)
+	}
+	if _, err := owner.Wait(c, "other"); err != nil {
+		t.Errorf("owner's wait: %v", err)
+	}
+}

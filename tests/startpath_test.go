@@ -1,0 +1,117 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shoal-project/shoal/tests/harness"
+)
+
+// TestStartRolesSkipTheRestOfTheBinary: the container init and the shim,
+// executed at every container start, run from an init function before the
+// packages they do not import are initialized (containerd/runtime/initmain,
+// containerd/shim/shimmain). An import that sorts late in either role's
+// dependencies (cobra, cilium/ebpf...) would silently bring back the whole
+// binary's initialization, so the built binary's init trace is checked.
+func TestStartRolesSkipTheRestOfTheBinary(t *testing.T) {
+	bin := harness.Binary(t)
+	for _, c := range []struct {
+		role string
+		// packages the role must not initialize
+		not []string
+	}{
+		{"init", []string{"github.com/distribution/reference", "google.golang.org/grpc", "github.com/spf13/cobra", "github.com/shoal-project/shoal/api"}},
+		{"shim", []string{"google.golang.org/grpc", "github.com/spf13/cobra", "github.com/shoal-project/shoal/api"}},
+		{"runtime --root /nonexistent/state run --bundle /nonexistent/bundle x",
+			[]string{"github.com/distribution/reference", "google.golang.org/grpc", "github.com/spf13/cobra", "github.com/shoal-project/shoal/api"}},
+	} {
+		// No configuration (init), flags (shim) or bundle (runtime run):
+		// the role starts, reports the error and exits, after its
+		// packages' initialization.
+		cmd := exec.Command(bin, strings.Fields(c.role)...)
+		cmd.Env = []string{"GODEBUG=inittrace=1"}
+		out, _ := cmd.CombinedOutput()
+		inited := map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "init" {
+				inited[f[1]] = true
+			}
+		}
+		if !inited["github.com/shoal-project/shoal/containerd/runtime"] {
+			t.Fatalf("%s: no init trace of package runtime (did the role start?):\n%s", c.role, out)
+		}
+		for _, p := range c.not {
+			if inited[p] {
+				t.Errorf("%s initializes %s: something it imports holds its dispatch back (%d packages initialized)", c.role, p, len(inited))
+			}
+		}
+	}
+}
+
+// TestRuntimeRunFastPath drives `shoal runtime run` through the forms that
+// containerd/ocicli/runmain takes before cobra is initialized, and through
+// some it leaves to cobra: the container's exit status, the pid file, and
+// cobra's errors for what the fast path does not know.
+func TestRuntimeRunFastPath(t *testing.T) {
+	bin := harness.Binary(t)
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle")
+	if err := harness.MakeBusyboxRootfs(filepath.Join(bundle, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	config := `{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+	  "process": {"args": ["/bin/sh", "-c", "exit 7"], "cwd": "/", "env": ["PATH=/bin"]},
+	  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+	  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	pidFile := filepath.Join(dir, "pid")
+	// cgroupsPath is empty: the container goes under the runtime's default
+	// parent, /shoal, which is left behind; removed here while empty.
+	t.Cleanup(func() {
+		for _, c := range []string{"/sys/fs/cgroup/*/shoal", "/sys/fs/cgroup/shoal"} {
+			ms, _ := filepath.Glob(c)
+			for _, m := range ms {
+				_ = os.Remove(m)
+			}
+		}
+	})
+	for _, c := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--root", state, "run", "--bundle", bundle, "a1"}, 7, ""},
+		{[]string{"--root=" + state, "run", "a2", "-b", bundle, "--pid-file", pidFile}, 7, ""},
+		{[]string{"run", "--root", state, "--bundle=" + bundle, "--no-pivot", "a3"}, 7, ""},
+		{[]string{"--root", state, "run", "--bundle", bundle, "--bogus", "a4"}, 1, "unknown flag: --bogus"},
+		{[]string{"--root", state, "run", "--bundle", bundle}, 1, "accepts 1 arg"},
+		{[]string{"--root", state, "run", "--bundle", bundle, "a5", "a6"}, 1, "accepts 1 arg"},
+		{[]string{"--root", state, "run", "--bundle", filepath.Join(dir, "none"), "a7"}, 1, "shoal runtime: invalid argument: bundle"},
+	} {
+		cmd := exec.Command(bin, append([]string{"runtime"}, c.args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if code != c.code || !strings.Contains(stderr.String(), c.err) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, stderr.String(), c.code, c.err)
+		}
+	}
+	if b, err := os.ReadFile(pidFile); err != nil || len(b) == 0 {
+		t.Errorf("pid file: %q, %v", b, err)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("state left behind: %v", ents)
+	}
+}
