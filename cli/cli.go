@@ -81,6 +81,7 @@ func NewRootCommand() *cobra.Command {
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ls"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newContainerInspectCommand(),
+		newAttachCommand(),
 	)
 	root.AddCommand(
 		imageCmd, containerCmd,
@@ -89,6 +90,7 @@ func NewRootCommand() *cobra.Command {
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
+		newAttachCommand(),
 	)
 	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
 	return root

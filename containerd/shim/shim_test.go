@@ -99,7 +99,7 @@ func TestProtocol(t *testing.T) {
 	xs.pid.Store(4242)
 	var replies sync.WaitGroup
 	served := make(chan struct{})
-	go func() { serve(ln, fan, stdinW, true, xs, &replies); close(served) }()
+	go func() { serve(ln, fan, &stdio{stdin: stdinW}, true, xs, &replies); close(served) }()
 
 	st, err := QueryState(dir)
 	if err != nil || !st.Running || st.Pid != 4242 || st.Exit != nil {
