@@ -30,12 +30,12 @@ func newExecCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if tty && interactive && !detach && !isTerminal(cmd.InOrStdin()) {
-				return errors.New("the input device is not a TTY")
-			}
 			keys, err := parseDetachKeys(detachKeys)
 			if err != nil {
 				return err
+			}
+			if tty && interactive && !detach && !isTerminal(cmd.InOrStdin()) {
+				return errors.New("the input device is not a TTY")
 			}
 			c, err := connect(cmd)
 			if err != nil {

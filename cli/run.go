@@ -47,12 +47,12 @@ func newRunCommand() *cobra.Command {
 			if err != nil {
 				return StatusError{Status: err.Error(), Code: 125}
 			}
-			if o.tty && o.interactive && !detach && !isTerminal(cmd.InOrStdin()) {
-				return errors.New("the input device is not a TTY")
-			}
 			keys, err := parseDetachKeys(detachKeys)
 			if err != nil {
 				return err
+			}
+			if o.tty && o.interactive && !detach && !isTerminal(cmd.InOrStdin()) {
+				return errors.New("the input device is not a TTY")
 			}
 			if o.tty && !detach && req.HostConfig != nil {
 				// The console starts at our size, as docker's does.

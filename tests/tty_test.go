@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -42,7 +43,9 @@ func (tm *terminal) tmux(args ...string) string {
 func (tm *terminal) screen() string { return tm.tmux("capture-pane", "-p", "-t", "s") }
 
 // keys types text (tmux key names: "Enter", "C-p").
-func (tm *terminal) keys(keys ...string) { tm.tmux(append([]string{"send-keys", "-t", "s"}, keys...)...) }
+func (tm *terminal) keys(keys ...string) {
+	tm.tmux(append([]string{"send-keys", "-t", "s"}, keys...)...)
+}
 
 // waitScreen waits until the screen holds want.
 func (tm *terminal) waitScreen(want string) string {
@@ -80,6 +83,21 @@ func cli(d *harness.Daemon, args ...string) string {
 	return d.Bin + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
 }
 
+// dockerCLI is cli with the docker CLI as the client; the test is skipped
+// without it.
+func dockerCLI(t *testing.T, d *harness.Daemon, args ...string) string {
+	const docker = "/usr/local/bin/docker"
+	if _, err := os.Stat(docker); err != nil {
+		t.Skip("no docker CLI at " + docker)
+	}
+	return docker + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
+}
+
+// exitStatus is the exit status of the command of a dead pane.
+func (tm *terminal) exitStatus() string {
+	return strings.TrimSpace(tm.tmux("display-message", "-p", "-t", "s", "#{pane_dead_status}"))
+}
+
 // TestTTYRunInteractive drives `shoal run -it busybox sh` from a real
 // terminal: a command's output, the size (initial and after a resize),
 // ctrl-p ctrl-q detaching with the container left running, attach again,
@@ -112,7 +130,7 @@ func TestTTYRunInteractive(t *testing.T) {
 	// ctrl-p ctrl-q: the CLI ends (exit 0), the container runs on.
 	tm.keys("C-p", "C-q")
 	tm.waitDead()
-	if st := strings.TrimSpace(tm.tmux("display-message", "-p", "-t", "s", "#{pane_dead_status}")); st != "0" {
+	if st := tm.exitStatus(); st != "0" {
 		t.Fatalf("run -it exit status after detach: %s; screen:\n%s", st, tm.screen())
 	}
 	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.Running}}", "ttyc")); got != "true" {
@@ -127,7 +145,7 @@ func TestTTYRunInteractive(t *testing.T) {
 	ex.waitScreen("24 80")
 	ex.keys("exit 3", "Enter")
 	ex.waitDead()
-	if st := strings.TrimSpace(ex.tmux("display-message", "-p", "-t", "s", "#{pane_dead_status}")); st != "3" {
+	if st := ex.exitStatus(); st != "3" {
 		t.Fatalf("exec -it exit status: %s, want 3", st)
 	}
 
@@ -142,7 +160,7 @@ func TestTTYRunInteractive(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	at2.keys("exit 5", "Enter")
 	at2.waitDead()
-	if st := strings.TrimSpace(at2.tmux("display-message", "-p", "-t", "s", "#{pane_dead_status}")); st != "5" {
+	if st := at2.exitStatus(); st != "5" {
 		t.Fatalf("attach exit status: %s, want 5; screen:\n%s", st, at2.screen())
 	}
 	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.ExitCode}}", "ttyc")); got != "5" {
@@ -164,4 +182,120 @@ func newTerminalNamed(t *testing.T, d *harness.Daemon, name, cmd string) *termin
 	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
 	tm.tmux("set-option", "-t", "s", "remain-on-exit", "on")
 	return tm
+}
+
+// TestTTYDockerCLI drives the docker CLI against the daemon from a real
+// terminal: run -it, the size, ctrl-p ctrl-q, attach, exec -it.
+func TestTTYDockerCLI(t *testing.T) {
+	d := engine(t)
+	defer d.Run("rm", "-f", "dk")
+	tm := newTerminal(t, d, 85, 23, dockerCLI(t, d, "run", "-it", "--name", "dk", "busybox", "sh"))
+	tm.waitScreen("/ #")
+	tm.keys("stty size; echo docker-$((3*3))", "Enter")
+	tm.waitScreen("docker-9")
+	tm.waitScreen("23 85")
+	tm.keys("C-p", "C-q")
+	tm.waitDead()
+	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.Running}}", "dk")); got != "true" {
+		t.Fatalf("container after docker's detach: running=%s; screen:\n%s", got, tm.screen())
+	}
+	ex := newTerminalNamed(t, d, "x", dockerCLI(t, d, "exec", "-it", "dk", "sh"))
+	ex.waitScreen("/ #")
+	ex.keys("stty size; echo exec-$((4*4))", "Enter")
+	ex.waitScreen("exec-16")
+	ex.waitScreen("24 80")
+	ex.keys("exit 4", "Enter")
+	ex.waitDead()
+	if st := ex.exitStatus(); st != "4" {
+		t.Fatalf("docker exec -it exit status %s, want 4; screen:\n%s", st, ex.screen())
+	}
+	at := newTerminalNamed(t, d, "a", dockerCLI(t, d, "attach", "dk"))
+	time.Sleep(300 * time.Millisecond)
+	at.keys("echo again-$((5*5))", "Enter")
+	at.waitScreen("again-25")
+	at.tmux("resize-window", "-t", "s", "-x", "99", "-y", "33")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(at.screen(), "33 99") {
+		if time.Now().After(deadline) {
+			t.Fatalf("size after resize under docker attach; screen:\n%s", at.screen())
+		}
+		at.keys("clear; stty size", "Enter")
+		time.Sleep(200 * time.Millisecond)
+	}
+	at.keys("exit 6", "Enter")
+	at.waitDead()
+	if st := at.exitStatus(); st != "6" {
+		t.Fatalf("docker attach exit status %s, want 6; screen:\n%s", st, at.screen())
+	}
+}
+
+// TestTTYSurvivesDaemonKill: the shim owns the console, so a TTY container
+// outlives a daemon killed with -9, and the restarted daemon attaches to
+// the same shell (its variables still set) and resizes it.
+func TestTTYSurvivesDaemonKill(t *testing.T) {
+	d := engine(t)
+	defer d.Run("rm", "-f", "surv")
+	tm := newTerminal(t, d, 80, 24, cli(d, "run", "-it", "--name", "surv", "busybox", "sh"))
+	tm.waitScreen("/ #")
+	tm.keys("X=before-restart", "Enter")
+	d.Kill9()
+	tm.waitDead() // the CLI lost its daemon
+	d.Restart()
+	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.Running}}", "surv")); got != "true" {
+		t.Fatalf("TTY container after the daemon's restart: running=%s", got)
+	}
+	at := newTerminalNamed(t, d, "a", cli(d, "attach", "surv"))
+	time.Sleep(300 * time.Millisecond)
+	at.keys("clear; stty size; echo X=$X", "Enter")
+	at.waitScreen("X=before-restart")
+	at.waitScreen("24 80")
+	at.keys("exit", "Enter")
+	at.waitDead()
+	if r := d.Run("logs", "surv"); !strings.Contains(r.Stdout, "X=before-restart") {
+		t.Fatalf("logs after the restart: %s", r)
+	}
+}
+
+// TestTTYBadInput: bad detach keys and sizes are one-line errors, and
+// nothing is left behind.
+func TestTTYBadInput(t *testing.T) {
+	d := engine(t)
+	for _, args := range [][]string{
+		{"run", "-it", "--detach-keys", "ctrl-", "--name", "bad", "busybox", "sh"},
+		{"run", "-it", "--detach-keys", "ctrl-p,,", "--name", "bad", "busybox", "sh"},
+	} {
+		r := d.Run(args...)
+		if r.Code != 125 || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 || !strings.Contains(r.Stderr, "detach-keys") {
+			t.Fatalf("shoal %s: %s", strings.Join(args, " "), r)
+		}
+	}
+	if out := d.Must("ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Fatalf("a refused run left containers: %q", out)
+	}
+	id := strings.TrimSpace(d.Must("run", "-d", "-t", "busybox", "sleep", "1000"))
+	defer d.Run("rm", "-f", id)
+	plain := strings.TrimSpace(d.Must("run", "-d", "busybox", "sleep", "1000"))
+	defer d.Run("rm", "-f", plain)
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/containers/" + id + "/resize?h=0&w=80", 400},
+		{"/containers/" + id + "/resize?h=70000&w=80", 400},
+		{"/containers/" + id + "/resize?h=x&w=80", 400},
+		{"/containers/" + plain + "/resize?h=24&w=80", 409},
+		{"/containers/" + id + "/attach?stream=1&stdin=1&detachKeys=ctrl-", 400},
+		{"/containers/" + id + "/resize?h=24&w=80", 200},
+	} {
+		if code, body := apiPost(t, d.Socket, c.path, ""); code != c.code {
+			t.Errorf("POST %s: %d %s, want %d", c.path, code, body, c.code)
+		}
+	}
+	if code, body := apiPost(t, d.Socket, "/containers/"+id+"/exec", `{"Cmd":["sh"],"Tty":true,"DetachKeys":"ctrl-"}`); code != 400 {
+		t.Errorf("exec create with bad detach keys: %d %s", code, body)
+	}
+	// The size the API set is the one the container sees.
+	if out := d.Must("exec", id, "stty", "-F", "/dev/console", "size"); strings.TrimSpace(out) != "24 80" {
+		t.Errorf("stty size after resize: %q", out)
+	}
 }

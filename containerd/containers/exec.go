@@ -104,9 +104,6 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	if err != nil {
 		return err
 	}
-	if st.Config.Tty {
-		p.Terminal = true
-	}
 	sio, err := openExecStdio(st.Config, stdin != nil)
 	if err != nil {
 		return err
@@ -213,6 +210,8 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 	}
 	p := *s.Process
 	p.Args = cfg.Cmd
+	// The exec's own choice, whatever the container's.
+	p.Terminal = cfg.Tty
 	p.Env = mergeEnv(p.Env, cfg.Env)
 	if cfg.WorkingDir != "" {
 		p.Cwd = cfg.WorkingDir
