@@ -299,3 +299,42 @@ func TestTTYBadInput(t *testing.T) {
 		t.Errorf("stty size after resize: %q", out)
 	}
 }
+
+// dockerPyTTY is the docker-py side of TestTTYDockerPy.
+const dockerPyTTY = `
+import os, sys, time, docker
+c = docker.DockerClient(base_url="unix://" + os.environ["SOCK"])
+ct = c.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2; sleep 100"], tty=True, detach=True, name="pytty")
+# The test removes the container (docker-py sends link=False, refused).
+deadline = time.time() + 10
+while b"err" not in ct.logs() and time.time() < deadline:
+    time.sleep(0.1)
+logs = ct.logs()
+assert logs == b"out\r\nerr\r\n", ("logs", logs)
+r = ct.exec_run(["sh", "-c", "echo e1; echo e2 >&2; test -t 0 && test -t 2 && exit 3"], tty=True)
+assert r.exit_code == 3 and r.output == b"e1\r\ne2\r\n", ("exec tty", r)
+r = ct.exec_run(["sh", "-c", "echo e1; echo e2 >&2"], tty=False, demux=True)
+assert r.output == (b"e1\n", b"e2\n"), ("exec without tty", r)
+ct.resize(30, 100)
+r = ct.exec_run(["stty", "-F", "/dev/console", "size"])
+assert r.output == b"30 100\n", ("size", r)
+ct.reload()
+assert ct.attrs["Config"]["Tty"] is True, ct.attrs["Config"]
+print("ok")
+`
+
+// TestTTYDockerPy runs docker-py against the daemon for tty=True: the logs
+// as one raw stream, exec_run with and without a TTY, resize.
+func TestTTYDockerPy(t *testing.T) {
+	if exec.Command("python3", "-c", "import docker").Run() != nil {
+		t.Skip("no docker-py (apt-get install python3-docker)")
+	}
+	d := engine(t)
+	defer d.Run("rm", "-f", "pytty")
+	cmd := exec.Command("python3", "-c", dockerPyTTY)
+	cmd.Env = append(os.Environ(), "SOCK="+d.Socket)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("docker-py: %v\n%s", err, out)
+	}
+}
