@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func newTerminal(t *testing.T, d *harness.Daemon, width, height int, cmd string)
 	t.Helper()
 	tm := &terminal{t: t, socket: "shoaltty-" + d.Name}
 	// remain-on-exit keeps the pane (and what it printed) after the CLI ends.
-	tm.tmux("new-session", "-d", "-s", "s", "-x", fmt.Sprint(width), "-y", fmt.Sprint(height), cmd)
+	tm.tmux("new-session", "-d", "-s", "s", "-x", fmt.Sprint(width), "-y", fmt.Sprint(height), cmd+"; echo EXIT=$?")
 	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
 	tm.tmux("set-option", "-t", "s", "remain-on-exit", "on")
 	return tm
@@ -64,9 +65,7 @@ func (tm *terminal) waitScreen(want string) string {
 }
 
 // dead reports whether the command in the terminal has ended.
-func (tm *terminal) dead() bool {
-	return strings.TrimSpace(tm.tmux("display-message", "-p", "-t", "s", "#{pane_dead}")) == "1"
-}
+func (tm *terminal) dead() bool { return exitLine.MatchString(tm.screen()) }
 
 func (tm *terminal) waitDead() {
 	tm.t.Helper()
@@ -93,10 +92,18 @@ func dockerCLI(t *testing.T, d *harness.Daemon, args ...string) string {
 	return docker + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
 }
 
-// exitStatus is the exit status of the command of a dead pane.
+// exitStatus is the exit status of the command in the terminal, which the
+// shell around it prints when it ends.
 func (tm *terminal) exitStatus() string {
-	return strings.TrimSpace(tm.tmux("display-message", "-p", "-t", "s", "#{pane_dead_status}"))
+	tm.t.Helper()
+	m := exitLine.FindStringSubmatch(tm.waitScreen("EXIT="))
+	if m == nil {
+		tm.t.Fatalf("no exit status on the screen:\n%s", tm.screen())
+	}
+	return m[1]
 }
+
+var exitLine = regexp.MustCompile(`EXIT=(\d+)`)
 
 // TestTTYRunInteractive drives `shoal run -it busybox sh` from a real
 // terminal: a command's output, the size (initial and after a resize),
@@ -140,8 +147,10 @@ func TestTTYRunInteractive(t *testing.T) {
 	// exec -it in it, with its own terminal.
 	ex := newTerminalNamed(t, d, "x", cli(d, "exec", "-it", "ttyc", "sh"))
 	ex.waitScreen("/ #")
-	ex.keys("stty size; echo in-exec-$((2+3))", "Enter")
+	ex.keys("stty size; echo in-exec-$((2+3)); tty", "Enter")
 	ex.waitScreen("in-exec-5")
+	// The exec's terminal is on the container's devpts: it has a name there.
+	ex.waitScreen("/dev/pts/0")
 	ex.waitScreen("24 80")
 	ex.keys("exit 3", "Enter")
 	ex.waitDead()
@@ -178,7 +187,7 @@ func TestTTYRunInteractive(t *testing.T) {
 func newTerminalNamed(t *testing.T, d *harness.Daemon, name, cmd string) *terminal {
 	t.Helper()
 	tm := &terminal{t: t, socket: "shoaltty-" + d.Name + "-" + name}
-	tm.tmux("new-session", "-d", "-s", "s", "-x", "80", "-y", "24", cmd)
+	tm.tmux("new-session", "-d", "-s", "s", "-x", "80", "-y", "24", cmd+"; echo EXIT=$?")
 	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
 	tm.tmux("set-option", "-t", "s", "remain-on-exit", "on")
 	return tm

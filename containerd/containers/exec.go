@@ -104,7 +104,7 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	if err != nil {
 		return err
 	}
-	sio, err := openExecStdio(st.Config, stdin != nil)
+	sio, err := openExecStdio(st.Config, c.State.Pid, stdin != nil)
 	if err != nil {
 		return err
 	}

@@ -21,12 +21,17 @@ type execOutput struct {
 	r *os.File
 }
 
-// openExecStdio makes the stdio of an exec; attach says whether a client
-// sends input (with AttachStdin).
-func openExecStdio(cfg ExecConfig, attach bool) (*execStdio, error) {
+// openExecStdio makes the stdio of an exec in the container whose init is
+// pid; attach says whether a client sends input (with AttachStdin).
+func openExecStdio(cfg ExecConfig, pid int, attach bool) (*execStdio, error) {
 	s := &execStdio{}
 	if cfg.Tty {
-		master, slave, err := runtime.OpenPty()
+		// The container's own devpts, where the process can name its
+		// terminal; failing that (no devpts there), one of the host's.
+		master, slave, err := runtime.OpenPtyIn(pid)
+		if err != nil {
+			master, slave, err = runtime.OpenPty()
+		}
 		if err != nil {
 			return nil, err
 		}
