@@ -44,7 +44,11 @@ func OpenPty() (master, slave *os.File, err error) {
 // opened for real, and the slave comes from the master (TIOCGPTPEER), not
 // from a name.
 func OpenPtyIn(pid int) (master, slave *os.File, err error) {
-	root, err := inroot.OpenRoot(fmt.Sprintf("/proc/%d/root", pid))
+	return openPtyInRoot(fmt.Sprintf("/proc/%d/root", pid))
+}
+
+func openPtyInRoot(dir string) (master, slave *os.File, err error) {
+	root, err := inroot.OpenRoot(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("console: %w", err)
 	}
