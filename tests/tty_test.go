@@ -158,6 +158,21 @@ func TestTTYRunInteractive(t *testing.T) {
 		t.Fatalf("exec -it exit status: %s, want 3", st)
 	}
 
+	// start -ai of a created TTY container, detached with ctrl-p ctrl-q.
+	d.Must("create", "-it", "--name", "ttycr", "busybox", "sh")
+	defer d.Run("rm", "-f", "ttycr")
+	sa := newTerminalNamed(t, d, "sa", cli(d, "start", "-ai", "ttycr"))
+	time.Sleep(300 * time.Millisecond)
+	sa.keys("echo started-$((8+1))", "Enter")
+	sa.waitScreen("started-9")
+	sa.keys("C-p", "C-q")
+	if st := sa.exitStatus(); st != "0" {
+		t.Fatalf("start -ai exit status after detach: %s", st)
+	}
+	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.Running}}", "ttycr")); got != "true" {
+		t.Fatalf("start -ai container after detach: running=%s", got)
+	}
+
 	// Attach again, with other detach keys; then exit the shell.
 	at := newTerminalNamed(t, d, "a", cli(d, "attach", "--detach-keys", "ctrl-x,x", "ttyc"))
 	time.Sleep(300 * time.Millisecond)
@@ -235,6 +250,11 @@ func TestTTYDockerCLI(t *testing.T) {
 	at.waitDead()
 	if st := at.exitStatus(); st != "6" {
 		t.Fatalf("docker attach exit status %s, want 6; screen:\n%s", st, at.screen())
+	}
+	// docker logs reads a TTY container's log as one raw stream.
+	lg := (&harness.Daemon{Bin: "/usr/local/bin/docker", Socket: d.Socket}).Run("logs", "dk")
+	if lg.Code != 0 || !strings.Contains(lg.Stdout, "docker-9\r\n") || !strings.Contains(lg.Stdout, "again-25\r\n") {
+		t.Fatalf("docker logs of the TTY container: %s", lg)
 	}
 }
 
