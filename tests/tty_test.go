@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,24 +17,24 @@ import (
 // (private socket) with one window running a command.
 type terminal struct {
 	t      *testing.T
-	socket string // tmux -L name
+	socket string // tmux -S path, in the test's temporary directory
 }
 
 // newTerminal starts cmd in a detached tmux session of the given size; the
 // server is killed when the test ends.
 func newTerminal(t *testing.T, d *harness.Daemon, width, height int, cmd string) *terminal {
 	t.Helper()
-	tm := &terminal{t: t, socket: "shoaltty-" + d.Name}
+	tm := &terminal{t: t, socket: filepath.Join(t.TempDir(), "tmux")}
 	// remain-on-exit keeps the pane (and what it printed) after the CLI ends.
 	tm.tmux("new-session", "-d", "-s", "s", "-x", fmt.Sprint(width), "-y", fmt.Sprint(height), cmd+"; echo EXIT=$?")
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	t.Cleanup(func() { _ = exec.Command("tmux", "-S", tm.socket, "kill-server").Run() })
 	tm.tmux("set-option", "-t", "s", "remain-on-exit", "on")
 	return tm
 }
 
 func (tm *terminal) tmux(args ...string) string {
 	tm.t.Helper()
-	out, err := exec.Command("tmux", append([]string{"-L", tm.socket}, args...)...).CombinedOutput()
+	out, err := exec.Command("tmux", append([]string{"-S", tm.socket}, args...)...).CombinedOutput()
 	if err != nil {
 		tm.t.Fatalf("tmux %s: %v: %s", strings.Join(args, " "), err, out)
 	}
@@ -201,9 +202,9 @@ func TestTTYRunInteractive(t *testing.T) {
 // newTerminalNamed is newTerminal at 80x24 with its own tmux server.
 func newTerminalNamed(t *testing.T, d *harness.Daemon, name, cmd string) *terminal {
 	t.Helper()
-	tm := &terminal{t: t, socket: "shoaltty-" + d.Name + "-" + name}
+	tm := &terminal{t: t, socket: filepath.Join(t.TempDir(), "tmux-"+name)}
 	tm.tmux("new-session", "-d", "-s", "s", "-x", "80", "-y", "24", cmd+"; echo EXIT=$?")
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	t.Cleanup(func() { _ = exec.Command("tmux", "-S", tm.socket, "kill-server").Run() })
 	tm.tmux("set-option", "-t", "s", "remain-on-exit", "on")
 	return tm
 }
@@ -266,7 +267,8 @@ func TestTTYSurvivesDaemonKill(t *testing.T) {
 	defer d.Run("rm", "-f", "surv")
 	tm := newTerminal(t, d, 80, 24, cli(d, "run", "-it", "--name", "surv", "busybox", "sh"))
 	tm.waitScreen("/ #")
-	tm.keys("X=before-restart", "Enter")
+	tm.keys("X=before-restart; echo set-$X", "Enter")
+	tm.waitScreen("set-before-restart") // the shell has it before the daemon goes
 	d.Kill9()
 	tm.waitDead() // the CLI lost its daemon
 	d.Restart()
