@@ -81,6 +81,7 @@ func NewRootCommand() *cobra.Command {
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ls"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newContainerInspectCommand(),
+		newAttachCommand(),
 	)
 	containerCmd.AddCommand(observeCommands()...)
 	containerCmd.AddCommand(newContainerPruneCommand())
@@ -91,6 +92,7 @@ func NewRootCommand() *cobra.Command {
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
+		newAttachCommand(),
 	)
 	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
 	root.AddCommand(observeCommands()...)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -16,6 +17,7 @@ import (
 
 func newStartCommand() *cobra.Command {
 	var attach, interactive bool
+	var detachKeys string
 	cmd := &cobra.Command{
 		Use:   "start [OPTIONS] CONTAINER [CONTAINER...]",
 		Short: "Start one or more stopped containers",
@@ -30,16 +32,21 @@ func newStartCommand() *cobra.Command {
 				if len(args) > 1 {
 					return fmt.Errorf("you cannot start and attach multiple containers at once")
 				}
+				keys, err := parseDetachKeys(detachKeys)
+				if err != nil {
+					return err
+				}
 				res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
 				if err != nil {
 					return c.apiError(err)
 				}
 				st := res.Container.State
 				return attachStartWait(cmd, c, res.Container.ID, attachOptions{
-					stdin:    interactive && res.Container.Config != nil && res.Container.Config.OpenStdin,
-					tty:      res.Container.Config != nil && res.Container.Config.Tty,
-					sigProxy: true,
-					started:  st != nil && st.Running,
+					stdin:      interactive && res.Container.Config != nil && res.Container.Config.OpenStdin,
+					tty:        res.Container.Config != nil && res.Container.Config.Tty,
+					sigProxy:   true,
+					started:    st != nil && st.Running,
+					detachKeys: detachKeys, keys: keys,
 				})
 			}
 			var errs []string
@@ -58,6 +65,54 @@ func newStartCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
+	return cmd
+}
+
+// newAttachCommand is docker's attach: the terminal joins a running
+// container's streams until it exits or the detach keys are typed.
+func newAttachCommand() *cobra.Command {
+	var noStdin, sigProxy bool
+	var detachKeys string
+	cmd := &cobra.Command{
+		Use:   "attach [OPTIONS] CONTAINER",
+		Short: "Attach local standard input, output, and error streams to a running container",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := parseDetachKeys(detachKeys)
+			if err != nil {
+				return err
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
+			if err != nil {
+				return c.apiError(err)
+			}
+			ct := res.Container
+			if ct.State == nil || !ct.State.Running {
+				return errors.New("You cannot attach to a stopped container, start it first")
+			}
+			if ct.State.Paused {
+				return errors.New("You cannot attach to a paused container, unpause it first")
+			}
+			tty := ct.Config != nil && ct.Config.Tty
+			stdin := !noStdin && ct.Config != nil && ct.Config.OpenStdin
+			if tty && stdin && !isTerminal(cmd.InOrStdin()) {
+				return errors.New("the input device is not a TTY")
+			}
+			return attachStartWait(cmd, c, ct.ID, attachOptions{
+				stdin: stdin, tty: tty, sigProxy: sigProxy, started: true,
+				detachKeys: detachKeys, keys: keys,
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "Do not attach STDIN")
+	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy all received signals to the process")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	return cmd
 }
 

@@ -16,7 +16,7 @@ import (
 func newExecCommand() *cobra.Command {
 	var interactive, tty, detach, privileged bool
 	var env, envFiles []string
-	var workdir, user string
+	var workdir, user, detachKeys string
 	cmd := &cobra.Command{
 		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
 		Short: "Execute a command in a running container",
@@ -27,6 +27,10 @@ func newExecCommand() *cobra.Command {
 				return err
 			}
 			flagEnv, err := parseEnvList(env, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			keys, err := parseDetachKeys(detachKeys)
 			if err != nil {
 				return err
 			}
@@ -43,7 +47,8 @@ func newExecCommand() *cobra.Command {
 			created, err := c.ExecCreate(ctx, args[0], client.ExecCreateOptions{
 				User: user, Privileged: privileged, TTY: tty,
 				AttachStdin: interactive && !detach, AttachStdout: !detach, AttachStderr: !detach,
-				Env: append(fileEnv, flagEnv...), WorkingDir: workdir, Cmd: args[1:],
+				Env: append(fileEnv, flagEnv...), WorkingDir: workdir, Cmd: args[1:], DetachKeys: detachKeys,
+				ConsoleSize: execConsoleSize(terminalSize(cmd.OutOrStdout())),
 			})
 			if err != nil {
 				return c.apiError(err)
@@ -66,16 +71,26 @@ func newExecCommand() *cobra.Command {
 					defer restore()
 				}
 			}
+			detached := make(<-chan struct{})
 			if interactive {
-				go func() {
-					_, _ = io.Copy(hj.Conn, s.in)
-					_ = hj.CloseWrite()
-				}()
+				detached = copyInput(hj.Conn, hj.CloseWrite, s.in, tty, keys)
 			}
+			go func() {
+				select {
+				case <-detached:
+					hj.Close() // ends the copy below; the process runs on
+				case <-ctx.Done():
+				}
+			}()
 			if tty {
 				_, err = io.Copy(s.out, hj.Reader)
 			} else {
 				_, err = stdcopy.StdCopy(s.out, s.err, hj.Reader)
+			}
+			select {
+			case <-detached:
+				return nil
+			default:
 			}
 			if err != nil {
 				return fmt.Errorf("exec %s: %w", created.ID, err)
@@ -100,6 +115,7 @@ func newExecCommand() *cobra.Command {
 	fl.StringArrayVar(&envFiles, "env-file", nil, "Read in a file of environment variables")
 	fl.StringVarP(&workdir, "workdir", "w", "", "Working directory inside the container")
 	fl.StringVarP(&user, "user", "u", "", "Username or UID (format: \"<name|uid>[:<group|gid>]\")")
+	fl.StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	return cmd
 }
 
@@ -122,4 +138,8 @@ func execExitCode(ctx context.Context, c *apiClient, id string) (int, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func execConsoleSize(s [2]uint) client.ConsoleSize {
+	return client.ConsoleSize{Height: s[0], Width: s[1]}
 }

@@ -37,6 +37,7 @@ func runStartError(err error) StatusError {
 func newRunCommand() *cobra.Command {
 	var o containerOptions
 	var detach, sigProxy bool
+	var detachKeys string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create and run a new container from an image",
@@ -46,8 +47,16 @@ func newRunCommand() *cobra.Command {
 			if err != nil {
 				return StatusError{Status: err.Error(), Code: 125}
 			}
+			keys, err := parseDetachKeys(detachKeys)
+			if err != nil {
+				return err
+			}
 			if o.tty && o.interactive && !detach && !isTerminal(cmd.InOrStdin()) {
 				return errors.New("the input device is not a TTY")
+			}
+			if o.tty && !detach && req.HostConfig != nil {
+				// The console starts at our size, as docker's does.
+				req.HostConfig.ConsoleSize = terminalSize(cmd.OutOrStdout())
 			}
 			if detach {
 				req.Config.AttachStdin, req.Config.AttachStdout, req.Config.AttachStderr = false, false, false
@@ -72,12 +81,14 @@ func newRunCommand() *cobra.Command {
 			}
 			return attachStartWait(cmd, c, id, attachOptions{
 				stdin: o.interactive, tty: o.tty, autoRemove: o.autoRemove, sigProxy: sigProxy,
+				detachKeys: detachKeys, keys: keys,
 			})
 		},
 	}
 	addContainerFlags(cmd.Flags(), &o)
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "Run container in background and print container ID")
 	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy received signals to the process")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	return cmd
 }
 
@@ -87,6 +98,9 @@ type attachOptions struct {
 	// started: the container is already running (start -a of a running
 	// container): attach and wait only.
 	started bool
+	// detachKeys as given (sent to the daemon) and parsed (watched here).
+	detachKeys string
+	keys       []byte
 }
 
 // headerWait bounds how long run waits for the daemon to acknowledge the
@@ -108,7 +122,7 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	s := streamsOf(cmd)
 
 	hj, err := c.ContainerAttach(ctx, id, client.ContainerAttachOptions{
-		Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true,
+		Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true, DetachKeys: o.detachKeys,
 	})
 	if err != nil {
 		return startFailed(cmd, c, id, o, StatusError{Status: c.apiError(err).Error(), Code: 125})
@@ -158,12 +172,10 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 		}
 		outDone <- err
 	}()
+	var detached <-chan struct{}
 	if o.stdin {
 		// The goroutine ends when stdin does, or when hj closes on return.
-		go func() {
-			_, _ = io.Copy(hj.Conn, s.in)
-			_ = hj.CloseWrite()
-		}()
+		detached = copyInput(hj.Conn, hj.CloseWrite, s.in, o.tty, o.keys)
 	}
 
 	if wait == nil {
@@ -174,9 +186,14 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	var waitErr error
 	streamEnded := false
 	select {
+	case <-detached:
+		// The container runs on; docker prints nothing either.
+		return nil
 	case <-outDone:
 		streamEnded = true
 		select {
+		case <-detached:
+			return nil
 		case status = <-wait.Result:
 		case waitErr = <-wait.Error:
 		}

@@ -46,12 +46,13 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if in.Image == "" {
 		return containers.Config{}, badRequest("no image specified")
 	}
-	if in.Tty {
-		return containers.Config{}, badRequest("TTY containers (-t) are not supported yet")
-	}
 	hc := req.HostConfig
 	if hc == nil {
 		hc = &container.HostConfig{}
+	}
+	size, err := consoleSize(&hc.ConsoleSize)
+	if err != nil {
+		return containers.Config{}, err
 	}
 	mode, err := networkMode(hc.NetworkMode)
 	if err != nil {
@@ -101,13 +102,13 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	cfg := containers.Config{
 		Image: in.Image, Cmd: in.Cmd, Entrypoint: in.Entrypoint, Env: in.Env,
 		WorkingDir: in.WorkingDir, User: in.User, Hostname: in.Hostname,
-		Labels: in.Labels, OpenStdin: in.OpenStdin, StdinOnce: in.StdinOnce,
+		Labels: in.Labels, OpenStdin: in.OpenStdin, StdinOnce: in.StdinOnce, Tty: in.Tty,
 		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
 		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,
 		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
 		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
 		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
-		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd,
+		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd, ConsoleSize: size,
 		ExtraHosts: hc.ExtraHosts, DNSSearch: hc.DNSSearch, DNSOptions: hc.DNSOptions,
 	}
 	for _, a := range hc.DNS {

@@ -16,6 +16,7 @@ type hijacked struct {
 	conn    net.Conn
 	in      io.Reader // what the client sends after the request, buffered bytes first
 	upgrade bool      // the client asked for "Upgrade: tcp"
+	raw     bool      // a TTY's stream: raw bytes, no stdcopy frames
 }
 
 // hijack takes over the connection. Nothing is written yet: the caller
@@ -44,8 +45,16 @@ func (h *hijacked) ready() error {
 	if h.upgrade {
 		status = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
 	}
-	_, err := io.WriteString(h.conn, status+"Content-Type: application/vnd.docker.multiplexed-stream\r\nApi-Version: "+APIVersion+"\r\n\r\n")
+	_, err := io.WriteString(h.conn, status+"Content-Type: "+streamType(h.raw)+"\r\nApi-Version: "+APIVersion+"\r\n\r\n")
 	return err
+}
+
+// streamType is the content type of an output stream: raw for a TTY.
+func streamType(raw bool) string {
+	if raw {
+		return "application/vnd.docker.raw-stream"
+	}
+	return "application/vnd.docker.multiplexed-stream"
 }
 
 // fail answers a request that could not go ahead after the takeover with a
@@ -58,11 +67,13 @@ func (h *hijacked) fail(err error) {
 }
 
 // streamFilter passes on the stdcopy frames of the streams asked for
-// (attach's stdout=/stderr=) and drops the others. Frames may arrive split
-// across or packed into writes.
+// (attach's stdout=/stderr=) and drops the others; with raw (a TTY) it
+// passes on their payload only. Frames may arrive split across or packed
+// into writes.
 type streamFilter struct {
 	w              io.Writer
 	stdout, stderr bool
+	raw            bool
 
 	mu      sync.Mutex // guards the parser state: the engine may write from two goroutines
 	hdr     []byte     // the partial header being read
@@ -84,7 +95,7 @@ func (f *streamFilter) Write(b []byte) (int, error) {
 			}
 			f.left = int(binary.BigEndian.Uint32(f.hdr[4:]))
 			f.forward = f.hdr[0] == 1 && f.stdout || f.hdr[0] == 2 && f.stderr || f.hdr[0] == 3 // 3: stdcopy's system error
-			if f.forward {
+			if f.forward && !f.raw {
 				if _, err := f.w.Write(f.hdr); err != nil {
 					return 0, err
 				}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,16 +37,6 @@ func (d *Daemon) containerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /containers/{id}/resize", d.containerResize)
 	mux.HandleFunc("POST /containers/prune", d.containerPrune)
 	mux.HandleFunc("POST /commit", d.commit)
-}
-
-// containerResize accepts and ignores a terminal size: containers have no
-// TTY yet, and a CLI that resizes on attach must not fail for it.
-func (d *Daemon) containerResize(w http.ResponseWriter, r *http.Request) {
-	if _, err := d.containers.Get(r.PathValue("id")); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
 }
 
 // boolParam reads a boolean query parameter as dockerd does: "", "0",
@@ -291,7 +282,9 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	timestamps := boolParam(r, "timestamps")
-	w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")
+	// A TTY container's output is one stream, sent raw as dockerd does.
+	tty := c.Config.Tty
+	w.Header().Set("Content-Type", streamType(tty))
 	w.WriteHeader(http.StatusOK)
 	fw := newFlushWriter(w)
 	fw.Flush()
@@ -311,6 +304,10 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 		line := e.Log
 		if timestamps {
 			line = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + line
+		}
+		if tty {
+			_, err := io.WriteString(fw, line)
+			return err
 		}
 		return shim.WriteFrame(fw, stream, []byte(line))
 	})

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,15 +23,6 @@ func (d *Daemon) execRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /exec/{id}/resize", d.execResize)
 }
 
-// execResize accepts and ignores a terminal size, as containerResize.
-func (d *Daemon) execResize(w http.ResponseWriter, r *http.Request) {
-	if _, err := d.containers.ExecInspect(r.PathValue("id")); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
 // containerAttach streams a container's output as stdcopy frames and the
 // client's raw input to its stdin, until the output ends. The answer (101)
 // goes out once the attach is registered: a client that starts the container
@@ -41,21 +33,33 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	keys, err := detachKeys(r.URL.Query().Get("detachKeys"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	h, err := hijack(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	defer h.conn.Close()
+	h.raw = c.Config.Tty
+	ctx, detach := context.WithCancel(d.ctx)
+	defer detach()
 	var stdin io.Reader
 	// Without an open stdin (-i) there is nothing to write to: the
 	// input is ignored, as dockerd does.
 	if boolParam(r, "stdin") && c.Config.OpenStdin {
 		stdin = h.in
+		if c.Config.Tty {
+			// The detach keys end the attach; the container runs on.
+			stdin = detachOn(stdin, keys, detach)
+		}
 	}
-	out := &streamFilter{w: h.conn, stdout: boolParam(r, "stdout"), stderr: boolParam(r, "stderr")}
+	out := &streamFilter{w: h.conn, stdout: boolParam(r, "stdout"), stderr: boolParam(r, "stderr"), raw: c.Config.Tty}
 	answered := false
-	err = d.containers.AttachRegistered(d.ctx, c.ID, stdin, out, func() {
+	err = d.containers.AttachRegistered(ctx, c.ID, stdin, out, func() {
 		answered = true
 		if err := h.ready(); err != nil {
 			h.conn.Close()
@@ -64,7 +68,7 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil && !answered:
 		h.fail(err)
-	case err != nil && d.ctx.Err() == nil:
+	case err != nil && ctx.Err() == nil:
 		slog.Debug("attach ended", "container", c.ID, "err", err)
 	}
 }
@@ -79,15 +83,22 @@ func (d *Daemon) execCreate(w http.ResponseWriter, r *http.Request) {
 	case len(req.Cmd) == 0:
 		writeError(w, badRequest("No exec command specified"))
 		return
-	case req.Tty:
-		writeError(w, badRequest("TTY exec (-t) is not supported yet"))
-		return
 	case req.Privileged:
 		writeError(w, badRequest("privileged exec is not supported"))
 		return
 	}
+	if _, err := detachKeys(req.DetachKeys); err != nil {
+		writeError(w, err)
+		return
+	}
+	size, err := consoleSize(req.ConsoleSize)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	id, err := d.containers.ExecCreate(r.PathValue("id"), containers.ExecConfig{
 		Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, AttachStdin: req.AttachStdin,
+		Tty: req.Tty, ConsoleSize: size, DetachKeys: req.DetachKeys,
 	})
 	if err != nil {
 		writeError(w, err)
@@ -103,10 +114,6 @@ func (d *Daemon) execStart(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
-	}
-	if req.Tty {
-		writeError(w, badRequest("TTY exec (-t) is not supported yet"))
-		return
 	}
 	st, err := d.containers.ExecInspect(r.PathValue("id"))
 	if err != nil {
@@ -132,14 +139,23 @@ func (d *Daemon) execStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.conn.Close()
+	// As dockerd, the start request's Tty says whether the stream is raw.
+	h.raw = req.Tty
 	if err := h.ready(); err != nil {
 		return
 	}
 	var stdin io.Reader
 	if st.Config.AttachStdin {
 		stdin = h.in
+		if st.Config.Tty {
+			// Checked at create. Detaching drops the connection; the
+			// process runs on, its output discarded.
+			keys, _ := detachKeys(st.Config.DetachKeys)
+			stdin = detachOn(stdin, keys, func() { h.conn.Close() })
+		}
 	}
-	if err := d.containers.ExecStart(d.ctx, st.ID, stdin, h.conn); err != nil {
+	out := &streamFilter{w: h.conn, stdout: true, stderr: true, raw: req.Tty}
+	if err := d.containers.ExecStart(d.ctx, st.ID, stdin, out); err != nil {
 		// After the upgrade the error can only go into the stream, where
 		// dockerd puts it too; the client reads the exit code from inspect.
 		_ = shim.WriteFrame(h.conn, 1, []byte(err.Error()+"\r\n"))

@@ -48,6 +48,8 @@ type containerService interface {
 	ExecCreate(idOrName string, cfg containers.ExecConfig) (string, error)
 	ExecStart(ctx context.Context, execID string, stdin io.Reader, out io.Writer) error
 	ExecInspect(execID string) (containers.ExecState, error)
+	Resize(idOrName string, height, width uint16) error
+	ExecResize(execID string, height, width uint16) error
 	Top(idOrName string) ([]containers.TopRow, error)
 	StatPath(idOrName, path string) (containers.PathStat, error)
 	ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error

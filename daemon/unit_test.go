@@ -197,7 +197,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 	}{
 		{"no config", func(r *container.CreateRequest) { r.Config = nil }, 400, "config cannot be empty"},
 		{"no image", func(r *container.CreateRequest) { r.Image = "" }, 400, "no image specified"},
-		{"tty", func(r *container.CreateRequest) { r.Tty = true }, 400, "TTY"},
+		{"console size", func(r *container.CreateRequest) { r.Tty, r.HostConfig.ConsoleSize = true, [2]uint{0, 80} }, 400, "ConsoleSize"},
 		{"network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "backend" }, 404, "network backend not found"},
 		{"container network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "container:x" }, 400, "not supported"},
 		{"memory", func(r *container.CreateRequest) { r.HostConfig.Memory = 1 << 20 }, 400, "Minimum memory limit allowed is 6MB"},

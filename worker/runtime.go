@@ -150,6 +150,7 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 		ReadonlyRootfs: cs.GetReadOnly(),
 		NetworkMode:    networkMode,
 		GroupAdd:       cs.GetGroups(),
+		Tty:            cs.GetTty(),
 	}
 	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
 		cfg.Memory = lim.GetMemoryBytes()

@@ -21,3 +21,12 @@ func TestContainerConfigKeepsGroups(t *testing.T) {
 		t.Fatalf("GroupAdd %v, want the service's groups", cfg.GroupAdd)
 	}
 }
+
+// TestContainerConfigKeepsTTY: a service's --tty gives its tasks a terminal.
+func TestContainerConfigKeepsTTY(t *testing.T) {
+	task := &api.Task{Id: "t1", Spec: &api.TaskSpec{Container: &api.ContainerSpec{Image: "busybox", Tty: true}}}
+	cfg, err := ContainerConfig(task, "bridge")
+	if err != nil || !cfg.Tty {
+		t.Fatalf("Tty %v, %v: want the service's", cfg.Tty, err)
+	}
+}

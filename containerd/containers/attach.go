@@ -109,3 +109,24 @@ func (e *Engine) pumpAttach(id string, a *attachReq) {
 	_, err = io.Copy(a.out, conn)
 	a.done <- err
 }
+
+// Resize sets the window size of a running Tty container's console, which
+// its shim holds.
+func (e *Engine) Resize(idOrName string, height, width uint16) error {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !c.Config.Tty:
+		return fmt.Errorf("%w: container %s has no terminal (-t)", ErrConflict, c.ID[:12])
+	case !c.State.Running:
+		return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+	case height == 0 || width == 0:
+		return fmt.Errorf("%w: terminal size %dx%d: height and width must be positive", ErrInvalidArgument, height, width)
+	}
+	if err := shim.ResizeConsole(e.shimDir(c.ID), height, width); err != nil {
+		return fmt.Errorf("resize %s: %w", c.ID[:12], err)
+	}
+	return nil
+}

@@ -15,7 +15,12 @@ type Config struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	OpenStdin  bool              `json:"openStdin,omitempty"`
 	StdinOnce  bool              `json:"stdinOnce,omitempty"`
-	StopSignal string            `json:"stopSignal,omitempty"`
+	// Tty gives the container a pseudo-terminal (its stdin, stdout and
+	// stderr); ConsoleSize is its initial [height, width], zero for the
+	// default.
+	Tty         bool      `json:"tty,omitempty"`
+	ConsoleSize [2]uint16 `json:"consoleSize,omitempty"`
+	StopSignal  string    `json:"stopSignal,omitempty"`
 	// StopTimeout in seconds; nil means 10.
 	StopTimeout *int `json:"stopTimeout,omitempty"`
 

@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-project/shoal/containerd/logs"
+	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
 
@@ -24,6 +25,13 @@ type ExecConfig struct {
 	WorkingDir  string
 	User        string
 	AttachStdin bool
+	// Tty runs the process on a pseudo-terminal held by the engine;
+	// ConsoleSize is its initial [height, width], zero for the default.
+	Tty         bool
+	ConsoleSize [2]uint16
+	// DetachKeys are the client's escape sequence (docker's syntax) for
+	// ending its attach to a Tty exec; the daemon interprets them.
+	DetachKeys string
 }
 
 // ExecState is what ExecInspect reports.
@@ -39,6 +47,7 @@ type ExecState struct {
 type execRecord struct {
 	ExecState
 	started bool
+	console *os.File // the pty master of a Tty exec while it runs
 }
 
 // ExecCreate registers a process to run in a running container.
@@ -101,38 +110,18 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	if err != nil {
 		return err
 	}
-	outR, outW, err := os.Pipe()
+	sio, err := openExecStdio(st.Config, c.State.Pid, stdin != nil)
 	if err != nil {
 		return err
 	}
-	errR, errW, err := os.Pipe()
+	// A client resizes as soon as its stream is up: the console takes it
+	// from now on.
+	e.setExec(execID, func(x *execRecord) { x.console = sio.console })
+	sup, pid, err := e.startExecShim(c.ID, execID, p, sio.childIn, sio.childOut, sio.childErr)
+	sio.closeChildEnds()
 	if err != nil {
-		outR.Close()
-		outW.Close()
-		return err
-	}
-	var inR, inW *os.File
-	if st.Config.AttachStdin && stdin != nil {
-		if inR, inW, err = os.Pipe(); err != nil {
-			outR.Close()
-			outW.Close()
-			errR.Close()
-			errW.Close()
-			return err
-		}
-	}
-	sup, pid, err := e.startExecShim(c.ID, execID, p, inR, outW, errW)
-	outW.Close()
-	errW.Close()
-	if inR != nil {
-		inR.Close()
-	}
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		if inW != nil {
-			inW.Close()
-		}
+		e.setExec(execID, func(x *execRecord) { x.console = nil })
+		sio.closeParentEnds()
 		ee := &ExecError{Code: 126, Msg: err.Error()}
 		errors.As(err, &ee)
 		e.setExec(execID, func(x *execRecord) { x.ExitCode = ee.Code })
@@ -143,22 +132,21 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, pid })
 	_ = e.saveExec(rec)
 	e.emit("exec_start: "+strings.Join(st.Config.Cmd, " "), c, map[string]string{"execID": execID})
-	if inW != nil {
+	if sio.in != nil {
 		go func() {
-			_, _ = io.Copy(inW, stdin)
-			inW.Close()
+			_, _ = io.Copy(sio.in, stdin)
+			// A console's master carries the output too: it stays open.
+			if sio.console == nil {
+				sio.in.Close()
+			}
 		}()
 	}
 	var mu sync.Mutex // serialises frames from the two streams
 	var wg sync.WaitGroup
-	for _, s := range []struct {
-		n byte
-		r *os.File
-	}{{1, outR}, {2, errR}} {
+	for _, s := range sio.outputs {
 		wg.Add(1)
 		go func(n byte, r *os.File) {
 			defer wg.Done()
-			defer r.Close()
 			buf := make([]byte, 32*1024)
 			for {
 				k, err := r.Read(buf)
@@ -174,12 +162,37 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 		}(s.n, s.r)
 	}
 	_, werr := sup.Wait()
-	wg.Wait()
+	shim.DrainOutput(&wg, sio.console)
+	e.setExec(execID, func(x *execRecord) { x.console = nil })
+	sio.closeParentEnds()
 	code, ok := readExecExit(e.execDir(c.ID, execID))
 	if werr != nil || !ok {
 		code = 137 // the supervisor was killed: the process went with it or is unknown
 	}
 	e.finishExec(rec, code)
+	return nil
+}
+
+// ExecResize sets the terminal size of a running Tty exec.
+func (e *Engine) ExecResize(execID string, height, width uint16) error {
+	e.mu.Lock()
+	x, ok := e.execs[execID]
+	var console *os.File
+	if ok {
+		console = x.console
+	}
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: No such exec instance: %s", ErrNotFound, execID)
+	case !x.Config.Tty:
+		return fmt.Errorf("%w: exec %s has no terminal (-t)", ErrConflict, execID)
+	case console == nil:
+		return fmt.Errorf("%w: exec %s is not running", ErrConflict, execID)
+	}
+	if err := runtime.Resize(console, height, width); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
 	return nil
 }
 
@@ -204,7 +217,8 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 	}
 	p := *s.Process
 	p.Args = cfg.Cmd
-	p.Terminal = false
+	// The exec's own choice, whatever the container's.
+	p.Terminal = cfg.Tty
 	p.Env = mergeEnv(p.Env, cfg.Env)
 	if cfg.WorkingDir != "" {
 		p.Cwd = cfg.WorkingDir

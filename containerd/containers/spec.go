@@ -83,7 +83,12 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	}
 	env := mergeEnv([]string{defaultPath}, img.Env)
 	env = mergeEnv(env, []string{"HOSTNAME=" + hostname})
+	if c.Config.Tty {
+		// As dockerd: programs in a TTY container get a terminal type.
+		env = mergeEnv(env, []string{"TERM=xterm"})
+	}
 	env = mergeEnv(env, c.Config.Env)
+	s.Process.Terminal = c.Config.Tty
 	s.Process.Env = nil
 	if err := oci.WithEnv(s, env...); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)

@@ -56,7 +56,7 @@ func Command() *cobra.Command {
 			o := stdio
 			o.PidFile, o.NoPivot = pidFile, noPivot
 			if consoleSocket != "" {
-				master, slave, err := openPty()
+				master, slave, err := runtime.OpenPty()
 				if err != nil {
 					return err
 				}

@@ -23,6 +23,15 @@
 //   - {"wait":true}: one JSON Exit line when the container has exited.
 //   - {"state":true}: one JSON StateReply line at once (a restarted daemon
 //     learns whether the container is still running or how it ended).
+//   - {"resize":true,"height":H,"width":W}: sets the console's window size
+//     (Tty only); one JSON line, {} or {"error":"..."}.
+//
+// With Tty the container gets a pseudo-terminal: its slave is the process's
+// stdin, stdout, stderr and controlling terminal, and the shim keeps the
+// master, so the console outlives a daemon restart. The output is one
+// stream (stdout frames, stdout records in the log) written as it comes,
+// without waiting for a newline (a shell's prompt has none); attached input
+// goes to the master, where the line discipline echoes it.
 package shim
 
 import (
@@ -60,6 +69,11 @@ type Options struct {
 	// StdinOnce closes the container's stdin when the first attached client
 	// ends its input (docker run -i); otherwise stdin stays open for the next.
 	StdinOnce bool
+	// Tty gives the container a pseudo-terminal owned by the shim.
+	Tty bool
+	// ConsoleHeight and ConsoleWidth are the terminal's initial size (Tty;
+	// 0 leaves the kernel's default).
+	ConsoleHeight, ConsoleWidth uint16
 }
 
 // Exit is the record of a finished container.
@@ -86,6 +100,15 @@ type Request struct {
 	Wait   bool `json:"wait,omitempty"`
 	// State asks for one StateReply line, at once.
 	State bool `json:"state,omitempty"`
+	// Resize sets the console's size to Height rows and Width columns.
+	Resize bool   `json:"resize,omitempty"`
+	Height uint16 `json:"height,omitempty"`
+	Width  uint16 `json:"width,omitempty"`
+}
+
+// ResizeReply answers a Resize request.
+type ResizeReply struct {
+	Error string `json:"error,omitempty"`
 }
 
 // StateReply answers a State request: the container's init pid and, once
@@ -132,6 +155,12 @@ func (o Options) Args() []string {
 	if o.StdinOnce {
 		a = append(a, "--stdin-once")
 	}
+	if o.Tty {
+		a = append(a, "--tty")
+		if o.ConsoleHeight > 0 && o.ConsoleWidth > 0 {
+			a = append(a, "--console-size", fmt.Sprintf("%dx%d", o.ConsoleHeight, o.ConsoleWidth))
+		}
+	}
 	return a
 }
 
@@ -144,6 +173,9 @@ func parseArgs(args []string) (Options, error) {
 			continue
 		case "--stdin-once":
 			o.StdinOnce = true
+			continue
+		case "--tty":
+			o.Tty = true
 			continue
 		}
 		if i+1 >= len(args) {
@@ -163,6 +195,10 @@ func parseArgs(args []string) (Options, error) {
 			o.CgroupParent = v
 		case "--log":
 			o.LogPath = v
+		case "--console-size":
+			if _, err := fmt.Sscanf(v, "%dx%d", &o.ConsoleHeight, &o.ConsoleWidth); err != nil {
+				return o, fmt.Errorf("--console-size %q: want HEIGHTxWIDTH", v)
+			}
 		default:
 			return o, fmt.Errorf("unknown flag %s", args[i])
 		}
@@ -266,25 +302,16 @@ func run(o Options, status, start *os.File) error {
 	}
 	defer logw.Close()
 
-	outR, outW, err := os.Pipe()
+	std, err := openStdio(o)
 	if err != nil {
+		report(status, Status{Error: err.Error()})
 		return err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	var stdinR, stdinW *os.File
-	if o.Stdin {
-		if stdinR, stdinW, err = os.Pipe(); err != nil {
-			return err
-		}
 	}
 	rt := runtime.New(o.RuntimeRoot)
 	if o.CgroupParent != "" {
 		rt.CgroupParent = o.CgroupParent
 	}
-	if err := rt.Create(ctx, o.ID, o.Bundle, runtime.CreateOptions{Stdin: stdinR, Stdout: outW, Stderr: errW}); err != nil {
+	if err := rt.Create(ctx, o.ID, o.Bundle, std.create); err != nil {
 		s := Status{Error: err.Error()}
 		switch {
 		case errors.Is(err, runtime.ErrExecNotFound):
@@ -295,28 +322,25 @@ func run(o Options, status, start *os.File) error {
 		report(status, s)
 		return err
 	}
-	outW.Close()
-	errW.Close()
-	if stdinR != nil {
-		stdinR.Close()
-	}
+	std.closeChildEnds()
 
 	fan := &fanout{clients: map[net.Conn]struct{}{}}
 	var copiers sync.WaitGroup
-	for _, p := range []struct {
-		stream string
-		r      *os.File
-	}{{"stdout", outR}, {"stderr", errR}} {
+	for _, p := range std.outputs {
 		copiers.Add(1)
 		go func(stream string, r *os.File) {
 			defer copiers.Done()
+			if std.console != nil {
+				copyConsole(logw, r, fan.send)
+				return
+			}
 			_ = logs.Copy(logw, stream, r, fan.send)
 		}(p.stream, p.r)
 	}
 	xs := &exitState{done: make(chan struct{})}
 	var replies sync.WaitGroup // wait and state requests not yet answered
 	served := make(chan struct{})
-	go func() { serve(ln, fan, stdinW, o.StdinOnce, xs, &replies); close(served) }()
+	go func() { serve(ln, fan, std, o.StdinOnce, xs, &replies); close(served) }()
 
 	// The pid is read while the init waits for start: a short-lived process
 	// (/bin/true) may be gone, and its state "stopped", right after Start.
@@ -347,7 +371,7 @@ func run(o Options, status, start *os.File) error {
 	go leaveDaemonCgroup(rt.CgroupRoot, o.CgroupParent)
 
 	code, werr := rt.Wait(ctx, o.ID)
-	copiers.Wait()
+	DrainOutput(&copiers, std.console)
 	exit := Exit{ExitCode: code, FinishedAt: time.Now().UTC()}
 	if werr != nil {
 		exit.Error = werr.Error()
@@ -378,7 +402,11 @@ func run(o Options, status, start *os.File) error {
 // serve answers clients of the socket until it is closed. Each connection
 // counts in replies until it is answered (attach connections: until their
 // request is read), so that the shim does not exit under a waiter.
-func serve(ln net.Listener, fan *fanout, stdin *os.File, stdinOnce bool, xs *exitState, replies *sync.WaitGroup) {
+func serve(ln net.Listener, fan *fanout, std *stdio, stdinOnce bool, xs *exitState, replies *sync.WaitGroup) {
+	stdin := std.stdin
+	// A console's input is its master, which also carries the output: the
+	// end of one client's input must not close it.
+	stdinOnce = stdinOnce && std.console == nil
 	var stdinMu sync.Mutex // guards stdin
 	for {
 		c, err := ln.Accept()
@@ -410,6 +438,13 @@ func serve(ln net.Listener, fan *fanout, stdin *os.File, stdinOnce bool, xs *exi
 				c.Close()
 			case req.State:
 				_ = json.NewEncoder(c).Encode(xs.reply())
+				c.Close()
+			case req.Resize:
+				var r ResizeReply
+				if err := std.resize(req.Height, req.Width); err != nil {
+					r.Error = err.Error()
+				}
+				_ = json.NewEncoder(c).Encode(r)
 				c.Close()
 			case req.Attach:
 				answer()

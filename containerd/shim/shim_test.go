@@ -21,7 +21,13 @@ func TestArgsRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, o) {
 		t.Fatalf("parseArgs(Args()) = %+v, %v", got, err)
 	}
-	for _, bad := range [][]string{{}, {"--id"}, {"--id", "x", "--bogus", "y"}, {"--id", "x", "--bundle", "/b"}} {
+	o.Tty, o.ConsoleHeight, o.ConsoleWidth = true, 40, 120
+	if got, err := parseArgs(o.Args()[1:]); err != nil || !reflect.DeepEqual(got, o) {
+		t.Fatalf("parseArgs(Args()) with a TTY = %+v, %v", got, err)
+	}
+	base := []string{"--id", "x", "--bundle", "/b", "--state", "/s", "--runtime-root", "/r", "--log", "/l"}
+	for _, bad := range [][]string{{}, {"--id"}, {"--id", "x", "--bogus", "y"}, {"--id", "x", "--bundle", "/b"},
+		append(base, "--console-size", "40"), append(base, "--console-size", "axb"), append(base, "--console-size", "70000x80")} {
 		if _, err := parseArgs(bad); err == nil {
 			t.Errorf("parseArgs(%q) accepted", bad)
 		}
@@ -99,11 +105,15 @@ func TestProtocol(t *testing.T) {
 	xs.pid.Store(4242)
 	var replies sync.WaitGroup
 	served := make(chan struct{})
-	go func() { serve(ln, fan, stdinW, true, xs, &replies); close(served) }()
+	go func() { serve(ln, fan, &stdio{stdin: stdinW}, true, xs, &replies); close(served) }()
 
 	st, err := QueryState(dir)
 	if err != nil || !st.Running || st.Pid != 4242 || st.Exit != nil {
 		t.Fatalf("state while running: %+v %v", st, err)
+	}
+	// A container without a terminal has no console to resize.
+	if err := ResizeConsole(dir, 24, 80); err == nil || !strings.Contains(err.Error(), "no terminal") {
+		t.Fatalf("resize without a TTY: %v", err)
 	}
 
 	// Attach with stdin.

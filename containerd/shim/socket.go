@@ -2,6 +2,7 @@ package shim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -59,17 +60,34 @@ func Dial(stateDir string) (net.Conn, error) {
 // QueryState asks the shim of stateDir for the container's state.
 func QueryState(stateDir string) (StateReply, error) {
 	var r StateReply
-	c, err := Dial(stateDir)
-	if err != nil {
-		return r, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := json.NewEncoder(c).Encode(Request{State: true}); err != nil {
-		return r, fmt.Errorf("shim state: %w", err)
-	}
-	if err := json.NewDecoder(c).Decode(&r); err != nil {
+	if err := roundTrip(stateDir, Request{State: true}, &r); err != nil {
 		return r, fmt.Errorf("shim state: %w", err)
 	}
 	return r, nil
+}
+
+// ResizeConsole sets the window size of the console of the shim of stateDir.
+func ResizeConsole(stateDir string, height, width uint16) error {
+	var r ResizeReply
+	if err := roundTrip(stateDir, Request{Resize: true, Height: height, Width: width}, &r); err != nil {
+		return fmt.Errorf("shim resize: %w", err)
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
+// roundTrip sends one request and reads its one-line answer into reply.
+func roundTrip(stateDir string, req Request, reply any) error {
+	c, err := Dial(stateDir)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return err
+	}
+	return json.NewDecoder(c).Decode(reply)
 }
