@@ -1,39 +1,11 @@
 package tests
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/shoal-project/shoal/tests/harness"
 )
-
-// dockerCLI is the real docker client driving d, or a skip when it is not
-// installed.
-func dockerCLI(t *testing.T, d *harness.Daemon) func(args ...string) harness.Result {
-	t.Helper()
-	const docker = "/usr/local/bin/docker"
-	if _, err := os.Stat(docker); err != nil {
-		t.Skip("no docker CLI at " + docker)
-	}
-	return (&harness.Daemon{Bin: docker, Socket: d.Socket}).Run
-}
-
-// dockerPy runs a python3 script with docker-py's client as `c`, connected
-// to d, and returns its output.
-func dockerPy(t *testing.T, d *harness.Daemon, script string) string {
-	t.Helper()
-	if exec.Command("python3", "-c", "import docker").Run() != nil {
-		t.Skip("no docker-py (apt-get install python3-docker)")
-	}
-	prog := "import docker\nc = docker.DockerClient(base_url='unix://" + d.Socket + "')\n" + script
-	out, err := exec.Command("python3", "-c", prog).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker-py: %v\n%s", err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // TestCompatDockerClients drives the daemon with the docker CLI and
 // docker-py over the defects found with real clients (issue 10, item 8).

@@ -19,32 +19,6 @@ import (
 // events, rename, update, port, diff, export, system df/prune, through
 // shoal, the docker CLI and docker-py.
 
-const dockerCLI = "/usr/local/bin/docker"
-
-// dockerOn runs the docker CLI against d's socket; it skips the test when
-// there is no docker CLI.
-func dockerOn(t *testing.T, d *harness.Daemon) func(args ...string) harness.Result {
-	t.Helper()
-	if _, err := os.Stat(dockerCLI); err != nil {
-		t.Skip("no docker CLI at " + dockerCLI)
-	}
-	return (&harness.Daemon{Bin: dockerCLI, Socket: d.Socket}).Run
-}
-
-// dockerPy runs a python3 script with docker-py connected to d as `c`.
-func dockerPy(t *testing.T, d *harness.Daemon, script string) string {
-	t.Helper()
-	if exec.Command("python3", "-c", "import docker").Run() != nil {
-		t.Skip("docker-py is not installed (apt-get install -y python3-docker)")
-	}
-	prog := "import docker, json, time\nc = docker.DockerClient(base_url='unix://" + d.Socket + "', version='1.41')\n" + script
-	out, err := exec.Command("python3", "-c", prog).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker-py: %v\n%s", err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // failsWith checks a refused command: non-zero exit, one line on stderr
 // containing want.
 func failsWith(t *testing.T, r harness.Result, want string) {
@@ -141,7 +115,7 @@ func TestPauseUnpause(t *testing.T) {
 	d.Must("rm", id)
 
 	t.Run("docker CLI", func(t *testing.T) {
-		docker := dockerOn(t, d)
+		docker := dockerCLI(t, d)
 		id := strings.TrimSpace(d.Must("run", "-d", "busybox", "sleep", "1000"))
 		if r := docker("pause", id); r.Code != 0 {
 			t.Fatalf("docker pause: %s", r)
@@ -160,7 +134,7 @@ func TestPauseUnpause(t *testing.T) {
 		}
 	})
 	t.Run("docker-py", func(t *testing.T) {
-		out := dockerPy(t, d, `k = c.containers.run('busybox', 'sleep 1000', detach=True)
+		out := dockerPyAt(t, d, "1.41", `k = c.containers.run('busybox', 'sleep 1000', detach=True)
 k.pause(); k.reload(); print(k.status)
 k.unpause(); k.reload(); print(k.status)
 k.remove(force=True)`)
@@ -275,7 +249,7 @@ func TestStats(t *testing.T) {
 	failsWith(t, d.Run("stats", "--no-stream", "--format", "{{.Nope", "busy"), "template")
 
 	t.Run("docker CLI", func(t *testing.T) {
-		docker := dockerOn(t, d)
+		docker := dockerCLI(t, d)
 		r := docker("stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}}", "busy")
 		f := strings.Fields(r.Stdout)
 		if r.Code != 0 || len(f) < 5 || f[0] != "busy" || f[4] != "64MiB" {
@@ -286,7 +260,7 @@ func TestStats(t *testing.T) {
 		}
 	})
 	t.Run("docker-py", func(t *testing.T) {
-		out := dockerPy(t, d, `s = c.containers.get('busy').stats(stream=False)
+		out := dockerPyAt(t, d, "1.41", `s = c.containers.get('busy').stats(stream=False)
 print(s['memory_stats']['limit'], s['pids_stats']['current'], s['cpu_stats']['cpu_usage']['total_usage'] > 0)`)
 		if out != "67108864 1 True" {
 			t.Fatalf("docker-py stats: %q", out)
@@ -337,14 +311,14 @@ func TestEvents(t *testing.T) {
 	failsWith(t, d.Run("events", "--since", until, "--until", since), "cannot be after")
 
 	t.Run("docker CLI", func(t *testing.T) {
-		docker := dockerOn(t, d)
+		docker := dockerCLI(t, d)
 		r := docker("events", "--since", since, "--until", until, "--filter", "container=ev", "--filter", "event=start", "--format", "{{.Status}} {{.ID}} {{.From}}")
 		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "start "+id+" busybox" {
 			t.Fatalf("docker events: %s", r)
 		}
 	})
 	t.Run("docker-py", func(t *testing.T) {
-		out := dockerPy(t, d, fmt.Sprintf(`for e in c.events(since=%s, until=%s, decode=True, filters={'container': 'ev'}):
+		out := dockerPyAt(t, d, "1.41", fmt.Sprintf(`for e in c.events(since=%s, until=%s, decode=True, filters={'container': 'ev'}):
     print(e['Action'], e['Actor']['Attributes'].get('exitCode', '-'))`, since, until))
 		if out != "create -\nstart -\ndie 3\ndestroy -" {
 			t.Fatalf("docker-py events: %q", out)
@@ -400,7 +374,7 @@ func TestRenameUpdate(t *testing.T) {
 	}
 
 	t.Run("docker CLI", func(t *testing.T) {
-		docker := dockerOn(t, d)
+		docker := dockerCLI(t, d)
 		if r := docker("update", "--memory", "96m", "--memory-swap", "-1", "new"); r.Code != 0 {
 			t.Fatalf("docker update: %s", r)
 		}
@@ -469,7 +443,7 @@ func TestDiffPortExportPrune(t *testing.T) {
 	d.Must("inspect", id) // running: never pruned
 
 	t.Run("docker CLI", func(t *testing.T) {
-		docker := dockerOn(t, d)
+		docker := dockerCLI(t, d)
 		if r := docker("diff", "web"); r.Code != 0 || !strings.Contains(r.Stdout, "A /newfile") {
 			t.Fatalf("docker diff: %s", r)
 		}

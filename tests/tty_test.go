@@ -83,14 +83,13 @@ func cli(d *harness.Daemon, args ...string) string {
 	return d.Bin + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
 }
 
-// dockerCLI is cli with the docker CLI as the client; the test is skipped
-// without it.
-func dockerCLI(t *testing.T, d *harness.Daemon, args ...string) string {
-	const docker = "/usr/local/bin/docker"
-	if _, err := os.Stat(docker); err != nil {
-		t.Skip("no docker CLI at " + docker)
+// dockerCmdLine is cli with the docker CLI as the client; the test is
+// skipped without it.
+func dockerCmdLine(t *testing.T, d *harness.Daemon, args ...string) string {
+	if _, err := os.Stat(dockerBin); err != nil {
+		t.Skip("no docker CLI at " + dockerBin)
 	}
-	return docker + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
+	return dockerBin + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
 }
 
 // exitStatus is the exit status of the command in the terminal, which the
@@ -214,7 +213,7 @@ func newTerminalNamed(t *testing.T, d *harness.Daemon, name, cmd string) *termin
 func TestTTYDockerCLI(t *testing.T) {
 	d := engine(t)
 	defer d.Run("rm", "-f", "dk")
-	tm := newTerminal(t, d, 85, 23, dockerCLI(t, d, "run", "-it", "--name", "dk", "busybox", "sh"))
+	tm := newTerminal(t, d, 85, 23, dockerCmdLine(t, d, "run", "-it", "--name", "dk", "busybox", "sh"))
 	tm.waitScreen("/ #")
 	tm.keys("stty size; echo docker-$((3*3))", "Enter")
 	tm.waitScreen("docker-9")
@@ -224,7 +223,7 @@ func TestTTYDockerCLI(t *testing.T) {
 	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.Running}}", "dk")); got != "true" {
 		t.Fatalf("container after docker's detach: running=%s; screen:\n%s", got, tm.screen())
 	}
-	ex := newTerminalNamed(t, d, "x", dockerCLI(t, d, "exec", "-it", "dk", "sh"))
+	ex := newTerminalNamed(t, d, "x", dockerCmdLine(t, d, "exec", "-it", "dk", "sh"))
 	ex.waitScreen("/ #")
 	ex.keys("stty size; echo exec-$((4*4))", "Enter")
 	ex.waitScreen("exec-16")
@@ -234,7 +233,7 @@ func TestTTYDockerCLI(t *testing.T) {
 	if st := ex.exitStatus(); st != "4" {
 		t.Fatalf("docker exec -it exit status %s, want 4; screen:\n%s", st, ex.screen())
 	}
-	at := newTerminalNamed(t, d, "a", dockerCLI(t, d, "attach", "dk"))
+	at := newTerminalNamed(t, d, "a", dockerCmdLine(t, d, "attach", "dk"))
 	time.Sleep(300 * time.Millisecond)
 	at.keys("echo again-$((5*5))", "Enter")
 	at.waitScreen("again-25")
