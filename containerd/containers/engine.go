@@ -68,6 +68,17 @@ type Options struct {
 	Binary string
 	// Released is called after a container is removed (the daemon frees its network).
 	Released func(id string)
+	// Restart starts a container for its restart policy (the daemon's
+	// start, which sets up the container's network first); nil is Start.
+	// ctx must be passed on to Start: it marks the start as a restart.
+	Restart func(ctx context.Context, id string) error
+	// Events, if set, hears of container events (health_status: ...).
+	Events EventSink
+}
+
+// EventSink is told of a container's events, by Docker's action names.
+type EventSink interface {
+	ContainerEvent(id, action string)
 }
 
 // Engine runs and keeps the containers of one daemon.
@@ -81,6 +92,10 @@ type Engine struct {
 	execs   map[string]*execRecord
 
 	frozen pauses // commits holding a container frozen
+
+	// restartsOn is closed by EnableRestarts: restarts wait for it.
+	restartsOn  chan struct{}
+	restartOnce sync.Once
 }
 
 type record struct {
@@ -97,6 +112,14 @@ type record struct {
 	removed bool          // Remove has begun: invisible to lookups
 	gone    bool          // Remove has finished: nothing of it is left
 	pending []*attachReq  // attach requests waiting for the start
+
+	// Guarded by the engine's mu:
+	// restartDelay is the last back-off of the restart policy.
+	restartDelay time.Duration
+	// restartCancel, when not nil, cancels the pending restart.
+	restartCancel chan struct{}
+	// healthCancel ends the healthcheck of the current run.
+	healthCancel context.CancelFunc
 }
 
 var namePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -117,7 +140,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
 	rt.CgroupParent = cgroupParent(opts.CgroupParent)
 	rt.Self = opts.Binary
-	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}}
+	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{})}
 	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
 	if err != nil {
 		return nil, fmt.Errorf("containers: %w", err)
@@ -166,6 +189,7 @@ func (e *Engine) readopt(r *record) {
 			return
 		}
 		if st.Running && e.startMonitor(id) == nil {
+			e.resumeHealth(id)
 			return
 		}
 	}
@@ -300,7 +324,7 @@ func (e *Engine) List(all bool) []Container {
 	e.mu.Lock()
 	var out []Container
 	for _, r := range e.records {
-		if !r.removed && (all || r.c.State.Running) {
+		if !r.removed && (all || r.c.State.Running || r.c.State.Restarting) {
 			out = append(out, r.c)
 		}
 	}

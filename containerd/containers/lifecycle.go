@@ -55,6 +55,16 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 		}
 		cfg.PidMode = "container:" + other.ID
 	}
+	if err := cfg.RestartPolicy.Validate(); err != nil {
+		return Container{}, err
+	}
+	if cfg.RestartPolicy.Enabled() && cfg.AutoRemove {
+		return Container{}, fmt.Errorf("%w: can't create 'AutoRemove' container with restart policy", ErrInvalidArgument)
+	}
+	if err := ValidateHealthcheck(cfg.Healthcheck); err != nil {
+		return Container{}, err
+	}
+	cfg.Healthcheck = mergeHealthcheck(cfg.Healthcheck, img.Healthcheck)
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
 		return Container{}, fmt.Errorf("%w: no command specified", ErrInvalidArgument)
@@ -195,6 +205,10 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	c := r.c
 	pending := r.pending
 	r.pending = nil
+	if !isPolicyRestart(ctx) {
+		// The user's start replaces a restart the policy has pending.
+		e.cancelRestartLocked(r)
+	}
 	e.mu.Unlock()
 	id := c.ID
 	startErr := func(err error) error {
@@ -253,14 +267,30 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		})
 		return err
 	}
-	_, err = e.update(id, func(c *Container) {
+	started, err := e.update(id, func(c *Container) {
+		health := c.State.Health
 		c.State = State{Status: "running", Running: true, Pid: pid, ShimPid: shimPid, StartedAt: time.Now().UTC()}
+		if c.Config.Healthcheck != nil {
+			h := Health{Status: HealthStarting}
+			if health != nil {
+				h.Log = health.Log
+			}
+			c.State.Health = &h
+		}
+		if isPolicyRestart(ctx) {
+			c.RestartCount++
+		} else {
+			c.RestartCount = 0
+		}
 	})
 	if err != nil {
 		wait.Close()
 		return err
 	}
 	e.monitor(id, wait)
+	if hc := started.Config.Healthcheck; hc != nil {
+		e.watchHealth(id, started.State.StartedAt, *hc)
+	}
 	return nil
 }
 
@@ -404,6 +434,8 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	}
 	e.mu.Unlock()
 	waitShimGone(shimPid, id)
+	e.stopHealth(id)
+	restart := false
 	c, err := e.update(id, func(c *Container) {
 		c.State.Running = false
 		c.State.Status = "exited"
@@ -413,9 +445,16 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 		c.State.OOMKilled = ex.OOMKilled
 		c.State.FinishedAt = ex.FinishedAt
 		c.State.Error = ex.Error
+		restart = shouldRestart(c.Config.RestartPolicy, ex.ExitCode, c.State.StoppedByUser, c.RestartCount, false)
+		if restart {
+			c.State.Restarting, c.State.Status = true, "restarting"
+		}
 	})
 	if err != nil {
 		return
+	}
+	if restart {
+		e.scheduleRestart(id, c.State.FinishedAt.Sub(c.State.StartedAt))
 	}
 	if c.Config.AutoRemove {
 		_ = e.Remove(context.Background(), id, true)
@@ -429,7 +468,18 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 		return err
 	}
 	if !c.State.Running {
+		if e.cancelRestart(c.ID) {
+			return nil // killed while it waited to restart: it stays down
+		}
 		return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+	}
+	stopSig := unix.SIGTERM
+	if s, err := ParseSignal(c.Config.StopSignal); err == nil && c.Config.StopSignal != "" {
+		stopSig = s
+	}
+	if sig == unix.SIGKILL || sig == stopSig {
+		// As dockerd: a kill meant to end the container cancels its restart policy.
+		_, _ = e.update(c.ID, func(c *Container) { c.State.StoppedByUser = true })
 	}
 	if err := e.rt.Kill(c.ID, sig, false); err != nil {
 		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrState) {
@@ -449,6 +499,9 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 		return err
 	}
 	if !c.State.Running {
+		if e.cancelRestart(c.ID) {
+			return nil // stopped while it waited to restart
+		}
 		return ErrNotModified
 	}
 	t := 10
@@ -527,6 +580,10 @@ func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, f
 		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
 	}
 	r.removed = true
+	e.cancelRestartLocked(r)
+	if r.healthCancel != nil {
+		r.healthCancel()
+	}
 	e.mu.Unlock()
 	r.saveMu.Unlock()
 	e.cleanup(c.ID)
