@@ -51,6 +51,7 @@ type containerOptions struct {
 	pid         string
 	ipc         string
 	groupAdd    []string
+	health      healthOptions
 }
 
 func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
@@ -91,6 +92,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
+	addHealthFlags(fl, &o.health)
 }
 
 // createRequest is a fully built container create call.
@@ -146,6 +148,10 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	if o.autoRemove && restart.Name != "" && restart.Name != container.RestartPolicyDisabled {
 		return createRequest{}, errors.New("conflicting options: cannot specify both --restart and --rm")
 	}
+	health, err := o.health.config()
+	if err != nil {
+		return createRequest{}, err
+	}
 	network := o.network
 	if network == "" || network == "default" {
 		// dockerd maps "default" to bridge on Linux; naming bridge directly
@@ -173,6 +179,7 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		AttachStdin:  o.interactive,
 		AttachStdout: true,
 		AttachStderr: true,
+		Healthcheck:  health,
 	}
 	if len(args) > 1 {
 		cfg.Cmd = append([]string(nil), args[1:]...)
