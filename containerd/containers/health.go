@@ -347,3 +347,34 @@ func (e *Engine) resumeHealth(id string) {
 		e.watchHealth(id, c.State.StartedAt, *c.Config.Healthcheck)
 	}
 }
+
+// WaitHealth returns the container once its health status is no longer
+// health ("" for none) or it no longer runs; it never polls.
+func (e *Engine) WaitHealth(ctx context.Context, idOrName, health string) (Container, error) {
+	e.mu.Lock()
+	r, err := e.lookupLocked(idOrName)
+	e.mu.Unlock()
+	if err != nil {
+		return Container{}, err
+	}
+	for {
+		e.mu.Lock()
+		c, removed, ch := r.c, r.removed, r.changed
+		e.mu.Unlock()
+		if removed {
+			return c, fmt.Errorf("%w: %s", ErrNotFound, idOrName)
+		}
+		cur := ""
+		if c.State.Health != nil {
+			cur = c.State.Health.Status
+		}
+		if !c.State.Running || cur != health {
+			return c, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return c, ctx.Err()
+		}
+	}
+}

@@ -202,13 +202,14 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		e.mu.Unlock()
 		return ErrNotModified
 	}
+	policyRestart, ok := e.takeRestartLocked(ctx, r)
+	if !ok {
+		e.mu.Unlock()
+		return ErrNotModified
+	}
 	c := r.c
 	pending := r.pending
 	r.pending = nil
-	if !isPolicyRestart(ctx) {
-		// The user's start replaces a restart the policy has pending.
-		e.cancelRestartLocked(r)
-	}
 	e.mu.Unlock()
 	id := c.ID
 	startErr := func(err error) error {
@@ -277,7 +278,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 			}
 			c.State.Health = &h
 		}
-		if isPolicyRestart(ctx) {
+		if policyRestart {
 			c.RestartCount++
 		} else {
 			c.RestartCount = 0
@@ -435,7 +436,8 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	e.mu.Unlock()
 	waitShimGone(shimPid, id)
 	e.stopHealth(id)
-	restart := false
+	var delay time.Duration
+	var restart chan struct{}
 	c, err := e.update(id, func(c *Container) {
 		c.State.Running = false
 		c.State.Status = "exited"
@@ -445,16 +447,17 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 		c.State.OOMKilled = ex.OOMKilled
 		c.State.FinishedAt = ex.FinishedAt
 		c.State.Error = ex.Error
-		restart = shouldRestart(c.Config.RestartPolicy, ex.ExitCode, c.State.StoppedByUser, c.RestartCount, false)
-		if restart {
+		if shouldRestart(c.Config.RestartPolicy, ex.ExitCode, c.State.StoppedByUser, c.RestartCount, false) {
 			c.State.Restarting, c.State.Status = true, "restarting"
+			// update calls this with e.mu held: the record is at hand.
+			delay, restart = e.armRestartLocked(e.records[id], c.State.FinishedAt.Sub(c.State.StartedAt))
 		}
 	})
 	if err != nil {
 		return
 	}
-	if restart {
-		e.scheduleRestart(id, c.State.FinishedAt.Sub(c.State.StartedAt))
+	if restart != nil {
+		e.runRestart(id, delay, restart)
 	}
 	if c.Config.AutoRemove {
 		_ = e.Remove(context.Background(), id, true)
@@ -502,7 +505,19 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 		if e.cancelRestart(c.ID) {
 			return nil // stopped while it waited to restart
 		}
-		return ErrNotModified
+		if !c.State.Restarting {
+			return ErrNotModified
+		}
+		// Its restart is starting it: let that finish, then stop it.
+		if r, err := e.lockOp(c.ID); err == nil {
+			r.opMu.Unlock()
+		}
+		if c, err = e.Get(c.ID); err != nil {
+			return err
+		}
+		if !c.State.Running {
+			return ErrNotModified
+		}
 	}
 	t := 10
 	if c.Config.StopTimeout != nil {

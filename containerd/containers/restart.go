@@ -106,31 +106,26 @@ func shouldRestart(p RestartPolicy, exitCode int, stoppedByUser bool, restartCou
 	return false
 }
 
-// restartKey marks the context of a start by the restart policy: such a
-// start counts in RestartCount, a user's start resets it.
+// restartKey marks the context of a start by the restart policy, with the
+// cancel channel of the restart it carries out: such a start counts in
+// RestartCount (a user's start resets it), and does nothing if that restart
+// was cancelled meanwhile.
 type restartKey struct{}
 
-func isPolicyRestart(ctx context.Context) bool {
-	v, _ := ctx.Value(restartKey{}).(bool)
-	return v
+// armRestartLocked registers a pending restart of r after its back-off, in
+// the same critical section that marks it restarting (so a stop always
+// finds it). ran is how long its last run lasted. Call with e.mu held.
+func (e *Engine) armRestartLocked(r *record, ran time.Duration) (time.Duration, chan struct{}) {
+	r.restartDelay = nextRestartDelay(r.restartDelay, ran)
+	e.cancelRestartLocked(r)
+	r.restartCancel = make(chan struct{})
+	return r.restartDelay, r.restartCancel
 }
 
-// scheduleRestart starts the container id again after its back-off, once the
-// engine's restarts are enabled (EnableRestarts). ran is how long its last
-// run lasted.
-func (e *Engine) scheduleRestart(id string, ran time.Duration) {
-	e.mu.Lock()
-	r, ok := e.records[id]
-	if !ok || r.removed {
-		e.mu.Unlock()
-		return
-	}
-	r.restartDelay = nextRestartDelay(r.restartDelay, ran)
-	delay := r.restartDelay
-	e.cancelRestartLocked(r)
-	cancel := make(chan struct{})
-	r.restartCancel = cancel
-	e.mu.Unlock()
+// runRestart starts the container id again after delay, once the engine's
+// restarts are enabled (EnableRestarts), unless cancel is closed first.
+func (e *Engine) runRestart(id string, delay time.Duration, cancel chan struct{}) {
+	slog.Info("restart policy: container exited, restarting after back-off", "container", id, "delay", delay)
 	go func() {
 		if !await(e.restartsOn, cancel, e.ctx.Done()) {
 			return
@@ -140,16 +135,26 @@ func (e *Engine) scheduleRestart(id string, ran time.Duration) {
 		if !await(t.C, cancel, e.ctx.Done()) {
 			return
 		}
-		e.mu.Lock()
-		current := r.restartCancel == cancel
-		if current {
-			r.restartCancel = nil
-		}
-		e.mu.Unlock()
-		if current {
-			e.restart(context.WithValue(e.ctx, restartKey{}, true), id)
-		}
+		e.restart(context.WithValue(e.ctx, restartKey{}, cancel), id)
 	}()
+}
+
+// takeRestartLocked is Start's side of a pending restart: a policy's start
+// (ctx from runRestart) goes on only if its restart is still the pending
+// one, and takes it; a user's start cancels any and resets the back-off.
+// Call with e.mu held.
+func (e *Engine) takeRestartLocked(ctx context.Context, r *record) (policy, ok bool) {
+	cancel, policy := ctx.Value(restartKey{}).(chan struct{})
+	if !policy {
+		e.cancelRestartLocked(r)
+		r.restartDelay = 0
+		return false, true
+	}
+	if r.restartCancel != cancel {
+		return true, false // stopped, removed or started by the user meanwhile
+	}
+	r.restartCancel = nil
+	return true, true
 }
 
 // await waits for ch and reports true, or false if cancel or done comes first.

@@ -1,0 +1,307 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-project/shoal/tests/harness"
+)
+
+// inspectState is what these tests read of `inspect`.
+type inspectState struct {
+	RestartCount int
+	State        struct {
+		Status     string
+		Running    bool
+		Restarting bool
+		Pid        int
+		ExitCode   int
+		StartedAt  time.Time
+		FinishedAt time.Time
+		Health     *struct {
+			Status        string
+			FailingStreak int
+			Log           []struct {
+				Start    time.Time
+				End      time.Time
+				ExitCode int
+				Output   string
+			}
+		}
+	}
+	Config struct {
+		Healthcheck *struct {
+			Test     []string
+			Interval time.Duration
+			Retries  int
+		}
+	}
+}
+
+// waitSlow is waitFor with a minute's patience: each restart is a full
+// container start, and a loaded machine takes seconds for one.
+func waitSlow(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func inspectOf(t *testing.T, d *harness.Daemon, id string) inspectState {
+	t.Helper()
+	out := d.Must("inspect", id)
+	var got []inspectState
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 {
+		t.Fatalf("inspect %s: %v\n%s", id, err, out)
+	}
+	return got[0]
+}
+
+// on-failure:2 restarts a failing container exactly twice, with the back-off
+// growing (100 ms, then 200 ms) between the runs; always restarts an exit 0.
+func TestRestartOnFailure(t *testing.T) {
+	d := engine(t)
+	id := strings.TrimSpace(d.Must("run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c", "cut -d' ' -f1 /proc/uptime >> /tmp/runs; cat /tmp/runs; exit 3"))
+	defer d.Run("rm", "-f", id)
+	var st inspectState
+	waitSlow(t, "two restarts, then exited", func() bool {
+		st = inspectOf(t, d, id)
+		return st.RestartCount == 2 && st.State.Status == "exited"
+	})
+	time.Sleep(time.Second) // no third run comes
+	st = inspectOf(t, d, id)
+	if st.RestartCount != 2 || st.State.Status != "exited" || st.State.ExitCode != 3 {
+		t.Fatalf("after on-failure:2: %+v", st)
+	}
+	// The rootfs is kept across restarts: the last run saw all three.
+	var runs []float64
+	for _, l := range strings.Fields(d.Must("logs", "--tail", "3", id)) {
+		f, err := strconv.ParseFloat(l, 64)
+		if err != nil {
+			t.Fatalf("log line %q", l)
+		}
+		runs = append(runs, f)
+	}
+	if len(runs) != 3 {
+		t.Fatalf("runs logged: %v", runs)
+	}
+	// Each gap is a back-off plus a start (seconds on a loaded machine):
+	// at least 100 ms, then 200 ms; the daemon logs each back-off.
+	gap1, gap2 := runs[1]-runs[0], runs[2]-runs[1]
+	if gap1 < 0.1 || gap2 < 0.2 {
+		t.Fatalf("back-off not visible: gaps %.3fs then %.3fs, want >= 0.1 s then >= 0.2 s", gap1, gap2)
+	}
+	var delays []string
+	for _, l := range strings.Split(d.Log(), "\n") {
+		if strings.Contains(l, "restarting after back-off") && strings.Contains(l, id) {
+			delays = append(delays, l[strings.Index(l, "delay="):])
+		}
+	}
+	if strings.Join(delays, " ") != "delay=100ms delay=200ms" {
+		t.Fatalf("back-offs logged: %q, want 100ms then 200ms", delays)
+	}
+	t.Logf("gaps between runs: %.3fs, %.3fs", gap1, gap2)
+
+	// A start by the user resets the count.
+	d.Must("start", id)
+	waitSlow(t, "restarted by user, two more policy restarts", func() bool {
+		st = inspectOf(t, d, id)
+		return st.RestartCount == 2 && st.State.Status == "exited"
+	})
+	d.Must("rm", "-f", id)
+	assertNoTrace(t, d, id)
+
+	ok := strings.TrimSpace(d.Must("run", "-d", "--restart", "always", "busybox", "true"))
+	defer d.Run("rm", "-f", ok)
+	waitSlow(t, "always restarts an exit 0", func() bool { return inspectOf(t, d, ok).RestartCount >= 2 })
+	d.Must("stop", ok)
+	st = inspectOf(t, d, ok)
+	if st.State.Status != "exited" || st.State.Restarting {
+		t.Fatalf("stop of a restarting container: %+v", st.State)
+	}
+	n := st.RestartCount
+	time.Sleep(500 * time.Millisecond)
+	if st = inspectOf(t, d, ok); st.RestartCount != n || st.State.Status != "exited" {
+		t.Fatalf("restarted after stop: %+v", st)
+	}
+	d.Must("rm", "-f", ok)
+	assertNoTrace(t, d, ok)
+}
+
+// always survives the daemon's kill -9 and the loss of its process meanwhile;
+// unless-stopped stopped by the user stays down across a daemon restart;
+// always stopped by the user comes back then (Docker's rule).
+func TestRestartAcrossDaemonRestart(t *testing.T) {
+	d := engine(t)
+	always := strings.TrimSpace(d.Must("run", "-d", "--restart", "always", "busybox", "sleep", "1000"))
+	defer d.Run("rm", "-f", always)
+	unless := strings.TrimSpace(d.Must("run", "-d", "--restart", "unless-stopped", "busybox", "sleep", "1000"))
+	defer d.Run("rm", "-f", unless)
+	stoppedAlways := strings.TrimSpace(d.Must("run", "-d", "--restart", "always", "busybox", "sleep", "1000"))
+	defer d.Run("rm", "-f", stoppedAlways)
+	d.Must("stop", "-t", "0", unless)
+	d.Must("stop", "-t", "0", stoppedAlways)
+
+	pid := inspectOf(t, d, always).State.Pid
+	d.Kill9()
+	// The container dies while no daemon watches it.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart()
+	waitSlow(t, "always back after the daemon's restart", func() bool {
+		st := inspectOf(t, d, always)
+		return st.State.Running && st.State.Pid != pid
+	})
+	waitSlow(t, "stopped always back after the daemon's restart", func() bool { return inspectOf(t, d, stoppedAlways).State.Running })
+	time.Sleep(time.Second)
+	if st := inspectOf(t, d, unless); st.State.Running || st.State.Status != "exited" {
+		t.Fatalf("unless-stopped came back after stop + daemon restart: %+v", st.State)
+	}
+	// A daemon restart while they run keeps them running (adopted, not restarted).
+	before := inspectOf(t, d, always).State.Pid
+	d.Restart()
+	if st := inspectOf(t, d, always); !st.State.Running || st.State.Pid != before {
+		t.Fatalf("always after a plain daemon restart: %+v", st.State)
+	}
+	for _, id := range []string{always, unless, stoppedAlways} {
+		d.Must("rm", "-f", id)
+		assertNoTrace(t, d, id)
+	}
+}
+
+// A healthcheck goes starting -> healthy -> unhealthy when its probe starts
+// failing; ps and inspect show it as Docker does.
+func TestHealthcheck(t *testing.T) {
+	d := engine(t)
+	id := strings.TrimSpace(d.Must("run", "-d", "--health-cmd", "test ! -f /tmp/sick && echo fine",
+		"--health-interval", "300ms", "--health-retries", "2", "--health-timeout", "2s",
+		"busybox", "sh", "-c", "sleep 1; touch /tmp/ready; sleep 1000"))
+	defer d.Run("rm", "-f", id)
+	st := inspectOf(t, d, id)
+	if st.State.Health == nil || st.State.Health.Status != "starting" {
+		t.Fatalf("health at start: %+v", st.State.Health)
+	}
+	if out := d.Must("ps", "--format", "{{.Status}}", "--filter", "id="+id); !strings.Contains(out, "(health: starting)") {
+		t.Fatalf("ps while starting: %q", out)
+	}
+	waitSlow(t, "healthy", func() bool { st = inspectOf(t, d, id); return st.State.Health.Status == "healthy" })
+	if out := d.Must("ps", "--format", "{{.Status}}", "--filter", "id="+id); !strings.Contains(out, "(healthy)") {
+		t.Fatalf("ps when healthy: %q", out)
+	}
+	if l := st.State.Health.Log; len(l) == 0 || l[len(l)-1].ExitCode != 0 || l[len(l)-1].Output != "fine\n" || l[len(l)-1].End.Before(l[len(l)-1].Start) {
+		t.Fatalf("health log: %+v", st.State.Health.Log)
+	}
+	d.Must("exec", id, "touch", "/tmp/sick")
+	waitSlow(t, "unhealthy", func() bool { st = inspectOf(t, d, id); return st.State.Health.Status == "unhealthy" })
+	if st.State.Health.FailingStreak < 2 || len(st.State.Health.Log) > 5 {
+		t.Fatalf("unhealthy: %+v", st.State.Health)
+	}
+	if out := d.Must("ps", "--format", "{{.Status}}", "--filter", "id="+id); !strings.Contains(out, "(unhealthy)") {
+		t.Fatalf("ps when unhealthy: %q", out)
+	}
+	waitSlow(t, "log of 5", func() bool { return len(inspectOf(t, d, id).State.Health.Log) == 5 })
+	d.Must("exec", id, "rm", "/tmp/sick")
+	waitSlow(t, "healthy again", func() bool { return inspectOf(t, d, id).State.Health.Status == "healthy" })
+	// Probes are execs that leave nothing behind.
+	if ents, _ := os.ReadDir(d.ExecRoot + "/execs/" + id); len(ents) > 1 {
+		t.Fatalf("probe files left: %d", len(ents))
+	}
+	d.Must("rm", "-f", id)
+	assertNoTrace(t, d, id)
+
+	// A probe that outlives its timeout fails with Docker's words.
+	slow := strings.TrimSpace(d.Must("run", "-d", "--health-cmd", "sleep 5", "--health-interval", "200ms", "--health-timeout", "300ms", "busybox", "sleep", "1000"))
+	defer d.Run("rm", "-f", slow)
+	waitSlow(t, "a timed-out probe", func() bool {
+		h := inspectOf(t, d, slow).State.Health
+		return len(h.Log) > 0 && h.Log[0].ExitCode == -1 && strings.Contains(h.Log[0].Output, "Health check exceeded timeout (300ms)")
+	})
+	d.Must("rm", "-f", slow)
+	assertNoTrace(t, d, slow)
+}
+
+// Bad input for every new flag: a one-line error, exit 125, nothing created.
+func TestRestartHealthBadInput(t *testing.T) {
+	d := engine(t)
+	for _, args := range [][]string{
+		{"--restart", "foo"},
+		{"--restart", "on-failure:-1"},
+		{"--restart", "always:3"},
+		{"--restart", "always", "--rm"},
+		{"--health-interval", "-1s"},
+		{"--health-timeout", "-1s"},
+		{"--health-retries", "-2"},
+		{"--health-start-period", "-5s"},
+		{"--health-interval", "soon"},
+		{"--no-healthcheck", "--health-cmd", "true"},
+	} {
+		r := d.Run(append(append([]string{"run", "-d"}, args...), "busybox", "true")...)
+		if r.Code == 0 || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 || r.Stderr == "" {
+			t.Errorf("run %v: %s", args, r)
+		}
+	}
+	// Through the API too (a client that skips the CLI's checks).
+	for _, body := range []string{
+		`{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":-1}}}`,
+		`{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"foo"}}}`,
+		`{"Image":"busybox","Healthcheck":{"Test":["CMD","true"],"Interval":-1000000000}}`,
+		`{"Image":"busybox","Healthcheck":{"Test":["SHELL","true"]}}`,
+	} {
+		if code, resp := apiPost(t, d.Socket, "/containers/create", body); code != 400 {
+			t.Errorf("create %s: %d %s", body, code, resp)
+		}
+	}
+	if out := d.Must("ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Fatalf("containers made by bad input: %q", out)
+	}
+}
+
+// The docker CLI drives restart policies and reads health in Docker's format.
+func TestRestartHealthDockerCLI(t *testing.T) {
+	docker := "/usr/local/bin/docker"
+	if _, err := os.Stat(docker); err != nil {
+		t.Skip("no docker CLI at " + docker)
+	}
+	d := engine(t)
+	run := (&harness.Daemon{Bin: docker, Socket: d.Socket}).Run
+	r := run("run", "-d", "--restart", "on-failure:1", "busybox", "sh", "-c", "exit 4")
+	if r.Code != 0 {
+		t.Fatalf("docker run --restart: %s", r)
+	}
+	id := strings.TrimSpace(r.Stdout)
+	defer d.Run("rm", "-f", id)
+	waitSlow(t, "one restart", func() bool {
+		r := run("inspect", "--format", "{{.RestartCount}} {{.State.Status}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", id)
+		return strings.TrimSpace(r.Stdout) == "1 exited on-failure:1"
+	})
+	r = run("run", "-d", "--health-cmd", "true", "--health-interval", "200ms", "busybox", "sleep", "1000")
+	if r.Code != 0 {
+		t.Fatalf("docker run --health-cmd: %s", r)
+	}
+	hid := strings.TrimSpace(r.Stdout)
+	defer d.Run("rm", "-f", hid)
+	waitSlow(t, "healthy through docker inspect", func() bool {
+		r := run("inspect", "--format", "{{.State.Health.Status}} {{.State.Health.FailingStreak}} {{(index .State.Health.Log 0).ExitCode}} {{json .Config.Healthcheck.Test}}", hid)
+		return strings.TrimSpace(r.Stdout) == `healthy 0 0 ["CMD-SHELL","true"]`
+	})
+	if r := run("ps", "--filter", "id="+hid, "--format", "{{.Status}}"); !strings.Contains(r.Stdout, "(healthy)") {
+		t.Fatalf("docker ps: %s", r)
+	}
+	if r := run("run", "-d", "--restart", "sometimes", "busybox", "true"); r.Code == 0 {
+		t.Fatalf("docker run --restart sometimes: %s", r)
+	}
+	for _, c := range []string{id, hid} {
+		d.Must("rm", "-f", c)
+		assertNoTrace(t, d, c)
+	}
+}
