@@ -183,17 +183,23 @@ func TestRestartAcrossDaemonRestart(t *testing.T) {
 // failing; ps and inspect show it as Docker does.
 func TestHealthcheck(t *testing.T) {
 	d := engine(t)
-	id := strings.TrimSpace(d.Must("run", "-d", "--health-cmd", "test ! -f /tmp/sick && echo fine",
-		"--health-interval", "300ms", "--health-retries", "2", "--health-timeout", "2s",
-		"busybox", "sh", "-c", "sleep 1; touch /tmp/ready; sleep 1000"))
+	id := strings.TrimSpace(d.Must("run", "-d", "--health-cmd", "test -f /tmp/ready && test ! -f /tmp/sick && echo fine",
+		"--health-interval", "300ms", "--health-retries", "2", "--health-timeout", "2s", "--health-start-period", "1m",
+		"busybox", "sleep", "1000"))
 	defer d.Run("rm", "-f", id)
 	st := inspectOf(t, d, id)
 	if st.State.Health == nil || st.State.Health.Status != "starting" {
 		t.Fatalf("health at start: %+v", st.State.Health)
 	}
+	// Failures within the start period do not count.
+	waitSlow(t, "three failed probes", func() bool { st = inspectOf(t, d, id); return len(st.State.Health.Log) >= 3 })
+	if st.State.Health.Status != "starting" || st.State.Health.FailingStreak != 0 || st.State.Health.Log[0].ExitCode != 1 {
+		t.Fatalf("failures in the start period: %+v", st.State.Health)
+	}
 	if out := d.Must("ps", "--format", "{{.Status}}", "--filter", "id="+id); !strings.Contains(out, "(health: starting)") {
 		t.Fatalf("ps while starting: %q", out)
 	}
+	d.Must("exec", id, "touch", "/tmp/ready")
 	waitSlow(t, "healthy", func() bool { st = inspectOf(t, d, id); return st.State.Health.Status == "healthy" })
 	if out := d.Must("ps", "--format", "{{.Status}}", "--filter", "id="+id); !strings.Contains(out, "(healthy)") {
 		t.Fatalf("ps when healthy: %q", out)
@@ -212,9 +218,17 @@ func TestHealthcheck(t *testing.T) {
 	waitSlow(t, "log of 5", func() bool { return len(inspectOf(t, d, id).State.Health.Log) == 5 })
 	d.Must("exec", id, "rm", "/tmp/sick")
 	waitSlow(t, "healthy again", func() bool { return inspectOf(t, d, id).State.Health.Status == "healthy" })
-	// Probes are execs that leave nothing behind.
-	if ents, _ := os.ReadDir(d.ExecRoot + "/execs/" + id); len(ents) > 1 {
-		t.Fatalf("probe files left: %d", len(ents))
+	// Probes are execs that leave nothing behind: only the three execs of
+	// this test keep a record, and one probe may be under way.
+	ents, _ := os.ReadDir(d.ExecRoot + "/execs/" + id)
+	probes := 0
+	for _, e := range ents {
+		if _, err := os.Stat(d.ExecRoot + "/execs/" + id + "/" + e.Name() + "/record.json"); err != nil {
+			probes++
+		}
+	}
+	if probes > 1 || len(ents)-probes != 3 {
+		t.Fatalf("exec dirs: %d, of probes %d", len(ents), probes)
 	}
 	d.Must("rm", "-f", id)
 	assertNoTrace(t, d, id)
