@@ -319,3 +319,47 @@ func TestRestartHealthDockerCLI(t *testing.T) {
 		assertNoTrace(t, d, c)
 	}
 }
+
+// A service's tasks use their container's health: a task is running only
+// once its container is healthy, and one that turns unhealthy fails and is
+// replaced by the orchestrator (single-node swarm).
+func TestServiceTaskHealth(t *testing.T) {
+	c := newSwarm(t, 1, 0)
+	h := c.Hosts[0]
+	must(t, h, "service", "create", "--detach", "--name", "hc",
+		"--health-cmd", "test -f /tmp/ready && test ! -f /tmp/sick", "--health-interval", "300ms",
+		"--health-retries", "2", "--health-start-period", "1m", "busybox", "sleep", "1000")
+	// runningContainer is the task container that runs, once there is one.
+	runningContainer := func(exclude string) string {
+		for _, v := range taskContainers(h) {
+			name, state, _ := strings.Cut(v, " ")
+			if state == "running" && name != exclude {
+				return name
+			}
+		}
+		return ""
+	}
+	var ctr string
+	waitSlow(t, "a task container", func() bool { ctr = runningContainer(""); return ctr != "" })
+	// Its container runs, but the task waits for health.
+	time.Sleep(2 * time.Second)
+	if ts, r := taskList(h, "hc"); len(ts) != 1 || !strings.HasPrefix(ts[0].Current, "Starting") {
+		t.Fatalf("task of a container that is not yet healthy: %v\n%s", ts, r)
+	}
+	must(t, h, "exec", ctr, "touch", "/tmp/ready")
+	waitSlow(t, "the task running once healthy", func() bool {
+		ts, _ := taskList(h, "hc")
+		return len(ts) == 1 && ts[0].running()
+	})
+	// Unhealthy: the task fails and a new one replaces it.
+	must(t, h, "exec", ctr, "touch", "/tmp/sick")
+	var next string
+	waitSlow(t, "a replacement container", func() bool { next = runningContainer(ctr); return next != "" })
+	must(t, h, "exec", next, "touch", "/tmp/ready")
+	waitSlow(t, "the replacement running, the unhealthy task failed", func() bool {
+		r := h.Daemon.Run("service", "ps", "--no-trunc", "--format", "{{.DesiredState}}|{{.CurrentState}}|{{.Error}}", "hc")
+		return strings.Count(r.Stdout, "Running|Running") == 1 && strings.Contains(r.Stdout, "|Failed") && strings.Contains(r.Stdout, "unhealthy container")
+	})
+	must(t, h, "service", "rm", "hc")
+	waitSlow(t, "the task containers gone", func() bool { return len(taskContainers(h)) == 0 })
+}
