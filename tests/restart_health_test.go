@@ -1,8 +1,13 @@
 package tests
 
 import (
+	"archive/tar"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -362,4 +367,102 @@ func TestServiceTaskHealth(t *testing.T) {
 	})
 	must(t, h, "service", "rm", "hc")
 	waitSlow(t, "the task containers gone", func() bool { return len(taskContainers(h)) == 0 })
+}
+
+// imageWithHealthcheck saves busybox and loads it back as ref with a
+// HEALTHCHECK in its config (what a Dockerfile's HEALTHCHECK leaves).
+func imageWithHealthcheck(t *testing.T, d *harness.Daemon, ref string, hc map[string]any) {
+	t.Helper()
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "in.tar"), filepath.Join(dir, "out.tar")
+	d.Must("save", "-o", src, "busybox:latest")
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	var order []string
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = b
+		order = append(order, h.Name)
+	}
+	var mf []map[string]any
+	if err := json.Unmarshal(files["manifest.json"], &mf); err != nil || len(mf) != 1 {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(files[mf[0]["Config"].(string)], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["config"].(map[string]any)["Healthcheck"] = hc
+	raw, _ := json.Marshal(cfg)
+	name := fmt.Sprintf("blobs/sha256/%x", sha256.Sum256(raw))
+	files[name] = raw
+	order = append(order, name)
+	mf[0]["Config"], mf[0]["RepoTags"] = name, []string{ref}
+	files["manifest.json"], _ = json.Marshal(mf)
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(out)
+	for _, n := range order {
+		if n == "index.json" {
+			continue // manifest.json names the new config
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write(files[n])
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	d.Must("load", "-i", dst)
+}
+
+// The image's HEALTHCHECK runs when the container gives none; --no-healthcheck
+// turns it off; --health-* timings merge over it.
+func TestImageHealthcheck(t *testing.T) {
+	d := engine(t)
+	imageWithHealthcheck(t, d, "hcimg:latest", map[string]any{"Test": []string{"CMD-SHELL", "test -f /tmp/ok"}, "Interval": int64(200 * time.Millisecond), "Retries": 1})
+	id := strings.TrimSpace(d.Must("run", "-d", "hcimg", "sleep", "1000"))
+	defer d.Run("rm", "-f", id)
+	waitSlow(t, "unhealthy from the image's probe", func() bool { return inspectOf(t, d, id).State.Health.Status == "unhealthy" })
+	d.Must("exec", id, "touch", "/tmp/ok")
+	waitSlow(t, "healthy from the image's probe", func() bool { return inspectOf(t, d, id).State.Health.Status == "healthy" })
+	if hc := inspectOf(t, d, id).Config.Healthcheck; hc == nil || strings.Join(hc.Test, " ") != "CMD-SHELL test -f /tmp/ok" || hc.Interval != 200*time.Millisecond {
+		t.Fatalf("inspect Config.Healthcheck: %+v", hc)
+	}
+	off := strings.TrimSpace(d.Must("run", "-d", "--no-healthcheck", "hcimg", "sleep", "1000"))
+	defer d.Run("rm", "-f", off)
+	if st := inspectOf(t, d, off); st.State.Health != nil || !st.State.Running {
+		t.Fatalf("--no-healthcheck: %+v", st.State)
+	}
+	merged := strings.TrimSpace(d.Must("run", "-d", "--health-interval", "250ms", "--health-retries", "4", "hcimg", "sleep", "1000"))
+	defer d.Run("rm", "-f", merged)
+	if hc := inspectOf(t, d, merged).Config.Healthcheck; hc == nil || hc.Test[1] != "test -f /tmp/ok" || hc.Interval != 250*time.Millisecond || hc.Retries != 4 {
+		t.Fatalf("--health-interval over the image's test: %+v", hc)
+	}
+	for _, c := range []string{id, off, merged} {
+		d.Must("rm", "-f", c)
+		assertNoTrace(t, d, c)
+	}
 }
