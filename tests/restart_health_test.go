@@ -293,22 +293,22 @@ func TestRestartHealthDockerCLI(t *testing.T) {
 	}
 	d := engine(t)
 	run := (&harness.Daemon{Bin: docker, Socket: d.Socket}).Run
-	r := run("run", "-d", "--restart", "on-failure:1", "busybox", "sh", "-c", "exit 4")
-	if r.Code != 0 {
-		t.Fatalf("docker run --restart: %s", r)
+	// runD is `docker run -d ARGS`: the container's ID, removed at the end.
+	runD := func(args ...string) string {
+		r := run(append([]string{"run", "-d"}, args...)...)
+		if r.Code != 0 {
+			t.Fatalf("docker run %v: %s", args, r)
+		}
+		id := strings.TrimSpace(r.Stdout)
+		t.Cleanup(func() { d.Run("rm", "-f", id) })
+		return id
 	}
-	id := strings.TrimSpace(r.Stdout)
-	defer d.Run("rm", "-f", id)
+	id := runD("--restart", "on-failure:1", "busybox", "sh", "-c", "exit 4")
 	waitSlow(t, "one restart", func() bool {
 		r := run("inspect", "--format", "{{.RestartCount}} {{.State.Status}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", id)
 		return strings.TrimSpace(r.Stdout) == "1 exited on-failure:1"
 	})
-	r = run("run", "-d", "--health-cmd", "true", "--health-interval", "200ms", "busybox", "sleep", "1000")
-	if r.Code != 0 {
-		t.Fatalf("docker run --health-cmd: %s", r)
-	}
-	hid := strings.TrimSpace(r.Stdout)
-	defer d.Run("rm", "-f", hid)
+	hid := runD("--health-cmd", "true", "--health-interval", "200ms", "busybox", "sleep", "1000")
 	waitSlow(t, "healthy through docker inspect", func() bool {
 		r := run("inspect", "--format", "{{.State.Health.Status}} {{.State.Health.FailingStreak}} {{(index .State.Health.Log 0).ExitCode}} {{json .Config.Healthcheck.Test}}", hid)
 		return strings.TrimSpace(r.Stdout) == `healthy 0 0 ["CMD-SHELL","true"]`
