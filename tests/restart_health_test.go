@@ -209,6 +209,15 @@ func TestHealthcheck(t *testing.T) {
 	if out := d.Must("ps", "--format", "{{.Status}}", "--filter", "id="+id); !strings.Contains(out, "(healthy)") {
 		t.Fatalf("ps when healthy: %q", out)
 	}
+	if out := d.Must("ps", "-q", "--no-trunc", "--filter", "health=healthy"); strings.TrimSpace(out) != id {
+		t.Fatalf("ps --filter health=healthy: %q", out)
+	}
+	if out := d.Must("ps", "-q", "--filter", "health=unhealthy"); strings.TrimSpace(out) != "" {
+		t.Fatalf("ps --filter health=unhealthy: %q", out)
+	}
+	if r := d.Run("ps", "--filter", "health=fine"); r.Code == 0 || !strings.Contains(r.Stderr, "Unrecognised filter value for health: fine") {
+		t.Fatalf("ps --filter health=fine: %s", r)
+	}
 	if l := st.State.Health.Log; len(l) == 0 || l[len(l)-1].ExitCode != 0 || l[len(l)-1].Output != "fine\n" || l[len(l)-1].End.Before(l[len(l)-1].Start) {
 		t.Fatalf("health log: %+v", st.State.Health.Log)
 	}
