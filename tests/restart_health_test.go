@@ -452,6 +452,9 @@ func imageWithHealthcheck(t *testing.T, d *harness.Daemon, ref string, hc map[st
 func TestImageHealthcheck(t *testing.T) {
 	d := engine(t)
 	imageWithHealthcheck(t, d, "hcimg:latest", map[string]any{"Test": []string{"CMD-SHELL", "test -f /tmp/ok"}, "Interval": int64(200 * time.Millisecond), "Retries": 1})
+	if out := d.Must("image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", "hcimg"); strings.TrimSpace(out) != `["CMD-SHELL","test -f /tmp/ok"]` {
+		t.Fatalf("image inspect Config.Healthcheck: %q", out)
+	}
 	id := strings.TrimSpace(d.Must("run", "-d", "hcimg", "sleep", "1000"))
 	defer d.Run("rm", "-f", id)
 	waitSlow(t, "unhealthy from the image's probe", func() bool { return inspectOf(t, d, id).State.Health.Status == "unhealthy" })

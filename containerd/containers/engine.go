@@ -118,8 +118,10 @@ type record struct {
 	restartDelay time.Duration
 	// restartCancel, when not nil, cancels the pending restart.
 	restartCancel chan struct{}
-	// healthCancel ends the healthcheck of the current run.
+	// healthCancel ends the healthcheck of the current run; healthDone is
+	// closed when its goroutine has ended.
 	healthCancel context.CancelFunc
+	healthDone   chan struct{}
 }
 
 var namePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)

@@ -196,9 +196,11 @@ func (e *Engine) watchHealth(id string, startedAt time.Time, hc HealthConfig) {
 	if r.healthCancel != nil {
 		r.healthCancel()
 	}
-	r.healthCancel = cancel
+	done := make(chan struct{})
+	r.healthCancel, r.healthDone = cancel, done
 	e.mu.Unlock()
 	go func() {
+		defer close(done)
 		defer cancel()
 		for {
 			c, err := e.Get(id)
@@ -236,13 +238,21 @@ func (e *Engine) watchHealth(id string, startedAt time.Time, hc HealthConfig) {
 	}()
 }
 
-// stopHealth ends the probes of the container id.
+// stopHealth ends the probes of the container id and waits until the one
+// under way (if any) is gone with its supervisor and files: nothing of a
+// stopped container may be left running. Call without locks held.
 func (e *Engine) stopHealth(id string) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if r, ok := e.records[id]; ok && r.healthCancel != nil {
-		r.healthCancel()
-		r.healthCancel = nil
+	var cancel context.CancelFunc
+	var done chan struct{}
+	if r, ok := e.records[id]; ok {
+		cancel, done = r.healthCancel, r.healthDone
+		r.healthCancel, r.healthDone = nil, nil
+	}
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
 	}
 }
 
