@@ -463,6 +463,14 @@ func TestImageHealthcheck(t *testing.T) {
 	if hc := inspectOf(t, d, id).Config.Healthcheck; hc == nil || strings.Join(hc.Test, " ") != "CMD-SHELL test -f /tmp/ok" || hc.Interval != 200*time.Millisecond {
 		t.Fatalf("inspect Config.Healthcheck: %+v", hc)
 	}
+	// A restarted daemon goes on probing the containers it re-adopts.
+	d.Kill9()
+	d.Restart()
+	last := inspectOf(t, d, id).State.Health.Log
+	waitSlow(t, "probes after the daemon's restart", func() bool {
+		h := inspectOf(t, d, id).State.Health
+		return h.Status == "healthy" && h.Log[len(h.Log)-1].Start.After(last[len(last)-1].Start)
+	})
 	off := strings.TrimSpace(d.Must("run", "-d", "--no-healthcheck", "hcimg", "sleep", "1000"))
 	defer d.Run("rm", "-f", off)
 	if st := inspectOf(t, d, off); st.State.Health != nil || !st.State.Running {
