@@ -57,3 +57,53 @@ func (o healthOptions) config() (*container.HealthConfig, error) {
 	}
 	return hc, nil
 }
+
+var healthFlags = []string{"health-cmd", "health-interval", "health-timeout", "health-start-period", "health-start-interval", "health-retries"}
+
+// update is `service update`'s change of cur, as the docker CLI makes it:
+// only the flags given change; --no-healthcheck alone disables it, an
+// empty --health-cmd goes back to the image's test.
+func (o healthOptions) update(fl *pflag.FlagSet, cur *container.HealthConfig) (*container.HealthConfig, error) {
+	changed := false
+	for _, f := range healthFlags {
+		changed = changed || fl.Changed(f)
+	}
+	if !changed && !fl.Changed("no-healthcheck") {
+		return cur, nil
+	}
+	if o.none {
+		if changed {
+			return nil, errors.New("--no-healthcheck conflicts with --health-* options")
+		}
+		return &container.HealthConfig{Test: []string{"NONE"}}, nil
+	}
+	if _, err := o.config(); err != nil {
+		return nil, err // a negative value
+	}
+	hc := container.HealthConfig{}
+	if cur != nil {
+		hc = *cur
+	}
+	if len(hc.Test) > 0 && hc.Test[0] == "NONE" {
+		hc.Test = nil
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *time.Duration
+		v    time.Duration
+	}{{"health-interval", &hc.Interval, o.interval}, {"health-timeout", &hc.Timeout, o.timeout}, {"health-start-period", &hc.StartPeriod, o.startPeriod}, {"health-start-interval", &hc.StartInterval, o.startInterval}} {
+		if fl.Changed(f.flag) {
+			*f.dst = f.v
+		}
+	}
+	if fl.Changed("health-retries") {
+		hc.Retries = o.retries
+	}
+	if fl.Changed("health-cmd") {
+		hc.Test = nil
+		if o.cmd != "" {
+			hc.Test = []string{"CMD-SHELL", o.cmd}
+		}
+	}
+	return &hc, nil
+}
