@@ -13,7 +13,11 @@
 //
 // Goroutines: one monitor per running container holds a "wait" connection to
 // its shim and records the exit; it stops when the shim answers or the
-// engine's context ends. An attach pump lives until the container's output
+// engine's context ends. A container with a healthcheck has one health
+// goroutine per run (health.go), ended and waited for at its exit; one
+// whose restart policy restarts it has one timer goroutine while it waits
+// its back-off (restart.go), ended by a stop, a remove, a user's start or
+// the engine's context. An attach pump lives until the container's output
 // ends or its client's context does; an exec's two copiers until the exec'd
 // process closes its output. The daemon may die at any moment: the shims
 // (own session, own cgroup) keep the containers, and Open re-adopts them by
