@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -484,5 +485,46 @@ func TestImageHealthcheck(t *testing.T) {
 	for _, c := range []string{id, off, merged} {
 		d.Must("rm", "-f", c)
 		assertNoTrace(t, d, c)
+	}
+}
+
+// docker-py (a real client of the Engine API) creates a container with a
+// restart policy and a healthcheck and reads its health back.
+func TestRestartHealthDockerPy(t *testing.T) {
+	if err := exec.Command("python3", "-c", "import docker").Run(); err != nil {
+		t.Skip("no docker-py (python3-docker)")
+	}
+	d := engine(t)
+	script := `
+import sys, time, docker
+c = docker.DockerClient(base_url="unix://" + sys.argv[1])
+ct = c.containers.run("busybox", ["sleep", "1000"], detach=True,
+    restart_policy={"Name": "on-failure", "MaximumRetryCount": 2},
+    healthcheck={"test": ["CMD-SHELL", "true"], "interval": 200000000, "retries": 2})
+print(ct.id)
+sys.stdout.flush()
+for _ in range(600):
+    ct.reload()
+    if (ct.attrs["State"].get("Health") or {}).get("Status") == "healthy":
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("not healthy: %r" % ct.attrs["State"])
+assert ct.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}, ct.attrs["HostConfig"]
+assert ct.attrs["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "true"], ct.attrs["Config"]
+assert ct.attrs["State"]["Health"]["Log"][0]["ExitCode"] == 0, ct.attrs["State"]
+assert ct.attrs["RestartCount"] == 0, ct.attrs
+print(ct.attrs["State"]["Health"]["Status"])
+`
+	// The container is removed from here: docker-py's remove sends
+	// link=False, which this daemon still reads as a link removal (issue 10,
+	// item 8, outside this change).
+	out, err := exec.Command("python3", "-c", script, d.Socket).CombinedOutput()
+	lines := strings.Fields(string(out))
+	if len(lines) > 0 && len(lines[0]) == 64 {
+		defer func() { d.Must("rm", "-f", lines[0]); assertNoTrace(t, d, lines[0]) }()
+	}
+	if err != nil || len(lines) != 2 || lines[1] != "healthy" {
+		t.Fatalf("docker-py: %v\n%s", err, out)
 	}
 }
