@@ -320,9 +320,7 @@ func (e *Engine) probe(ctx context.Context, c Container, hc HealthConfig) Health
 		timedOut = true
 	case <-ctx.Done():
 	}
-	if !timedOut && ctx.Err() == nil {
-		res.ExitCode, _ = readExecExit(e.execDir(c.ID, execID))
-	} else {
+	if timedOut || ctx.Err() != nil {
 		if pidErr == nil {
 			_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
 		}
@@ -338,10 +336,11 @@ func (e *Engine) probe(ctx context.Context, c Container, hc HealthConfig) Health
 	if timedOut {
 		return fail(fmt.Sprintf("Health check exceeded timeout (%v)", timeout))
 	}
-	if _, ok := readExecExit(e.execDir(c.ID, execID)); !ok {
+	code, ok := readExecExit(e.execDir(c.ID, execID))
+	if !ok {
 		return fail("health probe's supervisor ended without an exit code")
 	}
-	res.End = time.Now().UTC()
+	res.End, res.ExitCode = time.Now().UTC(), code
 	return res
 }
 
