@@ -252,7 +252,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{12, 0}
+	return file_types_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type PortConfig_Protocol int32
@@ -301,7 +301,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{20, 0}
+	return file_types_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -349,7 +349,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{20, 1}
+	return file_types_proto_rawDescGZIP(), []int{21, 1}
 }
 
 type EndpointSpec_ResolutionMode int32
@@ -395,7 +395,7 @@ func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
 func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{21, 0}
+	return file_types_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -444,7 +444,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{22, 0}
+	return file_types_proto_rawDescGZIP(), []int{23, 0}
 }
 
 type UpdateConfig_Order int32
@@ -490,7 +490,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{22, 1}
+	return file_types_proto_rawDescGZIP(), []int{23, 1}
 }
 
 type NodeSpec_Availability int32
@@ -542,7 +542,7 @@ func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeSpec_Availability.Descriptor instead.
 func (NodeSpec_Availability) EnumDescriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{28, 0}
+	return file_types_proto_rawDescGZIP(), []int{29, 0}
 }
 
 // Meta is the bookkeeping every stored object carries.
@@ -1214,8 +1214,11 @@ type ContainerSpec struct {
 	// stop_grace_period is how long to wait after stop_signal before SIGKILL;
 	// unset means 10 s, as in Docker.
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,15,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// healthcheck is the container's probe (--health-*); unset means the
+	// image's HEALTHCHECK. A task with one is running only once healthy.
+	Healthcheck   *HealthConfig `protobuf:"bytes,40,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -1367,6 +1370,100 @@ func (x *ContainerSpec) GetStopGracePeriod() *durationpb.Duration {
 	return nil
 }
 
+func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
+	if x != nil {
+		return x.Healthcheck
+	}
+	return nil
+}
+
+// HealthConfig is Docker's HealthConfig: test is [] (the image's), ["NONE"],
+// ["CMD", args...] or ["CMD-SHELL", command]; unset durations and a zero
+// retries mean the image's, else Docker's defaults.
+type HealthConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Test          []string               `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	Interval      *durationpb.Duration   `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       *durationpb.Duration   `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	StartPeriod   *durationpb.Duration   `protobuf:"bytes,4,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	StartInterval *durationpb.Duration   `protobuf:"bytes,5,opt,name=start_interval,json=startInterval,proto3" json:"start_interval,omitempty"`
+	Retries       int32                  `protobuf:"varint,6,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthConfig) Reset() {
+	*x = HealthConfig{}
+	mi := &file_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthConfig) ProtoMessage() {}
+
+func (x *HealthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
+func (*HealthConfig) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *HealthConfig) GetTest() []string {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetStartPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetStartInterval() *durationpb.Duration {
+	if x != nil {
+		return x.StartInterval
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
 // RestartPolicy says when a finished task is replaced by a new one in its slot.
 type RestartPolicy struct {
 	state     protoimpl.MessageState  `protogen:"open.v1"`
@@ -1383,7 +1480,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1492,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1505,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{12}
+	return file_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1450,7 +1547,7 @@ type SpreadOver struct {
 
 func (x *SpreadOver) Reset() {
 	*x = SpreadOver{}
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1559,7 @@ func (x *SpreadOver) String() string {
 func (*SpreadOver) ProtoMessage() {}
 
 func (x *SpreadOver) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1572,7 @@ func (x *SpreadOver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpreadOver.ProtoReflect.Descriptor instead.
 func (*SpreadOver) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{13}
+	return file_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SpreadOver) GetSpreadDescriptor() string {
@@ -1498,7 +1595,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_types_proto_msgTypes[14]
+	mi := &file_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1607,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[14]
+	mi := &file_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1620,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{14}
+	return file_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PlacementPreference) GetPreference() isPlacementPreference_Preference {
@@ -1570,7 +1667,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_types_proto_msgTypes[15]
+	mi := &file_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1679,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[15]
+	mi := &file_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1692,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{15}
+	return file_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1638,7 +1735,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_types_proto_msgTypes[16]
+	mi := &file_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1747,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[16]
+	mi := &file_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1760,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{16}
+	return file_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -1697,7 +1794,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_types_proto_msgTypes[17]
+	mi := &file_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1806,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[17]
+	mi := &file_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1819,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{17}
+	return file_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1777,7 +1874,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_types_proto_msgTypes[18]
+	mi := &file_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1886,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[18]
+	mi := &file_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1899,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{18}
+	return file_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1821,7 +1918,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_types_proto_msgTypes[19]
+	mi := &file_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +1930,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[19]
+	mi := &file_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +1943,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{19}
+	return file_types_proto_rawDescGZIP(), []int{20}
 }
 
 // PortConfig is one published port.
@@ -1864,7 +1961,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_types_proto_msgTypes[20]
+	mi := &file_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1973,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[20]
+	mi := &file_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1986,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{20}
+	return file_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1938,7 +2035,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_types_proto_msgTypes[21]
+	mi := &file_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2047,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[21]
+	mi := &file_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2060,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{21}
+	return file_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
@@ -1996,7 +2093,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_types_proto_msgTypes[22]
+	mi := &file_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2105,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[22]
+	mi := &file_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2118,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{22}
+	return file_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2086,7 +2183,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_types_proto_msgTypes[23]
+	mi := &file_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2195,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[23]
+	mi := &file_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2208,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{23}
+	return file_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ServiceSpec) GetAnnotations() *Annotations {
@@ -2202,7 +2299,7 @@ type IPAMConfig struct {
 
 func (x *IPAMConfig) Reset() {
 	*x = IPAMConfig{}
-	mi := &file_types_proto_msgTypes[24]
+	mi := &file_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2311,7 @@ func (x *IPAMConfig) String() string {
 func (*IPAMConfig) ProtoMessage() {}
 
 func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[24]
+	mi := &file_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2324,7 @@ func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAMConfig.ProtoReflect.Descriptor instead.
 func (*IPAMConfig) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{24}
+	return file_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IPAMConfig) GetSubnet() string {
@@ -2262,7 +2359,7 @@ type IPAMOptions struct {
 
 func (x *IPAMOptions) Reset() {
 	*x = IPAMOptions{}
-	mi := &file_types_proto_msgTypes[25]
+	mi := &file_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2371,7 @@ func (x *IPAMOptions) String() string {
 func (*IPAMOptions) ProtoMessage() {}
 
 func (x *IPAMOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[25]
+	mi := &file_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2384,7 @@ func (x *IPAMOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAMOptions.ProtoReflect.Descriptor instead.
 func (*IPAMOptions) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{25}
+	return file_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IPAMOptions) GetDriver() string {
@@ -2315,7 +2412,7 @@ type Driver struct {
 
 func (x *Driver) Reset() {
 	*x = Driver{}
-	mi := &file_types_proto_msgTypes[26]
+	mi := &file_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2424,7 @@ func (x *Driver) String() string {
 func (*Driver) ProtoMessage() {}
 
 func (x *Driver) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[26]
+	mi := &file_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2437,7 @@ func (x *Driver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Driver.ProtoReflect.Descriptor instead.
 func (*Driver) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{26}
+	return file_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Driver) GetName() string {
@@ -2372,7 +2469,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_types_proto_msgTypes[27]
+	mi := &file_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2481,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[27]
+	mi := &file_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2494,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{27}
+	return file_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -2455,7 +2552,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_types_proto_msgTypes[28]
+	mi := &file_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2564,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[28]
+	mi := &file_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2577,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{28}
+	return file_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeSpec) GetAnnotations() *Annotations {
@@ -2528,7 +2625,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_types_proto_msgTypes[29]
+	mi := &file_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2637,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[29]
+	mi := &file_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2650,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{29}
+	return file_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2671,7 +2768,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"ConfigSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x84\x05\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xbf\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12<\n" +
 	"\x06labels\x18\x02 \x03(\v2$.shoal.api.ContainerSpec.LabelsEntryR\x06labels\x12\x18\n" +
@@ -2692,10 +2789,18 @@ const file_types_proto_rawDesc = "" +
 	"\aconfigs\x18\x11 \x03(\v2\x1a.shoal.api.ConfigReferenceR\aconfigs\x12\x1f\n" +
 	"\vstop_signal\x18\x0e \x01(\tR\n" +
 	"stopSignal\x12E\n" +
-	"\x11stop_grace_period\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x1a9\n" +
+	"\x11stop_grace_period\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x129\n" +
+	"\vhealthcheck\x18( \x01(\v2\x17.shoal.api.HealthConfigR\vhealthcheck\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x02\n" +
+	"\fHealthConfig\x12\x12\n" +
+	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12<\n" +
+	"\fstart_period\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\x12@\n" +
+	"\x0estart_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rstartInterval\x12\x18\n" +
+	"\aretries\x18\x06 \x01(\x05R\aretries\"\x88\x02\n" +
 	"\rRestartPolicy\x12@\n" +
 	"\tcondition\x18\x01 \x01(\x0e2\".shoal.api.RestartPolicy.ConditionR\tcondition\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12!\n" +
@@ -2853,7 +2958,7 @@ func file_types_proto_rawDescGZIP() []byte {
 }
 
 var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_types_proto_goTypes = []any{
 	(NodeRole)(0),                    // 0: shoal.api.NodeRole
 	(TaskState)(0),                   // 1: shoal.api.TaskState
@@ -2877,34 +2982,35 @@ var file_types_proto_goTypes = []any{
 	(*SecretSpec)(nil),               // 19: shoal.api.SecretSpec
 	(*ConfigSpec)(nil),               // 20: shoal.api.ConfigSpec
 	(*ContainerSpec)(nil),            // 21: shoal.api.ContainerSpec
-	(*RestartPolicy)(nil),            // 22: shoal.api.RestartPolicy
-	(*SpreadOver)(nil),               // 23: shoal.api.SpreadOver
-	(*PlacementPreference)(nil),      // 24: shoal.api.PlacementPreference
-	(*Placement)(nil),                // 25: shoal.api.Placement
-	(*NetworkAttachmentConfig)(nil),  // 26: shoal.api.NetworkAttachmentConfig
-	(*TaskSpec)(nil),                 // 27: shoal.api.TaskSpec
-	(*ReplicatedService)(nil),        // 28: shoal.api.ReplicatedService
-	(*GlobalService)(nil),            // 29: shoal.api.GlobalService
-	(*PortConfig)(nil),               // 30: shoal.api.PortConfig
-	(*EndpointSpec)(nil),             // 31: shoal.api.EndpointSpec
-	(*UpdateConfig)(nil),             // 32: shoal.api.UpdateConfig
-	(*ServiceSpec)(nil),              // 33: shoal.api.ServiceSpec
-	(*IPAMConfig)(nil),               // 34: shoal.api.IPAMConfig
-	(*IPAMOptions)(nil),              // 35: shoal.api.IPAMOptions
-	(*Driver)(nil),                   // 36: shoal.api.Driver
-	(*NetworkSpec)(nil),              // 37: shoal.api.NetworkSpec
-	(*NodeSpec)(nil),                 // 38: shoal.api.NodeSpec
-	(*ClusterSpec)(nil),              // 39: shoal.api.ClusterSpec
-	nil,                              // 40: shoal.api.Annotations.LabelsEntry
-	nil,                              // 41: shoal.api.ContainerSpec.LabelsEntry
-	nil,                              // 42: shoal.api.Driver.OptionsEntry
-	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 44: google.protobuf.Duration
+	(*HealthConfig)(nil),             // 22: shoal.api.HealthConfig
+	(*RestartPolicy)(nil),            // 23: shoal.api.RestartPolicy
+	(*SpreadOver)(nil),               // 24: shoal.api.SpreadOver
+	(*PlacementPreference)(nil),      // 25: shoal.api.PlacementPreference
+	(*Placement)(nil),                // 26: shoal.api.Placement
+	(*NetworkAttachmentConfig)(nil),  // 27: shoal.api.NetworkAttachmentConfig
+	(*TaskSpec)(nil),                 // 28: shoal.api.TaskSpec
+	(*ReplicatedService)(nil),        // 29: shoal.api.ReplicatedService
+	(*GlobalService)(nil),            // 30: shoal.api.GlobalService
+	(*PortConfig)(nil),               // 31: shoal.api.PortConfig
+	(*EndpointSpec)(nil),             // 32: shoal.api.EndpointSpec
+	(*UpdateConfig)(nil),             // 33: shoal.api.UpdateConfig
+	(*ServiceSpec)(nil),              // 34: shoal.api.ServiceSpec
+	(*IPAMConfig)(nil),               // 35: shoal.api.IPAMConfig
+	(*IPAMOptions)(nil),              // 36: shoal.api.IPAMOptions
+	(*Driver)(nil),                   // 37: shoal.api.Driver
+	(*NetworkSpec)(nil),              // 38: shoal.api.NetworkSpec
+	(*NodeSpec)(nil),                 // 39: shoal.api.NodeSpec
+	(*ClusterSpec)(nil),              // 40: shoal.api.ClusterSpec
+	nil,                              // 41: shoal.api.Annotations.LabelsEntry
+	nil,                              // 42: shoal.api.ContainerSpec.LabelsEntry
+	nil,                              // 43: shoal.api.Driver.OptionsEntry
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 45: google.protobuf.Duration
 }
 var file_types_proto_depIdxs = []int32{
-	43, // 0: shoal.api.Meta.created_at:type_name -> google.protobuf.Timestamp
-	43, // 1: shoal.api.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	40, // 2: shoal.api.Annotations.labels:type_name -> shoal.api.Annotations.LabelsEntry
+	44, // 0: shoal.api.Meta.created_at:type_name -> google.protobuf.Timestamp
+	44, // 1: shoal.api.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 2: shoal.api.Annotations.labels:type_name -> shoal.api.Annotations.LabelsEntry
 	12, // 3: shoal.api.ResourceRequirements.limits:type_name -> shoal.api.Resources
 	12, // 4: shoal.api.ResourceRequirements.reservations:type_name -> shoal.api.Resources
 	2,  // 5: shoal.api.Mount.type:type_name -> shoal.api.Mount.Type
@@ -2912,53 +3018,58 @@ var file_types_proto_depIdxs = []int32{
 	16, // 7: shoal.api.ConfigReference.file:type_name -> shoal.api.FileTarget
 	11, // 8: shoal.api.SecretSpec.annotations:type_name -> shoal.api.Annotations
 	11, // 9: shoal.api.ConfigSpec.annotations:type_name -> shoal.api.Annotations
-	41, // 10: shoal.api.ContainerSpec.labels:type_name -> shoal.api.ContainerSpec.LabelsEntry
+	42, // 10: shoal.api.ContainerSpec.labels:type_name -> shoal.api.ContainerSpec.LabelsEntry
 	15, // 11: shoal.api.ContainerSpec.mounts:type_name -> shoal.api.Mount
 	17, // 12: shoal.api.ContainerSpec.secrets:type_name -> shoal.api.SecretReference
 	18, // 13: shoal.api.ContainerSpec.configs:type_name -> shoal.api.ConfigReference
-	44, // 14: shoal.api.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	3,  // 15: shoal.api.RestartPolicy.condition:type_name -> shoal.api.RestartPolicy.Condition
-	44, // 16: shoal.api.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	44, // 17: shoal.api.RestartPolicy.window:type_name -> google.protobuf.Duration
-	23, // 18: shoal.api.PlacementPreference.spread:type_name -> shoal.api.SpreadOver
-	24, // 19: shoal.api.Placement.preferences:type_name -> shoal.api.PlacementPreference
-	14, // 20: shoal.api.Placement.platforms:type_name -> shoal.api.Platform
-	21, // 21: shoal.api.TaskSpec.container:type_name -> shoal.api.ContainerSpec
-	13, // 22: shoal.api.TaskSpec.resources:type_name -> shoal.api.ResourceRequirements
-	22, // 23: shoal.api.TaskSpec.restart:type_name -> shoal.api.RestartPolicy
-	25, // 24: shoal.api.TaskSpec.placement:type_name -> shoal.api.Placement
-	26, // 25: shoal.api.TaskSpec.networks:type_name -> shoal.api.NetworkAttachmentConfig
-	4,  // 26: shoal.api.PortConfig.protocol:type_name -> shoal.api.PortConfig.Protocol
-	5,  // 27: shoal.api.PortConfig.publish_mode:type_name -> shoal.api.PortConfig.PublishMode
-	6,  // 28: shoal.api.EndpointSpec.mode:type_name -> shoal.api.EndpointSpec.ResolutionMode
-	30, // 29: shoal.api.EndpointSpec.ports:type_name -> shoal.api.PortConfig
-	44, // 30: shoal.api.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 31: shoal.api.UpdateConfig.failure_action:type_name -> shoal.api.UpdateConfig.FailureAction
-	44, // 32: shoal.api.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 33: shoal.api.UpdateConfig.order:type_name -> shoal.api.UpdateConfig.Order
-	11, // 34: shoal.api.ServiceSpec.annotations:type_name -> shoal.api.Annotations
-	27, // 35: shoal.api.ServiceSpec.task:type_name -> shoal.api.TaskSpec
-	28, // 36: shoal.api.ServiceSpec.replicated:type_name -> shoal.api.ReplicatedService
-	29, // 37: shoal.api.ServiceSpec.global:type_name -> shoal.api.GlobalService
-	32, // 38: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
-	31, // 39: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
-	32, // 40: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
-	34, // 41: shoal.api.IPAMOptions.configs:type_name -> shoal.api.IPAMConfig
-	42, // 42: shoal.api.Driver.options:type_name -> shoal.api.Driver.OptionsEntry
-	11, // 43: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
-	36, // 44: shoal.api.NetworkSpec.driver_config:type_name -> shoal.api.Driver
-	35, // 45: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMOptions
-	11, // 46: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
-	0,  // 47: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
-	9,  // 48: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeSpec.Availability
-	11, // 49: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
-	44, // 50: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
-	44, // 51: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	45, // 14: shoal.api.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	22, // 15: shoal.api.ContainerSpec.healthcheck:type_name -> shoal.api.HealthConfig
+	45, // 16: shoal.api.HealthConfig.interval:type_name -> google.protobuf.Duration
+	45, // 17: shoal.api.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	45, // 18: shoal.api.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	45, // 19: shoal.api.HealthConfig.start_interval:type_name -> google.protobuf.Duration
+	3,  // 20: shoal.api.RestartPolicy.condition:type_name -> shoal.api.RestartPolicy.Condition
+	45, // 21: shoal.api.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	45, // 22: shoal.api.RestartPolicy.window:type_name -> google.protobuf.Duration
+	24, // 23: shoal.api.PlacementPreference.spread:type_name -> shoal.api.SpreadOver
+	25, // 24: shoal.api.Placement.preferences:type_name -> shoal.api.PlacementPreference
+	14, // 25: shoal.api.Placement.platforms:type_name -> shoal.api.Platform
+	21, // 26: shoal.api.TaskSpec.container:type_name -> shoal.api.ContainerSpec
+	13, // 27: shoal.api.TaskSpec.resources:type_name -> shoal.api.ResourceRequirements
+	23, // 28: shoal.api.TaskSpec.restart:type_name -> shoal.api.RestartPolicy
+	26, // 29: shoal.api.TaskSpec.placement:type_name -> shoal.api.Placement
+	27, // 30: shoal.api.TaskSpec.networks:type_name -> shoal.api.NetworkAttachmentConfig
+	4,  // 31: shoal.api.PortConfig.protocol:type_name -> shoal.api.PortConfig.Protocol
+	5,  // 32: shoal.api.PortConfig.publish_mode:type_name -> shoal.api.PortConfig.PublishMode
+	6,  // 33: shoal.api.EndpointSpec.mode:type_name -> shoal.api.EndpointSpec.ResolutionMode
+	31, // 34: shoal.api.EndpointSpec.ports:type_name -> shoal.api.PortConfig
+	45, // 35: shoal.api.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 36: shoal.api.UpdateConfig.failure_action:type_name -> shoal.api.UpdateConfig.FailureAction
+	45, // 37: shoal.api.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 38: shoal.api.UpdateConfig.order:type_name -> shoal.api.UpdateConfig.Order
+	11, // 39: shoal.api.ServiceSpec.annotations:type_name -> shoal.api.Annotations
+	28, // 40: shoal.api.ServiceSpec.task:type_name -> shoal.api.TaskSpec
+	29, // 41: shoal.api.ServiceSpec.replicated:type_name -> shoal.api.ReplicatedService
+	30, // 42: shoal.api.ServiceSpec.global:type_name -> shoal.api.GlobalService
+	33, // 43: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
+	32, // 44: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
+	33, // 45: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
+	35, // 46: shoal.api.IPAMOptions.configs:type_name -> shoal.api.IPAMConfig
+	43, // 47: shoal.api.Driver.options:type_name -> shoal.api.Driver.OptionsEntry
+	11, // 48: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
+	37, // 49: shoal.api.NetworkSpec.driver_config:type_name -> shoal.api.Driver
+	36, // 50: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMOptions
+	11, // 51: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
+	0,  // 52: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
+	9,  // 53: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeSpec.Availability
+	11, // 54: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
+	45, // 55: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
+	45, // 56: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
@@ -2966,10 +3077,10 @@ func file_types_proto_init() {
 	if File_types_proto != nil {
 		return
 	}
-	file_types_proto_msgTypes[14].OneofWrappers = []any{
+	file_types_proto_msgTypes[15].OneofWrappers = []any{
 		(*PlacementPreference_Spread)(nil),
 	}
-	file_types_proto_msgTypes[23].OneofWrappers = []any{
+	file_types_proto_msgTypes[24].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 	}
@@ -2979,7 +3090,7 @@ func file_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -61,6 +61,7 @@ type containerOptions struct {
 	dns         []string
 	dnsSearch   []string
 	dnsOptions  []string
+	health      healthOptions
 }
 
 func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
@@ -108,6 +109,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
 	fl.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
 	fl.StringArrayVar(&o.dnsOptions, "dns-option", nil, "Set DNS options")
+	addHealthFlags(fl, &o.health)
 }
 
 // createRequest is a fully built container create call.
@@ -169,6 +171,10 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	if o.autoRemove && restart.Name != "" && restart.Name != container.RestartPolicyDisabled {
 		return createRequest{}, errors.New("conflicting options: cannot specify both --restart and --rm")
 	}
+	health, err := o.health.config()
+	if err != nil {
+		return createRequest{}, err
+	}
 	network := o.network
 	if network == "" || network == "default" {
 		// dockerd maps "default" to bridge on Linux; naming bridge directly
@@ -196,6 +202,7 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		AttachStdin:  o.interactive,
 		AttachStdout: true,
 		AttachStderr: true,
+		Healthcheck:  health,
 	}
 	if len(args) > 1 {
 		cfg.Cmd = append([]string(nil), args[1:]...)

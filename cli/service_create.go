@@ -34,6 +34,7 @@ type serviceOptions struct {
 	endpointMode                    string
 	updateMonitor                   time.Duration
 	wait                            waitFlags
+	health                          healthOptions
 }
 
 // waitFlags are the flags every converging command shares.
@@ -139,6 +140,7 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
 	fl.DurationVar(&o.updateMonitor, "update-monitor", 0, "Duration after each task update to monitor for failure (ns|us|ms|s|m|h) (default 5s)")
 	fl.Bool("no-resolve-image", false, "Do not query the registry to resolve image digest (shoal never does)")
+	addHealthFlags(fl, &o.health)
 	addWaitFlags(fl, &o.wait, true)
 	return cmd
 }
@@ -196,8 +198,13 @@ func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(s
 	default:
 		return spec, fmt.Errorf("%w: invalid endpoint mode %q: must be vip or dnsrr", ErrInvalidServiceSpec, o.endpointMode)
 	}
+	health, err := o.health.config()
+	if err != nil {
+		return spec, err
+	}
 	init := o.init
 	ctr := &swarm.ContainerSpec{
+		Healthcheck:     health,
 		Image:           args[0],
 		Args:            args[1:],
 		Env:             mergeEnv(nil, append(fileEnv, flagEnv...)),

@@ -33,6 +33,7 @@ type serviceUpdateOptions struct {
 	args                        string
 	restartCondition            string
 	wait                        waitFlags
+	health                      healthOptions
 }
 
 func newServiceUpdateCommand() *cobra.Command {
@@ -85,6 +86,7 @@ func newServiceUpdateCommand() *cobra.Command {
 	addServiceResourceFlags(fl, &o.reserveCPU, &o.limitCPU, &o.reserveMem, &o.limitMem)
 	fl.BoolVar(&o.force, "force", false, "Force update even if no changes require it")
 	fl.StringVar(&o.args, "args", "", "Service command args")
+	addHealthFlags(fl, &o.health)
 	fl.StringVar(&o.restartCondition, "restart-condition", "", `Restart when condition is met ("none", "on-failure", "any")`)
 	addWaitFlags(fl, &o.wait, true)
 	return cmd
@@ -219,6 +221,13 @@ func (o *serviceUpdateOptions) apply(fl *pflag.FlagSet, spec *swarm.ServiceSpec,
 			spec.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{}
 		}
 		spec.TaskTemplate.RestartPolicy.Condition = c
+	}
+	if spec.TaskTemplate.ContainerSpec != nil {
+		hc, err := o.health.update(fl, spec.TaskTemplate.ContainerSpec.Healthcheck)
+		if err != nil {
+			return err
+		}
+		spec.TaskTemplate.ContainerSpec.Healthcheck = hc
 	}
 	if o.force {
 		spec.TaskTemplate.ForceUpdate++

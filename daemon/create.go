@@ -81,23 +81,26 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
 		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
 	}
-	switch {
-	case in.Healthcheck != nil && len(in.Healthcheck.Test) > 0 && in.Healthcheck.Test[0] != "NONE": // NONE: --no-healthcheck
-		return containers.Config{}, badRequest("--health-cmd is not supported")
-	case in.Domainname != "":
+	if in.Domainname != "" {
 		return containers.Config{}, badRequest("--domainname is not supported")
 	}
 	if opt := unsupportedHostOption(hc); opt != "" {
 		return containers.Config{}, badRequest("%s is not supported", opt)
 	}
-	switch hc.RestartPolicy.Name {
-	case "", "no":
-	case "always", "unless-stopped", "on-failure":
-		if hc.AutoRemove {
-			return containers.Config{}, badRequest("can't create 'AutoRemove' container with restart policy")
+	restart := containers.RestartPolicy{Name: string(hc.RestartPolicy.Name), MaximumRetryCount: hc.RestartPolicy.MaximumRetryCount}
+	if err := restart.Validate(); err != nil {
+		return containers.Config{}, err
+	}
+	if restart.Enabled() && hc.AutoRemove {
+		return containers.Config{}, badRequest("can't create 'AutoRemove' container with restart policy")
+	}
+	var health *containers.HealthConfig
+	if h := in.Healthcheck; h != nil {
+		health = &containers.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
+		if err := containers.ValidateHealthcheck(health); err != nil {
+			return containers.Config{}, err
 		}
-	default:
-		return containers.Config{}, badRequest("invalid restart policy '%s'", hc.RestartPolicy.Name)
 	}
 	cfg := containers.Config{
 		Image: in.Image, Cmd: in.Cmd, Entrypoint: in.Entrypoint, Env: in.Env,
@@ -109,6 +112,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
 		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
 		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd, ConsoleSize: size,
+		RestartPolicy: restart, Healthcheck: health,
 		ExtraHosts: hc.ExtraHosts, DNSSearch: hc.DNSSearch, DNSOptions: hc.DNSOptions,
 	}
 	for _, a := range hc.DNS {

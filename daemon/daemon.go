@@ -156,12 +156,17 @@ func Run(ctx context.Context, cfg Config) error {
 		// Called after every removal, the engine's own (--rm) included.
 		Released: func(id string) { d.releaseNetwork(id, false) },
 		Events:   d.events,
+		// Restart policies start containers as the API does: network first.
+		Restart: d.startContainer,
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: containers: %w", err)
 	}
 	d.containers = eng
 	d.adoptNetworks()
+	// Only now can a restart set up a network: the pending ones may go,
+	// and the containers whose policy wants them back at daemon start do.
+	eng.EnableRestarts()
 	// Task containers run without a network until tasks attach to overlay
 	// networks; the agent re-adopts them after a restart by their labels.
 	d.swarm = newSwarmNode(dctx, filepath.Join(cfg.DataRoot, "swarm"), cfg.NodeName,

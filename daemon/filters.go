@@ -78,7 +78,19 @@ func (f filters) labels(labels map[string]string) bool {
 }
 
 // validContainerFilters are the keys /containers/json accepts.
-var validContainerFilters = []string{"id", "name", "status", "label", "ancestor", "exited", "network"}
+var validContainerFilters = []string{"id", "name", "status", "label", "ancestor", "exited", "network", "health"}
+
+// checkHealthFilter refuses a health value dockerd does not know.
+func checkHealthFilter(f filters) error {
+	for _, v := range f["health"] {
+		switch v {
+		case "none", containers.HealthStarting, containers.HealthHealthy, containers.HealthUnhealthy:
+		default:
+			return badRequest("Unrecognised filter value for health: %s", v)
+		}
+	}
+	return nil
+}
 
 func (f filters) matchContainer(c containers.Container) bool {
 	return f.any("id", func(v string) bool { return strings.HasPrefix(c.ID, v) }) &&
@@ -95,6 +107,13 @@ func (f filters) matchContainer(c containers.Container) bool {
 			return err == nil && c.State.Status == "exited" && c.State.ExitCode == n
 		}) &&
 		f.any("network", func(v string) bool { return c.Config.NetworkMode == v }) &&
+		f.any("health", func(v string) bool {
+			h := "none"
+			if c.State.Health != nil {
+				h = c.State.Health.Status
+			}
+			return h == v
+		}) &&
 		f.labels(c.Config.Labels)
 }
 

@@ -52,6 +52,9 @@ func boolParam(r *http.Request, name string) bool {
 func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, err := parseFilters(q.Get("filters"), validContainerFilters...)
+	if err == nil {
+		err = checkHealthFilter(f)
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -173,7 +173,7 @@ func (d *Daemon) imageInspect(w http.ResponseWriter, name string) {
 	writeJSON(w, http.StatusOK, image.InspectResponse{
 		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
 		Comment: comment, Created: img.Created.UTC().Format(time.RFC3339Nano), Author: img.Config.Author,
-		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config},
+		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config, DockerOCIImageConfigExt: imageConfigExt(img)},
 		Architecture: arch, Os: osName, Size: img.Size,
 		RootFS: image.RootFS{Type: "layers", Layers: layers},
 	})
@@ -308,4 +308,15 @@ func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, report)
+}
+
+// imageConfigExt is the Docker part of an image's config that the OCI type
+// drops: its HEALTHCHECK.
+func imageConfigExt(img images.Image) dockerspec.DockerOCIImageConfigExt {
+	var ext dockerspec.DockerOCIImageConfigExt
+	if h := img.Healthcheck; h != nil {
+		ext.Healthcheck = &dockerspec.HealthcheckConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
+	}
+	return ext
 }

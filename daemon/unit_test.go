@@ -221,9 +221,21 @@ func TestCreateConfigRefusals(t *testing.T) {
 		}, 400, "published ports need the bridge network"},
 		{"stop signal", func(r *container.CreateRequest) { r.StopSignal = "SIGWHATEVER" }, 400, "invalid stop signal"},
 		{"null ulimit", func(r *container.CreateRequest) { r.HostConfig.Ulimits = []*container.Ulimit{nil} }, 400, "invalid ulimit"},
-		{"healthcheck", func(r *container.CreateRequest) {
-			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}}
-		}, 400, "--health-cmd is not supported"},
+		{"on-failure negative", func(r *container.CreateRequest) {
+			r.HostConfig.RestartPolicy = container.RestartPolicy{Name: "on-failure", MaximumRetryCount: -1}
+		}, 400, "maximum retry count cannot be negative"},
+		{"always with count", func(r *container.CreateRequest) {
+			r.HostConfig.RestartPolicy = container.RestartPolicy{Name: "always", MaximumRetryCount: 2}
+		}, 400, "maximum retry count can only be used with 'on-failure'"},
+		{"health interval", func(r *container.CreateRequest) {
+			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second}
+		}, 400, "Interval in Healthcheck cannot be less than 1ms"},
+		{"health retries", func(r *container.CreateRequest) {
+			r.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}, Retries: -1}
+		}, 400, "Retries in Healthcheck cannot be negative"},
+		{"health type", func(r *container.CreateRequest) {
+			r.Healthcheck = &container.HealthConfig{Test: []string{"SHELL", "true"}}
+		}, 400, "unknown healthcheck type"},
 		{"domainname", func(r *container.CreateRequest) { r.Domainname = "example.org" }, 400, "--domainname is not supported"},
 		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "host" }, 400, "--uts is not supported"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},

@@ -56,8 +56,17 @@ func statusString(st containers.State, now time.Time) string {
 	switch {
 	case st.Running && st.Paused:
 		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (Paused)"
+	case st.Running && st.Health != nil:
+		// dockerd's words: "(health: starting)", "(healthy)", "(unhealthy)".
+		h := st.Health.Status
+		if h == containers.HealthStarting {
+			h = "health: " + h
+		}
+		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (" + h + ")"
 	case st.Running:
 		return "Up " + humanDuration(now.Sub(st.StartedAt))
+	case st.Restarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
 	case st.Status == "exited" && !st.FinishedAt.IsZero():
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
 	case st.Status == "removing":
@@ -72,6 +81,8 @@ func stateOf(st containers.State) container.ContainerState {
 		return container.StatePaused
 	case st.Running:
 		return container.StateRunning
+	case st.Restarting:
+		return container.StateRestarting
 	case st.Status == "":
 		return container.StateCreated
 	}
@@ -122,6 +133,9 @@ func summaryOf(c containers.Container, now time.Time) container.Summary {
 		Mounts:          mountPoints(c),
 	}
 	s.HostConfig.NetworkMode = c.Config.NetworkMode
+	if h := c.State.Health; h != nil {
+		s.Health = &container.HealthSummary{Status: container.HealthStatus(h.Status), FailingStreak: h.FailingStreak}
+	}
 	return s
 }
 
@@ -185,14 +199,20 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		}
 		ports[port] = append(ports[port], network.PortBinding{HostIP: parseAddr(hostIPString(p.HostIP)), HostPort: strconv.Itoa(p.HostPort)})
 	}
+	if h := c.Config.Healthcheck; h != nil {
+		// The healthcheck the container runs: the given one merged over the image's.
+		cfg.Healthcheck = &container.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
+	}
 	var r inspectResponse
 	r.InspectResponse = container.InspectResponse{
 		ID: c.ID, Created: timeString(c.Created), Path: c.Path, Args: nonNilSlice(c.Args),
 		State: &container.State{
 			Status: stateOf(st), Running: st.Running, Paused: st.Paused, OOMKilled: st.OOMKilled, Pid: st.Pid, ExitCode: st.ExitCode,
 			Error: st.Error, StartedAt: timeString(st.StartedAt), FinishedAt: timeString(st.FinishedAt),
+			Restarting: st.Restarting, Health: healthOf(st.Health),
 		},
-		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux",
+		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux", RestartCount: c.RestartCount,
 		LogPath: d.containers.LogPath(c.ID), HostConfig: hc,
 		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
 		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: mountPoints(c),
@@ -225,4 +245,16 @@ func nonNilSlice(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// healthOf is State.Health as the Engine API shows it.
+func healthOf(h *containers.Health) *container.Health {
+	if h == nil {
+		return nil
+	}
+	out := &container.Health{Status: container.HealthStatus(h.Status), FailingStreak: h.FailingStreak, Log: []*container.HealthcheckResult{}}
+	for _, r := range h.Log {
+		out.Log = append(out.Log, &container.HealthcheckResult{Start: r.Start, End: r.End, ExitCode: r.ExitCode, Output: r.Output})
+	}
+	return out
 }

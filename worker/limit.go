@@ -52,3 +52,12 @@ func (l *startLimiter) Start(ctx context.Context, id string) error {
 	defer func() { <-l.slots }()
 	return l.Runtime.Start(ctx, id)
 }
+
+// WaitHealth passes HealthWaiter through (embedding hides it); a runtime
+// without it reports no health, so its Wait is the same wait.
+func (l *startLimiter) WaitHealth(ctx context.Context, id, health string) (ContainerState, error) {
+	if hw, ok := l.Runtime.(HealthWaiter); ok {
+		return hw.WaitHealth(ctx, id, health)
+	}
+	return l.Runtime.Wait(ctx, id)
+}

@@ -59,3 +59,22 @@ func TestStartsAreBounded(t *testing.T) {
 		t.Fatalf("blocked start: %v", err)
 	}
 }
+
+// healthRuntime reports one health change.
+type healthRuntime struct{ Runtime }
+
+func (healthRuntime) WaitHealth(_ context.Context, id, _ string) (ContainerState, error) {
+	return ContainerState{ID: id, Status: StatusRunning, Health: HealthHealthy}, nil
+}
+
+// The limiter wraps the node's runtime: it must not hide its health (a task
+// would stay STARTING for ever).
+func TestLimiterPassesHealthThrough(t *testing.T) {
+	hw, ok := limitStarts(healthRuntime{}, 1).(HealthWaiter)
+	if !ok {
+		t.Fatal("the limited runtime is no HealthWaiter")
+	}
+	if st, err := hw.WaitHealth(context.Background(), "c", HealthStarting); err != nil || st.Health != HealthHealthy {
+		t.Fatalf("WaitHealth through the limiter: %+v %v", st, err)
+	}
+}

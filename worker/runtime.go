@@ -50,6 +50,9 @@ type ContainerState struct {
 	ExitCode int
 	// Error is the runtime's message when the container failed to start.
 	Error string
+	// Health is the container's healthcheck status (HealthStarting,
+	// HealthHealthy, HealthUnhealthy), "" when it has no healthcheck.
+	Health string
 }
 
 // Container states the step function distinguishes.
@@ -58,6 +61,22 @@ const (
 	StatusRunning = "running"
 	StatusExited  = "exited"
 )
+
+// Health statuses of a container with a healthcheck (Docker's words).
+const (
+	HealthStarting  = "starting"
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// HealthWaiter is a Runtime that also reports container health. A task
+// whose container has a healthcheck is running only once healthy, and
+// fails when it turns unhealthy.
+type HealthWaiter interface {
+	// WaitHealth returns when the container's health is no longer health
+	// or the container no longer runs (or ctx ends).
+	WaitHealth(ctx context.Context, id, health string) (ContainerState, error)
+}
 
 // Runtime is what a task needs from the node's container engine.
 // Implementations must be safe for concurrent use.
@@ -151,12 +170,25 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 		NetworkMode:    networkMode,
 		GroupAdd:       cs.GetGroups(),
 		Tty:            cs.GetTty(),
+		Healthcheck:    healthConfig(cs.GetHealthcheck()),
 	}
 	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
 		cfg.Memory = lim.GetMemoryBytes()
 		cfg.NanoCPUs = lim.GetNanoCpus()
 	}
 	return cfg, nil
+}
+
+// healthConfig is the task's healthcheck for the engine; nil lets the
+// image's HEALTHCHECK apply.
+func healthConfig(h *api.HealthConfig) *containers.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	return &containers.HealthConfig{
+		Test: h.GetTest(), Interval: h.GetInterval().AsDuration(), Timeout: h.GetTimeout().AsDuration(),
+		StartPeriod: h.GetStartPeriod().AsDuration(), StartInterval: h.GetStartInterval().AsDuration(), Retries: int(h.GetRetries()),
+	}
 }
 
 // stopGrace is the task's stop grace period, DefaultStopGracePeriod if unset.
@@ -194,6 +226,15 @@ func (r *EngineRuntime) Wait(ctx context.Context, id string) (ContainerState, er
 		return ContainerState{}, r.notFound(id, err)
 	}
 	c, err := r.Engine.Get(id)
+	if err != nil {
+		return ContainerState{}, r.notFound(id, err)
+	}
+	return stateOf(c), nil
+}
+
+// WaitHealth implements HealthWaiter.
+func (r *EngineRuntime) WaitHealth(ctx context.Context, id, health string) (ContainerState, error) {
+	c, err := r.Engine.WaitHealth(ctx, id, health)
 	if err != nil {
 		return ContainerState{}, r.notFound(id, err)
 	}
@@ -248,6 +289,9 @@ func (r *EngineRuntime) notFound(id string, err error) error {
 
 func stateOf(c containers.Container) ContainerState {
 	st := ContainerState{ID: c.ID, TaskID: c.Config.Labels[LabelTaskID], ServiceID: c.Config.Labels[LabelServiceID], Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error}
+	if h := c.State.Health; h != nil {
+		st.Health = h.Status
+	}
 	switch {
 	case c.State.Running:
 		st.Status = StatusRunning

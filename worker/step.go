@@ -112,18 +112,31 @@ func next(t *api.Task, obs observed) (action, *api.TaskStatus) {
 			return actWait, status(api.TaskState_FAILED, "starting", obs.err.Error())
 		case c.Status == StatusCreated:
 			return actStart, nil
+		case running && c.Health == HealthStarting:
+			return actWait, nil // running only once healthy, as Swarm's tasks
+		case running && c.Health == HealthUnhealthy:
+			return actContinue, status(api.TaskState_FAILED, "starting", errUnhealthy)
 		case running:
 			return actContinue, status(api.TaskState_RUNNING, "started", "")
 		}
 		return actContinue, exited(status, c)
 
 	default: // RUNNING
+		if running && c.Health == HealthUnhealthy {
+			// Failed: the container is stopped (a terminal task's running
+			// container is) and the orchestrator replaces the task.
+			return actContinue, status(api.TaskState_FAILED, "unhealthy", errUnhealthy)
+		}
 		if running || c.Status == StatusCreated {
 			return actWait, nil
 		}
 		return actContinue, exited(status, c)
 	}
 }
+
+// errUnhealthy is the error of a task whose container turned unhealthy
+// (Swarm's words).
+const errUnhealthy = "unhealthy container"
 
 // exited is the terminal status of a container that ended by itself.
 func exited(status func(api.TaskState, string, string) *api.TaskStatus, c *ContainerState) *api.TaskStatus {

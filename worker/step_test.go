@@ -12,6 +12,9 @@ func TestNext(t *testing.T) {
 	running := &ContainerState{ID: "c1", Status: StatusRunning, Pid: 42}
 	exit0 := &ContainerState{ID: "c1", Status: StatusExited}
 	exit3 := &ContainerState{ID: "c1", Status: StatusExited, ExitCode: 3}
+	probing := &ContainerState{ID: "c1", Status: StatusRunning, Pid: 42, Health: HealthStarting}
+	healthy := &ContainerState{ID: "c1", Status: StatusRunning, Pid: 42, Health: HealthHealthy}
+	unhealthy := &ContainerState{ID: "c1", Status: StatusRunning, Pid: 42, Health: HealthUnhealthy}
 	const (
 		R  = api.TaskState_RUNNING
 		SD = api.TaskState_SHUTDOWN
@@ -50,6 +53,12 @@ func TestNext(t *testing.T) {
 		{"terminal without container done", SD, SD, observed{}, actDone, none, ""},
 		{"terminal but running (adopted) stops", api.TaskState_COMPLETE, R, observed{container: running}, actStop, none, ""},
 		{"adopt running after restart", R, R, observed{container: running}, actWait, none, ""},
+		{"health starting holds STARTING", api.TaskState_STARTING, R, observed{container: probing}, actWait, none, ""},
+		{"healthy runs", api.TaskState_STARTING, R, observed{container: healthy}, actContinue, R, ""},
+		{"unhealthy at start fails", api.TaskState_STARTING, R, observed{container: unhealthy}, actContinue, api.TaskState_FAILED, "unhealthy container"},
+		{"healthy running waits", R, R, observed{container: healthy}, actWait, none, ""},
+		{"unhealthy running fails", R, R, observed{container: unhealthy}, actContinue, api.TaskState_FAILED, "unhealthy container"},
+		{"failed unhealthy is stopped", api.TaskState_FAILED, R, observed{container: unhealthy}, actStop, none, ""},
 		{"preparing finds a running container", api.TaskState_PREPARING, R, observed{container: running}, actContinue, api.TaskState_READY, ""},
 	}
 	for _, tc := range tests {

@@ -157,7 +157,13 @@ func (r *taskRunner) waitEvent(ctx context.Context, t **api.Task, c *ContainerSt
 	if c != nil && c.Status == StatusRunning {
 		exited = make(chan ContainerState, 1)
 		go func() {
-			st, err := r.rt.Wait(wctx, c.ID)
+			wait := r.rt.Wait
+			if hw, ok := r.rt.(HealthWaiter); ok && c.Health != "" {
+				// A change of health is a step too (starting -> healthy
+				// makes the task running; unhealthy fails it).
+				wait = func(ctx context.Context, id string) (ContainerState, error) { return hw.WaitHealth(ctx, id, c.Health) }
+			}
+			st, err := wait(wctx, c.ID)
 			if err != nil && errors.Is(err, ErrNotFound) {
 				exited <- ContainerState{} // gone: refresh finds nothing
 			} else if err == nil {

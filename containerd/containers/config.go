@@ -80,6 +80,14 @@ type Config struct {
 	DNSSearch  []string `json:"dnsSearch,omitempty"`
 	DNSOptions []string `json:"dnsOptions,omitempty"`
 
+	// RestartPolicy says whether the engine starts the container again
+	// when it exits (see restart.go).
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
+	// Healthcheck is the probe the engine runs in the running container:
+	// the one given at create merged over the image's HEALTHCHECK, nil when
+	// there is none or it is disabled (see health.go).
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+
 	// NetworkMode is none, bridge or host.
 	NetworkMode string `json:"networkMode,omitempty"`
 	// NetNSPath is the namespace to join (set by the daemon for bridge and none).
@@ -132,6 +140,11 @@ type State struct {
 	StoppedByUser bool `json:"stoppedByUser,omitempty"`
 	// Paused: its cgroup is frozen (`pause`); Running stays true.
 	Paused bool `json:"paused,omitempty"`
+	// Restarting: the container exited and its restart policy starts it
+	// again after a back-off (Status is "restarting").
+	Restarting bool `json:"restarting,omitempty"`
+	// Health is the healthcheck's state; nil without a healthcheck.
+	Health *Health `json:"health,omitempty"`
 }
 
 // Container is one container's record.
@@ -145,4 +158,7 @@ type Container struct {
 	Args   []string `json:"args"`
 	Config Config   `json:"config"`
 	State  State    `json:"state"`
+	// RestartCount counts the restarts by the restart policy since the
+	// last start by the user (or by the daemon at its start), as Docker's.
+	RestartCount int `json:"restartCount,omitempty"`
 }

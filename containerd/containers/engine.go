@@ -13,7 +13,11 @@
 //
 // Goroutines: one monitor per running container holds a "wait" connection to
 // its shim and records the exit; it stops when the shim answers or the
-// engine's context ends. An attach pump lives until the container's output
+// engine's context ends. A container with a healthcheck has one health
+// goroutine per run (health.go), ended and waited for at its exit; one
+// whose restart policy restarts it has one timer goroutine while it waits
+// its back-off (restart.go), ended by a stop, a remove, a user's start or
+// the engine's context. An attach pump lives until the container's output
 // ends or its client's context does; an exec's two copiers until the exec'd
 // process closes its output. The daemon may die at any moment: the shims
 // (own session, own cgroup) keep the containers, and Open re-adopts them by
@@ -70,6 +74,10 @@ type Options struct {
 	Released func(id string)
 	// Events receives the container events (create, start, die, ...); nil drops them.
 	Events EventPublisher
+	// Restart starts a container for its restart policy (the daemon's
+	// start, which sets up the container's network first); nil is Start.
+	// ctx must be passed on to Start: it marks the start as a restart.
+	Restart func(ctx context.Context, id string) error
 }
 
 // Engine runs and keeps the containers of one daemon.
@@ -85,6 +93,10 @@ type Engine struct {
 	frozen pauses // commits holding a container frozen
 
 	init initCopy // the --init binary
+
+	// restartsOn is closed by EnableRestarts: restarts wait for it.
+	restartsOn  chan struct{}
+	restartOnce sync.Once
 }
 
 type record struct {
@@ -101,6 +113,16 @@ type record struct {
 	removed bool          // Remove has begun: invisible to lookups
 	gone    bool          // Remove has finished: nothing of it is left
 	pending []*attachReq  // attach requests waiting for the start
+
+	// Guarded by the engine's mu:
+	// restartDelay is the last back-off of the restart policy.
+	restartDelay time.Duration
+	// restartCancel, when not nil, cancels the pending restart.
+	restartCancel chan struct{}
+	// healthCancel ends the healthcheck of the current run; healthDone is
+	// closed when its goroutine has ended.
+	healthCancel context.CancelFunc
+	healthDone   chan struct{}
 }
 
 var namePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -121,7 +143,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
 	rt.CgroupParent = cgroupParent(opts.CgroupParent)
 	rt.Self = opts.Binary
-	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}}
+	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{})}
 	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
 	if err != nil {
 		return nil, fmt.Errorf("containers: %w", err)
@@ -170,6 +192,7 @@ func (e *Engine) readopt(r *record) {
 			return
 		}
 		if st.Running && e.startMonitor(id) == nil {
+			e.resumeHealth(id)
 			return
 		}
 	}
@@ -304,7 +327,7 @@ func (e *Engine) List(all bool) []Container {
 	e.mu.Lock()
 	var out []Container
 	for _, r := range e.records {
-		if !r.removed && (all || r.c.State.Running) {
+		if !r.removed && (all || r.c.State.Running || r.c.State.Restarting) {
 			out = append(out, r.c)
 		}
 	}

@@ -63,6 +63,16 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 		maps.Copy(labels, cfg.Labels)
 		cfg.Labels = labels
 	}
+	if err := cfg.RestartPolicy.Validate(); err != nil {
+		return Container{}, err
+	}
+	if cfg.RestartPolicy.Enabled() && cfg.AutoRemove {
+		return Container{}, fmt.Errorf("%w: can't create 'AutoRemove' container with restart policy", ErrInvalidArgument)
+	}
+	if err := ValidateHealthcheck(cfg.Healthcheck); err != nil {
+		return Container{}, err
+	}
+	cfg.Healthcheck = mergeHealthcheck(cfg.Healthcheck, img.Healthcheck)
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
 		return Container{}, fmt.Errorf("%w: no command specified", ErrInvalidArgument)
@@ -201,6 +211,11 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		e.mu.Unlock()
 		return ErrNotModified
 	}
+	policyRestart, ok := e.takeRestartLocked(ctx, r)
+	if !ok {
+		e.mu.Unlock()
+		return ErrNotModified
+	}
 	c := r.c
 	pending := r.pending
 	r.pending = nil
@@ -270,15 +285,31 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		})
 		return err
 	}
-	c, err = e.update(id, func(c *Container) {
+	started, err := e.update(id, func(c *Container) {
+		health := c.State.Health
 		c.State = State{Status: "running", Running: true, Pid: pid, ShimPid: shimPid, StartedAt: time.Now().UTC()}
+		if c.Config.Healthcheck != nil {
+			h := Health{Status: HealthStarting}
+			if health != nil {
+				h.Log = health.Log
+			}
+			c.State.Health = &h
+		}
+		if policyRestart {
+			c.RestartCount++
+		} else {
+			c.RestartCount = 0
+		}
 	})
 	if err != nil {
 		wait.Close()
 		return err
 	}
-	e.emit("start", c, nil)
+	e.emit("start", started, nil)
 	e.monitor(id, wait)
+	if hc := started.Config.Healthcheck; hc != nil {
+		e.watchHealth(id, started.State.StartedAt, *hc)
+	}
 	return nil
 }
 
@@ -423,6 +454,9 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	}
 	e.mu.Unlock()
 	waitShimGone(shimPid, id)
+	e.stopHealth(id)
+	var delay time.Duration
+	var restart chan struct{}
 	c, err := e.update(id, func(c *Container) {
 		c.State.Running = false
 		c.State.Paused = false
@@ -438,10 +472,18 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 			e.emit("oom", *c, nil)
 		}
 		e.emit("die", *c, map[string]string{"exitCode": strconv.Itoa(ex.ExitCode)})
+		if shouldRestart(c.Config.RestartPolicy, ex.ExitCode, c.State.StoppedByUser, c.RestartCount, false) {
+			c.State.Restarting, c.State.Status = true, "restarting"
+			// update calls this with e.mu held: the record is at hand.
+			delay, restart = e.armRestartLocked(e.records[id], c.State.FinishedAt.Sub(c.State.StartedAt))
+		}
 	})
 	e.forgetPause(id)
 	if err != nil {
 		return
+	}
+	if restart != nil {
+		e.runRestart(id, delay, restart)
 	}
 	if c.Config.AutoRemove {
 		_ = e.Remove(context.Background(), id, true)
@@ -455,7 +497,18 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 		return err
 	}
 	if !c.State.Running {
+		if e.cancelRestart(c.ID) {
+			return nil // killed while it waited to restart: it stays down
+		}
 		return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+	}
+	stopSig := unix.SIGTERM
+	if s, err := ParseSignal(c.Config.StopSignal); err == nil && c.Config.StopSignal != "" {
+		stopSig = s
+	}
+	if sig == unix.SIGKILL || sig == stopSig {
+		// As dockerd: a kill meant to end the container cancels its restart policy.
+		_, _ = e.update(c.ID, func(c *Container) { c.State.StoppedByUser = true })
 	}
 	if err := e.rt.Kill(c.ID, sig, false); err != nil {
 		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrState) {
@@ -487,7 +540,22 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 		return err
 	}
 	if !c.State.Running {
-		return ErrNotModified
+		if e.cancelRestart(c.ID) {
+			return nil // stopped while it waited to restart
+		}
+		if !c.State.Restarting {
+			return ErrNotModified
+		}
+		// Its restart is starting it: let that finish, then stop it.
+		if r, err := e.lockOp(c.ID); err == nil {
+			r.opMu.Unlock()
+		}
+		if c, err = e.Get(c.ID); err != nil {
+			return err
+		}
+		if !c.State.Running {
+			return ErrNotModified
+		}
 	}
 	t := 10
 	if c.Config.StopTimeout != nil {
@@ -570,6 +638,10 @@ func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, f
 		return fmt.Errorf("%w: %s", ErrNotFound, idOrName)
 	}
 	r.removed = true
+	e.cancelRestartLocked(r)
+	if r.healthCancel != nil {
+		r.healthCancel()
+	}
 	e.mu.Unlock()
 	r.saveMu.Unlock()
 	e.cleanup(c.ID)

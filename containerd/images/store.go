@@ -74,6 +74,21 @@ type Image struct {
 	ChainID digest.Digest
 	// Parent is the image this one was committed on, if it is known here.
 	Parent string
+	// Healthcheck is the image's HEALTHCHECK, a Docker extension of the
+	// OCI config that ocispec.Image drops; nil when it has none.
+	Healthcheck *Healthcheck
+}
+
+// Healthcheck is a HEALTHCHECK as Docker's image config and Engine API hold
+// it: Test is {} (inherit), {"NONE"}, {"CMD", args...} or {"CMD-SHELL",
+// command}; zero durations and retries mean the default.
+type Healthcheck struct {
+	Test          []string      `json:",omitempty"`
+	Interval      time.Duration `json:",omitempty"`
+	Timeout       time.Duration `json:",omitempty"`
+	StartPeriod   time.Duration `json:",omitempty"`
+	StartInterval time.Duration `json:",omitempty"`
+	Retries       int           `json:",omitempty"`
 }
 
 // Removed is one step of Remove, like Docker's image delete response.
@@ -269,6 +284,12 @@ func (s *Store) imageLocked(e *entry) Image {
 	}
 	if img.Config.Created != nil {
 		img.Created = *img.Config.Created
+	}
+	var ext struct {
+		Config struct{ Healthcheck *Healthcheck } `json:"config"`
+	}
+	if json.Unmarshal(e.raw, &ext) == nil {
+		img.Healthcheck = ext.Config.Healthcheck
 	}
 	for _, d := range img.Config.RootFS.DiffIDs {
 		img.Size += s.layers[d]

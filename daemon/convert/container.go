@@ -3,10 +3,13 @@ package convert
 import (
 	"os"
 	"reflect"
+	"strings"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/containerd/containers"
 )
 
 // isZero reports whether v (a pointer, slice, map or struct) holds nothing:
@@ -42,15 +45,9 @@ func containerSpecToAPI(c *swarm.ContainerSpec) (*api.ContainerSpec, error) {
 	if c.Init != nil && *c.Init {
 		return nil, notSupported("init is not supported")
 	}
-	if hc := c.Healthcheck; hc != nil {
-		// Test ["NONE"] alone (--no-healthcheck) only disables the image's
-		// healthcheck, and shoal runs none: nothing to keep.
-		rest := *hc
-		rest.Test = nil
-		disabled := len(hc.Test) == 1 && hc.Test[0] == "NONE" && isZero(rest)
-		if !disabled && !isZero(hc) {
-			return nil, notSupported("healthcheck is not supported")
-		}
+	health, err := healthToAPI(c.Healthcheck)
+	if err != nil {
+		return nil, err
 	}
 	if !c.Isolation.IsDefault() {
 		return nil, notSupported("isolation %q is not supported", c.Isolation)
@@ -87,6 +84,7 @@ func containerSpecToAPI(c *swarm.ContainerSpec) (*api.ContainerSpec, error) {
 		ReadOnly:        c.ReadOnly,
 		StopSignal:      c.StopSignal,
 		StopGracePeriod: durationPtrToAPI(c.StopGracePeriod),
+		Healthcheck:     health,
 	}
 	for _, m := range c.Mounts {
 		am, err := mountToAPI(m)
@@ -196,6 +194,7 @@ func containerSpecToSwarm(c *api.ContainerSpec) *swarm.ContainerSpec {
 		ReadOnly:        c.GetReadOnly(),
 		StopSignal:      c.GetStopSignal(),
 		StopGracePeriod: durationPtrToSwarm(c.GetStopGracePeriod()),
+		Healthcheck:     healthToSwarm(c.GetHealthcheck()),
 	}
 	for _, m := range c.GetMounts() {
 		sm := mount.Mount{Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()}
@@ -220,4 +219,32 @@ func containerSpecToSwarm(c *api.ContainerSpec) *swarm.ContainerSpec {
 		out.Configs = append(out.Configs, ref)
 	}
 	return out
+}
+
+// healthToAPI checks a service's healthcheck as dockerd checks a
+// container's, and converts it; nil stays nil (the image's applies).
+func healthToAPI(h *container.HealthConfig) (*api.HealthConfig, error) {
+	if h == nil || isZero(h) {
+		return nil, nil
+	}
+	check := containers.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+		StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
+	if err := containers.ValidateHealthcheck(&check); err != nil {
+		return nil, invalid("%s", strings.TrimPrefix(err.Error(), containers.ErrInvalidArgument.Error()+": "))
+	}
+	return &api.HealthConfig{
+		Test: copyStrings(h.Test), Interval: nonZeroDurationToAPI(h.Interval), Timeout: nonZeroDurationToAPI(h.Timeout),
+		StartPeriod: nonZeroDurationToAPI(h.StartPeriod), StartInterval: nonZeroDurationToAPI(h.StartInterval), Retries: int32(h.Retries),
+	}, nil
+}
+
+// healthToSwarm is a task's healthcheck as Docker's API shows it.
+func healthToSwarm(h *api.HealthConfig) *container.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	return &container.HealthConfig{
+		Test: copyStrings(h.GetTest()), Interval: durationToSwarm(h.GetInterval()), Timeout: durationToSwarm(h.GetTimeout()),
+		StartPeriod: durationToSwarm(h.GetStartPeriod()), StartInterval: durationToSwarm(h.GetStartInterval()), Retries: int(h.GetRetries()),
+	}
 }

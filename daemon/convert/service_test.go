@@ -248,12 +248,12 @@ func TestServiceSpecRefused(t *testing.T) {
 		{"global job", swarm.ServiceSpec{Mode: swarm.ServiceMode{GlobalJob: &swarm.GlobalJob{}}}, true, "job mode is not supported"},
 		{"two modes", swarm.ServiceSpec{Mode: swarm.ServiceMode{Global: &swarm.GlobalService{}, Replicated: &swarm.ReplicatedService{}}}, false, "must specify only one service mode"},
 		{"init", ctr(func(c *swarm.ContainerSpec) { c.Init = ptr(true) }), true, "init is not supported"},
-		{"healthcheck", ctr(func(c *swarm.ContainerSpec) {
-			c.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}, Interval: time.Second}
-		}), true, "healthcheck is not supported"},
-		{"healthcheck none with retries", ctr(func(c *swarm.ContainerSpec) {
-			c.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}, Retries: 3}
-		}), true, "healthcheck is not supported"},
+		{"healthcheck negative interval", ctr(func(c *swarm.ContainerSpec) {
+			c.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second}
+		}), false, "Interval in Healthcheck cannot be less than 1ms"},
+		{"healthcheck negative retries", ctr(func(c *swarm.ContainerSpec) {
+			c.Healthcheck = &container.HealthConfig{Test: []string{"CMD-SHELL", "true"}, Retries: -3}
+		}), false, "Retries in Healthcheck cannot be negative"},
 		{"mount npipe", ctr(func(c *swarm.ContainerSpec) {
 			c.Mounts = []mount.Mount{{Type: mount.TypeNamedPipe, Source: `\\.\pipe\x`, Target: `\\.\pipe\x`}}
 		}), true, "mounts of type npipe are not supported"},
@@ -488,5 +488,19 @@ func TestIsZero(t *testing.T) {
 		if got := isZero(c.v); got != c.want {
 			t.Errorf("isZero(%#v) = %v, want %v", c.v, got, c.want)
 		}
+	}
+}
+
+// A service's healthcheck reaches its tasks and reads back as it was given.
+func TestServiceHealthcheckRoundTrip(t *testing.T) {
+	hc := &container.HealthConfig{Test: []string{"CMD-SHELL", "test -f /ok"}, Interval: time.Second, Timeout: 2 * time.Second, StartPeriod: 3 * time.Second, Retries: 2}
+	s := cliSpec("h", "busybox", nil, func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Healthcheck = hc })
+	a, err := ServiceSpecFromSwarm(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := healthToSwarm(a.GetTask().GetContainer().GetHealthcheck())
+	if got == nil || got.Test[1] != "test -f /ok" || got.Interval != time.Second || got.Timeout != 2*time.Second || got.StartPeriod != 3*time.Second || got.Retries != 2 {
+		t.Fatalf("round trip: %+v", got)
 	}
 }
