@@ -26,6 +26,11 @@ type NodeInfo struct {
 	ServiceTasks map[string]int
 	// Tasks is the total of such tasks on the node, of every service.
 	Tasks int
+	// Backlog counts those tasks that are still wanted and have not
+	// reached RUNNING: queued in the node's start window (the agent holds
+	// them ACCEPTED until it admits them) or being started. A node that
+	// starts slowly has a longer one.
+	Backlog int
 	// Reserved is the sum of those tasks' resource reservations.
 	Reserved *api.Resources
 	// HostPorts are the ports those tasks publish in host mode.
@@ -100,6 +105,7 @@ type nodeState struct {
 	capMem   int64
 	cpu, mem int64 // reserved, including this pass's decisions
 	total    int   // tasks, including this pass's decisions
+	backlog  int   // tasks not yet running, including this pass's decisions
 	placed   map[string]int
 	ports    map[HostPort]bool // host ports in use, made on first need
 }
@@ -139,6 +145,7 @@ func (n *nodeState) add(svc string, cpu, mem int64, ports []HostPort) {
 	}
 	n.placed[svc]++
 	n.total++
+	n.backlog++
 	n.cpu += max(cpu, 0)
 	n.mem += max(mem, 0)
 }
@@ -179,11 +186,12 @@ func Schedule(snap Snapshot, pending []*api.Task) Result {
 			id:   n.GetId(),
 			ready: n.GetStatus().GetState() == api.NodeStatus_READY &&
 				n.GetSpec().GetAvailability() == api.NodeSpec_ACTIVE,
-			capCPU: n.GetDescription().GetResources().GetNanoCpus(),
-			capMem: n.GetDescription().GetResources().GetMemoryBytes(),
-			cpu:    info.Reserved.GetNanoCpus(),
-			mem:    info.Reserved.GetMemoryBytes(),
-			total:  info.Tasks,
+			capCPU:  n.GetDescription().GetResources().GetNanoCpus(),
+			capMem:  n.GetDescription().GetResources().GetMemoryBytes(),
+			cpu:     info.Reserved.GetNanoCpus(),
+			mem:     info.Reserved.GetMemoryBytes(),
+			total:   info.Tasks,
+			backlog: info.Backlog,
 		}
 	}
 

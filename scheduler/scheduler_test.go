@@ -573,3 +573,22 @@ func TestRecentFailuresRankLast(t *testing.T) {
 		t.Fatalf("placed %v, want the one node used", got)
 	}
 }
+
+// TestBacklogBreaksTies: among nodes with as many of the service's tasks,
+// the one with fewer tasks not yet running (queued in its start window)
+// takes the next task; the spread of the service still comes first.
+func TestBacklogBreaksTies(t *testing.T) {
+	queued := func(n int) nodeOpt { return func(ni *NodeInfo) { ni.Backlog += n } }
+	snap := Snapshot{Nodes: []NodeInfo{
+		mkNode("a", running("web", 1), running("db", 3)),
+		mkNode("b", running("web", 1), queued(4)),
+		mkNode("c", running("web", 1)),
+	}}
+	// b has the fewest tasks in all, but 4 of them wait to start.
+	if got := perNode(Schedule(snap, tasks("web", 2, spec()))); got["a"] != 1 || got["b"] != 0 || got["c"] != 1 {
+		t.Fatalf("placed %v, want a:1 c:1 and nothing on b (4 tasks queued there)", got)
+	}
+	if got := perNode(Schedule(snap, tasks("web", 4, spec()))); got["a"] != 1 || got["b"] != 1 || got["c"] != 2 {
+		t.Fatalf("placed %v, want the service spread first (one each), then c (fewer tasks than a, none queued)", got)
+	}
+}

@@ -22,8 +22,9 @@ func IsPending(t *api.Task) bool {
 }
 
 // NewSnapshot builds the scheduler's view from store objects: per node, the
-// tasks that occupy it (Occupies), their count per service, the sum of their
-// reservations and their host-mode ports. Tasks on unknown nodes are ignored.
+// tasks that occupy it (Occupies), their count per service, how many of them
+// are not running yet (Backlog), the sum of their reservations and their
+// host-mode ports. Tasks on unknown nodes are ignored.
 func NewSnapshot(nodes []*api.Node, tasks []*api.Task) Snapshot {
 	snap := Snapshot{Nodes: make([]NodeInfo, len(nodes))}
 	byID := make(map[string]*NodeInfo, len(nodes))
@@ -38,6 +39,9 @@ func NewSnapshot(nodes []*api.Node, tasks []*api.Task) Snapshot {
 		}
 		ni.ServiceTasks[t.GetServiceId()]++
 		ni.Tasks++
+		if t.GetStatus().GetState() < api.TaskState_RUNNING && t.GetDesiredState() <= api.TaskState_RUNNING {
+			ni.Backlog++
+		}
 		r := t.GetSpec().GetResources().GetReservations()
 		ni.Reserved.NanoCpus += r.GetNanoCpus()
 		ni.Reserved.MemoryBytes += r.GetMemoryBytes()

@@ -26,7 +26,7 @@ func TestNewSnapshot(t *testing.T) {
 	tasks[0].Endpoint = &api.Endpoint{Ports: []*api.PortConfig{{PublishedPort: 80, PublishMode: api.PortConfig_HOST}}}
 	snap := NewSnapshot(nodes, tasks)
 	a, b := snap.Nodes[0], snap.Nodes[1]
-	if a.Tasks != 3 || a.ServiceTasks["web"] != 2 || a.ServiceTasks["db"] != 1 {
+	if a.Tasks != 3 || a.ServiceTasks["web"] != 2 || a.ServiceTasks["db"] != 1 || a.Backlog != 1 {
 		t.Fatalf("node a: %+v", a)
 	}
 	if a.Reserved.NanoCpus != 1.5e9 || a.Reserved.MemoryBytes != 300 || len(a.HostPorts) != 1 {

@@ -119,7 +119,9 @@ func (b *branch) empty() bool {
 }
 
 // candHeap orders nodes by recent failures of the service, then tasks of the
-// service, then all tasks, then ID.
+// service, then tasks not yet running (a node that starts faster takes the
+// next task among equals: back-pressure from the nodes' start windows), then
+// all tasks, then ID.
 type candHeap []*cand
 
 func (h candHeap) Len() int { return len(h) }
@@ -130,6 +132,9 @@ func (h candHeap) Less(i, j int) bool {
 	}
 	if a.svc != b.svc {
 		return a.svc < b.svc
+	}
+	if a.n.backlog != b.n.backlog {
+		return a.n.backlog < b.n.backlog
 	}
 	if a.n.total != b.n.total {
 		return a.n.total < b.n.total

@@ -124,7 +124,7 @@ func benchTaskSummary(h *harness.Host, svc string) string {
 // benchRemoveService removes svc at cleanup and waits (bounded) until no
 // task container is left on the hosts, so that the harness then stops quiet
 // daemons rather than racing the orchestrator container by container.
-func benchRemoveService(b *testing.B, s *swarmCluster, via func() *harness.Host, svcs ...string) {
+func benchRemoveService(b testing.TB, s *swarmCluster, via func() *harness.Host, svcs ...string) {
 	b.Cleanup(func() {
 		m := via()
 		if m == nil {

@@ -45,8 +45,9 @@ type Config struct {
 	// the managers see it (its role, so the daemon can follow a promotion
 	// or demotion) and the manager list.
 	OnSession func(*api.SessionMessage)
-	// MaxConcurrentStarts bounds container creates and starts in flight
-	// (DefaultMaxConcurrentStarts when zero).
+	// MaxConcurrentStarts is the ceiling of the start window, the
+	// container creates and starts in flight (DefaultMaxConcurrentStarts
+	// when zero); the window itself adapts below it (admission.go).
 	MaxConcurrentStarts int
 }
 
@@ -54,8 +55,8 @@ type Config struct {
 type Agent struct {
 	cfg      Config
 	reporter *Reporter
-	// tasks is the runtime as task goroutines use it: starts bounded.
-	tasks Runtime
+	// admit is the node's start window, shared by the task goroutines.
+	admit *admission
 
 	mu       sync.Mutex // guards the fields below
 	managers []string
@@ -82,7 +83,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, tasks: limitStarts(cfg.Runtime, cfg.MaxConcurrentStarts),
+	a := &Agent{cfg: cfg, admit: newAdmission(cfg.MaxConcurrentStarts),
 		managers: append([]string(nil), cfg.Managers...), runners: map[string]*taskRunner{}}
 	a.reporter = NewReporter(a.sendStatus)
 	a.reporter.Logger = cfg.Logger
@@ -99,6 +100,10 @@ func (a *Agent) Managers() []string {
 	defer a.mu.Unlock()
 	return append([]string(nil), a.managers...)
 }
+
+// StartWindow returns the start window's size, the starts in flight and
+// the tasks queued for a slot (held in ACCEPTED).
+func (a *Agent) StartWindow() (window, inflight, queued int) { return a.admit.state() }
 
 // Tasks returns the IDs of the tasks the agent runs a goroutine for.
 func (a *Agent) Tasks() []string {
@@ -228,7 +233,7 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 
 // startLocked starts t's goroutine.
 func (a *Agent) startLocked(t *api.Task) {
-	r := newTaskRunner(a.tasks, a.reporter.Report, a.cfg.Logger)
+	r := newTaskRunner(a.cfg.Runtime, a.admit, a.reporter.Report, a.cfg.Logger)
 	a.runners[t.GetId()] = r
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); r.run(a.ctx, t) }()

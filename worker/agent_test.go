@@ -237,6 +237,18 @@ func startAgent(t *testing.T, rt Runtime) *fakeManager {
 // stops manager i's server (its connections fail).
 func startAgentN(t *testing.T, rt Runtime, n int) (fms []*fakeManager, stop func(i int)) {
 	t.Helper()
+	return startAgentCfg(t, rt, n, 0)
+}
+
+// startAgentWith is startAgent with a start window of at most maxStarts.
+func startAgentWith(t *testing.T, rt Runtime, maxStarts int) *fakeManager {
+	t.Helper()
+	fms, _ := startAgentCfg(t, rt, 1, maxStarts)
+	return fms[0]
+}
+
+func startAgentCfg(t *testing.T, rt Runtime, n, maxStarts int) (fms []*fakeManager, stop func(i int)) {
+	t.Helper()
 	var peers []*api.WeightedPeer
 	for i := 0; i < n; i++ {
 		peers = append(peers, &api.WeightedPeer{NodeId: fmt.Sprint("node-m", i), Addr: fmt.Sprint("m", i), Weight: 1})
@@ -265,7 +277,7 @@ func startAgentN(t *testing.T, rt Runtime, n int) (fms []*fakeManager, stop func
 		}
 		return clientConn{api.NewDispatcherClient(cc), cc}, nil
 	}
-	a, err := New(Config{Managers: []string{"m0"}, Dial: dial, Runtime: rt, RetryDelay: 50 * time.Millisecond})
+	a, err := New(Config{Managers: []string{"m0"}, Dial: dial, Runtime: rt, RetryDelay: 50 * time.Millisecond, MaxConcurrentStarts: maxStarts})
 	if err != nil {
 		t.Fatal(err)
 	}

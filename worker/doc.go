@@ -6,8 +6,12 @@
 //
 //   - session.go: one session at a time to a manager's Dispatcher: Session
 //     stream (session ID, manager list), Heartbeat at the period the
-//     dispatcher names, Assignments stream. Any failure ends the session and
-//     the agent fails over to the next manager address it knows.
+//     dispatcher names and status reports on one connection, Assignments
+//     and log streams on a second one, so that liveness never queues behind
+//     bulk data. Any failure ends the session and the agent fails over to
+//     the next manager address it knows.
+//   - admission.go: the node's start window (AIMD over start latency and
+//     heartbeat lateness); tasks beyond it wait in ACCEPTED.
 //   - agent.go: reconciles assignments (COMPLETE sets and INCREMENTAL
 //     changes) with the running task goroutines, and on the first COMPLETE
 //     set removes the containers of tasks no longer assigned (a restarted

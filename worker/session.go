@@ -35,12 +35,26 @@ var errSessionEnded = errors.New("session stream ended")
 
 // runSession opens a session at addr and serves it (heartbeats, manager
 // list, assignments) until one of them fails or ctx ends.
+//
+// It uses two connections to the manager. The first carries the session
+// stream, the heartbeats and the status reports: small messages that say the
+// node is alive. The second carries the assignments and the log streams: a
+// complete set of a thousand tasks is megabytes, and log lines are many.
+// Each gRPC connection is one TCP stream with one reader and one writer
+// goroutine per side, so on one connection a heartbeat would queue behind
+// whatever bulk data was sent before it (and on a starved machine, behind
+// the time to decrypt it).
 func (a *Agent) runSession(ctx context.Context, addr string) error {
 	conn, err := a.cfg.Dial(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("dial manager %s: %w", addr, err)
 	}
 	defer conn.Close()
+	work, err := a.cfg.Dial(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("dial manager %s for assignments: %w", addr, err)
+	}
+	defer work.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -74,11 +88,11 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 	a.cfg.Logger.Info("worker: session open", "manager", addr, "session", first.GetSessionId())
 	sid := first.GetSessionId()
 
-	// Log subscriptions ride on the session's connection, if it has the
+	// Log subscriptions ride on the work connection, if it has the
 	// LogBroker service; their failures do not end the session.
 	var logsDone sync.WaitGroup
 	defer logsDone.Wait()
-	if lb, ok := conn.(api.LogBrokerClient); ok {
+	if lb, ok := work.(api.LogBrokerClient); ok {
 		logsDone.Add(1)
 		go func() { defer logsDone.Done(); a.serveLogs(sctx, lb) }()
 	}
@@ -95,7 +109,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 			a.notify(m)
 		}
 	}()
-	go func() { errc <- a.assignments(sctx, conn, sid) }()
+	go func() { errc <- a.assignments(sctx, work, sid) }()
 	// The first failure ends the session; the others follow from cancel.
 	err = <-errc
 	cancel()
@@ -117,10 +131,18 @@ func sessionErr(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, api.FromGRPC(err))
 }
 
+// lateBeat is how late, in periods, a heartbeat may be (its answer's wait
+// plus its timer's delay) before the agent takes it as a sign of overload
+// and cuts its start window: a late heartbeat is the first step towards
+// being declared down.
+const lateBeat = 0.5
+
 // heartbeats beats at the period the dispatcher names.
 func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error {
 	period := DefaultHeartbeatPeriod
+	var due time.Time // when this beat should have been sent
 	for {
+		sent := time.Now()
 		// A heartbeat that outlasts the manager's longest grace is lost
 		// anyway: give up on that manager instead of waiting on TCP.
 		hctx, cancel := context.WithTimeout(ctx, heartbeatPeriods*period)
@@ -129,10 +151,20 @@ func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error 
 		if err != nil {
 			return sessionErr("heartbeat", err)
 		}
+		late := time.Since(sent)
+		if !due.IsZero() {
+			late += sent.Sub(due)
+		}
+		if late > time.Duration(lateBeat*float64(period)) {
+			a.admit.congested()
+			a.cfg.Logger.Debug("worker: heartbeat late, start window cut", "late", late)
+		}
 		if p := resp.GetPeriod(); p != nil && p.AsDuration() > 0 {
 			period = p.AsDuration()
 		}
-		if !sleep(ctx, time.Duration(float64(period)*(1-heartbeatJitter*rand.Float64()))) {
+		wait := time.Duration(float64(period) * (1 - heartbeatJitter*rand.Float64()))
+		due = time.Now().Add(wait)
+		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}

@@ -24,9 +24,12 @@ const (
 	actRemove
 	// actDone: the task needs nothing more and has no container.
 	actDone
+	// actAdmit: wait for a slot of the node's start window (admission.go)
+	// before preparing; the task stays ACCEPTED meanwhile.
+	actAdmit
 )
 
-var actionNames = [...]string{"wait", "continue", "prepare", "start", "stop", "remove", "done"}
+var actionNames = [...]string{"wait", "continue", "prepare", "start", "stop", "remove", "done", "admit"}
 
 func (a action) String() string { return actionNames[a] }
 
@@ -36,6 +39,8 @@ type observed struct {
 	container *ContainerState
 	// err is the failure of the last prepare/create or start.
 	err error
+	// admitted: the task holds (or held) a slot of the start window.
+	admitted bool
 }
 
 // next is one step of a task: from the task (its desired state and its
@@ -84,6 +89,9 @@ func next(t *api.Task, obs observed) (action, *api.TaskStatus) {
 		return actContinue, status(api.TaskState_ACCEPTED, "accepted", "")
 
 	case state < api.TaskState_PREPARING:
+		if !obs.admitted {
+			return actAdmit, nil
+		}
 		return actContinue, status(api.TaskState_PREPARING, "preparing", "")
 
 	case state == api.TaskState_PREPARING:

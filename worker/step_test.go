@@ -30,7 +30,8 @@ func TestNext(t *testing.T) {
 		errMsg         string
 	}{
 		{"assigned accepts", api.TaskState_ASSIGNED, R, observed{}, actContinue, api.TaskState_ACCEPTED, ""},
-		{"accepted prepares", api.TaskState_ACCEPTED, R, observed{}, actContinue, api.TaskState_PREPARING, ""},
+		{"accepted waits for a start slot", api.TaskState_ACCEPTED, R, observed{}, actAdmit, none, ""},
+		{"admitted prepares", api.TaskState_ACCEPTED, R, observed{admitted: true}, actContinue, api.TaskState_PREPARING, ""},
 		{"preparing creates", api.TaskState_PREPARING, R, observed{}, actPrepare, none, ""},
 		{"missing image rejects", api.TaskState_PREPARING, R, observed{err: errors.New("No such image: x:1")}, actWait, api.TaskState_REJECTED, "No such image: x:1"},
 		{"created is ready", api.TaskState_PREPARING, R, observed{container: created}, actContinue, api.TaskState_READY, ""},
@@ -103,6 +104,8 @@ func TestNextDrivesToRunning(t *testing.T) {
 			seen = append(seen, st.GetState())
 		}
 		switch act {
+		case actAdmit:
+			obs.admitted = true
 		case actPrepare:
 			obs.container = &ContainerState{ID: "c", Status: StatusCreated}
 		case actStart:

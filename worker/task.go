@@ -15,16 +15,19 @@ import (
 // status; assignments only bring the manager's side (desired state, spec).
 type taskRunner struct {
 	rt     Runtime
+	adm    *admission
 	report func(taskID string, st *api.TaskStatus)
 	log    *slog.Logger
+	// granted is when the task got its start slot; zero when it holds none.
+	granted time.Time
 
 	updates chan *api.Task // newer assignments of the task (latest wins)
 	removed chan struct{}  // closed when the task leaves the assignment set
 	done    chan struct{}  // closed when run returns
 }
 
-func newTaskRunner(rt Runtime, report func(string, *api.TaskStatus), log *slog.Logger) *taskRunner {
-	return &taskRunner{rt: rt, report: report, log: log,
+func newTaskRunner(rt Runtime, adm *admission, report func(string, *api.TaskStatus), log *slog.Logger) *taskRunner {
+	return &taskRunner{rt: rt, adm: adm, report: report, log: log,
 		updates: make(chan *api.Task, 1), removed: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -70,6 +73,7 @@ func (r *taskRunner) apply(t, u *api.Task) *api.Task {
 // (the container is left running for a restarted agent to adopt).
 func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 	defer close(r.done)
+	defer r.release(false)
 	t = merge(nil, t)
 	var obs observed
 	// Find a container left by an earlier run of the agent.
@@ -104,8 +108,19 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 				r.log.Debug("worker: task state", "task", id, "state", st.GetState())
 			}
 		}
+		// The start slot is held from PREPARING until the start returned;
+		// a task that waits (held at READY, failed) or stops gives it back.
+		if act != actContinue && act != actPrepare && act != actStart {
+			r.release(false)
+		}
 		switch act {
 		case actContinue:
+		case actAdmit:
+			ok, alive := r.admit(ctx, &t)
+			if !alive {
+				return
+			}
+			obs.admitted = ok
 		case actPrepare:
 			obs.err = r.rt.CheckImage(ctx, t.GetSpec().GetContainer().GetImage())
 			if obs.err == nil {
@@ -116,6 +131,7 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 			}
 		case actStart:
 			obs.err = r.rt.Start(ctx, obs.container.ID)
+			r.release(obs.err == nil)
 			r.refresh(ctx, &obs)
 		case actStop:
 			if err := r.rt.Stop(ctx, obs.container.ID, stopGrace(t)); err != nil {
@@ -146,6 +162,46 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 			}
 		}
 	}
+}
+
+// admit waits in the node's start window for a slot (ok), and meanwhile
+// applies updates: a task whose desired state became SHUTDOWN, or that is
+// removed, gives up its place. alive is false when ctx ended.
+func (r *taskRunner) admit(ctx context.Context, t **api.Task) (ok, alive bool) {
+	grant, cancel := r.adm.enqueue()
+	for {
+		select {
+		case <-grant:
+			r.granted = time.Now()
+			return true, true
+		case <-ctx.Done():
+			cancel()
+			return false, false
+		case <-r.removed:
+			cancel()
+			return false, true
+		case u := <-r.updates:
+			*t = r.apply(*t, u)
+			if (*t).GetDesiredState() >= api.TaskState_SHUTDOWN {
+				cancel()
+				return false, true
+			}
+		}
+	}
+}
+
+// release gives the task's start slot back, if it holds one; started says
+// the start completed, so its duration teaches the window.
+func (r *taskRunner) release(started bool) {
+	if r.granted.IsZero() {
+		return
+	}
+	var took time.Duration
+	if started {
+		took = max(time.Since(r.granted), time.Nanosecond)
+	}
+	r.granted = time.Time{}
+	r.adm.release(took)
 }
 
 // waitEvent blocks until the task is updated or removed, or the running
