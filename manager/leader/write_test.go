@@ -4,20 +4,22 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
 )
 
-// countingStore counts the transactions written through it.
+// countingStore counts the transactions written through it (write runs
+// several at once).
 type countingStore struct {
 	*raftstore.MemoryStore
-	updates int
+	updates atomic.Int64
 }
 
 func (c *countingStore) Update(ctx context.Context, fn func(raftstore.WriteTx) error) error {
-	c.updates++
+	c.updates.Add(1)
 	return c.MemoryStore.Update(ctx, fn)
 }
 
@@ -41,8 +43,8 @@ func TestWriteSplitsLargeResults(t *testing.T) {
 	if err := write(context.Background(), s, ops); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	if s.updates < 4 {
-		t.Errorf("%d transactions for 12.5 MiB; want chunks under %d bytes", s.updates, chunkBytes)
+	if n := s.updates.Load(); n < 4 {
+		t.Errorf("%d transactions for 12.5 MiB; want chunks under %d bytes", n, chunkBytes)
 	}
 	var got int
 	s.View(func(tx raftstore.ReadTx) { got = len(tx.TasksOfService("svc")) })
