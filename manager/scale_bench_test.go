@@ -154,8 +154,18 @@ func TestScaleBench(t *testing.T) {
 	}(c.nodes[l].m.Raft())
 	spec := serviceSpec("scale")
 	spec.Mode = &api.ServiceSpec_Replicated{Replicated: &api.ReplicatedService{Replicas: uint64(nTasks)}}
-	if _, err := c.control(l).CreateService(ctx, &api.CreateServiceRequest{Spec: spec}); err != nil {
-		t.Fatalf("create service: %v", err)
+	// A loaded machine may be between leaders right now: try again, as the
+	// CLI's user would. A create whose outcome was unknown may have been
+	// stored: a conflict (the name in use) then means it was.
+	for try := 0; ; try++ {
+		_, err := c.control(l).CreateService(ctx, &api.CreateServiceRequest{Spec: spec})
+		if err == nil || (try > 0 && errors.Is(api.FromGRPC(err), api.ErrConflict)) {
+			break
+		}
+		if !errors.Is(api.FromGRPC(err), api.ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("create service: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	var placedIn, runningIn time.Duration
 	var peakHeap uint64
