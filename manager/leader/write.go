@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
@@ -34,98 +33,43 @@ func (o op) size() int {
 	}
 }
 
-// writeParallel is how many of write's transactions may be waiting for raft
-// at once: raftstore's Node joins concurrent proposals into one entry and
-// keeps several entries in flight, so the next chunk is built and
-// replicated while the one before it commits, instead of each chunk of a
-// 100,000-task pass paying a full round (encode, log write, replication,
-// apply) in turn. The scale benchmark's placements/s is bound by this.
-const writeParallel = 4
-
-// write applies ops in as few transactions as chunkBytes allows, up to
-// writeParallel of them at once. Ops are about distinct tasks (a pass
-// writes each task at most once), so the order of chunks does not matter;
-// within a chunk they apply in order. A transaction applies whole or not at
-// all; when one is refused because of one object (a conflict: it changed
-// since the pass read it, or is gone), that op is set aside and the rest of
-// the chunk is written again, so one busy task never costs the others their
-// write. write then returns the first refusal, and the loop reads again and
-// decides again about what was set aside. Any other error stops write from
-// starting more chunks; it waits for those started and returns the error.
+// write applies ops in order, in as few transactions as chunkBytes allows.
+// A transaction applies whole or not at all; when one is refused because of
+// one object (a conflict: it changed since the pass read it, or is gone),
+// that op is set aside and the rest of the chunk is written again, so one
+// busy task never costs the others their write. write then returns the
+// first refusal, and the loop reads again and decides again about what was
+// set aside. Other errors stop write at once.
 func write(ctx context.Context, s Store, ops []op) error {
-	var chunks [][]op
+	var refused error
 	for start := 0; start < len(ops); {
 		end, size := start, 0
 		for end < len(ops) && (end == start || size+ops[end].size() <= chunkBytes) {
 			size += ops[end].size()
 			end++
 		}
-		chunks = append(chunks, ops[start:end])
+		chunk := ops[start:end]
+		for len(chunk) > 0 {
+			err := writeChunk(ctx, s, chunk)
+			if err == nil {
+				break
+			}
+			var oe *raftstore.ObjectError
+			i := -1
+			if errors.As(err, &oe) {
+				i = indexOf(chunk, oe)
+			}
+			if i < 0 {
+				return fmt.Errorf("write %d task changes (%d of %d done): %w", len(chunk), start, len(ops), err)
+			}
+			if refused == nil {
+				refused = fmt.Errorf("write task %s: %w", oe.ID, err)
+			}
+			chunk = append(chunk[:i:i], chunk[i+1:]...)
+		}
 		start = end
 	}
-	var (
-		mu              sync.Mutex
-		refused, failed error
-		done            int
-		wg              sync.WaitGroup
-		slots           = make(chan struct{}, writeParallel)
-	)
-	for _, chunk := range chunks {
-		slots <- struct{}{}
-		mu.Lock()
-		stop := failed != nil
-		mu.Unlock()
-		if stop {
-			<-slots
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			r, err := writeRefusing(ctx, s, chunk)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && failed == nil {
-				failed = fmt.Errorf("write %d task changes (%d of %d done): %w", len(chunk), done, len(ops), err)
-			}
-			if r != nil && refused == nil {
-				refused = r
-			}
-			if err == nil {
-				done += len(chunk)
-			}
-		}()
-	}
-	wg.Wait()
-	if failed != nil {
-		return failed
-	}
 	return refused
-}
-
-// writeRefusing writes chunk in one transaction, setting aside each op the
-// store refuses because of its object and writing the rest again. refused
-// is the first such refusal; err is any other failure.
-func writeRefusing(ctx context.Context, s Store, chunk []op) (refused, err error) {
-	for len(chunk) > 0 {
-		err := writeChunk(ctx, s, chunk)
-		if err == nil {
-			return refused, nil
-		}
-		var oe *raftstore.ObjectError
-		i := -1
-		if errors.As(err, &oe) {
-			i = indexOf(chunk, oe)
-		}
-		if i < 0 {
-			return refused, err
-		}
-		if refused == nil {
-			refused = fmt.Errorf("write task %s: %w", oe.ID, err)
-		}
-		chunk = append(chunk[:i:i], chunk[i+1:]...)
-	}
-	return refused, nil
 }
 
 // indexOf finds the op of chunk that oe is about, or -1.
