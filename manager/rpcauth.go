@@ -240,19 +240,17 @@ func (m *Manager) check(id string, rule func(*api.Node) error) error {
 	if m.store == nil {
 		return nil
 	}
-	var err error
-	m.store.View(func(tx raftstore.ReadTx) {
-		if len(tx.Clusters()) == 0 {
-			return
-		}
-		n := tx.GetNode(id)
-		if n == nil {
-			err = fmt.Errorf("node %s is not a member of the swarm (removed)", id)
-			return
-		}
-		err = rule(n)
-	})
-	return err
+	// PeekNode takes no lock: every worker call (each heartbeat) and every
+	// open stream's recheck comes here, and must not queue behind an Apply
+	// holding the store's write lock (the scale benchmark's heartbeat p99).
+	n, hasCluster := m.store.PeekNode(id)
+	if !hasCluster {
+		return nil
+	}
+	if n == nil {
+		return fmt.Errorf("node %s is not a member of the swarm (removed)", id)
+	}
+	return rule(n)
 }
 
 func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -43,16 +43,19 @@ type staged struct {
 
 // applyLocked applies every proposal of one raft entry at index and returns
 // each proposal's result and the events to publish. s.mu must be held for
-// writing.
+// writing. owned says the batch's objects are this call's alone (decoded
+// from the raft entry, or cloned): they are then stored as they are instead
+// of copied once more while every reader waits for the lock.
 //
 // Determinism: the result and the new state depend only on the current state,
 // index and the batch. Proposals and actions are taken in order; maps are only
 // looked up, never iterated; times come from the proposal.
-func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch) ([]error, []Event) {
+func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch, owned bool) ([]error, []Event) {
 	results := make([]error, len(batch.GetProposals()))
 	var events []Event
+	nodesChanged := false
 	for i, p := range batch.GetProposals() {
-		st, err := s.check(index, p)
+		st, err := s.check(index, p, owned)
 		if err != nil {
 			results[i] = err
 			continue
@@ -60,17 +63,22 @@ func (s *MemoryStore) applyLocked(index uint64, batch *api.ProposalBatch) ([]err
 		for _, c := range st {
 			s.commit(c)
 			events = append(events, Event{Kind: c.kind, Action: c.action, Object: c.obj, Old: c.old, Version: index})
+			nodesChanged = nodesChanged || c.kind == KindNode || c.kind == KindCluster
 		}
 	}
 	if index > s.index {
 		s.index = index
+	}
+	if nodesChanged {
+		s.publishNodesLocked()
 	}
 	return results, events
 }
 
 // check validates p's actions in order against the state plus the effect of
 // the earlier ones, and returns the staged changes or the first refusal.
-func (s *MemoryStore) check(index uint64, p *api.Proposal) (_ []staged, err error) {
+// Unless owned, the stored objects are copies of p's.
+func (s *MemoryStore) check(index uint64, p *api.Proposal, owned bool) (_ []staged, err error) {
 	// A refusal names the object it is about, so that a writer of many
 	// objects can set that one aside and write the others (ObjectError).
 	var at struct {
@@ -146,7 +154,10 @@ func (s *MemoryStore) check(index uint64, p *api.Proposal) (_ []staged, err erro
 			return nil, fmt.Errorf("action %d kind %v: %w", n, a.GetKind(), ErrBadProposal)
 		}
 		if a.GetKind() != api.StoreAction_REMOVE {
-			obj := proto.Clone(target).(Object)
+			obj := target
+			if !owned {
+				obj = proto.Clone(target).(Object)
+			}
 			m := &api.Meta{Version: index, CreatedAt: target.GetMeta().GetCreatedAt(), UpdatedAt: target.GetMeta().GetUpdatedAt()}
 			if cur != nil {
 				m.CreatedAt = cur.GetMeta().GetCreatedAt()
@@ -227,8 +238,14 @@ var ErrStaleIndex = errors.New("raftstore: entry index already applied")
 // Apply applies one raft entry, the batch of proposals at index, and returns
 // each proposal's result (nil or why it was refused; a refused proposal
 // changes nothing). This is the FSM's transition function; Node calls it for
-// every committed entry and tests call it directly.
+// every committed entry and tests call it directly; batch stays the
+// caller's (its objects are copied).
 func (s *MemoryStore) Apply(index uint64, batch *api.ProposalBatch) []error {
+	return s.apply(index, batch, false)
+}
+
+// apply is Apply; owned as applyLocked's.
+func (s *MemoryStore) apply(index uint64, batch *api.ProposalBatch, owned bool) []error {
 	s.mu.Lock()
 	if index <= s.index {
 		defer s.mu.Unlock()
@@ -238,5 +255,5 @@ func (s *MemoryStore) Apply(index uint64, batch *api.ProposalBatch) []error {
 		}
 		return errs
 	}
-	return s.applyAndPublish(index, batch)
+	return s.applyAndPublish(index, batch, owned)
 }

@@ -21,7 +21,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// Every replica fails to decode the same bytes the same way.
 		return fmt.Errorf("raftstore: decode entry %d: %w", l.Index, err)
 	}
-	return f.s.Apply(l.Index, &b)
+	// b was decoded for this call alone: its objects are stored as they are.
+	return f.s.apply(l.Index, &b, true)
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {

@@ -114,6 +114,7 @@ func (s *MemoryStore) Restore(b []byte) error {
 	defer s.mu.Unlock()
 	s.tables, s.byName, s.tasksBy = fresh.tables, fresh.byName, fresh.tasksBy
 	s.index = snap.GetIndex()
+	s.publishNodesLocked()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.endAllLocked(ErrWatchRestored)

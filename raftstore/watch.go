@@ -167,8 +167,8 @@ func (s *MemoryStore) endWatchLocked(w *Watcher, err error) {
 // run under wmu only, so readers (View) are not held up by them; wmu is
 // taken before mu is released so that entries are published in raft order
 // and a ViewAndWatch in between registers after this entry's publication.
-func (s *MemoryStore) applyAndPublish(index uint64, batch *api.ProposalBatch) []error {
-	results, events := s.applyLocked(index, batch)
+func (s *MemoryStore) applyAndPublish(index uint64, batch *api.ProposalBatch, owned bool) []error {
+	results, events := s.applyLocked(index, batch, owned)
 	s.wmu.Lock()
 	s.mu.Unlock()
 	defer s.wmu.Unlock()

@@ -129,10 +129,10 @@ type Dispatcher struct {
 	// wake tells the deadline watcher that an earlier deadline was added.
 	wake chan struct{}
 
-	// statusMu serialises writes of node status (READY on session, DOWN on
-	// expiry) so that a DOWN decided before a reconnect can never land
-	// after that reconnect's READY.
-	statusMu sync.Mutex
+	// statusLocks serialise each node's status writes (READY on session,
+	// DOWN on expiry) so that a DOWN decided before a reconnect can never
+	// land after that reconnect's READY.
+	statusLocks nodeLocks
 }
 
 // New checks cfg, fills defaults and returns a Dispatcher that serves once
@@ -292,8 +292,7 @@ func (d *Dispatcher) watchDeadlines(ctx context.Context) {
 // markDown writes DOWN for nodes, in one transaction, skipping any that
 // opened a new session meanwhile.
 func (d *Dispatcher) markDown(ctx context.Context, nodes []string) error {
-	d.statusMu.Lock()
-	defer d.statusMu.Unlock()
+	defer d.statusLocks.lock(nodes...)()
 	var down []string
 	err := d.updateNodes(ctx, func(tx raftstore.WriteTx) error {
 		down = down[:0]
@@ -359,7 +358,11 @@ func (d *Dispatcher) openSession(nodeID, resumeID string) (*session, error) {
 	ctx, cancel := context.WithCancel(d.runCtx)
 	s := &session{id: newSessionID(), nodeID: nodeID, ctx: ctx, cancel: cancel}
 	d.sessions[nodeID] = s
-	d.deadlines.set(nodeID, d.cfg.Clock.Now().Add(d.grace()))
+	// The agent cannot beat before it has the session ID, which it gets
+	// after the READY write: until then the longest grace, so that a write
+	// slowed by a busy leader does not expire the session it opens (Session
+	// starts the usual grace once the ID is sent).
+	d.deadlines.set(nodeID, d.cfg.Clock.Now().Add(d.maxGrace()))
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -435,6 +438,7 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 	if err := send(); err != nil {
 		return err
 	}
+	d.started(s)
 	for {
 		select {
 		case <-ctx.Done():
@@ -488,6 +492,21 @@ func isManager(o raftstore.Object) bool {
 	return ok && n.GetManagerStatus() != nil
 }
 
+// started gives s, if still its node's session, the usual grace from now:
+// the agent has its session ID and beats from here on.
+func (d *Dispatcher) started(s *session) {
+	now := d.cfg.Clock.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sessions[s.nodeID] == s {
+		d.deadlines.set(s.nodeID, now.Add(d.grace()))
+		select { // the watcher may be sleeping until a later deadline
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // endSession ends s if it is still its node's session (the node was removed).
 func (d *Dispatcher) endSession(s *session) {
 	d.mu.Lock()
@@ -502,8 +521,7 @@ func (d *Dispatcher) endSession(s *session) {
 // markReady records the session's node as READY, with its description and
 // address, unless the session was replaced or expired meanwhile.
 func (d *Dispatcher) markReady(ctx context.Context, s *session, desc *api.NodeDescription, addr string) error {
-	d.statusMu.Lock()
-	defer d.statusMu.Unlock()
+	defer d.statusLocks.lock(s.nodeID)()
 	if s.ctx.Err() != nil {
 		return fmt.Errorf("node %s: %w", s.nodeID, ErrSessionInvalid)
 	}
@@ -566,22 +584,32 @@ func samePeers(a, b []*api.WeightedPeer) bool {
 }
 
 // Heartbeat implements api.DispatcherServer: it moves the node's deadline
-// and tells the agent when to beat next.
+// and tells the agent when to beat next. It touches nothing but the
+// in-memory session and deadline, under one short hold of d.mu: no store
+// read, no raft write, nothing that waits for an assignment stream. (The
+// manager's interceptor authorizes the caller beforehand from
+// raftstore.PeekNode, which takes no lock either.) The mutex profile of the
+// scale benchmark had heartbeats queued on d.mu, then taken twice per call.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
-	nodeID, _, err := d.current(ctx, req.GetSessionId())
+	nodeID, err := d.cfg.NodeID(ctx)
 	if err != nil {
 		return nil, api.ToGRPC(err)
 	}
+	now := d.cfg.Clock.Now()
 	d.mu.Lock()
-	// current checked the session under an earlier lock; re-check so a
-	// session that expired in between is not revived without a READY write.
-	if s := d.sessions[nodeID]; s != nil && s.id == req.GetSessionId() {
-		d.deadlines.beat(nodeID, d.cfg.Clock.Now(), d.cfg.HeartbeatPeriod, d.grace(), d.maxGrace())
-	} else {
-		d.mu.Unlock()
-		return nil, api.ToGRPC(fmt.Errorf("node %s: %w", nodeID, ErrSessionInvalid))
+	running := d.runCtx != nil
+	s := d.sessions[nodeID]
+	valid := running && s != nil && s.id == req.GetSessionId() && s.ctx.Err() == nil
+	if valid {
+		d.deadlines.beat(nodeID, now, d.cfg.HeartbeatPeriod, d.grace(), d.maxGrace())
 	}
 	d.mu.Unlock()
+	switch {
+	case !running:
+		return nil, api.ToGRPC(ErrNotRunning)
+	case !valid:
+		return nil, api.ToGRPC(fmt.Errorf("node %s session %q: %w", nodeID, req.GetSessionId(), ErrSessionInvalid))
+	}
 	return &api.HeartbeatResponse{Period: durationpb.New(d.cfg.HeartbeatPeriod)}, nil
 }
 

@@ -102,9 +102,16 @@ type countingProposer struct {
 	store *raftstore.MemoryStore
 	index uint64
 	n     int
+	// gate, if set before the harness runs, is called with each proposal
+	// before it is applied: a test holds a write there as a slow raft
+	// round would.
+	gate func(*api.Proposal)
 }
 
 func (p *countingProposer) Propose(_ context.Context, prop *api.Proposal) error {
+	if p.gate != nil {
+		p.gate(prop)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.index++

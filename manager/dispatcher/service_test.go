@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -452,4 +453,56 @@ func TestSessionFollowsNodeAndManagers(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	_, err = h.client.Heartbeat(as(ctx, "n1"), &api.HeartbeatRequest{SessionId: msg.SessionId})
 	wantCode(t, err, codes.NotFound)
+}
+
+// TestSessionOpenDoesNotWaitForOtherNodesWrites: while one node's READY
+// write is held (a slow raft round), another node's session opens. With one
+// lock for every node's status write, all session opens queued behind each
+// other's raft writes: after a leader change 1,000 reconnecting agents took
+// 1,000 rounds in turn, and the last ones' grace ran out first.
+func TestSessionOpenDoesNotWaitForOtherNodesWrites(t *testing.T) {
+	h := newHarness(t, nil)
+	release, held := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.prop.gate = func(p *api.Proposal) {
+		for _, a := range p.GetActions() {
+			if a.GetNode().GetId() == "n1" {
+				once.Do(func() { close(held) })
+				<-release
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n1 := make(chan error, 1)
+	go func() {
+		stream, err := h.client.Session(as(ctx, "n1"), &api.SessionRequest{Description: &api.NodeDescription{Hostname: "n1"}})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		n1 <- err
+	}()
+	<-held
+	opened := make(chan error, 1)
+	go func() {
+		stream, err := h.client.Session(as(ctx, "n2"), &api.SessionRequest{Description: &api.NodeDescription{Hostname: "n2"}})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatalf("n2's session: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("n2's session waited for n1's READY write")
+	}
+	close(release)
+	if err := <-n1; err != nil {
+		t.Fatalf("n1's session: %v", err)
+	}
+	h.waitNode("n1", api.NodeStatus_READY)
+	h.waitNode("n2", api.NodeStatus_READY)
 }
