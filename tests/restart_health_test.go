@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -233,6 +234,17 @@ func TestHealthcheck(t *testing.T) {
 	waitSlow(t, "log of 5", func() bool { return len(inspectOf(t, d, id).State.Health.Log) == 5 })
 	d.Must("exec", id, "rm", "/tmp/sick")
 	waitSlow(t, "healthy again", func() bool { return inspectOf(t, d, id).State.Health.Status == "healthy" })
+	// Each change of health is an event, as dockerd's health_status.
+	until := fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	var changes []string
+	for _, a := range strings.Split(d.Must("events", "--since", "10m", "--until", until, "--filter", "container="+id, "--format", "{{.Action}}"), "\n") {
+		if strings.HasPrefix(a, "health_status") {
+			changes = append(changes, a)
+		}
+	}
+	if want := []string{"health_status: healthy", "health_status: unhealthy", "health_status: healthy"}; !slices.Equal(changes, want) {
+		t.Fatalf("health_status events %q, want %q", changes, want)
+	}
 	// Probes are execs that leave nothing behind: only the three execs of
 	// this test keep a record, and one probe may be under way.
 	ents, _ := os.ReadDir(d.ExecRoot + "/execs/" + id)
