@@ -8,7 +8,7 @@ RACE_PKGS := ./raftstore/... ./scheduler/... ./manager/... ./worker/... ./contai
 APT_TEST := busybox-static iproute2 iptables nftables
 APT_BENCH := crun runc
 
-.PHONY: all build deps bench-deps test unit race e2e oci-validation bench demo fuzz lint generate check clean
+.PHONY: all build deps bench-deps test unit race e2e oci-validation bench chaos demo fuzz lint generate check clean
 
 all: build
 
@@ -50,6 +50,12 @@ oci-validation:
 # Figures beside their anchors, measured in the same run. Never fails on speed.
 bench: build bench-deps
 	bash bench/run.sh $(CURDIR)/$(BIN)
+
+# The chaos test for longer than in `make test` (SHOAL_CHAOS_MINUTES, 10 by
+# default): load, kill -9, partitions, a full disk; prints its counts.
+SHOAL_CHAOS_MINUTES ?= 10
+chaos: build
+	SHOAL_CHAOS_MINUTES=$(SHOAL_CHAOS_MINUTES) SHOAL_BIN=$(CURDIR)/$(BIN) go test -count=1 -p 1 -timeout 3h -v -run '^TestClusterChaos$$' ./tests/
 
 # The main job with embedded defaults: a daemon, a busybox image, containers.
 demo: build
