@@ -301,12 +301,17 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 			c.RestartCount = 0
 		}
 	})
+	// The container runs whatever the save did: its exit must be recorded,
+	// or it stays "running" in memory for good and Stop never sees it end.
+	e.monitor(id, wait)
 	if err != nil {
-		wait.Close()
+		// Not saved (a full disk): a start that fails leaves nothing
+		// running, and a daemon restarted on the old record would not
+		// know of this process.
+		_ = e.rt.Kill(id, unix.SIGKILL, true)
 		return err
 	}
 	e.emit("start", started, nil)
-	e.monitor(id, wait)
 	if hc := started.Config.Healthcheck; hc != nil {
 		e.watchHealth(id, started.State.StartedAt, *hc)
 	}
