@@ -71,6 +71,20 @@ func TestClusterChaos(t *testing.T) {
 	for _, m := range c.managers {
 		t.Cleanup(m.Heal)
 	}
+	// On failure, before the hosts go (cleanups run last first), the
+	// daemons' logs are kept where $SHOAL_CHAOS_EVIDENCE says.
+	t.Cleanup(func() {
+		dir := os.Getenv("SHOAL_CHAOS_EVIDENCE")
+		if dir == "" || !t.Failed() {
+			return
+		}
+		for _, h := range c.Hosts {
+			if err := os.WriteFile(filepath.Join(dir, h.Name+".log"), []byte(h.Daemon.Log()), 0o644); err != nil {
+				t.Errorf("keep the log of %s: %v", h.Name, err)
+			}
+		}
+		t.Logf("the daemons' logs are in %s", dir)
+	})
 
 	rec := &chaosRecorder{t0: time.Now()}
 	ctx, stop := context.WithCancel(context.Background())
@@ -146,14 +160,6 @@ func TestClusterChaos(t *testing.T) {
 	t.Logf("errors seen by the clients:\n%s", rec.errorDigest())
 	if os.Getenv("SHOAL_CHAOS_MINUTES") != "" {
 		fmt.Println(summary)
-	}
-	if dir := os.Getenv("SHOAL_CHAOS_EVIDENCE"); dir != "" && t.Failed() {
-		for _, h := range c.Hosts {
-			if err := os.WriteFile(filepath.Join(dir, h.Name+".log"), []byte(h.Daemon.Log()), 0o644); err != nil {
-				t.Errorf("keep the log of %s: %v", h.Name, err)
-			}
-		}
-		t.Logf("the daemons' logs are in %s", dir)
 	}
 }
 
