@@ -20,6 +20,7 @@ import (
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -41,6 +42,8 @@ type testCluster struct {
 	t     *testing.T
 	found *Founding
 	nodes []*testManager
+	// stats observes the calls every manager serves (nil: none).
+	stats stats.Handler
 }
 
 // testManager is one manager of a testCluster; stop and start it again on
@@ -54,6 +57,7 @@ type testManager struct {
 	cert      []byte
 	key       *ecdsa.PrivateKey
 	bootstrap bool
+	stats     stats.Handler
 
 	m      *Manager
 	cancel context.CancelFunc
@@ -73,6 +77,13 @@ func listen(t *testing.T) net.Listener {
 // n-1 more managers.
 func startCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	return startClusterObserved(t, n, nil)
+}
+
+// startClusterObserved is startCluster with sh observing every call the
+// managers serve.
+func startClusterObserved(t *testing.T, n int, sh stats.Handler) *testCluster {
+	t.Helper()
 	ln := listen(t)
 	addr := ln.Addr().String()
 	f, err := Found(addr, nil, api.NodeSpec_ACTIVE, time.Now())
@@ -80,9 +91,9 @@ func startCluster(t *testing.T, n int) *testCluster {
 		ln.Close()
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, found: f}
+	c := &testCluster{t: t, found: f, stats: sh}
 	first := &testManager{t: t, id: f.Node.GetId(), addr: addr, dir: t.TempDir(),
-		root: f.Root, cert: f.Cert, key: f.Key, bootstrap: true}
+		root: f.Root, cert: f.Cert, key: f.Key, bootstrap: true, stats: sh}
 	first.start(ln)
 	c.nodes = append(c.nodes, first)
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
@@ -118,7 +129,7 @@ func (c *testCluster) addManager() *testManager {
 	if res.Root.Key != nil {
 		t.Errorf("Join handed out the CA key")
 	}
-	nm := &testManager{t: t, id: res.NodeID, addr: addr, dir: t.TempDir(), root: res.Root, cert: res.Cert, key: res.Key}
+	nm := &testManager{t: t, id: res.NodeID, addr: addr, dir: t.TempDir(), root: res.Root, cert: res.Cert, key: res.Key, stats: c.stats}
 	nm.start(ln)
 	c.nodes = append(c.nodes, nm)
 	conn := dialAs(t, c.nodes[0].addr, nm.root, nm.cert, nm.key)
@@ -165,7 +176,7 @@ func (tm *testManager) start(ln net.Listener) {
 		NodeID: tm.id, Dir: tm.dir, Listener: ln, AdvertiseAddr: tm.addr,
 		Root: tm.root, Cert: tm.cert, Key: tm.key, Bootstrap: tm.bootstrap,
 		Dial:   func(addr string) (*grpc.ClientConn, error) { return Dial(addr, ctls) },
-		Logger: testLogger,
+		Logger: testLogger, StatsHandler: tm.stats,
 	})
 	if err != nil {
 		t.Fatalf("New %s: %v", tm.id, err)
