@@ -161,7 +161,7 @@ func TestHostConfigOptions(t *testing.T) {
 	t.Run("docker CLI", func(t *testing.T) {
 		docker := "/usr/local/bin/docker"
 		if _, err := os.Stat(docker); err != nil {
-			t.Skip("no docker CLI at " + docker)
+			t.Fatalf("no docker CLI at %s: the compatibility tests need it", docker)
 		}
 		// The docker CLI takes -H unix://SOCKET as shoal's does.
 		run := (&harness.Daemon{Bin: docker, Socket: d.Socket}).Run

@@ -311,7 +311,7 @@ func TestRestartHealthBadInput(t *testing.T) {
 func TestRestartHealthDockerCLI(t *testing.T) {
 	docker := "/usr/local/bin/docker"
 	if _, err := os.Stat(docker); err != nil {
-		t.Skip("no docker CLI at " + docker)
+		t.Fatalf("no docker CLI at %s: the compatibility tests need it", docker)
 	}
 	d := engine(t)
 	run := (&harness.Daemon{Bin: docker, Socket: d.Socket}).Run
@@ -503,9 +503,7 @@ func TestImageHealthcheck(t *testing.T) {
 // docker-py (a real client of the Engine API) creates a container with a
 // restart policy and a healthcheck and reads its health back.
 func TestRestartHealthDockerPy(t *testing.T) {
-	if err := exec.Command("python3", "-c", "import docker").Run(); err != nil {
-		t.Skip("no docker-py (python3-docker)")
-	}
+	py := dockerPyPython(t)
 	d := engine(t)
 	script := `
 import sys, time, docker
@@ -531,7 +529,7 @@ print(ct.attrs["State"]["Health"]["Status"])
 	// The container is removed from here: docker-py's remove sends
 	// link=False, which this daemon still reads as a link removal (issue 10,
 	// item 8, outside this change).
-	out, err := exec.Command("python3", "-c", script, d.Socket).CombinedOutput()
+	out, err := exec.Command(py, "-c", script, d.Socket).CombinedOutput()
 	lines := strings.Fields(string(out))
 	if len(lines) > 0 && len(lines[0]) == 64 {
 		defer func() { d.Must("rm", "-f", lines[0]); assertNoTrace(t, d, lines[0]) }()

@@ -83,11 +83,11 @@ func cli(d *harness.Daemon, args ...string) string {
 	return d.Bin + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
 }
 
-// dockerCmdLine is cli with the docker CLI as the client; the test is
-// skipped without it.
+// dockerCmdLine is cli with the docker CLI as the client; the test fails
+// without it.
 func dockerCmdLine(t *testing.T, d *harness.Daemon, args ...string) string {
 	if _, err := os.Stat(dockerBin); err != nil {
-		t.Skip("no docker CLI at " + dockerBin)
+		t.Fatalf("no docker CLI at %s: the compatibility tests need it", dockerBin)
 	}
 	return dockerBin + " -H unix://" + d.Socket + " " + strings.Join(args, " ")
 }
@@ -356,12 +356,10 @@ print("ok")
 // TestTTYDockerPy runs docker-py against the daemon for tty=True: the logs
 // as one raw stream, exec_run with and without a TTY, resize.
 func TestTTYDockerPy(t *testing.T) {
-	if exec.Command("python3", "-c", "import docker").Run() != nil {
-		t.Skip("no docker-py (apt-get install python3-docker)")
-	}
+	py := dockerPyPython(t)
 	d := engine(t)
 	defer d.Run("rm", "-f", "pytty")
-	cmd := exec.Command("python3", "-c", dockerPyTTY)
+	cmd := exec.Command(py, "-c", dockerPyTTY)
 	cmd.Env = append(os.Environ(), "SOCK="+d.Socket)
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
