@@ -330,6 +330,12 @@ func holdsAddresses(t *api.Task) bool {
 	return false
 }
 
+// NeedsPass reports whether a change to t is worth an allocation pass: it
+// waits for addresses, or it ended and still holds some.
+func NeedsPass(t *api.Task) bool {
+	return wantsAddresses(t) || (releases(t) && holdsAddresses(t))
+}
+
 // wantsAddresses reports whether t is waiting for its addresses: not yet
 // assigned, still wanted, attached to networks and not fully allocated.
 func wantsAddresses(t *api.Task) bool {
