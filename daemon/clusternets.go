@@ -148,19 +148,29 @@ func clusterNetworkSpec(req network.CreateRequest) (*api.NetworkSpec, error) {
 // clusterNetworkList lists the cluster's networks (none on a node that is
 // not a manager).
 func (d *Daemon) clusterNetworkList(ctx context.Context) ([]network.Inspect, error) {
-	c, ok, _ := d.clusterControl()
-	if !ok {
-		return nil, nil
-	}
-	resp, err := c.ListNetworks(ctx, &api.ListNetworksRequest{})
+	_, nets, err := d.clusterNetworks(ctx)
 	if err != nil {
-		return nil, api.FromGRPC(err)
+		return nil, err
 	}
-	out := make([]network.Inspect, 0, len(resp.GetNetworks()))
-	for _, n := range resp.GetNetworks() {
+	out := make([]network.Inspect, 0, len(nets))
+	for _, n := range nets {
 		out = append(out, clusterNetworkInspect(n))
 	}
 	return out, nil
+}
+
+// clusterNetworks lists the cluster's networks and returns the client it
+// used (nil, and no networks, on a node that holds no cluster state).
+func (d *Daemon) clusterNetworks(ctx context.Context) (api.ControlClient, []*api.Network, error) {
+	c, ok, _ := d.clusterControl()
+	if !ok {
+		return nil, nil, nil
+	}
+	resp, err := c.ListNetworks(ctx, &api.ListNetworksRequest{})
+	if err != nil {
+		return nil, nil, api.FromGRPC(err)
+	}
+	return c, resp.GetNetworks(), nil
 }
 
 // clusterNetworkInspect finds a cluster network by ID, name or unique ID
@@ -213,16 +223,12 @@ func (d *Daemon) clusterNetworkRemove(ctx context.Context, idOrName string) (boo
 // clusterNetworkPrune removes every cluster network no service or task
 // uses and returns their names (as Docker reports them).
 func (d *Daemon) clusterNetworkPrune(ctx context.Context) ([]string, error) {
-	c, ok, _ := d.clusterControl()
-	if !ok {
-		return nil, nil
-	}
-	resp, err := c.ListNetworks(ctx, &api.ListNetworksRequest{})
+	c, nets, err := d.clusterNetworks(ctx)
 	if err != nil {
-		return nil, api.FromGRPC(err)
+		return nil, err
 	}
 	var deleted []string
-	for _, n := range resp.GetNetworks() {
+	for _, n := range nets {
 		_, err := c.RemoveNetwork(ctx, &api.RemoveNetworkRequest{NetworkId: n.GetId()})
 		if err == nil {
 			deleted = append(deleted, n.GetSpec().GetAnnotations().GetName())

@@ -30,12 +30,7 @@ func (d *Daemon) clusterNetworkRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /networks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		n, found, err := d.clusterNetworkInspect(r.Context(), r.PathValue("id"))
-		switch {
-		case err != nil:
-			writeError(w, err)
-		case !found:
-			writeError(w, withStatus(http.StatusNotFound, errNoSuchNetwork(r.PathValue("id"))))
-		default:
+		if writeMissing(w, r, found, err) {
 			writeJSON(w, http.StatusOK, n)
 		}
 	})
@@ -54,13 +49,22 @@ func (d *Daemon) clusterNetworkRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("DELETE /networks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		found, err := d.clusterNetworkRemove(r.Context(), r.PathValue("id"))
-		switch {
-		case err != nil:
-			writeError(w, err)
-		case !found:
-			writeError(w, withStatus(http.StatusNotFound, errNoSuchNetwork(r.PathValue("id"))))
-		default:
+		if writeMissing(w, r, found, err) {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
+}
+
+// writeMissing answers an error or an unknown network and reports whether
+// the caller should answer instead.
+func writeMissing(w http.ResponseWriter, r *http.Request, found bool, err error) bool {
+	switch {
+	case err != nil:
+		writeError(w, err)
+	case !found:
+		writeError(w, withStatus(http.StatusNotFound, errNoSuchNetwork(r.PathValue("id"))))
+	default:
+		return true
+	}
+	return false
 }
