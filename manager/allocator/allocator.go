@@ -321,7 +321,8 @@ func releases(t *api.Task) bool {
 	return false
 }
 
-func holdsAddresses(t *api.Task) bool {
+// HoldsAddresses reports whether t holds an address on some network.
+func HoldsAddresses(t *api.Task) bool {
 	for _, a := range t.GetNetworks() {
 		if len(a.GetAddresses()) > 0 {
 			return true
@@ -333,7 +334,7 @@ func holdsAddresses(t *api.Task) bool {
 // NeedsPass reports whether a change to t is worth an allocation pass: it
 // waits for addresses, or it ended and still holds some.
 func NeedsPass(t *api.Task) bool {
-	return wantsAddresses(t) || (releases(t) && holdsAddresses(t))
+	return wantsAddresses(t) || (releases(t) && HoldsAddresses(t))
 }
 
 // wantsAddresses reports whether t is waiting for its addresses: not yet
@@ -433,7 +434,7 @@ func Allocate(snap Snapshot) Result {
 	slices.SortFunc(tasks, func(a, b *api.Task) int { return strings.Compare(a.GetId(), b.GetId()) })
 	for _, t := range tasks {
 		switch {
-		case releases(t) && holdsAddresses(t):
+		case releases(t) && HoldsAddresses(t):
 			nt := proto.Clone(t).(*api.Task)
 			for _, a := range nt.Networks {
 				a.Addresses = nil

@@ -171,7 +171,7 @@ func TestAllocateTasksAndVIPs(t *testing.T) {
 	snap.Tasks[0] = proto.Clone(snap.Tasks[0]).(*api.Task)
 	snap.Tasks[0].Status.State = api.TaskState_FAILED
 	res = Allocate(snap)
-	if len(res.Tasks) != 1 || res.Tasks[0].GetId() != "t0" || holdsAddresses(res.Tasks[0]) {
+	if len(res.Tasks) != 1 || res.Tasks[0].GetId() != "t0" || HoldsAddresses(res.Tasks[0]) {
 		t.Fatalf("release: %v", res.Tasks)
 	}
 	apply(&snap, res)

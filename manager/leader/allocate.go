@@ -31,14 +31,17 @@ func newAllocatorLoop(c Config) *loop {
 	return c.newLoop("allocator", []raftstore.Kind{raftstore.KindNetwork, raftstore.KindService, raftstore.KindTask}, markAllocator, a.pass)
 }
 
-// markAllocator: a pass is worth running when a task waits for addresses or
-// ended holding some, a service that has or wants networks changes, or a
-// network changes.
+// markAllocator: a pass is worth running when a task waits for addresses,
+// ended holding some, or gave some up (released or deleted: a task waiting
+// on an exhausted subnet may have them now), a service that has or wants
+// networks changes, or a network changes.
 func markAllocator(ev raftstore.Event, d *dirty) bool {
 	switch ev.Kind {
 	case raftstore.KindTask:
 		t, _ := ev.Object.(*api.Task)
-		if t == nil || !allocator.NeedsPass(t) {
+		old, _ := ev.Old.(*api.Task)
+		freed := old != nil && allocator.HoldsAddresses(old) && (t == nil || !allocator.HoldsAddresses(t))
+		if !freed && (t == nil || !allocator.NeedsPass(t)) {
 			return false
 		}
 	case raftstore.KindService:

@@ -82,3 +82,77 @@ func TestAllocatorLoop(t *testing.T) {
 		return ok, strings.Join(seen, "; ")
 	})
 }
+
+// TestAllocatorLoopReusesFreedAddress: a task waiting on an exhausted subnet
+// gets the address a VIP or a deleted task gives up, without any other change.
+func TestAllocatorLoopReusesFreedAddress(t *testing.T) {
+	s := start(t)
+	addNodes(t, s, 1)
+	tiny := createNetwork(t, s, "tiny", "198.18.1.0/30") // gateway + one address
+	svc := newService("one", 2)
+	svc.Spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: tiny.GetId()}}
+	id := createService(t, s, svc)
+	holder := func() (string, string) {
+		var who, seen string
+		s.View(func(tx raftstore.ReadTx) {
+			if v := tx.GetService(id).GetEndpoint().GetVirtualIps(); len(v) > 0 {
+				who = "vip " + v[0].GetAddr()
+			}
+			for _, tk := range tx.TasksOfService(id) {
+				seen += fmt.Sprintf("%s %s %v %q; ", tk.GetId(), tk.GetStatus().GetState(), tk.GetNetworks(), tk.GetStatus().GetErr())
+				if allocator.HoldsAddresses(tk) {
+					who = tk.GetId()
+				}
+			}
+		})
+		return who, seen
+	}
+	eventually(t, 5*time.Second, func() (bool, string) { who, seen := holder(); return who == "vip 198.18.1.2/30", seen })
+	// dnsrr: the VIP goes, and one task gets its address.
+	update(t, s, func(tx raftstore.ReadTx) *api.Service { return tx.GetService(id) }, func(x *api.Service) {
+		x.Spec.Endpoint = &api.EndpointSpec{Mode: api.EndpointSpec_DNSRR}
+	})
+	var first string
+	eventually(t, 5*time.Second, func() (bool, string) {
+		who, seen := holder()
+		first = who
+		return who != "" && !strings.HasPrefix(who, "vip"), seen
+	})
+	// The holder is deleted (reaped): the other task gets the address.
+	if err := s.Update(context.Background(), func(tx raftstore.WriteTx) error { return tx.Delete(raftstore.KindTask, first) }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) { who, seen := holder(); return who != "" && who != first, seen })
+}
+
+// TestMarkAllocatorFreed: giving addresses up (a release or a deletion) is
+// worth a pass, since a task may wait on an exhausted subnet; a running
+// task's status report is not.
+func TestMarkAllocatorFreed(t *testing.T) {
+	spec := &api.TaskSpec{Networks: []*api.NetworkAttachmentConfig{{Target: "n"}}}
+	held := []*api.NetworkAttachment{{Network: &api.Network{Id: "n"}, Addresses: []string{"198.18.1.2/30"}}}
+	running := &api.Task{Id: "t", Spec: spec, Networks: held, DesiredState: api.TaskState_RUNNING, Status: &api.TaskStatus{State: api.TaskState_RUNNING}}
+	released := &api.Task{Id: "t", Spec: spec, Networks: []*api.NetworkAttachment{{Network: &api.Network{Id: "n"}}},
+		DesiredState: api.TaskState_SHUTDOWN, Status: &api.TaskStatus{State: api.TaskState_FAILED}}
+	for _, c := range []struct {
+		what     string
+		old, now *api.Task
+		want     bool
+	}{
+		{"deleted", running, nil, true},
+		{"released", running, released, true},
+		{"status report", running, running, false},
+	} {
+		var d dirty
+		ev := raftstore.Event{Kind: raftstore.KindTask}
+		if c.old != nil {
+			ev.Old = c.old
+		}
+		if c.now != nil {
+			ev.Object = c.now
+		}
+		if got := markAllocator(ev, &d); got != c.want {
+			t.Errorf("%s: mark = %v, want %v", c.what, got, c.want)
+		}
+	}
+}
