@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/netip"
 	"strconv"
 
@@ -82,6 +83,9 @@ func (d *Daemon) clusterNetworkCreate(ctx context.Context, req network.CreateReq
 		return network.CreateResponse{}, err
 	}
 	c, _, err := d.clusterControl()
+	if errors.Is(err, errWorkerNode) {
+		return network.CreateResponse{}, withStatus(http.StatusForbidden, errors.New("Cannot create a multi-host network from a worker node. Please create the network from a manager node."))
+	}
 	if err != nil {
 		return network.CreateResponse{}, err
 	}

@@ -360,7 +360,7 @@ func propertyRun(t *testing.T, seed uint64) {
 		return out
 	}
 	for step := range 300 {
-		switch k := r.IntN(10); {
+		switch k := r.IntN(11); {
 		case k == 0: // create a network
 			id := newID("n")
 			before := map[uint32]bool{}
@@ -414,6 +414,17 @@ func propertyRun(t *testing.T, seed uint64) {
 			s := snap.Services[r.IntN(len(snap.Services))]
 			snap.Services = slices.DeleteFunc(snap.Services, func(x *api.Service) bool { return x == s })
 			snap.Tasks = slices.DeleteFunc(snap.Tasks, func(x *api.Task) bool { return x.GetServiceId() == s.GetId() })
+		case k == 9: // create a network with a subnet of its own
+			id := newID("u")
+			sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(r.IntN(16) * 8)}), 29-r.IntN(3))
+			n, err := AllocateNetwork(snap, newNet(id, id, sub.Masked().String(), ""))
+			if err != nil {
+				if !strings.Contains(err.Error(), "overlaps") && !errors.Is(err, ErrExhausted) {
+					t.Fatalf("step %d: create network %s: %v", step, sub.Masked(), err)
+				}
+				continue
+			}
+			snap.Networks = append(snap.Networks, n)
 		case k == 8: // leader change
 			snap = restore(t, snap)
 		}
