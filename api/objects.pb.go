@@ -1613,7 +1613,10 @@ type Cluster struct {
 	// unlock_key is the managers' unlock key (32 random bytes, Swarm's
 	// UnlockKeys) while spec.autolock_managers is set; it is replicated so
 	// that every manager seals its data key with it. Redacted from GetCluster.
-	UnlockKey     []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
+	UnlockKey []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
+	// data_path_port is the UDP port of the overlay's VXLAN traffic (swarm
+	// init --data-path-port, 1024-49151); 0 means 4789.
+	DataPathPort  uint32 `protobuf:"varint,8,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1695,6 +1698,13 @@ func (x *Cluster) GetUnlockKey() []byte {
 		return x.UnlockKey
 	}
 	return nil
+}
+
+func (x *Cluster) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
+	}
+	return 0
 }
 
 // Secret is sensitive data given to tasks as files under /run/secrets. It
@@ -1961,7 +1971,7 @@ const file_objects_proto_rawDesc = "" +
 	"\fRootRotation\x12\x17\n" +
 	"\aca_cert\x18\x01 \x01(\fR\x06caCert\x12\x15\n" +
 	"\x06ca_key\x18\x02 \x01(\fR\x05caKey\x12/\n" +
-	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\x88\x02\n" +
+	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\xae\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -1971,7 +1981,8 @@ const file_objects_proto_rawDesc = "" +
 	"\vsubnet_size\x18\x06 \x01(\rR\n" +
 	"subnetSize\x12\x1d\n" +
 	"\n" +
-	"unlock_key\x18\a \x01(\fR\tunlockKey\"h\n" +
+	"unlock_key\x18\a \x01(\fR\tunlockKey\x12$\n" +
+	"\x0edata_path_port\x18\b \x01(\rR\fdataPathPort\"h\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +

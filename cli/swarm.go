@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +153,8 @@ func newSwarmInitCommand() *cobra.Command {
 	listen := listenAddr{addr: defaultListenAddr}
 	var specFlags swarmSpecFlags
 	var forceNew bool
+	var addrPools []string
+	var poolMask, dataPathPort uint32
 	cmd := &cobra.Command{
 		Use:   "init [OPTIONS]",
 		Short: "Initialize a swarm",
@@ -169,6 +172,14 @@ func newSwarmInitCommand() *cobra.Command {
 			if err := specFlags.merge(cmd.Flags(), &spec); err != nil {
 				return err
 			}
+			var pools []netip.Prefix
+			for _, a := range addrPools {
+				p, err := netip.ParsePrefix(a)
+				if err != nil {
+					return fmt.Errorf("invalid --default-addr-pool %q: not a CIDR", a)
+				}
+				pools = append(pools, p)
+			}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
@@ -177,7 +188,8 @@ func newSwarmInitCommand() *cobra.Command {
 			ctx := commandContext(cmd)
 			res, err := c.SwarmInit(ctx, client.SwarmInitOptions{
 				ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
-				Spec: spec, Availability: avail, SubnetSize: 24, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
+				Spec: spec, Availability: avail, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
+				DefaultAddrPool: pools, SubnetSize: poolMask, DataPathPort: dataPathPort,
 			})
 			if err != nil {
 				err = c.apiError(err)
@@ -203,6 +215,9 @@ func newSwarmInitCommand() *cobra.Command {
 	fl.StringVar(&advertise, "advertise-addr", "", `Advertised address (format: "<ip|interface>[:port]")`)
 	fl.StringVar(&availability, "availability", "active", `Availability of the node ("active", "pause", "drain")`)
 	fl.BoolVar(&forceNew, "force-new-cluster", false, "Force create a new cluster from current state")
+	fl.StringSliceVar(&addrPools, "default-addr-pool", nil, "default address pool in CIDR format (repeatable)")
+	fl.Uint32Var(&poolMask, "default-addr-pool-mask-length", 24, "default address pool subnet mask length")
+	fl.Uint32Var(&dataPathPort, "data-path-port", 0, "Port number to use for data path traffic (1024 - 49151). If no value is set or is set to 0, the default port (4789) is used.")
 	addSwarmSpecFlags(fl, &specFlags)
 	return cmd
 }

@@ -508,6 +508,20 @@ func TestSwarmAndNodeCommands(t *testing.T) {
 		"ForceNewCluster": false, "Spec": {"Labels": null, "Orchestration": {"TaskHistoryRetentionLimit": 2}, "Raft": {"ElectionTick": 0, "HeartbeatTick": 0},
 		"Dispatcher": {}, "CAConfig": {}, "TaskDefaults": {}, "EncryptionConfig": {"AutoLockManagers": false}}, "AutoLockManagers": false, "Availability": "", "DefaultAddrPool": null, "SubnetSize": 24}`)
 
+	// The network settings of swarm init go in the request as docker sends them.
+	r = runCLI(t, f.host, "", "swarm", "init", "--advertise-addr", "198.18.0.1", "--default-addr-pool", "198.18.0.0/16",
+		"--default-addr-pool", "198.19.0.0/16", "--default-addr-pool-mask-length", "26", "--data-path-port", "7789")
+	if r.code != 0 {
+		t.Fatalf("init with pools: %d %q", r.code, r.stderr)
+	}
+	sameJSON(t, f.body("POST /swarm/init"), `{"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "198.18.0.1", "DataPathAddr": "", "DataPathPort": 7789,
+		"ForceNewCluster": false, "Spec": {"Labels": null, "Orchestration": {}, "Raft": {"ElectionTick": 0, "HeartbeatTick": 0},
+		"Dispatcher": {}, "CAConfig": {}, "TaskDefaults": {}, "EncryptionConfig": {"AutoLockManagers": false}}, "AutoLockManagers": false, "Availability": "",
+		"DefaultAddrPool": ["198.18.0.0/16", "198.19.0.0/16"], "SubnetSize": 26}`)
+	if r := runCLI(t, f.host, "", "swarm", "init", "--default-addr-pool", "198.18.0/16"); r.code == 0 || !strings.Contains(r.stderr, `invalid --default-addr-pool "198.18.0/16"`) {
+		t.Fatalf("bad pool: %d %q", r.code, r.stderr)
+	}
+
 	// --autolock asks for it and prints the unlock key, as docker does.
 	r = runCLI(t, f.host, "", "swarm", "init", "--autolock", "--advertise-addr", "198.18.0.1")
 	if r.code != 0 || !strings.HasSuffix(r.stdout, "follow the instructions.\n\nTo unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n"+

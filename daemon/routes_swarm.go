@@ -71,7 +71,12 @@ func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec.AutolockManagers = spec.GetAutolockManagers() || req.AutoLockManagers
-	id, err := d.swarm.initSwarm(r.Context(), req.ListenAddr, req.AdvertiseAddr, spec, avail)
+	nets, err := initNetworksOf(req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := d.swarm.initSwarm(r.Context(), req.ListenAddr, req.AdvertiseAddr, spec, avail, nets)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -77,14 +77,24 @@ func (d *Daemon) systemDF(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// networkPrune removes unused user networks: the node has none (bridge,
-// host and none are built in), so there is never anything to remove.
+// networkPrune removes unused user networks: on a manager, the cluster's
+// (bridge, host and none are built in). Filters are refused until applied.
 func (d *Daemon) networkPrune(w http.ResponseWriter, r *http.Request) {
-	if _, err := parseFilters(r.URL.Query().Get("filters"), "label", "until"); err != nil {
+	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "until")
+	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: []string{}})
+	if len(f) > 0 {
+		writeError(w, badRequest("network prune filters are not supported yet"))
+		return
+	}
+	deleted, err := d.clusterNetworkPrune(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: append([]string{}, deleted...)})
 }
 
 // buildPrune: there is no build cache (builds are not kept between runs).

@@ -47,6 +47,7 @@ func (d *Daemon) handler() http.Handler {
 	d.swarmRoutes(mux)
 	d.serviceRoutes(mux)
 	d.observeRoutes(mux)
+	d.clusterNetworkRoutes(mux) // this branch only: see clusternets_routes.go
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() {

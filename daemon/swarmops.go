@@ -18,7 +18,7 @@ import (
 
 // initSwarm makes this node the first manager of a new swarm and returns its
 // node ID. On any failure nothing of the swarm is left behind.
-func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spec *api.ClusterSpec, avail api.NodeSpec_Availability) (_ string, err error) {
+func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spec *api.ClusterSpec, avail api.NodeSpec_Availability, nets initNetworks) (_ string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state != nil {
@@ -39,6 +39,7 @@ func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spe
 		return "", err
 	}
 	f.Node.Description = s.description()
+	nets.apply(f.Cluster)
 	defer func() {
 		if err != nil {
 			s.stopAll()

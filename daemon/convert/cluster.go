@@ -8,8 +8,9 @@ import (
 
 // ClusterToSwarm is the cluster as GET /swarm answers it, join tokens
 // included (GET /info's Swarm.Cluster is its ClusterInfo). TLSInfo.TrustRoot
-// is the root CA certificate; the CA key never leaves. Raft ticks,
-// LogEntriesForSlowFollowers and DataPathPort have no shoal setting and are 0.
+// is the root CA certificate; the CA key never leaves. Raft ticks and
+// LogEntriesForSlowFollowers have no shoal setting and are 0; DataPathPort
+// is 4789 when the cluster stores none (clusters made before it was stored).
 func ClusterToSwarm(c *api.Cluster) swarm.Swarm {
 	spec := c.GetSpec()
 	limit := spec.GetTaskHistoryRetentionLimit()
@@ -29,11 +30,15 @@ func ClusterToSwarm(c *api.Cluster) swarm.Swarm {
 			TLSInfo:                rootTLSInfo(c.GetRootCa().GetCaCert()),
 			RootRotationInProgress: c.GetRootCa().GetRootRotation() != nil,
 			SubnetSize:             c.GetSubnetSize(),
+			DataPathPort:           c.GetDataPathPort(),
 		},
 		JoinTokens: swarm.JoinTokens{
 			Worker:  c.GetRootCa().GetJoinTokens().GetWorker(),
 			Manager: c.GetRootCa().GetJoinTokens().GetManager(),
 		},
+	}
+	if out.DataPathPort == 0 {
+		out.DataPathPort = 4789
 	}
 	for _, s := range c.GetDefaultAddressPool() {
 		if p, ok := parsePrefix(s); ok {

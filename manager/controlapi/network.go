@@ -2,12 +2,34 @@ package controlapi
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strconv"
+	"sync"
 
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/allocator"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/protobuf/proto"
 )
+
+// Network options a cluster network accepts (docker network create --opt).
+// They are stored for the overlay data path, which applies them.
+const (
+	// OptionEncrypted asks for an encrypted data path.
+	OptionEncrypted = "encrypted"
+	// OptionMTU sets the MTU of the network's devices.
+	OptionMTU = "com.docker.network.driver.mtu"
+)
+
+// networkAllocMu serialises the network creations of this process: a
+// subnet and a VNI are chosen from a read of the store and written by a
+// later proposal, and two creations interleaving between the two would
+// choose the same. Only the leader writes, and a new leader starts from a
+// store holding everything earlier leaders committed, so one lock per
+// process is enough. It is package-wide, not per Server, so that in-process
+// test clusters (several Servers in one process) are serialised too.
+var networkAllocMu sync.Mutex
 
 func getNetwork(tx raftstore.ReadTx, ref string) (*api.Network, error) {
 	o, err := resolve(tx, raftstore.KindNetwork, "network", ref, specName)
@@ -26,6 +48,23 @@ func validateNetworkSpec(spec *api.NetworkSpec) error {
 	}
 	if d := spec.GetDriverConfig().GetName(); d != "" && d != "overlay" {
 		return invalid("network %s: driver %q is not supported: cluster networks use overlay", spec.GetAnnotations().GetName(), d)
+	}
+	for k, v := range spec.GetDriverConfig().GetOptions() {
+		switch k {
+		case OptionEncrypted:
+			if v != "" && v != "true" {
+				return invalid("network %s: option %s=%q: give it without a value (or true)", spec.GetAnnotations().GetName(), k, v)
+			}
+		case OptionMTU:
+			if m, err := strconv.Atoi(v); err != nil || m < 576 || m > 65535 {
+				return invalid("network %s: option %s=%q: an MTU between 576 and 65535 is required", spec.GetAnnotations().GetName(), k, v)
+			}
+		default:
+			return invalid("network %s: option %q is not supported (supported: %s, %s)", spec.GetAnnotations().GetName(), k, OptionEncrypted, OptionMTU)
+		}
+	}
+	if spec.GetIngress() {
+		return invalid("network %s: ingress networks are not supported yet", spec.GetAnnotations().GetName())
 	}
 	for _, c := range spec.GetIpam().GetConfigs() {
 		p, err := netip.ParsePrefix(c.GetSubnet())
@@ -69,8 +108,10 @@ func (s *Server) ListNetworks(ctx context.Context, req *api.ListNetworksRequest)
 	return resp, nil
 }
 
-// CreateNetwork stores an overlay network; the allocator gives it its
-// subnet and VNI.
+// CreateNetwork stores an overlay network with its subnet and VNI, given
+// synchronously (allocator.AllocateNetwork over the store in the same write),
+// so that the response holds them. An overlapping subnet or an exhausted
+// pool refuses the create: nothing is stored.
 func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkRequest) (*api.CreateNetworkResponse, error) {
 	if err := validateNetworkSpec(req.GetSpec()); err != nil {
 		return nil, api.ToGRPC(err)
@@ -79,13 +120,24 @@ func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkReques
 	if spec.DriverConfig == nil {
 		spec.DriverConfig = &api.Driver{}
 	}
-	spec.DriverConfig.Name = "overlay"
+	spec.DriverConfig.Name = allocator.DriverOverlay
 	name := spec.GetAnnotations().GetName()
 	n := &api.Network{Id: s.newID(), Spec: spec}
+	networkAllocMu.Lock()
+	defer networkAllocMu.Unlock()
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
 		if tx.GetByName(raftstore.KindNetwork, name) != nil {
 			return conflict("network %s already exists", name)
 		}
+		snap := allocator.Snapshot{Networks: tx.Networks()}
+		if cs := tx.Clusters(); len(cs) > 0 {
+			snap.Cluster = cs[0]
+		}
+		an, err := allocator.AllocateNetwork(snap, n)
+		if err != nil {
+			return api.Wrap(api.ErrInvalidArgument, err)
+		}
+		n = an
 		return tx.Create(n)
 	})
 	if err != nil {
@@ -99,19 +151,47 @@ func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkReques
 	return &api.CreateNetworkResponse{Network: out}, nil
 }
 
-// RemoveNetwork deletes a network no service uses.
+// networkUser names a service or task that uses network id, or "". A task
+// uses it while it is not finished or still holds an address on it (an
+// orphaned task may still run); a service while its spec names it.
+func networkUser(tx raftstore.ReadTx, id string) string {
+	for _, svc := range tx.Services() {
+		for _, a := range svc.GetSpec().GetTask().GetNetworks() {
+			if a.GetTarget() == id {
+				return "service " + svc.GetSpec().GetAnnotations().GetName()
+			}
+		}
+	}
+	user := ""
+	tx.ForEach(raftstore.KindTask, func(o raftstore.Object) bool {
+		t := o.(*api.Task)
+		for _, a := range t.GetNetworks() {
+			if a.GetNetwork().GetId() == id && (len(a.GetAddresses()) > 0 || !t.GetStatus().GetState().IsTerminal()) {
+				user = fmt.Sprintf("task %s", t.GetAnnotations().GetName())
+				return false
+			}
+		}
+		for _, a := range t.GetSpec().GetNetworks() {
+			if a.GetTarget() == id && !t.GetStatus().GetState().IsTerminal() {
+				user = fmt.Sprintf("task %s", t.GetAnnotations().GetName())
+				return false
+			}
+		}
+		return true
+	})
+	return user
+}
+
+// RemoveNetwork deletes a network no service or task uses; its subnet and
+// VNI are free again.
 func (s *Server) RemoveNetwork(ctx context.Context, req *api.RemoveNetworkRequest) (*api.RemoveNetworkResponse, error) {
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
 		n, err := getNetwork(tx, req.GetNetworkId())
 		if err != nil {
 			return err
 		}
-		for _, svc := range tx.Services() {
-			for _, a := range svc.GetSpec().GetTask().GetNetworks() {
-				if a.GetTarget() == n.GetId() {
-					return precondition("network %s is in use by service %s", n.GetSpec().GetAnnotations().GetName(), svc.GetSpec().GetAnnotations().GetName())
-				}
-			}
+		if u := networkUser(tx, n.GetId()); u != "" {
+			return precondition("network %s is in use by %s", n.GetSpec().GetAnnotations().GetName(), u)
 		}
 		return tx.Delete(raftstore.KindNetwork, n.GetId())
 	})

@@ -1,14 +1,16 @@
 // Package leader runs the raft leader's control loops around the pure
 // decision functions: the orchestrator loop (orchestrator.ReconcileReplicated
-// and ReconcileGlobal per service, ReapHistory, OrphanTasks) and the scheduler
-// loop (scheduler.Schedule). Each loop watches the store, coalesces bursts of
+// and ReconcileGlobal per service, ReapHistory, OrphanTasks), the allocator
+// loop (allocator.Allocate: VIPs and task addresses) and the scheduler loop
+// (scheduler.Schedule). Each loop watches the store, coalesces bursts of
 // changes (debounce), reads one snapshot, calls the pure function once and
 // writes what it decided in as few store transactions as raftstore's
 // MaxProposalBytes allows. The loops hold no decision logic of their own.
 //
 // Goroutines and what they own:
 //   - Run starts one goroutine per loop and returns when its context ends,
-//     after both have stopped. The orchestrator goroutine owns its watcher,
+//     after all have stopped; the allocator goroutine owns its watcher and
+//     debounce timer. The orchestrator goroutine owns its watcher,
 //     its debounce and NextEvaluation timers and the per-service evaluation
 //     times; the scheduler goroutine owns its watcher and debounce timer.
 //     Nothing is shared between them but the store, whose versions settle
@@ -104,8 +106,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Run runs the orchestrator and scheduler loops on store until ctx ends,
-// then returns nil once both have stopped. Call it on the leader only.
+// Run runs the orchestrator, allocator and scheduler loops on store until
+// ctx ends, then returns nil once all have stopped. Call it on the leader only.
 func Run(ctx context.Context, store Store, clock Clock) error {
 	return Config{Store: store, Clock: clock}.Run(ctx)
 }
@@ -116,7 +118,7 @@ func (c Config) Run(ctx context.Context) error {
 		return errNoStore
 	}
 	c = c.withDefaults()
-	loops := []*loop{newOrchestratorLoop(c), newSchedulerLoop(c)}
+	loops := []*loop{newOrchestratorLoop(c), newAllocatorLoop(c), newSchedulerLoop(c)}
 	var wg sync.WaitGroup
 	for _, l := range loops {
 		wg.Add(1)

@@ -55,6 +55,16 @@ type loop struct {
 	pass func(ctx context.Context, d dirty) (next time.Time, err error)
 }
 
+// newLoop makes a loop named name with c's store, clock, logger and delays.
+func (c Config) newLoop(name string, kinds []raftstore.Kind, mark func(raftstore.Event, *dirty) bool,
+	pass func(context.Context, dirty) (time.Time, error)) *loop {
+	return &loop{
+		name: name, store: c.Store, clock: c.Clock, log: c.Logger,
+		debounce: c.Debounce, maxDelay: c.MaxDelay,
+		kinds: kinds, mark: mark, pass: pass,
+	}
+}
+
 // run is the loop's goroutine; it returns when ctx ends.
 func (l *loop) run(ctx context.Context) {
 	var w *raftstore.Watcher

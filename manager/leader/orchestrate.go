@@ -25,17 +25,7 @@ type orchestratorLoop struct {
 
 func newOrchestratorLoop(c Config) *loop {
 	o := &orchestratorLoop{cfg: c, nextEval: map[string]time.Time{}, waitsRunning: map[string]bool{}}
-	return &loop{
-		name:     "orchestrator",
-		store:    c.Store,
-		clock:    c.Clock,
-		log:      c.Logger,
-		debounce: c.Debounce,
-		maxDelay: c.MaxDelay,
-		kinds:    []raftstore.Kind{raftstore.KindCluster, raftstore.KindNode, raftstore.KindService, raftstore.KindTask},
-		mark:     o.mark,
-		pass:     o.pass,
-	}
+	return c.newLoop("orchestrator", []raftstore.Kind{raftstore.KindCluster, raftstore.KindNode, raftstore.KindService, raftstore.KindTask}, o.mark, o.pass)
 }
 
 // mark: a service or its tasks changed -> that service; a node or the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/allocator"
 	"github.com/shoal-project/shoal/raftstore"
 	"github.com/shoal-project/shoal/scheduler"
 	"google.golang.org/protobuf/proto"
@@ -20,9 +21,10 @@ const PendingMessage = "pending task scheduling"
 
 // waitsForScheduler reports whether t is the scheduler's to place: not yet
 // assigned (NEW or PENDING) and wanted (desired READY or RUNNING). NEW is
-// taken too because nothing moves tasks to PENDING yet: once an allocator
-// loop exists (networks, VIPs), it should own NEW -> PENDING and this should
-// become scheduler.IsPending. Global services' tasks already name their node;
+// taken too: the allocator loop moves a task to PENDING only when it cannot
+// allocate it (the reason in Err), and leaves an allocated task NEW, so that
+// tasks without networks cost no allocator write; a task on networks is the
+// scheduler's only once allocator.Allocated. Global services' tasks already name their node;
 // the scheduler only checks them.
 func waitsForScheduler(t *api.Task) bool {
 	if t == nil {
@@ -30,8 +32,9 @@ func waitsForScheduler(t *api.Task) bool {
 	}
 	s := t.GetStatus().GetState()
 	d := t.GetDesiredState()
+	// A task on networks waits for its addresses first (allocator loop).
 	return (s == api.TaskState_NEW || s == api.TaskState_PENDING) &&
-		(d == api.TaskState_READY || d == api.TaskState_RUNNING)
+		(d == api.TaskState_READY || d == api.TaskState_RUNNING) && allocator.Allocated(t)
 }
 
 type schedulerLoop struct {
@@ -40,17 +43,7 @@ type schedulerLoop struct {
 
 func newSchedulerLoop(c Config) *loop {
 	s := &schedulerLoop{cfg: c}
-	return &loop{
-		name:     "scheduler",
-		store:    c.Store,
-		clock:    c.Clock,
-		log:      c.Logger,
-		debounce: c.Debounce,
-		maxDelay: c.MaxDelay,
-		kinds:    []raftstore.Kind{raftstore.KindNode, raftstore.KindTask},
-		mark:     markScheduler,
-		pass:     s.pass,
-	}
+	return c.newLoop("scheduler", []raftstore.Kind{raftstore.KindNode, raftstore.KindTask}, markScheduler, s.pass)
 }
 
 // markScheduler: a pass is worth running when a task starts waiting, a task
