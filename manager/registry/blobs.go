@@ -393,10 +393,8 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, rt route, u *up
 			return aerr
 		}
 	}
-	if _, err := u.file.Seek(0, io.SeekStart); err != nil {
-		return internal(err)
-	}
-	err := h.cfg.Blobs.Ingest(r.Context(), d, u.size, u.file)
+	// Only the session's whole chunks: never what lies past them.
+	err := h.cfg.Blobs.Ingest(r.Context(), d, u.size, io.NewSectionReader(u.file, 0, u.size))
 	// The session ends either way: its content is what it is, and a digest
 	// that does not match it will not match on a retry.
 	h.end(u)
