@@ -137,10 +137,34 @@ func bodyError(err error) *apiError {
 	switch {
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, codeSizeInvalid, fmt.Sprintf("blob larger than the limit of %d bytes", mbe.Limit))
-	case errors.Is(err, ErrDigestMismatch):
+	case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrUnsupportedDigest):
 		return errorf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
 	return errorf(http.StatusBadRequest, codeBlobUploadInvalid, "reading the upload: "+err.Error())
+}
+
+// ingestError classifies a failure of BlobStore.Ingest: the content's fault
+// (400) or the store's (500).
+func ingestError(err error) *apiError {
+	if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrUnsupportedDigest) {
+		return errorf(http.StatusBadRequest, codeDigestInvalid, err.Error())
+	}
+	return internal(err)
+}
+
+// recordingReader remembers the error reading the request body, to tell a
+// client's broken upload from the store's failure.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *recordingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && err != io.EOF {
+		rr.err = err
+	}
+	return n, err
 }
 
 // contentLength returns the declared Content-Length, -1 when absent.
@@ -175,8 +199,12 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 		if aerr != nil {
 			return aerr
 		}
-		if err := h.cfg.Blobs.Ingest(r.Context(), d, contentLength(r), h.body(w, r)); err != nil {
-			return bodyError(err)
+		body := &recordingReader{r: h.body(w, r)}
+		if err := h.cfg.Blobs.Ingest(r.Context(), d, contentLength(r), body); err != nil {
+			if body.err != nil {
+				return bodyError(body.err)
+			}
+			return ingestError(err)
 		}
 		size, err := h.cfg.Blobs.Stat(r.Context(), d)
 		if err != nil {
@@ -398,11 +426,8 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, rt route, u *up
 	// The session ends either way: its content is what it is, and a digest
 	// that does not match it will not match on a retry.
 	h.end(u)
-	if errors.Is(err, ErrDigestMismatch) {
-		return bodyError(err)
-	}
 	if err != nil {
-		return internal(err)
+		return ingestError(err)
 	}
 	if aerr := h.link(r, rt.name, d, u.size); aerr != nil {
 		return aerr

@@ -224,7 +224,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		return aerr
 	}
 	if err := h.cfg.Blobs.Ingest(r.Context(), d, int64(len(body)), bytes.NewReader(body)); err != nil {
-		return internal(err)
+		return ingestError(err)
 	}
 	err = h.cfg.Tags.Update(r.Context(), rt.name, func(repo *Repository) error {
 		if aerr := checkRefs(repo, p); aerr != nil {

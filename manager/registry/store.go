@@ -21,6 +21,10 @@ var ErrNotFound = errors.New("not found")
 // content does not hash to the digest it was announced with.
 var ErrDigestMismatch = errors.New("content does not match its digest")
 
+// ErrUnsupportedDigest is what a BlobStore returns (wrapped) for a digest
+// algorithm it cannot store.
+var ErrUnsupportedDigest = errors.New("digest algorithm not supported by this registry")
+
 // BlobStore holds content-addressed blobs (layers, configs and the manifests
 // themselves). The daemon fills it with the engine's content store.
 type BlobStore interface {
