@@ -385,3 +385,59 @@ func TestReferrers(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentPushes pushes the same image under many tags while its
+// layer's link is deleted and mounted again: every answer is a spec answer,
+// and a manifest is stored only while its blobs are linked.
+func TestConcurrentPushes(t *testing.T) {
+	tr := newTestRegistry(t, Config{})
+	tr.pushBlob("a", "{}")
+	layer := tr.pushBlob("a", "layer")
+	tr.pushBlob("src", "layer")
+	m := manifestFor("{}", "layer", "")
+	errs := make(chan error, 64)
+	for i := 0; i < 16; i++ {
+		go func() {
+			for j := 0; j < 8; j++ {
+				var req *http.Request
+				switch (i + j) % 3 {
+				case 0:
+					req, _ = http.NewRequest("PUT", tr.srv.URL+fmt.Sprintf("/v2/a/manifests/t%d-%d", i, j), strings.NewReader(m))
+					req.Header.Set("Content-Type", MediaTypeOCIManifest)
+				case 1:
+					req, _ = http.NewRequest("DELETE", tr.srv.URL+"/v2/a/blobs/"+layer.String(), nil)
+				default:
+					req, _ = http.NewRequest("POST", tr.srv.URL+"/v2/a/blobs/uploads/?from=src&mount="+layer.String(), nil)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusCreated, http.StatusAccepted, http.StatusNotFound, http.StatusBadRequest:
+				default:
+					errs <- fmt.Errorf("%s %s: %d", req.Method, req.URL.Path, resp.StatusCode)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 16; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, _ := tr.tags.View(t.Context(), "a")
+	if len(repo.Tags) == 0 {
+		t.Fatal("no manifest push went through")
+	}
+	for tag, d := range repo.Tags {
+		if _, ok := repo.Manifests[d]; !ok {
+			t.Fatalf("tag %s names a manifest the repository lacks", tag)
+		}
+	}
+}
