@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/shoal-project/shoal/raftstore"
 )
 
 // TestConformance runs the OCI distribution-spec conformance suite (a
@@ -18,7 +20,10 @@ func TestConformance(t *testing.T) {
 		t.Skip("REGISTRY_CONFORMANCE_BIN is not set (tests/registry-conformance/run.sh sets it)")
 	}
 	dir := t.TempDir()
-	h := New(Config{Blobs: DirBlobStore{Dir: filepath.Join(dir, "blobs")}, Tags: &MemTagStore{}, UploadDir: filepath.Join(dir, "uploads")})
+	// Tags in the raft store's FSM (applying its own proposals, no raft),
+	// as the managers keep them.
+	tags := RaftTagStore{Store: raftstore.NewMemoryStore(nil, nil)}
+	h := New(Config{Blobs: DirBlobStore{Dir: filepath.Join(dir, "blobs")}, Tags: tags, UploadDir: filepath.Join(dir, "uploads")})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	report := os.Getenv("REGISTRY_CONFORMANCE_REPORT")

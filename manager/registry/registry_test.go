@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-project/shoal/raftstore"
 )
 
 type testRegistry struct {
@@ -28,7 +30,9 @@ func newTestRegistry(t *testing.T, cfg Config) *testRegistry {
 	dir := t.TempDir()
 	tags := &MemTagStore{}
 	cfg.Blobs = DirBlobStore{Dir: filepath.Join(dir, "blobs")}
-	cfg.Tags = tags
+	if cfg.Tags == nil {
+		cfg.Tags = tags
+	}
 	cfg.UploadDir = filepath.Join(dir, "uploads")
 	srv := httptest.NewServer(New(cfg))
 	t.Cleanup(srv.Close)
@@ -390,7 +394,12 @@ func TestReferrers(t *testing.T) {
 // layer's link is deleted and mounted again: every answer is a spec answer,
 // and a manifest is stored only while its blobs are linked.
 func TestConcurrentPushes(t *testing.T) {
-	tr := newTestRegistry(t, Config{})
+	t.Run("memory", func(t *testing.T) { testConcurrentPushes(t, &MemTagStore{}) })
+	t.Run("raftstore", func(t *testing.T) { testConcurrentPushes(t, RaftTagStore{Store: raftstore.NewMemoryStore(nil, nil)}) })
+}
+
+func testConcurrentPushes(t *testing.T, tags TagStore) {
+	tr := newTestRegistry(t, Config{Tags: tags})
 	tr.pushBlob("a", "{}")
 	layer := tr.pushBlob("a", "layer")
 	tr.pushBlob("src", "layer")
@@ -431,7 +440,7 @@ func TestConcurrentPushes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	repo, _ := tr.tags.View(t.Context(), "a")
+	repo, _ := tags.View(t.Context(), "a")
 	if len(repo.Tags) == 0 {
 		t.Fatal("no manifest push went through")
 	}
