@@ -1831,6 +1831,69 @@ func (x *Config) GetSpec() *ConfigSpec {
 	return nil
 }
 
+// RegistryRepository is one repository of the cluster registry: its tags,
+// manifest records and blob links, as JSON that manager/registry owns. The id
+// is the repository name.
+type RegistryRepository struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryRepository) Reset() {
+	*x = RegistryRepository{}
+	mi := &file_objects_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryRepository) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryRepository) ProtoMessage() {}
+
+func (x *RegistryRepository) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryRepository.ProtoReflect.Descriptor instead.
+func (*RegistryRepository) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RegistryRepository) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RegistryRepository) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *RegistryRepository) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_objects_proto protoreflect.FileDescriptor
 
 const file_objects_proto_rawDesc = "" +
@@ -1990,7 +2053,11 @@ const file_objects_proto_rawDesc = "" +
 	"\x06Config\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04specB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"]\n" +
+	"\x12RegistryRepository\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04dataB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
 
 var (
 	file_objects_proto_rawDescOnce sync.Once
@@ -2005,7 +2072,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 0: shoal.api.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 1: shoal.api.ManagerStatus.Reachability
@@ -2032,83 +2099,85 @@ var file_objects_proto_goTypes = []any{
 	(*Cluster)(nil),                 // 22: shoal.api.Cluster
 	(*Secret)(nil),                  // 23: shoal.api.Secret
 	(*Config)(nil),                  // 24: shoal.api.Config
-	nil,                             // 25: shoal.api.EngineDescription.LabelsEntry
-	(*Platform)(nil),                // 26: shoal.api.Platform
-	(*Resources)(nil),               // 27: shoal.api.Resources
-	(NodeRole)(0),                   // 28: shoal.api.NodeRole
-	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
-	(*Meta)(nil),                    // 30: shoal.api.Meta
-	(*NodeSpec)(nil),                // 31: shoal.api.NodeSpec
-	(*EndpointSpec)(nil),            // 32: shoal.api.EndpointSpec
-	(*PortConfig)(nil),              // 33: shoal.api.PortConfig
-	(*ServiceSpec)(nil),             // 34: shoal.api.ServiceSpec
-	(TaskState)(0),                  // 35: shoal.api.TaskState
-	(*Annotations)(nil),             // 36: shoal.api.Annotations
-	(*TaskSpec)(nil),                // 37: shoal.api.TaskSpec
-	(*NetworkSpec)(nil),             // 38: shoal.api.NetworkSpec
-	(*IPAMOptions)(nil),             // 39: shoal.api.IPAMOptions
-	(*ClusterSpec)(nil),             // 40: shoal.api.ClusterSpec
-	(*SecretSpec)(nil),              // 41: shoal.api.SecretSpec
-	(*ConfigSpec)(nil),              // 42: shoal.api.ConfigSpec
+	(*RegistryRepository)(nil),      // 25: shoal.api.RegistryRepository
+	nil,                             // 26: shoal.api.EngineDescription.LabelsEntry
+	(*Platform)(nil),                // 27: shoal.api.Platform
+	(*Resources)(nil),               // 28: shoal.api.Resources
+	(NodeRole)(0),                   // 29: shoal.api.NodeRole
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*Meta)(nil),                    // 31: shoal.api.Meta
+	(*NodeSpec)(nil),                // 32: shoal.api.NodeSpec
+	(*EndpointSpec)(nil),            // 33: shoal.api.EndpointSpec
+	(*PortConfig)(nil),              // 34: shoal.api.PortConfig
+	(*ServiceSpec)(nil),             // 35: shoal.api.ServiceSpec
+	(TaskState)(0),                  // 36: shoal.api.TaskState
+	(*Annotations)(nil),             // 37: shoal.api.Annotations
+	(*TaskSpec)(nil),                // 38: shoal.api.TaskSpec
+	(*NetworkSpec)(nil),             // 39: shoal.api.NetworkSpec
+	(*IPAMOptions)(nil),             // 40: shoal.api.IPAMOptions
+	(*ClusterSpec)(nil),             // 41: shoal.api.ClusterSpec
+	(*SecretSpec)(nil),              // 42: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),              // 43: shoal.api.ConfigSpec
 }
 var file_objects_proto_depIdxs = []int32{
-	25, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
-	26, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	27, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	26, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
+	27, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	28, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
 	3,  // 3: shoal.api.NodeDescription.engine:type_name -> shoal.api.EngineDescription
 	0,  // 4: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeStatus.State
 	1,  // 5: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.ManagerStatus.Reachability
-	28, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
-	29, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	30, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	31, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	29, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
+	30, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	31, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	32, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
 	4,  // 10: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
 	5,  // 11: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
 	6,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
 	7,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
-	28, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	32, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	33, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	29, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	33, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	34, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
 	9,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	30, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	34, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	34, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	31, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	35, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	35, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
 	10, // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
 	12, // 22: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
 	2,  // 23: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	29, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	29, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	33, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
-	29, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	35, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	30, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	30, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	34, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
+	30, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	36, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
 	13, // 29: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
 	14, // 30: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
 	18, // 31: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	30, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	36, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	37, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	36, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	35, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	31, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	37, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	38, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	37, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	36, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
 	15, // 37: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
 	16, // 38: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
 	10, // 39: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	30, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	38, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	39, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	31, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	39, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	40, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
 	19, // 43: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
 	21, // 44: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
-	30, // 45: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	40, // 46: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	31, // 45: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	41, // 46: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
 	20, // 47: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	30, // 48: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	41, // 49: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	30, // 50: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	42, // 51: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	31, // 48: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	42, // 49: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	31, // 50: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	43, // 51: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	31, // 52: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2123,7 +2192,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -89,6 +89,7 @@ type StoreAction struct {
 	//	*StoreAction_Cluster
 	//	*StoreAction_Secret
 	//	*StoreAction_Config
+	//	*StoreAction_RegistryRepository
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -201,6 +202,15 @@ func (x *StoreAction) GetConfig() *Config {
 	return nil
 }
 
+func (x *StoreAction) GetRegistryRepository() *RegistryRepository {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_RegistryRepository); ok {
+			return x.RegistryRepository
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -233,6 +243,10 @@ type StoreAction_Config struct {
 	Config *Config `protobuf:"bytes,8,opt,name=config,proto3,oneof"`
 }
 
+type StoreAction_RegistryRepository struct {
+	RegistryRepository *RegistryRepository `protobuf:"bytes,9,opt,name=registry_repository,json=registryRepository,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Service) isStoreAction_Target() {}
@@ -246,6 +260,8 @@ func (*StoreAction_Cluster) isStoreAction_Target() {}
 func (*StoreAction_Secret) isStoreAction_Target() {}
 
 func (*StoreAction_Config) isStoreAction_Target() {}
+
+func (*StoreAction_RegistryRepository) isStoreAction_Target() {}
 
 // Proposal is one writer's transaction: all its actions apply or none do.
 type Proposal struct {
@@ -343,16 +359,17 @@ func (x *ProposalBatch) GetProposals() []*Proposal {
 type StoreSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the raft index of the last entry the snapshot includes.
-	Index         uint64     `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
-	Clusters      []*Cluster `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	Nodes         []*Node    `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Services      []*Service `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
-	Tasks         []*Task    `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Networks      []*Network `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
-	Secrets       []*Secret  `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
-	Configs       []*Config  `protobuf:"bytes,8,rep,name=configs,proto3" json:"configs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Index                uint64                `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	Clusters             []*Cluster            `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Nodes                []*Node               `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Services             []*Service            `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Tasks                []*Task               `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Networks             []*Network            `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
+	Secrets              []*Secret             `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs              []*Config             `protobuf:"bytes,8,rep,name=configs,proto3" json:"configs,omitempty"`
+	RegistryRepositories []*RegistryRepository `protobuf:"bytes,9,rep,name=registry_repositories,json=registryRepositories,proto3" json:"registry_repositories,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *StoreSnapshot) Reset() {
@@ -437,6 +454,13 @@ func (x *StoreSnapshot) GetSecrets() []*Secret {
 func (x *StoreSnapshot) GetConfigs() []*Config {
 	if x != nil {
 		return x.Configs
+	}
+	return nil
+}
+
+func (x *StoreSnapshot) GetRegistryRepositories() []*RegistryRepository {
+	if x != nil {
+		return x.RegistryRepositories
 	}
 	return nil
 }
@@ -693,7 +717,7 @@ var File_raft_proto protoreflect.FileDescriptor
 const file_raft_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"raft.proto\x12\tshoal.api\x1a\robjects.proto\"\xb9\x03\n" +
+	"raft.proto\x12\tshoal.api\x1a\robjects.proto\"\x8b\x04\n" +
 	"\vStoreAction\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.shoal.api.StoreAction.KindR\x04kind\x12%\n" +
 	"\x04node\x18\x02 \x01(\v2\x0f.shoal.api.NodeH\x00R\x04node\x12.\n" +
@@ -702,7 +726,8 @@ const file_raft_proto_rawDesc = "" +
 	"\anetwork\x18\x05 \x01(\v2\x12.shoal.api.NetworkH\x00R\anetwork\x12.\n" +
 	"\acluster\x18\x06 \x01(\v2\x12.shoal.api.ClusterH\x00R\acluster\x12+\n" +
 	"\x06secret\x18\a \x01(\v2\x11.shoal.api.SecretH\x00R\x06secret\x12+\n" +
-	"\x06config\x18\b \x01(\v2\x11.shoal.api.ConfigH\x00R\x06config\"7\n" +
+	"\x06config\x18\b \x01(\v2\x11.shoal.api.ConfigH\x00R\x06config\x12P\n" +
+	"\x13registry_repository\x18\t \x01(\v2\x1d.shoal.api.RegistryRepositoryH\x00R\x12registryRepository\"7\n" +
 	"\x04Kind\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\n" +
 	"\n" +
@@ -715,7 +740,7 @@ const file_raft_proto_rawDesc = "" +
 	"\bProposal\x120\n" +
 	"\aactions\x18\x01 \x03(\v2\x16.shoal.api.StoreActionR\aactions\"B\n" +
 	"\rProposalBatch\x121\n" +
-	"\tproposals\x18\x01 \x03(\v2\x13.shoal.api.ProposalR\tproposals\"\xdd\x02\n" +
+	"\tproposals\x18\x01 \x03(\v2\x13.shoal.api.ProposalR\tproposals\"\xb1\x03\n" +
 	"\rStoreSnapshot\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12.\n" +
 	"\bclusters\x18\x01 \x03(\v2\x12.shoal.api.ClusterR\bclusters\x12%\n" +
@@ -724,7 +749,8 @@ const file_raft_proto_rawDesc = "" +
 	"\x05tasks\x18\x04 \x03(\v2\x0f.shoal.api.TaskR\x05tasks\x12.\n" +
 	"\bnetworks\x18\x05 \x03(\v2\x12.shoal.api.NetworkR\bnetworks\x12+\n" +
 	"\asecrets\x18\a \x03(\v2\x11.shoal.api.SecretR\asecrets\x12+\n" +
-	"\aconfigs\x18\b \x03(\v2\x11.shoal.api.ConfigR\aconfigs\"h\n" +
+	"\aconfigs\x18\b \x03(\v2\x11.shoal.api.ConfigR\aconfigs\x12R\n" +
+	"\x15registry_repositories\x18\t \x03(\v2\x1d.shoal.api.RegistryRepositoryR\x14registryRepositories\"h\n" +
 	"\n" +
 	"RaftMember\x12\x17\n" +
 	"\araft_id\x18\x01 \x01(\tR\x06raftId\x12\x17\n" +
@@ -758,23 +784,24 @@ func file_raft_proto_rawDescGZIP() []byte {
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_raft_proto_goTypes = []any{
-	(StoreAction_Kind)(0), // 0: shoal.api.StoreAction.Kind
-	(*StoreAction)(nil),   // 1: shoal.api.StoreAction
-	(*Proposal)(nil),      // 2: shoal.api.Proposal
-	(*ProposalBatch)(nil), // 3: shoal.api.ProposalBatch
-	(*StoreSnapshot)(nil), // 4: shoal.api.StoreSnapshot
-	(*RaftMember)(nil),    // 5: shoal.api.RaftMember
-	(*JoinRequest)(nil),   // 6: shoal.api.JoinRequest
-	(*JoinResponse)(nil),  // 7: shoal.api.JoinResponse
-	(*LeaveRequest)(nil),  // 8: shoal.api.LeaveRequest
-	(*LeaveResponse)(nil), // 9: shoal.api.LeaveResponse
-	(*Node)(nil),          // 10: shoal.api.Node
-	(*Service)(nil),       // 11: shoal.api.Service
-	(*Task)(nil),          // 12: shoal.api.Task
-	(*Network)(nil),       // 13: shoal.api.Network
-	(*Cluster)(nil),       // 14: shoal.api.Cluster
-	(*Secret)(nil),        // 15: shoal.api.Secret
-	(*Config)(nil),        // 16: shoal.api.Config
+	(StoreAction_Kind)(0),      // 0: shoal.api.StoreAction.Kind
+	(*StoreAction)(nil),        // 1: shoal.api.StoreAction
+	(*Proposal)(nil),           // 2: shoal.api.Proposal
+	(*ProposalBatch)(nil),      // 3: shoal.api.ProposalBatch
+	(*StoreSnapshot)(nil),      // 4: shoal.api.StoreSnapshot
+	(*RaftMember)(nil),         // 5: shoal.api.RaftMember
+	(*JoinRequest)(nil),        // 6: shoal.api.JoinRequest
+	(*JoinResponse)(nil),       // 7: shoal.api.JoinResponse
+	(*LeaveRequest)(nil),       // 8: shoal.api.LeaveRequest
+	(*LeaveResponse)(nil),      // 9: shoal.api.LeaveResponse
+	(*Node)(nil),               // 10: shoal.api.Node
+	(*Service)(nil),            // 11: shoal.api.Service
+	(*Task)(nil),               // 12: shoal.api.Task
+	(*Network)(nil),            // 13: shoal.api.Network
+	(*Cluster)(nil),            // 14: shoal.api.Cluster
+	(*Secret)(nil),             // 15: shoal.api.Secret
+	(*Config)(nil),             // 16: shoal.api.Config
+	(*RegistryRepository)(nil), // 17: shoal.api.RegistryRepository
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: shoal.api.StoreAction.kind:type_name -> shoal.api.StoreAction.Kind
@@ -785,26 +812,28 @@ var file_raft_proto_depIdxs = []int32{
 	14, // 5: shoal.api.StoreAction.cluster:type_name -> shoal.api.Cluster
 	15, // 6: shoal.api.StoreAction.secret:type_name -> shoal.api.Secret
 	16, // 7: shoal.api.StoreAction.config:type_name -> shoal.api.Config
-	1,  // 8: shoal.api.Proposal.actions:type_name -> shoal.api.StoreAction
-	2,  // 9: shoal.api.ProposalBatch.proposals:type_name -> shoal.api.Proposal
-	14, // 10: shoal.api.StoreSnapshot.clusters:type_name -> shoal.api.Cluster
-	10, // 11: shoal.api.StoreSnapshot.nodes:type_name -> shoal.api.Node
-	11, // 12: shoal.api.StoreSnapshot.services:type_name -> shoal.api.Service
-	12, // 13: shoal.api.StoreSnapshot.tasks:type_name -> shoal.api.Task
-	13, // 14: shoal.api.StoreSnapshot.networks:type_name -> shoal.api.Network
-	15, // 15: shoal.api.StoreSnapshot.secrets:type_name -> shoal.api.Secret
-	16, // 16: shoal.api.StoreSnapshot.configs:type_name -> shoal.api.Config
-	5,  // 17: shoal.api.JoinResponse.members:type_name -> shoal.api.RaftMember
-	5,  // 18: shoal.api.LeaveRequest.node:type_name -> shoal.api.RaftMember
-	6,  // 19: shoal.api.RaftMembership.Join:input_type -> shoal.api.JoinRequest
-	8,  // 20: shoal.api.RaftMembership.Leave:input_type -> shoal.api.LeaveRequest
-	7,  // 21: shoal.api.RaftMembership.Join:output_type -> shoal.api.JoinResponse
-	9,  // 22: shoal.api.RaftMembership.Leave:output_type -> shoal.api.LeaveResponse
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 8: shoal.api.StoreAction.registry_repository:type_name -> shoal.api.RegistryRepository
+	1,  // 9: shoal.api.Proposal.actions:type_name -> shoal.api.StoreAction
+	2,  // 10: shoal.api.ProposalBatch.proposals:type_name -> shoal.api.Proposal
+	14, // 11: shoal.api.StoreSnapshot.clusters:type_name -> shoal.api.Cluster
+	10, // 12: shoal.api.StoreSnapshot.nodes:type_name -> shoal.api.Node
+	11, // 13: shoal.api.StoreSnapshot.services:type_name -> shoal.api.Service
+	12, // 14: shoal.api.StoreSnapshot.tasks:type_name -> shoal.api.Task
+	13, // 15: shoal.api.StoreSnapshot.networks:type_name -> shoal.api.Network
+	15, // 16: shoal.api.StoreSnapshot.secrets:type_name -> shoal.api.Secret
+	16, // 17: shoal.api.StoreSnapshot.configs:type_name -> shoal.api.Config
+	17, // 18: shoal.api.StoreSnapshot.registry_repositories:type_name -> shoal.api.RegistryRepository
+	5,  // 19: shoal.api.JoinResponse.members:type_name -> shoal.api.RaftMember
+	5,  // 20: shoal.api.LeaveRequest.node:type_name -> shoal.api.RaftMember
+	6,  // 21: shoal.api.RaftMembership.Join:input_type -> shoal.api.JoinRequest
+	8,  // 22: shoal.api.RaftMembership.Leave:input_type -> shoal.api.LeaveRequest
+	7,  // 23: shoal.api.RaftMembership.Join:output_type -> shoal.api.JoinResponse
+	9,  // 24: shoal.api.RaftMembership.Leave:output_type -> shoal.api.LeaveResponse
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -821,6 +850,7 @@ func file_raft_proto_init() {
 		(*StoreAction_Cluster)(nil),
 		(*StoreAction_Secret)(nil),
 		(*StoreAction_Config)(nil),
+		(*StoreAction_RegistryRepository)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -21,10 +21,13 @@ const (
 	KindNetwork
 	KindSecret
 	KindConfig
+	// KindRegistryRepository is one repository of the cluster registry
+	// (manager/registry): tags and manifest records.
+	KindRegistryRepository
 	numKinds
 )
 
-var kindNames = [numKinds]string{"cluster", "node", "service", "task", "network", "secret", "config"}
+var kindNames = [numKinds]string{"cluster", "node", "service", "task", "network", "secret", "config", "registry repository"}
 
 func (k Kind) String() string {
 	if k < 0 || k >= numKinds {
@@ -34,7 +37,7 @@ func (k Kind) String() string {
 }
 
 // Object is any stored object: *api.Cluster, *api.Node, *api.Service,
-// *api.Task, *api.Network, *api.Secret or *api.Config.
+// *api.Task, *api.Network, *api.Secret, *api.Config or *api.RegistryRepository.
 type Object interface {
 	proto.Message
 	GetId() string
@@ -58,6 +61,8 @@ func KindOf(o Object) (k Kind, ok bool) {
 		return KindSecret, true
 	case *api.Config:
 		return KindConfig, true
+	case *api.RegistryRepository:
+		return KindRegistryRepository, true
 	}
 	return 0, false
 }
@@ -78,6 +83,8 @@ func setMeta(o Object, m *api.Meta) {
 		o.Meta = m
 	case *api.Config:
 		o.Meta = m
+	case *api.RegistryRepository:
+		o.Meta = m
 	}
 }
 
@@ -96,6 +103,8 @@ func setID(o Object, id string) {
 	case *api.Secret:
 		o.Id = id
 	case *api.Config:
+		o.Id = id
+	case *api.RegistryRepository:
 		o.Id = id
 	}
 }
@@ -134,6 +143,8 @@ func actionFor(kind api.StoreAction_Kind, o Object) *api.StoreAction {
 		a.Target = &api.StoreAction_Secret{Secret: o}
 	case *api.Config:
 		a.Target = &api.StoreAction_Config{Config: o}
+	case *api.RegistryRepository:
+		a.Target = &api.StoreAction_RegistryRepository{RegistryRepository: o}
 	}
 	return a
 }
@@ -154,6 +165,8 @@ func actionTarget(a *api.StoreAction) (Object, Kind, bool) {
 		return t.Secret, KindSecret, t.Secret != nil
 	case *api.StoreAction_Config:
 		return t.Config, KindConfig, t.Config != nil
+	case *api.StoreAction_RegistryRepository:
+		return t.RegistryRepository, KindRegistryRepository, t.RegistryRepository != nil
 	}
 	return nil, 0, false
 }
@@ -175,6 +188,8 @@ func emptyOf(k Kind) Object {
 		return &api.Secret{}
 	case KindConfig:
 		return &api.Config{}
+	case KindRegistryRepository:
+		return &api.RegistryRepository{}
 	}
 	return nil
 }

@@ -44,6 +44,8 @@ func (f *frozen) encode() ([]byte, error) {
 		Networks: typed[*api.Network](f.objs[KindNetwork]),
 		Secrets:  typed[*api.Secret](f.objs[KindSecret]),
 		Configs:  typed[*api.Config](f.objs[KindConfig]),
+		// Repositories by name: the ID is the name.
+		RegistryRepositories: typed[*api.RegistryRepository](f.objs[KindRegistryRepository]),
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
 	if err != nil {
@@ -106,6 +108,9 @@ func (s *MemoryStore) Restore(b []byte) error {
 	}
 	for _, o := range snap.GetConfigs() {
 		err = firstErr(err, add(KindConfig, o))
+	}
+	for _, o := range snap.GetRegistryRepositories() {
+		err = firstErr(err, add(KindRegistryRepository, o))
 	}
 	if err != nil {
 		return err

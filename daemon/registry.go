@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-project/shoal/containerd/content"
+	"github.com/shoal-project/shoal/manager/registry"
+)
+
+// registryBlobs fills the cluster registry's BlobStore with the engine's
+// content store, so a pushed layer is the same file a pull or an import
+// would have stored.
+type registryBlobs struct {
+	cs *content.Store
+}
+
+var _ registry.BlobStore = registryBlobs{}
+
+// storeErr maps the content store's errors onto the registry's.
+func storeErr(d digest.Digest, err error) error {
+	switch {
+	case errors.Is(err, content.ErrNotFound):
+		return fmt.Errorf("blob %s: %w", d, registry.ErrNotFound)
+	case errors.Is(err, content.ErrInvalidDigest):
+		return fmt.Errorf("blob %s: %w (the engine stores sha256 only)", d, registry.ErrUnsupportedDigest)
+	case errors.Is(err, content.ErrDigestMismatch):
+		return fmt.Errorf("blob %s: %w", d, registry.ErrDigestMismatch)
+	}
+	return fmt.Errorf("blob %s: %w", d, err)
+}
+
+// Stat implements registry.BlobStore.
+func (b registryBlobs) Stat(_ context.Context, d digest.Digest) (int64, error) {
+	info, err := b.cs.Info(d)
+	if err != nil {
+		return 0, storeErr(d, err)
+	}
+	return info.Size, nil
+}
+
+// Open implements registry.BlobStore.
+func (b registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	f, err := b.cs.Open(d)
+	if err != nil {
+		return nil, 0, storeErr(d, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, storeErr(d, err)
+	}
+	return f, fi.Size(), nil
+}
+
+// Ingest implements registry.BlobStore: the content store hashes while it
+// writes and renames the blob into place only when it matches d.
+func (b registryBlobs) Ingest(_ context.Context, d digest.Digest, size int64, r io.Reader) error {
+	if d.Algorithm() != digest.SHA256 {
+		return storeErr(d, content.ErrInvalidDigest)
+	}
+	w, err := b.cs.Writer()
+	if err != nil {
+		return storeErr(d, err)
+	}
+	defer w.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		return storeErr(d, err)
+	}
+	if size >= 0 && w.Size() != size {
+		return fmt.Errorf("blob %s: %w: got %d bytes, want %d", d, registry.ErrDigestMismatch, w.Size(), size)
+	}
+	if _, err := w.Commit(d); err != nil {
+		return storeErr(d, err)
+	}
+	return nil
+}
