@@ -75,28 +75,34 @@ func New(netnsPath, name string) (*Table, error) {
 	return &Table{netnsPath: netnsPath, name: name}, nil
 }
 
-// batch opens an nftables connection into the table's namespace, lets fn
-// queue a transaction on it and sends it as one batch.
 func (t *Table) batch(what string, fn func(c *nftables.Conn, tab *nftables.Table) error) error {
+	return Batch(t.netnsPath, t.name, "lb "+what, fn)
+}
+
+// Batch opens an nftables connection into the namespace at netnsPath ("" is
+// the caller's), lets fn queue a transaction on the ip table named table and
+// sends it as one batch, which the kernel applies atomically. what prefixes
+// errors. The routing mesh (package ingress) programs its tables with it too.
+func Batch(netnsPath, table, what string, fn func(c *nftables.Conn, tab *nftables.Table) error) error {
 	var opts []nftables.ConnOption
-	if t.netnsPath != "" {
-		ns, err := netns.GetFromPath(t.netnsPath)
+	if netnsPath != "" {
+		ns, err := netns.GetFromPath(netnsPath)
 		if err != nil {
-			return fmt.Errorf("lb %s: open netns %s: %w", what, t.netnsPath, err)
+			return fmt.Errorf("%s: open netns %s: %w", what, netnsPath, err)
 		}
 		defer ns.Close()
 		opts = append(opts, nftables.WithNetNSFd(int(ns)))
 	}
 	c, err := nftables.New(opts...)
 	if err != nil {
-		return fmt.Errorf("lb %s: nftables: %w", what, err)
+		return fmt.Errorf("%s: nftables: %w", what, err)
 	}
-	tab := &nftables.Table{Name: t.name, Family: nftables.TableFamilyIPv4}
+	tab := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
 	if err := fn(c, tab); err != nil {
-		return fmt.Errorf("lb %s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("lb %s in table %s: %w", what, t.name, err)
+		return fmt.Errorf("%s in table %s: %w", what, table, err)
 	}
 	return nil
 }
@@ -281,7 +287,7 @@ func refuseRules(known *nftables.Set) [][]expr.Any {
 func setVIP(c *nftables.Conn, tab *nftables.Table, s sets, vip netip.Addr, backends []netip.Addr) error {
 	ch := c.AddChain(&nftables.Chain{Name: vipChain(vip), Table: tab})
 	c.FlushChain(ch)
-	if r, err := dnatRule(c, tab, backends); err != nil {
+	if r, err := Spread(c, tab, backends, 0); err != nil {
 		return err
 	} else if r != nil {
 		c.AddRule(&nftables.Rule{Table: tab, Chain: ch, Exprs: r})
@@ -289,9 +295,10 @@ func setVIP(c *nftables.Conn, tab *nftables.Table, s sets, vip netip.Addr, backe
 	return s.add(c, vip, ch)
 }
 
-// dnatRule queues the anonymous map of backends and returns
-// `dnat to numgen random mod N map { i : backend_i }`; nil for no backends.
-func dnatRule(c *nftables.Conn, tab *nftables.Table, backends []netip.Addr) ([]expr.Any, error) {
+// Spread queues on c the anonymous map of backends and returns the
+// expressions of `dnat to numgen random mod N map { i : backend_i }`, with
+// `:port` when port is not 0; nil for no backends. Duplicates count once.
+func Spread(c *nftables.Conn, tab *nftables.Table, backends []netip.Addr, port uint16) ([]expr.Any, error) {
 	uniq := map[netip.Addr]bool{}
 	var bs []netip.Addr
 	for _, b := range backends {
@@ -314,12 +321,19 @@ func dnatRule(c *nftables.Conn, tab *nftables.Table, backends []netip.Addr) ([]e
 	if err := c.AddSet(m, elems); err != nil {
 		return nil, fmt.Errorf("backend map: %w", err)
 	}
-	return []expr.Any{
+	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}
+	r := []expr.Any{
 		&expr.Numgen{Register: 1, Modulus: uint32(len(bs)), Type: unix.NFT_NG_RANDOM},
 		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
 		&expr.Counter{},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
-	}, nil
+	}
+	if port != 0 {
+		p := make([]byte, 2)
+		binary.BigEndian.PutUint16(p, port)
+		r = append(r, &expr.Immediate{Register: 2, Data: p})
+		nat.RegProtoMin, nat.Specified = 2, true
+	}
+	return append(r, nat), nil
 }
 
 func vipChain(vip netip.Addr) string { return "vip-" + vip.String() }

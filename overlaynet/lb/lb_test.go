@@ -7,185 +7,30 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
+	"github.com/shoal-project/shoal/overlaynet/sandbox/sandboxtest"
 )
 
-// Test namespaces live in nsDir as "<pid>-<name>", so that concurrent runs
-// never share one and a crashed run's are recognised by their dead pid.
-const nsDir = "/run/shoal-test-lb"
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		sweep()
-	}
-	os.Exit(m.Run())
-}
-
-func sweep() {
-	ents, _ := os.ReadDir(nsDir)
-	for _, e := range ents {
-		pid, _, _ := strings.Cut(e.Name(), "-")
-		if _, err := os.Stat("/proc/" + pid); err == nil {
-			continue
-		}
-		sandbox.Remove(filepath.Join(nsDir, e.Name()))
-	}
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-}
-
-// newNS makes a namespace removed when the test ends.
-func newNS(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(nsDir, strconv.Itoa(os.Getpid())+"-"+t.Name()+"-"+name)
-	t.Cleanup(func() { sandbox.Remove(p) })
-	if err := sandbox.Create(p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// plug joins the namespace ns to the bridge br of namespace hub with a veth:
-// eth0 addressed addr inside ns, "v<name>" on the bridge.
-func plug(t *testing.T, hub, br, ns, name, addr string) {
-	t.Helper()
-	h, err := sandbox.Handle(hub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	target, err := netns.GetFromPath(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	bridge, err := h.LinkByName(br)
-	if err != nil {
-		t.Fatal(err)
-	}
-	la := netlink.NewLinkAttrs()
-	la.Name, la.MasterIndex = "v"+name, bridge.Attrs().Index
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(target)}); err != nil {
-		t.Fatalf("veth %s: %v", name, err)
-	}
-	if err := h.LinkSetUp(&netlink.Veth{LinkAttrs: la}); err != nil {
-		t.Fatal(err)
-	}
-	inner, err := sandbox.Handle(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
-	eth, err := inner.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := netlink.ParseAddr(addr)
-	if err := inner.AddrAdd(eth, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := inner.LinkSetUp(eth); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// serve runs a TCP server on :port in ns that sends its name on accept, then
-// answers each line with "<name>:<line>". It stops when the test ends.
-func serve(t *testing.T, ns, name string, port int) {
-	t.Helper()
-	var l net.Listener
-	err := sandbox.Do(ns, func() (err error) {
-		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				fmt.Fprintf(c, "%s\n", name)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s:%s\n", name, sc.Text())
-				}
-			}()
-		}
-	}()
-}
-
-// dial connects from ns to addr and returns the connection and the first line
-// the server sent (its name).
+// dial connects from ns to addr and returns the connection and the name of
+// the backend that answered.
 func dial(ns, addr string) (net.Conn, string, error) {
-	var c net.Conn
-	err := sandbox.Do(ns, func() (err error) {
-		c, err = net.DialTimeout("tcp4", addr, 2*time.Second)
-		return err
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		c.Close()
-		return nil, "", fmt.Errorf("read name from %s: %w", addr, err)
-	}
-	c.SetDeadline(time.Time{})
-	return c, strings.TrimSpace(line), nil
+	c, h, err := sandboxtest.Dial(ns, addr, 2*time.Second)
+	return c, h.Name, err
 }
 
-// hits opens n connections from ns to addr and counts which server answered.
+// hits opens n connections from ns to addr and counts which backend answered.
 func hits(t *testing.T, ns, addr string, n int) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
-	for i := 0; i < n; i++ {
-		c, name, err := dial(ns, addr)
-		if err != nil {
-			t.Fatalf("connection %d to %s: %v", i, addr, err)
-		}
-		c.Close()
-		seen[name]++
+	for h, k := range sandboxtest.Hits(t, ns, addr, n) {
+		seen[h.Name] += k
 	}
 	return seen
 }
@@ -200,27 +45,16 @@ type topo struct {
 
 func newTopo(t *testing.T) topo {
 	t.Helper()
-	hub := newNS(t, "hub")
-	h, err := sandbox.Handle(hub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-	if err := h.LinkAdd(br); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(br); err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
-	tp := topo{client: newNS(t, "c"), backends: map[string]netip.Addr{}, vip: netip.MustParseAddr("198.18.7.100")}
-	plug(t, hub, "br0", tp.client, "c", "198.18.7.10/24")
+	hub := sandboxtest.NS(t, "hub")
+	sandboxtest.Bridge(t, hub, "br0", "")
+	tp := topo{client: sandboxtest.NS(t, "c"), backends: map[string]netip.Addr{}, vip: netip.MustParseAddr("198.18.7.100")}
+	sandboxtest.Link(t, hub, "vc", "br0", "", tp.client, "eth0", "198.18.7.10/24")
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("b%d", i)
-		ns := newNS(t, name)
+		ns := sandboxtest.NS(t, name)
 		a := netip.AddrFrom4([4]byte{198, 18, 7, byte(10 + i)})
-		plug(t, hub, "br0", ns, name, a.String()+"/24")
-		serve(t, ns, name, 80)
+		sandboxtest.Link(t, hub, "v"+name, "br0", "", ns, "eth0", a.String()+"/24")
+		sandboxtest.Serve(t, ns, name, 80)
 		tp.backends[name] = a
 	}
 	return tp
@@ -245,7 +79,7 @@ func clientTable(t *testing.T, tp topo) *Table {
 }
 
 func TestSpreadAndReplace(t *testing.T) {
-	needRoot(t)
+	sandboxtest.NeedRoot(t)
 	tp := newTopo(t)
 	tab := clientTable(t, tp)
 	vip := net.JoinHostPort(tp.vip.String(), "80")
@@ -304,7 +138,7 @@ func TestSpreadAndReplace(t *testing.T) {
 }
 
 func TestEmptySetRefuses(t *testing.T) {
-	needRoot(t)
+	sandboxtest.NeedRoot(t)
 	tp := newTopo(t)
 	tab := clientTable(t, tp)
 	vip := net.JoinHostPort(tp.vip.String(), "80")
@@ -342,7 +176,7 @@ func TestEmptySetRefuses(t *testing.T) {
 }
 
 func TestRestartAdoption(t *testing.T) {
-	needRoot(t)
+	sandboxtest.NeedRoot(t)
 	tp := newTopo(t)
 	first := clientTable(t, tp)
 	other := netip.MustParseAddr("198.18.7.101")
@@ -424,7 +258,7 @@ func rates(t *testing.T, tp topo, tab *Table, d time.Duration) (viaVIP, direct f
 }
 
 func TestBenchVIP(t *testing.T) {
-	needRoot(t)
+	sandboxtest.NeedRoot(t)
 	if os.Getenv("SHOAL_BENCH") != "1" {
 		t.Skip("SHOAL_BENCH=1 runs the VIP throughput measurement")
 	}
