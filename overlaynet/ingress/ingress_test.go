@@ -125,6 +125,10 @@ func TestMeshKeepsClientAddress(t *testing.T) {
 	if n := countRules(); n != 0 {
 		t.Fatalf("%d return-path rules after removing the entries, want 0", n)
 	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: returnBase}, netlink.RT_FILTER_TABLE)
+	if err != nil || len(routes) != 0 {
+		t.Fatalf("routes left in the return table: %v, %v", routes, err)
+	}
 }
 
 func TestMeshRefusesWithoutTasks(t *testing.T) {

@@ -116,9 +116,23 @@ func returnRoutes(netnsPath, iface string, entries []Entry) error {
 		return fmt.Errorf("list rules: %w", err)
 	}
 	for _, r := range rules {
-		if r.Table >= returnBase && r.Table < returnBase+maxEntries {
-			if err := h.RuleDel(&r); err != nil {
-				return fmt.Errorf("delete rule to table %#x: %w", r.Table, err)
+		if r.Table < returnBase || r.Table >= returnBase+maxEntries {
+			continue
+		}
+		if err := h.RuleDel(&r); err != nil {
+			return fmt.Errorf("delete rule to table %#x: %w", r.Table, err)
+		}
+		if r.Table < returnBase+len(entries) {
+			continue // its route is replaced below
+		}
+		// An entry that went away: empty its table too.
+		routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: r.Table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return fmt.Errorf("list routes of table %#x: %w", r.Table, err)
+		}
+		for _, rt := range routes {
+			if err := h.RouteDel(&rt); err != nil {
+				return fmt.Errorf("delete route of table %#x: %w", r.Table, err)
 			}
 		}
 	}
