@@ -35,6 +35,9 @@ type Config struct {
 	Managers []string
 	Dial     DialFunc
 	Runtime  Runtime
+	// Network joins tasks to their overlay networks; nil on a node
+	// without overlay networking (a task with networks then fails).
+	Network Network
 	// Description is sent when a session opens.
 	Description *api.NodeDescription
 	// RetryDelay is the wait before trying the next manager after a failed
@@ -233,7 +236,7 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 
 // startLocked starts t's goroutine.
 func (a *Agent) startLocked(t *api.Task) {
-	r := newTaskRunner(a.cfg.Runtime, a.admit, a.reporter.Report, a.cfg.Logger)
+	r := newTaskRunner(a.cfg.Runtime, a.cfg.Network, a.admit, a.reporter.Report, a.cfg.Logger)
 	a.runners[t.GetId()] = r
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); r.run(a.ctx, t) }()

@@ -401,7 +401,9 @@ func vethName(id string) string {
 // the node's first endpoint on it, then a veth whose sandbox end is on the
 // bridge and whose other end, in the container, carries ep's address and
 // MAC. The container gets a default route through n's gateway unless it
-// already has one. On error nothing is left behind.
+// already has one. Attaching an endpoint that is attached already (a
+// restarted daemon adopting a running task) changes nothing. On error
+// nothing is left behind.
 func (m *Manager) Attach(n Network, ep Endpoint) error {
 	if ep.ID == "" || ep.NetNSPath == "" || ep.Addr == nil || ep.Addr.IP.To4() == nil {
 		return fmt.Errorf("attach to network %d: endpoint %q needs an ID, a namespace and an IPv4 address", n.VNI, ep.ID)
@@ -435,6 +437,9 @@ func (m *Manager) addVeth(n Network, ep Endpoint) error {
 	br, err := sb.LinkByName(bridgeName)
 	if err != nil {
 		return fmt.Errorf("find bridge: %w", err)
+	}
+	if _, err := sb.LinkByName(vethName(ep.ID)); err == nil {
+		return nil
 	}
 	cns, err := netns.GetFromPath(ep.NetNSPath)
 	if err != nil {

@@ -74,6 +74,11 @@ func TestPeersProgrammedByHandAndAdoption(t *testing.T) {
 	}
 
 	restarted := hosts[0].manager(t)
+	// Attaching the running endpoint again (the agent adopting its task)
+	// is a no-op.
+	if err := restarted.Attach(n, overlay.Endpoint{ID: "task" + hosts[0].name, NetNSPath: ctrs[0], Addr: containerAddr(0)}); err != nil {
+		t.Fatalf("attach of an attached endpoint: %v", err)
+	}
 	vnis, err := restarted.Networks()
 	if err != nil {
 		t.Fatal(err)
