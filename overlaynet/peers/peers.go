@@ -406,17 +406,34 @@ func (t *table) merge(buf []byte) {
 	if old != nil && old.version >= s.Version {
 		return
 	}
+	t.remotes[s.Node] = &remote{version: s.Version, vtep: vtep, endpoints: next}
 	if old != nil {
 		for k, e := range old.endpoints {
 			if n, ok := next[k]; !ok || n.MAC.String() != e.MAC.String() || !old.vtep.Equal(vtep) {
-				t.program(s.Node, old.vtep, e, false)
+				t.unprogram(s.Node, old.vtep, e)
 			}
 		}
 	}
 	for _, e := range next {
 		t.program(s.Node, vtep, e, true)
 	}
-	t.remotes[s.Node] = &remote{version: s.Version, vtep: vtep, endpoints: next}
+}
+
+// unprogram withdraws a node's endpoint, unless another node now claims
+// the same address (the allocator gave it to a task elsewhere and the two
+// nodes' news arrived out of order): that claim is programmed instead, so
+// the late withdrawal does not cut the new endpoint off.
+func (t *table) unprogram(node string, vtep net.IP, e Endpoint) {
+	for name, r := range t.remotes {
+		if name == node {
+			continue
+		}
+		if o, ok := r.endpoints[e.key()]; ok {
+			t.program(name, r.vtep, o, true)
+			return
+		}
+	}
+	t.program(node, vtep, e, false)
 }
 
 // gone withdraws every endpoint of a node that left or died.
@@ -425,10 +442,10 @@ func (t *table) gone(node string) {
 	if r == nil {
 		return
 	}
-	for _, e := range r.endpoints {
-		t.program(node, r.vtep, e, false)
-	}
 	delete(t.remotes, node)
+	for _, e := range r.endpoints {
+		t.unprogram(node, r.vtep, e)
+	}
 }
 
 // delegate turns memberlist's callbacks into table events.
