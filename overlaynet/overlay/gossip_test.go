@@ -174,3 +174,52 @@ func TestGossipWrongKeyCannotJoin(t *testing.T) {
 		t.Fatal("gossip without a key was started")
 	}
 }
+
+// TestGossipKeyRotation: two members rotate to a new key without a gap
+// (add, use, drop the old); gossip keeps flowing, and a node holding only
+// the old key can no longer join.
+func TestGossipKeyRotation(t *testing.T) {
+	needRoot(t)
+	hosts := makeHosts(t, 3)
+	m1, m2, m3 := hosts[0].manager(t), hosts[1].manager(t), hosts[2].manager(t)
+	p1, _ := startPeers(t, hosts[0], m1, clusterKey)
+	p2, _ := startPeers(t, hosts[1], m2, clusterKey)
+	if err := p2.Join([]string{hosts[0].ip.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.SetKeys([][]byte{[]byte("short")}); err == nil {
+		t.Fatal("a 5-byte key was accepted")
+	}
+	for _, step := range [][][]byte{{clusterKey, otherKey}, {otherKey, clusterKey}, {otherKey}} {
+		for _, p := range []*peers.Peers{p1, p2} {
+			if err := p.SetKeys(step); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Gossip still flows: host2 learns host1's endpoint.
+	dir := t.TempDir()
+	n := testNet(4096)
+	for i, h := range hosts[:2] {
+		c := newNetNS(t, filepath.Join(dir, h.name+"-ctr"))
+		m := []*overlay.Manager{m1, m2}[i]
+		if err := m.Attach(n, overlay.Endpoint{ID: "t" + h.name, NetNSPath: c, Addr: containerAddr(i)}); err != nil {
+			t.Fatal(err)
+		}
+		p := []*peers.Peers{p1, p2}[i]
+		if err := p.Announce(context.Background(), peers.Endpoint{VNI: n.VNI, IP: containerAddr(i).IP, MAC: overlay.MACFromIP(containerAddr(i).IP)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ip1 := containerAddr(0).IP
+	if !waitFor(5*time.Second, func() bool {
+		fdb, neigh := fdbHas(t, m2, n.VNI, ip1, overlay.MACFromIP(ip1))
+		return fdb && neigh
+	}) {
+		t.Fatal("host2 did not learn host1's endpoint after the rotation")
+	}
+	p3, _ := startPeers(t, hosts[2], m3, clusterKey)
+	if err := p3.Join([]string{hosts[0].ip.String()}); err == nil {
+		t.Fatal("a node with the retired key joined")
+	}
+}

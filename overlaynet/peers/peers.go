@@ -14,6 +14,7 @@
 package peers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -80,6 +82,7 @@ type Config struct {
 type Peers struct {
 	cfg    Config
 	ml     *memberlist.Memberlist
+	keys   *memberlist.Keyring
 	events chan func(*table)
 	sends  chan send
 	local  atomic.Pointer[[]byte] // this node's state, encoded, for push-pull
@@ -152,6 +155,7 @@ func Start(ctx context.Context, cfg Config) (*Peers, error) {
 	}
 	p := &Peers{
 		cfg:    cfg,
+		keys:   kr,
 		events: make(chan func(*table), 64),
 		sends:  make(chan send, 256),
 		logger: log.New(out, "peers: ", log.LstdFlags),
@@ -237,6 +241,38 @@ func (p *Peers) Members() []string {
 func (p *Peers) Leave(timeout time.Duration) error {
 	if err := p.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("peers: leave: %w", err)
+	}
+	return nil
+}
+
+// SetKeys replaces the gossip keyring: keys[0] encrypts from now on, every
+// one of keys decrypts, other keys are dropped. A rotation without a gap
+// adds the new key everywhere first (as a second key), then makes it the
+// first, then drops the old one. Bad keys change nothing.
+func (p *Peers) SetKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return errors.New("peers: no gossip key")
+	}
+	for _, k := range keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return fmt.Errorf("peers: gossip key: %w", err)
+		}
+	}
+	for _, k := range keys {
+		if err := p.keys.AddKey(k); err != nil {
+			return fmt.Errorf("peers: add gossip key: %w", err)
+		}
+	}
+	if err := p.keys.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("peers: use gossip key: %w", err)
+	}
+	// A copy: RemoveKey edits the slice GetKeys returns in place.
+	for _, old := range slices.Clone(p.keys.GetKeys()) {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+			if err := p.keys.RemoveKey(old); err != nil {
+				return fmt.Errorf("peers: drop gossip key: %w", err)
+			}
+		}
 	}
 	return nil
 }
