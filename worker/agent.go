@@ -275,5 +275,11 @@ func (a *Agent) removeOrphans(assigned map[string]bool) {
 		if err := a.cfg.Runtime.Remove(ctx, c.ID); err != nil {
 			a.cfg.Logger.Warn("worker: remove orphaned container", "container", c.ID, "err", err)
 		}
+		// Its networks, if it had any (only the ID is known now).
+		if a.cfg.Network != nil {
+			if err := a.cfg.Network.Detach(ctx, &api.Task{Id: c.TaskID}); err != nil {
+				a.cfg.Logger.Warn("worker: detach orphaned task from its networks", "task", c.TaskID, "err", err)
+			}
+		}
 	}
 }

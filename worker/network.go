@@ -133,19 +133,20 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 	return nil
 }
 
-// Detach implements Network.
+// Detach implements Network. A task known only by its ID (an orphan whose
+// assignment is gone) is taken out of every network it may be on.
 func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {
-	// Attachments that do not parse were never attached (Attach refuses
-	// them): only the namespace may be left.
+	// Attachments that do not parse were never announced (Attach refuses
+	// them); DetachAll finds the task's veths without them.
 	atts, _ := o.attachments(t)
 	var errs []error
 	for _, a := range atts {
 		if err := o.Peers.Withdraw(ctx, peerOf(a)); err != nil {
 			errs = append(errs, err)
 		}
-		if err := o.Overlay.Detach(a.net.VNI, t.GetId()); err != nil {
-			errs = append(errs, err)
-		}
+	}
+	if err := o.Overlay.DetachAll(t.GetId()); err != nil {
+		errs = append(errs, err)
 	}
 	if err := sandbox.Remove(TaskNetNSPath(o.NetNSDir, t.GetId())); err != nil {
 		errs = append(errs, err)

@@ -148,27 +148,7 @@ func TestAgentAttachesTaskToOverlay(t *testing.T) {
 		t.Errorf("bad attachment failed with %q", st.GetErr())
 	}
 
-	// Another endpoint of the network on this node reaches the task.
-	probe := filepath.Join(t.TempDir(), "probe")
-	if err := sandbox.Create(probe); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.Remove(probe) })
-	gw := &net.IPNet{IP: net.IPv4(198, 19, 251, 1).To4(), Mask: net.CIDRMask(24, 32)}
-	if err := nw.Overlay.Attach(overlay.Network{VNI: 4200, Gateway: gw}, overlay.Endpoint{ID: "probe", NetNSPath: probe,
-		Addr: &net.IPNet{IP: net.IPv4(198, 19, 251, 20).To4(), Mask: gw.Mask}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nw.Overlay.Detach(4200, "probe") })
-	waitFor(t, "a TCP connection to the task over its network", func() bool {
-		return sandbox.Do(probe, func() error {
-			c, err := net.DialTimeout("tcp", "198.19.251.10:7000", 300*time.Millisecond)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		}) == nil
-	})
+	probeReaches(t, nw, "198.19.251.10:7000")
 	h, err := sandbox.Handle(TaskNetNSPath(nw.NetNSDir, "nettask"))
 	if err != nil {
 		t.Fatal(err)
@@ -188,5 +168,84 @@ func TestAgentAttachesTaskToOverlay(t *testing.T) {
 	waitFor(t, "the task's namespace removed", func() bool {
 		ok, _ := sandbox.IsNetNS(TaskNetNSPath(nw.NetNSDir, "nettask"))
 		return !ok
+	})
+}
+
+// TestAgentRestartDetachesOrphanedOverlayTask: what an agent that died left
+// behind — two running overlay tasks, one still assigned, one not. The
+// orphan's container goes with its namespace and its veth (found without
+// its attachment); the kept one stays reachable over its network.
+func TestAgentRestartDetachesOrphanedOverlayTask(t *testing.T) {
+	rt := newEngine(t)
+	nw, _ := overlayNode(t)
+	rt.NetNSDir = nw.NetNSDir
+	ctx := context.Background()
+	kept := overlayTask("keep1", "198.19.251.10/24", "httpd", "-f", "-p", "7000", "-h", "/tmp")
+	gone := overlayTask("gone1", "198.19.251.11/24", "httpd", "-f", "-p", "7000", "-h", "/tmp")
+	for _, task := range []*api.Task{kept, gone} {
+		task.Status.State = api.TaskState_RUNNING
+		c, err := rt.Create(ctx, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nw.Attach(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	countVeths := func() int {
+		h, err := sandbox.Handle(nw.Overlay.SandboxPath(4200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		links, _ := h.LinkList()
+		n := 0
+		for _, l := range links {
+			if l.Type() == "veth" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := countVeths(); n != 2 {
+		t.Fatalf("%d endpoints before the restart, want 2", n)
+	}
+
+	fm, _ := startAgentCfg(t, rt, 1, 0, func(c *Config) { c.Network = nw })
+	fm[0].assign <- update(api.AssignmentsMessage_COMPLETE, "", "5", kept)
+	waitFor(t, "the orphan removed", func() bool { return taskContainer(rt, "gone1") == nil })
+	waitFor(t, "the orphan's namespace and veth gone", func() bool {
+		ok, _ := sandbox.IsNetNS(TaskNetNSPath(nw.NetNSDir, "gone1"))
+		return !ok && countVeths() == 1
+	})
+	probeReaches(t, nw, "198.19.251.10:7000")
+}
+
+// probeReaches attaches another endpoint (198.19.251.20) to VNI 4200 on
+// this node and waits until it can connect to addr over the network.
+func probeReaches(t *testing.T, nw *OverlayNetwork, addr string) {
+	t.Helper()
+	probe := filepath.Join(t.TempDir(), "probe")
+	if err := sandbox.Create(probe); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sandbox.Remove(probe) })
+	gw := &net.IPNet{IP: net.IPv4(198, 19, 251, 1).To4(), Mask: net.CIDRMask(24, 32)}
+	if err := nw.Overlay.Attach(overlay.Network{VNI: 4200, Gateway: gw}, overlay.Endpoint{ID: "probe", NetNSPath: probe,
+		Addr: &net.IPNet{IP: net.IPv4(198, 19, 251, 20).To4(), Mask: gw.Mask}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Overlay.Detach(4200, "probe") })
+	waitFor(t, "a TCP connection to "+addr+" over the network", func() bool {
+		return sandbox.Do(probe, func() error {
+			c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}) == nil
 	})
 }

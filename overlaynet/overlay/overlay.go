@@ -507,6 +507,29 @@ func (m *Manager) configurePeer(ep Endpoint, mtu int, gw net.IP) error {
 func (m *Manager) Detach(vni uint32, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.detach(vni, id)
+}
+
+// DetachAll removes endpoint id from every network of the node, for a
+// caller that no longer knows which networks it was on (a task whose
+// assignment is gone); sandboxes left without endpoints go too.
+func (m *Manager) DetachAll(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vnis, err := m.list()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, vni := range vnis {
+		if err := m.detach(vni, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) detach(vni uint32, id string) error {
 	path := m.SandboxPath(vni)
 	if ok, _ := sandbox.IsNetNS(path); !ok {
 		return nil

@@ -159,7 +159,11 @@ func TestMTUOptionAndBadInput(t *testing.T) {
 	if len(vnis) != 1 || vnis[0] != 4100 {
 		t.Fatalf("sandboxes after failed attaches: %v, want only 4100", vnis)
 	}
-	if err := m.Detach(4100, "a"); err != nil {
+	// One endpoint on two networks, detached from both without naming them.
+	if err := m.Attach(testNet(4102), overlay.Endpoint{ID: "a", NetNSPath: c, Addr: containerAddr(5), IfName: "eth1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.DetachAll("a"); err != nil {
 		t.Fatal(err)
 	}
 	if vnis, _ := m.Networks(); len(vnis) != 0 {
