@@ -35,6 +35,9 @@ type Config struct {
 	Managers []string
 	Dial     DialFunc
 	Runtime  Runtime
+	// Network joins tasks to their overlay networks; nil on a node
+	// without overlay networking (a task with networks then fails).
+	Network Network
 	// Description is sent when a session opens.
 	Description *api.NodeDescription
 	// RetryDelay is the wait before trying the next manager after a failed
@@ -233,7 +236,7 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 
 // startLocked starts t's goroutine.
 func (a *Agent) startLocked(t *api.Task) {
-	r := newTaskRunner(a.cfg.Runtime, a.admit, a.reporter.Report, a.cfg.Logger)
+	r := newTaskRunner(a.cfg.Runtime, a.cfg.Network, a.admit, a.reporter.Report, a.cfg.Logger)
 	a.runners[t.GetId()] = r
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); r.run(a.ctx, t) }()
@@ -271,6 +274,12 @@ func (a *Agent) removeOrphans(assigned map[string]bool) {
 		}
 		if err := a.cfg.Runtime.Remove(ctx, c.ID); err != nil {
 			a.cfg.Logger.Warn("worker: remove orphaned container", "container", c.ID, "err", err)
+		}
+		// Its networks, if it had any (only the ID is known now).
+		if a.cfg.Network != nil {
+			if err := a.cfg.Network.Detach(ctx, &api.Task{Id: c.TaskID}); err != nil {
+				a.cfg.Logger.Warn("worker: detach orphaned task from its networks", "task", c.TaskID, "err", err)
+			}
 		}
 	}
 }

@@ -247,7 +247,7 @@ func startAgentWith(t *testing.T, rt Runtime, maxStarts int) *fakeManager {
 	return fms[0]
 }
 
-func startAgentCfg(t *testing.T, rt Runtime, n, maxStarts int) (fms []*fakeManager, stop func(i int)) {
+func startAgentCfg(t *testing.T, rt Runtime, n, maxStarts int, opts ...func(*Config)) (fms []*fakeManager, stop func(i int)) {
 	t.Helper()
 	var peers []*api.WeightedPeer
 	for i := 0; i < n; i++ {
@@ -277,7 +277,11 @@ func startAgentCfg(t *testing.T, rt Runtime, n, maxStarts int) (fms []*fakeManag
 		}
 		return clientConn{api.NewDispatcherClient(cc), cc}, nil
 	}
-	a, err := New(Config{Managers: []string{"m0"}, Dial: dial, Runtime: rt, RetryDelay: 50 * time.Millisecond, MaxConcurrentStarts: maxStarts})
+	cfg := Config{Managers: []string{"m0"}, Dial: dial, Runtime: rt, RetryDelay: 50 * time.Millisecond, MaxConcurrentStarts: maxStarts}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,9 +103,12 @@ type Runtime interface {
 type EngineRuntime struct {
 	Engine *containers.Engine
 	Images *images.Store
-	// NetworkMode of task containers: none (the default until the worker
-	// attaches tasks to overlay networks), host or bridge.
+	// NetworkMode of task containers without overlay networks: none (the
+	// default), host or bridge.
 	NetworkMode string
+	// NetNSDir holds the namespaces of tasks on overlay networks
+	// (TaskNetNSPath); "" on a node without overlay networking.
+	NetNSDir string
 }
 
 var _ Runtime = (*EngineRuntime)(nil)
@@ -204,6 +207,15 @@ func (r *EngineRuntime) Create(ctx context.Context, t *api.Task) (ContainerState
 	cfg, err := ContainerConfig(t, r.NetworkMode)
 	if err != nil {
 		return ContainerState{}, err
+	}
+	if len(t.GetNetworks()) > 0 {
+		// The namespace is made and plumbed by Network.Attach before the
+		// start; the container only joins it.
+		if r.NetNSDir == "" {
+			return ContainerState{}, fmt.Errorf("%w: task %s is on networks but this node has no overlay networking", ErrInvalidArgument, t.GetId())
+		}
+		cfg.NetworkMode = "none"
+		cfg.NetNSPath = TaskNetNSPath(r.NetNSDir, t.GetId())
 	}
 	c, err := r.Engine.Create(ctx, ContainerName(t), cfg)
 	if err != nil {

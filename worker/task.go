@@ -15,6 +15,7 @@ import (
 // status; assignments only bring the manager's side (desired state, spec).
 type taskRunner struct {
 	rt     Runtime
+	net    Network // nil: no overlay networking on this node
 	adm    *admission
 	report func(taskID string, st *api.TaskStatus)
 	log    *slog.Logger
@@ -26,8 +27,8 @@ type taskRunner struct {
 	done    chan struct{}  // closed when run returns
 }
 
-func newTaskRunner(rt Runtime, adm *admission, report func(string, *api.TaskStatus), log *slog.Logger) *taskRunner {
-	return &taskRunner{rt: rt, adm: adm, report: report, log: log,
+func newTaskRunner(rt Runtime, nw Network, adm *admission, report func(string, *api.TaskStatus), log *slog.Logger) *taskRunner {
+	return &taskRunner{rt: rt, net: nw, adm: adm, report: report, log: log,
 		updates: make(chan *api.Task, 1), removed: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -85,6 +86,15 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 			}
 		}
 	}
+	// A running container keeps its networks (and is announced again);
+	// one that stopped while no agent ran gives them back.
+	if obs.container != nil && obs.container.Status == StatusRunning {
+		if err := r.attach(ctx, t); err != nil {
+			r.log.Warn("worker: re-attach adopted task", "task", t.GetId(), "err", err)
+		}
+	} else {
+		r.detach(ctx, t)
+	}
 	id := t.GetId()
 	for ctx.Err() == nil {
 		select {
@@ -130,9 +140,12 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 				}
 			}
 		case actStart:
-			obs.err = r.rt.Start(ctx, obs.container.ID)
+			if obs.err = r.attach(ctx, t); obs.err == nil {
+				obs.err = r.rt.Start(ctx, obs.container.ID)
+			}
 			r.release(obs.err == nil)
 			r.refresh(ctx, &obs)
+			r.settle(ctx, t, &obs)
 		case actStop:
 			if err := r.rt.Stop(ctx, obs.container.ID, stopGrace(t)); err != nil {
 				r.log.Warn("worker: stop task container", "task", id, "err", err)
@@ -141,6 +154,7 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 				}
 			}
 			r.refresh(ctx, &obs)
+			r.settle(ctx, t, &obs)
 		case actRemove:
 			if err := r.rt.Remove(ctx, obs.container.ID); err != nil {
 				r.log.Warn("worker: remove task container", "task", id, "err", err)
@@ -160,6 +174,7 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 			if !r.waitEvent(ctx, &t, obs.container, &obs) {
 				return
 			}
+			r.settle(ctx, t, &obs)
 		}
 	}
 }
@@ -276,6 +291,7 @@ func (r *taskRunner) refresh(ctx context.Context, obs *observed) {
 // teardown stops and removes the container of a task that left the
 // assignment set (finished and no longer wanted, or deleted).
 func (r *taskRunner) teardown(ctx context.Context, t *api.Task, c *ContainerState) {
+	defer r.detach(ctx, t)
 	if c == nil {
 		return
 	}
@@ -285,5 +301,34 @@ func (r *taskRunner) teardown(ctx context.Context, t *api.Task, c *ContainerStat
 	}
 	if err := r.rt.Remove(ctx, c.ID); err != nil {
 		r.log.Warn("worker: remove removed task's container", "task", t.GetId(), "err", err)
+	}
+}
+
+// attach joins the task's container to its networks before it starts.
+func (r *taskRunner) attach(ctx context.Context, t *api.Task) error {
+	if len(t.GetNetworks()) == 0 {
+		return nil
+	}
+	if r.net == nil {
+		return errors.New("this node has no overlay networking: cannot attach the task to its networks")
+	}
+	return r.net.Attach(ctx, t)
+}
+
+// detach gives the task's networks back (idempotent).
+func (r *taskRunner) detach(ctx context.Context, t *api.Task) {
+	if len(t.GetNetworks()) == 0 || r.net == nil {
+		return
+	}
+	if err := r.net.Detach(context.WithoutCancel(ctx), t); err != nil {
+		r.log.Warn("worker: detach task from its networks", "task", t.GetId(), "err", err)
+	}
+}
+
+// settle detaches the task's networks once its container no longer runs
+// (it exited, failed to start, or is gone).
+func (r *taskRunner) settle(ctx context.Context, t *api.Task, obs *observed) {
+	if obs.container == nil || obs.container.Status != StatusRunning {
+		r.detach(ctx, t)
 	}
 }

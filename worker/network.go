@@ -1,0 +1,158 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/overlaynet/overlay"
+	"github.com/shoal-project/shoal/overlaynet/peers"
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
+)
+
+// Network is what a task on overlay networks needs from the node's
+// networking: its container joins the task's networks (api
+// NetworkAttachment) before it starts and leaves them once it stopped.
+// Implementations must be safe for concurrent use.
+type Network interface {
+	// Attach makes the task's network namespace (TaskNetNSPath) and joins
+	// it to each of t's networks. Attaching an attached task (an agent
+	// adopting a running one after a restart) changes nothing.
+	Attach(ctx context.Context, t *api.Task) error
+	// Detach leaves t's networks and removes its namespace; what is gone
+	// already is fine.
+	Detach(ctx context.Context, t *api.Task) error
+}
+
+// TaskNetNSPath is where the network namespace of task taskID is mounted,
+// under dir: both the runtime (the namespace the container joins) and the
+// Network (the namespace it plumbs) derive it, so a restarted agent finds it.
+func TaskNetNSPath(dir, taskID string) string { return filepath.Join(dir, "task-"+taskID) }
+
+// Announcer publishes the node's endpoints to the other nodes; *peers.Peers
+// is one.
+type Announcer interface {
+	Announce(ctx context.Context, e peers.Endpoint) error
+	Withdraw(ctx context.Context, e peers.Endpoint) error
+}
+
+// OverlayNetwork is the Network over the node's VXLAN sandboxes and its
+// gossip of endpoints.
+type OverlayNetwork struct {
+	Overlay *overlay.Manager
+	Peers   Announcer
+	// NetNSDir holds the tasks' namespaces (EngineRuntime.NetNSDir).
+	NetNSDir string
+}
+
+var _ Network = (*OverlayNetwork)(nil)
+
+// attachment is one of a task's networks, ready for the overlay.
+type attachment struct {
+	net overlay.Network
+	ep  overlay.Endpoint
+}
+
+// attachments turns t's network attachments into overlay terms; anything
+// missing or malformed is an error naming the network.
+func (o *OverlayNetwork) attachments(t *api.Task) ([]attachment, error) {
+	var out []attachment
+	for i, a := range t.GetNetworks() {
+		n := a.GetNetwork()
+		name := n.GetSpec().GetAnnotations().GetName()
+		if name == "" {
+			name = n.GetId()
+		}
+		if n.GetVni() == 0 {
+			return nil, fmt.Errorf("network %s has no VXLAN ID", name)
+		}
+		if len(a.GetAddresses()) == 0 {
+			return nil, fmt.Errorf("network %s has no address for task %s", name, t.GetId())
+		}
+		ip, subnet, err := net.ParseCIDR(a.GetAddresses()[0])
+		if err != nil || ip.To4() == nil {
+			return nil, fmt.Errorf("network %s: task address %q is not an IPv4 CIDR", name, a.GetAddresses()[0])
+		}
+		var gw net.IP
+		for _, c := range n.GetIpam().GetConfigs() {
+			if g := net.ParseIP(c.GetGateway()); g != nil && subnet.Contains(g) {
+				gw = g.To4()
+			}
+		}
+		if gw == nil {
+			return nil, fmt.Errorf("network %s has no gateway in %s", name, subnet)
+		}
+		mtu, err := overlay.MTUFromOptions(n.GetSpec().GetDriverConfig().GetOptions())
+		if err != nil {
+			return nil, fmt.Errorf("network %s: %w", name, err)
+		}
+		out = append(out, attachment{
+			net: overlay.Network{VNI: n.GetVni(), Gateway: &net.IPNet{IP: gw, Mask: subnet.Mask}, MTU: mtu},
+			ep: overlay.Endpoint{ID: t.GetId(), NetNSPath: TaskNetNSPath(o.NetNSDir, t.GetId()),
+				IfName: fmt.Sprintf("eth%d", i), Addr: &net.IPNet{IP: ip.To4(), Mask: subnet.Mask}},
+		})
+	}
+	return out, nil
+}
+
+func peerOf(a attachment) peers.Endpoint {
+	return peers.Endpoint{VNI: a.net.VNI, IP: a.ep.Addr.IP, MAC: overlay.MACFromIP(a.ep.Addr.IP)}
+}
+
+// Attach implements Network. On error what it made is undone.
+func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
+	atts, err := o.attachments(t)
+	if err != nil {
+		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+	}
+	if len(atts) == 0 {
+		return nil
+	}
+	path := TaskNetNSPath(o.NetNSDir, t.GetId())
+	if ok, err := sandbox.IsNetNS(path); err != nil {
+		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+	} else if !ok {
+		sandbox.Remove(path) // a file a crash left before the mount
+		if err := sandbox.Create(path); err != nil {
+			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+		}
+	}
+	for _, a := range atts {
+		err := o.Overlay.Attach(a.net, a.ep)
+		if err == nil {
+			err = o.Peers.Announce(ctx, peerOf(a))
+		}
+		if err != nil {
+			o.Detach(context.WithoutCancel(ctx), t)
+			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+		}
+	}
+	return nil
+}
+
+// Detach implements Network. A task known only by its ID (an orphan whose
+// assignment is gone) is taken out of every network it may be on.
+func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {
+	// Attachments that do not parse were never announced (Attach refuses
+	// them); DetachAll finds the task's veths without them.
+	atts, _ := o.attachments(t)
+	var errs []error
+	for _, a := range atts {
+		if err := o.Peers.Withdraw(ctx, peerOf(a)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := o.Overlay.DetachAll(t.GetId()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sandbox.Remove(TaskNetNSPath(o.NetNSDir, t.GetId())); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("detach task %s: %w", t.GetId(), err)
+	}
+	return nil
+}
