@@ -34,7 +34,7 @@ func TestCopyKeepsDrainingOnFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "c-json.log")
-	w, err := NewWriter(path)
+	w, err := NewWriter(path, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
