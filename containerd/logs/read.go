@@ -112,12 +112,12 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 		}
 		return fn(e)
 	}
+	live := &liveFile{path: path, split: split, maxFiles: cfg.maxFiles()}
 	for i := cfg.maxFiles() - 1; i >= 1; i-- {
-		if err := readRotated(fmt.Sprintf("%s.%d", path, i), split, emit); err != nil {
+		if err := readRotated(fmt.Sprintf("%s.%d", path, i), split, live.track(emit)); err != nil {
 			return err
 		}
 	}
-	live := &liveFile{path: path, split: split}
 	defer live.close()
 	for {
 		done := opts.Follow && opts.Done != nil && opts.Done()
@@ -171,17 +171,100 @@ func readRotated(path string, split splitFunc, emit func(Entry) error) error {
 	return rr.drain(emit)
 }
 
-// liveFile is the log being written, followed across rotations: when the
-// path names another file than the one open, the open one (renamed to x.1)
-// is read to its end first, then the new one from its start.
+// liveFile is the log being written, followed across rotations.
+//
+// The shim rotates in another process, possibly several times between two
+// looks, so a follower cannot rely on the file it holds: it remembers the
+// last record it passed on (time to the nanosecond, stream and bytes) and,
+// when the path names a new file, finds that record among the rotated files
+// and goes on with what follows it, in the rotated files and then in the
+// new file (whose part up to the record, if it holds it, is skipped).
 type liveFile struct {
-	path  string
-	split splitFunc
-	f     *os.File
-	rr    *recordReader
+	path     string
+	split    splitFunc
+	maxFiles int
+	f        *os.File
+	rr       *recordReader
+	last     *Entry // the last record passed on
+}
+
+// track wraps emit to remember the last record.
+func (l *liveFile) track(emit func(Entry) error) func(Entry) error {
+	return func(e Entry) error {
+		l.last = &e
+		return emit(e)
+	}
+}
+
+func sameRecord(a, b Entry) bool {
+	return a.Time.Equal(b.Time) && a.Stream == b.Stream && a.Log == b.Log
+}
+
+// collect reads a rotated file's records (none if it is not there).
+func (l *liveFile) collect(path string) ([]Entry, error) {
+	var recs []Entry
+	err := readRotated(path, l.split, func(e Entry) error { recs = append(recs, e); return nil })
+	return recs, err
+}
+
+// afterLast passes on the records of recs after the last one passed on,
+// all of them if it is not among them; it reports whether it was.
+func (l *liveFile) afterLast(recs []Entry, emit func(Entry) error) (bool, error) {
+	start := 0
+	found := false
+	if l.last != nil {
+		for i := len(recs) - 1; i >= 0; i-- {
+			if sameRecord(recs[i], *l.last) {
+				start, found = i+1, true
+				break
+			}
+		}
+	}
+	for _, e := range recs[start:] {
+		if err := emit(e); err != nil {
+			return found, err
+		}
+	}
+	return found, nil
+}
+
+// catchUp passes on what the rotated files hold after the last record. A
+// rotation under way (the files being renumbered) can hide the record for a
+// moment: the search is tried again a few times before it gives up (the
+// record fell off the kept files: the follower was max-file files behind).
+func (l *liveFile) catchUp(emit func(Entry) error) error {
+	for try := 0; try < 5; try++ {
+		for k := 1; k < l.maxFiles; k++ {
+			recs, err := l.collect(fmt.Sprintf("%s.%d", l.path, k))
+			if err != nil {
+				return err
+			}
+			i := len(recs) - 1
+			for i >= 0 && !sameRecord(recs[i], *l.last) {
+				i--
+			}
+			if i < 0 {
+				continue
+			}
+			for _, e := range recs[i+1:] {
+				if err := emit(e); err != nil {
+					return err
+				}
+			}
+			for j := k - 1; j >= 1; j-- {
+				if err := readRotated(fmt.Sprintf("%s.%d", l.path, j), l.split, emit); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }
 
 func (l *liveFile) drain(emit func(Entry) error) error {
+	emit = l.track(emit)
 	for {
 		if l.f == nil {
 			f, err := os.Open(l.path)
@@ -193,6 +276,20 @@ func (l *liveFile) drain(emit func(Entry) error) error {
 			}
 			l.f = f
 			l.rr = &recordReader{r: f, split: l.split, buf: make([]byte, 32*1024)}
+			if l.last != nil {
+				if err := l.catchUp(emit); err != nil {
+					return err
+				}
+				// The new file's records so far, after the last one
+				// passed on if it holds it.
+				var recs []Entry
+				if err := l.rr.drain(func(e Entry) error { recs = append(recs, e); return nil }); err != nil {
+					return err
+				}
+				if _, err := l.afterLast(recs, emit); err != nil {
+					return err
+				}
+			}
 		}
 		if err := l.rr.drain(emit); err != nil {
 			return err
