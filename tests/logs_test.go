@@ -257,3 +257,69 @@ func TestLogBadInput(t *testing.T) {
 		}
 	}
 }
+
+// The docker CLI and docker-py drive the same: rotation options, the local
+// driver, tail/since/until/details, inspect's LogConfig and refusals.
+func TestLogsDockerClients(t *testing.T) {
+	d := engine(t)
+	docker := dockerCLI(t, d)
+	r := docker("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "busybox", "sh", "-c", countLines(200, ""))
+	if r.Code != 0 {
+		t.Fatalf("docker run: %s", r)
+	}
+	id := strings.TrimSpace(r.Stdout)
+	docker("wait", id)
+	if r := docker("logs", "--tail", "5", id); r.Code != 0 || r.Stdout != "line 196\nline 197\nline 198\nline 199\nline 200\n" {
+		t.Fatalf("docker logs --tail 5: %s", r)
+	}
+	if r := docker("logs", "--since", "10m", id); r.Code != 0 {
+		t.Fatalf("docker logs --since: %s", r)
+	} else {
+		assertLastLines(t, "docker logs --since 10m", r.Stdout, 200, 20)
+	}
+	if r := docker("logs", "--until", "10m", id); r.Code != 0 || r.Stdout != "" {
+		t.Fatalf("docker logs --until 10m: %s", r)
+	}
+	if r := docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}} {{index .HostConfig.LogConfig.Config \"max-file\"}}", id); strings.TrimSpace(r.Stdout) != "json-file 3" {
+		t.Fatalf("docker inspect LogConfig: %s", r)
+	}
+	r = docker("run", "--log-driver", "local", "--label", "app=web", "busybox", "echo", "hello")
+	if r.Code != 0 || r.Stdout != "hello\n" {
+		t.Fatalf("docker run --log-driver local: %s", r)
+	}
+	r = docker("run", "-d", "--label", "app=web", "--log-opt", "labels=app", "busybox", "echo", "hi")
+	id = strings.TrimSpace(r.Stdout)
+	docker("wait", id)
+	if r := docker("logs", "--details", id); r.Stdout != "app=web hi\n" {
+		t.Fatalf("docker logs --details: %s", r)
+	}
+	before := docker("ps", "-aq").Stdout
+	if r := docker("run", "--log-opt", "max-file=two", "busybox", "true"); r.Code != 125 || !strings.Contains(r.Stderr, "max-file") {
+		t.Fatalf("docker run bad --log-opt: %s", r)
+	}
+	if after := docker("ps", "-aq").Stdout; after != before {
+		t.Fatalf("a refused run left a container: %q -> %q", before, after)
+	}
+
+	out := dockerPy(t, d, `
+from docker.types import LogConfig
+k = c.containers.run('busybox', ['sh', '-c', 'echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three'], detach=True,
+    log_config=LogConfig(type='local', config={'max-size': '1k', 'max-file': '2'}))
+k.wait()
+k.reload()
+print(k.attrs['HostConfig']['LogConfig']['Type'], k.attrs['HostConfig']['LogConfig']['Config']['max-size'])
+print(repr(k.logs(tail=2)))
+print(repr(k.logs(stderr=False)))
+print(repr(k.logs(since=int(time.time()) - 600, until=int(time.time()) + 5)))
+print(repr(k.logs(until=1)))
+try:
+    c.containers.run('busybox', 'true', log_config=LogConfig(type='syslogx'))
+except docker.errors.APIError as e:
+    print(e.explanation)
+print(c.info()['LoggingDriver'])
+`)
+	want := "local 1k\nb'two\\nthree\\n'\nb'one\\nthree\\n'\nb'one\\ntwo\\nthree\\n'\nb''\nlogger: no log driver named 'syslogx' is registered\njson-file"
+	if out != want {
+		t.Fatalf("docker-py:\n%s\nwant:\n%s", out, want)
+	}
+}
