@@ -92,7 +92,7 @@ func (w *Writer) encode(e Entry) ([]byte, error) {
 // Write appends one record. On an error the record is lost (and counted
 // for the note above).
 func (w *Writer) Write(stream string, line []byte, t time.Time) error {
-	if w.f == nil {
+	if w.cfg.driver() == DriverNone {
 		return nil
 	}
 	b, err := w.encode(Entry{Log: string(line), Stream: stream, Time: t.UTC()})
@@ -124,6 +124,13 @@ func (w *Writer) Write(stream string, line []byte, t time.Time) error {
 // appendLocked writes one encoded record, rotating first if it would take
 // the file past MaxSize (a file holds at least one record).
 func (w *Writer) appendLocked(rec []byte) error {
+	if w.f == nil {
+		// A rotation renamed the file but could not open the next one
+		// (a full disk): try again, the record is lost if it fails.
+		if err := w.open(); err != nil {
+			return err
+		}
+	}
 	if w.cfg.MaxSize > 0 && w.size > 0 && w.size+int64(len(rec)) > w.cfg.MaxSize {
 		if err := w.rotateLocked(); err != nil {
 			return err
