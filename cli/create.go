@@ -62,6 +62,8 @@ type containerOptions struct {
 	dnsSearch   []string
 	dnsOptions  []string
 	health      healthOptions
+	logDriver   string
+	logOpts     []string
 }
 
 func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
@@ -102,6 +104,8 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fl.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
+	fl.StringVar(&o.logDriver, "log-driver", "", "Logging driver for the container (json-file, local, none)")
+	fl.StringArrayVar(&o.logOpts, "log-opt", nil, "Log driver options (KEY=VALUE, repeatable)")
 	fl.StringVar(&o.cidFile, "cidfile", "", "Write the container ID to the file")
 	fl.StringArrayVar(&o.labelFiles, "label-file", nil, "Read in a line delimited file of labels")
 	fl.StringArrayVar(&o.devices, "device", nil, "Add a host device to the container (HOST[:CONTAINER][:rwm])")
@@ -238,6 +242,9 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	hc.Ulimits = o.ulimits
 	hc.PidMode, hc.IpcMode = container.PidMode(o.pid), container.IpcMode(o.ipc)
 	hc.GroupAdd = o.groupAdd
+	if hc.LogConfig, err = logConfig(o.logDriver, o.logOpts); err != nil {
+		return createRequest{}, err
+	}
 	hc.ExtraHosts, hc.DNSSearch, hc.DNSOptions = o.addHosts, o.dnsSearch, o.dnsOptions
 	for _, d := range o.dns {
 		a, err := netip.ParseAddr(d)

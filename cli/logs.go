@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
@@ -49,4 +52,21 @@ func newLogsCommand() *cobra.Command {
 	fl.StringVar(&o.Until, "until", "", "Show logs before a timestamp or relative (e.g. \"42m\")")
 	fl.BoolVar(&o.Details, "details", false, "Show extra details provided to logs")
 	return cmd
+}
+
+// logConfig makes run/create's LogConfig from --log-driver and --log-opt
+// KEY=VALUE flags; the daemon checks the driver and the options.
+func logConfig(driver string, opts []string) (container.LogConfig, error) {
+	lc := container.LogConfig{Type: driver}
+	for _, kv := range opts {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return lc, fmt.Errorf("invalid log opt %q: want KEY=VALUE", kv)
+		}
+		if lc.Config == nil {
+			lc.Config = map[string]string{}
+		}
+		lc.Config[k] = v
+	}
+	return lc, nil
 }

@@ -190,11 +190,8 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
 	}
 	hc.NetworkMode = container.NetworkMode(mode)
-	if hc.LogConfig.Type == "" {
-		hc.LogConfig.Type = "json-file" // the only driver, named in inspect as dockerd names its default
-	}
-	if hc.LogConfig.Config == nil {
-		hc.LogConfig.Config = map[string]string{} // dockerd's {}, not null
+	if cfg.Log, err = d.logConfig(&hc.LogConfig); err != nil {
+		return containers.Config{}, err
 	}
 	if cfg.RawConfig, err = json.Marshal(in); err != nil {
 		return containers.Config{}, err
@@ -235,8 +232,6 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		{"--uts", hc.UTSMode != ""},
 		{"--userns", hc.UsernsMode != ""},
 		{"--isolation", !hc.Isolation.IsDefault()},
-		{"--log-driver", hc.LogConfig.Type != "" && hc.LogConfig.Type != "json-file"},
-		{"--log-opt", len(hc.LogConfig.Config) > 0},
 		{"--volume-driver", hc.VolumeDriver != ""},
 		{"--storage-opt", len(hc.StorageOpt) > 0},
 		{"--runtime", hc.Runtime != "" && hc.Runtime != "shoal"},

@@ -106,6 +106,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	if _, _, err := cfg.logDefaults(); err != nil {
+		return err
+	}
 	sock, err := socketPath(cfg.Host)
 	if err != nil {
 		return err

@@ -35,6 +35,10 @@ type Config struct {
 	// AllowPrivileged lets `run --privileged` through; without it such
 	// containers are refused (one is root on the host).
 	AllowPrivileged bool
+	// LogDriver and LogOpts are the log driver and --log-opt options of
+	// containers created without --log-driver (json-file, no rotation).
+	LogDriver string
+	LogOpts   []string
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -135,6 +139,8 @@ func Command() *cobra.Command {
 	f.StringVar(&cfg.BridgeName, "bridge-name", DefaultBridgeName, "Name of the default bridge network's link")
 	f.StringVar(&cfg.BIP, "bip", DefaultBIP, "Subnet of the default bridge, as gateway address/prefix")
 	f.StringVarP(&cfg.LogLevel, "log-level", "l", DefaultLogLevel, "Logging level (debug, info, warn, error)")
+	f.StringVar(&cfg.LogDriver, "log-driver", "json-file", "Default driver for container logs (json-file, local, none)")
+	f.StringArrayVar(&cfg.LogOpts, "log-opt", nil, "Default log driver options (KEY=VALUE, repeatable)")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
 	return cmd
 }

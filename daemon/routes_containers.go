@@ -274,8 +274,7 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	until, err := parseTime("until", q.Get("until"))
-	if err != nil {
+	if opts.Until, err = parseTime("until", q.Get("until")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -283,6 +282,16 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if c.Config.Log.Name() == logs.DriverNone {
+		writeError(w, withStatus(http.StatusNotImplemented, logs.ErrNotReadable))
+		return
+	}
+	details := ""
+	if boolParam(r, "details") {
+		// dockerd puts the attributes and a space before every line, also
+		// when there are none.
+		details = d.logDetails(c) + " "
 	}
 	timestamps := boolParam(r, "timestamps")
 	// A TTY container's output is one stream, sent raw as dockerd does.
@@ -294,9 +303,6 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := d.streamContext(r)
 	defer cancel()
 	_ = d.containers.Logs(ctx, c.ID, opts, func(e logs.Entry) error {
-		if !until.IsZero() && e.Time.After(until) {
-			return nil
-		}
 		stream := byte(1)
 		if e.Stream == "stderr" {
 			stream = 2
@@ -304,7 +310,7 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 		if stream == 1 && !stdout || stream == 2 && !stderr {
 			return nil
 		}
-		line := e.Log
+		line := details + e.Log
 		if timestamps {
 			line = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + line
 		}

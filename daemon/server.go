@@ -162,7 +162,7 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		ID: d.cfg.NodeName, Name: d.cfg.NodeName,
 		Containers: len(all), ContainersRunning: running, ContainersStopped: len(all) - running,
 		Images: len(imgs), Driver: "overlayfs", DockerRootDir: d.cfg.DataRoot,
-		LoggingDriver: "json-file", CgroupDriver: "cgroupfs",
+		LoggingDriver: d.cfg.logDriver(), CgroupDriver: "cgroupfs",
 		MemoryLimit: true, SwapLimit: cgroups.SwapLimitSupported(cgroups.Detect(), cgroups.DefaultRoot), CPUSet: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
 		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
 		KernelVersion: kernelVersion(), OperatingSystem: "shoal", OSType: "linux", Architecture: runtime.GOARCH,

@@ -240,7 +240,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "host" }, 400, "--uts is not supported"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
 		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
-		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "--log-driver is not supported"},
+		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "logger: no log driver named 'syslog' is registered"},
 		{"oom score", func(r *container.CreateRequest) { r.HostConfig.OomScoreAdj = 100 }, 400, "--oom-score-adj is not supported"},
 	} {
 		req := base()

@@ -184,12 +184,17 @@ func TestHostConfigOptions(t *testing.T) {
 		// Options the engine does not apply are refused, not ignored.
 		for flag, args := range map[string][]string{
 			"--cpu-quota":     {"--cpu-quota", "50000"},
-			"--oom-score-adj": {"--oom-score-adj", "100"}, "--log-driver": {"--log-driver", "none"},
+			"--oom-score-adj": {"--oom-score-adj", "100"},
 		} {
 			r = run(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...)
 			if r.Code != 125 || !strings.Contains(r.Stderr, flag+" is not supported") {
 				t.Errorf("docker run %s: %s", strings.Join(args, " "), r)
 			}
+		}
+		// Log drivers other than json-file, local and none, in dockerd's words.
+		r = run("run", "--rm", "--log-driver", "syslog", "busybox", "true")
+		if r.Code != 125 || !strings.Contains(r.Stderr, "no log driver named 'syslog' is registered") {
+			t.Errorf("docker run --log-driver syslog: %s", r)
 		}
 	})
 }

@@ -1,6 +1,10 @@
 package containers
 
-import "time"
+import (
+	"time"
+
+	"github.com/shoal-project/shoal/containerd/logs"
+)
 
 // Config is what a container is created with: Docker's Config and HostConfig
 // fields that the engine honours.
@@ -94,6 +98,10 @@ type Config struct {
 	NetNSPath string `json:"netnsPath,omitempty"`
 	// Network holds what the daemon's network gave the container, for inspect.
 	Network NetworkSettings `json:"network,omitempty"`
+
+	// Log is the container's log driver and rotation (--log-driver,
+	// --log-opt), checked by logs.ParseConfig.
+	Log logs.Config `json:"log,omitempty"`
 
 	// Raw keeps the API's Config and HostConfig as sent, for inspect.
 	RawConfig     []byte `json:"rawConfig,omitempty"`

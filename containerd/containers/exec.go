@@ -250,6 +250,7 @@ func (e *Engine) Logs(ctx context.Context, idOrName string, opts LogsOptions, fn
 	if err != nil {
 		return err
 	}
+	opts.Config = c.Config.Log
 	opts.Done = func() bool {
 		cur, err := e.Get(c.ID)
 		return err != nil || !cur.State.Running

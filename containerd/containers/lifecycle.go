@@ -325,7 +325,7 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	opts := shim.Options{
 		ID: id, Bundle: e.bundleDir(id), StateDir: e.shimDir(id),
 		RuntimeRoot: filepath.Join(e.opts.ExecRoot, "runtime"), CgroupParent: cgroupParent(e.opts.CgroupParent),
-		LogPath: e.LogPath(id), Stdin: c.Config.OpenStdin, StdinOnce: c.Config.StdinOnce,
+		LogPath: e.LogPath(id), Log: c.Config.Log, Stdin: c.Config.OpenStdin, StdinOnce: c.Config.StdinOnce,
 		Tty: c.Config.Tty, ConsoleHeight: c.Config.ConsoleSize[0], ConsoleWidth: c.Config.ConsoleSize[1],
 	}
 	statusR, statusW, err := os.Pipe()

@@ -13,7 +13,7 @@ import (
 // A follower stops when its context ends, even if the writer never finishes.
 func TestFollowStopsOnContext(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w, err := NewWriter(path)
+	w, err := NewWriter(path, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

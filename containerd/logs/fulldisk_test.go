@@ -3,6 +3,7 @@ package logs
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -34,7 +35,7 @@ func TestCopyKeepsDrainingOnFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "c-json.log")
-	w, err := NewWriter(path)
+	w, err := NewWriter(path, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +130,68 @@ func TestCopyKeepsDrainingOnFullDisk(t *testing.T) {
 	}
 	if bad > 1 {
 		t.Fatalf("%d torn lines in the log", bad)
+	}
+}
+
+// Rotation on a full disk (the local driver, compressed): records that do
+// not fit are lost and counted, none is torn, and once there is room the
+// log goes on in order with the note first.
+func TestRotateOnFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, bytes.Repeat([]byte("x"), 50<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(DriverLocal, map[string]string{"max-size": "8k", "max-file": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "c.log")
+	w, err := NewWriter(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	failed := 0
+	for i := 0; i < 300; i++ {
+		// Random bytes do not compress: the disk fills for real.
+		b := make([]byte, 300)
+		_, _ = rand.Read(b)
+		if w.Write("stdout", []byte(fmt.Sprintf("rec %d %x\n", i, b)), time.Now()) != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("the disk never filled: the test tests nothing")
+	}
+	os.Remove(filler)
+	if err := w.Write("stdout", []byte("after\n"), time.Now()); err != nil {
+		t.Fatalf("write with room again: %v", err)
+	}
+	var got []string
+	if err := Read(context.Background(), path, ReadOptions{Config: cfg, Tail: -1}, func(e Entry) error {
+		got = append(got, e.Log)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n := len(got)
+	if n < 2 || got[n-1] != "after\n" || !strings.HasPrefix(got[n-2], "shoal: ") || !strings.Contains(got[n-2], "log records lost") {
+		t.Fatalf("log ends with %q", got[max(0, n-3):])
+	}
+	last := -1
+	for _, l := range got[:n-2] {
+		var i int
+		if _, err := fmt.Sscanf(l, "rec %d ", &i); err != nil || i <= last {
+			t.Fatalf("record %.40q out of order or torn (after %d)", l, last)
+		}
+		last = i
 	}
 }

@@ -1,12 +1,13 @@
-// Package logs keeps container output in Docker's json-file format: one JSON
-// object per line, {"log":"...","stream":"stdout|stderr","time":"RFC3339Nano"},
-// so tools that read Docker's logs read ours.
+// Package logs keeps container output by log driver: Docker's json-file
+// format (one JSON object per line,
+// {"log":"...","stream":"stdout|stderr","time":"RFC3339Nano"}, so tools that
+// read Docker's logs read ours), the compact local format (local.go), or
+// nothing (none); files rotate by size as dockerd's (x.log.1, x.log.1.gz).
 package logs
 
 import (
 	"bufio"
-	"bytes"
-	"context"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,8 +28,9 @@ type Entry struct {
 	Time   time.Time `json:"time"`
 }
 
-// Writer appends records to a json-file log. It is safe for concurrent use by
-// the stdout and stderr copiers.
+// Writer appends records to a container's log in its driver's format,
+// rotating it as its Config says. It is safe for concurrent use by the
+// stdout and stderr copiers.
 //
 // A record that cannot be written (a full disk) is dropped, not retried: the
 // container's output must keep flowing. Once a write succeeds again, a note
@@ -36,35 +38,71 @@ type Entry struct {
 // says where it has a hole and why.
 type Writer struct {
 	mu      sync.Mutex // guards everything below and the record order
-	f       *os.File
-	lost    int   // records dropped since the last successful write
-	lostErr error // why the last one was dropped
+	path    string
+	cfg     Config
+	f       *os.File // nil for the none driver
+	size    int64    // bytes in f
+	lost    int      // records dropped since the last successful write
+	lostErr error    // why the last one was dropped
 	// torn is set when a failed write may have left part of a record: the
-	// next write starts with a newline, so that the part stays a line of
-	// its own (which readers skip) instead of spoiling the next record.
+	// next write repairs it (a newline in json-file, so that the part stays
+	// a line of its own that readers skip; a truncation in local, whose
+	// frames cannot resynchronise) instead of spoiling the next record.
 	torn bool
 }
 
 // NewWriter opens (creating if needed) the log at path for appending.
-func NewWriter(path string) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open log: %w", err)
+func NewWriter(path string, cfg Config) (*Writer, error) {
+	w := &Writer{path: path, cfg: cfg}
+	if cfg.driver() == DriverNone {
+		return w, nil
 	}
-	return &Writer{f: f}, nil
+	if err := w.open(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Writer) open() error {
+	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open log: %w", err)
+	}
+	w.f, w.size = f, st.Size()
+	return nil
+}
+
+// encode renders a record in the driver's format.
+func (w *Writer) encode(e Entry) ([]byte, error) {
+	if w.cfg.driver() == DriverLocal {
+		return encodeLocal(e), nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // Write appends one record. On an error the record is lost (and counted
 // for the note above).
 func (w *Writer) Write(stream string, line []byte, t time.Time) error {
-	b, err := json.Marshal(Entry{Log: string(line), Stream: stream, Time: t.UTC()})
+	if w.cfg.driver() == DriverNone {
+		return nil
+	}
+	b, err := w.encode(Entry{Log: string(line), Stream: stream, Time: t.UTC()})
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.lost > 0 {
-		note, err := json.Marshal(Entry{Log: fmt.Sprintf("shoal: %d log records lost: %v\n", w.lost, w.lostErr), Stream: "stderr", Time: t.UTC()})
+		note, err := w.encode(Entry{Log: fmt.Sprintf("shoal: %d log records lost: %v\n", w.lost, w.lostErr), Stream: "stderr", Time: t.UTC()})
 		if err == nil {
 			err = w.appendLocked(note)
 		}
@@ -83,24 +121,122 @@ func (w *Writer) Write(stream string, line []byte, t time.Time) error {
 	return nil
 }
 
-// appendLocked writes one JSON record and its newline.
+// appendLocked writes one encoded record, rotating first if it would take
+// the file past MaxSize (a file holds at least one record).
 func (w *Writer) appendLocked(rec []byte) error {
-	buf := make([]byte, 0, len(rec)+2)
-	if w.torn {
-		buf = append(buf, '\n')
+	if w.f == nil {
+		// A rotation renamed the file but could not open the next one
+		// (a full disk): try again, the record is lost if it fails.
+		if err := w.open(); err != nil {
+			return err
+		}
 	}
-	buf = append(append(buf, rec...), '\n')
-	n, err := w.f.Write(buf)
+	if w.cfg.MaxSize > 0 && w.size > 0 && w.size+int64(len(rec)) > w.cfg.MaxSize {
+		if err := w.rotateLocked(); err != nil {
+			return err
+		}
+	}
+	if w.torn {
+		if w.cfg.driver() == DriverLocal {
+			if err := w.f.Truncate(w.size); err != nil {
+				return err
+			}
+		} else {
+			rec = append([]byte{'\n'}, rec...)
+		}
+	}
+	n, err := w.f.Write(rec)
 	if err != nil {
 		w.torn = w.torn || n > 0
+		if w.cfg.driver() == DriverJSONFile {
+			w.size += int64(n)
+		}
 		return err
 	}
 	w.torn = false
+	w.size += int64(n)
 	return nil
 }
 
+// rotateLocked shifts x.log.N-1 to x.log.N ... x.log to x.log.1 (the
+// oldest falls off), gzips x.log.1 if Compress, and starts a new x.log, as
+// dockerd. With MaxFile 1 the file is cut back to empty instead.
+func (w *Writer) rotateLocked() error {
+	n := w.cfg.maxFiles()
+	if n < 2 {
+		if err := w.f.Truncate(0); err != nil {
+			return fmt.Errorf("rotate log: %w", err)
+		}
+		w.size, w.torn = 0, false
+		return nil
+	}
+	for _, sfx := range []string{"", ".gz"} {
+		if err := os.Remove(fmt.Sprintf("%s.%d%s", w.path, n-1, sfx)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("rotate log: %w", err)
+		}
+	}
+	for i := n - 2; i >= 1; i-- {
+		for _, sfx := range []string{"", ".gz"} {
+			err := os.Rename(fmt.Sprintf("%s.%d%s", w.path, i, sfx), fmt.Sprintf("%s.%d%s", w.path, i+1, sfx))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("rotate log: %w", err)
+			}
+		}
+	}
+	if err := os.Rename(w.path, w.path+".1"); err != nil {
+		return fmt.Errorf("rotate log: %w", err)
+	}
+	w.f.Close()
+	w.f, w.torn = nil, false
+	if err := w.open(); err != nil {
+		return err
+	}
+	if w.cfg.Compress {
+		// In the write path, not in the background: the rotated file is
+		// at most MaxSize and readers find either x.log.1 or x.log.1.gz.
+		if err := gzipFile(w.path + ".1"); err != nil {
+			return fmt.Errorf("compress rotated log: %w", err)
+		}
+	}
+	return nil
+}
+
+// gzipFile replaces path with path.gz, written whole before the rename.
+func gzipFile(path string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(path+".gz.tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	zw := gzip.NewWriter(out)
+	_, err = io.Copy(zw, in)
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".gz.tmp", path+".gz")
+	}
+	if err != nil {
+		os.Remove(path + ".gz.tmp")
+		return err
+	}
+	return os.Remove(path)
+}
+
 // Close closes the log file.
-func (w *Writer) Close() error { return w.f.Close() }
+func (w *Writer) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	return w.f.Close()
+}
 
 // Copy reads r until EOF and writes each line (or 16 KiB piece) as a record of
 // stream; tee, if not nil, gets every piece too (for attached clients).
@@ -128,89 +264,6 @@ func Copy(w *Writer, stream string, r io.Reader, tee func(stream string, b []byt
 			return writeErr
 		default:
 			return err
-		}
-	}
-}
-
-// ReadOptions select what Read returns.
-type ReadOptions struct {
-	// Tail keeps only the last Tail records (negative: all).
-	Tail int
-	// Since drops records older than it.
-	Since time.Time
-	// Follow keeps reading new records until Done returns true and the file is drained, or ctx ends.
-	Follow bool
-	// Done reports whether the writer has finished (the container exited).
-	Done func() bool
-}
-
-// Read calls fn for each record of the log at path.
-func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) error) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	var pending []byte
-	var tail []Entry
-	first := true
-	emit := func(e Entry) error {
-		if !opts.Since.IsZero() && e.Time.Before(opts.Since) {
-			return nil
-		}
-		if first && opts.Tail >= 0 {
-			tail = append(tail, e)
-			if len(tail) > opts.Tail {
-				tail = tail[1:]
-			}
-			return nil
-		}
-		return fn(e)
-	}
-	for {
-		chunk, err := br.ReadBytes('\n')
-		pending = append(pending, chunk...)
-		if err == nil {
-			var e Entry
-			if jerr := json.Unmarshal(bytes.TrimSpace(pending), &e); jerr == nil {
-				if ferr := emit(e); ferr != nil {
-					return ferr
-				}
-			}
-			pending = pending[:0]
-			continue
-		}
-		if !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read log: %w", err)
-		}
-		// At the end of what is written so far.
-		if first {
-			first = false
-			for _, e := range tail {
-				if ferr := fn(e); ferr != nil {
-					return ferr
-				}
-			}
-			tail = nil
-		}
-		if !opts.Follow {
-			return nil
-		}
-		if opts.Done != nil && opts.Done() {
-			// One more pass: the writer may have flushed between our read and Done.
-			if more, _ := br.Peek(1); len(more) == 0 {
-				return nil
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 func TestCopyWritesDockerJSONFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w, err := NewWriter(path)
+	w, err := NewWriter(path, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestCopyWritesDockerJSONFile(t *testing.T) {
 
 func TestReadTailSinceFollow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	w, _ := NewWriter(path)
+	w, _ := NewWriter(path, Config{})
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < 5; i++ {
 		w.Write("stdout", []byte{byte('a' + i), '\n'}, base.Add(time.Duration(i)*time.Second))

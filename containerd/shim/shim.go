@@ -65,7 +65,9 @@ type Options struct {
 	RuntimeRoot  string
 	CgroupParent string
 	LogPath      string
-	Stdin        bool // keep a stdin pipe open for attach -i
+	// Log is the log's driver and rotation (zero: json-file, no rotation).
+	Log   logs.Config
+	Stdin bool // keep a stdin pipe open for attach -i
 	// StdinOnce closes the container's stdin when the first attached client
 	// ends its input (docker run -i); otherwise stdin stays open for the next.
 	StdinOnce bool
@@ -149,6 +151,10 @@ func ExitPath(stateDir string) string { return filepath.Join(stateDir, "exit.jso
 func (o Options) Args() []string {
 	a := []string{"shim", "--id", o.ID, "--bundle", o.Bundle, "--state", o.StateDir,
 		"--runtime-root", o.RuntimeRoot, "--cgroup-parent", o.CgroupParent, "--log", o.LogPath}
+	if o.Log != (logs.Config{}) {
+		b, _ := json.Marshal(o.Log) // plain fields: it cannot fail
+		a = append(a, "--log-config", string(b))
+	}
 	if o.Stdin {
 		a = append(a, "--stdin")
 	}
@@ -195,6 +201,10 @@ func parseArgs(args []string) (Options, error) {
 			o.CgroupParent = v
 		case "--log":
 			o.LogPath = v
+		case "--log-config":
+			if err := json.Unmarshal([]byte(v), &o.Log); err != nil {
+				return o, fmt.Errorf("--log-config: %w", err)
+			}
 		case "--console-size":
 			if _, err := fmt.Sscanf(v, "%dx%d", &o.ConsoleHeight, &o.ConsoleWidth); err != nil {
 				return o, fmt.Errorf("--console-size %q: want HEIGHTxWIDTH", v)
@@ -295,7 +305,7 @@ func run(o Options, status, start *os.File) error {
 		return err
 	}
 	defer ln.Close()
-	logw, err := logs.NewWriter(o.LogPath)
+	logw, err := logs.NewWriter(o.LogPath, o.Log)
 	if err != nil {
 		report(status, Status{Error: err.Error()})
 		return err
