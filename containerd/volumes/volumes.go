@@ -186,7 +186,7 @@ func (s *Store) Get(name string) (Volume, error) {
 	defer s.mu.Unlock()
 	v, ok := s.vols[name]
 	if !ok {
-		return Volume{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return Volume{}, fmt.Errorf("get %s: %w", name, ErrNotFound)
 	}
 	return *v, nil
 }
@@ -214,7 +214,7 @@ func (s *Store) Remove(name string, force bool, inUse string) error {
 		if force {
 			return nil
 		}
-		return fmt.Errorf("%w: %s", ErrNotFound, name)
+		return fmt.Errorf("get %s: %w", name, ErrNotFound)
 	}
 	if len(v.Users) > 0 || (inUse != "" && !force) {
 		users := inUse
@@ -238,7 +238,7 @@ func (s *Store) Mount(name, user string) (string, error) {
 	defer s.mu.Unlock()
 	v, ok := s.vols[name]
 	if !ok {
-		return "", fmt.Errorf("%w: %s", ErrNotFound, name)
+		return "", fmt.Errorf("get %s: %w", name, ErrNotFound)
 	}
 	if slices.Contains(v.Users, user) {
 		return v.Mountpoint, nil
@@ -289,7 +289,7 @@ func (s *Store) SetRemoveWith(name, id string) error {
 	defer s.mu.Unlock()
 	v, ok := s.vols[name]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, name)
+		return fmt.Errorf("get %s: %w", name, ErrNotFound)
 	}
 	v.RemoveWith = id
 	return s.save(v)
