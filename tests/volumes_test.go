@@ -219,3 +219,92 @@ func appImageTar(t *testing.T, link string) string {
 	writeTarEntries(t, p, "hi\n", hdrs...)
 	return p
 }
+
+// TestVolumeSymlinkTarget: an image whose mount target is a symlink to a
+// host path must not get the volume (or tmpfs) mounted on the host path,
+// nor have the host directory copied into a new volume.
+func TestVolumeSymlinkTarget(t *testing.T) {
+	d := engine(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "secret"), []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Must("run", "--name", "mk", "--network", "none", "busybox", "ln", "-s", host, "/evil")
+	d.Must("commit", "mk", "evilimg")
+	d.Must("rm", "mk")
+	for _, m := range [][]string{
+		{"-v", "hv:/evil"},
+		{"--mount", "type=volume,src=hv2,dst=/evil"},
+		{"--tmpfs", "/evil"},
+		{"--mount", "type=bind,src=" + t.TempDir() + ",dst=/evil"},
+	} {
+		args := append([]string{"run", "--rm", "--network", "none"}, m...)
+		args = append(args, "evilimg", "sh", "-c", "ls /evil; echo pwned > /evil/x")
+		r := d.Run(args...)
+		// The runtime resolves the target inside the rootfs, where the
+		// link dangles: the start is refused (Docker would create the
+		// directory inside the rootfs); either way nothing reaches the host.
+		if r.Code != 0 && !strings.Contains(r.Stderr, "inroot") {
+			t.Fatalf("%v: failed for another reason: %s", m, r)
+		}
+		if strings.Contains(r.Stdout, "secret") {
+			t.Errorf("%v: the host directory was seen in the container: %s", m, r)
+		}
+		if _, err := os.Stat(filepath.Join(host, "x")); err == nil {
+			t.Fatalf("%v: the container wrote into the host directory %s", m, host)
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(host, &st); err != nil || st.Type == unix.TMPFS_MAGIC {
+			t.Fatalf("%v: something is mounted on the host directory", m)
+		}
+	}
+	for _, v := range []string{"hv", "hv2"} {
+		if _, err := os.Stat(filepath.Join(d.Root, "volumes", v, "_data", "secret")); err == nil {
+			t.Fatalf("copy-up into %s read the host directory through the symlink", v)
+		}
+	}
+}
+
+// TestVolumesDockerClients drives volumes with the docker CLI and docker-py.
+func TestVolumesDockerClients(t *testing.T) {
+	d := engine(t)
+	docker := dockerCLI(t, d)
+	must := func(args ...string) string {
+		t.Helper()
+		r := docker(args...)
+		if r.Code != 0 {
+			t.Fatalf("docker %s: %s", strings.Join(args, " "), r)
+		}
+		return strings.TrimSpace(r.Stdout)
+	}
+	must("volume", "create", "--label", "k=v", "dv")
+	if got := must("volume", "ls", "--format", "{{.Name}} {{.Driver}}", "--filter", "label=k"); got != "dv local" {
+		t.Fatalf("docker volume ls: %q", got)
+	}
+	must("run", "--rm", "--network", "none", "-v", "dv:/d", "busybox", "sh", "-c", "echo x > /d/f")
+	if got := must("run", "--rm", "--network", "none", "--mount", "source=dv,target=/d,readonly", "busybox", "cat", "/d/f"); got != "x" {
+		t.Fatalf("docker run --mount: %q", got)
+	}
+	if got := must("run", "--rm", "--network", "none", "--mount", "type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1777", "busybox", "stat", "-c", "%a", "/t"); got != "1777" {
+		t.Fatalf("docker run --mount type=tmpfs: %q", got)
+	}
+	id := must("create", "--network", "none", "-v", "dv:/d", "-v", "/anon", "busybox", "true")
+	if got := must("inspect", "--format", `{{range .Mounts}}{{.Type}}:{{.Destination}}:{{.Driver}} {{end}}`, id); got != "volume:/d:local volume:/anon:local" {
+		t.Fatalf("docker inspect Mounts: %q", got)
+	}
+	if r := docker("volume", "rm", "dv"); r.Code == 0 || !strings.Contains(r.Stderr, "in use") {
+		t.Fatalf("docker volume rm of a volume in use: %s", r)
+	}
+	must("rm", "-v", id)
+	out := dockerPy(t, d, `
+v = c.volumes.create(name='pyv', labels={'a': 'b'})
+print(v.name, v.attrs['Labels'])
+print(sorted(x.name for x in c.volumes.list(filters={'label': 'a=b'})))
+print(c.containers.run('busybox', 'sh -c "echo py > /p/f; cat /p/f"', volumes={'pyv': {'bind': '/p', 'mode': 'rw'}}, remove=True, network_mode='none').decode().strip())
+print(c.volumes.prune(filters={'all': 'true'})['VolumesDeleted'])
+`)
+	want := "pyv {'a': 'b'}\n['pyv']\npy\n['dv', 'pyv']"
+	if out != want {
+		t.Fatalf("docker-py: got\n%s\nwant\n%s", out, want)
+	}
+}
