@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -306,5 +307,52 @@ print(c.volumes.prune(filters={'all': 'true'})['VolumesDeleted'])
 	want := "pyv {'a': 'b'}\n['pyv']\npy\n['dv', 'pyv']"
 	if out != want {
 		t.Fatalf("docker-py: got\n%s\nwant\n%s", out, want)
+	}
+}
+
+// TestVolumesService: a service's --mount is applied by the worker: the
+// named volume is made on the node (as Swarm does), the bind and the tmpfs
+// are there in the task's container; update --mount-rm removes one.
+func TestVolumesService(t *testing.T) {
+	c := newSwarm(t, 1, 0)
+	mgr := c.managers[0]
+	hostDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostDir, "h"), []byte("from host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, mgr, "service", "create", "-d", "--name", "vs", "--stop-grace-period", "1s",
+		"--mount", "type=volume,src=svcdata,dst=/data",
+		"--mount", "type=bind,src="+hostDir+",dst=/h,readonly",
+		"--mount", "type=tmpfs,dst=/t",
+		"busybox:latest", "sh", "-c", "echo task > /data/f; sleep 3600")
+	c.waitPlacement(t, mgr, "vs", 30*time.Second, "1 running", func(p placement) bool { return p.total == 1 })
+	var id string
+	if !pollUntil(15*time.Second, func() bool {
+		id = strings.TrimSpace(mgr.Daemon.Run("ps", "-q").Stdout)
+		return id != "" && !strings.Contains(id, "\n")
+	}) {
+		t.Fatalf("no single task container: %q", id)
+	}
+	out := must(t, mgr, "exec", id, "sh", "-c", "cat /h/h; grep -c ' /t tmpfs' /proc/mounts; touch /h/x 2>&1 || true")
+	if !strings.Contains(out, "from host") || !strings.Contains(out, "\n1\n") || !strings.Contains(out, "Read-only file system") {
+		t.Fatalf("task mounts: %q", out)
+	}
+	if got := strings.TrimSpace(must(t, mgr, "volume", "ls", "-q")); got != "svcdata" {
+		t.Fatalf("volumes on the node: %q", got)
+	}
+	if !pollUntil(10*time.Second, func() bool {
+		b, err := os.ReadFile(filepath.Join(mgr.Daemon.Root, "volumes", "svcdata", "_data", "f"))
+		return err == nil && string(b) == "task\n"
+	}) {
+		t.Fatal("the task's write did not reach the named volume")
+	}
+	expectFail(t, mgr, []string{"volume is in use"}, "volume", "rm", "svcdata")
+	must(t, mgr, "service", "rm", "vs")
+	if !pollUntil(20*time.Second, func() bool { return mgr.Daemon.Run("volume", "rm", "svcdata").Code == 0 }) {
+		t.Fatalf("volume still in use after service rm: %s", mgr.Daemon.Run("volume", "ls"))
+	}
+	expectFail(t, mgr, []string{"unexpected key"}, "service", "create", "--name", "bad", "--mount", "type=volume,dst=/d,colour=red", "busybox:latest")
+	if out := strings.TrimSpace(must(t, mgr, "service", "ls", "-q")); out != "" {
+		t.Fatalf("a bad --mount left a service: %q", out)
 	}
 }
