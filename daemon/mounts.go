@@ -332,6 +332,9 @@ func (d *Daemon) makeVolumes(p *mountPlan) (err error) {
 			d.dropVolumes(p, "")
 		}
 	}()
+	if len(p.vols) > 0 && d.volumes == nil {
+		return badRequest("volumes are not available on this daemon")
+	}
 	for i := range p.vols {
 		u := &p.vols[i]
 		if u.name != "" {
@@ -434,7 +437,7 @@ func (d *Daemon) releaseVolumes(id string, removeAnonymous bool) {
 // anonymousVolumes names the anonymous volumes of a container that rm -v
 // is to remove (none without -v).
 func (d *Daemon) anonymousVolumes(idOrName string, v bool) []string {
-	if !v {
+	if !v || d.volumes == nil {
 		return nil
 	}
 	c, err := d.containers.Get(idOrName)

@@ -16,8 +16,12 @@ import (
 // Mountpoint is the host directory of volume name (whether it exists or not).
 func (s *Store) Mountpoint(name string) string { return s.dataDir(name) }
 
-// NameOf returns the volume whose mountpoint is dir, or "".
+// NameOf returns the volume whose mountpoint is dir, or "" (also on a nil
+// store: an engine without volumes).
 func (s *Store) NameOf(dir string) string {
+	if s == nil {
+		return ""
+	}
 	if filepath.Base(dir) != "_data" || filepath.Dir(filepath.Dir(dir)) != s.root {
 		return ""
 	}
