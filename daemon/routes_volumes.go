@@ -194,3 +194,25 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
+
+// volumeUsage is system df's volume part: sizes and reference counts.
+func (d *Daemon) volumeUsage() *volume.DiskUsage {
+	du := &volume.DiskUsage{Items: []volume.Volume{}}
+	if d.volumes == nil {
+		return du
+	}
+	for _, v := range d.volumes.List() {
+		vv := volumeView(v)
+		size := dirSize(v.Mountpoint)
+		vv.UsageData = &volume.UsageData{Size: size, RefCount: int64(len(v.Users))}
+		du.Items = append(du.Items, vv)
+		du.TotalCount++
+		du.TotalSize += size
+		if len(v.Users) > 0 {
+			du.ActiveCount++
+		} else {
+			du.Reclaimable += size
+		}
+	}
+	return du
+}

@@ -45,6 +45,10 @@ func TestVolumes(t *testing.T) {
 		t.Fatalf("volume ls --filter label: %q", got)
 	}
 
+	if out := d.Must("system", "df", "--format", "{{.Type}}={{.TotalCount}}"); !strings.Contains(out, "Local Volumes=1") {
+		t.Fatalf("system df: %q", out)
+	}
+
 	// readonly is enforced: a write fails with EROFS.
 	if r := d.Run("run", "--rm", "--network", "none", "-v", "data:/data:ro", "busybox", "touch", "/data/x"); r.Code == 0 || !strings.Contains(r.Stderr+r.Stdout, "Read-only file system") {
 		t.Fatalf("write to a :ro volume: %s", r)
@@ -120,6 +124,12 @@ func TestVolumes(t *testing.T) {
 	if err := unix.Statfs(mp, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
 		t.Fatalf("volume tv not mounted while used: %v %x", err, st.Type)
 	}
+	// The count and the mount outlive a daemon restart.
+	d.Restart()
+	if err := unix.Statfs(mp, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("volume tv not mounted after a daemon restart: %v %x", err, st.Type)
+	}
+	mustFail(t, d, "volume is in use", "volume", "rm", "tv")
 	d.Must("start", id)
 	d.Must("wait", id)
 	if out := d.Must("logs", id); !strings.Contains(out, " 3072 ") {
@@ -134,6 +144,11 @@ func TestVolumes(t *testing.T) {
 	d.Must("volume", "create", "keepme")
 	d.Must("create", "--name", "anonholder", "--network", "none", "-v", "/x", "busybox", "true")
 	d.Must("rm", "anonholder") // without -v: its anonymous volume stays, dangling
+	if out := d.Must("system", "prune", "-f", "--volumes"); strings.Contains(out, "keepme") || !strings.Contains(out, "Deleted Volumes:") {
+		t.Fatalf("system prune --volumes: %q", out)
+	}
+	d.Must("create", "--name", "anonholder", "--network", "none", "-v", "/x", "busybox", "true")
+	d.Must("rm", "anonholder")
 	if out := d.Must("volume", "prune", "-f"); strings.Contains(out, "keepme") || !strings.Contains(out, "Deleted Volumes:") {
 		t.Fatalf("volume prune: %q", out)
 	}
