@@ -2,6 +2,7 @@ package tests
 
 import (
 	"archive/tar"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,15 @@ func TestVolumes(t *testing.T) {
 	if got := run("-v", "data:/data", "busybox", "cat", "/data/f"); got != "kept" {
 		t.Fatalf("named volume lost its data: %q", got)
 	}
+	// run --rm removes its container (and releases the volume) just after it ends.
+	var events []string
+	if !pollUntil(10*time.Second, func() bool {
+		events = strings.Fields(d.Must("events", "--since", "1m", "--until", fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9),
+			"--filter", "type=volume", "--filter", "volume=data", "--format", "{{.Action}}"))
+		return strings.Join(events, " ") == "create mount unmount mount unmount"
+	}) {
+		t.Fatalf("volume events: %v", events)
+	}
 	if got := strings.TrimSpace(d.Must("volume", "inspect", "--format", "{{.Driver}} {{.Labels.team}} {{.Mountpoint}}", "data")); got != "local a "+filepath.Join(d.Root, "volumes", "data", "_data") {
 		t.Fatalf("volume inspect: %q", got)
 	}
@@ -72,7 +82,10 @@ func TestVolumes(t *testing.T) {
 	if got := run("-v", "nc:/app", "busybox", "ls", "-A", "/app"); got != "" {
 		t.Fatalf("volume-nocopy copied: %q", got)
 	}
-	d.Must("volume", "rm", "cu", "nc")
+	// (after run --rm has removed its container, which it does just after the exit)
+	if !pollUntil(10*time.Second, func() bool { return d.Run("volume", "rm", "cu", "nc").Code == 0 }) {
+		t.Fatalf("volume rm cu nc: %s", d.Run("volume", "ls"))
+	}
 	// The image's VOLUME gets an anonymous volume; rm -v removes it, and
 	// only it (not the named one).
 	before := len(volumeNames(d))
@@ -94,8 +107,8 @@ func TestVolumes(t *testing.T) {
 	}
 	// run --rm removes the anonymous volumes it made.
 	run("-v", "/scratch", "busybox", "true")
-	if names := volumeNames(d); len(names) != before {
-		t.Fatalf("run --rm left volumes: %v", names)
+	if !pollUntil(10*time.Second, func() bool { return len(volumeNames(d)) == before }) {
+		t.Fatalf("run --rm left volumes: %v", volumeNames(d))
 	}
 
 	// --volumes-from shares the volumes (read-only when asked).
