@@ -82,3 +82,36 @@ func TestCreateMountRemove(t *testing.T) {
 		t.Fatalf("anonymous: %+v %v", a, err)
 	}
 }
+
+// TestBindVolume: type=none o=bind device=DIR binds DIR while used, and a
+// read-only bind is read-only.
+func TestBindVolume(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Create("bv", "", nil, map[string]string{"type": "none", "device": "rel", "o": "bind"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("relative bind device: %v", err)
+	}
+	if _, _, err := s.Create("bv", "", nil, map[string]string{"type": "none", "device": src, "o": "bind,ro"}); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := s.Mount("bv", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if b, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || string(b) != "x" {
+		t.Fatalf("bound content: %q %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "g"), nil, 0o644); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("write to a ro bind volume: %v", err)
+	}
+	if err := s.Unmount("bv", "c1"); err != nil || isMountpoint(dir) {
+		t.Fatalf("unmount: %v", err)
+	}
+}
