@@ -12,6 +12,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -31,6 +32,9 @@ type containerOptions struct {
 	network     string
 	publish     []string
 	volumes     []string
+	mounts      []string
+	tmpfs       []string
+	volumesFrom []string
 	interactive bool
 	tty         bool
 	securityOpt []string
@@ -81,6 +85,9 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVar(&o.network, "network", "", "Connect a container to a network (none, bridge, host)")
 	fl.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	fl.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume")
+	fl.StringArrayVar(&o.mounts, "mount", nil, "Attach a filesystem mount to the container")
+	fl.StringArrayVar(&o.tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
+	fl.StringArrayVar(&o.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
 	fl.BoolVarP(&o.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	fl.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	fl.StringArrayVar(&o.securityOpt, "security-opt", nil, "Security Options")
@@ -168,6 +175,21 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 			anon[spec.Target] = struct{}{}
 		}
 	}
+	var mounts []mount.Mount
+	for _, v := range o.mounts {
+		m, err := parseMount(v)
+		if err != nil {
+			return createRequest{}, err
+		}
+		mounts = append(mounts, m)
+	}
+	tmpfs, err := parseTmpfs(o.tmpfs)
+	if err != nil {
+		return createRequest{}, err
+	}
+	if err := checkVolumesFrom(o.volumesFrom); err != nil {
+		return createRequest{}, err
+	}
 	restart, err := parseRestartPolicy(o.restart)
 	if err != nil {
 		return createRequest{}, err
@@ -224,6 +246,9 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	}
 	hc := &container.HostConfig{
 		Binds:          binds,
+		Mounts:         mounts,
+		Tmpfs:          tmpfs,
+		VolumesFrom:    o.volumesFrom,
 		NetworkMode:    container.NetworkMode(network),
 		PortBindings:   bindings,
 		RestartPolicy:  restart,

@@ -102,6 +102,8 @@ func inspectOne(c *apiClient, cmd *cobra.Command, ref, kind string) (any, []byte
 		return inspectContainer(c, cmd, ref)
 	case "image":
 		return inspectImage(c, cmd, ref)
+	case "volume":
+		return inspectVolume(c, cmd, ref)
 	}
 	typed, raw, err := inspectContainer(c, cmd, ref)
 	if err == nil || strings.HasPrefix(err.Error(), "Cannot connect") {

@@ -141,8 +141,6 @@ func newSystemPruneCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Refused before anything is removed: nothing half-done.
 			switch {
-			case volumes:
-				return errors.New("--volumes is not supported: shoal has no volumes yet")
 			case all:
 				return errors.New("--all is not supported: only dangling images are pruned")
 			}
@@ -151,7 +149,7 @@ func newSystemPruneCommand() *cobra.Command {
 				return err
 			}
 			s := streamsOf(cmd)
-			if !force && !confirm(s, "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all dangling images\n  - unused build cache\n\n") {
+			if !force && !confirm(s, pruneWarning(volumes)) {
 				return nil
 			}
 			c, err := connect(cmd)
@@ -170,6 +168,16 @@ func newSystemPruneCommand() *cobra.Command {
 				return c.apiError(err)
 			}
 			printDeleted(s.out, "Deleted Networks:", nres.Report.NetworksDeleted)
+			var volSpace uint64
+			if volumes {
+				// As docker: anonymous volumes only (the all filter is not set).
+				vres, err := c.VolumePrune(ctx, client.VolumePruneOptions{Filters: f})
+				if err != nil {
+					return c.apiError(err)
+				}
+				printDeleted(s.out, "Deleted Volumes:", vres.Report.VolumesDeleted)
+				volSpace = vres.Report.SpaceReclaimed
+			}
 			imgFilters := f.Clone().Add("dangling", "true")
 			ires, err := c.ImagePrune(ctx, client.ImagePruneOptions{Filters: imgFilters})
 			if err != nil {
@@ -185,7 +193,7 @@ func newSystemPruneCommand() *cobra.Command {
 				}
 			}
 			printDeleted(s.out, "Deleted Images:", imgs)
-			total := cres.Report.SpaceReclaimed + ires.Report.SpaceReclaimed
+			total := cres.Report.SpaceReclaimed + ires.Report.SpaceReclaimed + volSpace
 			fmt.Fprintln(s.out, "Total reclaimed space:", units.HumanSize(float64(total)))
 			return nil
 		},
@@ -196,4 +204,13 @@ func newSystemPruneCommand() *cobra.Command {
 	fl.BoolVar(&volumes, "volumes", false, "Prune anonymous volumes")
 	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
 	return cmd
+}
+
+// pruneWarning is system prune's question, as docker words it.
+func pruneWarning(volumes bool) string {
+	w := "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n"
+	if volumes {
+		w += "  - all anonymous volumes not used by at least one container\n"
+	}
+	return w + "  - all dangling images\n  - unused build cache\n\n"
 }

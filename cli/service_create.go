@@ -35,6 +35,7 @@ type serviceOptions struct {
 	updateMonitor                   time.Duration
 	wait                            waitFlags
 	health                          healthOptions
+	mounts                          []string
 }
 
 // waitFlags are the flags every converging command shares.
@@ -136,6 +137,7 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.StringVar(&o.signal, "stop-signal", "", "Signal to stop the container")
 	fl.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	fl.BoolVar(&o.readOnly, "read-only", false, "Mount the container's root filesystem as read only")
+	fl.StringArrayVar(&o.mounts, "mount", nil, "Attach a filesystem mount to the service")
 	fl.BoolVar(&o.init, "init", false, "Use an init inside each service container to forward signals and reap processes")
 	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
 	fl.DurationVar(&o.updateMonitor, "update-monitor", 0, "Duration after each task update to monitor for failure (ns|us|ms|s|m|h) (default 5s)")
@@ -202,8 +204,13 @@ func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(s
 	if err != nil {
 		return spec, err
 	}
+	mounts, err := parseServiceMounts(o.mounts)
+	if err != nil {
+		return spec, err
+	}
 	init := o.init
 	ctr := &swarm.ContainerSpec{
+		Mounts:          mounts,
 		Healthcheck:     health,
 		Image:           args[0],
 		Args:            args[1:],

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 )
@@ -289,4 +290,47 @@ func (u *uint64Ptr) Type() string { return "uint" }
 // sortNetworks orders attachments by target, as docker sends them.
 func sortNetworks(n []swarm.NetworkAttachmentConfig) {
 	sort.Slice(n, func(i, j int) bool { return n[i].Target < n[j].Target })
+}
+
+// parseServiceMounts parses service create's --mount values (docker's
+// --mount syntax); two mounts at one target are refused here, before a
+// service is made.
+func parseServiceMounts(vals []string) ([]mount.Mount, error) {
+	var out []mount.Mount
+	seen := map[string]bool{}
+	for _, v := range vals {
+		m, err := parseMount(v)
+		if err != nil {
+			return nil, err
+		}
+		if seen[m.Target] {
+			return nil, fmt.Errorf("%w: duplicate mount target %s", ErrInvalidServiceSpec, m.Target)
+		}
+		seen[m.Target] = true
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// updateServiceMounts applies service update's --mount-rm (by target) and
+// --mount-add (which replaces a mount at the same target), as docker does.
+func updateServiceMounts(cur []mount.Mount, add, rm []string) ([]mount.Mount, error) {
+	added, err := parseServiceMounts(add)
+	if err != nil {
+		return nil, err
+	}
+	drop := map[string]bool{}
+	for _, t := range rm {
+		drop[t] = true
+	}
+	for _, m := range added {
+		drop[m.Target] = true
+	}
+	var out []mount.Mount
+	for _, m := range cur {
+		if !drop[m.Target] {
+			out = append(out, m)
+		}
+	}
+	return append(out, added...), nil
 }

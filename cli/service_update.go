@@ -24,6 +24,7 @@ type serviceUpdateOptions struct {
 	replicas                    uint64Ptr
 	image                       string
 	envAdd, envRm               []string
+	mountAdd, mountRm           []string
 	constraintAdd, constraintRm []string
 	labelAdd, labelRm           []string
 	publishAdd, publishRm       []string
@@ -77,6 +78,8 @@ func newServiceUpdateCommand() *cobra.Command {
 	fl.StringVar(&o.image, "image", "", "Service image tag")
 	fl.StringArrayVar(&o.envAdd, "env-add", nil, "Add or update an environment variable")
 	fl.StringArrayVar(&o.envRm, "env-rm", nil, "Remove an environment variable")
+	fl.StringArrayVar(&o.mountAdd, "mount-add", nil, "Add or update a mount on a service")
+	fl.StringArrayVar(&o.mountRm, "mount-rm", nil, "Remove a mount by its target path")
 	fl.StringArrayVar(&o.constraintAdd, "constraint-add", nil, "Add or update a placement constraint")
 	fl.StringArrayVar(&o.constraintRm, "constraint-rm", nil, "Remove a constraint")
 	fl.StringArrayVar(&o.labelAdd, "label-add", nil, "Add or update a service label")
@@ -113,6 +116,13 @@ func (o *serviceUpdateOptions) apply(fl *pflag.FlagSet, spec *swarm.ServiceSpec,
 	}
 	if fl.Changed("args") {
 		cs.Args = strings.Fields(o.args)
+	}
+	if fl.Changed("mount-add") || fl.Changed("mount-rm") {
+		mounts, err := updateServiceMounts(cs.Mounts, o.mountAdd, o.mountRm)
+		if err != nil {
+			return err
+		}
+		cs.Mounts = mounts
 	}
 	if fl.Changed("env-add") || fl.Changed("env-rm") {
 		add, err := parseEnvList(o.envAdd, lookupEnv)

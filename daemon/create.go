@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
@@ -25,8 +27,37 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The mounts are checked whole before a volume is made, and whatever
+	// was made goes again if the create fails later.
+	hc := req.HostConfig
+	if hc == nil {
+		hc = &container.HostConfig{}
+	}
+	var imageVolumes map[string]struct{}
+	if img, err := d.images.Get(cfg.Image); err == nil && img.Config.Config.Volumes != nil {
+		imageVolumes = img.Config.Config.Volumes
+	}
+	plan, err := d.planMounts(hc, req.Config.Volumes, imageVolumes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := d.makeVolumes(plan); err != nil {
+		writeError(w, err)
+		return
+	}
+	cfg.Binds, cfg.Tmpfs = plan.binds, plan.tmpfs
 	c, err := d.containers.Create(r.Context(), r.URL.Query().Get("name"), cfg)
 	if err != nil {
+		d.dropVolumes(plan, "")
+		writeError(w, err)
+		return
+	}
+	if err := d.attachVolumes(r.Context(), plan, c.ID, cfg.AutoRemove); err != nil {
+		if rerr := d.containers.Remove(context.Background(), c.ID, true); rerr != nil {
+			slog.Error("remove a half-made container", "container", c.ID, "err", rerr)
+		}
+		d.dropVolumes(plan, c.ID)
 		writeError(w, err)
 		return
 	}
@@ -70,8 +101,6 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	switch {
 	case hc.Privileged && !d.cfg.AllowPrivileged:
 		return containers.Config{}, badRequest("privileged containers are refused by this daemon (start it with --allow-privileged)")
-	case len(hc.Mounts) > 0 || len(hc.Tmpfs) > 0 || len(hc.VolumesFrom) > 0:
-		return containers.Config{}, badRequest("mounts other than binds (-v HOSTDIR:DIR) are not supported")
 	case hc.Memory < 0 || hc.NanoCPUs < 0 || hc.CPUShares < 0:
 		return containers.Config{}, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative")
 	case hc.Memory > 0 && hc.Memory < minMemory:

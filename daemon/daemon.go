@@ -55,6 +55,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
+	"github.com/shoal-project/shoal/containerd/volumes"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 	"github.com/shoal-project/shoal/worker"
 )
@@ -69,6 +70,8 @@ type Daemon struct {
 	swarm *swarmNode
 	// events is the node's event bus (GET /events).
 	events *events.Bus
+	// volumes is the node's local volume driver.
+	volumes *volumes.Store
 
 	// ctx ends when the daemon stops: hijacked streams and network
 	// watchers end with it.
@@ -150,6 +153,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// removal (an auto-removed container that exited while no daemon ran)
 	// as soon as it is open, and releaseNetwork needs only the network.
 	d := newDaemon(dctx, cfg, imgs, nil, br)
+	if d.volumes, err = volumes.Open(filepath.Join(cfg.DataRoot, "volumes")); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 	// The engine's context ends after the daemon's: its monitors must
 	// outlive every request that might still be using them.
 	ectx, stopEngine := context.WithCancel(context.Background())
@@ -157,7 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 	eng, err := containers.Open(ectx, containers.Options{
 		Root: cfg.DataRoot, ExecRoot: cfg.ExecRoot, CgroupParent: cfg.CgroupParent, Images: imgs, Binary: self,
 		// Called after every removal, the engine's own (--rm) included.
-		Released: func(id string) { d.releaseNetwork(id, false) },
+		Released: func(id string) { d.releaseNetwork(id, false); d.releaseVolumes(id, false) },
 		Events:   d.events,
 		// Restart policies start containers as the API does: network first.
 		Restart: d.startContainer,
@@ -173,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Task containers run without a network until tasks attach to overlay
 	// networks; the agent re-adopts them after a restart by their labels.
 	d.swarm = newSwarmNode(dctx, filepath.Join(cfg.DataRoot, "swarm"), cfg.NodeName,
-		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none"})
+		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes})
 	if err := d.swarm.resume(); err != nil {
 		// As dockerd: the engine still serves; the swarm part reports the error.
 		slog.Error("swarm: could not resume", "err", err)

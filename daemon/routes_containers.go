@@ -225,10 +225,14 @@ func (d *Daemon) containerRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("links are not supported"))
 		return
 	}
+	// rm -v: the anonymous volumes go after the container (whose removal
+	// releases them).
+	anonymous := d.anonymousVolumes(r.PathValue("id"), boolParam(r, "v"))
 	if err := d.containers.Remove(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
 		writeError(w, err)
 		return
 	}
+	d.removeAnonymous(anonymous)
 	w.WriteHeader(http.StatusNoContent)
 }
 

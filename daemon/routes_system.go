@@ -72,7 +72,8 @@ func (d *Daemon) systemDF(w http.ResponseWriter, r *http.Request) {
 	}
 	cu.Items = out.Containers
 	out.ImageUsage, out.ContainerUsage = iu, cu
-	out.VolumeUsage = &volume.DiskUsage{Items: []volume.Volume{}}
+	out.VolumeUsage = d.volumeUsage()
+	out.Volumes = out.VolumeUsage.Items
 	out.BuildCacheUsage = &build.DiskUsage{Items: []build.CacheRecord{}}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -48,6 +48,7 @@ func (d *Daemon) handler() http.Handler {
 	d.serviceRoutes(mux)
 	d.observeRoutes(mux)
 	d.clusterNetworkRoutes(mux) // this branch only: see clusternets_routes.go
+	d.volumeRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() {

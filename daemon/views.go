@@ -215,7 +215,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux", RestartCount: c.RestartCount,
 		LogPath: d.containers.LogPath(c.ID), HostConfig: hc,
 		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
-		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: mountPoints(c),
+		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: d.mountPoints(c),
 	}
 	r.NetworkSettings = &legacyNetworkSettings{
 		NetworkSettings: container.NetworkSettings{

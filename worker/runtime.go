@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/logs"
+	"github.com/shoal-project/shoal/containerd/volumes"
 )
 
 // Labels put on every task container, as Docker Swarm does: they tie a
@@ -109,6 +111,9 @@ type EngineRuntime struct {
 	// NetNSDir holds the namespaces of tasks on overlay networks
 	// (TaskNetNSPath); "" on a node without overlay networking.
 	NetNSDir string
+	// Volumes is the node's volume store: a task's named volume is made
+	// on the node if it is missing, as Swarm does.
+	Volumes *volumes.Store
 }
 
 var _ Runtime = (*EngineRuntime)(nil)
@@ -179,7 +184,32 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 		cfg.Memory = lim.GetMemoryBytes()
 		cfg.NanoCPUs = lim.GetNanoCpus()
 	}
+	// Binds and tmpfs mounts here; volumes need the node's store (Create).
+	for _, m := range cs.GetMounts() {
+		switch m.GetType() {
+		case api.Mount_BIND:
+			cfg.Binds = append(cfg.Binds, bindSpec(m.GetSource(), m))
+		case api.Mount_TMPFS:
+			if cfg.Tmpfs == nil {
+				cfg.Tmpfs = map[string]string{}
+			}
+			opts := "nosuid,nodev,noexec" // Docker's defaults
+			if m.GetReadOnly() {
+				opts += ",ro"
+			}
+			cfg.Tmpfs[m.GetTarget()] = opts
+		}
+	}
 	return cfg, nil
+}
+
+// bindSpec is the engine's bind of src at m's target.
+func bindSpec(src string, m *api.Mount) string {
+	b := src + ":" + m.GetTarget()
+	if m.GetReadOnly() {
+		b += ":ro"
+	}
+	return b
 }
 
 // healthConfig is the task's healthcheck for the engine; nil lets the
@@ -217,11 +247,81 @@ func (r *EngineRuntime) Create(ctx context.Context, t *api.Task) (ContainerState
 		cfg.NetworkMode = "none"
 		cfg.NetNSPath = TaskNetNSPath(r.NetNSDir, t.GetId())
 	}
+	vols, err := r.makeVolumes(t, &cfg)
+	if err != nil {
+		return ContainerState{}, err
+	}
 	c, err := r.Engine.Create(ctx, ContainerName(t), cfg)
 	if err != nil {
+		r.dropVolumes(vols)
+		return ContainerState{}, fmt.Errorf("create container of task %s: %w", t.GetId(), err)
+	}
+	if err := r.attachVolumes(ctx, c.ID, vols); err != nil {
+		_ = r.Engine.Remove(context.Background(), c.ID, true)
+		r.dropVolumes(vols)
 		return ContainerState{}, fmt.Errorf("create container of task %s: %w", t.GetId(), err)
 	}
 	return stateOf(c), nil
+}
+
+// taskVolume is a volume mount of a task, its volume made or found.
+type taskVolume struct {
+	name, target string
+	made         bool
+}
+
+// makeVolumes finds or makes the task's volumes and adds their binds to cfg.
+func (r *EngineRuntime) makeVolumes(t *api.Task, cfg *containers.Config) (vols []taskVolume, err error) {
+	defer func() {
+		if err != nil {
+			r.dropVolumes(vols)
+		}
+	}()
+	for _, m := range t.GetSpec().GetContainer().GetMounts() {
+		if m.GetType() != api.Mount_VOLUME {
+			continue
+		}
+		if r.Volumes == nil {
+			return vols, fmt.Errorf("%w: task %s: volume mounts need a volume store", ErrInvalidArgument, t.GetId())
+		}
+		v, made, err := r.Volumes.Create(m.GetSource(), "", nil, nil)
+		if err != nil {
+			return vols, fmt.Errorf("task %s: volume %q: %w", t.GetId(), m.GetSource(), err)
+		}
+		vols = append(vols, taskVolume{name: v.Name, target: m.GetTarget(), made: made})
+		cfg.Binds = append(cfg.Binds, bindSpec(v.Mountpoint, m))
+	}
+	return vols, nil
+}
+
+// attachVolumes takes the container's references on its volumes and
+// copies the image's content into new ones; anonymous volumes go with the
+// container, as Swarm removes a task's container with its volumes.
+func (r *EngineRuntime) attachVolumes(ctx context.Context, id string, vols []taskVolume) error {
+	for _, v := range vols {
+		if _, err := r.Volumes.Mount(v.name, id); err != nil {
+			return err
+		}
+		if vol, err := r.Volumes.Get(v.name); err == nil && vol.Anonymous() {
+			if err := r.Volumes.SetRemoveWith(v.name, id); err != nil {
+				return err
+			}
+		}
+		err := r.Volumes.CopyUp(ctx, v.name, func(w io.Writer) error { return r.Engine.ArchivePath(ctx, id, v.target, w) })
+		if err != nil && !errors.Is(err, containers.ErrNotFound) {
+			return fmt.Errorf("copy the image's %s into volume %s: %w", v.target, v.name, err)
+		}
+	}
+	return nil
+}
+
+// dropVolumes removes the volumes a failed create made.
+func (r *EngineRuntime) dropVolumes(vols []taskVolume) {
+	for _, v := range vols {
+		if v.made {
+			_ = r.Volumes.Remove(v.name, true, "")
+		}
+	}
 }
 
 // Start implements Runtime.

@@ -37,6 +37,9 @@ type Config struct {
 	NoNewPrivileges bool     `json:"noNewPrivileges,omitempty"`
 	ReadonlyRootfs  bool     `json:"readonlyRootfs,omitempty"`
 
+	// Tmpfs maps a target to the options of a tmpfs mounted there.
+	Tmpfs map[string]string `json:"tmpfs,omitempty"`
+
 	// MemorySwap is memory+swap in bytes as Docker's --memory-swap: 0 is
 	// twice Memory, -1 unlimited swap; it needs Memory.
 	MemorySwap int64 `json:"memorySwap,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -168,6 +169,15 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 		if err := oci.WithBind(s, src, dst, ro); err != nil {
 			return nil, fmt.Errorf("%w: bind %s: %v", ErrInvalidArgument, b, err)
 		}
+	}
+	// --tmpfs and --mount type=tmpfs, the shallower first.
+	targets := make([]string, 0, len(c.Config.Tmpfs))
+	for t := range c.Config.Tmpfs {
+		targets = append(targets, t)
+	}
+	sort.Strings(targets)
+	for _, t := range targets {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: t, Type: "tmpfs", Source: "tmpfs", Options: strings.Split(c.Config.Tmpfs[t], ",")})
 	}
 	return s, nil
 }
