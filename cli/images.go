@@ -14,8 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -498,4 +500,118 @@ func inspectImage(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, er
 		return nil, nil, fmt.Errorf("image inspect %s: daemon sent invalid JSON", ref)
 	}
 	return res.InspectResponse, raw.Bytes(), nil
+}
+
+func newPullCommand() *cobra.Command {
+	var platform string
+	var quiet, all bool
+	cmd := &cobra.Command{
+		Use:   "pull [OPTIONS] NAME[:TAG|@DIGEST]",
+		Short: "Download an image from a registry",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return errors.New("pull --all-tags is not supported")
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return pullImage(cmd, c, args[0], platform, quiet)
+		},
+	}
+	cmd.Flags().StringVar(&platform, "platform", "", "Pull for this platform (os/arch[/variant])")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository (not supported)")
+	return cmd
+}
+
+// pullImage pulls ref through the daemon with the client's credentials
+// for its registry, printing docker's output (only the name with quiet).
+func pullImage(cmd *cobra.Command, c *apiClient, ref, platform string, quiet bool) error {
+	r, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return err
+	}
+	r = reference.TagNameOnly(r)
+	out := streamsOf(cmd).out
+	if !quiet && !strings.Contains(ref, ":") && !strings.Contains(ref, "@") {
+		fmt.Fprintln(out, "Using default tag: latest")
+	}
+	auth, err := registryAuthFor(r)
+	if err != nil {
+		return err
+	}
+	opts := client.ImagePullOptions{RegistryAuth: auth}
+	if platform != "" {
+		p := strings.SplitN(platform, "/", 3)
+		if len(p) < 2 {
+			return fmt.Errorf("invalid platform %q: want os/arch[/variant]", platform)
+		}
+		op := ocispec.Platform{OS: p[0], Architecture: p[1]}
+		if len(p) == 3 {
+			op.Variant = p[2]
+		}
+		opts.Platforms = []ocispec.Platform{op}
+	}
+	resp, err := c.ImagePull(commandContext(cmd), r.String(), opts)
+	if err != nil {
+		return c.apiError(err)
+	}
+	defer resp.Close()
+	dst := out
+	if quiet {
+		dst = io.Discard
+	}
+	if err := printJSONStream(resp, dst); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, r.String())
+	return nil
+}
+
+func newPushCommand() *cobra.Command {
+	var quiet, all bool
+	cmd := &cobra.Command{
+		Use:   "push [OPTIONS] NAME[:TAG]",
+		Short: "Upload an image to a registry",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return errors.New("push --all-tags is not supported")
+			}
+			r, err := reference.ParseNormalizedNamed(args[0])
+			if err != nil {
+				return err
+			}
+			r = reference.TagNameOnly(r)
+			auth, err := registryAuthFor(r)
+			if err != nil {
+				return err
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.ImagePush(commandContext(cmd), r.String(), client.ImagePushOptions{RegistryAuth: auth})
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer resp.Close()
+			out := streamsOf(cmd).out
+			if quiet {
+				if err := printJSONStream(resp, io.Discard); err != nil {
+					return err
+				}
+				fmt.Fprintln(out, r.String())
+				return nil
+			}
+			return printJSONStream(resp, out)
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags (not supported)")
+	return cmd
 }

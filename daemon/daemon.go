@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/distribution"
 	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
@@ -65,6 +66,8 @@ type Daemon struct {
 	images     imageService
 	containers containerService
 	network    networkService
+	// registry pulls and pushes images (nil in unit tests).
+	registry registryService
 	// swarm is the node's swarm membership (manager, worker agent).
 	swarm *swarmNode
 	// events is the node's event bus (GET /events).
@@ -147,6 +150,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// removal (an auto-removed container that exited while no daemon ran)
 	// as soon as it is open, and releaseNetwork needs only the network.
 	d := newDaemon(dctx, cfg, imgs, nil, br)
+	reg, err := distribution.New(imgs, distribution.Options{
+		Insecure: cfg.InsecureRegistries, IngestDir: filepath.Join(cfg.DataRoot, "distribution", "ingest"),
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: registry client: %w", err)
+	}
+	d.registry = reg
 	// The engine's context ends after the daemon's: its monitors must
 	// outlive every request that might still be using them.
 	ectx, stopEngine := context.WithCancel(context.Background())

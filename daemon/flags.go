@@ -35,6 +35,9 @@ type Config struct {
 	// AllowPrivileged lets `run --privileged` through; without it such
 	// containers are refused (one is root on the host).
 	AllowPrivileged bool
+	// InsecureRegistries are reached over plain HTTP or unverified TLS
+	// (dockerd's --insecure-registry); localhost always is.
+	InsecureRegistries []string
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -135,6 +138,7 @@ func Command() *cobra.Command {
 	f.StringVar(&cfg.BridgeName, "bridge-name", DefaultBridgeName, "Name of the default bridge network's link")
 	f.StringVar(&cfg.BIP, "bip", DefaultBIP, "Subnet of the default bridge, as gateway address/prefix")
 	f.StringVarP(&cfg.LogLevel, "log-level", "l", DefaultLogLevel, "Logging level (debug, info, warn, error)")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (HOST[:PORT]) reached over plain HTTP or unverified TLS")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
 	return cmd
 }

@@ -22,6 +22,7 @@ func (d *Daemon) imageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /images/get", d.imageSave)
 	mux.HandleFunc("POST /images/load", d.imageLoad)
 	mux.HandleFunc("POST /images/prune", d.imagePrune)
+	mux.HandleFunc("POST /auth", d.auth)
 	// Image names hold slashes (localhost:5000/team/app), so the routes
 	// below take the rest of the path and split the action off its end.
 	mux.HandleFunc("GET /images/{name...}", d.imageGetRoute)
@@ -59,7 +60,7 @@ func (d *Daemon) imagePostRoute(w http.ResponseWriter, r *http.Request) {
 	case "tag":
 		d.imageTag(w, r, name)
 	case "push":
-		writeError(w, badRequest("pushing images is not supported: use shoal save"))
+		d.imagePush(w, r, name)
 	default:
 		writeJSON(w, http.StatusNotFound, errorResponse{Message: "page not found"})
 	}
@@ -75,22 +76,12 @@ func streamJSON(w http.ResponseWriter) func(jsonstream.Message) {
 	return func(m jsonstream.Message) { _ = enc.Encode(m) }
 }
 
-// imageCreate is `import` (fromSrc=-: a rootfs tar in the body) and, for
-// images already here, `pull`. There is no registry client: a pull of an
-// image that is not here is refused with a pointer to import and load.
+// imageCreate is `import` (fromSrc=-: a rootfs tar in the body) and `pull`
+// (fromImage: from the registry the reference names).
 func (d *Daemon) imageCreate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if from := q.Get("fromImage"); from != "" {
-		ref := from
-		if tag := q.Get("tag"); tag != "" {
-			ref += ":" + tag
-		}
-		if _, err := d.images.Get(ref); err != nil {
-			writeError(w, fmt.Errorf("pull %s: %w (shoal has no registry client: use shoal import or shoal load)", ref, err))
-			return
-		}
-		send := streamJSON(w)
-		send(jsonstream.Message{Status: "Status: Image is up to date for " + ref})
+	if q.Get("fromImage") != "" {
+		d.imagePull(w, r)
 		return
 	}
 	switch q.Get("fromSrc") {
@@ -141,7 +132,7 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		out = append(out, image.Summary{
-			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
+			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: nonNilSlice(img.RepoDigests),
 			Created: img.Created.Unix(), Size: img.Size, SharedSize: -1, Containers: -1,
 			Labels: nonNilMap(img.Config.Config.Labels),
 		})
@@ -171,7 +162,7 @@ func (d *Daemon) imageInspect(w http.ResponseWriter, name string) {
 		osName = "linux"
 	}
 	writeJSON(w, http.StatusOK, image.InspectResponse{
-		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
+		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: nonNilSlice(img.RepoDigests),
 		Comment: comment, Created: img.Created.UTC().Format(time.RFC3339Nano), Author: img.Config.Author,
 		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config, DockerOCIImageConfigExt: imageConfigExt(img)},
 		Architecture: arch, Os: osName, Size: img.Size,

@@ -1,0 +1,399 @@
+package tests
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-project/shoal/tests/harness"
+)
+
+// registry is Debian's docker-registry (the reference distribution
+// registry) serving from a temporary directory on 127.0.0.1.
+type registry struct {
+	Addr string // 127.0.0.1:PORT
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// freePort picks a free TCP port on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startRegistry starts docker-registry; with users set it requires htpasswd
+// basic auth. It is killed and its storage removed when the test ends.
+func startRegistry(t *testing.T, users map[string]string) *registry {
+	t.Helper()
+	bin := "/usr/bin/docker-registry"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing (apt-get install -y docker-registry): %v", bin, err)
+	}
+	dir := t.TempDir()
+	r := &registry{Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dir: dir}
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
+		filepath.Join(dir, "data"), r.Addr)
+	if len(users) > 0 {
+		var lines []string
+		for u, p := range users {
+			out, err := exec.Command("htpasswd", "-Bbn", u, p).Output()
+			if err != nil {
+				t.Fatalf("htpasswd (apt-get install -y apache2-utils): %v", err)
+			}
+			lines = append(lines, strings.TrimSpace(string(out)))
+		}
+		hp := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(hp, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: shoal-test\n    path: %s\n", hp)
+	}
+	cp := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cp, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cmd = exec.Command(bin, "serve", cp)
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start registry: %v", err)
+	}
+	t.Cleanup(func() {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		logf.Close()
+	})
+	waitFor(t, "registry "+r.Addr, func() bool {
+		resp, err := http.Get("http://" + r.Addr + "/v2/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	return r
+}
+
+func imageID(t *testing.T, d *harness.Daemon, ref string) string {
+	t.Helper()
+	return strings.TrimSpace(d.Must("image", "inspect", "--format", "{{.Id}}", ref))
+}
+
+// TestPushPull pushes busybox to docker-registry and pulls it into a
+// second daemon: same image ID (the config digest), runnable, RepoDigests set.
+func TestPushPull(t *testing.T) {
+	reg := startRegistry(t, nil)
+	d1 := engine(t)
+	ref := reg.Addr + "/test/busybox:v1"
+	d1.Must("tag", "busybox", ref)
+	out := d1.Must("push", ref)
+	for _, want := range []string{"The push refers to repository [" + reg.Addr + "/test/busybox]", "Pushed", "v1: digest: sha256:"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("push output lacks %q:\n%s", want, out)
+		}
+	}
+	if out := d1.Must("push", ref); !strings.Contains(out, "Layer already exists") {
+		t.Fatalf("second push did not find the layer:\n%s", out)
+	}
+
+	d2 := harness.StartDaemon(t, harness.Options{})
+	out = d2.Must("pull", ref)
+	for _, want := range []string{"v1: Pulling from test/busybox", "Pulling fs layer", "Verifying Checksum", "Download complete", "Pull complete", "Digest: sha256:", "Status: Downloaded newer image for " + ref, ref} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("pull output lacks %q:\n%s", want, out)
+		}
+	}
+	if a, b := imageID(t, d1, "busybox"), imageID(t, d2, ref); a != b {
+		t.Fatalf("pulled image ID %s, pushed %s", b, a)
+	}
+	if out := d2.Must("run", "--rm", "--network", "none", ref, "echo", "pulled"); strings.TrimSpace(out) != "pulled" {
+		t.Fatalf("run of the pulled image: %q", out)
+	}
+	digests := d2.Must("image", "inspect", "--format", "{{json .RepoDigests}}", ref)
+	if !strings.Contains(digests, reg.Addr+"/test/busybox@sha256:") {
+		t.Fatalf("RepoDigests %s", digests)
+	}
+	if out := d2.Must("pull", ref); !strings.Contains(out, "Status: Image is up to date for "+ref) {
+		t.Fatalf("second pull:\n%s", out)
+	}
+	// By digest, into a third name: the digest of the pushed manifest.
+	dgst := strings.Trim(strings.TrimSpace(digests), `[]"`)
+	d2.Must("rmi", ref)
+	if out := d2.Must("pull", dgst); !strings.Contains(out, "Digest:") {
+		t.Fatalf("pull by digest:\n%s", out)
+	}
+
+	// Bad input: a tag that is not there, an unknown platform.
+	r := d2.Run("pull", reg.Addr+"/test/busybox:nope")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not found") {
+		t.Fatalf("pull of a missing tag: %s", r)
+	}
+	r = d2.Run("pull", "--platform", "plan9/mips", ref)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "plan9/mips") {
+		t.Fatalf("pull for another platform: %s", r)
+	}
+}
+
+// TestPullPushBasicAuth: an htpasswd registry refuses anonymous pushes
+// and a wrong password; login stores the credentials as docker does.
+func TestPullPushBasicAuth(t *testing.T) {
+	reg := startRegistry(t, map[string]string{"alice": "s3cret"})
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	d := engine(t)
+	ref := reg.Addr + "/team/box:1"
+	d.Must("tag", "busybox", ref)
+	r := d.Run("push", ref)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "authentication required") {
+		t.Fatalf("anonymous push: %s", r)
+	}
+	r = d.RunStdin([]byte("wrong\n"), "login", "-u", "alice", "--password-stdin", reg.Addr)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "incorrect username or password") {
+		t.Fatalf("login with a wrong password: %s", r)
+	}
+	if out := d.Must("login", "-u", "alice", "-p", "s3cret", reg.Addr); !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("login: %s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"))
+	if err != nil || !strings.Contains(string(b), `"`+reg.Addr+`"`) || !strings.Contains(string(b), "YWxpY2U6czNjcmV0") {
+		t.Fatalf("config.json after login: %s %v", b, err)
+	}
+	d.Must("push", ref)
+	d.Must("rmi", ref)
+	d.Must("pull", ref)
+	if out := d.Must("logout", reg.Addr); !strings.Contains(out, "Removing login credentials for "+reg.Addr) {
+		t.Fatalf("logout: %s", out)
+	}
+	if r := d.Run("pull", ref); r.Code == 0 {
+		t.Fatalf("pull after logout succeeded: %s", r)
+	}
+}
+
+// testImage is a one-or-more-layer image served by fakeRegistry.
+type testImage struct {
+	manifest []byte
+	blobs    map[digest.Digest][]byte
+	layers   []digest.Digest
+}
+
+// makeTestImage builds an image of gzip layers, each holding one file of
+// the given size (random-ish bytes, so gzip cannot shrink it much).
+func makeTestImage(t *testing.T, sizes ...int) testImage {
+	t.Helper()
+	img := testImage{blobs: map[digest.Digest][]byte{}}
+	var diffIDs []string
+	var layers []map[string]any
+	for i, n := range sizes {
+		var tb bytes.Buffer
+		tw := tar.NewWriter(&tb)
+		data := make([]byte, n)
+		x := uint32(i*7919 + 1)
+		for j := range data {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			data[j] = byte(x)
+		}
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("file%d", i), Mode: 0o644, Size: int64(n), Typeflag: tar.TypeReg})
+		tw.Write(data)
+		tw.Close()
+		diffIDs = append(diffIDs, digest.FromBytes(tb.Bytes()).String())
+		var zb bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&zb, gzip.BestSpeed)
+		zw.Write(tb.Bytes())
+		zw.Close()
+		d := digest.FromBytes(zb.Bytes())
+		img.blobs[d] = zb.Bytes()
+		img.layers = append(img.layers, d)
+		layers = append(layers, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": zb.Len()})
+	}
+	cfg, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
+		"config": map[string]any{"Cmd": []string{"/file0"}}, "rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
+	cd := digest.FromBytes(cfg)
+	img.blobs[cd] = cfg
+	img.manifest, _ = json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(cfg)}, "layers": layers})
+	return img
+}
+
+// fakeRegistry serves img as test/img:latest; serve may alter a blob's
+// bytes or pace (corruption, slowness) and counts the GETs of each blob.
+type fakeRegistry struct {
+	Addr  string
+	img   testImage
+	mu    sync.Mutex
+	gets  map[digest.Digest]int
+	serve atomic.Value // func(w http.ResponseWriter, d digest.Digest, b []byte)
+}
+
+func startFakeRegistry(t *testing.T, img testImage) *fakeRegistry {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRegistry{Addr: ln.Addr().String(), img: img, gets: map[digest.Digest]int{}}
+	f.serve.Store(func(w http.ResponseWriter, _ digest.Digest, b []byte) { w.Write(b) })
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/", func(w http.ResponseWriter, r *http.Request) {
+		p := strings.TrimPrefix(r.URL.Path, "/v2/")
+		switch {
+		case p == "":
+			w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		case p == "test/img/manifests/latest" || p == "test/img/manifests/"+digest.FromBytes(img.manifest).String():
+			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			w.Write(img.manifest)
+		case strings.HasPrefix(p, "test/img/blobs/"):
+			d := digest.Digest(strings.TrimPrefix(p, "test/img/blobs/"))
+			b, ok := img.blobs[d]
+			if !ok {
+				http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`, http.StatusNotFound)
+				return
+			}
+			f.mu.Lock()
+			f.gets[d]++
+			f.mu.Unlock()
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+			f.serve.Load().(func(http.ResponseWriter, digest.Digest, []byte))(w, d, b)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return f
+}
+
+func (f *fakeRegistry) count(d digest.Digest) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gets[d]
+}
+
+// storeBlobs lists the daemon's content store and ingest areas.
+func storeBlobs(t *testing.T, d *harness.Daemon) (blobs, ingest []string) {
+	t.Helper()
+	blobs, _ = filepath.Glob(filepath.Join(d.Root, "content", "blobs", "sha256", "*"))
+	a, _ := filepath.Glob(filepath.Join(d.Root, "content", "ingest", "*"))
+	b, _ := filepath.Glob(filepath.Join(d.Root, "distribution", "ingest", "*"))
+	return blobs, append(a, b...)
+}
+
+// TestPullBadRegistry: a corrupted blob, a truncated blob, a missing blob
+// and garbage for a manifest each fail the pull with a one-line error
+// naming the cause, and leave nothing in the store.
+func TestPullBadRegistry(t *testing.T) {
+	img := makeTestImage(t, 4096, 8192)
+	f := startFakeRegistry(t, img)
+	d := harness.StartDaemon(t, harness.Options{})
+	ref := f.Addr + "/test/img"
+	before, _ := storeBlobs(t, d)
+	check := func(what, want string) {
+		t.Helper()
+		r := d.Run("pull", ref)
+		msg := strings.TrimSpace(r.Stderr)
+		if r.Code == 0 || !strings.Contains(msg, want) || strings.Contains(msg, "\n") {
+			t.Fatalf("%s: want one line with %q, got %s", what, want, r)
+		}
+		if out := d.Must("images", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("%s: an image was left: %s", what, out)
+		}
+		blobs, ingest := storeBlobs(t, d)
+		if len(blobs) != len(before) || len(ingest) != 0 {
+			t.Fatalf("%s: store left with blobs %v, ingest %v", what, blobs, ingest)
+		}
+	}
+	bad := img.layers[1]
+	f.serve.Store(func(w http.ResponseWriter, d digest.Digest, b []byte) {
+		if d == bad {
+			b = append([]byte(nil), b...)
+			b[len(b)/2] ^= 0xff
+		}
+		w.Write(b)
+	})
+	check("corrupted blob", "digest mismatch")
+	f.serve.Store(func(w http.ResponseWriter, d digest.Digest, b []byte) {
+		if d == bad {
+			b = b[:len(b)/2]
+		}
+		w.Write(b)
+	})
+	check("truncated blob", "layer "+string(bad))
+	delete(img.blobs, bad)
+	f.serve.Store(func(w http.ResponseWriter, _ digest.Digest, b []byte) { w.Write(b) })
+	check("missing blob", "missing blob")
+	img.manifest = []byte("<html>not a manifest</html>")
+	f.img = img
+	g := startFakeRegistry(t, img)
+	ref = g.Addr + "/test/img"
+	check("garbage manifest", "malformed manifest")
+}
+
+// TestPullResumesAfterRestart kills the daemon while a big layer downloads;
+// the next pull does not fetch the finished layer again.
+func TestPullResumesAfterRestart(t *testing.T) {
+	img := makeTestImage(t, 4096, 8<<20)
+	f := startFakeRegistry(t, img)
+	small, big := img.layers[0], img.layers[1]
+	release := make(chan struct{})
+	var once sync.Once
+	f.serve.Store(func(w http.ResponseWriter, d digest.Digest, b []byte) {
+		if d != big {
+			w.Write(b)
+			return
+		}
+		// Half the big layer, then hang until the test lets go.
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	d := harness.StartDaemon(t, harness.Options{})
+	ref := f.Addr + "/test/img"
+	done := make(chan harness.Result, 1)
+	go func() { done <- d.Run("pull", ref) }()
+	state := filepath.Join(d.Root, "images", "state.json")
+	waitFor(t, "the small layer to be stored", func() bool {
+		b, _ := os.ReadFile(state)
+		return strings.Contains(string(b), `"pins"`)
+	})
+	d.Kill9()
+	<-done
+	once.Do(func() { close(release) })
+	f.serve.Store(func(w http.ResponseWriter, _ digest.Digest, b []byte) { w.Write(b) })
+	d.Restart()
+	out := d.Must("pull", ref)
+	if !strings.Contains(out, small.Encoded()[:12]+": Already exists") {
+		t.Fatalf("second pull did not reuse the finished layer:\n%s", out)
+	}
+	if n := f.count(small); n != 1 {
+		t.Fatalf("the finished layer was downloaded %d times", n)
+	}
+	if n := f.count(big); n != 2 {
+		t.Fatalf("the big layer was downloaded %d times, want 2", n)
+	}
+}
