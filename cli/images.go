@@ -518,7 +518,7 @@ func newPullCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return pullImage(cmd, c, args[0], platform, quiet)
+			return pullImageTo(cmd, c, args[0], platform, quiet, streamsOf(cmd).out)
 		},
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "Pull for this platform (os/arch[/variant])")
@@ -527,15 +527,14 @@ func newPullCommand() *cobra.Command {
 	return cmd
 }
 
-// pullImage pulls ref through the daemon with the client's credentials
-// for its registry, printing docker's output (only the name with quiet).
-func pullImage(cmd *cobra.Command, c *apiClient, ref, platform string, quiet bool) error {
+// pullImageTo pulls ref through the daemon with the client's credentials
+// for its registry, printing docker's output to out (only the name with quiet).
+func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet bool, out io.Writer) error {
 	r, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return err
 	}
 	r = reference.TagNameOnly(r)
-	out := streamsOf(cmd).out
 	if !quiet && !strings.Contains(ref, ":") && !strings.Contains(ref, "@") {
 		fmt.Fprintln(out, "Using default tag: latest")
 	}
@@ -614,4 +613,14 @@ func newPushCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
 	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags (not supported)")
 	return cmd
+}
+
+// familiarTagged is ref as docker names it in "Unable to find image": the
+// familiar name with its tag (busybox:latest).
+func familiarTagged(ref string) string {
+	r, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return reference.FamiliarString(reference.TagNameOnly(r))
 }

@@ -147,8 +147,21 @@ func TestPushPull(t *testing.T) {
 		t.Fatalf("pull by digest:\n%s", out)
 	}
 
+	// run pulls a missing image as docker does, unless --pull never.
+	d2.Must("rmi", "-f", dgst)
+	if r := d2.Run("run", "--rm", "--pull", "never", "--network", "none", ref, "true"); r.Code == 0 || !strings.Contains(r.Stderr, "No such image") {
+		t.Fatalf("run --pull never of a missing image: %s", r)
+	}
+	r := d2.Run("run", "--rm", "--network", "none", ref, "echo", "auto")
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "auto" || !strings.Contains(r.Stderr, "Unable to find image '"+ref+"' locally") {
+		t.Fatalf("run of a missing image: %s", r)
+	}
+	if r := d2.Run("create", "--pull", "always", "--network", "none", ref, "true"); r.Code != 0 || !strings.Contains(r.Stderr, "Status: Image is up to date") {
+		t.Fatalf("create --pull always: %s", r)
+	}
+
 	// Bad input: a tag that is not there, an unknown platform.
-	r := d2.Run("pull", reg.Addr+"/test/busybox:nope")
+	r = d2.Run("pull", reg.Addr+"/test/busybox:nope")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "not found") {
 		t.Fatalf("pull of a missing tag: %s", r)
 	}
@@ -395,5 +408,41 @@ func TestPullResumesAfterRestart(t *testing.T) {
 	}
 	if n := f.count(big); n != 2 {
 		t.Fatalf("the big layer was downloaded %d times, want 2", n)
+	}
+}
+
+// TestPullDockerClients: the docker CLI and docker-py push to and pull from
+// docker-registry through shoal's daemon.
+func TestPullDockerClients(t *testing.T) {
+	reg := startRegistry(t, nil)
+	d := engine(t)
+	docker := dockerCLI(t, d)
+	ref := reg.Addr + "/clients/box:dock"
+	d.Must("tag", "busybox", ref)
+	if r := docker("push", ref); r.Code != 0 || !strings.Contains(r.Stdout, "dock: digest: sha256:") {
+		t.Fatalf("docker push: %s", r)
+	}
+	id := imageID(t, d, ref)
+	d.Must("rmi", ref)
+	if r := docker("pull", ref); r.Code != 0 || !strings.Contains(r.Stdout, "Already exists") || !strings.Contains(r.Stdout, "Downloaded newer image") {
+		t.Fatalf("docker pull: %s", r)
+	}
+	if got := imageID(t, d, ref); got != id {
+		t.Fatalf("docker pull gave %s, want %s", got, id)
+	}
+	d.Must("rmi", ref)
+	if r := docker("run", "--rm", "--network", "none", ref, "echo", "via-docker"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "via-docker" || !strings.Contains(r.Stderr, "Unable to find image") {
+		t.Fatalf("docker run of a missing image: %s", r)
+	}
+	out := dockerPy(t, d, fmt.Sprintf(`
+img = c.images.pull(%[1]q, tag="dock")
+print("pulled", img.id)
+img.tag(%[1]q, tag="py")
+for line in c.images.push(%[1]q, tag="py", stream=True, decode=True):
+    if "error" in line: raise SystemExit(line["error"])
+    if "aux" in line: print("pushed", line["aux"]["Digest"])
+`, reg.Addr+"/clients/box"))
+	if !strings.Contains(out, "pulled "+id) || !strings.Contains(out, "pushed sha256:") {
+		t.Fatalf("docker-py pull/push:\n%s", out)
 	}
 }

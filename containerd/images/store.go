@@ -335,6 +335,15 @@ func (s *Store) lookupLocked(refOrID string) (e *entry, byRef string, err error)
 			return s.images[id], ref.String(), nil
 		}
 	}
+	if perr == nil && ref.Digest != "" {
+		// name@digest: the image pulled by (or pushed as) that manifest.
+		want := ref.Name() + "@" + string(ref.Digest)
+		for _, e := range s.images {
+			if contains(e.rec.RepoDigests, want) {
+				return e, "", nil
+			}
+		}
+	}
 	prefix := strings.TrimPrefix(refOrID, "sha256:")
 	if isHex(prefix) && prefix != "" {
 		var found *entry
