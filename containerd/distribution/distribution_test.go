@@ -1,0 +1,183 @@
+package distribution
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/shoal-project/shoal/containerd/images"
+)
+
+var manifestSeeds = []string{
+	`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}]}`,
+	`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":7,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}`,
+	`{"schemaVersion":1,"name":"x","fsLayers":[]}`,
+	`{"schemaVersion":2,"config":{"digest":"sha512:00","size":-1}}`,
+	`{"schemaVersion":2,"manifests":[]}`,
+	`[]`, `null`, `{"schemaVersion":2,"mediaType":"text/html"}`,
+}
+
+func TestParseManifest(t *testing.T) {
+	for i, want := range []string{"", "", "schema 1", "config", "malformed", "malformed manifest", "malformed", "unsupported manifest media type"} {
+		m, err := parseManifest([]byte(manifestSeeds[i]), "")
+		if want == "" {
+			if err != nil {
+				t.Fatalf("seed %d: %v", i, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("seed %d: got %v (%+v), want an error with %q", i, err, m, want)
+		}
+	}
+	m, _ := parseManifest([]byte(manifestSeeds[1]), "")
+	if d, err := m.pick(Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}); err != nil || d.Digest == "" {
+		t.Fatalf("pick arm64: %v", err)
+	}
+	if _, err := m.pick(Platform{OS: "linux", Architecture: "s390x"}); err == nil || !strings.Contains(err.Error(), "no matching manifest for linux/s390x") {
+		t.Fatalf("pick s390x: %v", err)
+	}
+}
+
+// FuzzParseManifest: whatever a registry sends, the parser returns an
+// error or a manifest a pull can use without further checks.
+func FuzzParseManifest(f *testing.F) {
+	for _, s := range manifestSeeds {
+		f.Add([]byte(s), "")
+		f.Add([]byte(s), "application/vnd.oci.image.index.v1+json")
+	}
+	f.Fuzz(func(t *testing.T, b []byte, ct string) {
+		m, err := parseManifest(b, ct)
+		if err != nil {
+			return
+		}
+		if m.isIndex() {
+			if len(m.Manifests) == 0 {
+				t.Fatal("index without manifests accepted")
+			}
+			for _, d := range m.Manifests {
+				if d.Digest.Validate() != nil {
+					t.Fatal("bad digest accepted")
+				}
+			}
+			m.pick(Platform{OS: "linux", Architecture: "amd64"})
+			return
+		}
+		if m.Config == nil || m.Config.Digest.Validate() != nil {
+			t.Fatal("manifest without a valid config accepted")
+		}
+		for _, l := range m.Layers {
+			if l.Digest.Validate() != nil || l.Size < 0 {
+				t.Fatal("bad layer accepted")
+			}
+			if _, err := layerCompression(l.MediaType); err != nil {
+				t.Fatal("unknown layer type accepted")
+			}
+		}
+	})
+}
+
+// tokenRegistry serves a multi-arch index whose image for this machine
+// has one zstd layer, behind a bearer-token challenge.
+func tokenRegistry(t *testing.T) (*httptest.Server, map[string][]byte, digest.Digest) {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
+	tw.Write([]byte("hello"))
+	tw.Close()
+	var zb bytes.Buffer
+	zw, _ := zstd.NewWriter(&zb)
+	zw.Write(tb.Bytes())
+	zw.Close()
+	cfg, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(tb.Bytes())}}})
+	blobs := map[string][]byte{}
+	put := func(b []byte) digest.Digest { d := digest.FromBytes(b); blobs[string(d)] = b; return d }
+	man, _ := json.Marshal(manifest{SchemaVersion: 2, MediaType: ocispec.MediaTypeImageManifest,
+		Config: &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: put(cfg), Size: int64(len(cfg))},
+		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerZstd, Digest: put(zb.Bytes()), Size: int64(zb.Len())}}})
+	md := put(man)
+	idx, _ := json.Marshal(manifest{SchemaVersion: 2, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{
+		{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("other"), Size: 3, Platform: &ocispec.Platform{OS: "windows", Architecture: runtime.GOARCH}},
+		{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(man)), Platform: &ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}},
+	}})
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			u, p, _ := r.BasicAuth()
+			if u != "bob" || p != "pw" || r.URL.Query().Get("scope") != "repository:lib/app:pull" {
+				http.Error(w, "no", http.StatusUnauthorized)
+				return
+			}
+			w.Write([]byte(`{"token":"T0K"}`))
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer T0K" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+srv.URL+`/token",service="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch {
+		case r.URL.Path == "/v2/":
+		case r.URL.Path == "/v2/lib/app/manifests/multi":
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+			w.Write(idx)
+		case strings.HasPrefix(r.URL.Path, "/v2/lib/app/manifests/"), strings.HasPrefix(r.URL.Path, "/v2/lib/app/blobs/"):
+			b, ok := blobs[filepath.Base(r.URL.Path)]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+			w.Write(b)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, blobs, digest.FromBytes(cfg)
+}
+
+func TestPullIndexZstdBearer(t *testing.T) {
+	srv, _, cfgDigest := tokenRegistry(t)
+	root := t.TempDir()
+	store, err := images.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(store, Options{IngestDir: filepath.Join(root, "distribution", "ingest")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	ref := host + "/lib/app:multi"
+	ctx := context.Background()
+	if _, err := c.Pull(ctx, ref, PullOptions{Auth: Auth{Username: "bob", Password: "bad"}}); err == nil || !strings.Contains(err.Error(), "incorrect username or password") {
+		t.Fatalf("pull with a wrong password: %v", err)
+	}
+	var steps []string
+	img, err := c.Pull(ctx, ref, PullOptions{Auth: Auth{Username: "bob", Password: "pw"}, Progress: func(p Progress) { steps = append(steps, p.Status) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ID != string(cfgDigest) || len(img.RepoDigests) != 1 || img.RepoTags[0] != ref {
+		t.Fatalf("pulled %+v, want ID %s", img, cfgDigest)
+	}
+	if got := strings.Join(steps, ","); !strings.Contains(got, "Pulling fs layer") || !strings.Contains(got, "Pull complete") {
+		t.Fatalf("progress %s", got)
+	}
+	if _, err := c.Pull(ctx, ref, PullOptions{Platform: "linux/s390x", Auth: Auth{Username: "bob", Password: "pw"}}); err == nil || !strings.Contains(err.Error(), "no matching manifest for linux/s390x") {
+		t.Fatalf("pull for s390x: %v", err)
+	}
+}
