@@ -75,7 +75,7 @@ func NewRootCommand() *cobra.Command {
 	imageCmd.AddCommand(
 		newImportCommand(), newImagesCommand("ls"), newRmiCommand("rm"), newTagCommand(),
 		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newImageInspectCommand(),
-		newPullCommand(), newPushCommand(),
+		newPullCommand(), newPushCommand(), newImagePruneCommand(),
 	)
 	containerCmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs}
 	containerCmd.AddCommand(

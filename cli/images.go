@@ -100,6 +100,9 @@ var imageHeaders = map[string]string{
 
 const defaultImageFormat = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 
+// digestsImageFormat is the table of `images --digests`.
+const digestsImageFormat = "{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+
 // imageRows expands summaries into one row per tag, "<none>" for untagged
 // images, newest first; match (a REPOSITORY[:TAG] argument) filters them.
 func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time) []imageRow {
@@ -108,7 +111,14 @@ func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time)
 	for _, img := range items {
 		tags := img.RepoTags
 		if len(tags) == 0 {
-			if match != "" {
+			// An image known only by digest is listed under its repository, as docker does.
+			for _, rd := range img.RepoDigests {
+				repo, dgst, _ := strings.Cut(rd, "@")
+				if match == "" || refMatches(match, repo, "<none>") {
+					rows = append(rows, imageRow{img: img, repo: repo, tag: "<none>", digest: dgst, noTrunc: noTrunc, now: now})
+				}
+			}
+			if match != "" || len(img.RepoDigests) > 0 {
 				continue
 			}
 			rows = append(rows, imageRow{img: img, repo: "<none>", tag: "<none>", digest: "<none>", noTrunc: noTrunc, now: now})
@@ -119,10 +129,20 @@ func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time)
 			if match != "" && !refMatches(match, repo, tag) {
 				continue
 			}
-			rows = append(rows, imageRow{img: img, repo: repo, tag: tag, digest: "<none>", noTrunc: noTrunc, now: now})
+			rows = append(rows, imageRow{img: img, repo: repo, tag: tag, digest: repoDigest(img.RepoDigests, repo), noTrunc: noTrunc, now: now})
 		}
 	}
 	return rows
+}
+
+// repoDigest is the digest of repo among an image's RepoDigests, "<none>" if absent.
+func repoDigest(repoDigests []string, repo string) string {
+	for _, rd := range repoDigests {
+		if r, d, ok := strings.Cut(rd, "@"); ok && r == repo {
+			return d
+		}
+	}
+	return "<none>"
 }
 
 // splitRepoTag splits "host:5000/name:tag" at the last colon after the last
@@ -157,7 +177,7 @@ func refMatches(pattern, repo, tag string) bool {
 }
 
 func newImagesCommand(use string) *cobra.Command {
-	var quiet, all, noTrunc bool
+	var quiet, all, noTrunc, digests bool
 	var format string
 	var filters []string
 	cmd := &cobra.Command{
@@ -204,13 +224,18 @@ func newImagesCommand(use string) *cobra.Command {
 			for i, r := range rows {
 				anyRows[i] = r
 			}
-			return renderRows(out, parseTableFormat(format, defaultImageFormat), imageHeaders, anyRows)
+			def := defaultImageFormat
+			if digests {
+				def = digestsImageFormat
+			}
+			return renderRows(out, parseTableFormat(format, def), imageHeaders, anyRows)
 		},
 	}
 	fl := cmd.Flags()
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	fl.BoolVarP(&all, "all", "a", false, "Show all images (default hides intermediate images)")
 	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
+	fl.BoolVar(&digests, "digests", false, "Show digests")
 	fl.StringVar(&format, "format", "", "Format output using a custom template ('table', 'table TEMPLATE' or a Go template)")
 	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
 	return cmd
@@ -623,4 +648,55 @@ func familiarTagged(ref string) string {
 		return ref
 	}
 	return reference.FamiliarString(reference.TagNameOnly(r))
+}
+
+func newImagePruneCommand() *cobra.Command {
+	var force, all bool
+	var filterArgs []string
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove unused images",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := parseFilters(filterArgs)
+			if err != nil {
+				return err
+			}
+			s := streamsOf(cmd)
+			question := "WARNING! This will remove all dangling images.\n"
+			if all {
+				question = "WARNING! This will remove all images without at least one container associated to them.\n"
+			}
+			if !force && !confirm(s, question) {
+				return nil
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			f = f.Clone().Add("dangling", strconv.FormatBool(!all))
+			res, err := c.ImagePrune(commandContext(cmd), client.ImagePruneOptions{Filters: f})
+			if err != nil {
+				return c.apiError(err)
+			}
+			var lines []string
+			for _, d := range res.Report.ImagesDeleted {
+				if d.Untagged != "" {
+					lines = append(lines, "untagged: "+d.Untagged)
+				}
+				if d.Deleted != "" {
+					lines = append(lines, "deleted: "+d.Deleted)
+				}
+			}
+			printDeleted(s.out, "Deleted Images:", lines)
+			fmt.Fprintln(s.out, "Total reclaimed space:", humanSize(int64(res.Report.SpaceReclaimed)))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
+	fl.BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
+	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
+	return cmd
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -265,29 +266,41 @@ func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// imagePrune removes the dangling images (no tag), those containers do not
-// use; dangling=false (prune -a: every unused image) is not supported.
+// imagePrune removes the dangling images (no tag) that containers do not
+// use; with dangling=false (prune -a), every image no container uses.
 func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilters(r.URL.Query().Get("filters"), "dangling", "label")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if !f.any("dangling", func(v string) bool { return v == "true" || v == "1" }) {
-		writeError(w, badRequest("image prune -a (dangling=false) is not supported"))
-		return
+	danglingOnly := true
+	if f.any("dangling", func(v string) bool { return v == "false" || v == "0" }) {
+		danglingOnly = false
 	}
 	list, err := d.images.List()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	used := map[string]bool{}
+	if d.containers != nil {
+		for _, c := range d.containers.List(true) {
+			used[c.ImageID] = true
+		}
+	}
 	report := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
 	for _, img := range list {
-		if len(img.RepoTags) > 0 || !f.labels(img.Config.Config.Labels) {
+		if (danglingOnly && len(img.RepoTags) > 0) || used[img.ID] || !f.labels(img.Config.Config.Labels) {
 			continue
 		}
+		// Never forced: Remove refuses an image a container uses. An image
+		// tagged in several repositories is refused by ID, so prune -a
+		// removes it tag by tag.
 		removed, err := d.images.Remove(img.ID, false)
+		if err != nil && !danglingOnly && errors.Is(err, images.ErrConflict) && !used[img.ID] {
+			removed, err = d.removeAllTags(img)
+		}
 		if err != nil {
 			continue // in use by a container, or gone meanwhile
 		}
@@ -299,6 +312,20 @@ func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, report)
+}
+
+// removeAllTags removes an image tagged in several repositories tag by tag:
+// the last removal deletes it, and is refused if a container uses it.
+func (d *Daemon) removeAllTags(img images.Image) ([]images.Removed, error) {
+	var out []images.Removed
+	for _, t := range img.RepoTags {
+		removed, err := d.images.Remove(t, false)
+		out = append(out, removed...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // imageConfigExt is the Docker part of an image's config that the OCI type

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,9 +157,23 @@ func TestPushPull(t *testing.T) {
 	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "auto" || !strings.Contains(r.Stderr, "Unable to find image '"+ref+"' locally") {
 		t.Fatalf("run of a missing image: %s", r)
 	}
-	if r := d2.Run("create", "--pull", "always", "--network", "none", ref, "true"); r.Code != 0 || !strings.Contains(r.Stderr, "Status: Image is up to date") {
+	r = d2.Run("create", "--pull", "always", "--network", "none", ref, "true")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "Status: Image is up to date") {
 		t.Fatalf("create --pull always: %s", r)
 	}
+	ctr := strings.TrimSpace(r.Stdout)
+	if out := d2.Must("images", "--digests"); !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(reg.Addr+"/test/busybox") + `\s+v1\s+` + regexp.QuoteMeta(strings.SplitN(dgst, "@", 2)[1]) + `\s`).MatchString(out) {
+		t.Fatalf("images --digests:\n%s", out)
+	}
+	// prune -a keeps what a container uses, then takes it once unused.
+	if out := d2.Must("image", "prune", "-a", "-f"); strings.Contains(out, "deleted:") {
+		t.Fatalf("prune -a removed an image in use:\n%s", out)
+	}
+	d2.Must("rm", ctr)
+	if out := d2.Must("image", "prune", "-a", "-f"); !strings.Contains(out, "deleted: sha256:") {
+		t.Fatalf("prune -a kept an unused image:\n%s", out)
+	}
+	d2.Must("pull", "-q", ref)
 
 	// Bad input: a tag that is not there, an unknown platform.
 	r = d2.Run("pull", reg.Addr+"/test/busybox:nope")
