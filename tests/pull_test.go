@@ -46,12 +46,18 @@ func freePort(t *testing.T) int {
 // basic auth. It is killed and its storage removed when the test ends.
 func startRegistry(t *testing.T, users map[string]string) *registry {
 	t.Helper()
+	return startRegistryOn(t, "127.0.0.1", users)
+}
+
+// startRegistryOn is startRegistry listening on host (an IP of this machine).
+func startRegistryOn(t *testing.T, host string, users map[string]string) *registry {
+	t.Helper()
 	bin := "/usr/bin/docker-registry"
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing (apt-get install -y docker-registry): %v", bin, err)
 	}
 	dir := t.TempDir()
-	r := &registry{Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dir: dir}
+	r := &registry{Addr: fmt.Sprintf("%s:%d", host, freePort(t)), dir: dir}
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
 		filepath.Join(dir, "data"), r.Addr)
 	if len(users) > 0 {
@@ -119,6 +125,11 @@ func TestPushPull(t *testing.T) {
 	}
 	if out := d1.Must("push", ref); !strings.Contains(out, "Layer already exists") {
 		t.Fatalf("second push did not find the layer:\n%s", out)
+	}
+	// Another repository of the same registry: the layer is mounted, not sent.
+	d1.Must("tag", "busybox", reg.Addr+"/other/box:v1")
+	if out := d1.Must("push", reg.Addr+"/other/box:v1"); !strings.Contains(out, "Mounted from test/busybox") {
+		t.Fatalf("push to another repository did not mount the layer:\n%s", out)
 	}
 
 	d2 := harness.StartDaemon(t, harness.Options{})
@@ -212,6 +223,18 @@ func TestPullPushBasicAuth(t *testing.T) {
 	d.Must("push", ref)
 	d.Must("rmi", ref)
 	d.Must("pull", ref)
+	// The docker CLI logs in through POST /auth and pushes with its credentials.
+	docker := dockerCLI(t, d)
+	if r := docker("login", "-u", "alice", "-p", "nope", reg.Addr); r.Code == 0 {
+		t.Fatalf("docker login with a wrong password: %s", r)
+	}
+	if r := docker("login", "-u", "alice", "-p", "s3cret", reg.Addr); r.Code != 0 || !strings.Contains(r.Stdout, "Login Succeeded") {
+		t.Fatalf("docker login: %s", r)
+	}
+	d.Must("tag", "busybox", reg.Addr+"/team/box:2")
+	if r := docker("push", reg.Addr+"/team/box:2"); r.Code != 0 || !strings.Contains(r.Stdout, "2: digest: sha256:") {
+		t.Fatalf("docker push with credentials: %s", r)
+	}
 	if out := d.Must("logout", reg.Addr); !strings.Contains(out, "Removing login credentials for "+reg.Addr) {
 		t.Fatalf("logout: %s", out)
 	}
@@ -459,5 +482,59 @@ for line in c.images.push(%[1]q, tag="py", stream=True, decode=True):
 `, reg.Addr+"/clients/box"))
 	if !strings.Contains(out, "pulled "+id) || !strings.Contains(out, "pushed sha256:") {
 		t.Fatalf("docker-py pull/push:\n%s", out)
+	}
+}
+
+// TestPullInsecureRegistry: a plain-HTTP registry on a non-loopback address
+// is refused (HTTPS only) until the daemon names it --insecure-registry.
+func TestPullInsecureRegistry(t *testing.T) {
+	ip := ""
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			ip = n.IP.String()
+			break
+		}
+	}
+	if ip == "" {
+		t.Skip("no non-loopback IPv4 address")
+	}
+	reg := startRegistryOn(t, ip, nil)
+	d := engine(t)
+	ref := reg.Addr + "/plain/box:1"
+	d.Must("tag", "busybox", ref)
+	if r := d.Run("push", ref); r.Code == 0 || !strings.Contains(r.Stderr, "HTTPS") {
+		t.Fatalf("push over plain HTTP without --insecure-registry: %s", r)
+	}
+	d.Restart("--insecure-registry", reg.Addr)
+	d.Must("push", ref)
+	d.Must("rmi", ref)
+	if out := d.Must("pull", ref); !strings.Contains(out, "Digest: sha256:") {
+		t.Fatalf("pull from an insecure registry:\n%s", out)
+	}
+}
+
+// TestPullDiskFull: the disk fills up mid-download (a 256 KiB tmpfs over
+// the ingest area); the pull fails naming it and stores nothing.
+func TestPullDiskFull(t *testing.T) {
+	img := makeTestImage(t, 4096, 2<<20)
+	f := startFakeRegistry(t, img)
+	d := harness.StartDaemon(t, harness.Options{})
+	ingest := filepath.Join(d.Root, "distribution", "ingest")
+	if err := syscall.Mount("tmpfs", ingest, "tmpfs", 0, "size=256k"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(ingest, syscall.MNT_DETACH) })
+	before, _ := storeBlobs(t, d)
+	r := d.Run("pull", f.Addr+"/test/img")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "no space left on device") || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 {
+		t.Fatalf("pull onto a full disk: %s", r)
+	}
+	blobs, left := storeBlobs(t, d)
+	if len(blobs) != len(before) || len(left) != 0 {
+		t.Fatalf("a failed pull left blobs %v, ingest %v", blobs, left)
+	}
+	if out := d.Must("images", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("an image was left: %s", out)
 	}
 }

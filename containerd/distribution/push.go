@@ -181,7 +181,7 @@ func (p *pushReader) Read(b []byte) (int, error) {
 
 // exists is the HEAD check of a blob.
 func (s *session) exists(ctx context.Context, d digest.Digest) bool {
-	resp, err := s.do(ctx, http.MethodHead, s.base+"/v2/"+s.repo+"/blobs/"+string(d), nil, nil, true)
+	resp, err := s.do(ctx, http.MethodHead, s.base+"/v2/"+s.repo+"/blobs/"+string(d), nil, nil)
 	if err != nil {
 		return false
 	}
@@ -193,14 +193,14 @@ func (s *session) exists(ctx context.Context, d digest.Digest) bool {
 // it may decline by starting an upload instead (202, cancelled here).
 func (s *session) mount(ctx context.Context, d digest.Digest, from string) bool {
 	u := s.base + "/v2/" + s.repo + "/blobs/uploads/?mount=" + url.QueryEscape(string(d)) + "&from=" + url.QueryEscape(from)
-	resp, err := s.do(ctx, http.MethodPost, u, nil, nil, true)
+	resp, err := s.do(ctx, http.MethodPost, u, nil, nil)
 	if err != nil {
 		return false
 	}
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusAccepted {
 		if loc, err := s.resolveURL(resp.Header.Get("Location")); err == nil {
-			if r, err := s.do(ctx, http.MethodDelete, loc, nil, nil, true); err == nil {
+			if r, err := s.do(ctx, http.MethodDelete, loc, nil, nil); err == nil {
 				r.Body.Close()
 			}
 		}

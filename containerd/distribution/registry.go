@@ -145,7 +145,7 @@ func (c *Client) open(ctx context.Context, host, repo string, auth Auth, push bo
 	var firstErr error
 	for _, t := range tries {
 		s.base, s.hc = t.scheme+"://"+host, t.hc
-		resp, err := s.do(ctx, http.MethodGet, s.base+"/v2/", nil, nil, false)
+		resp, err := s.do(ctx, http.MethodGet, s.base+"/v2/", nil, nil)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -191,7 +191,7 @@ func (s *session) authorize(ctx context.Context, challenge string) error {
 		return fmt.Errorf("registry %s: unsupported auth challenge %q", s.host, challenge)
 	}
 	// Check the credentials now, so that a wrong password is one clear error.
-	resp, err := s.do(ctx, http.MethodGet, s.base+"/v2/", nil, nil, false)
+	resp, err := s.do(ctx, http.MethodGet, s.base+"/v2/", nil, nil)
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", s.host, err)
 	}
@@ -287,9 +287,9 @@ func parseChallenge(h string) (string, map[string]string) {
 	return scheme, params
 }
 
-// do sends one request with the session's credentials. body, if set,
-// must be replayable by the caller (it is sent once).
-func (s *session) do(ctx context.Context, method, u string, hdr http.Header, body io.Reader, withAuth bool) (*http.Response, error) {
+// do sends one request with the session's credentials (learnt before any
+// request with a body, so that no body is ever sent twice).
+func (s *session) do(ctx context.Context, method, u string, hdr http.Header, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, err
@@ -300,7 +300,7 @@ func (s *session) do(ctx context.Context, method, u string, hdr http.Header, bod
 	s.mu.Lock()
 	h := s.header
 	s.mu.Unlock()
-	if h != "" && (withAuth || method == http.MethodGet) {
+	if h != "" {
 		req.Header.Set("Authorization", h)
 	}
 	req.Header.Set("User-Agent", "shoal")
@@ -310,9 +310,19 @@ func (s *session) do(ctx context.Context, method, u string, hdr http.Header, bod
 // call is do with auth and a check of the status against want; a wrong
 // status is turned into an error naming the registry's own message.
 func (s *session) call(ctx context.Context, method, u string, hdr http.Header, body io.Reader, want ...int) (*http.Response, error) {
-	resp, err := s.do(ctx, method, u, hdr, body, true)
+	resp, err := s.do(ctx, method, u, hdr, body)
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode == http.StatusUnauthorized && body == nil {
+		// A token expired during a long pull or push: answer the challenge again, once.
+		resp.Body.Close()
+		if err := s.authorize(ctx, resp.Header.Get("WWW-Authenticate")); err != nil {
+			return nil, err
+		}
+		if resp, err = s.do(ctx, method, u, hdr, nil); err != nil {
+			return nil, err
+		}
 	}
 	for _, w := range want {
 		if resp.StatusCode == w {
@@ -366,16 +376,8 @@ func (s *session) resolveURL(loc string) (string, error) {
 
 // Login checks auth against server (a host[:port], or Docker Hub when empty).
 func (c *Client) Login(ctx context.Context, server string, auth Auth) error {
-	host := registryHost(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://"), "/v1/"))
-	if host == "index.docker.io" {
-		host = DockerHub
-	}
-	s, err := c.open(ctx, host, "", auth, false)
-	if err != nil {
-		return err
-	}
-	if s.header == "" && auth.Username != "" {
-		return nil // the registry needs no credentials; docker accepts the login too
-	}
-	return nil
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://"), "/")
+	host = registryHost(strings.TrimSuffix(host, "/v1"))
+	_, err := c.open(ctx, host, "", auth, false)
+	return err
 }
