@@ -538,3 +538,45 @@ func TestPullDiskFull(t *testing.T) {
 		t.Fatalf("an image was left: %s", out)
 	}
 }
+
+// TestPullSkopeoOCIZstd: skopeo rewrites a pushed image as an OCI manifest
+// with zstd layers; a second daemon pulls that, gets the same image ID
+// (the config is the same bytes) and pushes it back.
+func TestPullSkopeoOCIZstd(t *testing.T) {
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Skip("no skopeo (apt-get install -y skopeo)")
+	}
+	reg := startRegistry(t, nil)
+	d1 := engine(t)
+	src := reg.Addr + "/test/busybox:v1"
+	d1.Must("tag", "busybox", src)
+	d1.Must("push", src)
+	dst := reg.Addr + "/test/oci:zstd"
+	out, err := exec.Command("skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--format", "oci",
+		"--dest-compress-format", "zstd", "docker://"+src, "docker://"+dst).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	raw, err := exec.Command("skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+dst).Output()
+	if err != nil || !strings.Contains(string(raw), "application/vnd.oci.image.layer.v1.tar+zstd") {
+		t.Fatalf("skopeo did not write a zstd OCI manifest: %v\n%s", err, raw)
+	}
+	d2 := harness.StartDaemon(t, harness.Options{})
+	if out := d2.Must("pull", dst); !strings.Contains(out, "Pull complete") {
+		t.Fatalf("pull of the OCI zstd image:\n%s", out)
+	}
+	if a, b := imageID(t, d1, src), imageID(t, d2, dst); a != b {
+		t.Fatalf("OCI zstd image ID %s, docker gzip image ID %s", b, a)
+	}
+	if out := d2.Must("run", "--rm", "--network", "none", dst, "echo", "zstd"); strings.TrimSpace(out) != "zstd" {
+		t.Fatalf("run: %q", out)
+	}
+	back := reg.Addr + "/test/oci:back"
+	d2.Must("tag", dst, back)
+	if out := d2.Must("push", back); !strings.Contains(out, "Layer already exists") && !strings.Contains(out, "Mounted from test/oci") {
+		t.Fatalf("push of the pulled zstd image re-uploaded its layer:\n%s", out)
+	}
+	if out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+back).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo inspect of the pushed image: %v\n%s", err, out)
+	}
+}
