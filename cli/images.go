@@ -543,7 +543,11 @@ func newPullCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return pullImageTo(cmd, c, args[0], platform, quiet, streamsOf(cmd).out)
+			out := streamsOf(cmd).out
+			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && !quiet && reference.IsNameOnly(n) {
+				fmt.Fprintln(out, "Using default tag: latest")
+			}
+			return pullImageTo(cmd, c, args[0], platform, quiet, out)
 		},
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "Pull for this platform (os/arch[/variant])")
@@ -560,9 +564,6 @@ func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet b
 		return err
 	}
 	r = reference.TagNameOnly(r)
-	if !quiet && !strings.Contains(ref, ":") && !strings.Contains(ref, "@") {
-		fmt.Fprintln(out, "Using default tag: latest")
-	}
 	auth, err := registryAuthFor(r)
 	if err != nil {
 		return err

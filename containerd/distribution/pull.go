@@ -54,7 +54,7 @@ func (c *Client) Pull(ctx context.Context, refStr string, opts PullOptions) (ima
 	host, repo := registryHost(ref.Domain), remotePath(ref)
 	s, err := c.open(ctx, host, repo, opts.Auth, false)
 	if err != nil {
-		return images.Image{}, err
+		return images.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if ref.Tag != "" && ref.Digest == "" {
 		prog.send(Progress{ID: ref.Tag, Status: "Pulling from " + ref.Path})
