@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -578,5 +579,29 @@ func TestPullSkopeoOCIZstd(t *testing.T) {
 	}
 	if out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+back).CombinedOutput(); err != nil {
 		t.Fatalf("skopeo inspect of the pushed image: %v\n%s", err, out)
+	}
+}
+
+// TestPullParallel: layers download 3 at a time, as dockerd's default;
+// the others wait.
+func TestPullParallel(t *testing.T) {
+	img := makeTestImage(t, 1024, 1024, 1024, 1024, 1024, 1024)
+	f := startFakeRegistry(t, img)
+	var inflight, most atomic.Int32
+	f.serve.Store(func(w http.ResponseWriter, d digest.Digest, b []byte) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(300 * time.Millisecond)
+		w.Write(b)
+	})
+	d := harness.StartDaemon(t, harness.Options{})
+	out := d.Must("pull", f.Addr+"/test/img")
+	if got := most.Load(); got != 3 {
+		t.Fatalf("%d blob downloads at once, want 3", got)
+	}
+	if strings.Count(out, ": Waiting") != 3 || strings.Count(out, ": Pull complete") != 6 {
+		t.Fatalf("pull output:\n%s", out)
 	}
 }

@@ -143,9 +143,14 @@ func (c *Client) Pull(ctx context.Context, refStr string, opts PullOptions) (ima
 		go func(j *job) {
 			select {
 			case sem <- struct{}{}:
-			case <-dctx.Done():
-				j.done <- dctx.Err()
-				return
+			default:
+				prog.send(Progress{ID: shortID(j.desc.Digest), Status: "Waiting"})
+				select {
+				case sem <- struct{}{}:
+				case <-dctx.Done():
+					j.done <- dctx.Err()
+					return
+				}
 			}
 			defer func() { <-sem }()
 			f, err := s.download(dctx, c.opts.IngestDir, j.desc, prog)
