@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -179,5 +181,70 @@ func TestPullIndexZstdBearer(t *testing.T) {
 	}
 	if _, err := c.Pull(ctx, ref, PullOptions{Platform: "linux/s390x", Auth: Auth{Username: "bob", Password: "pw"}}); err == nil || !strings.Contains(err.Error(), "no matching manifest for linux/s390x") {
 		t.Fatalf("pull for s390x: %v", err)
+	}
+}
+
+// TestPushMonolithicFallback: a registry that refuses the streaming PATCH
+// gets each blob in one PUT; the manifest lands under the tag.
+func TestPushMonolithicFallback(t *testing.T) {
+	var mu sync.Mutex
+	blobs := map[string][]byte{}
+	var manifestType string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		p := r.URL.Path
+		switch {
+		case p == "/v2/":
+		case r.Method == http.MethodHead && strings.HasPrefix(p, "/v2/mono/blobs/"):
+			if _, ok := blobs[filepath.Base(p)]; !ok {
+				w.WriteHeader(http.StatusNotFound)
+			}
+		case r.Method == http.MethodPost && p == "/v2/mono/blobs/uploads/":
+			w.Header().Set("Location", "/v2/mono/blobs/uploads/u1")
+			w.WriteHeader(http.StatusAccepted)
+		case r.Method == http.MethodPatch:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		case r.Method == http.MethodPut && p == "/v2/mono/blobs/uploads/u1":
+			b, _ := io.ReadAll(r.Body)
+			d := r.URL.Query().Get("digest")
+			if digest.FromBytes(b).String() != d {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			blobs[d] = b
+			w.WriteHeader(http.StatusCreated)
+		case r.Method == http.MethodPut && p == "/v2/mono/manifests/v1":
+			manifestType = r.Header.Get("Content-Type")
+			w.WriteHeader(http.StatusCreated)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	root := t.TempDir()
+	store, err := images.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+	tw.Write([]byte("x"))
+	tw.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/mono:v1"
+	if _, err := store.Import(context.Background(), &tb, ref, images.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(store, Options{IngestDir: filepath.Join(root, "distribution", "ingest")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Push(context.Background(), ref, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blobs) != 2 || manifestType != mediaDockerManifest || res.Digest == "" {
+		t.Fatalf("registry got %d blobs, manifest %q, result %+v", len(blobs), manifestType, res)
 	}
 }

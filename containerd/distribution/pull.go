@@ -57,9 +57,9 @@ func (c *Client) Pull(ctx context.Context, refStr string, opts PullOptions) (ima
 		return images.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if ref.Tag != "" && ref.Digest == "" {
-		prog.send(Progress{ID: ref.Tag, Status: "Pulling from " + ref.Path})
+		prog.send(Progress{ID: ref.Tag, Status: "Pulling from " + repo})
 	} else {
-		prog.send(Progress{ID: string(ref.Digest), Status: "Pulling from " + ref.Path})
+		prog.send(Progress{ID: string(ref.Digest), Status: "Pulling from " + repo})
 	}
 	want := ref.Tag
 	if ref.Digest != "" {
@@ -217,6 +217,11 @@ func (s *session) fetchManifest(ctx context.Context, tagOrDigest string, want di
 	got := digest.FromBytes(b)
 	if want != "" && got != want {
 		return nil, "", nil, fmt.Errorf("manifest digest mismatch: registry sent %s for %s", got, want)
+	}
+	// For a tag there is nothing to check against but what the registry
+	// says it sent; a registry that says so must be right.
+	if h := digest.Digest(resp.Header.Get("Docker-Content-Digest")); h != "" && h.Validate() == nil && h.Algorithm() == digest.SHA256 && h != got {
+		return nil, "", nil, fmt.Errorf("manifest digest mismatch: registry sent %s, says %s", got, h)
 	}
 	m, err := parseManifest(b, resp.Header.Get("Content-Type"))
 	if err != nil {

@@ -216,14 +216,10 @@ func (s *session) uploadIfMissing(ctx context.Context, d digest.Digest, body fun
 }
 
 // upload sends a blob as docker does: POST to start the upload, one
-// streaming PATCH with the bytes, PUT ?digest= to commit.
+// streaming PATCH with the bytes, PUT ?digest= to commit. A registry that
+// refuses the PATCH gets the blob again in one monolithic PUT.
 func (s *session) upload(ctx context.Context, d digest.Digest, body func() (io.Reader, error)) error {
-	resp, err := s.call(ctx, http.MethodPost, s.base+"/v2/"+s.repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
-	if err != nil {
-		return fmt.Errorf("start upload: %w", err)
-	}
-	resp.Body.Close()
-	loc, err := s.resolveURL(resp.Header.Get("Location"))
+	loc, err := s.startUpload(ctx)
 	if err != nil {
 		return err
 	}
@@ -231,14 +227,38 @@ func (s *session) upload(ctx context.Context, d digest.Digest, body func() (io.R
 	if err != nil {
 		return err
 	}
-	resp, err = s.call(ctx, http.MethodPatch, loc, http.Header{"Content-Type": {"application/octet-stream"}}, r, http.StatusAccepted, http.StatusNoContent)
+	resp, err := s.call(ctx, http.MethodPatch, loc, http.Header{"Content-Type": {"application/octet-stream"}}, r, http.StatusAccepted, http.StatusNoContent)
 	if err != nil {
-		return fmt.Errorf("upload: %w", err)
+		if !isStatus(err, http.StatusMethodNotAllowed) && !isStatus(err, http.StatusBadRequest) && !isStatus(err, http.StatusRequestedRangeNotSatisfiable) {
+			return fmt.Errorf("upload: %w", err)
+		}
+		if loc, err = s.startUpload(ctx); err != nil {
+			return err
+		}
+		if r, err = body(); err != nil {
+			return err
+		}
+		return s.commitUpload(ctx, loc, d, r)
 	}
 	resp.Body.Close()
 	if loc, err = s.resolveURL(resp.Header.Get("Location")); err != nil {
 		return err
 	}
+	return s.commitUpload(ctx, loc, d, nil)
+}
+
+// startUpload opens an upload session and returns its location.
+func (s *session) startUpload(ctx context.Context) (string, error) {
+	resp, err := s.call(ctx, http.MethodPost, s.base+"/v2/"+s.repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
+	if err != nil {
+		return "", fmt.Errorf("start upload: %w", err)
+	}
+	resp.Body.Close()
+	return s.resolveURL(resp.Header.Get("Location"))
+}
+
+// commitUpload ends an upload with PUT ?digest=, carrying body if not nil.
+func (s *session) commitUpload(ctx context.Context, loc string, d digest.Digest, body io.Reader) error {
 	u, err := url.Parse(loc)
 	if err != nil {
 		return fmt.Errorf("bad upload location %q", loc)
@@ -246,7 +266,11 @@ func (s *session) upload(ctx context.Context, d digest.Digest, body func() (io.R
 	q := u.Query()
 	q.Set("digest", string(d))
 	u.RawQuery = q.Encode()
-	resp, err = s.call(ctx, http.MethodPut, u.String(), nil, nil, http.StatusCreated, http.StatusNoContent, http.StatusAccepted)
+	var hdr http.Header
+	if body != nil {
+		hdr = http.Header{"Content-Type": {"application/octet-stream"}}
+	}
+	resp, err := s.call(ctx, http.MethodPut, u.String(), hdr, body, http.StatusCreated, http.StatusNoContent, http.StatusAccepted)
 	if err != nil {
 		return fmt.Errorf("commit upload: %w", err)
 	}
