@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -92,7 +94,8 @@ func FuzzParseManifest(f *testing.F) {
 
 // tokenRegistry serves a multi-arch index whose image for this machine
 // has one zstd layer, behind a bearer-token challenge.
-func tokenRegistry(t *testing.T) (*httptest.Server, map[string][]byte, digest.Digest) {
+// serveLayer, if set, sends the layer blob instead of a plain write.
+func tokenRegistry(t *testing.T, serveLayer func(w http.ResponseWriter, b []byte)) (*httptest.Server, map[string][]byte, digest.Digest) {
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
 	tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
@@ -109,6 +112,7 @@ func tokenRegistry(t *testing.T) (*httptest.Server, map[string][]byte, digest.Di
 	man, _ := json.Marshal(manifest{SchemaVersion: 2, MediaType: ocispec.MediaTypeImageManifest,
 		Config: &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: put(cfg), Size: int64(len(cfg))},
 		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerZstd, Digest: put(zb.Bytes()), Size: int64(zb.Len())}}})
+	layer := digest.FromBytes(zb.Bytes())
 	md := put(man)
 	idx, _ := json.Marshal(manifest{SchemaVersion: 2, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{
 		{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("other"), Size: 3, Platform: &ocispec.Platform{OS: "windows", Architecture: runtime.GOARCH}},
@@ -142,6 +146,10 @@ func tokenRegistry(t *testing.T) (*httptest.Server, map[string][]byte, digest.Di
 				return
 			}
 			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+			if serveLayer != nil && filepath.Base(r.URL.Path) == string(layer) {
+				serveLayer(w, b)
+				return
+			}
 			w.Write(b)
 		default:
 			http.NotFound(w, r)
@@ -152,7 +160,7 @@ func tokenRegistry(t *testing.T) (*httptest.Server, map[string][]byte, digest.Di
 }
 
 func TestPullIndexZstdBearer(t *testing.T) {
-	srv, _, cfgDigest := tokenRegistry(t)
+	srv, _, cfgDigest := tokenRegistry(t, nil)
 	root := t.TempDir()
 	store, err := images.Open(root)
 	if err != nil {
@@ -246,5 +254,42 @@ func TestPushMonolithicFallback(t *testing.T) {
 	}
 	if len(blobs) != 2 || manifestType != mediaDockerManifest || res.Digest == "" {
 		t.Fatalf("registry got %d blobs, manifest %q, result %+v", len(blobs), manifestType, res)
+	}
+}
+
+// TestPullStalledRegistry: a registry that stops in the middle of a blob
+// fails the pull after the stall timeout, naming it, and stores nothing.
+func TestPullStalledRegistry(t *testing.T) {
+	old := stallTimeout
+	stallTimeout = 300 * time.Millisecond
+	defer func() { stallTimeout = old }()
+	release := make(chan struct{})
+	srv, _, _ := tokenRegistry(t, func(w http.ResponseWriter, b []byte) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	defer close(release)
+	root := t.TempDir()
+	store, err := images.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest := filepath.Join(root, "distribution", "ingest")
+	c, err := New(store, Options{IngestDir: ingest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.Pull(context.Background(), strings.TrimPrefix(srv.URL, "http://")+"/lib/app:multi", PullOptions{Auth: Auth{Username: "bob", Password: "pw"}})
+	if err == nil || !strings.Contains(err.Error(), "stopped sending data") || time.Since(start) > 10*time.Second {
+		t.Fatalf("pull from a stalled registry: %v after %s", err, time.Since(start))
+	}
+	if left, _ := filepath.Glob(filepath.Join(ingest, "*")); len(left) != 0 {
+		t.Fatalf("left in the ingest area: %v", left)
+	}
+	if l, _ := store.List(); len(l) != 0 {
+		t.Fatalf("images after a failed pull: %v", l)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,11 @@ type PullOptions struct {
 	// Progress, if set, is called from several goroutines, one call at a time.
 	Progress func(Progress)
 }
+
+// stallTimeout is how long a download may go without receiving a byte.
+var stallTimeout = 60 * time.Second
+
+var errStalled = errors.New("the registry stopped sending data")
 
 // concurrentDownloads is dockerd's max-concurrent-downloads default.
 const concurrentDownloads = 3
@@ -254,8 +260,17 @@ func (s *session) fetchSmallBlob(ctx context.Context, d ocispec.Descriptor, limi
 // comes; the file is returned only if the bytes match the descriptor.
 func (s *session) download(ctx context.Context, dir string, d ocispec.Descriptor, prog *progress) (string, error) {
 	id := shortID(d.Digest)
-	resp, err := s.call(ctx, http.MethodGet, s.base+"/v2/"+s.repo+"/blobs/"+string(d.Digest), nil, nil, http.StatusOK)
+	// A registry that stops sending must not hold the pull forever: the
+	// request ends after stallTimeout without a byte.
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+	resp, err := s.call(rctx, http.MethodGet, s.base+"/v2/"+s.repo+"/blobs/"+string(d.Digest), nil, nil, http.StatusOK)
 	if err != nil {
+		if context.Cause(rctx) == errStalled {
+			err = errStalled
+		}
 		if isStatus(err, http.StatusNotFound) {
 			return "", fmt.Errorf("layer %s: blob unknown to registry %s (the manifest references a missing blob)", d.Digest, s.host)
 		}
@@ -278,6 +293,7 @@ func (s *session) download(ctx context.Context, dir string, d ocispec.Descriptor
 	last := time.Time{}
 	for {
 		k, rerr := resp.Body.Read(buf)
+		stall.Reset(stallTimeout)
 		if k > 0 {
 			n += int64(k)
 			if d.Size > 0 && n > d.Size {
@@ -296,6 +312,9 @@ func (s *session) download(ctx context.Context, dir string, d ocispec.Descriptor
 			break
 		}
 		if rerr != nil {
+			if context.Cause(rctx) == errStalled {
+				rerr = errStalled
+			}
 			return fail(fmt.Errorf("download: %w", rerr))
 		}
 	}
