@@ -448,6 +448,9 @@ func TestPullResumesAfterRestart(t *testing.T) {
 	if n := f.count(big); n != 2 {
 		t.Fatalf("the big layer was downloaded %d times, want 2", n)
 	}
+	if b, _ := os.ReadFile(state); strings.Contains(string(b), `"pins"`) {
+		t.Fatalf("layers still pinned after the pull finished:\n%s", b)
+	}
 }
 
 // TestPullDockerClients: the docker CLI and docker-py push to and pull from

@@ -40,16 +40,32 @@ func (s *Store) BeginIngest() *Ingest {
 }
 
 // HasLayer reports whether layer diffID above parent (a ChainID, empty for
-// a base layer) is already unpacked, so it need not be fetched.
+// a base layer) is already unpacked, so it need not be fetched. A layer
+// pinned by an earlier, interrupted ingest is taken over by this one.
 func (in *Ingest) HasLayer(parent, diffID digest.Digest) bool {
 	s := in.s
+	chain := chainOf(parent, diffID)
 	s.mu.Lock()
 	_, sized := s.layers[diffID]
 	s.mu.Unlock()
-	if _, err := s.content.Info(diffID); err != nil || !sized {
+	if _, err := s.content.Info(diffID); err != nil || !sized || !exists(s.snapshotDir(chain)) {
 		return false
 	}
-	return exists(s.snapshotDir(chainOf(parent, diffID)))
+	s.mu.Lock()
+	if _, pinned := s.pins[chain]; pinned && !containsDigest(in.added, chain) {
+		in.added = append(in.added, chain)
+	}
+	s.mu.Unlock()
+	return true
+}
+
+func containsDigest(list []digest.Digest, d digest.Digest) bool {
+	for _, x := range list {
+		if x == d {
+			return true
+		}
+	}
+	return false
 }
 
 // AddLayer reads the uncompressed layer tar r, which must have DiffID
@@ -61,7 +77,9 @@ func (in *Ingest) AddLayer(ctx context.Context, r io.Reader, parent, diffID dige
 	chain := chainOf(parent, diffID)
 	in.s.mu.Lock()
 	in.s.pins[chain] = pin{DiffID: diffID, Time: time.Now().UTC()}
-	in.added = append(in.added, chain)
+	if !containsDigest(in.added, chain) {
+		in.added = append(in.added, chain)
+	}
 	in.s.mu.Unlock()
 	return in.s.persist()
 }
