@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// as soon as it is open, and releaseNetwork needs only the network.
 	d := newDaemon(dctx, cfg, imgs, nil, br)
 	reg, err := distribution.New(imgs, distribution.Options{
-		Insecure: cfg.InsecureRegistries, IngestDir: filepath.Join(cfg.DataRoot, "distribution", "ingest"),
+		Insecure: cfg.InsecureRegistries, Root: filepath.Join(cfg.DataRoot, "distribution"),
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: registry client: %w", err)

@@ -166,7 +166,7 @@ func TestPullIndexZstdBearer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(store, Options{IngestDir: filepath.Join(root, "distribution", "ingest")})
+	c, err := New(store, Options{Root: filepath.Join(root, "distribution")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestPushMonolithicFallback(t *testing.T) {
 	if _, err := store.Import(context.Background(), &tb, ref, images.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(store, Options{IngestDir: filepath.Join(root, "distribution", "ingest")})
+	c, err := New(store, Options{Root: filepath.Join(root, "distribution")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestPullStalledRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	ingest := filepath.Join(root, "distribution", "ingest")
-	c, err := New(store, Options{IngestDir: ingest})
+	c, err := New(store, Options{Root: filepath.Dir(ingest)})
 	if err != nil {
 		t.Fatal(err)
 	}

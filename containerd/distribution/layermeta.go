@@ -74,6 +74,8 @@ func (lm *layerMeta) add(diffID digest.Digest, b blobRef) error {
 	return nil
 }
 
+func ingestDir(root string) string { return filepath.Join(root, "ingest") }
+
 // resetDir empties dir (partial downloads of a previous run) and creates it.
 func resetDir(dir string) error {
 	if dir == "" {

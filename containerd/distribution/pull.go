@@ -159,7 +159,7 @@ func (c *Client) Pull(ctx context.Context, refStr string, opts PullOptions) (ima
 				}
 			}
 			defer func() { <-sem }()
-			f, err := s.download(dctx, c.opts.IngestDir, j.desc, prog)
+			f, err := s.download(dctx, ingestDir(c.opts.Root), j.desc, prog)
 			j.file = f
 			j.done <- err
 		}(j)

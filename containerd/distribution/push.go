@@ -125,7 +125,7 @@ func (c *Client) pushLayer(ctx context.Context, s *session, diffID digest.Digest
 		return ocispec.Descriptor{}, err
 	}
 	defer src.Close()
-	tmp, err := os.CreateTemp(c.opts.IngestDir, "push-")
+	tmp, err := os.CreateTemp(ingestDir(c.opts.Root), "push-")
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}

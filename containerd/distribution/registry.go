@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -46,8 +47,9 @@ type Options struct {
 	// Insecure lists the registries (host[:port]) reached over plain HTTP or
 	// TLS without verification. localhost and 127.0.0.0/8 always are.
 	Insecure []string
-	// IngestDir holds partial downloads; it is emptied by New.
-	IngestDir string
+	// Root is the client's directory: ingest/ holds partial downloads (emptied
+	// by New), layers.json what registries are known to hold of each layer.
+	Root string
 	// Platform is the node's platform (os/arch[/variant]) picked from indexes.
 	Platform string
 }
@@ -57,17 +59,16 @@ type Client struct {
 	store    *images.Store
 	opts     Options
 	secure   *http.Client
-	insecure *http.Client
-	plain    *http.Client
+	insecure *http.Client // no TLS verification; also for plain HTTP
 	meta     *layerMeta
 }
 
 // New makes a client over store.
 func New(store *images.Store, opts Options) (*Client, error) {
-	if err := resetDir(opts.IngestDir); err != nil {
+	if err := resetDir(ingestDir(opts.Root)); err != nil {
 		return nil, fmt.Errorf("distribution: %w", err)
 	}
-	meta, err := openLayerMeta(opts.IngestDir + ".layers.json")
+	meta, err := openLayerMeta(filepath.Join(opts.Root, "layers.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +78,7 @@ func New(store *images.Store, opts Options) (*Client, error) {
 		tr.ResponseHeaderTimeout = 60 * time.Second
 		return &http.Client{Transport: tr}
 	}
-	return &Client{store: store, opts: opts, secure: mk(false), insecure: mk(true), plain: mk(true), meta: meta}, nil
+	return &Client{store: store, opts: opts, secure: mk(false), insecure: mk(true), meta: meta}, nil
 }
 
 // isInsecure tells whether host may be reached without verified TLS.
@@ -140,7 +141,7 @@ func (c *Client) open(ctx context.Context, host, repo string, auth Auth, push bo
 	}
 	tries := []try{{"https", c.secure}}
 	if c.isInsecure(host) {
-		tries = []try{{"https", c.insecure}, {"http", c.plain}}
+		tries = []try{{"https", c.insecure}, {"http", c.insecure}}
 	}
 	var firstErr error
 	for _, t := range tries {
