@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,4 +293,70 @@ func TestPullStalledRegistry(t *testing.T) {
 	if l, _ := store.List(); len(l) != 0 {
 		t.Fatalf("images after a failed pull: %v", l)
 	}
+}
+
+// TestCredentialsStayWithTheRegistry: a registry whose upload Location
+// points to another host must not get the user's credentials sent there.
+func TestCredentialsStayWithTheRegistry(t *testing.T) {
+	var leaked atomic.Value
+	leaked.Store("")
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			leaked.Store(a)
+		}
+		if r.Method == http.MethodPatch {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Location", r.URL.Path)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer evil.Close()
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "bob" || p != "pw" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch {
+		case r.URL.Path == "/v2/":
+		case r.Method == http.MethodHead:
+			w.WriteHeader(http.StatusNotFound)
+		case r.Method == http.MethodPost:
+			w.Header().Set("Location", evil.URL+"/upload/1")
+			w.WriteHeader(http.StatusAccepted)
+		case r.Method == http.MethodPut:
+			w.WriteHeader(http.StatusCreated)
+		}
+	}))
+	defer reg.Close()
+	root := t.TempDir()
+	store, err := images.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/app:1"
+	if _, err := store.Import(context.Background(), bytes.NewReader(tarOf("f", "x")), ref, images.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(store, Options{Root: filepath.Join(root, "distribution")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Push(context.Background(), ref, PushOptions{Auth: Auth{Username: "bob", Password: "pw"}}); err != nil {
+		t.Fatal(err)
+	}
+	if a := leaked.Load().(string); a != "" {
+		t.Fatalf("credentials sent to another host: %q", a)
+	}
+}
+
+func tarOf(name, body string) []byte {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(body))
+	tw.Close()
+	return tb.Bytes()
 }

@@ -301,7 +301,9 @@ func (s *session) do(ctx context.Context, method, u string, hdr http.Header, bod
 	s.mu.Lock()
 	h := s.header
 	s.mu.Unlock()
-	if h != "" {
+	// Credentials go to the registry's own host only: an upload Location
+	// or a redirect may name another (a CDN, storage, or a hostile host).
+	if h != "" && req.URL.Host == s.host {
 		req.Header.Set("Authorization", h)
 	}
 	req.Header.Set("User-Agent", "shoal")
