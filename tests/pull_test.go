@@ -355,7 +355,7 @@ func storeBlobs(t *testing.T, d *harness.Daemon) (blobs, ingest []string) {
 	return blobs, append(a, b...)
 }
 
-// TestPullBadRegistry: a corrupted blob, a truncated blob, a missing blob
+// TestPullBadRegistry: a corrupted, truncated, oversized or missing blob
 // and garbage for a manifest each fail the pull with a one-line error
 // naming the cause, and leave nothing in the store.
 func TestPullBadRegistry(t *testing.T) {
@@ -395,6 +395,14 @@ func TestPullBadRegistry(t *testing.T) {
 		w.Write(b)
 	})
 	check("truncated blob", "layer "+string(bad))
+	f.serve.Store(func(w http.ResponseWriter, d digest.Digest, b []byte) {
+		if d == bad {
+			b = append(append([]byte(nil), b...), make([]byte, 1<<20)...)
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		}
+		w.Write(b)
+	})
+	check("oversized blob", "more than the")
 	delete(img.blobs, bad)
 	f.serve.Store(func(w http.ResponseWriter, _ digest.Digest, b []byte) { w.Write(b) })
 	check("missing blob", "missing blob")

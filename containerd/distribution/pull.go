@@ -243,12 +243,13 @@ func (s *session) fetchSmallBlob(ctx context.Context, d ocispec.Descriptor, limi
 		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
 	defer resp.Body.Close()
+	limit = min(limit, d.Size)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("blob %s: larger than %d bytes", d.Digest, limit)
+	if int64(len(b)) != d.Size {
+		return nil, fmt.Errorf("blob %s: got %d bytes, the manifest says %d", d.Digest, len(b), d.Size)
 	}
 	if got := digest.FromBytes(b); got != d.Digest {
 		return nil, fmt.Errorf("digest mismatch for blob %s: got %s", d.Digest, got)
@@ -296,7 +297,7 @@ func (s *session) download(ctx context.Context, dir string, d ocispec.Descriptor
 		stall.Reset(stallTimeout)
 		if k > 0 {
 			n += int64(k)
-			if d.Size > 0 && n > d.Size {
+			if n > d.Size {
 				return fail(fmt.Errorf("registry sent more than the %d bytes the manifest says", d.Size))
 			}
 			h.Hash().Write(buf[:k])
