@@ -360,3 +360,34 @@ func tarOf(name, body string) []byte {
 	tw.Close()
 	return tb.Bytes()
 }
+
+// TestInsecureRegistries: loopback and the listed registries skip TLS
+// verification (a self-signed registry answers); everything else verifies.
+func TestInsecureRegistries(t *testing.T) {
+	c := &Client{opts: Options{Insecure: []string{"reg.lan:5000", "10.1.2.3"}}}
+	for host, want := range map[string]bool{
+		"localhost:5000": true, "127.0.0.1": true, "127.9.9.9:443": true, "[::1]:5000": true,
+		"reg.lan:5000": true, "reg.lan:5001": false, "10.1.2.3:5000": true, "registry-1.docker.io": false, "evil.localhost": false,
+	} {
+		if got := c.isInsecure(host); got != want {
+			t.Errorf("isInsecure(%s) = %v, want %v", host, got, want)
+		}
+	}
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer tls.Close()
+	root := t.TempDir()
+	store, err := images.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := New(store, Options{Root: filepath.Join(root, "distribution")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Login(context.Background(), strings.TrimPrefix(tls.URL, "https://"), Auth{}); err != nil {
+		t.Fatalf("self-signed loopback registry: %v", err)
+	}
+	if _, err := cl.secure.Get(tls.URL + "/v2/"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("the verifying client accepted a self-signed certificate: %v", err)
+	}
+}
