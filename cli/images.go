@@ -17,6 +17,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/jsonmessage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -589,7 +590,7 @@ func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet b
 	if quiet {
 		dst = io.Discard
 	}
-	if err := printJSONStream(resp, dst); err != nil {
+	if err := showProgress(resp, dst); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, r.String())
@@ -633,7 +634,7 @@ func newPushCommand() *cobra.Command {
 				fmt.Fprintln(out, r.String())
 				return nil
 			}
-			return printJSONStream(resp, out)
+			return showProgress(resp, out)
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
@@ -700,4 +701,14 @@ func newImagePruneCommand() *cobra.Command {
 	fl.BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
 	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
 	return cmd
+}
+
+// showProgress prints a pull's or push's progress stream: on a terminal
+// with docker's own renderer (a line per layer, progress bars redrawn in
+// place), elsewhere as status lines.
+func showProgress(r io.Reader, out io.Writer) error {
+	if f, ok := out.(*os.File); ok && isTerminal(f) {
+		return jsonmessage.DisplayJSONMessagesStream(r, f, f.Fd(), true, nil)
+	}
+	return printJSONStream(r, out)
 }

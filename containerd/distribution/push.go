@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -163,19 +164,23 @@ func (c *Client) pushLayer(ctx context.Context, s *session, diffID digest.Digest
 	return desc, nil
 }
 
-// pushReader reports upload progress.
+// pushReader reports upload progress, at most every 100 ms.
 type pushReader struct {
 	r     io.Reader
 	id    string
 	n     int64
 	total int64
 	prog  *progress
+	last  time.Time
 }
 
 func (p *pushReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.n += int64(n)
-	p.prog.send(Progress{ID: p.id, Status: "Pushing", Current: p.n, Total: p.total})
+	if time.Since(p.last) > 100*time.Millisecond || err == io.EOF {
+		p.prog.send(Progress{ID: p.id, Status: "Pushing", Current: p.n, Total: p.total})
+		p.last = time.Now()
+	}
 	return n, err
 }
 
