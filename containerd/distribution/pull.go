@@ -168,7 +168,7 @@ func (c *Client) Pull(ctx context.Context, refStr string, opts PullOptions) (ima
 	var firstErr error
 	for _, j := range jobs {
 		err := <-j.done
-		if err == nil && j.file != "" {
+		if err == nil && j.file != "" && firstErr == nil {
 			err = c.extract(ctx, in, j.desc, j.file, j.parent, j.diffID, prog)
 		}
 		if j.file != "" {
@@ -178,7 +178,7 @@ func (c *Client) Pull(ctx context.Context, refStr string, opts PullOptions) (ima
 			firstErr = err
 			cancel()
 		}
-		if err == nil && j.file != "" {
+		if err == nil && j.file != "" && firstErr == nil {
 			c.meta.add(j.diffID, blobRef{Digest: j.desc.Digest, Size: j.desc.Size, MediaType: j.desc.MediaType, Host: host, Repo: repo})
 		}
 	}
