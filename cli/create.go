@@ -391,14 +391,14 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id st
 	// only the container's ID (create) or output (run).
 	errOut := streamsOf(cmd).err
 	if req.Pull == "always" {
-		if err := pullImageTo(cmd, c, req.Config.Image, "", false, errOut); err != nil {
+		if err := pullImageTo(cmd, c, req.Config.Image, "", false, false, errOut); err != nil {
 			return "", err
 		}
 	}
 	res, err := create()
 	if err != nil && req.Pull == "missing" && strings.Contains(err.Error(), "No such image") {
 		fmt.Fprintf(errOut, "Unable to find image '%s' locally\n", familiarTagged(req.Config.Image))
-		if err := pullImageTo(cmd, c, req.Config.Image, "", false, errOut); err != nil {
+		if err := pullImageTo(cmd, c, req.Config.Image, "", false, false, errOut); err != nil {
 			return "", err
 		}
 		res, err = create()

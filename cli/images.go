@@ -536,40 +536,42 @@ func newPullCommand() *cobra.Command {
 		Short: "Download an image from a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if all {
-				return errors.New("pull --all-tags is not supported")
-			}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			out := streamsOf(cmd).out
-			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && !quiet && reference.IsNameOnly(n) {
+			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && !quiet && !all && reference.IsNameOnly(n) {
 				fmt.Fprintln(out, "Using default tag: latest")
 			}
-			return pullImageTo(cmd, c, args[0], platform, quiet, out)
+			return pullImageTo(cmd, c, args[0], platform, quiet, all, out)
 		},
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "Pull for this platform (os/arch[/variant])")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
-	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository (not supported)")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
 	return cmd
 }
 
 // pullImageTo pulls ref through the daemon with the client's credentials
 // for its registry, printing docker's output to out (only the name with quiet).
-func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet bool, out io.Writer) error {
+func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet, all bool, out io.Writer) error {
 	r, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return err
 	}
-	r = reference.TagNameOnly(r)
+	if all && !reference.IsNameOnly(r) {
+		return errors.New("tag can't be used with --all-tags/-a")
+	}
+	if !all {
+		r = reference.TagNameOnly(r)
+	}
 	auth, err := registryAuthFor(r)
 	if err != nil {
 		return err
 	}
-	opts := client.ImagePullOptions{RegistryAuth: auth}
+	opts := client.ImagePullOptions{RegistryAuth: auth, All: all}
 	if platform != "" {
 		p := strings.SplitN(platform, "/", 3)
 		if len(p) < 2 {

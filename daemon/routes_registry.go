@@ -22,6 +22,7 @@ type registryService interface {
 	Pull(ctx context.Context, ref string, opts distribution.PullOptions) (images.Image, error)
 	Push(ctx context.Context, ref string, opts distribution.PushOptions) (distribution.PushResult, error)
 	Login(ctx context.Context, server string, auth distribution.Auth) error
+	Tags(ctx context.Context, name string, auth distribution.Auth) ([]string, error)
 }
 
 // decodeAuth reads docker's X-Registry-Auth header: base64url JSON of an
@@ -98,24 +99,52 @@ func (d *Daemon) imagePull(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errors.New("no registry client"))
 		return
 	}
-	before, _ := d.images.Get(parsed.String())
 	ctx, cancel := d.streamContext(r)
 	defer cancel()
+	refs := []string{parsed.String()}
+	allTags := q.Get("tag") == "" && nameOnly(q.Get("fromImage"))
+	if allTags {
+		// As dockerd: fromImage without a tag is a pull of every tag.
+		tags, err := d.registry.Tags(ctx, parsed.Name(), auth)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		refs = refs[:0]
+		for _, t := range tags {
+			refs = append(refs, parsed.Name()+":"+t)
+		}
+	}
 	send := streamJSON(w)
-	img, err := d.registry.Pull(ctx, parsed.String(), distribution.PullOptions{
-		Platform: q.Get("platform"), Auth: auth,
-		Progress: func(p distribution.Progress) { send(progressMessage(p)) },
-	})
-	if err != nil {
-		send(jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}})
-		return
+	changed := false
+	for _, ref := range refs {
+		before, _ := d.images.Get(ref)
+		img, err := d.registry.Pull(ctx, ref, distribution.PullOptions{
+			Platform: q.Get("platform"), Auth: auth,
+			Progress: func(p distribution.Progress) { send(progressMessage(p)) },
+		})
+		if err != nil {
+			send(jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}})
+			return
+		}
+		changed = changed || before.ID != img.ID
+		d.publish(events.TypeImage, "pull", ref, map[string]string{"name": ref})
 	}
-	d.publish(events.TypeImage, "pull", parsed.String(), map[string]string{"name": parsed.String()})
-	if before.ID == img.ID {
-		send(jsonstream.Message{Status: "Status: Image is up to date for " + parsed.String()})
+	name := parsed.String()
+	if allTags {
+		name = parsed.Name()
+	}
+	if changed {
+		send(jsonstream.Message{Status: "Status: Downloaded newer image for " + name})
 	} else {
-		send(jsonstream.Message{Status: "Status: Downloaded newer image for " + parsed.String()})
+		send(jsonstream.Message{Status: "Status: Image is up to date for " + name})
 	}
+}
+
+// nameOnly tells whether an image name has neither tag nor digest.
+func nameOnly(name string) bool {
+	last := name[strings.LastIndexByte(name, '/')+1:]
+	return !strings.ContainsAny(last, ":@")
 }
 
 // imagePush is POST /images/{name}/push?tag=.

@@ -153,6 +153,14 @@ func TestPushPull(t *testing.T) {
 	if out := d2.Must("pull", ref); !strings.Contains(out, "Status: Image is up to date for "+ref) {
 		t.Fatalf("second pull:\n%s", out)
 	}
+	// --all-tags pulls every tag of the repository.
+	d1.Must("tag", "busybox", reg.Addr+"/test/busybox:v2")
+	d1.Must("push", reg.Addr+"/test/busybox:v2")
+	d2.Must("pull", "-a", reg.Addr+"/test/busybox")
+	if out := d2.Must("images", "--format", "{{.Tag}}", reg.Addr+"/test/busybox"); strings.Fields(out) == nil || !strings.Contains(out, "v1") || !strings.Contains(out, "v2") {
+		t.Fatalf("tags after pull -a: %q", out)
+	}
+	d2.Must("rmi", reg.Addr+"/test/busybox:v2")
 	// By digest, into a third name: the digest of the pushed manifest.
 	dgst := strings.Trim(strings.TrimSpace(digests), `[]"`)
 	d2.Must("rmi", ref)

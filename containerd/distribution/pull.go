@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -422,4 +423,45 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// Tags lists the tags of repository name (no tag or digest), following the
+// registry's pagination, as `pull --all-tags` needs them.
+func (c *Client) Tags(ctx context.Context, name string, auth Auth) ([]string, error) {
+	ref, err := images.ParseReference(name)
+	if err != nil {
+		return nil, err
+	}
+	host, repo := registryHost(ref.Domain), remotePath(ref)
+	s, err := c.open(ctx, host, repo, auth, false)
+	if err != nil {
+		return nil, fmt.Errorf("list tags of %s: %w", ref.Name(), err)
+	}
+	var tags []string
+	next := s.base + "/v2/" + repo + "/tags/list"
+	for pages := 0; next != "" && pages < 1000; pages++ {
+		resp, err := s.call(ctx, http.MethodGet, next, nil, nil, http.StatusOK)
+		if err != nil {
+			return nil, fmt.Errorf("list tags of %s: %w", ref.Name(), err)
+		}
+		var page struct {
+			Tags []string `json:"tags"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, maxManifest)).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("list tags of %s: malformed answer: %w", ref.Name(), err)
+		}
+		tags = append(tags, page.Tags...)
+		next = ""
+		// Link: </v2/name/tags/list?n=100&last=x>; rel="next"
+		if l := resp.Header.Get("Link"); strings.Contains(l, `rel="next"`) {
+			if i, j := strings.IndexByte(l, '<'), strings.IndexByte(l, '>'); i >= 0 && j > i {
+				if next, err = s.resolveURL(l[i+1 : j]); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return tags, nil
 }
