@@ -75,6 +75,7 @@ func NewRootCommand() *cobra.Command {
 	imageCmd.AddCommand(
 		newImportCommand(), newImagesCommand("ls"), newRmiCommand("rm"), newTagCommand(),
 		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newImageInspectCommand(),
+		newPullCommand(), newPushCommand(), newImagePruneCommand(),
 	)
 	containerCmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs}
 	containerCmd.AddCommand(
@@ -88,6 +89,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		imageCmd, containerCmd,
 		newImportCommand(), newImagesCommand("images"), newRmiCommand("rmi"), newTagCommand(),
+		newPullCommand(), newPushCommand(), newLoginCommand(), newLogoutCommand(),
 		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newInspectCommand(),
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),

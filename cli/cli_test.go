@@ -226,8 +226,8 @@ func TestDaemonErrorsRendered(t *testing.T) {
 		stdout string
 	}{
 		{[]string{"logs", "nosuchcontainer"}, 1, "Error response from daemon: No such container: nosuchcontainer\n", ""},
-		{[]string{"run", "--rm", "nosuch", "true"}, 125, "Error response from daemon: No such image: nosuch:latest\n", ""},
-		{[]string{"create", "nosuch"}, 125, "Error response from daemon: No such image: nosuch:latest\n", ""},
+		{[]string{"run", "--rm", "--pull", "never", "nosuch", "true"}, 125, "Error response from daemon: No such image: nosuch:latest\n", ""},
+		{[]string{"create", "--pull", "never", "nosuch"}, 125, "Error response from daemon: No such image: nosuch:latest\n", ""},
 		{[]string{"rmi", "nosuch:tag"}, 1, "Error response from daemon: No such image: nosuch:tag\n", ""},
 		{[]string{"inspect", "zzz"}, 1, "Error: No such object: zzz\n", "[]\n"},
 		{[]string{"image", "inspect", "zzz"}, 1, "Error response from daemon: No such image: zzz\n", "[]\n"},

@@ -21,6 +21,7 @@ import (
 // containerOptions are the flags run and create share.
 type containerOptions struct {
 	name        string
+	pull        string // --pull: always, missing or never
 	env         []string
 	envFiles    []string
 	workdir     string
@@ -74,6 +75,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.SetInterspersed(false)             // flags after IMAGE belong to the command
 	fl.Bool("help", false, "Print usage") // no -h: it is --hostname here, as in docker
 	fl.StringVar(&o.name, "name", "", "Assign a name to the container")
+	fl.StringVar(&o.pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
 	fl.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
 	fl.StringArrayVar(&o.envFiles, "env-file", nil, "Read in a file of environment variables")
 	fl.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
@@ -130,6 +132,8 @@ type createRequest struct {
 	CIDFile    string
 	Config     *container.Config
 	HostConfig *container.HostConfig
+	// Pull is --pull: always, missing (the default) or never.
+	Pull string
 }
 
 // build validates the options and turns them, with IMAGE [CMD...], into a
@@ -138,6 +142,11 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	img := args[0]
 	if _, err := reference.ParseAnyReference(img); err != nil {
 		return createRequest{}, err
+	}
+	switch o.pull {
+	case "always", "missing", "never":
+	default:
+		return createRequest{}, fmt.Errorf(`invalid pull option: %q: must be one of "always", "missing" or "never"`, o.pull)
 	}
 	fileEnv, err := readEnvFiles(o.envFiles)
 	if err != nil {
@@ -303,7 +312,7 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		b := o.init
 		hc.Init = &b
 	}
-	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc}, nil
+	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc, Pull: o.pull}, nil
 }
 
 // parseDevice parses --device HOST[:CONTAINER][:PERMISSIONS] as the docker
@@ -405,9 +414,27 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id st
 			}
 		}()
 	}
-	res, err := c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
-		Name: req.Name, Config: req.Config, HostConfig: req.HostConfig,
-	})
+	create := func() (client.ContainerCreateResult, error) {
+		return c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
+			Name: req.Name, Config: req.Config, HostConfig: req.HostConfig,
+		})
+	}
+	// As docker: the pull's output goes to stderr, so that stdout holds
+	// only the container's ID (create) or output (run).
+	errOut := streamsOf(cmd).err
+	if req.Pull == "always" {
+		if err := pullImageTo(cmd, c, req.Config.Image, "", false, false, errOut); err != nil {
+			return "", err
+		}
+	}
+	res, err := create()
+	if err != nil && req.Pull == "missing" && strings.Contains(err.Error(), "No such image") {
+		fmt.Fprintf(errOut, "Unable to find image '%s' locally\n", familiarTagged(req.Config.Image))
+		if err := pullImageTo(cmd, c, req.Config.Image, "", false, false, errOut); err != nil {
+			return "", err
+		}
+		res, err = create()
+	}
 	if err != nil {
 		return "", c.apiError(err)
 	}

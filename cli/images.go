@@ -14,8 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/jsonmessage"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -98,6 +101,9 @@ var imageHeaders = map[string]string{
 
 const defaultImageFormat = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 
+// digestsImageFormat is the table of `images --digests`.
+const digestsImageFormat = "{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+
 // imageRows expands summaries into one row per tag, "<none>" for untagged
 // images, newest first; match (a REPOSITORY[:TAG] argument) filters them.
 func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time) []imageRow {
@@ -106,7 +112,14 @@ func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time)
 	for _, img := range items {
 		tags := img.RepoTags
 		if len(tags) == 0 {
-			if match != "" {
+			// An image known only by digest is listed under its repository, as docker does.
+			for _, rd := range img.RepoDigests {
+				repo, dgst, _ := strings.Cut(rd, "@")
+				if match == "" || refMatches(match, repo, "<none>") {
+					rows = append(rows, imageRow{img: img, repo: repo, tag: "<none>", digest: dgst, noTrunc: noTrunc, now: now})
+				}
+			}
+			if match != "" || len(img.RepoDigests) > 0 {
 				continue
 			}
 			rows = append(rows, imageRow{img: img, repo: "<none>", tag: "<none>", digest: "<none>", noTrunc: noTrunc, now: now})
@@ -117,10 +130,20 @@ func imageRows(items []image.Summary, match string, noTrunc bool, now time.Time)
 			if match != "" && !refMatches(match, repo, tag) {
 				continue
 			}
-			rows = append(rows, imageRow{img: img, repo: repo, tag: tag, digest: "<none>", noTrunc: noTrunc, now: now})
+			rows = append(rows, imageRow{img: img, repo: repo, tag: tag, digest: repoDigest(img.RepoDigests, repo), noTrunc: noTrunc, now: now})
 		}
 	}
 	return rows
+}
+
+// repoDigest is the digest of repo among an image's RepoDigests, "<none>" if absent.
+func repoDigest(repoDigests []string, repo string) string {
+	for _, rd := range repoDigests {
+		if r, d, ok := strings.Cut(rd, "@"); ok && r == repo {
+			return d
+		}
+	}
+	return "<none>"
 }
 
 // splitRepoTag splits "host:5000/name:tag" at the last colon after the last
@@ -155,7 +178,7 @@ func refMatches(pattern, repo, tag string) bool {
 }
 
 func newImagesCommand(use string) *cobra.Command {
-	var quiet, all, noTrunc bool
+	var quiet, all, noTrunc, digests bool
 	var format string
 	var filters []string
 	cmd := &cobra.Command{
@@ -202,13 +225,18 @@ func newImagesCommand(use string) *cobra.Command {
 			for i, r := range rows {
 				anyRows[i] = r
 			}
-			return renderRows(out, parseTableFormat(format, defaultImageFormat), imageHeaders, anyRows)
+			def := defaultImageFormat
+			if digests {
+				def = digestsImageFormat
+			}
+			return renderRows(out, parseTableFormat(format, def), imageHeaders, anyRows)
 		},
 	}
 	fl := cmd.Flags()
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	fl.BoolVarP(&all, "all", "a", false, "Show all images (default hides intermediate images)")
 	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
+	fl.BoolVar(&digests, "digests", false, "Show digests")
 	fl.StringVar(&format, "format", "", "Format output using a custom template ('table', 'table TEMPLATE' or a Go template)")
 	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
 	return cmd
@@ -498,4 +526,191 @@ func inspectImage(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, er
 		return nil, nil, fmt.Errorf("image inspect %s: daemon sent invalid JSON", ref)
 	}
 	return res.InspectResponse, raw.Bytes(), nil
+}
+
+func newPullCommand() *cobra.Command {
+	var platform string
+	var quiet, all bool
+	cmd := &cobra.Command{
+		Use:   "pull [OPTIONS] NAME[:TAG|@DIGEST]",
+		Short: "Download an image from a registry",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out := streamsOf(cmd).out
+			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && !quiet && !all && reference.IsNameOnly(n) {
+				fmt.Fprintln(out, "Using default tag: latest")
+			}
+			return pullImageTo(cmd, c, args[0], platform, quiet, all, out)
+		},
+	}
+	cmd.Flags().StringVar(&platform, "platform", "", "Pull for this platform (os/arch[/variant])")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
+	return cmd
+}
+
+// pullImageTo pulls ref through the daemon with the client's credentials
+// for its registry, printing docker's output to out (only the name with quiet).
+func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet, all bool, out io.Writer) error {
+	r, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return err
+	}
+	if all && !reference.IsNameOnly(r) {
+		return errors.New("tag can't be used with --all-tags/-a")
+	}
+	if !all {
+		r = reference.TagNameOnly(r)
+	}
+	auth, err := registryAuthFor(r)
+	if err != nil {
+		return err
+	}
+	opts := client.ImagePullOptions{RegistryAuth: auth, All: all}
+	if platform != "" {
+		p := strings.SplitN(platform, "/", 3)
+		if len(p) < 2 {
+			return fmt.Errorf("invalid platform %q: want os/arch[/variant]", platform)
+		}
+		op := ocispec.Platform{OS: p[0], Architecture: p[1]}
+		if len(p) == 3 {
+			op.Variant = p[2]
+		}
+		opts.Platforms = []ocispec.Platform{op}
+	}
+	resp, err := c.ImagePull(commandContext(cmd), r.String(), opts)
+	if err != nil {
+		return c.apiError(err)
+	}
+	defer resp.Close()
+	dst := out
+	if quiet {
+		dst = io.Discard
+	}
+	if err := showProgress(resp, dst); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, r.String())
+	return nil
+}
+
+func newPushCommand() *cobra.Command {
+	var quiet, all bool
+	cmd := &cobra.Command{
+		Use:   "push [OPTIONS] NAME[:TAG]",
+		Short: "Upload an image to a registry",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return errors.New("push --all-tags is not supported")
+			}
+			r, err := reference.ParseNormalizedNamed(args[0])
+			if err != nil {
+				return err
+			}
+			r = reference.TagNameOnly(r)
+			auth, err := registryAuthFor(r)
+			if err != nil {
+				return err
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.ImagePush(commandContext(cmd), r.String(), client.ImagePushOptions{RegistryAuth: auth})
+			if err != nil {
+				return c.apiError(err)
+			}
+			defer resp.Close()
+			out := streamsOf(cmd).out
+			if quiet {
+				if err := printJSONStream(resp, io.Discard); err != nil {
+					return err
+				}
+				fmt.Fprintln(out, r.String())
+				return nil
+			}
+			return showProgress(resp, out)
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags (not supported)")
+	return cmd
+}
+
+// familiarTagged is ref as docker names it in "Unable to find image": the
+// familiar name with its tag (busybox:latest).
+func familiarTagged(ref string) string {
+	r, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return reference.FamiliarString(reference.TagNameOnly(r))
+}
+
+func newImagePruneCommand() *cobra.Command {
+	var force, all bool
+	var filterArgs []string
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove unused images",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := parseFilters(filterArgs)
+			if err != nil {
+				return err
+			}
+			s := streamsOf(cmd)
+			question := "WARNING! This will remove all dangling images.\n"
+			if all {
+				question = "WARNING! This will remove all images without at least one container associated to them.\n"
+			}
+			if !force && !confirm(s, question) {
+				return nil
+			}
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			f = f.Clone().Add("dangling", strconv.FormatBool(!all))
+			res, err := c.ImagePrune(commandContext(cmd), client.ImagePruneOptions{Filters: f})
+			if err != nil {
+				return c.apiError(err)
+			}
+			var lines []string
+			for _, d := range res.Report.ImagesDeleted {
+				if d.Untagged != "" {
+					lines = append(lines, "untagged: "+d.Untagged)
+				}
+				if d.Deleted != "" {
+					lines = append(lines, "deleted: "+d.Deleted)
+				}
+			}
+			printDeleted(s.out, "Deleted Images:", lines)
+			fmt.Fprintln(s.out, "Total reclaimed space:", humanSize(int64(res.Report.SpaceReclaimed)))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
+	fl.BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
+	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
+	return cmd
+}
+
+// showProgress prints a pull's or push's progress stream: on a terminal
+// with docker's own renderer (a line per layer, progress bars redrawn in
+// place), elsewhere as status lines.
+func showProgress(r io.Reader, out io.Writer) error {
+	if f, ok := out.(*os.File); ok && isTerminal(f) {
+		return jsonmessage.DisplayJSONMessagesStream(r, f, f.Fd(), true, nil)
+	}
+	return printJSONStream(r, out)
 }

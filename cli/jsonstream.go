@@ -22,6 +22,8 @@ type streamMessage struct {
 		Message string `json:"message,omitempty"`
 	} `json:"errorDetail,omitempty"`
 	Aux json.RawMessage `json:"aux,omitempty"`
+	// ProgressDetail marks a progress-bar update (a pull's "Downloading").
+	ProgressDetail json.RawMessage `json:"progressDetail,omitempty"`
 }
 
 // printJSONStream copies a progress stream to out as docker does without a
@@ -48,6 +50,9 @@ func printJSONStream(r io.Reader, out io.Writer) error {
 		}
 		if m.ErrorText != "" {
 			return errors.New(m.ErrorText)
+		}
+		if len(m.ProgressDetail) > 0 && string(m.ProgressDetail) != "{}" {
+			continue // as docker without a terminal: no progress bars
 		}
 		switch {
 		case m.Stream != "":

@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/distribution"
 	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
@@ -66,6 +67,8 @@ type Daemon struct {
 	images     imageService
 	containers containerService
 	network    networkService
+	// registry pulls and pushes images (nil in unit tests).
+	registry registryService
 	// swarm is the node's swarm membership (manager, worker agent).
 	swarm *swarmNode
 	// events is the node's event bus (GET /events).
@@ -156,6 +159,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if d.volumes, err = volumes.Open(filepath.Join(cfg.DataRoot, "volumes")); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
+	reg, err := distribution.New(imgs, distribution.Options{
+		Insecure: cfg.InsecureRegistries, Root: filepath.Join(cfg.DataRoot, "distribution"),
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: registry client: %w", err)
+	}
+	d.registry = reg
 	// The engine's context ends after the daemon's: its monitors must
 	// outlive every request that might still be using them.
 	ectx, stopEngine := context.WithCancel(context.Background())

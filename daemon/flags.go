@@ -39,6 +39,9 @@ type Config struct {
 	// containers created without --log-driver (json-file, no rotation).
 	LogDriver string
 	LogOpts   []string
+	// InsecureRegistries are reached over plain HTTP or unverified TLS
+	// (dockerd's --insecure-registry); localhost always is.
+	InsecureRegistries []string
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -141,6 +144,7 @@ func Command() *cobra.Command {
 	f.StringVarP(&cfg.LogLevel, "log-level", "l", DefaultLogLevel, "Logging level (debug, info, warn, error)")
 	f.StringVar(&cfg.LogDriver, "log-driver", "json-file", "Default driver for container logs (json-file, local, none)")
 	f.StringArrayVar(&cfg.LogOpts, "log-opt", nil, "Default log driver options (KEY=VALUE, repeatable)")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (HOST[:PORT]) reached over plain HTTP or unverified TLS")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
 	return cmd
 }

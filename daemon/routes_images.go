@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -22,6 +23,7 @@ func (d *Daemon) imageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /images/get", d.imageSave)
 	mux.HandleFunc("POST /images/load", d.imageLoad)
 	mux.HandleFunc("POST /images/prune", d.imagePrune)
+	mux.HandleFunc("POST /auth", d.auth)
 	// Image names hold slashes (localhost:5000/team/app), so the routes
 	// below take the rest of the path and split the action off its end.
 	mux.HandleFunc("GET /images/{name...}", d.imageGetRoute)
@@ -59,7 +61,7 @@ func (d *Daemon) imagePostRoute(w http.ResponseWriter, r *http.Request) {
 	case "tag":
 		d.imageTag(w, r, name)
 	case "push":
-		writeError(w, badRequest("pushing images is not supported: use shoal save"))
+		d.imagePush(w, r, name)
 	default:
 		writeJSON(w, http.StatusNotFound, errorResponse{Message: "page not found"})
 	}
@@ -75,22 +77,12 @@ func streamJSON(w http.ResponseWriter) func(jsonstream.Message) {
 	return func(m jsonstream.Message) { _ = enc.Encode(m) }
 }
 
-// imageCreate is `import` (fromSrc=-: a rootfs tar in the body) and, for
-// images already here, `pull`. There is no registry client: a pull of an
-// image that is not here is refused with a pointer to import and load.
+// imageCreate is `import` (fromSrc=-: a rootfs tar in the body) and `pull`
+// (fromImage: from the registry the reference names).
 func (d *Daemon) imageCreate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if from := q.Get("fromImage"); from != "" {
-		ref := from
-		if tag := q.Get("tag"); tag != "" {
-			ref += ":" + tag
-		}
-		if _, err := d.images.Get(ref); err != nil {
-			writeError(w, fmt.Errorf("pull %s: %w (shoal has no registry client: use shoal import or shoal load)", ref, err))
-			return
-		}
-		send := streamJSON(w)
-		send(jsonstream.Message{Status: "Status: Image is up to date for " + ref})
+	if q.Get("fromImage") != "" {
+		d.imagePull(w, r)
 		return
 	}
 	switch q.Get("fromSrc") {
@@ -141,7 +133,7 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		out = append(out, image.Summary{
-			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
+			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: nonNilSlice(img.RepoDigests),
 			Created: img.Created.Unix(), Size: img.Size, SharedSize: -1, Containers: -1,
 			Labels: nonNilMap(img.Config.Config.Labels),
 		})
@@ -171,7 +163,7 @@ func (d *Daemon) imageInspect(w http.ResponseWriter, name string) {
 		osName = "linux"
 	}
 	writeJSON(w, http.StatusOK, image.InspectResponse{
-		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: []string{},
+		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: nonNilSlice(img.RepoDigests),
 		Comment: comment, Created: img.Created.UTC().Format(time.RFC3339Nano), Author: img.Config.Author,
 		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config, DockerOCIImageConfigExt: imageConfigExt(img)},
 		Architecture: arch, Os: osName, Size: img.Size,
@@ -274,29 +266,41 @@ func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// imagePrune removes the dangling images (no tag), those containers do not
-// use; dangling=false (prune -a: every unused image) is not supported.
+// imagePrune removes the dangling images (no tag) that containers do not
+// use; with dangling=false (prune -a), every image no container uses.
 func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilters(r.URL.Query().Get("filters"), "dangling", "label")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if !f.any("dangling", func(v string) bool { return v == "true" || v == "1" }) {
-		writeError(w, badRequest("image prune -a (dangling=false) is not supported"))
-		return
+	danglingOnly := true
+	if f.any("dangling", func(v string) bool { return v == "false" || v == "0" }) {
+		danglingOnly = false
 	}
 	list, err := d.images.List()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	used := map[string]bool{}
+	if d.containers != nil {
+		for _, c := range d.containers.List(true) {
+			used[c.ImageID] = true
+		}
+	}
 	report := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
 	for _, img := range list {
-		if len(img.RepoTags) > 0 || !f.labels(img.Config.Config.Labels) {
+		if (danglingOnly && len(img.RepoTags) > 0) || used[img.ID] || !f.labels(img.Config.Config.Labels) {
 			continue
 		}
+		// Never forced: Remove refuses an image a container uses. An image
+		// tagged in several repositories is refused by ID, so prune -a
+		// removes it tag by tag.
 		removed, err := d.images.Remove(img.ID, false)
+		if err != nil && !danglingOnly && errors.Is(err, images.ErrConflict) && !used[img.ID] {
+			removed, err = d.removeAllTags(img)
+		}
 		if err != nil {
 			continue // in use by a container, or gone meanwhile
 		}
@@ -308,6 +312,20 @@ func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, report)
+}
+
+// removeAllTags removes an image tagged in several repositories tag by tag:
+// the last removal deletes it, and is refused if a container uses it.
+func (d *Daemon) removeAllTags(img images.Image) ([]images.Removed, error) {
+	var out []images.Removed
+	for _, t := range img.RepoTags {
+		removed, err := d.images.Remove(t, false)
+		out = append(out, removed...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // imageConfigExt is the Docker part of an image's config that the OCI type

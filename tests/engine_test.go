@@ -411,7 +411,7 @@ func TestBadInput(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"unknown image", []string{"run", "--rm", "nosuch", "true"}, 125, "No such image"},
+		{"unknown image", []string{"run", "--rm", "--pull", "never", "nosuch", "true"}, 125, "No such image"},
 		{"bad reference", []string{"run", "--rm", "Bad:Ref!!", "true"}, 125, "invalid reference format"},
 		{"bad memory", []string{"run", "--rm", "-m", "12x", "busybox", "true"}, 125, "invalid"},
 		{"name conflict", []string{"run", "--name", "taken", "busybox", "true"}, 125, "already in use"},

@@ -77,6 +77,9 @@ type Image struct {
 	// Healthcheck is the image's HEALTHCHECK, a Docker extension of the
 	// OCI config that ocispec.Image drops; nil when it has none.
 	Healthcheck *Healthcheck
+	// RepoDigests are the name@digest references of the manifests this
+	// image was pulled by or pushed as, sorted.
+	RepoDigests []string
 }
 
 // Healthcheck is a HEALTHCHECK as Docker's image config and Engine API hold
@@ -112,8 +115,9 @@ type HistoryEntry struct {
 
 // record is what state.json keeps of one image.
 type record struct {
-	Parent string    `json:"parent,omitempty"`
-	Added  time.Time `json:"added"`
+	Parent      string    `json:"parent,omitempty"`
+	Added       time.Time `json:"added"`
+	RepoDigests []string  `json:"repoDigests,omitempty"`
 }
 
 // persisted is the format of images/state.json.
@@ -121,6 +125,10 @@ type persisted struct {
 	Images map[string]record       `json:"images"`
 	Refs   map[string]string       `json:"refs"`   // familiar ref -> image ID
 	Layers map[digest.Digest]int64 `json:"layers"` // DiffID -> unpacked size
+	// Pins are the layers of pulls not finished yet (ChainID -> pin), kept
+	// by garbage collection so that a pull interrupted by a crash resumes
+	// without downloading them again.
+	Pins map[digest.Digest]pin `json:"pins,omitempty"`
 }
 
 // entry is the in-memory form of one image.
@@ -145,6 +153,7 @@ type Store struct {
 	images map[string]*entry
 	refs   map[string]string
 	layers map[digest.Digest]int64
+	pins   map[digest.Digest]pin
 	gen    uint64
 
 	// saveMu serialises writes of state.json; saved is the generation on disk.
@@ -171,6 +180,7 @@ func Open(root string) (*Store, error) {
 	s := &Store{
 		root: root, content: cs,
 		images: map[string]*entry{}, refs: map[string]string{}, layers: map[digest.Digest]int64{},
+		pins: map[digest.Digest]pin{},
 	}
 	s.removeLeftovers()
 	b, err := os.ReadFile(s.statePath())
@@ -196,6 +206,11 @@ func Open(root string) (*Store, error) {
 		}
 		for d, n := range p.Layers {
 			s.layers[d] = n
+		}
+		for c, pn := range p.Pins {
+			if time.Since(pn.Time) < pinLifetime {
+				s.pins[c] = pn
+			}
 		}
 	}
 	// Blobs or snapshots of an operation a crash interrupted are garbage now.
@@ -242,7 +257,10 @@ func (s *Store) persist() error {
 	s.mu.Lock()
 	s.gen++
 	gen := s.gen
-	p := persisted{Images: map[string]record{}, Refs: map[string]string{}, Layers: map[digest.Digest]int64{}}
+	p := persisted{Images: map[string]record{}, Refs: map[string]string{}, Layers: map[digest.Digest]int64{}, Pins: map[digest.Digest]pin{}}
+	for c, pn := range s.pins {
+		p.Pins[c] = pn
+	}
 	for id, e := range s.images {
 		p.Images[id] = e.rec
 	}
@@ -272,7 +290,7 @@ func (s *Store) persist() error {
 
 // imageLocked builds the public view of e. Call with mu held.
 func (s *Store) imageLocked(e *entry) Image {
-	img := Image{ID: e.id, Parent: e.rec.Parent}
+	img := Image{ID: e.id, Parent: e.rec.Parent, RepoDigests: append([]string(nil), e.rec.RepoDigests...)}
 	for r, id := range s.refs {
 		if id == e.id {
 			img.RepoTags = append(img.RepoTags, r)
@@ -315,6 +333,15 @@ func (s *Store) lookupLocked(refOrID string) (e *entry, byRef string, err error)
 	if perr == nil && ref.Digest == "" {
 		if id, ok := s.refs[ref.String()]; ok {
 			return s.images[id], ref.String(), nil
+		}
+	}
+	if perr == nil && ref.Digest != "" {
+		// name@digest: the image pulled by (or pushed as) that manifest.
+		want := ref.Name() + "@" + string(ref.Digest)
+		for _, e := range s.images {
+			if contains(e.rec.RepoDigests, want) {
+				return e, "", nil
+			}
 		}
 	}
 	prefix := strings.TrimPrefix(refOrID, "sha256:")
@@ -541,6 +568,10 @@ func (s *Store) collect() error {
 		for _, c := range e.chain {
 			keepSnaps[c.Encoded()] = true
 		}
+	}
+	for c, pn := range s.pins {
+		keepBlobs[pn.DiffID] = true
+		keepSnaps[c.Encoded()] = true
 	}
 	s.mu.Unlock()
 	for _, rec := range s.rootfsRecords() {
