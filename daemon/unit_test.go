@@ -151,7 +151,7 @@ func TestRoutingAndVersions(t *testing.T) {
 		{"GET", "/containers/json?filters=nope", 400, "invalid filters"},
 		{"GET", "/containers/json?filters=%7B%22colour%22%3A%7B%22red%22%3Atrue%7D%7D", 400, "invalid filter 'colour'"},
 		{"POST", "/images/create?fromSrc=http://example.com/x.tar", 400, "not supported"},
-		{"POST", "/images/x/push", 400, "not supported"},
+		{"POST", "/images/UPPER/push", 400, "invalid reference format"},
 		{"POST", "/commit", 400, "commit needs ?container=ID"},
 	} {
 		rec := serve(h, tc.method, tc.path, "")
