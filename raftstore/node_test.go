@@ -25,6 +25,13 @@ type faultNet struct {
 func (f *faultNet) track(c net.Conn) net.Conn {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A dial or accept that began before isolate and ends after it would
+	// otherwise carry traffic across the partition: checked again here,
+	// under the lock isolate closes connections with.
+	if f.blocked.Load() {
+		c.Close()
+		return c
+	}
 	if f.conns == nil {
 		f.conns = map[net.Conn]struct{}{}
 	}
