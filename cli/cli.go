@@ -96,7 +96,7 @@ func NewRootCommand() *cobra.Command {
 	)
 	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
 	root.AddCommand(observeCommands()...)
-	root.AddCommand(newSystemCommand(), newEventsCommand())
+	root.AddCommand(newSystemCommand(), newEventsCommand(), newNetworkCommand())
 	return root
 }
 

@@ -83,6 +83,8 @@ type Daemon struct {
 	// connected maps the containers this daemon connected to a network to
 	// that network, for their disconnect events; guarded by netMu.
 	connected map[string]string
+	// nets are the user-defined bridge networks (see usernets.go).
+	nets *userNets
 }
 
 // streamContext is the context of a long-lived request: it ends with the
@@ -140,6 +142,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("daemon: bridge network %s: %w", cfg.BridgeName, err)
 	}
 	defer br.Close()
+	nets, err := openUserNets(ctx, cfg.DataRoot, cfg.ExecRoot)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 
 	dctx, stopDaemon := context.WithCancel(context.Background())
 	defer stopDaemon()
@@ -147,6 +153,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// removal (an auto-removed container that exited while no daemon ran)
 	// as soon as it is open, and releaseNetwork needs only the network.
 	d := newDaemon(dctx, cfg, imgs, nil, br)
+	d.nets = nets
 	// The engine's context ends after the daemon's: its monitors must
 	// outlive every request that might still be using them.
 	ectx, stopEngine := context.WithCancel(context.Background())

@@ -7,7 +7,6 @@ import (
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/image"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/api/types/volume"
 )
@@ -75,16 +74,6 @@ func (d *Daemon) systemDF(w http.ResponseWriter, r *http.Request) {
 	out.VolumeUsage = &volume.DiskUsage{Items: []volume.Volume{}}
 	out.BuildCacheUsage = &build.DiskUsage{Items: []build.CacheRecord{}}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// networkPrune removes unused user networks: the node has none (bridge,
-// host and none are built in), so there is never anything to remove.
-func (d *Daemon) networkPrune(w http.ResponseWriter, r *http.Request) {
-	if _, err := parseFilters(r.URL.Query().Get("filters"), "label", "until"); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: []string{}})
 }
 
 // buildPrune: there is no build cache (builds are not kept between runs).

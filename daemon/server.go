@@ -47,6 +47,7 @@ func (d *Daemon) handler() http.Handler {
 	d.swarmRoutes(mux)
 	d.serviceRoutes(mux)
 	d.observeRoutes(mux)
+	d.networkRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() {

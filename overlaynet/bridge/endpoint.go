@@ -121,8 +121,17 @@ func (n *Network) plumb(ep *endpoint) error {
 		IfName:      "eth0",
 		MAC:         mac,
 		Addr:        &net.IPNet{IP: ep.IP.AsSlice(), Mask: net.CIDRMask(n.st.Subnet.Bits(), 32)},
-		Gateway:     n.st.Gateway.AsSlice(),
+		Gateway:     n.gatewayRoute(),
 	})
+}
+
+// gatewayRoute is the default gateway of endpoints; none on an internal
+// network.
+func (n *Network) gatewayRoute() net.IP {
+	if n.opts.Internal {
+		return nil
+	}
+	return n.st.Gateway.AsSlice()
 }
 
 // ensureNetNS reuses a namespace mounted at path or makes one; a plain file
@@ -202,7 +211,7 @@ func (n *Network) Detach(ctx context.Context, id string) error {
 		// Rules go first: a DNAT must never outlive the address it points to.
 		ports := ep.Ports
 		ep.Ports = nil
-		if err := program(n.opts.Name, n.st); err != nil {
+		if err := program(n.opts, n.st); err != nil {
 			ep.Ports = ports
 			return fmt.Errorf("detach %s: %w", id, err)
 		}
