@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -254,35 +255,30 @@ func (d *Daemon) startResolver(c containers.Container, netnsPath string) error {
 const hostResolvConf = "/etc/resolv.conf"
 
 // Lookup answers the embedded DNS server of container asker: the names,
-// short and full IDs and network aliases of the running containers on its
-// user network.
+// short and full IDs and network aliases of the running containers that
+// have an endpoint on a user network the asker has one on too.
 func (d *Daemon) Lookup(_ context.Context, asker, name string) (dns.Record, bool) {
-	me, err := d.containers.Get(asker)
-	if err != nil || !userNetwork(me.Config.NetworkMode) {
-		return dns.Record{}, false
-	}
-	n, err := d.nets.lookup(me.Config.NetworkMode)
-	if err != nil {
-		return dns.Record{}, false
-	}
-	d.nets.mu.Lock()
-	aliases := n.rec.Aliases
-	d.nets.mu.Unlock()
 	var rec dns.Record
-	for _, c := range d.containers.List(false) {
-		if c.Config.NetworkMode != n.rec.Name || !c.State.Running {
+	running := d.containers.List(false)
+	for _, n := range d.nets.snapshot() {
+		if _, err := n.br.Endpoint(asker); err != nil {
 			continue
 		}
-		ip, err := netip.ParseAddr(c.Config.Network.IPAddress)
-		if err != nil {
-			continue
-		}
-		match := strings.EqualFold(strings.TrimPrefix(c.Name, "/"), name) || c.ID == name || (len(name) == 12 && strings.HasPrefix(c.ID, name))
-		for _, a := range aliases[c.ID] {
-			match = match || strings.EqualFold(a, name)
-		}
-		if match {
-			rec.Addrs = append(rec.Addrs, ip)
+		for _, c := range running {
+			if !c.State.Running {
+				continue
+			}
+			ep, err := n.br.Endpoint(c.ID)
+			if err != nil {
+				continue
+			}
+			match := strings.EqualFold(strings.TrimPrefix(c.Name, "/"), name) || c.ID == name || (len(name) == 12 && strings.HasPrefix(c.ID, name))
+			for _, a := range n.rec.Aliases[c.ID] {
+				match = match || strings.EqualFold(a, name)
+			}
+			if ip, ok := netip.AddrFromSlice(ep.IP.To4()); match && ok && !slices.Contains(rec.Addrs, ip) {
+				rec.Addrs = append(rec.Addrs, ip)
+			}
 		}
 	}
 	return rec, len(rec.Addrs) > 0

@@ -16,7 +16,9 @@ import (
 
 	"github.com/moby/moby/api/types/network"
 
+	"github.com/shoal-project/shoal/containerd/containers"
 	shoalevents "github.com/shoal-project/shoal/containerd/events"
+	"github.com/shoal-project/shoal/overlaynet/bridge"
 )
 
 // The /networks routes of the Engine API: the built-in bridge, host and
@@ -42,23 +44,38 @@ func (d *Daemon) builtinID(name string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// endpointsOn lists the running containers on network name, by ID.
-func (d *Daemon) endpointsOn(name string) map[string]network.EndpointResource {
+// endpointsOn lists the running containers on network name, by ID: on a
+// built-in network those created on it, on a user network (br) those with
+// an endpoint on its bridge, connected ones included.
+func (d *Daemon) endpointsOn(name string, br *bridge.Network) map[string]network.EndpointResource {
 	out := map[string]network.EndpointResource{}
 	for _, c := range d.containers.List(false) {
-		if c.Config.NetworkMode != name || !c.State.Running {
+		if !c.State.Running {
 			continue
 		}
-		ep := network.EndpointResource{Name: strings.TrimPrefix(c.Name, "/"), EndpointID: c.ID}
-		if n := c.Config.Network; n.IPAddress != "" {
-			if a, err := netip.ParseAddr(n.IPAddress); err == nil {
-				ep.IPv4Address = netip.PrefixFrom(a, n.IPPrefixLen)
+		res := network.EndpointResource{Name: strings.TrimPrefix(c.Name, "/"), EndpointID: c.ID}
+		var ip net.IP
+		var prefix int
+		var mac net.HardwareAddr
+		if br != nil {
+			ep, err := br.Endpoint(c.ID)
+			if err != nil {
+				continue
 			}
-			if mac, err := net.ParseMAC(n.MacAddress); err == nil {
-				ep.MacAddress = network.HardwareAddr(mac)
-			}
+			ip, prefix, mac = ep.IP, ep.Prefix, ep.MAC
+		} else if c.Config.NetworkMode != name {
+			continue
+		} else if n := c.Config.Network; n.IPAddress != "" {
+			ip, prefix = net.ParseIP(n.IPAddress), n.IPPrefixLen
+			mac, _ = net.ParseMAC(n.MacAddress)
 		}
-		out[c.ID] = ep
+		if a, ok := netip.AddrFromSlice(ip.To4()); ok {
+			res.IPv4Address = netip.PrefixFrom(a, prefix)
+		}
+		if mac != nil {
+			res.MacAddress = network.HardwareAddr(mac)
+		}
+		out[c.ID] = res
 	}
 	return out
 }
@@ -68,7 +85,7 @@ func (d *Daemon) builtinInspect(name string) network.Inspect {
 		Name: name, ID: d.builtinID(name), Created: builtinCreated, Scope: "local", Driver: networkTypes[name],
 		EnableIPv4: true, IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{}},
 		Options: map[string]string{}, Labels: map[string]string{},
-	}, Containers: d.endpointsOn(name)}
+	}, Containers: d.endpointsOn(name, nil)}
 	if name == modeBridge {
 		n.IPAM.Config = []network.IPAMConfig{{Subnet: d.network.Subnet(), Gateway: d.network.Gateway()}}
 		n.Options = map[string]string{"com.docker.network.bridge.name": d.network.Name(), "com.docker.network.bridge.default_bridge": "true"}
@@ -76,12 +93,13 @@ func (d *Daemon) builtinInspect(name string) network.Inspect {
 	return n
 }
 
-func (d *Daemon) userInspect(rec netRecord) network.Inspect {
+func (d *Daemon) userInspect(n userNet) network.Inspect {
+	rec := n.rec
 	return network.Inspect{Network: network.Network{
 		Name: rec.Name, ID: rec.ID, Created: rec.Created, Scope: "local", Driver: "bridge", EnableIPv4: true,
 		IPAM:     network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{{Subnet: rec.Subnet, Gateway: rec.Gateway}}},
 		Internal: rec.Internal, Options: nonNilMap(rec.Options), Labels: nonNilMap(rec.Labels),
-	}, Containers: d.endpointsOn(rec.Name)}
+	}, Containers: d.endpointsOn(rec.Name, n.br)}
 }
 
 // allNetworks is every network of the node: built-in, user, cluster.
@@ -90,8 +108,8 @@ func (d *Daemon) allNetworks(ctx context.Context) ([]network.Inspect, error) {
 	for _, name := range []string{modeBridge, modeHost, modeNone} {
 		out = append(out, d.builtinInspect(name))
 	}
-	for _, rec := range d.nets.list() {
-		out = append(out, d.userInspect(rec))
+	for _, n := range d.nets.snapshot() {
+		out = append(out, d.userInspect(n))
 	}
 	cl, err := d.clusterNetworkList(ctx)
 	if err != nil {
@@ -149,7 +167,7 @@ func (d *Daemon) findNetwork(ctx context.Context, idOrName string) (network.Insp
 	}
 	n, err := d.nets.lookup(idOrName)
 	if err == nil {
-		return d.userInspect(n.rec), nil
+		return d.userInspect(*n), nil
 	}
 	if cl, found, cerr := d.clusterNetworkInspect(ctx, idOrName); cerr != nil {
 		return network.Inspect{}, cerr
@@ -225,7 +243,7 @@ func (d *Daemon) removeUserNetwork(ctx context.Context, idOrName string) (found 
 	if err != nil {
 		return false, nil
 	}
-	if eps := d.endpointsOn(n.rec.Name); len(eps) > 0 {
+	if eps := d.endpointsOn(n.rec.Name, n.br); len(eps) > 0 {
 		var names []string
 		for _, ep := range eps {
 			names = append(names, ep.Name)
@@ -319,32 +337,126 @@ func parseUntil(v string) (time.Time, error) {
 	return time.Time{}, badRequest("invalid filter 'until=%s'", v)
 }
 
-// networkConnect and networkDisconnect: a container is on one network at a
-// time here, chosen at create; moving it at runtime is not done yet. The
-// network and the container are checked first, so that a typo gets its
-// "not found".
+// networkConnect attaches a running container to a user network as
+// ethN, with no default route (its own network keeps that), and with
+// --alias names in that network's resolver. The connect lasts until the
+// container stops: its endpoints are released then.
 func (d *Daemon) networkConnect(w http.ResponseWriter, r *http.Request) {
 	var req network.ConnectRequest
-	d.networkMove(w, r, &req, &req.Container, "network connect is not supported yet: a container joins its one network at create (--network)")
+	n, c, err := d.moveTarget(r, &req, &req.Container)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var o bridge.AttachOptions
+	var aliases []string
+	if es := req.EndpointConfig; es != nil {
+		if err := checkEndpointConfig(n.rec.Name, &network.EndpointSettings{Aliases: es.Aliases, Links: es.Links, DriverOpts: es.DriverOpts}); err != nil {
+			writeError(w, err)
+			return
+		}
+		aliases = es.Aliases
+		if es.IPAMConfig != nil {
+			o.IP = es.IPAMConfig.IPv4Address
+		}
+	}
+	unlock := d.netLock(c.ID)
+	defer unlock()
+	if c, err = d.containers.Get(c.ID); err != nil || !c.State.Running || c.Config.NetNSPath == "" {
+		writeError(w, withStatus(http.StatusConflict, fmt.Errorf("container %s is not running: only a running container can be connected", req.Container)))
+		return
+	}
+	if _, err := n.br.Endpoint(c.ID); err == nil {
+		writeError(w, withStatus(http.StatusForbidden, fmt.Errorf("endpoint with name %s already exists in network %s", strings.TrimPrefix(c.Name, "/"), n.rec.Name)))
+		return
+	}
+	o.Shared = true
+	o.IfName = d.freeIfName(c.ID)
+	if _, err := n.br.AttachWith(r.Context(), c.ID, o); err != nil {
+		switch {
+		case errors.Is(err, bridge.ErrInvalid):
+			err = badRequest("%v", err)
+		case errors.Is(err, bridge.ErrConflict):
+			err = withStatus(http.StatusForbidden, err)
+		}
+		writeError(w, fmt.Errorf("connect %s to %s: %w", req.Container, n.rec.Name, err))
+		return
+	}
+	if err := d.nets.setAliases(c.ID, n.rec.Name, aliases); err != nil {
+		if derr := n.br.Detach(context.WithoutCancel(r.Context()), c.ID); derr != nil {
+			slog.Warn("undo a connect", "container", c.ID, "network", n.rec.Name, "err", derr)
+		}
+		writeError(w, err)
+		return
+	}
+	d.publish(shoalevents.TypeNetwork, "connect", n.rec.ID, map[string]string{"container": c.ID, "name": n.rec.Name, "type": "bridge"})
+	w.WriteHeader(http.StatusOK)
 }
 
+// networkDisconnect detaches a container from a network it was connected
+// to; the network it was created on is its namespace's and stays.
 func (d *Daemon) networkDisconnect(w http.ResponseWriter, r *http.Request) {
 	var req network.DisconnectRequest
-	d.networkMove(w, r, &req, &req.Container, "network disconnect is not supported yet: a container leaves its network when it stops")
+	n, c, err := d.moveTarget(r, &req, &req.Container)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	unlock := d.netLock(c.ID)
+	defer unlock()
+	if c.Config.NetworkMode == n.rec.Name {
+		writeError(w, withStatus(http.StatusForbidden, fmt.Errorf("container %s was created on network %s: it cannot be disconnected from it (only from networks it was connected to)", req.Container, n.rec.Name)))
+		return
+	}
+	if _, err := n.br.Endpoint(c.ID); err != nil {
+		writeError(w, withStatus(http.StatusForbidden, fmt.Errorf("container %s is not connected to network %s", req.Container, n.rec.Name)))
+		return
+	}
+	if err := n.br.Detach(r.Context(), c.ID); err != nil {
+		writeError(w, fmt.Errorf("disconnect %s from %s: %w", req.Container, n.rec.Name, err))
+		return
+	}
+	if err := d.nets.setAliases(c.ID, n.rec.Name, nil); err != nil {
+		slog.Warn("forget aliases", "container", c.ID, "network", n.rec.Name, "err", err)
+	}
+	d.publish(shoalevents.TypeNetwork, "disconnect", n.rec.ID, map[string]string{"container": c.ID, "name": n.rec.Name, "type": "bridge"})
+	w.WriteHeader(http.StatusOK)
 }
 
-func (d *Daemon) networkMove(w http.ResponseWriter, r *http.Request, req any, ctr *string, refusal string) {
+// moveTarget decodes a connect or disconnect request into req and finds
+// its user network and container (*ctr, a field of req); built-in networks
+// are refused (a container is on one of them from its create only).
+func (d *Daemon) moveTarget(r *http.Request, req any, ctr *string) (*userNet, containers.Container, error) {
 	if err := decodeJSON(r, req); err != nil {
-		writeError(w, err)
-		return
+		return nil, containers.Container{}, err
 	}
-	if _, err := d.findNetwork(r.Context(), r.PathValue("id")); err != nil {
-		writeError(w, err)
-		return
+	id := r.PathValue("id")
+	n, err := d.nets.lookup(id)
+	if err != nil {
+		if _, ferr := d.findNetwork(r.Context(), id); ferr != nil {
+			return nil, containers.Container{}, ferr
+		}
+		return nil, containers.Container{}, badRequest("network %s: only user-defined bridge networks can be connected to or disconnected from at runtime", id)
 	}
-	if _, err := d.containers.Get(*ctr); err != nil {
-		writeError(w, err)
-		return
+	c, err := d.containers.Get(*ctr)
+	if err != nil {
+		return nil, containers.Container{}, err
 	}
-	writeError(w, withStatus(http.StatusNotImplemented, errors.New(refusal)))
+	return n, c, nil
+}
+
+// freeIfName is the first ethN (N >= 1) no network of container id
+// uses in its namespace.
+func (d *Daemon) freeIfName(id string) string {
+	used := map[string]bool{"eth0": true}
+	for _, n := range d.nets.snapshot() {
+		if ep, err := n.br.Endpoint(id); err == nil {
+			used[ep.IfName] = true
+		}
+	}
+	for i := 1; ; i++ {
+		if name := fmt.Sprintf("eth%d", i); !used[name] {
+			return name
+		}
+	}
 }

@@ -350,16 +350,29 @@ func (u *userNets) list() []netRecord {
 	return out
 }
 
-// setAliases records (or, with nil, forgets) the aliases of container id
-// on every network; only the network named net keeps any.
+// snapshot copies the networks (their records as they are now).
+func (u *userNets) snapshot() []userNet {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]userNet, 0, len(u.byID))
+	for _, n := range u.byID {
+		out = append(out, *n)
+	}
+	return out
+}
+
+// setAliases records the aliases of container id on the network named
+// net, replacing any it had there; with net "" it forgets the container's
+// aliases on every network.
 func (u *userNets) setAliases(id, net string, aliases []string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var errs []error
 	for _, n := range u.byID {
 		_, had := n.rec.Aliases[id]
+		mine := net == "" || n.rec.Name == net
 		want := n.rec.Name == net && len(aliases) > 0
-		if !had && !want {
+		if !mine || !had && !want {
 			continue
 		}
 		rec := n.rec

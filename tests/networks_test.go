@@ -141,6 +141,47 @@ func TestUserNetworks(t *testing.T) {
 			t.Fatalf("web reached from the default bridge: %s", r)
 		}
 	})
+	t.Run("connect", func(t *testing.T) {
+		d.Must("run", "-d", "--name", "other", "--network", "netb", "busybox", "sleep", "600")
+		defer d.Run("rm", "-f", "other")
+		d.Must("network", "connect", "--alias", "oth", "neta", "other")
+		otherIP := strings.TrimSpace(d.Must("network", "inspect", "-f", `{{range .Containers}}{{if eq .Name "other"}}{{.IPv4Address}}{{end}}{{end}}`, "neta"))
+		otherIP, _, _ = strings.Cut(otherIP, "/")
+		if r := ping(t, "neta", "oth"); r.Code != 0 || !strings.Contains(r.Stdout, "("+otherIP+")") {
+			t.Fatalf("ping oth (connected to neta at %q) from neta: %s", otherIP, r)
+		}
+		if r := d.Run("exec", "other", "ping", "-c1", "-W2", "www"); r.Code != 0 || !strings.Contains(r.Stdout, "("+webIP+")") {
+			t.Fatalf("ping www from a container connected to neta: %s", r)
+		}
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"network", "connect", "neta", "other"}, "already exists"},
+			{[]string{"network", "connect", "bridge", "other"}, "only user-defined"},
+			{[]string{"network", "connect", "nosuchnet", "other"}, "not found"},
+			{[]string{"network", "disconnect", "netb", "other"}, "cannot be disconnected"},
+			{[]string{"network", "connect", "--ip", "198.18.0.0", "neta", "web"}, "already exists"},
+		} {
+			if r := d.Run(c.args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("%v: want an error with %q, got %s", c.args, c.want, r)
+			}
+		}
+		d.Must("network", "disconnect", "neta", "other")
+		if r := ping(t, "neta", "oth"); r.Code == 0 {
+			t.Fatalf("oth still resolves after disconnect: %s", r)
+		}
+		if r := d.Run("exec", "other", "ping", "-c1", "-W1", webIP); r.Code == 0 {
+			t.Fatalf("web still reached after disconnect: %s", r)
+		}
+	})
+	t.Run("internal", func(t *testing.T) {
+		userNetwork(t, d, "neti", "i", "--internal", "--subnet", userSubnet(4))
+		got := runRm(t, d, "--network", "neti", "busybox", "sh", "-c", "ip route; ping -c1 -W1 198.18.77.77 >/dev/null 2>&1 && echo reached || echo unreachable")
+		if strings.Contains(got, "default") || !strings.Contains(got, "unreachable") {
+			t.Fatalf("a container on an --internal network has a way out:\n%s", got)
+		}
+	})
 	t.Run("forwarded", func(t *testing.T) {
 		up := extResolver(t)
 		r := d.Run("run", "--rm", "--network", "neta", "--dns", up, "busybox", "ping", "-c1", "-W1", "ext.test")
@@ -201,8 +242,21 @@ func TestUserNetworksClients(t *testing.T) {
 	if r := docker("run", "-d", "--name", "dc", "--network", "dnet", "busybox", "sleep", "600"); r.Code != 0 {
 		t.Fatalf("docker run --network dnet: %s", r)
 	}
-	if r := docker("network", "connect", "bridge", "dc"); r.Code == 0 || !strings.Contains(r.Stderr, "not supported yet") {
+	if r := docker("network", "create", "-o", "com.docker.network.bridge.name="+d.Bridge+"e", "--subnet", userSubnet(7), "dnet2"); r.Code != 0 {
+		t.Fatalf("docker network create: %s", r)
+	}
+	t.Cleanup(func() { d.Run("network", "rm", "dnet2") })
+	if r := docker("network", "connect", "--alias", "dca", "dnet2", "dc"); r.Code != 0 {
 		t.Fatalf("docker network connect: %s", r)
+	}
+	if r := docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}}{{end}}", "dnet2"); strings.TrimSpace(r.Stdout) != "dc" {
+		t.Fatalf("docker network inspect after connect: %s", r)
+	}
+	if r := docker("network", "disconnect", "dnet2", "dc"); r.Code != 0 {
+		t.Fatalf("docker network disconnect: %s", r)
+	}
+	if r := docker("network", "rm", "dnet2"); r.Code != 0 {
+		t.Fatalf("docker network rm after disconnect: %s", r)
 	}
 	if r := docker("network", "rm", "dnet"); r.Code == 0 || !strings.Contains(r.Stderr, "active endpoints") {
 		t.Fatalf("docker network rm in use: %s", r)

@@ -108,6 +108,9 @@ type Endpoint struct {
 	Gateway net.IP
 	// MAC of eth0.
 	MAC net.HardwareAddr
+	// IfName is the interface in the namespace (eth0 unless attached with
+	// AttachOptions.IfName).
+	IfName string
 }
 
 // New creates the network, or adopts the one a previous run of the daemon
@@ -389,6 +392,9 @@ func (n *Network) teardown(ep *endpoint) error {
 		if err := sandbox.DelLink(ep.Veth); err != nil {
 			return err
 		}
+	}
+	if ep.Shared {
+		return nil
 	}
 	return sandbox.Remove(ep.NetNS)
 }
