@@ -30,7 +30,7 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := d.rememberAliases(r.Context(), c, req.NetworkingConfig); err != nil {
+	if err := d.rememberEndpoint(r.Context(), c, req.NetworkingConfig); err != nil {
 		writeError(w, err)
 		return
 	}

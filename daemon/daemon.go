@@ -96,7 +96,8 @@ func (d *Daemon) streamContext(r *http.Request) (context.Context, context.Cancel
 }
 
 func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
-	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0)}
+	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0),
+		nets: &userNets{byID: map[string]*userNet{}, dns: map[string]func(){}}}
 }
 
 // Run starts the daemon and serves until ctx ends, then stops gracefully:

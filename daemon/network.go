@@ -201,7 +201,12 @@ func (d *Daemon) setupNetworkLocked(ctx context.Context, c containers.Container)
 	if err != nil {
 		return err
 	}
-	ep, err := nw.Attach(ctx, c.ID)
+	var ep bridge.Endpoint
+	if br, ok := nw.(*bridge.Network); ok && userNetwork(c.Config.NetworkMode) {
+		ep, err = br.AttachWith(ctx, c.ID, bridge.AttachOptions{IP: d.nets.endpoint(c.Config.NetworkMode, c.ID).IP})
+	} else {
+		ep, err = nw.Attach(ctx, c.ID)
+	}
 	if err != nil {
 		return fmt.Errorf("attach %s to network %s: %w", c.ID[:12], c.Config.NetworkMode, err)
 	}
@@ -273,7 +278,7 @@ func (d *Daemon) Lookup(_ context.Context, asker, name string) (dns.Record, bool
 				continue
 			}
 			match := strings.EqualFold(strings.TrimPrefix(c.Name, "/"), name) || c.ID == name || (len(name) == 12 && strings.HasPrefix(c.ID, name))
-			for _, a := range n.rec.Aliases[c.ID] {
+			for _, a := range n.rec.Endpoints[c.ID].Aliases {
 				match = match || strings.EqualFold(a, name)
 			}
 			if ip, ok := netip.AddrFromSlice(ep.IP.To4()); match && ok && !slices.Contains(rec.Addrs, ip) {
@@ -291,7 +296,7 @@ func (d *Daemon) releaseNetwork(id string, clear bool) {
 	d.releaseNetworkLocked(id, clear)
 	if !clear {
 		if d.nets != nil {
-			if err := d.nets.setAliases(id, "", nil); err != nil {
+			if err := d.nets.setEndpoint(id, "", endpointConfig{}); err != nil {
 				slog.Warn("forget network aliases", "container", id, "err", err)
 			}
 		}
@@ -390,8 +395,10 @@ func checkEndpointConfig(mode string, es *network.EndpointSettings) error {
 	switch {
 	case len(es.Aliases) > 0 && !userNetwork(mode):
 		return badRequest("network-scoped alias is supported only for containers in user defined networks")
-	case es.IPAMConfig != nil && (es.IPAMConfig.IPv4Address.IsValid() || es.IPAMConfig.IPv6Address.IsValid() || len(es.IPAMConfig.LinkLocalIPs) > 0):
-		return badRequest("a fixed address (--ip) is not supported yet")
+	case es.IPAMConfig != nil && (es.IPAMConfig.IPv6Address.IsValid() || len(es.IPAMConfig.LinkLocalIPs) > 0):
+		return badRequest("IPv6 and link-local addresses are not supported")
+	case es.IPAMConfig != nil && es.IPAMConfig.IPv4Address.IsValid() && !userNetwork(mode):
+		return badRequest("user specified IP address is supported on user defined networks only")
 	case len(es.Links) > 0:
 		return badRequest("links are not supported")
 	case len(es.DriverOpts) > 0:
@@ -405,26 +412,49 @@ func checkEndpointConfig(mode string, es *network.EndpointSettings) error {
 	return nil
 }
 
-// rememberAliases records the --network-alias names of the created
-// container c; if that fails, c is removed again (nothing half-made).
-func (d *Daemon) rememberAliases(ctx context.Context, c containers.Container, nc *network.NetworkingConfig) error {
+// rememberEndpoint records the --network-alias names and --ip of the
+// created container c; if that fails, or the address is not one of the
+// network's, c is removed again (nothing half-made).
+func (d *Daemon) rememberEndpoint(ctx context.Context, c containers.Container, nc *network.NetworkingConfig) error {
 	if nc == nil || !userNetwork(c.Config.NetworkMode) {
 		return nil
 	}
-	var aliases []string
+	var cfg endpointConfig
 	for _, es := range nc.EndpointsConfig {
 		if es != nil {
-			aliases = append(aliases, es.Aliases...)
+			cfg.Aliases = append(cfg.Aliases, es.Aliases...)
+			if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address.IsValid() {
+				cfg.IP = es.IPAMConfig.IPv4Address
+			}
 		}
 	}
-	if len(aliases) == 0 {
+	if cfg.empty() {
 		return nil
 	}
-	if err := d.nets.setAliases(c.ID, c.Config.NetworkMode, aliases); err != nil {
+	err := d.checkFixedIP(c.Config.NetworkMode, cfg.IP)
+	if err == nil {
+		err = d.nets.setEndpoint(c.ID, c.Config.NetworkMode, cfg)
+	}
+	if err != nil {
 		if rerr := d.containers.Remove(context.WithoutCancel(ctx), c.ID, true); rerr != nil {
-			slog.Warn("remove a container whose aliases could not be recorded", "container", c.ID, "err", rerr)
+			slog.Warn("remove a container whose network settings could not be recorded", "container", c.ID, "err", rerr)
 		}
-		return fmt.Errorf("network aliases of %s: %w", c.ID[:12], err)
+		return fmt.Errorf("network settings of %s: %w", c.ID[:12], err)
+	}
+	return nil
+}
+
+// checkFixedIP refuses an --ip outside the subnet of the user network net.
+func (d *Daemon) checkFixedIP(net string, ip netip.Addr) error {
+	if !ip.IsValid() {
+		return nil
+	}
+	n, err := d.nets.lookup(net)
+	if err != nil {
+		return err
+	}
+	if !ip.Is4() || !n.rec.Subnet.Contains(ip) || ip == n.rec.Gateway || ip == n.rec.Subnet.Addr() {
+		return badRequest("invalid address %s: not a host address of network %s (%s)", ip, n.rec.Name, n.rec.Subnet)
 	}
 	return nil
 }

@@ -382,7 +382,7 @@ func (d *Daemon) networkConnect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("connect %s to %s: %w", req.Container, n.rec.Name, err))
 		return
 	}
-	if err := d.nets.setAliases(c.ID, n.rec.Name, aliases); err != nil {
+	if err := d.nets.setEndpoint(c.ID, n.rec.Name, endpointConfig{Aliases: aliases, IP: o.IP}); err != nil {
 		if derr := n.br.Detach(context.WithoutCancel(r.Context()), c.ID); derr != nil {
 			slog.Warn("undo a connect", "container", c.ID, "network", n.rec.Name, "err", derr)
 		}
@@ -416,7 +416,7 @@ func (d *Daemon) networkDisconnect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("disconnect %s from %s: %w", req.Container, n.rec.Name, err))
 		return
 	}
-	if err := d.nets.setAliases(c.ID, n.rec.Name, nil); err != nil {
+	if err := d.nets.setEndpoint(c.ID, n.rec.Name, endpointConfig{}); err != nil {
 		slog.Warn("forget aliases", "container", c.ID, "network", n.rec.Name, "err", err)
 	}
 	d.publish(shoalevents.TypeNetwork, "disconnect", n.rec.ID, map[string]string{"container": c.ID, "name": n.rec.Name, "type": "bridge"})

@@ -44,10 +44,20 @@ type netRecord struct {
 	Internal bool              `json:"internal,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Options  map[string]string `json:"options,omitempty"`
-	// Aliases are the --network-alias names of the containers created on
-	// the network, by container ID.
-	Aliases map[string][]string `json:"aliases,omitempty"`
+	// Endpoints are what the containers created on or connected to the
+	// network asked for there (--network-alias, --ip), by container ID.
+	Endpoints map[string]endpointConfig `json:"endpoints,omitempty"`
 }
+
+// endpointConfig is a container's --network-alias names and --ip on one
+// network.
+type endpointConfig struct {
+	Aliases []string   `json:"aliases,omitempty"`
+	IP      netip.Addr `json:"ip,omitzero"`
+}
+
+// empty reports whether nothing was asked for.
+func (e endpointConfig) empty() bool { return len(e.Aliases) == 0 && !e.IP.IsValid() }
 
 type userNet struct {
 	rec netRecord
@@ -350,6 +360,17 @@ func (u *userNets) list() []netRecord {
 	return out
 }
 
+// endpoint is what container id asked for on the network named net.
+func (u *userNets) endpoint(net, id string) endpointConfig {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, err := u.get(net)
+	if err != nil {
+		return endpointConfig{}
+	}
+	return n.rec.Endpoints[id]
+}
+
 // snapshot copies the networks (their records as they are now).
 func (u *userNets) snapshot() []userNet {
 	u.mu.Lock()
@@ -361,29 +382,29 @@ func (u *userNets) snapshot() []userNet {
 	return out
 }
 
-// setAliases records the aliases of container id on the network named
-// net, replacing any it had there; with net "" it forgets the container's
-// aliases on every network.
-func (u *userNets) setAliases(id, net string, aliases []string) error {
+// setEndpoint records what container id asked for on the network named
+// net, replacing what it had there; with net "" it forgets the container
+// on every network.
+func (u *userNets) setEndpoint(id, net string, cfg endpointConfig) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var errs []error
 	for _, n := range u.byID {
-		_, had := n.rec.Aliases[id]
+		_, had := n.rec.Endpoints[id]
 		mine := net == "" || n.rec.Name == net
-		want := n.rec.Name == net && len(aliases) > 0
+		want := n.rec.Name == net && !cfg.empty()
 		if !mine || !had && !want {
 			continue
 		}
 		rec := n.rec
-		rec.Aliases = map[string][]string{}
-		for k, v := range n.rec.Aliases {
+		rec.Endpoints = map[string]endpointConfig{}
+		for k, v := range n.rec.Endpoints {
 			if k != id {
-				rec.Aliases[k] = v
+				rec.Endpoints[k] = v
 			}
 		}
 		if want {
-			rec.Aliases[id] = aliases
+			rec.Endpoints[id] = cfg
 		}
 		if err := u.save(rec); err != nil {
 			errs = append(errs, err)

@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -161,7 +162,7 @@ func TestUserNetworks(t *testing.T) {
 			{[]string{"network", "connect", "bridge", "other"}, "only user-defined"},
 			{[]string{"network", "connect", "nosuchnet", "other"}, "not found"},
 			{[]string{"network", "disconnect", "netb", "other"}, "cannot be disconnected"},
-			{[]string{"network", "connect", "--ip", "198.18.0.0", "neta", "web"}, "already exists"},
+			{[]string{"network", "connect", "neta", "web"}, "already exists"},
 		} {
 			if r := d.Run(c.args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
 				t.Errorf("%v: want an error with %q, got %s", c.args, c.want, r)
@@ -173,6 +174,21 @@ func TestUserNetworks(t *testing.T) {
 		}
 		if r := d.Run("exec", "other", "ping", "-c1", "-W1", webIP); r.Code == 0 {
 			t.Fatalf("web still reached after disconnect: %s", r)
+		}
+	})
+	t.Run("fixed ip", func(t *testing.T) {
+		fixed := netip.MustParsePrefix(subA).Addr()
+		for i := 0; i < 40; i++ {
+			fixed = fixed.Next()
+		}
+		if got := runRm(t, d, "--network", "neta", "--ip", fixed.String(), "busybox", "ip", "-4", "-o", "addr", "show", "eth0"); !strings.Contains(got, " "+fixed.String()+"/26 ") {
+			t.Fatalf("--ip %s: %s", fixed, got)
+		}
+		for _, c := range [][]string{{"--network", "neta", "--ip", "198.18.255.250"}, {"--ip", fixed.String()}} {
+			r := d.Run(append(append([]string{"run", "--rm"}, c...), "busybox", "true")...)
+			if r.Code == 0 || !strings.Contains(r.Stderr, "address") {
+				t.Errorf("run %v: want an error about the address, got %s", c, r)
+			}
 		}
 	})
 	t.Run("internal", func(t *testing.T) {
