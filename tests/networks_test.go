@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -244,6 +245,7 @@ func TestUserNetworks(t *testing.T) {
 func TestUserNetworksClients(t *testing.T) {
 	d := engine(t)
 	docker := dockerCLI(t, d)
+	since := fmt.Sprint(time.Now().Unix())
 	sub := userSubnet(5)
 	if r := docker("network", "create", "-o", "com.docker.network.bridge.name="+d.Bridge+"d", "--subnet", sub, "dnet"); r.Code != 0 {
 		t.Fatalf("docker network create: %s", r)
@@ -273,6 +275,11 @@ func TestUserNetworksClients(t *testing.T) {
 	}
 	if r := docker("network", "rm", "dnet2"); r.Code != 0 {
 		t.Fatalf("docker network rm after disconnect: %s", r)
+	}
+	until := fmt.Sprint(time.Now().Unix() + 1)
+	ev := d.Must("events", "--since", since, "--until", until, "--filter", "type=network", "--filter", "network=dnet2", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+	if want := "create dnet2\nconnect dnet2\ndisconnect dnet2\ndestroy dnet2\n"; ev != want {
+		t.Fatalf("network events:\n%s\nwant:\n%s", ev, want)
 	}
 	if r := docker("network", "rm", "dnet"); r.Code == 0 || !strings.Contains(r.Stderr, "active endpoints") {
 		t.Fatalf("docker network rm in use: %s", r)
