@@ -98,7 +98,7 @@ func NewRootCommand() *cobra.Command {
 	)
 	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
 	root.AddCommand(observeCommands()...)
-	root.AddCommand(newSystemCommand(), newEventsCommand(), newVolumeCommand())
+	root.AddCommand(newSystemCommand(), newEventsCommand(), newVolumeCommand(), newNetworkCommand())
 	return root
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -31,6 +32,8 @@ type containerOptions struct {
 	cpus        nanoCPUs
 	pidsLimit   int64
 	network     string
+	netAliases  []string
+	ip          string
 	publish     []string
 	volumes     []string
 	mounts      []string
@@ -84,7 +87,9 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.VarP(&o.memory, "memory", "m", "Memory limit")
 	fl.Var(&o.cpus, "cpus", "Number of CPUs")
 	fl.Int64Var(&o.pidsLimit, "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
-	fl.StringVar(&o.network, "network", "", "Connect a container to a network (none, bridge, host)")
+	fl.StringVar(&o.network, "network", "", "Connect a container to a network (none, bridge, host or a user network)")
+	fl.StringArrayVar(&o.netAliases, "network-alias", nil, "Add network-scoped alias for the container")
+	fl.StringVar(&o.ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
 	fl.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	fl.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume")
 	fl.StringArrayVar(&o.mounts, "mount", nil, "Attach a filesystem mount to the container")
@@ -134,6 +139,9 @@ type createRequest struct {
 	HostConfig *container.HostConfig
 	// Pull is --pull: always, missing (the default) or never.
 	Pull string
+	// Networking holds the --network-alias and --ip of the container's
+	// network, nil without them.
+	Networking *network.NetworkingConfig
 }
 
 // build validates the options and turns them, with IMAGE [CMD...], into a
@@ -312,7 +320,11 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 		b := o.init
 		hc.Init = &b
 	}
-	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc, Pull: o.pull}, nil
+	nc, err := o.networking(network)
+	if err != nil {
+		return createRequest{}, err
+	}
+	return createRequest{Name: o.name, CIDFile: o.cidFile, Config: cfg, HostConfig: hc, Pull: o.pull, Networking: nc}, nil
 }
 
 // parseDevice parses --device HOST[:CONTAINER][:PERMISSIONS] as the docker
@@ -416,7 +428,7 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id st
 	}
 	create := func() (client.ContainerCreateResult, error) {
 		return c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
-			Name: req.Name, Config: req.Config, HostConfig: req.HostConfig,
+			Name: req.Name, Config: req.Config, HostConfig: req.HostConfig, NetworkingConfig: req.Networking,
 		})
 	}
 	// As docker: the pull's output goes to stderr, so that stdout holds

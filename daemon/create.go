@@ -61,6 +61,10 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := d.rememberEndpoint(r.Context(), c, req.NetworkingConfig); err != nil {
+		writeError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: c.ID, Warnings: []string{}})
 }
 
@@ -85,16 +89,19 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if err != nil {
 		return containers.Config{}, err
 	}
-	mode, err := networkMode(hc.NetworkMode)
+	mode, err := d.networkMode(hc.NetworkMode)
 	if err != nil {
 		return containers.Config{}, err
 	}
 	if req.NetworkingConfig != nil {
-		for name := range req.NetworkingConfig.EndpointsConfig {
-			if m, err := networkMode(container.NetworkMode(name)); err != nil {
+		for name, es := range req.NetworkingConfig.EndpointsConfig {
+			if m, err := d.networkMode(container.NetworkMode(name)); err != nil {
 				return containers.Config{}, err
 			} else if m != mode {
 				return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
+			}
+			if err := checkEndpointConfig(mode, es); err != nil {
+				return containers.Config{}, err
 			}
 		}
 	}
@@ -215,7 +222,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if _, err := portMappings(hc.PortBindings); err != nil {
 		return containers.Config{}, err
 	}
-	if len(hc.PortBindings) > 0 && mode != modeBridge {
+	if len(hc.PortBindings) > 0 && mode != modeBridge && !userNetwork(mode) {
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
 	}
 	hc.NetworkMode = container.NetworkMode(mode)

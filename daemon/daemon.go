@@ -89,6 +89,8 @@ type Daemon struct {
 	// connected maps the containers this daemon connected to a network to
 	// that network, for their disconnect events; guarded by netMu.
 	connected map[string]string
+	// nets are the user-defined bridge networks (see usernets.go).
+	nets *userNets
 }
 
 // streamContext is the context of a long-lived request: it ends with the
@@ -100,7 +102,8 @@ func (d *Daemon) streamContext(r *http.Request) (context.Context, context.Cancel
 }
 
 func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
-	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0)}
+	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0),
+		nets: &userNets{byID: map[string]*userNet{}, dns: map[string]func(){}}}
 }
 
 // Run starts the daemon and serves until ctx ends, then stops gracefully:
@@ -149,6 +152,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("daemon: bridge network %s: %w", cfg.BridgeName, err)
 	}
 	defer br.Close()
+	nets, err := openUserNets(ctx, cfg.DataRoot, cfg.ExecRoot)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 
 	dctx, stopDaemon := context.WithCancel(context.Background())
 	defer stopDaemon()
@@ -156,6 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// removal (an auto-removed container that exited while no daemon ran)
 	// as soon as it is open, and releaseNetwork needs only the network.
 	d := newDaemon(dctx, cfg, imgs, nil, br)
+	d.nets = nets
 	if d.volumes, err = volumes.Open(filepath.Join(cfg.DataRoot, "volumes")); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
+	"github.com/shoal-project/shoal/overlaynet/dns"
 )
 
 // Network modes of HostConfig.NetworkMode; "" and "default" mean bridge.
@@ -27,7 +30,9 @@ const (
 	modeHost   = "host"
 )
 
-func networkMode(m container.NetworkMode) (string, error) {
+// networkMode checks a HostConfig.NetworkMode: a built-in network or a user
+// network by name or ID, returned as its name (what the container keeps).
+func (d *Daemon) networkMode(m container.NetworkMode) (string, error) {
 	switch string(m) {
 	case "", "default", modeBridge:
 		return modeBridge, nil
@@ -37,12 +42,33 @@ func networkMode(m container.NetworkMode) (string, error) {
 	if strings.HasPrefix(string(m), "container:") {
 		return "", badRequest("network mode %q is not supported", m)
 	}
+	if d.nets != nil {
+		if n, err := d.nets.lookup(string(m)); err == nil {
+			return n.rec.Name, nil
+		}
+	}
 	return "", withStatus(http.StatusNotFound, fmt.Errorf("network %s not found", m))
 }
 
 // ownNetNS reports whether a container of this mode gets a namespace of the
-// daemon's (bridge: an endpoint; none: lo only); host shares the node's.
-func ownNetNS(mode string) bool { return mode == modeBridge || mode == modeNone }
+// daemon's (bridge or a user network: an endpoint; none: lo only); host
+// shares the node's.
+func ownNetNS(mode string) bool { return mode != modeHost }
+
+// userNetwork reports whether mode names a user-defined network.
+func userNetwork(mode string) bool { return !builtinNetwork(mode) && mode != "" && mode != "default" }
+
+// netFor is the bridge network a container of mode attaches to.
+func (d *Daemon) netFor(mode string) (networkService, error) {
+	if !userNetwork(mode) {
+		return d.network, nil
+	}
+	n, err := d.nets.lookup(mode)
+	if err != nil {
+		return nil, err
+	}
+	return n.br, nil
+}
 
 // portMappings turns HostConfig.PortBindings into the bridge's mappings, in
 // a stable order so that the first clash reported is always the same.
@@ -161,6 +187,10 @@ func (d *Daemon) setupNetworkLocked(ctx context.Context, c containers.Container)
 		}
 		return d.containers.SetNetwork(c.ID, ep.NetNSPath, containers.NetworkSettings{})
 	}
+	nw, err := d.netFor(c.Config.NetworkMode)
+	if err != nil {
+		return err
+	}
 	var hc container.HostConfig
 	if len(c.Config.RawHostConfig) > 0 {
 		if err := json.Unmarshal(c.Config.RawHostConfig, &hc); err != nil {
@@ -171,13 +201,18 @@ func (d *Daemon) setupNetworkLocked(ctx context.Context, c containers.Container)
 	if err != nil {
 		return err
 	}
-	ep, err := d.network.Attach(ctx, c.ID)
+	var ep bridge.Endpoint
+	if br, ok := nw.(*bridge.Network); ok && userNetwork(c.Config.NetworkMode) {
+		ep, err = br.AttachWith(ctx, c.ID, bridge.AttachOptions{IP: d.nets.endpoint(c.Config.NetworkMode, c.ID).IP})
+	} else {
+		ep, err = nw.Attach(ctx, c.ID)
+	}
 	if err != nil {
-		return fmt.Errorf("attach %s to network %s: %w", c.ID[:12], d.network.Name(), err)
+		return fmt.Errorf("attach %s to network %s: %w", c.ID[:12], c.Config.NetworkMode, err)
 	}
 	s := containers.NetworkSettings{IPAddress: ep.IP.String(), IPPrefixLen: ep.Prefix, Gateway: ep.Gateway.String(), MacAddress: ep.MAC.String()}
 	if len(ports) > 0 {
-		got, err := d.network.Publish(ctx, c.ID, ep.IP, ports)
+		got, err := nw.Publish(ctx, c.ID, ep.IP, ports)
 		if err != nil {
 			// dockerd's words, which scripts and the CLI look for.
 			msg := err.Error()
@@ -195,7 +230,63 @@ func (d *Daemon) setupNetworkLocked(ctx context.Context, c containers.Container)
 			s.Ports = append(s.Ports, containers.PortBinding{HostIP: hostIP, HostPort: int(p.HostPort), ContainerPort: int(p.ContainerPort), Protocol: p.Protocol})
 		}
 	}
-	return d.containers.SetNetwork(c.ID, ep.NetNSPath, s)
+	if err := d.containers.SetNetwork(c.ID, ep.NetNSPath, s); err != nil {
+		return err
+	}
+	if userNetwork(c.Config.NetworkMode) {
+		return d.startResolver(c, ep.NetNSPath)
+	}
+	return nil
+}
+
+// startResolver serves the embedded DNS server of c, on a user network, in
+// its namespace at netnsPath.
+func (d *Daemon) startResolver(c containers.Container, netnsPath string) error {
+	upstreams := c.Config.DNS
+	if len(upstreams) == 0 {
+		b, err := os.ReadFile(hostResolvConf)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("resolver of %s: %w", c.ID[:12], err)
+		}
+		upstreams = dns.HostUpstreams(b)
+	}
+	if err := d.nets.startDNS(d.ctx, c.ID, netnsPath, d, upstreams); err != nil {
+		return fmt.Errorf("resolver of %s: %w", c.ID[:12], err)
+	}
+	return nil
+}
+
+// hostResolvConf is where the resolver's upstreams come from.
+const hostResolvConf = "/etc/resolv.conf"
+
+// Lookup answers the embedded DNS server of container asker: the names,
+// short and full IDs and network aliases of the running containers that
+// have an endpoint on a user network the asker has one on too.
+func (d *Daemon) Lookup(_ context.Context, asker, name string) (dns.Record, bool) {
+	var rec dns.Record
+	running := d.containers.List(false)
+	for _, n := range d.nets.snapshot() {
+		if _, err := n.br.Endpoint(asker); err != nil {
+			continue
+		}
+		for _, c := range running {
+			if !c.State.Running {
+				continue
+			}
+			ep, err := n.br.Endpoint(c.ID)
+			if err != nil {
+				continue
+			}
+			match := strings.EqualFold(strings.TrimPrefix(c.Name, "/"), name) || c.ID == name || (len(name) == 12 && strings.HasPrefix(c.ID, name))
+			for _, a := range n.rec.Endpoints[c.ID].Aliases {
+				match = match || strings.EqualFold(a, name)
+			}
+			if ip, ok := netip.AddrFromSlice(ep.IP.To4()); match && ok && !slices.Contains(rec.Addrs, ip) {
+				rec.Addrs = append(rec.Addrs, ip)
+			}
+		}
+	}
+	return rec, len(rec.Addrs) > 0
 }
 
 // releaseNetwork frees the network of container id (see releaseNetworkLocked).
@@ -204,6 +295,11 @@ func (d *Daemon) releaseNetwork(id string, clear bool) {
 	defer unlock()
 	d.releaseNetworkLocked(id, clear)
 	if !clear {
+		if d.nets != nil {
+			if err := d.nets.setEndpoint(id, "", endpointConfig{}); err != nil {
+				slog.Warn("forget network aliases", "container", id, "err", err)
+			}
+		}
 		// The container is gone: so is the need for its lock.
 		d.netMu.Lock()
 		delete(d.netLocks, id)
@@ -215,6 +311,7 @@ func (d *Daemon) releaseNetwork(id string, clear bool) {
 // address and namespace) and, with clear, forgets them on its record, as
 // inspect of a stopped container shows no address in Docker.
 func (d *Daemon) releaseNetworkLocked(id string, clear bool) {
+	d.releaseUserNetworks(id)
 	if err := d.network.Detach(context.Background(), id); err != nil {
 		slog.Warn("release network", "container", id, "err", err)
 	}
@@ -235,6 +332,7 @@ func (d *Daemon) settleNetwork(id string) {
 	c, err := d.containers.Get(id)
 	switch {
 	case errors.Is(err, containers.ErrNotFound):
+		d.releaseUserNetworks(id)
 		if err := d.network.Detach(context.Background(), id); err != nil {
 			slog.Warn("release network", "container", id, "err", err)
 		}
@@ -276,9 +374,109 @@ func (d *Daemon) adoptNetworks() {
 		}
 		if c.State.Running {
 			d.trackConnected(c)
+			if userNetwork(c.Config.NetworkMode) && c.Config.NetNSPath != "" {
+				if err := d.startResolver(c, c.Config.NetNSPath); err != nil {
+					slog.Warn("restart the resolver of a running container", "container", c.ID, "err", err)
+				}
+			}
 			d.watchExit(c.ID)
 		} else if c.Config.NetNSPath != "" {
 			d.releaseNetwork(c.ID, true)
+		}
+	}
+}
+
+// checkEndpointConfig refuses what a container's endpoint on network mode
+// asks for and shoal does not do.
+func checkEndpointConfig(mode string, es *network.EndpointSettings) error {
+	if es == nil {
+		return nil
+	}
+	switch {
+	case len(es.Aliases) > 0 && !userNetwork(mode):
+		return badRequest("network-scoped alias is supported only for containers in user defined networks")
+	case es.IPAMConfig != nil && (es.IPAMConfig.IPv6Address.IsValid() || len(es.IPAMConfig.LinkLocalIPs) > 0):
+		return badRequest("IPv6 and link-local addresses are not supported")
+	case es.IPAMConfig != nil && es.IPAMConfig.IPv4Address.IsValid() && !userNetwork(mode):
+		return badRequest("user specified IP address is supported on user defined networks only")
+	case len(es.Links) > 0:
+		return badRequest("links are not supported")
+	case len(es.DriverOpts) > 0:
+		return badRequest("endpoint driver options are not supported")
+	}
+	for _, a := range es.Aliases {
+		if !networkNameRE.MatchString(a) {
+			return badRequest("invalid network alias %q", a)
+		}
+	}
+	return nil
+}
+
+// rememberEndpoint records the --network-alias names and --ip of the
+// created container c; if that fails, or the address is not one of the
+// network's, c is removed again (nothing half-made).
+func (d *Daemon) rememberEndpoint(ctx context.Context, c containers.Container, nc *network.NetworkingConfig) error {
+	if nc == nil || !userNetwork(c.Config.NetworkMode) {
+		return nil
+	}
+	var cfg endpointConfig
+	for _, es := range nc.EndpointsConfig {
+		if es != nil {
+			cfg.Aliases = append(cfg.Aliases, es.Aliases...)
+			if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address.IsValid() {
+				cfg.IP = es.IPAMConfig.IPv4Address
+			}
+		}
+	}
+	if cfg.empty() {
+		return nil
+	}
+	err := d.checkFixedIP(c.Config.NetworkMode, cfg.IP)
+	if err == nil {
+		err = d.nets.setEndpoint(c.ID, c.Config.NetworkMode, cfg)
+	}
+	if err != nil {
+		if rerr := d.containers.Remove(context.WithoutCancel(ctx), c.ID, true); rerr != nil {
+			slog.Warn("remove a container whose network settings could not be recorded", "container", c.ID, "err", rerr)
+		}
+		return fmt.Errorf("network settings of %s: %w", c.ID[:12], err)
+	}
+	return nil
+}
+
+// checkFixedIP refuses an --ip outside the subnet of the user network net.
+func (d *Daemon) checkFixedIP(net string, ip netip.Addr) error {
+	if !ip.IsValid() {
+		return nil
+	}
+	n, err := d.nets.lookup(net)
+	if err != nil {
+		return err
+	}
+	if !ip.Is4() || !n.rec.Subnet.Contains(ip) || ip == n.rec.Gateway || ip == n.rec.Subnet.Addr() {
+		return badRequest("invalid address %s: not a host address of network %s (%s)", ip, n.rec.Name, n.rec.Subnet)
+	}
+	return nil
+}
+
+// releaseUserNetworks stops the resolver of container id and detaches it
+// from whichever user network holds an endpoint of it.
+func (d *Daemon) releaseUserNetworks(id string) {
+	if d.nets == nil {
+		return
+	}
+	d.nets.stopDNS(id)
+	d.nets.mu.Lock()
+	var brs []*bridge.Network
+	for _, n := range d.nets.byID {
+		if _, err := n.br.Endpoint(id); err == nil {
+			brs = append(brs, n.br)
+		}
+	}
+	d.nets.mu.Unlock()
+	for _, br := range brs {
+		if err := br.Detach(context.Background(), id); err != nil {
+			slog.Warn("release user network", "container", id, "network", br.Name(), "err", err)
 		}
 	}
 }

@@ -36,7 +36,6 @@ func (d *Daemon) observeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /containers/{id}/changes", d.containerChanges)
 	mux.HandleFunc("GET /events", d.eventsStream)
 	mux.HandleFunc("GET /system/df", d.systemDF)
-	mux.HandleFunc("POST /networks/prune", d.networkPrune)
 	mux.HandleFunc("POST /build/prune", d.buildPrune)
 }
 

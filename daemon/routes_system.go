@@ -7,7 +7,6 @@ import (
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/image"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/api/types/volume"
 )
@@ -76,26 +75,6 @@ func (d *Daemon) systemDF(w http.ResponseWriter, r *http.Request) {
 	out.Volumes = out.VolumeUsage.Items
 	out.BuildCacheUsage = &build.DiskUsage{Items: []build.CacheRecord{}}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// networkPrune removes unused user networks: on a manager, the cluster's
-// (bridge, host and none are built in). Filters are refused until applied.
-func (d *Daemon) networkPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "until")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if len(f) > 0 {
-		writeError(w, badRequest("network prune filters are not supported yet"))
-		return
-	}
-	deleted, err := d.clusterNetworkPrune(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: append([]string{}, deleted...)})
 }
 
 // buildPrune: there is no build cache (builds are not kept between runs).

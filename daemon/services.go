@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -65,6 +66,8 @@ type networkService interface {
 	NewEmpty(ctx context.Context, id string) (bridge.Endpoint, error)
 	Publish(ctx context.Context, id string, ip net.IP, ports []bridge.PortMapping) ([]bridge.PortMapping, error)
 	Detach(ctx context.Context, id string) error
+	Subnet() netip.Prefix
+	Gateway() netip.Addr
 }
 
 var (

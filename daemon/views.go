@@ -111,7 +111,7 @@ func endpoints(c containers.Container) map[string]*network.EndpointSettings {
 		mode = modeBridge
 	}
 	ep := &network.EndpointSettings{}
-	if n := c.Config.Network; mode == modeBridge && n.IPAddress != "" {
+	if n := c.Config.Network; mode != modeNone && mode != modeHost && n.IPAddress != "" {
 		ep.NetworkID = mode
 		ep.EndpointID = c.ID
 		ep.IPAddress = parseAddr(n.IPAddress)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -157,6 +158,17 @@ func resolvConf(cfg Config) ([]byte, error) {
 	}
 	if len(cfg.DNSOptions) > 0 {
 		options = cfg.DNSOptions
+	}
+	switch cfg.NetworkMode {
+	case "none", "bridge", "host", "":
+	default:
+		// A user network: the daemon's embedded resolver answers in the
+		// container and forwards to the nameservers above, as Docker's,
+		// which also writes ndots:0 unless an ndots option is given.
+		ns = []string{"127.0.0.11"}
+		if !slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+			options = append(options, "ndots:0")
+		}
 	}
 	var b bytes.Buffer
 	for _, l := range other {

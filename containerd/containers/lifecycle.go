@@ -42,10 +42,9 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	if cfg.NetworkMode == "" || cfg.NetworkMode == "default" {
 		cfg.NetworkMode = "bridge"
 	}
-	switch cfg.NetworkMode {
-	case "none", "bridge", "host":
-	default:
-		return Container{}, fmt.Errorf("%w: network %s not found", ErrNotFound, cfg.NetworkMode)
+	// Other modes are user networks, which the daemon has checked.
+	if strings.HasPrefix(cfg.NetworkMode, "container:") {
+		return Container{}, fmt.Errorf("%w: network mode %s is not supported", ErrInvalidArgument, cfg.NetworkMode)
 	}
 	if ref, ok := strings.CutPrefix(cfg.PidMode, "container:"); ok && ref != "" {
 		// Kept by ID: a rename of the other container does not change

@@ -73,6 +73,15 @@ type Options struct {
 	NetNSDir string
 	// MTU of the bridge and veths; 0 means 1500.
 	MTU int
+	// Isolated drops new connections forwarded into the bridge from any
+	// other interface, except published ports: containers of another
+	// network cannot reach this one's (a user-defined network).
+	Isolated bool
+	// Internal gives the network no route to or from the outside: no
+	// default route in its endpoints, no masquerade, and nothing forwarded
+	// between the bridge and another interface (docker network create
+	// --internal).
+	Internal bool
 }
 
 // Network is a bridge network on this node. Its methods are safe for
@@ -99,6 +108,9 @@ type Endpoint struct {
 	Gateway net.IP
 	// MAC of eth0.
 	MAC net.HardwareAddr
+	// IfName is the interface in the namespace (eth0 unless attached with
+	// AttachOptions.IfName).
+	IfName string
 }
 
 // New creates the network, or adopts the one a previous run of the daemon
@@ -175,7 +187,7 @@ func (n *Network) setup(ctx context.Context) error {
 	if err := n.st.save(n.statePath); err != nil {
 		return err
 	}
-	if err := program(n.opts.Name, n.st); err != nil {
+	if err := program(n.opts, n.st); err != nil {
 		return err
 	}
 	return allowForward(ctx, n.opts.Name)
@@ -380,6 +392,9 @@ func (n *Network) teardown(ep *endpoint) error {
 		if err := sandbox.DelLink(ep.Veth); err != nil {
 			return err
 		}
+	}
+	if ep.Shared {
+		return nil
 	}
 	return sandbox.Remove(ep.NetNS)
 }

@@ -41,7 +41,10 @@ func vethName(bridge, id string) string {
 func (n *Network) netnsPath(id string) string { return filepath.Join(n.opts.NetNSDir, id) }
 
 func (n *Network) endpointOf(ep *endpoint) Endpoint {
-	e := Endpoint{NetNSPath: ep.NetNS}
+	e := Endpoint{NetNSPath: ep.NetNS, IfName: ep.IfName}
+	if e.IfName == "" {
+		e.IfName = "eth0"
+	}
 	if ep.IP.IsValid() {
 		e.IP = ep.IP.AsSlice()
 		e.Prefix = n.st.Subnet.Bits()
@@ -51,6 +54,19 @@ func (n *Network) endpointOf(ep *endpoint) Endpoint {
 	return e
 }
 
+// AttachOptions change what Attach makes.
+type AttachOptions struct {
+	// IfName is the interface inside the namespace; "" means eth0.
+	IfName string
+	// Shared attaches to the namespace another network made for id (a
+	// second network of a container): it must exist, gets no default route
+	// from this network, and stays when this endpoint is detached.
+	Shared bool
+	// IP is a fixed address in the subnet (--ip); invalid means the next
+	// free one.
+	IP netip.Addr
+}
+
 // Attach gives the container id a sandbox on the network: a namespace at
 // <NetNSDir>/<id> with lo up and eth0 holding the next free address, a default
 // route through the gateway, and the other end of eth0's veth on the bridge.
@@ -58,6 +74,11 @@ func (n *Network) endpointOf(ep *endpoint) Endpoint {
 // the caller, or left by a crash); a veth of this endpoint left by a crash is
 // replaced.
 func (n *Network) Attach(ctx context.Context, id string) (Endpoint, error) {
+	return n.AttachWith(ctx, id, AttachOptions{})
+}
+
+// AttachWith is Attach with options.
+func (n *Network) AttachWith(ctx context.Context, id string, o AttachOptions) (Endpoint, error) {
 	if err := checkID(id); err != nil {
 		return Endpoint{}, err
 	}
@@ -75,16 +96,32 @@ func (n *Network) Attach(ctx context.Context, id string) (Endpoint, error) {
 			used[ep.IP] = true
 		}
 	}
-	ip, err := allocate(n.st.Subnet, n.st.Gateway, n.st.Last, used)
-	if err != nil {
-		return Endpoint{}, fmt.Errorf("attach %s: %w", id, err)
+	ip, last := o.IP, n.st.Last
+	if ip.IsValid() {
+		switch {
+		case !ip.Is4() || !n.st.Subnet.Contains(ip) || ip == n.st.Subnet.Addr() || ip == broadcast(n.st.Subnet) || ip == n.st.Gateway:
+			return Endpoint{}, fmt.Errorf("%w: attach %s: address %s is not a free host address of %s", ErrInvalid, id, ip, n.st.Subnet)
+		case used[ip]:
+			return Endpoint{}, fmt.Errorf("%w: attach %s: address %s is already in use on %s", ErrConflict, id, ip, n.opts.Name)
+		}
+	} else {
+		var err error
+		if ip, err = allocate(n.st.Subnet, n.st.Gateway, n.st.Last, used); err != nil {
+			return Endpoint{}, fmt.Errorf("attach %s: %w", id, err)
+		}
+		last = ip
 	}
-	ep := &endpoint{NetNS: n.netnsPath(id), Veth: vethName(n.opts.Name, id), IP: ip, MAC: macFor(ip)}
+	if o.Shared {
+		if ok, err := sandbox.IsNetNS(n.netnsPath(id)); err != nil || !ok {
+			return Endpoint{}, fmt.Errorf("%w: attach %s: no namespace of it to share at %s", ErrNotFound, id, n.netnsPath(id))
+		}
+	}
+	ep := &endpoint{NetNS: n.netnsPath(id), Veth: vethName(n.opts.Name, id), IP: ip, MAC: macFor(ip), IfName: o.IfName, Shared: o.Shared}
 	prevLast := n.st.Last
 	// Recorded before any kernel object exists, so that whatever a crash
 	// leaves behind is found by Detach or by the next New.
 	n.st.Endpoints[id] = ep
-	n.st.Last = ip
+	n.st.Last = last
 	if err := n.st.save(n.statePath); err != nil {
 		delete(n.st.Endpoints, id)
 		n.st.Last = prevLast
@@ -112,17 +149,33 @@ func (n *Network) plumb(ep *endpoint) error {
 		return err
 	}
 	mac, _ := net.ParseMAC(ep.MAC)
+	ifName, gw := ep.IfName, n.gatewayRoute()
+	if ifName == "" {
+		ifName = "eth0"
+	}
+	if ep.Shared {
+		gw = nil // the namespace's own network routes the rest
+	}
 	return sandbox.AddVeth(sandbox.Veth{
 		HostName:    ep.Veth,
 		MasterIndex: n.bridge.Attrs().Index,
 		MTU:         n.opts.MTU,
 		Hairpin:     true,
 		NetNSPath:   ep.NetNS,
-		IfName:      "eth0",
+		IfName:      ifName,
 		MAC:         mac,
 		Addr:        &net.IPNet{IP: ep.IP.AsSlice(), Mask: net.CIDRMask(n.st.Subnet.Bits(), 32)},
-		Gateway:     n.st.Gateway.AsSlice(),
+		Gateway:     gw,
 	})
+}
+
+// gatewayRoute is the default gateway of endpoints; none on an internal
+// network.
+func (n *Network) gatewayRoute() net.IP {
+	if n.opts.Internal {
+		return nil
+	}
+	return n.st.Gateway.AsSlice()
 }
 
 // ensureNetNS reuses a namespace mounted at path or makes one; a plain file
@@ -202,7 +255,7 @@ func (n *Network) Detach(ctx context.Context, id string) error {
 		// Rules go first: a DNAT must never outlive the address it points to.
 		ports := ep.Ports
 		ep.Ports = nil
-		if err := program(n.opts.Name, n.st); err != nil {
+		if err := program(n.opts, n.st); err != nil {
 			ep.Ports = ports
 			return fmt.Errorf("detach %s: %w", id, err)
 		}

@@ -44,7 +44,8 @@ const ipsDstNAT = 0x20 // IPS_DST_NAT of linux/netfilter/nf_conntrack_common.h
 func tableName(bridge string) string { return "shoal-" + bridge }
 
 // program replaces the network's table with one generated from s.
-func program(bridge string, s *state) error {
+func program(o Options, s *state) error {
+	bridge := o.Name
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -80,13 +81,26 @@ func program(bridge string, s *state) error {
 	for _, pr := range portRules(s) {
 		rule(ports, pr...)
 	}
-	rule(post, cat(ipPrefix(12, s.Subnet), ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpNeq), masq())...)
+	if o.Internal {
+		// No way out and no way in: only the bridge's own traffic passes.
+		rule(fwd, cat(ifname(expr.MetaKeyIIFNAME, bridge, expr.CmpOpEq), ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpNeq), counter(), verdict(expr.VerdictDrop))...)
+		rule(fwd, cat(ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpEq), ifname(expr.MetaKeyIIFNAME, bridge, expr.CmpOpNeq), counter(), verdict(expr.VerdictDrop))...)
+	} else {
+		rule(post, cat(ipPrefix(12, s.Subnet), ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpNeq), masq())...)
+	}
 	rule(post, cat(ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpEq), ipPrefix(12, loopback), masq())...)
 	rule(post, cat(ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpEq), ipPrefix(12, s.Subnet), ctBits(expr.CtKeySTATUS, ipsDstNAT), masq())...)
 	rule(fwd, cat(ifname(expr.MetaKeyIIFNAME, bridge, expr.CmpOpEq), counter(), verdict(expr.VerdictAccept))...)
 	rule(fwd, cat(ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpEq),
 		ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), counter(), verdict(expr.VerdictAccept))...)
 	rule(fwd, cat(ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpEq), ctBits(expr.CtKeySTATUS, ipsDstNAT), counter(), verdict(expr.VerdictAccept))...)
+	if o.Isolated {
+		// What the accepts above let by: a new connection into the bridge
+		// from elsewhere (another network's bridge, routed by the host)
+		// that is not a published port. A drop is final on the hook.
+		rule(fwd, cat(ifname(expr.MetaKeyOIFNAME, bridge, expr.CmpOpEq), ifname(expr.MetaKeyIIFNAME, bridge, expr.CmpOpNeq),
+			ctBits(expr.CtKeySTATE, expr.CtStateBitNEW), counter(), verdict(expr.VerdictDrop))...)
+	}
 
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("program nftables table %s: %w", t.Name, err)

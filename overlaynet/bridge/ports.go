@@ -125,7 +125,7 @@ func (n *Network) Publish(ctx context.Context, id string, ip net.IP, ports []Por
 		ep.Ports = old
 		return nil, fmt.Errorf("publish %s: %w", id, err)
 	}
-	if err := program(n.opts.Name, n.st); err != nil {
+	if err := program(n.opts, n.st); err != nil {
 		ep.Ports = old
 		n.st.save(n.statePath)
 		return nil, fmt.Errorf("publish %s: %w", id, err)

@@ -25,11 +25,16 @@ type state struct {
 // endpoint is one sandbox known to the network. IP is invalid for a
 // `--network none` sandbox, which has no veth either.
 type endpoint struct {
-	NetNS string        `json:"netns"`
-	Veth  string        `json:"veth,omitempty"`
-	IP    netip.Addr    `json:"ip,omitzero"`
-	MAC   string        `json:"mac,omitempty"`
-	Ports []PortMapping `json:"ports,omitempty"`
+	NetNS string     `json:"netns"`
+	Veth  string     `json:"veth,omitempty"`
+	IP    netip.Addr `json:"ip,omitzero"`
+	MAC   string     `json:"mac,omitempty"`
+	// IfName is the endpoint's interface in the namespace; "" is eth0.
+	IfName string `json:"ifname,omitempty"`
+	// Shared marks a namespace that belongs to another network's endpoint
+	// (a container connected to a second network): it is not removed here.
+	Shared bool          `json:"shared,omitempty"`
+	Ports  []PortMapping `json:"ports,omitempty"`
 }
 
 func loadState(path string) (*state, error) {
