@@ -94,7 +94,7 @@ func TestUserNetworks(t *testing.T) {
 			{[]string{"network", "create", "--subnet", userSubnet(2), "neta"}, "already exists"},
 			{[]string{"network", "create", "--attachable", "--subnet", userSubnet(2), "att"}, "attachable"},
 			{[]string{"network", "create", "-o", "foo=bar", "--subnet", userSubnet(2), "badopt"}, "not supported"},
-			{[]string{"network", "create", "-d", "overlay", "ov"}, "overlay networks need the cluster"},
+			{[]string{"network", "create", "-d", "overlay", "ov"}, "This node is not a swarm manager"},
 			{[]string{"network", "rm", "nosuchnet"}, "not found"},
 			{[]string{"network", "rm", "bridge"}, "pre-defined"},
 			{[]string{"run", "--rm", "--network", "nosuchnet", "busybox", "true"}, "network nosuchnet not found"},
