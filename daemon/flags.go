@@ -35,6 +35,9 @@ type Config struct {
 	// AllowPrivileged lets `run --privileged` through; without it such
 	// containers are refused (one is root on the host).
 	AllowPrivileged bool
+	// RegistryPort is the cluster registry's port while this node is a
+	// manager (0: not served).
+	RegistryPort int
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -117,6 +120,9 @@ func Command() *cobra.Command {
 					cfg.Host = h
 				}
 			}
+			if cfg.RegistryPort < 0 || cfg.RegistryPort > 65535 {
+				return fmt.Errorf("--registry-port %d: not a port (0 serves no registry)", cfg.RegistryPort)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return Run(ctx, cfg)
@@ -136,5 +142,6 @@ func Command() *cobra.Command {
 	f.StringVar(&cfg.BIP, "bip", DefaultBIP, "Subnet of the default bridge, as gateway address/prefix")
 	f.StringVarP(&cfg.LogLevel, "log-level", "l", DefaultLogLevel, "Logging level (debug, info, warn, error)")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
+	f.IntVar(&cfg.RegistryPort, "registry-port", DefaultRegistryPort, "Port of the cluster registry on this node while it is a manager (0: none)")
 	return cmd
 }
