@@ -47,8 +47,12 @@ const RegistryTokenLabel = "shoal.registry.token-sha256"
 // (manager certificates only): HEAD, GET and PUT of one blob by digest.
 const blobPath = "/shoal/blobs/"
 
-// registryPeerTimeout bounds one call to another manager's registry.
-const registryPeerTimeout = 5 * time.Minute
+// registryPeerTimeout bounds one call to another manager's registry;
+// registryDialTimeout its connection.
+const (
+	registryPeerTimeout = 5 * time.Minute
+	registryDialTimeout = 5 * time.Second
+)
 
 // clusterRegistry is the registry one manager serves: the distribution API
 // over its own blob store and the raft store's tags. Writes on a follower
@@ -90,7 +94,10 @@ func startRegistry(ctx context.Context, dir, advertise string, port int, nodeID 
 	clientTLS := sec.TLSConfig(nil)
 	cr := &clusterRegistry{
 		port: port, nodeID: nodeID, sec: sec, mgr: mgr, blobs: registryBlobs{cs: cs},
-		peer: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: false}},
+		// A manager that is down (its address silent) is given up on
+		// after registryDialTimeout, not the system's minutes of SYN retries.
+		peer: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS,
+			DialContext: (&net.Dialer{Timeout: registryDialTimeout}).DialContext}},
 	}
 	cr.api = registry.New(registry.Config{
 		Blobs: fetchingBlobs{cr}, Tags: registry.RaftTagStore{Store: mgr.Store()},
