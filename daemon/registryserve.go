@@ -47,6 +47,9 @@ const RegistryTokenLabel = "shoal.registry.token-sha256"
 // (manager certificates only): HEAD, GET and PUT of one blob by digest.
 const blobPath = "/shoal/blobs/"
 
+// forwardedHeader marks a request a follower forwarded to the leader.
+const forwardedHeader = "Shoal-Registry-Forwarded"
+
 // registryPeerTimeout bounds one call to another manager's registry;
 // registryDialTimeout its connection.
 const (
@@ -146,7 +149,9 @@ func (cr *clusterRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cr.serveBlob(w, r)
 		return
 	}
-	if isRegistryWrite(r) && !cr.mgr.Raft().IsLeader() {
+	// One hop only: a request a follower forwarded is served here even if
+	// leadership moved meanwhile (the tag store then refuses the write).
+	if isRegistryWrite(r) && !cr.mgr.Raft().IsLeader() && r.Header.Get(forwardedHeader) == "" {
 		if err := cr.authenticate(r); err != nil {
 			// The handler writes the spec's 401.
 			cr.api.ServeHTTP(w, r)
@@ -166,9 +171,9 @@ func isRegistryWrite(r *http.Request) bool {
 
 // forward sends r to the leader's registry with this manager's certificate.
 func (cr *clusterRegistry) forward(w http.ResponseWriter, r *http.Request) {
-	_, addr := cr.mgr.Raft().Leader()
+	id, addr := cr.mgr.Raft().Leader()
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err != nil || id == cr.nodeID {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"no raft leader to write to"}]}`)
@@ -181,6 +186,7 @@ func (cr *clusterRegistry) forward(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = r.Host
 			// The leader trusts this manager's certificate, not the user's token.
 			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Set(forwardedHeader, cr.nodeID)
 		},
 		Transport: cr.peer.Transport,
 	}

@@ -30,7 +30,8 @@ import (
 // leader) is copied out of manager 2, with identical digests, after manager
 // 1 was killed -9; anonymous and wrong-token requests get 401 with a
 // challenge; a worker's node certificate pulls; the worker, promoted after
-// the push, serves the image by fetching the blobs it lacks from the others.
+// the push, serves the image by fetching the blobs it lacks from the others,
+// and stops serving when demoted again.
 func TestClusterRegistry(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		t.Skip("skopeo is not installed (apt-get install -y skopeo)")
@@ -159,6 +160,15 @@ func TestClusterRegistry(t *testing.T) {
 	if got := layoutManifest(t, out); got != want {
 		t.Fatalf("the promoted worker served manifest %s, pushed %s", got, want)
 	}
+	// Demoted, it stops serving.
+	mustSettled(t, m2, "node", "demote", w.Name)
+	waitFor(t, "the demoted node's registry to stop", func() bool {
+		conn, err := w.DialTimeout("tcp", w.IP+":5000", time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
 }
 
 func writeFiles(t *testing.T, dir string, files map[string][]byte) {
