@@ -31,7 +31,8 @@ import (
 // 1 was killed -9; anonymous and wrong-token requests get 401 with a
 // challenge; a worker's node certificate pulls; the worker, promoted after
 // the push, serves the image by fetching the blobs it lacks from the others,
-// and stops serving when demoted again.
+// and stops serving when demoted again; once removed, its certificate is
+// refused.
 func TestClusterRegistry(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		t.Skip("skopeo is not installed (apt-get install -y skopeo)")
@@ -169,6 +170,12 @@ func TestClusterRegistry(t *testing.T) {
 		}
 		return err != nil
 	})
+	// Removed from the swarm, its certificate (still within its validity)
+	// stops working at once.
+	mustSettled(t, m2, "node", "rm", "--force", w.Name)
+	if r := skopeo(m2, "inspect", "--raw", "--no-creds", "--cert-dir", nodeCerts, ref(m2, "v1")); r.Code == 0 || !strings.Contains(r.Stderr, "unauthorized") {
+		t.Fatalf("a removed node's certificate: %s", r)
+	}
 }
 
 func writeFiles(t *testing.T, dir string, files map[string][]byte) {
