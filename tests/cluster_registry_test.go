@@ -32,7 +32,7 @@ import (
 // challenge; a worker's node certificate pulls; the worker, promoted after
 // the push, serves the image by fetching the blobs it lacks from the others,
 // and stops serving when demoted again; once removed, its certificate is
-// refused.
+// refused; `registry-token --rotate` ends the old token.
 func TestClusterRegistry(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		t.Skip("skopeo is not installed (apt-get install -y skopeo)")
@@ -175,6 +175,20 @@ func TestClusterRegistry(t *testing.T) {
 	mustSettled(t, m2, "node", "rm", "--force", w.Name)
 	if r := skopeo(m2, "inspect", "--raw", "--no-creds", "--cert-dir", nodeCerts, ref(m2, "v1")); r.Code == 0 || !strings.Contains(r.Stderr, "unauthorized") {
 		t.Fatalf("a removed node's certificate: %s", r)
+	}
+	// A rotated token replaces the old one at once.
+	rotated := strings.TrimSpace(mustSettled(t, m2, "swarm", "registry-token", "--rotate"))
+	for tok, status := range map[string]int{token: http.StatusUnauthorized, rotated: http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+m2.IP+":5000/v2/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			t.Fatalf("after --rotate, GET /v2/ with the %s token: %s", map[bool]string{true: "new", false: "old"}[tok == rotated], resp.Status)
+		}
 	}
 }
 
