@@ -24,7 +24,7 @@ func newSwarmCommand() *cobra.Command {
 	cmd.AddCommand(
 		newSwarmInitCommand(), newSwarmJoinCommand(), newSwarmJoinTokenCommand(),
 		newSwarmLeaveCommand(), newSwarmUpdateCommand(), newSwarmCACommand(),
-		newSwarmUnlockCommand(), newSwarmUnlockKeyCommand(),
+		newSwarmUnlockCommand(), newSwarmUnlockKeyCommand(), newSwarmRegistryTokenCommand(),
 	)
 	return cmd
 }

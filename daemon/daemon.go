@@ -198,6 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// networks; the agent re-adopts them after a restart by their labels.
 	d.swarm = newSwarmNode(dctx, filepath.Join(cfg.DataRoot, "swarm"), cfg.NodeName,
 		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes})
+	d.swarm.registryPort = cfg.RegistryPort
 	if err := d.swarm.resume(); err != nil {
 		// As dockerd: the engine still serves; the swarm part reports the error.
 		slog.Error("swarm: could not resume", "err", err)

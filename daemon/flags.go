@@ -42,6 +42,9 @@ type Config struct {
 	// InsecureRegistries are reached over plain HTTP or unverified TLS
 	// (dockerd's --insecure-registry); localhost always is.
 	InsecureRegistries []string
+	// RegistryPort is the cluster registry's port while this node is a
+	// manager (0: not served).
+	RegistryPort int
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -124,6 +127,9 @@ func Command() *cobra.Command {
 					cfg.Host = h
 				}
 			}
+			if cfg.RegistryPort < 0 || cfg.RegistryPort > 65535 {
+				return fmt.Errorf("--registry-port %d: not a port (0 serves no registry)", cfg.RegistryPort)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return Run(ctx, cfg)
@@ -146,5 +152,6 @@ func Command() *cobra.Command {
 	f.StringArrayVar(&cfg.LogOpts, "log-opt", nil, "Default log driver options (KEY=VALUE, repeatable)")
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (HOST[:PORT]) reached over plain HTTP or unverified TLS")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
+	f.IntVar(&cfg.RegistryPort, "registry-port", DefaultRegistryPort, "Port of the cluster registry on this node while it is a manager (0: none)")
 	return cmd
 }

@@ -50,6 +50,10 @@ type swarmNode struct {
 	conn      *grpc.ClientConn // to this node's manager, for the REST routes
 	stopAgent func()
 
+	// registryPort is the cluster registry's port on this node while it
+	// is a manager (0: none; registryserve.go).
+	registryPort int
+
 	// sessMu guards lastSession, the newest session message, which
 	// watch takes when sessions signals.
 	sessMu      sync.Mutex
@@ -208,8 +212,19 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 		<-done
 		return err
 	}
+	stopRegistry := func() {}
+	if s.registryPort > 0 {
+		// The manager runs without its registry rather than not at all:
+		// the port may be taken (several daemons on one host).
+		stop, err := startRegistry(ctx, s.files.registry(), s.state.AdvertiseAddr, s.registryPort, s.state.NodeID, s.id.sec, m)
+		if err != nil {
+			slog.Error("cluster registry not served", "err", err)
+		} else {
+			stopRegistry = stop
+		}
+	}
 	s.mgr, s.conn = m, conn
-	s.stopMgr = func() { cancel(); <-done }
+	s.stopMgr = func() { stopRegistry(); cancel(); <-done }
 	return nil
 }
 

@@ -226,6 +226,15 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if err := h.cfg.Blobs.Ingest(r.Context(), d, int64(len(body)), bytes.NewReader(body)); err != nil {
 		return ingestError(err)
 	}
+	if h.cfg.Replicate != nil {
+		blobs := []digest.Digest{d}
+		for _, b := range p.blobs {
+			blobs = append(blobs, b.Digest)
+		}
+		if err := h.cfg.Replicate(r.Context(), blobs); err != nil {
+			return errorf(http.StatusServiceUnavailable, codeUnsupported, "copying the manifest's blobs to the other managers: "+err.Error())
+		}
+	}
 	err = h.cfg.Tags.Update(r.Context(), rt.name, func(repo *Repository) error {
 		if aerr := checkRefs(repo, p); aerr != nil {
 			return aerr

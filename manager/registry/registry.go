@@ -6,6 +6,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -66,6 +67,11 @@ type Config struct {
 	// Authenticate, when set, is asked for every request; an error answers
 	// 401 and the request goes no further.
 	Authenticate func(*http.Request) error
+	// Replicate, when set, is called at a manifest PUT with the manifest's
+	// digest and every blob it references, after the manifest is stored and
+	// before its tag or record is: an error fails the PUT, so a push is
+	// acknowledged only once Replicate has copied what it needs.
+	Replicate func(ctx context.Context, blobs []digest.Digest) error
 }
 
 // Handler serves the distribution API under /v2/.
