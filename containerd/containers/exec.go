@@ -129,8 +129,10 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	}
 	rec := execFile{ExecState: st, Supervisor: sup.Pid}
 	rec.Running, rec.Pid = true, pid
-	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, pid })
+	// On disk before it shows as running: whoever sees it running (inspect)
+	// can count on a restarted daemon finding it.
 	_ = e.saveExec(rec)
+	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, pid })
 	e.emit("exec_start: "+strings.Join(st.Config.Cmd, " "), c, map[string]string{"execID": execID})
 	if sio.in != nil {
 		go func() {
