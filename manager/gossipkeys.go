@@ -22,19 +22,28 @@ const (
 	gossipKeySize = 32
 	// gossipKeyCheck is how often the leader looks at the keys' ages.
 	gossipKeyCheck = time.Minute
+	// gossipKeyRetry is the wait while the cluster has no key.
+	gossipKeyRetry = 200 * time.Millisecond
 )
 
 // reconcileGossipKeys runs on the leader: it gives the cluster a gossip key
 // at once and rotates it on time.
 func (m *Manager) reconcileGossipKeys(ctx context.Context) error {
 	for {
+		wait := gossipKeyCheck
 		if err := m.rotateGossipKeys(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("manager: gossip key rotation", "err", err)
+		}
+		if c := m.cluster(); len(c.GetGossipKeys()) == 0 {
+			// No cluster object yet (swarm init writes it after this
+			// leader's first term starts), or the write failed: nodes wait
+			// for the key to run overlay tasks, so try again soon.
+			wait = gossipKeyRetry
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(gossipKeyCheck):
+		case <-time.After(wait):
 		}
 	}
 }
