@@ -3,17 +3,21 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
 	"github.com/shoal-project/shoal/overlaynet/peers"
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
 	"github.com/shoal-project/shoal/worker"
 )
 
@@ -112,6 +116,7 @@ func (o *overlayNode) run(ctx context.Context) {
 		stopGossip()
 	}()
 	var applied *overlaySettings
+	lastErr := "" // a start failure is logged once, not at every retry
 	tick := time.NewTicker(overlayRejoin)
 	defer tick.Stop()
 	for {
@@ -132,7 +137,10 @@ func (o *overlayNode) run(ctx context.Context) {
 			gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			if err := o.start(gctx, want); err != nil {
 				cancel()
-				o.log.Error("overlay: cannot start; tasks on overlay networks wait", "err", err)
+				if err.Error() != lastErr {
+					lastErr = err.Error()
+					o.log.Error("overlay: cannot start; tasks on overlay networks wait", "err", err)
+				}
 				continue
 			}
 			stopGossip = cancel
@@ -214,4 +222,39 @@ func (o *overlayNode) Detach(ctx context.Context, t *api.Task) error {
 		return fmt.Errorf("detach task %s: %w", t.GetId(), err)
 	}
 	return n.Detach(ctx, t)
+}
+
+// removeOverlay takes the node's overlay down when it leaves the swarm,
+// once its task containers are gone: each task's endpoints and namespace,
+// and with the last endpoint of a network its sandbox (VXLAN device
+// first). It must run before the swarm directory is removed, which the
+// namespaces' mounts would otherwise keep (and their links leak).
+func removeOverlay(dir, advertise string) error {
+	netnsDir := taskNetNSDir(dir)
+	ents, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("overlay: list task namespaces: %w", err)
+	}
+	o, err := newOverlayNode(dir, "", advertise)
+	if err != nil {
+		return err
+	}
+	// New also removes the sandboxes left without an endpoint.
+	ov, err := overlay.New(overlay.Config{Root: filepath.Join(dir, "overlay"), LocalIP: o.addr})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		path := filepath.Join(netnsDir, e.Name())
+		id := strings.TrimPrefix(e.Name(), "task-")
+		if worker.TaskNetNSPath(netnsDir, id) != path {
+			continue // not a task's namespace
+		}
+		errs = append(errs, ov.DetachAll(id), sandbox.Remove(path))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,8 @@ import (
 // which segfaults in Debian's busybox). Then a worker is
 // killed (SIGKILL to everything, its link down): the other nodes withdraw
 // its endpoint from their VXLAN forwarding tables. Last, the manager's
-// daemon restarts and its client task still reaches the other web task.
+// daemon restarts and its client task still reaches the other web task,
+// and the other worker leaves the swarm, its overlay taken down.
 func TestClusterOverlay(t *testing.T) {
 	c := harness.NewCluster(t, 3)
 	tar := harness.BusyboxTar(t)
@@ -159,6 +161,16 @@ func TestClusterOverlay(t *testing.T) {
 	}
 	if fdb := sandboxFDB(survivor, vni); !strings.Contains(fdb, clientMAC+" dst ") {
 		t.Fatalf("%s does not forward the client %s again after the restart:\n%s", survivor.Name, cl[0].addr, fdb)
+	}
+
+	// A worker that leaves takes its task namespaces and sandboxes down.
+	survivor.Daemon.Must("swarm", "leave")
+	swarmDir := filepath.Join(survivor.Daemon.Root, "swarm")
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(b), swarmDir) {
+		t.Fatalf("namespaces still mounted under %s after leave (%v)", swarmDir, err)
+	}
+	if _, err := os.Stat(swarmDir); !os.IsNotExist(err) {
+		t.Fatalf("%s after leave: %v", swarmDir, err)
 	}
 }
 
