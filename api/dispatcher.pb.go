@@ -236,7 +236,12 @@ type SessionMessage struct {
 	Node      *Node                  `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	Managers  []*WeightedPeer        `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
 	// root_ca is the PEM the agent should trust (changes on CA rotation).
-	RootCa        []byte `protobuf:"bytes,4,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	RootCa []byte `protobuf:"bytes,4,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// gossip_keys are the cluster's overlay gossip keys, the one to encrypt
+	// with first (Cluster.gossip_keys).
+	GossipKeys [][]byte `protobuf:"bytes,5,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// data_path_port is the cluster's VXLAN UDP port (0 means 4789).
+	DataPathPort  uint32 `protobuf:"varint,6,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,6 +302,20 @@ func (x *SessionMessage) GetRootCa() []byte {
 		return x.RootCa
 	}
 	return nil
+}
+
+func (x *SessionMessage) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
+	}
+	return 0
 }
 
 type HeartbeatRequest struct {
@@ -706,13 +725,16 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\fWeightedPeer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xa2\x01\n" +
+	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xe9\x01\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
 	"\x04node\x18\x02 \x01(\v2\x0f.shoal.api.NodeR\x04node\x123\n" +
 	"\bmanagers\x18\x03 \x03(\v2\x17.shoal.api.WeightedPeerR\bmanagers\x12\x17\n" +
-	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa\"1\n" +
+	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa\x12\x1f\n" +
+	"\vgossip_keys\x18\x05 \x03(\fR\n" +
+	"gossipKeys\x12$\n" +
+	"\x0edata_path_port\x18\x06 \x01(\rR\fdataPathPort\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"F\n" +

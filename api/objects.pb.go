@@ -1616,7 +1616,12 @@ type Cluster struct {
 	UnlockKey []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
 	// data_path_port is the UDP port of the overlay's VXLAN traffic (swarm
 	// init --data-path-port, 1024-49151); 0 means 4789.
-	DataPathPort  uint32 `protobuf:"varint,8,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	DataPathPort uint32 `protobuf:"varint,8,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	// gossip_keys are the overlay's gossip keys (32 random bytes each), the
+	// newest first: nodes encrypt with the first and accept all. The leader
+	// adds a key every GossipKeyRotation and drops the previous one a while
+	// later. Sent to nodes in their sessions; redacted from GetCluster.
+	GossipKeys    []*GossipKey `protobuf:"bytes,9,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1707,6 +1712,66 @@ func (x *Cluster) GetDataPathPort() uint32 {
 	return 0
 }
 
+func (x *Cluster) GetGossipKeys() []*GossipKey {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+// GossipKey is one overlay gossip key.
+type GossipKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKey) Reset() {
+	*x = GossipKey{}
+	mi := &file_objects_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKey) ProtoMessage() {}
+
+func (x *GossipKey) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKey.ProtoReflect.Descriptor instead.
+func (*GossipKey) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GossipKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *GossipKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 // Secret is sensitive data given to tasks as files under /run/secrets. It
 // lives in the raft log and snapshots, which only managers hold; agents get
 // only the secrets of their own tasks.
@@ -1721,7 +1786,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1798,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1811,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{20}
+	return file_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Secret) GetId() string {
@@ -1782,7 +1847,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1859,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1872,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{21}
+	return file_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Config) GetId() string {
@@ -1845,7 +1910,7 @@ type RegistryRepository struct {
 
 func (x *RegistryRepository) Reset() {
 	*x = RegistryRepository{}
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1922,7 @@ func (x *RegistryRepository) String() string {
 func (*RegistryRepository) ProtoMessage() {}
 
 func (x *RegistryRepository) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1935,7 @@ func (x *RegistryRepository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryRepository.ProtoReflect.Descriptor instead.
 func (*RegistryRepository) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{22}
+	return file_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegistryRepository) GetId() string {
@@ -2034,7 +2099,7 @@ const file_objects_proto_rawDesc = "" +
 	"\fRootRotation\x12\x17\n" +
 	"\aca_cert\x18\x01 \x01(\fR\x06caCert\x12\x15\n" +
 	"\x06ca_key\x18\x02 \x01(\fR\x05caKey\x12/\n" +
-	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\xae\x02\n" +
+	"\x14cross_signed_ca_cert\x18\x03 \x01(\fR\x11crossSignedCaCert\"\xe5\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -2045,7 +2110,13 @@ const file_objects_proto_rawDesc = "" +
 	"subnetSize\x12\x1d\n" +
 	"\n" +
 	"unlock_key\x18\a \x01(\fR\tunlockKey\x12$\n" +
-	"\x0edata_path_port\x18\b \x01(\rR\fdataPathPort\"h\n" +
+	"\x0edata_path_port\x18\b \x01(\rR\fdataPathPort\x125\n" +
+	"\vgossip_keys\x18\t \x03(\v2\x14.shoal.api.GossipKeyR\n" +
+	"gossipKeys\"X\n" +
+	"\tGossipKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x129\n" +
+	"\n" +
+	"created_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"h\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
@@ -2072,7 +2143,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 0: shoal.api.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 1: shoal.api.ManagerStatus.Reachability
@@ -2097,87 +2168,90 @@ var file_objects_proto_goTypes = []any{
 	(*RootCA)(nil),                  // 20: shoal.api.RootCA
 	(*RootRotation)(nil),            // 21: shoal.api.RootRotation
 	(*Cluster)(nil),                 // 22: shoal.api.Cluster
-	(*Secret)(nil),                  // 23: shoal.api.Secret
-	(*Config)(nil),                  // 24: shoal.api.Config
-	(*RegistryRepository)(nil),      // 25: shoal.api.RegistryRepository
-	nil,                             // 26: shoal.api.EngineDescription.LabelsEntry
-	(*Platform)(nil),                // 27: shoal.api.Platform
-	(*Resources)(nil),               // 28: shoal.api.Resources
-	(NodeRole)(0),                   // 29: shoal.api.NodeRole
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*Meta)(nil),                    // 31: shoal.api.Meta
-	(*NodeSpec)(nil),                // 32: shoal.api.NodeSpec
-	(*EndpointSpec)(nil),            // 33: shoal.api.EndpointSpec
-	(*PortConfig)(nil),              // 34: shoal.api.PortConfig
-	(*ServiceSpec)(nil),             // 35: shoal.api.ServiceSpec
-	(TaskState)(0),                  // 36: shoal.api.TaskState
-	(*Annotations)(nil),             // 37: shoal.api.Annotations
-	(*TaskSpec)(nil),                // 38: shoal.api.TaskSpec
-	(*NetworkSpec)(nil),             // 39: shoal.api.NetworkSpec
-	(*IPAMOptions)(nil),             // 40: shoal.api.IPAMOptions
-	(*ClusterSpec)(nil),             // 41: shoal.api.ClusterSpec
-	(*SecretSpec)(nil),              // 42: shoal.api.SecretSpec
-	(*ConfigSpec)(nil),              // 43: shoal.api.ConfigSpec
+	(*GossipKey)(nil),               // 23: shoal.api.GossipKey
+	(*Secret)(nil),                  // 24: shoal.api.Secret
+	(*Config)(nil),                  // 25: shoal.api.Config
+	(*RegistryRepository)(nil),      // 26: shoal.api.RegistryRepository
+	nil,                             // 27: shoal.api.EngineDescription.LabelsEntry
+	(*Platform)(nil),                // 28: shoal.api.Platform
+	(*Resources)(nil),               // 29: shoal.api.Resources
+	(NodeRole)(0),                   // 30: shoal.api.NodeRole
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(*Meta)(nil),                    // 32: shoal.api.Meta
+	(*NodeSpec)(nil),                // 33: shoal.api.NodeSpec
+	(*EndpointSpec)(nil),            // 34: shoal.api.EndpointSpec
+	(*PortConfig)(nil),              // 35: shoal.api.PortConfig
+	(*ServiceSpec)(nil),             // 36: shoal.api.ServiceSpec
+	(TaskState)(0),                  // 37: shoal.api.TaskState
+	(*Annotations)(nil),             // 38: shoal.api.Annotations
+	(*TaskSpec)(nil),                // 39: shoal.api.TaskSpec
+	(*NetworkSpec)(nil),             // 40: shoal.api.NetworkSpec
+	(*IPAMOptions)(nil),             // 41: shoal.api.IPAMOptions
+	(*ClusterSpec)(nil),             // 42: shoal.api.ClusterSpec
+	(*SecretSpec)(nil),              // 43: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),              // 44: shoal.api.ConfigSpec
 }
 var file_objects_proto_depIdxs = []int32{
-	26, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
-	27, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	28, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	27, // 0: shoal.api.EngineDescription.labels:type_name -> shoal.api.EngineDescription.LabelsEntry
+	28, // 1: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	29, // 2: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
 	3,  // 3: shoal.api.NodeDescription.engine:type_name -> shoal.api.EngineDescription
 	0,  // 4: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeStatus.State
 	1,  // 5: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.ManagerStatus.Reachability
-	29, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
-	30, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	31, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	32, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	30, // 6: shoal.api.Certificate.role:type_name -> shoal.api.NodeRole
+	31, // 7: shoal.api.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	32, // 8: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	33, // 9: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
 	4,  // 10: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
 	5,  // 11: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
 	6,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
 	7,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
-	29, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	33, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	34, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	30, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	34, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	35, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
 	9,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	31, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	35, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	35, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	32, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	36, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	36, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
 	10, // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
 	12, // 22: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
 	2,  // 23: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	30, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	30, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	34, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
-	30, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	36, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	31, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	31, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	35, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
+	31, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
 	13, // 29: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
 	14, // 30: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
 	18, // 31: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	31, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	37, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	38, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	37, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	36, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	32, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	38, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	39, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	38, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	37, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
 	15, // 37: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
 	16, // 38: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
 	10, // 39: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	31, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	39, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	40, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	32, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	40, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	41, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
 	19, // 43: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
 	21, // 44: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
-	31, // 45: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	41, // 46: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	32, // 45: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	42, // 46: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
 	20, // 47: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	31, // 48: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	42, // 49: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	31, // 50: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	43, // 51: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	31, // 52: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	23, // 48: shoal.api.Cluster.gossip_keys:type_name -> shoal.api.GossipKey
+	31, // 49: shoal.api.GossipKey.created_at:type_name -> google.protobuf.Timestamp
+	32, // 50: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	43, // 51: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	32, // 52: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	44, // 53: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	32, // 54: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2192,7 +2266,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -124,7 +124,7 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.StringArrayVar(&o.envFiles, "env-file", nil, "Read in a file of environment variables")
 	fl.StringArrayVarP(&o.labels, "label", "l", nil, "Service labels")
 	fl.StringArrayVar(&o.containerLabels, "container-label", nil, "Container labels")
-	fl.StringArrayVar(&o.networks, "network", nil, "Network attachments")
+	fl.StringArrayVar(&o.networks, "network", nil, "Network attachments (NAME[,alias=ALIAS])")
 	fl.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a port as a node port")
 	fl.StringVar(&o.restartCondition, "restart-condition", "", `Restart when condition is met ("none", "on-failure", "any") (default "any")`)
 	fl.Var(&o.restartAttempts, "restart-max-attempts", "Maximum number of restarts before giving up")
@@ -230,8 +230,12 @@ func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(s
 		ctr.Args = nil
 	}
 	var nets []swarm.NetworkAttachmentConfig
-	for _, n := range o.networks {
-		nets = append(nets, swarm.NetworkAttachmentConfig{Target: n})
+	for _, v := range o.networks {
+		n, err := parseServiceNetwork(v)
+		if err != nil {
+			return spec, err
+		}
+		nets = append(nets, n)
 	}
 	spec = swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: o.name, Labels: labels},

@@ -334,3 +334,27 @@ func updateServiceMounts(cur []mount.Mount, add, rm []string) ([]mount.Mount, er
 	}
 	return append(out, added...), nil
 }
+
+// parseServiceNetwork reads a --network value: NAME[,alias=A...] or, as
+// docker, name=NAME[,alias=A...] (target= too). Driver options are
+// refused: overlay tasks take none.
+func parseServiceNetwork(v string) (swarm.NetworkAttachmentConfig, error) {
+	var n swarm.NetworkAttachmentConfig
+	for i, f := range strings.Split(v, ",") {
+		key, val, ok := strings.Cut(f, "=")
+		switch {
+		case !ok && i == 0:
+			n.Target = f
+		case ok && (key == "name" || key == "target"):
+			n.Target = val
+		case ok && key == "alias" && val != "":
+			n.Aliases = append(n.Aliases, val)
+		default:
+			return n, fmt.Errorf("%w: invalid --network %q: want NAME[,alias=ALIAS]", ErrInvalidServiceSpec, v)
+		}
+	}
+	if n.Target == "" {
+		return n, fmt.Errorf("%w: invalid --network %q: no network name", ErrInvalidServiceSpec, v)
+	}
+	return n, nil
+}

@@ -105,15 +105,22 @@ func TestParseServicePorts(t *testing.T) {
 		{in: "8080-8081:80", bad: true},
 	} {
 		got, err := parseServicePorts(c.in)
-		if c.bad {
-			if err == nil {
-				t.Errorf("%q accepted: %+v", c.in, got)
-			}
-			continue
+		checkParsed(t, c.in, got, err, c.want, c.bad)
+	}
+}
+
+// checkParsed reports a parse of in that a table row did not want: bad
+// input accepted, or good input read wrong.
+func checkParsed[T any](t *testing.T, in string, got T, err error, want T, bad bool) {
+	t.Helper()
+	if bad {
+		if err == nil {
+			t.Errorf("%q accepted: %+v", in, got)
 		}
-		if err != nil || !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%q = %+v, %v; want %+v", c.in, got, err, c.want)
-		}
+		return
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("%q = %+v, %v; want %+v", in, got, err, want)
 	}
 }
 
@@ -299,5 +306,25 @@ func TestParseNodeAddr(t *testing.T) {
 		if _, err := parseNodeAddr(bad, defaultListenAddr); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestParseServiceNetwork(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want swarm.NetworkAttachmentConfig
+		bad  bool
+	}{
+		{in: "app", want: swarm.NetworkAttachmentConfig{Target: "app"}},
+		{in: "app,alias=www,alias=w2", want: swarm.NetworkAttachmentConfig{Target: "app", Aliases: []string{"www", "w2"}}},
+		{in: "name=app,alias=www", want: swarm.NetworkAttachmentConfig{Target: "app", Aliases: []string{"www"}}},
+		{in: "", bad: true},
+		{in: "alias=www", bad: true},
+		{in: "app,alias=", bad: true},
+		{in: "app,driver-opt=x=y", bad: true},
+		{in: "app,bogus", bad: true},
+	} {
+		got, err := parseServiceNetwork(c.in)
+		checkParsed(t, c.in, got, err, c.want, c.bad)
 	}
 }

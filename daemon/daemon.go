@@ -196,8 +196,9 @@ func Run(ctx context.Context, cfg Config) error {
 	eng.EnableRestarts()
 	// Task containers run without a network until tasks attach to overlay
 	// networks; the agent re-adopts them after a restart by their labels.
-	d.swarm = newSwarmNode(dctx, filepath.Join(cfg.DataRoot, "swarm"), cfg.NodeName,
-		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes})
+	swarmDir := filepath.Join(cfg.DataRoot, "swarm")
+	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName,
+		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir)})
 	d.swarm.registryPort = cfg.RegistryPort
 	if err := d.swarm.resume(); err != nil {
 		// As dockerd: the engine still serves; the swarm part reports the error.

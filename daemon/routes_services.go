@@ -88,15 +88,12 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 	return out, nil
 }
 
-// checkServiceNetworking refuses what tasks cannot have yet: they run
-// without a network (no overlay networks, no routing mesh), so a published
-// port or a network attachment would be accepted and silently not work.
+// checkServiceNetworking refuses what tasks cannot have yet: overlay
+// networks are wired (the daemon runs the overlay), but there is no routing
+// mesh, so a published port would be accepted and silently not work.
 func checkServiceNetworking(spec swarm.ServiceSpec) error {
-	if len(spec.TaskTemplate.Networks) > 0 {
-		return badRequest("service networks are not supported yet: tasks run without a network")
-	}
 	if spec.EndpointSpec != nil && len(spec.EndpointSpec.Ports) > 0 {
-		return badRequest("published ports are not supported yet: tasks run without a network")
+		return badRequest("published ports are not supported yet: there is no routing mesh")
 	}
 	return nil
 }

@@ -252,6 +252,10 @@ func (s *swarmNode) startAgent() error {
 		managers = append([]string{s.state.AdvertiseAddr}, managers...)
 	}
 	id := s.id
+	ov, err := newOverlayNode(s.files.dir, s.state.NodeID, s.state.AdvertiseAddr)
+	if err != nil {
+		return err
+	}
 	a, err := worker.New(worker.Config{
 		Managers: dedup(managers),
 		Dial: func(ctx context.Context, addr string) (worker.Conn, error) {
@@ -262,10 +266,12 @@ func (s *swarmNode) startAgent() error {
 			return dispatcherConn{api.NewDispatcherClient(c), api.NewLogBrokerClient(c), c}, nil
 		},
 		Runtime:     s.runtime,
+		Network:     ov,
 		Description: s.description(),
 		RetryDelay:  200 * time.Millisecond,
 		OnSession: func(m *api.SessionMessage) {
 			s.onSession(m)
+			ov.follow(m)
 			s.certs.follow(id, m)
 		},
 	})
@@ -283,7 +289,12 @@ func (s *swarmNode) startAgent() error {
 		defer close(renewed)
 		s.certs.run(ctx, id, dedup(managers), s.state.AdvertiseAddr)
 	}()
-	s.stopAgent = func() { cancel(); <-done; <-renewed }
+	overlayDone := make(chan struct{})
+	go func() {
+		defer close(overlayDone)
+		ov.run(ctx)
+	}()
+	s.stopAgent = func() { cancel(); <-done; <-renewed; <-overlayDone }
 	return nil
 }
 

@@ -184,6 +184,9 @@ func (s *swarmNode) leaveSwarm(ctx context.Context, force bool) error {
 	}
 	s.stopAll()
 	s.removeTaskContainers(ctx)
+	if err := removeOverlay(s.files.dir, s.state.AdvertiseAddr); err != nil {
+		slog.Warn("swarm leave: remove overlay networking", "err", err)
+	}
 	s.state, s.id = nil, nil
 	s.locked, s.unlockKey = false, nil
 	s.removeState()

@@ -315,6 +315,7 @@ func (m *Manager) whileLeader(ctx context.Context) {
 		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log}.Run)
 		run("membership", m.reconcileMembership)
 		run("root rotation", m.reconcileRootRotation)
+		run("gossip keys", m.reconcileGossipKeys)
 		for lctx.Err() == nil && m.raft.IsLeader() {
 			select {
 			case <-lctx.Done():

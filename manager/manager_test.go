@@ -76,6 +76,20 @@ func TestInit(t *testing.T) {
 		return nil
 	})
 
+	// The leader gives the cluster a gossip key at once; GetCluster never
+	// shows it.
+	waitFor(t, settle, "a gossip key in the cluster object", func() error {
+		var keys []*api.GossipKey
+		c.nodes[0].m.Store().View(func(tx raftstore.ReadTx) { keys = tx.GetCluster(f.Cluster.GetId()).GetGossipKeys() })
+		if len(keys) != 1 || len(keys[0].GetKey()) != 32 {
+			return fmt.Errorf("gossip keys %v", keys)
+		}
+		return nil
+	})
+	if gc, err := ctl.GetCluster(ctx, &api.GetClusterRequest{}); err != nil || len(gc.GetCluster().GetGossipKeys()) != 0 {
+		t.Errorf("GetCluster: gossip keys %v, %v", gc.GetCluster().GetGossipKeys(), err)
+	}
+
 	// Bootstrap again (a restarted first manager) changes nothing.
 	before := storeDigest(c.nodes[0].m.Store())
 	if err := c.nodes[0].m.Bootstrap(ctx, f.Cluster, f.Node); err != nil {

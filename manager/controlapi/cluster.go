@@ -22,10 +22,11 @@ func getCluster(tx raftstore.ReadTx) (*api.Cluster, error) {
 	return cs[0], nil
 }
 
-// redact drops the CA key: it stays inside the managers' raft state and is
-// never handed to a client.
+// redact drops the CA key, the unlock key and the gossip keys: they stay
+// inside the managers' raft state and are never handed to a client.
 func redact(c *api.Cluster) *api.Cluster {
 	c.UnlockKey = nil
+	c.GossipKeys = nil
 	if c.GetRootCa() != nil {
 		c.RootCa.CaKey = nil
 		if c.RootCa.RootRotation != nil {

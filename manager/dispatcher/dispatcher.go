@@ -30,6 +30,7 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -422,18 +424,26 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 		return api.ToGRPC(err)
 	}
 
-	// Watch nodes: a change to this node or to the manager set is sent on.
+	// Watch nodes and the cluster: a change to this node, to the manager
+	// set or to the overlay's gossip keys is sent on.
 	var node *api.Node
 	var managers []*api.WeightedPeer
-	read := func(tx raftstore.ReadTx) { node, managers = tx.GetNode(nodeID), d.managers(tx) }
-	w := d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode)
+	var overlay overlaySettings
+	read := func(tx raftstore.ReadTx) {
+		node, managers = tx.GetNode(nodeID), d.managers(tx)
+		if cs := tx.Clusters(); len(cs) > 0 {
+			overlay = overlayOf(cs[0])
+		}
+	}
+	w := d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode, raftstore.KindCluster)
 	defer func() { w.Close() }() // w is replaced after an overflow
 	send := func() error {
 		root := d.cfg.RootCA
 		if d.cfg.TrustBundle != nil {
 			root = d.cfg.TrustBundle()
 		}
-		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root})
+		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root,
+			GossipKeys: overlay.keys, DataPathPort: overlay.port})
 	}
 	if err := send(); err != nil {
 		return err
@@ -450,7 +460,7 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 		case b, ok := <-w.C():
 			if !ok {
 				// Overflow or restore: re-read and carry on.
-				w = d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode)
+				w = d.cfg.Store.ViewAndWatch(0, read, raftstore.KindNode, raftstore.KindCluster)
 				if err := send(); err != nil {
 					return err
 				}
@@ -462,6 +472,12 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 					// Removed from the cluster: end the session.
 					d.endSession(s)
 					return api.ToGRPC(fmt.Errorf("node %s: %w", nodeID, ErrUnknownNode))
+				}
+				if c, ok := e.Object.(*api.Cluster); ok {
+					if o := overlayOf(c); !o.equal(overlay) {
+						overlay, changed = o, true
+					}
+					continue
 				}
 				if e.Object != nil && e.Object.GetId() == nodeID {
 					node, changed = e.Object.(*api.Node), true
@@ -482,6 +498,24 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 			}
 		}
 	}
+}
+
+// overlaySettings is what a session tells a node of the cluster's overlay.
+type overlaySettings struct {
+	keys [][]byte // newest first
+	port uint32
+}
+
+func overlayOf(c *api.Cluster) overlaySettings {
+	o := overlaySettings{port: c.GetDataPathPort()}
+	for _, k := range c.GetGossipKeys() {
+		o.keys = append(o.keys, k.GetKey())
+	}
+	return o
+}
+
+func (o overlaySettings) equal(p overlaySettings) bool {
+	return o.port == p.port && slices.EqualFunc(o.keys, p.keys, bytes.Equal)
 }
 
 // isManager reports whether o is a node with a manager status: only changes

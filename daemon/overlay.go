@@ -1,0 +1,260 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/overlaynet/overlay"
+	"github.com/shoal-project/shoal/overlaynet/peers"
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
+	"github.com/shoal-project/shoal/worker"
+)
+
+// overlayReadyWait bounds how long a task detach waits for the overlay to
+// start (an orphan's cleanup must not hang the agent on a node whose
+// sessions bring no key).
+const overlayReadyWait = 30 * time.Second
+
+// overlayRejoin is how often a node that knows other managers but sees no
+// other gossip member tries to join them again.
+const overlayRejoin = 2 * time.Second
+
+// taskNetNSDir is where task network namespaces live under the swarm
+// directory: the runtime (which the container joins) and the overlay
+// (which plumbs it) must agree on it.
+func taskNetNSDir(swarmDir string) string { return filepath.Join(swarmDir, "netns") }
+
+// overlaySettings is what the managers' sessions tell the node about the
+// overlay.
+type overlaySettings struct {
+	keys     [][]byte // newest first
+	port     int
+	managers []string // gossip hosts of the managers
+}
+
+// overlayNode is the node's overlay networking while it is in a swarm: the
+// VXLAN sandboxes (overlay.Manager) and the gossip of endpoints
+// (peers.Peers). Both start once a session brought a gossip key, since
+// gossip is never sent in clear; until then a task attach waits. It is the
+// agent's worker.Network.
+type overlayNode struct {
+	dir    string // the swarm directory
+	nodeID string
+	addr   net.IP // the advertise address: VTEP and gossip address
+	log    *slog.Logger
+
+	updates chan struct{}
+	ready   chan struct{} // closed once net is set
+
+	mu      sync.Mutex
+	want    *overlaySettings // the newest settings from a session
+	net     *worker.OverlayNetwork
+	members *peers.Peers
+}
+
+var _ worker.Network = (*overlayNode)(nil)
+
+// newOverlayNode checks the advertise address (host:port); run starts it.
+func newOverlayNode(dir, nodeID, advertise string) (*overlayNode, error) {
+	host, _, err := net.SplitHostPort(advertise)
+	if err != nil {
+		host = advertise
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil || ip.IsUnspecified() {
+		return nil, fmt.Errorf("overlay: advertise address %q is not a concrete IPv4 address", advertise)
+	}
+	return &overlayNode{dir: dir, nodeID: nodeID, addr: ip, log: slog.Default(),
+		updates: make(chan struct{}, 1), ready: make(chan struct{})}, nil
+}
+
+// follow takes a session message's overlay settings without blocking (it
+// runs on the agent's session goroutine).
+func (o *overlayNode) follow(m *api.SessionMessage) {
+	if len(m.GetGossipKeys()) == 0 {
+		return
+	}
+	s := &overlaySettings{keys: m.GetGossipKeys(), port: int(m.GetDataPathPort())}
+	for _, p := range m.GetManagers() {
+		host, _, err := net.SplitHostPort(p.GetAddr())
+		if err == nil && !net.ParseIP(host).Equal(o.addr) {
+			s.managers = append(s.managers, host)
+		}
+	}
+	o.mu.Lock()
+	o.want = s
+	o.mu.Unlock()
+	select {
+	case o.updates <- struct{}{}:
+	default:
+	}
+}
+
+// run applies the settings sessions bring until ctx ends, then leaves the
+// gossip (the others withdraw this node's endpoints at once). Sandboxes and
+// task namespaces stay: running containers keep their connectivity, and a
+// restart adopts them.
+func (o *overlayNode) run(ctx context.Context) {
+	stopGossip := func() {}
+	defer func() {
+		if p := o.gossip(); p != nil {
+			if err := p.Leave(time.Second); err != nil {
+				o.log.Debug("overlay: leave gossip", "err", err)
+			}
+		}
+		stopGossip()
+	}()
+	var applied *overlaySettings
+	lastErr := "" // a start failure is logged once, not at every retry
+	tick := time.NewTicker(overlayRejoin)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.updates:
+		case <-tick.C:
+		}
+		o.mu.Lock()
+		want := o.want
+		o.mu.Unlock()
+		if want == nil {
+			continue
+		}
+		if o.gossip() == nil {
+			// Not ended by ctx: the deferred Leave needs gossip up.
+			gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			if err := o.start(gctx, want); err != nil {
+				cancel()
+				if err.Error() != lastErr {
+					lastErr = err.Error()
+					o.log.Error("overlay: cannot start; tasks on overlay networks wait", "err", err)
+				}
+				continue
+			}
+			stopGossip = cancel
+			applied = want
+		}
+		p := o.gossip()
+		if want != applied && !slices.EqualFunc(want.keys, applied.keys, bytes.Equal) {
+			if err := p.SetKeys(want.keys); err != nil {
+				o.log.Error("overlay: gossip keys", "err", err)
+			}
+		}
+		applied = want
+		if len(p.Members()) < 2 && len(want.managers) > 0 {
+			if err := p.Join(want.managers); err != nil {
+				o.log.Debug("overlay: join gossip", "err", err)
+			}
+		}
+	}
+}
+
+// start makes the overlay manager (adopting the sandboxes of an earlier
+// run) and the gossip member.
+func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
+	ov, err := overlay.New(overlay.Config{Root: filepath.Join(o.dir, "overlay"), LocalIP: o.addr, DataPort: s.port})
+	if err != nil {
+		return err
+	}
+	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr,
+		Keys: s.keys, Program: ov})
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	o.members = p
+	o.net = &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir)}
+	o.mu.Unlock()
+	close(o.ready)
+	o.log.Info("overlay: started", "vtep", o.addr, "data-port", s.port)
+	return nil
+}
+
+func (o *overlayNode) gossip() *peers.Peers {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.members
+}
+
+// wait returns the running overlay once it has started.
+func (o *overlayNode) wait(ctx context.Context) (*worker.OverlayNetwork, error) {
+	select {
+	case <-o.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("overlay networking not started (no gossip key from the managers yet): %w", ctx.Err())
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.net, nil
+}
+
+// Attach implements worker.Network; it waits for the overlay to start.
+func (o *overlayNode) Attach(ctx context.Context, t *api.Task) error {
+	if len(t.GetNetworks()) == 0 {
+		return nil
+	}
+	n, err := o.wait(ctx)
+	if err != nil {
+		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+	}
+	return n.Attach(ctx, t)
+}
+
+// Detach implements worker.Network; it waits for the overlay to start, a
+// bounded time.
+func (o *overlayNode) Detach(ctx context.Context, t *api.Task) error {
+	wctx, cancel := context.WithTimeout(ctx, overlayReadyWait)
+	defer cancel()
+	n, err := o.wait(wctx)
+	if err != nil {
+		return fmt.Errorf("detach task %s: %w", t.GetId(), err)
+	}
+	return n.Detach(ctx, t)
+}
+
+// removeOverlay takes the node's overlay down when it leaves the swarm,
+// once its task containers are gone: each task's endpoints and namespace,
+// and with the last endpoint of a network its sandbox (VXLAN device
+// first). It must run before the swarm directory is removed, which the
+// namespaces' mounts would otherwise keep (and their links leak).
+func removeOverlay(dir, advertise string) error {
+	netnsDir := taskNetNSDir(dir)
+	ents, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("overlay: list task namespaces: %w", err)
+	}
+	o, err := newOverlayNode(dir, "", advertise)
+	if err != nil {
+		return err
+	}
+	// New also removes the sandboxes left without an endpoint.
+	ov, err := overlay.New(overlay.Config{Root: filepath.Join(dir, "overlay"), LocalIP: o.addr})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		path := filepath.Join(netnsDir, e.Name())
+		id := strings.TrimPrefix(e.Name(), "task-")
+		if worker.TaskNetNSPath(netnsDir, id) != path {
+			continue // not a task's namespace
+		}
+		errs = append(errs, ov.DetachAll(id), sandbox.Remove(path))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
+	return nil
+}
