@@ -412,7 +412,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	for _, cfg := range []Config{
 		{Image: "nosuchimage"},
 		{Image: "busybox", Binds: []string{"relative:/x"}},
-		{Image: "busybox", NetworkMode: "weird"},
+		{Image: "busybox", NetworkMode: "container:other"},
 		{Image: "busybox", Entrypoint: []string{}, Cmd: []string{}},
 		{Image: "busybox", WorkingDir: "relative"},
 		{Image: "busybox", Env: []string{"=novar"}},
