@@ -95,6 +95,13 @@ func checkServiceNetworking(spec swarm.ServiceSpec) error {
 	if spec.EndpointSpec != nil && len(spec.EndpointSpec.Ports) > 0 {
 		return badRequest("published ports are not supported yet: there is no routing mesh")
 	}
+	// An alias is a name in the network's DNS, which overlay networks do
+	// not have yet: refused rather than stored and not answered.
+	for _, n := range spec.TaskTemplate.Networks {
+		if len(n.Aliases) > 0 {
+			return badRequest("network aliases are not supported yet: overlay networks have no DNS")
+		}
+	}
 	return nil
 }
 
