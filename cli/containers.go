@@ -116,10 +116,10 @@ func newAttachCommand() *cobra.Command {
 	return cmd
 }
 
-// forEachContainer runs fn on every argument, prints the argument for each
-// success (as docker's stop, kill and rm do) and an error line for each
-// failure.
-func forEachContainer(cmd *cobra.Command, args []string, fn func(c *apiClient, id string) error) error {
+// forEachArg runs fn on every argument, prints the argument for each
+// success (as docker's stop, kill and rm do, and the rm of services, nodes
+// and volumes) and an error line for each failure.
+func forEachArg(cmd *cobra.Command, args []string, fn func(c *apiClient, id string) error) error {
 	c, err := connect(cmd)
 	if err != nil {
 		return err
@@ -153,7 +153,7 @@ func newStopCommand() *cobra.Command {
 				t := timeout
 				opts.Timeout = &t
 			}
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
 				_, err := c.ContainerStop(commandContext(cmd), id, opts)
 				return err
 			})
@@ -179,7 +179,7 @@ func newRestartCommand() *cobra.Command {
 				t := timeout
 				opts.Timeout = &t
 			}
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
 				_, err := c.ContainerRestart(commandContext(cmd), id, opts)
 				return err
 			})
@@ -197,7 +197,7 @@ func newKillCommand() *cobra.Command {
 		Short: "Kill one or more running containers",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
 				_, err := c.ContainerKill(commandContext(cmd), id, client.ContainerKillOptions{Signal: signal})
 				return err
 			})
@@ -215,7 +215,7 @@ func newRmCommand(use string) *cobra.Command {
 		Short:   "Remove one or more containers",
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
 				_, err := c.ContainerRemove(commandContext(cmd), id, client.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes})
 				return err
 			})

@@ -455,24 +455,10 @@ func newNodeRmCommand() *cobra.Command {
 		Short:   "Remove one or more nodes from the swarm",
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect(cmd)
-			if err != nil {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
+				_, err := c.NodeRemove(commandContext(cmd), id, client.NodeRemoveOptions{Force: force})
 				return err
-			}
-			defer c.Close()
-			var errs []string
-			for _, id := range args {
-				if _, err := c.NodeRemove(commandContext(cmd), id, client.NodeRemoveOptions{Force: force}); err != nil {
-					err = c.apiError(err)
-					if strings.HasPrefix(err.Error(), "Cannot connect") {
-						return err
-					}
-					errs = append(errs, err.Error())
-					continue
-				}
-				fmt.Fprintln(streamsOf(cmd).out, id)
-			}
-			return joinErrors(errs)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force remove a node from the swarm")

@@ -49,7 +49,7 @@ func newFreezeCommand(use, short string, fn func(c *apiClient, cmd *cobra.Comman
 		Short: short,
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error { return fn(c, cmd, id) })
+			return forEachArg(cmd, args, func(c *apiClient, id string) error { return fn(c, cmd, id) })
 		},
 	}
 }
@@ -106,7 +106,7 @@ func newUpdateCommand() *cobra.Command {
 			if restart != "" {
 				opts.RestartPolicy = &container.RestartPolicy{Name: container.RestartPolicyMode(restart)}
 			}
-			return forEachContainer(cmd, args, func(c *apiClient, id string) error {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
 				_, err := c.ContainerUpdate(commandContext(cmd), id, opts)
 				return err
 			})

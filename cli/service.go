@@ -267,24 +267,10 @@ func newServiceRmCommand() *cobra.Command {
 		Short:   "Remove one or more services",
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect(cmd)
-			if err != nil {
+			return forEachArg(cmd, args, func(c *apiClient, id string) error {
+				_, err := c.ServiceRemove(commandContext(cmd), id, client.ServiceRemoveOptions{})
 				return err
-			}
-			defer c.Close()
-			var errs []string
-			for _, id := range args {
-				if _, err := c.ServiceRemove(commandContext(cmd), id, client.ServiceRemoveOptions{}); err != nil {
-					err = c.apiError(err)
-					if strings.HasPrefix(err.Error(), "Cannot connect") {
-						return err
-					}
-					errs = append(errs, err.Error())
-					continue
-				}
-				fmt.Fprintln(streamsOf(cmd).out, id)
-			}
-			return joinErrors(errs)
+			})
 		},
 	}
 }

@@ -184,20 +184,10 @@ func newVolumeRmCommand() *cobra.Command {
 		Short:   "Remove one or more volumes",
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect(cmd)
-			if err != nil {
+			return forEachArg(cmd, args, func(c *apiClient, name string) error {
+				_, err := c.VolumeRemove(commandContext(cmd), name, client.VolumeRemoveOptions{Force: force})
 				return err
-			}
-			defer c.Close()
-			var errs []string
-			for _, name := range args {
-				if _, err := c.VolumeRemove(commandContext(cmd), name, client.VolumeRemoveOptions{Force: force}); err != nil {
-					errs = append(errs, c.apiError(err).Error())
-					continue
-				}
-				fmt.Fprintln(streamsOf(cmd).out, name)
-			}
-			return joinErrors(errs)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force the removal of one or more volumes")
