@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
@@ -69,6 +71,13 @@ func (s RaftTagStore) Update(ctx context.Context, name string, fn func(*Reposito
 			return tx.Update(o)
 		})
 		if errors.Is(err, api.ErrConflict) && try < raftRetries {
+			// Writers that lost together would collide again at once:
+			// each waits a random, growing moment before reading again.
+			select {
+			case <-time.After(time.Duration(rand.Int64N(int64(try+1) * int64(2*time.Millisecond)))):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 			continue
 		}
 		return err
