@@ -174,7 +174,7 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("overlay: service discovery: %w", err)
 	}
-	disc := worker.NewDiscovery(dns.HostUpstreams(resolv))
+	disc := worker.NewDiscovery(ctx, dns.HostUpstreams(resolv))
 	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr,
 		Keys: s.keys, Program: ov, Changed: disc.Changed})
 	if err != nil {
@@ -219,6 +219,18 @@ func (o *overlayNode) Attach(ctx context.Context, t *api.Task) error {
 		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 	}
 	return n.Attach(ctx, t)
+}
+
+// Serve implements worker.ServingNetwork; before the overlay started no
+// task is attached, so there is nothing to serve.
+func (o *overlayNode) Serve(ctx context.Context, t *api.Task, on bool) error {
+	o.mu.Lock()
+	n := o.net
+	o.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.Serve(ctx, t, on)
 }
 
 // Detach implements worker.Network; it waits for the overlay to start, a

@@ -17,8 +17,9 @@ import (
 // through its resolver at 127.0.0.11: http://web/ answers through the VIP
 // and requests reach both web tasks, tasks.web lists the running web tasks
 // and only those (also after a scale-up and a scale-down), the alias
-// answers, the dnsrr service resolves to its task addresses, and a task
-// added by a scale-up answers through the VIP within seconds.
+// answers, the dnsrr service resolves to its task addresses, a task that
+// fails its health check leaves at once, and a task added by a scale-up
+// answers through the VIP within 2 s.
 func TestClusterDiscovery(t *testing.T) {
 	sc, mgr := overlaySwarm(t)
 
@@ -30,10 +31,14 @@ func TestClusterDiscovery(t *testing.T) {
 		"sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www")
 	mgr.Daemon.Must("service", "create", "--detach", "--name", "rr", "--network", "app", "--endpoint-mode", "dnsrr",
 		"--replicas", "2", "--constraint", "node.role==worker", "busybox", "sleep", "600")
+	mgr.Daemon.Must("service", "create", "--detach", "--name", "hc", "--network", "app", "--replicas", "2",
+		"--constraint", "node.role==worker", "--health-cmd", "test -f /ok", "--health-interval", "1s",
+		"--health-retries", "1", "busybox", "sh", "-c", "touch /ok && exec sleep 600")
 	mgr.Daemon.Must("service", "create", "--detach", "--name", "client", "--network", "app",
 		"--constraint", "node.role==manager", "busybox", "sleep", "600")
 	sc.waitPlacement(t, mgr, "web", 60*time.Second, "web running", func(p placement) bool { return p.total == 2 })
 	sc.waitPlacement(t, mgr, "rr", 60*time.Second, "rr running", func(p placement) bool { return p.total == 2 })
+	sc.waitPlacement(t, mgr, "hc", 60*time.Second, "hc running", func(p placement) bool { return p.total == 2 })
 	sc.waitPlacement(t, mgr, "client", 30*time.Second, "client running", func(p placement) bool { return p.total == 1 })
 	client := runningTaskContainer(t, mgr)
 	exec := func(args ...string) harness.Result {
@@ -102,27 +107,60 @@ func TestClusterDiscovery(t *testing.T) {
 		t.Fatalf("nosuch resolves to %v", got)
 	}
 
+	// A task that fails its health check leaves tasks.hc at once (the
+	// one that replaces it joins later).
+	if got, want := lookup("tasks.hc"), addrs("hc"); len(want) != 2 || !slices.Equal(got, want) {
+		t.Fatalf("tasks.hc resolves to %v, want %v", got, want)
+	}
+	var sick, sickAddr string
+	for _, h := range sc.Hosts[1:] {
+		for _, v := range taskContainers(h) {
+			if f := strings.Fields(v); len(f) == 2 && f[1] == "running" && strings.HasPrefix(f[0], "hc.") && sick == "" {
+				sick = f[0]
+				r := h.Daemon.Run("exec", sick, "ip", "-o", "-4", "addr", "show", "eth0")
+				if f := strings.Fields(r.Stdout); len(f) > 3 {
+					sickAddr, _, _ = strings.Cut(f[3], "/")
+				}
+				h.Daemon.Must("exec", sick, "rm", "/ok")
+			}
+		}
+	}
+	if sickAddr == "" {
+		t.Fatalf("no running hc task container with an address on the workers")
+	}
+	failed := time.Now()
+	if !pollUntil(10*time.Second, func() bool { return !slices.Contains(lookup("tasks.hc"), sickAddr) }) {
+		t.Fatalf("unhealthy task %s (%s) still in tasks.hc: %v", sick, sickAddr, lookup("tasks.hc"))
+	}
+	// The probe runs every second, so the task turns unhealthy up to 1 s
+	// after the rm, and must then leave within a second.
+	if took := time.Since(failed); took > 3*time.Second {
+		t.Fatalf("unhealthy task left tasks.hc after %v", took)
+	} else {
+		t.Logf("unhealthy task left tasks.hc %v after its check file was removed", took.Round(time.Millisecond))
+	}
+
 	// Scale up: the new task is listed and answers through the VIP within
 	// seconds of running.
 	mgr.Daemon.Must("service", "scale", "--detach", "web=3")
 	sc.waitPlacement(t, mgr, "web", 60*time.Second, "3 web tasks", func(p placement) bool { return p.total == 3 })
+	// Requests back to back (a third of them reach the new task once it is
+	// behind the VIP): the time includes a docker exec per request.
 	start := time.Now()
-	var want []string
-	if !pollUntil(10*time.Second, func() bool {
-		want = addrs("web")
-		return len(want) == 3 && slices.Equal(lookup("tasks.web"), want)
-	}) {
-		t.Fatalf("tasks.web resolves to %v after the scale-up, want %v", lookup("tasks.web"), want)
-	}
-	if !pollUntil(5*time.Second, func() bool {
+	for len(pages) < 3 && time.Since(start) < 5*time.Second {
 		if r := fetch("web"); r.Code == 0 {
 			pages[strings.TrimSpace(r.Stdout)] = true
 		}
-		return len(pages) == 3
-	}) {
-		t.Fatalf("after the scale-up the VIP reached only %v", pages)
 	}
-	t.Logf("new web task answered through the VIP %v after it ran", time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	if len(pages) != 3 || took > 2*time.Second {
+		t.Fatalf("%v after the scale-up the VIP reached only %v (the issue asks for 2 s)", took, pages)
+	}
+	t.Logf("the new web task answered through the VIP %v after it was listed running", took.Round(time.Millisecond))
+	if got, want := lookup("tasks.web"), addrs("web"); len(want) != 3 || !slices.Equal(got, want) {
+		t.Fatalf("tasks.web resolves to %v after the scale-up, want %v", got, want)
+	}
+	var want []string
 
 	// Scale down: the stopped task leaves tasks.web.
 	mgr.Daemon.Must("service", "scale", "--detach", "web=1")

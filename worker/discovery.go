@@ -50,8 +50,12 @@ type Discovery struct {
 	// cluster's.
 	Upstreams []string
 
+	ctx  context.Context // bounds the resolvers
 	kick chan struct{}
 	log  *slog.Logger
+	// syncMu serialises the VIP table syncs (Run's and Add's), which own
+	// discoTask.applied.
+	syncMu sync.Mutex
 
 	mu    sync.Mutex
 	tasks map[string]*discoTask
@@ -60,15 +64,17 @@ type Discovery struct {
 // discoTask is one task's resolver and VIP table.
 type discoTask struct {
 	vnis    []uint32
+	serving bool // as last announced
 	stop    func()
 	lb      *lb.Table
 	applied map[netip.Addr][]netip.Addr // nil until the first sync
 }
 
 // NewDiscovery returns a Discovery forwarding other names to upstreams;
+// its resolvers stop when ctx ends (Run's context should be the same) and
 // Run applies endpoint changes.
-func NewDiscovery(upstreams []string) *Discovery {
-	return &Discovery{Upstreams: upstreams, kick: make(chan struct{}, 1), log: slog.Default(),
+func NewDiscovery(ctx context.Context, upstreams []string) *Discovery {
+	return &Discovery{ctx: ctx, Upstreams: upstreams, kick: make(chan struct{}, 1), log: slog.Default(),
 		tasks: map[string]*discoTask{}}
 }
 
@@ -115,6 +121,8 @@ func (d *Discovery) syncAll(ctx context.Context) {
 }
 
 func (d *Discovery) syncTask(ctx context.Context, id string) {
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
 	d.mu.Lock()
 	t := d.tasks[id]
 	d.mu.Unlock()
@@ -134,7 +142,7 @@ func (d *Discovery) syncTask(ctx context.Context, id string) {
 	for _, e := range eps {
 		vip, ok1 := netip.AddrFromSlice(e.Task.VIP.To4())
 		addr, ok2 := netip.AddrFromSlice(e.IP.To4())
-		if !ok1 || !ok2 || e.Task.DNSRR {
+		if !ok1 || !ok2 || e.Task.DNSRR || !e.Task.Serving {
 			continue
 		}
 		if !slices.Contains(want[vip], addr) {
@@ -181,9 +189,14 @@ func (d *Discovery) Add(ctx context.Context, t *api.Task, netnsPath string) erro
 	if err != nil {
 		return fmt.Errorf("discovery of task %s: %w", t.GetId(), err)
 	}
-	// The resolver lives as long as the task is attached, not as the
-	// request that attached it.
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// The resolver lives as long as the task is attached (or the node's
+	// overlay runs), not as the request that attached it.
+	if err := d.ctx.Err(); err != nil {
+		pc.Close()
+		ln.Close()
+		return fmt.Errorf("discovery of task %s: overlay stopped: %w", t.GetId(), err)
+	}
+	sctx, cancel := context.WithCancel(d.ctx)
 	srv := dns.Serve(sctx, dns.Config{Asker: t.GetId(), Lookup: d, Upstreams: d.Upstreams}, pc, ln)
 	dt := &discoTask{vnis: vnis, lb: tab, stop: func() { cancel(); srv.Wait() }}
 	d.mu.Lock()
@@ -211,6 +224,41 @@ func (d *Discovery) Remove(id string) {
 	}
 }
 
+// setServing records whether attached task id is served and reports
+// whether that changed; a task that is not attached is never served.
+func (d *Discovery) setServing(id string, on bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.tasks[id]
+	if t == nil || t.serving == on {
+		return false
+	}
+	t.serving = on
+	return true
+}
+
+// ServingNetwork is a Network that serves tasks in service discovery (DNS
+// names, VIPs) only while they should get traffic; the task runner tells
+// it after each step.
+type ServingNetwork interface {
+	Serve(ctx context.Context, t *api.Task, on bool) error
+}
+
+// serve tells the task's networks whether it should get traffic: while it
+// is RUNNING (which a task with a health check is only once healthy; an
+// unhealthy one fails) and wanted running, so a task being stopped leaves
+// names and VIPs before its container gets the signal.
+func (r *taskRunner) serve(ctx context.Context, t *api.Task) {
+	sn, ok := r.net.(ServingNetwork)
+	if !ok || len(t.GetNetworks()) == 0 {
+		return
+	}
+	on := t.GetStatus().GetState() == api.TaskState_RUNNING && t.GetDesiredState() <= api.TaskState_RUNNING
+	if err := sn.Serve(ctx, t, on); err != nil {
+		r.log.Warn("worker: serve task in service discovery", "task", t.GetId(), "on", on, "err", err)
+	}
+}
+
 // Lookup implements dns.Lookup for the task asker, over the endpoints on
 // its networks: a service name or a network alias answers with the
 // service's VIP (endpoint mode vip) or its tasks' addresses (dnsrr),
@@ -223,9 +271,15 @@ func (d *Discovery) Lookup(ctx context.Context, asker, name string) (dns.Record,
 	if t == nil {
 		return dns.Record{}, false
 	}
-	eps, err := d.Source.Endpoints(ctx, t.vnis...)
+	all, err := d.Source.Endpoints(ctx, t.vnis...)
 	if err != nil {
 		return dns.Record{}, false
+	}
+	var eps []peers.Endpoint
+	for _, e := range all {
+		if e.Task.Serving {
+			eps = append(eps, e)
+		}
 	}
 	var vips, addrs []netip.Addr
 	add := func(list *[]netip.Addr, ip net.IP) {

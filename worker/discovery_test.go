@@ -46,7 +46,7 @@ func (l *endpointList) set(eps ...peers.Endpoint) {
 
 func ep(vni uint32, ip, task, svc, vip string, aliases ...string) peers.Endpoint {
 	return peers.Endpoint{VNI: vni, IP: net.ParseIP(ip).To4(), Task: peers.TaskInfo{Name: task, Service: svc,
-		ServiceID: "id-" + svc, VIP: net.ParseIP(vip).To4(), DNSRR: vip == "", Aliases: aliases}}
+		ServiceID: "id-" + svc, VIP: net.ParseIP(vip).To4(), DNSRR: vip == "", Aliases: aliases, Serving: true}}
 }
 
 // askA asks the resolver inside the namespace at path for name's A records.
@@ -76,7 +76,8 @@ func askA(t *testing.T, path, name string) []string {
 
 // TestDiscoveryTask serves a task in a real namespace: its resolver at
 // 127.0.0.11 answers service names (VIP or, for dnsrr, task addresses),
-// tasks.NAME, aliases and task names of its own networks only, and its VIP
+// tasks.NAME, aliases and task names of its own networks only, serving
+// tasks only, and its VIP
 // table follows the endpoints as they come and go; Remove stops the
 // resolver.
 func TestDiscoveryTask(t *testing.T) {
@@ -86,14 +87,19 @@ func TestDiscoveryTask(t *testing.T) {
 	}
 	t.Cleanup(func() { sandbox.Remove(path) })
 	src := &endpointList{}
+	// A task that is attached but not running (or stopping, or failed its
+	// health check) gets no traffic.
+	starting := ep(4096, "198.19.1.5", "web.3.e", "web", "198.19.1.2")
+	starting.Task.Serving = false
 	src.set(
 		ep(4096, "198.19.1.3", "web.1.a", "web", "198.19.1.2", "www"),
 		ep(4096, "198.19.1.4", "web.2.b", "web", "198.19.1.2", "www"),
 		ep(4096, "198.19.1.6", "rr.1.c", "rr", ""),
 		ep(4097, "198.19.2.3", "other.1.d", "other", "198.19.2.2"),
+		starting,
 	)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := NewDiscovery(nil)
+	d := NewDiscovery(ctx, nil)
 	d.Source = src
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -109,6 +115,7 @@ func TestDiscoveryTask(t *testing.T) {
 		"rr":        {"198.19.1.6"},
 		"tasks.rr":  {"198.19.1.6"},
 		"web.2.b":   {"198.19.1.4"},
+		"web.3.e":   nil,
 		"other":     nil, // another network's service
 		"tasks.":    nil,
 	} {

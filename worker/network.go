@@ -143,6 +143,27 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 	return nil
 }
 
+// Serve implements ServingNetwork: the task's endpoints are announced
+// again with on as their Serving flag, if the task is attached and the
+// flag changes.
+func (o *OverlayNetwork) Serve(ctx context.Context, t *api.Task, on bool) error {
+	if o.Discovery == nil || !o.Discovery.setServing(t.GetId(), on) {
+		return nil
+	}
+	atts, err := o.attachments(t)
+	if err != nil {
+		return fmt.Errorf("serve task %s: %w", t.GetId(), err)
+	}
+	for _, a := range atts {
+		e := peerOf(a)
+		e.Task.Serving = on
+		if err := o.Peers.Announce(ctx, e); err != nil {
+			return fmt.Errorf("serve task %s: %w", t.GetId(), err)
+		}
+	}
+	return nil
+}
+
 // Detach implements Network. A task known only by its ID (an orphan whose
 // assignment is gone) is taken out of every network it may be on.
 func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {

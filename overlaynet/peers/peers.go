@@ -69,6 +69,9 @@ type TaskInfo struct {
 	DNSRR bool
 	// Aliases are the task's network aliases on this network.
 	Aliases []string
+	// Serving says the task is RUNNING (and healthy, if it has a health
+	// check) and wanted running: only then do names and VIPs lead to it.
+	Serving bool
 }
 
 func (e Endpoint) key() string { return fmt.Sprintf("%d/%s", e.VNI, e.IP) }
@@ -135,11 +138,12 @@ type wireEntry struct {
 	VIP       string   `json:"vip,omitempty"`
 	DNSRR     bool     `json:"dnsrr,omitempty"`
 	Aliases   []string `json:"aliases,omitempty"`
+	Serving   bool     `json:"serving,omitempty"`
 }
 
 func toWire(e Endpoint) wireEntry {
 	w := wireEntry{VNI: e.VNI, IP: e.IP.String(), MAC: e.MAC.String(), Task: e.Task.Name,
-		Service: e.Task.Service, ServiceID: e.Task.ServiceID, DNSRR: e.Task.DNSRR, Aliases: e.Task.Aliases}
+		Service: e.Task.Service, ServiceID: e.Task.ServiceID, DNSRR: e.Task.DNSRR, Aliases: e.Task.Aliases, Serving: e.Task.Serving}
 	if e.Task.VIP != nil {
 		w.VIP = e.Task.VIP.String()
 	}
@@ -480,7 +484,7 @@ func (t *table) merge(buf []byte) {
 			continue
 		}
 		e := Endpoint{VNI: w.VNI, IP: ip, MAC: mac, Task: TaskInfo{Name: w.Task, Service: w.Service,
-			ServiceID: w.ServiceID, VIP: net.ParseIP(w.VIP).To4(), DNSRR: w.DNSRR, Aliases: w.Aliases}}
+			ServiceID: w.ServiceID, VIP: net.ParseIP(w.VIP).To4(), DNSRR: w.DNSRR, Aliases: w.Aliases, Serving: w.Serving}}
 		next[e.key()] = e
 	}
 	old := t.remotes[s.Node]

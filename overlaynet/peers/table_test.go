@@ -85,7 +85,7 @@ func TestTableCarriesTaskInfo(t *testing.T) {
 	changes := 0
 	tb.p.cfg.Changed = func() { changes++ }
 	tb.local["4096/198.19.0.2"] = Endpoint{VNI: 4096, IP: net.ParseIP("198.19.0.2"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 0, 2}}
-	web := TaskInfo{Name: "web.1.x", Service: "web", ServiceID: "s1", VIP: net.ParseIP("198.19.0.250").To4(), Aliases: []string{"www"}}
+	web := TaskInfo{Name: "web.1.x", Service: "web", ServiceID: "s1", VIP: net.ParseIP("198.19.0.250").To4(), Aliases: []string{"www"}, Serving: true}
 	s := state{Node: "a", VTEP: "198.18.0.1", Version: 1, Endpoints: []wireEntry{
 		toWire(Endpoint{VNI: 4096, IP: net.ParseIP("198.19.0.10"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 0, 10}, Task: web}),
 		toWire(Endpoint{VNI: 4096, IP: net.ParseIP("198.19.0.2"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 0, 2}}),
@@ -103,7 +103,7 @@ func TestTableCarriesTaskInfo(t *testing.T) {
 	for _, e := range got {
 		if e.IP.String() == "198.19.0.10" {
 			ti := e.Task
-			if ti.Name != web.Name || ti.Service != "web" || ti.ServiceID != "s1" || !ti.VIP.Equal(web.VIP) || ti.DNSRR || !slices.Equal(ti.Aliases, web.Aliases) {
+			if ti.Name != web.Name || ti.Service != "web" || ti.ServiceID != "s1" || !ti.VIP.Equal(web.VIP) || ti.DNSRR || !slices.Equal(ti.Aliases, web.Aliases) || !ti.Serving {
 				t.Fatalf("task info %+v, want %+v", ti, web)
 			}
 		}
