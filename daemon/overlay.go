@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/overlaynet/dns"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
 	"github.com/shoal-project/shoal/overlaynet/peers"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
@@ -168,14 +169,22 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 	if err != nil {
 		return err
 	}
+	// Names that are not the cluster's go to the host's resolvers.
+	resolv, err := os.ReadFile(hostResolvConf)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("overlay: service discovery: %w", err)
+	}
+	disc := worker.NewDiscovery(ctx, dns.HostUpstreams(resolv))
 	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr,
-		Keys: s.keys, Program: ov})
+		Keys: s.keys, Program: ov, Changed: disc.Changed})
 	if err != nil {
 		return err
 	}
+	disc.Source = p
+	go disc.Run(ctx)
 	o.mu.Lock()
 	o.members = p
-	o.net = &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir)}
+	o.net = &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc}
 	o.mu.Unlock()
 	close(o.ready)
 	o.log.Info("overlay: started", "vtep", o.addr, "data-port", s.port)
@@ -210,6 +219,18 @@ func (o *overlayNode) Attach(ctx context.Context, t *api.Task) error {
 		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 	}
 	return n.Attach(ctx, t)
+}
+
+// Serve implements worker.ServingNetwork; before the overlay started no
+// task is attached, so there is nothing to serve.
+func (o *overlayNode) Serve(ctx context.Context, t *api.Task, on bool) error {
+	o.mu.Lock()
+	n := o.net
+	o.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.Serve(ctx, t, on)
 }
 
 // Detach implements worker.Network; it waits for the overlay to start, a

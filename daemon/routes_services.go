@@ -89,18 +89,12 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 }
 
 // checkServiceNetworking refuses what tasks cannot have yet: overlay
-// networks are wired (the daemon runs the overlay), but there is no routing
-// mesh, so a published port would be accepted and silently not work.
+// networks are wired (the daemon runs the overlay, with DNS and VIPs, so
+// network aliases answer), but there is no routing mesh, so a published
+// port would be accepted and silently not work.
 func checkServiceNetworking(spec swarm.ServiceSpec) error {
 	if spec.EndpointSpec != nil && len(spec.EndpointSpec.Ports) > 0 {
 		return badRequest("published ports are not supported yet: there is no routing mesh")
-	}
-	// An alias is a name in the network's DNS, which overlay networks do
-	// not have yet: refused rather than stored and not answered.
-	for _, n := range spec.TaskTemplate.Networks {
-		if len(n.Aliases) > 0 {
-			return badRequest("network aliases are not supported yet: overlay networks have no DNS")
-		}
 	}
 	return nil
 }

@@ -17,34 +17,15 @@ import (
 // container) on the network with one task on each worker, created with the
 // docker CLI, and a client task on the manager, created with shoal's
 // --network, that fetches a page from each web task at its overlay address
-// (the address from task inspect: DNS is not wired yet; no wget -T,
+// (the address from task inspect; names are TestClusterDiscovery; no wget -T,
 // which segfaults in Debian's busybox). Then a worker is
 // killed (SIGKILL to everything, its link down): the other nodes withdraw
 // its endpoint from their VXLAN forwarding tables. Last, the manager's
 // daemon restarts and its client task still reaches the other web task,
 // and the other worker leaves the swarm, its overlay taken down.
 func TestClusterOverlay(t *testing.T) {
-	c := harness.NewCluster(t, 3)
-	tar := harness.BusyboxTar(t)
-	for _, h := range c.Hosts {
-		h.Daemon.Must("import", tar, "busybox:latest")
-	}
-	mgr := c.Hosts[0]
-	mgr.Daemon.Must("swarm", "init", "--advertise-addr", mgr.IP, "--default-addr-pool", testAddrPool)
-	token := strings.TrimSpace(mgr.Daemon.Must("swarm", "join-token", "-q", "worker"))
-	sc := &swarmCluster{Cluster: c}
-	for _, h := range c.Hosts[1:] {
-		sc.join(t, h, token, "worker")
-	}
-	sc.waitNodes(t, mgr, func(ns []nodeLine) bool {
-		ready := 0
-		for _, n := range ns {
-			if n.Status == "Ready" {
-				ready++
-			}
-		}
-		return ready == 3
-	}, 30*time.Second, "every node Ready")
+	sc, mgr := overlaySwarm(t)
+	c := sc.Cluster
 
 	const subnet = "198.19.253.0/24"
 	docker := dockerCLI(t, mgr.Daemon)
@@ -61,11 +42,6 @@ func TestClusterOverlay(t *testing.T) {
 		"sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"); r.Code != 0 {
 		t.Fatalf("docker service create web: %s", r)
 	}
-	// An alias would be a DNS name, which overlay networks do not have yet.
-	if r := mgr.Daemon.Run("service", "create", "--detach", "--name", "aliased", "--network", "app,alias=cl", "busybox", "true"); r.Code == 0 ||
-		!strings.Contains(r.Stderr, "network aliases are not supported yet") {
-		t.Fatalf("service create with an alias: %s", r)
-	}
 	mgr.Daemon.Must("service", "create", "--detach", "--name", "client", "--network", "app",
 		"--constraint", "node.role==manager", "busybox", "sleep", "600")
 	sc.waitPlacement(t, mgr, "web", 60*time.Second, "web on both workers", func(p placement) bool {
@@ -77,15 +53,7 @@ func TestClusterOverlay(t *testing.T) {
 	if len(web) != 2 {
 		t.Fatalf("web tasks: %v", web)
 	}
-	var client string
-	for _, v := range taskContainers(mgr) {
-		if f := strings.Fields(v); len(f) == 2 && f[1] == "running" {
-			client = f[0]
-		}
-	}
-	if client == "" {
-		t.Fatalf("no running client container on %s: %v", mgr.Name, taskContainers(mgr))
-	}
+	client := runningTaskContainer(t, mgr)
 
 	// Each web task answers the client across nodes with its own page.
 	pages := map[string]bool{}
@@ -226,4 +194,47 @@ func overlayTasks(t *testing.T, mgr *harness.Host, docker func(...string) harnes
 		out = append(out, overlayTask{node: f[0], addr: ip.String()})
 	}
 	return out
+}
+
+// overlaySwarm is a swarm of one manager and two workers, each with
+// busybox imported, every node Ready, its address pool testAddrPool.
+func overlaySwarm(t *testing.T) (*swarmCluster, *harness.Host) {
+	t.Helper()
+	c := harness.NewCluster(t, 3)
+	tar := harness.BusyboxTar(t)
+	for _, h := range c.Hosts {
+		h.Daemon.Must("import", tar, "busybox:latest")
+	}
+	mgr := c.Hosts[0]
+	mgr.Daemon.Must("swarm", "init", "--advertise-addr", mgr.IP, "--default-addr-pool", testAddrPool)
+	token := strings.TrimSpace(mgr.Daemon.Must("swarm", "join-token", "-q", "worker"))
+	sc := &swarmCluster{Cluster: c}
+	for _, h := range c.Hosts[1:] {
+		sc.join(t, h, token, "worker")
+	}
+	sc.waitNodes(t, mgr, func(ns []nodeLine) bool {
+		ready := 0
+		for _, n := range ns {
+			if n.Status == "Ready" {
+				ready++
+			}
+		}
+		return ready == 3
+	}, 30*time.Second, "every node Ready")
+	return sc, mgr
+}
+
+// runningTaskContainer is the name of the one running task container on h.
+func runningTaskContainer(t *testing.T, h *harness.Host) string {
+	t.Helper()
+	var name string
+	for _, v := range taskContainers(h) {
+		if f := strings.Fields(v); len(f) == 2 && f[1] == "running" {
+			name = f[0]
+		}
+	}
+	if name == "" {
+		t.Fatalf("no running task container on %s: %v", h.Name, taskContainers(h))
+	}
+	return name
 }

@@ -46,14 +46,17 @@ type OverlayNetwork struct {
 	Peers   Announcer
 	// NetNSDir holds the tasks' namespaces (EngineRuntime.NetNSDir).
 	NetNSDir string
+	// Discovery, if set, serves each attached task DNS and its VIPs.
+	Discovery *Discovery
 }
 
 var _ Network = (*OverlayNetwork)(nil)
 
 // attachment is one of a task's networks, ready for the overlay.
 type attachment struct {
-	net overlay.Network
-	ep  overlay.Endpoint
+	net  overlay.Network
+	ep   overlay.Endpoint
+	task peers.TaskInfo
 }
 
 // attachments turns t's network attachments into overlay terms; anything
@@ -93,13 +96,14 @@ func (o *OverlayNetwork) attachments(t *api.Task) ([]attachment, error) {
 			net: overlay.Network{VNI: n.GetVni(), Gateway: &net.IPNet{IP: gw, Mask: subnet.Mask}, MTU: mtu},
 			ep: overlay.Endpoint{ID: t.GetId(), NetNSPath: TaskNetNSPath(o.NetNSDir, t.GetId()),
 				IfName: fmt.Sprintf("eth%d", i), Addr: &net.IPNet{IP: ip.To4(), Mask: subnet.Mask}},
+			task: taskInfo(t, n.GetId(), a.GetAliases()),
 		})
 	}
 	return out, nil
 }
 
 func peerOf(a attachment) peers.Endpoint {
-	return peers.Endpoint{VNI: a.net.VNI, IP: a.ep.Addr.IP, MAC: overlay.MACFromIP(a.ep.Addr.IP)}
+	return peers.Endpoint{VNI: a.net.VNI, IP: a.ep.Addr.IP, MAC: overlay.MACFromIP(a.ep.Addr.IP), Task: a.task}
 }
 
 // Attach implements Network. On error what it made is undone.
@@ -130,6 +134,33 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 		}
 	}
+	if o.Discovery != nil {
+		if err := o.Discovery.Add(ctx, t, path); err != nil {
+			o.Detach(context.WithoutCancel(ctx), t)
+			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+		}
+	}
+	return nil
+}
+
+// Serve implements ServingNetwork: the task's endpoints are announced
+// again with on as their Serving flag, if the task is attached and the
+// flag changes.
+func (o *OverlayNetwork) Serve(ctx context.Context, t *api.Task, on bool) error {
+	if o.Discovery == nil || !o.Discovery.setServing(t.GetId(), on) {
+		return nil
+	}
+	atts, err := o.attachments(t)
+	if err != nil {
+		return fmt.Errorf("serve task %s: %w", t.GetId(), err)
+	}
+	for _, a := range atts {
+		e := peerOf(a)
+		e.Task.Serving = on
+		if err := o.Peers.Announce(ctx, e); err != nil {
+			return fmt.Errorf("serve task %s: %w", t.GetId(), err)
+		}
+	}
 	return nil
 }
 
@@ -139,6 +170,9 @@ func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {
 	// Attachments that do not parse were never announced (Attach refuses
 	// them); DetachAll finds the task's veths without them.
 	atts, _ := o.attachments(t)
+	if o.Discovery != nil {
+		o.Discovery.Remove(t.GetId())
+	}
 	var errs []error
 	for _, a := range atts {
 		if err := o.Peers.Withdraw(ctx, peerOf(a)); err != nil {

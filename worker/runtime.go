@@ -246,6 +246,7 @@ func (r *EngineRuntime) Create(ctx context.Context, t *api.Task) (ContainerState
 		}
 		cfg.NetworkMode = "none"
 		cfg.NetNSPath = TaskNetNSPath(r.NetNSDir, t.GetId())
+		useEmbeddedDNS(&cfg)
 	}
 	vols, err := r.makeVolumes(t, &cfg)
 	if err != nil {

@@ -123,6 +123,7 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 		if act != actContinue && act != actPrepare && act != actStart {
 			r.release(false)
 		}
+		r.serve(ctx, t) // before a stop: no new connection reaches a stopping task
 		switch act {
 		case actContinue:
 		case actAdmit:

@@ -48,6 +48,30 @@ type Endpoint struct {
 	VNI uint32
 	IP  net.IP
 	MAC net.HardwareAddr
+	// Task is what service discovery needs to know of the endpoint's task
+	// (as libnetwork's endpoint_table); zero for an endpoint without one.
+	Task TaskInfo
+}
+
+// TaskInfo names the task behind an endpoint and its service, for the
+// nodes' DNS and VIP load balancing.
+type TaskInfo struct {
+	// Name is the task's name (web.1.<id>).
+	Name string
+	// Service and ServiceID are its service's name and ID.
+	Service   string
+	ServiceID string
+	// VIP is the service's virtual IP on this network, unset in DNSRR mode
+	// or when it has none.
+	VIP net.IP
+	// DNSRR is endpoint mode dnsrr: the service name answers with the task
+	// addresses instead of the VIP.
+	DNSRR bool
+	// Aliases are the task's network aliases on this network.
+	Aliases []string
+	// Serving says the task is RUNNING (and healthy, if it has a health
+	// check) and wanted running: only then do names and VIPs lead to it.
+	Serving bool
 }
 
 func (e Endpoint) key() string { return fmt.Sprintf("%d/%s", e.VNI, e.IP) }
@@ -76,6 +100,10 @@ type Config struct {
 	LocalNetwork bool
 	// LogOutput receives memberlist's log; nil discards it.
 	LogOutput io.Writer
+	// Changed, if set, is called (on the table's goroutine: it must not
+	// block or call back into Peers) after the set of endpoints, local or
+	// remote, may have changed; Endpoints gives the new set.
+	Changed func()
 }
 
 // Peers is a running gossip member.
@@ -102,6 +130,24 @@ type wireEntry struct {
 	VNI uint32 `json:"vni"`
 	IP  string `json:"ip"`
 	MAC string `json:"mac"`
+	// Discovery: see TaskInfo. Omitted when empty, so a node without them
+	// reads as before.
+	Task      string   `json:"task,omitempty"`
+	Service   string   `json:"service,omitempty"`
+	ServiceID string   `json:"serviceID,omitempty"`
+	VIP       string   `json:"vip,omitempty"`
+	DNSRR     bool     `json:"dnsrr,omitempty"`
+	Aliases   []string `json:"aliases,omitempty"`
+	Serving   bool     `json:"serving,omitempty"`
+}
+
+func toWire(e Endpoint) wireEntry {
+	w := wireEntry{VNI: e.VNI, IP: e.IP.String(), MAC: e.MAC.String(), Task: e.Task.Name,
+		Service: e.Task.Service, ServiceID: e.Task.ServiceID, DNSRR: e.Task.DNSRR, Aliases: e.Task.Aliases, Serving: e.Task.Serving}
+	if e.Task.VIP != nil {
+		w.VIP = e.Task.VIP.String()
+	}
+	return w
 }
 
 type send struct {
@@ -338,6 +384,7 @@ func (p *Peers) sender(ctx context.Context) {
 func (t *table) announce(e Endpoint) {
 	t.local[e.key()] = e
 	t.changed()
+	defer t.notify()
 	for name, r := range t.remotes {
 		for _, re := range r.endpoints {
 			if re.VNI == e.VNI {
@@ -353,6 +400,7 @@ func (t *table) withdraw(e Endpoint) {
 	}
 	delete(t.local, e.key())
 	t.changed()
+	t.notify()
 }
 
 // changed bumps the version, republishes and pushes the new set to every
@@ -381,7 +429,7 @@ func (p *Peers) queue(m *memberlist.Node, msg []byte) {
 func (t *table) publish() []byte {
 	s := state{Node: t.p.cfg.NodeName, VTEP: t.p.cfg.VTEP.String(), Version: t.version}
 	for _, e := range t.local {
-		s.Endpoints = append(s.Endpoints, wireEntry{VNI: e.VNI, IP: e.IP.String(), MAC: e.MAC.String()})
+		s.Endpoints = append(s.Endpoints, toWire(e))
 	}
 	b, _ := json.Marshal(s) // plain strings and numbers: cannot fail
 	t.p.local.Store(&b)
@@ -435,7 +483,8 @@ func (t *table) merge(buf []byte) {
 			t.p.logger.Printf("[WARN] state of %s: bad endpoint %v", s.Node, w)
 			continue
 		}
-		e := Endpoint{VNI: w.VNI, IP: ip, MAC: mac}
+		e := Endpoint{VNI: w.VNI, IP: ip, MAC: mac, Task: TaskInfo{Name: w.Task, Service: w.Service,
+			ServiceID: w.ServiceID, VIP: net.ParseIP(w.VIP).To4(), DNSRR: w.DNSRR, Aliases: w.Aliases, Serving: w.Serving}}
 		next[e.key()] = e
 	}
 	old := t.remotes[s.Node]
@@ -453,6 +502,43 @@ func (t *table) merge(buf []byte) {
 	for _, e := range next {
 		t.program(s.Node, vtep, e, true)
 	}
+	t.notify()
+}
+
+// notify tells the Changed callback.
+func (t *table) notify() {
+	if t.p.cfg.Changed != nil {
+		t.p.cfg.Changed()
+	}
+}
+
+// Endpoints returns every endpoint the node knows, its own and the other
+// nodes', on the networks of vnis (all networks if vnis is empty). An
+// address claimed by two nodes (news out of order) is listed once.
+func (p *Peers) Endpoints(ctx context.Context, vnis ...uint32) ([]Endpoint, error) {
+	var out []Endpoint
+	err := p.do(ctx, func(t *table) { out = t.endpoints(vnis) })
+	return out, err
+}
+
+func (t *table) endpoints(vnis []uint32) []Endpoint {
+	seen := map[string]bool{}
+	var out []Endpoint
+	add := func(e Endpoint) {
+		if (len(vnis) == 0 || slices.Contains(vnis, e.VNI)) && !seen[e.key()] {
+			seen[e.key()] = true
+			out = append(out, e)
+		}
+	}
+	for _, e := range t.local {
+		add(e)
+	}
+	for _, r := range t.remotes {
+		for _, e := range r.endpoints {
+			add(e)
+		}
+	}
+	return out
 }
 
 // unprogram withdraws a node's endpoint, unless another node now claims
@@ -482,6 +568,7 @@ func (t *table) gone(node string) {
 	for _, e := range r.endpoints {
 		t.unprogram(node, r.vtep, e)
 	}
+	t.notify()
 }
 
 // delegate turns memberlist's callbacks into table events.

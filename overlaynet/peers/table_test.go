@@ -76,3 +76,42 @@ func TestTableIgnoresStaleAndForeign(t *testing.T) {
 		t.Fatalf("ops %q, want %q", rec.ops, want)
 	}
 }
+
+// TestTableCarriesTaskInfo: what a node says of its endpoints' tasks
+// (service discovery) survives the wire, and the table lists its own and
+// the others' endpoints by network, an address claimed twice once.
+func TestTableCarriesTaskInfo(t *testing.T) {
+	tb := newTable(&recorder{})
+	changes := 0
+	tb.p.cfg.Changed = func() { changes++ }
+	tb.local["4096/198.19.0.2"] = Endpoint{VNI: 4096, IP: net.ParseIP("198.19.0.2"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 0, 2}}
+	web := TaskInfo{Name: "web.1.x", Service: "web", ServiceID: "s1", VIP: net.ParseIP("198.19.0.250").To4(), Aliases: []string{"www"}, Serving: true}
+	s := state{Node: "a", VTEP: "198.18.0.1", Version: 1, Endpoints: []wireEntry{
+		toWire(Endpoint{VNI: 4096, IP: net.ParseIP("198.19.0.10"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 0, 10}, Task: web}),
+		toWire(Endpoint{VNI: 4096, IP: net.ParseIP("198.19.0.2"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 0, 2}}),
+		toWire(Endpoint{VNI: 7, IP: net.ParseIP("198.19.1.10"), MAC: net.HardwareAddr{2, 0x42, 198, 19, 1, 10}, Task: TaskInfo{Service: "rr", DNSRR: true}}),
+	}}
+	b, _ := json.Marshal(s)
+	tb.merge(b)
+	if changes != 1 {
+		t.Fatalf("%d change notices, want 1", changes)
+	}
+	got := tb.endpoints([]uint32{4096})
+	if len(got) != 2 {
+		t.Fatalf("endpoints of 4096: %+v", got)
+	}
+	for _, e := range got {
+		if e.IP.String() == "198.19.0.10" {
+			ti := e.Task
+			if ti.Name != web.Name || ti.Service != "web" || ti.ServiceID != "s1" || !ti.VIP.Equal(web.VIP) || ti.DNSRR || !slices.Equal(ti.Aliases, web.Aliases) || !ti.Serving {
+				t.Fatalf("task info %+v, want %+v", ti, web)
+			}
+		}
+	}
+	if all := tb.endpoints(nil); len(all) != 3 {
+		t.Fatalf("all endpoints: %+v", all)
+	}
+	if rr := tb.endpoints([]uint32{7}); len(rr) != 1 || !rr[0].Task.DNSRR || rr[0].Task.VIP != nil {
+		t.Fatalf("dnsrr endpoint: %+v", rr)
+	}
+}
