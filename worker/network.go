@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
@@ -46,14 +47,30 @@ type OverlayNetwork struct {
 	Peers   Announcer
 	// NetNSDir holds the tasks' namespaces (EngineRuntime.NetNSDir).
 	NetNSDir string
+	// Gateway is the node's NAT bridge: a task on a non-internal network
+	// gets a leg on it, after its overlay interfaces, holding its default
+	// route. Nil: tasks have no way out of the cluster.
+	Gateway GatewayBridge
+}
+
+// GatewayBridge is a node's way out of the cluster for tasks (Swarm's
+// docker_gwbridge). Implementations must be safe for concurrent use.
+type GatewayBridge interface {
+	// Join gives the namespace at netnsPath an interface ifName on the
+	// bridge and its default route through it; joining again changes
+	// nothing.
+	Join(ctx context.Context, taskID, netnsPath, ifName string) error
+	// Leave removes task taskID's leg; one that is gone already is fine.
+	Leave(ctx context.Context, taskID string) error
 }
 
 var _ Network = (*OverlayNetwork)(nil)
 
 // attachment is one of a task's networks, ready for the overlay.
 type attachment struct {
-	net overlay.Network
-	ep  overlay.Endpoint
+	net      overlay.Network
+	ep       overlay.Endpoint
+	internal bool // the network is --internal: no way out through it
 }
 
 // attachments turns t's network attachments into overlay terms; anything
@@ -93,6 +110,7 @@ func (o *OverlayNetwork) attachments(t *api.Task) ([]attachment, error) {
 			net: overlay.Network{VNI: n.GetVni(), Gateway: &net.IPNet{IP: gw, Mask: subnet.Mask}, MTU: mtu},
 			ep: overlay.Endpoint{ID: t.GetId(), NetNSPath: TaskNetNSPath(o.NetNSDir, t.GetId()),
 				IfName: fmt.Sprintf("eth%d", i), Addr: &net.IPNet{IP: ip.To4(), Mask: subnet.Mask}},
+			internal: n.GetSpec().GetInternal(),
 		})
 	}
 	return out, nil
@@ -130,6 +148,13 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 		}
 	}
+	if o.Gateway == nil || !slices.ContainsFunc(atts, func(a attachment) bool { return !a.internal }) {
+		return nil // internal networks only: no leg, no default route
+	}
+	if err := o.Gateway.Join(ctx, t.GetId(), path, fmt.Sprintf("eth%d", len(atts))); err != nil {
+		o.Detach(context.WithoutCancel(ctx), t)
+		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+	}
 	return nil
 }
 
@@ -147,6 +172,11 @@ func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {
 	}
 	if err := o.Overlay.DetachAll(t.GetId()); err != nil {
 		errs = append(errs, err)
+	}
+	if o.Gateway != nil {
+		if err := o.Gateway.Leave(ctx, t.GetId()); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := sandbox.Remove(TaskNetNSPath(o.NetNSDir, t.GetId())); err != nil {
 		errs = append(errs, err)
