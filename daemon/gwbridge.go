@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/shoal-project/shoal/overlaynet/bridge"
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
 	"github.com/shoal-project/shoal/worker"
 )
 
@@ -109,6 +110,17 @@ func (g *gwBridge) openExisting(ctx context.Context) (*bridge.Network, error) {
 	return g.open(ctx)
 }
 
+// hasLink says whether the namespace at path has a link named name.
+func hasLink(path, name string) bool {
+	h, err := sandbox.Handle(path)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	_, err = h.LinkByName(name)
+	return err == nil
+}
+
 func gwEndpointID(taskID string) string { return "task-" + taskID }
 
 // Join implements worker.GatewayBridge.
@@ -123,8 +135,14 @@ func (g *gwBridge) Join(ctx context.Context, taskID, netnsPath, ifName string) e
 	if err != nil {
 		return err
 	}
-	if _, err := n.Endpoint(id); err == nil {
-		return nil // adopted after a restart: it is plumbed
+	if ep, err := n.Endpoint(id); err == nil {
+		if hasLink(netnsPath, ep.IfName) {
+			return nil // adopted after a restart: it is plumbed
+		}
+		// Recorded but not made (a crash in between): made again.
+		if err := n.Detach(ctx, id); err != nil {
+			return fmt.Errorf("gateway bridge: %w", err)
+		}
 	}
 	if _, err := n.AttachWith(ctx, id, bridge.AttachOptions{IfName: ifName, Shared: true, Route: true}); err != nil {
 		return fmt.Errorf("gateway bridge: %w", err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -77,8 +79,8 @@ func TestClusterGWBridge(t *testing.T) {
 	}
 	docker := dockerCLI(t, mgr.Daemon)
 	web := overlayTasks(t, mgr, docker, "web", appNet)
-	out := serviceContainer(t, mgr, "out")
-	in := serviceContainer(t, mgr, "in")
+	out, outTask := serviceContainer(t, mgr, "out")
+	in, _ := serviceContainer(t, mgr, "in")
 
 	fetch := func(ctr, url string) harness.Result {
 		return mgr.Daemon.Run("exec", ctr, "timeout", "5", "wget", "-q", "-O", "-", url)
@@ -129,6 +131,22 @@ func TestClusterGWBridge(t *testing.T) {
 		t.Fatalf("%d legs on the manager's gateway bridge after the restart, want 1", n)
 	}
 
+	// A leg lost while the daemon was down (as if it died between
+	// recording the leg and making it) is made again when the restarted
+	// daemon adopts the task.
+	mgr.Daemon.Kill9()
+	taskNS := filepath.Join(mgr.Daemon.Root, "swarm", "netns", "task-"+outTask)
+	if out, err := exec.Command("nsenter", "--net="+taskNS, "ip", "link", "del", "eth1").CombinedOutput(); err != nil {
+		t.Fatalf("delete the task's eth1: %v: %s", err, out)
+	}
+	mgr.Daemon.Restart()
+	if !pollUntil(30*time.Second, func() bool { last = fetch(out, outside); return last.Code == 0 }) {
+		t.Fatalf("a lost leg is not made again after a restart: %s\nits links: %s", last, mgr.Daemon.Run("exec", out, "ip", "link"))
+	}
+	if n := gwLegs(t, mgr); n != 1 {
+		t.Fatalf("%d legs on the manager's gateway bridge after the leg was made again, want 1", n)
+	}
+
 	// A task that leaves takes its leg; the bridge stays, as Docker's.
 	mgr.Daemon.Must("service", "rm", "out")
 	if !pollUntil(30*time.Second, func() bool { return gwLegs(t, mgr) == 0 }) {
@@ -156,16 +174,16 @@ func TestClusterGWBridge(t *testing.T) {
 	}
 }
 
-// serviceContainer is the container of svc's one running task on h.
-func serviceContainer(t *testing.T, h *harness.Host, svc string) string {
+// serviceContainer is the container and task ID of svc's one running task
+// on h.
+func serviceContainer(t *testing.T, h *harness.Host, svc string) (name, taskID string) {
 	t.Helper()
-	var name string
 	if !pollUntil(20*time.Second, func() bool {
 		ids := strings.Fields(h.Daemon.Run("service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", svc).Stdout)
 		ctrs := taskContainers(h)
 		for _, id := range ids {
 			if f := strings.Fields(ctrs[id]); len(f) == 2 && f[1] == "running" {
-				name = f[0]
+				name, taskID = f[0], id
 				return true
 			}
 		}
@@ -173,7 +191,7 @@ func serviceContainer(t *testing.T, h *harness.Host, svc string) string {
 	}) {
 		t.Fatalf("no running container of %s on %s: %v", svc, h.Name, taskContainers(h))
 	}
-	return name
+	return name, taskID
 }
 
 // gwLegs counts the task legs (veths) on h's gateway bridge.
