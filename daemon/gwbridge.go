@@ -121,6 +121,26 @@ func hasLink(path, name string) bool {
 	return err == nil
 }
 
+// dropDefaultRoutes removes the IPv4 default routes of the namespace at
+// path.
+func dropDefaultRoutes(path string) error {
+	h, err := sandbox.Handle(path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nil}, netlink.RT_FILTER_DST)
+	if err != nil {
+		return fmt.Errorf("list default routes: %w", err)
+	}
+	for _, r := range routes {
+		if err := h.RouteDel(&r); err != nil {
+			return fmt.Errorf("remove default route via %s: %w", r.Gw, err)
+		}
+	}
+	return nil
+}
+
 func gwEndpointID(taskID string) string { return "task-" + taskID }
 
 // Join implements worker.GatewayBridge.
@@ -143,6 +163,12 @@ func (g *gwBridge) Join(ctx context.Context, taskID, netnsPath, ifName string) e
 		if err := n.Detach(ctx, id); err != nil {
 			return fmt.Errorf("gateway bridge: %w", err)
 		}
+	}
+	// A task started by an earlier shoal has its default route through
+	// the overlay gateway; the leg's replaces it rather than failing (and
+	// taking the running task off its networks).
+	if err := dropDefaultRoutes(netnsPath); err != nil {
+		return fmt.Errorf("gateway bridge: task %s: %w", taskID, err)
 	}
 	if _, err := n.AttachWith(ctx, id, bridge.AttachOptions{IfName: ifName, Shared: true, Route: true}); err != nil {
 		return fmt.Errorf("gateway bridge: %w", err)

@@ -133,11 +133,14 @@ func TestClusterGWBridge(t *testing.T) {
 
 	// A leg lost while the daemon was down (as if it died between
 	// recording the leg and making it) is made again when the restarted
-	// daemon adopts the task.
+	// daemon adopts the task, also in a namespace routed out through the
+	// overlay gateway as an earlier shoal did.
 	mgr.Daemon.Kill9()
 	taskNS := filepath.Join(mgr.Daemon.Root, "swarm", "netns", "task-"+outTask)
-	if out, err := exec.Command("nsenter", "--net="+taskNS, "ip", "link", "del", "eth1").CombinedOutput(); err != nil {
-		t.Fatalf("delete the task's eth1: %v: %s", err, out)
+	for _, args := range [][]string{{"link", "del", "eth1"}, {"route", "add", "default", "via", "198.19.253.1", "dev", "eth0"}} {
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + taskNS, "ip"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v in the task's namespace: %v: %s", args, err, out)
+		}
 	}
 	mgr.Daemon.Restart()
 	if !pollUntil(30*time.Second, func() bool { last = fetch(out, outside); return last.Code == 0 }) {
@@ -145,6 +148,9 @@ func TestClusterGWBridge(t *testing.T) {
 	}
 	if n := gwLegs(t, mgr); n != 1 {
 		t.Fatalf("%d legs on the manager's gateway bridge after the leg was made again, want 1", n)
+	}
+	if r := mgr.Daemon.Run("exec", out, "ip", "route"); strings.Count(r.Stdout, "default") != 1 || !strings.Contains(r.Stdout, "default via 198.19.251.1 dev eth1") {
+		t.Fatalf("routes after the leg was made again, want one default, via eth1: %s", r)
 	}
 
 	// A task that leaves takes its leg; the bridge stays, as Docker's.
