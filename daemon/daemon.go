@@ -200,6 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName,
 		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir)})
 	d.swarm.registryPort = cfg.RegistryPort
+	d.swarm.gwSubnet = cfg.GWBridgeSubnet
 	if err := d.swarm.resume(); err != nil {
 		// As dockerd: the engine still serves; the swarm part reports the error.
 		slog.Error("swarm: could not resume", "err", err)

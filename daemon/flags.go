@@ -45,6 +45,9 @@ type Config struct {
 	// RegistryPort is the cluster registry's port while this node is a
 	// manager (0: not served).
 	RegistryPort int
+	// GWBridgeSubnet is the subnet of the NAT bridge through which tasks
+	// on overlay networks reach the outside (gwbridge.go).
+	GWBridgeSubnet string
 }
 
 // Defaults, chosen not to collide with a Docker daemon on the same host
@@ -127,6 +130,9 @@ func Command() *cobra.Command {
 					cfg.Host = h
 				}
 			}
+			if err := checkGWBridgeSubnet(cfg.GWBridgeSubnet); err != nil {
+				return err
+			}
 			if cfg.RegistryPort < 0 || cfg.RegistryPort > 65535 {
 				return fmt.Errorf("--registry-port %d: not a port (0 serves no registry)", cfg.RegistryPort)
 			}
@@ -152,6 +158,7 @@ func Command() *cobra.Command {
 	f.StringArrayVar(&cfg.LogOpts, "log-opt", nil, "Default log driver options (KEY=VALUE, repeatable)")
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (HOST[:PORT]) reached over plain HTTP or unverified TLS")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
+	f.StringVar(&cfg.GWBridgeSubnet, "gwbridge-subnet", DefaultGWBridgeSubnet, "Subnet of "+GWBridgeName+", the NAT bridge through which tasks on overlay networks reach the outside")
 	f.IntVar(&cfg.RegistryPort, "registry-port", DefaultRegistryPort, "Port of the cluster registry on this node while it is a manager (0: none)")
 	return cmd
 }

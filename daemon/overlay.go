@@ -54,6 +54,8 @@ type overlayNode struct {
 	nodeID string
 	addr   net.IP // the advertise address: VTEP and gossip address
 	log    *slog.Logger
+	// gw is the node's NAT bridge, tasks' way out (nil: none).
+	gw *gwBridge
 
 	updates chan struct{}
 	ready   chan struct{} // closed once net is set
@@ -180,11 +182,20 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 	if err != nil {
 		return err
 	}
+	n := &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc}
+	if o.gw != nil {
+		// A bridge that cannot be adopted fails the tasks that need it
+		// (Join opens it again), not the overlay of every task.
+		if err := o.gw.adopt(ctx); err != nil {
+			o.log.Error("overlay: adopt the gateway bridge", "err", err)
+		}
+		n.Gateway = o.gw
+	}
 	disc.Source = p
 	go disc.Run(ctx)
 	o.mu.Lock()
 	o.members = p
-	o.net = &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc}
+	o.net = n
 	o.mu.Unlock()
 	close(o.ready)
 	o.log.Info("overlay: started", "vtep", o.addr, "data-port", s.port)
@@ -248,9 +259,10 @@ func (o *overlayNode) Detach(ctx context.Context, t *api.Task) error {
 // removeOverlay takes the node's overlay down when it leaves the swarm,
 // once its task containers are gone: each task's endpoints and namespace,
 // and with the last endpoint of a network its sandbox (VXLAN device
-// first). It must run before the swarm directory is removed, which the
-// namespaces' mounts would otherwise keep (and their links leak).
-func removeOverlay(dir, advertise string) error {
+// first), then the node's NAT bridge (gwSubnet is the daemon's
+// --gwbridge-subnet). It must run before the swarm directory is removed,
+// which the namespaces' mounts would otherwise keep (and their links leak).
+func removeOverlay(ctx context.Context, dir, advertise, gwSubnet string) error {
 	netnsDir := taskNetNSDir(dir)
 	ents, err := os.ReadDir(netnsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -274,6 +286,7 @@ func removeOverlay(dir, advertise string) error {
 		}
 		errs = append(errs, ov.DetachAll(id), sandbox.Remove(path))
 	}
+	errs = append(errs, newGWBridge(dir, gwSubnet).remove(ctx))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("overlay: %w", err)
 	}

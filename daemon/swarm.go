@@ -53,6 +53,9 @@ type swarmNode struct {
 	// registryPort is the cluster registry's port on this node while it
 	// is a manager (0: none; registryserve.go).
 	registryPort int
+	// gwSubnet is the subnet of the node's NAT bridge for overlay tasks
+	// (--gwbridge-subnet; "" is the default).
+	gwSubnet string
 
 	// sessMu guards lastSession, the newest session message, which
 	// watch takes when sessions signals.
@@ -256,6 +259,7 @@ func (s *swarmNode) startAgent() error {
 	if err != nil {
 		return err
 	}
+	ov.gw = newGWBridge(s.files.dir, s.gwSubnet)
 	a, err := worker.New(worker.Config{
 		Managers: dedup(managers),
 		Dial: func(ctx context.Context, addr string) (worker.Conn, error) {

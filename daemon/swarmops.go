@@ -184,7 +184,7 @@ func (s *swarmNode) leaveSwarm(ctx context.Context, force bool) error {
 	}
 	s.stopAll()
 	s.removeTaskContainers(ctx)
-	if err := removeOverlay(s.files.dir, s.state.AdvertiseAddr); err != nil {
+	if err := removeOverlay(ctx, s.files.dir, s.state.AdvertiseAddr, s.gwSubnet); err != nil {
 		slog.Warn("swarm leave: remove overlay networking", "err", err)
 	}
 	s.state, s.id = nil, nil

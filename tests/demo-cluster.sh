@@ -191,7 +191,8 @@ for n in "${NODES[@]}"; do
     ip -n "$ns" link set lo up || fail "$n" "cannot make test host $ns"
   mkdir -p "$DIR/n$n"
   args=(daemon --node-name "node$n" --data-root "$DIR/n$n/data" --exec-root "$DIR/n$n/exec"
-    -H "unix://$(sock "$n")" --cgroup-parent "$CG-n$n" --bridge-name "${P}$n" --bip "198.19.25$n.1/24")
+    -H "unix://$(sock "$n")" --cgroup-parent "$CG-n$n" --bridge-name "${P}$n" --bip "198.19.25$n.1/24"
+    --gwbridge-subnet 198.19.250.0/24)
   echo "+ ip netns add $ns   # eth0 198.18.$K.$n/24, a port of the switch $SW" >&2
   echo "+ nsenter --net=/run/netns/$ns shoal ${args[*]} &   # log: $DIR/n$n/daemon.log" >&2
   # Own session: a Ctrl-C goes to the script, which then stops the daemons in order.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
@@ -48,15 +49,31 @@ type OverlayNetwork struct {
 	NetNSDir string
 	// Discovery, if set, serves each attached task DNS and its VIPs.
 	Discovery *Discovery
+	// Gateway is the node's NAT bridge: a task on a non-internal network
+	// gets a leg on it, after its overlay interfaces, holding its default
+	// route. Nil: tasks have no way out of the cluster.
+	Gateway GatewayBridge
+}
+
+// GatewayBridge is a node's way out of the cluster for tasks (Swarm's
+// docker_gwbridge). Implementations must be safe for concurrent use.
+type GatewayBridge interface {
+	// Join gives the namespace at netnsPath an interface ifName on the
+	// bridge and its default route through it; joining again changes
+	// nothing.
+	Join(ctx context.Context, taskID, netnsPath, ifName string) error
+	// Leave removes task taskID's leg; one that is gone already is fine.
+	Leave(ctx context.Context, taskID string) error
 }
 
 var _ Network = (*OverlayNetwork)(nil)
 
 // attachment is one of a task's networks, ready for the overlay.
 type attachment struct {
-	net  overlay.Network
-	ep   overlay.Endpoint
-	task peers.TaskInfo
+	net      overlay.Network
+	ep       overlay.Endpoint
+	task     peers.TaskInfo
+	internal bool // the network is --internal: no way out through it
 }
 
 // attachments turns t's network attachments into overlay terms; anything
@@ -96,7 +113,8 @@ func (o *OverlayNetwork) attachments(t *api.Task) ([]attachment, error) {
 			net: overlay.Network{VNI: n.GetVni(), Gateway: &net.IPNet{IP: gw, Mask: subnet.Mask}, MTU: mtu},
 			ep: overlay.Endpoint{ID: t.GetId(), NetNSPath: TaskNetNSPath(o.NetNSDir, t.GetId()),
 				IfName: fmt.Sprintf("eth%d", i), Addr: &net.IPNet{IP: ip.To4(), Mask: subnet.Mask}},
-			task: taskInfo(t, n.GetId(), a.GetAliases()),
+			task:     taskInfo(t, n.GetId(), a.GetAliases()),
+			internal: n.GetSpec().GetInternal(),
 		})
 	}
 	return out, nil
@@ -130,6 +148,14 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 			err = o.Peers.Announce(ctx, peerOf(a))
 		}
 		if err != nil {
+			o.Detach(context.WithoutCancel(ctx), t)
+			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+		}
+	}
+	if o.Gateway != nil && slices.ContainsFunc(atts, func(a attachment) bool { return !a.internal }) {
+		// A leg on the NAT bridge holds the default route; internal
+		// networks only: no leg, no default route.
+		if err := o.Gateway.Join(ctx, t.GetId(), path, fmt.Sprintf("eth%d", len(atts))); err != nil {
 			o.Detach(context.WithoutCancel(ctx), t)
 			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 		}
@@ -181,6 +207,11 @@ func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {
 	}
 	if err := o.Overlay.DetachAll(t.GetId()); err != nil {
 		errs = append(errs, err)
+	}
+	if o.Gateway != nil {
+		if err := o.Gateway.Leave(ctx, t.GetId()); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := sandbox.Remove(TaskNetNSPath(o.NetNSDir, t.GetId())); err != nil {
 		errs = append(errs, err)

@@ -3,10 +3,12 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -461,5 +463,47 @@ func TestConcurrentAttachDetach(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(n.opts.NetNSDir); len(left) != 0 {
 		t.Fatalf("namespaces left: %d", len(left))
+	}
+}
+
+// TestSharedRoute: a second network's leg in a namespace it does not own
+// gets the default route only with Route (the overlay's NAT bridge), and
+// leaving takes only the leg, never the namespace.
+func TestSharedRoute(t *testing.T) {
+	n := newTestNetwork(t, "")
+	ctx := context.Background()
+	for _, route := range []bool{true, false} {
+		id := fmt.Sprintf("shared-%v", route)
+		path := filepath.Join(n.opts.NetNSDir, id)
+		if err := sandbox.Create(path); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.AttachWith(ctx, id, AttachOptions{IfName: "eth1", Shared: true, Route: route}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := sandbox.Handle(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defaults, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nil}, netlink.RT_FILTER_DST)
+		h.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case route && (len(defaults) != 1 || !defaults[0].Gw.Equal(n.Gateway().AsSlice())):
+			t.Errorf("Route: default routes %v, want one via %s", defaults, n.Gateway())
+		case !route && len(defaults) != 0:
+			t.Errorf("without Route: default routes %v, want none", defaults)
+		}
+		if err := n.Detach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := sandbox.IsNetNS(path); !ok {
+			t.Errorf("Detach of a shared leg removed the namespace %s", path)
+		}
+		if linkExists(vethName(n.opts.Name, id)) {
+			t.Errorf("leg %s still exists after Detach", id)
+		}
 	}
 }

@@ -65,6 +65,10 @@ type AttachOptions struct {
 	// IP is a fixed address in the subnet (--ip); invalid means the next
 	// free one.
 	IP netip.Addr
+	// Route gives a Shared endpoint the namespace's default route through
+	// this network's gateway all the same: the overlay's NAT bridge, whose
+	// leg is a task's only way out while its namespace is the overlay's.
+	Route bool
 }
 
 // Attach gives the container id a sandbox on the network: a namespace at
@@ -116,7 +120,7 @@ func (n *Network) AttachWith(ctx context.Context, id string, o AttachOptions) (E
 			return Endpoint{}, fmt.Errorf("%w: attach %s: no namespace of it to share at %s", ErrNotFound, id, n.netnsPath(id))
 		}
 	}
-	ep := &endpoint{NetNS: n.netnsPath(id), Veth: vethName(n.opts.Name, id), IP: ip, MAC: macFor(ip), IfName: o.IfName, Shared: o.Shared}
+	ep := &endpoint{NetNS: n.netnsPath(id), Veth: vethName(n.opts.Name, id), IP: ip, MAC: macFor(ip), IfName: o.IfName, Shared: o.Shared, Route: o.Shared && o.Route}
 	prevLast := n.st.Last
 	// Recorded before any kernel object exists, so that whatever a crash
 	// leaves behind is found by Detach or by the next New.
@@ -153,7 +157,7 @@ func (n *Network) plumb(ep *endpoint) error {
 	if ifName == "" {
 		ifName = "eth0"
 	}
-	if ep.Shared {
+	if ep.Shared && !ep.Route {
 		gw = nil // the namespace's own network routes the rest
 	}
 	return sandbox.AddVeth(sandbox.Veth{

@@ -33,8 +33,11 @@ type endpoint struct {
 	IfName string `json:"ifname,omitempty"`
 	// Shared marks a namespace that belongs to another network's endpoint
 	// (a container connected to a second network): it is not removed here.
-	Shared bool          `json:"shared,omitempty"`
-	Ports  []PortMapping `json:"ports,omitempty"`
+	Shared bool `json:"shared,omitempty"`
+	// Route: a Shared endpoint that holds the namespace's default route
+	// all the same (AttachOptions.Route).
+	Route bool          `json:"route,omitempty"`
+	Ports []PortMapping `json:"ports,omitempty"`
 }
 
 func loadState(path string) (*state, error) {

@@ -400,8 +400,10 @@ func vethName(id string) string {
 // Attach joins a container to network n: it creates n's sandbox if this is
 // the node's first endpoint on it, then a veth whose sandbox end is on the
 // bridge and whose other end, in the container, carries ep's address and
-// MAC. The container gets a default route through n's gateway unless it
-// already has one. Attaching an endpoint that is attached already (a
+// MAC. The container gets no default route from the overlay, only the
+// route to n's subnet on that interface: its way out of the cluster is the
+// node's NAT bridge (the daemon's gwbridge), and a task on internal
+// networks only has none at all. Attaching an endpoint that is attached already (a
 // restarted daemon adopting a running task) changes nothing. On error
 // nothing is left behind.
 func (m *Manager) Attach(n Network, ep Endpoint) error {
@@ -459,7 +461,7 @@ func (m *Manager) addVeth(n Network, ep Endpoint) error {
 	if err := sb.LinkAdd(veth); err != nil {
 		return fmt.Errorf("add veth: %w", err)
 	}
-	if err := m.configurePeer(ep, br.Attrs().MTU, n.Gateway.IP); err != nil {
+	if err := m.configurePeer(ep, br.Attrs().MTU); err != nil {
 		sb.LinkDel(veth)
 		return err
 	}
@@ -470,7 +472,7 @@ func (m *Manager) addVeth(n Network, ep Endpoint) error {
 	return nil
 }
 
-func (m *Manager) configurePeer(ep Endpoint, mtu int, gw net.IP) error {
+func (m *Manager) configurePeer(ep Endpoint, mtu int) error {
 	h, err := sandbox.Handle(ep.NetNSPath)
 	if err != nil {
 		return err
@@ -486,17 +488,9 @@ func (m *Manager) configurePeer(ep Endpoint, mtu int, gw net.IP) error {
 	if err := h.AddrAdd(l, &netlink.Addr{IPNet: ep.Addr}); err != nil {
 		return fmt.Errorf("address %s: %w", ep.Addr, err)
 	}
+	// The subnet route comes with the address once the link is up.
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set %s up: %w", ep.IfName, err)
-	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nil}, netlink.RT_FILTER_DST)
-	if err != nil {
-		return fmt.Errorf("list container routes: %w", err)
-	}
-	if len(routes) == 0 {
-		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}); err != nil {
-			return fmt.Errorf("default route via %s: %w", gw, err)
-		}
 	}
 	return nil
 }

@@ -168,6 +168,12 @@ func (c *Cluster) claim() {
 	c.t.Fatal("no free 198.18.K.0/24 for a test cluster: run Sweep")
 }
 
+// GWBridgeSubnet is the subnet of every test host's NAT bridge for overlay
+// tasks (daemon --gwbridge-subnet): outside the hosts' 198.18.K.0/24, the
+// daemons' --bip (198.19.1-250.0/24) and the tests' overlay address pool
+// (198.19.252.0/22).
+const GWBridgeSubnet = "198.19.251.0/24"
+
 // AddHost adds a host to the cluster and starts its daemon, as a new machine
 // joins a network; the daemon has not joined any swarm yet.
 func (c *Cluster) AddHost() *Host {
@@ -200,11 +206,13 @@ func (c *Cluster) AddHost() *Host {
 	if err != nil {
 		c.t.Fatalf("host %s: %v", h.Name, err)
 	}
-	opts := Options{NetNS: h.NetNS, NodeName: h.Name}
+	// The NAT bridge of overlay tasks takes a test address too (each
+	// host's is in its own namespace, so they may all have the same).
+	opts := Options{NetNS: h.NetNS, NodeName: h.Name, Args: []string{"--gwbridge-subnet", GWBridgeSubnet}}
 	if c.cpuGroup != "" {
 		// The last --cgroup-parent wins: the host's containers go under
 		// the cluster's CPU cgroup.
-		opts.Args = []string{"--cgroup-parent", c.cpuGroup + "/" + h.Name}
+		opts.Args = append(opts.Args, "--cgroup-parent", c.cpuGroup+"/"+h.Name)
 	}
 	h.Daemon = StartDaemon(c.t, opts)
 	if c.cpuGroup != "" {
