@@ -62,7 +62,7 @@ func newTaskImages(sn *swarmNode, store *images.Store, public registryService, r
 			if err != nil {
 				return err
 			}
-			if id.Role != roleManager {
+			if id.Role != ca.RoleManager {
 				return fmt.Errorf("cluster registry: peer %s is not a manager", id.NodeID)
 			}
 			return nil
