@@ -133,3 +133,51 @@ func TestClusterServiceImage(t *testing.T) {
 		return r.Code == 0 && len(strings.Fields(r.Stdout)) >= 2
 	})
 }
+
+// TestClusterServiceImageRegistryAuth: a service of an image in a registry
+// outside the cluster that needs credentials (Debian's docker-registry
+// with htpasswd, on the manager's test host). Without
+// --with-registry-auth the worker's pull is refused and the task fails
+// saying so; with it the credentials travel in the task spec, the name is
+// pinned and the task runs on a worker that never had the image; service
+// inspect does not show them.
+func TestClusterServiceImageRegistryAuth(t *testing.T) {
+	c := &swarmCluster{Cluster: harness.NewCluster(t, 2)}
+	mgr, w := c.Hosts[0], c.Hosts[1]
+	reg := startRegistryIn(t, mgr, mgr.IP, map[string]string{"alice": "s3cret"})
+	for _, h := range c.Hosts {
+		h.Daemon.Restart("--insecure-registry", reg.Addr)
+	}
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	image := reg.Addr + "/team/bb:1"
+	must(t, mgr, "import", harness.BusyboxTar(t), image)
+	must(t, mgr, "login", "-u", "alice", "-p", "s3cret", reg.Addr)
+	must(t, mgr, "push", image)
+	must(t, mgr, "rmi", image)
+	must(t, mgr, "swarm", "init", "--advertise-addr", mgr.IP)
+	c.join(t, w, strings.TrimSpace(must(t, mgr, "swarm", "join-token", "-q", "worker")), "worker")
+	c.waitNodes(t, mgr, func(ns []nodeLine) bool { return len(ns) == 2 && ns[0].Status == "Ready" && ns[1].Status == "Ready" },
+		30*time.Second, "both nodes Ready")
+
+	r := mgr.Daemon.Run("service", "create", "-d", "--name", "noauth", "--constraint", "node.role==worker", image, "sleep", "600")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "could not be accessed on a registry") {
+		t.Fatalf("service create without credentials: %s", r)
+	}
+	waitFor(t, "noauth's task failing for want of credentials", func() bool {
+		r := mgr.Daemon.Run("service", "ps", "--no-trunc", "--format", "{{.Error}}", "noauth")
+		return r.Code == 0 && strings.Contains(r.Stdout, "No such image: "+image) && strings.Contains(r.Stdout, "authentication required")
+	})
+	must(t, mgr, "service", "rm", "noauth")
+
+	must(t, mgr, "service", "create", "-d", "--name", "withauth", "--with-registry-auth", "--constraint", "node.role==worker", image, "sleep", "600")
+	got := strings.TrimSpace(must(t, mgr, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", "withauth"))
+	if !strings.HasPrefix(got, image+"@sha256:") {
+		t.Fatalf("service image %q, want %s pinned", got, image)
+	}
+	c.waitPlacement(t, mgr, "withauth", 60*time.Second, "its task running on the worker", func(p placement) bool {
+		return p.total == 1 && p.perNode[w.Name] == 1
+	})
+	if out := must(t, mgr, "service", "inspect", "withauth"); strings.Contains(out, "s3cret") || strings.Contains(strings.ToLower(out), "registryauth") {
+		t.Fatalf("service inspect shows the credentials:\n%s", out)
+	}
+}
