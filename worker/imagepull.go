@@ -31,13 +31,19 @@ func (r *EngineRuntime) PrepareImage(ctx context.Context, t *api.Task) error {
 	if err == nil || !errors.Is(err, ErrNoSuchImage) || r.Pull == nil {
 		return err
 	}
-	r.pullMu.Lock()
-	defer r.pullMu.Unlock()
+	// One pull at a time, but a task shut down while it waits stops waiting.
+	r.pullOnce.Do(func() { r.pullSem = make(chan struct{}, 1) })
+	select {
+	case r.pullSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %s: %w", ErrNoSuchImage, ref, ctx.Err())
+	}
+	defer func() { <-r.pullSem }()
 	if err := r.CheckImage(ctx, ref); err == nil || !errors.Is(err, ErrNoSuchImage) {
 		return err // another task pulled it meanwhile
 	}
 	if err := r.Pull(ctx, ref, cs.GetRegistryAuth()); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrNoSuchImage, ref, err)
+		return fmt.Errorf("%w: %s: %w", ErrNoSuchImage, ref, err)
 	}
 	return r.CheckImage(ctx, ref)
 }
@@ -66,4 +72,34 @@ func (r *EngineRuntime) localImage(ref string) (string, error) {
 		}
 	}
 	return "", err
+}
+
+// prepareImage gets t's image (pulled if the runtime can) while it keeps
+// applying the task's updates: a task shut down or removed during a long
+// pull stops the pull instead of waiting for it.
+func (r *taskRunner) prepareImage(ctx context.Context, t **api.Task) error {
+	p, ok := r.rt.(ImagePreparer)
+	if !ok {
+		return r.rt.CheckImage(ctx, (*t).GetSpec().GetContainer().GetImage())
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	task := *t
+	go func() { done <- p.PrepareImage(pctx, task) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-r.removed:
+			cancel()
+			return <-done
+		case u := <-r.updates:
+			*t = r.apply(*t, u)
+			if (*t).GetDesiredState() >= api.TaskState_SHUTDOWN {
+				cancel()
+				return <-done
+			}
+		}
+	}
 }

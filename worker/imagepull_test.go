@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/images"
@@ -50,5 +51,37 @@ func TestPrepareImagePulls(t *testing.T) {
 	err = r.PrepareImage(ctx, task("reg:5000/nope:1"))
 	if !errors.Is(err, ErrNoSuchImage) || !strings.Contains(err.Error(), "No such image: reg:5000/nope:1") || !strings.Contains(err.Error(), "manifest unknown") {
 		t.Fatalf("a failed pull: %v", err)
+	}
+}
+
+// TestPrepareImageStopsOnShutdown: a task whose desired state becomes
+// SHUTDOWN while its image is being pulled stops the pull rather than
+// waiting for it.
+func TestPrepareImageStopsOnShutdown(t *testing.T) {
+	imgs, err := images.Open(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	rt := &EngineRuntime{Images: imgs, Pull: func(ctx context.Context, _, _ string) error {
+		close(started)
+		<-ctx.Done() // a registry that never answers
+		return ctx.Err()
+	}}
+	r := newTaskRunner(rt, nil, nil, func(string, *api.TaskStatus) {}, nil)
+	tk := &api.Task{Id: "t1", DesiredState: api.TaskState_RUNNING, Spec: &api.TaskSpec{Container: &api.ContainerSpec{Image: "reg:5000/slow:1"}}}
+	go func() {
+		<-started
+		r.update(&api.Task{Id: "t1", DesiredState: api.TaskState_SHUTDOWN, Spec: tk.GetSpec()})
+	}()
+	done := make(chan error, 1)
+	go func() { done <- r.prepareImage(context.Background(), &tk) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || tk.GetDesiredState() != api.TaskState_SHUTDOWN {
+			t.Fatalf("prepareImage: %v, desired %v", err, tk.GetDesiredState())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pull went on after the task was shut down")
 	}
 }

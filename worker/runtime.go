@@ -120,7 +120,8 @@ type EngineRuntime struct {
 	// PrepareImage calls it before the container is created.
 	Pull func(ctx context.Context, ref, registryAuth string) error
 
-	pullMu sync.Mutex // one pull at a time (PrepareImage)
+	pullOnce sync.Once
+	pullSem  chan struct{} // held by the one pull at a time (PrepareImage)
 }
 
 var _ Runtime = (*EngineRuntime)(nil)
