@@ -1216,7 +1216,13 @@ type ContainerSpec struct {
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,15,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
 	// healthcheck is the container's probe (--health-*); unset means the
 	// image's HEALTHCHECK. A task with one is running only once healthy.
-	Healthcheck   *HealthConfig `protobuf:"bytes,40,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	Healthcheck *HealthConfig `protobuf:"bytes,40,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// registry_auth is the X-Registry-Auth value of `--with-registry-auth`
+	// (base64 JSON credentials) a worker pulls the image with, as Swarm's
+	// PullOptions.RegistryAuth. It lives in the raft store, which is
+	// encrypted at rest, and travels to workers over mutual TLS; the REST
+	// API never shows it.
+	RegistryAuth  string `protobuf:"bytes,41,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1375,6 +1381,13 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 		return x.Healthcheck
 	}
 	return nil
+}
+
+func (x *ContainerSpec) GetRegistryAuth() string {
+	if x != nil {
+		return x.RegistryAuth
+	}
+	return ""
 }
 
 // HealthConfig is Docker's HealthConfig: test is [] (the image's), ["NONE"],
@@ -2768,7 +2781,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"ConfigSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xbf\x05\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xe4\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12<\n" +
 	"\x06labels\x18\x02 \x03(\v2$.shoal.api.ContainerSpec.LabelsEntryR\x06labels\x12\x18\n" +
@@ -2790,7 +2803,8 @@ const file_types_proto_rawDesc = "" +
 	"\vstop_signal\x18\x0e \x01(\tR\n" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x129\n" +
-	"\vhealthcheck\x18( \x01(\v2\x17.shoal.api.HealthConfigR\vhealthcheck\x1a9\n" +
+	"\vhealthcheck\x18( \x01(\v2\x17.shoal.api.HealthConfigR\vhealthcheck\x12#\n" +
+	"\rregistry_auth\x18) \x01(\tR\fregistryAuth\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x02\n" +

@@ -36,6 +36,7 @@ type serviceOptions struct {
 	wait                            waitFlags
 	health                          healthOptions
 	mounts                          []string
+	image                           serviceImageFlags
 }
 
 // waitFlags are the flags every converging command shares.
@@ -95,7 +96,15 @@ func newServiceCreateCommand() *cobra.Command {
 				spec.TaskTemplate.Networks[i].Target = res.Network.ID
 			}
 			sortNetworks(spec.TaskTemplate.Networks)
-			res, err := c.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec})
+			cs := spec.TaskTemplate.ContainerSpec
+			auth, err := o.image.registryAuth(cs.Image)
+			if err != nil {
+				return err
+			}
+			if cs.Image, err = o.image.pin(ctx, c, cs.Image, auth, streamsOf(cmd).err); err != nil {
+				return err
+			}
+			res, err := c.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, EncodedRegistryAuth: auth})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -141,7 +150,7 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.BoolVar(&o.init, "init", false, "Use an init inside each service container to forward signals and reap processes")
 	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
 	fl.DurationVar(&o.updateMonitor, "update-monitor", 0, "Duration after each task update to monitor for failure (ns|us|ms|s|m|h) (default 5s)")
-	fl.Bool("no-resolve-image", false, "Do not query the registry to resolve image digest (shoal never does)")
+	addServiceImageFlags(fl, &o.image)
 	addHealthFlags(fl, &o.health)
 	addWaitFlags(fl, &o.wait, true)
 	return cmd

@@ -35,6 +35,7 @@ type serviceUpdateOptions struct {
 	restartCondition            string
 	wait                        waitFlags
 	health                      healthOptions
+	imageFlags                  serviceImageFlags
 }
 
 func newServiceUpdateCommand() *cobra.Command {
@@ -58,7 +59,18 @@ func newServiceUpdateCommand() *cobra.Command {
 			if err := o.apply(cmd.Flags(), &spec, os.LookupEnv); err != nil {
 				return err
 			}
-			up, err := c.ServiceUpdate(ctx, res.Service.ID, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: spec})
+			cs := spec.TaskTemplate.ContainerSpec
+			auth, err := o.imageFlags.registryAuth(cs.Image)
+			if err != nil {
+				return err
+			}
+			// Only a new image is resolved, as docker's update does.
+			if cmd.Flags().Changed("image") {
+				if cs.Image, err = o.imageFlags.pin(ctx, c, cs.Image, auth, streamsOf(cmd).err); err != nil {
+					return err
+				}
+			}
+			up, err := c.ServiceUpdate(ctx, res.Service.ID, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: spec, EncodedRegistryAuth: auth})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -91,6 +103,7 @@ func newServiceUpdateCommand() *cobra.Command {
 	fl.StringVar(&o.args, "args", "", "Service command args")
 	addHealthFlags(fl, &o.health)
 	fl.StringVar(&o.restartCondition, "restart-condition", "", `Restart when condition is met ("none", "on-failure", "any")`)
+	addServiceImageFlags(fl, &o.imageFlags)
 	addWaitFlags(fl, &o.wait, true)
 	return cmd
 }

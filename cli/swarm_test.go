@@ -181,7 +181,7 @@ func TestServiceCreateBody(t *testing.T) {
 		t.Fatalf("create: %+v", r)
 	}
 	// What docker 20.10+ sends for the same command line (with
-	// --no-resolve-image; shoal never queries a registry).
+	// --no-resolve-image: the fake daemon resolves no image, so it stays as given).
 	sameJSON(t, f.body("POST /services/create"), `{
 		"Name": "web", "Labels": {"team": "x"},
 		"TaskTemplate": {

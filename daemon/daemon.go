@@ -71,6 +71,8 @@ type Daemon struct {
 	registry registryService
 	// swarm is the node's swarm membership (manager, worker agent).
 	swarm *swarmNode
+	// taskImages resolves service images and pulls task images (taskimages.go).
+	taskImages *taskImages
 	// events is the node's event bus (GET /events).
 	events *events.Bus
 	// volumes is the node's local volume driver.
@@ -197,8 +199,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// Task containers run without a network until tasks attach to overlay
 	// networks; the agent re-adopts them after a restart by their labels.
 	swarmDir := filepath.Join(cfg.DataRoot, "swarm")
-	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName,
-		&worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir)})
+	rt := &worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir)}
+	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName, rt)
+	if d.taskImages, err = newTaskImages(d.swarm, imgs, reg, cfg.DataRoot); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	rt.Pull = d.taskImages.pull
 	d.swarm.registryPort = cfg.RegistryPort
 	d.swarm.gwSubnet = cfg.GWBridgeSubnet
 	if err := d.swarm.resume(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/events"
@@ -21,6 +22,8 @@ func (d *Daemon) serviceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /tasks/{id}", d.withControl(d.taskInspect))
 	mux.HandleFunc("GET /services/{id}/logs", d.serviceLogs)
 	mux.HandleFunc("GET /tasks/{id}/logs", d.serviceLogs)
+	// The image digest `service create` pins a service to (taskimages.go).
+	mux.HandleFunc("GET /distribution/", d.distributionInspect)
 }
 
 func (d *Daemon) serviceList(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
@@ -99,6 +102,28 @@ func checkServiceNetworking(spec swarm.ServiceSpec) error {
 	return nil
 }
 
+// withRegistryAuth stores the request's X-Registry-Auth (sent with
+// `--with-registry-auth`) in the task spec for the workers' pulls, as Swarm
+// does; without one, prev's credentials stay. The spec is in the raft
+// store (encrypted at rest) and reaches workers over mutual TLS; no REST
+// answer shows it.
+func withRegistryAuth(r *http.Request, s *api.ServiceSpec, prev *api.ServiceSpec) error {
+	cs := s.GetTask().GetContainer()
+	if cs == nil {
+		return nil
+	}
+	h := r.Header.Get(registry.AuthHeader)
+	if h == "" {
+		cs.RegistryAuth = prev.GetTask().GetContainer().GetRegistryAuth()
+		return nil
+	}
+	if _, err := decodeAuth(h); err != nil {
+		return err
+	}
+	cs.RegistryAuth = h
+	return nil
+}
+
 func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
 	var spec swarm.ServiceSpec
 	if err := decodeJSON(r, &spec); err != nil {
@@ -111,6 +136,10 @@ func (d *Daemon) serviceCreate(w http.ResponseWriter, r *http.Request, c api.Con
 	}
 	s, err := convert.ServiceSpecFromSwarm(spec)
 	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := withRegistryAuth(r, s, nil); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -150,6 +179,22 @@ func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.Con
 	}
 	s, err := convert.ServiceSpecFromSwarm(spec)
 	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if s.GetTask().GetContainer() != nil && r.Header.Get(registry.AuthHeader) == "" {
+		// Credentials given once stay until replaced, as Swarm's
+		// registryAuthFrom=spec default.
+		cur, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: r.PathValue("id")})
+		if err != nil {
+			writeError(w, api.FromGRPC(err))
+			return
+		}
+		if err := withRegistryAuth(r, s, cur.GetService().GetSpec()); err != nil {
+			writeError(w, err)
+			return
+		}
+	} else if err := withRegistryAuth(r, s, nil); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -53,6 +53,13 @@ func startRegistry(t *testing.T, users map[string]string) *registry {
 // startRegistryOn is startRegistry listening on host (an IP of this machine).
 func startRegistryOn(t *testing.T, host string, users map[string]string) *registry {
 	t.Helper()
+	return startRegistryIn(t, nil, host, users)
+}
+
+// startRegistryIn is startRegistryOn inside test host h's network
+// namespace (h nil: the machine's).
+func startRegistryIn(t *testing.T, h *harness.Host, host string, users map[string]string) *registry {
+	t.Helper()
 	bin := "/usr/bin/docker-registry"
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing (apt-get install -y docker-registry): %v", bin, err)
@@ -85,6 +92,9 @@ func startRegistryOn(t *testing.T, host string, users map[string]string) *regist
 		t.Fatal(err)
 	}
 	r.cmd = exec.Command(bin, "serve", cp)
+	if h != nil {
+		r.cmd = h.Command(bin, "serve", cp) // nsenter execs the registry: Kill reaches it
+	}
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := r.cmd.Start(); err != nil {
@@ -96,6 +106,13 @@ func startRegistryOn(t *testing.T, host string, users map[string]string) *regist
 		logf.Close()
 	})
 	waitFor(t, "registry "+r.Addr, func() bool {
+		if h != nil {
+			conn, err := h.DialTimeout("tcp", r.Addr, time.Second)
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		}
 		resp, err := http.Get("http://" + r.Addr + "/v2/")
 		if err != nil {
 			return false

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -31,8 +32,8 @@ const DefaultStopGracePeriod = 10 * time.Second
 
 // Sentinel errors of the worker.
 var (
-	// ErrNoSuchImage: the task's image is not in the node's image store.
-	// Images are imported on each node until the cluster has a registry.
+	// ErrNoSuchImage: the task's image is not in the node's image store
+	// and could not be pulled.
 	ErrNoSuchImage = errors.New("No such image")
 	// ErrNotFound: no such container.
 	ErrNotFound = errors.New("no such container")
@@ -114,13 +115,20 @@ type EngineRuntime struct {
 	// Volumes is the node's volume store: a task's named volume is made
 	// on the node if it is missing, as Swarm does.
 	Volumes *volumes.Store
+	// Pull, if set, fetches an image the node lacks (ref as the task
+	// names it, the service's --with-registry-auth credentials):
+	// PrepareImage calls it before the container is created.
+	Pull func(ctx context.Context, ref, registryAuth string) error
+
+	pullOnce sync.Once
+	pullSem  chan struct{} // held by the one pull at a time (PrepareImage)
 }
 
 var _ Runtime = (*EngineRuntime)(nil)
 
 // CheckImage implements Runtime.
 func (r *EngineRuntime) CheckImage(_ context.Context, ref string) error {
-	if _, err := r.Images.Get(ref); err != nil {
+	if _, err := r.localImage(ref); err != nil {
 		if errors.Is(err, images.ErrNotFound) {
 			return fmt.Errorf("%w: %s", ErrNoSuchImage, ref)
 		}
@@ -237,6 +245,12 @@ func (r *EngineRuntime) Create(ctx context.Context, t *api.Task) (ContainerState
 	cfg, err := ContainerConfig(t, r.NetworkMode)
 	if err != nil {
 		return ContainerState{}, err
+	}
+	if _, err := r.Images.Get(cfg.Image); err != nil {
+		// Pulled under the cluster registry's name: the same manifest.
+		if id, lerr := r.localImage(cfg.Image); lerr == nil {
+			cfg.Image = id
+		}
 	}
 	if len(t.GetNetworks()) > 0 {
 		// The namespace is made and plumbed by Network.Attach before the

@@ -133,7 +133,7 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 			}
 			obs.admitted = ok
 		case actPrepare:
-			obs.err = r.rt.CheckImage(ctx, t.GetSpec().GetContainer().GetImage())
+			obs.err = r.prepareImage(ctx, &t) // pulls a missing image (imagepull.go)
 			if obs.err == nil {
 				var c ContainerState
 				if c, obs.err = r.rt.Create(ctx, t); obs.err == nil {

@@ -52,6 +52,10 @@ type Options struct {
 	Root string
 	// Platform is the node's platform (os/arch[/variant]) picked from indexes.
 	Platform string
+	// TLS, if set, replaces the system's TLS settings for verified
+	// registries: the cluster registry's client presents the node
+	// certificate and trusts the cluster CA.
+	TLS *tls.Config
 }
 
 // Client pulls and pushes images of one image store.
@@ -75,6 +79,9 @@ func New(store *images.Store, opts Options) (*Client, error) {
 	mk := func(skipVerify bool) *http.Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: skipVerify} //nolint:gosec // only for --insecure-registry hosts
+		if !skipVerify && opts.TLS != nil {
+			tr.TLSClientConfig = opts.TLS.Clone()
+		}
 		tr.ResponseHeaderTimeout = 60 * time.Second
 		return &http.Client{Transport: tr}
 	}

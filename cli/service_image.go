@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/distribution/reference"
+	"github.com/moby/moby/client"
+	"github.com/spf13/pflag"
+)
+
+// serviceImageFlags are the image flags of `service create` and `update`.
+type serviceImageFlags struct {
+	noResolve, withAuth bool
+}
+
+func addServiceImageFlags(fl *pflag.FlagSet, o *serviceImageFlags) {
+	fl.BoolVar(&o.noResolve, "no-resolve-image", false, "Do not query the registry to resolve image digest and supported platforms")
+	fl.BoolVar(&o.withAuth, "with-registry-auth", false, "Send registry authentication details to swarm agents")
+}
+
+// registryAuth is the X-Registry-Auth the service is sent with: the
+// client's credentials for image's registry with --with-registry-auth.
+func (o serviceImageFlags) registryAuth(image string) (string, error) {
+	if !o.withAuth {
+		return "", nil
+	}
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return "", fmt.Errorf("invalid image reference %q: %w", image, err)
+	}
+	return registryAuthFor(named)
+}
+
+// pin resolves image on the daemon (GET /distribution/NAME/json: the
+// cluster registry first, then the name's registry) and returns it pinned
+// as name:tag@digest, as docker's CLI pins a service. A name that already
+// carries a digest, and --no-resolve-image, keep image as given. An image
+// that cannot be resolved stays unpinned with a warning that says why, as
+// docker's CLI does: an image imported on every node still runs.
+func (o serviceImageFlags) pin(ctx context.Context, c *apiClient, image, auth string, warn io.Writer) (string, error) {
+	if o.noResolve {
+		return image, nil
+	}
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return "", fmt.Errorf("invalid reference format: %q: %w", image, err)
+	}
+	if _, ok := named.(reference.Canonical); ok {
+		return image, nil
+	}
+	res, err := c.DistributionInspect(ctx, image, client.DistributionInspectOptions{EncodedRegistryAuth: auth})
+	if err != nil {
+		fmt.Fprintf(warn, "image %s could not be accessed on a registry to record its digest (%v). "+
+			"Each node will access %s independently, possibly leading to different nodes running different versions of the image.\n",
+			image, c.apiError(err), image)
+		return image, nil
+	}
+	pinned, err := reference.WithDigest(reference.TagNameOnly(named), res.Descriptor.Digest)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", image, err)
+	}
+	return reference.FamiliarString(pinned), nil
+}
