@@ -218,11 +218,20 @@ func (c *testCluster) setCertExpiry(d time.Duration) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), callTTL)
 	defer cancel()
-	err := c.nodes[c.leader()].m.Store().Update(ctx, func(tx raftstore.WriteTx) error {
-		cl := tx.Clusters()[0]
-		cl.Spec.NodeCertExpiry = durationpb.New(d)
-		return tx.Update(cl)
-	})
+	// The leader writes the cluster object itself too (its first gossip
+	// key, moments after the start): a write that loses that race is
+	// made again from a fresh read, as any client of the store must.
+	var err error
+	for try := 0; try < 10; try++ {
+		err = c.nodes[c.leader()].m.Store().Update(ctx, func(tx raftstore.WriteTx) error {
+			cl := tx.Clusters()[0]
+			cl.Spec.NodeCertExpiry = durationpb.New(d)
+			return tx.Update(cl)
+		})
+		if !errors.Is(err, api.ErrConflict) {
+			break
+		}
+	}
 	if err != nil {
 		c.t.Fatal(err)
 	}
