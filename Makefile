@@ -42,7 +42,7 @@ race:
 	go test -race -count=1 -p 1 $(RACE_PKGS)
 
 e2e:
-	SHOAL_BIN=$(CURDIR)/$(BIN) go test -count=1 -p 1 -timeout 20m ./tests/...
+	SHOAL_BIN=$(CURDIR)/$(BIN) go test -count=1 -p 1 -timeout 40m ./tests/...
 
 oci-validation:
 	bash tests/oci-validation/run.sh $(CURDIR)/$(BIN)
