@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/distribution/reference"
 	"github.com/moby/moby/client"
@@ -33,6 +34,9 @@ func (o serviceImageFlags) registryAuth(image string) (string, error) {
 	return registryAuthFor(named)
 }
 
+// resolveTimeout bounds the digest lookup of service create/update.
+const resolveTimeout = 5 * time.Second
+
 // pin resolves image on the daemon (GET /distribution/NAME/json: the
 // cluster registry first, then the name's registry) and returns it pinned
 // as name:tag@digest, as docker's CLI pins a service. A name that already
@@ -50,7 +54,12 @@ func (o serviceImageFlags) pin(ctx context.Context, c *apiClient, image, auth st
 	if _, ok := named.(reference.Canonical); ok {
 		return image, nil
 	}
-	res, err := c.DistributionInspect(ctx, image, client.DistributionInspectOptions{EncodedRegistryAuth: auth})
+	// Bounded: a manager cut off from the others (or a registry that does
+	// not answer) must not hold the create for the minute a dial can take;
+	// an unresolved image only warns.
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	res, err := c.DistributionInspect(rctx, image, client.DistributionInspectOptions{EncodedRegistryAuth: auth})
 	if err != nil {
 		fmt.Fprintf(warn, "image %s could not be accessed on a registry to record its digest (%v). "+
 			"Each node will access %s independently, possibly leading to different nodes running different versions of the image.\n",

@@ -179,13 +179,21 @@ func TestClusterRegistry(t *testing.T) {
 	// A rotated token replaces the old one at once.
 	rotated := strings.TrimSpace(mustSettled(t, m2, "swarm", "registry-token", "--rotate"))
 	for tok, status := range map[string]int{token: http.StatusUnauthorized, rotated: http.StatusOK} {
-		req, _ := http.NewRequest(http.MethodGet, "https://"+m2.IP+":5000/v2/", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		// m2 checks the token against its own copy of the store, which
+		// may lag the leader's commit by a moment.
+		var resp *http.Response
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			req, _ := http.NewRequest(http.MethodGet, "https://"+m2.IP+":5000/v2/", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			var err error
+			if resp, err = hc.Do(req); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == status || time.Now().After(deadline) {
+				break
+			}
 		}
-		resp.Body.Close()
 		if resp.StatusCode != status {
 			t.Fatalf("after --rotate, GET /v2/ with the %s token: %s", map[bool]string{true: "new", false: "old"}[tok == rotated], resp.Status)
 		}
