@@ -315,3 +315,45 @@ func TestThousandReplicas(t *testing.T) {
 	}
 	t.Logf("1000 replicas on 10 nodes created and assigned in %v", took)
 }
+
+// TestHistoryBoundedWhenRestarting fails a replica's task again and again:
+// the pass that creates the replacement also trims the slot's history, so
+// the store never shows more tasks in the slot than the limit (5), not even
+// until the next pass.
+func TestHistoryBoundedWhenRestarting(t *testing.T) {
+	s := start(t)
+	addNodes(t, s, 1)
+	svc := createService(t, s, newService("crash", 1))
+	seen := map[string]bool{}
+	for round := range 8 {
+		var cur *api.Task
+		eventually(t, 10*time.Second, func() (bool, string) {
+			cur = nil
+			for _, tk := range tasksOf(s, svc) {
+				if !seen[tk.GetId()] && tk.GetStatus().GetState() == api.TaskState_ASSIGNED {
+					cur = tk
+				}
+			}
+			return cur != nil, fmt.Sprintf("round %d: %d tasks", round, len(tasksOf(s, svc)))
+		})
+		if n := len(tasksOf(s, svc)); n > 5 {
+			t.Fatalf("round %d: the slot holds %d tasks, limit 5", round, n)
+		}
+		seen[cur.GetId()] = true
+		update(t, s, func(tx raftstore.ReadTx) *api.Task { return tx.GetTask(cur.GetId()) }, func(tk *api.Task) {
+			tk.Status = &api.TaskStatus{State: api.TaskState_FAILED, Err: "exit 3"}
+		})
+		// The replacement's creation: the count right after it.
+		eventually(t, 10*time.Second, func() (bool, string) {
+			for _, tk := range tasksOf(s, svc) {
+				if !seen[tk.GetId()] && tk.GetId() != cur.GetId() {
+					return true, ""
+				}
+			}
+			return false, "no replacement yet"
+		})
+		if n := len(tasksOf(s, svc)); n > 5 {
+			t.Fatalf("round %d: the slot holds %d tasks right after the restart, limit 5", round, n)
+		}
+	}
+}

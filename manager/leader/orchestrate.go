@@ -116,10 +116,12 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 	// look at every task and may pick one a reconcile just changed; the next
 	// pass sees the result and decides again.
 	touched := map[string]bool{}
+	var created []*api.Task
 	add := func(r orchestrator.Result) {
 		for _, t := range r.Create {
 			touched[t.GetId()] = true
 			ops = append(ops, op{create: t})
+			created = append(created, t)
 		}
 		for _, u := range r.Update {
 			if touched[u.Task.GetId()] {
@@ -191,7 +193,9 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 	} else {
 		o.nextEval[orphanKey] = orphans.NextEvaluation
 	}
-	add(orchestrator.ReapHistory(services, tasks, orchestrator.HistoryLimit(cluster)))
+	// The reaper counts the replacements this pass creates: trimmed in the
+	// same write, a restarting slot never holds more than the limit.
+	add(orchestrator.ReapHistory(services, append(tasks, created...), orchestrator.HistoryLimit(cluster)))
 
 	if err := write(ctx, o.cfg.Store, ops); err != nil {
 		return time.Time{}, err
