@@ -282,11 +282,16 @@ func TestPullStalledRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The context only bounds a hang: a pull it ends fails without the
+	// stall's message. The time is logged, not a pass mark.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	start := time.Now()
-	_, err = c.Pull(context.Background(), strings.TrimPrefix(srv.URL, "http://")+"/lib/app:multi", PullOptions{Auth: Auth{Username: "bob", Password: "pw"}})
-	if err == nil || !strings.Contains(err.Error(), "stopped sending data") || time.Since(start) > 10*time.Second {
+	_, err = c.Pull(ctx, strings.TrimPrefix(srv.URL, "http://")+"/lib/app:multi", PullOptions{Auth: Auth{Username: "bob", Password: "pw"}})
+	if err == nil || !strings.Contains(err.Error(), "stopped sending data") {
 		t.Fatalf("pull from a stalled registry: %v after %s", err, time.Since(start))
 	}
+	t.Logf("the stalled pull failed after %v (stall timeout %v)", time.Since(start), stallTimeout)
 	if left, _ := filepath.Glob(filepath.Join(ingest, "*")); len(left) != 0 {
 		t.Fatalf("left in the ingest area: %v", left)
 	}
