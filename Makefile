@@ -30,7 +30,8 @@ bench-deps: deps
 build: deps
 	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(BIN) ./cmd/shoal
 
-# Every test: vet, unit tests, race tests, end-to-end tests on the built binary, OCI validation.
+# Every test: vet, OCI validation, the registry conformance suite, unit tests, race tests,
+# end-to-end tests on the built binary.
 test: build
 	go vet ./...
 	$(MAKE) --no-print-directory oci-validation registry-conformance unit race e2e

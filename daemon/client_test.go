@@ -148,10 +148,13 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 	// A pull goes to the registry the name says; one that does not answer
 	// fails the pull, in the progress stream as dockerd reports it.
-	if rc, err := c.ImagePull(ctx, "127.0.0.1:1/x:1", client.ImagePullOptions{}); err == nil {
-		if rc.Wait(ctx) == nil {
-			t.Error("pull from a registry that is not there succeeded")
+	if rc, err := c.ImagePull(ctx, "127.0.0.1:1/x:1", client.ImagePullOptions{}); err != nil {
+		t.Errorf("pull from a registry that is not there: %v, want the failure in the stream", err)
+	} else {
+		if err := rc.Wait(ctx); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Errorf("pull from a registry that is not there: %v, want an error naming it", err)
 		}
+		rc.Close()
 	}
 	// An untagged import is dangling: prune takes it and nothing else.
 	rc, err = c.ImageImport(ctx, client.ImageImportSource{Source: bytes.NewReader(busyboxTar(t)), SourceName: "-"}, "",

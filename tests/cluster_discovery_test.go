@@ -18,8 +18,8 @@ import (
 // and requests reach both web tasks, tasks.web lists the running web tasks
 // and only those (also after a scale-up and a scale-down), the alias
 // answers, the dnsrr service resolves to its task addresses, a task that
-// fails its health check leaves at once, and a task added by a scale-up
-// answers through the VIP within 2 s.
+// fails its health check leaves, and a task added by a scale-up answers
+// through the VIP (how long each took is logged, not checked).
 func TestClusterDiscovery(t *testing.T) {
 	sc, mgr := overlaySwarm(t)
 
@@ -136,8 +136,7 @@ func TestClusterDiscovery(t *testing.T) {
 	// not a pass mark: timings belong to make bench, not to a test.
 	t.Logf("unhealthy task left tasks.hc %v after its check file was removed", time.Since(failed).Round(time.Millisecond))
 
-	// Scale up: the new task is listed and answers through the VIP within
-	// seconds of running.
+	// Scale up: the new task is listed and answers through the VIP.
 	mgr.Daemon.Must("service", "scale", "--detach", "web=3")
 	sc.waitPlacement(t, mgr, "web", 60*time.Second, "3 web tasks", func(p placement) bool { return p.total == 3 })
 	// Requests back to back (a third of them reach the new task once it is

@@ -26,25 +26,8 @@ import (
 // daemon the task still gets out and no leg is left over; a removed task's
 // leg goes; a worker that leaves the swarm keeps no bridge, rules or legs.
 func TestClusterGWBridge(t *testing.T) {
-	c := harness.NewCluster(t, 2)
-	tar := harness.BusyboxTar(t)
-	for _, h := range c.Hosts {
-		h.Daemon.Must("import", tar, "busybox:latest")
-	}
-	mgr, wrk := c.Hosts[0], c.Hosts[1]
-	mgr.Daemon.Must("swarm", "init", "--advertise-addr", mgr.IP, "--default-addr-pool", testAddrPool)
-	token := strings.TrimSpace(mgr.Daemon.Must("swarm", "join-token", "-q", "worker"))
-	sc := &swarmCluster{Cluster: c}
-	sc.join(t, wrk, token, "worker")
-	sc.waitNodes(t, mgr, func(ns []nodeLine) bool {
-		ready := 0
-		for _, n := range ns {
-			if n.Status == "Ready" {
-				ready++
-			}
-		}
-		return ready == 2
-	}, 30*time.Second, "both nodes Ready")
+	sc := newSwarm(t, 1, 1, "--default-addr-pool", testAddrPool)
+	mgr, wrk := sc.Hosts[0], sc.Hosts[1]
 
 	// The outside: it records who connects.
 	ln, err := wrk.Listen("tcp", wrk.IP+":0")

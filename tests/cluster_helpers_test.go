@@ -22,14 +22,14 @@ type swarmCluster struct {
 }
 
 // newSwarm builds a swarm of nManagers managers and nWorkers workers (for
-// the tests and the benchmarks).
-func newSwarm(t testing.TB, nManagers, nWorkers int) *swarmCluster {
+// the tests and the benchmarks); initArgs are added to `swarm init`.
+func newSwarm(t testing.TB, nManagers, nWorkers int, initArgs ...string) *swarmCluster {
 	t.Helper()
-	return newSwarmCPU(t, nManagers, nWorkers, 0)
+	return newSwarmCPU(t, nManagers, nWorkers, 0, initArgs...)
 }
 
 // newSwarmCPU is newSwarm on hosts that share cpus CPUs (0: no limit).
-func newSwarmCPU(t testing.TB, nManagers, nWorkers int, cpus float64) *swarmCluster {
+func newSwarmCPU(t testing.TB, nManagers, nWorkers int, cpus float64, initArgs ...string) *swarmCluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("end-to-end tests need root")
@@ -50,7 +50,7 @@ func newSwarmCPU(t testing.TB, nManagers, nWorkers int, cpus float64) *swarmClus
 		}
 	}
 	first := c.Hosts[0]
-	out := must(t, first, "swarm", "init", "--advertise-addr", first.IP)
+	out := must(t, first, append([]string{"swarm", "init", "--advertise-addr", first.IP}, initArgs...)...)
 	if !strings.Contains(out, "Swarm initialized") || !strings.Contains(out, first.IP+":2377") {
 		t.Fatalf("swarm init printed:\n%s", out)
 	}
@@ -69,7 +69,14 @@ func newSwarmCPU(t testing.TB, nManagers, nWorkers int, cpus float64) *swarmClus
 			c.workers = append(c.workers, h)
 		}
 	}
-	c.waitNodes(t, first, func(ns []nodeLine) bool {
+	c.waitReady(t, first)
+	return c
+}
+
+// waitReady waits until `node ls` on h shows every host of c, all Ready.
+func (c *swarmCluster) waitReady(t testing.TB, h *harness.Host) {
+	t.Helper()
+	c.waitNodes(t, h, func(ns []nodeLine) bool {
 		if len(ns) != len(c.Hosts) {
 			return false
 		}
@@ -80,7 +87,15 @@ func newSwarmCPU(t testing.TB, nManagers, nWorkers int, cpus float64) *swarmClus
 		}
 		return true
 	}, 30*time.Second, "every node Ready")
-	return c
+}
+
+// overlaySwarm is a swarm of three test hosts: node1 the one manager, two
+// workers, busybox imported, every node Ready, its address pool testAddrPool.
+// It returns the manager too.
+func overlaySwarm(t *testing.T) (*swarmCluster, *harness.Host) {
+	t.Helper()
+	sc := newSwarm(t, 1, 2, "--default-addr-pool", testAddrPool)
+	return sc, sc.managers[0]
 }
 
 // join joins h to the swarm through node1 and checks the role it says.

@@ -196,34 +196,6 @@ func overlayTasks(t *testing.T, mgr *harness.Host, docker func(...string) harnes
 	return out
 }
 
-// overlaySwarm is a swarm of one manager and two workers, each with
-// busybox imported, every node Ready, its address pool testAddrPool.
-func overlaySwarm(t *testing.T) (*swarmCluster, *harness.Host) {
-	t.Helper()
-	c := harness.NewCluster(t, 3)
-	tar := harness.BusyboxTar(t)
-	for _, h := range c.Hosts {
-		h.Daemon.Must("import", tar, "busybox:latest")
-	}
-	mgr := c.Hosts[0]
-	mgr.Daemon.Must("swarm", "init", "--advertise-addr", mgr.IP, "--default-addr-pool", testAddrPool)
-	token := strings.TrimSpace(mgr.Daemon.Must("swarm", "join-token", "-q", "worker"))
-	sc := &swarmCluster{Cluster: c}
-	for _, h := range c.Hosts[1:] {
-		sc.join(t, h, token, "worker")
-	}
-	sc.waitNodes(t, mgr, func(ns []nodeLine) bool {
-		ready := 0
-		for _, n := range ns {
-			if n.Status == "Ready" {
-				ready++
-			}
-		}
-		return ready == 3
-	}, 30*time.Second, "every node Ready")
-	return sc, mgr
-}
-
 // runningTaskContainer is the name of the one running task container on h.
 func runningTaskContainer(t *testing.T, h *harness.Host) string {
 	t.Helper()

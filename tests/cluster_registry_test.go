@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,9 +33,7 @@ import (
 // and stops serving when demoted again; once removed, its certificate is
 // refused; `registry-token --rotate` ends the old token.
 func TestClusterRegistry(t *testing.T) {
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (apt-get install -y skopeo)")
-	}
+	needSkopeo(t)
 	c := newSwarm(t, 3, 1)
 	m1, m2, m3, w := c.managers[0], c.managers[1], c.managers[2], c.workers[0]
 	token := strings.TrimSpace(must(t, m1, "swarm", "registry-token"))

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,9 +20,7 @@ import (
 // with a warning and its tasks fail with "No such image" and the reason;
 // --no-resolve-image keeps the name as given, and its task pulls by tag.
 func TestClusterServiceImage(t *testing.T) {
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (apt-get install -y skopeo)")
-	}
+	needSkopeo(t)
 	c := &swarmCluster{Cluster: harness.NewCluster(t, 3)}
 	mgr := c.Hosts[0]
 	must(t, mgr, "import", harness.BusyboxTar(t), "bb:1")
@@ -34,15 +31,7 @@ func TestClusterServiceImage(t *testing.T) {
 		c.join(t, h, token, "worker")
 		c.workers = append(c.workers, h)
 	}
-	c.waitNodes(t, mgr, func(ns []nodeLine) bool {
-		ready := 0
-		for _, n := range ns {
-			if n.Status == "Ready" {
-				ready++
-			}
-		}
-		return ready == 3
-	}, 30*time.Second, "every node Ready")
+	c.waitReady(t, mgr)
 	for _, w := range c.workers {
 		if r := w.Daemon.Run("image", "inspect", "bb:1"); r.Code == 0 {
 			t.Fatalf("worker %s has bb:1 before the test", w.Name)
@@ -156,8 +145,7 @@ func TestClusterServiceImageRegistryAuth(t *testing.T) {
 	must(t, mgr, "rmi", image)
 	must(t, mgr, "swarm", "init", "--advertise-addr", mgr.IP)
 	c.join(t, w, strings.TrimSpace(must(t, mgr, "swarm", "join-token", "-q", "worker")), "worker")
-	c.waitNodes(t, mgr, func(ns []nodeLine) bool { return len(ns) == 2 && ns[0].Status == "Ready" && ns[1].Status == "Ready" },
-		30*time.Second, "both nodes Ready")
+	c.waitReady(t, mgr)
 
 	r := mgr.Daemon.Run("service", "create", "-d", "--name", "noauth", "--constraint", "node.role==worker", image, "sleep", "600")
 	if r.Code != 0 || !strings.Contains(r.Stderr, "could not be accessed on a registry") {

@@ -16,6 +16,15 @@ import (
 	"github.com/shoal-project/shoal/tests/harness"
 )
 
+// needSkopeo fails t when skopeo is missing (make deps installs it): a
+// missing tool must not turn the test's checks into a skip.
+func needSkopeo(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Fatal("skopeo is missing (make deps installs it: apt-get install -y skopeo)")
+	}
+}
+
 // waitFor polls cond until it holds or 20 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -41,7 +41,7 @@ func extResolver(t *testing.T) string {
 	addr := fmt.Sprintf("127.%d.%d.53", os.Getpid()%200+20, os.Getpid()/200%250+1)
 	pc, err := net.ListenPacket("udp4", addr+":53")
 	if err != nil {
-		t.Skipf("cannot serve DNS on %s:53: %v", addr, err)
+		t.Fatalf("cannot serve DNS on %s:53: %v", addr, err)
 	}
 	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
 		m := new(mdns.Msg)

@@ -580,9 +580,7 @@ func TestPullDiskFull(t *testing.T) {
 // with zstd layers; a second daemon pulls that, gets the same image ID
 // (the config is the same bytes) and pushes it back.
 func TestPullSkopeoOCIZstd(t *testing.T) {
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("no skopeo (apt-get install -y skopeo)")
-	}
+	needSkopeo(t)
 	reg := startRegistry(t, nil)
 	d1 := engine(t)
 	src := reg.Addr + "/test/busybox:v1"

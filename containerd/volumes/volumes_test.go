@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -27,8 +28,8 @@ func TestCreateMountRemove(t *testing.T) {
 		t.Errorf("nfs: got %v", err)
 	}
 	// A mount that fails leaves no volume.
-	if _, _, err := s.Create("v1", "", nil, map[string]string{"type": "ext4", "device": "/dev/nonexistent"}); err == nil {
-		t.Fatal("a volume on a missing device was made")
+	if _, _, err := s.Create("v1", "", nil, map[string]string{"type": "ext4", "device": "/dev/nonexistent"}); err == nil || !strings.Contains(err.Error(), "mount /dev/nonexistent") {
+		t.Fatalf("a volume on a missing device: %v, want its mount's failure", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "v1")); !os.IsNotExist(err) {
 		t.Fatalf("failed create left %v", err)

@@ -23,14 +23,21 @@ func (t table) Lookup(_ context.Context, asker, name string) (Record, bool) {
 // serve starts a Server on loopback ports and returns its address.
 func serve(t *testing.T, cfg Config) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		t.Skipf("tcp port of %s taken: %v", pc.LocalAddr(), err)
+	// The UDP port the kernel picks may be taken for TCP: pick again rather
+	// than skip the test's checks.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ln == nil; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp4", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if try == 9 {
+				t.Fatalf("no loopback port free for both UDP and TCP: %v", err)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := Serve(ctx, cfg, pc, ln)
