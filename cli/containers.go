@@ -466,7 +466,7 @@ func newPsCommand(use string) *cobra.Command {
 	fl.IntVarP(&last, "last", "n", -1, "Show n last created containers (includes all states)")
 	fl.BoolVarP(&size, "size", "s", false, "Display total file sizes")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 
@@ -567,7 +567,7 @@ func newCommitCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&message, "message", "m", "", "Commit message")
 	cmd.Flags().StringVarP(&author, "author", "a", "", "Author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")")
-	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	cmd.Flags().VarP((*stringArray)(&changes), "change", "c", "Apply Dockerfile instruction to the created image")
 	cmd.Flags().BoolVarP(&pause, "pause", "p", true, "Pause container during commit")
 	return cmd
 }

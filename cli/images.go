@@ -60,7 +60,7 @@ func newImportCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&message, "message", "m", "", "Set commit message for imported image")
-	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	cmd.Flags().VarP((*stringArray)(&changes), "change", "c", "Apply Dockerfile instruction to the created image")
 	return cmd
 }
 
@@ -238,7 +238,7 @@ func newImagesCommand(use string) *cobra.Command {
 	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	fl.BoolVar(&digests, "digests", false, "Show digests")
 	fl.StringVar(&format, "format", "", "Format output using a custom template ('table', 'table TEMPLATE' or a Go template)")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 
@@ -701,7 +701,7 @@ func newImagePruneCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	fl.BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
-	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
+	fl.Var((*stringArray)(&filterArgs), "filter", "Provide filter values (e.g. \"label=<key>=<value>\")")
 	return cmd
 }
 

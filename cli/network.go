@@ -108,15 +108,15 @@ func newNetworkCreateCommand() *cobra.Command {
 	fl.StringVar(&subnet, "subnet", "", "Subnet in CIDR format that represents a network segment")
 	fl.StringVar(&gateway, "gateway", "", "IPv4 Gateway for the master subnet")
 	fl.StringVar(&ipRange, "ip-range", "", "Allocate container ip from a sub-range (not supported)")
-	fl.StringArrayVar(&auxAddrs, "aux-address", nil, "Auxiliary IPv4 addresses used by Network driver (not supported)")
+	fl.Var((*stringArray)(&auxAddrs), "aux-address", "Auxiliary IPv4 addresses used by Network driver (not supported)")
 	fl.StringVar(&scope, "scope", "", "Control the network's scope")
 	fl.BoolVar(&internal, "internal", false, "Restrict external access to the network")
 	fl.BoolVar(&attachable, "attachable", false, "Enable manual container attachment (overlay)")
 	fl.BoolVar(&ingress, "ingress", false, "Create swarm routing-mesh network")
 	fl.BoolVar(&ipv6, "ipv6", false, "Enable IPv6 networking (not supported)")
 	fl.BoolVar(&configOnly, "config-only", false, "Create a configuration only network (not supported)")
-	fl.StringArrayVar(&labels, "label", nil, "Set metadata on a network")
-	fl.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options (e.g. encrypted for overlay)")
+	fl.Var((*stringArray)(&labels), "label", "Set metadata on a network")
+	fl.VarP((*stringArray)(&opts), "opt", "o", "Set driver specific options (e.g. encrypted for overlay)")
 	return cmd
 }
 
@@ -202,7 +202,7 @@ func newNetworkListCommand() *cobra.Command {
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display network IDs")
 	fl.BoolVar(&noTrunc, "no-trunc", false, "Do not truncate the output")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (e.g. \"driver=bridge\")")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Provide filter values (e.g. \"driver=bridge\")")
 	return cmd
 }
 
@@ -320,7 +320,7 @@ func newNetworkPruneCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
+	cmd.Flags().Var((*stringArray)(&filterArgs), "filter", "Provide filter values (e.g. \"until=<timestamp>\")")
 	return cmd
 }
 
@@ -347,7 +347,7 @@ func newNetworkConnectCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "Add network-scoped alias for the container")
+	cmd.Flags().Var((*stringArray)(&aliases), "alias", "Add network-scoped alias for the container")
 	cmd.Flags().StringVar(&ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
 	return cmd
 }

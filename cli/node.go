@@ -157,7 +157,7 @@ func newNodeListCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display IDs")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 
@@ -398,8 +398,8 @@ func newNodeUpdateCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&o.availability, "availability", "", `Availability of the node ("active", "pause", "drain")`)
 	fl.StringVar(&o.role, "role", "", `Role of the node ("worker", "manager")`)
-	fl.StringArrayVar(&o.labelAdd, "label-add", nil, "Add or update a node label (key=value)")
-	fl.StringArrayVar(&o.labelRm, "label-rm", nil, "Remove a node label if exists")
+	fl.Var((*stringArray)(&o.labelAdd), "label-add", "Add or update a node label (key=value)")
+	fl.Var((*stringArray)(&o.labelRm), "label-rm", "Remove a node label if exists")
 	return cmd
 }
 
@@ -524,6 +524,6 @@ func newNodePsCommand() *cobra.Command {
 	fl.BoolVar(&noResolve, "no-resolve", false, "Do not map IDs to Names")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display task IDs")
 	fl.StringVar(&format, "format", "", "Pretty-print tasks using a Go template")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }

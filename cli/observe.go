@@ -323,7 +323,7 @@ func newEventsCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&since, "since", "", "Show all events created since timestamp")
 	fl.StringVar(&until, "until", "", "Stream events until this timestamp")
-	fl.StringArrayVarP(&filterArgs, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filterArgs), "filter", "f", "Filter output based on conditions provided")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
 	return cmd
 }

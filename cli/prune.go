@@ -116,7 +116,7 @@ func newContainerPruneCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
+	cmd.Flags().Var((*stringArray)(&filterArgs), "filter", "Provide filter values (e.g. \"until=<timestamp>\")")
 	return cmd
 }
 
@@ -202,7 +202,7 @@ func newSystemPruneCommand() *cobra.Command {
 	fl.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	fl.BoolVarP(&all, "all", "a", false, "Remove all unused images not just dangling ones")
 	fl.BoolVar(&volumes, "volumes", false, "Prune anonymous volumes")
-	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
+	fl.Var((*stringArray)(&filterArgs), "filter", "Provide filter values (e.g. \"label=<key>=<value>\")")
 	return cmd
 }
 

@@ -192,7 +192,7 @@ func newServiceListCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display IDs")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 

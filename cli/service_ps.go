@@ -268,7 +268,7 @@ func newServicePsCommand() *cobra.Command {
 	fl.BoolVar(&noResolve, "no-resolve", false, "Do not map IDs to Names")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display task IDs")
 	fl.StringVar(&format, "format", "", "Pretty-print tasks using a Go template")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	fl.VarP((*stringArray)(&filters), "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 

@@ -74,8 +74,8 @@ func newVolumeCreateCommand() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&driver, "driver", "d", "local", "Specify volume driver name")
-	fl.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options")
-	fl.StringArrayVar(&labels, "label", nil, "Set metadata for a volume")
+	fl.VarP((*stringArray)(&opts), "opt", "o", "Set driver specific options")
+	fl.Var((*stringArray)(&labels), "label", "Set metadata for a volume")
 	fl.String("name", "", "Specify volume name")
 	_ = fl.MarkHidden("name")
 	return cmd
@@ -149,7 +149,7 @@ func newVolumeLsCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display volume names")
 	fl.StringVar(&format, "format", "", "Format output using a custom template")
-	fl.StringArrayVarP(&filterArgs, "filter", "f", nil, "Provide filter values (e.g. \"dangling=true\")")
+	fl.VarP((*stringArray)(&filterArgs), "filter", "f", "Provide filter values (e.g. \"dangling=true\")")
 	return cmd
 }
 
@@ -231,6 +231,6 @@ func newVolumePruneCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	fl.BoolVarP(&all, "all", "a", false, "Remove all unused volumes, not just anonymous ones")
-	fl.StringArrayVar(&filterArgs, "filter", nil, "Provide filter values (e.g. \"label=<label>\")")
+	fl.Var((*stringArray)(&filterArgs), "filter", "Provide filter values (e.g. \"label=<label>\")")
 	return cmd
 }

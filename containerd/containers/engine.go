@@ -125,7 +125,7 @@ type record struct {
 	healthDone   chan struct{}
 }
 
-var namePattern = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 // Open loads the containers under opts.Root and re-adopts running ones.
 func Open(ctx context.Context, opts Options) (*Engine, error) {

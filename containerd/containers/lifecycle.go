@@ -31,7 +31,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	if err != nil {
 		return Container{}, err
 	}
-	if name != "" && !namePattern.MatchString(name) {
+	if name != "" && !namePattern().MatchString(name) {
 		return Container{}, fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalidArgument, name)
 	}
 	for _, b := range cfg.Binds {

@@ -173,7 +173,7 @@ func (e *Engine) Rename(idOrName, newName string) error {
 		return err
 	}
 	defer r.opMu.Unlock()
-	if !namePattern.MatchString(newName) {
+	if !namePattern().MatchString(newName) {
 		return fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalidArgument, newName)
 	}
 	name := "/" + strings.TrimPrefix(newName, "/")

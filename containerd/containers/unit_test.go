@@ -223,7 +223,7 @@ func TestParseSignal(t *testing.T) {
 func TestNamesAndIDs(t *testing.T) {
 	re := regexp.MustCompile(`^[a-z]+_[a-z]+$`)
 	for i := 0; i < 50; i++ {
-		if n := randomName(false); !re.MatchString(n) || !namePattern.MatchString(n) {
+		if n := randomName(false); !re.MatchString(n) || !namePattern().MatchString(n) {
 			t.Fatalf("generated name %q", n)
 		}
 	}
@@ -235,7 +235,7 @@ func TestNamesAndIDs(t *testing.T) {
 		t.Fatalf("id %q", id)
 	}
 	for name, ok := range map[string]bool{"web": true, "/web": true, "a.b-c_d": true, "w": false, "-x": false, "a b": false, "a/b": false} {
-		if namePattern.MatchString(name) != ok {
+		if namePattern().MatchString(name) != ok {
 			t.Errorf("name %q valid=%v", name, !ok)
 		}
 	}

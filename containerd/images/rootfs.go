@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -106,10 +107,10 @@ type rootfsRecord struct {
 	Chain []digest.Digest `json:"chain"`
 }
 
-var containerIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+var containerIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`) })
 
 func (s *Store) rootfsDir(id string) (string, error) {
-	if !containerIDRE.MatchString(id) {
+	if !containerIDRE().MatchString(id) {
 		return "", fmt.Errorf("images: %w: bad container ID %q", ErrInvalid, id)
 	}
 	return filepath.Join(s.root, "containers-rootfs", id), nil

@@ -323,7 +323,7 @@ func (s *Store) imageLocked(e *entry) Image {
 // normalised reference when the image was found through one. Call with mu held.
 func (s *Store) lookupLocked(refOrID string) (e *entry, byRef string, err error) {
 	id := refOrID
-	if !strings.HasPrefix(id, "sha256:") && hex64RE.MatchString(id) {
+	if !strings.HasPrefix(id, "sha256:") && hex64RE().MatchString(id) {
 		id = "sha256:" + id
 	}
 	if e := s.images[id]; e != nil {

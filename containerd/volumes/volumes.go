@@ -39,7 +39,7 @@ const AnonymousLabel = "com.docker.volume.anonymous"
 const DriverLocal = "local"
 
 // Docker's rule for local volume names.
-var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 // Volume is one volume's record.
 type Volume struct {
@@ -81,7 +81,7 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("volumes: %w", err)
 	}
 	for _, e := range ents {
-		if !e.IsDir() || !namePattern.MatchString(e.Name()) {
+		if !e.IsDir() || !namePattern().MatchString(e.Name()) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(root, e.Name(), "volume.json"))
@@ -103,7 +103,7 @@ func (s *Store) dataDir(name string) string { return filepath.Join(s.root, name,
 
 // ValidateName checks a volume name as Docker does.
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) {
+	if !namePattern().MatchString(name) {
 		return fmt.Errorf("%w: %q includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed", ErrInvalid, name)
 	}
 	return nil

@@ -190,7 +190,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	var want digest.Digest
 	if d, err := digest.Parse(rt.ref); err == nil {
 		want = d
-	} else if tagRE.MatchString(rt.ref) {
+	} else if tagRE().MatchString(rt.ref) {
 		tag = rt.ref
 	} else {
 		return errorf(http.StatusBadRequest, codeManifestInvalid, "invalid tag or digest "+quote(rt.ref))

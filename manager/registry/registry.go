@@ -36,8 +36,10 @@ const (
 
 var (
 	// nameRE is the spec's repository name grammar.
-	nameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	nameRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+	})
+	tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`) })
 )
 
 // maxNameLen bounds repository names as the reference registry does.
@@ -154,7 +156,7 @@ func parsePath(p string) (route, bool) {
 }
 
 func validName(name string) bool {
-	return len(name) <= maxNameLen && nameRE.MatchString(name)
+	return len(name) <= maxNameLen && nameRE().MatchString(name)
 }
 
 // parseDigest accepts a well-formed digest of an algorithm we can verify.
