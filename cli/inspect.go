@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/template"
 
@@ -54,9 +55,22 @@ func inspectContainer(c *apiClient, cmd *cobra.Command, ref string) (any, []byte
 }
 
 // runInspect prints every object of args (containers, images, or either
-// for kind "") as a JSON array or through --format. Objects that are not
-// found get an error line each and exit code 1; the others still print.
+// for kind "") as a JSON array or through --format.
 func runInspect(cmd *cobra.Command, args []string, format, kind string) error {
+	return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
+		return inspectOne(c, cmd, ref, kind)
+	}, nil)
+}
+
+// inspectFetch fetches one object's inspect document: typed for --format
+// and --pretty, raw for the JSON array.
+type inspectFetch func(c *apiClient, ref string) (typed any, raw []byte, err error)
+
+// inspectEach is every inspect command: each object of args printed as one
+// JSON array, through --format, or by pretty (if not nil). An object that
+// cannot be fetched gets an error line and exit code 1 while the others still
+// print, as docker does; a daemon that cannot be reached ends it at once.
+func inspectEach(cmd *cobra.Command, args []string, format string, fetch inspectFetch, pretty func(w io.Writer, typed any, raw []byte)) error {
 	c, err := connect(cmd)
 	if err != nil {
 		return err
@@ -71,8 +85,8 @@ func runInspect(cmd *cobra.Command, args []string, format, kind string) error {
 	}
 	var raws []json.RawMessage
 	var errs []string
-	for _, ref := range args {
-		typed, raw, err := inspectOne(c, cmd, ref, kind)
+	for i, ref := range args {
+		typed, raw, err := fetch(c, ref)
 		if err != nil {
 			if client.IsErrConnectionFailed(err) || strings.HasPrefix(err.Error(), "Cannot connect") {
 				return err
@@ -80,15 +94,21 @@ func runInspect(cmd *cobra.Command, args []string, format, kind string) error {
 			errs = append(errs, err.Error())
 			continue
 		}
-		if tmpl == nil {
+		switch {
+		case pretty != nil:
+			if i > 0 {
+				fmt.Fprintln(s.out)
+			}
+			pretty(s.out, typed, raw)
+		case tmpl != nil:
+			if err := formatInspect(s.out, tmpl, typed, raw); err != nil {
+				return err
+			}
+		default:
 			raws = append(raws, raw)
-			continue
-		}
-		if err := formatInspect(s.out, tmpl, typed, raw); err != nil {
-			return err
 		}
 	}
-	if tmpl == nil {
+	if pretty == nil && tmpl == nil {
 		if err := writeInspectJSON(s.out, raws); err != nil {
 			return err
 		}

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
-	"text/template"
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -218,44 +216,13 @@ func newNetworkInspectCommand() *cobra.Command {
 		Short: "Display detailed information on one or more networks",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var tmpl *template.Template
-			if format != "" {
-				if tmpl, err = parseTemplate(format); err != nil {
-					return err
-				}
-			}
-			s := streamsOf(cmd)
-			var raws []json.RawMessage
-			var errs []string
-			for _, ref := range args {
+			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
 				res, err := c.NetworkInspect(commandContext(cmd), ref, client.NetworkInspectOptions{})
 				if err != nil {
-					err = c.apiError(err)
-					if strings.HasPrefix(err.Error(), "Cannot connect") {
-						return err
-					}
-					errs = append(errs, err.Error())
-					continue
+					return nil, nil, c.apiError(err)
 				}
-				if tmpl != nil {
-					if err := formatInspect(s.out, tmpl, res.Network, res.Raw); err != nil {
-						return err
-					}
-					continue
-				}
-				raws = append(raws, res.Raw)
-			}
-			if tmpl == nil {
-				if err := writeInspectJSON(s.out, raws); err != nil {
-					return err
-				}
-			}
-			return joinErrors(errs)
+				return res.Network, res.Raw, nil
+			}, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")

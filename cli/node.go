@@ -8,7 +8,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
@@ -172,54 +171,21 @@ func newNodeInspectCommand() *cobra.Command {
 			if pretty && format != "" {
 				return errors.New("--format is incompatible with human friendly format")
 			}
-			c, err := connect(cmd)
-			if err != nil {
-				return err
+			var print func(io.Writer, any, []byte)
+			if pretty {
+				print = func(w io.Writer, n any, raw []byte) { printNodePretty(w, n.(swarm.Node), raw) }
 			}
-			defer c.Close()
-			var tmpl *template.Template
-			if format != "" {
-				if tmpl, err = parseTemplate(format); err != nil {
-					return err
-				}
-			}
-			s := streamsOf(cmd)
-			var raws []json.RawMessage
-			var errs []string
-			for i, ref := range args {
+			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
 				id, err := nodeReference(cmd, c, ref)
 				if err != nil {
-					return err
+					return nil, nil, err
 				}
 				res, err := c.NodeInspect(commandContext(cmd), id, client.NodeInspectOptions{})
 				if err != nil {
-					err = c.apiError(err)
-					if strings.HasPrefix(err.Error(), "Cannot connect") {
-						return err
-					}
-					errs = append(errs, err.Error())
-					continue
+					return nil, nil, c.apiError(err)
 				}
-				switch {
-				case pretty:
-					if i > 0 {
-						fmt.Fprintln(s.out)
-					}
-					printNodePretty(s.out, res.Node, res.Raw)
-				case tmpl != nil:
-					if err := formatInspect(s.out, tmpl, res.Node, res.Raw); err != nil {
-						return err
-					}
-				default:
-					raws = append(raws, res.Raw)
-				}
-			}
-			if !pretty && tmpl == nil {
-				if err := writeInspectJSON(s.out, raws); err != nil {
-					return err
-				}
-			}
-			return joinErrors(errs)
+				return res.Node, res.Raw, nil
+			}, print)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")

@@ -1,12 +1,11 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
-	"text/template"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -210,49 +209,20 @@ func newServiceInspectCommand() *cobra.Command {
 			if pretty && format != "" {
 				return errors.New("--format is incompatible with human friendly format")
 			}
-			c, err := connect(cmd)
-			if err != nil {
-				return err
+			var print func(io.Writer, any, []byte)
+			if pretty {
+				print = func(w io.Writer, svc any, _ []byte) { printServicePretty(w, svc.(swarm.Service)) }
 			}
-			defer c.Close()
-			var tmpl *template.Template
-			if format != "" {
-				if tmpl, err = parseTemplate(format); err != nil {
-					return err
-				}
-			}
-			s := streamsOf(cmd)
-			var raws []json.RawMessage
-			var errs []string
-			for i, ref := range args {
+			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
 				res, err := c.ServiceInspect(commandContext(cmd), ref, client.ServiceInspectOptions{InsertDefaults: true})
+				if isNotFound(err) {
+					return nil, nil, errors.New("Error: no such service: " + ref)
+				}
 				if err != nil {
-					if isNotFound(err) {
-						errs = append(errs, "Error: no such service: "+ref)
-						continue
-					}
-					return c.apiError(err)
+					return nil, nil, c.apiError(err)
 				}
-				switch {
-				case pretty:
-					if i > 0 {
-						fmt.Fprintln(s.out)
-					}
-					printServicePretty(s.out, res.Service)
-				case tmpl != nil:
-					if err := formatInspect(s.out, tmpl, res.Service, res.Raw); err != nil {
-						return err
-					}
-				default:
-					raws = append(raws, res.Raw)
-				}
-			}
-			if !pretty && tmpl == nil {
-				if err := writeInspectJSON(s.out, raws); err != nil {
-					return err
-				}
-			}
-			return joinErrors(errs)
+				return res.Service, res.Raw, nil
+			}, print)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
