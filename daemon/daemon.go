@@ -206,6 +206,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	rt.Pull = d.taskImages.pull
 	d.swarm.registryPort = cfg.RegistryPort
+	d.swarm.registryGC = RegistryGC{Interval: cfg.RegistryGCInterval, Grace: cfg.RegistryGCGrace}
 	d.swarm.gwSubnet = cfg.GWBridgeSubnet
 	if err := d.swarm.resume(); err != nil {
 		// As dockerd: the engine still serves; the swarm part reports the error.

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -45,6 +46,10 @@ type Config struct {
 	// RegistryPort is the cluster registry's port while this node is a
 	// manager (0: not served).
 	RegistryPort int
+	// RegistryGCInterval and RegistryGCGrace set the cluster registry's
+	// garbage collection (RegistryGC).
+	RegistryGCInterval time.Duration
+	RegistryGCGrace    time.Duration
 	// GWBridgeSubnet is the subnet of the NAT bridge through which tasks
 	// on overlay networks reach the outside (gwbridge.go).
 	GWBridgeSubnet string
@@ -136,6 +141,9 @@ func Command() *cobra.Command {
 			if cfg.RegistryPort < 0 || cfg.RegistryPort > 65535 {
 				return fmt.Errorf("--registry-port %d: not a port (0 serves no registry)", cfg.RegistryPort)
 			}
+			if cfg.RegistryGCInterval < 0 || cfg.RegistryGCGrace < time.Second {
+				return fmt.Errorf("--registry-gc-interval %s, --registry-gc-grace %s: the interval cannot be negative (0: no collection) and the grace period is at least 1s", cfg.RegistryGCInterval, cfg.RegistryGCGrace)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return Run(ctx, cfg)
@@ -160,5 +168,7 @@ func Command() *cobra.Command {
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "Allow privileged containers (run --privileged)")
 	f.StringVar(&cfg.GWBridgeSubnet, "gwbridge-subnet", DefaultGWBridgeSubnet, "Subnet of "+GWBridgeName+", the NAT bridge through which tasks on overlay networks reach the outside")
 	f.IntVar(&cfg.RegistryPort, "registry-port", DefaultRegistryPort, "Port of the cluster registry on this node while it is a manager (0: none)")
+	f.DurationVar(&cfg.RegistryGCInterval, "registry-gc-interval", DefaultRegistryGCInterval, "Time between the cluster registry's garbage collections (0: none)")
+	f.DurationVar(&cfg.RegistryGCGrace, "registry-gc-grace", DefaultRegistryGCGrace, "How long the cluster registry keeps a blob that nothing references (a push's time between a blob and its manifest)")
 	return cmd
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -17,9 +20,16 @@ import (
 // would have stored.
 type registryBlobs struct {
 	cs *content.Store
+
+	// gc orders garbage collection's removals (writers) with ingests and
+	// reads: a blob written or read after the sweep looked at it stays.
+	gc sync.RWMutex
 }
 
-var _ registry.BlobStore = registryBlobs{}
+var (
+	_ registry.BlobStore = (*registryBlobs)(nil)
+	_ registry.Sweeper   = (*registryBlobs)(nil)
+)
 
 // storeErr maps the content store's errors onto the registry's.
 func storeErr(d digest.Digest, err error) error {
@@ -35,7 +45,7 @@ func storeErr(d digest.Digest, err error) error {
 }
 
 // Stat implements registry.BlobStore.
-func (b registryBlobs) Stat(_ context.Context, d digest.Digest) (int64, error) {
+func (b *registryBlobs) Stat(_ context.Context, d digest.Digest) (int64, error) {
 	info, err := b.cs.Info(d)
 	if err != nil {
 		return 0, storeErr(d, err)
@@ -44,7 +54,13 @@ func (b registryBlobs) Stat(_ context.Context, d digest.Digest) (int64, error) {
 }
 
 // Open implements registry.BlobStore.
-func (b registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+func (b *registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	b.gc.RLock()
+	defer b.gc.RUnlock()
+	if p, err := b.cs.Path(d); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(p, now, now) // read now: not garbage yet
+	}
 	f, err := b.cs.Open(d)
 	if err != nil {
 		return nil, 0, storeErr(d, err)
@@ -59,7 +75,7 @@ func (b registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekClos
 
 // Ingest implements registry.BlobStore: the content store hashes while it
 // writes and renames the blob into place only when it matches d.
-func (b registryBlobs) Ingest(_ context.Context, d digest.Digest, size int64, r io.Reader) error {
+func (b *registryBlobs) Ingest(_ context.Context, d digest.Digest, size int64, r io.Reader) error {
 	if d.Algorithm() != digest.SHA256 {
 		return storeErr(d, content.ErrInvalidDigest)
 	}
@@ -74,8 +90,50 @@ func (b registryBlobs) Ingest(_ context.Context, d digest.Digest, size int64, r 
 	if size >= 0 && w.Size() != size {
 		return fmt.Errorf("blob %s: %w: got %d bytes, want %d", d, registry.ErrDigestMismatch, w.Size(), size)
 	}
+	b.gc.RLock()
+	defer b.gc.RUnlock()
 	if _, err := w.Commit(d); err != nil {
 		return storeErr(d, err)
 	}
 	return nil
+}
+
+// Sweep implements registry.Sweeper.
+func (b *registryBlobs) Sweep(ctx context.Context, keep func(digest.Digest) bool, cutoff time.Time) (n int, size int64, err error) {
+	var old []digest.Digest
+	err = b.cs.Walk(func(info content.Info) error {
+		if !keep(info.Digest) && info.ModTime.Before(cutoff) {
+			old = append(old, info.Digest)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("sweep: %w", err)
+	}
+	for _, d := range old {
+		removed, bytes, err := b.remove(d, cutoff)
+		if err != nil {
+			return n, size, err
+		}
+		if removed {
+			n++
+			size += bytes
+		}
+	}
+	return n, size, nil
+}
+
+// remove deletes blob d if nothing wrote or read it since cutoff, checked
+// and done while no ingest or read runs.
+func (b *registryBlobs) remove(d digest.Digest, cutoff time.Time) (bool, int64, error) {
+	b.gc.Lock()
+	defer b.gc.Unlock()
+	info, err := b.cs.Info(d)
+	if err != nil || !info.ModTime.Before(cutoff) {
+		return false, 0, nil
+	}
+	if err := b.cs.Delete(d); err != nil && !errors.Is(err, content.ErrNotFound) {
+		return false, 0, fmt.Errorf("sweep %s: %w", d, err)
+	}
+	return true, info.Size, nil
 }

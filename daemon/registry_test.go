@@ -24,7 +24,7 @@ func TestRegistryBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := registryBlobs{cs: cs}
+	b := &registryBlobs{cs: cs}
 	ctx := context.Background()
 	d := digest.FromString("layer")
 	if _, err := b.Stat(ctx, d); !errors.Is(err, registry.ErrNotFound) {

@@ -68,7 +68,7 @@ type clusterRegistry struct {
 	nodeID string
 	sec    *ca.Security
 	mgr    *manager.Manager
-	blobs  registryBlobs
+	blobs  *registryBlobs
 	peer   *http.Client // to other managers' registries, with the node certificate
 	api    *registry.Handler
 }
@@ -77,7 +77,21 @@ type clusterRegistry struct {
 // ends; stop waits for the server and its goroutines. The blobs live in
 // dir/blobs, apart from the engine's content store, whose collection
 // deletes every blob no local image uses.
-func startRegistry(ctx context.Context, dir, advertise string, port int, nodeID string, sec *ca.Security, mgr *manager.Manager) (stop func(), err error) {
+// RegistryGC sets the cluster registry's garbage collection.
+type RegistryGC struct {
+	// Interval between collections on each manager (0: none).
+	Interval time.Duration
+	// Grace is how long an unreferenced blob stays (registry.Config.GCGrace).
+	Grace time.Duration
+}
+
+// Defaults of RegistryGC (`daemon --registry-gc-interval/--registry-gc-grace`).
+const (
+	DefaultRegistryGCInterval = time.Hour
+	DefaultRegistryGCGrace    = registry.DefaultGCGrace
+)
+
+func startRegistry(ctx context.Context, dir, advertise string, port int, gc RegistryGC, nodeID string, sec *ca.Security, mgr *manager.Manager) (stop func(), err error) {
 	host, _, err := net.SplitHostPort(advertise)
 	if err != nil {
 		return nil, fmt.Errorf("registry: advertise address %q: %w", advertise, err)
@@ -96,7 +110,7 @@ func startRegistry(ctx context.Context, dir, advertise string, port int, nodeID 
 	}
 	clientTLS := sec.TLSConfig(nil)
 	cr := &clusterRegistry{
-		port: port, nodeID: nodeID, sec: sec, mgr: mgr, blobs: registryBlobs{cs: cs},
+		port: port, nodeID: nodeID, sec: sec, mgr: mgr, blobs: &registryBlobs{cs: cs},
 		// A manager that is down (its address silent) is given up on
 		// after registryDialTimeout, not the system's minutes of SYN retries.
 		peer: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS,
@@ -104,7 +118,7 @@ func startRegistry(ctx context.Context, dir, advertise string, port int, nodeID 
 	}
 	cr.api = registry.New(registry.Config{
 		Blobs: fetchingBlobs{cr}, Tags: registry.RaftTagStore{Store: mgr.Store()},
-		UploadDir: uploads, Authenticate: cr.authenticate, Replicate: cr.replicate,
+		UploadDir: uploads, Authenticate: cr.authenticate, Replicate: cr.replicate, GCGrace: gc.Grace,
 	})
 	serverTLS := sec.TLSConfig(nil)
 	// Users come without a certificate and show a token instead.
@@ -138,8 +152,37 @@ func startRegistry(ctx context.Context, dir, advertise string, port int, nodeID 
 		srv.Close()
 		cr.peer.CloseIdleConnections()
 	}()
+	if gc.Interval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cr.collectGarbage(ctx, gc.Interval)
+		}()
+	}
 	slog.Info("cluster registry serving", "addr", ln.Addr().String())
 	return func() { cancel(); wg.Wait() }, nil
+}
+
+// collectGarbage runs a collection every interval until ctx ends: the
+// leader drops unneeded links from the raft store, and every manager
+// deletes the blobs that no repository holds from its own store.
+func (cr *clusterRegistry) collectGarbage(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := cr.api.CollectGarbage(ctx, time.Now(), cr.mgr.Raft().IsLeader())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			slog.Warn("registry: garbage collection", "err", err)
+		case st.Unlinked > 0 || st.Deleted > 0:
+			slog.Info("registry: garbage collected", "links", st.Unlinked, "blobs", st.Deleted, "bytes", st.Bytes)
+		}
+	}
 }
 
 // ServeHTTP routes the managers' blob copies, forwards a follower's writes
@@ -451,6 +494,12 @@ func (b fetchingBlobs) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCl
 // Ingest implements registry.BlobStore.
 func (b fetchingBlobs) Ingest(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
 	return b.cr.blobs.Ingest(ctx, d, size, r)
+}
+
+// Sweep implements registry.Sweeper: garbage collection deletes from this
+// manager's blobs only.
+func (b fetchingBlobs) Sweep(ctx context.Context, keep func(digest.Digest) bool, cutoff time.Time) (int, int64, error) {
+	return b.cr.blobs.Sweep(ctx, keep, cutoff)
 }
 
 // registry is where the cluster registry keeps its blobs and upload

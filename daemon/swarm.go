@@ -53,6 +53,8 @@ type swarmNode struct {
 	// registryPort is the cluster registry's port on this node while it
 	// is a manager (0: none; registryserve.go).
 	registryPort int
+	// registryGC is its garbage collection.
+	registryGC RegistryGC
 	// gwSubnet is the subnet of the node's NAT bridge for overlay tasks
 	// (--gwbridge-subnet; "" is the default).
 	gwSubnet string
@@ -219,7 +221,7 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 	if s.registryPort > 0 {
 		// The manager runs without its registry rather than not at all:
 		// the port may be taken (several daemons on one host).
-		stop, err := startRegistry(ctx, s.files.registry(), s.state.AdvertiseAddr, s.registryPort, s.state.NodeID, s.id.sec, m)
+		stop, err := startRegistry(ctx, s.files.registry(), s.state.AdvertiseAddr, s.registryPort, s.registryGC, s.state.NodeID, s.id.sec, m)
 		if err != nil {
 			slog.Error("cluster registry not served", "err", err)
 		} else {

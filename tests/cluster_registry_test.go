@@ -59,13 +59,7 @@ func TestClusterRegistry(t *testing.T) {
 	}
 	ref := func(h *harness.Host, tag string) string { return "docker://" + h.IP + ":5000/test/hello:" + tag }
 	// The registry starts with the manager role; the push waits for it.
-	waitFor(t, "manager 1's registry", func() bool {
-		conn, err := m1.DialTimeout("tcp", m1.IP+":5000", time.Second)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	waitFor(t, "manager 1's registry", func() bool { return registryUp(m1) })
 	mustSkopeo(m1, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layout+":v1", ref(m1, "v1"))
 	// Through a follower: the manifest PUT goes to the leader.
 	leader := c.leader(t, m1)
@@ -146,13 +140,7 @@ func TestClusterRegistry(t *testing.T) {
 
 	// The worker promoted: its registry starts empty and fetches from the others.
 	mustSettled(t, m2, "node", "promote", w.Name)
-	waitFor(t, "the promoted worker's registry", func() bool {
-		conn, err := w.DialTimeout("tcp", w.IP+":5000", time.Second)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	waitFor(t, "the promoted worker's registry", func() bool { return registryUp(w) })
 	out = filepath.Join(dir, "out-promoted")
 	mustSkopeo(m2, "copy", "--preserve-digests", "--src-creds", creds, "--src-cert-dir", userCerts, ref(w, "v1"), "oci:"+out+":v1")
 	if got := layoutManifest(t, out); got != want {
@@ -160,13 +148,7 @@ func TestClusterRegistry(t *testing.T) {
 	}
 	// Demoted, it stops serving.
 	mustSettled(t, m2, "node", "demote", w.Name)
-	waitFor(t, "the demoted node's registry to stop", func() bool {
-		conn, err := w.DialTimeout("tcp", w.IP+":5000", time.Second)
-		if err == nil {
-			conn.Close()
-		}
-		return err != nil
-	})
+	waitFor(t, "the demoted node's registry to stop", func() bool { return !registryUp(w) })
 	// Removed from the swarm, its certificate (still within its validity)
 	// stops working at once.
 	mustSettled(t, m2, "node", "rm", "--force", w.Name)
@@ -195,6 +177,15 @@ func TestClusterRegistry(t *testing.T) {
 			t.Fatalf("after --rotate, GET /v2/ with the %s token: %s", map[bool]string{true: "new", false: "old"}[tok == rotated], resp.Status)
 		}
 	}
+}
+
+// registryUp reports whether h's registry port takes connections.
+func registryUp(h *harness.Host) bool {
+	conn, err := h.DialTimeout("tcp", h.IP+":5000", time.Second)
+	if err == nil {
+		conn.Close()
+	}
+	return err == nil
 }
 
 func writeFiles(t *testing.T, dir string, files map[string][]byte) {

@@ -79,13 +79,14 @@ func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) *
 	if aerr != nil {
 		return aerr
 	}
-	// Only the repository's link goes; the content stays in the store, as
-	// other repositories may link it (no garbage collection yet).
+	// Only the repository's link goes; the content stays in the store until
+	// garbage collection finds no repository holding it.
 	err := h.cfg.Tags.Update(r.Context(), rt.name, func(repo *Repository) error {
 		if _, ok := repo.Blobs[d]; !ok {
 			return errorf(http.StatusNotFound, codeBlobUnknown, "blob "+d.String()+" is not in repository "+rt.name)
 		}
 		delete(repo.Blobs, d)
+		delete(repo.LinkedAt, d)
 		return nil
 	})
 	if aerr := asAPIError(err); aerr != nil {
@@ -112,6 +113,8 @@ func (h *Handler) link(r *http.Request, name string, d digest.Digest, size int64
 	return asAPIError(h.cfg.Tags.Update(r.Context(), name, func(repo *Repository) error {
 		repo.init()
 		repo.Blobs[d] = size
+		repo.LinkedAt[d] = time.Now().UnixMilli()
+		delete(repo.Dropped, d)
 		return nil
 	}))
 }

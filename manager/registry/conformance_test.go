@@ -23,7 +23,7 @@ func TestConformance(t *testing.T) {
 	// Tags in the raft store's FSM (applying its own proposals, no raft),
 	// as the managers keep them.
 	tags := RaftTagStore{Store: raftstore.NewMemoryStore(nil, nil)}
-	h := New(Config{Blobs: DirBlobStore{Dir: filepath.Join(dir, "blobs")}, Tags: tags, UploadDir: filepath.Join(dir, "uploads")})
+	h := New(Config{Blobs: &DirBlobStore{Dir: filepath.Join(dir, "blobs")}, Tags: tags, UploadDir: filepath.Join(dir, "uploads")})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	report := os.Getenv("REGISTRY_CONFORMANCE_REPORT")

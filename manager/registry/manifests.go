@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -220,6 +221,8 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if err != nil {
 		return internal(err)
 	}
+	repo.init()
+	relink(repo, p, time.Now())
 	if aerr := checkRefs(repo, p); aerr != nil {
 		return aerr
 	}
@@ -236,10 +239,11 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		}
 	}
 	err = h.cfg.Tags.Update(r.Context(), rt.name, func(repo *Repository) error {
+		repo.init()
+		relink(repo, p, time.Now())
 		if aerr := checkRefs(repo, p); aerr != nil {
 			return aerr
 		}
-		repo.init()
 		repo.Manifests[d] = p.rec
 		if tag != "" {
 			repo.Tags[tag] = d
@@ -257,6 +261,19 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// relink links again the blobs of p that garbage collection dropped from
+// repo within its grace period: the client saw them linked when it chose
+// not to upload them.
+func relink(repo *Repository, p *parsedManifest, now time.Time) {
+	for _, b := range p.blobs {
+		if dl, ok := repo.Dropped[b.Digest]; ok {
+			repo.Blobs[b.Digest] = dl.Size
+			repo.LinkedAt[b.Digest] = now.UnixMilli()
+			delete(repo.Dropped, b.Digest)
+		}
+	}
 }
 
 // checkRefs refuses a manifest whose blobs or child manifests the repository

@@ -41,6 +41,17 @@ func (s RaftTagStore) View(_ context.Context, name string) (*Repository, error) 
 	return decodeRepository(o)
 }
 
+// Names implements TagLister.
+func (s RaftTagStore) Names(context.Context) ([]string, error) {
+	var names []string
+	s.Store.View(func(tx raftstore.ReadTx) {
+		for _, o := range tx.List(raftstore.KindRegistryRepository) {
+			names = append(names, o.GetId())
+		}
+	})
+	return names, nil
+}
+
 // Update implements TagStore.
 func (s RaftTagStore) Update(ctx context.Context, name string, fn func(*Repository) error) error {
 	for try := 0; ; try++ {
@@ -54,9 +65,9 @@ func (s RaftTagStore) Update(ctx context.Context, name string, fn func(*Reposito
 				return err
 			}
 			switch {
-			case repo.Empty() && cur == nil:
+			case repo.unused() && cur == nil:
 				return nil
-			case repo.Empty():
+			case repo.unused():
 				return tx.Delete(raftstore.KindRegistryRepository, name)
 			}
 			data, err := json.Marshal(repo)

@@ -66,6 +66,9 @@ type Config struct {
 	MaxUploads int
 	// UploadIdle is how long an untouched upload session lives (0: DefaultUploadIdle).
 	UploadIdle time.Duration
+	// GCGrace is how long garbage collection leaves an unreferenced blob
+	// (0: DefaultGCGrace).
+	GCGrace time.Duration
 	// Authenticate, when set, is asked for every request; an error answers
 	// 401 and the request goes no further.
 	Authenticate func(*http.Request) error
@@ -94,6 +97,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.UploadIdle <= 0 {
 		cfg.UploadIdle = DefaultUploadIdle
+	}
+	if cfg.GCGrace <= 0 {
+		cfg.GCGrace = DefaultGCGrace
 	}
 	return &Handler{cfg: cfg, uploads: map[string]*upload{}}
 }

@@ -20,6 +20,7 @@ import (
 
 type testRegistry struct {
 	t    *testing.T
+	h    *Handler
 	srv  *httptest.Server
 	dir  string
 	tags *MemTagStore
@@ -29,14 +30,15 @@ func newTestRegistry(t *testing.T, cfg Config) *testRegistry {
 	t.Helper()
 	dir := t.TempDir()
 	tags := &MemTagStore{}
-	cfg.Blobs = DirBlobStore{Dir: filepath.Join(dir, "blobs")}
+	cfg.Blobs = &DirBlobStore{Dir: filepath.Join(dir, "blobs")}
 	if cfg.Tags == nil {
 		cfg.Tags = tags
 	}
 	cfg.UploadDir = filepath.Join(dir, "uploads")
-	srv := httptest.NewServer(New(cfg))
+	h := New(cfg)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &testRegistry{t: t, srv: srv, dir: dir, tags: tags}
+	return &testRegistry{t: t, h: h, srv: srv, dir: dir, tags: tags}
 }
 
 // do sends a request; hdr holds header pairs.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -38,6 +39,12 @@ type BlobStore interface {
 	Ingest(ctx context.Context, d digest.Digest, size int64, r io.Reader) error
 }
 
+// TagLister is the part of a TagStore that garbage collection needs besides
+// View and Update: every repository's name.
+type TagLister interface {
+	Names(ctx context.Context) ([]string, error)
+}
+
 // TagStore holds each repository's tags, manifest records and blob links.
 // The cluster keeps it in the raft store.
 type TagStore interface {
@@ -55,6 +62,20 @@ type Repository struct {
 	Tags      map[string]digest.Digest   `json:"tags,omitempty"`
 	Manifests map[digest.Digest]Manifest `json:"manifests,omitempty"`
 	Blobs     map[digest.Digest]int64    `json:"blobs,omitempty"`
+	// LinkedAt is when each blob of Blobs was linked (unix milliseconds), so
+	// that garbage collection leaves young links to the pushes that made
+	// them. A link without a time gets one at the first collection.
+	LinkedAt map[digest.Digest]int64 `json:"linkedAt,omitempty"`
+	// Dropped holds the links that garbage collection removed, for a grace
+	// period: a push that saw the link just before may still name the blob
+	// in its manifest, and gets it linked again instead of an error.
+	Dropped map[digest.Digest]DroppedLink `json:"dropped,omitempty"`
+}
+
+// DroppedLink is a blob link that garbage collection removed.
+type DroppedLink struct {
+	Size int64 `json:"size"`
+	At   int64 `json:"at"` // unix milliseconds
 }
 
 // Manifest is the record of a pushed manifest (its bytes are a blob).
@@ -74,6 +95,10 @@ func (r *Repository) Empty() bool {
 	return len(r.Tags) == 0 && len(r.Manifests) == 0 && len(r.Blobs) == 0
 }
 
+// unused reports whether the store may forget the repository: empty, and
+// no dropped link waiting out its grace period.
+func (r *Repository) unused() bool { return r.Empty() && len(r.Dropped) == 0 }
+
 func (r *Repository) init() {
 	if r.Tags == nil {
 		r.Tags = map[string]digest.Digest{}
@@ -83,6 +108,12 @@ func (r *Repository) init() {
 	}
 	if r.Blobs == nil {
 		r.Blobs = map[digest.Digest]int64{}
+	}
+	if r.LinkedAt == nil {
+		r.LinkedAt = map[digest.Digest]int64{}
+	}
+	if r.Dropped == nil {
+		r.Dropped = map[digest.Digest]DroppedLink{}
 	}
 }
 
@@ -98,6 +129,12 @@ func (r *Repository) Clone() *Repository {
 	}
 	for k, v := range r.Blobs {
 		c.Blobs[k] = v
+	}
+	for k, v := range r.LinkedAt {
+		c.LinkedAt[k] = v
+	}
+	for k, v := range r.Dropped {
+		c.Dropped[k] = v
 	}
 	return c
 }
@@ -133,7 +170,7 @@ func (m *MemTagStore) Update(_ context.Context, name string, fn func(*Repository
 	if m.repos == nil {
 		m.repos = map[string]*Repository{}
 	}
-	if c.Empty() {
+	if c.unused() {
 		delete(m.repos, name)
 	} else {
 		m.repos[name] = c
@@ -141,17 +178,31 @@ func (m *MemTagStore) Update(_ context.Context, name string, fn func(*Repository
 	return nil
 }
 
+// Names implements TagLister.
+func (m *MemTagStore) Names(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.repos))
+	for n := range m.repos {
+		names = append(names, n)
+	}
+	return names, nil
+}
+
 // DirBlobStore is a BlobStore in a directory: <dir>/<algorithm>/<hex>.
 type DirBlobStore struct {
 	Dir string
+
+	// gc orders Sweep's removals (writers) with ingests and reads.
+	gc sync.RWMutex
 }
 
-func (s DirBlobStore) path(d digest.Digest) string {
+func (s *DirBlobStore) path(d digest.Digest) string {
 	return filepath.Join(s.Dir, string(d.Algorithm()), d.Encoded())
 }
 
 // Stat implements BlobStore.
-func (s DirBlobStore) Stat(_ context.Context, d digest.Digest) (int64, error) {
+func (s *DirBlobStore) Stat(_ context.Context, d digest.Digest) (int64, error) {
 	fi, err := os.Stat(s.path(d))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("blob %s: %w", d, ErrNotFound)
@@ -163,7 +214,11 @@ func (s DirBlobStore) Stat(_ context.Context, d digest.Digest) (int64, error) {
 }
 
 // Open implements BlobStore.
-func (s DirBlobStore) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+func (s *DirBlobStore) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	s.gc.RLock()
+	defer s.gc.RUnlock()
+	now := time.Now()
+	_ = os.Chtimes(s.path(d), now, now) // read now: not garbage yet
 	f, err := os.Open(s.path(d))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, fmt.Errorf("blob %s: %w", d, ErrNotFound)
@@ -181,7 +236,7 @@ func (s DirBlobStore) Open(_ context.Context, d digest.Digest) (io.ReadSeekClose
 
 // Ingest implements BlobStore: the content goes to a temporary file, is
 // verified, synced and renamed into place, so a blob is whole or absent.
-func (s DirBlobStore) Ingest(_ context.Context, d digest.Digest, size int64, r io.Reader) error {
+func (s *DirBlobStore) Ingest(_ context.Context, d digest.Digest, size int64, r io.Reader) error {
 	dir := filepath.Join(s.Dir, string(d.Algorithm()))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("ingest %s: %w", d, err)
@@ -204,10 +259,59 @@ func (s DirBlobStore) Ingest(_ context.Context, d digest.Digest, size int64, r i
 	if err != nil {
 		return fmt.Errorf("ingest %s: %w", d, err)
 	}
+	s.gc.RLock()
+	defer s.gc.RUnlock()
 	if err := os.Rename(tmp, s.path(d)); err != nil {
 		return fmt.Errorf("ingest %s: %w", d, err)
 	}
 	return nil
+}
+
+// Sweep implements Sweeper.
+func (s *DirBlobStore) Sweep(ctx context.Context, keep func(digest.Digest) bool, cutoff time.Time) (n int, size int64, err error) {
+	algs, err := os.ReadDir(s.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("sweep %s: %w", s.Dir, err)
+	}
+	for _, alg := range algs {
+		files, err := os.ReadDir(filepath.Join(s.Dir, alg.Name()))
+		if err != nil {
+			return n, size, fmt.Errorf("sweep %s: %w", s.Dir, err)
+		}
+		for _, f := range files {
+			d := digest.NewDigestFromEncoded(digest.Algorithm(alg.Name()), f.Name())
+			if ctx.Err() != nil || d.Validate() != nil || keep(d) {
+				continue // an ingest's temporary file, or in use
+			}
+			removed, bytes, err := s.remove(d, cutoff)
+			if err != nil {
+				return n, size, err
+			}
+			if removed {
+				n++
+				size += bytes
+			}
+		}
+	}
+	return n, size, ctx.Err()
+}
+
+// remove deletes blob d if nothing wrote or read it since cutoff, checked
+// and done while no ingest or read runs.
+func (s *DirBlobStore) remove(d digest.Digest, cutoff time.Time) (bool, int64, error) {
+	s.gc.Lock()
+	defer s.gc.Unlock()
+	fi, err := os.Stat(s.path(d))
+	if err != nil || !fi.ModTime().Before(cutoff) {
+		return false, 0, nil
+	}
+	if err := os.Remove(s.path(d)); err != nil {
+		return false, 0, fmt.Errorf("sweep %s: %w", d, err)
+	}
+	return true, fi.Size(), nil
 }
 
 // copyVerified copies r to w and checks that it is size bytes (when size >=
