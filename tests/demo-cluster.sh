@@ -6,7 +6,9 @@
 # and per host a network namespace with eth0 = 198.18.250.N/24 on that bridge, running
 # its own `shoal daemon` (entered with nsenter --net, not `ip netns exec`, which would
 # remount /sys and hide the cgroups). Node 1 inits a swarm, 2 and 3 join, a replicated
-# service is created and scaled, and what a user sees is printed. Everything it makes
+# service is created and scaled; then an overlay network carries a web service with a task
+# on every node, which a client task reaches by name (DNS at 127.0.0.11, the service's
+# virtual IP spreading the requests), and what a user sees is printed. Everything it makes
 # (daemons and what they started, mounts, cgroups, namespaces and their links, nft
 # tables) is removed on exit, also on failure or Ctrl-C, and before starting, in case
 # an earlier run crashed. K=250 in 198.18.K.0/24: the Go tests' harness uses names
@@ -214,7 +216,8 @@ for n in "${NODES[@]}"; do on "$n" import "$DIR/busybox.tar" busybox:latest; don
 
 echo
 echo "== a swarm: node1 is the manager, node2 and node3 join as workers"
-on 1 swarm init --advertise-addr "$MANAGER"
+# Overlay subnets from 198.19.240.0/21: test addresses only (DESIGN.md), never 10/8.
+on 1 swarm init --advertise-addr "$MANAGER" --default-addr-pool 198.19.240.0/21
 on 1 swarm join-token -q worker >"$DIR/token"
 TOKEN=$(cat "$DIR/token")
 echo "$TOKEN"
@@ -224,13 +227,32 @@ on 1 node ls
 
 echo
 echo "== a replicated service, placed across the nodes"
-on 1 service create --name web --replicas 3 busybox:latest sleep 3600
+on 1 service create --name sleepers --replicas 3 busybox:latest sleep 3600
 on 1 service ls
-on 1 service ps web
-on 1 service scale web=6
+on 1 service ps sleepers
+on 1 service scale sleepers=6
 on 1 service ls
-on 1 service ps web
+on 1 service ps sleepers
 on 1 node ls
+on 1 service rm sleepers
+
+echo
+echo "== an overlay network: a web service on every node and a client that finds it by name"
+on 1 network create -d overlay app
+on 1 network ls --filter driver=overlay
+on 1 service create --name web --network app --replicas 3 --replicas-max-per-node 1 busybox:latest \
+  sh -c 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'
+on 1 service create --name client --network app --constraint node.role==manager busybox:latest sleep 3600
+on 1 service ps web
+show 1 ps -q --filter label=com.docker.swarm.service.name=client
+CLIENT=$(cli 1 ps -q --filter label=com.docker.swarm.service.name=client)
+[ -n "$CLIENT" ] || fail 1 "no container of the client service on node1"
+# The name web is the service's virtual IP: requests spread over the three tasks, on
+# three nodes; each answers with its container's hostname. (busybox wget's own -T
+# crashes in Debian's build: timeout bounds it instead.)
+on 1 exec "$CLIENT" nslookup web 127.0.0.11
+on 1 exec "$CLIENT" nslookup tasks.web 127.0.0.11
+for i in 1 2 3 4 5 6; do on 1 exec "$CLIENT" timeout 5 wget -qO- http://web/; done
 
 echo
 echo "== cluster demo done; cleaning up"

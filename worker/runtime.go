@@ -24,6 +24,8 @@ const (
 	LabelTaskName  = "com.docker.swarm.task.name"
 	LabelServiceID = "com.docker.swarm.service.id"
 	LabelNodeID    = "com.docker.swarm.node.id"
+	// LabelServiceName is for users (`ps --filter label=...`), as Docker's.
+	LabelServiceName = "com.docker.swarm.service.name"
 )
 
 // DefaultStopGracePeriod is the wait between the stop signal and SIGKILL when
@@ -165,6 +167,7 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 	labels[LabelTaskID] = t.GetId()
 	labels[LabelTaskName] = t.GetAnnotations().GetName()
 	labels[LabelServiceID] = t.GetServiceId()
+	labels[LabelServiceName] = t.GetServiceAnnotations().GetName()
 	labels[LabelNodeID] = t.GetNodeId()
 	grace := int(stopGrace(t) / time.Second)
 	if networkMode == "" {

@@ -30,3 +30,20 @@ func TestContainerConfigKeepsTTY(t *testing.T) {
 		t.Fatalf("Tty %v, %v: want the service's", cfg.Tty, err)
 	}
 }
+
+// TestContainerConfigLabels: a task's container carries Docker Swarm's
+// labels, the service's name among them (`ps --filter label=...`).
+func TestContainerConfigLabels(t *testing.T) {
+	task := &api.Task{Id: "t1", ServiceId: "s1", NodeId: "n1", Annotations: &api.Annotations{Name: "web.1"},
+		ServiceAnnotations: &api.Annotations{Name: "web"},
+		Spec:               &api.TaskSpec{Container: &api.ContainerSpec{Image: "busybox"}}}
+	cfg, err := ContainerConfig(task, "bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{LabelTaskID: "t1", LabelTaskName: "web.1", LabelServiceID: "s1", LabelServiceName: "web", LabelNodeID: "n1"} {
+		if cfg.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, cfg.Labels[k], v)
+		}
+	}
+}
