@@ -42,10 +42,10 @@ func getBody(c *http.Client, url string) (string, error) {
 // bridge without SNAT, so the task (busybox httpd's CGI REMOTE_ADDR) sees
 // the client's own address; a second task wanting the same port on that node
 // fails with the reason in `service ps`; --publish-add/--publish-rm move the
-// port; a kill -9 and restart of the daemon keeps the port answering; a
-// removed service and a node that leaves the swarm leave no rule. A port
-// through the routing mesh (the default mode) is refused with one line:
-// the mesh is not wired yet.
+// port; a kill -9 and restart of the daemon keeps the port answering, its
+// rules not doubled; a removed service and a node that leaves the swarm
+// leave no rule. A port through the routing mesh (the default mode) is
+// refused with one line: the mesh is not wired yet.
 func TestClusterPublishHost(t *testing.T) {
 	sc := newSwarm(t, 1, 1, "--default-addr-pool", testAddrPool)
 	mgr, wrk := sc.Hosts[0], sc.Hosts[1]
@@ -97,10 +97,15 @@ func TestClusterPublishHost(t *testing.T) {
 	mgr.Daemon.Must("service", "rm", "twin")
 
 	// kill -9 and restart: the port still answers, published once.
+	rules := strings.Count(wrk.Exec("nft", "list", "ruleset").Stdout, "8081")
 	wrk.Daemon.Kill9()
 	wrk.Daemon.Restart()
 	if !pollUntil(30*time.Second, func() bool { body, err = getBody(client, "http://"+wrk.IP+":8081/cgi-bin/ip"); return err == nil }) {
 		t.Fatalf("after kill -9 and restart the port does not answer: %v", err)
+	}
+	sc.waitPlacement(t, mgr, "web", 30*time.Second, "web running after the restart", func(p placement) bool { return p.total == 1 })
+	if n := strings.Count(wrk.Exec("nft", "list", "ruleset").Stdout, "8081"); rules == 0 || n != rules {
+		t.Fatalf("port 8081 is in %d places of the worker's rules after the restart, %d before:\n%s", n, rules, wrk.Exec("nft", "list", "ruleset").Stdout)
 	}
 
 	// --publish-rm (by target port, as Docker's) and --publish-add move the port.
