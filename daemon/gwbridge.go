@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
 	"github.com/shoal-project/shoal/worker"
@@ -172,6 +173,45 @@ func (g *gwBridge) Join(ctx context.Context, taskID, netnsPath, ifName string) e
 	}
 	if _, err := n.AttachWith(ctx, id, bridge.AttachOptions{IfName: ifName, Shared: true, Route: true}); err != nil {
 		return fmt.Errorf("gateway bridge: %w", err)
+	}
+	return nil
+}
+
+// PublishHost implements worker.GatewayBridge: the task's mode=host ports
+// are DNATed to its leg's address by the bridge's own port code, as `docker
+// run -p` is, so a port bound on the node (by a process or another task) is
+// refused with the bridge's "port is already allocated".
+func (g *gwBridge) PublishHost(ctx context.Context, taskID string, ports []*api.PortConfig) error {
+	var pms []bridge.PortMapping
+	for _, p := range ports {
+		if p.GetPublishMode() != api.PortConfig_HOST {
+			continue
+		}
+		pm := bridge.PortMapping{HostPort: uint16(p.GetPublishedPort()), ContainerPort: uint16(p.GetTargetPort()), Protocol: "tcp"}
+		switch p.GetProtocol() {
+		case api.PortConfig_TCP:
+		case api.PortConfig_UDP:
+			pm.Protocol = "udp"
+		default:
+			return fmt.Errorf("gateway bridge: task %s: port %d: only tcp and udp can be published in mode host", taskID, p.GetTargetPort())
+		}
+		pms = append(pms, pm)
+	}
+	if len(pms) == 0 {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	id := gwEndpointID(taskID)
+	if len(n.Published(id)) > 0 {
+		return nil // adopted after a restart: published already
+	}
+	if _, err := n.Publish(ctx, id, nil, pms); err != nil {
+		return fmt.Errorf("gateway bridge: task %s: %w", taskID, err)
 	}
 	return nil
 }

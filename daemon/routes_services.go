@@ -93,11 +93,21 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 
 // checkServiceNetworking refuses what tasks cannot have yet: overlay
 // networks are wired (the daemon runs the overlay, with DNS and VIPs, so
-// network aliases answer), but there is no routing mesh, so a published
-// port would be accepted and silently not work.
+// network aliases answer), and so are ports published in mode host (on the
+// task's leg of the node's gateway bridge, which tasks on a network have),
+// but there is no routing mesh, so a port published in mode ingress would be
+// accepted and silently not work.
 func checkServiceNetworking(spec swarm.ServiceSpec) error {
-	if spec.EndpointSpec != nil && len(spec.EndpointSpec.Ports) > 0 {
-		return badRequest("published ports are not supported yet: there is no routing mesh")
+	if spec.EndpointSpec == nil {
+		return nil
+	}
+	for _, p := range spec.EndpointSpec.Ports {
+		if p.PublishMode != swarm.PortConfigPublishModeHost {
+			return badRequest("port %d: publishing through the routing mesh is not supported yet: publish it with mode=host (published=P,target=T,mode=host)", p.TargetPort)
+		}
+		if len(spec.TaskTemplate.Networks) == 0 {
+			return badRequest("port %d: ports published in mode host need the service on an overlay network (--network)", p.TargetPort)
+		}
 	}
 	return nil
 }

@@ -64,6 +64,10 @@ type GatewayBridge interface {
 	Join(ctx context.Context, taskID, netnsPath, ifName string) error
 	// Leave removes task taskID's leg; one that is gone already is fine.
 	Leave(ctx context.Context, taskID string) error
+	// PublishHost publishes the mode=host ones of ports on this node to
+	// task taskID's leg (joined first); publishing again changes nothing.
+	// A port bound on the node already is an error saying so.
+	PublishHost(ctx context.Context, taskID string, ports []*api.PortConfig) error
 }
 
 var _ Network = (*OverlayNetwork)(nil)
@@ -131,6 +135,9 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 		return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 	}
 	if len(atts) == 0 {
+		if hostPorts(t) {
+			return fmt.Errorf("attach task %s: ports published in mode host need the task on an overlay network", t.GetId())
+		}
 		return nil
 	}
 	path := TaskNetNSPath(o.NetNSDir, t.GetId())
@@ -159,6 +166,12 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 			o.Detach(context.WithoutCancel(ctx), t)
 			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
 		}
+		if err := o.Gateway.PublishHost(ctx, t.GetId(), t.GetEndpoint().GetSpec().GetPorts()); err != nil {
+			o.Detach(context.WithoutCancel(ctx), t)
+			return fmt.Errorf("attach task %s: %w", t.GetId(), err)
+		}
+	} else if hostPorts(t) {
+		return fmt.Errorf("attach task %s: ports published in mode host need the node's gateway bridge and a network that is not --internal", t.GetId())
 	}
 	if o.Discovery != nil {
 		if err := o.Discovery.Add(ctx, t, path); err != nil {
@@ -167,6 +180,13 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 		}
 	}
 	return nil
+}
+
+// hostPorts reports whether t publishes a port in mode host.
+func hostPorts(t *api.Task) bool {
+	return slices.ContainsFunc(t.GetEndpoint().GetSpec().GetPorts(), func(p *api.PortConfig) bool {
+		return p.GetPublishMode() == api.PortConfig_HOST
+	})
 }
 
 // Serve implements ServingNetwork: the task's endpoints are announced

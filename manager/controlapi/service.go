@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/allocator"
 	"github.com/shoal-project/shoal/raftstore"
 	"github.com/shoal-project/shoal/scheduler"
 	"google.golang.org/protobuf/proto"
@@ -291,6 +292,9 @@ func (s *Server) createService(ctx context.Context, req *api.CreateServiceReques
 		if err := resolveReferences(tx, spec); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
+		if err := allocatePorts(tx, svc); err != nil {
+			return err
+		}
 		return tx.Create(svc)
 	})
 	if err != nil {
@@ -305,11 +309,37 @@ func (s *Server) createService(ctx context.Context, req *api.CreateServiceReques
 	return &api.CreateServiceResponse{Service: out}, nil
 }
 
+// allocatePorts gives svc the published ports its spec asks for
+// (allocator.AllocatePorts), in the transaction that writes svc, so two
+// creates racing for one port cannot both win; Endpoint.Spec follows the
+// spec, as Docker's inspect shows it.
+func allocatePorts(tx raftstore.ReadTx, svc *api.Service) error {
+	ports, err := allocator.AllocatePorts(tx.Services(), svc)
+	switch {
+	case errors.Is(err, allocator.ErrPortTaken):
+		return api.Wrap(api.ErrConflict, err)
+	case errors.Is(err, allocator.ErrExhausted):
+		return precondition("%w", err)
+	case err != nil:
+		return api.Wrap(api.ErrInvalidArgument, err)
+	}
+	if svc.Endpoint == nil {
+		svc.Endpoint = &api.Endpoint{}
+	}
+	svc.Endpoint.Spec = nil
+	if e := svc.GetSpec().GetEndpoint(); e != nil {
+		svc.Endpoint.Spec = proto.Clone(e).(*api.EndpointSpec)
+	}
+	svc.Endpoint.Ports = ports
+	return nil
+}
+
 // uniqueNameRace turns the store's refusal of a duplicate name (two creates
 // racing past our own check; a random ID never collides in practice) into
-// the message our own check gives.
+// the message our own check gives. A published port another service holds
+// is a conflict too, with its own message.
 func uniqueNameRace(err error, what, name string) error {
-	if errors.Is(err, api.ErrConflict) {
+	if errors.Is(err, api.ErrConflict) && !errors.Is(err, allocator.ErrPortTaken) {
 		return conflict("%s %s already exists", what, name)
 	}
 	return err
@@ -357,6 +387,9 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 				StartedAt: timestamp(s.now()),
 				Message:   "manually requested rollback",
 			}
+			if err := allocatePorts(tx, svc); err != nil {
+				return err
+			}
 			return tx.Update(svc)
 		}
 		if spec.GetAnnotations().GetName() != name {
@@ -377,6 +410,9 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 		svc.SpecVersion++
 		// The updater reports the new update's progress.
 		svc.UpdateStatus = nil
+		if err := allocatePorts(tx, svc); err != nil {
+			return err
+		}
 		return tx.Update(svc)
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -197,4 +198,16 @@ func freePort(pm PortMapping, taken []PortMapping) (uint16, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: no free host port in %d-%d", ErrExhausted, lo, hi)
+}
+
+// Published returns the ports published for endpoint id, nil for none or an
+// unknown id: a restarted daemon adopting an endpoint tells by it that its
+// ports are programmed already.
+func (n *Network) Published(id string) []PortMapping {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ep, ok := n.st.Endpoints[id]; ok {
+		return slices.Clone(ep.Ports)
+	}
+	return nil
 }
