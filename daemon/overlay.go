@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -27,8 +28,8 @@ import (
 // sessions bring no key).
 const overlayReadyWait = 30 * time.Second
 
-// overlayRejoin is how often a node that knows other managers but sees no
-// other gossip member tries to join them again.
+// overlayRejoin is how often a node that sees a manager missing from its
+// gossip members tries to join the managers again.
 const overlayRejoin = 2 * time.Second
 
 // taskNetNSDir is where task network namespaces live under the swarm
@@ -110,6 +111,12 @@ func (o *overlayNode) follow(m *api.SessionMessage) {
 // restart adopts them.
 func (o *overlayNode) run(ctx context.Context) {
 	stopGossip := func() {}
+	// A join waits up to memberlist's TCP timeout for a manager that is
+	// down: it runs beside the loop, one at a time, and is waited for
+	// before the gossip stops.
+	var joins sync.WaitGroup
+	var joining atomic.Bool
+	defer joins.Wait()
 	defer func() {
 		if p := o.gossip(); p != nil {
 			if err := p.Leave(time.Second); err != nil {
@@ -156,10 +163,19 @@ func (o *overlayNode) run(ctx context.Context) {
 			}
 		}
 		applied = want
-		if len(p.Members()) < 2 && len(want.managers) > 0 {
-			if err := p.Join(want.managers); err != nil {
-				o.log.Debug("overlay: join gossip", "err", err)
-			}
+		// A manager this node gave up for dead (or a partition's other
+		// side) is joined again, which is a full state exchange: waiting for
+		// memberlist's own push-pull left a healed partition without an
+		// overlay path for up to a minute.
+		if missing := p.Missing(want.managers); len(missing) > 0 && joining.CompareAndSwap(false, true) {
+			joins.Add(1)
+			go func() {
+				defer joins.Done()
+				defer joining.Store(false)
+				if err := p.Join(missing); err != nil {
+					o.log.Debug("overlay: join gossip", "err", err)
+				}
+			}()
 		}
 	}
 }
@@ -178,7 +194,7 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 	}
 	disc := worker.NewDiscovery(ctx, dns.HostUpstreams(resolv))
 	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr,
-		Keys: s.keys, Program: ov, Changed: disc.Changed})
+		Keys: s.keys, Program: ov, Changed: disc.Changed, LogOutput: gossipLog{o.log}})
 	if err != nil {
 		return err
 	}
@@ -200,6 +216,29 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 	close(o.ready)
 	o.log.Info("overlay: started", "vtep", o.addr, "data-port", s.port)
 	return nil
+}
+
+// gossipLog passes memberlist's log lines ("... [LEVEL] memberlist: msg")
+// to the daemon's log at their level, so that a partition or a refused key
+// shows in it.
+type gossipLog struct{ l *slog.Logger }
+
+func (g gossipLog) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if i := strings.Index(line, "["); i >= 0 {
+		line = line[i:]
+	}
+	level := slog.LevelDebug
+	switch {
+	case strings.HasPrefix(line, "[ERR]"):
+		level = slog.LevelError
+	case strings.HasPrefix(line, "[WARN]"):
+		level = slog.LevelWarn
+	case strings.HasPrefix(line, "[INFO]"):
+		level = slog.LevelInfo
+	}
+	g.l.Log(context.Background(), level, "gossip: "+line)
+	return len(p), nil
 }
 
 func (o *overlayNode) gossip() *peers.Peers {

@@ -114,6 +114,7 @@ type Peers struct {
 	events chan func(*table)
 	sends  chan send
 	local  atomic.Pointer[[]byte] // this node's state, encoded, for push-pull
+	hello  atomic.Pointer[[]byte] // the same with Hello set, for a node that (re)joins
 	logger *log.Logger
 	wg     sync.WaitGroup
 }
@@ -124,6 +125,10 @@ type state struct {
 	VTEP      string      `json:"vtep"`
 	Version   uint64      `json:"version"`
 	Endpoints []wireEntry `json:"endpoints"`
+	// Hello asks for the receiver's state in return: the sender has just
+	// seen the receiver (re)join, and may have dropped its endpoints when
+	// it gave it up for dead, while the receiver never gave the sender up.
+	Hello bool `json:"hello,omitempty"`
 }
 
 type wireEntry struct {
@@ -168,6 +173,9 @@ type table struct {
 	version uint64
 	local   map[string]Endpoint
 	remotes map[string]*remote
+	// answer sends this node's state to the named node (nil: nobody to
+	// answer, in tests of the table alone).
+	answer func(node string)
 }
 
 // Start creates the memberlist member and the goroutines owning the table;
@@ -236,6 +244,13 @@ func Start(ctx context.Context, cfg Config) (*Peers, error) {
 		mc.Transport = &nsTransport{NetTransport: nt, netns: cfg.NetNS}
 	}
 	t := &table{p: p, local: map[string]Endpoint{}, remotes: map[string]*remote{}, version: uint64(time.Now().UnixNano())}
+	t.answer = func(node string) {
+		for _, m := range p.ml.Members() {
+			if m.Name == node {
+				p.queue(m, *p.local.Load())
+			}
+		}
+	}
 	t.publish()
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -280,6 +295,22 @@ func (p *Peers) Members() []string {
 		names = append(names, m.Name)
 	}
 	return names
+}
+
+// Missing returns the hosts among hosts that are not live members as this
+// node sees them: given up for dead, or never joined.
+func (p *Peers) Missing(hosts []string) []string {
+	live := map[string]bool{}
+	for _, m := range p.ml.Members() {
+		live[m.Addr.String()] = true
+	}
+	var out []string
+	for _, h := range hosts {
+		if !live[h] {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Leave tells the others this node is going (they withdraw its endpoints at
@@ -432,7 +463,10 @@ func (t *table) publish() []byte {
 		s.Endpoints = append(s.Endpoints, toWire(e))
 	}
 	b, _ := json.Marshal(s) // plain strings and numbers: cannot fail
+	s.Hello = true
+	h, _ := json.Marshal(s)
 	t.p.local.Store(&b)
+	t.p.hello.Store(&h)
 	return b
 }
 
@@ -488,6 +522,16 @@ func (t *table) merge(buf []byte) {
 		next[e.key()] = e
 	}
 	old := t.remotes[s.Node]
+	if (old == nil || s.Hello) && t.answer != nil {
+		// A node heard of for the first time, or again after it was
+		// given up for dead (it may have given this one up too: a
+		// partition, seen from both sides), or one that says it has just
+		// seen this one (re)join: without an answer it would learn this
+		// node's endpoints only at a push-pull between the two, which
+		// memberlist makes with one random member every 30 s (a healed
+		// partition took 42-60 s to carry traffic again).
+		defer t.answer(s.Node)
+	}
 	if old != nil && old.version >= s.Version {
 		return
 	}
@@ -607,7 +651,7 @@ func (d *delegate) NotifyJoin(n *memberlist.Node) {
 		return
 	}
 	node := *n
-	d.p.queue(&node, *d.p.local.Load())
+	d.p.queue(&node, *d.p.hello.Load())
 }
 
 func (d *delegate) NotifyLeave(n *memberlist.Node) {

@@ -115,3 +115,27 @@ func TestTableCarriesTaskInfo(t *testing.T) {
 		t.Fatalf("dnsrr endpoint: %+v", rr)
 	}
 }
+
+// TestTableAnswersNewcomers: the first state of a node, the first after it
+// was given up for dead, and a hello are answered with this node's own;
+// later versions are not.
+func TestTableAnswersNewcomers(t *testing.T) {
+	tb := newTable(&recorder{})
+	var answered []string
+	tb.answer = func(node string) { answered = append(answered, node) }
+	tb.merge(stateOf("a", "198.18.0.1", 1, "198.19.0.10"))
+	tb.merge(stateOf("a", "198.18.0.1", 2, "198.19.0.11"))
+	tb.merge(stateOf("a", "198.18.0.1", 2, "198.19.0.11"))
+	tb.gone("a")
+	tb.merge(stateOf("a", "198.18.0.1", 2, "198.19.0.11"))
+	// A hello is answered even when its state is not news: its sender may
+	// have dropped this node's endpoints while this one kept its own.
+	var hello state
+	json.Unmarshal(stateOf("a", "198.18.0.1", 2, "198.19.0.11"), &hello)
+	hello.Hello = true
+	b, _ := json.Marshal(hello)
+	tb.merge(b)
+	if want := []string{"a", "a", "a"}; !slices.Equal(answered, want) {
+		t.Fatalf("answered %q, want %q (the first state, the first after the node was gone, a hello)", answered, want)
+	}
+}
