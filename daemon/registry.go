@@ -19,7 +19,10 @@ type registryBlobs struct {
 	cs *content.Store
 }
 
-var _ registry.BlobStore = registryBlobs{}
+var (
+	_ registry.BlobStore    = registryBlobs{}
+	_ registry.FileIngester = registryBlobs{}
+)
 
 // storeErr maps the content store's errors onto the registry's.
 func storeErr(d digest.Digest, err error) error {
@@ -55,6 +58,18 @@ func (b registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekClos
 		return nil, 0, storeErr(d, err)
 	}
 	return f, fi.Size(), nil
+}
+
+// IngestFile implements registry.FileIngester: the content store adopts the
+// upload session's file (hashed, synced, renamed) instead of copying it.
+func (b registryBlobs) IngestFile(_ context.Context, d digest.Digest, size int64, path string) error {
+	if d.Algorithm() != digest.SHA256 {
+		return storeErr(d, content.ErrInvalidDigest)
+	}
+	if err := b.cs.Adopt(path, d, size); err != nil {
+		return storeErr(d, err)
+	}
+	return nil
 }
 
 // Ingest implements registry.BlobStore: the content store hashes while it

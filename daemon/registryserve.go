@@ -453,6 +453,12 @@ func (b fetchingBlobs) Ingest(ctx context.Context, d digest.Digest, size int64, 
 	return b.cr.blobs.Ingest(ctx, d, size, r)
 }
 
+// IngestFile implements registry.FileIngester: a finished upload session's
+// file moves into this manager's blobs.
+func (b fetchingBlobs) IngestFile(ctx context.Context, d digest.Digest, size int64, path string) error {
+	return b.cr.blobs.IngestFile(ctx, d, size, path)
+}
+
 // registry is where the cluster registry keeps its blobs and upload
 // sessions; it goes with the rest of the swarm state on leave.
 func (f swarmFiles) registry() string { return filepath.Join(f.dir, "registry") }
