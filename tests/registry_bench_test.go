@@ -235,16 +235,26 @@ func benchBigLayout(b testing.TB, dir, tag string, layers int, total int64) int6
 		diffIDs = append(diffIDs, "sha256:"+hex.EncodeToString(diffHash.Sum(nil)))
 		descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": counted.n})
 	}
+	ociImageLayout(b, dir, tag, put, descs, diffIDs, "/blob0")
+	return sum
+}
+
+// ociImageLayout writes the config (running cmd) and manifest of an image
+// of layers (descriptors; diffIDs their uncompressed digests) with put,
+// and the layout's index.json naming the manifest tag; it returns the
+// manifest's digest.
+func ociImageLayout(t testing.TB, dir, tag string, put func([]byte) digest.Digest, layers []any, diffIDs []string, cmd string) digest.Digest {
+	t.Helper()
 	cfg, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Cmd": []string{"/blob0"}},
+		"config": map[string]any{"Cmd": []string{cmd}},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})
 	cfgD := put(cfg)
 	man, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
 		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfgD, "size": len(cfg)},
-		"layers": descs,
+		"layers": layers,
 	})
 	manD := put(man)
 	idx, _ := json.Marshal(map[string]any{
@@ -254,8 +264,8 @@ func benchBigLayout(b testing.TB, dir, tag string, layers int, total int64) int6
 			"annotations": map[string]string{"org.opencontainers.image.ref.name": tag},
 		}},
 	})
-	writeFiles(b, dir, map[string][]byte{"index.json": idx, "oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`)})
-	return sum
+	writeFiles(t, dir, map[string][]byte{"index.json": idx, "oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`)})
+	return manD
 }
 
 // countWriter counts the bytes written through it.
