@@ -146,14 +146,20 @@ func benchEnvInt(b testing.TB, name string, def int) int {
 	return n
 }
 
-// benchLinkMTU is the MTU of link dev in h's namespace.
+// benchLinkMTU is the MTU of link dev in h's namespace. It asks netlink
+// (ip link): /sys under nsenter --net is still the machine's namespace's.
 func benchLinkMTU(b testing.TB, h *harness.Host, dev string) int {
-	r := h.Exec("cat", "/sys/class/net/"+dev+"/mtu")
-	mtu, err := strconv.Atoi(strings.TrimSpace(r.Stdout))
-	if r.Code != 0 || err != nil {
-		b.Fatalf("mtu of %s on %s: %s", dev, h.Name, r)
+	r := h.Exec("ip", "-o", "link", "show", "dev", dev)
+	f := strings.Fields(r.Stdout)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "mtu" {
+			if mtu, err := strconv.Atoi(f[i+1]); err == nil {
+				return mtu
+			}
+		}
 	}
-	return mtu
+	b.Fatalf("no mtu of %s on %s: %s", dev, h.Name, r)
+	return 0
 }
 
 // benchOverlayTask waits for svc's running task container on h and returns
