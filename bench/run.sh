@@ -5,18 +5,20 @@
 #
 # usage: bench/run.sh path/to/shoal [SECTION...]
 #   SECTION: lifecycle (run/anchor medians), cpu (CPU time per container start),
-#   parallel (100 x run -d), rss, import, scheduler, scale, swarm, cluster; none
-#   given means all, in that order.
+#   parallel (100 x run -d), rss, import, scheduler, scale, swarm, cluster,
+#   overlay (issue 7's data path: tests/overlay_bench_test.go), registry
+#   (issue 8's push/pull: tests/registry_bench_test.go); none given means all,
+#   in that order.
 #   BENCH_N (50) runs per median; BENCH_PARALLEL (100) containers started at once;
 #   BENCH_DIR, BENCH_BRIDGE, BENCH_CGROUP, BENCH_BIP name what it makes (so that
 #   two runs on one machine do not collide).
 set -euo pipefail
 BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
 shift
-SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm cluster} "
+SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm cluster overlay registry} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 for s in $SECTIONS; do
-  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | cluster) ;;
+  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | cluster | overlay | registry) ;;
   *) echo "run.sh: unknown section $s" >&2; exit 2 ;; esac
 done
 N=${BENCH_N:-50}
@@ -217,4 +219,31 @@ if want cluster; then
     exit 1
   fi
   sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
+fi
+
+# Go benchmarks on test hosts (tests/*_bench_test.go) whose names match $2,
+# for section $1: their result lines (bench_lines) go to stdout; on failure,
+# the end of their output too.
+go_bench() {
+  local out=$DIR/$1-bench.txt
+  if ! SHOAL_BIN=$(readlink -f "$BIN") go test -run '^$' -bench "$2" -benchtime 1x -timeout 30m ./tests/ >"$out" 2>&1; then
+    bench_lines "$1" "$out"
+    echo "$1 benchmarks FAILED; the end of their output:" >&2
+    tail -n 80 "$out" >&2
+    exit 1
+  fi
+  bench_lines "$1" "$out"
+}
+# The lines of section $1 in file $2, without the "BenchmarkX-N <tab>" that
+# go test may put before a benchmark's first line.
+bench_lines() { sed -n "s/^\(Benchmark[^\t]*\t\)\{0,1\}\(\(== \)\{0,1\}$1 .*\)\$/\2/p" "$2"; }
+
+if want overlay; then
+  echo "== overlay data path on test hosts (tests/overlay_bench_test.go; iperf3, TCP ping-pong; ratios vs a kernel VXLAN pair)"
+  go_bench overlay '^BenchmarkOverlay'
+fi
+
+if want registry; then
+  echo "== registry push/pull on test hosts (tests/registry_bench_test.go; beside docker-registry and skopeo)"
+  go_bench registry '^BenchmarkRegistry'
 fi

@@ -27,8 +27,9 @@ type registryBlobs struct {
 }
 
 var (
-	_ registry.BlobStore = (*registryBlobs)(nil)
-	_ registry.Sweeper   = (*registryBlobs)(nil)
+	_ registry.BlobStore    = (*registryBlobs)(nil)
+	_ registry.Sweeper      = (*registryBlobs)(nil)
+	_ registry.FileIngester = (*registryBlobs)(nil)
 )
 
 // storeErr maps the content store's errors onto the registry's.
@@ -71,6 +72,20 @@ func (b *registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekClo
 		return nil, 0, storeErr(d, err)
 	}
 	return f, fi.Size(), nil
+}
+
+// IngestFile implements registry.FileIngester: the content store adopts the
+// upload session's file (hashed, synced, renamed) instead of copying it.
+func (b *registryBlobs) IngestFile(_ context.Context, d digest.Digest, size int64, path string) error {
+	if d.Algorithm() != digest.SHA256 {
+		return storeErr(d, content.ErrInvalidDigest)
+	}
+	b.gc.RLock()
+	defer b.gc.RUnlock()
+	if err := b.cs.Adopt(path, d, size); err != nil {
+		return storeErr(d, err)
+	}
+	return nil
 }
 
 // Ingest implements registry.BlobStore: the content store hashes while it

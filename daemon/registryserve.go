@@ -502,6 +502,12 @@ func (b fetchingBlobs) Sweep(ctx context.Context, keep func(digest.Digest) bool,
 	return b.cr.blobs.Sweep(ctx, keep, cutoff)
 }
 
+// IngestFile implements registry.FileIngester: a finished upload session's
+// file moves into this manager's blobs.
+func (b fetchingBlobs) IngestFile(ctx context.Context, d digest.Digest, size int64, path string) error {
+	return b.cr.blobs.IngestFile(ctx, d, size, path)
+}
+
 // registry is where the cluster registry keeps its blobs and upload
 // sessions; it goes with the rest of the swarm state on leave.
 func (f swarmFiles) registry() string { return filepath.Join(f.dir, "registry") }

@@ -188,7 +188,7 @@ func registryUp(h *harness.Host) bool {
 	return err == nil
 }
 
-func writeFiles(t *testing.T, dir string, files map[string][]byte) {
+func writeFiles(t testing.TB, dir string, files map[string][]byte) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -253,27 +253,9 @@ func makeOCILayout(t *testing.T, dir, tag string) string {
 	zw.Write(tb.Bytes())
 	zw.Close()
 	layer := put(gz.Bytes())
-	cfg, _ := json.Marshal(map[string]any{
-		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Cmd": []string{"/hello"}},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digest.FromBytes(tb.Bytes()).String()}},
-	})
-	cfgD := put(cfg)
-	man, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfgD, "size": len(cfg)},
-		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.Len()}},
-	})
-	manD := put(man)
-	idx, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"manifests": []any{map[string]any{
-			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manD, "size": len(man),
-			"annotations": map[string]string{"org.opencontainers.image.ref.name": tag},
-		}},
-	})
-	writeFiles(t, dir, map[string][]byte{"index.json": idx, "oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`)})
-	return manD.String()
+	return ociImageLayout(t, dir, tag, put,
+		[]any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.Len()}},
+		[]string{digest.FromBytes(tb.Bytes()).String()}, "/hello").String()
 }
 
 // layoutManifest is the digest of the one manifest of the layout at dir.

@@ -33,7 +33,7 @@ type registry struct {
 }
 
 // freePort picks a free TCP port on 127.0.0.1.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,7 +58,7 @@ func startRegistryOn(t *testing.T, host string, users map[string]string) *regist
 
 // startRegistryIn is startRegistryOn inside test host h's network
 // namespace (h nil: the machine's).
-func startRegistryIn(t *testing.T, h *harness.Host, host string, users map[string]string) *registry {
+func startRegistryIn(t testing.TB, h *harness.Host, host string, users map[string]string) *registry {
 	t.Helper()
 	bin := "/usr/bin/docker-registry"
 	if _, err := os.Stat(bin); err != nil {

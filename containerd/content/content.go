@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -180,6 +181,57 @@ func (s *Store) Put(r io.Reader, expected digest.Digest) (digest.Digest, int64, 
 	}
 	d, err := w.Commit(expected)
 	return d, w.Size(), err
+}
+
+// Adopt makes the file at path, on the store's file system, blob expected:
+// it is read once to check that it is size bytes (size >= 0) hashing to
+// expected, synced, and renamed into place, so a caller that already holds
+// the whole blob in a file (a registry upload session) does not write it a
+// second time. On any error nothing is stored and the file stays where it
+// was; a file on another file system is copied in (Put) and left there.
+func (s *Store) Adopt(path string, expected digest.Digest, size int64) error {
+	if err := validate(expected); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("content: adopt: %w", err)
+	}
+	defer f.Close()
+	h := digest.SHA256.Digester()
+	n, err := io.Copy(h.Hash(), f)
+	if err != nil {
+		return fmt.Errorf("content: adopt %s: %w", path, err)
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("%w: got %d bytes, want %d", ErrDigestMismatch, n, size)
+	}
+	if d := h.Digest(); d != expected {
+		return fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, d, expected)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("content: sync %s: %w", expected, err)
+	}
+	// Blobs are read-only once committed.
+	if err := f.Chmod(0o444); err != nil {
+		return fmt.Errorf("content: adopt %s: %w", expected, err)
+	}
+	err = os.Rename(path, filepath.Join(s.blobDir(), expected.Encoded()))
+	if errors.Is(err, syscall.EXDEV) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("content: adopt %s: %w", expected, err)
+		}
+		_, _, err = s.Put(f, expected)
+		return err
+	}
+	if err != nil {
+		f.Chmod(0o600)
+		return fmt.Errorf("content: adopt %s: %w", expected, err)
+	}
+	if err := atomicfile.SyncDir(s.blobDir()); err != nil {
+		return fmt.Errorf("content: adopt %s: %w", expected, err)
+	}
+	return nil
 }
 
 // Writer starts a new blob. Write the bytes, then Commit; Close without

@@ -107,3 +107,69 @@ func TestConcurrentSameBlob(t *testing.T) {
 		t.Fatalf("blob: %d bytes, %v", len(b), err)
 	}
 }
+
+// TestAdopt: a file on the store's file system becomes the blob by a rename
+// (its inode is the blob's: no second copy of the bytes), read-only; a
+// wrong digest, a wrong size or a bad digest stores nothing and leaves the
+// file in place.
+func TestAdopt(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("an upload session's bytes")
+	want := digest.FromBytes(data)
+	src := filepath.Join(root, "session")
+	write := func() {
+		if err := os.WriteFile(src, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blobPath := filepath.Join(root, "blobs", "sha256", want.Encoded())
+	for _, tc := range []struct {
+		d    digest.Digest
+		size int64
+		is   error
+	}{
+		{digest.FromString("other"), int64(len(data)), ErrDigestMismatch},
+		{want, int64(len(data)) + 1, ErrDigestMismatch},
+		{"sha256:../../etc/passwd", -1, ErrInvalidDigest},
+	} {
+		write()
+		if err := s.Adopt(src, tc.d, tc.size); !errors.Is(err, tc.is) {
+			t.Fatalf("Adopt(%s, %d): %v, want %v", tc.d, tc.size, err, tc.is)
+		}
+		if _, err := os.Stat(src); err != nil {
+			t.Fatalf("a refused Adopt(%s, %d) took the file: %v", tc.d, tc.size, err)
+		}
+		if blobs, _ := os.ReadDir(filepath.Join(root, "blobs", "sha256")); len(blobs) != 0 {
+			t.Fatalf("a refused Adopt(%s, %d) stored %d blobs", tc.d, tc.size, len(blobs))
+		}
+	}
+	write()
+	before, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Adopt(src, want, int64(len(data))); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	after, err := os.Stat(blobPath)
+	if err != nil {
+		t.Fatalf("blob not at its path: %v", err)
+	}
+	if !os.SameFile(before, after) {
+		t.Fatal("the blob is a copy, not the adopted file")
+	}
+	if after.Mode().Perm() != 0o444 {
+		t.Fatalf("blob mode %v, want read-only", after.Mode())
+	}
+	if _, err := os.Stat(src); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the adopted file is still at its old path: %v", err)
+	}
+	got, err := s.ReadAll(want)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("ReadAll: %q %v", got, err)
+	}
+}

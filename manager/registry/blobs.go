@@ -424,8 +424,16 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, rt route, u *up
 			return aerr
 		}
 	}
-	// Only the session's whole chunks: never what lies past them.
-	err := h.cfg.Blobs.Ingest(r.Context(), d, u.size, io.NewSectionReader(u.file, 0, u.size))
+	// Only the session's whole chunks: never what lies past them. A store
+	// that can take the session's file gets it moved, not copied, when the
+	// file holds exactly those chunks.
+	var err error
+	fi, moving := h.cfg.Blobs.(FileIngester)
+	if st, serr := u.file.Stat(); moving && serr == nil && st.Size() == u.size {
+		err = fi.IngestFile(r.Context(), d, u.size, u.file.Name())
+	} else {
+		err = h.cfg.Blobs.Ingest(r.Context(), d, u.size, io.NewSectionReader(u.file, 0, u.size))
+	}
 	// The session ends either way: its content is what it is, and a digest
 	// that does not match it will not match on a retry.
 	h.end(u)

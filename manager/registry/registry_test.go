@@ -452,3 +452,48 @@ func testConcurrentPushes(t *testing.T, tags TagStore) {
 		}
 	}
 }
+
+// TestFinishedUploadIsMoved: a blob pushed in chunks is stored by moving the
+// session's file (the blob is the same inode), not by writing its bytes a
+// second time; a finish with a wrong digest stores nothing and ends the
+// session, its file gone.
+func TestFinishedUploadIsMoved(t *testing.T) {
+	tr := newTestRegistry(t, Config{})
+	content := strings.Repeat("chunk", 1000)
+	d := digest.FromString(content)
+	loc := tr.startSession("moved")
+	expect(t, tr.do("PATCH", loc, content, "Content-Type", "application/octet-stream"), http.StatusAccepted, "")
+	sessions, err := os.ReadDir(filepath.Join(tr.dir, "uploads"))
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("upload sessions: %v %v", sessions, err)
+	}
+	session, err := os.Stat(filepath.Join(tr.dir, "uploads", sessions[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	expect(t, tr.do("PUT", loc+sep+"digest="+d.String(), ""), http.StatusCreated, "")
+	blob, err := os.Stat(filepath.Join(tr.dir, "blobs", "sha256", d.Encoded()))
+	if err != nil {
+		t.Fatalf("blob not stored: %v", err)
+	}
+	if !os.SameFile(session, blob) {
+		t.Fatal("the blob is a copy of the session's file, not the file itself")
+	}
+	if left, _ := os.ReadDir(filepath.Join(tr.dir, "uploads")); len(left) != 0 {
+		t.Fatalf("upload files left: %v", left)
+	}
+
+	loc = tr.startSession("moved")
+	expect(t, tr.do("PATCH", loc, "other bytes", "Content-Type", "application/octet-stream"), http.StatusAccepted, "")
+	expect(t, tr.do("PUT", loc+sep+"digest="+digest.FromString("not these").String(), ""), http.StatusBadRequest, "DIGEST_INVALID")
+	if _, err := os.Stat(filepath.Join(tr.dir, "blobs", "sha256", digest.FromString("other bytes").Encoded())); err == nil {
+		t.Fatal("a blob of a refused finish was stored")
+	}
+	if left, _ := os.ReadDir(filepath.Join(tr.dir, "uploads")); len(left) != 0 {
+		t.Fatalf("the refused session's file is left: %v", left)
+	}
+}
