@@ -224,17 +224,22 @@ func (d *Discovery) Remove(id string) {
 	}
 }
 
-// setServing records whether attached task id is served and reports
-// whether that changed; a task that is not attached is never served.
-func (d *Discovery) setServing(id string, on bool) bool {
+// servingChanges reports whether attached task id is not yet served as
+// on says; a task that is not attached is never served.
+func (d *Discovery) servingChanges(id string, on bool) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t := d.tasks[id]
-	if t == nil || t.serving == on {
-		return false
+	return t != nil && t.serving != on
+}
+
+// setServing records whether attached task id is served.
+func (d *Discovery) setServing(id string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t := d.tasks[id]; t != nil {
+		t.serving = on
 	}
-	t.serving = on
-	return true
 }
 
 // ServingNetwork is a Network that serves tasks in service discovery (DNS

@@ -193,7 +193,7 @@ func hostPorts(t *api.Task) bool {
 // again with on as their Serving flag, if the task is attached and the
 // flag changes.
 func (o *OverlayNetwork) Serve(ctx context.Context, t *api.Task, on bool) error {
-	if o.Discovery == nil || !o.Discovery.setServing(t.GetId(), on) {
+	if o.Discovery == nil || !o.Discovery.servingChanges(t.GetId(), on) {
 		return nil
 	}
 	atts, err := o.attachments(t)
@@ -207,6 +207,9 @@ func (o *OverlayNetwork) Serve(ctx context.Context, t *api.Task, on bool) error 
 			return fmt.Errorf("serve task %s: %w", t.GetId(), err)
 		}
 	}
+	// Recorded only once announced: a failed announce is tried again at
+	// the runner's next step instead of being taken as done.
+	o.Discovery.setServing(t.GetId(), on)
 	return nil
 }
 

@@ -178,6 +178,10 @@ type table struct {
 	answer func(node string)
 }
 
+// pushPullInterval is how often a member exchanges its full state with a
+// random other.
+const pushPullInterval = 5 * time.Second
+
 // Start creates the memberlist member and the goroutines owning the table;
 // they stop when ctx ends (call Leave first for a graceful exit).
 func Start(ctx context.Context, cfg Config) (*Peers, error) {
@@ -219,6 +223,14 @@ func Start(ctx context.Context, cfg Config) (*Peers, error) {
 		mc = memberlist.DefaultLocalConfig()
 	}
 	mc.Name = cfg.NodeName
+	// The push-pull is the anti-entropy under the per-change messages: a
+	// state message lost (a send that failed, a full queue) is made good
+	// at the next one with that node. memberlist's LAN default of 30 s let
+	// a new task stay out of another node's VIP for longer than that
+	// (TestClusterDiscovery, 2 of 7 runs); the full state of a node is its
+	// own endpoints, small enough to exchange every few seconds (memberlist
+	// stretches the interval for clusters over 32 nodes).
+	mc.PushPullInterval = pushPullInterval
 	mc.BindAddr = cfg.BindAddr.String()
 	mc.BindPort = cfg.Port
 	mc.AdvertiseAddr = cfg.BindAddr.String()
@@ -404,7 +416,7 @@ func (p *Peers) sender(ctx context.Context) {
 		select {
 		case s := <-p.sends:
 			if err := p.ml.SendReliable(s.node, s.msg); err != nil {
-				p.logger.Printf("[DEBUG] send state to %s: %v", s.node.Name, err)
+				p.logger.Printf("[WARN] send state to %s (it catches up at a push-pull): %v", s.node.Name, err)
 			}
 		case <-ctx.Done():
 			return
