@@ -113,6 +113,10 @@ func clusterNetworkSpec(req network.CreateRequest) (*api.NetworkSpec, error) {
 		return nil, badRequest("network %s: IPv4 cannot be disabled on overlay networks", name)
 	case req.Ingress:
 		return nil, badRequest("network %s: ingress networks are not supported yet", name)
+	case req.Attachable:
+		// Stored and ignored would break the rule that an accepted option
+		// is applied: plain containers cannot join overlays yet.
+		return nil, badRequest("network %s: --attachable is not supported yet (run --network cannot join an overlay network)", name)
 	case req.ConfigOnly || req.ConfigFrom != nil:
 		return nil, badRequest("network %s: config-only networks are not supported", name)
 	}
@@ -120,7 +124,6 @@ func clusterNetworkSpec(req network.CreateRequest) (*api.NetworkSpec, error) {
 		Annotations:  &api.Annotations{Name: name, Labels: req.Labels},
 		DriverConfig: &api.Driver{Name: allocator.DriverOverlay, Options: req.Options},
 		Internal:     req.Internal,
-		Attachable:   req.Attachable,
 	}
 	if ipam := req.IPAM; ipam != nil {
 		if ipam.Driver != "" && ipam.Driver != "default" {

@@ -25,6 +25,7 @@ func TestClusterNetworkSpec(t *testing.T) {
 		{network.CreateRequest{Name: "n", EnableIPv6: &yes}, "IPv6 is not supported"},
 		{network.CreateRequest{Name: "n", EnableIPv4: &no}, "IPv4 cannot be disabled"},
 		{network.CreateRequest{Name: "n", Ingress: true}, "ingress networks are not supported"},
+		{network.CreateRequest{Name: "n", Attachable: true}, "--attachable is not supported yet"},
 		{network.CreateRequest{Name: "n", ConfigOnly: true}, "config-only"},
 		{network.CreateRequest{Name: "n", IPAM: &network.IPAM{Driver: "dhcp"}}, `IPAM driver "dhcp" is not supported`},
 		{network.CreateRequest{Name: "n", IPAM: &network.IPAM{Options: map[string]string{"a": "b"}}}, "IPAM options are not supported"},
@@ -38,10 +39,10 @@ func TestClusterNetworkSpec(t *testing.T) {
 			t.Errorf("%+v: got %v, want %q", c.req, err, c.want)
 		}
 	}
-	spec, err := clusterNetworkSpec(network.CreateRequest{Name: "app", Driver: "overlay", Attachable: true, Internal: true,
+	spec, err := clusterNetworkSpec(network.CreateRequest{Name: "app", Driver: "overlay", Internal: true,
 		Labels: map[string]string{"a": "b"}, Options: map[string]string{"encrypted": ""},
 		IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: sub, Gateway: netip.MustParseAddr("198.18.4.254")}}}})
-	if err != nil || !spec.GetAttachable() || !spec.GetInternal() || spec.GetAnnotations().GetLabels()["a"] != "b" ||
+	if err != nil || !spec.GetInternal() || spec.GetAnnotations().GetLabels()["a"] != "b" ||
 		spec.GetIpam().GetConfigs()[0].GetSubnet() != "198.18.4.0/24" || spec.GetIpam().GetConfigs()[0].GetGateway() != "198.18.4.254" {
 		t.Fatalf("spec: %v %v", spec, err)
 	}

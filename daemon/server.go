@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func (d *Daemon) handler() http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p) // the handler cut a stream on purpose
 				}
-				slog.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+				slog.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
 				writeError(w, fmt.Errorf("internal server error: %v", p))
 			}
 			slog.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "took", time.Since(start))

@@ -33,13 +33,14 @@ func TestClusterNetworks(t *testing.T) {
 	}
 
 	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--opt", "encrypted", "secret"), "encrypted overlay networks are not supported yet")
-	r = docker("network", "create", "-d", "overlay", "--attachable", "--label", "team=web", "app")
+	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--attachable", "app"), "--attachable is not supported yet")
+	r = docker("network", "create", "-d", "overlay", "--label", "team=web", "app")
 	if r.Code != 0 || len(strings.TrimSpace(r.Stdout)) < 12 {
 		t.Fatalf("network create: %s", r)
 	}
 	id := strings.TrimSpace(r.Stdout)
 	const format = `{{.Id}} {{.Scope}} {{.Driver}} {{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}} {{index .Options "com.docker.network.driver.overlay.vxlanid_list"}} {{.Attachable}} {{.Labels.team}}`
-	if r := docker("network", "inspect", "--format", format, "app"); r.Code != 0 || strings.TrimSpace(r.Stdout) != id+" swarm overlay 198.19.252.0/24 198.19.252.1 4096 true web" {
+	if r := docker("network", "inspect", "--format", format, "app"); r.Code != 0 || strings.TrimSpace(r.Stdout) != id+" swarm overlay 198.19.252.0/24 198.19.252.1 4096 false web" {
 		t.Fatalf("network inspect: %s", r)
 	}
 	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--subnet", "198.19.252.128/25", "clash"),
