@@ -438,7 +438,12 @@ func (t *table) announce(e Endpoint) {
 }
 
 func (t *table) withdraw(e Endpoint) {
-	if _, ok := t.local[e.key()]; !ok {
+	cur, ok := t.local[e.key()]
+	// The address may be another task's by now: the allocator frees a
+	// task's address once the task has ended in the store, which can be
+	// before its node has torn it down, and gives it to a new task, here
+	// too. Only the task that announced it withdraws it.
+	if !ok || (e.Task.Name != "" && cur.Task.Name != "" && cur.Task.Name != e.Task.Name) {
 		return
 	}
 	delete(t.local, e.key())

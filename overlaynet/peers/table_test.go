@@ -139,3 +139,19 @@ func TestTableAnswersNewcomers(t *testing.T) {
 		t.Fatalf("answered %q, want %q (the first state, the first after the node was gone, a hello)", answered, want)
 	}
 }
+
+// TestTableWithdrawOnlyOwnTask: an address freed by an ended task and given
+// to a new task on the same node before the old one's teardown: the late
+// withdrawal of the old task leaves the new task's endpoint announced (its
+// own withdrawal is TestGossipAcrossHosts's, with a gossip member).
+func TestTableWithdrawOnlyOwnTask(t *testing.T) {
+	tb := newTable(&recorder{})
+	ip := net.ParseIP("198.19.0.9")
+	old := Endpoint{VNI: 4096, IP: ip, Task: TaskInfo{Name: "hc.1.aaa"}}
+	young := Endpoint{VNI: 4096, IP: ip, Task: TaskInfo{Name: "web.3.bbb", Serving: true}}
+	tb.local[young.key()] = young
+	tb.withdraw(old)
+	if got, ok := tb.local[young.key()]; !ok || got.Task.Name != "web.3.bbb" {
+		t.Fatalf("the old task's withdrawal removed the new task's endpoint: %v %v", got, ok)
+	}
+}

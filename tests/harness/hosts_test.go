@@ -173,7 +173,14 @@ func TestHostsCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		go sleeper.Wait()
-		before := h2.processes()
+		// The sleeper is in the namespace only once nsenter has entered it
+		// and exec'd: until then it is a child of ours in the root one.
+		var before []int
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if before = h2.processes(); len(before) >= 4 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if len(before) < 4 { // daemon, shim, container, sleeper
 			t.Fatalf("host %s processes before KillAll: %v", h2.Name, before)
 		}
