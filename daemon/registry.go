@@ -15,14 +15,15 @@ import (
 	"github.com/shoal-project/shoal/manager/registry"
 )
 
-// registryBlobs fills the cluster registry's BlobStore with the engine's
-// content store, so a pushed layer is the same file a pull or an import
-// would have stored.
+// registryBlobs fills the cluster registry's BlobStore with a content store
+// of the engine's kind (its own, under <data-root>/swarm/registry: the image
+// store's collection would delete what no local image uses), so blobs are
+// verified and stored as a pull stores them.
 type registryBlobs struct {
 	cs *content.Store
 
 	// gc orders garbage collection's removals (writers) with ingests and
-	// reads: a blob written or read after the sweep looked at it stays.
+	// Touch: a blob written or touched after the sweep looked at it stays.
 	gc sync.RWMutex
 }
 
@@ -56,12 +57,6 @@ func (b *registryBlobs) Stat(_ context.Context, d digest.Digest) (int64, error) 
 
 // Open implements registry.BlobStore.
 func (b *registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
-	b.gc.RLock()
-	defer b.gc.RUnlock()
-	if p, err := b.cs.Path(d); err == nil {
-		now := time.Now()
-		_ = os.Chtimes(p, now, now) // read now: not garbage yet
-	}
 	f, err := b.cs.Open(d)
 	if err != nil {
 		return nil, 0, storeErr(d, err)
@@ -72,6 +67,19 @@ func (b *registryBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekClo
 		return nil, 0, storeErr(d, err)
 	}
 	return f, fi.Size(), nil
+}
+
+// Touch marks blob d as just used, so that garbage collection leaves it for
+// another grace period: another manager's copy check calls it, since that
+// manager then skips the copy of a blob this one may hold unreferenced
+// (its replica not yet showing the push's links). Ordered with the sweep.
+func (b *registryBlobs) Touch(d digest.Digest) {
+	b.gc.RLock()
+	defer b.gc.RUnlock()
+	if p, err := b.cs.Path(d); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(p, now, now) // a missing blob is the copy's to send
+	}
 }
 
 // IngestFile implements registry.FileIngester: the content store adopts the

@@ -329,7 +329,9 @@ func (cr *clusterRegistry) serveBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodHead, http.MethodGet:
-		// The local store only: a copy never fans out further.
+		// The local store only: a copy never fans out further. The blob
+		// is in use from now on, whatever this replica says yet.
+		cr.blobs.Touch(d)
 		f, size, err := cr.blobs.Open(r.Context(), d)
 		if err != nil {
 			http.Error(w, err.Error(), blobStatus(err))

@@ -116,6 +116,11 @@ func TestClusterPublishHost(t *testing.T) {
 	if !pollUntil(10*time.Second, func() bool { _, err = getBody(client, "http://"+wrk.IP+":8081/cgi-bin/ip"); return err != nil }) {
 		t.Fatal("after --publish-rm the old port still answers")
 	}
+	// The docker CLI sees the ports as it would on Docker Swarm.
+	const ports = `{{range .Endpoint.Ports}}{{.PublishedPort}}:{{.TargetPort}}/{{.Protocol}} {{.PublishMode}}{{end}}`
+	if r := dockerCLI(t, mgr.Daemon)("service", "inspect", "--format", ports, "web"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "8082:80/tcp host" {
+		t.Fatalf("docker service inspect of the ports: %s", r)
+	}
 
 	mgr.Daemon.Must("service", "rm", "web")
 	if !pollUntil(30*time.Second, func() bool {

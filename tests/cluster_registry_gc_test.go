@@ -29,19 +29,13 @@ func TestClusterRegistryGC(t *testing.T) {
 	userCerts := filepath.Join(dir, "user")
 	writeFiles(t, userCerts, map[string][]byte{"ca.crt": []byte(must(t, m1, "swarm", "ca"))})
 	creds := "anyone:" + token
-	skopeo := func(h *harness.Host, args ...string) {
-		t.Helper()
-		if r := h.Exec(append([]string{"skopeo", "--command-timeout", "50s"}, args...)...); r.Code != 0 {
-			t.Fatalf("skopeo %s on %s: %s", strings.Join(args, " "), h.Name, r)
-		}
-	}
 	ref := func(h *harness.Host, tag string) string { return "docker://" + h.IP + ":5000/test/gc:" + tag }
 	waitFor(t, "manager 1's registry", func() bool { return registryUp(m1) })
 	layouts := map[string]string{}
 	for _, tag := range []string{"gone", "kept"} {
 		layouts[tag] = filepath.Join(dir, tag)
 		makeOCILayout(t, layouts[tag], tag)
-		skopeo(m1, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layouts[tag]+":"+tag, ref(m1, tag))
+		mustSkopeo(t, m1, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layouts[tag]+":"+tag, ref(m1, tag))
 	}
 	blobs := func(tag string) []digest.Digest {
 		ents, err := os.ReadDir(filepath.Join(layouts[tag], "blobs", "sha256"))
@@ -67,7 +61,7 @@ func TestClusterRegistryGC(t *testing.T) {
 			}
 		}
 	}
-	skopeo(m1, "delete", "--creds", creds, "--cert-dir", userCerts, ref(m1, "gone"))
+	mustSkopeo(t, m1, "delete", "--creds", creds, "--cert-dir", userCerts, ref(m1, "gone"))
 	// The grace period runs twice: once for the link, once for the
 	// dropped link; 20 s allows for a loaded machine.
 	deadline := time.Now().Add(25 * time.Second)
@@ -87,7 +81,7 @@ func TestClusterRegistryGC(t *testing.T) {
 		}
 	}
 	out := filepath.Join(dir, "out")
-	skopeo(m2, "copy", "--preserve-digests", "--src-creds", creds, "--src-cert-dir", userCerts, ref(m2, "kept"), "oci:"+out+":kept")
+	mustSkopeo(t, m2, "copy", "--preserve-digests", "--src-creds", creds, "--src-cert-dir", userCerts, ref(m2, "kept"), "oci:"+out+":kept")
 	if got, want := layoutManifest(t, out), layoutManifest(t, layouts["kept"]); got != want {
 		t.Fatalf("copied out manifest %s, pushed %s", got, want)
 	}

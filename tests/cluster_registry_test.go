@@ -48,26 +48,17 @@ func TestClusterRegistry(t *testing.T) {
 	want := makeOCILayout(t, layout, "v1")
 	creds := "anyone:" + token
 
-	skopeo := func(h *harness.Host, args ...string) harness.Result {
-		return h.Exec(append([]string{"skopeo", "--command-timeout", "50s"}, args...)...)
-	}
-	mustSkopeo := func(h *harness.Host, args ...string) {
-		t.Helper()
-		if r := skopeo(h, args...); r.Code != 0 {
-			t.Fatalf("skopeo %s on %s: %s", strings.Join(args, " "), h.Name, r)
-		}
-	}
 	ref := func(h *harness.Host, tag string) string { return "docker://" + h.IP + ":5000/test/hello:" + tag }
 	// The registry starts with the manager role; the push waits for it.
 	waitFor(t, "manager 1's registry", func() bool { return registryUp(m1) })
-	mustSkopeo(m1, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layout+":v1", ref(m1, "v1"))
+	mustSkopeo(t, m1, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layout+":v1", ref(m1, "v1"))
 	// Through a follower: the manifest PUT goes to the leader.
 	leader := c.leader(t, m1)
 	follower := m3
 	if leader == m3 {
 		follower = m2
 	}
-	mustSkopeo(follower, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layout+":v1", ref(follower, "v2"))
+	mustSkopeo(t, follower, "copy", "--preserve-digests", "--dest-creds", creds, "--dest-cert-dir", userCerts, "oci:"+layout+":v1", ref(follower, "v2"))
 
 	m1.KillAll()
 	for _, tag := range []string{"v1", "v2"} {
@@ -133,7 +124,7 @@ func TestClusterRegistry(t *testing.T) {
 	certPEM, keyPEM := splitPEM(t, filepath.Join(w.Daemon.Root, "swarm", "node.pem"))
 	writeFiles(t, nodeCerts, map[string][]byte{"ca.crt": []byte(caPEM), "client.cert": certPEM, "client.key": keyPEM})
 	out := filepath.Join(dir, "out-worker")
-	mustSkopeo(w, "copy", "--preserve-digests", "--src-no-creds", "--src-cert-dir", nodeCerts, ref(m2, "v1"), "oci:"+out+":v1")
+	mustSkopeo(t, w, "copy", "--preserve-digests", "--src-no-creds", "--src-cert-dir", nodeCerts, ref(m2, "v1"), "oci:"+out+":v1")
 	if got := layoutManifest(t, out); got != want {
 		t.Fatalf("the worker pulled manifest %s, pushed %s", got, want)
 	}
@@ -142,7 +133,7 @@ func TestClusterRegistry(t *testing.T) {
 	mustSettled(t, m2, "node", "promote", w.Name)
 	waitFor(t, "the promoted worker's registry", func() bool { return registryUp(w) })
 	out = filepath.Join(dir, "out-promoted")
-	mustSkopeo(m2, "copy", "--preserve-digests", "--src-creds", creds, "--src-cert-dir", userCerts, ref(w, "v1"), "oci:"+out+":v1")
+	mustSkopeo(t, m2, "copy", "--preserve-digests", "--src-creds", creds, "--src-cert-dir", userCerts, ref(w, "v1"), "oci:"+out+":v1")
 	if got := layoutManifest(t, out); got != want {
 		t.Fatalf("the promoted worker served manifest %s, pushed %s", got, want)
 	}
@@ -182,6 +173,19 @@ func TestClusterRegistry(t *testing.T) {
 		if resp.StatusCode != status {
 			t.Fatalf("after --rotate, GET /v2/ with the %s token: %s", map[bool]string{true: "new", false: "old"}[tok == rotated], resp.Status)
 		}
+	}
+}
+
+// skopeo runs Debian's skopeo on h, bounded.
+func skopeo(h *harness.Host, args ...string) harness.Result {
+	return h.Exec(append([]string{"skopeo", "--command-timeout", "50s"}, args...)...)
+}
+
+// mustSkopeo is skopeo that fails the test unless it exits 0.
+func mustSkopeo(t testing.TB, h *harness.Host, args ...string) {
+	t.Helper()
+	if r := skopeo(h, args...); r.Code != 0 {
+		t.Fatalf("skopeo %s on %s: %s", strings.Join(args, " "), h.Name, r)
 	}
 }
 

@@ -441,7 +441,7 @@ func BenchmarkOverlayStartToAnswer(b *testing.B) {
 	med := benchMedian(figs)
 	b.ReportMetric(med.Seconds(), "s-start-to-answer")
 	benchLine(fmt.Sprintf("overlay task start to answering from %d hosts", len(probers)), fmt.Sprintf("%.3f", med.Seconds()), "s",
-		fmt.Sprintf("median of %d (min %.3f, max %.3f); %d hosts; target < 1 s; load %s", starts, benchMin(figs).Seconds(), benchMax(figs).Seconds(), hosts, load))
+		fmt.Sprintf("median of %d (min %.3f, max %.3f); %d hosts; target < 1 s; load %s", starts, slices.Min(figs).Seconds(), slices.Max(figs).Seconds(), hosts, load))
 	benchLine("overlay service create to answering from every host", fmt.Sprintf("%.3f", benchMedian(fromCreate).Seconds()), "s",
 		"median; the line above plus scheduling, the image check and the container's start")
 }
@@ -472,6 +472,3 @@ func benchMedian(ds []time.Duration) time.Duration {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
-
-func benchMin(ds []time.Duration) time.Duration { return slices.Min(ds) }
-func benchMax(ds []time.Duration) time.Duration { return slices.Max(ds) }

@@ -18,9 +18,10 @@ const DefaultGCGrace = time.Hour
 // unreferenced.
 type Sweeper interface {
 	// Sweep deletes every blob that keep refuses and that was last written
-	// or read before cutoff, and returns how many and their bytes. The store
-	// orders removals with its ingests and reads, so a blob written or read
-	// after Sweep looked at it stays.
+	// (or marked used: another manager's copy check) before cutoff, and
+	// returns how many and their bytes. The store orders removals with its
+	// ingests and marks, so a blob written or marked after Sweep looked at
+	// it stays.
 	Sweep(ctx context.Context, keep func(digest.Digest) bool, cutoff time.Time) (int, int64, error)
 }
 
@@ -99,8 +100,8 @@ var ErrNotCollectable = errors.New("the registry's stores do not support garbage
 // CollectGarbage is one garbage collection. With mark set (the raft
 // leader's job: it writes the tag store) it first drops unneeded links
 // (Repository.Collect); then it deletes from this manager's blob store every
-// blob that no repository holds and that was last written or read more than
-// grace ago. A push racing with it either finds its links in place or gets
+// blob that no repository holds and that was last written (or marked used)
+// more than grace ago. A push racing with it either finds its links in place or gets
 // them back from Dropped, and its fresh blobs are younger than grace.
 func (h *Handler) CollectGarbage(ctx context.Context, now time.Time, mark bool) (GCStats, error) {
 	var st GCStats
