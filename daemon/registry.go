@@ -83,7 +83,8 @@ func (b *registryBlobs) Touch(d digest.Digest) {
 }
 
 // IngestFile implements registry.FileIngester: the content store adopts the
-// upload session's file (hashed, synced, renamed) instead of copying it.
+// upload session's file (synced and renamed; the handler hashed it) instead
+// of copying it.
 func (b *registryBlobs) IngestFile(_ context.Context, d digest.Digest, size int64, path string) error {
 	if d.Algorithm() != digest.SHA256 {
 		return storeErr(d, content.ErrInvalidDigest)

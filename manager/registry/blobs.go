@@ -2,9 +2,12 @@ package registry
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -22,9 +25,13 @@ type upload struct {
 	id   string
 	name string
 
-	mu      sync.Mutex // serialises requests of one session
-	file    *os.File
-	size    int64
+	mu   sync.Mutex // serialises requests of one session
+	file *os.File
+	size int64
+	// sum hashes the session's whole chunks as they arrive, so that the
+	// final PUT need not read the blob again (hashing 200 MB takes 0.3-0.7 s
+	// of CPU here, which came after the last byte had arrived).
+	sum     hash.Hash
 	touched time.Time
 	done    bool // finished or cancelled: the file is gone
 }
@@ -264,7 +271,7 @@ func (h *Handler) newUpload(name string) (*upload, *apiError) {
 	if err != nil {
 		return nil, internal(fmt.Errorf("upload file: %w", err))
 	}
-	u := &upload{id: id, name: name, file: f, touched: now}
+	u := &upload{id: id, name: name, file: f, touched: now, sum: sha256.New()}
 	h.uploads[id] = u
 	return u, nil
 }
@@ -380,12 +387,21 @@ func (h *Handler) appendChunk(w http.ResponseWriter, r *http.Request, u *upload)
 	if _, err := u.file.Seek(u.size, io.SeekStart); err != nil {
 		return internal(err)
 	}
-	n, err := io.Copy(u.file, body)
+	// The hash's state before the chunk, to cut a failed chunk off it too.
+	before, err := u.sum.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return internal(fmt.Errorf("upload %s: %w", u.id, err))
+	}
+	n, err := io.Copy(io.MultiWriter(u.file, u.sum), body)
 	if err == nil && want >= 0 && n != want {
 		err = fmt.Errorf("got %d bytes, Content-Length/Content-Range announced %d", n, want)
 	}
 	if err != nil {
-		if terr := u.file.Truncate(u.size); terr != nil {
+		terr := u.file.Truncate(u.size)
+		if terr == nil {
+			terr = u.sum.(encoding.BinaryUnmarshaler).UnmarshalBinary(before)
+		}
+		if terr != nil {
 			h.end(u)
 			return internal(fmt.Errorf("upload %s cannot be rolled back: %w", u.id, terr))
 		}
@@ -426,12 +442,16 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, rt route, u *up
 	}
 	// Only the session's whole chunks: never what lies past them. A store
 	// that can take the session's file gets it moved, not copied, when the
-	// file holds exactly those chunks.
+	// file holds exactly those chunks, which hash to d.
 	var err error
 	fi, moving := h.cfg.Blobs.(FileIngester)
-	if st, serr := u.file.Stat(); moving && serr == nil && st.Size() == u.size {
+	st, serr := u.file.Stat()
+	switch sum := digest.NewDigest(digest.SHA256, u.sum); {
+	case d.Algorithm() == digest.SHA256 && sum != d:
+		err = fmt.Errorf("%w: the upload's %d bytes hash to %s, not %s", ErrDigestMismatch, u.size, sum, d)
+	case moving && d.Algorithm() == digest.SHA256 && serr == nil && st.Size() == u.size:
 		err = fi.IngestFile(r.Context(), d, u.size, u.file.Name())
-	} else {
+	default:
 		err = h.cfg.Blobs.Ingest(r.Context(), d, u.size, io.NewSectionReader(u.file, 0, u.size))
 	}
 	// The session ends either way: its content is what it is, and a digest

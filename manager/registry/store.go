@@ -41,8 +41,10 @@ type TagLister interface {
 // FileIngester is a BlobStore that can take a whole file as blob d by
 // moving it into place (a rename on the same file system) instead of
 // copying its bytes: the handler stores a finished upload session so, and
-// a 200 MB push no longer writes every byte twice. On success the file is
-// gone; on any error nothing is stored and the file stays where it was.
+// a 200 MB push no longer writes every byte twice. The handler has hashed
+// the file's size bytes to d as they arrived, so the store need not read
+// them again (d is always sha256). On success the file is gone; on any
+// error nothing is stored and the file stays where it was.
 type FileIngester interface {
 	IngestFile(ctx context.Context, d digest.Digest, size int64, path string) error
 }
