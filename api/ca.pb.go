@@ -21,6 +21,132 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ProbePortsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// addr is the address the node will advertise (host or host:port): the
+	// overlay's peers send to it.
+	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// nonce (16 to 64 bytes) is what the probes carry.
+	Nonce         []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbePortsRequest) Reset() {
+	*x = ProbePortsRequest{}
+	mi := &file_ca_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbePortsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbePortsRequest) ProtoMessage() {}
+
+func (x *ProbePortsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ca_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbePortsRequest.ProtoReflect.Descriptor instead.
+func (*ProbePortsRequest) Descriptor() ([]byte, []int) {
+	return file_ca_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ProbePortsRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ProbePortsRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *ProbePortsRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+type ProbePortsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// data_path_port is the cluster's VXLAN port probed (UDP).
+	DataPathPort uint32 `protobuf:"varint,1,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	// gossip_port is the gossip port probed (UDP and TCP).
+	GossipPort uint32 `protobuf:"varint,2,opt,name=gossip_port,json=gossipPort,proto3" json:"gossip_port,omitempty"`
+	// gossip_tcp is whether the TCP connection to the gossip port was made.
+	GossipTcp     bool `protobuf:"varint,3,opt,name=gossip_tcp,json=gossipTcp,proto3" json:"gossip_tcp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbePortsResponse) Reset() {
+	*x = ProbePortsResponse{}
+	mi := &file_ca_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbePortsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbePortsResponse) ProtoMessage() {}
+
+func (x *ProbePortsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ca_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbePortsResponse.ProtoReflect.Descriptor instead.
+func (*ProbePortsResponse) Descriptor() ([]byte, []int) {
+	return file_ca_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProbePortsResponse) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
+	}
+	return 0
+}
+
+func (x *ProbePortsResponse) GetGossipPort() uint32 {
+	if x != nil {
+		return x.GossipPort
+	}
+	return 0
+}
+
+func (x *ProbePortsResponse) GetGossipTcp() bool {
+	if x != nil {
+		return x.GossipTcp
+	}
+	return false
+}
+
 type RenewNodeCertificateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// csr is DER (x509.CreateCertificateRequest), for a fresh key.
@@ -33,7 +159,7 @@ type RenewNodeCertificateRequest struct {
 
 func (x *RenewNodeCertificateRequest) Reset() {
 	*x = RenewNodeCertificateRequest{}
-	mi := &file_ca_proto_msgTypes[0]
+	mi := &file_ca_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +171,7 @@ func (x *RenewNodeCertificateRequest) String() string {
 func (*RenewNodeCertificateRequest) ProtoMessage() {}
 
 func (x *RenewNodeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[0]
+	mi := &file_ca_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +184,7 @@ func (x *RenewNodeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewNodeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewNodeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{0}
+	return file_ca_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RenewNodeCertificateRequest) GetCsr() []byte {
@@ -83,7 +209,7 @@ type GetRootCACertificateRequest struct {
 
 func (x *GetRootCACertificateRequest) Reset() {
 	*x = GetRootCACertificateRequest{}
-	mi := &file_ca_proto_msgTypes[1]
+	mi := &file_ca_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -95,7 +221,7 @@ func (x *GetRootCACertificateRequest) String() string {
 func (*GetRootCACertificateRequest) ProtoMessage() {}
 
 func (x *GetRootCACertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[1]
+	mi := &file_ca_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -108,7 +234,7 @@ func (x *GetRootCACertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRootCACertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetRootCACertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{1}
+	return file_ca_proto_rawDescGZIP(), []int{3}
 }
 
 type GetRootCACertificateResponse struct {
@@ -121,7 +247,7 @@ type GetRootCACertificateResponse struct {
 
 func (x *GetRootCACertificateResponse) Reset() {
 	*x = GetRootCACertificateResponse{}
-	mi := &file_ca_proto_msgTypes[2]
+	mi := &file_ca_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -133,7 +259,7 @@ func (x *GetRootCACertificateResponse) String() string {
 func (*GetRootCACertificateResponse) ProtoMessage() {}
 
 func (x *GetRootCACertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[2]
+	mi := &file_ca_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -146,7 +272,7 @@ func (x *GetRootCACertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRootCACertificateResponse.ProtoReflect.Descriptor instead.
 func (*GetRootCACertificateResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{2}
+	return file_ca_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRootCACertificateResponse) GetCertificate() []byte {
@@ -171,7 +297,7 @@ type IssueNodeCertificateRequest struct {
 
 func (x *IssueNodeCertificateRequest) Reset() {
 	*x = IssueNodeCertificateRequest{}
-	mi := &file_ca_proto_msgTypes[3]
+	mi := &file_ca_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +309,7 @@ func (x *IssueNodeCertificateRequest) String() string {
 func (*IssueNodeCertificateRequest) ProtoMessage() {}
 
 func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[3]
+	mi := &file_ca_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +322,7 @@ func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{3}
+	return file_ca_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IssueNodeCertificateRequest) GetCsr() []byte {
@@ -242,7 +368,7 @@ type IssueNodeCertificateResponse struct {
 
 func (x *IssueNodeCertificateResponse) Reset() {
 	*x = IssueNodeCertificateResponse{}
-	mi := &file_ca_proto_msgTypes[4]
+	mi := &file_ca_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +380,7 @@ func (x *IssueNodeCertificateResponse) String() string {
 func (*IssueNodeCertificateResponse) ProtoMessage() {}
 
 func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ca_proto_msgTypes[4]
+	mi := &file_ca_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +393,7 @@ func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_ca_proto_rawDescGZIP(), []int{4}
+	return file_ca_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IssueNodeCertificateResponse) GetNodeId() string {
@@ -302,7 +428,17 @@ var File_ca_proto protoreflect.FileDescriptor
 
 const file_ca_proto_rawDesc = "" +
 	"\n" +
-	"\bca.proto\x12\tshoal.api\x1a\vtypes.proto\"C\n" +
+	"\bca.proto\x12\tshoal.api\x1a\vtypes.proto\"S\n" +
+	"\x11ProbePortsRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\"z\n" +
+	"\x12ProbePortsResponse\x12$\n" +
+	"\x0edata_path_port\x18\x01 \x01(\rR\fdataPathPort\x12\x1f\n" +
+	"\vgossip_port\x18\x02 \x01(\rR\n" +
+	"gossipPort\x12\x1d\n" +
+	"\n" +
+	"gossip_tcp\x18\x03 \x01(\bR\tgossipTcp\"C\n" +
 	"\x1bRenewNodeCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x1d\n" +
@@ -318,11 +454,13 @@ const file_ca_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12\x17\n" +
-	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa2\xbf\x02\n" +
+	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa2\x8a\x03\n" +
 	"\x02CA\x12g\n" +
 	"\x14GetRootCACertificate\x12&.shoal.api.GetRootCACertificateRequest\x1a'.shoal.api.GetRootCACertificateResponse\x12g\n" +
 	"\x14IssueNodeCertificate\x12&.shoal.api.IssueNodeCertificateRequest\x1a'.shoal.api.IssueNodeCertificateResponse\x12g\n" +
-	"\x14RenewNodeCertificate\x12&.shoal.api.RenewNodeCertificateRequest\x1a'.shoal.api.IssueNodeCertificateResponseB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
+	"\x14RenewNodeCertificate\x12&.shoal.api.RenewNodeCertificateRequest\x1a'.shoal.api.IssueNodeCertificateResponse\x12I\n" +
+	"\n" +
+	"ProbePorts\x12\x1c.shoal.api.ProbePortsRequest\x1a\x1d.shoal.api.ProbePortsResponseB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
 
 var (
 	file_ca_proto_rawDescOnce sync.Once
@@ -336,27 +474,31 @@ func file_ca_proto_rawDescGZIP() []byte {
 	return file_ca_proto_rawDescData
 }
 
-var file_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_ca_proto_goTypes = []any{
-	(*RenewNodeCertificateRequest)(nil),  // 0: shoal.api.RenewNodeCertificateRequest
-	(*GetRootCACertificateRequest)(nil),  // 1: shoal.api.GetRootCACertificateRequest
-	(*GetRootCACertificateResponse)(nil), // 2: shoal.api.GetRootCACertificateResponse
-	(*IssueNodeCertificateRequest)(nil),  // 3: shoal.api.IssueNodeCertificateRequest
-	(*IssueNodeCertificateResponse)(nil), // 4: shoal.api.IssueNodeCertificateResponse
-	(NodeSpec_Availability)(0),           // 5: shoal.api.NodeSpec.Availability
-	(NodeRole)(0),                        // 6: shoal.api.NodeRole
+	(*ProbePortsRequest)(nil),            // 0: shoal.api.ProbePortsRequest
+	(*ProbePortsResponse)(nil),           // 1: shoal.api.ProbePortsResponse
+	(*RenewNodeCertificateRequest)(nil),  // 2: shoal.api.RenewNodeCertificateRequest
+	(*GetRootCACertificateRequest)(nil),  // 3: shoal.api.GetRootCACertificateRequest
+	(*GetRootCACertificateResponse)(nil), // 4: shoal.api.GetRootCACertificateResponse
+	(*IssueNodeCertificateRequest)(nil),  // 5: shoal.api.IssueNodeCertificateRequest
+	(*IssueNodeCertificateResponse)(nil), // 6: shoal.api.IssueNodeCertificateResponse
+	(NodeSpec_Availability)(0),           // 7: shoal.api.NodeSpec.Availability
+	(NodeRole)(0),                        // 8: shoal.api.NodeRole
 }
 var file_ca_proto_depIdxs = []int32{
-	5, // 0: shoal.api.IssueNodeCertificateRequest.availability:type_name -> shoal.api.NodeSpec.Availability
-	6, // 1: shoal.api.IssueNodeCertificateResponse.role:type_name -> shoal.api.NodeRole
-	1, // 2: shoal.api.CA.GetRootCACertificate:input_type -> shoal.api.GetRootCACertificateRequest
-	3, // 3: shoal.api.CA.IssueNodeCertificate:input_type -> shoal.api.IssueNodeCertificateRequest
-	0, // 4: shoal.api.CA.RenewNodeCertificate:input_type -> shoal.api.RenewNodeCertificateRequest
-	2, // 5: shoal.api.CA.GetRootCACertificate:output_type -> shoal.api.GetRootCACertificateResponse
-	4, // 6: shoal.api.CA.IssueNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
-	4, // 7: shoal.api.CA.RenewNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	7, // 0: shoal.api.IssueNodeCertificateRequest.availability:type_name -> shoal.api.NodeSpec.Availability
+	8, // 1: shoal.api.IssueNodeCertificateResponse.role:type_name -> shoal.api.NodeRole
+	3, // 2: shoal.api.CA.GetRootCACertificate:input_type -> shoal.api.GetRootCACertificateRequest
+	5, // 3: shoal.api.CA.IssueNodeCertificate:input_type -> shoal.api.IssueNodeCertificateRequest
+	2, // 4: shoal.api.CA.RenewNodeCertificate:input_type -> shoal.api.RenewNodeCertificateRequest
+	0, // 5: shoal.api.CA.ProbePorts:input_type -> shoal.api.ProbePortsRequest
+	4, // 6: shoal.api.CA.GetRootCACertificate:output_type -> shoal.api.GetRootCACertificateResponse
+	6, // 7: shoal.api.CA.IssueNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
+	6, // 8: shoal.api.CA.RenewNodeCertificate:output_type -> shoal.api.IssueNodeCertificateResponse
+	1, // 9: shoal.api.CA.ProbePorts:output_type -> shoal.api.ProbePortsResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -374,7 +516,7 @@ func file_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ca_proto_rawDesc), len(file_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

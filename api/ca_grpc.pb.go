@@ -22,6 +22,7 @@ const (
 	CA_GetRootCACertificate_FullMethodName = "/shoal.api.CA/GetRootCACertificate"
 	CA_IssueNodeCertificate_FullMethodName = "/shoal.api.CA/IssueNodeCertificate"
 	CA_RenewNodeCertificate_FullMethodName = "/shoal.api.CA/RenewNodeCertificate"
+	CA_ProbePorts_FullMethodName           = "/shoal.api.CA/ProbePorts"
 )
 
 // CAClient is the client API for CA service.
@@ -40,6 +41,12 @@ type CAClient interface {
 	// unexpired certificate) a new certificate in its current role, valid for
 	// the cluster's node_cert_expiry and signed by the current signing root.
 	RenewNodeCertificate(ctx context.Context, in *RenewNodeCertificateRequest, opts ...grpc.CallOption) (*IssueNodeCertificateResponse, error)
+	// ProbePorts: with a join token, the manager called (it is not forwarded)
+	// sends a few datagrams holding nonce to the caller's advertise address on
+	// the cluster's data path port and on the gossip port, and connects to the
+	// gossip port over TCP, so that a joining node learns before it joins
+	// whether the ports its overlay needs reach it.
+	ProbePorts(ctx context.Context, in *ProbePortsRequest, opts ...grpc.CallOption) (*ProbePortsResponse, error)
 }
 
 type cAClient struct {
@@ -80,6 +87,16 @@ func (c *cAClient) RenewNodeCertificate(ctx context.Context, in *RenewNodeCertif
 	return out, nil
 }
 
+func (c *cAClient) ProbePorts(ctx context.Context, in *ProbePortsRequest, opts ...grpc.CallOption) (*ProbePortsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProbePortsResponse)
+	err := c.cc.Invoke(ctx, CA_ProbePorts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CAServer is the server API for CA service.
 // All implementations must embed UnimplementedCAServer
 // for forward compatibility.
@@ -96,6 +113,12 @@ type CAServer interface {
 	// unexpired certificate) a new certificate in its current role, valid for
 	// the cluster's node_cert_expiry and signed by the current signing root.
 	RenewNodeCertificate(context.Context, *RenewNodeCertificateRequest) (*IssueNodeCertificateResponse, error)
+	// ProbePorts: with a join token, the manager called (it is not forwarded)
+	// sends a few datagrams holding nonce to the caller's advertise address on
+	// the cluster's data path port and on the gossip port, and connects to the
+	// gossip port over TCP, so that a joining node learns before it joins
+	// whether the ports its overlay needs reach it.
+	ProbePorts(context.Context, *ProbePortsRequest) (*ProbePortsResponse, error)
 	mustEmbedUnimplementedCAServer()
 }
 
@@ -114,6 +137,9 @@ func (UnimplementedCAServer) IssueNodeCertificate(context.Context, *IssueNodeCer
 }
 func (UnimplementedCAServer) RenewNodeCertificate(context.Context, *RenewNodeCertificateRequest) (*IssueNodeCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenewNodeCertificate not implemented")
+}
+func (UnimplementedCAServer) ProbePorts(context.Context, *ProbePortsRequest) (*ProbePortsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProbePorts not implemented")
 }
 func (UnimplementedCAServer) mustEmbedUnimplementedCAServer() {}
 func (UnimplementedCAServer) testEmbeddedByValue()            {}
@@ -190,6 +216,24 @@ func _CA_RenewNodeCertificate_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CA_ProbePorts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProbePortsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CAServer).ProbePorts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CA_ProbePorts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CAServer).ProbePorts(ctx, req.(*ProbePortsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CA_ServiceDesc is the grpc.ServiceDesc for CA service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +252,10 @@ var CA_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenewNodeCertificate",
 			Handler:    _CA_RenewNodeCertificate_Handler,
+		},
+		{
+			MethodName: "ProbePorts",
+			Handler:    _CA_ProbePorts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager"
 	"github.com/shoal-project/shoal/overlaynet/dns"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
 	"github.com/shoal-project/shoal/overlaynet/peers"
@@ -193,7 +194,7 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 		return fmt.Errorf("overlay: service discovery: %w", err)
 	}
 	disc := worker.NewDiscovery(ctx, dns.HostUpstreams(resolv))
-	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr,
+	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr, Port: manager.GossipPort,
 		Keys: s.keys, Program: ov, Changed: disc.Changed, LogOutput: gossipLog{o.log}})
 	if err != nil {
 		return err

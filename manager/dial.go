@@ -101,6 +101,14 @@ func Join(ctx context.Context, addr, token, advertiseAddr string, availability a
 		return nil, err
 	}
 	defer conn.Close()
+	// The ports the overlay needs are checked before the node exists: a
+	// node whose firewall drops them would join and then carry no traffic.
+	if err := checkPorts(cactx, api.NewCAClient(conn), addr, token, advertiseAddr); err != nil {
+		if rerr := refused.Load(); rerr != nil {
+			return nil, api.Wrap(api.ErrInvalidArgument, fmt.Errorf("join %s: %w", addr, *rerr))
+		}
+		return nil, api.Wrap(api.ErrFailedPrecondition, err)
+	}
 	key, csr, err := ca.NewNodeKey()
 	if err != nil {
 		return nil, err

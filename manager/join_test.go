@@ -196,6 +196,14 @@ func (r *recordingCA) GetRootCACertificate(context.Context, *api.GetRootCACertif
 	return &api.GetRootCACertificateResponse{Certificate: r.root.CertPEM()}, nil
 }
 
+// ProbePorts records the token too: it travels on the same connection.
+func (r *recordingCA) ProbePorts(ctx context.Context, req *api.ProbePortsRequest) (*api.ProbePortsResponse, error) {
+	r.s.mu.Lock()
+	r.s.tokens[r.i] = req.GetToken()
+	r.s.mu.Unlock()
+	return sendProbes(ctx, net.IPv4(127, 0, 0, 1), 0, req.GetNonce()), nil
+}
+
 func (r *recordingCA) IssueNodeCertificate(_ context.Context, req *api.IssueNodeCertificateRequest) (*api.IssueNodeCertificateResponse, error) {
 	r.s.mu.Lock()
 	r.s.tokens[r.i] = req.GetToken()

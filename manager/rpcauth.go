@@ -316,9 +316,10 @@ func (m *Manager) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 }
 
 // forwards reports whether method is served by the leader only: all but
-// the root certificate, which every manager has.
+// the root certificate, which every manager has, and the port probe, which
+// is about the path between the caller and the manager it called.
 func forwards(method string) bool {
-	return method != api.CA_GetRootCACertificate_FullMethodName
+	return method != api.CA_GetRootCACertificate_FullMethodName && method != api.CA_ProbePorts_FullMethodName
 }
 
 func isRead(method string) bool {
