@@ -75,7 +75,7 @@ func NewRootCommand() *cobra.Command {
 	imageCmd.AddCommand(
 		newImportCommand(), newImagesCommand("ls"), newRmiCommand("rm"), newTagCommand(),
 		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newImageInspectCommand(),
-		newPullCommand(), newPushCommand(), newImagePruneCommand(),
+		newPullCommand(), newPushCommand(), newImagePruneCommand(), newBuildCommand(),
 	)
 	containerCmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs}
 	containerCmd.AddCommand(
@@ -94,7 +94,7 @@ func NewRootCommand() *cobra.Command {
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
-		newAttachCommand(),
+		newAttachCommand(), newBuildCommand(),
 	)
 	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
 	root.AddCommand(observeCommands()...)

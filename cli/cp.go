@@ -266,15 +266,37 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 // entries belong to root, as docker cp makes them.
 func tarPath(src, name string, keepOwner bool, w io.Writer) error {
 	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
+	if err := writeTree(tw, src, name, keepOwner, nil); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// writeTree writes src's tree to tw under name, leaving out what skip says
+// (rel is the path below src, "." for src itself; skipDir leaves out a
+// directory's whole subtree).
+func writeTree(tw *tar.Writer, src, name string, keepOwner bool, skip func(rel string, isDir bool) (skip, skipDir bool, err error)) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if skip != nil {
+			s, sd, err := skip(filepath.ToSlash(rel), d.IsDir())
+			if err != nil {
+				return err
+			}
+			if sd {
+				return filepath.SkipDir
+			}
+			if s {
+				return nil
+			}
+		}
+		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
@@ -311,8 +333,4 @@ func tarPath(src, name string, keepOwner bool, w io.Writer) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }

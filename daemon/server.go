@@ -43,6 +43,7 @@ func (d *Daemon) handler() http.Handler {
 		writeJSON(w, http.StatusNotFound, errorResponse{Message: "page not found"})
 	})
 	d.imageRoutes(mux)
+	d.buildRoutes(mux)
 	d.containerRoutes(mux)
 	d.execRoutes(mux)
 	d.swarmRoutes(mux)

@@ -98,7 +98,7 @@ func TestV2OverFakeTree(t *testing.T) {
 	err = m.Set(&specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: i64(64 << 20), Swap: i64(96 << 20), Reservation: i64(32 << 20)},
 		CPU:    &specs.LinuxCPU{Shares: u64(1024), Quota: i64(50000), Period: u64(100000), Cpus: "0-1", Mems: "0"},
-		Pids:   &specs.LinuxPids{Limit: 0},
+		Pids:   &specs.LinuxPids{Limit: i64(0)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestV2OverFakeTree(t *testing.T) {
 	if err := m.Set(&specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: i64(-1), Swap: i64(-1)},
 		CPU:    &specs.LinuxCPU{Quota: i64(-1)},
-		Pids:   &specs.LinuxPids{Limit: -1},
+		Pids:   &specs.LinuxPids{Limit: i64(-1)},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestV1Real(t *testing.T) {
 	res := &specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: i64(32 << 20), Swap: i64(64 << 20), Reservation: i64(16 << 20)},
 		CPU:    &specs.LinuxCPU{Shares: u64(512), Quota: i64(20000), Period: u64(100000), Cpus: "0", Mems: "0"},
-		Pids:   &specs.LinuxPids{Limit: 10},
+		Pids:   &specs.LinuxPids{Limit: i64(10)},
 		Devices: []specs.LinuxDeviceCgroup{
 			{Allow: false, Access: "rwm"},
 			{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},

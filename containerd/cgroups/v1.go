@@ -148,12 +148,12 @@ func (m *v1) Set(r *specs.LinuxResources) error {
 			return err
 		}
 	}
-	if r.Pids != nil {
+	if r.Pids != nil && r.Pids.Limit != nil {
 		d, err := m.dir("pids")
 		if err != nil {
 			return err
 		}
-		if err := writeFile(d, "pids.max", formatLimit(r.Pids.Limit)); err != nil {
+		if err := writeFile(d, "pids.max", formatLimit(*r.Pids.Limit)); err != nil {
 			return err
 		}
 	}

@@ -137,8 +137,8 @@ func (m *v2) Set(r *specs.LinuxResources) error {
 			}
 		}
 	}
-	if r.Pids != nil {
-		if err := writeFile(m.dir, "pids.max", formatLimit(r.Pids.Limit)); err != nil {
+	if r.Pids != nil && r.Pids.Limit != nil {
+		if err := writeFile(m.dir, "pids.max", formatLimit(*r.Pids.Limit)); err != nil {
 			return err
 		}
 	}

@@ -310,7 +310,7 @@ func (e *Engine) resourcesOf(c Container) (*specs.LinuxResources, error) {
 	if limit <= 0 {
 		limit = -1 // pids.max "max"
 	}
-	res.Pids = &specs.LinuxPids{Limit: limit}
+	res.Pids = &specs.LinuxPids{Limit: &limit}
 	if c.Config.NanoCPUs == 0 {
 		if res.CPU == nil {
 			res.CPU = &specs.LinuxCPU{}

@@ -119,7 +119,7 @@ func TestBuildSpec(t *testing.T) {
 		{"bad env", Config{Env: []string{"=x"}}, nil, ErrInvalidArgument},
 		{"resources", Config{Memory: 64 << 20, NanoCPUs: 1_500_000_000, CPUShares: 512, PidsLimit: 100}, func(t *testing.T, s *specs.Spec) {
 			r := s.Linux.Resources
-			if *r.Memory.Limit != 64<<20 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || *r.CPU.Shares != 512 || r.Pids.Limit != 100 {
+			if *r.Memory.Limit != 64<<20 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || *r.CPU.Shares != 512 || *r.Pids.Limit != 100 {
 				t.Errorf("resources %+v %+v %+v", r.Memory, r.CPU, r.Pids)
 			}
 		}, nil},

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -252,6 +253,9 @@ type CommitOptions struct {
 	// EmptyLayer records a metadata-only step (a build's ENV, CMD, ...):
 	// no layer is added and the upperdir is not read.
 	EmptyLayer bool
+	// Docker is the config's Docker extensions (HEALTHCHECK, ONBUILD,
+	// SHELL), for a build step; nil keeps the parent's.
+	Docker *dockerspec.DockerOCIImageConfigExt
 }
 
 // CommitWithOptions is Commit with the history entry spelled out, for
@@ -268,7 +272,9 @@ func (s *Store) CommitWithOptions(ctx context.Context, upperdir string, parent I
 	}
 	s.useStore()
 	defer s.doneWithStore()
-	base := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}
+	// The parent's config is read with Docker's extensions, so that a
+	// commit on an image with a HEALTHCHECK or ONBUILD keeps them.
+	base := dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}}}
 	var parentChain digest.Digest
 	if parent.ID != "" {
 		s.mu.Lock()
@@ -297,7 +303,10 @@ func (s *Store) CommitWithOptions(ctx context.Context, upperdir string, parent I
 	now := time.Now().UTC()
 	base.Created = &now
 	base.Author = opts.Author
-	base.Config = opts.Config
+	base.Config.ImageConfig = opts.Config
+	if opts.Docker != nil {
+		base.Config.DockerOCIImageConfigExt = *opts.Docker
+	}
 	base.RootFS.Type = "layers"
 	base.RootFS.DiffIDs = append(base.RootFS.DiffIDs, diffIDs...)
 	base.History = append(base.History, ocispec.History{

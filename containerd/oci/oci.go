@@ -227,7 +227,7 @@ func WithCPUs(s *specs.Spec, n float64) error {
 // WithPidsLimit caps the number of processes; -1 means unlimited, 0 is a
 // valid (and strict) limit.
 func WithPidsLimit(s *specs.Spec, n int64) {
-	resources(s).Pids = &specs.LinuxPids{Limit: n}
+	resources(s).Pids = &specs.LinuxPids{Limit: &n}
 }
 
 // WithNetNSPath joins an existing network namespace (a bind-mounted netns

@@ -111,7 +111,7 @@ func TestHelpers(t *testing.T) {
 		t.Errorf("cpus: %v", err)
 	}
 	WithPidsLimit(s, 0)
-	if s.Linux.Resources.Pids.Limit != 0 {
+	if l := s.Linux.Resources.Pids.Limit; l == nil || *l != 0 {
 		t.Error("pids limit 0 must be kept")
 	}
 	if err := WithNetNSPath(s, "/run/netns/x"); err != nil {

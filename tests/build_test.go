@@ -1,0 +1,184 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/shoal-project/shoal/tests/harness"
+)
+
+// writeContext makes a build context directory of files (name -> content).
+func writeContext(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// imageIDs lists every image ID of d (intermediate ones included).
+func imageIDs(t *testing.T, d *harness.Daemon) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, id := range strings.Fields(d.Must("images", "-a", "-q", "--no-trunc")) {
+		ids[id] = true
+	}
+	return ids
+}
+
+const twoStage = `ARG BASE=busybox
+FROM ${BASE} AS builder
+ARG GREETING=hello
+ENV OUT=/out
+WORKDIR /src
+COPY app/ ./
+RUN mkdir -p $OUT && cat msg.txt > $OUT/msg && echo "$GREETING from the builder" >> $OUT/msg && ls /src > $OUT/listing
+
+FROM busybox
+LABEL stage=final
+COPY --from=builder /out/ /srv/
+COPY top.txt /srv/top.txt
+CMD ["cat", "/srv/msg"]
+`
+
+// TestBuildTwoStage: a two-stage build with ARG before FROM, ARG and ENV
+// expansion, WORKDIR, COPY of a directory, RUN, COPY --from, LABEL and CMD;
+// .dockerignore keeps a file out; the image runs; a rebuild takes every
+// step from the cache and makes no image; a changed file misses the cache
+// from its COPY on; --target builds the first stage only.
+func TestBuildTwoStage(t *testing.T) {
+	d := engine(t)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile":     twoStage,
+		"app/msg.txt":    "a message\n",
+		"app/secret.key": "must not be sent\n",
+		"top.txt":        "top\n",
+		".dockerignore":  "# keep the key out\napp/*.key\n",
+	})
+	out := d.Must("build", "-t", "two:stage", "--build-arg", "GREETING=hi", ctxDir)
+	for _, want := range []string{"Step 1/11 : FROM ${BASE} AS builder", " ---> Running in ", "Successfully built ", "Successfully tagged two:stage"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	run := d.Must("run", "--rm", "--network", "none", "two:stage")
+	if run != "a message\nhi from the builder\n" {
+		t.Fatalf("the built image prints %q", run)
+	}
+	if l := d.Must("run", "--rm", "--network", "none", "two:stage", "cat", "/srv/listing"); strings.Contains(l, "secret.key") || !strings.Contains(l, "msg.txt") {
+		t.Fatalf("the context as the build saw it (.dockerignore: app/*.key): %q", l)
+	}
+	if l := d.Must("image", "inspect", "--format", `{{.Config.Labels.stage}} {{json .Config.Cmd}}`, "two:stage"); strings.TrimSpace(l) != `final ["cat","/srv/msg"]` {
+		t.Fatalf("labels and cmd: %q", l)
+	}
+	if h := d.Must("history", "--no-trunc", "two:stage"); !strings.Contains(h, "COPY --from=builder") || !strings.Contains(h, "LABEL") {
+		t.Fatalf("history does not show the built steps:\n%s", h)
+	}
+
+	before := imageIDs(t, d)
+	id := strings.TrimSpace(d.Must("image", "inspect", "--format", "{{.Id}}", "two:stage"))
+	again := d.Must("build", "-t", "two:stage", "--build-arg", "GREETING=hi", ctxDir)
+	if n := strings.Count(again, "Using cache"); n != 9 {
+		t.Fatalf("a rebuild with nothing changed used the cache %d times, want 9 (every step but the FROMs):\n%s", n, again)
+	}
+	if strings.Contains(again, "Running in") {
+		t.Fatalf("a cached rebuild ran a container:\n%s", again)
+	}
+	if after := imageIDs(t, d); len(after) != len(before) {
+		t.Fatalf("a cached rebuild made images: %d before, %d after", len(before), len(after))
+	}
+	if got := strings.TrimSpace(d.Must("image", "inspect", "--format", "{{.Id}}", "two:stage")); got != id {
+		t.Fatalf("a cached rebuild gave %s, want %s", got, id)
+	}
+
+	if err := os.WriteFile(filepath.Join(ctxDir, "app", "msg.txt"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed := d.Must("build", "-t", "two:stage", "--build-arg", "GREETING=hi", ctxDir)
+	if !strings.Contains(changed, "Running in") || strings.Count(changed, "Using cache") != 4 {
+		t.Fatalf("after a change in app/ the build should reuse the 4 steps before its COPY:\n%s", changed)
+	}
+	if run := d.Must("run", "--rm", "--network", "none", "two:stage"); !strings.HasPrefix(run, "changed\n") {
+		t.Fatalf("the rebuilt image prints %q", run)
+	}
+
+	tgt := d.Must("build", "-t", "two:builder", "--target", "builder", ctxDir)
+	if strings.Contains(tgt, "LABEL stage=final") || !strings.Contains(tgt, "Step 6/6") {
+		t.Fatalf("--target builder built more than its stage:\n%s", tgt)
+	}
+}
+
+// TestBuildFailures: a failing RUN shows its output and exit code, exits
+// non-zero, and leaves no image and no container; COPY of a missing file,
+// an unknown instruction and a missing Dockerfile fail in one line.
+func TestBuildFailures(t *testing.T) {
+	d := engine(t)
+	before := imageIDs(t, d)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN echo about to fail && exit 3\n",
+	})
+	r := d.Run("build", "-t", "bad:run", ctxDir)
+	if r.Code == 0 || !strings.Contains(r.Stdout, "about to fail") || !strings.Contains(r.Stderr, "returned a non-zero code: 3") {
+		t.Fatalf("failing RUN: %s", r)
+	}
+	if ps := strings.TrimSpace(d.Must("ps", "-a", "-q")); ps != "" {
+		t.Fatalf("a failed build left containers: %q", ps)
+	}
+	if after := imageIDs(t, d); len(after) != len(before) {
+		t.Fatalf("a failed build left images: %v, before %v", after, before)
+	}
+	if r := d.Run("image", "inspect", "bad:run"); r.Code == 0 {
+		t.Fatal("a failed build tagged its image")
+	}
+	for _, tc := range []struct{ dockerfile, want string }{
+		{"FROM busybox\nCOPY missing.txt /x\n", "missing.txt"},
+		{"FROM busybox\nFROBNICATE now\n", "unknown instruction"},
+		{"FROM busybox\nCOPY ../../etc/passwd /x\n", "file not found"},
+	} {
+		dir := writeContext(t, map[string]string{"Dockerfile": tc.dockerfile})
+		r := d.Run("build", dir)
+		if r.Code == 0 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(tc.want)) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+			t.Errorf("build of %q: want one line saying %q: %s", tc.dockerfile, tc.want, r)
+		}
+	}
+	if r := d.Run("build", "-f", "nope", writeContext(t, map[string]string{"x": ""})); r.Code == 0 {
+		t.Errorf("build without a Dockerfile succeeded: %s", r)
+	}
+	if ps := strings.TrimSpace(d.Must("ps", "-a", "-q")); ps != "" {
+		t.Fatalf("failed builds left containers: %q", ps)
+	}
+}
+
+// TestBuildClients: the docker CLI's classic builder (DOCKER_BUILDKIT=0)
+// and docker-py's images.build build against the daemon.
+func TestBuildClients(t *testing.T) {
+	d := engine(t)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nARG WHO=docker\nRUN echo built by $WHO > /who\nCMD cat /who\n",
+	})
+	t.Setenv("DOCKER_BUILDKIT", "0")
+	r := dockerCLI(t, d)("build", "-t", "by:docker", "--build-arg", "WHO=cli", ctxDir)
+	if r.Code != 0 || !regexp.MustCompile(`Successfully built [0-9a-f]{12}`).MatchString(r.Stdout) {
+		t.Fatalf("docker build: %s", r)
+	}
+	if out := d.Must("run", "--rm", "--network", "none", "by:docker"); out != "built by cli\n" {
+		t.Fatalf("docker-built image prints %q", out)
+	}
+	py := dockerPy(t, d, "img, logs = c.images.build(path='"+ctxDir+"', tag='by:py', buildargs={'WHO': 'py'})\nprint(img.id)\nprint(img.tags)")
+	if !strings.Contains(py, "sha256:") || !strings.Contains(py, "by:py") {
+		t.Fatalf("docker-py build: %s", py)
+	}
+	if out := d.Must("run", "--rm", "--network", "none", "by:py"); out != "built by py\n" {
+		t.Fatalf("docker-py-built image prints %q", out)
+	}
+}
