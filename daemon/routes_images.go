@@ -127,9 +127,16 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// As dockerd: without all=1, an untagged image that is another's
+	// parent (a build's intermediate step) is not listed.
+	all := boolParam(r, "all")
+	parents := map[string]bool{}
+	for _, img := range list {
+		parents[img.Parent] = true
+	}
 	out := []image.Summary{}
 	for _, img := range list {
-		if !f.matchImage(img) {
+		if !f.matchImage(img) || (!all && parents[img.ID] && len(img.RepoTags) == 0 && len(img.RepoDigests) == 0) {
 			continue
 		}
 		out = append(out, image.Summary{

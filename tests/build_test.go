@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,6 +83,11 @@ func TestBuildTwoStage(t *testing.T) {
 	if l := d.Must("image", "inspect", "--format", `{{.Config.Labels.stage}} {{json .Config.Cmd}}`, "two:stage"); strings.TrimSpace(l) != `final ["cat","/srv/msg"]` {
 		t.Fatalf("labels and cmd: %q", l)
 	}
+	// As docker: busybox, two:stage and the builder stage's last image
+	// (untagged, a leaf); the steps' images only with -a.
+	if l, all := strings.Fields(d.Must("images", "-q")), imageIDs(t, d); len(l) != 3 || len(all) <= 3 {
+		t.Fatalf("images lists %d images, -a %d: want 3 and the intermediate ones only with -a", len(l), len(all))
+	}
 	if h := d.Must("history", "--no-trunc", "two:stage"); !strings.Contains(h, "COPY --from=builder") || !strings.Contains(h, "LABEL") {
 		t.Fatalf("history does not show the built steps:\n%s", h)
 	}
@@ -150,6 +157,32 @@ func TestBuildFailures(t *testing.T) {
 		if r.Code == 0 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(tc.want)) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
 			t.Errorf("build of %q: want one line saying %q: %s", tc.dockerfile, tc.want, r)
 		}
+	}
+	// Hostile contexts: a name that climbs out, a link then a file through
+	// it, an unsupported option. Each refused, nothing written outside.
+	for name, entries := range map[string][]tar.Header{
+		"dotdot":  {{Name: "../../escape-dotdot", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"symlink": {{Name: "ln", Typeflag: tar.TypeSymlink, Linkname: "/", Mode: 0o777}, {Name: "ln/tmp/escape-symlink", Typeflag: tar.TypeReg, Mode: 0o644}},
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range entries {
+			tw.WriteHeader(&h)
+		}
+		tw.Close()
+		code, body := apiDo(t, d.Socket, "POST", "/build?t=hostile:"+name, buf.String())
+		if code == 200 && !strings.Contains(body, "error") {
+			t.Errorf("hostile context %s accepted: %d %s", name, code, body)
+		}
+		for _, p := range []string{filepath.Join(d.Root, "escape-dotdot"), "/tmp/escape-symlink", filepath.Join(d.Root, "tmp", "escape-dotdot")} {
+			if _, err := os.Lstat(p); err == nil {
+				os.Remove(p)
+				t.Errorf("hostile context %s wrote %s", name, p)
+			}
+		}
+	}
+	if code, body := apiDo(t, d.Socket, "POST", "/build?memory=1000000", ""); code != 400 || !strings.Contains(body, "memory") {
+		t.Errorf("an unsupported build option was not refused: %d %s", code, body)
 	}
 	if r := d.Run("build", "-f", "nope", writeContext(t, map[string]string{"x": ""})); r.Code == 0 {
 		t.Errorf("build without a Dockerfile succeeded: %s", r)
