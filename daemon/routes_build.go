@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
 
 	"github.com/shoal-project/shoal/containerd/archive"
 	"github.com/shoal-project/shoal/containerd/build"
@@ -137,7 +138,15 @@ func (d *Daemon) imageBuild(w http.ResponseWriter, r *http.Request) {
 	if quiet {
 		opts.Out = &quietBuf
 	}
-	b := &build.Builder{Images: store, Containers: buildContainers{d}, Pull: d.buildPull}
+	auths, err := decodeAuthConfigs(r.Header.Get("X-Registry-Config"))
+	if err != nil {
+		fail(err)
+		return
+	}
+	pull := func(ctx context.Context, ref string, out io.Writer) (images.Image, error) {
+		return d.buildPull(ctx, ref, auths, out)
+	}
+	b := &build.Builder{Images: store, Containers: buildContainers{d}, Pull: pull}
 	id, err := b.Build(ctx, opts)
 	if err != nil {
 		if quiet {
@@ -197,9 +206,35 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// buildPull pulls a FROM image that is not here, its progress as status
-// lines in the build's output.
-func (d *Daemon) buildPull(ctx context.Context, ref string, out io.Writer) (images.Image, error) {
+// decodeAuthConfigs reads docker's X-Registry-Config header: base64 JSON
+// of registry host -> AuthConfig, the client's credentials for the build's
+// pulls.
+func decodeAuthConfigs(h string) (map[string]distribution.Auth, error) {
+	out := map[string]distribution.Auth{}
+	if h == "" {
+		return out, nil
+	}
+	raw, err := decodeHeader("X-Registry-Config", h)
+	if err != nil {
+		return nil, err
+	}
+	var acs map[string]registry.AuthConfig
+	if err := json.Unmarshal(raw, &acs); err != nil {
+		return nil, badRequest("invalid X-Registry-Config header: %v", err)
+	}
+	for host, ac := range acs {
+		a, err := authOf(ac)
+		if err != nil {
+			return nil, err
+		}
+		out[host] = a
+	}
+	return out, nil
+}
+
+// buildPull pulls a FROM image that is not here with the client's
+// credentials for its registry (Docker Hub's are under its index URL).
+func (d *Daemon) buildPull(ctx context.Context, ref string, auths map[string]distribution.Auth, out io.Writer) (images.Image, error) {
 	if d.registry == nil {
 		return images.Image{}, fmt.Errorf("no registry client to pull %s", ref)
 	}
@@ -207,8 +242,12 @@ func (d *Daemon) buildPull(ctx context.Context, ref string, out io.Writer) (imag
 	if err != nil {
 		return images.Image{}, err
 	}
+	host := parsed.Domain
+	if host == "" {
+		host = "https://index.docker.io/v1/"
+	}
 	fmt.Fprintf(out, "Pulling %s\n", parsed.String())
-	return d.registry.Pull(ctx, parsed.String(), distribution.PullOptions{})
+	return d.registry.Pull(ctx, parsed.String(), distribution.PullOptions{Auth: auths[host]})
 }
 
 // buildContainers is the engine as the builder uses it, with the start

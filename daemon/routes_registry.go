@@ -31,21 +31,26 @@ func decodeAuth(h string) (distribution.Auth, error) {
 	if h == "" {
 		return distribution.Auth{}, nil
 	}
-	var raw []byte
-	var err error
-	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
-		if raw, err = enc.DecodeString(h); err == nil {
-			break
-		}
-	}
+	raw, err := decodeHeader("X-Registry-Auth", h)
 	if err != nil {
-		return distribution.Auth{}, badRequest("invalid X-Registry-Auth header: not base64")
+		return distribution.Auth{}, err
 	}
 	var ac registry.AuthConfig
 	if err := json.Unmarshal(raw, &ac); err != nil {
 		return distribution.Auth{}, badRequest("invalid X-Registry-Auth header: %v", err)
 	}
 	return authOf(ac)
+}
+
+// decodeHeader decodes a base64 header as clients send them (URL or
+// standard alphabet, with or without padding).
+func decodeHeader(name, h string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
+		if raw, err := enc.DecodeString(h); err == nil {
+			return raw, nil
+		}
+	}
+	return nil, badRequest("invalid %s header: not base64", name)
 }
 
 func authOf(ac registry.AuthConfig) (distribution.Auth, error) {
