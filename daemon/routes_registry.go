@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/moby/moby/api/types/jsonstream"
@@ -175,7 +176,13 @@ func (d *Daemon) imagePush(w http.ResponseWriter, r *http.Request, name string) 
 	ctx, cancel := d.streamContext(r)
 	defer cancel()
 	send := streamJSON(w)
-	res, err := d.registry.Push(ctx, parsed.String(), distribution.PushOptions{
+	pusher := d.registry
+	if d.taskImages != nil && parsed.Domain != "" && slices.Contains(d.swarm.clusterRegistryHosts(), parsed.Domain) {
+		// A manager's registry is reached as the task pulls reach it: with
+		// the node's certificate, trusting the cluster CA only.
+		pusher = d.taskImages.cluster
+	}
+	res, err := pusher.Push(ctx, parsed.String(), distribution.PushOptions{
 		Auth: auth, Progress: func(p distribution.Progress) { send(progressMessage(p)) },
 	})
 	if err != nil {

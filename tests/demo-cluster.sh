@@ -6,7 +6,8 @@
 # and per host a network namespace with eth0 = 198.18.250.N/24 on that bridge, running
 # its own `shoal daemon` (entered with nsenter --net, not `ip netns exec`, which would
 # remount /sys and hide the cgroups). Node 1 inits a swarm, 2 and 3 join, a replicated
-# service is created and scaled; then an overlay network carries a web service with a task
+# service is created and scaled; an image built from a Dockerfile on node1 is pushed to the
+# cluster registry and runs on the workers; then an overlay network carries a web service with a task
 # on every node, which a client task reaches by name (DNS at 127.0.0.11, the service's
 # virtual IP spreading the requests), and what a user sees is printed. Everything it makes
 # (daemons and what they started, mounts, cgroups, namespaces and their links, nft
@@ -235,6 +236,28 @@ on 1 service ls
 on 1 service ps sleepers
 on 1 node ls
 on 1 service rm sleepers
+
+echo
+echo "== an image built from a Dockerfile on node1, pushed to the cluster registry, run on the workers"
+mkdir -p "$DIR/hello"
+cat >"$DIR/hello/Dockerfile" <<'DOCKERFILE'
+FROM busybox:latest
+ARG WHO=shoal
+RUN echo "hello from an image that $WHO built" > /greeting
+CMD ["sh", "-c", "cat /greeting; hostname; exec sleep 3600"]
+DOCKERFILE
+on 1 build -t "$MANAGER:5000/hello:1" "$DIR/hello"
+on 1 build -t "$MANAGER:5000/hello:1" "$DIR/hello"   # again: every step from the cache
+on 1 push "$MANAGER:5000/hello:1"
+on 1 service create --name hello --replicas 2 --replicas-max-per-node 1 --constraint node.role==worker \
+  "$MANAGER:5000/hello:1"
+on 1 service ps hello
+for n in 2 3; do
+  HELLO=$(cli "$n" ps -q --filter label=com.docker.swarm.service.name=hello)
+  [ -n "$HELLO" ] || fail "$n" "no task of the hello service on node$n"
+  on "$n" logs "$HELLO"
+done
+on 1 service rm hello
 
 echo
 echo "== an overlay network: a web service on every node and a client that finds it by name"
