@@ -5,7 +5,7 @@
 #
 # usage: bench/run.sh path/to/shoal [SECTION...]
 #   SECTION: lifecycle (run/anchor medians), cpu (CPU time per container start),
-#   parallel (100 x run -d), rss, import, scheduler, scale, swarm, cluster,
+#   parallel (100 x run -d), rss, import, scheduler, scale, swarm, build (bench/swarm.sh build), cluster,
 #   overlay (issue 7's data path: tests/overlay_bench_test.go), registry
 #   (issue 8's push/pull: tests/registry_bench_test.go); none given means all,
 #   in that order.
@@ -15,10 +15,10 @@
 set -euo pipefail
 BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
 shift
-SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm cluster overlay registry} "
+SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm build cluster overlay registry} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 for s in $SECTIONS; do
-  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | cluster | overlay | registry) ;;
+  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | build | cluster | overlay | registry) ;;
   *) echo "run.sh: unknown section $s" >&2; exit 2 ;; esac
 done
 N=${BENCH_N:-50}
@@ -207,6 +207,10 @@ fi
 
 if want swarm; then
   bash "$(dirname "$0")/swarm.sh" "$BIN"   # one node: 100 replicas, then 100 -> 200, beside Docker Swarm
+fi
+
+if want build; then
+  bash "$(dirname "$0")/swarm.sh" "$BIN" build   # first and cached build beside docker's classic builder
 fi
 
 if want cluster; then

@@ -11,12 +11,18 @@
 # or TERM; a run killed with -9 is cleaned up by the next run. It never fails on
 # speed, nor when a side does not work: it prints that side's error and goes on.
 #
-# usage: bench/swarm.sh path/to/shoal
+# usage: bench/swarm.sh path/to/shoal [swarm|build]
+#   build: instead of the swarm, issue 8's build figures on the same two daemons: the
+#   first build of a 7-instruction two-stage Dockerfile and its fully cached rebuild,
+#   shoal build beside `DOCKER_BUILDKIT=0 docker build` (the classic builder), both
+#   with --network none (dockerd runs without a bridge).
 #   BENCH_SWARM_REPLICAS (100; the scale step goes to twice that)
 #   BENCH_SWARM_TIMEOUT  (300 s per wait), BENCH_SWARM_STALL (90 s without progress)
 set -uo pipefail
 BIN=${1:?usage: swarm.sh path/to/shoal}
 BIN=$(readlink -f "$BIN")
+MODE=${2:-swarm}
+case $MODE in swarm | build) ;; *) echo "swarm.sh: unknown mode $MODE (swarm or build)" >&2; exit 2 ;; esac
 N=${BENCH_SWARM_REPLICAS:-100}
 N2=$((2 * N))
 TIMEOUT=${BENCH_SWARM_TIMEOUT:-300}
@@ -261,6 +267,32 @@ running_check() {
   echo "$tasks tasks Running, $ctrs containers, $procs processes"
 }
 
+# measure_build CLI: the first build and the cached rebuild of the same two-stage
+# Dockerfile; sets FIRST, CACHED or ERR.
+measure_build() { # CLI
+  local cli=$1 out t0 ctx=$DIR/buildctx
+  out=$($cli import "$DIR/busybox.tar" bench/busybox:latest 2>&1) || { ERR="import: $(echo "$out" | firstline)"; return 1; }
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  seq 20000 | sort -r >"$ctx/data.txt"
+  cat >"$ctx/Dockerfile" <<'EOF2'
+FROM bench/busybox:latest AS build
+WORKDIR /src
+COPY data.txt .
+RUN sort -n data.txt > sorted.txt && wc -l < sorted.txt > count.txt
+FROM bench/busybox:latest
+COPY --from=build /src/sorted.txt /src/count.txt /out/
+CMD ["cat", "/out/count.txt"]
+EOF2
+  t0=$(now_us)
+  out=$(DOCKER_BUILDKIT=0 $cli build -q --network none -t bench/built:1 "$ctx" 2>&1) || { ERR="build: $(echo "$out" | firstline)"; return 1; }
+  FIRST=$(secs "$t0" "$(now_us)")
+  t0=$(now_us)
+  out=$(DOCKER_BUILDKIT=0 $cli build -q --network none -t bench/built:1 "$ctx" 2>&1) || { ERR="rebuild: $(echo "$out" | firstline)"; return 1; }
+  CACHED=$(secs "$t0" "$(now_us)")
+  out=$($cli run --rm --network none bench/built:1 2>&1)
+  [ "$(echo "$out" | tr -d ' ')" = 20000 ] || { ERR="the built image prints $(echo "$out" | firstline), not 20000"; return 1; }
+}
+
 # measure CLI PORT CGROUP: the service of N, then the scale to N2; sets CREATE, SCALE, CHECK1,
 # CHECK2 or ERR.
 measure() { # CLI PORT CGROUP
@@ -323,7 +355,7 @@ docker_side() {
     D_RSS_KB=$(( ${D_RSS_KB:-0} + ${kb:-0} ))
     D_RSS_WHAT="dockerd + containerd"
   done
-  measure dk "$DPORT" "$DCG"
+  if [ "$MODE" = build ]; then measure_build dk; else measure dk "$DPORT" "$DCG"; fi
 }
 
 # ---- ours ------------------------------------------------------------------------
@@ -341,8 +373,30 @@ shoal_side() {
     if alive "$pid"; then why=${why:-no answer on $SSOCK in 30 s}; else wait "$pid"; why=${why:-exit status $?}; fi
     ERR="daemon did not start: $why"; return 1
   fi
-  measure sh_ "$SPORT" "$SCG"
+  if [ "$MODE" = build ]; then measure_build sh_; else measure sh_ "$SPORT" "$SCG"; fi
 }
+
+if [ "$MODE" = build ]; then
+  echo "== builds: a 7-instruction two-stage Dockerfile, first build and cached rebuild, beside docker's classic builder"
+  ERR= FIRST= CACHED=
+  if docker_side; then D_FIRST=$FIRST D_CACHED=$CACHED D_ERR=; else D_FIRST= D_CACHED= D_ERR=$ERR; fi
+  cleanup_docker
+  ERR= FIRST= CACHED=
+  if shoal_side; then S_FIRST=$FIRST S_CACHED=$CACHED S_ERR=; else S_FIRST= S_CACHED= S_ERR=$ERR; fi
+  cleanup_shoal
+  row() {
+    if [ -z "$2" ]; then printf '%-58s %9s\n' "$1" failed
+    elif [ -n "${3:-}" ]; then printf '%-58s %9s s   %s of docker'"'"'s; target <= 1.0x\n' "$1" "$2" "$(ratio "$2" "$3")"
+    else printf '%-58s %9s s\n' "$1" "$2"; fi
+  }
+  row "docker build (classic), first build (anchor)" "$D_FIRST"
+  row "shoal build, first build" "$S_FIRST" "$D_FIRST"
+  row "docker build (classic), cached rebuild (anchor)" "$D_CACHED"
+  row "shoal build, cached rebuild" "$S_CACHED" "$D_CACHED"
+  [ -n "$D_ERR" ] && echo "docker build: failed ($D_ERR)"
+  [ -n "$S_ERR" ] && echo "shoal build: failed ($S_ERR)"
+  exit 0
+fi
 
 echo "== swarm, one node: a service of $N replicas until all run, then scaled to $N2"
 D_RSS_KB= D_RSS_WHAT=dockerd

@@ -23,7 +23,7 @@ import (
 // shown as docker shows it.
 func newBuildCommand() *cobra.Command {
 	var tags, buildArgs, labels []string
-	var file, target string
+	var file, target, network string
 	var noCache, pull, quiet, rm, forceRm bool
 	cmd := &cobra.Command{
 		Use:   "build [OPTIONS] PATH | -",
@@ -31,7 +31,7 @@ func newBuildCommand() *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := client.ImageBuildOptions{Tags: tags, SuppressOutput: quiet, NoCache: noCache, Remove: rm,
-				ForceRemove: forceRm, PullParent: pull, Target: target, BuildArgs: map[string]*string{}, Labels: map[string]string{}}
+				ForceRemove: forceRm, PullParent: pull, Target: target, NetworkMode: network, BuildArgs: map[string]*string{}, Labels: map[string]string{}}
 			for _, a := range buildArgs {
 				k, v, ok := strings.Cut(a, "=")
 				if k == "" {
@@ -81,6 +81,7 @@ func newBuildCommand() *cobra.Command {
 	fl.Var((*stringArray)(&buildArgs), "build-arg", "Set build-time variables")
 	fl.Var((*stringArray)(&labels), "label", "Set metadata for an image")
 	fl.StringVar(&target, "target", "", "Set the target build stage to build")
+	fl.StringVar(&network, "network", "default", "Set the networking mode for the RUN instructions during build (default or none)")
 	fl.BoolVar(&noCache, "no-cache", false, "Do not use cache when building the image")
 	fl.BoolVar(&pull, "pull", false, "Always attempt to pull a newer version of the image")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")

@@ -35,7 +35,7 @@ func (d *Daemon) buildRoutes(mux *http.ServeMux) {
 var buildParamDefaults = map[string][]string{
 	"cpusetcpus": {""}, "cpusetmems": {""}, "cpushares": {"", "0"}, "cpuquota": {"", "0"},
 	"cpuperiod": {"", "0"}, "memory": {"", "0"}, "memswap": {"", "0"}, "cgroupparent": {""},
-	"shmsize": {"", "0"}, "networkmode": {"", "default", "bridge"}, "platform": {"", "linux/amd64", "linux"},
+	"shmsize": {"", "0"}, "platform": {"", "linux/amd64", "linux"},
 	"squash": {"", "0", "false"}, "extrahosts": {"", "null", "[]"}, "ulimits": {"", "null", "[]"},
 	"cachefrom": {"", "null", "[]"}, "isolation": {"", "default"}, "session": {""}, "outputs": {""},
 	"buildid": {""}, "remote": {""}, "version": {"", "1"}, "secrets": {""},
@@ -44,7 +44,7 @@ var buildParamDefaults = map[string][]string{
 // buildParams are the parameters the builder applies.
 var buildParams = map[string]bool{
 	"t": true, "dockerfile": true, "buildargs": true, "target": true, "nocache": true, "pull": true,
-	"labels": true, "q": true, "rm": true, "forcerm": true,
+	"labels": true, "q": true, "rm": true, "forcerm": true, "networkmode": true,
 }
 
 // buildOptions reads POST /build's query; a parameter it does not apply
@@ -84,6 +84,13 @@ func buildOptions(r *http.Request) (build.Options, bool, error) {
 		if err := json.Unmarshal([]byte(v), &opts.Labels); err != nil {
 			return build.Options{}, false, badRequest("labels: %v", err)
 		}
+	}
+	switch m := q.Get("networkmode"); m {
+	case "", "default", "bridge":
+	case "none":
+		opts.NetworkMode = "none"
+	default:
+		return build.Options{}, false, badRequest("build network %q is not supported: the default bridge or none", m)
 	}
 	// rm=0 keeps the containers of the steps that succeeded (docker-py's
 	// default); a failed step's container always goes, as with --force-rm.

@@ -184,6 +184,17 @@ func TestBuildFailures(t *testing.T) {
 	if code, body := apiDo(t, d.Socket, "POST", "/build?memory=1000000", ""); code != 400 || !strings.Contains(body, "memory") {
 		t.Errorf("an unsupported build option was not refused: %d %s", code, body)
 	}
+	// --network: RUN on the default bridge has an eth0, with none it has not.
+	netDir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN ls /sys/class/net\n"})
+	if out := d.Must("build", "--no-cache", netDir); !strings.Contains(out, "eth0") {
+		t.Errorf("RUN on the default network has no eth0:\n%s", out)
+	}
+	if out := d.Must("build", "--no-cache", "--network", "none", netDir); strings.Contains(out, "eth0") {
+		t.Errorf("RUN with --network none has an eth0:\n%s", out)
+	}
+	if r := d.Run("build", "--network", "host", netDir); r.Code == 0 || !strings.Contains(r.Stderr, "not supported") {
+		t.Errorf("build --network host: %s", r)
+	}
 	if r := d.Run("build", "-f", "nope", writeContext(t, map[string]string{"x": ""})); r.Code == 0 {
 		t.Errorf("build without a Dockerfile succeeded: %s", r)
 	}

@@ -73,6 +73,8 @@ type Options struct {
 	Labels     map[string]string
 	// Out receives the classic builder's step lines and RUN's output.
 	Out io.Writer
+	// NetworkMode is RUN's network: "" (the default bridge) or "none".
+	NetworkMode string
 	// KeepContainers keeps the containers of the steps that succeeded
 	// (`rm=0`); a failed step's container is always removed.
 	KeepContainers bool

@@ -99,7 +99,7 @@ func (r *buildRun) runStep(ctx context.Context, s *stageState, cmd *instructions
 		return nil
 	}
 	c, err := r.newContainer(ctx, s.img, containers.Config{
-		Entrypoint: argv, Env: env, User: s.cfg.User, WorkingDir: s.cfg.WorkingDir,
+		Entrypoint: argv, Env: env, User: s.cfg.User, WorkingDir: s.cfg.WorkingDir, NetworkMode: r.opts.NetworkMode,
 	})
 	if err != nil {
 		return err
