@@ -77,6 +77,8 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzParseFilters -fuzztime 30s ./daemon/
 	go test -run '^$$' -fuzz FuzzCreateRequest -fuzztime 30s ./daemon/
 	go test -run '^$$' -fuzz FuzzParseConstraint -fuzztime 30s ./scheduler/
+	go test -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s ./manager/registry/
+	go test -run '^$$' -fuzz FuzzDockerfile -fuzztime 30s ./containerd/build/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
