@@ -60,6 +60,13 @@ func startRegistryOn(t *testing.T, host string, users map[string]string) *regist
 // namespace (h nil: the machine's).
 func startRegistryIn(t testing.TB, h *harness.Host, host string, users map[string]string) *registry {
 	t.Helper()
+	return startRegistryTLS(t, h, host, users, "", "")
+}
+
+// startRegistryTLS is startRegistryIn serving TLS with the PEM files
+// certFile and keyFile (plain HTTP when both are empty).
+func startRegistryTLS(t testing.TB, h *harness.Host, host string, users map[string]string, certFile, keyFile string) *registry {
+	t.Helper()
 	bin := "/usr/bin/docker-registry"
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing (apt-get install -y docker-registry): %v", bin, err)
@@ -68,6 +75,9 @@ func startRegistryIn(t testing.TB, h *harness.Host, host string, users map[strin
 	r := &registry{Addr: fmt.Sprintf("%s:%d", host, freePort(t)), dir: dir}
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
 		filepath.Join(dir, "data"), r.Addr)
+	if certFile != "" {
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", certFile, keyFile)
+	}
 	if len(users) > 0 {
 		var lines []string
 		for u, p := range users {
@@ -108,6 +118,13 @@ func startRegistryIn(t testing.TB, h *harness.Host, host string, users map[strin
 	waitFor(t, "registry "+r.Addr, func() bool {
 		if h != nil {
 			conn, err := h.DialTimeout("tcp", r.Addr, time.Second)
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		}
+		if certFile != "" {
+			conn, err := net.DialTimeout("tcp", r.Addr, time.Second)
 			if err == nil {
 				conn.Close()
 			}
