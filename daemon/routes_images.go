@@ -338,7 +338,7 @@ func (d *Daemon) removeAllTags(img images.Image) ([]images.Removed, error) {
 // imageConfigExt is the Docker part of an image's config that the OCI type
 // drops: its HEALTHCHECK.
 func imageConfigExt(img images.Image) dockerspec.DockerOCIImageConfigExt {
-	var ext dockerspec.DockerOCIImageConfigExt
+	ext := dockerspec.DockerOCIImageConfigExt{OnBuild: img.OnBuild, Shell: img.Shell}
 	if h := img.Healthcheck; h != nil {
 		ext.Healthcheck = &dockerspec.HealthcheckConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
 			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}

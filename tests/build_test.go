@@ -226,3 +226,51 @@ func TestBuildClients(t *testing.T) {
 		t.Fatalf("docker-py-built image prints %q", out)
 	}
 }
+
+// TestBuildInstructions: what the config-only instructions leave in the
+// image (USER, EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK, ENTRYPOINT
+// resetting an inherited CMD), ADD of a local archive unpacked, COPY
+// --chown and --chmod, and ONBUILD triggers run when a child builds FROM
+// the image, and not inherited further.
+func TestBuildInstructions(t *testing.T) {
+	d := engine(t)
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "inside/x.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+	tw.Write([]byte("abc"))
+	tw.Close()
+	base := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nCMD [\"inherited\"]\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nUSER 1000:1000\nEXPOSE 8080 53/udp\nVOLUME /data\n" +
+			"STOPSIGNAL SIGINT\nSHELL [\"/bin/sh\", \"-ec\"]\nHEALTHCHECK --interval=5s --retries=2 CMD true\n" +
+			"ADD files.tar /unpacked/\nCOPY --chown=12:34 --chmod=640 owned.txt /owned.txt\nONBUILD COPY child.txt /from-trigger.txt\n",
+		"files.tar": tarball.String(),
+		"owned.txt": "mine\n",
+	})
+	d.Must("build", "-t", "with:triggers", base)
+	got := strings.TrimSpace(d.Must("image", "inspect", "--format",
+		`{{json .Config.Cmd}}|{{json .Config.Entrypoint}}|{{.Config.User}}|{{json .Config.ExposedPorts}}|{{json .Config.Volumes}}|{{.Config.StopSignal}}|{{json .Config.Shell}}|{{json .Config.Healthcheck.Test}}|{{.Config.Healthcheck.Retries}}|{{json .Config.OnBuild}}`, "with:triggers"))
+	// CMD set in the same stage stays under a later ENTRYPOINT (as Docker);
+	// the shell form of HEALTHCHECK is CMD-SHELL.
+	want := `["inherited"]|["/bin/sh","-c"]|1000:1000|{"53/udp":{},"8080/tcp":{}}|{"/data":{}}|SIGINT|["/bin/sh","-ec"]|["CMD-SHELL","true"]|2|["COPY child.txt /from-trigger.txt"]`
+	if got != want {
+		t.Fatalf("image config:\n got %s\nwant %s", got, want)
+	}
+	if out := d.Must("run", "--rm", "--network", "none", "-u", "0", "with:triggers", "cat /unpacked/inside/x.txt; stat -c '%u:%g %a' /owned.txt"); out != "abc12:34 640\n" {
+		t.Fatalf("ADD of an archive and COPY --chown/--chmod: %q", out)
+	}
+	child := writeContext(t, map[string]string{
+		"Dockerfile": "FROM with:triggers\nUSER 0\nRUN cat /from-trigger.txt\nENTRYPOINT [\"/bin/cat\"]\n",
+		"child.txt":  "the trigger ran\n",
+	})
+	out := d.Must("build", "-t", "child:1", child)
+	if !strings.Contains(out, "# Executing 1 build trigger") || !strings.Contains(out, "the trigger ran") {
+		t.Fatalf("the ONBUILD trigger did not run:\n%s", out)
+	}
+	if ob := strings.TrimSpace(d.Must("image", "inspect", "--format", "{{json .Config.OnBuild}}", "child:1")); ob != "null" && ob != "[]" {
+		t.Fatalf("the child inherited the triggers: %s", ob)
+	}
+	// An ENTRYPOINT resets a CMD inherited from the base image.
+	if cmd := strings.TrimSpace(d.Must("image", "inspect", "--format", "{{json .Config.Cmd}}", "child:1")); cmd != "null" && cmd != "[]" {
+		t.Fatalf("the child's ENTRYPOINT kept the inherited CMD: %s", cmd)
+	}
+}

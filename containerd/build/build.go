@@ -80,6 +80,9 @@ type Options struct {
 	KeepContainers bool
 }
 
+// maxDockerfile bounds what the parser reads.
+const maxDockerfile = 10 << 20
+
 // ErrBuild marks an error of the build's input or of a step (a bad
 // Dockerfile, a missing file, a RUN that failed): the client's to fix.
 var ErrBuild = errors.New("build failed")
@@ -106,11 +109,14 @@ func (b *Builder) Build(ctx context.Context, opts Options) (string, error) {
 	if !ok || !fi.Mode().IsRegular() {
 		return "", buildErr("Cannot locate specified Dockerfile: %s", opts.Dockerfile)
 	}
+	if fi.Size() > maxDockerfile {
+		return "", buildErr("the Dockerfile %s is larger than %d MiB", opts.Dockerfile, maxDockerfile>>20)
+	}
 	f, err := os.Open(filepath.Join(opts.ContextDir, df))
 	if err != nil {
 		return "", buildErr("read %s: %v", opts.Dockerfile, err)
 	}
-	res, err := parser.Parse(io.LimitReader(f, 10<<20))
+	res, err := parser.Parse(io.LimitReader(f, maxDockerfile))
 	f.Close()
 	if err != nil {
 		return "", buildErr("dockerfile parse error: %v", err)

@@ -77,6 +77,9 @@ type Image struct {
 	// Healthcheck is the image's HEALTHCHECK, a Docker extension of the
 	// OCI config that ocispec.Image drops; nil when it has none.
 	Healthcheck *Healthcheck
+	// OnBuild and Shell are the image's ONBUILD triggers and SHELL, the
+	// other Docker extensions of the config.
+	OnBuild, Shell []string
 	// RepoDigests are the name@digest references of the manifests this
 	// image was pulled by or pushed as, sorted.
 	RepoDigests []string
@@ -304,10 +307,13 @@ func (s *Store) imageLocked(e *entry) Image {
 		img.Created = *img.Config.Created
 	}
 	var ext struct {
-		Config struct{ Healthcheck *Healthcheck } `json:"config"`
+		Config struct {
+			Healthcheck    *Healthcheck
+			OnBuild, Shell []string
+		} `json:"config"`
 	}
 	if json.Unmarshal(e.raw, &ext) == nil {
-		img.Healthcheck = ext.Config.Healthcheck
+		img.Healthcheck, img.OnBuild, img.Shell = ext.Config.Healthcheck, ext.Config.OnBuild, ext.Config.Shell
 	}
 	for _, d := range img.Config.RootFS.DiffIDs {
 		img.Size += s.layers[d]
