@@ -453,6 +453,9 @@ func (d *Daemon) checkFixedIP(net string, ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	if n.rec.PoolSubnet {
+		return badRequest("user specified IP address is supported only when connecting to networks with user configured subnets")
+	}
 	if !ip.Is4() || !n.rec.Subnet.Contains(ip) || ip == n.rec.Gateway || ip == n.rec.Subnet.Addr() {
 		return badRequest("invalid address %s: not a host address of network %s (%s)", ip, n.rec.Name, n.rec.Subnet)
 	}

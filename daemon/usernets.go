@@ -44,6 +44,11 @@ type netRecord struct {
 	Internal bool              `json:"internal,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Options  map[string]string `json:"options,omitempty"`
+	// PoolSubnet is set when the subnet came from the default pools, not
+	// from --subnet: docker refuses --ip there, since the subnet may differ
+	// on the next create. Records written before the field read as false
+	// (user-configured), keeping what they accepted.
+	PoolSubnet bool `json:"poolSubnet,omitempty"`
 	// Endpoints are what the containers created on or connected to the
 	// network asked for there (--network-alias, --ip), by container ID.
 	Endpoints map[string]endpointConfig `json:"endpoints,omitempty"`
@@ -303,6 +308,7 @@ func (u *userNets) create(ctx context.Context, req network.CreateRequest, defaul
 		return netRecord{}, withStatus(http.StatusForbidden, fmt.Errorf("invalid pool request: subnet %s overlaps with another network's on this host", subnet))
 	}
 	var lastErr error
+	rec.PoolSubnet = !subnet.IsValid()
 	for _, p := range candidates {
 		rec.Subnet = p
 		rec.Gateway = gw

@@ -192,6 +192,22 @@ func TestUserNetworks(t *testing.T) {
 			}
 		}
 	})
+	t.Run("fixed ip on a pool subnet", func(t *testing.T) {
+		userNetwork(t, d, "netp", "p")
+		sub := strings.TrimSpace(d.Must("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "netp"))
+		p, err := netip.ParsePrefix(sub)
+		if err != nil {
+			t.Fatalf("subnet of netp %q: %v", sub, err)
+		}
+		ip := p.Addr().Next().Next().Next()
+		r := d.Run("run", "--rm", "--network", "netp", "--ip", ip.String(), "busybox", "true")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "user configured subnets") {
+			t.Fatalf("--ip %s on a default-pool subnet: want refused, got %s", ip, r)
+		}
+		if ids := strings.Fields(d.Run("ps", "-aq", "--filter", "network=netp").Stdout); len(ids) > 0 {
+			t.Fatalf("a refused run left containers %v", ids)
+		}
+	})
 	t.Run("internal", func(t *testing.T) {
 		userNetwork(t, d, "neti", "i", "--internal", "--subnet", userSubnet(4))
 		got := runRm(t, d, "--network", "neti", "busybox", "sh", "-c", "ip route; ping -c1 -W1 198.18.77.77 >/dev/null 2>&1 && echo reached || echo unreachable")
