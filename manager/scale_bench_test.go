@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -28,7 +29,8 @@ import (
 
 // TestScaleBench is `make bench`'s cluster figure (issue 9 item 13): three
 // managers (in-process raft, real mutual TLS) and simulated nodes, as
-// Nomad's nodesim: lightweight agents in this process, each with its own
+// Nomad's nodesim: lightweight agents in a process of their own
+// (scale_agents_test.go; SHOAL_SCALE_AGENTS=inprocess: in this one), each with its own
 // certificate and connection to the leader, that open a dispatcher session,
 // heartbeat at the period the dispatcher asks, follow their assignments and
 // report each new task RUNNING. One replicated service of SHOAL_SCALE_TASKS
@@ -71,8 +73,8 @@ func TestScaleBench(t *testing.T) {
 
 	// Register the simulated nodes as `swarm join` would, with a worker
 	// certificate each.
-	sims := make([]*simNode, nNodes)
-	for i := range sims {
+	specs := make([]agentSpec, nNodes)
+	for i := range specs {
 		key, csr, err := ca.NewNodeKey()
 		if err != nil {
 			t.Fatal(err)
@@ -82,19 +84,18 @@ func TestScaleBench(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tlsCfg, err := ClientTLS(c.found.Root, cert, key)
+		kder, err := x509.MarshalECPrivateKey(key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sims[i] = &simNode{id: id, tls: tlsCfg, conns: map[string]*grpc.ClientConn{}, leader: leaderAddr}
-		t.Cleanup(sims[i].close)
+		specs[i] = agentSpec{ID: id, Cert: cert, Key: kder}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for start := 0; start < nNodes; start += 500 {
 		err := store.Update(ctx, func(tx raftstore.WriteTx) error {
-			for _, s := range sims[start:min(start+500, nNodes)] {
-				if err := tx.Create(&api.Node{Id: s.id, Role: api.NodeRole_WORKER,
+			for _, s := range specs[start:min(start+500, nNodes)] {
+				if err := tx.Create(&api.Node{Id: s.ID, Role: api.NodeRole_WORKER,
 					Spec:   &api.NodeSpec{DesiredRole: api.NodeRole_WORKER, Availability: api.NodeSpec_ACTIVE},
 					Status: &api.NodeStatus{State: api.NodeStatus_UNKNOWN, Addr: "127.0.0.1"}}); err != nil {
 					return err
@@ -107,17 +108,12 @@ func TestScaleBench(t *testing.T) {
 		}
 	}
 	simCtx, stopSims := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	hb := &latencies{}
-	restarts, refused := &lostSessions{}, &lostSessions{}
-	for _, s := range sims {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.run(simCtx, hb, restarts, refused)
-		}()
+	defer stopSims()
+	agents, err := startAgents(simCtx, t, c.found.Root.CertPEM(), specs, leaderAddr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer func() { stopSims(); wg.Wait() }()
+	defer agents.stop()
 	waitFor(t, timeout, "simulated nodes READY", func() error {
 		ready := 0
 		store.View(func(tx raftstore.ReadTx) {
@@ -136,11 +132,9 @@ func TestScaleBench(t *testing.T) {
 
 	runtime.GC()
 	cpu0, wall0, load0 := cpuTime(), time.Now(), loadAvg()
-	hb.reset()
+	agents.reset()
 	served.lat.reset()
 	served.sent.reset()
-	restarts.reset()
-	refused.reset()
 	// Every time the first leader's raft knows no leader counts: a leader
 	// that steps down and wins again (the same address) ends every session
 	// all the same.
@@ -187,12 +181,6 @@ func TestScaleBench(t *testing.T) {
 	for placedIn == 0 || runningIn == 0 {
 		select {
 		case <-ctx.Done():
-			for _, s := range sims {
-				if e := s.lastErr.Load(); e != nil {
-					t.Logf("%s: last session ended: %v", s.id, e)
-					break
-				}
-			}
 			t.Fatalf("not converged within %v: placed in %v, running in %v (%d placed, %d running)",
 				timeout, placedIn, runningIn, prog.placed, prog.running)
 		case <-tick.C:
@@ -219,6 +207,7 @@ func TestScaleBench(t *testing.T) {
 	}
 	cpu := cpuTime() - cpu0
 	wall := time.Since(wall0)
+	hb, restarts, refused, agentCPU := agents.results(t)
 	p50, p99, n := hb.percentiles()
 	s50, s99, sn := served.lat.percentiles()
 	a50, a99, an := served.sent.percentiles()
@@ -236,9 +225,9 @@ func TestScaleBench(t *testing.T) {
 	fmt.Printf("scale: all tasks RUNNING after              %10v\n", runningIn.Round(time.Millisecond))
 	// The round trip is timed by the simulated agent around its Heartbeat
 	// call: it includes the leader's handling and both ends' gRPC and TLS,
-	// and also the agent side's waits in this one process (its goroutine
-	// getting a CPU among the managers' and 999 other agents'). It is an
-	// upper bound of what the leader adds, not the leader's time alone.
+	// and also the agent side's waits (its goroutine getting a CPU among
+	// the 999 other agents', and the managers' when they share a process).
+	// It is an upper bound of what the leader adds, not the leader's time.
 	fmt.Printf("scale: heartbeat RTT p50 / p99 (agent side) %10v / %v   (%d heartbeats; target p99 < 100ms)\n",
 		p50.Round(time.Microsecond), p99.Round(time.Microsecond), n)
 	// At the managers: from the call's headers arriving to its response
@@ -252,8 +241,11 @@ func TestScaleBench(t *testing.T) {
 	// the answer. What the leader's heartbeat deadline is judged on.
 	fmt.Printf("scale: heartbeat sent -> answered at leader %10v / %v   (%d heartbeats; target p99 < 100ms)\n",
 		a50.Round(time.Microsecond), a99.Round(time.Microsecond), an)
-	fmt.Printf("scale: process CPU (3 managers + agents)    %10.1f s in %v (%.0f%% of one core)\n",
+	fmt.Printf("scale: process CPU (%s)%s%10.1f s in %v (%.0f%% of one core)\n", agents.what(), strings.Repeat(" ", max(1, 32-len(agents.what()))),
 		cpu.Seconds(), wall.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
+	if agentCPU > 0 {
+		fmt.Printf("scale: agents' process CPU (all of its run)  %9.1f s\n", agentCPU.Seconds())
+	}
 	fmt.Printf("scale: process heap in use peak / RSS       %10.0f MB / %.0f MB\n", float64(peakHeap)/(1<<20), rssMB())
 	total, why := restarts.summary()
 	fmt.Printf("scale: sessions lost and reopened           %10d   (target 0)%s\n", total, why)
