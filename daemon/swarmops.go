@@ -214,24 +214,36 @@ func (s *swarmNode) changeRole(to string) {
 	if s.state == nil || s.state.Role == to {
 		return
 	}
+	start := time.Now()
 	if err := s.switchRole(to); err != nil {
-		slog.Error("swarm: role change failed", "to", to, "err", err)
+		slog.Error("swarm: role change failed", "to", to, "err", err, "after", time.Since(start))
 		return
 	}
-	slog.Info("swarm: role changed", "node", s.state.NodeID, "role", to)
+	slog.Info("swarm: role changed", "node", s.state.NodeID, "role", to, "took", time.Since(start))
 }
 
 func (s *swarmNode) switchRole(to string) error {
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
+	// This node's own manager is tried last: on a demotion it is out of
+	// raft already and cannot record the certificate, so asking it first
+	// held the demotion up for the whole timeout (TestClusterRegistry,
+	// when this node's address sorted first).
+	var addrs []string
+	for _, a := range s.state.Managers {
+		if a != s.state.AdvertiseAddr {
+			addrs = append(addrs, a)
+		}
+	}
+	addrs = append(addrs, s.state.AdvertiseAddr)
 	var lastErr error
-	for _, addr := range append(append([]string(nil), s.state.Managers...), s.state.AdvertiseAddr) {
+	for _, addr := range addrs {
 		conn, err := s.id.dial(addr)
 		if err != nil {
 			lastErr = err
 			continue
 		}
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 		res, err := manager.Renew(ctx, conn, s.state.AdvertiseAddr)
+		cancel()
 		conn.Close()
 		if err != nil {
 			lastErr = err
@@ -240,6 +252,8 @@ func (s *swarmNode) switchRole(to string) error {
 		if (to == roleManager) != (res.Role == api.NodeRole_MANAGER) {
 			return fmt.Errorf("renewed certificate has role %v, want %s", res.Role, to)
 		}
+		ctx, cancel = context.WithTimeout(s.ctx, 30*time.Second)
+		defer cancel()
 		return s.applyRole(ctx, to, res, addr)
 	}
 	return fmt.Errorf("renew certificate: %w", lastErr)
@@ -247,8 +261,12 @@ func (s *swarmNode) switchRole(to string) error {
 
 func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinResult, via string) error {
 	if s.stopAgent != nil {
+		start := time.Now()
 		s.stopAgent()
 		s.stopAgent = nil
+		if d := time.Since(start); d > time.Second {
+			slog.Warn("swarm: role change: the agent took long to stop", "took", d)
+		}
 	}
 	if err := s.id.sec.SetCredentials(res.Cert, res.Key); err != nil {
 		return err

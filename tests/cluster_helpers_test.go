@@ -404,3 +404,18 @@ func swept(h *harness.Host) string {
 	}
 	return ""
 }
+
+// grepLines returns the lines of log that contain any of words, for a
+// failure message that shows a daemon's view of one thing only.
+func grepLines(log string, words ...string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -139,7 +139,9 @@ func TestClusterRegistry(t *testing.T) {
 	}
 	// Demoted, it stops serving.
 	mustSettled(t, m2, "node", "demote", w.Name)
-	waitFor(t, "the demoted node's registry to stop", func() bool { return !registryUp(w) })
+	if !pollUntil(20*time.Second, func() bool { return !registryUp(w) }) {
+		t.Fatalf("the demoted node's registry still serves; its role changes:\n%s", grepLines(w.Daemon.Log(), "role", "manager", "registry stopped"))
+	}
 	// Removed from the swarm, its certificate (still within its validity)
 	// stops working as soon as the manager's replica has the removal (m2
 	// may apply the leader's commit a moment later; seen once in make test).

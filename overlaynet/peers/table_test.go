@@ -155,3 +155,26 @@ func TestTableWithdrawOnlyOwnTask(t *testing.T) {
 		t.Fatalf("the old task's withdrawal removed the new task's endpoint: %v %v", got, ok)
 	}
 }
+
+// TestTableIgnoresStateOfLeftNode: a state of node a merged after a left
+// (it was in flight) must not bring a's endpoints back; once a is a member
+// again, its state counts.
+func TestTableIgnoresStateOfLeftNode(t *testing.T) {
+	rec := &recorder{}
+	tb := newTable(rec)
+	members := map[string]bool{"a": true}
+	tb.member = func(node string) bool { return members[node] }
+	tb.merge(stateOf("a", "198.18.0.1", 1, "198.19.0.10"))
+	members["a"] = false
+	tb.gone("a")
+	tb.merge(stateOf("a", "198.18.0.1", 1, "198.19.0.10"))
+	want := []string{"add 198.19.0.10 at 198.18.0.1", "remove 198.19.0.10 at 198.18.0.1"}
+	if !slices.Equal(rec.ops, want) {
+		t.Fatalf("ops %q, want %q", rec.ops, want)
+	}
+	members["a"] = true
+	tb.merge(stateOf("a", "198.18.0.1", 2, "198.19.0.10"))
+	if want = append(want, "add 198.19.0.10 at 198.18.0.1"); !slices.Equal(rec.ops, want) {
+		t.Fatalf("ops after a rejoined %q, want %q", rec.ops, want)
+	}
+}
