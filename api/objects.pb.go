@@ -534,7 +534,11 @@ type Node struct {
 	ManagerStatus *ManagerStatus `protobuf:"bytes,6,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
 	Certificate   *Certificate   `protobuf:"bytes,7,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	// role is the node's current role; spec.desired_role is the requested one.
-	Role          NodeRole `protobuf:"varint,8,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	Role NodeRole `protobuf:"varint,8,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	// attachments are the node's own endpoints on cluster networks: its
+	// ingress sandbox's address on the ingress network (the routing mesh's
+	// entry on this node), as Swarm's Node.Attachments.
+	Attachments   []*NetworkAttachment `protobuf:"bytes,9,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +627,13 @@ func (x *Node) GetRole() NodeRole {
 		return x.Role
 	}
 	return NodeRole_WORKER
+}
+
+func (x *Node) GetAttachments() []*NetworkAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
 }
 
 // VirtualIP is a service's address on one network.
@@ -1999,7 +2010,7 @@ const file_objects_proto_rawDesc = "" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x0e\n" +
 	"\x02cn\x18\x03 \x01(\tR\x02cn\x127\n" +
 	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x14\n" +
-	"\x05renew\x18\x05 \x01(\bR\x05renew\"\xf5\x02\n" +
+	"\x05renew\x18\x05 \x01(\bR\x05renew\"\xb5\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12'\n" +
@@ -2008,7 +2019,8 @@ const file_objects_proto_rawDesc = "" +
 	"\x06status\x18\x05 \x01(\v2\x15.shoal.api.NodeStatusR\x06status\x12?\n" +
 	"\x0emanager_status\x18\x06 \x01(\v2\x18.shoal.api.ManagerStatusR\rmanagerStatus\x128\n" +
 	"\vcertificate\x18\a \x01(\v2\x16.shoal.api.CertificateR\vcertificate\x12'\n" +
-	"\x04role\x18\b \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\">\n" +
+	"\x04role\x18\b \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12>\n" +
+	"\vattachments\x18\t \x03(\v2\x1c.shoal.api.NetworkAttachmentR\vattachments\">\n" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
@@ -2207,51 +2219,52 @@ var file_objects_proto_depIdxs = []int32{
 	6,  // 12: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
 	7,  // 13: shoal.api.Node.certificate:type_name -> shoal.api.Certificate
 	30, // 14: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	34, // 15: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	35, // 16: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
-	9,  // 17: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	32, // 18: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	36, // 19: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	36, // 20: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
-	10, // 21: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
-	12, // 22: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
-	2,  // 23: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	31, // 24: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	31, // 25: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	35, // 26: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
-	31, // 27: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	37, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
-	13, // 29: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
-	14, // 30: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
-	18, // 31: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	32, // 32: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	38, // 33: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	39, // 34: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	38, // 35: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	37, // 36: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
-	15, // 37: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
-	16, // 38: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
-	10, // 39: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	32, // 40: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	40, // 41: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	41, // 42: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
-	19, // 43: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
-	21, // 44: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
-	32, // 45: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	42, // 46: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	20, // 47: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	23, // 48: shoal.api.Cluster.gossip_keys:type_name -> shoal.api.GossipKey
-	31, // 49: shoal.api.GossipKey.created_at:type_name -> google.protobuf.Timestamp
-	32, // 50: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	43, // 51: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	32, // 52: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	44, // 53: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	32, // 54: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
-	55, // [55:55] is the sub-list for method output_type
-	55, // [55:55] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	16, // 15: shoal.api.Node.attachments:type_name -> shoal.api.NetworkAttachment
+	34, // 16: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	35, // 17: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	9,  // 18: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
+	32, // 19: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	36, // 20: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	36, // 21: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	10, // 22: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
+	12, // 23: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
+	2,  // 24: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
+	31, // 25: shoal.api.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	31, // 26: shoal.api.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	35, // 27: shoal.api.PortStatus.ports:type_name -> shoal.api.PortConfig
+	31, // 28: shoal.api.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 29: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	13, // 30: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
+	14, // 31: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
+	18, // 32: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
+	32, // 33: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	38, // 34: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	39, // 35: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	38, // 36: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	37, // 37: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	15, // 38: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
+	16, // 39: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
+	10, // 40: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
+	32, // 41: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	40, // 42: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	41, // 43: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	19, // 44: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
+	21, // 45: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
+	32, // 46: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	42, // 47: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	20, // 48: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
+	23, // 49: shoal.api.Cluster.gossip_keys:type_name -> shoal.api.GossipKey
+	31, // 50: shoal.api.GossipKey.created_at:type_name -> google.protobuf.Timestamp
+	32, // 51: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	43, // 52: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	32, // 53: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	44, // 54: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	32, // 55: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }

@@ -38,12 +38,18 @@ const overlayRejoin = 2 * time.Second
 // (which plumbs it) must agree on it.
 func taskNetNSDir(swarmDir string) string { return filepath.Join(swarmDir, "netns") }
 
+// ingressEntryPath is the namespace file of the node's routing-mesh entry
+// sandbox.
+func ingressEntryPath(swarmDir string) string { return filepath.Join(swarmDir, "ingress-sbox") }
+
 // overlaySettings is what the managers' sessions tell the node about the
 // overlay.
 type overlaySettings struct {
 	keys     [][]byte // newest first
 	port     int
 	managers []string // gossip hosts of the managers
+	// ingress is the node's address on the ingress network (nil: none).
+	ingress *api.NetworkAttachment
 }
 
 // overlayNode is the node's overlay networking while it is in a swarm: the
@@ -66,6 +72,7 @@ type overlayNode struct {
 	want    *overlaySettings // the newest settings from a session
 	net     *worker.OverlayNetwork
 	members *peers.Peers
+	mesh    *worker.Ingress
 }
 
 var _ worker.Network = (*overlayNode)(nil)
@@ -91,6 +98,11 @@ func (o *overlayNode) follow(m *api.SessionMessage) {
 		return
 	}
 	s := &overlaySettings{keys: m.GetGossipKeys(), port: int(m.GetDataPathPort())}
+	for _, a := range m.GetNode().GetAttachments() {
+		if a.GetNetwork().GetSpec().GetIngress() {
+			s.ingress = a
+		}
+	}
 	for _, p := range m.GetManagers() {
 		host, _, err := net.SplitHostPort(p.GetAddr())
 		if err == nil && !net.ParseIP(host).Equal(o.addr) {
@@ -164,6 +176,10 @@ func (o *overlayNode) run(ctx context.Context) {
 			}
 		}
 		applied = want
+		o.mu.Lock()
+		mesh := o.mesh
+		o.mu.Unlock()
+		mesh.SetEntry(want.ingress)
 		// A manager this node gave up for dead (or a partition's other
 		// side) is joined again, which is a full state exchange: waiting for
 		// memberlist's own push-pull left a healed partition without an
@@ -194,12 +210,18 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 		return fmt.Errorf("overlay: service discovery: %w", err)
 	}
 	disc := worker.NewDiscovery(ctx, dns.HostUpstreams(resolv))
-	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr, Port: manager.GossipPort,
-		Keys: s.keys, Program: ov, Changed: disc.Changed, LogOutput: gossipLog{o.log}})
+	mesh, err := worker.NewIngress(ov, ingressEntryPath(o.dir))
 	if err != nil {
 		return err
 	}
-	n := &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc}
+	changed := func() { disc.Changed(); mesh.Changed() }
+	p, err := peers.Start(ctx, peers.Config{NodeName: o.nodeID, BindAddr: o.addr, VTEP: o.addr, Port: manager.GossipPort,
+		Keys: s.keys, Program: ov, Changed: changed, LogOutput: gossipLog{o.log}})
+	if err != nil {
+		return err
+	}
+	mesh.Source = p
+	n := &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc, Ingress: mesh}
 	if o.gw != nil {
 		// A bridge that cannot be adopted fails the tasks that need it
 		// (Join opens it again), not the overlay of every task.
@@ -210,9 +232,11 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 	}
 	disc.Source = p
 	go disc.Run(ctx)
+	go mesh.Run(ctx)
 	o.mu.Lock()
 	o.members = p
 	o.net = n
+	o.mesh = mesh
 	o.mu.Unlock()
 	close(o.ready)
 	o.log.Info("overlay: started", "vtep", o.addr, "data-port", s.port)
@@ -317,7 +341,7 @@ func removeOverlay(ctx context.Context, dir, advertise, gwSubnet string) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{worker.RemoveIngress(ctx, ov, ingressEntryPath(dir))}
 	for _, e := range ents {
 		path := filepath.Join(netnsDir, e.Name())
 		id := strings.TrimPrefix(e.Name(), "task-")

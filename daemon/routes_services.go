@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
@@ -91,21 +92,20 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 	return out, nil
 }
 
-// checkServiceNetworking refuses what tasks cannot have yet: overlay
-// networks are wired (the daemon runs the overlay, with DNS and VIPs, so
-// network aliases answer), and so are ports published in mode host (on the
-// task's leg of the node's gateway bridge, which tasks on a network have),
-// but there is no routing mesh, so a port published in mode ingress would be
-// accepted and silently not work.
+// checkServiceNetworking refuses what tasks cannot have: ports published
+// in mode host need a network (they are published on the task's leg of the
+// node's gateway bridge, which tasks on a network have); ports through the
+// routing mesh need none (their tasks join the ingress network). The mesh
+// and host publishing are nf_tables DNAT for TCP and UDP: SCTP is refused.
 func checkServiceNetworking(spec swarm.ServiceSpec) error {
 	if spec.EndpointSpec == nil {
 		return nil
 	}
 	for _, p := range spec.EndpointSpec.Ports {
-		if p.PublishMode != swarm.PortConfigPublishModeHost {
-			return badRequest("port %d: publishing through the routing mesh is not supported yet: publish it with mode=host (published=P,target=T,mode=host)", p.TargetPort)
+		if p.Protocol == network.SCTP {
+			return badRequest("port %d/sctp: publishing SCTP ports is not supported (tcp and udp are)", p.TargetPort)
 		}
-		if len(spec.TaskTemplate.Networks) == 0 {
+		if p.PublishMode == swarm.PortConfigPublishModeHost && len(spec.TaskTemplate.Networks) == 0 {
 			return badRequest("port %d: ports published in mode host need the service on an overlay network (--network)", p.TargetPort)
 		}
 	}

@@ -44,23 +44,12 @@ func getBody(c *http.Client, url string) (string, error) {
 // fails with the reason in `service ps`; --publish-add/--publish-rm move the
 // port; a kill -9 and restart of the daemon keeps the port answering, its
 // rules not doubled; a removed service and a node that leaves the swarm
-// leave no rule. A port through the routing mesh (the default mode) is
-// refused with one line: the mesh is not wired yet.
+// leave no rule.
 func TestClusterPublishHost(t *testing.T) {
 	sc := newSwarm(t, 1, 1, "--default-addr-pool", testAddrPool)
 	mgr, wrk := sc.Hosts[0], sc.Hosts[1]
 	mgr.Daemon.Must("network", "create", "-d", "overlay", "app")
 	const web = `mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www`
-
-	r := expectFail(t, mgr, []string{"routing mesh is not supported yet"},
-		"service", "create", "--detach", "--name", "mesh", "--network", "app", "-p", "8080:80", "busybox", "sleep", "60")
-	// The CLI's warning about the image's digest may come first.
-	if e := r.Stderr[strings.LastIndex(r.Stderr, "Error response from daemon:")+1:]; strings.Contains(strings.TrimSpace(e), "\n") {
-		t.Errorf("refusal is not one line: %q", r.Stderr)
-	}
-	if names, _ := serviceNames(mgr); len(names) != 0 {
-		t.Fatalf("a refused service was stored: %v", names)
-	}
 
 	mgr.Daemon.Must("service", "create", "--detach", "--name", "web", "--network", "app",
 		"--constraint", "node.role==worker", "--publish", "mode=host,published=8081,target=80", "busybox", "sh", "-c", web)

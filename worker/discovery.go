@@ -179,7 +179,11 @@ func (d *Discovery) Add(ctx context.Context, t *api.Task, netnsPath string) erro
 	}
 	var vnis []uint32
 	for _, a := range t.GetNetworks() {
-		vnis = append(vnis, a.GetNetwork().GetVni())
+		// The ingress network carries the routing mesh only: no names
+		// or VIPs on it, as Swarm's.
+		if !a.GetNetwork().GetSpec().GetIngress() {
+			vnis = append(vnis, a.GetNetwork().GetVni())
+		}
 	}
 	tab, err := lb.New(netnsPath, lbTable)
 	if err != nil {
@@ -335,6 +339,20 @@ func taskInfo(t *api.Task, networkID string, aliases []string) peers.TaskInfo {
 	ti := peers.TaskInfo{Name: t.GetAnnotations().GetName(), Service: t.GetServiceAnnotations().GetName(),
 		ServiceID: t.GetServiceId(), DNSRR: t.GetEndpoint().GetSpec().GetMode() == api.EndpointSpec_DNSRR,
 		Aliases: aliases}
+	if slices.ContainsFunc(t.GetNetworks(), func(a *api.NetworkAttachment) bool {
+		return a.GetNetwork().GetId() == networkID && a.GetNetwork().GetSpec().GetIngress()
+	}) {
+		// On the ingress network: the ports its service publishes
+		// through the mesh (as allocated), no VIP.
+		for _, p := range t.GetEndpoint().GetPorts() {
+			if p.GetPublishMode() != api.PortConfig_INGRESS || p.GetPublishedPort() > 65535 || p.GetTargetPort() > 65535 {
+				continue
+			}
+			ti.Ports = append(ti.Ports, peers.Port{Protocol: strings.ToLower(p.GetProtocol().String()),
+				Published: uint16(p.GetPublishedPort()), Target: uint16(p.GetTargetPort())})
+		}
+		return ti
+	}
 	if !ti.DNSRR {
 		for _, v := range t.GetEndpoint().GetVirtualIps() {
 			if v.GetNetworkId() != networkID {

@@ -53,6 +53,9 @@ type OverlayNetwork struct {
 	// gets a leg on it, after its overlay interfaces, holding its default
 	// route. Nil: tasks have no way out of the cluster.
 	Gateway GatewayBridge
+	// Ingress is the node's routing mesh: a task on the ingress network
+	// gets its return path from it. Nil: such tasks cannot be attached.
+	Ingress *Ingress
 }
 
 // GatewayBridge is a node's way out of the cluster for tasks (Swarm's
@@ -78,6 +81,7 @@ type attachment struct {
 	ep       overlay.Endpoint
 	task     peers.TaskInfo
 	internal bool // the network is --internal: no way out through it
+	ingress  bool // the routing mesh's network
 }
 
 // attachments turns t's network attachments into overlay terms; anything
@@ -119,6 +123,7 @@ func (o *OverlayNetwork) attachments(t *api.Task) ([]attachment, error) {
 				IfName: fmt.Sprintf("eth%d", i), Addr: &net.IPNet{IP: ip.To4(), Mask: subnet.Mask}},
 			task:     taskInfo(t, n.GetId(), a.GetAliases()),
 			internal: n.GetSpec().GetInternal(),
+			ingress:  n.GetSpec().GetIngress(),
 		})
 	}
 	return out, nil
@@ -150,7 +155,15 @@ func (o *OverlayNetwork) Attach(ctx context.Context, t *api.Task) error {
 		}
 	}
 	for _, a := range atts {
+		if a.ingress && o.Ingress == nil {
+			o.Detach(context.WithoutCancel(ctx), t)
+			return fmt.Errorf("attach task %s: the routing mesh does not run on this node", t.GetId())
+		}
 		err := o.Overlay.Attach(a.net, a.ep)
+		if err == nil && a.ingress {
+			// Before the task is announced: its first replies need it.
+			err = o.Ingress.AddTask(ctx, t, a.ep.NetNSPath, a.ep.IfName)
+		}
 		if err == nil {
 			err = o.Peers.Announce(ctx, peerOf(a))
 		}
@@ -221,6 +234,9 @@ func (o *OverlayNetwork) Detach(ctx context.Context, t *api.Task) error {
 	atts, _ := o.attachments(t)
 	if o.Discovery != nil {
 		o.Discovery.Remove(t.GetId())
+	}
+	if o.Ingress != nil {
+		o.Ingress.RemoveTask(t.GetId())
 	}
 	var errs []error
 	for _, a := range atts {

@@ -66,6 +66,8 @@ type Snapshot struct {
 	Networks []*api.Network
 	Services []*api.Service
 	Tasks    []*api.Task
+	// Nodes get their ingress sandbox's address (ingress.go).
+	Nodes []*api.Node
 }
 
 // Result is what to write after a pass. Services and Tasks are modified
@@ -76,6 +78,8 @@ type Result struct {
 	Services []*api.Service
 	// Tasks got their addresses, or had them released after they ended.
 	Tasks []*api.Task
+	// Nodes got or lost their ingress address.
+	Nodes []*api.Node
 	// Failed is, per task ID, why the task could not be given its
 	// addresses (a one-line reason naming the network and the cause).
 	Failed map[string]string
@@ -346,8 +350,12 @@ func wantsAddresses(t *api.Task) bool {
 }
 
 // Allocated reports whether t holds an address on every network its spec
-// attaches it to: a task is scheduled only then.
+// attaches it to, and on the ingress network if it publishes a port
+// through the routing mesh: a task is scheduled only then.
 func Allocated(t *api.Task) bool {
+	if usesIngress(t) && !onIngress(t) {
+		return false
+	}
 	for _, want := range t.GetSpec().GetNetworks() {
 		ok := false
 		for _, a := range t.GetNetworks() {
@@ -413,6 +421,20 @@ func Allocate(snap Snapshot) Result {
 			}
 		}
 	}
+	for _, n := range snap.Nodes {
+		for _, a := range n.GetAttachments() {
+			for _, addr := range a.GetAddresses() {
+				hold(a.GetNetwork().GetId(), addr)
+			}
+		}
+	}
+	ingress := IngressNetwork(snap.Networks)
+	if ingress != nil && nets[ingress.GetId()] == nil {
+		ingress = nil // not allocated: nothing can be given on it
+	}
+	// A node left without an entry (a full subnet) is one the mesh cannot
+	// be entered through; it is tried again at every pass.
+	res.Nodes = allocateNodes(snap.Nodes, ingress, nets)
 
 	services := slices.Clone(snap.Services)
 	slices.SortFunc(services, func(a, b *api.Service) int { return strings.Compare(a.GetId(), b.GetId()) })
@@ -445,7 +467,7 @@ func Allocate(snap Snapshot) Result {
 				res.Failed[t.GetId()] = reason
 				continue
 			}
-			nt, err := allocateTask(t, byID[t.GetServiceId()], nets)
+			nt, err := allocateTask(t, byID[t.GetServiceId()], ingress, nets)
 			if err != nil {
 				res.Failed[t.GetId()] = err.Error()
 				continue
@@ -518,7 +540,7 @@ func serviceName(svc *api.Service) string {
 
 // allocateTask gives t an address on each network of its spec. Nothing is
 // taken unless all can be given (an error leaves nets as it was).
-func allocateTask(t *api.Task, svc *api.Service, nets map[string]*subnetState) (*api.Task, error) {
+func allocateTask(t *api.Task, svc *api.Service, ingress *api.Network, nets map[string]*subnetState) (*api.Task, error) {
 	nt := proto.Clone(t).(*api.Task)
 	var taken []struct {
 		st *subnetState
@@ -532,8 +554,16 @@ func allocateTask(t *api.Task, svc *api.Service, nets map[string]*subnetState) (
 			}
 		}
 	}
+	wants := t.GetSpec().GetNetworks()
+	if usesIngress(t) {
+		if ingress == nil {
+			return nil, fmt.Errorf("no ingress network for its published ports")
+		}
+		// Last, so the task's own networks keep their interface names.
+		wants = append(slices.Clone(wants), &api.NetworkAttachmentConfig{Target: ingress.GetId()})
+	}
 	var atts []*api.NetworkAttachment
-	for _, want := range t.GetSpec().GetNetworks() {
+	for _, want := range wants {
 		if slices.ContainsFunc(atts, func(a *api.NetworkAttachment) bool { return a.GetNetwork().GetId() == want.GetTarget() }) {
 			continue
 		}
@@ -572,6 +602,14 @@ func allocateTask(t *api.Task, svc *api.Service, nets map[string]*subnetState) (
 			nt.Endpoint = &api.Endpoint{}
 		}
 		nt.Endpoint.VirtualIps = proto.Clone(svc.GetEndpoint()).(*api.Endpoint).GetVirtualIps()
+	}
+	if svc != nil && len(IngressPorts(svc.GetEndpoint().GetPorts())) > 0 {
+		// The published ports as allocated (a target-only port got its
+		// number): every node's mesh learns them from the task's endpoint.
+		if nt.Endpoint == nil {
+			nt.Endpoint = &api.Endpoint{}
+		}
+		nt.Endpoint.Ports = proto.Clone(svc.GetEndpoint()).(*api.Endpoint).GetPorts()
 	}
 	return nt, nil
 }

@@ -127,6 +127,13 @@ func apply(snap *Snapshot, res Result) {
 			}
 		}
 	}
+	for _, n := range res.Nodes {
+		for i, o := range snap.Nodes {
+			if o.GetId() == n.GetId() {
+				snap.Nodes[i] = n
+			}
+		}
+	}
 }
 
 func TestAllocateTasksAndVIPs(t *testing.T) {

@@ -64,7 +64,7 @@ func validateNetworkSpec(spec *api.NetworkSpec) error {
 		}
 	}
 	if spec.GetIngress() {
-		return invalid("network %s: ingress networks are not supported yet", spec.GetAnnotations().GetName())
+		return invalid("network %s: creating an ingress network is not supported: the cluster makes its own (%s) with the first service that publishes a port through the routing mesh", spec.GetAnnotations().GetName(), allocator.IngressNetworkName)
 	}
 	for _, c := range spec.GetIpam().GetConfigs() {
 		p, err := netip.ParsePrefix(c.GetSubnet())
@@ -151,11 +151,41 @@ func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkReques
 	return &api.CreateNetworkResponse{Network: out}, nil
 }
 
+// ensureIngress makes the ingress network (the routing mesh's) if the store
+// has none, from the default address pool. The caller holds networkAllocMu.
+func (s *Server) ensureIngress(tx raftstore.WriteTx) error {
+	if allocator.IngressNetwork(tx.Networks()) != nil {
+		return nil
+	}
+	if tx.GetByName(raftstore.KindNetwork, allocator.IngressNetworkName) != nil {
+		return precondition("publishing through the routing mesh needs the ingress network, and a network named %s that is not one exists: remove or rename it", allocator.IngressNetworkName)
+	}
+	n := &api.Network{Id: s.newID(), Spec: &api.NetworkSpec{
+		Annotations:  &api.Annotations{Name: allocator.IngressNetworkName},
+		DriverConfig: &api.Driver{Name: allocator.DriverOverlay},
+		Ingress:      true,
+	}}
+	snap := allocator.Snapshot{Networks: tx.Networks()}
+	if cs := tx.Clusters(); len(cs) > 0 {
+		snap.Cluster = cs[0]
+	}
+	an, err := allocator.AllocateNetwork(snap, n)
+	if err != nil {
+		return precondition("the ingress network: %w", err)
+	}
+	return tx.Create(an)
+}
+
 // networkUser names a service or task that uses network id, or "". A task
 // uses it while it is not finished or still holds an address on it (an
-// orphaned task may still run); a service while its spec names it.
+// orphaned task may still run); a service while its spec names it, or, for
+// the ingress network, while it publishes a port through the routing mesh.
 func networkUser(tx raftstore.ReadTx, id string) string {
+	ingress := allocator.IngressNetwork(tx.Networks())
 	for _, svc := range tx.Services() {
+		if ingress != nil && ingress.GetId() == id && len(allocator.IngressPorts(svc.GetEndpoint().GetPorts())) > 0 {
+			return "service " + svc.GetSpec().GetAnnotations().GetName()
+		}
 		for _, a := range svc.GetSpec().GetTask().GetNetworks() {
 			if a.GetTarget() == id {
 				return "service " + svc.GetSpec().GetAnnotations().GetName()

@@ -285,6 +285,10 @@ func (s *Server) createService(ctx context.Context, req *api.CreateServiceReques
 	}
 	name := spec.GetAnnotations().GetName()
 	svc := &api.Service{Id: s.newID(), Spec: spec, SpecVersion: 1}
+	if meshPorts(spec) {
+		networkAllocMu.Lock()
+		defer networkAllocMu.Unlock()
+	}
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
 		if tx.GetByName(raftstore.KindService, name) != nil {
 			return conflict("service %s already exists", name)
@@ -292,7 +296,7 @@ func (s *Server) createService(ctx context.Context, req *api.CreateServiceReques
 		if err := resolveReferences(tx, spec); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
-		if err := allocatePorts(tx, svc); err != nil {
+		if err := s.allocatePorts(tx, svc); err != nil {
 			return err
 		}
 		return tx.Create(svc)
@@ -312,8 +316,10 @@ func (s *Server) createService(ctx context.Context, req *api.CreateServiceReques
 // allocatePorts gives svc the published ports its spec asks for
 // (allocator.AllocatePorts), in the transaction that writes svc, so two
 // creates racing for one port cannot both win; Endpoint.Spec follows the
-// spec, as Docker's inspect shows it.
-func allocatePorts(tx raftstore.ReadTx, svc *api.Service) error {
+// spec, as Docker's inspect shows it. The first port published through the
+// routing mesh makes the ingress network, in the same transaction (the
+// caller holds networkAllocMu when the spec may need it).
+func (s *Server) allocatePorts(tx raftstore.WriteTx, svc *api.Service) error {
 	ports, err := allocator.AllocatePorts(tx.Services(), svc)
 	switch {
 	case errors.Is(err, allocator.ErrPortTaken):
@@ -331,6 +337,9 @@ func allocatePorts(tx raftstore.ReadTx, svc *api.Service) error {
 		svc.Endpoint.Spec = proto.Clone(e).(*api.EndpointSpec)
 	}
 	svc.Endpoint.Ports = ports
+	if len(allocator.IngressPorts(ports)) > 0 {
+		return s.ensureIngress(tx)
+	}
 	return nil
 }
 
@@ -364,6 +373,10 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 		}
 	}
 	var id string
+	if req.GetRollback() || meshPorts(spec) {
+		networkAllocMu.Lock()
+		defer networkAllocMu.Unlock()
+	}
 	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
 		svc, err := getService(tx, req.GetServiceId())
 		if err != nil {
@@ -387,7 +400,7 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 				StartedAt: timestamp(s.now()),
 				Message:   "manually requested rollback",
 			}
-			if err := allocatePorts(tx, svc); err != nil {
+			if err := s.allocatePorts(tx, svc); err != nil {
 				return err
 			}
 			return tx.Update(svc)
@@ -410,7 +423,7 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 		svc.SpecVersion++
 		// The updater reports the new update's progress.
 		svc.UpdateStatus = nil
-		if err := allocatePorts(tx, svc); err != nil {
+		if err := s.allocatePorts(tx, svc); err != nil {
 			return err
 		}
 		return tx.Update(svc)
@@ -444,4 +457,10 @@ func (s *Server) removeService(ctx context.Context, req *api.RemoveServiceReques
 		return nil, err
 	}
 	return &api.RemoveServiceResponse{}, nil
+}
+
+// meshPorts reports whether spec publishes a port through the routing mesh
+// (and so may need the ingress network made).
+func meshPorts(spec *api.ServiceSpec) bool {
+	return len(allocator.IngressPorts(spec.GetEndpoint().GetPorts())) > 0
 }

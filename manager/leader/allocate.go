@@ -28,7 +28,7 @@ type allocatorLoop struct {
 
 func newAllocatorLoop(c Config) *loop {
 	a := &allocatorLoop{cfg: c}
-	return c.newLoop("allocator", []raftstore.Kind{raftstore.KindNetwork, raftstore.KindService, raftstore.KindTask}, markAllocator, a.pass)
+	return c.newLoop("allocator", []raftstore.Kind{raftstore.KindNetwork, raftstore.KindService, raftstore.KindTask, raftstore.KindNode}, markAllocator, a.pass)
 }
 
 // markAllocator: a pass is worth running when a task waits for addresses,
@@ -44,6 +44,14 @@ func markAllocator(ev raftstore.Event, d *dirty) bool {
 		if !freed && (t == nil || !allocator.NeedsPass(t)) {
 			return false
 		}
+	case raftstore.KindNode:
+		// A new node needs its ingress entry; a removed one frees it.
+		// Other node changes (status, certificate) are not the allocator's.
+		n, _ := ev.Object.(*api.Node)
+		old, _ := ev.Old.(*api.Node)
+		if n != nil && old != nil && proto.Equal(&api.Node{Attachments: n.GetAttachments()}, &api.Node{Attachments: old.GetAttachments()}) {
+			return false
+		}
 	case raftstore.KindService:
 		s, _ := ev.Object.(*api.Service)
 		old, _ := ev.Old.(*api.Service)
@@ -56,7 +64,8 @@ func markAllocator(ev raftstore.Event, d *dirty) bool {
 }
 
 func usesNetworks(s *api.Service) bool {
-	return len(s.GetSpec().GetTask().GetNetworks()) > 0 || len(s.GetEndpoint().GetVirtualIps()) > 0
+	return len(s.GetSpec().GetTask().GetNetworks()) > 0 || len(s.GetEndpoint().GetVirtualIps()) > 0 ||
+		len(allocator.IngressPorts(s.GetEndpoint().GetPorts())) > 0
 }
 
 // pass reads one snapshot, allocates, and writes services first (tasks copy
@@ -76,8 +85,17 @@ func (a *allocatorLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
 			snap.Tasks = append(snap.Tasks, o.(*api.Task))
 			return true
 		})
+		tx.ForEach(raftstore.KindNode, func(o raftstore.Object) bool {
+			snap.Nodes = append(snap.Nodes, o.(*api.Node))
+			return true
+		})
 	})
 	res := allocator.Allocate(snap)
+	if len(res.Nodes) > 0 {
+		if err := a.writeNodes(ctx, snap.Nodes, res.Nodes); err != nil {
+			return time.Time{}, err
+		}
+	}
 	if len(res.Services) > 0 {
 		err := a.cfg.Store.Update(ctx, func(tx raftstore.WriteTx) error {
 			for _, s := range res.Services {
@@ -114,4 +132,33 @@ func (a *allocatorLoop) pass(ctx context.Context, _ dirty) (time.Time, error) {
 		ops = append(ops, op{update: nt})
 	}
 	return time.Time{}, write(ctx, a.cfg.Store, ops)
+}
+
+// writeNodes sets the nodes' attachments as allocated. Node objects are
+// written by others too (status, certificates), so each is read again and
+// only its attachments are set, if they are still what the pass read: a
+// node changed meanwhile under the allocator is left to the next pass.
+func (a *allocatorLoop) writeNodes(ctx context.Context, read, changed []*api.Node) error {
+	before := map[string]*api.Node{}
+	for _, n := range read {
+		before[n.GetId()] = n
+	}
+	err := a.cfg.Store.Update(ctx, func(tx raftstore.WriteTx) error {
+		for _, n := range changed {
+			cur := tx.GetNode(n.GetId())
+			if cur == nil || !proto.Equal(&api.Node{Attachments: cur.GetAttachments()}, &api.Node{Attachments: before[n.GetId()].GetAttachments()}) {
+				continue
+			}
+			nn := proto.Clone(cur).(*api.Node)
+			nn.Attachments = n.GetAttachments()
+			if err := tx.Update(nn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write %d nodes' ingress addresses: %w", len(changed), err)
+	}
+	return nil
 }

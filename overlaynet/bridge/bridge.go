@@ -170,7 +170,7 @@ func New(ctx context.Context, o Options) (*Network, error) {
 			// Do not leave a half-made network behind; an adopted one stays
 			// for the containers that use it.
 			removeTable(o.Name)
-			disallowForward(ctx, o.Name)
+			DisallowForward(ctx, o.Name)
 			sandbox.DelLink(o.Name)
 		}
 		return nil, fmt.Errorf("bridge %s: %w", o.Name, err)
@@ -190,7 +190,7 @@ func (n *Network) setup(ctx context.Context) error {
 	if err := program(n.opts, n.st); err != nil {
 		return err
 	}
-	return allowForward(ctx, n.opts.Name)
+	return AllowForward(ctx, n.opts.Name)
 }
 
 // Name is the bridge's link name.
@@ -366,7 +366,7 @@ func (n *Network) Remove(ctx context.Context) error {
 	if err := removeTable(n.opts.Name); err != nil {
 		errs = append(errs, err)
 	}
-	if err := disallowForward(ctx, n.opts.Name); err != nil {
+	if err := DisallowForward(ctx, n.opts.Name); err != nil {
 		errs = append(errs, err)
 	}
 	if err := sandbox.DelLink(n.opts.Name); err != nil {

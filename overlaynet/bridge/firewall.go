@@ -70,8 +70,10 @@ func iptablesBinaries() []string {
 	return append(bins, legacy)
 }
 
-// allowForward makes sure the FORWARD accept rules of bridge are present.
-func allowForward(ctx context.Context, bridge string) error {
+// AllowForward makes sure the FORWARD accept rules of bridge are present.
+// bridge may be any host link that carries forwarded traffic to and from
+// containers (the routing mesh's link to its ingress sandbox is one).
+func AllowForward(ctx context.Context, bridge string) error {
 	for _, bin := range iptablesBinaries() {
 		for _, r := range forwardRules(bridge) {
 			if iptables(ctx, bin, append([]string{"-C", "FORWARD"}, r...)...) == nil {
@@ -85,8 +87,9 @@ func allowForward(ctx context.Context, bridge string) error {
 	return nil
 }
 
-// disallowForward deletes every copy of bridge's accept rules.
-func disallowForward(ctx context.Context, bridge string) error {
+// DisallowForward deletes every copy of bridge's accept rules (those
+// AllowForward inserted).
+func DisallowForward(ctx context.Context, bridge string) error {
 	for _, bin := range iptablesBinaries() {
 		for _, r := range forwardRules(bridge) {
 			// A crash between check and insert may have left duplicates; the

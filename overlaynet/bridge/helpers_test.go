@@ -57,7 +57,7 @@ func sweepLeftovers() {
 			continue
 		}
 		removeTable(name)
-		disallowForward(context.Background(), name)
+		DisallowForward(context.Background(), name)
 		netlink.LinkDel(l)
 	}
 }
@@ -123,7 +123,7 @@ func cleanupNetwork(t *testing.T, o Options) {
 		sandbox.Remove(o.NetNSDir + "/" + e.Name())
 	}
 	removeTable(o.Name)
-	disallowForward(context.Background(), o.Name)
+	DisallowForward(context.Background(), o.Name)
 	sandbox.DelLink(o.Name)
 }
 

@@ -169,13 +169,13 @@ func TestForwardPolicyDrop(t *testing.T) {
 		if errs := check(); errs != nil {
 			return fmt.Errorf("with FORWARD policy DROP: %w", errors.Join(errs...))
 		}
-		if err := disallowForward(ctx, br); err != nil {
+		if err := DisallowForward(ctx, br); err != nil {
 			return err
 		}
 		if errs := check(); len(errs) != 3 {
 			return fmt.Errorf("without our FORWARD rules only %d of 3 paths failed: %v", len(errs), errs)
 		}
-		if err := allowForward(ctx, br); err != nil {
+		if err := AllowForward(ctx, br); err != nil {
 			return err
 		}
 		if errs := check(); errs != nil {

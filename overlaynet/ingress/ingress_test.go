@@ -77,11 +77,11 @@ func TestMeshKeepsClientAddress(t *testing.T) {
 		t.Fatal("connected without a return path: the test topology does not make the return path matter")
 	}
 	for _, ns := range ms.tasks {
-		if err := ReturnPath(ns, "eth0", []Entry{ms.entry}); err != nil {
+		if err := ReturnPath(ns, "eth0", []Entry{ms.entry}, nil); err != nil {
 			t.Fatal(err)
 		}
 		// Calling it again replaces, it does not stack rules.
-		if err := ReturnPath(ns, "eth0", []Entry{ms.entry}); err != nil {
+		if err := ReturnPath(ns, "eth0", []Entry{ms.entry}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func TestMeshKeepsClientAddress(t *testing.T) {
 	if n := countRules(); n != 1 {
 		t.Fatalf("%d return-path rules, want 1", n)
 	}
-	if err := ReturnPath(ms.tasks["t1"], "eth0", nil); err != nil {
+	if err := ReturnPath(ms.tasks["t1"], "eth0", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := countRules(); n != 0 {
@@ -136,7 +136,7 @@ func TestMeshRefusesWithoutTasks(t *testing.T) {
 	ms := newMesh(t)
 	client := ms.client
 	for _, ns := range ms.tasks {
-		if err := ReturnPath(ns, "eth0", []Entry{ms.entry}); err != nil {
+		if err := ReturnPath(ns, "eth0", []Entry{ms.entry}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -188,7 +188,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("Sync(%+v) = %v, want an error with %q", tc.ports, err, tc.want)
 		}
 	}
-	if err := ReturnPath("/x", "eth0", []Entry{{Gateway: netip.MustParseAddr("198.18.2.1")}}); err == nil {
+	if err := ReturnPath("/x", "eth0", []Entry{{Gateway: netip.MustParseAddr("198.18.2.1")}}, nil); err == nil {
 		t.Error("ReturnPath accepted an entry without a MAC")
 	}
 	if _, err := New("", ""); err == nil {

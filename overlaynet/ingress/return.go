@@ -47,7 +47,21 @@ const (
 // Connections from elsewhere (a VIP on an overlay, the task's own outbound
 // ones) carry no mark and use the main table. Calling it again replaces the
 // entries; no entries removes it all.
-func ReturnPath(netnsPath, iface string, entries []Entry) error {
+//
+// UDP needs one more rule per published UDP target port of the task:
+//
+//	ip rule ipproto udp sport <port> lookup returnBase    # entry 0's table
+//
+// A UDP server answering from an unbound socket has its source address
+// chosen by the route to the client before any mark is set, and the main
+// table's route (the node's gateway bridge) would give the reply that
+// interface's address: the reply would match no connection, here or at the
+// entry, and be lost. Routed by its source port the reply gets the ingress
+// address, matches the incoming connection, and the mark then sends it to
+// the entry it came from. The cost: the task's own outbound UDP sent from
+// such a port goes out through an entry too (a server rarely sends from
+// its listening port).
+func ReturnPath(netnsPath, iface string, entries []Entry, udpPorts []uint16) error {
 	if iface == "" || len(iface) >= unix.IFNAMSIZ {
 		return fmt.Errorf("ingress return path: invalid interface name %q", iface)
 	}
@@ -59,7 +73,7 @@ func ReturnPath(netnsPath, iface string, entries []Entry) error {
 			return fmt.Errorf("ingress return path: entry %s/%s: need an Ethernet MAC and an IPv4 gateway", e.MAC, e.Gateway)
 		}
 	}
-	if err := returnRoutes(netnsPath, iface, entries); err != nil {
+	if err := returnRoutes(netnsPath, iface, entries, udpPorts); err != nil {
 		return fmt.Errorf("ingress return path in %s: %w", netnsPath, err)
 	}
 	return lb.Batch(netnsPath, returnTable, "ingress return path", func(c *nftables.Conn, tab *nftables.Table) error {
@@ -105,7 +119,7 @@ func ReturnPath(netnsPath, iface string, entries []Entry) error {
 }
 
 // returnRoutes replaces the policy rules and routing tables of entries.
-func returnRoutes(netnsPath, iface string, entries []Entry) error {
+func returnRoutes(netnsPath, iface string, entries []Entry, udpPorts []uint16) error {
 	h, err := sandbox.Handle(netnsPath)
 	if err != nil {
 		return err
@@ -156,6 +170,14 @@ func returnRoutes(netnsPath, iface string, entries []Entry) error {
 		r.Mask = &mask
 		if err := h.RuleAdd(r); err != nil {
 			return fmt.Errorf("rule fwmark %#x: %w", id, err)
+		}
+	}
+	for _, p := range udpPorts {
+		r := netlink.NewRule()
+		r.Family, r.IPProto, r.Table, r.Priority = netlink.FAMILY_V4, unix.IPPROTO_UDP, returnBase, 1001
+		r.Sport = netlink.NewRulePortRange(p, p)
+		if err := h.RuleAdd(r); err != nil {
+			return fmt.Errorf("rule udp sport %d: %w", p, err)
 		}
 	}
 	return nil

@@ -72,6 +72,23 @@ type TaskInfo struct {
 	// Serving says the task is RUNNING (and healthy, if it has a health
 	// check) and wanted running: only then do names and VIPs lead to it.
 	Serving bool
+	// Ports are the ports its service publishes through the routing mesh
+	// (on the ingress network only): every node opens them and spreads
+	// their connections over the serving endpoints that list them.
+	Ports []Port
+	// Entry marks a node's ingress sandbox, the routing mesh's way in on
+	// that node, rather than a task: tasks on the ingress network send the
+	// replies of a connection back through the entry it came from.
+	Entry bool
+}
+
+// Port is a port published through the routing mesh.
+type Port struct {
+	// Protocol is "tcp" or "udp".
+	Protocol string `json:"proto"`
+	// Published is the port open on every node; Target the task's.
+	Published uint16 `json:"published"`
+	Target    uint16 `json:"target"`
 }
 
 func (e Endpoint) key() string { return fmt.Sprintf("%d/%s", e.VNI, e.IP) }
@@ -144,11 +161,14 @@ type wireEntry struct {
 	DNSRR     bool     `json:"dnsrr,omitempty"`
 	Aliases   []string `json:"aliases,omitempty"`
 	Serving   bool     `json:"serving,omitempty"`
+	Ports     []Port   `json:"ports,omitempty"`
+	Entry     bool     `json:"entry,omitempty"`
 }
 
 func toWire(e Endpoint) wireEntry {
 	w := wireEntry{VNI: e.VNI, IP: e.IP.String(), MAC: e.MAC.String(), Task: e.Task.Name,
-		Service: e.Task.Service, ServiceID: e.Task.ServiceID, DNSRR: e.Task.DNSRR, Aliases: e.Task.Aliases, Serving: e.Task.Serving}
+		Service: e.Task.Service, ServiceID: e.Task.ServiceID, DNSRR: e.Task.DNSRR, Aliases: e.Task.Aliases, Serving: e.Task.Serving,
+		Ports: e.Task.Ports, Entry: e.Task.Entry}
 	if e.Task.VIP != nil {
 		w.VIP = e.Task.VIP.String()
 	}
@@ -555,7 +575,8 @@ func (t *table) merge(buf []byte) {
 			continue
 		}
 		e := Endpoint{VNI: w.VNI, IP: ip, MAC: mac, Task: TaskInfo{Name: w.Task, Service: w.Service,
-			ServiceID: w.ServiceID, VIP: net.ParseIP(w.VIP).To4(), DNSRR: w.DNSRR, Aliases: w.Aliases, Serving: w.Serving}}
+			ServiceID: w.ServiceID, VIP: net.ParseIP(w.VIP).To4(), DNSRR: w.DNSRR, Aliases: w.Aliases, Serving: w.Serving,
+			Ports: w.Ports, Entry: w.Entry}}
 		next[e.key()] = e
 	}
 	old := t.remotes[s.Node]

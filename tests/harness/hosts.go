@@ -404,3 +404,11 @@ func inNetNS(path string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// ListenPacketIn opens a packet socket inside the network namespace at
+// path (a task's, say): the test serves from inside it without a process
+// there.
+func ListenPacketIn(path, network, address string) (c net.PacketConn, err error) {
+	err = inNetNS(path, func() (e error) { c, e = net.ListenPacket(network, address); return })
+	return c, err
+}
