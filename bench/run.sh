@@ -6,7 +6,8 @@
 # usage: bench/run.sh path/to/shoal [SECTION...]
 #   SECTION: lifecycle (run/anchor medians), cpu (CPU time per container start),
 #   parallel (100 x run -d), rss, import, scheduler, scale, swarm, build (bench/swarm.sh build), cluster,
-#   overlay (issue 7's data path: tests/overlay_bench_test.go), registry
+#   overlay (issue 7's data path: tests/overlay_bench_test.go), mesh (the routing
+#   mesh: tests/mesh_bench_test.go), registry
 #   (issue 8's push/pull: tests/registry_bench_test.go); none given means all,
 #   in that order.
 #   BENCH_N (50) runs per median; BENCH_PARALLEL (100) containers started at once;
@@ -15,10 +16,10 @@
 set -euo pipefail
 BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
 shift
-SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm build cluster overlay registry} "
+SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm build cluster overlay mesh registry} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 for s in $SECTIONS; do
-  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | build | cluster | overlay | registry) ;;
+  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | build | cluster | overlay | mesh | registry) ;;
   *) echo "run.sh: unknown section $s" >&2; exit 2 ;; esac
 done
 N=${BENCH_N:-50}
@@ -245,6 +246,11 @@ bench_lines() { sed -n "s/^\(Benchmark[^\t]*\t\)\{0,1\}\(\(== \)\{0,1\}$1 .*\)\$
 if want overlay; then
   echo "== overlay data path on test hosts (tests/overlay_bench_test.go; iperf3, TCP ping-pong; ratios vs a kernel VXLAN pair)"
   go_bench overlay '^BenchmarkOverlay'
+fi
+
+if want mesh; then
+  echo "== routing mesh on test hosts (tests/mesh_bench_test.go; ab through a node without the task vs direct to the task's node)"
+  go_bench mesh '^BenchmarkMesh'
 fi
 
 if want registry; then
