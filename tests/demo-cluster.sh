@@ -9,7 +9,8 @@
 # service is created and scaled; an image built from a Dockerfile on node1 is pushed to the
 # cluster registry and runs on the workers; then an overlay network carries a web service with a task
 # on every node, which a client task reaches by name (DNS at 127.0.0.11, the service's
-# virtual IP spreading the requests), and what a user sees is printed. Everything it makes
+# virtual IP spreading the requests); a port published through the routing mesh answers
+# on a node without the task; and what a user sees is printed. Everything it makes
 # (daemons and what they started, mounts, cgroups, namespaces and their links, nft
 # tables) is removed on exit, also on failure or Ctrl-C, and before starting, in case
 # an earlier run crashed. K=250 in 198.18.K.0/24: the Go tests' harness uses names
@@ -276,6 +277,24 @@ CLIENT=$(cli 1 ps -q --filter label=com.docker.swarm.service.name=client)
 on 1 exec "$CLIENT" nslookup web 127.0.0.11
 on 1 exec "$CLIENT" nslookup tasks.web 127.0.0.11
 for i in 1 2 3 4 5 6; do on 1 exec "$CLIENT" timeout 5 wget -qO- http://web/; done
+
+echo
+echo "== the routing mesh: a port published by a service answers on every node"
+# One task, on a worker; node1 (the manager) runs none of it, yet its port 8080
+# answers, and the task sees the client's own address (Swarm would show an address
+# of its ingress sandbox).
+on 1 service create --name site --constraint node.role==worker --publish 8080:80 busybox:latest \
+  sh -c 'mkdir -p /www/cgi-bin && printf "#!/bin/sh\necho Content-Type: text/plain\necho\necho served by \$(hostname) to \$REMOTE_ADDR\n" > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www'
+on 1 service ps site
+on 1 network ls --filter name=ingress
+for n in 2 3; do
+  echo "[node$n] + curl http://$MANAGER:8080/cgi-bin/ip" >&2
+  out=$(nsenter --net="/run/netns/$(netns "$n")" curl -sS --max-time 5 "http://$MANAGER:8080/cgi-bin/ip") ||
+    fail 1 "the published port 8080 does not answer on node1 (from node$n)"
+  echo "$out"
+  [[ $out == *"to 198.18.$K.$n"* || $out == *"to [::ffff:198.18.$K.$n]"* ]] ||
+    fail 1 "the task did not see node$n's address: $out"
+done
 
 echo
 echo "== cluster demo done; cleaning up"
