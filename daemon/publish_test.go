@@ -7,9 +7,10 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 )
 
-// TestCheckServiceNetworking: mode=host ports on a network pass; a port
-// through the routing mesh (not wired) and a mode=host port of a service on
-// no network (its task would have no gateway-bridge leg) are refused.
+// TestCheckServiceNetworking: mode=host ports on a network pass, and ports
+// through the routing mesh with or without a network; a mode=host port of a
+// service on no network (its task would have no gateway-bridge leg) and an
+// SCTP port are refused.
 func TestCheckServiceNetworking(t *testing.T) {
 	onNet := []swarm.NetworkAttachmentConfig{{Target: "app"}}
 	host := swarm.PortConfig{TargetPort: 80, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeHost}
@@ -24,8 +25,10 @@ func TestCheckServiceNetworking(t *testing.T) {
 	}{
 		{"no ports", swarm.ServiceSpec{}, ""},
 		{"host on a network", spec(onNet, host), ""},
-		{"mesh", spec(onNet, host, mesh), "routing mesh is not supported yet"},
-		{"default mode is the mesh", spec(onNet, swarm.PortConfig{TargetPort: 80}), "routing mesh is not supported yet"},
+		{"mesh", spec(onNet, host, mesh), ""},
+		{"mesh without a network", spec(nil, mesh), ""},
+		{"default mode is the mesh", spec(nil, swarm.PortConfig{TargetPort: 80}), ""},
+		{"sctp", spec(nil, swarm.PortConfig{TargetPort: 80, Protocol: "sctp"}), "SCTP ports is not supported"},
 		{"host without a network", spec(nil, host), "need the service on an overlay network"},
 	} {
 		err := checkServiceNetworking(tt.spec)
