@@ -65,7 +65,7 @@ func (x AssignmentChange_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AssignmentChange_Action.Descriptor instead.
 func (AssignmentChange_Action) EnumDescriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{9, 0}
+	return file_dispatcher_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type AssignmentsMessage_Type int32
@@ -113,7 +113,204 @@ func (x AssignmentsMessage_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AssignmentsMessage_Type.Descriptor instead.
 func (AssignmentsMessage_Type) EnumDescriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{10, 0}
+	return file_dispatcher_proto_rawDescGZIP(), []int{14, 0}
+}
+
+type AttachNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// network is an ID, a name or a unique ID prefix.
+	Network     string `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	ContainerId string `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// aliases are the container's --network-alias names on the network.
+	Aliases []string `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// check_only resolves and checks the network (it exists, it is
+	// attachable) without attaching (docker create).
+	CheckOnly     bool `protobuf:"varint,4,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachNetworkRequest) Reset() {
+	*x = AttachNetworkRequest{}
+	mi := &file_dispatcher_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachNetworkRequest) ProtoMessage() {}
+
+func (x *AttachNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachNetworkRequest.ProtoReflect.Descriptor instead.
+func (*AttachNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AttachNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *AttachNetworkRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *AttachNetworkRequest) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *AttachNetworkRequest) GetCheckOnly() bool {
+	if x != nil {
+		return x.CheckOnly
+	}
+	return false
+}
+
+type AttachNetworkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// attachment holds the network (whole) and the container's address.
+	Attachment    *NetworkAttachment `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachNetworkResponse) Reset() {
+	*x = AttachNetworkResponse{}
+	mi := &file_dispatcher_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachNetworkResponse) ProtoMessage() {}
+
+func (x *AttachNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachNetworkResponse.ProtoReflect.Descriptor instead.
+func (*AttachNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AttachNetworkResponse) GetAttachment() *NetworkAttachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+type DetachNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachNetworkRequest) Reset() {
+	*x = DetachNetworkRequest{}
+	mi := &file_dispatcher_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachNetworkRequest) ProtoMessage() {}
+
+func (x *DetachNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachNetworkRequest.ProtoReflect.Descriptor instead.
+func (*DetachNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DetachNetworkRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+type DetachNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachNetworkResponse) Reset() {
+	*x = DetachNetworkResponse{}
+	mi := &file_dispatcher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachNetworkResponse) ProtoMessage() {}
+
+func (x *DetachNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachNetworkResponse.ProtoReflect.Descriptor instead.
+func (*DetachNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{3}
 }
 
 type SessionRequest struct {
@@ -127,7 +324,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_dispatcher_proto_msgTypes[0]
+	mi := &file_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +336,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[0]
+	mi := &file_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +349,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{0}
+	return file_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionRequest) GetDescription() *NodeDescription {
@@ -181,7 +378,7 @@ type WeightedPeer struct {
 
 func (x *WeightedPeer) Reset() {
 	*x = WeightedPeer{}
-	mi := &file_dispatcher_proto_msgTypes[1]
+	mi := &file_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +390,7 @@ func (x *WeightedPeer) String() string {
 func (*WeightedPeer) ProtoMessage() {}
 
 func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[1]
+	mi := &file_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +403,7 @@ func (x *WeightedPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedPeer.ProtoReflect.Descriptor instead.
 func (*WeightedPeer) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{1}
+	return file_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WeightedPeer) GetNodeId() string {
@@ -248,7 +445,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_dispatcher_proto_msgTypes[2]
+	mi := &file_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -260,7 +457,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[2]
+	mi := &file_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -273,7 +470,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionMessage) GetSessionId() string {
@@ -327,7 +524,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_dispatcher_proto_msgTypes[3]
+	mi := &file_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +536,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[3]
+	mi := &file_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +549,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -372,7 +569,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_dispatcher_proto_msgTypes[4]
+	mi := &file_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +581,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[4]
+	mi := &file_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +594,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -417,7 +614,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_dispatcher_proto_msgTypes[5]
+	mi := &file_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +626,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[5]
+	mi := &file_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +639,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -469,7 +666,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_dispatcher_proto_msgTypes[6]
+	mi := &file_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +678,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[6]
+	mi := &file_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +691,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -519,7 +716,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_dispatcher_proto_msgTypes[7]
+	mi := &file_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +728,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[7]
+	mi := &file_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +741,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 type AssignmentsRequest struct {
@@ -556,7 +753,7 @@ type AssignmentsRequest struct {
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_dispatcher_proto_msgTypes[8]
+	mi := &file_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +765,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[8]
+	mi := &file_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +778,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AssignmentsRequest) GetSessionId() string {
@@ -601,7 +798,7 @@ type AssignmentChange struct {
 
 func (x *AssignmentChange) Reset() {
 	*x = AssignmentChange{}
-	mi := &file_dispatcher_proto_msgTypes[9]
+	mi := &file_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +810,7 @@ func (x *AssignmentChange) String() string {
 func (*AssignmentChange) ProtoMessage() {}
 
 func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[9]
+	mi := &file_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +823,7 @@ func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentChange.ProtoReflect.Descriptor instead.
 func (*AssignmentChange) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AssignmentChange) GetTask() *Task {
@@ -657,7 +854,7 @@ type AssignmentsMessage struct {
 
 func (x *AssignmentsMessage) Reset() {
 	*x = AssignmentsMessage{}
-	mi := &file_dispatcher_proto_msgTypes[10]
+	mi := &file_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +866,7 @@ func (x *AssignmentsMessage) String() string {
 func (*AssignmentsMessage) ProtoMessage() {}
 
 func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[10]
+	mi := &file_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +879,7 @@ func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsMessage.ProtoReflect.Descriptor instead.
 func (*AssignmentsMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AssignmentsMessage) GetType() AssignmentsMessage_Type {
@@ -717,7 +914,20 @@ var File_dispatcher_proto protoreflect.FileDescriptor
 
 const file_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x10dispatcher.proto\x12\tshoal.api\x1a\x1egoogle/protobuf/duration.proto\x1a\robjects.proto\"m\n" +
+	"\x10dispatcher.proto\x12\tshoal.api\x1a\x1egoogle/protobuf/duration.proto\x1a\robjects.proto\"\x8c\x01\n" +
+	"\x14AttachNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\x12!\n" +
+	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x18\n" +
+	"\aaliases\x18\x03 \x03(\tR\aaliases\x12\x1d\n" +
+	"\n" +
+	"check_only\x18\x04 \x01(\bR\tcheckOnly\"U\n" +
+	"\x15AttachNetworkResponse\x12<\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x1c.shoal.api.NetworkAttachmentR\n" +
+	"attachment\"9\n" +
+	"\x14DetachNetworkRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\x17\n" +
+	"\x15DetachNetworkResponse\"m\n" +
 	"\x0eSessionRequest\x12<\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12\x1d\n" +
 	"\n" +
@@ -768,13 +978,15 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\achanges\x18\x04 \x03(\v2\x1b.shoal.api.AssignmentChangeR\achanges\"%\n" +
 	"\x04Type\x12\f\n" +
 	"\bCOMPLETE\x10\x00\x12\x0f\n" +
-	"\vINCREMENTAL\x10\x012\xc3\x02\n" +
+	"\vINCREMENTAL\x10\x012\xeb\x03\n" +
 	"\n" +
 	"Dispatcher\x12A\n" +
 	"\aSession\x12\x19.shoal.api.SessionRequest\x1a\x19.shoal.api.SessionMessage0\x01\x12F\n" +
 	"\tHeartbeat\x12\x1b.shoal.api.HeartbeatRequest\x1a\x1c.shoal.api.HeartbeatResponse\x12[\n" +
 	"\x10UpdateTaskStatus\x12\".shoal.api.UpdateTaskStatusRequest\x1a#.shoal.api.UpdateTaskStatusResponse\x12M\n" +
-	"\vAssignments\x12\x1d.shoal.api.AssignmentsRequest\x1a\x1d.shoal.api.AssignmentsMessage0\x01B$Z\"github.com/shoal-project/shoal/apib\x06proto3"
+	"\vAssignments\x12\x1d.shoal.api.AssignmentsRequest\x1a\x1d.shoal.api.AssignmentsMessage0\x01\x12R\n" +
+	"\rAttachNetwork\x12\x1f.shoal.api.AttachNetworkRequest\x1a .shoal.api.AttachNetworkResponse\x12R\n" +
+	"\rDetachNetwork\x12\x1f.shoal.api.DetachNetworkRequest\x1a .shoal.api.DetachNetworkResponseB$Z\"github.com/shoal-project/shoal/apib\x06proto3"
 
 var (
 	file_dispatcher_proto_rawDescOnce sync.Once
@@ -789,51 +1001,61 @@ func file_dispatcher_proto_rawDescGZIP() []byte {
 }
 
 var file_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_dispatcher_proto_goTypes = []any{
 	(AssignmentChange_Action)(0),     // 0: shoal.api.AssignmentChange.Action
 	(AssignmentsMessage_Type)(0),     // 1: shoal.api.AssignmentsMessage.Type
-	(*SessionRequest)(nil),           // 2: shoal.api.SessionRequest
-	(*WeightedPeer)(nil),             // 3: shoal.api.WeightedPeer
-	(*SessionMessage)(nil),           // 4: shoal.api.SessionMessage
-	(*HeartbeatRequest)(nil),         // 5: shoal.api.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 6: shoal.api.HeartbeatResponse
-	(*TaskStatusUpdate)(nil),         // 7: shoal.api.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 8: shoal.api.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 9: shoal.api.UpdateTaskStatusResponse
-	(*AssignmentsRequest)(nil),       // 10: shoal.api.AssignmentsRequest
-	(*AssignmentChange)(nil),         // 11: shoal.api.AssignmentChange
-	(*AssignmentsMessage)(nil),       // 12: shoal.api.AssignmentsMessage
-	(*NodeDescription)(nil),          // 13: shoal.api.NodeDescription
-	(*Node)(nil),                     // 14: shoal.api.Node
-	(*durationpb.Duration)(nil),      // 15: google.protobuf.Duration
-	(*TaskStatus)(nil),               // 16: shoal.api.TaskStatus
-	(*Task)(nil),                     // 17: shoal.api.Task
+	(*AttachNetworkRequest)(nil),     // 2: shoal.api.AttachNetworkRequest
+	(*AttachNetworkResponse)(nil),    // 3: shoal.api.AttachNetworkResponse
+	(*DetachNetworkRequest)(nil),     // 4: shoal.api.DetachNetworkRequest
+	(*DetachNetworkResponse)(nil),    // 5: shoal.api.DetachNetworkResponse
+	(*SessionRequest)(nil),           // 6: shoal.api.SessionRequest
+	(*WeightedPeer)(nil),             // 7: shoal.api.WeightedPeer
+	(*SessionMessage)(nil),           // 8: shoal.api.SessionMessage
+	(*HeartbeatRequest)(nil),         // 9: shoal.api.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 10: shoal.api.HeartbeatResponse
+	(*TaskStatusUpdate)(nil),         // 11: shoal.api.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 12: shoal.api.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 13: shoal.api.UpdateTaskStatusResponse
+	(*AssignmentsRequest)(nil),       // 14: shoal.api.AssignmentsRequest
+	(*AssignmentChange)(nil),         // 15: shoal.api.AssignmentChange
+	(*AssignmentsMessage)(nil),       // 16: shoal.api.AssignmentsMessage
+	(*NetworkAttachment)(nil),        // 17: shoal.api.NetworkAttachment
+	(*NodeDescription)(nil),          // 18: shoal.api.NodeDescription
+	(*Node)(nil),                     // 19: shoal.api.Node
+	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
+	(*TaskStatus)(nil),               // 21: shoal.api.TaskStatus
+	(*Task)(nil),                     // 22: shoal.api.Task
 }
 var file_dispatcher_proto_depIdxs = []int32{
-	13, // 0: shoal.api.SessionRequest.description:type_name -> shoal.api.NodeDescription
-	14, // 1: shoal.api.SessionMessage.node:type_name -> shoal.api.Node
-	3,  // 2: shoal.api.SessionMessage.managers:type_name -> shoal.api.WeightedPeer
-	15, // 3: shoal.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	16, // 4: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
-	7,  // 5: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
-	17, // 6: shoal.api.AssignmentChange.task:type_name -> shoal.api.Task
-	0,  // 7: shoal.api.AssignmentChange.action:type_name -> shoal.api.AssignmentChange.Action
-	1,  // 8: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
-	11, // 9: shoal.api.AssignmentsMessage.changes:type_name -> shoal.api.AssignmentChange
-	2,  // 10: shoal.api.Dispatcher.Session:input_type -> shoal.api.SessionRequest
-	5,  // 11: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	8,  // 12: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
-	10, // 13: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
-	4,  // 14: shoal.api.Dispatcher.Session:output_type -> shoal.api.SessionMessage
-	6,  // 15: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	9,  // 16: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
-	12, // 17: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	17, // 0: shoal.api.AttachNetworkResponse.attachment:type_name -> shoal.api.NetworkAttachment
+	18, // 1: shoal.api.SessionRequest.description:type_name -> shoal.api.NodeDescription
+	19, // 2: shoal.api.SessionMessage.node:type_name -> shoal.api.Node
+	7,  // 3: shoal.api.SessionMessage.managers:type_name -> shoal.api.WeightedPeer
+	20, // 4: shoal.api.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	21, // 5: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
+	11, // 6: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
+	22, // 7: shoal.api.AssignmentChange.task:type_name -> shoal.api.Task
+	0,  // 8: shoal.api.AssignmentChange.action:type_name -> shoal.api.AssignmentChange.Action
+	1,  // 9: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
+	15, // 10: shoal.api.AssignmentsMessage.changes:type_name -> shoal.api.AssignmentChange
+	6,  // 11: shoal.api.Dispatcher.Session:input_type -> shoal.api.SessionRequest
+	9,  // 12: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
+	12, // 13: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
+	14, // 14: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
+	2,  // 15: shoal.api.Dispatcher.AttachNetwork:input_type -> shoal.api.AttachNetworkRequest
+	4,  // 16: shoal.api.Dispatcher.DetachNetwork:input_type -> shoal.api.DetachNetworkRequest
+	8,  // 17: shoal.api.Dispatcher.Session:output_type -> shoal.api.SessionMessage
+	10, // 18: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	13, // 19: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
+	16, // 20: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
+	3,  // 21: shoal.api.Dispatcher.AttachNetwork:output_type -> shoal.api.AttachNetworkResponse
+	5,  // 22: shoal.api.Dispatcher.DetachNetwork:output_type -> shoal.api.DetachNetworkResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_dispatcher_proto_init() }
@@ -848,7 +1070,7 @@ func file_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dispatcher_proto_rawDesc), len(file_dispatcher_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,8 @@ const (
 	Dispatcher_Heartbeat_FullMethodName        = "/shoal.api.Dispatcher/Heartbeat"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/shoal.api.Dispatcher/UpdateTaskStatus"
 	Dispatcher_Assignments_FullMethodName      = "/shoal.api.Dispatcher/Assignments"
+	Dispatcher_AttachNetwork_FullMethodName    = "/shoal.api.Dispatcher/AttachNetwork"
+	Dispatcher_DetachNetwork_FullMethodName    = "/shoal.api.Dispatcher/DetachNetwork"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -44,6 +46,13 @@ type DispatcherClient interface {
 	// Assignments streams the tasks the node must run: first COMPLETE, then
 	// INCREMENTAL changes.
 	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error)
+	// AttachNetwork gives a container of the calling node an address on an
+	// attachable overlay network (docker run --network): it is recorded in the
+	// node's attachments and answered once the allocator gave it an address.
+	AttachNetwork(ctx context.Context, in *AttachNetworkRequest, opts ...grpc.CallOption) (*AttachNetworkResponse, error)
+	// DetachNetwork gives up a container's attachments; its addresses are
+	// free again. Attachments that are gone already are fine.
+	DetachNetwork(ctx context.Context, in *DetachNetworkRequest, opts ...grpc.CallOption) (*DetachNetworkResponse, error)
 }
 
 type dispatcherClient struct {
@@ -112,6 +121,26 @@ func (c *dispatcherClient) Assignments(ctx context.Context, in *AssignmentsReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_AssignmentsClient = grpc.ServerStreamingClient[AssignmentsMessage]
 
+func (c *dispatcherClient) AttachNetwork(ctx context.Context, in *AttachNetworkRequest, opts ...grpc.CallOption) (*AttachNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachNetworkResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_AttachNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dispatcherClient) DetachNetwork(ctx context.Context, in *DetachNetworkRequest, opts ...grpc.CallOption) (*DetachNetworkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetachNetworkResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_DetachNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -131,6 +160,13 @@ type DispatcherServer interface {
 	// Assignments streams the tasks the node must run: first COMPLETE, then
 	// INCREMENTAL changes.
 	Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error
+	// AttachNetwork gives a container of the calling node an address on an
+	// attachable overlay network (docker run --network): it is recorded in the
+	// node's attachments and answered once the allocator gave it an address.
+	AttachNetwork(context.Context, *AttachNetworkRequest) (*AttachNetworkResponse, error)
+	// DetachNetwork gives up a container's attachments; its addresses are
+	// free again. Attachments that are gone already are fine.
+	DetachNetwork(context.Context, *DetachNetworkRequest) (*DetachNetworkResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -152,6 +188,12 @@ func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTa
 }
 func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error {
 	return status.Error(codes.Unimplemented, "method Assignments not implemented")
+}
+func (UnimplementedDispatcherServer) AttachNetwork(context.Context, *AttachNetworkRequest) (*AttachNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachNetwork not implemented")
+}
+func (UnimplementedDispatcherServer) DetachNetwork(context.Context, *DetachNetworkRequest) (*DetachNetworkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DetachNetwork not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -232,6 +274,42 @@ func _Dispatcher_Assignments_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_AssignmentsServer = grpc.ServerStreamingServer[AssignmentsMessage]
 
+func _Dispatcher_AttachNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).AttachNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_AttachNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).AttachNetwork(ctx, req.(*AttachNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Dispatcher_DetachNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).DetachNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_DetachNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).DetachNetwork(ctx, req.(*DetachNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -246,6 +324,14 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateTaskStatus",
 			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
+		},
+		{
+			MethodName: "AttachNetwork",
+			Handler:    _Dispatcher_AttachNetwork_Handler,
+		},
+		{
+			MethodName: "DetachNetwork",
+			Handler:    _Dispatcher_DetachNetwork_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1124,8 +1124,11 @@ type NetworkAttachment struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Network *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	// addresses are CIDR notation.
-	Addresses     []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
-	Aliases       []string `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Addresses []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Aliases   []string `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// container_id is set on a node's attachment made for a container run on
+	// an attachable network (not a task's); none on its ingress entry.
+	ContainerId   string `protobuf:"bytes,4,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1179,6 +1182,13 @@ func (x *NetworkAttachment) GetAliases() []string {
 		return x.Aliases
 	}
 	return nil
+}
+
+func (x *NetworkAttachment) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
 }
 
 // Task is one attempt at running one replica (slot) of a service.
@@ -2069,11 +2079,12 @@ const file_objects_proto_rawDesc = "" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x12E\n" +
 	"\x10container_status\x18\x05 \x01(\v2\x1a.shoal.api.ContainerStatusR\x0fcontainerStatus\x126\n" +
 	"\vport_status\x18\x06 \x01(\v2\x15.shoal.api.PortStatusR\n" +
-	"portStatus\"y\n" +
+	"portStatus\"\x9c\x01\n" +
 	"\x11NetworkAttachment\x12,\n" +
 	"\anetwork\x18\x01 \x01(\v2\x12.shoal.api.NetworkR\anetwork\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x18\n" +
-	"\aaliases\x18\x03 \x03(\tR\aaliases\"\xab\x04\n" +
+	"\aaliases\x18\x03 \x03(\tR\aaliases\x12!\n" +
+	"\fcontainer_id\x18\x04 \x01(\tR\vcontainerId\"\xab\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x128\n" +

@@ -112,11 +112,7 @@ func clusterNetworkSpec(req network.CreateRequest) (*api.NetworkSpec, error) {
 	case req.EnableIPv4 != nil && !*req.EnableIPv4:
 		return nil, badRequest("network %s: IPv4 cannot be disabled on overlay networks", name)
 	case req.Ingress:
-		return nil, badRequest("network %s: ingress networks are not supported yet", name)
-	case req.Attachable:
-		// Stored and ignored would break the rule that an accepted option
-		// is applied: plain containers cannot join overlays yet.
-		return nil, badRequest("network %s: --attachable is not supported yet (run --network cannot join an overlay network)", name)
+		return nil, badRequest("network %s: creating an ingress network is not supported: the swarm makes its own (%s) with the first service that publishes a port", name, allocator.IngressNetworkName)
 	case req.ConfigOnly || req.ConfigFrom != nil:
 		return nil, badRequest("network %s: config-only networks are not supported", name)
 	}
@@ -124,6 +120,7 @@ func clusterNetworkSpec(req network.CreateRequest) (*api.NetworkSpec, error) {
 		Annotations:  &api.Annotations{Name: name, Labels: req.Labels},
 		DriverConfig: &api.Driver{Name: allocator.DriverOverlay, Options: req.Options},
 		Internal:     req.Internal,
+		Attachable:   req.Attachable,
 	}
 	if ipam := req.IPAM; ipam != nil {
 		if ipam.Driver != "" && ipam.Driver != "default" {

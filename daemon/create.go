@@ -89,10 +89,11 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if err != nil {
 		return containers.Config{}, err
 	}
-	mode, err := d.networkMode(hc.NetworkMode)
+	mode, clusterID, err := d.resolveNetworkMode(hc.NetworkMode)
 	if err != nil {
 		return containers.Config{}, err
 	}
+	var clusterAliases []string
 	if req.NetworkingConfig != nil {
 		for name, es := range req.NetworkingConfig.EndpointsConfig {
 			if m, err := d.networkMode(container.NetworkMode(name)); err != nil {
@@ -102,6 +103,12 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 			}
 			if err := checkEndpointConfig(mode, es); err != nil {
 				return containers.Config{}, err
+			}
+			if clusterID != "" && es != nil {
+				if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address.IsValid() {
+					return containers.Config{}, badRequest("--ip is not supported on swarm networks (%s): the managers give the address", mode)
+				}
+				clusterAliases = append(clusterAliases, es.Aliases...)
 			}
 		}
 	}
@@ -145,6 +152,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
 		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,
 		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
+		ClusterNetwork: clusterID, ClusterAliases: clusterAliases,
 		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
 		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
 		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd, ConsoleSize: size,

@@ -51,6 +51,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/distribution"
 	"github.com/shoal-project/shoal/containerd/events"
@@ -93,6 +94,13 @@ type Daemon struct {
 	connected map[string]string
 	// nets are the user-defined bridge networks (see usernets.go).
 	nets *userNets
+
+	// clusterAtts are the attachments of this daemon's containers on
+	// attachable overlays, by container ID (clusterattach.go); clusterRec
+	// runs their reconciliation.
+	clusterMu   sync.Mutex
+	clusterAtts map[string]*api.NetworkAttachment
+	clusterRec  clusterReconcile
 }
 
 // streamContext is the context of a long-lived request: it ends with the
@@ -105,7 +113,8 @@ func (d *Daemon) streamContext(r *http.Request) (context.Context, context.Cancel
 
 func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
 	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0),
-		nets: &userNets{byID: map[string]*userNet{}, dns: map[string]func(){}}}
+		clusterAtts: map[string]*api.NetworkAttachment{},
+		nets:        &userNets{byID: map[string]*userNet{}, dns: map[string]func(){}}}
 }
 
 // Run starts the daemon and serves until ctx ends, then stops gracefully:
@@ -192,15 +201,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("daemon: containers: %w", err)
 	}
 	d.containers = eng
-	d.adoptNetworks()
-	// Only now can a restart set up a network: the pending ones may go,
-	// and the containers whose policy wants them back at daemon start do.
-	eng.EnableRestarts()
 	// Task containers run without a network until tasks attach to overlay
 	// networks; the agent re-adopts them after a restart by their labels.
 	swarmDir := filepath.Join(cfg.DataRoot, "swarm")
 	rt := &worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir)}
 	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName, rt)
+	d.swarm.onAttachments = d.reconcileAttachments
+	d.adoptNetworks()
+	// Only now can a restart set up a network: the pending ones may go,
+	// and the containers whose policy wants them back at daemon start do.
+	eng.EnableRestarts()
 	if d.taskImages, err = newTaskImages(d.swarm, imgs, reg, cfg.DataRoot); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}

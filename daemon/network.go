@@ -33,6 +33,30 @@ const (
 // networkMode checks a HostConfig.NetworkMode: a built-in network or a user
 // network by name or ID, returned as its name (what the container keeps).
 func (d *Daemon) networkMode(m container.NetworkMode) (string, error) {
+	mode, _, err := d.resolveNetworkMode(m)
+	return mode, err
+}
+
+// resolveNetworkMode is networkMode that also resolves an attachable
+// overlay network of the swarm (the mode is then its name, and clusterID
+// its ID; clusterattach.go).
+func (d *Daemon) resolveNetworkMode(m container.NetworkMode) (mode, clusterID string, err error) {
+	mode, err = d.localNetworkMode(m)
+	var nf notFoundError
+	if err == nil || !errors.As(err, &nf) {
+		return mode, "", err
+	}
+	id, name, found, cerr := d.clusterNetwork(string(m))
+	switch {
+	case cerr != nil:
+		return "", "", cerr
+	case !found:
+		return "", "", err
+	}
+	return name, id, nil
+}
+
+func (d *Daemon) localNetworkMode(m container.NetworkMode) (string, error) {
 	switch string(m) {
 	case "", "default", modeBridge:
 		return modeBridge, nil
@@ -47,8 +71,13 @@ func (d *Daemon) networkMode(m container.NetworkMode) (string, error) {
 			return n.rec.Name, nil
 		}
 	}
-	return "", withStatus(http.StatusNotFound, fmt.Errorf("network %s not found", m))
+	return "", withStatus(http.StatusNotFound, notFoundError{fmt.Errorf("network %s not found", m)})
 }
+
+// notFoundError marks a network that is not found on this engine.
+type notFoundError struct{ error }
+
+func (e notFoundError) Unwrap() error { return e.error }
 
 // ownNetNS reports whether a container of this mode gets a namespace of the
 // daemon's (bridge or a user network: an endpoint; none: lo only); host
@@ -112,15 +141,30 @@ func portMappings(bindings network.PortMap) ([]bridge.PortMapping, error) {
 
 // netLock locks the network of container id; the returned func unlocks it.
 func (d *Daemon) netLock(id string) func() {
+	mu := d.netMutex(id)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// netTryLock takes the network lock of container id if it is free.
+func (d *Daemon) netTryLock(id string) (unlock func(), ok bool) {
+	mu := d.netMutex(id)
+	if !mu.TryLock() {
+		return nil, false
+	}
+	return mu.Unlock, true
+}
+
+// netMutex is container id's network lock.
+func (d *Daemon) netMutex(id string) *sync.Mutex {
 	d.netMu.Lock()
+	defer d.netMu.Unlock()
 	mu, ok := d.netLocks[id]
 	if !ok {
 		mu = &sync.Mutex{}
 		d.netLocks[id] = mu
 	}
-	d.netMu.Unlock()
-	mu.Lock()
-	return mu.Unlock
+	return mu
 }
 
 // startContainer sets up the network of a created or exited container, then
@@ -186,6 +230,9 @@ func (d *Daemon) setupNetworkLocked(ctx context.Context, c containers.Container)
 			return fmt.Errorf("network namespace of %s: %w", c.ID[:12], err)
 		}
 		return d.containers.SetNetwork(c.ID, ep.NetNSPath, containers.NetworkSettings{})
+	}
+	if c.Config.ClusterNetwork != "" {
+		return d.setupClusterNetwork(ctx, c)
 	}
 	nw, err := d.netFor(c.Config.NetworkMode)
 	if err != nil {
@@ -312,6 +359,7 @@ func (d *Daemon) releaseNetwork(id string, clear bool) {
 // inspect of a stopped container shows no address in Docker.
 func (d *Daemon) releaseNetworkLocked(id string, clear bool) {
 	d.releaseUserNetworks(id)
+	d.releaseCluster(id)
 	if err := d.network.Detach(context.Background(), id); err != nil {
 		slog.Warn("release network", "container", id, "err", err)
 	}
@@ -333,6 +381,7 @@ func (d *Daemon) settleNetwork(id string) {
 	switch {
 	case errors.Is(err, containers.ErrNotFound):
 		d.releaseUserNetworks(id)
+		d.releaseCluster(id)
 		if err := d.network.Detach(context.Background(), id); err != nil {
 			slog.Warn("release network", "container", id, "err", err)
 		}
@@ -374,7 +423,9 @@ func (d *Daemon) adoptNetworks() {
 		}
 		if c.State.Running {
 			d.trackConnected(c)
-			if userNetwork(c.Config.NetworkMode) && c.Config.NetNSPath != "" {
+			if c.Config.ClusterNetwork != "" {
+				d.adoptCluster(c)
+			} else if userNetwork(c.Config.NetworkMode) && c.Config.NetNSPath != "" {
 				if err := d.startResolver(c, c.Config.NetNSPath); err != nil {
 					slog.Warn("restart the resolver of a running container", "container", c.ID, "err", err)
 				}
@@ -416,7 +467,7 @@ func checkEndpointConfig(mode string, es *network.EndpointSettings) error {
 // created container c; if that fails, or the address is not one of the
 // network's, c is removed again (nothing half-made).
 func (d *Daemon) rememberEndpoint(ctx context.Context, c containers.Container, nc *network.NetworkingConfig) error {
-	if nc == nil || !userNetwork(c.Config.NetworkMode) {
+	if nc == nil || !userNetwork(c.Config.NetworkMode) || c.Config.ClusterNetwork != "" {
 		return nil
 	}
 	var cfg endpointConfig

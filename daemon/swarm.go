@@ -49,6 +49,12 @@ type swarmNode struct {
 	stopMgr   func()
 	conn      *grpc.ClientConn // to this node's manager, for the REST routes
 	stopAgent func()
+	// ov is the running agent's overlay (nil while no agent runs).
+	ov *overlayNode
+	// onAttachments, if set, is given the node's attachments after each
+	// session message (containers on attachable networks; it must not
+	// block).
+	onAttachments func([]*api.NetworkAttachment)
 
 	// registryPort is the cluster registry's port on this node while it
 	// is a manager (0: none; registryserve.go).
@@ -133,7 +139,7 @@ func (s *swarmNode) stop() {
 func (s *swarmNode) stopAll() {
 	if s.stopAgent != nil {
 		s.stopAgent()
-		s.stopAgent = nil
+		s.stopAgent, s.ov = nil, nil
 	}
 	s.stopManager()
 }
@@ -262,6 +268,7 @@ func (s *swarmNode) startAgent() error {
 		return err
 	}
 	ov.gw = newGWBridge(s.files.dir, s.gwSubnet)
+	s.ov = ov
 	a, err := worker.New(worker.Config{
 		Managers: dedup(managers),
 		Dial: func(ctx context.Context, addr string) (worker.Conn, error) {
@@ -344,6 +351,9 @@ func (s *swarmNode) watch() {
 		m := s.lastSession
 		s.sessMu.Unlock()
 		s.follow(m)
+		if s.onAttachments != nil {
+			s.onAttachments(m.GetNode().GetAttachments())
+		}
 	}
 }
 

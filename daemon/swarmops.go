@@ -263,7 +263,7 @@ func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinR
 	if s.stopAgent != nil {
 		start := time.Now()
 		s.stopAgent()
-		s.stopAgent = nil
+		s.stopAgent, s.ov = nil, nil
 		if d := time.Since(start); d > time.Second {
 			slog.Warn("swarm: role change: the agent took long to stop", "took", d)
 		}

@@ -33,7 +33,6 @@ func TestClusterNetworks(t *testing.T) {
 	}
 
 	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--opt", "encrypted", "secret"), "encrypted overlay networks are not supported yet")
-	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--attachable", "app"), "--attachable is not supported yet")
 	r = docker("network", "create", "-d", "overlay", "--label", "team=web", "app")
 	if r.Code != 0 || len(strings.TrimSpace(r.Stdout)) < 12 {
 		t.Fatalf("network create: %s", r)

@@ -305,15 +305,14 @@ func (d *Discovery) Lookup(ctx context.Context, asker, name string) (dns.Record,
 		return dns.Record{Kind: dns.KindTasks, Addrs: addrs}, len(addrs) > 0
 	}
 	for _, e := range eps {
-		if e.Task.Service == "" {
-			continue
-		}
-		match := strings.EqualFold(e.Task.Service, name) || e.Task.ServiceID == name ||
+		// A container on an attachable network has no service, but may
+		// have aliases.
+		match := (e.Task.Service != "" && (strings.EqualFold(e.Task.Service, name) || e.Task.ServiceID == name)) ||
 			slices.ContainsFunc(e.Task.Aliases, func(a string) bool { return strings.EqualFold(a, name) })
 		if !match {
 			continue
 		}
-		if !e.Task.DNSRR && e.Task.VIP != nil {
+		if e.Task.Service != "" && !e.Task.DNSRR && e.Task.VIP != nil {
 			add(&vips, e.Task.VIP)
 		} else {
 			add(&addrs, e.IP)

@@ -97,6 +97,12 @@ type Config struct {
 
 	// NetworkMode is none, bridge or host.
 	NetworkMode string `json:"networkMode,omitempty"`
+	// ClusterNetwork is the ID of the attachable overlay network the
+	// container runs on (NetworkMode then holds its name); ClusterAliases
+	// are its --network-alias names there. The daemon attaches it through
+	// the swarm's managers at each start.
+	ClusterNetwork string   `json:"clusterNetwork,omitempty"`
+	ClusterAliases []string `json:"clusterAliases,omitempty"`
 	// NetNSPath is the namespace to join (set by the daemon for bridge and none).
 	NetNSPath string `json:"netnsPath,omitempty"`
 	// Network holds what the daemon's network gave the container, for inspect.

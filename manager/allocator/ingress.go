@@ -54,27 +54,42 @@ func onIngress(t *api.Task) bool {
 }
 
 // allocateNodes gives each node an address on the ingress network (when
-// there is one) and takes away attachments to networks that are gone. It
-// returns the nodes that changed, sorted by ID.
+// there is one) and one for each container attachment it asked for (an
+// attachable network, `docker run --network`), and takes away attachments
+// to networks that are gone. It returns the nodes that changed, sorted by ID.
+// An attachment that cannot be given an address (a full subnet) stays
+// pending and is tried again at every pass.
 func allocateNodes(nodes []*api.Node, ingress *api.Network, nets map[string]*subnetState) []*api.Node {
 	sorted := slices.Clone(nodes)
 	slices.SortFunc(sorted, func(a, b *api.Node) int { return strings.Compare(a.GetId(), b.GetId()) })
 	var out []*api.Node
 	for _, n := range sorted {
 		var keep []*api.NetworkAttachment
-		have := false
+		changed, haveEntry := false, false
 		for _, a := range n.GetAttachments() {
-			if nets[a.GetNetwork().GetId()] == nil || len(a.GetAddresses()) == 0 ||
-				(ingress != nil && a.GetNetwork().GetId() == ingress.GetId() && have) {
-				continue // the network is gone (its address with it), or a duplicate
+			st := nets[a.GetNetwork().GetId()]
+			entry := a.GetContainerId() == ""
+			if st == nil || (entry && (ingress == nil || a.GetNetwork().GetId() != ingress.GetId() || haveEntry)) {
+				changed = true // the network is gone (its address with it), or a stray entry
+				continue
 			}
-			if ingress != nil && a.GetNetwork().GetId() == ingress.GetId() {
-				have = true
+			if entry {
+				haveEntry = true
+			}
+			if len(a.GetAddresses()) == 0 {
+				addr, err := st.take()
+				if err != nil {
+					keep = append(keep, a)
+					continue
+				}
+				a = proto.Clone(a).(*api.NetworkAttachment)
+				a.Network = proto.Clone(st.net).(*api.Network)
+				a.Addresses = []string{st.cidr(addr)}
+				changed = true
 			}
 			keep = append(keep, a)
 		}
-		changed := len(keep) != len(n.GetAttachments())
-		if ingress != nil && !have {
+		if ingress != nil && !haveEntry {
 			st := nets[ingress.GetId()]
 			if a, err := st.take(); err == nil {
 				keep = append(keep, &api.NetworkAttachment{Network: proto.Clone(ingress).(*api.Network), Addresses: []string{st.cidr(a)}})

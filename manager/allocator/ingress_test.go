@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,5 +91,63 @@ func TestAllocateIngress(t *testing.T) {
 	res = Allocate(snap)
 	if len(res.Nodes) != 2 || nodeAddr(res.Nodes[0]) != "" || nodeAddr(res.Nodes[1]) != "" {
 		t.Fatalf("entries after the ingress network went: %v", res.Nodes)
+	}
+}
+
+// TestAllocateContainerAttachments: a node's container attachments (run
+// --network on an attachable network) get addresses no task or other
+// container has, keep them across passes, and free them when dropped; one
+// on a network that is gone goes.
+func TestAllocateContainerAttachments(t *testing.T) {
+	snap := Snapshot{Cluster: testCluster("198.18.0.0/16", 29)} // .1 gateway, .2-.6
+	app := mustNet(t, &snap, "app", "", "")
+	pending := func(cid string) *api.NetworkAttachment {
+		return &api.NetworkAttachment{Network: &api.Network{Id: app.GetId()}, ContainerId: cid}
+	}
+	snap.Nodes = []*api.Node{{Id: "n1", Attachments: []*api.NetworkAttachment{pending("c1"), pending("c2")}}, {Id: "n2", Attachments: []*api.NetworkAttachment{pending("c3")}}}
+	res := Allocate(snap)
+	seen := map[string]bool{}
+	for _, n := range res.Nodes {
+		for _, a := range n.GetAttachments() {
+			if len(a.GetAddresses()) != 1 || seen[a.GetAddresses()[0]] || a.GetNetwork().GetVni() != app.GetVni() {
+				t.Fatalf("attachment %v (seen %v)", a, seen)
+			}
+			seen[a.GetAddresses()[0]] = true
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("addresses %v, want 3", seen)
+	}
+	apply(&snap, res)
+	if res := Allocate(snap); len(res.Nodes) != 0 {
+		t.Fatalf("second pass is not a no-op: %v", res.Nodes)
+	}
+	// c1 goes; four more ask: three fit (.5, .6 and c1's), the last waits.
+	n1 := proto.Clone(snap.Nodes[0]).(*api.Node)
+	freed := n1.Attachments[0].GetAddresses()[0]
+	n1.Attachments = append(n1.Attachments[1:], pending("c4"), pending("c5"), pending("c6"), pending("c7"))
+	snap.Nodes[0] = n1
+	res = Allocate(snap)
+	var got []string
+	waiting := 0
+	for _, a := range res.Nodes[0].GetAttachments() {
+		if a.GetContainerId() >= "c4" {
+			if len(a.GetAddresses()) == 0 {
+				waiting++
+			} else {
+				got = append(got, a.GetAddresses()[0])
+			}
+		}
+	}
+	if len(got) != 3 || waiting != 1 || !slices.Contains(got, freed) {
+		t.Fatalf("after c1 went: given %v (freed %s), waiting %d", got, freed, waiting)
+	}
+	// The network goes: so do its attachments.
+	snap.Networks = nil
+	res = Allocate(snap)
+	for _, n := range res.Nodes {
+		if len(n.GetAttachments()) != 0 {
+			t.Fatalf("node %s keeps %v after its network went", n.GetId(), n.GetAttachments())
+		}
 	}
 }
