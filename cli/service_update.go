@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ type serviceUpdateOptions struct {
 	constraintAdd, constraintRm []string
 	labelAdd, labelRm           []string
 	publishAdd, publishRm       []string
+	networkAdd, networkRm       []string
 	reserveCPU, limitCPU        nanoCPUs
 	reserveMem, limitMem        memBytes
 	force                       bool
@@ -57,6 +59,9 @@ func newServiceUpdateCommand() *cobra.Command {
 			}
 			spec := res.Service.Spec
 			if err := o.apply(cmd.Flags(), &spec, os.LookupEnv); err != nil {
+				return err
+			}
+			if err := o.applyNetworks(ctx, c, &spec); err != nil {
 				return err
 			}
 			cs := spec.TaskTemplate.ContainerSpec
@@ -98,6 +103,8 @@ func newServiceUpdateCommand() *cobra.Command {
 	fl.Var((*stringArray)(&o.labelRm), "label-rm", "Remove a label by its key")
 	fl.Var((*stringArray)(&o.publishAdd), "publish-add", "Add or update a published port")
 	fl.Var((*stringArray)(&o.publishRm), "publish-rm", "Remove a published port by its target port")
+	fl.Var((*stringArray)(&o.networkAdd), "network-add", "Add a network (NAME[,alias=ALIAS] or name=NAME,alias=ALIAS)")
+	fl.Var((*stringArray)(&o.networkRm), "network-rm", "Remove a network by name or ID")
 	addServiceResourceFlags(fl, &o.reserveCPU, &o.limitCPU, &o.reserveMem, &o.limitMem)
 	fl.BoolVar(&o.force, "force", false, "Force update even if no changes require it")
 	fl.StringVar(&o.args, "args", "", "Service command args")
@@ -538,4 +545,46 @@ func rewriteLogLine(buf []byte, timestamps, showDetails bool, prefix func(logOri
 	}
 	out = append(out, parts[detailsAt+1]...)
 	return out, nil
+}
+
+// applyNetworks applies --network-add and --network-rm. The spec names
+// networks by ID, so a name is resolved through the API (as docker's CLI
+// does); adding a network the service is on already is an error, removing
+// one it is not on is not.
+func (o *serviceUpdateOptions) applyNetworks(ctx context.Context, c *apiClient, spec *swarm.ServiceSpec) error {
+	if len(o.networkAdd) == 0 && len(o.networkRm) == 0 {
+		return nil
+	}
+	idOf := func(ref string) (string, error) {
+		res, err := c.NetworkInspect(ctx, ref, client.NetworkInspectOptions{})
+		if err != nil {
+			return "", c.apiError(err)
+		}
+		return res.Network.ID, nil
+	}
+	for _, ref := range o.networkRm {
+		id, err := idOf(ref)
+		if err != nil {
+			return err
+		}
+		spec.TaskTemplate.Networks = slices.DeleteFunc(spec.TaskTemplate.Networks, func(n swarm.NetworkAttachmentConfig) bool {
+			return n.Target == id || n.Target == ref
+		})
+	}
+	for _, v := range o.networkAdd {
+		n, err := parseServiceNetwork(v)
+		if err != nil {
+			return err
+		}
+		id, err := idOf(n.Target)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(spec.TaskTemplate.Networks, func(m swarm.NetworkAttachmentConfig) bool { return m.Target == id || m.Target == n.Target }) {
+			return fmt.Errorf("service is already attached to network %s", n.Target)
+		}
+		n.Target = id
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, n)
+	}
+	return nil
 }

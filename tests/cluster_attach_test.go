@@ -38,6 +38,25 @@ func TestClusterAttachable(t *testing.T) {
 		t.Fatal("no container of web on the manager")
 	}
 
+	// --network-add and --network-rm replace the tasks with the new set.
+	nets := func() string {
+		return strings.TrimSpace(mgr.Daemon.Must("service", "inspect", "--format", "{{len .Spec.TaskTemplate.Networks}}", "web"))
+	}
+	mgr.Daemon.Must("service", "update", "--network-add", "plain", "web")
+	if n := nets(); n != "2" {
+		t.Fatalf("after --network-add web is on %s networks", n)
+	}
+	expectFail(t, mgr, []string{"already attached to network plain"}, "service", "update", "--network-add", "plain", "web")
+	mgr.Daemon.Must("service", "update", "--network-rm", "plain", "web")
+	if n := nets(); n != "1" {
+		t.Fatalf("after --network-rm web is on %s networks", n)
+	}
+	sc.waitPlacement(t, mgr, "web", 60*time.Second, "web running after the network updates", func(p placement) bool { return p.total == 1 })
+	webCtr = strings.TrimSpace(mgr.Daemon.Must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=web"))
+	if webCtr == "" || strings.Contains(webCtr, "\n") {
+		t.Fatalf("containers of web on the manager: %q", webCtr)
+	}
+
 	// Refused: not attachable, not there. Nothing is left.
 	before := strings.Count(wrk.Daemon.Must("ps", "-aq"), "\n")
 	expectFail(t, wrk, []string{"network plain not manually attachable"}, "run", "--rm", "--network", "plain", "busybox", "true")
