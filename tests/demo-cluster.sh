@@ -264,7 +264,7 @@ echo
 echo "== an overlay network: a web service on every node and a client that finds it by name"
 on 1 network create -d overlay app
 on 1 network ls --filter driver=overlay
-on 1 service create --name web --network app --replicas 3 --replicas-max-per-node 1 busybox:latest \
+on 1 service create --name web --network app --replicas 3 --replicas-max-per-node 1 --publish 8080:80 busybox:latest \
   sh -c 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'
 on 1 service create --name client --network app --constraint node.role==manager busybox:latest sleep 3600
 on 1 service ps web
@@ -280,17 +280,23 @@ for i in 1 2 3 4 5 6; do on 1 exec "$CLIENT" timeout 5 wget -qO- http://web/; do
 
 echo
 echo "== the routing mesh: a port published by a service answers on every node"
-# One task, on a worker; node1 (the manager) runs none of it, yet its port 8080
-# answers, and the task sees the client's own address (Swarm would show an address
-# of its ingress sandbox).
-on 1 service create --name site --constraint node.role==worker --publish 8080:80 busybox:latest \
+# web publishes 8080 on every node: each node's port spreads over the three tasks.
+for n in 1 2 3; do
+  echo "[node2] + curl http://198.18.$K.$n:8080/" >&2
+  nsenter --net="/run/netns/$(netns 2)" curl -sS --max-time 5 "http://198.18.$K.$n:8080/" ||
+    fail "$n" "web's published port 8080 does not answer on node$n"
+done
+# site has one task, on a worker; node1 (the manager) runs none of it, yet its port
+# 8081 answers, and the task sees the client's own address (Swarm would show an
+# address of its ingress sandbox).
+on 1 service create --name site --constraint node.role==worker --publish 8081:80 busybox:latest \
   sh -c 'mkdir -p /www/cgi-bin && printf "#!/bin/sh\necho Content-Type: text/plain\necho\necho served by \$(hostname) to \$REMOTE_ADDR\n" > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www'
 on 1 service ps site
 on 1 network ls --filter name=ingress
 for n in 2 3; do
-  echo "[node$n] + curl http://$MANAGER:8080/cgi-bin/ip" >&2
-  out=$(nsenter --net="/run/netns/$(netns "$n")" curl -sS --max-time 5 "http://$MANAGER:8080/cgi-bin/ip") ||
-    fail 1 "the published port 8080 does not answer on node1 (from node$n)"
+  echo "[node$n] + curl http://$MANAGER:8081/cgi-bin/ip" >&2
+  out=$(nsenter --net="/run/netns/$(netns "$n")" curl -sS --max-time 5 "http://$MANAGER:8081/cgi-bin/ip") ||
+    fail 1 "the published port 8081 does not answer on node1 (from node$n)"
   echo "$out"
   [[ $out == *"to 198.18.$K.$n"* || $out == *"to [::ffff:198.18.$K.$n]"* ]] ||
     fail 1 "the task did not see node$n's address: $out"
