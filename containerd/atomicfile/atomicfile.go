@@ -10,6 +10,14 @@
 // before the data, and a crash leaves an empty file under the final name),
 // rename it over the target, then fsync the directory (else the rename
 // itself can be lost in a crash, and the old file comes back).
+//
+// Replace is the same without the two fsyncs: atomic for readers and across
+// a crash of the process, but a crash of the machine may bring the old
+// content back. It is for what a machine crash makes moot anyway: files
+// under the exec root (a tmpfs, /run, in an install: gone at boot), and
+// state that a crash undoes by itself (a container marked running: after a
+// reboot its processes are gone whatever the record says). Each fsync pair
+// costs a millisecond or more on a disk; a `run --rm` wrote nine such files.
 package atomicfile
 
 import (
@@ -22,7 +30,17 @@ import (
 // durably. The temporary file has a unique name, so that concurrent writers
 // (a shim and a daemon) never write into each other's; on any error it is
 // removed and path is left as it was.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, true)
+}
+
+// Replace replaces path with data atomically, not durably (see the package
+// comment for when that is enough).
+func Replace(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, false)
+}
+
+func write(path string, data []byte, perm os.FileMode, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -42,14 +60,19 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return SyncDir(dir)
 }

@@ -91,11 +91,31 @@ func TestWriteFileConcurrent(t *testing.T) {
 // the order that makes it durable: fsync of the temporary file before the
 // rename, fsync of the directory after it.
 func TestWriteFileSyncsFileThenDirectory(t *testing.T) {
+	if steps := traceWrite(t, "durable"); steps != "sync file, rename, sync dir" {
+		t.Fatalf("steps %s, want sync file, rename, sync dir", steps)
+	}
+}
+
+// TestReplaceDoesNotSync: Replace renames a complete temporary file over
+// the target, with no fsync at all.
+func TestReplaceDoesNotSync(t *testing.T) {
+	if steps := traceWrite(t, "replace"); steps != "rename" {
+		t.Fatalf("steps %s, want rename only", steps)
+	}
+}
+
+// traceWrite runs WriteFile (mode durable) or Replace (mode replace) in a
+// child under strace and returns its steps.
+func traceWrite(t *testing.T, mode string) string {
 	if target := os.Getenv("ATOMICFILE_TEST_WRITE"); target != "" {
-		if err := WriteFile(target, []byte("data"), 0o600); err != nil {
+		write := WriteFile
+		if os.Getenv("ATOMICFILE_TEST_MODE") == "replace" {
+			write = Replace
+		}
+		if err := write(target, []byte("data"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return
+		t.SkipNow() // the child's part is done
 	}
 	strace, err := exec.LookPath("strace")
 	if err != nil {
@@ -105,14 +125,17 @@ func TestWriteFileSyncsFileThenDirectory(t *testing.T) {
 	target := filepath.Join(dir, "state.json")
 	trace := filepath.Join(t.TempDir(), "trace")
 	cmd := exec.Command(strace, "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
-		os.Args[0], "-test.run=^TestWriteFileSyncsFileThenDirectory$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "ATOMICFILE_TEST_WRITE="+target)
+		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "ATOMICFILE_TEST_WRITE="+target, "ATOMICFILE_TEST_MODE="+mode)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("strace: %v\n%s", err, out)
 	}
 	b, err := os.ReadFile(trace)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(target); err != nil || string(got) != "data" {
+		t.Fatalf("target after the write: %q, %v", got, err)
 	}
 	var steps []string
 	tmp := regexp.MustCompile(regexp.QuoteMeta(dir) + `/\.state\.json\.tmp-[0-9]+`)
@@ -126,7 +149,5 @@ func TestWriteFileSyncsFileThenDirectory(t *testing.T) {
 			steps = append(steps, "sync dir")
 		}
 	}
-	if strings.Join(steps, ", ") != "sync file, rename, sync dir" {
-		t.Fatalf("steps %v, want sync file, rename, sync dir; trace:\n%s", steps, b)
-	}
+	return strings.Join(steps, ", ")
 }

@@ -223,12 +223,23 @@ func (e *Engine) LogPath(id string) string {
 
 // persist writes a record durably; it is called without e.mu held.
 func (e *Engine) persist(c Container) error {
+	return e.save(c, true)
+}
+
+// save writes a record, durably or not (atomicfile.Replace: what a machine
+// crash undoes by itself, such as a container marked running or its
+// addresses, need not wait for the disk).
+func (e *Engine) save(c Container, durable bool) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
+	write := atomicfile.WriteFile
+	if !durable {
+		write = atomicfile.Replace
+	}
 	// 0600: the record holds the container's environment.
-	if err := atomicfile.WriteFile(filepath.Join(e.containerDir(c.ID), "config.v2.json"), b, 0o600); err != nil {
+	if err := write(filepath.Join(e.containerDir(c.ID), "config.v2.json"), b, 0o600); err != nil {
 		return fmt.Errorf("save container %s: %w", c.ID[:12], err)
 	}
 	return nil
@@ -238,6 +249,19 @@ func (e *Engine) persist(c Container) error {
 // a waiter that sees the new state can rely on it being on disk (a daemon
 // restarted right after a Wait reads the same state).
 func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
+	return e.modify(id, true, fn)
+}
+
+// updateState is update for a change a machine crash makes moot (the
+// record is written without waiting for the disk): a start (after a crash
+// the container is not running, whatever the record says), its network
+// settings, pause, health. An exit, a rename or a policy's choice stay
+// durable.
+func (e *Engine) updateState(id string, fn func(c *Container)) (Container, error) {
+	return e.modify(id, false, fn)
+}
+
+func (e *Engine) modify(id string, durable bool, fn func(c *Container)) (Container, error) {
 	e.mu.Lock()
 	r, ok := e.records[id]
 	e.mu.Unlock()
@@ -254,7 +278,7 @@ func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
 	fn(&r.c)
 	c := r.c
 	e.mu.Unlock()
-	err := e.persist(c)
+	err := e.save(c, durable)
 	e.mu.Lock()
 	close(r.changed)
 	r.changed = make(chan struct{})
@@ -411,7 +435,7 @@ func (e *Engine) cleanup(id string) {
 
 // SetNetwork records the namespace a created container joins and its addresses.
 func (e *Engine) SetNetwork(id, netnsPath string, s NetworkSettings) error {
-	_, err := e.update(id, func(c *Container) {
+	_, err := e.updateState(id, func(c *Container) {
 		c.Config.NetNSPath = netnsPath
 		c.Config.Network = s
 	})

@@ -63,7 +63,7 @@ func (e *Engine) saveExec(x execFile) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(e.execDir(x.ContainerID, x.ID), "record.json"), b, 0o600)
+	return atomicfile.Replace(filepath.Join(e.execDir(x.ContainerID, x.ID), "record.json"), b, 0o600)
 }
 
 // startExecShim starts the supervisor of process p in container cid with
@@ -78,7 +78,7 @@ func (e *Engine) startExecShim(cid, execID string, p specs.Process, stdin, stdou
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "process.json"), b, 0o600); err != nil {
+	if err := atomicfile.Replace(filepath.Join(dir, "process.json"), b, 0o600); err != nil {
 		return nil, 0, fmt.Errorf("exec %s: %w", execID[:12], err)
 	}
 	statusR, statusW, err := os.Pipe()
@@ -277,7 +277,7 @@ func ExecShimMain(args []string) {
 		// The code is the one thing this process is for: retry a failed
 		// write (a full disk) for a while rather than lose it; but a
 		// removed container's directory is gone for good.
-		err := atomicfile.WriteFile(filepath.Join(dir, "exit.json"), x, 0o600)
+		err := atomicfile.Replace(filepath.Join(dir, "exit.json"), x, 0o600)
 		if err == nil || errors.Is(err, os.ErrNotExist) || i == 50 {
 			break
 		}

@@ -219,7 +219,7 @@ func (e *Engine) watchHealth(id string, startedAt time.Time, hc HealthConfig) {
 				return
 			}
 			var before, after string
-			_, err = e.update(id, func(c *Container) {
+			_, err = e.updateState(id, func(c *Container) {
 				if !c.State.Running || !c.State.StartedAt.Equal(startedAt) || c.State.Health == nil {
 					return
 				}

@@ -284,7 +284,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 		})
 		return err
 	}
-	started, err := e.update(id, func(c *Container) {
+	started, err := e.updateState(id, func(c *Container) {
 		health := c.State.Health
 		c.State = State{Status: "running", Running: true, Pid: pid, ShimPid: shimPid, StartedAt: time.Now().UTC()}
 		if c.Config.Healthcheck != nil {

@@ -89,7 +89,7 @@ func (e *Engine) Pause(ctx context.Context, idOrName string) error {
 	}
 	e.frozen.user[c.ID] = release
 	e.frozen.mu.Unlock()
-	if c, err = e.update(c.ID, func(c *Container) { c.State.Paused = true }); err != nil {
+	if c, err = e.updateState(c.ID, func(c *Container) { c.State.Paused = true }); err != nil {
 		_ = e.thawUser(c.ID)
 		return err
 	}
@@ -113,7 +113,7 @@ func (e *Engine) Unpause(idOrName string) error {
 	if err := e.thawUser(c.ID); err != nil {
 		return err
 	}
-	if c, err = e.update(c.ID, func(c *Container) { c.State.Paused = false }); err != nil {
+	if c, err = e.updateState(c.ID, func(c *Container) { c.State.Paused = false }); err != nil {
 		return err
 	}
 	e.emit("unpause", c, nil)
@@ -152,7 +152,7 @@ func (e *Engine) thawForKill(c Container) {
 		return
 	}
 	if err := e.thawUser(c.ID); err == nil {
-		_, _ = e.update(c.ID, func(c *Container) { c.State.Paused = false })
+		_, _ = e.updateState(c.ID, func(c *Container) { c.State.Paused = false })
 	}
 }
 

@@ -553,7 +553,7 @@ func (e *extraFiles) close() {
 }
 
 func writePidFile(path string, pid int) error {
-	if err := atomicfile.WriteFile(path, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+	if err := atomicfile.Replace(path, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return fmt.Errorf("pid file: %w", err)
 	}
 	return nil

@@ -57,13 +57,15 @@ func (r *Runtime) load(id string) (*containerState, error) {
 	return &st, nil
 }
 
-// save writes state.json atomically (rename), so a reader never sees half.
+// save writes state.json atomically (rename), so a reader never sees half;
+// not durably: it lives under the exec root, which a machine crash clears
+// (a tmpfs in an install), and so does the container it describes.
 func (r *Runtime) save(st *containerState) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(r.dir(st.ID), stateFile), b, 0o600); err != nil {
+	if err := atomicfile.Replace(filepath.Join(r.dir(st.ID), stateFile), b, 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil

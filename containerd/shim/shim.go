@@ -482,7 +482,7 @@ func writeExit(dir string, e Exit) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(ExitPath(dir), b, 0o644); err != nil {
+	if err := atomicfile.Replace(ExitPath(dir), b, 0o644); err != nil {
 		return fmt.Errorf("record exit: %w", err)
 	}
 	return nil
