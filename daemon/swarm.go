@@ -341,11 +341,19 @@ func (s *swarmNode) onSession(m *api.SessionMessage) {
 // watch follows the managers' view of this node until ctx ends: the
 // manager list (kept for restarts) and its role (promotion, demotion).
 func (s *swarmNode) watch() {
+	// A role change that failed is tried again from the newest session
+	// message, also when no new one comes.
+	retry := time.NewTicker(roleRetry)
+	defer retry.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.sessions:
+		case <-retry.C:
+			if !s.roleMismatch() {
+				continue
+			}
 		}
 		s.sessMu.Lock()
 		m := s.lastSession
@@ -355,6 +363,24 @@ func (s *swarmNode) watch() {
 			s.onAttachments(m.GetNode().GetAttachments())
 		}
 	}
+}
+
+// roleRetry is how often watch looks again at a role change that failed.
+const roleRetry = 5 * time.Second
+
+// roleMismatch reports whether the newest session asks this node for a
+// role it does not have (a role change that failed).
+func (s *swarmNode) roleMismatch() bool {
+	s.sessMu.Lock()
+	m := s.lastSession
+	s.sessMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == nil || m == nil || m.GetNode().GetId() != s.state.NodeID {
+		return false
+	}
+	want := m.GetNode().GetSpec().GetDesiredRole()
+	return (s.state.Role == roleWorker) == (want == api.NodeRole_MANAGER)
 }
 
 func (s *swarmNode) follow(m *api.SessionMessage) {

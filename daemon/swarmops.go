@@ -280,11 +280,18 @@ func (s *swarmNode) applyRole(ctx context.Context, to string, res *manager.JoinR
 		os.RemoveAll(s.files.raft())
 		s.dropDEK() // a new raft state, a new data key
 		if err := s.startManager(false); err != nil {
-			return err
+			return s.resumeWorker(err)
 		}
 		s.state.Role = roleManager
 		if err := s.joinRaft(ctx, via); err != nil {
-			return err
+			// Not left half a manager (serving, out of raft) and without
+			// an agent: a worker again, whose next session (or watch's
+			// retry) asks anew.
+			s.stopManager()
+			os.RemoveAll(s.files.raft())
+			s.dropDEK()
+			s.state.Role = roleWorker
+			return s.resumeWorker(err)
 		}
 	} else {
 		s.stopManager()
@@ -335,4 +342,16 @@ func (s *swarmNode) snapshot() swarmSnapshot {
 		snap.noLeader = id == ""
 	}
 	return snap
+}
+
+// resumeWorker restarts the agent after a promotion failed with err (the
+// node keeps its sessions, so the promotion can be tried again) and
+// returns err.
+func (s *swarmNode) resumeWorker(err error) error {
+	if s.stopAgent == nil {
+		if aerr := s.startAgent(); aerr != nil {
+			return errors.Join(err, fmt.Errorf("restart the agent: %w", aerr))
+		}
+	}
+	return err
 }

@@ -146,7 +146,7 @@ func (m *Manager) rotationPass(ctx context.Context) error {
 		}
 	}
 	for _, id := range ask {
-		err := m.updateNodeRetrying(ctx, id, func(n *api.Node) bool {
+		err := m.updateNode(ctx, id, func(n *api.Node) bool {
 			if certFrom(n.GetCertificate().GetCertificate(), next.Cert) {
 				return false
 			}
@@ -209,14 +209,3 @@ func certFrom(certPEM []byte, root *x509.Certificate) bool {
 	return err == nil && ca.SignedBy(c, root)
 }
 
-// updateNodeRetrying is updateNode, again on a write conflict (the
-// dispatcher writes node status concurrently).
-func (m *Manager) updateNodeRetrying(ctx context.Context, id string, fn func(*api.Node) bool) error {
-	var err error
-	for range 5 {
-		if err = m.updateNode(ctx, id, fn); !errors.Is(err, api.ErrConflict) {
-			return err
-		}
-	}
-	return err
-}

@@ -150,7 +150,7 @@ func (s *caServer) sign(ctx context.Context, signer *ca.RootCA, csr []byte, node
 		if err := s.createNode(ctx, nodeID, role, create, record); err != nil {
 			return nil, err
 		}
-	} else if err := s.m.updateNodeRetrying(ctx, nodeID, func(n *api.Node) bool {
+	} else if err := s.m.updateNode(ctx, nodeID, func(n *api.Node) bool {
 		n.Certificate = record
 		return true
 	}); err != nil {

@@ -118,16 +118,28 @@ func (s *membershipServer) leave(ctx context.Context, req *api.LeaveRequest) err
 
 // updateNode applies fn to node id and writes it if fn reports a change.
 func (m *Manager) updateNode(ctx context.Context, id string, fn func(*api.Node) bool) error {
-	return m.store.Update(ctx, func(tx raftstore.WriteTx) error {
-		n := tx.GetNode(id)
-		if n == nil {
-			return nil
+	// Node objects have many writers (the dispatcher's status, the CA's
+	// certificate records, the allocator, this loop): a write that lost
+	// the race is made again over the new version (fn sees it), a few
+	// times. A promotion's raft join failed on such a conflict and left
+	// the node half-promoted (TestClusterRegistry, once in make test).
+	var err error
+	for range 5 {
+		err = m.store.Update(ctx, func(tx raftstore.WriteTx) error {
+			n := tx.GetNode(id)
+			if n == nil {
+				return nil
+			}
+			if !fn(n) {
+				return nil
+			}
+			return tx.Update(n)
+		})
+		if !errors.Is(err, api.ErrConflict) {
+			return err
 		}
-		if !fn(n) {
-			return nil
-		}
-		return tx.Update(n)
-	})
+	}
+	return err
 }
 
 // membershipPeriod is how often the leader probes managers and applies
