@@ -208,4 +208,3 @@ func certFrom(certPEM []byte, root *x509.Certificate) bool {
 	c, err := x509.ParseCertificate(blk.Bytes)
 	return err == nil && ca.SignedBy(c, root)
 }
-
