@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
@@ -286,4 +287,67 @@ func clusterNetworkInspect(n *api.Network) network.Inspect {
 // errNoSuchNetwork is Docker's message for an unknown network.
 func errNoSuchNetwork(ref string) error {
 	return fmt.Errorf("network %s not found", ref)
+}
+
+// clusterNetworkServices is `network inspect --verbose` of a cluster
+// network: each service on it with its VIP there, its published ports and
+// its running tasks' addresses there, from the managers' store (dockerd
+// shows the node's own view of the gossip; the store is the whole
+// cluster's). Ports are PUBLISHED/PROTOCOL->TARGET as the mesh's.
+func (d *Daemon) clusterNetworkServices(ctx context.Context, networkID string) (map[string]network.ServiceInfo, error) {
+	c, ok, err := d.clusterControl()
+	if err != nil || !ok {
+		return nil, err
+	}
+	svcs, err := listServices(ctx, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := listTasks(ctx, c, &api.ListTasksRequest_Filters{DesiredStates: []api.TaskState{api.TaskState_RUNNING}})
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := listNodes(ctx, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	hostIP := map[string]string{}
+	for _, n := range nodes {
+		hostIP[n.GetId()] = n.GetStatus().GetAddr()
+	}
+	out := map[string]network.ServiceInfo{}
+	for _, s := range svcs {
+		info := network.ServiceInfo{Ports: []string{}, Tasks: []network.Task{}}
+		on := false
+		for _, v := range s.GetEndpoint().GetVirtualIps() {
+			if v.GetNetworkId() == networkID {
+				on = true
+				if p, err := netip.ParsePrefix(v.GetAddr()); err == nil {
+					info.VIP = p.Addr()
+				}
+			}
+		}
+		for _, t := range tasks {
+			if t.GetServiceId() != s.GetId() || t.GetStatus().GetState() != api.TaskState_RUNNING {
+				continue
+			}
+			for _, a := range t.GetNetworks() {
+				if a.GetNetwork().GetId() != networkID || len(a.GetAddresses()) == 0 {
+					continue
+				}
+				on = true
+				ip, _ := netip.ParsePrefix(a.GetAddresses()[0])
+				info.Tasks = append(info.Tasks, network.Task{Name: t.GetAnnotations().GetName(), EndpointID: t.GetId(),
+					EndpointIP: ip.Addr(), Info: map[string]string{"Host IP": hostIP[t.GetNodeId()]}})
+			}
+		}
+		if !on {
+			continue
+		}
+		for _, p := range s.GetEndpoint().GetPorts() {
+			info.Ports = append(info.Ports, fmt.Sprintf("%d/%s->%d", p.GetPublishedPort(), strings.ToLower(p.GetProtocol().String()), p.GetTargetPort()))
+		}
+		out[s.GetSpec().GetAnnotations().GetName()] = info
+	}
+	return out, nil
 }

@@ -183,6 +183,18 @@ func (d *Daemon) networkInspect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if scope := r.URL.Query().Get("scope"); scope != "" && scope != n.Scope {
+		writeError(w, withStatus(http.StatusNotFound, fmt.Errorf("network %s not found", r.PathValue("id"))))
+		return
+	}
+	if v := r.URL.Query().Get("verbose"); v == "1" || strings.EqualFold(v, "true") {
+		if n.Scope == "swarm" {
+			if n.Services, err = d.clusterNetworkServices(r.Context(), n.ID); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, n)
 }
 

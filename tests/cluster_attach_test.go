@@ -57,6 +57,16 @@ func TestClusterAttachable(t *testing.T) {
 		t.Fatalf("containers of web on the manager: %q", webCtr)
 	}
 
+	// network inspect --verbose shows the service, its VIP and its task.
+	vip := strings.TrimSpace(mgr.Daemon.Must("service", "inspect", "--format", "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}", "web"))
+	const verbose = `{{range $k, $v := .Services}}{{$k}} {{$v.VIP}} {{len $v.Tasks}}{{end}}`
+	if r := docker("network", "inspect", "--verbose", "--format", verbose, "app"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "web "+strings.Split(vip, "/")[0]+" 1" {
+		t.Fatalf("docker network inspect --verbose app: %s (VIP %s)", r, vip)
+	}
+	if r := docker("network", "inspect", "--format", "{{len .Services}}", "app"); strings.TrimSpace(r.Stdout) != "0" {
+		t.Fatalf("docker network inspect app (not verbose) shows services: %s", r)
+	}
+
 	// Refused: not attachable, not there. Nothing is left.
 	before := strings.Count(wrk.Daemon.Must("ps", "-aq"), "\n")
 	expectFail(t, wrk, []string{"network plain not manually attachable"}, "run", "--rm", "--network", "plain", "busybox", "true")
