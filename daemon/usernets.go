@@ -424,15 +424,13 @@ func (u *userNets) setEndpoint(id, net string, cfg endpointConfig) error {
 // startDNS starts the resolver of container id in its namespace; stop
 // ends it. A running one is replaced.
 func (u *userNets) startDNS(ctx context.Context, id, netnsPath string, lookup dns.Lookup, upstreams []string) error {
-	pc, ln, err := dns.ListenNetNS(netnsPath, dns.Address+":53")
+	stop, err := dns.Start(ctx, netnsPath, dns.Config{Asker: id, Lookup: lookup, Upstreams: upstreams})
 	if err != nil {
 		return err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	srv := dns.Serve(sctx, dns.Config{Asker: id, Lookup: lookup, Upstreams: upstreams}, pc, ln)
 	u.mu.Lock()
 	old := u.dns[id]
-	u.dns[id] = func() { cancel(); srv.Wait() }
+	u.dns[id] = stop
 	u.mu.Unlock()
 	if old != nil {
 		old()

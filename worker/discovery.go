@@ -189,20 +189,13 @@ func (d *Discovery) Add(ctx context.Context, t *api.Task, netnsPath string) erro
 	if err != nil {
 		return fmt.Errorf("discovery of task %s: %w", t.GetId(), err)
 	}
-	pc, ln, err := dns.ListenNetNS(netnsPath, dns.Address+":53")
+	// The resolver lives as long as the task is attached (or the node's
+	// overlay runs), not as the request that attached it.
+	stop, err := dns.Start(d.ctx, netnsPath, dns.Config{Asker: t.GetId(), Lookup: d, Upstreams: d.Upstreams})
 	if err != nil {
 		return fmt.Errorf("discovery of task %s: %w", t.GetId(), err)
 	}
-	// The resolver lives as long as the task is attached (or the node's
-	// overlay runs), not as the request that attached it.
-	if err := d.ctx.Err(); err != nil {
-		pc.Close()
-		ln.Close()
-		return fmt.Errorf("discovery of task %s: overlay stopped: %w", t.GetId(), err)
-	}
-	sctx, cancel := context.WithCancel(d.ctx)
-	srv := dns.Serve(sctx, dns.Config{Asker: t.GetId(), Lookup: d, Upstreams: d.Upstreams}, pc, ln)
-	dt := &discoTask{vnis: vnis, lb: tab, stop: func() { cancel(); srv.Wait() }}
+	dt := &discoTask{vnis: vnis, lb: tab, stop: stop}
 	d.mu.Lock()
 	if _, ok := d.tasks[t.GetId()]; ok {
 		d.mu.Unlock()

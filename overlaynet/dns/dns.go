@@ -257,3 +257,21 @@ func HostUpstreams(resolvConf []byte) []string {
 	}
 	return out
 }
+
+// Start serves cfg at Address:53 in the network namespace at netnsPath (a
+// container's or a task's) until ctx ends or stop is called; stop waits for
+// the server to end. It is how the daemon starts every embedded resolver.
+func Start(ctx context.Context, netnsPath string, cfg Config) (stop func(), err error) {
+	pc, ln, err := ListenNetNS(netnsPath, Address+":53")
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	srv := Serve(sctx, cfg, pc, ln)
+	return func() { cancel(); srv.Wait() }, nil
+}
