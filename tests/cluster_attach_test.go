@@ -95,6 +95,15 @@ func TestClusterAttachable(t *testing.T) {
 		t.Fatalf("tasks.web from c1: %s", r)
 	}
 
+	// A network a container is on cannot be removed; once it is gone, it can.
+	mgr.Daemon.Must("network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.240.8/29", "solo")
+	wrk.Daemon.Must("run", "-d", "--name", "c2", "--network", "solo", "busybox", "sleep", "600")
+	expectFail(t, mgr, []string{"network solo is in use by container"}, "network", "rm", "solo")
+	wrk.Daemon.Must("rm", "-f", "c2")
+	if !pollUntil(10*time.Second, func() bool { return mgr.Daemon.Run("network", "rm", "solo").Code == 0 }) {
+		t.Fatal("network solo cannot be removed after its container went")
+	}
+
 	// The docker CLI's run on the worker.
 	if r := dockerCLI(t, wrk.Daemon)("run", "--rm", "--network", "app", "busybox", "timeout", "5", "wget", "-qO-", "http://web/"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "web" {
 		t.Fatalf("docker run --network app: %s", r)

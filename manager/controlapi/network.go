@@ -179,7 +179,8 @@ func (s *Server) ensureIngress(tx raftstore.WriteTx) error {
 // networkUser names a service or task that uses network id, or "". A task
 // uses it while it is not finished or still holds an address on it (an
 // orphaned task may still run); a service while its spec names it, or, for
-// the ingress network, while it publishes a port through the routing mesh.
+// the ingress network, while it publishes a port through the routing mesh;
+// a container on an attachable network while its node holds its address.
 func networkUser(tx raftstore.ReadTx, id string) string {
 	ingress := allocator.IngressNetwork(tx.Networks())
 	for _, svc := range tx.Services() {
@@ -189,6 +190,13 @@ func networkUser(tx raftstore.ReadTx, id string) string {
 		for _, a := range svc.GetSpec().GetTask().GetNetworks() {
 			if a.GetTarget() == id {
 				return "service " + svc.GetSpec().GetAnnotations().GetName()
+			}
+		}
+	}
+	for _, n := range tx.Nodes() {
+		for _, a := range n.GetAttachments() {
+			if a.GetContainerId() != "" && a.GetNetwork().GetId() == id {
+				return fmt.Sprintf("container %.12s on node %s", a.GetContainerId(), n.GetDescription().GetHostname())
 			}
 		}
 	}
