@@ -32,6 +32,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/overlaynet/encrypt"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
 )
 
@@ -77,8 +78,12 @@ type Network struct {
 	// Gateway is the bridge's address with the subnet's prefix length.
 	Gateway *net.IPNet
 	// MTU of the bridge, VXLAN device and veths; 0 means the underlay
-	// link's MTU minus VXLANOverhead.
+	// link's MTU minus VXLANOverhead (and encrypt.Overhead if encrypted).
 	MTU int
+	// Key, when set, makes the network encrypted: its VXLAN packets leave
+	// the sandbox only through a WireGuard tunnel keyed from it
+	// (overlaynet/encrypt), never in plaintext.
+	Key []byte
 }
 
 // Endpoint is one container's membership of a network.
@@ -100,6 +105,10 @@ type Endpoint struct {
 type Manager struct {
 	cfg Config
 	mu  sync.Mutex
+	// tunnels are the encrypted networks' WireGuard devices, by VNI. They
+	// live in this process: after a restart an adopted encrypted sandbox
+	// has none (and so no path out) until its next Attach opens it again.
+	tunnels map[uint32]*encrypt.Tunnel
 }
 
 // New checks cfg, then adopts the sandboxes left under cfg.Root by an earlier
@@ -121,7 +130,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
-	m := &Manager{cfg: cfg}
+	m := &Manager{cfg: cfg, tunnels: map[uint32]*encrypt.Tunnel{}}
 	if err := m.adopt(); err != nil {
 		return nil, err
 	}
@@ -241,6 +250,10 @@ func (m *Manager) endpointCount(vni uint32) (int, error) {
 // at once, not when the kernel gets round to destroying the namespace), then
 // the namespace with the bridge and veths in it.
 func (m *Manager) removeSandbox(vni uint32) error {
+	if t := m.tunnels[vni]; t != nil {
+		t.Close()
+		delete(m.tunnels, vni)
+	}
 	path := m.SandboxPath(vni)
 	if ok, _ := sandbox.IsNetNS(path); ok {
 		if h, err := sandbox.Handle(path); err == nil {
@@ -292,7 +305,7 @@ func (m *Manager) ensureSandbox(n Network) error {
 		return fmt.Errorf("network %d: no IPv4 gateway", n.VNI)
 	}
 	if _, err := m.endpointCount(n.VNI); err == nil {
-		return nil
+		return m.ensureTunnel(n)
 	}
 	// Missing or unusable: start from nothing.
 	if err := m.removeSandbox(n.VNI); err != nil {
@@ -318,6 +331,9 @@ func (m *Manager) createSandbox(n Network) error {
 			return err
 		}
 		mtu = under - VXLANOverhead
+		if n.Key != nil {
+			mtu -= encrypt.Overhead
+		}
 	}
 	path := m.SandboxPath(n.VNI)
 	if err := sandbox.Create(path); err != nil {
@@ -360,6 +376,21 @@ func (m *Manager) createSandbox(n Network) error {
 		Learning:  false,
 		Proxy:     true,
 	}
+	if n.Key != nil {
+		// Born in the sandbox: its socket is there, where the only
+		// route out is the tunnel.
+		vx.Name = vxlanName
+		if err := sb.LinkAdd(vx); err != nil {
+			return fmt.Errorf("add vxlan %d: %w", n.VNI, err)
+		}
+		if err := sb.LinkSetMaster(vx, br); err != nil {
+			return fmt.Errorf("enslave vxlan: %w", err)
+		}
+		if err := sb.LinkSetUp(vx); err != nil {
+			return fmt.Errorf("set vxlan up: %w", err)
+		}
+		return m.openTunnel(n, mtu+VXLANOverhead)
+	}
 	if err := host.LinkAdd(vx); err != nil {
 		return fmt.Errorf("add vxlan %d: %w", n.VNI, err)
 	}
@@ -387,6 +418,54 @@ func (m *Manager) createSandbox(n Network) error {
 	if err := sb.LinkSetUp(inner); err != nil {
 		return fmt.Errorf("set vxlan up: %w", err)
 	}
+	return nil
+}
+
+// ensureTunnel opens the tunnel of an encrypted network whose sandbox exists
+// without one (adopted after a restart) and moves it to n's key if that is
+// new (rotation).
+func (m *Manager) ensureTunnel(n Network) error {
+	if n.Key == nil {
+		return nil
+	}
+	if t := m.tunnels[n.VNI]; t != nil {
+		return t.SetKey(n.Key)
+	}
+	mtu := n.MTU
+	if mtu == 0 {
+		host, err := m.hostHandle()
+		if err != nil {
+			return err
+		}
+		under, err := m.underlayMTU(host)
+		host.Close()
+		if err != nil {
+			return err
+		}
+		mtu = under - encrypt.Overhead - VXLANOverhead
+	}
+	return m.openTunnel(n, mtu+VXLANOverhead)
+}
+
+// openTunnel opens n's WireGuard tunnel with a TUN device of MTU mtu in its
+// sandbox, its UDP socket in the host namespace.
+func (m *Manager) openTunnel(n Network, mtu int) error {
+	var t *encrypt.Tunnel
+	open := func() error {
+		var err error
+		t, err = encrypt.Open(m.SandboxPath(n.VNI), n.VNI, m.cfg.LocalIP, mtu, n.Key)
+		return err
+	}
+	var err error
+	if m.cfg.HostNetNS == "" {
+		err = open()
+	} else {
+		err = sandbox.Do(m.cfg.HostNetNS, open)
+	}
+	if err != nil {
+		return err
+	}
+	m.tunnels[n.VNI] = t
 	return nil
 }
 
@@ -587,6 +666,11 @@ func (m *Manager) peer(vni uint32, ip net.IP, mac net.HardwareAddr, vtep net.IP,
 		State: netlink.NUD_PERMANENT, IP: vtep.To4(), HardwareAddr: mac,
 	}
 	if add {
+		if t := m.tunnels[vni]; t != nil {
+			if err := t.AddPeer(vtep); err != nil {
+				return fmt.Errorf("peer %s on network %d: %w", ip, vni, err)
+			}
+		}
 		if err := sb.NeighSet(neigh); err != nil {
 			return fmt.Errorf("peer %s on network %d: neighbour: %w", ip, vni, err)
 		}
