@@ -42,6 +42,19 @@ import (
 // KeySize is the size of a network key.
 const KeySize = 32
 
+// Option is the driver option that makes an overlay network encrypted
+// (`network create --opt encrypted`, as Docker's).
+const Option = "encrypted"
+
+// NetworkKey derives network vni's key from a cluster data key the managers
+// distribute and rotate (the newest gossip key): HKDF with a label of its
+// own, so the tunnel's keys are independent of the gossip's use of it, and
+// a key per network.
+func NetworkKey(clusterKey []byte, vni uint32) []byte {
+	k := derive(clusterKey, fmt.Sprintf("network %d", vni))
+	return k[:]
+}
+
 // Overhead is what the tunnel adds to a packet (IPv4 20 + UDP 8 + WireGuard
 // 32, rounded up as wg-quick does to leave room for IPv6 underlays).
 const Overhead = 80

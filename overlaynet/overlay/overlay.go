@@ -421,6 +421,21 @@ func (m *Manager) createSandbox(n Network) error {
 	return nil
 }
 
+// Rekey moves every encrypted network's tunnel to the key keyFor gives its
+// VNI (the managers rotated the cluster's keys); a nil key leaves a tunnel as
+// it is.
+func (m *Manager) Rekey(keyFor func(vni uint32) []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for vni, t := range m.tunnels {
+		if k := keyFor(vni); k != nil {
+			errs = append(errs, t.SetKey(k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ensureTunnel opens the tunnel of an encrypted network whose sandbox exists
 // without one (adopted after a restart) and moves it to n's key if that is
 // new (rotation).
