@@ -132,6 +132,12 @@ func (o *overlayNode) run(ctx context.Context) {
 	var joining atomic.Bool
 	defer joins.Wait()
 	defer func() {
+		o.mu.Lock()
+		n := o.net
+		o.mu.Unlock()
+		if n != nil {
+			n.Overlay.CloseTunnels()
+		}
 		if p := o.gossip(); p != nil {
 			if err := p.Leave(time.Second); err != nil {
 				o.log.Debug("overlay: leave gossip", "err", err)

@@ -219,6 +219,27 @@ func TestEncryptedNetwork(t *testing.T) {
 		t.Fatalf("connection dropped by the key rotation: %v", err)
 	}
 
+	// host1's daemon stops (its tunnels with it) and starts again: the
+	// adopted sandbox has no way out, so nothing leaks, until the agent
+	// attaches its task again; the peers the gossip programmed before that
+	// are the tunnel's peers.
+	mgrs[0].CloseTunnels()
+	conn.Close()
+	if err := reachable(ctrs[0], containerAddr(1).IP, time.Second); err == nil {
+		t.Fatal("an encrypted sandbox without its tunnel still reaches the other node")
+	}
+	mgrs[0] = hosts[0].manager(t)
+	ip := containerAddr(1).IP
+	if err := mgrs[0].AddPeer(4200, ip, overlay.MACFromIP(ip), hosts[1].ip); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgrs[0].Attach(rotated, overlay.Endpoint{ID: "enc" + hosts[0].name, NetNSPath: ctrs[0], Addr: containerAddr(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reachable(ctrs[0], ip, 10*time.Second); err != nil {
+		t.Fatalf("no path after the restart and the agent's attach: %v", err)
+	}
+
 	// A third host with another key cannot reach host2's container.
 	intruder := hosts[2].manager(t)
 	ic := newNetNS(t, filepath.Join(dir, "intruder-ctr"))
@@ -227,7 +248,6 @@ func TestEncryptedNetwork(t *testing.T) {
 	if err := intruder.Attach(wrong, overlay.Endpoint{ID: "intruder", NetNSPath: ic, Addr: containerAddr(5)}); err != nil {
 		t.Fatal(err)
 	}
-	ip := containerAddr(1).IP
 	if err := intruder.AddPeer(4200, ip, overlay.MACFromIP(ip), hosts[1].ip); err != nil {
 		t.Fatal(err)
 	}

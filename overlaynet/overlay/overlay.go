@@ -436,6 +436,18 @@ func (m *Manager) Rekey(keyFor func(vni uint32) []byte) error {
 	return errors.Join(errs...)
 }
 
+// CloseTunnels stops every encrypted network's tunnel (the daemon is leaving
+// the swarm or stopping: its process carries them). Their sandboxes stay,
+// with no way out, until a later Attach opens them again.
+func (m *Manager) CloseTunnels() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for vni, t := range m.tunnels {
+		t.Close()
+		delete(m.tunnels, vni)
+	}
+}
+
 // ensureTunnel opens the tunnel of an encrypted network whose sandbox exists
 // without one (adopted after a restart) and moves it to n's key if that is
 // new (rotation).
@@ -480,8 +492,44 @@ func (m *Manager) openTunnel(n Network, mtu int) error {
 	if err != nil {
 		return err
 	}
+	// An adopted sandbox may hold peers programmed before the tunnel was
+	// opened again (after a restart): their VTEPs become its peers.
+	vteps, err := m.fdbVTEPs(n.VNI)
+	for _, v := range vteps {
+		if err == nil {
+			err = t.AddPeer(v)
+		}
+	}
+	if err != nil {
+		t.Close()
+		return err
+	}
 	m.tunnels[n.VNI] = t
 	return nil
+}
+
+// fdbVTEPs lists the remote VTEPs of network vni's FDB entries.
+func (m *Manager) fdbVTEPs(vni uint32) ([]net.IP, error) {
+	sb, err := sandbox.Handle(m.SandboxPath(vni))
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Close()
+	vx, err := sb.LinkByName(vxlanName)
+	if err != nil {
+		return nil, fmt.Errorf("find vxlan: %w", err)
+	}
+	entries, err := sb.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return nil, fmt.Errorf("list fdb of network %d: %w", vni, err)
+	}
+	var out []net.IP
+	for _, e := range entries {
+		if e.IP.To4() != nil && !e.IP.IsUnspecified() {
+			out = append(out, e.IP)
+		}
+	}
+	return out, nil
 }
 
 // vethName names an endpoint's link in the sandbox from its ID: short, and
