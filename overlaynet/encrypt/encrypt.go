@@ -66,6 +66,13 @@ const (
 	PortRange = 4096
 )
 
+// MTU is the TUN device's MTU when the network sets none: WireGuard's
+// datagrams then exceed the underlay's MTU and the host fragments them,
+// which costs far less than as many packets through WireGuard in user space
+// (measured on the test hosts: 1500 0.44, 9000 1.5, 32000 2.4, 60000 2.7
+// Gbit/s; past 32000 a lost fragment costs more and gains little).
+const MTU = 32000
+
 // LinkName is the TUN device's name inside a sandbox.
 const LinkName = "wg0"
 
