@@ -5,7 +5,7 @@ export GOFLAGS := -buildvcs=false
 BIN := bin/shoal
 # Packages whose concurrency matters run again under the race detector.
 RACE_PKGS := ./raftstore/... ./scheduler/... ./manager/... ./worker/... ./containerd/logs/... ./containerd/shim/... ./daemon/...
-APT_TEST := busybox-static iproute2 iptables nftables python3-docker tmux docker-registry apache2-utils skopeo
+APT_TEST := busybox-static iproute2 iptables nftables python3-docker tmux docker-registry apache2-utils skopeo tcpdump
 APT_BENCH := crun runc iperf3
 
 .PHONY: all build deps bench-deps test unit race e2e oci-validation registry-conformance bench chaos demo fuzz lint generate check clean

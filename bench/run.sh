@@ -7,7 +7,8 @@
 #   SECTION: lifecycle (run/anchor medians), cpu (CPU time per container start),
 #   parallel (100 x run -d), rss, import, scheduler, scale, swarm, build (bench/swarm.sh build), cluster,
 #   overlay (issue 7's data path: tests/overlay_bench_test.go), mesh (the routing
-#   mesh: tests/mesh_bench_test.go), registry
+#   mesh: tests/mesh_bench_test.go), encrypt (encrypted beside plaintext overlay:
+#   tests/encrypt_bench_test.go), registry
 #   (issue 8's push/pull: tests/registry_bench_test.go); none given means all,
 #   in that order.
 #   BENCH_N (50) runs per median; BENCH_PARALLEL (100) containers started at once;
@@ -16,10 +17,10 @@
 set -euo pipefail
 BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
 shift
-SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm build cluster overlay mesh registry} "
+SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm build cluster overlay mesh encrypt registry} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 for s in $SECTIONS; do
-  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | build | cluster | overlay | mesh | registry) ;;
+  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | build | cluster | overlay | mesh | encrypt | registry) ;;
   *) echo "run.sh: unknown section $s" >&2; exit 2 ;; esac
 done
 N=${BENCH_N:-50}
@@ -251,6 +252,11 @@ fi
 if want mesh; then
   echo "== routing mesh on test hosts (tests/mesh_bench_test.go; ab through a node without the task vs direct to the task's node)"
   go_bench mesh '^BenchmarkMesh'
+fi
+
+if want encrypt; then
+  echo "== encrypted overlay on test hosts (tests/encrypt_bench_test.go; iperf3 task to task, encrypted vs plaintext overlay)"
+  go_bench encrypt '^BenchmarkEncryptOverlay'
 fi
 
 if want registry; then

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager"
 	"github.com/shoal-project/shoal/overlaynet/dns"
+	"github.com/shoal-project/shoal/overlaynet/encrypt"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
 	"github.com/shoal-project/shoal/overlaynet/peers"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
@@ -131,6 +132,12 @@ func (o *overlayNode) run(ctx context.Context) {
 	var joining atomic.Bool
 	defer joins.Wait()
 	defer func() {
+		o.mu.Lock()
+		n := o.net
+		o.mu.Unlock()
+		if n != nil {
+			n.Overlay.CloseTunnels()
+		}
 		if p := o.gossip(); p != nil {
 			if err := p.Leave(time.Second); err != nil {
 				o.log.Debug("overlay: leave gossip", "err", err)
@@ -173,6 +180,10 @@ func (o *overlayNode) run(ctx context.Context) {
 		if want != applied && !slices.EqualFunc(want.keys, applied.keys, bytes.Equal) {
 			if err := p.SetKeys(want.keys); err != nil {
 				o.log.Error("overlay: gossip keys", "err", err)
+			}
+			// Encrypted networks' tunnels follow the newest key.
+			if err := o.net.Overlay.Rekey(o.dataKey); err != nil {
+				o.log.Error("overlay: encrypted networks' keys", "err", err)
 			}
 		}
 		applied = want
@@ -221,7 +232,8 @@ func (o *overlayNode) start(ctx context.Context, s *overlaySettings) error {
 		return err
 	}
 	mesh.Source = p
-	n := &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc, Ingress: mesh}
+	n := &worker.OverlayNetwork{Overlay: ov, Peers: p, NetNSDir: taskNetNSDir(o.dir), Discovery: disc, Ingress: mesh,
+		DataKey: o.dataKey}
 	if o.gw != nil {
 		// A bridge that cannot be adopted fails the tasks that need it
 		// (Join opens it again), not the overlay of every task.
@@ -264,6 +276,17 @@ func (g gossipLog) Write(p []byte) (int, error) {
 	}
 	g.l.Log(context.Background(), level, "gossip: "+line)
 	return len(p), nil
+}
+
+// dataKey is encrypted network vni's key from the newest cluster key the
+// sessions brought (nil before the first).
+func (o *overlayNode) dataKey(vni uint32) []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.want == nil || len(o.want.keys) == 0 {
+		return nil
+	}
+	return encrypt.NetworkKey(o.want.keys[0], vni)
 }
 
 func (o *overlayNode) gossip() *peers.Peers {

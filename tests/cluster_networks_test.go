@@ -32,7 +32,7 @@ func TestClusterNetworks(t *testing.T) {
 		t.Fatalf("docker info: %s", r)
 	}
 
-	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--opt", "encrypted", "secret"), "encrypted overlay networks are not supported yet")
+	oneLineFailure(t, docker("network", "create", "-d", "overlay", "--opt", "encrypted=false", "secret"), `option encrypted="false": give it without a value`)
 	r = docker("network", "create", "-d", "overlay", "--label", "team=web", "app")
 	if r.Code != 0 || len(strings.TrimSpace(r.Stdout)) < 12 {
 		t.Fatalf("network create: %s", r)

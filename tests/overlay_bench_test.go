@@ -57,12 +57,7 @@ const (
 // (b); targets >= 95 % of its throughput and <= 1.2x its round trip.
 func BenchmarkOverlayDataPath(b *testing.B) {
 	b.StopTimer()
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Fatalf("iperf3 is missing (apt-get install -y iperf3; make bench-deps): %v", err)
-	}
-	secs := benchEnvInt(b, "BENCH_IPERF_SECONDS", 10)
-	s := newSwarm(b, 1, 1, "--default-addr-pool", testAddrPool)
-	h1, h2 := s.Hosts[0], s.Hosts[1]
+	s, h1, h2, secs := benchIperfSwarm(b)
 	benchRemoveService(b, s, func() *harness.Host { return h1 }, "nb")
 	h1.Daemon.Must("network", "create", "-d", "overlay", "--subnet", benchOverlaySubnet, "nbnet")
 	h1.Daemon.Must("service", "create", "-d", "--name", "nb", "--mode", "global", "--network", "nbnet", "busybox:latest", "sleep", "3600")
@@ -162,12 +157,30 @@ func benchLinkMTU(b testing.TB, h *harness.Host, dev string) int {
 	return 0
 }
 
+// benchIperfSwarm checks for iperf3 and makes a swarm of a manager and a
+// worker for the data path benchmarks; secs is BENCH_IPERF_SECONDS (10).
+func benchIperfSwarm(b *testing.B) (s *swarmCluster, h1, h2 *harness.Host, secs int) {
+	b.Helper()
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Fatalf("iperf3 is missing (apt-get install -y iperf3; make bench-deps): %v", err)
+	}
+	secs = benchEnvInt(b, "BENCH_IPERF_SECONDS", 10)
+	s = newSwarm(b, 1, 1, "--default-addr-pool", testAddrPool)
+	return s, s.Hosts[0], s.Hosts[1], secs
+}
+
 // benchOverlayTask waits for svc's running task container on h and returns
 // its network namespace as a host (NetNS /proc/PID/ns/net, IP its address
 // on benchOverlaySubnet), for commands and sockets in the task's netns.
 func benchOverlayTask(b testing.TB, h *harness.Host, svc string) *harness.Host {
 	b.Helper()
-	_, sn, _ := net.ParseCIDR(benchOverlaySubnet)
+	return benchOverlayTaskOn(b, h, svc, benchOverlaySubnet)
+}
+
+// benchOverlayTaskOn is benchOverlayTask for a network of subnet.
+func benchOverlayTaskOn(b testing.TB, h *harness.Host, svc, subnet string) *harness.Host {
+	b.Helper()
+	_, sn, _ := net.ParseCIDR(subnet)
 	var last string
 	var task *harness.Host
 	if !benchPoll(90*time.Second, 250*time.Millisecond, func() bool {
@@ -203,7 +216,7 @@ func benchOverlayTask(b testing.TB, h *harness.Host, svc string) *harness.Host {
 		}
 		return false
 	}) {
-		b.Fatalf("no running task of %s with an address on %s on %s after 90 s; last: %s\n%s", svc, benchOverlaySubnet, h.Name, last, benchTaskSummary(h, svc))
+		b.Fatalf("no running task of %s with an address on %s on %s after 90 s; last: %s\n%s", svc, subnet, h.Name, last, benchTaskSummary(h, svc))
 	}
 	return task
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/overlaynet/encrypt"
 	"github.com/shoal-project/shoal/overlaynet/overlay"
 	"github.com/shoal-project/shoal/overlaynet/peers"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
@@ -56,6 +57,10 @@ type OverlayNetwork struct {
 	// Ingress is the node's routing mesh: a task on the ingress network
 	// gets its return path from it. Nil: such tasks cannot be attached.
 	Ingress *Ingress
+	// DataKey gives an encrypted network's key by VNI (derived from the
+	// managers' newest cluster key). Nil, or a nil key: tasks on encrypted
+	// networks fail rather than run in plaintext.
+	DataKey func(vni uint32) []byte
 }
 
 // GatewayBridge is a node's way out of the cluster for tasks (Swarm's
@@ -117,8 +122,17 @@ func (o *OverlayNetwork) attachments(t *api.Task) ([]attachment, error) {
 		if err != nil {
 			return nil, fmt.Errorf("network %s: %w", name, err)
 		}
+		var key []byte
+		if _, ok := n.GetSpec().GetDriverConfig().GetOptions()[encrypt.Option]; ok {
+			if o.DataKey != nil {
+				key = o.DataKey(n.GetVni())
+			}
+			if key == nil {
+				return nil, fmt.Errorf("network %s is encrypted and this node has no key for it yet", name)
+			}
+		}
 		out = append(out, attachment{
-			net: overlay.Network{VNI: n.GetVni(), Gateway: &net.IPNet{IP: gw, Mask: subnet.Mask}, MTU: mtu},
+			net: overlay.Network{VNI: n.GetVni(), Gateway: &net.IPNet{IP: gw, Mask: subnet.Mask}, MTU: mtu, Key: key},
 			ep: overlay.Endpoint{ID: t.GetId(), NetNSPath: TaskNetNSPath(o.NetNSDir, t.GetId()),
 				IfName: fmt.Sprintf("eth%d", i), Addr: &net.IPNet{IP: ip.To4(), Mask: subnet.Mask}},
 			task:     taskInfo(t, n.GetId(), a.GetAliases()),

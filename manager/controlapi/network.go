@@ -52,9 +52,12 @@ func validateNetworkSpec(spec *api.NetworkSpec) error {
 	for k, v := range spec.GetDriverConfig().GetOptions() {
 		switch k {
 		case OptionEncrypted:
-			// Refused until the data path encrypts: an encrypted network
-			// must never carry its traffic in plaintext (issue 7, item 7).
-			return invalid("network %s: encrypted overlay networks are not supported yet (their traffic would not be encrypted)", spec.GetAnnotations().GetName())
+			// Nodes carry its VXLAN packets inside WireGuard
+			// (overlaynet/encrypt). Docker takes the option's presence;
+			// a value that reads as "no" is refused rather than ignored.
+			if v != "" && v != "true" {
+				return invalid("network %s: option %s=%q: give it without a value (or =true)", spec.GetAnnotations().GetName(), k, v)
+			}
 		case OptionMTU:
 			if m, err := strconv.Atoi(v); err != nil || m < 576 || m > 65535 {
 				return invalid("network %s: option %s=%q: an MTU between 576 and 65535 is required", spec.GetAnnotations().GetName(), k, v)

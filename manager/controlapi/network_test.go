@@ -27,8 +27,8 @@ func TestCreateNetworkAllocates(t *testing.T) {
 		r, err := s.CreateNetwork(ctx, &api.CreateNetworkRequest{Spec: spec})
 		return r.GetNetwork(), api.FromGRPC(err)
 	}
-	_, err := create(netSpec("e", "", map[string]string{OptionEncrypted: ""}))
-	wantErr(t, err, api.ErrInvalidArgument, "encrypted overlay networks are not supported yet")
+	_, err := create(netSpec("e", "", map[string]string{OptionEncrypted: "false"}))
+	wantErr(t, err, api.ErrInvalidArgument, `network e: option encrypted="false": give it without a value (or =true)`)
 	a, err := create(netSpec("a", "", nil))
 	if err != nil || a.GetIpam().GetConfigs()[0].GetSubnet() != "198.18.0.0/24" || a.GetVni() != allocator.FirstVNI {
 		t.Fatalf("a: %v %v", a, err)

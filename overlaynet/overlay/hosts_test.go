@@ -1,7 +1,6 @@
 package overlay_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -177,20 +176,7 @@ func dial(ns string, addr net.IP, timeout time.Duration) (net.Conn, error) {
 }
 
 // echo sends a line over c and checks it comes back.
-func echo(c net.Conn, msg string) error {
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if !bytes.Equal(buf, []byte(msg)) {
-		return fmt.Errorf("echo %q, want %q", buf, msg)
-	}
-	return nil
-}
+func echo(c net.Conn, msg string) error { return echoWithin(c, msg, 2*time.Second) }
 
 // reachable retries a connection and an echo until deadline.
 func reachable(ns string, addr net.IP, within time.Duration) error {

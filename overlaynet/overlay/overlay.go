@@ -32,6 +32,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/overlaynet/encrypt"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
 )
 
@@ -77,8 +78,12 @@ type Network struct {
 	// Gateway is the bridge's address with the subnet's prefix length.
 	Gateway *net.IPNet
 	// MTU of the bridge, VXLAN device and veths; 0 means the underlay
-	// link's MTU minus VXLANOverhead.
+	// link's MTU minus VXLANOverhead (and encrypt.Overhead if encrypted).
 	MTU int
+	// Key, when set, makes the network encrypted: its VXLAN packets leave
+	// the sandbox only through a WireGuard tunnel keyed from it
+	// (overlaynet/encrypt), never in plaintext.
+	Key []byte
 }
 
 // Endpoint is one container's membership of a network.
@@ -100,6 +105,10 @@ type Endpoint struct {
 type Manager struct {
 	cfg Config
 	mu  sync.Mutex
+	// tunnels are the encrypted networks' WireGuard devices, by VNI. They
+	// live in this process: after a restart an adopted encrypted sandbox
+	// has none (and so no path out) until its next Attach opens it again.
+	tunnels map[uint32]*encrypt.Tunnel
 }
 
 // New checks cfg, then adopts the sandboxes left under cfg.Root by an earlier
@@ -121,7 +130,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
-	m := &Manager{cfg: cfg}
+	m := &Manager{cfg: cfg, tunnels: map[uint32]*encrypt.Tunnel{}}
 	if err := m.adopt(); err != nil {
 		return nil, err
 	}
@@ -241,6 +250,10 @@ func (m *Manager) endpointCount(vni uint32) (int, error) {
 // at once, not when the kernel gets round to destroying the namespace), then
 // the namespace with the bridge and veths in it.
 func (m *Manager) removeSandbox(vni uint32) error {
+	if t := m.tunnels[vni]; t != nil {
+		t.Close()
+		delete(m.tunnels, vni)
+	}
 	path := m.SandboxPath(vni)
 	if ok, _ := sandbox.IsNetNS(path); ok {
 		if h, err := sandbox.Handle(path); err == nil {
@@ -263,6 +276,25 @@ func (m *Manager) hostHandle() (*netlink.Handle, error) {
 		return h, nil
 	}
 	return sandbox.Handle(m.cfg.HostNetNS)
+}
+
+// networkMTU is the MTU of n's bridge, VXLAN device and veths: n's own, or
+// the underlay's minus the VXLAN overhead, or for an encrypted network
+// encrypt.MTU minus it. The tunnel's packets are the host's UDP datagrams,
+// which the host fragments to the underlay's MTU: a large MTU inside makes
+// far fewer packets for WireGuard in user space, whose cost is per packet.
+func (m *Manager) networkMTU(host *netlink.Handle, n Network) (int, error) {
+	if n.MTU != 0 {
+		return n.MTU, nil
+	}
+	if n.Key != nil {
+		return encrypt.MTU - VXLANOverhead, nil
+	}
+	under, err := m.underlayMTU(host)
+	if err != nil {
+		return 0, err
+	}
+	return under - VXLANOverhead, nil
 }
 
 // underlayMTU is the MTU of the host link that carries LocalIP.
@@ -292,7 +324,7 @@ func (m *Manager) ensureSandbox(n Network) error {
 		return fmt.Errorf("network %d: no IPv4 gateway", n.VNI)
 	}
 	if _, err := m.endpointCount(n.VNI); err == nil {
-		return nil
+		return m.ensureTunnel(n)
 	}
 	// Missing or unusable: start from nothing.
 	if err := m.removeSandbox(n.VNI); err != nil {
@@ -311,13 +343,9 @@ func (m *Manager) createSandbox(n Network) error {
 		return err
 	}
 	defer host.Close()
-	mtu := n.MTU
-	if mtu == 0 {
-		under, err := m.underlayMTU(host)
-		if err != nil {
-			return err
-		}
-		mtu = under - VXLANOverhead
+	mtu, err := m.networkMTU(host, n)
+	if err != nil {
+		return err
 	}
 	path := m.SandboxPath(n.VNI)
 	if err := sandbox.Create(path); err != nil {
@@ -360,6 +388,21 @@ func (m *Manager) createSandbox(n Network) error {
 		Learning:  false,
 		Proxy:     true,
 	}
+	if n.Key != nil {
+		// Born in the sandbox: its socket is there, where the only
+		// route out is the tunnel.
+		vx.Name = vxlanName
+		if err := sb.LinkAdd(vx); err != nil {
+			return fmt.Errorf("add vxlan %d: %w", n.VNI, err)
+		}
+		if err := sb.LinkSetMaster(vx, br); err != nil {
+			return fmt.Errorf("enslave vxlan: %w", err)
+		}
+		if err := sb.LinkSetUp(vx); err != nil {
+			return fmt.Errorf("set vxlan up: %w", err)
+		}
+		return m.openTunnel(n, mtu+VXLANOverhead)
+	}
 	if err := host.LinkAdd(vx); err != nil {
 		return fmt.Errorf("add vxlan %d: %w", n.VNI, err)
 	}
@@ -388,6 +431,113 @@ func (m *Manager) createSandbox(n Network) error {
 		return fmt.Errorf("set vxlan up: %w", err)
 	}
 	return nil
+}
+
+// Rekey moves every encrypted network's tunnel to the key keyFor gives its
+// VNI (the managers rotated the cluster's keys); a nil key leaves a tunnel as
+// it is.
+func (m *Manager) Rekey(keyFor func(vni uint32) []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for vni, t := range m.tunnels {
+		if k := keyFor(vni); k != nil {
+			errs = append(errs, t.SetKey(k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CloseTunnels stops every encrypted network's tunnel (the daemon is leaving
+// the swarm or stopping: its process carries them). Their sandboxes stay,
+// with no way out, until a later Attach opens them again.
+func (m *Manager) CloseTunnels() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for vni, t := range m.tunnels {
+		t.Close()
+		delete(m.tunnels, vni)
+	}
+}
+
+// ensureTunnel opens the tunnel of an encrypted network whose sandbox exists
+// without one (adopted after a restart) and moves it to n's key if that is
+// new (rotation).
+func (m *Manager) ensureTunnel(n Network) error {
+	if n.Key == nil {
+		return nil
+	}
+	if t := m.tunnels[n.VNI]; t != nil {
+		return t.SetKey(n.Key)
+	}
+	host, err := m.hostHandle()
+	if err != nil {
+		return err
+	}
+	mtu, err := m.networkMTU(host, n)
+	host.Close()
+	if err != nil {
+		return err
+	}
+	return m.openTunnel(n, mtu+VXLANOverhead)
+}
+
+// openTunnel opens n's WireGuard tunnel with a TUN device of MTU mtu in its
+// sandbox, its UDP socket in the host namespace.
+func (m *Manager) openTunnel(n Network, mtu int) error {
+	var t *encrypt.Tunnel
+	open := func() error {
+		var err error
+		t, err = encrypt.Open(m.SandboxPath(n.VNI), n.VNI, m.cfg.LocalIP, mtu, n.Key)
+		return err
+	}
+	var err error
+	if m.cfg.HostNetNS == "" {
+		err = open()
+	} else {
+		err = sandbox.Do(m.cfg.HostNetNS, open)
+	}
+	if err != nil {
+		return err
+	}
+	// An adopted sandbox may hold peers programmed before the tunnel was
+	// opened again (after a restart): their VTEPs become its peers.
+	vteps, err := m.fdbVTEPs(n.VNI)
+	for _, v := range vteps {
+		if err == nil {
+			err = t.AddPeer(v)
+		}
+	}
+	if err != nil {
+		t.Close()
+		return err
+	}
+	m.tunnels[n.VNI] = t
+	return nil
+}
+
+// fdbVTEPs lists the remote VTEPs of network vni's FDB entries.
+func (m *Manager) fdbVTEPs(vni uint32) ([]net.IP, error) {
+	sb, err := sandbox.Handle(m.SandboxPath(vni))
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Close()
+	vx, err := sb.LinkByName(vxlanName)
+	if err != nil {
+		return nil, fmt.Errorf("find vxlan: %w", err)
+	}
+	entries, err := sb.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return nil, fmt.Errorf("list fdb of network %d: %w", vni, err)
+	}
+	var out []net.IP
+	for _, e := range entries {
+		if e.IP.To4() != nil && !e.IP.IsUnspecified() {
+			out = append(out, e.IP)
+		}
+	}
+	return out, nil
 }
 
 // vethName names an endpoint's link in the sandbox from its ID: short, and
@@ -587,6 +737,11 @@ func (m *Manager) peer(vni uint32, ip net.IP, mac net.HardwareAddr, vtep net.IP,
 		State: netlink.NUD_PERMANENT, IP: vtep.To4(), HardwareAddr: mac,
 	}
 	if add {
+		if t := m.tunnels[vni]; t != nil {
+			if err := t.AddPeer(vtep); err != nil {
+				return fmt.Errorf("peer %s on network %d: %w", ip, vni, err)
+			}
+		}
 		if err := sb.NeighSet(neigh); err != nil {
 			return fmt.Errorf("peer %s on network %d: neighbour: %w", ip, vni, err)
 		}
