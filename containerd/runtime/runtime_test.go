@@ -326,6 +326,16 @@ func TestExecJoinsContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := r.State("ex")
+	// Start returns once the init was told to go (as runc's); its execve
+	// of the container's process may come a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.Pid))
+		if strings.TrimSpace(string(comm)) == "sleep" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	spec := oci.DefaultSpec()
 	p := *spec.Process
 	p.Args = []string{"sh", "-c", `hostname; cat /proc/1/comm; echo $$; grep CapEff /proc/self/status; cat /proc/self/cgroup | grep pids`}
