@@ -2,13 +2,12 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -142,7 +141,7 @@ func (d *Daemon) attachCluster(ctx context.Context, c containers.Container) (str
 		d.detachCluster(context.WithoutCancel(ctx), c.ID)
 		return "", containers.NetworkSettings{}, fmt.Errorf("attach %s to network %s: the managers gave no usable address (%q)", c.ID[:12], c.Config.NetworkMode, firstAddr(att))
 	}
-	t := clusterTask(c.ID, trimSlash(c.Name), att)
+	t := clusterTask(c.ID, strings.TrimPrefix(c.Name, "/"), att)
 	d.clusterMu.Lock()
 	d.clusterAtts[c.ID] = att
 	d.clusterMu.Unlock()
@@ -165,13 +164,6 @@ func firstAddr(a *api.NetworkAttachment) string {
 		return ""
 	}
 	return a.GetAddresses()[0]
-}
-
-func trimSlash(name string) string {
-	if len(name) > 0 && name[0] == '/' {
-		return name[1:]
-	}
-	return name
 }
 
 // detachCluster takes container id off its cluster network, on this node
@@ -208,11 +200,6 @@ func (d *Daemon) detachCluster(ctx context.Context, id string) {
 	}
 }
 
-// clusterReconcile runs reconcileAttachments one at a time.
-type clusterReconcile struct {
-	busy atomic.Bool
-}
-
 // reconcileAttachments gives up the attachments of this node's containers
 // that are gone or no longer running (removed, or exited while the daemon
 // was down); a container whose network is being set up (its lock held) is
@@ -224,13 +211,13 @@ func (d *Daemon) reconcileAttachments(atts []*api.NetworkAttachment) {
 			ids = append(ids, a.GetContainerId())
 		}
 	}
-	if len(ids) == 0 || !d.clusterRec.busy.CompareAndSwap(false, true) {
+	if len(ids) == 0 || !d.reconciling.CompareAndSwap(false, true) {
 		return
 	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		defer d.clusterRec.busy.Store(false)
+		defer d.reconciling.Store(false)
 		for _, id := range ids {
 			unlock, ok := d.netTryLock(id)
 			if !ok {
@@ -255,13 +242,6 @@ func (s *swarmNode) active() bool {
 // setupClusterNetwork is setupNetworkLocked for a container on a cluster
 // network.
 func (d *Daemon) setupClusterNetwork(ctx context.Context, c containers.Container) error {
-	var hc struct{ PortBindings map[string]any }
-	if len(c.Config.RawHostConfig) > 0 {
-		_ = json.Unmarshal(c.Config.RawHostConfig, &hc)
-	}
-	if len(hc.PortBindings) > 0 {
-		return badRequest("publishing ports of a container on a swarm network (%s) is not supported: publish them from a service", c.Config.NetworkMode)
-	}
 	path, s, err := d.attachCluster(ctx, c)
 	if err != nil {
 		return err

@@ -96,10 +96,15 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	var clusterAliases []string
 	if req.NetworkingConfig != nil {
 		for name, es := range req.NetworkingConfig.EndpointsConfig {
-			if m, err := d.networkMode(container.NetworkMode(name)); err != nil {
-				return containers.Config{}, err
-			} else if m != mode {
-				return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
+			// Clients name the network again here (docker's CLI always
+			// does): resolved once, as a swarm network costs a round trip
+			// to the managers.
+			if name != string(hc.NetworkMode) {
+				if m, err := d.networkMode(container.NetworkMode(name)); err != nil {
+					return containers.Config{}, err
+				} else if m != mode {
+					return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
+				}
 			}
 			if err := checkEndpointConfig(mode, es); err != nil {
 				return containers.Config{}, err
@@ -232,6 +237,9 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	}
 	if len(hc.PortBindings) > 0 && mode != modeBridge && !userNetwork(mode) {
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
+	}
+	if len(hc.PortBindings) > 0 && clusterID != "" {
+		return containers.Config{}, badRequest("publishing ports of a container on a swarm network (%s) is not supported: publish them from a service", mode)
 	}
 	hc.NetworkMode = container.NetworkMode(mode)
 	if cfg.Log, err = d.logConfig(&hc.LogConfig); err != nil {

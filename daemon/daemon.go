@@ -49,6 +49,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -96,11 +97,11 @@ type Daemon struct {
 	nets *userNets
 
 	// clusterAtts are the attachments of this daemon's containers on
-	// attachable overlays, by container ID (clusterattach.go); clusterRec
-	// runs their reconciliation.
+	// attachable overlays, by container ID (clusterattach.go); reconciling
+	// is set while their reconciliation runs (one at a time).
 	clusterMu   sync.Mutex
 	clusterAtts map[string]*api.NetworkAttachment
-	clusterRec  clusterReconcile
+	reconciling atomic.Bool
 }
 
 // streamContext is the context of a long-lived request: it ends with the

@@ -72,6 +72,7 @@ func TestClusterAttachable(t *testing.T) {
 	expectFail(t, wrk, []string{"network plain not manually attachable"}, "run", "--rm", "--network", "plain", "busybox", "true")
 	expectFail(t, wrk, []string{"network nosuch not found"}, "run", "--rm", "--network", "nosuch", "busybox", "true")
 	expectFail(t, wrk, []string{"--ip is not supported on swarm networks"}, "run", "--rm", "--network", "app", "--ip", "198.19.240.5", "busybox", "true")
+	expectFail(t, wrk, []string{"publishing ports of a container on a swarm network"}, "run", "--rm", "--network", "app", "-p", "8085:80", "busybox", "true")
 	if after := strings.Count(wrk.Daemon.Must("ps", "-aq"), "\n"); after != before {
 		t.Fatalf("refused runs left containers: %d before, %d after", before, after)
 	}

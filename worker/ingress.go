@@ -136,13 +136,14 @@ func (g *Ingress) AddTask(ctx context.Context, t *api.Task, netnsPath, iface str
 	g.mu.Lock()
 	g.tasks[taskID] = it
 	g.mu.Unlock()
-	eps, err := g.Source.Endpoints(ctx)
+	vni := g.vni()
+	eps, err := g.Source.Endpoints(ctx, vni)
 	if err != nil {
 		return err
 	}
 	g.syncMu.Lock()
 	defer g.syncMu.Unlock()
-	return g.syncReturn(taskID, it, entriesOf(eps, g.vni()))
+	return g.syncReturn(taskID, it, entriesOf(eps, vni))
 }
 
 // RemoveTask forgets a task (its return path goes with its namespace).
