@@ -1640,8 +1640,9 @@ type Cluster struct {
 	DataPathPort uint32 `protobuf:"varint,8,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
 	// gossip_keys are the overlay's gossip keys (32 random bytes each), the
 	// newest first: nodes encrypt with the first and accept all. The leader
-	// adds a key every GossipKeyRotation and drops the previous one a while
-	// later. Sent to nodes in their sessions; redacted from GetCluster.
+	// adds a key every spec.data_key_rotation and drops the previous one a
+	// while later. Sent to nodes in their sessions; GetCluster answers only
+	// their created_at (the key bytes are redacted).
 	GossipKeys    []*GossipKey `protobuf:"bytes,9,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

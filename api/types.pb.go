@@ -2632,8 +2632,13 @@ type ClusterSpec struct {
 	// manager keeps its raft data key sealed by the cluster's unlock key, and
 	// a restarted manager stays locked until `swarm unlock` gives the key.
 	AutolockManagers bool `protobuf:"varint,21,opt,name=autolock_managers,json=autolockManagers,proto3" json:"autolock_managers,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// data_key_rotation is how often the leader makes a new cluster data key
+	// (Cluster.gossip_keys: the overlay's gossip key, from which encrypted
+	// networks' tunnel keys derive); shoal's extension `swarm init/update
+	// --data-key-rotation`, 1m to 12h. Unset means the default, 6h.
+	DataKeyRotation *durationpb.Duration `protobuf:"bytes,22,opt,name=data_key_rotation,json=dataKeyRotation,proto3" json:"data_key_rotation,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -2720,6 +2725,13 @@ func (x *ClusterSpec) GetAutolockManagers() bool {
 		return x.AutolockManagers
 	}
 	return false
+}
+
+func (x *ClusterSpec) GetDataKeyRotation() *durationpb.Duration {
+	if x != nil {
+		return x.DataKeyRotation
+	}
+	return nil
 }
 
 var File_types_proto protoreflect.FileDescriptor
@@ -2928,7 +2940,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xc3\x03\n" +
+	"\x05DRAIN\x10\x02\"\x8a\x04\n" +
 	"\vClusterSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12?\n" +
 	"\x1ctask_history_retention_limit\x18\x02 \x01(\x03R\x19taskHistoryRetentionLimit\x12D\n" +
@@ -2937,7 +2949,8 @@ const file_types_proto_rawDesc = "" +
 	"\x11snapshot_interval\x18\x05 \x01(\x04R\x10snapshotInterval\x12,\n" +
 	"\x12keep_old_snapshots\x18\x06 \x01(\x04R\x10keepOldSnapshots\x12&\n" +
 	"\x0fca_force_rotate\x18\x14 \x01(\x04R\rcaForceRotate\x12+\n" +
-	"\x11autolock_managers\x18\x15 \x01(\bR\x10autolockManagers*#\n" +
+	"\x11autolock_managers\x18\x15 \x01(\bR\x10autolockManagers\x12E\n" +
+	"\x11data_key_rotation\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\x0fdataKeyRotation*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +
@@ -3079,11 +3092,12 @@ var file_types_proto_depIdxs = []int32{
 	11, // 54: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
 	45, // 55: shoal.api.ClusterSpec.heartbeat_period:type_name -> google.protobuf.Duration
 	45, // 56: shoal.api.ClusterSpec.node_cert_expiry:type_name -> google.protobuf.Duration
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	45, // 57: shoal.api.ClusterSpec.data_key_rotation:type_name -> google.protobuf.Duration
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }

@@ -81,11 +81,14 @@ type swarmSpecFlags struct {
 	snapshotInterval uint64
 	maxSnapshots     uint64
 	autolock         bool
+	// dataKeyRotation is shoal's --data-key-rotation (0: not given); it
+	// has no place in Docker's spec type (withExtensions).
+	dataKeyRotation time.Duration
 }
 
 // swarmSpecFlagNames are the flags swarmSpecFlags reads: `swarm update`
 // without any of them prints its help, as docker does.
-var swarmSpecFlagNames = []string{"task-history-limit", "cert-expiry", "dispatcher-heartbeat", "snapshot-interval", "max-snapshots", "autolock"}
+var swarmSpecFlagNames = []string{"task-history-limit", "cert-expiry", "dispatcher-heartbeat", "snapshot-interval", "max-snapshots", "autolock", "data-key-rotation"}
 
 func addSwarmSpecFlags(fl *pflag.FlagSet, o *swarmSpecFlags) {
 	fl.Int64Var(&o.taskHistoryLimit, "task-history-limit", 5, "Task history retention limit")
@@ -94,6 +97,8 @@ func addSwarmSpecFlags(fl *pflag.FlagSet, o *swarmSpecFlags) {
 	fl.Uint64Var(&o.snapshotInterval, "snapshot-interval", 10000, "Number of log entries between Raft snapshots")
 	fl.Uint64Var(&o.maxSnapshots, "max-snapshots", 1, "Number of additional Raft snapshots to retain; fixed at 1 in shoal")
 	fl.BoolVar(&o.autolock, "autolock", false, "Enable manager autolocking (requiring an unlock key to start a stopped manager)")
+	fl.DurationVar(&o.dataKeyRotation, "data-key-rotation", 6*time.Hour,
+		"How often the cluster's data key (gossip and encrypted overlay networks) is rotated, 1m to 12h; shoal's extension")
 }
 
 func addCertExpiryFlag(fl *pflag.FlagSet, o *swarmSpecFlags) {
@@ -134,6 +139,11 @@ func (o *swarmSpecFlags) merge(fl *pflag.FlagSet, spec *swarm.Spec) error {
 	}
 	if fl.Changed("autolock") {
 		spec.EncryptionConfig.AutoLockManagers = o.autolock
+	}
+	if !fl.Changed("data-key-rotation") {
+		o.dataKeyRotation = 0
+	} else if o.dataKeyRotation <= 0 {
+		return fmt.Errorf("invalid data key rotation %s: must be positive", o.dataKeyRotation)
 	}
 	return nil
 }
@@ -186,11 +196,15 @@ func newSwarmInitCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			res, err := c.SwarmInit(ctx, client.SwarmInitOptions{
-				ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
-				Spec: spec, Availability: avail, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
-				DefaultAddrPool: pools, SubnetSize: poolMask, DataPathPort: dataPathPort,
-			})
+			var nodeID string
+			err = c.postJSON(ctx, "/swarm/init", nil, swarmInitJSON{
+				InitRequest: swarm.InitRequest{
+					ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
+					Availability: avail, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
+					DefaultAddrPool: pools, SubnetSize: poolMask, DataPathPort: dataPathPort,
+				},
+				Spec: specFlags.withExtensions(spec),
+			}, &nodeID)
 			if err != nil {
 				err = c.apiError(err)
 				if strings.Contains(err.Error(), "could not choose an IP address to advertise") || strings.Contains(err.Error(), "could not find the system's IP address") {
@@ -199,8 +213,8 @@ func newSwarmInitCommand() *cobra.Command {
 				return err
 			}
 			out := streamsOf(cmd).out
-			fmt.Fprintf(out, "Swarm initialized: current node (%s) is now a manager.\n\n", res.NodeID)
-			if err := printJoinCommand(cmd, c, res.NodeID, true, false); err != nil {
+			fmt.Fprintf(out, "Swarm initialized: current node (%s) is now a manager.\n\n", nodeID)
+			if err := printJoinCommand(cmd, c, nodeID, true, false); err != nil {
 				return err
 			}
 			fmt.Fprintln(out, "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.")
@@ -391,7 +405,7 @@ func newSwarmUpdateCommand() *cobra.Command {
 			}
 			defer c.Close()
 			var updated swarm.Spec
-			if err := updateSwarmSpec(cmd, c, func(spec *swarm.Spec) error {
+			if err := updateSwarmSpecExt(cmd, c, &specFlags, func(spec *swarm.Spec) error {
 				wasLocked := spec.EncryptionConfig.AutoLockManagers
 				err := specFlags.merge(cmd.Flags(), spec)
 				updated = *spec
@@ -412,6 +426,14 @@ func newSwarmUpdateCommand() *cobra.Command {
 // updateSwarmSpec reads the swarm's spec, lets edit change it and writes it
 // back at the version read.
 func updateSwarmSpec(cmd *cobra.Command, c *apiClient, edit func(*swarm.Spec) error) error {
+	return updateSwarmSpecExt(cmd, c, &swarmSpecFlags{}, edit)
+}
+
+// updateSwarmSpecExt is updateSwarmSpec that also sends the shoal settings
+// of flags that edit (flags.merge) took from the command line. The spec read
+// back has no extension fields (Docker's type), which the daemon reads as
+// "keep the current value".
+func updateSwarmSpecExt(cmd *cobra.Command, c *apiClient, flags *swarmSpecFlags, edit func(*swarm.Spec) error) error {
 	ctx := commandContext(cmd)
 	sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
 	if err != nil {
@@ -420,7 +442,7 @@ func updateSwarmSpec(cmd *cobra.Command, c *apiClient, edit func(*swarm.Spec) er
 	if err := edit(&sw.Swarm.Spec); err != nil {
 		return err
 	}
-	if _, err := c.SwarmUpdate(ctx, client.SwarmUpdateOptions{Version: sw.Swarm.Version, Spec: sw.Swarm.Spec}); err != nil {
+	if err := c.postJSON(ctx, "/swarm/update", swarmUpdateQuery(sw.Swarm.Version), flags.withExtensions(sw.Swarm.Spec), nil); err != nil {
 		return c.apiError(err)
 	}
 	return nil

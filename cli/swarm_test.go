@@ -532,6 +532,10 @@ func TestSwarmAndNodeCommands(t *testing.T) {
 	if b := string(f.body("POST /swarm/init")); !strings.Contains(b, `"AutoLockManagers":true`) {
 		t.Errorf("init --autolock sent %s", b)
 	}
+	r = runCLI(t, f.host, "", "swarm", "init", "--autolock", "--data-key-rotation", "1m", "--advertise-addr", "198.18.0.1")
+	if b := string(f.body("POST /swarm/init")); r.code != 0 || !strings.Contains(b, `"EncryptionConfig":{"AutoLockManagers":true,"DataKeyRotation":60000000000}`) {
+		t.Errorf("init --data-key-rotation 1m: %+v sent %s", r, b)
+	}
 	r = runCLI(t, f.host, "", "swarm", "unlock-key", "-q")
 	if r.code != 0 || r.stdout != "SWMKEY-1-abc\n" {
 		t.Errorf("unlock-key -q: %+v", r)
@@ -649,9 +653,26 @@ func TestSwarmCAAndSpecFlags(t *testing.T) {
 		*spec.Raft.KeepOldSnapshots != 1 || spec.Dispatcher.HeartbeatPeriod != time.Second || spec.CAConfig.ForceRotate != 0 {
 		t.Fatalf("swarm update sent %+v", spec)
 	}
+	if strings.Contains(string(f.body("POST /swarm/update")), "DataKeyRotation") {
+		t.Fatalf("swarm update without --data-key-rotation sent one: %s", f.body("POST /swarm/update"))
+	}
 	r = runCLI(t, f.host, "", "swarm", "update", "--snapshot-interval", "0")
 	if r.code == 0 || !strings.Contains(r.stderr, "invalid snapshot interval 0") {
 		t.Fatalf("snapshot interval 0: %+v", r)
+	}
+	// shoal's --data-key-rotation goes in the spec's EncryptionConfig, next
+	// to Docker's field, which keeps the value read.
+	r = runCLI(t, f.host, "", "swarm", "update", "--data-key-rotation", "90s")
+	if r.code != 0 || r.stdout != "Swarm updated.\n" {
+		t.Fatalf("swarm update --data-key-rotation: %+v", r)
+	}
+	if b := string(f.body("POST /swarm/update")); !strings.Contains(b, `"EncryptionConfig":{"AutoLockManagers":false,"DataKeyRotation":90000000000}`) ||
+		strings.Count(b, "EncryptionConfig") != 1 {
+		t.Fatalf("swarm update --data-key-rotation sent %s", b)
+	}
+	r = runCLI(t, f.host, "", "swarm", "update", "--data-key-rotation", "-1m")
+	if r.code == 0 || !strings.Contains(r.stderr, "invalid data key rotation -1m0s: must be positive") {
+		t.Fatalf("data key rotation -1m: %+v", r)
 	}
 	r = runCLI(t, f.host, "", "swarm", "ca", "--rotate")
 	if r.code != 0 || !strings.HasSuffix(r.stdout, "NEW ROOT\n") {

@@ -51,11 +51,14 @@ func joinAvailability(a swarm.NodeAvailability) (api.NodeSpec_Availability, erro
 }
 
 func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
-	var req swarm.InitRequest
-	if err := decodeJSON(r, &req); err != nil {
+	var body convert.InitRequest
+	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
+	req := body.InitRequest
+	var ext convert.SpecExtensions
+	req.Spec, ext = body.Spec.Split()
 	if req.ForceNewCluster {
 		writeError(w, badRequest("--force-new-cluster is not supported"))
 		return
@@ -65,7 +68,7 @@ func (d *Daemon) swarmInit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	spec, err := convert.ClusterSpecFromSwarm(req.Spec)
+	spec, err := convert.ClusterSpecFromSwarm(req.Spec, ext)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -130,7 +133,7 @@ func (d *Daemon) swarmInspect(w http.ResponseWriter, r *http.Request, c api.Cont
 	if cl.RootCa != nil {
 		cl.RootCa.JoinTokens = tokens.GetTokens()
 	}
-	writeJSON(w, http.StatusOK, convert.ClusterToSwarm(cl))
+	writeJSON(w, http.StatusOK, convert.ClusterToSwarmExtended(cl))
 }
 
 func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {
@@ -140,18 +143,19 @@ func (d *Daemon) swarmUpdate(w http.ResponseWriter, r *http.Request, c api.Contr
 		writeError(w, badRequest("invalid swarm version %q", q.Get("version")))
 		return
 	}
-	var spec swarm.Spec
-	if err := decodeJSON(r, &spec); err != nil {
+	var body convert.Spec
+	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
+	spec, ext := body.Split()
 	cur, err := c.GetCluster(r.Context(), &api.GetClusterRequest{})
 	if err != nil {
 		writeError(w, api.FromGRPC(err))
 		return
 	}
 	// Fields a client leaves at zero keep their current values, as in dockerd.
-	cs, err := convert.MergeClusterSpec(cur.GetCluster().GetSpec(), spec)
+	cs, err := convert.MergeClusterSpec(cur.GetCluster().GetSpec(), spec, ext)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -82,6 +82,9 @@ func Found(advertise string, spec *api.ClusterSpec, availability api.NodeSpec_Av
 	if spec.NodeCertExpiry == nil {
 		spec.NodeCertExpiry = durationpb.New(ca.NodeValidity)
 	}
+	if spec.DataKeyRotation == nil {
+		spec.DataKeyRotation = durationpb.New(controlapi.DefaultDataKeyRotation)
+	}
 	if spec.KeepOldSnapshots == 0 {
 		spec.KeepOldSnapshots = raftstore.KeepOldSnapshots
 	}

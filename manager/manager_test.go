@@ -76,8 +76,8 @@ func TestInit(t *testing.T) {
 		return nil
 	})
 
-	// The leader gives the cluster a gossip key at once; GetCluster never
-	// shows it.
+	// The leader gives the cluster a gossip key at once; GetCluster shows
+	// only when it was made, never the key.
 	waitFor(t, settle, "a gossip key in the cluster object", func() error {
 		var keys []*api.GossipKey
 		c.nodes[0].m.Store().View(func(tx raftstore.ReadTx) { keys = tx.GetCluster(f.Cluster.GetId()).GetGossipKeys() })
@@ -86,7 +86,8 @@ func TestInit(t *testing.T) {
 		}
 		return nil
 	})
-	if gc, err := ctl.GetCluster(ctx, &api.GetClusterRequest{}); err != nil || len(gc.GetCluster().GetGossipKeys()) != 0 {
+	if gc, err := ctl.GetCluster(ctx, &api.GetClusterRequest{}); err != nil || len(gc.GetCluster().GetGossipKeys()) != 1 ||
+		gc.GetCluster().GetGossipKeys()[0].GetKey() != nil || gc.GetCluster().GetGossipKeys()[0].GetCreatedAt() == nil {
 		t.Errorf("GetCluster: gossip keys %v, %v", gc.GetCluster().GetGossipKeys(), err)
 	}
 

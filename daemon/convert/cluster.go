@@ -1,9 +1,13 @@
 package convert
 
 import (
+	"time"
+
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/manager/controlapi"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ClusterToSwarm is the cluster as GET /swarm answers it, join tokens
@@ -48,10 +52,92 @@ func ClusterToSwarm(c *api.Cluster) swarm.Swarm {
 	return out
 }
 
+// Swarm is GET /swarm's answer: Docker's swarm.Swarm with shoal's
+// extensions in ClusterInfo. Docker clients ignore the fields they do not
+// know.
+type Swarm struct {
+	ClusterInfo
+	JoinTokens swarm.JoinTokens
+}
+
+// ClusterInfo is Docker's swarm.ClusterInfo with Spec's extensions and
+// DataKeys: when the cluster's data keys were made (the overlay's gossip
+// key, from which encrypted networks' keys derive; rotated every
+// Spec.EncryptionConfig.DataKeyRotation), newest first. The keys themselves
+// are never shown.
+type ClusterInfo struct {
+	swarm.ClusterInfo
+	Spec     Spec
+	DataKeys []DataKey
+}
+
+// DataKey is one of the cluster's data keys, shown by its creation time.
+type DataKey struct {
+	CreatedAt time.Time
+}
+
+// Spec is Docker's swarm.Spec, as JSON, with shoal's extension fields; the
+// EncryptionConfig field hides the embedded one (encoding/json takes the
+// shallower), so Split gives the Docker spec with the flag in its place.
+type Spec struct {
+	swarm.Spec
+	EncryptionConfig EncryptionConfig
+}
+
+// EncryptionConfig is Docker's with DataKeyRotation, shoal's extension
+// (`swarm init/update --data-key-rotation`): how often the managers make a
+// new cluster data key. Zero in a request keeps the current value.
+type EncryptionConfig struct {
+	swarm.EncryptionConfig
+	DataKeyRotation time.Duration
+}
+
+// SpecExtensions are the settings of a swarm spec that Docker's has no
+// field for.
+type SpecExtensions struct {
+	// DataKeyRotation is EncryptionConfig.DataKeyRotation; 0 keeps the
+	// current one (the default at init).
+	DataKeyRotation time.Duration
+}
+
+// Split is s as Docker's spec and shoal's extensions.
+func (s Spec) Split() (swarm.Spec, SpecExtensions) {
+	d := s.Spec
+	d.EncryptionConfig = s.EncryptionConfig.EncryptionConfig
+	return d, SpecExtensions{DataKeyRotation: s.EncryptionConfig.DataKeyRotation}
+}
+
+// InitRequest is POST /swarm/init's body: Docker's with Spec's extensions.
+type InitRequest struct {
+	swarm.InitRequest
+	Spec Spec
+}
+
+// ClusterToSwarmExtended is ClusterToSwarm with shoal's extensions, for GET
+// /swarm.
+func ClusterToSwarmExtended(c *api.Cluster) Swarm {
+	sw := ClusterToSwarm(c)
+	out := Swarm{
+		ClusterInfo: ClusterInfo{
+			ClusterInfo: sw.ClusterInfo,
+			Spec: Spec{Spec: sw.Spec, EncryptionConfig: EncryptionConfig{
+				EncryptionConfig: sw.Spec.EncryptionConfig,
+				DataKeyRotation:  controlapi.DataKeyRotation(c.GetSpec()),
+			}},
+			DataKeys: []DataKey{},
+		},
+		JoinTokens: sw.JoinTokens,
+	}
+	for _, k := range c.GetGossipKeys() {
+		out.DataKeys = append(out.DataKeys, DataKey{CreatedAt: k.GetCreatedAt().AsTime()})
+	}
+	return out
+}
+
 // ClusterSpecFromSwarm is MergeClusterSpec onto an empty spec (swarm init:
 // the manager fills in its defaults for what is left unset).
-func ClusterSpecFromSwarm(s swarm.Spec) (*api.ClusterSpec, error) {
-	return MergeClusterSpec(nil, s)
+func ClusterSpecFromSwarm(s swarm.Spec, ext SpecExtensions) (*api.ClusterSpec, error) {
+	return MergeClusterSpec(nil, s, ext)
 }
 
 // MergeClusterSpec applies a swarm.Spec (of POST /swarm/init or
@@ -60,8 +146,9 @@ func ClusterSpecFromSwarm(s swarm.Spec) (*api.ClusterSpec, error) {
 // changes only that; EncryptionConfig.AutoLockManagers is taken as given,
 // as dockerd does (clients send the whole spec, and false turns autolock
 // off). Settings shoal does not have (external or custom CAs, raft ticks,
-// task defaults) are refused when set.
-func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, error) {
+// task defaults) are refused when set. ext's zero fields keep base's too; the
+// manager checks their values.
+func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec, ext SpecExtensions) (*api.ClusterSpec, error) {
 	switch {
 	case len(s.CAConfig.ExternalCAs) > 0:
 		return nil, notSupported("external CAs are not supported")
@@ -106,6 +193,9 @@ func MergeClusterSpec(base *api.ClusterSpec, s swarm.Spec) (*api.ClusterSpec, er
 		out.CaForceRotate = r
 	}
 	out.AutolockManagers = s.EncryptionConfig.AutoLockManagers
+	if d := ext.DataKeyRotation; d != 0 {
+		out.DataKeyRotation = durationpb.New(d)
+	}
 	return out, nil
 }
 

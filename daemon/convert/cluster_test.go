@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-project/shoal/api"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func testCluster() *api.Cluster {
@@ -24,6 +25,7 @@ func testCluster() *api.Cluster {
 			NodeCertExpiry:            durationpb.New(90 * 24 * time.Hour),
 			SnapshotInterval:          10000,
 			KeepOldSnapshots:          0,
+			DataKeyRotation:           durationpb.New(90 * time.Second),
 		},
 		RootCa: &api.RootCA{
 			CaCert:       []byte("-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n"),
@@ -33,6 +35,10 @@ func testCluster() *api.Cluster {
 		},
 		DefaultAddressPool: []string{"10.0.0.0/8", "bad"},
 		SubnetSize:         24,
+		GossipKeys: []*api.GossipKey{
+			{Key: []byte("GOSSIPKEY2-GOSSIPKEY2-GOSSIPKEY2"), CreatedAt: timestamppb.New(time.Unix(1700000090, 0))},
+			{Key: []byte("GOSSIPKEY1-GOSSIPKEY1-GOSSIPKEY1"), CreatedAt: timestamppb.New(time.Unix(1700000000, 0))},
+		},
 	}
 }
 
@@ -71,17 +77,62 @@ func TestClusterToSwarm(t *testing.T) {
 	}
 }
 
-// `swarm update` sends the spec it read back: nothing may change.
+// GET /swarm's extensions: the data key rotation under
+// Spec.EncryptionConfig, next to Docker's AutoLockManagers, and the data
+// keys' creation times, never the keys; a Docker client's types read the
+// rest as before.
+func TestClusterToSwarmExtended(t *testing.T) {
+	c := testCluster()
+	c.Spec.AutolockManagers = true
+	b, err := json.Marshal(ClusterToSwarmExtended(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"EncryptionConfig":{"AutoLockManagers":true,"DataKeyRotation":90000000000}`,
+		`"DataKeys":[{"CreatedAt":"2023-11-14T22:14:50Z"},{"CreatedAt":"2023-11-14T22:13:20Z"}]`, `"ID":"clu1"`, `"Worker":"SWMTKN-1-d-w"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("GET /swarm lacks %s: %s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "GOSSIPKEY") || strings.Count(string(b), `"EncryptionConfig"`) != 1 {
+		t.Errorf("GET /swarm shows a data key or two EncryptionConfigs: %s", b)
+	}
+	var docker swarm.Swarm
+	if err := json.Unmarshal(b, &docker); err != nil || docker.ID != "clu1" || !docker.Spec.EncryptionConfig.AutoLockManagers ||
+		docker.Spec.Dispatcher.HeartbeatPeriod != 5*time.Second || docker.JoinTokens.Manager != "SWMTKN-1-d-m" {
+		t.Errorf("Docker's types read %+v, %v", docker, err)
+	}
+	// A cluster made before the setting shows the default.
+	c.Spec.DataKeyRotation = nil
+	if got := ClusterToSwarmExtended(c).Spec.EncryptionConfig.DataKeyRotation; got != 6*time.Hour {
+		t.Errorf("no stored rotation shows %s, want 6h", got)
+	}
+}
+
+// `swarm update` sends the spec it read back (GET /swarm's JSON, with the
+// extension fields): nothing may change.
 func TestClusterSpecRoundTrip(t *testing.T) {
 	c := testCluster()
-	got, err := MergeClusterSpec(c.GetSpec(), ClusterToSwarm(c).Spec)
+	b, err := json.Marshal(ClusterToSwarmExtended(c).Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent Spec
+	if err := json.Unmarshal(b, &sent); err != nil {
+		t.Fatal(err)
+	}
+	docker, ext := sent.Split()
+	if ext.DataKeyRotation != 90*time.Second {
+		t.Errorf("the spec read back carries rotation %s, want 1m30s", ext.DataKeyRotation)
+	}
+	got, err := MergeClusterSpec(c.GetSpec(), docker, ext)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(got, c.GetSpec()) {
 		t.Errorf("round trip changed the spec:\n got %v\nwant %v", got, c.GetSpec())
 	}
-	fresh, err := ClusterSpecFromSwarm(ClusterToSwarm(c).Spec)
+	fresh, err := ClusterSpecFromSwarm(docker, ext)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +144,7 @@ func TestClusterSpecRoundTrip(t *testing.T) {
 func TestMergeClusterSpec(t *testing.T) {
 	base := testCluster().GetSpec()
 	// swarm init --task-history-limit 0: only the limit is set.
-	got, err := MergeClusterSpec(base, swarm.Spec{Orchestration: swarm.OrchestrationConfig{TaskHistoryRetentionLimit: ptr(int64(0))}})
+	got, err := MergeClusterSpec(base, swarm.Spec{Orchestration: swarm.OrchestrationConfig{TaskHistoryRetentionLimit: ptr(int64(0))}}, SpecExtensions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +161,14 @@ func TestMergeClusterSpec(t *testing.T) {
 		Raft:        swarm.RaftConfig{SnapshotInterval: 500, KeepOldSnapshots: ptr(uint64(2))},
 		Dispatcher:  swarm.DispatcherConfig{HeartbeatPeriod: time.Second},
 		CAConfig:    swarm.CAConfig{NodeCertExpiry: time.Hour, ForceRotate: 3},
-	})
+	}, SpecExtensions{DataKeyRotation: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.GetAnnotations().GetName() != "default" || got.GetAnnotations().GetLabels()["env"] != "test" ||
 		got.GetSnapshotInterval() != 500 || got.GetKeepOldSnapshots() != 2 ||
 		got.GetHeartbeatPeriod().AsDuration() != time.Second || got.GetNodeCertExpiry().AsDuration() != time.Hour ||
-		got.GetTaskHistoryRetentionLimit() != 5 || got.GetCaForceRotate() != 3 {
+		got.GetTaskHistoryRetentionLimit() != 5 || got.GetCaForceRotate() != 3 || got.GetDataKeyRotation().AsDuration() != 2*time.Minute {
 		t.Errorf("merge: %v", got)
 	}
 	refused := []struct {
@@ -131,7 +182,7 @@ func TestMergeClusterSpec(t *testing.T) {
 		{swarm.Spec{TaskDefaults: swarm.TaskDefaults{LogDriver: &swarm.Driver{Name: "syslog"}}}, "log drivers are not supported"},
 	}
 	for _, tc := range refused {
-		_, err := ClusterSpecFromSwarm(tc.spec)
+		_, err := ClusterSpecFromSwarm(tc.spec, SpecExtensions{})
 		if err == nil || err.Error() != tc.msg || !errors.Is(err, ErrUnsupported) || !errors.Is(err, api.ErrInvalidArgument) {
 			t.Errorf("%+v: error %v, want %q", tc.spec, err, tc.msg)
 		}

@@ -22,11 +22,16 @@ func getCluster(tx raftstore.ReadTx) (*api.Cluster, error) {
 	return cs[0], nil
 }
 
-// redact drops the CA key, the unlock key and the gossip keys: they stay
-// inside the managers' raft state and are never handed to a client.
+// redact drops the CA key, the unlock key and the gossip keys' bytes: they
+// stay inside the managers' raft state and are never handed to a client.
+// The gossip keys' creation times stay, so that a client sees rotation.
 func redact(c *api.Cluster) *api.Cluster {
 	c.UnlockKey = nil
-	c.GossipKeys = nil
+	keys := make([]*api.GossipKey, 0, len(c.GossipKeys))
+	for _, k := range c.GossipKeys {
+		keys = append(keys, &api.GossipKey{CreatedAt: k.GetCreatedAt()})
+	}
+	c.GossipKeys = keys
 	if c.GetRootCa() != nil {
 		c.RootCa.CaKey = nil
 		if c.RootCa.RootRotation != nil {
@@ -70,7 +75,33 @@ func validateClusterSpec(spec *api.ClusterSpec) error {
 	if d := spec.GetNodeCertExpiry(); d != nil && d.AsDuration() < minCertExpiry {
 		return invalid("node certificate expiry must be at least %s, got %s", minCertExpiry, d.AsDuration())
 	}
+	if err := validateDuration("data key rotation", spec.GetDataKeyRotation()); err != nil {
+		return err
+	}
+	if d := spec.GetDataKeyRotation(); d != nil && (d.AsDuration() < MinDataKeyRotation || d.AsDuration() > MaxDataKeyRotation) {
+		return invalid("data key rotation must be between %s and %s, got %s", MinDataKeyRotation, MaxDataKeyRotation, d.AsDuration())
+	}
 	return nil
+}
+
+// The cluster data key's rotation period (ClusterSpec.data_key_rotation).
+// The maximum is the issue's "at least every 12 h". The minimum keeps the
+// previous key's overlap (half the period, up to 30m) far above the time a
+// node takes to learn a new key (its session pushes it at once; a node
+// whose session broke has FixedHeartbeatPeriod x a few missed beats before
+// it is down), and a raft write a minute is nothing.
+const (
+	DefaultDataKeyRotation = 6 * time.Hour
+	MinDataKeyRotation     = time.Minute
+	MaxDataKeyRotation     = 12 * time.Hour
+)
+
+// DataKeyRotation is spec's rotation period, the default when unset.
+func DataKeyRotation(spec *api.ClusterSpec) time.Duration {
+	if d := spec.GetDataKeyRotation(); d != nil {
+		return d.AsDuration()
+	}
+	return DefaultDataKeyRotation
 }
 
 // ValidateClusterSpec checks spec as a change from old (nil for `swarm

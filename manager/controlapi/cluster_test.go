@@ -51,6 +51,14 @@ func TestClusterSettingsHonouredOrRefused(t *testing.T) {
 		{"keep 3 snapshots", func(s *api.ClusterSpec) { s.KeepOldSnapshots = 3 }, "keep-old-snapshots is fixed at 1"},
 		{"keep 0 snapshots", func(s *api.ClusterSpec) { s.KeepOldSnapshots = 0 }, "keep-old-snapshots is fixed at 1"},
 		{"cert expiry 30m", func(s *api.ClusterSpec) { s.NodeCertExpiry = durationpbOf(1800) }, "node certificate expiry must be at least 1h0m0s, got 30m0s"},
+		{"data key rotation 59s", func(s *api.ClusterSpec) { s.DataKeyRotation = durationpbOf(59) },
+			"data key rotation must be between 1m0s and 12h0m0s, got 59s"},
+		{"data key rotation 12h1s", func(s *api.ClusterSpec) { s.DataKeyRotation = durationpbOf(12*3600 + 1) },
+			"data key rotation must be between 1m0s and 12h0m0s, got 12h0m1s"},
+		{"data key rotation 0", func(s *api.ClusterSpec) { s.DataKeyRotation = durationpbOf(0) },
+			"data key rotation must be between 1m0s and 12h0m0s, got 0s"},
+		{"data key rotation -1m", func(s *api.ClusterSpec) { s.DataKeyRotation = durationpbOf(-60) },
+			"data key rotation must not be negative, got -1m0s"},
 	} {
 		_, err := update(tt.edit)
 		wantErr(t, err, api.ErrInvalidArgument, tt.text)
@@ -69,6 +77,19 @@ func TestClusterSettingsHonouredOrRefused(t *testing.T) {
 	}
 	if c.GetRootCa().GetRootRotation() != nil {
 		t.Fatal("a rotation started without ca_force_rotate")
+	}
+	if got := DataKeyRotation(c.GetSpec()); got != DefaultDataKeyRotation {
+		t.Fatalf("data key rotation of a spec without one: %s, want the default %s", got, DefaultDataKeyRotation)
+	}
+	// The bounds themselves are accepted and stored.
+	for _, secs := range []int64{60, 12 * 3600, 90} {
+		c, err := update(func(s *api.ClusterSpec) { s.DataKeyRotation = durationpbOf(secs) })
+		if err != nil {
+			t.Fatalf("data key rotation %ds: %v", secs, err)
+		}
+		if got, want := DataKeyRotation(c.GetSpec()), time.Duration(secs)*time.Second; got != want {
+			t.Fatalf("data key rotation stored %s, want %s", got, want)
+		}
 	}
 
 	c, err = update(func(s *api.ClusterSpec) { s.CaForceRotate++ })
