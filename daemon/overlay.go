@@ -184,6 +184,10 @@ func (o *overlayNode) run(ctx context.Context) {
 			// Encrypted networks' tunnels follow the newest key.
 			if err := o.net.Overlay.Rekey(o.dataKey); err != nil {
 				o.log.Error("overlay: encrypted networks' keys", "err", err)
+			} else if len(want.keys) > 0 && len(applied.keys) > 0 && !bytes.Equal(want.keys[0], applied.keys[0]) {
+				// A rotation (not the previous key's drop after the
+				// overlap): said once per rotation, for operators and tests.
+				o.log.Info("overlay: new cluster data key: gossip and encrypted networks' tunnels re-keyed")
 			}
 		}
 		applied = want
