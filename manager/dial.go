@@ -29,18 +29,25 @@ func ClientTLS(root *ca.RootCA, cert []byte, key *ecdsa.PrivateKey) (*tls.Config
 // Dial opens a gRPC connection to the manager at addr with cfg (from
 // ClientTLS). The connection is lazy: errors show on the first call.
 func Dial(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+	conn, err := grpc.NewClient("passthrough:///"+addr, dialOptions(cfg)...)
+	if err != nil {
+		return nil, fmt.Errorf("dial manager %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// dialOptions are Dial's options (the scale bench's simulated agents dial
+// with them too).
+func dialOptions(cfg *tls.Config) []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
 		// gRPC's defaults (20 s to connect, reconnect backoff up to 2 min)
 		// would hold a call to a lost manager for 20 s, and one to a
 		// restarted manager for minutes: managers are on a LAN.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("dial manager %s: %w", addr, err)
+		}),
 	}
-	return conn, nil
 }
 
 // dialTLS is raft's dial function: TLS with ALPN shoal-raft on the shared port.
