@@ -136,9 +136,9 @@ func startAgents(ctx context.Context, t *testing.T, rootPEM []byte, specs []agen
 
 func (p *agentPool) what() string {
 	if p.cmd != nil {
-		return "3 managers; agents apart"
+		return "managers; agents apart"
 	}
-	return "3 managers + agents"
+	return "managers + agents"
 }
 
 func (p *agentPool) reset() {

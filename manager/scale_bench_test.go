@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,7 +48,11 @@ import (
 // runtime's scheduling waits and GC in both processes, and the CPU and
 // memory of the managers' process: the leader shares it with two
 // followers, so those are upper bounds for the leader alone.
-// SHOAL_SCALE_TRACE=file writes an execution trace of the run's first 3 s. It fails only if the cluster does
+// SHOAL_SCALE_TRACE=file writes an execution trace of the run's first 3 s;
+// SHOAL_SCALE_PEAKDUMP=file the managers' goroutines (with their states)
+// the first time more than 1,000 are runnable; SHOAL_SCALE_GOMAXPROCS sets
+// the managers' GOMAXPROCS and SHOAL_SCALE_MANAGERS=1 runs the leader
+// without followers (experiments: not the figure of record). It fails only if the cluster does
 // not get there within SHOAL_SCALE_TIMEOUT (default 10m); it asserts no
 // timing.
 func TestScaleBench(t *testing.T) {
@@ -63,8 +68,24 @@ func TestScaleBench(t *testing.T) {
 		}
 		timeout = d
 	}
+	// SHOAL_SCALE_GOMAXPROCS sets the managers' process's GOMAXPROCS (not
+	// the agents'): how the Go scheduler shares the CPUs decides how long a
+	// goroutine woken by the network waits while the process is saturated.
+	if v := os.Getenv("SHOAL_SCALE_GOMAXPROCS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("SHOAL_SCALE_GOMAXPROCS=%q: want a positive number", v)
+		}
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	}
 	served := &heartbeatTimer{lat: &latencies{}, sent: &latencies{}, read: &latencies{}, queued: &latencies{}}
-	c := startClusterObserved(t, 3, served)
+	// SHOAL_SCALE_MANAGERS=1 runs the leader without followers: in a
+	// cluster the followers run on machines of their own, here they share
+	// the leader's process and CPUs (their raft and FSM apply, a third of
+	// the process's CPU). Not a cluster of three: the leader then commits
+	// alone and sends no entries.
+	nManagers := envInt(t, "SHOAL_SCALE_MANAGERS", 3)
+	c := startClusterObserved(t, nManagers, served)
 	c.waitMembership()
 	l := c.leader()
 	store := c.nodes[l].m.Store()
@@ -154,6 +175,9 @@ func TestScaleBench(t *testing.T) {
 	served.read.reset()
 	served.queued.reset()
 	rt0 := sampleRuntime()
+	served.seriesMu.Lock()
+	served.start, served.series = time.Now(), map[int][]time.Duration{}
+	served.seriesMu.Unlock()
 	// Every time the first leader's raft knows no leader counts: a leader
 	// that steps down and wins again (the same address) ends every session
 	// all the same.
@@ -217,6 +241,12 @@ func TestScaleBench(t *testing.T) {
 			runtime.ReadMemStats(&ms)
 			peakHeap = max(peakHeap, ms.HeapInuse)
 			runnable = append(runnable, runnableNow())
+			if f := os.Getenv("SHOAL_SCALE_PEAKDUMP"); f != "" && runnable[len(runnable)-1] > 1000 {
+				if out, err := os.OpenFile(f, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+					pprof.Lookup("goroutine").WriteTo(out, 2)
+					out.Close()
+				}
+			}
 			continue
 		case b, ok := <-w.C():
 			if !ok { // overflow: count again from a fresh read
@@ -252,7 +282,7 @@ func TestScaleBench(t *testing.T) {
 			}
 		}
 	})
-	fmt.Printf("scale: %d simulated nodes, %d tasks, 3 managers, GOMAXPROCS %d\n", nNodes, nTasks, runtime.GOMAXPROCS(0))
+	fmt.Printf("scale: %d simulated nodes, %d tasks, %d managers, GOMAXPROCS %d\n", nNodes, nTasks, nManagers, runtime.GOMAXPROCS(0))
 	fmt.Printf("scale: placements/s                         %10.0f   (%d tasks assigned in %v; target >= 5000)\n",
 		float64(nTasks)/placedIn.Seconds(), nTasks, placedIn.Round(time.Millisecond))
 	fmt.Printf("scale: all tasks RUNNING after              %10v\n", runningIn.Round(time.Millisecond))
@@ -296,6 +326,7 @@ func TestScaleBench(t *testing.T) {
 	fmt.Printf("scale:   of which read -> answered          %10v / %v   (%d)\n",
 		q50.Round(time.Microsecond), q99.Round(time.Microsecond), qn)
 	fmt.Printf("scale: managers' process runtime: %s\n", rt)
+	fmt.Printf("scale: sent -> answered by second of the run (p50/p99):%s\n", served.seriesString())
 	fmt.Printf("scale: managers' runnable goroutines, every 100 ms: %s\n", runnable)
 	if agentRT != "" {
 		fmt.Printf("scale: agents' process runtime:   %s\n", agentRT)
@@ -423,6 +454,18 @@ func (l *latencies) percentiles() (p50, p99 time.Duration, n int) {
 	return d[len(d)/2], d[len(d)*99/100], len(d)
 }
 
+func (h *heartbeatTimer) seriesString() string {
+	h.seriesMu.Lock()
+	defer h.seriesMu.Unlock()
+	out := ""
+	for sec := 0; sec <= slices.Max(append(slices.Collect(maps.Keys(h.series)), 0)); sec++ {
+		l := &latencies{d: h.series[sec]}
+		p50, p99, n := l.percentiles()
+		out += fmt.Sprintf(" %ds %v/%v(%d)", sec, p50.Round(time.Millisecond), p99.Round(time.Millisecond), n)
+	}
+	return out
+}
+
 // joinWritten pairs each heartbeat's agent-side write time (agents.at)
 // with its read at the leader (read.at), by send time: the agent's part
 // (sent -> written) and the rest (written -> read).
@@ -449,6 +492,10 @@ func joinWritten(agents, read *latencies) (agentPart, leaderPart *latencies) {
 // splits sent into sent -> read (read) and read -> End (queued).
 type heartbeatTimer struct {
 	lat, sent, read, queued *latencies
+	// series is sent -> answered by the second of the run it ended in.
+	seriesMu sync.Mutex
+	start    time.Time
+	series   map[int][]time.Duration
 	// assignments counts the Assignments streams opened.
 	assignments atomic.Int64
 }
@@ -503,6 +550,11 @@ func (h *heartbeatTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		}
 		if s.Error == nil && !t.sent.IsZero() && h.sent != nil {
 			h.sent.add(s.EndTime.Sub(t.sent))
+			h.seriesMu.Lock()
+			if !h.start.IsZero() {
+				h.series[int(s.EndTime.Sub(h.start)/time.Second)] = append(h.series[int(s.EndTime.Sub(h.start)/time.Second)], s.EndTime.Sub(t.sent))
+			}
+			h.seriesMu.Unlock()
 		}
 		if s.Error == nil && !t.read.IsZero() && h.read != nil {
 			if !t.sent.IsZero() {
