@@ -126,6 +126,8 @@ type Manager struct {
 	grpc  *grpc.Server
 	disp  *dispatcher.Dispatcher
 	log   *slog.Logger
+	// streams rechecks the callers of open streams.
+	streams streamGuard
 
 	readyMu sync.Mutex    // guards ready
 	ready   chan struct{} // closed while this node leads and has caught up (see leaderready.go)
