@@ -209,7 +209,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("manager: %w", err)
 	}
 	opts := []grpc.ServerOption{grpc.Creds(doneTLS{}),
-		grpc.UnaryInterceptor(m.unaryInterceptor), grpc.StreamInterceptor(m.streamInterceptor)}
+		grpc.UnaryInterceptor(m.unaryInterceptor), grpc.StreamInterceptor(m.streamInterceptor),
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow)}
 	if cfg.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
 	}
