@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -172,12 +173,20 @@ func (tm *testManager) start(ln net.Listener) {
 		ln.Close()
 		t.Fatal(err)
 	}
-	m, err := New(Config{
+	cfg := Config{
 		NodeID: tm.id, Dir: tm.dir, Listener: ln, AdvertiseAddr: tm.addr,
 		Root: tm.root, Cert: tm.cert, Key: tm.key, Bootstrap: tm.bootstrap,
 		Dial:   func(addr string) (*grpc.ClientConn, error) { return Dial(addr, ctls) },
 		Logger: testLogger, StatsHandler: tm.stats,
-	})
+	}
+	// A stats handler that also taps (the scale bench's heartbeatTimer)
+	// sees each call's headers read too.
+	if tp, ok := tm.stats.(interface {
+		InTap(context.Context, *tap.Info) (context.Context, error)
+	}); ok {
+		cfg.InTap = tp.InTap
+	}
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New %s: %v", tm.id, err)
 	}

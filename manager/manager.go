@@ -47,6 +47,7 @@ import (
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/tap"
 )
 
 // Raft timing: shorter than hashicorp/raft's 1 s defaults so that a new
@@ -107,6 +108,12 @@ type Config struct {
 	// (gRPC's stats hooks): the scale bench times heartbeats at the
 	// managers with it, apart from the agents' side of the round trip.
 	StatsHandler stats.Handler
+	// InTap, when set, sees every call the moment the server's transport
+	// has read its headers, on the connection's reader goroutine and before
+	// the call's own goroutine exists (gRPC's tap): the scale bench times
+	// a heartbeat's way in up to there apart from the wait for a goroutine
+	// to serve it. It must be quick and must not block.
+	InTap tap.ServerInHandle
 }
 
 // Manager is one running manager.
@@ -119,6 +126,8 @@ type Manager struct {
 	grpc  *grpc.Server
 	disp  *dispatcher.Dispatcher
 	log   *slog.Logger
+	// streams rechecks the callers of open streams.
+	streams streamGuard
 
 	readyMu sync.Mutex    // guards ready
 	ready   chan struct{} // closed while this node leads and has caught up (see leaderready.go)
@@ -200,9 +209,13 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("manager: %w", err)
 	}
 	opts := []grpc.ServerOption{grpc.Creds(doneTLS{}),
-		grpc.UnaryInterceptor(m.unaryInterceptor), grpc.StreamInterceptor(m.streamInterceptor)}
+		grpc.UnaryInterceptor(m.unaryInterceptor), grpc.StreamInterceptor(m.streamInterceptor),
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow)}
 	if cfg.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
+	}
+	if cfg.InTap != nil {
+		opts = append(opts, grpc.InTapHandle(cfg.InTap))
 	}
 	m.grpc = grpc.NewServer(opts...)
 	api.RegisterControlServer(m.grpc, controlapi.NewServer(m.store, nil, nil))

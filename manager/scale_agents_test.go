@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/shoal-project/shoal/manager/ca"
 )
 
@@ -35,7 +33,11 @@ type agentSpec struct {
 // agentResults is what the agents measured since their last reset.
 type agentResults struct {
 	HB                []time.Duration
+	Written           map[int64]time.Duration
 	Restarts, Refused map[string]int
+	// Runtime is the agents' process's runtime figures since the last
+	// reset (runtimeDelta.String).
+	Runtime string
 }
 
 // agentPool runs the simulated agents of the scale benchmark: by default
@@ -134,9 +136,9 @@ func startAgents(ctx context.Context, t *testing.T, rootPEM []byte, specs []agen
 
 func (p *agentPool) what() string {
 	if p.cmd != nil {
-		return "3 managers; agents apart"
+		return "managers; agents apart"
 	}
-	return "3 managers + agents"
+	return "managers + agents"
 }
 
 func (p *agentPool) reset() {
@@ -151,9 +153,9 @@ func (p *agentPool) reset() {
 
 // results ends the agents' process (in-process agents go on until ctx
 // ends) and returns what they measured, and the process's CPU.
-func (p *agentPool) results(t *testing.T) (*latencies, *lostSessions, *lostSessions, time.Duration) {
+func (p *agentPool) results(t *testing.T) (*latencies, *lostSessions, *lostSessions, time.Duration, string) {
 	if p.cmd == nil {
-		return p.hb, p.restarts, p.refused, 0
+		return p.hb, p.restarts, p.refused, 0, ""
 	}
 	p.stdin.Close()
 	select {
@@ -169,9 +171,9 @@ func (p *agentPool) results(t *testing.T) (*latencies, *lostSessions, *lostSessi
 	if !ok || json.Unmarshal([]byte(line), &res) != nil {
 		t.Fatalf("the agents' process gave no result:\n%s", p.out.String())
 	}
-	hb := &latencies{d: res.HB}
+	hb := &latencies{d: res.HB, at: res.Written}
 	cpu := p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
-	return hb, &lostSessions{why: res.Restarts}, &lostSessions{why: res.Refused}, cpu
+	return hb, &lostSessions{why: res.Restarts}, &lostSessions{why: res.Refused}, cpu, res.Runtime
 }
 
 func (p *agentPool) stop() {
@@ -206,7 +208,7 @@ func newSims(rootPEM []byte, specs []agentSpec, leader func() string) ([]*simNod
 		if err != nil {
 			return nil, err
 		}
-		sims[i] = &simNode{id: sp.ID, tls: tlsCfg, conns: map[string]*grpc.ClientConn{}, leader: leader}
+		sims[i] = &simNode{id: sp.ID, tls: tlsCfg, conns: map[string]*simConns{}, leader: leader}
 	}
 	return sims, nil
 }
@@ -260,18 +262,21 @@ func TestScaleAgents(t *testing.T) {
 			s.run(ctx, hb, restarts, refused)
 		}()
 	}
+	rt0 := sampleRuntime()
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		if sc.Text() == "reset" {
 			hb.reset()
 			restarts.reset()
 			refused.reset()
+			rt0 = sampleRuntime()
 		}
 	}
+	rt := rt0.delta(sampleRuntime())
 	hb.mu.Lock()
 	restarts.mu.Lock()
 	refused.mu.Lock()
-	out, err := json.Marshal(agentResults{HB: hb.d, Restarts: restarts.why, Refused: refused.why})
+	out, err := json.Marshal(agentResults{HB: hb.d, Written: hb.at, Restarts: restarts.why, Refused: refused.why, Runtime: rt.String()})
 	refused.mu.Unlock()
 	restarts.mu.Unlock()
 	hb.mu.Unlock()

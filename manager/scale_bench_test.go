@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,22 +27,32 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // TestScaleBench is `make bench`'s cluster figure (issue 9 item 13): three
 // managers (in-process raft, real mutual TLS) and simulated nodes, as
 // Nomad's nodesim: lightweight agents in a process of their own
 // (scale_agents_test.go; SHOAL_SCALE_AGENTS=inprocess: in this one), each with its own
-// certificate and connection to the leader, that open a dispatcher session,
+// certificate and, as the worker's agent, two connections to the leader (the
+// session, heartbeats and status reports on one, assignments on the other;
+// SHOAL_SCALE_AGENT_CONNS=1: all on one), that open a dispatcher session,
 // heartbeat at the period the dispatcher asks, follow their assignments and
 // report each new task RUNNING. One replicated service of SHOAL_SCALE_TASKS
 // tasks (default 100,000) on SHOAL_SCALE_NODES nodes (default 1,000).
 //
 // It prints placements per second (service created -> every task assigned
 // to a node), the time until every task runs, the heartbeat round trip
-// (agent side, p50/p99) during the run, and the CPU and memory of the
-// process: the leader shares it with two followers and the agents, so those
-// are upper bounds for the leader alone. It fails only if the cluster does
+// (agent side, p50/p99) during the run, the heartbeat's way in cut at the
+// agent's socket write and at the leader's transport reading it, the Go
+// runtime's scheduling waits and GC in both processes, and the CPU and
+// memory of the managers' process: the leader shares it with two
+// followers, so those are upper bounds for the leader alone.
+// SHOAL_SCALE_TRACE=file writes an execution trace of the run's first 3 s;
+// SHOAL_SCALE_PEAKDUMP=file the managers' goroutines (with their states)
+// the first time more than 1,000 are runnable; SHOAL_SCALE_GOMAXPROCS sets
+// the managers' GOMAXPROCS and SHOAL_SCALE_MANAGERS=1 runs the leader
+// without followers (experiments: not the figure of record). It fails only if the cluster does
 // not get there within SHOAL_SCALE_TIMEOUT (default 10m); it asserts no
 // timing.
 func TestScaleBench(t *testing.T) {
@@ -56,8 +68,24 @@ func TestScaleBench(t *testing.T) {
 		}
 		timeout = d
 	}
-	served := &heartbeatTimer{lat: &latencies{}, sent: &latencies{}}
-	c := startClusterObserved(t, 3, served)
+	// SHOAL_SCALE_GOMAXPROCS sets the managers' process's GOMAXPROCS (not
+	// the agents'): how the Go scheduler shares the CPUs decides how long a
+	// goroutine woken by the network waits while the process is saturated.
+	if v := os.Getenv("SHOAL_SCALE_GOMAXPROCS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("SHOAL_SCALE_GOMAXPROCS=%q: want a positive number", v)
+		}
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	}
+	served := &heartbeatTimer{lat: &latencies{}, sent: &latencies{}, read: &latencies{}, queued: &latencies{}}
+	// SHOAL_SCALE_MANAGERS=1 runs the leader without followers: in a
+	// cluster the followers run on machines of their own, here they share
+	// the leader's process and CPUs (their raft and FSM apply, a third of
+	// the process's CPU). Not a cluster of three: the leader then commits
+	// alone and sends no entries.
+	nManagers := envInt(t, "SHOAL_SCALE_MANAGERS", 3)
+	c := startClusterObserved(t, nManagers, served)
 	c.waitMembership()
 	l := c.leader()
 	store := c.nodes[l].m.Store()
@@ -130,11 +158,26 @@ func TestScaleBench(t *testing.T) {
 		return nil
 	})
 
+	// And every agent's assignments stream open: an agent opens its second
+	// connection (TLS handshakes) for it after its session, and the run
+	// starts on a settled cluster.
+	waitFor(t, timeout, "assignments streams open", func() error {
+		if n := served.assignments.Load(); n < int64(nNodes) {
+			return fmt.Errorf("%d of %d", n, nNodes)
+		}
+		return nil
+	})
 	runtime.GC()
 	cpu0, wall0, load0 := cpuTime(), time.Now(), loadAvg()
 	agents.reset()
 	served.lat.reset()
 	served.sent.reset()
+	served.read.reset()
+	served.queued.reset()
+	rt0 := sampleRuntime()
+	served.seriesMu.Lock()
+	served.start, served.series = time.Now(), map[int][]time.Duration{}
+	served.seriesMu.Unlock()
 	// Every time the first leader's raft knows no leader counts: a leader
 	// that steps down and wins again (the same address) ends every session
 	// all the same.
@@ -168,6 +211,16 @@ func TestScaleBench(t *testing.T) {
 	}
 	var placedIn, runningIn time.Duration
 	var peakHeap uint64
+	var runnable counts
+	if f := os.Getenv("SHOAL_SCALE_TRACE"); f != "" {
+		// An execution trace of the first seconds of placement (go tool
+		// trace): where the goroutines on a heartbeat's way wait.
+		stopTrace, err := startTrace(f, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stopTrace()
+	}
 	// Progress is counted from a watch of the leader's store, not by
 	// scanning its 100,000 tasks every 100 ms: such a scan holds the store's
 	// read lock for tens of milliseconds and costs a good part of a core,
@@ -187,6 +240,13 @@ func TestScaleBench(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			peakHeap = max(peakHeap, ms.HeapInuse)
+			runnable = append(runnable, runnableNow())
+			if f := os.Getenv("SHOAL_SCALE_PEAKDUMP"); f != "" && runnable[len(runnable)-1] > 1000 {
+				if out, err := os.OpenFile(f, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+					pprof.Lookup("goroutine").WriteTo(out, 2)
+					out.Close()
+				}
+			}
 			continue
 		case b, ok := <-w.C():
 			if !ok { // overflow: count again from a fresh read
@@ -207,10 +267,13 @@ func TestScaleBench(t *testing.T) {
 	}
 	cpu := cpuTime() - cpu0
 	wall := time.Since(wall0)
-	hb, restarts, refused, agentCPU := agents.results(t)
+	rt := rt0.delta(sampleRuntime())
+	hb, restarts, refused, agentCPU, agentRT := agents.results(t)
 	p50, p99, n := hb.percentiles()
 	s50, s99, sn := served.lat.percentiles()
 	a50, a99, an := served.sent.percentiles()
+	r50, r99, rn := served.read.percentiles()
+	q50, q99, qn := served.queued.percentiles()
 	down := 0
 	store.View(func(tx raftstore.ReadTx) {
 		for _, nd := range tx.Nodes() {
@@ -219,7 +282,7 @@ func TestScaleBench(t *testing.T) {
 			}
 		}
 	})
-	fmt.Printf("scale: %d simulated nodes, %d tasks, 3 managers, GOMAXPROCS %d\n", nNodes, nTasks, runtime.GOMAXPROCS(0))
+	fmt.Printf("scale: %d simulated nodes, %d tasks, %d managers, GOMAXPROCS %d\n", nNodes, nTasks, nManagers, runtime.GOMAXPROCS(0))
 	fmt.Printf("scale: placements/s                         %10.0f   (%d tasks assigned in %v; target >= 5000)\n",
 		float64(nTasks)/placedIn.Seconds(), nTasks, placedIn.Round(time.Millisecond))
 	fmt.Printf("scale: all tasks RUNNING after              %10v\n", runningIn.Round(time.Millisecond))
@@ -241,6 +304,33 @@ func TestScaleBench(t *testing.T) {
 	// the answer. What the leader's heartbeat deadline is judged on.
 	fmt.Printf("scale: heartbeat sent -> answered at leader %10v / %v   (%d heartbeats; target p99 < 100ms)\n",
 		a50.Round(time.Microsecond), a99.Round(time.Microsecond), an)
+	// The same way in, cut where the leader's transport has read the
+	// call's headers (gRPC's tap, on the connection's reader goroutine):
+	// before it, the agent's side, the socket and the leader's reader
+	// getting a CPU and decrypting; after it, the wait for the call's
+	// goroutine to run and the handling (Begin->End above).
+	fmt.Printf("scale:   of which sent -> read by leader    %10v / %v   (%d)\n",
+		r50.Round(time.Microsecond), r99.Round(time.Microsecond), rn)
+	// sent -> read, cut again where the agent's connection wrote to its
+	// socket (the first write after the heartbeat was sent; joined by send
+	// time): before, the agents' process (its gRPC, TLS and goroutines
+	// waiting for a CPU); after, loopback and the leader's reader goroutine
+	// waiting to run (and decrypting).
+	agentPart, leaderPart := joinWritten(hb, served.read)
+	w50, w99, wn := agentPart.percentiles()
+	l50, l99, ln := leaderPart.percentiles()
+	fmt.Printf("scale:     sent -> on the agent's socket    %10v / %v   (%d)\n",
+		w50.Round(time.Microsecond), w99.Round(time.Microsecond), wn)
+	fmt.Printf("scale:     on the socket -> read by leader  %10v / %v   (%d)\n",
+		l50.Round(time.Microsecond), l99.Round(time.Microsecond), ln)
+	fmt.Printf("scale:   of which read -> answered          %10v / %v   (%d)\n",
+		q50.Round(time.Microsecond), q99.Round(time.Microsecond), qn)
+	fmt.Printf("scale: managers' process runtime: %s\n", rt)
+	fmt.Printf("scale: sent -> answered by second of the run (p50/p99):%s\n", served.seriesString())
+	fmt.Printf("scale: managers' runnable goroutines, every 100 ms: %s\n", runnable)
+	if agentRT != "" {
+		fmt.Printf("scale: agents' process runtime:   %s\n", agentRT)
+	}
 	fmt.Printf("scale: process CPU (%s)%s%10.1f s in %v (%.0f%% of one core)\n", agents.what(), strings.Repeat(" ", max(1, 32-len(agents.what()))),
 		cpu.Seconds(), wall.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
 	if agentCPU > 0 {
@@ -330,14 +420,28 @@ func (p *progress) add(o raftstore.Object, d int) {
 	}
 }
 
-// latencies collects heartbeat round trips from every simulated node.
+// latencies collects heartbeat round trips from every simulated node, and
+// (agents) each heartbeat's time from sending to its connection's socket
+// write, by the heartbeat's send time (UnixNano), or (managers) the time
+// its headers were read, by the same key.
 type latencies struct {
 	mu sync.Mutex
 	d  []time.Duration
+	at map[int64]time.Duration
 }
 
 func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
-func (l *latencies) reset()              { l.mu.Lock(); l.d = nil; l.mu.Unlock() }
+func (l *latencies) reset()              { l.mu.Lock(); l.d, l.at = nil, nil; l.mu.Unlock() }
+
+// written notes d for the heartbeat sent at sent.
+func (l *latencies) written(sent time.Time, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at == nil {
+		l.at = make(map[int64]time.Duration)
+	}
+	l.at[sent.UnixNano()] = d
+}
 
 func (l *latencies) percentiles() (p50, p99 time.Duration, n int) {
 	l.mu.Lock()
@@ -350,24 +454,80 @@ func (l *latencies) percentiles() (p50, p99 time.Duration, n int) {
 	return d[len(d)/2], d[len(d)*99/100], len(d)
 }
 
+func (h *heartbeatTimer) seriesString() string {
+	h.seriesMu.Lock()
+	defer h.seriesMu.Unlock()
+	out := ""
+	for sec := 0; sec <= slices.Max(append(slices.Collect(maps.Keys(h.series)), 0)); sec++ {
+		l := &latencies{d: h.series[sec]}
+		p50, p99, n := l.percentiles()
+		out += fmt.Sprintf(" %ds %v/%v(%d)", sec, p50.Round(time.Millisecond), p99.Round(time.Millisecond), n)
+	}
+	return out
+}
+
+// joinWritten pairs each heartbeat's agent-side write time (agents.at)
+// with its read at the leader (read.at), by send time: the agent's part
+// (sent -> written) and the rest (written -> read).
+func joinWritten(agents, read *latencies) (agentPart, leaderPart *latencies) {
+	agentPart, leaderPart = &latencies{}, &latencies{}
+	agents.mu.Lock()
+	defer agents.mu.Unlock()
+	read.mu.Lock()
+	defer read.mu.Unlock()
+	for sent, w := range agents.at {
+		if r, ok := read.at[sent]; ok {
+			agentPart.d = append(agentPart.d, w)
+			leaderPart.d = append(leaderPart.d, r-w)
+		}
+	}
+	return agentPart, leaderPart
+}
+
 // heartbeatTimer is a gRPC stats handler on the managers' servers that
 // times every Heartbeat call from its Begin to its End (lat), and from the
 // agent's sending it (the time the agent put in the call's metadata: one
-// clock, one process) to its End (sent).
-type heartbeatTimer struct{ lat, sent *latencies }
+// clock, one machine) to its End (sent). As the managers' tap (InTap) it
+// also takes the time the server's transport read the call's headers, and
+// splits sent into sent -> read (read) and read -> End (queued).
+type heartbeatTimer struct {
+	lat, sent, read, queued *latencies
+	// series is sent -> answered by the second of the run it ended in.
+	seriesMu sync.Mutex
+	start    time.Time
+	series   map[int][]time.Duration
+	// assignments counts the Assignments streams opened.
+	assignments atomic.Int64
+}
 
 type heartbeatKey struct{}
+
+type heartbeatReadKey struct{}
+
+// InTap runs on the connection's reader goroutine as soon as a call's
+// headers are decoded: it only notes the time.
+func (h *heartbeatTimer) InTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != api.Dispatcher_Heartbeat_FullMethodName {
+		return ctx, nil
+	}
+	return context.WithValue(ctx, heartbeatReadKey{}, time.Now()), nil
+}
 
 // mdSent is the metadata key of the time an agent sent its heartbeat.
 const mdSent = "shoal-bench-sent"
 
-type heartbeatTimes struct{ begin, sent time.Time }
+type heartbeatTimes struct{ begin, sent, read time.Time }
 
 func (h *heartbeatTimer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName == api.Dispatcher_Assignments_FullMethodName {
+		h.assignments.Add(1)
+	}
 	if info.FullMethodName != api.Dispatcher_Heartbeat_FullMethodName {
 		return ctx
 	}
-	return context.WithValue(ctx, heartbeatKey{}, new(heartbeatTimes))
+	ht := new(heartbeatTimes)
+	ht.read, _ = ctx.Value(heartbeatReadKey{}).(time.Time)
+	return context.WithValue(ctx, heartbeatKey{}, ht)
 }
 
 func (h *heartbeatTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
@@ -390,6 +550,18 @@ func (h *heartbeatTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		}
 		if s.Error == nil && !t.sent.IsZero() && h.sent != nil {
 			h.sent.add(s.EndTime.Sub(t.sent))
+			h.seriesMu.Lock()
+			if !h.start.IsZero() {
+				h.series[int(s.EndTime.Sub(h.start)/time.Second)] = append(h.series[int(s.EndTime.Sub(h.start)/time.Second)], s.EndTime.Sub(t.sent))
+			}
+			h.seriesMu.Unlock()
+		}
+		if s.Error == nil && !t.read.IsZero() && h.read != nil {
+			if !t.sent.IsZero() {
+				h.read.add(t.read.Sub(t.sent))
+				h.read.written(t.sent, t.read.Sub(t.sent))
+			}
+			h.queued.add(s.EndTime.Sub(t.read))
 		}
 	}
 }
@@ -441,30 +613,97 @@ type simNode struct {
 	id     string
 	tls    *tls.Config
 	leader func() string
-	// conns is one connection per manager address, made when first used;
-	// only run's goroutine touches it until close.
-	conns map[string]*grpc.ClientConn
+	// conns is the connections to each manager address, made when first
+	// used; only run's goroutine touches it until close.
+	conns map[string]*simConns
+	// hbWrite notes when the heartbeat connection first writes to its
+	// socket after a heartbeat is sent.
+	hbWrite writeWatch
 	// lastErr is why the last session ended, for a run that does not
 	// converge.
 	lastErr atomic.Value
 }
 
-func (s *simNode) conn() (*grpc.ClientConn, error) {
+// simConns are a simulated agent's two connections to one manager, as
+// the worker's agent has them (worker/session.go): ctl for the session,
+// heartbeats and status reports, work for the assignments, so that a
+// heartbeat does not queue behind megabytes of assignments on either side.
+// SHOAL_SCALE_AGENT_CONNS=1 puts everything on ctl, as the benchmark did
+// before 2026-12-05 (afternoon).
+type simConns struct{ ctl, work *grpc.ClientConn }
+
+var simOneConn = os.Getenv("SHOAL_SCALE_AGENT_CONNS") == "1"
+
+func (s *simNode) conn() (*simConns, error) {
 	addr := s.leader()
 	if c := s.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := Dial(addr, s.tls)
+	ctl, err := simDial(addr, s.tls, &s.hbWrite)
 	if err != nil {
 		return nil, err
+	}
+	c := &simConns{ctl: ctl, work: ctl}
+	if !simOneConn {
+		if c.work, err = Dial(addr, s.tls); err != nil {
+			ctl.Close()
+			return nil, err
+		}
 	}
 	s.conns[addr] = c
 	return c, nil
 }
 
+// simDial is Dial with the socket's writes watched by w.
+func simDial(addr string, cfg *tls.Config, w *writeWatch) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, append(dialOptions(cfg),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &watchedConn{Conn: c, w: w}, nil
+		}))...)
+	if err != nil {
+		return nil, fmt.Errorf("dial manager %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// writeWatch takes the time of a connection's first socket write after
+// arm: the write that carries a heartbeat just sent, or one that was
+// already due (a status report), so the agent's part it gives is a lower
+// bound.
+type writeWatch struct{ armed, written atomic.Int64 }
+
+func (w *writeWatch) arm(t time.Time) { w.written.Store(0); w.armed.Store(t.UnixNano()) }
+
+// writtenAfter is the time from arm to that write (0: none yet).
+func (w *writeWatch) writtenAfter(t time.Time) time.Duration {
+	if ns := w.written.Load(); ns != 0 {
+		return time.Duration(ns - t.UnixNano())
+	}
+	return 0
+}
+
+type watchedConn struct {
+	net.Conn
+	w *writeWatch
+}
+
+func (c *watchedConn) Write(b []byte) (int, error) {
+	if c.w.armed.Swap(0) != 0 {
+		c.w.written.Store(time.Now().UnixNano())
+	}
+	return c.Conn.Write(b)
+}
+
 func (s *simNode) close() {
 	for _, c := range s.conns {
-		_ = c.Close()
+		_ = c.ctl.Close()
+		if c.work != c.ctl {
+			_ = c.work.Close()
+		}
 	}
 }
 
@@ -499,11 +738,11 @@ func (s *simNode) run(ctx context.Context, hb *latencies, restarts, refused *los
 func (s *simNode) session(parent context.Context, hb *latencies, reported map[string]bool) (bool, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	conn, err := s.conn()
+	conns, err := s.conn()
 	if err != nil {
 		return false, err
 	}
-	d := api.NewDispatcherClient(conn)
+	d, work := api.NewDispatcherClient(conns.ctl), api.NewDispatcherClient(conns.work)
 	sess, err := d.Session(ctx, &api.SessionRequest{Description: &api.NodeDescription{Hostname: s.id}})
 	if err != nil {
 		return false, fmt.Errorf("session: %w", err)
@@ -534,18 +773,22 @@ func (s *simNode) session(parent context.Context, hb *latencies, reported map[st
 			period = time.Second
 			t0 := time.Now()
 			hctx := metadata.AppendToOutgoingContext(ctx, mdSent, strconv.FormatInt(t0.UnixNano(), 10))
+			s.hbWrite.arm(t0)
 			resp, err := d.Heartbeat(hctx, &api.HeartbeatRequest{SessionId: sid})
 			if err != nil {
 				errs <- fmt.Errorf("heartbeat: %w", err)
 				return
 			}
 			hb.add(time.Since(t0))
+			if w := s.hbWrite.writtenAfter(t0); w > 0 {
+				hb.written(t0, w)
+			}
 			if p := resp.GetPeriod().AsDuration(); p > 0 {
 				period = p
 			}
 		}
 	}()
-	go func() { errs <- s.follow(ctx, d, sid, reported) }()
+	go func() { errs <- s.follow(ctx, d, work, sid, reported) }()
 	err = <-errs
 	cancel()
 	for range 2 { // the others end with ctx; reported is the caller's again
@@ -556,8 +799,9 @@ func (s *simNode) session(parent context.Context, hb *latencies, reported map[st
 
 // follow reads assignments and reports every new task RUNNING, in one
 // request per message, until the stream ends.
-func (s *simNode) follow(ctx context.Context, d api.DispatcherClient, sid string, reported map[string]bool) error {
-	stream, err := d.Assignments(ctx, &api.AssignmentsRequest{SessionId: sid})
+// Reports go on d (the session's connection), the stream on work.
+func (s *simNode) follow(ctx context.Context, d, work api.DispatcherClient, sid string, reported map[string]bool) error {
+	stream, err := work.Assignments(ctx, &api.AssignmentsRequest{SessionId: sid})
 	if err != nil {
 		return fmt.Errorf("assignments: %w", err)
 	}
