@@ -27,7 +27,11 @@ bench-deps: deps
 # sealed copy (containerd/runtime/seal.go), and must need no host library.
 # Without DWARF and the symbol table (tracebacks keep their names): a third
 # less to copy into the seal and to page in at every start.
+# The shim and container init are a small binary of their own, built first
+# and embedded (containerd/shimbin): every container start executes them.
+SHIMBIN := containerd/shimbin/bin/shoal-shim
 build: deps
+	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(SHIMBIN) ./cmd/shoal-shim
 	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(BIN) ./cmd/shoal
 
 # Every test: vet, OCI validation, the registry conformance suite, unit tests, race tests,

@@ -58,6 +58,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
+	"github.com/shoal-project/shoal/containerd/shimbin"
 	"github.com/shoal-project/shoal/containerd/volumes"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 	"github.com/shoal-project/shoal/worker"
@@ -146,11 +147,17 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("daemon: %w", err)
 		}
 	}
-	// Shims and inits run from a sealed copy of this binary, never from
-	// the host's file, which a container could otherwise overwrite.
+	// Shims and inits run from a sealed copy of the embedded shim binary
+	// (or of this binary), exec shims from a sealed view of this binary,
+	// never from the host's file, which a container could otherwise
+	// overwrite.
 	self, err := runtime.SealedSelf()
 	if err != nil {
 		return fmt.Errorf("daemon: own binary: %w", err)
+	}
+	shimBin, err := shimbin.Sealed()
+	if err != nil {
+		return fmt.Errorf("daemon: shim binary: %w", err)
 	}
 	imgs, err := images.Open(cfg.DataRoot)
 	if err != nil {
@@ -191,7 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ectx, stopEngine := context.WithCancel(context.Background())
 	defer stopEngine()
 	eng, err := containers.Open(ectx, containers.Options{
-		Root: cfg.DataRoot, ExecRoot: cfg.ExecRoot, CgroupParent: cfg.CgroupParent, Images: imgs, Binary: self,
+		Root: cfg.DataRoot, ExecRoot: cfg.ExecRoot, CgroupParent: cfg.CgroupParent, Images: imgs, Binary: self, Shim: shimBin,
 		// Called after every removal, the engine's own (--rm) included.
 		Released: func(id string) { d.releaseNetwork(id, false); d.releaseVolumes(id, false) },
 		Events:   d.events,

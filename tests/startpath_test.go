@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,5 +115,67 @@ func TestRuntimeRunFastPath(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(state); len(ents) != 0 {
 		t.Errorf("state left behind: %v", ents)
+	}
+}
+
+// TestShimRunsFromEmbeddedBinary: the daemon starts each container's shim
+// (and through it the init) from the small binary embedded by `make build`
+// (cmd/shoal-shim, containerd/shimbin), executed from a sealed memfd: not
+// from shoal itself, whose start costs several times more, and never from a
+// file on disk. The same for `shoal runtime run`'s init, whose pid file
+// names a process that, until the container's command replaces it, runs
+// the shim binary: checked here through the shim the daemon starts.
+func TestShimRunsFromEmbeddedBinary(t *testing.T) {
+	bin := harness.Binary(t)
+	own, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := harness.StartDaemon(t, harness.Options{})
+	d.Must("import", harness.BusyboxTar(t), "busybox:latest")
+	id := strings.TrimSpace(d.Must("run", "-d", "busybox:latest", "sleep", "300"))
+	t.Cleanup(func() { d.Run("rm", "-f", id) })
+	shim := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := bytes.Split(b, []byte{0})
+		if len(args) > 3 && string(args[1]) == "shim" && string(args[3]) == id {
+			fmt.Sscan(e.Name(), &shim)
+		}
+	}
+	if shim == 0 {
+		t.Fatalf("no shim process for container %s", id)
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", shim)
+	link, err := os.Readlink(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(link, "/memfd:shoal-shim") {
+		t.Fatalf("the shim runs from %q, want the embedded shoal-shim's sealed memfd", link)
+	}
+	st, err := os.Stat(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size()*4 > own.Size() {
+		t.Errorf("the shim's binary has %d bytes, shoal %d: not the small one", st.Size(), own.Size())
+	}
+	// Sealed: not even root can change it.
+	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write([]byte("x"))
+		f.Close()
+	}
+	if err == nil {
+		t.Fatalf("wrote to the shim's binary %s", link)
+	}
+	// The container works through it.
+	if out := d.Must("exec", id, "echo", "through-the-shim"); !strings.Contains(out, "through-the-shim") {
+		t.Fatalf("exec: %q", out)
 	}
 }

@@ -68,8 +68,14 @@ type Options struct {
 	// CgroupParent holds every container's cgroup (<parent>/<id>).
 	CgroupParent string
 	Images       *images.Store
-	// Binary is the shoal binary that is re-executed as the shim.
+	// Binary is the shoal binary that is re-executed as the supervisor of
+	// exec'd processes and copied in as --init. It must not be writable by
+	// anyone (a sealed view).
 	Binary string
+	// Shim is the binary executed as each container's shim and init (roles
+	// "shim" and "init", as cmd/shoal-shim's); empty means Binary. It must
+	// not be writable by anyone either.
+	Shim string
 	// Released is called after a container is removed (the daemon frees its network).
 	Released func(id string)
 	// Events receives the container events (create, start, die, ...); nil drops them.
@@ -135,6 +141,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.CgroupParent == "" {
 		opts.CgroupParent = "shoal"
 	}
+	if opts.Shim == "" {
+		opts.Shim = opts.Binary
+	}
 	for _, d := range []string{filepath.Join(opts.Root, "containers"), filepath.Join(opts.ExecRoot, "containers"), filepath.Join(opts.ExecRoot, "shim")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("containers: %w", err)
@@ -142,7 +151,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
 	rt.CgroupParent = cgroupParent(opts.CgroupParent)
-	rt.Self = opts.Binary
+	rt.Self = opts.Shim
 	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{})}
 	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
 	if err != nil {

@@ -344,7 +344,7 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 		startR.Close()
 		return 0, 0, nil, err
 	}
-	cmd := exec.Command(e.opts.Binary, opts.Args()...)
+	cmd := exec.Command(e.opts.Shim, opts.Args()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{statusW, startR}
 	// Its own session: signals to the daemon's group never reach it.

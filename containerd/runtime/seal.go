@@ -142,12 +142,20 @@ func sealCopy(path string) (*os.File, error) {
 		return nil, fmt.Errorf("seal binary: %w", err)
 	}
 	defer src.Close()
-	fd, err := unix.MemfdCreate("shoal", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	return SealedCopy("shoal", src)
+}
+
+// SealedCopy copies src into a new memfd named name, seals it against every
+// change and returns it open read-only: a file that can be executed through
+// /proc/self/fd/N and that nobody, root included, can ever write, grow or
+// shrink.
+func SealedCopy(name string, src io.Reader) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("seal binary: memfd_create: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "shoal (sealed)")
-	// io.Copy between two files uses copy_file_range/sendfile: no user copy.
+	f := os.NewFile(uintptr(fd), name+" (sealed)")
+	// io.Copy from a file uses copy_file_range/sendfile: no user copy.
 	if _, err := io.Copy(f, src); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("seal binary: copy: %w", err)

@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/shoal-project/shoal/containerd/runtime"
+	"github.com/shoal-project/shoal/containerd/shimbin"
 )
 
 func init() {
@@ -98,7 +99,14 @@ func parse(args []string) (runArgs, bool) {
 
 // run starts the container, waits for it and returns the exit status.
 func (r runArgs) run() int {
-	code, err := runtime.New(r.root).Run(context.Background(), r.id, r.bundle, runtime.CreateOptions{
+	rt := runtime.New(r.root)
+	self, err := shimbin.Sealed()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shoal runtime:", err)
+		return 1
+	}
+	rt.Self = self
+	code, err := rt.Run(context.Background(), r.id, r.bundle, runtime.CreateOptions{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, PidFile: r.pidFile, NoPivot: r.noPivot})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shoal runtime:", strings.ReplaceAll(err.Error(), "\n", " "))
