@@ -12,7 +12,6 @@
 package shimbin
 
 import (
-	"bytes"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -47,12 +46,14 @@ func Embedded() bool {
 // child before close-on-exec descriptors close.
 func Sealed() (string, error) {
 	sealed.once.Do(func() {
-		b, err := files.ReadFile("bin/" + Name)
+		// Opened, not read whole: no copy of it on the heap.
+		src, err := files.Open("bin/" + Name)
 		if err != nil {
 			sealed.path, sealed.err = runtime.SealedSelf()
 			return
 		}
-		f, err := runtime.SealedCopy(Name, bytes.NewReader(b))
+		defer src.Close()
+		f, err := runtime.SealedCopy(Name, src)
 		if err != nil {
 			sealed.err = fmt.Errorf("embedded %s: %w", Name, err)
 			return
