@@ -174,7 +174,7 @@ func (c *Cluster) claim() {
 // namespace and start at 1 wherever br_netfilter is in the kernel (built in
 // on these machines), and then every frame, and every fragment of a large datagram, went
 // through the bridge's netfilter hooks, a cost no real switch has (perf of
-// the encrypted overlay bench: a fifth of the sender's CPU). Without
+// the encrypted overlay bench: about a tenth of the daemons' CPU). Without
 // br_netfilter there is nothing to turn off.
 func plainSwitch(netns string) {
 	for _, k := range []string{"iptables", "ip6tables", "arptables"} {
