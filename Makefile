@@ -29,15 +29,20 @@ bench-deps: deps
 # less to copy into the seal and to page in at every start.
 # The shim and container init are a small binary of their own, built first
 # and embedded (containerd/shimbin): every container start executes them.
+# The engine (daemon) and the client are two programs too, in one file: the
+# client, which every CLI command starts, embeds the engine (cmd/shoal).
 SHIMBIN := containerd/shimbin/bin/shoal-shim
+ENGINEBIN := cmd/shoal/bin/shoal-engine
 build: deps
 	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(SHIMBIN) ./cmd/shoal-shim
-	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(BIN) ./cmd/shoal
+	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(ENGINEBIN) ./cmd/shoal
+	CGO_ENABLED=0 go build -ldflags "-s -w" -tags shoalclient -o $(BIN) ./cmd/shoal
 
 # Every test: vet, OCI validation, the registry conformance suite, unit tests, race tests,
 # end-to-end tests on the built binary.
 test: build
 	go vet ./...
+	go vet -tags shoalclient ./cmd/shoal
 	$(MAKE) --no-print-directory oci-validation registry-conformance unit race e2e
 
 unit:
@@ -87,6 +92,7 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
+	@if [ -f $(ENGINEBIN) ]; then go vet -tags shoalclient ./cmd/shoal; else echo "lint: the client build of cmd/shoal (tag shoalclient) needs make build first; not vetted"; fi
 
 generate:
 	bash api/gen.sh
@@ -96,4 +102,4 @@ check: lint
 	bash api/gen.sh && git diff --exit-code -- api/
 
 clean:
-	rm -rf bin
+	rm -rf bin $(SHIMBIN) $(ENGINEBIN)

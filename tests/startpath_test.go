@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -167,8 +168,53 @@ func TestShimRunsFromEmbeddedBinary(t *testing.T) {
 	if st.Size()*4 > own.Size() {
 		t.Errorf("the shim's binary has %d bytes, shoal %d: not the small one", st.Size(), own.Size())
 	}
-	// Sealed: not even root can change it. (An open for writing fails
-	// anyway while the file is executed, ETXTBSY, so the seals are read.)
+	mustBeSealed(t, exe, "the shim's binary "+link)
+	// The container works through it.
+	if out := d.Must("exec", id, "echo", "through-the-shim"); !strings.Contains(out, "through-the-shim") {
+		t.Fatalf("exec: %q", out)
+	}
+}
+
+// TestClientWithoutEngine: the shoal file that users run is the client (the
+// CLI and the OCI runtime command line) with the engine embedded, so that
+// every CLI command starts a program of a third of the engine's size; the
+// daemon runs the engine from a sealed memfd copy, named "shoal" for ps.
+func TestClientWithoutEngine(t *testing.T) {
+	bin := harness.Binary(t)
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatalf("build info of %s: %v", bin, err)
+	}
+	for _, dep := range info.Deps {
+		switch dep.Path {
+		case "google.golang.org/grpc", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist", "github.com/vishvananda/netlink":
+			t.Errorf("the client links %s: it is the engine, not the client", dep.Path)
+		}
+	}
+	d := harness.StartDaemon(t, harness.Options{})
+	exe := fmt.Sprintf("/proc/%d/exe", d.PID())
+	link, err := os.Readlink(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(link, "/memfd:shoal ") {
+		t.Fatalf("the daemon runs from %q, want the embedded engine's sealed memfd", link)
+	}
+	mustBeSealed(t, exe, "the engine's binary "+link)
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", d.PID())); strings.TrimSpace(string(comm)) != "shoal" {
+		t.Errorf("the daemon's process name is %q, want shoal", comm)
+	}
+	// The client drives it.
+	if out := d.Must("info", "--format", "{{.Name}}"); strings.TrimSpace(out) == "" {
+		t.Errorf("info through the client: %q", out)
+	}
+}
+
+// mustBeSealed fails the test unless the executable at exe (a /proc/PID/exe)
+// is a memfd that not even root can change. An open for writing would fail
+// anyway while the file is executed (ETXTBSY), so the seals are read.
+func mustBeSealed(t *testing.T, exe, what string) {
+	t.Helper()
 	f, err := os.Open(exe)
 	if err != nil {
 		t.Fatal(err)
@@ -176,10 +222,6 @@ func TestShimRunsFromEmbeddedBinary(t *testing.T) {
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
 	f.Close()
 	if want := unix.F_SEAL_WRITE | unix.F_SEAL_GROW | unix.F_SEAL_SHRINK | unix.F_SEAL_SEAL; err != nil || seals&want != want {
-		t.Fatalf("the shim's binary %s is not sealed: seals %#x, %v", link, seals, err)
-	}
-	// The container works through it.
-	if out := d.Must("exec", id, "echo", "through-the-shim"); !strings.Contains(out, "through-the-shim") {
-		t.Fatalf("exec: %q", out)
+		t.Fatalf("%s is not sealed: seals %#x, %v", what, seals, err)
 	}
 }

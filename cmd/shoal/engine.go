@@ -1,0 +1,38 @@
+//go:build !shoalclient
+
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/daemon"
+)
+
+// reexec runs the engine's roles: the daemon's re-executions of itself and
+// the runtime's (see daemon.Reexec).
+func reexec(args []string) bool {
+	nameProcess()
+	return daemon.Reexec(args)
+}
+
+func daemonCommand() *cobra.Command { return daemon.Command() }
+
+// nameProcess gives the process the name "shoal" when it was executed from
+// a descriptor (the client's sealed copy of the engine, /proc/self/fd/N),
+// which the kernel names after the descriptor's number: ps and top would
+// show the daemon as "3".
+func nameProcess() {
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		return
+	}
+	for _, c := range comm[:len(comm)-1] {
+		if c < '0' || c > '9' {
+			return
+		}
+	}
+	// The thread group leader's name, the one ps shows.
+	_ = os.WriteFile("/proc/self/comm", []byte("shoal"), 0)
+}
