@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/moby/moby/client"
@@ -57,10 +58,16 @@ func (e StatusError) Error() string {
 	return e.Status
 }
 
-// NewRootCommand returns the "shoal" root command with every client command
-// attached. Local commands (daemon, runtime, init, shim) are added by the
+// NewRootCommand returns the "shoal" root command with the client command
+// that os.Args runs attached, or every one when they name none. Local commands (daemon, runtime, init, shim) are added by the
 // caller; they can read the root's persistent --host flag with DaemonHost.
-func NewRootCommand() *cobra.Command {
+func NewRootCommand() *cobra.Command { return newRootCommand(os.Args[1:]) }
+
+// newRootCommand builds the root with the command that args run, or with
+// every command when args name none of them (help, an unknown command, a
+// completion request): every CLI call starts here, and building all of
+// them, some 200 commands and their flags, costs 1.5-3 ms of its start.
+func newRootCommand(args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:               "shoal [OPTIONS] COMMAND [ARG...]",
 		Short:             "A swarm-style container orchestrator",
@@ -70,36 +77,110 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringP("host", "H", "", "Daemon socket to connect to (unix://PATH; default $"+HostEnv+" or "+DefaultHost+")")
 	root.SetFlagErrorFunc(flagError)
+	name := commandName(args)
+	for _, c := range topLevel {
+		if slices.Contains(c.names, name) {
+			root.AddCommand(c.build())
+			return root
+		}
+	}
+	for _, c := range topLevel {
+		root.AddCommand(c.build())
+	}
+	return root
+}
 
-	imageCmd := &cobra.Command{Use: "image", Short: "Manage images", Args: noArgs}
-	imageCmd.AddCommand(
+// commandName is the first word of args that is not a root flag or a
+// root flag's value.
+func commandName(args []string) string {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-H" || a == "--host":
+			i++
+		case strings.HasPrefix(a, "-"):
+		default:
+			return a
+		}
+	}
+	return ""
+}
+
+// topLevel is the root's commands with the names and aliases they answer
+// to (TestTopLevelNames holds the two in step).
+var topLevel = []struct {
+	names []string
+	build func() *cobra.Command
+}{
+	{[]string{"image"}, newImageCommand},
+	{[]string{"container"}, newContainerCommand},
+	{[]string{"import"}, newImportCommand},
+	{[]string{"images"}, func() *cobra.Command { return newImagesCommand("images") }},
+	{[]string{"rmi"}, func() *cobra.Command { return newRmiCommand("rmi") }},
+	{[]string{"tag"}, newTagCommand},
+	{[]string{"pull"}, newPullCommand},
+	{[]string{"push"}, newPushCommand},
+	{[]string{"login"}, newLoginCommand},
+	{[]string{"logout"}, newLogoutCommand},
+	{[]string{"save"}, newSaveCommand},
+	{[]string{"load"}, newLoadCommand},
+	{[]string{"history"}, newHistoryCommand},
+	{[]string{"inspect"}, newInspectCommand},
+	{[]string{"run"}, newRunCommand},
+	{[]string{"create"}, newCreateCommand},
+	{[]string{"start"}, newStartCommand},
+	{[]string{"stop"}, newStopCommand},
+	{[]string{"restart"}, newRestartCommand},
+	{[]string{"kill"}, newKillCommand},
+	{[]string{"rm", "remove"}, func() *cobra.Command { return newRmCommand("rm") }},
+	{[]string{"ps"}, func() *cobra.Command { return newPsCommand("ps") }},
+	{[]string{"logs"}, newLogsCommand},
+	{[]string{"exec"}, newExecCommand},
+	{[]string{"wait"}, newWaitCommand},
+	{[]string{"cp"}, newCpCommand},
+	{[]string{"commit"}, newCommitCommand},
+	{[]string{"top"}, newTopCommand},
+	{[]string{"version"}, newVersionCommand},
+	{[]string{"info"}, newInfoCommand},
+	{[]string{"attach"}, newAttachCommand},
+	{[]string{"build"}, newBuildCommand},
+	{[]string{"swarm"}, newSwarmCommand},
+	{[]string{"node"}, newNodeCommand},
+	{[]string{"service"}, newServiceCommand},
+	{[]string{"pause"}, newPauseCommand},
+	{[]string{"unpause"}, newUnpauseCommand},
+	{[]string{"rename"}, newRenameCommand},
+	{[]string{"update"}, newUpdateCommand},
+	{[]string{"port"}, newPortCommand},
+	{[]string{"diff"}, newDiffCommand},
+	{[]string{"export"}, newExportCommand},
+	{[]string{"stats"}, newStatsCommand},
+	{[]string{"system"}, newSystemCommand},
+	{[]string{"events"}, newEventsCommand},
+	{[]string{"volume"}, newVolumeCommand},
+	{[]string{"network"}, newNetworkCommand},
+}
+
+func newImageCommand() *cobra.Command {
+	c := &cobra.Command{Use: "image", Short: "Manage images", Args: noArgs}
+	c.AddCommand(
 		newImportCommand(), newImagesCommand("ls"), newRmiCommand("rm"), newTagCommand(),
 		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newImageInspectCommand(),
 		newPullCommand(), newPushCommand(), newImagePruneCommand(), newBuildCommand(),
 	)
-	containerCmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs}
-	containerCmd.AddCommand(
+	return c
+}
+
+func newContainerCommand() *cobra.Command {
+	c := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs}
+	c.AddCommand(
 		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
 		newRmCommand("rm"), newPsCommand("ls"), newLogsCommand(), newExecCommand(), newWaitCommand(),
 		newCpCommand(), newCommitCommand(), newTopCommand(), newContainerInspectCommand(),
 		newAttachCommand(),
 	)
-	containerCmd.AddCommand(observeCommands()...)
-	containerCmd.AddCommand(newContainerPruneCommand())
-	root.AddCommand(
-		imageCmd, containerCmd,
-		newImportCommand(), newImagesCommand("images"), newRmiCommand("rmi"), newTagCommand(),
-		newPullCommand(), newPushCommand(), newLoginCommand(), newLogoutCommand(),
-		newSaveCommand(), newLoadCommand(), newHistoryCommand(), newInspectCommand(),
-		newRunCommand(), newCreateCommand(), newStartCommand(), newStopCommand(), newRestartCommand(), newKillCommand(),
-		newRmCommand("rm"), newPsCommand("ps"), newLogsCommand(), newExecCommand(), newWaitCommand(),
-		newCpCommand(), newCommitCommand(), newTopCommand(), newVersionCommand(), newInfoCommand(),
-		newAttachCommand(), newBuildCommand(),
-	)
-	root.AddCommand(newSwarmCommand(), newNodeCommand(), newServiceCommand())
-	root.AddCommand(observeCommands()...)
-	root.AddCommand(newSystemCommand(), newEventsCommand(), newVolumeCommand(), newNetworkCommand())
-	return root
+	c.AddCommand(observeCommands()...)
+	c.AddCommand(newContainerPruneCommand())
+	return c
 }
 
 // Execute runs root with os.Args and returns the process exit code. Errors
@@ -170,7 +251,11 @@ func connect(cmd *cobra.Command) (*apiClient, error) {
 	if !strings.Contains(host, "://") {
 		host = "unix://" + host
 	}
-	c, err := client.New(client.WithHost(host))
+	// The API version is the daemon's (one build: daemon.APIVersion is the
+	// client library's newest, a daemon test holds them equal), so no
+	// request waits for a /_ping to negotiate it. DOCKER_API_VERSION still
+	// overrides it, as for the docker CLI.
+	c, err := client.New(client.WithHost(host), client.WithAPIVersion(client.MaxAPIVersion), client.WithAPIVersionFromEnv())
 	if err != nil {
 		return nil, fmt.Errorf("invalid daemon host %q: %w", host, err)
 	}

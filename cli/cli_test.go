@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -532,6 +533,34 @@ func TestIsDialErrorLeavesDaemonAnswers(t *testing.T) {
 	} {
 		if got := isDialError(errors.New(msg)); got != want {
 			t.Errorf("isDialError(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
+
+// TestTopLevelNames: the table a command line is looked up in names each
+// command by the name and aliases it has, and a command line builds only
+// the command it runs (every one for help or an unknown word).
+func TestTopLevelNames(t *testing.T) {
+	for _, c := range topLevel {
+		cmd := c.build()
+		if want := append([]string{cmd.Name()}, cmd.Aliases...); !slices.Equal(c.names, want) {
+			t.Errorf("topLevel has %v for the command named %v", c.names, want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"run", "busybox"}, 1},
+		{[]string{"-H", "unix:///x.sock", "remove", "c1"}, 1},
+		{[]string{"--host=unix:///x.sock", "service", "ls"}, 1},
+		{[]string{"--help"}, len(topLevel)},
+		{[]string{"help", "run"}, len(topLevel)},
+		{[]string{"nosuchcommand"}, len(topLevel)},
+		{nil, len(topLevel)},
+	} {
+		if got := len(newRootCommand(tc.args).Commands()); got != tc.want {
+			t.Errorf("%q builds %d commands, want %d", tc.args, got, tc.want)
 		}
 	}
 }
