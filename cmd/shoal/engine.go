@@ -33,6 +33,10 @@ func nameProcess() {
 			return
 		}
 	}
-	// The thread group leader's name, the one ps shows.
-	_ = os.WriteFile("/proc/self/comm", []byte("shoal"), 0)
+	// Every thread's: the runtime's later threads are clones of these and
+	// inherit the name (top -H and perf show threads).
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		_ = os.WriteFile("/proc/self/task/"+t.Name()+"/comm", []byte("shoal"), 0)
+	}
 }
