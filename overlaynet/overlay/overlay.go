@@ -351,6 +351,9 @@ func (m *Manager) createSandbox(n Network) error {
 	if err := sandbox.Create(path); err != nil {
 		return err
 	}
+	if err := sandbox.Do(path, bridgeNetfilterOff); err != nil {
+		return err
+	}
 	sb, err := sandbox.Handle(path)
 	if err != nil {
 		return err
@@ -755,6 +758,31 @@ func (m *Manager) peer(vni uint32, ip net.IP, mac net.HardwareAddr, vtep net.IP,
 	}
 	if err := sb.NeighDel(fdb); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove peer %s on network %d: fdb: %w", ip, vni, err)
+	}
+	return nil
+}
+
+// BridgeNetfilterSysctls are br_netfilter's switches that hand bridged
+// frames to the IP, IPv6 and ARP hooks, per network namespace.
+var BridgeNetfilterSysctls = []string{
+	"/proc/sys/net/bridge/bridge-nf-call-iptables",
+	"/proc/sys/net/bridge/bridge-nf-call-ip6tables",
+	"/proc/sys/net/bridge/bridge-nf-call-arptables",
+}
+
+// bridgeNetfilterOff turns br_netfilter off in the calling thread's
+// namespace. A sandbox's bridge joins task veths to the VXLAN device and no
+// netfilter rule is written for its frames (a task's load balancing and the
+// routing mesh's rules live in the tasks' namespaces and the ingress
+// sandbox), yet wherever br_netfilter is in the kernel (loaded by a Docker
+// host, say) its switches start at 1 in every new namespace, and every
+// frame would pay for its hooks on the overlay's data path. Without
+// br_netfilter the files do not exist and there is nothing to turn off.
+func bridgeNetfilterOff() error {
+	for _, f := range BridgeNetfilterSysctls {
+		if err := os.WriteFile(f, []byte("0"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("turn off %s: %w", f, err)
+		}
 	}
 	return nil
 }

@@ -38,6 +38,18 @@ func TestPeersProgrammedByHandAndAdoption(t *testing.T) {
 	if mtu := linkMTU(t, mgrs[0].SandboxPath(4096), "vxlan0"); mtu != 1450 {
 		t.Fatalf("vxlan MTU %d, want 1450", mtu)
 	}
+	// br_netfilter (built into these kernels, on in every new namespace)
+	// does not see the sandbox bridge's frames: no rule waits for them.
+	for _, f := range overlay.BridgeNetfilterSysctls {
+		var v []byte
+		err := sandbox.Do(mgrs[0].SandboxPath(4096), func() (err error) { v, err = os.ReadFile(f); return err })
+		if err != nil {
+			t.Fatalf("read %s in the sandbox: %v", f, err)
+		}
+		if string(v) != "0\n" {
+			t.Errorf("%s is %q in the sandbox, want 0", f, v)
+		}
+	}
 	for i, m := range mgrs {
 		o := 1 - i
 		ip := containerAddr(o).IP
