@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -671,5 +672,66 @@ func TestAutoRemove(t *testing.T) {
 	}
 	if left := env.traces(c.ID); len(left) > 0 {
 		t.Fatalf("left after auto-remove: %v", left)
+	}
+}
+
+// rootfsVolatile reports whether container id's rootfs is mounted with
+// overlayfs' "volatile" (newer kernels show it as fsync=volatile).
+func (env *testEnv) rootfsVolatile(id string) (mounted, volatile bool) {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	target := filepath.Join(env.e.bundleDir(id), "rootfs")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != target {
+			continue
+		}
+		_, super, _ := strings.Cut(line, " - ")
+		opts := strings.Split(strings.Fields(super)[2], ",")
+		return true, slices.Contains(opts, "volatile") || slices.Contains(opts, "fsync=volatile")
+	}
+	return false, false
+}
+
+// TestAutoRemoveIsEphemeral: a --rm container's rootfs is a volatile
+// overlay (its changes are never synced: they go with it), another's is
+// not; and a --rm container that is not running when the engine opens (a
+// crash cut its removal short, or it was never started) is removed then,
+// as dockerd does, which is what makes its unsynced record safe.
+func TestAutoRemoveIsEphemeral(t *testing.T) {
+	env := newEnv(t)
+	rm := env.run(Config{Cmd: []string{"sleep", "60"}, AutoRemove: true})
+	keep := env.run(Config{Cmd: []string{"sleep", "60"}})
+	if mounted, volatile := env.rootfsVolatile(rm.ID); !mounted || !volatile {
+		t.Errorf("--rm container: rootfs mounted %v, volatile %v; want volatile", mounted, volatile)
+	}
+	if mounted, volatile := env.rootfsVolatile(keep.ID); !mounted || volatile {
+		t.Errorf("plain container: rootfs mounted %v, volatile %v; want not volatile", mounted, volatile)
+	}
+	for _, id := range []string{rm.ID, keep.ID} {
+		if err := env.e.Kill(id, unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Not found: removed already.
+	if _, err := env.e.Wait(ctx, rm.ID, WaitRemoved, nil); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+
+	created := env.create(Config{Cmd: []string{"true"}, AutoRemove: true})
+	plain := env.create(Config{Cmd: []string{"true"}})
+	env.crash()
+	env.open()
+	if _, err := env.e.Get(created.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("--rm container created before the restart: %v, want it removed", err)
+	}
+	if left := env.traces(created.ID); len(left) > 0 {
+		t.Errorf("left of the --rm container after the restart: %v", left)
+	}
+	for _, id := range []string{plain.ID, keep.ID} {
+		if _, err := env.e.Get(id); err != nil {
+			t.Errorf("container without --rm after the restart: %v", err)
+		}
 	}
 }

@@ -25,7 +25,7 @@
 //
 // # Layout
 //
-//	<Root>/containers/<id>/config.v2.json   the record (fsync + rename)
+//	<Root>/containers/<id>/config.v2.json   the record (fsync + rename; no fsync for --rm)
 //	<Root>/containers/<id>/<id>-json.log    the json-file log
 //	<ExecRoot>/containers/<id>/             bundle: config.json and the rootfs mount
 //	<ExecRoot>/shim/<id>/                   shim.sock, exit.json, shim.log
@@ -39,6 +39,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -157,6 +158,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containers: %w", err)
 	}
+	var leftover []string
 	for _, ent := range ents {
 		b, err := os.ReadFile(filepath.Join(opts.Root, "containers", ent.Name(), "config.v2.json"))
 		if err != nil {
@@ -177,6 +179,19 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			// A shim killed before it cleaned up leaves the runtime's state
 			// and cgroup behind; a stopped container needs neither.
 			_ = rt.Delete(ctx, c.ID, true)
+			if c.Config.AutoRemove {
+				leftover = append(leftover, c.ID)
+			}
+		}
+	}
+	// A --rm container that is not running (its removal was cut short, or
+	// it was created and never started) is removed, as dockerd does at its
+	// start. This is also why a --rm container's record need not be synced:
+	// whatever a crash kept of it, it is removed here.
+	// One that cannot be removed stays listed, for the user to remove.
+	for _, id := range leftover {
+		if err := e.Remove(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
+			slog.Warn("remove a --rm container left from before", "container", id, "err", err)
 		}
 	}
 	return e, nil
