@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -733,5 +734,70 @@ func TestAutoRemoveIsEphemeral(t *testing.T) {
 		if _, err := env.e.Get(id); err != nil {
 			t.Errorf("container without --rm after the restart: %v", err)
 		}
+	}
+}
+
+// TestSetNetworkSavedWithStart: the network a created container is given is
+// kept in memory and written with its start (one record write per start,
+// not two), and the record on disk has it once the container has started.
+func TestSetNetworkSavedWithStart(t *testing.T) {
+	env := newEnv(t)
+	c := env.create(Config{Cmd: []string{"true"}})
+	rec := filepath.Join(env.opts.Root, "containers", c.ID, "config.v2.json")
+	inode := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(rec, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	created := inode()
+	// The test's own namespace: a namespace file to join, as a bridge's.
+	nsPath := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	if err := env.e.SetNetwork(c.ID, nsPath, NetworkSettings{IPAddress: "198.18.7.7"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := env.e.Get(c.ID); got.Config.NetNSPath != nsPath || got.Config.Network.IPAddress != "198.18.7.7" {
+		t.Fatalf("network not recorded: %q %+v", got.Config.NetNSPath, got.Config.Network)
+	}
+	if inode() != created {
+		t.Error("the record was written for the network of a container not started yet")
+	}
+	if err := env.e.Start(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.wait(c.ID, 10*time.Second)
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onDisk Container
+	if err := json.Unmarshal(b, &onDisk); err != nil {
+		t.Fatal(err)
+	}
+	if onDisk.Config.NetNSPath != nsPath || onDisk.Config.Network.IPAddress != "198.18.7.7" {
+		t.Errorf("record on disk after the start: netns %q, network %+v", onDisk.Config.NetNSPath, onDisk.Config.Network)
+	}
+}
+
+// TestAutoRemoveExitedWhileDown: a --rm container that exits while no
+// engine runs (its record, never written at its exit, still says running)
+// is removed when the engine opens again.
+func TestAutoRemoveExitedWhileDown(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sleep", "0.3"}, AutoRemove: true})
+	env.crash()
+	time.Sleep(time.Second)
+	env.open()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := env.e.Wait(ctx, c.ID, WaitRemoved, nil); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Get(c.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("--rm container that exited while the engine was down: %v, want it removed", err)
+	}
+	if left := env.traces(c.ID); len(left) > 0 {
+		t.Errorf("left of it: %v", left)
 	}
 }

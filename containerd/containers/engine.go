@@ -9,7 +9,8 @@
 // saveMu orders the writes of its config.v2.json: an update is on disk before
 // it is broadcast (by closing and replacing the record's changed channel, so
 // waiters never poll), and a daemon restarted right after a Wait reads the
-// same state.
+// same state; or, for a --rm container, whose exit is not written, removes
+// it as the removal that follows the exit does.
 //
 // Goroutines: one monitor per running container holds a "wait" connection to
 // its shim and records the exit; it stops when the shim answers or the
@@ -273,7 +274,7 @@ func (e *Engine) save(c Container, durable bool) error {
 // a waiter that sees the new state can rely on it being on disk (a daemon
 // restarted right after a Wait reads the same state).
 func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
-	return e.modify(id, true, fn)
+	return e.modify(id, saveDurable, fn)
 }
 
 // updateState is update for a change a machine crash makes moot (the
@@ -282,10 +283,19 @@ func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
 // settings, pause, health. An exit, a rename or a policy's choice stay
 // durable.
 func (e *Engine) updateState(id string, fn func(c *Container)) (Container, error) {
-	return e.modify(id, false, fn)
+	return e.modify(id, saveAtomic, fn)
 }
 
-func (e *Engine) modify(id string, durable bool, fn func(c *Container)) (Container, error) {
+// saveMode is how modify writes a record.
+type saveMode int
+
+const (
+	saveDurable saveMode = iota // synced (atomicfile.WriteFile)
+	saveAtomic                  // not synced (atomicfile.Replace)
+	saveNone                    // not written: memory only, still broadcast
+)
+
+func (e *Engine) modify(id string, mode saveMode, fn func(c *Container)) (Container, error) {
 	e.mu.Lock()
 	r, ok := e.records[id]
 	e.mu.Unlock()
@@ -302,7 +312,10 @@ func (e *Engine) modify(id string, durable bool, fn func(c *Container)) (Contain
 	fn(&r.c)
 	c := r.c
 	e.mu.Unlock()
-	err := e.save(c, durable)
+	var err error
+	if mode != saveNone {
+		err = e.save(c, mode == saveDurable)
+	}
 	e.mu.Lock()
 	close(r.changed)
 	r.changed = make(chan struct{})
@@ -458,10 +471,31 @@ func (e *Engine) cleanup(id string) {
 }
 
 // SetNetwork records the namespace a created container joins and its addresses.
+//
+// Given to a container that is not running, they are kept in memory only:
+// the daemon sets them just before Start, which writes the record with the
+// running state anyway (one write of it per start instead of two). A crash
+// in between leaves the record without them and the namespace known to the
+// network's own state, which releases it at the container's next start or
+// its removal. Their clearing after a --rm container's exit is not written
+// either: the record goes with the removal that follows.
 func (e *Engine) SetNetwork(id, netnsPath string, s NetworkSettings) error {
-	_, err := e.updateState(id, func(c *Container) {
+	set := func(c *Container) {
 		c.Config.NetNSPath = netnsPath
 		c.Config.Network = s
-	})
+	}
+	e.mu.Lock()
+	r, ok := e.records[id]
+	inMemory := ok && !r.removed && !r.c.State.Running && (netnsPath != "" || r.c.Config.AutoRemove)
+	if inMemory {
+		set(&r.c)
+		close(r.changed)
+		r.changed = make(chan struct{})
+	}
+	e.mu.Unlock()
+	if inMemory {
+		return nil
+	}
+	_, err := e.updateState(id, set)
 	return err
 }

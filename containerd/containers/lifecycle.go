@@ -472,9 +472,15 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	e.stopHealth(id)
 	var delay time.Duration
 	var restart chan struct{}
-	// The exit of a --rm container is not synced: the record goes with the
-	// removal below, and after a crash Open removes the container anyway.
-	c, err := e.modify(id, !autoRemove, func(c *Container) {
+	// The exit of a --rm container is not written at all, only broadcast:
+	// the record goes with the removal below, and a daemon that starts
+	// before that removal is done removes the container too (Open: the
+	// record says running, its shim is gone: setExited, then Remove).
+	mode := saveDurable
+	if autoRemove {
+		mode = saveNone
+	}
+	c, err := e.modify(id, mode, func(c *Container) {
 		c.State.Running = false
 		c.State.Paused = false
 		c.State.Status = "exited"

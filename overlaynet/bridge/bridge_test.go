@@ -301,6 +301,27 @@ func TestDetachLeavesNothing(t *testing.T) {
 	if err := n.Detach(ctx, "never"); err != nil {
 		t.Errorf("Detach of unknown id: %v", err)
 	}
+	// A namespace a crash left at an unknown id's path goes: mounted, or
+	// the plain file of one whose mount a reboot took.
+	for _, mounted := range []bool{true, false} {
+		path := n.netnsPath("left")
+		var err error
+		if mounted {
+			err = sandbox.Create(path)
+		} else {
+			err = os.WriteFile(path, nil, 0o444)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Detach(ctx, "left"); err != nil {
+			t.Errorf("Detach of an unknown id with a namespace left (mounted %v): %v", mounted, err)
+		}
+		if _, err := os.Lstat(path); !os.IsNotExist(err) {
+			sandbox.Remove(path)
+			t.Errorf("namespace left at an unknown id's path (mounted %v) not removed: %v", mounted, err)
+		}
+	}
 }
 
 func TestNewEmpty(t *testing.T) {
