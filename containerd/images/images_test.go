@@ -690,6 +690,15 @@ func TestMountVolatile(t *testing.T) {
 				if !found {
 					t.Errorf("%s not in mountinfo", mnt)
 				}
+				// Mounted again after a clean unmount (the kernel's
+				// volatile mark is cleared).
+				if err := Unmount(mnt); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := r.Mount(mnt); err != nil {
+					t.Errorf("%d layers, volatile %v: mount again: %v", layers, volatile, err)
+				}
 			})
 		}
 	}

@@ -32,7 +32,11 @@ type Rootfs struct {
 	// overlay otherwise does (half a millisecond of a quiet disk, and a
 	// flush of every other writer's dirty data on a busy one). After a
 	// crash the kernel refuses to mount such an upper layer again; a
-	// container with --rm is removed then, not mounted again.
+	// container with --rm is removed then, not mounted again. Mount clears
+	// the kernel's mark of an earlier volatile mount (work/work/incompat/
+	// volatile), which a clean unmount leaves too: the caller mounts a
+	// volatile rootfs again only if no crash came between (a daemon whose
+	// mount namespace ended while its container ran, say).
 	Volatile bool
 }
 
@@ -60,6 +64,11 @@ func (r Rootfs) flags() string {
 func (r Rootfs) Mount(target string) error {
 	if len(r.Lower) == 0 {
 		return fmt.Errorf("images: mount %s: %w: rootfs has no layers", target, ErrInvalid)
+	}
+	if r.Volatile {
+		if err := os.RemoveAll(filepath.Join(r.Work, "work", "incompat", "volatile")); err != nil {
+			return fmt.Errorf("images: mount %s: clear the volatile mark: %w", target, err)
+		}
 	}
 	if opts := r.Options(); len(opts) < os.Getpagesize()-1 {
 		if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
