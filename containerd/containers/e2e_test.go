@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -671,5 +673,131 @@ func TestAutoRemove(t *testing.T) {
 	}
 	if left := env.traces(c.ID); len(left) > 0 {
 		t.Fatalf("left after auto-remove: %v", left)
+	}
+}
+
+// rootfsVolatile reports whether container id's rootfs is mounted with
+// overlayfs' "volatile" (newer kernels show it as fsync=volatile).
+func (env *testEnv) rootfsVolatile(id string) (mounted, volatile bool) {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	target := filepath.Join(env.e.bundleDir(id), "rootfs")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != target {
+			continue
+		}
+		_, super, _ := strings.Cut(line, " - ")
+		opts := strings.Split(strings.Fields(super)[2], ",")
+		return true, slices.Contains(opts, "volatile") || slices.Contains(opts, "fsync=volatile")
+	}
+	return false, false
+}
+
+// TestAutoRemoveIsEphemeral: a --rm container's rootfs is a volatile
+// overlay (its changes are never synced: they go with it), another's is
+// not; and a --rm container that is not running when the engine opens (a
+// crash cut its removal short, or it was never started) is removed then,
+// as dockerd does, which is what makes its unsynced record safe.
+func TestAutoRemoveIsEphemeral(t *testing.T) {
+	env := newEnv(t)
+	rm := env.run(Config{Cmd: []string{"sleep", "60"}, AutoRemove: true})
+	keep := env.run(Config{Cmd: []string{"sleep", "60"}})
+	if mounted, volatile := env.rootfsVolatile(rm.ID); !mounted || !volatile {
+		t.Errorf("--rm container: rootfs mounted %v, volatile %v; want volatile", mounted, volatile)
+	}
+	if mounted, volatile := env.rootfsVolatile(keep.ID); !mounted || volatile {
+		t.Errorf("plain container: rootfs mounted %v, volatile %v; want not volatile", mounted, volatile)
+	}
+	for _, id := range []string{rm.ID, keep.ID} {
+		if err := env.e.Kill(id, unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Not found: removed already.
+	if _, err := env.e.Wait(ctx, rm.ID, WaitRemoved, nil); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+
+	created := env.create(Config{Cmd: []string{"true"}, AutoRemove: true})
+	plain := env.create(Config{Cmd: []string{"true"}})
+	env.crash()
+	env.open()
+	if _, err := env.e.Get(created.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("--rm container created before the restart: %v, want it removed", err)
+	}
+	if left := env.traces(created.ID); len(left) > 0 {
+		t.Errorf("left of the --rm container after the restart: %v", left)
+	}
+	for _, id := range []string{plain.ID, keep.ID} {
+		if _, err := env.e.Get(id); err != nil {
+			t.Errorf("container without --rm after the restart: %v", err)
+		}
+	}
+}
+
+// TestSetNetworkSavedWithStart: the network a created container is given is
+// kept in memory and written with its start (one record write per start,
+// not two), and the record on disk has it once the container has started.
+func TestSetNetworkSavedWithStart(t *testing.T) {
+	env := newEnv(t)
+	c := env.create(Config{Cmd: []string{"true"}})
+	rec := filepath.Join(env.opts.Root, "containers", c.ID, "config.v2.json")
+	inode := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(rec, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	created := inode()
+	// The test's own namespace: a namespace file to join, as a bridge's.
+	nsPath := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	if err := env.e.SetNetwork(c.ID, nsPath, NetworkSettings{IPAddress: "198.18.7.7"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := env.e.Get(c.ID); got.Config.NetNSPath != nsPath || got.Config.Network.IPAddress != "198.18.7.7" {
+		t.Fatalf("network not recorded: %q %+v", got.Config.NetNSPath, got.Config.Network)
+	}
+	if inode() != created {
+		t.Error("the record was written for the network of a container not started yet")
+	}
+	if err := env.e.Start(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.wait(c.ID, 10*time.Second)
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onDisk Container
+	if err := json.Unmarshal(b, &onDisk); err != nil {
+		t.Fatal(err)
+	}
+	if onDisk.Config.NetNSPath != nsPath || onDisk.Config.Network.IPAddress != "198.18.7.7" {
+		t.Errorf("record on disk after the start: netns %q, network %+v", onDisk.Config.NetNSPath, onDisk.Config.Network)
+	}
+}
+
+// TestAutoRemoveExitedWhileDown: a --rm container that exits while no
+// engine runs (its record, never written at its exit, still says running)
+// is removed when the engine opens again.
+func TestAutoRemoveExitedWhileDown(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sleep", "0.3"}, AutoRemove: true})
+	env.crash()
+	time.Sleep(time.Second)
+	env.open()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := env.e.Wait(ctx, c.ID, WaitRemoved, nil); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Get(c.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("--rm container that exited while the engine was down: %v, want it removed", err)
+	}
+	if left := env.traces(c.ID); len(left) > 0 {
+		t.Errorf("left of it: %v", left)
 	}
 }

@@ -9,7 +9,8 @@
 // saveMu orders the writes of its config.v2.json: an update is on disk before
 // it is broadcast (by closing and replacing the record's changed channel, so
 // waiters never poll), and a daemon restarted right after a Wait reads the
-// same state.
+// same state; or, for a --rm container, whose exit is not written, removes
+// it as the removal that follows the exit does.
 //
 // Goroutines: one monitor per running container holds a "wait" connection to
 // its shim and records the exit; it stops when the shim answers or the
@@ -25,7 +26,7 @@
 //
 // # Layout
 //
-//	<Root>/containers/<id>/config.v2.json   the record (fsync + rename)
+//	<Root>/containers/<id>/config.v2.json   the record (fsync + rename; no fsync for --rm)
 //	<Root>/containers/<id>/<id>-json.log    the json-file log
 //	<ExecRoot>/containers/<id>/             bundle: config.json and the rootfs mount
 //	<ExecRoot>/shim/<id>/                   shim.sock, exit.json, shim.log
@@ -39,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -157,6 +159,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containers: %w", err)
 	}
+	var leftover []string
 	for _, ent := range ents {
 		b, err := os.ReadFile(filepath.Join(opts.Root, "containers", ent.Name(), "config.v2.json"))
 		if err != nil {
@@ -177,6 +180,19 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			// A shim killed before it cleaned up leaves the runtime's state
 			// and cgroup behind; a stopped container needs neither.
 			_ = rt.Delete(ctx, c.ID, true)
+			if c.Config.AutoRemove {
+				leftover = append(leftover, c.ID)
+			}
+		}
+	}
+	// A --rm container that is not running (its removal was cut short, or
+	// it was created and never started) is removed, as dockerd does at its
+	// start. This is also why a --rm container's record need not be synced:
+	// whatever a crash kept of it, it is removed here.
+	// One that cannot be removed stays listed, for the user to remove.
+	for _, id := range leftover {
+		if err := e.Remove(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
+			slog.Warn("remove a --rm container left from before", "container", id, "err", err)
 		}
 	}
 	return e, nil
@@ -258,7 +274,7 @@ func (e *Engine) save(c Container, durable bool) error {
 // a waiter that sees the new state can rely on it being on disk (a daemon
 // restarted right after a Wait reads the same state).
 func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
-	return e.modify(id, true, fn)
+	return e.modify(id, saveDurable, fn)
 }
 
 // updateState is update for a change a machine crash makes moot (the
@@ -267,10 +283,19 @@ func (e *Engine) update(id string, fn func(c *Container)) (Container, error) {
 // settings, pause, health. An exit, a rename or a policy's choice stay
 // durable.
 func (e *Engine) updateState(id string, fn func(c *Container)) (Container, error) {
-	return e.modify(id, false, fn)
+	return e.modify(id, saveAtomic, fn)
 }
 
-func (e *Engine) modify(id string, durable bool, fn func(c *Container)) (Container, error) {
+// saveMode is how modify writes a record.
+type saveMode int
+
+const (
+	saveDurable saveMode = iota // synced (atomicfile.WriteFile)
+	saveAtomic                  // not synced (atomicfile.Replace)
+	saveNone                    // not written: memory only, still broadcast
+)
+
+func (e *Engine) modify(id string, mode saveMode, fn func(c *Container)) (Container, error) {
 	e.mu.Lock()
 	r, ok := e.records[id]
 	e.mu.Unlock()
@@ -287,7 +312,10 @@ func (e *Engine) modify(id string, durable bool, fn func(c *Container)) (Contain
 	fn(&r.c)
 	c := r.c
 	e.mu.Unlock()
-	err := e.save(c, durable)
+	var err error
+	if mode != saveNone {
+		err = e.save(c, mode == saveDurable)
+	}
 	e.mu.Lock()
 	close(r.changed)
 	r.changed = make(chan struct{})
@@ -443,10 +471,31 @@ func (e *Engine) cleanup(id string) {
 }
 
 // SetNetwork records the namespace a created container joins and its addresses.
+//
+// Given to a container that is not running, they are kept in memory only:
+// the daemon sets them just before Start, which writes the record with the
+// running state anyway (one write of it per start instead of two). A crash
+// in between leaves the record without them and the namespace known to the
+// network's own state, which releases it at the container's next start or
+// its removal. Their clearing after a --rm container's exit is not written
+// either: the record goes with the removal that follows.
 func (e *Engine) SetNetwork(id, netnsPath string, s NetworkSettings) error {
-	_, err := e.updateState(id, func(c *Container) {
+	set := func(c *Container) {
 		c.Config.NetNSPath = netnsPath
 		c.Config.Network = s
-	})
+	}
+	e.mu.Lock()
+	r, ok := e.records[id]
+	inMemory := ok && !r.removed && !r.c.State.Running && (netnsPath != "" || r.c.Config.AutoRemove)
+	if inMemory {
+		set(&r.c)
+		close(r.changed)
+		r.changed = make(chan struct{})
+	}
+	e.mu.Unlock()
+	if inMemory {
+		return nil
+	}
+	_, err := e.updateState(id, set)
 	return err
 }

@@ -37,7 +37,7 @@ func (e *Engine) openRoot(idOrName string) (*inroot.Root, Container, error) {
 	if err != nil {
 		return nil, c, err
 	}
-	dir, err := e.mountRootfs(c.ID)
+	dir, err := e.mountRootfs(c)
 	if err != nil {
 		return nil, c, err
 	}

@@ -117,10 +117,16 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 			return Container{}, fmt.Errorf("create container: %w", err)
 		}
 	}
-	if _, err := e.opts.Images.PrepareRootfs(ctx, id, img); err != nil {
+	// A --rm container's files are written without waiting for the disk:
+	// it is removed at its end, and after a machine crash Open removes it.
+	prepare := e.opts.Images.PrepareRootfs
+	if cfg.AutoRemove {
+		prepare = e.opts.Images.PrepareEphemeralRootfs
+	}
+	if _, err := prepare(ctx, id, img); err != nil {
 		return Container{}, fmt.Errorf("create container rootfs: %w", err)
 	}
-	if err := e.persist(c); err != nil {
+	if err := e.save(c, !cfg.AutoRemove); err != nil {
 		return Container{}, err
 	}
 	e.mu.Lock()
@@ -145,8 +151,10 @@ func (e *Engine) generateName() string {
 	}
 }
 
-// mountRootfs mounts the container's overlay at its bundle's rootfs if it is not mounted.
-func (e *Engine) mountRootfs(id string) (string, error) {
+// mountRootfs mounts the container's overlay at its bundle's rootfs if it
+// is not mounted. It stays mounted until the container is removed.
+func (e *Engine) mountRootfs(c Container) (string, error) {
+	id := c.ID
 	target := filepath.Join(e.bundleDir(id), "rootfs")
 	if isMountpoint(target) {
 		return target, nil
@@ -158,6 +166,9 @@ func (e *Engine) mountRootfs(id string) (string, error) {
 	if err := os.MkdirAll(target, 0o711); err != nil {
 		return "", err
 	}
+	// A --rm container's changes go with it: nothing of them need reach
+	// the disk (and the unmount at its removal then syncs nothing).
+	rfs.Volatile = c.Config.AutoRemove
 	if err := rfs.Mount(target); err != nil {
 		return "", fmt.Errorf("mount rootfs of %s: %w", id[:12], err)
 	}
@@ -231,7 +242,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err != nil {
 		return startErr(fmt.Errorf("image of %s: %w", id[:12], err))
 	}
-	rootfs, err := e.mountRootfs(id)
+	rootfs, err := e.mountRootfs(c)
 	if err != nil {
 		return startErr(err)
 	}
@@ -452,16 +463,24 @@ func (e *Engine) setExited(id string, ex shim.Exit) {
 	// runs once Wait returns. Its directory (exit.json) stays until the
 	// next Start or the Remove.
 	e.mu.Lock()
-	shimPid := 0
+	shimPid, autoRemove := 0, false
 	if r, ok := e.records[id]; ok {
-		shimPid = r.c.State.ShimPid
+		shimPid, autoRemove = r.c.State.ShimPid, r.c.Config.AutoRemove
 	}
 	e.mu.Unlock()
 	waitShimGone(shimPid, id)
 	e.stopHealth(id)
 	var delay time.Duration
 	var restart chan struct{}
-	c, err := e.update(id, func(c *Container) {
+	// The exit of a --rm container is not written at all, only broadcast:
+	// the record goes with the removal below, and a daemon that starts
+	// before that removal is done removes the container too (Open: the
+	// record says running, its shim is gone: setExited, then Remove).
+	mode := saveDurable
+	if autoRemove {
+		mode = saveNone
+	}
+	c, err := e.modify(id, mode, func(c *Container) {
 		c.State.Running = false
 		c.State.Paused = false
 		c.State.Status = "exited"

@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -638,6 +640,68 @@ func TestMountManyLayers(t *testing.T) {
 			t.Errorf("%d entries, want %d", len(ents), n+1)
 		}
 	})
+}
+
+// TestMountVolatile: a Volatile rootfs is mounted with overlayfs'
+// "volatile" (no sync of the upper layer, --rm containers), by mount(2) and,
+// for many layers, by the new mount API; a plain one is not.
+func TestMountVolatile(t *testing.T) {
+	for _, layers := range []int{1, 60} {
+		for _, volatile := range []bool{false, true} {
+			dir := t.TempDir()
+			r := Rootfs{Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Volatile: volatile}
+			for i := range layers {
+				l := filepath.Join(dir, fmt.Sprintf("%s%03d", strings.Repeat("l", 80), i))
+				os.MkdirAll(l, 0o755)
+				r.Lower = append(r.Lower, l)
+			}
+			os.Mkdir(r.Upper, 0o755)
+			os.Mkdir(r.Work, 0o755)
+			if long := len(r.Options()) >= os.Getpagesize(); long != (layers > 1) {
+				t.Fatalf("%d layers: options of %d bytes do not take the path meant", layers, len(r.Options()))
+			}
+			mnt := t.TempDir()
+			inMountNamespace(t, func() {
+				if err := r.Mount(mnt); err != nil {
+					t.Errorf("%d layers, volatile %v: %v", layers, volatile, err)
+					return
+				}
+				defer Unmount(mnt)
+				// thread-self: the namespace is this thread's only.
+				b, err := os.ReadFile("/proc/thread-self/mountinfo")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				found := false
+				for _, line := range strings.Split(string(b), "\n") {
+					f := strings.Fields(line)
+					if len(f) < 5 || f[4] != mnt {
+						continue
+					}
+					found = true
+					// Newer kernels show it as fsync=volatile.
+					_, super, _ := strings.Cut(line, " - ")
+					opts := strings.Split(strings.Fields(super)[2], ",")
+					if got := slices.Contains(opts, "volatile") || slices.Contains(opts, "fsync=volatile"); got != volatile {
+						t.Errorf("%d layers: volatile %v, but the mount's options say %v", layers, volatile, got)
+					}
+				}
+				if !found {
+					t.Errorf("%s not in mountinfo", mnt)
+				}
+				// Mounted again after a clean unmount (the kernel's
+				// volatile mark is cleared).
+				if err := Unmount(mnt); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := r.Mount(mnt); err != nil {
+					t.Errorf("%d layers, volatile %v: mount again: %v", layers, volatile, err)
+				}
+			})
+		}
+	}
 }
 
 func TestPrepareRootfsErrors(t *testing.T) {

@@ -25,6 +25,19 @@ type Rootfs struct {
 	Lower []string
 	// Upper receives the container's changes; Work is overlayfs' work dir.
 	Upper, Work string
+	// Volatile mounts the overlay with "volatile", for a container whose
+	// changes are thrown away when it ends (--rm): nothing written to the
+	// upper layer is ever synced, neither the container's own fsyncs nor
+	// the sync of the whole upper file system that the unmount of an
+	// overlay otherwise does (half a millisecond of a quiet disk, and a
+	// flush of every other writer's dirty data on a busy one). After a
+	// crash the kernel refuses to mount such an upper layer again; a
+	// container with --rm is removed then, not mounted again. Mount clears
+	// the kernel's mark of an earlier volatile mount (work/work/incompat/
+	// volatile), which a clean unmount leaves too: the caller mounts a
+	// volatile rootfs again only if no crash came between (a daemon whose
+	// mount namespace ended while its container ran, say).
+	Volatile bool
 }
 
 // Overlay options that keep upperdirs diffable by archive.Diff: no inode
@@ -35,7 +48,14 @@ const overlayFlags = "index=off,redirect_dir=nofollow,metacopy=off"
 
 // Options is the overlay mount data for this rootfs.
 func (r Rootfs) Options() string {
-	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,%s", strings.Join(r.Lower, ":"), r.Upper, r.Work, overlayFlags)
+	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,%s", strings.Join(r.Lower, ":"), r.Upper, r.Work, r.flags())
+}
+
+func (r Rootfs) flags() string {
+	if r.Volatile {
+		return overlayFlags + ",volatile"
+	}
+	return overlayFlags
 }
 
 // Mount mounts the rootfs on target. The classic mount(2) data is limited
@@ -44,6 +64,11 @@ func (r Rootfs) Options() string {
 func (r Rootfs) Mount(target string) error {
 	if len(r.Lower) == 0 {
 		return fmt.Errorf("images: mount %s: %w: rootfs has no layers", target, ErrInvalid)
+	}
+	if r.Volatile {
+		if err := os.RemoveAll(filepath.Join(r.Work, "work", "incompat", "volatile")); err != nil {
+			return fmt.Errorf("images: mount %s: clear the volatile mark: %w", target, err)
+		}
 	}
 	if opts := r.Options(); len(opts) < os.Getpagesize()-1 {
 		if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
@@ -80,8 +105,14 @@ func (r Rootfs) mountFsconfig(target string) error {
 	if err := set("workdir", r.Work); err != nil {
 		return err
 	}
-	for _, kv := range strings.Split(overlayFlags, ",") {
-		k, v, _ := strings.Cut(kv, "=")
+	for _, kv := range strings.Split(r.flags(), ",") {
+		k, v, hasValue := strings.Cut(kv, "=")
+		if !hasValue {
+			if err := unix.FsconfigSetFlag(fsfd, k); err != nil {
+				return fmt.Errorf("fsconfig %s: %w", k, err)
+			}
+			continue
+		}
 		if err := set(k, v); err != nil {
 			return err
 		}
@@ -122,6 +153,18 @@ func (s *Store) rootfsDir(id string) (string, error) {
 // same id fails with ErrConflict. The container uses the image until
 // RemoveRootfs.
 func (s *Store) PrepareRootfs(ctx context.Context, containerID string, img Image) (Rootfs, error) {
+	return s.prepareRootfs(ctx, containerID, img, true)
+}
+
+// PrepareEphemeralRootfs is PrepareRootfs for a container that is removed
+// when it ends (--rm): its record is not synced to the disk. After a crash
+// of the machine such a container is removed, not started again, and what
+// the crash kept of its record matters no more than the record itself.
+func (s *Store) PrepareEphemeralRootfs(ctx context.Context, containerID string, img Image) (Rootfs, error) {
+	return s.prepareRootfs(ctx, containerID, img, false)
+}
+
+func (s *Store) prepareRootfs(ctx context.Context, containerID string, img Image, durable bool) (Rootfs, error) {
 	dir, err := s.rootfsDir(containerID)
 	if err != nil {
 		return Rootfs{}, err
@@ -161,7 +204,11 @@ func (s *Store) PrepareRootfs(ctx context.Context, containerID string, img Image
 			return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
 		}
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "rootfs.json"), rec, 0o600); err != nil {
+	write := atomicfile.WriteFile
+	if !durable {
+		write = atomicfile.Replace
+	}
+	if err := write(filepath.Join(dir, "rootfs.json"), rec, 0o600); err != nil {
 		return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
 	}
 	for i := len(e.chain) - 1; i >= 0; i-- {
@@ -201,6 +248,12 @@ func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
 	if err != nil {
 		return err
 	}
+	// What the rootfs used: if its images still use all of it, removing
+	// it frees nothing, and the collection (a read of every container's
+	// record, of the content store and of the snapshots) can be skipped.
+	var rec rootfsRecord
+	b, err := os.ReadFile(filepath.Join(dir, "rootfs.json"))
+	known := err == nil && json.Unmarshal(b, &rec) == nil
 	// Drop the record first: a half-removed directory must not pin snapshots.
 	if err := os.Remove(filepath.Join(dir, "rootfs.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
@@ -208,7 +261,32 @@ func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
 	}
+	if known && !s.gcPending.Load() && s.chainKept(rec.Chain) {
+		return nil
+	}
 	return s.collect()
+}
+
+// chainKept reports whether every snapshot of chain is kept without any
+// container's rootfs: by an image or a pin.
+func (s *Store) chainKept(chain []digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := map[digest.Digest]bool{}
+	for _, e := range s.images {
+		for _, c := range e.chain {
+			kept[c] = true
+		}
+	}
+	for c := range s.pins {
+		kept[c] = true
+	}
+	for _, c := range chain {
+		if !kept[c] {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) rootfsRecords() map[string]rootfsRecord {

@@ -301,6 +301,66 @@ func TestDetachLeavesNothing(t *testing.T) {
 	if err := n.Detach(ctx, "never"); err != nil {
 		t.Errorf("Detach of unknown id: %v", err)
 	}
+	// A namespace a crash left at an unknown id's path goes: mounted, or
+	// the plain file of one whose mount a reboot took.
+	for _, mounted := range []bool{true, false} {
+		path := n.netnsPath("left")
+		var err error
+		if mounted {
+			err = sandbox.Create(path)
+		} else {
+			err = os.WriteFile(path, nil, 0o444)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Detach(ctx, "left"); err != nil {
+			t.Errorf("Detach of an unknown id with a namespace left (mounted %v): %v", mounted, err)
+		}
+		if _, err := os.Lstat(path); !os.IsNotExist(err) {
+			sandbox.Remove(path)
+			t.Errorf("namespace left at an unknown id's path (mounted %v) not removed: %v", mounted, err)
+		}
+	}
+}
+
+// TestNewEmptyNotSaved: an empty sandbox (--network none) does not rewrite
+// the network's state, coming or going; one a crash left (its Network
+// gone, a new one knowing nothing of it) is still removed by Detach.
+func TestNewEmptyNotSaved(t *testing.T) {
+	n := newTestNetwork(t, "")
+	ctx := context.Background()
+	inode := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(n.statePath, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	before := inode()
+	ep, err := n.NewEmpty(ctx, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Detach(ctx, "none"); err != nil {
+		t.Fatal(err)
+	}
+	if inode() != before {
+		t.Error("the state was written for an empty sandbox")
+	}
+	if ep, err = n.NewEmpty(ctx, "crashed"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := New(ctx, n.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Detach(ctx, "crashed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(ep.NetNSPath); !os.IsNotExist(err) {
+		t.Errorf("namespace of an empty sandbox a crash left: %v", err)
+	}
 }
 
 func TestNewEmpty(t *testing.T) {
