@@ -468,6 +468,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		CgroupMode:  mode0,
 		CgroupRoot:  r.CgroupRoot,
 		CgroupPath:  cgPath,
+		NoHooks:     spec.Hooks == nil,
 	}
 	if err := r.save(st); err != nil {
 		return nil, err
@@ -766,6 +767,9 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := os.Remove(fifo); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
+	if st.NoHooks {
+		return nil
+	}
 	if spec, err := r.savedSpec(id); err == nil && spec.Hooks != nil {
 		warnHooks(ctx, "poststart", spec.Hooks.Poststart, specs.State{
 			Version: specs.Version, ID: id, Status: specs.StateRunning, Pid: st.Pid, Bundle: st.Bundle, Annotations: st.Annotations})
@@ -826,7 +830,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
-	spec, _ := r.savedSpec(id)
+	var spec *specs.Spec
+	if !st.NoHooks {
+		spec, _ = r.savedSpec(id)
+	}
 	if err := os.RemoveAll(r.dir(id)); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
@@ -1040,6 +1047,9 @@ type syncMsg struct {
 	// Pid is the exec'd process (exec mode), a child of the caller.
 	Pid int `json:"pid,omitempty"`
 }
+
+// readyMsg is syncMsg{Ready: true} as json.Encoder writes it.
+const readyMsg = `{"ready":true}` + "\n"
 
 func (m syncMsg) err() error {
 	switch m.Kind {
