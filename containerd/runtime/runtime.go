@@ -514,9 +514,49 @@ func withDefaultDevices(r *specs.LinuxResources) *specs.LinuxResources {
 		return r
 	}
 	c := *r
-	c.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), alwaysAllowed...)
+	c.Devices = append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
+	for _, a := range alwaysAllowed {
+		if !inForce(r.Devices, a) {
+			c.Devices = append(c.Devices, a)
+		}
+	}
 	return &c
 }
+
+// inForce reports whether rules already grant a as the last word: an
+// identical allow rule that no later deny rule may touch. Docker's default
+// rules hold most of alwaysAllowed; appending them again cost a write to
+// devices.allow each (on cgroup v1) at every start.
+func inForce(rules []specs.LinuxDeviceCgroup, a specs.LinuxDeviceCgroup) bool {
+	for i := len(rules) - 1; i >= 0; i-- {
+		r := rules[i]
+		if !r.Allow && overlaps(r, a) {
+			return false
+		}
+		if r.Allow && r.Type == a.Type && sameNum(r.Major, a.Major) && sameNum(r.Minor, a.Minor) && r.Access == a.Access {
+			return true
+		}
+	}
+	return false
+}
+
+// overlaps is true when rules x and y may concern a common device and
+// access: the type, major and minor each equal or a wildcard on either
+// side, and a shared access letter ("" counts as all).
+func overlaps(x, y specs.LinuxDeviceCgroup) bool {
+	wild := func(t string) bool { return t == "" || t == "a" }
+	num := func(a, b *int64) bool { return a == nil || b == nil || *a < 0 || *b < 0 || *a == *b }
+	acc := func(s string) string {
+		if s == "" {
+			return "rwm"
+		}
+		return s
+	}
+	return (wild(x.Type) || wild(y.Type) || x.Type == y.Type) && num(x.Major, y.Major) && num(x.Minor, y.Minor) &&
+		strings.ContainsAny(acc(x.Access), acc(y.Access))
+}
+
+func sameNum(a, b *int64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 
 // terminalOn checks that f is a terminal and returns its path (the pty
 // slave, /dev/pts/N), which is bind-mounted as the container's /dev/console.
