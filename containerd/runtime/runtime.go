@@ -695,7 +695,11 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	// move it into the cgroup (on v1 the first cgroup.procs write waits
 	// for an RCU grace period, often several milliseconds); it waits for
 	// the go byte before anything of the container runs.
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+	b, err := encodeInitConfig(cfg)
+	if err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	if _, err := cfgW.Write(b); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	if cg != nil && !cloned {

@@ -1,9 +1,7 @@
 package seccomp
 
 import (
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -102,29 +100,4 @@ func (p *Program) validate() error {
 		}
 	}
 	return nil
-}
-
-// MarshalJSON sends the program as one base64 string of its binary form:
-// the runtime hands it to the container init in its JSON configuration,
-// and a Docker profile's few hundred instructions as JSON objects cost the
-// init a millisecond of decoding.
-func (p *Program) MarshalJSON() ([]byte, error) {
-	b, err := p.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(base64.StdEncoding.EncodeToString(b))
-}
-
-// UnmarshalJSON reads what MarshalJSON wrote.
-func (p *Program) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return fmt.Errorf("%w: compiled program: %v", ErrInvalid, err)
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("%w: compiled program: %v", ErrInvalid, err)
-	}
-	return p.UnmarshalBinary(b)
 }
