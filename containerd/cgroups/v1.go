@@ -55,8 +55,13 @@ func (m *v1) uniqueDirs() []string {
 			continue
 		}
 		real := d
-		if r, err := filepath.EvalSymlinks(filepath.Join(m.root, c)); err == nil {
-			real = filepath.Join(r, m.path)
+		// Only a symlink (cpu -> cpu,cpuacct) needs resolving: one lstat
+		// instead of a walk of the whole path per controller.
+		mnt := filepath.Join(m.root, c)
+		if fi, err := os.Lstat(mnt); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			if r, err := filepath.EvalSymlinks(mnt); err == nil {
+				real = filepath.Join(r, m.path)
+			}
 		}
 		if seen[real] {
 			continue
@@ -71,19 +76,56 @@ func (m *v1) uniqueDirs() []string {
 }
 
 func (m *v1) Create() error {
+	leafOnly := true // every parent existed: only the leaves were made
 	for _, d := range m.uniqueDirs() {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		// The parent (<parent> of every container) exists but for the
+		// first container: one mkdir of the leaf, and the walk from the
+		// root only when the parent is missing. An existing leaf (left by
+		// a crashed run) is reused, as MkdirAll would.
+		err := os.Mkdir(d, 0o755)
+		if errors.Is(err, os.ErrNotExist) {
+			leafOnly = false
+			err = os.MkdirAll(d, 0o755)
+		}
+		if err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("cgroups: %w", err)
 		}
 	}
 	if d, ok := m.dirs["cpuset"]; ok {
 		// A new v1 cpuset starts with empty cpus/mems and refuses tasks
 		// until they are filled: copy them down from the nearest ancestor.
+		// Under an existing parent that has them, the leaf is the only
+		// level to fill; otherwise (a new parent, or one left empty by
+		// someone else) every level from the root.
+		if leafOnly {
+			if done, err := initCpusetLeaf(d); err != nil || done {
+				return err
+			}
+		}
 		if err := initCpuset(filepath.Join(m.root, "cpuset"), d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// initCpusetLeaf sets cpuset.cpus/mems of dir to its parent's,
+// if the parent has both; done is false when it has not (the caller then
+// walks from the root).
+func initCpusetLeaf(dir string) (done bool, err error) {
+	parent := filepath.Dir(dir)
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		pv, err := readFile(parent, f)
+		if err != nil || pv == "" {
+			return false, nil
+		}
+		// Written without looking: a new leaf is empty, and a leftover
+		// one gets its parent's set, as a new one would.
+		if err := writeFile(dir, f, pv); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // initCpuset fills empty cpuset.cpus/mems on every level from mnt to dir.

@@ -274,6 +274,11 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err := os.WriteFile(filepath.Join(e.bundleDir(id), "config.json"), b, 0o600); err != nil {
 		return startErr(fmt.Errorf("write bundle: %w", err))
 	}
+	// The seccomp policy compiled here, once per distinct policy, rather
+	// than by the runtime at every start.
+	if err := runtime.WriteBundleSeccomp(e.bundleDir(id), b, spec.Linux.Seccomp); err != nil {
+		return startErr(fmt.Errorf("write bundle: %w", err))
+	}
 	sdir := e.shimDir(id)
 	os.RemoveAll(sdir)
 	if err := os.MkdirAll(sdir, 0o700); err != nil {

@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/cgroups"
@@ -151,4 +153,47 @@ func removeUnifiedParent(unified, parent string) {
 		}
 	}
 	_ = unix.Rmdir(dir)
+}
+
+func TestDefaultDevicesNotRepeated(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	rule := func(allow bool, typ string, major, minor *int64, access string) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: allow, Type: typ, Major: major, Minor: minor, Access: access}
+	}
+	denyAll := rule(false, "", nil, nil, "rwm")
+	// Docker's default rules: every always-allowed rule is there, but the
+	// final deny of c 10:229 may touch "c *:* m", which is appended again.
+	docker := append([]specs.LinuxDeviceCgroup{denyAll}, alwaysAllowed...)
+	docker = append(docker, rule(true, "c", n(10), n(200), "rwm"), rule(false, "c", n(10), n(229), "rwm"))
+	got := withDefaultDevices(&specs.LinuxResources{Devices: docker}).Devices
+	if len(got) != len(docker)+1 || !reflect.DeepEqual(got[len(docker)], alwaysAllowed[0]) {
+		t.Errorf("docker's rules: %d rules, want %d (the given ones, then %+v)", len(got), len(docker)+1, alwaysAllowed[0])
+	}
+	// A rule followed by a deny that covers it is granted again.
+	oneThenDeny := []specs.LinuxDeviceCgroup{rule(true, "c", n(1), n(3), "rwm"), denyAll}
+	got = withDefaultDevices(&specs.LinuxResources{Devices: oneThenDeny}).Devices
+	if len(got) != 2+len(alwaysAllowed) {
+		t.Errorf("allow then deny all: %d rules, want %d", len(got), 2+len(alwaysAllowed))
+	}
+	// The same rule last stays single.
+	denyThenOne := []specs.LinuxDeviceCgroup{denyAll, rule(true, "c", n(1), n(3), "rwm")}
+	got = withDefaultDevices(&specs.LinuxResources{Devices: denyThenOne}).Devices
+	if len(got) != 2+len(alwaysAllowed)-1 {
+		t.Errorf("deny all then allow c 1:3: %d rules, want %d", len(got), 2+len(alwaysAllowed)-1)
+	}
+	// A deny of another device leaves it alone; one of the same major and
+	// any minor does not.
+	for _, tc := range []struct {
+		deny specs.LinuxDeviceCgroup
+		want int
+	}{
+		{rule(false, "c", n(1), n(4), "rwm"), 3 + len(alwaysAllowed) - 1},
+		{rule(false, "c", n(1), nil, "w"), 3 + len(alwaysAllowed)},
+		{rule(false, "b", n(1), n(3), "rwm"), 3 + len(alwaysAllowed) - 1},
+	} {
+		rules := []specs.LinuxDeviceCgroup{denyAll, rule(true, "c", n(1), n(3), "rwm"), tc.deny}
+		if got := withDefaultDevices(&specs.LinuxResources{Devices: rules}).Devices; len(got) != tc.want {
+			t.Errorf("allow c 1:3 then %+v: %d rules, want %d", tc.deny, len(got), tc.want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,29 +73,35 @@ func InitMain() {
 }
 
 func initMain(sync *os.File) error {
-	var cfg initConfig
 	f := os.NewFile(configFd, "config")
-	dec := json.NewDecoder(f)
-	if err := dec.Decode(&cfg); err != nil {
+	var n [4]byte
+	if _, err := io.ReadFull(f, n[:]); err != nil {
 		return fmt.Errorf("init: read config: %w", err)
+	}
+	size := binary.LittleEndian.Uint32(n[:])
+	if size > maxInitConfig {
+		return fmt.Errorf("init: config of %d bytes", size)
+	}
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(f, raw); err != nil {
+		return fmt.Errorf("init: read config: %w", err)
+	}
+	cfg, err := decodeInitConfig(raw)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
 	// waitInCgroup blocks until the parent has moved us into the
 	// container's cgroup; nothing of the container may run before.
 	waitInCgroup := func() error {
-		r := io.MultiReader(dec.Buffered(), f)
 		var b [1]byte
-		for {
-			if _, err := io.ReadFull(r, b[:]); err != nil {
-				return fmt.Errorf("init: parent did not release us: %w", err)
-			}
-			if b[0] == goByte {
-				f.Close()
-				return nil
-			}
-			if b[0] != '\n' { // the encoder ends the config with a newline
-				return fmt.Errorf("init: unexpected byte %q after config", b[0])
-			}
+		if _, err := io.ReadFull(f, b[:]); err != nil {
+			return fmt.Errorf("init: parent did not release us: %w", err)
 		}
+		if b[0] != goByte {
+			return fmt.Errorf("init: unexpected byte %q after config", b[0])
+		}
+		f.Close()
+		return nil
 	}
 	spec := cfg.Spec
 	if spec == nil || spec.Process == nil {
@@ -118,7 +125,7 @@ func initMain(sync *os.File) error {
 		fifo = fifoFd
 	}
 	if cfg.Mode != modeExec {
-		if err := setupRootfs(&cfg); err != nil {
+		if err := setupRootfs(cfg); err != nil {
 			return err
 		}
 		if spec.Hostname != "" {
@@ -191,7 +198,9 @@ func initMain(sync *os.File) error {
 		unix.Umask(0o022)
 	}
 	if fifo >= 0 {
-		if err := json.NewEncoder(sync).Encode(syncMsg{Ready: true}); err != nil {
+		// Written as it is: encoding/json's encoder, not used otherwise
+		// on the way to exec, would cost the init its cold start.
+		if _, err := sync.WriteString(readyMsg); err != nil {
 			return fmt.Errorf("report ready: %w", err)
 		}
 		sync.Close()

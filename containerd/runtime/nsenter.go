@@ -76,21 +76,22 @@ func startJoined(cmd *exec.Cmd, join []nsPath) error {
 	return <-errc
 }
 
-// initConfig is what the parent sends the init on fd 3.
+// initConfig is what the parent sends the init on fd 3 (in the binary
+// form of initcodec.go).
 type initConfig struct {
-	Mode        string `json:"mode"`
+	Mode        string
 	Spec        *specs.Spec
-	Rootfs      string       `json:"rootfs,omitempty"`
-	Bundle      string       `json:"bundle,omitempty"`
-	Fifo        bool         `json:"fifo,omitempty"` // fd 6 is the exec fifo
-	UserNS      bool         `json:"userNS,omitempty"`
-	Console     string       `json:"console,omitempty"` // host path of the pty slave for /dev/console
-	NoPivot     bool         `json:"noPivot,omitempty"`
-	MountNS     string       `json:"mountNS,omitempty"`
-	PidNS       string       `json:"pidNS,omitempty"` // exec: joined by the init's thread, for its child only
-	NewCgroupNS bool         `json:"newCgroupNS,omitempty"`
-	CgroupMode  cgroups.Mode `json:"cgroupMode,omitempty"`
-	CgroupRoot  string       `json:"cgroupRoot,omitempty"`
-	CgroupPath  string       `json:"cgroupPath,omitempty"`
+	Rootfs      string
+	Bundle      string
+	Fifo        bool // fd 6 is the exec fifo
+	UserNS      bool
+	Console     string // host path of the pty slave for /dev/console
+	NoPivot     bool
+	MountNS     string
+	PidNS       string // exec: joined by the init's thread, for its child only
+	NewCgroupNS bool
+	CgroupMode  cgroups.Mode
+	CgroupRoot  string
+	CgroupPath  string
 	Seccomp     *seccomp.Program
 }

@@ -127,7 +127,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpti
 // to exit, deletes it and returns its exit code (128+N for signal N).
 func (r *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOptions) (int, error) {
 	mode := modeRun
-	if spec, err := loadSpec(bundle); err == nil && spec.Hooks != nil {
+	if spec, _, err := loadSpec(bundle); err == nil && spec.Hooks != nil {
 		// Hooks run between create and start: pause the init on the fifo.
 		mode = modeCreate
 	}
@@ -198,16 +198,17 @@ func (r *Runtime) cgroupPath(id string, spec *specs.Spec) string {
 	return filepath.Join("/", r.CgroupParent, p)
 }
 
-func loadSpec(bundle string) (*specs.Spec, error) {
+// loadSpec reads bundle/config.json; it returns its bytes too.
+func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%w: config.json: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: config.json: %v", ErrInvalid, err)
 	}
-	return &s, nil
+	return &s, b, nil
 }
 
 func validateSpec(s *specs.Spec) error {
@@ -293,7 +294,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	if err != nil {
 		return nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
 	}
-	spec, err := loadSpec(bundle)
+	spec, raw, err := loadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -342,10 +343,8 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		r.mu.Unlock()
 		c = nil
 	}()
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		return nil, err
-	}
+	// The bytes read, not the spec encoded again: the same JSON, without
+	// a cold encoder's cost.
 	if err := os.WriteFile(filepath.Join(dir, configFile), raw, 0o600); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
@@ -365,7 +364,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 
 	cfg := &initConfig{
 		Mode:       mode,
-		Spec:       spec,
+		Spec:       initSpec(spec),
 		Rootfs:     rootfs,
 		Bundle:     bundle,
 		NoPivot:    opts.NoPivot,
@@ -374,7 +373,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		CgroupPath: cgPath,
 	}
 	if spec.Linux.Seccomp != nil {
-		if cfg.Seccomp, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
+		if cfg.Seccomp, err = bundleSeccomp(bundle, raw, spec.Linux.Seccomp); err != nil {
 			return nil, err
 		}
 	}
@@ -469,6 +468,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		CgroupMode:  mode0,
 		CgroupRoot:  r.CgroupRoot,
 		CgroupPath:  cgPath,
+		NoHooks:     spec.Hooks == nil,
 	}
 	if err := r.save(st); err != nil {
 		return nil, err
@@ -514,9 +514,49 @@ func withDefaultDevices(r *specs.LinuxResources) *specs.LinuxResources {
 		return r
 	}
 	c := *r
-	c.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), alwaysAllowed...)
+	c.Devices = append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
+	for _, a := range alwaysAllowed {
+		if !inForce(r.Devices, a) {
+			c.Devices = append(c.Devices, a)
+		}
+	}
 	return &c
 }
+
+// inForce reports whether rules already grant a as the last word: an
+// identical allow rule that no later deny rule may touch. Docker's default
+// rules hold most of alwaysAllowed; appending them again cost a write to
+// devices.allow each (on cgroup v1) at every start.
+func inForce(rules []specs.LinuxDeviceCgroup, a specs.LinuxDeviceCgroup) bool {
+	for i := len(rules) - 1; i >= 0; i-- {
+		r := rules[i]
+		if !r.Allow && overlaps(r, a) {
+			return false
+		}
+		if r.Allow && r.Type == a.Type && sameNum(r.Major, a.Major) && sameNum(r.Minor, a.Minor) && r.Access == a.Access {
+			return true
+		}
+	}
+	return false
+}
+
+// overlaps is true when rules x and y may concern a common device and
+// access: the type, major and minor each equal or a wildcard on either
+// side, and a shared access letter ("" counts as all).
+func overlaps(x, y specs.LinuxDeviceCgroup) bool {
+	wild := func(t string) bool { return t == "" || t == "a" }
+	num := func(a, b *int64) bool { return a == nil || b == nil || *a < 0 || *b < 0 || *a == *b }
+	acc := func(s string) string {
+		if s == "" {
+			return "rwm"
+		}
+		return s
+	}
+	return (wild(x.Type) || wild(y.Type) || x.Type == y.Type) && num(x.Major, y.Major) && num(x.Minor, y.Minor) &&
+		strings.ContainsAny(acc(x.Access), acc(y.Access))
+}
+
+func sameNum(a, b *int64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 
 // terminalOn checks that f is a terminal and returns its path (the pty
 // slave, /dev/pts/N), which is bind-mounted as the container's /dev/console.
@@ -655,7 +695,11 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	// move it into the cgroup (on v1 the first cgroup.procs write waits
 	// for an RCU grace period, often several milliseconds); it waits for
 	// the go byte before anything of the container runs.
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+	b, err := encodeInitConfig(cfg)
+	if err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	if _, err := cfgW.Write(b); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	if cg != nil && !cloned {
@@ -767,6 +811,9 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := os.Remove(fifo); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
+	if st.NoHooks {
+		return nil
+	}
 	if spec, err := r.savedSpec(id); err == nil && spec.Hooks != nil {
 		warnHooks(ctx, "poststart", spec.Hooks.Poststart, specs.State{
 			Version: specs.Version, ID: id, Status: specs.StateRunning, Pid: st.Pid, Bundle: st.Bundle, Annotations: st.Annotations})
@@ -827,7 +874,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err := cg.Destroy(); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
-	spec, _ := r.savedSpec(id)
+	var spec *specs.Spec
+	if !st.NoHooks {
+		spec, _ = r.savedSpec(id)
+	}
 	if err := os.RemoveAll(r.dir(id)); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
@@ -968,7 +1018,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdio St
 	// The exec helper itself stays in the host's pid namespace, out of the
 	// container's sight; it joins the mount and pid namespaces on its own
 	// thread and forks the process into them (init.go spawnExec).
-	cfg := &initConfig{Mode: modeExec, Spec: &spec, MountNS: fmt.Sprintf("/proc/%d/ns/mnt", st.Pid)}
+	cfg := &initConfig{Mode: modeExec, Spec: initSpec(&spec), MountNS: fmt.Sprintf("/proc/%d/ns/mnt", st.Pid)}
 	if p := fmt.Sprintf("/proc/%d/ns/pid", st.Pid); !sameNamespace(p, "/proc/thread-self/ns/pid") {
 		cfg.PidNS = p
 	}
@@ -1015,6 +1065,21 @@ func sameNamespace(a, b string) bool {
 	return sa.Ino == sb.Ino && sa.Dev == sb.Dev
 }
 
+// initSpec is the part of spec the init uses: without the seccomp policy
+// (the init gets the compiled program), the cgroup resources, hooks and
+// annotations, which the parent handles. Their JSON, the policy's above
+// all, would cost the init's cold decoder a millisecond and more.
+func initSpec(spec *specs.Spec) *specs.Spec {
+	s := *spec
+	s.Hooks, s.Annotations = nil, nil
+	if s.Linux != nil {
+		l := *s.Linux
+		l.Seccomp, l.Resources = nil, nil
+		s.Linux = &l
+	}
+	return &s
+}
+
 // goByte follows the config on fd 3 once the init is in its cgroup.
 const goByte = 'G'
 
@@ -1026,6 +1091,9 @@ type syncMsg struct {
 	// Pid is the exec'd process (exec mode), a child of the caller.
 	Pid int `json:"pid,omitempty"`
 }
+
+// readyMsg is syncMsg{Ready: true} as json.Encoder writes it.
+const readyMsg = `{"ready":true}` + "\n"
 
 func (m syncMsg) err() error {
 	switch m.Kind {

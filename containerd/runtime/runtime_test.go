@@ -722,3 +722,13 @@ func TestForceDeleteOfAnotherProcessesContainer(t *testing.T) {
 		t.Errorf("owner's wait: %v", err)
 	}
 }
+
+func TestReadyMessageIsSyncMsgJSON(t *testing.T) {
+	b, err := json.Marshal(syncMsg{Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b)+"\n" != readyMsg {
+		t.Fatalf("readyMsg %q, json.Marshal gives %q", readyMsg, b)
+	}
+}

@@ -29,6 +29,10 @@ type containerState struct {
 	CgroupMode  cgroups.Mode      `json:"cgroupMode"`
 	CgroupRoot  string            `json:"cgroupRoot"`
 	CgroupPath  string            `json:"cgroupPath"`
+	// NoHooks records that config.json has no hooks, so that start and
+	// delete need not decode it again to find out. False (a state written
+	// before the field) means: look.
+	NoHooks bool `json:"noHooks,omitempty"`
 }
 
 const (
