@@ -132,7 +132,7 @@ func sealOverlay(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal binary: open through overlay: %w", err)
 	}
-	return os.NewFile(uintptr(fd), "shoal (read-only overlay)"), nil
+	return highFile(os.NewFile(uintptr(fd), "shoal (read-only overlay)"))
 }
 
 // sealCopy copies the file at path into a new memfd and seals it.
@@ -171,5 +171,24 @@ func SealedCopy(name string, src io.Reader) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal binary: reopen: %w", err)
 	}
-	return ro, nil
+	return highFile(ro)
+}
+
+// highFD is the lowest descriptor number a sealed binary is kept at.
+const highFD = 1000
+
+// highFile moves f to a descriptor numbered highFD or above. The binary is
+// executed as /proc/self/fd/N, which execve resolves in the child after
+// os/exec has moved the child's files to descriptors 0, 1, 2, 3...: a
+// sealed binary at a low number (6, in a process that opened few files)
+// would by then be one of them (a pipe: EACCES). Where the limit on open
+// files is too low for the move, f stays where it is.
+func highFile(f *os.File) (*os.File, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, highFD)
+	if err != nil {
+		return f, nil
+	}
+	name := f.Name()
+	f.Close()
+	return os.NewFile(uintptr(fd), name), nil
 }
