@@ -63,17 +63,7 @@ func TestStartRolesSkipTheRestOfTheBinary(t *testing.T) {
 func TestRuntimeRunFastPath(t *testing.T) {
 	bin := harness.Binary(t)
 	dir := t.TempDir()
-	bundle := filepath.Join(dir, "bundle")
-	if err := harness.MakeBusyboxRootfs(filepath.Join(bundle, "rootfs")); err != nil {
-		t.Fatal(err)
-	}
-	config := `{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
-	  "process": {"args": ["/bin/sh", "-c", "exit 7"], "cwd": "/", "env": ["PATH=/bin"]},
-	  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-	  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]}}`
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bundle := busyboxBundle(t, dir, `["/bin/sh", "-c", "exit 7"]`, "")
 	state := filepath.Join(dir, "state")
 	pidFile := filepath.Join(dir, "pid")
 	// cgroupsPath is empty: the container goes under the runtime's default
@@ -235,17 +225,7 @@ func mustBeSealed(t *testing.T, exe, what string) {
 func TestRuntimeCreateStartDelete(t *testing.T) {
 	bin := harness.Binary(t)
 	dir := t.TempDir()
-	bundle := filepath.Join(dir, "bundle")
-	if err := harness.MakeBusyboxRootfs(filepath.Join(bundle, "rootfs")); err != nil {
-		t.Fatal(err)
-	}
-	config := `{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
-	  "process": {"args": ["/bin/sleep", "30"], "cwd": "/", "env": ["PATH=/bin"]},
-	  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-	  "linux": {"cgroupsPath": "/shoal-rtcreate/c1", "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]}}`
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bundle := busyboxBundle(t, dir, `["/bin/sleep", "30"]`, "/shoal-rtcreate/c1")
 	state := filepath.Join(dir, "state")
 	// The output goes to a file: the container's init inherits it, and a
 	// pipe would not end before the container does.
@@ -286,4 +266,24 @@ func TestRuntimeCreateStartDelete(t *testing.T) {
 	if _, err := rt("state", "c1"); err == nil {
 		t.Fatal("state of a deleted container succeeds")
 	}
+}
+
+// busyboxBundle writes an OCI bundle under dir (a busybox rootfs, the
+// process args as a JSON array, new namespaces, the cgroups path if any)
+// and returns its path.
+func busyboxBundle(t *testing.T, dir, args, cgroupsPath string) string {
+	t.Helper()
+	bundle := filepath.Join(dir, "bundle")
+	if err := harness.MakeBusyboxRootfs(filepath.Join(bundle, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf(`{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+	  "process": {"args": %s, "cwd": "/", "env": ["PATH=/bin"]},
+	  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+	  "linux": {"cgroupsPath": %q, "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]}}`,
+		args, cgroupsPath)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle
 }
