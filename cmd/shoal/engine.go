@@ -13,7 +13,11 @@ import (
 // reexec runs the engine's roles: the daemon's re-executions of itself and
 // the runtime's (see daemon.Reexec).
 func reexec(args []string) bool {
-	nameProcess()
+	if len(args) > 1 && args[1] == "daemon" {
+		// Only the daemon is executed from the client's descriptor; the
+		// roles (an exec helper per exec, the init) need no name fixed.
+		nameProcess()
+	}
 	return daemon.Reexec(args)
 }
 
