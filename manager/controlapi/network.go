@@ -52,7 +52,7 @@ func validateNetworkSpec(spec *api.NetworkSpec) error {
 	for k, v := range spec.GetDriverConfig().GetOptions() {
 		switch k {
 		case OptionEncrypted:
-			// Nodes carry its VXLAN packets inside WireGuard
+			// Nodes carry its VXLAN packets inside ESP (AES-GCM)
 			// (overlaynet/encrypt). Docker takes the option's presence;
 			// a value that reads as "no" is refused rather than ignored.
 			if v != "" && v != "true" {

@@ -3,37 +3,223 @@ package encrypt
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
-	"golang.org/x/crypto/curve25519"
+	"golang.org/x/sys/unix"
 )
 
-// TestKeys: key pairs differ per node and per network key, are stable, and
-// a node's public key is the one its private key gives.
-func TestKeys(t *testing.T) {
-	k1 := bytes.Repeat([]byte{1}, KeySize)
-	k2 := bytes.Repeat([]byte{2}, KeySize)
-	a, b := net.ParseIP("198.18.0.1"), net.ParseIP("198.18.0.2")
-	if PublicKey(k1, a) == PublicKey(k1, b) {
-		t.Fatal("two nodes share a key pair")
-	}
-	if PublicKey(k1, a) == PublicKey(k2, a) {
-		t.Fatal("a new network key keeps the node's key pair")
-	}
-	if PublicKey(k1, a) != PublicKey(k1, a.To4()) {
-		t.Fatal("key pair depends on the address's form")
-	}
-	priv := PrivateKey(k1, a)
-	pub, err := curve25519.X25519(priv[:], curve25519.Basepoint)
+var (
+	nodeA = netip.MustParseAddr("198.18.0.1")
+	nodeB = netip.MustParseAddr("198.18.0.2")
+	nodeC = netip.MustParseAddr("198.18.0.3")
+)
+
+// innerPacket is an IPv4 packet from src to dst with payload.
+func innerPacket(src, dst netip.Addr, payload string) []byte {
+	p := make([]byte, 20+len(payload))
+	p[0] = 0x45
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	copy(p[20:], payload)
+	return p
+}
+
+// sealed is inner sealed by s with sequence number seq.
+func sealed(s *sa, inner []byte, seq uint64) []byte {
+	buf := make([]byte, headerLen+len(inner)+maxOverhead)
+	copy(buf[headerLen:], inner)
+	return bytes.Clone(s.seal(buf, len(inner), seq))
+}
+
+func mustSA(t *testing.T, key []byte, sender netip.Addr, spi uint32) *sa {
+	t.Helper()
+	s, err := newSA(key, sender, spi)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := PublicKey(k1, a); !bytes.Equal(pub, want[:]) {
-		t.Fatal("public key does not match the private key")
+	return s
+}
+
+// TestSealOpen: every padding length round-trips; a change to any byte, a
+// key derived for another sender or SPI, or another network key is refused.
+func TestSealOpen(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, KeySize)
+	s := mustSA(t, key, nodeA, 0x1234)
+	for n := 20; n < 28; n++ {
+		inner := innerPacket(nodeA, nodeB, strings.Repeat("x", n-20))
+		pkt := sealed(s, inner, 77)
+		if (len(pkt)-headerLen-icvLen)%4 != 0 {
+			t.Fatalf("%d bytes: ciphertext of %d bytes is not 4-aligned", n, len(pkt)-headerLen-icvLen)
+		}
+		if bytes.Contains(pkt, inner[20:]) && n > 22 {
+			t.Fatalf("%d bytes: payload in the clear", n)
+		}
+		spi, seq, err := espHeader(pkt)
+		if err != nil || spi != 0x1234 || seq != 77 {
+			t.Fatalf("header %x %d %v", spi, seq, err)
+		}
+		got, err := mustSA(t, key, nodeA, 0x1234).open(pkt, seq)
+		if err != nil || !bytes.Equal(got, inner) {
+			t.Fatalf("%d bytes: open %v, %x want %x", n, err, got, inner)
+		}
 	}
-	if presharedKey(k1) == presharedKey(k2) || presharedKey(k1) == PrivateKey(k1, a) {
-		t.Fatal("preshared key not bound to the network key alone")
+	inner := innerPacket(nodeA, nodeB, "SHOAL-MARKER")
+	good := sealed(s, inner, 1<<40+5)
+	for i := range good {
+		bad := bytes.Clone(good)
+		bad[i] ^= 0x20
+		spi, seq, err := espHeader(bad)
+		if err != nil {
+			continue // the two copies of the sequence number disagree
+		}
+		if _, err := mustSA(t, key, nodeA, spi).open(bad, seq); err == nil {
+			t.Fatalf("a flipped bit at %d of %d opened", i, len(good))
+		}
+	}
+	other := bytes.Repeat([]byte{2}, KeySize)
+	for name, o := range map[string]*sa{
+		"another sender":      mustSA(t, key, nodeC, 0x1234),
+		"another SPI":         mustSA(t, key, nodeA, 0x1235),
+		"another network key": mustSA(t, other, nodeA, 0x1234),
+	} {
+		if _, err := o.open(bytes.Clone(good), 1<<40+5); err == nil {
+			t.Fatalf("%s opened the packet", name)
+		}
+	}
+	if _, _, err := espHeader(good[:headerLen+icvLen]); err == nil {
+		t.Fatal("a packet without a trailer passed")
+	}
+}
+
+// TestReplayWindow: a sequence number is taken once; late ones within the
+// window are taken, older ones not, and the word a jump reuses is cleared.
+func TestReplayWindow(t *testing.T) {
+	var w replayWindow
+	take := func(seq uint64) bool {
+		if !w.check(seq) {
+			return false
+		}
+		w.accept(seq)
+		return true
+	}
+	base := uint64(time.Now().UnixNano())
+	for _, c := range []struct {
+		seq  uint64
+		want bool
+	}{
+		{base, true}, {base, false}, {base + 2, true}, {base + 1, true}, {base + 1, false},
+		{base + 100, true}, {base + 3, true}, {base + 3, false},
+		{base + 4200, true}, {base + 100, false}, // now older than the window
+		{base + 4200 - 64, true}, {base + 4200 - 64, false},
+		{base + 4200 - windowSize + 63, false}, // the word the next top reuses
+		{base + 1_000_000, true}, {base + 4200 - 64, false}, {base + 1_000_000 - 1, true},
+	} {
+		if got := take(c.seq); got != c.want {
+			t.Fatalf("seq base+%d: taken %v, want %v", c.seq-base, got, c.want)
+		}
+	}
+}
+
+// testTunnel is a Tunnel at local with peers and key, without devices: for
+// the receiving checks.
+func testTunnel(local netip.Addr, key []byte, peers ...netip.Addr) *Tunnel {
+	t := &Tunnel{vni: 4096, local: local.As4()}
+	st := &state{key: key, peers: map[[4]byte]bool{}}
+	for _, p := range peers {
+		st.peers[p.As4()] = true
+	}
+	t.st.Store(st)
+	return t
+}
+
+// TestReceiveChecks: B takes A's packets once; not from an address that is
+// not a peer, not an inner packet that poses as another node, not a replay,
+// not under a key B does not hold; after a rotation the old key opens only
+// for a while.
+func TestReceiveChecks(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, KeySize)
+	b := testTunnel(nodeB, key, nodeA)
+	rx := map[[4]byte]*peerRx{}
+	a := mustSA(t, key, nodeA, 0x5000)
+	seq := uint64(time.Now().UnixNano())
+	next := func() uint64 { seq++; return seq }
+	receive := func(from netip.Addr, pkt []byte) bool {
+		_, ok := b.open(rx, from, pkt)
+		return ok
+	}
+	msg := innerPacket(nodeA, nodeB, "hello")
+	p1 := sealed(a, msg, next())
+	if !receive(nodeA, bytes.Clone(p1)) {
+		t.Fatal("a peer's packet refused")
+	}
+	if receive(nodeA, bytes.Clone(p1)) {
+		t.Fatal("a replayed packet taken")
+	}
+	if receive(nodeC, sealed(mustSA(t, key, nodeC, 0x5001), innerPacket(nodeC, nodeB, "x"), next())) {
+		t.Fatal("a packet from a node that is not a peer taken")
+	}
+	if receive(nodeA, sealed(a, innerPacket(nodeC, nodeB, "posing"), next())) {
+		t.Fatal("an inner packet from another node's address taken")
+	}
+	if receive(nodeA, sealed(a, innerPacket(nodeA, nodeC, "elsewhere"), next())) {
+		t.Fatal("an inner packet for another node taken")
+	}
+	other := bytes.Repeat([]byte{9}, KeySize)
+	time.Sleep(deriveEvery)
+	if receive(nodeA, sealed(mustSA(t, other, nodeA, 0x5002), msg, next())) {
+		t.Fatal("a packet under a key B does not hold taken")
+	}
+
+	// Rotation: B holds the new key; A's packets under the new key and,
+	// for a while, the old one are taken.
+	newKey := bytes.Repeat([]byte{3}, KeySize)
+	now := time.Now()
+	b.st.Store(&state{key: newKey, prev: key, prevUntil: now.Add(time.Hour), peers: b.st.Load().peers})
+	a2 := mustSA(t, newKey, nodeA, 0x6000)
+	time.Sleep(deriveEvery)
+	if !receive(nodeA, sealed(a2, msg, next())) {
+		t.Fatal("a packet under the new key refused")
+	}
+	if !receive(nodeA, sealed(a, msg, next())) {
+		t.Fatal("a packet under the previous key refused during the overlap")
+	}
+	b.st.Store(&state{key: newKey, prev: key, prevUntil: now.Add(-time.Second), peers: b.st.Load().peers})
+	if receive(nodeA, sealed(a, msg, next())) {
+		t.Fatal("a packet under the previous key taken after the overlap")
+	}
+	if !receive(nodeA, sealed(a2, msg, next())) {
+		t.Fatal("the new key's packets refused after the overlap")
+	}
+	// A restarted A: a new SPI, sequence numbers from its clock.
+	a3 := mustSA(t, newKey, nodeA, 0x7000)
+	time.Sleep(deriveEvery)
+	if !receive(nodeA, sealed(a3, msg, uint64(time.Now().UnixNano()))) {
+		t.Fatal("a restarted sender's packets refused")
+	}
+}
+
+// TestSealerSwitch: a new key seals only after txSwitchDelay.
+func TestSealerSwitch(t *testing.T) {
+	old, nw := &sa{spi: 1}, &sa{spi: 2}
+	now := time.Now()
+	s := &state{tx: old, next: nw, switchAt: now.Add(txSwitchDelay)}
+	if s.sealer(now) != old || s.sealer(now.Add(txSwitchDelay)) != nw {
+		t.Fatal("the sealing SA does not switch at switchAt")
+	}
+}
+
+// TestNetworkKey: a key per network and per cluster key, stable.
+func TestNetworkKey(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize)
+	if bytes.Equal(NetworkKey(k1, 4096), NetworkKey(k1, 4097)) || bytes.Equal(NetworkKey(k1, 4096), NetworkKey(k2, 4096)) {
+		t.Fatal("network keys shared")
+	}
+	if !bytes.Equal(NetworkKey(k1, 4096), NetworkKey(k1, 4096)) || len(NetworkKey(k1, 4096)) != KeySize {
+		t.Fatal("network key not stable")
 	}
 	if Port(4096) != BasePort || Port(4097) != BasePort+1 {
 		t.Fatalf("ports %d %d", Port(4096), Port(4097))
@@ -48,5 +234,95 @@ func TestOpenRefusesBadInput(t *testing.T) {
 	}
 	if _, err := Open("/nonexistent", 4096, net.ParseIP("2001:db8::1"), 1400, make([]byte, KeySize)); err == nil || !strings.Contains(err.Error(), "IPv4") {
 		t.Fatalf("IPv6 address: %v", err)
+	}
+}
+
+// TestChunksOverLoopback: a packet far above the link's MTU leaves in one
+// send with segmentation offload and comes back whole from the chunks; a
+// missing chunk leaves nothing, and a chunk that disagrees with its
+// packet's header is refused.
+func TestChunksOverLoopback(t *testing.T) {
+	loopback := [4]byte{127, 0, 0, 1}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(stop)
+	rfd, err := udpSocket(loopback, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rfd)
+	sfd, err := udpSocket(loopback, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sfd)
+	ra, err := unix.Getsockname(rfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxPacket = 40000
+	pkt := make([]byte, 30001)
+	for i := range pkt {
+		pkt[i] = byte(i * 7)
+	}
+	c := newChunker(1500, maxPacket)
+	gso := true
+	if err := c.send(sfd, stop, pkt, 42, &unix.SockaddrInet4{Addr: loopback, Port: ra.(*unix.SockaddrInet4).Port}, &gso); err != nil {
+		t.Fatal(err)
+	}
+	if !gso {
+		t.Fatal("the kernel refused UDP segmentation offload on loopback")
+	}
+	buf, oob := make([]byte, 1<<16), make([]byte, 64)
+	n, oobn, _, err := recvFD(rfd, stop, buf, oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := groSize(oob[:oobn])
+	if seg != chunkHeaderLen+chunkSize(1500) || n <= seg {
+		t.Fatalf("one receive of %d bytes, segment %d: the chunks were not coalesced", n, seg)
+	}
+	var r reassembly
+	var got []byte
+	for data := buf[:n]; len(data) > 0; data = data[min(seg, len(data)):] {
+		if p, seq, done := r.add(data[:min(seg, len(data))], maxPacket); done {
+			if seq != 42 {
+				t.Fatalf("sequence %d", seq)
+			}
+			got = bytes.Clone(p)
+		}
+	}
+	if !bytes.Equal(got, pkt) {
+		t.Fatalf("reassembled %d bytes, want the %d sent", len(got), len(pkt))
+	}
+
+	out, seg := c.cut(pkt, 43)
+	var chunks [][]byte
+	for data := out; len(data) > 0; data = data[min(seg, len(data)):] {
+		chunks = append(chunks, bytes.Clone(data[:min(seg, len(data))]))
+	}
+	var r2 reassembly
+	for i, ch := range chunks {
+		if i == 3 {
+			continue
+		}
+		if _, _, done := r2.add(ch, maxPacket); done {
+			t.Fatal("a packet with a chunk missing was completed")
+		}
+	}
+	bad := bytes.Clone(chunks[3])
+	bad[2]++ // another count than the packet's
+	if _, _, done := r2.add(bad, maxPacket); done {
+		t.Fatal("a chunk disagreeing with its packet completed it")
+	}
+	if p, _, done := r2.add(chunks[3], maxPacket); !done || !bytes.Equal(p, pkt) {
+		t.Fatal("the missing chunk, arriving late, did not complete the packet")
+	}
+	huge := bytes.Clone(chunks[0])
+	huge[2] = maxChunks + 1
+	if _, _, done := (&reassembly{}).add(huge, maxPacket); done {
+		t.Fatal("a chunk claiming too many chunks taken")
 	}
 }

@@ -81,7 +81,7 @@ type Network struct {
 	// link's MTU minus VXLANOverhead (and encrypt.Overhead if encrypted).
 	MTU int
 	// Key, when set, makes the network encrypted: its VXLAN packets leave
-	// the sandbox only through a WireGuard tunnel keyed from it
+	// the sandbox only through an ESP tunnel keyed from it
 	// (overlaynet/encrypt), never in plaintext.
 	Key []byte
 }
@@ -105,7 +105,7 @@ type Endpoint struct {
 type Manager struct {
 	cfg Config
 	mu  sync.Mutex
-	// tunnels are the encrypted networks' WireGuard devices, by VNI. They
+	// tunnels are the encrypted networks' tunnels, by VNI. They
 	// live in this process: after a restart an adopted encrypted sandbox
 	// has none (and so no path out) until its next Attach opens it again.
 	tunnels map[uint32]*encrypt.Tunnel
@@ -280,9 +280,9 @@ func (m *Manager) hostHandle() (*netlink.Handle, error) {
 
 // networkMTU is the MTU of n's bridge, VXLAN device and veths: n's own, or
 // the underlay's minus the VXLAN overhead, or for an encrypted network
-// encrypt.MTU minus it. The tunnel's packets are the host's UDP datagrams,
-// which the host fragments to the underlay's MTU: a large MTU inside makes
-// far fewer packets for WireGuard in user space, whose cost is per packet.
+// encrypt.MTU minus it: the tunnel cuts its packets to the underlay's MTU
+// itself, and a large MTU inside makes far fewer packets through user
+// space, whose cost is per packet.
 func (m *Manager) networkMTU(host *netlink.Handle, n Network) (int, error) {
 	if n.MTU != 0 {
 		return n.MTU, nil
@@ -485,7 +485,7 @@ func (m *Manager) ensureTunnel(n Network) error {
 	return m.openTunnel(n, mtu+VXLANOverhead)
 }
 
-// openTunnel opens n's WireGuard tunnel with a TUN device of MTU mtu in its
+// openTunnel opens n's ESP tunnel with a TUN device of MTU mtu in its
 // sandbox, its UDP socket in the host namespace.
 func (m *Manager) openTunnel(n Network, mtu int) error {
 	var t *encrypt.Tunnel
