@@ -33,37 +33,37 @@ func chunkSize(mtu int) int { return mtu - 20 - 8 - chunkHeaderLen }
 
 // chunker cuts sealed packets into a send buffer of chunks.
 type chunker struct {
-	size int // chunk payload
-	buf  []byte
-	oob  []byte
+	size    int // chunk payload
+	headers [maxChunks][chunkHeaderLen]byte
+	iov     [][]byte // header, chunk, header, chunk...
+	oob     []byte
 }
 
 func newChunker(underlayMTU, maxPacket int) *chunker {
 	// No more than maxChunks, even on a small underlay MTU (the host
 	// fragments chunks larger than the link).
 	size := max(chunkSize(underlayMTU), (maxPacket+maxChunks-1)/maxChunks)
-	n := (maxPacket + size - 1) / size
-	return &chunker{size: size, buf: make([]byte, n*(chunkHeaderLen+size)), oob: make([]byte, unix.CmsgSpace(2))}
+	return &chunker{size: size, iov: make([][]byte, 0, 2*maxChunks), oob: make([]byte, unix.CmsgSpace(2))}
 }
 
-// cut lays pkt (sequence number seq) out as chunks and returns the buffer
-// to send and the segment size to send it with (0: one datagram).
-func (c *chunker) cut(pkt []byte, seq uint64) ([]byte, int) {
+// cut lays pkt (sequence number seq) out as chunks, each its header and its
+// part of pkt (gathered by the kernel: no copy), and returns them with the
+// bytes they hold and the segment size to send them with (0: one datagram).
+func (c *chunker) cut(pkt []byte, seq uint64) (iov [][]byte, total, seg int) {
 	count := (len(pkt) + c.size - 1) / c.size
-	out := c.buf[:0]
+	c.iov = c.iov[:0]
 	for i := range count {
-		chunk := pkt[i*c.size : min((i+1)*c.size, len(pkt))]
-		var h [chunkHeaderLen]byte
+		h := &c.headers[i]
 		h[0], h[1], h[2] = chunkVersion, byte(i), byte(count)
 		binary.BigEndian.PutUint16(h[4:6], uint16(c.size))
 		binary.BigEndian.PutUint64(h[8:16], seq)
-		out = append(out, h[:]...)
-		out = append(out, chunk...)
+		c.iov = append(c.iov, h[:], pkt[i*c.size:min((i+1)*c.size, len(pkt))])
 	}
+	total = count*chunkHeaderLen + len(pkt)
 	if count == 1 {
-		return out, 0
+		return c.iov, total, 0
 	}
-	return out, chunkHeaderLen + c.size
+	return c.iov, total, chunkHeaderLen + c.size
 }
 
 // segmentOOB is the control message asking for segments of size seg.
@@ -78,23 +78,21 @@ func (c *chunker) segmentOOB(seg int) []byte {
 // send sends a packet's chunks to addr: in one call with segmentation
 // offload while the kernel takes it, one datagram at a time otherwise.
 func (c *chunker) send(fd, stop int, pkt []byte, seq uint64, to *unix.SockaddrInet4, gso *bool) error {
-	out, seg := c.cut(pkt, seq)
+	iov, total, seg := c.cut(pkt, seq)
 	if seg == 0 {
-		return sendFD(fd, stop, out, nil, to)
+		return sendFD(fd, stop, iov, nil, to)
 	}
-	if *gso && len(out) <= maxGSO {
-		err := sendFD(fd, stop, out, c.segmentOOB(seg), to)
+	if *gso && total <= maxGSO {
+		err := sendFD(fd, stop, iov, c.segmentOOB(seg), to)
 		if err == nil || err == errStopped {
 			return err
 		}
 		*gso = false // EIO or EINVAL: no UDP GSO on this path
 	}
-	for len(out) > 0 {
-		n := min(seg, len(out))
-		if err := sendFD(fd, stop, out[:n], nil, to); err == errStopped {
+	for i := 0; i < len(iov); i += 2 {
+		if err := sendFD(fd, stop, iov[i:i+2], nil, to); err == errStopped {
 			return err
 		}
-		out = out[n:]
 	}
 	return nil
 }

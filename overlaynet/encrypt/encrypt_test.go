@@ -2,6 +2,7 @@ package encrypt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"strings"
@@ -17,14 +18,16 @@ var (
 	nodeC = netip.MustParseAddr("198.18.0.3")
 )
 
-// innerPacket is an IPv4 packet from src to dst with payload.
+// innerPacket is what the TUN device gives: a virtio-net header without
+// offload and an IPv4 packet from src to dst with payload.
 func innerPacket(src, dst netip.Addr, payload string) []byte {
-	p := make([]byte, 20+len(payload))
-	p[0] = 0x45
+	p := make([]byte, vnetHdrLen+20+len(payload))
+	ip := p[vnetHdrLen:]
+	ip[0] = 0x45
 	s, d := src.As4(), dst.As4()
-	copy(p[12:16], s[:])
-	copy(p[16:20], d[:])
-	copy(p[20:], payload)
+	copy(ip[12:16], s[:])
+	copy(ip[16:20], d[:])
+	copy(ip[20:], payload)
 	return p
 }
 
@@ -55,7 +58,7 @@ func TestSealOpen(t *testing.T) {
 		if (len(pkt)-headerLen-icvLen)%4 != 0 {
 			t.Fatalf("%d bytes: ciphertext of %d bytes is not 4-aligned", n, len(pkt)-headerLen-icvLen)
 		}
-		if bytes.Contains(pkt, inner[20:]) && n > 22 {
+		if bytes.Contains(pkt, inner[vnetHdrLen+20:]) && n > 22 {
 			t.Fatalf("%d bytes: payload in the clear", n)
 		}
 		spi, seq, err := espHeader(pkt)
@@ -167,6 +170,22 @@ func TestReceiveChecks(t *testing.T) {
 	}
 	if receive(nodeA, sealed(a, innerPacket(nodeA, nodeC, "elsewhere"), next())) {
 		t.Fatal("an inner packet for another node taken")
+	}
+	gso := innerPacket(nodeA, nodeB, "segment me")
+	gso[vnetGSOOffset] = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	if receive(nodeA, sealed(a, gso, next())) {
+		t.Fatal("a header asking for segmentation taken")
+	}
+	csum := innerPacket(nodeA, nodeB, "sum me")
+	csum[vnetFlagsOffset] = vnetNeedsCsum
+	binary.NativeEndian.PutUint16(csum[vnetCsumStartOff:], 20)
+	binary.NativeEndian.PutUint16(csum[vnetCsumOffOff:], 4)
+	if !receive(nodeA, sealed(a, csum, next())) {
+		t.Fatal("a header with a checksum to complete inside the packet refused")
+	}
+	binary.NativeEndian.PutUint16(csum[vnetCsumStartOff:], 100)
+	if receive(nodeA, sealed(a, csum, next())) {
+		t.Fatal("a checksum to complete past the packet's end taken")
 	}
 	other := bytes.Repeat([]byte{9}, KeySize)
 	time.Sleep(deriveEvery)
@@ -298,7 +317,11 @@ func TestChunksOverLoopback(t *testing.T) {
 		t.Fatalf("reassembled %d bytes, want the %d sent", len(got), len(pkt))
 	}
 
-	out, seg := c.cut(pkt, 43)
+	iov, total, seg := c.cut(pkt, 43)
+	out := bytes.Join(iov, nil)
+	if len(out) != total {
+		t.Fatalf("cut says %d bytes, holds %d", total, len(out))
+	}
 	var chunks [][]byte
 	for data := out; len(data) > 0; data = data[min(seg, len(data)):] {
 		chunks = append(chunks, bytes.Clone(data[:min(seg, len(data))]))

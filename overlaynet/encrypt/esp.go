@@ -18,15 +18,19 @@ import (
 // sequence numbers, carried in UDP:
 //
 //	SPI (4) | sequence, low 32 bits (4) | IV = the 64-bit sequence (8) |
-//	AES-256-GCM(inner IPv4 packet | padding | pad length | next header 4) | ICV (16)
+//	AES-128-GCM(inner packet | padding | pad length | next header 253) | ICV (16)
+//
+// The inner packet is the TUN device's: a virtio-net header (10 bytes: the
+// kernel's checksum offload state, see vnet.go) and the IPv4 packet; next
+// header 253 (RFC 3692's experimental value) says so.
 //
 // The additional data is SPI | sequence high | sequence low (RFC 4106 5),
 // the nonce the SA's 4-byte salt and the IV.
 const (
 	headerLen  = 16
 	icvLen     = 16
-	trailerLen = 2 // pad length, next header
-	ipv4Next   = 4 // next header: IPv4
+	trailerLen = 2   // pad length, next header
+	innerNext  = 253 // next header: virtio-net header and IPv4
 )
 
 // maxOverhead is what sealing adds at most to a packet: header, padding to
@@ -47,12 +51,12 @@ type sa struct {
 // its own, so a sender that starts again (another random SPI) never reuses
 // a nonce, whatever its sequence numbers.
 func newSA(networkKey []byte, sender netip.Addr, spi uint32) (*sa, error) {
-	var km [36]byte
+	var km [20]byte // AES-128 key and salt, as Docker's ESP
 	r := hkdfReader(networkKey, fmt.Sprintf("esp %s %08x", sender, spi))
 	if _, err := io.ReadFull(r, km[:]); err != nil {
 		return nil, fmt.Errorf("derive SA %08x of %s: %w", spi, sender, err)
 	}
-	block, err := aes.NewCipher(km[:32])
+	block, err := aes.NewCipher(km[:16])
 	if err != nil {
 		return nil, fmt.Errorf("SA %08x of %s: %w", spi, sender, err)
 	}
@@ -61,7 +65,7 @@ func newSA(networkKey []byte, sender netip.Addr, spi uint32) (*sa, error) {
 		return nil, fmt.Errorf("SA %08x of %s: %w", spi, sender, err)
 	}
 	s := &sa{spi: spi, aead: aead}
-	copy(s.salt[:], km[32:])
+	copy(s.salt[:], km[16:])
 	return s, nil
 }
 
@@ -75,7 +79,7 @@ func (s *sa) seal(buf []byte, n int, seq uint64) []byte {
 		buf[end] = byte(i) // RFC 4303 2.4: 1, 2, 3, ...
 		end++
 	}
-	buf[end], buf[end+1] = byte(pad), ipv4Next
+	buf[end], buf[end+1] = byte(pad), innerNext
 	end += trailerLen
 	binary.BigEndian.PutUint32(buf[0:4], s.spi)
 	binary.BigEndian.PutUint32(buf[4:8], uint32(seq))
@@ -122,7 +126,7 @@ func (s *sa) open(pkt []byte, seq uint64) ([]byte, error) {
 		return nil, errTrailer
 	}
 	pad, next := int(plain[len(plain)-2]), plain[len(plain)-1]
-	if next != ipv4Next || pad > 3 || len(plain) < trailerLen+pad {
+	if next != innerNext || pad > 3 || len(plain) < trailerLen+pad {
 		return nil, errTrailer
 	}
 	return plain[:len(plain)-trailerLen-pad], nil

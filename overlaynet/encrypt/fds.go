@@ -72,10 +72,11 @@ func recvFD(fd, stop int, buf, oob []byte) (n, oobn int, from netip.Addr, err er
 	}
 }
 
-// sendFD sends p (with control messages oob) to to, waiting for room.
-func sendFD(fd, stop int, p, oob []byte, to *unix.SockaddrInet4) error {
+// sendFD sends the datagram gathered from iov (with control messages oob)
+// to to, waiting for room.
+func sendFD(fd, stop int, iov [][]byte, oob []byte, to *unix.SockaddrInet4) error {
 	for {
-		_, err := unix.SendmsgN(fd, p, oob, to, 0)
+		_, err := unix.SendmsgBuffers(fd, iov, oob, to, 0)
 		switch err {
 		case nil:
 			return nil
