@@ -3,6 +3,7 @@ package encrypt
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -347,5 +348,76 @@ func TestChunksOverLoopback(t *testing.T) {
 	huge[2] = maxChunks + 1
 	if _, _, done := (&reassembly{}).add(huge, maxPacket); done {
 		t.Fatal("a chunk claiming too many chunks taken")
+	}
+}
+
+// TestHostileDatagrams: random bytes, random chunk headers and truncated or
+// re-cut real packets from a peer's address never panic and never reach the
+// TUN device; the genuine packet, sent after them, still does.
+func TestHostileDatagrams(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, KeySize)
+	b := testTunnel(nodeB, key, nodeA)
+	rx := map[[4]byte]*peerRx{}
+	var r reassembly
+	const maxPacket = headerLen + vnetHdrLen + 2000 + maxOverhead
+	a := mustSA(t, key, nodeA, 0x5000)
+	seq := uint64(time.Now().UnixNano())
+	genuine := sealed(a, innerPacket(nodeA, nodeB, strings.Repeat("g", 1500)), seq)
+	c := newChunker(600, maxPacket)
+	iov, _, _ := c.cut(genuine, seq)
+	var real [][]byte
+	for i := 0; i < len(iov); i += 2 {
+		real = append(real, bytes.Join(iov[i:i+2], nil))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	taken := 0
+	try := func(d []byte) {
+		if pkt, _, done := r.add(d, maxPacket); done {
+			if _, ok := b.open(rx, nodeA, pkt); ok {
+				taken++
+			}
+		}
+	}
+	for i := range 200000 {
+		var d []byte
+		switch i % 4 {
+		case 0: // noise
+			d = make([]byte, rng.IntN(1600))
+			for j := range d {
+				d[j] = byte(rng.Uint32())
+			}
+		case 1: // a plausible chunk header over noise
+			d = make([]byte, chunkHeaderLen+rng.IntN(700))
+			for j := range d {
+				d[j] = byte(rng.Uint32())
+			}
+			d[0], d[2] = chunkVersion, byte(1+rng.IntN(maxChunks+2))
+			d[1] = byte(rng.IntN(int(d[2]) + 1))
+			binary.BigEndian.PutUint16(d[4:6], uint16(rng.IntN(2000)))
+		case 2: // a real chunk, truncated or with a byte changed
+			d = bytes.Clone(real[rng.IntN(len(real))])
+			if rng.IntN(2) == 0 {
+				d = d[:rng.IntN(len(d))]
+			} else {
+				d[rng.IntN(len(d))] ^= byte(1 + rng.IntN(255))
+			}
+		case 3: // a whole sealed packet, changed, in one datagram
+			d = bytes.Clone(genuine)
+			d[rng.IntN(len(d))] ^= byte(1 + rng.IntN(255))
+			d = append(make([]byte, chunkHeaderLen), d...)
+			d[0], d[1], d[2] = chunkVersion, 0, 1
+			binary.BigEndian.PutUint16(d[4:6], uint16(len(d)))
+		}
+		try(d)
+	}
+	if taken != 0 {
+		t.Fatalf("%d forged or damaged packets reached the TUN device", taken)
+	}
+	time.Sleep(deriveEvery)
+	for _, ch := range real {
+		try(ch)
+	}
+	if taken != 1 {
+		t.Fatal("the genuine packet, after the noise, was not taken")
 	}
 }
