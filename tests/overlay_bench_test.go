@@ -277,6 +277,9 @@ func benchIperf(b testing.TB, srv, clnt *harness.Host, secs int) float64 {
 	}
 	var res struct {
 		End struct {
+			SumSent struct {
+				Retransmits int `json:"retransmits"`
+			} `json:"sum_sent"`
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
@@ -285,6 +288,9 @@ func benchIperf(b testing.TB, srv, clnt *harness.Host, secs int) float64 {
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil || res.End.SumReceived.BitsPerSecond == 0 {
 		b.Fatalf("iperf3 -c %s from %s: no received rate in its JSON (%v): %.500s", srv.IP, clnt.Name, err, r.Stdout)
 	}
+	// Retransmissions say whether a path drops (a loss costs a whole
+	// window's worth of time on a single stream).
+	fmt.Printf("iperf3 %s -> %s: %.2f Gbit/s, %d retransmits\n", clnt.IP, srv.IP, res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits)
 	return res.End.SumReceived.BitsPerSecond / 1e9
 }
 
