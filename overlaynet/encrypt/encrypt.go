@@ -403,10 +403,10 @@ func (t *Tunnel) send() {
 	to := &unix.SockaddrInet4{Port: int(t.port)}
 	for {
 		n, err := readFD(t.tun, t.stop, buf[headerLen:headerLen+vnetHdrLen+t.mtu])
-		if err == errStopped {
-			return
-		}
 		if err != nil {
+			if err == errStopped || pause(t.stop) == errStopped {
+				return
+			}
 			continue
 		}
 		pkt := buf[headerLen : headerLen+n]
@@ -460,10 +460,10 @@ func (t *Tunnel) receive() {
 	rx := map[[4]byte]*peerRx{}
 	for {
 		n, oobn, peer, err := recvFD(t.udp, t.stop, buf, oob)
-		if err == errStopped {
-			return
-		}
 		if err != nil {
+			if err == errStopped || pause(t.stop) == errStopped {
+				return
+			}
 			continue
 		}
 		if !peer.Is4() || !t.st.Load().peers[peer.As4()] {

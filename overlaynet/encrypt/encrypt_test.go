@@ -6,11 +6,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
 )
 
 var (
@@ -419,5 +423,59 @@ func TestHostileDatagrams(t *testing.T) {
 	}
 	if taken != 1 {
 		t.Fatal("the genuine packet, after the noise, was not taken")
+	}
+}
+
+// TestDeletedDeviceDoesNotSpin: a TUN device deleted under a running tunnel
+// (its reads then fail at once) does not set its loop spinning, and Close
+// still ends both loops.
+func TestDeletedDeviceDoesNotSpin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (network namespaces)")
+	}
+	path := filepath.Join(t.TempDir(), "sb")
+	if err := sandbox.Create(path); err != nil {
+		t.Fatal(err)
+	}
+	defer sandbox.Remove(path)
+	tun, err := Open(path, 4093, net.ParseIP("198.18.200.1"), 1400, bytes.Repeat([]byte{1}, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			go tun.Close() // a spinning loop would never let it return
+		}
+	}()
+	h, err := sandbox.Handle(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(LinkName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	cpu := func() time.Duration {
+		var ru unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	before := cpu()
+	time.Sleep(time.Second)
+	if used := cpu() - before; used > 300*time.Millisecond {
+		t.Fatalf("%v of CPU in the second after the device went: a loop spins", used)
+	}
+	done := make(chan struct{})
+	go func() { tun.Close(); close(done) }()
+	select {
+	case <-done:
+		closed = true
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the loops")
 	}
 }

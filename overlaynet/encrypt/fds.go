@@ -35,6 +35,17 @@ func waitFD(fd, stop int, events int16) error {
 	}
 }
 
+// pause waits a little after an error a descriptor may give again at once
+// (its TUN device deleted under it, say), so that the loop does not spin;
+// errStopped if Close signalled meanwhile.
+func pause(stop int) error {
+	pfd := []unix.PollFd{{Fd: int32(stop), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(pfd, 100); n > 0 {
+		return errStopped
+	}
+	return nil
+}
+
 // readFD reads one packet or datagram from fd, waiting for it.
 func readFD(fd, stop int, buf []byte) (int, error) {
 	for {
