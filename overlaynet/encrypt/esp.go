@@ -51,7 +51,7 @@ type sa struct {
 // its own, so a sender that starts again (another random SPI) never reuses
 // a nonce, whatever its sequence numbers.
 func newSA(networkKey []byte, sender netip.Addr, spi uint32) (*sa, error) {
-	var km [20]byte // AES-128 key and salt, as Docker's ESP
+	var km [20]byte // AES-128 key and 4-byte salt (RFC 4106)
 	r := hkdfReader(networkKey, fmt.Sprintf("esp %s %08x", sender, spi))
 	if _, err := io.ReadFull(r, km[:]); err != nil {
 		return nil, fmt.Errorf("derive SA %08x of %s: %w", spi, sender, err)
