@@ -128,9 +128,26 @@ type partial struct {
 	buf   []byte
 }
 
+// buffers are the receiving loop's spare packet buffers, shared by its
+// peers' reassemblies: a buffer is held only while a packet is in progress,
+// so memory follows the packets in flight, not the number of peers.
+type buffers struct{ free [][]byte }
+
+func (b *buffers) get(n int) []byte {
+	if k := len(b.free); k > 0 {
+		buf := b.free[k-1]
+		b.free = b.free[:k-1]
+		if len(buf) >= n {
+			return buf
+		}
+	}
+	return make([]byte, n)
+}
+
 // add takes one chunk; when it completes a packet, it returns the packet
-// (valid until the next add) and its sequence number.
-func (r *reassembly) add(chunk []byte, maxPacket int) ([]byte, uint64, bool) {
+// (valid until the next add: its buffer goes back to bufs) and its sequence
+// number.
+func (r *reassembly) add(chunk []byte, maxPacket int, bufs *buffers) ([]byte, uint64, bool) {
 	if len(chunk) < chunkHeaderLen || chunk[0] != chunkVersion {
 		return nil, 0, false
 	}
@@ -150,7 +167,7 @@ func (r *reassembly) add(chunk []byte, maxPacket int) ([]byte, uint64, bool) {
 		return nil, 0, false
 	}
 	if p.buf == nil {
-		p.buf = make([]byte, maxPacket+size)
+		p.buf = bufs.get(maxPacket + size)
 	}
 	copy(p.buf[idx*size:], data)
 	p.got |= 1 << idx
@@ -162,6 +179,8 @@ func (r *reassembly) add(chunk []byte, maxPacket int) ([]byte, uint64, bool) {
 	}
 	pkt := p.buf[:(count-1)*size+p.last]
 	p.count, p.got = 0, 0
+	bufs.free = append(bufs.free, p.buf)
+	p.buf = nil
 	return pkt, seq, true
 }
 

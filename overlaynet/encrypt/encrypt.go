@@ -146,6 +146,9 @@ type Tunnel struct {
 	mu    sync.Mutex // serialises writers of st
 	st    atomic.Pointer[state]
 	loops sync.WaitGroup
+	// closing makes a second Close harmless (its descriptors' numbers may
+	// be another file's by then).
+	closing sync.Once
 	// dropped counts packets refused on the way in (no peer, failed
 	// authentication, replay, bad inner packet): for tests and logs.
 	dropped atomic.Uint64
@@ -376,11 +379,13 @@ func (t *Tunnel) Key() []byte {
 // Close stops both loops and closes the TUN device, which the kernel then
 // deletes with its address and route, and the socket.
 func (t *Tunnel) Close() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	unix.Write(t.stop, one[:])
-	t.loops.Wait()
-	t.closeFDs()
+	t.closing.Do(func() {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(t.stop, one[:])
+		t.loops.Wait()
+		t.closeFDs()
+	})
 }
 
 func (t *Tunnel) closeFDs() {
@@ -456,8 +461,9 @@ func (t *Tunnel) receive() {
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(4))
-	maxPacket := headerLen + t.mtu + maxOverhead
+	maxPacket := headerLen + vnetHdrLen + t.mtu + maxOverhead
 	rx := map[[4]byte]*peerRx{}
+	var bufs buffers
 	for {
 		n, oobn, peer, err := recvFD(t.udp, t.stop, buf, oob)
 		if err != nil {
@@ -484,7 +490,7 @@ func (t *Tunnel) receive() {
 		for data := buf[:n]; len(data) > 0; {
 			d := data[:min(seg, len(data))]
 			data = data[len(d):]
-			pkt, _, done := p.chunks.add(d, maxPacket)
+			pkt, _, done := p.chunks.add(d, maxPacket, &bufs)
 			if !done {
 				continue
 			}

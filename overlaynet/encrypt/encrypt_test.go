@@ -309,9 +309,10 @@ func TestChunksOverLoopback(t *testing.T) {
 		t.Fatalf("one receive of %d bytes, segment %d: the chunks were not coalesced", n, seg)
 	}
 	var r reassembly
+	var bufs buffers
 	var got []byte
 	for data := buf[:n]; len(data) > 0; data = data[min(seg, len(data)):] {
-		if p, seq, done := r.add(data[:min(seg, len(data))], maxPacket); done {
+		if p, seq, done := r.add(data[:min(seg, len(data))], maxPacket, &bufs); done {
 			if seq != 42 {
 				t.Fatalf("sequence %d", seq)
 			}
@@ -336,21 +337,21 @@ func TestChunksOverLoopback(t *testing.T) {
 		if i == 3 {
 			continue
 		}
-		if _, _, done := r2.add(ch, maxPacket); done {
+		if _, _, done := r2.add(ch, maxPacket, &bufs); done {
 			t.Fatal("a packet with a chunk missing was completed")
 		}
 	}
 	bad := bytes.Clone(chunks[3])
 	bad[2]++ // another count than the packet's
-	if _, _, done := r2.add(bad, maxPacket); done {
+	if _, _, done := r2.add(bad, maxPacket, &bufs); done {
 		t.Fatal("a chunk disagreeing with its packet completed it")
 	}
-	if p, _, done := r2.add(chunks[3], maxPacket); !done || !bytes.Equal(p, pkt) {
+	if p, _, done := r2.add(chunks[3], maxPacket, &bufs); !done || !bytes.Equal(p, pkt) {
 		t.Fatal("the missing chunk, arriving late, did not complete the packet")
 	}
 	huge := bytes.Clone(chunks[0])
 	huge[2] = maxChunks + 1
-	if _, _, done := (&reassembly{}).add(huge, maxPacket); done {
+	if _, _, done := (&reassembly{}).add(huge, maxPacket, &bufs); done {
 		t.Fatal("a chunk claiming too many chunks taken")
 	}
 }
@@ -363,6 +364,7 @@ func TestHostileDatagrams(t *testing.T) {
 	b := testTunnel(nodeB, key, nodeA)
 	rx := map[[4]byte]*peerRx{}
 	var r reassembly
+	var bufs buffers
 	const maxPacket = headerLen + vnetHdrLen + 2000 + maxOverhead
 	a := mustSA(t, key, nodeA, 0x5000)
 	seq := uint64(time.Now().UnixNano())
@@ -376,7 +378,7 @@ func TestHostileDatagrams(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	taken := 0
 	try := func(d []byte) {
-		if pkt, _, done := r.add(d, maxPacket); done {
+		if pkt, _, done := r.add(d, maxPacket, &bufs); done {
 			if _, ok := b.open(rx, nodeA, pkt); ok {
 				taken++
 			}
@@ -477,5 +479,40 @@ func TestDeletedDeviceDoesNotSpin(t *testing.T) {
 		closed = true
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not end the loops")
+	}
+	tun.Close() // a second Close changes nothing
+}
+
+// TestBuffersFollowPackets: a hundred peers each sending a packet one after
+// the other hold one packet buffer between them, not one each.
+func TestBuffersFollowPackets(t *testing.T) {
+	const maxPacket = 8000
+	c := newChunker(1500, maxPacket)
+	pkt := bytes.Repeat([]byte{7}, 5000)
+	iov, _, seg := c.cut(pkt, 1)
+	out := bytes.Join(iov, nil)
+	peers := make([]reassembly, 100)
+	var bufs buffers
+	for i := range peers {
+		completed := false
+		for data := out; len(data) > 0; data = data[min(seg, len(data)):] {
+			if p, _, done := peers[i].add(data[:min(seg, len(data))], maxPacket, &bufs); done {
+				completed = bytes.Equal(p, pkt)
+			}
+		}
+		if !completed {
+			t.Fatalf("peer %d: packet not completed", i)
+		}
+	}
+	held := len(bufs.free)
+	for i := range peers {
+		for _, s := range peers[i].slots {
+			if s.buf != nil {
+				held++
+			}
+		}
+	}
+	if held != 1 {
+		t.Fatalf("%d packet buffers held after 100 peers' packets, want 1", held)
 	}
 }
