@@ -39,10 +39,15 @@ type chunker struct {
 	oob     []byte
 }
 
+// chunkSizeFor is the chunk payload for packets up to maxPacket over an
+// underlay of MTU underlayMTU: no more than maxChunks, even on a small
+// underlay MTU (the host fragments chunks larger than the link).
+func chunkSizeFor(underlayMTU, maxPacket int) int {
+	return max(chunkSize(underlayMTU), (maxPacket+maxChunks-1)/maxChunks)
+}
+
 func newChunker(underlayMTU, maxPacket int) *chunker {
-	// No more than maxChunks, even on a small underlay MTU (the host
-	// fragments chunks larger than the link).
-	size := max(chunkSize(underlayMTU), (maxPacket+maxChunks-1)/maxChunks)
+	size := chunkSizeFor(underlayMTU, maxPacket)
 	return &chunker{size: size, iov: make([][]byte, 0, 2*maxChunks), oob: make([]byte, unix.CmsgSpace(2))}
 }
 
@@ -203,4 +208,68 @@ func (r *reassembly) slot(seq uint64, count, size int) *partial {
 	}
 	free.seq, free.count, free.size, free.got, free.last = seq, count, size, 0, 0
 	return free
+}
+
+// scatter lays a receive out so that a packet a peer sent whole, in one
+// segmentation-offload send with this node's chunk size (the usual case:
+// the same underlay MTU), lands contiguous: the chunk headers go to an
+// array of their own and the chunks one after the other, which spares the
+// reassembly's copy of every byte. Anything else is flattened and takes
+// the reassembly's path.
+type scatter struct {
+	size int
+	hdrs [maxChunks][chunkHeaderLen]byte
+	data []byte
+	iov  [][]byte
+	flat []byte
+}
+
+func newScatter(size int) *scatter {
+	s := &scatter{size: size, data: make([]byte, maxChunks*size), flat: make([]byte, maxChunks*(chunkHeaderLen+size))}
+	for i := range maxChunks {
+		s.iov = append(s.iov, s.hdrs[i][:], s.data[i*size:(i+1)*size])
+	}
+	return s
+}
+
+// whole returns the sealed packet and its sequence number when the n bytes
+// received, in segments of seg (0: one datagram), are all the chunks of one
+// packet, in order, cut to this node's chunk size.
+func (s *scatter) whole(n, seg int) ([]byte, uint64, bool) {
+	full := chunkHeaderLen + s.size
+	if seg == 0 {
+		seg = n
+	}
+	if n <= chunkHeaderLen || (seg != full && n > full) {
+		return nil, 0, false
+	}
+	k := (n + seg - 1) / seg
+	if k > maxChunks {
+		return nil, 0, false
+	}
+	h0 := &s.hdrs[0]
+	for i := range k {
+		h := &s.hdrs[i]
+		if h[0] != chunkVersion || int(h[1]) != i || int(h[2]) != k || h[3] != 0 ||
+			int(binary.BigEndian.Uint16(h[4:6])) != s.size || *(*[8]byte)(h[8:16]) != *(*[8]byte)(h0[8:16]) {
+			return nil, 0, false
+		}
+	}
+	last := n - (k-1)*seg - chunkHeaderLen
+	if last <= 0 || last > s.size {
+		return nil, 0, false
+	}
+	return s.data[:(k-1)*s.size+last], binary.BigEndian.Uint64(h0[8:16]), true
+}
+
+// flatten returns the n bytes received as they came, in one buffer.
+func (s *scatter) flatten(n int) []byte {
+	out := s.flat[:0]
+	for _, b := range s.iov {
+		if len(out)+len(b) >= n {
+			return append(out, b[:n-len(out)]...)
+		}
+		out = append(out, b...)
+	}
+	return out
 }

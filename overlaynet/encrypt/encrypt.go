@@ -459,13 +459,13 @@ func (t *Tunnel) receive() {
 	defer t.loops.Done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(4))
 	maxPacket := headerLen + vnetHdrLen + t.mtu + maxOverhead
+	sc := newScatter(chunkSizeFor(t.underlayMTU, maxPacket))
 	rx := map[[4]byte]*peerRx{}
 	var bufs buffers
 	for {
-		n, oobn, peer, err := recvFD(t.udp, t.stop, buf, oob)
+		n, oobn, peer, err := recvFD(t.udp, t.stop, sc.iov, oob)
 		if err != nil {
 			if err == errStopped || pause(t.stop) == errStopped {
 				return
@@ -484,10 +484,18 @@ func (t *Tunnel) receive() {
 			rx[peer.As4()] = p
 		}
 		seg := groSize(oob[:oobn])
+		if pkt, _, ok := sc.whole(n, seg); ok {
+			if inner, ok := t.open(rx, peer, pkt); ok {
+				unix.Write(t.tun, inner)
+			} else {
+				t.dropped.Add(1)
+			}
+			continue
+		}
 		if seg <= 0 {
 			seg = n
 		}
-		for data := buf[:n]; len(data) > 0; {
+		for data := sc.flatten(n); len(data) > 0; {
 			d := data[:min(seg, len(data))]
 			data = data[len(d):]
 			pkt, _, done := p.chunks.add(d, maxPacket, &bufs)

@@ -300,7 +300,7 @@ func TestChunksOverLoopback(t *testing.T) {
 		t.Fatal("the kernel refused UDP segmentation offload on loopback")
 	}
 	buf, oob := make([]byte, 1<<16), make([]byte, 64)
-	n, oobn, _, err := recvFD(rfd, stop, buf, oob)
+	n, oobn, _, err := recvFD(rfd, stop, [][]byte{buf}, oob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,5 +514,74 @@ func TestBuffersFollowPackets(t *testing.T) {
 	}
 	if held != 1 {
 		t.Fatalf("%d packet buffers held after 100 peers' packets, want 1", held)
+	}
+}
+
+// TestScatterOverLoopback: a packet sent whole with this node's chunk size
+// is received contiguous without reassembly; one cut to another size is
+// not taken as whole and comes back through the flattened bytes.
+func TestScatterOverLoopback(t *testing.T) {
+	loopback := [4]byte{127, 0, 0, 1}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(stop)
+	rfd, err := udpSocket(loopback, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rfd)
+	sfd, err := udpSocket(loopback, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sfd)
+	ra, err := unix.Getsockname(rfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := &unix.SockaddrInet4{Addr: loopback, Port: ra.(*unix.SockaddrInet4).Port}
+	const maxPacket = 64100
+	pkt := make([]byte, 50001)
+	for i := range pkt {
+		pkt[i] = byte(i * 13)
+	}
+	sc := newScatter(chunkSizeFor(1500, maxPacket))
+	oob := make([]byte, 64)
+	for _, mtu := range []int{1500, 1400, 9000} {
+		gso := true
+		if err := newChunker(mtu, maxPacket).send(sfd, stop, pkt, 9, to, &gso); err != nil {
+			t.Fatal(err)
+		}
+		n, oobn, _, err := recvFD(rfd, stop, sc.iov, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seg := groSize(oob[:oobn])
+		got, seq, whole := sc.whole(n, seg)
+		if whole != (mtu == 1500) {
+			t.Fatalf("sender MTU %d: taken whole %v", mtu, whole)
+		}
+		if whole {
+			if seq != 9 || !bytes.Equal(got, pkt) {
+				t.Fatalf("sender MTU %d: whole packet differs (seq %d, %d bytes)", mtu, seq, len(got))
+			}
+			continue
+		}
+		var r reassembly
+		var bufs buffers
+		if seg <= 0 {
+			seg = n
+		}
+		got = nil
+		for data := sc.flatten(n); len(data) > 0; data = data[min(seg, len(data)):] {
+			if p, _, done := r.add(data[:min(seg, len(data))], maxPacket, &bufs); done {
+				got = bytes.Clone(p)
+			}
+		}
+		if !bytes.Equal(got, pkt) {
+			t.Fatalf("sender MTU %d: reassembled %d bytes, want %d", mtu, len(got), len(pkt))
+		}
 	}
 }

@@ -63,10 +63,11 @@ func readFD(fd, stop int, buf []byte) (int, error) {
 	}
 }
 
-// recvFD receives one (possibly coalesced) datagram from fd, waiting for it.
-func recvFD(fd, stop int, buf, oob []byte) (n, oobn int, from netip.Addr, err error) {
+// recvFD receives one (possibly coalesced) datagram from fd into iov,
+// waiting for it.
+func recvFD(fd, stop int, iov [][]byte, oob []byte) (n, oobn int, from netip.Addr, err error) {
 	for {
-		n, oobn, _, sa, err := unix.Recvmsg(fd, buf, oob, 0)
+		n, oobn, _, sa, err := unix.RecvmsgBuffers(fd, iov, oob, 0)
 		switch err {
 		case nil:
 			if in4, ok := sa.(*unix.SockaddrInet4); ok {
