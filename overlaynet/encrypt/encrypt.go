@@ -116,6 +116,8 @@ type state struct {
 	prev      []byte    // the key before it, opened with until prevUntil
 	prevUntil time.Time // zero: no previous key
 	tx        *sa       // the sealing SA
+	txKey     []byte    // the network key tx derives from
+	txUntil   time.Time // txKey opens until then once next seals (zero: while tx seals)
 	next      *sa       // the new key's SA, sealing from switchAt on
 	switchAt  time.Time
 	peers     map[[4]byte]bool // underlay addresses of the peers
@@ -169,7 +171,7 @@ func Open(sandboxPath string, vni uint32, local net.IP, mtu int, key []byte) (*T
 	if err != nil {
 		return nil, err
 	}
-	t.st.Store(&state{key: bytes.Clone(key), tx: tx, peers: map[[4]byte]bool{}})
+	t.st.Store(&state{key: bytes.Clone(key), tx: tx, txKey: bytes.Clone(key), peers: map[[4]byte]bool{}})
 	t.udp, t.tun, t.stop = -1, -1, -1
 	fail := func(err error) (*Tunnel, error) {
 		t.closeFDs()
@@ -343,8 +345,11 @@ func peerAddr(ip net.IP) ([4]byte, bool) {
 
 // SetKey switches the tunnel to a new network key: packets under it are
 // opened at once, this node seals with it txSwitchDelay later, and the old
-// key opens packets until prevKeyLife after that. The same key again
-// changes nothing.
+// key opens packets until prevKeyLife after that. A key that comes while a
+// switch is pending replaces the pending one: this node (and, as the keys
+// reach all nodes together, its peers) goes on sealing with the key it
+// seals with now, which therefore goes on opening too, until the newest
+// has been held for txSwitchDelay. The same key again changes nothing.
 func (t *Tunnel) SetKey(key []byte) error {
 	if len(key) != KeySize {
 		return fmt.Errorf("tunnel of network %d: network key has %d bytes, want %d", t.vni, len(key), KeySize)
@@ -358,12 +363,13 @@ func (t *Tunnel) SetKey(key []byte) error {
 	}
 	now := time.Now()
 	t.update(func(s *state) {
-		if s.next != nil {
-			s.tx = s.sealer(now) // a switch still pending is made now
+		if s.next != nil && !now.Before(s.switchAt) {
+			s.tx, s.txKey = s.next, s.key // the last switch was made
 		}
 		s.prev, s.prevUntil = s.key, now.Add(txSwitchDelay+prevKeyLife)
 		s.key = bytes.Clone(key)
 		s.next, s.switchAt = next, now.Add(txSwitchDelay)
+		s.txUntil = s.switchAt.Add(prevKeyLife)
 	})
 	return nil
 }
@@ -555,7 +561,9 @@ func (t *Tunnel) open(rx map[[4]byte]*peerRx, from netip.Addr, pkt []byte) ([]by
 
 // usable reports whether packets under network key k may be opened at now.
 func (st *state) usable(k []byte, now time.Time) bool {
-	return bytes.Equal(k, st.key) || (st.prev != nil && now.Before(st.prevUntil) && bytes.Equal(k, st.prev))
+	return bytes.Equal(k, st.key) ||
+		(st.prev != nil && now.Before(st.prevUntil) && bytes.Equal(k, st.prev)) ||
+		((st.txUntil.IsZero() || now.Before(st.txUntil)) && bytes.Equal(k, st.txKey))
 }
 
 // find returns the peer's SA with spi, if it was derived from a key still
@@ -580,8 +588,10 @@ func (p *peerRx) derive(pkt []byte, spi uint32, seq uint64, from netip.Addr, st 
 	}
 	p.derived = now
 	keys := [][]byte{st.key}
-	if st.usable(st.prev, now) {
-		keys = append(keys, st.prev)
+	for _, k := range [][]byte{st.prev, st.txKey} {
+		if k != nil && !bytes.Equal(k, st.key) && st.usable(k, now) && (len(keys) == 1 || !bytes.Equal(k, keys[1])) {
+			keys = append(keys, k)
+		}
 	}
 	for _, k := range keys {
 		s, err := newSA(k, from, spi)
