@@ -76,7 +76,16 @@ func TestGossipAcrossHosts(t *testing.T) {
 		m := h.manager(t)
 		p, _ := startPeers(t, h, m, clusterKey)
 		if i > 0 {
-			if err := p.Join([]string{hosts[0].ip.String()}); err != nil {
+			// A host's link may not pass traffic yet the moment it is
+			// made (CI once saw the first dial time out under load); the
+			// daemon retries its joins on a timer, so does the test.
+			var err error
+			for try := 0; try < 5; try++ {
+				if err = p.Join([]string{hosts[0].ip.String()}); err == nil {
+					break
+				}
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
