@@ -155,9 +155,10 @@ type Tunnel struct {
 
 // Open makes network vni's tunnel: a TUN device of MTU mtu in the sandbox at
 // sandboxPath carrying local (this node's underlay address) and the default
-// route, and a UDP socket on Port(vni) in the caller's namespace. On error
-// nothing is left.
-func Open(sandboxPath string, vni uint32, local net.IP, mtu int, key []byte) (*Tunnel, error) {
+// route, and a UDP socket on Port(vni) in the caller's namespace, cutting
+// its packets for an underlay link of MTU underlayMTU. On error nothing is
+// left.
+func Open(sandboxPath string, vni uint32, local net.IP, mtu, underlayMTU int, key []byte) (*Tunnel, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("tunnel of network %d: network key has %d bytes, want %d", vni, len(key), KeySize)
 	}
@@ -165,7 +166,7 @@ func Open(sandboxPath string, vni uint32, local net.IP, mtu int, key []byte) (*T
 	if l4 == nil {
 		return nil, fmt.Errorf("tunnel of network %d: local address %q is not IPv4", vni, local)
 	}
-	t := &Tunnel{vni: vni, port: uint16(Port(vni)), mtu: mtu}
+	t := &Tunnel{vni: vni, port: uint16(Port(vni)), mtu: mtu, underlayMTU: underlayMTU}
 	copy(t.local[:], l4)
 	tx, err := t.newTxSA(key)
 	if err != nil {
@@ -183,7 +184,6 @@ func Open(sandboxPath string, vni uint32, local net.IP, mtu int, key []byte) (*T
 	if t.udp, err = udpSocket([4]byte{}, Port(vni)); err != nil {
 		return fail(err)
 	}
-	t.underlayMTU = linkMTU(l4)
 	err = sandbox.Do(sandboxPath, func() error {
 		var err error
 		t.tun, err = openTUN(LinkName)
@@ -243,27 +243,6 @@ func openTUN(name string) (int, error) {
 		return -1, fmt.Errorf("TUNSETOFFLOAD %s: %w", name, err)
 	}
 	return fd, nil
-}
-
-// linkMTU is the MTU of the link holding address local in the caller's
-// namespace, 1500 if none does.
-func linkMTU(local net.IP) int {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return 1500
-	}
-	for _, i := range ifs {
-		addrs, err := i.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(local) && i.MTU >= 576 {
-				return i.MTU
-			}
-		}
-	}
-	return 1500
 }
 
 // route addresses the TUN device with local, sets its MTU and sends
@@ -372,11 +351,6 @@ func (t *Tunnel) SetKey(key []byte) error {
 		s.txUntil = s.switchAt.Add(prevKeyLife)
 	})
 	return nil
-}
-
-// Key returns the network key in use.
-func (t *Tunnel) Key() []byte {
-	return bytes.Clone(t.st.Load().key)
 }
 
 // Close stops both loops and closes the TUN device, which the kernel then

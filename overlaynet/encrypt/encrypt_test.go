@@ -256,10 +256,10 @@ func TestNetworkKey(t *testing.T) {
 // TestOpenRefusesBadInput: a short key or an IPv6 address is refused before
 // anything is made.
 func TestOpenRefusesBadInput(t *testing.T) {
-	if _, err := Open("/nonexistent", 4096, net.ParseIP("198.18.0.1"), 1400, []byte("short")); err == nil || !strings.Contains(err.Error(), "network key") {
+	if _, err := Open("/nonexistent", 4096, net.ParseIP("198.18.0.1"), 1400, 1500, []byte("short")); err == nil || !strings.Contains(err.Error(), "network key") {
 		t.Fatalf("short key: %v", err)
 	}
-	if _, err := Open("/nonexistent", 4096, net.ParseIP("2001:db8::1"), 1400, make([]byte, KeySize)); err == nil || !strings.Contains(err.Error(), "IPv4") {
+	if _, err := Open("/nonexistent", 4096, net.ParseIP("2001:db8::1"), 1400, 1500, make([]byte, KeySize)); err == nil || !strings.Contains(err.Error(), "IPv4") {
 		t.Fatalf("IPv6 address: %v", err)
 	}
 }
@@ -269,26 +269,7 @@ func TestOpenRefusesBadInput(t *testing.T) {
 // missing chunk leaves nothing, and a chunk that disagrees with its
 // packet's header is refused.
 func TestChunksOverLoopback(t *testing.T) {
-	loopback := [4]byte{127, 0, 0, 1}
-	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(stop)
-	rfd, err := udpSocket(loopback, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(rfd)
-	sfd, err := udpSocket(loopback, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(sfd)
-	ra, err := unix.Getsockname(rfd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stop, rfd, sfd, to := loopbackPair(t)
 	const maxPacket = 40000
 	pkt := make([]byte, 30001)
 	for i := range pkt {
@@ -296,7 +277,7 @@ func TestChunksOverLoopback(t *testing.T) {
 	}
 	c := newChunker(1500, maxPacket)
 	gso := true
-	if err := c.send(sfd, stop, pkt, 42, &unix.SockaddrInet4{Addr: loopback, Port: ra.(*unix.SockaddrInet4).Port}, &gso); err != nil {
+	if err := c.send(sfd, stop, pkt, 42, to, &gso); err != nil {
 		t.Fatal(err)
 	}
 	if !gso {
@@ -443,7 +424,7 @@ func TestDeletedDeviceDoesNotSpin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sandbox.Remove(path)
-	tun, err := Open(path, 4093, net.ParseIP("198.18.200.1"), 1400, bytes.Repeat([]byte{1}, KeySize))
+	tun, err := Open(path, 4093, net.ParseIP("198.18.200.1"), 1400, 1500, bytes.Repeat([]byte{1}, KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,27 +505,7 @@ func TestBuffersFollowPackets(t *testing.T) {
 // is received contiguous without reassembly; one cut to another size is
 // not taken as whole and comes back through the flattened bytes.
 func TestScatterOverLoopback(t *testing.T) {
-	loopback := [4]byte{127, 0, 0, 1}
-	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(stop)
-	rfd, err := udpSocket(loopback, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(rfd)
-	sfd, err := udpSocket(loopback, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(sfd)
-	ra, err := unix.Getsockname(rfd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := &unix.SockaddrInet4{Addr: loopback, Port: ra.(*unix.SockaddrInet4).Port}
+	stop, rfd, sfd, to := loopbackPair(t)
 	const maxPacket = 64100
 	pkt := make([]byte, 50001)
 	for i := range pkt {
@@ -655,7 +616,7 @@ func TestTrafficWhileRekeyed(t *testing.T) {
 	for i := range 2 {
 		err := sandbox.Do(hosts[i], func() error {
 			var err error
-			tuns[i], err = Open(sbs[i], 4094, ips[i], 9000, key)
+			tuns[i], err = Open(sbs[i], 4094, ips[i], 9000, 1500, key)
 			return err
 		})
 		if err != nil {
@@ -718,7 +679,6 @@ func TestTrafficWhileRekeyed(t *testing.T) {
 				other := net.IPv4(198, 18, 202, k)
 				tn.AddPeer(other)
 				tn.RemovePeer(other)
-				tn.Key()
 			}
 		}
 	}()
@@ -741,4 +701,29 @@ send:
 	if n < 300 {
 		t.Fatalf("%d datagrams crossed while the keys changed, want 300", n)
 	}
+}
+
+// loopbackPair is an eventfd for the loops' stop, a receiving and a sending
+// tunnel socket on loopback, and the receiver's address; all closed when t
+// ends.
+func loopbackPair(t *testing.T) (stop, rfd, sfd int, to *unix.SockaddrInet4) {
+	t.Helper()
+	loopback := [4]byte{127, 0, 0, 1}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(stop) })
+	for _, fd := range []*int{&rfd, &sfd} {
+		if *fd, err = udpSocket(loopback, 0); err != nil {
+			t.Fatal(err)
+		}
+		c := *fd
+		t.Cleanup(func() { unix.Close(c) })
+	}
+	ra, err := unix.Getsockname(rfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stop, rfd, sfd, &unix.SockaddrInet4{Addr: loopback, Port: ra.(*unix.SockaddrInet4).Port}
 }

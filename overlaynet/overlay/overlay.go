@@ -404,7 +404,11 @@ func (m *Manager) createSandbox(n Network) error {
 		if err := sb.LinkSetUp(vx); err != nil {
 			return fmt.Errorf("set vxlan up: %w", err)
 		}
-		return m.openTunnel(n, mtu+VXLANOverhead)
+		under, err := m.underlayMTU(host)
+		if err != nil {
+			return err
+		}
+		return m.openTunnel(n, mtu+VXLANOverhead, under)
 	}
 	if err := host.LinkAdd(vx); err != nil {
 		return fmt.Errorf("add vxlan %d: %w", n.VNI, err)
@@ -477,21 +481,25 @@ func (m *Manager) ensureTunnel(n Network) error {
 	if err != nil {
 		return err
 	}
+	defer host.Close()
 	mtu, err := m.networkMTU(host, n)
-	host.Close()
 	if err != nil {
 		return err
 	}
-	return m.openTunnel(n, mtu+VXLANOverhead)
+	under, err := m.underlayMTU(host)
+	if err != nil {
+		return err
+	}
+	return m.openTunnel(n, mtu+VXLANOverhead, under)
 }
 
 // openTunnel opens n's ESP tunnel with a TUN device of MTU mtu in its
 // sandbox, its UDP socket in the host namespace.
-func (m *Manager) openTunnel(n Network, mtu int) error {
+func (m *Manager) openTunnel(n Network, mtu, underlayMTU int) error {
 	var t *encrypt.Tunnel
 	open := func() error {
 		var err error
-		t, err = encrypt.Open(m.SandboxPath(n.VNI), n.VNI, m.cfg.LocalIP, mtu, n.Key)
+		t, err = encrypt.Open(m.SandboxPath(n.VNI), n.VNI, m.cfg.LocalIP, mtu, underlayMTU, n.Key)
 		return err
 	}
 	var err error
