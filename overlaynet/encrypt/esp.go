@@ -1,7 +1,6 @@
 package encrypt
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
@@ -12,20 +11,23 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/crypto/hkdf"
+
+	"github.com/shoal-project/shoal/overlaynet/encrypt/aegis"
 )
 
-// The packet is ESP (RFC 4303) with AES-GCM (RFC 4106) and extended
-// sequence numbers, carried in UDP:
+// The packet is ESP (RFC 4303) with extended sequence numbers, carried in
+// UDP, laid out as with AES-GCM (RFC 4106) but sealed with AEGIS-128L
+// (package aegis: the same AES round instruction, 3-4 times GCM's speed):
 //
 //	SPI (4) | sequence, low 32 bits (4) | IV = the 64-bit sequence (8) |
-//	AES-128-GCM(inner packet | padding | pad length | next header 253) | ICV (16)
+//	AEGIS-128L(inner packet | padding | pad length | next header 253) | ICV (16)
 //
 // The inner packet is the TUN device's: a virtio-net header (10 bytes: the
 // kernel's checksum offload state, see vnet.go) and the IPv4 packet; next
 // header 253 (RFC 3692's experimental value) says so.
 //
 // The additional data is SPI | sequence high | sequence low (RFC 4106 5),
-// the nonce the SA's 4-byte salt and the IV.
+// the 16-byte nonce the SA's 8-byte salt and the IV.
 const (
 	headerLen  = 16
 	icvLen     = 16
@@ -42,7 +44,7 @@ const maxOverhead = headerLen + 3 + trailerLen + icvLen
 type sa struct {
 	spi  uint32
 	aead cipher.AEAD
-	salt [4]byte
+	salt [8]byte
 	seq  atomic.Uint64 // the last sequence number sealed (sending SAs)
 }
 
@@ -51,21 +53,17 @@ type sa struct {
 // its own, so a sender that starts again (another random SPI) never reuses
 // a nonce, whatever its sequence numbers.
 func newSA(networkKey []byte, sender netip.Addr, spi uint32) (*sa, error) {
-	var km [20]byte // AES-128 key and 4-byte salt (RFC 4106)
-	r := hkdfReader(networkKey, fmt.Sprintf("esp %s %08x", sender, spi))
+	var km [aegis.KeySize + 8]byte // key and salt
+	r := hkdfReader(networkKey, fmt.Sprintf("esp aegis128l %s %08x", sender, spi))
 	if _, err := io.ReadFull(r, km[:]); err != nil {
 		return nil, fmt.Errorf("derive SA %08x of %s: %w", spi, sender, err)
 	}
-	block, err := aes.NewCipher(km[:16])
-	if err != nil {
-		return nil, fmt.Errorf("SA %08x of %s: %w", spi, sender, err)
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := aegis.New(km[:aegis.KeySize])
 	if err != nil {
 		return nil, fmt.Errorf("SA %08x of %s: %w", spi, sender, err)
 	}
 	s := &sa{spi: spi, aead: aead}
-	copy(s.salt[:], km[16:])
+	copy(s.salt[:], km[aegis.KeySize:])
 	return s, nil
 }
 
@@ -84,9 +82,9 @@ func (s *sa) seal(buf []byte, n int, seq uint64) []byte {
 	binary.BigEndian.PutUint32(buf[0:4], s.spi)
 	binary.BigEndian.PutUint32(buf[4:8], uint32(seq))
 	binary.BigEndian.PutUint64(buf[8:16], seq)
-	var nonce [12]byte
-	copy(nonce[:4], s.salt[:])
-	copy(nonce[4:], buf[8:16])
+	var nonce [aegis.NonceSize]byte
+	copy(nonce[:8], s.salt[:])
+	copy(nonce[8:], buf[8:16])
 	aad := espAAD(s.spi, seq)
 	s.aead.Seal(buf[headerLen:headerLen], nonce[:], buf[headerLen:end], aad[:])
 	return buf[:end+icvLen]
@@ -114,9 +112,9 @@ func espHeader(pkt []byte) (spi uint32, seq uint64, err error) {
 // open authenticates and decrypts the ESP packet pkt (sequence number seq,
 // from espHeader) in place and returns the inner packet.
 func (s *sa) open(pkt []byte, seq uint64) ([]byte, error) {
-	var nonce [12]byte
-	copy(nonce[:4], s.salt[:])
-	copy(nonce[4:], pkt[8:16])
+	var nonce [aegis.NonceSize]byte
+	copy(nonce[:8], s.salt[:])
+	copy(nonce[8:], pkt[8:16])
 	aad := espAAD(s.spi, seq)
 	plain, err := s.aead.Open(pkt[headerLen:headerLen], nonce[:], pkt[headerLen:], aad[:])
 	if err != nil {
