@@ -37,6 +37,7 @@ type chunker struct {
 	headers [maxChunks][chunkHeaderLen]byte
 	iov     [][]byte // header, chunk, header, chunk...
 	oob     []byte
+	msg     msgIO
 }
 
 // chunkSizeFor is the chunk payload for packets up to maxPacket over an
@@ -85,17 +86,17 @@ func (c *chunker) segmentOOB(seg int) []byte {
 func (c *chunker) send(fd, stop int, pkt []byte, seq uint64, to *unix.SockaddrInet4, gso *bool) error {
 	iov, total, seg := c.cut(pkt, seq)
 	if seg == 0 {
-		return sendFD(fd, stop, iov, nil, to)
+		return c.msg.send(fd, stop, iov, nil, to)
 	}
 	if *gso && total <= maxGSO {
-		err := sendFD(fd, stop, iov, c.segmentOOB(seg), to)
+		err := c.msg.send(fd, stop, iov, c.segmentOOB(seg), to)
 		if err == nil || err == errStopped {
 			return err
 		}
 		*gso = false // EIO or EINVAL: no UDP GSO on this path
 	}
 	for i := 0; i < len(iov); i += 2 {
-		if err := sendFD(fd, stop, iov[i:i+2], nil, to); err == errStopped {
+		if err := c.msg.send(fd, stop, iov[i:i+2], nil, to); err == errStopped {
 			return err
 		}
 	}
@@ -105,14 +106,16 @@ func (c *chunker) send(fd, stop int, pkt []byte, seq uint64, to *unix.SockaddrIn
 // groSize reads the segment size of a coalesced receive from its control
 // messages; 0 when the receive is one datagram.
 func groSize(oob []byte) int {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_UDP && m.Header.Type == unix.UDP_GRO && len(m.Data) >= 4 {
-			return int(binary.NativeEndian.Uint32(m.Data))
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.CmsgLen(0) || l > len(oob) {
+			return 0
 		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):]))
+		}
+		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
 	}
 	return 0
 }

@@ -448,8 +448,9 @@ func (t *Tunnel) receive() {
 	sc := newScatter(chunkSizeFor(t.underlayMTU, maxPacket))
 	rx := map[[4]byte]*peerRx{}
 	var bufs buffers
+	msg := new(msgIO)
 	for {
-		n, oobn, peer, err := recvFD(t.udp, t.stop, sc.iov, oob)
+		n, oobn, peer, err := msg.recv(t.udp, t.stop, sc.iov, oob)
 		if err != nil {
 			if err == errStopped || pause(t.stop) == errStopped {
 				return

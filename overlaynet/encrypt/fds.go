@@ -1,9 +1,11 @@
 package encrypt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,41 +65,77 @@ func readFD(fd, stop int, buf []byte) (int, error) {
 	}
 }
 
-// recvFD receives one (possibly coalesced) datagram from fd into iov,
+// msgIO is a loop's own message header for sendmsg(2) and recvmsg(2):
+// x/sys/unix's SendmsgBuffers and RecvmsgBuffers allocate the iovecs and
+// the address on every call, which at 10,000 packets a second per loop kept
+// the garbage collector busy (2-3 % of the tunnel's CPU).
+type msgIO struct {
+	hdr  unix.Msghdr
+	iov  [2 * maxChunks]unix.Iovec
+	name unix.RawSockaddrInet4
+}
+
+// prepare points the header at bufs (at most len(m.iov) of them), oob and
+// the address buffer.
+func (m *msgIO) prepare(bufs [][]byte, oob []byte) {
+	m.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&m.name)), Namelen: unix.SizeofSockaddrInet4}
+	n := 0
+	for _, b := range bufs {
+		if len(b) > 0 && n < len(m.iov) {
+			m.iov[n].Base = &b[0]
+			m.iov[n].SetLen(len(b))
+			n++
+		}
+	}
+	if n > 0 {
+		m.hdr.Iov = &m.iov[0]
+		m.hdr.SetIovlen(n)
+	}
+	if len(oob) > 0 {
+		m.hdr.Control = &oob[0]
+		m.hdr.SetControllen(len(oob))
+	}
+}
+
+// recv receives one (possibly coalesced) datagram from fd into bufs,
 // waiting for it.
-func recvFD(fd, stop int, iov [][]byte, oob []byte) (n, oobn int, from netip.Addr, err error) {
+func (m *msgIO) recv(fd, stop int, bufs [][]byte, oob []byte) (n, oobn int, from netip.Addr, err error) {
 	for {
-		n, oobn, _, sa, err := unix.RecvmsgBuffers(fd, iov, oob, 0)
-		switch err {
-		case nil:
-			if in4, ok := sa.(*unix.SockaddrInet4); ok {
-				return n, oobn, netip.AddrFrom4(in4.Addr), nil
+		m.prepare(bufs, oob)
+		r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&m.hdr)), 0)
+		switch errno {
+		case 0:
+			if m.name.Family == unix.AF_INET {
+				from = netip.AddrFrom4(m.name.Addr)
 			}
-			return n, oobn, netip.Addr{}, nil
+			return int(r), int(m.hdr.Controllen), from, nil
 		case unix.EAGAIN, unix.EINTR:
 			if err := waitFD(fd, stop, unix.POLLIN); err != nil {
 				return 0, 0, netip.Addr{}, err
 			}
 		default:
-			return 0, 0, netip.Addr{}, err
+			return 0, 0, netip.Addr{}, errno
 		}
 	}
 }
 
-// sendFD sends the datagram gathered from iov (with control messages oob)
+// send sends the datagram gathered from bufs (with control messages oob)
 // to to, waiting for room.
-func sendFD(fd, stop int, iov [][]byte, oob []byte, to *unix.SockaddrInet4) error {
+func (m *msgIO) send(fd, stop int, bufs [][]byte, oob []byte, to *unix.SockaddrInet4) error {
 	for {
-		_, err := unix.SendmsgBuffers(fd, iov, oob, to, 0)
-		switch err {
-		case nil:
+		m.prepare(bufs, oob)
+		m.name = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: to.Addr}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&m.name.Port))[:], uint16(to.Port))
+		_, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&m.hdr)), 0)
+		switch errno {
+		case 0:
 			return nil
 		case unix.EAGAIN, unix.EINTR:
 			if err := waitFD(fd, stop, unix.POLLOUT); err != nil {
 				return err
 			}
 		default:
-			return err
+			return errno
 		}
 	}
 }
