@@ -31,12 +31,12 @@ func TestUpdate(t *testing.T) {
 	after := []string{"596ab773e4433ca0127c73f60536769d", "790394041a3d26ab697bde865014652d", "38cf49e4b65248acd533041b64dd0611", "16d8e58748f437bfff1797f780337cee",
 		"69761320f7dd738b281cc9f335ac2f5a", "a21746bb193a569e331e1aa985d0d729", "09d714e6fcf9177a8ed1cde7e3d259a6", "61279ba73167f0ab76f0a11bf203bdff"}
 	m := unhex(t, "033e6975b94816879e42917650955aa0"+"033e6975b94816879e42917650955aa0")
-	for name, absorb := range backends() {
+	for name, b := range backends() {
 		var s state
 		for i := range s {
 			s[i] = [16]byte(unhex(t, before[i]))
 		}
-		absorb.absorb(&s, m)
+		b.absorb(&s, m)
 		for i := range s {
 			if got := hex.EncodeToString(s[i][:]); got != after[i] {
 				t.Errorf("%s: S%d = %s, want %s", name, i, got, after[i])
