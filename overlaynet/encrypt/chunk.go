@@ -106,16 +106,15 @@ func (c *chunker) send(fd, stop int, pkt []byte, seq uint64, to *unix.SockaddrIn
 // groSize reads the segment size of a coalesced receive from its control
 // messages; 0 when the receive is one datagram.
 func groSize(oob []byte) int {
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < unix.CmsgLen(0) || l > len(oob) {
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob) // no allocation
+		if err != nil {
 			return 0
 		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
-			return int(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):]))
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && len(data) >= 4 {
+			return int(binary.NativeEndian.Uint32(data))
 		}
-		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+		oob = rest
 	}
 	return 0
 }

@@ -404,11 +404,7 @@ func (m *Manager) createSandbox(n Network) error {
 		if err := sb.LinkSetUp(vx); err != nil {
 			return fmt.Errorf("set vxlan up: %w", err)
 		}
-		under, err := m.underlayMTU(host)
-		if err != nil {
-			return err
-		}
-		return m.openTunnel(n, mtu+VXLANOverhead, under)
+		return m.openTunnel(host, n, mtu+VXLANOverhead)
 	}
 	if err := host.LinkAdd(vx); err != nil {
 		return fmt.Errorf("add vxlan %d: %w", n.VNI, err)
@@ -486,23 +482,23 @@ func (m *Manager) ensureTunnel(n Network) error {
 	if err != nil {
 		return err
 	}
-	under, err := m.underlayMTU(host)
-	if err != nil {
-		return err
-	}
-	return m.openTunnel(n, mtu+VXLANOverhead, under)
+	return m.openTunnel(host, n, mtu+VXLANOverhead)
 }
 
 // openTunnel opens n's ESP tunnel with a TUN device of MTU mtu in its
-// sandbox, its UDP socket in the host namespace.
-func (m *Manager) openTunnel(n Network, mtu, underlayMTU int) error {
+// sandbox, its UDP socket in the host namespace (host: a handle on it),
+// cutting packets for the underlay link's MTU.
+func (m *Manager) openTunnel(host *netlink.Handle, n Network, mtu int) error {
+	underlayMTU, err := m.underlayMTU(host)
+	if err != nil {
+		return err
+	}
 	var t *encrypt.Tunnel
 	open := func() error {
 		var err error
 		t, err = encrypt.Open(m.SandboxPath(n.VNI), n.VNI, m.cfg.LocalIP, mtu, underlayMTU, n.Key)
 		return err
 	}
-	var err error
 	if m.cfg.HostNetNS == "" {
 		err = open()
 	} else {
