@@ -4,7 +4,7 @@
 //
 // The encrypted overlay uses it instead of AES-GCM because it is built from
 // the same AES round instruction but needs one round per 16 bytes where
-// GCM needs ten plus a carry-less multiplication: 3-4 times the throughput
+// GCM needs ten plus a carry-less multiplication: 2.3-2.8 times the throughput
 // on these machines, and the tunnel's CPU is what limits an encrypted
 // overlay in user space. On amd64 with AES-NI and AVX the bulk of the work
 // is assembly (blocks_amd64.s); elsewhere a table-free Go AES round runs,
