@@ -22,8 +22,12 @@ package atomicfile
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFile replaces path with data, with permissions perm, atomically and
@@ -42,34 +46,49 @@ func Replace(path string, data []byte, perm os.FileMode) error {
 
 func write(path string, data []byte, perm os.FileMode, durable bool) (err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	// Plain system calls rather than an *os.File: os.CreateTemp's file
+	// tries the netpoller (a failed epoll_ctl) and switches to non-blocking
+	// and back, four calls more than the work itself, on every record of
+	// every container start; a system call costs about 10 µs on the
+	// paravirtualised VMs we test on.
+	fd, tmp, err := createTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			unix.Unlink(tmp)
 			err = fmt.Errorf("write %s: %w", path, err)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
-		return err
+	for b := data; len(b) > 0; {
+		n, werr := unix.Write(fd, b)
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			return &os.PathError{Op: "write", Path: tmp, Err: werr}
+		}
+		b = b[n:]
 	}
-	if err := f.Chmod(perm); err != nil {
-		return err
+	if err := unix.Fchmod(fd, uint32(perm.Perm())); err != nil {
+		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
 	}
 	if durable {
-		if err := f.Sync(); err != nil {
-			return err
+		if err := unix.Fsync(fd); err != nil {
+			return &os.PathError{Op: "sync", Path: tmp, Err: err}
 		}
 	}
-	if err := f.Close(); err != nil {
-		return err
+	cerr := unix.Close(fd)
+	fd = -1
+	if cerr != nil {
+		return &os.PathError{Op: "close", Path: tmp, Err: cerr}
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
+	if err := unix.Rename(tmp, path); err != nil {
+		return &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err}
 	}
 	if !durable {
 		return nil
@@ -77,15 +96,32 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 	return SyncDir(dir)
 }
 
+// createTemp creates a new file dir/prefixRANDOM, mode 0600, as
+// os.CreateTemp does.
+func createTemp(dir, prefix string) (int, string, error) {
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		switch {
+		case err == nil:
+			return fd, name, nil
+		case err == unix.EINTR || err == unix.EEXIST && try < 100:
+			continue
+		default:
+			return -1, "", &os.PathError{Op: "open", Path: name, Err: err}
+		}
+	}
+}
+
 // SyncDir fsyncs a directory: the creations, renames and removals of entries
 // in it are on disk when it returns.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil

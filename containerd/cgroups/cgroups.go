@@ -181,14 +181,29 @@ func New(mode Mode, root, path string) (Manager, error) {
 
 // writeFile writes one value to a cgroup control file. Control files exist
 // already, so no O_CREAT: a missing file is reported, not silently created.
+//
+// The file is opened, written and closed with plain system calls: an
+// *os.File registers a control file with the netpoller (kernfs files accept
+// epoll), switching it to non-blocking and back, seven calls instead of
+// three, and a container start writes some thirty control files. A system
+// call costs about 10 µs on the paravirtualised VMs we test on.
 func writeFile(dir, name, value string) error {
 	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	fd, err := openRetry(p, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("cgroups: write %s: %w", p, err)
 	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
+	b := []byte(value)
+	for len(b) > 0 && err == nil {
+		var n int
+		n, err = unix.Write(fd, b)
+		if err == unix.EINTR {
+			err = nil
+			continue
+		}
+		b = b[n:]
+	}
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -197,12 +212,43 @@ func writeFile(dir, name, value string) error {
 	return nil
 }
 
+// readFile reads a control file whole, trimmed, with plain system calls
+// (see writeFile).
 func readFile(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	p := filepath.Join(dir, name)
+	fd, err := openRetry(p, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
-		return "", fmt.Errorf("cgroups: %w", err)
+		return "", fmt.Errorf("cgroups: open %s: %w", p, err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	defer unix.Close(fd)
+	// Control files are rarely over a page; cgroup.procs of a busy
+	// cgroup can be, hence the loop to EOF.
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("cgroups: read %s: %w", p, err)
+		}
+		if n == 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		b = b[:len(b)+n]
+	}
+}
+
+func openRetry(path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // readKey finds "key value" in a flat-keyed file such as memory.events.
