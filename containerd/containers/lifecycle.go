@@ -361,6 +361,13 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 		return 0, 0, nil, err
 	}
 	cmd := exec.Command(e.opts.Shim, opts.Args()...)
+	// One P: the shim waits and copies output, work that one thread does
+	// well, and its start-up and create then leave the other CPUs to the
+	// container's init, on the start's critical path. It parks no thread in
+	// a system call (runtime's awaitExit, its non-blocking pipes), which
+	// with one P would stall its other goroutines. On the two-CPU test VMs
+	// `run --rm` took 6-8 ms less wall time (of ~80) and 2 ms less CPU.
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{statusW, startR}
 	// Its own session: signals to the daemon's group never reach it.

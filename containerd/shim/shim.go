@@ -222,6 +222,11 @@ func parseArgs(args []string) (Options, error) {
 
 // Main is `shoal shim ARGS...`; it never returns.
 func Main(args []string) {
+	// Non-blocking, hence in the netpoller: waiting for the engine's
+	// go-ahead must not hold the shim's only P in read(2) while the engine
+	// connects its attach and wait clients (see awaitExit in the runtime).
+	_ = unix.SetNonblock(3, true)
+	_ = unix.SetNonblock(4, true)
 	status := os.NewFile(3, "status")
 	start := os.NewFile(4, "start")
 	opts, err := parseArgs(args)
