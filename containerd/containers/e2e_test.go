@@ -801,3 +801,27 @@ func TestAutoRemoveExitedWhileDown(t *testing.T) {
 		t.Errorf("left of it: %v", left)
 	}
 }
+
+// Running containers do not cost the engine a thread each: the shims are
+// waited for in the netpoller (runtime.AwaitExit), not in waitid(2).
+func TestRunningContainersHoldNoThreads(t *testing.T) {
+	env := newEnv(t)
+	threads := func() int {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	env.run(Config{Cmd: []string{"sleep", "1000"}}) // the first start's one-time threads
+	time.Sleep(100 * time.Millisecond)
+	before := threads()
+	const n = 10
+	for i := 0; i < n; i++ {
+		env.run(Config{Cmd: []string{"sleep", "1000"}})
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after := threads(); after-before >= n/2 {
+		t.Fatalf("%d threads with %d more containers running, %d before", after, n, before)
+	}
+}

@@ -163,6 +163,7 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 			}
 		}(s.n, s.r)
 	}
+	runtime.AwaitExit(sup.Pid)
 	_, werr := sup.Wait()
 	shim.DrainOutput(&wg, sio.console)
 	e.setExec(execID, func(x *execRecord) { x.console = nil })

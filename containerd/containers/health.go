@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/runtime"
 )
 
 // Healthchecks, as dockerd's (moby daemon/health.go): a probe runs in the
@@ -307,6 +308,7 @@ func (e *Engine) probe(ctx context.Context, c Container, hc HealthConfig) Health
 	}()
 	exited := make(chan struct{})
 	go func() {
+		runtime.AwaitExit(sup.Pid)
 		_, _ = sup.Wait()
 		close(exited)
 	}()

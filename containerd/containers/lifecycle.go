@@ -380,7 +380,10 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
 	}
 	// Reap it when it ends while this daemon lives; after a restart init does.
-	go func() { _ = cmd.Wait() }()
+	go func() {
+		runtime.AwaitExit(cmd.Process.Pid) // no thread parked per running container
+		_ = cmd.Wait()
+	}()
 	dec := json.NewDecoder(statusR)
 	var st shim.Status
 	if err := dec.Decode(&st); err != nil || !st.Created {

@@ -6,15 +6,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// awaitExit returns once our child pid has exited (it is not reaped: the
+// AwaitExit returns once our child pid has exited (it is not reaped: the
 // caller's Wait does that, then without blocking). It waits in the
 // netpoller, on a pidfd, which becomes readable at the exit, where Wait
 // alone would sit in waitid(2) for the container's whole life: a thread
 // and its P held in a system call, which keeps the runtime's sysmon
 // polling and, in a process with one P (the shim runs on one), stalls
-// every other goroutine until sysmon takes the P back. If no pidfd can be
+// every other goroutine until sysmon takes the P back; in the daemon, a
+// thread per running container. If no pidfd can be
 // had (kernels before 5.3), it returns at once and Wait blocks as before.
-func awaitExit(pid int) {
+func AwaitExit(pid int) {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		return

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// awaitExit returns when the child exits, not before, and leaves it for
+// AwaitExit returns when the child exits, not before, and leaves it for
 // Wait to reap with its status.
 func TestAwaitExit(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "sleep 0.3; exit 7")
@@ -15,7 +15,7 @@ func TestAwaitExit(t *testing.T) {
 	}
 	start := time.Now()
 	done := make(chan struct{})
-	go func() { awaitExit(cmd.Process.Pid); close(done) }()
+	go func() { AwaitExit(cmd.Process.Pid); close(done) }()
 	select {
 	case <-done:
 		t.Fatalf("returned after %v, while the child runs", time.Since(start))
@@ -28,20 +28,20 @@ func TestAwaitExit(t *testing.T) {
 	}
 	err := cmd.Wait()
 	if code := exitCode(cmd.ProcessState, err); code != 7 {
-		t.Fatalf("exit status %d (%v), want 7: the child was reaped by awaitExit", code, err)
+		t.Fatalf("exit status %d (%v), want 7: the child was reaped by AwaitExit", code, err)
 	}
 	// A child that has already exited: at once.
 	cmd = exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	awaitExit(cmd.Process.Pid) // reaped already: no pidfd, returns
+	AwaitExit(cmd.Process.Pid) // reaped already: no pidfd, returns
 	cmd = exec.Command("true")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // a zombie now
-	awaitExit(cmd.Process.Pid)
+	AwaitExit(cmd.Process.Pid)
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}

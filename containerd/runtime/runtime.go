@@ -674,7 +674,7 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 		c = &child{done: make(chan struct{}), startTime: start}
 		// The waiter ends when the process exits; kill paths guarantee it.
 		go func() {
-			awaitExit(cmd.Process.Pid)
+			AwaitExit(cmd.Process.Pid)
 			err := cmd.Wait()
 			c.status = exitCode(cmd.ProcessState, err)
 			close(c.done)

@@ -224,7 +224,7 @@ func parseArgs(args []string) (Options, error) {
 func Main(args []string) {
 	// Non-blocking, hence in the netpoller: waiting for the engine's
 	// go-ahead must not hold the shim's only P in read(2) while the engine
-	// connects its attach and wait clients (see awaitExit in the runtime).
+	// connects its attach and wait clients (see AwaitExit in the runtime).
 	_ = unix.SetNonblock(3, true)
 	_ = unix.SetNonblock(4, true)
 	status := os.NewFile(3, "status")
