@@ -193,13 +193,14 @@ func writeFile(dir, name, value string) error {
 	if err != nil {
 		return fmt.Errorf("cgroups: write %s: %w", p, err)
 	}
-	b := []byte(value)
-	for len(b) > 0 && err == nil {
-		var n int
-		n, err = unix.Write(fd, b)
-		if err == unix.EINTR {
-			err = nil
+	for b := []byte(value); len(b) > 0; {
+		n, werr := unix.Write(fd, b)
+		if werr == unix.EINTR {
 			continue
+		}
+		if werr != nil {
+			err = werr
+			break
 		}
 		b = b[n:]
 	}

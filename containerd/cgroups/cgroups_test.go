@@ -299,3 +299,16 @@ func TestV1Real(t *testing.T) {
 		waitProgramGone(t, id)
 	}
 }
+
+// A write the kernel refuses is an error naming the file and the value,
+// not a crash (/dev/full refuses every write with ENOSPC, as a cpuset or a
+// memory limit can refuse a value).
+func TestWriteFileRefused(t *testing.T) {
+	err := writeFile("/dev", "full", "1")
+	if err == nil || !strings.Contains(err.Error(), `"1" to /dev/full`) || !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("write to /dev/full: %v", err)
+	}
+	if _, err := readFile(t.TempDir(), "missing"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("read of a missing file: %v", err)
+	}
+}

@@ -13,8 +13,8 @@ import (
 // and its P held in a system call, which keeps the runtime's sysmon
 // polling and, in a process with one P (the shim runs on one), stalls
 // every other goroutine until sysmon takes the P back; in the daemon, a
-// thread per running container. If no pidfd can be
-// had (kernels before 5.3), it returns at once and Wait blocks as before.
+// thread per running container. If no pidfd can be had (kernels before
+// 5.3), it returns at once and Wait blocks as before.
 func AwaitExit(pid int) {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
