@@ -66,9 +66,6 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 	}()
 	for b := data; len(b) > 0; {
 		n, werr := unix.Write(fd, b)
-		if werr == unix.EINTR {
-			continue
-		}
 		if werr != nil {
 			return &os.PathError{Op: "write", Path: tmp, Err: werr}
 		}
@@ -105,7 +102,7 @@ func createTemp(dir, prefix string) (int, string, error) {
 		switch {
 		case err == nil:
 			return fd, name, nil
-		case err == unix.EINTR || err == unix.EEXIST && try < 100:
+		case err == unix.EEXIST && try < 100:
 			continue
 		default:
 			return -1, "", &os.PathError{Op: "open", Path: name, Err: err}
