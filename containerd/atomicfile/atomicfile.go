@@ -93,11 +93,11 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 	return SyncDir(dir)
 }
 
-// createTemp creates a new file dir/prefixRANDOM, mode 0600, as
-// os.CreateTemp does.
+// createTemp creates a new file dir/prefix followed by a random decimal
+// number, mode 0600, named and made as os.CreateTemp does.
 func createTemp(dir, prefix string) (int, string, error) {
 	for try := 0; ; try++ {
-		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
 		fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 		switch {
 		case err == nil:
