@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"unsafe"
 
@@ -56,24 +57,43 @@ func dropBounding(keep uint64) error {
 	return nil
 }
 
+// capSets are a process's capability sets as masks.
+type capSets struct{ bounding, eff, perm, inh, amb uint64 }
+
+// grantableCaps returns p's capabilities less those this process does not
+// hold itself: those cannot be granted, which is a warning on w and not a
+// failure, as the spec asks.
+func grantableCaps(p *specs.Process, w io.Writer) capSets {
+	var c capSets
+	if pc := p.Capabilities; pc != nil {
+		c = capSets{capSet(pc.Bounding), capSet(pc.Effective), capSet(pc.Permitted), capSet(pc.Inheritable), capSet(pc.Ambient)}
+	}
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &cur[0]); err == nil {
+		have := uint64(cur[0].Permitted) | uint64(cur[1].Permitted)<<32
+		if missing := (c.eff | c.perm | c.inh | c.amb) &^ have; missing != 0 {
+			fmt.Fprintf(w, "shoal-init: warning: capabilities %#x cannot be granted (not held by the runtime)\n", missing)
+		}
+		c.eff, c.perm, c.inh, c.amb = c.eff&have, c.perm&have, c.inh&have, c.amb&have
+	}
+	return c
+}
+
+// capsetData is capset(2)'s data for c's effective, permitted and
+// inheritable sets.
+func capsetData(c capSets) [2]unix.CapUserData {
+	return [2]unix.CapUserData{
+		{Effective: uint32(c.eff), Permitted: uint32(c.perm), Inheritable: uint32(c.inh)},
+		{Effective: uint32(c.eff >> 32), Permitted: uint32(c.perm >> 32), Inheritable: uint32(c.inh >> 32)},
+	}
+}
+
 // setUserAndCaps switches to the process user and sets the exact
 // capability sets, in the order that keeps the capabilities needed for
 // each step: bounding drop, keepcaps, groups/gid/uid, capset, ambient.
 func setUserAndCaps(p *specs.Process) error {
-	var bounding, eff, perm, inh, amb uint64
-	if c := p.Capabilities; c != nil {
-		bounding, eff, perm, inh, amb = capSet(c.Bounding), capSet(c.Effective), capSet(c.Permitted), capSet(c.Inheritable), capSet(c.Ambient)
-	}
-	// Capabilities this process does not hold itself cannot be granted:
-	// warn and go on, as the spec asks.
-	var cur [2]unix.CapUserData
-	if err := unix.Capget(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &cur[0]); err == nil {
-		have := uint64(cur[0].Permitted) | uint64(cur[1].Permitted)<<32
-		if missing := (eff | perm | inh | amb) &^ have; missing != 0 {
-			fmt.Fprintf(os.Stderr, "shoal-init: warning: capabilities %#x cannot be granted (not held by the runtime)\n", missing)
-		}
-		eff, perm, inh, amb = eff&have, perm&have, inh&have, amb&have
-	}
+	caps := grantableCaps(p, os.Stderr)
+	bounding, amb := caps.bounding, caps.amb
 	if err := dropBounding(bounding); err != nil {
 		return err
 	}
@@ -99,10 +119,7 @@ func setUserAndCaps(p *specs.Process) error {
 		return fmt.Errorf("keepcaps: %w", err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := [2]unix.CapUserData{
-		{Effective: uint32(eff), Permitted: uint32(perm), Inheritable: uint32(inh)},
-		{Effective: uint32(eff >> 32), Permitted: uint32(perm >> 32), Inheritable: uint32(inh >> 32)},
-	}
+	data := capsetData(caps)
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
 	}

@@ -126,7 +126,11 @@ func mountOne(root *inroot.Root, cfg *initConfig, m specs.Mount) error {
 	if typ == "cgroup" || typ == "cgroup2" {
 		return mountCgroup(root, fd, cfg, dest, flags)
 	}
-	if bind {
+	if typ == "proc" && cfg.procPidNS > 0 {
+		if err := mountProcFor(fd, dest, flags, data, cfg.procPidNS); err != nil {
+			return err
+		}
+	} else if bind {
 		if err := mountOn(fd, dest, source, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
 			return err
 		}
@@ -151,6 +155,68 @@ func mountOne(root *inroot.Root, cfg *initConfig, m specs.Mount) error {
 		if err := mountAt(root, "", dest, "", p, ""); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// procMountFlags are the mount flags mountProcFor can apply.
+const procMountFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY |
+	unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME | unix.MS_STRICTATIME
+
+// mountProcFor mounts on fd a proc filesystem of the pid namespace pidns,
+// which the caller is not in (a first process's; see firstproc.go): a
+// plain mount would show the caller's own. data's options (hidepid=2,
+// subset=pid) are passed on as they are.
+func mountProcFor(fd int, dest string, flags uintptr, data string, pidns int) error {
+	fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("mount proc on %s: %w", dest, err)
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigSetString(fs, "source", "proc"); err != nil {
+		return fmt.Errorf("mount proc on %s: %w", dest, err)
+	}
+	if err := unix.FsconfigSetFd(fs, "pidns", pidns); err != nil {
+		return fmt.Errorf("mount proc on %s: pidns: %w", dest, err)
+	}
+	for _, o := range strings.Split(data, ",") {
+		k, v, ok := strings.Cut(o, "=")
+		switch {
+		case o == "":
+			continue
+		case ok:
+			err = unix.FsconfigSetString(fs, k, v)
+		default:
+			err = unix.FsconfigSetFlag(fs, k)
+		}
+		if err != nil {
+			return fmt.Errorf("mount proc on %s: option %s: %w", dest, o, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return fmt.Errorf("mount proc on %s: %w", dest, err)
+	}
+	var attr int
+	for _, a := range []struct {
+		ms   uintptr
+		attr int
+	}{
+		{unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID}, {unix.MS_NODEV, unix.MOUNT_ATTR_NODEV},
+		{unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC}, {unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY},
+		{unix.MS_NOATIME, unix.MOUNT_ATTR_NOATIME}, {unix.MS_NODIRATIME, unix.MOUNT_ATTR_NODIRATIME},
+		{unix.MS_STRICTATIME, unix.MOUNT_ATTR_STRICTATIME},
+	} {
+		if flags&a.ms != 0 {
+			attr |= a.attr
+		}
+	}
+	m, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, attr)
+	if err != nil {
+		return fmt.Errorf("mount proc on %s: %w", dest, err)
+	}
+	defer unix.Close(m)
+	if err := unix.MoveMount(m, "", fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mount proc on %s: %w", dest, err)
 	}
 	return nil
 }
@@ -506,7 +572,15 @@ func maskPath(path string, devNull int) error {
 		}
 		return nil
 	}
-	if err := unix.Mount(inroot.FdPath(devNull, ""), path, "", unix.MS_BIND, ""); err != nil {
+	// A bind of the descriptor itself, not of /proc/self/fd/N: a first
+	// process's thread (firstproc.go) is not in the pid namespace of the
+	// /proc it sees by now.
+	tree, err := unix.OpenTree(devNull, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("mask %s: %w", path, err)
+	}
+	defer unix.Close(tree)
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, path, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("mask %s: %w", path, err)
 	}
 	return nil

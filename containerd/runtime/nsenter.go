@@ -30,40 +30,13 @@ func startJoined(cmd *exec.Cmd, join []nsPath) error {
 	if len(join) == 0 {
 		return cmd.Start()
 	}
-	// Open every path first, in our own namespaces, so that joining one
-	// (say the network namespace) cannot change what the next path means.
-	fds := make([]int, len(join))
-	for i, ns := range join {
-		fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			for _, f := range fds[:i] {
-				unix.Close(f)
-			}
-			return fmt.Errorf("open namespace %s: %w", ns.path, err)
-		}
-		fds[i] = fd
+	fds, err := openNamespaces(join)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		for _, f := range fds {
-			unix.Close(f)
-		}
-	}()
+	defer closeFds(fds)
 	errc := make(chan error, 1)
-	var run func()
-	run = func() {
-		goruntime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// The main thread is never destroyed (the runtime parks it),
-			// and /proc/self/ns shows its namespaces: use another thread.
-			// A new goroutine cannot run on this locked one; keep it
-			// locked until the other has finished.
-			done := make(chan struct{})
-			go func() { run(); close(done) }()
-			<-done
-			goruntime.UnlockOSThread()
-			return
-		}
-		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+	onDisposableThread(func() {
 		for i, ns := range join {
 			if err := unix.Setns(fds[i], ns.typ); err != nil {
 				errc <- fmt.Errorf("join namespace %s: %w", ns.path, err)
@@ -71,9 +44,55 @@ func startJoined(cmd *exec.Cmd, join []nsPath) error {
 			}
 		}
 		errc <- cmd.Start()
-	}
-	go run()
+	})
 	return <-errc
+}
+
+// openNamespaces opens every path of join first, in our own namespaces, so
+// that joining one (say the network namespace) cannot change what the next
+// path means.
+func openNamespaces(join []nsPath) ([]int, error) {
+	fds := make([]int, 0, len(join))
+	for _, ns := range join {
+		fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeFds(fds)
+			return nil, fmt.Errorf("open namespace %s: %w", ns.path, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// onDisposableThread runs fn, and waits for it, on an OS thread that is
+// locked to it and never unlocked: when fn returns the Go runtime destroys
+// the thread, so whatever fn changed in it (namespaces joined, root) never
+// reaches another goroutine. Never the main thread, which the runtime
+// never destroys and whose namespaces /proc/self/ns shows.
+func onDisposableThread(fn func()) {
+	done := make(chan struct{})
+	var run func()
+	run = func() {
+		goruntime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// A new goroutine cannot run on this locked thread: it gets
+			// another one; this one is unlocked once it has finished.
+			inner := make(chan struct{})
+			go func() { run(); close(inner) }()
+			<-inner
+			goruntime.UnlockOSThread()
+			return
+		}
+		fn()
+	}
+	go func() { run(); close(done) }()
+	<-done
 }
 
 // initConfig is what the parent sends the init on fd 3 (in the binary
@@ -94,4 +113,8 @@ type initConfig struct {
 	CgroupRoot  string
 	CgroupPath  string
 	Seccomp     *seccomp.Program
+
+	// procPidNS, when > 0, is the pid namespace whose proc the rootfs
+	// gets (a first process's, firstproc.go); not sent to a Go init.
+	procPidNS int
 }

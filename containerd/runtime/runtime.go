@@ -448,7 +448,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		}
 		extra.rootfs = os.NewFile(uintptr(fd), "rootfs")
 	}
-	proc, c, err = r.startInit(cfg, join, &attr, extra, Stdio{opts.Stdin, opts.Stdout, opts.Stderr}, cg, t, true)
+	stdio := Stdio{opts.Stdin, opts.Stdout, opts.Stderr}
+	if r.firstProcEligible(cfg, clone) {
+		proc, c, err = r.startFirstProc(cfg, join, clone, extra, stdio, cg, t)
+	} else {
+		proc, c, err = r.startInit(cfg, join, &attr, extra, stdio, cg, t, true)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -1091,6 +1096,9 @@ type syncMsg struct {
 	Kind  string `json:"kind,omitempty"` // "notfound" | "permission"
 	// Pid is the exec'd process (exec mode), a child of the caller.
 	Pid int `json:"pid,omitempty"`
+	// CStep and Errno are a first process's failure (firstproc.go).
+	CStep int `json:"cstep,omitempty"`
+	Errno int `json:"errno,omitempty"`
 }
 
 // readyMsg is syncMsg{Ready: true} as json.Encoder writes it.

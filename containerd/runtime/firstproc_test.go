@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// runFirstProc runs a container that must start through the cloned first
+// process and returns its stdout.
+func runFirstProc(t *testing.T, edit func(*specs.Spec), args ...string) string {
+	t.Helper()
+	requireFirstProc(t)
+	r := newRuntime(t)
+	o := newOutput(t)
+	before := firstProcStarts.Load()
+	code, err := r.Run(ctx(t), "fp", newBundle(t, edit, args...), o.opts())
+	stdout, stderr := o.String()
+	if err != nil || code != 0 {
+		t.Fatalf("run: code %d, %v\nstdout: %s\nstderr: %s", code, err, stdout, stderr)
+	}
+	if firstProcStarts.Load() != before+1 {
+		t.Fatal("the container did not start through the cloned first process")
+	}
+	return stdout
+}
+
+// requireFirstProc lets this test's containers start through the cloned
+// first process, or skips it where there is none.
+func requireFirstProc(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	if !cloneVMSupported || !procPidNSSupported() {
+		t.Skip("no cloned first process here (architecture, or a kernel older than 6.15)")
+	}
+	old := firstProcUnsealed
+	firstProcUnsealed = true
+	t.Cleanup(func() { firstProcUnsealed = old })
+}
+
+// The proc the thread mounts must be the new pid namespace's, not the
+// runtime's own: a plain mount from the thread would list the host's pids.
+func TestFirstProcSeesOwnPidNamespace(t *testing.T) {
+	out := runFirstProc(t, nil, "sh", "-c", `echo $$; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\0' ' '`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[0] != "1" {
+		t.Fatalf("want pid 1 and a count of pids, got %q", out)
+	}
+	// sh, ls and grep (and perhaps cat's predecessor) at most.
+	if n := lines[1]; n != "1" && n != "2" && n != "3" {
+		t.Fatalf("/proc lists %s processes: not the container's own pid namespace", n)
+	}
+	if !strings.HasPrefix(lines[2], "sh -c") {
+		t.Fatalf("pid 1 is %q, want the container's sh", lines[2])
+	}
+}
+
+// Everything the process sets for itself after its release: user, groups,
+// capabilities (all four sets and the bounding set), no_new_privs, seccomp,
+// rlimits, working directory and umask.
+func TestFirstProcCredentialsAndLimits(t *testing.T) {
+	umask := uint32(0o027)
+	out := runFirstProc(t, func(s *specs.Spec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{2000, 2001}, Umask: &umask}
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding:    []string{"CAP_NET_BIND_SERVICE", "CAP_CHOWN"},
+			Effective:   []string{"CAP_NET_BIND_SERVICE"},
+			Permitted:   []string{"CAP_NET_BIND_SERVICE"},
+			Inheritable: []string{"CAP_NET_BIND_SERVICE"},
+			Ambient:     []string{"CAP_NET_BIND_SERVICE"},
+		}
+		s.Process.NoNewPrivileges = true
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 123, Hard: 456}}
+		s.Process.Cwd = "/tmp"
+	}, "sh", "-c", `grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status; ulimit -n; ulimit -H -n; pwd; umask; echo fds $(ls /proc/self/fd)`)
+	for _, want := range []string{
+		"Uid:\t1000\t1000\t1000\t1000", "Gid:\t1001\t1001\t1001\t1001", "Groups:\t2000 2001",
+		"CapInh:\t0000000000000400", "CapPrm:\t0000000000000400", "CapEff:\t0000000000000400",
+		"CapBnd:\t0000000000000401", "CapAmb:\t0000000000000400", "NoNewPrivs:\t1", "Seccomp:\t2",
+		"\n123\n456\n/tmp\n0027\nfds 0 1 2 3\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
+
+// Failures are reported as the Go init reports them: an executable that is
+// not there is ErrExecNotFound at create, and nothing is left behind.
+func TestFirstProcExecNotFound(t *testing.T) {
+	requireFirstProc(t)
+	r := newRuntime(t)
+	o := newOutput(t)
+	_, err := r.Run(ctx(t), "fp", newBundle(t, nil, "/no/such/binary"), o.opts())
+	if !errors.Is(err, ErrExecNotFound) {
+		t.Fatalf("want ErrExecNotFound, got %v", err)
+	}
+	if ids, _ := r.List(); len(ids) != 0 {
+		t.Fatalf("left behind: %v", ids)
+	}
+}
+
+// A failure in the process itself comes back as its step and errno, and is
+// worded as an error (exec failures with the Go init's kinds).
+func TestFirstProcStepError(t *testing.T) {
+	m := syncMsg{CStep: stepRlimit, Errno: int(unix.EPERM)}
+	if err := m.stepErr("sh"); err == nil || err.Error() != "setrlimit: operation not permitted" {
+		t.Fatalf("got %v", err)
+	}
+	m = syncMsg{CStep: stepExec, Errno: int(unix.EACCES)}
+	if err := m.stepErr("/x"); !errors.Is(err, ErrExecPermission) {
+		t.Fatalf("exec EACCES: got %v", err)
+	}
+	m = syncMsg{CStep: 99, Errno: int(unix.EINVAL)}
+	if err := m.stepErr("sh"); err == nil || !strings.Contains(err.Error(), "step 99") {
+		t.Fatalf("unknown step: got %v", err)
+	}
+}
+
+// What the cloned first process does not cover goes to the Go init.
+func TestFirstProcEligible(t *testing.T) {
+	if !cloneVMSupported || !procPidNSSupported() {
+		t.Skip("no cloned first process here")
+	}
+	old := firstProcUnsealed
+	firstProcUnsealed = true
+	t.Cleanup(func() { firstProcUnsealed = old })
+	const base = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
+	nofile := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1024}}
+	spec := func() *specs.Spec {
+		return &specs.Spec{Process: &specs.Process{Rlimits: nofile},
+			Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Options: []string{"nosuid", "noexec", "nodev"}}}}
+	}
+	r := New(t.TempDir())
+	for _, c := range []struct {
+		name  string
+		cfg   initConfig
+		clone uintptr
+		want  bool
+	}{
+		{"default", initConfig{Mode: modeCreate, Spec: spec()}, base, true},
+		{"exec", initConfig{Mode: modeExec, Spec: spec()}, base, false},
+		{"user namespace", initConfig{Mode: modeCreate, Spec: spec(), UserNS: true}, base | unix.CLONE_NEWUSER, false},
+		{"mount namespace to join", initConfig{Mode: modeCreate, Spec: spec(), MountNS: "/proc/1/ns/mnt"}, base &^ unix.CLONE_NEWNS, false},
+		{"no pivot", initConfig{Mode: modeCreate, Spec: spec(), NoPivot: true}, base, false},
+		{"joined pid namespace", initConfig{Mode: modeCreate, Spec: spec()}, base &^ unix.CLONE_NEWPID, false},
+		{"proc with a flag fsmount lacks", initConfig{Mode: modeCreate, Spec: &specs.Spec{Process: &specs.Process{Rlimits: nofile},
+			Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Options: []string{"sync"}}}}}, base, false},
+		{"no RLIMIT_NOFILE in the spec", initConfig{Mode: modeCreate, Spec: &specs.Spec{Process: &specs.Process{}}}, base, false},
+	} {
+		if got := r.firstProcEligible(&c.cfg, c.clone); got != c.want {
+			t.Errorf("%s: eligible %v, want %v", c.name, got, c.want)
+		}
+	}
+	t.Setenv("SHOAL_INIT", "go")
+	if r.firstProcEligible(&initConfig{Mode: modeCreate, Spec: spec()}, base) {
+		t.Error("SHOAL_INIT=go: still eligible")
+	}
+}
