@@ -72,9 +72,14 @@ type childProg struct {
 	ready                uintptr // readyMsg
 	readyLen             int
 
-	// Written by the process itself.
-	syncClosed bool
-	report     [64]byte
+	failMsg    uintptr // what it says on stderr when it fails after its report
+	failMsgLen int
+
+	// Written by the process itself; the parent reads the failure once
+	// the process has closed its end of the sync pipe.
+	syncClosed          bool
+	sigmask             uint64
+	failStep, failErrno int
 }
 
 type rlimitSet struct {
@@ -239,6 +244,11 @@ func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, 
 		<-c.done
 		return nil, nil, err
 	}
+	// EOF: the process exec'd or exited, and its failure, if any, is in
+	// the memory we shared.
+	if step := f.prog.failStep; errors.Is(err, io.EOF) && step != 0 {
+		return fail(syncMsg{CStep: step, Errno: f.prog.failErrno}.stepErr(cfg.Spec.Process.Args[0]))
+	}
 	switch {
 	case errors.Is(err, io.EOF):
 		if cfg.Mode != modeRun {
@@ -247,8 +257,6 @@ func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, 
 		return proc, c, nil // exec'd: its end of the sync pipe closed on exec
 	case err != nil:
 		return fail(fmt.Errorf("read from init: %w", err))
-	case msg.CStep != 0:
-		return fail(msg.stepErr(cfg.Spec.Process.Args[0]))
 	case msg.Error != "":
 		return fail(msg.err())
 	}
@@ -375,7 +383,9 @@ func newFirstProc(cfg *initConfig, extra *extraFiles, stdio Stdio) (*firstProc, 
 	p.argv, p.envp = uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0]))
 	ready := []byte(readyMsg)
 	p.ready, p.readyLen = uintptr(unsafe.Pointer(&ready[0])), len(ready)
-	f.keep = append(f.keep, hdr, data, groups, cwd, argv, envp, ready)
+	failMsg := []byte("shoal-init: " + proc.Args[0] + ": could not start the process after its start was requested\n")
+	p.failMsg, p.failMsgLen = uintptr(unsafe.Pointer(&failMsg[0])), len(failMsg)
+	f.keep = append(f.keep, hdr, data, groups, cwd, argv, envp, ready, failMsg)
 	return f, files, nil
 }
 

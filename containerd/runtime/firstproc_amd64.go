@@ -27,104 +27,83 @@ type cloneArgs struct {
 func clone3VM(args *cloneArgs, size uintptr, p *childProg) (pid uintptr, errno uintptr)
 
 // childEntry is where the cloned process starts (clone_amd64.s). It never
-// returns: it execs the container's process or reports and exits.
+// returns: it execs the container's process or records its failure and
+// exits. Its frames are kept small: the linker checks a nosplit chain
+// against the 800 bytes a goroutine's stack guarantees, though this one
+// runs on a stack of its own.
 //
 //go:nosplit
 //go:norace
 func childEntry(p *childProg) {
 	var b [1]byte
-	if n, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(p.goFd), uintptr(unsafe.Pointer(&b[0])), 1); n != 1 || b[0] != goByte {
-		childFail(p, stepRelease, e)
+	if n := try(p, stepRelease, unix.SYS_READ, uintptr(p.goFd), uintptr(unsafe.Pointer(&b[0])), 1, 0); n != 1 || b[0] != goByte {
+		childFail(p, stepRelease, 0)
 	}
 	// stdio onto 0, 1 and 2; any of them below 3 first moves above, so
 	// that placing one cannot close another.
-	var fds [3]int
 	for i := 0; i < 3; i++ {
-		fds[i] = p.stdio[i]
-		if fds[i] < 3 {
-			r, _, e := syscall.RawSyscall(unix.SYS_FCNTL, uintptr(fds[i]), unix.F_DUPFD_CLOEXEC, 3)
-			if e != 0 {
-				childFail(p, stepStdio, e)
-			}
-			fds[i] = int(r)
+		if p.stdio[i] < 3 {
+			p.stdio[i] = int(try(p, stepStdio, unix.SYS_FCNTL, uintptr(p.stdio[i]), unix.F_DUPFD_CLOEXEC, 3, 0))
 		}
 	}
 	for i := 0; i < 3; i++ {
-		if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, uintptr(fds[i]), uintptr(i), 0); e != 0 {
-			childFail(p, stepStdio, e)
-		}
+		try(p, stepStdio, unix.SYS_DUP3, uintptr(p.stdio[i]), uintptr(i), 0, 0)
 	}
 	if p.terminal {
-		if _, _, e := syscall.RawSyscall(unix.SYS_SETSID, 0, 0, 0); e != 0 {
-			childFail(p, stepSetsid, e)
-		}
-		if _, _, e := syscall.RawSyscall(unix.SYS_IOCTL, 0, unix.TIOCSCTTY, 0); e != 0 {
-			childFail(p, stepSetsid, e)
-		}
+		try(p, stepSetsid, unix.SYS_SETSID, 0, 0, 0, 0)
+		try(p, stepSetsid, unix.SYS_IOCTL, 0, unix.TIOCSCTTY, 0, 0)
 	}
 	// After the parent has placed us in our cgroup: the namespace's root
 	// is the container's cgroup.
 	if p.cgroupNS {
-		if _, _, e := syscall.RawSyscall(unix.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0); e != 0 {
-			childFail(p, stepCgroupNS, e)
-		}
+		try(p, stepCgroupNS, unix.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0, 0)
 	}
-	for i := 0; i < p.nRlimits; i++ {
-		rl := &p.rlimits[i]
-		if _, _, e := syscall.RawSyscall6(unix.SYS_PRLIMIT64, 0, uintptr(rl.resource), uintptr(unsafe.Pointer(&rl.lim)), 0, 0, 0); e != 0 {
-			childFail(p, stepRlimit, e)
-		}
+	for i := 0; i < p.nRlimits && i < len(p.rlimits); i++ {
+		try(p, stepRlimit, unix.SYS_PRLIMIT64, 0, uintptr(p.rlimits[i].resource), uintptr(unsafe.Pointer(&p.rlimits[i].lim)), 0)
 	}
 	if p.noNewPrivs {
-		if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0); e != 0 {
-			childFail(p, stepNoNewPrivs, e)
-		}
+		try(p, stepNoNewPrivs, unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0)
 	}
 	childCloseFds(p)
 	// Without no_new_privs loading a filter needs CAP_SYS_ADMIN: before
 	// the capability drop (the order of init.go).
 	if p.seccomp != 0 && !p.noNewPrivs {
-		if _, _, e := syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.seccompFlags, p.seccomp); e != 0 {
-			childFail(p, stepSeccomp, e)
-		}
+		try(p, stepSeccomp, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.seccompFlags, p.seccomp, 0)
 	}
 	childCredentials(p)
-	if _, _, e := syscall.RawSyscall(unix.SYS_CHDIR, p.cwd, 0, 0); e != 0 {
-		childFail(p, stepChdir, e)
-	}
-	syscall.RawSyscall(unix.SYS_UMASK, uintptr(p.umask), 0, 0)
+	try(p, stepChdir, unix.SYS_CHDIR, p.cwd, 0, 0, 0)
+	try(p, stepChdir, unix.SYS_UMASK, uintptr(p.umask), 0, 0, 0)
 	if p.fifoFd >= 0 {
-		if _, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(p.syncFd), p.ready, uintptr(p.readyLen)); e != 0 {
-			childFail(p, stepReady, e)
-		}
-		syscall.RawSyscall(unix.SYS_CLOSE, uintptr(p.syncFd), 0, 0)
+		try(p, stepReady, unix.SYS_WRITE, uintptr(p.syncFd), p.ready, uintptr(p.readyLen), 0)
+		try(p, stepReady, unix.SYS_CLOSE, uintptr(p.syncFd), 0, 0, 0)
 		p.syncClosed = true
 		// Blocks until `start` writes a byte: held read-write, the fifo
-		// never reports EOF.
-		for {
-			_, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(p.fifoFd), uintptr(unsafe.Pointer(&b[0])), 1)
-			if e == unix.EINTR {
-				continue
-			}
-			if e != 0 {
-				childFail(p, stepFifo, e)
-			}
-			break
-		}
-		syscall.RawSyscall(unix.SYS_CLOSE, uintptr(p.fifoFd), 0, 0)
+		// never reports EOF. Every signal is blocked: no EINTR.
+		try(p, stepFifo, unix.SYS_READ, uintptr(p.fifoFd), uintptr(unsafe.Pointer(&b[0])), 1, 0)
+		try(p, stepFifo, unix.SYS_CLOSE, uintptr(p.fifoFd), 0, 0, 0)
 	}
 	if p.seccomp != 0 && p.noNewPrivs {
-		if _, _, e := syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.seccompFlags, p.seccomp); e != 0 {
-			childFail(p, stepSeccomp, e)
-		}
+		try(p, stepSeccomp, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.seccompFlags, p.seccomp, 0)
 	}
 	// Born with every signal blocked (the parent blocked them around the
 	// clone) and every handler at its default (CLONE_CLEAR_SIGHAND): the
 	// container's process starts with none blocked.
-	var none uint64
-	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&none)), 0, 8, 0, 0)
-	_, _, e := syscall.RawSyscall(unix.SYS_EXECVE, p.path, p.argv, p.envp)
-	childFail(p, stepExec, e)
+	p.sigmask = 0
+	try(p, stepExec, unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&p.sigmask)), 0, 8)
+	try(p, stepExec, unix.SYS_EXECVE, p.path, p.argv, p.envp, 0)
+	childFail(p, stepExec, 0) // execve returned without an error: cannot happen
+}
+
+// try makes a system call and fails the step on an error.
+//
+//go:nosplit
+//go:norace
+func try(p *childProg, step int, trap, a1, a2, a3, a4 uintptr) uintptr {
+	r, _, e := syscall.RawSyscall6(trap, a1, a2, a3, a4, 0, 0)
+	if e != 0 {
+		childFail(p, step, e)
+	}
+	return r
 }
 
 // childCloseFds keeps 0-2, the sync pipe (moved to 3) and the exec fifo
@@ -137,31 +116,19 @@ func childEntry(p *childProg) {
 //go:norace
 func childCloseFds(p *childProg) {
 	// Above 4 first, so that placing one cannot close the other.
-	sync, _, e := syscall.RawSyscall(unix.SYS_FCNTL, uintptr(p.syncFd), unix.F_DUPFD_CLOEXEC, 5)
-	if e != 0 {
-		childFail(p, stepCloseRange, e)
-	}
-	fifo := uintptr(0)
+	sync := try(p, stepCloseRange, unix.SYS_FCNTL, uintptr(p.syncFd), unix.F_DUPFD_CLOEXEC, 5, 0)
 	if p.fifoFd >= 0 {
-		if fifo, _, e = syscall.RawSyscall(unix.SYS_FCNTL, uintptr(p.fifoFd), unix.F_DUPFD_CLOEXEC, 5); e != 0 {
-			childFail(p, stepCloseRange, e)
-		}
+		fifo := try(p, stepCloseRange, unix.SYS_FCNTL, uintptr(p.fifoFd), unix.F_DUPFD_CLOEXEC, 5, 0)
+		try(p, stepCloseRange, unix.SYS_DUP3, fifo, 4, unix.O_CLOEXEC, 0)
+		p.fifoFd = 4
 	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, sync, 3, unix.O_CLOEXEC); e != 0 {
-		childFail(p, stepCloseRange, e)
-	}
+	try(p, stepCloseRange, unix.SYS_DUP3, sync, 3, unix.O_CLOEXEC, 0)
 	p.syncFd = 3
 	next := uintptr(4)
 	if p.fifoFd >= 0 {
-		if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, fifo, 4, unix.O_CLOEXEC); e != 0 {
-			childFail(p, stepCloseRange, e)
-		}
-		p.fifoFd = 4
 		next = 5
 	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_CLOSE_RANGE, next, ^uintptr(0), 0); e != 0 {
-		childFail(p, stepCloseRange, e)
-	}
+	try(p, stepCloseRange, unix.SYS_CLOSE_RANGE, next, ^uintptr(0), 0, 0)
 }
 
 // childCredentials switches to the process's user and capabilities in the
@@ -182,24 +149,12 @@ func childCredentials(p *childProg) {
 			childFail(p, stepBounding, e)
 		}
 	}
-	if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0, 0, 0, 0); e != 0 {
-		childFail(p, stepKeepCaps, e)
-	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_SETGROUPS, uintptr(p.nGroups), p.groups, 0); e != 0 {
-		childFail(p, stepSetgroups, e)
-	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_SETRESGID, uintptr(p.gid), uintptr(p.gid), uintptr(p.gid)); e != 0 {
-		childFail(p, stepSetgid, e)
-	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_SETRESUID, uintptr(p.uid), uintptr(p.uid), uintptr(p.uid)); e != 0 {
-		childFail(p, stepSetuid, e)
-	}
-	if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0, 0, 0, 0); e != 0 {
-		childFail(p, stepKeepCaps, e)
-	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_CAPSET, p.capHdr, p.capData, 0); e != 0 {
-		childFail(p, stepCapset, e)
-	}
+	try(p, stepKeepCaps, unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0, 0)
+	try(p, stepSetgroups, unix.SYS_SETGROUPS, uintptr(p.nGroups), p.groups, 0, 0)
+	try(p, stepSetgid, unix.SYS_SETRESGID, uintptr(p.gid), uintptr(p.gid), uintptr(p.gid), 0)
+	try(p, stepSetuid, unix.SYS_SETRESUID, uintptr(p.uid), uintptr(p.uid), uintptr(p.uid), 0)
+	try(p, stepKeepCaps, unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0, 0)
+	try(p, stepCapset, unix.SYS_CAPSET, p.capHdr, p.capData, 0, 0)
 	if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); e != 0 && e != unix.EINVAL {
 		childFail(p, stepAmbient, e)
 	}
@@ -212,32 +167,19 @@ func childCredentials(p *childProg) {
 	}
 }
 
-// childFail reports which step failed with which errno, on the sync pipe
-// while the parent reads it (a JSON line that syncMsg decodes), on stderr
-// once it is closed, and exits: 127 or 126 for an exec that found nothing
-// or nothing executable, as a shell does, 1 otherwise.
+// childFail records which step failed with which errno in the memory it
+// shares with the parent, which reads them once the process is gone, says
+// so on stderr when the parent no longer listens, and exits: 127 or 126
+// for an exec that found nothing or nothing executable, as a shell does, 1
+// otherwise.
 //
 //go:nosplit
 //go:norace
 func childFail(p *childProg, step int, e syscall.Errno) {
-	buf := &p.report
-	n := 0
-	fd := uintptr(p.syncFd)
+	p.failStep, p.failErrno = step, int(e)
 	if p.syncClosed {
-		fd = 2
-		n = putString(buf, n, "shoal-init: failed step ")
-		n = putNum(buf, n, uint64(step))
-		n = putString(buf, n, ", errno ")
-		n = putNum(buf, n, uint64(e))
-		n = putString(buf, n, "\n")
-	} else {
-		n = putString(buf, n, `{"cstep":`)
-		n = putNum(buf, n, uint64(step))
-		n = putString(buf, n, `,"errno":`)
-		n = putNum(buf, n, uint64(e))
-		n = putString(buf, n, "}\n")
+		syscall.RawSyscall(unix.SYS_WRITE, 2, p.failMsg, uintptr(p.failMsgLen))
 	}
-	syscall.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(n))
 	code := uintptr(1)
 	if step == stepExec {
 		switch e {
@@ -250,34 +192,4 @@ func childFail(p *childProg, step int, e syscall.Errno) {
 	for {
 		syscall.RawSyscall(unix.SYS_EXIT_GROUP, code, 0, 0)
 	}
-}
-
-//go:nosplit
-//go:norace
-func putString(buf *[64]byte, n int, s string) int {
-	for i := 0; i < len(s) && n < len(buf); i++ {
-		buf[n] = s[i]
-		n++
-	}
-	return n
-}
-
-//go:nosplit
-//go:norace
-func putNum(buf *[64]byte, n int, v uint64) int {
-	var d [20]byte
-	i := len(d)
-	for {
-		i--
-		d[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 || i == 0 {
-			break
-		}
-	}
-	for ; i < len(d) && n < len(buf); i++ {
-		buf[n] = d[i]
-		n++
-	}
-	return n
 }

@@ -160,3 +160,26 @@ func TestFirstProcEligible(t *testing.T) {
 		t.Error("SHOAL_INIT=go: still eligible")
 	}
 }
+
+// A step of the process itself that fails (here an RLIMIT_NOFILE above
+// what the kernel allows) fails the create with that step and errno, and
+// leaves nothing behind.
+func TestFirstProcStepFailure(t *testing.T) {
+	requireFirstProc(t)
+	r := newRuntime(t)
+	o := newOutput(t)
+	before := firstProcStarts.Load()
+	bundle := newBundle(t, func(s *specs.Spec) {
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1 << 40, Hard: 1 << 40}}
+	}, "true")
+	_, err := r.Run(ctx(t), "fp", bundle, o.opts())
+	if err == nil || !strings.HasPrefix(err.Error(), "setrlimit: ") || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("want setrlimit: operation not permitted, got %v", err)
+	}
+	if firstProcStarts.Load() != before+1 {
+		t.Fatal("the container did not start through the cloned first process")
+	}
+	if ids, _ := r.List(); len(ids) != 0 {
+		t.Fatalf("left behind: %v", ids)
+	}
+}

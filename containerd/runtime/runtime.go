@@ -204,6 +204,10 @@ func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
 	}
+	// The daemon's bundles carry the spec decoded already (SpecFile).
+	if s, err := bundleSpec(bundle, b); s != nil || err != nil {
+		return s, b, err
+	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, nil, fmt.Errorf("%w: config.json: %v", ErrInvalid, err)
@@ -1096,9 +1100,10 @@ type syncMsg struct {
 	Kind  string `json:"kind,omitempty"` // "notfound" | "permission"
 	// Pid is the exec'd process (exec mode), a child of the caller.
 	Pid int `json:"pid,omitempty"`
-	// CStep and Errno are a first process's failure (firstproc.go).
-	CStep int `json:"cstep,omitempty"`
-	Errno int `json:"errno,omitempty"`
+	// CStep and Errno are a first process's failure (firstproc.go), which
+	// it leaves in the memory it shares with its parent.
+	CStep int `json:"-"`
+	Errno int `json:"-"`
 }
 
 // readyMsg is syncMsg{Ready: true} as json.Encoder writes it.
