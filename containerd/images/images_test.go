@@ -114,6 +114,31 @@ func twoLayer() layoutImage {
 	return layoutImage{layers: [][]byte{l1, l2}, cfg: ocispec.ImageConfig{Env: []string{"A=1"}}}
 }
 
+// treeOf lists every path under dir, relative to it, in walk order.
+func treeOf(dir string) []string {
+	var got []string
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if p != dir && err == nil {
+			rel, _ := filepath.Rel(dir, p)
+			got = append(got, rel)
+		}
+		return nil
+	})
+	return got
+}
+
+// withoutInitLayer drops from a mounted tree's paths the mount points the
+// image's init layer adds (initlayer.go).
+func withoutInitLayer(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if !slices.Contains(initDirs, p) && !slices.Contains(initFiles, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func checkWhiteoutsMounted(t *testing.T, s *Store, img Image, id string) {
 	t.Helper()
 	r, err := s.PrepareRootfs(ctx, id, img)
@@ -121,7 +146,7 @@ func checkWhiteoutsMounted(t *testing.T, s *Store, img Image, id string) {
 		t.Fatal(err)
 	}
 	defer s.RemoveRootfs(ctx, id)
-	if len(r.Lower) != 2 {
+	if len(r.Lower) != 3 { // the init layer, then the image's two
 		t.Fatalf("lower %v", r.Lower)
 	}
 	mnt := t.TempDir()
@@ -131,16 +156,9 @@ func checkWhiteoutsMounted(t *testing.T, s *Store, img Image, id string) {
 			return
 		}
 		defer Unmount(mnt)
-		var got []string
-		filepath.Walk(mnt, func(p string, fi os.FileInfo, err error) error {
-			if p != mnt && err == nil {
-				rel, _ := filepath.Rel(mnt, p)
-				got = append(got, rel)
-			}
-			return nil
-		})
+		got := treeOf(mnt)
 		want := "data,data/new,etc,etc/added,etc/keep"
-		if strings.Join(got, ",") != want {
+		if got = withoutInitLayer(got); strings.Join(got, ",") != want {
 			t.Errorf("mounted tree %v, want %s", got, want)
 		}
 	})
@@ -441,15 +459,8 @@ func TestCommitAndHistory(t *testing.T) {
 			return
 		}
 		defer Unmount(mnt2)
-		var got []string
-		filepath.Walk(mnt2, func(p string, fi os.FileInfo, err error) error {
-			if p != mnt2 && err == nil {
-				rel, _ := filepath.Rel(mnt2, p)
-				got = append(got, rel)
-			}
-			return nil
-		})
-		if want := "data,data/fresh,etc,etc/added,etc/motd"; strings.Join(got, ",") != want {
+		got := treeOf(mnt2)
+		if want := "data,data/fresh,etc,etc/added,etc/motd"; strings.Join(withoutInitLayer(got), ",") != want {
 			t.Errorf("committed tree %v, want %s", got, want)
 		}
 	})
@@ -561,7 +572,7 @@ func TestPersistence(t *testing.T) {
 	}
 	// The container's rootfs survives the restart and still pins the image.
 	r2, err := s2.RootfsOf("c1")
-	if err != nil || r2.Upper != r.Upper || len(r2.Lower) != 1 || r2.Lower[0] != r.Lower[0] {
+	if err != nil || r2.Upper != r.Upper || !slices.Equal(r2.Lower, r.Lower) {
 		t.Fatalf("RootfsOf: %+v %v, want %+v", r2, err, r)
 	}
 	if _, err := s2.Remove("keep:1", false); !errors.Is(err, ErrConflict) {
@@ -732,7 +743,7 @@ func TestPrepareRootfsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.RemoveRootfs(ctx, "d")
-	if _, err := os.Stat(filepath.Join(r.Lower[0], "a")); err != nil {
+	if _, err := os.Stat(filepath.Join(r.Lower[len(r.Lower)-1], "a")); err != nil {
 		t.Fatal(err)
 	}
 	var st unix.Stat_t

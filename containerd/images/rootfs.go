@@ -211,6 +211,12 @@ func (s *Store) prepareRootfs(ctx context.Context, containerID string, img Image
 	if err := write(filepath.Join(dir, "rootfs.json"), rec, 0o600); err != nil {
 		return Rootfs{}, fmt.Errorf("images: prepare rootfs: %w", err)
 	}
+	// The image's init layer on top of its own (initlayer.go). Without one
+	// (it could not be made) the runtime makes the mount points in the
+	// upper directory, as it always could.
+	if init, err := s.initLayer(e.chain); err == nil {
+		r.Lower = append(r.Lower, init)
+	}
 	for i := len(e.chain) - 1; i >= 0; i-- {
 		r.Lower = append(r.Lower, s.snapshotFS(e.chain[i]))
 	}
@@ -234,6 +240,11 @@ func (s *Store) RootfsOf(containerID string) (Rootfs, error) {
 		return Rootfs{}, fmt.Errorf("images: rootfs of container %s: %w", containerID, err)
 	}
 	r := Rootfs{Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	if len(rec.Chain) > 0 {
+		if init := filepath.Join(s.snapshotDir(rec.Chain[len(rec.Chain)-1]), "init"); exists(init) {
+			r.Lower = append(r.Lower, init)
+		}
+	}
 	for i := len(rec.Chain) - 1; i >= 0; i-- {
 		r.Lower = append(r.Lower, s.snapshotFS(rec.Chain[i]))
 	}
