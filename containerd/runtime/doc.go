@@ -46,6 +46,20 @@
 //   - run: execs at once; fd 4 is close-on-exec, so the parent reads EOF on
 //     success and an error message on failure.
 //
+// # The first process without the Go init
+//
+// Where it applies (a sealed binary, as the shim is; see firstproc.go for
+// the list), create does not re-execute the binary at all: a locked,
+// disposable thread of the caller joins and unshares the namespaces, clones
+// the container's first process with CLONE_VM into a new pid namespace, and
+// does the init's rootfs work itself (proc is mounted for that pid namespace
+// with procfs's pidns option) while the process waits; the process, which
+// runs no Go runtime, then sets its own credentials, capabilities, seccomp
+// and limits and execs. The caller is non-dumpable from then on, since the
+// process shares its memory until its execve. The daemon also writes the
+// spec in a binary form (config.bin, speccodec.go) that the shim reads
+// instead of decoding config.json.
+//
 // # Paths inside the rootfs
 //
 // The init resolves every mount target, device node, /dev symlink, the
