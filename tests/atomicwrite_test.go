@@ -16,6 +16,7 @@ var renameAllowed = map[string]string{
 	"containerd/atomicfile/atomicfile.go": "the helper",
 	"containerd/content/content.go":       "a streamed blob: synced, renamed into the blob directory, which is then synced with atomicfile.SyncDir",
 	"containerd/images/layers.go":         "a directory (an unpacked snapshot), synced with syncfs, its parent with atomicfile.SyncDir",
+	"containerd/images/initlayer.go":      "a directory of empty mount points, made once per image from its layers: one lost in a crash is made again, and one the runtime finds missing it makes in the container",
 	"containerd/logs/jsonfile.go":         "log rotation shifts x.log.N to x.log.N+1 and renames a finished .gz: whole files moved, not a write into place",
 }
 
