@@ -87,7 +87,7 @@ type rlimitSet struct {
 	lim      unix.Rlimit
 }
 
-// The steps the first process reports a failure of ({"cstep":N,...}).
+// The steps a first process can fail at (childProg.failStep).
 const (
 	stepRelease = iota + 1
 	stepStdio
@@ -247,7 +247,7 @@ func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, 
 	// EOF: the process exec'd or exited, and its failure, if any, is in
 	// the memory we shared.
 	if step := f.prog.failStep; errors.Is(err, io.EOF) && step != 0 {
-		return fail(syncMsg{CStep: step, Errno: f.prog.failErrno}.stepErr(cfg.Spec.Process.Args[0]))
+		return fail(stepError(step, f.prog.failErrno, cfg.Spec.Process.Args[0]))
 	}
 	switch {
 	case errors.Is(err, io.EOF):
@@ -257,20 +257,19 @@ func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, 
 		return proc, c, nil // exec'd: its end of the sync pipe closed on exec
 	case err != nil:
 		return fail(fmt.Errorf("read from init: %w", err))
-	case msg.Error != "":
-		return fail(msg.err())
 	}
 	return proc, c, nil
 }
 
-// stepErr is the error a first process reported, as the Go init words it.
-func (m syncMsg) stepErr(arg0 string) error {
-	e := syscall.Errno(m.Errno)
-	name := "step " + strconv.Itoa(m.CStep)
-	if m.CStep > 0 && m.CStep < len(stepNames) && stepNames[m.CStep] != "" {
-		name = stepNames[m.CStep]
+// stepError is the failure a first process left (its step and errno),
+// worded as the Go init words it.
+func stepError(step, errno int, arg0 string) error {
+	e := syscall.Errno(errno)
+	name := "step " + strconv.Itoa(step)
+	if step > 0 && step < len(stepNames) && stepNames[step] != "" {
+		name = stepNames[step]
 	}
-	if m.CStep == stepExec {
+	if step == stepExec {
 		return asParentError(execError(arg0, e))
 	}
 	return fmt.Errorf("%s: %w", name, e)
@@ -410,14 +409,12 @@ func (f *firstProc) prepare(cfg *initConfig, join []nsPath, fds []int, clone uin
 		stackSize:  uint64(len(f.stack)),
 	}
 	// On cgroup v2 the process is cloned straight into its cgroup.
-	cloned := false
-	if d, ok := cg.(interface{ Dir() string }); ok && cg != nil {
-		if fd, err := unix.Open(d.Dir(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			defer unix.Close(fd)
-			args.flags |= unix.CLONE_INTO_CGROUP
-			args.cgroup = uint64(fd)
-			cloned = true
-		}
+	cgfd := openCgroupDir(cg)
+	cloned := cgfd >= 0
+	if cloned {
+		defer unix.Close(cgfd)
+		args.flags |= unix.CLONE_INTO_CGROUP
+		args.cgroup = uint64(cgfd)
 	}
 	// The process shares our memory until its execve: nothing in the
 	// container may ptrace it or read its memory through /proc, which

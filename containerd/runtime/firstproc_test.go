@@ -106,16 +106,13 @@ func TestFirstProcExecNotFound(t *testing.T) {
 // A failure in the process itself comes back as its step and errno, and is
 // worded as an error (exec failures with the Go init's kinds).
 func TestFirstProcStepError(t *testing.T) {
-	m := syncMsg{CStep: stepRlimit, Errno: int(unix.EPERM)}
-	if err := m.stepErr("sh"); err == nil || err.Error() != "setrlimit: operation not permitted" {
+	if err := stepError(stepRlimit, int(unix.EPERM), "sh"); err == nil || err.Error() != "setrlimit: operation not permitted" {
 		t.Fatalf("got %v", err)
 	}
-	m = syncMsg{CStep: stepExec, Errno: int(unix.EACCES)}
-	if err := m.stepErr("/x"); !errors.Is(err, ErrExecPermission) {
+	if err := stepError(stepExec, int(unix.EACCES), "/x"); !errors.Is(err, ErrExecPermission) {
 		t.Fatalf("exec EACCES: got %v", err)
 	}
-	m = syncMsg{CStep: 99, Errno: int(unix.EINVAL)}
-	if err := m.stepErr("sh"); err == nil || !strings.Contains(err.Error(), "step 99") {
+	if err := stepError(99, int(unix.EINVAL), "sh"); err == nil || !strings.Contains(err.Error(), "step 99") {
 		t.Fatalf("unknown step: got %v", err)
 	}
 }

@@ -651,13 +651,11 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	}
 	// On cgroup v2 the child is cloned straight into its cgroup
 	// (CLONE_INTO_CGROUP): no migration afterwards.
-	cloned := false
-	if d, ok := cg.(interface{ Dir() string }); ok && cg != nil {
-		if fd, err := unix.Open(d.Dir(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			defer unix.Close(fd)
-			attr.UseCgroupFD, attr.CgroupFD = true, fd
-			cloned = true
-		}
+	cgfd := openCgroupDir(cg)
+	cloned := cgfd >= 0
+	if cloned {
+		defer unix.Close(cgfd)
+		attr.UseCgroupFD, attr.CgroupFD = true, cgfd
 	}
 	err = startJoined(cmd, join)
 	if err != nil && cloned {
@@ -749,6 +747,21 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 		return p, nil, nil
 	}
 	return cmd.Process, c, nil
+}
+
+// openCgroupDir opens the cgroup v2 directory of cg for CLONE_INTO_CGROUP,
+// or returns -1 (cgroup v1, or it cannot be opened: the child is moved in
+// after its birth instead).
+func openCgroupDir(cg cgroups.Manager) int {
+	d, ok := cg.(interface{ Dir() string })
+	if !ok || cg == nil {
+		return -1
+	}
+	fd, err := unix.Open(d.Dir(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
 }
 
 // reapPid waits for a child of ours that no exec.Cmd owns.
@@ -1100,10 +1113,6 @@ type syncMsg struct {
 	Kind  string `json:"kind,omitempty"` // "notfound" | "permission"
 	// Pid is the exec'd process (exec mode), a child of the caller.
 	Pid int `json:"pid,omitempty"`
-	// CStep and Errno are a first process's failure (firstproc.go), which
-	// it leaves in the memory it shares with its parent.
-	CStep int `json:"-"`
-	Errno int `json:"-"`
 }
 
 // readyMsg is syncMsg{Ready: true} as json.Encoder writes it.
