@@ -111,13 +111,61 @@ func TestRuntimeRunFastPath(t *testing.T) {
 	}
 }
 
+// TestRuntimeRunScriptCannotRunHostBinary is CVE-2019-5736's first half
+// against `shoal runtime run`, which runs from the file on disk and whose
+// own clone execs the container's program (containerd/runtime/firstproc.go):
+// a program that is a script "#!/proc/self/exe version" would run that
+// file, shoal itself, as the container's process (as it did before the
+// sealed trampoline: shoal's `version` command, refusing the script's path
+// as an argument, exit 1), which could then hold it until it can write it. Through the
+// trampoline the interpreter is the trampoline's sealed copy, which
+// refuses: exit 126, and the binary is unchanged.
+func TestRuntimeRunScriptCannotRunHostBinary(t *testing.T) {
+	bin := harness.Binary(t)
+	before := sha(t, bin)
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle")
+	if err := harness.MakeBusyboxRootfs(filepath.Join(bundle, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "evil"), []byte("#!/proc/self/exe version\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The daemon's specs' form: a RLIMIT_NOFILE, which the cloned first
+	// process needs.
+	config := `{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+	  "process": {"args": ["/evil"], "cwd": "/", "env": ["PATH=/bin"],
+	    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]},
+	  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+	  "linux": {"cgroupsPath": "/shoal-test-evil", "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "runtime", "--root", filepath.Join(dir, "state"), "run", "--bundle", bundle, "evil")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if code != 126 || strings.Contains(stdout.String()+stderr.String(), "version") {
+		t.Errorf("the script's interpreter was not the sealed trampoline: exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	if after := sha(t, bin); after != before {
+		t.Errorf("the binary changed: sha256 %x -> %x", before, after)
+	}
+}
+
 // TestShimRunsFromEmbeddedBinary: the daemon starts each container's shim
 // (and through it the init) from the small binary embedded by `make build`
 // (cmd/shoal-shim, containerd/shimbin), executed from a sealed memfd: not
 // from shoal itself, whose start costs several times more, and never from a
-// file on disk. The same for `shoal runtime run`'s init, whose pid file
-// names a process that, until the container's command replaces it, runs
-// the shim binary: checked here through the shim the daemon starts.
+// file on disk. The same for the Go init of `shoal runtime` where it runs
+// one (create and start apart, exec): checked here through the shim the
+// daemon starts.
 func TestShimRunsFromEmbeddedBinary(t *testing.T) {
 	bin := harness.Binary(t)
 	own, err := os.Stat(bin)

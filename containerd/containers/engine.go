@@ -153,7 +153,8 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
 	rt.CgroupParent = cgroupParent(opts.CgroupParent)
-	rt.Self = opts.Shim
+	shim := opts.Shim
+	rt.Self = func() (string, error) { return shim, nil }
 	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{})}
 	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
 	if err != nil {

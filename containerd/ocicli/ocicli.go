@@ -38,13 +38,13 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 func Command() *cobra.Command {
 	var root string
 	rt := func() *runtime.Runtime { return runtime.New(root) }
-	// initRT is rt for the commands that start an init: it runs from the
-	// embedded shim binary, whose start costs a tenth of this one's.
-	initRT := func() (*runtime.Runtime, error) {
+	// initRT is rt for the commands that start an init: a Go init runs
+	// from the embedded shim binary, whose start costs a tenth of this
+	// one's.
+	initRT := func() *runtime.Runtime {
 		r := rt()
-		var err error
-		r.Self, err = shimbin.Sealed()
-		return r, err
+		r.Self = shimbin.Sealed
+		return r
 	}
 	cmd := &cobra.Command{
 		Use:           "runtime",
@@ -72,10 +72,7 @@ func Command() *cobra.Command {
 				defer master.Close()
 				defer slave.Close()
 				o.Stdin, o.Stdout, o.Stderr = slave, slave, slave
-				r, err := initRT()
-				if err != nil {
-					return err
-				}
+				r := initRT()
 				if err := r.Create(c.Context(), args[0], bundle, o); err != nil {
 					return err
 				}
@@ -85,10 +82,7 @@ func Command() *cobra.Command {
 				}
 				return nil
 			}
-			r, err := initRT()
-			if err != nil {
-				return err
-			}
+			r := initRT()
 			return r.Create(c.Context(), args[0], bundle, o)
 		},
 	}
@@ -107,10 +101,7 @@ func Command() *cobra.Command {
 			}
 			o := stdio
 			o.PidFile, o.NoPivot = pidFile, noPivot
-			r, err := initRT()
-			if err != nil {
-				return err
-			}
+			r := initRT()
 			code, err := r.Run(c.Context(), args[0], bundle, o)
 			if err != nil {
 				return err
@@ -179,10 +170,7 @@ func Command() *cobra.Command {
 		Short: "Run a process inside a running container and wait for it",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := initRT()
-			if err != nil {
-				return err
-			}
+			r := initRT()
 			return execIn(c.Context(), r, args[0], args[1:], env, cwd, user)
 		},
 	}

@@ -48,15 +48,19 @@
 //
 // # The first process without the Go init
 //
-// Where it applies (a sealed binary, as the shim is; see firstproc.go for
-// the list), create does not re-execute the binary at all: a locked,
+// Where it applies (see firstproc.go for the list), create does not
+// re-execute the binary at all: a locked,
 // disposable thread of the caller joins and unshares the namespaces, clones
 // the container's first process with CLONE_VM into a new pid namespace, and
 // does the init's rootfs work itself (proc is mounted for that pid namespace
 // with procfs's pidns option) while the process waits; the process, which
 // runs no Go runtime, then sets its own credentials, capabilities, seccomp
 // and limits and execs. The caller is non-dumpable from then on, since the
-// process shares its memory until its execve. The daemon also writes the
+// process shares its memory until its execve. A binary that is not sealed
+// (`shoal runtime run` from disk) has the process exec a trampoline of a
+// few instructions from a sealed memfd (trampoline_amd64.go), which execs
+// the container's program, so that no program of the container ever runs
+// with our binary as /proc/self/exe (CVE-2019-5736). The daemon also writes the
 // spec in a binary form (config.bin, speccodec.go) that the shim reads
 // instead of decoding config.json.
 //

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,9 +44,24 @@ import (
 // The thread dies with its goroutine (never unlocked), so no other
 // goroutine ever runs in the container's namespaces or root. Where this
 // path does not apply (an exec into a running container, user namespaces,
-// a mount namespace to join, no pivot, a binary that is not sealed, an
-// older kernel, another architecture, or SHOAL_INIT=go in the environment),
-// the Go init runs as before.
+// a mount namespace to join, no pivot, an older kernel, another
+// architecture, or SHOAL_INIT=go in the environment), the Go init runs as
+// before.
+//
+// Until its execve the process's /proc/self/exe is our binary, and the
+// container's program is what it executes: a script "#!/proc/self/exe"
+// would run our binary as the container's process, which could then keep
+// it open and write to it once no shoal process runs it (CVE-2019-5736).
+// A shim runs from a sealed memfd, so it execs the program directly. `shoal
+// runtime run` runs from the file on disk: its process first executes the
+// trampoline, a program of a few instructions (trampoline_amd64.go) in a
+// sealed memfd, which then execs the container's program, so that at that
+// execve /proc/self/exe is the trampoline's sealed copy. The trampoline's
+// execveat runs under the container's seccomp filter, so the path is taken
+// only when the filter lets it through. An unsealed binary with a create and
+// start apart (`shoal runtime create`) keeps the Go init: its process would
+// wait for `start` with our binary as its /proc/PID/exe in a pid namespace
+// that `exec` can join.
 
 // childProg is everything the first process does between its clone and its
 // execve, decided beforehand. Its fields are numbers, or addresses of
@@ -69,8 +85,13 @@ type childProg struct {
 	cwd                  uintptr // NUL-terminated
 	umask                int
 	path, argv, envp     uintptr // NUL-terminated; NULL-terminated arrays
-	ready                uintptr // readyMsg
-	readyLen             int
+	// trampFd >= 0: exec the trampoline from that descriptor (moved to a
+	// fixed slot by childCloseFds), with trampArgv, instead of path.
+	trampFd   int
+	trampArgv uintptr
+	emptyPath uintptr // "" for execveat's AT_EMPTY_PATH
+	ready     uintptr // readyMsg
+	readyLen  int
 
 	failMsg    uintptr // what it says on stderr when it fails after its report
 	failMsgLen int
@@ -127,22 +148,34 @@ type firstProc struct {
 }
 
 // firstProcUnsealed lets the package's tests, whose binary is not sealed,
-// take this path; firstProcStarts counts the processes started on it.
+// take the direct path where production would keep the Go init (a create
+// and start apart); firstProcStarts counts the processes started on this
+// path.
 var (
 	firstProcUnsealed bool
 	firstProcStarts   atomic.Int64
 )
 
-// firstProcEligible tells whether the container of cfg starts through a
-// first process cloned by this process rather than the Go init.
-func (r *Runtime) firstProcEligible(cfg *initConfig, clone uintptr) bool {
+// How a first process starts, if it is cloned (firstProcPath).
+type firstProcExec int
+
+const (
+	viaGoInit      firstProcExec = iota // not cloned: the Go init
+	execDirect                          // cloned; execs the program
+	execTrampoline                      // cloned; execs the sealed trampoline, which execs the program
+)
+
+// firstProcPath tells whether the container of cfg starts through a first
+// process cloned by this process rather than the Go init, and how that
+// process execs the container's program.
+func (r *Runtime) firstProcPath(cfg *initConfig, clone uintptr) firstProcExec {
 	const handled = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
-	if !cloneVMSupported || os.Getenv("SHOAL_INIT") == "go" || r.Self != "" {
-		return false
+	if !cloneVMSupported || raceBuild || os.Getenv("SHOAL_INIT") == "go" {
+		return viaGoInit
 	}
 	if cfg.Mode == modeExec || cfg.UserNS || cfg.MountNS != "" || cfg.NoPivot ||
 		clone&unix.CLONE_NEWNS == 0 || clone&unix.CLONE_NEWPID == 0 || clone&^handled != 0 {
-		return false
+		return viaGoInit
 	}
 	// Go raised this process's soft RLIMIT_NOFILE at start and gives its
 	// children the original back on exec; the cloned process inherits the
@@ -153,22 +186,44 @@ func (r *Runtime) firstProcEligible(cfg *initConfig, clone uintptr) bool {
 		nofile = nofile || rl.Type == "RLIMIT_NOFILE"
 	}
 	if !nofile {
-		return false
+		return viaGoInit
 	}
 	for _, m := range cfg.Spec.Mounts {
 		if m.Type == "proc" {
 			if flags, _, _ := parseMountOptions(m.Options); flags&^procMountFlags != 0 {
-				return false
+				return viaGoInit
 			}
 		}
 	}
-	// Until its execve the process's /proc/self/exe is ours: it must be a
-	// view nobody can write (CVE-2019-5736), as the shim's is.
-	if p, err := SealedSelf(); !firstProcUnsealed && (err != nil || p != "/proc/self/exe") {
-		return false
+	if !procPidNSSupported() {
+		return viaGoInit
 	}
-	return procPidNSSupported()
+	if selfSealed() || (cfg.Fifo && firstProcUnsealed) {
+		return execDirect
+	}
+	if cfg.Fifo {
+		return viaGoInit
+	}
+	if cfg.Seccomp != nil && !cfg.Seccomp.Allows(unix.SYS_EXECVEAT, [6]uint64{trampolineSlot, 0, 0, 0, unix.AT_EMPTY_PATH}) {
+		return viaGoInit
+	}
+	if _, err := sealedTrampoline(); err != nil {
+		return viaGoInit
+	}
+	return execTrampoline
 }
+
+// trampolineSlot is the descriptor the trampoline is executed from.
+const trampolineSlot = 5
+
+// selfSealed tells whether this process runs from a view of its binary
+// that nobody can write (seal.go): a shim's sealed memfd, say.
+var selfSealed = sync.OnceValue(func() bool { return isSealed("/proc/self/exe") })
+
+// The trampoline in a sealed memfd, made on first use.
+var sealedTrampoline = sync.OnceValues(func() (*os.File, error) {
+	return SealedCopy("shoal-exec", bytes.NewReader(trampolineELF()))
+})
 
 var procPidNS struct {
 	once sync.Once
@@ -196,11 +251,21 @@ func procPidNSSupported() bool {
 
 // startFirstProc starts the container of cfg as described above and
 // returns its first process, as startInit does for the Go init.
-func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, extra *extraFiles, stdio Stdio, cg cgroups.Manager, t *timer) (*os.Process, *child, error) {
+func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, how firstProcExec, extra *extraFiles, stdio Stdio, cg cgroups.Manager, t *timer) (*os.Process, *child, error) {
 	f, files, err := newFirstProc(cfg, extra, stdio)
 	defer files.close()
 	if err != nil {
 		return nil, nil, err
+	}
+	if how == execTrampoline {
+		tf, err := sealedTrampoline()
+		if err != nil {
+			return nil, nil, fmt.Errorf("start init: %w", err)
+		}
+		f.prog.trampFd = int(tf.Fd())
+		empty := []byte{0}
+		f.prog.emptyPath = uintptr(unsafe.Pointer(&empty[0]))
+		f.keep = append(f.keep, empty)
 	}
 	fds, err := openNamespaces(join)
 	if err != nil {
@@ -313,7 +378,7 @@ func newFirstProc(cfg *initConfig, extra *extraFiles, stdio Stdio) (*firstProc, 
 	proc := spec.Process
 	f := &firstProc{stack: make([]byte, 64<<10)}
 	p := &f.prog
-	p.goFd, p.syncFd, p.fifoFd = int(files.goR.Fd()), int(files.syncW.Fd()), -1
+	p.goFd, p.syncFd, p.fifoFd, p.trampFd = int(files.goR.Fd()), int(files.syncW.Fd()), -1, -1
 	if extra != nil && extra.fifo != nil {
 		p.fifoFd = int(extra.fifo.Fd())
 	}
@@ -492,6 +557,15 @@ func (f *firstProc) prepare(cfg *initConfig, join []nsPath, fds []int, clone uin
 	}
 	f.prog.path = uintptr(unsafe.Pointer(cpath))
 	f.keep = append(f.keep, cpath)
+	if f.prog.trampFd >= 0 {
+		msg := "shoal-init: exec " + path + " failed (exit status 127: not found, 126: not permitted)\n"
+		targv, err := syscall.SlicePtrFromStrings(append([]string{path, msg}, spec.Process.Args...))
+		if err != nil {
+			return fail(err)
+		}
+		f.prog.trampArgv = uintptr(unsafe.Pointer(&targv[0]))
+		f.keep = append(f.keep, targv)
+	}
 	t.mark("rootfs")
 	if _, err := files.goW.Write([]byte{goByte}); err != nil {
 		return fail(fmt.Errorf("release init: %w", err))

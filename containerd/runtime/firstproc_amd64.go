@@ -13,7 +13,8 @@ import (
 // scheduler, heap or signal handlers (CLONE_CLEAR_SIGHAND), until its
 // execve replaces the memory it borrowed. Everything here is nosplit (no
 // stack growth: there is no goroutine to grow), norace (the race detector's
-// hooks need a goroutine), makes raw system calls only, and writes only
+// hooks need a goroutine), makes system calls through childSyscall only
+// (assembly: nothing instrumented on the way), and writes only
 // numbers and bytes (no pointer writes, which could call the garbage
 // collector's write barrier).
 
@@ -25,6 +26,8 @@ type cloneArgs struct {
 }
 
 func clone3VM(args *cloneArgs, size uintptr, p *childProg) (pid uintptr, errno uintptr)
+
+func childSyscall(trap, a1, a2, a3, a4, a5 uintptr) (r1 uintptr, errno syscall.Errno)
 
 // childEntry is where the cloned process starts (clone_amd64.s). It never
 // returns: it execs the container's process or records its failure and
@@ -90,6 +93,10 @@ func childEntry(p *childProg) {
 	// container's process starts with none blocked.
 	p.sigmask = 0
 	try(p, stepExec, unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&p.sigmask)), 0, 8)
+	if p.trampFd >= 0 {
+		_, e := childSyscall(unix.SYS_EXECVEAT, uintptr(p.trampFd), p.emptyPath, p.trampArgv, p.envp, unix.AT_EMPTY_PATH)
+		childFail(p, stepExec, e)
+	}
 	try(p, stepExec, unix.SYS_EXECVE, p.path, p.argv, p.envp, 0)
 	childFail(p, stepExec, 0) // execve returned without an error: cannot happen
 }
@@ -99,18 +106,19 @@ func childEntry(p *childProg) {
 //go:nosplit
 //go:norace
 func try(p *childProg, step int, trap, a1, a2, a3, a4 uintptr) uintptr {
-	r, _, e := syscall.RawSyscall6(trap, a1, a2, a3, a4, 0, 0)
+	r, e := childSyscall(trap, a1, a2, a3, a4, 0)
 	if e != 0 {
 		childFail(p, step, e)
 	}
 	return r
 }
 
-// childCloseFds keeps 0-2, the sync pipe (moved to 3) and the exec fifo
-// (moved to 4), both close-on-exec, and closes every other descriptor the
-// process got with its copy of ours: no descriptor but 0-2 may reach the
-// container (CVE-2024-21626), and none of ours stays open in a process that
-// may wait for `start` a long time.
+// childCloseFds keeps 0-2, the sync pipe (moved to 3), the exec fifo
+// (moved to 4) and the trampoline (moved to trampolineSlot), all
+// close-on-exec, and closes every other descriptor the process got with
+// its copy of ours: no descriptor but 0-2 may reach the container
+// (CVE-2024-21626), and none of ours stays open in a process that may wait
+// for `start` a long time.
 //
 //go:nosplit
 //go:norace
@@ -128,6 +136,12 @@ func childCloseFds(p *childProg) {
 	if p.fifoFd >= 0 {
 		next = 5
 	}
+	if p.trampFd >= 0 {
+		// Far above any temporary copy: it is at highFD or more.
+		try(p, stepCloseRange, unix.SYS_DUP3, uintptr(p.trampFd), trampolineSlot, unix.O_CLOEXEC, 0)
+		p.trampFd = trampolineSlot
+		next = trampolineSlot + 1
+	}
 	try(p, stepCloseRange, unix.SYS_CLOSE_RANGE, next, ^uintptr(0), 0, 0)
 }
 
@@ -142,7 +156,7 @@ func childCredentials(p *childProg) {
 		if p.keepBounding&(1<<c) != 0 {
 			continue
 		}
-		if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0, 0, 0, 0); e != 0 {
+		if _, e := childSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0, 0, 0); e != 0 {
 			if e == unix.EINVAL {
 				break // past the kernel's last capability
 			}
@@ -155,14 +169,14 @@ func childCredentials(p *childProg) {
 	try(p, stepSetuid, unix.SYS_SETRESUID, uintptr(p.uid), uintptr(p.uid), uintptr(p.uid), 0)
 	try(p, stepKeepCaps, unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0, 0)
 	try(p, stepCapset, unix.SYS_CAPSET, p.capHdr, p.capData, 0, 0)
-	if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); e != 0 && e != unix.EINVAL {
+	if _, e := childSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); e != 0 && e != unix.EINVAL {
 		childFail(p, stepAmbient, e)
 	}
 	for c := uintptr(0); c < 64; c++ {
 		if p.ambient&(1<<c) != 0 {
 			// One that cannot be raised is not a failure (the Go init
 			// warns): it needs the capability permitted and inheritable.
-			syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0, 0)
+			childSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0)
 		}
 	}
 }
@@ -178,7 +192,7 @@ func childCredentials(p *childProg) {
 func childFail(p *childProg, step int, e syscall.Errno) {
 	p.failStep, p.failErrno = step, int(e)
 	if p.syncClosed {
-		syscall.RawSyscall(unix.SYS_WRITE, 2, p.failMsg, uintptr(p.failMsgLen))
+		childSyscall(unix.SYS_WRITE, 2, p.failMsg, uintptr(p.failMsgLen), 0, 0)
 	}
 	code := uintptr(1)
 	if step == stepExec {
@@ -190,6 +204,6 @@ func childFail(p *childProg, step int, e syscall.Errno) {
 		}
 	}
 	for {
-		syscall.RawSyscall(unix.SYS_EXIT_GROUP, code, 0, 0)
+		childSyscall(unix.SYS_EXIT_GROUP, code, 0, 0, 0, 0)
 	}
 }

@@ -13,3 +13,5 @@ type cloneArgs struct {
 func clone3VM(args *cloneArgs, size uintptr, p *childProg) (pid uintptr, errno uintptr) {
 	panic("clone3VM: not on this architecture")
 }
+
+func trampolineELF() []byte { return nil }

@@ -7,6 +7,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/seccomp"
 )
 
 // runFirstProc runs a container that must start through the cloned first
@@ -33,9 +35,10 @@ func runFirstProc(t *testing.T, edit func(*specs.Spec), args ...string) string {
 func requireFirstProc(t *testing.T) {
 	t.Helper()
 	requireRoot(t)
-	if !cloneVMSupported || !procPidNSSupported() {
-		t.Skip("no cloned first process here (architecture, or a kernel older than 6.15)")
+	if !cloneVMSupported || raceBuild || !procPidNSSupported() {
+		t.Skip("no cloned first process here (architecture, -race build, or a kernel older than 6.15)")
 	}
+	t.Setenv("SHOAL_INIT", "")
 	old := firstProcUnsealed
 	firstProcUnsealed = true
 	t.Cleanup(func() { firstProcUnsealed = old })
@@ -117,44 +120,62 @@ func TestFirstProcStepError(t *testing.T) {
 	}
 }
 
-// What the cloned first process does not cover goes to the Go init.
-func TestFirstProcEligible(t *testing.T) {
-	if !cloneVMSupported || !procPidNSSupported() {
+// What the cloned first process does not cover goes to the Go init, and an
+// unsealed binary (this test's) execs through the trampoline.
+func TestFirstProcPath(t *testing.T) {
+	if !cloneVMSupported || raceBuild || !procPidNSSupported() {
 		t.Skip("no cloned first process here")
 	}
-	old := firstProcUnsealed
-	firstProcUnsealed = true
-	t.Cleanup(func() { firstProcUnsealed = old })
+	t.Setenv("SHOAL_INIT", "")
 	const base = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
 	nofile := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1024}}
 	spec := func() *specs.Spec {
 		return &specs.Spec{Process: &specs.Process{Rlimits: nofile},
 			Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Options: []string{"nosuid", "noexec", "nodev"}}}}
 	}
+	compile := func(p *specs.LinuxSeccomp) *seccomp.Program {
+		prog, err := seccomp.Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prog
+	}
+	noExecveat := compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"execveat"}, Action: specs.ActErrno}}})
+	onlyExecve := compile(&specs.LinuxSeccomp{DefaultAction: specs.ActKillProcess,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"execve", "write", "exit_group"}, Action: specs.ActAllow}}})
 	r := New(t.TempDir())
 	for _, c := range []struct {
-		name  string
-		cfg   initConfig
-		clone uintptr
-		want  bool
+		name     string
+		cfg      initConfig
+		clone    uintptr
+		unsealed bool // the tests' seam
+		want     firstProcExec
 	}{
-		{"default", initConfig{Mode: modeCreate, Spec: spec()}, base, true},
-		{"exec", initConfig{Mode: modeExec, Spec: spec()}, base, false},
-		{"user namespace", initConfig{Mode: modeCreate, Spec: spec(), UserNS: true}, base | unix.CLONE_NEWUSER, false},
-		{"mount namespace to join", initConfig{Mode: modeCreate, Spec: spec(), MountNS: "/proc/1/ns/mnt"}, base &^ unix.CLONE_NEWNS, false},
-		{"no pivot", initConfig{Mode: modeCreate, Spec: spec(), NoPivot: true}, base, false},
-		{"joined pid namespace", initConfig{Mode: modeCreate, Spec: spec()}, base &^ unix.CLONE_NEWPID, false},
-		{"proc with a flag fsmount lacks", initConfig{Mode: modeCreate, Spec: &specs.Spec{Process: &specs.Process{Rlimits: nofile},
-			Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Options: []string{"sync"}}}}}, base, false},
-		{"no RLIMIT_NOFILE in the spec", initConfig{Mode: modeCreate, Spec: &specs.Spec{Process: &specs.Process{}}}, base, false},
+		{"run", initConfig{Mode: modeRun, Spec: spec()}, base, false, execTrampoline},
+		{"run, default seccomp profile", initConfig{Mode: modeRun, Spec: spec(), Seccomp: compile(seccomp.DefaultProfile())}, base, false, execTrampoline},
+		{"run, seccomp refuses execveat", initConfig{Mode: modeRun, Spec: spec(), Seccomp: noExecveat}, base, false, viaGoInit},
+		{"run, seccomp allows only execve", initConfig{Mode: modeRun, Spec: spec(), Seccomp: onlyExecve}, base, false, viaGoInit},
+		{"create and start apart", initConfig{Mode: modeCreate, Spec: spec(), Fifo: true}, base, false, viaGoInit},
+		{"create and start apart, tests' seam", initConfig{Mode: modeCreate, Spec: spec(), Fifo: true}, base, true, execDirect},
+		{"exec", initConfig{Mode: modeExec, Spec: spec()}, base, true, viaGoInit},
+		{"user namespace", initConfig{Mode: modeRun, Spec: spec(), UserNS: true}, base | unix.CLONE_NEWUSER, true, viaGoInit},
+		{"mount namespace to join", initConfig{Mode: modeRun, Spec: spec(), MountNS: "/proc/1/ns/mnt"}, base &^ unix.CLONE_NEWNS, true, viaGoInit},
+		{"no pivot", initConfig{Mode: modeRun, Spec: spec(), NoPivot: true}, base, true, viaGoInit},
+		{"joined pid namespace", initConfig{Mode: modeRun, Spec: spec()}, base &^ unix.CLONE_NEWPID, true, viaGoInit},
+		{"proc with a flag fsmount lacks", initConfig{Mode: modeRun, Spec: &specs.Spec{Process: &specs.Process{Rlimits: nofile},
+			Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Options: []string{"sync"}}}}}, base, true, viaGoInit},
+		{"no RLIMIT_NOFILE in the spec", initConfig{Mode: modeRun, Spec: &specs.Spec{Process: &specs.Process{}}}, base, true, viaGoInit},
 	} {
-		if got := r.firstProcEligible(&c.cfg, c.clone); got != c.want {
-			t.Errorf("%s: eligible %v, want %v", c.name, got, c.want)
+		firstProcUnsealed = c.unsealed
+		if got := r.firstProcPath(&c.cfg, c.clone); got != c.want {
+			t.Errorf("%s: path %d, want %d", c.name, got, c.want)
 		}
 	}
+	firstProcUnsealed = false
 	t.Setenv("SHOAL_INIT", "go")
-	if r.firstProcEligible(&initConfig{Mode: modeCreate, Spec: spec()}, base) {
-		t.Error("SHOAL_INIT=go: still eligible")
+	if r.firstProcPath(&initConfig{Mode: modeRun, Spec: spec()}, base) != viaGoInit {
+		t.Error("SHOAL_INIT=go: still cloned")
 	}
 }
 

@@ -54,10 +54,13 @@ type Runtime struct {
 	// InitArgs are the arguments (after argv[0]) that make the
 	// re-executed binary call InitMain.
 	InitArgs []string
-	// Self is the binary to re-execute as the init; empty means a sealed
-	// copy of this process's own binary (SealedSelf). Whatever it names
-	// must not be writable by anyone (CVE-2019-5736).
-	Self string
+	// Self returns the binary to re-execute as the Go init; nil means a
+	// sealed view of this process's own binary (SealedSelf). It is called
+	// only when a container starts through the Go init, so that a process
+	// that never needs one never pays for it (a sealed copy of the shim
+	// binary costs `shoal runtime run` milliseconds). Whatever it names must
+	// not be writable by anyone (CVE-2019-5736).
+	Self func() (string, error)
 
 	mu    sync.Mutex
 	procs map[string]*child // inits and execs this Runtime started; mu guards it
@@ -453,8 +456,8 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		extra.rootfs = os.NewFile(uintptr(fd), "rootfs")
 	}
 	stdio := Stdio{opts.Stdin, opts.Stdout, opts.Stderr}
-	if r.firstProcEligible(cfg, clone) {
-		proc, c, err = r.startFirstProc(cfg, join, clone, extra, stdio, cg, t)
+	if how := r.firstProcPath(cfg, clone); how != viaGoInit {
+		proc, c, err = r.startFirstProc(cfg, join, clone, how, extra, stdio, cg, t)
 	} else {
 		proc, c, err = r.startInit(cfg, join, &attr, extra, stdio, cg, t, true)
 	}
@@ -629,11 +632,13 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	defer syncR.Close()
 	defer syncW.Close()
 
-	self := r.Self
-	if self == "" {
-		if self, err = SealedSelf(); err != nil {
-			return nil, nil, err
-		}
+	selfFn := r.Self
+	if selfFn == nil {
+		selfFn = SealedSelf
+	}
+	self, err := selfFn()
+	if err != nil {
+		return nil, nil, err
 	}
 	cmd := &exec.Cmd{
 		Path:   self,

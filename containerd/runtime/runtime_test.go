@@ -22,20 +22,27 @@ import (
 
 // TestMain makes the test binary double as the container init: the runtime
 // re-executes /proc/self/exe with "init". The tests run twice: with the Go
-// init (the test binary is not sealed, so that is what create picks), then,
-// in a second run of this binary, with the cloned first process
-// (firstproc.go) wherever a container qualifies for it.
+// init (SHOAL_INIT=go), then, in a second run of this binary, with the
+// cloned first process (firstproc.go) wherever a container qualifies for
+// it: this binary is not sealed, so a run execs through the trampoline, as
+// `shoal runtime run` does, and a create (firstProcUnsealed) directly, as a
+// shim does.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		InitMain()
+	}
+	if len(os.Args) > 1 && os.Args[0] == "/proc/self/exe" {
+		hostBinaryRan()
 	}
 	if os.Getenv("SHOAL_TEST_FIRSTPROC") != "" {
 		firstProcUnsealed = true
 		os.Exit(m.Run())
 	}
+	os.Setenv("SHOAL_INIT", "go")
 	if code := m.Run(); code != 0 {
 		os.Exit(code)
 	}
+	os.Unsetenv("SHOAL_INIT")
 	fmt.Println("again, with the cloned first process:")
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
 	cmd.Env = append(os.Environ(), "SHOAL_TEST_FIRSTPROC=1")

@@ -1,56 +1,21 @@
 package seccomp
 
 import (
-	"encoding/binary"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
-// run interprets a compiled filter for one seccomp_data, so the program's
-// decisions are tested without loading it into the kernel.
+// run interprets a compiled filter for one seccomp_data (Eval), so the
+// program's decisions are tested without loading it into the kernel.
 func run(t *testing.T, prog []unix.SockFilter, archID uint32, nr int32, args [6]uint64) uint32 {
 	t.Helper()
-	data := make([]byte, 64)
-	binary.LittleEndian.PutUint32(data[0:], uint32(nr))
-	binary.LittleEndian.PutUint32(data[4:], archID)
-	for i, a := range args {
-		binary.LittleEndian.PutUint64(data[16+8*i:], a)
+	ret, ok := Eval(prog, archID, nr, args)
+	if !ok {
+		t.Fatal("the program has an instruction Eval does not know, or falls off its end")
 	}
-	var acc uint32
-	for pc := 0; pc < len(prog); pc++ {
-		in := prog[pc]
-		switch in.Code {
-		case unix.BPF_LD | unix.BPF_W | unix.BPF_ABS:
-			acc = binary.LittleEndian.Uint32(data[in.K:])
-		case unix.BPF_ALU | unix.BPF_AND | unix.BPF_K:
-			acc &= in.K
-		case unix.BPF_JMP | unix.BPF_JA:
-			pc += int(in.K)
-		case unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K, unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K:
-			var ok bool
-			switch in.Code &^ (unix.BPF_JMP | unix.BPF_K) {
-			case unix.BPF_JEQ:
-				ok = acc == in.K
-			case unix.BPF_JGT:
-				ok = acc > in.K
-			case unix.BPF_JGE:
-				ok = acc >= in.K
-			}
-			if ok {
-				pc += int(in.Jt)
-			} else {
-				pc += int(in.Jf)
-			}
-		case unix.BPF_RET | unix.BPF_K:
-			return in.K
-		default:
-			t.Fatalf("unexpected opcode %#x at %d", in.Code, pc)
-		}
-	}
-	t.Fatal("program fell off its end")
-	return 0
+	return ret
 }
 
 const (
@@ -155,5 +120,37 @@ func BenchmarkCompileDefault(b *testing.B) {
 		if _, err := compile(s); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Allows is the runtime's question before it relies on a call after the
+// filter is loaded: allow and log let it through, anything else does not.
+func TestAllows(t *testing.T) {
+	def, err := Compile(DefaultProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged, err := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActLog,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"execveat"}, Action: specs.ActKillProcess}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		p    *Program
+		nr   int
+		want bool
+	}{
+		{"default execveat", def, unix.SYS_EXECVEAT, true},
+		{"default mount", def, unix.SYS_MOUNT, false},
+		{"log default", logged, unix.SYS_READ, true},
+		{"killed", logged, unix.SYS_EXECVEAT, false},
+	} {
+		if got := c.p.Allows(c.nr, [6]uint64{5, 0, 0, 0, unix.AT_EMPTY_PATH}); got != c.want {
+			t.Errorf("%s: allows %v, want %v", c.name, got, c.want)
+		}
+	}
+	if (&Program{Filter: []unix.SockFilter{{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_IND}}}).Allows(unix.SYS_READ, [6]uint64{}) {
+		t.Error("a program with an instruction Eval does not know: allowed")
 	}
 }

@@ -100,12 +100,7 @@ func parse(args []string) (runArgs, bool) {
 // run starts the container, waits for it and returns the exit status.
 func (r runArgs) run() int {
 	rt := runtime.New(r.root)
-	self, err := shimbin.Sealed()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "shoal runtime:", err)
-		return 1
-	}
-	rt.Self = self
+	rt.Self = shimbin.Sealed
 	code, err := rt.Run(context.Background(), r.id, r.bundle, runtime.CreateOptions{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, PidFile: r.pidFile, NoPivot: r.noPivot})
 	if err != nil {
