@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/containerd/atomicfile"
+	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -105,6 +106,12 @@ type Engine struct {
 	// restartsOn is closed by EnableRestarts: restarts wait for it.
 	restartsOn  chan struct{}
 	restartOnce sync.Once
+
+	// shims is the cgroup shims move to (moveToShims), made on first use.
+	shims struct {
+		once sync.Once
+		m    cgroups.Manager
+	}
 }
 
 type record struct {

@@ -43,7 +43,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -52,7 +51,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/atomicfile"
-	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/runtime"
 )
@@ -382,9 +380,6 @@ func run(o Options, status, start *os.File) error {
 	report(status, Status{Pid: pid})
 	status.Close()
 	start.Close()
-	// In the background: a short-lived container's exit must not wait for it.
-	go leaveDaemonCgroup(rt.CgroupRoot, o.CgroupParent)
-
 	code, werr := rt.Wait(ctx, o.ID)
 	DrainOutput(&copiers, std.console)
 	exit := Exit{ExitCode: code, FinishedAt: time.Now().UTC()}
@@ -503,23 +498,6 @@ func ReadExit(stateDir string) (Exit, error) {
 	return e, json.Unmarshal(b, &e)
 }
 
-// ShimsCgroup is the cgroup, under the containers' parent, that shims move to.
+// ShimsCgroup is the cgroup, under the containers' parent, that the engine
+// moves shims to (containers.Engine, once a shim has reported its start).
 const ShimsCgroup = "shims"
-
-// leaveDaemonCgroup moves the shim out of the daemon's cgroup into
-// <parent>/shims (every hierarchy, the unified one of a hybrid host
-// included), so that a service manager stopping the daemon's cgroup does not
-// take the containers' supervisors with it. It runs after the start has been
-// reported (a v1 move can wait for an RCU grace period) and is best effort:
-// on failure the shim stays where it was. The shared cgroup stays, as the
-// parent does.
-func leaveDaemonCgroup(root, parent string) {
-	if parent == "" {
-		return
-	}
-	m, err := cgroups.New(cgroups.Detect(), root, path.Join("/", parent, ShimsCgroup))
-	if err != nil || m.Create() != nil {
-		return
-	}
-	_ = m.Apply(os.Getpid())
-}
