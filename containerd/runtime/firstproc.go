@@ -207,7 +207,10 @@ func (r *Runtime) firstProcPath(cfg *initConfig, clone uintptr) firstProcExec {
 	if cfg.Seccomp != nil && !cfg.Seccomp.Allows(unix.SYS_EXECVEAT, [6]uint64{trampolineSlot, 0, 0, 0, unix.AT_EMPTY_PATH}) {
 		return viaGoInit
 	}
-	if _, err := sealedTrampoline(); err != nil {
+	// childCloseFds moves the trampoline to trampolineSlot after the pipes
+	// to 3 and 4: it must start above them (SealedCopy puts it at highFD,
+	// unless the descriptor limit is lower than that).
+	if f, err := sealedTrampoline(); err != nil || f.Fd() <= trampolineSlot {
 		return viaGoInit
 	}
 	return execTrampoline

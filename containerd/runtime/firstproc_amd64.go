@@ -137,7 +137,8 @@ func childCloseFds(p *childProg) {
 		next = 5
 	}
 	if p.trampFd >= 0 {
-		// Far above any temporary copy: it is at highFD or more.
+		// Above trampolineSlot (firstProcPath sees to it): the moves of
+		// the pipes to 3 and 4 above could not have closed it.
 		try(p, stepCloseRange, unix.SYS_DUP3, uintptr(p.trampFd), trampolineSlot, unix.O_CLOEXEC, 0)
 		p.trampFd = trampolineSlot
 		next = trampolineSlot + 1
