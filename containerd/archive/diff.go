@@ -163,7 +163,7 @@ func (t *tarWriter) add(fd int, st *unix.Stat_t, name string) error {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
-		if t.overlay && st.Rdev == 0 {
+		if t.overlay && IsWhiteout(st.Mode, st.Rdev) {
 			dir, base := path.Split(name)
 			return t.tw.WriteHeader(&tar.Header{
 				Name: dir + whiteoutPrefix + base, Typeflag: tar.TypeReg,

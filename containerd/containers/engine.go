@@ -160,8 +160,6 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
 	rt.CgroupParent = cgroupParent(opts.CgroupParent)
-	shim := opts.Shim
-	rt.Self = func() (string, error) { return shim, nil }
 	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{})}
 	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
 	if err != nil {

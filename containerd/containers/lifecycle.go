@@ -427,6 +427,10 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	return st.Pid, cmd.Process.Pid, wait, nil
 }
 
+// shimsCgroup is the cgroup, under the containers' parent, that shims are
+// moved to.
+const shimsCgroup = "shims"
+
 // moveToShims moves a shim out of the daemon's cgroup into
 // <parent>/shims (every hierarchy, the unified one of a hybrid host
 // included), so that a service manager stopping the daemon's cgroup does
@@ -439,7 +443,7 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 // parent does.
 func (e *Engine) moveToShims(pid int) {
 	e.shims.once.Do(func() {
-		m, err := cgroups.New(cgroups.Detect(), e.rt.CgroupRoot, path.Join(cgroupParent(e.opts.CgroupParent), shim.ShimsCgroup))
+		m, err := cgroups.New(cgroups.Detect(), e.rt.CgroupRoot, path.Join(cgroupParent(e.opts.CgroupParent), shimsCgroup))
 		if err == nil && m.Create() == nil {
 			e.shims.m = m
 		}

@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/archive"
 	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/containerd/inroot"
@@ -530,7 +531,7 @@ func (e *Engine) Changes(idOrName string) ([]Change, error) {
 		ch := Change{Path: "/" + rel, Kind: ChangeAdd}
 		if d.Type()&fs.ModeCharDevice != 0 {
 			var st unix.Stat_t
-			if unix.Lstat(p, &st) == nil && st.Rdev == 0 {
+			if unix.Lstat(p, &st) == nil && archive.IsWhiteout(st.Mode, st.Rdev) {
 				ch.Kind = ChangeDelete // an overlay whiteout
 				out = append(out, ch)
 				return nil

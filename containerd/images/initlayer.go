@@ -10,7 +10,8 @@ import (
 	"syscall"
 
 	digest "github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/containerd/archive"
 )
 
 // The init layer of an image: the mount points every container needs and
@@ -36,19 +37,21 @@ var (
 	initFiles = []string{"etc/hosts", "etc/hostname", "etc/resolv.conf"}
 )
 
+// initDir is where the init layer of the image whose layers are chain
+// (bottom first) lives, made or not.
+func (s *Store) initDir(chain []digest.Digest) string {
+	return filepath.Join(s.snapshotDir(chain[len(chain)-1]), "init")
+}
+
 // initLayer returns the directory of the init layer of the image whose
-// layers are chain (bottom first), making it on first use.
-func (s *Store) initLayer(chain []digest.Digest) (string, error) {
-	top := s.snapshotDir(chain[len(chain)-1])
-	dir := filepath.Join(top, "init")
+// layers are chain (bottom first) and whose layer directories are layers
+// (layerDirs), making it on first use.
+func (s *Store) initLayer(chain []digest.Digest, layers []string) (string, error) {
+	dir := s.initDir(chain)
 	if exists(dir) {
 		return dir, nil
 	}
-	layers := make([]string, 0, len(chain))
-	for i := len(chain) - 1; i >= 0; i-- {
-		layers = append(layers, s.snapshotFS(chain[i]))
-	}
-	tmp, err := os.MkdirTemp(top, "init-tmp-")
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "init-tmp-")
 	if err != nil {
 		return "", fmt.Errorf("images: init layer: %w", err)
 	}
@@ -135,7 +138,7 @@ func lookupLayers(layers []string, rel string) (fs.FileInfo, bool) {
 		}
 		st, err := os.Lstat(filepath.Join(l, rel))
 		if err == nil {
-			if isWhiteout(st) {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && archive.IsWhiteout(sys.Mode, sys.Rdev) {
 				return nil, false
 			}
 			return st, true
@@ -143,20 +146,9 @@ func lookupLayers(layers []string, rel string) (fs.FileInfo, bool) {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, false
 		}
-		if parent != "." && isOpaque(filepath.Join(l, parent)) {
+		if parent != "." && archive.IsOpaque(filepath.Join(l, parent)) {
 			return nil, false
 		}
 	}
 	return nil, false
-}
-
-func isWhiteout(st fs.FileInfo) bool {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	return ok && st.Mode()&fs.ModeCharDevice != 0 && sys.Rdev == 0
-}
-
-func isOpaque(dir string) bool {
-	var b [1]byte
-	n, err := unix.Lgetxattr(dir, "trusted.overlay.opaque", b[:])
-	return err == nil && n == 1 && b[0] == 'y'
 }

@@ -214,12 +214,11 @@ func (s *Store) prepareRootfs(ctx context.Context, containerID string, img Image
 	// The image's init layer on top of its own (initlayer.go). Without one
 	// (it could not be made) the runtime makes the mount points in the
 	// upper directory, as it always could.
-	if init, err := s.initLayer(e.chain); err == nil {
+	layers := s.layerDirs(e.chain)
+	if init, err := s.initLayer(e.chain, layers); err == nil {
 		r.Lower = append(r.Lower, init)
 	}
-	for i := len(e.chain) - 1; i >= 0; i-- {
-		r.Lower = append(r.Lower, s.snapshotFS(e.chain[i]))
-	}
+	r.Lower = append(r.Lower, layers...)
 	ok = true
 	return r, nil
 }
@@ -240,15 +239,21 @@ func (s *Store) RootfsOf(containerID string) (Rootfs, error) {
 		return Rootfs{}, fmt.Errorf("images: rootfs of container %s: %w", containerID, err)
 	}
 	r := Rootfs{Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
-	if len(rec.Chain) > 0 {
-		if init := filepath.Join(s.snapshotDir(rec.Chain[len(rec.Chain)-1]), "init"); exists(init) {
-			r.Lower = append(r.Lower, init)
-		}
+	if len(rec.Chain) > 0 && exists(s.initDir(rec.Chain)) {
+		r.Lower = append(r.Lower, s.initDir(rec.Chain))
 	}
-	for i := len(rec.Chain) - 1; i >= 0; i-- {
-		r.Lower = append(r.Lower, s.snapshotFS(rec.Chain[i]))
-	}
+	r.Lower = append(r.Lower, s.layerDirs(rec.Chain)...)
 	return r, nil
+}
+
+// layerDirs are the directories of the layers chain (bottom first), top
+// first, as overlayfs's lowerdir lists them.
+func (s *Store) layerDirs(chain []digest.Digest) []string {
+	dirs := make([]string, 0, len(chain))
+	for i := len(chain) - 1; i >= 0; i-- {
+		dirs = append(dirs, s.snapshotFS(chain[i]))
+	}
+	return dirs
 }
 
 // RemoveRootfs deletes the container's upper and work directories (the

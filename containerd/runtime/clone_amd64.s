@@ -33,28 +33,3 @@ child:
 	MOVL	$231, AX	// exit_group
 	SYSCALL
 	INT	$3
-
-// func childSyscall(trap, a1, a2, a3, a4, a5 uintptr) (r1 uintptr, errno syscall.Errno)
-//
-// A system call for the cloned process: assembly only, so that nothing on
-// its way is instrumented (syscall.RawSyscall6 is, in a -race build, and
-// the race detector's hooks need a goroutine the process does not have).
-TEXT ·childSyscall(SB),NOSPLIT|NOFRAME,$0-64
-	MOVQ	a1+8(FP), DI
-	MOVQ	a2+16(FP), SI
-	MOVQ	a3+24(FP), DX
-	MOVQ	a4+32(FP), R10
-	MOVQ	a5+40(FP), R8
-	MOVQ	$0, R9
-	MOVQ	trap+0(FP), AX
-	SYSCALL
-	CMPQ	AX, $0xfffffffffffff001
-	JLS	ok
-	NEGQ	AX
-	MOVQ	$-1, r1+48(FP)
-	MOVQ	AX, errno+56(FP)
-	RET
-ok:
-	MOVQ	AX, r1+48(FP)
-	MOVQ	$0, errno+56(FP)
-	RET

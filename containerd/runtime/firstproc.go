@@ -168,7 +168,7 @@ const (
 // firstProcPath tells whether the container of cfg starts through a first
 // process cloned by this process rather than the Go init, and how that
 // process execs the container's program.
-func (r *Runtime) firstProcPath(cfg *initConfig, clone uintptr) firstProcExec {
+func firstProcPath(cfg *initConfig, clone uintptr) firstProcExec {
 	const handled = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
 	if !cloneVMSupported || raceBuild || os.Getenv("SHOAL_INIT") == "go" {
 		return viaGoInit
@@ -219,6 +219,9 @@ func (r *Runtime) firstProcPath(cfg *initConfig, clone uintptr) firstProcExec {
 // trampolineSlot is the descriptor the trampoline is executed from.
 const trampolineSlot = 5
 
+// emptyPath is the "" of execveat's AT_EMPTY_PATH (a global: it never moves).
+var emptyPath = [1]byte{}
+
 // selfSealed tells whether this process runs from a view of its binary
 // that nobody can write (seal.go): a shim's sealed memfd, say.
 var selfSealed = sync.OnceValue(func() bool { return isSealed("/proc/self/exe") })
@@ -266,9 +269,7 @@ func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, 
 			return nil, nil, fmt.Errorf("start init: %w", err)
 		}
 		f.prog.trampFd = int(tf.Fd())
-		empty := []byte{0}
-		f.prog.emptyPath = uintptr(unsafe.Pointer(&empty[0]))
-		f.keep = append(f.keep, empty)
+		f.prog.emptyPath = uintptr(unsafe.Pointer(&emptyPath[0]))
 	}
 	fds, err := openNamespaces(join)
 	if err != nil {

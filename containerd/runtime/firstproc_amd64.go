@@ -13,8 +13,7 @@ import (
 // scheduler, heap or signal handlers (CLONE_CLEAR_SIGHAND), until its
 // execve replaces the memory it borrowed. Everything here is nosplit (no
 // stack growth: there is no goroutine to grow), norace (the race detector's
-// hooks need a goroutine), makes system calls through childSyscall only
-// (assembly: nothing instrumented on the way), and writes only
+// hooks need a goroutine), makes raw system calls only, and writes only
 // numbers and bytes (no pointer writes, which could call the garbage
 // collector's write barrier).
 
@@ -26,8 +25,6 @@ type cloneArgs struct {
 }
 
 func clone3VM(args *cloneArgs, size uintptr, p *childProg) (pid uintptr, errno uintptr)
-
-func childSyscall(trap, a1, a2, a3, a4, a5 uintptr) (r1 uintptr, errno syscall.Errno)
 
 // childEntry is where the cloned process starts (clone_amd64.s). It never
 // returns: it execs the container's process or records its failure and
@@ -94,7 +91,7 @@ func childEntry(p *childProg) {
 	p.sigmask = 0
 	try(p, stepExec, unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&p.sigmask)), 0, 8)
 	if p.trampFd >= 0 {
-		_, e := childSyscall(unix.SYS_EXECVEAT, uintptr(p.trampFd), p.emptyPath, p.trampArgv, p.envp, unix.AT_EMPTY_PATH)
+		_, _, e := syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(p.trampFd), p.emptyPath, p.trampArgv, p.envp, unix.AT_EMPTY_PATH, 0)
 		childFail(p, stepExec, e)
 	}
 	try(p, stepExec, unix.SYS_EXECVE, p.path, p.argv, p.envp, 0)
@@ -106,7 +103,7 @@ func childEntry(p *childProg) {
 //go:nosplit
 //go:norace
 func try(p *childProg, step int, trap, a1, a2, a3, a4 uintptr) uintptr {
-	r, e := childSyscall(trap, a1, a2, a3, a4, 0)
+	r, _, e := syscall.RawSyscall6(trap, a1, a2, a3, a4, 0, 0)
 	if e != 0 {
 		childFail(p, step, e)
 	}
@@ -157,7 +154,7 @@ func childCredentials(p *childProg) {
 		if p.keepBounding&(1<<c) != 0 {
 			continue
 		}
-		if _, e := childSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0, 0, 0); e != 0 {
+		if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0, 0, 0, 0); e != 0 {
 			if e == unix.EINVAL {
 				break // past the kernel's last capability
 			}
@@ -170,14 +167,14 @@ func childCredentials(p *childProg) {
 	try(p, stepSetuid, unix.SYS_SETRESUID, uintptr(p.uid), uintptr(p.uid), uintptr(p.uid), 0)
 	try(p, stepKeepCaps, unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0, 0)
 	try(p, stepCapset, unix.SYS_CAPSET, p.capHdr, p.capData, 0, 0)
-	if _, e := childSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); e != 0 && e != unix.EINVAL {
+	if _, _, e := syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); e != 0 && e != unix.EINVAL {
 		childFail(p, stepAmbient, e)
 	}
 	for c := uintptr(0); c < 64; c++ {
 		if p.ambient&(1<<c) != 0 {
 			// One that cannot be raised is not a failure (the Go init
 			// warns): it needs the capability permitted and inheritable.
-			childSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0)
+			syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0, 0)
 		}
 	}
 }
@@ -193,7 +190,7 @@ func childCredentials(p *childProg) {
 func childFail(p *childProg, step int, e syscall.Errno) {
 	p.failStep, p.failErrno = step, int(e)
 	if p.syncClosed {
-		childSyscall(unix.SYS_WRITE, 2, p.failMsg, uintptr(p.failMsgLen), 0, 0)
+		syscall.RawSyscall(unix.SYS_WRITE, 2, p.failMsg, uintptr(p.failMsgLen))
 	}
 	code := uintptr(1)
 	if step == stepExec {
@@ -205,6 +202,6 @@ func childFail(p *childProg, step int, e syscall.Errno) {
 		}
 	}
 	for {
-		childSyscall(unix.SYS_EXIT_GROUP, code, 0, 0, 0, 0)
+		syscall.RawSyscall(unix.SYS_EXIT_GROUP, code, 0, 0)
 	}
 }

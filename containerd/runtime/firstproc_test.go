@@ -144,7 +144,6 @@ func TestFirstProcPath(t *testing.T) {
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"execveat"}, Action: specs.ActErrno}}})
 	onlyExecve := compile(&specs.LinuxSeccomp{DefaultAction: specs.ActKillProcess,
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"execve", "write", "exit_group"}, Action: specs.ActAllow}}})
-	r := New(t.TempDir())
 	for _, c := range []struct {
 		name     string
 		cfg      initConfig
@@ -168,13 +167,13 @@ func TestFirstProcPath(t *testing.T) {
 		{"no RLIMIT_NOFILE in the spec", initConfig{Mode: modeRun, Spec: &specs.Spec{Process: &specs.Process{}}}, base, true, viaGoInit},
 	} {
 		firstProcUnsealed = c.unsealed
-		if got := r.firstProcPath(&c.cfg, c.clone); got != c.want {
+		if got := firstProcPath(&c.cfg, c.clone); got != c.want {
 			t.Errorf("%s: path %d, want %d", c.name, got, c.want)
 		}
 	}
 	firstProcUnsealed = false
 	t.Setenv("SHOAL_INIT", "go")
-	if r.firstProcPath(&initConfig{Mode: modeRun, Spec: spec()}, base) != viaGoInit {
+	if firstProcPath(&initConfig{Mode: modeRun, Spec: spec()}, base) != viaGoInit {
 		t.Error("SHOAL_INIT=go: still cloned")
 	}
 }

@@ -456,7 +456,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		extra.rootfs = os.NewFile(uintptr(fd), "rootfs")
 	}
 	stdio := Stdio{opts.Stdin, opts.Stdout, opts.Stderr}
-	if how := r.firstProcPath(cfg, clone); how != viaGoInit {
+	if how := firstProcPath(cfg, clone); how != viaGoInit {
 		proc, c, err = r.startFirstProc(cfg, join, clone, how, extra, stdio, cg, t)
 	} else {
 		proc, c, err = r.startInit(cfg, join, &attr, extra, stdio, cg, t, true)
@@ -632,11 +632,11 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	defer syncR.Close()
 	defer syncW.Close()
 
-	selfFn := r.Self
-	if selfFn == nil {
-		selfFn = SealedSelf
+	selfPath := SealedSelf
+	if r.Self != nil {
+		selfPath = r.Self
 	}
-	self, err := selfFn()
+	self, err := selfPath()
 	if err != nil {
 		return nil, nil, err
 	}

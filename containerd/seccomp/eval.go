@@ -15,14 +15,14 @@ func (p *Program) Allows(nr int, args [6]uint64) bool {
 	if err != nil {
 		return false
 	}
-	ret, ok := Eval(p.Filter, arch.id, int32(nr), args)
+	ret, ok := eval(p.Filter, arch.id, int32(nr), args)
 	return ok && (ret == retAllow || ret == retLog)
 }
 
-// Eval runs a filter as the kernel would for one seccomp_data and returns
+// eval runs a filter as the kernel would for one seccomp_data and returns
 // its verdict. It knows the instructions Compile emits; a program with
 // others, or one that falls off its end, is not ok.
-func Eval(prog []unix.SockFilter, archID uint32, nr int32, args [6]uint64) (uint32, bool) {
+func eval(prog []unix.SockFilter, archID uint32, nr int32, args [6]uint64) (uint32, bool) {
 	var data [64]byte
 	binary.LittleEndian.PutUint32(data[offNr:], uint32(nr))
 	binary.LittleEndian.PutUint32(data[offArch:], archID)

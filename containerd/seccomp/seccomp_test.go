@@ -7,13 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// run interprets a compiled filter for one seccomp_data (Eval), so the
+// run interprets a compiled filter for one seccomp_data (eval), so the
 // program's decisions are tested without loading it into the kernel.
 func run(t *testing.T, prog []unix.SockFilter, archID uint32, nr int32, args [6]uint64) uint32 {
 	t.Helper()
-	ret, ok := Eval(prog, archID, nr, args)
+	ret, ok := eval(prog, archID, nr, args)
 	if !ok {
-		t.Fatal("the program has an instruction Eval does not know, or falls off its end")
+		t.Fatal("the program has an instruction eval does not know, or falls off its end")
 	}
 	return ret
 }
@@ -151,6 +151,6 @@ func TestAllows(t *testing.T) {
 		}
 	}
 	if (&Program{Filter: []unix.SockFilter{{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_IND}}}).Allows(unix.SYS_READ, [6]uint64{}) {
-		t.Error("a program with an instruction Eval does not know: allowed")
+		t.Error("a program with an instruction eval does not know: allowed")
 	}
 }

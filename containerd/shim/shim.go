@@ -497,7 +497,3 @@ func ReadExit(stateDir string) (Exit, error) {
 	}
 	return e, json.Unmarshal(b, &e)
 }
-
-// ShimsCgroup is the cgroup, under the containers' parent, that the engine
-// moves shims to (containers.Engine, once a shim has reported its start).
-const ShimsCgroup = "shims"
