@@ -73,18 +73,31 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a/b }'; }
 # CPU time (user+sys, ms) per run of a command run N times: getrusage of the
 # loop's children, so every process involved that is reaped within it counts
 # (the runtime, its init, the container's process). With a daemon pid as
-# well, the daemon's own CPU and that of the children it reaped (shims and,
-# through them, inits) during the loop is added.
+# well, the CPU during the loop of the daemon and of its children, live or
+# reaped, is added: a shim serves many containers and outlives the loop, so
+# its CPU (with that of the containers it reaped) is read from its own stat
+# before and after.
 CPULOOP='TIMEFORMAT="%3U %3S"; { time (for _ in $(seq "$N"); do "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; exit 1; }; done) ; } 2>&1 | tail -n 1'
 proc_cpu() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }  # clock ticks
+# tree_cpu PID: PID's clock ticks and those of its live children (a child
+# that exits while this reads may be missed or counted twice: the shims are
+# long-lived, and nothing else of the daemon's comes and goes in the loop).
+tree_cpu() {
+  local t c
+  t=$(proc_cpu "$1")
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    t=$((t + $(proc_cpu "$c" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 cpu_ms() { # [-v1only] [-daemon PID] CMD...
   local pre="" dpid="" d0=0 d1=0 out
   [ "$1" = -v1only ] && { pre=$V1ONLY; shift; }
   [ "$1" = -daemon ] && { dpid=$2; shift 2; }
-  [ -n "$dpid" ] && d0=$(proc_cpu "$dpid")
+  [ -n "$dpid" ] && d0=$(tree_cpu "$dpid")
   if [ -n "$pre" ]; then out=$(N=$N unshare -m --propagation private bash -c "$pre $CPULOOP" cpuloop "$@")
   else out=$(N=$N bash -c "$CPULOOP" cpuloop "$@"); fi
-  [ -n "$dpid" ] && d1=$(proc_cpu "$dpid")
+  [ -n "$dpid" ] && d1=$(tree_cpu "$dpid")
   echo "$out" | awk -v n="$N" -v dt=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" '{printf "%.1f", (($1 + $2) * 1000 + dt * 1000 / hz) / n}'
 }
 

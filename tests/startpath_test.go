@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -176,20 +177,21 @@ func TestShimRunsFromEmbeddedBinary(t *testing.T) {
 	d.Must("import", harness.BusyboxTar(t), "busybox:latest")
 	id := strings.TrimSpace(d.Must("run", "-d", "busybox:latest", "sleep", "300"))
 	t.Cleanup(func() { d.Run("rm", "-f", id) })
+	// The shim is the parent of the container's first process.
+	pid := strings.TrimSpace(d.Must("inspect", "-f", "{{.State.Pid}}", id))
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		t.Fatalf("container pid %q: %v", pid, err)
+	}
 	shim := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := bytes.Split(b, []byte{0})
-		if len(args) > 3 && string(args[1]) == "shim" && string(args[3]) == id {
-			fmt.Sscan(e.Name(), &shim)
+	if _, after, ok := bytes.Cut(stat, []byte(") ")); ok {
+		if f := strings.Fields(string(after)); len(f) > 1 {
+			shim, _ = strconv.Atoi(f[1]) // state, then ppid
 		}
 	}
-	if shim == 0 {
-		t.Fatalf("no shim process for container %s", id)
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", shim))
+	if args := bytes.Split(cmdline, []byte{0}); len(args) < 2 || string(args[1]) != "shim" {
+		t.Fatalf("the parent %d of container pid %s is not a shim: %q", shim, pid, cmdline)
 	}
 	exe := fmt.Sprintf("/proc/%d/exe", shim)
 	link, err := os.Readlink(exe)

@@ -120,32 +120,130 @@ func TestDaemonKilledContainersSurvive(t *testing.T) {
 	}
 }
 
-// A shim killed with SIGKILL takes its container with it: the engine records
-// the loss (137) and ends the unsupervised process; remove leaves nothing.
+// A shim killed with SIGKILL takes its containers with it (every container
+// it supervised, and only those): the engine records each loss (137) and
+// ends the unsupervised processes; remove leaves nothing.
 func TestShimKilled(t *testing.T) {
 	env := newEnv(t)
-	c := env.run(Config{Cmd: []string{"sleep", "1000"}})
-	c, _ = env.e.Get(c.ID)
-	if err := unix.Kill(c.State.ShimPid, unix.SIGKILL); err != nil {
+	var cs []Container
+	for i := 0; i < 2; i++ {
+		c := env.run(Config{Cmd: []string{"sleep", "1000"}})
+		c, _ = env.e.Get(c.ID)
+		cs = append(cs, c)
+	}
+	if cs[0].State.ShimPid != cs[1].State.ShimPid {
+		t.Fatalf("two containers on shims %d and %d, want one", cs[0].State.ShimPid, cs[1].State.ShimPid)
+	}
+	env.e.shimPool.mu.Lock()
+	env.e.shimPool.cur.ctl.Close() // retire it: the next container gets a shim of its own
+	env.e.shimPool.cur = nil
+	env.e.shimPool.mu.Unlock()
+	other := env.run(Config{Cmd: []string{"sleep", "1000"}})
+	other, _ = env.e.Get(other.ID)
+	if err := unix.Kill(cs[0].State.ShimPid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	st := env.wait(c.ID, 10*time.Second)
-	if st.ExitCode != 137 || st.Error == "" {
-		t.Fatalf("after the shim's death: %+v", st)
+	for _, c := range cs {
+		st := env.wait(c.ID, 10*time.Second)
+		if st.ExitCode != 137 || st.Error == "" {
+			t.Fatalf("after the shim's death: %+v", st)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for unix.Kill(c.State.Pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("container pid %d outlived its shim", c.State.Pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := env.e.Remove(context.Background(), c.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		if left := env.traces(c.ID); len(left) > 0 {
+			t.Fatalf("left after remove: %v", left)
+		}
 	}
+	if o, _ := env.e.Get(other.ID); !o.State.Running || unix.Kill(other.State.Pid, 0) != nil {
+		t.Fatalf("the container of another shim: %+v", o.State)
+	}
+	if err := env.e.Remove(context.Background(), other.ID, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestShimRetired: the engine hands a shim a bounded number of containers
+// and then starts another; a retired shim lives while one of its containers
+// does and exits after the last, while the current one waits for more.
+func TestShimRetired(t *testing.T) {
+	env := newEnv(t)
+	env.e.shimPool.limit = 2
+	var cs []Container
+	for i := 0; i < 3; i++ {
+		c := env.run(Config{Cmd: []string{"sleep", "1000"}})
+		c, _ = env.e.Get(c.ID)
+		cs = append(cs, c)
+	}
+	// Nothing of the shim's (its control socket, another container's
+	// pipes) reaches a container: stdin, stdout and stderr only, once the
+	// init has become sleep (a Go init's runtime has descriptors of its own
+	// until its execve).
+	for _, c := range cs {
+		for i := 0; i < 500; i++ {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.State.Pid)); strings.HasPrefix(string(b), "sleep\x00") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.State.Pid))
+		if err != nil || len(ents) != 3 {
+			var names []string
+			for _, e := range ents {
+				l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", c.State.Pid, e.Name()))
+				names = append(names, e.Name()+"->"+l)
+			}
+			t.Errorf("container %s has descriptors %v (%v), want 0, 1, 2", c.ID[:12], names, err)
+		}
+	}
+	retired, current := cs[0].State.ShimPid, cs[2].State.ShimPid
+	if cs[1].State.ShimPid != retired || current == retired {
+		t.Fatalf("shims %d, %d, %d: want the first two on one, the third on another", retired, cs[1].State.ShimPid, current)
+	}
+	stop := func(c Container) {
+		t.Helper()
+		if err := env.e.Stop(context.Background(), c.ID, new(int)); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.e.Remove(context.Background(), c.ID, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop(cs[0])
+	time.Sleep(200 * time.Millisecond)
+	if unix.Kill(retired, 0) != nil {
+		t.Fatal("the retired shim exited while one of its containers ran")
+	}
+	if c, _ := env.e.Get(cs[1].ID); !c.State.Running {
+		t.Fatalf("its other container: %+v", c.State)
+	}
+	stop(cs[1])
 	deadline := time.Now().Add(5 * time.Second)
-	for unix.Kill(c.State.Pid, 0) == nil {
+	for unix.Kill(retired, 0) == nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("container pid %d outlived its shim", c.State.Pid)
+			t.Fatalf("retired shim %d still runs after its last container", retired)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := env.e.Remove(context.Background(), c.ID, false); err != nil {
-		t.Fatal(err)
+	stop(cs[2])
+	time.Sleep(200 * time.Millisecond)
+	if unix.Kill(current, 0) != nil {
+		t.Fatal("the current shim exited with its containers: the next start would pay for a new one")
 	}
-	if left := env.traces(c.ID); len(left) > 0 {
-		t.Fatalf("left after remove: %v", left)
+	// The current one serves the next container.
+	c := env.run(Config{Cmd: []string{"sleep", "1000"}})
+	c, _ = env.e.Get(c.ID)
+	if c.State.ShimPid != current {
+		t.Fatalf("next container on shim %d, want %d", c.State.ShimPid, current)
 	}
+	stop(c)
 }
 
 // inShimsCgroup reports whether pid is in <parent>/shims in the memory, pids

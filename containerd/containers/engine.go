@@ -50,7 +50,6 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/containerd/atomicfile"
-	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -107,11 +106,8 @@ type Engine struct {
 	restartsOn  chan struct{}
 	restartOnce sync.Once
 
-	// shims is the cgroup shims move to (moveToShims), made on first use.
-	shims struct {
-		once sync.Once
-		m    cgroups.Manager
-	}
+	// shimPool starts the shim processes and hands containers to them.
+	shimPool shimPool
 }
 
 type record struct {

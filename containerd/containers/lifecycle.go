@@ -8,18 +8,14 @@ import (
 	"maps"
 	"net"
 	"os"
-	"os/exec"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/oci"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -340,7 +336,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	return nil
 }
 
-// startShim launches the shim, hands it the attach streams that wait for the
+// startShim hands the container to a shim, connects the attach streams that wait for the
 // start and returns the container's pid.
 func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachReq) (int, int, net.Conn, error) {
 	id := c.ID
@@ -367,38 +363,13 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 		startR.Close()
 		return 0, 0, nil, err
 	}
-	cmd := exec.Command(e.opts.Shim, opts.Args()...)
-	// One P: the shim waits and copies output, work that one thread does
-	// well, and its start-up and create then leave the other CPUs to the
-	// container's init, on the start's critical path. It parks no thread in
-	// a system call (runtime.AwaitExit, its non-blocking pipes), which
-	// with one P would stall its other goroutines. On the two-CPU test VMs
-	// `run --rm` took 6-8 ms less wall time (of ~80) and 2 ms less CPU.
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{statusW, startR}
-	// Its own session: signals to the daemon's group never reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
+	shimPid, err := e.sendToShim(opts, statusW, startR, logf)
 	statusW.Close()
 	startR.Close()
 	logf.Close()
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
+		return 0, 0, nil, err
 	}
-	// Reap it when it ends while this daemon lives; after a restart init
-	// does. Once it has started the container, it leaves the daemon's
-	// cgroup first: the pid cannot name another process before it is reaped.
-	started := make(chan bool, 1)
-	ok := false
-	defer func() { started <- ok }()
-	go func() {
-		if <-started {
-			e.moveToShims(cmd.Process.Pid)
-		}
-		runtime.AwaitExit(cmd.Process.Pid) // no thread parked per running container
-		_ = cmd.Wait()
-	}()
 	dec := json.NewDecoder(statusR)
 	var st shim.Status
 	if err := dec.Decode(&st); err != nil || !st.Created {
@@ -423,34 +394,7 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 		wait.Close()
 		return 0, 0, nil, shimError(st, err, c)
 	}
-	ok = true
-	return st.Pid, cmd.Process.Pid, wait, nil
-}
-
-// shimsCgroup is the cgroup, under the containers' parent, that shims are
-// moved to.
-const shimsCgroup = "shims"
-
-// moveToShims moves a shim out of the daemon's cgroup into
-// <parent>/shims (every hierarchy, the unified one of a hybrid host
-// included), so that a service manager stopping the daemon's cgroup does
-// not take the containers' supervisors with it. The engine does it, after
-// the shim has reported the start, rather than the shim itself: a v1 move
-// waits for an RCU grace period, and a shim with one P busy moving itself
-// noticed its container's exit up to 10 ms late (its netpoller unpolled;
-// seen with perf trace on `run --rm`). Best effort: on failure the shim
-// stays where it was. The shared cgroup is made once and stays, as the
-// parent does.
-func (e *Engine) moveToShims(pid int) {
-	e.shims.once.Do(func() {
-		m, err := cgroups.New(cgroups.Detect(), e.rt.CgroupRoot, path.Join(cgroupParent(e.opts.CgroupParent), shimsCgroup))
-		if err == nil && m.Create() == nil {
-			e.shims.m = m
-		}
-	})
-	if e.shims.m != nil {
-		_ = e.shims.m.Apply(pid)
-	}
+	return st.Pid, shimPid, wait, nil
 }
 
 func shimError(st shim.Status, err error, c Container) error {
@@ -515,17 +459,15 @@ func (e *Engine) monitor(id string, conn net.Conn) {
 }
 
 func (e *Engine) setExited(id string, ex shim.Exit) {
-	// The shim goes right after it has told us the exit: wait for that
-	// before waiters learn of it, so that nothing of a stopped container
-	// runs once Wait returns. Its directory (exit.json) stays until the
-	// next Start or the Remove.
+	// The shim told the exit once the container's processes were reaped
+	// and its cgroup and runtime state deleted: nothing of it runs now.
+	// Its directory (exit.json) stays until the next Start or the Remove.
 	e.mu.Lock()
-	shimPid, autoRemove := 0, false
+	autoRemove := false
 	if r, ok := e.records[id]; ok {
-		shimPid, autoRemove = r.c.State.ShimPid, r.c.Config.AutoRemove
+		autoRemove = r.c.Config.AutoRemove
 	}
 	e.mu.Unlock()
-	waitShimGone(shimPid, id)
 	e.stopHealth(id)
 	var delay time.Duration
 	var restart chan struct{}
@@ -776,35 +718,4 @@ func ParseSignal(s string) (unix.Signal, error) {
 		return unix.Signal(sig), nil
 	}
 	return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalidArgument, s)
-}
-
-// waitShimGone waits (briefly: the shim exits right after it has answered its
-// waiters) until the shim process pid of container id has exited, so that
-// nothing of a stopped container runs when Remove returns. A pid that no
-// longer names that shim (reaped, reused) counts as gone.
-func waitShimGone(pid int, id string) {
-	if pid <= 0 {
-		return
-	}
-	isShim := func() bool {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err == nil && strings.Contains(string(b), "\x00"+id+"\x00")
-	}
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	if !isShim() {
-		return
-	}
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
-		if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
-			return
-		}
-	}
-	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 }

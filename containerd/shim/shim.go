@@ -1,18 +1,28 @@
-// Package shim is the per-container supervisor: `shoal shim`, the same binary
-// re-executed by the engine, detached from the daemon (own session, reparented
-// to init), so that a daemon restart, crash or upgrade never kills a container.
+// Package shim is the containers' supervisor: `shoal shim`, started by the
+// engine detached from the daemon (own session, reparented to init), so that
+// a daemon restart, crash or upgrade never kills a container.
 //
-// The shim is the runtime's parent: it creates the container with its stdio
-// on pipes it owns, writes the output to the json-file log, fans it out to
-// attached clients, waits for the exit, reads the OOM kill count and records
-// the exit durably in exit.json before it goes away. A restarted daemon finds
-// it again through its socket, or, if it has already gone, through exit.json.
+// One shim process supervises several containers (Serve): the engine hands
+// it each container to start on a control socket, and retires it after a
+// number of starts; a retired shim exits when its last container has. A Go
+// process's start (its runtime, page faults, threads) was the largest cost
+// of a container start after the container's own work, and one shim per
+// container paid it every time. What the engine gives up is isolation
+// between the containers of one shim: a shim killed ends the supervision of
+// all of them (the engine then records each as lost, 137, and ends it).
 //
-// Start-up is a handshake over two pipes so that clients attached before the
-// start miss no output: the shim creates the container and says "created" on
-// the status pipe (fd 3); the engine connects the waiting attach streams to
-// the socket and writes "start" on the start pipe (fd 4); the shim starts the
-// process and reports its pid.
+// For each container the shim is the runtime's parent: it creates the
+// container with its stdio on pipes it owns, writes the output to the
+// json-file log, fans it out to attached clients, waits for the exit, reads
+// the OOM kill count and records the exit durably in exit.json. A
+// restarted daemon finds the container again through its socket, or, if the
+// shim has recorded the exit, through exit.json.
+//
+// Start-up is a handshake over two pipes that come with the request, so that
+// clients attached before the start miss no output: the shim creates the
+// container and says "created" on the status pipe; the engine connects the
+// waiting attach streams to the container's socket and writes "start" on the
+// start pipe; the shim starts the process and reports its pid.
 //
 // Socket protocol (unix stream, one JSON request line, then):
 //   - {"attach":true,"stdin":bool}: an empty stdout frame once the client
@@ -48,14 +58,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/shoal-project/shoal/containerd/atomicfile"
 	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/runtime"
 )
 
-// Options describe the container a shim supervises; they are its command line.
+// Options describe a container for the shim to supervise; they are the JSON
+// of a start request.
 type Options struct {
 	ID           string
 	Bundle       string
@@ -145,97 +154,31 @@ func SocketPath(stateDir string) string { return filepath.Join(stateDir, "shim.s
 // ExitPath is where the shim records the exit.
 func ExitPath(stateDir string) string { return filepath.Join(stateDir, "exit.json") }
 
-// Args renders opts as the shim's command line (after the binary).
-func (o Options) Args() []string {
-	a := []string{"shim", "--id", o.ID, "--bundle", o.Bundle, "--state", o.StateDir,
-		"--runtime-root", o.RuntimeRoot, "--cgroup-parent", o.CgroupParent, "--log", o.LogPath}
-	if o.Log != (logs.Config{}) {
-		b, _ := json.Marshal(o.Log) // plain fields: it cannot fail
-		a = append(a, "--log-config", string(b))
-	}
-	if o.Stdin {
-		a = append(a, "--stdin")
-	}
-	if o.StdinOnce {
-		a = append(a, "--stdin-once")
-	}
-	if o.Tty {
-		a = append(a, "--tty")
-		if o.ConsoleHeight > 0 && o.ConsoleWidth > 0 {
-			a = append(a, "--console-size", fmt.Sprintf("%dx%d", o.ConsoleHeight, o.ConsoleWidth))
-		}
-	}
-	return a
-}
-
-func parseArgs(args []string) (Options, error) {
-	var o Options
-	for i := 0; i < len(args); i++ {
-		switch args[i] {
-		case "--stdin":
-			o.Stdin = true
-			continue
-		case "--stdin-once":
-			o.StdinOnce = true
-			continue
-		case "--tty":
-			o.Tty = true
-			continue
-		}
-		if i+1 >= len(args) {
-			return o, fmt.Errorf("flag %s needs a value", args[i])
-		}
-		v := args[i+1]
-		switch args[i] {
-		case "--id":
-			o.ID = v
-		case "--bundle":
-			o.Bundle = v
-		case "--state":
-			o.StateDir = v
-		case "--runtime-root":
-			o.RuntimeRoot = v
-		case "--cgroup-parent":
-			o.CgroupParent = v
-		case "--log":
-			o.LogPath = v
-		case "--log-config":
-			if err := json.Unmarshal([]byte(v), &o.Log); err != nil {
-				return o, fmt.Errorf("--log-config: %w", err)
-			}
-		case "--console-size":
-			if _, err := fmt.Sscanf(v, "%dx%d", &o.ConsoleHeight, &o.ConsoleWidth); err != nil {
-				return o, fmt.Errorf("--console-size %q: want HEIGHTxWIDTH", v)
-			}
-		default:
-			return o, fmt.Errorf("unknown flag %s", args[i])
-		}
-		i++
-	}
-	if o.ID == "" || o.Bundle == "" || o.StateDir == "" || o.RuntimeRoot == "" || o.LogPath == "" {
-		return o, errors.New("--id, --bundle, --state, --runtime-root and --log are required")
-	}
-	return o, nil
-}
-
-// Main is `shoal shim ARGS...`; it never returns.
+// Main is `shoal shim --state-root DIR`; it never returns. Its descriptor 3
+// is a SOCK_SEQPACKET socket from the engine (see Serve). DIR holds the
+// state directories of the containers it supervises: it takes no request
+// for a container elsewhere, and it names the engine the shim belongs to in
+// ps (and to whoever cleans up after a killed daemon).
 func Main(args []string) {
-	// Non-blocking, hence in the netpoller: waiting for the engine's
-	// go-ahead must not hold the shim's only P in read(2) while the engine
-	// connects its attach and wait clients (see AwaitExit in the runtime).
-	_ = unix.SetNonblock(3, true)
-	_ = unix.SetNonblock(4, true)
-	status := os.NewFile(3, "status")
-	start := os.NewFile(4, "start")
-	opts, err := parseArgs(args)
-	if err != nil {
-		report(status, Status{Error: "shim: " + err.Error()})
+	if len(args) != 2 || args[0] != "--state-root" || !filepath.IsAbs(args[1]) {
+		fmt.Fprintln(os.Stderr, "shim: usage: shim --state-root DIR (absolute); the engine sends its requests on descriptor 3")
 		os.Exit(2)
 	}
-	if err := run(opts, status, start); err != nil {
-		fmt.Fprintln(os.Stderr, "shim:", err)
-		os.Exit(1)
+	// FileConn holds a close-on-exec copy; descriptor 3 itself would pass
+	// into every process this one starts.
+	f := os.NewFile(3, "control")
+	ctl, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shim: control socket:", err)
+		os.Exit(2)
 	}
+	uc, ok := ctl.(*net.UnixConn)
+	if !ok {
+		fmt.Fprintln(os.Stderr, "shim: descriptor 3 is not a unix socket")
+		os.Exit(2)
+	}
+	Serve(uc, args[1])
 	os.Exit(0)
 }
 
@@ -298,9 +241,9 @@ func (f *fanout) closeAll() {
 }
 
 func run(o Options, status, start *os.File) error {
-	// Orphaned grandchildren of the container (there are none outside its pid
-	// namespace, but an exec'd process may leave some) are reaped here.
-	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	// Not a child subreaper: a shim lives as long as its last container, so
+	// orphans adopted here (none come from inside a pid namespace) would
+	// stay zombies; init reaps them instead.
 	ctx := context.Background()
 	ln, err := listenUnix(SocketPath(o.StateDir))
 	if err != nil {

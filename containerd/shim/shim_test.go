@@ -8,30 +8,102 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-func TestArgsRoundTrip(t *testing.T) {
-	o := Options{ID: "c1", Bundle: "/b", StateDir: "/s", RuntimeRoot: "/r", CgroupParent: "/p", LogPath: "/l", Stdin: true, StdinOnce: true}
-	got, err := parseArgs(o.Args()[1:])
-	if err != nil || !reflect.DeepEqual(got, o) {
-		t.Fatalf("parseArgs(Args()) = %+v, %v", got, err)
+// TestServeRefusesBadRequests: a start request that cannot be read is
+// refused on its status pipe (or, without its descriptors, dropped with
+// them closed); the shim goes on serving, and returns when the engine's end
+// closes, leaking no descriptor.
+func TestServeRefusesBadRequests(t *testing.T) {
+	before := openFDs(t)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	o.Tty, o.ConsoleHeight, o.ConsoleWidth = true, 40, 120
-	if got, err := parseArgs(o.Args()[1:]); err != nil || !reflect.DeepEqual(got, o) {
-		t.Fatalf("parseArgs(Args()) with a TTY = %+v, %v", got, err)
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "ctl")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.UnixConn)
 	}
-	base := []string{"--id", "x", "--bundle", "/b", "--state", "/s", "--runtime-root", "/r", "--log", "/l"}
-	for _, bad := range [][]string{{}, {"--id"}, {"--id", "x", "--bogus", "y"}, {"--id", "x", "--bundle", "/b"},
-		append(base, "--console-size", "40"), append(base, "--console-size", "axb"), append(base, "--console-size", "70000x80")} {
-		if _, err := parseArgs(bad); err == nil {
-			t.Errorf("parseArgs(%q) accepted", bad)
+	engine, shimEnd := conn(fds[0]), conn(fds[1])
+	served := make(chan struct{})
+	go func() { Serve(shimEnd, "/s"); close(served) }()
+
+	// request sends raw with a fresh status pipe, start pipe and log, and
+	// returns what the status pipe said before it closed.
+	request := func(raw []byte, nfds int) string {
+		statusR, statusW, _ := os.Pipe()
+		startR, startW, _ := os.Pipe()
+		logf, _ := os.CreateTemp(t.TempDir(), "log")
+		defer func() { statusR.Close(); startW.Close() }()
+		all := []int{int(statusW.Fd()), int(startR.Fd()), int(logf.Fd())}
+		if _, _, err := engine.WriteMsgUnix(raw, unix.UnixRights(all[:nfds]...), nil); err != nil {
+			t.Fatal(err)
+		}
+		statusW.Close()
+		startR.Close()
+		logf.Close()
+		b, _ := io.ReadAll(statusR)
+		return string(b)
+	}
+	valid := Options{ID: "c", Bundle: "/b", StateDir: "/s/c", RuntimeRoot: "/r", LogPath: "/l"}
+	noID := valid
+	noID.ID = ""
+	elsewhere := valid
+	elsewhere.StateDir = "/t/c"
+	b, _ := json.Marshal(noID)
+	b2, _ := json.Marshal(elsewhere)
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"not JSON", []byte("{bogus"), "start request: invalid character"},
+		{"no ID", b, "ID, Bundle, StateDir, RuntimeRoot and LogPath are required"},
+		{"state elsewhere", b2, "state directory /t/c is not under /s"},
+	} {
+		var st Status
+		got := request(tc.raw, nFDs)
+		if err := json.Unmarshal([]byte(got), &st); err != nil || !strings.Contains(st.Error, tc.want) {
+			t.Errorf("%s: status %q, want an error with %q", tc.name, got, tc.want)
 		}
 	}
+	b, _ = json.Marshal(valid)
+	if got := request(b, 1); got != "" {
+		t.Errorf("a request with one descriptor: status %q, want it dropped", got)
+	}
+	select {
+	case <-served:
+		t.Fatal("Serve returned while the engine's end was open")
+	default:
+	}
+	engine.Close()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the engine's end closed")
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("descriptors open: %d before, %d after", before, after)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func TestExitRecordDurable(t *testing.T) {

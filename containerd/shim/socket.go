@@ -43,6 +43,12 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	// Only the daemon (root) talks to the shim.
 	_ = unix.Chmod(path, 0o600)
+	// The file stays when the container has exited: by then a restart may
+	// have made the next run's socket at the same path, which a late close
+	// here must not unlink. The engine removes the directory.
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
 	return ln, nil
 }
 
