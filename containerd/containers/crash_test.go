@@ -237,13 +237,46 @@ func TestShimRetired(t *testing.T) {
 	if unix.Kill(current, 0) != nil {
 		t.Fatal("the current shim exited with its containers: the next start would pay for a new one")
 	}
-	// The current one serves the next container.
-	c := env.run(Config{Cmd: []string{"sleep", "1000"}})
-	c, _ = env.e.Get(c.ID)
-	if c.State.ShimPid != current {
-		t.Fatalf("next container on shim %d, want %d", c.State.ShimPid, current)
+	// The current one serves the next containers, and keeps nothing of
+	// them once they are gone: a plain one, one with stdin, one with a
+	// terminal, one whose start fails.
+	env.e.shimPool.limit = 100
+	fds := func() int {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", current))
+		if err != nil {
+			t.Fatalf("shim %d: %v", current, err)
+		}
+		return len(ents)
 	}
-	stop(c)
+	before := fds()
+	for _, cfg := range []Config{
+		{Cmd: []string{"sleep", "1000"}},
+		{Cmd: []string{"sleep", "1000"}, OpenStdin: true, StdinOnce: true},
+		{Cmd: []string{"sleep", "1000"}, Tty: true, OpenStdin: true},
+	} {
+		c := env.run(cfg)
+		c, _ = env.e.Get(c.ID)
+		if c.State.ShimPid != current {
+			t.Fatalf("next container on shim %d, want %d", c.State.ShimPid, current)
+		}
+		stop(c)
+	}
+	bad := env.create(Config{Cmd: []string{"/no/such/program"}})
+	if err := env.e.Start(context.Background(), bad.ID); err == nil {
+		t.Fatal("a start of a missing program succeeded")
+	}
+	if err := env.e.Remove(context.Background(), bad.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	// The shim closes a container's descriptors just after its answer.
+	after := fds()
+	for i := 0; i < 100 && after != before; i++ {
+		time.Sleep(20 * time.Millisecond)
+		after = fds()
+	}
+	if after != before {
+		t.Errorf("shim %d held %d descriptors before four containers came and went, %d after", current, before, after)
+	}
 }
 
 // inShimsCgroup reports whether pid is in <parent>/shims in the memory, pids

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,9 @@ import (
 // bounds what a killed shim takes down, and spreads the supervision of
 // many containers over several processes of one P each.
 const startsPerShim = 32
+
+// shimSendTimeout bounds the hand-over of one start request to a shim.
+const shimSendTimeout = 10 * time.Second
 
 // shimsCgroup is the cgroup, under the containers' parent, that shims are
 // moved to.
@@ -66,6 +70,9 @@ func (e *Engine) sendToShim(opts shim.Options, status, start, log *os.File) (int
 			p.cur = s
 		}
 		s := p.cur
+		// A shim that does not read (stopped, wedged) must not hold every
+		// start behind this lock: it is given up like a dead one.
+		_ = s.ctl.SetWriteDeadline(time.Now().Add(shimSendTimeout))
 		err := shim.Send(s.ctl, opts, status, start, log)
 		if err != nil {
 			// Dead (killed, or out of memory): the next one takes the request.

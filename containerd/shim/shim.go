@@ -263,6 +263,7 @@ func run(o Options, status, start *os.File) error {
 		report(status, Status{Error: err.Error()})
 		return err
 	}
+	defer std.close()
 	rt := runtime.New(o.RuntimeRoot)
 	if o.CgroupParent != "" {
 		rt.CgroupParent = o.CgroupParent

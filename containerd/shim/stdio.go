@@ -63,6 +63,7 @@ func openStdio(o Options) (*stdio, error) {
 	if o.Stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
+			s.close()
 			return nil, err
 		}
 		s.create.Stdin, s.stdin = r, w
@@ -78,6 +79,25 @@ func (s *stdio) closeChildEnds() {
 		if f != nil && !seen[f] {
 			seen[f] = true
 			f.Close()
+		}
+	}
+}
+
+// close closes every end the shim holds, once the container is gone: a shim
+// outlives its containers, and each would leave two to five descriptors.
+func (s *stdio) close() {
+	s.closeChildEnds()
+	seen := map[*os.File]bool{}
+	for _, f := range []*os.File{s.stdin, s.console} {
+		if f != nil && !seen[f] {
+			seen[f] = true
+			f.Close()
+		}
+	}
+	for _, o := range s.outputs {
+		if !seen[o.r] {
+			seen[o.r] = true
+			o.r.Close()
 		}
 	}
 }
