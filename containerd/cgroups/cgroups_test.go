@@ -295,6 +295,9 @@ func TestV1Real(t *testing.T) {
 	if dirs, _ := filepath.Glob(filepath.Join(DefaultRoot, "*", parent, "c1")); len(dirs) != 0 {
 		t.Errorf("left: %v", dirs)
 	}
+	// The cgroup released its reference; the process's cache of loaded
+	// programs (devicePrograms) holds the other.
+	devicePrograms.closeAll()
 	for _, id := range progs {
 		waitProgramGone(t, id)
 	}

@@ -310,9 +310,33 @@ func TestV2ManagerDevices(t *testing.T) {
 		t.Fatalf("attached program %d not found by ID: %v", ids[0], err)
 	}
 	p.Close()
+	// A second cgroup with the same rules gets the same program, loaded
+	// once; a Set of the same rules again keeps it, alone and in force.
+	other := testCgroup(t, root, "mgr-other")
+	if err := attachDeviceFilter(other, []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", 1, 3, "rwm")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DeviceProgramIDs(other); err != nil || len(got) != 1 || got[0] != ids[0] {
+		t.Errorf("the same rules on another cgroup: programs %v, %v; want %v", got, err, ids[0])
+	}
+	if err := m.Set(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", 1, 3, "rwm")}}); err != nil {
+		t.Fatalf("the same rules again: %v", err)
+	}
+	if got, err := DeviceProgramIDs(dir); err != nil || len(got) != 1 || got[0] != ids[0] {
+		t.Errorf("programs after the same Set again: %v, %v; want %v", got, err, ids[0])
+	}
+	if got := probe(t, dir, "r:c:1:3", "r:c:1:5"); got[0] != "ok" || got[1] != "EPERM" {
+		t.Errorf("after the same Set again: %v", got)
+	}
 	if err := m.Destroy(); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	// Without the cache's reference nothing holds the program: the removed
+	// cgroups released theirs.
+	devicePrograms.closeAll()
 	waitProgramGone(t, ids[0])
 }
 
