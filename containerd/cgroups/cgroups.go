@@ -209,6 +209,44 @@ func writeFile(dir, name, value string) error {
 	return nil
 }
 
+// controlFiles writes values to the control files of one directory, each
+// value in a write(2) of its own, opening each file once: a file such as
+// devices.allow takes one rule per write, and a container's default rules
+// are fifteen of them (an open and a close each, before).
+type controlFiles struct {
+	dir string
+	fds map[string]int
+}
+
+func (c *controlFiles) write(name, value string) error {
+	p := filepath.Join(c.dir, name)
+	fd, ok := c.fds[name]
+	if !ok {
+		var err error
+		if fd, err = unix.Open(p, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("cgroups: write %s: %w", p, err)
+		}
+		if c.fds == nil {
+			c.fds = map[string]int{}
+		}
+		c.fds[name] = fd
+	}
+	n, err := unix.Write(fd, []byte(value))
+	if err == nil && n < len(value) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return fmt.Errorf("cgroups: write %q to %s: %w", value, p, err)
+	}
+	return nil
+}
+
+func (c *controlFiles) close() {
+	for _, fd := range c.fds {
+		unix.Close(fd)
+	}
+}
+
 // readFile reads a control file whole, trimmed, with plain system calls
 // (see writeFile).
 func readFile(dir, name string) (string, error) {

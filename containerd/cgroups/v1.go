@@ -211,6 +211,8 @@ func (m *v1) Set(r *specs.LinuxResources) error {
 // cannot be enforced and the container is refused.
 func (m *v1) setDevices(rules []specs.LinuxDeviceCgroup) error {
 	if d, ok := m.dirs["devices"]; ok {
+		files := controlFiles{dir: d}
+		defer files.close()
 		for _, dev := range rules {
 			rule, err := deviceRule(dev)
 			if err != nil {
@@ -220,7 +222,7 @@ func (m *v1) setDevices(rules []specs.LinuxDeviceCgroup) error {
 			if dev.Allow {
 				file = "devices.allow"
 			}
-			if err := writeFile(d, file, rule); err != nil {
+			if err := files.write(file, rule); err != nil {
 				return err
 			}
 		}
