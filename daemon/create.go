@@ -1,9 +1,6 @@
 package daemon
 
 import (
-	"fmt"
-	"os"
-	"time"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -20,8 +17,6 @@ import (
 // Container create: the request checked and turned into the engine's config.
 
 func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
-	tq := time.Now()
-	defer func() { fmt.Fprintf(os.Stderr, "TMPTRACE create %v\n", time.Since(tq)) }()
 	var req container.CreateRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, err)

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"time"
 	"context"
 	"encoding/json"
 	"errors"
@@ -199,8 +198,6 @@ func (d *Daemon) startLocked(ctx context.Context, id string) error {
 		return containers.ErrNotModified
 	}
 	mode := c.Config.NetworkMode
-	tq := time.Now()
-	defer func() { fmt.Fprintf(os.Stderr, "TMPTRACE startLocked %v\n", time.Since(tq)) }()
 	if ownNetNS(mode) {
 		if err := d.setupNetworkLocked(ctx, c); err != nil {
 			d.releaseNetworkLocked(c.ID, true)
@@ -208,7 +205,6 @@ func (d *Daemon) startLocked(ctx context.Context, id string) error {
 		}
 		d.networkConnected(c)
 	}
-	fmt.Fprintf(os.Stderr, "TMPTRACE network %v\n", time.Since(tq))
 	if err := d.containers.Start(ctx, c.ID); err != nil {
 		if ownNetNS(mode) {
 			d.releaseNetworkLocked(c.ID, true)

@@ -240,10 +240,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err != nil {
 		return startErr(fmt.Errorf("image of %s: %w", id[:12], err))
 	}
-	tq := time.Now()
 	rootfs, err := e.mountRootfs(c)
-	fmt.Fprintf(os.Stderr, "TMPTRACE mountRootfs %v\n", time.Since(tq))
-	tq = time.Now()
 	if err != nil {
 		return startErr(err)
 	}
@@ -285,17 +282,12 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err := runtime.WriteBundleSpec(e.bundleDir(id), b); err != nil {
 		return startErr(fmt.Errorf("write bundle: %w", err))
 	}
-	fmt.Fprintf(os.Stderr, "TMPTRACE spec+bundle %v\n", time.Since(tq))
-	tq = time.Now()
 	sdir := e.shimDir(id)
 	os.RemoveAll(sdir)
 	if err := os.MkdirAll(sdir, 0o700); err != nil {
 		return startErr(err)
 	}
 	pid, shimPid, wait, err := e.startShim(ctx, c, pending)
-	fmt.Fprintf(os.Stderr, "TMPTRACE startShim %v\n", time.Since(tq))
-	tq = time.Now()
-	defer func() { fmt.Fprintf(os.Stderr, "TMPTRACE afterShim %v\n", time.Since(tq)) }()
 	if err != nil {
 		msg := err.Error()
 		code := 0
@@ -378,12 +370,9 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	tq := time.Now()
 	dec := json.NewDecoder(statusR)
 	var st shim.Status
-	err = dec.Decode(&st)
-	fmt.Fprintf(os.Stderr, "TMPTRACE toCreated %v\n", time.Since(tq))
-	if err != nil || !st.Created {
+	if err := dec.Decode(&st); err != nil || !st.Created {
 		return 0, 0, nil, shimError(st, err, c)
 	}
 	for _, a := range pending {
