@@ -24,7 +24,15 @@ func TestClusterRegistryGC(t *testing.T) {
 	}
 	m1, m2 := c.managers[0], c.managers[1]
 	c.leader(t, m1)
-	token := strings.TrimSpace(must(t, m1, "swarm", "registry-token"))
+	// After a restart of every manager the leadership can still move once
+	// (a manager that comes back late calls an election); a call in that
+	// moment is refused "no leader", which is not what this test is about.
+	var token string
+	waitFor(t, "a registry token from manager 1", func() bool {
+		r := m1.Daemon.Run("swarm", "registry-token")
+		token = strings.TrimSpace(r.Stdout)
+		return r.Code == 0 && token != ""
+	})
 	dir := t.TempDir()
 	userCerts := filepath.Join(dir, "user")
 	writeFiles(t, userCerts, map[string][]byte{"ca.crt": []byte(must(t, m1, "swarm", "ca"))})

@@ -105,17 +105,25 @@ func newEngine(t *testing.T) *EngineRuntime {
 			}
 		}
 		cancel()
-		killShims(root)
-		unmountUnder(root)
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgParent))
-		for _, d := range dirs {
-			subs, _ := filepath.Glob(filepath.Join(d, "*"))
-			for _, s := range subs {
-				if fi, err := os.Stat(s); err == nil && fi.IsDir() {
-					_ = unix.Rmdir(s)
+		// A start the agent had in flight when the test ended can still
+		// make a shim (and move it into the shims cgroup) after the first
+		// sweep: sweep until nothing is left.
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			killShims(root)
+			unmountUnder(root)
+			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgParent))
+			for _, d := range dirs {
+				subs, _ := filepath.Glob(filepath.Join(d, "*"))
+				for _, s := range subs {
+					if fi, err := os.Stat(s); err == nil && fi.IsDir() {
+						_ = unix.Rmdir(s)
+					}
 				}
+				_ = unix.Rmdir(d)
 			}
-			_ = unix.Rmdir(d)
+			if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgParent)); len(left) == 0 || time.Now().After(end) {
+				break
+			}
 		}
 		os.RemoveAll(root)
 	})
@@ -142,7 +150,11 @@ func newEngine(t *testing.T) *EngineRuntime {
 	return &EngineRuntime{Engine: e, Images: imgs}
 }
 
+// killShims ends the engine's shims (a shim outlives its last container
+// until its engine ends) and gives them until they have exited, so that
+// the cgroup they are in can go.
 func killShims(root string) {
+	var left []string
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
@@ -150,7 +162,14 @@ func killShims(root string) {
 			var pid int
 			if _, err := fmt.Sscan(ent.Name(), &pid); err == nil {
 				_ = unix.Kill(pid, unix.SIGKILL)
+				left = append(left, ent.Name())
 			}
+		}
+	}
+	for end := time.Now().Add(5 * time.Second); len(left) > 0 && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		// A zombie ("Z" after the command's parenthesis) has left its cgroups.
+		if st, err := os.ReadFile("/proc/" + left[0] + "/stat"); err != nil || bytes.Contains(st, []byte(") Z")) {
+			left = left[1:]
 		}
 	}
 }

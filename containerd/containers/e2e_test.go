@@ -221,16 +221,30 @@ func (env *testEnv) logs(id string) string {
 	return b.String()
 }
 
-// killShims ends shims a failed test left behind (their command line names the root).
+// killShims ends the shims left of a test (their command line names the
+// root; the current one of an engine outlives its last container) and
+// waits until they are gone, so that their cgroup can be removed.
 func killShims(root string) {
+	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
 		if err == nil && bytes.Contains(b, []byte("\x00shim\x00")) && bytes.Contains(b, []byte(root)) {
 			var pid int
-			if _, err := fmt.Sscan(ent.Name(), &pid); err == nil {
-				_ = unix.Kill(pid, unix.SIGKILL)
+			if _, err := fmt.Sscan(ent.Name(), &pid); err == nil && unix.Kill(pid, unix.SIGKILL) == nil {
+				pids = append(pids, pid)
 			}
+		}
+	}
+	// Gone, or a zombie (out of its cgroups) that its engine reaps.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if _, after, ok := bytes.Cut(b, []byte(") ")); err != nil || ok && bytes.HasPrefix(after, []byte("Z")) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 }

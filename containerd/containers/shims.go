@@ -136,10 +136,12 @@ func (e *Engine) startShimProc() (*shimProc, error) {
 	// The engine's end closes with the engine: the shim then exits once its
 	// containers have, and the next daemon starts its own.
 	stop := context.AfterFunc(e.ctx, func() { ctl.Close() })
-	// Reaped while this daemon lives; after a restart init does. It leaves
-	// the daemon's cgroup first: the pid names it until it is reaped.
+	// It leaves the daemon's cgroup before its first container: once per
+	// shim, and not from a goroutine that could make the shims cgroup
+	// after the engine has ended.
+	e.moveToShims(s.pid)
+	// Reaped while this daemon lives; after a restart init does.
 	go func() {
-		e.moveToShims(s.pid)
 		runtime.AwaitExit(s.pid) // no thread parked per shim
 		_ = cmd.Wait()
 		stop()
