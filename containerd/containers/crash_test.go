@@ -2,10 +2,12 @@ package containers
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -297,4 +299,24 @@ func inShimsCgroup(pid int, parent string) bool {
 		}
 	}
 	return n > 0
+}
+
+// TestStartAfterEngineEnded: a start that reaches the engine after its end
+// (a daemon stopping) fails at once and starts no shim, whose control
+// socket would be closed before it could take the container.
+func TestStartAfterEngineEnded(t *testing.T) {
+	env := newEnv(t)
+	c := env.create(Config{Cmd: []string{"true"}})
+	env.cancel()
+	err := env.e.Start(context.Background(), c.ID)
+	if err == nil || !strings.Contains(err.Error(), "engine has stopped") {
+		t.Fatalf("start after the engine's end: %v", err)
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		b, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if bytes.Contains(b, []byte("\x00shim\x00")) && bytes.Contains(b, []byte(env.opts.ExecRoot)) {
+			t.Fatalf("a shim was started: pid %s", ent.Name())
+		}
+	}
 }

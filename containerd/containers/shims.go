@@ -63,6 +63,10 @@ func (e *Engine) sendToShim(opts shim.Options, status, start, log *os.File) (int
 	defer p.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		if p.cur == nil {
+			// A shim started now would find its control socket closed.
+			if err := e.ctx.Err(); err != nil {
+				return 0, fmt.Errorf("start shim: the engine has stopped: %w", err)
+			}
 			s, err := e.startShimProc()
 			if err != nil {
 				return 0, err
