@@ -147,9 +147,16 @@ func newEnv(t testing.TB) *testEnv {
 			}
 			env.cancel()
 		}
-		killShims(root)
-		unmountUnder(root)
-		removeCgroups(env.opts.CgroupParent)
+		// A restart or start in flight when the test ended can still make
+		// a shim after the first sweep: sweep until nothing is left.
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			killShims(root)
+			unmountUnder(root)
+			removeCgroups(env.opts.CgroupParent)
+			if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", env.opts.CgroupParent)); len(left) == 0 || time.Now().After(end) {
+				break
+			}
+		}
 		os.RemoveAll(root)
 	})
 	return env
