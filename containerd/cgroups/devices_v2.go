@@ -169,6 +169,7 @@ func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
 	if err != nil {
 		return fmt.Errorf("%w: device rules cannot be enforced: load BPF program: %w", ErrUnavailable, err)
 	}
+	defer unix.Close(prog.fd)
 	cg, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("cgroups: device rules: %w", err)
@@ -217,13 +218,28 @@ type loadedProg struct {
 	id ProgramID
 }
 
+// get returns the program for insns, loading it if this process has not,
+// with a descriptor of the caller's own, which the caller closes: the
+// cache's descriptor may be closed by an eviction while the caller attaches.
 func (c *progCache) get(insns []bpfInsn) (loadedProg, error) {
 	key := unsafe.String((*byte)(unsafe.Pointer(&insns[0])), len(insns)*int(unsafe.Sizeof(insns[0])))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p, ok := c.progs[key]; ok {
-		return p, nil
+	p, ok := c.progs[key]
+	if !ok {
+		var err error
+		if p, err = c.loadLocked(key, insns); err != nil {
+			return loadedProg{}, err
+		}
 	}
+	fd, err := unix.FcntlInt(uintptr(p.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return loadedProg{}, fmt.Errorf("duplicate BPF program descriptor: %w", err)
+	}
+	return loadedProg{fd: fd, id: p.id}, nil
+}
+
+func (c *progCache) loadLocked(key string, insns []bpfInsn) (loadedProg, error) {
 	fd, err := loadDeviceProgram(insns)
 	if err != nil {
 		return loadedProg{}, err

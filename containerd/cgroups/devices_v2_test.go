@@ -390,3 +390,33 @@ func TestDevicesRefusedWhenUnenforceable(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceProgramOutlivesEviction: a program handed out by the cache stays
+// usable after the cache drops its own descriptors (an eviction by another
+// container's start between get and attach), and is released once the
+// holder closes it.
+func TestDeviceProgramOutlivesEviction(t *testing.T) {
+	unifiedRoot(t)
+	insns, err := deviceFilter([]specs.LinuxDeviceCgroup{denyAll, dev(true, "c", 1, 7, "r")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := devicePrograms.get(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devicePrograms.closeAll()
+	// A descriptor opened now would take the number the cache's one had.
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	id, err := programID(p.fd)
+	if err != nil || id != p.id {
+		unix.Close(p.fd)
+		t.Fatalf("handed-out program after the cache's eviction: id %d, %v; want %d", id, err, p.id)
+	}
+	unix.Close(p.fd)
+	waitProgramGone(t, p.id)
+}
