@@ -32,6 +32,8 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 // DefaultHost is the daemon address used when neither -H nor SHOAL_HOST is set.
@@ -241,6 +243,7 @@ func DaemonHost(cmd *cobra.Command) string {
 // which error messages name.
 type apiClient struct {
 	*client.Client
+	api  *apiclient.Client
 	host string
 }
 
@@ -259,7 +262,11 @@ func connect(cmd *cobra.Command) (*apiClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid daemon host %q: %w", host, err)
 	}
-	return &apiClient{Client: c, host: host}, nil
+	a, err := apiclient.New(host)
+	if err != nil {
+		return nil, err
+	}
+	return &apiClient{Client: c, api: a, host: host}, nil
 }
 
 // apiError rewrites the client library's errors into shoal's wording:
@@ -269,7 +276,7 @@ func (c *apiClient) apiError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if client.IsErrConnectionFailed(err) || isDialError(err) {
+	if client.IsErrConnectionFailed(err) || apiclient.IsConnectionFailed(err) || isDialError(err) {
 		return fmt.Errorf("Cannot connect to the shoal daemon at %s. Is the daemon running?", c.host)
 	}
 	return err
