@@ -132,13 +132,25 @@ func assertNoTrace(t *testing.T, d *harness.Daemon, id string) {
 			t.Errorf("process %s of container %s remains: %q", p, id[:12], b)
 		}
 	}
-	for _, dir := range []string{d.Root, d.ExecRoot} {
-		filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-			if err == nil && strings.Contains(filepath.Base(path), id) {
-				t.Errorf("file of container %s remains: %s", id[:12], path)
-			}
-			return nil
-		})
+	// A removal's files go to a trash and are deleted right after it is
+	// answered: give that a moment.
+	var files []string
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		files = nil
+		for _, dir := range []string{d.Root, d.ExecRoot} {
+			filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+				if err == nil && strings.Contains(filepath.Base(path), id) {
+					files = append(files, path)
+				}
+				return nil
+			})
+		}
+		if len(files) == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	for _, f := range files {
+		t.Errorf("file of container %s remains: %s", id[:12], f)
 	}
 	if out, _ := runHost("ip", "-o", "link"); strings.Contains(out, "veth"+id[:7]) {
 		t.Errorf("veth of container %s remains", id[:12])

@@ -300,12 +300,22 @@ func (env *testEnv) traces(id string) []string {
 	for _, d := range cgs {
 		left = append(left, "cgroup "+d)
 	}
-	filepath.Walk(filepath.Dir(env.opts.Root), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && strings.Contains(filepath.Base(p), id) {
-			left = append(left, "path "+p)
+	// A removal's files go to a trash and are deleted right after it is
+	// answered (Engine.discard): give that a moment.
+	var paths []string
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		paths = nil
+		filepath.Walk(filepath.Dir(env.opts.Root), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && strings.Contains(filepath.Base(p), id) {
+				paths = append(paths, "path "+p)
+			}
+			return nil
+		})
+		if len(paths) == 0 || time.Now().After(end) {
+			break
 		}
-		return nil
-	})
+	}
+	left = append(left, paths...)
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
@@ -844,5 +854,51 @@ func TestRunningContainersHoldNoThreads(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if after := threads(); after-before >= n/2 {
 		t.Fatalf("%d threads with %d more containers running, %d before", after, n, before)
+	}
+}
+
+// TestRemoveDeletesAfterAnswering: a removal moves the container's
+// directories out of its paths before it returns (a new container can
+// take them, nothing lists it), deletes them right after, and what a
+// crash left in the trash is deleted when the engine opens.
+func TestRemoveDeletesAfterAnswering(t *testing.T) {
+	env := newEnv(t)
+	c := env.run(Config{Cmd: []string{"sh", "-c", "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := env.e.Wait(ctx, c.ID, WaitNotRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.e.Remove(ctx, c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(env.opts.Root, "containers-rootfs", c.ID)
+	for _, p := range []string{env.e.containerDir(c.ID), env.e.bundleDir(c.ID), env.e.shimDir(c.ID), rootfs} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after the removal returned: %v", p, err)
+		}
+	}
+	if left := env.traces(c.ID); len(left) > 0 {
+		t.Fatalf("left after remove: %v", left)
+	}
+	for _, d := range []string{filepath.Join(env.opts.Root, "trash"), filepath.Join(env.opts.ExecRoot, "trash"), filepath.Join(env.opts.Root, "tmp")} {
+		if ents, err := os.ReadDir(d); err != nil || len(ents) != 0 {
+			t.Errorf("%s after the deletion: %d entries, %v", d, len(ents), err)
+		}
+	}
+
+	// A crash between the move and the deletion.
+	leftovers := []string{filepath.Join(env.opts.Root, "trash", "x-1"), filepath.Join(env.opts.ExecRoot, "trash", "y-2")}
+	for _, p := range leftovers {
+		if err := os.MkdirAll(filepath.Join(p, "upper", "d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.crash()
+	env.open()
+	for _, p := range leftovers {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("trash %s after the engine opened again: %v", p, err)
+		}
 	}
 }

@@ -20,7 +20,9 @@
 // its back-off (restart.go), ended by a stop, a remove, a user's start or
 // the engine's context. An attach pump lives until the container's output
 // ends or its client's context does; an exec's two copiers until the exec'd
-// process closes its output. The daemon may die at any moment: the shims
+// process closes its output. One trash goroutine deletes the directories of
+// removed containers after their removal is answered (emptyTrash), until
+// the engine's context ends. The daemon may die at any moment: the shims
 // (own session, own cgroup) keep the containers, and Open re-adopts them by
 // asking each shim for its state, or reads the exit.json it left.
 //
@@ -40,11 +42,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -108,6 +112,9 @@ type Engine struct {
 
 	// shimPool starts the shim processes and hands containers to them.
 	shimPool shimPool
+
+	// trash takes removed containers' directories to emptyTrash.
+	trash chan []string
 }
 
 type record struct {
@@ -149,14 +156,22 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Shim == "" {
 		opts.Shim = opts.Binary
 	}
-	for _, d := range []string{filepath.Join(opts.Root, "containers"), filepath.Join(opts.ExecRoot, "containers"), filepath.Join(opts.ExecRoot, "shim")} {
+	for _, d := range []string{filepath.Join(opts.Root, "containers"), filepath.Join(opts.ExecRoot, "containers"), filepath.Join(opts.ExecRoot, "shim"),
+		filepath.Join(opts.Root, "trash"), filepath.Join(opts.ExecRoot, "trash")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("containers: %w", err)
 		}
 	}
+	// What removals before a crash had not deleted yet.
+	for _, root := range []string{opts.Root, opts.ExecRoot} {
+		left, _ := filepath.Glob(filepath.Join(root, "trash", "*"))
+		removeAll(left)
+	}
 	rt := runtime.New(filepath.Join(opts.ExecRoot, "runtime"))
 	rt.CgroupParent = cgroupParent(opts.CgroupParent)
-	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{})}
+	e := &Engine{opts: opts, rt: rt, ctx: ctx, records: map[string]*record{}, execs: map[string]*execRecord{}, restartsOn: make(chan struct{}),
+		trash: make(chan []string, 64)}
+	go e.emptyTrash()
 	ents, err := os.ReadDir(filepath.Join(opts.Root, "containers"))
 	if err != nil {
 		return nil, fmt.Errorf("containers: %w", err)
@@ -463,13 +478,78 @@ func (e *Engine) Wait(ctx context.Context, idOrName, condition string, registere
 
 // cleanup removes every trace of a container that has no record.
 func (e *Engine) cleanup(id string) {
+	removeAll(e.detach(id))
+}
+
+// detach does cleanup's work but for the deletion of the directories: they
+// are renamed out of the container's paths, into a trash directory on their
+// filesystem, and returned for removeAll. A removal answers its waiters
+// in between: the container is gone, and the deletion of its files (1-2 ms
+// of unlinks for a container that wrote nothing) is not on their path. A
+// trash left by a crash is emptied by the next Open.
+func (e *Engine) detach(id string) []string {
 	_ = e.rt.Delete(context.Background(), id, true)
 	unmountRootfs(e.bundleDir(id))
-	_ = e.opts.Images.RemoveRootfs(context.Background(), id)
-	os.RemoveAll(e.bundleDir(id))
-	os.RemoveAll(e.shimDir(id))
-	os.RemoveAll(filepath.Join(e.opts.ExecRoot, "execs", id))
-	os.RemoveAll(e.containerDir(id))
+	var trash []string
+	if p, _ := e.opts.Images.DetachRootfs(context.Background(), id); p != "" {
+		trash = append(trash, p)
+	}
+	for _, d := range []struct{ root, dir string }{
+		{e.opts.ExecRoot, e.bundleDir(id)},
+		{e.opts.ExecRoot, e.shimDir(id)},
+		{e.opts.ExecRoot, filepath.Join(e.opts.ExecRoot, "execs", id)},
+		{e.opts.Root, e.containerDir(id)},
+	} {
+		if p := moveToTrash(d.root, d.dir); p != "" {
+			trash = append(trash, p)
+		}
+	}
+	return trash
+}
+
+// moveToTrash renames dir into root/trash and returns its new path; a dir
+// that does not exist gives "", one that cannot be moved is removed here.
+func moveToTrash(root, dir string) string {
+	p := filepath.Join(root, "trash", filepath.Base(dir)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	err := os.Rename(dir, p)
+	if err == nil {
+		return p
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		os.RemoveAll(dir)
+	}
+	return ""
+}
+
+func removeAll(paths []string) {
+	for _, p := range paths {
+		os.RemoveAll(p)
+	}
+}
+
+// discard removes paths in the background, by the engine's trash goroutine
+// (emptyTrash); if that is behind, here.
+func (e *Engine) discard(paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	select {
+	case e.trash <- paths:
+	default:
+		removeAll(paths)
+	}
+}
+
+// emptyTrash removes what discard hands it until the engine's context ends.
+func (e *Engine) emptyTrash() {
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case paths := <-e.trash:
+			removeAll(paths)
+		}
+	}
 }
 
 // SetNetwork records the namespace a created container joins and its addresses.

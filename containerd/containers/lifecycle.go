@@ -666,14 +666,16 @@ func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, f
 	}
 	e.mu.Unlock()
 	r.saveMu.Unlock()
-	e.cleanup(c.ID)
-	// Waiters for "removed" wake only now, when nothing of it is left.
+	trash := e.detach(c.ID)
+	// Waiters for "removed" wake only now, when nothing of it is left
+	// under its name; its files' deletion follows.
 	e.mu.Lock()
 	delete(e.records, c.ID)
 	r.gone = true
 	close(r.changed)
 	r.changed = make(chan struct{})
 	e.mu.Unlock()
+	e.discard(trash)
 	return nil
 }
 

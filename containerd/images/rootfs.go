@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -260,9 +262,25 @@ func (s *Store) layerDirs(chain []digest.Digest) []string {
 // caller unmounts first) and the snapshots nothing uses any more. Removing a
 // rootfs that does not exist is not an error.
 func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
+	trash, err := s.DetachRootfs(ctx, containerID)
+	if trash != "" {
+		if rerr := os.RemoveAll(trash); rerr != nil && err == nil {
+			err = fmt.Errorf("images: remove rootfs of %s: %w", containerID, rerr)
+		}
+	}
+	return err
+}
+
+// DetachRootfs is RemoveRootfs that leaves the deletion of the upper and
+// work directories to the caller: they are moved under the store's tmp/
+// (emptied when the store opens, should the caller not get to it), and
+// the path returned ("" when there was nothing) is for the caller to
+// remove once it is not in a hurry. The container's rootfs is gone when it
+// returns: a new one of the same id can be made, and it pins no snapshot.
+func (s *Store) DetachRootfs(ctx context.Context, containerID string) (string, error) {
 	dir, err := s.rootfsDir(containerID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	// What the rootfs used: if its images still use all of it, removing
 	// it frees nothing, and the collection (a read of every container's
@@ -272,15 +290,23 @@ func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
 	known := err == nil && json.Unmarshal(b, &rec) == nil
 	// Drop the record first: a half-removed directory must not pin snapshots.
 	if err := os.Remove(filepath.Join(dir, "rootfs.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
+		return "", fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
+	trash := filepath.Join(s.root, "tmp", "rootfs-"+containerID+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	switch err := os.Rename(dir, trash); {
+	case errors.Is(err, fs.ErrNotExist):
+		trash = ""
+	case err != nil:
+		// Not movable (it should be: same filesystem): removed here.
+		trash = ""
+		if err := os.RemoveAll(dir); err != nil {
+			return "", fmt.Errorf("images: remove rootfs of %s: %w", containerID, err)
+		}
 	}
 	if known && !s.gcPending.Load() && s.chainKept(rec.Chain) {
-		return nil
+		return trash, nil
 	}
-	return s.collect()
+	return trash, s.collect()
 }
 
 // chainKept reports whether every snapshot of chain is kept without any
