@@ -10,9 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 func newStartCommand() *cobra.Command {
@@ -36,14 +38,14 @@ func newStartCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
+				ctr, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
 				if err != nil {
 					return c.apiError(err)
 				}
-				st := res.Container.State
-				return attachStartWait(cmd, c, res.Container.ID, attachOptions{
-					stdin:      interactive && res.Container.Config != nil && res.Container.Config.OpenStdin,
-					tty:        res.Container.Config != nil && res.Container.Config.Tty,
+				st := ctr.State
+				return attachStartWait(cmd, c, ctr.ID, attachOptions{
+					stdin:      interactive && ctr.Config != nil && ctr.Config.OpenStdin,
+					tty:        ctr.Config != nil && ctr.Config.Tty,
 					sigProxy:   true,
 					started:    st != nil && st.Running,
 					detachKeys: detachKeys, keys: keys,
@@ -51,7 +53,7 @@ func newStartCommand() *cobra.Command {
 			}
 			var errs []string
 			for _, id := range args {
-				if _, err := c.ContainerStart(commandContext(cmd), id, client.ContainerStartOptions{}); err != nil {
+				if err := c.api.ContainerStart(commandContext(cmd), id); err != nil {
 					errs = append(errs, c.apiError(err).Error())
 					continue
 				}
@@ -88,11 +90,10 @@ func newAttachCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
+			ct, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
-			ct := res.Container
 			if ct.State == nil || !ct.State.Running {
 				return errors.New("You cannot attach to a stopped container, start it first")
 			}
@@ -148,14 +149,13 @@ func newStopCommand() *cobra.Command {
 		Short: "Stop one or more running containers",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := client.ContainerStopOptions{Signal: signal}
+			opts := apiclient.ContainerStopOptions{Signal: signal}
 			if cmd.Flags().Changed("time") || cmd.Flags().Changed("timeout") {
 				t := timeout
 				opts.Timeout = &t
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerStop(commandContext(cmd), id, opts)
-				return err
+				return c.api.ContainerStop(commandContext(cmd), id, opts)
 			})
 		},
 	}
@@ -174,14 +174,13 @@ func newRestartCommand() *cobra.Command {
 		Short: "Restart one or more containers",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := client.ContainerRestartOptions{Signal: signal}
+			opts := apiclient.ContainerStopOptions{Signal: signal}
 			if cmd.Flags().Changed("time") {
 				t := timeout
 				opts.Timeout = &t
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerRestart(commandContext(cmd), id, opts)
-				return err
+				return c.api.ContainerRestart(commandContext(cmd), id, opts)
 			})
 		},
 	}
@@ -198,8 +197,7 @@ func newKillCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerKill(commandContext(cmd), id, client.ContainerKillOptions{Signal: signal})
-				return err
+				return c.api.ContainerKill(commandContext(cmd), id, signal)
 			})
 		},
 	}
@@ -216,8 +214,7 @@ func newRmCommand(use string) *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerRemove(commandContext(cmd), id, client.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes})
-				return err
+				return c.api.ContainerRemove(commandContext(cmd), id, apiclient.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes})
 			})
 		},
 	}
@@ -429,13 +426,12 @@ func newPsCommand(use string) *cobra.Command {
 			if latest {
 				last = 1
 			}
-			res, err := c.ContainerList(commandContext(cmd), client.ContainerListOptions{
-				All: all || last > 0, Limit: last, Filters: f, Size: size,
+			items, err := c.api.ContainerList(commandContext(cmd), apiclient.ContainerListOptions{
+				All: all || last > 0, Limit: last, Filters: apiFilters(f), Size: size,
 			})
 			if err != nil {
 				return c.apiError(err)
 			}
-			items := res.Items
 			sort.SliceStable(items, func(i, j int) bool { return items[i].Created > items[j].Created })
 			if last > 0 && len(items) > last {
 				items = items[:last]
@@ -476,11 +472,11 @@ func statusOf(cmd *cobra.Command, c *apiClient, it container.Summary, now time.T
 	if it.Status != "" {
 		return it.Status
 	}
-	res, err := c.ContainerInspect(commandContext(cmd), it.ID, client.ContainerInspectOptions{})
-	if err != nil || res.Container.State == nil {
+	ctr, _, err := c.api.ContainerInspect(commandContext(cmd), it.ID)
+	if err != nil || ctr.State == nil {
 		return containerStatus(string(it.State), 0, time.Time{}, time.Time{}, now)
 	}
-	st := res.Container.State
+	st := ctr.State
 	return containerStatus(string(st.Status), st.ExitCode, parseTime(st.StartedAt), parseTime(st.FinishedAt), now)
 }
 
@@ -497,11 +493,11 @@ func newWaitCommand() *cobra.Command {
 			defer c.Close()
 			var errs []string
 			for _, id := range args {
-				w := c.ContainerWait(commandContext(cmd), id, client.ContainerWaitOptions{})
+				result, errc := c.api.ContainerWait(commandContext(cmd), id, "")
 				select {
-				case res := <-w.Result:
+				case res := <-result:
 					fmt.Fprintln(streamsOf(cmd).out, res.StatusCode)
-				case err := <-w.Error:
+				case err := <-errc:
 					errs = append(errs, c.apiError(err).Error())
 				}
 			}
@@ -521,7 +517,7 @@ func newTopCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ContainerTop(commandContext(cmd), args[0], client.ContainerTopOptions{Arguments: args[1:]})
+			res, err := c.api.ContainerTop(commandContext(cmd), args[0], args[1:])
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -551,13 +547,13 @@ func newCommitCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ref := ""
+			o := apiclient.ContainerCommitOptions{Comment: message, Author: author, Changes: changes, NoPause: !pause}
 			if len(args) == 2 {
-				ref = args[1]
+				if o.Repo, o.Tag, err = commitName(args[1]); err != nil {
+					return err
+				}
 			}
-			res, err := c.ContainerCommit(commandContext(cmd), args[0], client.ContainerCommitOptions{
-				Reference: ref, Comment: message, Author: author, Changes: changes, NoPause: !pause,
-			})
+			res, err := c.api.ContainerCommit(commandContext(cmd), args[0], o)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -570,4 +566,36 @@ func newCommitCommand() *cobra.Command {
 	cmd.Flags().VarP((*stringArray)(&changes), "change", "c", "Apply Dockerfile instruction to the created image")
 	cmd.Flags().BoolVarP(&pause, "pause", "p", true, "Pause container during commit")
 	return cmd
+}
+
+// commitName splits commit's REPOSITORY[:TAG] into the repository, in
+// full (docker.io/library/busybox), and the tag (latest when not given),
+// as the daemon takes them; a digest is refused.
+func commitName(ref string) (repo, tag string, err error) {
+	r, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", "", err
+	}
+	if _, ok := r.(reference.Digested); ok {
+		return "", "", errors.New("refusing to create a tag with a digest reference")
+	}
+	r = reference.TagNameOnly(r)
+	if t, ok := r.(reference.Tagged); ok {
+		tag = t.Tag()
+	}
+	return r.Name(), tag, nil
+}
+
+// apiFilters is -f's filters as apiclient takes them.
+//
+// TODO: parseFilters (images.go) still returns the moby client's type, a
+// map of sets; once it returns apiclient.Filters, drop this.
+func apiFilters(f map[string]map[string]bool) apiclient.Filters {
+	out := apiclient.Filters{}
+	for k, set := range f {
+		for v := range set {
+			out.Add(k, v)
+		}
+	}
+	return out
 }

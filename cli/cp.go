@@ -12,8 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 // splitCpArg splits a cp operand into container and path. An absolute
@@ -67,20 +68,20 @@ func copyFromContainer(cmd *cobra.Command, c *apiClient, ctr, srcPath, dst strin
 	if !path.IsAbs(srcPath) {
 		srcPath = "/" + srcPath
 	}
-	res, err := c.CopyFromContainer(commandContext(cmd), ctr, client.CopyFromContainerOptions{SourcePath: srcPath})
+	content, stat, err := c.api.CopyFromContainer(commandContext(cmd), ctr, srcPath)
 	if err != nil {
 		return c.apiError(err)
 	}
-	defer res.Content.Close()
+	defer content.Close()
 	if dst == "-" {
-		_, err := io.Copy(streamsOf(cmd).out, res.Content)
+		_, err := io.Copy(streamsOf(cmd).out, content)
 		return err
 	}
-	srcName := res.Stat.Name
+	srcName := stat.Name
 	if srcName == "" {
 		srcName = path.Base(srcPath)
 	}
-	srcIsDir := res.Stat.Mode.IsDir()
+	srcIsDir := stat.Mode.IsDir()
 
 	dir, rename := dst, ""
 	fi, err := os.Stat(dst)
@@ -100,7 +101,7 @@ func copyFromContainer(cmd *cobra.Command, c *apiClient, ctr, srcPath, dst strin
 	default:
 		return fmt.Errorf("stat %s: %w", dst, err)
 	}
-	return untarInto(res.Content, dir, srcName, rename)
+	return untarInto(content, dir, srcName, rename)
 }
 
 // untarInto unpacks a cp archive below root. Entries under top (the
@@ -224,7 +225,7 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 		dst = "/" + dst
 	}
 	if src == "-" {
-		_, err := c.CopyToContainer(ctx, ctr, client.CopyToContainerOptions{DestinationPath: dst, Content: streamsOf(cmd).in})
+		err := c.api.CopyToContainer(ctx, ctr, apiclient.CopyToContainerOptions{DestinationPath: dst, Content: streamsOf(cmd).in})
 		return c.apiError(err)
 	}
 	fi, err := os.Lstat(src)
@@ -232,11 +233,11 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 		return err
 	}
 	dir, name := dst, filepath.Base(src)
-	st, err := c.ContainerStatPath(ctx, ctr, client.ContainerStatPathOptions{Path: dst})
+	st, err := c.api.ContainerStatPath(ctx, ctr, dst)
 	switch {
-	case err != nil && (client.IsErrConnectionFailed(err) || isDialError(err)):
+	case err != nil && (apiclient.IsConnectionFailed(err) || isDialError(err)):
 		return c.apiError(err)
-	case err == nil && st.Stat.Mode.IsDir():
+	case err == nil && st.Mode.IsDir():
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("cannot copy a directory to a file: %s", dst)
 	default:
@@ -254,7 +255,7 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(tarPath(src, name, keepOwner, pw)) }()
-	_, err = c.CopyToContainer(ctx, ctr, client.CopyToContainerOptions{
+	err = c.api.CopyToContainer(ctx, ctr, apiclient.CopyToContainerOptions{
 		DestinationPath: dir, Content: pr, CopyUIDGID: keepOwner,
 	})
 	pr.CloseWithError(context.Canceled) // ends the writer if the request ended early

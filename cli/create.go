@@ -14,7 +14,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -426,9 +425,9 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id st
 			}
 		}()
 	}
-	create := func() (client.ContainerCreateResult, error) {
-		return c.ContainerCreate(commandContext(cmd), client.ContainerCreateOptions{
-			Name: req.Name, Config: req.Config, HostConfig: req.HostConfig, NetworkingConfig: req.Networking,
+	create := func() (container.CreateResponse, error) {
+		return c.api.ContainerCreate(commandContext(cmd), req.Name, container.CreateRequest{
+			Config: req.Config, HostConfig: req.HostConfig, NetworkingConfig: req.Networking,
 		})
 	}
 	// As docker: the pull's output goes to stderr, so that stdout holds

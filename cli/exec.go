@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/client"
+	"github.com/moby/moby/api/types/container"
 	"github.com/spf13/cobra"
 )
 
@@ -44,20 +44,20 @@ func newExecCommand() *cobra.Command {
 			defer c.Close()
 			ctx, cancel := context.WithCancel(commandContext(cmd))
 			defer cancel()
-			created, err := c.ExecCreate(ctx, args[0], client.ExecCreateOptions{
-				User: user, Privileged: privileged, TTY: tty,
+			created, err := c.api.ExecCreate(ctx, args[0], container.ExecCreateRequest{
+				User: user, Privileged: privileged, Tty: tty,
 				AttachStdin: interactive && !detach, AttachStdout: !detach, AttachStderr: !detach,
 				Env: append(fileEnv, flagEnv...), WorkingDir: workdir, Cmd: args[1:], DetachKeys: detachKeys,
-				ConsoleSize: execConsoleSize(terminalSize(cmd.OutOrStdout())),
+				ConsoleSize: execConsoleSize(tty, terminalSize(cmd.OutOrStdout())),
 			})
 			if err != nil {
 				return c.apiError(err)
 			}
 			if detach {
-				_, err := c.ExecStart(ctx, created.ID, client.ExecStartOptions{Detach: true, TTY: tty})
+				err := c.api.ExecStart(ctx, created.ID, container.ExecStartRequest{Detach: true, Tty: tty})
 				return c.apiError(err)
 			}
-			hj, err := c.ExecAttach(ctx, created.ID, client.ExecAttachOptions{TTY: tty})
+			hj, err := c.api.ExecAttach(ctx, created.ID, container.ExecStartRequest{Tty: tty})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -65,7 +65,7 @@ func newExecCommand() *cobra.Command {
 			s := streamsOf(cmd)
 			if tty {
 				resize := func(h, w uint) {
-					_, _ = c.ExecResize(ctx, created.ID, client.ExecResizeOptions{Height: h, Width: w})
+					_ = c.api.ExecResize(ctx, created.ID, h, w)
 				}
 				if restore := resizeAndRaw(s, interactive, resize); restore != nil {
 					defer restore()
@@ -125,12 +125,15 @@ func newExecCommand() *cobra.Command {
 func execExitCode(ctx context.Context, c *apiClient, id string) (int, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		res, err := c.ExecInspect(ctx, id, client.ExecInspectOptions{})
+		res, err := c.api.ExecInspect(ctx, id)
 		if err != nil {
 			return 0, c.apiError(err)
 		}
 		if !res.Running || time.Now().After(deadline) {
-			return res.ExitCode, nil
+			if res.ExitCode == nil {
+				return 0, nil
+			}
+			return *res.ExitCode, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -140,6 +143,11 @@ func execExitCode(ctx context.Context, c *apiClient, id string) (int, error) {
 	}
 }
 
-func execConsoleSize(s [2]uint) client.ConsoleSize {
-	return client.ConsoleSize{Height: s[0], Width: s[1]}
+// execConsoleSize is an exec's initial console size: our terminal's, for
+// a TTY only (nil: the daemon's default).
+func execConsoleSize(tty bool, s [2]uint) *[2]uint {
+	if !tty || s == [2]uint{} {
+		return nil
+	}
+	return &s
 }

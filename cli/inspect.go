@@ -7,8 +7,9 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 func newInspectCommand() *cobra.Command {
@@ -47,11 +48,11 @@ func newContainerInspectCommand() *cobra.Command {
 
 // inspectContainer fetches one container's inspect document, typed and raw.
 func inspectContainer(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
-	res, err := c.ContainerInspect(commandContext(cmd), ref, client.ContainerInspectOptions{})
+	ctr, raw, err := c.api.ContainerInspect(commandContext(cmd), ref)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
-	return res.Container, res.Raw, nil
+	return ctr, raw, nil
 }
 
 // runInspect prints every object of args (containers, images, or either
@@ -88,7 +89,7 @@ func inspectEach(cmd *cobra.Command, args []string, format string, fetch inspect
 	for i, ref := range args {
 		typed, raw, err := fetch(c, ref)
 		if err != nil {
-			if client.IsErrConnectionFailed(err) || strings.HasPrefix(err.Error(), "Cannot connect") {
+			if apiclient.IsConnectionFailed(err) || strings.HasPrefix(err.Error(), "Cannot connect") {
 				return err
 			}
 			errs = append(errs, err.Error())

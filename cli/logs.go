@@ -7,12 +7,13 @@ import (
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 func newLogsCommand() *cobra.Command {
-	var o client.ContainerLogsOptions
+	var o apiclient.ContainerLogsOptions
 	cmd := &cobra.Command{
 		Use:   "logs [OPTIONS] CONTAINER",
 		Short: "Fetch the logs of a container",
@@ -25,18 +26,18 @@ func newLogsCommand() *cobra.Command {
 			defer c.Close()
 			// Inspect first, as docker does: it names a missing container
 			// clearly and tells whether the log stream is multiplexed.
-			res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
+			ctr, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
 			o.ShowStdout, o.ShowStderr = true, true
-			rc, err := c.ContainerLogs(commandContext(cmd), res.Container.ID, o)
+			rc, err := c.api.ContainerLogs(commandContext(cmd), ctr.ID, o)
 			if err != nil {
 				return c.apiError(err)
 			}
 			defer rc.Close()
 			s := streamsOf(cmd)
-			if res.Container.Config != nil && res.Container.Config.Tty {
+			if ctr.Config != nil && ctr.Config.Tty {
 				_, err = io.Copy(s.out, rc)
 			} else {
 				_, err = stdcopy.StdCopy(s.out, s.err, rc)

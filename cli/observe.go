@@ -11,8 +11,9 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 // Lifecycle and observation commands: pause, unpause, rename, update, port,
@@ -29,16 +30,14 @@ func observeCommands() []*cobra.Command {
 func newPauseCommand() *cobra.Command {
 	return newFreezeCommand("pause", "Pause all processes within one or more containers",
 		func(c *apiClient, cmd *cobra.Command, id string) error {
-			_, err := c.ContainerPause(commandContext(cmd), id, client.ContainerPauseOptions{})
-			return err
+			return c.api.ContainerPause(commandContext(cmd), id)
 		})
 }
 
 func newUnpauseCommand() *cobra.Command {
 	return newFreezeCommand("unpause", "Unpause all processes within one or more containers",
 		func(c *apiClient, cmd *cobra.Command, id string) error {
-			_, err := c.ContainerUnpause(commandContext(cmd), id, client.ContainerUnpauseOptions{})
-			return err
+			return c.api.ContainerUnpause(commandContext(cmd), id)
 		})
 }
 
@@ -69,7 +68,7 @@ func newRenameCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.ContainerRename(commandContext(cmd), args[0], client.ContainerRenameOptions{NewName: name}); err != nil {
+			if err := c.api.ContainerRename(commandContext(cmd), args[0], name); err != nil {
 				return c.apiError(err)
 			}
 			return nil
@@ -94,20 +93,19 @@ func newUpdateCommand() *cobra.Command {
 			if cmd.Flags().NFlag() == 0 || (cmd.Flags().NFlag() == 1 && cmd.Flags().Changed("host")) {
 				return StatusError{Status: "you must provide one or more flags when using this command", Code: 125}
 			}
-			res := &container.Resources{
+			update := container.UpdateConfig{Resources: container.Resources{
 				Memory: int64(memory), MemorySwap: int64(swap), NanoCPUs: int64(cpus), CPUShares: shares,
 				CPUPeriod: period, CPUQuota: quota, CpusetCpus: cpusetCpus, CpusetMems: cpusetMems,
 				MemoryReservation: int64(reservation), BlkioWeight: blkio,
-			}
+			}}
 			if cmd.Flags().Changed("pids-limit") {
-				res.PidsLimit = &pids
+				update.PidsLimit = &pids
 			}
-			opts := client.ContainerUpdateOptions{Resources: res}
 			if restart != "" {
-				opts.RestartPolicy = &container.RestartPolicy{Name: container.RestartPolicyMode(restart)}
+				update.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyMode(restart)}
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ContainerUpdate(commandContext(cmd), id, opts)
+				_, err := c.api.ContainerUpdate(commandContext(cmd), id, update)
 				return err
 			})
 		},
@@ -140,12 +138,12 @@ func newPortCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ContainerInspect(commandContext(cmd), args[0], client.ContainerInspectOptions{})
+			ctr, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
 			var ports network.PortMap
-			if ns := res.Container.NetworkSettings; ns != nil {
+			if ns := ctr.NetworkSettings; ns != nil {
 				ports = ns.Ports
 			}
 			out := streamsOf(cmd).out
@@ -205,12 +203,12 @@ func newDiffCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ContainerDiff(commandContext(cmd), args[0], client.ContainerDiffOptions{})
+			changes, err := c.api.ContainerDiff(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
 			out := streamsOf(cmd).out
-			for _, ch := range res.Changes {
+			for _, ch := range changes {
 				kind := "C"
 				switch ch.Kind {
 				case container.ChangeAdd:
@@ -233,7 +231,7 @@ func newExportCommand() *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return writeArchive(cmd, output, func(c *apiClient) (io.ReadCloser, error) {
-				return c.ContainerExport(commandContext(cmd), args[0], client.ContainerExportOptions{})
+				return c.api.ContainerExport(commandContext(cmd), args[0])
 			})
 		},
 	}
@@ -303,15 +301,15 @@ func newEventsCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res := c.Events(commandContext(cmd), client.EventsListOptions{Since: since, Until: until, Filters: f})
+			msgs, errc := c.api.Events(commandContext(cmd), apiclient.EventsOptions{Since: since, Until: until, Filters: apiFilters(f)})
 			out := streamsOf(cmd).out
 			for {
 				select {
-				case m := <-res.Messages:
+				case m := <-msgs:
 					if err := render(out, m); err != nil {
 						return err
 					}
-				case err := <-res.Err:
+				case err := <-errc:
 					if err == nil || errors.Is(err, io.EOF) {
 						return nil
 					}

@@ -13,8 +13,9 @@ import (
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 // runStartError maps a failed start to docker's exit codes: 127 when the
@@ -73,7 +74,7 @@ func newRunCommand() *cobra.Command {
 			}
 			s := streamsOf(cmd)
 			if detach {
-				if _, err := c.ContainerStart(commandContext(cmd), id, client.ContainerStartOptions{}); err != nil {
+				if err := c.api.ContainerStart(commandContext(cmd), id); err != nil {
 					return runStartError(c.apiError(err))
 				}
 				fmt.Fprintln(s.out, id)
@@ -121,7 +122,7 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	defer cancel()
 	s := streamsOf(cmd)
 
-	hj, err := c.ContainerAttach(ctx, id, client.ContainerAttachOptions{
+	hj, err := c.api.ContainerAttach(ctx, id, apiclient.ContainerAttachOptions{
 		Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true, DetachKeys: o.detachKeys,
 	})
 	if err != nil {
@@ -137,14 +138,14 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 		cond = container.WaitConditionNotRunning
 	}
 	waitCh, wait := registerWait(ctx, c, id, cond)
-	if wait != nil && cond == container.WaitConditionRemoved && len(wait.Error) > 0 {
+	if wait != nil && cond == container.WaitConditionRemoved && len(wait.err) > 0 {
 		// A daemon that does not know the "removed" condition refuses it
 		// at once; next-exit, registered before start, still sees the exit.
 		waitCh, wait = registerWait(ctx, c, id, container.WaitConditionNextExit)
 	}
 
 	if !o.started {
-		if _, err := c.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		if err := c.api.ContainerStart(ctx, id); err != nil {
 			return startFailed(cmd, c, id, o, runStartError(c.apiError(err)))
 		}
 	}
@@ -154,7 +155,7 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	}
 	if o.tty {
 		resize := func(h, w uint) {
-			_, _ = c.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: h, Width: w})
+			_ = c.api.ContainerResize(ctx, id, h, w)
 		}
 		if restore := resizeAndRaw(s, o.stdin, resize); restore != nil {
 			defer restore()
@@ -194,11 +195,11 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 		select {
 		case <-detached:
 			return nil
-		case status = <-wait.Result:
-		case waitErr = <-wait.Error:
+		case status = <-wait.result:
+		case waitErr = <-wait.err:
 		}
-	case status = <-wait.Result:
-	case waitErr = <-wait.Error:
+	case status = <-wait.result:
+	case waitErr = <-wait.err:
 	}
 	if !streamEnded {
 		select {
@@ -224,12 +225,21 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	return nil
 }
 
+// waitChans are a wait request's outcomes: the exit status or an error.
+type waitChans struct {
+	result <-chan container.WaitResponse
+	err    <-chan error
+}
+
 // registerWait sends the wait request and returns once the daemon has
 // acknowledged it (response headers), or after headerWait: then wait is nil
 // and the result comes later on the channel.
-func registerWait(ctx context.Context, c *apiClient, id string, cond container.WaitCondition) (<-chan client.ContainerWaitResult, *client.ContainerWaitResult) {
-	ch := make(chan client.ContainerWaitResult, 1)
-	go func() { ch <- c.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond}) }()
+func registerWait(ctx context.Context, c *apiClient, id string, cond container.WaitCondition) (<-chan waitChans, *waitChans) {
+	ch := make(chan waitChans, 1)
+	go func() {
+		result, err := c.api.ContainerWait(ctx, id, cond)
+		ch <- waitChans{result, err}
+	}()
 	select {
 	case w := <-ch:
 		return ch, &w
@@ -244,20 +254,20 @@ func startFailed(cmd *cobra.Command, c *apiClient, id string, o attachOptions, s
 	if o.autoRemove && !o.started {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, _ = c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+		_ = c.api.ContainerRemove(ctx, id, apiclient.ContainerRemoveOptions{Force: true})
 	}
 	return se
 }
 
 func exitCodeFromInspect(cmd *cobra.Command, c *apiClient, id string) (int, error) {
-	res, err := c.ContainerInspect(commandContext(cmd), id, client.ContainerInspectOptions{})
+	ctr, _, err := c.api.ContainerInspect(commandContext(cmd), id)
 	if err != nil {
 		return 0, err
 	}
-	if res.Container.State == nil || res.Container.State.Running {
+	if ctr.State == nil || ctr.State.Running {
 		return 0, errors.New("container state unknown")
 	}
-	return res.Container.State.ExitCode, nil
+	return ctr.State.ExitCode, nil
 }
 
 // proxySignals forwards the signals a user sends to the CLI to the
@@ -279,7 +289,7 @@ func proxySignals(ctx context.Context, c *apiClient, id string) func() {
 				if !ok {
 					continue
 				}
-				_, _ = c.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: fmt.Sprint(int(n))})
+				_ = c.api.ContainerKill(ctx, id, fmt.Sprint(int(n)))
 			}
 		}
 	}()

@@ -14,8 +14,9 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 // statsRow is one line of `stats`; its methods are the --format fields.
@@ -188,20 +189,20 @@ func statsTargets(ctx context.Context, c *apiClient, args []string, all, noTrunc
 	if len(args) > 0 {
 		var errs []string
 		for _, a := range args {
-			res, err := c.ContainerInspect(ctx, a, client.ContainerInspectOptions{})
+			ctr, _, err := c.api.ContainerInspect(ctx, a)
 			if err != nil {
 				errs = append(errs, c.apiError(err).Error())
 				continue
 			}
-			rows = append(rows, statsRow{id: res.Container.ID, name: res.Container.Name, noTrunc: noTrunc})
+			rows = append(rows, statsRow{id: ctr.ID, name: ctr.Name, noTrunc: noTrunc})
 		}
 		return rows, joinErrors(errs)
 	}
-	res, err := c.ContainerList(ctx, client.ContainerListOptions{All: all})
+	items, err := c.api.ContainerList(ctx, apiclient.ContainerListOptions{All: all})
 	if err != nil {
 		return nil, c.apiError(err)
 	}
-	for _, it := range res.Items {
+	for _, it := range items {
 		name := ""
 		if len(it.Names) > 0 {
 			name = it.Names[0]
@@ -214,13 +215,13 @@ func statsTargets(ctx context.Context, c *apiClient, args []string, all, noTrunc
 // oneStats is one sample with its precpu_stats filled (the daemon waits a
 // second between the two).
 func oneStats(ctx context.Context, c *apiClient, id string) (*container.StatsResponse, string) {
-	res, err := c.ContainerStats(ctx, id, client.ContainerStatsOptions{IncludePreviousSample: true})
+	body, err := c.api.ContainerStats(ctx, id, false)
 	if err != nil {
 		return nil, c.apiError(err).Error()
 	}
-	defer res.Body.Close()
+	defer body.Close()
 	var s container.StatsResponse
-	if err := json.NewDecoder(res.Body).Decode(&s); err != nil {
+	if err := json.NewDecoder(body).Decode(&s); err != nil {
 		return nil, err.Error()
 	}
 	return &s, ""
@@ -268,15 +269,15 @@ func (st *statsStream) follow(ctx context.Context, r *statsRow) {
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
-		res, err := st.c.ContainerStats(ctx, r.id, client.ContainerStatsOptions{Stream: true})
+		body, err := st.c.api.ContainerStats(ctx, r.id, true)
 		if err != nil {
 			st.mu.Lock()
 			r.err = st.c.apiError(err).Error()
 			st.mu.Unlock()
 			return
 		}
-		defer res.Body.Close()
-		dec := json.NewDecoder(res.Body)
+		defer body.Close()
+		dec := json.NewDecoder(body)
 		for {
 			var s container.StatsResponse
 			if err := dec.Decode(&s); err != nil {
@@ -310,8 +311,8 @@ func (st *statsStream) drop(id string) {
 // without names: started containers join the table, removed ones (and,
 // without -a, stopped ones) leave it.
 func (st *statsStream) watch(ctx context.Context, all bool) {
-	f := client.Filters{}.Add("type", "container").Add("event", "start", "die", "destroy")
-	res := st.c.Events(ctx, client.EventsListOptions{Filters: f})
+	f := apiclient.Filters{}.Add("type", "container").Add("event", "start", "die", "destroy")
+	msgs, errc := st.c.api.Events(ctx, apiclient.EventsOptions{Filters: f})
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
@@ -319,9 +320,9 @@ func (st *statsStream) watch(ctx context.Context, all bool) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-res.Err:
+			case <-errc:
 				return
-			case m := <-res.Messages:
+			case m := <-msgs:
 				switch {
 				case m.Action == "start":
 					st.follow(ctx, &statsRow{id: m.Actor.ID, name: "/" + m.Actor.Attributes["name"], noTrunc: st.noTrunc})
