@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/moby/moby/client"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +30,7 @@ func newBuildCommand() *cobra.Command {
 		Short: "Build an image from a Dockerfile",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := client.ImageBuildOptions{Tags: tags, SuppressOutput: quiet, NoCache: noCache, Remove: rm,
+			opts := apiclient.ImageBuildOptions{Tags: tags, SuppressOutput: quiet, NoCache: noCache, Remove: rm,
 				ForceRemove: forceRm, PullParent: pull, Target: target, NetworkMode: network, BuildArgs: map[string]*string{}, Labels: map[string]string{}}
 			for _, a := range buildArgs {
 				k, v, ok := strings.Cut(a, "=")
@@ -67,12 +67,12 @@ func newBuildCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ImageBuild(commandContext(cmd), body, opts)
+			res, err := c.api.ImageBuild(commandContext(cmd), body, opts)
 			if err != nil {
 				return c.apiError(err)
 			}
-			defer res.Body.Close()
-			return printJSONStream(res.Body, st.out)
+			defer res.Close()
+			return printJSONStream(res, st.out)
 		},
 	}
 	fl := cmd.Flags()

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,11 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
-	"github.com/moby/moby/client"
 	"github.com/moby/moby/client/pkg/jsonmessage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -49,9 +47,12 @@ func newImportCommand() *cobra.Command {
 			ref := ""
 			if len(args) == 2 {
 				ref = args[1]
+				// Checked here, sent as given.
+				if _, err := parseImageRef(ref); err != nil {
+					return err
+				}
 			}
-			resp, err := c.ImageImport(commandContext(cmd), client.ImageImportSource{Source: src, SourceName: "-"}, ref,
-				client.ImageImportOptions{Message: message, Changes: changes})
+			resp, err := c.api.ImageImport(commandContext(cmd), src, ref, message, changes)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -191,7 +192,7 @@ func newImagesCommand(use string) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			f, err := parseFilters(filters)
+			f, err := parseAPIFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -202,11 +203,11 @@ func newImagesCommand(use string) *cobra.Command {
 			if len(args) == 1 {
 				match = args[0]
 			}
-			res, err := c.ImageList(commandContext(cmd), client.ImageListOptions{All: all, Filters: f})
+			items, err := c.api.ImageList(commandContext(cmd), all, f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			rows := imageRows(res.Items, match, noTrunc, time.Now())
+			rows := imageRows(items, match, noTrunc, time.Now())
 			out := streamsOf(cmd).out
 			if quiet {
 				seen := map[string]bool{}
@@ -242,9 +243,9 @@ func newImagesCommand(use string) *cobra.Command {
 	return cmd
 }
 
-// parseFilters turns -f key=value flags into API filters.
-func parseFilters(vals []string) (client.Filters, error) {
-	f := client.Filters{}
+// parseAPIFilters turns -f key=value flags into API filters.
+func parseAPIFilters(vals []string) (apiclient.Filters, error) {
+	f := apiclient.Filters{}
 	for _, v := range vals {
 		k, val, ok := strings.Cut(v, "=")
 		if !ok || k == "" {
@@ -270,12 +271,12 @@ func newRmiCommand(use string) *cobra.Command {
 			io := streamsOf(cmd)
 			var errs []string
 			for _, ref := range args {
-				res, err := c.ImageRemove(commandContext(cmd), ref, client.ImageRemoveOptions{Force: force, PruneChildren: !noPrune})
+				items, err := c.api.ImageRemove(commandContext(cmd), ref, force, noPrune)
 				if err != nil {
 					errs = append(errs, c.apiError(err).Error())
 					continue
 				}
-				for _, d := range res.Items {
+				for _, d := range items {
 					if d.Untagged != "" {
 						fmt.Fprintln(io.out, "Untagged:", d.Untagged)
 					}
@@ -311,8 +312,19 @@ func newTagCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			_, err = c.ImageTag(commandContext(cmd), client.ImageTagOptions{Source: args[0], Target: args[1]})
-			return c.apiError(err)
+			source := args[0]
+			if _, err := parseAnyImageRef(source); err != nil {
+				return fmt.Errorf("error parsing reference: %q is not a valid repository/tag: %w", source, err)
+			}
+			target, err := parseImageRef(args[1])
+			if err != nil {
+				return fmt.Errorf("error parsing reference: %q is not a valid repository/tag: %w", args[1], err)
+			}
+			if target.digest != "" {
+				return errors.New("refusing to create a tag with a digest reference")
+			}
+			target = target.WithDefaultTag()
+			return c.apiError(c.api.ImageTag(commandContext(cmd), source, target.Name(), target.tag))
 		},
 	}
 }
@@ -325,7 +337,7 @@ func newSaveCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return writeArchive(cmd, output, func(c *apiClient) (io.ReadCloser, error) {
-				return c.ImageSave(commandContext(cmd), args)
+				return c.api.ImageSave(commandContext(cmd), args)
 			})
 		},
 	}
@@ -395,7 +407,7 @@ func newLoadCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			rc, err := c.ImageLoad(commandContext(cmd), src, client.ImageLoadWithQuiet(quiet))
+			rc, err := c.api.ImageLoad(commandContext(cmd), src, quiet)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -468,14 +480,14 @@ func newHistoryCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ImageHistory(commandContext(cmd), args[0])
+			items, err := c.api.ImageHistory(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
 			out := streamsOf(cmd).out
 			now := time.Now()
 			var rows []any
-			for _, h := range res.Items {
+			for _, h := range items {
 				r := historyRow{h: h, noTrunc: noTrunc, human: human, now: now}
 				if quiet {
 					fmt.Fprintln(out, r.ID())
@@ -517,15 +529,14 @@ func newImageInspectCommand() *cobra.Command {
 
 // inspectImage fetches one image's inspect document, typed and raw.
 func inspectImage(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
-	var raw bytes.Buffer
-	res, err := c.ImageInspect(commandContext(cmd), ref, client.ImageInspectWithRawResponse(&raw))
+	res, raw, err := c.api.ImageInspect(commandContext(cmd), ref)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
-	if !json.Valid(raw.Bytes()) {
+	if !json.Valid(raw) {
 		return nil, nil, fmt.Errorf("image inspect %s: daemon sent invalid JSON", ref)
 	}
-	return res.InspectResponse, raw.Bytes(), nil
+	return res, raw, nil
 }
 
 func newPullCommand() *cobra.Command {
@@ -542,7 +553,7 @@ func newPullCommand() *cobra.Command {
 			}
 			defer c.Close()
 			out := streamsOf(cmd).out
-			if n, err := reference.ParseNormalizedNamed(args[0]); err == nil && !quiet && !all && reference.IsNameOnly(n) {
+			if n, err := parseImageRef(args[0]); err == nil && !quiet && !all && n.NameOnly() {
 				fmt.Fprintln(out, "Using default tag: latest")
 			}
 			return pullImageTo(cmd, c, args[0], platform, quiet, all, out)
@@ -557,21 +568,28 @@ func newPullCommand() *cobra.Command {
 // pullImageTo pulls ref through the daemon with the client's credentials
 // for its registry, printing docker's output to out (only the name with quiet).
 func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet, all bool, out io.Writer) error {
-	r, err := reference.ParseNormalizedNamed(ref)
+	r, err := parseImageRef(ref)
 	if err != nil {
 		return err
 	}
-	if all && !reference.IsNameOnly(r) {
+	if all && !r.NameOnly() {
 		return errors.New("tag can't be used with --all-tags/-a")
 	}
 	if !all {
-		r = reference.TagNameOnly(r)
+		r = r.WithDefaultTag()
 	}
 	auth, err := registryAuthFor(r)
 	if err != nil {
 		return err
 	}
-	opts := client.ImagePullOptions{RegistryAuth: auth, All: all}
+	opts := apiclient.ImagePullOptions{RegistryAuth: auth}
+	if !all {
+		// A digest, when the name has one, else the tag.
+		opts.Tag = r.tag
+		if r.digest != "" {
+			opts.Tag = r.digest
+		}
+	}
 	if platform != "" {
 		p := strings.SplitN(platform, "/", 3)
 		if len(p) < 2 {
@@ -581,9 +599,9 @@ func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet, 
 		if len(p) == 3 {
 			op.Variant = p[2]
 		}
-		opts.Platforms = []ocispec.Platform{op}
+		opts.Platform = &op
 	}
-	resp, err := c.ImagePull(commandContext(cmd), r.String(), opts)
+	resp, err := c.api.ImagePull(commandContext(cmd), r.Name(), opts)
 	if err != nil {
 		return c.apiError(err)
 	}
@@ -609,11 +627,11 @@ func newPushCommand() *cobra.Command {
 			if all {
 				return errors.New("push --all-tags is not supported")
 			}
-			r, err := reference.ParseNormalizedNamed(args[0])
+			r, err := parseImageRef(args[0])
 			if err != nil {
 				return err
 			}
-			r = reference.TagNameOnly(r)
+			r = r.WithDefaultTag()
 			auth, err := registryAuthFor(r)
 			if err != nil {
 				return err
@@ -623,7 +641,10 @@ func newPushCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			resp, err := c.ImagePush(commandContext(cmd), r.String(), client.ImagePushOptions{RegistryAuth: auth})
+			if r.digest != "" {
+				return errors.New("cannot push a digest reference")
+			}
+			resp, err := c.api.ImagePush(commandContext(cmd), r.Name(), r.tag, auth)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -647,11 +668,11 @@ func newPushCommand() *cobra.Command {
 // familiarTagged is ref as docker names it in "Unable to find image": the
 // familiar name with its tag (busybox:latest).
 func familiarTagged(ref string) string {
-	r, err := reference.ParseNormalizedNamed(ref)
+	r, err := parseImageRef(ref)
 	if err != nil {
 		return ref
 	}
-	return reference.FamiliarString(reference.TagNameOnly(r))
+	return r.WithDefaultTag().Familiar()
 }
 
 func newImagePruneCommand() *cobra.Command {
@@ -662,7 +683,7 @@ func newImagePruneCommand() *cobra.Command {
 		Short: "Remove unused images",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filterArgs)
+			f, err := parseAPIFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -679,13 +700,13 @@ func newImagePruneCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			f = f.Clone().Add("dangling", strconv.FormatBool(!all))
-			res, err := c.ImagePrune(commandContext(cmd), client.ImagePruneOptions{Filters: f})
+			f.Add("dangling", strconv.FormatBool(!all)) // f is this command's own
+			res, err := c.api.ImagePrune(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
 			var lines []string
-			for _, d := range res.Report.ImagesDeleted {
+			for _, d := range res.ImagesDeleted {
 				if d.Untagged != "" {
 					lines = append(lines, "untagged: "+d.Untagged)
 				}
@@ -694,7 +715,7 @@ func newImagePruneCommand() *cobra.Command {
 				}
 			}
 			printDeleted(s.out, "Deleted Images:", lines)
-			fmt.Fprintln(s.out, "Total reclaimed space:", humanSize(int64(res.Report.SpaceReclaimed)))
+			fmt.Fprintln(s.out, "Total reclaimed space:", humanSize(int64(res.SpaceReclaimed)))
 			return nil
 		},
 	}

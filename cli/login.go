@@ -12,9 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/registry"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -108,8 +106,8 @@ func serverKey(server string) string {
 
 // registryAuthFor is the X-Registry-Auth value for the registry of ref,
 // from the client's config; empty when there are no credentials.
-func registryAuthFor(r reference.Named) (string, error) {
-	domain := reference.Domain(r)
+func registryAuthFor(r imageRef) (string, error) {
+	domain := r.Domain()
 	_, auths, err := readDockerConfig()
 	if err != nil {
 		return "", err
@@ -180,7 +178,7 @@ func newLoginCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.RegistryLogin(commandContext(cmd), client.RegistryLoginOptions{Username: user, Password: password, ServerAddress: server}); err != nil {
+			if _, err := c.api.RegistryLogin(commandContext(cmd), registry.AuthConfig{Username: user, Password: password, ServerAddress: server}); err != nil {
 				return c.apiError(err)
 			}
 			doc, auths, err := readDockerConfig()

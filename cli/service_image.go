@@ -6,8 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/distribution/reference"
-	"github.com/moby/moby/client"
 	"github.com/spf13/pflag"
 )
 
@@ -27,7 +25,7 @@ func (o serviceImageFlags) registryAuth(image string) (string, error) {
 	if !o.withAuth {
 		return "", nil
 	}
-	named, err := reference.ParseNormalizedNamed(image)
+	named, err := parseImageRef(image)
 	if err != nil {
 		return "", fmt.Errorf("invalid image reference %q: %w", image, err)
 	}
@@ -47,11 +45,11 @@ func (o serviceImageFlags) pin(ctx context.Context, c *apiClient, image, auth st
 	if o.noResolve {
 		return image, nil
 	}
-	named, err := reference.ParseNormalizedNamed(image)
+	named, err := parseImageRef(image)
 	if err != nil {
 		return "", fmt.Errorf("invalid reference format: %q: %w", image, err)
 	}
-	if _, ok := named.(reference.Canonical); ok {
+	if named.Canonical() {
 		return image, nil
 	}
 	// Bounded: a manager cut off from the others (or a registry that does
@@ -59,16 +57,16 @@ func (o serviceImageFlags) pin(ctx context.Context, c *apiClient, image, auth st
 	// an unresolved image only warns.
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	res, err := c.DistributionInspect(rctx, image, client.DistributionInspectOptions{EncodedRegistryAuth: auth})
+	res, err := c.api.DistributionInspect(rctx, image, auth)
 	if err != nil {
 		fmt.Fprintf(warn, "image %s could not be accessed on a registry to record its digest (%v). "+
 			"Each node will access %s independently, possibly leading to different nodes running different versions of the image.\n",
 			image, c.apiError(err), image)
 		return image, nil
 	}
-	pinned, err := reference.WithDigest(reference.TagNameOnly(named), res.Descriptor.Digest)
+	pinned, err := named.WithDefaultTag().WithDigest(res.Descriptor.Digest.String())
 	if err != nil {
 		return "", fmt.Errorf("image %s: %w", image, err)
 	}
-	return reference.FamiliarString(pinned), nil
+	return pinned.Familiar(), nil
 }
