@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -60,7 +59,7 @@ func newNetworkCreateCommand() *cobra.Command {
 		Short: "Create a network",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := client.NetworkCreateOptions{Driver: driver, Scope: scope, Internal: internal, Attachable: attachable, Ingress: ingress, ConfigOnly: configOnly}
+			o := network.CreateRequest{Name: args[0], Driver: driver, Scope: scope, Internal: internal, Attachable: attachable, Ingress: ingress, ConfigOnly: configOnly}
 			if ipv6 {
 				o.EnableIPv6 = &ipv6
 			}
@@ -93,7 +92,7 @@ func newNetworkCreateCommand() *cobra.Command {
 				o.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{cfg}}
 			}
 			return withClient(cmd, func(c *apiClient) error {
-				res, err := c.NetworkCreate(commandContext(cmd), args[0], o)
+				res, err := c.api.NetworkCreate(commandContext(cmd), o)
 				if err == nil {
 					fmt.Fprintln(streamsOf(cmd).out, res.ID)
 				}
@@ -158,14 +157,14 @@ func newNetworkListCommand() *cobra.Command {
 		Short:   "List networks",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filters)
+			f, err := parseAPIFilters(filters)
 			if err != nil {
 				return err
 			}
 			var items []network.Summary
 			if err := withClient(cmd, func(c *apiClient) error {
-				res, err := c.NetworkList(commandContext(cmd), client.NetworkListOptions{Filters: f})
-				items = res.Items
+				res, err := c.api.NetworkList(commandContext(cmd), f)
+				items = res
 				return err
 			}); err != nil {
 				return err
@@ -217,11 +216,11 @@ func newNetworkInspectCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
-				res, err := c.NetworkInspect(commandContext(cmd), ref, client.NetworkInspectOptions{})
+				n, raw, err := c.api.NetworkInspectWithRaw(commandContext(cmd), ref)
 				if err != nil {
 					return nil, nil, c.apiError(err)
 				}
-				return res.Network, res.Raw, nil
+				return n, raw, nil
 			}, nil)
 		},
 	}
@@ -244,7 +243,7 @@ func newNetworkRemoveCommand() *cobra.Command {
 			defer c.Close()
 			var errs []string
 			for _, ref := range args {
-				if _, err := c.NetworkRemove(commandContext(cmd), ref, client.NetworkRemoveOptions{}); err != nil {
+				if err := c.api.NetworkRemove(commandContext(cmd), ref); err != nil {
 					err = c.apiError(err)
 					if force && strings.Contains(err.Error(), "not found") {
 						continue
@@ -269,7 +268,7 @@ func newNetworkPruneCommand() *cobra.Command {
 		Short: "Remove all unused networks",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filterArgs)
+			f, err := parseAPIFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -278,9 +277,9 @@ func newNetworkPruneCommand() *cobra.Command {
 				return nil
 			}
 			return withClient(cmd, func(c *apiClient) error {
-				res, err := c.NetworkPrune(commandContext(cmd), client.NetworkPruneOptions{Filters: f})
+				res, err := c.api.NetworkPrune(commandContext(cmd), f)
 				if err == nil {
-					printDeleted(s.out, "Deleted Networks:", res.Report.NetworksDeleted)
+					printDeleted(s.out, "Deleted Networks:", res.NetworksDeleted)
 				}
 				return err
 			})
@@ -309,7 +308,7 @@ func newNetworkConnectCommand() *cobra.Command {
 				es = nc.EndpointsConfig[args[0]]
 			}
 			return withClient(cmd, func(c *apiClient) error {
-				_, err := c.NetworkConnect(commandContext(cmd), args[0], client.NetworkConnectOptions{Container: args[1], EndpointConfig: es})
+				err := c.api.NetworkConnect(commandContext(cmd), args[0], args[1], es)
 				return err
 			})
 		},
@@ -327,7 +326,7 @@ func newNetworkDisconnectCommand() *cobra.Command {
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(cmd, func(c *apiClient) error {
-				_, err := c.NetworkDisconnect(commandContext(cmd), args[0], client.NetworkDisconnectOptions{Container: args[1], Force: force})
+				err := c.api.NetworkDisconnect(commandContext(cmd), args[0], args[1], force)
 				return err
 			})
 		},

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/docker/go-units"
-	"github.com/moby/moby/client"
+	"github.com/moby/moby/api/types/system"
 	"github.com/spf13/cobra"
 )
 
@@ -59,15 +59,23 @@ func newDFCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			du, err := c.DiskUsage(commandContext(cmd), client.DiskUsageOptions{Containers: true, Images: true, Volumes: true, BuildCache: true})
+			du, err := c.api.DiskUsage(commandContext(cmd), system.ContainerObject, system.ImageObject, system.VolumeObject, system.BuildCacheObject)
 			if err != nil {
 				return c.apiError(err)
 			}
-			rows := []any{
-				dfRow{"Images", du.Images.TotalCount, du.Images.ActiveCount, du.Images.TotalSize, du.Images.Reclaimable, true},
-				dfRow{"Containers", du.Containers.TotalCount, du.Containers.ActiveCount, du.Containers.TotalSize, du.Containers.Reclaimable, true},
-				dfRow{"Local Volumes", du.Volumes.TotalCount, du.Volumes.ActiveCount, du.Volumes.TotalSize, du.Volumes.Reclaimable, true},
-				dfRow{"Build Cache", du.BuildCache.TotalCount, du.BuildCache.ActiveCount, du.BuildCache.TotalSize, du.BuildCache.Reclaimable, false},
+			rows := []any{dfRow{typ: "Images", showReclaimablePerct: true}, dfRow{typ: "Containers", showReclaimablePerct: true},
+				dfRow{typ: "Local Volumes", showReclaimablePerct: true}, dfRow{typ: "Build Cache"}}
+			if u := du.ImageUsage; u != nil {
+				rows[0] = dfRow{"Images", u.TotalCount, u.ActiveCount, u.TotalSize, u.Reclaimable, true}
+			}
+			if u := du.ContainerUsage; u != nil {
+				rows[1] = dfRow{"Containers", u.TotalCount, u.ActiveCount, u.TotalSize, u.Reclaimable, true}
+			}
+			if u := du.VolumeUsage; u != nil {
+				rows[2] = dfRow{"Local Volumes", u.TotalCount, u.ActiveCount, u.TotalSize, u.Reclaimable, true}
+			}
+			if u := du.BuildCacheUsage; u != nil {
+				rows[3] = dfRow{"Build Cache", u.TotalCount, u.ActiveCount, u.TotalSize, u.Reclaimable, false}
 			}
 			return renderRows(streamsOf(cmd).out, parseTableFormat(format, defaultDFFormat), dfHeaders, rows)
 		},
@@ -93,7 +101,7 @@ func newContainerPruneCommand() *cobra.Command {
 		Short: "Remove all stopped containers",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filterArgs)
+			f, err := parseAPIFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -106,12 +114,12 @@ func newContainerPruneCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ContainerPrune(commandContext(cmd), client.ContainerPruneOptions{Filters: f})
+			res, err := c.api.ContainerPrune(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			printDeleted(s.out, "Deleted Containers:", res.Report.ContainersDeleted)
-			fmt.Fprintln(s.out, "Total reclaimed space:", units.HumanSize(float64(res.Report.SpaceReclaimed)))
+			printDeleted(s.out, "Deleted Containers:", res.ContainersDeleted)
+			fmt.Fprintln(s.out, "Total reclaimed space:", units.HumanSize(float64(res.SpaceReclaimed)))
 			return nil
 		},
 	}
@@ -144,7 +152,7 @@ func newSystemPruneCommand() *cobra.Command {
 			case all:
 				return errors.New("--all is not supported: only dangling images are pruned")
 			}
-			f, err := parseFilters(filterArgs)
+			f, err := parseAPIFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -158,33 +166,33 @@ func newSystemPruneCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			cres, err := c.ContainerPrune(ctx, client.ContainerPruneOptions{Filters: f})
+			cres, err := c.api.ContainerPrune(ctx, f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			printDeleted(s.out, "Deleted Containers:", cres.Report.ContainersDeleted)
-			nres, err := c.NetworkPrune(ctx, client.NetworkPruneOptions{Filters: f})
+			printDeleted(s.out, "Deleted Containers:", cres.ContainersDeleted)
+			nres, err := c.api.NetworkPrune(ctx, f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			printDeleted(s.out, "Deleted Networks:", nres.Report.NetworksDeleted)
+			printDeleted(s.out, "Deleted Networks:", nres.NetworksDeleted)
 			var volSpace uint64
 			if volumes {
 				// As docker: anonymous volumes only (the all filter is not set).
-				vres, err := c.VolumePrune(ctx, client.VolumePruneOptions{Filters: f})
+				vres, err := c.api.VolumePrune(ctx, false, f)
 				if err != nil {
 					return c.apiError(err)
 				}
-				printDeleted(s.out, "Deleted Volumes:", vres.Report.VolumesDeleted)
-				volSpace = vres.Report.SpaceReclaimed
+				printDeleted(s.out, "Deleted Volumes:", vres.VolumesDeleted)
+				volSpace = vres.SpaceReclaimed
 			}
 			imgFilters := f.Clone().Add("dangling", "true")
-			ires, err := c.ImagePrune(ctx, client.ImagePruneOptions{Filters: imgFilters})
+			ires, err := c.api.ImagePrune(ctx, imgFilters)
 			if err != nil {
 				return c.apiError(err)
 			}
 			var imgs []string
-			for _, d := range ires.Report.ImagesDeleted {
+			for _, d := range ires.ImagesDeleted {
 				if d.Untagged != "" {
 					imgs = append(imgs, "untagged: "+d.Untagged)
 				}
@@ -193,7 +201,7 @@ func newSystemPruneCommand() *cobra.Command {
 				}
 			}
 			printDeleted(s.out, "Deleted Images:", imgs)
-			total := cres.Report.SpaceReclaimed + ires.Report.SpaceReclaimed + volSpace
+			total := cres.SpaceReclaimed + ires.SpaceReclaimed + volSpace
 			fmt.Fprintln(s.out, "Total reclaimed space:", units.HumanSize(float64(total)))
 			return nil
 		},

@@ -5,8 +5,10 @@ import (
 	"runtime"
 	"text/tabwriter"
 
-	"github.com/moby/moby/client"
+	"github.com/moby/moby/api/types/system"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 func newVersionCommand() *cobra.Command {
@@ -22,17 +24,17 @@ func newVersionCommand() *cobra.Command {
 			}
 			info := struct {
 				Client clientInfo
-				Server *client.ServerVersionResult
-			}{Client: clientInfo{Version, client.MaxAPIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH}}
+				Server *system.VersionResponse
+			}{Client: clientInfo{Version, apiclient.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH}}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			sv, serr := c.ServerVersion(commandContext(cmd), client.ServerVersionOptions{})
+			sv, serr := c.api.ServerVersion(commandContext(cmd))
 			if serr == nil {
 				info.Server = &sv
-				info.Client.APIVersion = c.ClientVersion()
+				info.Client.APIVersion = c.api.Version()
 			}
 			if format != "" {
 				tmpl, err := parseTemplate(format)
@@ -80,12 +82,11 @@ func newInfoCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.Info(commandContext(cmd), client.InfoOptions{})
+			i, err := c.api.Info(commandContext(cmd))
 			if err != nil {
 				return c.apiError(err)
 			}
 			out := streamsOf(cmd).out
-			i := res.Info
 			if format != "" {
 				tmpl, err := parseTemplate(format)
 				if err != nil {

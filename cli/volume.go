@@ -7,7 +7,6 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/volume"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -64,11 +63,11 @@ func newVolumeCreateCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.VolumeCreate(commandContext(cmd), client.VolumeCreateOptions{Name: name, Driver: driver, DriverOpts: o, Labels: l})
+			v, err := c.api.VolumeCreate(commandContext(cmd), volume.CreateRequest{Name: name, Driver: driver, DriverOpts: o, Labels: l})
 			if err != nil {
 				return c.apiError(err)
 			}
-			fmt.Fprintln(streamsOf(cmd).out, res.Volume.Name)
+			fmt.Fprintln(streamsOf(cmd).out, v.Name)
 			return nil
 		},
 	}
@@ -120,7 +119,7 @@ func newVolumeLsCommand() *cobra.Command {
 		Short:   "List volumes",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filterArgs)
+			f, err := parseAPIFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -129,7 +128,7 @@ func newVolumeLsCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.VolumeList(commandContext(cmd), client.VolumeListOptions{Filters: f})
+			res, err := c.api.VolumeList(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -139,8 +138,8 @@ func newVolumeLsCommand() *cobra.Command {
 			case format == "":
 				format = "table"
 			}
-			rows := make([]any, 0, len(res.Items))
-			for _, v := range res.Items {
+			rows := make([]any, 0, len(res.Volumes))
+			for _, v := range res.Volumes {
 				rows = append(rows, volumeRow{v})
 			}
 			return renderRows(streamsOf(cmd).out, parseTableFormat(format, defaultVolumeFormat), volumeHeaders, rows)
@@ -169,11 +168,11 @@ func newVolumeInspectCommand() *cobra.Command {
 
 // inspectVolume fetches one volume's inspect document, typed and raw.
 func inspectVolume(c *apiClient, cmd *cobra.Command, name string) (any, []byte, error) {
-	res, err := c.VolumeInspect(commandContext(cmd), name, client.VolumeInspectOptions{})
+	v, raw, err := c.api.VolumeInspectWithRaw(commandContext(cmd), name)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
-	return res.Volume, res.Raw, nil
+	return v, raw, nil
 }
 
 func newVolumeRmCommand() *cobra.Command {
@@ -185,7 +184,7 @@ func newVolumeRmCommand() *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, name string) error {
-				_, err := c.VolumeRemove(commandContext(cmd), name, client.VolumeRemoveOptions{Force: force})
+				err := c.api.VolumeRemove(commandContext(cmd), name, force)
 				return err
 			})
 		},
@@ -202,7 +201,7 @@ func newVolumePruneCommand() *cobra.Command {
 		Short: "Remove unused local volumes",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filterArgs)
+			f, err := parseAPIFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -219,12 +218,12 @@ func newVolumePruneCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.VolumePrune(commandContext(cmd), client.VolumePruneOptions{All: all, Filters: f})
+			res, err := c.api.VolumePrune(commandContext(cmd), all, f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			printDeleted(s.out, "Deleted Volumes:", res.Report.VolumesDeleted)
-			fmt.Fprintln(s.out, "Total reclaimed space:", units.HumanSize(float64(res.Report.SpaceReclaimed)))
+			printDeleted(s.out, "Deleted Volumes:", res.VolumesDeleted)
+			fmt.Fprintln(s.out, "Total reclaimed space:", units.HumanSize(float64(res.SpaceReclaimed)))
 			return nil
 		},
 	}

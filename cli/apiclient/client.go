@@ -251,6 +251,19 @@ func (c *Client) call(ctx context.Context, r Request, out any) error {
 	return nil
 }
 
+// getWithRaw is get that also returns the answer's JSON as the daemon
+// sent it (inspect commands print that).
+func (c *Client) getWithRaw(ctx context.Context, p string, out any) ([]byte, error) {
+	var raw json.RawMessage
+	if err := c.get(ctx, p, nil, &raw); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("decode answer of GET %s: %w", p, err)
+	}
+	return raw, nil
+}
+
 // get, post and del are call's common cases.
 func (c *Client) get(ctx context.Context, p string, q url.Values, out any) error {
 	return c.call(ctx, Request{Method: http.MethodGet, Path: p, Query: q}, out)
@@ -286,6 +299,15 @@ type Filters map[string][]string
 func (f Filters) Add(key string, values ...string) Filters {
 	f[key] = append(f[key], values...)
 	return f
+}
+
+// Clone is a copy of f that Add does not share.
+func (f Filters) Clone() Filters {
+	g := make(Filters, len(f))
+	for k, v := range f {
+		g[k] = append([]string(nil), v...)
+	}
+	return g
 }
 
 // Get is key's values.

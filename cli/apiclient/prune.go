@@ -2,6 +2,7 @@ package apiclient
 
 import (
 	"context"
+	"errors"
 	"net/url"
 
 	"github.com/moby/moby/api/types/container"
@@ -35,11 +36,10 @@ func (c *Client) NetworkPrune(ctx context.Context, f Filters) (network.PruneRepo
 // (the "all" filter).
 func (c *Client) VolumePrune(ctx context.Context, all bool, f Filters) (volume.PruneReport, error) {
 	if all {
-		g := Filters{}
-		for k, v := range f {
-			g[k] = v
+		if _, ok := f["all"]; ok {
+			return volume.PruneReport{}, errors.New(`conflicting options: cannot specify both "all" and "all" filter`)
 		}
-		f = g.Add("all", "true")
+		f = f.Clone().Add("all", "true")
 	}
 	var r volume.PruneReport
 	err := c.prune(ctx, "/volumes/prune", f, &r)
