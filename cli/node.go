@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -75,11 +76,11 @@ func (r nodeRow) MarshalJSON() ([]byte, error) {
 // selfNodeID is the ID of the node the daemon runs on, from /info ("" when
 // the daemon is not in a swarm).
 func selfNodeID(cmd *cobra.Command, c *apiClient) (string, error) {
-	res, err := c.Info(commandContext(cmd), client.InfoOptions{})
+	info, err := c.api.Info(commandContext(cmd))
 	if err != nil {
 		return "", c.apiError(err)
 	}
-	return res.Info.Swarm.NodeID, nil
+	return info.Swarm.NodeID, nil
 }
 
 // nodeReference resolves "self" to this node's ID, as docker does; other
@@ -95,7 +96,7 @@ func nodeReference(cmd *cobra.Command, c *apiClient, ref string) (string, error)
 	if id == "" {
 		// Ask a swarm endpoint for the daemon's own explanation
 		// ("This node is not a swarm manager...").
-		if _, err := c.NodeList(commandContext(cmd), client.NodeListOptions{}); err != nil {
+		if _, err := c.api.NodeList(commandContext(cmd), nil); err != nil {
 			return "", c.apiError(err)
 		}
 		return "", errors.New("node ID not found in /info")
@@ -113,7 +114,7 @@ func newNodeListCommand() *cobra.Command {
 		Short:   "List nodes in the swarm",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filters)
+			f, err := parseSwarmFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -122,11 +123,10 @@ func newNodeListCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.NodeList(commandContext(cmd), client.NodeListOptions{Filters: f})
+			items, err := c.api.NodeList(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			items := res.Items
 			sort.SliceStable(items, func(i, j int) bool {
 				return naturalLess(items[i].Description.Hostname, items[j].Description.Hostname)
 			})
@@ -180,11 +180,11 @@ func newNodeInspectCommand() *cobra.Command {
 				if err != nil {
 					return nil, nil, err
 				}
-				res, err := c.NodeInspect(commandContext(cmd), id, client.NodeInspectOptions{})
+				node, raw, err := c.api.NodeInspect(commandContext(cmd), id)
 				if err != nil {
 					return nil, nil, c.apiError(err)
 				}
-				return res.Node, res.Raw, nil
+				return node, raw, nil
 			}, print)
 		},
 	}
@@ -323,16 +323,15 @@ func updateNode(cmd *cobra.Command, c *apiClient, ref string, change func(*swarm
 	if err != nil {
 		return err
 	}
-	res, err := c.NodeInspect(ctx, id, client.NodeInspectOptions{})
+	node, _, err := c.api.NodeInspect(ctx, id)
 	if err != nil {
 		return c.apiError(err)
 	}
-	send, err := change(&res.Node)
+	send, err := change(&node)
 	if err != nil || !send {
 		return err
 	}
-	_, err = c.NodeUpdate(ctx, res.Node.ID, client.NodeUpdateOptions{Version: res.Node.Version, Spec: res.Node.Spec})
-	return c.apiError(err)
+	return c.apiError(c.api.NodeUpdate(ctx, node.ID, node.Version, node.Spec))
 }
 
 func newNodeUpdateCommand() *cobra.Command {
@@ -422,8 +421,7 @@ func newNodeRmCommand() *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.NodeRemove(commandContext(cmd), id, client.NodeRemoveOptions{Force: force})
-				return err
+				return c.api.NodeRemove(commandContext(cmd), id, force)
 			})
 		},
 	}
@@ -440,7 +438,7 @@ func newNodePsCommand() *cobra.Command {
 		Short: "List tasks running on one or more nodes, defaults to current node",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filters)
+			f, err := parseSwarmFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -460,7 +458,7 @@ func newNodePsCommand() *cobra.Command {
 					errs = append(errs, err.Error())
 					continue
 				}
-				n, err := c.NodeInspect(commandContext(cmd), id, client.NodeInspectOptions{})
+				node, _, err := c.api.NodeInspect(commandContext(cmd), id)
 				if err != nil {
 					err = c.apiError(err)
 					if strings.HasPrefix(err.Error(), "Cannot connect") {
@@ -469,13 +467,16 @@ func newNodePsCommand() *cobra.Command {
 					errs = append(errs, err.Error())
 					continue
 				}
-				nf := f.Clone()
-				nf.Add("node", n.Node.ID)
-				res, err := c.TaskList(commandContext(cmd), client.TaskListOptions{Filters: nf})
+				nf := apiclient.Filters{}
+				for k, v := range f {
+					nf[k] = slices.Clone(v)
+				}
+				nf.Add("node", node.ID)
+				res, err := c.api.TaskList(commandContext(cmd), nf)
 				if err != nil {
 					return c.apiError(err)
 				}
-				tasks = append(tasks, res.Items...)
+				tasks = append(tasks, res...)
 			}
 			if len(tasks) > 0 || len(errs) == 0 {
 				if err := printTasks(cmd, c, tasks, map[string]string{}, noTrunc || quiet, noResolve, quiet, format); err != nil {

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 )
 
@@ -156,7 +155,7 @@ func newServiceListCommand() *cobra.Command {
 		Short:   "List services",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filters)
+			f, err := parseSwarmFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -165,11 +164,10 @@ func newServiceListCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.ServiceList(commandContext(cmd), client.ServiceListOptions{Filters: f, Status: !quiet})
+			items, err := c.api.ServiceList(commandContext(cmd), f, !quiet)
 			if err != nil {
 				return c.apiError(err)
 			}
-			items := res.Items
 			sort.SliceStable(items, func(i, j int) bool { return items[i].Spec.Name < items[j].Spec.Name })
 			out := streamsOf(cmd).out
 			if quiet {
@@ -196,7 +194,21 @@ func newServiceListCommand() *cobra.Command {
 }
 
 // isNotFound tells a daemon's 404 apart from other failures.
-func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+func isNotFound(err error) bool { return apiclient.IsNotFound(err) }
+
+// parseSwarmFilters turns -f key=value flags into API filters, as
+// parseFilters does, for the swarm listings (service, node and task).
+func parseSwarmFilters(vals []string) (apiclient.Filters, error) {
+	f := apiclient.Filters{}
+	for _, v := range vals {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("bad format of filter (expected name=value)")
+		}
+		f.Add(strings.ToLower(strings.TrimSpace(k)), val)
+	}
+	return f, nil
+}
 
 func newServiceInspectCommand() *cobra.Command {
 	var format string
@@ -214,14 +226,14 @@ func newServiceInspectCommand() *cobra.Command {
 				print = func(w io.Writer, svc any, _ []byte) { printServicePretty(w, svc.(swarm.Service)) }
 			}
 			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
-				res, err := c.ServiceInspect(commandContext(cmd), ref, client.ServiceInspectOptions{InsertDefaults: true})
+				svc, raw, err := c.api.ServiceInspect(commandContext(cmd), ref, true)
 				if isNotFound(err) {
 					return nil, nil, errors.New("Error: no such service: " + ref)
 				}
 				if err != nil {
 					return nil, nil, c.apiError(err)
 				}
-				return res.Service, res.Raw, nil
+				return svc, raw, nil
 			}, print)
 		},
 	}
@@ -238,8 +250,7 @@ func newServiceRmCommand() *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.ServiceRemove(commandContext(cmd), id, client.ServiceRemoveOptions{})
-				return err
+				return c.api.ServiceRemove(commandContext(cmd), id)
 			})
 		},
 	}
@@ -283,7 +294,7 @@ func newServiceScaleCommand() *cobra.Command {
 			}
 			if !wait.detach {
 				for _, id := range scaled {
-					if err := waitOnService(ctx, c, id, s.out, wait.options(cmd)); err != nil {
+					if err := waitOnService(ctx, c.api, id, s.out, wait.options(cmd)); err != nil {
 						errs = append(errs, id+": "+c.apiError(err).Error())
 					}
 				}
@@ -299,11 +310,11 @@ func newServiceScaleCommand() *cobra.Command {
 // the version read), refusing services that have no replica count.
 func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, error) {
 	ctx := commandContext(cmd)
-	res, err := c.ServiceInspect(ctx, t.Service, client.ServiceInspectOptions{})
+	svc, _, err := c.api.ServiceInspect(ctx, t.Service, false)
 	if err != nil {
 		return nil, err
 	}
-	mode := &res.Service.Spec.Mode
+	mode := &svc.Spec.Mode
 	n := t.Replicas
 	switch {
 	case mode.Replicated != nil:
@@ -313,7 +324,8 @@ func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, er
 	default:
 		return nil, errors.New("scale can only be used with replicated or replicated-job mode")
 	}
-	up, err := c.ServiceUpdate(ctx, res.Service.ID, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: res.Service.Spec})
+	tagServiceImage(&svc.Spec)
+	up, err := c.api.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, apiclient.ServiceUpdateOptions{})
 	if err != nil {
 		return nil, err
 	}

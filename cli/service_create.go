@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -37,6 +37,24 @@ type serviceOptions struct {
 	health                          healthOptions
 	mounts                          []string
 	image                           serviceImageFlags
+}
+
+// tagServiceImage names the service's image as the daemon is to get it,
+// as the docker CLI's client library does before a create or an update: in
+// its familiar form, tagged :latest when it has neither tag nor digest. A
+// name that does not parse is left to the daemon to refuse.
+func tagServiceImage(spec *swarm.ServiceSpec) {
+	tag := func(image *string) {
+		if named, err := reference.ParseNormalizedNamed(*image); err == nil {
+			*image = reference.FamiliarString(reference.TagNameOnly(named))
+		}
+	}
+	switch tt := &spec.TaskTemplate; {
+	case tt.ContainerSpec != nil:
+		tag(&tt.ContainerSpec.Image)
+	case tt.PluginSpec != nil:
+		tag(&tt.PluginSpec.Remote)
+	}
 }
 
 // waitFlags are the flags every converging command shares.
@@ -89,11 +107,11 @@ func newServiceCreateCommand() *cobra.Command {
 			ctx := commandContext(cmd)
 			// Networks are named by ID in a spec: resolve names as docker does.
 			for i, n := range spec.TaskTemplate.Networks {
-				res, err := c.NetworkInspect(ctx, n.Target, client.NetworkInspectOptions{Scope: "swarm"})
+				nw, err := c.api.NetworkInspect(ctx, n.Target, "swarm")
 				if err != nil {
 					return c.apiError(err)
 				}
-				spec.TaskTemplate.Networks[i].Target = res.Network.ID
+				spec.TaskTemplate.Networks[i].Target = nw.ID
 			}
 			sortNetworks(spec.TaskTemplate.Networks)
 			cs := spec.TaskTemplate.ContainerSpec
@@ -104,7 +122,8 @@ func newServiceCreateCommand() *cobra.Command {
 			if cs.Image, err = o.image.pin(ctx, c, cs.Image, auth, streamsOf(cmd).err); err != nil {
 				return err
 			}
-			res, err := c.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec, EncodedRegistryAuth: auth})
+			tagServiceImage(&spec)
+			res, err := c.api.ServiceCreate(ctx, spec, auth)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -116,7 +135,7 @@ func newServiceCreateCommand() *cobra.Command {
 			if o.wait.detach {
 				return nil
 			}
-			return c.apiError(waitOnService(ctx, c, res.ID, s.out, o.wait.options(cmd)))
+			return c.apiError(waitOnService(ctx, c.api, res.ID, s.out, o.wait.options(cmd)))
 		},
 	}
 	fl := cmd.Flags()

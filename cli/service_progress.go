@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 )
 
 // Convergence progress of create, scale and update, drawn as docker draws
@@ -354,9 +354,9 @@ func (pp *progressPrinter) show(lines []progressLine) {
 
 // progressAPI is the part of the client the convergence loop needs.
 type progressAPI interface {
-	ServiceInspect(ctx context.Context, id string, o client.ServiceInspectOptions) (client.ServiceInspectResult, error)
-	TaskList(ctx context.Context, o client.TaskListOptions) (client.TaskListResult, error)
-	NodeList(ctx context.Context, o client.NodeListOptions) (client.NodeListResult, error)
+	ServiceInspect(ctx context.Context, id string, insertDefaults bool) (swarm.Service, []byte, error)
+	TaskList(ctx context.Context, f apiclient.Filters) ([]swarm.Task, error)
+	NodeList(ctx context.Context, f apiclient.Filters) ([]swarm.Node, error)
 }
 
 // waitOptions tune waitOnService.
@@ -388,11 +388,10 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 	tick := time.NewTicker(o.poll)
 	defer tick.Stop()
 	for {
-		res, err := api.ServiceInspect(ctx, serviceID, client.ServiceInspectOptions{})
+		svc, _, err := api.ServiceInspect(ctx, serviceID, false)
 		if err != nil {
 			return err
 		}
-		svc := res.Service
 		verify := o.verify
 		if svc.Spec.UpdateConfig != nil && svc.Spec.UpdateConfig.Monitor != 0 {
 			verify = svc.Spec.UpdateConfig.Monitor
@@ -405,17 +404,15 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 				return fmt.Errorf("service rollback paused: %s", us.Message)
 			}
 		}
-		tasks, err := api.TaskList(ctx, client.TaskListOptions{
-			Filters: make(client.Filters).Add("service", svc.ID).Add("_up-to-date", "true"),
-		})
+		tasks, err := api.TaskList(ctx, apiclient.Filters{}.Add("service", svc.ID).Add("_up-to-date", "true"))
 		if err != nil {
 			return err
 		}
-		nodes, err := api.NodeList(ctx, client.NodeListOptions{})
+		nodes, err := api.NodeList(ctx, nil)
 		if err != nil {
 			return err
 		}
-		r := tr.step(svc, tasks.Items, nodes.Items)
+		r := tr.step(svc, tasks, nodes)
 		if r.Failed != "" {
 			pp.show(r.Lines)
 			return fmt.Errorf("service %s cannot converge: %s", svc.Spec.Name, r.Failed)

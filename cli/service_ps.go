@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 )
 
@@ -167,8 +167,8 @@ func (n *nodeNamer) name(id string) string {
 		return v
 	}
 	v := id
-	if res, err := n.c.NodeInspect(n.ctx, id, client.NodeInspectOptions{}); err == nil && res.Node.Description.Hostname != "" {
-		v = res.Node.Description.Hostname
+	if node, _, err := n.c.api.NodeInspect(n.ctx, id); err == nil && node.Description.Hostname != "" {
+		v = node.Description.Hostname
 	}
 	n.names[id] = v
 	return v
@@ -200,8 +200,8 @@ func printTasks(cmd *cobra.Command, c *apiClient, tasks []swarm.Task, serviceNam
 			if _, ok := serviceNames[t.ServiceID]; ok || t.ServiceID == "" {
 				continue
 			}
-			if res, err := c.ServiceInspect(ctx, t.ServiceID, client.ServiceInspectOptions{}); err == nil {
-				serviceNames[t.ServiceID] = res.Service.Spec.Name
+			if svc, _, err := c.api.ServiceInspect(ctx, t.ServiceID, false); err == nil {
+				serviceNames[t.ServiceID] = svc.Spec.Name
 			} else {
 				serviceNames[t.ServiceID] = t.ServiceID
 			}
@@ -224,7 +224,7 @@ func newServicePsCommand() *cobra.Command {
 		Short: "List the tasks of one or more services",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseFilters(filters)
+			f, err := parseSwarmFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -244,20 +244,21 @@ func newServicePsCommand() *cobra.Command {
 				names[s.ID] = s.Spec.Name
 			}
 			if nodes, ok := f["node"]; ok {
-				for ref := range nodes {
+				ids := make([]string, 0, len(nodes))
+				for _, ref := range nodes {
 					id, err := nodeReference(cmd, c, ref)
 					if err != nil {
 						return err
 					}
-					delete(f["node"], ref)
-					f.Add("node", id)
+					ids = append(ids, id)
 				}
+				f["node"] = ids
 			}
-			res, err := c.TaskList(ctx, client.TaskListOptions{Filters: f})
+			tasks, err := c.api.TaskList(ctx, f)
 			if err != nil {
 				return c.apiError(err)
 			}
-			if err := printTasks(cmd, c, res.Items, names, noTrunc || quiet, noResolve, quiet, format); err != nil {
+			if err := printTasks(cmd, c, tasks, names, noTrunc || quiet, noResolve, quiet, format); err != nil {
 				return err
 			}
 			return joinErrors(notFound)
@@ -278,16 +279,16 @@ func newServicePsCommand() *cobra.Command {
 // at all is an error.
 func resolveServices(cmd *cobra.Command, c *apiClient, refs []string) ([]swarm.Service, []string, error) {
 	ctx := commandContext(cmd)
-	byID, byName := client.Filters{}, client.Filters{}
+	byID, byName := apiclient.Filters{}, apiclient.Filters{}
 	for _, r := range refs {
 		byID.Add("id", r)
 		byName.Add("name", r)
 	}
-	ids, err := c.ServiceList(ctx, client.ServiceListOptions{Filters: byID})
+	ids, err := c.api.ServiceList(ctx, byID, false)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
-	named, err := c.ServiceList(ctx, client.ServiceListOptions{Filters: byName})
+	named, err := c.api.ServiceList(ctx, byName, false)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
@@ -295,20 +296,20 @@ func resolveServices(cmd *cobra.Command, c *apiClient, refs []string) ([]swarm.S
 	var notFound []string
 next:
 	for _, r := range refs {
-		for _, s := range ids.Items {
+		for _, s := range ids {
 			if s.ID == r {
 				out = append(out, s)
 				continue next
 			}
 		}
-		for _, s := range named.Items {
+		for _, s := range named {
 			if s.Spec.Name == r {
 				out = append(out, s)
 				continue next
 			}
 		}
 		var match []swarm.Service
-		for _, s := range ids.Items {
+		for _, s := range ids {
 			if strings.HasPrefix(s.ID, r) {
 				match = append(match, s)
 			}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -53,11 +53,11 @@ func newServiceUpdateCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			res, err := c.ServiceInspect(ctx, args[0], client.ServiceInspectOptions{})
+			svc, _, err := c.api.ServiceInspect(ctx, args[0], false)
 			if err != nil {
 				return c.apiError(err)
 			}
-			spec := res.Service.Spec
+			spec := svc.Spec
 			if err := o.apply(cmd.Flags(), &spec, os.LookupEnv); err != nil {
 				return err
 			}
@@ -75,7 +75,8 @@ func newServiceUpdateCommand() *cobra.Command {
 					return err
 				}
 			}
-			up, err := c.ServiceUpdate(ctx, res.Service.ID, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: spec, EncodedRegistryAuth: auth})
+			tagServiceImage(&spec)
+			up, err := c.api.ServiceUpdate(ctx, svc.ID, svc.Version, spec, apiclient.ServiceUpdateOptions{RegistryAuth: auth})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -87,7 +88,7 @@ func newServiceUpdateCommand() *cobra.Command {
 			if o.wait.detach {
 				return nil
 			}
-			return c.apiError(waitOnService(ctx, c, res.Service.ID, s.out, o.wait.options(cmd)))
+			return c.apiError(waitOnService(ctx, c.api, svc.ID, s.out, o.wait.options(cmd)))
 		},
 	}
 	fl := cmd.Flags()
@@ -342,41 +343,39 @@ func serviceLogs(cmd *cobra.Command, c *apiClient, ref string, o serviceLogsOpti
 	padding := 1
 	var tty bool
 	var rc io.ReadCloser
-	svc, err := c.ServiceInspect(ctx, ref, client.ServiceInspectOptions{})
+	lo := apiclient.ServiceLogsOptions{
+		Stdout: true, Stderr: true, Since: o.since, Timestamps: o.timestamps,
+		Follow: o.follow, Tail: o.tail, Details: o.details || !o.raw,
+	}
+	svc, _, err := c.api.ServiceInspect(ctx, ref, false)
 	switch {
 	case err == nil:
-		if cs := svc.Service.Spec.TaskTemplate.ContainerSpec; cs != nil {
+		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
 			tty = cs.TTY
 		}
-		if r := svc.Service.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
+		if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
 			padding = len(strconv.FormatUint(*r.Replicas, 10))
 		}
 		if tty && !o.raw {
 			return errors.New("tty service logs only supported with --raw")
 		}
-		rc, err = c.ServiceLogs(ctx, ref, client.ServiceLogsOptions{
-			ShowStdout: true, ShowStderr: true, Since: o.since, Timestamps: o.timestamps,
-			Follow: o.follow, Tail: o.tail, Details: o.details || !o.raw,
-		})
+		rc, err = c.api.ServiceLogs(ctx, ref, lo)
 	case isNotFound(err):
-		task, terr := c.TaskInspect(ctx, ref, client.TaskInspectOptions{})
+		task, _, terr := c.api.TaskInspect(ctx, ref)
 		if terr != nil {
 			if isNotFound(terr) {
 				return fmt.Errorf("no such task or service: %v", ref)
 			}
 			return c.apiError(terr)
 		}
-		if cs := task.Task.Spec.ContainerSpec; cs != nil {
+		if cs := task.Spec.ContainerSpec; cs != nil {
 			tty = cs.TTY
 		}
-		padding = len(strconv.Itoa(task.Task.Slot))
+		padding = len(strconv.Itoa(task.Slot))
 		if tty && !o.raw {
 			return errors.New("tty service logs only supported with --raw")
 		}
-		rc, err = c.TaskLogs(ctx, ref, client.TaskLogsOptions{
-			ShowStdout: true, ShowStderr: true, Since: o.since, Timestamps: o.timestamps,
-			Follow: o.follow, Tail: o.tail, Details: o.details || !o.raw,
-		})
+		rc, err = c.api.TaskLogs(ctx, ref, lo)
 	}
 	if err != nil {
 		return c.apiError(err)
@@ -448,15 +447,15 @@ func (f *logPrefixer) prefix(o logOrigin) string {
 		}
 		if n, ok := f.svcs[o.serviceID]; ok {
 			service = n
-		} else if res, err := f.c.ServiceInspect(f.ctx, o.serviceID, client.ServiceInspectOptions{}); err == nil {
-			service = res.Service.Spec.Name
+		} else if svc, _, err := f.c.api.ServiceInspect(f.ctx, o.serviceID, false); err == nil {
+			service = svc.Spec.Name
 			f.svcs[o.serviceID] = service
 		}
 	}
 	slot := 0
 	taskID := o.taskID
-	if res, err := f.c.TaskInspect(f.ctx, o.taskID, client.TaskInspectOptions{}); err == nil {
-		slot = res.Task.Slot
+	if task, _, err := f.c.api.TaskInspect(f.ctx, o.taskID); err == nil {
+		slot = task.Slot
 	}
 	p := formatLogPrefix(service, slot, taskID, node, f.padding, f.opts.noTaskIDs, f.opts.noTrunc)
 	f.cache[o] = p
@@ -556,11 +555,11 @@ func (o *serviceUpdateOptions) applyNetworks(ctx context.Context, c *apiClient, 
 		return nil
 	}
 	idOf := func(ref string) (string, error) {
-		res, err := c.NetworkInspect(ctx, ref, client.NetworkInspectOptions{})
+		nw, err := c.api.NetworkInspect(ctx, ref, "")
 		if err != nil {
 			return "", c.apiError(err)
 		}
-		return res.Network.ID, nil
+		return nw.ID, nil
 	}
 	for _, ref := range o.networkRm {
 		id, err := idOf(ref)

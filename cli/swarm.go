@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -196,15 +196,14 @@ func newSwarmInitCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			var nodeID string
-			err = c.postJSON(ctx, "/swarm/init", nil, swarmInitJSON{
+			nodeID, err := c.api.SwarmInit(ctx, swarmInitJSON{
 				InitRequest: swarm.InitRequest{
 					ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
 					Availability: avail, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
 					DefaultAddrPool: pools, SubnetSize: poolMask, DataPathPort: dataPathPort,
 				},
 				Spec: specFlags.withExtensions(spec),
-			}, &nodeID)
+			})
 			if err != nil {
 				err = c.apiError(err)
 				if strings.Contains(err.Error(), "could not choose an IP address to advertise") || strings.Contains(err.Error(), "could not find the system's IP address") {
@@ -240,24 +239,24 @@ func newSwarmInitCommand() *cobra.Command {
 // from the swarm inspect, the address from the node's manager status.
 func printJoinCommand(cmd *cobra.Command, c *apiClient, nodeID string, worker, manager bool) error {
 	ctx := commandContext(cmd)
-	n, err := c.NodeInspect(ctx, nodeID, client.NodeInspectOptions{})
+	n, _, err := c.api.NodeInspect(ctx, nodeID)
 	if err != nil {
 		return c.apiError(err)
 	}
-	sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	sw, err := c.api.SwarmInspect(ctx)
 	if err != nil {
 		return c.apiError(err)
 	}
-	ms := n.Node.ManagerStatus
+	ms := n.ManagerStatus
 	if ms == nil {
 		return nil
 	}
 	out := streamsOf(cmd).out
 	if worker {
-		fmt.Fprintf(out, "To add a worker to this swarm, run the following command:\n\n    shoal swarm join --token %s %s\n\n", sw.Swarm.JoinTokens.Worker, ms.Addr)
+		fmt.Fprintf(out, "To add a worker to this swarm, run the following command:\n\n    shoal swarm join --token %s %s\n\n", sw.JoinTokens.Worker, ms.Addr)
 	}
 	if manager {
-		fmt.Fprintf(out, "To add a manager to this swarm, run the following command:\n\n    shoal swarm join --token %s %s\n\n", sw.Swarm.JoinTokens.Manager, ms.Addr)
+		fmt.Fprintf(out, "To add a manager to this swarm, run the following command:\n\n    shoal swarm join --token %s %s\n\n", sw.JoinTokens.Manager, ms.Addr)
 	}
 	return nil
 }
@@ -287,17 +286,17 @@ func newSwarmJoinCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			if _, err := c.SwarmJoin(ctx, client.SwarmJoinOptions{
+			if err := c.api.SwarmJoin(ctx, swarm.JoinRequest{
 				JoinToken: token, ListenAddr: listen.addr, AdvertiseAddr: advertise,
 				RemoteAddrs: []string{args[0]}, Availability: avail,
 			}); err != nil {
 				return c.apiError(err)
 			}
-			info, err := c.Info(ctx, client.InfoOptions{})
+			info, err := c.api.Info(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
-			if info.Info.Swarm.ControlAvailable {
+			if info.Swarm.ControlAvailable {
 				fmt.Fprintln(streamsOf(cmd).out, "This node joined a swarm as a manager.")
 			} else {
 				fmt.Fprintln(streamsOf(cmd).out, "This node joined a swarm as a worker.")
@@ -333,24 +332,22 @@ func newSwarmJoinTokenCommand() *cobra.Command {
 			ctx := commandContext(cmd)
 			out := streamsOf(cmd).out
 			if rotate {
-				if err := rotateSwarm(cmd, c, nil, func(o *client.SwarmUpdateOptions) {
-					o.RotateWorkerToken, o.RotateManagerToken = worker, manager
-				}); err != nil {
+				if err := rotateSwarm(cmd, c, nil, apiclient.SwarmRotate{WorkerToken: worker, ManagerToken: manager}); err != nil {
 					return err
 				}
 				if !quiet {
 					fmt.Fprintf(out, "Successfully rotated %s join token.\n\n", role)
 				}
 			}
-			sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+			sw, err := c.api.SwarmInspect(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
 			if quiet {
 				if worker {
-					fmt.Fprintln(out, sw.Swarm.JoinTokens.Worker)
+					fmt.Fprintln(out, sw.JoinTokens.Worker)
 				} else {
-					fmt.Fprintln(out, sw.Swarm.JoinTokens.Manager)
+					fmt.Fprintln(out, sw.JoinTokens.Manager)
 				}
 				return nil
 			}
@@ -378,7 +375,7 @@ func newSwarmLeaveCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.SwarmLeave(commandContext(cmd), client.SwarmLeaveOptions{Force: force}); err != nil {
+			if err := c.api.SwarmLeave(commandContext(cmd), force); err != nil {
 				return c.apiError(err)
 			}
 			fmt.Fprintln(streamsOf(cmd).out, "Node left the swarm.")
@@ -435,14 +432,14 @@ func updateSwarmSpec(cmd *cobra.Command, c *apiClient, edit func(*swarm.Spec) er
 // "keep the current value".
 func updateSwarmSpecExt(cmd *cobra.Command, c *apiClient, flags *swarmSpecFlags, edit func(*swarm.Spec) error) error {
 	ctx := commandContext(cmd)
-	sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	sw, err := c.api.SwarmInspect(ctx)
 	if err != nil {
 		return c.apiError(err)
 	}
-	if err := edit(&sw.Swarm.Spec); err != nil {
+	if err := edit(&sw.Spec); err != nil {
 		return err
 	}
-	if err := c.postJSON(ctx, "/swarm/update", swarmUpdateQuery(sw.Swarm.Version), flags.withExtensions(sw.Swarm.Spec), nil); err != nil {
+	if err := c.api.SwarmUpdate(ctx, sw.Version, flags.withExtensions(sw.Spec), apiclient.SwarmRotate{}); err != nil {
 		return c.apiError(err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -36,12 +35,12 @@ func newSwarmCACommand() *cobra.Command {
 			if detach && !rotate {
 				return fmt.Errorf("--detach is only meaningful with --rotate")
 			}
-			before, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+			before, err := c.api.SwarmInspect(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
 			if !rotate && !cmd.Flags().Changed("cert-expiry") {
-				fmt.Fprint(out, before.Swarm.TLSInfo.TrustRoot)
+				fmt.Fprint(out, before.TLSInfo.TrustRoot)
 				return nil
 			}
 			err = updateSwarmSpec(cmd, c, func(spec *swarm.Spec) error {
@@ -59,7 +58,7 @@ func newSwarmCACommand() *cobra.Command {
 			if !rotate || detach {
 				return nil
 			}
-			return waitRootRotation(cmd, c, before.Swarm.TLSInfo, quiet)
+			return waitRootRotation(cmd, c, before.TLSInfo, quiet)
 		},
 	}
 	fl := cmd.Flags()
@@ -77,28 +76,28 @@ func waitRootRotation(cmd *cobra.Command, c *apiClient, old swarm.TLSInfo, quiet
 	out := streamsOf(cmd).out
 	last := ""
 	for {
-		sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+		sw, err := c.api.SwarmInspect(ctx)
 		if err != nil {
 			return c.apiError(err)
 		}
-		if !sw.Swarm.RootRotationInProgress && sw.Swarm.TLSInfo.TrustRoot != old.TrustRoot {
+		if !sw.RootRotationInProgress && sw.TLSInfo.TrustRoot != old.TrustRoot {
 			if !quiet && last != "" {
 				fmt.Fprintln(out, "rotated CA certificates")
 			}
-			fmt.Fprint(out, sw.Swarm.TLSInfo.TrustRoot)
+			fmt.Fprint(out, sw.TLSInfo.TrustRoot)
 			return nil
 		}
-		nodes, err := c.NodeList(ctx, client.NodeListOptions{})
+		nodes, err := c.api.NodeList(ctx, nil)
 		if err != nil {
 			return c.apiError(err)
 		}
 		done := 0
-		for _, n := range nodes.Items {
+		for _, n := range nodes {
 			if len(n.Description.TLSInfo.CertIssuerPublicKey) > 0 && !bytes.Equal(n.Description.TLSInfo.CertIssuerPublicKey, old.CertIssuerPublicKey) {
 				done++
 			}
 		}
-		line := fmt.Sprintf("rotated TLS certificates: %d/%d nodes (a node that is down is not waited for)", done, len(nodes.Items))
+		line := fmt.Sprintf("rotated TLS certificates: %d/%d nodes (a node that is down is not waited for)", done, len(nodes))
 		if !quiet && line != last {
 			fmt.Fprintln(out, line)
 			last = line

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/moby/moby/api/types/swarm"
-	"github.com/moby/moby/client"
+	"github.com/shoal-project/shoal/cli/apiclient"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -30,7 +30,7 @@ func newSwarmUnlockCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.SwarmUnlock(commandContext(cmd), client.SwarmUnlockOptions{Key: key}); err != nil {
+			if err := c.api.SwarmUnlock(commandContext(cmd), key); err != nil {
 				return c.apiError(err)
 			}
 			return nil
@@ -90,25 +90,25 @@ func newSwarmUnlockKeyCommand() *cobra.Command {
 						return errors.New("cannot rotate because autolock is not turned on")
 					}
 					return nil
-				}, func(o *client.SwarmUpdateOptions) { o.RotateManagerUnlockKey = true }); err != nil {
+				}, apiclient.SwarmRotate{ManagerUnlockKey: true}); err != nil {
 					return err
 				}
 				if !quiet {
 					fmt.Fprint(out, "Successfully rotated manager unlock key.\n\n")
 				}
 			}
-			res, err := c.SwarmGetUnlockKey(ctx)
+			key, err := c.api.SwarmGetUnlockKey(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
-			if res.Key == "" {
+			if key == "" {
 				return errors.New("no unlock key is set")
 			}
 			if quiet {
-				fmt.Fprintln(out, res.Key)
+				fmt.Fprintln(out, key)
 				return nil
 			}
-			printUnlockCommand(out, res.Key)
+			printUnlockCommand(out, key)
 			return nil
 		},
 	}
@@ -117,22 +117,20 @@ func newSwarmUnlockKeyCommand() *cobra.Command {
 	return cmd
 }
 
-// rotateSwarm writes the swarm's spec back unchanged with the rotation set
-// asks for, once check (when given) accepts the swarm.
-func rotateSwarm(cmd *cobra.Command, c *apiClient, check func(swarm.Swarm) error, set func(*client.SwarmUpdateOptions)) error {
+// rotateSwarm writes the swarm's spec back unchanged with the rotations
+// asked for, once check (when given) accepts the swarm.
+func rotateSwarm(cmd *cobra.Command, c *apiClient, check func(swarm.Swarm) error, rotate apiclient.SwarmRotate) error {
 	ctx := commandContext(cmd)
-	sw, err := c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	sw, err := c.api.SwarmInspect(ctx)
 	if err != nil {
 		return c.apiError(err)
 	}
 	if check != nil {
-		if err := check(sw.Swarm); err != nil {
+		if err := check(sw); err != nil {
 			return err
 		}
 	}
-	o := client.SwarmUpdateOptions{Version: sw.Swarm.Version, Spec: sw.Swarm.Spec}
-	set(&o)
-	if _, err := c.SwarmUpdate(ctx, o); err != nil {
+	if err := c.api.SwarmUpdate(ctx, sw.Version, sw.Spec, rotate); err != nil {
 		return c.apiError(err)
 	}
 	return nil
@@ -152,13 +150,13 @@ func printUnlockKeyIfLocked(cmd *cobra.Command, c *apiClient, spec *swarm.Spec) 
 	if !spec.EncryptionConfig.AutoLockManagers {
 		return nil
 	}
-	res, err := c.SwarmGetUnlockKey(commandContext(cmd))
+	key, err := c.api.SwarmGetUnlockKey(commandContext(cmd))
 	if err != nil {
 		return fmt.Errorf("could not fetch unlock key: %w", c.apiError(err))
 	}
-	if res.Key == "" {
+	if key == "" {
 		return errors.New("no unlock key is set")
 	}
-	printUnlockCommand(streamsOf(cmd).out, res.Key)
+	printUnlockCommand(streamsOf(cmd).out, key)
 	return nil
 }
