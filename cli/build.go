@@ -67,7 +67,7 @@ func newBuildCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.api.ImageBuild(commandContext(cmd), body, opts)
+			res, err := c.ImageBuild(commandContext(cmd), body, opts)
 			if err != nil {
 				return c.apiError(err)
 			}

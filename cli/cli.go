@@ -30,7 +30,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/shoal-project/shoal/cli/apiclient"
@@ -242,8 +241,7 @@ func DaemonHost(cmd *cobra.Command) string {
 // apiClient is a connection to the daemon plus the host it was made for,
 // which error messages name.
 type apiClient struct {
-	*client.Client
-	api  *apiclient.Client
+	*apiclient.Client
 	host string
 }
 
@@ -254,29 +252,21 @@ func connect(cmd *cobra.Command) (*apiClient, error) {
 	if !strings.Contains(host, "://") {
 		host = "unix://" + host
 	}
-	// The API version is the daemon's (one build: daemon.APIVersion is the
-	// client library's newest, a daemon test holds them equal), so no
-	// request waits for a /_ping to negotiate it. DOCKER_API_VERSION still
-	// overrides it, as for the docker CLI.
-	c, err := client.New(client.WithHost(host), client.WithAPIVersion(client.MaxAPIVersion), client.WithAPIVersionFromEnv())
-	if err != nil {
-		return nil, fmt.Errorf("invalid daemon host %q: %w", host, err)
-	}
-	a, err := apiclient.New(host)
+	c, err := apiclient.New(host)
 	if err != nil {
 		return nil, err
 	}
-	return &apiClient{Client: c, api: a, host: host}, nil
+	return &apiClient{Client: c, host: host}, nil
 }
 
-// apiError rewrites the client library's errors into shoal's wording:
-// connection failures name the shoal daemon; everything else keeps the
-// daemon's "Error response from daemon: ..." text.
+// apiError rewrites connection failures into shoal's wording, naming the
+// shoal daemon; everything else keeps the daemon's "Error response from
+// daemon: ..." text.
 func (c *apiClient) apiError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if client.IsErrConnectionFailed(err) || apiclient.IsConnectionFailed(err) || isDialError(err) {
+	if apiclient.IsConnectionFailed(err) || isDialError(err) {
 		return fmt.Errorf("Cannot connect to the shoal daemon at %s. Is the daemon running?", c.host)
 	}
 	return err

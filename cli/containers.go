@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 	"github.com/spf13/cobra"
 
@@ -38,7 +37,7 @@ func newStartCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				ctr, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
+				ctr, _, err := c.ContainerInspect(commandContext(cmd), args[0])
 				if err != nil {
 					return c.apiError(err)
 				}
@@ -53,7 +52,7 @@ func newStartCommand() *cobra.Command {
 			}
 			var errs []string
 			for _, id := range args {
-				if err := c.api.ContainerStart(commandContext(cmd), id); err != nil {
+				if err := c.ContainerStart(commandContext(cmd), id); err != nil {
 					errs = append(errs, c.apiError(err).Error())
 					continue
 				}
@@ -90,7 +89,7 @@ func newAttachCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ct, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
+			ct, _, err := c.ContainerInspect(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -155,7 +154,7 @@ func newStopCommand() *cobra.Command {
 				opts.Timeout = &t
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				return c.api.ContainerStop(commandContext(cmd), id, opts)
+				return c.ContainerStop(commandContext(cmd), id, opts)
 			})
 		},
 	}
@@ -180,7 +179,7 @@ func newRestartCommand() *cobra.Command {
 				opts.Timeout = &t
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				return c.api.ContainerRestart(commandContext(cmd), id, opts)
+				return c.ContainerRestart(commandContext(cmd), id, opts)
 			})
 		},
 	}
@@ -197,7 +196,7 @@ func newKillCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				return c.api.ContainerKill(commandContext(cmd), id, signal)
+				return c.ContainerKill(commandContext(cmd), id, signal)
 			})
 		},
 	}
@@ -214,7 +213,7 @@ func newRmCommand(use string) *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				return c.api.ContainerRemove(commandContext(cmd), id, apiclient.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes})
+				return c.ContainerRemove(commandContext(cmd), id, apiclient.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes})
 			})
 		},
 	}
@@ -426,8 +425,8 @@ func newPsCommand(use string) *cobra.Command {
 			if latest {
 				last = 1
 			}
-			items, err := c.api.ContainerList(commandContext(cmd), apiclient.ContainerListOptions{
-				All: all || last > 0, Limit: last, Filters: apiFilters(f), Size: size,
+			items, err := c.ContainerList(commandContext(cmd), apiclient.ContainerListOptions{
+				All: all || last > 0, Limit: last, Filters: f, Size: size,
 			})
 			if err != nil {
 				return c.apiError(err)
@@ -472,7 +471,7 @@ func statusOf(cmd *cobra.Command, c *apiClient, it container.Summary, now time.T
 	if it.Status != "" {
 		return it.Status
 	}
-	ctr, _, err := c.api.ContainerInspect(commandContext(cmd), it.ID)
+	ctr, _, err := c.ContainerInspect(commandContext(cmd), it.ID)
 	if err != nil || ctr.State == nil {
 		return containerStatus(string(it.State), 0, time.Time{}, time.Time{}, now)
 	}
@@ -493,7 +492,7 @@ func newWaitCommand() *cobra.Command {
 			defer c.Close()
 			var errs []string
 			for _, id := range args {
-				result, errc := c.api.ContainerWait(commandContext(cmd), id, "")
+				result, errc := c.ContainerWait(commandContext(cmd), id, "")
 				select {
 				case res := <-result:
 					fmt.Fprintln(streamsOf(cmd).out, res.StatusCode)
@@ -517,7 +516,7 @@ func newTopCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.api.ContainerTop(commandContext(cmd), args[0], args[1:])
+			res, err := c.ContainerTop(commandContext(cmd), args[0], args[1:])
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -553,7 +552,7 @@ func newCommitCommand() *cobra.Command {
 					return err
 				}
 			}
-			res, err := c.api.ContainerCommit(commandContext(cmd), args[0], o)
+			res, err := c.ContainerCommit(commandContext(cmd), args[0], o)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -572,30 +571,13 @@ func newCommitCommand() *cobra.Command {
 // full (docker.io/library/busybox), and the tag (latest when not given),
 // as the daemon takes them; a digest is refused.
 func commitName(ref string) (repo, tag string, err error) {
-	r, err := reference.ParseNormalizedNamed(ref)
+	r, err := parseImageRef(ref)
 	if err != nil {
 		return "", "", err
 	}
-	if _, ok := r.(reference.Digested); ok {
+	if r.digest != "" {
 		return "", "", errors.New("refusing to create a tag with a digest reference")
 	}
-	r = reference.TagNameOnly(r)
-	if t, ok := r.(reference.Tagged); ok {
-		tag = t.Tag()
-	}
-	return r.Name(), tag, nil
-}
-
-// apiFilters is -f's filters as apiclient takes them.
-//
-// TODO: parseFilters (images.go) still returns the moby client's type, a
-// map of sets; once it returns apiclient.Filters, drop this.
-func apiFilters(f map[string]map[string]bool) apiclient.Filters {
-	out := apiclient.Filters{}
-	for k, set := range f {
-		for v := range set {
-			out.Add(k, v)
-		}
-	}
-	return out
+	r = r.WithDefaultTag()
+	return r.Name(), r.tag, nil
 }

@@ -68,7 +68,7 @@ func copyFromContainer(cmd *cobra.Command, c *apiClient, ctr, srcPath, dst strin
 	if !path.IsAbs(srcPath) {
 		srcPath = "/" + srcPath
 	}
-	content, stat, err := c.api.CopyFromContainer(commandContext(cmd), ctr, srcPath)
+	content, stat, err := c.CopyFromContainer(commandContext(cmd), ctr, srcPath)
 	if err != nil {
 		return c.apiError(err)
 	}
@@ -225,7 +225,7 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 		dst = "/" + dst
 	}
 	if src == "-" {
-		err := c.api.CopyToContainer(ctx, ctr, apiclient.CopyToContainerOptions{DestinationPath: dst, Content: streamsOf(cmd).in})
+		err := c.CopyToContainer(ctx, ctr, apiclient.CopyToContainerOptions{DestinationPath: dst, Content: streamsOf(cmd).in})
 		return c.apiError(err)
 	}
 	fi, err := os.Lstat(src)
@@ -233,7 +233,7 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 		return err
 	}
 	dir, name := dst, filepath.Base(src)
-	st, err := c.api.ContainerStatPath(ctx, ctr, dst)
+	st, err := c.ContainerStatPath(ctx, ctr, dst)
 	switch {
 	case err != nil && (apiclient.IsConnectionFailed(err) || isDialError(err)):
 		return c.apiError(err)
@@ -255,7 +255,7 @@ func copyToContainer(cmd *cobra.Command, c *apiClient, src, ctr, dst string, kee
 
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(tarPath(src, name, keepOwner, pw)) }()
-	err = c.api.CopyToContainer(ctx, ctr, apiclient.CopyToContainerOptions{
+	err = c.CopyToContainer(ctx, ctr, apiclient.CopyToContainerOptions{
 		DestinationPath: dir, Content: pr, CopyUIDGID: keepOwner,
 	})
 	pr.CloseWithError(context.Canceled) // ends the writer if the request ended early

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -147,7 +146,7 @@ type createRequest struct {
 // create request. lookupEnv resolves bare -e names.
 func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (createRequest, error) {
 	img := args[0]
-	if _, err := reference.ParseAnyReference(img); err != nil {
+	if _, err := parseAnyImageRef(img); err != nil {
 		return createRequest{}, err
 	}
 	switch o.pull {
@@ -426,7 +425,7 @@ func createContainer(cmd *cobra.Command, c *apiClient, req createRequest) (id st
 		}()
 	}
 	create := func() (container.CreateResponse, error) {
-		return c.api.ContainerCreate(commandContext(cmd), req.Name, container.CreateRequest{
+		return c.ContainerCreate(commandContext(cmd), req.Name, container.CreateRequest{
 			Config: req.Config, HostConfig: req.HostConfig, NetworkingConfig: req.Networking,
 		})
 	}

@@ -44,7 +44,7 @@ func newExecCommand() *cobra.Command {
 			defer c.Close()
 			ctx, cancel := context.WithCancel(commandContext(cmd))
 			defer cancel()
-			created, err := c.api.ExecCreate(ctx, args[0], container.ExecCreateRequest{
+			created, err := c.ExecCreate(ctx, args[0], container.ExecCreateRequest{
 				User: user, Privileged: privileged, Tty: tty,
 				AttachStdin: interactive && !detach, AttachStdout: !detach, AttachStderr: !detach,
 				Env: append(fileEnv, flagEnv...), WorkingDir: workdir, Cmd: args[1:], DetachKeys: detachKeys,
@@ -54,10 +54,10 @@ func newExecCommand() *cobra.Command {
 				return c.apiError(err)
 			}
 			if detach {
-				err := c.api.ExecStart(ctx, created.ID, container.ExecStartRequest{Detach: true, Tty: tty})
+				err := c.ExecStart(ctx, created.ID, container.ExecStartRequest{Detach: true, Tty: tty})
 				return c.apiError(err)
 			}
-			hj, err := c.api.ExecAttach(ctx, created.ID, container.ExecStartRequest{Tty: tty})
+			hj, err := c.ExecAttach(ctx, created.ID, container.ExecStartRequest{Tty: tty})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -65,7 +65,7 @@ func newExecCommand() *cobra.Command {
 			s := streamsOf(cmd)
 			if tty {
 				resize := func(h, w uint) {
-					_ = c.api.ExecResize(ctx, created.ID, h, w)
+					_ = c.ExecResize(ctx, created.ID, h, w)
 				}
 				if restore := resizeAndRaw(s, interactive, resize); restore != nil {
 					defer restore()
@@ -125,7 +125,7 @@ func newExecCommand() *cobra.Command {
 func execExitCode(ctx context.Context, c *apiClient, id string) (int, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		res, err := c.api.ExecInspect(ctx, id)
+		res, err := c.ExecInspect(ctx, id)
 		if err != nil {
 			return 0, c.apiError(err)
 		}

@@ -52,7 +52,7 @@ func newImportCommand() *cobra.Command {
 					return err
 				}
 			}
-			resp, err := c.api.ImageImport(commandContext(cmd), src, ref, message, changes)
+			resp, err := c.ImageImport(commandContext(cmd), src, ref, message, changes)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -192,7 +192,7 @@ func newImagesCommand(use string) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			f, err := parseAPIFilters(filters)
+			f, err := parseFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -203,7 +203,7 @@ func newImagesCommand(use string) *cobra.Command {
 			if len(args) == 1 {
 				match = args[0]
 			}
-			items, err := c.api.ImageList(commandContext(cmd), all, f)
+			items, err := c.ImageList(commandContext(cmd), all, f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -243,8 +243,8 @@ func newImagesCommand(use string) *cobra.Command {
 	return cmd
 }
 
-// parseAPIFilters turns -f key=value flags into API filters.
-func parseAPIFilters(vals []string) (apiclient.Filters, error) {
+// parseFilters turns -f key=value flags into API filters.
+func parseFilters(vals []string) (apiclient.Filters, error) {
 	f := apiclient.Filters{}
 	for _, v := range vals {
 		k, val, ok := strings.Cut(v, "=")
@@ -271,7 +271,7 @@ func newRmiCommand(use string) *cobra.Command {
 			io := streamsOf(cmd)
 			var errs []string
 			for _, ref := range args {
-				items, err := c.api.ImageRemove(commandContext(cmd), ref, force, noPrune)
+				items, err := c.ImageRemove(commandContext(cmd), ref, force, noPrune)
 				if err != nil {
 					errs = append(errs, c.apiError(err).Error())
 					continue
@@ -324,7 +324,7 @@ func newTagCommand() *cobra.Command {
 				return errors.New("refusing to create a tag with a digest reference")
 			}
 			target = target.WithDefaultTag()
-			return c.apiError(c.api.ImageTag(commandContext(cmd), source, target.Name(), target.tag))
+			return c.apiError(c.ImageTag(commandContext(cmd), source, target.Name(), target.tag))
 		},
 	}
 }
@@ -337,7 +337,7 @@ func newSaveCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return writeArchive(cmd, output, func(c *apiClient) (io.ReadCloser, error) {
-				return c.api.ImageSave(commandContext(cmd), args)
+				return c.ImageSave(commandContext(cmd), args)
 			})
 		},
 	}
@@ -407,7 +407,7 @@ func newLoadCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			rc, err := c.api.ImageLoad(commandContext(cmd), src, quiet)
+			rc, err := c.ImageLoad(commandContext(cmd), src, quiet)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -480,7 +480,7 @@ func newHistoryCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			items, err := c.api.ImageHistory(commandContext(cmd), args[0])
+			items, err := c.ImageHistory(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -529,7 +529,7 @@ func newImageInspectCommand() *cobra.Command {
 
 // inspectImage fetches one image's inspect document, typed and raw.
 func inspectImage(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
-	res, raw, err := c.api.ImageInspect(commandContext(cmd), ref)
+	res, raw, err := c.ImageInspect(commandContext(cmd), ref)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
@@ -601,7 +601,7 @@ func pullImageTo(cmd *cobra.Command, c *apiClient, ref, platform string, quiet, 
 		}
 		opts.Platform = &op
 	}
-	resp, err := c.api.ImagePull(commandContext(cmd), r.Name(), opts)
+	resp, err := c.ImagePull(commandContext(cmd), r.Name(), opts)
 	if err != nil {
 		return c.apiError(err)
 	}
@@ -644,7 +644,7 @@ func newPushCommand() *cobra.Command {
 			if r.digest != "" {
 				return errors.New("cannot push a digest reference")
 			}
-			resp, err := c.api.ImagePush(commandContext(cmd), r.Name(), r.tag, auth)
+			resp, err := c.ImagePush(commandContext(cmd), r.Name(), r.tag, auth)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -683,7 +683,7 @@ func newImagePruneCommand() *cobra.Command {
 		Short: "Remove unused images",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseAPIFilters(filterArgs)
+			f, err := parseFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -701,7 +701,7 @@ func newImagePruneCommand() *cobra.Command {
 			}
 			defer c.Close()
 			f.Add("dangling", strconv.FormatBool(!all)) // f is this command's own
-			res, err := c.api.ImagePrune(commandContext(cmd), f)
+			res, err := c.ImagePrune(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}

@@ -48,7 +48,7 @@ func newContainerInspectCommand() *cobra.Command {
 
 // inspectContainer fetches one container's inspect document, typed and raw.
 func inspectContainer(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
-	ctr, raw, err := c.api.ContainerInspect(commandContext(cmd), ref)
+	ctr, raw, err := c.ContainerInspect(commandContext(cmd), ref)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}

@@ -178,7 +178,7 @@ func newLoginCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.api.RegistryLogin(commandContext(cmd), registry.AuthConfig{Username: user, Password: password, ServerAddress: server}); err != nil {
+			if _, err := c.RegistryLogin(commandContext(cmd), registry.AuthConfig{Username: user, Password: password, ServerAddress: server}); err != nil {
 				return c.apiError(err)
 			}
 			doc, auths, err := readDockerConfig()

@@ -26,12 +26,12 @@ func newLogsCommand() *cobra.Command {
 			defer c.Close()
 			// Inspect first, as docker does: it names a missing container
 			// clearly and tells whether the log stream is multiplexed.
-			ctr, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
+			ctr, _, err := c.ContainerInspect(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
 			o.ShowStdout, o.ShowStderr = true, true
-			rc, err := c.api.ContainerLogs(commandContext(cmd), ctr.ID, o)
+			rc, err := c.ContainerLogs(commandContext(cmd), ctr.ID, o)
 			if err != nil {
 				return c.apiError(err)
 			}

@@ -92,7 +92,7 @@ func newNetworkCreateCommand() *cobra.Command {
 				o.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{cfg}}
 			}
 			return withClient(cmd, func(c *apiClient) error {
-				res, err := c.api.NetworkCreate(commandContext(cmd), o)
+				res, err := c.NetworkCreate(commandContext(cmd), o)
 				if err == nil {
 					fmt.Fprintln(streamsOf(cmd).out, res.ID)
 				}
@@ -157,13 +157,13 @@ func newNetworkListCommand() *cobra.Command {
 		Short:   "List networks",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseAPIFilters(filters)
+			f, err := parseFilters(filters)
 			if err != nil {
 				return err
 			}
 			var items []network.Summary
 			if err := withClient(cmd, func(c *apiClient) error {
-				res, err := c.api.NetworkList(commandContext(cmd), f)
+				res, err := c.NetworkList(commandContext(cmd), f)
 				items = res
 				return err
 			}); err != nil {
@@ -216,7 +216,7 @@ func newNetworkInspectCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
-				n, raw, err := c.api.NetworkInspectWithRaw(commandContext(cmd), ref)
+				n, raw, err := c.NetworkInspectWithRaw(commandContext(cmd), ref)
 				if err != nil {
 					return nil, nil, c.apiError(err)
 				}
@@ -243,7 +243,7 @@ func newNetworkRemoveCommand() *cobra.Command {
 			defer c.Close()
 			var errs []string
 			for _, ref := range args {
-				if err := c.api.NetworkRemove(commandContext(cmd), ref); err != nil {
+				if err := c.NetworkRemove(commandContext(cmd), ref); err != nil {
 					err = c.apiError(err)
 					if force && strings.Contains(err.Error(), "not found") {
 						continue
@@ -268,7 +268,7 @@ func newNetworkPruneCommand() *cobra.Command {
 		Short: "Remove all unused networks",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseAPIFilters(filterArgs)
+			f, err := parseFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -277,7 +277,7 @@ func newNetworkPruneCommand() *cobra.Command {
 				return nil
 			}
 			return withClient(cmd, func(c *apiClient) error {
-				res, err := c.api.NetworkPrune(commandContext(cmd), f)
+				res, err := c.NetworkPrune(commandContext(cmd), f)
 				if err == nil {
 					printDeleted(s.out, "Deleted Networks:", res.NetworksDeleted)
 				}
@@ -308,7 +308,7 @@ func newNetworkConnectCommand() *cobra.Command {
 				es = nc.EndpointsConfig[args[0]]
 			}
 			return withClient(cmd, func(c *apiClient) error {
-				err := c.api.NetworkConnect(commandContext(cmd), args[0], args[1], es)
+				err := c.NetworkConnect(commandContext(cmd), args[0], args[1], es)
 				return err
 			})
 		},
@@ -326,7 +326,7 @@ func newNetworkDisconnectCommand() *cobra.Command {
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(cmd, func(c *apiClient) error {
-				err := c.api.NetworkDisconnect(commandContext(cmd), args[0], args[1], force)
+				err := c.NetworkDisconnect(commandContext(cmd), args[0], args[1], force)
 				return err
 			})
 		},

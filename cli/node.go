@@ -76,7 +76,7 @@ func (r nodeRow) MarshalJSON() ([]byte, error) {
 // selfNodeID is the ID of the node the daemon runs on, from /info ("" when
 // the daemon is not in a swarm).
 func selfNodeID(cmd *cobra.Command, c *apiClient) (string, error) {
-	info, err := c.api.Info(commandContext(cmd))
+	info, err := c.Info(commandContext(cmd))
 	if err != nil {
 		return "", c.apiError(err)
 	}
@@ -96,7 +96,7 @@ func nodeReference(cmd *cobra.Command, c *apiClient, ref string) (string, error)
 	if id == "" {
 		// Ask a swarm endpoint for the daemon's own explanation
 		// ("This node is not a swarm manager...").
-		if _, err := c.api.NodeList(commandContext(cmd), nil); err != nil {
+		if _, err := c.NodeList(commandContext(cmd), nil); err != nil {
 			return "", c.apiError(err)
 		}
 		return "", errors.New("node ID not found in /info")
@@ -114,7 +114,7 @@ func newNodeListCommand() *cobra.Command {
 		Short:   "List nodes in the swarm",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseSwarmFilters(filters)
+			f, err := parseFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -123,7 +123,7 @@ func newNodeListCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			items, err := c.api.NodeList(commandContext(cmd), f)
+			items, err := c.NodeList(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -180,7 +180,7 @@ func newNodeInspectCommand() *cobra.Command {
 				if err != nil {
 					return nil, nil, err
 				}
-				node, raw, err := c.api.NodeInspect(commandContext(cmd), id)
+				node, raw, err := c.NodeInspect(commandContext(cmd), id)
 				if err != nil {
 					return nil, nil, c.apiError(err)
 				}
@@ -323,7 +323,7 @@ func updateNode(cmd *cobra.Command, c *apiClient, ref string, change func(*swarm
 	if err != nil {
 		return err
 	}
-	node, _, err := c.api.NodeInspect(ctx, id)
+	node, _, err := c.NodeInspect(ctx, id)
 	if err != nil {
 		return c.apiError(err)
 	}
@@ -331,7 +331,7 @@ func updateNode(cmd *cobra.Command, c *apiClient, ref string, change func(*swarm
 	if err != nil || !send {
 		return err
 	}
-	return c.apiError(c.api.NodeUpdate(ctx, node.ID, node.Version, node.Spec))
+	return c.apiError(c.NodeUpdate(ctx, node.ID, node.Version, node.Spec))
 }
 
 func newNodeUpdateCommand() *cobra.Command {
@@ -421,7 +421,7 @@ func newNodeRmCommand() *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				return c.api.NodeRemove(commandContext(cmd), id, force)
+				return c.NodeRemove(commandContext(cmd), id, force)
 			})
 		},
 	}
@@ -438,7 +438,7 @@ func newNodePsCommand() *cobra.Command {
 		Short: "List tasks running on one or more nodes, defaults to current node",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseSwarmFilters(filters)
+			f, err := parseFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -458,7 +458,7 @@ func newNodePsCommand() *cobra.Command {
 					errs = append(errs, err.Error())
 					continue
 				}
-				node, _, err := c.api.NodeInspect(commandContext(cmd), id)
+				node, _, err := c.NodeInspect(commandContext(cmd), id)
 				if err != nil {
 					err = c.apiError(err)
 					if strings.HasPrefix(err.Error(), "Cannot connect") {
@@ -472,7 +472,7 @@ func newNodePsCommand() *cobra.Command {
 					nf[k] = slices.Clone(v)
 				}
 				nf.Add("node", node.ID)
-				res, err := c.api.TaskList(commandContext(cmd), nf)
+				res, err := c.TaskList(commandContext(cmd), nf)
 				if err != nil {
 					return c.apiError(err)
 				}

@@ -30,14 +30,14 @@ func observeCommands() []*cobra.Command {
 func newPauseCommand() *cobra.Command {
 	return newFreezeCommand("pause", "Pause all processes within one or more containers",
 		func(c *apiClient, cmd *cobra.Command, id string) error {
-			return c.api.ContainerPause(commandContext(cmd), id)
+			return c.ContainerPause(commandContext(cmd), id)
 		})
 }
 
 func newUnpauseCommand() *cobra.Command {
 	return newFreezeCommand("unpause", "Unpause all processes within one or more containers",
 		func(c *apiClient, cmd *cobra.Command, id string) error {
-			return c.api.ContainerUnpause(commandContext(cmd), id)
+			return c.ContainerUnpause(commandContext(cmd), id)
 		})
 }
 
@@ -68,7 +68,7 @@ func newRenameCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if err := c.api.ContainerRename(commandContext(cmd), args[0], name); err != nil {
+			if err := c.ContainerRename(commandContext(cmd), args[0], name); err != nil {
 				return c.apiError(err)
 			}
 			return nil
@@ -105,7 +105,7 @@ func newUpdateCommand() *cobra.Command {
 				update.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyMode(restart)}
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				_, err := c.api.ContainerUpdate(commandContext(cmd), id, update)
+				_, err := c.ContainerUpdate(commandContext(cmd), id, update)
 				return err
 			})
 		},
@@ -138,7 +138,7 @@ func newPortCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ctr, _, err := c.api.ContainerInspect(commandContext(cmd), args[0])
+			ctr, _, err := c.ContainerInspect(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -203,7 +203,7 @@ func newDiffCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			changes, err := c.api.ContainerDiff(commandContext(cmd), args[0])
+			changes, err := c.ContainerDiff(commandContext(cmd), args[0])
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -231,7 +231,7 @@ func newExportCommand() *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return writeArchive(cmd, output, func(c *apiClient) (io.ReadCloser, error) {
-				return c.api.ContainerExport(commandContext(cmd), args[0])
+				return c.ContainerExport(commandContext(cmd), args[0])
 			})
 		},
 	}
@@ -301,7 +301,7 @@ func newEventsCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			msgs, errc := c.api.Events(commandContext(cmd), apiclient.EventsOptions{Since: since, Until: until, Filters: apiFilters(f)})
+			msgs, errc := c.Events(commandContext(cmd), apiclient.EventsOptions{Since: since, Until: until, Filters: f})
 			out := streamsOf(cmd).out
 			for {
 				select {

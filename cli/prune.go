@@ -59,7 +59,7 @@ func newDFCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			du, err := c.api.DiskUsage(commandContext(cmd), system.ContainerObject, system.ImageObject, system.VolumeObject, system.BuildCacheObject)
+			du, err := c.DiskUsage(commandContext(cmd), system.ContainerObject, system.ImageObject, system.VolumeObject, system.BuildCacheObject)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -101,7 +101,7 @@ func newContainerPruneCommand() *cobra.Command {
 		Short: "Remove all stopped containers",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseAPIFilters(filterArgs)
+			f, err := parseFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ func newContainerPruneCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.api.ContainerPrune(commandContext(cmd), f)
+			res, err := c.ContainerPrune(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -152,7 +152,7 @@ func newSystemPruneCommand() *cobra.Command {
 			case all:
 				return errors.New("--all is not supported: only dangling images are pruned")
 			}
-			f, err := parseAPIFilters(filterArgs)
+			f, err := parseFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -166,12 +166,12 @@ func newSystemPruneCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			cres, err := c.api.ContainerPrune(ctx, f)
+			cres, err := c.ContainerPrune(ctx, f)
 			if err != nil {
 				return c.apiError(err)
 			}
 			printDeleted(s.out, "Deleted Containers:", cres.ContainersDeleted)
-			nres, err := c.api.NetworkPrune(ctx, f)
+			nres, err := c.NetworkPrune(ctx, f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -179,7 +179,7 @@ func newSystemPruneCommand() *cobra.Command {
 			var volSpace uint64
 			if volumes {
 				// As docker: anonymous volumes only (the all filter is not set).
-				vres, err := c.api.VolumePrune(ctx, false, f)
+				vres, err := c.VolumePrune(ctx, false, f)
 				if err != nil {
 					return c.apiError(err)
 				}
@@ -187,7 +187,7 @@ func newSystemPruneCommand() *cobra.Command {
 				volSpace = vres.SpaceReclaimed
 			}
 			imgFilters := f.Clone().Add("dangling", "true")
-			ires, err := c.api.ImagePrune(ctx, imgFilters)
+			ires, err := c.ImagePrune(ctx, imgFilters)
 			if err != nil {
 				return c.apiError(err)
 			}

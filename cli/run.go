@@ -74,7 +74,7 @@ func newRunCommand() *cobra.Command {
 			}
 			s := streamsOf(cmd)
 			if detach {
-				if err := c.api.ContainerStart(commandContext(cmd), id); err != nil {
+				if err := c.ContainerStart(commandContext(cmd), id); err != nil {
 					return runStartError(c.apiError(err))
 				}
 				fmt.Fprintln(s.out, id)
@@ -122,7 +122,7 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	defer cancel()
 	s := streamsOf(cmd)
 
-	hj, err := c.api.ContainerAttach(ctx, id, apiclient.ContainerAttachOptions{
+	hj, err := c.ContainerAttach(ctx, id, apiclient.ContainerAttachOptions{
 		Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true, DetachKeys: o.detachKeys,
 	})
 	if err != nil {
@@ -145,7 +145,7 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	}
 
 	if !o.started {
-		if err := c.api.ContainerStart(ctx, id); err != nil {
+		if err := c.ContainerStart(ctx, id); err != nil {
 			return startFailed(cmd, c, id, o, runStartError(c.apiError(err)))
 		}
 	}
@@ -155,7 +155,7 @@ func attachStartWait(cmd *cobra.Command, c *apiClient, id string, o attachOption
 	}
 	if o.tty {
 		resize := func(h, w uint) {
-			_ = c.api.ContainerResize(ctx, id, h, w)
+			_ = c.ContainerResize(ctx, id, h, w)
 		}
 		if restore := resizeAndRaw(s, o.stdin, resize); restore != nil {
 			defer restore()
@@ -237,7 +237,7 @@ type waitChans struct {
 func registerWait(ctx context.Context, c *apiClient, id string, cond container.WaitCondition) (<-chan waitChans, *waitChans) {
 	ch := make(chan waitChans, 1)
 	go func() {
-		result, err := c.api.ContainerWait(ctx, id, cond)
+		result, err := c.ContainerWait(ctx, id, cond)
 		ch <- waitChans{result, err}
 	}()
 	select {
@@ -254,13 +254,13 @@ func startFailed(cmd *cobra.Command, c *apiClient, id string, o attachOptions, s
 	if o.autoRemove && !o.started {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = c.api.ContainerRemove(ctx, id, apiclient.ContainerRemoveOptions{Force: true})
+		_ = c.ContainerRemove(ctx, id, apiclient.ContainerRemoveOptions{Force: true})
 	}
 	return se
 }
 
 func exitCodeFromInspect(cmd *cobra.Command, c *apiClient, id string) (int, error) {
-	ctr, _, err := c.api.ContainerInspect(commandContext(cmd), id)
+	ctr, _, err := c.ContainerInspect(commandContext(cmd), id)
 	if err != nil {
 		return 0, err
 	}
@@ -289,7 +289,7 @@ func proxySignals(ctx context.Context, c *apiClient, id string) func() {
 				if !ok {
 					continue
 				}
-				_ = c.api.ContainerKill(ctx, id, fmt.Sprint(int(n)))
+				_ = c.ContainerKill(ctx, id, fmt.Sprint(int(n)))
 			}
 		}
 	}()

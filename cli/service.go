@@ -155,7 +155,7 @@ func newServiceListCommand() *cobra.Command {
 		Short:   "List services",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseSwarmFilters(filters)
+			f, err := parseFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func newServiceListCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			items, err := c.api.ServiceList(commandContext(cmd), f, !quiet)
+			items, err := c.ServiceList(commandContext(cmd), f, !quiet)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -196,20 +196,6 @@ func newServiceListCommand() *cobra.Command {
 // isNotFound tells a daemon's 404 apart from other failures.
 func isNotFound(err error) bool { return apiclient.IsNotFound(err) }
 
-// parseSwarmFilters turns -f key=value flags into API filters, as
-// parseFilters does, for the swarm listings (service, node and task).
-func parseSwarmFilters(vals []string) (apiclient.Filters, error) {
-	f := apiclient.Filters{}
-	for _, v := range vals {
-		k, val, ok := strings.Cut(v, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("bad format of filter (expected name=value)")
-		}
-		f.Add(strings.ToLower(strings.TrimSpace(k)), val)
-	}
-	return f, nil
-}
-
 func newServiceInspectCommand() *cobra.Command {
 	var format string
 	var pretty bool
@@ -226,7 +212,7 @@ func newServiceInspectCommand() *cobra.Command {
 				print = func(w io.Writer, svc any, _ []byte) { printServicePretty(w, svc.(swarm.Service)) }
 			}
 			return inspectEach(cmd, args, format, func(c *apiClient, ref string) (any, []byte, error) {
-				svc, raw, err := c.api.ServiceInspect(commandContext(cmd), ref, true)
+				svc, raw, err := c.ServiceInspect(commandContext(cmd), ref, true)
 				if isNotFound(err) {
 					return nil, nil, errors.New("Error: no such service: " + ref)
 				}
@@ -250,7 +236,7 @@ func newServiceRmCommand() *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
-				return c.api.ServiceRemove(commandContext(cmd), id)
+				return c.ServiceRemove(commandContext(cmd), id)
 			})
 		},
 	}
@@ -294,7 +280,7 @@ func newServiceScaleCommand() *cobra.Command {
 			}
 			if !wait.detach {
 				for _, id := range scaled {
-					if err := waitOnService(ctx, c.api, id, s.out, wait.options(cmd)); err != nil {
+					if err := waitOnService(ctx, c.Client, id, s.out, wait.options(cmd)); err != nil {
 						errs = append(errs, id+": "+c.apiError(err).Error())
 					}
 				}
@@ -310,7 +296,7 @@ func newServiceScaleCommand() *cobra.Command {
 // the version read), refusing services that have no replica count.
 func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, error) {
 	ctx := commandContext(cmd)
-	svc, _, err := c.api.ServiceInspect(ctx, t.Service, false)
+	svc, _, err := c.ServiceInspect(ctx, t.Service, false)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +311,7 @@ func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, er
 		return nil, errors.New("scale can only be used with replicated or replicated-job mode")
 	}
 	tagServiceImage(&svc.Spec)
-	up, err := c.api.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, apiclient.ServiceUpdateOptions{})
+	up, err := c.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, apiclient.ServiceUpdateOptions{})
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -45,8 +44,8 @@ type serviceOptions struct {
 // name that does not parse is left to the daemon to refuse.
 func tagServiceImage(spec *swarm.ServiceSpec) {
 	tag := func(image *string) {
-		if named, err := reference.ParseNormalizedNamed(*image); err == nil {
-			*image = reference.FamiliarString(reference.TagNameOnly(named))
+		if r, err := parseImageRef(*image); err == nil {
+			*image = r.WithDefaultTag().Familiar()
 		}
 	}
 	switch tt := &spec.TaskTemplate; {
@@ -107,7 +106,7 @@ func newServiceCreateCommand() *cobra.Command {
 			ctx := commandContext(cmd)
 			// Networks are named by ID in a spec: resolve names as docker does.
 			for i, n := range spec.TaskTemplate.Networks {
-				nw, err := c.api.NetworkInspect(ctx, n.Target, "swarm")
+				nw, err := c.NetworkInspect(ctx, n.Target, "swarm")
 				if err != nil {
 					return c.apiError(err)
 				}
@@ -123,7 +122,7 @@ func newServiceCreateCommand() *cobra.Command {
 				return err
 			}
 			tagServiceImage(&spec)
-			res, err := c.api.ServiceCreate(ctx, spec, auth)
+			res, err := c.ServiceCreate(ctx, spec, auth)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -135,7 +134,7 @@ func newServiceCreateCommand() *cobra.Command {
 			if o.wait.detach {
 				return nil
 			}
-			return c.apiError(waitOnService(ctx, c.api, res.ID, s.out, o.wait.options(cmd)))
+			return c.apiError(waitOnService(ctx, c.Client, res.ID, s.out, o.wait.options(cmd)))
 		},
 	}
 	fl := cmd.Flags()

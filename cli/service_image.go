@@ -57,7 +57,7 @@ func (o serviceImageFlags) pin(ctx context.Context, c *apiClient, image, auth st
 	// an unresolved image only warns.
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	res, err := c.api.DistributionInspect(rctx, image, auth)
+	res, err := c.DistributionInspect(rctx, image, auth)
 	if err != nil {
 		fmt.Fprintf(warn, "image %s could not be accessed on a registry to record its digest (%v). "+
 			"Each node will access %s independently, possibly leading to different nodes running different versions of the image.\n",

@@ -167,7 +167,7 @@ func (n *nodeNamer) name(id string) string {
 		return v
 	}
 	v := id
-	if node, _, err := n.c.api.NodeInspect(n.ctx, id); err == nil && node.Description.Hostname != "" {
+	if node, _, err := n.c.NodeInspect(n.ctx, id); err == nil && node.Description.Hostname != "" {
 		v = node.Description.Hostname
 	}
 	n.names[id] = v
@@ -200,7 +200,7 @@ func printTasks(cmd *cobra.Command, c *apiClient, tasks []swarm.Task, serviceNam
 			if _, ok := serviceNames[t.ServiceID]; ok || t.ServiceID == "" {
 				continue
 			}
-			if svc, _, err := c.api.ServiceInspect(ctx, t.ServiceID, false); err == nil {
+			if svc, _, err := c.ServiceInspect(ctx, t.ServiceID, false); err == nil {
 				serviceNames[t.ServiceID] = svc.Spec.Name
 			} else {
 				serviceNames[t.ServiceID] = t.ServiceID
@@ -224,7 +224,7 @@ func newServicePsCommand() *cobra.Command {
 		Short: "List the tasks of one or more services",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseSwarmFilters(filters)
+			f, err := parseFilters(filters)
 			if err != nil {
 				return err
 			}
@@ -254,7 +254,7 @@ func newServicePsCommand() *cobra.Command {
 				}
 				f["node"] = ids
 			}
-			tasks, err := c.api.TaskList(ctx, f)
+			tasks, err := c.TaskList(ctx, f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -284,11 +284,11 @@ func resolveServices(cmd *cobra.Command, c *apiClient, refs []string) ([]swarm.S
 		byID.Add("id", r)
 		byName.Add("name", r)
 	}
-	ids, err := c.api.ServiceList(ctx, byID, false)
+	ids, err := c.ServiceList(ctx, byID, false)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
-	named, err := c.api.ServiceList(ctx, byName, false)
+	named, err := c.ServiceList(ctx, byName, false)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}

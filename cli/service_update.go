@@ -53,7 +53,7 @@ func newServiceUpdateCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			svc, _, err := c.api.ServiceInspect(ctx, args[0], false)
+			svc, _, err := c.ServiceInspect(ctx, args[0], false)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -76,7 +76,7 @@ func newServiceUpdateCommand() *cobra.Command {
 				}
 			}
 			tagServiceImage(&spec)
-			up, err := c.api.ServiceUpdate(ctx, svc.ID, svc.Version, spec, apiclient.ServiceUpdateOptions{RegistryAuth: auth})
+			up, err := c.ServiceUpdate(ctx, svc.ID, svc.Version, spec, apiclient.ServiceUpdateOptions{RegistryAuth: auth})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -88,7 +88,7 @@ func newServiceUpdateCommand() *cobra.Command {
 			if o.wait.detach {
 				return nil
 			}
-			return c.apiError(waitOnService(ctx, c.api, svc.ID, s.out, o.wait.options(cmd)))
+			return c.apiError(waitOnService(ctx, c.Client, svc.ID, s.out, o.wait.options(cmd)))
 		},
 	}
 	fl := cmd.Flags()
@@ -347,7 +347,7 @@ func serviceLogs(cmd *cobra.Command, c *apiClient, ref string, o serviceLogsOpti
 		Stdout: true, Stderr: true, Since: o.since, Timestamps: o.timestamps,
 		Follow: o.follow, Tail: o.tail, Details: o.details || !o.raw,
 	}
-	svc, _, err := c.api.ServiceInspect(ctx, ref, false)
+	svc, _, err := c.ServiceInspect(ctx, ref, false)
 	switch {
 	case err == nil:
 		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
@@ -359,9 +359,9 @@ func serviceLogs(cmd *cobra.Command, c *apiClient, ref string, o serviceLogsOpti
 		if tty && !o.raw {
 			return errors.New("tty service logs only supported with --raw")
 		}
-		rc, err = c.api.ServiceLogs(ctx, ref, lo)
+		rc, err = c.ServiceLogs(ctx, ref, lo)
 	case isNotFound(err):
-		task, _, terr := c.api.TaskInspect(ctx, ref)
+		task, _, terr := c.TaskInspect(ctx, ref)
 		if terr != nil {
 			if isNotFound(terr) {
 				return fmt.Errorf("no such task or service: %v", ref)
@@ -375,7 +375,7 @@ func serviceLogs(cmd *cobra.Command, c *apiClient, ref string, o serviceLogsOpti
 		if tty && !o.raw {
 			return errors.New("tty service logs only supported with --raw")
 		}
-		rc, err = c.api.TaskLogs(ctx, ref, lo)
+		rc, err = c.TaskLogs(ctx, ref, lo)
 	}
 	if err != nil {
 		return c.apiError(err)
@@ -447,14 +447,14 @@ func (f *logPrefixer) prefix(o logOrigin) string {
 		}
 		if n, ok := f.svcs[o.serviceID]; ok {
 			service = n
-		} else if svc, _, err := f.c.api.ServiceInspect(f.ctx, o.serviceID, false); err == nil {
+		} else if svc, _, err := f.c.ServiceInspect(f.ctx, o.serviceID, false); err == nil {
 			service = svc.Spec.Name
 			f.svcs[o.serviceID] = service
 		}
 	}
 	slot := 0
 	taskID := o.taskID
-	if task, _, err := f.c.api.TaskInspect(f.ctx, o.taskID); err == nil {
+	if task, _, err := f.c.TaskInspect(f.ctx, o.taskID); err == nil {
 		slot = task.Slot
 	}
 	p := formatLogPrefix(service, slot, taskID, node, f.padding, f.opts.noTaskIDs, f.opts.noTrunc)
@@ -555,7 +555,7 @@ func (o *serviceUpdateOptions) applyNetworks(ctx context.Context, c *apiClient, 
 		return nil
 	}
 	idOf := func(ref string) (string, error) {
-		nw, err := c.api.NetworkInspect(ctx, ref, "")
+		nw, err := c.NetworkInspect(ctx, ref, "")
 		if err != nil {
 			return "", c.apiError(err)
 		}

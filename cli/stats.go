@@ -189,7 +189,7 @@ func statsTargets(ctx context.Context, c *apiClient, args []string, all, noTrunc
 	if len(args) > 0 {
 		var errs []string
 		for _, a := range args {
-			ctr, _, err := c.api.ContainerInspect(ctx, a)
+			ctr, _, err := c.ContainerInspect(ctx, a)
 			if err != nil {
 				errs = append(errs, c.apiError(err).Error())
 				continue
@@ -198,7 +198,7 @@ func statsTargets(ctx context.Context, c *apiClient, args []string, all, noTrunc
 		}
 		return rows, joinErrors(errs)
 	}
-	items, err := c.api.ContainerList(ctx, apiclient.ContainerListOptions{All: all})
+	items, err := c.ContainerList(ctx, apiclient.ContainerListOptions{All: all})
 	if err != nil {
 		return nil, c.apiError(err)
 	}
@@ -215,7 +215,7 @@ func statsTargets(ctx context.Context, c *apiClient, args []string, all, noTrunc
 // oneStats is one sample with its precpu_stats filled (the daemon waits a
 // second between the two).
 func oneStats(ctx context.Context, c *apiClient, id string) (*container.StatsResponse, string) {
-	body, err := c.api.ContainerStats(ctx, id, false)
+	body, err := c.ContainerStats(ctx, id, false)
 	if err != nil {
 		return nil, c.apiError(err).Error()
 	}
@@ -269,7 +269,7 @@ func (st *statsStream) follow(ctx context.Context, r *statsRow) {
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
-		body, err := st.c.api.ContainerStats(ctx, r.id, true)
+		body, err := st.c.ContainerStats(ctx, r.id, true)
 		if err != nil {
 			st.mu.Lock()
 			r.err = st.c.apiError(err).Error()
@@ -312,7 +312,7 @@ func (st *statsStream) drop(id string) {
 // without -a, stopped ones) leave it.
 func (st *statsStream) watch(ctx context.Context, all bool) {
 	f := apiclient.Filters{}.Add("type", "container").Add("event", "start", "die", "destroy")
-	msgs, errc := st.c.api.Events(ctx, apiclient.EventsOptions{Filters: f})
+	msgs, errc := st.c.Events(ctx, apiclient.EventsOptions{Filters: f})
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()

@@ -196,7 +196,7 @@ func newSwarmInitCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			nodeID, err := c.api.SwarmInit(ctx, swarmInitJSON{
+			nodeID, err := c.SwarmInit(ctx, swarmInitJSON{
 				InitRequest: swarm.InitRequest{
 					ListenAddr: listen.addr, AdvertiseAddr: advertise, ForceNewCluster: forceNew,
 					Availability: avail, AutoLockManagers: spec.EncryptionConfig.AutoLockManagers,
@@ -239,11 +239,11 @@ func newSwarmInitCommand() *cobra.Command {
 // from the swarm inspect, the address from the node's manager status.
 func printJoinCommand(cmd *cobra.Command, c *apiClient, nodeID string, worker, manager bool) error {
 	ctx := commandContext(cmd)
-	n, _, err := c.api.NodeInspect(ctx, nodeID)
+	n, _, err := c.NodeInspect(ctx, nodeID)
 	if err != nil {
 		return c.apiError(err)
 	}
-	sw, err := c.api.SwarmInspect(ctx)
+	sw, err := c.SwarmInspect(ctx)
 	if err != nil {
 		return c.apiError(err)
 	}
@@ -286,13 +286,13 @@ func newSwarmJoinCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			if err := c.api.SwarmJoin(ctx, swarm.JoinRequest{
+			if err := c.SwarmJoin(ctx, swarm.JoinRequest{
 				JoinToken: token, ListenAddr: listen.addr, AdvertiseAddr: advertise,
 				RemoteAddrs: []string{args[0]}, Availability: avail,
 			}); err != nil {
 				return c.apiError(err)
 			}
-			info, err := c.api.Info(ctx)
+			info, err := c.Info(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -339,7 +339,7 @@ func newSwarmJoinTokenCommand() *cobra.Command {
 					fmt.Fprintf(out, "Successfully rotated %s join token.\n\n", role)
 				}
 			}
-			sw, err := c.api.SwarmInspect(ctx)
+			sw, err := c.SwarmInspect(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -375,7 +375,7 @@ func newSwarmLeaveCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if err := c.api.SwarmLeave(commandContext(cmd), force); err != nil {
+			if err := c.SwarmLeave(commandContext(cmd), force); err != nil {
 				return c.apiError(err)
 			}
 			fmt.Fprintln(streamsOf(cmd).out, "Node left the swarm.")
@@ -432,14 +432,14 @@ func updateSwarmSpec(cmd *cobra.Command, c *apiClient, edit func(*swarm.Spec) er
 // "keep the current value".
 func updateSwarmSpecExt(cmd *cobra.Command, c *apiClient, flags *swarmSpecFlags, edit func(*swarm.Spec) error) error {
 	ctx := commandContext(cmd)
-	sw, err := c.api.SwarmInspect(ctx)
+	sw, err := c.SwarmInspect(ctx)
 	if err != nil {
 		return c.apiError(err)
 	}
 	if err := edit(&sw.Spec); err != nil {
 		return err
 	}
-	if err := c.api.SwarmUpdate(ctx, sw.Version, flags.withExtensions(sw.Spec), apiclient.SwarmRotate{}); err != nil {
+	if err := c.SwarmUpdate(ctx, sw.Version, flags.withExtensions(sw.Spec), apiclient.SwarmRotate{}); err != nil {
 		return c.apiError(err)
 	}
 	return nil

@@ -35,7 +35,7 @@ func newSwarmCACommand() *cobra.Command {
 			if detach && !rotate {
 				return fmt.Errorf("--detach is only meaningful with --rotate")
 			}
-			before, err := c.api.SwarmInspect(ctx)
+			before, err := c.SwarmInspect(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -76,7 +76,7 @@ func waitRootRotation(cmd *cobra.Command, c *apiClient, old swarm.TLSInfo, quiet
 	out := streamsOf(cmd).out
 	last := ""
 	for {
-		sw, err := c.api.SwarmInspect(ctx)
+		sw, err := c.SwarmInspect(ctx)
 		if err != nil {
 			return c.apiError(err)
 		}
@@ -87,7 +87,7 @@ func waitRootRotation(cmd *cobra.Command, c *apiClient, old swarm.TLSInfo, quiet
 			fmt.Fprint(out, sw.TLSInfo.TrustRoot)
 			return nil
 		}
-		nodes, err := c.api.NodeList(ctx, nil)
+		nodes, err := c.NodeList(ctx, nil)
 		if err != nil {
 			return c.apiError(err)
 		}

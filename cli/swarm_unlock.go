@@ -30,7 +30,7 @@ func newSwarmUnlockCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if err := c.api.SwarmUnlock(commandContext(cmd), key); err != nil {
+			if err := c.SwarmUnlock(commandContext(cmd), key); err != nil {
 				return c.apiError(err)
 			}
 			return nil
@@ -97,7 +97,7 @@ func newSwarmUnlockKeyCommand() *cobra.Command {
 					fmt.Fprint(out, "Successfully rotated manager unlock key.\n\n")
 				}
 			}
-			key, err := c.api.SwarmGetUnlockKey(ctx)
+			key, err := c.SwarmGetUnlockKey(ctx)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -121,7 +121,7 @@ func newSwarmUnlockKeyCommand() *cobra.Command {
 // asked for, once check (when given) accepts the swarm.
 func rotateSwarm(cmd *cobra.Command, c *apiClient, check func(swarm.Swarm) error, rotate apiclient.SwarmRotate) error {
 	ctx := commandContext(cmd)
-	sw, err := c.api.SwarmInspect(ctx)
+	sw, err := c.SwarmInspect(ctx)
 	if err != nil {
 		return c.apiError(err)
 	}
@@ -130,7 +130,7 @@ func rotateSwarm(cmd *cobra.Command, c *apiClient, check func(swarm.Swarm) error
 			return err
 		}
 	}
-	if err := c.api.SwarmUpdate(ctx, sw.Version, sw.Spec, rotate); err != nil {
+	if err := c.SwarmUpdate(ctx, sw.Version, sw.Spec, rotate); err != nil {
 		return c.apiError(err)
 	}
 	return nil
@@ -150,7 +150,7 @@ func printUnlockKeyIfLocked(cmd *cobra.Command, c *apiClient, spec *swarm.Spec) 
 	if !spec.EncryptionConfig.AutoLockManagers {
 		return nil
 	}
-	key, err := c.api.SwarmGetUnlockKey(commandContext(cmd))
+	key, err := c.SwarmGetUnlockKey(commandContext(cmd))
 	if err != nil {
 		return fmt.Errorf("could not fetch unlock key: %w", c.apiError(err))
 	}

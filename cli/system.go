@@ -31,10 +31,10 @@ func newVersionCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			sv, serr := c.api.ServerVersion(commandContext(cmd))
+			sv, serr := c.ServerVersion(commandContext(cmd))
 			if serr == nil {
 				info.Server = &sv
-				info.Client.APIVersion = c.api.Version()
+				info.Client.APIVersion = c.Version()
 			}
 			if format != "" {
 				tmpl, err := parseTemplate(format)
@@ -82,7 +82,7 @@ func newInfoCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			i, err := c.api.Info(commandContext(cmd))
+			i, err := c.Info(commandContext(cmd))
 			if err != nil {
 				return c.apiError(err)
 			}

@@ -63,7 +63,7 @@ func newVolumeCreateCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			v, err := c.api.VolumeCreate(commandContext(cmd), volume.CreateRequest{Name: name, Driver: driver, DriverOpts: o, Labels: l})
+			v, err := c.VolumeCreate(commandContext(cmd), volume.CreateRequest{Name: name, Driver: driver, DriverOpts: o, Labels: l})
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -119,7 +119,7 @@ func newVolumeLsCommand() *cobra.Command {
 		Short:   "List volumes",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseAPIFilters(filterArgs)
+			f, err := parseFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func newVolumeLsCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.api.VolumeList(commandContext(cmd), f)
+			res, err := c.VolumeList(commandContext(cmd), f)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -168,7 +168,7 @@ func newVolumeInspectCommand() *cobra.Command {
 
 // inspectVolume fetches one volume's inspect document, typed and raw.
 func inspectVolume(c *apiClient, cmd *cobra.Command, name string) (any, []byte, error) {
-	v, raw, err := c.api.VolumeInspectWithRaw(commandContext(cmd), name)
+	v, raw, err := c.VolumeInspectWithRaw(commandContext(cmd), name)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}
@@ -184,7 +184,7 @@ func newVolumeRmCommand() *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return forEachArg(cmd, args, func(c *apiClient, name string) error {
-				err := c.api.VolumeRemove(commandContext(cmd), name, force)
+				err := c.VolumeRemove(commandContext(cmd), name, force)
 				return err
 			})
 		},
@@ -201,7 +201,7 @@ func newVolumePruneCommand() *cobra.Command {
 		Short: "Remove unused local volumes",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := parseAPIFilters(filterArgs)
+			f, err := parseFilters(filterArgs)
 			if err != nil {
 				return err
 			}
@@ -218,7 +218,7 @@ func newVolumePruneCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.api.VolumePrune(commandContext(cmd), all, f)
+			res, err := c.VolumePrune(commandContext(cmd), all, f)
 			if err != nil {
 				return c.apiError(err)
 			}

@@ -429,12 +429,3 @@ func TestLogs(t *testing.T) {
 		t.Errorf("logs of a missing container: %v", err)
 	}
 }
-
-// TestAPIVersionIsTheClientLibrarys: the CLI sends client.MaxAPIVersion
-// without negotiating (cli.connect); a daemon that served an older version
-// would refuse every request of its own CLI ("too new").
-func TestAPIVersionIsTheClientLibrarys(t *testing.T) {
-	if APIVersion != client.MaxAPIVersion {
-		t.Fatalf("the daemon serves API %s, the CLI's client library sends %s", APIVersion, client.MaxAPIVersion)
-	}
-}

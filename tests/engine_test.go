@@ -490,3 +490,15 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestCLISendsTheDaemonsAPIVersion: the CLI sends its API version without
+// negotiating (cli/apiclient.APIVersion); a daemon that served an older one
+// would refuse every request of its own CLI ("too new").
+func TestCLISendsTheDaemonsAPIVersion(t *testing.T) {
+	d := harness.StartDaemon(t, harness.Options{})
+	out := strings.TrimSpace(d.Must("version", "--format", "{{.Client.APIVersion}} {{.Server.APIVersion}}"))
+	c, s, _ := strings.Cut(out, " ")
+	if c == "" || c != s {
+		t.Fatalf("client API version %q, daemon's %q", c, s)
+	}
+}

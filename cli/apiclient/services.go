@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
@@ -160,7 +159,7 @@ func (o ServiceLogsOptions) query(now time.Time) (url.Values, error) {
 		}
 	}
 	if o.Since != "" {
-		ts, err := swarmLogsSince(o.Since, now)
+		ts, err := timestampParam(o.Since, now)
 		if err != nil {
 			return nil, err
 		}
@@ -168,61 +167,6 @@ func (o ServiceLogsOptions) query(now time.Time) (url.Values, error) {
 	}
 	q.Set("tail", o.Tail)
 	return q, nil
-}
-
-// swarmLogsSince turns --since into the API's Unix time ("SECONDS" or
-// "SECONDS.NANOSECONDS"), as the docker CLI does: a duration counts back
-// from now; a time is RFC 3339, or a shorter form of it read in now's zone
-// when it names none; anything else must already be a Unix time.
-func swarmLogsSince(v string, now time.Time) (string, error) {
-	if d, err := time.ParseDuration(v); err == nil && v != "0" {
-		return strconv.FormatInt(now.Add(-d).Unix(), 10), nil
-	}
-	local := !strings.ContainsAny(v, "zZ+") && strings.Count(v, "-") != 3
-	var layout string
-	switch {
-	case strings.Contains(v, "."):
-		layout = "2006-01-02T15:04:05.999999999"
-	case strings.Contains(v, "T"):
-		colons := strings.Count(v, ":")
-		if !local && !strings.ContainsAny(v, "zZ") && colons > 0 {
-			colons-- // the one of the zone's offset
-		}
-		layout = [...]string{"2006-01-02T15", "2006-01-02T15:04", "2006-01-02T15:04:05"}[min(colons, 2)]
-	default:
-		layout = "2006-01-02"
-	}
-	var t time.Time
-	var err error
-	if local {
-		t, err = time.ParseInLocation(layout, v, time.FixedZone(now.Zone()))
-	} else {
-		t, err = time.Parse(layout+"Z07:00", v)
-	}
-	if err != nil {
-		if strings.Contains(v, "-") {
-			return "", err // a time, but a bad one
-		}
-		if !isUnixTime(v) {
-			return "", fmt.Errorf("failed to parse value as time or duration: %q", v)
-		}
-		return v, nil
-	}
-	return fmt.Sprintf("%d.%09d", t.Unix(), int64(t.Nanosecond())), nil
-}
-
-// isUnixTime reports whether v is SECONDS[.NANOSECONDS].
-func isUnixTime(v string) bool {
-	s, ns, frac := strings.Cut(v, ".")
-	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-		return false
-	}
-	if frac {
-		if _, err := strconv.ParseInt(ns, 10, 64); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // checkServiceSpec refuses the specs the moby client refuses before

@@ -394,7 +394,7 @@ func TestSwarmLogsSince(t *testing.T) {
 		{in: "yesterday", err: `failed to parse value as time or duration: "yesterday"`},
 		{in: "2024-13-01", err: `parsing time "2024-13-01": month out of range`},
 	} {
-		got, err := swarmLogsSince(c.in, now)
+		got, err := timestampParam(c.in, now)
 		switch {
 		case c.err != "" && (err == nil || err.Error() != c.err):
 			t.Errorf("%q: %q, %v; want error %q", c.in, got, err, c.err)
