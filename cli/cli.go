@@ -1,7 +1,7 @@
 // Package cli is shoal's docker-compatible command line: cobra commands that
 // mirror the docker CLI (same names, flags, output columns, --format
 // templates) and talk only to a shoal daemon's REST API (the Docker Engine
-// API) through github.com/moby/moby/client.
+// API) through its own client of that API, package apiclient.
 //
 // Where the daemon lives: the root's -H/--host flag (unix://PATH), else the
 // SHOAL_HOST environment variable, else unix:///run/shoal/shoal.sock.
@@ -272,7 +272,7 @@ func (c *apiClient) apiError(err error) error {
 	return err
 }
 
-// isDialError catches connection failures the client library does not
+// isDialError catches connection failures the client does not
 // classify, such as those of hijacked (attach/exec) connections.
 func isDialError(err error) bool {
 	s := err.Error()
