@@ -61,6 +61,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/shimbin"
 	"github.com/shoal-project/shoal/containerd/volumes"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
+	"github.com/shoal-project/shoal/overlaynet/sandbox"
 	"github.com/shoal-project/shoal/worker"
 )
 
@@ -163,15 +164,22 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("daemon: image store: %w", err)
 	}
+	// Two namespaces made ahead: a start takes one instead of making it.
+	spares, err := sandbox.NewSpares(ctx, filepath.Join(cfg.ExecRoot, "netns-spare"), 2)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	defer spares.Close()
 	br, err := bridge.New(ctx, bridge.Options{
 		Name: cfg.BridgeName, Subnet: cfg.BIP,
 		StateDir: filepath.Join(cfg.DataRoot, "network"), NetNSDir: filepath.Join(cfg.ExecRoot, "netns"),
+		Spares: spares,
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: bridge network %s: %w", cfg.BridgeName, err)
 	}
 	defer br.Close()
-	nets, err := openUserNets(ctx, cfg.DataRoot, cfg.ExecRoot)
+	nets, err := openUserNets(ctx, cfg.DataRoot, cfg.ExecRoot, spares)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}

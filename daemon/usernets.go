@@ -75,6 +75,7 @@ type userNets struct {
 	dir      string
 	stateDir string
 	netnsDir string
+	spares   bridge.NetNSMaker // made-ahead namespaces for endpoints
 
 	mu   sync.Mutex
 	byID map[string]*userNet
@@ -101,10 +102,10 @@ func defaultPools() []netip.Prefix {
 
 // openUserNets re-makes the networks recorded under dataRoot. One that
 // cannot be made is logged and left out (its record stays).
-func openUserNets(ctx context.Context, dataRoot, execRoot string) (*userNets, error) {
+func openUserNets(ctx context.Context, dataRoot, execRoot string, spares bridge.NetNSMaker) (*userNets, error) {
 	u := &userNets{
 		dir: filepath.Join(dataRoot, "networks"), stateDir: filepath.Join(dataRoot, "network"),
-		netnsDir: filepath.Join(execRoot, "netns"), byID: map[string]*userNet{}, dns: map[string]func(){},
+		netnsDir: filepath.Join(execRoot, "netns"), spares: spares, byID: map[string]*userNet{}, dns: map[string]func(){},
 	}
 	if err := os.MkdirAll(u.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("user networks: %w", err)
@@ -140,6 +141,7 @@ func (u *userNets) bridgeOptions(rec netRecord) bridge.Options {
 	return bridge.Options{
 		Name: rec.Bridge, Subnet: netip.PrefixFrom(rec.Gateway, rec.Subnet.Bits()).String(),
 		StateDir: u.stateDir, NetNSDir: u.netnsDir, MTU: mtu, Isolated: true, Internal: rec.Internal,
+		Spares: u.spares,
 	}
 }
 

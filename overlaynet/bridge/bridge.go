@@ -82,6 +82,15 @@ type Options struct {
 	// between the bridge and another interface (docker network create
 	// --internal).
 	Internal bool
+	// Spares, when set, gives endpoints their namespaces (sandbox.Spares:
+	// made ahead of the starts that need them); else each is made then.
+	Spares NetNSMaker
+}
+
+// NetNSMaker puts a fresh network namespace, lo up, on a path that does
+// not exist.
+type NetNSMaker interface {
+	Take(path string) error
 }
 
 // Network is a bridge network on this node. Its methods are safe for

@@ -152,7 +152,7 @@ func (n *Network) plumb(ep *endpoint) error {
 	if err := sandbox.DelLink(ep.Veth); err != nil {
 		return err
 	}
-	if err := ensureNetNS(ep.NetNS); err != nil {
+	if err := n.ensureNetNS(ep.NetNS); err != nil {
 		return err
 	}
 	mac, _ := net.ParseMAC(ep.MAC)
@@ -185,9 +185,10 @@ func (n *Network) gatewayRoute() net.IP {
 	return n.st.Gateway.AsSlice()
 }
 
-// ensureNetNS reuses a namespace mounted at path or makes one; a plain file
-// there (a crash between creating and mounting) is replaced.
-func ensureNetNS(path string) error {
+// ensureNetNS reuses a namespace mounted at path or makes one (takes one
+// of the spares, given some); a plain file there (a crash between creating
+// and mounting) is replaced.
+func (n *Network) ensureNetNS(path string) error {
 	ok, err := sandbox.IsNetNS(path)
 	if err != nil {
 		return err
@@ -197,6 +198,9 @@ func ensureNetNS(path string) error {
 	}
 	if err := sandbox.Remove(path); err != nil {
 		return err
+	}
+	if n.opts.Spares != nil {
+		return n.opts.Spares.Take(path)
 	}
 	return sandbox.Create(path)
 }
@@ -222,7 +226,7 @@ func (n *Network) NewEmpty(ctx context.Context, id string) (Endpoint, error) {
 	// New drops endpoints whose namespace is gone.
 	ep := &endpoint{NetNS: n.netnsPath(id)}
 	n.st.Endpoints[id] = ep
-	if err := ensureNetNS(ep.NetNS); err != nil {
+	if err := n.ensureNetNS(ep.NetNS); err != nil {
 		sandbox.Remove(ep.NetNS)
 		delete(n.st.Endpoints, id)
 		return Endpoint{}, fmt.Errorf("new empty sandbox %s: %w", id, err)
