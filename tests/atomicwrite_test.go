@@ -18,6 +18,8 @@ var renameAllowed = map[string]string{
 	"containerd/images/layers.go":         "a directory (an unpacked snapshot), synced with syncfs, its parent with atomicfile.SyncDir",
 	"containerd/images/initlayer.go":      "a directory of empty mount points, made once per image from its layers: one lost in a crash is made again, and one the runtime finds missing it makes in the container",
 	"containerd/logs/jsonfile.go":         "log rotation shifts x.log.N to x.log.N+1 and renames a finished .gz: whole files moved, not a write into place",
+	"containerd/containers/engine.go":     "a removed container's directories moved into the trash to be deleted: nothing written into place, and a crash leaves them to the next Open's emptying",
+	"containerd/images/rootfs.go":         "a removed rootfs moved into tmp/ to be deleted: nothing written into place, and a crash leaves it to the next Open's emptying",
 }
 
 // fileRename matches a call that renames a file (os.Rename, unix.Renameat2,
