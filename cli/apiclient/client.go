@@ -252,16 +252,33 @@ func (c *Client) call(ctx context.Context, r Request, out any) error {
 }
 
 // getWithRaw is get that also returns the answer's JSON as the daemon
-// sent it (inspect commands print that).
-func (c *Client) getWithRaw(ctx context.Context, p string, out any) ([]byte, error) {
-	var raw json.RawMessage
-	if err := c.get(ctx, p, nil, &raw); err != nil {
+// sent it (inspect prints that, and --format reads fields the API types
+// lack).
+func (c *Client) getWithRaw(ctx context.Context, p string, q url.Values, out any) ([]byte, error) {
+	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: p, Query: q})
+	if err != nil {
 		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer of GET %s: %w", p, err)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return nil, fmt.Errorf("decode answer of GET %s: %w", p, err)
 	}
 	return raw, nil
+}
+
+// idPath is the path of one object, collection + "/" + id, refusing an
+// empty id before any request, in the moby client's words (an empty id
+// would name the collection itself).
+func idPath(kind, collection, id string) (string, error) {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return "", fmt.Errorf("invalid %s name or ID: value is empty", kind)
+	}
+	return collection + "/" + esc(id), nil
 }
 
 // get, post and del are call's common cases.

@@ -16,15 +16,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 )
 
-// containerPath is "/containers/ID": the ID trimmed, an empty one refused
-// before any request, as the moby client did.
-func containerPath(id string) (string, error) {
-	id = strings.TrimSpace(id)
-	if id == "" {
-		return "", errors.New("invalid container name or ID: value is empty")
-	}
-	return "/containers/" + esc(id), nil
-}
+func containerPath(id string) (string, error) { return idPath("container", "/containers", id) }
 
 // ContainerCreate is POST /containers/create; name "" lets the daemon pick
 // one. Capabilities are sent normalised (CAP_ prefix, upper case, sorted,
@@ -68,19 +60,8 @@ func (c *Client) ContainerInspect(ctx context.Context, id string) (container.Ins
 	if err != nil {
 		return r, nil, err
 	}
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: p + "/json"})
-	if err != nil {
-		return r, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return r, nil, fmt.Errorf("read answer of GET %s/json: %w", p, err)
-	}
-	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&r); err != nil {
-		return r, nil, fmt.Errorf("decode answer of GET %s/json: %w", p, err)
-	}
-	return r, raw, nil
+	raw, err := c.getWithRaw(ctx, p+"/json", nil, &r)
+	return r, raw, err
 }
 
 // ContainerListOptions are the parameters of ContainerList.

@@ -2,8 +2,6 @@ package apiclient
 
 import (
 	"context"
-	"errors"
-	"strings"
 
 	"github.com/moby/moby/api/types/container"
 )
@@ -62,10 +60,4 @@ func (c *Client) ExecResize(ctx context.Context, execID string, height, width ui
 	return c.post(ctx, p+"/resize", sizeQuery(height, width), nil, nil)
 }
 
-func execPath(id string) (string, error) {
-	id = strings.TrimSpace(id)
-	if id == "" {
-		return "", errors.New("invalid exec name or ID: value is empty")
-	}
-	return "/exec/" + esc(id), nil
-}
+func execPath(id string) (string, error) { return idPath("exec", "/exec", id) }

@@ -2,7 +2,6 @@ package apiclient
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -38,19 +37,8 @@ func (c *Client) ImageInspect(ctx context.Context, ref string) (image.InspectRes
 		return image.InspectResponse{}, nil, emptyRefError("image")
 	}
 	var img image.InspectResponse
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/images/" + esc(ref) + "/json"})
-	if err != nil {
-		return img, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return img, nil, err
-	}
-	if err := json.Unmarshal(raw, &img); err != nil {
-		return img, raw, err
-	}
-	return img, raw, nil
+	raw, err := c.getWithRaw(ctx, "/images/"+esc(ref)+"/json", nil, &img)
+	return img, raw, err
 }
 
 // ImageHistory is GET /images/{ref}/history: the image's layers, newest

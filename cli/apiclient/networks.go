@@ -23,7 +23,7 @@ func (c *Client) NetworkInspect(ctx context.Context, ref, scope string) (network
 // daemon sent it (inspect prints that).
 func (c *Client) NetworkInspectWithRaw(ctx context.Context, ref string) (network.Inspect, []byte, error) {
 	var n network.Inspect
-	raw, err := c.getWithRaw(ctx, "/networks/"+esc(ref), &n)
+	raw, err := c.getWithRaw(ctx, "/networks/"+esc(ref), nil, &n)
 	return n, raw, err
 }
 

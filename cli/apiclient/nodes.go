@@ -21,30 +21,30 @@ func (c *Client) NodeList(ctx context.Context, f Filters) ([]swarm.Node, error) 
 // shoal's fields that swarm.Node lacks, such as the certificate's expiry).
 func (c *Client) NodeInspect(ctx context.Context, id string) (swarm.Node, []byte, error) {
 	var n swarm.Node
-	id, err := swarmID("node", id)
+	p, err := idPath("node", "/nodes", id)
 	if err != nil {
 		return n, nil, err
 	}
-	raw, err := c.swarmGetRaw(ctx, "/nodes/"+id, nil, &n)
+	raw, err := c.getWithRaw(ctx, p, nil, &n)
 	return n, raw, err
 }
 
 // NodeUpdate is POST /nodes/{id}/update of the node at version (the one
 // read with NodeInspect).
 func (c *Client) NodeUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.NodeSpec) error {
-	id, err := swarmID("node", id)
+	p, err := idPath("node", "/nodes", id)
 	if err != nil {
 		return err
 	}
 	q := url.Values{}
 	q.Set("version", strconv.FormatUint(version.Index, 10))
-	return c.post(ctx, "/nodes/"+id+"/update", q, spec, nil)
+	return c.post(ctx, p+"/update", q, spec, nil)
 }
 
 // NodeRemove is DELETE /nodes/{id}; force removes a node that is not down
 // yet.
 func (c *Client) NodeRemove(ctx context.Context, id string, force bool) error {
-	id, err := swarmID("node", id)
+	p, err := idPath("node", "/nodes", id)
 	if err != nil {
 		return err
 	}
@@ -52,5 +52,5 @@ func (c *Client) NodeRemove(ctx context.Context, id string, force bool) error {
 	if force {
 		q.Set("force", "1")
 	}
-	return c.del(ctx, "/nodes/"+id, q, nil)
+	return c.del(ctx, p, q, nil)
 }

@@ -39,7 +39,7 @@ func (c *Client) ServiceCreate(ctx context.Context, spec swarm.ServiceSpec, regi
 // settings the spec leaves to the daemon. It returns the answer's JSON too.
 func (c *Client) ServiceInspect(ctx context.Context, id string, insertDefaults bool) (swarm.Service, []byte, error) {
 	var s swarm.Service
-	id, err := swarmID("service", id)
+	p, err := idPath("service", "/services", id)
 	if err != nil {
 		return s, nil, err
 	}
@@ -47,7 +47,7 @@ func (c *Client) ServiceInspect(ctx context.Context, id string, insertDefaults b
 	if insertDefaults {
 		q.Set("insertDefaults", "1")
 	}
-	raw, err := c.swarmGetRaw(ctx, "/services/"+id, q, &s)
+	raw, err := c.getWithRaw(ctx, p, q, &s)
 	return s, raw, err
 }
 
@@ -81,7 +81,7 @@ type ServiceUpdateOptions struct {
 // ServiceCreate). The answer holds the daemon's warnings.
 func (c *Client) ServiceUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec, o ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
 	var r swarm.ServiceUpdateResponse
-	id, err := swarmID("service", id)
+	p, err := idPath("service", "/services", id)
 	if err != nil {
 		return r, err
 	}
@@ -97,7 +97,7 @@ func (c *Client) ServiceUpdate(ctx context.Context, id string, version swarm.Ver
 	}
 	q.Set("version", strconv.FormatUint(version.Index, 10))
 	err = c.call(ctx, Request{
-		Method: http.MethodPost, Path: "/services/" + id + "/update", Query: q,
+		Method: http.MethodPost, Path: p + "/update", Query: q,
 		Header: serviceAuthHeader(o.RegistryAuth), Body: spec,
 	}, &r)
 	return r, err
@@ -105,11 +105,11 @@ func (c *Client) ServiceUpdate(ctx context.Context, id string, version swarm.Ver
 
 // ServiceRemove is DELETE /services/{id}.
 func (c *Client) ServiceRemove(ctx context.Context, id string) error {
-	id, err := swarmID("service", id)
+	p, err := idPath("service", "/services", id)
 	if err != nil {
 		return err
 	}
-	return c.del(ctx, "/services/"+id, nil, nil)
+	return c.del(ctx, p, nil, nil)
 }
 
 // ServiceLogsOptions select the lines of ServiceLogs and TaskLogs.
@@ -132,7 +132,7 @@ type ServiceLogsOptions struct {
 // tasks' lines, multiplexed (stdcopy) unless the service has a TTY. The
 // caller closes it; cancelling ctx ends it.
 func (c *Client) ServiceLogs(ctx context.Context, id string, o ServiceLogsOptions) (io.ReadCloser, error) {
-	id, err := swarmID("service", id)
+	p, err := idPath("service", "/services", id)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (c *Client) ServiceLogs(ctx context.Context, id string, o ServiceLogsOption
 	if o.Tail == "all" || o.Tail == "" {
 		q.Del("tail")
 	}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: "/services/" + id + "/logs", Query: q})
+	return c.stream(ctx, Request{Method: http.MethodGet, Path: p + "/logs", Query: q})
 }
 
 // query is the logs query; tail is always set (ServiceLogs drops "all",

@@ -2,13 +2,8 @@ package apiclient
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/moby/moby/api/types/swarm"
 )
@@ -73,34 +68,4 @@ func (c *Client) SwarmGetUnlockKey(ctx context.Context) (string, error) {
 // SwarmUnlock is POST /swarm/unlock.
 func (c *Client) SwarmUnlock(ctx context.Context, key string) error {
 	return c.post(ctx, "/swarm/unlock", nil, swarm.UnlockRequest{UnlockKey: key}, nil)
-}
-
-// swarmID is the ID or name of a swarm object (service, node, task) for a
-// request path: without surrounding blanks, and not empty (the moby client
-// refuses an empty one before sending anything, with this text).
-func swarmID(kind, id string) (string, error) {
-	id = strings.TrimSpace(id)
-	if id == "" {
-		return "", fmt.Errorf("invalid %s name or ID: value is empty", kind)
-	}
-	return esc(id), nil
-}
-
-// swarmGetRaw is GET p?q decoded into out, with the answer's JSON as the
-// daemon sent it (inspect --format '{{json .}}' and --pretty read fields
-// that the API types lack).
-func (c *Client) swarmGetRaw(ctx context.Context, p string, q url.Values, out any) ([]byte, error) {
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: p, Query: q})
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read answer of GET %s: %w", p, err)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return nil, fmt.Errorf("decode answer of GET %s: %w", p, err)
-	}
-	return raw, nil
 }

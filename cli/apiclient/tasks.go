@@ -22,11 +22,11 @@ func (c *Client) TaskList(ctx context.Context, f Filters) ([]swarm.Task, error) 
 // TaskInspect is GET /tasks/{id}. It returns the answer's JSON too.
 func (c *Client) TaskInspect(ctx context.Context, id string) (swarm.Task, []byte, error) {
 	var t swarm.Task
-	id, err := swarmID("task", id)
+	p, err := idPath("task", "/tasks", id)
 	if err != nil {
 		return t, nil, err
 	}
-	raw, err := c.swarmGetRaw(ctx, "/tasks/"+id, nil, &t)
+	raw, err := c.getWithRaw(ctx, p, nil, &t)
 	return t, raw, err
 }
 

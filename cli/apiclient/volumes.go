@@ -34,7 +34,7 @@ func (c *Client) VolumeInspect(ctx context.Context, name string) (volume.Volume,
 // daemon sent it.
 func (c *Client) VolumeInspectWithRaw(ctx context.Context, name string) (volume.Volume, []byte, error) {
 	var v volume.Volume
-	raw, err := c.getWithRaw(ctx, "/volumes/"+esc(name), &v)
+	raw, err := c.getWithRaw(ctx, "/volumes/"+esc(name), nil, &v)
 	return v, raw, err
 }
 
