@@ -74,9 +74,6 @@ func New(host string) (*Client, error) {
 	return c, nil
 }
 
-// Host is the daemon address the client was made for.
-func (c *Client) Host() string { return c.host }
-
 // Version is the API version the client sends.
 func (c *Client) Version() string { return c.version }
 
@@ -125,9 +122,6 @@ func (e *Error) Error() string { return "Error response from daemon: " + e.Messa
 
 // IsNotFound reports whether err is the daemon's 404.
 func IsNotFound(err error) bool { return statusOf(err) == http.StatusNotFound }
-
-// IsConflict reports whether err is the daemon's 409.
-func IsConflict(err error) bool { return statusOf(err) == http.StatusConflict }
 
 func statusOf(err error) int {
 	var e *Error
@@ -326,12 +320,6 @@ func (f Filters) Clone() Filters {
 	}
 	return g
 }
-
-// Get is key's values.
-func (f Filters) Get(key string) []string { return f[key] }
-
-// Len is the number of keys.
-func (f Filters) Len() int { return len(f) }
 
 // encode is the query value: {"key":{"value":true}}.
 func (f Filters) encode() string {

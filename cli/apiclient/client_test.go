@@ -17,7 +17,11 @@ import (
 )
 
 // testDaemon serves handler on a unix socket and returns a client for it.
-func testDaemon(t *testing.T, handler http.HandlerFunc) *Client {
+func testDaemon(t *testing.T, handler http.HandlerFunc) *Client { return serveUnix(t, handler) }
+
+// serveUnix serves h on a unix socket of the test's own and returns a
+// client for it; the test daemons of this package's tests wrap it.
+func serveUnix(t *testing.T, h http.Handler) *Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "apiclient")
 	if err != nil {
@@ -29,7 +33,7 @@ func testDaemon(t *testing.T, handler http.HandlerFunc) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: handler}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	c, err := New("unix://" + sock)
@@ -132,7 +136,7 @@ func TestErrorAnswers(t *testing.T) {
 		t.Errorf("JSON 404: %v (not found %v)", err, IsNotFound(err))
 	}
 	err = c.VolumeRemove(ctx, "text409", false)
-	if err == nil || err.Error() != "Error response from daemon: volume is in use" || !IsConflict(err) || IsNotFound(err) {
+	if err == nil || err.Error() != "Error response from daemon: volume is in use" || !(statusOf(err) == http.StatusConflict) || IsNotFound(err) {
 		t.Errorf("text 409: %v", err)
 	}
 	_, err = c.VolumeInspect(ctx, "empty500")

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -63,26 +60,8 @@ func (d *imageDaemon) only(t *testing.T) seenRequest {
 func startImageDaemon(t *testing.T) (*Client, *imageDaemon) {
 	t.Helper()
 	t.Setenv("DOCKER_API_VERSION", "")
-	dir, err := os.MkdirTemp("", "apiclient")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "d.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := &imageDaemon{status: 200, ctype: "application/json"}
-	srv := &http.Server{Handler: d}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c, err := New("unix://" + sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, d
+	return serveUnix(t, d), d
 }
 
 func TestImageRequests(t *testing.T) {

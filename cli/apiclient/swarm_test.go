@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -42,13 +40,8 @@ func (r *swarmRecord) count() int {
 // requests: answer returns the status and the JSON body to send.
 func swarmTestDaemon(t *testing.T, answer func(r *http.Request) (int, string)) (*Client, *swarmRecord) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := &swarmRecord{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		seen.mu.Lock()
 		seen.reqs = append(seen.reqs, swarmSeen{r.Method, r.URL.Path, r.URL.Query(), r.Header, b})
@@ -57,14 +50,7 @@ func swarmTestDaemon(t *testing.T, answer func(r *http.Request) (int, string)) (
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		io.WriteString(w, body)
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c, err := New("unix://" + sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	}))
 	return c, seen
 }
 
@@ -360,7 +346,7 @@ func TestNodeAndTaskEndpoints(t *testing.T) {
 	checkBody(t, s, `{"Labels":null,"Role":"manager"}`)
 
 	err = c.NodeRemove(ctx, "n1", true)
-	if !IsConflict(err) || err.Error() != "Error response from daemon: node n1 is not down" {
+	if !(statusOf(err) == http.StatusConflict) || err.Error() != "Error response from daemon: node n1 is not down" {
 		t.Errorf("NodeRemove: %v", err)
 	}
 	checkSeen(t, lastSeen(t, seen), "DELETE", "/nodes/n1", url.Values{"force": {"1"}})
