@@ -196,6 +196,64 @@ func TestConversions(t *testing.T) {
 	}
 }
 
+// TestV1CpusetInheritedAtMkdir: the first leaf under a new parent fills the
+// cpuset levels by hand and asks the kernel to fill the next leaves at their
+// mkdir (cgroup.clone_children), so that no start writes cpuset.cpus, whose
+// every write rebuilds the scheduler's domains over all cpusets.
+func TestV1CpusetInheritedAtMkdir(t *testing.T) {
+	mode := Detect()
+	if mode != Legacy && mode != Hybrid {
+		t.Skipf("host cgroups are %v, not v1", mode)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	parent := fmt.Sprintf("/shoal-cgset-%d", os.Getpid())
+	t.Cleanup(func() {
+		for _, pat := range []string{"*/" + parent + "/*", "*/" + parent, "*/" + parent + "-top"} {
+			dirs, _ := filepath.Glob(filepath.Join(DefaultRoot, pat))
+			for _, d := range dirs {
+				unix.Rmdir(d)
+			}
+		}
+	})
+	// The hierarchy's root keeps the host's setting, also when a leaf is
+	// made right under it.
+	rootSetting := filepath.Join(DefaultRoot, "cpuset", "cgroup.clone_children")
+	before := read(t, rootSetting)
+	var ms []Manager
+	for _, path := range []string{parent + "/c1", parent + "/c2", parent + "-top"} {
+		m, err := New(mode, DefaultRoot, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Create(); err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	dir := filepath.Join(DefaultRoot, "cpuset", parent)
+	if got := strings.TrimSpace(read(t, filepath.Join(dir, "cgroup.clone_children"))); got != "1" {
+		t.Errorf("%s/cgroup.clone_children = %q, want 1", dir, got)
+	}
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		want := strings.TrimSpace(read(t, filepath.Join(dir, f)))
+		for _, leaf := range []string{"c1", "c2"} {
+			if got := strings.TrimSpace(read(t, filepath.Join(dir, leaf, f))); got == "" || got != want {
+				t.Errorf("%s/%s = %q, want the parent's %q", leaf, f, got, want)
+			}
+		}
+	}
+	if after := read(t, rootSetting); after != before {
+		t.Errorf("%s changed from %q to %q", rootSetting, before, after)
+	}
+	for _, m := range ms {
+		if err := m.Destroy(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // TestV1Real runs against the host's cgroup v1 hierarchies.
 func TestV1Real(t *testing.T) {
 	mode := Detect()
