@@ -707,17 +707,33 @@ func TestAutoRemove(t *testing.T) {
 	}
 }
 
-// rootfsVolatile reports whether container id's rootfs is mounted with
-// overlayfs' "volatile" (newer kernels show it as fsync=volatile).
+// rootfsVolatile reports whether running container id's root is an overlay
+// mounted with overlayfs' "volatile" (newer kernels show it as
+// fsync=volatile), as its own processes see it. The host's mount table
+// must not hold it: the runtime mounts it in the container's namespace.
 func (env *testEnv) rootfsVolatile(id string) (mounted, volatile bool) {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
+	env.t.Helper()
 	target := filepath.Join(env.e.bundleDir(id), "rootfs")
+	host, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(host), "\n") {
+		if f := strings.Fields(line); len(f) >= 5 && f[4] == target {
+			env.t.Errorf("%s is mounted in the host's namespace: %s", target, line)
+		}
+	}
+	c, err := env.e.Get(id)
+	if err != nil || c.State.Pid == 0 {
+		env.t.Fatalf("container %s: pid %d, %v", id[:12], c.State.Pid, err)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.State.Pid))
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != target {
+		if len(f) < 5 || f[4] != "/" {
 			continue
 		}
 		_, super, _ := strings.Cut(line, " - ")
+		if sf := strings.Fields(super); len(sf) < 3 || sf[0] != "overlay" {
+			continue
+		}
 		opts := strings.Split(strings.Fields(super)[2], ",")
 		return true, slices.Contains(opts, "volatile") || slices.Contains(opts, "fsync=volatile")
 	}

@@ -227,11 +227,15 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 		p.Cwd = cfg.WorkingDir
 	}
 	if cfg.User != "" {
-		uid, gid, err := resolveUser(filepath.Join(e.bundleDir(c.ID), "rootfs"), cfg.User)
+		rootfs, release, err := e.rootView(c)
+		if err != nil {
+			return specs.Process{}, fmt.Errorf("exec in %s: %w", c.ID[:12], err)
+		}
+		defer release()
+		uid, gid, err := resolveUser(rootfs, cfg.User)
 		if err != nil {
 			return specs.Process{}, err
 		}
-		rootfs := filepath.Join(e.bundleDir(c.ID), "rootfs")
 		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: userGroups(rootfs, cfg.User, uid, gid)}
 		// The container's --group-add applies to its execs too, as in Docker.
 		gids, err := groupIDs(rootfs, c.Config.GroupAdd)

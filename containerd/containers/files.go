@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/archive"
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/inroot"
+	"github.com/shoal-project/shoal/containerd/runtime"
 )
 
 // PathStat describes a path in a container, as the X-Docker-Container-Path-Stat header.
@@ -37,15 +38,37 @@ func (e *Engine) openRoot(idOrName string) (*inroot.Root, Container, error) {
 	if err != nil {
 		return nil, c, err
 	}
-	dir, err := e.mountRootfs(c)
+	dir, release, err := e.rootView(c)
 	if err != nil {
 		return nil, c, err
 	}
+	defer release()
 	root, err := inroot.OpenRoot(dir)
 	if err != nil {
 		return nil, c, err
 	}
 	return root, c, nil
+}
+
+// rootView returns a path to read and write the container's rootfs by,
+// valid until release: a running container's own mount (its overlay
+// without the mounts inside it: the same filesystem its processes see,
+// never a second overlay on its upper directory), or for a container that
+// does not run, its overlay mounted on the host until its removal or next
+// start.
+func (e *Engine) rootView(c Container) (string, func(), error) {
+	if c.State.Running {
+		f, err := e.rt.RootMount(c.ID)
+		if err == nil {
+			return inroot.FdPath(int(f.Fd()), ""), func() { f.Close() }, nil
+		}
+		if !errors.Is(err, runtime.ErrState) {
+			return "", nil, err
+		}
+		// It has just exited: its rootfs is the host's to mount.
+	}
+	dir, err := e.mountRootfs(c)
+	return dir, func() {}, err
 }
 
 // openPathRoot is openRoot for reading path: the container's /etc/hosts,

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/oci"
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
@@ -149,8 +151,10 @@ func (e *Engine) generateName() string {
 	}
 }
 
-// mountRootfs mounts the container's overlay at its bundle's rootfs if it
-// is not mounted. It stays mounted until the container is removed.
+// mountRootfs mounts the container's overlay at its bundle's rootfs, in the
+// host's namespace, if it is not mounted: for a container that does not
+// run (cp, export, a volume's copy-up). It stays mounted until the
+// container is removed or started (specWithRootfs).
 func (e *Engine) mountRootfs(c Container) (string, error) {
 	id := c.ID
 	target := filepath.Join(e.bundleDir(id), "rootfs")
@@ -171,6 +175,67 @@ func (e *Engine) mountRootfs(c Container) (string, error) {
 		return "", fmt.Errorf("mount rootfs of %s: %w", id[:12], err)
 	}
 	return target, nil
+}
+
+// specWithRootfs builds the container's spec with its rootfs left to the
+// runtime, which mounts it in the container's own mount namespace
+// (runtime.RootfsOverlayAnnotation): no mount of it in the host's.
+func (e *Engine) specWithRootfs(c Container, img ocispec.ImageConfig) (*specs.Spec, error) {
+	id := c.ID
+	target := filepath.Join(e.bundleDir(id), "rootfs")
+	// The host's instance (a cp or a volume's copy-up of the container
+	// while it did not run) goes first: one overlay per upper directory.
+	unmountRootfs(e.bundleDir(id))
+	if err := os.MkdirAll(target, 0o711); err != nil {
+		return nil, err
+	}
+	rfs, err := e.opts.Images.RootfsOf(id)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs of %s: %w", id[:12], err)
+	}
+	// A --rm container's changes go with it: nothing of them need reach
+	// the disk.
+	rfs.Volatile = c.Config.AutoRemove
+	ov, err := rfs.Overlay()
+	if err != nil {
+		return nil, err
+	}
+	// Users and groups by name are looked up in the image's files, read
+	// through an instance of the overlay that is gone before the runtime
+	// makes the container's.
+	view := target
+	var viewMount *os.File
+	user := c.Config.User
+	if user == "" {
+		user = img.User
+	}
+	if user != "" || len(c.Config.GroupAdd) > 0 {
+		if viewMount, err = ov.Detached(); err != nil {
+			return nil, fmt.Errorf("rootfs of %s: %w", id[:12], err)
+		}
+		view = inroot.FdPath(int(viewMount.Fd()), "")
+	}
+	spec, err := buildSpec(c, img, view, e.rt.CgroupRoot)
+	if viewMount != nil {
+		viewMount.Close()
+		// And the volatile mark that instance left is cleared for the
+		// runtime's.
+		if err == nil {
+			ov, err = rfs.Overlay()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(ov)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	spec.Annotations[runtime.RootfsOverlayAnnotation] = string(b)
+	return spec, nil
 }
 
 func isMountpoint(path string) bool {
@@ -240,11 +305,7 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err != nil {
 		return startErr(fmt.Errorf("image of %s: %w", id[:12], err))
 	}
-	rootfs, err := e.mountRootfs(c)
-	if err != nil {
-		return startErr(err)
-	}
-	spec, err := buildSpec(c, img.Config.Config, rootfs, e.rt.CgroupRoot)
+	spec, err := e.specWithRootfs(c, img.Config.Config)
 	if err != nil {
 		return startErr(err)
 	}

@@ -71,7 +71,8 @@ func mergeEnv(base, env []string) []string {
 	return kept
 }
 
-// buildSpec makes the OCI spec of a container whose rootfs is mounted at rootfs.
+// buildSpec makes the OCI spec of a container whose image files (for users
+// and groups by name) can be read at rootfs.
 // cgroupRoot is where the host's cgroups are mounted (checks of what the
 // host can enforce).
 func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) (*specs.Spec, error) {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/atomicfile"
+	"github.com/shoal-project/shoal/containerd/runtime"
 )
 
 // Rootfs is a container's root filesystem: the image's layer snapshots,
@@ -64,13 +65,8 @@ func (r Rootfs) flags() string {
 // to one page; when many layers do not fit, the layers are passed one by one
 // through the new mount API (fsconfig "lowerdir+", Linux 6.8+).
 func (r Rootfs) Mount(target string) error {
-	if len(r.Lower) == 0 {
-		return fmt.Errorf("images: mount %s: %w: rootfs has no layers", target, ErrInvalid)
-	}
-	if r.Volatile {
-		if err := os.RemoveAll(filepath.Join(r.Work, "work", "incompat", "volatile")); err != nil {
-			return fmt.Errorf("images: mount %s: clear the volatile mark: %w", target, err)
-		}
+	if _, err := r.Overlay(); err != nil {
+		return fmt.Errorf("mount %s: %w", target, err)
 	}
 	if opts := r.Options(); len(opts) < os.Getpagesize()-1 {
 		if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
@@ -85,52 +81,34 @@ func (r Rootfs) Mount(target string) error {
 }
 
 func (r Rootfs) mountFsconfig(target string) error {
-	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	f, err := r.overlay().Detached()
 	if err != nil {
-		return fmt.Errorf("fsopen: %w", err)
-	}
-	defer unix.Close(fsfd)
-	set := func(k, v string) error {
-		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
-			return fmt.Errorf("fsconfig %s=%s: %w", k, v, err)
-		}
-		return nil
-	}
-	for _, l := range r.Lower {
-		if err := set("lowerdir+", l); err != nil {
-			return err
-		}
-	}
-	if err := set("upperdir", r.Upper); err != nil {
 		return err
 	}
-	if err := set("workdir", r.Work); err != nil {
-		return err
-	}
-	for _, kv := range strings.Split(r.flags(), ",") {
-		k, v, hasValue := strings.Cut(kv, "=")
-		if !hasValue {
-			if err := unix.FsconfigSetFlag(fsfd, k); err != nil {
-				return fmt.Errorf("fsconfig %s: %w", k, err)
-			}
-			continue
-		}
-		if err := set(k, v); err != nil {
-			return err
-		}
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("fsconfig create: %w", err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("fsmount: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+	defer f.Close()
+	if err := unix.MoveMount(int(f.Fd()), "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("move_mount: %w", err)
 	}
 	return nil
+}
+
+func (r Rootfs) overlay() runtime.Overlay {
+	return runtime.Overlay{Lower: r.Lower, Upper: r.Upper, Work: r.Work, Options: strings.Split(r.flags(), ",")}
+}
+
+// Overlay describes the rootfs for a runtime that mounts it itself, in the
+// container's own mount namespace (runtime.RootfsOverlayAnnotation), after
+// the same preparation as Mount.
+func (r Rootfs) Overlay() (runtime.Overlay, error) {
+	if len(r.Lower) == 0 {
+		return runtime.Overlay{}, fmt.Errorf("images: rootfs: %w: no layers", ErrInvalid)
+	}
+	if r.Volatile {
+		if err := os.RemoveAll(filepath.Join(r.Work, "work", "incompat", "volatile")); err != nil {
+			return runtime.Overlay{}, fmt.Errorf("images: rootfs: clear the volatile mark: %w", err)
+		}
+	}
+	return r.overlay(), nil
 }
 
 // rootfsRecord is containers-rootfs/<id>/rootfs.json: what the container

@@ -259,6 +259,9 @@ func procPidNSSupported() bool {
 // returns its first process, as startInit does for the Go init.
 func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, how firstProcExec, extra *extraFiles, stdio Stdio, cg cgroups.Manager, t *timer) (*os.Process, *child, error) {
 	f, files, err := newFirstProc(cfg, extra, stdio)
+	if extra != nil && extra.rootfs != nil {
+		cfg.rootfsMount = int(extra.rootfs.Fd())
+	}
 	defer files.close()
 	if err != nil {
 		return nil, nil, err

@@ -314,14 +314,22 @@ func setupRootfs(cfg *initConfig) error {
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set / propagation: %w", err)
 	}
-	// pivot_root needs the new root to be a mount point. In a user
-	// namespace the rootfs path may not be searchable (a 0700 bundle owned
-	// by host root), so the parent's detached copy of it (fd 5) is
-	// attached over /tmp instead, which every user can reach; this mount
-	// namespace is private and the old root is detached after the pivot.
+	// pivot_root needs the new root to be a mount point. A rootfs that
+	// the runtime made itself (RootfsOverlayAnnotation) is a detached
+	// mount, attached here, in this namespace only. In a user namespace
+	// the rootfs path may not be searchable (a 0700 bundle owned by host
+	// root), so the parent's detached copy of it (fd 5) is attached over
+	// /tmp instead, which every user can reach; this mount namespace is
+	// private and the old root is detached after the pivot.
+	mfd := rootfsFd
+	if cfg.rootfsMount > 0 {
+		mfd = cfg.rootfsMount
+	}
 	if cfg.UserNS {
 		cfg.Rootfs = "/tmp"
-		if err := unix.MoveMount(rootfsFd, "", unix.AT_FDCWD, cfg.Rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+	}
+	if cfg.UserNS || cfg.AttachRootfs {
+		if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, cfg.Rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("attach rootfs: %w", err)
 		}
 	} else if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {

@@ -23,7 +23,7 @@ func fullInitConfig(t *testing.T) *initConfig {
 	mode := os.FileMode(0o620)
 	oom := -500
 	return &initConfig{
-		Mode: modeCreate, Rootfs: "/b/rootfs", Bundle: "/b", Fifo: true, UserNS: true, Console: "/dev/pts/3",
+		Mode: modeCreate, Rootfs: "/b/rootfs", Bundle: "/b", Fifo: true, UserNS: true, AttachRootfs: true, Console: "/dev/pts/3",
 		NoPivot: true, MountNS: "/proc/1/ns/mnt", PidNS: "/proc/1/ns/pid", NewCgroupNS: true,
 		CgroupMode: cgroups.Hybrid, CgroupRoot: "/sys/fs/cgroup", CgroupPath: "/shoal/x", Seccomp: prog,
 		Spec: &specs.Spec{

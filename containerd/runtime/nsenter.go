@@ -98,23 +98,29 @@ func onDisposableThread(fn func()) {
 // initConfig is what the parent sends the init on fd 3 (in the binary
 // form of initcodec.go).
 type initConfig struct {
-	Mode        string
-	Spec        *specs.Spec
-	Rootfs      string
-	Bundle      string
-	Fifo        bool // fd 6 is the exec fifo
-	UserNS      bool
-	Console     string // host path of the pty slave for /dev/console
-	NoPivot     bool
-	MountNS     string
-	PidNS       string // exec: joined by the init's thread, for its child only
-	NewCgroupNS bool
-	CgroupMode  cgroups.Mode
-	CgroupRoot  string
-	CgroupPath  string
-	Seccomp     *seccomp.Program
+	Mode   string
+	Spec   *specs.Spec
+	Rootfs string
+	Bundle string
+	Fifo   bool // fd 6 is the exec fifo
+	UserNS bool
+	// AttachRootfs: the rootfs is a detached mount (fd 5 for a Go init,
+	// rootfsMount in a first process) to attach at Rootfs.
+	AttachRootfs bool
+	Console      string // host path of the pty slave for /dev/console
+	NoPivot      bool
+	MountNS      string
+	PidNS        string // exec: joined by the init's thread, for its child only
+	NewCgroupNS  bool
+	CgroupMode   cgroups.Mode
+	CgroupRoot   string
+	CgroupPath   string
+	Seccomp      *seccomp.Program
 
 	// procPidNS, when > 0, is the pid namespace whose proc the rootfs
 	// gets (a first process's, firstproc.go); not sent to a Go init.
 	procPidNS int
+	// rootfsMount, when > 0, is the detached rootfs mount of a first
+	// process (firstproc.go); a Go init finds it at fd 5.
+	rootfsMount int
 }

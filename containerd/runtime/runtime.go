@@ -444,7 +444,18 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		}
 		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
 	}
-	if cfg.UserNS {
+	overlay, err := rootfsOverlay(spec.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	if overlay != nil {
+		// The rootfs is made here, attached nowhere, and attached by the
+		// init in the container's own mount namespace only.
+		if extra.rootfs, err = overlay.Detached(); err != nil {
+			return nil, fmt.Errorf("rootfs: %w", err)
+		}
+		cfg.AttachRootfs = true
+	} else if cfg.UserNS {
 		// The init, in its user namespace, may not be allowed to walk to
 		// the rootfs (a 0700 bundle of host root): hand it a detached
 		// copy of the rootfs mount, which it attaches in its own mount
