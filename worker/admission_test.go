@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,6 +146,16 @@ func (g *gatedRuntime) Remove(_ context.Context, id string) error {
 	defer g.mu.Unlock()
 	delete(g.cs, id)
 	return nil
+}
+func (g *gatedRuntime) Inspect(_ context.Context, idOrName string) (ContainerState, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.cs {
+		if c.ID == idOrName || strings.HasSuffix(idOrName, "."+c.TaskID) || idOrName == "task."+c.TaskID {
+			return *c, nil
+		}
+	}
+	return ContainerState{}, ErrNotFound
 }
 func (g *gatedRuntime) List(context.Context) ([]ContainerState, error) {
 	g.mu.Lock()

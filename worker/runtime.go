@@ -102,6 +102,9 @@ type Runtime interface {
 	Remove(ctx context.Context, id string) error
 	// List returns the containers that carry LabelTaskID.
 	List(ctx context.Context) ([]ContainerState, error)
+	// Inspect returns the task container with this ID or name (a task's
+	// is ContainerName); ErrNotFound when there is none.
+	Inspect(ctx context.Context, idOrName string) (ContainerState, error)
 }
 
 // EngineRuntime is the Runtime over the node's own engine.
@@ -403,6 +406,20 @@ func (r *EngineRuntime) List(context.Context) ([]ContainerState, error) {
 		}
 	}
 	return out, nil
+}
+
+// Inspect implements Runtime: one container's state, where List copies
+// every container of the node (a task's goroutine asks at its start and
+// after each event: with List, a node's N tasks cost N*N copies).
+func (r *EngineRuntime) Inspect(_ context.Context, idOrName string) (ContainerState, error) {
+	c, err := r.Engine.Get(idOrName)
+	if err != nil {
+		return ContainerState{}, r.notFound(idOrName, err)
+	}
+	if c.Config.Labels[LabelTaskID] == "" {
+		return ContainerState{}, fmt.Errorf("%w: %s is not a task's container", ErrNotFound, idOrName)
+	}
+	return stateOf(c), nil
 }
 
 // Logs implements LogReader.

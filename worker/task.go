@@ -78,13 +78,8 @@ func (r *taskRunner) run(ctx context.Context, t *api.Task) {
 	t = merge(nil, t)
 	var obs observed
 	// Find a container left by an earlier run of the agent.
-	if cs, err := r.rt.List(ctx); err == nil {
-		for i := range cs {
-			if cs[i].TaskID == t.GetId() {
-				obs.container = &cs[i]
-				break
-			}
-		}
+	if c, err := r.rt.Inspect(ctx, ContainerName(t)); err == nil && c.TaskID == t.GetId() {
+		obs.container = &c
 	}
 	// A running container keeps its networks (and is announced again);
 	// one that stopped while no agent ran gives them back.
@@ -276,17 +271,13 @@ func (r *taskRunner) refresh(ctx context.Context, obs *observed) {
 	if obs.container == nil {
 		return
 	}
-	cs, err := r.rt.List(ctx)
-	if err != nil {
-		return
+	c, err := r.rt.Inspect(ctx, obs.container.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		obs.container = nil
+	case err == nil:
+		obs.container = &c
 	}
-	for i := range cs {
-		if cs[i].ID == obs.container.ID {
-			obs.container = &cs[i]
-			return
-		}
-	}
-	obs.container = nil
 }
 
 // teardown stops and removes the container of a task that left the
