@@ -228,8 +228,23 @@ if want build; then
   bash "$(dirname "$0")/swarm.sh" "$BIN" build   # first and cached build beside docker's classic builder
 fi
 
+# settle: before a section whose figure is the whole machine's throughput,
+# wait (at most 180 s) for the aftermath of the sections before it: dirty
+# pages written (sync) and the 1-minute load average under 2. The scale
+# section leaves a load of 20-30 behind it, and the swarm section Docker's
+# teardown; on this VM's ext4 without a journal, inodes freed in the last
+# 60 s also make every new file slower (docs/engine.md, session 18). The
+# wait and the load it ended at are printed with the section.
+settle() {
+  sync
+  local t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 180 ] && awk '{exit !($1 >= 2)}' /proc/loadavg; do sleep 5; done
+  echo "  (waited $((SECONDS - t0)) s for the machine to settle: load average $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
 if want cluster; then
   echo "== cluster on test hosts (tests/cluster_bench_test.go; Swarm figures: DESIGN.md references, not measured here)"
+  settle
   CLUSTER_OUT=$DIR/cluster-bench.txt
   if ! SHOAL_BIN=$(readlink -f "$BIN") go test -run '^$' -bench 'Cluster' -benchtime 1x -timeout 30m ./tests/ >"$CLUSTER_OUT" 2>&1; then
     sed -n 's/^\(Benchmark[^\t]*\t\)\{0,1\}\(cluster .*\)$/\2/p' "$CLUSTER_OUT"
