@@ -67,7 +67,7 @@ func New(host string) (*Client, error) {
 	}
 	c := &Client{host: host, network: network, addr: addr, version: version}
 	c.hc = &http.Client{Transport: &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return c.Dial(ctx) },
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 	}}
@@ -83,8 +83,8 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Dial opens a connection to the daemon's socket.
-func (c *Client) Dial(ctx context.Context) (net.Conn, error) {
+// dial opens a connection to the daemon's socket.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, c.network, c.addr)
 	if err != nil {

@@ -45,7 +45,7 @@ func (c *Client) hijack(ctx context.Context, p string, q url.Values, body any) (
 	req.Header.Set("User-Agent", "shoal-cli")
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "tcp")
-	conn, err := c.Dial(ctx)
+	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
