@@ -221,7 +221,9 @@ func benchEngineCounts(hosts []*harness.Host) (running, all int) {
 		go func() {
 			defer wg.Done()
 			var cs []struct{ State string }
-			if err := newBenchAPI(h.Daemon).get("/containers/json?all=1", &cs); err != nil {
+			api := newBenchAPI(h.Daemon)
+			defer api.c.CloseIdleConnections()
+			if err := api.get("/containers/json?all=1", &cs); err != nil {
 				return
 			}
 			mu.Lock()

@@ -106,6 +106,7 @@ func benchConverge(b *testing.B, cpus float64) {
 	availBefore := benchMemAvailableMB()
 	logFrom := len(m.Daemon.Log())
 	api := newBenchAPI(m.Daemon)
+	defer api.c.CloseIdleConnections()
 	args := []string{"service", "create", "-d", "--name", "b", "--replicas", strconv.Itoa(n), "busybox:latest", "sleep", "3600"}
 	load0 := benchLoadavg()
 	b.ResetTimer()

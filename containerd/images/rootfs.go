@@ -65,7 +65,8 @@ func (r Rootfs) flags() string {
 // to one page; when many layers do not fit, the layers are passed one by one
 // through the new mount API (fsconfig "lowerdir+", Linux 6.8+).
 func (r Rootfs) Mount(target string) error {
-	if _, err := r.Overlay(); err != nil {
+	ov, err := r.Overlay()
+	if err != nil {
 		return fmt.Errorf("mount %s: %w", target, err)
 	}
 	if opts := r.Options(); len(opts) < os.Getpagesize()-1 {
@@ -74,14 +75,15 @@ func (r Rootfs) Mount(target string) error {
 		}
 		return nil
 	}
-	if err := r.mountFsconfig(target); err != nil {
+	if err := mountDetached(ov, target); err != nil {
 		return fmt.Errorf("images: mount overlay (%d layers) on %s: %w", len(r.Lower), target, err)
 	}
 	return nil
 }
 
-func (r Rootfs) mountFsconfig(target string) error {
-	f, err := r.overlay().Detached()
+// mountDetached mounts ov through the new mount API, one layer at a time.
+func mountDetached(ov runtime.Overlay, target string) error {
+	f, err := ov.Detached()
 	if err != nil {
 		return err
 	}
@@ -90,10 +92,6 @@ func (r Rootfs) mountFsconfig(target string) error {
 		return fmt.Errorf("move_mount: %w", err)
 	}
 	return nil
-}
-
-func (r Rootfs) overlay() runtime.Overlay {
-	return runtime.Overlay{Lower: r.Lower, Upper: r.Upper, Work: r.Work, Options: strings.Split(r.flags(), ",")}
 }
 
 // Overlay describes the rootfs for a runtime that mounts it itself, in the
@@ -108,7 +106,7 @@ func (r Rootfs) Overlay() (runtime.Overlay, error) {
 			return runtime.Overlay{}, fmt.Errorf("images: rootfs: clear the volatile mark: %w", err)
 		}
 	}
-	return r.overlay(), nil
+	return runtime.Overlay{Lower: r.Lower, Upper: r.Upper, Work: r.Work, Options: strings.Split(r.flags(), ",")}, nil
 }
 
 // rootfsRecord is containers-rootfs/<id>/rootfs.json: what the container
