@@ -438,9 +438,17 @@ type SessionMessage struct {
 	// with first (Cluster.gossip_keys).
 	GossipKeys [][]byte `protobuf:"bytes,5,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
 	// data_path_port is the cluster's VXLAN UDP port (0 means 4789).
-	DataPathPort  uint32 `protobuf:"varint,6,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DataPathPort uint32 `protobuf:"varint,6,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	// The heartbeat fast path (api/beat.go), the same in every message of a
+	// session: beats as UDP datagrams to beat_port on the manager's address,
+	// in slot beat_slot of generation beat_generation, authenticated with
+	// beat_key. beat_port 0: none, heartbeat over gRPC.
+	BeatPort       uint32 `protobuf:"varint,7,opt,name=beat_port,json=beatPort,proto3" json:"beat_port,omitempty"`
+	BeatSlot       uint32 `protobuf:"varint,8,opt,name=beat_slot,json=beatSlot,proto3" json:"beat_slot,omitempty"`
+	BeatGeneration uint64 `protobuf:"varint,9,opt,name=beat_generation,json=beatGeneration,proto3" json:"beat_generation,omitempty"`
+	BeatKey        []byte `protobuf:"bytes,10,opt,name=beat_key,json=beatKey,proto3" json:"beat_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
@@ -513,6 +521,34 @@ func (x *SessionMessage) GetDataPathPort() uint32 {
 		return x.DataPathPort
 	}
 	return 0
+}
+
+func (x *SessionMessage) GetBeatPort() uint32 {
+	if x != nil {
+		return x.BeatPort
+	}
+	return 0
+}
+
+func (x *SessionMessage) GetBeatSlot() uint32 {
+	if x != nil {
+		return x.BeatSlot
+	}
+	return 0
+}
+
+func (x *SessionMessage) GetBeatGeneration() uint64 {
+	if x != nil {
+		return x.BeatGeneration
+	}
+	return 0
+}
+
+func (x *SessionMessage) GetBeatKey() []byte {
+	if x != nil {
+		return x.BeatKey
+	}
+	return nil
 }
 
 type HeartbeatRequest struct {
@@ -935,7 +971,7 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\fWeightedPeer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xe9\x01\n" +
+	"\x06weight\x18\x03 \x01(\x03R\x06weight\"\xe7\x02\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
@@ -944,7 +980,12 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\aroot_ca\x18\x04 \x01(\fR\x06rootCa\x12\x1f\n" +
 	"\vgossip_keys\x18\x05 \x03(\fR\n" +
 	"gossipKeys\x12$\n" +
-	"\x0edata_path_port\x18\x06 \x01(\rR\fdataPathPort\"1\n" +
+	"\x0edata_path_port\x18\x06 \x01(\rR\fdataPathPort\x12\x1b\n" +
+	"\tbeat_port\x18\a \x01(\rR\bbeatPort\x12\x1b\n" +
+	"\tbeat_slot\x18\b \x01(\rR\bbeatSlot\x12'\n" +
+	"\x0fbeat_generation\x18\t \x01(\x04R\x0ebeatGeneration\x12\x19\n" +
+	"\bbeat_key\x18\n" +
+	" \x01(\fR\abeatKey\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"F\n" +

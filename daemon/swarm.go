@@ -194,9 +194,10 @@ func (s *swarmNode) runManager(ln net.Listener, bootstrap bool) error {
 	}
 	s.dek.Store(&keys.dek)
 	id := s.id
+	beatConn, beatCmd := heartbeatEndpoint(ln)
 	m, err := manager.New(manager.Config{
 		NodeID: s.state.NodeID, Dir: s.files.raft(), Listener: ln, AdvertiseAddr: s.state.AdvertiseAddr,
-		Security: s.id.sec, Bootstrap: bootstrap,
+		Security: s.id.sec, Bootstrap: bootstrap, BeatConn: beatConn, BeatCommand: beatCmd,
 		Dial:      func(addr string) (*grpc.ClientConn, error) { return manager.Dial(addr, clientTLS) },
 		DEK:       keys.dek,
 		OldDEKs:   keys.old,

@@ -27,6 +27,7 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -35,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -42,6 +44,7 @@ import (
 	"github.com/shoal-project/shoal/manager/ca"
 	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/manager/dispatcher"
+	"github.com/shoal-project/shoal/manager/heartbeat"
 	"github.com/shoal-project/shoal/manager/leader"
 	"github.com/shoal-project/shoal/manager/logbroker"
 	"github.com/shoal-project/shoal/raftstore"
@@ -114,6 +117,12 @@ type Config struct {
 	// a heartbeat's way in up to there apart from the wait for a goroutine
 	// to serve it. It must be quick and must not block.
 	InTap tap.ServerInHandle
+	// BeatConn, when set, is the bound UDP socket of the heartbeat fast
+	// path (package heartbeat), which the manager owns from New on; its
+	// port is announced to agents. BeatCommand starts the process that
+	// answers on it (heartbeat.ServerArg); nil answers in this process.
+	BeatConn    *net.UDPConn
+	BeatCommand func() *exec.Cmd
 }
 
 // Manager is one running manager.
@@ -126,6 +135,8 @@ type Manager struct {
 	grpc  *grpc.Server
 	disp  *dispatcher.Dispatcher
 	log   *slog.Logger
+	// beats is the heartbeat fast path's table (nil without BeatConn).
+	beats *heartbeat.Table
 	// streams rechecks the callers of open streams.
 	streams streamGuard
 
@@ -148,7 +159,12 @@ type Manager struct {
 }
 
 // New opens the raft state and registers the services; Run serves.
-func New(cfg Config) (*Manager, error) {
+func New(cfg Config) (_ *Manager, err error) {
+	defer func() {
+		if err != nil && cfg.BeatConn != nil {
+			cfg.BeatConn.Close()
+		}
+	}()
 	if cfg.Security == nil && cfg.Root != nil && cfg.Cert != nil && cfg.Key != nil {
 		sec, err := ca.NewSecurity(cfg.Root, cfg.Cert, cfg.Key)
 		if err != nil {
@@ -171,7 +187,6 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, sec: cfg.Security, log: cfg.Logger, lockKey: cfg.UnlockKey, lockedAt: cfg.SealedAt,
 		dek: cfg.DEK, oldDEKs: cfg.OldDEKs}
 	tlsCfg := m.sec.TLSConfig(m.allowed)
-	var err error
 	serverTLS := tlsCfg.Clone()
 	// Joining nodes have no certificate yet: the handshake lets them in and
 	// the interceptors confine them to the CA service.
@@ -200,11 +215,24 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.DEK != nil {
 		m.keys = m.raft
 	}
-	m.disp, err = dispatcher.New(dispatcher.Config{
+	dcfg := dispatcher.Config{
 		Store: m.store, NodeID: nodeIDOf, TrustBundle: m.trustBundle,
 		HeartbeatPeriod: cfg.HeartbeatPeriod, Logger: cfg.Logger,
-	})
+	}
+	if cfg.BeatConn != nil {
+		// Without the table the manager still serves, with gRPC heartbeats.
+		if m.beats, err = heartbeat.NewTable(heartbeat.DefaultSlots); err != nil {
+			m.log.Warn("manager: no heartbeat fast path", "err", err)
+			cfg.BeatConn.Close()
+			m.cfg.BeatConn = nil
+		} else {
+			m.beats.SetPeriod(cmp.Or(cfg.HeartbeatPeriod, dispatcher.DefaultHeartbeatPeriod))
+			dcfg.Beats, dcfg.BeatPort = m.beats, uint32(cfg.BeatConn.LocalAddr().(*net.UDPAddr).Port)
+		}
+	}
+	m.disp, err = dispatcher.New(dcfg)
 	if err != nil {
+		m.closeBeats()
 		m.raft.Close()
 		return nil, fmt.Errorf("manager: %w", err)
 	}
@@ -246,6 +274,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); m.whileLeader(ctx) }()
 	go func() { defer wg.Done(); m.followCluster(ctx) }()
+	if m.beats != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			heartbeat.Run(ctx, m.cfg.BeatConn, m.beats, m.cfg.BeatCommand, m.log)
+		}()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -279,7 +314,20 @@ func (m *Manager) Run(ctx context.Context) error {
 		err = cerr
 	}
 	m.mux.close()
+	m.closeBeats()
 	return err
+}
+
+// closeBeats releases the heartbeat fast path's table and socket (Run's
+// heartbeat.Run has returned, or never ran).
+func (m *Manager) closeBeats() {
+	if m.beats != nil {
+		m.beats.Close()
+		m.beats = nil
+	}
+	if m.cfg.BeatConn != nil {
+		m.cfg.BeatConn.Close()
+	}
 }
 
 // whileLeader runs the leader-only loops during each term this node leads.

@@ -96,8 +96,17 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 		logsDone.Add(1)
 		go func() { defer logsDone.Done(); a.serveLogs(sctx, lb) }()
 	}
+	fast, err := newFastBeater(addr, first)
+	if err != nil {
+		a.cfg.Logger.Warn("worker: heartbeats over gRPC only", "manager", addr, "err", err)
+	}
+	if fast != nil {
+		defer fast.Close()
+		stop := context.AfterFunc(sctx, func() { fast.Close() })
+		defer stop()
+	}
 	errc := make(chan error, 3)
-	go func() { errc <- a.heartbeats(sctx, conn, sid) }()
+	go func() { errc <- a.heartbeats(sctx, conn, sid, fast) }()
 	go func() {
 		for {
 			m, err := stream.Recv()
@@ -137,19 +146,20 @@ func sessionErr(what string, err error) error {
 // being declared down.
 const lateBeat = 0.5
 
-// heartbeats beats at the period the dispatcher names.
-func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error {
+// heartbeats beats at the period the dispatcher names, through the fast
+// path (fast, nil if none) while it answers, else over gRPC.
+func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string, fast *fastBeater) error {
 	period := DefaultHeartbeatPeriod
 	var due time.Time // when this beat should have been sent
 	for {
 		sent := time.Now()
-		// A heartbeat that outlasts the manager's longest grace is lost
-		// anyway: give up on that manager instead of waiting on TCP.
-		hctx, cancel := context.WithTimeout(ctx, heartbeatPeriods*period)
-		resp, err := c.Heartbeat(hctx, &api.HeartbeatRequest{SessionId: sid})
-		cancel()
+		p, err := heartbeat(ctx, c, sid, fast, period)
 		if err != nil {
-			return sessionErr("heartbeat", err)
+			return err
+		}
+		if fast != nil && !fast.usable() && ctx.Err() == nil {
+			a.cfg.Logger.Warn("worker: heartbeat fast path does not answer; beating over gRPC", "session", sid)
+			fast = nil
 		}
 		late := time.Since(sent)
 		if !due.IsZero() {
@@ -159,9 +169,7 @@ func (a *Agent) heartbeats(ctx context.Context, c Dispatcher, sid string) error 
 			a.admit.congested()
 			a.cfg.Logger.Debug("worker: heartbeat late, start window cut", "late", late)
 		}
-		if p := resp.GetPeriod(); p != nil && p.AsDuration() > 0 {
-			period = p.AsDuration()
-		}
+		period = p
 		wait := time.Duration(float64(period) * (1 - heartbeatJitter*rand.Float64()))
 		due = time.Now().Add(wait)
 		if !sleep(ctx, wait) {

@@ -36,8 +36,15 @@ func (d *deadlines) set(node string, t time.Time) { d.at[node] = t }
 // base scaled by how much longer its recent gaps were, up to limit. The gap
 // estimate rises at once and decays by a tenth per heartbeat.
 func (d *deadlines) beat(node string, now time.Time, period, base, limit time.Duration) time.Time {
-	if last, ok := d.last[node]; ok {
-		g := now.Sub(last)
+	return d.beats(node, now, 1, period, base, limit)
+}
+
+// beats records n heartbeats of node, the last at now, as beat does n of
+// them: their gaps are taken as even (the fast path's table counts beats
+// and keeps the last one's arrival).
+func (d *deadlines) beats(node string, now time.Time, n uint64, period, base, limit time.Duration) time.Time {
+	if last, ok := d.last[node]; ok && n > 0 {
+		g := now.Sub(last) / time.Duration(n)
 		if prev := d.gap[node]; g < prev {
 			g = prev - (prev-g)/10
 		}

@@ -105,6 +105,20 @@ type Config struct {
 	// OnStatusFlush, if set, is called by the batcher with the number of
 	// statuses each flush wrote.
 	OnStatusFlush func(n int)
+	// Beats, when set, is the heartbeat fast path (package heartbeat's
+	// table): each session gets a slot there, announced to its agent with
+	// BeatPort, and the beats that arrived through it count when the
+	// node's deadline falls due.
+	Beats    BeatTable
+	BeatPort uint32
+}
+
+// BeatTable is the heartbeat fast path's record of sessions and their
+// beats (heartbeat.Table).
+type BeatTable interface {
+	Assign() (slot uint32, gen uint64, key []byte, err error)
+	Release(slot uint32, gen uint64)
+	Seen(slot uint32, gen uint64) (at time.Time, count uint64, ok bool)
 }
 
 // session is one node's current session.
@@ -113,6 +127,17 @@ type session struct {
 	nodeID string
 	ctx    context.Context
 	cancel context.CancelFunc
+	// beat is the session's slot in the fast path's table (nil: none).
+	beat *beatSlot
+}
+
+// beatSlot is a session's slot in Config.Beats and how many of its beats
+// the deadlines have taken (d.mu guards counted).
+type beatSlot struct {
+	slot    uint32
+	gen     uint64
+	key     []byte
+	counted uint64
 }
 
 // Dispatcher serves api.DispatcherServer. Create with New, run with Run.
@@ -262,6 +287,7 @@ func (d *Dispatcher) watchDeadlines(ctx context.Context) {
 		}
 		now := d.cfg.Clock.Now()
 		d.mu.Lock()
+		d.countFastBeats()
 		expired := d.deadlines.ration(d.deadlines.expired(now), d.downPerRound(), now.Add(d.cfg.HeartbeatPeriod))
 		for _, n := range expired {
 			if s := d.sessions[n]; s != nil {
@@ -288,6 +314,32 @@ func (d *Dispatcher) watchDeadlines(ctx context.Context) {
 			}
 			d.mu.Unlock()
 		}
+	}
+}
+
+// countFastBeats takes the beats that arrived through the fast path since
+// the last look as heartbeats (at the time the last of them arrived). It
+// runs when a deadline falls due, before the expired nodes are picked:
+// the table is read then, not at every beat. d.mu held.
+func (d *Dispatcher) countFastBeats() {
+	if d.cfg.Beats == nil {
+		return
+	}
+	for node, s := range d.sessions {
+		b := s.beat
+		if b == nil {
+			continue
+		}
+		at, count, ok := d.cfg.Beats.Seen(b.slot, b.gen)
+		if !ok || count <= b.counted {
+			continue
+		}
+		// Beats older than a gRPC heartbeat already counted add nothing.
+		last, beaten := d.deadlines.last[node]
+		if _, tracked := d.deadlines.at[node]; tracked && (!beaten || at.After(last)) {
+			d.deadlines.beats(node, at, count-b.counted, d.cfg.HeartbeatPeriod, d.grace(), d.maxGrace())
+		}
+		b.counted = count
 	}
 }
 
@@ -359,6 +411,16 @@ func (d *Dispatcher) openSession(nodeID, resumeID string) (*session, error) {
 	}
 	ctx, cancel := context.WithCancel(d.runCtx)
 	s := &session{id: newSessionID(), nodeID: nodeID, ctx: ctx, cancel: cancel}
+	if d.cfg.Beats != nil {
+		// A table without room leaves the session to gRPC heartbeats.
+		if slot, gen, key, err := d.cfg.Beats.Assign(); err == nil {
+			s.beat = &beatSlot{slot: slot, gen: gen, key: key}
+			beats := d.cfg.Beats
+			context.AfterFunc(ctx, func() { beats.Release(slot, gen) })
+		} else {
+			d.log.Warn("dispatcher: no heartbeat fast path for session", "node", nodeID, "err", err)
+		}
+	}
 	d.sessions[nodeID] = s
 	// The agent cannot beat before it has the session ID, which it gets
 	// after the READY write: until then the longest grace, so that a write
@@ -442,8 +504,12 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 		if d.cfg.TrustBundle != nil {
 			root = d.cfg.TrustBundle()
 		}
-		return stream.Send(&api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root,
-			GossipKeys: overlay.keys, DataPathPort: overlay.port})
+		m := &api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root,
+			GossipKeys: overlay.keys, DataPathPort: overlay.port}
+		if s.beat != nil && d.cfg.BeatPort != 0 {
+			m.BeatPort, m.BeatSlot, m.BeatGeneration, m.BeatKey = d.cfg.BeatPort, s.beat.slot, s.beat.gen, s.beat.key
+		}
+		return stream.Send(m)
 	}
 	if err := send(); err != nil {
 		return err
