@@ -440,10 +440,11 @@ type SessionMessage struct {
 	// data_path_port is the cluster's VXLAN UDP port (0 means 4789).
 	DataPathPort uint32 `protobuf:"varint,6,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
 	// The heartbeat fast path (api/beat.go), the same in every message of a
-	// session: beats as UDP datagrams to beat_port on the manager's address,
-	// in slot beat_slot of generation beat_generation, authenticated with
-	// beat_key. beat_port 0: none, heartbeat over gRPC.
-	BeatPort       uint32 `protobuf:"varint,7,opt,name=beat_port,json=beatPort,proto3" json:"beat_port,omitempty"`
+	// session: beats as UDP datagrams to beat_addr (host:port of the leader
+	// whose dispatcher holds the session, also when the session came through
+	// a follower), in slot beat_slot of generation beat_generation,
+	// authenticated with beat_key. beat_addr empty: none, heartbeat over gRPC.
+	BeatAddr       string `protobuf:"bytes,7,opt,name=beat_addr,json=beatAddr,proto3" json:"beat_addr,omitempty"`
 	BeatSlot       uint32 `protobuf:"varint,8,opt,name=beat_slot,json=beatSlot,proto3" json:"beat_slot,omitempty"`
 	BeatGeneration uint64 `protobuf:"varint,9,opt,name=beat_generation,json=beatGeneration,proto3" json:"beat_generation,omitempty"`
 	BeatKey        []byte `protobuf:"bytes,10,opt,name=beat_key,json=beatKey,proto3" json:"beat_key,omitempty"`
@@ -523,11 +524,11 @@ func (x *SessionMessage) GetDataPathPort() uint32 {
 	return 0
 }
 
-func (x *SessionMessage) GetBeatPort() uint32 {
+func (x *SessionMessage) GetBeatAddr() string {
 	if x != nil {
-		return x.BeatPort
+		return x.BeatAddr
 	}
-	return 0
+	return ""
 }
 
 func (x *SessionMessage) GetBeatSlot() uint32 {
@@ -981,7 +982,7 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\vgossip_keys\x18\x05 \x03(\fR\n" +
 	"gossipKeys\x12$\n" +
 	"\x0edata_path_port\x18\x06 \x01(\rR\fdataPathPort\x12\x1b\n" +
-	"\tbeat_port\x18\a \x01(\rR\bbeatPort\x12\x1b\n" +
+	"\tbeat_addr\x18\a \x01(\tR\bbeatAddr\x12\x1b\n" +
 	"\tbeat_slot\x18\b \x01(\rR\bbeatSlot\x12'\n" +
 	"\x0fbeat_generation\x18\t \x01(\x04R\x0ebeatGeneration\x12\x19\n" +
 	"\bbeat_key\x18\n" +

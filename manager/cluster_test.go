@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/ca"
+	"github.com/shoal-project/shoal/manager/heartbeat"
 	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -178,6 +180,19 @@ func (tm *testManager) start(ln net.Listener) {
 		Root: tm.root, Cert: tm.cert, Key: tm.key, Bootstrap: tm.bootstrap,
 		Dial:   func(addr string) (*grpc.ClientConn, error) { return Dial(addr, ctls) },
 		Logger: testLogger, StatsHandler: tm.stats,
+	}
+	// The heartbeat fast path as the daemon runs it: on the manager port's
+	// number over UDP, answered by a process of its own (this test binary,
+	// TestMain).
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		if uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: tcp.IP, Port: tcp.Port}); err == nil {
+			cfg.BeatConn = uc
+			cfg.BeatCommand = func() *exec.Cmd {
+				cmd := exec.Command(os.Args[0], heartbeat.ServerArg)
+				cmd.Stderr = os.Stderr
+				return cmd
+			}
+		}
 	}
 	// A stats handler that also taps (the scale bench's heartbeatTimer)
 	// sees each call's headers read too.

@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"net"
 	"os/exec"
+	"strconv"
 	"sync"
 	"time"
 
@@ -227,7 +228,14 @@ func New(cfg Config) (_ *Manager, err error) {
 			m.cfg.BeatConn = nil
 		} else {
 			m.beats.SetPeriod(cmp.Or(cfg.HeartbeatPeriod, dispatcher.DefaultHeartbeatPeriod))
-			dcfg.Beats, dcfg.BeatPort = m.beats, uint32(cfg.BeatConn.LocalAddr().(*net.UDPAddr).Port)
+			// Agents beat at this manager's advertised host, on the UDP
+			// socket's port, whichever manager their session came through.
+			host, _, herr := net.SplitHostPort(cfg.AdvertiseAddr)
+			if herr != nil {
+				host = cfg.AdvertiseAddr
+			}
+			dcfg.Beats = m.beats
+			dcfg.BeatAddr = net.JoinHostPort(host, strconv.Itoa(cfg.BeatConn.LocalAddr().(*net.UDPAddr).Port))
 		}
 	}
 	m.disp, err = dispatcher.New(dcfg)

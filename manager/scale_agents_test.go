@@ -32,7 +32,10 @@ type agentSpec struct {
 
 // agentResults is what the agents measured since their last reset.
 type agentResults struct {
-	HB                []time.Duration
+	HB []time.Duration
+	// Fast is the fast path's sent -> answered of each beat it answered
+	// (the answering process's clock minus the agent's: one machine).
+	Fast              []time.Duration
 	Written           map[int64]time.Duration
 	Restarts, Refused map[string]int
 	// Runtime is the agents' process's runtime figures since the last
@@ -49,7 +52,7 @@ type agentResults struct {
 type agentPool struct {
 	// in-process
 	sims              []*simNode
-	hb                *latencies
+	hb, fast          *latencies
 	restarts, refused *lostSessions
 	wg                sync.WaitGroup
 	// child process
@@ -61,7 +64,7 @@ type agentPool struct {
 
 func startAgents(ctx context.Context, t *testing.T, rootPEM []byte, specs []agentSpec, leader func() string) (*agentPool, error) {
 	if os.Getenv("SHOAL_SCALE_AGENTS") == "inprocess" {
-		p := &agentPool{hb: &latencies{}, restarts: &lostSessions{}, refused: &lostSessions{}}
+		p := &agentPool{hb: &latencies{}, fast: &latencies{}, restarts: &lostSessions{}, refused: &lostSessions{}}
 		sims, err := newSims(rootPEM, specs, leader)
 		if err != nil {
 			return nil, err
@@ -71,7 +74,7 @@ func startAgents(ctx context.Context, t *testing.T, rootPEM []byte, specs []agen
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				s.run(ctx, p.hb, p.restarts, p.refused)
+				s.run(ctx, p.hb, p.fast, p.restarts, p.refused)
 			}()
 		}
 		return p, nil
@@ -147,15 +150,16 @@ func (p *agentPool) reset() {
 		return
 	}
 	p.hb.reset()
+	p.fast.reset()
 	p.restarts.reset()
 	p.refused.reset()
 }
 
 // results ends the agents' process (in-process agents go on until ctx
 // ends) and returns what they measured, and the process's CPU.
-func (p *agentPool) results(t *testing.T) (*latencies, *lostSessions, *lostSessions, time.Duration, string) {
+func (p *agentPool) results(t *testing.T) (*latencies, *latencies, *lostSessions, *lostSessions, time.Duration, string) {
 	if p.cmd == nil {
-		return p.hb, p.restarts, p.refused, 0, ""
+		return p.hb, p.fast, p.restarts, p.refused, 0, ""
 	}
 	p.stdin.Close()
 	select {
@@ -173,7 +177,7 @@ func (p *agentPool) results(t *testing.T) (*latencies, *lostSessions, *lostSessi
 	}
 	hb := &latencies{d: res.HB, at: res.Written}
 	cpu := p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
-	return hb, &lostSessions{why: res.Restarts}, &lostSessions{why: res.Refused}, cpu, res.Runtime
+	return hb, &latencies{d: res.Fast}, &lostSessions{why: res.Restarts}, &lostSessions{why: res.Refused}, cpu, res.Runtime
 }
 
 func (p *agentPool) stop() {
@@ -253,13 +257,13 @@ func TestScaleAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hb, restarts, refused := &latencies{}, &lostSessions{}, &lostSessions{}
+	hb, fast, restarts, refused := &latencies{}, &latencies{}, &lostSessions{}, &lostSessions{}
 	var wg sync.WaitGroup
 	for _, s := range sims {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.run(ctx, hb, restarts, refused)
+			s.run(ctx, hb, fast, restarts, refused)
 		}()
 	}
 	rt0 := sampleRuntime()
@@ -267,6 +271,7 @@ func TestScaleAgents(t *testing.T) {
 	for sc.Scan() {
 		if sc.Text() == "reset" {
 			hb.reset()
+			fast.reset()
 			restarts.reset()
 			refused.reset()
 			rt0 = sampleRuntime()
@@ -274,11 +279,13 @@ func TestScaleAgents(t *testing.T) {
 	}
 	rt := rt0.delta(sampleRuntime())
 	hb.mu.Lock()
+	fast.mu.Lock()
 	restarts.mu.Lock()
 	refused.mu.Lock()
-	out, err := json.Marshal(agentResults{HB: hb.d, Written: hb.at, Restarts: restarts.why, Refused: refused.why, Runtime: rt.String()})
+	out, err := json.Marshal(agentResults{HB: hb.d, Fast: fast.d, Written: hb.at, Restarts: restarts.why, Refused: refused.why, Runtime: rt.String()})
 	refused.mu.Unlock()
 	restarts.mu.Unlock()
+	fast.mu.Unlock()
 	hb.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/shoal-project/shoal/api"
@@ -31,17 +30,13 @@ type fastBeater struct {
 	buf    []byte
 }
 
-// newFastBeater opens the fast path the session message m offers on the
-// manager at addr (host:port of its gRPC endpoint); nil if it offers none.
-func newFastBeater(addr string, m *api.SessionMessage) (*fastBeater, error) {
-	if m.GetBeatPort() == 0 || len(m.GetBeatKey()) != api.BeatKeySize || m.GetBeatGeneration() == 0 {
+// newFastBeater opens the fast path the session message m offers; nil if
+// it offers none.
+func newFastBeater(m *api.SessionMessage) (*fastBeater, error) {
+	if m.GetBeatAddr() == "" || len(m.GetBeatKey()) != api.BeatKeySize || m.GetBeatGeneration() == 0 {
 		return nil, nil
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("heartbeat fast path: %w", err)
-	}
-	raddr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(int(m.GetBeatPort()))))
+	raddr, err := net.ResolveUDPAddr("udp", m.GetBeatAddr())
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat fast path: %w", err)
 	}

@@ -56,8 +56,8 @@ func beatResponder(t *testing.T, key, answerKey []byte, silent bool) (port int) 
 
 func fastFor(t *testing.T, port int, key []byte) *fastBeater {
 	t.Helper()
-	f, err := newFastBeater("127.0.0.1:"+strconv.Itoa(port+1), &api.SessionMessage{
-		BeatPort: uint32(port), BeatSlot: 2, BeatGeneration: 5, BeatKey: key})
+	f, err := newFastBeater(&api.SessionMessage{
+		BeatAddr: "127.0.0.1:" + strconv.Itoa(port), BeatSlot: 2, BeatGeneration: 5, BeatKey: key})
 	if err != nil || f == nil {
 		t.Fatalf("newFastBeater: %v, %v", f, err)
 	}
@@ -109,10 +109,10 @@ func TestFastBeatFallsBackToGRPC(t *testing.T) {
 func TestNoFastBeaterWithoutOffer(t *testing.T) {
 	for _, m := range []*api.SessionMessage{
 		{},
-		{BeatPort: 2377, BeatGeneration: 1, BeatKey: []byte("short")},
-		{BeatPort: 2377, BeatKey: bytes.Repeat([]byte{1}, api.BeatKeySize)},
+		{BeatAddr: "127.0.0.1:2377", BeatGeneration: 1, BeatKey: []byte("short")},
+		{BeatAddr: "127.0.0.1:2377", BeatKey: bytes.Repeat([]byte{1}, api.BeatKeySize)},
 	} {
-		if f, err := newFastBeater("127.0.0.1:2377", m); f != nil || err != nil {
+		if f, err := newFastBeater(m); f != nil || err != nil {
 			t.Fatalf("offer %+v: beater %v, %v", m, f, err)
 		}
 	}

@@ -96,7 +96,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) error {
 		logsDone.Add(1)
 		go func() { defer logsDone.Done(); a.serveLogs(sctx, lb) }()
 	}
-	fast, err := newFastBeater(addr, first)
+	fast, err := newFastBeater(first)
 	if err != nil {
 		a.cfg.Logger.Warn("worker: heartbeats over gRPC only", "manager", addr, "err", err)
 	}

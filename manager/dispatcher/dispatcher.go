@@ -107,10 +107,10 @@ type Config struct {
 	OnStatusFlush func(n int)
 	// Beats, when set, is the heartbeat fast path (package heartbeat's
 	// table): each session gets a slot there, announced to its agent with
-	// BeatPort, and the beats that arrived through it count when the
-	// node's deadline falls due.
+	// BeatAddr (host:port, UDP), and the beats that arrived through it
+	// count when the node's deadline falls due.
 	Beats    BeatTable
-	BeatPort uint32
+	BeatAddr string
 }
 
 // BeatTable is the heartbeat fast path's record of sessions and their
@@ -506,8 +506,8 @@ func (d *Dispatcher) Session(req *api.SessionRequest, stream api.Dispatcher_Sess
 		}
 		m := &api.SessionMessage{SessionId: s.id, Node: node, Managers: managers, RootCa: root,
 			GossipKeys: overlay.keys, DataPathPort: overlay.port}
-		if s.beat != nil && d.cfg.BeatPort != 0 {
-			m.BeatPort, m.BeatSlot, m.BeatGeneration, m.BeatKey = d.cfg.BeatPort, s.beat.slot, s.beat.gen, s.beat.key
+		if s.beat != nil && d.cfg.BeatAddr != "" {
+			m.BeatAddr, m.BeatSlot, m.BeatGeneration, m.BeatKey = d.cfg.BeatAddr, s.beat.slot, s.beat.gen, s.beat.key
 		}
 		return stream.Send(m)
 	}

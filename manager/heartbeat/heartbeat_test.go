@@ -33,6 +33,7 @@ func newTable(t *testing.T, n int) *Table {
 	}
 	t.Cleanup(func() { tab.Close() })
 	tab.SetPeriod(time.Second)
+	tab.Vouch(time.Unix(1<<32, 0))
 	return tab
 }
 
@@ -117,6 +118,24 @@ func TestAcceptRefusesHostileBeats(t *testing.T) {
 	}
 	if _, _, ok := tab.Seen(slot, gen); ok {
 		t.Error("Seen of a released session")
+	}
+}
+
+// Beats are answered only while the manager vouches for itself.
+func TestAcceptOnlyWhileVouched(t *testing.T) {
+	tab := newTable(t, 4)
+	slot, gen, key, _ := tab.Assign()
+	now := time.Unix(3000, 0)
+	tab.Vouch(now.Add(-time.Nanosecond))
+	if tab.Accept(api.Beat{Slot: slot, Generation: gen, Seq: 1, Sent: 1}.Seal(nil, key), now) != nil {
+		t.Fatal("answered after the manager's vouching lapsed")
+	}
+	if _, n, _ := tab.Seen(slot, gen); n != 0 {
+		t.Fatalf("%d beats recorded while not vouched", n)
+	}
+	tab.Vouch(now)
+	if tab.Accept(api.Beat{Slot: slot, Generation: gen, Seq: 2, Sent: 1}.Seal(nil, key), now) == nil {
+		t.Fatal("not answered while vouched")
 	}
 }
 

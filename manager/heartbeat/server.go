@@ -85,6 +85,9 @@ func Main() {
 // process. Run closes conn when it returns.
 func Run(ctx context.Context, conn *net.UDPConn, t *Table, command func() *exec.Cmd, log *slog.Logger) {
 	defer conn.Close()
+	vouched := make(chan struct{})
+	go func() { defer close(vouched); vouch(ctx, t) }()
+	defer func() { <-vouched }()
 	if command == nil {
 		go func() {
 			if err := Serve(conn, t); err != nil {
@@ -104,6 +107,30 @@ func Run(ctx context.Context, conn *net.UDPConn, t *Table, command func() *exec.
 		case <-ctx.Done():
 			return
 		case <-time.After(restartDelay):
+		}
+	}
+}
+
+// Vouching: every vouchEvery the manager's Run says it runs for vouchFor
+// more. A stopped manager's agents beat over gRPC within vouchFor, well
+// inside a node's grace (3 s at the default period); a manager starved of
+// CPU would have to miss its timer for seconds.
+const (
+	vouchEvery = 500 * time.Millisecond
+	vouchFor   = 2 * time.Second
+)
+
+// vouch keeps t answering while ctx lasts, and stops it when ctx ends.
+func vouch(ctx context.Context, t *Table) {
+	tick := time.NewTicker(vouchEvery)
+	defer tick.Stop()
+	for {
+		t.Vouch(time.Now().Add(vouchFor))
+		select {
+		case <-ctx.Done():
+			t.Vouch(time.Time{})
+			return
+		case <-tick.C:
 		}
 	}
 }

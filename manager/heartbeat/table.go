@@ -47,6 +47,7 @@ const (
 	hSlots    = 8
 	hPeriod   = 16 // ns
 	hAnswered = 24 // beats answered, all slots
+	hAlive    = 32 // UnixNano until which the manager vouches for itself
 
 	// slot words
 	sGen   = 0
@@ -159,6 +160,13 @@ func (t *Table) slotOff(slot uint32) int { return headerSize + int(slot)*slotSiz
 // SetPeriod sets the period the answers name.
 func (t *Table) SetPeriod(d time.Duration) { t.word(hPeriod).Store(uint64(d)) }
 
+// Vouch says the manager's process runs until at least until: beats are
+// answered only until then. A manager that is stopped or wedged (or has
+// ended) stops vouching, and its agents' beats go to gRPC, which tells
+// them to look elsewhere: an answer from the fast path must not outlive
+// the manager it speaks for.
+func (t *Table) Vouch(until time.Time) { t.word(hAlive).Store(uint64(until.UnixNano())) }
+
 // Answered is how many beats the table has accepted since it was made.
 func (t *Table) Answered() uint64 { return t.word(hAnswered).Load() }
 
@@ -235,7 +243,7 @@ func (t *Table) Seen(slot uint32, gen uint64) (at time.Time, count uint64, ok bo
 // microseconds of one Accept.
 func (t *Table) Accept(pkt []byte, now time.Time) []byte {
 	b, err := api.ParseBeat(pkt)
-	if err != nil || b.Slot >= t.slots || b.Generation == 0 || b.Seq == 0 {
+	if err != nil || b.Slot >= t.slots || b.Generation == 0 || b.Seq == 0 || now.UnixNano() > int64(t.word(hAlive).Load()) {
 		return nil
 	}
 	off := t.slotOff(b.Slot)
