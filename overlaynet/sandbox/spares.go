@@ -20,8 +20,12 @@ import (
 // One goroutine makes them, until the context given to NewSpares ends or
 // Close; a Take when none is ready makes one itself.
 type Spares struct {
-	dir    string
-	ready  chan string
+	dir   string
+	ready chan string
+	// retire takes the pool's mounts of taken spares to the filling
+	// goroutine, which unmounts them: an unmount waits for an RCU grace
+	// period (1.2 ms here), which a take need not wait for.
+	retire chan string
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -47,7 +51,7 @@ func NewSpares(ctx context.Context, dir string, n int) (*Spares, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Spares{dir: dir, ready: make(chan string, n-1), cancel: cancel, done: make(chan struct{})}
+	s := &Spares{dir: dir, ready: make(chan string, n-1), retire: make(chan string, 16), cancel: cancel, done: make(chan struct{})}
 	go s.fill(ctx)
 	return s, nil
 }
@@ -56,6 +60,19 @@ func NewSpares(ctx context.Context, dir string, n int) (*Spares, error) {
 func (s *Spares) Close() {
 	s.cancel()
 	<-s.done
+	s.removeRetired()
+}
+
+// removeRetired removes the retired spares' mounts waiting in s.retire.
+func (s *Spares) removeRetired() {
+	for {
+		select {
+		case p := <-s.retire:
+			Remove(p)
+		default:
+			return
+		}
+	}
 }
 
 // fill makes namespaces while the pool has room. When the context ends,
@@ -63,6 +80,7 @@ func (s *Spares) Close() {
 // own or got one that is then its).
 func (s *Spares) fill(ctx context.Context) {
 	defer close(s.done)
+	defer s.removeRetired()
 	defer func() {
 		for {
 			select {
@@ -81,10 +99,16 @@ func (s *Spares) fill(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		select {
-		case s.ready <- p:
-		case <-ctx.Done():
-			Remove(p)
+		for handed := false; !handed; {
+			select {
+			case s.ready <- p:
+				handed = true
+			case r := <-s.retire:
+				Remove(r)
+			case <-ctx.Done():
+				Remove(p)
+				return
+			}
 		}
 	}
 }
@@ -99,11 +123,19 @@ func (s *Spares) Take(path string) error {
 		return Create(path)
 	}
 	err := move(p, path)
-	if rerr := Remove(p); rerr != nil && err == nil {
-		err = rerr
-	}
 	if err != nil {
+		Remove(p)
 		return fmt.Errorf("create netns %s: %w", path, err)
+	}
+	// The namespace lives on at path; the pool's mount of it goes later
+	// (or now, if the filling goroutine is behind). A crash in between
+	// leaves it to the next NewSpares, which removes what it finds.
+	select {
+	case s.retire <- p:
+	default:
+		if err := Remove(p); err != nil {
+			return fmt.Errorf("create netns %s: %w", path, err)
+		}
 	}
 	return nil
 }
