@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/initsig"
 	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/oci"
 	"github.com/shoal-project/shoal/containerd/runtime"
@@ -593,6 +594,9 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 		// As dockerd: a kill meant to end the container cancels its restart policy.
 		_, _ = e.update(c.ID, func(c *Container) { c.State.StoppedByUser = true })
 	}
+	if sig != unix.SIGKILL {
+		awaitInit(c)
+	}
 	if err := e.rt.Kill(c.ID, sig, false); err != nil {
 		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrState) {
 			// It exited a moment ago; its monitor is recording that.
@@ -611,6 +615,27 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 	}
 	return nil
 }
+
+// awaitInit waits, at most initReadyWait, until the --init of c catches
+// signals (initsig.ReadyName): a container started a moment ago may still
+// be starting its init, which a signal would end with exit code 2 instead
+// of passing it on. Containers without --init, and an init that is gone,
+// do not wait.
+func awaitInit(c Container) {
+	if !c.Config.Init || c.State.Pid <= 0 {
+		return
+	}
+	comm := "/proc/" + strconv.Itoa(c.State.Pid) + "/comm"
+	for end := time.Now().Add(initReadyWait); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(comm)
+		if err != nil || strings.TrimSpace(string(b)) == initsig.ReadyName {
+			return
+		}
+	}
+}
+
+// initReadyWait bounds awaitInit: the init's Go start takes milliseconds.
+const initReadyWait = time.Second
 
 // killWait bounds how long kill waits for a SIGKILLed container's exit.
 const killWait = 10 * time.Second
@@ -654,6 +679,9 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 		}
 	}
 	_, _ = e.update(c.ID, func(c *Container) { c.State.StoppedByUser = true })
+	if t != 0 {
+		awaitInit(c)
+	}
 	if t != 0 && e.rt.Kill(c.ID, sig, false) == nil {
 		e.emit("kill", c, map[string]string{"signal": strconv.Itoa(int(sig))})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"unsafe"
 )
 
 // Arg is the first argument of the --init mode.
@@ -28,10 +29,18 @@ var Forwarded = []os.Signal{
 // --init, from program start; nil otherwise.
 var C chan os.Signal
 
+// ReadyName is the init's name (/proc/PID/comm) once it catches signals:
+// until then a signal ends it with exit code 2 (the Go runtime's, above),
+// so the engine waits for this name before it signals a container that was
+// started a moment ago (containers.Engine.Kill and Stop).
+const ReadyName = "shoal-init"
+
 func init() {
 	if len(os.Args) < 2 || os.Args[1] != Arg {
 		return
 	}
 	C = make(chan os.Signal, 64)
 	signal.Notify(C, append([]os.Signal{syscall.SIGCHLD}, Forwarded...)...)
+	name := []byte(ReadyName + "\x00")
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0)
 }
