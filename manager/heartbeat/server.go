@@ -82,19 +82,25 @@ func Main() {
 // Run serves t's beats on conn until ctx ends, in a process of its own that
 // command starts (with ServerArg; Run adds the descriptors) and starts
 // again, after restartDelay, whenever it exits; with command nil, in this
-// process. Run closes conn when it returns.
+// process. Run closes conn when it returns, and nothing of Run's uses t
+// any more then.
 func Run(ctx context.Context, conn *net.UDPConn, t *Table, command func() *exec.Cmd, log *slog.Logger) {
 	defer conn.Close()
 	vouched := make(chan struct{})
 	go func() { defer close(vouched); vouch(ctx, t) }()
 	defer func() { <-vouched }()
 	if command == nil {
+		// Serve has returned before Run does: the caller may unmap t then.
+		served := make(chan struct{})
 		go func() {
+			defer close(served)
 			if err := Serve(conn, t); err != nil {
 				log.Warn("heartbeat: fast path stopped", "err", err)
 			}
 		}()
 		<-ctx.Done()
+		conn.Close()
+		<-served
 		return
 	}
 	for {
