@@ -312,3 +312,11 @@ func TestHostsSweep(t *testing.T) {
 	}
 	tr.assertGone(t)
 }
+
+func TestRuleWords(t *testing.T) {
+	got := ruleWords(`-D FORWARD -i brshoal1 -m comment --comment "shoal bridge brshoal1" -j ACCEPT`)
+	want := []string{"-D", "FORWARD", "-i", "brshoal1", "-m", "comment", "--comment", "shoal bridge brshoal1", "-j", "ACCEPT"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("ruleWords = %q, want %q", got, want)
+	}
+}

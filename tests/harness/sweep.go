@@ -214,11 +214,39 @@ func removeFirewall(prefix string) {
 		}
 		for _, line := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(line, "-A ") && strings.Contains(line, prefix) {
-				args := strings.Fields("-D" + line[2:])
-				_ = exec.Command("iptables", args...).Run()
+				_ = exec.Command("iptables", ruleWords("-D"+line[2:])...).Run()
 			}
 		}
 	}
+}
+
+// ruleWords splits a rule as iptables -S prints it into arguments: words,
+// and double-quoted strings (a comment: "shoal bridge NAME") as one. Split
+// on spaces alone, a commented rule never matched its -D, and such rules
+// piled up in FORWARD over test runs.
+func ruleWords(rule string) []string {
+	var out []string
+	var w strings.Builder
+	quoted, in := false, false
+	for _, c := range rule {
+		switch {
+		case c == '"':
+			quoted, in = !quoted, true
+		case c == ' ' && !quoted:
+			if in {
+				out = append(out, w.String())
+				w.Reset()
+			}
+			in = false
+		default:
+			w.WriteRune(c)
+			in = true
+		}
+	}
+	if in {
+		out = append(out, w.String())
+	}
+	return out
 }
 
 // scanProcs returns the live (not zombie) processes, other than this one,
