@@ -58,13 +58,29 @@ type BeatReply struct {
 
 // Seal appends b, authenticated with key, to dst.
 func (b Beat) Seal(dst, key []byte) []byte {
+	p := putHeader(beatMagic, b)
+	return append(dst, seal(p, key)...)
+}
+
+// putHeader lays out the fields both datagrams start with.
+func putHeader(magic [4]byte, b Beat) [BeatSize]byte {
 	var p [BeatSize]byte
-	copy(p[:4], beatMagic[:])
+	copy(p[:4], magic[:])
 	binary.BigEndian.PutUint32(p[4:], b.Slot)
 	binary.BigEndian.PutUint64(p[8:], b.Generation)
 	binary.BigEndian.PutUint64(p[16:], b.Seq)
 	binary.BigEndian.PutUint64(p[24:], uint64(b.Sent))
-	return append(dst, seal(p, key)...)
+	return p
+}
+
+// header reads the fields both datagrams start with.
+func header(pkt []byte) Beat {
+	return Beat{
+		Slot:       binary.BigEndian.Uint32(pkt[4:]),
+		Generation: binary.BigEndian.Uint64(pkt[8:]),
+		Seq:        binary.BigEndian.Uint64(pkt[16:]),
+		Sent:       int64(binary.BigEndian.Uint64(pkt[24:])),
+	}
 }
 
 // ParseBeat reads a beat's fields without checking its MAC: the receiver
@@ -79,12 +95,7 @@ func ParseBeat(pkt []byte) (Beat, error) {
 			return Beat{}, ErrBadBeat
 		}
 	}
-	return Beat{
-		Slot:       binary.BigEndian.Uint32(pkt[4:]),
-		Generation: binary.BigEndian.Uint64(pkt[8:]),
-		Seq:        binary.BigEndian.Uint64(pkt[16:]),
-		Sent:       int64(binary.BigEndian.Uint64(pkt[24:])),
-	}, nil
+	return header(pkt), nil
 }
 
 // VerifyBeat reports whether pkt (a ParseBeat-able datagram) carries the
@@ -95,12 +106,7 @@ func VerifyBeat(pkt, key []byte) bool {
 
 // Seal appends r, authenticated with key, to dst.
 func (r BeatReply) Seal(dst, key []byte) []byte {
-	var p [BeatSize]byte
-	copy(p[:4], replyMagic[:])
-	binary.BigEndian.PutUint32(p[4:], r.Slot)
-	binary.BigEndian.PutUint64(p[8:], r.Generation)
-	binary.BigEndian.PutUint64(p[16:], r.Seq)
-	binary.BigEndian.PutUint64(p[24:], uint64(r.Sent))
+	p := putHeader(replyMagic, Beat{Slot: r.Slot, Generation: r.Generation, Seq: r.Seq, Sent: r.Sent})
 	binary.BigEndian.PutUint64(p[32:], uint64(r.Answered))
 	binary.BigEndian.PutUint64(p[40:], uint64(r.Period))
 	return append(dst, seal(p, key)...)
@@ -111,13 +117,11 @@ func OpenBeatReply(pkt, key []byte) (BeatReply, error) {
 	if len(pkt) != BeatSize || [4]byte(pkt[:4]) != replyMagic || !verify([BeatSize]byte(pkt), key) {
 		return BeatReply{}, ErrBadBeat
 	}
+	b := header(pkt)
 	return BeatReply{
-		Slot:       binary.BigEndian.Uint32(pkt[4:]),
-		Generation: binary.BigEndian.Uint64(pkt[8:]),
-		Seq:        binary.BigEndian.Uint64(pkt[16:]),
-		Sent:       int64(binary.BigEndian.Uint64(pkt[24:])),
-		Answered:   int64(binary.BigEndian.Uint64(pkt[32:])),
-		Period:     int64(binary.BigEndian.Uint64(pkt[40:])),
+		Slot: b.Slot, Generation: b.Generation, Seq: b.Seq, Sent: b.Sent,
+		Answered: int64(binary.BigEndian.Uint64(pkt[32:])),
+		Period:   int64(binary.BigEndian.Uint64(pkt[40:])),
 	}, nil
 }
 

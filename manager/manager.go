@@ -27,7 +27,6 @@
 package manager
 
 import (
-	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -227,7 +226,6 @@ func New(cfg Config) (_ *Manager, err error) {
 			cfg.BeatConn.Close()
 			m.cfg.BeatConn = nil
 		} else {
-			m.beats.SetPeriod(cmp.Or(cfg.HeartbeatPeriod, dispatcher.DefaultHeartbeatPeriod))
 			// Agents beat at this manager's advertised host, on the UDP
 			// socket's port, whichever manager their session came through.
 			host, _, herr := net.SplitHostPort(cfg.AdvertiseAddr)
@@ -243,6 +241,9 @@ func New(cfg Config) (_ *Manager, err error) {
 		m.closeBeats()
 		m.raft.Close()
 		return nil, fmt.Errorf("manager: %w", err)
+	}
+	if m.beats != nil {
+		m.beats.SetPeriod(m.disp.HeartbeatPeriod())
 	}
 	opts := []grpc.ServerOption{grpc.Creds(doneTLS{}),
 		grpc.UnaryInterceptor(m.unaryInterceptor), grpc.StreamInterceptor(m.streamInterceptor),

@@ -38,11 +38,11 @@ func TestClusterHeartbeatFast(t *testing.T) {
 	waitFor(t, "the manager's heartbeat-server process", func() bool { first = server(); return first != 0 })
 
 	// Count the datagrams on the manager's UDP 2377 for a few periods.
-	nft(t, m, `table inet hbcount {
+	m.Nft(`table inet hbcount {
 	chain in { type filter hook input priority 0; udp dport 2377 counter; }
 	chain out { type filter hook output priority 0; udp sport 2377 counter; }
 }`)
-	defer nft(t, m, "delete table inet hbcount")
+	defer m.Nft("delete table inet hbcount")
 	time.Sleep(4 * time.Second)
 	in, out := nftCounters(t, m)
 	if in < 3 || out < 3 {
@@ -133,27 +133,15 @@ func processAlive(pid int) bool {
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
-func nft(t *testing.T, h *harness.Host, script string) {
-	t.Helper()
-	cmd := h.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft on %s: %v: %s", h.Name, err, out)
-	}
-}
-
 var packetsRE = regexp.MustCompile(`counter packets (\d+)`)
 
 // nftCounters reads the hbcount table's two counters (in, out).
 func nftCounters(t *testing.T, h *harness.Host) (in, out int) {
 	t.Helper()
-	b, err := h.Command("nft", "list", "table", "inet", "hbcount").CombinedOutput()
-	if err != nil {
-		t.Fatalf("nft list on %s: %v: %s", h.Name, err, b)
-	}
-	ms := packetsRE.FindAllStringSubmatch(string(b), -1)
-	if len(ms) != 2 {
-		t.Fatalf("nft counters on %s:\n%s", h.Name, b)
+	r := h.Exec("nft", "list", "table", "inet", "hbcount")
+	ms := packetsRE.FindAllStringSubmatch(r.Stdout, -1)
+	if r.Code != 0 || len(ms) != 2 {
+		t.Fatalf("nft counters on %s: %s", h.Name, r)
 	}
 	in, _ = strconv.Atoi(ms[0][1])
 	out, _ = strconv.Atoi(ms[1][1])

@@ -60,6 +60,19 @@ func (d *deadlines) beats(node string, now time.Time, n uint64, period, base, li
 	return d.at[node]
 }
 
+// counted records n beats of node counted after the fact (the fast path's
+// table, the last of them at at) as beats does, unless the node is not
+// tracked (its session ends) or a heartbeat already counted is as new.
+func (d *deadlines) counted(node string, at time.Time, n uint64, period, base, limit time.Duration) {
+	if _, tracked := d.at[node]; !tracked {
+		return
+	}
+	if last, ok := d.last[node]; ok && !at.After(last) {
+		return
+	}
+	d.beats(node, at, n, period, base, limit)
+}
+
 // remove forgets node (its session ended for a reason other than silence).
 func (d *deadlines) remove(node string) {
 	delete(d.at, node)

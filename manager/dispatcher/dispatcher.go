@@ -204,6 +204,10 @@ func New(cfg Config) (*Dispatcher, error) {
 	return d, nil
 }
 
+// HeartbeatPeriod is the period agents are told to beat at (the
+// configured one, or DefaultHeartbeatPeriod).
+func (d *Dispatcher) HeartbeatPeriod() time.Duration { return d.cfg.HeartbeatPeriod }
+
 // grace is how long a node that beats every period may stay silent.
 func (d *Dispatcher) grace() time.Duration {
 	return d.cfg.HeartbeatPeriod * time.Duration(d.cfg.MissedHeartbeats)
@@ -334,11 +338,7 @@ func (d *Dispatcher) countFastBeats() {
 		if !ok || count <= b.counted {
 			continue
 		}
-		// Beats older than a gRPC heartbeat already counted add nothing.
-		last, beaten := d.deadlines.last[node]
-		if _, tracked := d.deadlines.at[node]; tracked && (!beaten || at.After(last)) {
-			d.deadlines.beats(node, at, count-b.counted, d.cfg.HeartbeatPeriod, d.grace(), d.maxGrace())
-		}
+		d.deadlines.counted(node, at, count-b.counted, d.cfg.HeartbeatPeriod, d.grace(), d.maxGrace())
 		b.counted = count
 	}
 }

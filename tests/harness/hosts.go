@@ -316,7 +316,7 @@ func (h *Host) Partition() {
 	// Creating the table empty and deleting it first makes the script
 	// idempotent; nft applies it as one transaction. Drops are final over
 	// all base chains, so no accept rule of the daemon's own can undo them.
-	h.nft(`table inet ` + partitionTable + ` {}
+	h.Nft(`table inet ` + partitionTable + ` {}
 delete table inet ` + partitionTable + `
 table inet ` + partitionTable + ` {
 	chain cut_in { type filter hook input priority -300; iifname "eth0" drop; }
@@ -329,10 +329,12 @@ table inet ` + partitionTable + ` {
 // Heal undoes Partition; it is a no-op on a host that is not partitioned.
 func (h *Host) Heal() {
 	h.t.Helper()
-	h.nft("table inet " + partitionTable + " {}\ndelete table inet " + partitionTable + "\n")
+	h.Nft("table inet " + partitionTable + " {}\ndelete table inet " + partitionTable + "\n")
 }
 
-func (h *Host) nft(script string) {
+// Nft applies an nft script inside the host's network namespace (one
+// transaction); a failure fails the test.
+func (h *Host) Nft(script string) {
 	h.t.Helper()
 	cmd := h.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
