@@ -13,21 +13,13 @@ import (
 // attachReq is a client's attach: output goes to out as stdcopy frames, and
 // stdin (if not nil) to the container.
 type attachReq struct {
-	ctx       context.Context // the client's: its end closes the connection
-	stdin     io.Reader
-	out       io.Writer // receives stdcopy frames
-	done      chan error
-	connected chan struct{}
+	ctx   context.Context // the client's: its end closes the connection
+	stdin io.Reader
+	out   io.Writer  // receives stdcopy frames
+	done  chan error // one value: how the attach ended
 }
 
-func (a *attachReq) fail(err error) {
-	select {
-	case <-a.connected:
-	default:
-		close(a.connected)
-	}
-	a.done <- err
-}
+func (a *attachReq) fail(err error) { a.done <- err }
 
 // Attach streams the container's output to out as stdcopy frames
 // ([stream,0,0,0,len] + data) and, when stdin is not nil, stdin to the
@@ -41,7 +33,7 @@ func (e *Engine) Attach(ctx context.Context, idOrName string, stdin io.Reader, o
 // registered: a client that starts the container after that (docker's run:
 // attach, then start) misses none of its output.
 func (e *Engine) AttachRegistered(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer, registered func()) error {
-	a := &attachReq{ctx: ctx, stdin: stdin, out: out, done: make(chan error, 1), connected: make(chan struct{})}
+	a := &attachReq{ctx: ctx, stdin: stdin, out: out, done: make(chan error, 1)}
 	e.mu.Lock()
 	r, err := e.lookupLocked(idOrName)
 	if err != nil {
@@ -76,28 +68,35 @@ func (e *Engine) AttachRegistered(ctx context.Context, idOrName string, stdin io
 	}
 }
 
-// pumpAttach connects a to the shim and copies until the output ends.
+// pumpAttach connects a to the shim of a running container and copies
+// until the output ends.
 func (e *Engine) pumpAttach(id string, a *attachReq) {
 	conn, err := shim.Dial(e.shimDir(id))
 	if err != nil {
 		a.fail(fmt.Errorf("attach %s: %w", id[:12], err))
 		return
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
-	defer stop()
 	if err := json.NewEncoder(conn).Encode(shim.Request{Attach: true, Stdin: a.stdin != nil}); err != nil {
+		conn.Close()
 		a.fail(err)
 		return
 	}
-	// The shim's empty first frame says the attach is registered; only then
-	// may the start go ahead. EOF instead: the output has already ended.
+	e.pumpConn(a, conn)
+}
+
+// pumpConn copies between a and conn, a connection to the container's shim
+// on which the attach has been requested, until the output ends.
+func (e *Engine) pumpConn(a *attachReq, conn net.Conn) {
+	defer conn.Close()
+	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
+	defer stop()
+	// The shim's empty first frame says the attach is registered. EOF
+	// instead: the output has already ended.
 	var ack [8]byte
 	if _, err := io.ReadFull(conn, ack[:]); err != nil {
-		a.fail(nil)
+		a.done <- nil
 		return
 	}
-	close(a.connected)
 	if a.stdin != nil {
 		go func() {
 			_, _ = io.Copy(conn, a.stdin)
@@ -106,7 +105,7 @@ func (e *Engine) pumpAttach(id string, a *attachReq) {
 			}
 		}()
 	}
-	_, err = io.Copy(a.out, conn)
+	_, err := io.Copy(a.out, conn)
 	a.done <- err
 }
 

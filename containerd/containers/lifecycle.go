@@ -398,65 +398,107 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	return nil
 }
 
-// startShim hands the container to a shim, connects the attach streams that wait for the
-// start and returns the container's pid.
+// startShim hands the container to a shim, with the attach streams that wait for the
+// start and the connection that waits for its exit, and returns the container's pid.
 func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachReq) (int, int, net.Conn, error) {
 	id := c.ID
+	if len(pending) > shim.MaxClients-1 {
+		return 0, 0, nil, fmt.Errorf("%w: %d clients attached to %s before its start, at most %d", ErrConflict, len(pending), id[:12], shim.MaxClients-1)
+	}
 	opts := shim.Options{
 		ID: id, Bundle: e.bundleDir(id), StateDir: e.shimDir(id),
 		RuntimeRoot: filepath.Join(e.opts.ExecRoot, "runtime"), CgroupParent: cgroupParent(e.opts.CgroupParent),
 		LogPath: e.LogPath(id), Log: c.Config.Log, Stdin: c.Config.OpenStdin, StdinOnce: c.Config.StdinOnce,
 		Tty: c.Config.Tty, ConsoleHeight: c.Config.ConsoleSize[0], ConsoleWidth: c.Config.ConsoleSize[1],
 	}
+	// The exit is asked for before the start: a short-lived container may
+	// finish, and its shim go, before a later request could reach it.
+	reqs := []shim.Request{{Wait: true}}
+	for _, a := range pending {
+		reqs = append(reqs, shim.Request{Attach: true, Stdin: a.stdin != nil})
+	}
+	conns, theirs, err := shimClients(reqs)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
+	}
+	closeConns := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
+		closeFiles(theirs)
+		closeConns()
 		return 0, 0, nil, err
 	}
 	defer statusR.Close()
-	startR, startW, err := os.Pipe()
-	if err != nil {
-		statusW.Close()
-		return 0, 0, nil, err
-	}
-	defer startW.Close()
 	logf, err := os.OpenFile(filepath.Join(e.shimDir(id), "shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		statusW.Close()
-		startR.Close()
+		closeFiles(theirs)
+		closeConns()
 		return 0, 0, nil, err
 	}
-	shimPid, err := e.sendToShim(opts, statusW, startR, logf)
+	opts.Clients = len(theirs)
+	shimPid, err := e.sendToShim(opts, statusW, logf, theirs)
 	statusW.Close()
-	startR.Close()
 	logf.Close()
+	closeFiles(theirs)
 	if err != nil {
+		closeConns()
 		return 0, 0, nil, err
 	}
-	dec := json.NewDecoder(statusR)
 	var st shim.Status
-	if err := dec.Decode(&st); err != nil || !st.Created {
+	if err := json.NewDecoder(statusR).Decode(&st); err != nil || st.Pid == 0 {
+		closeConns()
 		return 0, 0, nil, shimError(st, err, c)
 	}
-	for _, a := range pending {
-		go e.pumpAttach(id, a)
-		<-a.connected
+	// Registered with the shim before the start: nothing of the output is missed.
+	for i, a := range pending {
+		go e.pumpConn(a, conns[i+1])
 	}
-	// The exit is asked for before the start: a short-lived container may
-	// finish, and its shim go, before a later request could reach it.
-	wait, err := e.dialWait(id)
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
+	return st.Pid, shimPid, conns[0], nil
+}
+
+// shimClients makes a connected socket pair per request, with the request
+// already written into the engine's end: the engine's ends, and the ends
+// for the shim.
+func shimClients(reqs []shim.Request) ([]net.Conn, []*os.File, error) {
+	var ours []net.Conn
+	var theirs []*os.File
+	fail := func(err error) ([]net.Conn, []*os.File, error) {
+		for _, c := range ours {
+			c.Close()
+		}
+		closeFiles(theirs)
+		return nil, nil, err
 	}
-	if _, err := startW.Write([]byte("start\n")); err != nil {
-		wait.Close()
-		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
+	for _, req := range reqs {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fail(fmt.Errorf("client socket: %w", err))
+		}
+		f := os.NewFile(uintptr(fds[0]), "shim client")
+		theirs = append(theirs, os.NewFile(uintptr(fds[1]), "shim client"))
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return fail(fmt.Errorf("client socket: %w", err))
+		}
+		ours = append(ours, c)
+		// A line of a few dozen bytes: the socket's buffer takes it at once.
+		if err := json.NewEncoder(c).Encode(req); err != nil {
+			return fail(fmt.Errorf("client request: %w", err))
+		}
 	}
-	st = shim.Status{}
-	if err := dec.Decode(&st); err != nil || st.Pid == 0 {
-		wait.Close()
-		return 0, 0, nil, shimError(st, err, c)
+	return ours, theirs, nil
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
 	}
-	return st.Pid, shimPid, wait, nil
 }
 
 func shimError(st shim.Status, err error, c Container) error {

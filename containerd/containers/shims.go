@@ -57,7 +57,7 @@ type shimProc struct {
 // sendToShim hands a container's start to the current shim (starting one
 // if there is none or it has died) and returns the shim's pid. The caller
 // closes its copies of the descriptors.
-func (e *Engine) sendToShim(opts shim.Options, status, start, log *os.File) (int, error) {
+func (e *Engine) sendToShim(opts shim.Options, status, log *os.File, clients []*os.File) (int, error) {
 	p := &e.shimPool
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -77,7 +77,7 @@ func (e *Engine) sendToShim(opts shim.Options, status, start, log *os.File) (int
 		// A shim that does not read (stopped, wedged) must not hold every
 		// start behind this lock: it is given up like a dead one.
 		_ = s.ctl.SetWriteDeadline(time.Now().Add(shimSendTimeout))
-		err := shim.Send(s.ctl, opts, status, start, log)
+		err := shim.Send(s.ctl, opts, status, log, clients...)
 		if err != nil {
 			// Dead (killed, or out of memory): the next one takes the request.
 			s.ctl.Close()

@@ -18,11 +18,14 @@
 // restarted daemon finds the container again through its socket, or, if the
 // shim has recorded the exit, through exit.json.
 //
-// Start-up is a handshake over two pipes that come with the request, so that
-// clients attached before the start miss no output: the shim creates the
-// container and says "created" on the status pipe; the engine connects the
-// waiting attach streams to the container's socket and writes "start" on the
-// start pipe; the shim starts the process and reports its pid.
+// Clients attached before the start miss no output, and a waiter misses no
+// exit, because they come with the request: the engine makes a connected
+// socket pair per client, writes the client's request line into its end and
+// sends the other end along (Options.Clients). The shim creates the
+// container, takes those requests as if they had come through its socket
+// (an attach is registered before anything runs), starts the process and
+// reports its pid on the status pipe. Starting costs the engine no round
+// trip through the shim between create and start.
 //
 // Socket protocol (unix stream, one JSON request line, then):
 //   - {"attach":true,"stdin":bool}: an empty stdout frame once the client
@@ -45,7 +48,6 @@
 package shim
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,6 +85,11 @@ type Options struct {
 	// ConsoleHeight and ConsoleWidth are the terminal's initial size (Tty;
 	// 0 leaves the kernel's default).
 	ConsoleHeight, ConsoleWidth uint16
+	// Clients is the number of connected sockets that come with the
+	// request, each holding a client's request line (see Request): they
+	// are served as if they had connected to the socket, attaches
+	// registered before the start.
+	Clients int `json:",omitempty"`
 }
 
 // Exit is the record of a finished container.
@@ -93,11 +100,11 @@ type Exit struct {
 	Error      string    `json:"error,omitempty"`
 }
 
-// Status is what the shim reports on the status pipe during start-up.
+// Status is what the shim reports on the status pipe during start-up: the
+// started process's pid, or why there is none.
 type Status struct {
-	Created bool   `json:"created,omitempty"`
-	Pid     int    `json:"pid,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Pid   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
 	// Kind is "notfound" or "permission" when the process cannot be executed.
 	Kind string `json:"kind,omitempty"`
 }
@@ -240,28 +247,32 @@ func (f *fanout) closeAll() {
 	f.clients = nil
 }
 
-func run(o Options, status, start *os.File) error {
+func run(o Options, status *os.File, clients []net.Conn) error {
 	// Not a child subreaper: a shim lives as long as its last container, so
 	// orphans adopted here (none come from inside a pid namespace) would
 	// stay zombies; init reaps them instead.
 	ctx := context.Background()
+	fail := func(err error) error {
+		report(status, Status{Error: err.Error()})
+		for _, c := range clients {
+			c.Close()
+		}
+		return err
+	}
 	ln, err := listenUnix(SocketPath(o.StateDir))
 	if err != nil {
-		report(status, Status{Error: fmt.Sprintf("shim listen: %v", err)})
-		return err
+		return fail(fmt.Errorf("shim listen: %v", err))
 	}
 	defer ln.Close()
 	logw, err := logs.NewWriter(o.LogPath, o.Log)
 	if err != nil {
-		report(status, Status{Error: err.Error()})
-		return err
+		return fail(err)
 	}
 	defer logw.Close()
 
 	std, err := openStdio(o)
 	if err != nil {
-		report(status, Status{Error: err.Error()})
-		return err
+		return fail(err)
 	}
 	defer std.close()
 	rt := runtime.New(o.RuntimeRoot)
@@ -269,6 +280,9 @@ func run(o Options, status, start *os.File) error {
 		rt.CgroupParent = o.CgroupParent
 	}
 	if err := rt.Create(ctx, o.ID, o.Bundle, std.create); err != nil {
+		for _, c := range clients {
+			c.Close()
+		}
 		s := Status{Error: err.Error()}
 		switch {
 		case errors.Is(err, runtime.ErrExecNotFound):
@@ -295,35 +309,34 @@ func run(o Options, status, start *os.File) error {
 		}(p.stream, p.r)
 	}
 	xs := &exitState{done: make(chan struct{})}
-	var replies sync.WaitGroup // wait and state requests not yet answered
+	srv := newServer(fan, std, o.StdinOnce, xs)
 	served := make(chan struct{})
-	go func() { serve(ln, fan, std, o.StdinOnce, xs, &replies); close(served) }()
+	go func() { srv.serve(ln); close(served) }()
+	// The clients that came with the request, before the start: an attach
+	// is registered once this returns.
+	for _, c := range clients {
+		srv.handOver(c)
+	}
 
-	// The pid is read while the init waits for start: a short-lived process
-	// (/bin/true) may be gone, and its state "stopped", right after Start.
+	// The pid is read before the start: a short-lived process (/bin/true)
+	// may be gone, and its state "stopped", right after Start.
 	created, err := rt.State(o.ID)
 	if err != nil || created.Pid == 0 {
 		report(status, Status{Error: fmt.Sprintf("state of created container: %v", err)})
 		_ = rt.Delete(ctx, o.ID, true)
+		srv.end(ln, served, Exit{ExitCode: 128, FinishedAt: time.Now().UTC(), Error: "not started"})
 		return fmt.Errorf("state of created container: %v", err)
 	}
 	pid := created.Pid
-	report(status, Status{Created: true})
-	// Wait for the engine's go-ahead: it has connected the clients that attached before start.
-	buf := make([]byte, 16)
-	if n, _ := start.Read(buf); n == 0 {
-		_ = rt.Delete(ctx, o.ID, true)
-		return errors.New("engine went away before start")
-	}
 	if err := rt.Start(ctx, o.ID); err != nil {
 		report(status, Status{Error: err.Error()})
 		_ = rt.Delete(ctx, o.ID, true)
+		srv.end(ln, served, Exit{ExitCode: 128, FinishedAt: time.Now().UTC(), Error: err.Error()})
 		return err
 	}
 	xs.pid.Store(int64(pid))
 	report(status, Status{Pid: pid})
 	status.Close()
-	start.Close()
 	code, werr := rt.Wait(ctx, o.ID)
 	DrainOutput(&copiers, std.console)
 	exit := Exit{ExitCode: code, FinishedAt: time.Now().UTC()}
@@ -337,88 +350,8 @@ func run(o Options, status, start *os.File) error {
 	if err := writeExit(o.StateDir, exit); err != nil {
 		return err
 	}
-	fan.closeAll()
-	xs.exit = exit
-	close(xs.done)
-	// No new clients; the ones asking for the exit get their answer before
-	// the process goes (later ones read exit.json instead).
-	ln.Close()
-	<-served
-	answered := make(chan struct{})
-	go func() { replies.Wait(); close(answered) }()
-	select {
-	case <-answered:
-	case <-time.After(2 * time.Second):
-	}
+	srv.end(ln, served, exit)
 	return nil
-}
-
-// serve answers clients of the socket until it is closed. Each connection
-// counts in replies until it is answered (attach connections: until their
-// request is read), so that the shim does not exit under a waiter.
-func serve(ln net.Listener, fan *fanout, std *stdio, stdinOnce bool, xs *exitState, replies *sync.WaitGroup) {
-	stdin := std.stdin
-	// A console's input is its master, which also carries the output: the
-	// end of one client's input must not close it.
-	stdinOnce = stdinOnce && std.console == nil
-	var stdinMu sync.Mutex // guards stdin
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		replies.Add(1)
-		go func(c net.Conn) {
-			answered := false
-			answer := func() {
-				if !answered {
-					answered = true
-					replies.Done()
-				}
-			}
-			defer answer()
-			var req Request
-			// One request line; what follows it on an attach is stdin.
-			br := bufio.NewReader(c)
-			line, err := br.ReadBytes('\n')
-			if err != nil || json.Unmarshal(line, &req) != nil {
-				c.Close()
-				return
-			}
-			switch {
-			case req.Wait:
-				<-xs.done
-				_ = json.NewEncoder(c).Encode(xs.exit)
-				c.Close()
-			case req.State:
-				_ = json.NewEncoder(c).Encode(xs.reply())
-				c.Close()
-			case req.Resize:
-				var r ResizeReply
-				if err := std.resize(req.Height, req.Width); err != nil {
-					r.Error = err.Error()
-				}
-				_ = json.NewEncoder(c).Encode(r)
-				c.Close()
-			case req.Attach:
-				answer()
-				if !fan.add(c) {
-					c.Close()
-					return
-				}
-				if req.Stdin && stdin != nil {
-					_, _ = io.Copy(stdin, br)
-					if stdinOnce {
-						stdinMu.Lock()
-						stdin.Close()
-						stdinMu.Unlock()
-					}
-				}
-			default:
-				c.Close()
-			}
-		}(c)
-	}
 }
 
 func writeExit(dir string, e Exit) error {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,20 +38,23 @@ func TestServeRefusesBadRequests(t *testing.T) {
 	served := make(chan struct{})
 	go func() { Serve(shimEnd, "/s"); close(served) }()
 
-	// request sends raw with a fresh status pipe, start pipe and log, and
-	// returns what the status pipe said before it closed.
+	// request sends raw with a fresh status pipe, log and a client's
+	// socket, and returns what the status pipe said before it closed.
 	request := func(raw []byte, nfds int) string {
 		statusR, statusW, _ := os.Pipe()
-		startR, startW, _ := os.Pipe()
 		logf, _ := os.CreateTemp(t.TempDir(), "log")
-		defer func() { statusR.Close(); startW.Close() }()
-		all := []int{int(statusW.Fd()), int(startR.Fd()), int(logf.Fd())}
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { statusR.Close(); unix.Close(pair[0]) }()
+		all := []int{int(statusW.Fd()), int(logf.Fd()), pair[1]}
 		if _, _, err := engine.WriteMsgUnix(raw, unix.UnixRights(all[:nfds]...), nil); err != nil {
 			t.Fatal(err)
 		}
 		statusW.Close()
-		startR.Close()
 		logf.Close()
+		unix.Close(pair[1])
 		b, _ := io.ReadAll(statusR)
 		return string(b)
 	}
@@ -61,19 +63,26 @@ func TestServeRefusesBadRequests(t *testing.T) {
 	noID.ID = ""
 	elsewhere := valid
 	elsewhere.StateDir = "/t/c"
+	oneClient := valid
+	oneClient.Clients = 1
 	b, _ := json.Marshal(noID)
 	b2, _ := json.Marshal(elsewhere)
+	b3, _ := json.Marshal(oneClient)
+	b4, _ := json.Marshal(valid)
 	for _, tc := range []struct {
 		name string
 		raw  []byte
+		nfds int
 		want string
 	}{
-		{"not JSON", []byte("{bogus"), "start request: invalid character"},
-		{"no ID", b, "ID, Bundle, StateDir, RuntimeRoot and LogPath are required"},
-		{"state elsewhere", b2, "state directory /t/c is not under /s"},
+		{"not JSON", []byte("{bogus"), nFDs, "start request: invalid character"},
+		{"no ID", b, nFDs, "ID, Bundle, StateDir, RuntimeRoot and LogPath are required"},
+		{"state elsewhere", b2, nFDs, "state directory /t/c is not under /s"},
+		{"a client announced, none sent", b3, nFDs, "1 clients announced, 0 sockets attached"},
+		{"a client sent, none announced", b4, nFDs + 1, "0 clients announced, 1 sockets attached"},
 	} {
 		var st Status
-		got := request(tc.raw, nFDs)
+		got := request(tc.raw, tc.nfds)
 		if err := json.Unmarshal([]byte(got), &st); err != nil || !strings.Contains(st.Error, tc.want) {
 			t.Errorf("%s: status %q, want an error with %q", tc.name, got, tc.want)
 		}
@@ -175,9 +184,9 @@ func TestProtocol(t *testing.T) {
 	fan := &fanout{clients: map[net.Conn]struct{}{}}
 	xs := &exitState{done: make(chan struct{})}
 	xs.pid.Store(4242)
-	var replies sync.WaitGroup
+	srv := newServer(fan, &stdio{stdin: stdinW}, true, xs)
 	served := make(chan struct{})
-	go func() { serve(ln, fan, &stdio{stdin: stdinW}, true, xs, &replies); close(served) }()
+	go func() { srv.serve(ln); close(served) }()
 
 	st, err := QueryState(dir)
 	if err != nil || !st.Running || st.Pid != 4242 || st.Exit != nil {
@@ -256,8 +265,66 @@ func TestProtocol(t *testing.T) {
 	}
 	ln.Close()
 	<-served
-	replies.Wait()
+	srv.replies.Wait()
 	if _, err := QueryState(dir); err == nil {
 		t.Fatal("state answered after the socket closed")
+	}
+}
+
+// TestHandOver: clients that come with the start request are served as if
+// they had connected to the socket, and an attach among them is registered
+// before handOver returns, so output sent right after it reaches the client
+// (the container starts right after); a waiter gets the exit, and a client
+// whose request is not one is closed.
+func TestHandOver(t *testing.T) {
+	pair := func() (engine, shimEnd net.Conn) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conns [2]net.Conn
+		for i, fd := range fds {
+			f := os.NewFile(uintptr(fd), "pair")
+			c, err := net.FileConn(f)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns[i] = c
+		}
+		t.Cleanup(func() { conns[0].Close(); conns[1].Close() })
+		return conns[0], conns[1]
+	}
+	fan := &fanout{clients: map[net.Conn]struct{}{}}
+	xs := &exitState{done: make(chan struct{})}
+	srv := newServer(fan, &stdio{}, false, xs)
+	attachE, attachS := pair()
+	waitE, waitS := pair()
+	junkE, junkS := pair()
+	json.NewEncoder(attachE).Encode(Request{Attach: true})
+	json.NewEncoder(waitE).Encode(Request{Wait: true})
+	io.WriteString(junkE, "not a request\n")
+	srv.handOver(attachS)
+	srv.handOver(waitS)
+	srv.handOver(junkS)
+	fan.send("stdout", []byte("first\n"))
+
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { srv.serve(ln); close(served) }()
+	srv.end(ln, served, Exit{ExitCode: 7})
+	if out := frames(t, attachE); out != "ack;out:first\n" {
+		t.Errorf("handed-over attach got %q, want the ack and the first output", out)
+	}
+	var e Exit
+	if err := json.NewDecoder(waitE).Decode(&e); err != nil || e.ExitCode != 7 {
+		t.Errorf("handed-over wait: %+v, %v", e, err)
+	}
+	_ = junkE.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if b, err := io.ReadAll(junkE); err != nil || len(b) != 0 {
+		t.Errorf("a handed-over client without a request: read %q, %v; want it closed", b, err)
 	}
 }
