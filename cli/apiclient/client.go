@@ -193,9 +193,12 @@ func encodeBody(b any, h http.Header) (io.Reader, http.Header, error) {
 	case io.Reader:
 		return b, h, nil
 	}
-	data, err := json.Marshal(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode request: %w", err)
+	data, ok := b.(json.RawMessage) // encoded already
+	if !ok {
+		var err error
+		if data, err = json.Marshal(b); err != nil {
+			return nil, nil, fmt.Errorf("encode request: %w", err)
+		}
 	}
 	h = h.Clone()
 	if h == nil {

@@ -34,8 +34,12 @@ func (c *Client) ContainerCreate(ctx context.Context, name string, req container
 		n.CapAdd, n.CapDrop = normalizeCaps(hc.CapAdd), normalizeCaps(hc.CapDrop)
 		req.HostConfig = &n
 	}
+	var body any = req
+	if b, err := compactJSON(req); err == nil {
+		body = json.RawMessage(b)
+	}
 	var r container.CreateResponse
-	err := c.post(ctx, "/containers/create", q, req, &r)
+	err := c.post(ctx, "/containers/create", q, body, &r)
 	return r, err
 }
 
