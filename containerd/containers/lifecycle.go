@@ -339,11 +339,6 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	if err := runtime.WriteBundleSeccomp(e.bundleDir(id), b, spec.Linux.Seccomp); err != nil {
 		return startErr(fmt.Errorf("write bundle: %w", err))
 	}
-	// And the spec itself in a form the shim reads without a cold JSON
-	// decoder.
-	if err := runtime.WriteBundleSpec(e.bundleDir(id), b); err != nil {
-		return startErr(fmt.Errorf("write bundle: %w", err))
-	}
 	sdir := e.shimDir(id)
 	os.RemoveAll(sdir)
 	if err := os.MkdirAll(sdir, 0o700); err != nil {

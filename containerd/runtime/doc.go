@@ -60,9 +60,7 @@
 // (`shoal runtime run` from disk) has the process exec a trampoline of a
 // few instructions from a sealed memfd (trampoline_amd64.go), which execs
 // the container's program, so that no program of the container ever runs
-// with our binary as /proc/self/exe (CVE-2019-5736). The daemon also writes the
-// spec in a binary form (config.bin, speccodec.go) that the shim reads
-// instead of decoding config.json.
+// with our binary as /proc/self/exe (CVE-2019-5736).
 //
 // # Paths inside the rootfs
 //

@@ -207,10 +207,6 @@ func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
 	}
-	// The daemon's bundles carry the spec decoded already (SpecFile).
-	if s, err := bundleSpec(bundle, b); s != nil || err != nil {
-		return s, b, err
-	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, nil, fmt.Errorf("%w: config.json: %v", ErrInvalid, err)
