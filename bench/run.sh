@@ -5,7 +5,8 @@
 #
 # usage: bench/run.sh path/to/shoal [SECTION...]
 #   SECTION: lifecycle (run/anchor medians), cpu (CPU time per container start),
-#   parallel (100 x run -d), rss, import, scheduler, scale, swarm, build (bench/swarm.sh build), cluster,
+#   parallel (100 x run -d), rss, stats (bench/stats.sh: the daemon's CPU while `stats` streams
+#   100 containers), import, scheduler, scale, swarm, build (bench/swarm.sh build), cluster,
 #   overlay (issue 7's data path: tests/overlay_bench_test.go), mesh (the routing
 #   mesh: tests/mesh_bench_test.go), encrypt (encrypted beside plaintext overlay:
 #   tests/encrypt_bench_test.go), registry
@@ -17,10 +18,10 @@
 set -euo pipefail
 BIN=${1:?usage: run.sh path/to/shoal [SECTION...]}
 shift
-SECTIONS=" ${*:-lifecycle cpu parallel rss import scheduler scale swarm build cluster overlay mesh encrypt registry} "
+SECTIONS=" ${*:-lifecycle cpu parallel rss stats import scheduler scale swarm build cluster overlay mesh encrypt registry} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 for s in $SECTIONS; do
-  case $s in lifecycle | cpu | parallel | rss | import | scheduler | scale | swarm | build | cluster | overlay | mesh | encrypt | registry) ;;
+  case $s in lifecycle | cpu | parallel | rss | stats | import | scheduler | scale | swarm | build | cluster | overlay | mesh | encrypt | registry) ;;
   *) echo "run.sh: unknown section $s" >&2; exit 2 ;; esac
 done
 N=${BENCH_N:-50}
