@@ -189,8 +189,14 @@ if want rss; then
 fi
 
 if want stats; then
-  echo "== stats overhead with ${BENCH_STATS_N:-100} running containers (bench/stats.sh)"
-  bash "$(dirname "$0")/stats.sh" "$BIN" "$SOCK" "$DPID"
+  echo "== stats overhead with ${BENCH_STATS_N:-100} running containers (bench/stats.sh; dockerd's: bench/swarm.sh stats)"
+  # The anchor first, with our daemon idle beside it: Docker Engine's processes
+  # while `docker stats` streams the same number of containers.
+  ANCHOR=$(bash "$(dirname "$0")/swarm.sh" "$BIN" stats 2>/dev/null | sed -n 's/^anchor: //p')
+  echo "$ANCHOR"
+  BENCH_STATS_ANCHOR_STREAM=$(echo "$ANCHOR" | awk '/streaming/ {for (i = 1; i <= NF; i++) if ($i == "%") {print $(i - 1); exit}}') \
+    BENCH_STATS_ANCHOR_ONESHOT=$(echo "$ANCHOR" | awk '/--no-stream/ {for (i = 1; i <= NF; i++) if ($i == "ms") {print $(i - 1); exit}}') \
+    bash "$(dirname "$0")/stats.sh" "$BIN" "$SOCK" "$DPID"
 fi
 
 if want import; then

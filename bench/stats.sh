@@ -28,5 +28,7 @@ STREAM=$(awk -v t=$((b - a)) -v hz="$hz" -v s="$SECS" 'BEGIN{printf "%.1f", t/hz
 s=$(date +%s%N); sh_ stats --no-stream >/dev/null; e=$(date +%s%N)
 ONESHOT=$(( (e - s) / 1000000 ))
 printf '%-58s %9s %%   of one CPU, over %ss\n' "daemon CPU, $COUNT containers running, no stats" "$IDLE" "$SECS"
-printf '%-58s %9s %%   of one CPU (%s samples/s); no anchor measured here\n' "daemon CPU, shoal stats streaming all $COUNT" "$STREAM" "$COUNT"
-printf '%-58s %9s ms  (two samples a second apart per container, in parallel)\n' "shoal stats --no-stream of $COUNT containers" "$ONESHOT"
+# Ratios to dockerd's figures (bench/swarm.sh stats), when run.sh has them.
+vs() { [ -n "${2:-}" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "; %.2fx of dockerd'"'"'s", a / b }'; }
+printf '%-58s %9s %%   of one CPU (%s samples/s)%s\n' "daemon CPU, shoal stats streaming all $COUNT" "$STREAM" "$COUNT" "$(vs "$STREAM" "${BENCH_STATS_ANCHOR_STREAM:-}")"
+printf '%-58s %9s ms  (two samples a second apart per container, in parallel)%s\n' "shoal stats --no-stream of $COUNT containers" "$ONESHOT" "$(vs "$ONESHOT" "${BENCH_STATS_ANCHOR_ONESHOT:-}")"

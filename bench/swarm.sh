@@ -11,18 +11,23 @@
 # or TERM; a run killed with -9 is cleaned up by the next run. It never fails on
 # speed, nor when a side does not work: it prints that side's error and goes on.
 #
-# usage: bench/swarm.sh path/to/shoal [swarm|build]
+# usage: bench/swarm.sh path/to/shoal [swarm|build|stats]
 #   build: instead of the swarm, issue 8's build figures on the same two daemons: the
 #   first build of a 7-instruction two-stage Dockerfile and its fully cached rebuild,
 #   shoal build beside `DOCKER_BUILDKIT=0 docker build` (the classic builder), both
 #   with --network none (dockerd runs without a bridge).
+#   stats: the anchor of bench/stats.sh, dockerd's side only: the CPU of dockerd,
+#   containerd and the containerd-shims (in Engine 20.10 the shims read the cgroups
+#   for dockerd) with BENCH_STATS_N (100) containers running, idle and while `docker
+#   stats` streams them, and the time of `docker stats --no-stream`; the lines
+#   printed start with "anchor:" for run.sh.
 #   BENCH_SWARM_REPLICAS (100; the scale step goes to twice that)
 #   BENCH_SWARM_TIMEOUT  (300 s per wait), BENCH_SWARM_STALL (90 s without progress)
 set -uo pipefail
 BIN=${1:?usage: swarm.sh path/to/shoal}
 BIN=$(readlink -f "$BIN")
 MODE=${2:-swarm}
-case $MODE in swarm | build) ;; *) echo "swarm.sh: unknown mode $MODE (swarm or build)" >&2; exit 2 ;; esac
+case $MODE in swarm | build | stats) ;; *) echo "swarm.sh: unknown mode $MODE (swarm, build or stats)" >&2; exit 2 ;; esac
 N=${BENCH_SWARM_REPLICAS:-100}
 N2=$((2 * N))
 TIMEOUT=${BENCH_SWARM_TIMEOUT:-300}
@@ -293,6 +298,40 @@ EOF2
   [ "$(echo "$out" | tr -d ' ')" = 20000 ] || { ERR="the built image prints $(echo "$out" | firstline), not 20000"; return 1; }
 }
 
+# measure_stats CLI: STATS_N containers; sets S_IDLE and S_STREAM (percent of one CPU
+# over STATS_SECS, of dockerd's processes: our_pids) and S_ONESHOT (ms), or ERR.
+STATS_N=${BENCH_STATS_N:-100}
+STATS_SECS=${BENCH_STATS_SECS:-10}
+measure_stats() { # CLI
+  local cli=$1 out i a b hz
+  hz=$(getconf CLK_TCK)
+  out=$($cli import "$DIR/busybox.tar" bench/busybox:latest 2>&1) || { ERR="import: $(echo "$out" | firstline)"; return 1; }
+  # Ten at a time; waited for by pid: a bare wait would wait for dockerd too.
+  local pids=()
+  for i in $(seq "$STATS_N"); do
+    $cli run -d --network none --name "statsbench$i" bench/busybox:latest sleep 100000 >/dev/null 2>>"$DIR/run.err" &
+    pids+=($!)
+    if (( i % 10 == 0 )); then wait "${pids[@]}"; pids=(); fi
+  done
+  [ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
+  [ "$($cli ps -q | wc -l)" = "$STATS_N" ] || { ERR="$STATS_N containers did not all start: $(firstline <"$DIR/run.err")"; return 1; }
+  sleep 2
+  a=$(our_ticks); sleep "$STATS_SECS"; b=$(our_ticks)
+  S_IDLE=$(awk -v t=$((b - a)) -v hz="$hz" -v s="$STATS_SECS" 'BEGIN{printf "%.1f", t/hz/s*100}')
+  a=$(our_ticks)
+  DOCKER_HOST="unix://$DSOCK" DOCKER_CONFIG="$DK/client" timeout "$STATS_SECS" "$DOCKER" stats >/dev/null 2>&1
+  b=$(our_ticks)
+  S_STREAM=$(awk -v t=$((b - a)) -v hz="$hz" -v s="$STATS_SECS" 'BEGIN{printf "%.1f", t/hz/s*100}')
+  a=$(now_us); $cli stats --no-stream >/dev/null 2>&1 || { ERR="docker stats --no-stream failed"; return 1; }
+  S_ONESHOT=$(( ($(now_us) - a) / 1000 ))
+}
+# our_ticks: the clock ticks of user and system time of dockerd's processes (our_pids).
+our_ticks() {
+  local p t=0
+  for p in $(our_pids); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+
 # measure CLI PORT CGROUP: the service of N, then the scale to N2; sets CREATE, SCALE, CHECK1,
 # CHECK2 or ERR.
 measure() { # CLI PORT CGROUP
@@ -355,7 +394,11 @@ docker_side() {
     D_RSS_KB=$(( ${D_RSS_KB:-0} + ${kb:-0} ))
     D_RSS_WHAT="dockerd + containerd"
   done
-  if [ "$MODE" = build ]; then measure_build dk; else measure dk "$DPORT" "$DCG"; fi
+  case $MODE in
+    build) measure_build dk ;;
+    stats) measure_stats dk ;;
+    *) measure dk "$DPORT" "$DCG" ;;
+  esac
 }
 
 # ---- ours ------------------------------------------------------------------------
@@ -375,6 +418,19 @@ shoal_side() {
   fi
   if [ "$MODE" = build ]; then measure_build sh_; else measure sh_ "$SPORT" "$SCG"; fi
 }
+
+if [ "$MODE" = stats ]; then
+  ERR= S_IDLE= S_STREAM= S_ONESHOT=
+  if docker_side; then
+    printf 'anchor: %-58s %9s %%   of one CPU, over %ss (dockerd, containerd, shims)\n' "dockerd CPU, $STATS_N containers running, no stats (anchor)" "$S_IDLE" "$STATS_SECS"
+    printf 'anchor: %-58s %9s %%   of one CPU\n' "dockerd CPU, docker stats streaming all $STATS_N (anchor)" "$S_STREAM"
+    printf 'anchor: %-58s %9s ms\n' "docker stats --no-stream of $STATS_N containers (anchor)" "$S_ONESHOT"
+  else
+    echo "anchor: dockerd: failed ($ERR)"
+  fi
+  cleanup_docker
+  exit 0
+fi
 
 if [ "$MODE" = build ]; then
   echo "== builds: a 7-instruction two-stage Dockerfile, first build and cached rebuild, beside docker's classic builder"
