@@ -25,3 +25,29 @@ func TestStdinStaysOpenBetweenAttaches(t *testing.T) {
 		t.Fatalf("log %q", l)
 	}
 }
+
+// An attach made before a start that fails ends with the start: it is not
+// left waiting for a later start (which would not serve it either).
+func TestAttachEndsWhenStartFails(t *testing.T) {
+	env := newEnv(t)
+	c := env.create(Config{Cmd: []string{"/no/such/cmd"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	registered := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- env.e.AttachRegistered(ctx, c.ID, nil, &syncBuffer{}, func() { close(registered) })
+	}()
+	<-registered
+	if err := env.e.Start(context.Background(), c.ID); err == nil {
+		t.Fatal("start of a missing command succeeded")
+	}
+	select {
+	case err := <-done:
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("attach ended with %v (context: %v), want the start's error", err, ctx.Err())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("attach still waiting 5 s after its container's start failed")
+	}
+}

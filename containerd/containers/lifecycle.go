@@ -346,6 +346,9 @@ func (e *Engine) Start(ctx context.Context, idOrName string) error {
 	}
 	pid, shimPid, wait, err := e.startShim(ctx, c, pending)
 	if err != nil {
+		// Their streams end with the start, as dockerd's do; left
+		// pending, they would wait for a start that was already taken.
+		startErr(err)
 		msg := err.Error()
 		code := 0
 		var ee *ExecError
