@@ -60,6 +60,23 @@ trap cleanup EXIT
 cleanup
 mkdir -p "$DIR"
 
+# settle: before a section whose figures a loaded machine moves most (the
+# start path, the cluster, the overlay and the mesh; their anchors run in the
+# same section, after the same wait), wait (at most 180 s) for the aftermath
+# of the sections before it: dirty pages written (sync) and the 1-minute load
+# average under 2. The build before the first section and the scale
+# section leave loads of 2-30 behind them, the cluster section 15-20, the
+# swarm section Docker's teardown; on this VM's ext4 without a journal,
+# inodes freed in the last 60 s also make every new file slower
+# (docs/engine.md, session 18). The wait and the load it ended at are
+# printed with the section.
+settle() {
+  sync
+  local t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 180 ] && awk '{exit !($1 >= 2)}' /proc/loadavg; do sleep 5; done
+  echo "  (waited $((SECONDS - t0)) s for the machine to settle: load average $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
 # median of N timings (ms) of a command
 TIMELOOP='for _ in $(seq "$N"); do s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(( (e - s) / 1000 )); done'
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m/1000}'; }
@@ -134,6 +151,7 @@ RUNRM=("${SHX[@]}" run --rm --network none busybox /bin/true)
 
 if want lifecycle; then
   echo "== container lifecycle, median of $N (ms)"
+  settle
   CRUN=$(median_ms_v1only crun run --bundle "$DIR/bundle" "$CT")
   RUNC=$(median_ms runc run --bundle "$DIR/bundle" "$CT")
   OURRT=$(median_ms_v1only "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" "$CT")
@@ -240,19 +258,6 @@ if want build; then
   bash "$(dirname "$0")/swarm.sh" "$BIN" build   # first and cached build beside docker's classic builder
 fi
 
-# settle: before a section whose figure is the whole machine's throughput,
-# wait (at most 180 s) for the aftermath of the sections before it: dirty
-# pages written (sync) and the 1-minute load average under 2. The scale
-# section leaves a load of 20-30 behind it, and the swarm section Docker's
-# teardown; on this VM's ext4 without a journal, inodes freed in the last
-# 60 s also make every new file slower (docs/engine.md, session 18). The
-# wait and the load it ended at are printed with the section.
-settle() {
-  sync
-  local t0=$SECONDS
-  while [ $((SECONDS - t0)) -lt 180 ] && awk '{exit !($1 >= 2)}' /proc/loadavg; do sleep 5; done
-  echo "  (waited $((SECONDS - t0)) s for the machine to settle: load average $(cut -d' ' -f1-3 /proc/loadavg))"
-}
 
 if want cluster; then
   echo "== cluster on test hosts (tests/cluster_bench_test.go; Swarm figures: DESIGN.md references, not measured here)"
@@ -286,11 +291,13 @@ bench_lines() { sed -n "s/^\(Benchmark[^\t]*\t\)\{0,1\}\(\(== \)\{0,1\}$1 .*\)\$
 
 if want overlay; then
   echo "== overlay data path on test hosts (tests/overlay_bench_test.go; iperf3, TCP ping-pong; ratios vs a kernel VXLAN pair)"
+  settle
   go_bench overlay '^BenchmarkOverlay'
 fi
 
 if want mesh; then
   echo "== routing mesh on test hosts (tests/mesh_bench_test.go; ab through a node without the task vs direct to the task's node)"
+  settle
   go_bench mesh '^BenchmarkMesh'
 fi
 
