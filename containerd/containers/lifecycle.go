@@ -419,39 +419,39 @@ func (e *Engine) startShim(ctx context.Context, c Container, pending []*attachRe
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("start shim: %w", err)
 	}
-	closeConns := func() {
-		for _, c := range conns {
-			c.Close()
+	// The shim has its own copies once the request is sent.
+	defer closeFiles(theirs)
+	started := false
+	defer func() {
+		if !started {
+			for _, c := range conns {
+				c.Close()
+			}
 		}
-	}
+	}()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
-		closeFiles(theirs)
-		closeConns()
 		return 0, 0, nil, err
 	}
 	defer statusR.Close()
 	logf, err := os.OpenFile(filepath.Join(e.shimDir(id), "shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		statusW.Close()
-		closeFiles(theirs)
-		closeConns()
 		return 0, 0, nil, err
 	}
 	opts.Clients = len(theirs)
 	shimPid, err := e.sendToShim(opts, statusW, logf, theirs)
+	// Ours closed, the shim's end alone keeps the pipe open: EOF if it dies.
 	statusW.Close()
 	logf.Close()
-	closeFiles(theirs)
 	if err != nil {
-		closeConns()
 		return 0, 0, nil, err
 	}
 	var st shim.Status
 	if err := json.NewDecoder(statusR).Decode(&st); err != nil || st.Pid == 0 {
-		closeConns()
 		return 0, 0, nil, shimError(st, err, c)
 	}
+	started = true
 	// Registered with the shim before the start: nothing of the output is missed.
 	for i, a := range pending {
 		go e.pumpConn(a, conns[i+1])

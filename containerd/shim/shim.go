@@ -252,13 +252,16 @@ func run(o Options, status *os.File, clients []net.Conn) error {
 	// orphans adopted here (none come from inside a pid namespace) would
 	// stay zombies; init reaps them instead.
 	ctx := context.Background()
-	fail := func(err error) error {
-		report(status, Status{Error: err.Error()})
+	// Before the start, a failure is the engine's to report: the clients
+	// it handed over are closed, and the status says why.
+	failWith := func(s Status, err error) error {
+		report(status, s)
 		for _, c := range clients {
 			c.Close()
 		}
 		return err
 	}
+	fail := func(err error) error { return failWith(Status{Error: err.Error()}, err) }
 	ln, err := listenUnix(SocketPath(o.StateDir))
 	if err != nil {
 		return fail(fmt.Errorf("shim listen: %v", err))
@@ -280,9 +283,6 @@ func run(o Options, status *os.File, clients []net.Conn) error {
 		rt.CgroupParent = o.CgroupParent
 	}
 	if err := rt.Create(ctx, o.ID, o.Bundle, std.create); err != nil {
-		for _, c := range clients {
-			c.Close()
-		}
 		s := Status{Error: err.Error()}
 		switch {
 		case errors.Is(err, runtime.ErrExecNotFound):
@@ -290,8 +290,7 @@ func run(o Options, status *os.File, clients []net.Conn) error {
 		case errors.Is(err, runtime.ErrExecPermission):
 			s.Kind = "permission"
 		}
-		report(status, s)
-		return err
+		return failWith(s, err)
 	}
 	std.closeChildEnds()
 

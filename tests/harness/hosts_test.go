@@ -313,10 +313,17 @@ func TestHostsSweep(t *testing.T) {
 	tr.assertGone(t)
 }
 
-func TestRuleWords(t *testing.T) {
-	got := ruleWords(`-D FORWARD -i brshoal1 -m comment --comment "shoal bridge brshoal1" -j ACCEPT`)
-	want := []string{"-D", "FORWARD", "-i", "brshoal1", "-m", "comment", "--comment", "shoal bridge brshoal1", "-j", "ACCEPT"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("ruleWords = %q, want %q", got, want)
+// A leftover FORWARD rule with a comment (as the daemon's bridge writes
+// them) is removed by the sweep.
+func TestRemoveFirewallCommentedRule(t *testing.T) {
+	link := fmt.Sprintf("shoaltst%d", os.Getpid()%100000)
+	rule := []string{"FORWARD", "-i", link, "-m", "comment", "--comment", "shoal bridge " + link, "-j", "ACCEPT"}
+	if out, err := exec.Command("iptables", append([]string{"-A"}, rule...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables -A: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("iptables", append([]string{"-D"}, rule...)...).Run() })
+	removeFirewall(link)
+	if err := exec.Command("iptables", append([]string{"-C"}, rule...)...).Run(); err == nil {
+		t.Fatalf("the commented rule of %s is still in FORWARD after the sweep", link)
 	}
 }

@@ -214,39 +214,21 @@ func removeFirewall(prefix string) {
 		}
 		for _, line := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(line, "-A ") && strings.Contains(line, prefix) {
-				_ = exec.Command("iptables", ruleWords("-D"+line[2:])...).Run()
+				deleteRule("-D" + line[2:])
 			}
 		}
 	}
 }
 
-// ruleWords splits a rule as iptables -S prints it into arguments: words,
-// and double-quoted strings (a comment: "shoal bridge NAME") as one. Split
-// on spaces alone, a commented rule never matched its -D, and such rules
-// piled up in FORWARD over test runs.
-func ruleWords(rule string) []string {
-	var out []string
-	var w strings.Builder
-	quoted, in := false, false
-	for _, c := range rule {
-		switch {
-		case c == '"':
-			quoted, in = !quoted, true
-		case c == ' ' && !quoted:
-			if in {
-				out = append(out, w.String())
-				w.Reset()
-			}
-			in = false
-		default:
-			w.WriteRune(c)
-			in = true
-		}
-	}
-	if in {
-		out = append(out, w.String())
-	}
-	return out
+// deleteRule deletes a filter rule given as iptables -S prints it, with -D
+// for -A. iptables-restore parses the line as -S wrote it: a comment is a
+// double-quoted string ("shoal bridge NAME"), which split on spaces never
+// matched its rule, so such rules piled up in FORWARD over test runs. One
+// rule per call: a rule gone meanwhile fails only its own deletion.
+func deleteRule(rule string) {
+	cmd := exec.Command("iptables-restore", "--noflush")
+	cmd.Stdin = strings.NewReader("*filter\n" + rule + "\nCOMMIT\n")
+	_ = cmd.Run()
 }
 
 // scanProcs returns the live (not zombie) processes, other than this one,
