@@ -51,6 +51,7 @@ func (d *Daemon) handler() http.Handler {
 	d.observeRoutes(mux)
 	d.volumeRoutes(mux)
 	d.networkRoutes(mux)
+	d.debugRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() {

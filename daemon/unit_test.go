@@ -153,6 +153,9 @@ func TestRoutingAndVersions(t *testing.T) {
 		{"POST", "/images/create?fromSrc=http://example.com/x.tar", 400, "not supported"},
 		{"POST", "/images/UPPER/push", 400, "invalid reference format"},
 		{"POST", "/commit", 400, "commit needs ?container=ID"},
+		{"GET", "/debug/pprof/", 200, "goroutine"},
+		{"GET", "/v1.44/debug/pprof/goroutine?debug=1", 200, "goroutine profile: total"},
+		{"GET", "/debug/pprof/cmdline", 200, ""},
 	} {
 		rec := serve(h, tc.method, tc.path, "")
 		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.body) {

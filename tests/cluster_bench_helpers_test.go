@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -446,4 +447,49 @@ func (w *benchWatcher) stop() string {
 		return d.Round(time.Millisecond).String()
 	}
 	return "(not seen within 3 s of the end)"
+}
+
+// benchProfileDaemons starts a CPU profile of span on every host's daemon
+// (GET /debug/pprof/profile) when dir is set, written to dir/HOST.pprof:
+// where the daemons' time goes while a benchmark runs. The returned function
+// waits for the profiles and says which failed.
+func benchProfileDaemons(hosts []*harness.Host, dir string, span time.Duration) func() error {
+	if dir == "" {
+		return func() error { return nil }
+	}
+	errs := make(chan error, len(hosts))
+	for _, h := range hosts {
+		go func() {
+			errs <- func() error {
+				a := newBenchAPI(h.Daemon)
+				a.c.Timeout = span + 30*time.Second
+				resp, err := a.c.Get(fmt.Sprintf("http://shoal/debug/pprof/profile?seconds=%d", int(span.Seconds())))
+				if err != nil {
+					return fmt.Errorf("%s: %w", h.Name, err)
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s: %s", h.Name, resp.Status)
+				}
+				f, err := os.Create(filepath.Join(dir, h.Name+".pprof"))
+				if err != nil {
+					return err
+				}
+				if _, err := io.Copy(f, resp.Body); err != nil {
+					f.Close()
+					return fmt.Errorf("%s: %w", h.Name, err)
+				}
+				return f.Close()
+			}()
+		}()
+	}
+	return func() error {
+		var failed []error
+		for range hosts {
+			if err := <-errs; err != nil {
+				failed = append(failed, err)
+			}
+		}
+		return errors.Join(failed...)
+	}
 }

@@ -112,6 +112,7 @@ func benchConverge(b *testing.B, cpus float64) {
 	b.ResetTimer()
 	b.StartTimer()
 	start := time.Now()
+	profiled := benchProfileDaemons(s.Hosts, os.Getenv("BENCH_PPROF_DIR"), 12*time.Second)
 	m.Daemon.Must(args...)
 	createTook := time.Since(start)
 	// Every 5 s, beside the measured poll: the last `service ls` figure, the
@@ -198,6 +199,9 @@ func benchConverge(b *testing.B, cpus float64) {
 		time.Sleep(pollEvery)
 	}
 	b.StopTimer()
+	if err := profiled(); err != nil {
+		b.Logf("profiles: %v", err)
+	}
 	b.Logf("progress (load before: %s):\n%s", load0, samples())
 	b.Logf("service ps b (history included) at %d/%d: %s", n, n, benchTaskSummary(m, "b"))
 	b.Logf("warnings and errors in the daemons' logs:\n%s", benchLogDigest(s.Hosts))
