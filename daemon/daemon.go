@@ -132,6 +132,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, _, err := cfg.logDefaults(); err != nil {
 		return err
 	}
+	if _, err := runtime.SlowMonitor(); err != nil {
+		slog.Warn("daemon: " + err.Error())
+	}
 	sock, err := socketPath(cfg.Host)
 	if err != nil {
 		return err

@@ -115,6 +115,7 @@ const (
 	stepSetsid
 	stepCgroupNS
 	stepRlimit
+	stepTimerSlack
 	stepNoNewPrivs
 	stepCloseRange
 	stepSeccomp
@@ -133,7 +134,7 @@ const (
 
 var stepNames = [...]string{
 	stepRelease: "wait for release", stepStdio: "stdio", stepSetsid: "controlling terminal",
-	stepCgroupNS: "unshare cgroup namespace", stepRlimit: "setrlimit", stepNoNewPrivs: "no_new_privs",
+	stepCgroupNS: "unshare cgroup namespace", stepRlimit: "setrlimit", stepTimerSlack: "timer slack", stepNoNewPrivs: "no_new_privs",
 	stepCloseRange: "close_range", stepSeccomp: "seccomp: load filter", stepBounding: "drop bounding capabilities",
 	stepKeepCaps: "keepcaps", stepSetgroups: "setgroups", stepSetgid: "setresgid", stepSetuid: "setresuid",
 	stepCapset: "capset", stepAmbient: "clear ambient capabilities", stepChdir: "chdir",

@@ -61,6 +61,8 @@ func childEntry(p *childProg) {
 	for i := 0; i < p.nRlimits && i < len(p.rlimits); i++ {
 		try(p, stepRlimit, unix.SYS_PRLIMIT64, 0, uintptr(p.rlimits[i].resource), uintptr(unsafe.Pointer(&p.rlimits[i].lim)), 0)
 	}
+	// The kernel's default, whatever shim thread cloned us (timerslack.go).
+	try(p, stepTimerSlack, unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, DefaultTimerSlack, 0, 0)
 	if p.noNewPrivs {
 		try(p, stepNoNewPrivs, unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0)
 	}

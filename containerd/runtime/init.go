@@ -159,6 +159,12 @@ func initMain(sync *os.File) error {
 			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
 		}
 	}
+	// Whatever thread of the daemon or shim this init was started from
+	// (see timerslack.go), the container's process gets the kernel's
+	// default. Before seccomp, whose policy may refuse prctl.
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, DefaultTimerSlack, 0, 0, 0); err != nil {
+		return fmt.Errorf("timer slack: %w", err)
+	}
 	if p.OOMScoreAdj != nil && cfg.Mode != modeExec {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(fmt.Sprint(*p.OOMScoreAdj)), 0); err != nil {
 			return fmt.Errorf("oom_score_adj: %w", err)

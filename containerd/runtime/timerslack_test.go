@@ -1,0 +1,164 @@
+package runtime
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-project/shoal/containerd/oci"
+)
+
+// switches is a thread's voluntary context switches (/proc/PID/task/TID/status).
+func switches(t *testing.T, tid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	t.Fatal("no voluntary_ctxt_switches")
+	return 0
+}
+
+// busy keeps the runtime's monitor awake for d, as a daemon's mkdirs and
+// fsyncs do: it wakes every 20 µs while it keeps finding processors held in
+// system calls longer than that to retake; a goroutine spins beside them,
+// so that there is other work for the processor.
+func busy(d time.Duration) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for n := 0; !stop.Load(); n++ {
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		ts := syscall.Timespec{Nsec: 100_000}
+		for !stop.Load() {
+			_ = syscall.Nanosleep(&ts, nil)
+		}
+	}()
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+}
+
+// TestSlowMonitor: the thread SlowMonitor picks is the one that wakes
+// thousands of times a second while the process is busy (the monitor: no
+// other thread of an idle test binary does), and after it, far less often.
+func TestSlowMonitor(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs CAP_SYS_NICE to set another thread's timer slack")
+	}
+	tid, err := monitorThread()
+	if err != nil || tid == 0 {
+		t.Fatalf("monitor thread: %d, %v", tid, err)
+	}
+	slack := func() string {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/timerslack_ns")
+		return strings.TrimSpace(string(b))
+	}
+	if slack() != strconv.Itoa(DefaultTimerSlack) {
+		t.Skipf("monitor's timer slack is %s before the test, not the default: set by an earlier test or by whoever started this one", slack())
+	}
+	const span = 300 * time.Millisecond
+	s0 := switches(t, tid)
+	busy(span)
+	before := switches(t, tid) - s0
+	if before < 1000 {
+		t.Fatalf("thread %d woke %d times in %v of a busy process: not the runtime's monitor", tid, before, span)
+	}
+	got, err := SlowMonitor()
+	if err != nil || got != tid {
+		t.Fatalf("SlowMonitor: %d, %v; want %d", got, err, tid)
+	}
+	if slack() != strconv.Itoa(monitorTimerSlack) {
+		t.Fatalf("monitor's timer slack %s after SlowMonitor", slack())
+	}
+	s0 = switches(t, tid)
+	busy(span)
+	after := switches(t, tid) - s0
+	t.Logf("monitor thread %d: %d wake-ups in %v before, %d after", tid, before, span, after)
+	if after*2 > before {
+		t.Errorf("the monitor woke %d times, %d before the 1 ms slack: not slowed", after, before)
+	}
+	// Other threads keep theirs.
+	if b, _ := os.ReadFile("/proc/" + strconv.Itoa(os.Getpid()) + "/timerslack_ns"); strings.TrimSpace(string(b)) != strconv.Itoa(DefaultTimerSlack) {
+		t.Errorf("main thread's slack changed to %s", b)
+	}
+}
+
+// setAllSlack gives every thread of this process the timer slack ns; the
+// threads the runtime starts later inherit it from theirs.
+func setAllSlack(t *testing.T, ns int) {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		if err := os.WriteFile("/proc/"+task.Name()+"/timerslack_ns", []byte(strconv.Itoa(ns)), 0); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestContainerTimerSlack: a container's process, and an exec'd one, get
+// the kernel's default timer slack even when every thread of the process
+// that starts them has the monitor's (as a shim's threads started by its
+// monitor do).
+func TestContainerTimerSlack(t *testing.T) {
+	requireRoot(t)
+	setAllSlack(t, monitorTimerSlack)
+	t.Cleanup(func() { setAllSlack(t, DefaultTimerSlack) })
+	r := newRuntime(t)
+	want := strconv.Itoa(DefaultTimerSlack)
+
+	bundle := newBundle(t, nil, "cat", "/proc/self/timerslack_ns")
+	o := newOutput(t)
+	code, err := r.Run(ctx(t), "slack", bundle, o.opts())
+	stdout, stderr := o.String()
+	if err != nil || code != 0 {
+		t.Fatalf("run: code %d, err %v, stderr %q", code, err, stderr)
+	}
+	if got := strings.TrimSpace(stdout); got != want {
+		t.Errorf("container's timer slack %s ns, want %s", got, want)
+	}
+
+	c := ctx(t)
+	bundle = newBundle(t, nil, "sleep", "60")
+	if err := r.Create(c, "slackx", bundle, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Delete(c, "slackx", true)
+	if err := r.Start(c, "slackx"); err != nil {
+		t.Fatal(err)
+	}
+	p := *oci.DefaultSpec().Process
+	p.Args = []string{"cat", "/proc/self/timerslack_ns"}
+	o = newOutput(t)
+	proc, err := r.Exec(c, "slackx", p, Stdio{Stdout: o.out, Stderr: o.err})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := proc.Wait()
+	stdout, stderr = o.String()
+	if err != nil || ps.ExitCode() != 0 {
+		t.Fatalf("exec: %v %v %q", ps, err, stderr)
+	}
+	if got := strings.TrimSpace(stdout); got != want {
+		t.Errorf("exec'd process's timer slack %s ns, want %s", got, want)
+	}
+}
