@@ -69,7 +69,10 @@ func (d *Daemon) serviceStatus(r *http.Request, c api.ControlClient, svcs []*api
 	for _, s := range svcs {
 		ids = append(ids, s.GetId())
 	}
-	tasks, err := listTasks(r.Context(), c, &api.ListTasksRequest_Filters{ServiceIds: ids})
+	// Desired-running tasks only, as dockerd asks: the count skips the
+	// others, and a service's history (up to --task-history-limit tasks
+	// per slot) need not be copied and sent for it.
+	tasks, err := listTasks(r.Context(), c, &api.ListTasksRequest_Filters{ServiceIds: ids, DesiredStates: []api.TaskState{api.TaskState_RUNNING}})
 	if err != nil {
 		return nil, err
 	}
