@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 
@@ -68,7 +69,17 @@ func execEngine(args []string) error {
 	if err != nil {
 		return fmt.Errorf("start the engine: %w", err)
 	}
+	// The engine starts with the slack the client was started with (its
+	// main thread's, which slowMonitor leaves alone), not with that of
+	// whichever thread runs this: one the monitor started has the monitor's.
+	goruntime.LockOSThread()
+	_ = runtime.ThreadSlackFromMain()
 	// execve resolves the path before it closes the close-on-exec descriptor.
 	err = syscall.Exec(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), args, os.Environ())
 	return fmt.Errorf("start the engine: %w", err)
 }
+
+// slowMonitor gives the client's Go monitor thread a coarse timer slack
+// (runtime.SlowMonitor): a command that waits on the daemon, `run --rm`
+// say, made half its context switches in that thread's 20 µs sleeps.
+func slowMonitor() { _, _ = runtime.SlowMonitor() }

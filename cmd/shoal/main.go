@@ -25,6 +25,7 @@ func main() {
 	if reexec(os.Args) {
 		return
 	}
+	slowMonitor()
 	root := cli.NewRootCommand()
 	root.AddCommand(daemonCommand())
 	os.Exit(cli.Execute(root))

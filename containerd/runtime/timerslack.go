@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Timer slack. While a Go process is busy, the runtime's monitor thread
@@ -59,4 +62,23 @@ func monitorThread() (int, error) {
 		}
 	}
 	return first, nil
+}
+
+// ThreadSlackFromMain gives the calling thread, which the caller has
+// locked, the timer slack of the process's main thread (which SlowMonitor
+// leaves alone): for an execve that must not pass on the monitor's slack,
+// which a thread the monitor started inherited.
+func ThreadSlackFromMain() error {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(os.Getpid()) + "/timerslack_ns")
+	if err != nil {
+		return fmt.Errorf("timer slack of the main thread: %w", err)
+	}
+	ns, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("timer slack of the main thread: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0); err != nil {
+		return fmt.Errorf("timer slack: %w", err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"os"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/oci"
 )
@@ -161,4 +164,40 @@ func TestContainerTimerSlack(t *testing.T) {
 	if got := strings.TrimSpace(stdout); got != want {
 		t.Errorf("exec'd process's timer slack %s ns, want %s", got, want)
 	}
+}
+
+// TestThreadSlackFromMain: a thread with the monitor's slack gets the main
+// thread's back.
+func TestThreadSlackFromMain(t *testing.T) {
+	var check func()
+	check = func() {
+		goruntime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		if unix.Gettid() == os.Getpid() {
+			// The main thread itself: try again from another, which it
+			// cannot be while this goroutine holds it.
+			done := make(chan struct{})
+			go func() { defer close(done); check() }()
+			<-done
+			return
+		}
+		self := func() string {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(unix.Gettid()) + "/timerslack_ns")
+			return strings.TrimSpace(string(b))
+		}
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, monitorTimerSlack, 0, 0, 0); err != nil || self() != strconv.Itoa(monitorTimerSlack) {
+			t.Errorf("set slack: %v (%s)", err, self())
+			return
+		}
+		if err := ThreadSlackFromMain(); err != nil {
+			t.Error(err)
+			return
+		}
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(os.Getpid()) + "/timerslack_ns")
+		if main := strings.TrimSpace(string(b)); self() != main || main == strconv.Itoa(monitorTimerSlack) {
+			t.Errorf("thread's slack %s after ThreadSlackFromMain, main thread's %s", self(), main)
+		}
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); check() }()
+	<-done
 }
