@@ -45,6 +45,7 @@ func nameProcess() {
 	}
 }
 
-// slowMonitor does nothing: the engine's roles each decide (the daemon in
-// daemon.Run; an exec helper or a client command lives too briefly).
-func slowMonitor() {}
+// clientRuntime leaves the runtime as it is: the engine serves the client
+// commands only when built alone (plain go build ./cmd/shoal), and its
+// roles each decide (the daemon in daemon.Run).
+func clientRuntime() {}

@@ -25,7 +25,7 @@ func main() {
 	if reexec(os.Args) {
 		return
 	}
-	slowMonitor()
+	clientRuntime()
 	root := cli.NewRootCommand()
 	root.AddCommand(daemonCommand())
 	os.Exit(cli.Execute(root))
