@@ -123,6 +123,21 @@ func TestCreateServiceValidation(t *testing.T) {
 		}), api.ErrInvalidArgument, "has no target"},
 		{"update ratio", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{MaxFailureRatio: 1.5} }), api.ErrInvalidArgument, "max failure ratio"},
 		{"rollback delay", edit(func(s *api.ServiceSpec) { s.Rollback = &api.UpdateConfig{Delay: neg} }), api.ErrInvalidArgument, "rollback config delay"},
+		// What the orchestrator does not do is refused, not stored and ignored;
+		// what Docker clients send by default (the CLI's monitor of 5s,
+		// docker-py's failure action continue) stays accepted.
+		{"update defaults of clients ok", edit(func(s *api.ServiceSpec) {
+			s.Update = &api.UpdateConfig{Parallelism: 2, Monitor: durationpb.New(5 * time.Second), FailureAction: api.UpdateConfig_CONTINUE}
+			s.Rollback = &api.UpdateConfig{Parallelism: 1, Monitor: durationpb.New(5 * time.Second), FailureAction: api.UpdateConfig_PAUSE}
+		}), nil, ""},
+		{"update delay unsupported", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{Delay: durationpb.New(10 * time.Second)} }),
+			api.ErrInvalidArgument, "update config delay 10s is not supported"},
+		{"rollback ratio unsupported", edit(func(s *api.ServiceSpec) { s.Rollback = &api.UpdateConfig{MaxFailureRatio: 0.5} }),
+			api.ErrInvalidArgument, "rollback config max failure ratio 0.5 is not supported"},
+		{"failure action rollback unsupported", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{FailureAction: api.UpdateConfig_ROLLBACK} }),
+			api.ErrInvalidArgument, "failure action rollback is not supported"},
+		{"start-first unsupported", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{Order: api.UpdateConfig_START_FIRST} }),
+			api.ErrInvalidArgument, "order start-first is not supported"},
 		{"target port", edit(func(s *api.ServiceSpec) {
 			s.Endpoint = &api.EndpointSpec{Ports: []*api.PortConfig{{PublishedPort: 80}}}
 		}), api.ErrInvalidArgument, "target port 0"},

@@ -151,7 +151,26 @@ func validateUpdateConfig(what string, u *api.UpdateConfig) error {
 	if err := validateEnum(what+" failure action", u.GetFailureAction(), api.UpdateConfig_FailureAction_name); err != nil {
 		return err
 	}
-	return validateEnum(what+" order", u.GetOrder(), api.UpdateConfig_Order_name)
+	if err := validateEnum(what+" order", u.GetOrder(), api.UpdateConfig_Order_name); err != nil {
+		return err
+	}
+	// What the orchestrator does not do is refused rather than stored and
+	// ignored (manager/orchestrator/README.md): it replaces the next
+	// replicas as soon as the replacements run, stop-first, and holds on a
+	// replacement that does not run. Docker clients send none of these
+	// unless asked (the docker CLI's defaults are delay 0, ratio 0, pause,
+	// stop-first; docker-py's failure action is continue, kept accepted).
+	switch {
+	case u.GetDelay().AsDuration() > 0:
+		return invalid("%s delay %v is not supported: replicas are replaced as soon as the previous replacements run (use 0s)", what, u.GetDelay().AsDuration())
+	case u.GetMaxFailureRatio() > 0:
+		return invalid("%s max failure ratio %v is not supported: an update holds on a replacement that does not run (use 0)", what, u.GetMaxFailureRatio())
+	case u.GetFailureAction() == api.UpdateConfig_ROLLBACK:
+		return invalid("%s failure action rollback is not supported: an update holds on a replacement that does not run (use pause)", what)
+	case u.GetOrder() == api.UpdateConfig_START_FIRST:
+		return invalid("%s order start-first is not supported: replicas are replaced stop-first", what)
+	}
+	return nil
 }
 
 func validateEndpoint(e *api.EndpointSpec) error {

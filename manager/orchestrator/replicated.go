@@ -265,9 +265,13 @@ func updating(svc *api.Service, g *group) bool {
 }
 
 // Parallelism is how many replicas a rolling update of svc replaces at once;
-// 0 means all. Without an update config it is 1, Docker's default.
+// 0 means all. Without an update config it is 1, Docker's default. While a
+// rollback runs (`service rollback`), the rollback config's, as Docker's.
 func Parallelism(svc *api.Service) int {
 	u := svc.GetSpec().GetUpdate()
+	if svc.GetUpdateStatus().GetState() == api.UpdateStatus_ROLLBACK_STARTED {
+		u = svc.GetSpec().GetRollback()
+	}
 	if u == nil {
 		return 1
 	}
