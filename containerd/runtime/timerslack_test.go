@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,8 +35,11 @@ func switches(t *testing.T, tid int) int {
 // busy keeps the runtime's monitor awake for d, as a daemon's mkdirs and
 // fsyncs do: it wakes every 20 µs while it keeps finding processors held in
 // system calls longer than that to retake; a goroutine spins beside them,
-// so that there is other work for the processor.
-func busy(d time.Duration) {
+// so that there is other work for the processor. The blocking call is
+// ppoll, not nanosleep, so that the monitor is the only thread found in
+// nanosleep. Meanwhile, every millisecond, it notes which threads are in
+// nanosleep (/proc/self/task/TID/syscall) and returns the count per thread.
+func busy(d time.Duration) map[int]int {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -48,19 +50,32 @@ func busy(d time.Duration) {
 	}()
 	go func() {
 		defer wg.Done()
-		ts := syscall.Timespec{Nsec: 100_000}
+		ts := unix.Timespec{Nsec: 100_000}
 		for !stop.Load() {
-			_ = syscall.Nanosleep(&ts, nil)
+			_, _ = unix.Ppoll(nil, &ts, nil)
 		}
 	}()
-	time.Sleep(d)
+	seen := map[int]int{}
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+			if f := strings.Fields(string(b)); err == nil && len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_NANOSLEEP) {
+				tid, _ := strconv.Atoi(task.Name())
+				seen[tid]++
+			}
+		}
+	}
 	stop.Store(true)
 	wg.Wait()
+	return seen
 }
 
-// TestSlowMonitor: the thread SlowMonitor picks is the one that wakes
-// thousands of times a second while the process is busy (the monitor: no
-// other thread of an idle test binary does), and after it, far less often.
+// TestSlowMonitor: the thread SlowMonitor picks is the one found sleeping
+// in nanosleep while the process is busy (the monitor: no other thread of
+// this test does), and it gets the 1 ms slack, no other thread. How many
+// fewer wake-ups that makes depends on the machine's other timers; it is
+// logged, and measured in docs/engine.md.
 func TestSlowMonitor(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs CAP_SYS_NICE to set another thread's timer slack")
@@ -69,37 +84,42 @@ func TestSlowMonitor(t *testing.T) {
 	if err != nil || tid == 0 {
 		t.Fatalf("monitor thread: %d, %v", tid, err)
 	}
-	slack := func() string {
+	slack := func(tid int) string {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/timerslack_ns")
 		return strings.TrimSpace(string(b))
 	}
-	if slack() != strconv.Itoa(DefaultTimerSlack) {
-		t.Skipf("monitor's timer slack is %s before the test, not the default: set by an earlier test or by whoever started this one", slack())
+	if slack(tid) != strconv.Itoa(DefaultTimerSlack) {
+		t.Skipf("monitor's timer slack is %s before the test, not the default: set by an earlier test or by whoever started this one", slack(tid))
 	}
 	const span = 300 * time.Millisecond
 	s0 := switches(t, tid)
-	busy(span)
+	seen := busy(span)
 	before := switches(t, tid) - s0
-	if before < 1000 {
-		t.Fatalf("thread %d woke %d times in %v of a busy process: not the runtime's monitor", tid, before, span)
+	most := 0
+	for other, n := range seen {
+		if other != tid && n > most {
+			most = n
+		}
+	}
+	if seen[tid] == 0 || seen[tid] <= 2*most {
+		t.Fatalf("threads found in nanosleep while busy: %v; the one picked, %d, is not the runtime's monitor", seen, tid)
 	}
 	got, err := SlowMonitor()
 	if err != nil || got != tid {
 		t.Fatalf("SlowMonitor: %d, %v; want %d", got, err, tid)
 	}
-	if slack() != strconv.Itoa(monitorTimerSlack) {
-		t.Fatalf("monitor's timer slack %s after SlowMonitor", slack())
+	if slack(tid) != strconv.Itoa(monitorTimerSlack) {
+		t.Fatalf("monitor's timer slack %s after SlowMonitor", slack(tid))
 	}
 	s0 = switches(t, tid)
 	busy(span)
 	after := switches(t, tid) - s0
-	t.Logf("monitor thread %d: %d wake-ups in %v before, %d after", tid, before, span, after)
-	if after*2 > before {
-		t.Errorf("the monitor woke %d times, %d before the 1 ms slack: not slowed", after, before)
-	}
-	// Other threads keep theirs.
-	if b, _ := os.ReadFile("/proc/" + strconv.Itoa(os.Getpid()) + "/timerslack_ns"); strings.TrimSpace(string(b)) != strconv.Itoa(DefaultTimerSlack) {
-		t.Errorf("main thread's slack changed to %s", b)
+	t.Logf("monitor thread %d: %d wake-ups in %v of a busy process before the slack, %d after", tid, before, span, after)
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		if other, _ := strconv.Atoi(task.Name()); other != tid && slack(other) == strconv.Itoa(monitorTimerSlack) {
+			t.Errorf("thread %d got the monitor's slack too", other)
+		}
 	}
 }
 
