@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if _, err := runtime.SlowMonitor(); err != nil {
-		slog.Warn("daemon: " + err.Error())
+		slog.Warn("daemon: runtime monitor left at its timer slack", "err", err)
 	}
 	sock, err := socketPath(cfg.Host)
 	if err != nil {

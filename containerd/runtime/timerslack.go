@@ -39,14 +39,17 @@ func SlowMonitor() (int, error) {
 	if err != nil || tid == 0 {
 		return 0, err
 	}
-	// The thread's own /proc/TID (task/TID has no timerslack_ns); writing
-	// another thread's needs CAP_SYS_NICE, which the daemon and shims have.
-	p := "/proc/" + strconv.Itoa(tid) + "/timerslack_ns"
-	if err := os.WriteFile(p, []byte(strconv.Itoa(monitorTimerSlack)), 0); err != nil {
+	// Writing another thread's needs CAP_SYS_NICE, which the daemon and
+	// shims have.
+	if err := os.WriteFile(slackFile(tid), []byte(strconv.Itoa(monitorTimerSlack)), 0); err != nil {
 		return 0, fmt.Errorf("timer slack of the runtime's monitor thread: %w", err)
 	}
 	return tid, nil
 }
+
+// slackFile holds thread tid's timer slack: its own /proc/TID, since
+// /proc/self/task/TID has no timerslack_ns.
+func slackFile(tid int) string { return "/proc/" + strconv.Itoa(tid) + "/timerslack_ns" }
 
 // monitorThread finds the Go runtime's monitor thread (see SlowMonitor).
 func monitorThread() (int, error) {
@@ -69,7 +72,7 @@ func monitorThread() (int, error) {
 // leaves alone): for an execve that must not pass on the monitor's slack,
 // which a thread the monitor started inherited.
 func ThreadSlackFromMain() error {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(os.Getpid()) + "/timerslack_ns")
+	b, err := os.ReadFile(slackFile(os.Getpid()))
 	if err != nil {
 		return fmt.Errorf("timer slack of the main thread: %w", err)
 	}

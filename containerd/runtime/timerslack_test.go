@@ -15,6 +15,12 @@ import (
 	"github.com/shoal-project/shoal/containerd/oci"
 )
 
+// slack is thread tid's timer slack, as /proc shows it ("" if unreadable).
+func slack(tid int) string {
+	b, _ := os.ReadFile(slackFile(tid))
+	return strings.TrimSpace(string(b))
+}
+
 // switches is a thread's voluntary context switches (/proc/PID/task/TID/status).
 func switches(t *testing.T, tid int) int {
 	t.Helper()
@@ -83,10 +89,6 @@ func TestSlowMonitor(t *testing.T) {
 	tid, err := monitorThread()
 	if err != nil || tid == 0 {
 		t.Fatalf("monitor thread: %d, %v", tid, err)
-	}
-	slack := func(tid int) string {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/timerslack_ns")
-		return strings.TrimSpace(string(b))
 	}
 	if slack(tid) != strconv.Itoa(DefaultTimerSlack) {
 		t.Skipf("monitor's timer slack is %s before the test, not the default: set by an earlier test or by whoever started this one", slack(tid))
@@ -200,10 +202,7 @@ func TestThreadSlackFromMain(t *testing.T) {
 			<-done
 			return
 		}
-		self := func() string {
-			b, _ := os.ReadFile("/proc/" + strconv.Itoa(unix.Gettid()) + "/timerslack_ns")
-			return strings.TrimSpace(string(b))
-		}
+		self := func() string { return slack(unix.Gettid()) }
 		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, monitorTimerSlack, 0, 0, 0); err != nil || self() != strconv.Itoa(monitorTimerSlack) {
 			t.Errorf("set slack: %v (%s)", err, self())
 			return
@@ -212,8 +211,7 @@ func TestThreadSlackFromMain(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(os.Getpid()) + "/timerslack_ns")
-		if main := strings.TrimSpace(string(b)); self() != main || main == strconv.Itoa(monitorTimerSlack) {
+		if main := slack(os.Getpid()); self() != main || main == strconv.Itoa(monitorTimerSlack) {
 			t.Errorf("thread's slack %s after ThreadSlackFromMain, main thread's %s", self(), main)
 		}
 	}
