@@ -1042,8 +1042,12 @@ type TaskStatus struct {
 	Err             string           `protobuf:"bytes,4,opt,name=err,proto3" json:"err,omitempty"`
 	ContainerStatus *ContainerStatus `protobuf:"bytes,5,opt,name=container_status,json=containerStatus,proto3" json:"container_status,omitempty"`
 	PortStatus      *PortStatus      `protobuf:"bytes,6,opt,name=port_status,json=portStatus,proto3" json:"port_status,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// started_at is the timestamp of the task's first RUNNING status, kept on
+	// every later status (api.Step does both; what an agent sends is
+	// ignored). A rolling update's delay and monitor window count from it.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
@@ -1114,6 +1118,13 @@ func (x *TaskStatus) GetContainerStatus() *ContainerStatus {
 func (x *TaskStatus) GetPortStatus() *PortStatus {
 	if x != nil {
 		return x.PortStatus
+	}
+	return nil
+}
+
+func (x *TaskStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
 	}
 	return nil
 }
@@ -2071,7 +2082,7 @@ const file_objects_proto_rawDesc = "" +
 	"\texit_code\x18\x03 \x01(\x05R\bexitCode\"9\n" +
 	"\n" +
 	"PortStatus\x12+\n" +
-	"\x05ports\x18\x01 \x03(\v2\x15.shoal.api.PortConfigR\x05ports\"\x9d\x02\n" +
+	"\x05ports\x18\x01 \x03(\v2\x15.shoal.api.PortConfigR\x05ports\"\xd8\x02\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12*\n" +
@@ -2080,7 +2091,9 @@ const file_objects_proto_rawDesc = "" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x12E\n" +
 	"\x10container_status\x18\x05 \x01(\v2\x1a.shoal.api.ContainerStatusR\x0fcontainerStatus\x126\n" +
 	"\vport_status\x18\x06 \x01(\v2\x15.shoal.api.PortStatusR\n" +
-	"portStatus\"\x9c\x01\n" +
+	"portStatus\x129\n" +
+	"\n" +
+	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x9c\x01\n" +
 	"\x11NetworkAttachment\x12,\n" +
 	"\anetwork\x18\x01 \x01(\v2\x12.shoal.api.NetworkR\anetwork\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x18\n" +
@@ -2248,35 +2261,36 @@ var file_objects_proto_depIdxs = []int32{
 	37, // 29: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
 	13, // 30: shoal.api.TaskStatus.container_status:type_name -> shoal.api.ContainerStatus
 	14, // 31: shoal.api.TaskStatus.port_status:type_name -> shoal.api.PortStatus
-	18, // 32: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
-	32, // 33: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	38, // 34: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	39, // 35: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	38, // 36: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
-	37, // 37: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
-	15, // 38: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
-	16, // 39: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
-	10, // 40: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	32, // 41: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	40, // 42: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	41, // 43: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
-	19, // 44: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
-	21, // 45: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
-	32, // 46: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	42, // 47: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	20, // 48: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	23, // 49: shoal.api.Cluster.gossip_keys:type_name -> shoal.api.GossipKey
-	31, // 50: shoal.api.GossipKey.created_at:type_name -> google.protobuf.Timestamp
-	32, // 51: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	43, // 52: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	32, // 53: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	44, // 54: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	32, // 55: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	31, // 32: shoal.api.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	18, // 33: shoal.api.NetworkAttachment.network:type_name -> shoal.api.Network
+	32, // 34: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	38, // 35: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	39, // 36: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	38, // 37: shoal.api.Task.service_annotations:type_name -> shoal.api.Annotations
+	37, // 38: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	15, // 39: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
+	16, // 40: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
+	10, // 41: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
+	32, // 42: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	40, // 43: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	41, // 44: shoal.api.Network.ipam:type_name -> shoal.api.IPAMOptions
+	19, // 45: shoal.api.RootCA.join_tokens:type_name -> shoal.api.JoinTokens
+	21, // 46: shoal.api.RootCA.root_rotation:type_name -> shoal.api.RootRotation
+	32, // 47: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	42, // 48: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	20, // 49: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
+	23, // 50: shoal.api.Cluster.gossip_keys:type_name -> shoal.api.GossipKey
+	31, // 51: shoal.api.GossipKey.created_at:type_name -> google.protobuf.Timestamp
+	32, // 52: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	43, // 53: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	32, // 54: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	44, // 55: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	32, // 56: shoal.api.RegistryRepository.meta:type_name -> shoal.api.Meta
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }

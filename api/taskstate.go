@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // ErrInvalidTransition is matched (errors.Is) by every *TransitionError.
@@ -69,7 +70,10 @@ func CheckTransition(from, to, desired TaskState) error {
 
 // Step moves t's status to next, the one way task states change. It refuses
 // (with a *TransitionError, leaving t untouched) a step CheckTransition
-// refuses. t.Status becomes a copy of next, so the caller may reuse next.
+// refuses. t.Status becomes a copy of next, so the caller may reuse next,
+// except for started_at, which Step keeps itself: the timestamp of the
+// first RUNNING status, carried over every later one (what next says is
+// ignored, so an agent cannot move it).
 func Step(t *Task, next *TaskStatus) error {
 	if t == nil || next == nil {
 		return &TransitionError{Reason: "nil task or status"}
@@ -82,6 +86,14 @@ func Step(t *Task, next *TaskStatus) error {
 		}
 		return err
 	}
+	started := t.GetStatus().GetStartedAt()
+	if started == nil && next.GetState() == TaskState_RUNNING {
+		started = next.GetTimestamp()
+	}
 	t.Status = proto.Clone(next).(*TaskStatus)
+	t.Status.StartedAt = nil
+	if started != nil {
+		t.Status.StartedAt = proto.Clone(started).(*timestamppb.Timestamp)
+	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func TestCheckTransition(t *testing.T) {
@@ -75,6 +77,35 @@ func TestStep(t *testing.T) {
 	}
 	if err := Step(nil, &TaskStatus{}); err == nil {
 		t.Fatal("nil task accepted")
+	}
+}
+
+// TestStepStartedAt: started_at is the first RUNNING status's time, kept on
+// every later status; what the reporter puts there is ignored.
+func TestStepStartedAt(t *testing.T) {
+	at := func(sec int64) *timestamppb.Timestamp { return &timestamppb.Timestamp{Seconds: sec} }
+	task := &Task{Id: "t1", DesiredState: TaskState_RUNNING, Status: &TaskStatus{State: TaskState_ASSIGNED}}
+	steps := []struct {
+		status *TaskStatus
+		want   *timestamppb.Timestamp
+	}{
+		{&TaskStatus{State: TaskState_STARTING, Timestamp: at(10), StartedAt: at(1)}, nil},
+		{&TaskStatus{State: TaskState_RUNNING, Timestamp: at(20), StartedAt: at(2)}, at(20)},
+		{&TaskStatus{State: TaskState_RUNNING, Timestamp: at(30), Message: "again"}, at(20)},
+		{&TaskStatus{State: TaskState_FAILED, Timestamp: at(40), StartedAt: at(3)}, at(20)},
+	}
+	for _, s := range steps {
+		if err := Step(task, s.status); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(task.Status.GetStartedAt(), s.want) {
+			t.Fatalf("after %s at %v: started_at %v, want %v", s.status.State, s.status.Timestamp, task.Status.GetStartedAt(), s.want)
+		}
+	}
+	// A status that skips RUNNING (reported late, coalesced) starts nothing.
+	quick := &Task{Id: "t2", DesiredState: TaskState_RUNNING, Status: &TaskStatus{State: TaskState_STARTING}}
+	if err := Step(quick, &TaskStatus{State: TaskState_FAILED, Timestamp: at(50)}); err != nil || quick.Status.StartedAt != nil {
+		t.Fatalf("failed before running: err %v, started_at %v", err, quick.Status.StartedAt)
 	}
 }
 

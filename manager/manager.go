@@ -134,7 +134,10 @@ type Manager struct {
 	mux   *demux
 	grpc  *grpc.Server
 	disp  *dispatcher.Dispatcher
-	log   *slog.Logger
+	// control is the control API; the leader's orchestrator loop rolls
+	// services back through it (failure action rollback).
+	control *controlapi.Server
+	log     *slog.Logger
 	// beats is the heartbeat fast path's table (nil without BeatConn).
 	beats *heartbeat.Table
 	// streams rechecks the callers of open streams.
@@ -255,7 +258,8 @@ func New(cfg Config) (_ *Manager, err error) {
 		opts = append(opts, grpc.InTapHandle(cfg.InTap))
 	}
 	m.grpc = grpc.NewServer(opts...)
-	api.RegisterControlServer(m.grpc, controlapi.NewServer(m.store, nil, nil))
+	m.control = controlapi.NewServer(m.store, nil, nil)
+	api.RegisterControlServer(m.grpc, m.control)
 	api.RegisterDispatcherServer(m.grpc, m.disp)
 	api.RegisterCAServer(m.grpc, &caServer{m: m})
 	api.RegisterRaftMembershipServer(m.grpc, &membershipServer{m: m})
@@ -382,7 +386,7 @@ func (m *Manager) whileLeader(ctx context.Context) {
 		m.setCaughtUp(true)
 		m.log.Info("manager: this node is the leader", "node", m.cfg.NodeID)
 		run("dispatcher", m.disp.Run)
-		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log}.Run)
+		run("orchestrator+scheduler", leader.Config{Store: m.store, Logger: m.log, Rollback: m.control.Rollback}.Run)
 		run("membership", m.reconcileMembership)
 		run("root rotation", m.reconcileRootRotation)
 		run("gossip keys", m.reconcileGossipKeys)

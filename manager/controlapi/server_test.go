@@ -123,21 +123,16 @@ func TestCreateServiceValidation(t *testing.T) {
 		}), api.ErrInvalidArgument, "has no target"},
 		{"update ratio", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{MaxFailureRatio: 1.5} }), api.ErrInvalidArgument, "max failure ratio"},
 		{"rollback delay", edit(func(s *api.ServiceSpec) { s.Rollback = &api.UpdateConfig{Delay: neg} }), api.ErrInvalidArgument, "rollback config delay"},
-		// What the orchestrator does not do is refused, not stored and ignored;
-		// what Docker clients send by default (the CLI's monitor of 5s,
-		// docker-py's failure action continue) stays accepted.
-		{"update defaults of clients ok", edit(func(s *api.ServiceSpec) {
-			s.Update = &api.UpdateConfig{Parallelism: 2, Monitor: durationpb.New(5 * time.Second), FailureAction: api.UpdateConfig_CONTINUE}
-			s.Rollback = &api.UpdateConfig{Parallelism: 1, Monitor: durationpb.New(5 * time.Second), FailureAction: api.UpdateConfig_PAUSE}
+		// Every update setting Docker has is applied (manager/orchestrator,
+		// update.go), so all are accepted; a rollback that would roll itself
+		// back is refused.
+		{"update settings ok", edit(func(s *api.ServiceSpec) {
+			s.Update = &api.UpdateConfig{Parallelism: 2, Delay: durationpb.New(10 * time.Second), Monitor: durationpb.New(5 * time.Second),
+				FailureAction: api.UpdateConfig_ROLLBACK, MaxFailureRatio: 0.5, Order: api.UpdateConfig_START_FIRST}
+			s.Rollback = &api.UpdateConfig{Parallelism: 1, Monitor: durationpb.New(5 * time.Second), FailureAction: api.UpdateConfig_CONTINUE}
 		}), nil, ""},
-		{"update delay unsupported", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{Delay: durationpb.New(10 * time.Second)} }),
-			api.ErrInvalidArgument, "update config delay 10s is not supported"},
-		{"rollback ratio unsupported", edit(func(s *api.ServiceSpec) { s.Rollback = &api.UpdateConfig{MaxFailureRatio: 0.5} }),
-			api.ErrInvalidArgument, "rollback config max failure ratio 0.5 is not supported"},
-		{"failure action rollback unsupported", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{FailureAction: api.UpdateConfig_ROLLBACK} }),
-			api.ErrInvalidArgument, "failure action rollback is not supported"},
-		{"start-first unsupported", edit(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{Order: api.UpdateConfig_START_FIRST} }),
-			api.ErrInvalidArgument, "order start-first is not supported"},
+		{"rollback of a rollback", edit(func(s *api.ServiceSpec) { s.Rollback = &api.UpdateConfig{FailureAction: api.UpdateConfig_ROLLBACK} }),
+			api.ErrInvalidArgument, "rollback config failure action rollback is not supported"},
 		{"target port", edit(func(s *api.ServiceSpec) {
 			s.Endpoint = &api.EndpointSpec{Ports: []*api.PortConfig{{PublishedPort: 80}}}
 		}), api.ErrInvalidArgument, "target port 0"},
@@ -408,3 +403,57 @@ func TestProtoNotShared(t *testing.T) {
 }
 
 func durationpbOf(seconds int64) *durationpb.Duration { return &durationpb.Duration{Seconds: seconds} }
+
+// TestRollbackAndResume: the orchestrator's rollback (failure action
+// rollback) goes through Server.Rollback, which refuses a service changed
+// since the decision; `service update` with no change resumes a paused
+// update, as Docker's, and writes nothing otherwise.
+func TestRollbackAndResume(t *testing.T) {
+	ctx := context.Background()
+	s, st := newTestServer(t)
+	created, err := s.createService(ctx, &api.CreateServiceRequest{Spec: replicated("web", "busybox", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Service.Id
+	wantErr(t, s.Rollback(ctx, id, created.Service.Meta.Version, "x"), api.ErrFailedPrecondition, "no previous spec")
+	up, err := s.updateService(ctx, &api.UpdateServiceRequest{ServiceId: id, ServiceVersion: created.Service.Meta.Version,
+		Spec: replicated("web", "busybox:2", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := up.Service.Meta.Version
+	wantErr(t, s.Rollback(ctx, id, v-1, "x"), api.ErrConflict, "changed since its rollback was decided")
+	wantErr(t, s.Rollback(ctx, "nope", v, "x"), api.ErrNotFound, "service nope not found")
+	const msg = "update rolled back due to failure or early termination of task t1"
+	if err := s.Rollback(ctx, id, v, msg); err != nil {
+		t.Fatal(err)
+	}
+	var svc *api.Service
+	st.View(func(tx raftstore.ReadTx) { svc = tx.GetService(id) })
+	if svc.Spec.Task.Container.Image != "busybox" || svc.PreviousSpec.Task.Container.Image != "busybox:2" ||
+		svc.UpdateStatus.GetState() != api.UpdateStatus_ROLLBACK_STARTED || svc.UpdateStatus.GetMessage() != msg {
+		t.Fatalf("after Rollback: spec %s, previous %s, status %v", svc.Spec.Task.Container.Image,
+			svc.PreviousSpec.Task.Container.Image, svc.UpdateStatus)
+	}
+
+	for _, paused := range []api.UpdateStatus_State{api.UpdateStatus_PAUSED, api.UpdateStatus_ROLLBACK_PAUSED} {
+		err := st.Update(ctx, func(tx raftstore.WriteTx) error {
+			x := tx.GetService(id)
+			x.UpdateStatus = &api.UpdateStatus{State: paused, Message: "update paused due to failure"}
+			return tx.Update(x)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.View(func(tx raftstore.ReadTx) { svc = tx.GetService(id) })
+		res, err := s.updateService(ctx, &api.UpdateServiceRequest{ServiceId: id, ServiceVersion: svc.Meta.Version, Spec: svc.Spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Service.UpdateStatus != nil || res.Service.SpecVersion != svc.SpecVersion {
+			t.Fatalf("no-op update of a %s service: status %v, spec version %d -> %d", paused, res.Service.UpdateStatus,
+				svc.SpecVersion, res.Service.SpecVersion)
+		}
+	}
+}

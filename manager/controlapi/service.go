@@ -154,21 +154,8 @@ func validateUpdateConfig(what string, u *api.UpdateConfig) error {
 	if err := validateEnum(what+" order", u.GetOrder(), api.UpdateConfig_Order_name); err != nil {
 		return err
 	}
-	// What the orchestrator does not do is refused rather than stored and
-	// ignored (manager/orchestrator/README.md): it replaces the next
-	// replicas as soon as the replacements run, stop-first, and holds on a
-	// replacement that does not run. Docker clients send none of these
-	// unless asked (the docker CLI's defaults are delay 0, ratio 0, pause,
-	// stop-first; docker-py's failure action is continue, kept accepted).
-	switch {
-	case u.GetDelay().AsDuration() > 0:
-		return invalid("%s delay %v is not supported: replicas are replaced as soon as the previous replacements run (use 0s)", what, u.GetDelay().AsDuration())
-	case u.GetMaxFailureRatio() > 0:
-		return invalid("%s max failure ratio %v is not supported: an update holds on a replacement that does not run (use 0)", what, u.GetMaxFailureRatio())
-	case u.GetFailureAction() == api.UpdateConfig_ROLLBACK:
-		return invalid("%s failure action rollback is not supported: an update holds on a replacement that does not run (use pause)", what)
-	case u.GetOrder() == api.UpdateConfig_START_FIRST:
-		return invalid("%s order start-first is not supported: replicas are replaced stop-first", what)
+	if what == "rollback config" && u.GetFailureAction() == api.UpdateConfig_ROLLBACK {
+		return invalid("rollback config failure action rollback is not supported: a rollback cannot roll itself back (use pause or continue)")
 	}
 	return nil
 }
@@ -380,6 +367,45 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 	return wire(s.updateService(ctx, req))
 }
 
+// Rollback rolls service id back to its previous spec, as `service
+// rollback` does, with message as its update status: the leader's
+// orchestrator loop calls it for failure action rollback. version is the
+// service's meta.version the decision was made on; a service changed since
+// is not rolled back (api.ErrConflict).
+func (s *Server) Rollback(ctx context.Context, id string, version uint64, message string) error {
+	networkAllocMu.Lock()
+	defer networkAllocMu.Unlock()
+	return s.store.Update(ctx, func(tx raftstore.WriteTx) error {
+		svc := tx.GetService(id)
+		if svc == nil {
+			return notFound("service %s not found", id)
+		}
+		if v := svc.GetMeta().GetVersion(); v != version {
+			return conflict("service %s changed since its rollback was decided (version %d, current %d)", id, version, v)
+		}
+		return s.rollback(tx, svc, message)
+	})
+}
+
+// rollback swaps svc's spec with its previous one and starts the rollback.
+func (s *Server) rollback(tx raftstore.WriteTx, svc *api.Service, message string) error {
+	if svc.GetPreviousSpec() == nil {
+		return precondition("service %s has no previous spec to roll back to", svc.GetSpec().GetAnnotations().GetName())
+	}
+	svc.Spec, svc.PreviousSpec = svc.PreviousSpec, svc.Spec
+	svc.PreviousSpecVersion = svc.SpecVersion
+	svc.SpecVersion++
+	svc.UpdateStatus = &api.UpdateStatus{
+		State:     api.UpdateStatus_ROLLBACK_STARTED,
+		StartedAt: timestamp(s.now()),
+		Message:   message,
+	}
+	if err := s.allocatePorts(tx, svc); err != nil {
+		return err
+	}
+	return tx.Update(svc)
+}
+
 func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceRequest) (*api.UpdateServiceResponse, error) {
 	var spec *api.ServiceSpec
 	if !req.GetRollback() {
@@ -408,21 +434,7 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 				name, req.GetServiceVersion(), v)
 		}
 		if req.GetRollback() {
-			if svc.GetPreviousSpec() == nil {
-				return precondition("service %s has no previous spec to roll back to", name)
-			}
-			svc.Spec, svc.PreviousSpec = svc.PreviousSpec, svc.Spec
-			svc.PreviousSpecVersion = svc.SpecVersion
-			svc.SpecVersion++
-			svc.UpdateStatus = &api.UpdateStatus{
-				State:     api.UpdateStatus_ROLLBACK_STARTED,
-				StartedAt: timestamp(s.now()),
-				Message:   "manually requested rollback",
-			}
-			if err := s.allocatePorts(tx, svc); err != nil {
-				return err
-			}
-			return tx.Update(svc)
+			return s.rollback(tx, svc, "manually requested rollback")
 		}
 		if spec.GetAnnotations().GetName() != name {
 			return invalid("service %s: renaming services is not supported", name)
@@ -435,7 +447,12 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 			return fmt.Errorf("service %s: %w", name, err)
 		}
 		if proto.Equal(spec, svc.GetSpec()) {
-			return nil
+			// As Docker: `service update` of a paused update resumes it.
+			if st := svc.GetUpdateStatus().GetState(); st != api.UpdateStatus_PAUSED && st != api.UpdateStatus_ROLLBACK_PAUSED {
+				return nil
+			}
+			svc.UpdateStatus = nil
+			return tx.Update(svc)
 		}
 		svc.PreviousSpec, svc.PreviousSpecVersion = svc.Spec, svc.SpecVersion
 		svc.Spec = spec

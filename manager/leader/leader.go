@@ -79,6 +79,12 @@ type Config struct {
 	MaxDelay time.Duration
 	// NewID names new tasks; nil means raftstore.NewID.
 	NewID func() string
+	// Rollback rolls service id, as read at version, back to its previous
+	// spec with the update status message given (failure action
+	// rollback). The control API does it, as for `service rollback`:
+	// published ports are allocated again there. nil: such rollbacks are
+	// logged and not done.
+	Rollback func(ctx context.Context, id string, version uint64, message string) error
 	// Logger receives write failures and watch resyncs; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -140,6 +140,7 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 	}
 
 	live := map[string]bool{}
+	var rollbacks []rollback
 	ids := orchestrator.IDFunc(o.cfg.NewID)
 	for _, svc := range services {
 		live[svc.GetId()] = true
@@ -164,6 +165,14 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 			continue
 		}
 		add(r)
+		if r.UpdateStatus != nil {
+			up := proto.Clone(svc).(*api.Service)
+			up.UpdateStatus = r.UpdateStatus
+			ops = append(ops, op{service: up})
+		}
+		if r.Rollback != "" {
+			rollbacks = append(rollbacks, rollback{svc.GetId(), svc.GetMeta().GetVersion(), r.Rollback})
+		}
 		if r.WaitsForRunning {
 			o.waitsRunning[svc.GetId()] = true
 		} else {
@@ -200,6 +209,9 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 	if err := write(ctx, o.cfg.Store, ops); err != nil {
 		return time.Time{}, err
 	}
+	for _, rb := range rollbacks {
+		o.rollback(ctx, rb)
+	}
 	var next time.Time
 	for _, t := range o.nextEval {
 		if next.IsZero() || t.Before(next) {
@@ -212,3 +224,24 @@ func (o *orchestratorLoop) pass(ctx context.Context, d dirty) (time.Time, error)
 // orphanKey holds OrphanTasks' NextEvaluation in nextEval; it cannot clash
 // with a service ID (those are base-36 without spaces).
 const orphanKey = "orphan tasks"
+
+// rollback is a Result.Rollback: roll service id, as read at version, back.
+type rollback struct {
+	id      string
+	version uint64
+	message string
+}
+
+// rollback rolls a service back with Config.Rollback. A failure is logged
+// only: the service changed meanwhile (a conflict, and its change marks it
+// for another pass, which decides again) or the store is unavailable (the
+// loop's next pass, on this leader or the next, finds the same failures).
+func (o *orchestratorLoop) rollback(ctx context.Context, rb rollback) {
+	if o.cfg.Rollback == nil {
+		o.cfg.Logger.Warn("leader: rollback asked for but not configured", "service", rb.id, "reason", rb.message)
+		return
+	}
+	if err := o.cfg.Rollback(ctx, rb.id, rb.version, rb.message); err != nil {
+		o.cfg.Logger.Warn("leader: rollback failed", "service", rb.id, "err", err)
+	}
+}

@@ -15,11 +15,12 @@ import (
 // the meta the store stamps on each object.
 const chunkBytes = raftstore.MaxProposalBytes / 2
 
-// op is one task write.
+// op is one task write, or the update status of a service.
 type op struct {
-	create *api.Task
-	update *api.Task
-	delete string
+	create  *api.Task
+	update  *api.Task
+	delete  string
+	service *api.Service
 }
 
 func (o op) size() int {
@@ -28,6 +29,8 @@ func (o op) size() int {
 		return proto.Size(o.create) + 64
 	case o.update != nil:
 		return proto.Size(o.update) + 64
+	case o.service != nil:
+		return proto.Size(o.service) + 64
 	default:
 		return len(o.delete) + 64
 	}
@@ -63,7 +66,7 @@ func write(ctx context.Context, s Store, ops []op) error {
 				return fmt.Errorf("write %d task changes (%d of %d done): %w", len(chunk), start, len(ops), err)
 			}
 			if refused == nil {
-				refused = fmt.Errorf("write task %s: %w", oe.ID, err)
+				refused = fmt.Errorf("write %s %s: %w", oe.Kind, oe.ID, err)
 			}
 			chunk = append(chunk[:i:i], chunk[i+1:]...)
 		}
@@ -74,25 +77,28 @@ func write(ctx context.Context, s Store, ops []op) error {
 
 // indexOf finds the op of chunk that oe is about, or -1.
 func indexOf(chunk []op, oe *raftstore.ObjectError) int {
-	if oe == nil || oe.Kind != raftstore.KindTask {
+	if oe == nil {
 		return -1
 	}
 	for i, o := range chunk {
-		if o.id() == oe.ID {
+		if kind, id := o.object(); kind == oe.Kind && id == oe.ID {
 			return i
 		}
 	}
 	return -1
 }
 
-func (o op) id() string {
+// object names what o writes.
+func (o op) object() (raftstore.Kind, string) {
 	switch {
 	case o.create != nil:
-		return o.create.GetId()
+		return raftstore.KindTask, o.create.GetId()
 	case o.update != nil:
-		return o.update.GetId()
+		return raftstore.KindTask, o.update.GetId()
+	case o.service != nil:
+		return raftstore.KindService, o.service.GetId()
 	default:
-		return o.delete
+		return raftstore.KindTask, o.delete
 	}
 }
 
@@ -106,6 +112,8 @@ func writeChunk(ctx context.Context, s Store, chunk []op) error {
 				err = tx.Create(o.create)
 			case o.update != nil:
 				err = tx.Update(o.update)
+			case o.service != nil:
+				err = tx.Update(o.service)
 			default:
 				if tx.GetTask(o.delete) == nil {
 					continue // already gone: nothing to do

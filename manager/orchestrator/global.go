@@ -20,8 +20,8 @@ import (
 //     (a DOWN node's tasks become ORPHANED after a while, see OrphanTasks);
 //   - a task that ended is replaced on the same node as the restart policy
 //     says (only while the node is eligible);
-//   - a task from an older template is replaced stop-first, at most
-//     spec.update.parallelism nodes at a time (default 1, 0 = all).
+//   - a task from an older template is replaced as the update config says
+//     (update.go), at most spec.update.parallelism nodes at a time.
 func ReconcileGlobal(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now time.Time, ids IDSource) (Result, error) {
 	if err := checkArgs(svc, ids); err != nil {
 		return Result{}, err
@@ -55,15 +55,31 @@ func ReconcileGlobal(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now
 	}
 	slices.Sort(ids2)
 
+	all := make([]*group, 0, len(ids2))
+	for _, id := range ids2 {
+		all = append(all, groups[id])
+	}
+	ro := newRollout(svc, all)
+	total := 0
+	for _, g := range all {
+		if g.current != nil {
+			total++
+		}
+	}
+	if b.failureAction(svc, ro, total) {
+		return b.result(), nil
+	}
 	var outdated []*group
-	busy := 0
+	busy, holding := 0, false
 	for _, id := range ids2 {
 		g := groups[id]
 		n := byNode[id]
-		cur := g.current
-		if cur != nil {
+		if g.current != nil {
+			g.kept = keptForStartFirst(svc, ro, g, byNode)
 			b.shutdownSuperseded(svc, g)
+			b.revertToKept(svc, g)
 		}
+		cur := g.current
 		takesNew := nodeTakesNew(n) && matches(n)
 		switch {
 		case id == "":
@@ -86,6 +102,7 @@ func ReconcileGlobal(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now
 				b.replace(svc, g, nil, 0, "node eligible")
 				if len(g.tasks) > 0 {
 					busy++ // a refill after a stop-first replacement
+					holding = true
 				}
 			}
 		case isTerminal(cur):
@@ -99,11 +116,16 @@ func ReconcileGlobal(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now
 		case cur.GetDesiredState() == api.TaskState_READY:
 			b.releaseHeld(svc, g, byNode)
 		}
-		if updating(svc, g) || (cur == nil && !g.allStopped(byNode)) {
+		busy1, hold := b.progress(svc, ro, g, byNode)
+		if vacating := cur == nil && !g.allStopped(byNode); vacating {
+			busy1, hold = true, true
+		}
+		if busy1 {
 			busy++
 		}
+		holding = holding || hold
 	}
-	b.rollingUpdate(svc, outdated, busy, byNode)
+	b.rollout(svc, ro, outdated, busy, holding, byNode)
 	return b.result(), nil
 }
 

@@ -67,11 +67,20 @@ type Result struct {
 	NextEvaluation time.Time
 	// Events say in words what was decided, for logs and the golden tests.
 	Events []string
-	// WaitsForRunning is set when a rolling update held back outdated slots
-	// until the replacements already started run: then, and only then, a
-	// task of the service reaching RUNNING can change the next decision.
-	// Without it the loop need not reconcile on RUNNING reports.
+	// WaitsForRunning is set while a rolling update is under way: then, and
+	// only then, a task of the service reaching RUNNING can change the next
+	// decision (the next batch, the delay and monitor windows start from
+	// it). Without it the loop need not reconcile on RUNNING reports.
 	WaitsForRunning bool
+	// UpdateStatus, when not nil, is the service's new update status; the
+	// loop writes it on the service as read (its meta.version), so a
+	// service changed meanwhile refuses it and is reconciled again.
+	UpdateStatus *api.UpdateStatus
+	// Rollback, when not empty, asks the loop to roll the service back to
+	// its previous spec (failure action rollback), with this status
+	// message. Nothing else is decided in that call: the next one works
+	// from the rolled-back spec.
+	Rollback string
 }
 
 // TaskUpdate is one changed task and why it changed.
@@ -82,7 +91,7 @@ type TaskUpdate struct {
 
 // Empty reports whether r changes nothing.
 func (r *Result) Empty() bool {
-	return len(r.Create) == 0 && len(r.Update) == 0 && len(r.Delete) == 0
+	return len(r.Create) == 0 && len(r.Update) == 0 && len(r.Delete) == 0 && r.UpdateStatus == nil && r.Rollback == ""
 }
 
 // builder collects one call's decisions. It never modifies the input tasks:

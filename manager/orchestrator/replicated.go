@@ -31,9 +31,10 @@ import (
 //     old one is asked to shut down, which its node does when it returns);
 //   - a task on a drained node, or on a node its constraints no longer
 //     match, is shut down and replaced once it has stopped (stop-first);
-//   - a task made from an older template is replaced stop-first, at most
-//     spec.update.parallelism slots at a time (default 1, 0 = all), each
-//     batch waiting until the previous replacements run.
+//   - a task made from an older template is replaced as the update config
+//     says (update.go): parallelism, delay, monitor, failure action and
+//     ratio, stop-first or start-first; the service's update status tells
+//     where the update stands.
 func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now time.Time, ids IDSource) (Result, error) {
 	if err := checkArgs(svc, ids); err != nil {
 		return Result{}, err
@@ -47,13 +48,21 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 
 	var liveG, vacatingG, vacantG []*group
 	used := map[uint64]bool{} // slot numbers not free for a new replica
-	for _, g := range slotGroups(svc.GetId(), tasks) {
+	groups := slotGroups(svc.GetId(), tasks)
+	ro := newRollout(svc, groups)
+	want := int(rep.GetReplicas())
+	if b.failureAction(svc, ro, want) {
+		return b.result(), nil
+	}
+	for _, g := range groups {
 		if g.slot == 0 {
 			b.removeSlot(svc, g, byNode, "not a replica slot")
 			continue
 		}
 		if g.current != nil {
+			g.kept = keptForStartFirst(svc, ro, g, byNode)
 			b.shutdownSuperseded(svc, g)
+			b.revertToKept(svc, g)
 		}
 		switch g.state(byNode) {
 		case live:
@@ -68,7 +77,6 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 		}
 	}
 
-	want := int(rep.GetReplicas())
 	if extra := len(liveG) + len(vacatingG) - want; extra > 0 {
 		order := removalOrder(vacatingG, liveG)
 		gone := make(map[*group]bool, extra)
@@ -101,7 +109,7 @@ func ReconcileReplicated(svc *api.Service, nodes []*api.Node, tasks []*api.Task,
 		}
 	}
 
-	b.tendReplicas(svc, liveG, busy, byNode)
+	b.tendReplicas(svc, ro, liveG, busy, byNode)
 	return b.result(), nil
 }
 
@@ -198,10 +206,11 @@ func (b *builder) removeSlot(svc *api.Service, g *group, nodes map[string]*api.N
 	}
 }
 
-// tendReplicas applies the per-slot rules to the live slots that stay.
-// busy counts slots already being replaced.
-func (b *builder) tendReplicas(svc *api.Service, liveG []*group, busy int, nodes map[string]*api.Node) {
+// tendReplicas applies the per-slot rules to the live slots that stay, then
+// moves the rolling update on. busy counts slots already being replaced.
+func (b *builder) tendReplicas(svc *api.Service, ro *rollout, liveG []*group, busy int, nodes map[string]*api.Node) {
 	var outdated []*group
+	holding := busy > 0
 	for _, g := range liveG {
 		cur := g.current
 		node := nodes[cur.GetNodeId()]
@@ -227,11 +236,13 @@ func (b *builder) tendReplicas(svc *api.Service, liveG []*group, busy int, nodes
 		case cur.GetDesiredState() == api.TaskState_READY:
 			b.releaseHeld(svc, g, nodes)
 		}
-		if updating(svc, g) {
+		busy1, hold := b.progress(svc, ro, g, nodes)
+		if busy1 {
 			busy++
 		}
+		holding = holding || hold
 	}
-	b.rollingUpdate(svc, outdated, busy, nodes)
+	b.rollout(svc, ro, outdated, busy, holding, nodes)
 }
 
 // vacate shuts down g's current task; a later call refills the slot once the
@@ -262,51 +273,6 @@ func updating(svc *api.Service, g *group) bool {
 		}
 	}
 	return false
-}
-
-// Parallelism is how many replicas a rolling update of svc replaces at once;
-// 0 means all. Without an update config it is 1, Docker's default. While a
-// rollback runs (`service rollback`), the rollback config's, as Docker's.
-func Parallelism(svc *api.Service) int {
-	u := svc.GetSpec().GetUpdate()
-	if svc.GetUpdateStatus().GetState() == api.UpdateStatus_ROLLBACK_STARTED {
-		u = svc.GetSpec().GetRollback()
-	}
-	if u == nil {
-		return 1
-	}
-	return int(u.GetParallelism())
-}
-
-// rollingUpdate replaces outdated slots stop-first, within the parallelism
-// left after busy slots. Tasks not running go first: replacing them costs no
-// running replica; unassigned ones are replaced whatever the parallelism.
-func (b *builder) rollingUpdate(svc *api.Service, outdated []*group, busy int, nodes map[string]*api.Node) {
-	slices.SortStableFunc(outdated, func(a, c *group) int {
-		ra := a.current.GetStatus().GetState() == api.TaskState_RUNNING
-		rc := c.current.GetStatus().GetState() == api.TaskState_RUNNING
-		if ra != rc {
-			if ra {
-				return 1
-			}
-			return -1
-		}
-		return cmp.Compare(a.slot, c.slot)
-	})
-	p := Parallelism(svc)
-	for _, g := range outdated {
-		// A task never assigned serves nothing: replacing it costs no
-		// availability, so parallelism does not hold it back (else a stalled
-		// update would keep outdated tasks pending forever).
-		if unassigned := g.current.GetNodeId() == ""; !unassigned {
-			if p > 0 && busy >= p {
-				b.res.WaitsForRunning = true
-				continue
-			}
-			busy++
-		}
-		b.vacate(svc, g, nodes, "service updated")
-	}
 }
 
 // constraintsMatch reports whether node n still satisfies t's placement

@@ -107,7 +107,8 @@ func ReleaseAt(t *api.Task) time.Time {
 }
 
 // releaseHeld lets g's held current task start once its restart delay is over
-// and nothing else of the replica still runs.
+// and nothing else of the replica still runs (but the task a start-first
+// update keeps until a replacement runs).
 func (b *builder) releaseHeld(svc *api.Service, g *group, nodes map[string]*api.Node) {
 	t := g.current
 	if at := ReleaseAt(t); b.now.Before(at) {
@@ -115,7 +116,7 @@ func (b *builder) releaseHeld(svc *api.Service, g *group, nodes map[string]*api.
 		return
 	}
 	for _, o := range g.tasks {
-		if o != t && !stopped(o, nodes) {
+		if o != t && o != g.kept && !stopped(o, nodes) {
 			return // the store will tell us when it stops
 		}
 	}

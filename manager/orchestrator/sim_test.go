@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/api"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -55,15 +57,42 @@ func (w *world) orchestrate() Result {
 	w.t.Helper()
 	r := w.reconcile()
 	w.tasks = apply(w.t, w.tasks, r)
+	w.applyService(r)
 	w.log = append(w.log, r.Events...)
 	w.checkInvariants()
 	return r
 }
 
-// checkInvariants: never two tasks of one replica both wanted and not over.
+// applyService does what the loop does with a Result's service changes:
+// writes the update status, or rolls the service back as the control API's
+// rollback does.
+func (w *world) applyService(r Result) {
+	if r.UpdateStatus != nil {
+		w.svc.UpdateStatus = r.UpdateStatus
+	}
+	if r.Rollback != "" {
+		w.svc.Spec, w.svc.PreviousSpec = w.svc.PreviousSpec, w.svc.Spec
+		w.svc.SpecVersion++
+		w.svc.UpdateStatus = &api.UpdateStatus{State: api.UpdateStatus_ROLLBACK_STARTED, StartedAt: timestamppb.New(w.now), Message: r.Rollback}
+		w.log = append(w.log, "rolled back: "+r.Rollback)
+	}
+}
+
+// updateSpec changes the service as `service update` does: the spec before
+// is kept for a rollback, and the update status is cleared.
+func (w *world) updateSpec(change func(*api.ServiceSpec)) {
+	w.svc.PreviousSpec = proto.Clone(w.svc.Spec).(*api.ServiceSpec)
+	change(w.svc.Spec)
+	w.svc.SpecVersion++
+	w.svc.UpdateStatus = nil
+}
+
+// checkInvariants: never two tasks of one replica both wanted and not over,
+// but for a start-first update's pair: the older one running, the newer
+// one, made from another template, not running yet.
 func (w *world) checkInvariants() {
 	w.t.Helper()
-	seen := map[string]string{}
+	wanted := map[string][]*api.Task{}
 	for _, t := range w.tasks {
 		if t.ServiceId != w.svc.Id || t.DesiredState > api.TaskState_RUNNING || isTerminal(t) {
 			continue
@@ -72,10 +101,19 @@ func (w *world) checkInvariants() {
 		if t.Slot == 0 {
 			key = t.NodeId
 		}
-		if other, dup := seen[key]; dup {
-			w.t.Fatalf("replica %s has two wanted tasks %s and %s\nlog:\n%s", key, other, t.Id, w.dump())
+		wanted[key] = append(wanted[key], t)
+	}
+	for key, ts := range wanted {
+		if len(ts) < 2 {
+			continue
 		}
-		seen[key] = t.Id
+		slices.SortFunc(ts, newestFirst)
+		newer, older := ts[0], ts[1]
+		pair := len(ts) == 2 && older.Status.GetState() == api.TaskState_RUNNING &&
+			newer.Status.GetState() < api.TaskState_RUNNING && !sameTemplate(older, newer)
+		if !pair {
+			w.t.Fatalf("replica %s has %d wanted tasks (%s, %s)\nlog:\n%s", key, len(ts), newer.Id, older.Id, w.dump())
+		}
 	}
 }
 
@@ -161,8 +199,7 @@ func (w *world) chaos() {
 			w.log = append(w.log, fmt.Sprintf("chaos: scale to %d", r.Replicas))
 		}
 	case 5: // service update
-		w.svc.Spec.Task.Container.Image = fmt.Sprintf("busybox:%d", w.rng.IntN(3))
-		w.svc.SpecVersion++
+		w.updateSpec(func(s *api.ServiceSpec) { s.Task.Container.Image = fmt.Sprintf("busybox:%d", w.rng.IntN(3)) })
 		w.log = append(w.log, "chaos: image "+w.svc.Spec.Task.Container.Image)
 	default: // time passes
 	}
@@ -182,7 +219,8 @@ func randomWorld(t *testing.T, seed uint64) *world {
 		MaxAttempts: uint64(rng.IntN(3)),
 	}
 	if rng.IntN(2) == 0 {
-		svc.Spec.Update = &api.UpdateConfig{Parallelism: uint64(rng.IntN(3))}
+		svc.Spec.Update = randomUpdateConfig(rng)
+		svc.Spec.Rollback = randomUpdateConfig(rng)
 	}
 	if rng.IntN(4) == 0 {
 		svc.Spec.Task.Placement = &api.Placement{Constraints: []string{"node.labels.zone!=b"}}
@@ -225,6 +263,17 @@ func randomWorld(t *testing.T, seed uint64) *world {
 		w.tasks = append(w.tasks, tt)
 	}
 	return w
+}
+
+func randomUpdateConfig(rng *rand.Rand) *api.UpdateConfig {
+	return &api.UpdateConfig{
+		Parallelism:     uint64(rng.IntN(3)),
+		Delay:           durationpb.New(time.Duration(rng.IntN(3)) * 2 * time.Second),
+		Monitor:         durationpb.New(time.Duration(rng.IntN(3)) * 3 * time.Second),
+		FailureAction:   api.UpdateConfig_FailureAction(rng.IntN(3)),
+		MaxFailureRatio: []float32{0, 0.3, 1}[rng.IntN(3)],
+		Order:           api.UpdateConfig_Order(rng.IntN(2)),
+	}
 }
 
 // TestPropertyNoCreatesAfterApply: for any state, applying a Result and
@@ -289,6 +338,11 @@ func TestPropertyConvergence(t *testing.T) {
 		}
 		n1 := w.nodes[0]
 		n1.Status.State, n1.Spec.Availability, n1.Spec.Annotations.Labels = api.NodeStatus_READY, api.NodeSpec_ACTIVE, nil
+		// A paused update waits for its user, who resumes it with
+		// `service update`, which clears the status.
+		if st := w.svc.GetUpdateStatus().GetState(); st == api.UpdateStatus_PAUSED || st == api.UpdateStatus_ROLLBACK_PAUSED {
+			w.svc.UpdateStatus = nil
+		}
 		converged := false
 		for range 100 {
 			r := w.orchestrate()

@@ -150,6 +150,9 @@ type group struct {
 	// the one attempt at this replica that is still wanted. nil when the
 	// replica is being vacated (every task asked to stop) or was removed.
 	current *api.Task
+	// kept is the older task a start-first update keeps running until
+	// current runs (keptForStartFirst); nil mostly.
+	kept *api.Task
 }
 
 // where names the group in events.
@@ -177,10 +180,11 @@ func newGroup(slot uint64, node string, tasks []*api.Task) *group {
 // that stops its predecessor. This catches what slipped through (a race, a
 // manager crash mid-way), so a replica never has two tasks desired running.
 // Ended ones are marked too: else, once the current task is shut down, an
-// older ended task would become current and be restarted.
+// older ended task would become current and be restarted. The one exception
+// is g.kept, which a start-first update keeps until current runs.
 func (b *builder) shutdownSuperseded(svc *api.Service, g *group) {
 	for _, t := range g.tasks {
-		if t != g.current && t.GetDesiredState() <= api.TaskState_RUNNING {
+		if t != g.current && t != g.kept && t.GetDesiredState() <= api.TaskState_RUNNING {
 			if b.setDesired(t, api.TaskState_SHUTDOWN, "superseded by "+g.current.GetId()) {
 				b.logf(g.slot, g.node, "%s: shut down %s (superseded by %s)", g.where(svc), t.GetId(), g.current.GetId())
 			}

@@ -24,8 +24,13 @@ var update = flag.Bool("update", false, "rewrite testdata/*.txt with the output 
 //
 //	nodes ID...                      add ready, active nodes
 //	node ID down|ready|drain|pause|active|label K=V|rm
-//	service replicated N|global [restart=any|on-failure|none] [delay=D] [max=N] [window=D] [parallelism=N] [constraint=C]
+//	service replicated N|global [restart=any|on-failure|none] [delay=D] [max=N] [window=D] [constraint=C]
+//	        [parallelism=N] [update-delay=D] [monitor=D] [action=pause|continue|rollback] [ratio=F]
+//	        [order=start-first|stop-first] [rollback-parallelism=N]
 //	scale N | image IMG | tick D | fail ID | complete ID
+//	resume       clear a paused update's status, as `service update` does
+//	rollback     roll the service back to its previous spec (`service rollback`)
+//	status       the service's update status
 //	run          the scheduler places pending tasks, workers act (prints changes)
 //	reconcile    the orchestrator (prints events and the next evaluation)
 //	reap N       ReapHistory with limit N (prints deletions)
@@ -151,6 +156,12 @@ func (w *world) exec(cmd []string) (out []string, prints bool) {
 		} else {
 			w.svc = replicated(num(arg(2)))
 		}
+		upd := func() *api.UpdateConfig {
+			if w.svc.Spec.Update == nil {
+				w.svc.Spec.Update = &api.UpdateConfig{Parallelism: 1}
+			}
+			return w.svc.Spec.Update
+		}
 		for _, kv := range cmd[2:] {
 			k, v, _ := strings.Cut(kv, "=")
 			rp := w.svc.Spec.Task.Restart
@@ -169,7 +180,26 @@ func (w *world) exec(cmd []string) (out []string, prints bool) {
 			case "window":
 				rp.Window = durationpb.New(dur(v))
 			case "parallelism":
-				w.svc.Spec.Update = &api.UpdateConfig{Parallelism: num(v)}
+				upd().Parallelism = num(v)
+			case "update-delay":
+				upd().Delay = durationpb.New(dur(v))
+			case "monitor":
+				upd().Monitor = durationpb.New(dur(v))
+			case "action":
+				upd().FailureAction = api.UpdateConfig_FailureAction(api.UpdateConfig_FailureAction_value[strings.ToUpper(v)])
+			case "ratio":
+				f, err := strconv.ParseFloat(v, 32)
+				if err != nil {
+					t.Fatalf("%v: %v", cmd, err)
+				}
+				upd().MaxFailureRatio = float32(f)
+			case "order":
+				upd().Order = api.UpdateConfig_Order(api.UpdateConfig_Order_value[strings.ToUpper(strings.ReplaceAll(v, "-", "_"))])
+			case "rollback-parallelism":
+				if w.svc.Spec.Rollback == nil {
+					w.svc.Spec.Rollback = &api.UpdateConfig{}
+				}
+				w.svc.Spec.Rollback.Parallelism = num(v)
 			case "constraint":
 				constraint(v)(w.svc)
 			default:
@@ -182,8 +212,14 @@ func (w *world) exec(cmd []string) (out []string, prints bool) {
 		w.svc.Spec.GetReplicated().Replicas = num(arg(1))
 		w.svc.SpecVersion++
 	case "image":
-		w.svc.Spec.Task.Container.Image = arg(1)
-		w.svc.SpecVersion++
+		w.updateSpec(func(s *api.ServiceSpec) { s.Task.Container.Image = arg(1) })
+	case "resume": // `service update` of a paused update: clears the status
+		w.svc.UpdateStatus = nil
+	case "rollback": // `service rollback`, as the control API does it
+		w.applyService(Result{Rollback: "manually requested rollback"})
+	case "status":
+		st := w.svc.GetUpdateStatus()
+		return []string{fmt.Sprintf("%s %q", st.GetState(), st.GetMessage())}, true
 	case "tick":
 		w.now = w.now.Add(dur(arg(1)))
 	case "fail", "complete":
