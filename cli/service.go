@@ -17,7 +17,8 @@ func newServiceCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Manage swarm services", Args: noArgs}
 	cmd.AddCommand(
 		newServiceCreateCommand(), newServiceListCommand(), newServicePsCommand(), newServiceInspectCommand(),
-		newServiceScaleCommand(), newServiceUpdateCommand(), newServiceRmCommand(), newServiceLogsCommand(),
+		newServiceScaleCommand(), newServiceUpdateCommand(), newServiceRollbackCommand(), newServiceRmCommand(),
+		newServiceLogsCommand(),
 	)
 	return cmd
 }
@@ -262,8 +263,11 @@ func newServiceScaleCommand() *cobra.Command {
 			s := streamsOf(cmd)
 			var errs []string
 			var scaled []string
+			// The update status each service had before its scale: see
+			// waitOptions.before.
+			before := map[string]*swarm.UpdateStatus{}
 			for _, t := range targets {
-				warnings, err := scaleService(cmd, c, t)
+				warnings, status, err := scaleService(cmd, c, t)
 				if err != nil {
 					err = c.apiError(err)
 					if strings.HasPrefix(err.Error(), "Cannot connect") {
@@ -277,10 +281,13 @@ func newServiceScaleCommand() *cobra.Command {
 				}
 				fmt.Fprintf(s.out, "%s scaled to %d\n", t.Service, t.Replicas)
 				scaled = append(scaled, t.Service)
+				before[t.Service] = status
 			}
 			if !wait.detach {
 				for _, id := range scaled {
-					if err := waitOnService(ctx, c.Client, id, s.out, wait.options(cmd)); err != nil {
+					o := wait.options(cmd)
+					o.before = before[id]
+					if err := waitOnService(ctx, c.Client, id, s.out, o); err != nil {
 						errs = append(errs, id+": "+c.apiError(err).Error())
 					}
 				}
@@ -293,12 +300,13 @@ func newServiceScaleCommand() *cobra.Command {
 }
 
 // scaleService sets one service's replica count (inspect, then update with
-// the version read), refusing services that have no replica count.
-func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, error) {
+// the version read), refusing services that have no replica count. It
+// returns the daemon's warnings and the update status read before.
+func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, *swarm.UpdateStatus, error) {
 	ctx := commandContext(cmd)
 	svc, _, err := c.ServiceInspect(ctx, t.Service, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mode := &svc.Spec.Mode
 	n := t.Replicas
@@ -308,14 +316,14 @@ func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, er
 	case mode.ReplicatedJob != nil:
 		mode.ReplicatedJob.TotalCompletions = &n
 	default:
-		return nil, errors.New("scale can only be used with replicated or replicated-job mode")
+		return nil, nil, errors.New("scale can only be used with replicated or replicated-job mode")
 	}
 	tagServiceImage(&svc.Spec)
 	up, err := c.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, apiclient.ServiceUpdateOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return up.Warnings, nil
+	return up.Warnings, svc.UpdateStatus, nil
 }
 
 // printServicePretty is `service inspect --pretty`: the fields docker's

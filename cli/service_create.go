@@ -31,7 +31,7 @@ type serviceOptions struct {
 	workdir, user, hostname, signal string
 	tty, readOnly, init             bool
 	endpointMode                    string
-	updateMonitor                   time.Duration
+	rollout                         rolloutFlags
 	wait                            waitFlags
 	health                          healthOptions
 	mounts                          []string
@@ -167,7 +167,7 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.Var((*stringArray)(&o.mounts), "mount", "Attach a filesystem mount to the service")
 	fl.BoolVar(&o.init, "init", false, "Use an init inside each service container to forward signals and reap processes")
 	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
-	fl.DurationVar(&o.updateMonitor, "update-monitor", 0, "Duration after each task update to monitor for failure (ns|us|ms|s|m|h) (default 5s)")
+	addRolloutFlags(fl, &o.rollout, true)
 	addServiceImageFlags(fl, &o.image)
 	addHealthFlags(fl, &o.health)
 	addWaitFlags(fl, &o.wait, true)
@@ -279,13 +279,10 @@ func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(s
 		Mode:         mode,
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionMode(o.endpointMode), Ports: ports},
 	}
-	if fl.Changed("update-monitor") {
-		// docker fills the rest of UpdateConfig with swarm's defaults
-		// whenever one --update-* flag is given.
-		spec.UpdateConfig = &swarm.UpdateConfig{
-			Parallelism: 1, FailureAction: swarm.UpdateFailureActionPause,
-			Monitor: o.updateMonitor, Order: swarm.UpdateOrderStopFirst,
-		}
+	// As docker's: a config stays unset unless one of its flags is given,
+	// and then starts from swarm's defaults.
+	if err := o.rollout.apply(fl, &spec); err != nil {
+		return spec, err
 	}
 	return spec, nil
 }

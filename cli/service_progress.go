@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -83,6 +84,13 @@ type progressReport struct {
 // keep their place as tasks come and go.
 type progressTracker struct {
 	slotMap map[int]int
+	// rollback is set while the service is rolled back: the overall line
+	// says so, as docker's ("rolling back update: 1 out of 2 tasks").
+	rollback bool
+	// since, when set, is when the rollback started: a rollback brings
+	// back the template of the service's older tasks, whose failures
+	// before it are history, not a sign that the rollback fails.
+	since time.Time
 }
 
 // step computes the progress display for one poll. nodes are used only to
@@ -102,7 +110,8 @@ func (p *progressTracker) step(svc swarm.Service, tasks []swarm.Task, nodes []sw
 			continue
 		}
 		key := taskKey(svc, t)
-		if t.Status.State == swarm.TaskStateFailed || t.Status.State == swarm.TaskStateRejected {
+		failed := t.Status.State == swarm.TaskStateFailed || t.Status.State == swarm.TaskStateRejected
+		if failed && !t.Status.Timestamp.Before(p.since) {
 			failures[key]++
 			if msg := taskProblem(t); msg != "" {
 				lastFailure[key] = msg
@@ -183,6 +192,9 @@ func (p *progressTracker) step(svc swarm.Service, tasks []swarm.Task, nodes []sw
 	}
 	r.Lines = append(r.Lines, slotLines...)
 	r.Lines[overall].Text = fmt.Sprintf("%d out of %d tasks", r.Running, r.Desired)
+	if p.rollback {
+		r.Lines[overall].Text = "rolling back update: " + r.Lines[overall].Text
+	}
 	r.Converged = r.Running == r.Desired
 	if r.Converged {
 		return r
@@ -366,6 +378,16 @@ type waitOptions struct {
 	verify  time.Duration // how long a converged service must stay so
 	tty     bool
 	quiet   bool
+	// rollback is set when the command asked for the rollback (service
+	// rollback, service update --rollback): a rollback that converges is
+	// its success. Otherwise a rollback undid the command's change, and
+	// the wait ends in an error once the rolled-back service converged.
+	rollback bool
+	// before is the service's UpdateStatus read before the command's
+	// write. A write that changes nothing leaves the status as it was, so
+	// a status still equal to it tells of an earlier update (say, a
+	// rollback long completed) and is not this command's.
+	before *swarm.UpdateStatus
 }
 
 // verifyWindow is docker's default UpdateConfig.Monitor: how long tasks
@@ -375,7 +397,8 @@ var verifyWindow = 5 * time.Second
 
 // waitOnService polls the service until it converges, fails or stops
 // progressing, drawing progress on w. It returns an error naming the
-// reason when the service cannot converge.
+// reason when the service cannot converge, when its update paused, or when
+// its update was rolled back (unless o.rollback).
 func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.Writer, o waitOptions) error {
 	if o.quiet {
 		w = io.Discard
@@ -385,6 +408,25 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 	lastScore, lastRunning := -1, -1
 	lastProgress := time.Now()
 	var convergedAt time.Time
+	// reason is why the service is rolled back (the rollback_started
+	// message); completed is the rollback_completed message, shown once
+	// the service converged, as docker's.
+	var reason, completed string
+	// fail ends the wait; a rollback that undid the command's change is
+	// the first thing the error says.
+	fail := func(err error) error {
+		if !tr.rollback || o.rollback {
+			return err
+		}
+		msg := "service rolled back"
+		if reason != "" {
+			msg += ": " + reason
+		}
+		if err == nil {
+			return errors.New(msg)
+		}
+		return fmt.Errorf("%s; %w", msg, err)
+	}
 	tick := time.NewTicker(o.poll)
 	defer tick.Stop()
 	for {
@@ -396,12 +438,34 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 		if svc.Spec.UpdateConfig != nil && svc.Spec.UpdateConfig.Monitor != 0 {
 			verify = svc.Spec.UpdateConfig.Monitor
 		}
-		if us := svc.UpdateStatus; us != nil {
+		var head []progressLine // lines above the bars
+		// pending: the manager still watches this command's update (its
+		// monitor window): converged tasks are not its last word yet.
+		pending := false
+		if us := svc.UpdateStatus; us != nil && !sameUpdateStatus(us, o.before) {
+			pending = us.State == swarm.UpdateStateUpdating || us.State == swarm.UpdateStateRollbackStarted
+			if us.State == swarm.UpdateStateRollbackStarted && svc.Spec.RollbackConfig != nil && svc.Spec.RollbackConfig.Monitor != 0 {
+				verify = svc.Spec.RollbackConfig.Monitor
+			}
 			switch us.State {
 			case swarm.UpdateStatePaused:
 				return fmt.Errorf("service update paused: %s", us.Message)
 			case swarm.UpdateStateRollbackPaused:
 				return fmt.Errorf("service rollback paused: %s", us.Message)
+			case swarm.UpdateStateUpdating:
+				tr.rollback, tr.since = false, time.Time{}
+			case swarm.UpdateStateRollbackStarted:
+				tr.rollback, tr.since = true, startedAt(us)
+				reason = us.Message
+				if us.Message != "" {
+					head = append(head, progressLine{"rollback", us.Message})
+				}
+			case swarm.UpdateStateRollbackCompleted:
+				tr.rollback, tr.since = true, startedAt(us)
+				completed = us.Message
+				if reason == "" {
+					reason = us.Message
+				}
 			}
 		}
 		tasks, err := api.TaskList(ctx, apiclient.Filters{}.Add("service", svc.ID).Add("_up-to-date", "true"))
@@ -413,9 +477,10 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 			return err
 		}
 		r := tr.step(svc, tasks, nodes)
+		lines := append(head, r.Lines...)
 		if r.Failed != "" {
-			pp.show(r.Lines)
-			return fmt.Errorf("service %s cannot converge: %s", svc.Spec.Name, r.Failed)
+			pp.show(lines)
+			return fail(fmt.Errorf("service %s cannot converge: %s", svc.Spec.Name, r.Failed))
 		}
 		if r.Score != lastScore || r.Running != lastRunning {
 			lastScore, lastRunning = r.Score, r.Running
@@ -425,24 +490,28 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 			if convergedAt.IsZero() {
 				convergedAt = time.Now()
 			}
-			if left := verify - time.Since(convergedAt); left > 0 {
-				r.Lines = append(r.Lines, progressLine{"verify", fmt.Sprintf("Waiting %d seconds to verify that tasks are stable...", left/time.Second+1)})
+			if left := verify - time.Since(convergedAt); left > 0 || pending {
+				left = max(left, 0)
+				lines = append(lines, progressLine{"verify", fmt.Sprintf("Waiting %d seconds to verify that tasks are stable...", left/time.Second+1)})
 			} else {
-				r.Lines = append(r.Lines, progressLine{"verify", "Service converged"})
-				pp.show(r.Lines)
-				return nil
+				lines = append(lines, progressLine{"verify", "Service converged"})
+				if completed != "" {
+					lines = append(lines, progressLine{"rollback", completed})
+				}
+				pp.show(lines)
+				return fail(nil)
 			}
 		} else if !convergedAt.IsZero() {
 			convergedAt = time.Time{}
-			r.Lines = append(r.Lines, progressLine{"verify", "Detected task failure"})
+			lines = append(lines, progressLine{"verify", "Detected task failure"})
 		}
-		pp.show(r.Lines)
+		pp.show(lines)
 		if !r.Converged && time.Since(lastProgress) > o.timeout {
 			why := r.Stuck
 			if why == "" {
 				why = fmt.Sprintf("%d out of %d tasks running", r.Running, r.Desired)
 			}
-			return fmt.Errorf("service %s did not converge: no progress for %s: %s", svc.Spec.Name, o.timeout, why)
+			return fail(fmt.Errorf("service %s did not converge: no progress for %s: %s", svc.Spec.Name, o.timeout, why))
 		}
 		select {
 		case <-ctx.Done():
@@ -450,4 +519,27 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 		case <-tick.C:
 		}
 	}
+}
+
+func startedAt(us *swarm.UpdateStatus) time.Time {
+	if us.StartedAt == nil {
+		return time.Time{}
+	}
+	return *us.StartedAt
+}
+
+// sameUpdateStatus reports whether a and b tell of the same moment of the
+// same update: state, message and times.
+func sameUpdateStatus(a, b *swarm.UpdateStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	sameTime := func(x, y *time.Time) bool {
+		if x == nil || y == nil {
+			return x == y
+		}
+		return x.Equal(*y)
+	}
+	return a.State == b.State && a.Message == b.Message &&
+		sameTime(a.StartedAt, b.StartedAt) && sameTime(a.CompletedAt, b.CompletedAt)
 }

@@ -35,6 +35,8 @@ type serviceUpdateOptions struct {
 	force                       bool
 	args                        string
 	restartCondition            string
+	rollout                     rolloutFlags
+	rollback                    bool
 	wait                        waitFlags
 	health                      healthOptions
 	imageFlags                  serviceImageFlags
@@ -47,6 +49,15 @@ func newServiceUpdateCommand() *cobra.Command {
 		Short: "Update a service",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.rollback {
+				if err := onlyWaitFlags(cmd, "rollback"); err != nil {
+					return err
+				}
+				return rollbackService(cmd, args[0], o.wait)
+			}
+			if err := o.rollout.check(cmd.Flags()); err != nil {
+				return err
+			}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
@@ -88,7 +99,9 @@ func newServiceUpdateCommand() *cobra.Command {
 			if o.wait.detach {
 				return nil
 			}
-			return c.apiError(waitOnService(ctx, c.Client, svc.ID, s.out, o.wait.options(cmd)))
+			wo := o.wait.options(cmd)
+			wo.before = svc.UpdateStatus
+			return c.apiError(waitOnService(ctx, c.Client, svc.ID, s.out, wo))
 		},
 	}
 	fl := cmd.Flags()
@@ -107,10 +120,12 @@ func newServiceUpdateCommand() *cobra.Command {
 	fl.Var((*stringArray)(&o.networkAdd), "network-add", "Add a network (NAME[,alias=ALIAS] or name=NAME,alias=ALIAS)")
 	fl.Var((*stringArray)(&o.networkRm), "network-rm", "Remove a network by name or ID")
 	addServiceResourceFlags(fl, &o.reserveCPU, &o.limitCPU, &o.reserveMem, &o.limitMem)
+	fl.BoolVar(&o.rollback, "rollback", false, "Rollback to previous specification")
 	fl.BoolVar(&o.force, "force", false, "Force update even if no changes require it")
 	fl.StringVar(&o.args, "args", "", "Service command args")
 	addHealthFlags(fl, &o.health)
 	fl.StringVar(&o.restartCondition, "restart-condition", "", `Restart when condition is met ("none", "on-failure", "any")`)
+	addRolloutFlags(fl, &o.rollout, false)
 	addServiceImageFlags(fl, &o.imageFlags)
 	addWaitFlags(fl, &o.wait, true)
 	return cmd
@@ -259,6 +274,9 @@ func (o *serviceUpdateOptions) apply(fl *pflag.FlagSet, spec *swarm.ServiceSpec,
 			return err
 		}
 		spec.TaskTemplate.ContainerSpec.Healthcheck = hc
+	}
+	if err := o.rollout.apply(fl, spec); err != nil {
+		return err
 	}
 	if o.force {
 		spec.TaskTemplate.ForceUpdate++

@@ -95,6 +95,13 @@ func TestRollingUpdateSettings(t *testing.T) {
 		if !failed {
 			t.Fatalf("no failed task behind the rollback:\n%s", dockerMust("service", "ps", "rb"))
 		}
+		// shoal's CLI waits, shows the rollback as docker's does, and exits
+		// non-zero: the update it was asked for did not happen.
+		r := h.Daemon.Run("service", "update", "--args", "false", "rb")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "service rolled back: update rolled back due to failure or early termination of task") ||
+			!strings.Contains(r.Stdout, "rollback: update rolled back due to failure") {
+			t.Fatalf("shoal service update of a failing spec with failure action rollback: %s", r)
+		}
 		dockerMust("service", "rm", "rb")
 	})
 
@@ -120,7 +127,18 @@ func TestRollingUpdateSettings(t *testing.T) {
 		if old != 2 {
 			t.Fatalf("%d old tasks running after the pause, want 2:\n%s", old, dockerMust("service", "ps", "pz"))
 		}
-		// A fixed spec resumes the update, which completes.
+		// shoal service rollback returns to the spec before (sleep 3600)
+		// and waits for it: its success is the rollback's.
+		must(t, h, "service", "rollback", "pz")
+		if st := status("pz"); !strings.HasPrefix(st, "rollback_completed|") {
+			t.Fatalf("after service rollback: status %q", st)
+		}
+		if args := strings.TrimSpace(dockerMust("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Args}}", "pz")); args != "[sleep 3600]" {
+			t.Fatalf("after service rollback: args %s", args)
+		}
+		// Paused again, a fixed spec resumes the update, which completes.
+		dockerMust("service", "update", "-d", "--args", "false", "pz")
+		waitStatus("pz", "paused", 60*time.Second)
 		dockerMust("service", "update", "-d", "--args", "sleep 3601", "pz")
 		waitStatus("pz", "completed", 90*time.Second)
 		if got := serviceReplicas(h, "pz"); got != "3/3" {
