@@ -2075,8 +2075,12 @@ func (x *GetConfigResponse) GetConfig() *Config {
 }
 
 type ListConfigsRequest struct {
-	state         protoimpl.MessageState      `protogen:"open.v1"`
-	Filters       *ListConfigsRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState      `protogen:"open.v1"`
+	Filters *ListConfigsRequest_Filters `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	// Paged as ListServicesRequest: configs carry their data (up to 500 KiB
+	// each), so a few of them fill gRPC's 4 MiB message limit.
+	PageSize      uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2118,9 +2122,24 @@ func (x *ListConfigsRequest) GetFilters() *ListConfigsRequest_Filters {
 	return nil
 }
 
+func (x *ListConfigsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListConfigsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListConfigsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Configs       []*Config              `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2160,6 +2179,13 @@ func (x *ListConfigsResponse) GetConfigs() []*Config {
 		return x.Configs
 	}
 	return nil
+}
+
+func (x *ListConfigsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type CreateConfigRequest struct {
@@ -3415,9 +3441,12 @@ const file_control_proto_rawDesc = "" +
 	"\x10GetConfigRequest\x12\x1b\n" +
 	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\">\n" +
 	"\x11GetConfigResponse\x12)\n" +
-	"\x06config\x18\x01 \x01(\v2\x11.shoal.api.ConfigR\x06config\"\x9e\x02\n" +
+	"\x06config\x18\x01 \x01(\v2\x11.shoal.api.ConfigR\x06config\"\xda\x02\n" +
 	"\x12ListConfigsRequest\x12?\n" +
-	"\afilters\x18\x01 \x01(\v2%.shoal.api.ListConfigsRequest.FiltersR\afilters\x1a\xc6\x01\n" +
+	"\afilters\x18\x01 \x01(\v2%.shoal.api.ListConfigsRequest.FiltersR\afilters\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x1a\xc6\x01\n" +
 	"\aFilters\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1f\n" +
 	"\vid_prefixes\x18\x02 \x03(\tR\n" +
@@ -3425,9 +3454,10 @@ const file_control_proto_rawDesc = "" +
 	"\x06labels\x18\x03 \x03(\v21.shoal.api.ListConfigsRequest.Filters.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
 	"\x13ListConfigsResponse\x12+\n" +
-	"\aconfigs\x18\x01 \x03(\v2\x11.shoal.api.ConfigR\aconfigs\"@\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x11.shoal.api.ConfigR\aconfigs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"@\n" +
 	"\x13CreateConfigRequest\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"A\n" +
 	"\x14CreateConfigResponse\x12)\n" +

@@ -826,9 +826,15 @@ func (x *AssignmentsRequest) GetSessionId() string {
 }
 
 type AssignmentChange struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Task          *Task                   `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
-	Action        AssignmentChange_Action `protobuf:"varint,2,opt,name=action,proto3,enum=shoal.api.AssignmentChange_Action" json:"action,omitempty"`
+	state  protoimpl.MessageState  `protogen:"open.v1"`
+	Task   *Task                   `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	Action AssignmentChange_Action `protobuf:"varint,2,opt,name=action,proto3,enum=shoal.api.AssignmentChange_Action" json:"action,omitempty"`
+	// secrets and configs are those the task refers to, with their data, on
+	// an UPDATE: the only way a secret's data leaves the managers, and only
+	// towards a node that runs a task using it. The agent keeps them in
+	// memory and on a tmpfs, never on disk.
+	Secrets       []*Secret `protobuf:"bytes,3,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs       []*Config `protobuf:"bytes,4,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -875,6 +881,20 @@ func (x *AssignmentChange) GetAction() AssignmentChange_Action {
 		return x.Action
 	}
 	return AssignmentChange_UPDATE
+}
+
+func (x *AssignmentChange) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *AssignmentChange) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
 }
 
 type AssignmentsMessage struct {
@@ -1002,10 +1022,12 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x18UpdateTaskStatusResponse\"3\n" +
 	"\x12AssignmentsRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x95\x01\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xef\x01\n" +
 	"\x10AssignmentChange\x12#\n" +
 	"\x04task\x18\x01 \x01(\v2\x0f.shoal.api.TaskR\x04task\x12:\n" +
-	"\x06action\x18\x02 \x01(\x0e2\".shoal.api.AssignmentChange.ActionR\x06action\" \n" +
+	"\x06action\x18\x02 \x01(\x0e2\".shoal.api.AssignmentChange.ActionR\x06action\x12+\n" +
+	"\asecrets\x18\x03 \x03(\v2\x11.shoal.api.SecretR\asecrets\x12+\n" +
+	"\aconfigs\x18\x04 \x03(\v2\x11.shoal.api.ConfigR\aconfigs\" \n" +
 	"\x06Action\x12\n" +
 	"\n" +
 	"\x06UPDATE\x10\x00\x12\n" +
@@ -1068,6 +1090,8 @@ var file_dispatcher_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
 	(*TaskStatus)(nil),               // 21: shoal.api.TaskStatus
 	(*Task)(nil),                     // 22: shoal.api.Task
+	(*Secret)(nil),                   // 23: shoal.api.Secret
+	(*Config)(nil),                   // 24: shoal.api.Config
 }
 var file_dispatcher_proto_depIdxs = []int32{
 	17, // 0: shoal.api.AttachNetworkResponse.attachment:type_name -> shoal.api.NetworkAttachment
@@ -1079,25 +1103,27 @@ var file_dispatcher_proto_depIdxs = []int32{
 	11, // 6: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
 	22, // 7: shoal.api.AssignmentChange.task:type_name -> shoal.api.Task
 	0,  // 8: shoal.api.AssignmentChange.action:type_name -> shoal.api.AssignmentChange.Action
-	1,  // 9: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
-	15, // 10: shoal.api.AssignmentsMessage.changes:type_name -> shoal.api.AssignmentChange
-	6,  // 11: shoal.api.Dispatcher.Session:input_type -> shoal.api.SessionRequest
-	9,  // 12: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	12, // 13: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
-	14, // 14: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
-	2,  // 15: shoal.api.Dispatcher.AttachNetwork:input_type -> shoal.api.AttachNetworkRequest
-	4,  // 16: shoal.api.Dispatcher.DetachNetwork:input_type -> shoal.api.DetachNetworkRequest
-	8,  // 17: shoal.api.Dispatcher.Session:output_type -> shoal.api.SessionMessage
-	10, // 18: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	13, // 19: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
-	16, // 20: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
-	3,  // 21: shoal.api.Dispatcher.AttachNetwork:output_type -> shoal.api.AttachNetworkResponse
-	5,  // 22: shoal.api.Dispatcher.DetachNetwork:output_type -> shoal.api.DetachNetworkResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	23, // 9: shoal.api.AssignmentChange.secrets:type_name -> shoal.api.Secret
+	24, // 10: shoal.api.AssignmentChange.configs:type_name -> shoal.api.Config
+	1,  // 11: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
+	15, // 12: shoal.api.AssignmentsMessage.changes:type_name -> shoal.api.AssignmentChange
+	6,  // 13: shoal.api.Dispatcher.Session:input_type -> shoal.api.SessionRequest
+	9,  // 14: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
+	12, // 15: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
+	14, // 16: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
+	2,  // 17: shoal.api.Dispatcher.AttachNetwork:input_type -> shoal.api.AttachNetworkRequest
+	4,  // 18: shoal.api.Dispatcher.DetachNetwork:input_type -> shoal.api.DetachNetworkRequest
+	8,  // 19: shoal.api.Dispatcher.Session:output_type -> shoal.api.SessionMessage
+	10, // 20: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	13, // 21: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
+	16, // 22: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
+	3,  // 23: shoal.api.Dispatcher.AttachNetwork:output_type -> shoal.api.AttachNetworkResponse
+	5,  // 24: shoal.api.Dispatcher.DetachNetwork:output_type -> shoal.api.DetachNetworkResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_dispatcher_proto_init() }

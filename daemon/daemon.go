@@ -223,8 +223,17 @@ func Run(ctx context.Context, cfg Config) error {
 	// Task containers run without a network until tasks attach to overlay
 	// networks; the agent re-adopts them after a restart by their labels.
 	swarmDir := filepath.Join(cfg.DataRoot, "swarm")
-	rt := &worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir)}
+	rt := &worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir),
+		Secrets: worker.NewSecrets()}
+	if root, unmount, err := secretsTmpfs(filepath.Join(cfg.ExecRoot, "secrets")); err != nil {
+		// Tasks that use secrets or configs then fail with the reason.
+		slog.Warn("swarm: no tmpfs for secrets", "err", err)
+	} else {
+		rt.SecretsRoot = root
+		defer unmount()
+	}
 	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName, rt)
+	d.swarm.secrets = rt.Secrets
 	d.swarm.onAttachments = d.reconcileAttachments
 	d.adoptNetworks()
 	// Only now can a restart set up a network: the pending ones may go,

@@ -14,9 +14,9 @@ import (
 
 // GET /events: the node's event bus (containerd/events) as the Engine API
 // streams it. Containers' events come from the engine; images', networks'
-// and, on a manager, nodes' and services' from the daemon's own handlers
-// (so a node or service changed through another manager shows on that
-// manager's stream only).
+// and, on a manager, nodes', services', secrets' and configs' from the
+// daemon's own handlers (so one changed through another manager shows on
+// that manager's stream only).
 
 // validEventFilters are the keys /events accepts, as dockerd.
 var validEventFilters = []string{"config", "container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope", "secret", "service", "type", "volume"}
@@ -77,8 +77,8 @@ func (f filters) matchEvent(e shoalevents.Event) bool {
 		f.any("service", prefixOf(shoalevents.TypeService)) &&
 		f.any("daemon", prefixOf(shoalevents.TypeDaemon)) &&
 		f.any("plugin", func(string) bool { return false }) &&
-		f.any("secret", func(string) bool { return false }) &&
-		f.any("config", func(string) bool { return false }) &&
+		f.any("secret", prefixOf(string(events.SecretEventType))) &&
+		f.any("config", prefixOf(string(events.ConfigEventType))) &&
 		f.labels(e.Attributes)
 }
 
@@ -154,7 +154,8 @@ func (d *Daemon) eventsStream(w http.ResponseWriter, r *http.Request) {
 // objects).
 func (d *Daemon) publish(typ, action, id string, attrs map[string]string) {
 	scope := shoalevents.ScopeLocal
-	if typ == shoalevents.TypeNode || typ == shoalevents.TypeService {
+	switch typ {
+	case shoalevents.TypeNode, shoalevents.TypeService, string(events.SecretEventType), string(events.ConfigEventType):
 		scope = shoalevents.ScopeSwarm
 	}
 	d.events.Publish(shoalevents.Event{Type: typ, Action: action, ID: id, Attributes: attrs, Scope: scope})

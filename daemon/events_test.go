@@ -14,6 +14,8 @@ func TestMatchEventFilters(t *testing.T) {
 		Attributes: map[string]string{"name": "web", "image": "busybox:latest"}, Scope: "local"}
 	tag := shoalevents.Event{Type: "image", Action: "tag", ID: "sha256:1234", Attributes: map[string]string{"name": "mybox:v1"}, Scope: "local"}
 	svc := shoalevents.Event{Type: "service", Action: "create", ID: "svc1", Attributes: map[string]string{"name": "api"}, Scope: "swarm"}
+	sec := shoalevents.Event{Type: "secret", Action: "create", ID: "sec1", Attributes: map[string]string{"name": "db-pw"}, Scope: "swarm"}
+	cfg := shoalevents.Event{Type: "config", Action: "remove", ID: "cfg1", Attributes: map[string]string{"name": "app"}, Scope: "swarm"}
 	for _, tc := range []struct {
 		filters string
 		ev      shoalevents.Event
@@ -41,6 +43,11 @@ func TestMatchEventFilters(t *testing.T) {
 		{`{"scope":{"swarm":true}}`, die, false},
 		{`{"service":{"api":true}}`, svc, true},
 		{`{"node":{"n1":true}}`, svc, false},
+		{`{"secret":{"db-pw":true}}`, sec, true},
+		{`{"secret":{"sec":true}}`, sec, true}, // ID prefix
+		{`{"secret":{"app":true}}`, cfg, false},
+		{`{"config":{"app":true}}`, cfg, true},
+		{`{"config":{"db":true}}`, sec, false},
 	} {
 		f, err := parseFilters(tc.filters, validEventFilters...)
 		if err != nil {

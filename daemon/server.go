@@ -48,6 +48,7 @@ func (d *Daemon) handler() http.Handler {
 	d.execRoutes(mux)
 	d.swarmRoutes(mux)
 	d.serviceRoutes(mux)
+	d.secretRoutes(mux)
 	d.observeRoutes(mux)
 	d.volumeRoutes(mux)
 	d.networkRoutes(mux)

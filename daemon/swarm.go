@@ -39,6 +39,8 @@ type swarmNode struct {
 	files    swarmFiles
 	nodeName string
 	runtime  worker.Runtime
+	// secrets hands the secrets and configs sent with tasks to the runtime.
+	secrets *worker.Secrets
 	// ctx is the daemon's: the manager and the agent end with it.
 	ctx context.Context
 
@@ -280,6 +282,7 @@ func (s *swarmNode) startAgent() error {
 			return dispatcherConn{api.NewDispatcherClient(c), api.NewLogBrokerClient(c), c}, nil
 		},
 		Runtime:     s.runtime,
+		Secrets:     s.secrets,
 		Network:     ov,
 		Description: s.description(),
 		RetryDelay:  200 * time.Millisecond,

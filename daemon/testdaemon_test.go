@@ -51,6 +51,7 @@ func sweepLeftovers() {
 			removeCgroups(name)
 		}
 	}
+	sweepForwardRules()
 	links, err := netlink.LinkList()
 	if err != nil {
 		return
@@ -74,6 +75,19 @@ func sweepLeftovers() {
 		}
 		removeBridge(name, addrs[0].IPNet.String())
 	}
+}
+
+// sweepForwardRules deletes the FORWARD rules of test bridges whose test
+// process is gone, also when the bridge itself is gone already.
+func sweepForwardRules() {
+	_, _ = bridge.RemoveForwardRules(context.Background(), func(name string) bool {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(name, testBridgePrefix), "x")
+		if !strings.HasPrefix(name, testBridgePrefix) || !ok {
+			return false
+		}
+		_, err := os.Stat("/proc/" + pid)
+		return err != nil
+	})
 }
 
 // removeBridge tears down a test daemon's bridge, nftables table and FORWARD

@@ -52,6 +52,9 @@ type Config struct {
 	// container creates and starts in flight (DefaultMaxConcurrentStarts
 	// when zero); the window itself adapts below it (admission.go).
 	MaxConcurrentStarts int
+	// Secrets receives the secrets and configs sent with the tasks (the
+	// runtime's EngineRuntime.Secrets); nil drops them.
+	Secrets *Secrets
 }
 
 // Agent runs a node's tasks for the managers.
@@ -205,6 +208,7 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 		}
 		if ch.GetAction() == api.AssignmentChange_REMOVE {
 			a.removeLocked(t.GetId())
+			a.cfg.Secrets.drop(t.GetId())
 			if a.complete != nil {
 				delete(a.complete, t.GetId())
 			}
@@ -213,6 +217,8 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 		if a.complete != nil {
 			a.complete[t.GetId()] = true
 		}
+		// Before the runner sees the task: its container's files need them.
+		a.cfg.Secrets.set(t.GetId(), ch.GetSecrets(), ch.GetConfigs())
 		if r, ok := a.runners[t.GetId()]; ok {
 			r.update(proto.Clone(t).(*api.Task))
 			continue
@@ -225,6 +231,7 @@ func (a *Agent) applyAssignments(m *api.AssignmentsMessage) {
 		for id := range a.runners {
 			if !a.complete[id] {
 				a.removeLocked(id)
+				a.cfg.Secrets.drop(id)
 			}
 		}
 		keep := a.complete

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -124,6 +125,11 @@ type EngineRuntime struct {
 	// names it, the service's --with-registry-auth credentials):
 	// PrepareImage calls it before the container is created.
 	Pull func(ctx context.Context, ref, registryAuth string) error
+	// Secrets are the secrets and configs the agent received with the
+	// tasks; SecretsRoot, a tmpfs, holds each task's files of them
+	// (TaskFiles). A task that uses some fails without them.
+	Secrets     *Secrets
+	SecretsRoot string
 
 	pullOnce sync.Once
 	pullSem  chan struct{} // held by the one pull at a time (PrepareImage)
@@ -268,18 +274,26 @@ func (r *EngineRuntime) Create(ctx context.Context, t *api.Task) (ContainerState
 		cfg.NetNSPath = TaskNetNSPath(r.NetNSDir, t.GetId())
 		useEmbeddedDNS(&cfg)
 	}
+	files, err := TaskFiles(r.SecretsRoot, t, r.Secrets)
+	if err != nil {
+		return ContainerState{}, err
+	}
+	cfg.Binds = append(cfg.Binds, files...)
 	vols, err := r.makeVolumes(t, &cfg)
 	if err != nil {
+		r.dropFiles(t.GetId())
 		return ContainerState{}, err
 	}
 	c, err := r.Engine.Create(ctx, ContainerName(t), cfg)
 	if err != nil {
 		r.dropVolumes(vols)
+		r.dropFiles(t.GetId())
 		return ContainerState{}, fmt.Errorf("create container of task %s: %w", t.GetId(), err)
 	}
 	if err := r.attachVolumes(ctx, c.ID, vols); err != nil {
 		_ = r.Engine.Remove(context.Background(), c.ID, true)
 		r.dropVolumes(vols)
+		r.dropFiles(t.GetId())
 		return ContainerState{}, fmt.Errorf("create container of task %s: %w", t.GetId(), err)
 	}
 	return stateOf(c), nil
@@ -390,11 +404,24 @@ func (r *EngineRuntime) Stop(ctx context.Context, id string, grace time.Duration
 
 // Remove implements Runtime.
 func (r *EngineRuntime) Remove(ctx context.Context, id string) error {
+	task := ""
+	if c, err := r.Engine.Get(id); err == nil {
+		task = c.Config.Labels[LabelTaskID]
+	}
 	err := r.Engine.Remove(ctx, id, true)
 	if err == nil || errors.Is(err, containers.ErrNotFound) {
+		r.dropFiles(task)
 		return nil
 	}
 	return fmt.Errorf("remove %s: %w", id, err)
+}
+
+// dropFiles removes a task's secret and config files, if it had any.
+func (r *EngineRuntime) dropFiles(task string) {
+	if task == "" || r.SecretsRoot == "" {
+		return
+	}
+	_ = os.RemoveAll(SecretsDir(r.SecretsRoot, task))
 }
 
 // List implements Runtime.

@@ -32,14 +32,13 @@ func (s *Server) GetConfig(ctx context.Context, req *api.GetConfigRequest) (*api
 func (s *Server) ListConfigs(ctx context.Context, req *api.ListConfigsRequest) (*api.ListConfigsResponse, error) {
 	f := req.GetFilters()
 	flt := filter{names: f.GetNames(), prefixes: f.GetIdPrefixes(), labels: f.GetLabels()}
+	keep := func(cfg *api.Config) bool {
+		a := cfg.GetSpec().GetAnnotations()
+		return flt.match(cfg.GetId(), []string{a.GetName()}, a.GetLabels())
+	}
 	resp := &api.ListConfigsResponse{}
 	s.store.View(func(tx raftstore.ReadTx) {
-		for _, cfg := range tx.Configs() {
-			a := cfg.GetSpec().GetAnnotations()
-			if flt.match(cfg.GetId(), []string{a.GetName()}, a.GetLabels()) {
-				resp.Configs = append(resp.Configs, cfg)
-			}
-		}
+		resp.Configs, resp.NextPageToken = listPage(shared[*api.Config](tx, raftstore.KindConfig), keep, req.GetPageToken(), req.GetPageSize())
 	})
 	return resp, nil
 }

@@ -37,6 +37,15 @@ func TestNetworksSecretsConfigs(t *testing.T) {
 	if err != nil || string(cfg.Config.Spec.Data) != "x=1" {
 		t.Fatalf("CreateConfig: %v %v", cfg, err)
 	}
+	// Swarm's names for these allow dots (server.conf), not spaces or a
+	// leading dot.
+	if _, err := s.CreateConfig(ctx, &api.CreateConfigRequest{Spec: &api.ConfigSpec{Annotations: &api.Annotations{Name: "server.conf"}, Data: []byte("x")}}); err != nil {
+		t.Fatalf("config server.conf: %v", err)
+	}
+	for _, bad := range []string{".conf", "a b", "x."} {
+		_, err := s.CreateSecret(ctx, &api.CreateSecretRequest{Spec: &api.SecretSpec{Annotations: &api.Annotations{Name: bad}, Data: []byte("x")}})
+		wantErr(t, grpcErr(err), api.ErrInvalidArgument, "is invalid")
+	}
 
 	// Labels change; data does not.
 	_, err = s.UpdateSecret(ctx, &api.UpdateSecretRequest{SecretId: "pw", SecretVersion: sec.Secret.Meta.Version,
@@ -71,6 +80,10 @@ func TestNetworksSecretsConfigs(t *testing.T) {
 		func() error { _, err := s.RemoveNetwork(ctx, &api.RemoveNetworkRequest{NetworkId: "app"}); return err },
 		func() error { _, err := s.RemoveSecret(ctx, &api.RemoveSecretRequest{SecretId: "pw"}); return err },
 		func() error { _, err := s.RemoveConfig(ctx, &api.RemoveConfigRequest{ConfigId: "conf"}); return err },
+		func() error {
+			_, err := s.RemoveConfig(ctx, &api.RemoveConfigRequest{ConfigId: "server.conf"})
+			return err
+		},
 	} {
 		if err := rm(); err != nil {
 			t.Fatal(err)

@@ -3,6 +3,7 @@ package controlapi
 import (
 	"bytes"
 	"context"
+	"regexp"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/raftstore"
@@ -13,9 +14,19 @@ import (
 // every manager's memory and raft log.
 const maxDataBytes = 500 * 1024
 
+// validDataName is Swarm's rule for secret and config names: dots are
+// allowed (server.conf, app.crt), unlike in service names, which are DNS
+// labels.
+var validDataName = regexp.MustCompile(`^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$`)
+
 func validateData(what, name string, data []byte) error {
-	if err := validateName(what, name); err != nil {
-		return err
+	switch {
+	case name == "":
+		return invalid("%s name is required", what)
+	case len(name) > 64:
+		return invalid("%s name %q is longer than 64 characters", what, name)
+	case !validDataName.MatchString(name):
+		return invalid("%s name %q is invalid: use letters, digits, '-', '_' and '.', starting and ending with a letter or digit", what, name)
 	}
 	if len(data) == 0 {
 		return invalid("%s %s: data is required", what, name)

@@ -145,6 +145,16 @@ func TestCreateServiceValidation(t *testing.T) {
 		{"unknown network", edit(func(s *api.ServiceSpec) {
 			s.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "nope"}}
 		}), api.ErrInvalidArgument, "network nope not found"},
+		{"secret uid", edit(func(s *api.ServiceSpec) {
+			s.Task.Container.Secrets = []*api.SecretReference{{SecretName: "pw", File: &api.FileTarget{Name: "pw", Uid: "www"}}}
+		}), api.ErrInvalidArgument, `secret pw: uid "www" must be a number`},
+		{"config mode", edit(func(s *api.ServiceSpec) {
+			s.Task.Container.Configs = []*api.ConfigReference{{ConfigName: "c", File: &api.FileTarget{Name: "c", Mode: 0o4755}}}
+		}), api.ErrInvalidArgument, "config c: mode 04755 has bits other than permissions"},
+		{"same target twice", edit(func(s *api.ServiceSpec) {
+			s.Task.Container.Secrets = []*api.SecretReference{{SecretName: "a", File: &api.FileTarget{Name: "x"}},
+				{SecretName: "b", File: &api.FileTarget{Name: "/run/secrets/x"}}}
+		}), api.ErrInvalidArgument, "secret b and secret a both target /run/secrets/x"},
 		{"unknown secret", edit(func(s *api.ServiceSpec) {
 			s.Task.Container.Secrets = []*api.SecretReference{{SecretName: "pw"}}
 		}), api.ErrInvalidArgument, "secret pw not found"},

@@ -1,10 +1,13 @@
 package controlapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
+	"strconv"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/allocator"
@@ -87,6 +90,17 @@ func validateTaskSpec(t *api.TaskSpec) error {
 	if c.GetImage() == "" {
 		return invalid("image is required")
 	}
+	targets := map[string]string{}
+	for _, r := range c.GetSecrets() {
+		if err := validateFileTarget("secret", cmp.Or(r.GetSecretName(), r.GetSecretId()), "/run/secrets/", r.GetFile(), targets); err != nil {
+			return err
+		}
+	}
+	for _, r := range c.GetConfigs() {
+		if err := validateFileTarget("config", cmp.Or(r.GetConfigName(), r.GetConfigId()), "/", r.GetFile(), targets); err != nil {
+			return err
+		}
+	}
 	if err := validateDuration("stop grace period", c.GetStopGracePeriod()); err != nil {
 		return err
 	}
@@ -131,6 +145,37 @@ func validateTaskSpec(t *api.TaskSpec) error {
 		if n.GetTarget() == "" {
 			return invalid("network attachment without a network name or ID")
 		}
+	}
+	return nil
+}
+
+// validateFileTarget checks where a secret or config is shown in a task's
+// container: numeric owner (names would be the node's users, not the
+// container's), permission bits only, and a path no other one takes. dir
+// is where a relative target goes. A missing target (the name is used)
+// is checked by the worker, which knows the name.
+func validateFileTarget(what, ref, dir string, f *api.FileTarget, seen map[string]string) error {
+	for _, id := range []struct{ what, v string }{{"uid", f.GetUid()}, {"gid", f.GetGid()}} {
+		if id.v == "" {
+			continue
+		}
+		if _, err := strconv.ParseUint(id.v, 10, 31); err != nil {
+			return invalid("%s %s: %s %q must be a number", what, ref, id.what, id.v)
+		}
+	}
+	if m := f.GetMode(); m&^0o777 != 0 {
+		return invalid("%s %s: mode %#o has bits other than permissions", what, ref, m)
+	}
+	if n := f.GetName(); n != "" {
+		target := n
+		if !path.IsAbs(n) {
+			target = dir + n
+		}
+		target = path.Clean(target)
+		if other, dup := seen[target]; dup {
+			return invalid("%s %s and %s both target %s", what, ref, other, target)
+		}
+		seen[target] = what + " " + ref
 	}
 	return nil
 }

@@ -783,7 +783,9 @@ func (d *Dispatcher) streamAssignments(ctx context.Context, s *session, nodeID s
 	}, nodeID)
 	defer w.Close()
 	last := versionString(version)
-	for _, m := range messages(api.AssignmentsMessage_COMPLETE, "", last, set.complete(tasks), maxMessageBytes) {
+	all := set.complete(tasks)
+	withSecrets(d.cfg.Store, all)
+	for _, m := range messages(api.AssignmentsMessage_COMPLETE, "", last, all, maxMessageBytes) {
 		if err := stream.Send(m); err != nil {
 			return err
 		}
@@ -821,6 +823,7 @@ func (d *Dispatcher) streamAssignments(ctx context.Context, s *session, nodeID s
 		if len(changes) == 0 {
 			continue
 		}
+		withSecrets(d.cfg.Store, changes)
 		next := versionString(batches[len(batches)-1].Version)
 		for _, m := range messages(api.AssignmentsMessage_INCREMENTAL, last, next, changes, maxMessageBytes) {
 			if err := stream.Send(m); err != nil {

@@ -506,3 +506,55 @@ func TestSessionOpenDoesNotWaitForOtherNodesWrites(t *testing.T) {
 	h.waitNode("n1", api.NodeStatus_READY)
 	h.waitNode("n2", api.NodeStatus_READY)
 }
+
+// TestAssignmentsCarrySecrets: a task's secrets and configs, data
+// included, go with its assignment to its node, and only there: another
+// node's stream never carries them.
+func TestAssignmentsCarrySecrets(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	withRefs := func(tk *api.Task) *api.Task {
+		tk.Spec = &api.TaskSpec{Container: &api.ContainerSpec{Image: "busybox",
+			Secrets: []*api.SecretReference{{SecretId: "s1", SecretName: "pw"}, {SecretId: "gone", SecretName: "old"}},
+			Configs: []*api.ConfigReference{{ConfigId: "c1", ConfigName: "conf"}}}}
+		return tk
+	}
+	h.seed(
+		&api.Secret{Id: "s1", Spec: &api.SecretSpec{Annotations: &api.Annotations{Name: "pw"}, Data: []byte("hunter2")}},
+		&api.Config{Id: "c1", Spec: &api.ConfigSpec{Annotations: &api.Annotations{Name: "conf"}, Data: []byte("x=1")}},
+		withRefs(task("t1", "n1", api.TaskState_ASSIGNED, api.TaskState_RUNNING)),
+		task("t2", "n2", api.TaskState_ASSIGNED, api.TaskState_RUNNING),
+	)
+	stream := func(node string) api.Dispatcher_AssignmentsClient {
+		msg, _ := h.openSession(ctx, node, "")
+		s, err := h.client.Assignments(as(ctx, node), &api.AssignmentsRequest{SessionId: msg.SessionId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	n1, n2 := stream("n1"), stream("n2")
+	m, err := n1.Recv()
+	if err != nil || len(m.Changes) != 1 {
+		t.Fatalf("n1: %v %v", m, err)
+	}
+	c := m.Changes[0]
+	if len(c.Secrets) != 1 || string(c.Secrets[0].GetSpec().GetData()) != "hunter2" || len(c.Configs) != 1 || string(c.Configs[0].GetSpec().GetData()) != "x=1" {
+		t.Fatalf("t1's assignment carries secrets %v, configs %v", c.Secrets, c.Configs)
+	}
+	m2, err := n2.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range m2.Changes {
+		if len(c.Secrets)+len(c.Configs) > 0 {
+			t.Fatalf("n2 received %v", c)
+		}
+	}
+	// An incremental change resends them with the task.
+	h.updateTask("t1", func(tk *api.Task) { tk.DesiredState = api.TaskState_SHUTDOWN })
+	if m, err = n1.Recv(); err != nil || len(m.Changes) != 1 || len(m.Changes[0].Secrets) != 1 {
+		t.Fatalf("incremental: %v %v", m, err)
+	}
+}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -114,4 +115,37 @@ func iptables(ctx context.Context, bin string, args ...string) error {
 		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// RemoveForwardRules deletes, in every backend AllowForward writes to, the
+// FORWARD rules of the bridges for which stale is true, whether or not the
+// bridge still exists: the rules of a bridge whose owner died (a killed
+// daemon, a crashed test) stay in the chain after the link is gone, where
+// DisallowForward, which needs the name, is never called for them. It
+// returns how many rules it deleted.
+func RemoveForwardRules(ctx context.Context, stale func(bridge string) bool) (int, error) {
+	n := 0
+	var errs []error
+	for _, bin := range iptablesBinaries() {
+		out, err := exec.CommandContext(ctx, bin, "-w", "-t", "filter", "-S", "FORWARD").Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s -S FORWARD: %w", bin, err))
+			continue
+		}
+		seen := map[string]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			_, rest, ok := strings.Cut(line, `--comment "shoal bridge `)
+			name, _, ok2 := strings.Cut(rest, `"`)
+			if !ok || !ok2 || seen[name] || !stale(name) {
+				continue
+			}
+			seen[name] = true
+			for _, r := range forwardRules(name) {
+				for i := 0; i < 16 && iptables(ctx, bin, append([]string{"-D", "FORWARD"}, r...)...) == nil; i++ {
+					n++
+				}
+			}
+		}
+	}
+	return n, errors.Join(errs...)
 }

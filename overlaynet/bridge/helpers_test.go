@@ -37,6 +37,17 @@ func TestMain(m *testing.M) {
 // sweepLeftovers removes bridges, tables and FORWARD rules of test runs whose
 // process is gone.
 func sweepLeftovers() {
+	_, _ = RemoveForwardRules(context.Background(), func(name string) bool {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(name, testPrefix), "x")
+		if !ok {
+			pid, _, ok = strings.Cut(strings.TrimPrefix(name, testPrefix), "o")
+		}
+		if _, err := strconv.Atoi(pid); !strings.HasPrefix(name, testPrefix) || !ok || err != nil {
+			return false
+		}
+		_, err := os.Stat("/proc/" + pid)
+		return err != nil
+	})
 	links, err := netlink.LinkList()
 	if err != nil {
 		return

@@ -207,14 +207,19 @@ func removeFirewall(prefix string) {
 			}
 		}
 	}
-	for _, chain := range []string{"FORWARD", "DOCKER-USER"} {
-		out, err := exec.Command("iptables", "-S", chain).Output()
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(line, "-A ") && strings.Contains(line, prefix) {
-				deleteRule("-D" + line[2:])
+	// The daemon puts its FORWARD rules in the legacy x_tables backend too
+	// when that has a filter table (bridge.AllowForward): a killed daemon
+	// leaves them in both.
+	for _, ipt := range []string{"iptables", "iptables-legacy"} {
+		for _, chain := range []string{"FORWARD", "DOCKER-USER"} {
+			out, err := exec.Command(ipt, "-S", chain).Output()
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "-A ") && strings.Contains(line, prefix) {
+					deleteRule(ipt+"-restore", "-D"+line[2:])
+				}
 			}
 		}
 	}
@@ -225,8 +230,8 @@ func removeFirewall(prefix string) {
 // double-quoted string ("shoal bridge NAME"), which split on spaces never
 // matched its rule, so such rules piled up in FORWARD over test runs. One
 // rule per call: a rule gone meanwhile fails only its own deletion.
-func deleteRule(rule string) {
-	cmd := exec.Command("iptables-restore", "--noflush")
+func deleteRule(restore, rule string) {
+	cmd := exec.Command(restore, "--noflush")
 	cmd.Stdin = strings.NewReader("*filter\n" + rule + "\nCOMMIT\n")
 	_ = cmd.Run()
 }
