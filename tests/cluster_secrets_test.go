@@ -109,3 +109,30 @@ func names(ents []os.DirEntry) []string {
 	}
 	return out
 }
+
+// TestSecretsDockerPy: docker-py, the other real client, creates a secret
+// and a config and gives them to a service; its task reads them.
+func TestSecretsDockerPy(t *testing.T) {
+	c := harness.NewCluster(t, 1)
+	h := c.Hosts[0]
+	h.Daemon.Must("import", harness.BusyboxTar(t), "busybox:latest")
+	must(t, h, "swarm", "init", "--advertise-addr", h.IP)
+	out := dockerPy(t, h.Daemon, `
+s = c.secrets.create(name="pypw", data=b"s3cr3t", labels={"a": "b"})
+assert "Data" not in c.secrets.get("pypw").attrs["Spec"], c.secrets.get("pypw").attrs
+cfg = c.configs.create(name="py.conf", data=b"k=v")
+svc = c.services.create("busybox", ["sleep", "3600"], name="pysvc",
+    secrets=[docker.types.SecretReference(s.id, "pypw", filename="x", mode=0o440)],
+    configs=[docker.types.ConfigReference(cfg.id, "py.conf")])
+for i in range(120):
+    if [t for t in svc.tasks() if t["Status"]["State"] == "running"]:
+        break
+    time.sleep(0.25)
+ctr = c.containers.list(filters={"label": "com.docker.swarm.service.name=pysvc"})[0]
+print(ctr.exec_run("sh -c 'cat /run/secrets/x; echo; stat -c %a /run/secrets/x; cat /py.conf'").output.decode())
+svc.remove()
+`)
+	if out != "s3cr3t\n440\nk=v" {
+		t.Fatalf("docker-py's service read %q", out)
+	}
+}
