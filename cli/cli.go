@@ -159,6 +159,8 @@ var topLevel = []struct {
 	{[]string{"events"}, newEventsCommand},
 	{[]string{"volume"}, newVolumeCommand},
 	{[]string{"network"}, newNetworkCommand},
+	{[]string{"secret"}, newSecretCommand},
+	{[]string{"config"}, newConfigCommand},
 }
 
 func newImageCommand() *cobra.Command {

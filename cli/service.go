@@ -400,6 +400,24 @@ func printServicePretty(w interface{ Write([]byte) (int, error) }, s swarm.Servi
 		if cs.User != "" {
 			p(" User:\t\t%s", cs.User)
 		}
+		if len(cs.Configs) > 0 {
+			p("Configs:")
+			for _, r := range cs.Configs {
+				if r.File != nil {
+					p(" Target:\t%s", r.File.Name)
+				}
+				p("  Source:\t%s", r.ConfigName)
+			}
+		}
+		if len(cs.Secrets) > 0 {
+			p("Secrets:")
+			for _, r := range cs.Secrets {
+				if r.File != nil {
+					p(" Target:\t%s", r.File.Name)
+				}
+				p("  Source:\t%s", r.SecretName)
+			}
+		}
 	}
 	if res := s.Spec.TaskTemplate.Resources; res != nil {
 		p("Resources:")

@@ -35,6 +35,8 @@ type serviceOptions struct {
 	wait                            waitFlags
 	health                          healthOptions
 	mounts                          []string
+	secrets                         secretOpt
+	configs                         configOpt
 	image                           serviceImageFlags
 }
 
@@ -114,6 +116,10 @@ func newServiceCreateCommand() *cobra.Command {
 			}
 			sortNetworks(spec.TaskTemplate.Networks)
 			cs := spec.TaskTemplate.ContainerSpec
+			// So are secrets and configs.
+			if err := resolveServiceFiles(ctx, c, cs); err != nil {
+				return err
+			}
 			auth, err := o.image.registryAuth(cs.Image)
 			if err != nil {
 				return err
@@ -165,6 +171,8 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	fl.BoolVar(&o.readOnly, "read-only", false, "Mount the container's root filesystem as read only")
 	fl.Var((*stringArray)(&o.mounts), "mount", "Attach a filesystem mount to the service")
+	fl.Var(&o.secrets, "secret", "Specify secrets to expose to the service")
+	fl.Var(&o.configs, "config", "Specify configurations to expose to the service")
 	fl.BoolVar(&o.init, "init", false, "Use an init inside each service container to forward signals and reap processes")
 	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
 	addRolloutFlags(fl, &o.rollout, true)
@@ -235,9 +243,18 @@ func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(s
 	if err != nil {
 		return spec, err
 	}
+	// Named here, resolved to IDs by the caller.
+	if err := checkSecretTargets(o.secrets.refs); err != nil {
+		return spec, err
+	}
+	if err := checkConfigTargets(o.configs.refs); err != nil {
+		return spec, err
+	}
 	init := o.init
 	ctr := &swarm.ContainerSpec{
 		Mounts:          mounts,
+		Secrets:         o.secrets.refs,
+		Configs:         o.configs.refs,
 		Healthcheck:     health,
 		Image:           args[0],
 		Args:            args[1:],

@@ -30,6 +30,9 @@ type serviceUpdateOptions struct {
 	labelAdd, labelRm           []string
 	publishAdd, publishRm       []string
 	networkAdd, networkRm       []string
+	secretAdd                   secretOpt
+	configAdd                   configOpt
+	secretRm, configRm          []string
 	reserveCPU, limitCPU        nanoCPUs
 	reserveMem, limitMem        memBytes
 	force                       bool
@@ -58,6 +61,13 @@ func newServiceUpdateCommand() *cobra.Command {
 			if err := o.rollout.check(cmd.Flags()); err != nil {
 				return err
 			}
+			// Two added files at one target are refused before any request.
+			if err := checkSecretTargets(o.secretAdd.refs); err != nil {
+				return err
+			}
+			if err := checkConfigTargets(o.configAdd.refs); err != nil {
+				return err
+			}
 			c, err := connect(cmd)
 			if err != nil {
 				return err
@@ -73,6 +83,9 @@ func newServiceUpdateCommand() *cobra.Command {
 				return err
 			}
 			if err := o.applyNetworks(ctx, c, &spec); err != nil {
+				return err
+			}
+			if err := o.applyFiles(ctx, c, cmd.Flags(), &spec); err != nil {
 				return err
 			}
 			cs := spec.TaskTemplate.ContainerSpec
@@ -119,6 +132,10 @@ func newServiceUpdateCommand() *cobra.Command {
 	fl.Var((*stringArray)(&o.publishRm), "publish-rm", "Remove a published port by its target port")
 	fl.Var((*stringArray)(&o.networkAdd), "network-add", "Add a network (NAME[,alias=ALIAS] or name=NAME,alias=ALIAS)")
 	fl.Var((*stringArray)(&o.networkRm), "network-rm", "Remove a network by name or ID")
+	fl.Var(&o.secretAdd, "secret-add", "Add or update a secret on a service")
+	fl.Var((*stringArray)(&o.secretRm), "secret-rm", "Remove a secret")
+	fl.Var(&o.configAdd, "config-add", "Add or update a config file on a service")
+	fl.Var((*stringArray)(&o.configRm), "config-rm", "Remove a configuration file")
 	addServiceResourceFlags(fl, &o.reserveCPU, &o.limitCPU, &o.reserveMem, &o.limitMem)
 	fl.BoolVar(&o.rollback, "rollback", false, "Rollback to previous specification")
 	fl.BoolVar(&o.force, "force", false, "Force update even if no changes require it")
@@ -602,6 +619,31 @@ func (o *serviceUpdateOptions) applyNetworks(ctx context.Context, c *apiClient, 
 		}
 		n.Target = id
 		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, n)
+	}
+	return nil
+}
+
+// applyFiles applies --secret-rm/--secret-add and --config-rm/--config-add
+// as docker's update does: removal by the secret's (config's) name, then
+// the added ones, their names resolved to IDs through the API.
+func (o *serviceUpdateOptions) applyFiles(ctx context.Context, c *apiClient, fl *pflag.FlagSet, spec *swarm.ServiceSpec) error {
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs == nil {
+		return nil
+	}
+	if fl.Changed("secret-add") || fl.Changed("secret-rm") {
+		secrets, err := updateServiceSecrets(ctx, c, cs.Secrets, o.secretAdd.refs, o.secretRm)
+		if err != nil {
+			return c.apiError(err)
+		}
+		cs.Secrets = secrets
+	}
+	if fl.Changed("config-add") || fl.Changed("config-rm") {
+		configs, err := updateServiceConfigs(ctx, c, cs.Configs, o.configAdd.refs, o.configRm)
+		if err != nil {
+			return c.apiError(err)
+		}
+		cs.Configs = configs
 	}
 	return nil
 }
