@@ -225,12 +225,9 @@ func Run(ctx context.Context, cfg Config) error {
 	swarmDir := filepath.Join(cfg.DataRoot, "swarm")
 	rt := &worker.EngineRuntime{Engine: eng, Images: imgs, NetworkMode: "none", Volumes: d.volumes, NetNSDir: taskNetNSDir(swarmDir),
 		Secrets: worker.NewSecrets()}
-	if root, unmount, err := secretsTmpfs(filepath.Join(cfg.ExecRoot, "secrets")); err != nil {
+	if rt.SecretsRoot, err = secretsTmpfs(filepath.Join(cfg.ExecRoot, "secrets")); err != nil {
 		// Tasks that use secrets or configs then fail with the reason.
 		slog.Warn("swarm: no tmpfs for secrets", "err", err)
-	} else {
-		rt.SecretsRoot = root
-		defer unmount()
 	}
 	d.swarm = newSwarmNode(dctx, swarmDir, cfg.NodeName, rt)
 	d.swarm.secrets = rt.Secrets

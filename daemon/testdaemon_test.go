@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 )
@@ -226,7 +228,27 @@ func (d *testDaemon) destroy(root string) {
 		d.t.Logf("remove bridge: %v", err)
 	}
 	removeCgroups(d.cfg.CgroupParent)
+	unmountUnder(root)
 	os.RemoveAll(root)
+}
+
+// unmountUnder detaches every mount below dir, deepest first: the
+// daemon's secrets tmpfs stays mounted when it stops, by design.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var under []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			under = append(under, f[1])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(under)))
+	for _, m := range under {
+		_ = unix.Unmount(m, unix.MNT_DETACH)
+	}
 }
 
 // removeCgroups removes the cgroup parent of a test daemon, with the
