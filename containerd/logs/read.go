@@ -112,7 +112,7 @@ func Read(ctx context.Context, path string, opts ReadOptions, fn func(Entry) err
 		}
 		return fn(e)
 	}
-	live := &liveFile{path: path, split: split, maxFiles: cfg.maxFiles()}
+	live := &liveFile{path: path, split: split, maxFiles: cfg.maxFiles(), snapshot: !opts.Follow}
 	for i := cfg.maxFiles() - 1; i >= 1; i-- {
 		if err := readRotated(fmt.Sprintf("%s.%d", path, i), split, live.track(emit)); err != nil {
 			return err
@@ -186,6 +186,11 @@ type liveFile struct {
 	f        *os.File
 	rr       *recordReader
 	last     *Entry // the last record passed on
+	// snapshot (a read without follow) stops at the first rotation it
+	// sees: a writer faster than the reader rotates again and again, and
+	// chasing it would never end (`logs --tail 3` of a flooding
+	// container hung). What it misses was written after the call began.
+	snapshot bool
 }
 
 // track wraps emit to remember the last record.
@@ -315,6 +320,9 @@ func (l *liveFile) drain(emit func(Entry) error) error {
 			return err
 		}
 		l.close()
+		if l.snapshot {
+			return nil
+		}
 	}
 }
 

@@ -232,3 +232,44 @@ func TestDetails(t *testing.T) {
 		t.Fatalf("details %q", got)
 	}
 }
+
+// TestReadOfAFloodEnds: a read without follow of a log that the writer
+// keeps rotating ends with what it found, instead of chasing rotations for
+// as long as the writer writes (`logs --tail 3` of a container flooding its
+// log took up to 20 s, or never ended). Here the writer writes a rotation's
+// worth for every record the reader passes on, so that without the bound
+// the read never ends; the callback stops it after 1,000 records.
+func TestReadOfAFloodEnds(t *testing.T) {
+	cfg, err := ParseConfig(DriverJSONFile, map[string]string{"max-size": "1k", "max-file": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "c.log")
+	w, err := NewWriter(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pad := strings.Repeat("x", 1100)
+	n := 0
+	write := func() {
+		n++
+		if err := w.Write("stdout", []byte(fmt.Sprintf("line %d %s\n", n, pad)), time.Unix(int64(n), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		write()
+	}
+	read := 0
+	err = Read(context.Background(), path, ReadOptions{Config: cfg, Tail: -1}, func(e Entry) error {
+		if read++; read > 1000 {
+			return fmt.Errorf("still reading after %d records", read)
+		}
+		write() // the writer outruns the reader: one rotation per record
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
