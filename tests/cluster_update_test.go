@@ -107,7 +107,7 @@ func TestRollingUpdateSettings(t *testing.T) {
 
 	t.Run("failure action pause and resume", func(t *testing.T) {
 		dockerMust("service", "create", "-d", "--name", "pz", "--replicas", "3", "--stop-grace-period", "1s",
-			"--update-parallelism", "1", "--update-monitor", "2s", "--restart-condition", "none", "busybox", "sleep", "3600")
+			"--update-parallelism", "1", "--update-monitor", "2s", "--update-delay", "3s", "--restart-condition", "none", "busybox", "sleep", "3600")
 		if !pollUntil(30*time.Second, func() bool { return serviceReplicas(h, "pz") == "3/3" }) {
 			t.Fatalf("pz does not run 3/3")
 		}
@@ -117,6 +117,10 @@ func TestRollingUpdateSettings(t *testing.T) {
 			t.Fatalf("paused status message: %q", st)
 		}
 		// Paused after the first replica: two still run the old command.
+		// (The delay keeps the second replica waiting until the first
+		// replacement's exit is known: without one the next replica is
+		// replaced as soon as the first replacement runs, before it fails,
+		// as in Swarm.)
 		time.Sleep(3 * time.Second)
 		old := 0
 		for _, x := range tasks("pz") {
