@@ -28,7 +28,7 @@ func TestParallelismOfARollback(t *testing.T) {
 		if tc.state != api.UpdateStatus_UNKNOWN {
 			svc.UpdateStatus = &api.UpdateStatus{State: tc.state}
 		}
-		if got := Parallelism(svc); got != tc.want {
+		if got := policyOf(svc).parallelism; got != tc.want {
 			t.Errorf("%s: parallelism %d, want %d", tc.name, got, tc.want)
 		}
 	}

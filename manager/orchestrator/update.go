@@ -33,6 +33,9 @@ func rollingBack(svc *api.Service) bool {
 	return false
 }
 
+// policyOf is the config in force: the update config's, or while a
+// rollback runs (`service rollback`, failure action rollback) the rollback
+// config's, as Docker's; no config means parallelism 1 and a 5 s monitor.
 func policyOf(svc *api.Service) policy {
 	u := svc.GetSpec().GetUpdate()
 	if rollingBack(svc) {
@@ -55,12 +58,6 @@ func policyOf(svc *api.Service) policy {
 	p.startFirst = u.GetOrder() == api.UpdateConfig_START_FIRST
 	return p
 }
-
-// Parallelism is how many replicas a rolling update of svc replaces at once;
-// 0 means all. Without an update config it is 1, Docker's default. While a
-// rollback runs (`service rollback`, or failure action rollback), the
-// rollback config's, as Docker's.
-func Parallelism(svc *api.Service) int { return policyOf(svc).parallelism }
 
 // rollout is one call's view of the service's rolling update: the policy,
 // the update status as this call leaves it, and which replicas' new tasks
