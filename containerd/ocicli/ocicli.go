@@ -65,17 +65,13 @@ func Command() *cobra.Command {
 			o := stdio
 			o.PidFile, o.NoPivot = pidFile, noPivot
 			if consoleSocket != "" {
-				master, slave, err := runtime.OpenPty()
+				// The terminal is allocated in the container, as runc
+				// does: its devpts, its /dev/pts/0.
+				master, err := initRT().CreateConsole(c.Context(), args[0], bundle, o)
 				if err != nil {
 					return err
 				}
 				defer master.Close()
-				defer slave.Close()
-				o.Stdin, o.Stdout, o.Stderr = slave, slave, slave
-				r := initRT()
-				if err := r.Create(c.Context(), args[0], bundle, o); err != nil {
-					return err
-				}
 				if err := sendConsole(consoleSocket, args[0], master); err != nil {
 					_ = rt().Delete(c.Context(), args[0], true)
 					return err

@@ -102,10 +102,16 @@
 // detached mount). Joining one by path, and exec into such a container, are
 // refused.
 //
-// Terminals: with process.terminal the caller passes a terminal (a pty
-// slave) as stdin; it becomes the controlling terminal of a new session and
-// is bind-mounted on /dev/console. `shoal runtime create --console-socket`
-// allocates the pty and sends the master over the socket.
+// Terminals: with process.terminal and CreateConsole the runtime allocates
+// the terminal itself, on the container's devpts, once the init has mounted
+// it: the process finds it as /dev/pts/0 (a host pty would have no name in
+// the container) and on /dev/console, as under runc. A Go init makes it its
+// stdio and controlling terminal and sends the master back over its sync
+// socket (SCM_RIGHTS); for a cloned first process the thread allocates it
+// and the process opens it by name. The shim and `shoal runtime create
+// --console-socket` use it. With Create or Run the caller may instead pass
+// a terminal of its own (a pty slave) as stdin; it becomes the controlling
+// terminal of a new session and is bind-mounted on /dev/console.
 //
 // The seccomp policy of an exec'd process is loaded before that fork, so it
 // must allow clone (without namespace flags) and the few calls between fork

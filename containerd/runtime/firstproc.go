@@ -69,7 +69,8 @@ import (
 type childProg struct {
 	goFd, syncFd, fifoFd int // fifoFd < 0: no create/start split
 	stdio                [3]int
-	terminal             bool // setsid, and stdin becomes the controlling terminal
+	terminal             bool    // setsid, and stdin becomes the controlling terminal
+	console              uintptr // NUL-terminated: a terminal to open as stdio instead (CreateConsole)
 	cgroupNS             bool
 	noNewPrivs           bool
 	rlimits              [16]rlimitSet // the first nRlimits (validateSpec refuses repeats)
@@ -291,6 +292,10 @@ func (r *Runtime) startFirstProc(cfg *initConfig, join []nsPath, clone uintptr, 
 		resc <- result{pid, start, err}
 	})
 	res := <-resc
+	if cfg.consoleSlave != nil {
+		cfg.consoleSlave.Close() // the process opens its own
+		cfg.consoleSlave = nil
+	}
 	if res.err != nil {
 		return nil, nil, asParentError(res.err)
 	}
@@ -401,7 +406,7 @@ func newFirstProc(cfg *initConfig, extra *extraFiles, stdio Stdio) (*firstProc, 
 		}
 		p.stdio[i] = int(sf.Fd())
 	}
-	p.terminal = cfg.Console != ""
+	p.terminal = cfg.Console != "" || cfg.NewConsole
 	p.cgroupNS = cfg.NewCgroupNS
 	p.noNewPrivs = proc.NoNewPrivileges
 	if len(proc.Rlimits) > len(p.rlimits) {
@@ -553,6 +558,16 @@ func (f *firstProc) prepare(cfg *initConfig, join []nsPath, fds []int, clone uin
 		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
 			return fail(fmt.Errorf("setdomainname: %w", err))
 		}
+	}
+	if cfg.NewConsole {
+		// The process opens it by its name in the container, where its
+		// root now is: it has its own table of descriptors.
+		name, err := syscall.BytePtrFromString(cfg.consoleName)
+		if err != nil {
+			return fail(err)
+		}
+		f.prog.console = uintptr(unsafe.Pointer(name))
+		f.keep = append(f.keep, name)
 	}
 	// Found from this thread, whose root is now the container's.
 	path, err := lookPath(spec.Process)

@@ -39,6 +39,10 @@ func childEntry(p *childProg) {
 	if n := try(p, stepRelease, unix.SYS_READ, uintptr(p.goFd), uintptr(unsafe.Pointer(&b[0])), 1, 0); n != 1 || b[0] != goByte {
 		childFail(p, stepRelease, 0)
 	}
+	if p.console != 0 {
+		c := try(p, stepStdio, unix.SYS_OPEN, p.console, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0, 0)
+		p.stdio[0], p.stdio[1], p.stdio[2] = int(c), int(c), int(c)
+	}
 	// stdio onto 0, 1 and 2; any of them below 3 first moves above, so
 	// that placing one cannot close another.
 	for i := 0; i < 3; i++ {

@@ -138,6 +138,11 @@ func initMain(sync *os.File) error {
 				return fmt.Errorf("setdomainname: %w", err)
 			}
 		}
+		if cfg.NewConsole {
+			if err := takeConsole(sync, cfg); err != nil {
+				return err
+			}
+		}
 	}
 	if err := waitInCgroup(); err != nil {
 		return err
@@ -235,6 +240,25 @@ func initMain(sync *os.File) error {
 	}
 	err = unix.Exec(path, p.Args, p.Env)
 	return execError(p.Args[0], err)
+}
+
+// takeConsole makes the terminal newConsole allocated this process's stdio
+// and controlling terminal (the parent started it in a session of its own)
+// and sends its master to the parent.
+func takeConsole(sync *os.File, cfg *initConfig) error {
+	s := int(cfg.consoleSlave.Fd())
+	for fd := 0; fd < 3; fd++ {
+		if err := unix.Dup3(s, fd, 0); err != nil {
+			return fmt.Errorf("console: stdio: %w", err)
+		}
+	}
+	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("console: controlling terminal: %w", err)
+	}
+	err := sendConsole(sync, cfg.console)
+	cfg.console.Close()
+	cfg.consoleSlave.Close()
+	return err
 }
 
 // execError classifies a failed execve as the parent reports it.
@@ -364,20 +388,13 @@ func setupRootfs(cfg *initConfig) error {
 			return err
 		}
 	}
-	if cfg.Console != "" {
-		pfd, base, err := parentIn(root, "/dev/console")
-		if err != nil {
+	switch {
+	case cfg.NewConsole:
+		if err := newConsole(root, cfg); err != nil {
 			return err
 		}
-		_ = unix.Unlinkat(pfd, base, 0)
-		unix.Close(pfd)
-		fd, err := makeTarget(root, "/dev/console", false, false)
-		if err != nil {
-			return fmt.Errorf("/dev/console: %w", err)
-		}
-		err = mountOn(fd, "/dev/console", cfg.Console, "", unix.MS_BIND, "")
-		unix.Close(fd)
-		if err != nil {
+	case cfg.Console != "":
+		if err := bindConsole(root, cfg.Console); err != nil {
 			return err
 		}
 	}

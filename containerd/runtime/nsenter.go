@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	goruntime "runtime"
 
@@ -108,14 +109,17 @@ type initConfig struct {
 	// rootfsMount in a first process) to attach at Rootfs.
 	AttachRootfs bool
 	Console      string // host path of the pty slave for /dev/console
-	NoPivot      bool
-	MountNS      string
-	PidNS        string // exec: joined by the init's thread, for its child only
-	NewCgroupNS  bool
-	CgroupMode   cgroups.Mode
-	CgroupRoot   string
-	CgroupPath   string
-	Seccomp      *seccomp.Program
+	// NewConsole: allocate the terminal on the container's devpts
+	// (newConsole), bind it on /dev/console and make it the process's.
+	NewConsole  bool
+	NoPivot     bool
+	MountNS     string
+	PidNS       string // exec: joined by the init's thread, for its child only
+	NewCgroupNS bool
+	CgroupMode  cgroups.Mode
+	CgroupRoot  string
+	CgroupPath  string
+	Seccomp     *seccomp.Program
 
 	// procPidNS, when > 0, is the pid namespace whose proc the rootfs
 	// gets (a first process's, firstproc.go); not sent to a Go init.
@@ -123,4 +127,9 @@ type initConfig struct {
 	// rootfsMount, when > 0, is the detached rootfs mount of a first
 	// process (firstproc.go); a Go init finds it at fd 5.
 	rootfsMount int
+	// console and consoleSlave are the terminal newConsole allocated, and
+	// consoleName the slave's path in the container (/dev/pts/N). In the
+	// parent, console is what a Go init sent back.
+	console, consoleSlave *os.File
+	consoleName           string
 }

@@ -53,6 +53,12 @@ func openPtyInRoot(dir string) (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("console: %w", err)
 	}
 	defer root.Close()
+	return openPtyUnder(root)
+}
+
+// openPtyUnder allocates a pseudo-terminal on the devpts mounted on
+// /dev/pts under root, with the checks of OpenPtyIn.
+func openPtyUnder(root *inroot.Root) (master, slave *os.File, err error) {
 	pfd, err := root.Open("/dev/pts/ptmx", unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return nil, nil, fmt.Errorf("console: %w", err)
@@ -96,4 +102,89 @@ func Resize(f *os.File, height, width uint16) error {
 		return fmt.Errorf("resize terminal: %w", err)
 	}
 	return nil
+}
+
+// newConsole allocates the container's terminal on the devpts just mounted
+// under root (CreateConsole) and binds its slave on /dev/console; cfg keeps
+// both ends and the slave's name in the container.
+func newConsole(root *inroot.Root, cfg *initConfig) error {
+	m, s, err := openPtyUnder(root)
+	if err != nil {
+		return err
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err == nil {
+		err = bindConsole(root, fmt.Sprintf("/proc/thread-self/fd/%d", s.Fd()))
+	}
+	if err != nil {
+		m.Close()
+		s.Close()
+		return fmt.Errorf("console: %w", err)
+	}
+	cfg.console, cfg.consoleSlave, cfg.consoleName = m, s, fmt.Sprintf("/dev/pts/%d", n)
+	return nil
+}
+
+// bindConsole bind-mounts the terminal at source on the container's
+// /dev/console, a file it makes afresh.
+func bindConsole(root *inroot.Root, source string) error {
+	pfd, base, err := parentIn(root, "/dev/console")
+	if err != nil {
+		return err
+	}
+	_ = unix.Unlinkat(pfd, base, 0)
+	unix.Close(pfd)
+	fd, err := makeTarget(root, "/dev/console", false, false)
+	if err != nil {
+		return fmt.Errorf("/dev/console: %w", err)
+	}
+	defer unix.Close(fd)
+	return mountOn(fd, "/dev/console", source, "", unix.MS_BIND, "")
+}
+
+// sendConsole hands the console's master to the parent over the init's
+// sync socket, in one byte's message, before anything else on it.
+func sendConsole(sync *os.File, master *os.File) error {
+	if err := unix.Sendmsg(int(sync.Fd()), []byte{consoleByte}, unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+		return fmt.Errorf("send console: %w", err)
+	}
+	return nil
+}
+
+// consoleByte carries the console's master on the sync socket.
+const consoleByte = 'c'
+
+// recvConsole reads the first message on the sync socket: the console's
+// master, or (the init failed before it sent it) the start of its report,
+// which it returns for the caller to read first.
+func recvConsole(sync *os.File) (master *os.File, report []byte, err error) {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(int(sync.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("receive console: %w", err)
+		}
+		if n == 0 {
+			return nil, nil, nil // EOF: what the init left says why
+		}
+		var fds []int
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if rights, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, rights...)
+				}
+			}
+		}
+		if buf[0] != consoleByte || len(fds) != 1 {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, buf[:n], nil
+		}
+		return os.NewFile(uintptr(fds[0]), "console"), nil, nil
+	}
 }

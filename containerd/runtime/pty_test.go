@@ -1,11 +1,15 @@
 package runtime
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,5 +61,110 @@ func TestOpenPtyInOpensNothingButAPtmx(t *testing.T) {
 	defer s.Close()
 	if _, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS); err != nil {
 		t.Fatalf("the slave is no terminal: %v", err)
+	}
+}
+
+// TestCreateConsole: the terminal CreateConsole allocates is the
+// container's, on both start paths: tty(1) names it /dev/pts/0 (a host pty
+// has no name in the container), it is /dev/console too, the process's
+// controlling terminal, and the master the caller gets drives it (its
+// size is what the process reads).
+func TestCreateConsole(t *testing.T) {
+	requireRoot(t)
+	for _, c := range []struct {
+		name  string
+		first bool
+	}{{"first process", true}, {"go init", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.first {
+				requireFirstProc(t)
+			} else {
+				t.Setenv("SHOAL_INIT", "go")
+			}
+			r := newRuntime(t)
+			bundle := newBundle(t, func(s *specs.Spec) { s.Process.Terminal = true },
+				"sh", "-c", `tty; [ -c /dev/console ] && echo console; stty size; stty -F /dev/console size; echo end`)
+			before := firstProcStarts.Load()
+			master, err := r.CreateConsole(ctx(t), "ct", bundle, CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer master.Close()
+			defer r.Delete(ctx(t), "ct", true)
+			if cloned := firstProcStarts.Load() != before; cloned != c.first {
+				t.Fatalf("started through the cloned first process: %v, want %v", cloned, c.first)
+			}
+			if err := Resize(master, 33, 77); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Start(ctx(t), "ct"); err != nil {
+				t.Fatal(err)
+			}
+			got := readUntil(t, master, "end")
+			for _, want := range []string{"/dev/pts/0\r\n", "console\r\n", "33 77\r\n33 77\r\n"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("output %q lacks %q", got, want)
+				}
+			}
+			if code, err := r.Wait(ctx(t), "ct"); err != nil || code != 0 {
+				t.Errorf("exit %d, %v", code, err)
+			}
+		})
+	}
+	// Without process.terminal there is no console to make.
+	r := newRuntime(t)
+	if _, err := r.CreateConsole(ctx(t), "nc", newBundle(t, nil, "true"), CreateOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("console without process.terminal: %v", err)
+	}
+	if ids, _ := r.List(); len(ids) != 0 {
+		t.Errorf("left behind: %v", ids)
+	}
+}
+
+// TestCreateConsoleWithoutDevpts: a spec without a devpts on /dev/pts has
+// no terminal of its own to give; the create fails and leaves nothing.
+func TestCreateConsoleWithoutDevpts(t *testing.T) {
+	requireRoot(t)
+	r := newRuntime(t)
+	bundle := newBundle(t, func(s *specs.Spec) {
+		s.Process.Terminal = true
+		var ms []specs.Mount
+		for _, m := range s.Mounts {
+			if m.Destination != "/dev/pts" {
+				ms = append(ms, m)
+			}
+		}
+		s.Mounts = ms
+	}, "true")
+	if _, err := r.CreateConsole(ctx(t), "np", bundle, CreateOptions{}); err == nil || !strings.Contains(err.Error(), "console") {
+		t.Fatalf("console without a devpts: %v", err)
+	}
+	if ids, _ := r.List(); len(ids) != 0 {
+		t.Errorf("left behind: %v", ids)
+	}
+}
+
+// readUntil reads f until its output holds marker (or 10 s have passed).
+func readUntil(t *testing.T, f *os.File, marker string) string {
+	t.Helper()
+	out := make(chan string, 1)
+	go func() {
+		var buf bytes.Buffer
+		b := make([]byte, 512)
+		for !strings.Contains(buf.String(), marker) {
+			n, err := f.Read(b)
+			buf.Write(b[:n])
+			if err != nil {
+				break
+			}
+		}
+		out <- buf.String()
+	}()
+	select {
+	case s := <-out:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %q on the terminal", marker)
+		return ""
 	}
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,8 +123,20 @@ func validateID(id string) error {
 // in place, args[0] has been found, but the process has not been executed.
 // On error nothing is left behind.
 func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOptions) error {
-	_, err := r.create(ctx, id, bundle, opts, modeCreate)
+	_, _, err := r.create(ctx, id, bundle, opts, modeCreate, false)
 	return err
+}
+
+// CreateConsole is Create for a process.terminal container whose terminal
+// the runtime allocates itself, on the container's own devpts (the spec
+// must mount one on /dev/pts), as runc does: the process finds it as
+// /dev/pts/0, which tty(1) names, and as /dev/console. A host pty handed
+// over as Stdin would be a file the container cannot name. opts.Stdin,
+// Stdout and Stderr are not used. It returns the terminal's master, which
+// the caller owns.
+func (r *Runtime) CreateConsole(ctx context.Context, id, bundle string, opts CreateOptions) (*os.File, error) {
+	_, console, err := r.create(ctx, id, bundle, opts, modeCreate, true)
+	return console, err
 }
 
 // Run creates and starts the container at once (no exec fifo), waits for it
@@ -134,7 +147,7 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOptions
 		// Hooks run between create and start: pause the init on the fifo.
 		mode = modeCreate
 	}
-	c, err := r.create(ctx, id, bundle, opts, mode)
+	c, _, err := r.create(ctx, id, bundle, opts, mode, false)
 	if err != nil {
 		return -1, err
 	}
@@ -285,46 +298,47 @@ var nsFlags = map[specs.LinuxNamespaceType]int{
 	specs.UserNamespace:    unix.CLONE_NEWUSER,
 }
 
-func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOptions, mode string) (c *child, err error) {
+func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOptions, mode string, newConsole bool) (c *child, console *os.File, err error) {
 	t := newTimer()
 	if err := validateID(id); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if bundle == "" {
 		bundle = "."
 	}
 	bundle, err = filepath.Abs(bundle)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: bundle: %v", ErrInvalid, err)
 	}
 	spec, raw, err := loadSpec(bundle)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := validateSpec(spec); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
 	}
 	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("%w: rootfs %s is not a directory", ErrInvalid, rootfs)
+		return nil, nil, fmt.Errorf("%w: rootfs %s is not a directory", ErrInvalid, rootfs)
 	}
 	t.mark("spec")
 
 	if err := os.MkdirAll(r.root, 0o700); err != nil {
-		return nil, fmt.Errorf("state root: %w", err)
+		return nil, nil, fmt.Errorf("state root: %w", err)
 	}
 	dir := r.dir(id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("container %s: %w", id, ErrExists)
+			return nil, nil, fmt.Errorf("container %s: %w", id, ErrExists)
 		}
-		return nil, fmt.Errorf("state dir: %w", err)
+		return nil, nil, fmt.Errorf("state dir: %w", err)
 	}
 	var cg cgroups.Manager
 	var proc *os.Process
+	var cfg *initConfig
 	defer func() {
 		if err == nil {
 			return
@@ -345,27 +359,30 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		delete(r.procs, id)
 		r.mu.Unlock()
 		c = nil
+		if cfg != nil && cfg.console != nil {
+			cfg.console.Close()
+		}
 	}()
 	// The bytes read, not the spec encoded again: the same JSON, without
 	// a cold encoder's cost.
 	if err := os.WriteFile(filepath.Join(dir, configFile), raw, 0o600); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
+		return nil, nil, fmt.Errorf("state dir: %w", err)
 	}
 
 	mode0 := cgroups.DetectAt(r.CgroupRoot)
 	cgPath := r.cgroupPath(id, spec)
 	if cg, err = cgroups.New(mode0, r.CgroupRoot, cgPath); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := cg.Create(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := cg.Set(withDefaultDevices(spec.Linux.Resources)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t.mark("cgroup")
 
-	cfg := &initConfig{
+	cfg = &initConfig{
 		Mode:       mode,
 		Spec:       initSpec(spec),
 		Rootfs:     rootfs,
@@ -377,7 +394,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	}
 	if spec.Linux.Seccomp != nil {
 		if cfg.Seccomp, err = bundleSeccomp(bundle, raw, spec.Linux.Seccomp); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	t.mark("seccomp")
@@ -386,13 +403,13 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	if mode == modeCreate {
 		fifo := filepath.Join(dir, fifoFile)
 		if err := unix.Mkfifo(fifo, 0o622); err != nil {
-			return nil, fmt.Errorf("exec fifo: %w", err)
+			return nil, nil, fmt.Errorf("exec fifo: %w", err)
 		}
 		// Opened here, read-write (never blocks, never sees EOF), and
 		// inherited: the init may not be able to reach the state dir
 		// (user namespace).
 		if extra.fifo, err = os.OpenFile(fifo, os.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-			return nil, fmt.Errorf("exec fifo: %w", err)
+			return nil, nil, fmt.Errorf("exec fifo: %w", err)
 		}
 		cfg.Fifo = true
 	}
@@ -402,10 +419,10 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	for _, ns := range spec.Linux.Namespaces {
 		switch {
 		case ns.Type == specs.UserNamespace && ns.Path != "":
-			return nil, fmt.Errorf("%w: joining a user namespace by path is not supported", ErrInvalid)
+			return nil, nil, fmt.Errorf("%w: joining a user namespace by path is not supported", ErrInvalid)
 		case ns.Type == specs.UserNamespace:
 			if len(spec.Linux.UIDMappings) == 0 || len(spec.Linux.GIDMappings) == 0 {
-				return nil, fmt.Errorf("%w: a user namespace needs uidMappings and gidMappings", ErrInvalid)
+				return nil, nil, fmt.Errorf("%w: a user namespace needs uidMappings and gidMappings", ErrInvalid)
 			}
 			clone |= unix.CLONE_NEWUSER
 			cfg.UserNS = true
@@ -431,24 +448,32 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	}
 
 	attr.Cloneflags = clone
-	if spec.Process.Terminal {
+	switch {
+	case newConsole && !spec.Process.Terminal:
+		return nil, nil, fmt.Errorf("%w: a console for a process without process.terminal", ErrInvalid)
+	case newConsole:
+		// Allocated by the init once the container's devpts is mounted;
+		// the init makes it its controlling terminal in its new session.
+		cfg.NewConsole = true
+		attr.Setsid = true
+	case spec.Process.Terminal:
 		// The caller hands us the terminal (the pty slave) as stdin; it
 		// becomes the init's controlling terminal in a new session, and
 		// /dev/console in the container.
 		if cfg.Console, err = terminalOn(opts.Stdin); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
 	}
 	overlay, err := rootfsOverlay(spec.Annotations)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if overlay != nil {
 		// The rootfs is made here, attached nowhere, and attached by the
 		// init in the container's own mount namespace only.
 		if extra.rootfs, err = overlay.Detached(); err != nil {
-			return nil, fmt.Errorf("rootfs: %w", err)
+			return nil, nil, fmt.Errorf("rootfs: %w", err)
 		}
 		cfg.AttachRootfs = true
 	} else if cfg.UserNS {
@@ -458,7 +483,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		// namespace with move_mount.
 		fd, err := unix.OpenTree(unix.AT_FDCWD, rootfs, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 		if err != nil {
-			return nil, fmt.Errorf("clone rootfs mount: %w", err)
+			return nil, nil, fmt.Errorf("clone rootfs mount: %w", err)
 		}
 		extra.rootfs = os.NewFile(uintptr(fd), "rootfs")
 	}
@@ -469,7 +494,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		proc, c, err = r.startInit(cfg, join, &attr, extra, stdio, cg, t, true)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.mu.Lock()
 	r.procs[id] = c
@@ -490,25 +515,25 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		NoHooks:     spec.Hooks == nil,
 	}
 	if err := r.save(st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if h := spec.Hooks; h != nil {
 		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: st.Pid, Bundle: bundle, Annotations: spec.Annotations}
 		if err := runHooks(ctx, "prestart", h.Prestart, state); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := runHooks(ctx, "createRuntime", h.CreateRuntime, state); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if opts.PidFile != "" {
 		if err := writePidFile(opts.PidFile, st.Pid); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	t.mark("state")
 	t.report(id)
-	return c, nil
+	return c, cfg.console, nil
 }
 
 // alwaysAllowed are appended to any device cgroup rules, as runc does: the
@@ -593,6 +618,19 @@ func terminalOn(f *os.File) (string, error) {
 	return path, nil
 }
 
+// syncChannel makes the init's fd 4 and the parent's end of it: a pipe, or
+// with a console to receive (SCM_RIGHTS) a unix socket pair.
+func syncChannel(console bool) (parent, init *os.File, err error) {
+	if !console {
+		return os.Pipe()
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync socket: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync"), nil
+}
+
 // extraFiles are descriptors the parent opens for the init because the
 // init may lack the permission to open them itself (user namespace).
 type extraFiles struct {
@@ -632,7 +670,7 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	}
 	defer cfgR.Close()
 	defer cfgW.Close()
-	syncR, syncW, err := os.Pipe()
+	syncR, syncW, err := syncChannel(cfg.NewConsole)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -732,8 +770,16 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 		return fail(fmt.Errorf("release init: %w", err))
 	}
 	cfgW.Close()
+	var report io.Reader = syncR
+	if cfg.NewConsole {
+		var first []byte
+		if cfg.console, first, err = recvConsole(syncR); err != nil {
+			return fail(err)
+		}
+		report = io.MultiReader(bytes.NewReader(first), syncR)
+	}
 	var msg syncMsg
-	err = json.NewDecoder(syncR).Decode(&msg)
+	err = json.NewDecoder(report).Decode(&msg)
 	t.mark("init")
 	switch {
 	case errors.Is(err, io.EOF):

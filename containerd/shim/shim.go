@@ -275,16 +275,12 @@ func run(o Options, status *os.File, clients []net.Conn) error {
 	}
 	defer logw.Close()
 
-	std, err := openStdio(o)
-	if err != nil {
-		return fail(err)
-	}
-	defer std.close()
 	rt := runtime.New(o.RuntimeRoot)
 	if o.CgroupParent != "" {
 		rt.CgroupParent = o.CgroupParent
 	}
-	if err := rt.Create(ctx, o.ID, o.Bundle, std.create); err != nil {
+	std, err := create(ctx, rt, o)
+	if err != nil {
 		s := Status{Error: err.Error()}
 		switch {
 		case errors.Is(err, runtime.ErrExecNotFound):
@@ -294,7 +290,7 @@ func run(o Options, status *os.File, clients []net.Conn) error {
 		}
 		return failWith(s, err)
 	}
-	std.closeChildEnds()
+	defer std.close()
 
 	fan := &fanout{clients: map[net.Conn]struct{}{}}
 	var copiers sync.WaitGroup

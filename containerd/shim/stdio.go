@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"os"
 	"sync"
@@ -24,30 +25,43 @@ type output struct {
 	r      *os.File
 }
 
-// openStdio makes the container's stdio as o asks: with Tty one pty whose
-// slave is all three, else a pipe per stream (stdin only with Stdin).
-func openStdio(o Options) (*stdio, error) {
-	s := &stdio{}
+// create creates the container with the stdio o asks for: with Tty a
+// terminal that the runtime allocates in the container (CreateConsole),
+// else a pipe per stream (stdin only with Stdin).
+func create(ctx context.Context, rt *runtime.Runtime, o Options) (*stdio, error) {
 	if o.Tty {
-		master, slave, err := runtime.OpenPty()
+		master, err := rt.CreateConsole(ctx, o.ID, o.Bundle, runtime.CreateOptions{})
 		if err != nil {
 			return nil, err
 		}
-		if o.ConsoleHeight > 0 && o.ConsoleWidth > 0 {
-			if err := runtime.Resize(master, o.ConsoleHeight, o.ConsoleWidth); err != nil {
-				master.Close()
-				slave.Close()
-				return nil, err
-			}
-		}
-		s.console = master
-		s.create = runtime.CreateOptions{Stdin: slave, Stdout: slave, Stderr: slave}
-		s.outputs = []output{{"stdout", master}}
+		s := &stdio{console: master, outputs: []output{{"stdout", master}}}
 		if o.Stdin {
 			s.stdin = master
 		}
+		if o.ConsoleHeight > 0 && o.ConsoleWidth > 0 {
+			if err := runtime.Resize(master, o.ConsoleHeight, o.ConsoleWidth); err != nil {
+				_ = rt.Delete(ctx, o.ID, true)
+				s.close()
+				return nil, err
+			}
+		}
 		return s, nil
 	}
+	s, err := openPipes(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Create(ctx, o.ID, o.Bundle, s.create); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.closeChildEnds()
+	return s, nil
+}
+
+// openPipes makes the container's stdio as pipes, one per stream.
+func openPipes(o Options) (*stdio, error) {
+	s := &stdio{}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
