@@ -45,6 +45,11 @@ func TestHostConfigOptions(t *testing.T) {
 		if got := out(t, "-u", "nobody", "--group-add", "1234", "busybox", "id", "-G"); got != "65534 1234" {
 			t.Fatalf("id -G as nobody: %q", got)
 		}
+		// The primary group is a supplementary group too, as Docker sets
+		// them since 20.10.18 (CVE-2022-36109): dockerd prints this.
+		if got := out(t, "-u", "7:8", "busybox", "id"); got != "uid=7 gid=8 groups=8" {
+			t.Fatalf("id as 7:8: %q, want uid=7 gid=8 groups=8", got)
+		}
 		d.Must("run", "-d", "--name", "groups", "--group-add", "1234", "busybox", "sleep", "100")
 		defer d.Run("rm", "-f", "groups")
 		for _, c := range []struct{ user, want string }{{"", "0 1234"}, {"nobody", "65534 1234"}} {

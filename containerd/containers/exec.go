@@ -232,11 +232,9 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 			return specs.Process{}, fmt.Errorf("exec in %s: %w", c.ID[:12], err)
 		}
 		defer release()
-		uid, gid, err := resolveUser(rootfs, cfg.User)
-		if err != nil {
+		if p.User, err = processUser(rootfs, cfg.User); err != nil {
 			return specs.Process{}, err
 		}
-		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: userGroups(rootfs, cfg.User, uid, gid)}
 		// The container's --group-add applies to its execs too, as in Docker.
 		gids, err := groupIDs(rootfs, c.Config.GroupAdd)
 		if err != nil {

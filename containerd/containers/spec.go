@@ -109,13 +109,11 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	if user == "" {
 		user = img.User
 	}
-	if user != "" {
-		uid, gid, err := resolveUser(rootfs, user)
-		if err != nil {
-			return nil, err
-		}
-		oci.WithUser(s, uid, gid, userGroups(rootfs, user, uid, gid)...)
+	u, err := processUser(rootfs, user)
+	if err != nil {
+		return nil, err
 	}
+	s.Process.User = u
 	oci.WithHostname(s, hostname)
 	if err := checkSwap(c.Config, cgroupRoot); err != nil {
 		return nil, err
@@ -205,6 +203,22 @@ func ParseBind(b string) (src, dst string, ro bool, err error) {
 		return "", "", false, fmt.Errorf("%w: bind source path does not exist: %s", ErrInvalidArgument, parts[0])
 	}
 	return parts[0], parts[1], ro, nil
+}
+
+// processUser is the user a container's process runs as, from a --user
+// value ("" for root): its ids and supplementary groups. The groups start
+// with the primary gid, as Docker has set them since 20.10.18
+// (CVE-2022-36109): a process whose primary group is denied something by a
+// file's group bits is denied it still after a setgid to another group.
+func processUser(rootfs, user string) (specs.User, error) {
+	if user == "" {
+		user = "0"
+	}
+	uid, gid, err := resolveUser(rootfs, user)
+	if err != nil {
+		return specs.User{}, err
+	}
+	return specs.User{UID: uid, GID: gid, AdditionalGids: append([]uint32{gid}, userGroups(rootfs, user, uid, gid)...)}, nil
 }
 
 // resolveUser turns "uid[:gid]" or "name[:group]" into numbers, reading the

@@ -70,6 +70,11 @@ func TestBuildSpec(t *testing.T) {
 			if s.Process.Cwd != "/srv" || s.Process.User.UID != 1000 || s.Process.User.GID != 1001 {
 				t.Errorf("cwd %q user %+v", s.Process.Cwd, s.Process.User)
 			}
+			// The primary gid heads the supplementary groups (Docker since
+			// 20.10.18, CVE-2022-36109).
+			if !slices.Equal(s.Process.User.AdditionalGids, []uint32{1001, 50, 60}) {
+				t.Errorf("supplementary groups %v", s.Process.User.AdditionalGids)
+			}
 			if s.Hostname != id[:12] || s.Root.Path != "rootfs" || s.Root.Readonly {
 				t.Errorf("hostname %q root %+v", s.Hostname, s.Root)
 			}
@@ -89,17 +94,17 @@ func TestBuildSpec(t *testing.T) {
 			}
 		}, nil},
 		{"user name with group name", Config{User: "app:staff"}, func(t *testing.T, s *specs.Spec) {
-			if s.Process.User.UID != 1000 || s.Process.User.GID != 50 || len(s.Process.User.AdditionalGids) != 0 {
+			if s.Process.User.UID != 1000 || s.Process.User.GID != 50 || !slices.Equal(s.Process.User.AdditionalGids, []uint32{50}) {
 				t.Errorf("user %+v", s.Process.User)
 			}
 		}, nil},
 		{"supplementary groups of a named user", Config{User: "app"}, func(t *testing.T, s *specs.Spec) {
-			if u := s.Process.User; u.UID != 1000 || u.GID != 1001 || !slices.Equal(u.AdditionalGids, []uint32{50, 60}) {
+			if u := s.Process.User; u.UID != 1000 || u.GID != 1001 || !slices.Equal(u.AdditionalGids, []uint32{1001, 50, 60}) {
 				t.Errorf("user %+v", u)
 			}
 		}, nil},
 		{"supplementary groups of a numeric uid", Config{User: "1000"}, func(t *testing.T, s *specs.Spec) {
-			if u := s.Process.User; !slices.Equal(u.AdditionalGids, []uint32{50, 60}) {
+			if u := s.Process.User; !slices.Equal(u.AdditionalGids, []uint32{1001, 50, 60}) {
 				t.Errorf("user %+v", u)
 			}
 		}, nil},
@@ -330,5 +335,35 @@ func TestRecordsPersistAndLookup(t *testing.T) {
 		if n := e.generateName(); n == "alpha" || n == "beta" || strings.HasPrefix(n, "/") {
 			t.Fatalf("generated %q", n)
 		}
+	}
+}
+
+// TestProcessUser: the supplementary groups Docker gives a process, primary
+// gid first (CVE-2022-36109), for root by default too.
+func TestProcessUser(t *testing.T) {
+	rootfs := fakeRootfs(t)
+	if err := os.WriteFile(filepath.Join(rootfs, "etc/group"), []byte("root:x:0:\nwheel:x:10:root,app\nstaff:x:50:app\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user     string
+		uid, gid uint32
+		groups   []uint32
+	}{
+		{"", 0, 0, []uint32{0, 10}},
+		{"root", 0, 0, []uint32{0, 10}},
+		{"app", 1000, 1001, []uint32{1001, 10, 50}},
+		{"1000", 1000, 1001, []uint32{1001, 10, 50}},
+		{"7:8", 7, 8, []uint32{8}},
+		{"app:staff", 1000, 50, []uint32{50}},
+		{"4242", 4242, 0, []uint32{0}},
+	} {
+		u, err := processUser(rootfs, tc.user)
+		if err != nil || u.UID != tc.uid || u.GID != tc.gid || !slices.Equal(u.AdditionalGids, tc.groups) {
+			t.Errorf("%q: %+v %v, want %d:%d groups %v", tc.user, u, err, tc.uid, tc.gid, tc.groups)
+		}
+	}
+	if _, err := processUser(rootfs, "nobody"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("unknown user: %v", err)
 	}
 }
