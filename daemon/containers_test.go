@@ -9,12 +9,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+
+	"github.com/shoal-project/shoal/containerd/oci"
 )
 
 // These tests speak raw HTTP to check the exact statuses and messages of
@@ -307,4 +310,25 @@ func TestDaemonsSideBySide(t *testing.T) {
 		t.Errorf("prune: %+v", pr)
 	}
 	b.call("GET", "/containers/done/json", "", 404)
+}
+
+// TestInspectShowsAppliedDefaults: what a request leaves to the daemon is
+// shown as the container runs it, as dockerd does (the docker CLI sends
+// MemorySwappiness -1 and PidsLimit 0 for "not set"; dockerd shows null).
+func TestInspectShowsAppliedDefaults(t *testing.T) {
+	d := startDaemon(t)
+	importBusybox(t, newClient(t, d), "bb:1")
+	d.create("defaults", `{"Image": "bb:1", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none", "MemorySwappiness": -1, "PidsLimit": 0}}`, 201)
+	hc := d.inspect("defaults").HostConfig
+	if hc.ShmSize != 64<<20 || hc.IpcMode != "private" || hc.CgroupnsMode != "private" || hc.PidsLimit != nil || hc.MemorySwappiness != nil {
+		t.Errorf("defaults: shm %d ipc %q cgroupns %q pids %v swappiness %v", hc.ShmSize, hc.IpcMode, hc.CgroupnsMode, hc.PidsLimit, hc.MemorySwappiness)
+	}
+	if !slices.Equal(hc.MaskedPaths, oci.DefaultMaskedPaths) || !slices.Equal(hc.ReadonlyPaths, oci.DefaultReadonlyPaths) {
+		t.Errorf("masked %q read-only %q", hc.MaskedPaths, hc.ReadonlyPaths)
+	}
+	d.create("given", `{"Image": "bb:1", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none", "ShmSize": 33554432, "PidsLimit": 50, "IpcMode": "shareable"}}`, 201)
+	hc = d.inspect("given").HostConfig
+	if hc.ShmSize != 32<<20 || hc.PidsLimit == nil || *hc.PidsLimit != 50 || hc.IpcMode != "shareable" {
+		t.Errorf("given: shm %d pids %v ipc %q", hc.ShmSize, hc.PidsLimit, hc.IpcMode)
+	}
 }

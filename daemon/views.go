@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/oci"
 )
 
 // The container records of the engine shown as the Engine API's types.
@@ -184,6 +186,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 	hc := &container.HostConfig{}
 	_ = json.Unmarshal(c.Config.RawHostConfig, hc)
 	hc.NetworkMode = container.NetworkMode(c.Config.NetworkMode)
+	appliedDefaults(hc)
 	cfg.Image = c.Config.Image
 	if cfg.Hostname == "" {
 		cfg.Hostname = c.ID[:12]
@@ -224,6 +227,32 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		IPAddress: n.IPAddress, IPPrefixLen: n.IPPrefixLen, Gateway: n.Gateway, MacAddress: n.MacAddress,
 	}
 	return r
+}
+
+// appliedDefaults fills in what a request left to the daemon with what the
+// container runs with, as dockerd shows it: the size of /dev/shm, private
+// IPC and cgroup namespaces (the only cgroup mode we run), the masked and
+// read-only paths, and no PID or swappiness setting (null, not 0 or -1).
+func appliedDefaults(hc *container.HostConfig) {
+	if hc.ShmSize == 0 {
+		hc.ShmSize = 64 << 20
+	}
+	if hc.IpcMode == "" {
+		hc.IpcMode = container.IPCModePrivate
+	}
+	if hc.CgroupnsMode == "" {
+		hc.CgroupnsMode = container.CgroupnsModePrivate
+	}
+	if !hc.Privileged && hc.MaskedPaths == nil && hc.ReadonlyPaths == nil {
+		hc.MaskedPaths = slices.Clone(oci.DefaultMaskedPaths)
+		hc.ReadonlyPaths = slices.Clone(oci.DefaultReadonlyPaths)
+	}
+	if hc.PidsLimit != nil && *hc.PidsLimit <= 0 {
+		hc.PidsLimit = nil
+	}
+	if hc.MemorySwappiness != nil && *hc.MemorySwappiness == -1 {
+		hc.MemorySwappiness = nil
+	}
 }
 
 func sandboxID(c containers.Container) string {
