@@ -368,6 +368,9 @@ func (s *Store) lookupLocked(refOrID string) (e *entry, byRef string, err error)
 	if perr != nil && !isHex(prefix) {
 		return nil, "", perr
 	}
+	if perr == nil && !strings.HasPrefix(refOrID, "sha256:") {
+		refOrID = ref.String() // "busybox:latest", as dockerd names what it did not find
+	}
 	return nil, "", fmt.Errorf("%w: %s", ErrNotFound, refOrID)
 }
 
