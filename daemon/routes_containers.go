@@ -327,16 +327,12 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
-	rows, err := d.containers.Top(r.PathValue("id"))
+	top, err := d.containers.Top(r.PathValue("id"), r.URL.Query().Get("ps_args"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	procs := [][]string{}
-	for _, row := range rows {
-		procs = append(procs, row)
-	}
-	writeJSON(w, http.StatusOK, container.TopResponse{Titles: containers.TopTitles, Processes: procs})
+	writeJSON(w, http.StatusOK, container.TopResponse{Titles: top.Titles, Processes: top.Processes})
 }
 
 func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {

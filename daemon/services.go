@@ -51,7 +51,7 @@ type containerService interface {
 	ExecInspect(execID string) (containers.ExecState, error)
 	Resize(idOrName string, height, width uint16) error
 	ExecResize(execID string, height, width uint16) error
-	Top(idOrName string) ([]containers.TopRow, error)
+	Top(idOrName, psArgs string) (containers.TopList, error)
 	StatPath(idOrName, path string) (containers.PathStat, error)
 	ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error
 	ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error

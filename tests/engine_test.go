@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,6 +271,17 @@ func TestLifecycleLogsExec(t *testing.T) {
 	}
 	if top := d.Must("top", "web"); !strings.Contains(top, "PID") || !strings.Contains(top, "sleep") && !strings.Contains(top, "sh") {
 		t.Fatalf("top:\n%s", top)
+	}
+	// ps options are applied (they were once ignored): ps's columns, the
+	// container's processes only (its sh, and the sleep it may be in).
+	top := strings.Fields(d.Must("top", "web", "-o", "pid,comm"))
+	if len(top) < 4 || top[0] != "PID" || top[1] != "COMMAND" || len(top)%2 != 0 || !slices.Contains(top, "sh") {
+		t.Fatalf("top -o pid,comm: %q", top)
+	}
+	for i := 3; i < len(top); i += 2 {
+		if top[i] != "sh" && top[i] != "sleep" {
+			t.Fatalf("top -o pid,comm lists %q, not the container's", top[i])
+		}
 	}
 	// cp both ways.
 	src := filepath.Join(t.TempDir(), "in.txt")

@@ -611,12 +611,29 @@ func TestExecTopAndCopy(t *testing.T) {
 		t.Fatalf("exec of a missing command: %v", err)
 	}
 
-	rows, err := env.e.Top(c.ID)
-	if err != nil || len(rows) != 1 || rows[0][len(rows[0])-1] != "sleep 1000" || len(rows[0]) != len(TopTitles) {
-		t.Fatalf("top: %v %v", rows, err)
+	// ps -ef on the host and, as without ps, from /proc: the same columns.
+	top, err := env.e.Top(c.ID, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if now, stime := time.Now(), rows[0][4]; stime != now.Format("15:04") && stime != now.Add(-time.Minute).Format("15:04") {
-		t.Fatalf("top STIME %q, started just now", stime)
+	cg, _ := env.e.rt.Cgroup(c.ID)
+	pids, _ := cg.Pids()
+	for _, l := range []TopList{top, procTop(pids)} {
+		rows := l.Processes
+		if len(rows) != 1 || rows[0][len(rows[0])-1] != "sleep 1000" || len(rows[0]) != len(l.Titles) || l.Titles[1] != "PID" {
+			t.Fatalf("top: %v %v", l, err)
+		}
+		if now, stime := time.Now(), rows[0][4]; stime != now.Format("15:04") && stime != now.Add(-time.Minute).Format("15:04") {
+			t.Fatalf("top STIME %q, started just now", stime)
+		}
+	}
+	// ps options are ps's: its columns, the container's rows only.
+	if top, err := env.e.Top(c.ID, "-o pid,comm"); err != nil || !slices.Equal(top.Titles, []string{"PID", "COMMAND"}) ||
+		len(top.Processes) != 1 || top.Processes[0][1] != "sleep" {
+		t.Fatalf("top -o pid,comm: %+v %v", top, err)
+	}
+	if _, err := env.e.Top(c.ID, "--no-such-option"); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("top with a bad ps option: %v", err)
 	}
 
 	// cp in, then cp out.

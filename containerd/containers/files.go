@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -224,101 +223,6 @@ func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions
 		cfg.User = c.Config.User
 	}
 	return e.opts.Images.Commit(ctx, rfs.Upper, parent, ocispec.ImageConfig(cfg), opts.Ref, opts.Comment, opts.Author)
-}
-
-// TopRow is one process of Top, in ps -ef's columns.
-type TopRow []string
-
-// TopTitles are Top's columns.
-var TopTitles = []string{"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"}
-
-// Top lists the processes of a running container.
-func (e *Engine) Top(idOrName string) ([]TopRow, error) {
-	c, err := e.Get(idOrName)
-	if err != nil {
-		return nil, err
-	}
-	if !c.State.Running {
-		return nil, fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
-	}
-	cg, err := e.rt.Cgroup(c.ID)
-	if err != nil {
-		return nil, fmt.Errorf("top %s: %w", c.ID[:12], err)
-	}
-	pids, err := cg.Pids()
-	if err != nil {
-		return nil, fmt.Errorf("top %s: %w", c.ID[:12], err)
-	}
-	var rows []TopRow
-	for _, pid := range pids {
-		if row, ok := procRow(pid); ok {
-			rows = append(rows, row)
-		}
-	}
-	return rows, nil
-}
-
-func procRow(pid int) (TopRow, bool) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, false
-	}
-	s := string(stat)
-	end := strings.LastIndexByte(s, ')')
-	if end < 0 {
-		return nil, false
-	}
-	f := strings.Fields(s[end+1:])
-	if len(f) < 20 {
-		return nil, false
-	}
-	ppid := f[1]
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	secs := (utime + stime) / 100
-	uid := "?"
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, line := range strings.Split(string(st), "\n") {
-			if strings.HasPrefix(line, "Uid:") {
-				if u := strings.Fields(line); len(u) > 1 {
-					uid = u[1]
-				}
-			}
-		}
-	}
-	cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	cmdline := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
-	if cmdline == "" {
-		cmdline = "[" + s[strings.IndexByte(s, '(')+1:end] + "]"
-	}
-	// STIME and C as ps computes them: the start is field 22 (clock ticks
-	// since boot, USER_HZ = 100 on Linux), C the CPU share of its lifetime.
-	start, cpu := "?", "0"
-	if ticks, err := strconv.ParseInt(f[19], 10, 64); err == nil {
-		if boot, ok := bootTime(); ok {
-			started := boot.Add(time.Duration(ticks) * 10 * time.Millisecond)
-			start = started.Local().Format("15:04")
-			if life := time.Since(started); life > 0 {
-				cpu = strconv.Itoa(int(time.Duration(utime+stime) * 10 * time.Millisecond * 100 / life))
-			}
-		}
-	}
-	return TopRow{uid, strconv.Itoa(pid), ppid, cpu, start, "?", fmt.Sprintf("%02d:%02d:%02d", secs/3600, secs/60%60, secs%60), cmdline}, true
-}
-
-// bootTime reads btime from /proc/stat.
-func bootTime() (time.Time, bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return time.Time{}, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return time.Unix(n, 0), err == nil
-		}
-	}
-	return time.Time{}, false
 }
 
 // Size is what `ps -s` shows of a container: the bytes of the files it

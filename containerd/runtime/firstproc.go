@@ -69,7 +69,7 @@ import (
 type childProg struct {
 	goFd, syncFd, fifoFd int // fifoFd < 0: no create/start split
 	stdio                [3]int
-	terminal             bool    // setsid, and stdin becomes the controlling terminal
+	terminal             bool    // stdin becomes the controlling terminal (of its new session)
 	console              uintptr // NUL-terminated: a terminal to open as stdio instead (CreateConsole)
 	cgroupNS             bool
 	noNewPrivs           bool
@@ -134,7 +134,7 @@ const (
 )
 
 var stepNames = [...]string{
-	stepRelease: "wait for release", stepStdio: "stdio", stepSetsid: "controlling terminal",
+	stepRelease: "wait for release", stepStdio: "stdio", stepSetsid: "new session",
 	stepCgroupNS: "unshare cgroup namespace", stepRlimit: "setrlimit", stepTimerSlack: "timer slack", stepNoNewPrivs: "no_new_privs",
 	stepCloseRange: "close_range", stepSeccomp: "seccomp: load filter", stepBounding: "drop bounding capabilities",
 	stepKeepCaps: "keepcaps", stepSetgroups: "setgroups", stepSetgid: "setresgid", stepSetuid: "setresuid",

@@ -53,8 +53,8 @@ func childEntry(p *childProg) {
 	for i := 0; i < 3; i++ {
 		try(p, stepStdio, unix.SYS_DUP3, uintptr(p.stdio[i]), uintptr(i), 0, 0)
 	}
+	try(p, stepSetsid, unix.SYS_SETSID, 0, 0, 0, 0)
 	if p.terminal {
-		try(p, stepSetsid, unix.SYS_SETSID, 0, 0, 0, 0)
 		try(p, stepSetsid, unix.SYS_IOCTL, 0, unix.TIOCSCTTY, 0, 0)
 	}
 	// After the parent has placed us in our cgroup: the namespace's root

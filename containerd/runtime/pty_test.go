@@ -168,3 +168,25 @@ func readUntil(t *testing.T, f *os.File, marker string) string {
 		return ""
 	}
 }
+
+// TestOwnSession: without a terminal too, the container's first process
+// leads a session of its own (as under runc, where ps shows it "Ss"), so
+// that nothing sent to its starter's process group or session reaches it.
+func TestOwnSession(t *testing.T) {
+	requireRoot(t)
+	for _, first := range []bool{true, false} {
+		if first {
+			requireFirstProc(t)
+		} else {
+			t.Setenv("SHOAL_INIT", "go")
+		}
+		r := newRuntime(t)
+		o := newOutput(t)
+		// Fields 6 and 5 of stat: session and process group, 1 when pid 1 leads them.
+		code, err := r.Run(ctx(t), "sess", newBundle(t, nil, "cut", "-d", " ", "-f", "5,6", "/proc/1/stat"), o.opts())
+		stdout, stderr := o.String()
+		if err != nil || code != 0 || strings.TrimSpace(stdout) != "1 1" {
+			t.Errorf("first process %v: pgid and sid %q (exit %d, %v, %s), want 1 1", first, stdout, code, err, stderr)
+		}
+	}
+}

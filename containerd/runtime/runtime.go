@@ -448,6 +448,9 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 	}
 
 	attr.Cloneflags = clone
+	// A session of its own, as under runc: nothing sent to the caller's
+	// process group or session reaches the container.
+	attr.Setsid = true
 	switch {
 	case newConsole && !spec.Process.Terminal:
 		return nil, nil, fmt.Errorf("%w: a console for a process without process.terminal", ErrInvalid)
@@ -455,7 +458,6 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		// Allocated by the init once the container's devpts is mounted;
 		// the init makes it its controlling terminal in its new session.
 		cfg.NewConsole = true
-		attr.Setsid = true
 	case spec.Process.Terminal:
 		// The caller hands us the terminal (the pty slave) as stdin; it
 		// becomes the init's controlling terminal in a new session, and
@@ -463,7 +465,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, opts CreateOpti
 		if cfg.Console, err = terminalOn(opts.Stdin); err != nil {
 			return nil, nil, err
 		}
-		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+		attr.Setctty, attr.Ctty = true, 0
 	}
 	overlay, err := rootfsOverlay(spec.Annotations)
 	if err != nil {

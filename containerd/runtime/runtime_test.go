@@ -65,7 +65,7 @@ func requireRoot(t *testing.T) {
 }
 
 var applets = []string{"sh", "sleep", "cat", "echo", "hostname", "ls", "grep", "head", "tr", "wc",
-	"ps", "readlink", "true", "id", "mount", "tail", "stat", "touch", "unshare", "tty", "stty"}
+	"ps", "readlink", "true", "id", "mount", "tail", "stat", "touch", "unshare", "tty", "stty", "cut"}
 
 // newBundle makes a bundle with a static busybox rootfs and Docker's
 // default spec running args; edit may change the spec.
