@@ -526,3 +526,15 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		t.Errorf("log level: %v", err)
 	}
 }
+
+// A list's Command quotes the arguments that hold a space, as dockerd's
+// (docker ps shows "sh -c 'echo a; …").
+func TestCommandOf(t *testing.T) {
+	c := containers.Container{Path: "sh", Args: []string{"-c", "echo out; exit 4"}}
+	if got := commandOf(c); got != "sh -c 'echo out; exit 4'" {
+		t.Errorf("got %q", got)
+	}
+	if got := commandOf(containers.Container{Path: "sleep", Args: []string{"300"}}); got != "sleep 300" {
+		t.Errorf("got %q", got)
+	}
+}

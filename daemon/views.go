@@ -92,8 +92,17 @@ func stateOf(st containers.State) container.ContainerState {
 }
 
 // commandOf is ps's COMMAND: the path and args joined.
+// commandOf is a list's Command as dockerd writes it: an argument with a
+// space in it is put in single quotes.
 func commandOf(c containers.Container) string {
-	return strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		args[i] = a
+	}
+	return strings.TrimSpace(c.Path + " " + strings.Join(args, " "))
 }
 
 func portSummaries(c containers.Container) []container.PortSummary {
