@@ -158,7 +158,7 @@ func (d *Daemon) execStart(w http.ResponseWriter, r *http.Request) {
 	if err := d.containers.ExecStart(d.ctx, st.ID, stdin, out); err != nil {
 		// After the upgrade the error can only go into the stream, where
 		// dockerd puts it too; the client reads the exit code from inspect.
-		_ = shim.WriteFrame(h.conn, 1, []byte(err.Error()+"\r\n"))
+		_ = shim.WriteFrame(h.conn, 1, []byte(messageOf(err)+"\r\n"))
 	}
 }
 

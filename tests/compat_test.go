@@ -116,6 +116,36 @@ ct.remove(force=True)`)
 			t.Fatalf("docker-py: exit code right after kill: %s", got)
 		}
 	})
+	// Found running the docker CLI against dockerd 20.10 and shoal side by
+	// side (session 23); each line is what dockerd printed.
+	t.Run("side by side with dockerd", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "sbs", "busybox", "sh", "-c", "sleep 100; echo a b"); r.Code != 0 {
+			t.Fatalf("docker run -d: %s", r)
+		}
+		defer d.Run("rm", "-f", "sbs")
+		if r := docker("exec", "-u", "nosuchuser", "sbs", "id"); r.Code != 126 || strings.TrimSpace(r.Stdout+r.Stderr) != "unable to find user nosuchuser: no matching entries in passwd file" {
+			t.Errorf("exec as an unknown user: %s, want exit 126 and dockerd's message", r)
+		}
+		if r := docker("ps", "--filter", "name=sbs", "--format", "{{.Command}}", "--no-trunc"); strings.TrimSpace(r.Stdout) != `"sh -c 'sleep 100; echo a b'"` {
+			t.Errorf("ps Command: %s", r)
+		}
+		if r := docker("image", "inspect", "nosuchimage"); !strings.Contains(r.Stderr, "No such image: nosuchimage:latest") {
+			t.Errorf("image inspect of an unknown name: %s", r)
+		}
+		if r := docker("inspect", "--format", "{{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}} {{.HostConfig.PidsLimit}} {{.HostConfig.MemorySwappiness}}", "sbs"); strings.TrimSpace(r.Stdout) != "67108864 private <nil> <nil>" {
+			t.Errorf("inspect's defaults: %s", r)
+		}
+		if r := docker("top", "sbs", "-o", "pid,stat,comm"); r.Code != 0 || !strings.Contains(r.Stdout, "Ss") {
+			t.Errorf("top: pid 1 leads its session (Ss): %s", r)
+		}
+		if r := docker("pause", "sbs"); r.Code != 0 {
+			t.Fatalf("pause: %s", r)
+		}
+		if r := docker("exec", "sbs", "true"); !strings.Contains(r.Stderr, "Container sbs is paused, unpause the container before exec") {
+			t.Errorf("exec in a paused container: %s", r)
+		}
+		docker("unpause", "sbs")
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager

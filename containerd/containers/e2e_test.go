@@ -610,6 +610,15 @@ func TestExecTopAndCopy(t *testing.T) {
 	if err := env.e.ExecStart(context.Background(), missing, nil, io.Discard); !errors.As(err, &ee) || ee.Code != 127 {
 		t.Fatalf("exec of a missing command: %v", err)
 	}
+	// An exec that cannot start at all (no such user) has failed: 126, as
+	// dockerd's, not the 0 of an exec that never ran.
+	nouser, _ := env.e.ExecCreate(c.ID, ExecConfig{Cmd: []string{"true"}, User: "nosuchuser"})
+	if err := env.e.ExecStart(context.Background(), nouser, nil, io.Discard); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("exec as an unknown user: %v", err)
+	}
+	if x, err := env.e.ExecInspect(nouser); err != nil || x.ExitCode != 126 || x.Running {
+		t.Fatalf("exec inspect after an unknown user: %+v %v", x, err)
+	}
 
 	// ps -ef on the host and, as without ps, from /proc: the same columns.
 	top, err := env.e.Top(c.ID, "")

@@ -61,7 +61,7 @@ func (e *Engine) ExecCreate(idOrName string, cfg ExecConfig) (string, error) {
 	}
 	if c.State.Paused {
 		// Its process would start frozen and the exec hang.
-		return "", fmt.Errorf("%w: Container %s is paused, unpause the container before exec", ErrConflict, c.ID)
+		return "", fmt.Errorf("%w: Container %s is paused, unpause the container before exec", ErrConflict, idOrName)
 	}
 	if len(cfg.Cmd) == 0 {
 		return "", fmt.Errorf("%w: no exec command specified", ErrInvalidArgument)
@@ -102,17 +102,23 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	st := x.ExecState
 	e.mu.Unlock()
 
+	// What fails before the process exists (an unknown user, say) fails
+	// the exec as dockerd's does: exit code 126.
+	notStarted := func(err error) error {
+		e.setExec(execID, func(x *execRecord) { x.ExitCode = 126 })
+		return err
+	}
 	c, err := e.Get(st.ContainerID)
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	p, err := e.execProcess(c, st.Config)
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	sio, err := openExecStdio(st.Config, c.State.Pid, stdin != nil)
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	// A client resizes as soon as its stream is up: the console takes it
 	// from now on.
