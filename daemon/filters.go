@@ -6,9 +6,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/worker"
 )
 
 // filters is the decoded `filters` query parameter: key -> accepted values.
@@ -77,8 +81,87 @@ func (f filters) labels(labels map[string]string) bool {
 	return true
 }
 
+// notLabels checks "label!" filters (prune): none given may match.
+func (f filters) notLabels(labels map[string]string) bool {
+	for _, v := range f["label!"] {
+		k, want, hasValue := strings.Cut(v, "=")
+		if got, ok := labels[k]; ok && (!hasValue || got == want) {
+			return false
+		}
+	}
+	return true
+}
+
+// until is the time of the "until" filters (the earliest given), zero
+// without one.
+func (f filters) until() (time.Time, error) {
+	var until time.Time
+	for _, v := range f["until"] {
+		t, err := parseUntil(v)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if until.IsZero() || t.Before(until) {
+			until = t
+		}
+	}
+	return until, nil
+}
+
+// createdBefore reports whether created passes an until filter: before it,
+// or no filter (until zero).
+func createdBefore(created, until time.Time) bool {
+	return until.IsZero() || created.Before(until)
+}
+
+// parseUntil reads a time as dockerd's filters take it: a duration before
+// now ("10m"), RFC 3339 (with or without a zone or fraction), a date, or
+// Unix seconds (with a fraction).
+func parseUntil(v string) (time.Time, error) {
+	if dur, err := time.ParseDuration(v); err == nil {
+		return time.Now().Add(-dur), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	if sec, err := strconv.ParseFloat(v, 64); err == nil && sec >= 0 {
+		return time.Unix(0, int64(sec*1e9)), nil
+	}
+	return time.Time{}, badRequest("invalid filter 'until=%s'", v)
+}
+
 // validContainerFilters are the keys /containers/json accepts.
-var validContainerFilters = []string{"id", "name", "status", "label", "ancestor", "exited", "network", "health"}
+var validContainerFilters = []string{"id", "name", "status", "label", "ancestor", "exited", "network", "health", "before", "since", "volume", "is-task"}
+
+// createdRange is what the before and since filters leave: creation times
+// strictly between since and before (zero: no bound). The filters name a
+// container or an image, resolved by created.
+type createdRange struct{ since, before time.Time }
+
+func (f filters) createdRange(created func(ref string) (time.Time, error)) (createdRange, error) {
+	var r createdRange
+	for _, k := range []string{"before", "since"} {
+		for _, v := range f[k] {
+			t, err := created(v)
+			if err != nil {
+				return createdRange{}, err
+			}
+			if k == "before" && (r.before.IsZero() || t.Before(r.before)) {
+				r.before = t
+			}
+			if k == "since" && t.After(r.since) {
+				r.since = t
+			}
+		}
+	}
+	return r, nil
+}
+
+func (r createdRange) admits(t time.Time) bool {
+	return (r.before.IsZero() || t.Before(r.before)) && (r.since.IsZero() || t.After(r.since))
+}
 
 // checkHealthFilter refuses a health value dockerd does not know.
 func checkHealthFilter(f filters) error {
@@ -114,28 +197,68 @@ func (f filters) matchContainer(c containers.Container) bool {
 			}
 			return h == v
 		}) &&
+		f.any("is-task", func(v string) bool {
+			_, task := c.Config.Labels[worker.LabelTaskID]
+			return (v == "true" || v == "1") == task
+		}) &&
 		f.labels(c.Config.Labels)
 }
 
+// matchMounts checks "volume" filters against a container's mounts: a
+// volume's name or a mount's destination.
+func (f filters) matchMounts(mounts []container.MountPoint) bool {
+	return f.any("volume", func(v string) bool {
+		for _, m := range mounts {
+			if m.Type == "volume" && m.Name == v || m.Destination == v {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // validImageFilters are the keys /images/json accepts.
-var validImageFilters = []string{"reference", "dangling", "label"}
+var validImageFilters = []string{"reference", "dangling", "label", "before", "since", "until"}
 
 func (f filters) matchImage(img images.Image) bool {
 	return f.any("dangling", func(v string) bool { return (v == "true" || v == "1") == (len(img.RepoTags) == 0) }) &&
 		f.any("reference", func(v string) bool {
-			for _, t := range img.RepoTags {
-				repo := t
-				if i := strings.LastIndex(t, ":"); i > strings.LastIndex(t, "/") {
-					repo = t[:i]
-				}
-				if ok, _ := path.Match(v, t); ok {
-					return true
-				}
-				if ok, _ := path.Match(v, repo); ok {
-					return true
-				}
-			}
-			return false
+			return len(matchingTags(v, img.RepoTags))+len(matchingTags(v, img.RepoDigests)) > 0
 		}) &&
 		f.labels(img.Config.Config.Labels)
+}
+
+// imageRefs are the tags and digests a list shows of img: with reference
+// filters only those that match one, as dockerd (`docker images bb` lists
+// bb:x, not the busybox:latest the same image also has).
+func (f filters) imageRefs(img images.Image) (tags, digests []string) {
+	patterns, ok := f["reference"]
+	if !ok {
+		return img.RepoTags, img.RepoDigests
+	}
+	for _, p := range patterns {
+		tags = append(tags, matchingTags(p, img.RepoTags)...)
+		digests = append(digests, matchingTags(p, img.RepoDigests)...)
+	}
+	return tags, digests
+}
+
+// matchingTags are the references (name:tag or name@digest) that pattern
+// (a shell pattern) names, whole or by their repository.
+func matchingTags(pattern string, refs []string) []string {
+	var out []string
+	for _, t := range refs {
+		repo, _, _ := strings.Cut(t, "@")
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		ok, _ := path.Match(pattern, t)
+		if !ok {
+			ok, _ = path.Match(pattern, repo)
+		}
+		if ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }

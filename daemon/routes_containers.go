@@ -59,6 +59,14 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	created, err := f.createdRange(func(ref string) (time.Time, error) {
+		c, err := d.containers.Get(ref)
+		return c.Created, err
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	limit := 0
 	if s := q.Get("limit"); s != "" {
 		if limit, err = strconv.Atoi(s); err != nil {
@@ -74,7 +82,7 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 		if limit > 0 && len(out) == limit {
 			break
 		}
-		if f.matchContainer(c) {
+		if f.matchContainer(c) && created.admits(c.Created) && f.matchMounts(d.mountPoints(c)) {
 			s := summaryOf(c, now)
 			if boolParam(r, "size") {
 				// ps -s: dockerd computes it the same way, per request.
@@ -365,17 +373,22 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, common.IDResponse{ID: img.ID})
 }
 
-// containerPrune removes the stopped containers (those a label filter
-// selects, if given).
+// containerPrune removes the stopped containers (those the label, label!
+// and until filters select, if given).
 func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "label")
+	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "label!", "until")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := f.until()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	report := container.PruneReport{ContainersDeleted: []string{}}
 	for _, c := range d.containers.List(true) {
-		if c.State.Running || !f.labels(c.Config.Labels) {
+		if c.State.Running || !f.labels(c.Config.Labels) || !f.notLabels(c.Config.Labels) || !createdBefore(c.Created, until) {
 			continue
 		}
 		if err := d.containers.Remove(r.Context(), c.ID, false); err != nil {

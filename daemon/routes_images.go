@@ -122,6 +122,19 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	created, err := f.createdRange(func(ref string) (time.Time, error) {
+		img, err := d.images.Get(ref)
+		return img.Created, err
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := f.until()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	list, err := d.images.List()
 	if err != nil {
 		writeError(w, err)
@@ -136,11 +149,13 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []image.Summary{}
 	for _, img := range list {
-		if !f.matchImage(img) || (!all && parents[img.ID] && len(img.RepoTags) == 0 && len(img.RepoDigests) == 0) {
+		if !f.matchImage(img) || !created.admits(img.Created) || !createdBefore(img.Created, until) ||
+			(!all && parents[img.ID] && len(img.RepoTags) == 0 && len(img.RepoDigests) == 0) {
 			continue
 		}
+		tags, digests := f.imageRefs(img)
 		out = append(out, image.Summary{
-			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: nonNilSlice(img.RepoDigests),
+			ID: img.ID, ParentID: img.Parent, RepoTags: nonNilSlice(tags), RepoDigests: nonNilSlice(digests),
 			Created: img.Created.Unix(), Size: img.Size, SharedSize: -1, Containers: -1,
 			Labels: nonNilMap(img.Config.Config.Labels),
 		})
@@ -276,7 +291,12 @@ func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 // imagePrune removes the dangling images (no tag) that containers do not
 // use; with dangling=false (prune -a), every image no container uses.
 func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "dangling", "label")
+	f, err := parseFilters(r.URL.Query().Get("filters"), "dangling", "label", "label!", "until")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	until, err := f.until()
 	if err != nil {
 		writeError(w, err)
 		return
@@ -298,7 +318,8 @@ func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
 	}
 	report := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
 	for _, img := range list {
-		if (danglingOnly && len(img.RepoTags) > 0) || used[img.ID] || !f.labels(img.Config.Config.Labels) {
+		if (danglingOnly && len(img.RepoTags) > 0) || used[img.ID] || !f.labels(img.Config.Config.Labels) ||
+			!f.notLabels(img.Config.Config.Labels) || !createdBefore(img.Created, until) {
 			continue
 		}
 		// Never forced: Remove refuses an image a container uses. An image

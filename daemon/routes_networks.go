@@ -294,23 +294,19 @@ func (d *Daemon) networkRemove(w http.ResponseWriter, r *http.Request) {
 // networkPrune removes the user networks no running container uses, and
 // the cluster's unused networks.
 func (d *Daemon) networkPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "until")
+	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "label!", "until")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	var until time.Time
-	for _, v := range f["until"] {
-		t, err := parseUntil(v)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		until = t
+	until, err := f.until()
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	deleted := []string{}
 	for _, rec := range d.nets.list() {
-		if !f.labels(rec.Labels) || !until.IsZero() && !rec.Created.Before(until) {
+		if !f.labels(rec.Labels) || !f.notLabels(rec.Labels) || !createdBefore(rec.Created, until) {
 			continue
 		}
 		found, err := d.removeUserNetwork(r.Context(), rec.ID)
@@ -354,22 +350,6 @@ func (d *Daemon) pruneClusterNetworks(ctx context.Context, f filters, until time
 		}
 	}
 	return deleted, nil
-}
-
-// parseUntil reads an "until" filter: a Unix time or an RFC 3339 time or a
-// duration before now (as dockerd).
-func parseUntil(v string) (time.Time, error) {
-	if dur, err := time.ParseDuration(v); err == nil {
-		return time.Now().Add(-dur), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	var sec int64
-	if _, err := fmt.Sscanf(v, "%d", &sec); err == nil {
-		return time.Unix(sec, 0), nil
-	}
-	return time.Time{}, badRequest("invalid filter 'until=%s'", v)
 }
 
 // networkConnect attaches a running container to a user network as

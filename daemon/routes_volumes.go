@@ -171,17 +171,6 @@ func (d *Daemon) volumePrune(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, report)
 }
 
-// notLabels checks "label!" filters: none given may match.
-func (f filters) notLabels(labels map[string]string) bool {
-	for _, v := range f["label!"] {
-		k, want, hasValue := strings.Cut(v, "=")
-		if got, ok := labels[k]; ok && (!hasValue || got == want) {
-			return false
-		}
-	}
-	return true
-}
-
 func dirSize(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {

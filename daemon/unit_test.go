@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/shim"
 	"github.com/shoal-project/shoal/overlaynet/bridge"
+	"github.com/shoal-project/shoal/worker"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -401,6 +403,25 @@ func TestFilters(t *testing.T) {
 			t.Errorf("%s: %v", tc.f, got)
 		}
 	}
+	// A list filtered by reference shows the matching tags only, as dockerd.
+	two := images.Image{RepoTags: []string{"busybox:latest", "bb:x", "bb:y"}, RepoDigests: []string{"bb@sha256:ab", "busybox@sha256:cd"}}
+	for _, tc := range []struct {
+		f             string
+		tags, digests []string
+	}{
+		{`{}`, two.RepoTags, two.RepoDigests},
+		{`{"reference":{"bb":true}}`, []string{"bb:x", "bb:y"}, []string{"bb@sha256:ab"}},
+		{`{"reference":{"bb:x":true}}`, []string{"bb:x"}, nil},
+		{`{"reference":{"busy*":true,"bb:y":true}}`, []string{"bb:y", "busybox:latest"}, []string{"busybox@sha256:cd"}},
+	} {
+		f, _ := parseFilters(tc.f, validImageFilters...)
+		if tags, digests := f.imageRefs(two); !slices.Equal(tags, tc.tags) || !slices.Equal(digests, tc.digests) {
+			t.Errorf("%s: tags %q digests %q", tc.f, tags, digests)
+		}
+	}
+	if f, _ := parseFilters(`{"reference":{"bb@sha256:ab":true}}`, validImageFilters...); !f.matchImage(images.Image{RepoDigests: []string{"bb@sha256:ab"}}) {
+		t.Error("an image by its digest only is not matched")
+	}
 }
 
 func TestStreamFilter(t *testing.T) {
@@ -536,5 +557,84 @@ func TestCommandOf(t *testing.T) {
 	}
 	if got := commandOf(containers.Container{Path: "sleep", Args: []string{"300"}}); got != "sleep 300" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// The filters dockerd's lists and prunes take beyond matching one object:
+// times (until), a negated label (label!), before and since another
+// object, the volumes a container mounts, whether it is a task.
+func TestTimeAndRelationFilters(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		v    string
+		want time.Time
+	}{
+		{"2026-01-02T03:04:05Z", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		{"2026-01-02", time.Date(2026, 1, 2, 0, 0, 0, 0, time.Local)},
+		{"1700000000", time.Unix(1700000000, 0)},
+		{"1700000000.5", time.Unix(1700000000, 5e8)},
+	} {
+		if got, err := parseUntil(tc.v); err != nil || !got.Equal(tc.want) {
+			t.Errorf("until %s: %v %v, want %v", tc.v, got, err, tc.want)
+		}
+	}
+	if got, err := parseUntil("10m"); err != nil || got.After(now.Add(-10*time.Minute+time.Second)) || got.Before(now.Add(-11*time.Minute)) {
+		t.Errorf("until 10m: %v %v", got, err)
+	}
+	for _, bad := range []string{"yesterday", "-5", "10x"} {
+		if _, err := parseUntil(bad); err == nil {
+			t.Errorf("until %q accepted", bad)
+		}
+	}
+	f, _ := parseFilters(`{"until":{"1h":true,"2h":true},"label!":{"keep":true,"tier=db":true}}`, "until", "label!")
+	until, err := f.until()
+	if err != nil || until.After(now.Add(-2*time.Hour+time.Second)) {
+		t.Errorf("two untils: the earliest, got %v %v", until, err)
+	}
+	if !createdBefore(now.Add(-3*time.Hour), until) || createdBefore(now.Add(-time.Hour), until) || !createdBefore(now, time.Time{}) {
+		t.Error("createdBefore")
+	}
+	for labels, want := range map[string]bool{"": true, "keep": false, "tier=db": false, "tier=web": true} {
+		l := map[string]string{}
+		if k, v, ok := strings.Cut(labels, "="); ok {
+			l[k] = v
+		} else if labels != "" {
+			l[labels] = ""
+		}
+		if got := f.notLabels(l); got != want {
+			t.Errorf("label! keep, tier=db on %q: %v", labels, got)
+		}
+	}
+
+	times := map[string]time.Time{"old": now.Add(-time.Hour), "mid": now.Add(-time.Minute), "new": now}
+	created := func(ref string) (time.Time, error) {
+		if t, ok := times[ref]; ok {
+			return t, nil
+		}
+		return time.Time{}, containers.ErrNotFound
+	}
+	f, _ = parseFilters(`{"before":{"new":true},"since":{"old":true}}`, "before", "since")
+	r, err := f.createdRange(created)
+	if err != nil || !r.admits(times["mid"]) || r.admits(times["old"]) || r.admits(times["new"]) {
+		t.Errorf("since old, before new: %+v %v", r, err)
+	}
+	f, _ = parseFilters(`{"before":{"nosuch":true}}`, "before")
+	if _, err := f.createdRange(created); !errors.Is(err, containers.ErrNotFound) {
+		t.Errorf("before an unknown container: %v", err)
+	}
+
+	mounts := []container.MountPoint{{Type: "volume", Name: "data", Destination: "/var/lib/db"}, {Type: "bind", Source: "/srv", Destination: "/srv"}}
+	for v, want := range map[string]bool{"data": true, "/var/lib/db": true, "/srv": true, "other": false} {
+		f, _ := parseFilters(`{"volume":{"`+v+`":true}}`, "volume")
+		if got := f.matchMounts(mounts); got != want {
+			t.Errorf("volume=%s: %v", v, got)
+		}
+	}
+	task := containers.Container{Config: containers.Config{Labels: map[string]string{worker.LabelTaskID: "t1"}}}
+	for filter, want := range map[string][2]bool{"true": {true, false}, "false": {false, true}} {
+		f, _ := parseFilters(`{"is-task":{"`+filter+`":true}}`, "is-task")
+		if f.matchContainer(task) != want[0] || f.matchContainer(containers.Container{}) != want[1] {
+			t.Errorf("is-task=%s", filter)
+		}
 	}
 }

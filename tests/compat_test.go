@@ -3,6 +3,7 @@ package tests
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/tests/harness"
 )
@@ -145,6 +146,37 @@ ct.remove(force=True)`)
 			t.Errorf("exec in a paused container: %s", r)
 		}
 		docker("unpause", "sbs")
+	})
+	t.Run("list and prune filters", func(t *testing.T) {
+		for _, n := range []string{"f1", "f2", "f3"} {
+			args := []string{"create", "--name", n, "--network", "none"}
+			switch n {
+			case "f1":
+				args = append(args, "-l", "keep=1")
+			case "f2":
+				args = append(args, "-v", "fvol:/fv")
+			}
+			if r := docker(append(args, "busybox", "true")...); r.Code != 0 {
+				t.Fatalf("docker create: %s", r)
+			}
+			defer d.Run("rm", "-f", n)
+			time.Sleep(1100 * time.Millisecond) // Created is shown to the second
+		}
+		defer d.Run("volume", "rm", "fvol")
+		for _, c := range []struct{ filter, want string }{
+			{"before=f3", "f2 f1"}, {"since=f1", "f3 f2"}, {"volume=fvol", "f2"}, {"volume=/fv", "f2"}, {"is-task=true", ""},
+		} {
+			r := docker("ps", "-a", "--filter", c.filter, "--filter", "name=f", "--format", "{{.Names}}")
+			if got := strings.Join(strings.Fields(r.Stdout), " "); r.Code != 0 || got != c.want {
+				t.Errorf("ps --filter %s: %q (%s), want %q", c.filter, got, r, c.want)
+			}
+		}
+		if r := docker("container", "prune", "-f", "--filter", "label!=keep", "--filter", "until=1s"); r.Code != 0 {
+			t.Fatalf("container prune: %s", r)
+		}
+		if r := docker("ps", "-a", "--filter", "name=f", "--format", "{{.Names}}"); strings.TrimSpace(r.Stdout) != "f1" {
+			t.Errorf("after prune --filter label!=keep: %s", r)
+		}
 	})
 }
 
