@@ -184,7 +184,7 @@ func statsResponse(c containers.Container, cur, prev *containers.Stats) containe
 	if limit == 0 {
 		limit = uint64(memTotal()) // unlimited: the host's memory, as dockerd
 	}
-	out.MemoryStats = container.MemoryStats{Usage: cur.MemoryUsage, Limit: limit, Stats: cur.MemoryStat}
+	out.MemoryStats = container.MemoryStats{Usage: cur.MemoryUsage, MaxUsage: cur.MemoryMaxUsage, Limit: limit, Stats: cur.MemoryStat}
 	out.PidsStats = container.PidsStats{Current: cur.PidsCurrent, Limit: cur.PidsLimit}
 	out.Networks = map[string]container.NetworkStats{}
 	for name, n := range cur.Networks {

@@ -160,9 +160,10 @@ type statsJSON struct {
 		SystemUsage uint64 `json:"system_cpu_usage"`
 	} `json:"precpu_stats"`
 	MemoryStats struct {
-		Usage uint64            `json:"usage"`
-		Limit uint64            `json:"limit"`
-		Stats map[string]uint64 `json:"stats"`
+		Usage    uint64            `json:"usage"`
+		MaxUsage uint64            `json:"max_usage"`
+		Limit    uint64            `json:"limit"`
+		Stats    map[string]uint64 `json:"stats"`
 	} `json:"memory_stats"`
 	PidsStats struct {
 		Current uint64 `json:"current"`
@@ -215,6 +216,10 @@ func TestStats(t *testing.T) {
 	cg, _ := strconv.ParseUint(cgroupFile(t, d, "memory", idle, "memory.usage_in_bytes"), 10, 64)
 	if diff := int64(cg) - int64(s.MemoryStats.Usage); diff > 1<<20 || diff < -(1<<20) || s.MemoryStats.Usage == 0 {
 		t.Fatalf("memory usage %d, cgroup says %d", s.MemoryStats.Usage, cg)
+	}
+	// The peak, which dockerd shows on cgroup v1 (docker-py's max_usage).
+	if s.MemoryStats.MaxUsage < s.MemoryStats.Usage {
+		t.Fatalf("max_usage %d below usage %d", s.MemoryStats.MaxUsage, s.MemoryStats.Usage)
 	}
 	if _, ok := s.MemoryStats.Stats["total_inactive_file"]; !ok || s.PidsStats.Current != 1 || s.MemoryStats.Limit == 0 {
 		t.Fatalf("stats API: %s", body)

@@ -73,10 +73,13 @@ var (
 // Stats is a snapshot of a cgroup's usage.
 type Stats struct {
 	MemoryUsage uint64 // bytes, current
-	MemoryLimit uint64 // bytes; 0 when unlimited or unknown
-	PidsCurrent uint64
-	CPUUsage    uint64 // nanoseconds of CPU time
-	OOMKills    uint64
+	// MemoryMaxUsage is the peak usage (v1's max_usage_in_bytes; 0 on v2,
+	// whose memory.peak older kernels lack and dockerd does not show).
+	MemoryMaxUsage uint64
+	MemoryLimit    uint64 // bytes; 0 when unlimited or unknown
+	PidsCurrent    uint64
+	CPUUsage       uint64 // nanoseconds of CPU time
+	OOMKills       uint64
 	// CPUUser and CPUSystem split CPUUsage (nanoseconds; v1 counts in
 	// clock ticks, so they are coarser there).
 	CPUUser, CPUSystem uint64

@@ -390,6 +390,7 @@ func (m *v1) Stats() (Stats, error) {
 		if s.MemoryUsage, err = readUint(d, "memory.usage_in_bytes"); err != nil {
 			return s, err
 		}
+		s.MemoryMaxUsage, _ = readUint(d, "memory.max_usage_in_bytes")
 		if lim, err := readUint(d, "memory.limit_in_bytes"); err == nil && lim < 1<<62 {
 			s.MemoryLimit = lim
 		}
