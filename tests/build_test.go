@@ -255,6 +255,11 @@ func TestBuildInstructions(t *testing.T) {
 	if got != want {
 		t.Fatalf("image config:\n got %s\nwant %s", got, want)
 	}
+	// The test's busybox is an imported rootfs without ENV: the built image
+	// has dockerd's default PATH.
+	if env := strings.TrimSpace(d.Must("image", "inspect", "--format", "{{json .Config.Env}}", "with:triggers")); env != `["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]` {
+		t.Fatalf("built image's Env: %s", env)
+	}
 	if out := d.Must("run", "--rm", "--network", "none", "-u", "0", "with:triggers", "cat /unpacked/inside/x.txt; stat -c '%u:%g %a' /owned.txt"); out != "abc12:34 640\n" {
 		t.Fatalf("ADD of an archive and COPY --chown/--chmod: %q", out)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/oci"
 )
 
 // stageState is a stage's image so far and the config its next step
@@ -63,6 +65,12 @@ func (r *buildRun) stage(ctx context.Context, i int, st *instructions.Stage) (im
 	}
 	if s.cfg, err = r.dockerConfig(s.img); err != nil {
 		return images.Image{}, err
+	}
+	// As dockerd's builder: a stage whose base sets no PATH (scratch, an
+	// imported rootfs) has the default one, which its RUN steps and the
+	// image it makes keep.
+	if !slices.ContainsFunc(s.cfg.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		s.cfg.Env = append(s.cfg.Env, "PATH="+oci.DefaultPath)
 	}
 	if s.img.ID != "" {
 		fmt.Fprintf(r.out, " ---> %s\n", short(s.img.ID))
