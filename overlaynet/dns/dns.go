@@ -135,7 +135,8 @@ func (s *Server) handle(w mdns.ResponseWriter, req *mdns.Msg) {
 		if rec, ok := s.cfg.Lookup.Lookup(ctx, s.cfg.Asker, name); ok {
 			m := new(mdns.Msg)
 			m.SetReply(req)
-			m.Authoritative = true
+			// Not authoritative, as dockerd's resolver answers (nslookup
+			// says "Non-authoritative answer" for both).
 			m.RecursionAvailable = true
 			if q.Qtype == mdns.TypeA {
 				for _, a := range rec.Addrs {

@@ -84,8 +84,13 @@ func TestLocalAndForwarded(t *testing.T) {
 		Upstreams: []string{upstream},
 	})
 	for _, proto := range []string{"udp", "tcp"} {
-		if got := addrsOf(ask(t, proto, addr, "WEB", mdns.TypeA)); len(got) != 1 || got[0] != "198.18.0.2" {
+		r := ask(t, proto, addr, "WEB", mdns.TypeA)
+		if got := addrsOf(r); len(got) != 1 || got[0] != "198.18.0.2" {
 			t.Errorf("%s: web = %v, want [198.18.0.2]", proto, got)
+		}
+		// As dockerd's resolver: not authoritative, recursion available.
+		if r.Authoritative || !r.RecursionAvailable {
+			t.Errorf("%s: web answered with aa=%v ra=%v, want aa=false ra=true", proto, r.Authoritative, r.RecursionAvailable)
 		}
 		if got := addrsOf(ask(t, proto, addr, "svc", mdns.TypeA)); len(got) != 2 {
 			t.Errorf("%s: svc = %v, want two addresses", proto, got)
