@@ -83,7 +83,7 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if f.matchContainer(c) && created.admits(c.Created) && f.matchMounts(d.mountPoints(c)) {
-			s := summaryOf(c, now)
+			s := d.summaryOf(c, now)
 			if boolParam(r, "size") {
 				// ps -s: dockerd computes it the same way, per request.
 				if rw, rootfs, err := d.containers.Size(c.ID); err == nil {

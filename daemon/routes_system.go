@@ -58,7 +58,7 @@ func (d *Daemon) systemDF(w http.ResponseWriter, r *http.Request) {
 	cu := &container.DiskUsage{Items: []container.Summary{}}
 	now := time.Now()
 	for _, c := range all {
-		s := summaryOf(c, now)
+		s := d.summaryOf(c, now)
 		s.SizeRw, _ = d.containers.SizeRw(c.ID)
 		out.Containers = append(out.Containers, s)
 		cu.TotalCount++

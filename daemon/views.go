@@ -115,15 +115,26 @@ func portSummaries(c containers.Container) []container.PortSummary {
 	return out
 }
 
-// endpoints is NetworkSettings.Networks: the one network a container is on.
-func endpoints(c containers.Container) map[string]*network.EndpointSettings {
+// endpoints is NetworkSettings.Networks: the one network a container is on,
+// with the network's ID, the container's --network-alias names (Aliases)
+// and the names it answers to there (DNSNames: its name, aliases, short ID
+// and hostname, as dockerd's API 1.45 and later).
+func (d *Daemon) endpoints(c containers.Container) map[string]*network.EndpointSettings {
 	mode := c.Config.NetworkMode
 	if mode == "" {
 		mode = modeBridge
 	}
 	ep := &network.EndpointSettings{}
+	if builtinNetwork(mode) {
+		ep.NetworkID = d.builtinID(mode)
+	} else if d.nets != nil {
+		if n, err := d.nets.lookup(mode); err == nil {
+			ep.NetworkID = n.rec.ID
+			ep.Aliases = slices.Clone(n.rec.Endpoints[c.ID].Aliases)
+			ep.DNSNames = dnsNames(c, ep.Aliases)
+		}
+	}
 	if n := c.Config.Network; mode != modeNone && mode != modeHost && n.IPAddress != "" {
-		ep.NetworkID = mode
 		ep.EndpointID = c.ID
 		ep.IPAddress = parseAddr(n.IPAddress)
 		ep.IPPrefixLen = n.IPPrefixLen
@@ -135,12 +146,30 @@ func endpoints(c containers.Container) map[string]*network.EndpointSettings {
 	return map[string]*network.EndpointSettings{mode: ep}
 }
 
-func summaryOf(c containers.Container, now time.Time) container.Summary {
+// dnsNames are the names a container answers to on a user network, in
+// dockerd's order, each once.
+func dnsNames(c containers.Container, aliases []string) []string {
+	names := []string{strings.TrimPrefix(c.Name, "/")}
+	names = append(names, aliases...)
+	names = append(names, c.ID[:min(12, len(c.ID))])
+	if h := c.Config.Hostname; h != "" {
+		names = append(names, h)
+	}
+	var out []string
+	for _, n := range names {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (d *Daemon) summaryOf(c containers.Container, now time.Time) container.Summary {
 	s := container.Summary{
 		ID: c.ID, Names: []string{c.Name}, Image: c.Config.Image, ImageID: c.ImageID,
 		Command: commandOf(c), Created: c.Created.Unix(), Ports: portSummaries(c),
 		Labels: nonNilMap(c.Config.Labels), State: stateOf(c.State), Status: statusString(c.State, now),
-		NetworkSettings: &container.NetworkSettingsSummary{Networks: endpoints(c)},
+		NetworkSettings: &container.NetworkSettingsSummary{Networks: d.endpoints(c)},
 		Mounts:          mountPoints(c),
 	}
 	s.HostConfig.NetworkMode = c.Config.NetworkMode
@@ -231,7 +260,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 	}
 	r.NetworkSettings = &legacyNetworkSettings{
 		NetworkSettings: container.NetworkSettings{
-			SandboxID: sandboxID(c), SandboxKey: c.Config.NetNSPath, Ports: ports, Networks: endpoints(c),
+			SandboxID: sandboxID(c), SandboxKey: c.Config.NetNSPath, Ports: ports, Networks: d.endpoints(c),
 		},
 		IPAddress: n.IPAddress, IPPrefixLen: n.IPPrefixLen, Gateway: n.Gateway, MacAddress: n.MacAddress,
 	}

@@ -116,6 +116,13 @@ func TestUserNetworks(t *testing.T) {
 	if !strings.HasPrefix(webIP, strings.Join(strings.Split(subA, ".")[:3], ".")+".") {
 		t.Fatalf("web's address %q is not in %s", webIP, subA)
 	}
+	// The endpoint as dockerd shows it: the network's ID (not its name),
+	// the aliases asked for, and every name the container answers to.
+	netID := strings.TrimSpace(d.Must("network", "inspect", "-f", "{{.Id}}", "neta"))
+	ep := strings.TrimSpace(d.Must("inspect", "-f", "{{.NetworkSettings.Networks.neta.NetworkID}} {{json .NetworkSettings.Networks.neta.Aliases}} {{json .NetworkSettings.Networks.neta.DNSNames}}", "web"))
+	if want := netID + ` ["www"] ["web","www","` + webID + `"]`; ep != want {
+		t.Fatalf("web's endpoint on neta: %s, want %s", ep, want)
+	}
 	ping := func(t *testing.T, net, target string) harness.Result {
 		t.Helper()
 		return d.Run("run", "--rm", "--network", net, "busybox", "ping", "-c1", "-W2", target)
