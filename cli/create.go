@@ -26,6 +26,7 @@ type containerOptions struct {
 	workdir     string
 	user        string
 	hostname    string
+	domainname  string
 	memory      memBytes
 	cpus        nanoCPUs
 	pidsLimit   int64
@@ -82,6 +83,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
 	fl.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
 	fl.StringVarP(&o.hostname, "hostname", "h", "", "Container host name")
+	fl.StringVar(&o.domainname, "domainname", "", "Container NIS domain name")
 	fl.VarP(&o.memory, "memory", "m", "Memory limit")
 	fl.Var(&o.cpus, "cpus", "Number of CPUs")
 	fl.Int64Var(&o.pidsLimit, "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
@@ -230,6 +232,7 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	cfg := &container.Config{
 		Image:        img,
 		Hostname:     o.hostname,
+		Domainname:   o.domainname,
 		User:         o.user,
 		Env:          append(fileEnv, flagEnv...),
 		WorkingDir:   o.workdir,

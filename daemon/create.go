@@ -129,9 +129,6 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
 		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
 	}
-	if in.Domainname != "" {
-		return containers.Config{}, badRequest("--domainname is not supported")
-	}
 	if opt := unsupportedHostOption(hc); opt != "" {
 		return containers.Config{}, badRequest("%s is not supported", opt)
 	}
@@ -152,7 +149,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	}
 	cfg := containers.Config{
 		Image: in.Image, Cmd: in.Cmd, Entrypoint: in.Entrypoint, Env: in.Env,
-		WorkingDir: in.WorkingDir, User: in.User, Hostname: in.Hostname,
+		WorkingDir: in.WorkingDir, User: in.User, Hostname: in.Hostname, Domainname: in.Domainname,
 		Labels: in.Labels, OpenStdin: in.OpenStdin, StdinOnce: in.StdinOnce, Tty: in.Tty,
 		StopSignal: in.StopSignal, StopTimeout: in.StopTimeout,
 		Memory: hc.Memory, NanoCPUs: hc.NanoCPUs, CPUShares: hc.CPUShares, Binds: hc.Binds,

@@ -241,7 +241,6 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"health type", func(r *container.CreateRequest) {
 			r.Healthcheck = &container.HealthConfig{Test: []string{"SHELL", "true"}}
 		}, 400, "unknown healthcheck type"},
-		{"domainname", func(r *container.CreateRequest) { r.Domainname = "example.org" }, 400, "--domainname is not supported"},
 		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "host" }, 400, "--uts is not supported"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
 		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},

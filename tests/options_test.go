@@ -19,6 +19,14 @@ func TestHostConfigOptions(t *testing.T) {
 		t.Helper()
 		return strings.TrimSpace(runRm(t, d, args...))
 	}
+	t.Run("domainname", func(t *testing.T) {
+		// The UTS namespace's domain name, and /etc/hosts names the
+		// container host.domain, as dockerd writes it (bridge network).
+		got := out(t, "-h", "myhost", "--domainname", "example.test", "busybox", "sh", "-c", "cat /proc/sys/kernel/domainname; grep myhost /etc/hosts | cut -f2")
+		if got != "example.test\nmyhost.example.test myhost" {
+			t.Fatalf("domainname and /etc/hosts: %q", got)
+		}
+	})
 	t.Run("ulimit", func(t *testing.T) {
 		if got := out(t, "--ulimit", "nofile=512:1024", "--ulimit", "nproc=300", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u"); got != "512\n1024\n300" {
 			t.Fatalf("ulimit -n, -Hn, -u: %q, want 512, 1024, 300", got)

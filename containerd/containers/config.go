@@ -9,13 +9,16 @@ import (
 // Config is what a container is created with: Docker's Config and HostConfig
 // fields that the engine honours.
 type Config struct {
-	Image      string            `json:"image"`
-	Cmd        []string          `json:"cmd,omitempty"`
-	Entrypoint []string          `json:"entrypoint,omitempty"`
-	Env        []string          `json:"env,omitempty"`
-	WorkingDir string            `json:"workingDir,omitempty"`
-	User       string            `json:"user,omitempty"`
-	Hostname   string            `json:"hostname,omitempty"`
+	Image      string   `json:"image"`
+	Cmd        []string `json:"cmd,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Env        []string `json:"env,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	// Domainname is the NIS domain name of the container's UTS namespace
+	// (--domainname); /etc/hosts names the container host.domain too.
+	Domainname string            `json:"domainname,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	OpenStdin  bool              `json:"openStdin,omitempty"`
 	StdinOnce  bool              `json:"stdinOnce,omitempty"`

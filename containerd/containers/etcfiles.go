@@ -114,7 +114,11 @@ func hostsFile(cfg Config, hostname string) ([]byte, error) {
 		fmt.Fprintf(&b, "%s\t%s\n", ip, name)
 	}
 	if ip := cfg.Network.IPAddress; ip != "" && cfg.NetworkMode != "host" {
-		fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
+		names := hostname
+		if d := cfg.Domainname; d != "" {
+			names = hostname + "." + d + " " + hostname // as dockerd
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", ip, names)
 	}
 	return b.Bytes(), nil
 }

@@ -115,6 +115,7 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	}
 	s.Process.User = u
 	oci.WithHostname(s, hostname)
+	s.Domainname = c.Config.Domainname
 	if err := checkSwap(c.Config, cgroupRoot); err != nil {
 		return nil, err
 	}
