@@ -54,7 +54,10 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 		stdin = h.in
 		if c.Config.Tty {
 			// The detach keys end the attach; the container runs on.
-			stdin = detachOn(stdin, keys, detach)
+			stdin = detachOn(stdin, keys, func() {
+				d.publishContainer("detach", c, nil)
+				detach()
+			})
 		}
 	}
 	out := &streamFilter{w: h.conn, stdout: boolParam(r, "stdout"), stderr: boolParam(r, "stderr"), raw: c.Config.Tty}
@@ -63,7 +66,9 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 		answered = true
 		if err := h.ready(); err != nil {
 			h.conn.Close()
+			return
 		}
+		d.publishContainer("attach", c, nil)
 	})
 	switch {
 	case err != nil && !answered:

@@ -296,6 +296,14 @@ func TestEvents(t *testing.T) {
 	if out := d.Must("events", "--since", since, "--until", until, "--filter", "type=image"); out != "" {
 		t.Fatalf("no image events in the window, got:\n%s", out)
 	}
+	// A run that is not detached attaches first, and says so, as dockerd.
+	from := fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	d.Must("run", "--rm", "--name", "xatt", "busybox", "true")
+	to := fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	out = d.Must("events", "--since", from, "--until", to, "--filter", "container=xatt", "--filter", "type=container", "--format", "{{.Action}}")
+	if strings.Join(strings.Fields(out), " ") != "create attach start die destroy" {
+		t.Fatalf("events of run --rm:\n%s", out)
+	}
 
 	// A live stream sees what happens after it starts, images included.
 	cmd := exec.Command(d.Bin, "-H", "unix://"+d.Socket, "events", "--filter", "type=container", "--filter", "event=start", "--filter", "event=pause", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
