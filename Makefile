@@ -33,9 +33,12 @@ bench-deps: deps
 # client, which every CLI command starts, embeds the engine (cmd/shoal).
 SHIMBIN := containerd/shimbin/bin/shoal-shim
 ENGINEBIN := cmd/shoal/bin/shoal-engine
+# The commit built, for `version` (empty outside a git checkout).
+BUILDINFO := -X github.com/shoal-project/shoal/daemon.GitCommit=$(shell git rev-parse --short=7 HEAD 2>/dev/null) \
+	-X github.com/shoal-project/shoal/daemon.BuildTime=$(shell git log -1 --format=%cI 2>/dev/null)
 build: deps
 	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(SHIMBIN) ./cmd/shoal-shim
-	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(ENGINEBIN) ./cmd/shoal
+	CGO_ENABLED=0 go build -ldflags "-s -w $(BUILDINFO)" -o $(ENGINEBIN) ./cmd/shoal
 	CGO_ENABLED=0 go build -ldflags "-s -w" -tags shoalclient -o $(BIN) ./cmd/shoal
 
 # Every test: vet, OCI validation, the registry conformance suite, unit tests, race tests,

@@ -54,10 +54,12 @@ func newVersionCommand() *cobra.Command {
 			if info.Server != nil {
 				fmt.Fprintln(tw, "\nServer:")
 				fmt.Fprintln(tw, " Engine:")
-				fmt.Fprintf(tw, "  Version:\t%s\n  API version:\t%s (minimum version %s)\n  OS/Arch:\t%s/%s\n",
-					sv.Version, sv.APIVersion, sv.MinAPIVersion, sv.Os, sv.Arch)
+				fmt.Fprintf(tw, "  Version:\t%s\n  API version:\t%s (minimum version %s)\n  Go version:\t%s\n  Git commit:\t%s\n  Built:\t%s\n  OS/Arch:\t%s/%s\n",
+					sv.Version, sv.APIVersion, sv.MinAPIVersion, sv.GoVersion, sv.GitCommit, sv.BuildTime, sv.Os, sv.Arch)
 				for _, comp := range sv.Components {
-					fmt.Fprintf(tw, " %s:\n  Version:\t%s\n", comp.Name, comp.Version)
+					if comp.Name != "Engine" { // shown above
+						fmt.Fprintf(tw, " %s:\n  Version:\t%s\n", comp.Name, comp.Version)
+					}
 				}
 			}
 			if err := tw.Flush(); err != nil {

@@ -28,6 +28,14 @@ const (
 	Version = "0.1.0"
 )
 
+// GitCommit and BuildTime say which source the daemon was built from (the
+// commit's short hash and time), set by `make build` with -ldflags -X;
+// empty in a plain go build, as dockerd's when built without them.
+var (
+	GitCommit string
+	BuildTime string
+)
+
 var versionPrefix = regexp.MustCompile(`^/v(\d+)\.(\d+)(/|$)`)
 
 // handler routes the Engine API. Every request goes through the middleware:
@@ -138,7 +146,7 @@ func kernelVersion() string {
 // version answers without Components: clients then print one Engine block
 // from the top-level fields (the shoal CLI would print one per component).
 func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, system.VersionResponse{
+	v := system.VersionResponse{
 		Platform:      system.PlatformInfo{Name: "shoal"},
 		Version:       Version,
 		APIVersion:    APIVersion,
@@ -147,7 +155,15 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 		Arch:          runtime.GOARCH,
 		KernelVersion: kernelVersion(),
 		GoVersion:     runtime.Version(),
-	})
+		GitCommit:     GitCommit,
+		BuildTime:     BuildTime,
+	}
+	// The engine is the only component: no containerd, runc or docker-init.
+	v.Components = []system.ComponentVersion{{Name: "Engine", Version: Version, Details: map[string]string{
+		"ApiVersion": APIVersion, "MinAPIVersion": MinAPIVersion, "Arch": v.Arch, "Os": v.Os, "KernelVersion": v.KernelVersion,
+		"GoVersion": v.GoVersion, "GitCommit": GitCommit, "BuildTime": BuildTime, "Experimental": "false",
+	}}}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {

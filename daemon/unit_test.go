@@ -186,6 +186,17 @@ func TestVersionBody(t *testing.T) {
 	if v.ApiVersion != APIVersion || v.MinAPIVersion != MinAPIVersion || v.Os != "linux" || v.Version != Version {
 		t.Errorf("%+v", v)
 	}
+	// The one component, the engine, as dockerd lists its own first.
+	var c struct {
+		Components []struct {
+			Name, Version string
+			Details       map[string]string
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &c); err != nil || len(c.Components) != 1 || c.Components[0].Name != "Engine" ||
+		c.Components[0].Version != Version || c.Components[0].Details["ApiVersion"] != APIVersion {
+		t.Errorf("components: %+v %v", c, err)
+	}
 }
 
 func TestCreateConfigRefusals(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -512,5 +513,12 @@ func TestCLISendsTheDaemonsAPIVersion(t *testing.T) {
 	c, s, _ := strings.Cut(out, " ")
 	if c == "" || c != s {
 		t.Fatalf("client API version %q, daemon's %q", c, s)
+	}
+	// make build stamps the commit it built from (docker version's "Git
+	// commit"), where the tree is a git checkout.
+	if head, err := exec.Command("git", "rev-parse", "--short=7", "HEAD").Output(); err == nil {
+		if got := strings.TrimSpace(d.Must("version", "--format", "{{.Server.GitCommit}}")); got != strings.TrimSpace(string(head)) {
+			t.Errorf("the daemon's GitCommit %q, HEAD is %s", got, head)
+		}
 	}
 }
