@@ -404,7 +404,8 @@ func (d *Daemon) attachVolumes(ctx context.Context, p *mountPlan, id string, aut
 			continue
 		}
 		err := d.volumes.CopyUp(ctx, u.name, func(w io.Writer) error {
-			return d.containers.ArchivePath(ctx, id, u.target, w)
+			// The mount target resolves through symlinks: so does its content.
+			return d.containers.ArchiveResolved(ctx, id, u.target, w)
 		})
 		if err != nil && !errors.Is(err, containers.ErrNotFound) {
 			return fmt.Errorf("copy the image's %s into volume %s: %w", u.target, u.name, err)

@@ -283,12 +283,15 @@ func (b buildContainers) ExtractToDir(ctx context.Context, id, path string, r io
 	return b.d.containers.ExtractToDir(ctx, id, path, r)
 }
 
+// ArchivePath and StatPath follow a symlink last in the path: a build's
+// COPY --from (and its --chown lookups in /etc/passwd) reads what a link
+// points to, as dockerd's builders do; docker cp does not.
 func (b buildContainers) ArchivePath(ctx context.Context, id, path string, w io.Writer) error {
-	return b.d.containers.ArchivePath(ctx, id, path, w)
+	return b.d.containers.ArchiveResolved(ctx, id, path, w)
 }
 
 func (b buildContainers) StatPath(id, path string) (containers.PathStat, error) {
-	return b.d.containers.StatPath(id, path)
+	return b.d.containers.StatResolved(id, path)
 }
 
 func (b buildContainers) Remove(ctx context.Context, id string, force bool) error {

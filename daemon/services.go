@@ -54,6 +54,8 @@ type containerService interface {
 	Top(idOrName, psArgs string) (containers.TopList, error)
 	StatPath(idOrName, path string) (containers.PathStat, error)
 	ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error
+	StatResolved(idOrName, path string) (containers.PathStat, error)
+	ArchiveResolved(ctx context.Context, idOrName, path string, w io.Writer) error
 	ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error
 	Commit(ctx context.Context, idOrName string, opts containers.CommitOptions) (images.Image, error)
 	containerObserver

@@ -1,6 +1,10 @@
 package tests
 
 import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +150,43 @@ ct.remove(force=True)`)
 			t.Errorf("exec in a paused container: %s", r)
 		}
 		docker("unpause", "sbs")
+	})
+	t.Run("cp of a symlink", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "cplink", "busybox", "sh", "-c", "echo 1 > /f; ln -s /f /link; ln -s f /rel; sleep 100"); r.Code != 0 {
+			t.Fatalf("docker run: %s", r)
+		}
+		defer d.Run("rm", "-f", "cplink")
+		entry := func(args ...string) (*tar.Header, string) {
+			r := docker(append([]string{"cp"}, args...)...)
+			tr := tar.NewReader(strings.NewReader(r.Stdout))
+			h, err := tr.Next()
+			if r.Code != 0 || err != nil {
+				t.Fatalf("docker cp %v: %s %v", args, r, err)
+			}
+			b, _ := io.ReadAll(tr)
+			return h, string(b)
+		}
+		waitFor(t, "the links", func() bool { return d.Run("exec", "cplink", "test", "-L", "/rel").Code == 0 })
+		// The link itself, as dockerd; with -L what it points to, named as
+		// its target (dockerd's stat gives the CLI the resolved path).
+		if h, _ := entry("cplink:/link", "-"); h.Typeflag != tar.TypeSymlink || h.Name != "link" || h.Linkname != "/f" {
+			t.Errorf("cp of a symlink: %+v", h)
+		}
+		for _, link := range []string{"/link", "/rel"} {
+			if h, body := entry("-L", "cplink:"+link, "-"); h.Typeflag != tar.TypeReg || h.Name != "f" || body != "1\n" {
+				t.Errorf("cp -L of %s: %+v %q", link, h, body)
+			}
+		}
+		// A trailing / names a directory: onto a file it is refused, the
+		// file left as it was.
+		src := filepath.Join(t.TempDir(), "x")
+		os.WriteFile(src, []byte("new\n"), 0o644)
+		if r := docker("cp", src, "cplink:/f/"); r.Code == 0 {
+			t.Errorf("cp onto a file with a trailing /: %s", r)
+		}
+		if r := docker("exec", "cplink", "cat", "/f"); r.Stdout != "1\n" {
+			t.Errorf("the file after a refused cp: %s", r)
+		}
 	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {

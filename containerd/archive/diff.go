@@ -60,6 +60,12 @@ func TarIn(ctx context.Context, root *inroot.Root, name string, w io.Writer) err
 		return fmt.Errorf("archive: tar %q: %w", name, err)
 	}
 	defer unix.Close(fd)
+	return TarFd(ctx, fd, name, w)
+}
+
+// TarFd is TarIn of what fd (O_PATH, a symlink itself with O_NOFOLLOW) has
+// open, named after the base of name.
+func TarFd(ctx context.Context, fd int, name string, w io.Writer) error {
 	base := path.Base(path.Clean("/" + name))
 	if base == "/" {
 		base = "."

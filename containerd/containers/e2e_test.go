@@ -677,6 +677,37 @@ func TestExecTopAndCopy(t *testing.T) {
 	if strings.Join(names, ",") != "dir/,dir/hello.txt" {
 		t.Fatalf("archive names %v", names)
 	}
+	// A symlink last in the path is described and archived itself, as
+	// dockerd's (the CLI's cp -L asks for LinkTarget by name); a trailing
+	// "/" asks for a directory.
+	var links bytes.Buffer
+	tw = tar.NewWriter(&links)
+	tw.WriteHeader(&tar.Header{Name: "abs", Typeflag: tar.TypeSymlink, Linkname: "/tmp/dir/hello.txt"})
+	tw.WriteHeader(&tar.Header{Name: "rel", Typeflag: tar.TypeSymlink, Linkname: "dir/hello.txt"})
+	tw.WriteHeader(&tar.Header{Name: "dangling", Typeflag: tar.TypeSymlink, Linkname: "../nowhere"})
+	tw.Close()
+	if err := env.e.ExtractToDir(context.Background(), c.ID, "/tmp", &links); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"abs": "/tmp/dir/hello.txt", "rel": "/tmp/dir/hello.txt", "dangling": "/nowhere"} {
+		st, err := env.e.StatPath(c.ID, "/tmp/"+name)
+		if err != nil || st.Mode&os.ModeSymlink == 0 || st.LinkTarget != target || st.Name != name {
+			t.Errorf("stat of the symlink %s: %+v %v, want a symlink to %s", name, st, err, target)
+		}
+	}
+	var linkTar bytes.Buffer
+	if err := env.e.ArchivePath(context.Background(), c.ID, "/tmp/abs", &linkTar); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := tar.NewReader(&linkTar).Next(); err != nil || h.Typeflag != tar.TypeSymlink || h.Name != "abs" || h.Linkname != "/tmp/dir/hello.txt" {
+		t.Fatalf("archive of a symlink: %+v %v", h, err)
+	}
+	if st, err := env.e.StatPath(c.ID, "/tmp/dir/"); err != nil || !st.Mode.IsDir() {
+		t.Errorf("stat of a directory with a trailing /: %+v %v", st, err)
+	}
+	if _, err := env.e.StatPath(c.ID, "/tmp/dir/hello.txt/"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("stat of a file with a trailing /: %v", err)
+	}
 	// A path escaping through .. stays inside the rootfs (a file the host
 	// has and the container has not).
 	if err := env.e.ArchivePath(context.Background(), c.ID, "/../../../etc/os-release", io.Discard); !errors.Is(err, ErrNotFound) {

@@ -108,41 +108,154 @@ func notFound(path, idOrName string, err error) error {
 	return fmt.Errorf("%w: %s in container %s: %v", ErrInvalidArgument, path, idOrName, err)
 }
 
-// StatPath describes a path in the container (symlinks followed inside it).
+// StatPath describes a path in the container as dockerd does: the
+// directories leading to it are resolved inside the container, its last
+// component is not followed (a symlink is described itself, LinkTarget
+// being what it resolves to in the container), and a trailing "/" or "/."
+// asks for a directory.
 func (e *Engine) StatPath(idOrName, path string) (PathStat, error) {
+	return e.statPath(idOrName, path, false)
+}
+
+// StatResolved is StatPath with a symlink last in path followed (inside
+// the container): what a builder's COPY of path reads.
+func (e *Engine) StatResolved(idOrName, path string) (PathStat, error) {
+	return e.statPath(idOrName, path, true)
+}
+
+func (e *Engine) statPath(idOrName, path string, follow bool) (PathStat, error) {
 	root, rel, err := e.openPathRoot(idOrName, path)
 	if err != nil {
 		return PathStat{}, err
 	}
 	defer root.Close()
-	fd, err := root.Open(rel, unix.O_PATH)
+	fd, err := openLast(root, rel, path, follow)
 	if err != nil {
 		return PathStat{}, notFound(path, idOrName, err)
 	}
 	defer unix.Close(fd)
-	fi, err := os.Stat(inroot.FdPath(fd, ""))
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		return PathStat{}, notFound(path, idOrName, err)
 	}
-	return PathStat{Name: filepath.Base(path), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}, nil
+	ps := PathStat{Name: filepath.Base(path), Size: st.Size, Mode: fileMode(st.Mode), Mtime: time.Unix(st.Mtim.Unix())}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		ps.LinkTarget = linkTarget(root, rel, fd)
+	}
+	return ps, nil
 }
 
-// ArchivePath writes a tar of path (its top entry named after its base name) to w.
+// openLast opens name (the caller's path, for its trailing separator)
+// inside root with O_PATH, without following its last component unless the
+// path ends in "/" or "/.", which must then be a directory.
+func openLast(root *inroot.Root, rel, name string, follow bool) (int, error) {
+	if strings.HasSuffix(name, "/") || strings.HasSuffix(name, "/.") || inroot.Clean(rel) == "." {
+		return root.Open(rel, unix.O_PATH|unix.O_DIRECTORY)
+	}
+	if follow {
+		return root.Open(rel, unix.O_PATH)
+	}
+	return root.Open(rel, unix.O_PATH|unix.O_NOFOLLOW)
+}
+
+// linkTarget is the path in the container that the symlink at rel (open as
+// link) resolves to: fully where it exists, else the link's own text made
+// absolute, as dockerd's lexical evaluation gives for a dangling link.
+func linkTarget(root *inroot.Root, rel string, link int) string {
+	if fd, err := root.Open(rel, unix.O_PATH); err == nil {
+		defer unix.Close(fd)
+		if p, ok := pathInRoot(root, fd); ok {
+			return p
+		}
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(link, "", buf)
+	if err != nil {
+		return ""
+	}
+	t := string(buf[:n])
+	if !filepath.IsAbs(t) {
+		t = filepath.Join("/", filepath.Dir("/"+inroot.Clean(rel)), t)
+	}
+	return filepath.Clean(t)
+}
+
+// pathInRoot is the path of fd inside root, from the kernel's names of the
+// two descriptors (the root's may be a mount of another namespace, named
+// from its own top).
+func pathInRoot(root *inroot.Root, fd int) (string, bool) {
+	top, err1 := os.Readlink(inroot.FdPath(root.Fd(), ""))
+	p, err2 := os.Readlink(inroot.FdPath(fd, ""))
+	if err1 != nil || err2 != nil {
+		return "", false
+	}
+	if top == "/" {
+		return p, strings.HasPrefix(p, "/")
+	}
+	if p == top {
+		return "/", true
+	}
+	rest, ok := strings.CutPrefix(p, top+"/")
+	return "/" + rest, ok
+}
+
+// fileMode is st_mode as os.FileMode, as os.Lstat gives it.
+func fileMode(m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		mode |= os.ModeDir
+	case unix.S_IFLNK:
+		mode |= os.ModeSymlink
+	case unix.S_IFCHR:
+		mode |= os.ModeDevice | os.ModeCharDevice
+	case unix.S_IFBLK:
+		mode |= os.ModeDevice
+	case unix.S_IFIFO:
+		mode |= os.ModeNamedPipe
+	case unix.S_IFSOCK:
+		mode |= os.ModeSocket
+	}
+	if m&unix.S_ISUID != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= os.ModeSticky
+	}
+	return mode
+}
+
+// ArchivePath writes a tar of path (its top entry named after its base
+// name) to w. As StatPath, a symlink last in path is archived itself, not
+// what it points to (docker cp -L asks for the target by name).
 func (e *Engine) ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error {
+	return e.archivePath(ctx, idOrName, path, w, false)
+}
+
+// ArchiveResolved is ArchivePath with a symlink last in path followed, its
+// target archived under path's base name: a builder's COPY --from reads
+// its sources so, as dockerd's builders do.
+func (e *Engine) ArchiveResolved(ctx context.Context, idOrName, path string, w io.Writer) error {
+	return e.archivePath(ctx, idOrName, path, w, true)
+}
+
+func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Writer, follow bool) error {
 	root, rel, err := e.openPathRoot(idOrName, path)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	// Only the resolution of path itself can fail with ENOENT (entries that
-	// vanish during the walk are skipped), and before anything is written.
-	if err := archive.TarIn(ctx, root, rel, w); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			return notFound(path, idOrName, err)
-		}
-		return err
+	fd, err := openLast(root, rel, path, follow)
+	if err != nil {
+		return notFound(path, idOrName, err)
 	}
-	return nil
+	defer unix.Close(fd)
+	// Entries that vanish during the walk are skipped; nothing is written
+	// before the top entry is read.
+	return archive.TarFd(ctx, fd, rel, w)
 }
 
 // ExtractToDir unpacks a tar into the directory path of the container, safely
