@@ -102,7 +102,11 @@ func newUpdateCommand() *cobra.Command {
 				update.PidsLimit = &pids
 			}
 			if restart != "" {
-				update.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyMode(restart)}
+				p, err := parseRestartPolicy(restart)
+				if err != nil {
+					return err
+				}
+				update.RestartPolicy = p
 			}
 			return forEachArg(cmd, args, func(c *apiClient, id string) error {
 				_, err := c.ContainerUpdate(commandContext(cmd), id, update)

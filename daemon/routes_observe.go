@@ -21,7 +21,7 @@ type containerObserver interface {
 	Pause(ctx context.Context, idOrName string) error
 	Unpause(idOrName string) error
 	Rename(idOrName, newName string) error
-	Update(idOrName string, res containers.Resources) (containers.Container, error)
+	Update(idOrName string, upd containers.UpdateConfig) (containers.Container, error)
 	Stats(idOrName string) (containers.Stats, error)
 	Changes(idOrName string) ([]containers.Change, error)
 	SizeRw(idOrName string) (int64, error)
@@ -69,8 +69,9 @@ func (d *Daemon) containerRename(w http.ResponseWriter, r *http.Request) {
 }
 
 // containerUpdate is `update`: new CPU, memory and pids limits, written to
-// a running container's cgroup. Every other resource, and a restart
-// policy, is refused by name rather than accepted and not applied.
+// a running container's cgroup, and a new restart policy, which its next
+// exit follows. Every other resource is refused by name rather than
+// accepted and not applied.
 func (d *Daemon) containerUpdate(w http.ResponseWriter, r *http.Request) {
 	var upd container.UpdateConfig
 	if err := decodeJSON(r, &upd); err != nil {
@@ -86,9 +87,6 @@ func (d *Daemon) containerUpdate(w http.ResponseWriter, r *http.Request) {
 	case len(res.Devices) > 0 || len(res.Ulimits) > 0:
 		writeError(w, badRequest("devices and ulimits cannot be updated"))
 		return
-	case upd.RestartPolicy.Name != "":
-		writeError(w, badRequest("--restart cannot be updated: not supported"))
-		return
 	case res.Memory < 0 || res.NanoCPUs < 0 || res.CPUShares < 0 || res.MemorySwap < -1:
 		writeError(w, badRequest("invalid resources: memory, CPUs and CPU shares cannot be negative"))
 		return
@@ -99,10 +97,14 @@ func (d *Daemon) containerUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU()))
 		return
 	}
-	_, err := d.containers.Update(r.PathValue("id"), containers.Resources{
+	cu := containers.UpdateConfig{
 		Memory: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares,
 		PidsLimit: res.PidsLimit, CpusetCpus: res.CpusetCpus, CpusetMems: res.CpusetMems,
-	})
+	}
+	if p := upd.RestartPolicy; p.Name != "" {
+		cu.RestartPolicy = &containers.RestartPolicy{Name: string(p.Name), MaximumRetryCount: p.MaximumRetryCount}
+	}
+	_, err := d.containers.Update(r.PathValue("id"), cu)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -150,6 +150,19 @@ ct.remove(force=True)`)
 			t.Errorf("exec in a paused container: %s", r)
 		}
 		docker("unpause", "sbs")
+		// dockerd's words for a kill of a stopped container, a rename onto a
+		// taken name and a create without a command.
+		docker("create", "--name", "sbs2", "busybox", "true")
+		defer d.Run("rm", "-f", "sbs2")
+		if r := docker("kill", "sbs2"); !strings.Contains(r.Stderr, "Cannot kill container: sbs2: Container ") || !strings.Contains(r.Stderr, " is not running") {
+			t.Errorf("kill of a stopped container: %s", r)
+		}
+		if r := docker("rename", "sbs2", "sbs"); !strings.Contains(r.Stderr, "Error when allocating new name: Conflict. The container name \"/sbs\" is already in use") {
+			t.Errorf("rename onto a taken name: %s", r)
+		}
+		if r := docker("create", "busybox"); r.Code == 0 || !strings.Contains(r.Stderr, "No command specified") {
+			t.Errorf("create of an image without a command, none given: %s", r)
+		}
 	})
 	t.Run("cp of a symlink", func(t *testing.T) {
 		if r := docker("run", "-d", "--name", "cplink", "busybox", "sh", "-c", "echo 1 > /f; ln -s /f /link; ln -s f /rel; sleep 100"); r.Code != 0 {

@@ -142,6 +142,24 @@ func TestRestartOnFailure(t *testing.T) {
 	}
 	d.Must("rm", "-f", ok)
 	assertNoTrace(t, d, ok)
+
+	// update --restart changes the policy that the next exit follows, as
+	// dockerd's (it was refused); an --rm container's stays refused.
+	up := strings.TrimSpace(d.Must("run", "-d", "busybox", "sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 4"))
+	defer d.Run("rm", "-f", up)
+	d.Must("update", "--restart", "on-failure:1", up)
+	if got := strings.TrimSpace(d.Must("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", up)); got != "on-failure:1" {
+		t.Fatalf("restart policy after update: %s", got)
+	}
+	d.Must("exec", up, "touch", "/tmp/go")
+	waitSlow(t, "the updated policy's one restart", func() bool {
+		st = inspectOf(t, d, up)
+		return st.RestartCount == 1 && st.State.Status == "exited"
+	})
+	rm := strings.TrimSpace(d.Must("run", "-d", "--rm", "busybox", "sleep", "100"))
+	defer d.Run("rm", "-f", rm)
+	failsWith(t, d.Run("update", "--restart", "always", rm), "AutoRemove")
+	failsWith(t, d.Run("update", "--restart", "sometimes", up), "unknown policy")
 }
 
 // always survives the daemon's kill -9 and the loss of its process meanwhile;

@@ -75,7 +75,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	cfg.Healthcheck = mergeHealthcheck(cfg.Healthcheck, img.Healthcheck)
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {
-		return Container{}, fmt.Errorf("%w: no command specified", ErrInvalidArgument)
+		return Container{}, fmt.Errorf("%w: No command specified", ErrInvalidArgument)
 	}
 	id := newID()
 	if name == "" {
@@ -617,7 +617,7 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 		if e.cancelRestart(c.ID) {
 			return nil // killed while it waited to restart: it stays down
 		}
-		return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+		return fmt.Errorf("%w: Cannot kill container: %s: Container %s is not running", ErrConflict, idOrName, c.ID)
 	}
 	stopSig := unix.SIGTERM
 	if s, err := ParseSignal(c.Config.StopSignal); err == nil && c.Config.StopSignal != "" {
@@ -633,7 +633,7 @@ func (e *Engine) Kill(idOrName string, sig unix.Signal) error {
 	if err := e.rt.Kill(c.ID, sig, false); err != nil {
 		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrState) {
 			// It exited a moment ago; its monitor is recording that.
-			return fmt.Errorf("%w: Container %s is not running", ErrConflict, c.ID)
+			return fmt.Errorf("%w: Cannot kill container: %s: Container %s is not running", ErrConflict, idOrName, c.ID)
 		}
 		return fmt.Errorf("kill %s: %w", c.ID[:12], err)
 	}

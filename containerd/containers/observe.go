@@ -190,7 +190,7 @@ func (e *Engine) Rename(idOrName, newName string) error {
 		if o.c.Name == name && !o.removed {
 			e.mu.Unlock()
 			r.saveMu.Unlock()
-			return fmt.Errorf("%w: Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, name, o.c.ID)
+			return fmt.Errorf("%w: Error when allocating new name: Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, name, o.c.ID)
 		}
 	}
 	// Taken under the lock that creates check, so no create takes the
@@ -214,15 +214,17 @@ func (e *Engine) Rename(idOrName, newName string) error {
 	return nil
 }
 
-// Resources are the limits Update changes; zero fields (nil PidsLimit)
-// are left as they are. A PidsLimit of 0 or less removes the limit.
-type Resources struct {
+// UpdateConfig is what Update changes: limits, and the restart policy;
+// zero fields (nil PidsLimit, nil RestartPolicy) are left as they are. A
+// PidsLimit of 0 or less removes the limit.
+type UpdateConfig struct {
 	Memory, MemorySwap, NanoCPUs, CPUShares int64
 	PidsLimit                               *int64
 	CpusetCpus, CpusetMems                  string
+	RestartPolicy                           *RestartPolicy
 }
 
-func (r Resources) applyTo(cfg *Config) {
+func (r UpdateConfig) applyTo(cfg *Config) {
 	set := func(dst *int64, v int64) {
 		if v != 0 {
 			*dst = v
@@ -241,13 +243,16 @@ func (r Resources) applyTo(cfg *Config) {
 	if r.CpusetMems != "" {
 		cfg.CpusetMems = r.CpusetMems
 	}
+	if r.RestartPolicy != nil {
+		cfg.RestartPolicy = *r.RestartPolicy
+	}
 }
 
 // Update changes a container's limits: written to its cgroup at once when
 // it runs, kept for its next start either way. The new limits are checked
 // as at create; a cgroup that refuses one (a memory limit under the current
 // usage) gets the old limits back and the container's record is unchanged.
-func (e *Engine) Update(idOrName string, res Resources) (Container, error) {
+func (e *Engine) Update(idOrName string, res UpdateConfig) (Container, error) {
 	r, err := e.lockOp(idOrName)
 	if err != nil {
 		return Container{}, err
@@ -258,6 +263,12 @@ func (e *Engine) Update(idOrName string, res Resources) (Container, error) {
 	e.mu.Unlock()
 	next := c
 	res.applyTo(&next.Config)
+	if err := next.Config.RestartPolicy.Validate(); err != nil {
+		return Container{}, err
+	}
+	if next.Config.RestartPolicy.Enabled() && next.Config.AutoRemove {
+		return Container{}, fmt.Errorf("%w: Restart policy cannot be updated because AutoRemove is enabled for the container", ErrInvalidArgument)
+	}
 	if next.Config.MemorySwap > 0 && next.Config.Memory == 0 {
 		return Container{}, fmt.Errorf("%w: You should always set the Memory limit when using Memoryswap limit", ErrInvalidArgument)
 	}
@@ -284,6 +295,7 @@ func (e *Engine) Update(idOrName string, res Resources) (Container, error) {
 		cur.Config.Memory, cur.Config.MemorySwap = next.Config.Memory, next.Config.MemorySwap
 		cur.Config.NanoCPUs, cur.Config.CPUShares, cur.Config.PidsLimit = next.Config.NanoCPUs, next.Config.CPUShares, next.Config.PidsLimit
 		cur.Config.CpusetCpus, cur.Config.CpusetMems = next.Config.CpusetCpus, next.Config.CpusetMems
+		cur.Config.RestartPolicy = next.Config.RestartPolicy
 		cur.Config.RawHostConfig = patchHostConfig(cur.Config.RawHostConfig, cur.Config)
 	})
 	if err != nil {
@@ -331,6 +343,7 @@ func patchHostConfig(raw []byte, cfg Config) []byte {
 	}
 	m["Memory"], m["MemorySwap"], m["NanoCpus"], m["CpuShares"] = cfg.Memory, cfg.MemorySwap, cfg.NanoCPUs, cfg.CPUShares
 	m["PidsLimit"], m["CpusetCpus"], m["CpusetMems"] = cfg.PidsLimit, cfg.CpusetCpus, cfg.CpusetMems
+	m["RestartPolicy"] = map[string]any{"Name": cfg.RestartPolicy.Name, "MaximumRetryCount": cfg.RestartPolicy.MaximumRetryCount}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return raw
