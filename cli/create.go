@@ -60,6 +60,7 @@ type containerOptions struct {
 	ulimits     ulimitList
 	pid         string
 	ipc         string
+	uts         string
 	groupAdd    []string
 	cidFile     string
 	labelFiles  []string
@@ -117,6 +118,7 @@ func addContainerFlags(fl *pflag.FlagSet, o *containerOptions) {
 	fl.Var(&o.ulimits, "ulimit", "Ulimit options")
 	fl.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fl.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
+	fl.StringVar(&o.uts, "uts", "", "UTS namespace to use (host)")
 	fl.Var((*stringArray)(&o.groupAdd), "group-add", "Add additional groups to join")
 	fl.StringVar(&o.logDriver, "log-driver", "", "Logging driver for the container (json-file, local, none)")
 	fl.Var((*stringArray)(&o.logOpts), "log-opt", "Log driver options (KEY=VALUE, repeatable)")
@@ -283,7 +285,7 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	hc.CpusetCpus, hc.CpusetMems = o.cpusetCpus, o.cpusetMems
 	hc.ShmSize = int64(o.shmSize)
 	hc.Ulimits = o.ulimits
-	hc.PidMode, hc.IpcMode = container.PidMode(o.pid), container.IpcMode(o.ipc)
+	hc.PidMode, hc.IpcMode, hc.UTSMode = container.PidMode(o.pid), container.IpcMode(o.ipc), container.UTSMode(o.uts)
 	hc.GroupAdd = o.groupAdd
 	if hc.LogConfig, err = logConfig(o.logDriver, o.logOpts); err != nil {
 		return createRequest{}, err

@@ -129,6 +129,9 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	case hc.NanoCPUs > 0 && hc.NanoCPUs < 1e7:
 		return containers.Config{}, badRequest("Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", runtime.NumCPU(), runtime.NumCPU())
 	}
+	if hc.UTSMode == "host" && (in.Hostname != "" || in.Domainname != "") {
+		return containers.Config{}, badRequest("conflicting options: hostname and the UTS mode")
+	}
 	if opt := unsupportedHostOption(hc); opt != "" {
 		return containers.Config{}, badRequest("%s is not supported", opt)
 	}
@@ -156,7 +159,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 		AutoRemove: hc.AutoRemove, ReadonlyRootfs: hc.ReadonlyRootfs, NetworkMode: mode,
 		ClusterNetwork: clusterID, ClusterAliases: clusterAliases,
 		MemorySwap: hc.MemorySwap, CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems,
-		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode),
+		Sysctls: hc.Sysctls, PidMode: string(hc.PidMode), IpcMode: string(hc.IpcMode), UTSMode: string(hc.UTSMode),
 		ShmSize: hc.ShmSize, GroupAdd: hc.GroupAdd, ConsoleSize: size,
 		RestartPolicy: restart, Healthcheck: health,
 		ExtraHosts: hc.ExtraHosts, DNSSearch: hc.DNSSearch, DNSOptions: hc.DNSOptions,
@@ -278,7 +281,7 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		{"--cgroup-parent", hc.CgroupParent != ""},
 		{"--cgroupns", hc.CgroupnsMode != "" && hc.CgroupnsMode != container.CgroupnsModePrivate},
 		{"--link", len(hc.Links) > 0},
-		{"--uts", hc.UTSMode != ""},
+		{"--uts " + string(hc.UTSMode), hc.UTSMode != "" && hc.UTSMode != "host"},
 		{"--userns", hc.UsernsMode != ""},
 		{"--isolation", !hc.Isolation.IsDefault()},
 		{"--volume-driver", hc.VolumeDriver != ""},

@@ -252,7 +252,8 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"health type", func(r *container.CreateRequest) {
 			r.Healthcheck = &container.HealthConfig{Test: []string{"SHELL", "true"}}
 		}, 400, "unknown healthcheck type"},
-		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "host" }, 400, "--uts is not supported"},
+		{"uts", func(r *container.CreateRequest) { r.HostConfig.UTSMode = "private" }, 400, "--uts private is not supported"},
+		{"uts host with a hostname", func(r *container.CreateRequest) { r.HostConfig.UTSMode, r.Hostname = "host", "h" }, 400, "conflicting options: hostname and the UTS mode"},
 		{"cpu quota", func(r *container.CreateRequest) { r.HostConfig.CPUQuota = 50000 }, 400, "--cpu-quota is not supported"},
 		{"swappiness", func(r *container.CreateRequest) { v := int64(10); r.HostConfig.MemorySwappiness = &v }, 400, "--memory-swappiness is not supported"},
 		{"log driver", func(r *container.CreateRequest) { r.HostConfig.LogConfig.Type = "syslog" }, 400, "logger: no log driver named 'syslog' is registered"},

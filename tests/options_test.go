@@ -27,6 +27,27 @@ func TestHostConfigOptions(t *testing.T) {
 			t.Fatalf("domainname and /etc/hosts: %q", got)
 		}
 	})
+	t.Run("host hostname", func(t *testing.T) {
+		// --network host and --uts host name the container as the host,
+		// in its hostname, /etc/hostname and HOSTNAME, as dockerd; only
+		// --uts host shares the host's UTS namespace.
+		host, _ := os.Hostname()
+		want := host + "\n" + host + "\n" + host
+		for _, args := range [][]string{{"--network", "host"}, {"--uts", "host"}} {
+			got := out(t, append(args, "busybox", "sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME")...)
+			if got != want {
+				t.Errorf("%v: %q, want the host's name %q", args, got, host)
+			}
+		}
+		self, _ := os.Readlink("/proc/self/ns/uts")
+		if got := out(t, "--uts", "host", "busybox", "readlink", "/proc/self/ns/uts"); got != self {
+			t.Errorf("--uts host: namespace %s, the host's is %s", got, self)
+		}
+		if got := out(t, "--network", "host", "busybox", "readlink", "/proc/self/ns/uts"); got == self {
+			t.Errorf("--network host shares the host's UTS namespace")
+		}
+		failsWith(t, d.Run("run", "--rm", "--uts", "host", "-h", "x", "busybox", "true"), "conflicting options: hostname and the UTS mode")
+	})
 	t.Run("ulimit", func(t *testing.T) {
 		if got := out(t, "--ulimit", "nofile=512:1024", "--ulimit", "nproc=300", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u"); got != "512\n1024\n300" {
 			t.Fatalf("ulimit -n, -Hn, -u: %q, want 512, 1024, 300", got)

@@ -54,6 +54,9 @@ type Config struct {
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// Ulimits are process resource limits by Docker's names (nofile, nproc...).
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// UTSMode is "" (own namespace) or "host" (the host's hostname and
+	// domain name, which the container then shares and may not set).
+	UTSMode string `json:"utsMode,omitempty"`
 	// PidMode is "" (own namespace), "host" or "container:<full ID>".
 	PidMode string `json:"pidMode,omitempty"`
 	// IpcMode is "" or "private", "shareable", "none" or "host".

@@ -200,8 +200,8 @@ func (e *Engine) EtcFile(id, name string) string {
 // mounts them over the image's (read-only with --read-only, as dockerd).
 func (e *Engine) withEtcFiles(s *specs.Spec, c Container) error {
 	hostname := s.Hostname
-	if c.Config.NetworkMode == "host" {
-		// The host's UTS namespace: its name, as dockerd writes it.
+	if c.Config.NetworkMode == "host" || c.Config.UTSMode == "host" {
+		// The host's network or UTS namespace: its name, as dockerd writes it.
 		if h, err := os.Hostname(); err == nil {
 			hostname = h
 		}

@@ -82,6 +82,13 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	hostname := c.Config.Hostname
 	if hostname == "" {
 		hostname = c.ID[:12]
+		// With the host's network (or UTS namespace) the container is
+		// named as the host, as dockerd names it.
+		if c.Config.NetworkMode == "host" || c.Config.UTSMode == "host" {
+			if h, err := os.Hostname(); err == nil {
+				hostname = h
+			}
+		}
 	}
 	env := mergeEnv([]string{defaultPath}, img.Env)
 	env = mergeEnv(env, []string{"HOSTNAME=" + hostname})
@@ -114,8 +121,14 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 		return nil, err
 	}
 	s.Process.User = u
-	oci.WithHostname(s, hostname)
-	s.Domainname = c.Config.Domainname
+	if c.Config.UTSMode == "host" {
+		// The host's own names: none is set (the runtime refuses a name
+		// without a UTS namespace of the container's).
+		oci.WithoutNamespace(s, specs.UTSNamespace)
+	} else {
+		oci.WithHostname(s, hostname)
+		s.Domainname = c.Config.Domainname
+	}
 	if err := checkSwap(c.Config, cgroupRoot); err != nil {
 		return nil, err
 	}
