@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/system"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/cgroups"
 )
@@ -135,6 +136,43 @@ func (d *Daemon) ping(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("OK"))
 }
 
+// hostOS is the host's operating system as /etc/os-release names it (its
+// PRETTY_NAME and VERSION_ID), as dockerd's info shows it.
+func hostOS() (name, version string) {
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return "Linux", ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if u, err := strconv.Unquote(v); err == nil {
+			v = u
+		}
+		switch k {
+		case "PRETTY_NAME":
+			name = v
+		case "VERSION_ID":
+			version = v
+		}
+	}
+	if name == "" {
+		name = "Linux"
+	}
+	return name, version
+}
+
+// machine is the hardware name uname(2) gives (x86_64), info's Architecture.
+func machine() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return runtime.GOARCH
+	}
+	return unix.ByteSliceToString(u.Machine[:])
+}
+
 func kernelVersion() string {
 	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
@@ -143,8 +181,8 @@ func kernelVersion() string {
 	return strings.TrimSpace(string(b))
 }
 
-// version answers without Components: clients then print one Engine block
-// from the top-level fields (the shoal CLI would print one per component).
+// version is GET /version: the daemon's version and build, and the engine
+// as its one component.
 func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 	v := system.VersionResponse{
 		Platform:      system.PlatformInfo{Name: "shoal"},
@@ -167,6 +205,7 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
+	osName, osVersion := hostOS()
 	all := d.containers.List(true)
 	running := 0
 	for _, c := range all {
@@ -186,7 +225,7 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		LoggingDriver: d.cfg.logDriver(), CgroupDriver: "cgroupfs",
 		MemoryLimit: true, SwapLimit: cgroups.SwapLimitSupported(cgroups.Detect(), cgroups.DefaultRoot), CPUSet: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
 		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
-		KernelVersion: kernelVersion(), OperatingSystem: "shoal", OSType: "linux", Architecture: runtime.GOARCH,
+		KernelVersion: kernelVersion(), OperatingSystem: osName, OSVersion: osVersion, OSType: "linux", Architecture: machine(),
 		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: "shoal",
 		// no-new-privileges is per container (--security-opt), not a
 		// daemon default: dockerd lists it only with --no-new-privileges.

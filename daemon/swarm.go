@@ -317,13 +317,9 @@ func (s *swarmNode) startAgent() error {
 
 // description is what the node tells the managers about itself.
 func (s *swarmNode) description() *api.NodeDescription {
-	arch := runtime.GOARCH
-	if arch == "amd64" {
-		arch = "x86_64"
-	}
 	return &api.NodeDescription{
 		Hostname:  s.nodeName,
-		Platform:  &api.Platform{Architecture: arch, Os: "linux"},
+		Platform:  &api.Platform{Architecture: machine(), Os: "linux"}, // x86_64, as dockerd's
 		Resources: &api.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
 		Engine:    &api.EngineDescription{EngineVersion: Version},
 	}

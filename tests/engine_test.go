@@ -514,6 +514,19 @@ func TestCLISendsTheDaemonsAPIVersion(t *testing.T) {
 	if c == "" || c != s {
 		t.Fatalf("client API version %q, daemon's %q", c, s)
 	}
+	// info describes the host as dockerd does: uname's machine name and
+	// the distribution's own name for itself.
+	arch, _ := exec.Command("uname", "-m").Output()
+	osr, _ := os.ReadFile("/etc/os-release")
+	pretty := ""
+	for _, l := range strings.Split(string(osr), "\n") {
+		if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+			pretty = strings.Trim(v, `"`)
+		}
+	}
+	if got := strings.TrimSpace(d.Must("info", "--format", "{{.Architecture}}|{{.OperatingSystem}}")); got != strings.TrimSpace(string(arch))+"|"+pretty {
+		t.Errorf("info: %q, want uname -m and PRETTY_NAME %q|%q", got, strings.TrimSpace(string(arch)), pretty)
+	}
 	// make build stamps the commit it built from (docker version's "Git
 	// commit"), where the tree is a git checkout.
 	if head, err := exec.Command("git", "rev-parse", "--short=7", "HEAD").Output(); err == nil {
