@@ -164,6 +164,30 @@ ct.remove(force=True)`)
 			t.Errorf("create of an image without a command, none given: %s", r)
 		}
 	})
+	t.Run("HOME", func(t *testing.T) {
+		// As runc sets it: the user's home from /etc/passwd, "/" for a
+		// user it does not list, for exec's user too; a HOME given stays.
+		if r := docker("run", "-d", "--name", "home", "busybox", "sh", "-c", `echo "u:x:7:7::/home/u:/bin/sh" >> /etc/passwd; sleep 100`); r.Code != 0 {
+			t.Fatalf("docker run: %s", r)
+		}
+		defer d.Run("rm", "-f", "home")
+		waitFor(t, "the passwd entry", func() bool { return d.Run("exec", "home", "grep", "-q", "^u:", "/etc/passwd").Code == 0 })
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"exec", "-u", "u", "home"}, "/home/u"},
+			{[]string{"exec", "-u", "4242", "home"}, "/"},
+			{[]string{"exec", "-u", "u", "-e", "HOME=/z", "home"}, "/z"},
+		} {
+			if r := docker(append(c.args, "sh", "-c", "echo $HOME")...); strings.TrimSpace(r.Stdout) != c.want {
+				t.Errorf("%v: HOME %s, want %s", c.args, r, c.want)
+			}
+		}
+		if r := docker("run", "--rm", "-u", "4242", "busybox", "sh", "-c", "echo $HOME"); strings.TrimSpace(r.Stdout) != "/" {
+			t.Errorf("run as a user without a passwd entry: HOME %s, want /", r)
+		}
+	})
 	t.Run("cp of a symlink", func(t *testing.T) {
 		if r := docker("run", "-d", "--name", "cplink", "busybox", "sh", "-c", "echo 1 > /f; ln -s /f /link; ln -s f /rel; sleep 100"); r.Code != 0 {
 			t.Fatalf("docker run: %s", r)

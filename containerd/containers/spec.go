@@ -121,6 +121,7 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 		return nil, err
 	}
 	s.Process.User = u
+	s.Process.Env = withHome(s.Process.Env, rootfs, u.UID)
 	if c.Config.UTSMode == "host" {
 		// The host's own names: none is set (the runtime refuses a name
 		// without a UTS namespace of the container's).
@@ -235,6 +236,44 @@ func processUser(rootfs, user string) (specs.User, error) {
 	return specs.User{UID: uid, GID: gid, AdditionalGids: append([]uint32{gid}, userGroups(rootfs, user, uid, gid)...)}, nil
 }
 
+// userHome is the HOME a process of uid gets where its environment has
+// none, as runc sets it: the uid's home in the container's /etc/passwd,
+// else "/".
+func userHome(rootfs string, uid uint32) string {
+	if e, ok := lookupDB(rootfs, "etc/passwd", "", int(uid)); ok && e.home != "" {
+		return e.home
+	}
+	return "/"
+}
+
+// withHome appends HOME=userHome to env unless it sets HOME already.
+func withHome(env []string, rootfs string, uid uint32) []string {
+	if hasEnv(env, "HOME") {
+		return env
+	}
+	return append(env, "HOME="+userHome(rootfs, uid))
+}
+
+// hasEnv tells whether env sets (or, NAME without "=", unsets) k.
+func hasEnv(env []string, k string) bool {
+	for _, kv := range env {
+		if name, _, _ := strings.Cut(kv, "="); name == k {
+			return true
+		}
+	}
+	return false
+}
+
+// envValue is k's value in env ("" when unset).
+func envValue(env []string, k string) string {
+	for _, kv := range env {
+		if name, v, ok := strings.Cut(kv, "="); ok && name == k {
+			return v
+		}
+	}
+	return ""
+}
+
 // resolveUser turns "uid[:gid]" or "name[:group]" into numbers, reading the
 // container's /etc/passwd and /etc/group for names.
 func resolveUser(rootfs, user string) (uint32, uint32, error) {
@@ -266,6 +305,7 @@ func resolveUser(rootfs, user string) (uint32, uint32, error) {
 type dbEntry struct {
 	name    string
 	id, gid int
+	home    string   // a passwd entry's sixth field
 	members []string // a group's fourth field
 }
 
@@ -293,7 +333,11 @@ func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
 			}
 		}
 		if (name != "" && fields[0] == name) || (name == "" && n == id) {
-			return dbEntry{name: fields[0], id: n, gid: g}, true
+			e := dbEntry{name: fields[0], id: n, gid: g}
+			if len(fields) > 5 {
+				e.home = fields[5]
+			}
+			return e, true
 		}
 	}
 	return dbEntry{}, false

@@ -64,7 +64,8 @@ func TestBuildSpec(t *testing.T) {
 		wantErr error
 	}{
 		{"defaults from the image", Config{}, func(t *testing.T, s *specs.Spec) {
-			if !slices.Equal(s.Process.Env, []string{"PATH=/img/bin", "IMG=1", "HOSTNAME=" + id[:12]}) {
+			// HOME last, from the user's passwd entry, as runc sets it.
+			if !slices.Equal(s.Process.Env, []string{"PATH=/img/bin", "IMG=1", "HOSTNAME=" + id[:12], "HOME=/home/app"}) {
 				t.Errorf("env %q", s.Process.Env)
 			}
 			if s.Process.Cwd != "/srv" || s.Process.User.UID != 1000 || s.Process.User.GID != 1001 {
@@ -86,7 +87,7 @@ func TestBuildSpec(t *testing.T) {
 			}
 		}, nil},
 		{"options override the image", Config{Env: []string{"IMG=2", "NEW=x"}, WorkingDir: "/w", User: "0:50", Hostname: "h", ReadonlyRootfs: true}, func(t *testing.T, s *specs.Spec) {
-			if !slices.Equal(s.Process.Env, []string{"PATH=/img/bin", "IMG=2", "HOSTNAME=h", "NEW=x"}) {
+			if !slices.Equal(s.Process.Env, []string{"PATH=/img/bin", "IMG=2", "HOSTNAME=h", "NEW=x", "HOME=/root"}) {
 				t.Errorf("env %q", s.Process.Env)
 			}
 			if s.Process.Cwd != "/w" || s.Process.User.UID != 0 || s.Process.User.GID != 50 || s.Hostname != "h" || !s.Root.Readonly {
@@ -365,5 +366,25 @@ func TestProcessUser(t *testing.T) {
 	}
 	if _, err := processUser(rootfs, "nobody"); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// TestHome: a process without HOME gets its user's, from the container's
+// /etc/passwd, "/" for a user it does not list; a HOME given stays.
+func TestHome(t *testing.T) {
+	rootfs := fakeRootfs(t)
+	for _, tc := range []struct {
+		env  []string
+		uid  uint32
+		want []string
+	}{
+		{nil, 0, []string{"HOME=/root"}},
+		{[]string{"A=1"}, 1000, []string{"A=1", "HOME=/home/app"}},
+		{nil, 4242, []string{"HOME=/"}},
+		{[]string{"HOME=/x"}, 1000, []string{"HOME=/x"}},
+	} {
+		if got := withHome(tc.env, rootfs, tc.uid); !slices.Equal(got, tc.want) {
+			t.Errorf("%v as %d: %q, want %q", tc.env, tc.uid, got, tc.want)
+		}
 	}
 }
