@@ -160,6 +160,9 @@ ct.remove(force=True)`)
 		if r := docker("rename", "sbs2", "sbs"); !strings.Contains(r.Stderr, "Error when allocating new name: Conflict. The container name \"/sbs\" is already in use") {
 			t.Errorf("rename onto a taken name: %s", r)
 		}
+		if r := docker("run", "--rm", "-w", "relative", "busybox", "pwd"); r.Code != 125 || !strings.Contains(r.Stderr, "the working directory 'relative' is invalid, it needs to be an absolute path") {
+			t.Errorf("run -w relative: %s", r)
+		}
 		if r := docker("create", "busybox"); r.Code == 0 || !strings.Contains(r.Stderr, "No command specified") {
 			t.Errorf("create of an image without a command, none given: %s", r)
 		}

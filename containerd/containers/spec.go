@@ -109,6 +109,9 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	if cwd == "" {
 		cwd = "/"
 	}
+	if !strings.HasPrefix(cwd, "/") {
+		return nil, fmt.Errorf("%w: the working directory '%s' is invalid, it needs to be an absolute path", ErrInvalidArgument, cwd)
+	}
 	if err := oci.WithCwd(s, cwd); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
