@@ -10,6 +10,8 @@ import (
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/events"
 	"github.com/shoal-project/shoal/daemon/convert"
+	"github.com/shoal-project/shoal/manager/orchestrator"
+	"github.com/shoal-project/shoal/worker"
 )
 
 // serviceRoutes serves /services and /tasks through the Control API.
@@ -171,7 +173,63 @@ func (d *Daemon) serviceInspect(w http.ResponseWriter, r *http.Request, c api.Co
 		writeError(w, api.FromGRPC(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, convert.ServiceToSwarm(resp.GetService()))
+	svc := convert.ServiceToSwarm(resp.GetService())
+	if boolParam(r, "insertDefaults") {
+		insertServiceDefaults(&svc.Spec)
+	}
+	writeJSON(w, http.StatusOK, svc)
+}
+
+// insertServiceDefaults fills in what a spec left unset with what the
+// service runs with (insertDefaults=1, which docker's and shoal's service
+// inspect send): the stop grace period, the restart policy's condition and
+// delay, the update and rollback configs, the endpoint mode.
+func insertServiceDefaults(s *swarm.ServiceSpec) {
+	if c := s.TaskTemplate.ContainerSpec; c != nil {
+		if c.StopGracePeriod == nil {
+			grace := worker.DefaultStopGracePeriod
+			c.StopGracePeriod = &grace
+		}
+		if c.Init == nil {
+			c.Init = new(bool)
+		}
+	}
+	rp := s.TaskTemplate.RestartPolicy
+	if rp == nil {
+		rp = &swarm.RestartPolicy{}
+		s.TaskTemplate.RestartPolicy = rp
+	}
+	if rp.Condition == "" {
+		rp.Condition = swarm.RestartPolicyConditionAny
+	}
+	if rp.Delay == nil {
+		delay := orchestrator.DefaultRestartDelay
+		rp.Delay = &delay
+	}
+	if rp.MaxAttempts == nil {
+		var none uint64
+		rp.MaxAttempts = &none
+	}
+	for _, u := range []**swarm.UpdateConfig{&s.UpdateConfig, &s.RollbackConfig} {
+		if *u == nil {
+			*u = &swarm.UpdateConfig{Parallelism: 1}
+		}
+		if (*u).FailureAction == "" {
+			(*u).FailureAction = swarm.UpdateFailureActionPause
+		}
+		if (*u).Monitor == 0 {
+			(*u).Monitor = orchestrator.DefaultMonitor
+		}
+		if (*u).Order == "" {
+			(*u).Order = swarm.UpdateOrderStopFirst
+		}
+	}
+	if s.EndpointSpec == nil {
+		s.EndpointSpec = &swarm.EndpointSpec{}
+	}
+	if s.EndpointSpec.Mode == "" {
+		s.EndpointSpec.Mode = swarm.ResolutionModeVIP
+	}
 }
 
 func (d *Daemon) serviceUpdate(w http.ResponseWriter, r *http.Request, c api.ControlClient) {

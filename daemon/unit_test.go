@@ -19,6 +19,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/swarm"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
@@ -647,5 +648,32 @@ func TestTimeAndRelationFilters(t *testing.T) {
 		if f.matchContainer(task) != want[0] || f.matchContainer(containers.Container{}) != want[1] {
 			t.Errorf("is-task=%s", filter)
 		}
+	}
+}
+
+// insertDefaults shows what a service runs with where its spec is silent,
+// as dockerd's, and leaves what the spec says.
+func TestInsertServiceDefaults(t *testing.T) {
+	var s swarm.ServiceSpec
+	s.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "busybox"}
+	insertServiceDefaults(&s)
+	c, rp, u := s.TaskTemplate.ContainerSpec, s.TaskTemplate.RestartPolicy, s.UpdateConfig
+	if *c.StopGracePeriod != 10*time.Second || *c.Init || rp.Condition != swarm.RestartPolicyConditionAny || *rp.Delay != 5*time.Second ||
+		*rp.MaxAttempts != 0 || s.EndpointSpec.Mode != swarm.ResolutionModeVIP {
+		t.Errorf("defaults: %+v %+v %+v", c, rp, s.EndpointSpec)
+	}
+	for _, u := range []*swarm.UpdateConfig{u, s.RollbackConfig} {
+		if u.Parallelism != 1 || u.FailureAction != swarm.UpdateFailureActionPause || u.Monitor != 5*time.Second || u.Order != swarm.UpdateOrderStopFirst {
+			t.Errorf("update defaults: %+v", u)
+		}
+	}
+	delay := time.Second
+	s = swarm.ServiceSpec{UpdateConfig: &swarm.UpdateConfig{Parallelism: 3, Order: swarm.UpdateOrderStartFirst},
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR}}
+	s.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionOnFailure, Delay: &delay}
+	insertServiceDefaults(&s)
+	if s.UpdateConfig.Parallelism != 3 || s.UpdateConfig.Order != swarm.UpdateOrderStartFirst || s.EndpointSpec.Mode != swarm.ResolutionModeDNSRR ||
+		*s.TaskTemplate.RestartPolicy.Delay != time.Second || s.TaskTemplate.RestartPolicy.Condition != swarm.RestartPolicyConditionOnFailure {
+		t.Errorf("given values changed: %+v %+v", s.UpdateConfig, s.TaskTemplate.RestartPolicy)
 	}
 }

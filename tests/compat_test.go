@@ -287,4 +287,13 @@ func TestCompatServicePs(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "here.1") || !strings.Contains(r.Stdout, "Running") {
 		t.Fatalf("docker service ps here: %s", r)
 	}
+	// service inspect asks for the defaults (insertDefaults): what the
+	// service runs with where its spec is silent, as dockerd shows them.
+	r = docker("service", "inspect", "--format", "{{.Spec.UpdateConfig.Parallelism}} {{.Spec.UpdateConfig.Monitor}} {{.Spec.RollbackConfig.Order}} {{.Spec.TaskTemplate.RestartPolicy.Delay}} {{.Spec.TaskTemplate.ContainerSpec.StopGracePeriod}}", "here")
+	if got := strings.TrimSpace(r.Stdout); got != "1 5s stop-first 5s 10s" {
+		t.Errorf("docker service inspect's defaults: %s", r)
+	}
+	if r := docker("service", "inspect", "--pretty", "here"); !strings.Contains(r.Stdout, "Monitoring Period: 5s") {
+		t.Errorf("docker service inspect --pretty: %s", r)
+	}
 }
