@@ -304,6 +304,17 @@ func TestEvents(t *testing.T) {
 	if strings.Join(strings.Fields(out), " ") != "create attach start die destroy" {
 		t.Fatalf("events of run --rm:\n%s", out)
 	}
+	// rm -f kills (no "stop", as dockerd); an exec's action is dockerd's,
+	// the entrypoint then a space then the arguments.
+	from = fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	d.Must("run", "-d", "--name", "xrm", "busybox", "sleep", "100")
+	d.Must("exec", "xrm", "true")
+	d.Must("rm", "-f", "xrm")
+	to = fmt.Sprintf("%.3f", float64(time.Now().UnixNano())/1e9)
+	out = d.Must("events", "--since", from, "--until", to, "--filter", "container=xrm", "--filter", "type=container", "--format", "{{.Action}}|")
+	if got := strings.ReplaceAll(out, "\n", ""); got != "create|start|exec_create: true |exec_start: true |exec_die|kill|die|destroy|" {
+		t.Fatalf("events of exec and rm -f: %q", got)
+	}
 
 	// A live stream sees what happens after it starts, images included.
 	cmd := exec.Command(d.Bin, "-H", "unix://"+d.Socket, "events", "--filter", "type=container", "--filter", "event=start", "--filter", "event=pause", "--format", "{{.Action}} {{.Actor.Attributes.name}}")

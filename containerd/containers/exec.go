@@ -70,8 +70,14 @@ func (e *Engine) ExecCreate(idOrName string, cfg ExecConfig) (string, error) {
 	e.mu.Lock()
 	e.execs[id] = &execRecord{ExecState: ExecState{ID: id, ContainerID: c.ID, Config: cfg}}
 	e.mu.Unlock()
-	e.emit("exec_create: "+strings.Join(cfg.Cmd, " "), c, map[string]string{"execID": id})
+	e.emit(execAction("exec_create", cfg.Cmd), c, map[string]string{"execID": id})
 	return id, nil
+}
+
+// execAction is an exec event's action as dockerd writes it: the
+// entrypoint, a space, the arguments ("exec_start: true " for no argument).
+func execAction(verb string, cmd []string) string {
+	return verb + ": " + cmd[0] + " " + strings.Join(cmd[1:], " ")
 }
 
 // ExecInspect reports an exec's state.
@@ -139,7 +145,7 @@ func (e *Engine) ExecStart(ctx context.Context, execID string, stdin io.Reader, 
 	// can count on a restarted daemon finding it.
 	_ = e.saveExec(rec)
 	e.setExec(execID, func(x *execRecord) { x.Running, x.Pid = true, pid })
-	e.emit("exec_start: "+strings.Join(st.Config.Cmd, " "), c, map[string]string{"execID": execID})
+	e.emit(execAction("exec_start", st.Config.Cmd), c, map[string]string{"execID": execID})
 	if sio.in != nil {
 		go func() {
 			_, _ = io.Copy(sio.in, stdin)

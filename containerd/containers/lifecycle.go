@@ -676,26 +676,36 @@ const killWait = 10 * time.Second
 // Stop sends the stop signal, waits timeout (nil: the container's, else 10 s)
 // and then kills every process of the container.
 func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error {
-	c, err := e.Get(idOrName)
+	c, stopped, err := e.halt(ctx, idOrName, timeout)
+	if stopped {
+		e.emit("stop", c, nil)
+	}
+	return err
+}
+
+// halt is Stop without its "stop" event (rm -f's kill, as dockerd's, has
+// none); stopped says whether it ended a running container.
+func (e *Engine) halt(ctx context.Context, idOrName string, timeout *int) (c Container, stopped bool, err error) {
+	c, err = e.Get(idOrName)
 	if err != nil {
-		return err
+		return c, false, err
 	}
 	if !c.State.Running {
 		if e.cancelRestart(c.ID) {
-			return nil // stopped while it waited to restart
+			return c, false, nil // stopped while it waited to restart
 		}
 		if !c.State.Restarting {
-			return ErrNotModified
+			return c, false, ErrNotModified
 		}
 		// Its restart is starting it: let that finish, then stop it.
 		if r, err := e.lockOp(c.ID); err == nil {
 			r.opMu.Unlock()
 		}
 		if c, err = e.Get(c.ID); err != nil {
-			return err
+			return c, false, err
 		}
 		if !c.State.Running {
-			return ErrNotModified
+			return c, false, ErrNotModified
 		}
 	}
 	t := 10
@@ -722,22 +732,20 @@ func (e *Engine) Stop(ctx context.Context, idOrName string, timeout *int) error 
 	_, err = e.Wait(wctx, c.ID, WaitNotRunning, nil)
 	cancel()
 	if err == nil {
-		e.emit("stop", c, nil)
-		return nil
+		return c, true, nil
 	}
 	// Not found: it has just exited, and its monitor is recording that.
 	if err := e.rt.Kill(c.ID, unix.SIGKILL, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
-		return fmt.Errorf("stop %s: %w", c.ID[:12], err)
+		return c, false, fmt.Errorf("stop %s: %w", c.ID[:12], err)
 	}
 	e.emit("kill", c, map[string]string{"signal": strconv.Itoa(int(unix.SIGKILL))})
 	e.thawForKill(c)
 	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := e.Wait(wctx, c.ID, WaitNotRunning, nil); err != nil {
-		return fmt.Errorf("stop %s: container did not exit after SIGKILL: %w", c.ID[:12], err)
+		return c, false, fmt.Errorf("stop %s: container did not exit after SIGKILL: %w", c.ID[:12], err)
 	}
-	e.emit("stop", c, nil)
-	return nil
+	return c, true, nil
 }
 
 // Remove deletes a container; a running one only with force (it is killed).
@@ -769,7 +777,7 @@ func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, f
 			return fmt.Errorf("%w: You cannot remove a running container %s. Stop the container before attempting removal or force remove", ErrConflict, c.ID)
 		}
 		zero := 0
-		if err := e.Stop(ctx, c.ID, &zero); err != nil && !errors.Is(err, ErrNotModified) {
+		if _, _, err := e.halt(ctx, c.ID, &zero); err != nil && !errors.Is(err, ErrNotModified) {
 			return err
 		}
 	}
