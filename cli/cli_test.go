@@ -495,6 +495,11 @@ func TestListingsAgainstCannedDaemon(t *testing.T) {
 		!regexp.MustCompile(`(?m)^efefefefefef\s+busybox\s+"true"\s+About a minute ago\s+Exited \(2\) 3 seconds ago\s+old$`).MatchString(r.stdout) {
 		t.Fatalf("ps -a:\n%s%s", r.stdout, r.stderr)
 	}
+	// -s adds the SIZE column, as docker's (it was fetched and not shown).
+	if r := runCLI(t, d.host, "", "ps", "-s"); !regexp.MustCompile(`(?m)^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\s+SIZE$`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)\s+www\s+0B$`).MatchString(r.stdout) {
+		t.Fatalf("ps -s:\n%s%s", r.stdout, r.stderr)
+	}
 	if r := runCLI(t, d.host, "", "ps", "-q", "--no-trunc"); r.stdout != strings.Repeat("cd", 32)+"\n"+strings.Repeat("ef", 32)+"\n" {
 		t.Fatalf("ps -q: %q", r.stdout)
 	}

@@ -450,7 +450,11 @@ func newPsCommand(use string) *cobra.Command {
 			if format == "" {
 				format = "table"
 			}
-			return renderRows(out, parseTableFormat(format, defaultContainerFormat), containerHeaders, rows)
+			def := defaultContainerFormat
+			if size {
+				def += "\t{{.Size}}" // as docker: -s adds the column
+			}
+			return renderRows(out, parseTableFormat(format, def), containerHeaders, rows)
 		},
 	}
 	fl := cmd.Flags()

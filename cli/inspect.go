@@ -29,6 +29,7 @@ func newInspectCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
 	cmd.Flags().StringVar(&kind, "type", "", "Return JSON for specified type (container or image)")
+	cmd.Flags().BoolP("size", "s", false, "Display total file sizes if the type is container")
 	return cmd
 }
 
@@ -43,12 +44,14 @@ func newContainerInspectCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
+	cmd.Flags().BoolP("size", "s", false, "Display total file sizes")
 	return cmd
 }
 
 // inspectContainer fetches one container's inspect document, typed and raw.
 func inspectContainer(c *apiClient, cmd *cobra.Command, ref string) (any, []byte, error) {
-	ctr, raw, err := c.ContainerInspect(commandContext(cmd), ref)
+	size, _ := cmd.Flags().GetBool("size") // inspect --size; false where there is no such flag
+	ctr, raw, err := c.ContainerInspectWithSize(commandContext(cmd), ref, size)
 	if err != nil {
 		return nil, nil, c.apiError(err)
 	}

@@ -59,12 +59,22 @@ func normalizeCaps(caps []string) []string {
 // ContainerInspect is GET /containers/{id}/json. It returns the answer's
 // JSON as well, for inspect to print as the daemon sent it.
 func (c *Client) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, []byte, error) {
+	return c.ContainerInspectWithSize(ctx, id, false)
+}
+
+// ContainerInspectWithSize is ContainerInspect; with size the daemon also
+// computes SizeRw and SizeRootFs (inspect --size).
+func (c *Client) ContainerInspectWithSize(ctx context.Context, id string, size bool) (container.InspectResponse, []byte, error) {
 	var r container.InspectResponse
 	p, err := containerPath(id)
 	if err != nil {
 		return r, nil, err
 	}
-	raw, err := c.getWithRaw(ctx, p+"/json", nil, &r)
+	var q url.Values
+	if size {
+		q = url.Values{"size": {"1"}}
+	}
+	raw, err := c.getWithRaw(ctx, p+"/json", q, &r)
 	return r, raw, err
 }
 

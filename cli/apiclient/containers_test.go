@@ -101,6 +101,10 @@ func TestContainerInspectAndErrors(t *testing.T) {
 		t.Fatalf("inspect: %+v %q %v", ctr, raw, err)
 	}
 	expect(t, reqs, "GET", "/v1.56/containers/web/json", "")
+	if _, _, err := c.ContainerInspectWithSize(context.Background(), "web", true); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, reqs, "GET", "/v1.56/containers/web/json", "size=1")
 
 	_, _, err = c.ContainerInspect(context.Background(), "nosuch")
 	expect(t, reqs, "GET", "/v1.56/containers/nosuch/json", "")
