@@ -46,10 +46,12 @@ const HostEnv = "SHOAL_HOST"
 var Version = "dev"
 
 // StatusError carries an exit code out of a command. Status, when not empty,
-// is printed on stderr by Execute.
+// is printed on stderr by Execute, on one line; with Lines, each line of it
+// is (one error per object of a command given several, as docker prints them).
 type StatusError struct {
 	Status string
 	Code   int
+	Lines  bool
 }
 
 func (e StatusError) Error() string {
@@ -204,6 +206,15 @@ func Execute(root *cobra.Command) int {
 func exitStatus(err error) (int, string) {
 	var se StatusError
 	if errors.As(err, &se) {
+		if se.Lines {
+			var lines []string
+			for _, l := range strings.Split(se.Status, "\n") {
+				if l = oneLine(l); l != "" {
+					lines = append(lines, l)
+				}
+			}
+			return se.Code, strings.Join(lines, "\n")
+		}
 		return se.Code, oneLine(se.Status)
 	}
 	return 1, oneLine(err.Error())

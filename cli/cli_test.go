@@ -135,7 +135,7 @@ func TestNoDaemon(t *testing.T) {
 		{[]string{"logs", "x"}, 1},
 		{[]string{"exec", "x", "true"}, 1},
 		{[]string{"run", "busybox", "true"}, 125},
-		{[]string{"create", "busybox"}, 125},
+		{[]string{"create", "busybox"}, 1},
 		{[]string{"inspect", "x"}, 1},
 		{[]string{"rm", "x", "y"}, 1},
 	} {
@@ -213,13 +213,15 @@ func TestDaemonErrorsRendered(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte("[{not json"))
 	})
-	d.mux.HandleFunc("POST /containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("id") == "bad" {
-			apiErr(w, 404, "No such container: bad")
-			return
-		}
-		w.WriteHeader(204)
-	})
+	for _, op := range []string{"stop", "start"} {
+		d.mux.HandleFunc("POST /containers/{id}/"+op, func(w http.ResponseWriter, r *http.Request) {
+			if r.PathValue("id") == "bad" || r.PathValue("id") == "worse" {
+				apiErr(w, 404, "No such container: "+r.PathValue("id"))
+				return
+			}
+			w.WriteHeader(204)
+		})
+	}
 	cases := []struct {
 		args   []string
 		code   int
@@ -228,11 +230,15 @@ func TestDaemonErrorsRendered(t *testing.T) {
 	}{
 		{[]string{"logs", "nosuchcontainer"}, 1, "Error response from daemon: No such container: nosuchcontainer\n", ""},
 		{[]string{"run", "--rm", "--pull", "never", "nosuch", "true"}, 125, "Error response from daemon: No such image: nosuch:latest\n", ""},
-		{[]string{"create", "--pull", "never", "nosuch"}, 125, "Error response from daemon: No such image: nosuch:latest\n", ""},
+		{[]string{"create", "--pull", "never", "nosuch"}, 1, "Error response from daemon: No such image: nosuch:latest\n", ""},
 		{[]string{"rmi", "nosuch:tag"}, 1, "Error response from daemon: No such image: nosuch:tag\n", ""},
 		{[]string{"inspect", "zzz"}, 1, "Error: No such object: zzz\n", "[]\n"},
 		{[]string{"image", "inspect", "zzz"}, 1, "Error response from daemon: No such image: zzz\n", "[]\n"},
 		{[]string{"stop", "good", "bad"}, 1, "Error response from daemon: No such container: bad\n", "good\n"},
+		// One line per failure, then the failed ones named, as docker.
+		{[]string{"start", "bad", "good", "worse"}, 1, "Error response from daemon: No such container: bad\nError response from daemon: No such container: worse\nError: failed to start containers: bad, worse\n", "good\n"},
+		{[]string{"create", "--add-host", "x", "busybox"}, 125, "invalid argument \"x\" for \"--add-host\" flag: bad format for add-host: \"x\"\n", ""},
+		{[]string{"create", "--add-host", "x:y", "busybox"}, 125, "invalid argument \"x:y\" for \"--add-host\" flag: invalid IP address in add-host: \"y\"\n", ""},
 	}
 	for _, c := range cases {
 		r := runCLI(t, d.host, "", c.args...)

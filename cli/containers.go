@@ -50,16 +50,16 @@ func newStartCommand() *cobra.Command {
 					detachKeys: detachKeys, keys: keys,
 				})
 			}
-			var errs []string
+			var errs, failed []string
 			for _, id := range args {
 				if err := c.ContainerStart(commandContext(cmd), id); err != nil {
-					errs = append(errs, c.apiError(err).Error())
+					errs, failed = append(errs, c.apiError(err).Error()), append(failed, id)
 					continue
 				}
 				fmt.Fprintln(streamsOf(cmd).out, id)
 			}
 			if len(errs) > 0 {
-				errs = append(errs, "Error: failed to start containers: "+strings.Join(args, ", "))
+				errs = append(errs, "Error: failed to start containers: "+strings.Join(failed, ", "))
 			}
 			return joinErrors(errs)
 		},

@@ -290,6 +290,11 @@ func (o *containerOptions) build(fl *pflag.FlagSet, args []string, lookupEnv fun
 	if hc.LogConfig, err = logConfig(o.logDriver, o.logOpts); err != nil {
 		return createRequest{}, err
 	}
+	for _, h := range o.addHosts {
+		if err := checkAddHost(h); err != nil {
+			return createRequest{}, fmt.Errorf("invalid argument %q for \"--add-host\" flag: %w", h, err)
+		}
+	}
 	hc.ExtraHosts, hc.DNSSearch, hc.DNSOptions = o.addHosts, o.dnsSearch, o.dnsOptions
 	for _, d := range o.dns {
 		a, err := netip.ParseAddr(d)
@@ -471,18 +476,20 @@ func newCreateCommand() *cobra.Command {
 		Short: "Create a new container",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// As docker: bad options exit 125, anything after (no daemon,
+			// the daemon's refusal) 1; run exits 125 for both.
 			req, err := o.build(cmd.Flags(), args, os.LookupEnv)
 			if err != nil {
 				return StatusError{Status: err.Error(), Code: 125}
 			}
 			c, err := connect(cmd)
 			if err != nil {
-				return StatusError{Status: err.Error(), Code: 125}
+				return err
 			}
 			defer c.Close()
 			id, err := createContainer(cmd, c, req)
 			if err != nil {
-				return StatusError{Status: err.Error(), Code: 125}
+				return err
 			}
 			fmt.Fprintln(streamsOf(cmd).out, id)
 			return nil
@@ -490,4 +497,22 @@ func newCreateCommand() *cobra.Command {
 	}
 	addContainerFlags(cmd.Flags(), &o)
 	return cmd
+}
+
+// checkAddHost refuses an --add-host that is not NAME:IP (or NAME=IP, or
+// host-gateway for the IP) before anything is sent, as docker's CLI does.
+func checkAddHost(e string) error {
+	sep := ":"
+	if strings.Contains(e, "=") {
+		sep = "="
+	}
+	name, ip, ok := strings.Cut(e, sep)
+	if !ok || name == "" {
+		return fmt.Errorf("bad format for add-host: %q", e)
+	}
+	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	if _, err := netip.ParseAddr(ip); err != nil && ip != "host-gateway" {
+		return fmt.Errorf("invalid IP address in add-host: %q", ip)
+	}
+	return nil
 }

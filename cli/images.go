@@ -298,7 +298,7 @@ func joinErrors(errs []string) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return StatusError{Status: strings.Join(errs, "\n"), Code: 1}
+	return StatusError{Status: strings.Join(errs, "\n"), Code: 1, Lines: true}
 }
 
 func newTagCommand() *cobra.Command {

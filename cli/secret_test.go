@@ -338,7 +338,7 @@ func TestObjectRemove(t *testing.T) {
 	f.configs["c"] = swarm.Config{ID: "c"}
 	r := runCLI(t, f.host, "", "secret", "rm", "a", "nosuch", "in-use", "b")
 	if r.code != 1 || r.stdout != "a\nb\n" ||
-		r.stderr != "Error response from daemon: secret nosuch not found Error response from daemon: rpc error: code = InvalidArgument desc = secret 'in-use' is in use by the following service: web\n" {
+		r.stderr != "Error response from daemon: secret nosuch not found\nError response from daemon: rpc error: code = InvalidArgument desc = secret 'in-use' is in use by the following service: web\n" {
 		t.Fatalf("secret rm: %+v", r)
 	}
 	want := []string{"DELETE /secrets/a", "DELETE /secrets/nosuch", "DELETE /secrets/in-use", "DELETE /secrets/b"}
