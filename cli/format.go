@@ -50,6 +50,17 @@ var headerFuncs = template.FuncMap{
 	"println":  func(args ...any) string { return fmt.Sprint(args...) },
 }
 
+// prettyPrint is a value as docker's --pretty templates print it (its
+// command.PrettyPrint): the first letter upper case, the rest lower, so
+// that a time reads "2026-01-02 03:04:05 +0000 utc".
+func prettyPrint(v any) string {
+	s := fmt.Sprint(v)
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + strings.ToLower(s[1:])
+}
+
 func titleCase(s string) string {
 	prev := ' '
 	return strings.Map(func(r rune) rune {

@@ -213,7 +213,7 @@ func printNodePretty(w io.Writer, n swarm.Node, raw []byte) {
 		}
 	}
 	p("Hostname:              \t%s", n.Description.Hostname)
-	p("Joined at:             \t%s", n.CreatedAt)
+	p("Joined at:             \t%s", prettyPrint(n.CreatedAt))
 	p("Status:")
 	p(" State:\t\t\t%s", titleCase(string(n.Status.State)))
 	if n.Status.Message != "" {

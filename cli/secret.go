@@ -406,8 +406,8 @@ func (p prettyObject) ID() string                { return p.o.ID }
 func (p prettyObject) Name() string              { return p.o.Annotations.Name }
 func (p prettyObject) Labels() map[string]string { return p.o.Annotations.Labels }
 func (p prettyObject) Driver() string            { return p.o.Driver }
-func (p prettyObject) CreatedAt() string         { return p.o.CreatedAt.String() }
-func (p prettyObject) UpdatedAt() string         { return p.o.UpdatedAt.String() }
+func (p prettyObject) CreatedAt() string         { return prettyPrint(p.o.CreatedAt) }
+func (p prettyObject) UpdatedAt() string         { return prettyPrint(p.o.UpdatedAt) }
 func (p prettyObject) Data() string              { return string(p.o.Data) }
 
 func (k objectKind) removeCommand() *cobra.Command {

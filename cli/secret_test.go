@@ -297,9 +297,9 @@ func TestObjectInspect(t *testing.T) {
 	}
 
 	wantSecret := "ID:              s1\nName:              db_pw\nLabels:\n - env=prod\n - flag\n" +
-		"Driver:            \nCreated at:        2026-01-02 03:04:05.0000006 +0000 UTC\nUpdated at:        2026-01-02 04:04:05.0000006 +0000 UTC\n" +
+		"Driver:            \nCreated at:        2026-01-02 03:04:05.0000006 +0000 utc\nUpdated at:        2026-01-02 04:04:05.0000006 +0000 utc\n" +
 		"ID:              s2\nName:              plain\n" +
-		"Driver:            \nCreated at:        2026-01-02 03:04:05.0000006 +0000 UTC\nUpdated at:        2026-01-02 03:04:05.0000006 +0000 UTC\n"
+		"Driver:            \nCreated at:        2026-01-02 03:04:05.0000006 +0000 utc\nUpdated at:        2026-01-02 03:04:05.0000006 +0000 utc\n"
 	for _, args := range [][]string{{"--pretty", "db_pw", "plain"}, {"--format", "pretty", "db_pw", "plain"}, {"--pretty", "--format", "{{.ID}}", "db_pw", "plain"}} {
 		r = runCLI(t, f.host, "", append([]string{"secret", "inspect"}, args...)...)
 		if r.code != 0 || r.stdout != wantSecret {
@@ -308,7 +308,7 @@ func TestObjectInspect(t *testing.T) {
 	}
 	r = runCLI(t, f.host, "", "config", "inspect", "--pretty", "nginx")
 	wantConfig := "ID:\t\t\tc1\nName:\t\t\tnginx\nLabels:\n - app=web\n" +
-		"Created at:            \t2026-01-02 03:04:05.0000006 +0000 UTC\nUpdated at:            \t2026-01-02 03:04:05.0000006 +0000 UTC\n" +
+		"Created at:            \t2026-01-02 03:04:05.0000006 +0000 utc\nUpdated at:            \t2026-01-02 03:04:05.0000006 +0000 utc\n" +
 		"Data:\nserver {}\n\n"
 	if r.code != 0 || r.stdout != wantConfig {
 		t.Errorf("config inspect --pretty: %+v\nwant:\n%q", r, wantConfig)

@@ -331,6 +331,7 @@ func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, *s
 func printServicePretty(w interface{ Write([]byte) (int, error) }, s swarm.Service) {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p("")
 	p("ID:\t\t%s", s.ID)
 	p("Name:\t\t%s", s.Spec.Name)
 	if len(s.Spec.Labels) > 0 {
@@ -364,8 +365,15 @@ func printServicePretty(w interface{ Write([]byte) (int, error) }, s swarm.Servi
 			p(" Max Replicas Per Node:\t%d", pl.MaxReplicas)
 		}
 	}
-	if uc := s.Spec.UpdateConfig; uc != nil {
-		p("UpdateConfig:")
+	for _, c := range []struct {
+		name, order string
+		uc          *swarm.UpdateConfig
+	}{{"UpdateConfig", "Update", s.Spec.UpdateConfig}, {"RollbackConfig", "Rollback", s.Spec.RollbackConfig}} {
+		uc := c.uc
+		if uc == nil {
+			continue
+		}
+		p("%s:", c.name)
 		p(" Parallelism:\t%d", uc.Parallelism)
 		if uc.Delay > 0 {
 			p(" Delay:\t\t%s", uc.Delay)
@@ -373,26 +381,20 @@ func printServicePretty(w interface{ Write([]byte) (int, error) }, s swarm.Servi
 		p(" On failure:\t%s", uc.FailureAction)
 		p(" Monitoring Period: %s", uc.Monitor)
 		p(" Max failure ratio: %g", uc.MaxFailureRatio)
-		p(" Update order:      %s", uc.Order)
-	}
-	if rp := s.Spec.TaskTemplate.RestartPolicy; rp != nil {
-		p("RestartPolicy:")
-		p(" Condition:\t%s", rp.Condition)
-		if rp.Delay != nil {
-			p(" Delay:\t\t%s", *rp.Delay)
-		}
-		if rp.MaxAttempts != nil {
-			p(" Max attempts:\t%d", *rp.MaxAttempts)
-		}
+		p(" %-18s %s", c.order+" order:", uc.Order)
 	}
 	p("ContainerSpec:")
 	if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {
 		p(" Image:\t\t%s", cs.Image)
+		// Each word followed by a space, as docker's template writes them.
 		if len(cs.Args) > 0 {
-			p(" Args:\t\t%s", strings.Join(cs.Args, " "))
+			p(" Args:\t\t%s ", strings.Join(cs.Args, " "))
 		}
 		if len(cs.Env) > 0 {
-			p(" Env:\t\t%s", strings.Join(cs.Env, " "))
+			p(" Env:\t\t%s ", strings.Join(cs.Env, " "))
+		}
+		if cs.Init != nil {
+			p(" Init:\t\t%t", *cs.Init)
 		}
 		if cs.Dir != "" {
 			p(" Dir:\t\t%s", cs.Dir)
