@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/spf13/pflag"
@@ -417,5 +418,33 @@ func TestServicePrettySecrets(t *testing.T) {
 	printServicePretty(&b, svc)
 	if strings.Contains(b.String(), "Secrets:") || strings.Contains(b.String(), "Configs:") {
 		t.Errorf("pretty without any:\n%s", b.String())
+	}
+}
+
+// TestServicePrettyLayout: the lines docker 28's template prints for a
+// service inspected with insertDefaults, character for character.
+func TestServicePrettyLayout(t *testing.T) {
+	uc := &swarm.UpdateConfig{Parallelism: 1, FailureAction: "pause", Monitor: 5 * time.Second, Order: "stop-first"}
+	init := false
+	svc := swarm.Service{ID: "x1", Spec: swarm.ServiceSpec{
+		Annotations:    swarm.Annotations{Name: "s3"},
+		UpdateConfig:   uc,
+		RollbackConfig: uc,
+		TaskTemplate:   swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox:latest", Args: []string{"sleep", "3600"}, Init: &init}},
+	}}
+	var b strings.Builder
+	printServicePretty(&b, svc)
+	for _, want := range []string{
+		"\nID:\t\tx1\n",
+		"UpdateConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n Update order:      stop-first\n",
+		"RollbackConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n Rollback order:    stop-first\n",
+		"ContainerSpec:\n Image:\t\tbusybox:latest\n Args:\t\tsleep 3600 \n Init:\t\tfalse\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("pretty:\n%q\nlacks\n%q", b.String(), want)
+		}
+	}
+	if !strings.HasPrefix(b.String(), "\n") || strings.Contains(b.String(), "RestartPolicy") {
+		t.Errorf("pretty:\n%q", b.String())
 	}
 }
