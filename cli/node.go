@@ -386,6 +386,7 @@ func newNodeRoleCommand(verb string) *cobra.Command {
 			defer c.Close()
 			out := streamsOf(cmd).out
 			for _, ref := range args {
+				changed := false
 				err := updateNode(cmd, c, ref, func(n *swarm.Node) (bool, error) {
 					if n.Spec.Role == role {
 						if role == swarm.NodeRoleManager {
@@ -395,11 +396,14 @@ func newNodeRoleCommand(verb string) *cobra.Command {
 						}
 						return false, nil
 					}
-					n.Spec.Role = role
+					n.Spec.Role, changed = role, true
 					return true, nil
 				})
 				if err != nil {
 					return err
+				}
+				if !changed {
+					continue // as docker: no "promoted" line for a node already in the role
 				}
 				if role == swarm.NodeRoleManager {
 					fmt.Fprintf(out, "Node %s promoted to a manager in the swarm.\n", ref)

@@ -579,6 +579,11 @@ func TestSwarmAndNodeCommands(t *testing.T) {
 	if r.code != 0 || r.stdout != "Node worker1 promoted to a manager in the swarm.\n" {
 		t.Fatalf("promote %+v", r)
 	}
+	// A node already a manager: that line only, as docker's.
+	r = runCLI(t, f.host, "", "node", "promote", "self")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "Node ") || !strings.HasSuffix(r.stdout, " is already a manager.\n") || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("promote of a manager %+v", r)
+	}
 	r = runCLI(t, f.host, "", "node", "inspect", "--format", "{{.Description.Hostname}}", "self")
 	if r.code != 0 || r.stdout != "manager1\n" {
 		t.Fatalf("inspect self %+v", r)
