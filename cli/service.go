@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -299,12 +302,39 @@ func newServiceScaleCommand() *cobra.Command {
 	return cmd
 }
 
+// sendServiceUpdate is ServiceUpdate of spec, made from the service as read
+// (id, version, and raw, its inspect document). When the manager moved the
+// version meanwhile only to record an update's progress (its status: the
+// spec read again is the same), the update is sent again at the new
+// version; a spec someone else changed stays the daemon's conflict.
+func sendServiceUpdate(ctx context.Context, c *apiClient, id string, version swarm.Version, raw []byte, spec swarm.ServiceSpec, o apiclient.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	for attempt := 1; ; attempt++ {
+		up, err := c.ServiceUpdate(ctx, id, version, spec, o)
+		var ae *apiclient.Error
+		if err == nil || attempt == 5 || !errors.As(err, &ae) || ae.StatusCode != 409 || !strings.Contains(ae.Message, "update out of sequence") {
+			return up, err
+		}
+		cur, curRaw, ierr := c.ServiceInspect(ctx, id, false)
+		if ierr != nil || !bytes.Equal(specJSON(curRaw), specJSON(raw)) {
+			return up, err
+		}
+		version = cur.Version
+	}
+}
+
+// specJSON is the Spec member of a service's inspect document, as sent.
+func specJSON(raw []byte) []byte {
+	var d struct{ Spec json.RawMessage }
+	_ = json.Unmarshal(raw, &d)
+	return d.Spec
+}
+
 // scaleService sets one service's replica count (inspect, then update with
 // the version read), refusing services that have no replica count. It
 // returns the daemon's warnings and the update status read before.
 func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, *swarm.UpdateStatus, error) {
 	ctx := commandContext(cmd)
-	svc, _, err := c.ServiceInspect(ctx, t.Service, false)
+	svc, raw, err := c.ServiceInspect(ctx, t.Service, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -319,7 +349,7 @@ func scaleService(cmd *cobra.Command, c *apiClient, t scaleTarget) ([]string, *s
 		return nil, nil, errors.New("scale can only be used with replicated or replicated-job mode")
 	}
 	tagServiceImage(&svc.Spec)
-	up, err := c.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, apiclient.ServiceUpdateOptions{})
+	up, err := sendServiceUpdate(ctx, c, svc.ID, svc.Version, raw, svc.Spec, apiclient.ServiceUpdateOptions{})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -35,11 +35,11 @@ func rollbackService(cmd *cobra.Command, ref string, wait waitFlags) error {
 	}
 	defer c.Close()
 	ctx := commandContext(cmd)
-	svc, _, err := c.ServiceInspect(ctx, ref, false)
+	svc, raw, err := c.ServiceInspect(ctx, ref, false)
 	if err != nil {
 		return c.apiError(err)
 	}
-	up, err := c.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, apiclient.ServiceUpdateOptions{Rollback: "previous"})
+	up, err := sendServiceUpdate(ctx, c, svc.ID, svc.Version, raw, svc.Spec, apiclient.ServiceUpdateOptions{Rollback: "previous"})
 	if err != nil {
 		return c.apiError(err)
 	}

@@ -74,7 +74,7 @@ func newServiceUpdateCommand() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := commandContext(cmd)
-			svc, _, err := c.ServiceInspect(ctx, args[0], false)
+			svc, raw, err := c.ServiceInspect(ctx, args[0], false)
 			if err != nil {
 				return c.apiError(err)
 			}
@@ -100,7 +100,7 @@ func newServiceUpdateCommand() *cobra.Command {
 				}
 			}
 			tagServiceImage(&spec)
-			up, err := c.ServiceUpdate(ctx, svc.ID, svc.Version, spec, apiclient.ServiceUpdateOptions{RegistryAuth: auth})
+			up, err := sendServiceUpdate(ctx, c, svc.ID, svc.Version, raw, spec, apiclient.ServiceUpdateOptions{RegistryAuth: auth})
 			if err != nil {
 				return c.apiError(err)
 			}

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,9 @@ type clusterFake struct {
 	polls    int
 	bodies   map[string][]byte // "METHOD path" -> last body
 	queries  map[string]string // "METHOD path" -> last raw query
+	// racer, when set, changes the service as another writer would, just
+	// before each update is checked against the version it was read at.
+	racer func(s *swarm.Service)
 }
 
 func newClusterFake(t *testing.T) *clusterFake {
@@ -100,6 +105,15 @@ func newClusterFake(t *testing.T) *clusterFake {
 			apiErr(w, 404, "service "+r.PathValue("id")+" not found")
 			return
 		}
+		if f.racer != nil {
+			f.racer(&s)
+			f.services[s.ID] = s
+		}
+		if v := r.URL.Query().Get("version"); v != "" && v != strconv.FormatUint(s.Version.Index, 10) {
+			apiErr(w, 409, fmt.Sprintf("service %s: update out of sequence (version %s, current %d): read it again and retry", s.Spec.Name, v, s.Version.Index))
+			return
+		}
+		s.Spec = swarm.ServiceSpec{}
 		json.Unmarshal(f.bodies[r.Method+" "+r.URL.Path], &s.Spec)
 		s.Version.Index++
 		f.services[s.ID] = s
@@ -689,5 +703,37 @@ func TestSwarmCAAndSpecFlags(t *testing.T) {
 	r = runCLI(t, f.host, "", "swarm", "ca", "--detach")
 	if r.code == 0 || !strings.Contains(r.stderr, "--detach is only meaningful with --rotate") {
 		t.Fatalf("swarm ca --detach: %+v", r)
+	}
+}
+
+// TestUpdateAfterAStatusWrite: an update sent at a version the manager moved
+// only to record an update's progress (the spec unchanged) is sent again at
+// the new one; one whose spec someone else changed is the daemon's conflict.
+func TestUpdateAfterAStatusWrite(t *testing.T) {
+	f := newClusterFake(t)
+	one := uint64(1)
+	f.services["s1"] = swarm.Service{ID: "s1", Meta: swarm.Meta{Version: swarm.Version{Index: 7}}, Spec: swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: "web"}, Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox:latest"}}}}
+	writes := 0
+	f.racer = func(s *swarm.Service) {
+		if writes++; writes == 1 { // the manager records the last update's state
+			s.Version.Index++
+			s.UpdateStatus = &swarm.UpdateStatus{State: swarm.UpdateStateCompleted}
+		}
+	}
+	if r := runCLI(t, f.host, "", "service", "scale", "-d", "web=3"); r.code != 0 {
+		t.Fatalf("scale after a status write: %+v", r)
+	}
+	if got := *f.services["s1"].Spec.Mode.Replicated.Replicas; got != 3 || writes != 2 {
+		t.Fatalf("replicas %d after %d attempts, want 3 after 2", got, writes)
+	}
+	f.racer = func(s *swarm.Service) { // someone else's update
+		s.Version.Index++
+		s.Spec.Labels = map[string]string{"by": "other"}
+	}
+	r := runCLI(t, f.host, "", "service", "update", "-d", "--env-add", "A=1", "web")
+	if r.code == 0 || !strings.Contains(r.stderr, "update out of sequence") {
+		t.Fatalf("update over another's: %+v", r)
 	}
 }
