@@ -289,7 +289,7 @@ func newServiceScaleCommand() *cobra.Command {
 			if !wait.detach {
 				for _, id := range scaled {
 					o := wait.options(cmd)
-					o.before = before[id]
+					o.before, o.name = before[id], id
 					if err := waitOnService(ctx, c.Client, id, s.out, o); err != nil {
 						errs = append(errs, id+": "+c.apiError(err).Error())
 					}

@@ -378,6 +378,9 @@ type waitOptions struct {
 	verify  time.Duration // how long a converged service must stay so
 	tty     bool
 	quiet   bool
+	// name is how "Service NAME converged" names the service, as the user
+	// did (docker's update, scale and rollback); empty: its ID (create).
+	name string
 	// rollback is set when the command asked for the rollback (service
 	// rollback, service update --rollback): a rollback that converges is
 	// its success. Otherwise a rollback undid the command's change, and
@@ -494,7 +497,11 @@ func waitOnService(ctx context.Context, api progressAPI, serviceID string, w io.
 				left = max(left, 0)
 				lines = append(lines, progressLine{"verify", fmt.Sprintf("Waiting %d seconds to verify that tasks are stable...", left/time.Second+1)})
 			} else {
-				lines = append(lines, progressLine{"verify", "Service converged"})
+				shown := o.name
+				if shown == "" {
+					shown = serviceID
+				}
+				lines = append(lines, progressLine{"verify", "Service " + shown + " converged"})
 				if completed != "" {
 					lines = append(lines, progressLine{"rollback", completed})
 				}

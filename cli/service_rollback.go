@@ -53,7 +53,7 @@ func rollbackService(cmd *cobra.Command, ref string, wait waitFlags) error {
 	}
 	o := wait.options(cmd)
 	o.rollback = true
-	o.before = svc.UpdateStatus
+	o.before, o.name = svc.UpdateStatus, ref
 	return c.apiError(waitOnService(ctx, c.Client, svc.ID, s.out, o))
 }
 

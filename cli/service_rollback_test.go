@@ -86,7 +86,7 @@ func TestWaitRolledBack(t *testing.T) {
 		"overall progress: 1 out of 2 tasks\n",
 		"rollback: " + rolledBackMsg + "\noverall progress: rolling back update: 1 out of 2 tasks\n",
 		"overall progress: rolling back update: 2 out of 2 tasks\n",
-		"verify: Service converged\nrollback: rollback completed\n",
+		"verify: Service S converged\nrollback: rollback completed\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("update output lacks %q:\n%s", want, out)
@@ -213,7 +213,7 @@ func TestServiceRollbackCommand(t *testing.T) {
 	want := "web\nrollback: manually requested rollback\noverall progress: rolling back update: 0 out of 1 tasks\n" +
 		"1/1: pending   [================>                                  ]\n" +
 		"overall progress: rolling back update: 1 out of 1 tasks\n1/1: running   " + full + "\n" +
-		"verify: Service converged\nrollback: rollback completed\n"
+		"verify: Service web converged\nrollback: rollback completed\n"
 	if r.code != 0 || r.stdout != want || r.stderr != "warning 1\n" {
 		t.Fatalf("code %d stderr %q stdout:\n%s\nwant:\n%s", r.code, r.stderr, r.stdout, want)
 	}
@@ -273,7 +273,7 @@ func TestServiceUpdateRolledBack(t *testing.T) {
 		return []swarm.Task{tk}
 	}
 	r := runCLI(t, f.host, "", "service", "update", "--args", "false", "web")
-	if r.code != 1 || r.stderr != "service rolled back: "+rolledBackMsg+"\n" || !strings.Contains(r.stdout, "verify: Service converged\n") {
+	if r.code != 1 || r.stderr != "service rolled back: "+rolledBackMsg+"\n" || !strings.Contains(r.stdout, "verify: Service web converged\n") {
 		t.Fatalf("%+v", r)
 	}
 }
@@ -299,7 +299,7 @@ func TestWaitForTheManagersVerdict(t *testing.T) {
 	if api.polls <= 20 {
 		t.Fatalf("the wait ended after %d polls, while the update was still in progress\n%s", api.polls, out.String())
 	}
-	if !strings.Contains(out.String(), "verify: Service converged") {
+	if !strings.Contains(out.String(), "verify: Service S converged") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 }

@@ -113,7 +113,7 @@ func newServiceUpdateCommand() *cobra.Command {
 				return nil
 			}
 			wo := o.wait.options(cmd)
-			wo.before = svc.UpdateStatus
+			wo.before, wo.name = svc.UpdateStatus, args[0]
 			return c.apiError(waitOnService(ctx, c.Client, svc.ID, s.out, wo))
 		},
 	}

@@ -312,7 +312,7 @@ func TestServiceCreateConverges(t *testing.T) {
 		"2/2: pending   [================>                                  ]\n" +
 		"overall progress: 2 out of 2 tasks\n" +
 		"1/2: running   " + full + "\n2/2: running   " + full + "\n" +
-		"verify: Service converged\n"
+		"verify: Service svcid0123456789abcdef converged\n"
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("code %d stderr %q stdout:\n%s\nwant:\n%s", r.code, r.stderr, r.stdout, want)
 	}
