@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/allocator"
@@ -179,65 +180,96 @@ func (s *Server) ensureIngress(tx raftstore.WriteTx) error {
 	return tx.Create(an)
 }
 
-// networkUser names a service or task that uses network id, or "". A task
-// uses it while it is not finished or still holds an address on it (an
-// orphaned task may still run); a service while its spec names it, or, for
-// the ingress network, while it publishes a port through the routing mesh;
-// a container on an attachable network while its node holds its address.
-func networkUser(tx raftstore.ReadTx, id string) string {
+// networkUser names what holds network id: a service that attaches to it,
+// a container attached on a node, or a task. leaving says that every user
+// is a task on its way out (desired to stop, or its service removed): those
+// give the network up by themselves, shortly.
+func networkUser(tx raftstore.ReadTx, id string) (user string, leaving bool) {
 	ingress := allocator.IngressNetwork(tx.Networks())
+	services := map[string]bool{}
 	for _, svc := range tx.Services() {
+		services[svc.GetId()] = true
 		if ingress != nil && ingress.GetId() == id && len(allocator.IngressPorts(svc.GetEndpoint().GetPorts())) > 0 {
-			return "service " + svc.GetSpec().GetAnnotations().GetName()
+			return "service " + svc.GetSpec().GetAnnotations().GetName(), false
 		}
 		for _, a := range svc.GetSpec().GetTask().GetNetworks() {
 			if a.GetTarget() == id {
-				return "service " + svc.GetSpec().GetAnnotations().GetName()
+				return "service " + svc.GetSpec().GetAnnotations().GetName(), false
 			}
 		}
 	}
 	for _, n := range tx.Nodes() {
 		for _, a := range n.GetAttachments() {
 			if a.GetContainerId() != "" && a.GetNetwork().GetId() == id {
-				return fmt.Sprintf("container %.12s on node %s", a.GetContainerId(), n.GetDescription().GetHostname())
+				return fmt.Sprintf("container %.12s on node %s", a.GetContainerId(), n.GetDescription().GetHostname()), false
 			}
 		}
 	}
-	user := ""
+	leaving = true
 	tx.ForEach(raftstore.KindTask, func(o raftstore.Object) bool {
 		t := o.(*api.Task)
+		uses := false
 		for _, a := range t.GetNetworks() {
-			if a.GetNetwork().GetId() == id && (len(a.GetAddresses()) > 0 || !t.GetStatus().GetState().IsTerminal()) {
-				user = fmt.Sprintf("task %s", t.GetAnnotations().GetName())
-				return false
-			}
+			uses = uses || a.GetNetwork().GetId() == id && (len(a.GetAddresses()) > 0 || !t.GetStatus().GetState().IsTerminal())
 		}
 		for _, a := range t.GetSpec().GetNetworks() {
-			if a.GetTarget() == id && !t.GetStatus().GetState().IsTerminal() {
-				user = fmt.Sprintf("task %s", t.GetAnnotations().GetName())
-				return false
-			}
+			uses = uses || a.GetTarget() == id && !t.GetStatus().GetState().IsTerminal()
+		}
+		if !uses {
+			return true
+		}
+		if user == "" {
+			user = fmt.Sprintf("task %s", t.GetAnnotations().GetName())
+		}
+		if t.GetDesiredState() <= api.TaskState_RUNNING && services[t.GetServiceId()] {
+			user, leaving = fmt.Sprintf("task %s", t.GetAnnotations().GetName()), false
+			return false
 		}
 		return true
 	})
-	return user
+	return user, leaving && user != ""
 }
 
-// RemoveNetwork deletes a network no service or task uses; its subnet and
-// VNI are free again.
+// leavingWait bounds how long RemoveNetwork waits for leaving tasks: a
+// task's stop grace period (10 s by default) and its removal.
+var leavingWait = 30 * time.Second
+
+// RemoveNetwork deletes a network no service, container or task uses; its
+// subnet and VNI are free again. A network held only by tasks on their way
+// out is deleted once they are gone, the call waiting for that (up to
+// leavingWait): `docker stack rm` removes a stack's networks right after
+// its services, whose tasks are still stopping, and Docker accepts that.
 func (s *Server) RemoveNetwork(ctx context.Context, req *api.RemoveNetworkRequest) (*api.RemoveNetworkResponse, error) {
-	err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
-		n, err := getNetwork(tx, req.GetNetworkId())
-		if err != nil {
-			return err
-		}
-		if u := networkUser(tx, n.GetId()); u != "" {
+	deadline := time.Now().Add(leavingWait)
+	for {
+		var waitFor string
+		err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
+			n, err := getNetwork(tx, req.GetNetworkId())
+			if err != nil {
+				return err
+			}
+			u, leaving := networkUser(tx, n.GetId())
+			switch {
+			case u == "":
+				return tx.Delete(raftstore.KindNetwork, n.GetId())
+			case leaving && time.Now().Before(deadline):
+				waitFor = u
+				return nil
+			case leaving:
+				return precondition("network %s is in use by %s, still stopping after %s", n.GetSpec().GetAnnotations().GetName(), u, leavingWait)
+			}
 			return precondition("network %s is in use by %s", n.GetSpec().GetAnnotations().GetName(), u)
+		})
+		if err != nil {
+			return nil, api.ToGRPC(err)
 		}
-		return tx.Delete(raftstore.KindNetwork, n.GetId())
-	})
-	if err != nil {
-		return nil, api.ToGRPC(err)
+		if waitFor == "" {
+			return &api.RemoveNetworkResponse{}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, api.ToGRPC(ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return &api.RemoveNetworkResponse{}, nil
 }

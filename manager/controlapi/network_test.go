@@ -3,9 +3,11 @@ package controlapi
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/allocator"
+	"github.com/shoal-project/shoal/raftstore"
 )
 
 func netSpec(name, subnet string, opts map[string]string) *api.NetworkSpec {
@@ -72,8 +74,48 @@ func TestRemoveNetworkInUseByTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed(t, st, &api.Task{Id: "t1", Annotations: &api.Annotations{Name: "web.1.t1"}, Status: &api.TaskStatus{State: api.TaskState_ORPHANED},
-		Networks: []*api.NetworkAttachment{{Network: r.GetNetwork(), Addresses: []string{"198.18.0.2/24"}}}})
+	seed(t, st, &api.Service{Id: "s1", Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: "web"}}},
+		&api.Task{Id: "t1", ServiceId: "s1", DesiredState: api.TaskState_RUNNING, Annotations: &api.Annotations{Name: "web.1.t1"},
+			Status: &api.TaskStatus{State: api.TaskState_RUNNING}, Networks: []*api.NetworkAttachment{{Network: r.GetNetwork(), Addresses: []string{"198.18.0.2/24"}}}})
+	// A task its service still wants: refused at once.
 	_, err = s.RemoveNetwork(ctx, &api.RemoveNetworkRequest{NetworkId: "app"})
 	wantErr(t, api.FromGRPC(err), api.ErrFailedPrecondition, "network app is in use by task web.1.t1")
+
+	// Its service removed, the task is on its way out: the removal waits
+	// for it to be gone (docker stack rm), then deletes the network.
+	update(t, st, func(tx raftstore.WriteTx) error { return tx.Delete(raftstore.KindService, "s1") })
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		update(t, st, func(tx raftstore.WriteTx) error { return tx.Delete(raftstore.KindTask, "t1") })
+	}()
+	began := time.Now()
+	if _, err := s.RemoveNetwork(ctx, &api.RemoveNetworkRequest{NetworkId: "app"}); err != nil {
+		t.Fatalf("removal once the leaving task is gone: %v", err)
+	}
+	if waited := time.Since(began); waited < 250*time.Millisecond {
+		t.Fatalf("removed after %v, while the task still held an address", waited)
+	}
+	if _, err := s.GetNetwork(ctx, &api.GetNetworkRequest{NetworkId: "app"}); err == nil {
+		t.Fatal("the network is still there")
+	}
+
+	// A leaving task that does not go (its node is down): refused after the wait.
+	old := leavingWait
+	leavingWait = 300 * time.Millisecond
+	defer func() { leavingWait = old }()
+	r, err = s.CreateNetwork(ctx, &api.CreateNetworkRequest{Spec: netSpec("app2", "", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed(t, st, &api.Task{Id: "t2", Annotations: &api.Annotations{Name: "web.1.t2"}, Status: &api.TaskStatus{State: api.TaskState_ORPHANED},
+		Networks: []*api.NetworkAttachment{{Network: r.GetNetwork(), Addresses: []string{"198.18.1.2/24"}}}})
+	_, err = s.RemoveNetwork(ctx, &api.RemoveNetworkRequest{NetworkId: "app2"})
+	wantErr(t, api.FromGRPC(err), api.ErrFailedPrecondition, "network app2 is in use by task web.1.t2, still stopping")
+}
+
+func update(t *testing.T, st *raftstore.MemoryStore, fn func(tx raftstore.WriteTx) error) {
+	t.Helper()
+	if err := st.Update(context.Background(), fn); err != nil {
+		t.Error(err)
+	}
 }
