@@ -58,7 +58,11 @@ func iptablesBinaries() []string {
 	if err != nil {
 		return bins
 	}
-	names, _ := os.ReadFile("/proc/net/ip_tables_names")
+	// This thread's network namespace, the one the commands run in:
+	// /proc/net is the thread group leader's, which a test (or a locked
+	// thread of the daemon) may have moved to a container's namespace, and
+	// the legacy rules were then never removed.
+	names, _ := os.ReadFile("/proc/thread-self/net/ip_tables_names")
 	if !bytes.Contains(names, []byte("filter")) {
 		return bins
 	}
