@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"net/http"
 	"path"
 	"sort"
 	"strconv"
@@ -106,6 +107,21 @@ func (f filters) until() (time.Time, error) {
 		}
 	}
 	return until, nil
+}
+
+// timeFilters parses the request's filters (only keys allowed) and the time
+// of their "until" entries (zero without one), as every prune and the image
+// list read them.
+func timeFilters(r *http.Request, allowed ...string) (filters, time.Time, error) {
+	f, err := parseFilters(r.URL.Query().Get("filters"), allowed...)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	until, err := f.until()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return f, until, nil
 }
 
 // createdBefore reports whether created passes an until filter: before it,

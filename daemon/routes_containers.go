@@ -376,12 +376,7 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 // containerPrune removes the stopped containers (those the label, label!
 // and until filters select, if given).
 func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "label!", "until")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	until, err := f.until()
+	f, until, err := timeFilters(r, "label", "label!", "until")
 	if err != nil {
 		writeError(w, err)
 		return

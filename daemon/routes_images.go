@@ -117,7 +117,7 @@ func (d *Daemon) imageCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), validImageFilters...)
+	f, until, err := timeFilters(r, validImageFilters...)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -126,11 +126,6 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 		img, err := d.images.Get(ref)
 		return img.Created, err
 	})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	until, err := f.until()
 	if err != nil {
 		writeError(w, err)
 		return
@@ -291,12 +286,7 @@ func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
 // imagePrune removes the dangling images (no tag) that containers do not
 // use; with dangling=false (prune -a), every image no container uses.
 func (d *Daemon) imagePrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "dangling", "label", "label!", "until")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	until, err := f.until()
+	f, until, err := timeFilters(r, "dangling", "label", "label!", "until")
 	if err != nil {
 		writeError(w, err)
 		return

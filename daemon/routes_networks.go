@@ -294,12 +294,7 @@ func (d *Daemon) networkRemove(w http.ResponseWriter, r *http.Request) {
 // networkPrune removes the user networks no running container uses, and
 // the cluster's unused networks.
 func (d *Daemon) networkPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilters(r.URL.Query().Get("filters"), "label", "label!", "until")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	until, err := f.until()
+	f, until, err := timeFilters(r, "label", "label!", "until")
 	if err != nil {
 		writeError(w, err)
 		return

@@ -48,23 +48,12 @@ func tarDir(ctx context.Context, dir string, w io.Writer, overlay bool) error {
 	return nil
 }
 
-// TarIn writes name, resolved inside root (symlinks followed, but never out
-// of root), as a tar to w under its base name: a file as one entry, a
+// TarFd writes what fd (O_PATH, a symlink itself with O_NOFOLLOW) has open
+// as a tar to w under the base name of name: a file as one entry, a
 // directory as "base/" then its tree as "base/...", as `docker cp` does.
 // The tree may change meanwhile (a running container): every entry below
-// name is opened relative to its parent's descriptor without following a
-// symlink, so nothing outside root is ever read.
-func TarIn(ctx context.Context, root *inroot.Root, name string, w io.Writer) error {
-	fd, err := root.Open(name, unix.O_PATH)
-	if err != nil {
-		return fmt.Errorf("archive: tar %q: %w", name, err)
-	}
-	defer unix.Close(fd)
-	return TarFd(ctx, fd, name, w)
-}
-
-// TarFd is TarIn of what fd (O_PATH, a symlink itself with O_NOFOLLOW) has
-// open, named after the base of name.
+// it is opened relative to its parent's descriptor without following a
+// symlink, so nothing outside the tree is ever read.
 func TarFd(ctx context.Context, fd int, name string, w io.Writer) error {
 	base := path.Base(path.Clean("/" + name))
 	if base == "/" {
