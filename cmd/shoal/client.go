@@ -16,6 +16,10 @@ import (
 	"github.com/shoal-project/shoal/containerd/runtime"
 	"github.com/shoal-project/shoal/containerd/shim"
 
+	// One processor and the heap mapped ahead, before the other packages
+	// initialize.
+	_ "github.com/shoal-project/shoal/cmd/shoal/clientinit"
+
 	// `shoal runtime run`, the init and the shim start from these
 	// packages' init functions, before cobra and the client's packages.
 	_ "github.com/shoal-project/shoal/containerd/ocicli/runmain"
@@ -79,17 +83,9 @@ func execEngine(args []string) error {
 	return fmt.Errorf("start the engine: %w", err)
 }
 
-// clientRuntime fits the Go runtime to a client command, which makes
-// requests and copies streams but computes little: one processor (unless
-// GOMAXPROCS says otherwise), so that a goroutine made runnable does not
-// wake another thread to run it, and the monitor thread's timer slack
-// coarsened (runtime.SlowMonitor). Measured with perf stat -r 30 of `run
-// --rm`, the CLI's CPU with one processor: 17.5-19.0 ms against 20.6-22.6
-// with two; its context switches 150-200 per run before, half of them in
-// the monitor's 20 µs sleeps.
+// clientRuntime fits the Go runtime to a client command once it is known
+// to be one: the monitor thread's timer slack coarsened
+// (runtime.SlowMonitor). Package clientinit gave it one processor.
 func clientRuntime() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		goruntime.GOMAXPROCS(1)
-	}
 	_, _ = runtime.SlowMonitor()
 }
