@@ -34,8 +34,8 @@ func checkDevice(d Device) error {
 
 // withDevices adds each device node and its cgroup rule to s, reading the
 // host's node for its type, numbers, mode and owner, as dockerd does.
-// rootfs is "" for the check at create: then only the values are checked.
-func withDevices(s *specs.Spec, devs []Device, rootfs string) error {
+// With checkOnly (a create) only the values are checked.
+func withDevices(s *specs.Spec, devs []Device, checkOnly bool) error {
 	for _, d := range devs {
 		if d.PathInContainer == "" {
 			d.PathInContainer = d.PathOnHost
@@ -50,7 +50,7 @@ func withDevices(s *specs.Spec, devs []Device, rootfs string) error {
 		if err != nil {
 			return fmt.Errorf("%w: error gathering device information while adding custom device %q: %v", ErrInvalidArgument, d.PathOnHost, err)
 		}
-		if rootfs == "" {
+		if checkOnly {
 			continue
 		}
 		s.Linux.Devices = append(s.Linux.Devices, dev)

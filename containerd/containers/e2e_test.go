@@ -975,3 +975,31 @@ func TestRemoveDeletesAfterAnswering(t *testing.T) {
 		}
 	}
 }
+
+// TestUserDBFollowsTheContainersFiles: a container's user lookups read its
+// own /etc/passwd once it has written files, not its image's that a start
+// of an untouched container cached. Here root's HOME changes with the
+// container's passwd between two starts; with the image's cached, the
+// second start saw /root again.
+func TestUserDBFollowsTheContainersFiles(t *testing.T) {
+	env := newEnv(t)
+	// An untouched container of the image first: its start caches the
+	// image's files.
+	first := env.run(Config{Cmd: []string{"sh", "-c", "echo $HOME"}})
+	env.wait(first.ID, 10*time.Second)
+	c := env.run(Config{Cmd: []string{"sh", "-c", `echo "home=$HOME"; sed -i "s#:/root:#:/home/r:#" /etc/passwd`}})
+	env.wait(c.ID, 10*time.Second)
+	if err := env.e.Start(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.wait(c.ID, 10*time.Second)
+	if got := env.logs(c.ID); !strings.Contains(got, "home=/root\n") || !strings.Contains(got, "home=/home/r\n") {
+		t.Fatalf("HOME of the two starts: %q", got)
+	}
+	// A new container of the image still gets the image's.
+	other := env.run(Config{Cmd: []string{"sh", "-c", "echo home=$HOME"}})
+	env.wait(other.ID, 10*time.Second)
+	if got := env.logs(other.ID); !strings.Contains(got, "home=/root\n") {
+		t.Fatalf("HOME of a new container: %q", got)
+	}
+}

@@ -115,6 +115,9 @@ type Engine struct {
 
 	// trash takes removed containers' directories to emptyTrash.
 	trash chan []string
+
+	// userDBs are image layer stacks' /etc/passwd and /etc/group.
+	userDBs userDBCache
 }
 
 type record struct {

@@ -243,18 +243,19 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 		if err != nil {
 			return specs.Process{}, fmt.Errorf("exec in %s: %w", c.ID[:12], err)
 		}
-		defer release()
-		if p.User, err = processUser(rootfs, cfg.User); err != nil {
+		db := readUserDB(rootfs)
+		release()
+		if p.User, err = processUser(db, cfg.User); err != nil {
 			return specs.Process{}, err
 		}
 		// HOME follows the exec's user (runc sets it from /etc/passwd),
 		// unless the exec sets it or the container's is not the default
 		// its own user got.
-		if !hasEnv(cfg.Env, "HOME") && envValue(p.Env, "HOME") == userHome(rootfs, s.Process.User.UID) {
-			p.Env = mergeEnv(p.Env, []string{"HOME=" + userHome(rootfs, p.User.UID)})
+		if !hasEnv(cfg.Env, "HOME") && envValue(p.Env, "HOME") == userHome(db, s.Process.User.UID) {
+			p.Env = mergeEnv(p.Env, []string{"HOME=" + userHome(db, p.User.UID)})
 		}
 		// The container's --group-add applies to its execs too, as in Docker.
-		gids, err := groupIDs(rootfs, c.Config.GroupAdd)
+		gids, err := groupIDs(db, c.Config.GroupAdd)
 		if err != nil {
 			return specs.Process{}, err
 		}

@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/initsig"
 	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/oci"
@@ -91,7 +92,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	// resources. A user name is resolved at start, in the container's /etc/passwd.
 	probe, probeImg := c, img.Config.Config
 	probe.Config.User, probeImg.User = "", ""
-	if _, err := buildSpec(probe, probeImg, "", e.rt.CgroupRoot); err != nil {
+	if _, err := buildSpec(probe, probeImg, nil, e.rt.CgroupRoot); err != nil {
 		return Container{}, err
 	}
 	// Reserve the name under the lock: two creates with one name race here.
@@ -201,18 +202,11 @@ func (e *Engine) specWithRootfs(c Container, img ocispec.ImageConfig) (*specs.Sp
 	if err != nil {
 		return nil, err
 	}
-	// Users and groups are looked up in the container's files, read
-	// through an instance of the overlay that is gone before the runtime
-	// makes the container's; root too, whose supplementary groups are
-	// those /etc/group lists it in (alpine's: bin, daemon, sys, adm...).
-	// The instance costs less than the noise of a start's CPU (session 23:
-	// the daemon's CPU per run --rm, 200 runs, with and without it).
-	viewMount, err := ov.Detached()
+	db, err := e.userDBOf(id, rfs, ov)
 	if err != nil {
-		return nil, fmt.Errorf("rootfs of %s: %w", id[:12], err)
+		return nil, err
 	}
-	spec, err := buildSpec(c, img, inroot.FdPath(int(viewMount.Fd()), ""), e.rt.CgroupRoot)
-	viewMount.Close()
+	spec, err := buildSpec(c, img, db, e.rt.CgroupRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +224,32 @@ func (e *Engine) specWithRootfs(c Container, img ocispec.ImageConfig) (*specs.Sp
 	}
 	spec.Annotations[runtime.RootfsOverlayAnnotation] = string(b)
 	return spec, nil
+}
+
+// userDBOf reads the container's /etc/passwd and /etc/group (its user, its
+// groups and HOME are looked up there; root's too, whose supplementary
+// groups are those /etc/group lists it in: alpine's bin, daemon, sys,
+// adm...) through an instance of its overlay that is gone before the
+// runtime makes the container's. While the container's upper directory is
+// empty, as every new container's is, the files are its image's, read
+// once per layer stack (userDBCache).
+func (e *Engine) userDBOf(id string, rfs images.Rootfs, ov runtime.Overlay) (*userDB, error) {
+	pristine := dirEmpty(rfs.Upper)
+	if pristine {
+		if db := e.userDBs.get(rfs.Lower); db != nil {
+			return db, nil
+		}
+	}
+	viewMount, err := ov.Detached()
+	if err != nil {
+		return nil, fmt.Errorf("rootfs of %s: %w", id[:12], err)
+	}
+	db := readUserDB(inroot.FdPath(int(viewMount.Fd()), ""))
+	viewMount.Close()
+	if pristine {
+		e.userDBs.put(rfs.Lower, db)
+	}
+	return db, nil
 }
 
 func isMountpoint(path string) bool {

@@ -310,7 +310,7 @@ func (e *Engine) Update(idOrName string, res UpdateConfig) (Container, error) {
 // stay out: they were set at start and do not change.
 func (e *Engine) resourcesOf(c Container) (*specs.LinuxResources, error) {
 	c.Config.User = ""
-	s, err := buildSpec(c, ocispec.ImageConfig{}, "", e.rt.CgroupRoot)
+	s, err := buildSpec(c, ocispec.ImageConfig{}, nil, e.rt.CgroupRoot)
 	if err != nil {
 		return nil, err
 	}

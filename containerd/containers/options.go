@@ -168,9 +168,9 @@ func setShmSize(s *specs.Spec, size int64) error {
 }
 
 // groupIDs resolves --group-add entries: numbers as they are, names in the
-// container's /etc/group. With no rootfs (the check at create) names are
-// left for the start.
-func groupIDs(rootfs string, groups []string) ([]uint32, error) {
+// container's /etc/group. With no files (db nil: the check at create)
+// names are left for the start.
+func groupIDs(db *userDB, groups []string) ([]uint32, error) {
 	var out []uint32
 	for _, g := range groups {
 		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
@@ -180,10 +180,10 @@ func groupIDs(rootfs string, groups []string) ([]uint32, error) {
 		if g == "" || strings.ContainsAny(g, ":\n") {
 			return nil, fmt.Errorf("%w: invalid group %q", ErrInvalidArgument, g)
 		}
-		if rootfs == "" {
+		if db == nil {
 			continue
 		}
-		e, ok := lookupDB(rootfs, "etc/group", g, -1)
+		e, ok := lookupDB(db.group, g, -1)
 		if !ok {
 			return nil, fmt.Errorf("%w: Unable to find group %s: no matching entries in group file", ErrInvalidArgument, g)
 		}
@@ -208,7 +208,8 @@ func addGroups(u *specs.User, gids []uint32) {
 
 // withHostOptions applies the options of this file to s (but swap, which
 // goes with the memory limit).
-func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
+// db is nil for the checks of a create.
+func withHostOptions(s *specs.Spec, cfg Config, db *userDB) error {
 	keys := make([]string, 0, len(cfg.Sysctls))
 	for k := range cfg.Sysctls {
 		keys = append(keys, k)
@@ -229,7 +230,7 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 	if err := withSecurity(s, cfg); err != nil {
 		return err
 	}
-	if err := withDevices(s, cfg.Devices, rootfs); err != nil {
+	if err := withDevices(s, cfg.Devices, db == nil); err != nil {
 		return err
 	}
 	if err := withUlimits(s, cfg.Ulimits); err != nil {
@@ -244,7 +245,7 @@ func withHostOptions(s *specs.Spec, cfg Config, rootfs string) error {
 	if err := withIpcMode(s, cfg.IpcMode, cfg.ShmSize); err != nil {
 		return err
 	}
-	gids, err := groupIDs(rootfs, cfg.GroupAdd)
+	gids, err := groupIDs(db, cfg.GroupAdd)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func TestSwapWithoutSwapAccounting(t *testing.T) {
 		{false, 0, -2}, {false, -1, -1}, {false, 96 << 20, -3},
 	} {
 		c.Config.MemorySwap = tc.swap
-		s, err := buildSpec(c, ocispec.ImageConfig{}, "", fake(tc.memsw))
+		s, err := buildSpec(c, ocispec.ImageConfig{}, nil, fake(tc.memsw))
 		switch {
 		case tc.want == -3:
 			if !errors.Is(err, ErrInvalidArgument) {

@@ -13,7 +13,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/shoal-project/shoal/containerd/inroot"
 	"github.com/shoal-project/shoal/containerd/oci"
 )
 
@@ -71,11 +70,12 @@ func mergeEnv(base, env []string) []string {
 	return kept
 }
 
-// buildSpec makes the OCI spec of a container whose image files (for users
-// and groups by name) can be read at rootfs.
+// buildSpec makes the OCI spec of a container whose /etc/passwd and
+// /etc/group are db; nil for the checks of a create, which has no files
+// (names are resolved at start).
 // cgroupRoot is where the host's cgroups are mounted (checks of what the
 // host can enforce).
-func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) (*specs.Spec, error) {
+func buildSpec(c Container, img ocispec.ImageConfig, db *userDB, cgroupRoot string) (*specs.Spec, error) {
 	s := oci.DefaultSpec()
 	s.Root = &specs.Root{Path: "rootfs", Readonly: c.Config.ReadonlyRootfs}
 	s.Process.Args = append([]string{c.Path}, c.Args...)
@@ -119,12 +119,12 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	if user == "" {
 		user = img.User
 	}
-	u, err := processUser(rootfs, user)
+	u, err := processUser(db, user)
 	if err != nil {
 		return nil, err
 	}
 	s.Process.User = u
-	s.Process.Env = withHome(s.Process.Env, rootfs, u.UID)
+	s.Process.Env = withHome(s.Process.Env, db, u.UID)
 	if c.Config.UTSMode == "host" {
 		// The host's own names: none is set (the runtime refuses a name
 		// without a UTS namespace of the container's).
@@ -175,7 +175,7 @@ func buildSpec(c Container, img ocispec.ImageConfig, rootfs, cgroupRoot string) 
 	if c.Config.NoNewPrivileges {
 		oci.WithNoNewPrivileges(s)
 	}
-	if err := withHostOptions(s, c.Config, rootfs); err != nil {
+	if err := withHostOptions(s, c.Config, db); err != nil {
 		return nil, err
 	}
 	for _, b := range c.Config.Binds {
@@ -228,33 +228,33 @@ func ParseBind(b string) (src, dst string, ro bool, err error) {
 // with the primary gid, as Docker has set them since 20.10.18
 // (CVE-2022-36109): a process whose primary group is denied something by a
 // file's group bits is denied it still after a setgid to another group.
-func processUser(rootfs, user string) (specs.User, error) {
+func processUser(db *userDB, user string) (specs.User, error) {
 	if user == "" {
 		user = "0"
 	}
-	uid, gid, err := resolveUser(rootfs, user)
+	uid, gid, err := resolveUser(db, user)
 	if err != nil {
 		return specs.User{}, err
 	}
-	return specs.User{UID: uid, GID: gid, AdditionalGids: append([]uint32{gid}, userGroups(rootfs, user, uid, gid)...)}, nil
+	return specs.User{UID: uid, GID: gid, AdditionalGids: append([]uint32{gid}, userGroups(db, user, uid, gid)...)}, nil
 }
 
 // userHome is the HOME a process of uid gets where its environment has
 // none, as runc sets it: the uid's home in the container's /etc/passwd,
 // else "/".
-func userHome(rootfs string, uid uint32) string {
-	if e, ok := lookupDB(rootfs, "etc/passwd", "", int(uid)); ok && e.home != "" {
+func userHome(db *userDB, uid uint32) string {
+	if e, ok := lookupDB(db.passwdFile(), "", int(uid)); ok && e.home != "" {
 		return e.home
 	}
 	return "/"
 }
 
 // withHome appends HOME=userHome to env unless it sets HOME already.
-func withHome(env []string, rootfs string, uid uint32) []string {
+func withHome(env []string, db *userDB, uid uint32) []string {
 	if hasEnv(env, "HOME") {
 		return env
 	}
-	return append(env, "HOME="+userHome(rootfs, uid))
+	return append(env, "HOME="+userHome(db, uid))
 }
 
 // hasEnv tells whether env sets (or, NAME without "=", unsets) k.
@@ -279,16 +279,16 @@ func envValue(env []string, k string) string {
 
 // resolveUser turns "uid[:gid]" or "name[:group]" into numbers, reading the
 // container's /etc/passwd and /etc/group for names.
-func resolveUser(rootfs, user string) (uint32, uint32, error) {
+func resolveUser(db *userDB, user string) (uint32, uint32, error) {
 	name, group, hasGroup := strings.Cut(user, ":")
 	uid, gid := -1, -1
 	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
 		uid = int(n)
 		gid = 0
-		if e, ok := lookupDB(rootfs, "etc/passwd", "", uid); ok {
+		if e, ok := lookupDB(db.passwdFile(), "", uid); ok {
 			gid = e.gid
 		}
-	} else if e, ok := lookupDB(rootfs, "etc/passwd", name, -1); ok {
+	} else if e, ok := lookupDB(db.passwdFile(), name, -1); ok {
 		uid, gid = e.id, e.gid
 	} else {
 		return 0, 0, fmt.Errorf("%w: unable to find user %s: no matching entries in passwd file", ErrInvalidArgument, name)
@@ -296,7 +296,7 @@ func resolveUser(rootfs, user string) (uint32, uint32, error) {
 	if hasGroup {
 		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
 			gid = int(n)
-		} else if e, ok := lookupDB(rootfs, "etc/group", group, -1); ok {
+		} else if e, ok := lookupDB(db.groupFile(), group, -1); ok {
 			gid = e.id
 		} else {
 			return 0, 0, fmt.Errorf("%w: unable to find group %s: no matching entries in group file", ErrInvalidArgument, group)
@@ -312,13 +312,9 @@ type dbEntry struct {
 	members []string // a group's fourth field
 }
 
-// lookupDB finds a passwd/group entry by name, or by id when name is empty.
-// The path is resolved inside the rootfs: a symlinked /etc/passwd cannot point at the host's.
-func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
-	b, err := inroot.ReadFile(rootfs, file)
-	if err != nil {
-		return dbEntry{}, false
-	}
+// lookupDB finds an entry of a passwd or group file by name, or by id when
+// name is empty.
+func lookupDB(b []byte, name string, id int) (dbEntry, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
@@ -350,24 +346,20 @@ func lookupDB(rootfs, file, name string, id int) (dbEntry, bool) {
 // (runc's GetExecUser) sets them: every group of the container's /etc/group
 // that lists the user's name, besides its primary gid; none when the user
 // names a group explicitly (uid:gid, name:group).
-func userGroups(rootfs, user string, uid, gid uint32) []uint32 {
+func userGroups(db *userDB, user string, uid, gid uint32) []uint32 {
 	name, _, explicit := strings.Cut(user, ":")
 	if explicit {
 		return nil
 	}
 	if _, err := strconv.ParseUint(name, 10, 32); err == nil {
-		e, ok := lookupDB(rootfs, "etc/passwd", "", int(uid))
+		e, ok := lookupDB(db.passwdFile(), "", int(uid))
 		if !ok {
 			return nil
 		}
 		name = e.name
 	}
-	b, err := inroot.ReadFile(rootfs, "/etc/group")
-	if err != nil {
-		return nil
-	}
 	var out []uint32
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(string(db.groupFile()), "\n") {
 		fields := strings.Split(line, ":")
 		if len(fields) < 4 {
 			continue
