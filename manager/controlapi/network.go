@@ -241,6 +241,17 @@ var leavingWait = 30 * time.Second
 // its services, whose tasks are still stopping, and Docker accepts that.
 func (s *Server) RemoveNetwork(ctx context.Context, req *api.RemoveNetworkRequest) (*api.RemoveNetworkResponse, error) {
 	deadline := time.Now().Add(leavingWait)
+	expired := time.NewTimer(leavingWait)
+	defer expired.Stop()
+	// Task changes wake the wait. The watch opens after the first check
+	// finds leaving tasks, and the check runs again once it is open: a task
+	// gone in between is not missed.
+	var tasks *raftstore.Watcher
+	defer func() {
+		if tasks != nil {
+			tasks.Close()
+		}
+	}()
 	for {
 		var waitFor string
 		err := s.store.Update(ctx, func(tx raftstore.WriteTx) error {
@@ -266,10 +277,18 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *api.RemoveNetworkReques
 		if waitFor == "" {
 			return &api.RemoveNetworkResponse{}, nil
 		}
+		if tasks == nil {
+			tasks = s.store.Watch(raftstore.KindTask)
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil, api.ToGRPC(ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+		case <-expired.C:
+		case _, ok := <-tasks.C():
+			if !ok { // fell behind: watch again, and check again
+				tasks = s.store.Watch(raftstore.KindTask)
+			}
 		}
 	}
 }

@@ -42,6 +42,7 @@ import (
 type Store interface {
 	View(fn func(raftstore.ReadTx))
 	Update(ctx context.Context, fn func(raftstore.WriteTx) error) error
+	Watch(kinds ...raftstore.Kind) *raftstore.Watcher
 }
 
 // Server implements api.ControlServer over a Store.
