@@ -243,8 +243,11 @@ func (e *Engine) execProcess(c Container, cfg ExecConfig) (specs.Process, error)
 		if err != nil {
 			return specs.Process{}, fmt.Errorf("exec in %s: %w", c.ID[:12], err)
 		}
-		db := readUserDB(rootfs)
+		db, err := readUserDB(rootfs)
 		release()
+		if err != nil {
+			return specs.Process{}, err
+		}
 		if p.User, err = processUser(db, cfg.User); err != nil {
 			return specs.Process{}, err
 		}

@@ -244,8 +244,11 @@ func (e *Engine) userDBOf(id string, rfs images.Rootfs, ov runtime.Overlay) (*us
 	if err != nil {
 		return nil, fmt.Errorf("rootfs of %s: %w", id[:12], err)
 	}
-	db := readUserDB(inroot.FdPath(int(viewMount.Fd()), ""))
+	db, err := readUserDB(inroot.FdPath(int(viewMount.Fd()), ""))
 	viewMount.Close()
+	if err != nil {
+		return nil, err
+	}
 	if pristine {
 		e.userDBs.put(rfs.Lower, db)
 	}

@@ -159,7 +159,7 @@ func TestBuildSpec(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Container{ID: id, Path: "/bin/prog", Args: []string{"arg"}, Config: tc.cfg}
-			s, err := buildSpec(c, img, readUserDB(rootfs), cgroups.DefaultRoot)
+			s, err := buildSpec(c, img, mustUserDB(t, rootfs), cgroups.DefaultRoot)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("want %v, got %v", tc.wantErr, err)
@@ -181,7 +181,7 @@ func TestResolveUserStaysInRootfs(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "etc/passwd")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := resolveUser(readUserDB(dir), "root"); !errors.Is(err, ErrInvalidArgument) {
+	if _, _, err := resolveUser(mustUserDB(t, dir), "root"); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("a symlinked passwd was followed to the host: %v", err)
 	}
 }
@@ -359,12 +359,12 @@ func TestProcessUser(t *testing.T) {
 		{"app:staff", 1000, 50, []uint32{50}},
 		{"4242", 4242, 0, []uint32{0}},
 	} {
-		u, err := processUser(readUserDB(rootfs), tc.user)
+		u, err := processUser(mustUserDB(t, rootfs), tc.user)
 		if err != nil || u.UID != tc.uid || u.GID != tc.gid || !slices.Equal(u.AdditionalGids, tc.groups) {
 			t.Errorf("%q: %+v %v, want %d:%d groups %v", tc.user, u, err, tc.uid, tc.gid, tc.groups)
 		}
 	}
-	if _, err := processUser(readUserDB(rootfs), "nobody"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := processUser(mustUserDB(t, rootfs), "nobody"); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("unknown user: %v", err)
 	}
 }
@@ -383,7 +383,7 @@ func TestHome(t *testing.T) {
 		{nil, 4242, []string{"HOME=/"}},
 		{[]string{"HOME=/x"}, 1000, []string{"HOME=/x"}},
 	} {
-		if got := withHome(tc.env, readUserDB(rootfs), tc.uid); !slices.Equal(got, tc.want) {
+		if got := withHome(tc.env, mustUserDB(t, rootfs), tc.uid); !slices.Equal(got, tc.want) {
 			t.Errorf("%v as %d: %q, want %q", tc.env, tc.uid, got, tc.want)
 		}
 	}

@@ -1,6 +1,8 @@
 package containers
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -16,14 +18,27 @@ type userDB struct {
 	passwd, group []byte
 }
 
+// userDBMax bounds each file: far above any real /etc/passwd, far below
+// what a hostile image's layer of a few MB of zeros unpacks to.
+const userDBMax = 4 << 20
+
 // readUserDB reads the two files inside rootfs (symlinks resolved in it:
 // a symlinked /etc/passwd cannot point at the host's); a file that cannot
-// be read is empty, as if it had no entries.
-func readUserDB(rootfs string) *userDB {
+// be read is empty, as if it had no entries, but one above userDBMax is
+// refused.
+func readUserDB(rootfs string) (*userDB, error) {
 	db := &userDB{}
-	db.passwd, _ = inroot.ReadFile(rootfs, "etc/passwd")
-	db.group, _ = inroot.ReadFile(rootfs, "etc/group")
-	return db
+	for _, f := range []struct {
+		name string
+		to   *[]byte
+	}{{"etc/passwd", &db.passwd}, {"etc/group", &db.group}} {
+		b, err := inroot.ReadFileLimit(rootfs, f.name, userDBMax)
+		if errors.Is(err, inroot.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: the container's /%s is larger than %d MiB", ErrInvalidArgument, f.name, userDBMax>>20)
+		}
+		*f.to = b
+	}
+	return db, nil
 }
 
 // passwdFile and groupFile are the files' contents; none without a db
@@ -52,8 +67,13 @@ type userDBCache struct {
 	m  map[string]*userDB
 }
 
-// userDBCacheSize bounds the cache; when full it starts again empty.
-const userDBCacheSize = 64
+// userDBCacheSize bounds the cache's entries, and userDBCacheable the
+// size of one: a larger pair of files is read at every start instead of
+// being kept. When full the cache starts again empty.
+const (
+	userDBCacheSize = 64
+	userDBCacheable = 64 << 10
+)
 
 func (c *userDBCache) get(layers []string) *userDB {
 	c.mu.Lock()
@@ -62,6 +82,9 @@ func (c *userDBCache) get(layers []string) *userDB {
 }
 
 func (c *userDBCache) put(layers []string, db *userDB) {
+	if len(db.passwd)+len(db.group) > userDBCacheable {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= userDBCacheSize {

@@ -200,6 +200,17 @@ func Chmod(dir int, base string, mode uint32) error {
 // ReadFile reads name resolved inside the directory dir (a trusted host
 // path), following symlinks inside it.
 func ReadFile(dir, name string) ([]byte, error) {
+	return ReadFileLimit(dir, name, -1)
+}
+
+// ErrTooLarge is ReadFileLimit's answer for a file above its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// ReadFileLimit is ReadFile of a file of at most limit bytes (no limit if
+// negative); a larger one is not read (ErrTooLarge): the files of an image
+// are its author's, and a layer of a few MB can unpack to a file of
+// gigabytes of zeros.
+func ReadFileLimit(dir, name string, limit int64) ([]byte, error) {
 	r, err := OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -214,12 +225,19 @@ func ReadFile(dir, name string) ([]byte, error) {
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, &pathError{op: "read", name: name, err: errors.New("not a regular file")}
 	}
+	if limit >= 0 && st.Size > limit {
+		return nil, &pathError{op: "read", name: name, err: fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, st.Size, limit)}
+	}
 	var out []byte
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := unix.Read(fd, buf)
 		if n > 0 {
 			out = append(out, buf[:n]...)
+			// It may grow while read (a running container's file).
+			if limit >= 0 && int64(len(out)) > limit {
+				return nil, &pathError{op: "read", name: name, err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)}
+			}
 		}
 		if errors.Is(err, unix.EINTR) {
 			continue

@@ -161,3 +161,19 @@ func TestMkdirAllRacingSwap(t *testing.T) {
 		}
 	}
 }
+
+func TestReadFileLimit(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFileLimit(dir, "f", 5); err != nil || string(b) != "12345" {
+		t.Fatalf("at the limit: %q %v", b, err)
+	}
+	if _, err := ReadFileLimit(dir, "f", 4); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("above the limit: %v", err)
+	}
+	if b, err := ReadFileLimit(dir, "f", -1); err != nil || string(b) != "12345" {
+		t.Fatalf("no limit: %q %v", b, err)
+	}
+}
