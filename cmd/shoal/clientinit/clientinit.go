@@ -31,9 +31,11 @@ package clientinit
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"unsafe"
 )
@@ -132,43 +134,19 @@ func mappingOf(addr uintptr) (start, end uintptr, ok bool) {
 // findMapping finds, in the text of /proc/PID/maps, the line whose range
 // ("start-end perms ...", hexadecimal) holds addr.
 func findMapping(maps []byte, addr uintptr) (start, end uintptr, ok bool) {
-	for len(maps) > 0 {
-		line := maps
-		if i := bytes.IndexByte(maps, '\n'); i >= 0 {
-			line, maps = maps[:i], maps[i+1:]
-		} else {
-			maps = nil
-		}
-		s, rest, ok1 := hex(line)
-		if !ok1 || len(rest) == 0 || rest[0] != '-' {
+	for _, line := range bytes.Split(maps, []byte("\n")) {
+		rng, _, _ := bytes.Cut(line, []byte(" "))
+		s, e, found := bytes.Cut(rng, []byte("-"))
+		if !found {
 			continue
 		}
-		e, rest, ok2 := hex(rest[1:])
-		if !ok2 || len(rest) == 0 || rest[0] != ' ' {
-			continue
-		}
-		if s <= addr && addr < e {
-			return s, e, true
+		s64, err1 := strconv.ParseUint(string(s), 16, 64)
+		e64, err2 := strconv.ParseUint(string(e), 16, 64)
+		if err1 == nil && err2 == nil && uintptr(s64) <= addr && addr < uintptr(e64) {
+			return uintptr(s64), uintptr(e64), true
 		}
 	}
 	return 0, 0, false
-}
-
-// hex reads the hexadecimal number at the start of b.
-func hex(b []byte) (v uintptr, rest []byte, ok bool) {
-	i := 0
-	for ; i < len(b) && i < 16; i++ {
-		c := b[i]
-		switch {
-		case '0' <= c && c <= '9':
-			v = v<<4 | uintptr(c-'0')
-		case 'a' <= c && c <= 'f':
-			v = v<<4 | uintptr(c-'a'+10)
-		default:
-			return v, b[i:], i > 0
-		}
-	}
-	return v, b[i:], i > 0
 }
 
 // populateSections maps in the named sections of this program's file, read
@@ -197,11 +175,12 @@ type section struct {
 // elfSections reads the allocated sections of the 64-bit little-endian
 // ELF executable (ET_EXEC) f; nothing for any other file.
 func elfSections(f io.ReaderAt) []section {
+	le := binary.LittleEndian
 	var eh [64]byte
-	if _, err := f.ReadAt(eh[:], 0); err != nil || string(eh[:4]) != "\x7fELF" || eh[4] != 2 || eh[5] != 1 || le16(eh[16:]) != 2 {
+	if _, err := f.ReadAt(eh[:], 0); err != nil || string(eh[:4]) != "\x7fELF" || eh[4] != 2 || eh[5] != 1 || le.Uint16(eh[16:]) != 2 {
 		return nil
 	}
-	shoff, shentsize, shnum, shstrndx := le64(eh[40:]), int(le16(eh[58:])), int(le16(eh[60:])), int(le16(eh[62:]))
+	shoff, shentsize, shnum, shstrndx := le.Uint64(eh[40:]), int(le.Uint16(eh[58:])), int(le.Uint16(eh[60:])), int(le.Uint16(eh[62:]))
 	if shentsize < 64 || shnum == 0 || shnum > 256 || shstrndx >= shnum {
 		return nil
 	}
@@ -211,19 +190,19 @@ func elfSections(f io.ReaderAt) []section {
 	}
 	hdr := func(i int) []byte { return sh[i*shentsize:] }
 	strs := hdr(shstrndx)
-	if le64(strs[32:]) > 1<<20 {
+	if le.Uint64(strs[32:]) > 1<<20 {
 		return nil
 	}
-	names := make([]byte, le64(strs[32:]))
-	if _, err := f.ReadAt(names, int64(le64(strs[24:]))); err != nil {
+	names := make([]byte, le.Uint64(strs[32:]))
+	if _, err := f.ReadAt(names, int64(le.Uint64(strs[24:]))); err != nil {
 		return nil
 	}
 	var out []section
 	for i := 0; i < shnum; i++ {
 		h := hdr(i)
 		const shfAlloc = 2
-		name, addr, size := int(le32(h)), uintptr(le64(h[16:])), uintptr(le64(h[32:]))
-		if le64(h[8:])&shfAlloc == 0 || name >= len(names) {
+		name, addr, size := int(le.Uint32(h)), uintptr(le.Uint64(h[16:])), uintptr(le.Uint64(h[32:]))
+		if le.Uint64(h[8:])&shfAlloc == 0 || name >= len(names) {
 			continue
 		}
 		end := bytes.IndexByte(names[name:], 0)
@@ -234,7 +213,3 @@ func elfSections(f io.ReaderAt) []section {
 	}
 	return out
 }
-
-func le16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
-func le32(b []byte) uint32 { return uint32(le16(b)) | uint32(le16(b[2:]))<<16 }
-func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
