@@ -15,7 +15,8 @@ package tests
 // the network's bridge and VXLAN device in the overlay sandbox, the host's
 // eth0.
 //
-// Knobs: BENCH_IPERF_SECONDS (10) per iperf3 run; BENCH_OVERLAY_HOSTS (10)
+// Knobs: BENCH_IPERF_SECONDS (10; 5 in bench/run.sh) per iperf3 run,
+// BENCH_IPERF_ROUNDS (3) rounds of the data path's; BENCH_OVERLAY_HOSTS (10)
 // and BENCH_OVERLAY_STARTS (5) for BenchmarkOverlayStartToAnswer.
 
 import (
@@ -96,8 +97,27 @@ func BenchmarkOverlayDataPath(b *testing.B) {
 	}
 	load := benchLoadavg()
 	b.StartTimer()
-	for _, p := range paths {
-		p.gbps = benchIperf(b, p.srv, p.clnt, secs)
+	// Throughput in rounds, the paths taking turns in an order that
+	// rotates, so that a busy moment of the shared machine falls on one
+	// round of each path rather than on one path's whole run: a single
+	// run moves by 10-20 %, more than the 5 % the target is about. Each
+	// path's figure is the median of its rounds, and the overlay's ratio
+	// the median of the rounds' ratios of the two paths measured next to
+	// each other.
+	rounds := benchEnvInt(b, "BENCH_IPERF_ROUNDS", 3)
+	gbps := make([][]float64, len(paths))
+	var ratios []float64
+	for round := 0; round < rounds; round++ {
+		for k := range paths {
+			i := (k + round) % len(paths)
+			gbps[i] = append(gbps[i], benchIperf(b, paths[i].srv, paths[i].clnt, secs))
+		}
+		ratios = append(ratios, gbps[2][round]/gbps[1][round])
+		fmt.Printf("overlay round %d: underlay %.2f, kernel VXLAN %.2f, shoal overlay %.2f Gbit/s (%.2fx)\n",
+			round+1, gbps[0][round], gbps[1][round], gbps[2][round], ratios[round])
+	}
+	for i, p := range paths {
+		p.gbps = benchMedianOf(gbps[i])
 	}
 	// The round trips in 5 rounds, the paths taking turns, so that the
 	// load of the moment (a shared machine) falls on every path alike.
@@ -114,12 +134,12 @@ func BenchmarkOverlayDataPath(b *testing.B) {
 	under, vx, ov := paths[0], paths[1], paths[2]
 	b.ReportMetric(ov.gbps, "Gbit/s-overlay")
 	b.ReportMetric(ov.rtt.median.Seconds()*1e6, "us-rtt-overlay")
-	fmt.Printf("overlay data path: %s to %s (iperf3 -t %d, 1 stream; TCP ping-pong of 1-byte messages x %d; MTU %d; load %s)\n",
-		h1.Name, h2.Name, secs, benchPingPongs, mtu, load)
+	fmt.Printf("overlay data path: %s to %s (iperf3 -t %d, 1 stream, median of %d rounds; TCP ping-pong of 1-byte messages x %d; MTU %d; load %s)\n",
+		h1.Name, h2.Name, secs, rounds, benchPingPongs, mtu, load)
 	benchLine("overlay iperf3: "+under.label, fmt.Sprintf("%.2f", under.gbps), "Gb/s", "(anchor a)")
 	benchLine("overlay iperf3: "+vx.label, fmt.Sprintf("%.2f", vx.gbps), "Gb/s", fmt.Sprintf("(anchor b); %s of the underlay", benchRatio(vx.gbps, under.gbps)))
 	benchLine("overlay iperf3: "+ov.label, fmt.Sprintf("%.2f", ov.gbps), "Gb/s",
-		fmt.Sprintf("%s of (b), %s of (a); target >= 0.95x (b)", benchRatio(ov.gbps, vx.gbps), benchRatio(ov.gbps, under.gbps)))
+		fmt.Sprintf("%.2fx of (b) (median of the rounds' ratios), %s of (a); target >= 0.95x (b)", benchMedianOf(ratios), benchRatio(ov.gbps, under.gbps)))
 	benchLine("overlay TCP RTT: "+under.label, fmt.Sprintf("%.1f", us(under.rtt.median)), "us", fmt.Sprintf("median; p99 %.1f us (anchor a)", us(under.rtt.p99)))
 	benchLine("overlay TCP RTT: "+vx.label, fmt.Sprintf("%.1f", us(vx.rtt.median)), "us", fmt.Sprintf("median; p99 %.1f us (anchor b)", us(vx.rtt.p99)))
 	benchLine("overlay TCP RTT: "+ov.label, fmt.Sprintf("%.1f", us(ov.rtt.median)), "us",
@@ -490,4 +510,17 @@ func benchMedian(ds []time.Duration) time.Duration {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// benchMedianOf is the median of xs (the mean of the middle two for an
+// even count); xs is left as it was.
+func benchMedianOf(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
 }
