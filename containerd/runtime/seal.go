@@ -174,8 +174,13 @@ func SealedCopy(name string, src io.Reader) (*os.File, error) {
 	return highFile(ro)
 }
 
-// highFD is the lowest descriptor number a sealed binary is kept at.
-const highFD = 1000
+// highFD is the lowest descriptor number a sealed binary is kept at: above
+// every descriptor a child is handed (os/exec's 0-2 and at most four
+// ExtraFiles), and below 64, the size of a new process's descriptor table.
+// Growing the table of a process with threads, as every Go process has,
+// waits for an RCU grace period (expand_fdtable's synchronize_rcu): 8 ms of
+// `shoal runtime run`'s 25 when this was 1000.
+const highFD = 32
 
 // highFile moves f to a descriptor numbered highFD or above. The binary is
 // executed as /proc/self/fd/N, which execve resolves in the child after
