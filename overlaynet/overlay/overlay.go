@@ -109,6 +109,9 @@ type Manager struct {
 	// live in this process: after a restart an adopted encrypted sandbox
 	// has none (and so no path out) until its next Attach opens it again.
 	tunnels map[uint32]*encrypt.Tunnel
+	// announced are the peers announced to each sandbox's containers
+	// (announce.go).
+	announced announced
 }
 
 // New checks cfg, then adopts the sandboxes left under cfg.Root by an earlier
@@ -130,7 +133,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
-	m := &Manager{cfg: cfg, tunnels: map[uint32]*encrypt.Tunnel{}}
+	m := &Manager{cfg: cfg, tunnels: map[uint32]*encrypt.Tunnel{}, announced: announced{}}
 	if err := m.adopt(); err != nil {
 		return nil, err
 	}
@@ -254,6 +257,7 @@ func (m *Manager) removeSandbox(vni uint32) error {
 		t.Close()
 		delete(m.tunnels, vni)
 	}
+	delete(m.announced, vni)
 	path := m.SandboxPath(vni)
 	if ok, _ := sandbox.IsNetNS(path); ok {
 		if h, err := sandbox.Handle(path); err == nil {
@@ -706,7 +710,8 @@ func (m *Manager) detach(vni uint32, id string) error {
 
 // AddPeer tells network vni's sandbox that the endpoint ip/mac lives behind
 // the VTEP vtep: a permanent neighbour entry (answered by the VXLAN device's
-// ARP proxy) and a permanent FDB entry sending mac's frames to vtep.
+// ARP proxy) and a permanent FDB entry sending mac's frames to vtep; a peer
+// new to the sandbox is also announced to its containers (announce.go).
 // Programming the same peer again is fine. ErrNoSandbox: no local endpoint
 // is on vni.
 func (m *Manager) AddPeer(vni uint32, ip net.IP, mac net.HardwareAddr, vtep net.IP) error {
@@ -755,8 +760,20 @@ func (m *Manager) peer(vni uint32, ip net.IP, mac net.HardwareAddr, vtep net.IP,
 		if err := sb.NeighSet(fdb); err != nil {
 			return fmt.Errorf("peer %s on network %d: fdb to %s: %w", ip, vni, vtep, err)
 		}
+		if !m.announced.fresh(vni, ip, mac) {
+			return nil
+		}
+		br, err := sb.LinkByName(bridgeName)
+		if err == nil {
+			err = sendGARP(path, br.Attrs().Index, ip, mac)
+		}
+		if err != nil {
+			m.announced.forget(vni, ip) // the next programming tries again
+			return fmt.Errorf("peer %s on network %d: %w", ip, vni, err)
+		}
 		return nil
 	}
+	m.announced.forget(vni, ip)
 	if err := sb.NeighDel(neigh); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove peer %s on network %d: neighbour: %w", ip, vni, err)
 	}
