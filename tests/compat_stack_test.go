@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCompatDockerStack drives the docker CLI's `stack deploy` and `stack
@@ -72,9 +73,20 @@ secrets:
 	if r := docker("network", "inspect", "-f", "{{.Driver}} {{.Scope}}", "st_back"); strings.TrimSpace(r.Stdout) != "overlay swarm" {
 		t.Errorf("the stack's network: %s", r)
 	}
+	// The tasks' shells ignore SIGTERM (PID 1), so they stop at the end of
+	// their grace period; the network's removal waits for them, and so
+	// stack rm returns only once none of them runs (README: "stack rm takes
+	// a task's stop grace period").
+	began := time.Now()
 	r := docker("stack", "rm", "st")
 	if r.Code != 0 || strings.Contains(r.Stdout+r.Stderr, "Failed") {
 		t.Fatalf("docker stack rm: %s", r)
+	}
+	t.Logf("docker stack rm took %s", time.Since(began).Round(time.Millisecond))
+	for _, svc := range []string{"st_web", "st_cfg"} {
+		if r := docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc); r.Code != 0 || strings.TrimSpace(r.Stdout) != "" {
+			t.Errorf("tasks of %s still run after stack rm returned: %s", svc, r)
+		}
 	}
 	for _, what := range [][]string{{"service", "ls", "-q"}, {"secret", "ls", "-q"}, {"config", "ls", "-q"}, {"network", "ls", "-q", "--filter", "name=st_"}} {
 		if r := docker(what...); strings.TrimSpace(r.Stdout) != "" {
