@@ -18,8 +18,8 @@ import (
 // programs the peer, a connection gets through at once: the peer is
 // announced to the sandbox's containers. Without the announcement the
 // entry waits for the kernel's next ARP retransmission, set to 30 s here
-// (the default is 1 s), and the dial's 2 s run out. Reprogramming the same
-// peer announces nothing more.
+// (the default is 1 s), and the dial's 2 s run out. The same for a task
+// attached on the container's own node.
 func TestPeerAnnouncedToWaitingContainer(t *testing.T) {
 	needRoot(t)
 	hosts := makeHosts(t, 2)
@@ -65,6 +65,28 @@ func TestPeerAnnouncedToWaitingContainer(t *testing.T) {
 	}
 	defer c.Close()
 	if err := echo(c, "announced\n"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same on one node: the container asks for a task's address
+	// before the task is attached next to it; it answers for itself, but
+	// only to the next question.
+	ip2 := containerAddr(2).IP
+	if c, err := dial(ctrs[0], ip2, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("reached an address nobody has")
+	}
+	c2 := newNetNS(t, filepath.Join(dir, "local-ctr"))
+	if err := mgrs[0].Attach(n, overlay.Endpoint{ID: "local", NetNSPath: c2, Addr: containerAddr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	echoServer(t, c2, ip2)
+	c, err = dial(ctrs[0], ip2, 2*time.Second)
+	if err != nil {
+		t.Fatalf("the container waiting for a local task's address did not get through once it was attached: %v", err)
+	}
+	defer c.Close()
+	if err := echo(c, "announced locally\n"); err != nil {
 		t.Fatal(err)
 	}
 }

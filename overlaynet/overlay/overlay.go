@@ -630,6 +630,12 @@ func (m *Manager) addVeth(n Network, ep Endpoint) error {
 		sb.LinkDel(veth)
 		return fmt.Errorf("set veth up: %w", err)
 	}
+	// A container on this node that asked for the address before it was
+	// here has the same wait as for a remote peer (announce.go).
+	if err := sendGARP(m.SandboxPath(n.VNI), br.Attrs().Index, ep.Addr.IP, ep.MAC); err != nil {
+		sb.LinkDel(veth)
+		return err
+	}
 	return nil
 }
 
