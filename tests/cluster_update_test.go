@@ -75,6 +75,13 @@ func TestRollingUpdateSettings(t *testing.T) {
 		dockerMust("service", "create", "-d", "--name", "rb", "--replicas", "2", "--stop-grace-period", "1s",
 			"--update-failure-action", "rollback", "--update-monitor", "2s", "--rollback-monitor", "1s",
 			"busybox", "sleep", "3600")
+		// The update must find tasks to replace: one that comes before the
+		// service's first tasks exist just makes them with the new spec, and
+		// there is no update to roll back (as in Swarm). On a fast machine
+		// the two commands came that close (make test failed so once).
+		if !pollUntil(30*time.Second, func() bool { return serviceReplicas(h, "rb") == "2/2" }) {
+			t.Fatalf("rb does not run 2/2 (%s)", serviceReplicas(h, "rb"))
+		}
 		// `false` exits at once: the first replacement fails within the
 		// monitor window and the update rolls back.
 		dockerMust("service", "update", "-d", "--args", "false", "rb")
