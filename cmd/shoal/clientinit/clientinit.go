@@ -17,8 +17,9 @@
 // the run (about 3 ms of CPU apart) with GOMAXPROCS(1) in main, 370 in
 // every run with it set here or from the environment.
 //
-// The heap and the code mapped ahead. On these virtual machines a page
-// fault traps to the hypervisor and costs about 24 µs, while
+// The heap and the code mapped ahead, where page faults are slow (one is
+// timed first: faultCost). On some virtual machines a page fault traps to
+// the hypervisor and costs about 24 µs, while
 // madvise(MADV_POPULATE_WRITE) maps a page in under 1 µs (measured here:
 // 2,000 pages touched one by one against one madvise), and a fault on the
 // binary's file maps 16 pages (fault-around) in about 31 µs where
@@ -37,6 +38,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -75,10 +77,34 @@ func init() {
 			runtime.GOMAXPROCS(1)
 		}
 	}
+	if faultCost() < slowFault {
+		return
+	}
 	probe = new([16]byte) // escapes: on the heap, at its current top
 	populateFrom(uintptr(unsafe.Pointer(probe)), heapAhead)
 	probe = nil
 	populateSections(".text", ".gopclntab")
+}
+
+// slowFault is the cost of a page fault above which mapping ahead pays. A
+// fault took about 24 us on the VMs of sessions 13-24, where mapping ahead
+// saved about 3 ms of a command's CPU; on session 25's (KVM) it took 1-3
+// us, and mapping ahead cost more than the faults it saved: `shoal
+// version` in a loop of 300, five rounds alternated, 5.29 ms a command
+// without it against 5.63 with it.
+const slowFault = 8 * time.Microsecond
+
+// faultCost times one page fault, a write to a fresh anonymous page: 0
+// when no page could be mapped for it.
+func faultCost() time.Duration {
+	b, err := syscall.Mmap(-1, 0, pageSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		return 0
+	}
+	defer syscall.Munmap(b)
+	start := time.Now()
+	b[0] = 1
+	return time.Since(start)
 }
 
 // populateFrom populates up to size bytes from addr on, within the mapping

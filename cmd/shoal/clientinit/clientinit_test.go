@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -145,6 +146,16 @@ func TestElfSectionsRefusesOtherFiles(t *testing.T) {
 	} {
 		if s := elfSections(bytes.NewReader(b)); s != nil {
 			t.Errorf("%s: %v", name, s)
+		}
+	}
+}
+
+// TestFaultCost: the probe that decides whether to map ahead times a real
+// fault: a positive duration, far below a second.
+func TestFaultCost(t *testing.T) {
+	for range 3 {
+		if d := faultCost(); d <= 0 || d > time.Second {
+			t.Fatalf("faultCost() = %v, want a positive duration under a second", d)
 		}
 	}
 }
