@@ -315,23 +315,30 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := d.streamContext(r)
 	defer cancel()
 	_ = d.containers.Logs(ctx, c.ID, opts, func(e logs.Entry) error {
-		stream := byte(1)
-		if e.Stream == "stderr" {
-			stream = 2
-		}
-		if stream == 1 && !stdout || stream == 2 && !stderr {
-			return nil
-		}
-		line := details + e.Log
+		prefix := details
 		if timestamps {
-			line = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + line
+			prefix = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + prefix
 		}
-		if tty {
-			_, err := io.WriteString(fw, line)
-			return err
-		}
-		return shim.WriteFrame(fw, stream, []byte(line))
+		return writeLogEntry(fw, e, stdout, stderr, tty, prefix)
 	})
+}
+
+// writeLogEntry writes log entry e with prefix before it to w if its
+// stream is one asked for: a stdcopy frame, or raw for a TTY container.
+func writeLogEntry(w io.Writer, e logs.Entry, stdout, stderr, tty bool, prefix string) error {
+	stream := byte(1)
+	if e.Stream == "stderr" {
+		stream = 2
+	}
+	if stream == 1 && !stdout || stream == 2 && !stderr {
+		return nil
+	}
+	line := prefix + e.Log
+	if tty {
+		_, err := io.WriteString(w, line)
+		return err
+	}
+	return shim.WriteFrame(w, stream, []byte(line))
 }
 
 func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {

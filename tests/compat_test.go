@@ -228,6 +228,26 @@ ct.remove(force=True)`)
 			t.Errorf("the file after a refused cp: %s", r)
 		}
 	})
+	t.Run("attach logs without stream", func(t *testing.T) {
+		// docker-py's attach(stream=False, logs=True) sends logs=1&stream=0
+		// and reads to the end: dockerd replays the logs and ends (the
+		// daemon attached to the live streams and never answered more).
+		// docker-py then reads the stream from the raw socket, past what its
+		// buffered reader of the answer took: the replay must not come in one
+		// read with the answer (it was lost there every time).
+		got := dockerPy(t, d, `a = docker.APIClient(base_url='unix://`+d.Socket+`', timeout=10)
+ct = a.create_container('busybox', ['sh', '-c', 'echo out; sleep 0.2; echo err >&2'])
+a.start(ct)
+a.wait(ct)
+print(json.dumps([a.attach(ct, stream=False, logs=True).decode() for _ in range(10)]))
+print(json.dumps([a.attach(ct, stream=False, logs=True, stdout=False).decode(), a.attach(ct, stream=False, logs=False).decode()]))
+a.remove_container(ct)`)
+		lines := strings.Split(got, "\n")
+		if len(lines) != 2 || lines[0] != `["out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n"]` ||
+			lines[1] != `["err\n", ""]` {
+			t.Fatalf("docker-py attach(stream=False, logs=True) 10 times, then stdout=False, then logs=False: %s", got)
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}
