@@ -3,6 +3,7 @@ package tests
 import (
 	"archive/tar"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,7 +236,11 @@ ct.remove(force=True)`)
 		// docker-py then reads the stream from the raw socket, past what its
 		// buffered reader of the answer took: the replay must not come in one
 		// read with the answer (it was lost there every time).
-		got := dockerPy(t, d, `a = docker.APIClient(base_url='unix://`+d.Socket+`', timeout=10)
+		// docker-py takes the timeout off an attach's socket: the alarm
+		// ends a script whose attach never ends.
+		got := dockerPy(t, d, `import signal
+signal.alarm(30)
+a = docker.APIClient(base_url='unix://`+d.Socket+`', timeout=10)
 ct = a.create_container('busybox', ['sh', '-c', 'echo out; sleep 0.2; echo err >&2'])
 a.start(ct)
 a.wait(ct)
@@ -246,6 +251,33 @@ a.remove_container(ct)`)
 		if len(lines) != 2 || lines[0] != `["out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n"]` ||
 			lines[1] != `["err\n", ""]` {
 			t.Fatalf("docker-py attach(stream=False, logs=True) 10 times, then stdout=False, then logs=False: %s", got)
+		}
+	})
+	t.Run("inspect of a connected network", func(t *testing.T) {
+		// docker-py's test_connect_with_aliases and test_create_with_ipv4_address:
+		// inspect shows every network the container is on, with the aliases
+		// and the --ip asked for (IPAMConfig); the connected network was
+		// missing and IPAMConfig null.
+		sub := userSubnet(5)
+		userNetwork(t, d, "pyconn", "c", "--subnet", sub)
+		b := netip.MustParsePrefix(sub).Addr().As4()
+		b[3] += 40 // inside the /26
+		ip := netip.AddrFrom4(b).String()
+		got := dockerPy(t, d, `a = c.api
+on = a.create_container('busybox', 'top', name='pyon', host_config=a.create_host_config(network_mode='pyconn'),
+    networking_config=a.create_networking_config({'pyconn': a.create_endpoint_config(ipv4_address='`+ip+`')}))
+a.start(on)
+br = a.create_container('busybox', 'top', name='pybr')
+a.start(br)
+a.connect_container_to_network(br, 'pyconn', aliases=['foo', 'bar'])
+n1 = a.inspect_container(on)['NetworkSettings']['Networks']
+n2 = a.inspect_container(br)['NetworkSettings']['Networks']
+print(json.dumps([n1['pyconn']['IPAMConfig'], n1['pyconn']['IPAddress'], sorted(n2), n2['pyconn']['Aliases'], n2['pyconn']['IPAddress'] != '', n2['bridge']['IPAMConfig']]))
+a.remove_container(on, force=True)
+a.remove_container(br, force=True)`)
+		want := `[{"IPv4Address": "` + ip + `"}, "` + ip + `", ["bridge", "pyconn"], ["foo", "bar"], true, null]`
+		if got != want {
+			t.Fatalf("docker-py inspect after create with ipv4_address and connect with aliases:\n got %s\nwant %s", got, want)
 		}
 	})
 	t.Run("list and prune filters", func(t *testing.T) {
