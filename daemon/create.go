@@ -16,12 +16,25 @@ import (
 
 // Container create: the request checked and turned into the engine's config.
 
+// createRequest is the create body with the container-wide MacAddress
+// that API 1.52 dropped from Config and docker-py still sends
+// (create_container(mac_address=...)): it is refused, not ignored.
+type createRequest struct {
+	container.CreateRequest
+	MacAddress string
+}
+
 func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
-	var req container.CreateRequest
-	if err := decodeJSON(r, &req); err != nil {
+	var body createRequest
+	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
+	if body.MacAddress != "" {
+		writeError(w, errMACAddress)
+		return
+	}
+	req := body.CreateRequest
 	cfg, err := d.createConfig(req)
 	if err != nil {
 		writeError(w, err)

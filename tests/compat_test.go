@@ -280,6 +280,24 @@ a.remove_container(br, force=True)`)
 			t.Fatalf("docker-py inspect after create with ipv4_address and connect with aliases:\n got %s\nwant %s", got, want)
 		}
 	})
+	t.Run("mac address refused", func(t *testing.T) {
+		// docker-py's create_container(mac_address=...) and an endpoint's
+		// MacAddress were ignored: the container got the MAC derived from
+		// its IP. Both are refused, and nothing is created.
+		got := dockerPy(t, d, `a = c.api
+for kw in ({'mac_address': '02:42:ac:11:00:0a'}, {'networking_config': a.create_networking_config({'bridge': a.create_endpoint_config(mac_address='02:42:ac:11:00:0b')})}):
+    try:
+        a.create_container('busybox', 'true', name='pymac', **kw)
+        print('created')
+    except docker.errors.APIError as e:
+        print(e.status_code, e.explanation)
+print(len(a.containers(all=True, filters={'name': 'pymac'})))`)
+		want := strings.Repeat("400 a MAC address (--mac-address) is not supported: a container's interface gets one derived from its IP address\n", 2) + "0"
+		if got != want {
+			d.Run("rm", "-f", "pymac")
+			t.Fatalf("docker-py create with a MAC address:\n%s\nwant\n%s", got, want)
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}
