@@ -298,6 +298,46 @@ print(len(a.containers(all=True, filters={'name': 'pymac'})))`)
 			t.Fatalf("docker-py create with a MAC address:\n%s\nwant\n%s", got, want)
 		}
 	})
+	t.Run("archive in volumes and binds", func(t *testing.T) {
+		// docker-py's ArchiveTest: put_archive into a volume of a created
+		// container, get_archive out of one that has exited. The archive
+		// endpoints read the rootfs alone, without the container's mounts
+		// ("Could not find the file /vol1"), whether it ran or not.
+		bind := t.TempDir()
+		if err := os.WriteFile(filepath.Join(bind, "f"), []byte("bound\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got := dockerPy(t, d, `import io, tarfile
+a = c.api
+def tar(name, data):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode='w') as t:
+        i = tarfile.TarInfo(name)
+        i.size = len(data)
+        t.addfile(i, io.BytesIO(data))
+    return b.getvalue()
+def untar(bits):
+    t = tarfile.open(fileobj=io.BytesIO(b''.join(bits)))
+    return sorted((m.name, t.extractfile(m).read().decode() if m.isfile() else '') for m in t.getmembers())
+ct = a.create_container('busybox', ['sh', '-c', 'cat /vol1/in; echo out > /vol1/out'], volumes=['/vol1', '/ro'],
+    host_config=a.create_host_config(binds={'`+bind+`': {'bind': '/ro', 'mode': 'ro'}}))
+print(a.put_archive(ct, '/vol1', tar('in', b'put\n')))
+try:
+    a.put_archive(ct, '/ro', tar('x', b'x'))
+except docker.errors.APIError as e:
+    print(e.explanation)
+a.start(ct)
+a.wait(ct)
+print(a.logs(ct).decode().strip())
+bits, st = a.get_archive(ct, '/vol1/out')
+print(st['name'], st['size'], untar(bits))
+print(untar(a.get_archive(ct, '/ro')[0]))
+a.remove_container(ct, v=True)`)
+		want := "True\nmounted volume is marked read-only\nput\nout 4 [('out', 'out\\n')]\n[('ro', ''), ('ro/f', 'bound\\n')]"
+		if got != want {
+			t.Fatalf("docker-py put_archive and get_archive in a volume and a read-only bind:\n%s\nwant\n%s", got, want)
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}

@@ -86,8 +86,42 @@ func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, erro
 			return root, name, err
 		}
 	}
+	if src, rel, _, ok := mountFor(c, clean); ok {
+		root, err := inroot.OpenRoot(src)
+		if err != nil {
+			return nil, "", fmt.Errorf("open the mount at %s: %w", path, err)
+		}
+		return root, rel, nil
+	}
 	root, _, err := e.openRoot(idOrName)
 	return root, path, err
+}
+
+// mountFor finds the -v bind or volume of c that holds the cleaned
+// absolute path: the one with the deepest destination at or above it. Its
+// source on the host is what the container sees there, also while it does
+// not run and whatever its rootfs view shows (that is the overlay alone,
+// without the mounts), so cp reads and writes it there, as dockerd does.
+// rel is path's name inside the source. Only the path's own components
+// are matched: a symlink in the rootfs that points into a mount is not
+// followed into it.
+func mountFor(c Container, clean string) (src, rel string, ro, ok bool) {
+	best := ""
+	for _, b := range c.Config.Binds {
+		s, dst, r, err := ParseBind(b)
+		if err != nil {
+			continue
+		}
+		dst = filepath.Clean(dst)
+		switch {
+		case len(dst) <= len(best):
+		case clean == dst:
+			src, rel, ro, best = s, ".", r, dst
+		case strings.HasPrefix(clean, dst+"/") || dst == "/":
+			src, rel, ro, best = s, strings.TrimPrefix(clean[len(dst):], "/"), r, dst
+		}
+	}
+	return src, rel, ro, best != ""
 }
 
 // hasBind tells whether a -v bind mounts over dst.
@@ -254,19 +288,34 @@ func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Wr
 	}
 	defer unix.Close(fd)
 	// Entries that vanish during the walk are skipped; nothing is written
-	// before the top entry is read.
-	return archive.TarFd(ctx, fd, rel, w)
+	// before the top entry is read. The top entry is named after path
+	// (rel may be "." in a mount).
+	return archive.TarFd(ctx, fd, path, w)
 }
 
 // ExtractToDir unpacks a tar into the directory path of the container, safely
 // (nothing lands outside the container's rootfs, even while it runs).
 func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error {
-	root, _, err := e.openRoot(idOrName)
+	c, err := e.Get(idOrName)
 	if err != nil {
 		return err
 	}
+	var root *inroot.Root
+	dir := path // in root
+	if src, rel, ro, ok := mountFor(c, filepath.Clean("/"+path)); ok {
+		// A path in a -v bind or volume is written there (mountFor).
+		if ro {
+			return fmt.Errorf("%w: mounted volume is marked read-only", ErrInvalidArgument)
+		}
+		if root, err = inroot.OpenRoot(src); err != nil {
+			return fmt.Errorf("open the mount at %s: %w", path, err)
+		}
+		dir = rel
+	} else if root, _, err = e.openRoot(idOrName); err != nil {
+		return err
+	}
 	defer root.Close()
-	fd, err := root.Open(path, unix.O_PATH)
+	fd, err := root.Open(dir, unix.O_PATH)
 	if err != nil {
 		return notFound(path, idOrName, err)
 	}
@@ -276,7 +325,7 @@ func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.R
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%w: extraction point is not a directory", ErrInvalidArgument)
 	}
-	if _, err := archive.ApplyIn(ctx, root, path, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
+	if _, err := archive.ApplyIn(ctx, root, dir, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	return nil
