@@ -299,7 +299,7 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		{"--isolation", !hc.Isolation.IsDefault()},
 		{"--volume-driver", hc.VolumeDriver != ""},
 		{"--storage-opt", len(hc.StorageOpt) > 0},
-		{"--runtime", hc.Runtime != "" && hc.Runtime != "shoal"},
+		{"--runtime", hc.Runtime != "" && hc.Runtime != defaultRuntime},
 		{"--annotation", len(hc.Annotations) > 0},
 		{"HostConfig.Umask", hc.Umask != nil},
 		{"HostConfig.Cgroup", hc.Cgroup != ""},

@@ -393,6 +393,9 @@ func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
 		if c.State.Running || !f.labels(c.Config.Labels) || !f.notLabels(c.Config.Labels) || !createdBefore(c.Created, until) {
 			continue
 		}
+		// SpaceReclaimed counts the files each container changed or added,
+		// as dockerd's (its size before the removal; none if unreadable).
+		rw, _, serr := d.containers.Size(c.ID)
 		if err := d.containers.Remove(r.Context(), c.ID, false); err != nil {
 			if errors.Is(err, containers.ErrNotFound) || errors.Is(err, containers.ErrConflict) {
 				continue // gone or started meanwhile
@@ -401,6 +404,9 @@ func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		report.ContainersDeleted = append(report.ContainersDeleted, c.ID)
+		if serr == nil && rw > 0 {
+			report.SpaceReclaimed += uint64(rw)
+		}
 	}
 	writeJSON(w, http.StatusOK, report)
 }

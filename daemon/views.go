@@ -331,7 +331,15 @@ func appliedDefaults(hc *container.HostConfig) {
 	if hc.MemorySwappiness != nil && *hc.MemorySwappiness == -1 {
 		hc.MemorySwappiness = nil
 	}
+	if hc.Runtime == "" {
+		// dockerd names the default runtime it ran the container with.
+		hc.Runtime = defaultRuntime
+	}
 }
+
+// defaultRuntime is the name of the engine's own runtime, the only one
+// (`info`'s DefaultRuntime; `--runtime` of another is refused).
+const defaultRuntime = "shoal"
 
 func sandboxID(c containers.Container) string {
 	if c.Config.NetNSPath == "" {

@@ -338,6 +338,50 @@ a.remove_container(ct, v=True)`)
 			t.Fatalf("docker-py put_archive and get_archive in a volume and a read-only bind:\n%s\nwant\n%s", got, want)
 		}
 	})
+	t.Run("docker-py container lifecycle details", func(t *testing.T) {
+		// From docker-py's api_container_test and api_image_test, each
+		// line what dockerd answers: inspect names the runtime (KeyError:
+		// 'Runtime'); a container waiting to be restarted is not removed
+		// without force (it was); prune counts the space of the files the
+		// containers wrote (SpaceReclaimed was 0); a commit right after the
+		// start of a short command commits (500 "container does not exist"
+		// when the process had exited before the engine recorded it).
+		got := dockerPy(t, d, `a = c.api
+ct = a.create_container('busybox', 'true')
+print(a.inspect_container(ct)['HostConfig']['Runtime'])
+a.remove_container(ct)
+ct = a.create_container('busybox', ['false'], host_config=a.create_host_config(restart_policy={'Name': 'always'}, network_mode='none'))
+a.start(ct)
+for _ in range(100):
+    if a.inspect_container(ct)['State']['Restarting']:
+        break
+    time.sleep(0.05)
+try:
+    a.remove_container(ct)
+    print('removed')
+except docker.errors.APIError as e:
+    print(e.status_code, 'stop the container before' in e.explanation.lower())
+a.remove_container(ct, force=True)
+ct = a.create_container('busybox', ['sh', '-c', 'head -c 5000 /dev/zero > /data'], labels={'pyprune': '1'})
+a.start(ct)
+a.wait(ct)
+r = a.prune_containers(filters={'label': 'pyprune'})
+print(r['ContainersDeleted'] == [ct['Id']], r['SpaceReclaimed'])
+fails = []
+for _ in range(20):
+    ct = a.create_container('busybox', ['touch', '/test'])
+    a.start(ct)
+    try:
+        a.remove_image(a.commit(ct)['Id'])
+    except docker.errors.APIError as e:
+        fails.append(e.explanation)
+    a.remove_container(ct, force=True)
+print(fails)`)
+		want := "shoal\n409 True\nTrue 5000\n[]"
+		if got != want {
+			t.Fatalf("docker-py: runtime, remove while restarting, prune, commit right after start:\n%s\nwant\n%s", got, want)
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}
