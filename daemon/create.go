@@ -24,6 +24,21 @@ type createRequest struct {
 	MacAddress string
 }
 
+// UnmarshalJSON decodes the request as the API's type (its errors then
+// name the fields as the API does, not behind CreateRequest) and picks
+// MacAddress out beside it.
+func (c *createRequest) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.CreateRequest); err != nil {
+		return err
+	}
+	var legacy struct{ MacAddress string }
+	if err := json.Unmarshal(b, &legacy); err != nil {
+		return err
+	}
+	c.MacAddress = legacy.MacAddress
+	return nil
+}
+
 func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 	var body createRequest
 	if err := decodeJSON(r, &body); err != nil {
