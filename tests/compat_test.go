@@ -382,6 +382,17 @@ print(fails)`)
 			t.Fatalf("docker-py: runtime, remove while restarting, prune, commit right after start:\n%s\nwant\n%s", got, want)
 		}
 	})
+	t.Run("build stderr", func(t *testing.T) {
+		// docker-py's test_build_stderr_data: dockerd's builder sends a
+		// RUN's stderr between the terminal codes for red and back, one
+		// stream message per write (it came plain).
+		got := dockerPy(t, d, `import io
+lines = [m.get('stream') for m in c.api.build(fileobj=io.BytesIO(b'FROM busybox\nRUN sh -c ">&2 echo to stderr; echo to stdout"'), decode=True, nocache=True, rm=True)]
+print(json.dumps(sorted(l for l in lines if l and 'to std' in l and not l.startswith('Step'))))`)
+		if want := `["\u001b[91mto stderr\n\u001b[0m", "to stdout\n"]`; got != want {
+			t.Fatalf("docker-py build stream of a RUN's stderr and stdout: %s, want %s", got, want)
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}
