@@ -73,8 +73,11 @@ func (e *Engine) rootView(c Container) (string, func(), error) {
 // openPathRoot is openRoot for reading path: the container's /etc/hosts,
 // /etc/hostname and /etc/resolv.conf are its own files mounted over the
 // image's (etcfiles.go), so they are read from the container's directory;
-// path is then the name there.
-func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, error) {
+// path is then the name there. With mounts, a path inside a -v bind or
+// volume is read in the mount's source (cp, as dockerd's); without, the
+// rootfs alone is read (a volume's copy-up of the image's content, a
+// build's COPY --from).
+func (e *Engine) openPathRoot(idOrName, path string, mounts bool) (*inroot.Root, string, error) {
 	c, err := e.Get(idOrName)
 	if err != nil {
 		return nil, "", err
@@ -86,7 +89,7 @@ func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, erro
 			return root, name, err
 		}
 	}
-	if src, rel, _, ok := mountFor(c, clean); ok {
+	if src, rel, _, ok := mountFor(c, clean); ok && mounts {
 		root, err := inroot.OpenRoot(src)
 		if err != nil {
 			return nil, "", fmt.Errorf("open the mount at %s: %w", path, err)
@@ -158,7 +161,8 @@ func (e *Engine) StatResolved(idOrName, path string) (PathStat, error) {
 }
 
 func (e *Engine) statPath(idOrName, path string, follow bool) (PathStat, error) {
-	root, rel, err := e.openPathRoot(idOrName, path)
+	// The API's stat (follow false) sees the mounts; a build's does not.
+	root, rel, err := e.openPathRoot(idOrName, path, !follow)
 	if err != nil {
 		return PathStat{}, err
 	}
@@ -277,7 +281,9 @@ func (e *Engine) ArchiveResolved(ctx context.Context, idOrName, path string, w i
 }
 
 func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Writer, follow bool) error {
-	root, rel, err := e.openPathRoot(idOrName, path)
+	// The API's cp (follow false) sees the mounts; a copy-up or a
+	// build's COPY --from reads the image's content.
+	root, rel, err := e.openPathRoot(idOrName, path, !follow)
 	if err != nil {
 		return err
 	}
@@ -295,14 +301,27 @@ func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Wr
 
 // ExtractToDir unpacks a tar into the directory path of the container, safely
 // (nothing lands outside the container's rootfs, even while it runs).
+// The rootfs alone is written, without the container's mounts: a build's
+// COPY writes into the image's content.
 func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error {
+	return e.extractToDir(ctx, idOrName, path, r, false)
+}
+
+// PutArchive is ExtractToDir for the API's cp into a container: a path
+// inside a -v bind or volume is written in the mount's source, as
+// dockerd's, and a read-only one is refused.
+func (e *Engine) PutArchive(ctx context.Context, idOrName, path string, r io.Reader) error {
+	return e.extractToDir(ctx, idOrName, path, r, true)
+}
+
+func (e *Engine) extractToDir(ctx context.Context, idOrName, path string, r io.Reader, mounts bool) error {
 	c, err := e.Get(idOrName)
 	if err != nil {
 		return err
 	}
 	var root *inroot.Root
 	dir := path // in root
-	if src, rel, ro, ok := mountFor(c, filepath.Clean("/"+path)); ok {
+	if src, rel, ro, ok := mountFor(c, filepath.Clean("/"+path)); ok && mounts {
 		// A path in a -v bind or volume is written there (mountFor).
 		if ro {
 			return fmt.Errorf("%w: mounted volume is marked read-only", ErrInvalidArgument)
