@@ -393,6 +393,28 @@ print(json.dumps(sorted(l for l in lines if l and 'to std' in l and not l.starts
 			t.Fatalf("docker-py build stream of a RUN's stderr and stdout: %s, want %s", got, want)
 		}
 	})
+	t.Run("load of a bad archive", func(t *testing.T) {
+		// dockerd answers a load 200 and puts the error in the stream:
+		// docker-py's images.load raises ImageLoadError from it (it got an
+		// APIError from a 400), and the CLIs print it and exit 1.
+		got := dockerPy(t, d, `try:
+    c.images.load(b'abc')
+    print('loaded')
+except docker.errors.ImageLoadError as e:
+    print('ImageLoadError', 'load:' in str(e))`)
+		if got != "ImageLoadError True" {
+			t.Fatalf("docker-py images.load(b'abc'): %s", got)
+		}
+		bad := filepath.Join(t.TempDir(), "bad.tar")
+		if err := os.WriteFile(bad, []byte("abc"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []harness.Result{docker("load", "-i", bad), d.Run("load", "-i", bad)} {
+			if r.Code != 1 || !strings.Contains(r.Stderr, "load:") {
+				t.Errorf("load -i of a bad archive: %s", r)
+			}
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}
