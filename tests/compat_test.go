@@ -484,3 +484,35 @@ func TestCompatServicePs(t *testing.T) {
 		t.Errorf("docker service inspect --pretty: %s", r)
 	}
 }
+
+// TestCompatDockerPyServiceUpdate: docker-py's service update tests read
+// the service's version after an update that changes nothing (its
+// fetch_current_spec fills in the rest of the spec; the second of two such
+// updates is the same spec exactly): swarmkit writes such
+// an update with a new version, and shoal kept the old one (test
+// update_service_with_defaults_container_labels: assert 136 > 136). No
+// task is replaced by it.
+func TestCompatDockerPyServiceUpdate(t *testing.T) {
+	c := newSwarm(t, 1, 0)
+	got := dockerPy(t, c.Hosts[0].Daemon, `a = c.api
+sid = a.create_service(docker.types.TaskTemplate(docker.types.ContainerSpec('busybox', ['sleep', '1000'], labels={'l': 'v'})), name='pynoop')['ID']
+def running():
+    return sorted(t['ID'] for t in a.tasks(filters={'service': sid}) if t['Status']['State'] == 'running')
+for _ in range(200):
+    if running():
+        break
+    time.sleep(0.1)
+before = running()
+bumped = []
+for _ in range(2):
+    v = a.inspect_service(sid)['Version']['Index']
+    a.update_service(sid, v, task_template=docker.types.TaskTemplate(docker.types.ContainerSpec('busybox', ['sleep', '1000'])), name='pynoop', fetch_current_spec=True)
+    bumped.append(a.inspect_service(sid)['Version']['Index'] > v)
+after = a.inspect_service(sid)
+time.sleep(2)
+print(len(before), bumped, after['Spec']['TaskTemplate']['ContainerSpec']['Labels'], running() == before)
+a.remove_service(sid)`)
+	if got != "1 [True, True] {'l': 'v'} True" {
+		t.Fatalf("docker-py update_service twice with nothing changed: %s, want: 1 [True, True] {'l': 'v'} True (one task; a new version each time; the labels kept; the same task running)", got)
+	}
+}
