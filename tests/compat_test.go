@@ -491,7 +491,8 @@ func TestCompatServicePs(t *testing.T) {
 // updates is the same spec exactly): swarmkit writes such
 // an update with a new version, and shoal kept the old one (test
 // update_service_with_defaults_container_labels: assert 136 > 136). No
-// task is replaced by it.
+// task is replaced by it. The task list's service and node filters take
+// names too.
 func TestCompatDockerPyServiceUpdate(t *testing.T) {
 	c := newSwarm(t, 1, 0)
 	got := dockerPy(t, c.Hosts[0].Daemon, `a = c.api
@@ -511,8 +512,22 @@ for _ in range(2):
 after = a.inspect_service(sid)
 time.sleep(2)
 print(len(before), bumped, after['Spec']['TaskTemplate']['ContainerSpec']['Labels'], running() == before)
+byname = sorted(t['ID'] for t in a.tasks(filters={'service': 'pynoop'}))
+node = a.nodes()[0]['Description']['Hostname']
+print(byname == sorted(t['ID'] for t in a.tasks(filters={'service': sid})) and len(byname) > 0,
+      len(a.tasks(filters={'service': 'pynoop', 'node': node})) == len(byname))
+try:
+    a.tasks(filters={'service': 'nosuch'})
+except docker.errors.NotFound:
+    print('NotFound')
 a.remove_service(sid)`)
-	if got != "1 [True, True] {'l': 'v'} True" {
+	lines := strings.Split(got, "\n")
+	if len(lines) != 3 || lines[0] != "1 [True, True] {'l': 'v'} True" {
 		t.Fatalf("docker-py update_service twice with nothing changed: %s, want: 1 [True, True] {'l': 'v'} True (one task; a new version each time; the labels kept; the same task running)", got)
+	}
+	// The tasks' service and node filters take names, as dockerd's (by
+	// name docker-py listed no task).
+	if lines[1] != "True True" || lines[2] != "NotFound" {
+		t.Fatalf("docker-py tasks(filters={'service': NAME, 'node': HOSTNAME}), then an unknown service: %s", got)
 	}
 }
