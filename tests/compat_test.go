@@ -2,6 +2,7 @@ package tests
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -529,5 +530,29 @@ a.remove_service(sid)`)
 	// name docker-py listed no task).
 	if lines[1] != "True True" || lines[2] != "NotFound" {
 		t.Fatalf("docker-py tasks(filters={'service': NAME, 'node': HOSTNAME}), then an unknown service: %s", got)
+	}
+}
+
+// TestCompatDockerPySwarmInit: dockerd's swarm init returns once the node
+// is ready (its agent's first session open), so docker-py's
+// test_inspect_node and test_update_node read the node at the version it
+// keeps: shoal returned before, with the node unknown, and its version
+// moved under them (10 times in 15).
+func TestCompatDockerPySwarmInit(t *testing.T) {
+	d := engine(t)
+	port := 10000 + os.Getpid()%15000
+	got := dockerPy(t, d, fmt.Sprintf(`a = c.api
+out = []
+for i in range(5):
+    a.init_swarm('127.0.0.1', listen_addr='127.0.0.1:%%d' %% (%d + i))
+    n = a.nodes()[0]
+    same = a.inspect_node(n['ID'])['Version'] == n['Version']
+    spec = dict(n['Spec'], Labels={'k': 'v'})
+    a.update_node(n['ID'], n['Version']['Index'], spec)
+    out.append((n['Status']['State'], same))
+    a.leave_swarm(force=True)
+print(out)`, port))
+	if want := strings.Repeat("('ready', True), ", 4) + "('ready', True)"; got != "["+want+"]" {
+		t.Fatalf("docker-py: the node right after swarm init, five times: %s", got)
 	}
 }
