@@ -537,7 +537,8 @@ a.remove_service(sid)`)
 // is ready (its agent's first session open), so docker-py's
 // test_inspect_node and test_update_node read the node at the version it
 // keeps: shoal returned before, with the node unknown, and its version
-// moved under them (10 times in 15).
+// moved under them (10 times in 15). A rotation of the unlock key with
+// autolock off in the update's spec is no error.
 func TestCompatDockerPySwarmInit(t *testing.T) {
 	d := engine(t)
 	port := 10000 + os.Getpid()%15000
@@ -551,8 +552,20 @@ for i in range(5):
     a.update_node(n['ID'], n['Version']['Index'], spec)
     out.append((n['Status']['State'], same))
     a.leave_swarm(force=True)
-print(out)`, port))
-	if want := strings.Repeat("('ready', True), ", 4) + "('ready', True)"; got != "["+want+"]" {
+print(out)
+# docker-py's test_rotate_manager_unlock_key: the update carries an empty
+# spec, which turns autolock off; dockerd rotates without an error (the
+# daemon refused: "autolock is not turned on").
+a.init_swarm('127.0.0.1', listen_addr='127.0.0.1:%%d' %% (%d + 5), swarm_spec=a.create_swarm_spec(autolock_managers=True))
+k1 = a.get_unlock_key()['UnlockKey']
+a.update_swarm(version=a.inspect_swarm()['Version']['Index'], rotate_manager_unlock_key=True)
+print(k1 != '', a.get_unlock_key()['UnlockKey'] != k1)
+a.leave_swarm(force=True)`, port, port))
+	lines := strings.Split(got, "\n")
+	if want := strings.Repeat("('ready', True), ", 4) + "('ready', True)"; len(lines) != 2 || lines[0] != "["+want+"]" {
 		t.Fatalf("docker-py: the node right after swarm init, five times: %s", got)
+	}
+	if lines[1] != "True True" {
+		t.Fatalf("docker-py: update_swarm(rotate_manager_unlock_key=True) of an autolocked swarm: %s", got)
 	}
 }
