@@ -16,12 +16,40 @@ import (
 
 // Container create: the request checked and turned into the engine's config.
 
+// createRequest is the create body with the container-wide MacAddress
+// that API 1.52 dropped from Config and docker-py still sends
+// (create_container(mac_address=...)): it is refused, not ignored.
+type createRequest struct {
+	container.CreateRequest
+	MacAddress string
+}
+
+// UnmarshalJSON decodes the request as the API's type (its errors then
+// name the fields as the API does, not behind CreateRequest) and picks
+// MacAddress out beside it.
+func (c *createRequest) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.CreateRequest); err != nil {
+		return err
+	}
+	var legacy struct{ MacAddress string }
+	if err := json.Unmarshal(b, &legacy); err != nil {
+		return err
+	}
+	c.MacAddress = legacy.MacAddress
+	return nil
+}
+
 func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
-	var req container.CreateRequest
-	if err := decodeJSON(r, &req); err != nil {
+	var body createRequest
+	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
+	if body.MacAddress != "" {
+		writeError(w, errMACAddress)
+		return
+	}
+	req := body.CreateRequest
 	cfg, err := d.createConfig(req)
 	if err != nil {
 		writeError(w, err)
@@ -286,7 +314,7 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		{"--isolation", !hc.Isolation.IsDefault()},
 		{"--volume-driver", hc.VolumeDriver != ""},
 		{"--storage-opt", len(hc.StorageOpt) > 0},
-		{"--runtime", hc.Runtime != "" && hc.Runtime != "shoal"},
+		{"--runtime", hc.Runtime != "" && hc.Runtime != defaultRuntime},
 		{"--annotation", len(hc.Annotations) > 0},
 		{"HostConfig.Umask", hc.Umask != nil},
 		{"HostConfig.Cgroup", hc.Cgroup != ""},

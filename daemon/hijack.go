@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // hijacked is a connection taken over from the HTTP server for attach and
@@ -45,8 +48,47 @@ func (h *hijacked) ready() error {
 	if h.upgrade {
 		status = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
 	}
-	_, err := io.WriteString(h.conn, status+"Content-Type: "+streamType(h.raw)+"\r\nApi-Version: "+APIVersion+"\r\n\r\n")
-	return err
+	if _, err := io.WriteString(h.conn, status+"Content-Type: "+streamType(h.raw)+"\r\nApi-Version: "+APIVersion+"\r\n\r\n"); err != nil {
+		return err
+	}
+	waitAnswerRead(h.conn, answerReadWait)
+	return nil
+}
+
+// answerReadWait bounds how long ready waits for the client to read the
+// answer: a client that is slower still gets the stream, only maybe in one
+// read with the answer.
+const answerReadWait = 200 * time.Millisecond
+
+// waitAnswerRead waits, for at most limit, until the client has read all
+// that was written to conn when it is a unix socket (SIOCOUTQ counts the
+// bytes the peer has not read yet; TCP's counts unacknowledged ones and
+// says nothing about the client, so other connections are not waited for).
+// docker-py reads the answer's head through a buffered reader and then the
+// stream from the raw socket: stream bytes that arrived in one read with
+// the head sit in that buffer and are lost (docker-py issue 2466). dockerd's
+// first bytes come late enough for this not to happen; attach's replay of
+// the logs, written at once after the answer, lost them every time.
+func waitAnswerRead(conn net.Conn, limit time.Duration) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for pause := 50 * time.Microsecond; ; pause = min(2*pause, 2*time.Millisecond) {
+		unread := 0
+		cerr := rc.Control(func(fd uintptr) {
+			unread, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		})
+		if cerr != nil || err != nil || unread == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(pause)
+	}
 }
 
 // streamType is the content type of an output stream: raw for a TTY.

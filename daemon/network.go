@@ -439,6 +439,11 @@ func (d *Daemon) adoptNetworks() {
 
 // checkEndpointConfig refuses what a container's endpoint on network mode
 // asks for and shoal does not do.
+// errMACAddress refuses a MAC address asked for (--mac-address, on the
+// container or an endpoint): interfaces get the address derived from their
+// IP, and an option that would be ignored is refused.
+var errMACAddress = badRequest("a MAC address (--mac-address) is not supported: a container's interface gets one derived from its IP address")
+
 func checkEndpointConfig(mode string, es *network.EndpointSettings) error {
 	if es == nil {
 		return nil
@@ -454,6 +459,8 @@ func checkEndpointConfig(mode string, es *network.EndpointSettings) error {
 		return badRequest("links are not supported")
 	case len(es.DriverOpts) > 0:
 		return badRequest("endpoint driver options are not supported")
+	case len(es.MacAddress) > 0:
+		return errMACAddress
 	}
 	for _, a := range es.Aliases {
 		if !networkNameRE.MatchString(a) {

@@ -83,7 +83,7 @@ func (d *Daemon) archivePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := d.containers.ExtractToDir(r.Context(), r.PathValue("id"), p, r.Body); err != nil {
+	if err := d.containers.PutArchive(r.Context(), r.PathValue("id"), p, r.Body); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -315,23 +315,30 @@ func (d *Daemon) containerLogs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := d.streamContext(r)
 	defer cancel()
 	_ = d.containers.Logs(ctx, c.ID, opts, func(e logs.Entry) error {
-		stream := byte(1)
-		if e.Stream == "stderr" {
-			stream = 2
-		}
-		if stream == 1 && !stdout || stream == 2 && !stderr {
-			return nil
-		}
-		line := details + e.Log
+		prefix := details
 		if timestamps {
-			line = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + line
+			prefix = e.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + prefix
 		}
-		if tty {
-			_, err := io.WriteString(fw, line)
-			return err
-		}
-		return shim.WriteFrame(fw, stream, []byte(line))
+		return writeLogEntry(fw, e, stdout, stderr, tty, prefix)
 	})
+}
+
+// writeLogEntry writes log entry e with prefix before it to w if its
+// stream is one asked for: a stdcopy frame, or raw for a TTY container.
+func writeLogEntry(w io.Writer, e logs.Entry, stdout, stderr, tty bool, prefix string) error {
+	stream := byte(1)
+	if e.Stream == "stderr" {
+		stream = 2
+	}
+	if stream == 1 && !stdout || stream == 2 && !stderr {
+		return nil
+	}
+	line := prefix + e.Log
+	if tty {
+		_, err := io.WriteString(w, line)
+		return err
+	}
+	return shim.WriteFrame(w, stream, []byte(line))
 }
 
 func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
@@ -386,6 +393,9 @@ func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
 		if c.State.Running || !f.labels(c.Config.Labels) || !f.notLabels(c.Config.Labels) || !createdBefore(c.Created, until) {
 			continue
 		}
+		// SpaceReclaimed counts the files each container changed or added,
+		// as dockerd's (its size before the removal; none if unreadable).
+		rw, _, serr := d.containers.Size(c.ID)
 		if err := d.containers.Remove(r.Context(), c.ID, false); err != nil {
 			if errors.Is(err, containers.ErrNotFound) || errors.Is(err, containers.ErrConflict) {
 				continue // gone or started meanwhile
@@ -394,6 +404,9 @@ func (d *Daemon) containerPrune(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		report.ContainersDeleted = append(report.ContainersDeleted, c.ID)
+		if serr == nil && rw > 0 {
+			report.SpaceReclaimed += uint64(rw)
+		}
 	}
 	writeJSON(w, http.StatusOK, report)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/shim"
 )
 
@@ -26,7 +27,11 @@ func (d *Daemon) execRoutes(mux *http.ServeMux) {
 // containerAttach streams a container's output as stdcopy frames and the
 // client's raw input to its stdin, until the output ends. The answer (101)
 // goes out once the attach is registered: a client that starts the container
-// after reading it misses none of the output.
+// after reading it misses none of the output. As dockerd's: logs=1 first
+// replays what the container has logged, and only stream=1 attaches to
+// the live streams (docker-py's attach(stream=False, logs=True) sends
+// stream=0 and reads to the end: an attach there would never end for a
+// container that has exited).
 func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 	c, err := d.containers.Get(r.PathValue("id"))
 	if err != nil {
@@ -38,6 +43,11 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	withLogs, stream := boolParam(r, "logs"), boolParam(r, "stream")
+	if withLogs && c.Config.Log.Name() == logs.DriverNone {
+		writeError(w, withStatus(http.StatusNotImplemented, fmt.Errorf("attach with logs: %w", logs.ErrNotReadable)))
+		return
+	}
 	h, err := hijack(w, r)
 	if err != nil {
 		writeError(w, err)
@@ -45,6 +55,17 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.conn.Close()
 	h.raw = c.Config.Tty
+	stdout, stderr := boolParam(r, "stdout"), boolParam(r, "stderr")
+	if !stream {
+		if err := h.ready(); err != nil {
+			return
+		}
+		if withLogs {
+			d.replayLogs(d.ctx, c, h.conn, stdout, stderr)
+		}
+		d.publishContainer("attach", c, nil)
+		return
+	}
 	ctx, detach := context.WithCancel(d.ctx)
 	defer detach()
 	var stdin io.Reader
@@ -60,13 +81,26 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 	}
-	out := &streamFilter{w: h.conn, stdout: boolParam(r, "stdout"), stderr: boolParam(r, "stderr"), raw: c.Config.Tty}
+	var out io.Writer = &streamFilter{w: h.conn, stdout: stdout, stderr: stderr, raw: c.Config.Tty}
+	var replayed chan struct{}
+	if withLogs {
+		// The live output waits until the replay is written: a container
+		// started meanwhile must not cut into its frames.
+		replayed = make(chan struct{})
+		out = &heldWriter{w: out, until: replayed}
+	}
 	answered := false
 	err = d.containers.AttachRegistered(ctx, c.ID, stdin, out, func() {
 		answered = true
+		if withLogs {
+			defer close(replayed)
+		}
 		if err := h.ready(); err != nil {
 			h.conn.Close()
 			return
+		}
+		if withLogs {
+			d.replayLogs(ctx, c, h.conn, stdout, stderr)
 		}
 		d.publishContainer("attach", c, nil)
 	})
@@ -76,6 +110,29 @@ func (d *Daemon) containerAttach(w http.ResponseWriter, r *http.Request) {
 	case err != nil && ctx.Err() == nil:
 		slog.Debug("attach ended", "container", c.ID, "err", err)
 	}
+}
+
+// replayLogs writes what container c has logged so far on the streams asked
+// for to w, as the logs endpoint does: stdcopy frames, or raw for a TTY.
+// A read that fails ends the replay (dockerd logs it and goes on).
+func (d *Daemon) replayLogs(ctx context.Context, c containers.Container, w io.Writer, stdout, stderr bool) {
+	err := d.containers.Logs(ctx, c.ID, containers.LogsOptions{Tail: -1}, func(e logs.Entry) error {
+		return writeLogEntry(w, e, stdout, stderr, c.Config.Tty, "")
+	})
+	if err != nil && ctx.Err() == nil {
+		slog.Info("attach: replaying the logs failed", "container", c.ID, "err", err)
+	}
+}
+
+// heldWriter passes writes on to w once until is closed.
+type heldWriter struct {
+	w     io.Writer
+	until <-chan struct{}
+}
+
+func (h *heldWriter) Write(b []byte) (int, error) {
+	<-h.until
+	return h.w.Write(b)
 }
 
 func (d *Daemon) execCreate(w http.ResponseWriter, r *http.Request) {

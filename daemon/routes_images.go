@@ -266,13 +266,18 @@ func (d *Daemon) saveImages(w http.ResponseWriter, r *http.Request, names []stri
 	}
 }
 
+// imageLoad answers 200 and a JSON stream whatever the archive, as
+// dockerd's: an archive that cannot be loaded is an error message in the
+// stream, "error" and errorDetail (docker-py's images.load raises
+// ImageLoadError from the first, the docker CLI prints the second and
+// exits 1; a 400 was an APIError to docker-py).
 func (d *Daemon) imageLoad(w http.ResponseWriter, r *http.Request) {
+	send, fail := buildStream(w)
 	refs, err := d.images.Load(r.Context(), r.Body)
 	if err != nil {
-		writeError(w, fmt.Errorf("load: %w", err))
+		fail(fmt.Errorf("load: %w", err))
 		return
 	}
-	send := streamJSON(w)
 	for _, ref := range refs {
 		d.publish(events.TypeImage, "load", ref, map[string]string{"name": ref})
 		if strings.HasPrefix(ref, "sha256:") {

@@ -361,7 +361,7 @@ func (d *Daemon) networkConnect(w http.ResponseWriter, r *http.Request) {
 	var o bridge.AttachOptions
 	var aliases []string
 	if es := req.EndpointConfig; es != nil {
-		if err := checkEndpointConfig(n.rec.Name, &network.EndpointSettings{Aliases: es.Aliases, Links: es.Links, DriverOpts: es.DriverOpts}); err != nil {
+		if err := checkEndpointConfig(n.rec.Name, &network.EndpointSettings{Aliases: es.Aliases, Links: es.Links, DriverOpts: es.DriverOpts, MacAddress: es.MacAddress}); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -304,6 +305,25 @@ func (d *Daemon) taskList(w http.ResponseWriter, r *http.Request, c api.ControlC
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	// The service and node filters take a name, an ID or an ID prefix,
+	// resolved to the ID as dockerd does (docker-py's tasks(filters=
+	// {'service': NAME}) listed nothing); one that names nothing is an error.
+	for i, ref := range f.Request.ServiceIds {
+		resp, err := c.GetService(r.Context(), &api.GetServiceRequest{ServiceId: ref})
+		if err != nil {
+			writeError(w, fmt.Errorf("service filter: %w", api.FromGRPC(err)))
+			return
+		}
+		f.Request.ServiceIds[i] = resp.GetService().GetId()
+	}
+	for i, ref := range f.Request.NodeIds {
+		resp, err := c.GetNode(r.Context(), &api.GetNodeRequest{NodeId: ref})
+		if err != nil {
+			writeError(w, fmt.Errorf("node filter: %w", api.FromGRPC(err)))
+			return
+		}
+		f.Request.NodeIds[i] = resp.GetNode().GetId()
 	}
 	tasks, err := listTasks(r.Context(), c, f.Request)
 	if err != nil {

@@ -226,7 +226,7 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		MemoryLimit: true, SwapLimit: cgroups.SwapLimitSupported(cgroups.Detect(), cgroups.DefaultRoot), CPUSet: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
 		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
 		KernelVersion: kernelVersion(), OperatingSystem: osName, OSVersion: osVersion, OSType: "linux", Architecture: machine(),
-		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: "shoal",
+		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: defaultRuntime,
 		// no-new-privileges is per container (--security-opt), not a
 		// daemon default: dockerd lists it only with --no-new-privileges.
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},

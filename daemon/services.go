@@ -57,6 +57,7 @@ type containerService interface {
 	StatResolved(idOrName, path string) (containers.PathStat, error)
 	ArchiveResolved(ctx context.Context, idOrName, path string, w io.Writer) error
 	ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error
+	PutArchive(ctx context.Context, idOrName, path string, r io.Reader) error
 	Commit(ctx context.Context, idOrName string, opts containers.CommitOptions) (images.Image, error)
 	containerObserver
 }

@@ -68,8 +68,39 @@ func (s *swarmNode) initSwarm(ctx context.Context, listen, advertise string, spe
 	if err := s.startAgent(); err != nil {
 		return "", err
 	}
+	s.awaitReady(ctx)
 	slog.Info("swarm initialized", "node", s.state.NodeID, "advertise", adv)
 	return s.state.NodeID, nil
+}
+
+// readyWait bounds how long init and join wait for the node to be ready.
+const readyWait = 20 * time.Second
+
+// awaitReady waits, for at most readyWait, until the agent's first session
+// with a manager is open: the dispatcher marks the node ready before its
+// first message. dockerd's init and join return at that point too (its
+// node runner's Ready), so a client that lists the nodes at once sees this
+// one ready, not unknown, and at the version it keeps (docker-py's
+// test_inspect_node and test_update_node read it; they failed 10 times in
+// 15). A node that is not ready by then stays in the swarm, as dockerd's
+// join that times out: the agent goes on trying.
+func (s *swarmNode) awaitReady(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	for {
+		s.sessMu.Lock()
+		n := s.lastSession.GetNode()
+		s.sessMu.Unlock()
+		if n.GetId() == s.state.NodeID && n.GetStatus().GetState() == api.NodeStatus_READY {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			slog.Warn("swarm: the node is not ready yet; its agent goes on trying", "node", s.state.NodeID, "err", ctx.Err())
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // joinSwarm joins the swarm of the manager at remote with token. The token
@@ -133,6 +164,7 @@ func (s *swarmNode) joinSwarm(ctx context.Context, remote, token, listen, advert
 	if err := s.startAgent(); err != nil {
 		return err
 	}
+	s.awaitReady(ctx)
 	slog.Info("joined swarm", "node", res.NodeID, "role", s.state.Role, "manager", remote)
 	return nil
 }

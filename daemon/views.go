@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,10 +116,12 @@ func portSummaries(c containers.Container) []container.PortSummary {
 	return out
 }
 
-// endpoints is NetworkSettings.Networks: the one network a container is on,
-// with the network's ID, the container's --network-alias names (Aliases)
-// and the names it answers to there (DNSNames: its name, aliases, short ID
-// and hostname, as dockerd's API 1.45 and later).
+// endpoints is NetworkSettings.Networks: the network a container was
+// created on and, while it runs, the user networks it was connected to,
+// each with the network's ID, the container's --network-alias names
+// (Aliases), the names it answers to there (DNSNames: its name, aliases,
+// short ID and hostname, as dockerd's API 1.45 and later) and the --ip it
+// asked for (IPAMConfig).
 func (d *Daemon) endpoints(c containers.Container) map[string]*network.EndpointSettings {
 	mode := c.Config.NetworkMode
 	if mode == "" {
@@ -130,8 +133,7 @@ func (d *Daemon) endpoints(c containers.Container) map[string]*network.EndpointS
 	} else if d.nets != nil {
 		if n, err := d.nets.lookup(mode); err == nil {
 			ep.NetworkID = n.rec.ID
-			ep.Aliases = slices.Clone(n.rec.Endpoints[c.ID].Aliases)
-			ep.DNSNames = dnsNames(c, ep.Aliases)
+			userEndpoint(ep, c, n.rec.Endpoints[c.ID])
 		}
 	}
 	if n := c.Config.Network; mode != modeNone && mode != modeHost && n.IPAddress != "" {
@@ -143,7 +145,45 @@ func (d *Daemon) endpoints(c containers.Container) map[string]*network.EndpointS
 			ep.MacAddress = network.HardwareAddr(mac)
 		}
 	}
-	return map[string]*network.EndpointSettings{mode: ep}
+	out := map[string]*network.EndpointSettings{mode: ep}
+	if d.nets == nil || !c.State.Running {
+		return out
+	}
+	// A network connect lasts while the container runs (README): its
+	// endpoint on the other network's bridge is what it is connected to.
+	for _, n := range d.nets.snapshot() {
+		if n.rec.Name == mode || n.br == nil {
+			continue
+		}
+		be, err := n.br.Endpoint(c.ID)
+		if err != nil {
+			continue
+		}
+		ep := &network.EndpointSettings{NetworkID: n.rec.ID, EndpointID: c.ID, IPPrefixLen: be.Prefix}
+		userEndpoint(ep, c, n.rec.Endpoints[c.ID])
+		if a, ok := netip.AddrFromSlice(be.IP.To4()); ok {
+			ep.IPAddress = a
+		}
+		if a, ok := netip.AddrFromSlice(be.Gateway.To4()); ok {
+			ep.Gateway = a
+		}
+		if be.MAC != nil {
+			ep.MacAddress = network.HardwareAddr(be.MAC)
+		}
+		out[n.rec.Name] = ep
+	}
+	return out
+}
+
+// userEndpoint fills in what container c asked for on a user network:
+// its aliases, the names it answers to, and its --ip as dockerd shows it
+// (IPAMConfig, null when none was asked for).
+func userEndpoint(ep *network.EndpointSettings, c containers.Container, cfg endpointConfig) {
+	ep.Aliases = slices.Clone(cfg.Aliases)
+	ep.DNSNames = dnsNames(c, ep.Aliases)
+	if cfg.IP.IsValid() {
+		ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: cfg.IP}
+	}
 }
 
 // dnsNames are the names a container answers to on a user network, in
@@ -291,7 +331,15 @@ func appliedDefaults(hc *container.HostConfig) {
 	if hc.MemorySwappiness != nil && *hc.MemorySwappiness == -1 {
 		hc.MemorySwappiness = nil
 	}
+	if hc.Runtime == "" {
+		// dockerd names the default runtime it ran the container with.
+		hc.Runtime = defaultRuntime
+	}
 }
+
+// defaultRuntime is the name of the engine's own runtime, the only one
+// (`info`'s DefaultRuntime; `--runtime` of another is refused).
+const defaultRuntime = "shoal"
 
 func sandboxID(c containers.Container) string {
 	if c.Config.NetNSPath == "" {

@@ -2,7 +2,9 @@ package tests
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,6 +230,192 @@ ct.remove(force=True)`)
 			t.Errorf("the file after a refused cp: %s", r)
 		}
 	})
+	t.Run("attach logs without stream", func(t *testing.T) {
+		// docker-py's attach(stream=False, logs=True) sends logs=1&stream=0
+		// and reads to the end: dockerd replays the logs and ends (the
+		// daemon attached to the live streams and never answered more).
+		// docker-py then reads the stream from the raw socket, past what its
+		// buffered reader of the answer took: the replay must not come in one
+		// read with the answer (it was lost there every time).
+		// docker-py takes the timeout off an attach's socket: the alarm
+		// ends a script whose attach never ends.
+		got := dockerPy(t, d, `import signal
+signal.alarm(30)
+a = docker.APIClient(base_url='unix://`+d.Socket+`', timeout=10)
+ct = a.create_container('busybox', ['sh', '-c', 'echo out; sleep 0.2; echo err >&2'])
+a.start(ct)
+a.wait(ct)
+print(json.dumps([a.attach(ct, stream=False, logs=True).decode() for _ in range(10)]))
+print(json.dumps([a.attach(ct, stream=False, logs=True, stdout=False).decode(), a.attach(ct, stream=False, logs=False).decode()]))
+a.remove_container(ct)`)
+		lines := strings.Split(got, "\n")
+		if len(lines) != 2 || lines[0] != `["out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n", "out\nerr\n"]` ||
+			lines[1] != `["err\n", ""]` {
+			t.Fatalf("docker-py attach(stream=False, logs=True) 10 times, then stdout=False, then logs=False: %s", got)
+		}
+	})
+	t.Run("inspect of a connected network", func(t *testing.T) {
+		// docker-py's test_connect_with_aliases and test_create_with_ipv4_address:
+		// inspect shows every network the container is on, with the aliases
+		// and the --ip asked for (IPAMConfig); the connected network was
+		// missing and IPAMConfig null.
+		sub := userSubnet(5)
+		userNetwork(t, d, "pyconn", "c", "--subnet", sub)
+		b := netip.MustParsePrefix(sub).Addr().As4()
+		b[3] += 40 // inside the /26
+		ip := netip.AddrFrom4(b).String()
+		got := dockerPy(t, d, `a = c.api
+on = a.create_container('busybox', 'top', name='pyon', host_config=a.create_host_config(network_mode='pyconn'),
+    networking_config=a.create_networking_config({'pyconn': a.create_endpoint_config(ipv4_address='`+ip+`')}))
+a.start(on)
+br = a.create_container('busybox', 'top', name='pybr')
+a.start(br)
+a.connect_container_to_network(br, 'pyconn', aliases=['foo', 'bar'])
+n1 = a.inspect_container(on)['NetworkSettings']['Networks']
+n2 = a.inspect_container(br)['NetworkSettings']['Networks']
+print(json.dumps([n1['pyconn']['IPAMConfig'], n1['pyconn']['IPAddress'], sorted(n2), n2['pyconn']['Aliases'], n2['pyconn']['IPAddress'] != '', n2['bridge']['IPAMConfig']]))
+a.remove_container(on, force=True)
+a.remove_container(br, force=True)`)
+		want := `[{"IPv4Address": "` + ip + `"}, "` + ip + `", ["bridge", "pyconn"], ["foo", "bar"], true, null]`
+		if got != want {
+			t.Fatalf("docker-py inspect after create with ipv4_address and connect with aliases:\n got %s\nwant %s", got, want)
+		}
+	})
+	t.Run("mac address refused", func(t *testing.T) {
+		// docker-py's create_container(mac_address=...) and an endpoint's
+		// MacAddress were ignored: the container got the MAC derived from
+		// its IP. Both are refused, and nothing is created.
+		got := dockerPy(t, d, `a = c.api
+for kw in ({'mac_address': '02:42:ac:11:00:0a'}, {'networking_config': a.create_networking_config({'bridge': a.create_endpoint_config(mac_address='02:42:ac:11:00:0b')})}):
+    try:
+        a.create_container('busybox', 'true', name='pymac', **kw)
+        print('created')
+    except docker.errors.APIError as e:
+        print(e.status_code, e.explanation)
+print(len(a.containers(all=True, filters={'name': 'pymac'})))`)
+		want := strings.Repeat("400 a MAC address (--mac-address) is not supported: a container's interface gets one derived from its IP address\n", 2) + "0"
+		if got != want {
+			d.Run("rm", "-f", "pymac")
+			t.Fatalf("docker-py create with a MAC address:\n%s\nwant\n%s", got, want)
+		}
+	})
+	t.Run("archive in volumes and binds", func(t *testing.T) {
+		// docker-py's ArchiveTest: put_archive into a volume of a created
+		// container, get_archive out of one that has exited. The archive
+		// endpoints read the rootfs alone, without the container's mounts
+		// ("Could not find the file /vol1"), whether it ran or not.
+		bind := t.TempDir()
+		if err := os.WriteFile(filepath.Join(bind, "f"), []byte("bound\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got := dockerPy(t, d, `import io, tarfile
+a = c.api
+def tar(name, data):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode='w') as t:
+        i = tarfile.TarInfo(name)
+        i.size = len(data)
+        t.addfile(i, io.BytesIO(data))
+    return b.getvalue()
+def untar(bits):
+    t = tarfile.open(fileobj=io.BytesIO(b''.join(bits)))
+    return sorted((m.name, t.extractfile(m).read().decode() if m.isfile() else '') for m in t.getmembers())
+ct = a.create_container('busybox', ['sh', '-c', 'cat /vol1/in; echo out > /vol1/out'], volumes=['/vol1', '/ro'],
+    host_config=a.create_host_config(binds={'`+bind+`': {'bind': '/ro', 'mode': 'ro'}}))
+print(a.put_archive(ct, '/vol1', tar('in', b'put\n')))
+try:
+    a.put_archive(ct, '/ro', tar('x', b'x'))
+except docker.errors.APIError as e:
+    print(e.explanation)
+a.start(ct)
+a.wait(ct)
+print(a.logs(ct).decode().strip())
+bits, st = a.get_archive(ct, '/vol1/out')
+print(st['name'], st['size'], untar(bits))
+print(untar(a.get_archive(ct, '/ro')[0]))
+a.remove_container(ct, v=True)`)
+		want := "True\nmounted volume is marked read-only\nput\nout 4 [('out', 'out\\n')]\n[('ro', ''), ('ro/f', 'bound\\n')]"
+		if got != want {
+			t.Fatalf("docker-py put_archive and get_archive in a volume and a read-only bind:\n%s\nwant\n%s", got, want)
+		}
+	})
+	t.Run("docker-py container lifecycle details", func(t *testing.T) {
+		// From docker-py's api_container_test and api_image_test, each
+		// line what dockerd answers: inspect names the runtime (KeyError:
+		// 'Runtime'); a container waiting to be restarted is not removed
+		// without force (it was); prune counts the space of the files the
+		// containers wrote (SpaceReclaimed was 0); a commit right after the
+		// start of a short command commits (500 "container does not exist"
+		// when the process had exited before the engine recorded it).
+		got := dockerPy(t, d, `a = c.api
+ct = a.create_container('busybox', 'true')
+print(a.inspect_container(ct)['HostConfig']['Runtime'])
+a.remove_container(ct)
+ct = a.create_container('busybox', ['false'], host_config=a.create_host_config(restart_policy={'Name': 'always'}, network_mode='none'))
+a.start(ct)
+for _ in range(100):
+    if a.inspect_container(ct)['State']['Restarting']:
+        break
+    time.sleep(0.05)
+try:
+    a.remove_container(ct)
+    print('removed')
+except docker.errors.APIError as e:
+    print(e.status_code, 'stop the container before' in e.explanation.lower())
+a.remove_container(ct, force=True)
+ct = a.create_container('busybox', ['sh', '-c', 'head -c 5000 /dev/zero > /data'], labels={'pyprune': '1'})
+a.start(ct)
+a.wait(ct)
+r = a.prune_containers(filters={'label': 'pyprune'})
+print(r['ContainersDeleted'] == [ct['Id']], r['SpaceReclaimed'])
+fails = []
+for _ in range(20):
+    ct = a.create_container('busybox', ['touch', '/test'])
+    a.start(ct)
+    try:
+        a.remove_image(a.commit(ct)['Id'])
+    except docker.errors.APIError as e:
+        fails.append(e.explanation)
+    a.remove_container(ct, force=True)
+print(fails)`)
+		want := "shoal\n409 True\nTrue 5000\n[]"
+		if got != want {
+			t.Fatalf("docker-py: runtime, remove while restarting, prune, commit right after start:\n%s\nwant\n%s", got, want)
+		}
+	})
+	t.Run("build stderr", func(t *testing.T) {
+		// docker-py's test_build_stderr_data: dockerd's builder sends a
+		// RUN's stderr between the terminal codes for red and back, one
+		// stream message per write (it came plain).
+		got := dockerPy(t, d, `import io
+lines = [m.get('stream') for m in c.api.build(fileobj=io.BytesIO(b'FROM busybox\nRUN sh -c ">&2 echo to stderr; echo to stdout"'), decode=True, nocache=True, rm=True)]
+print(json.dumps(sorted(l for l in lines if l and 'to std' in l and not l.startswith('Step'))))`)
+		if want := `["\u001b[91mto stderr\n\u001b[0m", "to stdout\n"]`; got != want {
+			t.Fatalf("docker-py build stream of a RUN's stderr and stdout: %s, want %s", got, want)
+		}
+	})
+	t.Run("load of a bad archive", func(t *testing.T) {
+		// dockerd answers a load 200 and puts the error in the stream:
+		// docker-py's images.load raises ImageLoadError from it (it got an
+		// APIError from a 400), and the CLIs print it and exit 1.
+		got := dockerPy(t, d, `try:
+    c.images.load(b'abc')
+    print('loaded')
+except docker.errors.ImageLoadError as e:
+    print('ImageLoadError', 'load:' in str(e))`)
+		if got != "ImageLoadError True" {
+			t.Fatalf("docker-py images.load(b'abc'): %s", got)
+		}
+		bad := filepath.Join(t.TempDir(), "bad.tar")
+		if err := os.WriteFile(bad, []byte("abc"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []harness.Result{docker("load", "-i", bad), d.Run("load", "-i", bad)} {
+			if r.Code != 1 || !strings.Contains(r.Stderr, "load:") {
+				t.Errorf("load -i of a bad archive: %s", r)
+			}
+		}
+	})
 	t.Run("list and prune filters", func(t *testing.T) {
 		for _, n := range []string{"f1", "f2", "f3"} {
 			args := []string{"create", "--name", n, "--network", "none"}
@@ -295,5 +483,89 @@ func TestCompatServicePs(t *testing.T) {
 	}
 	if r := docker("service", "inspect", "--pretty", "here"); !strings.Contains(r.Stdout, "Monitoring Period: 5s") {
 		t.Errorf("docker service inspect --pretty: %s", r)
+	}
+}
+
+// TestCompatDockerPyServiceUpdate: docker-py's service update tests read
+// the service's version after an update that changes nothing (its
+// fetch_current_spec fills in the rest of the spec; the second of two such
+// updates is the same spec exactly): swarmkit writes such
+// an update with a new version, and shoal kept the old one (test
+// update_service_with_defaults_container_labels: assert 136 > 136). No
+// task is replaced by it. The task list's service and node filters take
+// names too.
+func TestCompatDockerPyServiceUpdate(t *testing.T) {
+	c := newSwarm(t, 1, 0)
+	got := dockerPy(t, c.Hosts[0].Daemon, `a = c.api
+sid = a.create_service(docker.types.TaskTemplate(docker.types.ContainerSpec('busybox', ['sleep', '1000'], labels={'l': 'v'})), name='pynoop')['ID']
+def running():
+    return sorted(t['ID'] for t in a.tasks(filters={'service': sid}) if t['Status']['State'] == 'running')
+for _ in range(200):
+    if running():
+        break
+    time.sleep(0.1)
+before = running()
+bumped = []
+for _ in range(2):
+    v = a.inspect_service(sid)['Version']['Index']
+    a.update_service(sid, v, task_template=docker.types.TaskTemplate(docker.types.ContainerSpec('busybox', ['sleep', '1000'])), name='pynoop', fetch_current_spec=True)
+    bumped.append(a.inspect_service(sid)['Version']['Index'] > v)
+after = a.inspect_service(sid)
+time.sleep(2)
+print(len(before), bumped, after['Spec']['TaskTemplate']['ContainerSpec']['Labels'], running() == before)
+byname = sorted(t['ID'] for t in a.tasks(filters={'service': 'pynoop'}))
+node = a.nodes()[0]['Description']['Hostname']
+print(byname == sorted(t['ID'] for t in a.tasks(filters={'service': sid})) and len(byname) > 0,
+      len(a.tasks(filters={'service': 'pynoop', 'node': node})) == len(byname))
+try:
+    a.tasks(filters={'service': 'nosuch'})
+except docker.errors.NotFound:
+    print('NotFound')
+a.remove_service(sid)`)
+	lines := strings.Split(got, "\n")
+	if len(lines) != 3 || lines[0] != "1 [True, True] {'l': 'v'} True" {
+		t.Fatalf("docker-py update_service twice with nothing changed: %s, want: 1 [True, True] {'l': 'v'} True (one task; a new version each time; the labels kept; the same task running)", got)
+	}
+	// The tasks' service and node filters take names, as dockerd's (by
+	// name docker-py listed no task).
+	if lines[1] != "True True" || lines[2] != "NotFound" {
+		t.Fatalf("docker-py tasks(filters={'service': NAME, 'node': HOSTNAME}), then an unknown service: %s", got)
+	}
+}
+
+// TestCompatDockerPySwarmInit: dockerd's swarm init returns once the node
+// is ready (its agent's first session open), so docker-py's
+// test_inspect_node and test_update_node read the node at the version it
+// keeps: shoal returned before, with the node unknown, and its version
+// moved under them (10 times in 15). A rotation of the unlock key with
+// autolock off in the update's spec is no error.
+func TestCompatDockerPySwarmInit(t *testing.T) {
+	d := engine(t)
+	port := 10000 + os.Getpid()%15000
+	got := dockerPy(t, d, fmt.Sprintf(`a = c.api
+out = []
+for i in range(5):
+    a.init_swarm('127.0.0.1', listen_addr='127.0.0.1:%%d' %% (%d + i))
+    n = a.nodes()[0]
+    same = a.inspect_node(n['ID'])['Version'] == n['Version']
+    spec = dict(n['Spec'], Labels={'k': 'v'})
+    a.update_node(n['ID'], n['Version']['Index'], spec)
+    out.append((n['Status']['State'], same))
+    a.leave_swarm(force=True)
+print(out)
+# docker-py's test_rotate_manager_unlock_key: the update carries an empty
+# spec, which turns autolock off; dockerd rotates without an error (the
+# daemon refused: "autolock is not turned on").
+a.init_swarm('127.0.0.1', listen_addr='127.0.0.1:%%d' %% (%d + 5), swarm_spec=a.create_swarm_spec(autolock_managers=True))
+k1 = a.get_unlock_key()['UnlockKey']
+a.update_swarm(version=a.inspect_swarm()['Version']['Index'], rotate_manager_unlock_key=True)
+print(k1 != '', a.get_unlock_key()['UnlockKey'] != k1)
+a.leave_swarm(force=True)`, port, port))
+	lines := strings.Split(got, "\n")
+	if want := strings.Repeat("('ready', True), ", 4) + "('ready', True)"; len(lines) != 2 || lines[0] != "["+want+"]" {
+		t.Fatalf("docker-py: the node right after swarm init, five times: %s", got)
+	}
+	if lines[1] != "True True" {
+		t.Fatalf("docker-py: update_swarm(rotate_manager_unlock_key=True) of an autolocked swarm: %s", got)
 	}
 }

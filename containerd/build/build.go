@@ -105,8 +105,8 @@ func (b *Builder) Build(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", buildErr("%v", err)
 	}
-	fi, ok := bctx.files[df]
-	if !ok || !fi.Mode().IsRegular() {
+	fi := bctx.dockerfile
+	if fi == nil || !fi.Mode().IsRegular() {
 		return "", buildErr("Cannot locate specified Dockerfile: %s", opts.Dockerfile)
 	}
 	if fi.Size() > maxDockerfile {

@@ -68,6 +68,31 @@ func TestContextIgnoreAndEscape(t *testing.T) {
 	}
 }
 
+// TestContextIgnoresItself: a .dockerignore that lists itself and the
+// Dockerfile leaves both out of the sources, as dockerd's builder removes
+// them from the context (docker-py's test_build_with_dockerignore); the
+// Dockerfile is still found to be read.
+func TestContextIgnoresItself(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"build.Dockerfile": "FROM scratch\n", ".dockerignore": "build.Dockerfile\n.dockerignore\n", "a.txt": "a",
+	})
+	c, err := openContext(dir, "build.Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a.txt"}; !reflect.DeepEqual(c.names, want) {
+		t.Fatalf("context entries %v, want %v", c.names, want)
+	}
+	if c.dockerfile == nil || c.dockerfile.Size() != int64(len("FROM scratch\n")) {
+		t.Fatalf("the excluded Dockerfile was not found: %v", c.dockerfile)
+	}
+	for _, src := range []string{".dockerignore", "build.Dockerfile"} {
+		if m, err := c.match(src); err == nil {
+			t.Errorf("COPY %s matched %v, want not found", src, m)
+		}
+	}
+}
+
 // TestPlanCopy: Docker's destination rules.
 func TestPlanCopy(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"Dockerfile": "", "f.txt": "f", "d/one": "1", "d/sub/two": "2"})

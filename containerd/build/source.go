@@ -28,13 +28,16 @@ import (
 // a path through a symlink is not in it, so COPY never reads outside the
 // context, whatever the links in it point at.
 type buildContext struct {
-	dir   string
-	files map[string]fs.FileInfo // "a/b" -> its Lstat, for every kept entry
-	names []string               // the same, sorted
+	dir        string
+	files      map[string]fs.FileInfo // "a/b" -> its Lstat, for every kept entry
+	names      []string               // the same, sorted
+	dockerfile fs.FileInfo            // the Dockerfile's Lstat, excluded or not; nil if absent
 }
 
-// openContext indexes dir, leaving out what .dockerignore excludes (the
-// file itself and the Dockerfile stay readable to the builder, as Docker's).
+// openContext indexes dir, leaving out what .dockerignore excludes. The
+// Dockerfile is read whether excluded or not, but as dockerd's builder
+// does, an excluded Dockerfile or .dockerignore is no source of COPY or
+// ADD (docker-py's test_build_with_dockerignore: `ADD . /test` copied both).
 func openContext(dir, dockerfile string) (*buildContext, error) {
 	var pm *patternmatcher.PatternMatcher
 	if f, err := os.Open(filepath.Join(dir, ".dockerignore")); err == nil {
@@ -57,7 +60,12 @@ func openContext(dir, dockerfile string) (*buildContext, error) {
 			return nil
 		}
 		rel = filepath.ToSlash(rel)
-		if pm != nil && rel != ".dockerignore" && rel != dockerfile {
+		if rel == dockerfile {
+			if c.dockerfile, err = d.Info(); err != nil {
+				return err
+			}
+		}
+		if pm != nil {
 			skip, err := pm.MatchesOrParentMatches(rel)
 			if err != nil {
 				return fmt.Errorf(".dockerignore: %w", err)

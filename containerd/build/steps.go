@@ -126,7 +126,7 @@ func (c *container) run(ctx context.Context) (int, error) {
 	pr, pw := io.Pipe()
 	copied := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(c.r.out, c.r.out, pr)
+		_, err := stdcopy.StdCopy(c.r.out, stderrWriter{c.r.out}, pr)
 		pr.CloseWithError(err)
 		copied <- err
 	}()
@@ -153,6 +153,19 @@ func (c *container) run(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("wait: %w", err)
 	}
 	return st.ExitCode, nil
+}
+
+// stderrWriter passes a step's stderr on between the terminal codes for
+// red and back, each write whole, as dockerd's classic builder does
+// (streamformatter's stderr writer): the docker CLI shows it red, and
+// docker-py's clients see the same stream messages as from dockerd.
+type stderrWriter struct{ w io.Writer }
+
+func (s stderrWriter) Write(p []byte) (int, error) {
+	if _, err := s.w.Write([]byte("\x1b[91m" + string(p) + "\x1b[0m")); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // commitLayer makes the step's image of the container's changes.

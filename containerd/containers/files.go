@@ -73,8 +73,11 @@ func (e *Engine) rootView(c Container) (string, func(), error) {
 // openPathRoot is openRoot for reading path: the container's /etc/hosts,
 // /etc/hostname and /etc/resolv.conf are its own files mounted over the
 // image's (etcfiles.go), so they are read from the container's directory;
-// path is then the name there.
-func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, error) {
+// path is then the name there. With mounts, a path inside a -v bind or
+// volume is read in the mount's source (cp, as dockerd's); without, the
+// rootfs alone is read (a volume's copy-up of the image's content, a
+// build's COPY --from).
+func (e *Engine) openPathRoot(idOrName, path string, mounts bool) (*inroot.Root, string, error) {
 	c, err := e.Get(idOrName)
 	if err != nil {
 		return nil, "", err
@@ -86,8 +89,42 @@ func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, erro
 			return root, name, err
 		}
 	}
+	if src, rel, _, ok := mountFor(c, clean); ok && mounts {
+		root, err := inroot.OpenRoot(src)
+		if err != nil {
+			return nil, "", fmt.Errorf("open the mount at %s: %w", path, err)
+		}
+		return root, rel, nil
+	}
 	root, _, err := e.openRoot(idOrName)
 	return root, path, err
+}
+
+// mountFor finds the -v bind or volume of c that holds the cleaned
+// absolute path: the one with the deepest destination at or above it. Its
+// source on the host is what the container sees there, also while it does
+// not run and whatever its rootfs view shows (that is the overlay alone,
+// without the mounts), so cp reads and writes it there, as dockerd does.
+// rel is path's name inside the source. Only the path's own components
+// are matched: a symlink in the rootfs that points into a mount is not
+// followed into it.
+func mountFor(c Container, clean string) (src, rel string, ro, ok bool) {
+	best := ""
+	for _, b := range c.Config.Binds {
+		s, dst, r, err := ParseBind(b)
+		if err != nil {
+			continue
+		}
+		dst = filepath.Clean(dst)
+		switch {
+		case len(dst) <= len(best):
+		case clean == dst:
+			src, rel, ro, best = s, ".", r, dst
+		case strings.HasPrefix(clean, dst+"/") || dst == "/":
+			src, rel, ro, best = s, strings.TrimPrefix(clean[len(dst):], "/"), r, dst
+		}
+	}
+	return src, rel, ro, best != ""
 }
 
 // hasBind tells whether a -v bind mounts over dst.
@@ -124,7 +161,8 @@ func (e *Engine) StatResolved(idOrName, path string) (PathStat, error) {
 }
 
 func (e *Engine) statPath(idOrName, path string, follow bool) (PathStat, error) {
-	root, rel, err := e.openPathRoot(idOrName, path)
+	// The API's stat (follow false) sees the mounts; a build's does not.
+	root, rel, err := e.openPathRoot(idOrName, path, !follow)
 	if err != nil {
 		return PathStat{}, err
 	}
@@ -243,7 +281,9 @@ func (e *Engine) ArchiveResolved(ctx context.Context, idOrName, path string, w i
 }
 
 func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Writer, follow bool) error {
-	root, rel, err := e.openPathRoot(idOrName, path)
+	// The API's cp (follow false) sees the mounts; a copy-up or a
+	// build's COPY --from reads the image's content.
+	root, rel, err := e.openPathRoot(idOrName, path, !follow)
 	if err != nil {
 		return err
 	}
@@ -254,19 +294,47 @@ func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Wr
 	}
 	defer unix.Close(fd)
 	// Entries that vanish during the walk are skipped; nothing is written
-	// before the top entry is read.
-	return archive.TarFd(ctx, fd, rel, w)
+	// before the top entry is read. The top entry is named after path
+	// (rel may be "." in a mount).
+	return archive.TarFd(ctx, fd, path, w)
 }
 
 // ExtractToDir unpacks a tar into the directory path of the container, safely
 // (nothing lands outside the container's rootfs, even while it runs).
+// The rootfs alone is written, without the container's mounts: a build's
+// COPY writes into the image's content.
 func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error {
-	root, _, err := e.openRoot(idOrName)
+	return e.extractToDir(ctx, idOrName, path, r, false)
+}
+
+// PutArchive is ExtractToDir for the API's cp into a container: a path
+// inside a -v bind or volume is written in the mount's source, as
+// dockerd's, and a read-only one is refused.
+func (e *Engine) PutArchive(ctx context.Context, idOrName, path string, r io.Reader) error {
+	return e.extractToDir(ctx, idOrName, path, r, true)
+}
+
+func (e *Engine) extractToDir(ctx context.Context, idOrName, path string, r io.Reader, mounts bool) error {
+	c, err := e.Get(idOrName)
 	if err != nil {
 		return err
 	}
+	var root *inroot.Root
+	dir := path // in root
+	if src, rel, ro, ok := mountFor(c, filepath.Clean("/"+path)); ok && mounts {
+		// A path in a -v bind or volume is written there (mountFor).
+		if ro {
+			return fmt.Errorf("%w: mounted volume is marked read-only", ErrInvalidArgument)
+		}
+		if root, err = inroot.OpenRoot(src); err != nil {
+			return fmt.Errorf("open the mount at %s: %w", path, err)
+		}
+		dir = rel
+	} else if root, _, err = e.openRoot(idOrName); err != nil {
+		return err
+	}
 	defer root.Close()
-	fd, err := root.Open(path, unix.O_PATH)
+	fd, err := root.Open(dir, unix.O_PATH)
 	if err != nil {
 		return notFound(path, idOrName, err)
 	}
@@ -276,7 +344,7 @@ func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.R
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%w: extraction point is not a directory", ErrInvalidArgument)
 	}
-	if _, err := archive.ApplyIn(ctx, root, path, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
+	if _, err := archive.ApplyIn(ctx, root, dir, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	return nil
@@ -307,7 +375,7 @@ func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions
 					err = fmt.Errorf("commit: %w", rerr)
 				}
 			}()
-		} else if cur, gerr := e.Get(c.ID); gerr != nil || cur.State.Running {
+		} else if cur, gerr := e.Get(c.ID); !exitedUnder(err) && (gerr != nil || cur.State.Running) {
 			// A container that stopped meanwhile needs no pause (its
 			// cgroup is gone); one still running must not be read unpaused.
 			return images.Image{}, fmt.Errorf("commit: %w", err)
@@ -336,6 +404,15 @@ func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions
 		cfg.User = c.Config.User
 	}
 	return e.opts.Images.Commit(ctx, rfs.Upper, parent, ocispec.ImageConfig(cfg), opts.Ref, opts.Comment, opts.Author)
+}
+
+// exitedUnder tells whether a pause failed because the container's runtime
+// record or cgroup is gone: its process has exited, though the engine may
+// not have recorded the exit yet (a commit right after the start of a
+// short command; docker-py's CommitTest got a 500 "container does not
+// exist"). There is nothing left to freeze.
+func exitedUnder(pauseErr error) bool {
+	return errors.Is(pauseErr, runtime.ErrNotFound) || errors.Is(pauseErr, fs.ErrNotExist)
 }
 
 // Size is what `ps -s` shows of a container: the bytes of the files it

@@ -795,10 +795,19 @@ func (e *Engine) removeLocked(ctx context.Context, r *record, idOrName string, f
 	e.mu.Lock()
 	c := r.c
 	e.mu.Unlock()
-	if c.State.Running {
-		if !force {
+	if !force {
+		// dockerd's words; it counts a container waiting to be restarted
+		// as running too (its restart would bring the container back).
+		switch {
+		case c.State.Running && c.State.Paused:
+			return fmt.Errorf("%w: You cannot remove a paused container %s. Unpause and then stop the container before attempting removal or force remove", ErrConflict, c.ID)
+		case c.State.Running:
 			return fmt.Errorf("%w: You cannot remove a running container %s. Stop the container before attempting removal or force remove", ErrConflict, c.ID)
+		case c.State.Restarting:
+			return fmt.Errorf("%w: You cannot remove a restarting container %s. Stop the container before attempting removal or force remove", ErrConflict, c.ID)
 		}
+	}
+	if c.State.Running {
 		zero := 0
 		if _, _, err := e.halt(ctx, c.ID, &zero); err != nil && !errors.Is(err, ErrNotModified) {
 			return err

@@ -159,9 +159,11 @@ func (s *Server) updateCluster(ctx context.Context, req *api.UpdateClusterReques
 		if err := ValidateClusterSpec(c.GetSpec(), spec); err != nil {
 			return err
 		}
-		if req.GetRotateUnlockKey() && !spec.GetAutolockManagers() {
-			return invalid("cannot rotate because autolock is not turned on")
-		}
+		// A rotation asked for with autolock off in the new spec is no
+		// error, as swarmkit's: the cluster just has no key (docker-py's
+		// update_swarm(rotate_manager_unlock_key=True) sends an empty spec,
+		// which turns autolock off). The CLIs refuse `unlock-key --rotate`
+		// themselves when autolock is off.
 		if proto.Equal(spec, c.GetSpec()) && !req.GetRotateUnlockKey() {
 			return nil
 		}

@@ -112,3 +112,28 @@ func TestClusterSettingsHonouredOrRefused(t *testing.T) {
 		t.Fatalf("cross-signed certificate is not the new key signed by the old root: %v", err)
 	}
 }
+
+// TestRotateUnlockKeyWithoutAutolock: a rotation asked for with autolock
+// off in the new spec is no error, as swarmkit's: the cluster is left
+// with no unlock key (docker-py's update_swarm(rotate_manager_unlock_key=
+// True) sends an empty spec, and the rotation was refused).
+func TestRotateUnlockKeyWithoutAutolock(t *testing.T) {
+	ctx := context.Background()
+	s, st := newTestServer(t)
+	base := &api.ClusterSpec{Annotations: &api.Annotations{Name: "default"}, HeartbeatPeriod: durationpbOf(1),
+		KeepOldSnapshots: raftstore.KeepOldSnapshots, AutolockManagers: true}
+	seed(t, st, &api.Cluster{Id: "c1", Spec: base, UnlockKey: []byte("0123456789abcdef0123456789abcdef")})
+	got, err := s.GetCluster(ctx, &api.GetClusterRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := proto.Clone(got.Cluster.Spec).(*api.ClusterSpec)
+	spec.AutolockManagers = false
+	if _, err := s.updateCluster(ctx, &api.UpdateClusterRequest{ClusterVersion: got.Cluster.Meta.Version, Spec: spec, RotateUnlockKey: true}); err != nil {
+		t.Fatalf("rotate with autolock turned off: %v", err)
+	}
+	k, err := s.GetUnlockKey(ctx, &api.GetUnlockKeyRequest{})
+	if err != nil || len(k.GetUnlockKey()) != 0 {
+		t.Fatalf("unlock key after: %x, %v", k.GetUnlockKey(), err)
+	}
+}

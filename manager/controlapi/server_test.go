@@ -307,15 +307,6 @@ func TestUpdateService(t *testing.T) {
 	_, err = update(svc.Meta.Version, replicated("web", "nginx", 3), false)
 	wantErr(t, err, api.ErrConflict, "update out of sequence")
 
-	// Same spec again: nothing written.
-	same, err := update(v2.Meta.Version, scaled, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if same.Meta.Version != v2.Meta.Version || same.SpecVersion != 2 {
-		t.Fatalf("no-op update wrote: %v", same)
-	}
-
 	global := replicated("web", "busybox", 0)
 	global.Mode = &api.ServiceSpec_Global{Global: &api.GlobalService{}}
 	for _, tt := range []struct {
@@ -341,6 +332,17 @@ func TestUpdateService(t *testing.T) {
 	if back.SpecVersion != 3 || back.Spec.GetReplicated().Replicas != 1 || back.PreviousSpec.GetReplicated().Replicas != 3 ||
 		back.UpdateStatus.GetState() != api.UpdateStatus_ROLLBACK_STARTED || !back.UpdateStatus.StartedAt.AsTime().Equal(epoch) {
 		t.Fatalf("after rollback: %v", back)
+	}
+
+	// The same spec again: written all the same, as swarmkit's (a new
+	// version, the spec its own previous one, the update status reset).
+	same, err := update(back.Meta.Version, back.Spec, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same.Meta.Version <= back.Meta.Version || same.SpecVersion != back.SpecVersion+1 || !proto.Equal(same.PreviousSpec, same.Spec) ||
+		!proto.Equal(same.Spec, back.Spec) || same.UpdateStatus != nil {
+		t.Fatalf("no-op update: %v", same)
 	}
 }
 
@@ -417,7 +419,7 @@ func durationpbOf(seconds int64) *durationpb.Duration { return &durationpb.Durat
 // TestRollbackAndResume: the orchestrator's rollback (failure action
 // rollback) goes through Server.Rollback, which refuses a service changed
 // since the decision; `service update` with no change resumes a paused
-// update, as Docker's, and writes nothing otherwise.
+// update and, paused or not, is written with a new version, as swarmkit's.
 func TestRollbackAndResume(t *testing.T) {
 	ctx := context.Background()
 	s, st := newTestServer(t)
@@ -461,9 +463,19 @@ func TestRollbackAndResume(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Service.UpdateStatus != nil || res.Service.SpecVersion != svc.SpecVersion {
-			t.Fatalf("no-op update of a %s service: status %v, spec version %d -> %d", paused, res.Service.UpdateStatus,
-				svc.SpecVersion, res.Service.SpecVersion)
+		if res.Service.UpdateStatus != nil || res.Service.Meta.Version <= svc.Meta.Version || !proto.Equal(res.Service.PreviousSpec, svc.Spec) {
+			t.Fatalf("no-op update of a %s service: status %v, version %d -> %d, previous spec %v", paused, res.Service.UpdateStatus,
+				svc.Meta.Version, res.Service.Meta.Version, res.Service.PreviousSpec)
 		}
+	}
+	// Not paused, a no-op update is written too, as swarmkit's: a new
+	// version, the spec as the previous one.
+	st.View(func(tx raftstore.ReadTx) { svc = tx.GetService(id) })
+	res, err := s.updateService(ctx, &api.UpdateServiceRequest{ServiceId: id, ServiceVersion: svc.Meta.Version, Spec: svc.Spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Service.Meta.Version <= svc.Meta.Version || !proto.Equal(res.Service.PreviousSpec, svc.Spec) || !proto.Equal(res.Service.Spec, svc.Spec) {
+		t.Fatalf("no-op update: version %d -> %d, spec %v, previous %v", svc.Meta.Version, res.Service.Meta.Version, res.Service.Spec, res.Service.PreviousSpec)
 	}
 }

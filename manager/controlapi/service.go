@@ -491,14 +491,10 @@ func (s *Server) updateService(ctx context.Context, req *api.UpdateServiceReques
 		if err := resolveReferences(tx, spec); err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
-		if proto.Equal(spec, svc.GetSpec()) {
-			// As Docker: `service update` of a paused update resumes it.
-			if st := svc.GetUpdateStatus().GetState(); st != api.UpdateStatus_PAUSED && st != api.UpdateStatus_ROLLBACK_PAUSED {
-				return nil
-			}
-			svc.UpdateStatus = nil
-			return tx.Update(svc)
-		}
+		// An update that changes nothing is written all the same, as
+		// swarmkit's: the service gets a new version (docker-py's update
+		// tests read it) and its spec as the previous one, a paused update
+		// resumes; no task is replaced, as none is Dirty.
 		svc.PreviousSpec, svc.PreviousSpecVersion = svc.Spec, svc.SpecVersion
 		svc.Spec = spec
 		svc.SpecVersion++
