@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/logs"
@@ -53,7 +54,7 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, err := parseFilters(q.Get("filters"), validContainerFilters...)
 	if err == nil {
-		err = checkHealthFilter(f)
+		err = checkContainerFilters(f)
 	}
 	if err != nil {
 		writeError(w, err)
@@ -76,14 +77,22 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 	}
 	// A limit or a status filter looks at stopped containers too, as dockerd.
 	all := boolParam(r, "all") || limit > 0 || len(f["status"]) > 0 || len(f["exited"]) > 0
+	ancestors := imageAncestry(d.images, f["ancestor"])
 	now := time.Now()
 	out := []container.Summary{}
 	for _, c := range d.containers.List(all) {
 		if limit > 0 && len(out) == limit {
 			break
 		}
-		if f.matchContainer(c) && created.admits(c.Created) && f.matchMounts(d.mountPoints(c)) {
+		if f.matchContainer(c, ancestors) && created.admits(c.Created) && f.matchMounts(d.mountPoints(c)) {
 			s := d.summaryOf(c, now)
+			var eps map[string]*network.EndpointSettings
+			if s.NetworkSettings != nil {
+				eps = s.NetworkSettings.Networks
+			}
+			if !f.matchNetworks(eps) {
+				continue
+			}
 			if boolParam(r, "size") {
 				// ps -s: dockerd computes it the same way, per request.
 				if rw, rootfs, err := d.containers.Size(c.ID); err == nil {

@@ -395,7 +395,8 @@ func TestFilters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := f.matchContainer(c); got != tc.want {
+		// The ancestor filters resolved to c's image (imageAncestry).
+		if got := f.matchContainer(c, map[string]bool{"sha256:1234": true}); got != tc.want {
 			t.Errorf("%s: %v", tc.f, got)
 		}
 	}
@@ -645,7 +646,7 @@ func TestTimeAndRelationFilters(t *testing.T) {
 	task := containers.Container{Config: containers.Config{Labels: map[string]string{worker.LabelTaskID: "t1"}}}
 	for filter, want := range map[string][2]bool{"true": {true, false}, "false": {false, true}} {
 		f, _ := parseFilters(`{"is-task":{"`+filter+`":true}}`, "is-task")
-		if f.matchContainer(task) != want[0] || f.matchContainer(containers.Container{}) != want[1] {
+		if f.matchContainer(task, nil) != want[0] || f.matchContainer(containers.Container{}, nil) != want[1] {
 			t.Errorf("is-task=%s", filter)
 		}
 	}

@@ -259,6 +259,43 @@ ct.remove(force=True)`)
 			t.Errorf("after prune --filter label!=keep: %s", r)
 		}
 	})
+	t.Run("ps filters as dockerd", func(t *testing.T) {
+		// ancestor names an image by any of its references (dockerd
+		// resolves it to the image), network by name or ID prefix; values
+		// that can never match are refused, not answered with nothing.
+		if r := docker("network", "create", "psnet"); r.Code != 0 {
+			t.Fatalf("network create: %s", r)
+		}
+		defer d.Run("network", "rm", "psnet")
+		if r := docker("tag", "busybox", "psalias:1"); r.Code != 0 {
+			t.Fatalf("tag: %s", r)
+		}
+		defer d.Run("rmi", "psalias:1")
+		if r := docker("create", "--name", "psf", "--network", "psnet", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("create: %s", r)
+		}
+		defer d.Run("rm", "-f", "psf")
+		netID := strings.TrimSpace(docker("network", "inspect", "-f", "{{.Id}}", "psnet").Stdout)
+		for _, c := range []struct{ filter, want string }{
+			{"ancestor=psalias:1", "psf"}, {"ancestor=busybox", "psf"}, {"ancestor=nosuchimage", ""},
+			{"network=psnet", "psf"}, {"network=" + netID[:12], "psf"}, {"network=bridge", ""},
+		} {
+			r := docker("ps", "-a", "--filter", c.filter, "--filter", "name=psf", "--format", "{{.Names}}")
+			if got := strings.TrimSpace(r.Stdout); r.Code != 0 || got != c.want {
+				t.Errorf("ps --filter %s: %q (%s), want %q", c.filter, got, r, c.want)
+			}
+		}
+		for _, c := range []struct{ filter, want string }{
+			{"status=bogus", "invalid filter 'status=bogus': invalid value for state (bogus)"},
+			{"exited=x", "invalid filter 'exited=x'"},
+			{"is-task=maybe", "invalid filter 'is-task=[maybe]'"},
+			{"health=fine", "invalid filter 'health=fine'"},
+		} {
+			if r := docker("ps", "-a", "--filter", c.filter); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("ps --filter %s: %s, want an error with %q", c.filter, r, c.want)
+			}
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
