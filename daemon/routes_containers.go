@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/logs"
@@ -358,8 +359,10 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("no container given: commit needs ?container=ID"))
 		return
 	}
-	if len(q["changes"]) > 0 && q.Get("changes") != "" {
-		writeError(w, badRequest("commit --change is not supported"))
+	// The changes are checked before the container is paused and read.
+	changes := q["changes"]
+	if _, err := parseChanges(changes); err != nil {
+		writeError(w, err)
 		return
 	}
 	ref := q.Get("repo")
@@ -371,6 +374,7 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	pause := !q.Has("pause") || boolParam(r, "pause")
 	img, err := d.containers.Commit(r.Context(), q.Get("container"), containers.CommitOptions{
 		Ref: ref, Comment: q.Get("comment"), Author: q.Get("author"), NoPause: !pause,
+		Change: func(cfg ocispec.ImageConfig) (ocispec.ImageConfig, error) { return applyChanges(cfg, changes) },
 	})
 	if err != nil {
 		writeError(w, err)

@@ -360,6 +360,27 @@ func TestParseChanges(t *testing.T) {
 	}
 }
 
+// TestApplyChangesOverAConfig: commit --change adds to the container's
+// env and labels, replaces the rest, and an ENTRYPOINT without a CMD
+// clears the Cmd, as dockerd's commit; the base is not modified.
+func TestApplyChangesOverAConfig(t *testing.T) {
+	base := ocispec.ImageConfig{Env: []string{"A=1", "B=2"}, Labels: map[string]string{"l": "1"}, Cmd: []string{"sleep", "9"}}
+	cfg, err := applyChanges(base, []string{"ENV B=3", "LABEL m=2", `ENTRYPOINT ["/e"]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg.Env, cfg.Labels, cfg.Entrypoint, cfg.Cmd == nil) != "[A=1 B=3] map[l:1 m:2] [/e] true" {
+		t.Errorf("applied: %v %v %v %v", cfg.Env, cfg.Labels, cfg.Entrypoint, cfg.Cmd)
+	}
+	if fmt.Sprint(base.Env, base.Labels) != "[A=1 B=2] map[l:1]" {
+		t.Errorf("the base changed: %v %v", base.Env, base.Labels)
+	}
+	cfg, _ = applyChanges(base, []string{`CMD ["x"]`, `ENTRYPOINT ["/e"]`})
+	if fmt.Sprint(cfg.Cmd) != "[x]" {
+		t.Errorf("CMD then ENTRYPOINT: Cmd %v", cfg.Cmd)
+	}
+}
+
 func TestFilters(t *testing.T) {
 	modern, err := parseFilters(`{"status":{"running":true,"exited":true},"label":{"a=1":true}}`, validContainerFilters...)
 	if err != nil {

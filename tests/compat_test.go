@@ -296,6 +296,28 @@ ct.remove(force=True)`)
 			}
 		}
 	})
+	t.Run("commit --change", func(t *testing.T) {
+		// The changes go over the container's config; its labels and stop
+		// signal are the image's too, as dockerd's commit.
+		if r := docker("run", "--name", "chg", "-l", "run=1", "--stop-signal", "SIGUSR1", "-e", "A=1", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "chg")
+		if r := docker("commit", "-c", "ENV B=2", "-c", "LABEL chg=2", "-c", `CMD ["echo", "hi"]`, "-c", "WORKDIR /tmp", "-c", "EXPOSE 80", "chg", "chg:1"); r.Code != 0 {
+			t.Fatalf("commit -c: %s", r)
+		}
+		defer d.Run("rmi", "chg:1")
+		want := `[A=1 B=2] map[chg:2 run:1] [echo hi] /tmp map[80/tcp:{}] SIGUSR1`
+		if r := docker("image", "inspect", "-f", "{{.Config.Env}} {{.Config.Labels}} {{.Config.Cmd}} {{.Config.WorkingDir}} {{.Config.ExposedPorts}} {{.Config.StopSignal}}", "chg:1"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("image config: %s, want %s", r, want)
+		}
+		if r := docker("run", "--rm", "chg:1"); strings.TrimSpace(r.Stdout) != "hi" {
+			t.Errorf("run of the commit: %s", r)
+		}
+		if r := docker("commit", "-c", "RUN true", "chg", "chg:2"); r.Code == 0 || !strings.Contains(r.Stderr, "RUN is not a valid change command") {
+			t.Errorf("commit -c RUN: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
