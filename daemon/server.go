@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -76,20 +77,37 @@ func (d *Daemon) handler() http.Handler {
 		}()
 		w.Header().Set("Api-Version", APIVersion)
 		w.Header().Set("Server", "shoal/"+Version+" (linux)")
-		if err := stripVersion(r); err != nil {
+		v, err := stripVersion(r)
+		if err != nil {
 			writeError(w, err)
 			return
+		}
+		if v != "" {
+			r = r.WithContext(context.WithValue(r.Context(), apiVersionKey{}, v))
 		}
 		mux.ServeHTTP(w, r)
 	})
 }
 
-// stripVersion removes a /vX.Y prefix, refusing versions outside what is
-// served with dockerd's messages.
-func stripVersion(r *http.Request) error {
+// apiVersionKey keys the API version a request asked for in its context.
+type apiVersionKey struct{}
+
+// requestVersion is the API version of r's /vX.Y prefix, APIVersion for a
+// request without one; answers whose shape changed between versions
+// follow it, as dockerd's.
+func requestVersion(r *http.Request) string {
+	if v, ok := r.Context().Value(apiVersionKey{}).(string); ok {
+		return v
+	}
+	return APIVersion
+}
+
+// stripVersion removes a /vX.Y prefix and returns its version ("" for
+// none), refusing versions outside what is served with dockerd's messages.
+func stripVersion(r *http.Request) (string, error) {
 	m := versionPrefix.FindStringSubmatchIndex(r.URL.Path)
 	if m == nil {
-		return nil
+		return "", nil
 	}
 	v := r.URL.Path[m[2]:m[5]]
 	r.URL.Path = r.URL.Path[m[5]:]
@@ -99,11 +117,11 @@ func stripVersion(r *http.Request) error {
 	r.URL.RawPath = ""
 	switch {
 	case versionLess(APIVersion, v):
-		return badRequest("client version %s is too new. Maximum supported API version is %s", v, APIVersion)
+		return "", badRequest("client version %s is too new. Maximum supported API version is %s", v, APIVersion)
 	case versionLess(v, MinAPIVersion):
-		return badRequest("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, MinAPIVersion)
+		return "", badRequest("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, MinAPIVersion)
 	}
-	return nil
+	return v, nil
 }
 
 // versionLess compares API versions "MAJOR.MINOR" numerically.

@@ -318,6 +318,16 @@ ct.remove(force=True)`)
 			t.Errorf("commit -c RUN: %s", r)
 		}
 	})
+	t.Run("image inspect for API 1.50", func(t *testing.T) {
+		// The docker CLI 28 speaks 1.50, for which dockerd still answers
+		// Parent, Comment, DockerVersion, Author and the image config's
+		// empty fields. A template with a JSON name (.Id) runs over the
+		// raw answer, where a missing key fails it.
+		r := docker("image", "inspect", "-f", "{{.Id}}|{{.Parent}}|{{.Comment}}|{{.Author}}|{{.DockerVersion}}|{{.Config.Entrypoint}}|{{.Config.WorkingDir}}|{{.Config.User}}", "busybox")
+		if r.Code != 0 || !strings.HasPrefix(r.Stdout, "sha256:") || strings.Count(r.Stdout, "|") != 7 {
+			t.Errorf("image inspect of the legacy fields: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
