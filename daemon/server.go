@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/cgroups"
+	"github.com/shoal-project/shoal/containerd/logs"
 )
 
 // APIVersion is the Engine API version served: the newest that the
@@ -248,6 +249,13 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		// no-new-privileges is per container (--security-opt), not a
 		// daemon default: dockerd lists it only with --no-new-privileges.
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},
+		// The drivers this engine has, as dockerd lists its registered ones
+		// (docker info's Plugins): "none" is no log driver there either.
+		Plugins: system.PluginsInfo{
+			Volume:  []string{"local"},
+			Network: []string{"bridge", "host", "null", "overlay"},
+			Log:     []string{logs.DriverJSONFile, logs.DriverLocal},
+		},
 		Swarm:           d.swarmInfo(r),
 		Labels:          []string{}, Warnings: []string{},
 	})

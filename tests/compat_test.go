@@ -328,6 +328,14 @@ ct.remove(force=True)`)
 			t.Errorf("image inspect of the legacy fields: %s", r)
 		}
 	})
+	t.Run("info plugins", func(t *testing.T) {
+		// docker info prints Plugins' Volume, Network and Log lines; they
+		// were empty.
+		r := docker("info", "--format", "{{.Plugins.Volume}} {{.Plugins.Network}} {{.Plugins.Log}}")
+		if got := strings.TrimSpace(r.Stdout); got != "[local] [bridge host null overlay] [json-file local]" {
+			t.Errorf("info Plugins: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
