@@ -170,7 +170,7 @@ func (d *Daemon) summaryOf(c containers.Container, now time.Time) container.Summ
 		Command: commandOf(c), Created: c.Created.Unix(), Ports: portSummaries(c),
 		Labels: nonNilMap(c.Config.Labels), State: stateOf(c.State), Status: statusString(c.State, now),
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: d.endpoints(c)},
-		Mounts:          mountPoints(c),
+		Mounts:          d.mountPoints(c),
 	}
 	s.HostConfig.NetworkMode = c.Config.NetworkMode
 	if h := c.State.Health; h != nil {

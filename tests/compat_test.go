@@ -336,6 +336,19 @@ ct.remove(force=True)`)
 			t.Errorf("info Plugins: %s", r)
 		}
 	})
+	t.Run("ps of volume mounts", func(t *testing.T) {
+		// A volume is a volume in the list as in inspect (name, driver):
+		// ps's MOUNTS and system df -v's LOCAL VOLUMES come from it.
+		if r := docker("create", "--name", "psm", "-v", "psmvol:/d", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("create: %s", r)
+		}
+		defer d.Run("volume", "rm", "psmvol")
+		defer d.Run("rm", "-f", "psm")
+		r := docker("ps", "-a", "--filter", "name=psm", "--format", "{{.LocalVolumes}} {{.Mounts}}")
+		if got := strings.TrimSpace(r.Stdout); got != "1 psmvol" {
+			t.Errorf("ps LocalVolumes and Mounts: %s, want 1 psmvol", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
