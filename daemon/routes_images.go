@@ -306,8 +306,27 @@ func (d *Daemon) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 }
 
 func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
-	img, _ := d.images.Get(r.PathValue("name"))
-	removed, err := d.images.Remove(r.PathValue("name"), boolParam(r, "force"))
+	name := r.PathValue("name")
+	img, _ := d.images.Get(name)
+	var removed []images.Removed
+	var err error
+	if ctr := d.runningUserOf(img.ID); boolParam(r, "force") && ctr != "" {
+		// As dockerd: a running container's image is not deleted even
+		// with force. By ID that is refused; by its last name the name
+		// goes and the image stays, nameless.
+		switch {
+		case isIDPrefix(img.ID, name):
+			err = withStatus(http.StatusConflict, fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", shortID(img.ID), shortID(ctr)))
+		case len(img.RepoTags) > 1:
+			removed, err = d.images.Remove(name, false)
+		default:
+			var x images.Removed
+			x, err = d.images.Untag(name)
+			removed = []images.Removed{x}
+		}
+	} else {
+		removed, err = d.images.Remove(name, boolParam(r, "force"))
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -323,6 +342,33 @@ func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
 		out = append(out, image.DeleteResponse{Untagged: x.Untagged, Deleted: x.Deleted})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// runningUserOf is the ID of a running container of image id, "" if none.
+func (d *Daemon) runningUserOf(id string) string {
+	if id == "" {
+		return ""
+	}
+	for _, c := range d.containers.List(false) {
+		if c.State.Running && c.ImageID == id {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+// shortID is the 12 hex digits of an ID that dockerd's messages show.
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	return id[:min(12, len(id))]
+}
+
+// isIDPrefix reports whether name is image id or a prefix of it (with or
+// without "sha256:") rather than a reference.
+func isIDPrefix(id, name string) bool {
+	hexID := strings.TrimPrefix(id, "sha256:")
+	name = strings.TrimPrefix(name, "sha256:")
+	return name != "" && strings.HasPrefix(hexID, name)
 }
 
 func (d *Daemon) imageSave(w http.ResponseWriter, r *http.Request) {

@@ -25,6 +25,7 @@ type imageService interface {
 	List() ([]images.Image, error)
 	Tag(src, dst string) error
 	Remove(refOrID string, force bool) ([]images.Removed, error)
+	Untag(ref string) (images.Removed, error)
 	Save(ctx context.Context, w io.Writer, refs []string) error
 	Load(ctx context.Context, r io.Reader) ([]string, error)
 	History(refOrID string) ([]images.HistoryEntry, error)

@@ -349,6 +349,39 @@ ct.remove(force=True)`)
 			t.Errorf("ps LocalVolumes and Mounts: %s, want 1 psmvol", r)
 		}
 	})
+	t.Run("rmi of a running container's image", func(t *testing.T) {
+		// As dockerd: -f does not delete an image a running container
+		// uses. By ID it is refused; by its last tag the tag goes and the
+		// image stays, nameless. The messages keep dockerd's "conflict: ".
+		if r := docker("run", "--name", "rmisrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "rmisrc")
+		if r := docker("commit", "rmisrc", "rmionly:1"); r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		id := strings.TrimSpace(docker("image", "inspect", "-f", "{{.ID}}", "rmionly:1").Stdout)
+		defer d.Run("rmi", "-f", id)
+		if r := docker("run", "-d", "--name", "rmiuser", "rmionly:1", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "rmiuser")
+		if r := docker("rmi", "rmionly:1"); r.Code == 0 || !strings.Contains(r.Stderr, `conflict: unable to remove repository reference "rmionly:1" (must force)`) {
+			t.Errorf("rmi of a used image: %s", r)
+		}
+		if r := docker("rmi", "-f", id[7:19]); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+id[7:19]+" (cannot be forced) - image is being used by running container") {
+			t.Errorf("rmi -f by ID of a running container's image: %s", r)
+		}
+		if r := docker("rmi", "-f", "rmionly:1"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "Untagged: rmionly:1" {
+			t.Errorf("rmi -f of a running container's image by its tag: %s", r)
+		}
+		if r := docker("image", "inspect", "-f", "{{.ID}} {{len .RepoTags}}", id); strings.TrimSpace(r.Stdout) != id+" 0" {
+			t.Errorf("the image after rmi -f of its tag: %s", r)
+		}
+		if r := docker("inspect", "-f", "{{.State.Running}}", "rmiuser"); strings.TrimSpace(r.Stdout) != "true" {
+			t.Errorf("the container after rmi -f of its image: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager

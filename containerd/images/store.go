@@ -528,6 +528,24 @@ func (s *Store) Remove(refOrID string, force bool) ([]Removed, error) {
 	return out, s.collect()
 }
 
+// Untag removes the reference ref and nothing else: the image stays, with
+// no name if it was its last (dockerd's rmi -f of an image a running
+// container uses). ref must be a reference, not an ID.
+func (s *Store) Untag(ref string) (Removed, error) {
+	s.mu.Lock()
+	_, byRef, err := s.lookupLocked(ref)
+	if err == nil && byRef == "" {
+		err = fmt.Errorf("%w: %s names no tag to remove", ErrInvalidReference, ref)
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return Removed{}, err
+	}
+	delete(s.refs, byRef)
+	s.mu.Unlock()
+	return Removed{Untagged: byRef}, s.persist()
+}
+
 func repoCount(tags []string) int {
 	repos := map[string]bool{}
 	for _, t := range tags {
