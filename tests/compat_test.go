@@ -382,6 +382,20 @@ ct.remove(force=True)`)
 			t.Errorf("the container after rmi -f of its image: %s", r)
 		}
 	})
+	t.Run("volume rm of a volume in use", func(t *testing.T) {
+		// dockerd's message, once: it was "volume is in use: remove ...".
+		r := docker("run", "-d", "--name", "vinuse", "-v", "vinuse:/d", "busybox", "sleep", "100")
+		if r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		id := strings.TrimSpace(r.Stdout)
+		defer d.Run("volume", "rm", "vinuse")
+		defer d.Run("rm", "-f", "vinuse")
+		want := "Error response from daemon: remove vinuse: volume is in use - [" + id + "]"
+		if r := docker("volume", "rm", "vinuse"); r.Code == 0 || strings.TrimSpace(r.Stderr) != want {
+			t.Errorf("volume rm of a volume in use: %s, want %q", r, want)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
