@@ -249,6 +249,8 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		// no-new-privileges is per container (--security-opt), not a
 		// daemon default: dockerd lists it only with --no-new-privileges.
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},
+		Swarm:           d.swarmInfo(r),
+		Labels:          []string{}, Warnings: []string{},
 		// The drivers this engine has, as dockerd lists its registered ones
 		// (docker info's Plugins): "none" is no log driver there either.
 		Plugins: system.PluginsInfo{
@@ -256,8 +258,6 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 			Network: []string{"bridge", "host", "null", "overlay"},
 			Log:     []string{logs.DriverJSONFile, logs.DriverLocal},
 		},
-		Swarm:           d.swarmInfo(r),
-		Labels:          []string{}, Warnings: []string{},
 	})
 }
 
