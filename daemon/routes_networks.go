@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,6 +144,15 @@ func (d *Daemon) networkList(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid filter: 'type'='%s'", v))
 			return
 		}
+	}
+	// dangling takes one boolean, refused otherwise as dockerd does (any
+	// other value read as false listed the networks in use).
+	if vs := f["dangling"]; len(vs) > 1 {
+		writeError(w, badRequest(`got more than one value for filter key "dangling"`))
+		return
+	} else if len(vs) == 1 && !slices.Contains([]string{"0", "1", "false", "true"}, vs[0]) {
+		writeError(w, badRequest(`invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")`))
+		return
 	}
 	all, err := d.allNetworks(r.Context())
 	if err != nil {

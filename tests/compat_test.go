@@ -396,6 +396,21 @@ ct.remove(force=True)`)
 			t.Errorf("volume rm of a volume in use: %s, want %q", r, want)
 		}
 	})
+	t.Run("network ls --filter dangling", func(t *testing.T) {
+		// One boolean, as dockerd: other values listed the networks in use.
+		for _, c := range []struct{ filter, want string }{
+			{"dangling=x", `invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")`},
+			{"dangling=true --filter dangling=false", `got more than one value for filter key "dangling"`},
+		} {
+			args := append([]string{"network", "ls", "--filter"}, strings.Fields(c.filter)...)
+			if r := docker(args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("network ls --filter %s: %s, want %q", c.filter, r, c.want)
+			}
+		}
+		if r := docker("network", "ls", "--filter", "dangling=false", "--format", "{{.Name}}"); r.Code != 0 || !strings.Contains(r.Stdout, "bridge") {
+			t.Errorf("network ls --filter dangling=false: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
