@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/oci"
 )
 
@@ -146,6 +147,15 @@ func (d *Daemon) endpoints(c containers.Container) map[string]*network.EndpointS
 	return map[string]*network.EndpointSettings{mode: ep}
 }
 
+// logPathOf is inspect's LogPath: the json-file's, "" for the local
+// driver (its file is not JSON lines) and none, as dockerd's.
+func logPathOf(cs containerService, c containers.Container) string {
+	if c.Config.Log.Name() != logs.DriverJSONFile {
+		return ""
+	}
+	return cs.LogPath(c.ID)
+}
+
 // dnsNames are the names a container answers to on a user network, in
 // dockerd's order, each once.
 func dnsNames(c containers.Container, aliases []string) []string {
@@ -254,7 +264,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			Restarting: st.Restarting, Health: healthOf(st.Health),
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux", RestartCount: c.RestartCount,
-		LogPath: d.containers.LogPath(c.ID), HostConfig: hc,
+		LogPath: logPathOf(d.containers, c), HostConfig: hc,
 		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
 		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: d.mountPoints(c),
 	}

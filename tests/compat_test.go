@@ -411,6 +411,21 @@ ct.remove(force=True)`)
 			t.Errorf("network ls --filter dangling=false: %s", r)
 		}
 	})
+	t.Run("LogPath of the log drivers", func(t *testing.T) {
+		// dockerd shows the json-file's path only: the local driver's file
+		// is not JSON lines, and none has no file.
+		for drv, want := range map[string]bool{"json-file": true, "local": false, "none": false} {
+			name := "lp" + strings.ReplaceAll(drv, "-", "")
+			if r := docker("create", "--name", name, "--log-driver", drv, "busybox", "true"); r.Code != 0 {
+				t.Fatalf("create --log-driver %s: %s", drv, r)
+			}
+			defer d.Run("rm", "-f", name)
+			r := docker("inspect", "-f", "{{.LogPath}}", name)
+			if got := strings.TrimSpace(r.Stdout); (got != "") != want || want && !strings.HasSuffix(got, "-json.log") {
+				t.Errorf("LogPath with --log-driver %s: %s", drv, r)
+			}
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
