@@ -119,11 +119,30 @@ func timeFilters(r *http.Request, allowed ...string) (filters, time.Time, error)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	if err := f.checkBool("dangling"); err != nil {
+		return nil, time.Time{}, err
+	}
 	until, err := f.until()
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	return f, until, nil
+}
+
+// checkBool refuses values of a boolean filter other than one of "1",
+// "true", "0", "false", or both a true and a false one, as dockerd's
+// GetBoolOrDefault does: read as false, they answered as if asked.
+func (f filters) checkBool(key string) error {
+	vs, ok := f[key]
+	if !ok {
+		return nil
+	}
+	yes := slices.Contains(vs, "1") || slices.Contains(vs, "true")
+	no := slices.Contains(vs, "0") || slices.Contains(vs, "false")
+	if yes == no { // none of them, or both
+		return badRequest("invalid filter '%s=%s'", key, vs)
+	}
+	return nil
 }
 
 // createdBefore reports whether created passes an until filter: before it,
@@ -200,14 +219,7 @@ func checkContainerFilters(f filters) error {
 			return badRequest("invalid filter 'exited=%s': %v", v, err)
 		}
 	}
-	if vs, ok := f["is-task"]; ok {
-		yes := slices.Contains(vs, "1") || slices.Contains(vs, "true")
-		no := slices.Contains(vs, "0") || slices.Contains(vs, "false")
-		if yes == no { // none of them, or both
-			return badRequest("invalid filter 'is-task=%s'", vs)
-		}
-	}
-	return nil
+	return f.checkBool("is-task")
 }
 
 // matchContainer checks the filters of a container's own fields; ancestors

@@ -426,6 +426,18 @@ ct.remove(force=True)`)
 			}
 		}
 	})
+	t.Run("images --filter dangling", func(t *testing.T) {
+		// One boolean, as dockerd: other values were read as false. (image
+		// prune sends its own dangling=true beside one given, and then,
+		// as dockerd's GetBoolOrDefault, a value other than false is
+		// ignored.)
+		if r := docker("images", "--filter", "dangling=x"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid filter 'dangling=[x]'") {
+			t.Errorf("images --filter dangling=x: %s", r)
+		}
+		if r := docker("images", "--filter", "dangling=true", "--filter", "dangling=false"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid filter 'dangling=[false true]'") {
+			t.Errorf("images --filter dangling=true --filter dangling=false: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
