@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/distribution"
 )
 
 // Container create: the request checked and turned into the engine's config.
@@ -23,6 +25,9 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg, err := d.createConfig(req)
+	if err == nil {
+		err = d.checkImagePlatform(cfg.Image, r.URL.Query().Get("platform"))
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -297,4 +302,36 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		}
 	}
 	return ""
+}
+
+// checkImagePlatform refuses a create whose platform (`run --platform`) is
+// not the image's, as dockerd does, with its 404: the docker CLI then
+// tries to pull the image for that platform. An image missing here is left
+// to the create's own error.
+func (d *Daemon) checkImagePlatform(ref, platform string) error {
+	if platform == "" {
+		return nil
+	}
+	want, err := distribution.ParsePlatform(platform)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	img, err := d.images.Get(ref)
+	if err != nil {
+		return nil
+	}
+	have := distribution.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}
+	if have.OS == "" {
+		have.OS = "linux"
+	}
+	if have.Architecture == "" {
+		have.Architecture = runtime.GOARCH
+	}
+	// A variant asked for must match, arm64's v8 also matching none.
+	variantOK := want.Variant == "" || want.Variant == have.Variant || want.Architecture == "arm64" && want.Variant == "v8" && have.Variant == ""
+	if have.OS == want.OS && have.Architecture == want.Architecture && variantOK {
+		return nil
+	}
+	return withStatus(http.StatusNotFound, fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)",
+		ref, have, want))
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -437,6 +438,18 @@ ct.remove(force=True)`)
 		if r := docker("images", "--filter", "dangling=true", "--filter", "dangling=false"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid filter 'dangling=[false true]'") {
 			t.Errorf("images --filter dangling=true --filter dangling=false: %s", r)
 		}
+	})
+	t.Run("run --platform of another platform", func(t *testing.T) {
+		// dockerd refuses the image it has for another platform (404, so
+		// the CLI tries a pull); the image ran as if no platform was given.
+		if r := docker("create", "--platform", "linux/s390x", "--pull", "never", "busybox", "true"); r.Code == 0 || !strings.Contains(r.Stderr, "image with reference busybox was found but its platform (linux/amd64) does not match the specified platform (linux/s390x)") {
+			t.Errorf("create --platform linux/s390x: %s", r)
+		}
+		r := docker("create", "--platform", "linux/"+runtime.GOARCH, "busybox", "true")
+		if r.Code != 0 {
+			t.Fatalf("create --platform of the image's: %s", r)
+		}
+		d.Run("rm", strings.TrimSpace(r.Stdout))
 	})
 }
 
