@@ -380,6 +380,9 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if ref != "" {
+		d.publishTag(ref) // dockerd's commit tags the image: a tag event first
+	}
 	if c, err := d.containers.Get(q.Get("container")); err == nil {
 		d.publishContainer("commit", c, map[string]string{"comment": q.Get("comment"), "imageID": img.ID, "imageRef": ref})
 	}

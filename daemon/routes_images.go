@@ -299,10 +299,22 @@ func (d *Daemon) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, err)
 		return
 	}
-	if img, err := d.images.Get(dst); err == nil {
-		d.publish(events.TypeImage, "tag", img.ID, map[string]string{"name": dst})
-	}
+	d.publishTag(dst)
 	w.WriteHeader(http.StatusCreated)
+}
+
+// publishTag emits the image event of a new tag ref, named in the familiar
+// form as dockerd's ("evt:latest": the docker CLI sends the repository as
+// docker.io/library/evt).
+func (d *Daemon) publishTag(ref string) {
+	img, err := d.images.Get(ref)
+	if err != nil {
+		return
+	}
+	if p, err := images.ParseReference(ref); err == nil {
+		ref = p.String()
+	}
+	d.publish(events.TypeImage, "tag", img.ID, map[string]string{"name": ref})
 }
 
 func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -450,6 +451,23 @@ ct.remove(force=True)`)
 			t.Fatalf("create --platform of the image's: %s", r)
 		}
 		d.Run("rm", strings.TrimSpace(r.Stdout))
+	})
+	t.Run("image tag events", func(t *testing.T) {
+		// Named in the familiar form, and commit tags too, as dockerd's.
+		if r := docker("run", "--name", "tagev", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "tagev")
+		since := strconv.FormatInt(time.Now().Unix()-1, 10)
+		docker("tag", "busybox", "tagev1")
+		defer d.Run("rmi", "tagev1")
+		docker("commit", "tagev", "tagev2:x")
+		defer d.Run("rmi", "tagev2:x")
+		time.Sleep(1100 * time.Millisecond)
+		r := docker("events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "type=image", "--filter", "event=tag", "--format", "{{.Actor.Attributes.name}}")
+		if got := strings.Join(strings.Fields(r.Stdout), " "); got != "tagev1:latest tagev2:x" {
+			t.Errorf("image tag events: %s, want tagev1:latest tagev2:x", r)
+		}
 	})
 }
 
