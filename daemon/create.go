@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -96,7 +97,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	}
 	mode, clusterID, err := d.resolveNetworkMode(hc.NetworkMode)
 	if err != nil {
-		return containers.Config{}, err
+		return containers.Config{}, createNetworkError(err)
 	}
 	var clusterAliases []string
 	if req.NetworkingConfig != nil {
@@ -106,7 +107,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 			// to the managers.
 			if name != string(hc.NetworkMode) {
 				if m, err := d.networkMode(container.NetworkMode(name)); err != nil {
-					return containers.Config{}, err
+					return containers.Config{}, createNetworkError(err)
 				} else if m != mode {
 					return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
 				}
@@ -334,4 +335,16 @@ func (d *Daemon) checkImagePlatform(ref, platform string) error {
 	}
 	return withStatus(http.StatusNotFound, fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)",
 		ref, have, want))
+}
+
+// createNetworkError is a create's error for its network: one not found
+// is the caller's mistake (400), not a 404, which the docker CLI takes for
+// a missing image and answers by pulling the image and trying again.
+// (dockerd creates the container and fails its start instead.)
+func createNetworkError(err error) error {
+	var nf notFoundError
+	if errors.As(err, &nf) {
+		return badRequest("%v", nf)
+	}
+	return err
 }

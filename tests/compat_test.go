@@ -469,6 +469,14 @@ ct.remove(force=True)`)
 			t.Errorf("image tag events: %s, want tagev1:latest tagev2:x", r)
 		}
 	})
+	t.Run("run on a missing network", func(t *testing.T) {
+		// The refusal must not be a 404: the docker CLI took it for a
+		// missing image and tried to pull busybox.
+		r := docker("run", "--rm", "--network", "nosuchnet", "busybox", "true")
+		if r.Code != 125 || !strings.Contains(r.Stderr, "network nosuchnet not found") || strings.Contains(r.Stderr, "Unable to find image") {
+			t.Errorf("run --network nosuchnet: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
