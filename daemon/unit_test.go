@@ -215,7 +215,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"no config", func(r *container.CreateRequest) { r.Config = nil }, 400, "config cannot be empty"},
 		{"no image", func(r *container.CreateRequest) { r.Image = "" }, 400, "no image specified"},
 		{"console size", func(r *container.CreateRequest) { r.Tty, r.HostConfig.ConsoleSize = true, [2]uint{0, 80} }, 400, "ConsoleSize"},
-		{"network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "backend" }, 404, "network backend not found"},
+		{"network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "backend" }, 400, "network backend not found"}, // not 404: the docker CLI would pull the image
 		{"container network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "container:x" }, 400, "not supported"},
 		{"memory", func(r *container.CreateRequest) { r.HostConfig.Memory = 1 << 20 }, 400, "Minimum memory limit allowed is 6MB"},
 		{"cpus", func(r *container.CreateRequest) { r.HostConfig.NanoCPUs = 1e15 }, 400, "Range of CPUs"},
