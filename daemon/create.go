@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
@@ -241,6 +242,26 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if _, err := portMappings(hc.PortBindings); err != nil {
 		return containers.Config{}, err
 	}
+	// The image's EXPOSE ports are the container's too, as dockerd merges
+	// the image's config into the container's.
+	var imageExposed map[string]struct{}
+	if d.images != nil { // nil in unit tests
+		if img, err := d.images.Get(in.Image); err == nil {
+			imageExposed = img.Config.Config.ExposedPorts
+		}
+	}
+	for s := range imageExposed {
+		if p, err := network.ParsePort(s); err == nil {
+			if in.ExposedPorts == nil {
+				in.ExposedPorts = network.PortSet{}
+			}
+			in.ExposedPorts[p] = struct{}{}
+		}
+	}
+	for p := range in.ExposedPorts {
+		cfg.ExposedPorts = append(cfg.ExposedPorts, p.String())
+	}
+	slices.Sort(cfg.ExposedPorts)
 	if len(hc.PortBindings) > 0 && mode != modeBridge && !userNetwork(mode) {
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
 	}

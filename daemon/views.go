@@ -113,6 +113,30 @@ func portSummaries(c containers.Container) []container.PortSummary {
 			IP: parseAddr(hostIPString(p.HostIP)), PrivatePort: uint16(p.ContainerPort), PublicPort: uint16(p.HostPort), Type: p.Protocol,
 		})
 	}
+	for _, p := range unpublishedPorts(c) {
+		out = append(out, container.PortSummary{PrivatePort: p.Num(), Type: string(p.Proto())})
+	}
+	return out
+}
+
+// unpublishedPorts are the exposed ports of a running container on a
+// bridge (default or user network) that no -p publishes: dockerd lists
+// them (ps's "80/tcp", inspect's "80/tcp": null).
+func unpublishedPorts(c containers.Container) []network.Port {
+	mode := c.Config.NetworkMode
+	if !c.State.Running || mode != "" && mode != modeBridge && !userNetwork(mode) {
+		return nil
+	}
+	var out []network.Port
+	for _, s := range c.Config.ExposedPorts {
+		p, err := network.ParsePort(s)
+		if err != nil || slices.ContainsFunc(c.Config.Network.Ports, func(b containers.PortBinding) bool {
+			return uint16(b.ContainerPort) == p.Num() && b.Protocol == string(p.Proto())
+		}) {
+			continue
+		}
+		out = append(out, p)
+	}
 	return out
 }
 
@@ -249,6 +273,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			continue
 		}
 		ports[port] = append(ports[port], network.PortBinding{HostIP: parseAddr(hostIPString(p.HostIP)), HostPort: strconv.Itoa(p.HostPort)})
+	}
+	for _, p := range unpublishedPorts(c) {
+		ports[p] = nil
 	}
 	if h := c.Config.Healthcheck; h != nil {
 		// The healthcheck the container runs: the given one merged over the image's.

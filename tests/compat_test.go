@@ -483,6 +483,29 @@ ct.remove(force=True)`)
 			t.Errorf("run --network nosuchnet: %s", r)
 		}
 	})
+	t.Run("exposed ports", func(t *testing.T) {
+		// As dockerd: the image's EXPOSE is the container's, and a running
+		// container's unpublished exposed ports are listed without a host port.
+		if r := docker("run", "--name", "expsrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "expsrc")
+		if r := docker("commit", "-c", "EXPOSE 5000", "expsrc", "expimg"); r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		defer d.Run("rmi", "expimg")
+		if r := docker("run", "-d", "--name", "expose", "--expose", "7000/udp", "expimg", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "expose")
+		if r := docker("ps", "--filter", "name=expose", "--format", "{{.Ports}}"); strings.TrimSpace(r.Stdout) != "5000/tcp, 7000/udp" {
+			t.Errorf("ps Ports: %s, want 5000/tcp, 7000/udp", r)
+		}
+		want := `{"5000/tcp":{},"7000/udp":{}} {"5000/tcp":null,"7000/udp":null}`
+		if r := docker("inspect", "-f", "{{json .Config.ExposedPorts}} {{json .NetworkSettings.Ports}}", "expose"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("inspect: %s, want %s", r, want)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
