@@ -226,9 +226,13 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 	osName, osVersion := hostOS()
 	all := d.containers.List(true)
-	running := 0
+	// A paused container counts as paused, not running, as dockerd's.
+	running, paused := 0, 0
 	for _, c := range all {
-		if c.State.Running {
+		switch {
+		case c.State.Running && c.State.Paused:
+			paused++
+		case c.State.Running:
 			running++
 		}
 	}
@@ -239,7 +243,7 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, system.Info{
 		ID: d.cfg.NodeName, Name: d.cfg.NodeName,
-		Containers: len(all), ContainersRunning: running, ContainersStopped: len(all) - running,
+		Containers: len(all), ContainersRunning: running, ContainersPaused: paused, ContainersStopped: len(all) - running - paused,
 		Images: len(imgs), Driver: "overlayfs", DockerRootDir: d.cfg.DataRoot,
 		LoggingDriver: d.cfg.logDriver(), CgroupDriver: "cgroupfs",
 		MemoryLimit: true, SwapLimit: cgroups.SwapLimitSupported(cgroups.Detect(), cgroups.DefaultRoot), CPUSet: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,

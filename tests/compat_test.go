@@ -2,6 +2,7 @@ package tests
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -504,6 +505,23 @@ ct.remove(force=True)`)
 		want := `{"5000/tcp":{},"7000/udp":{}} {"5000/tcp":null,"7000/udp":null}`
 		if r := docker("inspect", "-f", "{{json .Config.ExposedPorts}} {{json .NetworkSettings.Ports}}", "expose"); strings.TrimSpace(r.Stdout) != want {
 			t.Errorf("inspect: %s, want %s", r, want)
+		}
+	})
+	t.Run("info counts a paused container", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "infopause", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "infopause")
+		before := docker("info", "--format", "{{.ContainersRunning}} {{.ContainersPaused}}").Stdout
+		if r := docker("pause", "infopause"); r.Code != 0 {
+			t.Fatalf("pause: %s", r)
+		}
+		defer d.Run("unpause", "infopause")
+		var run0, paused0, run1, paused1 int
+		fmt.Sscan(before, &run0, &paused0)
+		fmt.Sscan(docker("info", "--format", "{{.ContainersRunning}} {{.ContainersPaused}}").Stdout, &run1, &paused1)
+		if run1 != run0-1 || paused1 != paused0+1 {
+			t.Errorf("info after a pause: running %d -> %d, paused %d -> %d; want one moved from running to paused", run0, run1, paused0, paused1)
 		}
 	})
 }
