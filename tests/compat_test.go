@@ -524,6 +524,16 @@ ct.remove(force=True)`)
 			t.Errorf("info after a pause: running %d -> %d, paused %d -> %d; want one moved from running to paused", run0, run1, paused0, paused1)
 		}
 	})
+	t.Run("stats of a host-network container", func(t *testing.T) {
+		// No interfaces of its own: NET I/O 0B / 0B, as dockerd, not the host's.
+		if r := docker("run", "-d", "--name", "statshost", "--network", "host", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "statshost")
+		if r := docker("stats", "--no-stream", "--format", "{{.NetIO}}", "statshost"); strings.TrimSpace(r.Stdout) != "0B / 0B" {
+			t.Errorf("stats NetIO of a host-network container: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
