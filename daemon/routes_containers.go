@@ -350,6 +350,7 @@ func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	d.publishContainerAction(r.PathValue("id"), "top")
 	writeJSON(w, http.StatusOK, container.TopResponse{Titles: top.Titles, Processes: top.Processes})
 }
 

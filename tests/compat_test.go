@@ -534,6 +534,33 @@ ct.remove(force=True)`)
 			t.Errorf("stats NetIO of a host-network container: %s", r)
 		}
 	})
+	t.Run("events of top, export and cp", func(t *testing.T) {
+		// dockerd logs them as container events; they were missing.
+		if r := docker("run", "-d", "--name", "evcalls", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "evcalls")
+		since := strconv.FormatInt(time.Now().Unix()-1, 10)
+		docker("top", "evcalls")
+		docker("export", "-o", filepath.Join(t.TempDir(), "x.tar"), "evcalls")
+		docker("cp", "evcalls:/etc/hostname", t.TempDir())
+		src := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		docker("cp", src, "evcalls:/tmp/")
+		time.Sleep(1100 * time.Millisecond)
+		r := docker("events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "container=evcalls", "--format", "{{.Action}}")
+		var got []string
+		for _, a := range strings.Fields(r.Stdout) {
+			if a == "top" || a == "export" || a == "archive-path" || a == "extract-to-dir" {
+				got = append(got, a)
+			}
+		}
+		if strings.Join(got, " ") != "top export archive-path extract-to-dir" {
+			t.Errorf("events: %s, want top export archive-path extract-to-dir among them", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
