@@ -322,22 +322,21 @@ func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
 	img, _ := d.images.Get(name)
 	var removed []images.Removed
 	var err error
-	if ctr := d.runningUserOf(img.ID); boolParam(r, "force") && ctr != "" {
-		// As dockerd: a running container's image is not deleted even
-		// with force. By ID that is refused; by its last name the name
-		// goes and the image stays, nameless.
-		switch {
-		case isIDPrefix(img.ID, name):
-			err = withStatus(http.StatusConflict, fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", shortID(img.ID), shortID(ctr)))
-		case len(img.RepoTags) > 1:
-			removed, err = d.images.Remove(name, false)
-		default:
-			var x images.Removed
-			x, err = d.images.Untag(name)
-			removed = []images.Removed{x}
-		}
-	} else {
-		removed, err = d.images.Remove(name, boolParam(r, "force"))
+	// As dockerd: a running container's image is not deleted, even with
+	// force. By ID that is refused (a hard conflict); by its last name
+	// with force the name goes and the image stays, nameless.
+	ctr, force := d.runningUserOf(img.ID), boolParam(r, "force")
+	switch {
+	case ctr != "" && isIDPrefix(img.ID, name):
+		err = withStatus(http.StatusConflict, fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", shortID(img.ID), shortID(ctr)))
+	case ctr != "" && force && len(img.RepoTags) > 1:
+		removed, err = d.images.Remove(name, false)
+	case ctr != "" && force:
+		var x images.Removed
+		x, err = d.images.Untag(name)
+		removed = []images.Removed{x}
+	default:
+		removed, err = d.images.Remove(name, force)
 	}
 	if err != nil {
 		writeError(w, err)

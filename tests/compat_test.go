@@ -372,8 +372,23 @@ ct.remove(force=True)`)
 		if r := docker("rmi", "rmionly:1"); r.Code == 0 || !strings.Contains(r.Stderr, `conflict: unable to remove repository reference "rmionly:1" (must force)`) {
 			t.Errorf("rmi of a used image: %s", r)
 		}
-		if r := docker("rmi", "-f", id[7:19]); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+id[7:19]+" (cannot be forced) - image is being used by running container") {
-			t.Errorf("rmi -f by ID of a running container's image: %s", r)
+		for _, args := range [][]string{{"rmi", "-f", id[7:19]}, {"rmi", id[7:19]}} {
+			if r := docker(args...); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+id[7:19]+" (cannot be forced) - image is being used by running container") {
+				t.Errorf("%s of a running container's image: %s", strings.Join(args, " "), r)
+			}
+		}
+		// By ID, several repositories come before a stopped container
+		// (rmisrc, of busybox).
+		bb := strings.TrimSpace(docker("image", "inspect", "-f", "{{.ID}}", "busybox").Stdout)[7:19]
+		if r := docker("tag", "busybox", "rmiother:1"); r.Code != 0 {
+			t.Fatalf("tag: %s", r)
+		}
+		if r := docker("rmi", bb); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+bb+" (must be forced) - image is referenced in multiple repositories") {
+			t.Errorf("rmi by ID of an image of two repositories: %s", r)
+		}
+		docker("rmi", "rmiother:1")
+		if r := docker("rmi", bb); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+bb+" (must be forced) - image is being used by stopped container") {
+			t.Errorf("rmi by ID of a stopped container's image: %s", r)
 		}
 		if r := docker("rmi", "-f", "rmionly:1"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "Untagged: rmionly:1" {
 			t.Errorf("rmi -f of a running container's image by its tag: %s", r)
