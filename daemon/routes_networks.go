@@ -36,9 +36,6 @@ func (d *Daemon) networkRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /networks/prune", d.networkPrune)
 }
 
-// builtinCreated is the creation time shown for the built-in networks.
-var builtinCreated = time.Unix(0, 0).UTC()
-
 // builtinID is the stable ID of a built-in network on this daemon.
 func (d *Daemon) builtinID(name string) string {
 	sum := sha256.Sum256([]byte("shoal-builtin/" + d.cfg.BridgeName + "/" + name))
@@ -83,7 +80,7 @@ func (d *Daemon) endpointsOn(name string, br *bridge.Network) map[string]network
 
 func (d *Daemon) builtinInspect(name string) network.Inspect {
 	n := network.Inspect{Network: network.Network{
-		Name: name, ID: d.builtinID(name), Created: builtinCreated, Scope: "local", Driver: networkTypes[name],
+		Name: name, ID: d.builtinID(name), Created: d.started, Scope: "local", Driver: networkTypes[name],
 		EnableIPv4: true, IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{}},
 		Options: map[string]string{}, Labels: map[string]string{},
 	}, Containers: d.endpointsOn(name, nil)}
@@ -283,7 +280,7 @@ func (d *Daemon) removeUserNetwork(ctx context.Context, idOrName string) (found 
 
 func (d *Daemon) networkRemove(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if n, err := d.findNetwork(r.Context(), id); err == nil && n.Created.Equal(builtinCreated) && builtinNetwork(n.Name) {
+	if n, err := d.findNetwork(r.Context(), id); err == nil && builtinNetwork(n.Name) && n.ID == d.builtinID(n.Name) {
 		writeError(w, withStatus(http.StatusForbidden, fmt.Errorf("%s is a pre-defined network and cannot be removed", n.Name)))
 		return
 	}

@@ -576,6 +576,16 @@ ct.remove(force=True)`)
 			t.Errorf("events: %s, want top export archive-path extract-to-dir among them", r)
 		}
 	})
+	t.Run("created of the built-in networks", func(t *testing.T) {
+		// The daemon's start, as dockerd's bridge; it was the epoch.
+		r := docker("network", "ls", "--filter", "type=builtin", "--format", "{{.Name}} {{.CreatedAt}}")
+		if r.Code != 0 || strings.Count(r.Stdout, "\n") != 3 || strings.Contains(r.Stdout, "1970-01-01") {
+			t.Errorf("network ls CreatedAt: %s", r)
+		}
+		if r := docker("network", "rm", "bridge"); r.Code == 0 || !strings.Contains(r.Stderr, "bridge is a pre-defined network and cannot be removed") {
+			t.Errorf("network rm bridge: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
