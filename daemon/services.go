@@ -50,6 +50,7 @@ type containerService interface {
 	ExecCreate(idOrName string, cfg containers.ExecConfig) (string, error)
 	ExecStart(ctx context.Context, execID string, stdin io.Reader, out io.Writer) error
 	ExecInspect(execID string) (containers.ExecState, error)
+	ExecIDs(id string) []string
 	Resize(idOrName string, height, width uint16) error
 	ExecResize(execID string, height, width uint16) error
 	Top(idOrName, psArgs string) (containers.TopList, error)

@@ -291,7 +291,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			Restarting: st.Restarting, Health: healthOf(st.Health),
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux", RestartCount: c.RestartCount,
-		LogPath: logPathOf(d.containers, c), HostConfig: hc,
+		LogPath: logPathOf(d.containers, c), HostConfig: hc, ExecIDs: d.containers.ExecIDs(c.ID),
 		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
 		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: d.mountPoints(c),
 	}

@@ -586,6 +586,20 @@ ct.remove(force=True)`)
 			t.Errorf("network rm bridge: %s", r)
 		}
 	})
+	t.Run("ExecIDs", func(t *testing.T) {
+		// The execs that have not ended, as dockerd's inspect; it was null.
+		if r := docker("run", "-d", "--name", "execids", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "execids")
+		if r := docker("exec", "-d", "execids", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("exec -d: %s", r)
+		}
+		docker("exec", "execids", "true") // ended: not listed
+		if r := docker("inspect", "-f", "{{len .ExecIDs}}", "execids"); strings.TrimSpace(r.Stdout) != "1" {
+			t.Errorf("ExecIDs with one exec running: %s", r)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
