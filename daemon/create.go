@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/distribution"
@@ -368,4 +369,41 @@ func createNetworkError(err error) error {
 		return badRequest("%v", nf)
 	}
 	return err
+}
+
+// withImageConfig fills what the container's config leaves unset from its
+// image's, as dockerd merges them at create (its merge): inspect's Config
+// shows what the container runs with. The container's env comes first,
+// then the image's variables it does not set; Cmd and Entrypoint come
+// from the image only when no entrypoint is given; volumes add up.
+func withImageConfig(cfg *container.Config, img ocispec.ImageConfig) {
+	if cfg.User == "" {
+		cfg.User = img.User
+	}
+	for _, kv := range img.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(cfg.Env, func(e string) bool { ek, _, _ := strings.Cut(e, "="); return ek == k }) {
+			cfg.Env = append(cfg.Env, kv)
+		}
+	}
+	if len(cfg.Entrypoint) == 0 {
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = img.Cmd
+		}
+		if cfg.Entrypoint == nil {
+			cfg.Entrypoint = img.Entrypoint
+		}
+	}
+	if cfg.WorkingDir == "" {
+		cfg.WorkingDir = img.WorkingDir
+	}
+	for v := range img.Volumes {
+		if cfg.Volumes == nil {
+			cfg.Volumes = map[string]struct{}{}
+		}
+		cfg.Volumes[v] = struct{}{}
+	}
+	if cfg.StopSignal == "" {
+		cfg.StopSignal = img.StopSignal
+	}
 }

@@ -264,6 +264,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		cfg.Hostname = c.ID[:12]
 	}
 	cfg.Labels = nonNilMap(c.Config.Labels) // with the image's, merged at create
+	if img, err := d.images.Get(c.ImageID); err == nil {
+		withImageConfig(cfg, img.Config.Config)
+	}
 	st := c.State
 	n := c.Config.Network
 	ports := network.PortMap{}

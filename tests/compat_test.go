@@ -643,6 +643,26 @@ ct.remove(force=True)`)
 			}
 		}
 	})
+	t.Run("inspect Config with the image's", func(t *testing.T) {
+		// dockerd merges the image's config into the container's at
+		// create: inspect showed only what the client sent.
+		if r := docker("run", "--name", "cfgsrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "cfgsrc")
+		if r := docker("commit", "-c", "ENV X=1 Y=image", "-c", "WORKDIR /w", "-c", "USER nobody", "-c", `CMD ["sleep", "100"]`, "-c", "VOLUME /vv", "-c", "STOPSIGNAL SIGUSR1", "cfgsrc", "cfgimg"); r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		defer d.Run("rmi", "cfgimg")
+		if r := docker("create", "--name", "cfgc", "-e", "Y=2", "cfgimg"); r.Code != 0 {
+			t.Fatalf("create: %s", r)
+		}
+		defer d.Run("rm", "-f", "-v", "cfgc")
+		want := `["Y=2","X=1"] /w nobody ["sleep","100"] {"/vv":{}} SIGUSR1`
+		if r := docker("inspect", "-f", "{{json .Config.Env}} {{.Config.WorkingDir}} {{.Config.User}} {{json .Config.Cmd}} {{json .Config.Volumes}} {{.Config.StopSignal}}", "cfgc"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("inspect Config: %s, want %s", r, want)
+		}
+	})
 }
 
 // TestCompatServicePs drives service ls and service ps of a one-manager
