@@ -600,49 +600,6 @@ ct.remove(force=True)`)
 			t.Errorf("ExecIDs with one exec running: %s", r)
 		}
 	})
-	t.Run("cp of volumes and binds", func(t *testing.T) {
-		// As dockerd, cp sees a container's mounts: a volume's file was
-		// "not found" and a copy into a bind went under the mount, unseen.
-		host := t.TempDir()
-		if err := os.WriteFile(filepath.Join(host, "h"), []byte("fromhost"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		ro := t.TempDir()
-		if r := docker("run", "-d", "--name", "cpmnt", "--read-only", "-v", "cpvol:/data", "-v", host+":/b", "-v", ro+":/r:ro", "busybox", "sleep", "100"); r.Code != 0 {
-			t.Fatalf("run: %s", r)
-		}
-		defer d.Run("volume", "rm", "cpvol")
-		defer d.Run("rm", "-f", "cpmnt")
-		if r := docker("exec", "cpmnt", "sh", "-c", "echo involume > /data/v"); r.Code != 0 {
-			t.Fatalf("exec: %s", r)
-		}
-		out := t.TempDir()
-		for _, p := range []string{"/data/v", "/b/h", "/data"} {
-			if r := docker("cp", "cpmnt:"+p, out); r.Code != 0 {
-				t.Errorf("cp out of %s: %s", p, r)
-			}
-		}
-		if b, err := os.ReadFile(filepath.Join(out, "data", "v")); err != nil || string(b) != "involume\n" {
-			t.Errorf("cp of the volume's directory: %q %v", b, err)
-		}
-		src := filepath.Join(t.TempDir(), "in")
-		if err := os.WriteFile(src, []byte("in"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		for _, dst := range []string{"/data/", "/b/"} {
-			if r := docker("cp", src, "cpmnt:"+dst); r.Code != 0 {
-				t.Errorf("cp into %s: %s", dst, r)
-			}
-			if r := docker("exec", "cpmnt", "cat", dst+"in"); r.Stdout != "in" {
-				t.Errorf("the file copied into %s, seen in the container: %s", dst, r)
-			}
-		}
-		for dst, want := range map[string]string{"/r/": "mounted volume is marked read-only", "/tmp/": "container rootfs is marked read-only"} {
-			if r := docker("cp", src, "cpmnt:"+dst); r.Code == 0 || !strings.Contains(r.Stderr, want) {
-				t.Errorf("cp into %s: %s, want %q", dst, r, want)
-			}
-		}
-	})
 	t.Run("inspect Config with the image's", func(t *testing.T) {
 		// dockerd merges the image's config into the container's at
 		// create: inspect showed only what the client sent.

@@ -75,7 +75,7 @@ func (e *Engine) rootView(c Container) (string, func(), error) {
 // /etc/hostname and /etc/resolv.conf are its own files mounted over the
 // image's (etcfiles.go), so they are read from the container's directory;
 // path is then the name there.
-func (e *Engine) openPathRoot(idOrName, path string, mounts bool) (*inroot.Root, string, error) {
+func (e *Engine) openPathRoot(idOrName, path string) (*inroot.Root, string, error) {
 	c, err := e.Get(idOrName)
 	if err != nil {
 		return nil, "", err
@@ -87,37 +87,8 @@ func (e *Engine) openPathRoot(idOrName, path string, mounts bool) (*inroot.Root,
 			return root, name, err
 		}
 	}
-	if src, rel, _, ok := bindOf(c.Config.Binds, clean); ok && mounts {
-		root, err := inroot.OpenRoot(src)
-		return root, rel, err
-	}
 	root, _, err := e.openRoot(idOrName)
 	return root, path, err
-}
-
-// bindOf finds the bind (-v, --mount; a volume is a bind of its _data)
-// whose destination holds clean, the innermost one: cp reads and writes
-// the mount's source there, as dockerd mounts a container's volumes for
-// cp; the rootfs view has nothing of them (reading a volume's file said it
-// did not exist, and a copy into one went under the mount, unseen). rel is
-// clean inside the source; the source is opened as a root of its own, so
-// nothing outside it is reached.
-func bindOf(binds []string, clean string) (src, rel string, ro, ok bool) {
-	best := ""
-	for _, b := range binds {
-		s, d, r, err := ParseBind(b)
-		if err != nil {
-			continue
-		}
-		d = filepath.Clean(d)
-		if (clean == d || d == "/" || strings.HasPrefix(clean, d+"/")) && (!ok || len(d) > len(best)) {
-			best, src, ro, ok = d, s, r, true
-		}
-	}
-	if ok {
-		rel = "/" + strings.TrimPrefix(strings.TrimPrefix(clean, best), "/")
-	}
-	return src, rel, ro, ok
 }
 
 // hasBind tells whether a -v bind mounts over dst.
@@ -144,20 +115,17 @@ func notFound(path, idOrName string, err error) error {
 // being what it resolves to in the container), and a trailing "/" or "/."
 // asks for a directory.
 func (e *Engine) StatPath(idOrName, path string) (PathStat, error) {
-	return e.statPath(idOrName, path, false, true)
+	return e.statPath(idOrName, path, false)
 }
 
 // StatResolved is StatPath with a symlink last in path followed (inside
 // the container): what a builder's COPY of path reads.
 func (e *Engine) StatResolved(idOrName, path string) (PathStat, error) {
-	return e.statPath(idOrName, path, true, false)
+	return e.statPath(idOrName, path, true)
 }
 
-// statPath is StatPath and StatResolved; mounts reads a bind's source
-// where path is in it (cp), else the rootfs under it (the image's content:
-// a volume's copy-up, a build).
-func (e *Engine) statPath(idOrName, path string, follow, mounts bool) (PathStat, error) {
-	root, rel, err := e.openPathRoot(idOrName, path, mounts)
+func (e *Engine) statPath(idOrName, path string, follow bool) (PathStat, error) {
+	root, rel, err := e.openPathRoot(idOrName, path)
 	if err != nil {
 		return PathStat{}, err
 	}
@@ -265,19 +233,18 @@ func fileMode(m uint32) os.FileMode {
 // name) to w. As StatPath, a symlink last in path is archived itself, not
 // what it points to (docker cp -L asks for the target by name).
 func (e *Engine) ArchivePath(ctx context.Context, idOrName, path string, w io.Writer) error {
-	return e.archivePath(ctx, idOrName, path, w, false, true)
+	return e.archivePath(ctx, idOrName, path, w, false)
 }
 
 // ArchiveResolved is ArchivePath with a symlink last in path followed, its
 // target archived under path's base name: a builder's COPY --from reads
 // its sources so, as dockerd's builders do.
 func (e *Engine) ArchiveResolved(ctx context.Context, idOrName, path string, w io.Writer) error {
-	return e.archivePath(ctx, idOrName, path, w, true, false)
+	return e.archivePath(ctx, idOrName, path, w, true)
 }
 
-// archivePath is ArchivePath and ArchiveResolved; mounts as statPath's.
-func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Writer, follow, mounts bool) error {
-	root, rel, err := e.openPathRoot(idOrName, path, mounts)
+func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Writer, follow bool) error {
+	root, rel, err := e.openPathRoot(idOrName, path)
 	if err != nil {
 		return err
 	}
@@ -288,39 +255,19 @@ func (e *Engine) archivePath(ctx context.Context, idOrName, path string, w io.Wr
 	}
 	defer unix.Close(fd)
 	// Entries that vanish during the walk are skipped; nothing is written
-	// before the top entry is read. They are named after path, the name in
-	// the container (rel may be a mount's root).
-	return archive.TarFd(ctx, fd, path, w)
+	// before the top entry is read.
+	return archive.TarFd(ctx, fd, rel, w)
 }
 
 // ExtractToDir unpacks a tar into the directory path of the container, safely
 // (nothing lands outside the container's rootfs, even while it runs).
 func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.Reader) error {
-	c, err := e.Get(idOrName)
-	if err != nil {
-		return err
-	}
-	// Into a mount, its source (bindOf); else the rootfs, unless it is
-	// read-only. Refused with dockerd's words.
-	var root *inroot.Root
-	dir := path // in root
-	src, rel, ro, inMount := bindOf(c.Config.Binds, filepath.Clean("/"+path))
-	switch {
-	case inMount && ro:
-		return fmt.Errorf("%w: mounted volume is marked read-only", ErrInvalidArgument)
-	case inMount:
-		root, err = inroot.OpenRoot(src)
-		dir = rel
-	case c.Config.ReadonlyRootfs:
-		return fmt.Errorf("%w: container rootfs is marked read-only", ErrInvalidArgument)
-	default:
-		root, _, err = e.openRoot(idOrName)
-	}
+	root, _, err := e.openRoot(idOrName)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	fd, err := root.Open(dir, unix.O_PATH)
+	fd, err := root.Open(path, unix.O_PATH)
 	if err != nil {
 		return notFound(path, idOrName, err)
 	}
@@ -330,7 +277,7 @@ func (e *Engine) ExtractToDir(ctx context.Context, idOrName, path string, r io.R
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%w: extraction point is not a directory", ErrInvalidArgument)
 	}
-	if _, err := archive.ApplyIn(ctx, root, dir, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
+	if _, err := archive.ApplyIn(ctx, root, path, r, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	return nil

@@ -388,25 +388,3 @@ func TestHome(t *testing.T) {
 		}
 	}
 }
-
-// TestBindOf: cp finds the innermost bind holding a path and the path
-// inside its source; a path beside a mount's name is not in it.
-func TestBindOf(t *testing.T) {
-	vol, sub := t.TempDir(), t.TempDir()
-	binds := []string{vol + ":/data", sub + ":/data/sub:ro"}
-	for _, tc := range []struct {
-		path, src, rel string
-		ro, ok         bool
-	}{
-		{"/data", vol, "/", false, true},
-		{"/data/x/y", vol, "/x/y", false, true},
-		{"/data/sub/f", sub, "/f", true, true},
-		{"/database", "", "", false, false},
-		{"/etc", "", "", false, false},
-	} {
-		src, rel, ro, ok := bindOf(binds, tc.path)
-		if src != tc.src || rel != tc.rel || ro != tc.ro || ok != tc.ok {
-			t.Errorf("%s: %q %q %v %v, want %q %q %v %v", tc.path, src, rel, ro, ok, tc.src, tc.rel, tc.ro, tc.ok)
-		}
-	}
-}
