@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/moby/moby/api/types/network"
@@ -13,7 +15,20 @@ import (
 // accepts are honoured: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME,
 // WORKDIR, STOPSIGNAL; anything else is refused by name.
 func parseChanges(changes []string) (ocispec.ImageConfig, error) {
-	var cfg ocispec.ImageConfig
+	return applyChanges(ocispec.ImageConfig{}, changes)
+}
+
+// applyChanges applies the instructions of parseChanges to a copy of cfg,
+// as dockerd applies `commit --change` over the container's config: ENV,
+// LABEL, EXPOSE and VOLUME add to what cfg has, the others replace it, and
+// an ENTRYPOINT with no CMD before it among the changes clears cfg's Cmd,
+// as an ENTRYPOINT resets CMD in a Dockerfile.
+func applyChanges(cfg ocispec.ImageConfig, changes []string) (ocispec.ImageConfig, error) {
+	cfg.Env = slices.Clone(cfg.Env)
+	cfg.Labels = maps.Clone(cfg.Labels)
+	cfg.ExposedPorts = maps.Clone(cfg.ExposedPorts)
+	cfg.Volumes = maps.Clone(cfg.Volumes)
+	cmdSet := false
 	for _, ch := range changes {
 		ch = strings.TrimSpace(ch)
 		if ch == "" {
@@ -26,9 +41,12 @@ func parseChanges(changes []string) (ocispec.ImageConfig, error) {
 		}
 		switch strings.ToUpper(instr) {
 		case "CMD":
-			cfg.Cmd = commandForm(rest)
+			cfg.Cmd, cmdSet = commandForm(rest), true
 		case "ENTRYPOINT":
 			cfg.Entrypoint = commandForm(rest)
+			if !cmdSet {
+				cfg.Cmd = nil
+			}
 		case "ENV":
 			kvs, err := keyValues(rest, true)
 			if err != nil {

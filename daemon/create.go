@@ -3,15 +3,20 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/distribution"
 )
 
 // Container create: the request checked and turned into the engine's config.
@@ -51,6 +56,9 @@ func (d *Daemon) containerCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	req := body.CreateRequest
 	cfg, err := d.createConfig(req)
+	if err == nil {
+		err = d.checkImagePlatform(cfg.Image, r.URL.Query().Get("platform"))
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -119,7 +127,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	}
 	mode, clusterID, err := d.resolveNetworkMode(hc.NetworkMode)
 	if err != nil {
-		return containers.Config{}, err
+		return containers.Config{}, createNetworkError(err)
 	}
 	var clusterAliases []string
 	if req.NetworkingConfig != nil {
@@ -129,7 +137,7 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 			// to the managers.
 			if name != string(hc.NetworkMode) {
 				if m, err := d.networkMode(container.NetworkMode(name)); err != nil {
-					return containers.Config{}, err
+					return containers.Config{}, createNetworkError(err)
 				} else if m != mode {
 					return containers.Config{}, badRequest("a container can be on one network only: %s and %s given", mode, m)
 				}
@@ -263,6 +271,26 @@ func (d *Daemon) createConfig(req container.CreateRequest) (containers.Config, e
 	if _, err := portMappings(hc.PortBindings); err != nil {
 		return containers.Config{}, err
 	}
+	// The image's EXPOSE ports are the container's too, as dockerd merges
+	// the image's config into the container's.
+	var imageExposed map[string]struct{}
+	if d.images != nil { // nil in unit tests
+		if img, err := d.images.Get(in.Image); err == nil {
+			imageExposed = img.Config.Config.ExposedPorts
+		}
+	}
+	for s := range imageExposed {
+		if p, err := network.ParsePort(s); err == nil {
+			if in.ExposedPorts == nil {
+				in.ExposedPorts = network.PortSet{}
+			}
+			in.ExposedPorts[p] = struct{}{}
+		}
+	}
+	for p := range in.ExposedPorts {
+		cfg.ExposedPorts = append(cfg.ExposedPorts, p.String())
+	}
+	slices.Sort(cfg.ExposedPorts)
 	if len(hc.PortBindings) > 0 && mode != modeBridge && !userNetwork(mode) {
 		return containers.Config{}, badRequest("published ports need the bridge network, not %s", mode)
 	}
@@ -325,4 +353,85 @@ func unsupportedHostOption(hc *container.HostConfig) string {
 		}
 	}
 	return ""
+}
+
+// checkImagePlatform refuses a create whose platform (`run --platform`) is
+// not the image's, as dockerd does, with its 404: the docker CLI then
+// tries to pull the image for that platform. An image missing here is left
+// to the create's own error.
+func (d *Daemon) checkImagePlatform(ref, platform string) error {
+	if platform == "" {
+		return nil
+	}
+	want, err := distribution.ParsePlatform(platform)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	img, err := d.images.Get(ref)
+	if err != nil {
+		return nil
+	}
+	have := distribution.Platform{OS: img.Config.OS, Architecture: img.Config.Architecture, Variant: img.Config.Variant}
+	if have.OS == "" {
+		have.OS = "linux"
+	}
+	if have.Architecture == "" {
+		have.Architecture = runtime.GOARCH
+	}
+	// A variant asked for must match, arm64's v8 also matching none.
+	variantOK := want.Variant == "" || want.Variant == have.Variant || want.Architecture == "arm64" && want.Variant == "v8" && have.Variant == ""
+	if have.OS == want.OS && have.Architecture == want.Architecture && variantOK {
+		return nil
+	}
+	return withStatus(http.StatusNotFound, fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)",
+		ref, have, want))
+}
+
+// createNetworkError is a create's error for its network: one not found
+// is the caller's mistake (400), not a 404, which the docker CLI takes for
+// a missing image and answers by pulling the image and trying again.
+// (dockerd creates the container and fails its start instead.)
+func createNetworkError(err error) error {
+	var nf notFoundError
+	if errors.As(err, &nf) {
+		return badRequest("%v", nf)
+	}
+	return err
+}
+
+// withImageConfig fills what the container's config leaves unset from its
+// image's, as dockerd merges them at create (its merge): inspect's Config
+// shows what the container runs with. The container's env comes first,
+// then the image's variables it does not set; Cmd and Entrypoint come
+// from the image only when no entrypoint is given; volumes add up.
+func withImageConfig(cfg *container.Config, img ocispec.ImageConfig) {
+	if cfg.User == "" {
+		cfg.User = img.User
+	}
+	for _, kv := range img.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(cfg.Env, func(e string) bool { ek, _, _ := strings.Cut(e, "="); return ek == k }) {
+			cfg.Env = append(cfg.Env, kv)
+		}
+	}
+	if len(cfg.Entrypoint) == 0 {
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = img.Cmd
+		}
+		if cfg.Entrypoint == nil {
+			cfg.Entrypoint = img.Entrypoint
+		}
+	}
+	if cfg.WorkingDir == "" {
+		cfg.WorkingDir = img.WorkingDir
+	}
+	for v := range img.Volumes {
+		if cfg.Volumes == nil {
+			cfg.Volumes = map[string]struct{}{}
+		}
+		cfg.Volumes[v] = struct{}{}
+	}
+	if cfg.StopSignal == "" {
+		cfg.StopSignal = img.StopSignal
+	}
 }

@@ -104,6 +104,10 @@ type Daemon struct {
 	clusterMu   sync.Mutex
 	clusterAtts map[string]*api.NetworkAttachment
 	reconciling atomic.Bool
+
+	// started is when the daemon started: the built-in networks' Created,
+	// as dockerd makes its bridge network at each start.
+	started time.Time
 }
 
 // streamContext is the context of a long-lived request: it ends with the
@@ -117,7 +121,7 @@ func (d *Daemon) streamContext(r *http.Request) (context.Context, context.Cancel
 func newDaemon(ctx context.Context, cfg Config, imgs imageService, ctrs containerService, nw networkService) *Daemon {
 	return &Daemon{cfg: cfg, images: imgs, containers: ctrs, network: nw, ctx: ctx, netLocks: map[string]*sync.Mutex{}, events: events.New(0),
 		clusterAtts: map[string]*api.NetworkAttachment{},
-		nets:        &userNets{byID: map[string]*userNet{}, dns: map[string]func(){}}}
+		nets:        &userNets{byID: map[string]*userNet{}, dns: map[string]func(){}}, started: time.Now().UTC()}
 }
 
 // Run starts the daemon and serves until ctx ends, then stops gracefully:

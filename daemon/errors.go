@@ -85,7 +85,11 @@ func writeError(w http.ResponseWriter, err error) {
 func messageOf(err error) string {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	for _, class := range []error{containers.ErrConflict, containers.ErrInvalidArgument} {
-		msg = strings.TrimPrefix(msg, class.Error()+": ")
+		// Only the containers' own: an image's conflict keeps its
+		// "conflict: ", which dockerd's rmi messages begin with.
+		if errors.Is(err, class) {
+			msg = strings.TrimPrefix(msg, class.Error()+": ")
+		}
 	}
 	// A path missing in a container: dockerd names the file only.
 	if rest, ok := strings.CutPrefix(msg, containers.ErrNotFound.Error()+": "); ok && strings.HasPrefix(rest, "Could not find the file") {

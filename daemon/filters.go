@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/images"
@@ -117,11 +119,30 @@ func timeFilters(r *http.Request, allowed ...string) (filters, time.Time, error)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	if err := f.checkBool("dangling"); err != nil {
+		return nil, time.Time{}, err
+	}
 	until, err := f.until()
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	return f, until, nil
+}
+
+// checkBool refuses values of a boolean filter other than one of "1",
+// "true", "0", "false", or both a true and a false one, as dockerd's
+// GetBoolOrDefault does: read as false, they answered as if asked.
+func (f filters) checkBool(key string) error {
+	vs, ok := f[key]
+	if !ok {
+		return nil
+	}
+	yes := slices.Contains(vs, "1") || slices.Contains(vs, "true")
+	no := slices.Contains(vs, "0") || slices.Contains(vs, "false")
+	if yes == no { // none of them, or both
+		return badRequest("invalid filter '%s=%s'", key, vs)
+	}
+	return nil
 }
 
 // createdBefore reports whether created passes an until filter: before it,
@@ -179,33 +200,43 @@ func (r createdRange) admits(t time.Time) bool {
 	return (r.before.IsZero() || t.Before(r.before)) && (r.since.IsZero() || t.After(r.since))
 }
 
-// checkHealthFilter refuses a health value dockerd does not know.
-func checkHealthFilter(f filters) error {
-	for _, v := range f["health"] {
-		switch v {
-		case "none", containers.HealthStarting, containers.HealthHealthy, containers.HealthUnhealthy:
-		default:
-			return badRequest("Unrecognised filter value for health: %s", v)
+// checkContainerFilters refuses the values of status, health, exited and
+// is-task that dockerd refuses, with its messages: a value that can never
+// match would otherwise list nothing without a word.
+func checkContainerFilters(f filters) error {
+	for _, v := range f["status"] {
+		if err := container.ValidateContainerState(container.ContainerState(v)); err != nil {
+			return badRequest("invalid filter 'status=%s': %v", v, err)
 		}
 	}
-	return nil
+	for _, v := range f["health"] {
+		if err := container.ValidateHealthStatus(container.HealthStatus(v)); err != nil {
+			return badRequest("invalid filter 'health=%s': %v", v, err)
+		}
+	}
+	for _, v := range f["exited"] {
+		if _, err := strconv.Atoi(v); err != nil {
+			return badRequest("invalid filter 'exited=%s': %v", v, err)
+		}
+	}
+	return f.checkBool("is-task")
 }
 
-func (f filters) matchContainer(c containers.Container) bool {
+// matchContainer checks the filters of a container's own fields; ancestors
+// are the image IDs the ancestor filters select (imageAncestry). The
+// network and volume filters need the container's endpoints and mounts:
+// matchNetworks and matchMounts.
+func (f filters) matchContainer(c containers.Container, ancestors map[string]bool) bool {
 	return f.any("id", func(v string) bool { return strings.HasPrefix(c.ID, v) }) &&
 		f.any("name", func(v string) bool {
 			return strings.Contains(strings.TrimPrefix(c.Name, "/"), strings.TrimPrefix(v, "/"))
 		}) &&
 		f.any("status", func(v string) bool { return string(stateOf(c.State)) == v }) &&
-		f.any("ancestor", func(v string) bool {
-			return c.Config.Image == v || strings.HasPrefix(c.ImageID, v) || strings.HasPrefix(strings.TrimPrefix(c.ImageID, "sha256:"), v) ||
-				!strings.Contains(v, ":") && c.Config.Image == v+":latest"
-		}) &&
+		(len(f["ancestor"]) == 0 || ancestors[c.ImageID]) &&
 		f.any("exited", func(v string) bool {
 			n, err := strconv.Atoi(v)
 			return err == nil && c.State.Status == "exited" && c.State.ExitCode == n
 		}) &&
-		f.any("network", func(v string) bool { return c.Config.NetworkMode == v }) &&
 		f.any("health", func(v string) bool {
 			h := "none"
 			if c.State.Health != nil {
@@ -218,6 +249,48 @@ func (f filters) matchContainer(c containers.Container) bool {
 			return (v == "true" || v == "1") == task
 		}) &&
 		f.labels(c.Config.Labels)
+}
+
+// matchNetworks checks "network" filters as dockerd: the container is on
+// a network of that name or whose ID starts with the value.
+func (f filters) matchNetworks(eps map[string]*network.EndpointSettings) bool {
+	return f.any("network", func(v string) bool {
+		for name, ep := range eps {
+			if name == v || ep != nil && ep.NetworkID != "" && strings.HasPrefix(ep.NetworkID, v) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// imageAncestry resolves the ancestor filters as dockerd: each value names
+// an image (tag, digest or ID), and the containers that match are those of
+// that image or of an image committed on it. A value naming no image
+// selects nothing.
+func imageAncestry(store imageService, refs []string) map[string]bool {
+	ids := map[string]bool{}
+	for _, ref := range refs {
+		if img, err := store.Get(ref); err == nil {
+			ids[img.ID] = true
+		}
+	}
+	if len(ids) == 0 {
+		return ids
+	}
+	all, err := store.List()
+	if err != nil {
+		return ids
+	}
+	for grew := true; grew; {
+		grew = false
+		for _, img := range all {
+			if !ids[img.ID] && img.Parent != "" && ids[img.Parent] {
+				ids[img.ID], grew = true, true
+			}
+		}
+	}
+	return ids
 }
 
 // matchMounts checks "volume" filters against a container's mounts: a

@@ -61,6 +61,15 @@ func (d *Daemon) archiveGet(w http.ResponseWriter, r *http.Request) {
 		// The status is gone: cut the stream so the client sees a broken tar.
 		panic(http.ErrAbortHandler)
 	}
+	d.publishContainerAction(r.PathValue("id"), "archive-path")
+}
+
+// publishContainerAction emits a container event of a call that read or
+// changed container idOrName (cp, export, top), as dockerd logs them.
+func (d *Daemon) publishContainerAction(idOrName, action string) {
+	if c, err := d.containers.Get(idOrName); err == nil {
+		d.publishContainer(action, c, nil)
+	}
 }
 
 // containerExport is `export`: the container's whole filesystem as a tar,
@@ -75,6 +84,7 @@ func (d *Daemon) containerExport(w http.ResponseWriter, r *http.Request) {
 	if err := d.containers.ArchivePath(r.Context(), r.PathValue("id"), "/", w); err != nil {
 		panic(http.ErrAbortHandler)
 	}
+	d.publishContainerAction(r.PathValue("id"), "export")
 }
 
 func (d *Daemon) archivePut(w http.ResponseWriter, r *http.Request) {
@@ -87,5 +97,6 @@ func (d *Daemon) archivePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	d.publishContainerAction(r.PathValue("id"), "extract-to-dir")
 	w.WriteHeader(http.StatusOK)
 }

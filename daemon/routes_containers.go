@@ -11,6 +11,8 @@ import (
 
 	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/logs"
@@ -53,7 +55,7 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, err := parseFilters(q.Get("filters"), validContainerFilters...)
 	if err == nil {
-		err = checkHealthFilter(f)
+		err = checkContainerFilters(f)
 	}
 	if err != nil {
 		writeError(w, err)
@@ -76,14 +78,22 @@ func (d *Daemon) containerList(w http.ResponseWriter, r *http.Request) {
 	}
 	// A limit or a status filter looks at stopped containers too, as dockerd.
 	all := boolParam(r, "all") || limit > 0 || len(f["status"]) > 0 || len(f["exited"]) > 0
+	ancestors := imageAncestry(d.images, f["ancestor"])
 	now := time.Now()
 	out := []container.Summary{}
 	for _, c := range d.containers.List(all) {
 		if limit > 0 && len(out) == limit {
 			break
 		}
-		if f.matchContainer(c) && created.admits(c.Created) && f.matchMounts(d.mountPoints(c)) {
+		if f.matchContainer(c, ancestors) && created.admits(c.Created) && f.matchMounts(d.mountPoints(c)) {
 			s := d.summaryOf(c, now)
+			var eps map[string]*network.EndpointSettings
+			if s.NetworkSettings != nil {
+				eps = s.NetworkSettings.Networks
+			}
+			if !f.matchNetworks(eps) {
+				continue
+			}
 			if boolParam(r, "size") {
 				// ps -s: dockerd computes it the same way, per request.
 				if rw, rootfs, err := d.containers.Size(c.ID); err == nil {
@@ -347,6 +357,7 @@ func (d *Daemon) containerTop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	d.publishContainerAction(r.PathValue("id"), "top")
 	writeJSON(w, http.StatusOK, container.TopResponse{Titles: top.Titles, Processes: top.Processes})
 }
 
@@ -356,8 +367,10 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("no container given: commit needs ?container=ID"))
 		return
 	}
-	if len(q["changes"]) > 0 && q.Get("changes") != "" {
-		writeError(w, badRequest("commit --change is not supported"))
+	// The changes are checked before the container is paused and read.
+	changes := q["changes"]
+	if _, err := parseChanges(changes); err != nil {
+		writeError(w, err)
 		return
 	}
 	ref := q.Get("repo")
@@ -369,10 +382,14 @@ func (d *Daemon) commit(w http.ResponseWriter, r *http.Request) {
 	pause := !q.Has("pause") || boolParam(r, "pause")
 	img, err := d.containers.Commit(r.Context(), q.Get("container"), containers.CommitOptions{
 		Ref: ref, Comment: q.Get("comment"), Author: q.Get("author"), NoPause: !pause,
+		Change: func(cfg ocispec.ImageConfig) (ocispec.ImageConfig, error) { return applyChanges(cfg, changes) },
 	})
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if ref != "" {
+		d.publishTag(ref) // dockerd's commit tags the image: a tag event first
 	}
 	if c, err := d.containers.Get(q.Get("container")); err == nil {
 		d.publishContainer("commit", c, map[string]string{"comment": q.Get("comment"), "imageID": img.ID, "imageRef": ref})

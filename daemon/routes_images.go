@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime"
 	"strings"
@@ -45,7 +47,7 @@ func (d *Daemon) imageGetRoute(w http.ResponseWriter, r *http.Request) {
 	name, action := splitImageRoute(r.PathValue("name"))
 	switch action {
 	case "json":
-		d.imageInspect(w, name)
+		d.imageInspect(w, r, name)
 	case "history":
 		d.imageHistory(w, name)
 	case "get":
@@ -158,7 +160,7 @@ func (d *Daemon) imageList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) imageInspect(w http.ResponseWriter, name string) {
+func (d *Daemon) imageInspect(w http.ResponseWriter, r *http.Request, name string) {
 	img, err := d.images.Get(name)
 	if err != nil {
 		writeError(w, err)
@@ -179,13 +181,94 @@ func (d *Daemon) imageInspect(w http.ResponseWriter, name string) {
 	if osName == "" {
 		osName = "linux"
 	}
-	writeJSON(w, http.StatusOK, image.InspectResponse{
+	resp := image.InspectResponse{
 		ID: img.ID, RepoTags: nonNilSlice(img.RepoTags), RepoDigests: nonNilSlice(img.RepoDigests),
 		Comment: comment, Created: img.Created.UTC().Format(time.RFC3339Nano), Author: img.Config.Author,
 		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config, DockerOCIImageConfigExt: imageConfigExt(img)},
 		Architecture: arch, Os: osName, Size: img.Size,
 		RootFS: image.RootFS{Type: "layers", Layers: layers},
-	})
+	}
+	if v := requestVersion(r); versionLess(v, "1.52") {
+		legacy, err := legacyImageInspect(resp, img.Parent, v)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, legacy)
+		return
+	}
+	if img.Parent != "" {
+		// Still shown when known, as dockerd's for a legacy build's image.
+		legacy, err := withFields(resp, map[string]any{"Parent": img.Parent})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, legacy)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// Image config fields that clients of API 1.51 and older got even when
+// empty (below 1.50 also the container-config fields an image config
+// carried then), as dockerd's router adds them back for those versions.
+var (
+	legacyImageConfig = map[string]any{
+		"Cmd": nil, "Entrypoint": nil, "Env": nil, "Labels": nil, "OnBuild": nil,
+		"User": "", "Volumes": nil, "WorkingDir": "",
+	}
+	legacyImageConfig149 = map[string]any{
+		"AttachStderr": false, "AttachStdin": false, "AttachStdout": false, "Domainname": "",
+		"Hostname": "", "Image": "", "OpenStdin": false, "StdinOnce": false, "Tty": false,
+	}
+)
+
+// legacyImageInspect is resp as API versions before 1.52 had it: Parent,
+// Comment, DockerVersion and Author always present, and the image config's
+// empty fields too, so that the docker CLI's templates such as
+// {{.Config.Entrypoint}} or {{.Comment}} (CLI 28 speaks 1.50) print an
+// empty value instead of failing with "map has no entry for key".
+func legacyImageInspect(resp image.InspectResponse, parent, version string) (map[string]any, error) {
+	out, err := withFields(resp, map[string]any{"Parent": parent, "Comment": resp.Comment, "DockerVersion": "", "Author": resp.Author})
+	if err != nil {
+		return nil, err
+	}
+	extra := maps.Clone(legacyImageConfig)
+	if versionLess(version, "1.50") {
+		maps.Copy(extra, legacyImageConfig149)
+	}
+	cfg, _ := out["Config"].(map[string]any)
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	for k, v := range extra {
+		if _, ok := cfg[k]; !ok {
+			cfg[k] = v
+		}
+	}
+	out["Config"] = cfg
+	return out, nil
+}
+
+// withFields is v's JSON object with the fields of extra it lacks added.
+func withFields(v any, extra map[string]any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", v, err)
+	}
+	var out map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // sizes stay integers
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("decode %T: %w", v, err)
+	}
+	for k, x := range extra {
+		if _, ok := out[k]; !ok {
+			out[k] = x
+		}
+	}
+	return out, nil
 }
 
 func (d *Daemon) imageHistory(w http.ResponseWriter, name string) {
@@ -216,15 +299,45 @@ func (d *Daemon) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, err)
 		return
 	}
-	if img, err := d.images.Get(dst); err == nil {
-		d.publish(events.TypeImage, "tag", img.ID, map[string]string{"name": dst})
-	}
+	d.publishTag(dst)
 	w.WriteHeader(http.StatusCreated)
 }
 
+// publishTag emits the image event of a new tag ref, named in the familiar
+// form as dockerd's ("evt:latest": the docker CLI sends the repository as
+// docker.io/library/evt).
+func (d *Daemon) publishTag(ref string) {
+	img, err := d.images.Get(ref)
+	if err != nil {
+		return
+	}
+	if p, err := images.ParseReference(ref); err == nil {
+		ref = p.String()
+	}
+	d.publish(events.TypeImage, "tag", img.ID, map[string]string{"name": ref})
+}
+
 func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
-	img, _ := d.images.Get(r.PathValue("name"))
-	removed, err := d.images.Remove(r.PathValue("name"), boolParam(r, "force"))
+	name := r.PathValue("name")
+	img, _ := d.images.Get(name)
+	var removed []images.Removed
+	var err error
+	// As dockerd: a running container's image is not deleted, even with
+	// force. By ID that is refused (a hard conflict); by its last name
+	// with force the name goes and the image stays, nameless.
+	ctr, force := d.runningUserOf(img.ID), boolParam(r, "force")
+	switch {
+	case ctr != "" && isIDPrefix(img.ID, name):
+		err = withStatus(http.StatusConflict, fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", shortID(img.ID), shortID(ctr)))
+	case ctr != "" && force && len(img.RepoTags) > 1:
+		removed, err = d.images.Remove(name, false)
+	case ctr != "" && force:
+		var x images.Removed
+		x, err = d.images.Untag(name)
+		removed = []images.Removed{x}
+	default:
+		removed, err = d.images.Remove(name, force)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -240,6 +353,33 @@ func (d *Daemon) imageRemove(w http.ResponseWriter, r *http.Request) {
 		out = append(out, image.DeleteResponse{Untagged: x.Untagged, Deleted: x.Deleted})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// runningUserOf is the ID of a running container of image id, "" if none.
+func (d *Daemon) runningUserOf(id string) string {
+	if id == "" {
+		return ""
+	}
+	for _, c := range d.containers.List(false) {
+		if c.State.Running && c.ImageID == id {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+// shortID is the 12 hex digits of an ID that dockerd's messages show.
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	return id[:min(12, len(id))]
+}
+
+// isIDPrefix reports whether name is image id or a prefix of it (with or
+// without "sha256:") rather than a reference.
+func isIDPrefix(id, name string) bool {
+	hexID := strings.TrimPrefix(id, "sha256:")
+	name = strings.TrimPrefix(name, "sha256:")
+	return name != "" && strings.HasPrefix(hexID, name)
 }
 
 func (d *Daemon) imageSave(w http.ResponseWriter, r *http.Request) {

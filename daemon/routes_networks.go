@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,9 +35,6 @@ func (d *Daemon) networkRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /networks/{id}/disconnect", d.networkDisconnect)
 	mux.HandleFunc("POST /networks/prune", d.networkPrune)
 }
-
-// builtinCreated is the creation time shown for the built-in networks.
-var builtinCreated = time.Unix(0, 0).UTC()
 
 // builtinID is the stable ID of a built-in network on this daemon.
 func (d *Daemon) builtinID(name string) string {
@@ -82,7 +80,7 @@ func (d *Daemon) endpointsOn(name string, br *bridge.Network) map[string]network
 
 func (d *Daemon) builtinInspect(name string) network.Inspect {
 	n := network.Inspect{Network: network.Network{
-		Name: name, ID: d.builtinID(name), Created: builtinCreated, Scope: "local", Driver: networkTypes[name],
+		Name: name, ID: d.builtinID(name), Created: d.started, Scope: "local", Driver: networkTypes[name],
 		EnableIPv4: true, IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{}},
 		Options: map[string]string{}, Labels: map[string]string{},
 	}, Containers: d.endpointsOn(name, nil)}
@@ -143,6 +141,15 @@ func (d *Daemon) networkList(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid filter: 'type'='%s'", v))
 			return
 		}
+	}
+	// dangling takes one boolean, refused otherwise as dockerd does (any
+	// other value read as false listed the networks in use).
+	if vs := f["dangling"]; len(vs) > 1 {
+		writeError(w, badRequest(`got more than one value for filter key "dangling"`))
+		return
+	} else if len(vs) == 1 && !slices.Contains([]string{"0", "1", "false", "true"}, vs[0]) {
+		writeError(w, badRequest(`invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")`))
+		return
 	}
 	all, err := d.allNetworks(r.Context())
 	if err != nil {
@@ -273,7 +280,7 @@ func (d *Daemon) removeUserNetwork(ctx context.Context, idOrName string) (found 
 
 func (d *Daemon) networkRemove(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if n, err := d.findNetwork(r.Context(), id); err == nil && n.Created.Equal(builtinCreated) && builtinNetwork(n.Name) {
+	if n, err := d.findNetwork(r.Context(), id); err == nil && builtinNetwork(n.Name) && n.ID == d.builtinID(n.Name) {
 		writeError(w, withStatus(http.StatusForbidden, fmt.Errorf("%s is a pre-defined network and cannot be removed", n.Name)))
 		return
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/cgroups"
+	"github.com/shoal-project/shoal/containerd/logs"
 )
 
 // APIVersion is the Engine API version served: the newest that the
@@ -76,20 +78,37 @@ func (d *Daemon) handler() http.Handler {
 		}()
 		w.Header().Set("Api-Version", APIVersion)
 		w.Header().Set("Server", "shoal/"+Version+" (linux)")
-		if err := stripVersion(r); err != nil {
+		v, err := stripVersion(r)
+		if err != nil {
 			writeError(w, err)
 			return
+		}
+		if v != "" {
+			r = r.WithContext(context.WithValue(r.Context(), apiVersionKey{}, v))
 		}
 		mux.ServeHTTP(w, r)
 	})
 }
 
-// stripVersion removes a /vX.Y prefix, refusing versions outside what is
-// served with dockerd's messages.
-func stripVersion(r *http.Request) error {
+// apiVersionKey keys the API version a request asked for in its context.
+type apiVersionKey struct{}
+
+// requestVersion is the API version of r's /vX.Y prefix, APIVersion for a
+// request without one; answers whose shape changed between versions
+// follow it, as dockerd's.
+func requestVersion(r *http.Request) string {
+	if v, ok := r.Context().Value(apiVersionKey{}).(string); ok {
+		return v
+	}
+	return APIVersion
+}
+
+// stripVersion removes a /vX.Y prefix and returns its version ("" for
+// none), refusing versions outside what is served with dockerd's messages.
+func stripVersion(r *http.Request) (string, error) {
 	m := versionPrefix.FindStringSubmatchIndex(r.URL.Path)
 	if m == nil {
-		return nil
+		return "", nil
 	}
 	v := r.URL.Path[m[2]:m[5]]
 	r.URL.Path = r.URL.Path[m[5]:]
@@ -99,11 +118,11 @@ func stripVersion(r *http.Request) error {
 	r.URL.RawPath = ""
 	switch {
 	case versionLess(APIVersion, v):
-		return badRequest("client version %s is too new. Maximum supported API version is %s", v, APIVersion)
+		return "", badRequest("client version %s is too new. Maximum supported API version is %s", v, APIVersion)
 	case versionLess(v, MinAPIVersion):
-		return badRequest("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, MinAPIVersion)
+		return "", badRequest("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, MinAPIVersion)
 	}
-	return nil
+	return v, nil
 }
 
 // versionLess compares API versions "MAJOR.MINOR" numerically.
@@ -207,9 +226,13 @@ func (d *Daemon) version(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 	osName, osVersion := hostOS()
 	all := d.containers.List(true)
-	running := 0
+	// A paused container counts as paused, not running, as dockerd's.
+	running, paused := 0, 0
 	for _, c := range all {
-		if c.State.Running {
+		switch {
+		case c.State.Running && c.State.Paused:
+			paused++
+		case c.State.Running:
 			running++
 		}
 	}
@@ -220,7 +243,7 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, system.Info{
 		ID: d.cfg.NodeName, Name: d.cfg.NodeName,
-		Containers: len(all), ContainersRunning: running, ContainersStopped: len(all) - running,
+		Containers: len(all), ContainersRunning: running, ContainersPaused: paused, ContainersStopped: len(all) - running - paused,
 		Images: len(imgs), Driver: "overlayfs", DockerRootDir: d.cfg.DataRoot,
 		LoggingDriver: d.cfg.logDriver(), CgroupDriver: "cgroupfs",
 		MemoryLimit: true, SwapLimit: cgroups.SwapLimitSupported(cgroups.Detect(), cgroups.DefaultRoot), CPUSet: true, CPUShares: true, CPUCfsQuota: true, CPUCfsPeriod: true, PidsLimit: true, IPv4Forwarding: true,
@@ -232,6 +255,13 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},
 		Swarm:           d.swarmInfo(r),
 		Labels:          []string{}, Warnings: []string{},
+		// The drivers this engine has, as dockerd lists its registered ones
+		// (docker info's Plugins): "none" is no log driver there either.
+		Plugins: system.PluginsInfo{
+			Volume:  []string{"local"},
+			Network: []string{"bridge", "host", "null", "overlay"},
+			Log:     []string{logs.DriverJSONFile, logs.DriverLocal},
+		},
 	})
 }
 

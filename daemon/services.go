@@ -25,6 +25,7 @@ type imageService interface {
 	List() ([]images.Image, error)
 	Tag(src, dst string) error
 	Remove(refOrID string, force bool) ([]images.Removed, error)
+	Untag(ref string) (images.Removed, error)
 	Save(ctx context.Context, w io.Writer, refs []string) error
 	Load(ctx context.Context, r io.Reader) ([]string, error)
 	History(refOrID string) ([]images.HistoryEntry, error)
@@ -49,6 +50,7 @@ type containerService interface {
 	ExecCreate(idOrName string, cfg containers.ExecConfig) (string, error)
 	ExecStart(ctx context.Context, execID string, stdin io.Reader, out io.Writer) error
 	ExecInspect(execID string) (containers.ExecState, error)
+	ExecIDs(id string) []string
 	Resize(idOrName string, height, width uint16) error
 	ExecResize(execID string, height, width uint16) error
 	Top(idOrName, psArgs string) (containers.TopList, error)

@@ -215,7 +215,7 @@ func TestCreateConfigRefusals(t *testing.T) {
 		{"no config", func(r *container.CreateRequest) { r.Config = nil }, 400, "config cannot be empty"},
 		{"no image", func(r *container.CreateRequest) { r.Image = "" }, 400, "no image specified"},
 		{"console size", func(r *container.CreateRequest) { r.Tty, r.HostConfig.ConsoleSize = true, [2]uint{0, 80} }, 400, "ConsoleSize"},
-		{"network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "backend" }, 404, "network backend not found"},
+		{"network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "backend" }, 400, "network backend not found"}, // not 404: the docker CLI would pull the image
 		{"container network", func(r *container.CreateRequest) { r.HostConfig.NetworkMode = "container:x" }, 400, "not supported"},
 		{"memory", func(r *container.CreateRequest) { r.HostConfig.Memory = 1 << 20 }, 400, "Minimum memory limit allowed is 6MB"},
 		{"cpus", func(r *container.CreateRequest) { r.HostConfig.NanoCPUs = 1e15 }, 400, "Range of CPUs"},
@@ -360,6 +360,27 @@ func TestParseChanges(t *testing.T) {
 	}
 }
 
+// TestApplyChangesOverAConfig: commit --change adds to the container's
+// env and labels, replaces the rest, and an ENTRYPOINT without a CMD
+// clears the Cmd, as dockerd's commit; the base is not modified.
+func TestApplyChangesOverAConfig(t *testing.T) {
+	base := ocispec.ImageConfig{Env: []string{"A=1", "B=2"}, Labels: map[string]string{"l": "1"}, Cmd: []string{"sleep", "9"}}
+	cfg, err := applyChanges(base, []string{"ENV B=3", "LABEL m=2", `ENTRYPOINT ["/e"]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg.Env, cfg.Labels, cfg.Entrypoint, cfg.Cmd == nil) != "[A=1 B=3] map[l:1 m:2] [/e] true" {
+		t.Errorf("applied: %v %v %v %v", cfg.Env, cfg.Labels, cfg.Entrypoint, cfg.Cmd)
+	}
+	if fmt.Sprint(base.Env, base.Labels) != "[A=1 B=2] map[l:1]" {
+		t.Errorf("the base changed: %v %v", base.Env, base.Labels)
+	}
+	cfg, _ = applyChanges(base, []string{`CMD ["x"]`, `ENTRYPOINT ["/e"]`})
+	if fmt.Sprint(cfg.Cmd) != "[x]" {
+		t.Errorf("CMD then ENTRYPOINT: Cmd %v", cfg.Cmd)
+	}
+}
+
 func TestFilters(t *testing.T) {
 	modern, err := parseFilters(`{"status":{"running":true,"exited":true},"label":{"a=1":true}}`, validContainerFilters...)
 	if err != nil {
@@ -395,7 +416,8 @@ func TestFilters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := f.matchContainer(c); got != tc.want {
+		// The ancestor filters resolved to c's image (imageAncestry).
+		if got := f.matchContainer(c, map[string]bool{"sha256:1234": true}); got != tc.want {
 			t.Errorf("%s: %v", tc.f, got)
 		}
 	}
@@ -645,7 +667,7 @@ func TestTimeAndRelationFilters(t *testing.T) {
 	task := containers.Container{Config: containers.Config{Labels: map[string]string{worker.LabelTaskID: "t1"}}}
 	for filter, want := range map[string][2]bool{"true": {true, false}, "false": {false, true}} {
 		f, _ := parseFilters(`{"is-task":{"`+filter+`":true}}`, "is-task")
-		if f.matchContainer(task) != want[0] || f.matchContainer(containers.Container{}) != want[1] {
+		if f.matchContainer(task, nil) != want[0] || f.matchContainer(containers.Container{}, nil) != want[1] {
 			t.Errorf("is-task=%s", filter)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/containerd/logs"
 	"github.com/shoal-project/shoal/containerd/oci"
 )
 
@@ -113,6 +114,30 @@ func portSummaries(c containers.Container) []container.PortSummary {
 			IP: parseAddr(hostIPString(p.HostIP)), PrivatePort: uint16(p.ContainerPort), PublicPort: uint16(p.HostPort), Type: p.Protocol,
 		})
 	}
+	for _, p := range unpublishedPorts(c) {
+		out = append(out, container.PortSummary{PrivatePort: p.Num(), Type: string(p.Proto())})
+	}
+	return out
+}
+
+// unpublishedPorts are the exposed ports of a running container on a
+// bridge (default or user network) that no -p publishes: dockerd lists
+// them (ps's "80/tcp", inspect's "80/tcp": null).
+func unpublishedPorts(c containers.Container) []network.Port {
+	mode := c.Config.NetworkMode
+	if !c.State.Running || mode != "" && mode != modeBridge && !userNetwork(mode) {
+		return nil
+	}
+	var out []network.Port
+	for _, s := range c.Config.ExposedPorts {
+		p, err := network.ParsePort(s)
+		if err != nil || slices.ContainsFunc(c.Config.Network.Ports, func(b containers.PortBinding) bool {
+			return uint16(b.ContainerPort) == p.Num() && b.Protocol == string(p.Proto())
+		}) {
+			continue
+		}
+		out = append(out, p)
+	}
 	return out
 }
 
@@ -186,6 +211,15 @@ func userEndpoint(ep *network.EndpointSettings, c containers.Container, cfg endp
 	}
 }
 
+// logPathOf is inspect's LogPath: the json-file's, "" for the local
+// driver (its file is not JSON lines) and none, as dockerd's.
+func logPathOf(cs containerService, c containers.Container) string {
+	if c.Config.Log.Name() != logs.DriverJSONFile {
+		return ""
+	}
+	return cs.LogPath(c.ID)
+}
+
 // dnsNames are the names a container answers to on a user network, in
 // dockerd's order, each once.
 func dnsNames(c containers.Container, aliases []string) []string {
@@ -210,7 +244,7 @@ func (d *Daemon) summaryOf(c containers.Container, now time.Time) container.Summ
 		Command: commandOf(c), Created: c.Created.Unix(), Ports: portSummaries(c),
 		Labels: nonNilMap(c.Config.Labels), State: stateOf(c.State), Status: statusString(c.State, now),
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: d.endpoints(c)},
-		Mounts:          mountPoints(c),
+		Mounts:          d.mountPoints(c),
 	}
 	s.HostConfig.NetworkMode = c.Config.NetworkMode
 	if h := c.State.Health; h != nil {
@@ -270,6 +304,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		cfg.Hostname = c.ID[:12]
 	}
 	cfg.Labels = nonNilMap(c.Config.Labels) // with the image's, merged at create
+	if img, err := d.images.Get(c.ImageID); err == nil {
+		withImageConfig(cfg, img.Config.Config)
+	}
 	st := c.State
 	n := c.Config.Network
 	ports := network.PortMap{}
@@ -279,6 +316,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			continue
 		}
 		ports[port] = append(ports[port], network.PortBinding{HostIP: parseAddr(hostIPString(p.HostIP)), HostPort: strconv.Itoa(p.HostPort)})
+	}
+	for _, p := range unpublishedPorts(c) {
+		ports[p] = nil
 	}
 	if h := c.Config.Healthcheck; h != nil {
 		// The healthcheck the container runs: the given one merged over the image's.
@@ -294,7 +334,7 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 			Restarting: st.Restarting, Health: healthOf(st.Health),
 		},
 		Image: c.ImageID, Name: c.Name, Driver: "overlayfs", Platform: "linux", RestartCount: c.RestartCount,
-		LogPath: d.containers.LogPath(c.ID), HostConfig: hc,
+		LogPath: logPathOf(d.containers, c), HostConfig: hc, ExecIDs: d.containers.ExecIDs(c.ID),
 		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
 		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: d.mountPoints(c),
 	}

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -445,6 +447,364 @@ except docker.errors.ImageLoadError as e:
 		}
 		if r := docker("ps", "-a", "--filter", "name=f", "--format", "{{.Names}}"); strings.TrimSpace(r.Stdout) != "f1" {
 			t.Errorf("after prune --filter label!=keep: %s", r)
+		}
+	})
+	t.Run("ps filters as dockerd", func(t *testing.T) {
+		// ancestor names an image by any of its references (dockerd
+		// resolves it to the image), network by name or ID prefix; values
+		// that can never match are refused, not answered with nothing.
+		if r := docker("network", "create", "psnet"); r.Code != 0 {
+			t.Fatalf("network create: %s", r)
+		}
+		defer d.Run("network", "rm", "psnet")
+		if r := docker("tag", "busybox", "psalias:1"); r.Code != 0 {
+			t.Fatalf("tag: %s", r)
+		}
+		defer d.Run("rmi", "psalias:1")
+		if r := docker("create", "--name", "psf", "--network", "psnet", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("create: %s", r)
+		}
+		defer d.Run("rm", "-f", "psf")
+		netID := strings.TrimSpace(docker("network", "inspect", "-f", "{{.Id}}", "psnet").Stdout)
+		for _, c := range []struct{ filter, want string }{
+			{"ancestor=psalias:1", "psf"}, {"ancestor=busybox", "psf"}, {"ancestor=nosuchimage", ""},
+			{"network=psnet", "psf"}, {"network=" + netID[:12], "psf"}, {"network=bridge", ""},
+		} {
+			r := docker("ps", "-a", "--filter", c.filter, "--filter", "name=psf", "--format", "{{.Names}}")
+			if got := strings.TrimSpace(r.Stdout); r.Code != 0 || got != c.want {
+				t.Errorf("ps --filter %s: %q (%s), want %q", c.filter, got, r, c.want)
+			}
+		}
+		for _, c := range []struct{ filter, want string }{
+			{"status=bogus", "invalid filter 'status=bogus': invalid value for state (bogus)"},
+			{"exited=x", "invalid filter 'exited=x'"},
+			{"is-task=maybe", "invalid filter 'is-task=[maybe]'"},
+			{"health=fine", "invalid filter 'health=fine'"},
+		} {
+			if r := docker("ps", "-a", "--filter", c.filter); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("ps --filter %s: %s, want an error with %q", c.filter, r, c.want)
+			}
+		}
+	})
+	t.Run("commit --change", func(t *testing.T) {
+		// The changes go over the container's config; its labels and stop
+		// signal are the image's too, as dockerd's commit.
+		if r := docker("run", "--name", "chg", "-l", "run=1", "--stop-signal", "SIGUSR1", "-e", "A=1", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "chg")
+		if r := docker("commit", "-c", "ENV B=2", "-c", "LABEL chg=2", "-c", `CMD ["echo", "hi"]`, "-c", "WORKDIR /tmp", "-c", "EXPOSE 80", "chg", "chg:1"); r.Code != 0 {
+			t.Fatalf("commit -c: %s", r)
+		}
+		defer d.Run("rmi", "chg:1")
+		want := `[A=1 B=2] map[chg:2 run:1] [echo hi] /tmp map[80/tcp:{}] SIGUSR1`
+		if r := docker("image", "inspect", "-f", "{{.Config.Env}} {{.Config.Labels}} {{.Config.Cmd}} {{.Config.WorkingDir}} {{.Config.ExposedPorts}} {{.Config.StopSignal}}", "chg:1"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("image config: %s, want %s", r, want)
+		}
+		if r := docker("run", "--rm", "chg:1"); strings.TrimSpace(r.Stdout) != "hi" {
+			t.Errorf("run of the commit: %s", r)
+		}
+		if r := docker("commit", "-c", "RUN true", "chg", "chg:2"); r.Code == 0 || !strings.Contains(r.Stderr, "RUN is not a valid change command") {
+			t.Errorf("commit -c RUN: %s", r)
+		}
+	})
+	t.Run("image inspect for API 1.50", func(t *testing.T) {
+		// The docker CLI 28 speaks 1.50, for which dockerd still answers
+		// Parent, Comment, DockerVersion, Author and the image config's
+		// empty fields. A template with a JSON name (.Id) runs over the
+		// raw answer, where a missing key fails it.
+		r := docker("image", "inspect", "-f", "{{.Id}}|{{.Parent}}|{{.Comment}}|{{.Author}}|{{.DockerVersion}}|{{.Config.Entrypoint}}|{{.Config.WorkingDir}}|{{.Config.User}}", "busybox")
+		if r.Code != 0 || !strings.HasPrefix(r.Stdout, "sha256:") || strings.Count(r.Stdout, "|") != 7 {
+			t.Errorf("image inspect of the legacy fields: %s", r)
+		}
+	})
+	t.Run("info plugins", func(t *testing.T) {
+		// docker info prints Plugins' Volume, Network and Log lines; they
+		// were empty.
+		r := docker("info", "--format", "{{.Plugins.Volume}} {{.Plugins.Network}} {{.Plugins.Log}}")
+		if got := strings.TrimSpace(r.Stdout); got != "[local] [bridge host null overlay] [json-file local]" {
+			t.Errorf("info Plugins: %s", r)
+		}
+	})
+	t.Run("ps of volume mounts", func(t *testing.T) {
+		// A volume is a volume in the list as in inspect (name, driver):
+		// ps's MOUNTS and system df -v's LOCAL VOLUMES come from it.
+		if r := docker("create", "--name", "psm", "-v", "psmvol:/d", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("create: %s", r)
+		}
+		defer d.Run("volume", "rm", "psmvol")
+		defer d.Run("rm", "-f", "psm")
+		r := docker("ps", "-a", "--filter", "name=psm", "--format", "{{.LocalVolumes}} {{.Mounts}}")
+		if got := strings.TrimSpace(r.Stdout); got != "1 psmvol" {
+			t.Errorf("ps LocalVolumes and Mounts: %s, want 1 psmvol", r)
+		}
+	})
+	t.Run("rmi of a running container's image", func(t *testing.T) {
+		// As dockerd: -f does not delete an image a running container
+		// uses. By ID it is refused; by its last tag the tag goes and the
+		// image stays, nameless. The messages keep dockerd's "conflict: ".
+		if r := docker("run", "--name", "rmisrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "rmisrc")
+		if r := docker("commit", "rmisrc", "rmionly:1"); r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		id := strings.TrimSpace(docker("image", "inspect", "-f", "{{.ID}}", "rmionly:1").Stdout)
+		defer d.Run("rmi", "-f", id)
+		if r := docker("run", "-d", "--name", "rmiuser", "rmionly:1", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "rmiuser")
+		if r := docker("rmi", "rmionly:1"); r.Code == 0 || !strings.Contains(r.Stderr, `conflict: unable to remove repository reference "rmionly:1" (must force)`) {
+			t.Errorf("rmi of a used image: %s", r)
+		}
+		for _, args := range [][]string{{"rmi", "-f", id[7:19]}, {"rmi", id[7:19]}} {
+			if r := docker(args...); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+id[7:19]+" (cannot be forced) - image is being used by running container") {
+				t.Errorf("%s of a running container's image: %s", strings.Join(args, " "), r)
+			}
+		}
+		// By ID, several repositories come before a stopped container
+		// (rmisrc, of busybox).
+		bb := strings.TrimSpace(docker("image", "inspect", "-f", "{{.ID}}", "busybox").Stdout)[7:19]
+		if r := docker("tag", "busybox", "rmiother:1"); r.Code != 0 {
+			t.Fatalf("tag: %s", r)
+		}
+		if r := docker("rmi", bb); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+bb+" (must be forced) - image is referenced in multiple repositories") {
+			t.Errorf("rmi by ID of an image of two repositories: %s", r)
+		}
+		docker("rmi", "rmiother:1")
+		if r := docker("rmi", bb); r.Code == 0 || !strings.Contains(r.Stderr, "conflict: unable to delete "+bb+" (must be forced) - image is being used by stopped container") {
+			t.Errorf("rmi by ID of a stopped container's image: %s", r)
+		}
+		if r := docker("rmi", "-f", "rmionly:1"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "Untagged: rmionly:1" {
+			t.Errorf("rmi -f of a running container's image by its tag: %s", r)
+		}
+		if r := docker("image", "inspect", "-f", "{{.ID}} {{len .RepoTags}}", id); strings.TrimSpace(r.Stdout) != id+" 0" {
+			t.Errorf("the image after rmi -f of its tag: %s", r)
+		}
+		if r := docker("inspect", "-f", "{{.State.Running}}", "rmiuser"); strings.TrimSpace(r.Stdout) != "true" {
+			t.Errorf("the container after rmi -f of its image: %s", r)
+		}
+	})
+	t.Run("volume rm of a volume in use", func(t *testing.T) {
+		// dockerd's message, once: it was "volume is in use: remove ...".
+		r := docker("run", "-d", "--name", "vinuse", "-v", "vinuse:/d", "busybox", "sleep", "100")
+		if r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		id := strings.TrimSpace(r.Stdout)
+		defer d.Run("volume", "rm", "vinuse")
+		defer d.Run("rm", "-f", "vinuse")
+		want := "Error response from daemon: remove vinuse: volume is in use - [" + id + "]"
+		if r := docker("volume", "rm", "vinuse"); r.Code == 0 || strings.TrimSpace(r.Stderr) != want {
+			t.Errorf("volume rm of a volume in use: %s, want %q", r, want)
+		}
+	})
+	t.Run("network ls --filter dangling", func(t *testing.T) {
+		// One boolean, as dockerd: other values listed the networks in use.
+		for _, c := range []struct{ filter, want string }{
+			{"dangling=x", `invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")`},
+			{"dangling=true --filter dangling=false", `got more than one value for filter key "dangling"`},
+		} {
+			args := append([]string{"network", "ls", "--filter"}, strings.Fields(c.filter)...)
+			if r := docker(args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("network ls --filter %s: %s, want %q", c.filter, r, c.want)
+			}
+		}
+		if r := docker("network", "ls", "--filter", "dangling=false", "--format", "{{.Name}}"); r.Code != 0 || !strings.Contains(r.Stdout, "bridge") {
+			t.Errorf("network ls --filter dangling=false: %s", r)
+		}
+	})
+	t.Run("LogPath of the log drivers", func(t *testing.T) {
+		// dockerd shows the json-file's path only: the local driver's file
+		// is not JSON lines, and none has no file.
+		for drv, want := range map[string]bool{"json-file": true, "local": false, "none": false} {
+			name := "lp" + strings.ReplaceAll(drv, "-", "")
+			if r := docker("create", "--name", name, "--log-driver", drv, "busybox", "true"); r.Code != 0 {
+				t.Fatalf("create --log-driver %s: %s", drv, r)
+			}
+			defer d.Run("rm", "-f", name)
+			r := docker("inspect", "-f", "{{.LogPath}}", name)
+			if got := strings.TrimSpace(r.Stdout); (got != "") != want || want && !strings.HasSuffix(got, "-json.log") {
+				t.Errorf("LogPath with --log-driver %s: %s", drv, r)
+			}
+		}
+	})
+	t.Run("images --filter dangling", func(t *testing.T) {
+		// One boolean, as dockerd: other values were read as false. (image
+		// prune sends its own dangling=true beside one given, and then,
+		// as dockerd's GetBoolOrDefault, a value other than false is
+		// ignored.)
+		if r := docker("images", "--filter", "dangling=x"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid filter 'dangling=[x]'") {
+			t.Errorf("images --filter dangling=x: %s", r)
+		}
+		if r := docker("images", "--filter", "dangling=true", "--filter", "dangling=false"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid filter 'dangling=[false true]'") {
+			t.Errorf("images --filter dangling=true --filter dangling=false: %s", r)
+		}
+	})
+	t.Run("run --platform of another platform", func(t *testing.T) {
+		// dockerd refuses the image it has for another platform (404, so
+		// the CLI tries a pull); the image ran as if no platform was given.
+		if r := docker("create", "--platform", "linux/s390x", "--pull", "never", "busybox", "true"); r.Code == 0 || !strings.Contains(r.Stderr, "image with reference busybox was found but its platform (linux/amd64) does not match the specified platform (linux/s390x)") {
+			t.Errorf("create --platform linux/s390x: %s", r)
+		}
+		r := docker("create", "--platform", "linux/"+runtime.GOARCH, "busybox", "true")
+		if r.Code != 0 {
+			t.Fatalf("create --platform of the image's: %s", r)
+		}
+		d.Run("rm", strings.TrimSpace(r.Stdout))
+	})
+	t.Run("image tag events", func(t *testing.T) {
+		// Named in the familiar form, and commit tags too, as dockerd's.
+		if r := docker("run", "--name", "tagev", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "tagev")
+		since := strconv.FormatInt(time.Now().Unix()-1, 10)
+		docker("tag", "busybox", "tagev1")
+		defer d.Run("rmi", "tagev1")
+		docker("commit", "tagev", "tagev2:x")
+		defer d.Run("rmi", "tagev2:x")
+		time.Sleep(1100 * time.Millisecond)
+		r := docker("events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "type=image", "--filter", "event=tag", "--format", "{{.Actor.Attributes.name}}")
+		var got []string // other subtests tag images in that second too
+		for _, n := range strings.Fields(r.Stdout) {
+			if strings.HasPrefix(n, "tagev") || strings.Contains(n, "/tagev") {
+				got = append(got, n)
+			}
+		}
+		if strings.Join(got, " ") != "tagev1:latest tagev2:x" {
+			t.Errorf("image tag events: %s, want tagev1:latest tagev2:x", r)
+		}
+	})
+	t.Run("run on a missing network", func(t *testing.T) {
+		// The refusal must not be a 404: the docker CLI took it for a
+		// missing image and tried to pull busybox.
+		r := docker("run", "--rm", "--network", "nosuchnet", "busybox", "true")
+		if r.Code != 125 || !strings.Contains(r.Stderr, "network nosuchnet not found") || strings.Contains(r.Stderr, "Unable to find image") {
+			t.Errorf("run --network nosuchnet: %s", r)
+		}
+	})
+	t.Run("exposed ports", func(t *testing.T) {
+		// As dockerd: the image's EXPOSE is the container's, and a running
+		// container's unpublished exposed ports are listed without a host port.
+		if r := docker("run", "--name", "expsrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "expsrc")
+		if r := docker("commit", "-c", "EXPOSE 5000", "expsrc", "expimg"); r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		defer d.Run("rmi", "expimg")
+		if r := docker("run", "-d", "--name", "expose", "--expose", "7000/udp", "expimg", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "expose")
+		if r := docker("ps", "--filter", "name=expose", "--format", "{{.Ports}}"); strings.TrimSpace(r.Stdout) != "5000/tcp, 7000/udp" {
+			t.Errorf("ps Ports: %s, want 5000/tcp, 7000/udp", r)
+		}
+		want := `{"5000/tcp":{},"7000/udp":{}} {"5000/tcp":null,"7000/udp":null}`
+		if r := docker("inspect", "-f", "{{json .Config.ExposedPorts}} {{json .NetworkSettings.Ports}}", "expose"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("inspect: %s, want %s", r, want)
+		}
+	})
+	t.Run("info counts a paused container", func(t *testing.T) {
+		if r := docker("run", "-d", "--name", "infopause", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "infopause")
+		before := docker("info", "--format", "{{.ContainersRunning}} {{.ContainersPaused}}").Stdout
+		if r := docker("pause", "infopause"); r.Code != 0 {
+			t.Fatalf("pause: %s", r)
+		}
+		defer d.Run("unpause", "infopause")
+		var run0, paused0, run1, paused1 int
+		fmt.Sscan(before, &run0, &paused0)
+		fmt.Sscan(docker("info", "--format", "{{.ContainersRunning}} {{.ContainersPaused}}").Stdout, &run1, &paused1)
+		if run1 != run0-1 || paused1 != paused0+1 {
+			t.Errorf("info after a pause: running %d -> %d, paused %d -> %d; want one moved from running to paused", run0, run1, paused0, paused1)
+		}
+	})
+	t.Run("stats of a host-network container", func(t *testing.T) {
+		// No interfaces of its own: NET I/O 0B / 0B, as dockerd, not the host's.
+		if r := docker("run", "-d", "--name", "statshost", "--network", "host", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "statshost")
+		if r := docker("stats", "--no-stream", "--format", "{{.NetIO}}", "statshost"); strings.TrimSpace(r.Stdout) != "0B / 0B" {
+			t.Errorf("stats NetIO of a host-network container: %s", r)
+		}
+	})
+	t.Run("events of top, export and cp", func(t *testing.T) {
+		// dockerd logs them as container events; they were missing.
+		if r := docker("run", "-d", "--name", "evcalls", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "evcalls")
+		since := strconv.FormatInt(time.Now().Unix()-1, 10)
+		docker("top", "evcalls")
+		docker("export", "-o", filepath.Join(t.TempDir(), "x.tar"), "evcalls")
+		docker("cp", "evcalls:/etc/hostname", t.TempDir())
+		src := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		docker("cp", src, "evcalls:/tmp/")
+		time.Sleep(1100 * time.Millisecond)
+		r := docker("events", "--since", since, "--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "container=evcalls", "--format", "{{.Action}}")
+		var got []string
+		for _, a := range strings.Fields(r.Stdout) {
+			if a == "top" || a == "export" || a == "archive-path" || a == "extract-to-dir" {
+				got = append(got, a)
+			}
+		}
+		if strings.Join(got, " ") != "top export archive-path extract-to-dir" {
+			t.Errorf("events: %s, want top export archive-path extract-to-dir among them", r)
+		}
+	})
+	t.Run("created of the built-in networks", func(t *testing.T) {
+		// The daemon's start, as dockerd's bridge; it was the epoch.
+		r := docker("network", "ls", "--filter", "type=builtin", "--format", "{{.Name}} {{.CreatedAt}}")
+		if r.Code != 0 || strings.Count(r.Stdout, "\n") != 3 || strings.Contains(r.Stdout, "1970-01-01") {
+			t.Errorf("network ls CreatedAt: %s", r)
+		}
+		if r := docker("network", "rm", "bridge"); r.Code == 0 || !strings.Contains(r.Stderr, "bridge is a pre-defined network and cannot be removed") {
+			t.Errorf("network rm bridge: %s", r)
+		}
+	})
+	t.Run("ExecIDs", func(t *testing.T) {
+		// The execs that have not ended, as dockerd's inspect; it was null.
+		if r := docker("run", "-d", "--name", "execids", "busybox", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "execids")
+		if r := docker("exec", "-d", "execids", "sleep", "100"); r.Code != 0 {
+			t.Fatalf("exec -d: %s", r)
+		}
+		docker("exec", "execids", "true") // ended: not listed
+		if r := docker("inspect", "-f", "{{len .ExecIDs}}", "execids"); strings.TrimSpace(r.Stdout) != "1" {
+			t.Errorf("ExecIDs with one exec running: %s", r)
+		}
+	})
+	t.Run("inspect Config with the image's", func(t *testing.T) {
+		// dockerd merges the image's config into the container's at
+		// create: inspect showed only what the client sent.
+		if r := docker("run", "--name", "cfgsrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "cfgsrc")
+		if r := docker("commit", "-c", "ENV X=1 Y=image", "-c", "WORKDIR /w", "-c", "USER nobody", "-c", `CMD ["sleep", "100"]`, "-c", "VOLUME /vv", "-c", "STOPSIGNAL SIGUSR1", "cfgsrc", "cfgimg"); r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		defer d.Run("rmi", "cfgimg")
+		if r := docker("create", "--name", "cfgc", "-e", "Y=2", "cfgimg"); r.Code != 0 {
+			t.Fatalf("create: %s", r)
+		}
+		defer d.Run("rm", "-f", "-v", "cfgc")
+		want := `["Y=2","X=1"] /w nobody ["sleep","100"] {"/vv":{}} SIGUSR1`
+		if r := docker("inspect", "-f", "{{json .Config.Env}} {{.Config.WorkingDir}} {{.Config.User}} {{json .Config.Cmd}} {{json .Config.Volumes}} {{.Config.StopSignal}}", "cfgc"); strings.TrimSpace(r.Stdout) != want {
+			t.Errorf("inspect Config: %s, want %s", r, want)
 		}
 	})
 }

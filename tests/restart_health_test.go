@@ -235,7 +235,7 @@ func TestHealthcheck(t *testing.T) {
 	if out := d.Must("ps", "-q", "--filter", "health=unhealthy"); strings.TrimSpace(out) != "" {
 		t.Fatalf("ps --filter health=unhealthy: %q", out)
 	}
-	if r := d.Run("ps", "--filter", "health=fine"); r.Code == 0 || !strings.Contains(r.Stderr, "Unrecognised filter value for health: fine") {
+	if r := d.Run("ps", "--filter", "health=fine"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid filter 'health=fine'") {
 		t.Fatalf("ps --filter health=fine: %s", r)
 	}
 	if l := st.State.Health.Log; len(l) == 0 || l[len(l)-1].ExitCode != 0 || l[len(l)-1].Output != "fine\n" || l[len(l)-1].End.Before(l[len(l)-1].Start) {

@@ -342,7 +342,9 @@ func (r *EngineRuntime) attachVolumes(ctx context.Context, id string, vols []tas
 				return err
 			}
 		}
-		err := r.Volumes.CopyUp(ctx, v.name, func(w io.Writer) error { return r.Engine.ArchivePath(ctx, id, v.target, w) })
+		// The image's content under the mount (ArchivePath, as cp, would
+		// read the volume itself), through symlinks as the engine's copy-up.
+		err := r.Volumes.CopyUp(ctx, v.name, func(w io.Writer) error { return r.Engine.ArchiveResolved(ctx, id, v.target, w) })
 		if err != nil && !errors.Is(err, containers.ErrNotFound) {
 			return fmt.Errorf("copy the image's %s into volume %s: %w", v.target, v.name, err)
 		}

@@ -101,6 +101,11 @@ type Config struct {
 	// there is none or it is disabled (see health.go).
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 
+	// ExposedPorts are the ports the container and its image expose
+	// ("80/tcp": --expose, -p and EXPOSE); while it runs on a bridge, those
+	// not published are listed without a host port, as dockerd lists them.
+	ExposedPorts []string `json:"exposedPorts,omitempty"`
+
 	// NetworkMode is none, bridge or host.
 	NetworkMode string `json:"networkMode,omitempty"`
 	// ClusterNetwork is the ID of the attachable overlay network the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -89,6 +90,22 @@ func (e *Engine) ExecInspect(execID string) (ExecState, error) {
 		return ExecState{}, fmt.Errorf("%w: No such exec instance: %s", ErrNotFound, execID)
 	}
 	return x.ExecState, nil
+}
+
+// ExecIDs are the execs of container id that have not ended: created and
+// not started, or running (inspect's ExecIDs: dockerd drops an exec from
+// its container's list when it exits). Nil for none, sorted.
+func (e *Engine) ExecIDs(id string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for xid, x := range e.execs {
+		if x.ContainerID == id && (!x.started || x.Running) {
+			out = append(out, xid)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ExecStart runs the exec, streaming its output to out as stdcopy frames

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -356,6 +357,9 @@ type CommitOptions struct {
 	// NoPause leaves the container running during the commit; by default
 	// it is frozen, as Docker does (`commit --pause=false`).
 	NoPause bool
+	// Change, if set, makes the new image's config from the one the
+	// container gives (`commit --change`).
+	Change func(ocispec.ImageConfig) (ocispec.ImageConfig, error)
 }
 
 // Commit makes a new image of the container's changes on top of its image.
@@ -403,7 +407,25 @@ func (e *Engine) Commit(ctx context.Context, idOrName string, opts CommitOptions
 	if c.Config.User != "" {
 		cfg.User = c.Config.User
 	}
-	return e.opts.Images.Commit(ctx, rfs.Upper, parent, ocispec.ImageConfig(cfg), opts.Ref, opts.Comment, opts.Author)
+	// The container's labels (the image's and its own) and stop signal are
+	// the new image's, as dockerd's commit merges the container's config.
+	if len(c.Config.Labels) > 0 {
+		cfg.Labels = maps.Clone(cfg.Labels)
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		maps.Copy(cfg.Labels, c.Config.Labels)
+	}
+	if c.Config.StopSignal != "" {
+		cfg.StopSignal = c.Config.StopSignal
+	}
+	icfg := ocispec.ImageConfig(cfg)
+	if opts.Change != nil {
+		if icfg, err = opts.Change(icfg); err != nil {
+			return images.Image{}, fmt.Errorf("commit: %w", err)
+		}
+	}
+	return e.opts.Images.Commit(ctx, rfs.Upper, parent, icfg, opts.Ref, opts.Comment, opts.Author)
 }
 
 // exitedUnder tells whether a pause failed because the container's runtime

@@ -394,7 +394,11 @@ func (e *Engine) Stats(idOrName string) (Stats, error) {
 		return Stats{}, fmt.Errorf("stats %s: %w", c.ID[:12], err)
 	}
 	s.SystemCPU = systemCPU()
-	s.Networks = netDev(c.State.Pid)
+	if c.Config.NetworkMode != "host" {
+		// A host-network container has no interfaces of its own: dockerd
+		// reports none, not the host's traffic.
+		s.Networks = netDev(c.State.Pid)
+	}
 	if pids, err := cg.Pids(); err == nil {
 		for _, pid := range pids {
 			rd, wr := procIO(pid)

@@ -504,16 +504,20 @@ func (s *Store) Remove(refOrID string, force bool) ([]Removed, error) {
 		s.mu.Unlock()
 		return []Removed{{Untagged: byRef}}, s.persist()
 	}
-	if len(usedBy) > 0 && !force {
+	if len(usedBy) > 0 && !force && byRef != "" {
 		s.mu.Unlock()
-		if byRef != "" {
-			return nil, fmt.Errorf("%w: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ErrConflict, byRef, short(usedBy[0]), short(e.id))
-		}
-		return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by container %s", ErrConflict, short(e.id), short(usedBy[0]))
+		return nil, fmt.Errorf("%w: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ErrConflict, byRef, short(usedBy[0]), short(e.id))
 	}
+	// By ID, in dockerd's order of conflicts: the tags of several
+	// repositories, then a container (a stopped one: the caller refuses
+	// the image of a running one first, even with force).
 	if byRef == "" && !force && repoCount(img.RepoTags) > 1 {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is referenced in multiple repositories", ErrConflict, short(e.id))
+	}
+	if len(usedBy) > 0 && !force {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by stopped container %s", ErrConflict, short(e.id), short(usedBy[0]))
 	}
 	for _, r := range img.RepoTags {
 		delete(s.refs, r)
@@ -526,6 +530,24 @@ func (s *Store) Remove(refOrID string, force bool) ([]Removed, error) {
 		return out, err
 	}
 	return out, s.collect()
+}
+
+// Untag removes the reference ref and nothing else: the image stays, with
+// no name if it was its last (dockerd's rmi -f of an image a running
+// container uses). ref must be a reference, not an ID.
+func (s *Store) Untag(ref string) (Removed, error) {
+	s.mu.Lock()
+	_, byRef, err := s.lookupLocked(ref)
+	if err == nil && byRef == "" {
+		err = fmt.Errorf("%w: %s names no tag to remove", ErrInvalidReference, ref)
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return Removed{}, err
+	}
+	delete(s.refs, byRef)
+	s.mu.Unlock()
+	return Removed{Untagged: byRef}, s.persist()
 }
 
 func repoCount(tags []string) int {

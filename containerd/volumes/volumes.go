@@ -221,7 +221,7 @@ func (s *Store) Remove(name string, force bool, inUse string) error {
 		if users == "" {
 			users = v.Users[0]
 		}
-		return fmt.Errorf("%w: remove %s: volume is in use - [%s]", ErrInUse, name, users)
+		return fmt.Errorf("remove %s: %w - [%s]", name, ErrInUse, users) // dockerd's words
 	}
 	if err := os.RemoveAll(filepath.Join(s.root, name)); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
