@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -106,14 +107,51 @@ func (m *Manager) leaderLost() error {
 
 // forwardToLeader forwards a unary call to the leader at addr over conn;
 // the error is errLeaderLost when the leader was lost before it answered.
+// After a write it waits (up to appliedWait) until this manager's store has
+// applied what the leader had when it answered: a caller that wrote through
+// this manager reads its write here next (the registry's token, a node that
+// joined and now calls with its certificate), as it would at the leader.
 func (m *Manager) forwardToLeader(ctx context.Context, conn *grpc.ClientConn, addr, method string, req any) (any, error) {
 	fctx, lost, stop := m.whileLeads(ctx, addr)
 	defer stop()
-	resp, err := forwardUnary(fctx, conn, method, req)
+	var hdr metadata.MD
+	resp, err := forwardUnary(fctx, conn, method, req, grpc.Header(&hdr))
 	if err != nil && lost() && ctx.Err() == nil {
 		return nil, errLeaderLost
 	}
+	if err == nil {
+		m.awaitApplied(ctx, hdr)
+	}
 	return resp, err
+}
+
+// mdAppliedIndex is the leader's applied raft index after a write it served,
+// in the answer's header.
+const mdAppliedIndex = "shoal-applied-index"
+
+// appliedWait bounds how long a follower holds a forwarded write's answer
+// for its store to catch up: the write is done either way.
+const appliedWait = 5 * time.Second
+
+// markApplied puts the leader's applied index in a write's answer header.
+func (m *Manager) markApplied(ctx context.Context) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs(mdAppliedIndex, strconv.FormatUint(m.raft.AppliedIndex(), 10)))
+}
+
+// awaitApplied waits until this manager's store has applied the index in
+// hdr (none: nothing to wait for).
+func (m *Manager) awaitApplied(ctx context.Context, hdr metadata.MD) {
+	v := hdr.Get(mdAppliedIndex)
+	if len(v) == 0 {
+		return
+	}
+	index, err := strconv.ParseUint(v[0], 10, 64)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, appliedWait)
+	defer cancel()
+	_ = m.raft.WaitApplied(ctx, index)
 }
 
 // streamToLeader relays a streaming call to the leader at addr, ending it
@@ -172,13 +210,13 @@ func messageTypes(method string) (in, out protoreflect.MessageType, err error) {
 	return in, out, nil
 }
 
-func forwardUnary(ctx context.Context, conn *grpc.ClientConn, method string, req any) (any, error) {
+func forwardUnary(ctx context.Context, conn *grpc.ClientConn, method string, req any, opts ...grpc.CallOption) (any, error) {
 	_, outType, err := messageTypes(method)
 	if err != nil {
 		return nil, api.ToGRPC(err)
 	}
 	resp := outType.New().Interface()
-	if err := conn.Invoke(outgoing(ctx), method, req, resp); err != nil {
+	if err := conn.Invoke(outgoing(ctx), method, req, resp, opts...); err != nil {
 		return nil, err // already a gRPC status from the leader
 	}
 	return resp, nil

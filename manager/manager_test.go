@@ -682,3 +682,26 @@ func raftProbe(addr string, root *ca.RootCA, cert []byte, key *ecdsa.PrivateKey)
 	}
 	return err
 }
+
+// TestForwardedWriteReadHere: a write made through a follower is in that
+// follower's store when the call returns, so that its caller's next read
+// there (the registry's token check, a new node's handshake) sees it. A
+// follower learns that an entry is committed only with the leader's next
+// append, up to CommitTimeout (50 ms) later.
+func TestForwardedWriteReadHere(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitMembership()
+	fi := c.follower()
+	ctl := c.control(fi)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	for i := range 10 {
+		name := fmt.Sprintf("ryw%d", i)
+		if _, err := ctl.CreateService(ctx, &api.CreateServiceRequest{Spec: serviceSpec(name)}); err != nil {
+			t.Fatalf("CreateService at a follower: %v", err)
+		}
+		if err := hasService(c.nodes[fi], name); err != nil {
+			t.Fatalf("right after CreateService %s returned at the follower: %v", name, err)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/manager/ca"
-	"github.com/shoal-project/shoal/raftstore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -331,13 +330,14 @@ func (m *Manager) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 				}
 				return nil, api.ToGRPC(m.leaderLost())
 			}
-			if err == nil && info.FullMethod == api.CA_IssueNodeCertificate_FullMethodName {
-				m.awaitNode(ctx, resp.(*api.IssueNodeCertificateResponse).GetNodeId())
-			}
 			return resp, err
 		}
 	}
-	return h(ctx, req)
+	resp, err := h(ctx, req)
+	if err == nil && forwards(info.FullMethod) && !isRead(info.FullMethod) {
+		m.markApplied(ctx)
+	}
+	return resp, err
 }
 
 func (m *Manager) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -383,28 +383,6 @@ func isRead(method string) bool {
 	i := strings.LastIndexByte(method, '/')
 	name := method[i+1:]
 	return strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")
-}
-
-// awaitNode waits, briefly, until this manager's store holds node id. A node
-// that joined through this follower uses its new certificate here next, and
-// the handshake refuses nodes the store does not hold.
-func (m *Manager) awaitNode(ctx context.Context, id string) {
-	if id == "" {
-		return
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var ok bool
-		m.store.View(func(tx raftstore.ReadTx) { ok = tx.GetNode(id) != nil })
-		if ok || time.Now().After(deadline) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 type callerStream struct {

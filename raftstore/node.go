@@ -335,6 +335,34 @@ func (n *Node) RotateDEK(dek []byte) error {
 // then, and must not be read as the cluster's state.
 func (n *Node) Replayed() bool { return n.raft.AppliedIndex() >= n.onDisk }
 
+// AppliedIndex is the index of the last log entry this node's store
+// applied. raft's own AppliedIndex is not it: raft counts an entry applied
+// when it hands it to the FSM goroutine, before the store has it.
+func (n *Node) AppliedIndex() uint64 {
+	var v uint64
+	n.store.View(func(tx ReadTx) { v = tx.Version() })
+	return v
+}
+
+// WaitApplied waits until this node's store has applied index, or ctx ends.
+// A follower learns that an entry is committed only with the leader's next
+// append (up to CommitTimeout later, longer around an election); a caller
+// that had the leader write something and now reads this store waits here.
+// raft offers no notification of an apply, so this polls, from 0.5 ms up to
+// 10 ms between looks.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	for d := 500 * time.Microsecond; n.AppliedIndex() < index; d = min(2*d, 10*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.closing:
+			return ErrClosed
+		case <-time.After(d):
+		}
+	}
+	return nil
+}
+
 // Leader returns the current leader's ID and address, empty if none is known.
 func (n *Node) Leader() (id, addr string) {
 	a, i := n.raft.LeaderWithID()

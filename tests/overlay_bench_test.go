@@ -117,7 +117,7 @@ func BenchmarkOverlayDataPath(b *testing.B) {
 			round+1, gbps[0][round], gbps[1][round], gbps[2][round], ratios[round])
 	}
 	for i, p := range paths {
-		p.gbps = benchMedianOf(gbps[i])
+		p.gbps = benchMedian(gbps[i])
 	}
 	// The round trips in 5 rounds, the paths taking turns, so that the
 	// load of the moment (a shared machine) falls on every path alike.
@@ -139,7 +139,7 @@ func BenchmarkOverlayDataPath(b *testing.B) {
 	benchLine("overlay iperf3: "+under.label, fmt.Sprintf("%.2f", under.gbps), "Gb/s", "(anchor a)")
 	benchLine("overlay iperf3: "+vx.label, fmt.Sprintf("%.2f", vx.gbps), "Gb/s", fmt.Sprintf("(anchor b); %s of the underlay", benchRatio(vx.gbps, under.gbps)))
 	benchLine("overlay iperf3: "+ov.label, fmt.Sprintf("%.2f", ov.gbps), "Gb/s",
-		fmt.Sprintf("%.2fx of (b) (median of the rounds' ratios), %s of (a); target >= 0.95x (b)", benchMedianOf(ratios), benchRatio(ov.gbps, under.gbps)))
+		fmt.Sprintf("%.2fx of (b) (median of the rounds' ratios), %s of (a); target >= 0.95x (b)", benchMedian(ratios), benchRatio(ov.gbps, under.gbps)))
 	benchLine("overlay TCP RTT: "+under.label, fmt.Sprintf("%.1f", us(under.rtt.median)), "us", fmt.Sprintf("median; p99 %.1f us (anchor a)", us(under.rtt.p99)))
 	benchLine("overlay TCP RTT: "+vx.label, fmt.Sprintf("%.1f", us(vx.rtt.median)), "us", fmt.Sprintf("median; p99 %.1f us (anchor b)", us(vx.rtt.p99)))
 	benchLine("overlay TCP RTT: "+ov.label, fmt.Sprintf("%.1f", us(ov.rtt.median)), "us",
@@ -503,18 +503,9 @@ func benchTaskStartedAt(b testing.TB, h *harness.Host, svc string) time.Time {
 	return time.Time{}
 }
 
-func benchMedian(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// benchMedianOf is the median of xs (the mean of the middle two for an
-// even count); xs is left as it was.
-func benchMedianOf(xs []float64) float64 {
+// benchMedian is the median of xs (the mean of the middle two for an even
+// count, zero for none); xs is left as it was.
+func benchMedian[T time.Duration | float64](xs []T) T {
 	s := slices.Sorted(slices.Values(xs))
 	if len(s) == 0 {
 		return 0
