@@ -88,3 +88,26 @@ func TestNoGenericPackageNames(t *testing.T) {
 		}
 	}
 }
+
+// TestClientLeavesOut: the client binary (every CLI command starts it)
+// links none of the libraries it was cut loose from for its start's sake:
+// moby's client (session 17) and net/http with crypto/tls (session 26: the
+// API client speaks HTTP/1.1 itself, cli/apiclient/wire.go).
+func TestClientLeavesOut(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-tags", "shoalclient", module+"/cmd/shoal").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		deps[p] = true
+	}
+	if !deps[module+"/cli/apiclient"] {
+		t.Fatalf("the client's dependencies lack cli/apiclient: not the client's list\n%s", out)
+	}
+	for _, p := range []string{"net/http", "crypto/tls", "github.com/moby/moby/client"} {
+		if deps[p] {
+			t.Errorf("the client binary links %s", p)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -25,7 +24,7 @@ func (c *Client) ContainerStatPath(ctx context.Context, id, path string) (contai
 	if err != nil {
 		return container.PathStat{}, err
 	}
-	resp, err := c.Do(ctx, Request{Method: http.MethodHead, Path: p + "/archive", Query: url.Values{"path": {path}}})
+	resp, err := c.Do(ctx, Request{Method: "HEAD", Path: p + "/archive", Query: url.Values{"path": {path}}})
 	if err != nil {
 		return container.PathStat{}, err
 	}
@@ -41,7 +40,7 @@ func (c *Client) CopyFromContainer(ctx context.Context, id, path string) (io.Rea
 	if err != nil {
 		return nil, container.PathStat{}, err
 	}
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: p + "/archive", Query: url.Values{"path": {path}}})
+	resp, err := c.Do(ctx, Request{Method: "GET", Path: p + "/archive", Query: url.Values{"path": {path}}})
 	if err != nil {
 		return nil, container.PathStat{}, err
 	}
@@ -53,7 +52,7 @@ func (c *Client) CopyFromContainer(ctx context.Context, id, path string) (io.Rea
 	return resp.Body, st, nil
 }
 
-func pathStat(h http.Header) (container.PathStat, error) {
+func pathStat(h Header) (container.PathStat, error) {
 	var st container.PathStat
 	dec := json.NewDecoder(base64.NewDecoder(base64.StdEncoding, strings.NewReader(h.Get(pathStatHeader))))
 	if err := dec.Decode(&st); err != nil {
@@ -89,11 +88,11 @@ func (c *Client) CopyToContainer(ctx context.Context, id string, o CopyToContain
 	if o.CopyUIDGID {
 		q.Set("copyUIDGID", "true")
 	}
-	var body io.Reader = http.NoBody
+	var body any // none: an empty PUT
 	if o.Content != nil {
 		body = o.Content
 	}
-	return c.call(ctx, Request{Method: http.MethodPut, Path: p + "/archive", Query: q, Body: body}, nil)
+	return c.call(ctx, Request{Method: "PUT", Path: p + "/archive", Query: q, Body: body}, nil)
 }
 
 // ContainerExport is GET /containers/{id}/export: the container's
@@ -103,5 +102,5 @@ func (c *Client) ContainerExport(ctx context.Context, id string) (io.ReadCloser,
 	if err != nil {
 		return nil, err
 	}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: p + "/export"})
+	return c.stream(ctx, Request{Method: "GET", Path: p + "/export"})
 }

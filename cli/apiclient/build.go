@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net/http"
 	"net/url"
 
 	"github.com/moby/moby/api/types/registry"
@@ -80,8 +79,8 @@ func (c *Client) ImageBuild(ctx context.Context, body io.Reader, opts ImageBuild
 	if err != nil {
 		return nil, err
 	}
-	h := http.Header{}
+	h := Header{}
 	h.Set("X-Registry-Config", base64.URLEncoding.EncodeToString(auths))
 	h.Set("Content-Type", "application/x-tar")
-	return c.stream(ctx, Request{Method: http.MethodPost, Path: "/build", Query: q, Header: h, Body: body})
+	return c.stream(ctx, Request{Method: "POST", Path: "/build", Query: q, Header: h, Body: body})
 }

@@ -17,11 +17,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"time"
 )
 
 // APIVersion is the Engine API version the client sends: the daemon's
@@ -39,7 +37,7 @@ type Client struct {
 	network string // "unix" or "tcp"
 	addr    string
 	version string
-	hc      *http.Client
+	tr      *transport
 }
 
 // New returns a client for host (unix://PATH or tcp://HOST:PORT). It does
@@ -66,11 +64,7 @@ func New(host string) (*Client, error) {
 		version = strings.TrimPrefix(v, "v")
 	}
 	c := &Client{host: host, network: network, addr: addr, version: version}
-	c.hc = &http.Client{Transport: &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     30 * time.Second,
-	}}
+	c.tr = &transport{dial: c.dial}
 	return c, nil
 }
 
@@ -79,7 +73,7 @@ func (c *Client) Version() string { return c.version }
 
 // Close releases the client's idle connections.
 func (c *Client) Close() error {
-	c.hc.CloseIdleConnections()
+	c.tr.closeIdle()
 	return nil
 }
 
@@ -121,7 +115,7 @@ type Error struct {
 func (e *Error) Error() string { return "Error response from daemon: " + e.Message }
 
 // IsNotFound reports whether err is the daemon's 404.
-func IsNotFound(err error) bool { return statusOf(err) == http.StatusNotFound }
+func IsNotFound(err error) bool { return statusOf(err) == 404 }
 
 func statusOf(err error) int {
 	var e *Error
@@ -146,29 +140,20 @@ type Request struct {
 	Method string
 	Path   string // without the version prefix: /containers/json
 	Query  url.Values
-	Header http.Header
+	Header Header
 	Body   any
 }
 
 // Do sends r and returns the daemon's answer when it is a success (status
 // below 400); an error answer is read and returned as *Error. The caller
 // closes the response body.
-func (c *Client) Do(ctx context.Context, r Request) (*http.Response, error) {
+func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	body, header, err := encodeBody(r.Body, r.Header)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+dummyHost+c.path(r.Path, r.Query), body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", "shoal-cli")
-	}
-	resp, err := c.hc.Do(req)
+	target := c.path(r.Path, r.Query)
+	resp, err := c.tr.roundTrip(ctx, &request{method: r.Method, target: target, host: dummyHost, header: header, body: body})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -177,7 +162,8 @@ func (c *Client) Do(ctx context.Context, r Request) (*http.Response, error) {
 		if errors.As(err, &ce) {
 			return nil, ce
 		}
-		return nil, fmt.Errorf("error during connect: %w", err)
+		// As net/http's url.Error reads: Post "http://api.shoal/v1.56/...": EOF
+		return nil, fmt.Errorf("error during connect: %s %q: %w", r.Method[:1]+strings.ToLower(r.Method[1:]), "http://"+dummyHost+target, err)
 	}
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
@@ -186,7 +172,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func encodeBody(b any, h http.Header) (io.Reader, http.Header, error) {
+func encodeBody(b any, h Header) (io.Reader, Header, error) {
 	switch b := b.(type) {
 	case nil:
 		return nil, h, nil
@@ -200,17 +186,23 @@ func encodeBody(b any, h http.Header) (io.Reader, http.Header, error) {
 			return nil, nil, fmt.Errorf("encode request: %w", err)
 		}
 	}
-	h = h.Clone()
-	if h == nil {
-		h = http.Header{}
-	}
+	h = cloneHeader(h)
 	h.Set("Content-Type", "application/json")
 	return bytes.NewReader(data), h, nil
 }
 
+// cloneHeader is a copy of h that the caller may change (never nil).
+func cloneHeader(h Header) Header {
+	c := make(Header, len(h)+1)
+	for k, v := range h {
+		c[k] = append([]string(nil), v...)
+	}
+	return c
+}
+
 // readError turns an error answer into *Error: the JSON {"message": ...}
 // the daemon sends, else the body's text, else the status.
-func readError(resp *http.Response) error {
+func readError(resp *Response) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("read error answer (%s): %w", resp.Status, err)
@@ -225,7 +217,8 @@ func readError(resp *http.Response) error {
 		}
 	}
 	if msg == "" {
-		msg = fmt.Sprintf("API returned a %d (%s) but provided no error-message", resp.StatusCode, http.StatusText(resp.StatusCode))
+		_, reason, _ := strings.Cut(resp.Status, " ")
+		msg = fmt.Sprintf("API returned a %d (%s) but provided no error-message", resp.StatusCode, reason)
 	}
 	return &Error{StatusCode: resp.StatusCode, Message: msg}
 }
@@ -252,7 +245,7 @@ func (c *Client) call(ctx context.Context, r Request, out any) error {
 // sent it (inspect prints that, and --format reads fields the API types
 // lack).
 func (c *Client) getWithRaw(ctx context.Context, p string, q url.Values, out any) ([]byte, error) {
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: p, Query: q})
+	resp, err := c.Do(ctx, Request{Method: "GET", Path: p, Query: q})
 	if err != nil {
 		return nil, err
 	}
@@ -280,15 +273,15 @@ func idPath(kind, collection, id string) (string, error) {
 
 // get, post and del are call's common cases.
 func (c *Client) get(ctx context.Context, p string, q url.Values, out any) error {
-	return c.call(ctx, Request{Method: http.MethodGet, Path: p, Query: q}, out)
+	return c.call(ctx, Request{Method: "GET", Path: p, Query: q}, out)
 }
 
 func (c *Client) post(ctx context.Context, p string, q url.Values, in, out any) error {
-	return c.call(ctx, Request{Method: http.MethodPost, Path: p, Query: q, Body: in}, out)
+	return c.call(ctx, Request{Method: "POST", Path: p, Query: q, Body: in}, out)
 }
 
 func (c *Client) del(ctx context.Context, p string, q url.Values, out any) error {
-	return c.call(ctx, Request{Method: http.MethodDelete, Path: p, Query: q}, out)
+	return c.call(ctx, Request{Method: "DELETE", Path: p, Query: q}, out)
 }
 
 // stream sends r and returns the answer's body for the caller to read and

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -315,7 +314,7 @@ func (c *Client) ContainerWait(ctx context.Context, id string, condition contain
 	if condition != "" {
 		q.Set("condition", string(condition))
 	}
-	body, err := c.stream(ctx, Request{Method: http.MethodPost, Path: p + "/wait", Query: q})
+	body, err := c.stream(ctx, Request{Method: "POST", Path: p + "/wait", Query: q})
 	if err != nil {
 		errc <- err
 		return resc, errc
@@ -417,7 +416,7 @@ func (c *Client) ContainerLogs(ctx context.Context, id string, o ContainerLogsOp
 	if o.Tail != "" && o.Tail != "all" {
 		q.Set("tail", o.Tail)
 	}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: p + "/logs", Query: q})
+	return c.stream(ctx, Request{Method: "GET", Path: p + "/logs", Query: q})
 }
 
 // ContainerStats is GET /containers/{id}/stats: with stream, a JSON
@@ -430,5 +429,5 @@ func (c *Client) ContainerStats(ctx context.Context, id string, stream bool) (io
 		return nil, err
 	}
 	q := url.Values{"stream": {strconv.FormatBool(stream)}}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: p + "/stats", Query: q})
+	return c.stream(ctx, Request{Method: "GET", Path: p + "/stats", Query: q})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"net/url"
 
 	"github.com/moby/moby/api/types/events"
@@ -69,8 +68,8 @@ func (c *Client) openEvents(ctx context.Context, o EventsOptions) (io.ReadCloser
 	}
 	setFilters(q, o.Filters)
 	// The stream formats the client reads, best first.
-	h := http.Header{"Accept": {"application/jsonl", "application/x-ndjson;q=0.9", "application/json-seq;q=0.5"}}
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/events", Query: q, Header: h})
+	h := Header{"Accept": {"application/jsonl", "application/x-ndjson;q=0.9", "application/json-seq;q=0.5"}}
+	resp, err := c.Do(ctx, Request{Method: "GET", Path: "/events", Query: q, Header: h})
 	if err != nil {
 		return nil, "", err
 	}

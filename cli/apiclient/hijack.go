@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
-	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 )
 
 // Hijacked is a connection the daemon took over from HTTP (attach, exec
@@ -35,16 +37,10 @@ func (c *Client) hijack(ctx context.Context, p string, q url.Values, body any) (
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+dummyHost+c.path(p, q), b)
-	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", p, err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("User-Agent", "shoal-cli")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "tcp")
+	header = cloneHeader(header)
+	header.Set("Connection", "Upgrade")
+	header.Set("Upgrade", "tcp")
+	req := &request{method: "POST", target: c.path(p, q), host: dummyHost, header: header, body: b}
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, err
@@ -60,21 +56,35 @@ func (c *Client) hijack(ctx context.Context, p string, q url.Values, body any) (
 			conn.Close()
 		}
 	}()
-	if err := req.Write(conn); err != nil {
+	length := req.length()
+	w := bufio.NewWriter(conn)
+	req.writeHead(w, length)
+	if err := req.writeBody(w, length); err != nil {
 		return nil, fmt.Errorf("POST %s: %w", p, err)
 	}
 	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
+	resp, err := readHead(br)
 	if err != nil {
 		return nil, fmt.Errorf("POST %s: %w", p, err)
 	}
 	switch {
 	case resp.StatusCode >= 400:
-		defer resp.Body.Close()
+		resp.Body = io.NopCloser(errorBody(resp, br))
 		return nil, readError(resp)
-	case resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK:
-		resp.Body.Close()
+	case resp.StatusCode != 101 && resp.StatusCode != 200:
 		return nil, fmt.Errorf("POST %s: unable to upgrade to tcp, received %d", p, resp.StatusCode)
 	}
 	return &Hijacked{Conn: conn, Reader: br}, nil
+}
+
+// errorBody is the body of an error answer read from br: its
+// Content-Length's worth, or chunked, or to the end.
+func errorBody(resp *Response, br *bufio.Reader) io.Reader {
+	if strings.EqualFold(resp.Header.Get("Transfer-Encoding"), "chunked") {
+		return &chunkedReader{br: br}
+	}
+	if n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+		return io.LimitReader(br, n)
+	}
+	return br
 }

@@ -3,7 +3,6 @@ package apiclient
 import (
 	"context"
 	"io"
-	"net/http"
 	"net/url"
 	"path"
 
@@ -66,7 +65,7 @@ func (c *Client) ImageImport(ctx context.Context, src io.Reader, repo, message s
 	for _, ch := range changes {
 		q.Add("changes", ch)
 	}
-	return c.stream(ctx, Request{Method: http.MethodPost, Path: "/images/create", Query: q, Body: src})
+	return c.stream(ctx, Request{Method: "POST", Path: "/images/create", Query: q, Body: src})
 }
 
 // ImageLoad is POST /images/load with an archive of images (docker save's
@@ -78,15 +77,15 @@ func (c *Client) ImageLoad(ctx context.Context, src io.Reader, quiet bool) (io.R
 	if quiet {
 		q.Set("quiet", "1")
 	}
-	h := http.Header{"Content-Type": {"application/x-tar"}}
-	return c.stream(ctx, Request{Method: http.MethodPost, Path: "/images/load", Query: q, Header: h, Body: src})
+	h := Header{"Content-Type": {"application/x-tar"}}
+	return c.stream(ctx, Request{Method: "POST", Path: "/images/load", Query: q, Header: h, Body: src})
 }
 
 // ImageSave is GET /images/get?names=…: the tar archive of the images
 // named, for the caller to read and close.
 func (c *Client) ImageSave(ctx context.Context, names []string) (io.ReadCloser, error) {
 	q := url.Values{"names": names}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: "/images/get", Query: q})
+	return c.stream(ctx, Request{Method: "GET", Path: "/images/get", Query: q})
 }
 
 // ImagePullOptions are the parameters of ImagePull.
@@ -118,7 +117,7 @@ func (c *Client) ImagePull(ctx context.Context, name string, opts ImagePullOptio
 		}
 		q.Set("platform", s)
 	}
-	return c.stream(ctx, Request{Method: http.MethodPost, Path: "/images/create", Query: q, Header: registryAuthHeader(opts.RegistryAuth)})
+	return c.stream(ctx, Request{Method: "POST", Path: "/images/create", Query: q, Header: registryAuthHeader(opts.RegistryAuth)})
 }
 
 // ImagePush is POST /images/{name}/push?tag=TAG: the daemon pushes the
@@ -130,15 +129,15 @@ func (c *Client) ImagePush(ctx context.Context, name, tag, auth string) (io.Read
 	if tag != "" {
 		q.Set("tag", tag)
 	}
-	return c.stream(ctx, Request{Method: http.MethodPost, Path: "/images/" + esc(name) + "/push", Query: q, Header: registryAuthHeader(auth)})
+	return c.stream(ctx, Request{Method: "POST", Path: "/images/" + esc(name) + "/push", Query: q, Header: registryAuthHeader(auth)})
 }
 
 // registryAuthHeader is the X-Registry-Auth header of auth (nil: none).
-func registryAuthHeader(auth string) http.Header {
+func registryAuthHeader(auth string) Header {
 	if auth == "" {
 		return nil
 	}
-	return http.Header{registry.AuthHeader: {auth}}
+	return Header{registry.AuthHeader: {auth}}
 }
 
 // ImageRemove is DELETE /images/{ref}: force removes an image that

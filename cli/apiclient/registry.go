@@ -2,7 +2,6 @@ package apiclient
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/moby/moby/api/types/registry"
 )
@@ -23,6 +22,6 @@ func (c *Client) DistributionInspect(ctx context.Context, ref, auth string) (reg
 	if ref == "" {
 		return d, emptyRefError("distribution")
 	}
-	err := c.call(ctx, Request{Method: http.MethodGet, Path: "/distribution/" + esc(ref) + "/json", Header: registryAuthHeader(auth)}, &d)
+	err := c.call(ctx, Request{Method: "GET", Path: "/distribution/" + esc(ref) + "/json", Header: registryAuthHeader(auth)}, &d)
 	return d, err
 }

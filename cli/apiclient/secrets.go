@@ -2,7 +2,6 @@ package apiclient
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"strconv"
 
@@ -48,7 +47,7 @@ func (c *Client) SecretUpdate(ctx context.Context, id string, version swarm.Vers
 	if err != nil {
 		return err
 	}
-	return c.call(ctx, Request{Method: http.MethodPost, Path: p + "/update", Query: versionQuery(version), Body: spec}, nil)
+	return c.call(ctx, Request{Method: "POST", Path: p + "/update", Query: versionQuery(version), Body: spec}, nil)
 }
 
 // SecretRemove is DELETE /secrets/{id}.
@@ -95,7 +94,7 @@ func (c *Client) ConfigUpdate(ctx context.Context, id string, version swarm.Vers
 	if err != nil {
 		return err
 	}
-	return c.call(ctx, Request{Method: http.MethodPost, Path: p + "/update", Query: versionQuery(version), Body: spec}, nil)
+	return c.call(ctx, Request{Method: "POST", Path: p + "/update", Query: versionQuery(version), Body: spec}, nil)
 }
 
 // ConfigRemove is DELETE /configs/{id}.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -29,7 +28,7 @@ func (c *Client) ServiceCreate(ctx context.Context, spec swarm.ServiceSpec, regi
 		return r, err
 	}
 	err := c.call(ctx, Request{
-		Method: http.MethodPost, Path: "/services/create",
+		Method: "POST", Path: "/services/create",
 		Header: serviceAuthHeader(registryAuth), Body: spec,
 	}, &r)
 	return r, err
@@ -97,7 +96,7 @@ func (c *Client) ServiceUpdate(ctx context.Context, id string, version swarm.Ver
 	}
 	q.Set("version", strconv.FormatUint(version.Index, 10))
 	err = c.call(ctx, Request{
-		Method: http.MethodPost, Path: p + "/update", Query: q,
+		Method: "POST", Path: p + "/update", Query: q,
 		Header: serviceAuthHeader(o.RegistryAuth), Body: spec,
 	}, &r)
 	return r, err
@@ -143,7 +142,7 @@ func (c *Client) ServiceLogs(ctx context.Context, id string, o ServiceLogsOption
 	if o.Tail == "all" || o.Tail == "" {
 		q.Del("tail")
 	}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: p + "/logs", Query: q})
+	return c.stream(ctx, Request{Method: "GET", Path: p + "/logs", Query: q})
 }
 
 // query is the logs query; tail is always set (ServiceLogs drops "all",
@@ -185,9 +184,9 @@ func checkServiceSpec(s swarm.ServiceSpec) error {
 }
 
 // serviceAuthHeader is X-Registry-Auth: auth, or no header for "".
-func serviceAuthHeader(auth string) http.Header {
+func serviceAuthHeader(auth string) Header {
 	if auth == "" {
 		return nil
 	}
-	return http.Header{"X-Registry-Auth": {auth}}
+	return Header{"X-Registry-Auth": {auth}}
 }

@@ -3,7 +3,6 @@ package apiclient
 import (
 	"context"
 	"io"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -39,5 +38,5 @@ func (c *Client) TaskLogs(ctx context.Context, id string, o ServiceLogsOptions) 
 	if err != nil {
 		return nil, err
 	}
-	return c.stream(ctx, Request{Method: http.MethodGet, Path: "/tasks/" + esc(id) + "/logs", Query: q})
+	return c.stream(ctx, Request{Method: "GET", Path: "/tasks/" + esc(id) + "/logs", Query: q})
 }
