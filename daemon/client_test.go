@@ -72,6 +72,10 @@ func TestClientRoundTrip(t *testing.T) {
 	if err != nil || info.Info.Name != "test-node" || info.Info.MemTotal == 0 || info.Info.CgroupVersion == "" {
 		t.Fatalf("info %+v %v", info, err)
 	}
+	// The default runtime is among the runtimes listed, as dockerd's is.
+	if rt, ok := info.Info.Runtimes[info.Info.DefaultRuntime]; !ok || rt.Path == "" {
+		t.Errorf("runtimes %+v, default %q", info.Info.Runtimes, info.Info.DefaultRuntime)
+	}
 	// An old client (docker 20.10 speaks 1.41) is served too.
 	old, err := client.New(client.WithHost(d.cfg.Host), client.WithAPIVersion("1.41"))
 	if err != nil {

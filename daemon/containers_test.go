@@ -137,6 +137,18 @@ func TestPortInUseLeavesContainerCreated(t *testing.T) {
 	if pb := in.NetworkSettings.Ports; len(pb) != 1 || fmt.Sprint(pb) != fmt.Sprintf("map[80/tcp:[{0.0.0.0 %d}]]", port) {
 		t.Errorf("ports %v", pb)
 	}
+	// GraphDriver.Data as dockerd's overlay2 names it: the running
+	// container's files are in MergedDir, what it writes in UpperDir.
+	if g := in.GraphDriver; g == nil || g.Name != "overlayfs" || g.Data["LowerDir"] == "" || g.Data["WorkDir"] == "" {
+		t.Errorf("GraphDriver %+v", g)
+	} else {
+		if _, err := os.Stat(filepath.Join(g.Data["MergedDir"], "bin", "busybox")); err != nil {
+			t.Errorf("MergedDir: %v", err)
+		}
+		if fi, err := os.Stat(g.Data["UpperDir"]); err != nil || !fi.IsDir() {
+			t.Errorf("UpperDir: %v", err)
+		}
+	}
 
 	second := d.create("second", body, 201) // create does not claim ports, as in Docker
 	b := d.call("POST", "/containers/second/start", "", 500)

@@ -250,6 +250,8 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		Debug: slog.Default().Enabled(r.Context(), slog.LevelDebug), SystemTime: time.Now().Format(time.RFC3339Nano),
 		KernelVersion: kernelVersion(), OperatingSystem: osName, OSVersion: osVersion, OSType: "linux", Architecture: machine(),
 		NCPU: runtime.NumCPU(), MemTotal: memTotal(), CgroupVersion: cgroupVersion(), ServerVersion: Version, DefaultRuntime: defaultRuntime,
+		// The one runtime, built in; `shoal runtime` is its OCI command line.
+		Runtimes: map[string]system.RuntimeWithStatus{defaultRuntime: {Runtime: system.Runtime{Path: "shoal", Args: []string{"runtime"}}}},
 		// no-new-privileges is per container (--security-opt), not a
 		// daemon default: dockerd lists it only with --no-new-privileges.
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},

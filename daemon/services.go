@@ -44,6 +44,7 @@ type containerService interface {
 	SetNetwork(id, netnsPath string, s containers.NetworkSettings) error
 	LogPath(id string) string
 	EtcFile(id, name string) string
+	GraphDriver(idOrName string) (map[string]string, error)
 	Size(idOrName string) (rw, rootfs int64, err error)
 	Logs(ctx context.Context, idOrName string, opts containers.LogsOptions, fn func(logs.Entry) error) error
 	AttachRegistered(ctx context.Context, idOrName string, stdin io.Reader, out io.Writer, registered func()) error

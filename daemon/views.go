@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/storage"
 
 	"github.com/shoal-project/shoal/containerd/containers"
 	"github.com/shoal-project/shoal/containerd/logs"
@@ -329,7 +330,9 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 	r.InspectResponse = container.InspectResponse{
 		ID: c.ID, Created: timeString(c.Created), Path: c.Path, Args: nonNilSlice(c.Args),
 		State: &container.State{
-			Status: stateOf(st), Running: st.Running, Paused: st.Paused, OOMKilled: st.OOMKilled, Pid: st.Pid, ExitCode: st.ExitCode,
+			// Restarting counts as running, as dockerd's State does (its
+			// stop, rm and update treat it so); Pid is 0 meanwhile.
+			Status: stateOf(st), Running: st.Running || st.Restarting, Paused: st.Paused, OOMKilled: st.OOMKilled, Pid: st.Pid, ExitCode: st.ExitCode,
 			Error: st.Error, StartedAt: timeString(st.StartedAt), FinishedAt: timeString(st.FinishedAt),
 			Restarting: st.Restarting, Health: healthOf(st.Health),
 		},
@@ -337,6 +340,14 @@ func (d *Daemon) inspectOf(c containers.Container) inspectResponse {
 		LogPath: logPathOf(d.containers, c), HostConfig: hc, ExecIDs: d.containers.ExecIDs(c.ID),
 		HostsPath: d.containers.EtcFile(c.ID, "hosts"), HostnamePath: d.containers.EtcFile(c.ID, "hostname"),
 		ResolvConfPath: d.containers.EtcFile(c.ID, "resolv.conf"), Config: cfg, Mounts: d.mountPoints(c),
+	}
+	if data, err := d.containers.GraphDriver(c.ID); err == nil {
+		if st.Running && st.Pid > 0 {
+			// The merged view, seen from the host through the container's
+			// root (the overlay is mounted in its mount namespace only).
+			data["MergedDir"] = fmt.Sprintf("/proc/%d/root", st.Pid)
+		}
+		r.GraphDriver = &storage.DriverData{Name: "overlayfs", Data: data}
 	}
 	r.NetworkSettings = &legacyNetworkSettings{
 		NetworkSettings: container.NetworkSettings{

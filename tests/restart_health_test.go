@@ -130,6 +130,12 @@ func TestRestartOnFailure(t *testing.T) {
 	ok := strings.TrimSpace(d.Must("run", "-d", "--restart", "always", "busybox", "true"))
 	defer d.Run("rm", "-f", ok)
 	waitSlow(t, "always restarts an exit 0", func() bool { return inspectOf(t, d, ok).RestartCount >= 2 })
+	// Between two starts (the back-off is 400 ms by now) the container is
+	// restarting, which dockerd's State shows as running without a pid.
+	waitSlow(t, "a restarting state", func() bool { return inspectOf(t, d, ok).State.Status == "restarting" })
+	if st := inspectOf(t, d, ok).State; st.Status == "restarting" && (!st.Running || !st.Restarting || st.Pid != 0) {
+		t.Fatalf("restarting container's state: %+v, want Running and Restarting, Pid 0", st)
+	}
 	d.Must("stop", ok)
 	st = inspectOf(t, d, ok)
 	if st.State.Status != "exited" || st.State.Restarting {
@@ -185,9 +191,9 @@ func TestRestartAcrossDaemonRestart(t *testing.T) {
 	d.Restart()
 	waitSlow(t, "always back after the daemon's restart", func() bool {
 		st := inspectOf(t, d, always)
-		return st.State.Running && st.State.Pid != pid
+		return st.State.Status == "running" && st.State.Pid != pid
 	})
-	waitSlow(t, "stopped always back after the daemon's restart", func() bool { return inspectOf(t, d, stoppedAlways).State.Running })
+	waitSlow(t, "stopped always back after the daemon's restart", func() bool { return inspectOf(t, d, stoppedAlways).State.Status == "running" })
 	time.Sleep(time.Second)
 	if st := inspectOf(t, d, unless); st.State.Running || st.State.Status != "exited" {
 		t.Fatalf("unless-stopped came back after stop + daemon restart: %+v", st.State)
@@ -195,7 +201,7 @@ func TestRestartAcrossDaemonRestart(t *testing.T) {
 	// A daemon restart while they run keeps them running (adopted, not restarted).
 	before := inspectOf(t, d, always).State.Pid
 	d.Restart()
-	if st := inspectOf(t, d, always); !st.State.Running || st.State.Pid != before {
+	if st := inspectOf(t, d, always); st.State.Status != "running" || st.State.Pid != before {
 		t.Fatalf("always after a plain daemon restart: %+v", st.State)
 	}
 	for _, id := range []string{always, unless, stoppedAlways} {

@@ -441,11 +441,7 @@ func exitedUnder(pauseErr error) bool {
 // changed or added (its overlay's upper layer, symlinks not followed) and
 // that plus its image's size.
 func (e *Engine) Size(idOrName string) (rw, rootfs int64, err error) {
-	c, err := e.Get(idOrName)
-	if err != nil {
-		return 0, 0, err
-	}
-	rfs, err := e.opts.Images.RootfsOf(c.ID)
+	c, rfs, err := e.rootfsOf(idOrName)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-project/shoal/containerd/archive"
 	"github.com/shoal-project/shoal/containerd/cgroups"
 	"github.com/shoal-project/shoal/containerd/events"
+	"github.com/shoal-project/shoal/containerd/images"
 	"github.com/shoal-project/shoal/containerd/inroot"
 )
 
@@ -500,11 +501,7 @@ type Change struct {
 // modified, else added; a whiteout: deleted). Nothing is followed through a
 // symlink, in the upper layer or in the image's.
 func (e *Engine) Changes(idOrName string) ([]Change, error) {
-	c, err := e.Get(idOrName)
-	if err != nil {
-		return nil, err
-	}
-	rfs, err := e.opts.Images.RootfsOf(c.ID)
+	c, rfs, err := e.rootfsOf(idOrName)
 	if err != nil {
 		return nil, err
 	}
@@ -587,4 +584,27 @@ func (e *Engine) SizeRw(idOrName string) (int64, error) {
 		return nil
 	})
 	return n, nil
+}
+
+// GraphDriver is the container's overlay as dockerd's overlay2 shows it in
+// inspect's GraphDriver.Data (users read UpperDir from it): the image's
+// layers, top first, with the init layer above them, and the container's
+// upper and work directories. There is no MergedDir here: the overlay is
+// mounted in the container's mount namespace only.
+func (e *Engine) GraphDriver(idOrName string) (map[string]string, error) {
+	_, rfs, err := e.rootfsOf(idOrName)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"LowerDir": strings.Join(rfs.Lower, ":"), "UpperDir": rfs.Upper, "WorkDir": rfs.Work}, nil
+}
+
+// rootfsOf is the container and the overlay its image store made for it.
+func (e *Engine) rootfsOf(idOrName string) (Container, images.Rootfs, error) {
+	c, err := e.Get(idOrName)
+	if err != nil {
+		return Container{}, images.Rootfs{}, err
+	}
+	rfs, err := e.opts.Images.RootfsOf(c.ID)
+	return c, rfs, err
 }
