@@ -41,6 +41,9 @@ func (c *Client) hijack(ctx context.Context, p string, q url.Values, body any) (
 	header.Set("Connection", "Upgrade")
 	header.Set("Upgrade", "tcp")
 	req := &request{method: "POST", target: c.path(p, q), host: dummyHost, header: header, body: b}
+	if err := checkTarget(req.target); err != nil {
+		return nil, err
+	}
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, err

@@ -218,10 +218,24 @@ func readHead(br *bufio.Reader) (*Response, error) {
 	}
 }
 
+// checkTarget refuses a request target that would break the request line
+// (the client escapes ids and names; this is the last guard).
+func checkTarget(target string) error {
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f {
+			return fmt.Errorf("invalid request path %q", target)
+		}
+	}
+	return nil
+}
+
 // roundTrip sends r on a connection of t and returns the answer once its
 // header is read. A reused connection that the daemon had closed is
 // replaced once, when the body can be sent again.
 func (t *transport) roundTrip(ctx context.Context, r *request) (*Response, error) {
+	if err := checkTarget(r.target); err != nil {
+		return nil, err
+	}
 	for try := 0; ; try++ {
 		cn, reused, err := t.get(ctx)
 		if err != nil {

@@ -268,3 +268,17 @@ func TestWireHostileAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestWireRefusesBrokenTarget: a path that would end the request line
+// early (a raw space or line break) is refused before anything is sent.
+func TestWireRefusesBrokenTarget(t *testing.T) {
+	d := newCountingDaemon(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, p := range []string{"/containers/a b/json", "/x\r\nHost: evil", "/x\x00"} {
+		if err := d.c.get(context.Background(), p, nil, nil); err == nil || !strings.Contains(err.Error(), "invalid request path") {
+			t.Errorf("GET %q: %v", p, err)
+		}
+	}
+	if n := d.conns.Load(); n != 0 {
+		t.Errorf("%d connections made for refused requests", n)
+	}
+}
