@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/containerd/images"
+	"github.com/shoal-project/shoal/containerd/runtime"
 )
 
 // swapMain runs inside a container as its attacker: it exchanges two paths
@@ -429,6 +430,24 @@ func TestCommitPausesByDefault(t *testing.T) {
 		}
 		if frozen() {
 			t.Errorf("NoPause=%v: the container is still frozen after the commit", noPause)
+		}
+	}
+}
+
+// TestExitedUnder: the errors of a pause whose container exited under it
+// (its runtime record or cgroup gone, a v1 cgroup removed between the
+// freeze's write and read) let a commit go on unpaused; others do not.
+func TestExitedUnder(t *testing.T) {
+	const state = "/sys/fs/cgroup/freezer/x/c/freezer.state"
+	for err, want := range map[error]bool{
+		fmt.Errorf("cgroups: freeze: %w", fmt.Errorf("cgroups: read %s: %w", state, unix.ENODEV)): true,
+		fmt.Errorf("cgroups: freeze: %w", fmt.Errorf("cgroups: open %s: %w", state, unix.ENOENT)): true,
+		fmt.Errorf("pause: %w", runtime.ErrNotFound):                                              true,
+		fmt.Errorf("cgroups: freeze: %w", fmt.Errorf("cgroups: write %s: %w", state, unix.EBUSY)): false,
+		context.DeadlineExceeded: false,
+	} {
+		if got := exitedUnder(err); got != want {
+			t.Errorf("exitedUnder(%v) = %v, want %v", err, got, want)
 		}
 	}
 }
