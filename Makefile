@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 export GOFLAGS := -buildvcs=false
 BIN := bin/shoal
 # Packages whose concurrency matters run again under the race detector.
-RACE_PKGS := ./raftstore/... ./scheduler/... ./manager/... ./worker/... ./containerd/logs/... ./containerd/shim/... ./daemon/... ./overlaynet/encrypt/...
+RACE_PKGS := ./raftstore/... ./scheduler/... ./manager/... ./worker/... ./containerd/logs/... ./containerd/shim/... ./daemon/... ./overlaynet/encrypt/... ./cli/apiclient/...
 APT_TEST := busybox-static iproute2 iptables nftables python3-docker tmux docker-registry apache2-utils skopeo tcpdump
 APT_BENCH := crun runc iperf3
 
