@@ -135,7 +135,7 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 		Socket:       filepath.Join(dir, "exec", "shoal.sock"),
 		CgroupParent: Prefix + "-" + name,
 		Bridge:       "br" + name,
-		BIP:          fmt.Sprintf("198.19.%d.1/24", (os.Getpid()+n)%250+1),
+		BIP:          bridgeIP(os.Getpid()+n, opts.NetNS == ""),
 		NetNS:        opts.NetNS,
 		NodeName:     opts.NodeName,
 		t:            t,
@@ -147,6 +147,53 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 	d.args = opts.Args
 	d.start(opts.Args)
 	return d
+}
+
+// bridgeIP is the --bip of the seq'th daemon, a /24 of 198.19.1-250.0/16.
+// On the host (onHost) a /24 that a route of the host already covers or
+// holds (another bridge: a network a user or another program made) is
+// skipped, as the daemon would refuse it at start.
+func bridgeIP(seq int, onHost bool) string {
+	var routes [][2]uint32 // destination, mask, as /proc/net/route has them
+	if onHost {
+		routes = hostRoutes()
+	}
+	for i := 0; i < 250; i++ {
+		k := (seq+i)%250 + 1
+		// 198.19.k.0/24 in /proc/net/route's byte order (little endian).
+		net, mask := uint32(198)|uint32(19)<<8|uint32(k)<<16, uint32(0x00ffffff)
+		free := true
+		for _, r := range routes {
+			if r[1] != 0 && (net&r[1] == r[0] || r[0]&mask == net) {
+				free = false
+			}
+		}
+		if free {
+			return fmt.Sprintf("198.19.%d.1/24", k)
+		}
+	}
+	return fmt.Sprintf("198.19.%d.1/24", seq%250+1)
+}
+
+// hostRoutes reads the IPv4 routes of the harness's own network namespace.
+func hostRoutes() [][2]uint32 {
+	b, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return nil
+	}
+	var out [][2]uint32
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		dst, err1 := strconv.ParseUint(f[1], 16, 32)
+		mask, err2 := strconv.ParseUint(f[7], 16, 32)
+		if err1 == nil && err2 == nil {
+			out = append(out, [2]uint32{uint32(dst), uint32(mask)})
+		}
+	}
+	return out
 }
 
 func (d *Daemon) start(extra []string) {

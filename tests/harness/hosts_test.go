@@ -327,3 +327,30 @@ func TestRemoveFirewallCommentedRule(t *testing.T) {
 		t.Fatalf("the commented rule of %s is still in FORWARD after the sweep", link)
 	}
 }
+
+// TestBridgeIPSkipsTakenSubnet: a /24 that a link of the host already
+// holds (a user's bridge, a scratch daemon's) is not handed to a test
+// daemon, which would refuse to start on it; in a test host's own
+// namespace it is.
+func TestBridgeIPSkipsTakenSubnet(t *testing.T) {
+	k := os.Getpid()%200 + 20
+	want := fmt.Sprintf("198.19.%d.1/24", k)
+	link := Prefix + "-bt"
+	exec.Command("ip", "link", "del", link).Run() // a crashed run's
+	t.Cleanup(func() { exec.Command("ip", "link", "del", link).Run() })
+	for _, args := range [][]string{
+		{"link", "add", link, "type", "bridge"},
+		{"addr", "add", fmt.Sprintf("198.19.%d.7/24", k), "dev", link},
+		{"link", "set", link, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	if got := bridgeIP(k-1, true); got == want {
+		t.Errorf("on the host: %s, which %s holds", got, link)
+	}
+	if got := bridgeIP(k-1, false); got != want {
+		t.Errorf("in a test host: %s, want %s", got, want)
+	}
+}
