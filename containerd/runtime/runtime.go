@@ -751,6 +751,19 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	cfgR.Close()
 	syncW.Close()
 	extra.close()
+	// exited is err, or the init's own report when it failed and exited
+	// while we were still moving it into its cgroup or releasing it: it
+	// prepares the rootfs meanwhile, and one it cannot prepare (a console
+	// without a devpts, say) ends it with its reason written. Read only
+	// once the init is known gone (ESRCH, EPIPE): a live one writes
+	// nothing before the go byte.
+	exited := func(err error) error {
+		var msg syncMsg
+		if json.NewDecoder(syncR).Decode(&msg) == nil && msg.Error != "" {
+			return msg.err()
+		}
+		return err
+	}
 	// The config goes first so that the init prepares the rootfs while we
 	// move it into the cgroup (on v1 the first cgroup.procs write waits
 	// for an RCU grace period, often several milliseconds); it waits for
@@ -764,11 +777,17 @@ func (r *Runtime) startInit(cfg *initConfig, join []nsPath, attr *syscall.SysPro
 	}
 	if cg != nil && !cloned {
 		if err := cg.Apply(cmd.Process.Pid); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				err = exited(err)
+			}
 			return fail(err)
 		}
 	}
 	t.mark("apply")
 	if _, err := cfgW.Write([]byte{goByte}); err != nil {
+		if errors.Is(err, unix.EPIPE) {
+			return fail(exited(fmt.Errorf("release init: %w", err)))
+		}
 		return fail(fmt.Errorf("release init: %w", err))
 	}
 	cfgW.Close()
