@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"strconv"
-	"strings"
 )
 
 // Hijacked is a connection the daemon took over from HTTP (attach, exec
@@ -72,22 +70,14 @@ func (c *Client) hijack(ctx context.Context, p string, q url.Values, body any) (
 	}
 	switch {
 	case resp.StatusCode >= 400:
-		resp.Body = io.NopCloser(errorBody(resp, br))
+		f, err := framed("POST", resp, br)
+		if err != nil {
+			return nil, fmt.Errorf("POST %s: %w", p, err)
+		}
+		resp.Body = io.NopCloser(f.r)
 		return nil, readError(resp)
 	case resp.StatusCode != 101 && resp.StatusCode != 200:
 		return nil, fmt.Errorf("POST %s: unable to upgrade to tcp, received %d", p, resp.StatusCode)
 	}
 	return &Hijacked{Conn: conn, Reader: br}, nil
-}
-
-// errorBody is the body of an error answer read from br: its
-// Content-Length's worth, or chunked, or to the end.
-func errorBody(resp *Response, br *bufio.Reader) io.Reader {
-	if strings.EqualFold(resp.Header.Get("Transfer-Encoding"), "chunked") {
-		return &chunkedReader{br: br}
-	}
-	if n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
-		return io.LimitReader(br, n)
-	}
-	return br
 }

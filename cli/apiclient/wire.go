@@ -289,31 +289,42 @@ func (t *transport) exchange(ctx context.Context, cn *conn, r *request) (*Respon
 		}
 		return fail(err)
 	}
-	b := &body{t: t, cn: cn, ctx: ctx, stop: stop, reusable: wrote == nil, remaining: -1}
-	switch {
-	case r.method == "HEAD" || resp.StatusCode == 204 || resp.StatusCode == 304 || resp.StatusCode == 101:
-		b.r, b.remaining = bytes.NewReader(nil), 0
-		if resp.StatusCode == 101 {
-			b.reusable = false
-		}
-	case strings.EqualFold(resp.Header.Get("Transfer-Encoding"), "chunked"):
-		b.r = &chunkedReader{br: cn.br}
-	case resp.Header.Get("Content-Length") != "":
-		n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
-		if err != nil || n < 0 {
-			return fail(fmt.Errorf("bad Content-Length %q", resp.Header.Get("Content-Length")))
-		}
-		b.remaining = n
-		b.r = io.LimitReader(cn.br, n)
-	default:
-		b.r = cn.br
-		b.reusable = false
+	f, err := framed(r.method, resp, cn.br)
+	if err != nil {
+		return fail(err)
 	}
+	b := &body{t: t, cn: cn, ctx: ctx, stop: stop, r: f.r, remaining: f.remaining, reusable: wrote == nil && !f.last}
 	if strings.EqualFold(resp.Header.Get("Connection"), "close") {
 		b.reusable = false
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// framing is how an answer's body is delimited on its connection.
+type framing struct {
+	r         io.Reader
+	remaining int64 // of a Content-Length body; -1 otherwise
+	last      bool  // nothing of HTTP follows it on the connection
+}
+
+// framed finds resp's body on br: none (HEAD, 101, 204, 304), chunked, its
+// Content-Length's worth, or the rest of the connection.
+func framed(method string, resp *Response, br *bufio.Reader) (framing, error) {
+	switch {
+	case method == "HEAD" || resp.StatusCode == 204 || resp.StatusCode == 304 || resp.StatusCode == 101:
+		// After a 101 the connection speaks another protocol.
+		return framing{r: bytes.NewReader(nil), remaining: 0, last: resp.StatusCode == 101}, nil
+	case strings.EqualFold(resp.Header.Get("Transfer-Encoding"), "chunked"):
+		return framing{r: &chunkedReader{br: br}, remaining: -1}, nil
+	case resp.Header.Get("Content-Length") != "":
+		n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
+		if err != nil || n < 0 {
+			return framing{}, fmt.Errorf("bad Content-Length %q", resp.Header.Get("Content-Length"))
+		}
+		return framing{r: io.LimitReader(br, n), remaining: n}, nil
+	}
+	return framing{r: br, remaining: -1, last: true}, nil
 }
 
 // body is an answer's body; at its end (or Close) the connection goes back
