@@ -63,6 +63,8 @@ import (
 	"github.com/shoal-project/shoal/overlaynet/bridge"
 	"github.com/shoal-project/shoal/overlaynet/sandbox"
 	"github.com/shoal-project/shoal/worker"
+
+	"golang.org/x/sys/unix"
 )
 
 // Daemon serves the Engine API over one node's engine.
@@ -143,10 +145,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Before the socket, which may be in the exec root (the default's is).
+	mounted, err := execRootTmpfs(cfg.ExecRoot)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 	// The socket comes first: a second daemon on a live daemon's socket
 	// must stop before it touches (and re-adopts) that daemon's containers.
 	ln, err := listen(sock)
 	if err != nil {
+		if mounted {
+			_ = unix.Unmount(cfg.ExecRoot, unix.MNT_DETACH)
+		}
 		return err
 	}
 	defer ln.Close()
