@@ -186,7 +186,8 @@ func (d *Daemon) imageInspect(w http.ResponseWriter, r *http.Request, name strin
 		Comment: comment, Created: img.Created.UTC().Format(time.RFC3339Nano), Author: img.Config.Author,
 		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: img.Config.Config, DockerOCIImageConfigExt: imageConfigExt(img)},
 		Architecture: arch, Os: osName, Size: img.Size,
-		RootFS: image.RootFS{Type: "layers", Layers: layers},
+		RootFS:   image.RootFS{Type: "layers", Layers: layers},
+		Metadata: image.Metadata{LastTagTime: img.LastTagTime},
 	}
 	if v := requestVersion(r); versionLess(v, "1.52") {
 		legacy, err := legacyImageInspect(resp, img.Parent, v)

@@ -680,6 +680,33 @@ except docker.errors.ImageLoadError as e:
 			t.Errorf("image tag events: %s, want tagev1:latest tagev2:x", r)
 		}
 	})
+	t.Run("LastTagTime", func(t *testing.T) {
+		// Set when the image is tagged here, as dockerd's Metadata; an
+		// image given no tag (a commit without a repository) has none.
+		if r := docker("run", "--name", "lttsrc", "busybox", "true"); r.Code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		defer d.Run("rm", "-f", "lttsrc")
+		r := docker("commit", "lttsrc")
+		if r.Code != 0 {
+			t.Fatalf("commit: %s", r)
+		}
+		id := strings.TrimSpace(r.Stdout)
+		defer d.Run("rmi", "-f", id)
+		format := "{{.Metadata.LastTagTime.UTC.Format \"2006-01-02T15:04:05.000000000Z\"}}"
+		if r := docker("image", "inspect", "-f", format, id); strings.TrimSpace(r.Stdout) != "0001-01-01T00:00:00.000000000Z" {
+			t.Errorf("LastTagTime of an untagged commit: %s", r)
+		}
+		before := time.Now().UTC()
+		if r := docker("tag", id, "ltt:1"); r.Code != 0 {
+			t.Fatalf("tag: %s", r)
+		}
+		r = docker("image", "inspect", "-f", format, "ltt:1")
+		got, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(r.Stdout))
+		if err != nil || got.Before(before.Add(-time.Second)) || got.After(time.Now().Add(time.Second)) {
+			t.Errorf("LastTagTime after tag at %s: %s", before.Format(time.RFC3339Nano), r)
+		}
+	})
 	t.Run("run on a missing network", func(t *testing.T) {
 		// The refusal must not be a 404: the docker CLI took it for a
 		// missing image and tried to pull busybox.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -768,4 +769,48 @@ func TestImportCancelled(t *testing.T) {
 		t.Fatalf("import: %v", err)
 	}
 	nothingLeft(t, s, root)
+}
+
+// TestLastTagTime: as dockerd's LastTagTime, set by an import with a tag and
+// by tag, kept across a reopen; an import without a tag sets none.
+func TestLastTagTime(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := s.Import(ctx, bytes.NewReader(mkTar(t, tent{name: "b", body: "b"})), "", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bare.LastTagTime.IsZero() {
+		t.Fatalf("untagged import has LastTagTime %v", bare.LastTagTime)
+	}
+	before := time.Now()
+	img, err := s.Import(ctx, bytes.NewReader(mkTar(t, tent{name: "a", body: "a"})), "one:1", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.LastTagTime.Before(before) {
+		t.Fatalf("tagged import: LastTagTime %v, before %v", img.LastTagTime, before)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := s.Tag(bare.ID, "two:1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get("two:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.LastTagTime.After(img.LastTagTime) {
+		t.Fatalf("tag: LastTagTime %v, not after %v", got.LastTagTime, img.LastTagTime)
+	}
+	s2, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s2.Get("two:1")
+	if err != nil || !again.LastTagTime.Equal(got.LastTagTime) {
+		t.Fatalf("after reopen: %v (%v), want %v", again.LastTagTime, err, got.LastTagTime)
+	}
 }

@@ -223,6 +223,9 @@ func (s *Store) register(raw []byte, parent string, tags []string) (Image, error
 	for _, t := range tags {
 		s.refs[t] = id
 	}
+	if len(tags) > 0 {
+		s.images[id].rec.LastTag = time.Now().UTC()
+	}
 	s.mu.Unlock()
 	if err := s.persist(); err != nil {
 		return Image{}, err

@@ -83,6 +83,9 @@ type Image struct {
 	// RepoDigests are the name@digest references of the manifests this
 	// image was pulled by or pushed as, sorted.
 	RepoDigests []string
+	// LastTagTime is when a tag was last given to the image here; zero
+	// when none was (pulled or loaded only), as dockerd's.
+	LastTagTime time.Time
 }
 
 // Healthcheck is a HEALTHCHECK as Docker's image config and Engine API hold
@@ -121,6 +124,10 @@ type record struct {
 	Parent      string    `json:"parent,omitempty"`
 	Added       time.Time `json:"added"`
 	RepoDigests []string  `json:"repoDigests,omitempty"`
+	// LastTag is when a tag was last given to the image here (tag, and
+	// import, commit or build with a tag), as dockerd's LastTagTime; a
+	// pull or a load sets no time.
+	LastTag time.Time `json:"lastTag,omitzero"`
 }
 
 // persisted is the format of images/state.json.
@@ -293,7 +300,7 @@ func (s *Store) persist() error {
 
 // imageLocked builds the public view of e. Call with mu held.
 func (s *Store) imageLocked(e *entry) Image {
-	img := Image{ID: e.id, Parent: e.rec.Parent, RepoDigests: append([]string(nil), e.rec.RepoDigests...)}
+	img := Image{ID: e.id, Parent: e.rec.Parent, RepoDigests: append([]string(nil), e.rec.RepoDigests...), LastTagTime: e.rec.LastTag}
 	for r, id := range s.refs {
 		if id == e.id {
 			img.RepoTags = append(img.RepoTags, r)
@@ -423,6 +430,7 @@ func (s *Store) Tag(src, dst string) error {
 	e, _, err := s.lookupLocked(src)
 	if err == nil {
 		s.refs[ref.String()] = e.id
+		e.rec.LastTag = time.Now().UTC()
 	}
 	s.mu.Unlock()
 	if err != nil {
