@@ -31,6 +31,13 @@ BRIDGE=${BENCH_BRIDGE:-shoalbench0}
 CGP=${BENCH_CGROUP:-shoal-bench}
 BIP=${BENCH_BIP:-198.19.251.1/24}
 SOCK=$DIR/exec/shoal.sock
+# The runtimes' state (crun's and runc's --root, `shoal runtime --root`) on a
+# tmpfs, as on a host whose /run is one (these VMs' /run is ext4 without a
+# journal, where each new inode costs more the more were deleted in the last
+# minutes); the daemon makes its exec root a tmpfs itself.
+AR=$DIR/anchor-root
+CRUN_CMD=(crun --root "$AR/crun")
+RUNC_CMD=(runc --root "$AR/runc")
 sh_() { "$BIN" -H "unix://$SOCK" "$@"; }
 CT=${BRIDGE}ct   # crun/runc container ids: $CT, $CT-1..$CT-$P
 
@@ -39,7 +46,7 @@ cleanup() {
   if [ -S "$SOCK" ]; then ids=$(sh_ ps -aq 2>/dev/null); [ -n "$ids" ] && sh_ rm -f $ids >/dev/null 2>&1; fi
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
   for rt in crun runc; do
-    $rt list -q 2>/dev/null | grep -x -- "$CT\(-[0-9]*\)\{0,1\}" | while read -r id; do $rt delete -f "$id" >/dev/null 2>&1; done
+    $rt --root "$AR/$rt" list -q 2>/dev/null | grep -x -- "$CT\(-[0-9]*\)\{0,1\}" | while read -r id; do $rt --root "$AR/$rt" delete -f "$id" >/dev/null 2>&1; done
   done
   grep -o "$DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   ip link del "$BRIDGE" 2>/dev/null
@@ -58,7 +65,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-mkdir -p "$DIR"
+mkdir -p "$DIR" "$AR"
+mount -t tmpfs -o mode=0700 tmpfs "$AR"
 
 # settle: before a section whose figures a loaded machine moves most (the
 # start path, the cluster, the overlay and the mesh; their anchors run in the
@@ -152,10 +160,10 @@ RUNRM=("${SHX[@]}" run --rm --network none busybox /bin/true)
 if want lifecycle; then
   echo "== container lifecycle, median of $N (ms)"
   settle
-  CRUN=$(median_ms_v1only crun run --bundle "$DIR/bundle" "$CT")
-  RUNC=$(median_ms runc run --bundle "$DIR/bundle" "$CT")
-  OURRT=$(median_ms_v1only "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" "$CT")
-  OURRT_HY=$(median_ms "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" "$CT")
+  CRUN=$(median_ms_v1only "${CRUN_CMD[@]}" run --bundle "$DIR/bundle" "$CT")
+  RUNC=$(median_ms "${RUNC_CMD[@]}" run --bundle "$DIR/bundle" "$CT")
+  OURRT=$(median_ms_v1only "$BIN" runtime --root "$AR/shoal" run --bundle "$DIR/bundle" "$CT")
+  OURRT_HY=$(median_ms "$BIN" runtime --root "$AR/shoal" run --bundle "$DIR/bundle" "$CT")
   SHOAL=$(median_ms "${RUNRM[@]}")
   printf '%-58s %9s ms\n' "crun run /bin/true (anchor)" "$CRUN"
   printf '%-58s %9s ms\n' "runc run /bin/true (anchor)" "$RUNC"
@@ -166,9 +174,9 @@ fi
 
 if want cpu; then
   echo "== CPU time per container start, user+sys of every process involved, mean of $N (ms)"
-  C_CRUN=$(cpu_ms -v1only crun run --bundle "$DIR/bundle" "$CT")
-  C_RUNC=$(cpu_ms runc run --bundle "$DIR/bundle" "$CT")
-  C_OURRT=$(cpu_ms -v1only "$BIN" runtime --root "$DIR/rt" run --bundle "$DIR/bundle" "$CT")
+  C_CRUN=$(cpu_ms -v1only "${CRUN_CMD[@]}" run --bundle "$DIR/bundle" "$CT")
+  C_RUNC=$(cpu_ms "${RUNC_CMD[@]}" run --bundle "$DIR/bundle" "$CT")
+  C_OURRT=$(cpu_ms -v1only "$BIN" runtime --root "$AR/shoal" run --bundle "$DIR/bundle" "$CT")
   C_SHOAL=$(cpu_ms -daemon "$DPID" "${RUNRM[@]}")
   C_CLI=$(cpu_ms "${SHX[@]}" version)
   printf '%-58s %9s ms\n' "crun run /bin/true (anchor)" "$C_CRUN"
@@ -193,8 +201,8 @@ if want parallel; then
       [ "$fail" = 0 ] || { echo "FAILED: $fail of $P: $1" >&2; exit 1; }
       awk -v p="$P" -v ns=$((e - s)) "BEGIN {printf \"%.1f\", p / (ns / 1e9)}"' parloop "$1"
   }
-  P_CRUN=$(par_s -v1only "crun run -d --bundle '$DIR/bundle' '$CT'-\$i")
-  for i in $(seq "$P"); do crun delete -f "$CT-$i" >/dev/null 2>&1; done
+  P_CRUN=$(par_s -v1only "crun --root '$AR/crun' run -d --bundle '$DIR/bundle' '$CT'-\$i")
+  for i in $(seq "$P"); do crun --root "$AR/crun" delete -f "$CT-$i" >/dev/null 2>&1; done
   P_SHOAL=$(par_s "'$BIN' -H 'unix://$SOCK' run -d --name '$CT'-\$i --network none busybox /bin/true")
   ids=$(sh_ ps -aq); [ -n "$ids" ] && sh_ rm -f $ids >/dev/null
   printf '%-58s %9s /s\n' "crun run -d x $P (anchor)" "$P_CRUN"
