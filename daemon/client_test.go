@@ -76,6 +76,11 @@ func TestClientRoundTrip(t *testing.T) {
 	if rt, ok := info.Info.Runtimes[info.Info.DefaultRuntime]; !ok || rt.Path == "" {
 		t.Errorf("runtimes %+v, default %q", info.Info.Runtimes, info.Info.DefaultRuntime)
 	}
+	// Containers outlive the daemon (TestDaemonRestartKeepsContainers), so
+	// it says so as dockerd with --live-restore does.
+	if !info.Info.LiveRestoreEnabled {
+		t.Error("info: LiveRestoreEnabled false, but containers survive a daemon restart")
+	}
 	// An old client (docker 20.10 speaks 1.41) is served too.
 	old, err := client.New(client.WithHost(d.cfg.Host), client.WithAPIVersion("1.41"))
 	if err != nil {

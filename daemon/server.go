@@ -255,8 +255,11 @@ func (d *Daemon) info(w http.ResponseWriter, r *http.Request) {
 		// no-new-privileges is per container (--security-opt), not a
 		// daemon default: dockerd lists it only with --no-new-privileges.
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},
-		Swarm:           d.swarmInfo(r),
-		Labels:          []string{}, Warnings: []string{},
+		// Containers always outlive the daemon: its shims hold them, and a
+		// restarted daemon adopts them (dockerd does so with --live-restore).
+		LiveRestoreEnabled: true,
+		Swarm:              d.swarmInfo(r),
+		Labels:             []string{}, Warnings: []string{},
 		// The drivers this engine has, as dockerd lists its registered ones
 		// (docker info's Plugins): "none" is no log driver there either.
 		Plugins: system.PluginsInfo{
