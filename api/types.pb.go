@@ -667,8 +667,11 @@ func (x *Annotations) GetLabels() map[string]string {
 type Resources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// nano_cpus is CPU in units of 1e-9 cores (1.5 cores = 1500000000).
-	NanoCpus      int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
-	MemoryBytes   int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	NanoCpus    int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// pids is the most processes the task's container may have (--limit-pids;
+	// 0: no limit); a limit only, never reserved.
+	Pids          int64 `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +716,13 @@ func (x *Resources) GetNanoCpus() int64 {
 func (x *Resources) GetMemoryBytes() int64 {
 	if x != nil {
 		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetPids() int64 {
+	if x != nil {
+		return x.Pids
 	}
 	return 0
 }
@@ -1222,9 +1232,19 @@ type ContainerSpec struct {
 	// PullOptions.RegistryAuth. It lives in the raft store, which is
 	// encrypted at rest, and travels to workers over mutual TLS; the REST
 	// API never shows it.
-	RegistryAuth  string `protobuf:"bytes,41,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RegistryAuth string `protobuf:"bytes,41,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
+	// init runs a small init as the container's PID 1 (--init), which reaps
+	// zombies and forwards signals.
+	Init bool `protobuf:"varint,42,opt,name=init,proto3" json:"init,omitempty"`
+	// hosts are extra /etc/hosts lines, "IP name [aliases...]" (--host), as
+	// Docker's API carries them.
+	Hosts []string `protobuf:"bytes,43,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// capability_add and capability_drop change the container's capabilities
+	// from the default set (--cap-add, --cap-drop; "ALL" for every one).
+	CapabilityAdd  []string `protobuf:"bytes,44,rep,name=capability_add,json=capabilityAdd,proto3" json:"capability_add,omitempty"`
+	CapabilityDrop []string `protobuf:"bytes,45,rep,name=capability_drop,json=capabilityDrop,proto3" json:"capability_drop,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -1388,6 +1408,34 @@ func (x *ContainerSpec) GetRegistryAuth() string {
 		return x.RegistryAuth
 	}
 	return ""
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetCapabilityAdd() []string {
+	if x != nil {
+		return x.CapabilityAdd
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetCapabilityDrop() []string {
+	if x != nil {
+		return x.CapabilityDrop
+	}
+	return nil
 }
 
 // HealthConfig is Docker's HealthConfig: test is [] (the image's), ["NONE"],
@@ -2750,10 +2798,11 @@ const file_types_proto_rawDesc = "" +
 	"\x06labels\x18\x02 \x03(\v2\".shoal.api.Annotations.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"~\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\"~\n" +
 	"\x14ResourceRequirements\x12,\n" +
 	"\x06limits\x18\x01 \x01(\v2\x14.shoal.api.ResourcesR\x06limits\x128\n" +
 	"\freservations\x18\x02 \x01(\v2\x14.shoal.api.ResourcesR\freservations\">\n" +
@@ -2793,7 +2842,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"ConfigSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xe4\x05\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xde\x06\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12<\n" +
 	"\x06labels\x18\x02 \x03(\v2$.shoal.api.ContainerSpec.LabelsEntryR\x06labels\x12\x18\n" +
@@ -2816,7 +2865,11 @@ const file_types_proto_rawDesc = "" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x129\n" +
 	"\vhealthcheck\x18( \x01(\v2\x17.shoal.api.HealthConfigR\vhealthcheck\x12#\n" +
-	"\rregistry_auth\x18) \x01(\tR\fregistryAuth\x1a9\n" +
+	"\rregistry_auth\x18) \x01(\tR\fregistryAuth\x12\x12\n" +
+	"\x04init\x18* \x01(\bR\x04init\x12\x14\n" +
+	"\x05hosts\x18+ \x03(\tR\x05hosts\x12%\n" +
+	"\x0ecapability_add\x18, \x03(\tR\rcapabilityAdd\x12'\n" +
+	"\x0fcapability_drop\x18- \x03(\tR\x0ecapabilityDrop\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x02\n" +

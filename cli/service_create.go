@@ -35,6 +35,7 @@ type serviceOptions struct {
 	wait                            waitFlags
 	health                          healthOptions
 	mounts                          []string
+	capAdd, capDrop, hosts          []string
 	secrets                         secretOpt
 	configs                         configOpt
 	image                           serviceImageFlags
@@ -174,6 +175,11 @@ func newServiceCreateCommand() *cobra.Command {
 	fl.Var(&o.secrets, "secret", "Specify secrets to expose to the service")
 	fl.Var(&o.configs, "config", "Specify configurations to expose to the service")
 	fl.BoolVar(&o.init, "init", false, "Use an init inside each service container to forward signals and reap processes")
+	fl.Var((*stringArray)(&o.capAdd), "cap-add", "Add Linux capabilities")
+	fl.Var((*stringArray)(&o.capDrop), "cap-drop", "Drop Linux capabilities")
+	// docker's `service create --host`: -H/--host names the daemon's
+	// socket in every shoal command, so this is run's name for it.
+	fl.Var((*stringArray)(&o.hosts), "add-host", "Add a custom host-to-IP mapping (host:ip)")
 	fl.StringVar(&o.endpointMode, "endpoint-mode", "vip", "Endpoint mode (vip or dnsrr)")
 	addRolloutFlags(fl, &o.rollout, true)
 	addServiceImageFlags(fl, &o.image)
@@ -251,7 +257,14 @@ func (o *serviceOptions) spec(fl *pflag.FlagSet, args []string, lookupEnv func(s
 		return spec, err
 	}
 	init := o.init
+	hosts, err := serviceHosts(o.hosts)
+	if err != nil {
+		return spec, err
+	}
 	ctr := &swarm.ContainerSpec{
+		CapabilityAdd:   o.capAdd,
+		CapabilityDrop:  o.capDrop,
+		Hosts:           hosts,
 		Mounts:          mounts,
 		Secrets:         o.secrets.refs,
 		Configs:         o.configs.refs,
@@ -362,4 +375,18 @@ func mergeEnv(env, add []string) []string {
 		out = append(out, e)
 	}
 	return out
+}
+
+// serviceHosts turns --host's host:ip mappings into the /etc/hosts lines
+// ("ip host") a service spec carries, as the docker CLI does.
+func serviceHosts(in []string) ([]string, error) {
+	var out []string
+	for _, h := range in {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok || name == "" || ip == "" {
+			return nil, fmt.Errorf("invalid argument %q for \"--add-host\" flag: want host:ip", h)
+		}
+		out = append(out, ip+" "+name)
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,48 @@ func TestClusterServices(t *testing.T) {
 		must(t, mgr, "service", "rm", "talk")
 	})
 
+	t.Run("init, pids limit, capabilities and hosts", func(t *testing.T) {
+		// Each was refused before ("not supported"); now applied to the
+		// task's container, shown by service inspect, and bad values are
+		// refused at create.
+		must(t, mgr, "service", "create", "-d", "--name", "opts", "--constraint", "node.role==manager", "--stop-grace-period", "1s",
+			"--init", "--limit-pids", "42", "--cap-drop", "NET_RAW", "--add-host", "foo:198.18.9.9", "busybox:latest", "sleep", "3600")
+		defer mgr.Daemon.Run("service", "rm", "opts")
+		c.waitPlacement(t, mgr, "opts", 30*time.Second, "1 running", func(p placement) bool { return p.total == 1 })
+		spec := must(t, mgr, "service", "inspect", "--format",
+			"{{.Spec.TaskTemplate.ContainerSpec.Init}} {{.Spec.TaskTemplate.Resources.Limits.Pids}} {{.Spec.TaskTemplate.ContainerSpec.CapabilityDrop}} {{.Spec.TaskTemplate.ContainerSpec.Hosts}}", "opts")
+		if got := strings.TrimSpace(spec); got != "true 42 [NET_RAW] [198.18.9.9 foo]" {
+			t.Errorf("service inspect: %q", got)
+		}
+		id := strings.TrimSpace(must(t, mgr, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=opts"))
+		if id == "" {
+			t.Fatal("no container of opts on the manager")
+		}
+		out := must(t, mgr, "exec", id, "sh", "-c",
+			`tr '\0' ' ' </proc/1/cmdline; echo; cat /sys/fs/cgroup/pids/pids.max; grep foo /etc/hosts; grep CapEff /proc/self/status`)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 4 || !strings.Contains(lines[0], "init") || !strings.Contains(lines[0], "sleep 3600") ||
+			lines[1] != "42" || !strings.HasPrefix(lines[2], "198.18.9.9") || !strings.HasSuffix(lines[2], "foo") {
+			t.Fatalf("in the task: %q", out)
+		}
+		eff, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(lines[3], "CapEff:")), 16, 64)
+		if err != nil || eff&(1<<13) != 0 || eff&1 == 0 { // CAP_NET_RAW dropped, CAP_CHOWN kept
+			t.Errorf("capabilities in the task: %q (%v)", lines[3], err)
+		}
+		for _, bad := range []struct {
+			flag, value, want string
+		}{
+			{"--cap-add", "NOPE", "unknown capability"},
+			{"--add-host", "nocolon", "host:ip"},
+			{"--limit-pids", "-1", "pids limit"},
+		} {
+			expectFail(t, mgr, []string{bad.want}, "service", "create", "-d", "--name", "badopts", bad.flag, bad.value, "busybox:latest", "true")
+		}
+		expectFail(t, mgr, []string{"pids limit of at least"}, "service", "create", "-d", "--name", "badopts", "--init", "--limit-pids", "8", "busybox:latest", "true")
+		if r := mgr.Daemon.Run("service", "inspect", "badopts"); r.Code == 0 {
+			t.Errorf("a refused service exists: %s", r)
+		}
+	})
 	t.Run("update replaces tasks", func(t *testing.T) {
 		must(t, mgr, "service", "create", "-d", "--name", "upd", "--replicas", "2", "--stop-grace-period", "1s",
 			"-e", "GEN=1", "busybox:latest", "sleep", "3600")

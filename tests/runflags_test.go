@@ -470,4 +470,16 @@ func TestRunInit(t *testing.T) {
 	if r := docker("run", "--rm", "--init", "busybox", "sh", "-c", "kill -USR1 $$; sleep 1"); r.Code != 138 {
 		t.Fatalf("docker run --init, the command killed by SIGUSR1: %s, want exit 138", r)
 	}
+	// The init's Go runtime threads count against a pids limit: a limit
+	// it cannot start under (7 crashed it with a Go runtime dump) is
+	// refused at create, nothing made; one it can is applied.
+	if r := d.Run("run", "--rm", "--name", "tightinit", "--init", "--pids-limit", "7", "busybox", "true"); r.Code != 125 || !strings.Contains(r.Stderr, "pids limit of at least") || strings.Contains(r.Stderr, "goroutine") {
+		t.Fatalf("--init --pids-limit 7: %s", r)
+	}
+	if r := d.Run("inspect", "tightinit"); r.Code == 0 {
+		t.Fatalf("a refused --init container exists: %s", r)
+	}
+	if got := strings.TrimSpace(runRm(t, d, "--init", "--pids-limit", "16", "busybox", "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max")); got != "16" {
+		t.Fatalf("--init --pids-limit 16: pids.max %q", got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -203,7 +204,15 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
 		cfg.Memory = lim.GetMemoryBytes()
 		cfg.NanoCPUs = lim.GetNanoCpus()
+		cfg.PidsLimit = lim.GetPids()
 	}
+	cfg.Init = cs.GetInit()
+	cfg.CapAdd, cfg.CapDrop = cs.GetCapabilityAdd(), cs.GetCapabilityDrop()
+	hosts, err := ExtraHosts(cs.GetHosts())
+	if err != nil {
+		return containers.Config{}, fmt.Errorf("%w: task %s: %w", ErrInvalidArgument, t.GetId(), err)
+	}
+	cfg.ExtraHosts = hosts
 	// Binds and tmpfs mounts here; volumes need the node's store (Create).
 	for _, m := range cs.GetMounts() {
 		switch m.GetType() {
@@ -221,6 +230,26 @@ func ContainerConfig(t *api.Task, networkMode string) (containers.Config, error)
 		}
 	}
 	return cfg, nil
+}
+
+// ExtraHosts turns a service's hosts, /etc/hosts lines "IP name
+// [aliases...]" as Docker's API carries --host, into the engine's "name:IP"
+// entries.
+func ExtraHosts(lines []string) ([]string, error) {
+	var out []string
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return nil, fmt.Errorf("host %q: want \"IP name [aliases...]\"", line)
+		}
+		if _, err := netip.ParseAddr(f[0]); err != nil {
+			return nil, fmt.Errorf("host %q: %q is not an IP address", line, f[0])
+		}
+		for _, name := range f[1:] {
+			out = append(out, name+":"+f[0])
+		}
+	}
+	return out, nil
 }
 
 // bindSpec is the engine's bind of src at m's target.

@@ -73,6 +73,9 @@ func (e *Engine) Create(ctx context.Context, name string, cfg Config) (c Contain
 	if err := ValidateHealthcheck(cfg.Healthcheck); err != nil {
 		return Container{}, err
 	}
+	if err := CheckInitPids(cfg.Init, cfg.PidsLimit); err != nil {
+		return Container{}, err
+	}
 	cfg.Healthcheck = mergeHealthcheck(cfg.Healthcheck, img.Healthcheck)
 	args := processArgs(cfg, img.Config.Config)
 	if len(args) == 0 {

@@ -36,6 +36,22 @@ import (
 // container's --init; the binary's main must call InitMain for it.
 const InitArg = initsig.Arg
 
+// InitMinPids is the lowest pids limit a --init container may have: the
+// init is this (Go) binary, whose runtime's threads count against the
+// limit (7-9 seen with one processor's worth of work), beside the command
+// and what it starts. Docker's tini is one thread; a lower limit would
+// fail the start with a Go runtime crash, so it is refused instead.
+const InitMinPids = 16
+
+// CheckInitPids refuses a --init container whose pids limit (0: none) is
+// under InitMinPids.
+func CheckInitPids(init bool, pids int64) error {
+	if init && pids > 0 && pids < InitMinPids {
+		return fmt.Errorf("%w: --init needs a pids limit of at least %d (shoal's init is a Go program whose threads count against it), got %d", ErrInvalidArgument, InitMinPids, pids)
+	}
+	return nil
+}
+
 // initPath is where a --init container sees its init.
 const initPath = "/dev/init"
 

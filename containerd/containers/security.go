@@ -35,6 +35,14 @@ func normalizeCap(name string) (string, error) {
 	return n, nil
 }
 
+// CheckCapability reports whether name is a capability --cap-add and
+// --cap-drop take (any case, with or without CAP_, or ALL), so that a
+// service naming another is refused before its tasks reach a node.
+func CheckCapability(name string) error {
+	_, err := normalizeCap(name)
+	return err
+}
+
 // capabilities is dockerd's TweakCapabilities: ALL in add grants every
 // capability but the dropped ones; ALL in drop keeps only the added ones;
 // else the defaults, less the dropped, plus the added (an added one wins).

@@ -9,6 +9,7 @@ package initsig
 import (
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"unsafe"
 )
@@ -39,6 +40,10 @@ func init() {
 	if len(os.Args) < 2 || os.Args[1] != Arg {
 		return
 	}
+	// One P from here on: every thread of the init counts against the
+	// container's pids limit, and the Go runtime adds threads with its Ps
+	// (containers.InitMinPids).
+	runtime.GOMAXPROCS(1)
 	C = make(chan os.Signal, 64)
 	signal.Notify(C, append([]os.Signal{syscall.SIGCHLD}, Forwarded...)...)
 	name := []byte(ReadyName + "\x00")

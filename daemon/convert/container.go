@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/shoal-project/shoal/api"
 	"github.com/shoal-project/shoal/containerd/containers"
+	"github.com/shoal-project/shoal/worker"
 )
 
 // isZero reports whether v (a pointer, slice, map or struct) holds nothing:
@@ -42,9 +43,6 @@ func containerSpecToAPI(c *swarm.ContainerSpec) (*api.ContainerSpec, error) {
 	if c == nil {
 		return nil, nil
 	}
-	if c.Init != nil && *c.Init {
-		return nil, notSupported("init is not supported")
-	}
 	health, err := healthToAPI(c.Healthcheck)
 	if err != nil {
 		return nil, err
@@ -57,11 +55,8 @@ func containerSpecToAPI(c *swarm.ContainerSpec) (*api.ContainerSpec, error) {
 		v    any
 	}{
 		{"privileges are", c.Privileges},
-		{"extra hosts are", c.Hosts},
 		{"dns config is", c.DNSConfig},
 		{"sysctls are", c.Sysctls},
-		{"capabilities are", c.CapabilityAdd},
-		{"capabilities are", c.CapabilityDrop},
 		{"ulimits are", c.Ulimits},
 		{"oom score adjustment is", c.OomScoreAdj},
 	} {
@@ -85,6 +80,22 @@ func containerSpecToAPI(c *swarm.ContainerSpec) (*api.ContainerSpec, error) {
 		StopSignal:      c.StopSignal,
 		StopGracePeriod: durationPtrToAPI(c.StopGracePeriod),
 		Healthcheck:     health,
+		Init:            c.Init != nil && *c.Init,
+	}
+	if _, err := worker.ExtraHosts(c.Hosts); err != nil {
+		return nil, invalid("%v", err)
+	}
+	out.Hosts = copyStrings(c.Hosts)
+	for _, caps := range []struct {
+		in  []string
+		out *[]string
+	}{{c.CapabilityAdd, &out.CapabilityAdd}, {c.CapabilityDrop, &out.CapabilityDrop}} {
+		for _, name := range caps.in {
+			if err := containers.CheckCapability(name); err != nil {
+				return nil, invalid("%v", err)
+			}
+			*caps.out = append(*caps.out, name)
+		}
 	}
 	for _, m := range c.Mounts {
 		am, err := mountToAPI(m)
@@ -195,6 +206,13 @@ func containerSpecToSwarm(c *api.ContainerSpec) *swarm.ContainerSpec {
 		StopSignal:      c.GetStopSignal(),
 		StopGracePeriod: durationPtrToSwarm(c.GetStopGracePeriod()),
 		Healthcheck:     healthToSwarm(c.GetHealthcheck()),
+		Hosts:           copyStrings(c.GetHosts()),
+		CapabilityAdd:   copyStrings(c.GetCapabilityAdd()),
+		CapabilityDrop:  copyStrings(c.GetCapabilityDrop()),
+	}
+	if c.GetInit() {
+		init := true
+		out.Init = &init
 	}
 	for _, m := range c.GetMounts() {
 		sm := mount.Mount{Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()}

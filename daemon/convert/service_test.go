@@ -58,12 +58,16 @@ func cliSpec(name, image string, args []string, edit func(*swarm.ServiceSpec)) s
 }
 
 // normalized is what a spec reads back as after a trip through api: the
-// fields with no api counterpart that the CLI sends empty come back unset,
+// fields with no api counterpart that the CLI sends empty (and Init false)
+// come back unset,
 // the runtime is reported, and a replicated mode without a count is 1.
 func normalized(s swarm.ServiceSpec) swarm.ServiceSpec {
 	if c := s.TaskTemplate.ContainerSpec; c != nil {
 		cc := *c
-		cc.Init, cc.DNSConfig = nil, nil
+		cc.DNSConfig = nil
+		if cc.Init != nil && !*cc.Init {
+			cc.Init = nil // false is the default, shown unset
+		}
 		s.TaskTemplate.ContainerSpec = &cc
 		s.TaskTemplate.Runtime = swarm.RuntimeContainer
 	}
@@ -139,6 +143,13 @@ func TestServiceSpecRoundTrip(t *testing.T) {
 			c.Configs = []*swarm.ConfigReference{{ConfigID: "c1", ConfigName: "conf", File: &swarm.ConfigReferenceFileTarget{Name: "/etc/app.conf", UID: "1", GID: "2", Mode: 0o444}}}
 			c.Groups = []string{"audio"}
 			c.OpenStdin = true
+		})},
+		{"init pids capabilities hosts", cliSpec("opts", "busybox:latest", nil, func(s *swarm.ServiceSpec) {
+			c := s.TaskTemplate.ContainerSpec
+			c.Init = ptr(true)
+			c.CapabilityAdd, c.CapabilityDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
+			c.Hosts = []string{"198.18.0.9 a b", "::1 six"}
+			s.TaskTemplate.Resources.Limits.Pids = 100
 		})},
 	}
 	for _, tc := range cases {
@@ -247,7 +258,10 @@ func TestServiceSpecRefused(t *testing.T) {
 		{"replicated job", swarm.ServiceSpec{Mode: swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{}}}, true, "job mode is not supported"},
 		{"global job", swarm.ServiceSpec{Mode: swarm.ServiceMode{GlobalJob: &swarm.GlobalJob{}}}, true, "job mode is not supported"},
 		{"two modes", swarm.ServiceSpec{Mode: swarm.ServiceMode{Global: &swarm.GlobalService{}, Replicated: &swarm.ReplicatedService{}}}, false, "must specify only one service mode"},
-		{"init", ctr(func(c *swarm.ContainerSpec) { c.Init = ptr(true) }), true, "init is not supported"},
+		{"init with a tight pids limit", task(func(ts *swarm.TaskSpec) {
+			ts.ContainerSpec.Init = ptr(true)
+			ts.Resources.Limits.Pids = 8
+		}), false, "--init needs a pids limit of at least 16"},
 		{"healthcheck negative interval", ctr(func(c *swarm.ContainerSpec) {
 			c.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second}
 		}), false, "Interval in Healthcheck cannot be less than 1ms"},
@@ -270,16 +284,16 @@ func TestServiceSpecRefused(t *testing.T) {
 		{"config runtime target", ctr(func(c *swarm.ContainerSpec) {
 			c.Configs = []*swarm.ConfigReference{{ConfigName: "cred", Runtime: &swarm.ConfigReferenceRuntimeTarget{}}}
 		}), true, "config cred: runtime targets are not supported"},
-		{"extra hosts", ctr(func(c *swarm.ContainerSpec) { c.Hosts = []string{"1.2.3.4 a"} }), true, "extra hosts are not supported"},
+		{"host without a name", ctr(func(c *swarm.ContainerSpec) { c.Hosts = []string{"1.2.3.4"} }), false, `want "IP name [aliases...]"`},
+		{"host without an IP", ctr(func(c *swarm.ContainerSpec) { c.Hosts = []string{"a.example a"} }), false, `"a.example" is not an IP address`},
 		{"dns", ctr(func(c *swarm.ContainerSpec) { c.DNSConfig = &swarm.DNSConfig{Search: []string{"example.org"}} }), true, "dns config is not supported"},
 		{"privileges", ctr(func(c *swarm.ContainerSpec) { c.Privileges = &swarm.Privileges{NoNewPrivileges: true} }), true, "privileges are not supported"},
-		{"cap add", ctr(func(c *swarm.ContainerSpec) { c.CapabilityAdd = []string{"NET_ADMIN"} }), true, "capabilities are not supported"},
-		{"cap drop", ctr(func(c *swarm.ContainerSpec) { c.CapabilityDrop = []string{"ALL"} }), true, "capabilities are not supported"},
+		{"unknown capability", ctr(func(c *swarm.ContainerSpec) { c.CapabilityAdd = []string{"NOPE"} }), false, `unknown capability: "CAP_NOPE"`},
 		{"sysctls", ctr(func(c *swarm.ContainerSpec) { c.Sysctls = map[string]string{"net.core.somaxconn": "1024"} }), true, "sysctls are not supported"},
 		{"ulimits", ctr(func(c *swarm.ContainerSpec) { c.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}} }), true, "ulimits are not supported"},
 		{"oom score", ctr(func(c *swarm.ContainerSpec) { c.OomScoreAdj = 100 }), true, "oom score adjustment is not supported"},
 		{"isolation", ctr(func(c *swarm.ContainerSpec) { c.Isolation = container.IsolationHyperV }), true, `isolation "hyperv" is not supported`},
-		{"pids", task(func(ts *swarm.TaskSpec) { ts.Resources.Limits.Pids = 100 }), true, "pids limit is not supported"},
+		{"negative pids limit", task(func(ts *swarm.TaskSpec) { ts.Resources.Limits.Pids = -1 }), false, "pids limit -1"},
 		{"generic resources", task(func(ts *swarm.TaskSpec) {
 			ts.Resources.Reservations.GenericResources = []swarm.GenericResource{{DiscreteResourceSpec: &swarm.DiscreteGenericResource{Kind: "gpu", Value: 1}}}
 		}), true, "generic resources are not supported"},

@@ -2,7 +2,9 @@ package convert
 
 import (
 	"github.com/moby/moby/api/types/swarm"
+
 	"github.com/shoal-project/shoal/api"
+	"github.com/shoal-project/shoal/containerd/containers"
 )
 
 // taskSpecToAPI converts a service's task template.
@@ -28,6 +30,9 @@ func taskSpecToAPI(t swarm.TaskSpec) (*api.TaskSpec, error) {
 	out := &api.TaskSpec{Container: c, ForceUpdate: t.ForceUpdate}
 	if out.Resources, err = resourcesToAPI(t.Resources); err != nil {
 		return nil, err
+	}
+	if err := containers.CheckInitPids(c.GetInit(), out.GetResources().GetLimits().GetPids()); err != nil {
+		return nil, invalid("%v", err)
 	}
 	if out.Restart, err = restartPolicyToAPI(t.RestartPolicy); err != nil {
 		return nil, err
@@ -56,10 +61,10 @@ func resourcesToAPI(r *swarm.ResourceRequirements) (*api.ResourceRequirements, e
 	}
 	out := &api.ResourceRequirements{}
 	if l := r.Limits; l != nil {
-		if l.Pids != 0 {
-			return nil, notSupported("pids limit is not supported")
+		if l.Pids < 0 {
+			return nil, invalid("pids limit %d: want 0 (no limit) or more", l.Pids)
 		}
-		out.Limits = &api.Resources{NanoCpus: l.NanoCPUs, MemoryBytes: l.MemoryBytes}
+		out.Limits = &api.Resources{NanoCpus: l.NanoCPUs, MemoryBytes: l.MemoryBytes, Pids: l.Pids}
 	}
 	if res := r.Reservations; res != nil {
 		if len(res.GenericResources) > 0 {
@@ -123,7 +128,7 @@ func TaskSpecToSwarm(t *api.TaskSpec) swarm.TaskSpec {
 	if r := t.GetResources(); r != nil {
 		out.Resources = &swarm.ResourceRequirements{}
 		if l := r.GetLimits(); l != nil {
-			out.Resources.Limits = &swarm.Limit{NanoCPUs: l.GetNanoCpus(), MemoryBytes: l.GetMemoryBytes()}
+			out.Resources.Limits = &swarm.Limit{NanoCPUs: l.GetNanoCpus(), MemoryBytes: l.GetMemoryBytes(), Pids: l.GetPids()}
 		}
 		if res := r.GetReservations(); res != nil {
 			out.Resources.Reservations = &swarm.Resources{NanoCPUs: res.GetNanoCpus(), MemoryBytes: res.GetMemoryBytes()}
