@@ -449,6 +449,11 @@ func TestRunInit(t *testing.T) {
 	if got := zombies("reaped", "--init"); strings.Contains(got, "Z ") {
 		t.Fatalf("a zombie with --init:\n%s", got)
 	}
+	// An update may not lower the pids limit under what the init needs
+	// either (containers.InitMinPids).
+	if r := d.Run("update", "--pids-limit", "5", "reaped"); r.Code == 0 || !strings.Contains(r.Stderr, "pids limit of at least") {
+		t.Fatalf("update --pids-limit 5 of a --init container: %s", r)
+	}
 	// sleep as PID 1 ignores SIGTERM; under the init it is not PID 1.
 	d.Must("run", "-d", "--name", "sleeper", "--init", "--stop-timeout", "8", "busybox", "sleep", "100")
 	defer d.Run("rm", "-f", "sleeper")

@@ -273,6 +273,9 @@ func (e *Engine) Update(idOrName string, res UpdateConfig) (Container, error) {
 	if next.Config.MemorySwap > 0 && next.Config.Memory == 0 {
 		return Container{}, fmt.Errorf("%w: You should always set the Memory limit when using Memoryswap limit", ErrInvalidArgument)
 	}
+	if err := CheckInitPids(next.Config.Init, next.Config.PidsLimit); err != nil {
+		return Container{}, err
+	}
 	if next.Config.MemorySwap > 0 && next.Config.MemorySwap < next.Config.Memory {
 		return Container{}, fmt.Errorf("%w: Minimum memoryswap limit should be larger than memory limit, see usage", ErrInvalidArgument)
 	}
