@@ -20,14 +20,11 @@ import (
 // unmounted when the daemon stops, as for /run. It reports whether it
 // mounted one.
 func execRootTmpfs(dir string) (bool, error) {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	tmpfs, err := onTmpfs(dir, 0o711)
+	if err != nil {
 		return false, fmt.Errorf("exec root: %w", err)
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		return false, fmt.Errorf("exec root: %w", err)
-	}
-	if fs.Type == unix.TMPFS_MAGIC {
+	if tmpfs {
 		return false, nil
 	}
 	ents, err := os.ReadDir(dir)
@@ -52,19 +49,29 @@ func execRootTmpfs(dir string) (bool, error) {
 // task's directory goes with its container. It returns dir, or "" and why
 // there is none.
 func secretsTmpfs(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	tmpfs, err := onTmpfs(dir, 0o700)
+	if err != nil {
 		return "", fmt.Errorf("secrets dir: %w", err)
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		return "", fmt.Errorf("secrets dir: %w", err)
-	}
-	if fs.Type != unix.TMPFS_MAGIC || !isMountPoint(dir) {
+	if !tmpfs || !isMountPoint(dir) {
 		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64m"); err != nil {
 			return "", fmt.Errorf("mount a tmpfs on %s: %w", dir, err)
 		}
 	}
 	return dir, nil
+}
+
+// onTmpfs makes dir (with mode) if it is missing and reports whether it is
+// on a tmpfs.
+func onTmpfs(dir string, mode os.FileMode) (bool, error) {
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return false, err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return false, err
+	}
+	return fs.Type == unix.TMPFS_MAGIC, nil
 }
 
 // isMountPoint reports whether dir is the root of a mount: its device

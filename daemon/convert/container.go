@@ -86,17 +86,12 @@ func containerSpecToAPI(c *swarm.ContainerSpec) (*api.ContainerSpec, error) {
 		return nil, invalid("%v", err)
 	}
 	out.Hosts = copyStrings(c.Hosts)
-	for _, caps := range []struct {
-		in  []string
-		out *[]string
-	}{{c.CapabilityAdd, &out.CapabilityAdd}, {c.CapabilityDrop, &out.CapabilityDrop}} {
-		for _, name := range caps.in {
-			if err := containers.CheckCapability(name); err != nil {
-				return nil, invalid("%v", err)
-			}
-			*caps.out = append(*caps.out, name)
+	for _, name := range append(copyStrings(c.CapabilityAdd), c.CapabilityDrop...) {
+		if err := containers.CheckCapability(name); err != nil {
+			return nil, invalid("%v", err)
 		}
 	}
+	out.CapabilityAdd, out.CapabilityDrop = copyStrings(c.CapabilityAdd), copyStrings(c.CapabilityDrop)
 	for _, m := range c.Mounts {
 		am, err := mountToAPI(m)
 		if err != nil {
